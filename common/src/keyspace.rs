@@ -1,0 +1,102 @@
+//! The etcd keyspace (DESIGN §3): the only place that spells a key.
+use crate::ids::{MeetingId, NodeId, RecordingId, Region};
+
+#[derive(Clone, Debug)]
+pub struct Keyspace {
+    prefix: String,
+}
+
+/// A key of ours, parsed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Key {
+    MediaNode(NodeId),
+    RecordingNode(NodeId),
+    Load(NodeId),
+    Meeting(MeetingId),
+    Placement(MeetingId, Region),
+    Recording(RecordingId),
+    Other,
+}
+
+impl Keyspace {
+    pub fn new(prefix: &str) -> Self {
+        Self {
+            prefix: prefix.trim_end_matches('/').to_owned(),
+        }
+    }
+    /// Everything of Fjord's, for the controller's watch.
+    pub fn root(&self) -> String {
+        format!("{}/", self.prefix)
+    }
+    pub fn media_node(&self, id: &NodeId) -> String {
+        format!("{}/nodes/media/{id}", self.prefix)
+    }
+    pub fn recording_node(&self, id: &NodeId) -> String {
+        format!("{}/nodes/recording/{id}", self.prefix)
+    }
+    pub fn load(&self, id: &NodeId) -> String {
+        format!("{}/load/{id}", self.prefix)
+    }
+    pub fn meeting(&self, id: &MeetingId) -> String {
+        format!("{}/meetings/{id}", self.prefix)
+    }
+    pub fn placements_of(&self, id: &MeetingId) -> String {
+        format!("{}/meetings/{id}/placement/", self.prefix)
+    }
+    pub fn placement(&self, id: &MeetingId, region: &Region) -> String {
+        format!("{}/meetings/{id}/placement/{region}", self.prefix)
+    }
+    pub fn recording(&self, id: &RecordingId) -> String {
+        format!("{}/recordings/{id}", self.prefix)
+    }
+    pub fn election(&self) -> String {
+        format!("{}/election/controller", self.prefix)
+    }
+
+    pub fn parse(&self, key: &str) -> Key {
+        let Some(rest) = key
+            .strip_prefix(&self.prefix)
+            .and_then(|r| r.strip_prefix('/'))
+        else {
+            return Key::Other;
+        };
+        let parts: Vec<&str> = rest.split('/').collect();
+        let parsed = match parts.as_slice() {
+            ["nodes", "media", id] => NodeId::parse(id).ok().map(Key::MediaNode),
+            ["nodes", "recording", id] => NodeId::parse(id).ok().map(Key::RecordingNode),
+            ["load", id] => NodeId::parse(id).ok().map(Key::Load),
+            ["meetings", id] => MeetingId::parse(id).ok().map(Key::Meeting),
+            ["meetings", id, "placement", region] => MeetingId::parse(id)
+                .ok()
+                .zip(Region::parse(region).ok())
+                .map(|(m, r)| Key::Placement(m, r)),
+            ["recordings", id] => RecordingId::parse(id).ok().map(Key::Recording),
+            _ => None,
+        };
+        parsed.unwrap_or(Key::Other)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_parses_back() {
+        let ks = Keyspace::new("/fjord");
+        let n = NodeId::parse("n1").unwrap();
+        let m = MeetingId::parse("abc-defg-hij").unwrap();
+        let r = Region::parse("oslo").unwrap();
+        assert_eq!(ks.parse(&ks.media_node(&n)), Key::MediaNode(n.clone()));
+        assert_eq!(
+            ks.parse(&ks.recording_node(&n)),
+            Key::RecordingNode(n.clone())
+        );
+        assert_eq!(ks.parse(&ks.load(&n)), Key::Load(n));
+        assert_eq!(ks.parse(&ks.meeting(&m)), Key::Meeting(m.clone()));
+        assert_eq!(ks.parse(&ks.placement(&m, &r)), Key::Placement(m, r));
+        assert_eq!(ks.parse("/other/nodes/media/n1"), Key::Other);
+        assert_eq!(ks.parse("/fjord/election/controller/694d"), Key::Other);
+        assert_eq!(ks.parse("/fjord/nodes/media/Bad Id"), Key::Other);
+    }
+}

@@ -1,0 +1,32 @@
+//! Shared building blocks of the Fjord binaries. Nothing here owns a socket or a task
+//! except [`registration`] (the node's lease) and [`ops`] (the ops HTTP router it hands out).
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod etcd;
+pub mod ids;
+pub mod keyspace;
+pub mod node;
+pub mod ops;
+pub mod registration;
+pub mod shutdown;
+pub mod tls;
+pub mod token;
+
+/// Wall-clock milliseconds since the Unix epoch, as stored in etcd records.
+pub fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Installs the tracing subscriber every binary uses (`RUST_LOG` overrides `info`).
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .try_init();
+}

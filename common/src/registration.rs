@@ -1,0 +1,213 @@
+//! A node's registration: its record and load in etcd, bound to its own lease, renewed
+//! every second. Liveness is the lease (DESIGN §2): if the node cannot renew within the
+//! lease's TTL it counts itself gone (self-fencing) and stops taking joins until it has
+//! registered again.
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use etcd_client::{Client, PutOptions};
+use prost::Message;
+use proto::v1::{MediaNodeRecord, NodeLoad, NodeState, RecordingNodeRecord};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::EtcdConfig;
+use crate::ids::NodeId;
+use crate::keyspace::Keyspace;
+
+/// What a node publishes about itself.
+#[derive(Clone, Debug, PartialEq)]
+pub enum NodeRecord {
+    Media(MediaNodeRecord),
+    Recording(RecordingNodeRecord),
+}
+
+impl NodeRecord {
+    fn with_lease(&self, lease: i64) -> Vec<u8> {
+        match self {
+            NodeRecord::Media(r) => MediaNodeRecord {
+                lease_id: lease,
+                ..r.clone()
+            }
+            .encode_to_vec(),
+            NodeRecord::Recording(r) => RecordingNodeRecord {
+                lease_id: lease,
+                ..r.clone()
+            }
+            .encode_to_vec(),
+        }
+    }
+    fn key(&self, ks: &Keyspace, node: &NodeId) -> String {
+        match self {
+            NodeRecord::Media(_) => ks.media_node(node),
+            NodeRecord::Recording(_) => ks.recording_node(node),
+        }
+    }
+    pub fn set_state(&mut self, state: NodeState) {
+        match self {
+            NodeRecord::Media(r) => r.state = state as i32,
+            NodeRecord::Recording(r) => r.state = state as i32,
+        }
+    }
+}
+
+/// Handle on the registration task.
+pub struct Registration {
+    record: watch::Sender<NodeRecord>,
+    last_renewal: Arc<Mutex<Option<Instant>>>,
+    ttl: Duration,
+    task: JoinHandle<()>,
+}
+
+impl Registration {
+    /// Starts registering `record` and publishing `load` until `shutdown`, then revokes the lease.
+    pub fn spawn(
+        cfg: EtcdConfig,
+        node: NodeId,
+        record: NodeRecord,
+        load: watch::Receiver<NodeLoad>,
+        shutdown: CancellationToken,
+    ) -> Self {
+        let (record_tx, record_rx) = watch::channel(record);
+        let last_renewal = Arc::new(Mutex::new(None));
+        let ttl = cfg.lease_ttl();
+        let task = tokio::spawn(run(
+            cfg,
+            node,
+            record_rx,
+            load,
+            shutdown,
+            last_renewal.clone(),
+        ));
+        Self {
+            record: record_tx,
+            last_renewal,
+            ttl,
+            task,
+        }
+    }
+
+    /// `Ok` while the lease was renewed within its TTL; otherwise why the node is fenced.
+    pub fn check(&self) -> Result<(), String> {
+        // The lock guards a plain Instant and is never held across an await.
+        match *self.last_renewal.lock().expect("registration lock") {
+            None => Err("not registered in etcd yet".into()),
+            Some(t) if t.elapsed() >= self.ttl => Err(format!(
+                "lease not renewed for {:.1}s (etcd unreachable?)",
+                t.elapsed().as_secs_f64()
+            )),
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// Changes the published record (for example to draining); it is written at once.
+    pub fn update(&self, f: impl FnOnce(&mut NodeRecord)) {
+        self.record.send_modify(f);
+    }
+
+    pub fn record(&self) -> NodeRecord {
+        self.record.borrow().clone()
+    }
+
+    /// Waits for the task, which ends after `shutdown` with the lease revoked.
+    pub async fn join(self) {
+        let _ = self.task.await;
+    }
+}
+
+async fn run(
+    cfg: EtcdConfig,
+    node: NodeId,
+    mut record: watch::Receiver<NodeRecord>,
+    mut load: watch::Receiver<NodeLoad>,
+    shutdown: CancellationToken,
+    last_renewal: Arc<Mutex<Option<Instant>>>,
+) {
+    let ks = Keyspace::new(&cfg.prefix);
+    while !shutdown.is_cancelled() {
+        let Some(mut client) = crate::etcd::connect(&cfg, &shutdown).await else {
+            break;
+        };
+        match session(
+            &cfg,
+            &ks,
+            &node,
+            &mut client,
+            &mut record,
+            &mut load,
+            &shutdown,
+            &last_renewal,
+        )
+        .await
+        {
+            Ok(()) => break,
+            Err(e) => {
+                tracing::warn!(error = %e, "etcd registration interrupted; registering again")
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+    }
+    *last_renewal.lock().expect("registration lock") = None;
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn session(
+    cfg: &EtcdConfig,
+    ks: &Keyspace,
+    node: &NodeId,
+    client: &mut Client,
+    record: &mut watch::Receiver<NodeRecord>,
+    load: &mut watch::Receiver<NodeLoad>,
+    shutdown: &CancellationToken,
+    last_renewal: &Mutex<Option<Instant>>,
+) -> Result<(), etcd_client::Error> {
+    let lease = client
+        .lease_grant(cfg.lease_ttl_secs as i64, None)
+        .await?
+        .id();
+    let opts = || Some(PutOptions::new().with_lease(lease));
+    let rec = record.borrow_and_update().clone();
+    client
+        .put(rec.key(ks, node), rec.with_lease(lease), opts())
+        .await?;
+    let first_load = load.borrow().encode_to_vec();
+    client.put(ks.load(node), first_load, opts()).await?;
+    let (mut keeper, mut stream) = client.lease_keep_alive(lease).await?;
+    *last_renewal.lock().expect("registration lock") = Some(Instant::now());
+    tracing::info!(node = %node, lease, "registered in etcd");
+
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => {
+                // Leave at once rather than after the TTL, so placement stops choosing us.
+                let _ = tokio::time::timeout(Duration::from_secs(1), client.lease_revoke(lease)).await;
+                tracing::info!(node = %node, "registration revoked");
+                return Ok(());
+            }
+            changed = record.changed() => {
+                if changed.is_err() { return Ok(()); }
+                let rec = record.borrow_and_update().clone();
+                client.put(rec.key(ks, node), rec.with_lease(lease), opts()).await?;
+            }
+            _ = tick.tick() => {
+                keeper.keep_alive().await?;
+                let resp = tokio::time::timeout(cfg.request_timeout(), stream.message())
+                    .await
+                    .map_err(|_| etcd_client::Error::InvalidArgs("lease keep-alive timed out".into()))??;
+                match resp {
+                    Some(r) if r.ttl() > 0 => {}
+                    _ => return Err(etcd_client::Error::LeaseKeepAliveError("lease expired".into())),
+                }
+                *last_renewal.lock().expect("registration lock") = Some(Instant::now());
+                let l = NodeLoad { updated_unix_ms: crate::unix_ms(), ..load.borrow_and_update().clone() };
+                client.put(ks.load(node), l.encode_to_vec(), opts()).await?;
+            }
+        }
+    }
+}

@@ -1,0 +1,301 @@
+//! Join tokens: Ed25519-signed JWTs (jsonwebtoken) that the controller issues and media
+//! nodes verify locally. A token is scoped to one meeting, one participant and one node,
+//! and expires quickly; the node refuses anything else.
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{MeetingId, NodeId, ParticipantId, Region};
+
+pub const ISSUER: &str = "fjord-controller";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    Host,
+    CoHost,
+    Panelist,
+    Attendee,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Host => "host",
+            Role::CoHost => "co-host",
+            Role::Panelist => "panelist",
+            Role::Attendee => "attendee",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JoinClaims {
+    pub iss: String,
+    /// Participant id.
+    pub sub: ParticipantId,
+    pub mtg: MeetingId,
+    pub name: String,
+    pub role: Role,
+    pub node: NodeId,
+    pub region: Region,
+    pub iat: u64,
+    pub exp: u64,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TokenError {
+    #[error("token is malformed")]
+    Malformed,
+    #[error("token was signed with an unknown key id")]
+    UnknownKey,
+    #[error("token signature is invalid")]
+    BadSignature,
+    #[error("token has expired")]
+    Expired,
+    #[error("token was issued for another media node")]
+    WrongNode,
+    #[error("token was issued for another meeting")]
+    WrongMeeting,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot load token key {path}: {message}")]
+pub struct KeyError {
+    pub path: String,
+    pub message: String,
+}
+
+fn read_pem(path: &Path) -> Result<Vec<u8>, KeyError> {
+    std::fs::read(path).map_err(|e| KeyError {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })
+}
+
+/// Signs join tokens with the controller's Ed25519 key (PKCS#8 PEM).
+pub struct TokenSigner {
+    key: EncodingKey,
+    kid: String,
+    ttl: Duration,
+}
+
+impl TokenSigner {
+    pub fn from_pem(pem: &[u8], kid: &str, ttl: Duration) -> Result<Self, String> {
+        let key = EncodingKey::from_ed_pem(pem).map_err(|e| e.to_string())?;
+        Ok(Self {
+            key,
+            kid: kid.to_owned(),
+            ttl,
+        })
+    }
+    pub fn from_file(path: &Path, kid: &str, ttl: Duration) -> Result<Self, KeyError> {
+        let pem = read_pem(path)?;
+        Self::from_pem(&pem, kid, ttl).map_err(|message| KeyError {
+            path: path.display().to_string(),
+            message,
+        })
+    }
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// Claims for `participant` valid from `now_unix` for this signer's ttl.
+    #[allow(clippy::too_many_arguments)]
+    pub fn claims(
+        &self,
+        now_unix: u64,
+        participant: ParticipantId,
+        meeting: MeetingId,
+        name: String,
+        role: Role,
+        node: NodeId,
+        region: Region,
+    ) -> JoinClaims {
+        JoinClaims {
+            iss: ISSUER.into(),
+            sub: participant,
+            mtg: meeting,
+            name,
+            role,
+            node,
+            region,
+            iat: now_unix,
+            exp: now_unix + self.ttl.as_secs().max(1),
+        }
+    }
+
+    pub fn sign(&self, claims: &JoinClaims) -> String {
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(self.kid.clone());
+        // Serialising our own claims struct and signing with a key that parsed cannot fail.
+        jsonwebtoken::encode(&header, claims, &self.key).expect("signing a join token")
+    }
+}
+
+/// Verifies join tokens on a media node: signature (by `kid`), expiry, node and meeting.
+pub struct TokenVerifier {
+    keys: HashMap<String, DecodingKey>,
+    node: NodeId,
+}
+
+impl TokenVerifier {
+    pub fn new(node: NodeId) -> Self {
+        Self {
+            keys: HashMap::new(),
+            node,
+        }
+    }
+    pub fn add_key_pem(&mut self, kid: &str, public_pem: &[u8]) -> Result<(), String> {
+        let key = DecodingKey::from_ed_pem(public_pem).map_err(|e| e.to_string())?;
+        self.keys.insert(kid.to_owned(), key);
+        Ok(())
+    }
+    pub fn add_key_file(&mut self, kid: &str, path: &Path) -> Result<(), KeyError> {
+        let pem = read_pem(path)?;
+        self.add_key_pem(kid, &pem).map_err(|message| KeyError {
+            path: path.display().to_string(),
+            message,
+        })
+    }
+
+    /// Checks `token` for a participant joining `meeting` on this node at `now_unix`.
+    pub fn verify(
+        &self,
+        token: &str,
+        meeting: &MeetingId,
+        now_unix: u64,
+    ) -> Result<JoinClaims, TokenError> {
+        if token.len() > 4096 {
+            return Err(TokenError::Malformed);
+        }
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
+        if header.alg != Algorithm::EdDSA {
+            return Err(TokenError::BadSignature);
+        }
+        let key = header
+            .kid
+            .as_deref()
+            .and_then(|k| self.keys.get(k))
+            .ok_or(TokenError::UnknownKey)?;
+        let mut v = Validation::new(Algorithm::EdDSA);
+        v.set_issuer(&[ISSUER]);
+        // Expiry is checked below against the caller's clock, so that it is testable and exact.
+        v.validate_exp = false;
+        v.required_spec_claims.clear();
+        let data = jsonwebtoken::decode::<JoinClaims>(token, key, &v).map_err(|e| {
+            use jsonwebtoken::errors::ErrorKind;
+            match e.kind() {
+                ErrorKind::InvalidSignature
+                | ErrorKind::InvalidAlgorithm
+                | ErrorKind::InvalidIssuer => TokenError::BadSignature,
+                _ => TokenError::Malformed,
+            }
+        })?;
+        let c = data.claims;
+        if now_unix >= c.exp {
+            return Err(TokenError::Expired);
+        }
+        if c.node != self.node {
+            return Err(TokenError::WrongNode);
+        }
+        if &c.mtg != meeting {
+            return Err(TokenError::WrongMeeting);
+        }
+        Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keypair() -> (String, String) {
+        let kp = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+        (kp.serialize_pem(), kp.public_key_pem())
+    }
+
+    fn ids() -> (MeetingId, NodeId) {
+        (
+            MeetingId::parse("m-1").unwrap(),
+            NodeId::parse("n1").unwrap(),
+        )
+    }
+
+    fn token(signer: &TokenSigner, now: u64, node: &NodeId, meeting: &MeetingId) -> String {
+        let c = signer.claims(
+            now,
+            ParticipantId::parse("p1").unwrap(),
+            meeting.clone(),
+            "Ada".into(),
+            Role::Attendee,
+            node.clone(),
+            Region::parse("oslo").unwrap(),
+        );
+        signer.sign(&c)
+    }
+
+    #[test]
+    fn verifies_only_in_scope_and_in_time() {
+        let (private, public) = keypair();
+        let signer =
+            TokenSigner::from_pem(private.as_bytes(), "k1", Duration::from_secs(60)).unwrap();
+        let (m, n) = ids();
+        let mut v = TokenVerifier::new(n.clone());
+        v.add_key_pem("k1", public.as_bytes()).unwrap();
+        let t = token(&signer, 1000, &n, &m);
+        assert_eq!(v.verify(&t, &m, 1001).unwrap().name, "Ada");
+        assert_eq!(v.verify(&t, &m, 1060), Err(TokenError::Expired));
+        assert_eq!(
+            v.verify(&t, &MeetingId::parse("m-2").unwrap(), 1001),
+            Err(TokenError::WrongMeeting)
+        );
+        let other = token(&signer, 1000, &NodeId::parse("n2").unwrap(), &m);
+        assert_eq!(v.verify(&other, &m, 1001), Err(TokenError::WrongNode));
+    }
+
+    #[test]
+    fn refuses_forged_and_garbage() {
+        let (private, public) = keypair();
+        let (forger, _) = keypair();
+        let (m, n) = ids();
+        let mut v = TokenVerifier::new(n.clone());
+        v.add_key_pem("k1", public.as_bytes()).unwrap();
+        let forged =
+            TokenSigner::from_pem(forger.as_bytes(), "k1", Duration::from_secs(60)).unwrap();
+        assert_eq!(
+            v.verify(&token(&forged, 1000, &n, &m), &m, 1001),
+            Err(TokenError::BadSignature)
+        );
+        let unknown =
+            TokenSigner::from_pem(private.as_bytes(), "k9", Duration::from_secs(60)).unwrap();
+        assert_eq!(
+            v.verify(&token(&unknown, 1000, &n, &m), &m, 1001),
+            Err(TokenError::UnknownKey)
+        );
+        for junk in [
+            "",
+            "a.b.c",
+            "....",
+            "eyJhbGciOiJub25lIn0.e30.",
+            &"x".repeat(5000),
+        ] {
+            assert!(v.verify(junk, &m, 1001).is_err(), "{junk:?} accepted");
+        }
+        // A valid token whose payload was altered fails the signature.
+        let t = token(
+            &TokenSigner::from_pem(private.as_bytes(), "k1", Duration::from_secs(60)).unwrap(),
+            1000,
+            &n,
+            &m,
+        );
+        let mut parts: Vec<String> = t.split('.').map(String::from).collect();
+        parts[1] = parts[1].chars().rev().collect();
+        assert!(v.verify(&parts.join("."), &m, 1001).is_err());
+    }
+}

@@ -1,0 +1,187 @@
+//! The controller's one config struct: defaults < file < `FJORD_CONTROLLER__*`.
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use common::config::{ConfigError, EtcdConfig};
+use common::ids::Region;
+use common::tls::TlsConfig;
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+use crate::placement::Topology;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ControllerConfig {
+    /// This replica's id (used in leader election and metrics).
+    pub id: String,
+    /// HTTP/JSON API, gRPC API, web client and ops endpoints, all on one port.
+    pub listen: String,
+    /// Bearer keys that authorise operator calls.
+    pub operator_keys: Vec<String>,
+    pub etcd: EtcdConfig,
+    /// Mutual TLS towards media and recording nodes.
+    pub tls: TlsConfig,
+    pub token: TokenConfig,
+    /// Regions and their neighbours, nearest first.
+    pub regions: Vec<RegionConfig>,
+    /// Region of a client nothing else places.
+    pub default_region: String,
+    /// Client address ranges and their regions, first match wins.
+    pub region_cidrs: Vec<CidrRegion>,
+    /// Header a regional ingress sets to the client's region; unset to ignore headers.
+    pub region_header: Option<String>,
+    /// Let any client choose its region in the join request (operators always may).
+    pub allow_region_override: bool,
+    /// How long a join counts against a node's capacity before its load report shows it.
+    pub join_correction_secs: u64,
+    /// Time-out for one call to a node.
+    pub node_call_timeout_ms: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TokenConfig {
+    /// Ed25519 private key, PKCS#8 PEM.
+    pub signing_key_file: Option<PathBuf>,
+    pub kid: String,
+    pub ttl_secs: u64,
+}
+
+impl Default for TokenConfig {
+    fn default() -> Self {
+        Self {
+            signing_key_file: None,
+            kid: "k1".into(),
+            ttl_secs: 120,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegionConfig {
+    pub name: String,
+    #[serde(default)]
+    pub neighbours: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CidrRegion {
+    pub cidr: String,
+    pub region: String,
+}
+
+impl Default for ControllerConfig {
+    fn default() -> Self {
+        Self {
+            id: "controller-1".into(),
+            listen: "127.0.0.1:8080".into(),
+            operator_keys: Vec::new(),
+            etcd: EtcdConfig::default(),
+            tls: TlsConfig::default(),
+            token: TokenConfig::default(),
+            regions: Vec::new(),
+            default_region: "default".into(),
+            region_cidrs: Vec::new(),
+            region_header: None,
+            allow_region_override: false,
+            join_correction_secs: 5,
+            node_call_timeout_ms: 3000,
+        }
+    }
+}
+
+/// The region settings, parsed.
+#[derive(Clone, Debug)]
+pub struct Regions {
+    pub known: Vec<Region>,
+    pub default: Region,
+    pub cidrs: Vec<(IpNet, Region)>,
+    pub topology: Topology,
+}
+
+impl ControllerConfig {
+    /// Checks every value and returns the parsed region settings.
+    pub fn validate(&self) -> Result<Regions, ConfigError> {
+        self.etcd.validate()?;
+        common::config::socket_addr("listen", &self.listen)?;
+        if common::ids::NodeId::parse(&self.id).is_err() {
+            return Err(ConfigError::key(
+                "id",
+                "must be 1-63 characters of a-z, 0-9 and '-'",
+            ));
+        }
+        if self.operator_keys.iter().any(|k| k.len() < 16) {
+            return Err(ConfigError::key(
+                "operator_keys",
+                "every key must be at least 16 characters",
+            ));
+        }
+        if self.token.signing_key_file.is_none() {
+            return Err(ConfigError::key(
+                "token.signing_key_file",
+                "required: the Ed25519 key that signs join tokens",
+            ));
+        }
+        if !(10..=3600).contains(&self.token.ttl_secs) {
+            return Err(ConfigError::key(
+                "token.ttl_secs",
+                "must be between 10 and 3600",
+            ));
+        }
+        let region = |key: &str, name: &str| {
+            Region::parse(name).map_err(|e| ConfigError::key(key, e.to_string()))
+        };
+        let mut known = Vec::new();
+        let mut topology = Topology::default();
+        for (i, r) in self.regions.iter().enumerate() {
+            let name = region(&format!("regions[{i}].name"), &r.name)?;
+            let mut ns = Vec::new();
+            for n in &r.neighbours {
+                ns.push(region(&format!("regions[{i}].neighbours"), n)?);
+            }
+            topology.neighbours.insert(name.clone(), ns);
+            known.push(name);
+        }
+        let default = region("default_region", &self.default_region)?;
+        if !known.contains(&default) {
+            known.push(default.clone());
+        }
+        let mut seen = BTreeMap::new();
+        for r in &known {
+            if seen.insert(r.clone(), ()).is_some() {
+                return Err(ConfigError::key(
+                    "regions",
+                    format!("region {r} is listed twice"),
+                ));
+            }
+        }
+        let mut cidrs = Vec::new();
+        for (i, c) in self.region_cidrs.iter().enumerate() {
+            let net: IpNet = c.cidr.parse().map_err(|_| {
+                ConfigError::key(
+                    format!("region_cidrs[{i}].cidr"),
+                    format!("{:?} is not a CIDR", c.cidr),
+                )
+            })?;
+            cidrs.push((
+                net,
+                region(&format!("region_cidrs[{i}].region"), &c.region)?,
+            ));
+        }
+        if !(100..=60_000).contains(&self.node_call_timeout_ms) {
+            return Err(ConfigError::key(
+                "node_call_timeout_ms",
+                "must be between 100 and 60000",
+            ));
+        }
+        Ok(Regions {
+            known,
+            default,
+            cidrs,
+            topology,
+        })
+    }
+}

@@ -1,0 +1,174 @@
+//! The gRPC edge of the public API: protobuf <-> service types, `ApiError` -> `Status`.
+use std::sync::Arc;
+
+use proto::v1 as pb;
+use proto::v1::controller_server::Controller;
+use tonic::{Request, Response, Status};
+
+use crate::service::{ApiError, Caller, JoinInput, MeetingInfo, NewMeeting, NodeInfo, Service};
+
+pub struct GrpcApi {
+    pub service: Arc<Service>,
+}
+
+impl From<ApiError> for Status {
+    fn from(e: ApiError) -> Status {
+        let msg = e.to_string();
+        match e {
+            ApiError::BadRequest(_) => Status::invalid_argument(msg),
+            ApiError::Unauthorized(_) => Status::unauthenticated(msg),
+            ApiError::Forbidden(_) => Status::permission_denied(msg),
+            ApiError::NotFound(_) => Status::not_found(msg),
+            ApiError::Conflict(_) => Status::failed_precondition(msg),
+            ApiError::Unavailable(_) => Status::unavailable(msg),
+            ApiError::Internal(_) => Status::internal(msg),
+        }
+    }
+}
+
+fn caller<T>(req: &Request<T>) -> Caller {
+    let bearer = req
+        .metadata()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.strip_prefix("Bearer ").unwrap_or(v).trim().to_owned());
+    Caller {
+        bearer,
+        addr: req.remote_addr().map(|a| a.ip()),
+        region_header: None,
+    }
+}
+
+fn meeting(m: MeetingInfo) -> pb::Meeting {
+    let r = m.record;
+    pb::Meeting {
+        id: r.meeting_id,
+        title: r.title,
+        has_password: !r.password_hash.is_empty(),
+        residency: r.residency,
+        classification: r.classification,
+        status: r.status,
+        created_unix_ms: r.created_unix_ms,
+        ended_unix_ms: r.ended_unix_ms,
+        placements: m
+            .placements
+            .into_iter()
+            .map(|(r, n)| pb::MeetingPlacement {
+                region: r.to_string(),
+                node_id: n.to_string(),
+            })
+            .collect(),
+    }
+}
+
+fn node(n: NodeInfo) -> pb::Node {
+    pb::Node {
+        id: n.id.to_string(),
+        kind: n.kind.to_owned(),
+        region: n.region,
+        state: n.state as i32,
+        load: Some(n.load),
+        capacity: Some(n.capacity),
+        slots: n.slots,
+    }
+}
+
+#[tonic::async_trait]
+impl Controller for GrpcApi {
+    async fn create_meeting(
+        &self,
+        req: Request<pb::CreateMeetingRequest>,
+    ) -> Result<Response<pb::CreateMeetingResponse>, Status> {
+        let c = caller(&req);
+        let r = req.into_inner();
+        let input = NewMeeting {
+            title: r.title,
+            password: r.password,
+            residency: r.residency,
+            classification: r.classification,
+        };
+        let (info, host_key) = self.service.create_meeting(&c, input).await?;
+        Ok(Response::new(pb::CreateMeetingResponse {
+            meeting: Some(meeting(info)),
+            host_key,
+        }))
+    }
+
+    async fn get_meeting(
+        &self,
+        req: Request<pb::GetMeetingRequest>,
+    ) -> Result<Response<pb::Meeting>, Status> {
+        let c = caller(&req);
+        Ok(Response::new(meeting(
+            self.service.get_meeting(&c, &req.into_inner().id).await?,
+        )))
+    }
+
+    async fn list_meetings(
+        &self,
+        req: Request<pb::ListMeetingsRequest>,
+    ) -> Result<Response<pb::ListMeetingsResponse>, Status> {
+        let c = caller(&req);
+        let list = self
+            .service
+            .list_meetings(&c, Some(&req.into_inner().state))
+            .await?;
+        Ok(Response::new(pb::ListMeetingsResponse {
+            meetings: list.into_iter().map(meeting).collect(),
+        }))
+    }
+
+    async fn end_meeting(
+        &self,
+        req: Request<pb::EndMeetingRequest>,
+    ) -> Result<Response<pb::Meeting>, Status> {
+        let c = caller(&req);
+        Ok(Response::new(meeting(
+            self.service.end_meeting(&c, &req.into_inner().id).await?,
+        )))
+    }
+
+    async fn join(
+        &self,
+        req: Request<pb::JoinRequest>,
+    ) -> Result<Response<pb::JoinResponse>, Status> {
+        let c = caller(&req);
+        let r = req.into_inner();
+        let input = JoinInput {
+            meeting: r.meeting_id,
+            name: r.name,
+            password: r.password,
+            region: r.region,
+            host_key: r.host_key,
+        };
+        let j = self.service.join(&c, input).await?;
+        Ok(Response::new(pb::JoinResponse {
+            signal_url: j.signal_url,
+            token: j.token,
+            region: j.region.to_string(),
+            node_id: j.node.to_string(),
+            participant_id: j.participant.to_string(),
+            role: j.role.as_str().to_owned(),
+        }))
+    }
+
+    async fn list_nodes(
+        &self,
+        req: Request<pb::ListNodesRequest>,
+    ) -> Result<Response<pb::ListNodesResponse>, Status> {
+        let c = caller(&req);
+        Ok(Response::new(pb::ListNodesResponse {
+            nodes: self.service.list_nodes(&c)?.into_iter().map(node).collect(),
+        }))
+    }
+
+    async fn drain_node(
+        &self,
+        req: Request<pb::DrainNodeRequest>,
+    ) -> Result<Response<pb::Node>, Status> {
+        let c = caller(&req);
+        Ok(Response::new(node(
+            self.service.drain_node(&c, &req.into_inner().id).await?,
+        )))
+    }
+}

@@ -1,0 +1,364 @@
+//! The HTTP/JSON edge: routes, JSON shapes and the one place where `ApiError` becomes an
+//! HTTP status with a `{error, message}` body.
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Query, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use proto::v1::{MeetingStatus, NodeState};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::service::{ApiError, Caller, JoinInput, MeetingInfo, NewMeeting, NodeInfo, Service};
+
+const MAX_BODY: usize = 64 * 1024;
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        if status.is_server_error() {
+            tracing::warn!(status = status.as_u16(), message = %self, "request failed");
+        }
+        (
+            status,
+            Json(ErrorBody {
+                error: self.code(),
+                message: self.to_string(),
+            }),
+        )
+            .into_response()
+    }
+}
+
+#[derive(Serialize)]
+struct ErrorBody {
+    error: &'static str,
+    message: String,
+}
+
+/// A JSON body whose every defect (syntax, type, unknown field, size) is a 400 with a message.
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|e| ApiError::BadRequest(format!("cannot read the request body: {e}")))?;
+        if bytes.len() > MAX_BODY {
+            return Err(ApiError::BadRequest(format!(
+                "request body over {MAX_BODY} bytes"
+            )));
+        }
+        serde_json::from_slice(&bytes)
+            .map(ApiJson)
+            .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
+    }
+}
+
+#[derive(Clone)]
+pub struct HttpState {
+    pub service: Arc<Service>,
+    pub region_header: Option<String>,
+}
+
+impl FromRequestParts<HttpState> for Caller {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &HttpState) -> Result<Self, ApiError> {
+        let bearer = match parts.headers.get(header::AUTHORIZATION) {
+            None => None,
+            Some(v) => {
+                let v = v
+                    .to_str()
+                    .map_err(|_| ApiError::Unauthorized("malformed Authorization header".into()))?;
+                Some(
+                    v.strip_prefix("Bearer ")
+                        .ok_or_else(|| {
+                            ApiError::Unauthorized(
+                                "Authorization must be `Bearer <operator key>`".into(),
+                            )
+                        })?
+                        .trim()
+                        .to_owned(),
+                )
+            }
+        };
+        let addr = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip());
+        let region_header = header_value(&parts.headers, state.region_header.as_deref());
+        Ok(Caller {
+            bearer,
+            addr,
+            region_header,
+        })
+    }
+}
+
+fn header_value(h: &HeaderMap, name: Option<&str>) -> Option<String> {
+    name.and_then(|n| h.get(n))
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateMeetingBody {
+    title: String,
+    password: Option<String>,
+    residency: Option<String>,
+    classification: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JoinBody {
+    name: String,
+    password: Option<String>,
+    region: Option<String>,
+    host_key: Option<String>,
+}
+
+#[derive(Serialize)]
+pub struct PlacementJson {
+    pub region: String,
+    pub node_id: String,
+}
+
+#[derive(Serialize)]
+pub struct MeetingJson {
+    pub id: String,
+    pub title: String,
+    pub has_password: bool,
+    pub residency: Option<String>,
+    pub classification: String,
+    pub state: &'static str,
+    pub created_unix_ms: i64,
+    pub ended_unix_ms: Option<i64>,
+    pub placements: Vec<PlacementJson>,
+}
+
+impl From<MeetingInfo> for MeetingJson {
+    fn from(m: MeetingInfo) -> Self {
+        let r = m.record;
+        Self {
+            id: r.meeting_id,
+            title: r.title,
+            has_password: !r.password_hash.is_empty(),
+            residency: (!r.residency.is_empty()).then_some(r.residency),
+            classification: r.classification,
+            state: if r.status == MeetingStatus::Ended as i32 {
+                "ended"
+            } else {
+                "active"
+            },
+            created_unix_ms: r.created_unix_ms,
+            ended_unix_ms: (r.ended_unix_ms != 0).then_some(r.ended_unix_ms),
+            placements: m
+                .placements
+                .into_iter()
+                .map(|(r, n)| PlacementJson {
+                    region: r.to_string(),
+                    node_id: n.to_string(),
+                })
+                .collect(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct CreatedJson {
+    #[serde(flatten)]
+    meeting: MeetingJson,
+    host_key: String,
+}
+
+#[derive(Serialize)]
+struct NodeJson {
+    id: String,
+    kind: &'static str,
+    region: String,
+    state: &'static str,
+    load: LoadJson,
+    capacity: CapacityJson,
+    slots: u32,
+}
+
+#[derive(Serialize)]
+struct LoadJson {
+    participants: u32,
+    meetings: u32,
+    tracks: u32,
+    bitrate_in_kbps: u64,
+    bitrate_out_kbps: u64,
+    cpu_cores: f64,
+    recordings: u32,
+}
+
+#[derive(Serialize)]
+struct CapacityJson {
+    participants: u32,
+    bitrate_kbps: u64,
+    cpu_cores: f64,
+}
+
+pub fn state_name(s: NodeState) -> &'static str {
+    match s {
+        NodeState::Active => "active",
+        NodeState::Draining => "draining",
+        NodeState::Unspecified => "unknown",
+    }
+}
+
+impl From<NodeInfo> for NodeJson {
+    fn from(n: NodeInfo) -> Self {
+        Self {
+            id: n.id.to_string(),
+            kind: n.kind,
+            region: n.region,
+            state: state_name(n.state),
+            load: LoadJson {
+                participants: n.load.participants,
+                meetings: n.load.meetings,
+                tracks: n.load.tracks,
+                bitrate_in_kbps: n.load.bitrate_in_kbps,
+                bitrate_out_kbps: n.load.bitrate_out_kbps,
+                cpu_cores: n.load.cpu_cores,
+                recordings: n.load.recordings,
+            },
+            capacity: CapacityJson {
+                participants: n.capacity.participants,
+                bitrate_kbps: n.capacity.bitrate_kbps,
+                cpu_cores: n.capacity.cpu_cores,
+            },
+            slots: n.slots,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    state: Option<String>,
+}
+
+pub fn router(state: HttpState) -> Router {
+    Router::new()
+        .route("/v1/meetings", post(create_meeting).get(list_meetings))
+        .route("/v1/meetings/{id}", get(get_meeting).delete(end_meeting))
+        .route("/v1/meetings/{id}/join", post(join))
+        .route("/v1/nodes", get(list_nodes))
+        .route("/v1/nodes/{id}/drain", post(drain_node))
+        .fallback(|| async { ApiError::NotFound("no such API route".into()) })
+        .with_state(state)
+}
+
+async fn create_meeting(
+    State(s): State<HttpState>,
+    caller: Caller,
+    ApiJson(b): ApiJson<CreateMeetingBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    let req = NewMeeting {
+        title: b.title,
+        password: b.password,
+        residency: b.residency,
+        classification: b.classification,
+    };
+    let (info, host_key) = s.service.create_meeting(&caller, req).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedJson {
+            meeting: info.into(),
+            host_key,
+        }),
+    ))
+}
+
+async fn get_meeting(
+    State(s): State<HttpState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<MeetingJson>, ApiError> {
+    Ok(Json(s.service.get_meeting(&caller, &id).await?.into()))
+}
+
+async fn list_meetings(
+    State(s): State<HttpState>,
+    caller: Caller,
+    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let list = s.service.list_meetings(&caller, q.state.as_deref()).await?;
+    let list: Vec<MeetingJson> = list.into_iter().map(Into::into).collect();
+    Ok(Json(serde_json::json!({ "meetings": list })))
+}
+
+async fn end_meeting(
+    State(s): State<HttpState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<MeetingJson>, ApiError> {
+    Ok(Json(s.service.end_meeting(&caller, &id).await?.into()))
+}
+
+async fn join(
+    State(s): State<HttpState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(b): ApiJson<JoinBody>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let req = JoinInput {
+        meeting: id,
+        name: b.name,
+        password: b.password,
+        region: b.region,
+        host_key: b.host_key,
+    };
+    let j = s.service.join(&caller, req).await?;
+    Ok(Json(serde_json::json!({
+        "signal_url": j.signal_url,
+        "token": j.token,
+        "region": j.region.to_string(),
+        "node_id": j.node.to_string(),
+        "participant_id": j.participant.to_string(),
+        "role": j.role.as_str(),
+        "expires_in": j.expires_in_secs,
+    })))
+}
+
+async fn list_nodes(
+    State(s): State<HttpState>,
+    caller: Caller,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let nodes: Vec<NodeJson> = s
+        .service
+        .list_nodes(&caller)?
+        .into_iter()
+        .map(Into::into)
+        .collect();
+    Ok(Json(serde_json::json!({ "nodes": nodes })))
+}
+
+async fn drain_node(
+    State(s): State<HttpState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let n: NodeJson = s.service.drain_node(&caller, &id).await?.into();
+    Ok(Json(
+        serde_json::to_value(n).map_err(|e| ApiError::Internal(e.to_string()))?,
+    ))
+}

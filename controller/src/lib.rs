@@ -1,0 +1,120 @@
+//! Fjord's controller: the meetings API (HTTP/JSON and gRPC on one port), join tokens,
+//! placement, leader election and reconciliation. Stateless: all state is in etcd.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod grpc;
+pub mod http;
+pub mod leader;
+pub mod metrics;
+pub mod nodes;
+pub mod placement;
+pub mod service;
+pub mod store;
+pub mod view;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use common::keyspace::Keyspace;
+use common::token::TokenSigner;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::ControllerConfig;
+use crate::service::Service;
+use crate::view::SharedView;
+
+/// Runs a controller on `listener` until `shutdown`. The config must have been validated.
+pub async fn run(
+    cfg: ControllerConfig,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let regions = cfg.validate()?;
+    let tls = cfg.tls.load("tls")?.map(|m| m.client());
+    let key_file = cfg
+        .token
+        .signing_key_file
+        .clone()
+        .context("token.signing_key_file")?;
+    let signer = TokenSigner::from_file(
+        &key_file,
+        &cfg.token.kid,
+        Duration::from_secs(cfg.token.ttl_secs),
+    )?;
+    let registry = common::ops::registry(&cfg.id, regions.default.as_str());
+    let metrics = metrics::Metrics::new(&registry);
+
+    let client = etcd_client::Client::connect(
+        cfg.etcd.endpoints.clone(),
+        Some(common::etcd::options(&cfg.etcd)),
+    )
+    .await
+    .context("etcd client")?;
+    let store = store::Store::new(client, Keyspace::new(&cfg.etcd.prefix));
+    let view = SharedView::default();
+    let nodes = nodes::NodeClients::new(tls, Duration::from_millis(cfg.node_call_timeout_ms));
+    let service = Arc::new(Service::new(
+        store,
+        view.clone(),
+        nodes,
+        signer,
+        regions,
+        cfg.operator_keys.clone(),
+        cfg.allow_region_override,
+        Duration::from_secs(cfg.join_correction_secs),
+        metrics.clone(),
+    ));
+
+    let watcher = tokio::spawn(view.clone().run_watcher(cfg.etcd.clone(), shutdown.clone()));
+    let leader = tokio::spawn(leader::run(
+        service.clone(),
+        cfg.etcd.clone(),
+        cfg.id.clone(),
+        shutdown.clone(),
+    ));
+    let mut synced = view.subscribe_synced();
+    let synced_metric = metrics.view_synced.clone();
+    tokio::spawn(async move {
+        while synced.changed().await.is_ok() {
+            synced_metric.set(i64::from(*synced.borrow()));
+        }
+    });
+
+    let ready_view = view.clone();
+    let ready: common::ops::ReadinessFn = Arc::new(move || {
+        if ready_view.is_synced() {
+            Ok(())
+        } else {
+            Err("cluster view not synced with etcd".into())
+        }
+    });
+    let grpc = proto::v1::controller_server::ControllerServer::new(grpc::GrpcApi {
+        service: service.clone(),
+    });
+    let state = http::HttpState {
+        service: service.clone(),
+        region_header: cfg.region_header.clone(),
+    };
+    let app = http::router(state)
+        .merge(common::ops::router(registry, ready))
+        .route_service("/fjord.v1.Controller/{*method}", grpc);
+
+    tracing::info!(addr = %listener.local_addr()?, id = %cfg.id, "controller serving HTTP/JSON and gRPC");
+    let sd = shutdown.clone();
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { sd.cancelled().await })
+    .await?;
+    let _ = tokio::time::timeout(Duration::from_secs(3), async {
+        let _ = leader.await;
+        let _ = watcher.await;
+    })
+    .await;
+    Ok(())
+}

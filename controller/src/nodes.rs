@@ -1,0 +1,111 @@
+//! gRPC clients towards media and recording nodes, over mutual TLS from the cluster CA.
+//! One lazily connected channel per node address, reused across calls.
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use proto::v1::media_node_control_client::MediaNodeControlClient;
+use proto::v1::recording_node_control_client::RecordingNodeControlClient;
+use proto::v1::{CloseMeetingRequest, DrainRequest, DrainResponse, PrepareMeetingRequest};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
+
+pub struct NodeClients {
+    tls: Option<ClientTlsConfig>,
+    timeout: Duration,
+    channels: Mutex<HashMap<String, Channel>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("node at {addr} did not answer: {message}")]
+pub struct NodeCallError {
+    pub addr: String,
+    pub message: String,
+}
+
+impl NodeClients {
+    pub fn new(tls: Option<ClientTlsConfig>, timeout: Duration) -> Self {
+        Self {
+            tls,
+            timeout,
+            channels: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn channel(&self, addr: &str) -> Result<Channel, NodeCallError> {
+        let err = |message: String| NodeCallError {
+            addr: addr.to_owned(),
+            message,
+        };
+        let mut map = self.channels.lock().expect("node channel map");
+        if let Some(c) = map.get(addr) {
+            return Ok(c.clone());
+        }
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let mut ep = Endpoint::from_shared(format!("{scheme}://{addr}"))
+            .map_err(|e| err(e.to_string()))?
+            .connect_timeout(self.timeout)
+            .timeout(self.timeout);
+        if let Some(tls) = &self.tls {
+            ep = ep.tls_config(tls.clone()).map_err(|e| err(e.to_string()))?;
+        }
+        let ch = ep.connect_lazy();
+        map.insert(addr.to_owned(), ch.clone());
+        Ok(ch)
+    }
+
+    fn status(addr: &str, s: tonic::Status) -> NodeCallError {
+        NodeCallError {
+            addr: addr.to_owned(),
+            message: format!("{}: {}", s.code(), s.message()),
+        }
+    }
+
+    pub async fn prepare_meeting(
+        &self,
+        addr: &str,
+        req: PrepareMeetingRequest,
+    ) -> Result<(), NodeCallError> {
+        let mut c = MediaNodeControlClient::new(self.channel(addr)?);
+        c.prepare_meeting(req)
+            .await
+            .map(|_| ())
+            .map_err(|s| Self::status(addr, s))
+    }
+
+    pub async fn close_meeting(
+        &self,
+        addr: &str,
+        meeting: &str,
+        reason: &str,
+    ) -> Result<(), NodeCallError> {
+        let mut c = MediaNodeControlClient::new(self.channel(addr)?);
+        let req = CloseMeetingRequest {
+            meeting_id: meeting.to_owned(),
+            reason: reason.to_owned(),
+        };
+        c.close_meeting(req)
+            .await
+            .map(|_| ())
+            .map_err(|s| Self::status(addr, s))
+    }
+
+    pub async fn drain_media(&self, addr: &str) -> Result<DrainResponse, NodeCallError> {
+        let mut c = MediaNodeControlClient::new(self.channel(addr)?);
+        c.drain(DrainRequest {
+            deadline_seconds: 0,
+        })
+        .await
+        .map(|r| r.into_inner())
+        .map_err(|s| Self::status(addr, s))
+    }
+
+    pub async fn drain_recording(&self, addr: &str) -> Result<DrainResponse, NodeCallError> {
+        let mut c = RecordingNodeControlClient::new(self.channel(addr)?);
+        c.drain(DrainRequest {
+            deadline_seconds: 0,
+        })
+        .await
+        .map(|r| r.into_inner())
+        .map_err(|s| Self::status(addr, s))
+    }
+}

@@ -1,0 +1,344 @@
+//! Placement (DESIGN §4): which media node hosts a meeting's participants from a region.
+//! A pure function of a snapshot of the cluster and the request; the caller commits the
+//! answer with an etcd transaction. It never chooses a draining node or one that is not
+//! in the snapshot (dead), and never leaves a residency pin.
+use std::collections::BTreeMap;
+
+use common::ids::{NodeId, Region};
+
+/// One media node as placement sees it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NodeSnapshot {
+    pub id: NodeId,
+    pub region: Region,
+    pub draining: bool,
+    pub capacity: Capacity,
+    pub load: Load,
+    /// Joins sent to this node recently that its load report may not show yet.
+    pub recent_joins: u32,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Capacity {
+    pub participants: u32,
+    /// 0: not accounted.
+    pub bitrate_kbps: u64,
+    /// 0: not accounted.
+    pub cpu_cores: f64,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Load {
+    pub participants: u32,
+    pub bitrate_kbps: u64,
+    pub cpu_cores: f64,
+}
+
+impl NodeSnapshot {
+    /// Utilisation after one more participant: the most used dimension, used/capacity.
+    pub fn utilisation_with_one_more(&self) -> f64 {
+        let p = if self.capacity.participants == 0 {
+            f64::INFINITY
+        } else {
+            f64::from(self.load.participants + self.recent_joins + 1)
+                / f64::from(self.capacity.participants)
+        };
+        let b = if self.capacity.bitrate_kbps == 0 {
+            0.0
+        } else {
+            self.load.bitrate_kbps as f64 / self.capacity.bitrate_kbps as f64
+        };
+        let c = if self.capacity.cpu_cores <= 0.0 {
+            0.0
+        } else {
+            self.load.cpu_cores / self.capacity.cpu_cores
+        };
+        p.max(b).max(c)
+    }
+    pub fn has_room(&self) -> bool {
+        self.utilisation_with_one_more() <= 1.0
+    }
+    fn usable(&self) -> bool {
+        !self.draining && self.has_room()
+    }
+}
+
+/// Which regions are near which: `neighbours[r]` lists r's neighbours, nearest first.
+#[derive(Clone, Debug, Default)]
+pub struct Topology {
+    pub neighbours: BTreeMap<Region, Vec<Region>>,
+}
+
+impl Topology {
+    /// Regions to try for a client in `home`: home, its neighbours in order, then every
+    /// other region that has nodes, by name.
+    pub fn search_order(&self, home: &Region, nodes: &[NodeSnapshot]) -> Vec<Region> {
+        let mut order = vec![home.clone()];
+        for r in self.neighbours.get(home).into_iter().flatten() {
+            if !order.contains(r) {
+                order.push(r.clone());
+            }
+        }
+        let mut rest: Vec<Region> = nodes
+            .iter()
+            .map(|n| n.region.clone())
+            .filter(|r| !order.contains(r))
+            .collect();
+        rest.sort();
+        rest.dedup();
+        order.extend(rest);
+        order
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Request<'a> {
+    pub client_region: &'a Region,
+    pub residency: Option<&'a Region>,
+    /// The meeting's current placements, by region.
+    pub existing: &'a BTreeMap<Region, NodeId>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    InRegion,
+    Fallback,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::InRegion => "in_region",
+            Outcome::Fallback => "fallback",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Placement {
+    /// The meeting already has this usable node in `region`.
+    Existing {
+        node: NodeId,
+        region: Region,
+        outcome: Outcome,
+    },
+    /// Place the meeting's participants of `region` on `node` (new, or replacing a node
+    /// that died, drains or is full).
+    New {
+        node: NodeId,
+        region: Region,
+        outcome: Outcome,
+    },
+    Refused(Refusal),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("the meeting is pinned to region {0} and no media node there has free capacity")]
+    PinnedRegionFull(Region),
+    #[error("no media node in any region has free capacity")]
+    NoCapacity,
+}
+
+pub fn place(nodes: &[NodeSnapshot], topology: &Topology, req: &Request<'_>) -> Placement {
+    let regions = match req.residency {
+        Some(pin) => vec![pin.clone()],
+        None => topology.search_order(req.client_region, nodes),
+    };
+    for region in regions {
+        let outcome = if &region == req.client_region {
+            Outcome::InRegion
+        } else {
+            Outcome::Fallback
+        };
+        if let Some(current) = req.existing.get(&region) {
+            if nodes
+                .iter()
+                .any(|n| &n.id == current && n.region == region && n.usable())
+            {
+                return Placement::Existing {
+                    node: current.clone(),
+                    region,
+                    outcome,
+                };
+            }
+        }
+        let best = nodes
+            .iter()
+            .filter(|n| n.region == region && n.usable())
+            .min_by(|a, b| {
+                a.utilisation_with_one_more()
+                    .total_cmp(&b.utilisation_with_one_more())
+                    .then_with(|| a.id.cmp(&b.id))
+            });
+        if let Some(n) = best {
+            return Placement::New {
+                node: n.id.clone(),
+                region,
+                outcome,
+            };
+        }
+    }
+    match req.residency {
+        Some(pin) => Placement::Refused(Refusal::PinnedRegionFull(pin.clone())),
+        None => Placement::Refused(Refusal::NoCapacity),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const REGIONS: [&str; 4] = ["oslo", "stockholm", "helsinki", "reykjavik"];
+
+    fn region(i: usize) -> Region {
+        Region::parse(REGIONS[i % REGIONS.len()]).unwrap()
+    }
+
+    fn topology() -> Topology {
+        let mut t = Topology::default();
+        t.neighbours.insert(region(0), vec![region(1), region(2)]);
+        t.neighbours.insert(region(1), vec![region(0), region(2)]);
+        t
+    }
+
+    prop_compose! {
+        fn node()(i in 0usize..1000, r in 0usize..4, draining in prop::bool::weighted(0.2),
+                  cap in 0u32..20, used in 0u32..25, recent in 0u32..3,
+                  bcap in prop::option::of(1u64..10_000), bused in 0u64..12_000) -> NodeSnapshot {
+            NodeSnapshot {
+                id: NodeId::parse(&format!("n{i}")).unwrap(),
+                region: region(r),
+                draining,
+                capacity: Capacity { participants: cap, bitrate_kbps: bcap.unwrap_or(0), cpu_cores: 0.0 },
+                load: Load { participants: used, bitrate_kbps: bused, cpu_cores: 0.0 },
+                recent_joins: recent,
+            }
+        }
+    }
+
+    fn nodes() -> impl Strategy<Value = Vec<NodeSnapshot>> {
+        prop::collection::vec(node(), 0..12).prop_map(|mut v| {
+            v.sort_by(|a, b| a.id.cmp(&b.id));
+            v.dedup_by(|a, b| a.id == b.id);
+            v
+        })
+    }
+
+    fn existing() -> impl Strategy<Value = BTreeMap<Region, NodeId>> {
+        prop::collection::btree_map(
+            (0usize..4).prop_map(region),
+            (0usize..1000).prop_map(|i| NodeId::parse(&format!("n{i}")).unwrap()),
+            0..3,
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn never_a_draining_full_or_dead_node(ns in nodes(), home in 0usize..4, ex in existing()) {
+            let home = region(home);
+            let req = Request { client_region: &home, residency: None, existing: &ex };
+            if let Placement::New { node, region, .. } | Placement::Existing { node, region, .. } = place(&ns, &topology(), &req) {
+                let n = ns.iter().find(|n| n.id == node).expect("chosen node is in the snapshot (alive)");
+                prop_assert!(!n.draining);
+                prop_assert!(n.has_room());
+                prop_assert_eq!(&n.region, &region);
+            }
+        }
+
+        #[test]
+        fn never_outside_the_residency_pin(ns in nodes(), home in 0usize..4, pin in 0usize..4, ex in existing()) {
+            let (home, pin) = (region(home), region(pin));
+            let req = Request { client_region: &home, residency: Some(&pin), existing: &ex };
+            match place(&ns, &topology(), &req) {
+                Placement::New { region, .. } | Placement::Existing { region, .. } => prop_assert_eq!(region, pin),
+                Placement::Refused(r) => {
+                    prop_assert_eq!(r, Refusal::PinnedRegionFull(pin.clone()));
+                    prop_assert!(!ns.iter().any(|n| n.region == pin && !n.draining && n.has_room()));
+                }
+            }
+        }
+
+        #[test]
+        fn home_region_first_then_neighbours_in_order(ns in nodes(), home in 0usize..4) {
+            let home = region(home);
+            let none = BTreeMap::new();
+            let topo = topology();
+            let req = Request { client_region: &home, residency: None, existing: &none };
+            let usable_in = |r: &Region| ns.iter().any(|n| &n.region == r && !n.draining && n.has_room());
+            let expected = topo.search_order(&home, &ns).into_iter().find(|r| usable_in(r));
+            match place(&ns, &topo, &req) {
+                Placement::New { region, outcome, .. } => {
+                    prop_assert_eq!(Some(&region), expected.as_ref());
+                    prop_assert_eq!(outcome == Outcome::InRegion, region == home);
+                }
+                Placement::Existing { .. } => prop_assert!(false, "no existing placement was given"),
+                Placement::Refused(r) => {
+                    prop_assert_eq!(r, Refusal::NoCapacity);
+                    prop_assert!(expected.is_none());
+                }
+            }
+        }
+
+        #[test]
+        fn least_utilised_node_of_the_region(ns in nodes(), home in 0usize..4) {
+            let home = region(home);
+            let none = BTreeMap::new();
+            let req = Request { client_region: &home, residency: None, existing: &none };
+            if let Placement::New { node, region, .. } = place(&ns, &topology(), &req) {
+                let chosen = ns.iter().find(|n| n.id == node).unwrap().utilisation_with_one_more();
+                for n in ns.iter().filter(|n| n.region == region && !n.draining && n.has_room()) {
+                    prop_assert!(chosen <= n.utilisation_with_one_more());
+                }
+            }
+        }
+
+        #[test]
+        fn meeting_affinity_within_a_region(ns in nodes(), home in 0usize..4) {
+            let home = region(home);
+            // Pick any usable node of the home region as the meeting's current node.
+            if let Some(cur) = ns.iter().find(|n| n.region == home && !n.draining && n.has_room()) {
+                let ex = BTreeMap::from([(home.clone(), cur.id.clone())]);
+                let req = Request { client_region: &home, residency: None, existing: &ex };
+                prop_assert_eq!(place(&ns, &topology(), &req), Placement::Existing { node: cur.id.clone(), region: home.clone(), outcome: Outcome::InRegion });
+            }
+        }
+    }
+
+    #[test]
+    fn recent_joins_count_against_capacity() {
+        let mk = |id: &str, used: u32, recent: u32| NodeSnapshot {
+            id: NodeId::parse(id).unwrap(),
+            region: region(0),
+            draining: false,
+            capacity: Capacity {
+                participants: 10,
+                ..Default::default()
+            },
+            load: Load {
+                participants: used,
+                ..Default::default()
+            },
+            recent_joins: recent,
+        };
+        let none = BTreeMap::new();
+        let home = region(0);
+        let req = Request {
+            client_region: &home,
+            residency: None,
+            existing: &none,
+        };
+        // a reports less load, but has had a burst of joins it has not reported yet.
+        let ns = [mk("a", 2, 6), mk("b", 5, 0)];
+        assert!(
+            matches!(place(&ns, &topology(), &req), Placement::New { node, .. } if node.as_str() == "b")
+        );
+        let full = [mk("a", 9, 1)];
+        assert_eq!(
+            place(&full, &topology(), &req),
+            Placement::Refused(Refusal::NoCapacity)
+        );
+    }
+}

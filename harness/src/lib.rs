@@ -1,0 +1,418 @@
+//! Runs a real Fjord cluster on loopback: etcd from Debian's `etcd-server` on free ports
+//! with its own data dir, a cluster CA and certificates made with rcgen, and the Fjord
+//! binaries as child processes (so tests can `kill -9` them). Used by the local-cluster
+//! command, the join benchmark and the integration tests. Everything it starts is
+//! stopped when its handle drops.
+#![forbid(unsafe_code)]
+
+pub mod pki;
+pub mod process;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use serde_json::json;
+
+pub use crate::pki::Pki;
+pub use crate::process::{Etcd, Proc};
+
+/// A free TCP port on 127.0.0.1 (bound, read, released).
+pub fn free_port() -> u16 {
+    // Binding port 0 on loopback only fails if the machine is out of ports.
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind 127.0.0.1:0")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// Where the workspace's binaries are: `FJORD_BIN_DIR`, else the target dir this test or
+/// tool was built into. Build them first with `cargo build --workspace --bins`.
+pub fn bin_path(name: &str) -> anyhow::Result<PathBuf> {
+    let dirs: Vec<PathBuf> = match std::env::var_os("FJORD_BIN_DIR") {
+        Some(d) => vec![PathBuf::from(d)],
+        None => {
+            let exe = std::env::current_exe()?;
+            exe.ancestors()
+                .skip(1)
+                .take(2)
+                .map(Path::to_path_buf)
+                .collect()
+        }
+    };
+    for d in &dirs {
+        let p = d.join(name);
+        if p.is_file() {
+            return Ok(p);
+        }
+    }
+    bail!(
+        "binary {name} not found in {dirs:?}: run `cargo build --workspace --bins` first (or set FJORD_BIN_DIR)"
+    )
+}
+
+/// Polls `f` every 100 ms until it returns `Some` or `timeout` passes.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut f: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let until = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return Ok(v);
+        }
+        if Instant::now() >= until {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A media or recording node of the cluster.
+#[derive(Clone, Debug)]
+pub struct NodeSpec {
+    pub id: String,
+    pub region: String,
+    pub capacity: u32,
+}
+
+#[derive(Clone, Debug)]
+pub struct ClusterSpec {
+    pub controllers: usize,
+    pub media: Vec<NodeSpec>,
+    pub recording: Vec<NodeSpec>,
+    /// Regions with their neighbours, nearest first.
+    pub regions: Vec<(String, Vec<String>)>,
+    pub default_region: String,
+    pub lease_ttl_secs: u64,
+    pub allow_region_override: bool,
+    pub token_ttl_secs: u64,
+}
+
+impl ClusterSpec {
+    /// Two controllers, media nodes in `oslo` (two) and `stockholm` (one), one recording node.
+    pub fn local() -> Self {
+        let node = |id: &str, region: &str| NodeSpec {
+            id: id.into(),
+            region: region.into(),
+            capacity: 200,
+        };
+        Self {
+            controllers: 2,
+            media: vec![
+                node("media-oslo-1", "oslo"),
+                node("media-oslo-2", "oslo"),
+                node("media-stockholm-1", "stockholm"),
+            ],
+            recording: vec![node("recording-oslo-1", "oslo")],
+            regions: vec![
+                ("oslo".into(), vec!["stockholm".into()]),
+                ("stockholm".into(), vec!["oslo".into()]),
+            ],
+            default_region: "oslo".into(),
+            lease_ttl_secs: 5,
+            allow_region_override: true,
+            token_ttl_secs: 120,
+        }
+    }
+}
+
+pub const OPERATOR_KEY: &str = "local-operator-key-0123456789";
+
+pub struct Node {
+    pub spec: NodeSpec,
+    pub http: u16,
+    pub grpc: u16,
+    pub proc: Proc,
+}
+
+pub struct Controller {
+    pub id: String,
+    pub port: u16,
+    pub proc: Proc,
+}
+
+impl Controller {
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+pub struct Cluster {
+    pub dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+    pub spec: ClusterSpec,
+    pub etcd: Etcd,
+    pub pki: Pki,
+    pub controllers: Vec<Controller>,
+    pub media: Vec<Node>,
+    pub recording: Vec<Node>,
+    pub operator_key: String,
+}
+
+impl Cluster {
+    /// Starts everything in a temporary directory and waits until all of it is ready.
+    pub async fn start(spec: ClusterSpec) -> anyhow::Result<Self> {
+        let tmp = tempfile::Builder::new()
+            .prefix("fjord-cluster-")
+            .tempdir()?;
+        let dir = tmp.path().to_path_buf();
+        Self::start_in(spec, dir, Some(tmp)).await
+    }
+
+    /// Starts everything with its files under `dir`.
+    pub async fn start_in(
+        spec: ClusterSpec,
+        dir: PathBuf,
+        tmp: Option<tempfile::TempDir>,
+    ) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(dir.join("logs"))?;
+        let etcd = Etcd::start(&dir.join("etcd"), &dir.join("logs/etcd.log")).await?;
+        let mut names: Vec<String> = (0..spec.controllers)
+            .map(|i| format!("controller-{}", i + 1))
+            .collect();
+        names.extend(
+            spec.media
+                .iter()
+                .chain(&spec.recording)
+                .map(|n| n.id.clone()),
+        );
+        let pki = Pki::generate(&dir.join("pki"), &names)?;
+        let mut c = Cluster {
+            dir,
+            _tmp: tmp,
+            spec: spec.clone(),
+            etcd,
+            pki,
+            controllers: vec![],
+            media: vec![],
+            recording: vec![],
+            operator_key: OPERATOR_KEY.into(),
+        };
+        for i in 0..spec.controllers {
+            c.start_controller(&format!("controller-{}", i + 1))?;
+        }
+        for n in &spec.media {
+            c.start_media(n.clone())?;
+        }
+        for n in &spec.recording {
+            c.start_recording(n.clone())?;
+        }
+        c.wait_ready(Duration::from_secs(30)).await?;
+        Ok(c)
+    }
+
+    fn etcd_json(&self) -> serde_json::Value {
+        json!({ "endpoints": [self.etcd.endpoint()], "lease_ttl_secs": self.spec.lease_ttl_secs, "request_timeout_ms": 1000 })
+    }
+
+    fn tls_json(&self, name: &str) -> serde_json::Value {
+        let (cert, key) = self.pki.files(name);
+        json!({ "ca_file": self.pki.ca_file(), "cert_file": cert, "key_file": key })
+    }
+
+    fn write_config(&self, name: &str, v: serde_json::Value) -> anyhow::Result<PathBuf> {
+        let path = self.dir.join(format!("{name}.toml"));
+        let t: toml::Value = toml::Value::try_from(v)?;
+        std::fs::write(&path, toml::to_string(&t)?)?;
+        Ok(path)
+    }
+
+    pub fn start_controller(&mut self, id: &str) -> anyhow::Result<()> {
+        let port = free_port();
+        let regions: Vec<_> = self
+            .spec
+            .regions
+            .iter()
+            .map(|(n, ns)| json!({ "name": n, "neighbours": ns }))
+            .collect();
+        let cfg = json!({
+            "id": id,
+            "listen": format!("127.0.0.1:{port}"),
+            "operator_keys": [self.operator_key],
+            "etcd": self.etcd_json(),
+            "tls": self.tls_json(id),
+            "token": { "signing_key_file": self.pki.token_key_file(), "kid": "k1", "ttl_secs": self.spec.token_ttl_secs },
+            "regions": regions,
+            "default_region": self.spec.default_region,
+            "allow_region_override": self.spec.allow_region_override,
+        });
+        let path = self.write_config(id, cfg)?;
+        let proc = Proc::spawn(
+            id,
+            &bin_path("fjord-controller")?,
+            &path,
+            &self.dir.join(format!("logs/{id}.log")),
+        )?;
+        self.controllers.push(Controller {
+            id: id.into(),
+            port,
+            proc,
+        });
+        Ok(())
+    }
+
+    pub fn start_media(&mut self, spec: NodeSpec) -> anyhow::Result<()> {
+        let (http, grpc) = (free_port(), free_port());
+        let cfg = json!({
+            "node_id": spec.id,
+            "region": spec.region,
+            "http_listen": format!("127.0.0.1:{http}"),
+            "grpc_listen": format!("127.0.0.1:{grpc}"),
+            "capacity": { "participants": spec.capacity },
+            "etcd": self.etcd_json(),
+            "tls": self.tls_json(&spec.id),
+            "token_keys": [{ "kid": "k1", "public_key_file": self.pki.token_public_file() }],
+            "drain_deadline_secs": 60,
+        });
+        let path = self.write_config(&spec.id, cfg)?;
+        let log = self.dir.join(format!("logs/{}.log", spec.id));
+        let proc = Proc::spawn(&spec.id, &bin_path("fjord-media-node")?, &path, &log)?;
+        self.media.push(Node {
+            spec,
+            http,
+            grpc,
+            proc,
+        });
+        Ok(())
+    }
+
+    pub fn start_recording(&mut self, spec: NodeSpec) -> anyhow::Result<()> {
+        let (http, grpc) = (free_port(), free_port());
+        let storage = self.dir.join(format!("recordings/{}", spec.id));
+        let cfg = json!({
+            "node_id": spec.id,
+            "region": spec.region,
+            "http_listen": format!("127.0.0.1:{http}"),
+            "grpc_listen": format!("127.0.0.1:{grpc}"),
+            "slots": spec.capacity.clamp(1, 16),
+            "storage": { "internal": storage.join("internal") },
+            "etcd": self.etcd_json(),
+            "tls": self.tls_json(&spec.id),
+        });
+        let path = self.write_config(&spec.id, cfg)?;
+        let log = self.dir.join(format!("logs/{}.log", spec.id));
+        let proc = Proc::spawn(&spec.id, &bin_path("fjord-recording-node")?, &path, &log)?;
+        self.recording.push(Node {
+            spec,
+            http,
+            grpc,
+            proc,
+        });
+        Ok(())
+    }
+
+    /// Waits until every running process answers `/readyz` and every running controller
+    /// lists every running media node.
+    pub async fn wait_ready(&mut self, timeout: Duration) -> anyhow::Result<()> {
+        let http = reqwest::Client::new();
+        let mut urls: Vec<(String, String)> = Vec::new();
+        for c in self.controllers.iter().filter(|c| c.proc.is_running()) {
+            urls.push((c.id.clone(), format!("{}/readyz", c.url())));
+        }
+        for n in self
+            .media
+            .iter()
+            .chain(self.recording.iter())
+            .filter(|n| n.proc.is_running())
+        {
+            urls.push((
+                n.spec.id.clone(),
+                format!("http://127.0.0.1:{}/readyz", n.http),
+            ));
+        }
+        for (name, url) in urls {
+            let h = http.clone();
+            eventually(
+                timeout,
+                &format!(
+                    "{name} to be ready ({url}); see {}/logs/{name}.log",
+                    self.dir.display()
+                ),
+                || {
+                    let (h, url) = (h.clone(), url.clone());
+                    async move {
+                        h.get(&url)
+                            .send()
+                            .await
+                            .ok()
+                            .filter(|r| r.status().is_success())
+                            .map(|_| ())
+                    }
+                },
+            )
+            .await?;
+        }
+        let expected = self.media.iter().filter(|n| n.proc.is_running()).count();
+        for c in self.controllers.iter().filter(|c| c.proc.is_running()) {
+            let url = format!("{}/v1/nodes", c.url());
+            let key = self.operator_key.clone();
+            eventually(
+                timeout,
+                &format!("{} to see {expected} media nodes", c.id),
+                || {
+                    let (h, url, key) = (http.clone(), url.clone(), key.clone());
+                    async move {
+                        let v: serde_json::Value = h
+                            .get(&url)
+                            .bearer_auth(key)
+                            .send()
+                            .await
+                            .ok()?
+                            .json()
+                            .await
+                            .ok()?;
+                        let n = v["nodes"]
+                            .as_array()?
+                            .iter()
+                            .filter(|n| n["kind"] == "media")
+                            .count();
+                        (n >= expected).then_some(())
+                    }
+                },
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    pub fn media_node(&mut self, id: &str) -> anyhow::Result<&mut Node> {
+        self.media
+            .iter_mut()
+            .find(|n| n.spec.id == id)
+            .context("no such media node")
+    }
+
+    /// The controller that currently reports itself leader (from its `/metrics`).
+    pub async fn leader(&mut self) -> Option<usize> {
+        let http = reqwest::Client::new();
+        for (i, c) in self.controllers.iter().enumerate() {
+            if !c.proc.is_running() {
+                continue;
+            }
+            let text = http
+                .get(format!("{}/metrics", c.url()))
+                .send()
+                .await
+                .ok()?
+                .text()
+                .await
+                .ok()?;
+            if metric_value(&text, "fjord_controller_is_leader") == Some(1.0) {
+                return Some(i);
+            }
+        }
+        None
+    }
+}
+
+/// The value of an unlabelled-or-any-labels metric sample in Prometheus text.
+pub fn metric_value(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find(|l| l.starts_with(name) && matches!(l.as_bytes().get(name.len()), Some(b' ' | b'{')))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}

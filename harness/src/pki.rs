@@ -1,0 +1,71 @@
+//! The cluster CA and every component's certificate (rcgen), plus the Ed25519 key that
+//! signs join tokens. Certificates name `localhost` and `127.0.0.1`: the local cluster and
+//! the tests run on loopback only.
+use std::path::{Path, PathBuf};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    SanType,
+};
+
+pub struct Pki {
+    dir: PathBuf,
+}
+
+impl Pki {
+    /// Writes `ca.pem`, `{name}.pem` + `{name}-key.pem` for each name, and the token keys.
+    pub fn generate(dir: &Path, names: &[String]) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let ca_key = KeyPair::generate()?;
+        let mut ca = CertificateParams::new(Vec::<String>::new())?;
+        ca.distinguished_name
+            .push(DnType::CommonName, "Fjord cluster CA");
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca_cert = ca.self_signed(&ca_key)?;
+        std::fs::write(dir.join("ca.pem"), ca_cert.pem())?;
+        let issuer = Issuer::new(ca, ca_key);
+        for name in names {
+            let key = KeyPair::generate()?;
+            let mut p = CertificateParams::new(vec!["localhost".to_string(), name.clone()])?;
+            p.subject_alt_names
+                .push(SanType::IpAddress("127.0.0.1".parse()?));
+            p.distinguished_name.push(DnType::CommonName, name.as_str());
+            p.extended_key_usages = vec![
+                ExtendedKeyUsagePurpose::ServerAuth,
+                ExtendedKeyUsagePurpose::ClientAuth,
+            ];
+            let cert = p.signed_by(&key, &issuer)?;
+            std::fs::write(dir.join(format!("{name}.pem")), cert.pem())?;
+            write_private(&dir.join(format!("{name}-key.pem")), &key.serialize_pem())?;
+        }
+        let token = KeyPair::generate_for(&rcgen::PKCS_ED25519)?;
+        write_private(&dir.join("token-signing-key.pem"), &token.serialize_pem())?;
+        std::fs::write(dir.join("token-public-key.pem"), token.public_key_pem())?;
+        Ok(Self {
+            dir: dir.to_owned(),
+        })
+    }
+
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.join("ca.pem")
+    }
+    /// Certificate and key files of `name`.
+    pub fn files(&self, name: &str) -> (PathBuf, PathBuf) {
+        (
+            self.dir.join(format!("{name}.pem")),
+            self.dir.join(format!("{name}-key.pem")),
+        )
+    }
+    pub fn token_key_file(&self) -> PathBuf {
+        self.dir.join("token-signing-key.pem")
+    }
+    pub fn token_public_file(&self) -> PathBuf {
+        self.dir.join("token-public-key.pem")
+    }
+}
+
+fn write_private(path: &Path, pem: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, pem)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+}

@@ -1,0 +1,120 @@
+//! The media node's one config struct: defaults < file < `FJORD_MEDIA_NODE__*`.
+use std::path::PathBuf;
+
+use common::config::{ConfigError, EtcdConfig};
+use common::tls::TlsConfig;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MediaNodeConfig {
+    pub node_id: String,
+    pub region: String,
+    pub zone: String,
+    /// Signaling WebSocket, ops endpoints.
+    pub http_listen: String,
+    /// Control gRPC from the controller (mutual TLS).
+    pub grpc_listen: String,
+    /// Base WebSocket URL clients use, e.g. wss://oslo-1.example.org/signal; default from http_listen.
+    pub signal_url: Option<String>,
+    /// Address the controller dials for gRPC; default grpc_listen.
+    pub grpc_advertise: Option<String>,
+    pub capacity: CapacityConfig,
+    pub etcd: EtcdConfig,
+    pub tls: TlsConfig,
+    /// Public keys that verify join tokens, by key id.
+    pub token_keys: Vec<TokenKey>,
+    /// Longest a drain waits for meetings to end before the node exits.
+    pub drain_deadline_secs: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenKey {
+    pub kid: String,
+    pub public_key_file: PathBuf,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CapacityConfig {
+    pub participants: u32,
+    pub bitrate_kbps: u64,
+    pub cpu_cores: f64,
+}
+
+impl Default for CapacityConfig {
+    fn default() -> Self {
+        Self {
+            participants: 300,
+            bitrate_kbps: 1_000_000,
+            cpu_cores: 0.0,
+        }
+    }
+}
+
+impl Default for MediaNodeConfig {
+    fn default() -> Self {
+        Self {
+            node_id: "media-1".into(),
+            region: "default".into(),
+            zone: String::new(),
+            http_listen: "127.0.0.1:7880".into(),
+            grpc_listen: "127.0.0.1:7881".into(),
+            signal_url: None,
+            grpc_advertise: None,
+            capacity: CapacityConfig::default(),
+            etcd: EtcdConfig::default(),
+            tls: TlsConfig::default(),
+            token_keys: Vec::new(),
+            drain_deadline_secs: 1800,
+        }
+    }
+}
+
+impl MediaNodeConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.etcd.validate()?;
+        common::ids::NodeId::parse(&self.node_id)
+            .map_err(|e| ConfigError::key("node_id", e.to_string()))?;
+        common::ids::Region::parse(&self.region)
+            .map_err(|e| ConfigError::key("region", e.to_string()))?;
+        common::config::socket_addr("http_listen", &self.http_listen)?;
+        common::config::socket_addr("grpc_listen", &self.grpc_listen)?;
+        if self.capacity.participants == 0 {
+            return Err(ConfigError::key(
+                "capacity.participants",
+                "must be at least 1",
+            ));
+        }
+        if self.capacity.cpu_cores < 0.0 || !self.capacity.cpu_cores.is_finite() {
+            return Err(ConfigError::key(
+                "capacity.cpu_cores",
+                "must be 0 (not accounted) or more",
+            ));
+        }
+        if self.token_keys.is_empty() {
+            return Err(ConfigError::key(
+                "token_keys",
+                "at least one public key is needed to verify join tokens",
+            ));
+        }
+        if self.drain_deadline_secs == 0 {
+            return Err(ConfigError::key(
+                "drain_deadline_secs",
+                "must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+    pub fn signal_url(&self) -> String {
+        self.signal_url
+            .clone()
+            .unwrap_or_else(|| format!("ws://{}/signal", self.http_listen))
+    }
+    pub fn grpc_advertise(&self) -> String {
+        self.grpc_advertise
+            .clone()
+            .unwrap_or_else(|| self.grpc_listen.clone())
+    }
+}

@@ -1,0 +1,62 @@
+//! The control gRPC service the controller calls (over mutual TLS).
+use std::sync::Arc;
+
+use common::ids::MeetingId;
+use proto::v1::media_node_control_server::MediaNodeControl;
+use proto::v1::{
+    CloseMeetingRequest, CloseMeetingResponse, DrainRequest, DrainResponse, PrepareMeetingRequest,
+    PrepareMeetingResponse,
+};
+use tonic::{Request, Response, Status};
+
+use crate::Node;
+
+pub struct Control {
+    pub node: Arc<Node>,
+}
+
+fn meeting(id: &str) -> Result<MeetingId, Status> {
+    MeetingId::parse(id).map_err(|e| Status::invalid_argument(e.to_string()))
+}
+
+#[tonic::async_trait]
+impl MediaNodeControl for Control {
+    async fn prepare_meeting(
+        &self,
+        req: Request<PrepareMeetingRequest>,
+    ) -> Result<Response<PrepareMeetingResponse>, Status> {
+        let r = req.into_inner();
+        if self.node.drain.is_draining() {
+            return Err(Status::failed_precondition(
+                "node is draining and takes no new meetings",
+            ));
+        }
+        self.node
+            .registration
+            .check()
+            .map_err(Status::unavailable)?;
+        let m = meeting(&r.meeting_id)?;
+        tracing::info!(meeting = %m, epoch = r.epoch, "meeting prepared");
+        self.node.prepare(m);
+        Ok(Response::new(PrepareMeetingResponse {}))
+    }
+
+    async fn close_meeting(
+        &self,
+        req: Request<CloseMeetingRequest>,
+    ) -> Result<Response<CloseMeetingResponse>, Status> {
+        let r = req.into_inner();
+        let m = meeting(&r.meeting_id)?;
+        tracing::info!(meeting = %m, reason = r.reason, "meeting closed");
+        self.node.close(&m);
+        Ok(Response::new(CloseMeetingResponse {}))
+    }
+
+    async fn drain(&self, _req: Request<DrainRequest>) -> Result<Response<DrainResponse>, Status> {
+        self.node.start_drain();
+        Ok(Response::new(DrainResponse {
+            participants: self.node.participants(),
+            meetings: self.node.meeting_count(),
+        }))
+    }
+}

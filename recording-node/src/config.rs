@@ -1,0 +1,88 @@
+//! The recording node's one config struct: defaults < file < `FJORD_RECORDING_NODE__*`.
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use common::config::{ConfigError, EtcdConfig};
+use common::tls::TlsConfig;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RecordingNodeConfig {
+    pub node_id: String,
+    pub region: String,
+    /// Ops endpoints (and, later, signed downloads).
+    pub http_listen: String,
+    /// Control gRPC from the controller (mutual TLS).
+    pub grpc_listen: String,
+    pub grpc_advertise: Option<String>,
+    /// Concurrent recordings this node takes.
+    pub slots: u32,
+    /// Data classification -> directory its recordings are written to.
+    pub storage: BTreeMap<String, PathBuf>,
+    pub etcd: EtcdConfig,
+    pub tls: TlsConfig,
+    pub drain_deadline_secs: u64,
+}
+
+impl Default for RecordingNodeConfig {
+    fn default() -> Self {
+        Self {
+            node_id: "recording-1".into(),
+            region: "default".into(),
+            http_listen: "127.0.0.1:7890".into(),
+            grpc_listen: "127.0.0.1:7891".into(),
+            grpc_advertise: None,
+            slots: 2,
+            storage: BTreeMap::from([(
+                "internal".into(),
+                PathBuf::from("/var/lib/fjord/recordings/internal"),
+            )]),
+            etcd: EtcdConfig::default(),
+            tls: TlsConfig::default(),
+            drain_deadline_secs: 3600,
+        }
+    }
+}
+
+impl RecordingNodeConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.etcd.validate()?;
+        common::ids::NodeId::parse(&self.node_id)
+            .map_err(|e| ConfigError::key("node_id", e.to_string()))?;
+        common::ids::Region::parse(&self.region)
+            .map_err(|e| ConfigError::key("region", e.to_string()))?;
+        common::config::socket_addr("http_listen", &self.http_listen)?;
+        common::config::socket_addr("grpc_listen", &self.grpc_listen)?;
+        if self.slots == 0 {
+            return Err(ConfigError::key("slots", "must be at least 1"));
+        }
+        if self.storage.is_empty() {
+            return Err(ConfigError::key(
+                "storage",
+                "map at least one data classification to a directory",
+            ));
+        }
+        for (class, dir) in &self.storage {
+            common::ids::Region::parse(class).map_err(|_| {
+                ConfigError::key(
+                    format!("storage.{class}"),
+                    "classification must be a-z, 0-9, '-'",
+                )
+            })?;
+            if dir.as_os_str().is_empty() {
+                return Err(ConfigError::key(
+                    format!("storage.{class}"),
+                    "directory must not be empty",
+                ));
+            }
+        }
+        if self.drain_deadline_secs == 0 {
+            return Err(ConfigError::key(
+                "drain_deadline_secs",
+                "must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+}
