@@ -152,7 +152,11 @@ mod tests {
         figment::Jail::expect_with(|jail| {
             jail.set_env("FJORD_DEMO__PORT", "seven");
             let err = load::<Demo>(None, "FJORD_DEMO__").unwrap_err().to_string();
-            assert!(err.contains("port"), "{err}");
+            // e.g. `expected u16 for key "PORT" in FJORD_DEMO__ environment variable(s)`
+            assert!(
+                err.contains("\"PORT\"") && err.contains("FJORD_DEMO__"),
+                "{err}"
+            );
             Ok(())
         });
     }

@@ -472,10 +472,13 @@ impl Service {
         Ok(self.regions.default.clone())
     }
 
-    fn snapshot(&self) -> Vec<NodeSnapshot> {
+    /// Decides with [`placement::place`] on a snapshot corrected for recent joins, and
+    /// counts this join against the chosen node at once, under the same lock, so that a
+    /// burst of concurrent joins spreads over nodes instead of herding onto one.
+    fn decide(&self, req: &placement::Request<'_>) -> Placement {
         let now = Instant::now();
         let mut recent = self.recent_joins.lock().expect("recent joins");
-        self.view.read(|v| {
+        let nodes: Vec<NodeSnapshot> = self.view.read(|v| {
             v.media
                 .iter()
                 .filter_map(|(id, rec)| {
@@ -507,7 +510,12 @@ impl Service {
                     })
                 })
                 .collect()
-        })
+        });
+        let decision = placement::place(&nodes, &self.regions.topology, req);
+        if let Placement::New { node, .. } | Placement::Existing { node, .. } = &decision {
+            recent.entry(node.clone()).or_default().push_back(now);
+        }
+        decision
     }
 
     pub async fn join(&self, caller: &Caller, req: JoinInput) -> Result<Joined, ApiError> {
@@ -640,7 +648,6 @@ impl Service {
             .view
             .read(|v| v.placements.get(meeting).cloned().unwrap_or_default());
         for _ in 0..5 {
-            let nodes = self.snapshot();
             let existing: BTreeMap<Region, NodeId> = known
                 .iter()
                 .filter_map(|(r, p)| {
@@ -654,34 +661,33 @@ impl Service {
                 residency,
                 existing: &existing,
             };
-            let (node, region, outcome) =
-                match placement::place(&nodes, &self.regions.topology, &req) {
-                    Placement::Existing {
-                        node,
-                        region,
-                        outcome,
-                    } => {
-                        self.metrics
-                            .placements
-                            .with_label_values(&[outcome.as_str()])
-                            .inc();
-                        return Ok((node, region));
-                    }
-                    Placement::New {
-                        node,
-                        region,
-                        outcome,
-                    } => (node, region, outcome),
-                    Placement::Refused(why) => {
-                        self.metrics
-                            .placements
-                            .with_label_values(&["refused"])
-                            .inc();
-                        return Err(ApiError::Unavailable(format!(
-                            "cannot place the join: {why}"
-                        )));
-                    }
-                };
+            let (node, region, outcome) = match self.decide(&req) {
+                Placement::Existing {
+                    node,
+                    region,
+                    outcome,
+                } => {
+                    self.metrics
+                        .placements
+                        .with_label_values(&[outcome.as_str()])
+                        .inc();
+                    return Ok((node, region));
+                }
+                Placement::New {
+                    node,
+                    region,
+                    outcome,
+                } => (node, region, outcome),
+                Placement::Refused(why) => {
+                    self.metrics
+                        .placements
+                        .with_label_values(&["refused"])
+                        .inc();
+                    return Err(ApiError::Unavailable(format!(
+                        "cannot place the join: {why}"
+                    )));
+                }
+            };
             let commit = self
                 .store
                 .commit_placement(meeting, &region, &node, known.get(&region))

@@ -1,1 +1,131 @@
+//! Integration tests: a real etcd and real Fjord processes per test, on loopback.
+//! Build the binaries first: `cargo build --workspace --bins` (scripts/test.sh does).
 
+mod api;
+mod drain;
+mod failover;
+mod outage;
+mod race;
+mod residency;
+mod tokens;
+
+use std::time::Duration;
+
+use harness::{Cluster, ClusterSpec, NodeSpec};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+/// Lease TTL used by the tests: short, so failure tests are quick.
+pub const TTL: u64 = 3;
+
+pub fn spec() -> ClusterSpec {
+    ClusterSpec {
+        lease_ttl_secs: TTL,
+        recording: vec![],
+        ..ClusterSpec::local()
+    }
+}
+
+pub fn node(id: &str, region: &str) -> NodeSpec {
+    NodeSpec {
+        id: id.into(),
+        region: region.into(),
+        capacity: 200,
+    }
+}
+
+pub struct Api {
+    pub http: reqwest::Client,
+    pub key: String,
+}
+
+impl Api {
+    pub fn new(c: &Cluster) -> Self {
+        Self {
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .unwrap(),
+            key: c.operator_key.clone(),
+        }
+    }
+
+    pub async fn create(&self, base: &str, body: Value) -> String {
+        let (st, v) = self
+            .send(
+                self.http
+                    .post(format!("{base}/v1/meetings"))
+                    .bearer_auth(&self.key)
+                    .json(&body),
+            )
+            .await;
+        assert_eq!(st, StatusCode::CREATED, "create meeting: {v}");
+        v["id"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn join(&self, base: &str, meeting: &str, body: Value) -> (StatusCode, Value) {
+        self.send(
+            self.http
+                .post(format!("{base}/v1/meetings/{meeting}/join"))
+                .json(&body),
+        )
+        .await
+    }
+
+    pub async fn join_from(&self, base: &str, meeting: &str, region: &str) -> Value {
+        let (st, v) = self
+            .join(base, meeting, json!({ "name": "Ada", "region": region }))
+            .await;
+        assert_eq!(st, StatusCode::OK, "join {meeting} from {region}: {v}");
+        v
+    }
+
+    pub async fn send(&self, req: reqwest::RequestBuilder) -> (StatusCode, Value) {
+        let resp = req.send().await.expect("request");
+        let st = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        (
+            st,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    pub async fn nodes(&self, base: &str) -> Vec<Value> {
+        let (st, v) = self
+            .send(
+                self.http
+                    .get(format!("{base}/v1/nodes"))
+                    .bearer_auth(&self.key),
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+        v["nodes"].as_array().unwrap().clone()
+    }
+}
+
+/// The meeting's placements straight from etcd: region -> node id.
+pub async fn placements(c: &Cluster, meeting: &str) -> std::collections::BTreeMap<String, String> {
+    use prost::Message;
+    let mut client = c.etcd.client().await.unwrap();
+    let prefix = format!("/fjord/meetings/{meeting}/placement/");
+    let resp = client
+        .get(
+            prefix.clone(),
+            Some(etcd_client::GetOptions::new().with_prefix()),
+        )
+        .await
+        .unwrap();
+    resp.kvs()
+        .iter()
+        .map(|kv| {
+            let region = kv
+                .key_str()
+                .unwrap()
+                .strip_prefix(&prefix)
+                .unwrap()
+                .to_owned();
+            let rec = proto::v1::PlacementRecord::decode(kv.value()).unwrap();
+            (region, rec.node_id)
+        })
+        .collect()
+}

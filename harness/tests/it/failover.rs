@@ -1,0 +1,148 @@
+//! Failure handling: a media node or the leader controller killed with SIGKILL.
+use std::time::{Duration, Instant};
+
+use harness::eventually;
+use serde_json::json;
+
+use crate::{Api, TTL, placements, spec};
+
+/// Creates `n` meetings joined from oslo and returns (meeting, node) pairs.
+async fn meetings_in_oslo(c: &harness::Cluster, api: &Api, n: usize) -> Vec<(String, String)> {
+    let base = c.controllers[0].url();
+    let mut out = Vec::new();
+    for i in 0..n {
+        let id = api.create(&base, json!({ "title": format!("m{i}") })).await;
+        let v = api.join_from(&base, &id, "oslo").await;
+        out.push((id, v["node_id"].as_str().unwrap().to_owned()));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_media_node_loses_its_placements_and_its_meetings_move_to_a_live_node_of_the_region()
+{
+    let mut c = harness::Cluster::start(spec()).await.unwrap();
+    let api = Api::new(&c);
+    let placed = meetings_in_oslo(&c, &api, 6).await;
+    let victim = placed[0].1.clone();
+    let survivor = if victim == "media-oslo-1" {
+        "media-oslo-2"
+    } else {
+        "media-oslo-1"
+    };
+    let victims: Vec<String> = placed
+        .iter()
+        .filter(|(_, n)| *n == victim)
+        .map(|(m, _)| m.clone())
+        .collect();
+    assert!(
+        placed.iter().any(|(_, n)| n == survivor),
+        "placement should spread over both oslo nodes: {placed:?}"
+    );
+
+    c.media_node(&victim).unwrap().proc.kill9();
+    let killed = Instant::now();
+    eventually(
+        Duration::from_secs(TTL + 2),
+        "the dead node's placements to be removed",
+        || async {
+            for m in &victims {
+                if placements(&c, m).await.values().any(|n| *n == victim) {
+                    return None;
+                }
+            }
+            Some(())
+        },
+    )
+    .await
+    .unwrap();
+    eprintln!(
+        "placements of {victim} gone {:?} after kill -9",
+        killed.elapsed()
+    );
+
+    for m in &victims {
+        let v = api.join_from(&c.controllers[1].url(), m, "oslo").await;
+        assert_eq!(v["node_id"], survivor, "meeting {m}: {v}");
+        assert_eq!(v["region"], "oslo");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_leader_is_replaced_within_the_lease_ttl_and_the_new_leader_reconciles() {
+    let mut c = harness::Cluster::start(spec()).await.unwrap();
+    let api = Api::new(&c);
+    let leader = eventually(Duration::from_secs(10), "a leader", || {
+        let c = &c;
+        async move { leader_of(c).await }
+    })
+    .await
+    .unwrap();
+    let other = 1 - leader;
+    let placed = meetings_in_oslo(&c, &api, 4).await;
+    let victim = placed[0].1.clone();
+    let victims: Vec<String> = placed
+        .iter()
+        .filter(|(_, n)| *n == victim)
+        .map(|(m, _)| m.clone())
+        .collect();
+
+    // The leader and a media node die together: only the new leader can clean up.
+    c.controllers[leader].proc.kill9();
+    c.media_node(&victim).unwrap().proc.kill9();
+    let killed = Instant::now();
+    eventually(
+        Duration::from_secs(TTL + 2),
+        "the other controller to lead",
+        || {
+            let c = &c;
+            async move { (leader_of(c).await == Some(other)).then_some(()) }
+        },
+    )
+    .await
+    .unwrap();
+    eprintln!("new leader after {:?}", killed.elapsed());
+    eventually(
+        Duration::from_secs(TTL + 2),
+        "the new leader to remove the dead node's placements",
+        || async {
+            for m in &victims {
+                if placements(&c, m).await.values().any(|n| *n == victim) {
+                    return None;
+                }
+            }
+            Some(())
+        },
+    )
+    .await
+    .unwrap();
+    eprintln!("reconciled after {:?}", killed.elapsed());
+    let text = reqwest::get(format!("{}/metrics", c.controllers[other].url()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        harness::metric_value(&text, "fjord_controller_reconciled_placements_total").unwrap()
+            >= victims.len() as f64
+    );
+}
+
+async fn leader_of(c: &harness::Cluster) -> Option<usize> {
+    let mut leaders = Vec::new();
+    for (i, ctl) in c.controllers.iter().enumerate() {
+        if !ctl.proc.is_running() {
+            continue;
+        }
+        let Ok(resp) = reqwest::get(format!("{}/metrics", ctl.url())).await else {
+            continue;
+        };
+        let text = resp.text().await.unwrap_or_default();
+        if harness::metric_value(&text, "fjord_controller_is_leader") == Some(1.0) {
+            leaders.push(i);
+        }
+    }
+    assert!(leaders.len() <= 1, "two leaders at once: {leaders:?}");
+    leaders.first().copied()
+}
