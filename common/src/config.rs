@@ -121,6 +121,8 @@ pub fn socket_addr(key: &str, value: &str) -> Result<std::net::SocketAddr, Confi
 }
 
 #[cfg(test)]
+// figment's Jail has a fixed, large error type.
+#[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
 

@@ -127,3 +127,59 @@ mod tests {
         assert!(CpuSampler::process_cpu_seconds().is_some());
     }
 }
+
+/// The `main` of a node binary: load and validate config (exit 2 naming the key), bind
+/// the HTTP and gRPC listeners (exit 1 naming the key), install the signal handlers
+/// (SIGTERM drains, SIGINT stops), then run.
+pub async fn node_main<C, V, R, Fut>(
+    name: &str,
+    env_prefix: &str,
+    config: Option<&std::path::Path>,
+    validate: V,
+    listeners: fn(&C) -> [(&'static str, String); 2],
+    run: R,
+) -> std::process::ExitCode
+where
+    C: serde::de::DeserializeOwned + serde::Serialize + Default,
+    V: FnOnce(&C) -> Result<(), crate::config::ConfigError>,
+    R: FnOnce(
+        C,
+        tokio::net::TcpListener,
+        tokio::net::TcpListener,
+        CancellationToken,
+        CancellationToken,
+    ) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    use std::process::ExitCode;
+    let cfg: C =
+        match crate::config::load::<C>(config, env_prefix).and_then(|c| validate(&c).map(|_| c)) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("{name}: {e}");
+                return ExitCode::from(2);
+            }
+        };
+    let mut bound = Vec::new();
+    for (key, addr) in listeners(&cfg) {
+        match tokio::net::TcpListener::bind(&addr).await {
+            Ok(l) => bound.push(l),
+            Err(e) => {
+                eprintln!("{name}: cannot listen on {addr} (key `{key}`): {e}");
+                return ExitCode::from(1);
+            }
+        }
+    }
+    let (Some(grpc), Some(http)) = (bound.pop(), bound.pop()) else {
+        unreachable!("two listeners were bound")
+    };
+    let (shutdown, drain) = (crate::shutdown::token(), crate::shutdown::token());
+    crate::shutdown::spawn_node_signals(shutdown.clone(), drain.clone());
+    match run(cfg, http, grpc, shutdown, drain).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{name}: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

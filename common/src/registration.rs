@@ -205,7 +205,7 @@ async fn session(
                     _ => return Err(etcd_client::Error::LeaseKeepAliveError("lease expired".into())),
                 }
                 *last_renewal.lock().expect("registration lock") = Some(Instant::now());
-                let l = NodeLoad { updated_unix_ms: crate::unix_ms(), ..load.borrow_and_update().clone() };
+                let l = NodeLoad { updated_unix_ms: crate::unix_ms(), ..*load.borrow_and_update() };
                 client.put(ks.load(node), l.encode_to_vec(), opts()).await?;
             }
         }

@@ -31,7 +31,12 @@ fn caller<T>(req: &Request<T>) -> Caller {
         .metadata()
         .get("authorization")
         .and_then(|v| v.to_str().ok())
-        .map(|v| v.strip_prefix("Bearer ").unwrap_or(v).trim().to_owned());
+        .map(|v| {
+            crate::service::parse_bearer(v)
+                .unwrap_or(v)
+                .trim()
+                .to_owned()
+        });
     Caller {
         bearer,
         addr: req.remote_addr().map(|a| a.ip()),

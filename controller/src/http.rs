@@ -85,13 +85,12 @@ impl FromRequestParts<HttpState> for Caller {
                     .to_str()
                     .map_err(|_| ApiError::Unauthorized("malformed Authorization header".into()))?;
                 Some(
-                    v.strip_prefix("Bearer ")
+                    crate::service::parse_bearer(v)
                         .ok_or_else(|| {
                             ApiError::Unauthorized(
                                 "Authorization must be `Bearer <operator key>`".into(),
                             )
                         })?
-                        .trim()
                         .to_owned(),
                 )
             }

@@ -151,17 +151,16 @@ pub fn place(nodes: &[NodeSnapshot], topology: &Topology, req: &Request<'_>) -> 
         } else {
             Outcome::Fallback
         };
-        if let Some(current) = req.existing.get(&region) {
-            if nodes
+        if let Some(current) = req.existing.get(&region)
+            && nodes
                 .iter()
                 .any(|n| &n.id == current && n.region == region && n.usable())
-            {
-                return Placement::Existing {
-                    node: current.clone(),
-                    region,
-                    outcome,
-                };
-            }
+        {
+            return Placement::Existing {
+                node: current.clone(),
+                region,
+                outcome,
+            };
         }
         let best = nodes
             .iter()

@@ -64,6 +64,12 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// The credentials of an `Authorization: Bearer <key>` value (scheme case-insensitive).
+pub fn parse_bearer(value: &str) -> Option<&str> {
+    let (scheme, rest) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+}
+
 /// Who is calling, as the edge established it.
 #[derive(Clone, Debug, Default)]
 pub struct Caller {
@@ -271,12 +277,12 @@ impl Service {
                 "title: must not contain control characters".into(),
             ));
         }
-        if let Some(p) = &req.password {
-            if p.is_empty() || p.chars().count() > MAX_PASSWORD_CHARS {
-                return Err(ApiError::BadRequest(format!(
-                    "password: 1 to {MAX_PASSWORD_CHARS} characters"
-                )));
-            }
+        if let Some(p) = &req.password
+            && (p.is_empty() || p.chars().count() > MAX_PASSWORD_CHARS)
+        {
+            return Err(ApiError::BadRequest(format!(
+                "password: 1 to {MAX_PASSWORD_CHARS} characters"
+            )));
         }
         let residency = match &req.residency {
             Some(r) => self.known_region("residency", r)?.to_string(),
@@ -459,15 +465,15 @@ impl Service {
             }
             return self.known_region("region", r);
         }
-        if let Some(ip) = caller.addr {
-            if let Some((_, r)) = self.regions.cidrs.iter().find(|(net, _)| net.contains(&ip)) {
-                return Ok(r.clone());
-            }
+        if let Some(ip) = caller.addr
+            && let Some((_, r)) = self.regions.cidrs.iter().find(|(net, _)| net.contains(&ip))
+        {
+            return Ok(r.clone());
         }
-        if let Some(h) = &caller.region_header {
-            if let Ok(r) = self.known_region("region header", h) {
-                return Ok(r);
-            }
+        if let Some(h) = &caller.region_header
+            && let Ok(r) = self.known_region("region header", h)
+        {
+            return Ok(r);
         }
         Ok(self.regions.default.clone())
     }

@@ -120,15 +120,15 @@ impl Store {
             }));
         }
         for op in resp.op_responses() {
-            if let TxnOpResponse::Get(g) = op {
-                if let Some(kv) = g.kvs().first() {
-                    let record = PlacementRecord::decode(kv.value())
-                        .map_err(|_| StoreError::Corrupt(key.clone()))?;
-                    return Ok(PlacementCommit::Lost(Some(StoredPlacement {
-                        record,
-                        mod_revision: kv.mod_revision(),
-                    })));
-                }
+            if let TxnOpResponse::Get(g) = op
+                && let Some(kv) = g.kvs().first()
+            {
+                let record = PlacementRecord::decode(kv.value())
+                    .map_err(|_| StoreError::Corrupt(key.clone()))?;
+                return Ok(PlacementCommit::Lost(Some(StoredPlacement {
+                    record,
+                    mod_revision: kv.mod_revision(),
+                })));
             }
         }
         Ok(PlacementCommit::Lost(None))

@@ -384,28 +384,6 @@ impl Cluster {
             .find(|n| n.spec.id == id)
             .context("no such media node")
     }
-
-    /// The controller that currently reports itself leader (from its `/metrics`).
-    pub async fn leader(&mut self) -> Option<usize> {
-        let http = reqwest::Client::new();
-        for (i, c) in self.controllers.iter().enumerate() {
-            if !c.proc.is_running() {
-                continue;
-            }
-            let text = http
-                .get(format!("{}/metrics", c.url()))
-                .send()
-                .await
-                .ok()?
-                .text()
-                .await
-                .ok()?;
-            if metric_value(&text, "fjord_controller_is_leader") == Some(1.0) {
-                return Some(i);
-            }
-        }
-        None
-    }
 }
 
 /// The value of an unlabelled-or-any-labels metric sample in Prometheus text.

@@ -184,10 +184,10 @@ impl Etcd {
     async fn wait_up(&mut self, timeout: Duration) -> anyhow::Result<()> {
         let until = Instant::now() + timeout;
         loop {
-            if let Ok(mut c) = self.client().await {
-                if c.status().await.is_ok() {
-                    return Ok(());
-                }
+            if let Ok(mut c) = self.client().await
+                && c.status().await.is_ok()
+            {
+                return Ok(());
             }
             if !self.proc.is_running() || Instant::now() >= until {
                 bail!("etcd did not start; see {}", self.proc.log_path().display());

@@ -1,9 +1,8 @@
-//! `fjord-media-node`: loads and validates config, binds, runs. SIGTERM drains (exit when
-//! idle or at the drain deadline); SIGINT stops at once.
+//! `fjord-media-node`: SIGTERM drains (exit when idle or at the drain deadline); SIGINT stops at once.
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 use clap::Parser;
+use media_node::config::MediaNodeConfig;
 
 /// Fjord media node (SFU).
 ///
@@ -18,42 +17,21 @@ struct Args {
 }
 
 #[tokio::main]
-async fn main() -> ExitCode {
+async fn main() -> std::process::ExitCode {
     common::init_tracing();
     let args = Args::parse();
-    let cfg: media_node::config::MediaNodeConfig =
-        match common::config::load(args.config.as_deref(), "FJORD_MEDIA_NODE__")
-            .and_then(|c: media_node::config::MediaNodeConfig| c.validate().map(|_| c))
-        {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("fjord-media-node: {e}");
-                return ExitCode::from(2);
-            }
-        };
-    let bind = |key: &'static str, addr: String| async move {
-        tokio::net::TcpListener::bind(&addr)
-            .await
-            .map_err(|e| format!("cannot listen on {addr} (key `{key}`): {e}"))
-    };
-    let (http, grpc) = match (
-        bind("http_listen", cfg.http_listen.clone()).await,
-        bind("grpc_listen", cfg.grpc_listen.clone()).await,
-    ) {
-        (Ok(h), Ok(g)) => (h, g),
-        (Err(e), _) | (_, Err(e)) => {
-            eprintln!("fjord-media-node: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    let shutdown = common::shutdown::token();
-    let drain = common::shutdown::token();
-    common::shutdown::spawn_node_signals(shutdown.clone(), drain.clone());
-    match media_node::run(cfg, http, grpc, shutdown, drain).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("fjord-media-node: {e:#}");
-            ExitCode::from(1)
-        }
-    }
+    common::node::node_main(
+        "fjord-media-node",
+        "FJORD_MEDIA_NODE__",
+        args.config.as_deref(),
+        MediaNodeConfig::validate,
+        |c: &MediaNodeConfig| {
+            [
+                ("http_listen", c.http_listen.clone()),
+                ("grpc_listen", c.grpc_listen.clone()),
+            ]
+        },
+        media_node::run,
+    )
+    .await
 }

@@ -2,8 +2,10 @@
 //! Build the binaries first: `cargo build --workspace --bins` (scripts/test.sh does).
 
 mod api;
+mod binaries;
 mod drain;
 mod failover;
+mod mtls;
 mod outage;
 mod race;
 mod residency;

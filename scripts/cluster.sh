@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Installs what a local cluster needs, builds Fjord and runs, on 127.0.0.1: etcd, two
+# controllers, two media nodes in `oslo`, one in `stockholm` and a recording node.
+# Prints the URLs; Ctrl-C stops everything. Extra arguments go to fjord-local-cluster.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/deps.sh
+
+ensure_packages "${BUILD_PACKAGES[@]}" "${RUN_PACKAGES[@]}"
+echo ">> building"
+cargo build --workspace --bins --quiet
+exec ./target/debug/fjord-local-cluster "$@"

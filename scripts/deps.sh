@@ -1,0 +1,26 @@
+# Sourced by the other scripts: installs Debian packages that are missing, idempotently.
+# Needs root (or sudo). Does nothing when everything is already installed.
+
+ensure_packages() {
+  local missing=()
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [ ${#missing[@]} -eq 0 ]; then
+    return 0
+  fi
+  local sudo=""
+  if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null || { echo "need root or sudo to install: ${missing[*]}" >&2; exit 1; }
+    sudo="sudo"
+  fi
+  echo ">> installing Debian packages: ${missing[*]}"
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# What building Fjord needs: protoc for the gRPC contracts, GStreamer headers for the recording node.
+BUILD_PACKAGES=(protobuf-compiler libprotobuf-dev pkg-config
+  libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev)
+# What running a local cluster needs.
+RUN_PACKAGES=(etcd-server)

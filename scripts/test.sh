@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs everything the tests need and runs them all: formatting, lints, unit and
+# property tests, and the integration tests against real etcd and real processes.
+# The test runner's summary is the last thing printed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/deps.sh
+
+ensure_packages "${BUILD_PACKAGES[@]}" "${RUN_PACKAGES[@]}"
+
+echo ">> cargo fmt --check"
+cargo fmt --all -- --check
+echo ">> cargo clippy"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+# The integration tests start the binaries as processes, so build them first.
+echo ">> cargo build --workspace --bins"
+cargo build --workspace --bins --quiet
+
+echo ">> tests"
+if cargo nextest --version >/dev/null 2>&1; then
+  exec cargo nextest run --workspace --no-fail-fast
+else
+  exec cargo test --workspace --no-fail-fast
+fi
