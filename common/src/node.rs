@@ -115,19 +115,6 @@ pub fn parse_cpu_seconds(stat: &str, ticks: f64) -> Option<f64> {
     Some((utime + stime) / ticks)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_proc_stat_with_odd_command_names() {
-        let line = "42 (a (b) c) S 1 42 42 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 1 0 5 1000 10";
-        assert_eq!(parse_cpu_seconds(line, 100.0), Some(3.0));
-        assert_eq!(parse_cpu_seconds("garbage", 100.0), None);
-        assert!(CpuSampler::process_cpu_seconds().is_some());
-    }
-}
-
 /// The `main` of a node binary: load and validate config (exit 2 naming the key), bind
 /// the HTTP and gRPC listeners (exit 1 naming the key), install the signal handlers
 /// (SIGTERM drains, SIGINT stops), then run.
@@ -181,5 +168,18 @@ where
             eprintln!("{name}: {e:#}");
             ExitCode::from(1)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_proc_stat_with_odd_command_names() {
+        let line = "42 (a (b) c) S 1 42 42 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 1 0 5 1000 10";
+        assert_eq!(parse_cpu_seconds(line, 100.0), Some(3.0));
+        assert_eq!(parse_cpu_seconds("garbage", 100.0), None);
+        assert!(CpuSampler::process_cpu_seconds().is_some());
     }
 }

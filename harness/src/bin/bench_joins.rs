@@ -77,7 +77,7 @@ async fn main() -> anyhow::Result<()> {
         .map(|i| {
             let (http, base) = (http.clone(), base.clone());
             let id = ids[i % ids.len()].clone();
-            let region = if (i / ids.len()) % 2 == 0 {
+            let region = if (i / ids.len()).is_multiple_of(2) {
                 "oslo"
             } else {
                 "stockholm"
