@@ -24,3 +24,5 @@ BUILD_PACKAGES=(protobuf-compiler libprotobuf-dev pkg-config
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev)
 # What running a local cluster needs.
 RUN_PACKAGES=(etcd-server)
+# What the tests need besides: real browsers for the media tests.
+TEST_PACKAGES=(chromium chromium-driver)

@@ -18,6 +18,15 @@ use crate::service::{ApiError, Caller, JoinInput, MeetingInfo, NewMeeting, NodeI
 
 const MAX_BODY: usize = 64 * 1024;
 
+// The browser client: self-contained static files, compiled in (no CDN, no build step).
+const INDEX_HTML: &str = include_str!("../web/index.html");
+const APP_JS: &str = include_str!("../web/app.js");
+const STYLE_CSS: &str = include_str!("../web/style.css");
+
+async fn page() -> axum::response::Html<&'static str> {
+    axum::response::Html(INDEX_HTML)
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = match &self {
@@ -261,6 +270,26 @@ pub fn router(state: HttpState) -> Router {
         .route("/v1/meetings/{id}/join", post(join))
         .route("/v1/nodes", get(list_nodes))
         .route("/v1/nodes/{id}/drain", post(drain_node))
+        .route("/", get(page))
+        .route("/m/{id}", get(page))
+        .route(
+            "/static/app.js",
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+                    APP_JS,
+                )
+            }),
+        )
+        .route(
+            "/static/style.css",
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+                    STYLE_CSS,
+                )
+            }),
+        )
         .fallback(|| async { ApiError::NotFound("no such API route".into()) })
         .with_state(state)
 }

@@ -7,6 +7,7 @@
 
 pub mod pki;
 pub mod process;
+pub mod webdriver;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -22,6 +23,15 @@ pub fn free_port() -> u16 {
     // Binding port 0 on loopback only fails if the machine is out of ports.
     std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind 127.0.0.1:0")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// A free UDP port on 127.0.0.1.
+pub fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .expect("bind udp 127.0.0.1:0")
         .local_addr()
         .expect("addr")
         .port()
@@ -125,6 +135,8 @@ pub struct Node {
     pub spec: NodeSpec,
     pub http: u16,
     pub grpc: u16,
+    /// The media node's WebRTC UDP port (0 for recording nodes).
+    pub udp: u16,
     pub proc: Proc,
 }
 
@@ -255,12 +267,13 @@ impl Cluster {
     }
 
     pub fn start_media(&mut self, spec: NodeSpec) -> anyhow::Result<()> {
-        let (http, grpc) = (free_port(), free_port());
+        let (http, grpc, udp) = (free_port(), free_port(), free_udp_port());
         let cfg = json!({
             "node_id": spec.id,
             "region": spec.region,
             "http_listen": format!("127.0.0.1:{http}"),
             "grpc_listen": format!("127.0.0.1:{grpc}"),
+            "udp_listen": format!("127.0.0.1:{udp}"),
             "capacity": { "participants": spec.capacity },
             "etcd": self.etcd_json(),
             "tls": self.tls_json(&spec.id),
@@ -274,6 +287,7 @@ impl Cluster {
             spec,
             http,
             grpc,
+            udp,
             proc,
         });
         Ok(())
@@ -299,6 +313,7 @@ impl Cluster {
             spec,
             http,
             grpc,
+            udp: 0,
             proc,
         });
         Ok(())

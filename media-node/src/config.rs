@@ -15,6 +15,10 @@ pub struct MediaNodeConfig {
     pub http_listen: String,
     /// Control gRPC from the controller (mutual TLS).
     pub grpc_listen: String,
+    /// The one UDP socket every peer's WebRTC media uses.
+    pub udp_listen: String,
+    /// Address advertised to clients as the ICE host candidate (NAT, Kubernetes); default udp_listen.
+    pub udp_advertise: Option<String>,
     /// Base WebSocket URL clients use, e.g. wss://oslo-1.example.org/signal; default from http_listen.
     pub signal_url: Option<String>,
     /// Address the controller dials for gRPC; default grpc_listen.
@@ -61,6 +65,8 @@ impl Default for MediaNodeConfig {
             zone: String::new(),
             http_listen: "127.0.0.1:7880".into(),
             grpc_listen: "127.0.0.1:7881".into(),
+            udp_listen: "127.0.0.1:7882".into(),
+            udp_advertise: None,
             signal_url: None,
             grpc_advertise: None,
             capacity: CapacityConfig::default(),
@@ -81,6 +87,16 @@ impl MediaNodeConfig {
             .map_err(|e| ConfigError::key("region", e.to_string()))?;
         common::config::socket_addr("http_listen", &self.http_listen)?;
         common::config::socket_addr("grpc_listen", &self.grpc_listen)?;
+        common::config::socket_addr("udp_listen", &self.udp_listen)?;
+        if let Some(a) = &self.udp_advertise {
+            let addr = common::config::socket_addr("udp_advertise", a)?;
+            if addr.ip().is_unspecified() || addr.port() == 0 {
+                return Err(ConfigError::key(
+                    "udp_advertise",
+                    "must be a concrete address and port clients can reach",
+                ));
+            }
+        }
         if self.capacity.participants == 0 {
             return Err(ConfigError::key(
                 "capacity.participants",

@@ -1,11 +1,12 @@
-//! Fjord's media node. In this version: registration and load in etcd, the control gRPC
-//! service (prepare/close meeting, drain), and the signaling endpoint that admits a
-//! participant only with a valid join token for this node and meeting. WebRTC media
-//! (str0m) comes with the media issue.
+//! Fjord's media node: registration and load in etcd, the control gRPC service
+//! (prepare/close meeting, drain), the signaling WebSocket (join token checked first) and
+//! the SFU on one UDP socket (str0m, sans-IO core in `sfu`).
 #![forbid(unsafe_code)]
 
 pub mod config;
 pub mod control;
+pub mod room;
+pub mod sfu;
 pub mod signal;
 
 use std::collections::HashMap;
@@ -18,7 +19,7 @@ use common::ids::{MeetingId, NodeId};
 use common::node::{CpuSampler, Drain};
 use common::registration::{NodeRecord, Registration};
 use common::token::TokenVerifier;
-use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 use proto::v1::{Capacity, MediaNodeRecord, NodeLoad, NodeState};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -32,6 +33,7 @@ pub struct Metrics {
     pub draining: IntGauge,
     pub capacity_participants: IntGauge,
     pub tokens_refused: IntCounterVec,
+    pub driver: sfu::driver::DriverMetrics,
 }
 
 impl Metrics {
@@ -55,6 +57,27 @@ impl Metrics {
                 &["reason"],
             )
             .expect("metric"),
+            driver: sfu::driver::DriverMetrics {
+                datagrams_in: IntCounter::new(
+                    "fjord_media_packets_in_total",
+                    "UDP datagrams received",
+                )
+                .expect("metric"),
+                datagrams_out: IntCounter::new(
+                    "fjord_media_packets_out_total",
+                    "UDP datagrams sent",
+                )
+                .expect("metric"),
+                bytes_in: IntCounter::new("fjord_media_bytes_in_total", "UDP bytes received")
+                    .expect("metric"),
+                bytes_out: IntCounter::new("fjord_media_bytes_out_total", "UDP bytes sent")
+                    .expect("metric"),
+                unknown_datagrams: IntCounter::new(
+                    "fjord_media_unknown_datagrams_total",
+                    "UDP datagrams that belonged to no peer (garbage, late or spoofed)",
+                )
+                .expect("metric"),
+            },
         };
         m.capacity_participants.set(i64::from(capacity));
         for c in [
@@ -63,6 +86,11 @@ impl Metrics {
             Box::new(m.draining.clone()),
             Box::new(m.capacity_participants.clone()),
             Box::new(m.tokens_refused.clone()),
+            Box::new(m.driver.datagrams_in.clone()),
+            Box::new(m.driver.datagrams_out.clone()),
+            Box::new(m.driver.bytes_in.clone()),
+            Box::new(m.driver.bytes_out.clone()),
+            Box::new(m.driver.unknown_datagrams.clone()),
         ] {
             r.register(c).expect("register");
         }
@@ -79,6 +107,8 @@ pub struct Node {
     pub drain_deadline: Duration,
     pub metrics: Metrics,
     pub shutdown: CancellationToken,
+    pub rooms: room::Rooms,
+    pub sfu: sfu::driver::SfuHandle,
     /// Prepared meetings and their connected participants.
     meetings: Mutex<HashMap<MeetingId, u32>>,
     participants: AtomicU32,
@@ -100,6 +130,7 @@ impl Node {
     }
     pub fn close(&self, m: &MeetingId) {
         self.meetings.lock().expect("meetings").remove(m);
+        self.rooms.close(m);
     }
     pub fn participant_joined(&self, m: &MeetingId) {
         *self
@@ -160,6 +191,16 @@ pub async fn run(
         state: NodeState::Active as i32,
         lease_id: 0,
     };
+    let udp = tokio::net::UdpSocket::bind(&cfg.udp_listen)
+        .await
+        .with_context(|| format!("cannot bind UDP {} (key `udp_listen`)", cfg.udp_listen))?;
+    let advertised = match &cfg.udp_advertise {
+        Some(a) => a.parse().context("udp_advertise")?,
+        None => udp.local_addr()?,
+    };
+    let (sfu_handle, _sfu_task) =
+        sfu::driver::spawn(udp, advertised, metrics.driver.clone(), shutdown.clone());
+    tracing::info!(%advertised, "SFU listening for WebRTC on one UDP port");
     let (load_tx, load_rx) = watch::channel(NodeLoad::default());
     let registration = Registration::spawn(
         cfg.etcd.clone(),
@@ -176,6 +217,8 @@ pub async fn run(
         drain_deadline: Duration::from_secs(cfg.drain_deadline_secs),
         metrics,
         shutdown: shutdown.clone(),
+        rooms: room::Rooms::default(),
+        sfu: sfu_handle,
         meetings: Mutex::default(),
         participants: AtomicU32::new(0),
     });

@@ -1,7 +1,7 @@
 //! The signaling endpoint, `GET /signal/{meeting}?token=...` (WebSocket). The join token is
 //! checked before anything else: a refused token never reaches the upgrade.
-//! The message protocol itself comes with the media issue; today a session is admitted,
-//! greeted, counted as a participant until it closes, and nothing more.
+//! After the upgrade the session speaks the JSON protocol of `docs/signaling.md`: SDP
+//! offer/answer with the SFU, the room's participant list, chat and mute state.
 use std::sync::Arc;
 
 use axum::Router;
@@ -13,6 +13,9 @@ use axum::routing::get;
 use common::ids::MeetingId;
 use common::token::{JoinClaims, TokenError};
 use serde::Deserialize;
+
+use crate::room::{ParticipantInfo, RoomEvent};
+use crate::sfu::{SfuCommand, SignalOut};
 
 use crate::Node;
 
@@ -99,34 +102,217 @@ async fn signal(
     }
 }
 
+/// Messages a client sends. Each may carry `"v": 1`; other versions are refused.
+#[derive(Deserialize, Debug)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+enum ClientMsg {
+    Offer {
+        sdp: String,
+    },
+    Answer {
+        sdp: String,
+    },
+    Chat {
+        text: String,
+    },
+    Mute {
+        audio_muted: bool,
+        video_muted: bool,
+    },
+    Leave {},
+}
+
+pub const PROTOCOL_VERSION: u64 = 1;
+const MAX_MESSAGE_BYTES: usize = 256 * 1024;
+const MAX_CHAT_CHARS: usize = 2000;
+
+fn parse_client(text: &str) -> Result<ClientMsg, String> {
+    if text.len() > MAX_MESSAGE_BYTES {
+        return Err(format!("message over {MAX_MESSAGE_BYTES} bytes"));
+    }
+    let mut v: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))?;
+    if let Some(obj) = v.as_object_mut() {
+        match obj.remove("v") {
+            None => {}
+            Some(serde_json::Value::Number(n)) if n.as_u64() == Some(PROTOCOL_VERSION) => {}
+            Some(other) => {
+                return Err(format!(
+                    "unsupported protocol version {other}; this node speaks {PROTOCOL_VERSION}"
+                ));
+            }
+        }
+    }
+    serde_json::from_value(v).map_err(|e| format!("invalid message: {e}"))
+}
+
+fn json(v: serde_json::Value) -> Message {
+    Message::Text(v.to_string().into())
+}
+
+fn error_msg(message: impl Into<String>) -> Message {
+    json(serde_json::json!({ "type": "error", "message": message.into() }))
+}
+
+fn signal_msg(msg: SignalOut) -> Message {
+    match msg {
+        SignalOut::Answer(sdp) => json(serde_json::json!({ "type": "answer", "sdp": sdp })),
+        SignalOut::Offer(sdp) => json(serde_json::json!({ "type": "offer", "sdp": sdp })),
+        SignalOut::Track {
+            mid,
+            participant,
+            kind,
+        } => json(
+            serde_json::json!({ "type": "track", "mid": mid, "participant_id": participant.as_str(), "kind": kind }),
+        ),
+        SignalOut::Error(e) => error_msg(e),
+        SignalOut::Closed(why) => json(serde_json::json!({ "type": "closed", "reason": why })),
+    }
+}
+
 async fn session(node: Arc<Node>, claims: JoinClaims, mut ws: WebSocket) {
+    let me = ParticipantInfo {
+        participant_id: claims.sub.to_string(),
+        name: claims.name.clone(),
+        role: claims.role.as_str(),
+        audio_muted: false,
+        video_muted: false,
+    };
+    let mut membership = node.rooms.join(&claims.mtg, &claims.sub, me.clone());
     node.participant_joined(&claims.mtg);
+    let (key, mut from_sfu) = node.sfu.register();
     let welcome = serde_json::json!({
         "type": "welcome",
-        "version": 1,
+        "version": PROTOCOL_VERSION,
         "meeting_id": claims.mtg.as_str(),
         "participant_id": claims.sub.as_str(),
         "name": claims.name,
         "role": claims.role.as_str(),
         "node_id": node.id.as_str(),
+        "participants": membership.others,
     });
-    if ws
-        .send(Message::Text(welcome.to_string().into()))
-        .await
-        .is_ok()
-    {
-        loop {
-            tokio::select! {
-                _ = node.shutdown.cancelled() => {
-                    let _ = ws.send(Message::Close(None)).await;
+    let mut in_sfu = false;
+    let mut ok = ws.send(json(welcome)).await.is_ok();
+    while ok {
+        tokio::select! {
+            _ = node.shutdown.cancelled() => {
+                let _ = ws.send(json(serde_json::json!({ "type": "closed", "reason": "media node shutting down" }))).await;
+                break;
+            }
+            _ = membership.session.cancelled() => {
+                let _ = ws.send(json(serde_json::json!({ "type": "closed", "reason": "replaced by a newer session" }))).await;
+                break;
+            }
+            ev = membership.events.recv() => match ev {
+                Ok(RoomEvent::ParticipantJoined { participant }) if participant.participant_id == me.participant_id => {}
+                Ok(ev) => ok = ws.send(Message::Text(serde_json::to_string(&ev).unwrap_or_default().into())).await.is_ok(),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(skipped = n, "signaling session fell behind its room's events");
+                }
+                Err(_) => break,
+            },
+            sig = from_sfu.recv() => match sig {
+                Some(SignalOut::Closed(why)) => {
+                    let _ = ws.send(signal_msg(SignalOut::Closed(why))).await;
                     break;
                 }
-                msg = ws.recv() => match msg {
+                Some(msg) => ok = ws.send(signal_msg(msg)).await.is_ok(),
+                None => break,
+            },
+            msg = ws.recv() => {
+                let text = match msg {
+                    Some(Ok(Message::Text(t))) => t,
                     Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
-                    Some(Ok(_)) => {}
-                },
+                    Some(Ok(Message::Binary(_))) => {
+                        ok = ws.send(error_msg("binary messages are not part of the protocol")).await.is_ok();
+                        continue;
+                    }
+                    Some(Ok(_)) => continue,
+                };
+                let parsed = match parse_client(&text) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        ok = ws.send(error_msg(e)).await.is_ok();
+                        continue;
+                    }
+                };
+                match parsed {
+                    ClientMsg::Offer { sdp } if !in_sfu => {
+                        in_sfu = true;
+                        node.sfu.send(SfuCommand::Join {
+                            key,
+                            meeting: claims.mtg.clone(),
+                            participant: claims.sub.clone(),
+                            name: claims.name.clone(),
+                            offer: sdp,
+                        });
+                    }
+                    ClientMsg::Offer { sdp } => node.sfu.send(SfuCommand::Offer { key, sdp }),
+                    ClientMsg::Answer { sdp } if in_sfu => node.sfu.send(SfuCommand::Answer { key, sdp }),
+                    ClientMsg::Answer { .. } => ok = ws.send(error_msg("answer before any offer")).await.is_ok(),
+                    ClientMsg::Chat { text } => {
+                        let text = text.trim();
+                        if text.is_empty() || text.chars().count() > MAX_CHAT_CHARS {
+                            ok = ws.send(error_msg(format!("chat text: 1 to {MAX_CHAT_CHARS} characters"))).await.is_ok();
+                            continue;
+                        }
+                        node.rooms.publish(&claims.mtg, RoomEvent::Chat {
+                            from: me.participant_id.clone(),
+                            name: me.name.clone(),
+                            text: text.to_owned(),
+                            unix_ms: common::unix_ms(),
+                        });
+                    }
+                    ClientMsg::Mute { audio_muted, video_muted } => node.rooms.publish(&claims.mtg, RoomEvent::Mute {
+                        participant_id: me.participant_id.clone(),
+                        audio_muted,
+                        video_muted,
+                    }),
+                    ClientMsg::Leave {} => break,
+                }
             }
         }
     }
+    node.sfu.send(SfuCommand::Leave { key });
+    node.rooms.leave(&membership);
     node.participant_left(&claims.mtg);
+    let _ = ws.send(Message::Close(None)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_versioned_messages_and_refuses_garbage() {
+        assert!(matches!(
+            parse_client(r#"{"v":1,"type":"chat","text":"hi"}"#),
+            Ok(ClientMsg::Chat { .. })
+        ));
+        assert!(matches!(
+            parse_client(r#"{"type":"leave"}"#),
+            Ok(ClientMsg::Leave {})
+        ));
+        for bad in [
+            "",
+            "{",
+            "[]",
+            "null",
+            r#"{"type":"dance"}"#,
+            r#"{"v":2,"type":"leave"}"#,
+            r#"{"v":"1","type":"leave"}"#,
+            r#"{"type":"offer"}"#,
+            r#"{"type":"chat","text":"x","extra":1}"#,
+            r#"{"type":"mute","audio_muted":"yes","video_muted":false}"#,
+        ] {
+            assert!(parse_client(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(
+            parse_client(&format!(
+                r#"{{"type":"chat","text":"{}"}}"#,
+                "x".repeat(MAX_MESSAGE_BYTES)
+            ))
+            .is_err()
+        );
+    }
 }

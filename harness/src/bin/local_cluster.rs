@@ -62,7 +62,7 @@ async fn main() -> anyhow::Result<()> {
     println!("  files and logs: {}", dir.display());
     println!();
     println!("A meeting was created for you: {id}");
-    println!("  join URL (browser client comes with the media issue): {api}/m/{id}");
+    println!("  join in a browser (Chromium; Firefox refuses 127.0.0.1 candidates): {api}/m/{id}");
     println!("  join via the API:");
     println!(
         "    curl -s -X POST {api}/v1/meetings/{id}/join -H 'content-type: application/json' -d '{{\"name\":\"Ada\"}}'"

@@ -3,6 +3,7 @@
 
 mod api;
 mod binaries;
+mod browser;
 mod drain;
 mod failover;
 mod mtls;

@@ -1,0 +1,245 @@
+// Fjord browser client: join through the controller, one WebSocket to the media node,
+// one RTCPeerConnection. No build step, no third-party code.
+'use strict';
+(() => {
+  const $ = (id) => document.getElementById(id);
+  const params = new URLSearchParams(location.search);
+  const state = {
+    meeting: null, joined: null, ws: null, pc: null, local: null, screen: null,
+    participants: new Map(), // participant_id -> {name, audio_muted, video_muted}
+    midToParticipant: new Map(), chat: [], leaving: false, audioMuted: false, videoMuted: false,
+  };
+  window.fjord = state;
+
+  function status(text, isError) {
+    $('status').textContent = text;
+    $('status').className = isError ? 'error' : '';
+  }
+
+  // Plain-language messages for what the API answers.
+  function explain(status, body) {
+    const msg = (body && body.message) || '';
+    switch (status) {
+      case 401: return msg.includes('password') ? 'This meeting needs a password.' : msg;
+      case 403: return msg.includes('password') ? 'Wrong password. Please try again.' : msg;
+      case 404: return 'This meeting does not exist. Check the link.';
+      case 409: return 'This meeting has ended.';
+      case 503: return msg.includes('capacity') ? 'The meeting is full right now. Please try again later.'
+                                                : 'The service is busy right now (' + msg + '). Please try again shortly.';
+      default: return msg || ('Something went wrong (' + status + ').');
+    }
+  }
+
+  async function join() {
+    const meeting = $('meeting').value.trim();
+    const name = $('name').value.trim();
+    const password = $('password').value;
+    if (!meeting || !name) { status('Enter the meeting and your name.', true); return; }
+    state.meeting = meeting;
+    status('Joining…');
+    let resp, body;
+    try {
+      resp = await fetch('/v1/meetings/' + encodeURIComponent(meeting) + '/join', {
+        method: 'POST', headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(password ? { name, password } : { name }),
+      });
+      body = await resp.json().catch(() => null);
+    } catch (e) {
+      status('Cannot reach the meeting service. Check your connection.', true);
+      return;
+    }
+    if (!resp.ok) {
+      if (resp.status === 401 || resp.status === 403) $('password-row').hidden = false;
+      status(explain(resp.status, body), true);
+      return;
+    }
+    state.joined = body;
+    await connect();
+  }
+
+  async function connect() {
+    if (!state.local) {
+      try {
+        state.local = await navigator.mediaDevices.getUserMedia({ audio: true, video: { width: 640, height: 360 } });
+      } catch (e) {
+        status('Camera or microphone not available: ' + e.message, true);
+        return;
+      }
+    }
+    const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle' });
+    state.pc = pc;
+    for (const track of state.local.getTracks()) pc.addTransceiver(track, { direction: 'sendonly', streams: [state.local] });
+    pc.ontrack = (e) => attach(e.transceiver.mid, e.track);
+    pc.onconnectionstatechange = () => {
+      if (pc.connectionState === 'failed') lost('Media connection failed.');
+    };
+    const ws = new WebSocket(state.joined.signal_url + '?token=' + encodeURIComponent(state.joined.token));
+    state.ws = ws;
+    ws.onmessage = (e) => handle(JSON.parse(e.data)).catch((err) => console.error(err));
+    ws.onclose = () => { if (!state.leaving && state.ws === ws) lost('Connection lost.'); };
+    $('join').hidden = true;
+    $('meeting-view').hidden = false;
+    tile(state.joined.participant_id, $('name').value.trim() + ' (you)', state.local);
+  }
+
+  function send(msg) {
+    if (state.ws && state.ws.readyState === WebSocket.OPEN) state.ws.send(JSON.stringify(Object.assign({ v: 1 }, msg)));
+  }
+
+  async function handle(m) {
+    const pc = state.pc;
+    switch (m.type) {
+      case 'welcome': {
+        status('In the meeting.');
+        for (const p of m.participants) { state.participants.set(p.participant_id, p); tile(p.participant_id, p.name); }
+        const offer = await pc.createOffer();
+        await pc.setLocalDescription(offer);
+        send({ type: 'offer', sdp: offer.sdp });
+        break;
+      }
+      case 'answer': await pc.setRemoteDescription({ type: 'answer', sdp: m.sdp }); break;
+      case 'offer': {
+        await pc.setRemoteDescription({ type: 'offer', sdp: m.sdp });
+        const answer = await pc.createAnswer();
+        await pc.setLocalDescription(answer);
+        send({ type: 'answer', sdp: answer.sdp });
+        break;
+      }
+      case 'track': state.midToParticipant.set(m.mid, m.participant_id); break;
+      case 'participant_joined':
+        state.participants.set(m.participant.participant_id, m.participant);
+        tile(m.participant.participant_id, m.participant.name);
+        break;
+      case 'participant_left': {
+        state.participants.delete(m.participant_id);
+        const t = document.getElementById('tile-' + m.participant_id);
+        if (t) t.remove();
+        break;
+      }
+      case 'chat': {
+        state.chat.push(m);
+        const li = document.createElement('li');
+        li.textContent = m.name + ': ' + m.text;
+        $('chat-log').append(li);
+        break;
+      }
+      case 'mute': {
+        const p = state.participants.get(m.participant_id);
+        if (p) { p.audio_muted = m.audio_muted; p.video_muted = m.video_muted; label(m.participant_id); }
+        break;
+      }
+      case 'error': console.warn('signaling error', m.message); break;
+      case 'closed':
+        if (m.reason.includes('replaced')) { state.leaving = true; status('You joined from another window; this one left.', true); }
+        else lost('The media node closed the connection (' + m.reason + ').');
+        break;
+    }
+  }
+
+  function tile(pid, name, stream) {
+    let t = document.getElementById('tile-' + pid);
+    if (!t) {
+      t = document.createElement('div');
+      t.className = 'tile';
+      t.id = 'tile-' + pid;
+      const v = document.createElement('video');
+      v.autoplay = true; v.playsInline = true;
+      if (stream) v.muted = true;
+      const l = document.createElement('span');
+      l.className = 'label';
+      t.append(v, l);
+      $('grid').append(t);
+    }
+    t.dataset.name = name;
+    if (stream) t.querySelector('video').srcObject = stream;
+    label(pid);
+    return t;
+  }
+
+  function label(pid) {
+    const t = document.getElementById('tile-' + pid);
+    if (!t) return;
+    const p = state.participants.get(pid);
+    const muted = p && p.audio_muted ? ' 🔇' : '';
+    t.querySelector('.label').textContent = t.dataset.name + muted;
+  }
+
+  function attach(mid, track) {
+    const pid = state.midToParticipant.get(mid);
+    if (!pid) return;
+    const p = state.participants.get(pid);
+    const t = tile(pid, p ? p.name : pid);
+    const v = t.querySelector('video');
+    const s = v.srcObject instanceof MediaStream ? v.srcObject : new MediaStream();
+    s.addTrack(track);
+    v.srcObject = s;
+  }
+
+  function teardown() {
+    if (state.pc) state.pc.close();
+    if (state.ws) state.ws.close();
+    state.pc = null; state.ws = null;
+    state.midToParticipant.clear();
+    state.participants.clear();
+    $('grid').replaceChildren();
+  }
+
+  function lost(why) {
+    teardown();
+    status(why + ' Rejoining…', true);
+    setTimeout(() => { if (!state.leaving) join(); }, 2000);
+  }
+
+  state.leave = () => {
+    state.leaving = true;
+    send({ type: 'leave' });
+    teardown();
+    if (state.local) state.local.getTracks().forEach((t) => t.stop());
+    $('meeting-view').hidden = true;
+    status('You left the meeting.');
+  };
+  state.sendChat = (text) => send({ type: 'chat', text });
+
+  $('join').addEventListener('submit', (e) => { e.preventDefault(); join(); });
+  $('leave').onclick = () => state.leave();
+  $('mute').onclick = () => {
+    state.audioMuted = !state.audioMuted;
+    state.local.getAudioTracks().forEach((t) => { t.enabled = !state.audioMuted; });
+    $('mute').textContent = state.audioMuted ? 'Unmute' : 'Mute';
+    send({ type: 'mute', audio_muted: state.audioMuted, video_muted: state.videoMuted });
+  };
+  $('camera').onclick = () => {
+    state.videoMuted = !state.videoMuted;
+    state.local.getVideoTracks().forEach((t) => { t.enabled = !state.videoMuted; });
+    $('camera').textContent = state.videoMuted ? 'Camera on' : 'Camera off';
+    send({ type: 'mute', audio_muted: state.audioMuted, video_muted: state.videoMuted });
+  };
+  $('share').onclick = async () => {
+    const sender = state.pc && state.pc.getSenders().find((s) => s.track && s.track.kind === 'video');
+    if (!sender) return;
+    if (state.screen) {
+      state.screen.getTracks().forEach((t) => t.stop());
+      state.screen = null;
+      await sender.replaceTrack(state.local.getVideoTracks()[0]);
+      $('share').textContent = 'Share screen';
+      return;
+    }
+    try {
+      state.screen = await navigator.mediaDevices.getDisplayMedia({ video: true });
+      await sender.replaceTrack(state.screen.getVideoTracks()[0]);
+      $('share').textContent = 'Stop sharing';
+    } catch (e) { status('Screen sharing was not started: ' + e.message, true); }
+  };
+  $('chat-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    const text = $('chat-text').value.trim();
+    if (text) state.sendChat(text);
+    $('chat-text').value = '';
+  });
+
+  const m = location.pathname.match(/^\/m\/([^/]+)/);
+  if (m) $('meeting').value = decodeURIComponent(m[1]);
+  if (params.get('name')) $('name').value = params.get('name');
+  if (params.get('password')) { $('password-row').hidden = false; $('password').value = params.get('password'); }
+  if (params.get('autojoin') === '1') join();
+})();

@@ -1,0 +1,537 @@
+//! `Sfu`: peers, meetings and track routing. See the module docs for the contract.
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use common::ids::{MeetingId, ParticipantId};
+use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
+use str0m::media::{
+    Direction, KeyframeRequest, KeyframeRequestKind, MediaData, MediaKind, Mid, Rid,
+};
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
+
+/// Identifies a peer inside the SFU: unique for the process lifetime, never reused, so a
+/// stale reference to a replaced session can never reach its successor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PeerKey(pub u64);
+
+#[derive(Debug)]
+pub enum SfuCommand {
+    /// A participant's first offer: create its peer connection.
+    Join {
+        key: PeerKey,
+        meeting: MeetingId,
+        participant: ParticipantId,
+        name: String,
+        offer: String,
+    },
+    /// A later offer from the peer (e.g. it added a screen share).
+    Offer {
+        key: PeerKey,
+        sdp: String,
+    },
+    /// The peer's answer to our offer.
+    Answer {
+        key: PeerKey,
+        sdp: String,
+    },
+    Leave {
+        key: PeerKey,
+    },
+}
+
+/// Signaling messages the SFU sends to a peer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SignalOut {
+    Answer(String),
+    Offer(String),
+    /// An m-line of ours now carries `participant`'s `kind` track.
+    Track {
+        mid: String,
+        participant: ParticipantId,
+        kind: &'static str,
+    },
+    Error(String),
+    /// The peer connection failed or closed.
+    Closed(String),
+}
+
+#[derive(Debug)]
+pub enum SfuOutput {
+    Transmit {
+        destination: SocketAddr,
+        source: SocketAddr,
+        contents: Vec<u8>,
+    },
+    Signal {
+        key: PeerKey,
+        msg: SignalOut,
+    },
+    Timeout(Instant),
+}
+
+struct TrackIn {
+    mid: Mid,
+    kind: MediaKind,
+    last_keyframe_request: Option<Instant>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum OutState {
+    ToOpen,
+    Negotiating(Mid),
+    Open(Mid),
+}
+
+struct TrackOut {
+    origin: PeerKey,
+    origin_mid: Mid,
+    kind: MediaKind,
+    state: OutState,
+    /// The simulcast layer forwarded to this subscriber.
+    rid: Option<Rid>,
+}
+
+struct Peer {
+    key: PeerKey,
+    meeting: MeetingId,
+    participant: ParticipantId,
+    rtc: Rtc,
+    tracks_in: Vec<TrackIn>,
+    tracks_out: Vec<TrackOut>,
+    pending: Option<SdpPendingOffer>,
+    /// False until our first answer went out: renegotiation waits for it.
+    negotiated: bool,
+}
+
+pub struct Sfu {
+    local: SocketAddr,
+    peers: Vec<Peer>,
+    out: VecDeque<SfuOutput>,
+    /// Frames to fan out: (origin, data). Drained within the same poll.
+    fanout: VecDeque<(PeerKey, MediaData)>,
+    keyframe_every: Duration,
+}
+
+fn kind_name(k: MediaKind) -> &'static str {
+    match k {
+        MediaKind::Audio => "audio",
+        MediaKind::Video => "video",
+    }
+}
+
+impl Sfu {
+    /// `local` is the UDP socket address peers send to (the host candidate we advertise).
+    pub fn new(local: SocketAddr) -> Self {
+        Self {
+            local,
+            peers: Vec::new(),
+            out: VecDeque::new(),
+            fanout: VecDeque::new(),
+            keyframe_every: Duration::from_millis(500),
+        }
+    }
+
+    pub fn peer_count(&self) -> usize {
+        self.peers.len()
+    }
+
+    fn peer_mut(&mut self, key: PeerKey) -> Option<&mut Peer> {
+        self.peers.iter_mut().find(|p| p.key == key)
+    }
+
+    fn signal(&mut self, key: PeerKey, msg: SignalOut) {
+        self.out.push_back(SfuOutput::Signal { key, msg });
+    }
+
+    pub fn handle_command(&mut self, now: Instant, cmd: SfuCommand) {
+        match cmd {
+            SfuCommand::Join {
+                key,
+                meeting,
+                participant,
+                name: _,
+                offer,
+            } => {
+                let offer = match SdpOffer::from_sdp_string(&offer) {
+                    Ok(o) => o,
+                    Err(e) => {
+                        return self
+                            .signal(key, SignalOut::Error(format!("invalid offer SDP: {e}")));
+                    }
+                };
+                let mut rtc = Rtc::builder().set_ice_lite(true).build(now);
+                match Candidate::host(self.local, "udp") {
+                    Ok(c) => {
+                        rtc.add_local_candidate(c);
+                    }
+                    Err(e) => {
+                        return self
+                            .signal(key, SignalOut::Error(format!("no host candidate: {e}")));
+                    }
+                }
+                let answer = match rtc.sdp_api().accept_offer(offer) {
+                    Ok(a) => a,
+                    Err(e) => {
+                        return self
+                            .signal(key, SignalOut::Error(format!("offer not accepted: {e}")));
+                    }
+                };
+                let mut peer = Peer {
+                    key,
+                    meeting,
+                    participant,
+                    rtc,
+                    tracks_in: Vec::new(),
+                    tracks_out: Vec::new(),
+                    pending: None,
+                    negotiated: true,
+                };
+                // Everything already published in the meeting is offered to the newcomer.
+                for other in self.peers.iter().filter(|o| o.meeting == peer.meeting) {
+                    for t in &other.tracks_in {
+                        peer.tracks_out.push(TrackOut {
+                            origin: other.key,
+                            origin_mid: t.mid,
+                            kind: t.kind,
+                            state: OutState::ToOpen,
+                            rid: None,
+                        });
+                    }
+                }
+                self.peers.push(peer);
+                self.signal(key, SignalOut::Answer(answer.to_sdp_string()));
+            }
+            SfuCommand::Offer { key, sdp } => {
+                let offer = match SdpOffer::from_sdp_string(&sdp) {
+                    Ok(o) => o,
+                    Err(e) => {
+                        return self
+                            .signal(key, SignalOut::Error(format!("invalid offer SDP: {e}")));
+                    }
+                };
+                let Some(peer) = self.peer_mut(key) else {
+                    return;
+                };
+                // The peer's offer wins over ours (we are the impolite side only towards
+                // nobody): drop our pending offer and redo it after this one.
+                if peer.pending.take().is_some() {
+                    for t in &mut peer.tracks_out {
+                        if let OutState::Negotiating(_) = t.state {
+                            t.state = OutState::ToOpen;
+                        }
+                    }
+                }
+                match peer.rtc.sdp_api().accept_offer(offer) {
+                    Ok(a) => self.signal(key, SignalOut::Answer(a.to_sdp_string())),
+                    Err(e) => {
+                        self.signal(key, SignalOut::Error(format!("offer not accepted: {e}")))
+                    }
+                }
+            }
+            SfuCommand::Answer { key, sdp } => {
+                let answer = match SdpAnswer::from_sdp_string(&sdp) {
+                    Ok(a) => a,
+                    Err(e) => {
+                        return self
+                            .signal(key, SignalOut::Error(format!("invalid answer SDP: {e}")));
+                    }
+                };
+                let Some(peer) = self.peer_mut(key) else {
+                    return;
+                };
+                let Some(pending) = peer.pending.take() else {
+                    return self.signal(key, SignalOut::Error("answer without an offer".into()));
+                };
+                match peer.rtc.sdp_api().accept_answer(pending, answer) {
+                    Ok(()) => {
+                        let mut opened = Vec::new();
+                        for t in &mut peer.tracks_out {
+                            if let OutState::Negotiating(m) = t.state {
+                                t.state = OutState::Open(m);
+                                opened.push((t.origin, t.origin_mid));
+                            }
+                        }
+                        // A new subscriber needs a keyframe to start decoding.
+                        for (origin, mid) in opened {
+                            self.request_keyframe(now, origin, mid, None, KeyframeRequestKind::Pli);
+                        }
+                    }
+                    Err(e) => {
+                        self.signal(key, SignalOut::Error(format!("answer not accepted: {e}")))
+                    }
+                }
+            }
+            SfuCommand::Leave { key } => self.remove_peer(key),
+        }
+    }
+
+    fn remove_peer(&mut self, key: PeerKey) {
+        let Some(i) = self.peers.iter().position(|p| p.key == key) else {
+            return;
+        };
+        let mut peer = self.peers.swap_remove(i);
+        peer.rtc.disconnect();
+        for p in &mut self.peers {
+            p.tracks_out
+                .retain(|t| t.origin != key || matches!(t.state, OutState::Open(_)));
+        }
+    }
+
+    /// Whether a datagram from `source` belongs to one of our peers.
+    pub fn handle_datagram(&mut self, now: Instant, source: SocketAddr, data: &[u8]) -> bool {
+        let Ok(contents) = data.try_into() else {
+            return false;
+        };
+        let input = Input::Receive(
+            now,
+            Receive {
+                proto: Protocol::Udp,
+                source,
+                destination: self.local,
+                contents,
+            },
+        );
+        let Some(peer) = self.peers.iter_mut().find(|p| p.rtc.accepts(&input)) else {
+            return false;
+        };
+        if let Err(e) = peer.rtc.handle_input(input) {
+            tracing::debug!(error = %e, "peer input failed; disconnecting");
+            peer.rtc.disconnect();
+        }
+        true
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        for p in &mut self.peers {
+            if p.rtc.is_alive() && p.rtc.handle_input(Input::Timeout(now)).is_err() {
+                p.rtc.disconnect();
+            }
+        }
+    }
+
+    /// Runs every peer until it has nothing more to say, routes media between them, and
+    /// returns the next output; `Timeout` means "call again at that time or on input".
+    pub fn poll_output(&mut self, now: Instant) -> SfuOutput {
+        if let Some(o) = self.out.pop_front() {
+            return o;
+        }
+        let mut next = now + Duration::from_millis(100);
+        let mut i = 0;
+        while i < self.peers.len() {
+            if !self.peers[i].rtc.is_alive() {
+                let key = self.peers[i].key;
+                self.remove_peer(key);
+                self.signal(key, SignalOut::Closed("connection closed".into()));
+                continue;
+            }
+            self.negotiate(i);
+            loop {
+                let out = match self.peers[i].rtc.poll_output() {
+                    Ok(o) => o,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "poll_output failed; disconnecting");
+                        self.peers[i].rtc.disconnect();
+                        break;
+                    }
+                };
+                match out {
+                    Output::Timeout(t) => {
+                        next = next.min(t);
+                        break;
+                    }
+                    Output::Transmit(t) => self.out.push_back(SfuOutput::Transmit {
+                        destination: t.destination,
+                        source: t.source,
+                        contents: t.contents.into(),
+                    }),
+                    Output::Event(e) => self.handle_event(now, i, e),
+                }
+            }
+            i += 1;
+        }
+        while let Some((origin, data)) = self.fanout.pop_front() {
+            self.forward(origin, &data);
+        }
+        // Forwarding wrote into subscribers' Rtc: their output is due now.
+        if !self.out.is_empty() {
+            return self.out.pop_front().expect("not empty");
+        }
+        if self
+            .peers
+            .iter_mut()
+            .any(|p| p.rtc.is_alive() && p.pending.is_none() && p.negotiated && has_to_open(p))
+        {
+            return SfuOutput::Timeout(now);
+        }
+        SfuOutput::Timeout(next)
+    }
+
+    fn handle_event(&mut self, now: Instant, i: usize, e: Event) {
+        let key = self.peers[i].key;
+        match e {
+            Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+                self.peers[i].rtc.disconnect()
+            }
+            Event::MediaAdded(m)
+                if matches!(m.direction, Direction::RecvOnly | Direction::SendRecv) =>
+            {
+                let meeting = self.peers[i].meeting.clone();
+                self.peers[i].tracks_in.push(TrackIn {
+                    mid: m.mid,
+                    kind: m.kind,
+                    last_keyframe_request: None,
+                });
+                for p in self
+                    .peers
+                    .iter_mut()
+                    .filter(|p| p.key != key && p.meeting == meeting)
+                {
+                    p.tracks_out.push(TrackOut {
+                        origin: key,
+                        origin_mid: m.mid,
+                        kind: m.kind,
+                        state: OutState::ToOpen,
+                        rid: None,
+                    });
+                }
+            }
+            Event::MediaData(data) => {
+                if !data.contiguous {
+                    self.request_keyframe(now, key, data.mid, data.rid, KeyframeRequestKind::Fir);
+                }
+                self.fanout.push_back((key, data));
+            }
+            Event::KeyframeRequest(req) => self.keyframe_from_subscriber(now, i, req),
+            _ => {}
+        }
+    }
+
+    /// Offers this peer the tracks it does not have yet, once no other offer is pending.
+    fn negotiate(&mut self, i: usize) {
+        let (left, right) = self.peers.split_at_mut(i);
+        let (peer, rest) = right.split_first_mut().expect("index in range");
+        if peer.pending.is_some() || !peer.negotiated || !has_to_open(peer) {
+            return;
+        }
+        let mut change = peer.rtc.sdp_api();
+        let mut announced = Vec::new();
+        for t in &mut peer.tracks_out {
+            if t.state == OutState::ToOpen {
+                let Some(origin) = left.iter().chain(rest.iter()).find(|p| p.key == t.origin)
+                else {
+                    continue;
+                };
+                let stream = origin.participant.to_string();
+                let mid = change.add_media(t.kind, Direction::SendOnly, Some(stream), None, None);
+                t.state = OutState::Negotiating(mid);
+                announced.push((mid, origin.participant.clone(), t.kind));
+            }
+        }
+        let Some((offer, pending)) = change.apply() else {
+            return;
+        };
+        peer.pending = Some(pending);
+        let key = peer.key;
+        for (mid, participant, kind) in announced {
+            self.out.push_back(SfuOutput::Signal {
+                key,
+                msg: SignalOut::Track {
+                    mid: mid.to_string(),
+                    participant,
+                    kind: kind_name(kind),
+                },
+            });
+        }
+        self.out.push_back(SfuOutput::Signal {
+            key,
+            msg: SignalOut::Offer(offer.to_sdp_string()),
+        });
+    }
+
+    fn forward(&mut self, origin: PeerKey, data: &MediaData) {
+        let Some(meeting) = self
+            .peers
+            .iter()
+            .find(|p| p.key == origin)
+            .map(|p| p.meeting.clone())
+        else {
+            return;
+        };
+        for p in self
+            .peers
+            .iter_mut()
+            .filter(|p| p.key != origin && p.meeting == meeting)
+        {
+            let Some(t) = p
+                .tracks_out
+                .iter_mut()
+                .find(|t| t.origin == origin && t.origin_mid == data.mid)
+            else {
+                continue;
+            };
+            let OutState::Open(mid) = t.state else {
+                continue;
+            };
+            // Simulcast: forward the highest layer for now; per-subscriber choice comes next.
+            if data.rid.is_some() && data.rid != Some("h".into()) {
+                continue;
+            }
+            t.rid = data.rid;
+            let Some(writer) = p.rtc.writer(mid) else {
+                continue;
+            };
+            let Some(pt) = writer.match_params(data.params) else {
+                continue;
+            };
+            if let Err(e) = writer.write(pt, data.network_time, data.time, data.data.clone()) {
+                tracing::debug!(error = %e, "write to subscriber failed; disconnecting it");
+                p.rtc.disconnect();
+            }
+        }
+    }
+
+    fn keyframe_from_subscriber(&mut self, now: Instant, i: usize, req: KeyframeRequest) {
+        let Some(t) = self.peers[i]
+            .tracks_out
+            .iter()
+            .find(|t| t.state == OutState::Open(req.mid))
+        else {
+            return;
+        };
+        let (origin, mid, rid) = (t.origin, t.origin_mid, t.rid);
+        self.request_keyframe(now, origin, mid, rid, req.kind);
+    }
+
+    fn request_keyframe(
+        &mut self,
+        now: Instant,
+        origin: PeerKey,
+        mid: Mid,
+        rid: Option<Rid>,
+        kind: KeyframeRequestKind,
+    ) {
+        let every = self.keyframe_every;
+        let Some(p) = self.peer_mut(origin) else {
+            return;
+        };
+        let Some(t) = p.tracks_in.iter_mut().find(|t| t.mid == mid) else {
+            return;
+        };
+        if t.kind != MediaKind::Video
+            || t.last_keyframe_request
+                .is_some_and(|l| now.duration_since(l) < every)
+        {
+            return;
+        }
+        t.last_keyframe_request = Some(now);
+        if let Some(mut w) = p.rtc.writer(mid) {
+            let _ = w.request_keyframe(rid, kind);
+        }
+    }
+}
+
+fn has_to_open(p: &Peer) -> bool {
+    p.tracks_out.iter().any(|t| t.state == OutState::ToOpen)
+}

@@ -1,0 +1,14 @@
+//! The SFU core (DESIGN §5): a sans-IO state machine over str0m. It is fed with
+//! `(now, input)` — commands from signaling, datagrams from the one UDP socket, timeouts —
+//! and drained of outputs: datagrams to send and signaling messages to peers. It owns no
+//! socket, clock or task; `driver` does.
+//!
+//! Routing: every published track (a str0m `Mid` of a publishing peer) is offered to every
+//! other peer of the same meeting as a send-only m-line; media is written frame by frame
+//! into each subscriber's `Rtc`. Keyframe requests from subscribers go to the publisher,
+//! throttled per track.
+
+mod core;
+pub mod driver;
+
+pub use self::core::{PeerKey, Sfu, SfuCommand, SfuOutput, SignalOut};
