@@ -223,3 +223,146 @@ async fn page_says_plainly_when_the_password_is_wrong_or_the_meeting_does_not_ex
     .await
     .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn garbage_datagrams_and_bad_signaling_leave_everyone_elses_media_flowing() {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let c = harness::Cluster::start(spec()).await.unwrap();
+    let api = Api::new(&c);
+    let base = c.controllers[0].url();
+    let meeting = api.create(&base, json!({ "title": "robust" })).await;
+    let mut browsers = Vec::new();
+    for i in 0..2 {
+        let b = Browser::start(&c.dir.join("logs"), &format!("r{i}"))
+            .await
+            .unwrap();
+        b.goto(&format!("{base}/m/{meeting}?name=R{i}&autojoin=1"))
+            .await
+            .unwrap();
+        browsers.push(b);
+    }
+    let frames_from_other = |v: &Value| -> u64 {
+        v["by"]
+            .as_object()
+            .map(|m| m.values().map(|c| c["frames"].as_u64().unwrap_or(0)).sum())
+            .unwrap_or(0)
+    };
+    for b in &browsers {
+        eventually(Duration::from_secs(30), "media to flow", || async {
+            (frames_from_other(&snapshot(b).await?) > 0).then_some(())
+        })
+        .await
+        .unwrap();
+    }
+    let before: Vec<u64> = futures::future::join_all(
+        browsers
+            .iter()
+            .map(|b| async { frames_from_other(&snapshot(b).await.unwrap()) }),
+    )
+    .await;
+
+    // A third participant's session that speaks nonsense, in and out of order.
+    let joined = api.join_from(&base, &meeting, "oslo").await;
+    let node = c
+        .media
+        .iter()
+        .find(|n| n.spec.id == joined["node_id"])
+        .unwrap();
+    let url = format!(
+        "{}?token={}",
+        joined["signal_url"].as_str().unwrap(),
+        joined["token"].as_str().unwrap()
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    let _welcome = ws.next().await.unwrap().unwrap();
+    let nonsense = [
+        Message::Text("{".into()),
+        Message::Text("[1,2,3]".into()),
+        Message::Text(r#"{"type":"dance"}"#.into()),
+        Message::Text(r#"{"v":7,"type":"leave"}"#.into()),
+        Message::Text(r#"{"type":"answer","sdp":"v=0"}"#.into()),
+        Message::Text(r#"{"type":"offer","sdp":"this is not SDP"}"#.into()),
+        Message::Text(r#"{"type":"chat","text":""}"#.into()),
+        Message::Binary(vec![0, 1, 2, 3].into()),
+    ];
+    let expected_errors = nonsense.len();
+    for m in nonsense {
+        ws.send(m).await.unwrap();
+    }
+    let mut errors = 0;
+    while errors < expected_errors {
+        let msg = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("an error reply")
+            .unwrap()
+            .unwrap();
+        let v: Value = serde_json::from_str(msg.to_text().unwrap()).unwrap();
+        match v["type"].as_str() {
+            Some("error") => errors += 1,
+            Some("participant_joined" | "mute" | "chat") => {}
+            other => panic!("unexpected reply {other:?}: {v}"),
+        }
+    }
+
+    // Garbage on the media port: random bytes, and bytes shaped like STUN, DTLS and RTP.
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let target = format!("127.0.0.1:{}", node.udp);
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    for i in 0..3000u32 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let len = 1 + (seed % 1200) as usize;
+        let mut pkt: Vec<u8> = (0..len)
+            .map(|j| (seed.rotate_left(j as u32 % 64) & 0xff) as u8)
+            .collect();
+        pkt[0] = match i % 4 {
+            0 => 0x00,
+            1 => 22,
+            2 => 0x80,
+            _ => pkt[0],
+        };
+        sock.send_to(&pkt, &target).await.unwrap();
+        if i % 50 == 49 {
+            // Paced, so that the kernel's receive buffer, not the node, is never what drops them.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for (i, b) in browsers.iter().enumerate() {
+        let after = frames_from_other(&snapshot(b).await.unwrap());
+        assert!(
+            after > before[i] + 10,
+            "R{i}'s media stalled: frames {} -> {after}",
+            before[i]
+        );
+    }
+    let metrics = reqwest::get(format!("http://127.0.0.1:{}/metrics", node.http))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        harness::metric_value(&metrics, "fjord_media_unknown_datagrams_total").unwrap() >= 3000.0
+    );
+    // The session that spoke nonsense is still served.
+    ws.send(Message::Text(
+        r#"{"v":1,"type":"chat","text":"still here"}"#.into(),
+    ))
+    .await
+    .unwrap();
+    let reply = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            let m = ws.next().await.unwrap().unwrap();
+            if m.to_text().unwrap().contains("still here") {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(reply.is_ok(), "the session stopped answering");
+}
