@@ -7,7 +7,7 @@
   const state = {
     meeting: null, joined: null, ws: null, pc: null, local: null, screen: null,
     participants: new Map(), // participant_id -> {name, audio_muted, video_muted}
-    midToParticipant: new Map(), chat: [], leaving: false, audioMuted: false, videoMuted: false,
+    midToParticipant: new Map(), chat: [], leaving: false, audioMuted: false, videoMuted: false, activeSpeaker: null,
   };
   window.fjord = state;
 
@@ -60,7 +60,11 @@
   async function connect() {
     if (!state.local) {
       try {
-        state.local = await navigator.mediaDevices.getUserMedia({ audio: true, video: { width: 640, height: 360 } });
+        // original_sound=1 turns off echo cancellation, noise suppression and gain control
+        // (for music, and for test rigs whose microphones all play the same signal).
+        const audio = params.get('original_sound') === '1'
+          ? { echoCancellation: false, noiseSuppression: false, autoGainControl: false } : true;
+        state.local = await navigator.mediaDevices.getUserMedia({ audio, video: { width: 640, height: 360 } });
       } catch (e) {
         status('Camera or microphone not available: ' + e.message, true);
         return;
@@ -126,6 +130,11 @@
       case 'mute': {
         const p = state.participants.get(m.participant_id);
         if (p) { p.audio_muted = m.audio_muted; p.video_muted = m.video_muted; label(m.participant_id); }
+        break;
+      }
+      case 'active_speaker': {
+        state.activeSpeaker = m.participant_id;
+        document.querySelectorAll('.tile').forEach((t) => t.classList.toggle('speaking', t.id === 'tile-' + m.participant_id));
         break;
       }
       case 'error': console.warn('signaling error', m.message); break;

@@ -171,6 +171,12 @@ impl Cluster {
             .prefix("fjord-cluster-")
             .tempdir()?;
         let dir = tmp.path().to_path_buf();
+        // FJORD_KEEP_TEST_DIRS=1 keeps logs and configs for a look after a failure.
+        if std::env::var_os("FJORD_KEEP_TEST_DIRS").is_some() {
+            eprintln!("cluster files kept in {}", dir.display());
+            let _ = tmp.keep();
+            return Self::start_in(spec, dir, None).await;
+        }
         Self::start_in(spec, dir, Some(tmp)).await
     }
 

@@ -77,6 +77,41 @@ impl Metrics {
                     "UDP datagrams that belonged to no peer (garbage, late or spoofed)",
                 )
                 .expect("metric"),
+                nacks_received: IntCounter::new(
+                    "fjord_media_nacks_received_total",
+                    "NACKs from subscribers (we retransmit)",
+                )
+                .expect("metric"),
+                nacks_sent: IntCounter::new(
+                    "fjord_media_nacks_sent_total",
+                    "NACKs sent to publishers",
+                )
+                .expect("metric"),
+                plis_received: IntCounter::new(
+                    "fjord_media_plis_received_total",
+                    "PLIs from subscribers",
+                )
+                .expect("metric"),
+                firs_received: IntCounter::new(
+                    "fjord_media_firs_received_total",
+                    "FIRs from subscribers",
+                )
+                .expect("metric"),
+                tracks: IntGauge::new("fjord_media_tracks", "Published tracks").expect("metric"),
+                bitrate_in: IntGauge::new("fjord_media_bitrate_in_bps", "Media bitrate received")
+                    .expect("metric"),
+                bitrate_out: IntGauge::new("fjord_media_bitrate_out_bps", "Media bitrate sent")
+                    .expect("metric"),
+                rtt: prometheus::Gauge::new(
+                    "fjord_media_rtt_seconds",
+                    "Mean round-trip time to peers",
+                )
+                .expect("metric"),
+                loss: prometheus::Gauge::new(
+                    "fjord_media_egress_loss_ratio",
+                    "Mean fraction of sent packets peers report lost",
+                )
+                .expect("metric"),
             },
         };
         m.capacity_participants.set(i64::from(capacity));
@@ -91,6 +126,15 @@ impl Metrics {
             Box::new(m.driver.bytes_in.clone()),
             Box::new(m.driver.bytes_out.clone()),
             Box::new(m.driver.unknown_datagrams.clone()),
+            Box::new(m.driver.nacks_received.clone()),
+            Box::new(m.driver.nacks_sent.clone()),
+            Box::new(m.driver.plis_received.clone()),
+            Box::new(m.driver.firs_received.clone()),
+            Box::new(m.driver.tracks.clone()),
+            Box::new(m.driver.bitrate_in.clone()),
+            Box::new(m.driver.bitrate_out.clone()),
+            Box::new(m.driver.rtt.clone()),
+            Box::new(m.driver.loss.clone()),
         ] {
             r.register(c).expect("register");
         }
@@ -107,7 +151,7 @@ pub struct Node {
     pub drain_deadline: Duration,
     pub metrics: Metrics,
     pub shutdown: CancellationToken,
-    pub rooms: room::Rooms,
+    pub rooms: Arc<room::Rooms>,
     pub sfu: sfu::driver::SfuHandle,
     /// Prepared meetings and their connected participants.
     meetings: Mutex<HashMap<MeetingId, u32>>,
@@ -198,8 +242,14 @@ pub async fn run(
         Some(a) => a.parse().context("udp_advertise")?,
         None => udp.local_addr()?,
     };
-    let (sfu_handle, _sfu_task) =
-        sfu::driver::spawn(udp, advertised, metrics.driver.clone(), shutdown.clone());
+    let rooms = Arc::new(room::Rooms::default());
+    let (sfu_handle, _sfu_task) = sfu::driver::spawn(
+        udp,
+        advertised,
+        rooms.clone(),
+        metrics.driver.clone(),
+        shutdown.clone(),
+    );
     tracing::info!(%advertised, "SFU listening for WebRTC on one UDP port");
     let (load_tx, load_rx) = watch::channel(NodeLoad::default());
     let registration = Registration::spawn(
@@ -217,7 +267,7 @@ pub async fn run(
         drain_deadline: Duration::from_secs(cfg.drain_deadline_secs),
         metrics,
         shutdown: shutdown.clone(),
-        rooms: room::Rooms::default(),
+        rooms,
         sfu: sfu_handle,
         meetings: Mutex::default(),
         participants: AtomicU32::new(0),
@@ -231,9 +281,13 @@ pub async fn run(
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         while !sd.is_cancelled() {
             tick.tick().await;
+            let sfu = n.sfu.stats();
             let load = NodeLoad {
                 participants: n.participants(),
                 meetings: n.meeting_count(),
+                tracks: sfu.tracks_in,
+                bitrate_in_kbps: sfu.bitrate_in_bps / 1000,
+                bitrate_out_kbps: sfu.bitrate_out_bps / 1000,
                 cpu_cores: cpu.sample(),
                 ..Default::default()
             };

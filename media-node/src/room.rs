@@ -38,6 +38,9 @@ pub enum RoomEvent {
         audio_muted: bool,
         video_muted: bool,
     },
+    ActiveSpeaker {
+        participant_id: String,
+    },
 }
 
 struct Member {

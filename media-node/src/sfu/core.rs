@@ -68,13 +68,44 @@ pub enum SfuOutput {
         key: PeerKey,
         msg: SignalOut,
     },
+    /// The loudest participant of a meeting changed.
+    ActiveSpeaker {
+        meeting: MeetingId,
+        participant: ParticipantId,
+    },
     Timeout(Instant),
 }
+
+/// Totals and current values over all peers, for metrics and the load report.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct SfuStats {
+    pub peers: u32,
+    pub tracks_in: u32,
+    pub tracks_out: u32,
+    /// NACKs subscribers sent us (we retransmit).
+    pub nacks_received: u64,
+    /// NACKs we sent publishers.
+    pub nacks_sent: u64,
+    pub plis_received: u64,
+    pub firs_received: u64,
+    pub bitrate_in_bps: u64,
+    pub bitrate_out_bps: u64,
+    /// Mean round-trip time over peers that reported one.
+    pub rtt_seconds: f64,
+    /// Mean fraction of our packets that peers report lost.
+    pub egress_loss: f64,
+}
+
+/// How often the loudest participant of each meeting is worked out.
+const SPEAKER_CHECK: Duration = Duration::from_millis(500);
+/// Loudness (an average of 127 + dBov audio level) below which nobody is speaking.
+const SPEAKER_THRESHOLD: f32 = 8.0;
 
 struct TrackIn {
     mid: Mid,
     kind: MediaKind,
     last_keyframe_request: Option<Instant>,
+    loudness: f32,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -103,6 +134,14 @@ struct Peer {
     pending: Option<SdpPendingOffer>,
     /// False until our first answer went out: renegotiation waits for it.
     negotiated: bool,
+    rtt: Option<Duration>,
+    egress_loss: Option<f32>,
+    /// Last (bytes received, bytes sent, when) and the rates derived from them.
+    bytes: Option<(u64, u64, Instant)>,
+    bitrate_in_bps: u64,
+    bitrate_out_bps: u64,
+    /// Last cumulative per-stream counters str0m reported: (mid, rid, egress?) -> (nacks, plis, firs).
+    stream_counters: Vec<(StreamKey, Counters)>,
 }
 
 pub struct Sfu {
@@ -112,6 +151,9 @@ pub struct Sfu {
     /// Frames to fan out: (origin, data). Drained within the same poll.
     fanout: VecDeque<(PeerKey, MediaData)>,
     keyframe_every: Duration,
+    stats: SfuStats,
+    next_speaker_check: Option<Instant>,
+    speakers: Vec<(MeetingId, ParticipantId)>,
 }
 
 fn kind_name(k: MediaKind) -> &'static str {
@@ -130,7 +172,43 @@ impl Sfu {
             out: VecDeque::new(),
             fanout: VecDeque::new(),
             keyframe_every: Duration::from_millis(500),
+            stats: SfuStats::default(),
+            next_speaker_check: None,
+            speakers: Vec::new(),
         }
+    }
+
+    /// Current totals; cheap enough to call once a second.
+    pub fn stats(&self) -> SfuStats {
+        let mut s = self.stats;
+        s.peers = self.peers.len() as u32;
+        s.tracks_in = self.peers.iter().map(|p| p.tracks_in.len() as u32).sum();
+        s.tracks_out = self.peers.iter().map(|p| p.tracks_out.len() as u32).sum();
+        s.bitrate_in_bps = self.peers.iter().map(|p| p.bitrate_in_bps).sum();
+        s.bitrate_out_bps = self.peers.iter().map(|p| p.bitrate_out_bps).sum();
+        let rtts: Vec<f64> = self
+            .peers
+            .iter()
+            .filter_map(|p| p.rtt)
+            .map(|d| d.as_secs_f64())
+            .collect();
+        s.rtt_seconds = if rtts.is_empty() {
+            0.0
+        } else {
+            rtts.iter().sum::<f64>() / rtts.len() as f64
+        };
+        let losses: Vec<f64> = self
+            .peers
+            .iter()
+            .filter_map(|p| p.egress_loss)
+            .map(f64::from)
+            .collect();
+        s.egress_loss = if losses.is_empty() {
+            0.0
+        } else {
+            losses.iter().sum::<f64>() / losses.len() as f64
+        };
+        s
     }
 
     pub fn peer_count(&self) -> usize {
@@ -161,7 +239,10 @@ impl Sfu {
                             .signal(key, SignalOut::Error(format!("invalid offer SDP: {e}")));
                     }
                 };
-                let mut rtc = Rtc::builder().set_ice_lite(true).build(now);
+                let mut rtc = Rtc::builder()
+                    .set_ice_lite(true)
+                    .set_stats_interval(Some(Duration::from_secs(1)))
+                    .build(now);
                 match Candidate::host(self.local, "udp") {
                     Ok(c) => {
                         rtc.add_local_candidate(c);
@@ -187,6 +268,12 @@ impl Sfu {
                     tracks_out: Vec::new(),
                     pending: None,
                     negotiated: true,
+                    rtt: None,
+                    egress_loss: None,
+                    bytes: None,
+                    bitrate_in_bps: 0,
+                    bitrate_out_bps: 0,
+                    stream_counters: Vec::new(),
                 };
                 // Everything already published in the meeting is offered to the newcomer.
                 for other in self.peers.iter().filter(|o| o.meeting == peer.meeting) {
@@ -365,7 +452,15 @@ impl Sfu {
         {
             return SfuOutput::Timeout(now);
         }
-        SfuOutput::Timeout(next)
+        let check = *self.next_speaker_check.get_or_insert(now + SPEAKER_CHECK);
+        if now >= check {
+            self.next_speaker_check = Some(now + SPEAKER_CHECK);
+            self.detect_speakers();
+            if let Some(o) = self.out.pop_front() {
+                return o;
+            }
+        }
+        SfuOutput::Timeout(next.min(check.max(now)))
     }
 
     fn handle_event(&mut self, now: Instant, i: usize, e: Event) {
@@ -382,6 +477,7 @@ impl Sfu {
                     mid: m.mid,
                     kind: m.kind,
                     last_keyframe_request: None,
+                    loudness: 0.0,
                 });
                 for p in self
                     .peers
@@ -398,12 +494,64 @@ impl Sfu {
                 }
             }
             Event::MediaData(data) => {
+                // RFC 6464: 0 is the loudest (0 dBov), -127 silence; loudness is 127 + level.
+                if let Some(level) = data.ext_vals.audio_level
+                    && let Some(t) = self.peers[i]
+                        .tracks_in
+                        .iter_mut()
+                        .find(|t| t.mid == data.mid)
+                {
+                    let loudness = f32::from(127 - level.clamp(-127, 0).unsigned_abs() as i8);
+                    t.loudness = t.loudness * 0.9 + loudness * 0.1;
+                }
                 if !data.contiguous {
                     self.request_keyframe(now, key, data.mid, data.rid, KeyframeRequestKind::Fir);
                 }
                 self.fanout.push_back((key, data));
             }
             Event::KeyframeRequest(req) => self.keyframe_from_subscriber(now, i, req),
+            Event::MediaEgressStats(st) => {
+                let p = &mut self.peers[i];
+                if st.rtt.is_some() {
+                    p.rtt = st.rtt;
+                }
+                if st.loss.is_some() {
+                    p.egress_loss = st.loss;
+                }
+                let (n, pl, f) = counter_delta(
+                    &mut p.stream_counters,
+                    (st.mid, st.rid, true),
+                    (st.nacks, st.plis, st.firs),
+                );
+                self.stats.nacks_received += n;
+                self.stats.plis_received += pl;
+                self.stats.firs_received += f;
+            }
+            Event::MediaIngressStats(st) => {
+                let p = &mut self.peers[i];
+                let (n, _, _) = counter_delta(
+                    &mut p.stream_counters,
+                    (st.mid, st.rid, false),
+                    (st.nacks, st.plis, st.firs),
+                );
+                self.stats.nacks_sent += n;
+            }
+            Event::PeerStats(st) => {
+                let p = &mut self.peers[i];
+                if let Some((rx, tx, at)) = p.bytes {
+                    let secs = st.timestamp.saturating_duration_since(at).as_secs_f64();
+                    if secs > 0.0 {
+                        p.bitrate_in_bps =
+                            ((st.peer_bytes_rx.saturating_sub(rx)) as f64 * 8.0 / secs) as u64;
+                        p.bitrate_out_bps =
+                            ((st.peer_bytes_tx.saturating_sub(tx)) as f64 * 8.0 / secs) as u64;
+                    }
+                }
+                p.bytes = Some((st.peer_bytes_rx, st.peer_bytes_tx, st.timestamp));
+                if st.rtt.is_some() {
+                    p.rtt = st.rtt;
+                }
+            }
             _ => {}
         }
     }
@@ -530,6 +678,68 @@ impl Sfu {
             let _ = w.request_keyframe(rid, kind);
         }
     }
+}
+
+impl Sfu {
+    /// Per meeting, the participant whose audio has been loudest lately, if loud enough;
+    /// announced when it changes.
+    fn detect_speakers(&mut self) {
+        let mut loudest: Vec<(MeetingId, ParticipantId, f32)> = Vec::new();
+        for p in &self.peers {
+            let l = p
+                .tracks_in
+                .iter()
+                .filter(|t| t.kind == MediaKind::Audio)
+                .map(|t| t.loudness)
+                .fold(0.0, f32::max);
+            if l < SPEAKER_THRESHOLD {
+                continue;
+            }
+            match loudest.iter_mut().find(|(m, _, _)| *m == p.meeting) {
+                Some(e) if e.2 >= l => {}
+                Some(e) => *e = (p.meeting.clone(), p.participant.clone(), l),
+                None => loudest.push((p.meeting.clone(), p.participant.clone(), l)),
+            }
+        }
+        for (meeting, participant, _) in loudest {
+            match self.speakers.iter_mut().find(|(m, _)| *m == meeting) {
+                Some((_, cur)) if *cur == participant => continue,
+                Some((_, cur)) => *cur = participant.clone(),
+                None => self.speakers.push((meeting.clone(), participant.clone())),
+            }
+            self.out.push_back(SfuOutput::ActiveSpeaker {
+                meeting,
+                participant,
+            });
+        }
+        self.speakers
+            .retain(|(m, _)| self.peers.iter().any(|p| &p.meeting == m));
+    }
+}
+
+/// A media stream of a peer: (mid, simulcast layer, egress?).
+type StreamKey = (Mid, Option<Rid>, bool);
+/// (NACKs, PLIs, FIRs) as str0m counts them, cumulatively.
+type Counters = (u64, u64, u64);
+
+/// Turns str0m's cumulative per-stream counters into increments since the last report.
+fn counter_delta(
+    seen: &mut Vec<(StreamKey, Counters)>,
+    key: (Mid, Option<Rid>, bool),
+    now: (u64, u64, u64),
+) -> (u64, u64, u64) {
+    let prev = match seen.iter_mut().find(|(k, _)| *k == key) {
+        Some((_, v)) => std::mem::replace(v, now),
+        None => {
+            seen.push((key, now));
+            (0, 0, 0)
+        }
+    };
+    (
+        now.0.saturating_sub(prev.0),
+        now.1.saturating_sub(prev.1),
+        now.2.saturating_sub(prev.2),
+    )
 }
 
 fn has_to_open(p: &Peer) -> bool {

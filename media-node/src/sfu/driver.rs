@@ -9,7 +9,8 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{PeerKey, Sfu, SfuCommand, SfuOutput, SignalOut};
+use super::{PeerKey, Sfu, SfuCommand, SfuOutput, SfuStats, SignalOut};
+use crate::room::{RoomEvent, Rooms};
 
 enum DriverCommand {
     Register {
@@ -24,6 +25,7 @@ enum DriverCommand {
 pub struct SfuHandle {
     tx: mpsc::UnboundedSender<DriverCommand>,
     next_key: std::sync::Arc<AtomicU64>,
+    stats: tokio::sync::watch::Receiver<SfuStats>,
 }
 
 impl SfuHandle {
@@ -37,6 +39,10 @@ impl SfuHandle {
     pub fn send(&self, cmd: SfuCommand) {
         let _ = self.tx.send(DriverCommand::Sfu(cmd));
     }
+    /// The SFU's totals, refreshed every second.
+    pub fn stats(&self) -> SfuStats {
+        *self.stats.borrow()
+    }
 }
 
 /// Counters the driver keeps for `/metrics`.
@@ -47,21 +53,59 @@ pub struct DriverMetrics {
     pub bytes_in: prometheus::IntCounter,
     pub bytes_out: prometheus::IntCounter,
     pub unknown_datagrams: prometheus::IntCounter,
+    pub nacks_received: prometheus::IntCounter,
+    pub nacks_sent: prometheus::IntCounter,
+    pub plis_received: prometheus::IntCounter,
+    pub firs_received: prometheus::IntCounter,
+    pub tracks: prometheus::IntGauge,
+    pub bitrate_in: prometheus::IntGauge,
+    pub bitrate_out: prometheus::IntGauge,
+    pub rtt: prometheus::Gauge,
+    pub loss: prometheus::Gauge,
+}
+
+impl DriverMetrics {
+    fn update(&self, prev: &SfuStats, now: &SfuStats) {
+        self.nacks_received
+            .inc_by(now.nacks_received.saturating_sub(prev.nacks_received));
+        self.nacks_sent
+            .inc_by(now.nacks_sent.saturating_sub(prev.nacks_sent));
+        self.plis_received
+            .inc_by(now.plis_received.saturating_sub(prev.plis_received));
+        self.firs_received
+            .inc_by(now.firs_received.saturating_sub(prev.firs_received));
+        self.tracks.set(i64::from(now.tracks_in));
+        self.bitrate_in.set(now.bitrate_in_bps as i64);
+        self.bitrate_out.set(now.bitrate_out_bps as i64);
+        self.rtt.set(now.rtt_seconds);
+        self.loss.set(now.egress_loss);
+    }
 }
 
 /// Starts the SFU on `socket`, advertising `advertised` as the host candidate.
 pub fn spawn(
     socket: UdpSocket,
     advertised: SocketAddr,
+    rooms: std::sync::Arc<Rooms>,
     metrics: DriverMetrics,
     shutdown: CancellationToken,
 ) -> (SfuHandle, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::unbounded_channel();
+    let (stats_tx, stats) = tokio::sync::watch::channel(SfuStats::default());
     let handle = SfuHandle {
         tx,
         next_key: std::sync::Arc::new(AtomicU64::new(1)),
+        stats,
     };
-    let task = tokio::spawn(run(socket, Sfu::new(advertised), rx, metrics, shutdown));
+    let task = tokio::spawn(run(
+        socket,
+        Sfu::new(advertised),
+        rx,
+        rooms,
+        metrics,
+        stats_tx,
+        shutdown,
+    ));
     (handle, task)
 }
 
@@ -69,12 +113,23 @@ async fn run(
     socket: UdpSocket,
     mut sfu: Sfu,
     mut rx: mpsc::UnboundedReceiver<DriverCommand>,
+    rooms: std::sync::Arc<Rooms>,
     m: DriverMetrics,
+    stats_tx: tokio::sync::watch::Sender<SfuStats>,
     shutdown: CancellationToken,
 ) {
     let mut sessions: HashMap<PeerKey, mpsc::UnboundedSender<SignalOut>> = HashMap::new();
     let mut buf = vec![0u8; 2048];
+    let mut last_stats = SfuStats::default();
+    let mut next_stats = Instant::now();
     loop {
+        if Instant::now() >= next_stats {
+            let now = sfu.stats();
+            m.update(&last_stats, &now);
+            last_stats = now;
+            stats_tx.send_replace(now);
+            next_stats = Instant::now() + std::time::Duration::from_secs(1);
+        }
         let deadline = loop {
             match sfu.poll_output(Instant::now()) {
                 SfuOutput::Transmit {
@@ -97,7 +152,18 @@ async fn run(
                         sessions.remove(&key);
                     }
                 }
-                SfuOutput::Timeout(t) => break t,
+                SfuOutput::ActiveSpeaker {
+                    meeting,
+                    participant,
+                } => {
+                    rooms.publish(
+                        &meeting,
+                        RoomEvent::ActiveSpeaker {
+                            participant_id: participant.to_string(),
+                        },
+                    );
+                }
+                SfuOutput::Timeout(t) => break t.min(next_stats),
             }
         };
         tokio::select! {
