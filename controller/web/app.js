@@ -110,6 +110,7 @@
         break;
       }
       case 'track': state.midToParticipant.set(m.mid, m.participant_id); break;
+      case 'track_removed': state.midToParticipant.delete(m.mid); break;
       case 'participant_joined':
         state.participants.set(m.participant.participant_id, m.participant);
         tile(m.participant.participant_id, m.participant.name);

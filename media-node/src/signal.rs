@@ -165,6 +165,9 @@ fn signal_msg(msg: SignalOut) -> Message {
         } => json(
             serde_json::json!({ "type": "track", "mid": mid, "participant_id": participant.as_str(), "kind": kind }),
         ),
+        SignalOut::TrackRemoved { mid } => {
+            json(serde_json::json!({ "type": "track_removed", "mid": mid }))
+        }
         SignalOut::Error(e) => error_msg(e),
         SignalOut::Closed(why) => json(serde_json::json!({ "type": "closed", "reason": why })),
     }

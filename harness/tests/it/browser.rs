@@ -201,7 +201,15 @@ async fn three_chromium_participants_get_each_others_media_chat_and_see_a_leave(
             || async {
                 let v = snapshot(b).await?;
                 let listed = v["participants"].as_array()?.iter().any(|p| p == &ids[2]);
-                (!listed && v["tiles"] == 2).then_some(())
+                // Its m-lines went inactive (track_removed, then a new offer).
+                let inactive = b
+                    .eval(
+                        "return window.fjord.pc.getTransceivers().filter(t => t.currentDirection === 'inactive').length",
+                        json!([]),
+                    )
+                    .await
+                    .ok()?;
+                (!listed && v["tiles"] == 2 && inactive == 2).then_some(())
             },
         )
         .await

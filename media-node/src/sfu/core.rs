@@ -52,6 +52,10 @@ pub enum SignalOut {
         participant: ParticipantId,
         kind: &'static str,
     },
+    /// The m-line no longer carries anything (its publisher left); it goes inactive.
+    TrackRemoved {
+        mid: String,
+    },
     Error(String),
     /// The peer connection failed or closed.
     Closed(String),
@@ -142,6 +146,8 @@ struct Peer {
     bitrate_out_bps: u64,
     /// Last cumulative per-stream counters str0m reported: (mid, rid, egress?) -> (nacks, plis, firs).
     stream_counters: Vec<(StreamKey, Counters)>,
+    /// Our m-lines whose publisher left: made inactive in the next offer.
+    to_deactivate: Vec<Mid>,
 }
 
 pub struct Sfu {
@@ -274,6 +280,7 @@ impl Sfu {
                     bitrate_in_bps: 0,
                     bitrate_out_bps: 0,
                     stream_counters: Vec::new(),
+                    to_deactivate: Vec::new(),
                 };
                 // Everything already published in the meeting is offered to the newcomer.
                 for other in self.peers.iter().filter(|o| o.meeting == peer.meeting) {
@@ -361,8 +368,24 @@ impl Sfu {
         let mut peer = self.peers.swap_remove(i);
         peer.rtc.disconnect();
         for p in &mut self.peers {
-            p.tracks_out
-                .retain(|t| t.origin != key || matches!(t.state, OutState::Open(_)));
+            let mut removed = Vec::new();
+            p.tracks_out.retain(|t| match t.state {
+                _ if t.origin != key => true,
+                OutState::ToOpen => false,
+                OutState::Negotiating(mid) | OutState::Open(mid) => {
+                    removed.push(mid);
+                    false
+                }
+            });
+            for mid in removed {
+                p.to_deactivate.push(mid);
+                self.out.push_back(SfuOutput::Signal {
+                    key: p.key,
+                    msg: SignalOut::TrackRemoved {
+                        mid: mid.to_string(),
+                    },
+                });
+            }
         }
     }
 
@@ -564,6 +587,9 @@ impl Sfu {
             return;
         }
         let mut change = peer.rtc.sdp_api();
+        for mid in peer.to_deactivate.drain(..) {
+            change.set_direction(mid, Direction::Inactive);
+        }
         let mut announced = Vec::new();
         for t in &mut peer.tracks_out {
             if t.state == OutState::ToOpen {
@@ -742,6 +768,7 @@ fn counter_delta(
     )
 }
 
+/// Whether the peer needs an offer from us: tracks to add or m-lines to retire.
 fn has_to_open(p: &Peer) -> bool {
-    p.tracks_out.iter().any(|t| t.state == OutState::ToOpen)
+    !p.to_deactivate.is_empty() || p.tracks_out.iter().any(|t| t.state == OutState::ToOpen)
 }
