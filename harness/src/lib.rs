@@ -5,6 +5,7 @@
 //! stopped when its handle drops.
 #![forbid(unsafe_code)]
 
+pub mod lossy;
 pub mod pki;
 pub mod process;
 pub mod webdriver;
@@ -226,9 +227,13 @@ impl Cluster {
         json!({ "endpoints": [self.etcd.endpoint()], "lease_ttl_secs": self.spec.lease_ttl_secs, "request_timeout_ms": 1000 })
     }
 
-    fn tls_json(&self, name: &str) -> serde_json::Value {
+    /// TLS settings of `name`, issuing its certificate if it is new to the cluster.
+    fn tls_json(&self, name: &str) -> anyhow::Result<serde_json::Value> {
         let (cert, key) = self.pki.files(name);
-        json!({ "ca_file": self.pki.ca_file(), "cert_file": cert, "key_file": key })
+        if !cert.exists() {
+            self.pki.issue(name)?;
+        }
+        Ok(json!({ "ca_file": self.pki.ca_file(), "cert_file": cert, "key_file": key }))
     }
 
     fn write_config(&self, name: &str, v: serde_json::Value) -> anyhow::Result<PathBuf> {
@@ -251,7 +256,7 @@ impl Cluster {
             "listen": format!("127.0.0.1:{port}"),
             "operator_keys": [self.operator_key],
             "etcd": self.etcd_json(),
-            "tls": self.tls_json(id),
+            "tls": self.tls_json(id)?,
             "token": { "signing_key_file": self.pki.token_key_file(), "kid": "k1", "ttl_secs": self.spec.token_ttl_secs },
             "regions": regions,
             "default_region": self.spec.default_region,
@@ -273,8 +278,19 @@ impl Cluster {
     }
 
     pub fn start_media(&mut self, spec: NodeSpec) -> anyhow::Result<()> {
-        let (http, grpc, udp) = (free_port(), free_port(), free_udp_port());
-        let cfg = json!({
+        self.start_media_on(spec, free_udp_port(), None)
+    }
+
+    /// Starts a media node on UDP port `udp` that advertises `advertise` as its ICE
+    /// candidate (for example a [`lossy::LossyProxy`] in front of it).
+    pub fn start_media_on(
+        &mut self,
+        spec: NodeSpec,
+        udp: u16,
+        advertise: Option<std::net::SocketAddr>,
+    ) -> anyhow::Result<()> {
+        let (http, grpc) = (free_port(), free_port());
+        let mut cfg = json!({
             "node_id": spec.id,
             "region": spec.region,
             "http_listen": format!("127.0.0.1:{http}"),
@@ -282,10 +298,13 @@ impl Cluster {
             "udp_listen": format!("127.0.0.1:{udp}"),
             "capacity": { "participants": spec.capacity },
             "etcd": self.etcd_json(),
-            "tls": self.tls_json(&spec.id),
+            "tls": self.tls_json(&spec.id)?,
             "token_keys": [{ "kid": "k1", "public_key_file": self.pki.token_public_file() }],
             "drain_deadline_secs": 60,
         });
+        if let Some(a) = advertise {
+            cfg["udp_advertise"] = json!(a.to_string());
+        }
         let path = self.write_config(&spec.id, cfg)?;
         let log = self.dir.join(format!("logs/{}.log", spec.id));
         let proc = Proc::spawn(&spec.id, &bin_path("fjord-media-node")?, &path, &log)?;
@@ -310,7 +329,7 @@ impl Cluster {
             "slots": spec.capacity.clamp(1, 16),
             "storage": { "internal": storage.join("internal") },
             "etcd": self.etcd_json(),
-            "tls": self.tls_json(&spec.id),
+            "tls": self.tls_json(&spec.id)?,
         });
         let path = self.write_config(&spec.id, cfg)?;
         let log = self.dir.join(format!("logs/{}.log", spec.id));

@@ -1,6 +1,7 @@
 //! The cluster CA and every component's certificate (rcgen), plus the Ed25519 key that
 //! signs join tokens. Certificates name `localhost` and `127.0.0.1`: the local cluster and
-//! the tests run on loopback only.
+//! the tests run on loopback only. The CA key stays in the directory so that components
+//! added later get certificates too.
 use std::path::{Path, PathBuf};
 
 use rcgen::{
@@ -17,33 +18,42 @@ impl Pki {
     pub fn generate(dir: &Path, names: &[String]) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir)?;
         let ca_key = KeyPair::generate()?;
-        let mut ca = CertificateParams::new(Vec::<String>::new())?;
-        ca.distinguished_name
-            .push(DnType::CommonName, "Fjord cluster CA");
-        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let ca_cert = ca.self_signed(&ca_key)?;
+        let ca_cert = ca_params()?.self_signed(&ca_key)?;
         std::fs::write(dir.join("ca.pem"), ca_cert.pem())?;
-        let issuer = Issuer::new(ca, ca_key);
+        write_private(&dir.join("ca-key.pem"), &ca_key.serialize_pem())?;
+        let pki = Self {
+            dir: dir.to_owned(),
+        };
         for name in names {
-            let key = KeyPair::generate()?;
-            let mut p = CertificateParams::new(vec!["localhost".to_string(), name.clone()])?;
-            p.subject_alt_names
-                .push(SanType::IpAddress("127.0.0.1".parse()?));
-            p.distinguished_name.push(DnType::CommonName, name.as_str());
-            p.extended_key_usages = vec![
-                ExtendedKeyUsagePurpose::ServerAuth,
-                ExtendedKeyUsagePurpose::ClientAuth,
-            ];
-            let cert = p.signed_by(&key, &issuer)?;
-            std::fs::write(dir.join(format!("{name}.pem")), cert.pem())?;
-            write_private(&dir.join(format!("{name}-key.pem")), &key.serialize_pem())?;
+            pki.issue(name)?;
         }
         let token = KeyPair::generate_for(&rcgen::PKCS_ED25519)?;
         write_private(&dir.join("token-signing-key.pem"), &token.serialize_pem())?;
         std::fs::write(dir.join("token-public-key.pem"), token.public_key_pem())?;
-        Ok(Self {
-            dir: dir.to_owned(),
-        })
+        Ok(pki)
+    }
+
+    /// Issues `{name}.pem` and `{name}-key.pem` from the cluster CA.
+    pub fn issue(&self, name: &str) -> anyhow::Result<()> {
+        let ca_key = KeyPair::from_pem(&std::fs::read_to_string(self.dir.join("ca-key.pem"))?)?;
+        // Issuing needs only the CA's name and key, both as at generation.
+        let issuer = Issuer::new(ca_params()?, ca_key);
+        let key = KeyPair::generate()?;
+        let mut p = CertificateParams::new(vec!["localhost".to_string(), name.to_owned()])?;
+        p.subject_alt_names
+            .push(SanType::IpAddress("127.0.0.1".parse()?));
+        p.distinguished_name.push(DnType::CommonName, name);
+        p.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        let cert = p.signed_by(&key, &issuer)?;
+        std::fs::write(self.dir.join(format!("{name}.pem")), cert.pem())?;
+        write_private(
+            &self.dir.join(format!("{name}-key.pem")),
+            &key.serialize_pem(),
+        )?;
+        Ok(())
     }
 
     pub fn ca_file(&self) -> PathBuf {
@@ -62,6 +72,14 @@ impl Pki {
     pub fn token_public_file(&self) -> PathBuf {
         self.dir.join("token-public-key.pem")
     }
+}
+
+fn ca_params() -> Result<CertificateParams, rcgen::Error> {
+    let mut ca = CertificateParams::new(Vec::<String>::new())?;
+    ca.distinguished_name
+        .push(DnType::CommonName, "Fjord cluster CA");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    Ok(ca)
 }
 
 fn write_private(path: &Path, pem: &str) -> std::io::Result<()> {

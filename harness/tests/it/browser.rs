@@ -421,3 +421,87 @@ async fn garbage_datagrams_and_bad_signaling_leave_everyone_elses_media_flowing(
     .await;
     assert!(reply.is_ok(), "the session stopped answering");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_ten_percent_loss_towards_subscribers_nacks_retransmit_and_frames_keep_decoding() {
+    let mut s = spec();
+    s.media.clear();
+    let mut c = harness::Cluster::start(s).await.unwrap();
+    let udp = harness::free_udp_port();
+    let proxy = harness::lossy::LossyProxy::start(format!("127.0.0.1:{udp}").parse().unwrap(), 10)
+        .await
+        .unwrap();
+    c.start_media_on(crate::node("media-oslo-1", "oslo"), udp, Some(proxy.front))
+        .unwrap();
+    c.wait_ready(Duration::from_secs(20)).await.unwrap();
+
+    let api = Api::new(&c);
+    let base = c.controllers[0].url();
+    let meeting = api.create(&base, json!({ "title": "lossy" })).await;
+    let mut browsers = Vec::new();
+    for i in 0..2 {
+        let b = Browser::start(&c.dir.join("logs"), &format!("l{i}"))
+            .await
+            .unwrap();
+        b.goto(&format!("{base}/m/{meeting}?name=L{i}&autojoin=1"))
+            .await
+            .unwrap();
+        browsers.push(b);
+    }
+    let frames = |v: &Value| -> u64 {
+        v["by"]
+            .as_object()
+            .map(|m| m.values().map(|c| c["frames"].as_u64().unwrap_or(0)).sum())
+            .unwrap_or(0)
+    };
+    for b in &browsers {
+        eventually(
+            Duration::from_secs(40),
+            "media to flow through the lossy path",
+            || async { (frames(&snapshot(b).await?) > 0).then_some(()) },
+        )
+        .await
+        .unwrap();
+    }
+    let node = &c.media[0];
+    let nacks = || async {
+        let text = reqwest::get(format!("http://127.0.0.1:{}/metrics", node.http))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        harness::metric_value(&text, "fjord_media_nacks_received_total")
+    };
+    eventually(
+        Duration::from_secs(15),
+        "NACKs from the subscribers",
+        || async { nacks().await.filter(|n| *n > 0.0) },
+    )
+    .await
+    .unwrap();
+    let before: Vec<u64> = futures::future::join_all(
+        browsers
+            .iter()
+            .map(|b| async { frames(&snapshot(b).await.unwrap()) }),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for (i, b) in browsers.iter().enumerate() {
+        let after = frames(&snapshot(b).await.unwrap());
+        assert!(
+            after > before[i] + 20,
+            "L{i} stopped decoding under loss: {} -> {after}",
+            before[i]
+        );
+    }
+    let dropped = proxy.dropped.load(std::sync::atomic::Ordering::Relaxed);
+    eprintln!(
+        "proxy dropped {dropped} packets; node counted {:?} NACKs",
+        nacks().await
+    );
+    assert!(
+        dropped > 50,
+        "the proxy should have dropped packets: {dropped}"
+    );
+}
