@@ -7,7 +7,7 @@
   const state = {
     meeting: null, joined: null, ws: null, pc: null, local: null, screen: null,
     participants: new Map(), // participant_id -> {name, audio_muted, video_muted}
-    midToParticipant: new Map(), chat: [], leaving: false, audioMuted: false, videoMuted: false, activeSpeaker: null,
+    midToParticipant: new Map(), midKind: new Map(), pinned: new Map(), chat: [], leaving: false, audioMuted: false, videoMuted: false, activeSpeaker: null,
   };
   window.fjord = state;
 
@@ -64,7 +64,7 @@
         // (for music, and for test rigs whose microphones all play the same signal).
         const audio = params.get('original_sound') === '1'
           ? { echoCancellation: false, noiseSuppression: false, autoGainControl: false } : true;
-        state.local = await navigator.mediaDevices.getUserMedia({ audio, video: { width: 640, height: 360 } });
+        state.local = await navigator.mediaDevices.getUserMedia({ audio, video: { width: 960, height: 540 } });
       } catch (e) {
         status('Camera or microphone not available: ' + e.message, true);
         return;
@@ -72,7 +72,18 @@
     }
     const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle' });
     state.pc = pc;
-    for (const track of state.local.getTracks()) pc.addTransceiver(track, { direction: 'sendonly', streams: [state.local] });
+    // Camera in three simulcast layers; the node forwards each viewer the one its tile needs.
+    for (const track of state.local.getTracks()) {
+      const init = { direction: 'sendonly', streams: [state.local] };
+      if (track.kind === 'video' && params.get('simulcast') !== '0') {
+        init.sendEncodings = [
+          { rid: 'l', scaleResolutionDownBy: 4, maxBitrate: 150000 },
+          { rid: 'm', scaleResolutionDownBy: 2, maxBitrate: 500000 },
+          { rid: 'h', maxBitrate: 1500000 },
+        ];
+      }
+      pc.addTransceiver(track, init);
+    }
     pc.ontrack = (e) => attach(e.transceiver.mid, e.track);
     pc.onconnectionstatechange = () => {
       if (pc.connectionState === 'failed') lost('Media connection failed.');
@@ -109,7 +120,10 @@
         send({ type: 'answer', sdp: answer.sdp });
         break;
       }
-      case 'track': state.midToParticipant.set(m.mid, m.participant_id); break;
+      case 'track':
+        state.midToParticipant.set(m.mid, m.participant_id);
+        state.midKind.set(m.mid, m.kind);
+        break;
       case 'track_removed': state.midToParticipant.delete(m.mid); break;
       case 'participant_joined':
         state.participants.set(m.participant.participant_id, m.participant);
@@ -174,11 +188,26 @@
     t.querySelector('.label').textContent = t.dataset.name + muted;
   }
 
+  // Tell the node how large each remote video is shown, so it forwards a layer to match.
+  function sendLayer(pid) {
+    for (const [mid, who] of state.midToParticipant) {
+      if (who !== pid || state.midKind.get(mid) !== 'video') continue;
+      const t = document.getElementById('tile-' + pid);
+      const size = state.pinned.get(pid) || (t ? { width: t.clientWidth, height: t.clientHeight } : null);
+      if (size) send({ type: 'layer', mid, width: Math.round(size.width), height: Math.round(size.height) });
+    }
+  }
+  const resizes = new ResizeObserver((entries) => {
+    for (const e of entries) sendLayer(e.target.id.replace(/^tile-/, ''));
+  });
+  state.pinLayer = (pid, width, height) => { state.pinned.set(pid, { width, height }); sendLayer(pid); };
+
   function attach(mid, track) {
     const pid = state.midToParticipant.get(mid);
     if (!pid) return;
     const p = state.participants.get(pid);
     const t = tile(pid, p ? p.name : pid);
+    if (track.kind === 'video') { resizes.observe(t); setTimeout(() => sendLayer(pid), 0); }
     const v = t.querySelector('video');
     const s = v.srcObject instanceof MediaStream ? v.srcObject : new MediaStream();
     s.addTrack(track);

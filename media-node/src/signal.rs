@@ -119,6 +119,12 @@ enum ClientMsg {
         audio_muted: bool,
         video_muted: bool,
     },
+    /// The subscriber shows m-line `mid` at `width` x `height`: pick the layer to match.
+    Layer {
+        mid: String,
+        width: u32,
+        height: u32,
+    },
     Leave {},
 }
 
@@ -271,6 +277,12 @@ async fn session(node: Arc<Node>, claims: JoinClaims, mut ws: WebSocket) {
                         audio_muted,
                         video_muted,
                     }),
+                    ClientMsg::Layer { mid, width, height } if mid.len() <= 16 => node.sfu.send(SfuCommand::Layer {
+                        key,
+                        mid,
+                        rid: crate::sfu::layer_for_size(width, height),
+                    }),
+                    ClientMsg::Layer { .. } => ok = ws.send(error_msg("layer: mid too long")).await.is_ok(),
                     ClientMsg::Leave {} => break,
                 }
             }

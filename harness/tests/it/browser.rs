@@ -289,9 +289,11 @@ async fn garbage_datagrams_and_bad_signaling_leave_everyone_elses_media_flowing(
         let b = Browser::start(&c.dir.join("logs"), &format!("r{i}"))
             .await
             .unwrap();
-        b.goto(&format!("{base}/m/{meeting}?name=R{i}&autojoin=1"))
-            .await
-            .unwrap();
+        b.goto(&format!(
+            "{base}/m/{meeting}?name=R{i}&autojoin=1&simulcast=0"
+        ))
+        .await
+        .unwrap();
         browsers.push(b);
     }
     let frames_from_other = |v: &Value| -> u64 {
@@ -443,9 +445,11 @@ async fn with_ten_percent_loss_towards_subscribers_nacks_retransmit_and_frames_k
         let b = Browser::start(&c.dir.join("logs"), &format!("l{i}"))
             .await
             .unwrap();
-        b.goto(&format!("{base}/m/{meeting}?name=L{i}&autojoin=1"))
-            .await
-            .unwrap();
+        b.goto(&format!(
+            "{base}/m/{meeting}?name=L{i}&autojoin=1&simulcast=0"
+        ))
+        .await
+        .unwrap();
         browsers.push(b);
     }
     let frames = |v: &Value| -> u64 {
@@ -503,5 +507,113 @@ async fn with_ten_percent_loss_towards_subscribers_nacks_retransmit_and_frames_k
     assert!(
         dropped > 50,
         "the proxy should have dropped packets: {dropped}"
+    );
+}
+
+/// The subscriber's inbound video from `pid`: (frame width, bytes received).
+async fn inbound_video(b: &Browser, pid: &str) -> Option<(u64, u64)> {
+    const JS: &str = r#"
+const [pid, done] = arguments;
+const s = window.fjord;
+s.pc.getStats().then((r) => {
+  let out = null;
+  r.forEach((x) => {
+    if (x.type === 'inbound-rtp' && x.kind === 'video' && s.midToParticipant.get(x.mid) === pid)
+      out = [x.frameWidth || 0, x.bytesReceived || 0];
+  });
+  done(out);
+});
+"#;
+    let v = b.eval_async(JS, json!([pid])).await.ok()?;
+    Some((v[0].as_u64()?, v[1].as_u64()?))
+}
+
+/// Bits per second of `pid`'s video at `b` over `secs`, and the frame width at the end.
+async fn video_rate(b: &Browser, pid: &str, secs: u64) -> (f64, u64) {
+    let (_, b0) = inbound_video(b, pid).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    let (w, b1) = inbound_video(b, pid).await.unwrap();
+    ((b1 - b0) as f64 * 8.0 / secs as f64, w)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn simulcast_subscriber_gets_the_low_layer_for_a_small_tile_and_moves_up_for_a_large_one() {
+    let c = harness::Cluster::start(spec()).await.unwrap();
+    let api = Api::new(&c);
+    let base = c.controllers[0].url();
+    let meeting = api.create(&base, json!({ "title": "simulcast" })).await;
+    let publisher = Browser::start(&c.dir.join("logs"), "pub").await.unwrap();
+    publisher
+        .goto(&format!("{base}/m/{meeting}?name=Pub&autojoin=1"))
+        .await
+        .unwrap();
+    let viewer = Browser::start(&c.dir.join("logs"), "view").await.unwrap();
+    viewer
+        .goto(&format!("{base}/m/{meeting}?name=View&autojoin=1"))
+        .await
+        .unwrap();
+    let pid = eventually(Duration::from_secs(20), "the publisher to join", || async {
+        let v = publisher
+            .eval(
+                "return window.fjord.joined && window.fjord.joined.participant_id",
+                json!([]),
+            )
+            .await
+            .ok()?;
+        v.as_str().map(str::to_owned)
+    })
+    .await
+    .unwrap();
+    eventually(Duration::from_secs(30), "video at the viewer", || async {
+        inbound_video(&viewer, &pid).await.filter(|(w, _)| *w > 0)
+    })
+    .await
+    .unwrap();
+    // Let the publisher's bandwidth estimate ramp up so that all three layers are sent.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+
+    viewer
+        .eval(
+            "window.fjord.pinLayer(arguments[0], 320, 180)",
+            json!([pid]),
+        )
+        .await
+        .unwrap();
+    eventually(
+        Duration::from_secs(15),
+        "the low layer (240 px wide)",
+        || async {
+            inbound_video(&viewer, &pid)
+                .await
+                .filter(|(w, _)| *w == 240)
+        },
+    )
+    .await
+    .unwrap();
+    let (low_bps, low_w) = video_rate(&viewer, &pid, 3).await;
+
+    viewer
+        .eval(
+            "window.fjord.pinLayer(arguments[0], 1280, 720)",
+            json!([pid]),
+        )
+        .await
+        .unwrap();
+    eventually(
+        Duration::from_secs(15),
+        "the high layer (960 px wide)",
+        || async {
+            inbound_video(&viewer, &pid)
+                .await
+                .filter(|(w, _)| *w == 960)
+        },
+    )
+    .await
+    .unwrap();
+    let (high_bps, high_w) = video_rate(&viewer, &pid, 3).await;
+    eprintln!("low layer {low_w}px {low_bps:.0} bit/s, high layer {high_w}px {high_bps:.0} bit/s");
+    assert!(
+        low_bps * 2.0 < high_bps,
+        "low layer {low_bps:.0} bit/s should be well below the high layer's {high_bps:.0}"
     );
 }

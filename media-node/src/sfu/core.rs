@@ -36,6 +36,12 @@ pub enum SfuCommand {
         key: PeerKey,
         sdp: String,
     },
+    /// The subscriber wants the layer `rid` of what its m-line `mid` carries.
+    Layer {
+        key: PeerKey,
+        mid: String,
+        rid: Rid,
+    },
     Leave {
         key: PeerKey,
     },
@@ -100,6 +106,9 @@ pub struct SfuStats {
     pub egress_loss: f64,
 }
 
+/// A subscriber's simulcast layer that has sent nothing for this long may be replaced by
+/// any layer that has a keyframe.
+const LAYER_STALE: Duration = Duration::from_millis(500);
 /// How often the loudest participant of each meeting is worked out.
 const SPEAKER_CHECK: Duration = Duration::from_millis(500);
 /// Loudness (an average of 127 + dBov audio level) below which nobody is speaking.
@@ -108,7 +117,8 @@ const SPEAKER_THRESHOLD: f32 = 8.0;
 struct TrackIn {
     mid: Mid,
     kind: MediaKind,
-    last_keyframe_request: Option<Instant>,
+    /// When we last asked for a keyframe, per simulcast layer (None: no simulcast).
+    last_keyframe_request: Vec<(Option<Rid>, Instant)>,
     loudness: f32,
 }
 
@@ -124,8 +134,28 @@ struct TrackOut {
     origin_mid: Mid,
     kind: MediaKind,
     state: OutState,
-    /// The simulcast layer forwarded to this subscriber.
+    /// The simulcast layer forwarded to this subscriber now (None: not chosen yet).
     rid: Option<Rid>,
+    /// The layer this subscriber should get; we switch to it on its next keyframe.
+    want: Rid,
+    /// Layers have their own RTP time bases: forwarded time is source time + `offset`,
+    /// re-chosen at each switch so that the subscriber's stream runs on smoothly.
+    offset: i64,
+    /// The last forwarded (time in clock ticks, arrival) for picking the next offset.
+    last_out: Option<(u64, Instant)>,
+}
+
+/// The simulcast layer that suits a tile of `width` x `height` pixels. Our client
+/// publishes `l` (1/4 size), `m` (1/2) and `h` (full).
+pub fn layer_for_size(width: u32, height: u32) -> Rid {
+    let px = width.max(height * 16 / 9);
+    if px <= 320 {
+        Rid::from("l")
+    } else if px <= 640 {
+        Rid::from("m")
+    } else {
+        Rid::from("h")
+    }
 }
 
 struct Peer {
@@ -291,6 +321,9 @@ impl Sfu {
                             kind: t.kind,
                             state: OutState::ToOpen,
                             rid: None,
+                            want: Rid::from("h"),
+                            offset: 0,
+                            last_out: None,
                         });
                     }
                 }
@@ -356,6 +389,24 @@ impl Sfu {
                         self.signal(key, SignalOut::Error(format!("answer not accepted: {e}")))
                     }
                 }
+            }
+            SfuCommand::Layer { key, mid, rid } => {
+                let mid = Mid::from(mid.as_str());
+                let Some(p) = self.peer_mut(key) else { return };
+                let Some(t) = p
+                    .tracks_out
+                    .iter_mut()
+                    .find(|t| t.state == OutState::Open(mid) && t.kind == MediaKind::Video)
+                else {
+                    return self.signal(key, SignalOut::Error(format!("no video on m-line {mid}")));
+                };
+                if t.want == rid {
+                    return;
+                }
+                t.want = rid;
+                let (origin, origin_mid) = (t.origin, t.origin_mid);
+                // Switching needs a keyframe of the new layer.
+                self.request_keyframe(now, origin, origin_mid, Some(rid), KeyframeRequestKind::Pli);
             }
             SfuCommand::Leave { key } => self.remove_peer(key),
         }
@@ -462,7 +513,7 @@ impl Sfu {
             i += 1;
         }
         while let Some((origin, data)) = self.fanout.pop_front() {
-            self.forward(origin, &data);
+            self.forward(now, origin, &data);
         }
         // Forwarding wrote into subscribers' Rtc: their output is due now.
         if !self.out.is_empty() {
@@ -499,7 +550,7 @@ impl Sfu {
                 self.peers[i].tracks_in.push(TrackIn {
                     mid: m.mid,
                     kind: m.kind,
-                    last_keyframe_request: None,
+                    last_keyframe_request: Vec::new(),
                     loudness: 0.0,
                 });
                 for p in self
@@ -513,6 +564,9 @@ impl Sfu {
                         kind: m.kind,
                         state: OutState::ToOpen,
                         rid: None,
+                        want: Rid::from("h"),
+                        offset: 0,
+                        last_out: None,
                     });
                 }
             }
@@ -624,7 +678,9 @@ impl Sfu {
         });
     }
 
-    fn forward(&mut self, origin: PeerKey, data: &MediaData) {
+    fn forward(&mut self, now: Instant, origin: PeerKey, data: &MediaData) {
+        // Subscribers waiting to switch to this frame's layer ask for its keyframe.
+        let mut want_keyframe = false;
         let Some(meeting) = self
             .peers
             .iter()
@@ -648,21 +704,46 @@ impl Sfu {
             let OutState::Open(mid) = t.state else {
                 continue;
             };
-            // Simulcast: forward the highest layer for now; per-subscriber choice comes next.
-            if data.rid.is_some() && data.rid != Some("h".into()) {
-                continue;
+            // Simulcast: forward one layer per subscriber. Start on the first keyframe of
+            // any layer; move to the wanted layer on its next keyframe.
+            if let Some(rid) = data.rid
+                && t.rid != Some(rid)
+            {
+                // Switch to the wanted layer, or to any layer if ours went quiet
+                // (the publisher may have turned it off), at a keyframe.
+                let stale = t.last_out.is_none_or(|(_, at)| {
+                    data.network_time.saturating_duration_since(at) > LAYER_STALE
+                });
+                let may_switch = t.rid.is_none() || rid == t.want || stale;
+                if !(may_switch && data.is_keyframe()) {
+                    want_keyframe |= rid == t.want || stale;
+                    continue;
+                }
+                t.rid = Some(rid);
+                // Continue from the last forwarded frame, advanced by the wall-clock gap.
+                if let Some((last, at)) = t.last_out {
+                    let hz = u64::from(data.time.denom());
+                    let gap = data.network_time.saturating_duration_since(at);
+                    let ticks = (gap.as_micros() as u64 * hz / 1_000_000).max(1);
+                    t.offset = (last + ticks) as i64 - data.time.numer() as i64;
+                }
             }
-            t.rid = data.rid;
+            let out_ticks = (data.time.numer() as i64 + t.offset).max(0) as u64;
+            t.last_out = Some((out_ticks, data.network_time));
+            let time = str0m::media::MediaTime::new(out_ticks, data.time.frequency());
             let Some(writer) = p.rtc.writer(mid) else {
                 continue;
             };
             let Some(pt) = writer.match_params(data.params) else {
                 continue;
             };
-            if let Err(e) = writer.write(pt, data.network_time, data.time, data.data.clone()) {
+            if let Err(e) = writer.write(pt, data.network_time, time, data.data.clone()) {
                 tracing::debug!(error = %e, "write to subscriber failed; disconnecting it");
                 p.rtc.disconnect();
             }
+        }
+        if want_keyframe {
+            self.request_keyframe(now, origin, data.mid, data.rid, KeyframeRequestKind::Pli);
         }
     }
 
@@ -693,13 +774,14 @@ impl Sfu {
         let Some(t) = p.tracks_in.iter_mut().find(|t| t.mid == mid) else {
             return;
         };
-        if t.kind != MediaKind::Video
-            || t.last_keyframe_request
-                .is_some_and(|l| now.duration_since(l) < every)
-        {
+        if t.kind != MediaKind::Video {
             return;
         }
-        t.last_keyframe_request = Some(now);
+        match t.last_keyframe_request.iter_mut().find(|(r, _)| *r == rid) {
+            Some((_, at)) if now.duration_since(*at) < every => return,
+            Some((_, at)) => *at = now,
+            None => t.last_keyframe_request.push((rid, now)),
+        }
         if let Some(mut w) = p.rtc.writer(mid) {
             let _ = w.request_keyframe(rid, kind);
         }

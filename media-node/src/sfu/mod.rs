@@ -11,4 +11,4 @@
 mod core;
 pub mod driver;
 
-pub use self::core::{PeerKey, Sfu, SfuCommand, SfuOutput, SfuStats, SignalOut};
+pub use self::core::{PeerKey, Sfu, SfuCommand, SfuOutput, SfuStats, SignalOut, layer_for_size};
