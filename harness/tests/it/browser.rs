@@ -46,7 +46,7 @@ async fn click_mute(b: &Browser) {
 /// Waits until `b`'s page shows `speaker` as the active speaker.
 async fn speaker_seen_by(b: &Browser, speaker: &str) {
     eventually(
-        Duration::from_secs(15),
+        Duration::from_secs(30),
         &format!("{speaker} to be the active speaker"),
         || async {
             let v = b
@@ -323,13 +323,7 @@ async fn garbage_datagrams_and_bad_signaling_leave_everyone_elses_media_flowing(
         .iter()
         .find(|n| n.spec.id == joined["node_id"])
         .unwrap();
-    let url = format!(
-        "{}?token={}",
-        joined["signal_url"].as_str().unwrap(),
-        joined["token"].as_str().unwrap()
-    );
-    let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
-    let _welcome = ws.next().await.unwrap().unwrap();
+    let (mut ws, _welcome) = crate::open_session(&joined).await;
     let nonsense = [
         Message::Text("{".into()),
         Message::Text("[1,2,3]".into()),
@@ -393,12 +387,7 @@ async fn garbage_datagrams_and_bad_signaling_leave_everyone_elses_media_flowing(
             before[i]
         );
     }
-    let metrics = reqwest::get(format!("http://127.0.0.1:{}/metrics", node.http))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = crate::metrics_text(&format!("http://127.0.0.1:{}", node.http)).await;
     let unknown = harness::metric_value(&metrics, "fjord_media_unknown_datagrams_total").unwrap();
     // Loopback drops datagrams when the machine is busy, so not all 3000 need arrive; what
     // matters is that hundreds were read and refused while media went on (checked above).

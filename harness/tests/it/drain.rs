@@ -1,7 +1,6 @@
 //! Drain: a draining node gets no new placement, keeps what it has, and exits when idle.
 use std::time::Duration;
 
-use futures::StreamExt;
 use harness::eventually;
 use nix::sys::signal::Signal;
 use serde_json::json;
@@ -28,19 +27,7 @@ async fn draining_node_gets_no_new_placement_keeps_its_participant_and_exits_whe
             break v;
         }
     };
-    let url = format!(
-        "{}?token={}",
-        joined["signal_url"].as_str().unwrap(),
-        joined["token"].as_str().unwrap()
-    );
-    let (mut ws, _) = tokio_tungstenite::connect_async(&url)
-        .await
-        .expect("websocket session");
-    let welcome = ws.next().await.unwrap().unwrap();
-    assert!(
-        welcome.to_text().unwrap().contains("\"welcome\""),
-        "{welcome:?}"
-    );
+    let (mut ws, _welcome) = crate::open_session(&joined).await;
 
     let (st, v) = api
         .send(

@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 use harness::eventually;
 use serde_json::json;
 
-use crate::{Api, TTL, placements, spec};
+use crate::{Api, TTL, metrics_text, spec, wait_placements_gone};
 
 /// Creates `n` meetings joined from oslo and returns (meeting, node) pairs.
 async fn meetings_in_oslo(c: &harness::Cluster, api: &Api, n: usize) -> Vec<(String, String)> {
@@ -42,20 +42,13 @@ async fn killed_media_node_loses_its_placements_and_its_meetings_move_to_a_live_
 
     c.media_node(&victim).unwrap().proc.kill9();
     let killed = Instant::now();
-    eventually(
-        Duration::from_secs(TTL + 2),
+    wait_placements_gone(
+        &c,
+        &victims,
+        &victim,
         "the dead node's placements to be removed",
-        || async {
-            for m in &victims {
-                if placements(&c, m).await.values().any(|n| *n == victim) {
-                    return None;
-                }
-            }
-            Some(())
-        },
     )
-    .await
-    .unwrap();
+    .await;
     eprintln!(
         "placements of {victim} gone {:?} after kill -9",
         killed.elapsed()
@@ -102,27 +95,15 @@ async fn killed_leader_is_replaced_within_the_lease_ttl_and_the_new_leader_recon
     .await
     .unwrap();
     eprintln!("new leader after {:?}", killed.elapsed());
-    eventually(
-        Duration::from_secs(TTL + 2),
+    wait_placements_gone(
+        &c,
+        &victims,
+        &victim,
         "the new leader to remove the dead node's placements",
-        || async {
-            for m in &victims {
-                if placements(&c, m).await.values().any(|n| *n == victim) {
-                    return None;
-                }
-            }
-            Some(())
-        },
     )
-    .await
-    .unwrap();
+    .await;
     eprintln!("reconciled after {:?}", killed.elapsed());
-    let text = reqwest::get(format!("{}/metrics", c.controllers[other].url()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = metrics_text(&c.controllers[other].url()).await;
     assert!(
         harness::metric_value(&text, "fjord_controller_reconciled_placements_total").unwrap()
             >= victims.len() as f64

@@ -132,3 +132,49 @@ pub async fn placements(c: &Cluster, meeting: &str) -> std::collections::BTreeMa
         })
         .collect()
 }
+
+/// Opens the signaling WebSocket a join answer points at, and reads the `welcome`.
+pub async fn open_session(
+    joined: &Value,
+) -> (
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    Value,
+) {
+    use futures::StreamExt;
+    let url = format!(
+        "{}?token={}",
+        joined["signal_url"].as_str().unwrap(),
+        joined["token"].as_str().unwrap()
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(&url)
+        .await
+        .expect("signaling session admitted");
+    let welcome = ws.next().await.expect("a welcome").expect("a message");
+    let welcome: Value = serde_json::from_str(welcome.to_text().unwrap()).expect("welcome is JSON");
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+    (ws, welcome)
+}
+
+/// The Prometheus text a binary serves at `base`/metrics.
+pub async fn metrics_text(base: &str) -> String {
+    reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// Waits (up to the lease TTL + 2 s) until no placement of `meetings` names `node`.
+pub async fn wait_placements_gone(c: &Cluster, meetings: &[String], node: &str, what: &str) {
+    harness::eventually(Duration::from_secs(TTL + 2), what, || async {
+        for m in meetings {
+            if placements(c, m).await.values().any(|n| n == node) {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await
+    .unwrap();
+}

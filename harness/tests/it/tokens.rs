@@ -4,7 +4,6 @@ use std::time::Duration;
 
 use common::ids::{MeetingId, NodeId, ParticipantId, Region};
 use common::token::{Role, TokenSigner};
-use futures::StreamExt;
 use serde_json::json;
 
 use crate::{Api, spec};
@@ -101,25 +100,11 @@ async fn media_node_refuses_expired_forged_wrong_node_and_wrong_meeting_tokens()
     assert_eq!(st, 401, "no token: {v}");
 
     // The token the controller issued opens a real session on its node.
-    let url = format!(
-        "{}?token={}",
-        joined["signal_url"].as_str().unwrap(),
-        joined["token"].as_str().unwrap()
-    );
-    let (mut ws, _) = tokio_tungstenite::connect_async(&url)
-        .await
-        .expect("valid token admitted");
-    let welcome: serde_json::Value =
-        serde_json::from_str(ws.next().await.unwrap().unwrap().to_text().unwrap()).unwrap();
+    let (_ws, welcome) = crate::open_session(&joined).await;
     assert_eq!(welcome["participant_id"], joined["participant_id"]);
     assert_eq!(welcome["meeting_id"], meeting.as_str());
 
-    let text = reqwest::get(format!("http://127.0.0.1:{}/metrics", node.http))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = crate::metrics_text(&format!("http://127.0.0.1:{}", node.http)).await;
     assert!(
         text.contains("fjord_media_tokens_refused_total"),
         "refusals are counted"
