@@ -107,6 +107,7 @@
       case 'welcome': {
         status('In the meeting.');
         for (const p of m.participants) { state.participants.set(p.participant_id, p); tile(p.participant_id, p.name); }
+        if (m.active_speaker) setActiveSpeaker(m.active_speaker);
         const offer = await pc.createOffer();
         await pc.setLocalDescription(offer);
         send({ type: 'offer', sdp: offer.sdp });
@@ -147,11 +148,7 @@
         if (p) { p.audio_muted = m.audio_muted; p.video_muted = m.video_muted; label(m.participant_id); }
         break;
       }
-      case 'active_speaker': {
-        state.activeSpeaker = m.participant_id;
-        document.querySelectorAll('.tile').forEach((t) => t.classList.toggle('speaking', t.id === 'tile-' + m.participant_id));
-        break;
-      }
+      case 'active_speaker': setActiveSpeaker(m.participant_id); break;
       case 'error': console.warn('signaling error', m.message); break;
       case 'closed':
         if (m.reason.includes('replaced')) { state.leaving = true; status('You joined from another window; this one left.', true); }
@@ -160,11 +157,16 @@
     }
   }
 
+  function setActiveSpeaker(pid) {
+    state.activeSpeaker = pid;
+    document.querySelectorAll('.tile').forEach((t) => t.classList.toggle('speaking', t.id === 'tile-' + pid));
+  }
+
   function tile(pid, name, stream) {
     let t = document.getElementById('tile-' + pid);
     if (!t) {
       t = document.createElement('div');
-      t.className = 'tile';
+      t.className = pid === state.activeSpeaker ? 'tile speaking' : 'tile';
       t.id = 'tile-' + pid;
       const v = document.createElement('video');
       v.autoplay = true; v.playsInline = true;

@@ -53,6 +53,8 @@ struct Member {
 struct Room {
     members: BTreeMap<ParticipantId, Member>,
     events: broadcast::Sender<RoomEvent>,
+    /// The last announced active speaker, told to whoever joins later.
+    active_speaker: Option<String>,
 }
 
 #[derive(Default)]
@@ -70,6 +72,8 @@ pub struct Membership {
     pub events: broadcast::Receiver<RoomEvent>,
     /// Who else was there when we joined.
     pub others: Vec<ParticipantInfo>,
+    /// Who was the active speaker when we joined.
+    pub active_speaker: Option<String>,
 }
 
 impl Rooms {
@@ -87,6 +91,7 @@ impl Rooms {
         let room = rooms.entry(meeting.clone()).or_insert_with(|| Room {
             members: BTreeMap::new(),
             events: broadcast::channel(256).0,
+            active_speaker: None,
         });
         let session = CancellationToken::new();
         let replaced = room.members.insert(
@@ -119,6 +124,7 @@ impl Rooms {
             session,
             events,
             others,
+            active_speaker: room.active_speaker.clone(),
         }
     }
 
@@ -160,6 +166,9 @@ impl Rooms {
         {
             m.info.audio_muted = *audio_muted;
             m.info.video_muted = *video_muted;
+        }
+        if let RoomEvent::ActiveSpeaker { participant_id } = &event {
+            room.active_speaker = Some(participant_id.clone());
         }
         let _ = room.events.send(event);
     }
@@ -223,6 +232,7 @@ mod tests {
         let mut a = rooms.join(&m, &ParticipantId::parse("a").unwrap(), info("a"));
         let b = rooms.join(&m, &ParticipantId::parse("b").unwrap(), info("b"));
         assert_eq!(b.others, vec![info("a")]);
+        assert_eq!(b.active_speaker, None);
         // a hears its own join first, then b's.
         assert!(matches!(
             a.events.try_recv(),
@@ -235,5 +245,20 @@ mod tests {
         assert!(
             matches!(a.events.try_recv(), Ok(RoomEvent::ParticipantLeft { participant_id }) if participant_id == "b")
         );
+    }
+
+    #[test]
+    fn a_late_joiner_learns_the_current_active_speaker() {
+        let rooms = Rooms::default();
+        let m = MeetingId::parse("m").unwrap();
+        let _a = rooms.join(&m, &ParticipantId::parse("a").unwrap(), info("a"));
+        rooms.publish(
+            &m,
+            RoomEvent::ActiveSpeaker {
+                participant_id: "a".into(),
+            },
+        );
+        let b = rooms.join(&m, &ParticipantId::parse("b").unwrap(), info("b"));
+        assert_eq!(b.active_speaker.as_deref(), Some("a"));
     }
 }

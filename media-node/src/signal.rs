@@ -199,6 +199,7 @@ async fn session(node: Arc<Node>, claims: JoinClaims, mut ws: WebSocket) {
         "role": claims.role.as_str(),
         "node_id": node.id.as_str(),
         "participants": membership.others,
+        "active_speaker": membership.active_speaker,
     });
     let mut in_sfu = false;
     let mut ok = ws.send(json(welcome)).await.is_ok();

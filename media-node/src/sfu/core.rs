@@ -119,7 +119,10 @@ struct TrackIn {
     kind: MediaKind,
     /// When we last asked for a keyframe, per simulcast layer (None: no simulcast).
     last_keyframe_request: Vec<(Option<Rid>, Instant)>,
+    /// Smoothed mean loudness of recent check windows (127 + dBov; 0 is silence).
     loudness: f32,
+    /// Sum and count of loudness samples in the current window.
+    window: (f32, u32),
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -552,6 +555,7 @@ impl Sfu {
                     kind: m.kind,
                     last_keyframe_request: Vec::new(),
                     loudness: 0.0,
+                    window: (0.0, 0),
                 });
                 for p in self
                     .peers
@@ -579,7 +583,8 @@ impl Sfu {
                         .find(|t| t.mid == data.mid)
                 {
                     let loudness = f32::from(127 - level.clamp(-127, 0).unsigned_abs() as i8);
-                    t.loudness = t.loudness * 0.9 + loudness * 0.1;
+                    t.window.0 += loudness;
+                    t.window.1 += 1;
                 }
                 if !data.contiguous {
                     self.request_keyframe(now, key, data.mid, data.rid, KeyframeRequestKind::Fir);
@@ -792,6 +797,18 @@ impl Sfu {
     /// Per meeting, the participant whose audio has been loudest lately, if loud enough;
     /// announced when it changes.
     fn detect_speakers(&mut self) {
+        // Close the window: its mean loudness, smoothed with the windows before.
+        for p in &mut self.peers {
+            for t in p
+                .tracks_in
+                .iter_mut()
+                .filter(|t| t.kind == MediaKind::Audio)
+            {
+                let (sum, n) = std::mem::take(&mut t.window);
+                let mean = if n == 0 { 0.0 } else { sum / n as f32 };
+                t.loudness = 0.5 * t.loudness + 0.5 * mean;
+            }
+        }
         let mut loudest: Vec<(MeetingId, ParticipantId, f32)> = Vec::new();
         for p in &self.peers {
             let l = p
