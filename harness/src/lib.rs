@@ -19,23 +19,54 @@ use serde_json::json;
 pub use crate::pki::Pki;
 pub use crate::process::{Etcd, Proc};
 
-/// A free TCP port on 127.0.0.1 (bound, read, released).
+/// A free TCP port on 127.0.0.1, reserved for this process (see [`reserve_port`]).
 pub fn free_port() -> u16 {
-    // Binding port 0 on loopback only fails if the machine is out of ports.
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind 127.0.0.1:0")
-        .local_addr()
-        .expect("addr")
-        .port()
+    reserve_port()
 }
 
-/// A free UDP port on 127.0.0.1.
+/// A free UDP port on 127.0.0.1, reserved for this process (see [`reserve_port`]).
 pub fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .expect("bind udp 127.0.0.1:0")
-        .local_addr()
-        .expect("addr")
-        .port()
+    reserve_port()
+}
+
+/// A loopback port that is free for both TCP and UDP and reserved for this process.
+///
+/// Port 0 would hand out ports from the kernel's ephemeral range, where the outgoing
+/// connections of every concurrently running test (browsers, HTTP clients, etcd) take
+/// theirs too: between picking the port and the child process binding it, one of those
+/// could grab it. So ports come from below the ephemeral range, and each is reserved with
+/// an exclusive lock on a file that the other test processes respect; the lock goes with
+/// the process.
+fn reserve_port() -> u16 {
+    use std::sync::Mutex;
+    const FIRST: u16 = 20_000;
+    const LAST: u16 = 32_000;
+    static HELD: Mutex<(u16, Vec<std::fs::File>)> = Mutex::new((0, Vec::new()));
+    let dir = std::env::temp_dir().join("fjord-test-ports");
+    std::fs::create_dir_all(&dir).expect("create the port lock dir");
+    let mut held = HELD.lock().expect("port reservations");
+    if held.0 == 0 {
+        // Start somewhere that depends on the process, so that concurrent tests rarely
+        // even try the same ports.
+        held.0 = FIRST + (std::process::id() % 120) as u16 * 100;
+    }
+    for _ in FIRST..=LAST {
+        let port = held.0;
+        held.0 = if port >= LAST { FIRST } else { port + 1 };
+        let Ok(lock) = std::fs::File::create(dir.join(port.to_string())) else {
+            continue;
+        };
+        if lock.try_lock().is_err() {
+            continue;
+        }
+        let free = std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok();
+        if free {
+            held.1.push(lock);
+            return port;
+        }
+    }
+    panic!("no free loopback port between {FIRST} and {LAST}");
 }
 
 /// Where the workspace's binaries are: `FJORD_BIN_DIR`, else the target dir this test or
