@@ -24,5 +24,8 @@ BUILD_PACKAGES=(protobuf-compiler libprotobuf-dev pkg-config
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev)
 # What running a local cluster needs.
 RUN_PACKAGES=(etcd-server)
+# What the bots (fjord-bot, the benchmarks and the media tests) need: GStreamer encodes
+# their Opus tone (plugins-base) and VP8 test pattern (plugins-good).
+BOT_PACKAGES=(gstreamer1.0-plugins-base gstreamer1.0-plugins-good)
 # What the tests need besides: real browsers for the media tests.
-TEST_PACKAGES=(chromium chromium-driver)
+TEST_PACKAGES=(chromium chromium-driver "${BOT_PACKAGES[@]}")

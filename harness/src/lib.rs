@@ -187,6 +187,7 @@ impl Controller {
 pub struct Cluster {
     pub dir: PathBuf,
     _tmp: Option<tempfile::TempDir>,
+    _etcd_tmp: Option<tempfile::TempDir>,
     pub spec: ClusterSpec,
     pub etcd: Etcd,
     pub pki: Pki,
@@ -219,7 +220,21 @@ impl Cluster {
         tmp: Option<tempfile::TempDir>,
     ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir.join("logs"))?;
-        let etcd = Etcd::start(&dir.join("etcd"), &dir.join("logs/etcd.log")).await?;
+        // A throwaway cluster keeps etcd's data in memory (/dev/shm) where there is one:
+        // on a busy machine, etcd's fsyncs to disk took longer than the controllers'
+        // request timeout and turned joins into 503s.
+        let etcd_tmp = match (&tmp, Path::new("/dev/shm").is_dir()) {
+            (Some(_), true) => Some(
+                tempfile::Builder::new()
+                    .prefix("fjord-etcd-")
+                    .tempdir_in("/dev/shm")?,
+            ),
+            _ => None,
+        };
+        let etcd_dir = etcd_tmp
+            .as_ref()
+            .map_or_else(|| dir.join("etcd"), |t| t.path().to_path_buf());
+        let etcd = Etcd::start(&etcd_dir, &dir.join("logs/etcd.log")).await?;
         let mut names: Vec<String> = (0..spec.controllers)
             .map(|i| format!("controller-{}", i + 1))
             .collect();
@@ -233,6 +248,7 @@ impl Cluster {
         let mut c = Cluster {
             dir,
             _tmp: tmp,
+            _etcd_tmp: etcd_tmp,
             spec: spec.clone(),
             etcd,
             pki,
@@ -255,7 +271,7 @@ impl Cluster {
     }
 
     fn etcd_json(&self) -> serde_json::Value {
-        json!({ "endpoints": [self.etcd.endpoint()], "lease_ttl_secs": self.spec.lease_ttl_secs, "request_timeout_ms": 1000 })
+        json!({ "endpoints": [self.etcd.endpoint()], "lease_ttl_secs": self.spec.lease_ttl_secs, "request_timeout_ms": 2000 })
     }
 
     /// TLS settings of `name`, issuing its certificate if it is new to the cluster.

@@ -517,6 +517,23 @@ s.pc.getStats().then((r) => {
     Some((v[0].as_u64()?, v[1].as_u64()?))
 }
 
+/// The frame width the publisher `b` sends its simulcast layer `rid` at now. Chromium
+/// scales layers down when the machine is busy, so tests compare against this rather
+/// than the nominal sizes.
+async fn outbound_width(b: &Browser, rid: &str) -> Option<u64> {
+    const JS: &str = r#"
+const [rid, done] = arguments;
+window.fjord.pc.getStats().then((r) => {
+  let out = null;
+  r.forEach((x) => {
+    if (x.type === 'outbound-rtp' && x.kind === 'video' && x.rid === rid) out = x.frameWidth || 0;
+  });
+  done(out);
+});
+"#;
+    b.eval_async(JS, json!([rid])).await.ok()?.as_u64()
+}
+
 /// Bits per second of `pid`'s video at `b` over `secs`, and the frame width at the end.
 async fn video_rate(b: &Browser, pid: &str, secs: u64) -> (f64, u64) {
     let (_, b0) = inbound_video(b, pid).await.unwrap();
@@ -568,13 +585,15 @@ async fn simulcast_subscriber_gets_the_low_layer_for_a_small_tile_and_moves_up_f
         )
         .await
         .unwrap();
+    // The low layer is 240 px wide unless Chromium scaled it down.
     eventually(
-        Duration::from_secs(15),
-        "the low layer (240 px wide)",
+        Duration::from_secs(20),
+        "the low layer (240 px wide when the machine is idle)",
         || async {
-            inbound_video(&viewer, &pid)
-                .await
-                .filter(|(w, _)| *w == 240)
+            let (w, _) = inbound_video(&viewer, &pid).await?;
+            let low = outbound_width(&publisher, "l").await?;
+            let high = outbound_width(&publisher, "h").await?;
+            (w > 0 && w == low && low < high).then_some(())
         },
     )
     .await
@@ -589,12 +608,12 @@ async fn simulcast_subscriber_gets_the_low_layer_for_a_small_tile_and_moves_up_f
         .await
         .unwrap();
     eventually(
-        Duration::from_secs(15),
-        "the high layer (960 px wide)",
+        Duration::from_secs(30),
+        "the high layer (960 px wide when the machine is idle)",
         || async {
-            inbound_video(&viewer, &pid)
-                .await
-                .filter(|(w, _)| *w == 960)
+            let (w, _) = inbound_video(&viewer, &pid).await?;
+            let high = outbound_width(&publisher, "h").await?;
+            (w == high && w > low_w).then_some(())
         },
     )
     .await
@@ -605,4 +624,124 @@ async fn simulcast_subscriber_gets_the_low_layer_for_a_small_tile_and_moves_up_f
         low_bps * 2.0 < high_bps,
         "low layer {low_bps:.0} bit/s should be well below the high layer's {high_bps:.0}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn webrtc_rs_bots_and_chromium_receive_each_others_media_both_ways() {
+    let c = harness::Cluster::start(spec()).await.unwrap();
+    let api = Api::new(&c);
+    let base = c.controllers[0].url();
+    let meeting = api.create(&base, json!({ "title": "interop" })).await;
+    let browser = Browser::start(&c.dir.join("logs"), "chromium")
+        .await
+        .unwrap();
+    browser
+        .goto(&format!("{base}/m/{meeting}?name=Chromium&autojoin=1"))
+        .await
+        .unwrap();
+    let chromium = eventually(Duration::from_secs(20), "the page to join", || async {
+        let v = browser
+            .eval(
+                "return window.fjord && window.fjord.joined && window.fjord.joined.participant_id",
+                json!([]),
+            )
+            .await
+            .ok()?;
+        v.as_str().map(str::to_owned)
+    })
+    .await
+    .unwrap();
+
+    // Two webrtc-rs bots publishing different tones and patterns.
+    let mut bots = Vec::new();
+    for (name, tone, pattern) in [("bot-a", 440, "ball"), ("bot-b", 880, "smpte")] {
+        let clip = bot::media::encode(&bot::ClipSpec {
+            tone_hz: tone,
+            pattern: pattern.into(),
+            width: 320,
+            height: 180,
+            ..bot::ClipSpec::default()
+        })
+        .unwrap();
+        let b = bot::Bot::join(
+            bot::BotConfig {
+                controller: base.clone(),
+                meeting: meeting.clone(),
+                name: name.into(),
+                password: None,
+                region: None,
+                publish: Some(std::sync::Arc::new(clip)),
+            },
+            Duration::from_secs(20),
+        )
+        .await
+        .unwrap();
+        bots.push(b);
+    }
+    let bot_ids: Vec<String> = bots.iter().map(|b| b.participant_id.clone()).collect();
+
+    // Chromium decodes both bots' video and receives their audio, and it keeps growing.
+    let first = eventually(
+        Duration::from_secs(30),
+        "Chromium to get media from both bots",
+        || async {
+            let v = snapshot(&browser).await?;
+            bot_ids
+                .iter()
+                .all(|id| {
+                    let (frames, audio) = counts(&v, id);
+                    frames > 0 && audio > 0
+                })
+                .then_some(v)
+        },
+    )
+    .await
+    .unwrap();
+    // Each bot gets Chromium's audio and video, starting at a VP8 keyframe, and the other
+    // bot's.
+    for (i, b) in bots.iter().enumerate() {
+        let other = &bot_ids[1 - i];
+        eventually(
+            Duration::from_secs(30),
+            &format!("bot {i} to get Chromium's and the other bot's media"),
+            || async {
+                let r = b.received();
+                let got = |who: &str, kind: &'static str| {
+                    r.get(&(who.to_owned(), kind)).copied().unwrap_or_default()
+                };
+                let ok = [chromium.as_str(), other.as_str()].iter().all(|who| {
+                    got(who, "audio").packets > 20
+                        && got(who, "video").frames > 10
+                        && got(who, "video").keyframes > 0
+                });
+                ok.then_some(())
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}; bot {i} received {:?}", b.received()));
+    }
+    let before: Vec<_> = bots.iter().map(|b| b.received()).collect();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let later = snapshot(&browser).await.unwrap();
+    for id in &bot_ids {
+        let (f0, a0) = counts(&first, id);
+        let (f1, a1) = counts(&later, id);
+        assert!(
+            f1 > f0 && a1 > a0,
+            "Chromium from {id}: frames {f0}->{f1}, audio {a0}->{a1}"
+        );
+    }
+    for (i, b) in bots.iter().enumerate() {
+        let now = b.received();
+        for kind in ["audio", "video"] {
+            let key = (chromium.clone(), kind);
+            assert!(
+                now[&key].frames > before[i][&key].frames,
+                "bot {i}: Chromium's {kind} stopped"
+            );
+        }
+    }
+    for b in bots {
+        b.leave().await;
+    }
 }

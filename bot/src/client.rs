@@ -1,0 +1,610 @@
+//! A meeting participant on webrtc-rs: joins through the controller, speaks the media
+//! node's signaling protocol (docs/signaling.md), publishes a [`Clip`] and counts what it
+//! receives from everyone else.
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use futures::{SinkExt, StreamExt};
+use rtc::media::Sample;
+use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::sdp::RTCSessionDescription;
+use rtc::rtp::extension::audio_level_extension::AudioLevelExtension;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters,
+};
+use rtc::rtp_transceiver::rtp_sender::{RTCRtpHeaderExtensionCapability, RtpCodecKind};
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message;
+use webrtc::media_stream::Track;
+use webrtc::media_stream::track_local::TrackLocal;
+use webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample;
+use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+use webrtc::peer_connection::{
+    MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
+    RTCIceGatheringState, RTCPeerConnectionState, Registry, SettingEngineBuilder,
+    register_default_interceptors,
+};
+use webrtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit, RtpSender};
+
+use crate::media::{Clip, Frame};
+
+const AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
+
+/// How to join.
+#[derive(Clone, Debug)]
+pub struct BotConfig {
+    /// The controller's base URL, e.g. `http://127.0.0.1:8080`.
+    pub controller: String,
+    pub meeting: String,
+    pub name: String,
+    pub password: Option<String>,
+    pub region: Option<String>,
+    /// What to publish; `None` joins as a listener only.
+    pub publish: Option<Arc<Clip>>,
+}
+
+/// What arrived of one remote track.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TrackCounts {
+    pub packets: u64,
+    pub bytes: u64,
+    /// Video: packets that end a frame (RTP marker). Audio: packets.
+    pub frames: u64,
+    /// Video: frames that begin with a VP8 keyframe.
+    pub keyframes: u64,
+    /// Packets missing from the received sequence-number range.
+    pub lost: u64,
+    first_seq: Option<u64>,
+    highest_seq: u64,
+}
+
+impl TrackCounts {
+    fn add(&mut self, seq: u16, bytes: usize, end_of_frame: bool, keyframe: bool) {
+        let ext = match self.first_seq {
+            None => {
+                self.first_seq = Some(u64::from(seq) + (1 << 16));
+                u64::from(seq) + (1 << 16)
+            }
+            Some(_) => unwrap_seq(self.highest_seq, seq),
+        };
+        self.highest_seq = self.highest_seq.max(ext);
+        self.packets += 1;
+        self.bytes += bytes as u64;
+        self.frames += u64::from(end_of_frame);
+        self.keyframes += u64::from(keyframe);
+        let span = self.highest_seq - self.first_seq.unwrap_or(ext) + 1;
+        self.lost = span.saturating_sub(self.packets);
+    }
+}
+
+/// Extends a 16-bit sequence number to 64 bits next to the highest one seen.
+fn unwrap_seq(highest: u64, seq: u16) -> u64 {
+    let base = highest & !0xffff;
+    let candidates = [base.wrapping_sub(1 << 16), base, base + (1 << 16)];
+    candidates
+        .into_iter()
+        .map(|b| b + u64::from(seq))
+        .min_by_key(|c| c.abs_diff(highest))
+        .expect("three candidates")
+}
+
+/// Whether a VP8 RTP payload starts a keyframe (RFC 7741 §4.2–4.3).
+pub fn vp8_keyframe_start(payload: &[u8]) -> bool {
+    let Some(&first) = payload.first() else {
+        return false;
+    };
+    let start = first & 0x10 != 0;
+    let pid = first & 0x07;
+    if !start || pid != 0 {
+        return false;
+    }
+    let mut at = 1;
+    if first & 0x80 != 0 {
+        let Some(&x) = payload.get(1) else {
+            return false;
+        };
+        at = 2;
+        if x & 0x80 != 0 {
+            // Picture id: one byte, or two when its M bit is set.
+            let Some(&p) = payload.get(at) else {
+                return false;
+            };
+            at += if p & 0x80 != 0 { 2 } else { 1 };
+        }
+        if x & 0x40 != 0 {
+            at += 1;
+        }
+        if x & 0x30 != 0 {
+            at += 1;
+        }
+    }
+    payload.get(at).is_some_and(|b| b & 0x01 == 0)
+}
+
+/// Remote tracks by (publisher participant id, kind).
+pub type Received = BTreeMap<(String, &'static str), TrackCounts>;
+
+struct Handler {
+    gathered: watch::Sender<bool>,
+    state: watch::Sender<RTCPeerConnectionState>,
+    received: Arc<Mutex<Received>>,
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for Handler {
+    async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
+        if state == RTCIceGatheringState::Complete {
+            let _ = self.gathered.send(true);
+        }
+    }
+
+    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
+        let _ = self.state.send(state);
+    }
+
+    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
+        // The media node names the stream after the participant who publishes it.
+        let publisher = track.stream_id().await.to_string();
+        let kind = match track.kind().await {
+            RtpCodecKind::Audio => "audio",
+            _ => "video",
+        };
+        let received = self.received.clone();
+        tokio::spawn(async move {
+            while let Some(ev) = track.poll().await {
+                let TrackRemoteEvent::OnRtpPacket(p) = ev else {
+                    continue;
+                };
+                let video = kind == "video";
+                let keyframe = video && vp8_keyframe_start(&p.payload);
+                let end = !video || p.header.marker;
+                received
+                    .lock()
+                    .expect("counters")
+                    .entry((publisher.clone(), kind))
+                    .or_default()
+                    .add(p.header.sequence_number, p.payload.len(), end, keyframe);
+            }
+        });
+    }
+}
+
+/// A joined participant. Drop or [`Bot::leave`] ends it.
+pub struct Bot {
+    pub participant_id: String,
+    pub node_id: String,
+    /// From asking the controller to join until the media connection was up.
+    pub join_time: Duration,
+    publishing: bool,
+    pc: Arc<dyn PeerConnection>,
+    received: Arc<Mutex<Received>>,
+    sent_audio: Arc<AtomicU64>,
+    sent_video: Arc<AtomicU64>,
+    to_node: mpsc::UnboundedSender<Value>,
+    /// Messages from the node other than negotiation: chat, mute, active_speaker, ...
+    events: Arc<Mutex<Vec<Value>>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Bot {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// Error for a refused join: the controller's `{error, message}`.
+async fn refused(resp: reqwest::Response) -> anyhow::Error {
+    let status = resp.status();
+    let body: Value = resp.json().await.unwrap_or(Value::Null);
+    anyhow::anyhow!(
+        "join refused ({status}): {}",
+        body["message"].as_str().unwrap_or("no message")
+    )
+}
+
+impl Bot {
+    /// Joins the meeting and waits until media can flow (at most `timeout`).
+    pub async fn join(cfg: BotConfig, timeout: Duration) -> anyhow::Result<Bot> {
+        tokio::time::timeout(timeout, Self::join_inner(cfg))
+            .await
+            .context("timed out joining")?
+    }
+
+    async fn join_inner(cfg: BotConfig) -> anyhow::Result<Bot> {
+        let started = Instant::now();
+        let http = reqwest::Client::new();
+        let resp = http
+            .post(format!(
+                "{}/v1/meetings/{}/join",
+                cfg.controller.trim_end_matches('/'),
+                cfg.meeting
+            ))
+            .json(&json!({ "name": cfg.name, "password": cfg.password, "region": cfg.region }))
+            .send()
+            .await
+            .context("reach the controller")?;
+        if !resp.status().is_success() {
+            return Err(refused(resp).await);
+        }
+        let joined: Value = resp.json().await.context("join response")?;
+        let field = |k: &str| -> anyhow::Result<String> {
+            joined[k]
+                .as_str()
+                .map(str::to_owned)
+                .with_context(|| format!("join response without {k}"))
+        };
+        let url = format!("{}?token={}", field("signal_url")?, field("token")?);
+        let (ws, _) = tokio_tungstenite::connect_async(&url)
+            .await
+            .context("open the signaling WebSocket")?;
+        let (mut ws_tx, mut ws_rx) = ws.split();
+        let welcome = next_json(&mut ws_rx).await?;
+        if welcome["type"] != "welcome" {
+            bail!("expected welcome, got {welcome}");
+        }
+
+        let received = Arc::new(Mutex::new(Received::new()));
+        let (gathered_tx, mut gathered) = watch::channel(false);
+        let (state_tx, mut state) = watch::channel(RTCPeerConnectionState::New);
+        let handler = Arc::new(Handler {
+            gathered: gathered_tx,
+            state: state_tx,
+            received: received.clone(),
+        });
+        let mut engine = MediaEngine::default();
+        engine.register_default_codecs()?;
+        engine.register_header_extension(
+            RTCRtpHeaderExtensionCapability {
+                uri: AUDIO_LEVEL_URI.into(),
+            },
+            RtpCodecKind::Audio,
+            None,
+        )?;
+        let registry = register_default_interceptors(Registry::new(), &mut engine)?;
+        let settings = SettingEngineBuilder::new()
+            .with_include_loopback_candidate(true)
+            .build();
+        let pc: Arc<dyn PeerConnection> = Arc::new(
+            PeerConnectionBuilder::new()
+                .with_media_engine(engine)
+                .with_setting_engine(settings)
+                .with_interceptor_registry(registry)
+                .with_handler(handler)
+                .with_udp_addrs(vec!["127.0.0.1:0".to_string()])
+                .build()
+                .await
+                .context("create the peer connection")?,
+        );
+
+        let mut senders = Vec::new();
+        if cfg.publish.is_some() {
+            for (kind, codec) in [(RtpCodecKind::Audio, opus()), (RtpCodecKind::Video, vp8())] {
+                let track = Arc::new(TrackLocalStaticSample::new(
+                    Instant::now(),
+                    MediaStreamTrack::new(
+                        format!("fjord-bot-{}", cfg.name),
+                        format!("{kind}"),
+                        format!("{} {kind}", cfg.name),
+                        kind,
+                        vec![RTCRtpEncodingParameters {
+                            rtp_coding_parameters: RTCRtpCodingParameters {
+                                ssrc: Some(rand::random::<u32>()),
+                                ..Default::default()
+                            },
+                            codec,
+                            ..Default::default()
+                        }],
+                    ),
+                )?);
+                let sender = pc
+                    .add_track(track.clone() as Arc<dyn TrackLocal>)
+                    .await
+                    .context("add a track")?;
+                senders.push((track, sender));
+            }
+        } else {
+            // Something to negotiate, so that the connection comes up before anyone
+            // else's tracks are offered to us.
+            pc.add_transceiver_from_kind(
+                RtpCodecKind::Audio,
+                Some(RTCRtpTransceiverInit {
+                    direction: RTCRtpTransceiverDirection::Recvonly,
+                    ..Default::default()
+                }),
+            )
+            .await?;
+        }
+
+        let offer = pc.create_offer(None).await?;
+        pc.set_local_description(offer).await?;
+        gathered.wait_for(|g| *g).await.context("ICE gathering")?;
+        let local = pc
+            .local_description()
+            .await
+            .context("no local description")?;
+        ws_tx
+            .send(Message::Text(
+                json!({ "type": "offer", "sdp": local.sdp })
+                    .to_string()
+                    .into(),
+            ))
+            .await?;
+
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let (to_node, mut outbox) = mpsc::unbounded_channel::<Value>();
+        let signaling = {
+            let pc = pc.clone();
+            let events = events.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        out = outbox.recv() => {
+                            let Some(out) = out else { break };
+                            if ws_tx.send(Message::Text(out.to_string().into())).await.is_err() {
+                                break;
+                            }
+                        }
+                        msg = next_json(&mut ws_rx) => {
+                            let Ok(msg) = msg else { break };
+                            match negotiate(&*pc, &msg).await {
+                                Ok(Negotiation::Reply(answer)) => {
+                                    if ws_tx.send(Message::Text(answer.to_string().into())).await.is_err() {
+                                        break;
+                                    }
+                                }
+                                Ok(Negotiation::Applied) => {}
+                                Ok(Negotiation::Other) => events.lock().expect("events").push(msg),
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "renegotiation failed");
+                                    events.lock().expect("events").push(json!({ "type": "bot_error", "message": e.to_string() }));
+                                }
+                            }
+                        }
+                    }
+                }
+            })
+        };
+
+        let connected = state
+            .wait_for(|s| {
+                matches!(
+                    s,
+                    RTCPeerConnectionState::Connected
+                        | RTCPeerConnectionState::Failed
+                        | RTCPeerConnectionState::Closed
+                )
+            })
+            .await
+            .map(|s| *s)
+            .context("peer connection state")?;
+        if connected != RTCPeerConnectionState::Connected {
+            signaling.abort();
+            bail!("media connection {connected}");
+        }
+        let join_time = started.elapsed();
+
+        let (sent_audio, sent_video) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let mut tasks = vec![signaling];
+        if let Some(clip) = &cfg.publish {
+            for ((track, sender), (frames, count, level)) in senders.into_iter().zip([
+                (
+                    clip.audio.clone(),
+                    sent_audio.clone(),
+                    Some(clip.audio_level),
+                ),
+                (clip.video.clone(), sent_video.clone(), None),
+            ]) {
+                let pt = payload_type(&sender).await?;
+                let ssrc = *track.ssrcs().await.first().context("track without SSRC")?;
+                tasks.push(tokio::spawn(send_loop(
+                    track, ssrc, pt, frames, count, level,
+                )));
+            }
+        }
+        Ok(Bot {
+            participant_id: field("participant_id")?,
+            node_id: field("node_id")?,
+            join_time,
+            publishing: cfg.publish.is_some(),
+            pc,
+            received,
+            sent_audio,
+            sent_video,
+            to_node,
+            events,
+            tasks,
+        })
+    }
+
+    pub fn is_publisher(&self) -> bool {
+        self.publishing
+    }
+
+    /// What has arrived so far from each remote participant.
+    pub fn received(&self) -> Received {
+        self.received.lock().expect("counters").clone()
+    }
+
+    /// Audio and video frames sent so far.
+    pub fn sent(&self) -> (u64, u64) {
+        (
+            self.sent_audio.load(Ordering::Relaxed),
+            self.sent_video.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Signaling messages received so far other than negotiation.
+    pub fn events(&self) -> Vec<Value> {
+        self.events.lock().expect("events").clone()
+    }
+
+    /// Sends a signaling message (e.g. `{"type":"chat","text":"hi"}`).
+    pub fn send(&self, msg: Value) -> anyhow::Result<()> {
+        self.to_node
+            .send(msg)
+            .map_err(|_| anyhow::anyhow!("signaling connection closed"))
+    }
+
+    /// Leaves the meeting and closes the connection.
+    pub async fn leave(self) {
+        let _ = self.send(json!({ "type": "leave" }));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let _ = self.pc.close().await;
+    }
+}
+
+fn opus() -> RTCRtpCodec {
+    RTCRtpCodec {
+        mime_type: "audio/opus".into(),
+        clock_rate: 48000,
+        channels: 2,
+        sdp_fmtp_line: "minptime=10;useinbandfec=1".into(),
+        rtcp_feedback: vec![],
+    }
+}
+
+fn vp8() -> RTCRtpCodec {
+    RTCRtpCodec {
+        mime_type: "video/VP8".into(),
+        clock_rate: 90000,
+        channels: 0,
+        sdp_fmtp_line: String::new(),
+        rtcp_feedback: vec![],
+    }
+}
+
+/// The payload type negotiated for the sender's codec.
+async fn payload_type(sender: &Arc<dyn RtpSender>) -> anyhow::Result<u8> {
+    let params = sender.get_parameters().await?;
+    let mime = sender
+        .track()
+        .codings()
+        .await
+        .first()
+        .map(|c| c.codec.mime_type.to_lowercase())
+        .unwrap_or_default();
+    params
+        .rtp_parameters
+        .codecs
+        .iter()
+        .find(|c| c.rtp_codec.mime_type.to_lowercase() == mime)
+        .map(|c| c.payload_type)
+        .with_context(|| format!("{mime} was not negotiated"))
+}
+
+/// Sends `frames` in a loop at their own pace until the task is aborted.
+async fn send_loop(
+    track: Arc<TrackLocalStaticSample>,
+    ssrc: u32,
+    pt: u8,
+    frames: Vec<Frame>,
+    count: Arc<AtomicU64>,
+    audio_level: Option<u8>,
+) {
+    let Some(period) = frames.first().map(|f| f.duration) else {
+        return;
+    };
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    for f in frames.iter().cycle() {
+        tick.tick().await;
+        let mut w = track.sample_writer(ssrc, pt);
+        if let Some(level) = audio_level {
+            w = w.with_audio_level(AudioLevelExtension { level, voice: true });
+        }
+        let sample = Sample {
+            data: f.data.clone(),
+            duration: f.duration,
+            ..Sample::new(Instant::now())
+        };
+        if w.write_sample(&sample).await.is_err() {
+            return;
+        }
+        count.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+enum Negotiation {
+    /// Send this back.
+    Reply(Value),
+    /// An answer, applied.
+    Applied,
+    /// Not an offer or answer.
+    Other,
+}
+
+/// Answers the node's offers and applies its answers.
+async fn negotiate(pc: &dyn PeerConnection, msg: &Value) -> anyhow::Result<Negotiation> {
+    let sdp = || msg["sdp"].as_str().unwrap_or_default().to_owned();
+    match msg["type"].as_str() {
+        Some("answer") => {
+            pc.set_remote_description(RTCSessionDescription::answer(sdp())?)
+                .await?;
+            Ok(Negotiation::Applied)
+        }
+        Some("offer") => {
+            pc.set_remote_description(RTCSessionDescription::offer(sdp())?)
+                .await?;
+            let answer = pc.create_answer(None).await?;
+            pc.set_local_description(answer.clone()).await?;
+            Ok(Negotiation::Reply(
+                json!({ "type": "answer", "sdp": answer.sdp }),
+            ))
+        }
+        _ => Ok(Negotiation::Other),
+    }
+}
+
+async fn next_json<S>(rx: &mut S) -> anyhow::Result<Value>
+where
+    S: futures::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    loop {
+        match rx.next().await {
+            Some(Ok(Message::Text(t))) => return Ok(serde_json::from_str(&t)?),
+            Some(Ok(Message::Close(_))) | None => bail!("signaling closed"),
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => return Err(e.into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sequence_numbers_unwrap_across_the_16_bit_boundary() {
+        let mut c = TrackCounts::default();
+        for seq in [65534u16, 65535, 0, 2] {
+            c.add(seq, 10, true, false);
+        }
+        assert_eq!(c.packets, 4);
+        assert_eq!(c.lost, 1, "seq 1 is missing");
+        // A late, reordered packet fills the hole.
+        c.add(1, 10, true, false);
+        assert_eq!(c.lost, 0);
+    }
+
+    #[test]
+    fn recognises_vp8_keyframe_starts() {
+        // S=1, PID=0, no extensions; VP8 header with P=0 (keyframe).
+        assert!(vp8_keyframe_start(&[0x10, 0x00]));
+        // Inter frame.
+        assert!(!vp8_keyframe_start(&[0x10, 0x01]));
+        // Not the start of a partition.
+        assert!(!vp8_keyframe_start(&[0x00, 0x00]));
+        // X=1 with a two-byte picture id (I=1, M=1), then the keyframe header.
+        assert!(vp8_keyframe_start(&[0x90, 0x80, 0x81, 0x23, 0x00]));
+        // Truncated garbage never panics.
+        assert!(!vp8_keyframe_start(&[0x90]));
+        assert!(!vp8_keyframe_start(&[]));
+    }
+}

@@ -1,0 +1,9 @@
+//! Fjord's test client and load bot on webrtc-rs: the WebRTC stack independent of the
+//! media node's str0m, so that every media test is interop between two implementations.
+pub mod client;
+pub mod load;
+pub mod media;
+
+pub use client::{Bot, BotConfig, Received, TrackCounts};
+pub use load::{Load, LoadReport, LoadSpec};
+pub use media::{Clip, ClipSpec};

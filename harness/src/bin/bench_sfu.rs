@@ -1,0 +1,139 @@
+//! `fjord-bench-sfu`: one media node, webrtc-rs bots in one meeting (P publishers × S
+//! subscribers by default 5 × 50), measured over a window. Prints packets the node
+//! forwarded per second, its CPU seconds (from /proc), and forwarded packets per
+//! CPU-second, plus what the bots received.
+//! Build in release first: `cargo build --release --workspace --bins`.
+use std::time::Duration;
+
+use anyhow::Context;
+use bot::{ClipSpec, Load, LoadSpec};
+use clap::Parser;
+use harness::{Cluster, ClusterSpec, NodeSpec};
+
+#[derive(Parser)]
+#[command(name = "fjord-bench-sfu")]
+struct Args {
+    #[arg(long, default_value_t = 5)]
+    publishers: usize,
+    #[arg(long, default_value_t = 50)]
+    subscribers: usize,
+    /// Seconds to measure once everyone has joined.
+    #[arg(long, default_value_t = 30)]
+    duration: u64,
+    /// Video size the publishers send.
+    #[arg(long, default_value_t = 640)]
+    width: u32,
+    #[arg(long, default_value_t = 360)]
+    height: u32,
+}
+
+/// User plus system CPU time of a process so far, from /proc/<pid>/stat.
+fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("read /proc/{pid}/stat"))?;
+    // Fields after the command name (which may hold spaces) start at ") ".
+    let rest = &stat[stat.rfind(')').context("malformed stat")? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 of `rest`.
+    let ticks: u64 = f[11].parse::<u64>()? + f[12].parse::<u64>()?;
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)?.context("no CLK_TCK")? as f64;
+    Ok(ticks as f64 / hz)
+}
+
+async fn packets_out(http: &reqwest::Client, base: &str) -> anyhow::Result<f64> {
+    let text = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    harness::metric_value(&text, "fjord_media_packets_out_total")
+        .context("fjord_media_packets_out_total missing")
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let a = Args::parse();
+    let spec = ClusterSpec {
+        controllers: 1,
+        media: vec![NodeSpec {
+            id: "media-oslo-1".into(),
+            region: "oslo".into(),
+            capacity: 10_000,
+        }],
+        recording: vec![],
+        ..ClusterSpec::local()
+    };
+    eprintln!("starting etcd, a controller and one media node…");
+    let cluster = Cluster::start(spec).await?;
+    let base = cluster.controllers[0].url();
+    let http = reqwest::Client::new();
+    let v: serde_json::Value = http
+        .post(format!("{base}/v1/meetings"))
+        .bearer_auth(&cluster.operator_key)
+        .json(&serde_json::json!({ "title": "sfu bench" }))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let meeting = v["id"].as_str().context("meeting id")?.to_owned();
+    let node = &cluster.media[0];
+    let node_base = format!("http://127.0.0.1:{}", node.http);
+    let pid = node.proc.pid();
+
+    eprintln!(
+        "joining {} publishers and {} subscribers…",
+        a.publishers, a.subscribers
+    );
+    let load = Load::start(
+        &LoadSpec {
+            controller: base,
+            meeting,
+            password: None,
+            region: Some("oslo".into()),
+            publishers: a.publishers,
+            subscribers: a.subscribers,
+            clip: ClipSpec {
+                width: a.width,
+                height: a.height,
+                ..ClipSpec::default()
+            },
+            join_concurrency: 8,
+        },
+        |done, total| {
+            if done % 10 == 0 || done == total {
+                eprintln!("  joined {done}/{total}");
+            }
+        },
+    )
+    .await?;
+    for f in load.failures.iter().take(5) {
+        eprintln!("join failed: {f}");
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    eprintln!("measuring for {} s…", a.duration);
+    let (cpu0, out0) = (cpu_seconds(pid)?, packets_out(&http, &node_base).await?);
+    let report = load.measure(Duration::from_secs(a.duration)).await;
+    let (cpu1, out1) = (cpu_seconds(pid)?, packets_out(&http, &node_base).await?);
+    load.stop().await;
+
+    let secs = report.window.as_secs_f64();
+    let forwarded = out1 - out0;
+    let cpu = cpu1 - cpu0;
+    println!(
+        "sfu: {} publishers x {} subscribers, {:.1} s",
+        a.publishers, a.subscribers, secs
+    );
+    println!("packets forwarded per second: {:.0}", forwarded / secs);
+    println!(
+        "sfu cpu seconds: {cpu:.2} ({:.0} % of one core)",
+        cpu / secs * 100.0
+    );
+    println!(
+        "forwarded packets per sfu cpu-second: {:.0}",
+        forwarded / cpu.max(1e-9)
+    );
+    print!("{}", bot::load::summary(&report));
+    Ok(())
+}
