@@ -30,6 +30,8 @@ pub struct MediaNodeConfig {
     pub token_keys: Vec<TokenKey>,
     /// Longest a drain waits for meetings to end before the node exits.
     pub drain_deadline_secs: u64,
+    /// SFU shards (meetings are spread over them, each runs on its own task); 0: one per core.
+    pub sfu_shards: usize,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -74,6 +76,7 @@ impl Default for MediaNodeConfig {
             tls: TlsConfig::default(),
             token_keys: Vec::new(),
             drain_deadline_secs: 1800,
+            sfu_shards: 0,
         }
     }
 }
@@ -96,6 +99,12 @@ impl MediaNodeConfig {
                     "must be a concrete address and port clients can reach",
                 ));
             }
+        }
+        if self.sfu_shards > 255 {
+            return Err(ConfigError::key(
+                "sfu_shards",
+                "must be 0 (one per core) to 255",
+            ));
         }
         if self.capacity.participants == 0 {
             return Err(ConfigError::key(

@@ -77,6 +77,11 @@ impl Metrics {
                     "UDP datagrams that belonged to no peer (garbage, late or spoofed)",
                 )
                 .expect("metric"),
+                dropped_datagrams: IntCounter::new(
+                    "fjord_media_dropped_datagrams_total",
+                    "UDP datagrams dropped because their SFU shard was too busy to take them",
+                )
+                .expect("metric"),
                 nacks_received: IntCounter::new(
                     "fjord_media_nacks_received_total",
                     "NACKs from subscribers (we retransmit)",
@@ -126,6 +131,7 @@ impl Metrics {
             Box::new(m.driver.bytes_in.clone()),
             Box::new(m.driver.bytes_out.clone()),
             Box::new(m.driver.unknown_datagrams.clone()),
+            Box::new(m.driver.dropped_datagrams.clone()),
             Box::new(m.driver.nacks_received.clone()),
             Box::new(m.driver.nacks_sent.clone()),
             Box::new(m.driver.plis_received.clone()),
@@ -243,14 +249,19 @@ pub async fn run(
         None => udp.local_addr()?,
     };
     let rooms = Arc::new(room::Rooms::default());
+    let shards = match cfg.sfu_shards {
+        0 => std::thread::available_parallelism().map_or(1, usize::from),
+        n => n,
+    };
     let (sfu_handle, _sfu_task) = sfu::driver::spawn(
         udp,
         advertised,
+        shards,
         rooms.clone(),
         metrics.driver.clone(),
         shutdown.clone(),
     );
-    tracing::info!(%advertised, "SFU listening for WebRTC on one UDP port");
+    tracing::info!(%advertised, shards, "SFU listening for WebRTC on one UDP port");
     let (load_tx, load_rx) = watch::channel(NodeLoad::default());
     let registration = Registration::spawn(
         cfg.etcd.clone(),
@@ -282,6 +293,7 @@ pub async fn run(
         while !sd.is_cancelled() {
             tick.tick().await;
             let sfu = n.sfu.stats();
+            sfu::driver::set_gauges(&n.metrics.driver, &sfu);
             let load = NodeLoad {
                 participants: n.participants(),
                 meetings: n.meeting_count(),

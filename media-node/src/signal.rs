@@ -189,7 +189,8 @@ async fn session(node: Arc<Node>, claims: JoinClaims, mut ws: WebSocket) {
     };
     let mut membership = node.rooms.join(&claims.mtg, &claims.sub, me.clone());
     node.participant_joined(&claims.mtg);
-    let (key, mut from_sfu) = node.sfu.register();
+    let (sfu, mut from_sfu) = node.sfu.register(&claims.mtg);
+    let key = sfu.key;
     let welcome = serde_json::json!({
         "type": "welcome",
         "version": PROTOCOL_VERSION,
@@ -249,7 +250,7 @@ async fn session(node: Arc<Node>, claims: JoinClaims, mut ws: WebSocket) {
                 match parsed {
                     ClientMsg::Offer { sdp } if !in_sfu => {
                         in_sfu = true;
-                        node.sfu.send(SfuCommand::Join {
+                        sfu.send(SfuCommand::Join {
                             key,
                             meeting: claims.mtg.clone(),
                             participant: claims.sub.clone(),
@@ -257,8 +258,8 @@ async fn session(node: Arc<Node>, claims: JoinClaims, mut ws: WebSocket) {
                             offer: sdp,
                         });
                     }
-                    ClientMsg::Offer { sdp } => node.sfu.send(SfuCommand::Offer { key, sdp }),
-                    ClientMsg::Answer { sdp } if in_sfu => node.sfu.send(SfuCommand::Answer { key, sdp }),
+                    ClientMsg::Offer { sdp } => sfu.send(SfuCommand::Offer { key, sdp }),
+                    ClientMsg::Answer { sdp } if in_sfu => sfu.send(SfuCommand::Answer { key, sdp }),
                     ClientMsg::Answer { .. } => ok = ws.send(error_msg("answer before any offer")).await.is_ok(),
                     ClientMsg::Chat { text } => {
                         let text = text.trim();
@@ -278,7 +279,7 @@ async fn session(node: Arc<Node>, claims: JoinClaims, mut ws: WebSocket) {
                         audio_muted,
                         video_muted,
                     }),
-                    ClientMsg::Layer { mid, width, height } if mid.len() <= 16 => node.sfu.send(SfuCommand::Layer {
+                    ClientMsg::Layer { mid, width, height } if mid.len() <= 16 => sfu.send(SfuCommand::Layer {
                         key,
                         mid,
                         rid: crate::sfu::layer_for_size(width, height),
@@ -289,7 +290,7 @@ async fn session(node: Arc<Node>, claims: JoinClaims, mut ws: WebSocket) {
             }
         }
     }
-    node.sfu.send(SfuCommand::Leave { key });
+    sfu.send(SfuCommand::Leave { key });
     node.rooms.leave(&membership);
     node.participant_left(&claims.mtg);
     let _ = ws.send(Message::Close(None)).await;

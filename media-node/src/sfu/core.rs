@@ -9,7 +9,7 @@ use str0m::media::{
     Direction, KeyframeRequest, KeyframeRequestKind, MediaData, MediaKind, Mid, Rid,
 };
 use str0m::net::{Protocol, Receive};
-use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
+use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output, Rtc};
 
 /// Identifies a peer inside the SFU: unique for the process lifetime, never reused, so a
 /// stale reference to a replaced session can never reach its successor.
@@ -106,6 +106,35 @@ pub struct SfuStats {
     pub egress_loss: f64,
 }
 
+impl SfuStats {
+    /// Totals over shards: counts add up, RTT and loss are averaged over shards with peers.
+    pub fn merge(all: &[SfuStats]) -> SfuStats {
+        let mut t = SfuStats::default();
+        let mut with_peers = 0.0;
+        for s in all {
+            t.peers += s.peers;
+            t.tracks_in += s.tracks_in;
+            t.tracks_out += s.tracks_out;
+            t.nacks_received += s.nacks_received;
+            t.nacks_sent += s.nacks_sent;
+            t.plis_received += s.plis_received;
+            t.firs_received += s.firs_received;
+            t.bitrate_in_bps += s.bitrate_in_bps;
+            t.bitrate_out_bps += s.bitrate_out_bps;
+            if s.peers > 0 {
+                with_peers += 1.0;
+                t.rtt_seconds += s.rtt_seconds;
+                t.egress_loss += s.egress_loss;
+            }
+        }
+        if with_peers > 0.0 {
+            t.rtt_seconds /= with_peers;
+            t.egress_loss /= with_peers;
+        }
+        t
+    }
+}
+
 /// A subscriber's simulcast layer that has sent nothing for this long may be replaced by
 /// any layer that has a keyframe.
 const LAYER_STALE: Duration = Duration::from_millis(500);
@@ -150,6 +179,8 @@ struct TrackOut {
 
 /// The simulcast layer that suits a tile of `width` x `height` pixels. Our client
 /// publishes `l` (1/4 size), `m` (1/2) and `h` (full).
+/// The simulcast layer that suits a tile of `width` x `height` pixels. Our client
+/// publishes `l` (1/4 size), `m` (1/2) and `h` (full).
 pub fn layer_for_size(width: u32, height: u32) -> Rid {
     let px = width.max(height * 16 / 9);
     if px <= 320 {
@@ -185,6 +216,8 @@ struct Peer {
 
 pub struct Sfu {
     local: SocketAddr,
+    /// Which shard of the node this is: the first two hex digits of every local ICE ufrag.
+    shard: u8,
     peers: Vec<Peer>,
     out: VecDeque<SfuOutput>,
     /// Frames to fan out: (origin, data). Drained within the same poll.
@@ -203,10 +236,13 @@ fn kind_name(k: MediaKind) -> &'static str {
 }
 
 impl Sfu {
-    /// `local` is the UDP socket address peers send to (the host candidate we advertise).
-    pub fn new(local: SocketAddr) -> Self {
+    /// `local` is the UDP socket address peers send to (the host candidate we advertise);
+    /// `shard` is written into every local ICE ufrag so that the node's demux can tell
+    /// from a STUN request which shard the peer belongs to.
+    pub fn new(local: SocketAddr, shard: u8) -> Self {
         Self {
             local,
+            shard,
             peers: Vec::new(),
             out: VecDeque::new(),
             fanout: VecDeque::new(),
@@ -278,7 +314,10 @@ impl Sfu {
                             .signal(key, SignalOut::Error(format!("invalid offer SDP: {e}")));
                     }
                 };
+                let mut creds = IceCreds::new();
+                creds.ufrag = format!("{:02x}{}", self.shard, creds.ufrag);
                 let mut rtc = Rtc::builder()
+                    .set_local_ice_credentials(creds)
                     .set_ice_lite(true)
                     .set_stats_interval(Some(Duration::from_secs(1)))
                     .build(now);
@@ -516,7 +555,7 @@ impl Sfu {
             i += 1;
         }
         while let Some((origin, data)) = self.fanout.pop_front() {
-            self.forward(now, origin, &data);
+            self.forward(now, origin, data);
         }
         // Forwarding wrote into subscribers' Rtc: their output is due now.
         if !self.out.is_empty() {
@@ -683,21 +722,23 @@ impl Sfu {
         });
     }
 
-    fn forward(&mut self, now: Instant, origin: PeerKey, data: &MediaData) {
+    /// Writes one frame of `origin` into every subscriber's `Rtc`. Per subscriber this
+    /// neither allocates nor locks: the payload is shared (`Arc`) by all of them.
+    fn forward(&mut self, now: Instant, origin: PeerKey, data: MediaData) {
         // Subscribers waiting to switch to this frame's layer ask for its keyframe.
         let mut want_keyframe = false;
-        let Some(meeting) = self
-            .peers
-            .iter()
-            .find(|p| p.key == origin)
-            .map(|p| p.meeting.clone())
-        else {
+        let Some(oi) = self.peers.iter().position(|p| p.key == origin) else {
             return;
         };
-        for p in self
-            .peers
+        // str0m hands us the payload as an `Arc<[u8]>`: every subscriber shares it.
+        let payload = &data.data;
+        let (before, rest) = self.peers.split_at_mut(oi);
+        let (publisher, after) = rest.split_first_mut().expect("index in range");
+        let meeting = &publisher.meeting;
+        for p in before
             .iter_mut()
-            .filter(|p| p.key != origin && p.meeting == meeting)
+            .chain(after.iter_mut())
+            .filter(|p| p.meeting == *meeting)
         {
             let Some(t) = p
                 .tracks_out
@@ -742,7 +783,7 @@ impl Sfu {
             let Some(pt) = writer.match_params(data.params) else {
                 continue;
             };
-            if let Err(e) = writer.write(pt, data.network_time, time, data.data.clone()) {
+            if let Err(e) = writer.write(pt, data.network_time, time, payload.clone()) {
                 tracing::debug!(error = %e, "write to subscriber failed; disconnecting it");
                 p.rtc.disconnect();
             }
@@ -870,4 +911,16 @@ fn counter_delta(
 /// Whether the peer needs an offer from us: tracks to add or m-lines to retire.
 fn has_to_open(p: &Peer) -> bool {
     !p.to_deactivate.is_empty() || p.tracks_out.iter().any(|t| t.state == OutState::ToOpen)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tile_sizes_map_to_layers() {
+        assert_eq!(layer_for_size(320, 180), Rid::from("l"));
+        assert_eq!(layer_for_size(640, 360), Rid::from("m"));
+        assert_eq!(layer_for_size(1280, 720), Rid::from("h"));
+    }
 }

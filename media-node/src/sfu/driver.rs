@@ -1,12 +1,28 @@
-//! The thin async shell around [`Sfu`]: owns the one UDP socket, takes commands from
-//! signaling sessions, sends datagrams and routes signaling messages back to sessions.
+//! The thin async shell around [`Sfu`]: one UDP socket for every peer, meetings sharded
+//! across tasks (and so across cores), signaling messages routed back to sessions.
+//!
+//! ```text
+//!                    ┌────────────► shard 0: Sfu (meetings whose id hashes to 0) ──┐
+//!  UDP socket ─ demux┤                                                             ├─ send_to (same socket)
+//!                    └────────────► shard N-1: Sfu                                  ─┘
+//! ```
+//!
+//! A meeting lives in one shard (forwarding never crosses shards). The demux task reads
+//! every datagram and picks the shard without asking anyone: a STUN binding request names
+//! our ICE ufrag, whose first two hex digits are the shard (see [`Sfu::new`]), and teaches
+//! the demux the sender's address; every other datagram goes by its source address. The
+//! demux owns that table alone, so the per-packet path takes no lock; a full shard queue
+//! drops the datagram (counted) rather than stalling the others.
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use bytes::{Bytes, BytesMut};
+use common::ids::MeetingId;
 use tokio::net::UdpSocket;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::{PeerKey, Sfu, SfuCommand, SfuOutput, SfuStats, SignalOut};
@@ -20,28 +36,66 @@ enum DriverCommand {
     Sfu(SfuCommand),
 }
 
-/// Cheap, cloneable handle that signaling sessions use to talk to the SFU.
-#[derive(Clone)]
-pub struct SfuHandle {
-    tx: mpsc::UnboundedSender<DriverCommand>,
-    next_key: std::sync::Arc<AtomicU64>,
-    stats: tokio::sync::watch::Receiver<SfuStats>,
+/// A datagram for a shard.
+struct Inbound {
+    source: SocketAddr,
+    at: Instant,
+    data: Bytes,
 }
 
-impl SfuHandle {
-    /// Registers a new session; its signaling messages arrive on the returned receiver.
-    pub fn register(&self) -> (PeerKey, mpsc::UnboundedReceiver<SignalOut>) {
-        let key = PeerKey(self.next_key.fetch_add(1, Ordering::Relaxed));
-        let (tx, rx) = mpsc::unbounded_channel();
-        let _ = self.tx.send(DriverCommand::Register { key, tx });
-        (key, rx)
-    }
+/// Datagrams queued per shard before the demux starts dropping them.
+const SHARD_QUEUE: usize = 4096;
+/// Forget a source address whose STUN checks stopped this long ago.
+const ROUTE_IDLE: Duration = Duration::from_secs(60);
+
+/// Cheap, cloneable handle that signaling sessions use to reach the SFU.
+#[derive(Clone)]
+pub struct SfuHandle {
+    shards: Arc<[mpsc::UnboundedSender<DriverCommand>]>,
+    next_key: Arc<AtomicU64>,
+    stats: Arc<[watch::Receiver<SfuStats>]>,
+}
+
+/// One session's line to the shard that hosts its meeting.
+pub struct SfuSession {
+    pub key: PeerKey,
+    tx: mpsc::UnboundedSender<DriverCommand>,
+}
+
+impl SfuSession {
     pub fn send(&self, cmd: SfuCommand) {
         let _ = self.tx.send(DriverCommand::Sfu(cmd));
     }
-    /// The SFU's totals, refreshed every second.
+}
+
+/// The shard a meeting lives in: a stable hash of its id.
+pub fn shard_of(meeting: &MeetingId, shards: usize) -> usize {
+    // FNV-1a: stable across processes and releases, unlike the std hasher.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in meeting.as_str().bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    (h % shards as u64) as usize
+}
+
+impl SfuHandle {
+    /// Registers a new session of `meeting`; its signaling messages arrive on the receiver.
+    pub fn register(
+        &self,
+        meeting: &MeetingId,
+    ) -> (SfuSession, mpsc::UnboundedReceiver<SignalOut>) {
+        let key = PeerKey(self.next_key.fetch_add(1, Ordering::Relaxed));
+        let tx = self.shards[shard_of(meeting, self.shards.len())].clone();
+        let (sig_tx, sig_rx) = mpsc::unbounded_channel();
+        let _ = tx.send(DriverCommand::Register { key, tx: sig_tx });
+        (SfuSession { key, tx }, sig_rx)
+    }
+
+    /// The SFU's totals over all shards, refreshed every second.
     pub fn stats(&self) -> SfuStats {
-        *self.stats.borrow()
+        let all: Vec<SfuStats> = self.stats.iter().map(|s| *s.borrow()).collect();
+        SfuStats::merge(&all)
     }
 }
 
@@ -53,6 +107,7 @@ pub struct DriverMetrics {
     pub bytes_in: prometheus::IntCounter,
     pub bytes_out: prometheus::IntCounter,
     pub unknown_datagrams: prometheus::IntCounter,
+    pub dropped_datagrams: prometheus::IntCounter,
     pub nacks_received: prometheus::IntCounter,
     pub nacks_sent: prometheus::IntCounter,
     pub plis_received: prometheus::IntCounter,
@@ -64,71 +119,181 @@ pub struct DriverMetrics {
     pub loss: prometheus::Gauge,
 }
 
-impl DriverMetrics {
-    fn update(&self, prev: &SfuStats, now: &SfuStats) {
-        self.nacks_received
-            .inc_by(now.nacks_received.saturating_sub(prev.nacks_received));
-        self.nacks_sent
-            .inc_by(now.nacks_sent.saturating_sub(prev.nacks_sent));
-        self.plis_received
-            .inc_by(now.plis_received.saturating_sub(prev.plis_received));
-        self.firs_received
-            .inc_by(now.firs_received.saturating_sub(prev.firs_received));
-        self.tracks.set(i64::from(now.tracks_in));
-        self.bitrate_in.set(now.bitrate_in_bps as i64);
-        self.bitrate_out.set(now.bitrate_out_bps as i64);
-        self.rtt.set(now.rtt_seconds);
-        self.loss.set(now.egress_loss);
+/// Per-packet counts kept locally by a task and added to the shared counters once a
+/// second, so that tasks do not contend on them per packet.
+#[derive(Default)]
+struct Tally {
+    packets: u64,
+    bytes: u64,
+    unknown: u64,
+    dropped: u64,
+}
+
+impl Tally {
+    fn flush_in(&mut self, m: &DriverMetrics) {
+        let t = std::mem::take(self);
+        m.datagrams_in.inc_by(t.packets);
+        m.bytes_in.inc_by(t.bytes);
+        m.unknown_datagrams.inc_by(t.unknown);
+        m.dropped_datagrams.inc_by(t.dropped);
+    }
+
+    fn flush_out(&mut self, m: &DriverMetrics) {
+        let t = std::mem::take(self);
+        m.datagrams_out.inc_by(t.packets);
+        m.bytes_out.inc_by(t.bytes);
+        m.unknown_datagrams.inc_by(t.unknown);
     }
 }
 
-/// Starts the SFU on `socket`, advertising `advertised` as the host candidate.
+/// Starts the SFU with `shards` shards on `socket`, advertising `advertised` as the host
+/// candidate.
 pub fn spawn(
     socket: UdpSocket,
     advertised: SocketAddr,
-    rooms: std::sync::Arc<Rooms>,
+    shards: usize,
+    rooms: Arc<Rooms>,
     metrics: DriverMetrics,
     shutdown: CancellationToken,
 ) -> (SfuHandle, tokio::task::JoinHandle<()>) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let (stats_tx, stats) = tokio::sync::watch::channel(SfuStats::default());
+    let shards = shards.clamp(1, 255);
+    let socket = Arc::new(socket);
+    let mut commands = Vec::new();
+    let mut stats = Vec::new();
+    let mut datagrams = Vec::new();
+    for i in 0..shards {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (dgram_tx, dgram_rx) = mpsc::channel(SHARD_QUEUE);
+        let (stats_tx, stats_rx) = watch::channel(SfuStats::default());
+        commands.push(tx);
+        stats.push(stats_rx);
+        datagrams.push(dgram_tx);
+        tokio::spawn(run_shard(
+            socket.clone(),
+            Sfu::new(advertised, i as u8),
+            rx,
+            dgram_rx,
+            rooms.clone(),
+            metrics.clone(),
+            stats_tx,
+            shutdown.clone(),
+        ));
+    }
     let handle = SfuHandle {
-        tx,
-        next_key: std::sync::Arc::new(AtomicU64::new(1)),
-        stats,
+        shards: commands.into(),
+        next_key: Arc::new(AtomicU64::new(1)),
+        stats: stats.into(),
     };
-    let task = tokio::spawn(run(
-        socket,
-        Sfu::new(advertised),
-        rx,
-        rooms,
-        metrics,
-        stats_tx,
-        shutdown,
-    ));
+    let task = tokio::spawn(demux(socket, datagrams, metrics, shutdown));
     (handle, task)
 }
 
-async fn run(
-    socket: UdpSocket,
+/// The shard a STUN binding request is for, from the first two hex digits of our ufrag
+/// in its USERNAME (`ours:theirs`); None if it is not such a request.
+pub fn stun_shard(d: &[u8]) -> Option<usize> {
+    // STUN: first two bits zero, magic cookie, length a multiple of 4 that fits.
+    if d.len() < 20 || d[0] >= 2 || d[4..8] != [0x21, 0x12, 0xa4, 0x42] {
+        return None;
+    }
+    let len = usize::from(u16::from_be_bytes([d[2], d[3]]));
+    let attrs = d.get(20..20 + len)?;
+    let mut at = 0;
+    while at + 4 <= attrs.len() {
+        let kind = u16::from_be_bytes([attrs[at], attrs[at + 1]]);
+        let alen = usize::from(u16::from_be_bytes([attrs[at + 2], attrs[at + 3]]));
+        let value = attrs.get(at + 4..at + 4 + alen)?;
+        if kind == 0x0006 {
+            let hex = std::str::from_utf8(value.get(..2)?).ok()?;
+            return usize::from_str_radix(hex, 16).ok();
+        }
+        at += 4 + alen.div_ceil(4) * 4;
+    }
+    None
+}
+
+async fn demux(
+    socket: Arc<UdpSocket>,
+    shards: Vec<mpsc::Sender<Inbound>>,
+    m: DriverMetrics,
+    shutdown: CancellationToken,
+) {
+    // Source address -> (shard, last STUN seen).
+    let mut routes: HashMap<SocketAddr, (usize, Instant)> = HashMap::new();
+    // Datagrams are read into one arena and handed out as `Bytes` slices of it; once
+    // the shards have dropped them, `reserve` gets the same memory back.
+    let mut arena = BytesMut::with_capacity(256 * 1024);
+    let mut tally = Tally::default();
+    let mut next_flush = Instant::now() + Duration::from_secs(1);
+    loop {
+        if arena.capacity() - arena.len() < 2048 {
+            arena.reserve(256 * 1024);
+        }
+        let r = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = socket.recv_buf_from(&mut arena) => r,
+        };
+        let now = Instant::now();
+        let (n, source) = match r {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::debug!(error = %e, "UDP receive failed");
+                continue;
+            }
+        };
+        let data = arena.split_to(n).freeze();
+        tally.packets += 1;
+        tally.bytes += n as u64;
+        let shard = match stun_shard(&data) {
+            Some(s) if s < shards.len() => {
+                routes.insert(source, (s, now));
+                Some(s)
+            }
+            _ => routes.get(&source).map(|r| r.0),
+        };
+        match shard {
+            Some(s) => {
+                let msg = Inbound {
+                    source,
+                    at: now,
+                    data,
+                };
+                if shards[s].try_send(msg).is_err() {
+                    tally.dropped += 1;
+                }
+            }
+            None => tally.unknown += 1,
+        }
+        if now >= next_flush {
+            tally.flush_in(&m);
+            routes.retain(|_, (_, seen)| now.duration_since(*seen) < ROUTE_IDLE);
+            next_flush = now + Duration::from_secs(1);
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_shard(
+    socket: Arc<UdpSocket>,
     mut sfu: Sfu,
     mut rx: mpsc::UnboundedReceiver<DriverCommand>,
-    rooms: std::sync::Arc<Rooms>,
+    mut datagrams: mpsc::Receiver<Inbound>,
+    rooms: Arc<Rooms>,
     m: DriverMetrics,
-    stats_tx: tokio::sync::watch::Sender<SfuStats>,
+    stats_tx: watch::Sender<SfuStats>,
     shutdown: CancellationToken,
 ) {
     let mut sessions: HashMap<PeerKey, mpsc::UnboundedSender<SignalOut>> = HashMap::new();
-    let mut buf = vec![0u8; 2048];
     let mut last_stats = SfuStats::default();
     let mut next_stats = Instant::now();
+    let mut out = Tally::default();
     loop {
         if Instant::now() >= next_stats {
             let now = sfu.stats();
-            m.update(&last_stats, &now);
+            update_metrics(&m, &last_stats, &now);
+            out.flush_out(&m);
             last_stats = now;
             stats_tx.send_replace(now);
-            next_stats = Instant::now() + std::time::Duration::from_secs(1);
+            next_stats = Instant::now() + Duration::from_secs(1);
         }
         let deadline = loop {
             match sfu.poll_output(Instant::now()) {
@@ -137,8 +302,8 @@ async fn run(
                     contents,
                     ..
                 } => {
-                    m.datagrams_out.inc();
-                    m.bytes_out.inc_by(contents.len() as u64);
+                    out.packets += 1;
+                    out.bytes += contents.len() as u64;
                     if let Err(e) = socket.send_to(&contents, destination).await {
                         tracing::debug!(%destination, error = %e, "UDP send failed");
                     }
@@ -168,15 +333,14 @@ async fn run(
         };
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            r = socket.recv_from(&mut buf) => match r {
-                Ok((n, source)) => {
-                    m.datagrams_in.inc();
-                    m.bytes_in.inc_by(n as u64);
-                    if !sfu.handle_datagram(Instant::now(), source, &buf[..n]) {
-                        m.unknown_datagrams.inc();
+            d = datagrams.recv() => match d {
+                Some(d) => {
+                    if !sfu.handle_datagram(d.at, d.source, &d.data) {
+                        // Routed here by address, but no peer of ours wants it (it left).
+                        out.unknown += 1;
                     }
                 }
-                Err(e) => tracing::debug!(error = %e, "UDP receive failed"),
+                None => return,
             },
             cmd = rx.recv() => match cmd {
                 Some(DriverCommand::Register { key, tx }) => { sessions.insert(key, tx); }
@@ -190,5 +354,87 @@ async fn run(
             },
             _ = tokio::time::sleep_until(deadline.into()) => sfu.handle_timeout(Instant::now()),
         }
+    }
+}
+
+fn update_metrics(m: &DriverMetrics, prev: &SfuStats, now: &SfuStats) {
+    m.nacks_received
+        .inc_by(now.nacks_received.saturating_sub(prev.nacks_received));
+    m.nacks_sent
+        .inc_by(now.nacks_sent.saturating_sub(prev.nacks_sent));
+    m.plis_received
+        .inc_by(now.plis_received.saturating_sub(prev.plis_received));
+    m.firs_received
+        .inc_by(now.firs_received.saturating_sub(prev.firs_received));
+}
+
+/// Gauges are totals over shards: set from the handle's merged stats.
+pub fn set_gauges(m: &DriverMetrics, s: &SfuStats) {
+    m.tracks.set(i64::from(s.tracks_in));
+    m.bitrate_in.set(s.bitrate_in_bps as i64);
+    m.bitrate_out.set(s.bitrate_out_bps as i64);
+    m.rtt.set(s.rtt_seconds);
+    m.loss.set(s.egress_loss);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A STUN binding request with USERNAME `user`.
+    fn binding(user: &str) -> Vec<u8> {
+        let mut attr = vec![0x00, 0x06];
+        attr.extend((user.len() as u16).to_be_bytes());
+        attr.extend(user.as_bytes());
+        while attr.len() % 4 != 0 {
+            attr.push(0);
+        }
+        let mut d = vec![0x00, 0x01];
+        d.extend((attr.len() as u16).to_be_bytes());
+        d.extend([0x21, 0x12, 0xa4, 0x42]);
+        d.extend([7u8; 12]);
+        d.extend(attr);
+        d
+    }
+
+    #[test]
+    fn stun_binding_requests_name_their_shard_and_garbage_names_none() {
+        assert_eq!(stun_shard(&binding("03abcdef:theirs")), Some(3));
+        assert_eq!(stun_shard(&binding("1aXYZ:t")), Some(26));
+        assert_eq!(stun_shard(&binding("zz:t")), None);
+        assert_eq!(stun_shard(&binding("")), None);
+        // DTLS and RTP are not STUN.
+        assert_eq!(stun_shard(&[22, 254, 253, 0, 0]), None);
+        assert_eq!(stun_shard(&[0x80; 40]), None);
+        // A length that runs past the end, and random bytes, never panic.
+        let mut bad = binding("03abcdef:theirs");
+        bad[3] = 0xff;
+        assert_eq!(stun_shard(&bad), None);
+        let mut x: u32 = 1;
+        for len in 0..600 {
+            let d: Vec<u8> = (0..len)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 17;
+                    x ^= x << 5;
+                    x as u8
+                })
+                .collect();
+            let _ = stun_shard(&d);
+        }
+    }
+
+    #[test]
+    fn a_meeting_always_lands_in_the_same_shard() {
+        let m = MeetingId::parse("abc-defg-hij").unwrap();
+        let s = shard_of(&m, 4);
+        assert!(s < 4);
+        assert_eq!(s, shard_of(&m, 4));
+        assert_eq!(shard_of(&m, 1), 0);
+        // Meetings spread over shards.
+        let used: std::collections::BTreeSet<usize> = (0..64)
+            .map(|i| shard_of(&MeetingId::parse(&format!("m{i}")).unwrap(), 4))
+            .collect();
+        assert_eq!(used.len(), 4);
     }
 }
