@@ -60,6 +60,37 @@ async fn speaker_seen_by(b: &Browser, speaker: &str) {
     .unwrap()
 }
 
+/// Starts a Chromium named `name` that joins `meeting` through the controller's page;
+/// returns it with its participant id once it has joined.
+async fn join_page(
+    c: &harness::Cluster,
+    base: &str,
+    meeting: &str,
+    name: &str,
+) -> (Browser, String) {
+    let b = Browser::start(&c.dir.join("logs"), name).await.unwrap();
+    b.goto(&format!("{base}/m/{meeting}?name={name}&autojoin=1"))
+        .await
+        .unwrap();
+    let id = eventually(
+        Duration::from_secs(20),
+        &format!("{name}'s page to join"),
+        || async {
+            let v = b
+                .eval(
+                    "return window.fjord && window.fjord.joined && window.fjord.joined.participant_id",
+                    json!([]),
+                )
+                .await
+                .ok()?;
+            v.as_str().map(str::to_owned)
+        },
+    )
+    .await
+    .unwrap();
+    (b, id)
+}
+
 fn counts(v: &Value, pid: &str) -> (u64, u64) {
     let c = &v["by"][pid];
     (
@@ -75,28 +106,12 @@ async fn three_chromium_participants_get_each_others_media_chat_and_see_a_leave(
     let base = c.controllers[0].url();
     let meeting = api.create(&base, json!({ "title": "browsers" })).await;
     let mut browsers = Vec::new();
+    let mut ids = Vec::new();
     for i in 0..3 {
-        let b = Browser::start(&c.dir.join("logs"), &format!("p{i}"))
-            .await
-            .unwrap();
-        b.goto(&format!("{base}/m/{meeting}?name=P{i}&autojoin=1"))
-            .await
-            .unwrap();
+        let (b, id) = join_page(&c, &base, &meeting, &format!("P{i}")).await;
         browsers.push(b);
+        ids.push(id);
     }
-    let ids: Vec<String> = {
-        let mut ids = Vec::new();
-        for b in &browsers {
-            let v = eventually(Duration::from_secs(20), "each page to join", || async {
-                let v = b.eval("return window.fjord && window.fjord.joined && window.fjord.joined.participant_id", json!([])).await.ok()?;
-                v.as_str().map(str::to_owned)
-            })
-            .await
-            .unwrap();
-            ids.push(v);
-        }
-        ids
-    };
 
     // Everyone decodes video and receives audio from both others, and it keeps growing.
     let mut first = BTreeMap::new();
@@ -548,28 +563,8 @@ async fn simulcast_subscriber_gets_the_low_layer_for_a_small_tile_and_moves_up_f
     let api = Api::new(&c);
     let base = c.controllers[0].url();
     let meeting = api.create(&base, json!({ "title": "simulcast" })).await;
-    let publisher = Browser::start(&c.dir.join("logs"), "pub").await.unwrap();
-    publisher
-        .goto(&format!("{base}/m/{meeting}?name=Pub&autojoin=1"))
-        .await
-        .unwrap();
-    let viewer = Browser::start(&c.dir.join("logs"), "view").await.unwrap();
-    viewer
-        .goto(&format!("{base}/m/{meeting}?name=View&autojoin=1"))
-        .await
-        .unwrap();
-    let pid = eventually(Duration::from_secs(20), "the publisher to join", || async {
-        let v = publisher
-            .eval(
-                "return window.fjord.joined && window.fjord.joined.participant_id",
-                json!([]),
-            )
-            .await
-            .ok()?;
-        v.as_str().map(str::to_owned)
-    })
-    .await
-    .unwrap();
+    let (publisher, pid) = join_page(&c, &base, &meeting, "Pub").await;
+    let (viewer, _) = join_page(&c, &base, &meeting, "View").await;
     eventually(Duration::from_secs(30), "video at the viewer", || async {
         inbound_video(&viewer, &pid).await.filter(|(w, _)| *w > 0)
     })
@@ -632,25 +627,7 @@ async fn webrtc_rs_bots_and_chromium_receive_each_others_media_both_ways() {
     let api = Api::new(&c);
     let base = c.controllers[0].url();
     let meeting = api.create(&base, json!({ "title": "interop" })).await;
-    let browser = Browser::start(&c.dir.join("logs"), "chromium")
-        .await
-        .unwrap();
-    browser
-        .goto(&format!("{base}/m/{meeting}?name=Chromium&autojoin=1"))
-        .await
-        .unwrap();
-    let chromium = eventually(Duration::from_secs(20), "the page to join", || async {
-        let v = browser
-            .eval(
-                "return window.fjord && window.fjord.joined && window.fjord.joined.participant_id",
-                json!([]),
-            )
-            .await
-            .ok()?;
-        v.as_str().map(str::to_owned)
-    })
-    .await
-    .unwrap();
+    let (browser, chromium) = join_page(&c, &base, &meeting, "Chromium").await;
 
     // Two webrtc-rs bots publishing different tones and patterns.
     let mut bots = Vec::new();
