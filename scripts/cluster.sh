@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/deps.sh
 
-ensure_packages "${BUILD_PACKAGES[@]}" "${RUN_PACKAGES[@]}"
+# BOT_PACKAGES too: the README tour points fjord-bot at this cluster.
+ensure_packages "${BUILD_PACKAGES[@]}" "${RUN_PACKAGES[@]}" "${BOT_PACKAGES[@]}"
 echo ">> building"
 cargo build --workspace --bins --quiet
 exec ./target/debug/fjord-local-cluster "$@"
