@@ -186,8 +186,6 @@ pub struct Bot {
     sent_audio: Arc<AtomicU64>,
     sent_video: Arc<AtomicU64>,
     to_node: mpsc::UnboundedSender<Value>,
-    /// Messages from the node other than negotiation: chat, mute, active_speaker, ...
-    events: Arc<Mutex<Vec<Value>>>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -199,14 +197,38 @@ impl Drop for Bot {
     }
 }
 
-/// Error for a refused join: the controller's `{error, message}`.
-async fn refused(resp: reqwest::Response) -> anyhow::Error {
+/// Error for a refused call: the controller's `{error, message}`.
+async fn refused(what: &str, resp: reqwest::Response) -> anyhow::Error {
     let status = resp.status();
     let body: Value = resp.json().await.unwrap_or(Value::Null);
     anyhow::anyhow!(
-        "join refused ({status}): {}",
+        "{what} refused ({status}): {}",
         body["message"].as_str().unwrap_or("no message")
     )
+}
+
+/// Creates a meeting (an operator call: `POST /v1/meetings` with `body`); returns its id.
+pub async fn create_meeting(
+    http: &reqwest::Client,
+    controller: &str,
+    operator_key: &str,
+    body: &Value,
+) -> anyhow::Result<String> {
+    let resp = http
+        .post(format!("{}/v1/meetings", controller.trim_end_matches('/')))
+        .bearer_auth(operator_key)
+        .json(body)
+        .send()
+        .await
+        .context("reach the controller")?;
+    if !resp.status().is_success() {
+        return Err(refused("creating the meeting", resp).await);
+    }
+    let created: Value = resp.json().await.context("create response")?;
+    created["id"]
+        .as_str()
+        .map(str::to_owned)
+        .context("create response without id")
 }
 
 impl Bot {
@@ -231,7 +253,7 @@ impl Bot {
             .await
             .context("reach the controller")?;
         if !resp.status().is_success() {
-            return Err(refused(resp).await);
+            return Err(refused("join", resp).await);
         }
         let joined: Value = resp.json().await.context("join response")?;
         let field = |k: &str| -> anyhow::Result<String> {
@@ -337,11 +359,9 @@ impl Bot {
             ))
             .await?;
 
-        let events = Arc::new(Mutex::new(Vec::new()));
         let (to_node, mut outbox) = mpsc::unbounded_channel::<Value>();
         let signaling = {
             let pc = pc.clone();
-            let events = events.clone();
             tokio::spawn(async move {
                 loop {
                     tokio::select! {
@@ -359,12 +379,9 @@ impl Bot {
                                         break;
                                     }
                                 }
-                                Ok(Negotiation::Applied) => {}
-                                Ok(Negotiation::Other) => events.lock().expect("events").push(msg),
-                                Err(e) => {
-                                    tracing::warn!(error = %e, "renegotiation failed");
-                                    events.lock().expect("events").push(json!({ "type": "bot_error", "message": e.to_string() }));
-                                }
+                                // Chat, mute, speaker and the like: the bot has no use for them.
+                                Ok(Negotiation::Applied | Negotiation::Other) => {}
+                                Err(e) => tracing::warn!(error = %e, "renegotiation failed"),
                             }
                         }
                     }
@@ -418,7 +435,6 @@ impl Bot {
             sent_audio,
             sent_video,
             to_node,
-            events,
             tasks,
         })
     }
@@ -438,11 +454,6 @@ impl Bot {
             self.sent_audio.load(Ordering::Relaxed),
             self.sent_video.load(Ordering::Relaxed),
         )
-    }
-
-    /// Signaling messages received so far other than negotiation.
-    pub fn events(&self) -> Vec<Value> {
-        self.events.lock().expect("events").clone()
     }
 
     /// Sends a signaling message (e.g. `{"type":"chat","text":"hi"}`).

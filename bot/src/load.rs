@@ -24,7 +24,6 @@ pub struct LoadSpec {
 /// Bots in a meeting.
 pub struct Load {
     pub bots: Vec<Bot>,
-    pub publishers: usize,
     /// Joins that failed, with why.
     pub failures: Vec<String>,
 }
@@ -115,12 +114,7 @@ impl Load {
             }
             progress(done, total);
         }
-        let publishers = bots.iter().filter(|b| b.is_publisher()).count();
-        Ok(Load {
-            bots,
-            publishers,
-            failures,
-        })
+        Ok(Load { bots, failures })
     }
 
     /// Counts what arrives during `window`.

@@ -68,7 +68,14 @@ async fn main() -> anyhow::Result<()> {
     let controller = a.controller.trim_end_matches('/').to_owned();
     let meeting = match (&a.meeting, a.create) {
         (Some(m), _) => m.clone(),
-        (None, _) => create_meeting(&controller, a.operator_key.as_deref(), &a.password).await?,
+        (None, _) => {
+            let key = a
+                .operator_key
+                .as_deref()
+                .context("--create needs --operator-key (or FJORD_OPERATOR_KEY)")?;
+            let body = serde_json::json!({ "title": "fjord-bot", "password": a.password });
+            bot::create_meeting(&reqwest::Client::new(), &controller, key, &body).await?
+        }
     };
     eprintln!(
         "meeting {meeting}: {} publishers, {} subscribers",
@@ -108,31 +115,4 @@ async fn main() -> anyhow::Result<()> {
     load.stop().await;
     print!("{}", bot::load::summary(&r));
     Ok(())
-}
-
-async fn create_meeting(
-    controller: &str,
-    key: Option<&str>,
-    password: &Option<String>,
-) -> anyhow::Result<String> {
-    let key = key.context("--create needs --operator-key (or FJORD_OPERATOR_KEY)")?;
-    let resp = reqwest::Client::new()
-        .post(format!("{controller}/v1/meetings"))
-        .bearer_auth(key)
-        .json(&serde_json::json!({ "title": "fjord-bot", "password": password }))
-        .send()
-        .await
-        .context("reach the controller")?;
-    let status = resp.status();
-    let body: serde_json::Value = resp.json().await.unwrap_or_default();
-    if !status.is_success() {
-        bail!(
-            "creating the meeting failed ({status}): {}",
-            body["message"].as_str().unwrap_or("no message")
-        );
-    }
-    body["id"]
-        .as_str()
-        .map(str::to_owned)
-        .context("create response without id")
 }

@@ -94,6 +94,12 @@ pub fn bin_path(name: &str) -> anyhow::Result<PathBuf> {
     )
 }
 
+/// `Some(())` if `url` answers a GET with a 2xx status.
+pub async fn http_ok(http: &reqwest::Client, url: &str) -> Option<()> {
+    let r = http.get(url).send().await.ok()?;
+    r.status().is_success().then_some(())
+}
+
 /// Polls `f` every 100 ms until it returns `Some` or `timeout` passes.
 pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut f: F) -> anyhow::Result<T>
 where
@@ -411,24 +417,13 @@ impl Cluster {
             ));
         }
         for (name, url) in urls {
-            let h = http.clone();
             eventually(
                 timeout,
                 &format!(
                     "{name} to be ready ({url}); see {}/logs/{name}.log",
                     self.dir.display()
                 ),
-                || {
-                    let (h, url) = (h.clone(), url.clone());
-                    async move {
-                        h.get(&url)
-                            .send()
-                            .await
-                            .ok()
-                            .filter(|r| r.status().is_success())
-                            .map(|_| ())
-                    }
-                },
+                || http_ok(&http, &url),
             )
             .await?;
         }

@@ -42,7 +42,8 @@ async fn relay(
     dropped: Arc<AtomicU64>,
 ) {
     let mut upstreams: HashMap<SocketAddr, Arc<UdpSocket>> = HashMap::new();
-    let mut tasks = Vec::new();
+    // Dropped with this future (the proxy aborts it), which aborts the relays back too.
+    let mut tasks = tokio::task::JoinSet::new();
     let counter = Arc::new(AtomicU64::new(0));
     let mut buf = vec![0u8; 2048];
     while let Ok((n, client)) = front.recv_from(&mut buf).await {
@@ -55,7 +56,7 @@ async fn relay(
                 let u = Arc::new(u);
                 upstreams.insert(client, u.clone());
                 let (u2, f2, c2, d2) = (u.clone(), front.clone(), counter.clone(), dropped.clone());
-                tasks.push(tokio::spawn(async move {
+                tasks.spawn(async move {
                     let mut b = vec![0u8; 2048];
                     while let Ok((n, _)) = u2.recv_from(&mut b).await {
                         if c2.fetch_add(1, Ordering::Relaxed) % drop_every == drop_every - 1 {
@@ -64,13 +65,10 @@ async fn relay(
                         }
                         let _ = f2.send_to(&b[..n], client).await;
                     }
-                }));
+                });
                 u
             }
         };
         let _ = up.send_to(&buf[..n], target).await;
-    }
-    for t in tasks {
-        t.abort();
     }
 }

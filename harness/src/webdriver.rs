@@ -38,16 +38,9 @@ impl Browser {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(60))
             .build()?;
+        let status = format!("{base}/status");
         crate::eventually(Duration::from_secs(15), "chromedriver to answer", || {
-            let (h, url) = (http.clone(), format!("{base}/status"));
-            async move {
-                h.get(url)
-                    .send()
-                    .await
-                    .ok()
-                    .filter(|r| r.status().is_success())
-                    .map(|_| ())
-            }
+            crate::http_ok(&http, &status)
         })
         .await?;
         let profile = tempfile::Builder::new()

@@ -44,27 +44,19 @@ async fn signal(
     Query(q): Query<SignalQuery>,
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
-    let Some(token) = q.token else {
+    // Counted by reason, answered 401.
+    let refuse = |reason: &str, message: String| {
         node.metrics
             .tokens_refused
-            .with_label_values(&["missing"])
+            .with_label_values(&[reason])
             .inc();
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "a join token is required (?token=...)",
-        );
+        error(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    };
+    let Some(token) = q.token else {
+        return refuse("missing", "a join token is required (?token=...)".into());
     };
     let Ok(meeting) = MeetingId::parse(&meeting) else {
-        node.metrics
-            .tokens_refused
-            .with_label_values(&["wrong_meeting"])
-            .inc();
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            TokenError::WrongMeeting.to_string(),
-        );
+        return refuse("wrong_meeting", TokenError::WrongMeeting.to_string());
     };
     let now = common::unix_ms() as u64 / 1000;
     let claims = match node.verifier.verify(&token, &meeting, now) {
@@ -77,11 +69,7 @@ async fn signal(
                 TokenError::BadSignature | TokenError::UnknownKey => "forged",
                 _ => "malformed",
             };
-            node.metrics
-                .tokens_refused
-                .with_label_values(&[reason])
-                .inc();
-            return error(StatusCode::UNAUTHORIZED, "unauthorized", e.to_string());
+            return refuse(reason, e.to_string());
         }
     };
     // Self-fencing: a node that cannot renew its lease may already have been replaced.
@@ -207,11 +195,11 @@ async fn session(node: Arc<Node>, claims: JoinClaims, mut ws: WebSocket) {
     while ok {
         tokio::select! {
             _ = node.shutdown.cancelled() => {
-                let _ = ws.send(json(serde_json::json!({ "type": "closed", "reason": "media node shutting down" }))).await;
+                let _ = ws.send(signal_msg(SignalOut::Closed("media node shutting down".into()))).await;
                 break;
             }
             _ = membership.session.cancelled() => {
-                let _ = ws.send(json(serde_json::json!({ "type": "closed", "reason": "replaced by a newer session" }))).await;
+                let _ = ws.send(signal_msg(SignalOut::Closed("replaced by a newer session".into()))).await;
                 break;
             }
             ev = membership.events.recv() => match ev {
@@ -254,7 +242,6 @@ async fn session(node: Arc<Node>, claims: JoinClaims, mut ws: WebSocket) {
                             key,
                             meeting: claims.mtg.clone(),
                             participant: claims.sub.clone(),
-                            name: claims.name.clone(),
                             offer: sdp,
                         });
                     }

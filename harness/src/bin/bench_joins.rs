@@ -53,16 +53,8 @@ async fn main() -> anyhow::Result<()> {
         .map(|i| {
             let (http, base, key) = (http.clone(), base.clone(), cluster.operator_key.clone());
             async move {
-                let v: serde_json::Value = http
-                    .post(format!("{base}/v1/meetings"))
-                    .bearer_auth(key)
-                    .json(&serde_json::json!({ "title": format!("bench {i}") }))
-                    .send()
-                    .await?
-                    .error_for_status()?
-                    .json()
-                    .await?;
-                anyhow::Ok(v["id"].as_str().unwrap_or_default().to_owned())
+                let body = serde_json::json!({ "title": format!("bench {i}") });
+                bot::create_meeting(&http, &base, &key, &body).await
             }
         })
         .buffer_unordered(a.concurrency)

@@ -68,16 +68,13 @@ async fn main() -> anyhow::Result<()> {
     let cluster = Cluster::start(spec).await?;
     let base = cluster.controllers[0].url();
     let http = reqwest::Client::new();
-    let v: serde_json::Value = http
-        .post(format!("{base}/v1/meetings"))
-        .bearer_auth(&cluster.operator_key)
-        .json(&serde_json::json!({ "title": "sfu bench" }))
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
-    let meeting = v["id"].as_str().context("meeting id")?.to_owned();
+    let meeting = bot::create_meeting(
+        &http,
+        &base,
+        &cluster.operator_key,
+        &serde_json::json!({ "title": "sfu bench" }),
+    )
+    .await?;
     let node = &cluster.media[0];
     let node_base = format!("http://127.0.0.1:{}", node.http);
     let pid = node.proc.pid();

@@ -31,16 +31,13 @@ async fn main() -> anyhow::Result<()> {
 
     let http = reqwest::Client::new();
     let api = cluster.controllers[0].url();
-    let created: serde_json::Value = http
-        .post(format!("{api}/v1/meetings"))
-        .bearer_auth(&cluster.operator_key)
-        .json(&serde_json::json!({ "title": "Fjord demo" }))
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
-    let id = created["id"].as_str().unwrap_or_default();
+    let id = &bot::create_meeting(
+        &http,
+        &api,
+        &cluster.operator_key,
+        &serde_json::json!({ "title": "Fjord demo" }),
+    )
+    .await?;
 
     println!();
     println!("Fjord local cluster is up.");

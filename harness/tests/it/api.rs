@@ -179,19 +179,11 @@ async fn bad_input_and_bad_credentials_get_the_documented_status_and_message() {
 
     // Lifecycle: listing by state, ending, joining an ended meeting.
     let (st, v) = api
-        .send(
-            api.http
-                .get(format!("{meetings}?state=bogus"))
-                .bearer_auth(&api.key),
-        )
+        .operator(reqwest::Method::GET, format!("{meetings}?state=bogus"))
         .await;
     check("bad state filter", st, &v, 400, "bad_request", "state");
     let (st, list) = api
-        .send(
-            api.http
-                .get(format!("{meetings}?state=active"))
-                .bearer_auth(&api.key),
-        )
+        .operator(reqwest::Method::GET, format!("{meetings}?state=active"))
         .await;
     assert_eq!(st, 200);
     let listed = list["meetings"]
@@ -209,11 +201,7 @@ async fn bad_input_and_bad_credentials_get_the_documented_status_and_message() {
             .starts_with("media-oslo-")
     );
     let (st, v) = api
-        .send(
-            api.http
-                .delete(format!("{meetings}/{id}"))
-                .bearer_auth(&api.key),
-        )
+        .operator(reqwest::Method::DELETE, format!("{meetings}/{id}"))
         .await;
     assert_eq!(
         (st.as_u16(), v["state"].as_str()),
@@ -225,11 +213,7 @@ async fn bad_input_and_bad_credentials_get_the_documented_status_and_message() {
         .await;
     check("ended meeting", st, &v, 409, "conflict", "ended");
     let (_, ended) = api
-        .send(
-            api.http
-                .get(format!("{meetings}?state=ended"))
-                .bearer_auth(&api.key),
-        )
+        .operator(reqwest::Method::GET, format!("{meetings}?state=ended"))
         .await;
     assert!(
         ended["meetings"]
@@ -239,11 +223,7 @@ async fn bad_input_and_bad_credentials_get_the_documented_status_and_message() {
             .any(|m| m["id"] == id)
     );
     let (st, v) = api
-        .send(
-            api.http
-                .get(format!("{meetings}/{id}"))
-                .bearer_auth(&api.key),
-        )
+        .operator(reqwest::Method::GET, format!("{meetings}/{id}"))
         .await;
     assert_eq!(
         (st.as_u16(), v["placements"].as_array().map(Vec::len)),

@@ -68,10 +68,23 @@ async fn join_page(
     meeting: &str,
     name: &str,
 ) -> (Browser, String) {
+    join_page_with(c, base, meeting, name, "").await
+}
+
+/// [`join_page`] with more page parameters (`&simulcast=0`, ...).
+async fn join_page_with(
+    c: &harness::Cluster,
+    base: &str,
+    meeting: &str,
+    name: &str,
+    params: &str,
+) -> (Browser, String) {
     let b = Browser::start(&c.dir.join("logs"), name).await.unwrap();
-    b.goto(&format!("{base}/m/{meeting}?name={name}&autojoin=1"))
-        .await
-        .unwrap();
+    b.goto(&format!(
+        "{base}/m/{meeting}?name={name}&autojoin=1{params}"
+    ))
+    .await
+    .unwrap();
     let id = eventually(
         Duration::from_secs(20),
         &format!("{name}'s page to join"),
@@ -89,6 +102,14 @@ async fn join_page(
     .await
     .unwrap();
     (b, id)
+}
+
+/// Video frames decoded from everyone else, in a [`snapshot`].
+fn frames_from_others(v: &Value) -> u64 {
+    v["by"]
+        .as_object()
+        .map(|m| m.values().map(|c| c["frames"].as_u64().unwrap_or(0)).sum())
+        .unwrap_or(0)
 }
 
 fn counts(v: &Value, pid: &str) -> (u64, u64) {
@@ -301,25 +322,16 @@ async fn garbage_datagrams_and_bad_signaling_leave_everyone_elses_media_flowing(
     let meeting = api.create(&base, json!({ "title": "robust" })).await;
     let mut browsers = Vec::new();
     for i in 0..2 {
-        let b = Browser::start(&c.dir.join("logs"), &format!("r{i}"))
-            .await
-            .unwrap();
-        b.goto(&format!(
-            "{base}/m/{meeting}?name=R{i}&autojoin=1&simulcast=0"
-        ))
-        .await
-        .unwrap();
-        browsers.push(b);
+        let name = format!("R{i}");
+        browsers.push(
+            join_page_with(&c, &base, &meeting, &name, "&simulcast=0")
+                .await
+                .0,
+        );
     }
-    let frames_from_other = |v: &Value| -> u64 {
-        v["by"]
-            .as_object()
-            .map(|m| m.values().map(|c| c["frames"].as_u64().unwrap_or(0)).sum())
-            .unwrap_or(0)
-    };
     for b in &browsers {
         eventually(Duration::from_secs(30), "media to flow", || async {
-            (frames_from_other(&snapshot(b).await?) > 0).then_some(())
+            (frames_from_others(&snapshot(b).await?) > 0).then_some(())
         })
         .await
         .unwrap();
@@ -327,7 +339,7 @@ async fn garbage_datagrams_and_bad_signaling_leave_everyone_elses_media_flowing(
     let before: Vec<u64> = futures::future::join_all(
         browsers
             .iter()
-            .map(|b| async { frames_from_other(&snapshot(b).await.unwrap()) }),
+            .map(|b| async { frames_from_others(&snapshot(b).await.unwrap()) }),
     )
     .await;
 
@@ -395,7 +407,7 @@ async fn garbage_datagrams_and_bad_signaling_leave_everyone_elses_media_flowing(
 
     tokio::time::sleep(Duration::from_secs(2)).await;
     for (i, b) in browsers.iter().enumerate() {
-        let after = frames_from_other(&snapshot(b).await.unwrap());
+        let after = frames_from_others(&snapshot(b).await.unwrap());
         assert!(
             after > before[i] + 10,
             "R{i}'s media stalled: frames {} -> {after}",
@@ -446,27 +458,18 @@ async fn with_ten_percent_loss_towards_subscribers_nacks_retransmit_and_frames_k
     let meeting = api.create(&base, json!({ "title": "lossy" })).await;
     let mut browsers = Vec::new();
     for i in 0..2 {
-        let b = Browser::start(&c.dir.join("logs"), &format!("l{i}"))
-            .await
-            .unwrap();
-        b.goto(&format!(
-            "{base}/m/{meeting}?name=L{i}&autojoin=1&simulcast=0"
-        ))
-        .await
-        .unwrap();
-        browsers.push(b);
+        let name = format!("L{i}");
+        browsers.push(
+            join_page_with(&c, &base, &meeting, &name, "&simulcast=0")
+                .await
+                .0,
+        );
     }
-    let frames = |v: &Value| -> u64 {
-        v["by"]
-            .as_object()
-            .map(|m| m.values().map(|c| c["frames"].as_u64().unwrap_or(0)).sum())
-            .unwrap_or(0)
-    };
     for b in &browsers {
         eventually(
             Duration::from_secs(40),
             "media to flow through the lossy path",
-            || async { (frames(&snapshot(b).await?) > 0).then_some(()) },
+            || async { (frames_from_others(&snapshot(b).await?) > 0).then_some(()) },
         )
         .await
         .unwrap();
@@ -491,12 +494,12 @@ async fn with_ten_percent_loss_towards_subscribers_nacks_retransmit_and_frames_k
     let before: Vec<u64> = futures::future::join_all(
         browsers
             .iter()
-            .map(|b| async { frames(&snapshot(b).await.unwrap()) }),
+            .map(|b| async { frames_from_others(&snapshot(b).await.unwrap()) }),
     )
     .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     for (i, b) in browsers.iter().enumerate() {
-        let after = frames(&snapshot(b).await.unwrap());
+        let after = frames_from_others(&snapshot(b).await.unwrap());
         assert!(
             after > before[i] + 20,
             "L{i} stopped decoding under loss: {} -> {after}",

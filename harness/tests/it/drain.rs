@@ -30,10 +30,9 @@ async fn draining_node_gets_no_new_placement_keeps_its_participant_and_exits_whe
     let (mut ws, _welcome) = crate::open_session(&joined).await;
 
     let (st, v) = api
-        .send(
-            api.http
-                .post(format!("{base}/v1/nodes/media-oslo-1/drain"))
-                .bearer_auth(&api.key),
+        .operator(
+            reqwest::Method::POST,
+            format!("{base}/v1/nodes/media-oslo-1/drain"),
         )
         .await;
     assert_eq!(st, 200, "{v}");

@@ -83,6 +83,12 @@ impl Api {
         v
     }
 
+    /// An operator call without a body.
+    pub async fn operator(&self, method: reqwest::Method, url: String) -> (StatusCode, Value) {
+        self.send(self.http.request(method, url).bearer_auth(&self.key))
+            .await
+    }
+
     pub async fn send(&self, req: reqwest::RequestBuilder) -> (StatusCode, Value) {
         let resp = req.send().await.expect("request");
         let st = resp.status();
@@ -95,11 +101,7 @@ impl Api {
 
     pub async fn nodes(&self, base: &str) -> Vec<Value> {
         let (st, v) = self
-            .send(
-                self.http
-                    .get(format!("{base}/v1/nodes"))
-                    .bearer_auth(&self.key),
-            )
+            .operator(reqwest::Method::GET, format!("{base}/v1/nodes"))
             .await;
         assert_eq!(st, StatusCode::OK, "{v}");
         v["nodes"].as_array().unwrap().clone()

@@ -23,7 +23,6 @@ pub enum SfuCommand {
         key: PeerKey,
         meeting: MeetingId,
         participant: ParticipantId,
-        name: String,
         offer: String,
     },
     /// A later offer from the peer (e.g. it added a screen share).
@@ -200,8 +199,6 @@ struct Peer {
     tracks_in: Vec<TrackIn>,
     tracks_out: Vec<TrackOut>,
     pending: Option<SdpPendingOffer>,
-    /// False until our first answer went out: renegotiation waits for it.
-    negotiated: bool,
     rtt: Option<Duration>,
     egress_loss: Option<f32>,
     /// Last (bytes received, bytes sent, when) and the rates derived from them.
@@ -304,7 +301,6 @@ impl Sfu {
                 key,
                 meeting,
                 participant,
-                name: _,
                 offer,
             } => {
                 let offer = match SdpOffer::from_sdp_string(&offer) {
@@ -345,7 +341,6 @@ impl Sfu {
                     tracks_in: Vec::new(),
                     tracks_out: Vec::new(),
                     pending: None,
-                    negotiated: true,
                     rtt: None,
                     egress_loss: None,
                     bytes: None,
@@ -564,7 +559,7 @@ impl Sfu {
         if self
             .peers
             .iter_mut()
-            .any(|p| p.rtc.is_alive() && p.pending.is_none() && p.negotiated && has_to_open(p))
+            .any(|p| p.rtc.is_alive() && p.pending.is_none() && has_to_open(p))
         {
             return SfuOutput::Timeout(now);
         }
@@ -681,7 +676,7 @@ impl Sfu {
     fn negotiate(&mut self, i: usize) {
         let (left, right) = self.peers.split_at_mut(i);
         let (peer, rest) = right.split_first_mut().expect("index in range");
-        if peer.pending.is_some() || !peer.negotiated || !has_to_open(peer) {
+        if peer.pending.is_some() || !has_to_open(peer) {
             return;
         }
         let mut change = peer.rtc.sdp_api();
