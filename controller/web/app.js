@@ -82,7 +82,9 @@
           { rid: 'h', maxBitrate: 1500000 },
         ];
       }
-      pc.addTransceiver(track, init);
+      const t = pc.addTransceiver(track, init);
+      // video_codec=h264 (or vp8, vp9, av1) puts that codec first in what we offer.
+      if (track.kind === 'video' && params.get('video_codec')) preferCodec(t, params.get('video_codec'));
     }
     pc.ontrack = (e) => attach(e.transceiver.mid, e.track);
     pc.onconnectionstatechange = () => {
@@ -95,6 +97,14 @@
     $('join').hidden = true;
     $('meeting-view').hidden = false;
     tile(state.joined.participant_id, $('name').value.trim() + ' (you)', state.local);
+  }
+
+  function preferCodec(transceiver, name) {
+    const mime = 'video/' + name.toLowerCase();
+    const codecs = RTCRtpReceiver.getCapabilities('video').codecs;
+    const first = codecs.filter((c) => c.mimeType.toLowerCase() === mime);
+    if (!first.length) { status('This browser cannot send ' + name + ' video; using its default codec.', true); return; }
+    transceiver.setCodecPreferences(first.concat(codecs.filter((c) => c.mimeType.toLowerCase() !== mime)));
   }
 
   function send(msg) {

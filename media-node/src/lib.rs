@@ -107,6 +107,11 @@ impl Metrics {
                     .expect("metric"),
                 bitrate_out: IntGauge::new("fjord_media_bitrate_out_bps", "Media bitrate sent")
                     .expect("metric"),
+                estimate: IntGauge::new(
+                    "fjord_media_bandwidth_estimate_bps",
+                    "Sum of the subscribers' bandwidth estimates (TWCC), which cap their simulcast layers",
+                )
+                .expect("metric"),
                 rtt: prometheus::Gauge::new(
                     "fjord_media_rtt_seconds",
                     "Mean round-trip time to peers",
@@ -139,6 +144,7 @@ impl Metrics {
             Box::new(m.driver.tracks.clone()),
             Box::new(m.driver.bitrate_in.clone()),
             Box::new(m.driver.bitrate_out.clone()),
+            Box::new(m.driver.estimate.clone()),
             Box::new(m.driver.rtt.clone()),
             Box::new(m.driver.loss.clone()),
         ] {

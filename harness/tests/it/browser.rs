@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use harness::eventually;
+use harness::lossy::{Link, LossyProxy};
 use harness::webdriver::Browser;
 use serde_json::{Value, json};
 
@@ -440,19 +441,25 @@ async fn garbage_datagrams_and_bad_signaling_leave_everyone_elses_media_flowing(
     assert!(reply.is_ok(), "the session stopped answering");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn with_ten_percent_loss_towards_subscribers_nacks_retransmit_and_frames_keep_decoding() {
+/// A cluster whose one media node is reached through a [`LossyProxy`] that applies
+/// `link` to everything the node sends the clients.
+async fn cluster_behind(link: Link) -> (harness::Cluster, LossyProxy) {
     let mut s = spec();
     s.media.clear();
     let mut c = harness::Cluster::start(s).await.unwrap();
     let udp = harness::free_udp_port();
-    let proxy = harness::lossy::LossyProxy::start(format!("127.0.0.1:{udp}").parse().unwrap(), 10)
+    let proxy = LossyProxy::with_link(format!("127.0.0.1:{udp}").parse().unwrap(), link)
         .await
         .unwrap();
     c.start_media_on(crate::node("media-oslo-1", "oslo"), udp, Some(proxy.front))
         .unwrap();
     c.wait_ready(Duration::from_secs(20)).await.unwrap();
+    (c, proxy)
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_ten_percent_loss_towards_subscribers_nacks_retransmit_and_frames_keep_decoding() {
+    let (c, proxy) = cluster_behind(Link::lossy(10)).await;
     let api = Api::new(&c);
     let base = c.controllers[0].url();
     let meeting = api.create(&base, json!({ "title": "lossy" })).await;
@@ -605,23 +612,145 @@ async fn simulcast_subscriber_gets_the_low_layer_for_a_small_tile_and_moves_up_f
         )
         .await
         .unwrap();
+    // Up to the high layer, or the middle one if the bandwidth estimate (which a busy
+    // machine lowers, as queueing delay grows) does not cover the high one.
     eventually(
         Duration::from_secs(30),
-        "the high layer (960 px wide when the machine is idle)",
+        "a larger layer (960 px wide when the machine is idle)",
         || async {
             let (w, _) = inbound_video(&viewer, &pid).await?;
+            let mid = outbound_width(&publisher, "m").await?;
             let high = outbound_width(&publisher, "h").await?;
-            (w == high && w > low_w).then_some(())
+            (w > low_w && (w == mid || w == high)).then_some(())
         },
     )
     .await
     .unwrap();
-    let (high_bps, high_w) = video_rate(&viewer, &pid, 3).await;
-    eprintln!("low layer {low_w}px {low_bps:.0} bit/s, high layer {high_w}px {high_bps:.0} bit/s");
+    let (up_bps, up_w) = video_rate(&viewer, &pid, 3).await;
+    eprintln!("low layer {low_w}px {low_bps:.0} bit/s, then {up_w}px {up_bps:.0} bit/s");
     assert!(
-        low_bps * 2.0 < high_bps,
-        "low layer {low_bps:.0} bit/s should be well below the high layer's {high_bps:.0}"
+        low_bps * 2.0 < up_bps,
+        "low layer {low_bps:.0} bit/s should be well below the larger layer's {up_bps:.0}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn on_a_narrow_downlink_a_subscriber_asking_for_a_large_tile_gets_a_layer_that_fits() {
+    // 450 kbit/s towards each browser: the low (about 150 kbit/s) and perhaps the middle
+    // layer fit, the high one (600 kbit/s and more) does not.
+    const RATE: u64 = 450_000;
+    let (c, proxy) = cluster_behind(Link::limited(RATE)).await;
+    let api = Api::new(&c);
+    let base = c.controllers[0].url();
+    let meeting = api.create(&base, json!({ "title": "narrow" })).await;
+    let (publisher, pid) = join_page(&c, &base, &meeting, "Pub").await;
+    let (viewer, _) = join_page(&c, &base, &meeting, "View").await;
+    viewer
+        .eval(
+            "window.fjord.pinLayer(arguments[0], 1280, 720)",
+            json!([pid]),
+        )
+        .await
+        .unwrap();
+    // The publisher's own uplink is not limited: it sends all three layers.
+    eventually(
+        Duration::from_secs(30),
+        "the publisher to send its high layer",
+        || async { (outbound_width(&publisher, "h").await? > 0).then_some(()) },
+    )
+    .await
+    .unwrap();
+    eventually(Duration::from_secs(30), "video at the viewer", || async {
+        inbound_video(&viewer, &pid).await.filter(|(w, _)| *w > 0)
+    })
+    .await
+    .unwrap();
+    // Time for the estimate to settle on the bottleneck.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let frames = || async { counts(&snapshot(&viewer).await.unwrap(), &pid).0 };
+    for _ in 0..3 {
+        let f0 = frames().await;
+        let (bps, w) = video_rate(&viewer, &pid, 3).await;
+        let high = outbound_width(&publisher, "h").await.unwrap();
+        let f1 = frames().await;
+        eprintln!(
+            "viewer: {w}px at {bps:.0} bit/s, {} frames in 3 s; high layer {high}px",
+            f1 - f0
+        );
+        assert!(
+            w < high,
+            "asked for a large tile on a {RATE} bit/s link, the viewer should get a layer \
+             below the high one ({high}px), got {w}px"
+        );
+        assert!(
+            f1 > f0 + 20,
+            "frames should keep being decoded within the estimate: {f0} -> {f1}"
+        );
+    }
+    let text = crate::metrics_text(&format!("http://127.0.0.1:{}", c.media[0].http)).await;
+    let estimate = harness::metric_value(&text, "fjord_media_bandwidth_estimate_bps").unwrap();
+    eprintln!(
+        "estimates sum {estimate:.0} bit/s for 2 subscribers; link dropped {}",
+        proxy.dropped.load(std::sync::atomic::Ordering::Relaxed)
+    );
+    assert!(
+        estimate > 0.0 && estimate < 2.0 * 2.0 * RATE as f64,
+        "the node should estimate both downlinks near {RATE} bit/s, sum {estimate:.0}"
+    );
+}
+
+/// The codec (`video/VP8`, `video/H264`, ...) and frames decoded of the video `b` receives
+/// from `pid`.
+async fn inbound_codec(b: &Browser, pid: &str) -> Option<(String, u64)> {
+    const JS: &str = r#"
+const [pid, done] = arguments;
+const s = window.fjord;
+s.pc.getStats().then((r) => {
+  let out = null;
+  r.forEach((x) => {
+    if (x.type === 'inbound-rtp' && x.kind === 'video' && s.midToParticipant.get(x.mid) === pid) {
+      const c = r.get(x.codecId);
+      out = [c ? c.mimeType : '', x.framesDecoded || 0];
+    }
+  });
+  done(out);
+});
+"#;
+    let v = b.eval_async(JS, json!([pid])).await.ok()?;
+    Some((v[0].as_str()?.to_owned(), v[1].as_u64()?))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn h264_and_vp8_publishers_in_one_meeting_are_each_decoded_by_the_other() {
+    let c = harness::Cluster::start(spec()).await.unwrap();
+    let api = Api::new(&c);
+    let base = c.controllers[0].url();
+    let meeting = api.create(&base, json!({ "title": "codecs" })).await;
+    let (h264, h264_id) = join_page_with(&c, &base, &meeting, "H264", "&video_codec=h264").await;
+    let (vp8, vp8_id) = join_page_with(&c, &base, &meeting, "VP8", "&video_codec=vp8").await;
+    for (viewer, from, codec) in [
+        (&vp8, &h264_id, "video/H264"),
+        (&h264, &vp8_id, "video/VP8"),
+    ] {
+        let first = eventually(
+            Duration::from_secs(30),
+            &format!("{codec} frames decoded"),
+            || async {
+                inbound_codec(viewer, from)
+                    .await
+                    .filter(|(c, f)| c == codec && *f > 0)
+            },
+        )
+        .await
+        .unwrap();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let (_, later) = inbound_codec(viewer, from).await.unwrap();
+        assert!(
+            later > first.1 + 10,
+            "{codec} frames should keep being decoded: {} -> {later}",
+            first.1
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

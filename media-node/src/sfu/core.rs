@@ -4,12 +4,13 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::ids::{MeetingId, ParticipantId};
+use str0m::bwe::{Bitrate, BweKind};
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::media::{
     Direction, KeyframeRequest, KeyframeRequestKind, MediaData, MediaKind, Mid, Rid,
 };
 use str0m::net::{Protocol, Receive};
-use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output, Rtc};
+use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output, Rtc, RtcConfig};
 
 /// Identifies a peer inside the SFU: unique for the process lifetime, never reused, so a
 /// stale reference to a replaced session can never reach its successor.
@@ -103,6 +104,8 @@ pub struct SfuStats {
     pub rtt_seconds: f64,
     /// Mean fraction of our packets that peers report lost.
     pub egress_loss: f64,
+    /// Sum of the peers' egress bandwidth estimates (TWCC).
+    pub estimate_bps: u64,
 }
 
 impl SfuStats {
@@ -120,6 +123,7 @@ impl SfuStats {
             t.firs_received += s.firs_received;
             t.bitrate_in_bps += s.bitrate_in_bps;
             t.bitrate_out_bps += s.bitrate_out_bps;
+            t.estimate_bps += s.estimate_bps;
             if s.peers > 0 {
                 with_peers += 1.0;
                 t.rtt_seconds += s.rtt_seconds;
@@ -167,8 +171,11 @@ struct TrackOut {
     state: OutState,
     /// The simulcast layer forwarded to this subscriber now (None: not chosen yet).
     rid: Option<Rid>,
-    /// The layer this subscriber should get; we switch to it on its next keyframe.
+    /// The layer this subscriber should get: what it asked for, capped by its bandwidth
+    /// estimate. We switch to it on its next keyframe.
     want: Rid,
+    /// The layer the subscriber asked for by tile size.
+    asked: Rid,
     /// Layers have their own RTP time bases: forwarded time is source time + `offset`,
     /// re-chosen at each switch so that the subscriber's stream runs on smoothly.
     offset: i64,
@@ -178,8 +185,76 @@ struct TrackOut {
 
 /// The simulcast layer that suits a tile of `width` x `height` pixels. Our client
 /// publishes `l` (1/4 size), `m` (1/2) and `h` (full).
-/// The simulcast layer that suits a tile of `width` x `height` pixels. Our client
-/// publishes `l` (1/4 size), `m` (1/2) and `h` (full).
+/// Bitrates our client's simulcast layers need (960×540 capture): what a subscriber's
+/// estimate must cover per video track to get the layer, and what we ask the bandwidth
+/// estimator to probe for.
+const LAYER_BPS: [(&str, u64); 3] = [("l", 150_000), ("m", 350_000), ("h", 700_000)];
+/// What an audio track takes out of a subscriber's estimate.
+const AUDIO_BPS: u64 = 40_000;
+/// The estimate a subscriber starts with, before any feedback.
+const INITIAL_ESTIMATE_KBPS: u64 = 1_000;
+
+fn layer_rank(r: Rid) -> usize {
+    LAYER_BPS
+        .iter()
+        .position(|(name, _)| Rid::from(*name) == r)
+        .unwrap_or(LAYER_BPS.len() - 1)
+}
+
+/// `asked`, or the highest lower layer that fits a per-video-track budget.
+fn capped(asked: Rid, budget_bps: Option<u64>) -> Rid {
+    let Some(budget) = budget_bps else {
+        return asked;
+    };
+    let fits = LAYER_BPS
+        .iter()
+        .rposition(|(_, bps)| *bps <= budget)
+        .unwrap_or(0);
+    Rid::from(LAYER_BPS[layer_rank(asked).min(fits)].0)
+}
+
+/// The video codecs we forward. Payloads pass through untouched, so a subscriber gets a
+/// publisher's video only if it decodes that codec: we keep to the two every browser has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum VideoCodec {
+    Vp8,
+    H264,
+}
+
+/// The first video codec we forward among those `sdp` offers, in the offer's order:
+/// the peer's preference for what it sends us.
+fn preferred_video_codec(sdp: &str) -> Option<VideoCodec> {
+    let mut lines = sdp.lines().map(str::trim);
+    // "m=video 9 UDP/TLS/RTP/SAVPF 96 97 ..." : payload types in preference order.
+    let m = lines.find(|l| l.starts_with("m=video "))?;
+    let rtpmaps: Vec<(&str, &str)> = sdp
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("a=rtpmap:"))
+        .filter_map(|r| {
+            let (pt, rest) = r.split_once(' ')?;
+            Some((pt, rest.split('/').next()?))
+        })
+        .collect();
+    m.split_whitespace().skip(3).find_map(|pt| {
+        let (_, name) = rtpmaps.iter().find(|(p, _)| *p == pt)?;
+        match name.to_ascii_uppercase().as_str() {
+            "VP8" => Some(VideoCodec::Vp8),
+            "H264" => Some(VideoCodec::H264),
+            _ => None,
+        }
+    })
+}
+
+/// Opus, VP8 and H.264, with the video codec the peer's offer prefers first: our
+/// answer's order is the order the peer sends in.
+fn with_video_codecs(config: RtcConfig, offer_sdp: &str) -> RtcConfig {
+    let config = config.clear_codecs().enable_opus(true, false);
+    match preferred_video_codec(offer_sdp) {
+        Some(VideoCodec::H264) => config.enable_h264(true).enable_vp8(true),
+        _ => config.enable_vp8(true).enable_h264(true),
+    }
+}
+
 pub fn layer_for_size(width: u32, height: u32) -> Rid {
     let px = width.max(height * 16 / 9);
     if px <= 320 {
@@ -209,6 +284,24 @@ struct Peer {
     stream_counters: Vec<(StreamKey, Counters)>,
     /// Our m-lines whose publisher left: made inactive in the next offer.
     to_deactivate: Vec<Mid>,
+    /// The latest egress bandwidth estimate for this peer (TWCC), bit/s.
+    estimate_bps: Option<u64>,
+}
+
+impl Peer {
+    /// What each video track we send this peer may use: its estimate minus audio,
+    /// shared by its video tracks. None while there is no estimate or no video.
+    fn video_budget_bps(&self) -> Option<u64> {
+        let estimate = self.estimate_bps?;
+        let open = |k: MediaKind| {
+            self.tracks_out
+                .iter()
+                .filter(|t| t.kind == k && matches!(t.state, OutState::Open(_)))
+                .count() as u64
+        };
+        let video = open(MediaKind::Video);
+        (video > 0).then(|| estimate.saturating_sub(open(MediaKind::Audio) * AUDIO_BPS) / video)
+    }
 }
 
 pub struct Sfu {
@@ -258,6 +351,7 @@ impl Sfu {
         s.tracks_out = self.peers.iter().map(|p| p.tracks_out.len() as u32).sum();
         s.bitrate_in_bps = self.peers.iter().map(|p| p.bitrate_in_bps).sum();
         s.bitrate_out_bps = self.peers.iter().map(|p| p.bitrate_out_bps).sum();
+        s.estimate_bps = self.peers.iter().filter_map(|p| p.estimate_bps).sum();
         let rtts: Vec<f64> = self
             .peers
             .iter()
@@ -303,7 +397,8 @@ impl Sfu {
                 participant,
                 offer,
             } => {
-                let offer = match SdpOffer::from_sdp_string(&offer) {
+                let offer_sdp = offer;
+                let offer = match SdpOffer::from_sdp_string(&offer_sdp) {
                     Ok(o) => o,
                     Err(e) => {
                         return self
@@ -312,9 +407,10 @@ impl Sfu {
                 };
                 let mut creds = IceCreds::new();
                 creds.ufrag = format!("{:02x}{}", self.shard, creds.ufrag);
-                let mut rtc = Rtc::builder()
+                let mut rtc = with_video_codecs(Rtc::builder(), &offer_sdp)
                     .set_local_ice_credentials(creds)
                     .set_ice_lite(true)
+                    .enable_bwe(Some(Bitrate::kbps(INITIAL_ESTIMATE_KBPS)))
                     .set_stats_interval(Some(Duration::from_secs(1)))
                     .build(now);
                 match Candidate::host(self.local, "udp") {
@@ -348,6 +444,7 @@ impl Sfu {
                     bitrate_out_bps: 0,
                     stream_counters: Vec::new(),
                     to_deactivate: Vec::new(),
+                    estimate_bps: None,
                 };
                 // Everything already published in the meeting is offered to the newcomer.
                 for other in self.peers.iter().filter(|o| o.meeting == peer.meeting) {
@@ -359,6 +456,7 @@ impl Sfu {
                             state: OutState::ToOpen,
                             rid: None,
                             want: Rid::from("h"),
+                            asked: Rid::from("h"),
                             offset: 0,
                             last_out: None,
                         });
@@ -430,6 +528,7 @@ impl Sfu {
             SfuCommand::Layer { key, mid, rid } => {
                 let mid = Mid::from(mid.as_str());
                 let Some(p) = self.peer_mut(key) else { return };
+                let budget = p.video_budget_bps();
                 let Some(t) = p
                     .tracks_out
                     .iter_mut()
@@ -437,6 +536,8 @@ impl Sfu {
                 else {
                     return self.signal(key, SignalOut::Error(format!("no video on m-line {mid}")));
                 };
+                t.asked = rid;
+                let rid = capped(rid, budget);
                 if t.want == rid {
                     return;
                 }
@@ -567,6 +668,7 @@ impl Sfu {
         if now >= check {
             self.next_speaker_check = Some(now + SPEAKER_CHECK);
             self.detect_speakers();
+            self.adapt_layers(now);
             if let Some(o) = self.out.pop_front() {
                 return o;
             }
@@ -603,6 +705,7 @@ impl Sfu {
                         state: OutState::ToOpen,
                         rid: None,
                         want: Rid::from("h"),
+                        asked: Rid::from("h"),
                         offset: 0,
                         last_out: None,
                     });
@@ -626,6 +729,9 @@ impl Sfu {
                 self.fanout.push_back((key, data));
             }
             Event::KeyframeRequest(req) => self.keyframe_from_subscriber(now, i, req),
+            Event::EgressBitrateEstimate(BweKind::Twcc { estimate, .. }) => {
+                self.peers[i].estimate_bps = Some(estimate.as_u64());
+            }
             Event::MediaEgressStats(st) => {
                 let p = &mut self.peers[i];
                 if st.rtt.is_some() {
@@ -830,6 +936,40 @@ impl Sfu {
 }
 
 impl Sfu {
+    /// Caps each subscriber's layers by its bandwidth estimate (moving down, or back up
+    /// to what it asked for, on the layer's next keyframe), and tells its estimator how
+    /// much it would like to send so that it probes up to that.
+    fn adapt_layers(&mut self, now: Instant) {
+        let mut keyframes = Vec::new();
+        for p in &mut self.peers {
+            let budget = p.video_budget_bps();
+            let mut desired = 0;
+            for t in &mut p.tracks_out {
+                if !matches!(t.state, OutState::Open(_)) {
+                    continue;
+                }
+                if t.kind == MediaKind::Audio {
+                    desired += AUDIO_BPS;
+                    continue;
+                }
+                desired += LAYER_BPS[layer_rank(t.asked)].1;
+                let want = capped(t.asked, budget);
+                if want != t.want {
+                    t.want = want;
+                    keyframes.push((t.origin, t.origin_mid, want));
+                }
+            }
+            if desired > 0 {
+                p.rtc
+                    .bwe()
+                    .set_bitrate(Bitrate::kbps(100), Bitrate::from(desired));
+            }
+        }
+        for (origin, mid, rid) in keyframes {
+            self.request_keyframe(now, origin, mid, Some(rid), KeyframeRequestKind::Pli);
+        }
+    }
+
     /// Per meeting, the participant whose audio has been loudest lately, if loud enough;
     /// announced when it changes.
     fn detect_speakers(&mut self) {
@@ -911,6 +1051,47 @@ fn has_to_open(p: &Peer) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn layers_are_capped_by_the_budget_but_never_above_what_was_asked() {
+        let (l, m, h) = (Rid::from("l"), Rid::from("m"), Rid::from("h"));
+        assert_eq!(capped(h, None), h, "no estimate yet: no cap");
+        assert_eq!(capped(h, Some(2_000_000)), h);
+        assert_eq!(capped(h, Some(400_000)), m);
+        assert_eq!(capped(h, Some(100_000)), l, "the low layer always goes");
+        assert_eq!(capped(m, Some(2_000_000)), m, "a small tile stays small");
+        assert_eq!(capped(l, Some(2_000_000)), l);
+    }
+
+    #[test]
+    fn the_offers_first_forwardable_video_codec_is_preferred() {
+        let sdp = |pts: &str| {
+            format!(
+                "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:111 opus/48000/2\r\n\
+                 m=video 9 UDP/TLS/RTP/SAVPF {pts}\r\na=rtpmap:96 VP8/90000\r\n\
+                 a=rtpmap:97 rtx/90000\r\na=rtpmap:98 VP9/90000\r\na=rtpmap:102 H264/90000\r\n"
+            )
+        };
+        assert_eq!(
+            preferred_video_codec(&sdp("96 97 102")),
+            Some(VideoCodec::Vp8)
+        );
+        assert_eq!(
+            preferred_video_codec(&sdp("102 96 97")),
+            Some(VideoCodec::H264)
+        );
+        assert_eq!(
+            preferred_video_codec(&sdp("98 102 96")),
+            Some(VideoCodec::H264),
+            "VP9 is not forwarded, so the next one counts"
+        );
+        assert_eq!(preferred_video_codec(&sdp("98")), None);
+        assert_eq!(
+            preferred_video_codec("v=0\r\nm=audio 9 RTP/AVP 0\r\n"),
+            None
+        );
+        assert_eq!(preferred_video_codec("garbage \u{0} m=video"), None);
+    }
 
     #[test]
     fn tile_sizes_map_to_layers() {

@@ -115,6 +115,7 @@ pub struct DriverMetrics {
     pub tracks: prometheus::IntGauge,
     pub bitrate_in: prometheus::IntGauge,
     pub bitrate_out: prometheus::IntGauge,
+    pub estimate: prometheus::IntGauge,
     pub rtt: prometheus::Gauge,
     pub loss: prometheus::Gauge,
 }
@@ -373,6 +374,7 @@ pub fn set_gauges(m: &DriverMetrics, s: &SfuStats) {
     m.tracks.set(i64::from(s.tracks_in));
     m.bitrate_in.set(s.bitrate_in_bps as i64);
     m.bitrate_out.set(s.bitrate_out_bps as i64);
+    m.estimate.set(s.estimate_bps as i64);
     m.rtt.set(s.rtt_seconds);
     m.loss.set(s.egress_loss);
 }
