@@ -27,5 +27,20 @@ RUN_PACKAGES=(etcd-server)
 # What the bots (fjord-bot, the benchmarks and the media tests) need: GStreamer encodes
 # their Opus tone (plugins-base) and VP8 test pattern (plugins-good).
 BOT_PACKAGES=(gstreamer1.0-plugins-base gstreamer1.0-plugins-good)
-# What the tests need besides: real browsers for the media tests.
-TEST_PACKAGES=(chromium chromium-driver "${BOT_PACKAGES[@]}")
+# What the tests need besides: real browsers for the media tests, `ip` to set up the
+# network namespace the Firefox test runs in (geckodriver, Firefox's
+# WebDriver, is not packaged by Debian: ensure_geckodriver builds it from crates.io).
+TEST_PACKAGES=(chromium chromium-driver firefox-esr iproute2 "${BOT_PACKAGES[@]}")
+
+GECKODRIVER_VERSION=0.37.1
+
+# Installs Mozilla's geckodriver from crates.io into cargo's bin directory, unless that
+# version is there already (a few minutes of build, once).
+ensure_geckodriver() {
+  local bin="${CARGO_HOME:-$HOME/.cargo}/bin/geckodriver"
+  if [ -x "$bin" ] && "$bin" --version 2>/dev/null | grep -q "^geckodriver $GECKODRIVER_VERSION\b"; then
+    return 0
+  fi
+  echo ">> cargo install geckodriver $GECKODRIVER_VERSION"
+  cargo install --quiet --locked geckodriver --version "$GECKODRIVER_VERSION"
+}

@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 source scripts/deps.sh
 
 ensure_packages "${BUILD_PACKAGES[@]}" "${RUN_PACKAGES[@]}" "${TEST_PACKAGES[@]}"
+ensure_geckodriver
 
 echo ">> cargo fmt --check"
 cargo fmt --all -- --check

@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod lossy;
+pub mod netns;
 pub mod pki;
 pub mod process;
 pub mod webdriver;
@@ -342,13 +343,25 @@ impl Cluster {
         udp: u16,
         advertise: Option<std::net::SocketAddr>,
     ) -> anyhow::Result<()> {
+        self.start_media_at(spec, ([127, 0, 0, 1], udp).into(), advertise)
+    }
+
+    /// Starts a media node whose UDP socket listens on `udp_listen` (for example on a
+    /// [`netns`] interface).
+    pub fn start_media_at(
+        &mut self,
+        spec: NodeSpec,
+        udp_listen: std::net::SocketAddr,
+        advertise: Option<std::net::SocketAddr>,
+    ) -> anyhow::Result<()> {
+        let udp = udp_listen.port();
         let (http, grpc) = (free_port(), free_port());
         let mut cfg = json!({
             "node_id": spec.id,
             "region": spec.region,
             "http_listen": format!("127.0.0.1:{http}"),
             "grpc_listen": format!("127.0.0.1:{grpc}"),
-            "udp_listen": format!("127.0.0.1:{udp}"),
+            "udp_listen": udp_listen.to_string(),
             "capacity": { "participants": spec.capacity },
             "etcd": self.etcd_json(),
             "tls": self.tls_json(&spec.id)?,

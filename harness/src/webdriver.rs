@@ -1,6 +1,8 @@
-//! Headless Chromium driven through chromedriver's W3C WebDriver HTTP API (Debian's
-//! `chromium` and `chromium-driver`), with fake camera and microphone. Enough to open a
-//! page, run scripts in it and read results; every browser and driver stops on drop.
+//! Headless browsers driven through the W3C WebDriver HTTP API, with fake camera and
+//! microphone: Chromium through chromedriver (Debian's `chromium` and `chromium-driver`)
+//! and Firefox through geckodriver (Debian's `firefox-esr`; geckodriver from crates.io,
+//! which scripts/deps.sh installs). Enough to open a page, run scripts in it and read
+//! results; every browser and driver stops on drop.
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -8,6 +10,12 @@ use anyhow::{Context, bail};
 use serde_json::{Value, json};
 
 use crate::process::Proc;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Engine {
+    Chromium,
+    Firefox,
+}
 
 pub struct Browser {
     http: reqwest::Client,
@@ -17,56 +25,78 @@ pub struct Browser {
     _profile: tempfile::TempDir,
 }
 
+fn find(candidates: &[PathBuf], missing: &str) -> anyhow::Result<PathBuf> {
+    candidates
+        .iter()
+        .find(|p| p.is_file())
+        .cloned()
+        .context(missing.to_owned())
+}
+
 impl Browser {
     /// Starts chromedriver on a free port and one headless Chromium session.
     pub async fn start(log_dir: &std::path::Path, name: &str) -> anyhow::Result<Self> {
-        let driver_bin = ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]
-            .iter()
-            .map(PathBuf::from)
-            .find(|p| p.is_file())
-            .context(
-                "chromedriver not found: install Debian's chromium-driver (scripts/test.sh does)",
-            )?;
+        Self::start_engine(Engine::Chromium, log_dir, name).await
+    }
+
+    /// Starts the driver of `engine` on a free port and one headless browser session.
+    pub async fn start_engine(
+        engine: Engine,
+        log_dir: &std::path::Path,
+        name: &str,
+    ) -> anyhow::Result<Self> {
         let port = crate::free_port();
+        let profile = tempfile::Builder::new()
+            .prefix("fjord-browser-")
+            .tempdir()?;
+        let (driver_bin, driver_args, caps) = match engine {
+            Engine::Chromium => (
+                find(
+                    &[
+                        "/usr/bin/chromedriver".into(),
+                        "/usr/lib/chromium/chromedriver".into(),
+                    ],
+                    "chromedriver not found: install Debian's chromium-driver (scripts/test.sh does)",
+                )?,
+                vec![format!("--port={port}")],
+                chromium_caps(&profile),
+            ),
+            Engine::Firefox => {
+                let home = std::env::var("CARGO_HOME")
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|_| {
+                        PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cargo")
+                    });
+                (
+                    find(
+                        &[home.join("bin/geckodriver"), "/usr/bin/geckodriver".into()],
+                        "geckodriver not found: scripts/deps.sh installs it with cargo install",
+                    )?,
+                    vec![
+                        format!("--port={port}"),
+                        "--host=127.0.0.1".into(),
+                        // Its own profile copies go to the test's temporary directory.
+                        format!("--profile-root={}", profile.path().display()),
+                    ],
+                    firefox_caps(),
+                )
+            }
+        };
         let driver = Proc::spawn_args(
-            &format!("chromedriver-{name}"),
+            &format!("webdriver-{name}"),
             &driver_bin,
-            vec![format!("--port={port}")],
-            &log_dir.join(format!("chromedriver-{name}.log")),
+            driver_args,
+            &log_dir.join(format!("webdriver-{name}.log")),
         )?;
         let base = format!("http://127.0.0.1:{port}");
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(60))
             .build()?;
         let status = format!("{base}/status");
-        crate::eventually(Duration::from_secs(15), "chromedriver to answer", || {
+        crate::eventually(Duration::from_secs(15), "the WebDriver to answer", || {
             crate::http_ok(&http, &status)
         })
         .await?;
-        let profile = tempfile::Builder::new()
-            .prefix("fjord-chromium-")
-            .tempdir()?;
-        let args = [
-            "--headless=new",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--use-fake-device-for-media-stream",
-            "--use-fake-ui-for-media-stream",
-            "--autoplay-policy=no-user-gesture-required",
-            "--window-size=1280,800",
-        ];
-        let mut args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        args.push(format!("--user-data-dir={}", profile.path().display()));
-        let caps = json!({ "capabilities": { "alwaysMatch": {
-            "browserName": "chrome",
-            "goog:chromeOptions": { "binary": "/usr/bin/chromium", "args": args },
-        }}});
         let resp: Value = http
             .post(format!("{base}/session"))
             .json(&caps)
@@ -76,7 +106,7 @@ impl Browser {
             .await?;
         let session = resp["value"]["sessionId"]
             .as_str()
-            .with_context(|| format!("chromedriver did not start a session: {resp}"))?
+            .with_context(|| format!("the WebDriver did not start a session: {resp}"))?
             .to_owned();
         Ok(Self {
             http,
@@ -161,4 +191,56 @@ fn base64_decode(s: &str) -> anyhow::Result<Vec<u8>> {
         }
     }
     Ok(out)
+}
+
+fn chromium_caps(profile: &tempfile::TempDir) -> Value {
+    let args = [
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--use-fake-device-for-media-stream",
+        "--use-fake-ui-for-media-stream",
+        "--autoplay-policy=no-user-gesture-required",
+        "--window-size=1280,800",
+    ];
+    let mut args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    args.push(format!("--user-data-dir={}", profile.path().display()));
+    json!({ "capabilities": { "alwaysMatch": {
+        "browserName": "chrome",
+        "goog:chromeOptions": { "binary": "/usr/bin/chromium", "args": args },
+    }}})
+}
+
+fn firefox_caps() -> Value {
+    json!({ "capabilities": { "alwaysMatch": {
+        "browserName": "firefox",
+        "moz:firefoxOptions": {
+            "binary": "/usr/bin/firefox-esr",
+            "args": ["-headless"],
+            "prefs": {
+                // Fake camera and microphone, no permission prompt.
+                "media.navigator.streams.fake": true,
+                "media.navigator.permission.disabled": true,
+                // Plain host candidates (no mDNS names). Firefox does not use loopback
+                // for WebRTC: tests with it run in a network namespace (crate::netns).
+                "media.peerconnection.ice.obfuscate_host_addresses": false,
+                "media.autoplay.default": 0,
+                "media.autoplay.blocking_policy": 0,
+                // No downloads of the OpenH264 plugin and nothing else phoning home.
+                "media.gmp-manager.updateEnabled": false,
+                "app.update.enabled": false,
+                "browser.shell.checkDefaultBrowser": false,
+                "datareporting.policy.dataSubmissionEnabled": false,
+                "toolkit.telemetry.enabled": false,
+                "network.captive-portal-service.enabled": false,
+                "browser.safebrowsing.downloads.remote.enabled": false,
+            },
+        },
+    }}})
 }

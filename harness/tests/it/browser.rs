@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use harness::eventually;
 use harness::lossy::{Link, LossyProxy};
-use harness::webdriver::Browser;
+use harness::webdriver::{Browser, Engine};
 use serde_json::{Value, json};
 
 use crate::{Api, spec};
@@ -16,20 +16,32 @@ const SNAPSHOT: &str = r#"
 const done = arguments[arguments.length - 1];
 const s = window.fjord;
 if (!s || !s.pc || !s.joined) { done(null); return; }
-s.pc.getStats().then((r) => {
-  const by = {};
+// Per receiver rather than from pc.getStats(): Firefox's inbound-rtp stats carry no mid.
+const rx = s.pc.getTransceivers().filter((t) => t.mid && s.midToParticipant.get(t.mid));
+Promise.all(rx.map((t) => t.receiver.getStats().then((r) => {
+  const o = { pid: s.midToParticipant.get(t.mid), kind: t.receiver.track.kind, frames: 0, packets: 0 };
   r.forEach((x) => {
     if (x.type !== 'inbound-rtp') return;
-    const pid = s.midToParticipant.get(x.mid);
-    if (!pid) return;
-    by[pid] = by[pid] || { frames: 0, audio: 0 };
-    if (x.kind === 'video') by[pid].frames += x.framesDecoded || 0;
-    else by[pid].audio += x.packetsReceived || 0;
+    o.frames += x.framesDecoded || 0;
+    o.packets += x.packetsReceived || 0;
   });
+  return o;
+}))).then((list) => {
+  const by = {};
+  for (const o of list) {
+    by[o.pid] = by[o.pid] || { frames: 0, audio: 0 };
+    if (o.kind === 'video') by[o.pid].frames += o.frames;
+    else by[o.pid].audio += o.packets;
+  }
   done({ me: s.joined.participant_id, by, participants: [...s.participants.keys()],
          chat: s.chat.map((c) => c.text), tiles: document.querySelectorAll('.tile').length });
 }).catch((e) => done({ error: String(e) }));
 "#;
+
+/// What the page says and where its connection is, for failure messages.
+const PAGE_STATE: &str = "const s = window.fjord; return { status: document.getElementById('status').textContent, \
+     ice: s.pc && s.pc.iceConnectionState, connection: s.pc && s.pc.connectionState, \
+     signaling: s.ws && s.ws.readyState, remote: s.pc && s.pc.remoteDescription && s.pc.remoteDescription.sdp };";
 
 async fn snapshot(b: &Browser) -> Option<Value> {
     b.eval_async(SNAPSHOT, json!([]))
@@ -80,7 +92,21 @@ async fn join_page_with(
     name: &str,
     params: &str,
 ) -> (Browser, String) {
-    let b = Browser::start(&c.dir.join("logs"), name).await.unwrap();
+    join_page_in(Engine::Chromium, c, base, meeting, name, params).await
+}
+
+/// [`join_page_with`] in the browser `engine`.
+async fn join_page_in(
+    engine: Engine,
+    c: &harness::Cluster,
+    base: &str,
+    meeting: &str,
+    name: &str,
+    params: &str,
+) -> (Browser, String) {
+    let b = Browser::start_engine(engine, &c.dir.join("logs"), name)
+        .await
+        .unwrap();
     b.goto(&format!(
         "{base}/m/{meeting}?name={name}&autojoin=1{params}"
     ))
@@ -121,6 +147,116 @@ fn counts(v: &Value, pid: &str) -> (u64, u64) {
     )
 }
 
+/// Each of `browsers` (whose participant ids are `ids`) decodes video and receives audio
+/// from every other, and both keep growing.
+async fn everyone_gets_everyone_elses_media(browsers: &[Browser], ids: &[String]) {
+    let mut first = BTreeMap::new();
+    for (i, b) in browsers.iter().enumerate() {
+        let got = eventually(
+            Duration::from_secs(30),
+            &format!("{} to get media from every other", ids[i]),
+            || async {
+                let v = snapshot(b).await?;
+                let ok = ids.iter().filter(|id| **id != ids[i]).all(|id| {
+                    let (frames, audio) = counts(&v, id);
+                    frames > 0 && audio > 0
+                });
+                ok.then_some(v)
+            },
+        )
+        .await;
+        let v = match got {
+            Ok(v) => v,
+            Err(e) => panic!(
+                "{e}; last snapshot: {:?}; page: {:?}",
+                snapshot(b).await,
+                b.eval(PAGE_STATE, json!([])).await
+            ),
+        };
+        eprintln!("{} stats: {}", ids[i], v["by"]);
+        first.insert(i, v);
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for (i, b) in browsers.iter().enumerate() {
+        let later = snapshot(b).await.unwrap();
+        for id in ids.iter().filter(|id| **id != ids[i]) {
+            let (f0, a0) = counts(&first[&i], id);
+            let (f1, a1) = counts(&later, id);
+            assert!(
+                f1 > f0 && a1 > a0,
+                "{} from {id}: frames {f0}->{f1}, audio {a0}->{a1}",
+                ids[i]
+            );
+        }
+    }
+}
+
+/// `b`'s page has `text` in its chat.
+async fn chat_seen_by(b: &Browser, text: &str) {
+    eventually(
+        Duration::from_secs(5),
+        &format!("the chat {text:?}"),
+        || async {
+            let v = snapshot(b).await?;
+            v["chat"]
+                .as_array()?
+                .iter()
+                .any(|c| c == text)
+                .then_some(())
+        },
+    )
+    .await
+    .unwrap()
+}
+
+/// Firefox does not use loopback for WebRTC, so this test runs in a network namespace of
+/// its own, with the media node on the namespace's veth address.
+#[test]
+fn firefox_and_chromium_in_one_meeting_get_each_others_media_and_chat() {
+    use harness::netns;
+    let here = "browser::firefox_and_chromium_in_one_meeting_get_each_others_media_and_chat";
+    if let netns::Place::RanInside = netns::enter(here).unwrap() {
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut s = spec();
+        s.media.clear();
+        let mut c = harness::Cluster::start(s).await.unwrap();
+        let udp = (netns::ADDR, harness::free_udp_port()).into();
+        c.start_media_at(crate::node("media-oslo-1", "oslo"), udp, None)
+            .unwrap();
+        c.wait_ready(Duration::from_secs(20)).await.unwrap();
+        let api = Api::new(&c);
+        let base = c.controllers[0].url();
+        let meeting = api.create(&base, json!({ "title": "two engines" })).await;
+        let (fox, fox_id) = join_page_in(Engine::Firefox, &c, &base, &meeting, "Fox", "").await;
+        let (chr, chr_id) = join_page(&c, &base, &meeting, "Chr").await;
+        let browsers = [fox, chr];
+        everyone_gets_everyone_elses_media(&browsers, &[fox_id, chr_id]).await;
+        browsers[0]
+            .eval(
+                "window.fjord.sendChat(arguments[0])",
+                json!(["hei fra Firefox"]),
+            )
+            .await
+            .unwrap();
+        chat_seen_by(&browsers[1], "hei fra Firefox").await;
+        browsers[1]
+            .eval(
+                "window.fjord.sendChat(arguments[0])",
+                json!(["hello from Chromium"]),
+            )
+            .await
+            .unwrap();
+        chat_seen_by(&browsers[0], "hello from Chromium").await;
+    });
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_chromium_participants_get_each_others_media_chat_and_see_a_leave() {
     let c = harness::Cluster::start(spec()).await.unwrap();
@@ -135,41 +271,7 @@ async fn three_chromium_participants_get_each_others_media_chat_and_see_a_leave(
         ids.push(id);
     }
 
-    // Everyone decodes video and receives audio from both others, and it keeps growing.
-    let mut first = BTreeMap::new();
-    for (i, b) in browsers.iter().enumerate() {
-        let got = eventually(
-            Duration::from_secs(30),
-            &format!("P{i} to get media from both others"),
-            || async {
-                let v = snapshot(b).await?;
-                let ok = ids.iter().filter(|id| **id != ids[i]).all(|id| {
-                    let (frames, audio) = counts(&v, id);
-                    frames > 0 && audio > 0
-                });
-                ok.then_some(v)
-            },
-        )
-        .await;
-        let v = match got {
-            Ok(v) => v,
-            Err(e) => panic!("{e}; last snapshot: {:?}", snapshot(b).await),
-        };
-        eprintln!("P{i} stats: {}", v["by"]);
-        first.insert(i, v);
-    }
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    for (i, b) in browsers.iter().enumerate() {
-        let later = snapshot(b).await.unwrap();
-        for id in ids.iter().filter(|id| **id != ids[i]) {
-            let (f0, a0) = counts(&first[&i], id);
-            let (f1, a1) = counts(&later, id);
-            assert!(
-                f1 > f0 && a1 > a0,
-                "P{i} from {id}: frames {f0}->{f1}, audio {a0}->{a1}"
-            );
-        }
-    }
+    everyone_gets_everyone_elses_media(&browsers, &ids).await;
 
     // For people: FJORD_SCREENSHOT_DIR=dir saves what P0's page shows.
     if let Some(dir) = std::env::var_os("FJORD_SCREENSHOT_DIR") {
@@ -189,21 +291,8 @@ async fn three_chromium_participants_get_each_others_media_chat_and_see_a_leave(
         )
         .await
         .unwrap();
-    for (i, b) in browsers.iter().enumerate().skip(1) {
-        eventually(
-            Duration::from_secs(5),
-            &format!("P{i} to see the chat"),
-            || async {
-                let v = snapshot(b).await?;
-                v["chat"]
-                    .as_array()?
-                    .iter()
-                    .any(|t| t == "hello from P0")
-                    .then_some(())
-            },
-        )
-        .await
-        .unwrap();
+    for b in &browsers[1..] {
+        chat_seen_by(b, "hello from P0").await;
     }
 
     // Active speaker follows who is unmuted (every fake microphone beeps): first only P1

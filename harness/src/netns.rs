@@ -1,0 +1,90 @@
+//! A private network for one test: the test re-runs itself inside a new network namespace
+//! (`unshare --net`) that holds only loopback and a veth pair with addresses of its own,
+//! so that a browser which will not use loopback for WebRTC (Firefox) has an ordinary
+//! interface to talk on — without touching any address of the machine's own network.
+//! Everything the test starts (etcd, nodes, browsers) inherits the namespace and is gone
+//! with it.
+use std::net::{IpAddr, Ipv4Addr};
+use std::process::Command;
+
+use anyhow::{Context, bail};
+
+/// The address of the namespace's veth interface: media nodes listen on it.
+pub const ADDR: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 77, 0, 1));
+const PEER_ADDR: &str = "10.77.0.2/24";
+const ENV: &str = "FJORD_TEST_NETNS";
+
+/// Where the calling test is running.
+pub enum Place {
+    /// Inside the private namespace, which is set up: go on with the test.
+    Inside,
+    /// Outside: the test ran inside a namespace as a child process, which passed.
+    RanInside,
+}
+
+/// Call first in a (synchronous) test named `test` (its full path in the test binary,
+/// `module::name`): outside the namespace it re-runs the test inside one and fails if
+/// that run fails; inside it sets the network up.
+pub fn enter(test: &str) -> anyhow::Result<Place> {
+    if std::env::var_os(ENV).is_some() {
+        setup()?;
+        return Ok(Place::Inside);
+    }
+    let exe = std::env::current_exe()?;
+    let mut cmd = Command::new("unshare");
+    cmd.arg("--net");
+    // Without root, a user namespace maps us to root in it (needs unprivileged userns).
+    if !is_root() {
+        cmd.arg("--map-root-user");
+    }
+    cmd.arg("--")
+        .arg(exe)
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env(ENV, "1");
+    let status = cmd
+        .status()
+        .context("running `unshare` (util-linux) for a private network namespace")?;
+    if !status.success() {
+        bail!("{test} failed inside its network namespace ({status}); its output is above");
+    }
+    Ok(Place::RanInside)
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+fn setup() -> anyhow::Result<()> {
+    let addr = format!("{ADDR}/24");
+    // A default route too: Firefox only gathers the default route's interface. It leads
+    // nowhere but to the veth peer, inside this namespace.
+    let steps: [&[&str]; 7] = [
+        &["link", "set", "lo", "up"],
+        &[
+            "link", "add", "fjord0", "type", "veth", "peer", "name", "fjord1",
+        ],
+        &["addr", "add", &addr, "dev", "fjord0"],
+        &["addr", "add", PEER_ADDR, "dev", "fjord1"],
+        &["link", "set", "fjord0", "up"],
+        &["link", "set", "fjord1", "up"],
+        &["route", "add", "default", "dev", "fjord0"],
+    ];
+    for args in steps {
+        let out = Command::new("ip")
+            .args(args)
+            .output()
+            .context("running `ip` (Debian's iproute2)")?;
+        if !out.status.success() {
+            bail!(
+                "ip {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+    }
+    Ok(())
+}
