@@ -22,8 +22,13 @@ ensure_packages() {
 # What building Fjord needs: protoc for the gRPC contracts, GStreamer headers for the recording node.
 BUILD_PACKAGES=(protobuf-compiler libprotobuf-dev pkg-config
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev)
+# What the recording node's pipelines use: depayloaders, Ogg and MP4 muxers, compositor
+# and audiomixer (base, good), opusparse and h264parse (bad), x264enc (ugly), the H.264
+# decoder (libav) and clockoverlay (gstreamer1.0-x).
+RECORDING_PACKAGES=(gstreamer1.0-plugins-base gstreamer1.0-plugins-good
+  gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-x)
 # What running a local cluster needs.
-RUN_PACKAGES=(etcd-server)
+RUN_PACKAGES=(etcd-server "${RECORDING_PACKAGES[@]}")
 # What the bots (fjord-bot, the benchmarks and the media tests) need: GStreamer encodes
 # their Opus tone (plugins-base) and VP8 test pattern (plugins-good).
 BOT_PACKAGES=(gstreamer1.0-plugins-base gstreamer1.0-plugins-good)

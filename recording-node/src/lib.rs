@@ -4,6 +4,9 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod pipeline;
+pub mod probe;
+pub mod spec;
 
 use std::sync::Arc;
 use std::time::Duration;

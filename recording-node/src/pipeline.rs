@@ -1,0 +1,405 @@
+//! The GStreamer side of a recording, carrying out what `spec` describes. RTP packets of
+//! each track go in through `appsrc` (stamped on arrival; `rtpjitterbuffer` puts them
+//! back in order and times them):
+//!
+//! - [`AudioFile`]: one pipeline per participant audio track, Opus remuxed into Ogg
+//!   (no transcoding), which plays up to the last page written if the node dies;
+//! - [`Composite`]: one pipeline per recording, the decoded video tracks tiled by
+//!   `compositor` over a black live canvas with a wall-clock `clockoverlay`, the decoded
+//!   audio mixed by `audiomixer` over live silence, H.264 constrained baseline (I420) and
+//!   Opus in fragmented MP4 (playable up to the last fragment after a crash).
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+
+use crate::spec::{Codec, CompositeSpec, TrackSpec, gallery};
+
+/// How long packets may wait for late or reordered ones.
+const JITTER_MS: u32 = 200;
+
+pub fn init() -> anyhow::Result<()> {
+    gst::init().context("initialising GStreamer")
+}
+
+fn make(factory: &str) -> anyhow::Result<gst::Element> {
+    gst::ElementFactory::make(factory).build().with_context(|| {
+        format!(
+            "GStreamer element {factory} is missing (Debian: gstreamer1.0-plugins-base, -good, \
+             -bad, -ugly, -libav and gstreamer1.0-x)"
+        )
+    })
+}
+
+fn appsrc(track: &TrackSpec) -> anyhow::Result<gst_app::AppSrc> {
+    let caps: gst::Caps = track
+        .rtp_caps()
+        .parse()
+        .map_err(|_| anyhow!("bad caps {}", track.rtp_caps()))?;
+    Ok(gst_app::AppSrc::builder()
+        .caps(&caps)
+        .is_live(true)
+        .do_timestamp(true)
+        .format(gst::Format::Time)
+        // Never block the relay's task: a recording that falls behind drops, and says so.
+        .max_bytes(4 << 20)
+        .block(false)
+        .build())
+}
+
+fn jitterbuffer() -> anyhow::Result<gst::Element> {
+    let jb = make("rtpjitterbuffer")?;
+    jb.set_property("latency", JITTER_MS);
+    Ok(jb)
+}
+
+fn depayloader(codec: Codec) -> anyhow::Result<gst::Element> {
+    let d = make(codec.depay_and_decoder().0)?;
+    if !codec.is_audio() {
+        // Start at a keyframe: decoders fed the middle of a stream fail.
+        d.set_property("wait-for-keyframe", true);
+    }
+    Ok(d)
+}
+
+fn push(src: &gst_app::AppSrc, rtp: &[u8]) -> bool {
+    src.push_buffer(gst::Buffer::from_slice(rtp.to_vec()))
+        .is_ok()
+}
+
+/// Sends EOS and waits (up to `timeout`) for the pipeline to finish writing, then stops it.
+/// Errors posted on the bus on the way are returned.
+fn finish_pipeline(pipeline: &gst::Pipeline, timeout: Duration) -> anyhow::Result<()> {
+    pipeline.send_event(gst::event::Eos::new());
+    let bus = pipeline.bus().context("pipeline without a bus")?;
+    let result = match bus.timed_pop_filtered(
+        gst::ClockTime::from_nseconds(timeout.as_nanos() as u64),
+        &[gst::MessageType::Eos, gst::MessageType::Error],
+    ) {
+        Some(msg) => match msg.view() {
+            gst::MessageView::Error(e) => Err(anyhow!(
+                "{}: {}",
+                e.src()
+                    .map(|s| s.path_string().to_string())
+                    .unwrap_or_default(),
+                e.error()
+            )),
+            _ => Ok(()),
+        },
+        None => Err(anyhow!("the pipeline did not finish within {timeout:?}")),
+    };
+    pipeline.set_state(gst::State::Null)?;
+    result
+}
+
+/// The first error the pipeline has posted, if any.
+fn error_of(pipeline: &gst::Pipeline) -> Option<String> {
+    let bus = pipeline.bus()?;
+    while let Some(msg) = bus.pop_filtered(&[gst::MessageType::Error]) {
+        if let gst::MessageView::Error(e) = msg.view() {
+            return Some(format!("{}", e.error()));
+        }
+    }
+    None
+}
+
+/// One participant's audio track, remuxed into an Ogg Opus file.
+pub struct AudioFile {
+    pipeline: gst::Pipeline,
+    src: gst_app::AppSrc,
+    pub path: PathBuf,
+}
+
+impl AudioFile {
+    pub fn start(track: &TrackSpec, dir: &Path) -> anyhow::Result<Self> {
+        if track.codec != Codec::Opus {
+            bail!("participant audio files are Opus, not {:?}", track.codec);
+        }
+        let path = dir.join(track.audio_file_name());
+        let pipeline = gst::Pipeline::with_name(&format!("audio-{}", track.track_id));
+        let src = appsrc(track)?;
+        let sink = make("filesink")?;
+        sink.set_property("location", path.to_string_lossy().to_string());
+        let chain = [
+            src.upcast_ref::<gst::Element>().clone(),
+            jitterbuffer()?,
+            depayloader(Codec::Opus)?,
+            // Makes the OpusHead/OpusTags headers an Ogg Opus file begins with.
+            make("opusparse")?,
+            make("oggmux")?,
+            sink,
+        ];
+        pipeline.add_many(&chain)?;
+        gst::Element::link_many(&chain)?;
+        pipeline
+            .set_state(gst::State::Playing)
+            .with_context(|| format!("starting the audio file {}", path.display()))?;
+        Ok(Self {
+            pipeline,
+            src,
+            path,
+        })
+    }
+
+    /// Hands one RTP packet to the file; false when the pipeline no longer takes any.
+    pub fn push(&self, rtp: &[u8]) -> bool {
+        push(&self.src, rtp)
+    }
+
+    pub fn error(&self) -> Option<String> {
+        error_of(&self.pipeline)
+    }
+
+    /// Ends the file (the last Ogg page written) and returns its path.
+    pub fn finish(self) -> anyhow::Result<PathBuf> {
+        finish_pipeline(&self.pipeline, Duration::from_secs(10))
+            .with_context(|| format!("finishing {}", self.path.display()))?;
+        Ok(self.path)
+    }
+}
+
+struct Branch {
+    src: gst_app::AppSrc,
+    elements: Vec<gst::Element>,
+    /// The compositor's or mixer's pad this branch feeds.
+    pad: gst::Pad,
+    video: bool,
+}
+
+/// The composite: gallery of every video track and mix of every audio track.
+pub struct Composite {
+    pipeline: gst::Pipeline,
+    compositor: gst::Element,
+    mixer: gst::Element,
+    spec: CompositeSpec,
+    branches: BTreeMap<u32, Branch>,
+    pub path: PathBuf,
+}
+
+impl Composite {
+    pub fn start(spec: CompositeSpec, path: &Path) -> anyhow::Result<Self> {
+        spec.validate().map_err(|e| anyhow!(e))?;
+        let pipeline = gst::Pipeline::with_name("composite");
+        let video_caps: gst::Caps = format!(
+            "video/x-raw,width={},height={},framerate={}/1",
+            spec.width, spec.height, spec.fps
+        )
+        .parse()
+        .map_err(|_| anyhow!("bad composite caps"))?;
+
+        // The canvas: live black frames that keep time when no one shows video.
+        let canvas = make("videotestsrc")?;
+        canvas.set_property_from_str("pattern", "black");
+        canvas.set_property("is-live", true);
+        let canvas_caps = make("capsfilter")?;
+        canvas_caps.set_property("caps", &video_caps);
+        let compositor = make("compositor")?;
+        compositor.set_property_from_str("background", "black");
+        let out_caps = make("capsfilter")?;
+        out_caps.set_property("caps", &video_caps);
+        let clock = make("clockoverlay")?;
+        clock.set_property("time-format", "%Y-%m-%d %H:%M:%S");
+        clock.set_property_from_str("halignment", "right");
+        clock.set_property_from_str("valignment", "bottom");
+        clock.set_property("shaded-background", true);
+        let i420 = make("capsfilter")?;
+        i420.set_property(
+            "caps",
+            gst::Caps::builder("video/x-raw")
+                .field("format", "I420")
+                .build(),
+        );
+        let x264 = make("x264enc")?;
+        x264.set_property_from_str("tune", "zerolatency");
+        x264.set_property_from_str("speed-preset", "veryfast");
+        x264.set_property("bitrate", spec.video_kbps);
+        x264.set_property("key-int-max", spec.fps * 2);
+        let baseline = make("capsfilter")?;
+        baseline.set_property(
+            "caps",
+            gst::Caps::builder("video/x-h264")
+                .field("profile", "constrained-baseline")
+                .build(),
+        );
+        let vqueue = make("queue")?;
+
+        // The mix: live silence that keeps time when no one speaks.
+        let silence = make("audiotestsrc")?;
+        silence.set_property_from_str("wave", "silence");
+        silence.set_property("is-live", true);
+        let mixer = make("audiomixer")?;
+        let opusenc = make("opusenc")?;
+        let aqueue = make("queue")?;
+
+        let mux = make("mp4mux")?;
+        // Fragmented: every second is self-contained, so a crash loses at most that.
+        mux.set_property("fragment-duration", 1000u32);
+        mux.set_property("streamable", true);
+        let sink = make("filesink")?;
+        sink.set_property("location", path.to_string_lossy().to_string());
+
+        let video = [
+            canvas,
+            canvas_caps,
+            compositor.clone(),
+            out_caps,
+            clock,
+            make("videoconvert")?,
+            i420,
+            x264,
+            baseline,
+            make("h264parse")?,
+            vqueue,
+        ];
+        let audio = [
+            silence,
+            mixer.clone(),
+            make("audioconvert")?,
+            make("audioresample")?,
+            opusenc,
+            aqueue,
+        ];
+        pipeline.add_many(&video)?;
+        pipeline.add_many(&audio)?;
+        pipeline.add_many([&mux, &sink])?;
+        gst::Element::link_many(&video)?;
+        gst::Element::link_many(&audio)?;
+        video[video.len() - 1]
+            .link_pads(None, &mux, Some("video_0"))
+            .context("linking video into mp4mux")?;
+        audio[audio.len() - 1]
+            .link_pads(None, &mux, Some("audio_0"))
+            .context("linking audio into mp4mux")?;
+        mux.link(&sink)?;
+        pipeline
+            .set_state(gst::State::Playing)
+            .with_context(|| format!("starting the composite {}", path.display()))?;
+        Ok(Self {
+            pipeline,
+            compositor,
+            mixer,
+            spec,
+            branches: BTreeMap::new(),
+            path: path.to_owned(),
+        })
+    }
+
+    /// Adds a track: a video track gets a tile (the gallery is laid out again), an audio
+    /// track joins the mix.
+    pub fn add(&mut self, track: &TrackSpec) -> anyhow::Result<()> {
+        if self.branches.contains_key(&track.track_id) {
+            return Ok(());
+        }
+        let src = appsrc(track)?;
+        let (_, decoder) = track.codec.depay_and_decoder();
+        let video = !track.codec.is_audio();
+        let decoder = make(decoder)?;
+        if video {
+            // A lost packet makes a broken frame: skip it rather than fail the recording.
+            decoder.set_property("max-errors", -1i32);
+        }
+        let mut elements = vec![
+            src.upcast_ref::<gst::Element>().clone(),
+            jitterbuffer()?,
+            depayloader(track.codec)?,
+            decoder,
+        ];
+        if video {
+            elements.push(make("videoconvert")?);
+        } else {
+            elements.push(make("audioconvert")?);
+            elements.push(make("audioresample")?);
+        }
+        elements.push(make("queue")?);
+        let target = if video { &self.compositor } else { &self.mixer };
+        let pad = target
+            .request_pad_simple("sink_%u")
+            .context("no free mixer pad")?;
+        if video {
+            pad.set_property("zorder", 1u32);
+            pad.set_property_from_str("sizing-policy", "keep-aspect-ratio");
+        }
+        self.pipeline.add_many(&elements)?;
+        gst::Element::link_many(&elements)?;
+        elements[elements.len() - 1]
+            .static_pad("src")
+            .context("queue without src pad")?
+            .link(&pad)
+            .map_err(|e| anyhow!("linking track {} into the mix: {e:?}", track.track_id))?;
+        for e in &elements {
+            e.sync_state_with_parent()?;
+        }
+        self.branches.insert(
+            track.track_id,
+            Branch {
+                src,
+                elements,
+                pad,
+                video,
+            },
+        );
+        self.layout();
+        Ok(())
+    }
+
+    /// Removes a track (its participant left or unpublished): its tile goes, the others
+    /// are laid out again.
+    pub fn remove(&mut self, track_id: u32) {
+        let Some(b) = self.branches.remove(&track_id) else {
+            return;
+        };
+        // Unlink first, so that nothing flows into the released pad.
+        if let Some(src) = b.elements.last().and_then(|q| q.static_pad("src")) {
+            let _ = src.unlink(&b.pad);
+        }
+        let target = if b.video {
+            &self.compositor
+        } else {
+            &self.mixer
+        };
+        target.release_request_pad(&b.pad);
+        for e in &b.elements {
+            let _ = e.set_state(gst::State::Null);
+        }
+        let _ = self.pipeline.remove_many(&b.elements);
+        self.layout();
+    }
+
+    fn layout(&self) {
+        let videos: Vec<&Branch> = self.branches.values().filter(|b| b.video).collect();
+        for (b, t) in videos
+            .iter()
+            .zip(gallery(videos.len(), self.spec.width, self.spec.height))
+        {
+            b.pad.set_property("xpos", t.x);
+            b.pad.set_property("ypos", t.y);
+            b.pad.set_property("width", t.width);
+            b.pad.set_property("height", t.height);
+        }
+    }
+
+    /// Hands one RTP packet of `track_id` to the composite; false if it is not taken.
+    pub fn push(&self, track_id: u32, rtp: &[u8]) -> bool {
+        self.branches
+            .get(&track_id)
+            .is_some_and(|b| push(&b.src, rtp))
+    }
+
+    pub fn error(&self) -> Option<String> {
+        error_of(&self.pipeline)
+    }
+
+    /// Ends the composite: the last fragment is written and the file closed.
+    pub fn finish(self) -> anyhow::Result<PathBuf> {
+        for b in self.branches.values() {
+            let _ = b.src.end_of_stream();
+        }
+        finish_pipeline(&self.pipeline, Duration::from_secs(20))
+            .with_context(|| format!("finishing {}", self.path.display()))?;
+        Ok(self.path)
+    }
+}

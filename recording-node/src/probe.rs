@@ -1,0 +1,217 @@
+//! Reading back what a recording wrote, by decoding it end to end with GStreamer: the
+//! manifest's durations come from here, and so do the tests' checks.
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+
+/// A decoded audio file, as mono 32-bit float samples.
+pub struct Audio {
+    pub rate: u32,
+    pub samples: Vec<f32>,
+    /// From the first to the end of the last decoded buffer.
+    pub duration: Duration,
+}
+
+/// A decoded composite.
+#[derive(Debug, Default, Clone)]
+pub struct Video {
+    pub width: u32,
+    pub height: u32,
+    pub frames: u64,
+    /// From the first to the end of the last decoded video frame.
+    pub duration: Duration,
+    pub audio_buffers: u64,
+}
+
+#[derive(Default)]
+struct Span {
+    first: Option<gst::ClockTime>,
+    end: Option<gst::ClockTime>,
+}
+
+impl Span {
+    fn add(&mut self, b: &gst::BufferRef) {
+        if let Some(pts) = b.pts() {
+            self.first = Some(self.first.map_or(pts, |f| f.min(pts)));
+            let end = pts + b.duration().unwrap_or(gst::ClockTime::ZERO);
+            self.end = Some(self.end.map_or(end, |e| e.max(end)));
+        }
+    }
+
+    fn duration(&self) -> Duration {
+        match (self.first, self.end) {
+            (Some(f), Some(e)) => Duration::from_nanos((e - f).nseconds()),
+            _ => Duration::ZERO,
+        }
+    }
+}
+
+/// Runs `pipeline` to the end (errors are returned), with a deadline.
+fn run(pipeline: &gst::Pipeline, what: &Path) -> anyhow::Result<()> {
+    pipeline.set_state(gst::State::Playing)?;
+    let bus = pipeline.bus().context("no bus")?;
+    let res = match bus.timed_pop_filtered(
+        gst::ClockTime::from_seconds(120),
+        &[gst::MessageType::Eos, gst::MessageType::Error],
+    ) {
+        Some(m) => match m.view() {
+            gst::MessageView::Error(e) => {
+                Err(anyhow!("decoding {}: {}", what.display(), e.error()))
+            }
+            _ => Ok(()),
+        },
+        None => Err(anyhow!("decoding {} did not finish", what.display())),
+    };
+    pipeline.set_state(gst::State::Null)?;
+    res
+}
+
+fn parse(desc: &str) -> anyhow::Result<gst::Pipeline> {
+    gst::parse::launch(desc)
+        .with_context(|| format!("building {desc}"))?
+        .downcast::<gst::Pipeline>()
+        .map_err(|_| anyhow!("not a pipeline"))
+}
+
+fn quoted(path: &Path) -> anyhow::Result<String> {
+    let s = path.to_str().context("path is not UTF-8")?;
+    if s.contains('"') {
+        bail!("path has a quote: {s}");
+    }
+    Ok(format!("\"{s}\""))
+}
+
+/// Decodes an audio file (any container and codec GStreamer knows) to mono f32.
+pub fn audio(path: &Path) -> anyhow::Result<Audio> {
+    const RATE: u32 = 48_000;
+    let p = parse(&format!(
+        "filesrc location={} ! decodebin ! audioconvert ! audioresample ! \
+         audio/x-raw,format=F32LE,channels=1,rate={RATE} ! appsink name=out sync=false",
+        quoted(path)?
+    ))?;
+    let sink = p
+        .by_name("out")
+        .context("no appsink")?
+        .downcast::<gst_app::AppSink>()
+        .map_err(|_| anyhow!("not an appsink"))?;
+    let acc = Arc::new(Mutex::new((Vec::<f32>::new(), Span::default())));
+    let a = acc.clone();
+    sink.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |s| {
+                let sample = s.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                let buf = sample.buffer().ok_or(gst::FlowError::Error)?;
+                let map = buf.map_readable().map_err(|_| gst::FlowError::Error)?;
+                let mut g = a.lock().unwrap_or_else(|e| e.into_inner());
+                g.0.extend(
+                    map.chunks_exact(4)
+                        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+                );
+                g.1.add(buf);
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
+    );
+    run(&p, path)?;
+    let (samples, span) = std::mem::take(&mut *acc.lock().unwrap_or_else(|e| e.into_inner()));
+    Ok(Audio {
+        rate: RATE,
+        duration: span.duration(),
+        samples,
+    })
+}
+
+/// Decodes an MP4 composite end to end: its video and, if there is one, its audio.
+pub fn composite(path: &Path) -> anyhow::Result<Video> {
+    let p = parse(&format!(
+        "filesrc location={} ! qtdemux name=d \
+         d.video_0 ! queue ! decodebin ! videoconvert ! appsink name=v sync=false \
+         d.audio_0 ! queue ! decodebin ! audioconvert ! appsink name=a sync=false",
+        quoted(path)?
+    ))?;
+    let out = Arc::new(Mutex::new((Video::default(), Span::default())));
+    let sink = |name: &str| -> anyhow::Result<gst_app::AppSink> {
+        p.by_name(name)
+            .context("no appsink")?
+            .downcast::<gst_app::AppSink>()
+            .map_err(|_| anyhow!("not an appsink"))
+    };
+    let o = out.clone();
+    sink("v")?.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |s| {
+                let sample = s.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                let mut g = o.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(st) = sample.caps().and_then(|c| c.structure(0)) {
+                    g.0.width = st.get::<i32>("width").unwrap_or(0) as u32;
+                    g.0.height = st.get::<i32>("height").unwrap_or(0) as u32;
+                }
+                g.0.frames += 1;
+                if let Some(b) = sample.buffer() {
+                    g.1.add(b);
+                }
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
+    );
+    let o = out.clone();
+    sink("a")?.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |s| {
+                s.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                o.lock().unwrap_or_else(|e| e.into_inner()).0.audio_buffers += 1;
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
+    );
+    run(&p, path)?;
+    let (mut v, span) = std::mem::take(&mut *out.lock().unwrap_or_else(|e| e.into_inner()));
+    v.duration = span.duration();
+    Ok(v)
+}
+
+/// The frequency (Hz, to `step`) with the most energy between `lo` and `hi` in
+/// `samples` (Goertzel at each candidate frequency).
+pub fn dominant_frequency(samples: &[f32], rate: u32, lo: u32, hi: u32, step: u32) -> u32 {
+    let power = |f: u32| {
+        let w = 2.0 * std::f64::consts::PI * f64::from(f) / f64::from(rate);
+        let coeff = 2.0 * w.cos();
+        let (mut s1, mut s2) = (0.0f64, 0.0f64);
+        for &x in samples {
+            let s0 = f64::from(x) + coeff * s1 - s2;
+            s2 = s1;
+            s1 = s0;
+        }
+        s1 * s1 + s2 * s2 - coeff * s1 * s2
+    };
+    (lo..=hi)
+        .step_by(step.max(1) as usize)
+        .map(|f| (f, power(f)))
+        .fold(
+            (lo, f64::MIN),
+            |best, c| if c.1 > best.1 { c } else { best },
+        )
+        .0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_dominant_frequency_of_a_sine_is_found() {
+        let rate = 48_000;
+        let tone = |f: f32| -> Vec<f32> {
+            (0..rate / 2)
+                .map(|i| (2.0 * std::f32::consts::PI * f * i as f32 / rate as f32).sin())
+                .collect()
+        };
+        assert_eq!(dominant_frequency(&tone(440.0), rate, 100, 2000, 10), 440);
+        assert_eq!(dominant_frequency(&tone(880.0), rate, 100, 2000, 10), 880);
+    }
+}

@@ -1,0 +1,291 @@
+//! What a recording is made of, as plain data and pure functions: the tracks it receives,
+//! the gallery layout of the composite, file names and RTP caps. The GStreamer side
+//! (`pipeline`) only carries these out, so everything here is tested without GStreamer.
+use std::fmt;
+
+/// A track's codec as it arrives over the relay (RTP, payloads untouched).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Codec {
+    Opus,
+    Vp8,
+    H264,
+}
+
+impl Codec {
+    pub fn is_audio(self) -> bool {
+        matches!(self, Codec::Opus)
+    }
+
+    /// RTP encoding name and clock rate.
+    fn rtp(self) -> (&'static str, u32) {
+        match self {
+            Codec::Opus => ("OPUS", 48_000),
+            Codec::Vp8 => ("VP8", 90_000),
+            Codec::H264 => ("H264", 90_000),
+        }
+    }
+
+    /// The GStreamer depayloader and decoder for this codec.
+    pub fn depay_and_decoder(self) -> (&'static str, &'static str) {
+        match self {
+            Codec::Opus => ("rtpopusdepay", "opusdec"),
+            Codec::Vp8 => ("rtpvp8depay", "vp8dec"),
+            Codec::H264 => ("rtph264depay", "avdec_h264"),
+        }
+    }
+
+    /// Parses a relay codec name (`opus`, `vp8`, `h264`, any case, with or without the
+    /// `audio/`/`video/` prefix of a MIME type).
+    pub fn parse(s: &str) -> Result<Self, SpecError> {
+        let name = s.rsplit('/').next().unwrap_or_default();
+        match name.to_ascii_lowercase().as_str() {
+            "opus" => Ok(Codec::Opus),
+            "vp8" => Ok(Codec::Vp8),
+            "h264" => Ok(Codec::H264),
+            _ => Err(SpecError(format!(
+                "codec {s:?} is not recorded (opus, vp8, h264)"
+            ))),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpecError(pub String);
+
+impl fmt::Display for SpecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for SpecError {}
+
+/// One track of one participant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrackSpec {
+    pub track_id: u32,
+    pub participant_id: String,
+    pub participant_name: String,
+    pub codec: Codec,
+    pub payload_type: u8,
+}
+
+impl TrackSpec {
+    /// Caps of the RTP stream, for `appsrc`.
+    pub fn rtp_caps(&self) -> String {
+        let (name, rate) = self.codec.rtp();
+        let media = if self.codec.is_audio() {
+            "audio"
+        } else {
+            "video"
+        };
+        format!(
+            "application/x-rtp,media={media},encoding-name={name},clock-rate={rate},payload={}",
+            self.payload_type
+        )
+    }
+
+    /// The participant's audio file: Ogg Opus, named by participant (readable name, then
+    /// the id that makes it unique).
+    pub fn audio_file_name(&self) -> String {
+        format!(
+            "audio-{}-{}.ogg",
+            file_safe(&self.participant_name),
+            file_safe(&self.participant_id)
+        )
+    }
+}
+
+/// `s` with everything but ASCII letters, digits, `-` and `_` replaced by `_`, at most
+/// 40 characters, never empty: safe as part of a file name on any file system.
+pub fn file_safe(s: &str) -> String {
+    let out: String = s
+        .chars()
+        .take(40)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if out.is_empty() { "_".into() } else { out }
+}
+
+/// The composite video's format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CompositeSpec {
+    pub width: u32,
+    pub height: u32,
+    pub fps: u32,
+    pub video_kbps: u32,
+}
+
+impl Default for CompositeSpec {
+    fn default() -> Self {
+        Self {
+            width: 1280,
+            height: 720,
+            fps: 25,
+            video_kbps: 2_000,
+        }
+    }
+}
+
+impl CompositeSpec {
+    pub fn validate(&self) -> Result<(), SpecError> {
+        let even = |v: u32| (16..=4096).contains(&v) && v.is_multiple_of(2);
+        if !even(self.width) || !even(self.height) {
+            return Err(SpecError(format!(
+                "composite size {}x{} must be even and between 16 and 4096",
+                self.width, self.height
+            )));
+        }
+        if !(1..=60).contains(&self.fps) {
+            return Err(SpecError(format!(
+                "composite fps {} must be 1 to 60",
+                self.fps
+            )));
+        }
+        if !(100..=20_000).contains(&self.video_kbps) {
+            return Err(SpecError(format!(
+                "composite bitrate {} kbit/s must be 100 to 20000",
+                self.video_kbps
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// A tile of the composite, in pixels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tile {
+    pub x: i32,
+    pub y: i32,
+    pub width: i32,
+    pub height: i32,
+}
+
+/// Gallery of `n` tiles on a `width` x `height` canvas: the grid with the fewest columns
+/// that holds them (columns = ceil(sqrt(n))), each cell the same size, in reading order.
+/// Pictures keep their aspect ratio inside their cell (the compositor letterboxes).
+pub fn gallery(n: usize, width: u32, height: u32) -> Vec<Tile> {
+    if n == 0 {
+        return Vec::new();
+    }
+    let cols = (1..).find(|c| c * c >= n).unwrap_or(1);
+    let rows = n.div_ceil(cols);
+    let (cw, ch) = (width as i32 / cols as i32, height as i32 / rows as i32);
+    // The last row is centred when it is not full.
+    let last_row_count = n - (rows - 1) * cols;
+    (0..n)
+        .map(|i| {
+            let (r, c) = (i / cols, i % cols);
+            let offset = if r == rows - 1 {
+                (cols - last_row_count) as i32 * cw / 2
+            } else {
+                0
+            };
+            Tile {
+                x: offset + c as i32 * cw,
+                y: r as i32 * ch,
+                width: cw,
+                height: ch,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn overlap(a: &Tile, b: &Tile) -> bool {
+        a.x < b.x + b.width && b.x < a.x + a.width && a.y < b.y + b.height && b.y < a.y + a.height
+    }
+
+    #[test]
+    fn gallery_tiles_fill_the_canvas_without_overlapping() {
+        assert!(gallery(0, 1280, 720).is_empty());
+        assert_eq!(
+            gallery(1, 1280, 720),
+            vec![Tile {
+                x: 0,
+                y: 0,
+                width: 1280,
+                height: 720
+            }]
+        );
+        let two = gallery(2, 1280, 720);
+        assert_eq!((two[0].x, two[1].x, two[0].width), (0, 640, 640));
+        for n in 1..=25 {
+            let tiles = gallery(n, 1280, 720);
+            assert_eq!(tiles.len(), n);
+            for (i, a) in tiles.iter().enumerate() {
+                assert!(a.x >= 0 && a.y >= 0 && a.x + a.width <= 1280 && a.y + a.height <= 720);
+                assert!(a.width > 0 && a.height > 0);
+                for b in &tiles[i + 1..] {
+                    assert!(!overlap(a, b), "{n} tiles: {a:?} overlaps {b:?}");
+                }
+            }
+        }
+        // Three: two on top, one centred below.
+        let three = gallery(3, 1280, 720);
+        assert_eq!(three[2].x, 320);
+        assert_eq!(three[2].y, 360);
+    }
+
+    #[test]
+    fn file_names_are_safe_and_name_the_participant() {
+        let t = TrackSpec {
+            track_id: 1,
+            participant_id: "p1abc".into(),
+            participant_name: "Åse / ../../etc".into(),
+            codec: Codec::Opus,
+            payload_type: 111,
+        };
+        assert_eq!(t.audio_file_name(), "audio-_se_________etc-p1abc.ogg");
+        assert_eq!(file_safe(""), "_");
+        assert_eq!(file_safe(&"x".repeat(100)).len(), 40);
+    }
+
+    #[test]
+    fn codecs_parse_from_names_and_mime_types_and_refuse_the_rest() {
+        assert_eq!(Codec::parse("opus"), Ok(Codec::Opus));
+        assert_eq!(Codec::parse("video/VP8"), Ok(Codec::Vp8));
+        assert_eq!(Codec::parse("H264"), Ok(Codec::H264));
+        assert!(Codec::parse("video/AV1").is_err());
+        assert!(Codec::parse("").is_err());
+    }
+
+    #[test]
+    fn rtp_caps_name_the_codec_clock_and_payload_type() {
+        let t = TrackSpec {
+            track_id: 2,
+            participant_id: "p".into(),
+            participant_name: "n".into(),
+            codec: Codec::Vp8,
+            payload_type: 96,
+        };
+        assert_eq!(
+            t.rtp_caps(),
+            "application/x-rtp,media=video,encoding-name=VP8,clock-rate=90000,payload=96"
+        );
+    }
+
+    #[test]
+    fn composite_specs_are_checked() {
+        assert!(CompositeSpec::default().validate().is_ok());
+        let odd = CompositeSpec {
+            width: 641,
+            ..Default::default()
+        };
+        assert!(odd.validate().is_err());
+        let fast = CompositeSpec {
+            fps: 0,
+            ..Default::default()
+        };
+        assert!(fast.validate().is_err());
+    }
+}

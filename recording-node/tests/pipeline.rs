@@ -1,0 +1,168 @@
+//! The recording pipelines fed with real RTP (Opus tones and VP8 test patterns made by
+//! GStreamer's encoders and payloaders), paced in real time as the relay delivers it;
+//! then the files are decoded end to end and checked.
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::anyhow;
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+use recording_node::pipeline::{AudioFile, Composite};
+use recording_node::probe;
+use recording_node::spec::{Codec, CompositeSpec, TrackSpec};
+
+/// RTP packets with the time (from the stream's start) each is due.
+type Stream = Vec<(Duration, Vec<u8>)>;
+
+fn rtp(desc: &str) -> Stream {
+    let p = gst::parse::launch(&format!("{desc} ! appsink name=out sync=false"))
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+    let sink = p
+        .by_name("out")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    p.set_state(gst::State::Playing).unwrap();
+    let mut out = Vec::new();
+    while let Ok(s) = sink.pull_sample() {
+        let b = s.buffer().unwrap();
+        let at = Duration::from_nanos(b.pts().map(|t| t.nseconds()).unwrap_or(0));
+        out.push((at, b.map_readable().unwrap().to_vec()));
+    }
+    p.set_state(gst::State::Null).unwrap();
+    assert!(!out.is_empty(), "no RTP from {desc}");
+    out
+}
+
+fn tone(hz: u32, secs: u32) -> Stream {
+    rtp(&format!(
+        "audiotestsrc freq={hz} volume=0.5 num-buffers={} samplesperbuffer=960 ! \
+         audio/x-raw,rate=48000,channels=1 ! opusenc frame-size=20 ! rtpopuspay pt=111",
+        secs * 50
+    ))
+}
+
+fn pattern(name: &str, secs: u32) -> Stream {
+    rtp(&format!(
+        "videotestsrc pattern={name} num-buffers={} ! video/x-raw,width=320,height=180,framerate=25/1 ! \
+         vp8enc deadline=1 keyframe-max-dist=25 ! rtpvp8pay pt=96 mtu=1100",
+        secs * 25
+    ))
+}
+
+fn track(id: u32, participant: &str, codec: Codec) -> TrackSpec {
+    TrackSpec {
+        track_id: id,
+        participant_id: format!("{participant}-id"),
+        participant_name: participant.into(),
+        codec,
+        payload_type: if codec == Codec::Opus { 111 } else { 96 },
+    }
+}
+
+/// Pushes every stream's packets when they are due, as a relay would.
+fn play(streams: Vec<(u32, Stream)>, mut push: impl FnMut(u32, &[u8])) {
+    let mut all: Vec<(Duration, u32, Vec<u8>)> = streams
+        .into_iter()
+        .flat_map(|(id, pkts)| pkts.into_iter().map(move |(at, p)| (at, id, p)))
+        .collect();
+    all.sort_by_key(|(at, id, _)| (*at, *id));
+    let start = Instant::now();
+    for (at, id, p) in all {
+        if let Some(wait) = at.checked_sub(start.elapsed()) {
+            std::thread::sleep(wait);
+        }
+        push(id, &p);
+    }
+}
+
+fn assert_near(what: &str, got: Duration, want: Duration) {
+    let diff = got.abs_diff(want);
+    assert!(
+        diff <= Duration::from_millis(500),
+        "{what} lasts {got:?}, expected {want:?} ± 0.5 s"
+    );
+}
+
+fn check_tone(path: &Path, hz: u32, secs: u32) {
+    let a = probe::audio(path).unwrap();
+    assert_near(
+        &path.display().to_string(),
+        a.duration,
+        Duration::from_secs(secs.into()),
+    );
+    // One second from the middle.
+    let mid = a.samples.len() / 2;
+    let window = &a.samples[mid - a.rate as usize / 2..mid + a.rate as usize / 2];
+    let f = probe::dominant_frequency(window, a.rate, 100, 2000, 10);
+    assert_eq!(f, hz, "{} should be a {hz} Hz tone", path.display());
+}
+
+#[test]
+fn participant_audio_files_and_the_composite_hold_what_was_sent() -> anyhow::Result<()> {
+    recording_node::pipeline::init()?;
+    const SECS: u32 = 5;
+    let dir = tempfile::tempdir()?;
+    let (ada_a, ada_v) = (track(1, "Ada", Codec::Opus), track(2, "Ada", Codec::Vp8));
+    let (bo_a, bo_v) = (track(3, "Bo", Codec::Opus), track(4, "Bo", Codec::Vp8));
+    let streams = vec![
+        (1, tone(440, SECS)),
+        (2, pattern("ball", SECS)),
+        (3, tone(880, SECS)),
+        (4, pattern("smpte", SECS)),
+    ];
+    let spec = CompositeSpec {
+        width: 640,
+        height: 360,
+        fps: 25,
+        video_kbps: 800,
+    };
+    let mut composite = Composite::start(spec, &dir.path().join("composite.mp4"))?;
+    let files = [
+        AudioFile::start(&ada_a, dir.path())?,
+        AudioFile::start(&bo_a, dir.path())?,
+    ];
+    for t in [&ada_a, &ada_v, &bo_a, &bo_v] {
+        composite.add(t)?;
+    }
+    let started = Instant::now();
+    play(streams, |id, p| {
+        assert!(composite.push(id, p), "composite refused a packet");
+        match id {
+            1 => assert!(files[0].push(p)),
+            3 => assert!(files[1].push(p)),
+            _ => {}
+        }
+    });
+    // Bo leaves: his tile goes, the recording goes on a moment with Ada's last frame.
+    composite.remove(4);
+    composite.remove(3);
+    std::thread::sleep(Duration::from_millis(500));
+    let recorded = started.elapsed();
+    if let Some(e) = composite.error() {
+        return Err(anyhow!("composite failed: {e}"));
+    }
+    let [ada_file, bo_file] = files;
+    let ada_path = ada_file.finish()?;
+    let bo_path = bo_file.finish()?;
+    let composite_path = composite.finish()?;
+
+    assert!(ada_path.ends_with("audio-Ada-Ada-id.ogg"));
+    check_tone(&ada_path, 440, SECS);
+    check_tone(&bo_path, 880, SECS);
+
+    let v = probe::composite(&composite_path)?;
+    eprintln!("composite: {v:?}, recorded for {recorded:?}");
+    assert_eq!((v.width, v.height), (640, 360), "the configured resolution");
+    assert_near("the composite", v.duration, recorded);
+    assert!(
+        v.frames as f64 >= recorded.as_secs_f64() * 25.0 * 0.8,
+        "the composite should have about 25 frames a second: {} in {recorded:?}",
+        v.frames
+    );
+    assert!(v.audio_buffers > 0, "the composite has an audio track");
+    Ok(())
+}
