@@ -23,6 +23,15 @@ pub struct TlsConfig {
 pub struct TlsMaterial {
     ca: Certificate,
     identity: Identity,
+    pem: Pem,
+}
+
+/// The PEM files as read, for links that are not gRPC (the QUIC relay).
+#[derive(Clone)]
+pub struct Pem {
+    pub ca: Vec<u8>,
+    pub cert: Vec<u8>,
+    pub key: Vec<u8>,
 }
 
 impl TlsConfig {
@@ -50,13 +59,18 @@ impl TlsConfig {
         let cert = read("cert_file", &self.cert_file)?;
         let key = read("key_file", &self.key_file)?;
         Ok(Some(TlsMaterial {
-            ca: Certificate::from_pem(ca),
-            identity: Identity::from_pem(cert, key),
+            ca: Certificate::from_pem(&ca),
+            identity: Identity::from_pem(&cert, &key),
+            pem: Pem { ca, cert, key },
         }))
     }
 }
 
 impl TlsMaterial {
+    pub fn pem(&self) -> &Pem {
+        &self.pem
+    }
+
     /// Server side: present our certificate and require a client certificate from the cluster CA.
     pub fn server(&self) -> ServerTlsConfig {
         ServerTlsConfig::new()

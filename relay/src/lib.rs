@@ -1,0 +1,181 @@
+//! Fjord's relay protocol, between media nodes and from media nodes to recording nodes:
+//! one QUIC connection (quinn) per node pair, mutual TLS from the cluster CA. The
+//! connecting side opens one bidirectional control stream and sends
+//! [`RelayHello`](proto::v1::RelayHello) first; then both sides exchange
+//! [`RelayControl`] messages on it (announce/remove track, subscribe/unsubscribe,
+//! keyframe and layer requests). Media rides QUIC datagrams, one RTP packet each behind
+//! the track id ([`wire`]), so a lost packet never holds up the others.
+//!
+//! The protocol knows nothing of who is a sink: a recording node is a peer that only
+//! subscribes, and a media node cascading to another speaks the same messages both ways.
+#![forbid(unsafe_code)]
+
+pub mod tls;
+pub mod wire;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use proto::v1::RelayControl;
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+
+pub use crate::tls::Pem;
+pub use crate::wire::WireError;
+
+/// ALPN of this protocol's first version.
+pub const ALPN: &[u8] = b"fjord-relay/1";
+
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error("relay TLS: {0}")]
+    Tls(String),
+    #[error("relay endpoint: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("relay connect: {0}")]
+    Connect(#[from] quinn::ConnectError),
+    #[error("relay connection: {0}")]
+    Connection(#[from] quinn::ConnectionError),
+    #[error("relay control stream: {0}")]
+    Write(#[from] quinn::WriteError),
+    #[error("relay control stream: {0}")]
+    Read(#[from] quinn::ReadExactError),
+    #[error("relay datagram: {0}")]
+    Datagram(#[from] quinn::SendDatagramError),
+    #[error("relay protocol: {0}")]
+    Wire(#[from] WireError),
+    #[error("relay protocol: {0}")]
+    Protocol(String),
+}
+
+fn transport() -> Arc<quinn::TransportConfig> {
+    let mut t = quinn::TransportConfig::default();
+    t.keep_alive_interval(Some(std::time::Duration::from_secs(2)));
+    // Media must not queue behind the congestion window for long: drop rather than lag.
+    t.datagram_send_buffer_size(1 << 20);
+    t.datagram_receive_buffer_size(Some(1 << 20));
+    Arc::new(t)
+}
+
+/// An endpoint that accepts relay connections on `addr` from peers with a certificate
+/// of the cluster CA.
+pub fn server(addr: SocketAddr, pem: &Pem) -> Result<quinn::Endpoint, RelayError> {
+    let crypto = QuicServerConfig::try_from(tls::server_config(pem)?)
+        .map_err(|e| RelayError::Tls(e.to_string()))?;
+    let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    config.transport_config(transport());
+    Ok(quinn::Endpoint::server(config, addr)?)
+}
+
+/// An endpoint for connecting out, bound to `bind` (port 0 for any).
+pub fn client(bind: SocketAddr, pem: &Pem) -> Result<quinn::Endpoint, RelayError> {
+    let crypto = QuicClientConfig::try_from(tls::client_config(pem)?)
+        .map_err(|e| RelayError::Tls(e.to_string()))?;
+    let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+    config.transport_config(transport());
+    let mut ep = quinn::Endpoint::client(bind)?;
+    ep.set_default_client_config(config);
+    Ok(ep)
+}
+
+/// One relay connection: the two halves of its control stream, and its datagrams.
+pub struct Link {
+    pub connection: quinn::Connection,
+    pub writer: ControlWriter,
+    pub reader: ControlReader,
+}
+
+pub struct ControlWriter(quinn::SendStream);
+pub struct ControlReader(quinn::RecvStream);
+
+impl ControlWriter {
+    pub async fn send(&mut self, msg: &RelayControl) -> Result<(), RelayError> {
+        let frame = wire::encode_control(msg)?;
+        self.0.write_all(&frame).await?;
+        Ok(())
+    }
+}
+
+impl ControlReader {
+    /// The next message; `None` when the peer closed the stream cleanly.
+    pub async fn recv(&mut self) -> Result<Option<RelayControl>, RelayError> {
+        let mut len = [0u8; 4];
+        match self.0.read_exact(&mut len).await {
+            Ok(()) => {}
+            Err(quinn::ReadExactError::FinishedEarly(0)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        }
+        let n = wire::control_len(len)?;
+        let mut body = vec![0u8; n];
+        self.0.read_exact(&mut body).await?;
+        Ok(Some(wire::decode_control(&body)?))
+    }
+}
+
+/// Connects to the relay endpoint of node `server_name` (the name its certificate
+/// carries) at `addr`, opens the control stream and sends `hello`.
+pub async fn connect(
+    ep: &quinn::Endpoint,
+    addr: SocketAddr,
+    server_name: &str,
+    hello: &RelayControl,
+) -> Result<Link, RelayError> {
+    let connection = ep.connect(addr, server_name)?.await?;
+    let (send, recv) = connection.open_bi().await?;
+    let mut writer = ControlWriter(send);
+    writer.send(hello).await?;
+    Ok(Link {
+        connection,
+        writer,
+        reader: ControlReader(recv),
+    })
+}
+
+/// Accepts the next relay connection and its control stream; returns it with the first
+/// message (which must be a hello). `None` when the endpoint is closed.
+pub async fn accept(ep: &quinn::Endpoint) -> Option<Result<(Link, RelayControl), RelayError>> {
+    let incoming = ep.accept().await?;
+    Some(
+        async move {
+            let connection = incoming.await?;
+            let (send, recv) = connection.accept_bi().await?;
+            let mut reader = ControlReader(recv);
+            let first = reader
+                .recv()
+                .await?
+                .ok_or_else(|| RelayError::Protocol("the peer closed before its hello".into()))?;
+            if !matches!(first.msg, Some(proto::v1::relay_control::Msg::Hello(_))) {
+                return Err(RelayError::Protocol(
+                    "the first message must be a hello".into(),
+                ));
+            }
+            Ok((
+                Link {
+                    connection,
+                    writer: ControlWriter(send),
+                    reader,
+                },
+                first,
+            ))
+        }
+        .await,
+    )
+}
+
+impl Link {
+    /// Sends one RTP packet of `track_id` as a datagram (dropped, not queued, if the
+    /// link cannot take it).
+    pub fn send_media(&self, track_id: u32, rtp: &[u8]) -> Result<(), RelayError> {
+        let mut d = Vec::with_capacity(4 + rtp.len());
+        wire::encode_datagram(track_id, rtp, &mut d);
+        self.connection.send_datagram(Bytes::from(d))?;
+        Ok(())
+    }
+
+    /// The next media datagram: track id and RTP packet. Garbage datagrams are errors
+    /// the caller counts and skips; a closed connection ends with `Connection`.
+    pub async fn recv_media(&self) -> Result<Result<(u32, Bytes), WireError>, RelayError> {
+        let d = self.connection.read_datagram().await?;
+        Ok(wire::decode_datagram(&d).map(|(id, _)| (id, d.slice(4..))))
+    }
+}

@@ -1,0 +1,122 @@
+//! The relay's bytes on the wire, as pure functions that never panic on garbage.
+//!
+//! - A media datagram is the track id (u32, big-endian) followed by one RTP packet.
+//! - A control message is its length (u32, big-endian, at most [`MAX_CONTROL`]) followed
+//!   by a protobuf [`RelayControl`].
+use prost::Message;
+use proto::v1::RelayControl;
+
+/// The largest control message we accept.
+pub const MAX_CONTROL: usize = 64 * 1024;
+/// An RTP header without CSRCs or extensions.
+const RTP_HEADER: usize = 12;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    #[error("datagram of {0} bytes is too short for a track id and an RTP header")]
+    Short(usize),
+    #[error("datagram does not carry RTP version 2")]
+    NotRtp,
+    #[error("control message of {0} bytes is larger than {MAX_CONTROL}")]
+    TooLarge(usize),
+    #[error("control message does not decode: {0}")]
+    Decode(String),
+    #[error("control message has no content")]
+    Empty,
+}
+
+pub fn encode_datagram(track_id: u32, rtp: &[u8], out: &mut Vec<u8>) {
+    out.clear();
+    out.extend_from_slice(&track_id.to_be_bytes());
+    out.extend_from_slice(rtp);
+}
+
+/// The track id and RTP packet of a datagram.
+pub fn decode_datagram(d: &[u8]) -> Result<(u32, &[u8]), WireError> {
+    if d.len() < 4 + RTP_HEADER {
+        return Err(WireError::Short(d.len()));
+    }
+    let (id, rtp) = d.split_at(4);
+    if rtp[0] >> 6 != 2 {
+        return Err(WireError::NotRtp);
+    }
+    Ok((u32::from_be_bytes([id[0], id[1], id[2], id[3]]), rtp))
+}
+
+pub fn encode_control(msg: &RelayControl) -> Result<Vec<u8>, WireError> {
+    let n = msg.encoded_len();
+    if n > MAX_CONTROL {
+        return Err(WireError::TooLarge(n));
+    }
+    let mut out = Vec::with_capacity(4 + n);
+    out.extend_from_slice(&(n as u32).to_be_bytes());
+    msg.encode(&mut out)
+        .map_err(|e| WireError::Decode(e.to_string()))?;
+    Ok(out)
+}
+
+/// The body length announced by a control frame's prefix, if acceptable.
+pub fn control_len(prefix: [u8; 4]) -> Result<usize, WireError> {
+    let n = u32::from_be_bytes(prefix) as usize;
+    if n > MAX_CONTROL {
+        return Err(WireError::TooLarge(n));
+    }
+    Ok(n)
+}
+
+pub fn decode_control(body: &[u8]) -> Result<RelayControl, WireError> {
+    let msg = RelayControl::decode(body).map_err(|e| WireError::Decode(e.to_string()))?;
+    if msg.msg.is_none() {
+        return Err(WireError::Empty);
+    }
+    Ok(msg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use proto::v1::{RelayHello, relay_control::Msg};
+
+    #[test]
+    fn datagrams_round_trip_and_non_rtp_is_refused() {
+        let rtp = [0x80u8, 111, 0, 1, 0, 0, 0, 160, 1, 2, 3, 4, 9, 9];
+        let mut d = Vec::new();
+        encode_datagram(7, &rtp, &mut d);
+        assert_eq!(decode_datagram(&d), Ok((7, &rtp[..])));
+        assert_eq!(decode_datagram(&d[..10]), Err(WireError::Short(10)));
+        let mut bad = d.clone();
+        bad[4] = 0x40;
+        assert_eq!(decode_datagram(&bad), Err(WireError::NotRtp));
+    }
+
+    #[test]
+    fn control_messages_round_trip_and_oversized_or_empty_ones_are_refused() {
+        let hello = RelayControl {
+            msg: Some(Msg::Hello(RelayHello {
+                node_id: "media-oslo-1".into(),
+                meeting_id: "abc-defg-hij".into(),
+                sink_only: true,
+            })),
+        };
+        let frame = encode_control(&hello).unwrap();
+        let n = control_len(frame[..4].try_into().unwrap()).unwrap();
+        assert_eq!(decode_control(&frame[4..4 + n]).unwrap(), hello);
+        assert_eq!(
+            control_len(((MAX_CONTROL + 1) as u32).to_be_bytes()),
+            Err(WireError::TooLarge(MAX_CONTROL + 1))
+        );
+        assert_eq!(decode_control(&[]), Err(WireError::Empty));
+    }
+
+    proptest! {
+        #[test]
+        fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = decode_datagram(&bytes);
+            let _ = decode_control(&bytes);
+            if bytes.len() >= 4 {
+                let _ = control_len(bytes[..4].try_into().unwrap());
+            }
+        }
+    }
+}
