@@ -176,6 +176,8 @@ pub struct Node {
     pub grpc: u16,
     /// The media node's WebRTC UDP port (0 for recording nodes).
     pub udp: u16,
+    /// The media node's relay (QUIC) port (0 for recording nodes).
+    pub relay: u16,
     pub proc: Proc,
 }
 
@@ -355,13 +357,14 @@ impl Cluster {
         advertise: Option<std::net::SocketAddr>,
     ) -> anyhow::Result<()> {
         let udp = udp_listen.port();
-        let (http, grpc) = (free_port(), free_port());
+        let (http, grpc, relay) = (free_port(), free_port(), free_udp_port());
         let mut cfg = json!({
             "node_id": spec.id,
             "region": spec.region,
             "http_listen": format!("127.0.0.1:{http}"),
             "grpc_listen": format!("127.0.0.1:{grpc}"),
             "udp_listen": udp_listen.to_string(),
+            "relay_listen": format!("127.0.0.1:{relay}"),
             "capacity": { "participants": spec.capacity },
             "etcd": self.etcd_json(),
             "tls": self.tls_json(&spec.id)?,
@@ -379,14 +382,20 @@ impl Cluster {
             http,
             grpc,
             udp,
+            relay,
             proc,
         });
         Ok(())
     }
 
+    /// Where recording node `id` keeps its files (a directory per classification in it).
+    pub fn recording_storage(&self, id: &str) -> PathBuf {
+        self.dir.join(format!("recordings/{id}"))
+    }
+
     pub fn start_recording(&mut self, spec: NodeSpec) -> anyhow::Result<()> {
         let (http, grpc) = (free_port(), free_port());
-        let storage = self.dir.join(format!("recordings/{}", spec.id));
+        let storage = self.recording_storage(&spec.id);
         let cfg = json!({
             "node_id": spec.id,
             "region": spec.region,
@@ -394,6 +403,8 @@ impl Cluster {
             "grpc_listen": format!("127.0.0.1:{grpc}"),
             "slots": spec.capacity.clamp(1, 16),
             "storage": { "internal": storage.join("internal") },
+            // Small, so that tests (several at once) keep up in real time.
+            "composite": { "width": 640, "height": 360, "fps": 15, "video_kbps": 600 },
             "etcd": self.etcd_json(),
             "tls": self.tls_json(&spec.id)?,
         });
@@ -405,6 +416,7 @@ impl Cluster {
             http,
             grpc,
             udp: 0,
+            relay: 0,
             proc,
         });
         Ok(())

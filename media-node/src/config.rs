@@ -32,6 +32,10 @@ pub struct MediaNodeConfig {
     pub drain_deadline_secs: u64,
     /// SFU shards (meetings are spread over them, each runs on its own task); 0: one per core.
     pub sfu_shards: usize,
+    /// The QUIC relay endpoint (UDP) recording nodes subscribe to meetings on (mutual TLS).
+    pub relay_listen: String,
+    /// Address other nodes dial for the relay; default relay_listen.
+    pub relay_advertise: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -77,6 +81,8 @@ impl Default for MediaNodeConfig {
             token_keys: Vec::new(),
             drain_deadline_secs: 1800,
             sfu_shards: 0,
+            relay_listen: "127.0.0.1:7883".into(),
+            relay_advertise: None,
         }
     }
 }
@@ -91,6 +97,10 @@ impl MediaNodeConfig {
         common::config::socket_addr("http_listen", &self.http_listen)?;
         common::config::socket_addr("grpc_listen", &self.grpc_listen)?;
         common::config::socket_addr("udp_listen", &self.udp_listen)?;
+        common::config::socket_addr("relay_listen", &self.relay_listen)?;
+        if let Some(a) = &self.relay_advertise {
+            common::config::socket_addr("relay_advertise", a)?;
+        }
         if let Some(a) = &self.udp_advertise {
             let addr = common::config::socket_addr("udp_advertise", a)?;
             if addr.ip().is_unspecified() || addr.port() == 0 {
@@ -137,6 +147,12 @@ impl MediaNodeConfig {
             .clone()
             .unwrap_or_else(|| format!("ws://{}/signal", self.http_listen))
     }
+    pub fn relay_advertise(&self) -> String {
+        self.relay_advertise
+            .clone()
+            .unwrap_or_else(|| self.relay_listen.clone())
+    }
+
     pub fn grpc_advertise(&self) -> String {
         self.grpc_advertise
             .clone()

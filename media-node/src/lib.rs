@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod control;
+pub mod relay_server;
 pub mod room;
 pub mod sfu;
 pub mod signal;
@@ -34,6 +35,8 @@ pub struct Metrics {
     pub capacity_participants: IntGauge,
     pub tokens_refused: IntCounterVec,
     pub driver: sfu::driver::DriverMetrics,
+    pub relay_packets_out: IntCounter,
+    pub relay_dropped: IntCounter,
 }
 
 impl Metrics {
@@ -42,6 +45,16 @@ impl Metrics {
             participants: IntGauge::new("fjord_media_participants", "Connected participants")
                 .expect("metric"),
             meetings: IntGauge::new("fjord_media_meetings", "Meetings hosted").expect("metric"),
+            relay_packets_out: IntCounter::new(
+                "fjord_relay_packets_sent_total",
+                "RTP packets sent to relay peers (recording nodes) as QUIC datagrams",
+            )
+            .expect("metric"),
+            relay_dropped: IntCounter::new(
+                "fjord_relay_packets_dropped_total",
+                "RTP packets for relay peers dropped because the link could not take them",
+            )
+            .expect("metric"),
             draining: IntGauge::new("fjord_node_draining", "1 while the node drains")
                 .expect("metric"),
             capacity_participants: IntGauge::new(
@@ -128,6 +141,8 @@ impl Metrics {
         for c in [
             Box::new(m.participants.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(m.meetings.clone()),
+            Box::new(m.relay_packets_out.clone()),
+            Box::new(m.relay_dropped.clone()),
             Box::new(m.draining.clone()),
             Box::new(m.capacity_participants.clone()),
             Box::new(m.tokens_refused.clone()),
@@ -174,6 +189,11 @@ impl Node {
     pub fn participants(&self) -> u32 {
         self.participants.load(Ordering::SeqCst)
     }
+    /// Whether the controller has placed `m` here (and not closed it).
+    pub fn hosts(&self, m: &MeetingId) -> bool {
+        self.meetings.lock().expect("meetings").contains_key(m)
+    }
+
     pub fn meeting_count(&self) -> u32 {
         self.meetings.lock().expect("meetings").len() as u32
     }
@@ -237,7 +257,11 @@ pub async fn run(
         zone: cfg.zone.clone(),
         signal_url: cfg.signal_url(),
         grpc_addr: cfg.grpc_advertise(),
-        relay_addr: String::new(),
+        relay_addr: if tls.is_some() {
+            cfg.relay_advertise()
+        } else {
+            String::new()
+        },
         capacity: Some(Capacity {
             participants: cfg.capacity.participants,
             bitrate_kbps: cfg.capacity.bitrate_kbps,
@@ -322,6 +346,22 @@ pub async fn run(
             _ = sd.cancelled() => {}
         }
     });
+
+    // The relay needs TLS (QUIC has no plaintext): without it, no recordings.
+    match &tls {
+        Some(t) => {
+            let addr = common::config::socket_addr("relay_listen", &cfg.relay_listen)?;
+            let endpoint = relay::server(addr, t.pem())
+                .with_context(|| format!("relay endpoint on {addr} (key `relay_listen`)"))?;
+            tracing::info!(relay = %endpoint.local_addr()?, "relay listening (QUIC)");
+            tokio::spawn(relay_server::serve(
+                endpoint,
+                node.clone(),
+                shutdown.clone(),
+            ));
+        }
+        None => tracing::warn!("no TLS: the relay is off, so meetings here cannot be recorded"),
+    }
 
     let grpc_addr = grpc.local_addr()?;
     let mut server = tonic::transport::Server::builder();

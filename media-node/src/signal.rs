@@ -242,6 +242,7 @@ async fn session(node: Arc<Node>, claims: JoinClaims, mut ws: WebSocket) {
                             key,
                             meeting: claims.mtg.clone(),
                             participant: claims.sub.clone(),
+                            name: claims.name.clone(),
                             offer: sdp,
                         });
                     }

@@ -23,6 +23,8 @@ pub struct RecordingNodeConfig {
     pub etcd: EtcdConfig,
     pub tls: TlsConfig,
     pub drain_deadline_secs: u64,
+    /// Size, frame rate and bitrate of the composite video.
+    pub composite: crate::spec::CompositeSpec,
 }
 
 impl Default for RecordingNodeConfig {
@@ -41,6 +43,7 @@ impl Default for RecordingNodeConfig {
             etcd: EtcdConfig::default(),
             tls: TlsConfig::default(),
             drain_deadline_secs: 3600,
+            composite: crate::spec::CompositeSpec::default(),
         }
     }
 }
@@ -77,6 +80,9 @@ impl RecordingNodeConfig {
                 ));
             }
         }
+        self.composite
+            .validate()
+            .map_err(|e| ConfigError::key("composite", e.to_string()))?;
         if self.drain_deadline_secs == 0 {
             return Err(ConfigError::key(
                 "drain_deadline_secs",

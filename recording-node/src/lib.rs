@@ -1,14 +1,18 @@
-//! Fjord's recording node. In this version: registration (storage classes, slots) and load
-//! in etcd, and the control gRPC service with drain; StartRecording and StopRecording
-//! answer `unimplemented` until the recording issue brings the GStreamer pipelines.
+//! Fjord's recording node: registration (storage classes, slots) and load in etcd, and
+//! the control gRPC service. StartRecording subscribes to the meeting on its media node
+//! over the relay and records it (`recorder`, `pipeline`); StopRecording finishes the
+//! files and writes the manifest.
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod manifest;
 pub mod pipeline;
 pub mod probe;
+pub mod recorder;
 pub mod spec;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -28,18 +32,50 @@ use tonic::{Request, Response, Status};
 use crate::config::RecordingNodeConfig;
 
 struct Node {
+    id: NodeId,
     registration: Registration,
     drain: Drain,
     drain_deadline: Duration,
     draining_metric: prometheus::IntGauge,
+    slots: u32,
+    storage: std::collections::BTreeMap<String, std::path::PathBuf>,
+    composite: spec::CompositeSpec,
+    /// For subscribing to meetings over the relay (None without TLS: no recording).
+    relay: Option<quinn::Endpoint>,
+    recordings: Mutex<HashMap<String, Running>>,
+    metrics: Metrics,
+}
+
+struct Running {
+    stop: CancellationToken,
+    done: tokio::sync::watch::Receiver<Option<Result<manifest::Manifest, String>>>,
+}
+
+#[derive(Clone)]
+struct Metrics {
+    slots_free: prometheus::IntGauge,
+    active: prometheus::IntGauge,
+    failures: prometheus::IntCounter,
+    recorder: recorder::RecorderMetrics,
 }
 
 impl Node {
     fn start_drain(&self) {
-        // No recordings run yet, so there is never work to wait for.
+        let n = self.recordings.lock().expect("recordings").len();
+        tracing::info!(recordings = n, "draining: no new recordings");
         self.drain
             .start(&self.registration, self.drain_deadline, || 0);
         self.draining_metric.set(1);
+    }
+
+    fn running(&self) -> usize {
+        self.recordings.lock().expect("recordings").len()
+    }
+
+    fn set_gauges(&self) {
+        let n = self.running() as i64;
+        self.metrics.active.set(n);
+        self.metrics.slots_free.set(i64::from(self.slots) - n);
     }
 }
 
@@ -51,19 +87,114 @@ struct Control {
 impl RecordingNodeControl for Control {
     async fn start_recording(
         &self,
-        _r: Request<StartRecordingRequest>,
+        r: Request<StartRecordingRequest>,
     ) -> Result<Response<StartRecordingResponse>, Status> {
-        Err(Status::unimplemented(
-            "recording is not implemented in this version",
-        ))
+        let r = r.into_inner();
+        let node = &self.node;
+        if node.drain.is_draining() {
+            return Err(Status::unavailable("draining: not taking recordings"));
+        }
+        let Some(endpoint) = node.relay.clone() else {
+            return Err(Status::failed_precondition(
+                "this node has no TLS, so no relay: it cannot record",
+            ));
+        };
+        common::ids::MeetingId::parse(&r.meeting_id)
+            .map_err(|e| Status::invalid_argument(format!("meeting_id: {e}")))?;
+        let rid = spec::file_safe(&r.recording_id);
+        if rid != r.recording_id || r.recording_id.len() < 8 {
+            return Err(Status::invalid_argument(
+                "recording_id must be 8 to 40 of a-z, A-Z, 0-9, '-', '_'",
+            ));
+        }
+        let Some(storage) = node.storage.get(&r.classification) else {
+            return Err(Status::invalid_argument(format!(
+                "no storage for classification {:?} on this node",
+                r.classification
+            )));
+        };
+        let addr = r
+            .media_relay_addr
+            .parse()
+            .map_err(|_| Status::invalid_argument("media_relay_addr must be host:port"))?;
+        let req = recorder::RecordingRequest {
+            recording_id: r.recording_id.clone(),
+            meeting_id: r.meeting_id.clone(),
+            node_id: node.id.to_string(),
+            dir: storage.join(&r.recording_id),
+            media_node_id: r.media_node_id.clone(),
+            media_relay_addr: addr,
+            composite: node.composite,
+        };
+        let stop = CancellationToken::new();
+        let (done_tx, done_rx) = watch::channel(None);
+        {
+            let mut recs = node.recordings.lock().expect("recordings");
+            if recs.contains_key(&r.recording_id) {
+                return Ok(Response::new(StartRecordingResponse::default()));
+            }
+            if recs.len() >= node.slots as usize {
+                return Err(Status::resource_exhausted("every recording slot is busy"));
+            }
+            recs.insert(
+                r.recording_id.clone(),
+                Running {
+                    stop: stop.clone(),
+                    done: done_rx,
+                },
+            );
+        }
+        node.set_gauges();
+        let n = node.clone();
+        tokio::spawn(async move {
+            let id = req.recording_id.clone();
+            tracing::info!(recording = %id, meeting = %req.meeting_id, "recording started");
+            let res = recorder::record(req, endpoint, n.metrics.recorder.clone(), stop).await;
+            match &res {
+                Ok(m) => {
+                    tracing::info!(recording = %id, files = m.files.len(), "recording finished")
+                }
+                Err(e) => {
+                    n.metrics.failures.inc();
+                    tracing::error!(recording = %id, error = %format!("{e:#}"), "recording failed");
+                }
+            }
+            let _ = done_tx.send(Some(res.map_err(|e| format!("{e:#}"))));
+            n.recordings.lock().expect("recordings").remove(&id);
+            n.set_gauges();
+        });
+        Ok(Response::new(StartRecordingResponse::default()))
     }
+
     async fn stop_recording(
         &self,
-        _r: Request<StopRecordingRequest>,
+        r: Request<StopRecordingRequest>,
     ) -> Result<Response<StopRecordingResponse>, Status> {
-        Err(Status::unimplemented(
-            "recording is not implemented in this version",
-        ))
+        let id = r.into_inner().recording_id;
+        let Some((stop, mut done)) = self
+            .node
+            .recordings
+            .lock()
+            .expect("recordings")
+            .get(&id)
+            .map(|r| (r.stop.clone(), r.done.clone()))
+        else {
+            return Err(Status::not_found(format!(
+                "recording {id} is not running here"
+            )));
+        };
+        stop.cancel();
+        // Finishing writes the last fragments, measures the files and writes the manifest.
+        let finished =
+            tokio::time::timeout(Duration::from_secs(120), done.wait_for(Option::is_some))
+                .await
+                .map_err(|_| Status::deadline_exceeded("the recording did not finish in 120 s"))?
+                .map_err(|_| Status::internal("the recording task ended without a result"))?
+                .clone();
+        match finished {
+            Some(Err(e)) => Err(Status::internal(format!("recording failed: {e}"))),
+            _ => Ok(Response::new(StopRecordingResponse::default())),
+        }
     }
     async fn drain(&self, _r: Request<DrainRequest>) -> Result<Response<DrainResponse>, Status> {
         self.node.start_drain();
@@ -86,19 +217,51 @@ pub async fn run(
             .with_context(|| format!("storage.{class}: cannot create {}", dir.display()))?;
     }
     let registry = common::ops::registry(&cfg.node_id, &cfg.region);
-    let slots_free =
-        prometheus::IntGauge::new("fjord_recording_slots_free", "Free recording slots")
-            .expect("metric");
+    let metrics = Metrics {
+        slots_free: prometheus::IntGauge::new("fjord_recording_slots_free", "Free recording slots")
+            .expect("metric"),
+        active: prometheus::IntGauge::new("fjord_recordings_active", "Recordings running")
+            .expect("metric"),
+        failures: prometheus::IntCounter::new(
+            "fjord_recording_failures_total",
+            "Recordings that failed (pipeline or relay errors)",
+        )
+        .expect("metric"),
+        recorder: recorder::RecorderMetrics {
+            packets: prometheus::IntCounter::new(
+                "fjord_recording_packets_total",
+                "RTP packets received over the relay for recordings",
+            )
+            .expect("metric"),
+            bytes_written: prometheus::IntCounter::new(
+                "fjord_recording_bytes_written_total",
+                "Bytes of finished recording files",
+            )
+            .expect("metric"),
+        },
+    };
     let draining_metric =
         prometheus::IntGauge::new("fjord_node_draining", "1 while the node drains")
             .expect("metric");
-    registry
-        .register(Box::new(slots_free.clone()))
-        .expect("register");
-    registry
-        .register(Box::new(draining_metric.clone()))
-        .expect("register");
-    slots_free.set(i64::from(cfg.slots));
+    for c in [
+        Box::new(metrics.slots_free.clone()) as Box<dyn prometheus::core::Collector>,
+        Box::new(metrics.active.clone()),
+        Box::new(metrics.failures.clone()),
+        Box::new(metrics.recorder.packets.clone()),
+        Box::new(metrics.recorder.bytes_written.clone()),
+        Box::new(draining_metric.clone()),
+    ] {
+        registry.register(c).expect("register");
+    }
+    metrics.slots_free.set(i64::from(cfg.slots));
+    pipeline::init()?;
+    let relay = match &tls {
+        Some(t) => Some(relay::client("0.0.0.0:0".parse()?, t.pem())?),
+        None => {
+            tracing::warn!("no TLS: no relay, so this node cannot record");
+            None
+        }
+    };
 
     let record = RecordingNodeRecord {
         node_id: cfg.node_id.clone(),
@@ -122,6 +285,13 @@ pub async fn run(
         shutdown.clone(),
     );
     let node = Arc::new(Node {
+        id: id.clone(),
+        slots: cfg.slots,
+        storage: cfg.storage.clone(),
+        composite: cfg.composite,
+        relay,
+        recordings: Mutex::default(),
+        metrics,
         registration,
         drain: Drain::new(shutdown.clone()),
         drain_deadline: Duration::from_secs(cfg.drain_deadline_secs),

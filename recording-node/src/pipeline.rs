@@ -81,13 +81,7 @@ fn finish_pipeline(pipeline: &gst::Pipeline, timeout: Duration) -> anyhow::Resul
         &[gst::MessageType::Eos, gst::MessageType::Error],
     ) {
         Some(msg) => match msg.view() {
-            gst::MessageView::Error(e) => Err(anyhow!(
-                "{}: {}",
-                e.src()
-                    .map(|s| s.path_string().to_string())
-                    .unwrap_or_default(),
-                e.error()
-            )),
+            gst::MessageView::Error(e) => Err(anyhow!(describe_error(e))),
             _ => Ok(()),
         },
         None => Err(anyhow!("the pipeline did not finish within {timeout:?}")),
@@ -96,12 +90,24 @@ fn finish_pipeline(pipeline: &gst::Pipeline, timeout: Duration) -> anyhow::Resul
     result
 }
 
+/// An error message with the element that posted it and GStreamer's debug detail.
+pub fn describe_error(e: &gst::message::Error) -> String {
+    let from = e
+        .src()
+        .map(|s| s.path_string().to_string())
+        .unwrap_or_default();
+    match e.debug() {
+        Some(d) => format!("{from}: {} ({d})", e.error()),
+        None => format!("{from}: {}", e.error()),
+    }
+}
+
 /// The first error the pipeline has posted, if any.
 fn error_of(pipeline: &gst::Pipeline) -> Option<String> {
     let bus = pipeline.bus()?;
     while let Some(msg) = bus.pop_filtered(&[gst::MessageType::Error]) {
         if let gst::MessageView::Error(e) = msg.view() {
-            return Some(format!("{}", e.error()));
+            return Some(describe_error(e));
         }
     }
     None

@@ -60,9 +60,11 @@ fn run(pipeline: &gst::Pipeline, what: &Path) -> anyhow::Result<()> {
         &[gst::MessageType::Eos, gst::MessageType::Error],
     ) {
         Some(m) => match m.view() {
-            gst::MessageView::Error(e) => {
-                Err(anyhow!("decoding {}: {}", what.display(), e.error()))
-            }
+            gst::MessageView::Error(e) => Err(anyhow!(
+                "decoding {}: {}",
+                what.display(),
+                crate::pipeline::describe_error(e)
+            )),
             _ => Ok(()),
         },
         None => Err(anyhow!("decoding {} did not finish", what.display())),

@@ -114,7 +114,8 @@ pub fn file_safe(s: &str) -> String {
 }
 
 /// The composite video's format.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct CompositeSpec {
     pub width: u32,
     pub height: u32,

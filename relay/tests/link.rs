@@ -52,6 +52,7 @@ async fn control_messages_and_media_datagrams_flow_between_cluster_peers() {
                     codec: "opus".into(),
                     clock_rate: 48_000,
                     layers: 1,
+                    payload_type: 111,
                 })),
             })
             .await

@@ -9,6 +9,7 @@ mod failover;
 mod mtls;
 mod outage;
 mod race;
+mod recording;
 mod residency;
 mod tokens;
 

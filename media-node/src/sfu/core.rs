@@ -4,6 +4,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::ids::{MeetingId, ParticipantId};
+
+use super::sink::{self, SinkTrack};
 use str0m::bwe::{Bitrate, BweKind};
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::media::{
@@ -17,6 +19,10 @@ use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output, Rtc, 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PeerKey(pub u64);
 
+/// A relay sink (a recording node's subscription to a meeting), chosen by the driver.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SinkKey(pub u64);
+
 #[derive(Debug)]
 pub enum SfuCommand {
     /// A participant's first offer: create its peer connection.
@@ -24,6 +30,8 @@ pub enum SfuCommand {
         key: PeerKey,
         meeting: MeetingId,
         participant: ParticipantId,
+        /// The participant's display name (relay sinks name files by it).
+        name: String,
         offer: String,
     },
     /// A later offer from the peer (e.g. it added a screen share).
@@ -44,6 +52,19 @@ pub enum SfuCommand {
     },
     Leave {
         key: PeerKey,
+    },
+    /// A relay sink subscribes to everything published in `meeting`.
+    SinkAttach {
+        key: SinkKey,
+        meeting: MeetingId,
+    },
+    SinkDetach {
+        key: SinkKey,
+    },
+    /// The sink needs a keyframe of its track `track_id`.
+    SinkKeyframe {
+        key: SinkKey,
+        track_id: u32,
     },
 }
 
@@ -82,6 +103,27 @@ pub enum SfuOutput {
     ActiveSpeaker {
         meeting: MeetingId,
         participant: ParticipantId,
+    },
+    /// A sink gets a new track (sent before its first packet).
+    SinkAnnounce {
+        key: SinkKey,
+        track_id: u32,
+        participant: ParticipantId,
+        name: String,
+        kind: MediaKind,
+        codec: &'static str,
+        clock_rate: u32,
+    },
+    /// A sink's track ended (its publisher left).
+    SinkRemove {
+        key: SinkKey,
+        track_id: u32,
+    },
+    /// One RTP packet of a sink's track.
+    SinkMedia {
+        key: SinkKey,
+        track_id: u32,
+        packet: Vec<u8>,
     },
     Timeout(Instant),
 }
@@ -270,6 +312,7 @@ struct Peer {
     key: PeerKey,
     meeting: MeetingId,
     participant: ParticipantId,
+    name: String,
     rtc: Rtc,
     tracks_in: Vec<TrackIn>,
     tracks_out: Vec<TrackOut>,
@@ -316,6 +359,16 @@ pub struct Sfu {
     stats: SfuStats,
     next_speaker_check: Option<Instant>,
     speakers: Vec<(MeetingId, ParticipantId)>,
+    sinks: Vec<Sink>,
+    /// Packets of one frame for a sink, reused.
+    sink_packets: Vec<Vec<u8>>,
+}
+
+struct Sink {
+    key: SinkKey,
+    meeting: MeetingId,
+    tracks: Vec<SinkTrack>,
+    next_track_id: u32,
 }
 
 fn kind_name(k: MediaKind) -> &'static str {
@@ -340,6 +393,8 @@ impl Sfu {
             stats: SfuStats::default(),
             next_speaker_check: None,
             speakers: Vec::new(),
+            sinks: Vec::new(),
+            sink_packets: Vec::new(),
         }
     }
 
@@ -395,6 +450,7 @@ impl Sfu {
                 key,
                 meeting,
                 participant,
+                name,
                 offer,
             } => {
                 let offer_sdp = offer;
@@ -433,6 +489,7 @@ impl Sfu {
                     key,
                     meeting,
                     participant,
+                    name,
                     rtc,
                     tracks_in: Vec::new(),
                     tracks_out: Vec::new(),
@@ -547,6 +604,29 @@ impl Sfu {
                 self.request_keyframe(now, origin, origin_mid, Some(rid), KeyframeRequestKind::Pli);
             }
             SfuCommand::Leave { key } => self.remove_peer(key),
+            SfuCommand::SinkAttach { key, meeting } => {
+                if !self.sinks.iter().any(|s| s.key == key) {
+                    self.sinks.push(Sink {
+                        key,
+                        meeting,
+                        tracks: Vec::new(),
+                        next_track_id: 1,
+                    });
+                }
+            }
+            SfuCommand::SinkDetach { key } => self.sinks.retain(|s| s.key != key),
+            SfuCommand::SinkKeyframe { key, track_id } => {
+                let Some(t) = self
+                    .sinks
+                    .iter()
+                    .find(|s| s.key == key)
+                    .and_then(|s| s.tracks.iter().find(|t| t.track_id == track_id))
+                else {
+                    return;
+                };
+                let (origin, mid) = (t.origin, t.mid);
+                self.request_keyframe(now, origin, mid, None, KeyframeRequestKind::Pli);
+            }
         }
     }
 
@@ -556,6 +636,19 @@ impl Sfu {
         };
         let mut peer = self.peers.swap_remove(i);
         peer.rtc.disconnect();
+        for sink in self.sinks.iter_mut().filter(|s| s.meeting == peer.meeting) {
+            let out = &mut self.out;
+            sink.tracks.retain(|t| {
+                let keep = t.origin != key;
+                if !keep {
+                    out.push_back(SfuOutput::SinkRemove {
+                        key: sink.key,
+                        track_id: t.track_id,
+                    });
+                }
+                keep
+            });
+        }
         for p in &mut self.peers {
             let mut removed = Vec::new();
             p.tracks_out.retain(|t| match t.state {
@@ -889,9 +982,65 @@ impl Sfu {
                 p.rtc.disconnect();
             }
         }
+        want_keyframe |= self.feed_sinks(origin, oi, &data);
         if want_keyframe {
             self.request_keyframe(now, origin, data.mid, data.rid, KeyframeRequestKind::Pli);
         }
+    }
+
+    /// Hands a frame of `origin` (peer index `oi`) to the meeting's relay sinks as RTP.
+    /// True when a sink waits for a keyframe of it.
+    fn feed_sinks(&mut self, origin: PeerKey, oi: usize, data: &MediaData) -> bool {
+        let publisher = &self.peers[oi];
+        let mut want_keyframe = false;
+        for sink in self
+            .sinks
+            .iter_mut()
+            .filter(|s| s.meeting == publisher.meeting)
+        {
+            let i = match sink
+                .tracks
+                .iter()
+                .position(|t| t.origin == origin && t.mid == data.mid)
+            {
+                Some(i) => i,
+                None => {
+                    let Some(codec) = sink::codec_name(data.params.spec().codec) else {
+                        continue;
+                    };
+                    let kind = if codec == "opus" {
+                        MediaKind::Audio
+                    } else {
+                        MediaKind::Video
+                    };
+                    let track_id = sink.next_track_id;
+                    sink.next_track_id += 1;
+                    self.out.push_back(SfuOutput::SinkAnnounce {
+                        key: sink.key,
+                        track_id,
+                        participant: publisher.participant.clone(),
+                        name: publisher.name.clone(),
+                        kind,
+                        codec,
+                        clock_rate: data.time.frequency().get(),
+                    });
+                    sink.tracks
+                        .push(SinkTrack::new(track_id, origin, data.mid, kind, codec));
+                    sink.tracks.len() - 1
+                }
+            };
+            let t = &mut sink.tracks[i];
+            self.sink_packets.clear();
+            want_keyframe |= t.packetize(data, &mut self.sink_packets);
+            for packet in self.sink_packets.drain(..) {
+                self.out.push_back(SfuOutput::SinkMedia {
+                    key: sink.key,
+                    track_id: t.track_id,
+                    packet,
+                });
+            }
+        }
+        want_keyframe
     }
 
     fn keyframe_from_subscriber(&mut self, now: Instant, i: usize, req: KeyframeRequest) {

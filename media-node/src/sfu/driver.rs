@@ -25,7 +25,10 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use super::{PeerKey, Sfu, SfuCommand, SfuOutput, SfuStats, SignalOut};
+use common::ids::ParticipantId;
+use str0m::media::MediaKind;
+
+use super::{PeerKey, Sfu, SfuCommand, SfuOutput, SfuStats, SignalOut, SinkKey};
 use crate::room::{RoomEvent, Rooms};
 
 enum DriverCommand {
@@ -33,7 +36,56 @@ enum DriverCommand {
         key: PeerKey,
         tx: mpsc::UnboundedSender<SignalOut>,
     },
+    RegisterSink {
+        key: SinkKey,
+        meeting: MeetingId,
+        tx: mpsc::UnboundedSender<SinkEvent>,
+    },
     Sfu(SfuCommand),
+}
+
+/// What a relay sink receives from the shard of its meeting.
+#[derive(Debug)]
+pub enum SinkEvent {
+    Announce {
+        track_id: u32,
+        participant: ParticipantId,
+        name: String,
+        kind: MediaKind,
+        codec: &'static str,
+        clock_rate: u32,
+    },
+    Remove {
+        track_id: u32,
+    },
+    /// One RTP packet.
+    Media {
+        track_id: u32,
+        packet: Vec<u8>,
+    },
+}
+
+/// A relay sink's line to the shard of its meeting; detaches when dropped.
+pub struct SinkSession {
+    pub key: SinkKey,
+    tx: mpsc::UnboundedSender<DriverCommand>,
+}
+
+impl SinkSession {
+    pub fn keyframe(&self, track_id: u32) {
+        let _ = self.tx.send(DriverCommand::Sfu(SfuCommand::SinkKeyframe {
+            key: self.key,
+            track_id,
+        }));
+    }
+}
+
+impl Drop for SinkSession {
+    fn drop(&mut self) {
+        let _ = self
+            .tx
+            .send(DriverCommand::Sfu(SfuCommand::SinkDetach { key: self.key }));
+    }
 }
 
 /// A datagram for a shard.
@@ -90,6 +142,23 @@ impl SfuHandle {
         let (sig_tx, sig_rx) = mpsc::unbounded_channel();
         let _ = tx.send(DriverCommand::Register { key, tx: sig_tx });
         (SfuSession { key, tx }, sig_rx)
+    }
+
+    /// Attaches a relay sink to `meeting`: every track published in it arrives on the
+    /// receiver, announced first, as RTP.
+    pub fn attach_sink(
+        &self,
+        meeting: &MeetingId,
+    ) -> (SinkSession, mpsc::UnboundedReceiver<SinkEvent>) {
+        let key = SinkKey(self.next_key.fetch_add(1, Ordering::Relaxed));
+        let tx = self.shards[shard_of(meeting, self.shards.len())].clone();
+        let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+        let _ = tx.send(DriverCommand::RegisterSink {
+            key,
+            meeting: meeting.clone(),
+            tx: ev_tx,
+        });
+        (SinkSession { key, tx }, ev_rx)
     }
 
     /// The SFU's totals over all shards, refreshed every second.
@@ -284,6 +353,7 @@ async fn run_shard(
     shutdown: CancellationToken,
 ) {
     let mut sessions: HashMap<PeerKey, mpsc::UnboundedSender<SignalOut>> = HashMap::new();
+    let mut sinks: HashMap<SinkKey, mpsc::UnboundedSender<SinkEvent>> = HashMap::new();
     let mut last_stats = SfuStats::default();
     let mut next_stats = Instant::now();
     let mut out = Tally::default();
@@ -329,6 +399,40 @@ async fn run_shard(
                         },
                     );
                 }
+                SfuOutput::SinkAnnounce {
+                    key,
+                    track_id,
+                    participant,
+                    name,
+                    kind,
+                    codec,
+                    clock_rate,
+                } => {
+                    if let Some(tx) = sinks.get(&key) {
+                        let _ = tx.send(SinkEvent::Announce {
+                            track_id,
+                            participant,
+                            name,
+                            kind,
+                            codec,
+                            clock_rate,
+                        });
+                    }
+                }
+                SfuOutput::SinkRemove { key, track_id } => {
+                    if let Some(tx) = sinks.get(&key) {
+                        let _ = tx.send(SinkEvent::Remove { track_id });
+                    }
+                }
+                SfuOutput::SinkMedia {
+                    key,
+                    track_id,
+                    packet,
+                } => {
+                    if let Some(tx) = sinks.get(&key) {
+                        let _ = tx.send(SinkEvent::Media { track_id, packet });
+                    }
+                }
                 SfuOutput::Timeout(t) => break t.min(next_stats),
             }
         };
@@ -345,9 +449,16 @@ async fn run_shard(
             },
             cmd = rx.recv() => match cmd {
                 Some(DriverCommand::Register { key, tx }) => { sessions.insert(key, tx); }
+                Some(DriverCommand::RegisterSink { key, meeting, tx }) => {
+                    sinks.insert(key, tx);
+                    sfu.handle_command(Instant::now(), SfuCommand::SinkAttach { key, meeting });
+                }
                 Some(DriverCommand::Sfu(c)) => {
                     if let SfuCommand::Leave { key } = &c {
                         sessions.remove(key);
+                    }
+                    if let SfuCommand::SinkDetach { key } = &c {
+                        sinks.remove(key);
                     }
                     sfu.handle_command(Instant::now(), c);
                 }

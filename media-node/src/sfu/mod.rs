@@ -10,5 +10,9 @@
 
 mod core;
 pub mod driver;
+mod sink;
 
-pub use self::core::{PeerKey, Sfu, SfuCommand, SfuOutput, SfuStats, SignalOut, layer_for_size};
+pub use self::core::{
+    PeerKey, Sfu, SfuCommand, SfuOutput, SfuStats, SignalOut, SinkKey, layer_for_size,
+};
+pub use self::sink::payload_type;

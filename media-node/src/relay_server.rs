@@ -1,0 +1,116 @@
+//! The media node's end of the relay (DESIGN §6): a QUIC endpoint where recording nodes
+//! (sinks) subscribe to a meeting hosted here. Each link says hello with the meeting; it
+//! is then attached to that meeting's SFU shard as a sink, gets an announcement for every
+//! published track, and the RTP of the tracks it subscribes to as datagrams. Keyframe
+//! requests go back to the publishers through the SFU.
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use common::ids::MeetingId;
+use proto::v1::relay_control::Msg;
+use proto::v1::{AnnounceTrack, RelayControl, RemoveTrack, TrackKind};
+use str0m::media::MediaKind;
+use tokio_util::sync::CancellationToken;
+
+use crate::Node;
+use crate::sfu::driver::SinkEvent;
+
+pub async fn serve(endpoint: quinn::Endpoint, node: Arc<Node>, shutdown: CancellationToken) {
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            a = relay::accept(&endpoint) => a,
+        };
+        let Some(accepted) = accepted else { break };
+        let node = node.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            match accepted {
+                Ok((link, hello)) => {
+                    if let Err(e) = serve_link(link, hello, node, shutdown).await {
+                        tracing::info!(error = %e, "relay link ended");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "relay connection refused"),
+            }
+        });
+    }
+    endpoint.close(0u32.into(), b"shutting down");
+}
+
+async fn serve_link(
+    link: relay::Link,
+    hello: RelayControl,
+    node: Arc<Node>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let Some(Msg::Hello(hello)) = hello.msg else {
+        anyhow::bail!("no hello");
+    };
+    let meeting = MeetingId::parse(&hello.meeting_id)?;
+    if !node.hosts(&meeting) {
+        link.connection
+            .close(1u32.into(), b"meeting not hosted on this node");
+        anyhow::bail!(
+            "{} asked for meeting {meeting}, not hosted here",
+            hello.node_id
+        );
+    }
+    tracing::info!(peer = %hello.node_id, %meeting, "relay sink attached");
+    let (session, mut events) = node.sfu.attach_sink(&meeting);
+    let mut subscribed: HashSet<u32> = HashSet::new();
+    let mut writer = link.writer;
+    let mut reader = link.reader;
+    let connection = link.connection;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            e = events.recv() => match e {
+                None => break,
+                Some(SinkEvent::Media { track_id, packet }) => {
+                    if subscribed.contains(&track_id) {
+                        let mut d = Vec::with_capacity(4 + packet.len());
+                        relay::wire::encode_datagram(track_id, &packet, &mut d);
+                        // Full buffers drop datagrams, as a lossy link would.
+                        if let Err(e) = connection.send_datagram(d.into()) {
+                            match e {
+                                quinn::SendDatagramError::ConnectionLost(_) => break,
+                                _ => node.metrics.relay_dropped.inc(),
+                            }
+                        } else {
+                            node.metrics.relay_packets_out.inc();
+                        }
+                    }
+                }
+                Some(SinkEvent::Announce { track_id, participant, name, kind, codec, clock_rate }) => {
+                    writer.send(&RelayControl { msg: Some(Msg::Announce(AnnounceTrack {
+                        track_id,
+                        participant_id: participant.to_string(),
+                        participant_name: name,
+                        kind: if kind == MediaKind::Audio { TrackKind::Audio } else { TrackKind::Video } as i32,
+                        codec: codec.into(),
+                        clock_rate,
+                        layers: 1,
+                        payload_type: u32::from(crate::sfu::payload_type(codec)),
+                    }))}).await?;
+                }
+                Some(SinkEvent::Remove { track_id }) => {
+                    subscribed.remove(&track_id);
+                    writer.send(&RelayControl { msg: Some(Msg::Remove(RemoveTrack { track_id })) }).await?;
+                }
+            },
+            m = reader.recv() => match m? {
+                None => break,
+                Some(RelayControl { msg: Some(Msg::Subscribe(s)) }) => {
+                    subscribed.insert(s.track_id);
+                    session.keyframe(s.track_id);
+                }
+                Some(RelayControl { msg: Some(Msg::Unsubscribe(u)) }) => { subscribed.remove(&u.track_id); }
+                Some(RelayControl { msg: Some(Msg::Keyframe(k)) }) => session.keyframe(k.track_id),
+                Some(other) => tracing::debug!(?other, "relay message ignored"),
+            },
+        }
+    }
+    tracing::info!(peer = %hello.node_id, %meeting, "relay sink detached");
+    Ok(())
+}

@@ -1,0 +1,124 @@
+//! `manifest.json`: what a recording holds — meeting, participants with join and leave
+//! offsets, every file with its duration, size and sha256, and the gaps with their
+//! reason. Written atomically (temporary file, then rename) so that a reader never sees
+//! half of it.
+use std::path::Path;
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Manifest {
+    pub recording_id: String,
+    pub meeting_id: String,
+    pub node_id: String,
+    pub started_unix_ms: i64,
+    pub duration_ms: u64,
+    pub participants: Vec<ParticipantEntry>,
+    pub files: Vec<FileEntry>,
+    pub gaps: Vec<Gap>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ParticipantEntry {
+    pub participant_id: String,
+    pub name: String,
+    /// From the start of the recording.
+    pub joined_offset_ms: u64,
+    pub left_offset_ms: Option<u64>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct FileEntry {
+    /// The file's name in the recording's directory.
+    pub name: String,
+    /// `audio` (one participant) or `composite`.
+    pub kind: String,
+    pub participant_id: Option<String>,
+    pub duration_ms: u64,
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Gap {
+    pub start_offset_ms: u64,
+    /// None: up to the end of the recording.
+    pub end_offset_ms: Option<u64>,
+    pub reason: String,
+}
+
+/// The sha256 of a file's contents, in lowercase hex.
+pub fn sha256_file(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+impl FileEntry {
+    /// Measures a finished file: size, sha256, and duration by decoding it.
+    pub async fn describe(
+        path: &Path,
+        kind: &str,
+        participant_id: Option<String>,
+    ) -> anyhow::Result<Self> {
+        let p = path.to_owned();
+        let kind = kind.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let duration = if kind == "composite" {
+                crate::probe::composite(&p)?.duration
+            } else {
+                crate::probe::audio(&p)?.duration
+            };
+            Ok(Self {
+                name: p
+                    .file_name()
+                    .context("file without a name")?
+                    .to_string_lossy()
+                    .into_owned(),
+                kind,
+                participant_id,
+                duration_ms: duration.as_millis() as u64,
+                bytes: std::fs::metadata(&p)?.len(),
+                sha256: sha256_file(&p)?,
+            })
+        })
+        .await?
+    }
+}
+
+impl Manifest {
+    pub async fn write(&self, dir: &Path) -> anyhow::Result<()> {
+        let json = serde_json::to_vec_pretty(self)?;
+        let tmp = dir.join("manifest.json.tmp");
+        tokio::fs::write(&tmp, json).await?;
+        tokio::fs::rename(&tmp, dir.join("manifest.json")).await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sha256_of_a_file_is_its_contents_digest() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        std::fs::write(&p, b"abc").unwrap();
+        assert_eq!(
+            sha256_file(&p).unwrap(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+}

@@ -1,0 +1,186 @@
+//! One recording: subscribes to the meeting on its media node over the relay, feeds every
+//! announced track into the pipelines (`pipeline`), and at the end writes
+//! `manifest.json` (`manifest`). Tracks come and go with participants: an audio file
+//! per participant audio track, a tile per video track.
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use proto::v1::relay_control::Msg;
+use proto::v1::{RelayControl, RelayHello, Subscribe};
+use tokio_util::sync::CancellationToken;
+
+use crate::manifest::{FileEntry, Gap, Manifest, ParticipantEntry};
+use crate::pipeline::{AudioFile, Composite};
+use crate::spec::{Codec, CompositeSpec, TrackSpec};
+
+/// What to record and where.
+#[derive(Clone, Debug)]
+pub struct RecordingRequest {
+    pub recording_id: String,
+    pub meeting_id: String,
+    pub node_id: String,
+    /// This recording's directory (under the classification's storage).
+    pub dir: PathBuf,
+    pub media_node_id: String,
+    pub media_relay_addr: SocketAddr,
+    pub composite: CompositeSpec,
+}
+
+/// Counters a recording adds to.
+#[derive(Clone)]
+pub struct RecorderMetrics {
+    pub packets: prometheus::IntCounter,
+    pub bytes_written: prometheus::IntCounter,
+}
+
+/// Records until `stop` is cancelled or the media node ends the link; returns the
+/// manifest it wrote.
+pub async fn record(
+    req: RecordingRequest,
+    endpoint: quinn::Endpoint,
+    metrics: RecorderMetrics,
+    stop: CancellationToken,
+) -> anyhow::Result<Manifest> {
+    std::fs::create_dir_all(&req.dir).with_context(|| format!("creating {}", req.dir.display()))?;
+    let hello = RelayControl {
+        msg: Some(Msg::Hello(RelayHello {
+            node_id: req.node_id.clone(),
+            meeting_id: req.meeting_id.clone(),
+            sink_only: true,
+        })),
+    };
+    let link = relay::connect(&endpoint, req.media_relay_addr, &req.media_node_id, &hello)
+        .await
+        .with_context(|| format!("subscribing to the meeting on {}", req.media_node_id))?;
+    let relay::Link {
+        connection,
+        mut writer,
+        mut reader,
+    } = link;
+    let started = Instant::now();
+    let started_unix_ms = unix_ms();
+    let composite_path = req.dir.join("composite.mp4");
+    let mut composite = Composite::start(req.composite, &composite_path)?;
+    let mut audio: HashMap<u32, (AudioFile, String)> = HashMap::new();
+    let mut tracks: HashMap<u32, TrackSpec> = HashMap::new();
+    let mut participants: BTreeMap<String, ParticipantEntry> = BTreeMap::new();
+    let mut finished_audio: Vec<(PathBuf, String)> = Vec::new();
+    let mut gaps = Vec::new();
+    let offset = |at: Instant| at.duration_since(started).as_millis() as u64;
+
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            m = reader.recv() => match m {
+                Ok(Some(RelayControl { msg: Some(Msg::Announce(a)) })) => {
+                    let codec = match Codec::parse(&a.codec) {
+                        Ok(c) => c,
+                        Err(e) => { tracing::warn!(error = %e, "track not recorded"); continue; }
+                    };
+                    let spec = TrackSpec {
+                        track_id: a.track_id,
+                        participant_id: a.participant_id.clone(),
+                        participant_name: a.participant_name.clone(),
+                        codec,
+                        payload_type: a.payload_type.min(127) as u8,
+                    };
+                    composite.add(&spec)?;
+                    if codec.is_audio() {
+                        audio.insert(a.track_id, (AudioFile::start(&spec, &req.dir)?, a.participant_id.clone()));
+                    }
+                    let now = offset(Instant::now());
+                    participants.entry(a.participant_id.clone()).or_insert_with(|| ParticipantEntry {
+                        participant_id: a.participant_id.clone(),
+                        name: a.participant_name.clone(),
+                        joined_offset_ms: now,
+                        left_offset_ms: None,
+                    });
+                    tracks.insert(a.track_id, spec);
+                    writer.send(&RelayControl { msg: Some(Msg::Subscribe(Subscribe { track_id: a.track_id, layer: 0 })) }).await?;
+                }
+                Ok(Some(RelayControl { msg: Some(Msg::Remove(r)) })) => {
+                    composite.remove(r.track_id);
+                    if let Some(spec) = tracks.remove(&r.track_id) {
+                        if let Some((file, pid)) = audio.remove(&r.track_id) {
+                            let path = tokio::task::spawn_blocking(move || file.finish()).await??;
+                            finished_audio.push((path, pid));
+                        }
+                        if !tracks.values().any(|t| t.participant_id == spec.participant_id)
+                            && let Some(p) = participants.get_mut(&spec.participant_id)
+                        {
+                            p.left_offset_ms = Some(offset(Instant::now()));
+                        }
+                    }
+                }
+                Ok(Some(other)) => tracing::debug!(?other, "relay message ignored"),
+                Ok(None) | Err(_) => {
+                    // The media node went away or closed the meeting: finish what we have.
+                    gaps.push(Gap {
+                        start_offset_ms: offset(Instant::now()),
+                        end_offset_ms: None,
+                        reason: "the media node ended the relay link".into(),
+                    });
+                    break;
+                }
+            },
+            d = connection.read_datagram() => match d {
+                Ok(d) => match relay::wire::decode_datagram(&d) {
+                    Ok((track_id, rtp)) => {
+                        metrics.packets.inc();
+                        composite.push(track_id, rtp);
+                        if let Some((file, _)) = audio.get(&track_id) {
+                            file.push(rtp);
+                        }
+                    }
+                    Err(e) => tracing::debug!(error = %e, "relay datagram skipped"),
+                },
+                Err(_) => continue,
+            },
+        }
+        if let Some(e) = composite.error() {
+            anyhow::bail!("the composite pipeline failed: {e}");
+        }
+    }
+    connection.close(0u32.into(), b"recording stopped");
+    let duration = started.elapsed();
+    let end = offset(Instant::now());
+    for p in participants.values_mut() {
+        p.left_offset_ms.get_or_insert(end);
+    }
+    let composite_done = tokio::task::spawn_blocking(move || composite.finish());
+    for (_, (file, pid)) in audio.drain() {
+        let path = tokio::task::spawn_blocking(move || file.finish()).await??;
+        finished_audio.push((path, pid));
+    }
+    let composite_path = composite_done.await??;
+    let mut files = Vec::new();
+    for (path, pid) in finished_audio {
+        files.push(FileEntry::describe(&path, "audio", Some(pid)).await?);
+    }
+    files.push(FileEntry::describe(&composite_path, "composite", None).await?);
+    metrics
+        .bytes_written
+        .inc_by(files.iter().map(|f| f.bytes).sum());
+    let manifest = Manifest {
+        recording_id: req.recording_id,
+        meeting_id: req.meeting_id,
+        node_id: req.node_id,
+        started_unix_ms,
+        duration_ms: duration.as_millis() as u64,
+        participants: participants.into_values().collect(),
+        files,
+        gaps,
+    };
+    manifest.write(&req.dir).await?;
+    Ok(manifest)
+}
+
+fn unix_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_millis() as i64
+}
