@@ -204,6 +204,8 @@ pub struct Cluster {
     pub media: Vec<Node>,
     pub recording: Vec<Node>,
     pub operator_key: String,
+    /// Config keys added to every media node started from now on (a JSON object).
+    pub media_extra: serde_json::Value,
 }
 
 impl Cluster {
@@ -265,6 +267,7 @@ impl Cluster {
             media: vec![],
             recording: vec![],
             operator_key: OPERATOR_KEY.into(),
+            media_extra: json!({}),
         };
         for i in 0..spec.controllers {
             c.start_controller(&format!("controller-{}", i + 1))?;
@@ -373,6 +376,11 @@ impl Cluster {
         });
         if let Some(a) = advertise {
             cfg["udp_advertise"] = json!(a.to_string());
+        }
+        if let Some(extra) = self.media_extra.as_object() {
+            for (k, v) in extra {
+                cfg[k] = v.clone();
+            }
         }
         let path = self.write_config(&spec.id, cfg)?;
         let log = self.dir.join(format!("logs/{}.log", spec.id));

@@ -32,6 +32,9 @@ pub struct MediaNodeConfig {
     pub drain_deadline_secs: u64,
     /// SFU shards (meetings are spread over them, each runs on its own task); 0: one per core.
     pub sfu_shards: usize,
+    /// Cap each subscriber's simulcast layer by its bandwidth estimate (TWCC); off, the
+    /// tile size alone decides (for links known to be ample).
+    pub simulcast_bandwidth_cap: bool,
     /// The QUIC relay endpoint (UDP) recording nodes subscribe to meetings on (mutual TLS).
     pub relay_listen: String,
     /// Address other nodes dial for the relay; default relay_listen.
@@ -81,6 +84,7 @@ impl Default for MediaNodeConfig {
             token_keys: Vec::new(),
             drain_deadline_secs: 1800,
             sfu_shards: 0,
+            simulcast_bandwidth_cap: true,
             relay_listen: "127.0.0.1:7883".into(),
             relay_advertise: None,
         }

@@ -287,6 +287,7 @@ pub async fn run(
         udp,
         advertised,
         shards,
+        cfg.simulcast_bandwidth_cap,
         rooms.clone(),
         metrics.driver.clone(),
         shutdown.clone(),

@@ -349,6 +349,8 @@ impl Peer {
 
 pub struct Sfu {
     local: SocketAddr,
+    /// Whether a subscriber's bandwidth estimate caps its simulcast layer.
+    bandwidth_cap: bool,
     /// Which shard of the node this is: the first two hex digits of every local ICE ufrag.
     shard: u8,
     peers: Vec<Peer>,
@@ -382,10 +384,16 @@ impl Sfu {
     /// `local` is the UDP socket address peers send to (the host candidate we advertise);
     /// `shard` is written into every local ICE ufrag so that the node's demux can tell
     /// from a STUN request which shard the peer belongs to.
+    /// Off: subscribers get the layer their tile asks for, whatever their estimate.
+    pub fn set_bandwidth_cap(&mut self, on: bool) {
+        self.bandwidth_cap = on;
+    }
+
     pub fn new(local: SocketAddr, shard: u8) -> Self {
         Self {
             local,
             shard,
+            bandwidth_cap: true,
             peers: Vec::new(),
             out: VecDeque::new(),
             fanout: VecDeque::new(),
@@ -584,8 +592,9 @@ impl Sfu {
             }
             SfuCommand::Layer { key, mid, rid } => {
                 let mid = Mid::from(mid.as_str());
+                let cap = self.bandwidth_cap;
                 let Some(p) = self.peer_mut(key) else { return };
-                let budget = p.video_budget_bps();
+                let budget = p.video_budget_bps().filter(|_| cap);
                 let Some(t) = p
                     .tracks_out
                     .iter_mut()
@@ -1089,9 +1098,10 @@ impl Sfu {
     /// to what it asked for, on the layer's next keyframe), and tells its estimator how
     /// much it would like to send so that it probes up to that.
     fn adapt_layers(&mut self, now: Instant) {
+        let cap = self.bandwidth_cap;
         let mut keyframes = Vec::new();
         for p in &mut self.peers {
-            let budget = p.video_budget_bps();
+            let budget = p.video_budget_bps().filter(|_| cap);
             let mut desired = 0;
             for t in &mut p.tracks_out {
                 if !matches!(t.state, OutState::Open(_)) {

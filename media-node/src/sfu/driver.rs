@@ -222,6 +222,7 @@ pub fn spawn(
     socket: UdpSocket,
     advertised: SocketAddr,
     shards: usize,
+    bandwidth_cap: bool,
     rooms: Arc<Rooms>,
     metrics: DriverMetrics,
     shutdown: CancellationToken,
@@ -240,7 +241,11 @@ pub fn spawn(
         datagrams.push(dgram_tx);
         tokio::spawn(run_shard(
             socket.clone(),
-            Sfu::new(advertised, i as u8),
+            {
+                let mut sfu = Sfu::new(advertised, i as u8);
+                sfu.set_bandwidth_cap(bandwidth_cap);
+                sfu
+            },
             rx,
             dgram_rx,
             rooms.clone(),
