@@ -268,6 +268,15 @@ pub fn router(state: HttpState) -> Router {
         .route("/v1/meetings", post(create_meeting).get(list_meetings))
         .route("/v1/meetings/{id}", get(get_meeting).delete(end_meeting))
         .route("/v1/meetings/{id}/join", post(join))
+        .route(
+            "/v1/meetings/{id}/recordings",
+            post(start_recording).get(list_recordings),
+        )
+        .route(
+            "/v1/recordings/{id}",
+            get(get_recording).delete(delete_recording),
+        )
+        .route("/v1/recordings/{id}/stop", post(stop_recording))
         .route("/v1/nodes", get(list_nodes))
         .route("/v1/nodes/{id}/drain", post(drain_node))
         .route("/", get(page))
@@ -332,6 +341,102 @@ async fn list_meetings(
     let list = s.service.list_meetings(&caller, q.state.as_deref()).await?;
     let list: Vec<MeetingJson> = list.into_iter().map(Into::into).collect();
     Ok(Json(serde_json::json!({ "meetings": list })))
+}
+
+/// A recording as the API shows it.
+#[derive(Serialize)]
+struct RecordingJson {
+    recording_id: String,
+    meeting_id: String,
+    node_id: String,
+    state: &'static str,
+    classification: String,
+    started_unix_ms: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stopped_unix_ms: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    deleted_unix_ms: Option<i64>,
+    files: Vec<String>,
+    gaps: Vec<serde_json::Value>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    error: String,
+}
+
+impl From<proto::v1::RecordingRecord> for RecordingJson {
+    fn from(r: proto::v1::RecordingRecord) -> Self {
+        let some = |t: i64| (t > 0).then_some(t);
+        Self {
+            state: crate::recordings::state_name(r.state),
+            stopped_unix_ms: some(r.stopped_unix_ms),
+            deleted_unix_ms: some(r.deleted_unix_ms),
+            gaps: r
+                .gaps
+                .iter()
+                .map(|g| {
+                    serde_json::json!({
+                        "start_unix_ms": g.start_unix_ms,
+                        "end_unix_ms": g.end_unix_ms,
+                        "reason": g.reason,
+                    })
+                })
+                .collect(),
+            recording_id: r.recording_id,
+            meeting_id: r.meeting_id,
+            node_id: r.node_id,
+            classification: r.classification,
+            started_unix_ms: r.started_unix_ms,
+            files: r.files,
+            error: r.error,
+        }
+    }
+}
+
+async fn start_recording(
+    State(s): State<HttpState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<RecordingJson>), ApiError> {
+    let r = s.service.start_recording(&caller, &id).await?;
+    Ok((StatusCode::CREATED, Json(r.into())))
+}
+
+async fn list_recordings(
+    State(s): State<HttpState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let list: Vec<RecordingJson> = s
+        .service
+        .list_recordings(&caller, &id)
+        .await?
+        .into_iter()
+        .map(Into::into)
+        .collect();
+    Ok(Json(serde_json::json!({ "recordings": list })))
+}
+
+async fn get_recording(
+    State(s): State<HttpState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<RecordingJson>, ApiError> {
+    Ok(Json(s.service.get_recording(&caller, &id).await?.into()))
+}
+
+async fn stop_recording(
+    State(s): State<HttpState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<RecordingJson>, ApiError> {
+    Ok(Json(s.service.stop_recording(&caller, &id).await?.into()))
+}
+
+async fn delete_recording(
+    State(s): State<HttpState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<RecordingJson>, ApiError> {
+    Ok(Json(s.service.delete_recording(&caller, &id).await?.into()))
 }
 
 async fn end_meeting(

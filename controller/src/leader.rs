@@ -1,6 +1,7 @@
 //! Leader election over etcd and the leader's reconciler. Every replica campaigns; the
 //! winner, while its lease holds, removes placements whose node died and those of ended
-//! meetings, so the next join of such a meeting lands on a live node. A replica that
+//! meetings, so the next join of such a meeting lands on a live node, and moves
+//! recordings whose recording node died to another node. A replica that
 //! cannot renew its lease steps down at once.
 use std::sync::Arc;
 use std::time::Duration;
@@ -79,6 +80,7 @@ async fn term(
         }
     };
     tracing::info!(controller = id, "became leader");
+    let ttl = Duration::from_secs(cfg.lease_ttl_secs);
     service.metrics.is_leader.set(1);
 
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -90,8 +92,8 @@ async fn term(
                     break Err(e);
                 }
             }
-            _ = tick.tick() => reconcile(service).await,
-            _ = service.view.changed() => reconcile(service).await,
+            _ = tick.tick() => reconcile(service, ttl).await,
+            _ = service.view.changed() => reconcile(service, ttl).await,
         }
     };
     service.metrics.is_leader.set(0);
@@ -109,10 +111,11 @@ async fn term(
 }
 
 /// One pass of the leader's reconciler over the view.
-pub async fn reconcile(service: &Service) {
+pub async fn reconcile(service: &Service, lease_ttl: Duration) {
     if !service.view.is_synced() {
         return;
     }
+    service.reconcile_recordings(lease_ttl).await;
     type Stale = Vec<(MeetingId, Region, String, i64, &'static str)>;
     let stale: Stale = service.view.read(|v| {
         let mut out = Vec::new();

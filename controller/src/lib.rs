@@ -9,6 +9,7 @@ pub mod leader;
 pub mod metrics;
 pub mod nodes;
 pub mod placement;
+pub mod recordings;
 pub mod service;
 pub mod store;
 pub mod view;

@@ -12,6 +12,9 @@ pub struct Metrics {
     pub reconciled_placements: IntCounter,
     pub meetings_active: IntGauge,
     pub media_nodes: IntGauge,
+    pub recordings_started: IntCounter,
+    pub recordings_moved: IntCounter,
+    pub recordings_failed: IntCounter,
 }
 
 impl Metrics {
@@ -61,6 +64,21 @@ impl Metrics {
                 .expect("metric"),
             media_nodes: IntGauge::new("fjord_cluster_media_nodes", "Registered media nodes")
                 .expect("metric"),
+            recordings_started: IntCounter::new(
+                "fjord_controller_recordings_started_total",
+                "Recordings started on a recording node",
+            )
+            .expect("metric"),
+            recordings_moved: IntCounter::new(
+                "fjord_controller_recordings_moved_total",
+                "Recordings moved to another recording node after theirs was lost",
+            )
+            .expect("metric"),
+            recordings_failed: IntCounter::new(
+                "fjord_controller_recordings_failed_total",
+                "Recordings that failed because their node was lost and none could take over",
+            )
+            .expect("metric"),
         };
         // Names are fixed and unique, so registration cannot fail.
         registry
@@ -90,6 +108,13 @@ impl Metrics {
         registry
             .register(Box::new(m.media_nodes.clone()))
             .expect("register");
+        for c in [
+            &m.recordings_started,
+            &m.recordings_moved,
+            &m.recordings_failed,
+        ] {
+            registry.register(Box::new(c.clone())).expect("register");
+        }
         m
     }
 }

@@ -6,14 +6,20 @@ use std::time::Duration;
 
 use proto::v1::media_node_control_client::MediaNodeControlClient;
 use proto::v1::recording_node_control_client::RecordingNodeControlClient;
-use proto::v1::{CloseMeetingRequest, DrainRequest, DrainResponse, PrepareMeetingRequest};
+use proto::v1::{
+    CloseMeetingRequest, DeleteRecordingRequest, DrainRequest, DrainResponse,
+    PrepareMeetingRequest, StartRecordingRequest, StopRecordingRequest,
+};
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 pub struct NodeClients {
     tls: Option<ClientTlsConfig>,
     timeout: Duration,
-    channels: Mutex<HashMap<String, Channel>>,
+    channels: Mutex<HashMap<(String, Duration), Channel>>,
 }
+
+/// Stopping a recording finishes and measures its files: it may take a while.
+const FINISH_TIMEOUT: Duration = Duration::from_secs(150);
 
 #[derive(Debug, thiserror::Error)]
 #[error("node at {addr} did not answer: {message}")]
@@ -32,24 +38,29 @@ impl NodeClients {
     }
 
     fn channel(&self, addr: &str) -> Result<Channel, NodeCallError> {
+        self.channel_with(addr, self.timeout)
+    }
+
+    /// A channel to `addr` whose calls may take up to `timeout`.
+    fn channel_with(&self, addr: &str, timeout: Duration) -> Result<Channel, NodeCallError> {
         let err = |message: String| NodeCallError {
             addr: addr.to_owned(),
             message,
         };
         let mut map = self.channels.lock().expect("node channel map");
-        if let Some(c) = map.get(addr) {
+        if let Some(c) = map.get(&(addr.to_owned(), timeout)) {
             return Ok(c.clone());
         }
         let scheme = if self.tls.is_some() { "https" } else { "http" };
         let mut ep = Endpoint::from_shared(format!("{scheme}://{addr}"))
             .map_err(|e| err(e.to_string()))?
             .connect_timeout(self.timeout)
-            .timeout(self.timeout);
+            .timeout(timeout);
         if let Some(tls) = &self.tls {
             ep = ep.tls_config(tls.clone()).map_err(|e| err(e.to_string()))?;
         }
         let ch = ep.connect_lazy();
-        map.insert(addr.to_owned(), ch.clone());
+        map.insert((addr.to_owned(), timeout), ch.clone());
         Ok(ch)
     }
 
@@ -106,6 +117,46 @@ impl NodeClients {
         })
         .await
         .map(|r| r.into_inner())
+        .map_err(|s| Self::status(addr, s))
+    }
+
+    pub async fn start_recording(
+        &self,
+        addr: &str,
+        req: StartRecordingRequest,
+    ) -> Result<(), NodeCallError> {
+        let mut c = RecordingNodeControlClient::new(self.channel(addr)?);
+        c.start_recording(req)
+            .await
+            .map(|_| ())
+            .map_err(|s| Self::status(addr, s))
+    }
+
+    /// Stops a recording; answers the manifest the node wrote. Finishing files takes a
+    /// while, so this call waits longer than the others.
+    pub async fn stop_recording(&self, addr: &str, id: &str) -> Result<String, NodeCallError> {
+        let mut c = RecordingNodeControlClient::new(self.channel_with(addr, FINISH_TIMEOUT)?);
+        c.stop_recording(StopRecordingRequest {
+            recording_id: id.to_owned(),
+        })
+        .await
+        .map(|r| r.into_inner().manifest_json)
+        .map_err(|s| Self::status(addr, s))
+    }
+
+    pub async fn delete_recording(
+        &self,
+        addr: &str,
+        id: &str,
+        classification: &str,
+    ) -> Result<(), NodeCallError> {
+        let mut c = RecordingNodeControlClient::new(self.channel(addr)?);
+        c.delete_recording(DeleteRecordingRequest {
+            recording_id: id.to_owned(),
+            classification: classification.to_owned(),
+        })
+        .await
+        .map(|_| ())
         .map_err(|s| Self::status(addr, s))
     }
 }

@@ -147,7 +147,7 @@ fn hash_secret(secret: &str) -> Result<String, ApiError> {
         .map_err(|e| ApiError::Internal(format!("hashing failed: {e}")))
 }
 
-fn verify_secret(secret: &str, phc: &str) -> bool {
+pub(crate) fn verify_secret(secret: &str, phc: &str) -> bool {
     PasswordHash::new(phc)
         .map(|h| {
             Argon2::default()
@@ -158,7 +158,7 @@ fn verify_secret(secret: &str, phc: &str) -> bool {
 }
 
 /// Runs argon2 off the async threads: it is deliberately slow.
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f)
@@ -342,7 +342,7 @@ impl Service {
     }
 
     /// The meeting from the view, or from etcd if the view has not seen it yet.
-    async fn meeting_record(&self, id: &MeetingId) -> Result<MeetingRecord, ApiError> {
+    pub(crate) async fn meeting_record(&self, id: &MeetingId) -> Result<MeetingRecord, ApiError> {
         if let Some(m) = self.view.read(|v| v.meetings.get(id).cloned()) {
             return Ok(m);
         }

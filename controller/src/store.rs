@@ -1,13 +1,13 @@
 //! Every write the controller makes to etcd. Writes that race between controllers are
 //! transactions: a placement is created only if absent (or replaced only if unchanged
 //! since it was read), so two controllers racing on one join agree on the node.
-use common::ids::{MeetingId, NodeId, Region};
+use common::ids::{MeetingId, NodeId, RecordingId, Region};
 use common::keyspace::Keyspace;
 use etcd_client::{
     Client, Compare, CompareOp, DeleteOptions, GetOptions, Txn, TxnOp, TxnOpResponse,
 };
 use prost::Message;
-use proto::v1::{MeetingRecord, PlacementRecord};
+use proto::v1::{MeetingRecord, PlacementRecord, RecordingRecord};
 
 use crate::view::StoredPlacement;
 
@@ -55,6 +55,32 @@ impl Store {
             .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
             .and_then([TxnOp::put(key, m.encode_to_vec(), None)]);
         Ok(self.client.clone().txn(txn).await?.succeeded())
+    }
+
+    pub async fn put_recording(
+        &self,
+        id: &RecordingId,
+        r: &RecordingRecord,
+    ) -> Result<(), StoreError> {
+        self.client
+            .clone()
+            .put(self.ks.recording(id), r.encode_to_vec(), None)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn get_recording(
+        &self,
+        id: &RecordingId,
+    ) -> Result<Option<RecordingRecord>, StoreError> {
+        let key = self.ks.recording(id);
+        let resp = self.client.clone().get(key.clone(), None).await?;
+        match resp.kvs().first() {
+            None => Ok(None),
+            Some(kv) => RecordingRecord::decode(kv.value())
+                .map(Some)
+                .map_err(|_| StoreError::Corrupt(key)),
+        }
     }
 
     pub async fn get_meeting(&self, id: &MeetingId) -> Result<Option<MeetingRecord>, StoreError> {

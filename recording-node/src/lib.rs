@@ -10,6 +10,7 @@ pub mod pipeline;
 pub mod probe;
 pub mod recorder;
 pub mod spec;
+pub mod synth;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -21,8 +22,9 @@ use common::node::{CpuSampler, Drain};
 use common::registration::{NodeRecord, Registration};
 use proto::v1::recording_node_control_server::{RecordingNodeControl, RecordingNodeControlServer};
 use proto::v1::{
-    DrainRequest, DrainResponse, NodeLoad, NodeState, RecordingNodeRecord, StartRecordingRequest,
-    StartRecordingResponse, StopRecordingRequest, StopRecordingResponse,
+    DeleteRecordingRequest, DeleteRecordingResponse, DrainRequest, DrainResponse, NodeLoad,
+    NodeState, RecordingNodeRecord, StartRecordingRequest, StartRecordingResponse,
+    StopRecordingRequest, StopRecordingResponse,
 };
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -125,6 +127,14 @@ impl RecordingNodeControl for Control {
             media_node_id: r.media_node_id.clone(),
             media_relay_addr: addr,
             composite: node.composite,
+            segment: r.segment.max(1),
+            recording_started_unix_ms: r.recording_started_unix_ms,
+            gaps: r
+                .gaps
+                .iter()
+                .map(|g| (g.start_unix_ms, g.end_unix_ms, g.reason.clone()))
+                .collect(),
+            earlier_nodes: r.earlier_nodes.clone(),
         };
         let stop = CancellationToken::new();
         let (done_tx, done_rx) = watch::channel(None);
@@ -192,9 +202,55 @@ impl RecordingNodeControl for Control {
                 .map_err(|_| Status::internal("the recording task ended without a result"))?
                 .clone();
         match finished {
+            Some(Ok(m)) => Ok(Response::new(StopRecordingResponse {
+                manifest_json: serde_json::to_string(&m)
+                    .map_err(|e| Status::internal(e.to_string()))?,
+            })),
             Some(Err(e)) => Err(Status::internal(format!("recording failed: {e}"))),
-            _ => Ok(Response::new(StopRecordingResponse::default())),
+            None => Err(Status::internal(
+                "the recording task ended without a result",
+            )),
         }
+    }
+
+    async fn delete_recording(
+        &self,
+        r: Request<DeleteRecordingRequest>,
+    ) -> Result<Response<DeleteRecordingResponse>, Status> {
+        let r = r.into_inner();
+        if spec::file_safe(&r.recording_id) != r.recording_id || r.recording_id.len() < 8 {
+            return Err(Status::invalid_argument("bad recording_id"));
+        }
+        if self
+            .node
+            .recordings
+            .lock()
+            .expect("recordings")
+            .contains_key(&r.recording_id)
+        {
+            return Err(Status::failed_precondition(
+                "the recording is running: stop it first",
+            ));
+        }
+        let Some(storage) = self.node.storage.get(&r.classification) else {
+            return Err(Status::invalid_argument(format!(
+                "no storage for classification {:?}",
+                r.classification
+            )));
+        };
+        let dir = storage.join(&r.recording_id);
+        let files = match std::fs::read_dir(&dir) {
+            Ok(d) => d.count() as u32,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+            Err(e) => return Err(Status::internal(format!("{}: {e}", dir.display()))),
+        };
+        match tokio::fs::remove_dir_all(&dir).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Status::internal(format!("removing {}: {e}", dir.display()))),
+        }
+        tracing::info!(recording = %r.recording_id, files, "recording deleted");
+        Ok(Response::new(DeleteRecordingResponse { files }))
     }
     async fn drain(&self, _r: Request<DrainRequest>) -> Result<Response<DrainResponse>, Status> {
         self.node.start_drain();

@@ -13,7 +13,15 @@ pub struct Manifest {
     pub recording_id: String,
     pub meeting_id: String,
     pub node_id: String,
+    /// When the recording's first segment started: offsets count from here.
     pub started_unix_ms: i64,
+    /// This segment: 1, or more when the recording moved here after a node was lost.
+    pub segment: u32,
+    /// When this segment started.
+    pub segment_started_unix_ms: i64,
+    /// Nodes that recorded the earlier segments (their files are in their storage).
+    pub earlier_nodes: Vec<String>,
+    /// Of this segment.
     pub duration_ms: u64,
     pub participants: Vec<ParticipantEntry>,
     pub files: Vec<FileEntry>,

@@ -10,6 +10,8 @@
 //!   Opus in fragmented MP4 (playable up to the last fragment after a crash).
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
@@ -51,6 +53,16 @@ fn appsrc(track: &TrackSpec) -> anyhow::Result<gst_app::AppSrc> {
         .build())
 }
 
+/// A file sink that hands every buffer to the kernel at once: a node killed with
+/// SIGKILL loses nothing that was muxed (stdio buffering would hold back the first
+/// tens of kilobytes, which is seconds of audio).
+fn file_sink(path: &Path) -> anyhow::Result<gst::Element> {
+    let sink = make("filesink")?;
+    sink.set_property("location", path.to_string_lossy().to_string());
+    sink.set_property_from_str("buffer-mode", "unbuffered");
+    Ok(sink)
+}
+
 fn jitterbuffer() -> anyhow::Result<gst::Element> {
     let jb = make("rtpjitterbuffer")?;
     jb.set_property("latency", JITTER_MS);
@@ -90,6 +102,32 @@ fn finish_pipeline(pipeline: &gst::Pipeline, timeout: Duration) -> anyhow::Resul
     result
 }
 
+/// Gives a buffer that arrives without a PTS the previous one's (plus a nanosecond).
+/// GStreamer's parsers (baseparse) occasionally let one through unstamped under load,
+/// and mp4mux then fails the whole recording with "Buffer has no PTS".
+fn stamp_missing_pts(pad: &gst::Pad) {
+    let last = std::sync::atomic::AtomicU64::new(0);
+    pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+        if let Some(gst::PadProbeData::Buffer(buf)) = info.data.as_mut() {
+            use std::sync::atomic::Ordering::Relaxed;
+            match buf.pts() {
+                Some(pts) => last.store(pts.nseconds(), Relaxed),
+                None => {
+                    let pts = gst::ClockTime::from_nseconds(last.load(Relaxed) + 1);
+                    let b = buf.make_mut();
+                    b.set_pts(pts);
+                    if b.dts().is_none() {
+                        b.set_dts(pts);
+                    }
+                    last.store(pts.nseconds(), Relaxed);
+                    tracing::debug!("stamped a buffer that had no PTS");
+                }
+            }
+        }
+        gst::PadProbeReturn::Ok
+    });
+}
+
 /// An error message with the element that posted it and GStreamer's debug detail.
 pub fn describe_error(e: &gst::message::Error) -> String {
     let from = e
@@ -121,15 +159,14 @@ pub struct AudioFile {
 }
 
 impl AudioFile {
-    pub fn start(track: &TrackSpec, dir: &Path) -> anyhow::Result<Self> {
+    pub fn start(track: &TrackSpec, dir: &Path, segment: u32) -> anyhow::Result<Self> {
         if track.codec != Codec::Opus {
             bail!("participant audio files are Opus, not {:?}", track.codec);
         }
-        let path = dir.join(track.audio_file_name());
+        let path = dir.join(track.audio_file_name(segment));
         let pipeline = gst::Pipeline::with_name(&format!("audio-{}", track.track_id));
         let src = appsrc(track)?;
-        let sink = make("filesink")?;
-        sink.set_property("location", path.to_string_lossy().to_string());
+        let sink = file_sink(&path)?;
         let chain = [
             src.upcast_ref::<gst::Element>().clone(),
             jitterbuffer()?,
@@ -183,7 +220,26 @@ pub struct Composite {
     mixer: gst::Element,
     spec: CompositeSpec,
     branches: BTreeMap<u32, Branch>,
+    /// Where the recording ends (running time in ns; u64::MAX: not yet), and whether the
+    /// video and the audio mix have got there.
+    cut: Arc<AtomicU64>,
+    at_cut: [Arc<AtomicBool>; 2],
     pub path: PathBuf,
+}
+
+/// Drops what `pad` produces from the cut on, and notes that it got there.
+fn cut_at(pad: &gst::Pad, cut: Arc<AtomicU64>, reached: Arc<AtomicBool>) {
+    pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+        if let Some(gst::PadProbeData::Buffer(buf)) = info.data.as_ref()
+            && buf
+                .pts()
+                .is_some_and(|pts| pts.nseconds() >= cut.load(Ordering::Relaxed))
+        {
+            reached.store(true, Ordering::Relaxed);
+            return gst::PadProbeReturn::Drop;
+        }
+        gst::PadProbeReturn::Ok
+    });
 }
 
 impl Composite {
@@ -245,8 +301,7 @@ impl Composite {
         // Fragmented: every second is self-contained, so a crash loses at most that.
         mux.set_property("fragment-duration", 1000u32);
         mux.set_property("streamable", true);
-        let sink = make("filesink")?;
-        sink.set_property("location", path.to_string_lossy().to_string());
+        let sink = file_sink(path)?;
 
         let video = [
             canvas,
@@ -267,6 +322,7 @@ impl Composite {
             make("audioconvert")?,
             make("audioresample")?,
             opusenc,
+            make("opusparse")?,
             aqueue,
         ];
         pipeline.add_many(&video)?;
@@ -281,6 +337,18 @@ impl Composite {
             .link_pads(None, &mux, Some("audio_0"))
             .context("linking audio into mp4mux")?;
         mux.link(&sink)?;
+        for q in [&video[video.len() - 1], &audio[audio.len() - 1]] {
+            stamp_missing_pts(&q.static_pad("src").context("queue without src pad")?);
+        }
+        let cut = Arc::new(AtomicU64::new(u64::MAX));
+        let at_cut = [
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicBool::new(false)),
+        ];
+        for (el, reached) in [&compositor, &mixer].into_iter().zip(&at_cut) {
+            let pad = el.static_pad("src").context("mixer without src pad")?;
+            cut_at(&pad, cut.clone(), reached.clone());
+        }
         pipeline
             .set_state(gst::State::Playing)
             .with_context(|| format!("starting the composite {}", path.display()))?;
@@ -290,6 +358,8 @@ impl Composite {
             mixer,
             spec,
             branches: BTreeMap::new(),
+            cut,
+            at_cut,
             path: path.to_owned(),
         })
     }
@@ -388,6 +458,27 @@ impl Composite {
         }
     }
 
+    /// The pipeline's running time now: where a recording stopped now ends.
+    pub fn now(&self) -> Option<gst::ClockTime> {
+        let clock = self.pipeline.clock()?;
+        Some(clock.time().saturating_sub(self.pipeline.base_time()?))
+    }
+
+    /// Ends the video and the mix at running time `end`: what comes later is dropped,
+    /// and we wait (up to `limit`) until both got there, since a busy machine can leave
+    /// the live pipeline behind the clock and ending it at once would cut its tail.
+    fn cut_at(&self, end: gst::ClockTime, limit: Duration) {
+        self.cut.store(end.nseconds(), Ordering::Relaxed);
+        let deadline = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < deadline {
+            if self.at_cut.iter().all(|r| r.load(Ordering::Relaxed)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        tracing::warn!("the composite did not reach its end in time; its tail is cut");
+    }
+
     /// Hands one RTP packet of `track_id` to the composite; false if it is not taken.
     pub fn push(&self, track_id: u32, rtp: &[u8]) -> bool {
         self.branches
@@ -399,8 +490,12 @@ impl Composite {
         error_of(&self.pipeline)
     }
 
-    /// Ends the composite: the last fragment is written and the file closed.
-    pub fn finish(self) -> anyhow::Result<PathBuf> {
+    /// Ends the composite at running time `end` (see [`Composite::now`]; None: now):
+    /// the last fragment is written and the file closed.
+    pub fn finish(self, end: Option<gst::ClockTime>) -> anyhow::Result<PathBuf> {
+        if let Some(end) = end.or_else(|| self.now()) {
+            self.cut_at(end, Duration::from_secs(5));
+        }
         for b in self.branches.values() {
             let _ = b.src.end_of_stream();
         }

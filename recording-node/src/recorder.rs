@@ -27,6 +27,13 @@ pub struct RecordingRequest {
     pub media_node_id: String,
     pub media_relay_addr: SocketAddr,
     pub composite: CompositeSpec,
+    /// 1, or more when the recording moved here after a node was lost.
+    pub segment: u32,
+    /// When the first segment started (0: this one is the first).
+    pub recording_started_unix_ms: i64,
+    /// Gaps so far: (start, end) in unix ms, and why.
+    pub gaps: Vec<(i64, i64, String)>,
+    pub earlier_nodes: Vec<String>,
 }
 
 /// Counters a recording adds to.
@@ -61,15 +68,34 @@ pub async fn record(
         mut reader,
     } = link;
     let started = Instant::now();
-    let started_unix_ms = unix_ms();
-    let composite_path = req.dir.join("composite.mp4");
+    let segment_started_unix_ms = unix_ms();
+    let recording_started_unix_ms = if req.recording_started_unix_ms > 0 {
+        req.recording_started_unix_ms
+    } else {
+        segment_started_unix_ms
+    };
+    // Offsets in the manifest count from the recording's start, across segments.
+    let since_start = (segment_started_unix_ms - recording_started_unix_ms).max(0) as u64;
+    let segment = req.segment.max(1);
+    let composite_path = req
+        .dir
+        .join(crate::spec::segment_file_name("composite", "mp4", segment));
     let mut composite = Composite::start(req.composite, &composite_path)?;
     let mut audio: HashMap<u32, (AudioFile, String)> = HashMap::new();
     let mut tracks: HashMap<u32, TrackSpec> = HashMap::new();
     let mut participants: BTreeMap<String, ParticipantEntry> = BTreeMap::new();
     let mut finished_audio: Vec<(PathBuf, String)> = Vec::new();
-    let mut gaps = Vec::new();
-    let offset = |at: Instant| at.duration_since(started).as_millis() as u64;
+    let to_offset = |unix_ms: i64| (unix_ms - recording_started_unix_ms).max(0) as u64;
+    let mut gaps: Vec<Gap> = req
+        .gaps
+        .iter()
+        .map(|(start, end, reason)| Gap {
+            start_offset_ms: to_offset(*start),
+            end_offset_ms: Some(to_offset(*end)),
+            reason: reason.clone(),
+        })
+        .collect();
+    let offset = |at: Instant| since_start + at.duration_since(started).as_millis() as u64;
 
     loop {
         tokio::select! {
@@ -89,7 +115,7 @@ pub async fn record(
                     };
                     composite.add(&spec)?;
                     if codec.is_audio() {
-                        audio.insert(a.track_id, (AudioFile::start(&spec, &req.dir)?, a.participant_id.clone()));
+                        audio.insert(a.track_id, (AudioFile::start(&spec, &req.dir, segment)?, a.participant_id.clone()));
                     }
                     let now = offset(Instant::now());
                     participants.entry(a.participant_id.clone()).or_insert_with(|| ParticipantEntry {
@@ -144,13 +170,14 @@ pub async fn record(
             anyhow::bail!("the composite pipeline failed: {e}");
         }
     }
+    let end_at = composite.now();
     connection.close(0u32.into(), b"recording stopped");
     let duration = started.elapsed();
     let end = offset(Instant::now());
     for p in participants.values_mut() {
         p.left_offset_ms.get_or_insert(end);
     }
-    let composite_done = tokio::task::spawn_blocking(move || composite.finish());
+    let composite_done = tokio::task::spawn_blocking(move || composite.finish(end_at));
     for (_, (file, pid)) in audio.drain() {
         let path = tokio::task::spawn_blocking(move || file.finish()).await??;
         finished_audio.push((path, pid));
@@ -168,7 +195,10 @@ pub async fn record(
         recording_id: req.recording_id,
         meeting_id: req.meeting_id,
         node_id: req.node_id,
-        started_unix_ms,
+        started_unix_ms: recording_started_unix_ms,
+        segment,
+        segment_started_unix_ms,
+        earlier_nodes: req.earlier_nodes,
         duration_ms: duration.as_millis() as u64,
         participants: participants.into_values().collect(),
         files,

@@ -85,14 +85,29 @@ impl TrackSpec {
         )
     }
 
-    /// The participant's audio file: Ogg Opus, named by participant (readable name, then
-    /// the id that makes it unique).
-    pub fn audio_file_name(&self) -> String {
-        format!(
-            "audio-{}-{}.ogg",
-            file_safe(&self.participant_name),
-            file_safe(&self.participant_id)
+    /// The participant's audio file in `segment` of the recording: Ogg Opus, named by
+    /// participant (readable name, then the id that makes it unique).
+    pub fn audio_file_name(&self, segment: u32) -> String {
+        segment_file_name(
+            &format!(
+                "audio-{}-{}",
+                file_safe(&self.participant_name),
+                file_safe(&self.participant_id)
+            ),
+            "ogg",
+            segment,
         )
+    }
+}
+
+/// A file of `segment` (the first keeps the plain name; a recording that moved to
+/// another node goes on in `name-s2.ext`, ...), so that segments never overwrite each
+/// other in a shared storage.
+pub fn segment_file_name(name: &str, ext: &str, segment: u32) -> String {
+    if segment <= 1 {
+        format!("{name}.{ext}")
+    } else {
+        format!("{name}-s{segment}.{ext}")
     }
 }
 
@@ -246,7 +261,10 @@ mod tests {
             codec: Codec::Opus,
             payload_type: 111,
         };
-        assert_eq!(t.audio_file_name(), "audio-_se_________etc-p1abc.ogg");
+        assert_eq!(t.audio_file_name(1), "audio-_se_________etc-p1abc.ogg");
+        assert_eq!(t.audio_file_name(2), "audio-_se_________etc-p1abc-s2.ogg");
+        assert_eq!(segment_file_name("composite", "mp4", 0), "composite.mp4");
+        assert_eq!(segment_file_name("composite", "mp4", 3), "composite-s3.mp4");
         assert_eq!(file_safe(""), "_");
         assert_eq!(file_safe(&"x".repeat(100)).len(), 40);
     }

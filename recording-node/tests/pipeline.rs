@@ -5,53 +5,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
-use gstreamer as gst;
-use gstreamer::prelude::*;
-use gstreamer_app as gst_app;
 use recording_node::pipeline::{AudioFile, Composite};
 use recording_node::probe;
 use recording_node::spec::{Codec, CompositeSpec, TrackSpec};
-
-/// RTP packets with the time (from the stream's start) each is due.
-type Stream = Vec<(Duration, Vec<u8>)>;
-
-fn rtp(desc: &str) -> Stream {
-    let p = gst::parse::launch(&format!("{desc} ! appsink name=out sync=false"))
-        .unwrap()
-        .downcast::<gst::Pipeline>()
-        .unwrap();
-    let sink = p
-        .by_name("out")
-        .unwrap()
-        .downcast::<gst_app::AppSink>()
-        .unwrap();
-    p.set_state(gst::State::Playing).unwrap();
-    let mut out = Vec::new();
-    while let Ok(s) = sink.pull_sample() {
-        let b = s.buffer().unwrap();
-        let at = Duration::from_nanos(b.pts().map(|t| t.nseconds()).unwrap_or(0));
-        out.push((at, b.map_readable().unwrap().to_vec()));
-    }
-    p.set_state(gst::State::Null).unwrap();
-    assert!(!out.is_empty(), "no RTP from {desc}");
-    out
-}
-
-fn tone(hz: u32, secs: u32) -> Stream {
-    rtp(&format!(
-        "audiotestsrc freq={hz} volume=0.5 num-buffers={} samplesperbuffer=960 ! \
-         audio/x-raw,rate=48000,channels=1 ! opusenc frame-size=20 ! rtpopuspay pt=111",
-        secs * 50
-    ))
-}
-
-fn pattern(name: &str, secs: u32) -> Stream {
-    rtp(&format!(
-        "videotestsrc pattern={name} num-buffers={} ! video/x-raw,width=320,height=180,framerate=25/1 ! \
-         vp8enc deadline=1 keyframe-max-dist=25 ! rtpvp8pay pt=96 mtu=1100",
-        secs * 25
-    ))
-}
+use recording_node::synth::{pattern, play, tone};
 
 fn track(id: u32, participant: &str, codec: Codec) -> TrackSpec {
     TrackSpec {
@@ -60,22 +17,6 @@ fn track(id: u32, participant: &str, codec: Codec) -> TrackSpec {
         participant_name: participant.into(),
         codec,
         payload_type: if codec == Codec::Opus { 111 } else { 96 },
-    }
-}
-
-/// Pushes every stream's packets when they are due, as a relay would.
-fn play(streams: Vec<(u32, Stream)>, mut push: impl FnMut(u32, &[u8])) {
-    let mut all: Vec<(Duration, u32, Vec<u8>)> = streams
-        .into_iter()
-        .flat_map(|(id, pkts)| pkts.into_iter().map(move |(at, p)| (at, id, p)))
-        .collect();
-    all.sort_by_key(|(at, id, _)| (*at, *id));
-    let start = Instant::now();
-    for (at, id, p) in all {
-        if let Some(wait) = at.checked_sub(start.elapsed()) {
-            std::thread::sleep(wait);
-        }
-        push(id, &p);
     }
 }
 
@@ -109,10 +50,10 @@ fn participant_audio_files_and_the_composite_hold_what_was_sent() -> anyhow::Res
     let (ada_a, ada_v) = (track(1, "Ada", Codec::Opus), track(2, "Ada", Codec::Vp8));
     let (bo_a, bo_v) = (track(3, "Bo", Codec::Opus), track(4, "Bo", Codec::Vp8));
     let streams = vec![
-        (1, tone(440, SECS)),
-        (2, pattern("ball", SECS)),
-        (3, tone(880, SECS)),
-        (4, pattern("smpte", SECS)),
+        (1, tone(440, SECS)?),
+        (2, pattern("ball", 320, 180, 300, SECS)?),
+        (3, tone(880, SECS)?),
+        (4, pattern("smpte", 320, 180, 300, SECS)?),
     ];
     let spec = CompositeSpec {
         width: 640,
@@ -122,14 +63,14 @@ fn participant_audio_files_and_the_composite_hold_what_was_sent() -> anyhow::Res
     };
     let mut composite = Composite::start(spec, &dir.path().join("composite.mp4"))?;
     let files = [
-        AudioFile::start(&ada_a, dir.path())?,
-        AudioFile::start(&bo_a, dir.path())?,
+        AudioFile::start(&ada_a, dir.path(), 1)?,
+        AudioFile::start(&bo_a, dir.path(), 1)?,
     ];
     for t in [&ada_a, &ada_v, &bo_a, &bo_v] {
         composite.add(t)?;
     }
     let started = Instant::now();
-    play(streams, |id, p| {
+    play(&streams, |id, p| {
         assert!(composite.push(id, p), "composite refused a packet");
         match id {
             1 => assert!(files[0].push(p)),
@@ -142,13 +83,14 @@ fn participant_audio_files_and_the_composite_hold_what_was_sent() -> anyhow::Res
     composite.remove(3);
     std::thread::sleep(Duration::from_millis(500));
     let recorded = started.elapsed();
+    let end = composite.now();
     if let Some(e) = composite.error() {
         return Err(anyhow!("composite failed: {e}"));
     }
     let [ada_file, bo_file] = files;
     let ada_path = ada_file.finish()?;
     let bo_path = bo_file.finish()?;
-    let composite_path = composite.finish()?;
+    let composite_path = composite.finish(end)?;
 
     assert!(ada_path.ends_with("audio-Ada-Ada-id.ogg"));
     check_tone(&ada_path, 440, SECS);

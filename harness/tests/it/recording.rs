@@ -4,36 +4,12 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use proto::v1::recording_node_control_client::RecordingNodeControlClient;
-use proto::v1::{StartRecordingRequest, StopRecordingRequest};
 use recording_node::manifest::{Manifest, sha256_file};
 use recording_node::probe;
+use reqwest::StatusCode;
 use serde_json::json;
-use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 
 use crate::{Api, spec};
-
-/// The recording node's control API, as the controller reaches it (mutual TLS).
-async fn control(c: &harness::Cluster) -> RecordingNodeControlClient<tonic::transport::Channel> {
-    let (cert, key) = c.pki.files("controller-1");
-    let tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(
-            std::fs::read(c.pki.ca_file()).unwrap(),
-        ))
-        .identity(Identity::from_pem(
-            std::fs::read(cert).unwrap(),
-            std::fs::read(key).unwrap(),
-        ));
-    let ch = Endpoint::from_shared(format!("https://127.0.0.1:{}", c.recording[0].grpc))
-        .unwrap()
-        .timeout(Duration::from_secs(150))
-        .tls_config(tls)
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    RecordingNodeControlClient::new(ch)
-}
 
 async fn publisher(base: &str, meeting: &str, name: &str, hz: u32, pattern: &str) -> bot::Bot {
     let clip = bot::media::encode(&bot::ClipSpec {
@@ -68,50 +44,66 @@ fn near(what: &str, got_ms: u64, want: Duration) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn two_bots_are_recorded_into_their_own_audio_files_and_a_composite() {
-    let c = harness::Cluster::start(spec()).await.unwrap();
-    let mut c = c;
-    c.start_recording(crate::node("recording-oslo-1", "oslo"))
-        .unwrap();
-    c.wait_ready(Duration::from_secs(20)).await.unwrap();
-    let api = Api::new(&c);
-    let base = c.controllers[0].url();
-    let meeting = api.create(&base, json!({ "title": "recorded" })).await;
-    let ada = publisher(&base, &meeting, "Ada", 440, "ball").await;
-    let bo = publisher(&base, &meeting, "Bo", 880, "smpte").await;
-    assert_eq!(ada.node_id, bo.node_id, "one meeting, one node per region");
-    let media = c
-        .media
-        .iter()
-        .find(|n| n.spec.id == ada.node_id)
-        .expect("the bots' media node");
+async fn the_host_records_two_bots_into_their_own_audio_files_and_a_composite_then_deletes_it() {
+    let (c, api, base, meeting, host_key, bots) = recorded_meeting(1).await;
+    let start_url = format!("{base}/v1/meetings/{meeting}/recordings");
 
-    let mut ctl = control(&c).await;
-    let rid = "rec-test-0001".to_string();
-    ctl.start_recording(StartRecordingRequest {
-        recording_id: rid.clone(),
-        meeting_id: meeting.clone(),
-        classification: "internal".into(),
-        media_relay_addr: format!("127.0.0.1:{}", media.relay),
-        media_node_id: media.spec.id.clone(),
-    })
-    .await
-    .unwrap();
+    // Not the host: no key, an attendee's join token, a wrong key.
+    let (st, v) = api.send(api.http.post(&start_url)).await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED, "{v}");
+    let attendee = api.join_from(&base, &meeting, "oslo").await;
+    assert_eq!(attendee["role"], "attendee");
+    for bearer in [attendee["token"].as_str().unwrap(), "not-the-host-key"] {
+        let (st, v) = api
+            .send(api.http.post(&start_url).bearer_auth(bearer))
+            .await;
+        assert_eq!(st, StatusCode::FORBIDDEN, "{v}");
+        assert!(v["message"].as_str().unwrap().contains("host"), "{v}");
+    }
+
+    let (st, rec) = api
+        .send(api.http.post(&start_url).bearer_auth(&host_key))
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{rec}");
+    assert_eq!(rec["state"], "recording");
+    assert_eq!(
+        rec["node_id"], "recording-oslo-1",
+        "in the meeting's region"
+    );
+    let rid = rec["recording_id"].as_str().unwrap().to_owned();
     let started = Instant::now();
     tokio::time::sleep(Duration::from_secs(10)).await;
     // From the start's answer to the stop's request: how long the bots were recorded.
     let recorded = started.elapsed();
-    ctl.stop_recording(StopRecordingRequest {
-        recording_id: rid.clone(),
-    })
-    .await
-    .unwrap();
-    let ids = [
-        (ada.participant_id.clone(), 440),
-        (bo.participant_id.clone(), 880),
-    ];
-    ada.leave().await;
-    bo.leave().await;
+    let (st, stopped) = api
+        .send(
+            api.http
+                .post(format!("{base}/v1/recordings/{rid}/stop"))
+                .bearer_auth(&host_key),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{stopped}");
+    assert_eq!(stopped["state"], "stopped");
+    let ids: Vec<(String, u32)> = bots
+        .iter()
+        .map(|(b, hz)| (b.participant_id.clone(), *hz))
+        .collect();
+    for (b, _) in bots {
+        b.leave().await;
+    }
+
+    let (st, shown) = api
+        .operator(reqwest::Method::GET, format!("{base}/v1/recordings/{rid}"))
+        .await;
+    assert_eq!(st, StatusCode::OK, "{shown}");
+    let listed = shown["files"].as_array().unwrap();
+    assert!(listed.iter().any(|f| f == "composite.mp4"), "{shown}");
+    assert!(listed.iter().any(|f| f == "manifest.json"), "{shown}");
+    let (st, list) = api
+        .send(api.http.get(&start_url).bearer_auth(&host_key))
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(list["recordings"][0]["recording_id"], rid.as_str());
 
     let dir = c
         .recording_storage("recording-oslo-1")
@@ -121,7 +113,11 @@ async fn two_bots_are_recorded_into_their_own_audio_files_and_a_composite() {
         serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
     eprintln!("{}", serde_json::to_string_pretty(&manifest).unwrap());
     assert_eq!(manifest.meeting_id, meeting);
-    assert_eq!(manifest.participants.len(), 2);
+    assert_eq!(
+        manifest.participants.len(),
+        2,
+        "the attendee published nothing"
+    );
     for f in &manifest.files {
         assert_eq!(
             sha256_file(&dir.join(&f.name)).unwrap(),
@@ -130,18 +126,14 @@ async fn two_bots_are_recorded_into_their_own_audio_files_and_a_composite() {
             f.name
         );
     }
-    let file_of = |pid: &str| {
-        manifest
+    for (pid, hz) in ids {
+        let pid = pid.as_str();
+        let f = manifest
             .files
             .iter()
             .find(|f| f.participant_id.as_deref() == Some(pid))
-            .unwrap_or_else(|| panic!("no audio file for {pid}"))
-            .clone()
-    };
-    for (pid, hz) in ids {
-        let f = file_of(&pid);
-        let path = dir.join(&f.name);
-        let a = probe::audio(&path).unwrap();
+            .unwrap_or_else(|| panic!("no audio file for {pid}"));
+        let a = probe::audio(&dir.join(&f.name)).unwrap();
         near(&f.name, a.duration.as_millis() as u64, recorded);
         let mid = a.samples.len() / 2;
         let second = &a.samples[mid - a.rate as usize / 2..mid + a.rate as usize / 2];
@@ -152,8 +144,20 @@ async fn two_bots_are_recorded_into_their_own_audio_files_and_a_composite() {
             f.name
         );
     }
-    let composite = dir.join("composite.mp4");
-    check_composite(&composite, recorded);
+    check_composite(&dir.join("composite.mp4"), recorded);
+
+    // Deleting removes the files and records it.
+    let (st, deleted) = api
+        .send(
+            api.http
+                .delete(format!("{base}/v1/recordings/{rid}"))
+                .bearer_auth(&host_key),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{deleted}");
+    assert_eq!(deleted["state"], "deleted");
+    assert!(deleted["deleted_unix_ms"].as_i64().unwrap() > 0);
+    assert!(!dir.exists(), "{} should be gone", dir.display());
 }
 
 fn check_composite(path: &Path, recorded: Duration) {
@@ -162,4 +166,140 @@ fn check_composite(path: &Path, recorded: Duration) {
     assert_eq!((v.width, v.height), (640, 360), "the configured resolution");
     near("the composite", v.duration.as_millis() as u64, recorded);
     assert!(v.audio_buffers > 0, "the composite has an audio track");
+}
+
+/// A meeting with two publishing bots and its host key; `n` recording nodes in oslo.
+async fn recorded_meeting(
+    n: usize,
+) -> (
+    harness::Cluster,
+    Api,
+    String,
+    String,
+    String,
+    Vec<(bot::Bot, u32)>,
+) {
+    let mut c = harness::Cluster::start(spec()).await.unwrap();
+    for i in 1..=n {
+        c.start_recording(crate::node(&format!("recording-oslo-{i}"), "oslo"))
+            .unwrap();
+    }
+    c.wait_ready(Duration::from_secs(20)).await.unwrap();
+    let api = Api::new(&c);
+    let base = c.controllers[0].url();
+    let (st, created) = api
+        .send(
+            api.http
+                .post(format!("{base}/v1/meetings"))
+                .bearer_auth(&api.key)
+                .json(&json!({ "title": "recorded" })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{created}");
+    let meeting = created["id"].as_str().unwrap().to_owned();
+    let host_key = created["host_key"].as_str().unwrap().to_owned();
+    let bots = vec![
+        (publisher(&base, &meeting, "Ada", 440, "ball").await, 440),
+        (publisher(&base, &meeting, "Bo", 880, "smpte").await, 880),
+    ];
+    (c, api, base, meeting, host_key, bots)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_recording_whose_node_is_killed_moves_to_another_node_and_the_manifest_shows_the_gap() {
+    let (mut c, api, base, meeting, host_key, bots) = recorded_meeting(2).await;
+    let (st, rec) = api
+        .send(
+            api.http
+                .post(format!("{base}/v1/meetings/{meeting}/recordings"))
+                .bearer_auth(&host_key),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{rec}");
+    let rid = rec["recording_id"].as_str().unwrap().to_owned();
+    let first = rec["node_id"].as_str().unwrap().to_owned();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+
+    let victim = c.recording.iter_mut().find(|n| n.spec.id == first).unwrap();
+    victim.proc.kill9();
+    let killed = Instant::now();
+    let moved = harness::eventually(
+        Duration::from_secs(crate::TTL + 2),
+        "the recording to move to another recording node",
+        || async {
+            let (_, v) = api
+                .operator(reqwest::Method::GET, format!("{base}/v1/recordings/{rid}"))
+                .await;
+            (v["node_id"] != first.as_str() && v["state"] == "recording").then_some(v)
+        },
+    )
+    .await
+    .unwrap();
+    eprintln!("moved {:?} after kill -9: {moved}", killed.elapsed());
+    let second = moved["node_id"].as_str().unwrap().to_owned();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let (st, stopped) = api
+        .send(
+            api.http
+                .post(format!("{base}/v1/recordings/{rid}/stop"))
+                .bearer_auth(&host_key),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{stopped}");
+    assert_eq!(stopped["gaps"].as_array().unwrap().len(), 1, "{stopped}");
+    for (b, _) in bots {
+        b.leave().await;
+    }
+
+    // The second node's manifest tells of the first segment and the gap.
+    let dir = |node: &str| c.recording_storage(node).join("internal").join(&rid);
+    let manifest: Manifest =
+        serde_json::from_slice(&std::fs::read(dir(&second).join("manifest.json")).unwrap())
+            .unwrap();
+    eprintln!("{}", serde_json::to_string_pretty(&manifest).unwrap());
+    assert_eq!(manifest.segment, 2);
+    assert_eq!(manifest.earlier_nodes, vec![first.clone()]);
+    assert_eq!(manifest.gaps.len(), 1);
+    assert!(
+        manifest.gaps[0].reason.contains(&first),
+        "{:?}",
+        manifest.gaps
+    );
+    assert!(manifest.gaps[0].end_offset_ms > Some(manifest.gaps[0].start_offset_ms));
+    assert!(
+        manifest.files.iter().any(|f| f.name == "composite-s2.mp4"),
+        "{:?}",
+        manifest.files
+    );
+
+    // What the first node wrote before it died plays: each participant's tone, and the
+    // composite's video.
+    let before = dir(&first);
+    let mut tones = Vec::new();
+    for entry in std::fs::read_dir(&before).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "ogg") {
+            let a = probe::audio(&path).unwrap();
+            assert!(
+                a.duration > Duration::from_secs(2),
+                "{} lasts {:?}",
+                path.display(),
+                a.duration
+            );
+            let tail = &a.samples[a.samples.len().saturating_sub(a.rate as usize)..];
+            tones.push(probe::dominant_frequency(tail, a.rate, 100, 2000, 10));
+        }
+    }
+    tones.sort();
+    assert_eq!(
+        tones,
+        vec![440, 880],
+        "both participants' files, with their tones"
+    );
+    let v = probe::composite(&before.join("composite.mp4")).unwrap();
+    eprintln!("pre-crash composite: {v:?}");
+    assert!(
+        v.duration > Duration::from_secs(2) && v.frames > 20,
+        "the pre-crash composite plays: {v:?}"
+    );
 }

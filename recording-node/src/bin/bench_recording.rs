@@ -1,0 +1,155 @@
+//! How many recordings one core keeps up with in real time: runs N composites (each of
+//! P participants' VP8 video and Opus audio, composed at 1280x720 25 fps and encoded to
+//! H.264) and M per-participant audio files side by side for D seconds, fed with real RTP
+//! in real time, and prints the CPU they took (from /proc) and whether the composites
+//! kept up (their length against the wall clock).
+//!
+//! `cargo build --release -p recording-node && ./target/release/fjord-bench-recording`
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Parser;
+use recording_node::pipeline::{AudioFile, Composite};
+use recording_node::spec::{Codec, CompositeSpec, TrackSpec};
+use recording_node::{probe, synth};
+
+#[derive(Parser)]
+#[command(about = "Recording benchmark: composites and audio files per CPU core")]
+struct Args {
+    /// Composite recordings at once.
+    #[arg(long, default_value_t = 1)]
+    composites: usize,
+    /// Participants (video + audio) in each composite.
+    #[arg(long, default_value_t = 4)]
+    participants: usize,
+    /// Per-participant audio files at once (separately from the composites).
+    #[arg(long, default_value_t = 50)]
+    audio: usize,
+    #[arg(long, default_value_t = 20)]
+    seconds: u32,
+    /// Where the files go (a temporary directory by default).
+    #[arg(long)]
+    dir: Option<std::path::PathBuf>,
+}
+
+fn cpu_seconds() -> f64 {
+    common::node::CpuSampler::process_cpu_seconds().unwrap_or(0.0)
+}
+
+fn main() -> anyhow::Result<()> {
+    let a = Args::parse();
+    recording_node::pipeline::init()?;
+    let tmp = tempfile::tempdir()?;
+    let dir = a.dir.clone().unwrap_or_else(|| tmp.path().to_owned());
+    std::fs::create_dir_all(&dir)?;
+    eprintln!(
+        "encoding {} s of {} participants' test media once…",
+        a.seconds, a.participants
+    );
+    let patterns = ["ball", "smpte", "snow", "pinwheel", "spokes", "gamut"];
+    let mut streams = Vec::new();
+    let mut tracks = Vec::new();
+    for p in 0..a.participants {
+        let (aid, vid) = (2 * p as u32 + 1, 2 * p as u32 + 2);
+        streams.push((aid, synth::tone(300 + 100 * p as u32, a.seconds)?));
+        streams.push((
+            vid,
+            synth::pattern(patterns[p % patterns.len()], 640, 360, 600, a.seconds)?,
+        ));
+        for (id, codec) in [(aid, Codec::Opus), (vid, Codec::Vp8)] {
+            tracks.push(TrackSpec {
+                track_id: id,
+                participant_id: format!("p{p}"),
+                participant_name: format!("P{p}"),
+                codec,
+                payload_type: if codec == Codec::Opus { 111 } else { 96 },
+            });
+        }
+    }
+    let audio_stream = synth::tone(440, a.seconds)?;
+    let spec = CompositeSpec {
+        width: 1280,
+        height: 720,
+        fps: 25,
+        video_kbps: 2_000,
+    };
+    let mut composites = Vec::new();
+    for i in 0..a.composites {
+        let mut c = Composite::start(spec, &dir.join(format!("composite-{i}.mp4")))?;
+        for t in &tracks {
+            c.add(t)?;
+        }
+        composites.push(c);
+    }
+    let mut files = Vec::new();
+    for i in 0..a.audio {
+        let t = TrackSpec {
+            track_id: 1,
+            participant_id: format!("a{i}"),
+            participant_name: "listener".into(),
+            codec: Codec::Opus,
+            payload_type: 111,
+        };
+        files.push(AudioFile::start(&t, &dir, 1)?);
+    }
+    eprintln!(
+        "recording {} composites ({} participants each) and {} audio files for {} s…",
+        a.composites, a.participants, a.audio, a.seconds
+    );
+    let (cpu0, t0) = (cpu_seconds(), Instant::now());
+    synth::play(&streams, |id, p| {
+        for c in &composites {
+            c.push(id, p);
+        }
+    });
+    let (cpu1, wall) = (cpu_seconds(), t0.elapsed());
+    // Audio files alone, fed the same way, so their share is measured on its own.
+    let (cpu2, t2) = (cpu_seconds(), Instant::now());
+    synth::play(&[(1, audio_stream)], |_, p| {
+        for f in &files {
+            f.push(p);
+        }
+    });
+    let (cpu3, wall_audio) = (cpu_seconds(), t2.elapsed());
+    let mut lengths = Vec::new();
+    for c in composites {
+        let end = c.now();
+        let path = c.finish(end)?;
+        lengths.push(
+            probe::composite(&path)
+                .context("decoding a composite")?
+                .duration,
+        );
+    }
+    for f in files {
+        f.finish()?;
+    }
+    let composite_cores = (cpu1 - cpu0) / wall.as_secs_f64();
+    let audio_cores = (cpu3 - cpu2) / wall_audio.as_secs_f64();
+    let shortest = lengths.iter().min().copied().unwrap_or(Duration::ZERO);
+    println!(
+        "composites: {} x {} participants, 1280x720 25 fps H.264: {:.2} CPU cores for {:.1} s; \
+         shortest composite {:.2} s ({})",
+        a.composites,
+        a.participants,
+        composite_cores,
+        wall.as_secs_f64(),
+        shortest.as_secs_f64(),
+        if shortest.as_secs_f64() >= wall.as_secs_f64() - 1.0 {
+            "kept up"
+        } else {
+            "FELL BEHIND"
+        }
+    );
+    println!(
+        "  -> about {:.1} such composites per core in real time",
+        a.composites as f64 / composite_cores.max(1e-9)
+    );
+    println!(
+        "audio files: {} Opus streams remuxed to Ogg: {:.3} CPU cores -> about {:.0} streams per core",
+        a.audio,
+        audio_cores,
+        a.audio as f64 / audio_cores.max(1e-9)
+    );
+    Ok(())
+}

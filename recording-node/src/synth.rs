@@ -1,0 +1,81 @@
+//! Synthetic RTP, for the pipeline test and the recording benchmark: Opus tones and VP8
+//! test patterns made by GStreamer's own encoders and payloaders (real streams, not
+//! fixtures), and a player that hands packets over when they are due, as the relay does.
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow, bail};
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+
+/// RTP packets with the time (from the stream's start) each is due.
+pub type Stream = Vec<(Duration, Vec<u8>)>;
+
+/// Runs `desc` (a gst-launch description ending in a payloader) to the end and collects
+/// its packets.
+pub fn rtp(desc: &str) -> anyhow::Result<Stream> {
+    let p = gst::parse::launch(&format!("{desc} ! appsink name=out sync=false"))
+        .with_context(|| format!("building {desc}"))?
+        .downcast::<gst::Pipeline>()
+        .map_err(|_| anyhow!("not a pipeline"))?;
+    let sink = p
+        .by_name("out")
+        .context("no appsink")?
+        .downcast::<gst_app::AppSink>()
+        .map_err(|_| anyhow!("not an appsink"))?;
+    p.set_state(gst::State::Playing)?;
+    let mut out = Vec::new();
+    while let Ok(s) = sink.pull_sample() {
+        let Some(b) = s.buffer() else { continue };
+        let at = Duration::from_nanos(b.pts().map(|t| t.nseconds()).unwrap_or(0));
+        out.push((at, b.map_readable()?.to_vec()));
+    }
+    p.set_state(gst::State::Null)?;
+    if out.is_empty() {
+        bail!("no RTP from {desc}");
+    }
+    Ok(out)
+}
+
+/// An Opus tone of `hz`, 20 ms per packet, payload type 111.
+pub fn tone(hz: u32, secs: u32) -> anyhow::Result<Stream> {
+    rtp(&format!(
+        "audiotestsrc freq={hz} volume=0.5 num-buffers={} samplesperbuffer=960 ! \
+         audio/x-raw,rate=48000,channels=1 ! opusenc frame-size=20 ! rtpopuspay pt=111",
+        secs * 50
+    ))
+}
+
+/// A VP8 test pattern (`ball`, `smpte`, ...) of `width` x `height` at 25 fps, payload
+/// type 96.
+pub fn pattern(
+    name: &str,
+    width: u32,
+    height: u32,
+    kbps: u32,
+    secs: u32,
+) -> anyhow::Result<Stream> {
+    rtp(&format!(
+        "videotestsrc pattern={name} num-buffers={} ! \
+         video/x-raw,width={width},height={height},framerate=25/1 ! \
+         vp8enc deadline=1 keyframe-max-dist=25 target-bitrate={} ! rtpvp8pay pt=96 mtu=1100",
+        secs * 25,
+        kbps * 1000
+    ))
+}
+
+/// Hands every stream's packets to `push` when they are due (track id, packet).
+pub fn play(streams: &[(u32, Stream)], mut push: impl FnMut(u32, &[u8])) {
+    let mut all: Vec<(Duration, u32, &[u8])> = streams
+        .iter()
+        .flat_map(|(id, pkts)| pkts.iter().map(move |(at, p)| (*at, *id, p.as_slice())))
+        .collect();
+    all.sort_by_key(|(at, id, _)| (*at, *id));
+    let start = Instant::now();
+    for (at, id, p) in all {
+        if let Some(wait) = at.checked_sub(start.elapsed()) {
+            std::thread::sleep(wait);
+        }
+        push(id, p);
+    }
+}
