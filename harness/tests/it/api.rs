@@ -200,6 +200,37 @@ async fn bad_input_and_bad_credentials_get_the_documented_status_and_message() {
             .unwrap()
             .starts_with("media-oslo-")
     );
+    // Recording: unknown ids, and an empty meeting, are told apart.
+    let (st, v) = api
+        .operator(
+            reqwest::Method::GET,
+            format!("{base}/v1/recordings/nope-nope-nope"),
+        )
+        .await;
+    check(
+        "unknown recording",
+        st,
+        &v,
+        404,
+        "not_found",
+        "does not exist",
+    );
+    let empty = api.create(&base, json!({ "title": "empty" })).await;
+    let (st, v) = api
+        .operator(
+            reqwest::Method::POST,
+            format!("{meetings}/{empty}/recordings"),
+        )
+        .await;
+    check(
+        "recording an empty meeting",
+        st,
+        &v,
+        409,
+        "conflict",
+        "nobody",
+    );
+
     let (st, v) = api
         .operator(reqwest::Method::DELETE, format!("{meetings}/{id}"))
         .await;
