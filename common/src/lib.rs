@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod download;
 pub mod etcd;
 pub mod ids;
 pub mod keyspace;

@@ -37,6 +37,11 @@ pub struct ControllerConfig {
     pub join_correction_secs: u64,
     /// Time-out for one call to a node.
     pub node_call_timeout_ms: u64,
+    /// The key (shared with the recording nodes) that signs recording download links;
+    /// without it, recordings list no links.
+    pub download_key_file: Option<PathBuf>,
+    /// How long a download link is valid.
+    pub download_link_ttl_secs: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -89,6 +94,8 @@ impl Default for ControllerConfig {
             allow_region_override: false,
             join_correction_secs: 5,
             node_call_timeout_ms: 3000,
+            download_key_file: None,
+            download_link_ttl_secs: 3600,
         }
     }
 }

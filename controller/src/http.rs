@@ -360,6 +360,33 @@ struct RecordingJson {
     gaps: Vec<serde_json::Value>,
     #[serde(skip_serializing_if = "String::is_empty")]
     error: String,
+    /// Signed, expiring links to the files (stopped recordings).
+    downloads: Vec<DownloadJson>,
+}
+
+#[derive(Serialize)]
+struct DownloadJson {
+    file: String,
+    url: String,
+    expires_unix: i64,
+}
+
+impl RecordingJson {
+    fn of(s: &Service, r: proto::v1::RecordingRecord) -> Self {
+        let downloads = s
+            .download_links(&r)
+            .into_iter()
+            .map(|d| DownloadJson {
+                file: d.file,
+                url: d.url,
+                expires_unix: d.expires_unix,
+            })
+            .collect();
+        Self {
+            downloads,
+            ..r.into()
+        }
+    }
 }
 
 impl From<proto::v1::RecordingRecord> for RecordingJson {
@@ -387,6 +414,7 @@ impl From<proto::v1::RecordingRecord> for RecordingJson {
             started_unix_ms: r.started_unix_ms,
             files: r.files,
             error: r.error,
+            downloads: Vec::new(),
         }
     }
 }
@@ -397,7 +425,7 @@ async fn start_recording(
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<RecordingJson>), ApiError> {
     let r = s.service.start_recording(&caller, &id).await?;
-    Ok((StatusCode::CREATED, Json(r.into())))
+    Ok((StatusCode::CREATED, Json(RecordingJson::of(&s.service, r))))
 }
 
 async fn list_recordings(
@@ -410,7 +438,7 @@ async fn list_recordings(
         .list_recordings(&caller, &id)
         .await?
         .into_iter()
-        .map(Into::into)
+        .map(|r| RecordingJson::of(&s.service, r))
         .collect();
     Ok(Json(serde_json::json!({ "recordings": list })))
 }
@@ -420,7 +448,8 @@ async fn get_recording(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<RecordingJson>, ApiError> {
-    Ok(Json(s.service.get_recording(&caller, &id).await?.into()))
+    let r = s.service.get_recording(&caller, &id).await?;
+    Ok(Json(RecordingJson::of(&s.service, r)))
 }
 
 async fn stop_recording(
@@ -428,7 +457,8 @@ async fn stop_recording(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<RecordingJson>, ApiError> {
-    Ok(Json(s.service.stop_recording(&caller, &id).await?.into()))
+    let r = s.service.stop_recording(&caller, &id).await?;
+    Ok(Json(RecordingJson::of(&s.service, r)))
 }
 
 async fn delete_recording(
@@ -436,7 +466,8 @@ async fn delete_recording(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<RecordingJson>, ApiError> {
-    Ok(Json(s.service.delete_recording(&caller, &id).await?.into()))
+    let r = s.service.delete_recording(&caller, &id).await?;
+    Ok(Json(RecordingJson::of(&s.service, r)))
 }
 
 async fn end_meeting(

@@ -58,7 +58,14 @@ pub async fn run(
     let store = store::Store::new(client, Keyspace::new(&cfg.etcd.prefix));
     let view = SharedView::default();
     let nodes = nodes::NodeClients::new(tls, Duration::from_millis(cfg.node_call_timeout_ms));
-    let service = Arc::new(Service::new(
+    let downloads = match &cfg.download_key_file {
+        Some(p) => Some((
+            common::download::read_key(p).map_err(|e| anyhow::anyhow!("download_key_file: {e}"))?,
+            Duration::from_secs(cfg.download_link_ttl_secs),
+        )),
+        None => None,
+    };
+    let mut service = Service::new(
         store,
         view.clone(),
         nodes,
@@ -68,7 +75,9 @@ pub async fn run(
         cfg.allow_region_override,
         Duration::from_secs(cfg.join_correction_secs),
         metrics.clone(),
-    ));
+    );
+    service.downloads = downloads;
+    let service = Arc::new(service);
 
     let watcher = tokio::spawn(view.clone().run_watcher(cfg.etcd.clone(), shutdown.clone()));
     let leader = tokio::spawn(leader::run(

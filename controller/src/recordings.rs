@@ -3,8 +3,6 @@
 //! where the meeting's media is (never outside a residency pin), with a free slot and
 //! storage for the meeting's classification; its state lives in etcd
 //! (`/fjord/recordings/{id}`).
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use common::ids::{MeetingId, NodeId, RecordingId, Region};
 use proto::v1::{
     MeetingRecord, MeetingStatus, NodeState, RecordingRecord, RecordingState, StartRecordingRequest,
@@ -15,13 +13,6 @@ use crate::view::ClusterView;
 
 /// The classification of meetings created without one.
 pub const DEFAULT_CLASSIFICATION: &str = "internal";
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
 
 /// Whether a recording in this state holds a slot of its node.
 pub fn holds_slot(r: &RecordingRecord) -> bool {
@@ -184,7 +175,7 @@ impl Service {
             meeting_id: id.to_string(),
             node_id: node.to_string(),
             state: RecordingState::Starting as i32,
-            started_unix_ms: now_ms(),
+            started_unix_ms: common::unix_ms(),
             classification: classification.clone(),
             media_node_id: media.node_id.clone(),
             segment: 1,
@@ -255,7 +246,7 @@ impl Service {
             .await
             .map_err(|e| ApiError::Unavailable(e.to_string()))?;
         r.state = RecordingState::Stopped as i32;
-        r.stopped_unix_ms = now_ms();
+        r.stopped_unix_ms = common::unix_ms();
         if let Ok(m) = serde_json::from_str::<serde_json::Value>(&manifest) {
             r.files = m["files"]
                 .as_array()
@@ -331,7 +322,7 @@ impl Service {
             .await
             .map_err(|e| ApiError::Unavailable(e.to_string()))?;
         r.state = RecordingState::Deleted as i32;
-        r.deleted_unix_ms = now_ms();
+        r.deleted_unix_ms = common::unix_ms();
         r.files.clear();
         let id = RecordingId::parse(rid).map_err(|e| ApiError::Internal(e.to_string()))?;
         self.store.put_recording(&id, &r).await?;
@@ -368,7 +359,7 @@ impl Service {
         let id =
             RecordingId::parse(&r.recording_id).map_err(|e| ApiError::Internal(e.to_string()))?;
         let lost = r.node_id.clone();
-        let now = now_ms();
+        let now = common::unix_ms();
         // The node stopped renewing its lease at most a TTL before it expired.
         let gap_start = (now - lease_ttl.as_millis() as i64).max(r.started_unix_ms);
         let media = self.view.read(|v| {
@@ -450,6 +441,50 @@ impl Service {
         self.metrics.recordings_moved.inc();
         tracing::info!(recording = %id, from = %lost, to = %node, segment = r.segment, "recording moved after its node was lost");
         Ok(())
+    }
+}
+
+/// A signed, expiring link to one file of a recording.
+pub struct Download {
+    pub file: String,
+    pub url: String,
+    pub expires_unix: i64,
+}
+
+impl Service {
+    /// Links to the files of a stopped recording on the node that holds them; none when
+    /// the controller has no download key or the node serves no downloads.
+    pub fn download_links(&self, r: &RecordingRecord) -> Vec<Download> {
+        let Some((key, ttl)) = &self.downloads else {
+            return Vec::new();
+        };
+        if r.state != RecordingState::Stopped as i32 {
+            return Vec::new();
+        }
+        let base = self.view.read(|v| {
+            NodeId::parse(&r.node_id)
+                .ok()
+                .and_then(|n| v.recording.get(&n).map(|n| n.download_url.clone()))
+        });
+        let Some(base) = base.filter(|b| !b.is_empty()) else {
+            return Vec::new();
+        };
+        let expires = common::unix_ms() / 1000 + ttl.as_secs() as i64;
+        r.files
+            .iter()
+            .map(|f| {
+                let sig = common::download::sign(key, &r.recording_id, f, expires);
+                Download {
+                    file: f.clone(),
+                    url: format!(
+                        "{}/v1/files/{}/{f}?expires={expires}&sig={sig}",
+                        base.trim_end_matches('/'),
+                        r.recording_id
+                    ),
+                    expires_unix: expires,
+                }
+            })
+            .collect()
     }
 }
 

@@ -137,6 +137,8 @@ pub struct Service {
     pub join_correction: Duration,
     pub metrics: Metrics,
     recent_joins: Mutex<HashMap<NodeId, VecDeque<Instant>>>,
+    /// Key and validity of recording download links (None: no links).
+    pub downloads: Option<(Vec<u8>, Duration)>,
 }
 
 fn hash_secret(secret: &str) -> Result<String, ApiError> {
@@ -202,6 +204,7 @@ impl Service {
             join_correction,
             metrics,
             recent_joins: Mutex::default(),
+            downloads: None,
         }
     }
 

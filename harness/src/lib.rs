@@ -317,6 +317,7 @@ impl Cluster {
             "etcd": self.etcd_json(),
             "tls": self.tls_json(id)?,
             "token": { "signing_key_file": self.pki.token_key_file(), "kid": "k1", "ttl_secs": self.spec.token_ttl_secs },
+            "download_key_file": self.pki.download_key_file(),
             "regions": regions,
             "default_region": self.spec.default_region,
             "allow_region_override": self.spec.allow_region_override,
@@ -413,6 +414,7 @@ impl Cluster {
             "storage": { "internal": storage.join("internal") },
             // Small, so that tests (several at once) keep up in real time.
             "composite": { "width": 640, "height": 360, "fps": 15, "video_kbps": 600 },
+            "download_key_file": self.pki.download_key_file(),
             "etcd": self.etcd_json(),
             "tls": self.tls_json(&spec.id)?,
         });

@@ -27,6 +27,15 @@ impl Pki {
         for name in names {
             pki.issue(name)?;
         }
+        // The key controllers and recording nodes share for download links.
+        let download: String = {
+            use rand::Rng;
+            let mut rng = rand::rng();
+            (0..64)
+                .map(|_| char::from(b"0123456789abcdef"[rng.random_range(0..16)]))
+                .collect()
+        };
+        write_private(&dir.join("download-key"), &download)?;
         let token = KeyPair::generate_for(&rcgen::PKCS_ED25519)?;
         write_private(&dir.join("token-signing-key.pem"), &token.serialize_pem())?;
         std::fs::write(dir.join("token-public-key.pem"), token.public_key_pem())?;
@@ -65,6 +74,10 @@ impl Pki {
             self.dir.join(format!("{name}.pem")),
             self.dir.join(format!("{name}-key.pem")),
         )
+    }
+    /// The secret that signs recording download links.
+    pub fn download_key_file(&self) -> PathBuf {
+        self.dir.join("download-key")
     }
     pub fn token_key_file(&self) -> PathBuf {
         self.dir.join("token-signing-key.pem")

@@ -25,6 +25,11 @@ pub struct RecordingNodeConfig {
     pub drain_deadline_secs: u64,
     /// Size, frame rate and bitrate of the composite video.
     pub composite: crate::spec::CompositeSpec,
+    /// The key (shared with the controllers) that signs download links; without it the
+    /// node serves no files.
+    pub download_key_file: Option<PathBuf>,
+    /// Base URL clients download files from; default `http://{http_listen}`.
+    pub download_base_url: Option<String>,
 }
 
 impl Default for RecordingNodeConfig {
@@ -44,6 +49,8 @@ impl Default for RecordingNodeConfig {
             tls: TlsConfig::default(),
             drain_deadline_secs: 3600,
             composite: crate::spec::CompositeSpec::default(),
+            download_key_file: None,
+            download_base_url: None,
         }
     }
 }

@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod files;
 pub mod manifest;
 pub mod pipeline;
 pub mod probe;
@@ -331,6 +332,24 @@ pub async fn run(
         version: env!("CARGO_PKG_VERSION").into(),
         state: NodeState::Active as i32,
         lease_id: 0,
+        download_url: if cfg.download_key_file.is_some() {
+            cfg.download_base_url
+                .clone()
+                .unwrap_or_else(|| format!("http://{}", cfg.http_listen))
+        } else {
+            String::new()
+        },
+    };
+    let files = match &cfg.download_key_file {
+        Some(p) => Some(std::sync::Arc::new(files::Files {
+            key: common::download::read_key(p)
+                .map_err(|e| anyhow::anyhow!("download_key_file: {e}"))?,
+            storage: cfg.storage.values().cloned().collect(),
+        })),
+        None => {
+            tracing::warn!("no download_key_file: recordings cannot be downloaded from this node");
+            None
+        }
     };
     let (load_tx, load_rx) = watch::channel(NodeLoad::default());
     let registration = Registration::spawn(
@@ -399,7 +418,11 @@ pub async fn run(
     });
     tracing::info!(http = %http.local_addr()?, node = %id, "recording node serving");
     let sd = shutdown.clone();
-    axum::serve(http, common::ops::router(registry, ready))
+    let mut router = common::ops::router(registry, ready);
+    if let Some(f) = files {
+        router = router.merge(files::router(f));
+    }
+    axum::serve(http, router)
         .with_graceful_shutdown(async move { sd.cancelled().await })
         .await?;
     grpc_task

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use anyhow::Context;
 use proto::v1::relay_control::Msg;
@@ -68,7 +68,7 @@ pub async fn record(
         mut reader,
     } = link;
     let started = Instant::now();
-    let segment_started_unix_ms = unix_ms();
+    let segment_started_unix_ms = common::unix_ms();
     let recording_started_unix_ms = if req.recording_started_unix_ms > 0 {
         req.recording_started_unix_ms
     } else {
@@ -206,11 +206,4 @@ pub async fn record(
     };
     manifest.write(&req.dir).await?;
     Ok(manifest)
-}
-
-fn unix_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or(Duration::ZERO)
-        .as_millis() as i64
 }

@@ -99,6 +99,7 @@ async fn the_host_records_two_bots_into_their_own_audio_files_and_a_composite_th
     let listed = shown["files"].as_array().unwrap();
     assert!(listed.iter().any(|f| f == "composite.mp4"), "{shown}");
     assert!(listed.iter().any(|f| f == "manifest.json"), "{shown}");
+    check_downloads(&c, &shown).await;
     let (st, list) = api
         .send(api.http.get(&start_url).bearer_auth(&host_key))
         .await;
@@ -158,6 +159,49 @@ async fn the_host_records_two_bots_into_their_own_audio_files_and_a_composite_th
     assert_eq!(deleted["state"], "deleted");
     assert!(deleted["deleted_unix_ms"].as_i64().unwrap() > 0);
     assert!(!dir.exists(), "{} should be gone", dir.display());
+}
+
+/// The recording's signed links serve its files; a tampered, expired or missing
+/// signature gets nothing.
+async fn check_downloads(c: &harness::Cluster, shown: &serde_json::Value) {
+    let rid = shown["recording_id"].as_str().unwrap();
+    let links = shown["downloads"].as_array().unwrap();
+    assert_eq!(
+        links.len(),
+        shown["files"].as_array().unwrap().len(),
+        "{shown}"
+    );
+    let composite = links.iter().find(|l| l["file"] == "composite.mp4").unwrap();
+    let url = composite["url"].as_str().unwrap();
+    let http = reqwest::Client::new();
+    let resp = http.get(url).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK, "{url}");
+    let body = resp.bytes().await.unwrap();
+    let on_disk = std::fs::read(
+        c.recording_storage("recording-oslo-1")
+            .join("internal")
+            .join(rid)
+            .join("composite.mp4"),
+    )
+    .unwrap();
+    assert!(body[..] == on_disk[..], "the download is the file");
+
+    let (base, _) = url.split_once('?').unwrap();
+    let key = std::fs::read(c.pki.download_key_file()).unwrap();
+    let past = common::unix_ms() / 1000 - 10;
+    let expired = format!(
+        "{base}?expires={past}&sig={}",
+        common::download::sign(&key, rid, "composite.mp4", past)
+    );
+    let tampered = url.replace("composite.mp4", "manifest.json");
+    for (what, bad) in [
+        ("expired", expired),
+        ("signed for another file", tampered),
+        ("unsigned", base.to_owned()),
+    ] {
+        let st = http.get(&bad).send().await.unwrap().status();
+        assert_eq!(st, StatusCode::FORBIDDEN, "{what} link: {bad}");
+    }
 }
 
 fn check_composite(path: &Path, recorded: Duration) {
