@@ -230,6 +230,17 @@ impl Service {
                 state_name(r.state)
             )));
         }
+        self.finish_recording(&mut r, None).await?;
+        Ok(r)
+    }
+
+    /// Stops `r` on its node and stores it stopped, with the files of the manifest the
+    /// node answers, and `gap` if there is one.
+    async fn finish_recording(
+        &self,
+        r: &mut RecordingRecord,
+        gap: Option<String>,
+    ) -> Result<(), ApiError> {
         let grpc = self
             .view
             .read(|v| {
@@ -242,11 +253,12 @@ impl Service {
             })?;
         let manifest = self
             .nodes
-            .stop_recording(&grpc, rid)
+            .stop_recording(&grpc, &r.recording_id)
             .await
             .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+        let now = common::unix_ms();
         r.state = RecordingState::Stopped as i32;
-        r.stopped_unix_ms = common::unix_ms();
+        r.stopped_unix_ms = now;
         if let Ok(m) = serde_json::from_str::<serde_json::Value>(&manifest) {
             r.files = m["files"]
                 .as_array()
@@ -256,9 +268,17 @@ impl Service {
                 .collect();
             r.files.push("manifest.json".into());
         }
-        let id = RecordingId::parse(rid).map_err(|e| ApiError::Internal(e.to_string()))?;
-        self.store.put_recording(&id, &r).await?;
-        Ok(r)
+        if let Some(reason) = gap {
+            r.gaps.push(proto::v1::RecordingGap {
+                start_unix_ms: now,
+                end_unix_ms: 0,
+                reason,
+            });
+        }
+        let id =
+            RecordingId::parse(&r.recording_id).map_err(|e| ApiError::Internal(e.to_string()))?;
+        self.store.put_recording(&id, r).await?;
+        Ok(())
     }
 
     pub async fn get_recording(
@@ -347,6 +367,46 @@ impl Service {
         for r in lost {
             if let Err(e) = self.redispatch(r.clone(), lease_ttl).await {
                 tracing::warn!(recording = %r.recording_id, error = %e, "could not move a lost recording");
+            }
+        }
+        // Recordings whose meeting ended, or whose media node is gone, end cleanly: the
+        // node has finished (or now finishes) the files; we collect the manifest.
+        let orphans: Vec<(RecordingRecord, Option<String>)> = self.view.read(|v| {
+            v.recordings
+                .values()
+                .filter(|r| holds_slot(r))
+                .filter(|r| NodeId::parse(&r.node_id).is_ok_and(|n| v.recording.contains_key(&n)))
+                .filter_map(|r| {
+                    let ended = MeetingId::parse(&r.meeting_id)
+                        .ok()
+                        .and_then(|m| v.meetings.get(&m))
+                        .is_none_or(|m| m.status == MeetingStatus::Ended as i32);
+                    let media_gone =
+                        NodeId::parse(&r.media_node_id).is_ok_and(|n| !v.media.contains_key(&n));
+                    if ended {
+                        Some((r.clone(), None))
+                    } else if media_gone {
+                        Some((
+                            r.clone(),
+                            Some(format!(
+                                "the meeting's media node {} was lost; the recording ended",
+                                r.media_node_id
+                            )),
+                        ))
+                    } else {
+                        None
+                    }
+                })
+                .collect()
+        });
+        for (mut r, gap) in orphans {
+            match self.finish_recording(&mut r, gap).await {
+                Ok(()) => {
+                    tracing::info!(recording = %r.recording_id, "recording ended with its meeting or media node")
+                }
+                Err(e) => {
+                    tracing::warn!(recording = %r.recording_id, error = %e, "could not end a recording")
+                }
             }
         }
     }

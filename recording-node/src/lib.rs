@@ -46,6 +46,9 @@ struct Node {
     /// For subscribing to meetings over the relay (None without TLS: no recording).
     relay: Option<quinn::Endpoint>,
     recordings: Mutex<HashMap<String, Running>>,
+    /// Recordings that ended by themselves (their media node went away), kept for the
+    /// controller's StopRecording to collect.
+    ended: Mutex<HashMap<String, Result<manifest::Manifest, String>>>,
     metrics: Metrics,
 }
 
@@ -170,7 +173,22 @@ impl RecordingNodeControl for Control {
                     tracing::error!(recording = %id, error = %format!("{e:#}"), "recording failed");
                 }
             }
-            let _ = done_tx.send(Some(res.map_err(|e| format!("{e:#}"))));
+            let res = res.map_err(|e| format!("{e:#}"));
+            // Whoever stops it gets the result through `done`; one that ended by
+            // itself leaves it in `ended` for the next StopRecording.
+            let stopped = n
+                .recordings
+                .lock()
+                .expect("recordings")
+                .get(&id)
+                .is_some_and(|r| r.stop.is_cancelled());
+            if !stopped {
+                n.ended
+                    .lock()
+                    .expect("ended")
+                    .insert(id.clone(), res.clone());
+            }
+            let _ = done_tx.send(Some(res));
             n.recordings.lock().expect("recordings").remove(&id);
             n.set_gauges();
         });
@@ -190,9 +208,16 @@ impl RecordingNodeControl for Control {
             .get(&id)
             .map(|r| (r.stop.clone(), r.done.clone()))
         else {
-            return Err(Status::not_found(format!(
-                "recording {id} is not running here"
-            )));
+            return match self.node.ended.lock().expect("ended").remove(&id) {
+                Some(Ok(m)) => Ok(Response::new(StopRecordingResponse {
+                    manifest_json: serde_json::to_string(&m)
+                        .map_err(|e| Status::internal(e.to_string()))?,
+                })),
+                Some(Err(e)) => Err(Status::internal(format!("recording failed: {e}"))),
+                None => Err(Status::not_found(format!(
+                    "recording {id} is not running here"
+                ))),
+            };
         };
         stop.cancel();
         // Finishing writes the last fragments, measures the files and writes the manifest.
@@ -366,6 +391,7 @@ pub async fn run(
         composite: cfg.composite,
         relay,
         recordings: Mutex::default(),
+        ended: Mutex::default(),
         metrics,
         registration,
         drain: Drain::new(shutdown.clone()),

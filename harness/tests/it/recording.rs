@@ -347,3 +347,52 @@ async fn a_recording_whose_node_is_killed_moves_to_another_node_and_the_manifest
         "the pre-crash composite plays: {v:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn when_the_meetings_media_node_dies_the_recording_ends_with_its_files_finished() {
+    let (mut c, api, base, meeting, host_key, bots) = recorded_meeting(1).await;
+    let (st, rec) = api
+        .send(
+            api.http
+                .post(format!("{base}/v1/meetings/{meeting}/recordings"))
+                .bearer_auth(&host_key),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{rec}");
+    let rid = rec["recording_id"].as_str().unwrap().to_owned();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let media = bots[0].0.node_id.clone();
+    c.media_node(&media).unwrap().proc.kill9();
+    let ended = harness::eventually(
+        Duration::from_secs(crate::TTL + 15),
+        "the recording to end after its media node died",
+        || async {
+            let (_, v) = api
+                .operator(reqwest::Method::GET, format!("{base}/v1/recordings/{rid}"))
+                .await;
+            (v["state"] == "stopped").then_some(v)
+        },
+    )
+    .await
+    .unwrap();
+    eprintln!("{ended}");
+    let gaps = ended["gaps"].as_array().unwrap();
+    assert!(
+        gaps.iter()
+            .any(|g| g["reason"].as_str().unwrap().contains(&media)),
+        "{ended}"
+    );
+    let dir = c
+        .recording_storage("recording-oslo-1")
+        .join("internal")
+        .join(&rid);
+    let manifest: Manifest =
+        serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest.participants.len(), 2);
+    for f in &manifest.files {
+        assert_eq!(sha256_file(&dir.join(&f.name)).unwrap(), f.sha256);
+    }
+    let v = probe::composite(&dir.join("composite.mp4")).unwrap();
+    assert!(v.duration > Duration::from_secs(3), "{v:?}");
+    drop(bots);
+}
