@@ -103,6 +103,12 @@ fn main() -> anyhow::Result<()> {
         }
     });
     let (cpu1, wall) = (cpu_seconds(), t0.elapsed());
+    let mut lengths = Vec::new();
+    for c in composites {
+        let end = c.now();
+        let path = c.finish(end)?;
+        lengths.push(probe::composite(&path).context("decoding a composite")?.duration);
+    }
     // Audio files alone, fed the same way, so their share is measured on its own.
     let (cpu2, t2) = (cpu_seconds(), Instant::now());
     synth::play(&[(1, audio_stream)], |_, p| {
@@ -111,16 +117,6 @@ fn main() -> anyhow::Result<()> {
         }
     });
     let (cpu3, wall_audio) = (cpu_seconds(), t2.elapsed());
-    let mut lengths = Vec::new();
-    for c in composites {
-        let end = c.now();
-        let path = c.finish(end)?;
-        lengths.push(
-            probe::composite(&path)
-                .context("decoding a composite")?
-                .duration,
-        );
-    }
     for f in files {
         f.finish()?;
     }
