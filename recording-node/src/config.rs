@@ -30,6 +30,8 @@ pub struct RecordingNodeConfig {
     pub download_key_file: Option<PathBuf>,
     /// Base URL clients download files from; default `http://{http_listen}`.
     pub download_base_url: Option<String>,
+    /// Days after its last change that a recording's files are deleted; 0 keeps them.
+    pub retention_days: u32,
 }
 
 impl Default for RecordingNodeConfig {
@@ -51,6 +53,7 @@ impl Default for RecordingNodeConfig {
             composite: crate::spec::CompositeSpec::default(),
             download_key_file: None,
             download_base_url: None,
+            retention_days: 30,
         }
     }
 }

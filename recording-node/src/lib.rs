@@ -10,6 +10,7 @@ pub mod manifest;
 pub mod pipeline;
 pub mod probe;
 pub mod recorder;
+pub mod retention;
 pub mod spec;
 pub mod synth;
 
@@ -62,6 +63,7 @@ struct Metrics {
     slots_free: prometheus::IntGauge,
     active: prometheus::IntGauge,
     failures: prometheus::IntCounter,
+    retention_deleted: prometheus::IntCounter,
     recorder: recorder::RecorderMetrics,
 }
 
@@ -309,6 +311,11 @@ pub async fn run(
             "Recordings that failed (pipeline or relay errors)",
         )
         .expect("metric"),
+        retention_deleted: prometheus::IntCounter::new(
+            "fjord_recording_retention_deleted_total",
+            "Recordings deleted because their retention period ended",
+        )
+        .expect("metric"),
         recorder: recorder::RecorderMetrics {
             packets: prometheus::IntCounter::new(
                 "fjord_recording_packets_total",
@@ -329,6 +336,7 @@ pub async fn run(
         Box::new(metrics.slots_free.clone()) as Box<dyn prometheus::core::Collector>,
         Box::new(metrics.active.clone()),
         Box::new(metrics.failures.clone()),
+        Box::new(metrics.retention_deleted.clone()),
         Box::new(metrics.recorder.packets.clone()),
         Box::new(metrics.recorder.bytes_written.clone()),
         Box::new(draining_metric.clone()),
@@ -410,6 +418,35 @@ pub async fn run(
             });
         }
     });
+    if cfg.retention_days > 0 {
+        let (n, sd) = (node.clone(), shutdown.clone());
+        let retention = Duration::from_secs(u64::from(cfg.retention_days) * 86_400);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(3600));
+            while !sd.is_cancelled() {
+                tick.tick().await;
+                let n = n.clone();
+                let _ = tokio::task::spawn_blocking(move || {
+                    let running: std::collections::HashSet<String> = n
+                        .recordings
+                        .lock()
+                        .expect("recordings")
+                        .keys()
+                        .cloned()
+                        .collect();
+                    let storage: Vec<_> = n.storage.values().cloned().collect();
+                    let gone = retention::sweep(
+                        &storage,
+                        retention,
+                        std::time::SystemTime::now(),
+                        &running,
+                    );
+                    n.metrics.retention_deleted.inc_by(gone.len() as u64);
+                })
+                .await;
+            }
+        });
+    }
     let (n, sd) = (node.clone(), shutdown.clone());
     tokio::spawn(async move {
         tokio::select! {

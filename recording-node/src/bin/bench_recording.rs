@@ -107,7 +107,11 @@ fn main() -> anyhow::Result<()> {
     for c in composites {
         let end = c.now();
         let path = c.finish(end)?;
-        lengths.push(probe::composite(&path).context("decoding a composite")?.duration);
+        lengths.push(
+            probe::composite(&path)
+                .context("decoding a composite")?
+                .duration,
+        );
     }
     // Audio files alone, fed the same way, so their share is measured on its own.
     let (cpu2, t2) = (cpu_seconds(), Instant::now());
