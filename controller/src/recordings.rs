@@ -86,6 +86,13 @@ impl Service {
         }
     }
 
+    /// The control address of recording node `id`, while it is registered.
+    fn recording_node_addr(&self, id: &str) -> Option<String> {
+        let id = NodeId::parse(id).ok()?;
+        self.view
+            .read(|v| v.recording.get(&id).map(|n| n.grpc_addr.clone()))
+    }
+
     async fn recording_record(&self, rid: &str) -> Result<RecordingRecord, ApiError> {
         let id = RecordingId::parse(rid).map_err(|_| {
             ApiError::NotFound(format!(
@@ -241,16 +248,9 @@ impl Service {
         r: &mut RecordingRecord,
         gap: Option<String>,
     ) -> Result<(), ApiError> {
-        let grpc = self
-            .view
-            .read(|v| {
-                NodeId::parse(&r.node_id)
-                    .ok()
-                    .and_then(|n| v.recording.get(&n).map(|n| n.grpc_addr.clone()))
-            })
-            .ok_or_else(|| {
-                ApiError::Unavailable(format!("recording node {} is not reachable", r.node_id))
-            })?;
+        let grpc = self.recording_node_addr(&r.node_id).ok_or_else(|| {
+            ApiError::Unavailable(format!("recording node {} is not reachable", r.node_id))
+        })?;
         let manifest = self
             .nodes
             .stop_recording(&grpc, &r.recording_id)
@@ -324,19 +324,12 @@ impl Service {
         if r.state == RecordingState::Deleted as i32 {
             return Ok(r);
         }
-        let grpc = self
-            .view
-            .read(|v| {
-                NodeId::parse(&r.node_id)
-                    .ok()
-                    .and_then(|n| v.recording.get(&n).map(|n| n.grpc_addr.clone()))
-            })
-            .ok_or_else(|| {
-                ApiError::Unavailable(format!(
-                    "recording node {} is not reachable, so its files cannot be removed now",
-                    r.node_id
-                ))
-            })?;
+        let grpc = self.recording_node_addr(&r.node_id).ok_or_else(|| {
+            ApiError::Unavailable(format!(
+                "recording node {} is not reachable, so its files cannot be removed now",
+                r.node_id
+            ))
+        })?;
         self.nodes
             .delete_recording(&grpc, rid, &r.classification)
             .await

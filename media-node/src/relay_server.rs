@@ -13,7 +13,7 @@ use str0m::media::MediaKind;
 use tokio_util::sync::CancellationToken;
 
 use crate::Node;
-use crate::sfu::driver::SinkEvent;
+use crate::sfu::SinkEvent;
 
 pub async fn serve(endpoint: quinn::Endpoint, node: Arc<Node>, shutdown: CancellationToken) {
     loop {

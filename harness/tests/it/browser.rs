@@ -613,22 +613,53 @@ async fn with_ten_percent_loss_towards_subscribers_nacks_retransmit_and_frames_k
     );
 }
 
-/// The subscriber's inbound video from `pid`: (frame width, bytes received).
-async fn inbound_video(b: &Browser, pid: &str) -> Option<(u64, u64)> {
+/// Makes `viewer` show `pid`'s video in a `w` x `h` tile (it asks for the layer).
+async fn pin(viewer: &Browser, pid: &str, w: u32, h: u32) {
+    viewer
+        .eval(
+            "window.fjord.pinLayer(arguments[0], arguments[1], arguments[2])",
+            json!([pid, w, h]),
+        )
+        .await
+        .unwrap();
+}
+
+/// What `b` receives of `pid`'s video: frame width, bytes, codec (`video/VP8`, ...) and
+/// frames decoded.
+struct InboundVideo {
+    width: u64,
+    bytes: u64,
+    codec: String,
+    frames: u64,
+}
+
+async fn inbound(b: &Browser, pid: &str) -> Option<InboundVideo> {
     const JS: &str = r#"
 const [pid, done] = arguments;
 const s = window.fjord;
 s.pc.getStats().then((r) => {
   let out = null;
   r.forEach((x) => {
-    if (x.type === 'inbound-rtp' && x.kind === 'video' && s.midToParticipant.get(x.mid) === pid)
-      out = [x.frameWidth || 0, x.bytesReceived || 0];
+    if (x.type === 'inbound-rtp' && x.kind === 'video' && s.midToParticipant.get(x.mid) === pid) {
+      const c = r.get(x.codecId);
+      out = [x.frameWidth || 0, x.bytesReceived || 0, c ? c.mimeType : '', x.framesDecoded || 0];
+    }
   });
   done(out);
 });
 "#;
     let v = b.eval_async(JS, json!([pid])).await.ok()?;
-    Some((v[0].as_u64()?, v[1].as_u64()?))
+    Some(InboundVideo {
+        width: v[0].as_u64()?,
+        bytes: v[1].as_u64()?,
+        codec: v[2].as_str()?.to_owned(),
+        frames: v[3].as_u64()?,
+    })
+}
+
+/// The subscriber's inbound video from `pid`: (frame width, bytes received).
+async fn inbound_video(b: &Browser, pid: &str) -> Option<(u64, u64)> {
+    inbound(b, pid).await.map(|v| (v.width, v.bytes))
 }
 
 /// The frame width the publisher `b` sends its simulcast layer `rid` at now. Chromium
@@ -679,13 +710,7 @@ async fn simulcast_subscriber_gets_the_low_layer_for_a_small_tile_and_moves_up_f
     // Let the publisher's bandwidth estimate ramp up so that all three layers are sent.
     tokio::time::sleep(Duration::from_secs(4)).await;
 
-    viewer
-        .eval(
-            "window.fjord.pinLayer(arguments[0], 320, 180)",
-            json!([pid]),
-        )
-        .await
-        .unwrap();
+    pin(&viewer, &pid, 320, 180).await;
     // The low layer is 240 px wide unless Chromium scaled it down.
     eventually(
         Duration::from_secs(20),
@@ -701,13 +726,7 @@ async fn simulcast_subscriber_gets_the_low_layer_for_a_small_tile_and_moves_up_f
     .unwrap();
     let (low_bps, low_w) = video_rate(&viewer, &pid, 3).await;
 
-    viewer
-        .eval(
-            "window.fjord.pinLayer(arguments[0], 1280, 720)",
-            json!([pid]),
-        )
-        .await
-        .unwrap();
+    pin(&viewer, &pid, 1280, 720).await;
     eventually(
         Duration::from_secs(30),
         "the high layer (960 px wide when the machine is idle)",
@@ -738,13 +757,7 @@ async fn on_a_narrow_downlink_a_subscriber_asking_for_a_large_tile_gets_a_layer_
     let meeting = api.create(&base, json!({ "title": "narrow" })).await;
     let (publisher, pid) = join_page(&c, &base, &meeting, "Pub").await;
     let (viewer, _) = join_page(&c, &base, &meeting, "View").await;
-    viewer
-        .eval(
-            "window.fjord.pinLayer(arguments[0], 1280, 720)",
-            json!([pid]),
-        )
-        .await
-        .unwrap();
+    pin(&viewer, &pid, 1280, 720).await;
     // The publisher's own uplink is not limited: it sends all three layers.
     eventually(
         Duration::from_secs(30),
@@ -795,22 +808,7 @@ async fn on_a_narrow_downlink_a_subscriber_asking_for_a_large_tile_gets_a_layer_
 /// The codec (`video/VP8`, `video/H264`, ...) and frames decoded of the video `b` receives
 /// from `pid`.
 async fn inbound_codec(b: &Browser, pid: &str) -> Option<(String, u64)> {
-    const JS: &str = r#"
-const [pid, done] = arguments;
-const s = window.fjord;
-s.pc.getStats().then((r) => {
-  let out = null;
-  r.forEach((x) => {
-    if (x.type === 'inbound-rtp' && x.kind === 'video' && s.midToParticipant.get(x.mid) === pid) {
-      const c = r.get(x.codecId);
-      out = [c ? c.mimeType : '', x.framesDecoded || 0];
-    }
-  });
-  done(out);
-});
-"#;
-    let v = b.eval_async(JS, json!([pid])).await.ok()?;
-    Some((v[0].as_str()?.to_owned(), v[1].as_u64()?))
+    inbound(b, pid).await.map(|v| (v.codec, v.frames))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -249,17 +249,23 @@ async fn recorded_meeting(
     (c, api, base, meeting, host_key, bots)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_recording_whose_node_is_killed_moves_to_another_node_and_the_manifest_shows_the_gap() {
-    let (mut c, api, base, meeting, host_key, bots) = recorded_meeting(2).await;
+/// Starts recording `meeting` as its host.
+async fn start(api: &Api, base: &str, meeting: &str, host_key: &str) -> serde_json::Value {
     let (st, rec) = api
         .send(
             api.http
                 .post(format!("{base}/v1/meetings/{meeting}/recordings"))
-                .bearer_auth(&host_key),
+                .bearer_auth(host_key),
         )
         .await;
     assert_eq!(st, StatusCode::CREATED, "{rec}");
+    rec
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_recording_whose_node_is_killed_moves_to_another_node_and_the_manifest_shows_the_gap() {
+    let (mut c, api, base, meeting, host_key, bots) = recorded_meeting(2).await;
+    let rec = start(&api, &base, &meeting, &host_key).await;
     let rid = rec["recording_id"].as_str().unwrap().to_owned();
     let first = rec["node_id"].as_str().unwrap().to_owned();
     tokio::time::sleep(Duration::from_secs(4)).await;
@@ -351,14 +357,7 @@ async fn a_recording_whose_node_is_killed_moves_to_another_node_and_the_manifest
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn when_the_meetings_media_node_dies_the_recording_ends_with_its_files_finished() {
     let (mut c, api, base, meeting, host_key, bots) = recorded_meeting(1).await;
-    let (st, rec) = api
-        .send(
-            api.http
-                .post(format!("{base}/v1/meetings/{meeting}/recordings"))
-                .bearer_auth(&host_key),
-        )
-        .await;
-    assert_eq!(st, StatusCode::CREATED, "{rec}");
+    let rec = start(&api, &base, &meeting, &host_key).await;
     let rid = rec["recording_id"].as_str().unwrap().to_owned();
     tokio::time::sleep(Duration::from_secs(4)).await;
     let media = bots[0].0.node_id.clone();

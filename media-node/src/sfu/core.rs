@@ -19,6 +19,24 @@ use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output, Rtc, 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PeerKey(pub u64);
 
+/// What a relay sink receives from the SFU.
+#[derive(Debug)]
+pub enum SinkEvent {
+    /// A new track (sent before its first packet).
+    Announce {
+        track_id: u32,
+        participant: ParticipantId,
+        name: String,
+        kind: MediaKind,
+        codec: &'static str,
+        clock_rate: u32,
+    },
+    /// The track ended (its publisher left).
+    Remove { track_id: u32 },
+    /// One RTP packet of a track.
+    Media { track_id: u32, packet: Vec<u8> },
+}
+
 /// A relay sink (a recording node's subscription to a meeting), chosen by the driver.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct SinkKey(pub u64);
@@ -104,26 +122,10 @@ pub enum SfuOutput {
         meeting: MeetingId,
         participant: ParticipantId,
     },
-    /// A sink gets a new track (sent before its first packet).
-    SinkAnnounce {
+    /// Something for relay sink `key`.
+    Sink {
         key: SinkKey,
-        track_id: u32,
-        participant: ParticipantId,
-        name: String,
-        kind: MediaKind,
-        codec: &'static str,
-        clock_rate: u32,
-    },
-    /// A sink's track ended (its publisher left).
-    SinkRemove {
-        key: SinkKey,
-        track_id: u32,
-    },
-    /// One RTP packet of a sink's track.
-    SinkMedia {
-        key: SinkKey,
-        track_id: u32,
-        packet: Vec<u8>,
+        event: SinkEvent,
     },
     Timeout(Instant),
 }
@@ -650,9 +652,11 @@ impl Sfu {
             sink.tracks.retain(|t| {
                 let keep = t.origin != key;
                 if !keep {
-                    out.push_back(SfuOutput::SinkRemove {
+                    out.push_back(SfuOutput::Sink {
                         key: sink.key,
-                        track_id: t.track_id,
+                        event: SinkEvent::Remove {
+                            track_id: t.track_id,
+                        },
                     });
                 }
                 keep
@@ -1024,14 +1028,16 @@ impl Sfu {
                     };
                     let track_id = sink.next_track_id;
                     sink.next_track_id += 1;
-                    self.out.push_back(SfuOutput::SinkAnnounce {
+                    self.out.push_back(SfuOutput::Sink {
                         key: sink.key,
-                        track_id,
-                        participant: publisher.participant.clone(),
-                        name: publisher.name.clone(),
-                        kind,
-                        codec,
-                        clock_rate: data.time.frequency().get(),
+                        event: SinkEvent::Announce {
+                            track_id,
+                            participant: publisher.participant.clone(),
+                            name: publisher.name.clone(),
+                            kind,
+                            codec,
+                            clock_rate: data.time.frequency().get(),
+                        },
                     });
                     sink.tracks
                         .push(SinkTrack::new(track_id, origin, data.mid, kind, codec));
@@ -1042,10 +1048,12 @@ impl Sfu {
             self.sink_packets.clear();
             want_keyframe |= t.packetize(data, &mut self.sink_packets);
             for packet in self.sink_packets.drain(..) {
-                self.out.push_back(SfuOutput::SinkMedia {
+                self.out.push_back(SfuOutput::Sink {
                     key: sink.key,
-                    track_id: t.track_id,
-                    packet,
+                    event: SinkEvent::Media {
+                        track_id: t.track_id,
+                        packet,
+                    },
                 });
             }
         }

@@ -25,10 +25,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use common::ids::ParticipantId;
-use str0m::media::MediaKind;
-
-use super::{PeerKey, Sfu, SfuCommand, SfuOutput, SfuStats, SignalOut, SinkKey};
+use super::{PeerKey, Sfu, SfuCommand, SfuOutput, SfuStats, SignalOut, SinkEvent, SinkKey};
 use crate::room::{RoomEvent, Rooms};
 
 enum DriverCommand {
@@ -42,27 +39,6 @@ enum DriverCommand {
         tx: mpsc::UnboundedSender<SinkEvent>,
     },
     Sfu(SfuCommand),
-}
-
-/// What a relay sink receives from the shard of its meeting.
-#[derive(Debug)]
-pub enum SinkEvent {
-    Announce {
-        track_id: u32,
-        participant: ParticipantId,
-        name: String,
-        kind: MediaKind,
-        codec: &'static str,
-        clock_rate: u32,
-    },
-    Remove {
-        track_id: u32,
-    },
-    /// One RTP packet.
-    Media {
-        track_id: u32,
-        packet: Vec<u8>,
-    },
 }
 
 /// A relay sink's line to the shard of its meeting; detaches when dropped.
@@ -404,38 +380,9 @@ async fn run_shard(
                         },
                     );
                 }
-                SfuOutput::SinkAnnounce {
-                    key,
-                    track_id,
-                    participant,
-                    name,
-                    kind,
-                    codec,
-                    clock_rate,
-                } => {
+                SfuOutput::Sink { key, event } => {
                     if let Some(tx) = sinks.get(&key) {
-                        let _ = tx.send(SinkEvent::Announce {
-                            track_id,
-                            participant,
-                            name,
-                            kind,
-                            codec,
-                            clock_rate,
-                        });
-                    }
-                }
-                SfuOutput::SinkRemove { key, track_id } => {
-                    if let Some(tx) = sinks.get(&key) {
-                        let _ = tx.send(SinkEvent::Remove { track_id });
-                    }
-                }
-                SfuOutput::SinkMedia {
-                    key,
-                    track_id,
-                    packet,
-                } => {
-                    if let Some(tx) = sinks.get(&key) {
-                        let _ = tx.send(SinkEvent::Media { track_id, packet });
+                        let _ = tx.send(event);
                     }
                 }
                 SfuOutput::Timeout(t) => break t.min(next_stats),

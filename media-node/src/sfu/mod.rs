@@ -13,6 +13,6 @@ pub mod driver;
 mod sink;
 
 pub use self::core::{
-    PeerKey, Sfu, SfuCommand, SfuOutput, SfuStats, SignalOut, SinkKey, layer_for_size,
+    PeerKey, Sfu, SfuCommand, SfuOutput, SfuStats, SignalOut, SinkEvent, SinkKey, layer_for_size,
 };
 pub use self::sink::payload_type;
