@@ -35,7 +35,8 @@ BOT_PACKAGES=(gstreamer1.0-plugins-base gstreamer1.0-plugins-good)
 # What the tests need besides: real browsers for the media tests, `ip` to set up the
 # network namespace the Firefox test runs in (geckodriver, Firefox's
 # WebDriver, is not packaged by Debian: ensure_geckodriver builds it from crates.io).
-TEST_PACKAGES=(chromium chromium-driver firefox-esr iproute2 "${BOT_PACKAGES[@]}")
+TEST_PACKAGES=(chromium chromium-driver firefox-esr iproute2 python3 python3-venv
+  "${BOT_PACKAGES[@]}")
 
 GECKODRIVER_VERSION=0.37.1
 
@@ -48,4 +49,19 @@ ensure_geckodriver() {
   fi
   echo ">> cargo install geckodriver $GECKODRIVER_VERSION"
   cargo install --quiet --locked geckodriver --version "$GECKODRIVER_VERSION"
+}
+
+# The Python tools the chart's checks use (tests/helm/requirements.txt), in a venv at
+# target/py-tools, made from Debian's python3; redone when the requirements change.
+ensure_python_tools() {
+  local venv=target/py-tools req=tests/helm/requirements.txt
+  if [ -x "$venv/bin/python" ] && cmp -s "$req" "$venv/requirements.txt"; then
+    return 0
+  fi
+  echo ">> python tools for the chart checks ($req)"
+  rm -rf "$venv"
+  mkdir -p target
+  /usr/bin/python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$req"
+  cp "$req" "$venv/requirements.txt"
 }

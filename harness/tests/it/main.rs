@@ -4,6 +4,7 @@
 mod api;
 mod binaries;
 mod browser;
+mod chart;
 mod drain;
 mod failover;
 mod mtls;
