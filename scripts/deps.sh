@@ -19,8 +19,9 @@ ensure_packages() {
   $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-# What building Fjord needs: protoc for the gRPC contracts, GStreamer headers for the recording node.
-BUILD_PACKAGES=(protobuf-compiler libprotobuf-dev pkg-config
+# What building Fjord needs: a C compiler (ring and aws-lc build C code), protoc for the
+# gRPC contracts, GStreamer headers for the recording node and the bots.
+BUILD_PACKAGES=(gcc libc6-dev protobuf-compiler libprotobuf-dev pkg-config
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev)
 # What the recording node's pipelines use: depayloaders, Ogg and MP4 muxers, compositor
 # and audiomixer (base, good), opusparse and h264parse (bad), x264enc (ugly), the H.264

@@ -5,7 +5,8 @@
 //! (`/fjord/recordings/{id}`).
 use common::ids::{MeetingId, NodeId, RecordingId, Region};
 use proto::v1::{
-    MeetingRecord, MeetingStatus, NodeState, RecordingRecord, RecordingState, StartRecordingRequest,
+    MeetingRecord, MeetingStatus, NodeState, RecordingNodeRecord, RecordingRecord, RecordingState,
+    StartRecordingRequest,
 };
 
 use crate::service::{ApiError, Caller, Service, blocking, verify_secret};
@@ -86,11 +87,28 @@ impl Service {
         }
     }
 
+    /// Recording node `id`'s record, while it is registered.
+    fn recording_node(&self, id: &str) -> Option<RecordingNodeRecord> {
+        let id = NodeId::parse(id).ok()?;
+        self.view.read(|v| v.recording.get(&id).cloned())
+    }
+
     /// The control address of recording node `id`, while it is registered.
     fn recording_node_addr(&self, id: &str) -> Option<String> {
-        let id = NodeId::parse(id).ok()?;
-        self.view
-            .read(|v| v.recording.get(&id).map(|n| n.grpc_addr.clone()))
+        self.recording_node(id).map(|n| n.grpc_addr)
+    }
+
+    /// Stores `r` under its own id.
+    async fn save(&self, r: &RecordingRecord) -> Result<(), ApiError> {
+        let id =
+            RecordingId::parse(&r.recording_id).map_err(|e| ApiError::Internal(e.to_string()))?;
+        Ok(self.store.put_recording(&id, r).await?)
+    }
+
+    /// The meeting a stored recording belongs to.
+    async fn meeting_of(&self, r: &RecordingRecord) -> Result<MeetingRecord, ApiError> {
+        let id = MeetingId::parse(&r.meeting_id).map_err(|e| ApiError::Internal(e.to_string()))?;
+        self.meeting_record(&id).await
     }
 
     async fn recording_record(&self, rid: &str) -> Result<RecordingRecord, ApiError> {
@@ -116,12 +134,8 @@ impl Service {
         rid: &str,
     ) -> Result<RecordingRecord, ApiError> {
         let r = self.recording_record(rid).await?;
-        let meeting = self
-            .meeting_record(
-                &MeetingId::parse(&r.meeting_id).map_err(|e| ApiError::Internal(e.to_string()))?,
-            )
+        self.require_host(caller, &self.meeting_of(&r).await?)
             .await?;
-        self.require_host(caller, &meeting).await?;
         Ok(r)
     }
 
@@ -173,8 +187,7 @@ impl Service {
             .read(|v| place_recording(v, &region, residency.as_ref(), &classification))
             .map_err(ApiError::Unavailable)?;
         let grpc = self
-            .view
-            .read(|v| v.recording.get(&node).map(|r| r.grpc_addr.clone()))
+            .recording_node_addr(node.as_str())
             .ok_or_else(|| ApiError::Unavailable(format!("recording node {node} went away")))?;
         let rid = RecordingId::random();
         let mut record = RecordingRecord {
@@ -188,7 +201,7 @@ impl Service {
             segment: 1,
             ..Default::default()
         };
-        self.store.put_recording(&rid, &record).await?;
+        self.save(&record).await?;
         let started = self
             .nodes
             .start_recording(
@@ -209,7 +222,7 @@ impl Service {
         match started {
             Ok(()) => {
                 record.state = RecordingState::Recording as i32;
-                self.store.put_recording(&rid, &record).await?;
+                self.save(&record).await?;
                 self.metrics.recordings_started.inc();
                 tracing::info!(recording = %rid, meeting = %id, %node, "recording started");
                 Ok(record)
@@ -217,7 +230,7 @@ impl Service {
             Err(e) => {
                 record.state = RecordingState::Failed as i32;
                 record.error = e.to_string();
-                self.store.put_recording(&rid, &record).await?;
+                self.save(&record).await?;
                 Err(ApiError::Unavailable(format!(
                     "the recording node {node} could not start it: {e}"
                 )))
@@ -275,10 +288,7 @@ impl Service {
                 reason,
             });
         }
-        let id =
-            RecordingId::parse(&r.recording_id).map_err(|e| ApiError::Internal(e.to_string()))?;
-        self.store.put_recording(&id, r).await?;
-        Ok(())
+        self.save(r).await
     }
 
     pub async fn get_recording(
@@ -337,8 +347,7 @@ impl Service {
         r.state = RecordingState::Deleted as i32;
         r.deleted_unix_ms = common::unix_ms();
         r.files.clear();
-        let id = RecordingId::parse(rid).map_err(|e| ApiError::Internal(e.to_string()))?;
-        self.store.put_recording(&id, &r).await?;
+        self.save(&r).await?;
         tracing::info!(recording = %rid, "recording deleted");
         Ok(r)
     }
@@ -409,8 +418,6 @@ impl Service {
         mut r: RecordingRecord,
         lease_ttl: std::time::Duration,
     ) -> Result<(), ApiError> {
-        let id =
-            RecordingId::parse(&r.recording_id).map_err(|e| ApiError::Internal(e.to_string()))?;
         let lost = r.node_id.clone();
         let now = common::unix_ms();
         // The node stopped renewing its lease at most a TTL before it expired.
@@ -420,12 +427,7 @@ impl Service {
                 .ok()
                 .and_then(|n| v.media.get(&n).cloned())
         });
-        let meeting = self
-            .meeting_record(
-                &MeetingId::parse(&r.meeting_id).map_err(|e| ApiError::Internal(e.to_string()))?,
-            )
-            .await?;
-        let residency = Region::parse(&meeting.residency).ok();
+        let residency = Region::parse(&self.meeting_of(&r).await?.residency).ok();
         let fail = |r: &mut RecordingRecord, why: String| {
             r.state = RecordingState::Failed as i32;
             r.error = why;
@@ -441,7 +443,8 @@ impl Service {
                 &mut r,
                 format!("recording node {lost} was lost, and so is the meeting's media node"),
             );
-            self.store.put_recording(&id, &r).await?;
+            self.save(&r).await?;
+            self.metrics.recordings_failed.inc();
             return Ok(());
         };
         let region = Region::parse(&media.region).map_err(|e| ApiError::Internal(e.to_string()))?;
@@ -449,15 +452,15 @@ impl Service {
             .view
             .read(|v| place_recording(v, &region, residency.as_ref(), &r.classification))
             .and_then(|n| {
-                self.view
-                    .read(|v| v.recording.get(&n).map(|rec| (n, rec.grpc_addr.clone())))
+                let addr = self.recording_node_addr(n.as_str());
+                addr.map(|a| (n, a))
                     .ok_or_else(|| "the chosen node went away".to_owned())
             });
         let (node, grpc) = match placed {
             Ok(x) => x,
             Err(why) => {
                 fail(&mut r, format!("recording node {lost} was lost and {why}"));
-                self.store.put_recording(&id, &r).await?;
+                self.save(&r).await?;
                 self.metrics.recordings_failed.inc();
                 return Ok(());
             }
@@ -470,7 +473,7 @@ impl Service {
         r.earlier_nodes.push(lost.clone());
         r.segment = r.segment.max(1) + 1;
         r.node_id = node.to_string();
-        self.store.put_recording(&id, &r).await?;
+        self.save(&r).await?;
         let req = StartRecordingRequest {
             recording_id: r.recording_id.clone(),
             meeting_id: r.meeting_id.clone(),
@@ -487,12 +490,12 @@ impl Service {
             // is not re-dispatched) — mark it failed rather than pretend.
             r.state = RecordingState::Failed as i32;
             r.error = format!("moving to {node} failed: {e}");
-            self.store.put_recording(&id, &r).await?;
+            self.save(&r).await?;
             self.metrics.recordings_failed.inc();
             return Err(ApiError::Unavailable(r.error));
         }
         self.metrics.recordings_moved.inc();
-        tracing::info!(recording = %id, from = %lost, to = %node, segment = r.segment, "recording moved after its node was lost");
+        tracing::info!(recording = %r.recording_id, from = %lost, to = %node, segment = r.segment, "recording moved after its node was lost");
         Ok(())
     }
 }
@@ -514,11 +517,7 @@ impl Service {
         if r.state != RecordingState::Stopped as i32 {
             return Vec::new();
         }
-        let base = self.view.read(|v| {
-            NodeId::parse(&r.node_id)
-                .ok()
-                .and_then(|n| v.recording.get(&n).map(|n| n.download_url.clone()))
-        });
+        let base = self.recording_node(&r.node_id).map(|n| n.download_url);
         let Some(base) = base.filter(|b| !b.is_empty()) else {
             return Vec::new();
         };

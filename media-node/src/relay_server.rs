@@ -69,16 +69,11 @@ async fn serve_link(
                 None => break,
                 Some(SinkEvent::Media { track_id, packet }) => {
                     if subscribed.contains(&track_id) {
-                        let mut d = Vec::with_capacity(4 + packet.len());
-                        relay::wire::encode_datagram(track_id, &packet, &mut d);
                         // Full buffers drop datagrams, as a lossy link would.
-                        if let Err(e) = connection.send_datagram(d.into()) {
-                            match e {
-                                quinn::SendDatagramError::ConnectionLost(_) => break,
-                                _ => node.metrics.relay_dropped.inc(),
-                            }
-                        } else {
-                            node.metrics.relay_packets_out.inc();
+                        match relay::send_media(&connection, track_id, &packet) {
+                            Ok(()) => node.metrics.relay_packets_out.inc(),
+                            Err(relay::RelayError::Datagram(quinn::SendDatagramError::ConnectionLost(_))) => break,
+                            Err(_) => node.metrics.relay_dropped.inc(),
                         }
                     }
                 }

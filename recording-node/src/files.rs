@@ -59,7 +59,7 @@ async fn download(
     ) {
         return refuse(StatusCode::FORBIDDEN, &e.to_string());
     }
-    if !plain_name(&recording) || !plain_name(&file) {
+    if common::ids::RecordingId::parse(&recording).is_err() || !plain_name(&file) {
         return refuse(StatusCode::NOT_FOUND, "no such file");
     }
     for dir in &f.storage {

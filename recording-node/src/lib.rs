@@ -91,6 +91,23 @@ struct Control {
     node: Arc<Node>,
 }
 
+/// A recording id as the controller makes them (the directory it names is under our
+/// storage, so nothing else is taken).
+fn recording_id(id: &str) -> Result<common::ids::RecordingId, Status> {
+    common::ids::RecordingId::parse(id)
+        .map_err(|e| Status::invalid_argument(format!("recording_id: {e}")))
+}
+
+/// StopRecording's answer for a finished recording: its manifest, or why it failed.
+fn stopped(
+    res: Result<manifest::Manifest, String>,
+) -> Result<Response<StopRecordingResponse>, Status> {
+    let m = res.map_err(|e| Status::internal(format!("recording failed: {e}")))?;
+    Ok(Response::new(StopRecordingResponse {
+        manifest_json: serde_json::to_string(&m).map_err(|e| Status::internal(e.to_string()))?,
+    }))
+}
+
 #[tonic::async_trait]
 impl RecordingNodeControl for Control {
     async fn start_recording(
@@ -109,12 +126,7 @@ impl RecordingNodeControl for Control {
         };
         common::ids::MeetingId::parse(&r.meeting_id)
             .map_err(|e| Status::invalid_argument(format!("meeting_id: {e}")))?;
-        let rid = spec::file_safe(&r.recording_id);
-        if rid != r.recording_id || r.recording_id.len() < 8 {
-            return Err(Status::invalid_argument(
-                "recording_id must be 8 to 40 of a-z, A-Z, 0-9, '-', '_'",
-            ));
-        }
+        recording_id(&r.recording_id)?;
         let Some(storage) = node.storage.get(&r.classification) else {
             return Err(Status::invalid_argument(format!(
                 "no storage for classification {:?} on this node",
@@ -135,11 +147,7 @@ impl RecordingNodeControl for Control {
             composite: node.composite,
             segment: r.segment.max(1),
             recording_started_unix_ms: r.recording_started_unix_ms,
-            gaps: r
-                .gaps
-                .iter()
-                .map(|g| (g.start_unix_ms, g.end_unix_ms, g.reason.clone()))
-                .collect(),
+            gaps: r.gaps.clone(),
             earlier_nodes: r.earlier_nodes.clone(),
         };
         let stop = CancellationToken::new();
@@ -211,11 +219,7 @@ impl RecordingNodeControl for Control {
             .map(|r| (r.stop.clone(), r.done.clone()))
         else {
             return match self.node.ended.lock().expect("ended").remove(&id) {
-                Some(Ok(m)) => Ok(Response::new(StopRecordingResponse {
-                    manifest_json: serde_json::to_string(&m)
-                        .map_err(|e| Status::internal(e.to_string()))?,
-                })),
-                Some(Err(e)) => Err(Status::internal(format!("recording failed: {e}"))),
+                Some(res) => stopped(res),
                 None => Err(Status::not_found(format!(
                     "recording {id} is not running here"
                 ))),
@@ -230,11 +234,7 @@ impl RecordingNodeControl for Control {
                 .map_err(|_| Status::internal("the recording task ended without a result"))?
                 .clone();
         match finished {
-            Some(Ok(m)) => Ok(Response::new(StopRecordingResponse {
-                manifest_json: serde_json::to_string(&m)
-                    .map_err(|e| Status::internal(e.to_string()))?,
-            })),
-            Some(Err(e)) => Err(Status::internal(format!("recording failed: {e}"))),
+            Some(res) => stopped(res),
             None => Err(Status::internal(
                 "the recording task ended without a result",
             )),
@@ -246,9 +246,7 @@ impl RecordingNodeControl for Control {
         r: Request<DeleteRecordingRequest>,
     ) -> Result<Response<DeleteRecordingResponse>, Status> {
         let r = r.into_inner();
-        if spec::file_safe(&r.recording_id) != r.recording_id || r.recording_id.len() < 8 {
-            return Err(Status::invalid_argument("bad recording_id"));
-        }
+        recording_id(&r.recording_id)?;
         if self
             .node
             .recordings

@@ -47,9 +47,11 @@ fn appsrc(track: &TrackSpec) -> anyhow::Result<gst_app::AppSrc> {
         .is_live(true)
         .do_timestamp(true)
         .format(gst::Format::Time)
-        // Never block the relay's task: a recording that falls behind drops, and says so.
+        // Never block the relay's task: a recording that falls 4 MiB behind drops the
+        // newest packets (the jitter buffer sees them as lost) rather than grow.
         .max_bytes(4 << 20)
         .block(false)
+        .leaky_type(gst_app::AppLeakyType::Downstream)
         .build())
 }
 
@@ -83,10 +85,32 @@ fn push(src: &gst_app::AppSrc, rtp: &[u8]) -> bool {
         .is_ok()
 }
 
+/// A pipeline from a gst-launch description.
+pub(crate) fn launch(desc: &str) -> anyhow::Result<gst::Pipeline> {
+    gst::parse::launch(desc)
+        .with_context(|| format!("building {desc}"))?
+        .downcast::<gst::Pipeline>()
+        .map_err(|_| anyhow!("not a pipeline: {desc}"))
+}
+
+/// The appsink called `name` in `pipeline`.
+pub(crate) fn appsink(pipeline: &gst::Pipeline, name: &str) -> anyhow::Result<gst_app::AppSink> {
+    pipeline
+        .by_name(name)
+        .with_context(|| format!("no element {name}"))?
+        .downcast::<gst_app::AppSink>()
+        .map_err(|_| anyhow!("{name} is not an appsink"))
+}
+
 /// Sends EOS and waits (up to `timeout`) for the pipeline to finish writing, then stops it.
 /// Errors posted on the bus on the way are returned.
 fn finish_pipeline(pipeline: &gst::Pipeline, timeout: Duration) -> anyhow::Result<()> {
     pipeline.send_event(gst::event::Eos::new());
+    wait_end(pipeline, timeout)
+}
+
+/// Waits (up to `timeout`) for the pipeline's end of stream or first error, then stops it.
+pub(crate) fn wait_end(pipeline: &gst::Pipeline, timeout: Duration) -> anyhow::Result<()> {
     let bus = pipeline.bus().context("pipeline without a bus")?;
     let result = match bus.timed_pop_filtered(
         gst::ClockTime::from_nseconds(timeout.as_nanos() as u64),

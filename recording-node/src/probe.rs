@@ -4,10 +4,12 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::{Context, anyhow, bail};
+use anyhow::{Context, bail};
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
+
+use crate::pipeline::{appsink, launch, wait_end};
 
 /// A decoded audio file, as mono 32-bit float samples.
 pub struct Audio {
@@ -54,30 +56,8 @@ impl Span {
 /// Runs `pipeline` to the end (errors are returned), with a deadline.
 fn run(pipeline: &gst::Pipeline, what: &Path) -> anyhow::Result<()> {
     pipeline.set_state(gst::State::Playing)?;
-    let bus = pipeline.bus().context("no bus")?;
-    let res = match bus.timed_pop_filtered(
-        gst::ClockTime::from_seconds(120),
-        &[gst::MessageType::Eos, gst::MessageType::Error],
-    ) {
-        Some(m) => match m.view() {
-            gst::MessageView::Error(e) => Err(anyhow!(
-                "decoding {}: {}",
-                what.display(),
-                crate::pipeline::describe_error(e)
-            )),
-            _ => Ok(()),
-        },
-        None => Err(anyhow!("decoding {} did not finish", what.display())),
-    };
-    pipeline.set_state(gst::State::Null)?;
-    res
-}
-
-fn parse(desc: &str) -> anyhow::Result<gst::Pipeline> {
-    gst::parse::launch(desc)
-        .with_context(|| format!("building {desc}"))?
-        .downcast::<gst::Pipeline>()
-        .map_err(|_| anyhow!("not a pipeline"))
+    wait_end(pipeline, Duration::from_secs(120))
+        .with_context(|| format!("decoding {}", what.display()))
 }
 
 fn quoted(path: &Path) -> anyhow::Result<String> {
@@ -91,16 +71,12 @@ fn quoted(path: &Path) -> anyhow::Result<String> {
 /// Decodes an audio file (any container and codec GStreamer knows) to mono f32.
 pub fn audio(path: &Path) -> anyhow::Result<Audio> {
     const RATE: u32 = 48_000;
-    let p = parse(&format!(
+    let p = launch(&format!(
         "filesrc location={} ! decodebin ! audioconvert ! audioresample ! \
          audio/x-raw,format=F32LE,channels=1,rate={RATE} ! appsink name=out sync=false",
         quoted(path)?
     ))?;
-    let sink = p
-        .by_name("out")
-        .context("no appsink")?
-        .downcast::<gst_app::AppSink>()
-        .map_err(|_| anyhow!("not an appsink"))?;
+    let sink = appsink(&p, "out")?;
     let acc = Arc::new(Mutex::new((Vec::<f32>::new(), Span::default())));
     let a = acc.clone();
     sink.set_callbacks(
@@ -130,19 +106,14 @@ pub fn audio(path: &Path) -> anyhow::Result<Audio> {
 
 /// Decodes an MP4 composite end to end: its video and, if there is one, its audio.
 pub fn composite(path: &Path) -> anyhow::Result<Video> {
-    let p = parse(&format!(
+    let p = launch(&format!(
         "filesrc location={} ! qtdemux name=d \
          d.video_0 ! queue ! decodebin ! videoconvert ! appsink name=v sync=false \
          d.audio_0 ! queue ! decodebin ! audioconvert ! appsink name=a sync=false",
         quoted(path)?
     ))?;
     let out = Arc::new(Mutex::new((Video::default(), Span::default())));
-    let sink = |name: &str| -> anyhow::Result<gst_app::AppSink> {
-        p.by_name(name)
-            .context("no appsink")?
-            .downcast::<gst_app::AppSink>()
-            .map_err(|_| anyhow!("not an appsink"))
-    };
+    let sink = |name: &str| appsink(&p, name);
     let o = out.clone();
     sink("v")?.set_callbacks(
         gst_app::AppSinkCallbacks::builder()

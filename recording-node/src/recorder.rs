@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use proto::v1::relay_control::Msg;
-use proto::v1::{RelayControl, RelayHello, Subscribe};
+use proto::v1::{RecordingGap, RelayControl, RelayHello, Subscribe};
 use tokio_util::sync::CancellationToken;
 
 use crate::manifest::{FileEntry, Gap, Manifest, ParticipantEntry};
@@ -31,8 +31,8 @@ pub struct RecordingRequest {
     pub segment: u32,
     /// When the first segment started (0: this one is the first).
     pub recording_started_unix_ms: i64,
-    /// Gaps so far: (start, end) in unix ms, and why.
-    pub gaps: Vec<(i64, i64, String)>,
+    /// Gaps so far (times in unix ms).
+    pub gaps: Vec<RecordingGap>,
     pub earlier_nodes: Vec<String>,
 }
 
@@ -89,17 +89,40 @@ pub async fn record(
     let mut gaps: Vec<Gap> = req
         .gaps
         .iter()
-        .map(|(start, end, reason)| Gap {
-            start_offset_ms: to_offset(*start),
-            end_offset_ms: Some(to_offset(*end)),
-            reason: reason.clone(),
+        .map(|g| Gap {
+            start_offset_ms: to_offset(g.start_unix_ms),
+            end_offset_ms: Some(to_offset(g.end_unix_ms)),
+            reason: g.reason.clone(),
         })
         .collect();
     let offset = |at: Instant| since_start + at.duration_since(started).as_millis() as u64;
+    // The pipeline's errors are looked at twice a second, not per packet.
+    let mut check = tokio::time::interval(std::time::Duration::from_millis(500));
+    let mut link_lost = false;
 
     loop {
         tokio::select! {
             _ = stop.cancelled() => break,
+            _ = check.tick() => {
+                if let Some(e) = composite.error() {
+                    anyhow::bail!("the composite pipeline failed: {e}");
+                }
+                // A participant's file that failed stops there; the rest goes on.
+                let failed: Vec<(u32, String)> = audio
+                    .iter()
+                    .filter_map(|(id, (f, _))| f.error().map(|e| (*id, e)))
+                    .collect();
+                for (id, e) in failed {
+                    if let Some((_, pid)) = audio.remove(&id) {
+                        tracing::error!(participant = %pid, error = %e, "a participant's audio file failed");
+                        gaps.push(Gap {
+                            start_offset_ms: offset(Instant::now()),
+                            end_offset_ms: None,
+                            reason: format!("the audio file of {pid} failed: {e}"),
+                        });
+                    }
+                }
+            }
             m = reader.recv() => match m {
                 Ok(Some(RelayControl { msg: Some(Msg::Announce(a)) })) => {
                     let codec = match Codec::parse(&a.codec) {
@@ -143,32 +166,33 @@ pub async fn record(
                 }
                 Ok(Some(other)) => tracing::debug!(?other, "relay message ignored"),
                 Ok(None) | Err(_) => {
-                    // The media node went away or closed the meeting: finish what we have.
-                    gaps.push(Gap {
-                        start_offset_ms: offset(Instant::now()),
-                        end_offset_ms: None,
-                        reason: "the media node ended the relay link".into(),
-                    });
+                    link_lost = true;
                     break;
                 }
             },
-            d = connection.read_datagram() => match d {
-                Ok(d) => match relay::wire::decode_datagram(&d) {
-                    Ok((track_id, rtp)) => {
-                        metrics.packets.inc();
-                        composite.push(track_id, rtp);
-                        if let Some((file, _)) = audio.get(&track_id) {
-                            file.push(rtp);
-                        }
+            d = relay::recv_media(&connection) => match d {
+                Ok(Ok((track_id, rtp))) => {
+                    metrics.packets.inc();
+                    composite.push(track_id, &rtp);
+                    if let Some((file, _)) = audio.get(&track_id) {
+                        file.push(&rtp);
                     }
-                    Err(e) => tracing::debug!(error = %e, "relay datagram skipped"),
-                },
-                Err(_) => continue,
+                }
+                Ok(Err(e)) => tracing::debug!(error = %e, "relay datagram skipped"),
+                Err(_) => {
+                    link_lost = true;
+                    break;
+                }
             },
         }
-        if let Some(e) = composite.error() {
-            anyhow::bail!("the composite pipeline failed: {e}");
-        }
+    }
+    if link_lost {
+        // The media node went away or closed the meeting: finish what we have.
+        gaps.push(Gap {
+            start_offset_ms: offset(Instant::now()),
+            end_offset_ms: None,
+            reason: "the media node ended the relay link".into(),
+        });
     }
     let end_at = composite.now();
     connection.close(0u32.into(), b"recording stopped");

@@ -3,10 +3,9 @@
 //! fixtures), and a player that hands packets over when they are due, as the relay does.
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, anyhow, bail};
+use anyhow::bail;
 use gstreamer as gst;
 use gstreamer::prelude::*;
-use gstreamer_app as gst_app;
 
 /// RTP packets with the time (from the stream's start) each is due.
 pub type Stream = Vec<(Duration, Vec<u8>)>;
@@ -14,15 +13,8 @@ pub type Stream = Vec<(Duration, Vec<u8>)>;
 /// Runs `desc` (a gst-launch description ending in a payloader) to the end and collects
 /// its packets.
 pub fn rtp(desc: &str) -> anyhow::Result<Stream> {
-    let p = gst::parse::launch(&format!("{desc} ! appsink name=out sync=false"))
-        .with_context(|| format!("building {desc}"))?
-        .downcast::<gst::Pipeline>()
-        .map_err(|_| anyhow!("not a pipeline"))?;
-    let sink = p
-        .by_name("out")
-        .context("no appsink")?
-        .downcast::<gst_app::AppSink>()
-        .map_err(|_| anyhow!("not an appsink"))?;
+    let p = crate::pipeline::launch(&format!("{desc} ! appsink name=out sync=false"))?;
+    let sink = crate::pipeline::appsink(&p, "out")?;
     p.set_state(gst::State::Playing)?;
     let mut out = Vec::new();
     while let Ok(s) = sink.pull_sample() {

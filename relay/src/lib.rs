@@ -162,20 +162,37 @@ pub async fn accept(ep: &quinn::Endpoint) -> Option<Result<(Link, RelayControl),
     )
 }
 
+/// Sends one RTP packet of `track_id` as a datagram on a relay connection (dropped, not
+/// queued, if the link cannot take it).
+pub fn send_media(
+    connection: &quinn::Connection,
+    track_id: u32,
+    rtp: &[u8],
+) -> Result<(), RelayError> {
+    let mut d = Vec::with_capacity(4 + rtp.len());
+    wire::encode_datagram(track_id, rtp, &mut d);
+    connection.send_datagram(Bytes::from(d))?;
+    Ok(())
+}
+
+/// The next media datagram of a relay connection: track id and RTP packet. Garbage
+/// datagrams are errors the caller counts and skips; a closed connection ends with
+/// `Connection`.
+pub async fn recv_media(
+    connection: &quinn::Connection,
+) -> Result<Result<(u32, Bytes), WireError>, RelayError> {
+    let d = connection.read_datagram().await?;
+    Ok(wire::decode_datagram(&d).map(|(id, _)| (id, d.slice(4..))))
+}
+
 impl Link {
-    /// Sends one RTP packet of `track_id` as a datagram (dropped, not queued, if the
-    /// link cannot take it).
+    /// [`send_media`] on this link.
     pub fn send_media(&self, track_id: u32, rtp: &[u8]) -> Result<(), RelayError> {
-        let mut d = Vec::with_capacity(4 + rtp.len());
-        wire::encode_datagram(track_id, rtp, &mut d);
-        self.connection.send_datagram(Bytes::from(d))?;
-        Ok(())
+        send_media(&self.connection, track_id, rtp)
     }
 
-    /// The next media datagram: track id and RTP packet. Garbage datagrams are errors
-    /// the caller counts and skips; a closed connection ends with `Connection`.
+    /// [`recv_media`] on this link.
     pub async fn recv_media(&self) -> Result<Result<(u32, Bytes), WireError>, RelayError> {
-        let d = self.connection.read_datagram().await?;
-        Ok(wire::decode_datagram(&d).map(|(id, _)| (id, d.slice(4..))))
+        recv_media(&self.connection).await
     }
 }

@@ -191,6 +191,13 @@ async fn everyone_gets_everyone_elses_media(browsers: &[Browser], ids: &[String]
     }
 }
 
+/// `b`'s page sends `text` to the meeting's chat.
+async fn send_chat(b: &Browser, text: &str) {
+    b.eval("window.fjord.sendChat(arguments[0])", json!([text]))
+        .await
+        .unwrap();
+}
+
 /// `b`'s page has `text` in its chat.
 async fn chat_seen_by(b: &Browser, text: &str) {
     eventually(
@@ -224,13 +231,11 @@ fn firefox_and_chromium_in_one_meeting_get_each_others_media_and_chat() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let mut s = spec();
-        s.media.clear();
-        let mut c = harness::Cluster::start(s).await.unwrap();
-        let udp = (netns::ADDR, harness::free_udp_port()).into();
-        c.start_media_at(crate::node("media-oslo-1", "oslo"), udp, None)
-            .unwrap();
-        c.wait_ready(Duration::from_secs(20)).await.unwrap();
+        let c = one_media_node(|c| {
+            let udp = (netns::ADDR, harness::free_udp_port()).into();
+            c.start_media_at(crate::node("media-oslo-1", "oslo"), udp, None)
+        })
+        .await;
         let api = Api::new(&c);
         let base = c.controllers[0].url();
         let meeting = api.create(&base, json!({ "title": "two engines" })).await;
@@ -238,21 +243,9 @@ fn firefox_and_chromium_in_one_meeting_get_each_others_media_and_chat() {
         let (chr, chr_id) = join_page(&c, &base, &meeting, "Chr").await;
         let browsers = [fox, chr];
         everyone_gets_everyone_elses_media(&browsers, &[fox_id, chr_id]).await;
-        browsers[0]
-            .eval(
-                "window.fjord.sendChat(arguments[0])",
-                json!(["hei fra Firefox"]),
-            )
-            .await
-            .unwrap();
+        send_chat(&browsers[0], "hei fra Firefox").await;
         chat_seen_by(&browsers[1], "hei fra Firefox").await;
-        browsers[1]
-            .eval(
-                "window.fjord.sendChat(arguments[0])",
-                json!(["hello from Chromium"]),
-            )
-            .await
-            .unwrap();
+        send_chat(&browsers[1], "hello from Chromium").await;
         chat_seen_by(&browsers[0], "hello from Chromium").await;
     });
 }
@@ -284,13 +277,7 @@ async fn three_chromium_participants_get_each_others_media_chat_and_see_a_leave(
     }
 
     // Chat from P0 reaches P1 and P2.
-    browsers[0]
-        .eval(
-            "window.fjord.sendChat(arguments[0])",
-            json!(["hello from P0"]),
-        )
-        .await
-        .unwrap();
+    send_chat(&browsers[0], "hello from P0").await;
     for b in &browsers[1..] {
         chat_seen_by(b, "hello from P0").await;
     }
@@ -533,17 +520,27 @@ async fn garbage_datagrams_and_bad_signaling_leave_everyone_elses_media_flowing(
 /// A cluster whose one media node is reached through a [`LossyProxy`] that applies
 /// `link` to everything the node sends the clients.
 async fn cluster_behind(link: Link) -> (harness::Cluster, LossyProxy) {
-    let mut s = spec();
-    s.media.clear();
-    let mut c = harness::Cluster::start(s).await.unwrap();
     let udp = harness::free_udp_port();
     let proxy = LossyProxy::with_link(format!("127.0.0.1:{udp}").parse().unwrap(), link)
         .await
         .unwrap();
-    c.start_media_on(crate::node("media-oslo-1", "oslo"), udp, Some(proxy.front))
-        .unwrap();
-    c.wait_ready(Duration::from_secs(20)).await.unwrap();
+    let front = proxy.front;
+    let c =
+        one_media_node(|c| c.start_media_on(crate::node("media-oslo-1", "oslo"), udp, Some(front)))
+            .await;
     (c, proxy)
+}
+
+/// A ready cluster whose one media node (media-oslo-1) `start` starts.
+async fn one_media_node(
+    start: impl FnOnce(&mut harness::Cluster) -> anyhow::Result<()>,
+) -> harness::Cluster {
+    let mut s = spec();
+    s.media.clear();
+    let mut c = harness::Cluster::start(s).await.unwrap();
+    start(&mut c).unwrap();
+    c.wait_ready(Duration::from_secs(20)).await.unwrap();
+    c
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -691,12 +688,11 @@ async fn video_rate(b: &Browser, pid: &str, secs: u64) -> (f64, u64) {
 async fn simulcast_subscriber_gets_the_low_layer_for_a_small_tile_and_moves_up_for_a_large_one() {
     // The tile size alone decides here: the bandwidth estimate's cap has its own test
     // on a narrow link, and a busy machine's queueing delays would lower it at random.
-    let mut s = spec();
-    s.media.clear();
-    let mut c = harness::Cluster::start(s).await.unwrap();
-    c.media_extra = json!({ "simulcast_bandwidth_cap": false });
-    c.start_media(crate::node("media-oslo-1", "oslo")).unwrap();
-    c.wait_ready(Duration::from_secs(20)).await.unwrap();
+    let c = one_media_node(|c| {
+        c.media_extra = json!({ "simulcast_bandwidth_cap": false });
+        c.start_media(crate::node("media-oslo-1", "oslo"))
+    })
+    .await;
     let api = Api::new(&c);
     let base = c.controllers[0].url();
     let meeting = api.create(&base, json!({ "title": "simulcast" })).await;

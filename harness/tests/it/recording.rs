@@ -61,10 +61,7 @@ async fn the_host_records_two_bots_into_their_own_audio_files_and_a_composite_th
         assert!(v["message"].as_str().unwrap().contains("host"), "{v}");
     }
 
-    let (st, rec) = api
-        .send(api.http.post(&start_url).bearer_auth(&host_key))
-        .await;
-    assert_eq!(st, StatusCode::CREATED, "{rec}");
+    let rec = start(&api, &base, &meeting, &host_key).await;
     assert_eq!(rec["state"], "recording");
     assert_eq!(
         rec["node_id"], "recording-oslo-1",
@@ -75,14 +72,7 @@ async fn the_host_records_two_bots_into_their_own_audio_files_and_a_composite_th
     tokio::time::sleep(Duration::from_secs(10)).await;
     // From the start's answer to the stop's request: how long the bots were recorded.
     let recorded = started.elapsed();
-    let (st, stopped) = api
-        .send(
-            api.http
-                .post(format!("{base}/v1/recordings/{rid}/stop"))
-                .bearer_auth(&host_key),
-        )
-        .await;
-    assert_eq!(st, StatusCode::OK, "{stopped}");
+    let stopped = stop(&api, &base, &rid, &host_key).await;
     assert_eq!(stopped["state"], "stopped");
     let ids: Vec<(String, u32)> = bots
         .iter()
@@ -249,6 +239,19 @@ async fn recorded_meeting(
     (c, api, base, meeting, host_key, bots)
 }
 
+/// Stops recording `rid` as its host; answers the stopped recording.
+async fn stop(api: &Api, base: &str, rid: &str, host_key: &str) -> serde_json::Value {
+    let (st, stopped) = api
+        .send(
+            api.http
+                .post(format!("{base}/v1/recordings/{rid}/stop"))
+                .bearer_auth(host_key),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{stopped}");
+    stopped
+}
+
 /// Starts recording `meeting` as its host.
 async fn start(api: &Api, base: &str, meeting: &str, host_key: &str) -> serde_json::Value {
     let (st, rec) = api
@@ -288,14 +291,7 @@ async fn a_recording_whose_node_is_killed_moves_to_another_node_and_the_manifest
     eprintln!("moved {:?} after kill -9: {moved}", killed.elapsed());
     let second = moved["node_id"].as_str().unwrap().to_owned();
     tokio::time::sleep(Duration::from_secs(4)).await;
-    let (st, stopped) = api
-        .send(
-            api.http
-                .post(format!("{base}/v1/recordings/{rid}/stop"))
-                .bearer_auth(&host_key),
-        )
-        .await;
-    assert_eq!(st, StatusCode::OK, "{stopped}");
+    let stopped = stop(&api, &base, &rid, &host_key).await;
     assert_eq!(stopped["gaps"].as_array().unwrap().len(), 1, "{stopped}");
     for (b, _) in bots {
         b.leave().await;
