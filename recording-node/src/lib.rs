@@ -68,11 +68,15 @@ struct Metrics {
 }
 
 impl Node {
-    fn start_drain(&self) {
-        let n = self.recordings.lock().expect("recordings").len();
-        tracing::info!(recordings = n, "draining: no new recordings");
+    /// Stops taking recordings; the node exits once the running ones have stopped (or
+    /// at the drain deadline).
+    fn start_drain(self: &Arc<Self>) {
+        tracing::info!(recordings = self.running(), "draining: no new recordings");
+        let n = self.clone();
         self.drain
-            .start(&self.registration, self.drain_deadline, || 0);
+            .start(&self.registration, self.drain_deadline, move || {
+                n.running() as u32
+            });
         self.draining_metric.set(1);
     }
 

@@ -391,3 +391,32 @@ async fn when_the_meetings_media_node_dies_the_recording_ends_with_its_files_fin
     assert!(v.duration > Duration::from_secs(3), "{v:?}");
     drop(bots);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_draining_recording_node_finishes_its_recording_before_it_exits() {
+    let (mut c, api, base, meeting, host_key, _bots) = recorded_meeting(1).await;
+    let rec = start(&api, &base, &meeting, &host_key).await;
+    let rid = rec["recording_id"].as_str().unwrap().to_owned();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    c.recording[0]
+        .proc
+        .signal(nix::sys::signal::Signal::SIGTERM);
+    // Draining: no new recordings, but the running one goes on.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        c.recording[0].proc.is_running(),
+        "the node left while a recording was running"
+    );
+    let stopped = stop(&api, &base, &rid, &host_key).await;
+    assert_eq!(stopped["state"], "stopped");
+    assert!(
+        stopped["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f == "composite.mp4"),
+        "{stopped}"
+    );
+    let code = c.recording[0].proc.wait_exit(Duration::from_secs(10)).await;
+    assert_eq!(code, Some(0), "the drained node should exit once idle");
+}
