@@ -138,6 +138,24 @@ impl TokenSigner {
     }
 }
 
+/// The raw Ed25519 public key of the certificate in `pem`.
+fn ed25519_key_of_certificate(pem: &[u8]) -> Result<Vec<u8>, String> {
+    const ED25519: &str = "1.3.101.112";
+    let (_, pem) =
+        x509_parser::pem::parse_x509_pem(pem).map_err(|e| format!("not a PEM certificate: {e}"))?;
+    let cert = pem
+        .parse_x509()
+        .map_err(|e| format!("not an X.509 certificate: {e}"))?;
+    let spki = cert.public_key();
+    let alg = spki.algorithm.algorithm.to_id_string();
+    if alg != ED25519 {
+        return Err(format!(
+            "the certificate's key is not Ed25519 (algorithm {alg})"
+        ));
+    }
+    Ok(spki.subject_public_key.data.to_vec())
+}
+
 /// Verifies join tokens on a media node: signature (by `kid`), expiry, node and meeting.
 pub struct TokenVerifier {
     keys: HashMap<String, DecodingKey>,
@@ -151,8 +169,15 @@ impl TokenVerifier {
             node,
         }
     }
+    /// Adds the Ed25519 public key `kid`, from a `PUBLIC KEY` PEM or from a `CERTIFICATE`
+    /// PEM whose key it is (what Helm can make from the signing key: the chart has no way
+    /// to write a bare public key).
     pub fn add_key_pem(&mut self, kid: &str, public_pem: &[u8]) -> Result<(), String> {
-        let key = DecodingKey::from_ed_pem(public_pem).map_err(|e| e.to_string())?;
+        let key = if public_pem.windows(17).any(|w| w == b"BEGIN CERTIFICATE") {
+            DecodingKey::from_ed_der(&ed25519_key_of_certificate(public_pem)?)
+        } else {
+            DecodingKey::from_ed_pem(public_pem).map_err(|e| e.to_string())?
+        };
         self.keys.insert(kid.to_owned(), key);
         Ok(())
     }
@@ -257,6 +282,44 @@ mod tests {
         );
         let other = token(&signer, 1000, &NodeId::parse("n2").unwrap(), &m);
         assert_eq!(v.verify(&other, &m, 1001), Err(TokenError::WrongNode));
+    }
+
+    #[test]
+    fn a_certificate_of_the_signing_key_verifies_like_its_public_key() {
+        let kp = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["fjord-token-signing".into()])
+            .unwrap()
+            .self_signed(&kp)
+            .unwrap();
+        let signer =
+            TokenSigner::from_pem(kp.serialize_pem().as_bytes(), "k1", Duration::from_secs(60))
+                .unwrap();
+        let (m, n) = ids();
+        let mut v = TokenVerifier::new(n.clone());
+        v.add_key_pem("k1", cert.pem().as_bytes()).unwrap();
+        assert_eq!(
+            v.verify(&token(&signer, 1000, &n, &m), &m, 1001)
+                .unwrap()
+                .name,
+            "Ada"
+        );
+        let (forger, _) = keypair();
+        let forged =
+            TokenSigner::from_pem(forger.as_bytes(), "k1", Duration::from_secs(60)).unwrap();
+        assert_eq!(
+            v.verify(&token(&forged, 1000, &n, &m), &m, 1001),
+            Err(TokenError::BadSignature)
+        );
+        // A certificate of another kind of key, and garbage, are refused with a reason.
+        let rsa_like = rcgen::KeyPair::generate().unwrap();
+        let other = rcgen::CertificateParams::new(vec!["x".into()])
+            .unwrap()
+            .self_signed(&rsa_like)
+            .unwrap();
+        let e = v.add_key_pem("k2", other.pem().as_bytes()).unwrap_err();
+        assert!(e.contains("not Ed25519"), "{e}");
+        let junk = b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+        assert!(v.add_key_pem("k3", junk).is_err());
     }
 
     #[test]
