@@ -19,6 +19,9 @@ pub struct ControllerConfig {
     pub listen: String,
     /// Bearer keys that authorise operator calls.
     pub operator_keys: Vec<String>,
+    /// A file of further operator keys, one a line (`#` starts a comment): how a
+    /// Kubernetes Secret is handed in.
+    pub operator_keys_file: Option<PathBuf>,
     pub etcd: EtcdConfig,
     /// Mutual TLS towards media and recording nodes.
     pub tls: TlsConfig,
@@ -84,6 +87,7 @@ impl Default for ControllerConfig {
             id: "controller-1".into(),
             listen: "127.0.0.1:8080".into(),
             operator_keys: Vec::new(),
+            operator_keys_file: None,
             etcd: EtcdConfig::default(),
             tls: TlsConfig::default(),
             token: TokenConfig::default(),
@@ -110,6 +114,43 @@ pub struct Regions {
 }
 
 impl ControllerConfig {
+    /// `operator_keys` and the keys of `operator_keys_file`, each at least 16 characters.
+    pub fn all_operator_keys(&self) -> Result<Vec<String>, ConfigError> {
+        let mut keys = self.operator_keys.clone();
+        if keys.iter().any(|k| k.len() < 16) {
+            return Err(ConfigError::key(
+                "operator_keys",
+                "every key must be at least 16 characters",
+            ));
+        }
+        if let Some(path) = &self.operator_keys_file {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                ConfigError::key(
+                    "operator_keys_file",
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?;
+            for (i, line) in text.lines().enumerate() {
+                let key = line.trim();
+                if key.is_empty() || key.starts_with('#') {
+                    continue;
+                }
+                if key.len() < 16 {
+                    return Err(ConfigError::key(
+                        "operator_keys_file",
+                        format!(
+                            "line {} of {}: every key must be at least 16 characters",
+                            i + 1,
+                            path.display()
+                        ),
+                    ));
+                }
+                keys.push(key.to_owned());
+            }
+        }
+        Ok(keys)
+    }
+
     /// Checks every value and returns the parsed region settings.
     pub fn validate(&self) -> Result<Regions, ConfigError> {
         self.etcd.validate()?;
@@ -120,12 +161,7 @@ impl ControllerConfig {
                 "must be 1-63 characters of a-z, 0-9 and '-'",
             ));
         }
-        if self.operator_keys.iter().any(|k| k.len() < 16) {
-            return Err(ConfigError::key(
-                "operator_keys",
-                "every key must be at least 16 characters",
-            ));
-        }
+        self.all_operator_keys()?;
         if self.token.signing_key_file.is_none() {
             return Err(ConfigError::key(
                 "token.signing_key_file",
@@ -190,5 +226,49 @@ impl ControllerConfig {
             cidrs,
             topology,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operator_keys_file_adds_one_key_a_line_and_names_a_short_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("keys");
+        std::fs::write(
+            &file,
+            "# rotated 2026-12\nfirst-operator-key-0123\n\n  second-operator-key-4567  \n",
+        )
+        .unwrap();
+        let cfg = ControllerConfig {
+            operator_keys: vec!["inline-operator-key-89ab".into()],
+            operator_keys_file: Some(file.clone()),
+            ..ControllerConfig::default()
+        };
+        assert_eq!(
+            cfg.all_operator_keys().unwrap(),
+            vec![
+                "inline-operator-key-89ab",
+                "first-operator-key-0123",
+                "second-operator-key-4567"
+            ]
+        );
+        std::fs::write(&file, "first-operator-key-0123\nshort\n").unwrap();
+        let e = cfg.all_operator_keys().unwrap_err().to_string();
+        assert!(
+            e.contains("operator_keys_file") && e.contains("line 2"),
+            "{e}"
+        );
+        let missing = ControllerConfig {
+            operator_keys_file: Some(dir.path().join("nope")),
+            ..ControllerConfig::default()
+        };
+        let e = missing.all_operator_keys().unwrap_err().to_string();
+        assert!(
+            e.contains("operator_keys_file") && e.contains("cannot read"),
+            "{e}"
+        );
     }
 }

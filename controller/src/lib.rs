@@ -71,7 +71,7 @@ pub async fn run(
         nodes,
         signer,
         regions,
-        cfg.operator_keys.clone(),
+        cfg.all_operator_keys()?,
         cfg.allow_region_override,
         Duration::from_secs(cfg.join_correction_secs),
         metrics.clone(),
