@@ -70,8 +70,10 @@ impl Drain {
 }
 
 /// CPU used by this process, in cores, averaged between calls (Linux `/proc/self/stat`).
+/// Made with [`CpuSampler::registered`], each sample is also the `fjord_node_cpu_cores` gauge.
 pub struct CpuSampler {
     last: Option<(Instant, f64)>,
+    gauge: Option<prometheus::Gauge>,
 }
 
 impl Default for CpuSampler {
@@ -82,7 +84,27 @@ impl Default for CpuSampler {
 
 impl CpuSampler {
     pub fn new() -> Self {
-        Self { last: None }
+        Self {
+            last: None,
+            gauge: None,
+        }
+    }
+
+    /// A sampler that also exports what it samples as `fjord_node_cpu_cores` in `registry`.
+    pub fn registered(registry: &prometheus::Registry) -> Self {
+        let gauge = prometheus::Gauge::new(
+            "fjord_node_cpu_cores",
+            "CPU cores this node process used over the last second",
+        )
+        .expect("metric");
+        // The name is fixed and registered once per registry, so this cannot fail.
+        registry
+            .register(Box::new(gauge.clone()))
+            .expect("register fjord_node_cpu_cores");
+        Self {
+            last: None,
+            gauge: Some(gauge),
+        }
     }
 
     /// Seconds of CPU (user + system) this process has used.
@@ -101,7 +123,11 @@ impl CpuSampler {
             _ => 0.0,
         };
         self.last = Some((now, cpu));
-        cores.max(0.0)
+        let cores = cores.max(0.0);
+        if let Some(g) = &self.gauge {
+            g.set(cores);
+        }
+        cores
     }
 }
 
@@ -168,6 +194,129 @@ where
             eprintln!("{name}: {e:#}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// A channel to this node's own control gRPC, as a Kubernetes preStop hook in the
+/// node's container reaches it: `127.0.0.1` at the port of `grpc_listen`, with mutual
+/// TLS from `tls` and the TLS name of `grpc_advertise` (what the certificate names).
+pub fn own_control_channel(
+    tls: &crate::tls::TlsConfig,
+    grpc_listen: &str,
+    grpc_advertise: &str,
+) -> Result<tonic::transport::Channel, String> {
+    let port = grpc_listen
+        .rsplit_once(':')
+        .and_then(|(_, p)| p.parse::<u16>().ok())
+        .ok_or_else(|| format!("grpc_listen {grpc_listen:?} has no port"))?;
+    let material = tls.load("tls").map_err(|e| e.to_string())?;
+    let scheme = if material.is_some() { "https" } else { "http" };
+    let mut ep = tonic::transport::Endpoint::from_shared(format!("{scheme}://127.0.0.1:{port}"))
+        .map_err(|e| e.to_string())?
+        .connect_timeout(Duration::from_secs(3))
+        .timeout(Duration::from_secs(10));
+    if let Some(m) = material {
+        // The name the certificate carries: grpc_advertise's host (bracketed IPv6 or not).
+        let host = grpc_advertise
+            .rsplit_once(':')
+            .map_or(grpc_advertise, |(h, _)| h)
+            .trim_start_matches('[')
+            .trim_end_matches(']');
+        ep = ep
+            .tls_config(m.client().domain_name(host))
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(ep.connect_lazy())
+}
+
+/// What `--drain-and-wait` needs of a node's config.
+pub struct DrainTarget {
+    pub tls: crate::tls::TlsConfig,
+    pub grpc_listen: String,
+    pub grpc_advertise: String,
+    pub deadline: Duration,
+}
+
+/// The `--drain-and-wait` mode of a node binary: loads the config as the node does,
+/// then drives [`drain_and_wait`] with `ask` (one Drain call on the node's own control
+/// channel, answering what is left and what it is).
+pub async fn drain_main<C, A, Fut>(
+    name: &str,
+    env_prefix: &str,
+    config: Option<&std::path::Path>,
+    target: fn(&C) -> DrainTarget,
+    ask: A,
+) -> std::process::ExitCode
+where
+    C: serde::de::DeserializeOwned + serde::Serialize + Default,
+    A: Fn(tonic::transport::Channel) -> Fut,
+    Fut: std::future::Future<Output = Result<(u32, &'static str), tonic::Status>>,
+{
+    let t = match crate::config::load::<C>(config, env_prefix) {
+        Ok(c) => target(&c),
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let channel = match own_control_channel(&t.tls, &t.grpc_listen, &t.grpc_advertise) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    drain_and_wait(name, t.deadline, || {
+        let answer = ask(channel.clone());
+        async move {
+            answer
+                .await
+                .map_err(|s| format!("{}: {}", s.code(), s.message()))
+        }
+    })
+    .await
+}
+
+/// `--drain-and-wait`: asks the node to drain and waits until it has nothing left (or
+/// has exited, which a drained node does), printing progress; gives up at `deadline`.
+/// `ask` starts (or repeats: draining is idempotent) the drain and answers what the node
+/// still holds.
+pub async fn drain_and_wait<F, Fut>(
+    name: &str,
+    deadline: Duration,
+    mut ask: F,
+) -> std::process::ExitCode
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(u32, &'static str), String>>,
+{
+    use std::process::ExitCode;
+    let until = Instant::now() + deadline;
+    let mut reached = false;
+    loop {
+        match ask().await {
+            Ok((0, _)) => {
+                eprintln!("{name}: drained: nothing left on the node");
+                return ExitCode::SUCCESS;
+            }
+            Ok((n, what)) => {
+                reached = true;
+                eprintln!("{name}: draining: {n} {what} left");
+            }
+            Err(e) if reached => {
+                eprintln!("{name}: drained: the node has stopped answering ({e})");
+                return ExitCode::SUCCESS;
+            }
+            Err(e) => {
+                eprintln!("{name}: cannot ask the node to drain: {e}");
+                return ExitCode::from(1);
+            }
+        }
+        if Instant::now() >= until {
+            eprintln!("{name}: drain deadline of {deadline:?} reached with work left");
+            return ExitCode::SUCCESS;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
     }
 }
 

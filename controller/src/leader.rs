@@ -3,13 +3,14 @@
 //! meetings, so the next join of such a meeting lands on a live node, and moves
 //! recordings whose recording node died to another node. A replica that
 //! cannot renew its lease steps down at once.
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use common::config::EtcdConfig;
 use common::ids::{MeetingId, Region};
 use etcd_client::{Client, ResignOptions};
-use proto::v1::MeetingStatus;
+use proto::v1::{MeetingStatus, NodeState};
 use tokio_util::sync::CancellationToken;
 
 use crate::service::Service;
@@ -84,6 +85,7 @@ async fn term(
     service.metrics.is_leader.set(1);
 
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut census = Census::default();
     let result = loop {
         tokio::select! {
             _ = shutdown.cancelled() => break Ok(()),
@@ -95,8 +97,11 @@ async fn term(
             _ = tick.tick() => reconcile(service, ttl).await,
             _ = service.view.changed() => reconcile(service, ttl).await,
         }
+        census.count(service);
     };
     service.metrics.is_leader.set(0);
+    // Only the leader counts nodes: a former leader's figures would go stale.
+    service.metrics.cluster_nodes.reset();
     tracing::info!(controller = id, "no longer leader");
     if let Some(k) = leader_key {
         let mut e = client.election_client();
@@ -170,4 +175,74 @@ pub async fn reconcile(service: &Service, lease_ttl: Duration) {
     });
     service.metrics.meetings_active.set(meetings as i64);
     service.metrics.media_nodes.set(nodes as i64);
+}
+
+/// The leader's census of registered nodes, for `fjord_cluster_nodes` and
+/// `fjord_cluster_nodes_lost_total`. Losses are the view's count of nodes that left
+/// without draining; the counter takes what was added since the leader last looked
+/// (from when it became leader, so a new leader counts nothing twice).
+#[derive(Default)]
+struct Census {
+    lost_seen: Option<BTreeMap<(&'static str, String), u64>>,
+}
+
+impl Census {
+    fn count(&mut self, service: &Service) {
+        if !service.view.is_synced() {
+            return;
+        }
+        let draining = |s: i32| s == NodeState::Draining as i32;
+        let (nodes, lost) = service.view.read(|v| {
+            let media = v
+                .media
+                .values()
+                .map(|r| ("media", r.region.clone(), draining(r.state)));
+            let recording = v
+                .recording
+                .values()
+                .map(|r| ("recording", r.region.clone(), draining(r.state)));
+            (media.chain(recording).collect::<Vec<_>>(), v.lost.clone())
+        });
+        let m = &service.metrics;
+        // Every known region shows, with 0 where it has no node of a kind or state.
+        for r in &service.regions.known {
+            for kind in ["media", "recording"] {
+                m.nodes_lost.with_label_values(&[kind, r.as_str()]);
+            }
+        }
+        if let Some(before) = &self.lost_seen {
+            for ((kind, region), n) in &lost {
+                let added =
+                    n.saturating_sub(before.get(&(*kind, region.clone())).copied().unwrap_or(0));
+                if added > 0 {
+                    m.nodes_lost
+                        .with_label_values(&[*kind, region.as_str()])
+                        .inc_by(added);
+                    tracing::warn!(
+                        kind,
+                        region,
+                        added,
+                        "node lost: its lease expired without a drain"
+                    );
+                }
+            }
+        }
+        self.lost_seen = Some(lost);
+        m.cluster_nodes.reset();
+        for r in &service.regions.known {
+            for kind in ["media", "recording"] {
+                for state in ["active", "draining"] {
+                    m.cluster_nodes
+                        .with_label_values(&[kind, r.as_str(), state])
+                        .set(0);
+                }
+            }
+        }
+        for (kind, region, is_draining) in nodes {
+            let state = if is_draining { "draining" } else { "active" };
+            m.cluster_nodes
+                .with_label_values(&[kind, region.as_str(), state])
+                .inc();
+        }
+    }
 }

@@ -1,5 +1,7 @@
 //! The controller's metrics (DESIGN §10).
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
 
 #[derive(Clone)]
 pub struct Metrics {
@@ -15,6 +17,11 @@ pub struct Metrics {
     pub recordings_started: IntCounter,
     pub recordings_moved: IntCounter,
     pub recordings_failed: IntCounter,
+    /// Registered nodes by `kind`, `cluster_region` and `state` (the leader's census; the
+    /// `region` label is the controller's own, so the nodes' region has another name).
+    pub cluster_nodes: IntGaugeVec,
+    /// Nodes whose registration vanished while they were not draining (lease expired).
+    pub nodes_lost: IntCounterVec,
 }
 
 impl Metrics {
@@ -79,6 +86,22 @@ impl Metrics {
                 "Recordings that failed because their node was lost and none could take over",
             )
             .expect("metric"),
+            cluster_nodes: IntGaugeVec::new(
+                Opts::new(
+                    "fjord_cluster_nodes",
+                    "Registered nodes by kind, region and state, as the leader sees etcd",
+                ),
+                &["kind", "cluster_region", "state"],
+            )
+            .expect("metric"),
+            nodes_lost: IntCounterVec::new(
+                Opts::new(
+                    "fjord_cluster_nodes_lost_total",
+                    "Nodes whose registration expired without a drain (crash, kill, network loss)",
+                ),
+                &["kind", "cluster_region"],
+            )
+            .expect("metric"),
         };
         // Names are fixed and unique, so registration cannot fail.
         registry
@@ -115,6 +138,12 @@ impl Metrics {
         ] {
             registry.register(Box::new(c.clone())).expect("register");
         }
+        registry
+            .register(Box::new(m.cluster_nodes.clone()))
+            .expect("register");
+        registry
+            .register(Box::new(m.nodes_lost.clone()))
+            .expect("register");
         m
     }
 }

@@ -33,6 +33,11 @@ pub struct ClusterView {
     pub placements: HashMap<MeetingId, BTreeMap<Region, StoredPlacement>>,
     pub recordings: HashMap<RecordingId, RecordingRecord>,
     pub revision: i64,
+    /// Nodes whose record was deleted while it did not say draining (its lease expired:
+    /// a crash, a kill, a network loss), by (kind, region), counted since the controller
+    /// started (kept when the view is read anew). A drained node says draining before it
+    /// deregisters.
+    pub lost: BTreeMap<(&'static str, String), u64>,
 }
 
 fn decode<M: Message + Default>(key: &str, value: &[u8]) -> Option<M> {
@@ -46,6 +51,12 @@ fn decode<M: Message + Default>(key: &str, value: &[u8]) -> Option<M> {
 }
 
 impl ClusterView {
+    fn departed(&mut self, kind: &'static str, region: &str, state: i32) {
+        if state != proto::v1::NodeState::Draining as i32 {
+            *self.lost.entry((kind, region.to_owned())).or_default() += 1;
+        }
+    }
+
     /// Applies a put (`Some(value)`) or delete (`None`) of `key`.
     pub fn apply(&mut self, ks: &Keyspace, key: &str, value: Option<&[u8]>, mod_revision: i64) {
         match (ks.parse(key), value) {
@@ -55,7 +66,9 @@ impl ClusterView {
                 }
             }
             (Key::MediaNode(id), None) => {
-                self.media.remove(&id);
+                if let Some(r) = self.media.remove(&id) {
+                    self.departed("media", &r.region, r.state);
+                }
             }
             (Key::RecordingNode(id), Some(v)) => {
                 if let Some(r) = decode(key, v) {
@@ -63,7 +76,9 @@ impl ClusterView {
                 }
             }
             (Key::RecordingNode(id), None) => {
-                self.recording.remove(&id);
+                if let Some(r) = self.recording.remove(&id) {
+                    self.departed("recording", &r.region, r.state);
+                }
             }
             (Key::Load(id), Some(v)) => {
                 if let Some(r) = decode(key, v) {
@@ -171,7 +186,12 @@ impl SharedView {
                         kv.mod_revision(),
                     );
                 }
-                *self.inner.write().expect("view lock poisoned") = fresh;
+                {
+                    let mut inner = self.inner.write().expect("view lock poisoned");
+                    // Losses are a count over the view's life, not part of etcd's state.
+                    fresh.lost = std::mem::take(&mut inner.lost);
+                    *inner = fresh;
+                }
                 let opts = WatchOptions::new()
                     .with_prefix()
                     .with_start_revision(rev + 1)
@@ -226,5 +246,47 @@ impl SharedView {
                 _ = tokio::time::sleep(Duration::from_millis(300)) => {}
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proto::v1::NodeState;
+
+    #[test]
+    fn a_node_that_leaves_without_draining_counts_as_lost_and_a_drained_one_does_not() {
+        let ks = Keyspace::new("/fjord");
+        let mut v = ClusterView::default();
+        let put = |v: &mut ClusterView, id: &str, state: NodeState| {
+            let r = MediaNodeRecord {
+                node_id: id.into(),
+                region: "oslo".into(),
+                state: state as i32,
+                ..Default::default()
+            };
+            let key = ks.media_node(&NodeId::parse(id).unwrap());
+            v.apply(&ks, &key, Some(&r.encode_to_vec()), 1);
+            key
+        };
+        let crashed = put(&mut v, "media-1", NodeState::Active);
+        let drained = put(&mut v, "media-2", NodeState::Active);
+        put(&mut v, "media-2", NodeState::Draining);
+        v.apply(&ks, &drained, None, 2);
+        assert!(
+            v.lost.is_empty(),
+            "a drained node is not lost: {:?}",
+            v.lost
+        );
+        v.apply(&ks, &crashed, None, 3);
+        assert_eq!(v.lost.get(&("media", "oslo".to_string())), Some(&1));
+        // A delete of a node never seen is no loss.
+        v.apply(
+            &ks,
+            &ks.media_node(&NodeId::parse("media-9").unwrap()),
+            None,
+            4,
+        );
+        assert_eq!(v.lost.values().sum::<u64>(), 1);
     }
 }

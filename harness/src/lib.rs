@@ -9,6 +9,7 @@ pub mod lossy;
 pub mod netns;
 pub mod pki;
 pub mod process;
+pub mod prometheus;
 pub mod webdriver;
 
 use std::path::{Path, PathBuf};
@@ -295,8 +296,13 @@ impl Cluster {
         Ok(json!({ "ca_file": self.pki.ca_file(), "cert_file": cert, "key_file": key }))
     }
 
+    /// The config file the cluster wrote for process `name` (a node id or controller id).
+    pub fn config_path(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}.toml"))
+    }
+
     fn write_config(&self, name: &str, v: serde_json::Value) -> anyhow::Result<PathBuf> {
-        let path = self.dir.join(format!("{name}.toml"));
+        let path = self.config_path(name);
         let t: toml::Value = toml::Value::try_from(v)?;
         std::fs::write(&path, toml::to_string(&t)?)?;
         Ok(path)

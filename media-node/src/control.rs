@@ -57,6 +57,7 @@ impl MediaNodeControl for Control {
         Ok(Response::new(DrainResponse {
             participants: self.node.participants(),
             meetings: self.node.meeting_count(),
+            recordings: 0,
         }))
     }
 }

@@ -318,8 +318,8 @@ pub async fn run(
     // Load report: the registration publishes the latest value every second.
     let n = node.clone();
     let sd = shutdown.clone();
+    let mut cpu = CpuSampler::registered(&registry);
     tokio::spawn(async move {
-        let mut cpu = CpuSampler::new();
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         while !sd.is_cancelled() {
             tick.tick().await;

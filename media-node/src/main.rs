@@ -1,8 +1,12 @@
-//! `fjord-media-node`: SIGTERM drains (exit when idle or at the drain deadline); SIGINT stops at once.
+//! `fjord-media-node`: SIGTERM drains (exit when idle or at the drain deadline); SIGINT
+//! stops at once. `--drain-and-wait` drains a running node (a Kubernetes preStop hook).
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Parser;
 use media_node::config::MediaNodeConfig;
+use proto::v1::DrainRequest;
+use proto::v1::media_node_control_client::MediaNodeControlClient;
 
 /// Fjord media node (SFU).
 ///
@@ -14,15 +18,26 @@ struct Args {
     /// TOML config file.
     #[arg(long, short)]
     config: Option<PathBuf>,
+    /// Instead of running a node: tell the node running with this config (on this
+    /// machine) to drain, and wait until its meetings have ended or its drain deadline
+    /// has passed.
+    #[arg(long)]
+    drain_and_wait: bool,
 }
+
+const NAME: &str = "fjord-media-node";
+const ENV: &str = "FJORD_MEDIA_NODE__";
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     common::init_tracing();
     let args = Args::parse();
+    if args.drain_and_wait {
+        return drain_and_wait(args.config.as_deref()).await;
+    }
     common::node::node_main(
-        "fjord-media-node",
-        "FJORD_MEDIA_NODE__",
+        NAME,
+        ENV,
         args.config.as_deref(),
         MediaNodeConfig::validate,
         |c: &MediaNodeConfig| {
@@ -32,6 +47,28 @@ async fn main() -> std::process::ExitCode {
             ]
         },
         media_node::run,
+    )
+    .await
+}
+
+async fn drain_and_wait(config: Option<&std::path::Path>) -> std::process::ExitCode {
+    common::node::drain_main(
+        NAME,
+        ENV,
+        config,
+        |c: &MediaNodeConfig| common::node::DrainTarget {
+            tls: c.tls.clone(),
+            grpc_listen: c.grpc_listen.clone(),
+            grpc_advertise: c.grpc_advertise(),
+            deadline: Duration::from_secs(c.drain_deadline_secs),
+        },
+        |channel| async move {
+            let r = MediaNodeControlClient::new(channel)
+                .drain(DrainRequest::default())
+                .await?
+                .into_inner();
+            Ok((r.participants, "participants"))
+        },
     )
     .await
 }

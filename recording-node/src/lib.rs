@@ -61,6 +61,7 @@ struct Running {
 #[derive(Clone)]
 struct Metrics {
     slots_free: prometheus::IntGauge,
+    slots: prometheus::IntGauge,
     active: prometheus::IntGauge,
     failures: prometheus::IntCounter,
     retention_deleted: prometheus::IntCounter,
@@ -284,7 +285,10 @@ impl RecordingNodeControl for Control {
     }
     async fn drain(&self, _r: Request<DrainRequest>) -> Result<Response<DrainResponse>, Status> {
         self.node.start_drain();
-        Ok(Response::new(DrainResponse::default()))
+        Ok(Response::new(DrainResponse {
+            recordings: self.node.running() as u32,
+            ..Default::default()
+        }))
     }
 }
 
@@ -305,6 +309,8 @@ pub async fn run(
     let registry = common::ops::registry(&cfg.node_id, &cfg.region);
     let metrics = Metrics {
         slots_free: prometheus::IntGauge::new("fjord_recording_slots_free", "Free recording slots")
+            .expect("metric"),
+        slots: prometheus::IntGauge::new("fjord_recording_slots", "Recording slots (capacity)")
             .expect("metric"),
         active: prometheus::IntGauge::new("fjord_recordings_active", "Recordings running")
             .expect("metric"),
@@ -336,6 +342,7 @@ pub async fn run(
             .expect("metric");
     for c in [
         Box::new(metrics.slots_free.clone()) as Box<dyn prometheus::core::Collector>,
+        Box::new(metrics.slots.clone()),
         Box::new(metrics.active.clone()),
         Box::new(metrics.failures.clone()),
         Box::new(metrics.retention_deleted.clone()),
@@ -346,6 +353,7 @@ pub async fn run(
         registry.register(c).expect("register");
     }
     metrics.slots_free.set(i64::from(cfg.slots));
+    metrics.slots.set(i64::from(cfg.slots));
     pipeline::init()?;
     let relay = match &tls {
         Some(t) => Some(relay::client("0.0.0.0:0".parse()?, t.pem())?),
@@ -409,8 +417,8 @@ pub async fn run(
         draining_metric,
     });
     let sd = shutdown.clone();
+    let mut cpu = CpuSampler::registered(&registry);
     tokio::spawn(async move {
-        let mut cpu = CpuSampler::new();
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         while !sd.is_cancelled() {
             tick.tick().await;

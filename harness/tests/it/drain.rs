@@ -7,27 +7,26 @@ use serde_json::json;
 
 use crate::{Api, spec};
 
+/// A participant's signaling session on media-oslo-1.
+async fn participant_on_oslo_1(api: &Api, base: &str) -> crate::Session {
+    let joined = loop {
+        // Affinity keeps a meeting on one node; use new meetings until one lands on node 1.
+        let id = api.create(base, json!({ "title": "busy" })).await;
+        let v = api.join_from(base, &id, "oslo").await;
+        if v["node_id"] == "media-oslo-1" {
+            break v;
+        }
+    };
+    crate::open_session(&joined).await.0
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn draining_node_gets_no_new_placement_keeps_its_participant_and_exits_when_idle() {
     let mut c = harness::Cluster::start(spec()).await.unwrap();
     let api = Api::new(&c);
     let base = c.controllers[0].url();
 
-    // A participant connected to media-oslo-1.
-    let first = api.create(&base, json!({ "title": "busy" })).await;
-    let joined = loop {
-        let v = api.join_from(&base, &first, "oslo").await;
-        if v["node_id"] == "media-oslo-1" {
-            break v;
-        }
-        // Affinity keeps the meeting on one node; use a new meeting until it lands on node 1.
-        let next = api.create(&base, json!({ "title": "busy" })).await;
-        let v = api.join_from(&base, &next, "oslo").await;
-        if v["node_id"] == "media-oslo-1" {
-            break v;
-        }
-    };
-    let (mut ws, _welcome) = crate::open_session(&joined).await;
+    let mut ws = participant_on_oslo_1(&api, &base).await;
 
     let (st, v) = api
         .operator(
@@ -99,4 +98,71 @@ async fn sigterm_drains_an_idle_node_which_exits_and_leaves_the_cluster() {
     )
     .await
     .unwrap();
+    // It drained, so the leader does not count it as lost (FjordNodeDown stays quiet).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut counted = Vec::new();
+    for ctl in &c.controllers {
+        let text = crate::metrics_text(&ctl.url()).await;
+        counted.extend(
+            text.lines()
+                .filter(|l| l.starts_with("fjord_cluster_nodes_lost_total{"))
+                .filter(|l| {
+                    l.contains("kind=\"media\"") && l.contains("cluster_region=\"stockholm\"")
+                })
+                .map(str::to_owned),
+        );
+    }
+    assert!(
+        !counted.is_empty(),
+        "the leader exports the stockholm media count"
+    );
+    assert!(counted.iter().all(|l| l.ends_with(" 0")), "{counted:?}");
+}
+
+/// The chart's preStop hook: `fjord-media-node --drain-and-wait` with the node's config
+/// drains the node over its own control gRPC (mutual TLS) and returns only once the
+/// node's last participant has left; the node then exits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_and_wait_drains_the_node_and_returns_once_its_last_participant_left() {
+    let mut c = harness::Cluster::start(spec()).await.unwrap();
+    let api = Api::new(&c);
+    let base = c.controllers[0].url();
+    let mut ws = participant_on_oslo_1(&api, &base).await;
+
+    let log = c.dir.join("logs/drain-and-wait.log");
+    let mut hook = harness::Proc::spawn_args(
+        "drain-and-wait",
+        &harness::bin_path("fjord-media-node").unwrap(),
+        vec![
+            "--config".into(),
+            c.config_path("media-oslo-1").display().to_string(),
+            "--drain-and-wait".into(),
+        ],
+        &log,
+    )
+    .unwrap();
+    eventually(
+        Duration::from_secs(5),
+        "the controllers to see the node draining",
+        || async {
+            let nodes = api.nodes(&base).await;
+            nodes
+                .iter()
+                .any(|n| n["id"] == "media-oslo-1" && n["state"] == "draining")
+                .then_some(())
+        },
+    )
+    .await
+    .unwrap();
+    // It waits while the participant is there.
+    assert_eq!(hook.wait_exit(Duration::from_secs(3)).await, None);
+    let said = std::fs::read_to_string(&log).unwrap();
+    assert!(said.contains("draining: 1 participants left"), "{said}");
+
+    ws.close(None).await.unwrap();
+    assert_eq!(hook.wait_exit(Duration::from_secs(10)).await, Some(0));
+    let said = std::fs::read_to_string(&log).unwrap();
+    assert!(said.contains("drained"), "{said}");
+    let node = c.media_node("media-oslo-1").unwrap();
+    assert_eq!(node.proc.wait_exit(Duration::from_secs(10)).await, Some(0));
 }

@@ -59,6 +59,44 @@ async fn killed_media_node_loses_its_placements_and_its_meetings_move_to_a_live_
         assert_eq!(v["node_id"], survivor, "meeting {m}: {v}");
         assert_eq!(v["region"], "oslo");
     }
+
+    // The leader counts it as lost (what the FjordNodeDown alert watches), and only it;
+    // its census shows one active media node left in oslo.
+    let media_oslo = [("kind", "media"), ("cluster_region", "oslo")];
+    let text = eventually(
+        Duration::from_secs(5),
+        "the leader to count the lost node",
+        || async {
+            let text = metrics_text(&c.controllers[leader_of(&c).await?].url()).await;
+            (labelled(&text, "fjord_cluster_nodes_lost_total", &media_oslo) == Some(1.0))
+                .then_some(text)
+        },
+    )
+    .await
+    .unwrap();
+    for (kind, region) in [("media", "stockholm"), ("recording", "oslo")] {
+        let labels = [("kind", kind), ("cluster_region", region)];
+        assert_eq!(
+            labelled(&text, "fjord_cluster_nodes_lost_total", &labels),
+            Some(0.0),
+            "{kind} {region}"
+        );
+    }
+    let active = [media_oslo[0], media_oslo[1], ("state", "active")];
+    assert_eq!(labelled(&text, "fjord_cluster_nodes", &active), Some(1.0));
+}
+
+/// The value of the series of `name` that carries all of `labels`.
+fn labelled(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines()
+        .filter(|l| l.strip_prefix(name).is_some_and(|r| r.starts_with('{')))
+        .find(|l| {
+            labels
+                .iter()
+                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,6 +5,7 @@ mod api;
 mod binaries;
 mod browser;
 mod chart;
+mod dashboards;
 mod drain;
 mod failover;
 mod mtls;
@@ -138,12 +139,11 @@ pub async fn placements(c: &Cluster, meeting: &str) -> std::collections::BTreeMa
 }
 
 /// Opens the signaling WebSocket a join answer points at, and reads the `welcome`.
-pub async fn open_session(
-    joined: &Value,
-) -> (
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
-    Value,
-) {
+/// A signaling WebSocket.
+pub type Session =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+pub async fn open_session(joined: &Value) -> (Session, Value) {
     use futures::StreamExt;
     let url = format!(
         "{}?token={}",
