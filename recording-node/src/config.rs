@@ -18,7 +18,7 @@ pub struct RecordingNodeConfig {
     pub grpc_advertise: Option<String>,
     /// Concurrent recordings this node takes.
     pub slots: u32,
-    /// Data classification -> directory its recordings are written to.
+    /// Data classification -> directory its recordings are written to (no default).
     pub storage: BTreeMap<String, PathBuf>,
     pub etcd: EtcdConfig,
     pub tls: TlsConfig,
@@ -43,10 +43,8 @@ impl Default for RecordingNodeConfig {
             grpc_listen: "127.0.0.1:7891".into(),
             grpc_advertise: None,
             slots: 2,
-            storage: BTreeMap::from([(
-                "internal".into(),
-                PathBuf::from("/var/lib/fjord/recordings/internal"),
-            )]),
+            // No default: a file's map would be merged into it, not replace it.
+            storage: BTreeMap::new(),
             etcd: EtcdConfig::default(),
             tls: TlsConfig::default(),
             drain_deadline_secs: 3600,
@@ -73,7 +71,8 @@ impl RecordingNodeConfig {
         if self.storage.is_empty() {
             return Err(ConfigError::key(
                 "storage",
-                "map at least one data classification to a directory",
+                "map at least one data classification to a directory, e.g. \
+                 storage.internal = \"/var/lib/fjord/recordings/internal\"",
             ));
         }
         for (class, dir) in &self.storage {
