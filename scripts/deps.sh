@@ -36,8 +36,10 @@ BOT_PACKAGES=(gstreamer1.0-plugins-base gstreamer1.0-plugins-good)
 # What the tests need besides: real browsers for the media tests, `ip` to set up the
 # network namespace the Firefox test runs in (geckodriver, Firefox's
 # WebDriver, is not packaged by Debian: ensure_geckodriver builds it from crates.io).
+# Prometheus (and its promtool) runs every dashboard and alert query against a live
+# cluster; openssl checks the certificates the chart makes.
 TEST_PACKAGES=(chromium chromium-driver firefox-esr iproute2 python3 python3-venv
-  "${BOT_PACKAGES[@]}")
+  prometheus openssl "${BOT_PACKAGES[@]}")
 
 GECKODRIVER_VERSION=0.37.1
 
