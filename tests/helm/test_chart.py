@@ -1,23 +1,167 @@
-"""Renders and lints helm/fjord with the real Helm v4 SDK (helm-python-sdk) and checks
-every rendered manifest with kubernetes-validate. Run: python tests/helm/test_chart.py"""
+"""Checks helm/fjord with real tools. Run: python tests/helm/test_chart.py
+
+- the real Helm v4 SDK (helm-python-sdk) lints the chart strictly and renders it for the
+  default values, tests/helm/three-regions.yaml, cert-manager certificates, and given
+  secrets with an external etcd;
+- every rendered manifest of a built-in kind validates against Kubernetes' schemas
+  (kubernetes-validate); the Prometheus operator's and cert-manager's kinds are checked
+  for their required fields, and the PrometheusRule's rules with Debian's promtool;
+- the generated secrets hold what the binaries need: a token certificate of the signing
+  key, certificates that chain to the cluster CA and carry the names the components are
+  dialled by; each binary's config parses as TOML and points at the mounted files;
+- values.schema.json refuses a region without a name, a negative capacity and an
+  unknown key.
+"""
 import copy
 import pathlib
+import subprocess
 import sys
+import tempfile
+import tomllib
 
 import helm_python as helm
 import kubernetes_validate
 import yaml
 
-CHART = pathlib.Path(__file__).resolve().parents[2] / "helm" / "fjord"
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+CHART = ROOT / "helm" / "fjord"
 K8S = "1.33.0"
+NS = "fjord"
+
+# Kinds from CRDs that kubernetes-validate has no schema for: the fields each must have.
+CRD_REQUIRED = {
+    ("monitoring.coreos.com/v1", "PodMonitor"): ["selector", "podMetricsEndpoints"],
+    ("monitoring.coreos.com/v1", "PrometheusRule"): ["groups"],
+    ("cert-manager.io/v1", "Certificate"): ["secretName", "dnsNames", "issuerRef"],
+}
 
 
 def render(values=None):
     chart = helm.Chart.load(str(CHART))
     try:
-        return chart.render(values or {}, name="t", namespace="fjord")
+        return chart.render(values or {}, name="t", namespace=NS)
     finally:
         chart.close()
+
+
+def docs_of(rendered):
+    out = []
+    for path, text in rendered.items():
+        if not path.endswith((".yaml", ".yml")):
+            continue
+        for doc in yaml.safe_load_all(text):
+            if doc:
+                out.append((path, doc))
+    return out
+
+
+def openssl(*args, stdin=None):
+    r = subprocess.run(["openssl", *args], input=stdin, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"openssl {' '.join(args)}: {r.stderr.strip()}")
+    return r.stdout
+
+
+def check_crd(doc, failures, where):
+    key = (doc["apiVersion"], doc["kind"])
+    spec = doc.get("spec") or {}
+    for field in CRD_REQUIRED[key]:
+        if field not in spec:
+            failures.append(f"{where}: {doc['kind']} has no spec.{field}")
+    if doc["kind"] == "PrometheusRule":
+        with tempfile.NamedTemporaryFile("w", suffix=".yaml") as f:
+            yaml.safe_dump({"groups": spec.get("groups", [])}, f)
+            f.flush()
+            r = subprocess.run(["promtool", "check", "rules", f.name], capture_output=True, text=True)
+            if r.returncode != 0:
+                failures.append(f"{where}: promtool: {r.stdout}{r.stderr}")
+
+
+def by_kind(docs, kind):
+    return {d["metadata"]["name"]: d for _, d in docs if d["kind"] == kind}
+
+
+def secret_text(secret, key):
+    import base64
+    return base64.b64decode(secret["data"][key]).decode()
+
+
+def check_secrets(docs, values, failures, where):
+    """The generated keys and certificates are what the binaries will load."""
+    secrets = by_kind(docs, "Secret")
+    cms = by_kind(docs, "ConfigMap")
+    full = "t-fjord"
+    tok = secrets[f"{full}-token-key"]
+    pub_of_key = openssl("pkey", "-pubout", stdin=secret_text(tok, "signing-key.pem"))
+    cert = cms[f"{full}-token-cert"]["data"]["signing.crt"]
+    if openssl("x509", "-pubkey", "-noout", stdin=cert) != pub_of_key:
+        failures.append(f"{where}: the token certificate is not of the signing key")
+    if "ED25519" not in openssl("x509", "-noout", "-text", stdin=cert):
+        failures.append(f"{where}: the token key is not Ed25519")
+    if len(secret_text(secrets[f"{full}-download-key"], "download-key")) < 32:
+        failures.append(f"{where}: the download key is short")
+    if len(secret_text(secrets[f"{full}-operator-keys"], "operator-keys").strip()) < 16:
+        failures.append(f"{where}: the operator key is short")
+    with tempfile.TemporaryDirectory() as d:
+        ca = pathlib.Path(d) / "ca.crt"
+        ca.write_text(secret_text(secrets[f"{full}-tls-ca"], "tls.crt"))
+        for component in ["controller", "media", "recording"]:
+            s = secrets[f"{full}-tls-{component}"]
+            crt = pathlib.Path(d) / f"{component}.crt"
+            crt.write_text(secret_text(s, "tls.crt"))
+            if secret_text(s, "ca.crt") != ca.read_text():
+                failures.append(f"{where}: {component}: ca.crt is not the cluster CA")
+            try:
+                openssl("verify", "-CAfile", str(ca), "-purpose", "sslserver", str(crt))
+                openssl("verify", "-CAfile", str(ca), "-purpose", "sslclient", str(crt))
+            except RuntimeError as e:
+                failures.append(f"{where}: {component}: {e}")
+            text = openssl("x509", "-in", str(crt), "-noout", "-ext", "subjectAltName")
+            if component == "media":
+                for r in values["regions"]:
+                    want = [f"DNS:*.{full}-media-{r['name']}.{NS}.svc"]
+                    want += [f"DNS:{full}-media-{r['name']}-{i}" for i in range(r["replicas"])]
+                    for w in want:
+                        if w not in text:
+                            failures.append(f"{where}: media certificate lacks {w}")
+
+
+def check_configs(docs, failures, where):
+    """Each binary's TOML parses and names files that its pod mounts."""
+    cm = by_kind(docs, "ConfigMap")["t-fjord-config"]["data"]
+    pods = {}
+    for _, d in docs:
+        if d["kind"] in ("Deployment", "StatefulSet"):
+            c = d["spec"]["template"]["spec"]["containers"][0]
+            mounts = [m["mountPath"] for m in c.get("volumeMounts", [])]
+            pods.setdefault(c["name"], mounts)
+    for name, container in [("controller.toml", "controller"), ("media.toml", "media"),
+                            ("recording.toml", "recording")]:
+        try:
+            cfg = tomllib.loads(cm[name])
+        except tomllib.TOMLDecodeError as e:
+            failures.append(f"{where}: {name} is not TOML: {e}")
+            continue
+        if not cfg.get("etcd", {}).get("endpoints"):
+            failures.append(f"{where}: {name} has no etcd endpoints")
+        files = [v for v in walk(cfg) if isinstance(v, str) and v.startswith("/etc/fjord/")]
+        for f in files:
+            if not any(f.startswith(m + "/") for m in pods.get(container, [])):
+                failures.append(f"{where}: {name} reads {f}, which the {container} pod does not mount")
+    media = tomllib.loads(cm["media.toml"])
+    if not media.get("token_keys"):
+        failures.append(f"{where}: media.toml has no token_keys")
+
+
+def walk(v):
+    if isinstance(v, dict):
+        for x in v.values():
+            yield from walk(x)
+    elif isinstance(v, list):
+        for x in v:
+            yield from walk(x)
+    else:
+        yield v
 
 
 def main():
@@ -26,22 +170,52 @@ def main():
     errors = [m for m in lint["messages"] if m["severity"] >= 3] + lint["errors"]
     if errors:
         failures.append(f"lint: {errors}")
-    docs = 0
+    base = yaml.safe_load((CHART / "values.yaml").read_text())
     three = yaml.safe_load((pathlib.Path(__file__).parent / "three-regions.yaml").read_text())
-    rendered = list(render().items()) + [("three-regions/" + p, t) for p, t in render(three).items()]
-    for path, text in rendered:
-        for doc in yaml.safe_load_all(text):
-            if not doc:
+    variants = {
+        "default": {},
+        "three-regions": three,
+        "cert-manager": {"tls": {"certManager": {"enabled": True, "issuer": {"name": "fjord-ca"}}}},
+        "given-secrets": {"tls": {"existingSecretPrefix": "fjord-certs"},
+                          "controller": {"operatorKeysSecret": "fjord-operators"},
+                          "etcd": {"bundled": False, "endpoints": ["https://etcd.example.org:2379"]}},
+    }
+    total = 0
+    for name, values in variants.items():
+        docs = docs_of(render(values))
+        total += len(docs)
+        kinds = {d["kind"] for _, d in docs}
+        for path, doc in docs:
+            where = f"{name}/{path}"
+            key = (doc["apiVersion"], doc["kind"])
+            if key in CRD_REQUIRED:
+                check_crd(doc, failures, where)
                 continue
-            docs += 1
             try:
                 kubernetes_validate.validate(doc, K8S, strict=True)
             except kubernetes_validate.ValidationError as e:
-                failures.append(f"{path}: {doc['kind']} {doc['metadata']['name']}: {e.message}")
+                failures.append(f"{where}: {doc['kind']} {doc['metadata']['name']}: {e.message}")
+        check_configs(docs, failures, name)
+        merged = copy.deepcopy(base)
+        merged.update(values)
+        if name in ("default", "three-regions"):
+            check_secrets(docs, merged, failures, name)
+        expect = {"Deployment", "StatefulSet", "Service", "Secret", "ConfigMap",
+                  "PodDisruptionBudget", "NetworkPolicy"}
+        if name == "three-regions":
+            expect |= {"PodMonitor", "PrometheusRule", "Ingress", "PersistentVolumeClaim"}
+        if name == "cert-manager":
+            expect |= {"Certificate"}
+        if expect - kinds:
+            failures.append(f"{name}: nothing rendered of {sorted(expect - kinds)}")
+        dashboards = [d for _, d in docs if d["kind"] == "ConfigMap"
+                      and d["metadata"].get("labels", {}).get("grafana_dashboard") == "1"]
+        if len(dashboards) < 4:
+            failures.append(f"{name}: {len(dashboards)} dashboard ConfigMaps, expected 4")
     chart = helm.Chart.load(str(CHART))
-    base = yaml.safe_load((CHART / "values.yaml").read_text())
     for what, bad in [("a region without a name", lambda v: v["regions"][0].pop("name")),
-                      ("a negative capacity", lambda v: v["regions"][0].__setitem__("capacity", -1))]:
+                      ("a negative capacity", lambda v: v["regions"][0].__setitem__("capacity", -1)),
+                      ("an unknown key", lambda v: v["media"].__setitem__("hostNetwrok", True))]:
         v = copy.deepcopy(base)
         bad(v)
         try:
@@ -49,7 +223,12 @@ def main():
             failures.append(f"the schema accepted {what}")
         except helm.HelmValuesError:
             pass
-    print(f"{docs} manifests rendered and validated; {len(failures)} failures")
+    try:
+        chart.validate_schema(copy.deepcopy(base))
+    except helm.HelmValuesError as e:
+        failures.append(f"the schema refused the default values: {e}")
+    chart.close()
+    print(f"{total} manifests rendered in {len(variants)} variants and checked; {len(failures)} failures")
     for f in failures:
         print("  " + f)
     sys.exit(1 if failures else 0)
