@@ -11,6 +11,9 @@
   dialled by; each binary's config parses as TOML and points at the mounted files;
 - values.schema.json refuses a region without a name, a negative capacity and an
   unknown key.
+
+With `--export DIR` it writes the secrets the chart makes instead, for
+harness/tests/it/chart.rs to use them for real (mutual TLS, join tokens).
 """
 import copy
 import pathlib
@@ -164,7 +167,30 @@ def walk(v):
         yield v
 
 
+def export(dir_):
+    """Writes the keys and certificates the chart makes for its default values into
+    dir_, as the pods see them, for the Rust test that uses them for real."""
+    docs = docs_of(render({}))
+    secrets = by_kind(docs, "Secret")
+    out = pathlib.Path(dir_)
+    out.mkdir(parents=True, exist_ok=True)
+    tok = secrets["t-fjord-token-key"]
+    (out / "token-signing-key.pem").write_text(secret_text(tok, "signing-key.pem"))
+    (out / "token-signing.crt").write_text(
+        by_kind(docs, "ConfigMap")["t-fjord-token-cert"]["data"]["signing.crt"])
+    (out / "operator-keys").write_text(secret_text(secrets["t-fjord-operator-keys"], "operator-keys"))
+    for c in ["controller", "media", "recording"]:
+        s = secrets[f"t-fjord-tls-{c}"]
+        (out / "ca.crt").write_text(secret_text(s, "ca.crt"))
+        (out / f"{c}.crt").write_text(secret_text(s, "tls.crt"))
+        (out / f"{c}.key").write_text(secret_text(s, "tls.key"))
+    print(f"exported the chart's secrets to {out}")
+
+
 def main():
+    if len(sys.argv) == 3 and sys.argv[1] == "--export":
+        export(sys.argv[2])
+        return
     failures = []
     lint = helm.lint(str(CHART), strict=True, kube_version="v" + K8S)
     errors = [m for m in lint["messages"] if m["severity"] >= 3] + lint["errors"]
