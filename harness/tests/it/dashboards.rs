@@ -7,10 +7,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use harness::prometheus::{Answer, Prometheus};
-use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use crate::{Api, spec};
+use crate::recording;
 
 fn chart_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../helm/fjord")
@@ -115,57 +114,8 @@ fn exported(text: &str, name: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_dashboard_query_returns_series_and_every_alert_parses_against_live_metrics() {
-    let mut c = harness::Cluster::start(spec()).await.unwrap();
-    c.start_recording(crate::node("recording-oslo-1", "oslo"))
-        .unwrap();
-    c.wait_ready(Duration::from_secs(20)).await.unwrap();
-    let api = Api::new(&c);
-    let base = c.controllers[0].url();
-    let (st, created) = api
-        .send(
-            api.http
-                .post(format!("{base}/v1/meetings"))
-                .bearer_auth(&api.key)
-                .json(&json!({ "title": "watched" })),
-        )
-        .await;
-    assert_eq!(st, StatusCode::CREATED, "{created}");
-    let meeting = created["id"].as_str().unwrap().to_owned();
-    let host_key = created["host_key"].as_str().unwrap().to_owned();
-    let clip = std::sync::Arc::new(
-        bot::media::encode(&bot::ClipSpec {
-            width: 320,
-            height: 180,
-            ..bot::ClipSpec::default()
-        })
-        .unwrap(),
-    );
-    let mut bots = Vec::new();
-    for name in ["Ada", "Bo"] {
-        bots.push(
-            bot::Bot::join(
-                bot::BotConfig {
-                    controller: base.clone(),
-                    meeting: meeting.clone(),
-                    name: name.into(),
-                    password: None,
-                    region: Some("oslo".into()),
-                    publish: Some(clip.clone()),
-                },
-                Duration::from_secs(20),
-            )
-            .await
-            .unwrap(),
-        );
-    }
-    let (st, rec) = api
-        .send(
-            api.http
-                .post(format!("{base}/v1/meetings/{meeting}/recordings"))
-                .bearer_auth(&host_key),
-        )
-        .await;
-    assert_eq!(st, StatusCode::CREATED, "{rec}");
+    let (c, api, base, meeting, host_key, bots) = recording::recorded_meeting(1).await;
+    let rec = recording::start(&api, &base, &meeting, &host_key).await;
 
     // Every binary's /metrics: the controllers', the media nodes' and the recording node's.
     let mut targets: Vec<String> = c
@@ -253,16 +203,14 @@ async fn every_dashboard_query_returns_series_and_every_alert_parses_against_liv
     );
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 
-    let rid = rec["recording_id"].as_str().unwrap();
-    let (st, v) = api
-        .send(
-            api.http
-                .post(format!("{base}/v1/recordings/{rid}/stop"))
-                .bearer_auth(&host_key),
-        )
-        .await;
-    assert_eq!(st, StatusCode::OK, "{v}");
-    for b in bots {
+    recording::stop(
+        &api,
+        &base,
+        rec["recording_id"].as_str().unwrap(),
+        &host_key,
+    )
+    .await;
+    for (b, _) in bots {
         b.leave().await;
     }
 }

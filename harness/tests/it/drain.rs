@@ -20,6 +20,23 @@ async fn participant_on_oslo_1(api: &Api, base: &str) -> crate::Session {
     crate::open_session(&joined).await.0
 }
 
+/// Waits until the controller at `base` lists media-oslo-1 as draining.
+async fn seen_draining(api: &Api, base: &str) {
+    eventually(
+        Duration::from_secs(5),
+        "the controller to see media-oslo-1 draining",
+        || async {
+            let nodes = api.nodes(base).await;
+            nodes
+                .iter()
+                .any(|n| n["id"] == "media-oslo-1" && n["state"] == "draining")
+                .then_some(())
+        },
+    )
+    .await
+    .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn draining_node_gets_no_new_placement_keeps_its_participant_and_exits_when_idle() {
     let mut c = harness::Cluster::start(spec()).await.unwrap();
@@ -40,19 +57,7 @@ async fn draining_node_gets_no_new_placement_keeps_its_participant_and_exits_whe
 
     // Both controllers see it draining, and place every new oslo meeting elsewhere.
     for ctl in &c.controllers {
-        eventually(
-            Duration::from_secs(5),
-            "controllers to see the node draining",
-            || async {
-                let nodes = api.nodes(&ctl.url()).await;
-                nodes
-                    .iter()
-                    .any(|n| n["id"] == "media-oslo-1" && n["state"] == "draining")
-                    .then_some(())
-            },
-        )
-        .await
-        .unwrap();
+        seen_draining(&api, &ctl.url()).await;
     }
     for i in 0..8 {
         let id = api
@@ -141,19 +146,7 @@ async fn drain_and_wait_drains_the_node_and_returns_once_its_last_participant_le
         &log,
     )
     .unwrap();
-    eventually(
-        Duration::from_secs(5),
-        "the controllers to see the node draining",
-        || async {
-            let nodes = api.nodes(&base).await;
-            nodes
-                .iter()
-                .any(|n| n["id"] == "media-oslo-1" && n["state"] == "draining")
-                .then_some(())
-        },
-    )
-    .await
-    .unwrap();
+    seen_draining(&api, &base).await;
     // It waits while the participant is there.
     assert_eq!(hook.wait_exit(Duration::from_secs(3)).await, None);
     let said = std::fs::read_to_string(&log).unwrap();

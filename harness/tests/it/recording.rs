@@ -203,7 +203,7 @@ fn check_composite(path: &Path, recorded: Duration) {
 }
 
 /// A meeting with two publishing bots and its host key; `n` recording nodes in oslo.
-async fn recorded_meeting(
+pub(crate) async fn recorded_meeting(
     n: usize,
 ) -> (
     harness::Cluster,
@@ -240,7 +240,7 @@ async fn recorded_meeting(
 }
 
 /// Stops recording `rid` as its host; answers the stopped recording.
-async fn stop(api: &Api, base: &str, rid: &str, host_key: &str) -> serde_json::Value {
+pub(crate) async fn stop(api: &Api, base: &str, rid: &str, host_key: &str) -> serde_json::Value {
     let (st, stopped) = api
         .send(
             api.http
@@ -253,7 +253,12 @@ async fn stop(api: &Api, base: &str, rid: &str, host_key: &str) -> serde_json::V
 }
 
 /// Starts recording `meeting` as its host.
-async fn start(api: &Api, base: &str, meeting: &str, host_key: &str) -> serde_json::Value {
+pub(crate) async fn start(
+    api: &Api,
+    base: &str,
+    meeting: &str,
+    host_key: &str,
+) -> serde_json::Value {
     let (st, rec) = api
         .send(
             api.http
