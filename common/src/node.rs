@@ -229,6 +229,29 @@ pub fn own_control_channel(
     Ok(ep.connect_lazy())
 }
 
+/// `--check-config`: loads the config as the node would and validates it.
+pub fn check_config<C, V>(
+    name: &str,
+    env_prefix: &str,
+    config: Option<&std::path::Path>,
+    validate: V,
+) -> std::process::ExitCode
+where
+    C: serde::de::DeserializeOwned + serde::Serialize + Default,
+    V: FnOnce(&C) -> Result<(), crate::config::ConfigError>,
+{
+    match crate::config::load::<C>(config, env_prefix).and_then(|c| validate(&c)) {
+        Ok(()) => {
+            println!("{name}: the config is valid");
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
 /// What `--drain-and-wait` needs of a node's config.
 pub struct DrainTarget {
     pub tls: crate::tls::TlsConfig,

@@ -13,6 +13,10 @@ struct Args {
     /// TOML config file.
     #[arg(long, short)]
     config: Option<PathBuf>,
+    /// Load and check the config (file and environment), say whether it is valid, and
+    /// exit without starting.
+    #[arg(long)]
+    check_config: bool,
 }
 
 #[tokio::main]
@@ -30,6 +34,10 @@ async fn main() -> std::process::ExitCode {
     if let Err(e) = cfg.validate() {
         eprintln!("fjord-controller: {e}");
         return std::process::ExitCode::from(2);
+    }
+    if args.check_config {
+        println!("fjord-controller: the config is valid");
+        return std::process::ExitCode::SUCCESS;
     }
     let listener = match tokio::net::TcpListener::bind(&cfg.listen).await {
         Ok(l) => l,

@@ -24,6 +24,10 @@ struct Args {
     /// deadline has passed.
     #[arg(long)]
     drain_and_wait: bool,
+    /// Load and check the config (file and environment), say whether it is valid, and
+    /// exit without starting.
+    #[arg(long)]
+    check_config: bool,
 }
 
 const NAME: &str = "fjord-recording-node";
@@ -35,6 +39,14 @@ async fn main() -> std::process::ExitCode {
     let args = Args::parse();
     if args.drain_and_wait {
         return drain_and_wait(args.config.as_deref()).await;
+    }
+    if args.check_config {
+        return common::node::check_config(
+            NAME,
+            ENV,
+            args.config.as_deref(),
+            RecordingNodeConfig::validate,
+        );
     }
     common::node::node_main(
         NAME,

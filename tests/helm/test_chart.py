@@ -184,7 +184,31 @@ def export(dir_):
         (out / "ca.crt").write_text(secret_text(s, "ca.crt"))
         (out / f"{c}.crt").write_text(secret_text(s, "tls.crt"))
         (out / f"{c}.key").write_text(secret_text(s, "tls.key"))
-    print(f"exported the chart's secrets to {out}")
+    # Each binary's config file and the environment of its first pod, rendered for the
+    # three-region values, with the downward API's fields filled in as Kubernetes would.
+    three = yaml.safe_load((pathlib.Path(__file__).parent / "three-regions.yaml").read_text())
+    docs = docs_of(render(three))
+    config = by_kind(docs, "ConfigMap")["t-fjord-config"]["data"]
+    import json
+    for kind in ("Deployment", "StatefulSet"):
+        for name, d in by_kind(docs, kind).items():
+            c = d["spec"]["template"]["spec"]["containers"][0]
+            if c["name"] not in ("controller", "media", "recording") or (out / f"{c['name']}.env.json").exists():
+                continue
+            pod = f"{name}-0" if kind == "StatefulSet" else f"{name}-5d9f8c7b6-x2k4q"
+            fields = {"metadata.name": pod, "status.podIP": "127.0.0.2", "status.hostIP": "127.0.0.3"}
+            env = {}
+            for e in c.get("env", []):
+                if "valueFrom" in e:
+                    env[e["name"]] = fields[e["valueFrom"]["fieldRef"]["fieldPath"]]
+                else:
+                    v = e["value"]
+                    for k, x in env.items():
+                        v = v.replace(f"$({k})", x)
+                    env[e["name"]] = v
+            (out / f"{c['name']}.env.json").write_text(json.dumps(env, indent=2))
+            (out / f"{c['name']}.toml").write_text(config[f"{c['name']}.toml"])
+    print(f"exported the chart's secrets and configs to {out}")
 
 
 def main():

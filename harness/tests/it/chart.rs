@@ -2,7 +2,8 @@
 //! strictly and renders it for several value sets, every rendered manifest validates
 //! against Kubernetes' schemas (kubernetes-validate), values.schema.json refuses bad
 //! values (tests/helm/test_chart.py). And the keys and certificates the chart makes work
-//! with the binaries' own TLS and token code, under the names the pods dial each other by.
+//! with the binaries' own TLS and token code, under the names the pods dial each other by;
+//! each binary accepts the config file and environment the chart gives its pods.
 //! scripts/test.sh installs the tools into target/py-tools.
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -148,4 +149,44 @@ async fn the_charts_keys_and_certificates_carry_mutual_tls_and_join_tokens() {
         wrong.is_err(),
         "a certificate for another name was accepted"
     );
+}
+
+#[test]
+fn every_binary_accepts_the_config_and_environment_the_chart_gives_its_pods() {
+    let dir = tempfile::tempdir().unwrap();
+    chart_checks(&["--export", dir.path().to_str().unwrap()]);
+    let dir = dir.path();
+    for (component, bin) in [
+        ("controller", "fjord-controller"),
+        ("media", "fjord-media-node"),
+        ("recording", "fjord-recording-node"),
+    ] {
+        let env: std::collections::BTreeMap<String, String> = serde_json::from_slice(
+            &std::fs::read(dir.join(format!("{component}.env.json"))).unwrap(),
+        )
+        .unwrap();
+        assert!(!env.is_empty(), "{component}: no environment exported");
+        let mut cmd = Command::new(harness::bin_path(bin).unwrap());
+        cmd.arg("--config")
+            .arg(dir.join(format!("{component}.toml")))
+            .arg("--check-config")
+            .envs(&env);
+        if component == "controller" {
+            // The Secret's file, which the pod has at /etc/fjord/operator/.
+            cmd.env(
+                "FJORD_CONTROLLER__OPERATOR_KEYS_FILE",
+                dir.join("operator-keys"),
+            );
+        }
+        let out = cmd.output().unwrap();
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.status.success() && said.contains("the config is valid"),
+            "{bin} refused the chart's config: {said}"
+        );
+    }
 }
