@@ -241,13 +241,19 @@ pub(crate) async fn recorded_meeting(
 
 /// Stops recording `rid` as its host; answers the stopped recording.
 pub(crate) async fn stop(api: &Api, base: &str, rid: &str, host_key: &str) -> serde_json::Value {
+    let asked = Instant::now();
     let (st, stopped) = api
         .send(
             api.http
                 .post(format!("{base}/v1/recordings/{rid}/stop"))
-                .bearer_auth(host_key),
+                .bearer_auth(host_key)
+                // Stopping finishes and measures the files (the controller allows the
+                // node 150 s); on a loaded machine that takes longer than the client's
+                // usual 10 s.
+                .timeout(Duration::from_secs(90)),
         )
         .await;
+    eprintln!("stopping {rid} took {:?}", asked.elapsed());
     assert_eq!(st, StatusCode::OK, "{stopped}");
     stopped
 }
