@@ -141,13 +141,31 @@ pub fn parse_cpu_seconds(stat: &str, ticks: f64) -> Option<f64> {
     Some((utime + stime) / ticks)
 }
 
-/// The `main` of a node binary: load and validate config (exit 2 naming the key), bind
-/// the HTTP and gRPC listeners (exit 1 naming the key), install the signal handlers
-/// (SIGTERM drains, SIGINT stops), then run.
+/// The command line every node binary shares.
+#[derive(clap::Args)]
+pub struct NodeArgs {
+    /// TOML config file.
+    #[arg(long, short)]
+    pub config: Option<std::path::PathBuf>,
+    /// Instead of running a node: tell the node running with this config (on this
+    /// machine) to drain, and wait until it holds nothing more or its drain deadline has
+    /// passed (a Kubernetes preStop hook).
+    #[arg(long)]
+    pub drain_and_wait: bool,
+    /// Load and check the config (file and environment), say whether it is valid, and
+    /// exit without starting.
+    #[arg(long)]
+    pub check_config: bool,
+}
+
+/// The `main` of a node binary: load and validate config (exit 2 naming the key); with
+/// `--check-config` stop there; bind the HTTP and gRPC listeners (exit 1 naming the
+/// key), install the signal handlers (SIGTERM drains, SIGINT stops), then run.
+/// (`--drain-and-wait` is [`drain_and_wait`], which needs the binary's own client.)
 pub async fn node_main<C, V, R, Fut>(
     name: &str,
     env_prefix: &str,
-    config: Option<&std::path::Path>,
+    args: &NodeArgs,
     validate: V,
     listeners: fn(&C) -> [(&'static str, String); 2],
     run: R,
@@ -165,14 +183,19 @@ where
     Fut: std::future::Future<Output = anyhow::Result<()>>,
 {
     use std::process::ExitCode;
-    let cfg: C =
-        match crate::config::load::<C>(config, env_prefix).and_then(|c| validate(&c).map(|_| c)) {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("{name}: {e}");
-                return ExitCode::from(2);
-            }
-        };
+    let loaded = crate::config::load::<C>(args.config.as_deref(), env_prefix)
+        .and_then(|c| validate(&c).map(|_| c));
+    let cfg: C = match loaded {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if args.check_config {
+        println!("{name}: the config is valid");
+        return ExitCode::SUCCESS;
+    }
     let mut bound = Vec::new();
     for (key, addr) in listeners(&cfg) {
         match tokio::net::TcpListener::bind(&addr).await {
@@ -229,29 +252,6 @@ pub fn own_control_channel(
     Ok(ep.connect_lazy())
 }
 
-/// `--check-config`: loads the config as the node would and validates it.
-pub fn check_config<C, V>(
-    name: &str,
-    env_prefix: &str,
-    config: Option<&std::path::Path>,
-    validate: V,
-) -> std::process::ExitCode
-where
-    C: serde::de::DeserializeOwned + serde::Serialize + Default,
-    V: FnOnce(&C) -> Result<(), crate::config::ConfigError>,
-{
-    match crate::config::load::<C>(config, env_prefix).and_then(|c| validate(&c)) {
-        Ok(()) => {
-            println!("{name}: the config is valid");
-            std::process::ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("{name}: {e}");
-            std::process::ExitCode::from(2)
-        }
-    }
-}
-
 /// What `--drain-and-wait` needs of a node's config.
 pub struct DrainTarget {
     pub tls: crate::tls::TlsConfig,
@@ -260,10 +260,12 @@ pub struct DrainTarget {
     pub deadline: Duration,
 }
 
-/// The `--drain-and-wait` mode of a node binary: loads the config as the node does,
-/// then drives [`drain_and_wait`] with `ask` (one Drain call on the node's own control
-/// channel, answering what is left and what it is).
-pub async fn drain_main<C, A, Fut>(
+/// `--drain-and-wait`: loads the config as the node does, asks the node (on its own
+/// control channel) to drain, and waits until it holds nothing more (or has exited,
+/// which a drained node does), printing progress; gives up at the drain deadline.
+/// `ask` makes one Drain call (draining is idempotent, so it is repeated every 2 s) and
+/// answers what is left and what it is.
+pub async fn drain_and_wait<C, A, Fut>(
     name: &str,
     env_prefix: &str,
     config: Option<&std::path::Path>,
@@ -275,49 +277,25 @@ where
     A: Fn(tonic::transport::Channel) -> Fut,
     Fut: std::future::Future<Output = Result<(u32, &'static str), tonic::Status>>,
 {
+    use std::process::ExitCode;
     let t = match crate::config::load::<C>(config, env_prefix) {
         Ok(c) => target(&c),
         Err(e) => {
             eprintln!("{name}: {e}");
-            return std::process::ExitCode::from(2);
+            return ExitCode::from(2);
         }
     };
     let channel = match own_control_channel(&t.tls, &t.grpc_listen, &t.grpc_advertise) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{name}: {e}");
-            return std::process::ExitCode::from(2);
+            return ExitCode::from(2);
         }
     };
-    drain_and_wait(name, t.deadline, || {
-        let answer = ask(channel.clone());
-        async move {
-            answer
-                .await
-                .map_err(|s| format!("{}: {}", s.code(), s.message()))
-        }
-    })
-    .await
-}
-
-/// `--drain-and-wait`: asks the node to drain and waits until it has nothing left (or
-/// has exited, which a drained node does), printing progress; gives up at `deadline`.
-/// `ask` starts (or repeats: draining is idempotent) the drain and answers what the node
-/// still holds.
-pub async fn drain_and_wait<F, Fut>(
-    name: &str,
-    deadline: Duration,
-    mut ask: F,
-) -> std::process::ExitCode
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<(u32, &'static str), String>>,
-{
-    use std::process::ExitCode;
-    let until = Instant::now() + deadline;
+    let until = Instant::now() + t.deadline;
     let mut reached = false;
     loop {
-        match ask().await {
+        match ask(channel.clone()).await {
             Ok((0, _)) => {
                 eprintln!("{name}: drained: nothing left on the node");
                 return ExitCode::SUCCESS;
@@ -327,16 +305,27 @@ where
                 eprintln!("{name}: draining: {n} {what} left");
             }
             Err(e) if reached => {
-                eprintln!("{name}: drained: the node has stopped answering ({e})");
+                eprintln!(
+                    "{name}: drained: the node has stopped answering ({}: {})",
+                    e.code(),
+                    e.message()
+                );
                 return ExitCode::SUCCESS;
             }
             Err(e) => {
-                eprintln!("{name}: cannot ask the node to drain: {e}");
+                eprintln!(
+                    "{name}: cannot ask the node to drain: {}: {}",
+                    e.code(),
+                    e.message()
+                );
                 return ExitCode::from(1);
             }
         }
         if Instant::now() >= until {
-            eprintln!("{name}: drain deadline of {deadline:?} reached with work left");
+            eprintln!(
+                "{name}: drain deadline of {:?} reached with work left",
+                t.deadline
+            );
             return ExitCode::SUCCESS;
         }
         tokio::time::sleep(Duration::from_secs(2)).await;

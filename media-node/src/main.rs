@@ -1,6 +1,5 @@
 //! `fjord-media-node`: SIGTERM drains (exit when idle or at the drain deadline); SIGINT
 //! stops at once. `--drain-and-wait` drains a running node (a Kubernetes preStop hook).
-use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
@@ -15,18 +14,8 @@ use proto::v1::media_node_control_client::MediaNodeControlClient;
 #[derive(Parser)]
 #[command(name = "fjord-media-node", version)]
 struct Args {
-    /// TOML config file.
-    #[arg(long, short)]
-    config: Option<PathBuf>,
-    /// Instead of running a node: tell the node running with this config (on this
-    /// machine) to drain, and wait until its meetings have ended or its drain deadline
-    /// has passed.
-    #[arg(long)]
-    drain_and_wait: bool,
-    /// Load and check the config (file and environment), say whether it is valid, and
-    /// exit without starting.
-    #[arg(long)]
-    check_config: bool,
+    #[command(flatten)]
+    node: common::node::NodeArgs,
 }
 
 const NAME: &str = "fjord-media-node";
@@ -36,21 +25,13 @@ const ENV: &str = "FJORD_MEDIA_NODE__";
 async fn main() -> std::process::ExitCode {
     common::init_tracing();
     let args = Args::parse();
-    if args.drain_and_wait {
-        return drain_and_wait(args.config.as_deref()).await;
-    }
-    if args.check_config {
-        return common::node::check_config(
-            NAME,
-            ENV,
-            args.config.as_deref(),
-            MediaNodeConfig::validate,
-        );
+    if args.node.drain_and_wait {
+        return drain_and_wait(args.node.config.as_deref()).await;
     }
     common::node::node_main(
         NAME,
         ENV,
-        args.config.as_deref(),
+        &args.node,
         MediaNodeConfig::validate,
         |c: &MediaNodeConfig| {
             [
@@ -64,7 +45,7 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn drain_and_wait(config: Option<&std::path::Path>) -> std::process::ExitCode {
-    common::node::drain_main(
+    common::node::drain_and_wait(
         NAME,
         ENV,
         config,

@@ -100,4 +100,11 @@ impl RecordingNodeConfig {
         }
         Ok(())
     }
+
+    /// Address the controllers dial for gRPC; default grpc_listen.
+    pub fn grpc_advertise(&self) -> String {
+        self.grpc_advertise
+            .clone()
+            .unwrap_or_else(|| self.grpc_listen.clone())
+    }
 }

@@ -61,7 +61,6 @@ struct Running {
 #[derive(Clone)]
 struct Metrics {
     slots_free: prometheus::IntGauge,
-    slots: prometheus::IntGauge,
     active: prometheus::IntGauge,
     failures: prometheus::IntCounter,
     retention_deleted: prometheus::IntCounter,
@@ -310,8 +309,6 @@ pub async fn run(
     let metrics = Metrics {
         slots_free: prometheus::IntGauge::new("fjord_recording_slots_free", "Free recording slots")
             .expect("metric"),
-        slots: prometheus::IntGauge::new("fjord_recording_slots", "Recording slots (capacity)")
-            .expect("metric"),
         active: prometheus::IntGauge::new("fjord_recordings_active", "Recordings running")
             .expect("metric"),
         failures: prometheus::IntCounter::new(
@@ -340,9 +337,14 @@ pub async fn run(
     let draining_metric =
         prometheus::IntGauge::new("fjord_node_draining", "1 while the node drains")
             .expect("metric");
+    // Capacity: set once, it never changes while the node runs.
+    let slots_metric =
+        prometheus::IntGauge::new("fjord_recording_slots", "Recording slots (capacity)")
+            .expect("metric");
+    slots_metric.set(i64::from(cfg.slots));
     for c in [
         Box::new(metrics.slots_free.clone()) as Box<dyn prometheus::core::Collector>,
-        Box::new(metrics.slots.clone()),
+        Box::new(slots_metric),
         Box::new(metrics.active.clone()),
         Box::new(metrics.failures.clone()),
         Box::new(metrics.retention_deleted.clone()),
@@ -353,7 +355,6 @@ pub async fn run(
         registry.register(c).expect("register");
     }
     metrics.slots_free.set(i64::from(cfg.slots));
-    metrics.slots.set(i64::from(cfg.slots));
     pipeline::init()?;
     let relay = match &tls {
         Some(t) => Some(relay::client("0.0.0.0:0".parse()?, t.pem())?),
@@ -366,10 +367,7 @@ pub async fn run(
     let record = RecordingNodeRecord {
         node_id: cfg.node_id.clone(),
         region: cfg.region.clone(),
-        grpc_addr: cfg
-            .grpc_advertise
-            .clone()
-            .unwrap_or_else(|| cfg.grpc_listen.clone()),
+        grpc_addr: cfg.grpc_advertise(),
         storage_classes: cfg.storage.keys().cloned().collect(),
         slots: cfg.slots,
         version: env!("CARGO_PKG_VERSION").into(),

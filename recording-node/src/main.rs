@@ -1,7 +1,6 @@
 //! `fjord-recording-node`: SIGTERM drains (exit when idle or at the drain deadline);
 //! SIGINT stops at once. `--drain-and-wait` drains a running node (a Kubernetes preStop
 //! hook).
-use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
@@ -16,18 +15,8 @@ use recording_node::config::RecordingNodeConfig;
 #[derive(Parser)]
 #[command(name = "fjord-recording-node", version)]
 struct Args {
-    /// TOML config file.
-    #[arg(long, short)]
-    config: Option<PathBuf>,
-    /// Instead of running a node: tell the node running with this config (on this
-    /// machine) to drain, and wait until its recordings have stopped or its drain
-    /// deadline has passed.
-    #[arg(long)]
-    drain_and_wait: bool,
-    /// Load and check the config (file and environment), say whether it is valid, and
-    /// exit without starting.
-    #[arg(long)]
-    check_config: bool,
+    #[command(flatten)]
+    node: common::node::NodeArgs,
 }
 
 const NAME: &str = "fjord-recording-node";
@@ -37,21 +26,13 @@ const ENV: &str = "FJORD_RECORDING_NODE__";
 async fn main() -> std::process::ExitCode {
     common::init_tracing();
     let args = Args::parse();
-    if args.drain_and_wait {
-        return drain_and_wait(args.config.as_deref()).await;
-    }
-    if args.check_config {
-        return common::node::check_config(
-            NAME,
-            ENV,
-            args.config.as_deref(),
-            RecordingNodeConfig::validate,
-        );
+    if args.node.drain_and_wait {
+        return drain_and_wait(args.node.config.as_deref()).await;
     }
     common::node::node_main(
         NAME,
         ENV,
-        args.config.as_deref(),
+        &args.node,
         RecordingNodeConfig::validate,
         |c: &RecordingNodeConfig| {
             [
@@ -65,17 +46,14 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn drain_and_wait(config: Option<&std::path::Path>) -> std::process::ExitCode {
-    common::node::drain_main(
+    common::node::drain_and_wait(
         NAME,
         ENV,
         config,
         |c: &RecordingNodeConfig| common::node::DrainTarget {
             tls: c.tls.clone(),
             grpc_listen: c.grpc_listen.clone(),
-            grpc_advertise: c
-                .grpc_advertise
-                .clone()
-                .unwrap_or_else(|| c.grpc_listen.clone()),
+            grpc_advertise: c.grpc_advertise(),
             deadline: Duration::from_secs(c.drain_deadline_secs),
         },
         |channel| async move {

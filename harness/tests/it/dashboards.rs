@@ -129,10 +129,6 @@ async fn every_dashboard_query_returns_series_and_every_alert_parses_against_liv
             .chain(c.recording.iter())
             .map(|n| format!("127.0.0.1:{}", n.http)),
     );
-    let mut pages = Vec::new();
-    for t in &targets {
-        pages.push(crate::metrics_text(&format!("http://{t}")).await);
-    }
     let prom = Prometheus::start(&c.dir.join("prometheus"), &targets)
         .await
         .unwrap();
@@ -177,7 +173,8 @@ async fn every_dashboard_query_returns_series_and_every_alert_parses_against_liv
         }
     }
     // Every metric named anywhere is exported by some binary (read from the live pages,
-    // refreshed now that the meeting and the recording have run a while).
+    // now that the meeting and the recording have run a while).
+    let mut pages = Vec::new();
     for t in &targets {
         pages.push(crate::metrics_text(&format!("http://{t}")).await);
     }
