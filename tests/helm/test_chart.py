@@ -17,7 +17,9 @@
 With `--export DIR` it writes the secrets the chart makes instead, for
 harness/tests/it/chart.rs to use them for real (mutual TLS, join tokens).
 """
+import base64
 import copy
+import json
 import pathlib
 import subprocess
 import sys
@@ -87,7 +89,6 @@ def by_kind(docs, kind):
 
 
 def secret_text(secret, key):
-    import base64
     return base64.b64decode(secret["data"][key]).decode()
 
 
@@ -191,7 +192,6 @@ def export(dir_):
     three = yaml.safe_load((pathlib.Path(__file__).parent / "three-regions.yaml").read_text())
     docs = docs_of(render(three))
     config = by_kind(docs, "ConfigMap")["t-fjord-config"]["data"]
-    import json
     for kind in ("Deployment", "StatefulSet"):
         for name, d in by_kind(docs, kind).items():
             c = d["spec"]["template"]["spec"]["containers"][0]
