@@ -120,32 +120,58 @@ pub const PROTOCOL_VERSION: u64 = 1;
 const MAX_MESSAGE_BYTES: usize = 256 * 1024;
 const MAX_CHAT_CHARS: usize = 2000;
 
-fn parse_client(text: &str) -> Result<ClientMsg, String> {
+/// A refused client message: what to say, and the type of message it answers (the
+/// client's own `type`, or `unknown` when the message had none we could read).
+#[derive(Debug)]
+struct Refusal {
+    answers: String,
+    message: String,
+}
+
+fn parse_client(text: &str) -> Result<ClientMsg, Refusal> {
+    let refuse = |answers: &str, message: String| Refusal {
+        answers: answers.to_owned(),
+        message,
+    };
     if text.len() > MAX_MESSAGE_BYTES {
-        return Err(format!("message over {MAX_MESSAGE_BYTES} bytes"));
+        return Err(refuse(
+            "unknown",
+            format!("message over {MAX_MESSAGE_BYTES} bytes"),
+        ));
     }
     let mut v: serde_json::Value =
-        serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))?;
+        serde_json::from_str(text).map_err(|e| refuse("unknown", format!("invalid JSON: {e}")))?;
+    let answers = v
+        .get("type")
+        .and_then(|t| t.as_str())
+        .unwrap_or("unknown")
+        .chars()
+        .take(32)
+        .collect::<String>();
     if let Some(obj) = v.as_object_mut() {
         match obj.remove("v") {
             None => {}
             Some(serde_json::Value::Number(n)) if n.as_u64() == Some(PROTOCOL_VERSION) => {}
             Some(other) => {
-                return Err(format!(
-                    "unsupported protocol version {other}; this node speaks {PROTOCOL_VERSION}"
+                return Err(refuse(
+                    &answers,
+                    format!(
+                        "unsupported protocol version {other}; this node speaks {PROTOCOL_VERSION}"
+                    ),
                 ));
             }
         }
     }
-    serde_json::from_value(v).map_err(|e| format!("invalid message: {e}"))
+    serde_json::from_value(v).map_err(|e| refuse(&answers, format!("invalid message: {e}")))
 }
 
 fn json(v: serde_json::Value) -> Message {
     Message::Text(v.to_string().into())
 }
 
-fn error_msg(message: impl Into<String>) -> Message {
-    json(serde_json::json!({ "type": "error", "message": message.into() }))
+/// An `error` message; `answers` is the type of the client message it refuses.
+fn error_msg(answers: &str, message: impl Into<String>) -> Message {
+    json(serde_json::json!({ "type": "error", "in_reply_to": answers, "message": message.into() }))
 }
 
 fn signal_msg(msg: SignalOut) -> Message {
@@ -162,7 +188,7 @@ fn signal_msg(msg: SignalOut) -> Message {
         SignalOut::TrackRemoved { mid } => {
             json(serde_json::json!({ "type": "track_removed", "mid": mid }))
         }
-        SignalOut::Error(e) => error_msg(e),
+        SignalOut::Error { answers, message } => error_msg(answers, message),
         SignalOut::Closed(why) => json(serde_json::json!({ "type": "closed", "reason": why })),
     }
 }
@@ -179,6 +205,14 @@ async fn session(node: Arc<Node>, claims: JoinClaims, mut ws: WebSocket) {
     node.participant_joined(&claims.mtg);
     let (sfu, mut from_sfu) = node.sfu.register(&claims.mtg);
     let key = sfu.key;
+    // The first offer makes the peer connection; until one is accepted, every offer is
+    // a first one (a refused offer leaves the session usable).
+    sfu.send(SfuCommand::Join {
+        key,
+        meeting: claims.mtg.clone(),
+        participant: claims.sub.clone(),
+        name: claims.name.clone(),
+    });
     let welcome = serde_json::json!({
         "type": "welcome",
         "version": PROTOCOL_VERSION,
@@ -190,7 +224,6 @@ async fn session(node: Arc<Node>, claims: JoinClaims, mut ws: WebSocket) {
         "participants": membership.others,
         "active_speaker": membership.active_speaker,
     });
-    let mut in_sfu = false;
     let mut ok = ws.send(json(welcome)).await.is_ok();
     while ok {
         tokio::select! {
@@ -223,7 +256,7 @@ async fn session(node: Arc<Node>, claims: JoinClaims, mut ws: WebSocket) {
                     Some(Ok(Message::Text(t))) => t,
                     Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
                     Some(Ok(Message::Binary(_))) => {
-                        ok = ws.send(error_msg("binary messages are not part of the protocol")).await.is_ok();
+                        ok = ws.send(error_msg("binary", "binary messages are not part of the protocol")).await.is_ok();
                         continue;
                     }
                     Some(Ok(_)) => continue,
@@ -231,28 +264,17 @@ async fn session(node: Arc<Node>, claims: JoinClaims, mut ws: WebSocket) {
                 let parsed = match parse_client(&text) {
                     Ok(m) => m,
                     Err(e) => {
-                        ok = ws.send(error_msg(e)).await.is_ok();
+                        ok = ws.send(error_msg(&e.answers, e.message)).await.is_ok();
                         continue;
                     }
                 };
                 match parsed {
-                    ClientMsg::Offer { sdp } if !in_sfu => {
-                        in_sfu = true;
-                        sfu.send(SfuCommand::Join {
-                            key,
-                            meeting: claims.mtg.clone(),
-                            participant: claims.sub.clone(),
-                            name: claims.name.clone(),
-                            offer: sdp,
-                        });
-                    }
                     ClientMsg::Offer { sdp } => sfu.send(SfuCommand::Offer { key, sdp }),
-                    ClientMsg::Answer { sdp } if in_sfu => sfu.send(SfuCommand::Answer { key, sdp }),
-                    ClientMsg::Answer { .. } => ok = ws.send(error_msg("answer before any offer")).await.is_ok(),
+                    ClientMsg::Answer { sdp } => sfu.send(SfuCommand::Answer { key, sdp }),
                     ClientMsg::Chat { text } => {
                         let text = text.trim();
                         if text.is_empty() || text.chars().count() > MAX_CHAT_CHARS {
-                            ok = ws.send(error_msg(format!("chat text: 1 to {MAX_CHAT_CHARS} characters"))).await.is_ok();
+                            ok = ws.send(error_msg("chat", format!("chat text: 1 to {MAX_CHAT_CHARS} characters"))).await.is_ok();
                             continue;
                         }
                         node.rooms.publish(&claims.mtg, RoomEvent::Chat {
@@ -272,7 +294,7 @@ async fn session(node: Arc<Node>, claims: JoinClaims, mut ws: WebSocket) {
                         mid,
                         rid: crate::sfu::layer_for_size(width, height),
                     }),
-                    ClientMsg::Layer { .. } => ok = ws.send(error_msg("layer: mid too long")).await.is_ok(),
+                    ClientMsg::Layer { .. } => ok = ws.send(error_msg("layer", "mid too long")).await.is_ok(),
                     ClientMsg::Leave {} => break,
                 }
             }
@@ -312,6 +334,13 @@ mod tests {
         ] {
             assert!(parse_client(bad).is_err(), "{bad:?} accepted");
         }
+        // A refusal names the type of the message it answers, when there is one.
+        let answers = |m: &str| parse_client(m).unwrap_err().answers;
+        assert_eq!(answers(r#"{"type":"offer"}"#), "offer");
+        assert_eq!(answers(r#"{"v":2,"type":"leave"}"#), "leave");
+        assert_eq!(answers(r#"{"type":"dance"}"#), "dance");
+        assert_eq!(answers("{"), "unknown");
+        assert_eq!(answers(r#"{"type":7}"#), "unknown");
         assert!(
             parse_client(&format!(
                 r#"{{"type":"chat","text":"{}"}}"#,

@@ -5,13 +5,14 @@ use std::time::{Duration, Instant};
 
 use common::ids::{MeetingId, ParticipantId};
 
+use super::rtp::{self, PacketIn, Verdict};
 use super::sink::{self, SinkTrack};
 use str0m::bwe::{Bitrate, BweKind};
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
-use str0m::media::{
-    Direction, KeyframeRequest, KeyframeRequestKind, MediaData, MediaKind, Mid, Rid,
-};
+use str0m::format::{Codec, PayloadParams};
+use str0m::media::{Direction, KeyframeRequest, KeyframeRequestKind, MediaKind, Mid, Pt, Rid};
 use str0m::net::{Protocol, Receive};
+use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, Ssrc, Vp8Descriptor};
 use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output, Rtc, RtcConfig};
 
 /// Identifies a peer inside the SFU: unique for the process lifetime, never reused, so a
@@ -43,16 +44,18 @@ pub struct SinkKey(pub u64);
 
 #[derive(Debug)]
 pub enum SfuCommand {
-    /// A participant's first offer: create its peer connection.
+    /// A participant's signaling session opened: its first offer will create its peer
+    /// connection.
     Join {
         key: PeerKey,
         meeting: MeetingId,
         participant: ParticipantId,
         /// The participant's display name (relay sinks name files by it).
         name: String,
-        offer: String,
     },
-    /// A later offer from the peer (e.g. it added a screen share).
+    /// An offer from the peer: the first creates its peer connection (a refused one
+    /// leaves the session waiting for a better one), later ones renegotiate (e.g. it
+    /// added a screen share).
     Offer {
         key: PeerKey,
         sdp: String,
@@ -101,7 +104,11 @@ pub enum SignalOut {
     TrackRemoved {
         mid: String,
     },
-    Error(String),
+    /// The client message of type `answers` (`offer`, `answer`, `layer`) was refused.
+    Error {
+        answers: &'static str,
+        message: String,
+    },
     /// The peer connection failed or closed.
     Closed(String),
 }
@@ -182,17 +189,21 @@ impl SfuStats {
     }
 }
 
-/// A subscriber's simulcast layer that has sent nothing for this long may be replaced by
-/// any layer that has a keyframe.
-const LAYER_STALE: Duration = Duration::from_millis(500);
 /// How often the loudest participant of each meeting is worked out.
 const SPEAKER_CHECK: Duration = Duration::from_millis(500);
 /// Loudness (an average of 127 + dBov audio level) below which nobody is speaking.
 const SPEAKER_THRESHOLD: f32 = 8.0;
+/// How often one peer's `Rtc` may ask for its timeout to be handled at once within one
+/// drive before we let the driver's timer do it (a guard against a busy loop).
+const IMMEDIATE_TIMEOUTS: u32 = 4;
 
 struct TrackIn {
     mid: Mid,
     kind: MediaKind,
+    /// The incoming SSRCs of this track and the simulcast layer each carries.
+    streams: Vec<(Ssrc, Option<Rid>)>,
+    /// The payload type last seen on this track and what it stands for.
+    codec: Option<PayloadParams>,
     /// When we last asked for a keyframe, per simulcast layer (None: no simulcast).
     last_keyframe_request: Vec<(Option<Rid>, Instant)>,
     /// Smoothed mean loudness of recent check windows (127 + dBov; 0 is silence).
@@ -213,18 +224,37 @@ struct TrackOut {
     origin_mid: Mid,
     kind: MediaKind,
     state: OutState,
-    /// The simulcast layer forwarded to this subscriber now (None: not chosen yet).
-    rid: Option<Rid>,
+    /// Whether the subscriber receives on this m-line: the negotiated direction of our
+    /// m-line sends. Nothing is written to an m-line it answered `inactive`.
+    receiving: bool,
+    /// Our SSRC on this m-line, once open.
+    ssrc: Option<Ssrc>,
+    /// The publisher's payload type and the subscriber's for the same codec.
+    pt: Option<(Pt, Pt)>,
+    /// Renumbers the publisher's packets into this subscriber's stream.
+    forwarder: rtp::Forwarder,
     /// The layer this subscriber should get: what it asked for, capped by its bandwidth
     /// estimate. We switch to it on its next keyframe.
     want: Rid,
     /// The layer the subscriber asked for by tile size.
     asked: Rid,
-    /// Layers have their own RTP time bases: forwarded time is source time + `offset`,
-    /// re-chosen at each switch so that the subscriber's stream runs on smoothly.
-    offset: i64,
-    /// The last forwarded (time in clock ticks, arrival) for picking the next offset.
-    last_out: Option<(u64, Instant)>,
+}
+
+impl TrackOut {
+    fn new(origin: PeerKey, origin_mid: Mid, kind: MediaKind) -> Self {
+        Self {
+            origin,
+            origin_mid,
+            kind,
+            state: OutState::ToOpen,
+            receiving: false,
+            ssrc: None,
+            pt: None,
+            forwarder: rtp::Forwarder::default(),
+            want: Rid::from("h"),
+            asked: Rid::from("h"),
+        }
+    }
 }
 
 /// The simulcast layer that suits a tile of `width` x `height` pixels. Our client
@@ -319,6 +349,13 @@ struct Peer {
     tracks_in: Vec<TrackIn>,
     tracks_out: Vec<TrackOut>,
     pending: Option<SdpPendingOffer>,
+    /// Tracks to offer or m-lines to retire: an offer is due once none is pending.
+    needs_offer: bool,
+    /// Got input, was written to, or must be looked at: drive it before the next
+    /// `Timeout` leaves the SFU.
+    dirty: bool,
+    /// When its `Rtc` wants its timeout handled.
+    due: Instant,
     rtt: Option<Duration>,
     egress_loss: Option<f32>,
     /// Last (bytes received, bytes sent, when) and the rates derived from them.
@@ -347,6 +384,46 @@ impl Peer {
         let video = open(MediaKind::Video);
         (video > 0).then(|| estimate.saturating_sub(open(MediaKind::Audio) * AUDIO_BPS) / video)
     }
+
+    fn want_offer(&mut self) {
+        self.needs_offer = true;
+        self.dirty = true;
+    }
+
+    /// After a negotiation: which of our open m-lines the peer receives on, and our
+    /// SSRC on each. Returns the tracks that started receiving (they need a keyframe).
+    fn refresh_directions(&mut self) -> Vec<(PeerKey, Mid)> {
+        let mut started = Vec::new();
+        for t in &mut self.tracks_out {
+            let OutState::Open(mid) = t.state else {
+                continue;
+            };
+            let receiving = self
+                .rtc
+                .media(mid)
+                .is_some_and(|m| m.direction().is_sending());
+            if receiving && !t.receiving {
+                started.push((t.origin, t.origin_mid));
+            }
+            t.receiving = receiving;
+            if t.ssrc.is_none() {
+                t.ssrc = self
+                    .rtc
+                    .direct_api()
+                    .stream_tx_by_mid(mid, None)
+                    .map(|s| s.ssrc());
+            }
+        }
+        started
+    }
+}
+
+/// A signaling session whose first offer has not been accepted yet.
+struct Waiting {
+    key: PeerKey,
+    meeting: MeetingId,
+    participant: ParticipantId,
+    name: String,
 }
 
 pub struct Sfu {
@@ -355,17 +432,14 @@ pub struct Sfu {
     bandwidth_cap: bool,
     /// Which shard of the node this is: the first two hex digits of every local ICE ufrag.
     shard: u8,
+    waiting: Vec<Waiting>,
     peers: Vec<Peer>,
     out: VecDeque<SfuOutput>,
-    /// Frames to fan out: (origin, data). Drained within the same poll.
-    fanout: VecDeque<(PeerKey, MediaData)>,
     keyframe_every: Duration,
     stats: SfuStats,
     next_speaker_check: Option<Instant>,
     speakers: Vec<(MeetingId, ParticipantId)>,
     sinks: Vec<Sink>,
-    /// Packets of one frame for a sink, reused.
-    sink_packets: Vec<Vec<u8>>,
 }
 
 struct Sink {
@@ -382,30 +456,47 @@ fn kind_name(k: MediaKind) -> &'static str {
     }
 }
 
+/// What a subscriber's copy of a packet carries of the publisher's header extensions:
+/// the ones about the media (str0m adds the transport's own).
+fn media_extensions(from: &ExtensionValues) -> ExtensionValues {
+    ExtensionValues {
+        audio_level: from.audio_level,
+        voice_activity: from.voice_activity,
+        video_orientation: from.video_orientation,
+        ..ExtensionValues::default()
+    }
+}
+
+/// One incoming packet of a publisher, located: which track, and how to read it.
+struct Located {
+    mid: Mid,
+    params: PayloadParams,
+    packet: PacketIn,
+}
+
 impl Sfu {
     /// `local` is the UDP socket address peers send to (the host candidate we advertise);
     /// `shard` is written into every local ICE ufrag so that the node's demux can tell
     /// from a STUN request which shard the peer belongs to.
-    /// Off: subscribers get the layer their tile asks for, whatever their estimate.
-    pub fn set_bandwidth_cap(&mut self, on: bool) {
-        self.bandwidth_cap = on;
-    }
-
     pub fn new(local: SocketAddr, shard: u8) -> Self {
         Self {
             local,
             shard,
             bandwidth_cap: true,
+            waiting: Vec::new(),
             peers: Vec::new(),
             out: VecDeque::new(),
-            fanout: VecDeque::new(),
             keyframe_every: Duration::from_millis(500),
             stats: SfuStats::default(),
             next_speaker_check: None,
             speakers: Vec::new(),
             sinks: Vec::new(),
-            sink_packets: Vec::new(),
         }
+    }
+
+    /// Off: subscribers get the layer their tile asks for, whatever their estimate.
+    pub fn set_bandwidth_cap(&mut self, on: bool) {
+        self.bandwidth_cap = on;
     }
 
     /// Current totals; cheap enough to call once a second.
@@ -417,28 +508,27 @@ impl Sfu {
         s.bitrate_in_bps = self.peers.iter().map(|p| p.bitrate_in_bps).sum();
         s.bitrate_out_bps = self.peers.iter().map(|p| p.bitrate_out_bps).sum();
         s.estimate_bps = self.peers.iter().filter_map(|p| p.estimate_bps).sum();
-        let rtts: Vec<f64> = self
-            .peers
-            .iter()
-            .filter_map(|p| p.rtt)
-            .map(|d| d.as_secs_f64())
-            .collect();
-        s.rtt_seconds = if rtts.is_empty() {
-            0.0
-        } else {
-            rtts.iter().sum::<f64>() / rtts.len() as f64
+        let mean = |v: Vec<f64>| {
+            if v.is_empty() {
+                0.0
+            } else {
+                v.iter().sum::<f64>() / v.len() as f64
+            }
         };
-        let losses: Vec<f64> = self
-            .peers
-            .iter()
-            .filter_map(|p| p.egress_loss)
-            .map(f64::from)
-            .collect();
-        s.egress_loss = if losses.is_empty() {
-            0.0
-        } else {
-            losses.iter().sum::<f64>() / losses.len() as f64
-        };
+        s.rtt_seconds = mean(
+            self.peers
+                .iter()
+                .filter_map(|p| p.rtt)
+                .map(|d| d.as_secs_f64())
+                .collect(),
+        );
+        s.egress_loss = mean(
+            self.peers
+                .iter()
+                .filter_map(|p| p.egress_loss)
+                .map(f64::from)
+                .collect(),
+        );
         s
     }
 
@@ -454,6 +544,10 @@ impl Sfu {
         self.out.push_back(SfuOutput::Signal { key, msg });
     }
 
+    fn refuse(&mut self, key: PeerKey, answers: &'static str, message: String) {
+        self.signal(key, SignalOut::Error { answers, message });
+    }
+
     pub fn handle_command(&mut self, now: Instant, cmd: SfuCommand) {
         match cmd {
             SfuCommand::Join {
@@ -461,148 +555,36 @@ impl Sfu {
                 meeting,
                 participant,
                 name,
-                offer,
             } => {
-                let offer_sdp = offer;
-                let offer = match SdpOffer::from_sdp_string(&offer_sdp) {
-                    Ok(o) => o,
-                    Err(e) => {
-                        return self
-                            .signal(key, SignalOut::Error(format!("invalid offer SDP: {e}")));
-                    }
-                };
-                let mut creds = IceCreds::new();
-                creds.ufrag = format!("{:02x}{}", self.shard, creds.ufrag);
-                let mut rtc = with_video_codecs(Rtc::builder(), &offer_sdp)
-                    .set_local_ice_credentials(creds)
-                    .set_ice_lite(true)
-                    .enable_bwe(Some(Bitrate::kbps(INITIAL_ESTIMATE_KBPS)))
-                    .set_stats_interval(Some(Duration::from_secs(1)))
-                    .build(now);
-                match Candidate::host(self.local, "udp") {
-                    Ok(c) => {
-                        rtc.add_local_candidate(c);
-                    }
-                    Err(e) => {
-                        return self
-                            .signal(key, SignalOut::Error(format!("no host candidate: {e}")));
-                    }
+                if !self.waiting.iter().any(|w| w.key == key) {
+                    self.waiting.push(Waiting {
+                        key,
+                        meeting,
+                        participant,
+                        name,
+                    });
                 }
-                let answer = match rtc.sdp_api().accept_offer(offer) {
-                    Ok(a) => a,
-                    Err(e) => {
-                        return self
-                            .signal(key, SignalOut::Error(format!("offer not accepted: {e}")));
-                    }
-                };
-                let mut peer = Peer {
-                    key,
-                    meeting,
-                    participant,
-                    name,
-                    rtc,
-                    tracks_in: Vec::new(),
-                    tracks_out: Vec::new(),
-                    pending: None,
-                    rtt: None,
-                    egress_loss: None,
-                    bytes: None,
-                    bitrate_in_bps: 0,
-                    bitrate_out_bps: 0,
-                    stream_counters: Vec::new(),
-                    to_deactivate: Vec::new(),
-                    estimate_bps: None,
-                };
-                // Everything already published in the meeting is offered to the newcomer.
-                for other in self.peers.iter().filter(|o| o.meeting == peer.meeting) {
-                    for t in &other.tracks_in {
-                        peer.tracks_out.push(TrackOut {
-                            origin: other.key,
-                            origin_mid: t.mid,
-                            kind: t.kind,
-                            state: OutState::ToOpen,
-                            rid: None,
-                            want: Rid::from("h"),
-                            asked: Rid::from("h"),
-                            offset: 0,
-                            last_out: None,
-                        });
-                    }
-                }
-                self.peers.push(peer);
-                self.signal(key, SignalOut::Answer(answer.to_sdp_string()));
             }
             SfuCommand::Offer { key, sdp } => {
-                let offer = match SdpOffer::from_sdp_string(&sdp) {
-                    Ok(o) => o,
-                    Err(e) => {
-                        return self
-                            .signal(key, SignalOut::Error(format!("invalid offer SDP: {e}")));
-                    }
-                };
-                let Some(peer) = self.peer_mut(key) else {
-                    return;
-                };
-                // The peer's offer wins over ours (we are the impolite side only towards
-                // nobody): drop our pending offer and redo it after this one.
-                if peer.pending.take().is_some() {
-                    for t in &mut peer.tracks_out {
-                        if let OutState::Negotiating(_) = t.state {
-                            t.state = OutState::ToOpen;
-                        }
-                    }
-                }
-                match peer.rtc.sdp_api().accept_offer(offer) {
-                    Ok(a) => self.signal(key, SignalOut::Answer(a.to_sdp_string())),
-                    Err(e) => {
-                        self.signal(key, SignalOut::Error(format!("offer not accepted: {e}")))
-                    }
+                match self.waiting.iter().position(|w| w.key == key) {
+                    Some(w) => self.first_offer(now, w, sdp),
+                    None => self.renegotiate(now, key, sdp),
                 }
             }
-            SfuCommand::Answer { key, sdp } => {
-                let answer = match SdpAnswer::from_sdp_string(&sdp) {
-                    Ok(a) => a,
-                    Err(e) => {
-                        return self
-                            .signal(key, SignalOut::Error(format!("invalid answer SDP: {e}")));
-                    }
-                };
-                let Some(peer) = self.peer_mut(key) else {
-                    return;
-                };
-                let Some(pending) = peer.pending.take() else {
-                    return self.signal(key, SignalOut::Error("answer without an offer".into()));
-                };
-                match peer.rtc.sdp_api().accept_answer(pending, answer) {
-                    Ok(()) => {
-                        let mut opened = Vec::new();
-                        for t in &mut peer.tracks_out {
-                            if let OutState::Negotiating(m) = t.state {
-                                t.state = OutState::Open(m);
-                                opened.push((t.origin, t.origin_mid));
-                            }
-                        }
-                        // A new subscriber needs a keyframe to start decoding.
-                        for (origin, mid) in opened {
-                            self.request_keyframe(now, origin, mid, None, KeyframeRequestKind::Pli);
-                        }
-                    }
-                    Err(e) => {
-                        self.signal(key, SignalOut::Error(format!("answer not accepted: {e}")))
-                    }
-                }
-            }
+            SfuCommand::Answer { key, sdp } => self.answer(now, key, sdp),
             SfuCommand::Layer { key, mid, rid } => {
                 let mid = Mid::from(mid.as_str());
                 let cap = self.bandwidth_cap;
-                let Some(p) = self.peer_mut(key) else { return };
+                let Some(p) = self.peer_mut(key) else {
+                    return self.refuse(key, "layer", "no media session yet".into());
+                };
                 let budget = p.video_budget_bps().filter(|_| cap);
                 let Some(t) = p
                     .tracks_out
                     .iter_mut()
                     .find(|t| t.state == OutState::Open(mid) && t.kind == MediaKind::Video)
                 else {
-                    return self.signal(key, SignalOut::Error(format!("no video on m-line {mid}")));
+                    return self.refuse(key, "layer", format!("no video on m-line {mid}"));
                 };
                 t.asked = rid;
                 let rid = capped(rid, budget);
@@ -614,7 +596,10 @@ impl Sfu {
                 // Switching needs a keyframe of the new layer.
                 self.request_keyframe(now, origin, origin_mid, Some(rid), KeyframeRequestKind::Pli);
             }
-            SfuCommand::Leave { key } => self.remove_peer(key),
+            SfuCommand::Leave { key } => {
+                self.waiting.retain(|w| w.key != key);
+                self.remove_peer(key);
+            }
             SfuCommand::SinkAttach { key, meeting } => {
                 if !self.sinks.iter().any(|s| s.key == key) {
                     self.sinks.push(Sink {
@@ -635,9 +620,132 @@ impl Sfu {
                 else {
                     return;
                 };
-                let (origin, mid) = (t.origin, t.mid);
-                self.request_keyframe(now, origin, mid, None, KeyframeRequestKind::Pli);
+                let (origin, mid, rid) = (t.origin, t.mid, t.layer());
+                self.request_keyframe(now, origin, mid, rid, KeyframeRequestKind::Pli);
             }
+        }
+    }
+
+    /// The first offer of waiting session `w`: its peer connection, or an error that
+    /// leaves it waiting for another offer.
+    fn first_offer(&mut self, now: Instant, w: usize, sdp: String) {
+        let key = self.waiting[w].key;
+        let offer = match SdpOffer::from_sdp_string(&sdp) {
+            Ok(o) => o,
+            Err(e) => return self.refuse(key, "offer", format!("invalid offer SDP: {e}")),
+        };
+        let mut creds = IceCreds::new();
+        creds.ufrag = format!("{:02x}{}", self.shard, creds.ufrag);
+        let mut rtc = with_video_codecs(Rtc::builder(), &sdp)
+            .set_rtp_mode(true)
+            .set_local_ice_credentials(creds)
+            .set_ice_lite(true)
+            .enable_bwe(Some(Bitrate::kbps(INITIAL_ESTIMATE_KBPS)))
+            .set_stats_interval(Some(Duration::from_secs(1)))
+            .build(now);
+        match Candidate::host(self.local, "udp") {
+            Ok(c) => {
+                rtc.add_local_candidate(c);
+            }
+            Err(e) => return self.refuse(key, "offer", format!("no host candidate: {e}")),
+        }
+        let answer = match rtc.sdp_api().accept_offer(offer) {
+            Ok(a) => a,
+            Err(e) => return self.refuse(key, "offer", format!("offer not accepted: {e}")),
+        };
+        let w = self.waiting.swap_remove(w);
+        let mut peer = Peer {
+            key,
+            meeting: w.meeting,
+            participant: w.participant,
+            name: w.name,
+            rtc,
+            tracks_in: Vec::new(),
+            tracks_out: Vec::new(),
+            pending: None,
+            needs_offer: false,
+            dirty: true,
+            due: now,
+            rtt: None,
+            egress_loss: None,
+            bytes: None,
+            bitrate_in_bps: 0,
+            bitrate_out_bps: 0,
+            stream_counters: Vec::new(),
+            to_deactivate: Vec::new(),
+            estimate_bps: None,
+        };
+        // Everything already published in the meeting is offered to the newcomer.
+        for other in self.peers.iter().filter(|o| o.meeting == peer.meeting) {
+            for t in &other.tracks_in {
+                peer.tracks_out
+                    .push(TrackOut::new(other.key, t.mid, t.kind));
+                peer.needs_offer = true;
+            }
+        }
+        self.peers.push(peer);
+        self.signal(key, SignalOut::Answer(answer.to_sdp_string()));
+    }
+
+    fn renegotiate(&mut self, now: Instant, key: PeerKey, sdp: String) {
+        let offer = match SdpOffer::from_sdp_string(&sdp) {
+            Ok(o) => o,
+            Err(e) => return self.refuse(key, "offer", format!("invalid offer SDP: {e}")),
+        };
+        let Some(peer) = self.peer_mut(key) else {
+            return self.refuse(key, "offer", "the media session has ended".into());
+        };
+        // The peer's offer wins over ours: drop our pending offer and redo it after.
+        if peer.pending.take().is_some() {
+            for t in &mut peer.tracks_out {
+                if let OutState::Negotiating(_) = t.state {
+                    t.state = OutState::ToOpen;
+                }
+            }
+            peer.want_offer();
+        }
+        match peer.rtc.sdp_api().accept_offer(offer) {
+            Ok(a) => {
+                peer.dirty = true;
+                let started = peer.refresh_directions();
+                self.signal(key, SignalOut::Answer(a.to_sdp_string()));
+                self.keyframes_for(now, started);
+            }
+            Err(e) => self.refuse(key, "offer", format!("offer not accepted: {e}")),
+        }
+    }
+
+    fn answer(&mut self, now: Instant, key: PeerKey, sdp: String) {
+        let answer = match SdpAnswer::from_sdp_string(&sdp) {
+            Ok(a) => a,
+            Err(e) => return self.refuse(key, "answer", format!("invalid answer SDP: {e}")),
+        };
+        let Some(peer) = self.peer_mut(key) else {
+            return self.refuse(key, "answer", "answer before any offer".into());
+        };
+        let Some(pending) = peer.pending.take() else {
+            return self.refuse(key, "answer", "answer without an offer of ours".into());
+        };
+        match peer.rtc.sdp_api().accept_answer(pending, answer) {
+            Ok(()) => {
+                for t in &mut peer.tracks_out {
+                    if let OutState::Negotiating(m) = t.state {
+                        t.state = OutState::Open(m);
+                    }
+                }
+                // Tracks added meanwhile are offered now.
+                peer.dirty = true;
+                let started = peer.refresh_directions();
+                // A new subscriber needs a keyframe to start decoding.
+                self.keyframes_for(now, started);
+            }
+            Err(e) => self.refuse(key, "answer", format!("answer not accepted: {e}")),
+        }
+    }
+
+    fn keyframes_for(&mut self, now: Instant, tracks: Vec<(PeerKey, Mid)>) {
+        for (origin, mid) in tracks {
+            self.request_keyframe(now, origin, mid, None, KeyframeRequestKind::Pli);
         }
     }
 
@@ -674,6 +782,7 @@ impl Sfu {
             });
             for mid in removed {
                 p.to_deactivate.push(mid);
+                p.want_offer();
                 self.out.push_back(SfuOutput::Signal {
                     key: p.key,
                     msg: SignalOut::TrackRemoved {
@@ -705,88 +814,106 @@ impl Sfu {
             tracing::debug!(error = %e, "peer input failed; disconnecting");
             peer.rtc.disconnect();
         }
+        peer.dirty = true;
         true
     }
 
+    /// Handles the timeouts that are due.
     pub fn handle_timeout(&mut self, now: Instant) {
-        for p in &mut self.peers {
+        for p in self.peers.iter_mut().filter(|p| p.due <= now) {
             if p.rtc.is_alive() && p.rtc.handle_input(Input::Timeout(now)).is_err() {
                 p.rtc.disconnect();
             }
+            p.dirty = true;
         }
     }
 
-    /// Runs every peer until it has nothing more to say, routes media between them, and
-    /// returns the next output; `Timeout` means "call again at that time or on input".
+    /// Drives every peer that got input or was written to until it has nothing more to
+    /// say, forwarding media as it arrives, and returns the next output; `Timeout` means
+    /// "call again at that time or on input". Everything a packet causes (its copy to
+    /// every subscriber) leaves in the same drain as the packet's own effects: a peer
+    /// written to is driven before the drain ends.
     pub fn poll_output(&mut self, now: Instant) -> SfuOutput {
-        if let Some(o) = self.out.pop_front() {
-            return o;
-        }
-        let mut next = now + Duration::from_millis(100);
-        let mut i = 0;
-        while i < self.peers.len() {
-            if !self.peers[i].rtc.is_alive() {
-                let key = self.peers[i].key;
-                self.remove_peer(key);
-                self.signal(key, SignalOut::Closed("connection closed".into()));
-                continue;
-            }
-            self.negotiate(i);
-            loop {
-                let out = match self.peers[i].rtc.poll_output() {
-                    Ok(o) => o,
-                    Err(e) => {
-                        tracing::debug!(error = %e, "poll_output failed; disconnecting");
-                        self.peers[i].rtc.disconnect();
-                        break;
-                    }
-                };
-                match out {
-                    Output::Timeout(t) => {
-                        next = next.min(t);
-                        break;
-                    }
-                    Output::Transmit(t) => self.out.push_back(SfuOutput::Transmit {
-                        destination: t.destination,
-                        source: t.source,
-                        contents: t.contents.into(),
-                    }),
-                    Output::Event(e) => self.handle_event(now, i, e),
-                }
-            }
-            i += 1;
-        }
-        while let Some((origin, data)) = self.fanout.pop_front() {
-            self.forward(now, origin, data);
-        }
-        // Forwarding wrote into subscribers' Rtc: their output is due now.
-        if !self.out.is_empty() {
-            return self.out.pop_front().expect("not empty");
-        }
-        if self
-            .peers
-            .iter_mut()
-            .any(|p| p.rtc.is_alive() && p.pending.is_none() && has_to_open(p))
-        {
-            return SfuOutput::Timeout(now);
-        }
         let check = *self.next_speaker_check.get_or_insert(now + SPEAKER_CHECK);
-        if now >= check {
-            self.next_speaker_check = Some(now + SPEAKER_CHECK);
-            self.detect_speakers();
-            self.adapt_layers(now);
+        loop {
             if let Some(o) = self.out.pop_front() {
                 return o;
             }
+            if let Some(i) = self.peers.iter().position(|p| p.dirty) {
+                self.drive(now, i);
+                continue;
+            }
+            if now >= check {
+                self.next_speaker_check = Some(now + SPEAKER_CHECK);
+                self.detect_speakers();
+                self.adapt_layers(now);
+                // Keyframe requests made peers dirty: drive them too.
+                return self.poll_output(now);
+            }
+            break;
         }
-        SfuOutput::Timeout(next.min(check.max(now)))
+        let next = self
+            .peers
+            .iter()
+            .map(|p| p.due)
+            .min()
+            .unwrap_or(now + Duration::from_secs(1));
+        SfuOutput::Timeout(next.min(check))
+    }
+
+    /// Polls peer `i` until its `Rtc` has nothing more to say.
+    fn drive(&mut self, now: Instant, i: usize) {
+        self.peers[i].dirty = false;
+        if !self.peers[i].rtc.is_alive() {
+            let key = self.peers[i].key;
+            self.remove_peer(key);
+            self.signal(key, SignalOut::Closed("connection closed".into()));
+            return;
+        }
+        if self.peers[i].needs_offer && self.peers[i].pending.is_none() {
+            self.negotiate(i);
+        }
+        let mut immediate = 0;
+        loop {
+            let out = match self.peers[i].rtc.poll_output() {
+                Ok(o) => o,
+                Err(e) => {
+                    tracing::debug!(error = %e, "poll_output failed; disconnecting");
+                    self.peers[i].rtc.disconnect();
+                    self.peers[i].dirty = true;
+                    return;
+                }
+            };
+            match out {
+                // Written packets are only sent after a timeout stamps them: at once.
+                Output::Timeout(t) if t <= now && immediate < IMMEDIATE_TIMEOUTS => {
+                    immediate += 1;
+                    if self.peers[i].rtc.handle_input(Input::Timeout(now)).is_err() {
+                        self.peers[i].rtc.disconnect();
+                        self.peers[i].dirty = true;
+                        return;
+                    }
+                }
+                Output::Timeout(t) => {
+                    self.peers[i].due = t;
+                    return;
+                }
+                Output::Transmit(t) => self.out.push_back(SfuOutput::Transmit {
+                    destination: t.destination,
+                    source: t.source,
+                    contents: t.contents.into(),
+                }),
+                Output::Event(e) => self.handle_event(now, i, e),
+            }
+        }
     }
 
     fn handle_event(&mut self, now: Instant, i: usize, e: Event) {
         let key = self.peers[i].key;
         match e {
             Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
-                self.peers[i].rtc.disconnect()
+                self.peers[i].rtc.disconnect();
+                self.peers[i].dirty = true;
             }
             Event::MediaAdded(m)
                 if matches!(m.direction, Direction::RecvOnly | Direction::SendRecv) =>
@@ -795,6 +922,8 @@ impl Sfu {
                 self.peers[i].tracks_in.push(TrackIn {
                     mid: m.mid,
                     kind: m.kind,
+                    streams: Vec::new(),
+                    codec: None,
                     last_keyframe_request: Vec::new(),
                     loudness: 0.0,
                     window: (0.0, 0),
@@ -804,35 +933,14 @@ impl Sfu {
                     .iter_mut()
                     .filter(|p| p.key != key && p.meeting == meeting)
                 {
-                    p.tracks_out.push(TrackOut {
-                        origin: key,
-                        origin_mid: m.mid,
-                        kind: m.kind,
-                        state: OutState::ToOpen,
-                        rid: None,
-                        want: Rid::from("h"),
-                        asked: Rid::from("h"),
-                        offset: 0,
-                        last_out: None,
-                    });
+                    p.tracks_out.push(TrackOut::new(key, m.mid, m.kind));
+                    p.want_offer();
                 }
             }
-            Event::MediaData(data) => {
-                // RFC 6464: 0 is the loudest (0 dBov), -127 silence; loudness is 127 + level.
-                if let Some(level) = data.ext_vals.audio_level
-                    && let Some(t) = self.peers[i]
-                        .tracks_in
-                        .iter_mut()
-                        .find(|t| t.mid == data.mid)
-                {
-                    let loudness = f32::from(127 - level.clamp(-127, 0).unsigned_abs() as i8);
-                    t.window.0 += loudness;
-                    t.window.1 += 1;
+            Event::RtpPacket(packet) => {
+                if let Some(located) = self.locate(i, &packet) {
+                    self.forward(now, i, &located, &packet);
                 }
-                if !data.contiguous {
-                    self.request_keyframe(now, key, data.mid, data.rid, KeyframeRequestKind::Fir);
-                }
-                self.fanout.push_back((key, data));
             }
             Event::KeyframeRequest(req) => self.keyframe_from_subscriber(now, i, req),
             Event::EgressBitrateEstimate(BweKind::Twcc { estimate, .. }) => {
@@ -884,13 +992,254 @@ impl Sfu {
         }
     }
 
-    /// Offers this peer the tracks it does not have yet, once no other offer is pending.
+    /// Which track of peer `i` a packet belongs to, its codec, and what a forwarder needs
+    /// to know of it. Also feeds the track's loudness. None for a packet we cannot place.
+    fn locate(&mut self, i: usize, packet: &RtpPacket) -> Option<Located> {
+        let peer = &mut self.peers[i];
+        let ssrc = packet.header.ssrc;
+        let found = peer.tracks_in.iter().enumerate().find_map(|(ti, t)| {
+            t.streams
+                .iter()
+                .find(|(s, _)| *s == ssrc)
+                .map(|(_, rid)| (ti, *rid))
+        });
+        let (ti, rid) = match found {
+            Some(f) => f,
+            None => {
+                // A new SSRC: str0m knows its m-line and layer (from SDP or the mid/rid
+                // header extensions). Once per stream.
+                let (mid, rid) = {
+                    let mut direct = peer.rtc.direct_api();
+                    let s = direct.stream_rx(&ssrc)?;
+                    (s.mid(), s.rid())
+                };
+                let ti = peer.tracks_in.iter().position(|t| t.mid == mid)?;
+                peer.tracks_in[ti].streams.push((ssrc, rid));
+                (ti, rid)
+            }
+        };
+        let pt = packet.header.payload_type;
+        let params = match peer.tracks_in[ti].codec {
+            Some(p) if p.pt() == pt => p,
+            _ => {
+                let p = *peer.rtc.codec_config().find(|p| p.pt() == pt)?;
+                peer.tracks_in[ti].codec = Some(p);
+                p
+            }
+        };
+        let t = &mut peer.tracks_in[ti];
+        // RFC 6464: 0 is the loudest (0 dBov), -127 silence; loudness is 127 + level.
+        if let Some(level) = packet.header.ext_vals.audio_level {
+            let loudness = f32::from(127 - level.clamp(-127, 0).unsigned_abs() as i8);
+            t.window.0 += loudness;
+            t.window.1 += 1;
+        }
+        let codec = params.spec().codec;
+        let vp8 = (codec == Codec::Vp8)
+            .then(|| rtp::vp8_fields(&packet.payload))
+            .flatten();
+        let keyframe_start = match codec {
+            Codec::Vp8 => vp8.is_some_and(|v| v.keyframe_start),
+            Codec::H264 => rtp::h264_keyframe_start(&packet.payload),
+            _ => false,
+        };
+        Some(Located {
+            mid: t.mid,
+            params,
+            packet: PacketIn {
+                rid,
+                seq: *packet.seq_no,
+                timestamp: packet.header.timestamp,
+                at: packet.timestamp,
+                clock_rate: params.spec().clock_rate.get(),
+                keyframe_start,
+                video: t.kind == MediaKind::Video,
+                vp8,
+            },
+        })
+    }
+
+    /// Writes one packet of publisher `oi` into every subscriber's `Rtc` that receives
+    /// it. Per subscriber this neither allocates nor locks: the payload is one `Arc`
+    /// shared by all of them, rewritten (SSRC, sequence number, time, VP8 picture id)
+    /// as str0m encrypts it.
+    fn forward(&mut self, now: Instant, oi: usize, at: &Located, packet: &RtpPacket) {
+        let p = &at.packet;
+        let mut want_keyframe = false;
+        let (before, rest) = self.peers.split_at_mut(oi);
+        let (publisher, after) = rest.split_first_mut().expect("index in range");
+        let origin = publisher.key;
+        let ext = media_extensions(&packet.header.ext_vals);
+        for sub in before
+            .iter_mut()
+            .chain(after.iter_mut())
+            .filter(|s| s.meeting == publisher.meeting)
+        {
+            let Some(t) = sub
+                .tracks_out
+                .iter_mut()
+                .find(|t| t.origin == origin && t.origin_mid == at.mid)
+            else {
+                continue;
+            };
+            let (OutState::Open(_), true, Some(ssrc)) = (t.state, t.receiving, t.ssrc) else {
+                continue;
+            };
+            let out = match t.forwarder.handle(p, p.rid.map(|_| t.want)) {
+                Verdict::Forward(out) => out,
+                Verdict::Drop => continue,
+                Verdict::WaitKeyframe => {
+                    want_keyframe = true;
+                    continue;
+                }
+            };
+            let pt = match t.pt {
+                Some((from, to)) if from == at.params.pt() => to,
+                _ => {
+                    let Some(to) = sub.rtc.codec_config().match_params(at.params) else {
+                        continue;
+                    };
+                    t.pt = Some((at.params.pt(), to.pt()));
+                    to.pt()
+                }
+            };
+            let mut write = RtpWrite::new(
+                pt,
+                out.seq.into(),
+                out.timestamp,
+                p.at,
+                packet.payload.clone(),
+            )
+            .marker(packet.header.marker)
+            .ext_vals(ext.clone())
+            .nackable(p.video);
+            if let Some((picture_id, tl0)) = out.vp8 {
+                match vp8_patch(&packet.payload, picture_id, tl0) {
+                    Some(patch) => write = write.vp8_patch(patch),
+                    None => continue,
+                }
+            }
+            let mut direct = sub.rtc.direct_api();
+            let Some(stream) = direct.stream_tx(&ssrc) else {
+                continue;
+            };
+            stream.write_rtp(write);
+            sub.dirty = true;
+        }
+        want_keyframe |= self.feed_sinks(oi, at, packet);
+        if want_keyframe {
+            self.request_keyframe(now, origin, at.mid, p.rid, KeyframeRequestKind::Pli);
+        }
+    }
+
+    /// Hands a packet of peer `oi` to the meeting's relay sinks. True when a sink waits
+    /// for a keyframe of its layer.
+    fn feed_sinks(&mut self, oi: usize, at: &Located, packet: &RtpPacket) -> bool {
+        let publisher = &self.peers[oi];
+        let origin = publisher.key;
+        let mut want_keyframe = false;
+        for sink in self
+            .sinks
+            .iter_mut()
+            .filter(|s| s.meeting == publisher.meeting)
+        {
+            let i = match sink
+                .tracks
+                .iter()
+                .position(|t| t.origin == origin && t.mid == at.mid)
+            {
+                Some(i) => i,
+                None => {
+                    let Some(codec) = sink::codec_name(at.params.spec().codec) else {
+                        continue;
+                    };
+                    let kind = if at.packet.video {
+                        MediaKind::Video
+                    } else {
+                        MediaKind::Audio
+                    };
+                    let track_id = sink.next_track_id;
+                    sink.next_track_id += 1;
+                    self.out.push_back(SfuOutput::Sink {
+                        key: sink.key,
+                        event: SinkEvent::Announce {
+                            track_id,
+                            participant: publisher.participant.clone(),
+                            name: publisher.name.clone(),
+                            kind,
+                            codec,
+                            clock_rate: at.packet.clock_rate,
+                        },
+                    });
+                    sink.tracks
+                        .push(SinkTrack::new(track_id, origin, at.mid, codec));
+                    sink.tracks.len() - 1
+                }
+            };
+            let t = &mut sink.tracks[i];
+            match t.packet(&at.packet, packet.header.marker, &packet.payload) {
+                Ok(rtp) => self.out.push_back(SfuOutput::Sink {
+                    key: sink.key,
+                    event: SinkEvent::Media {
+                        track_id: t.track_id,
+                        packet: rtp,
+                    },
+                }),
+                Err(wait) => want_keyframe |= wait,
+            }
+        }
+        want_keyframe
+    }
+
+    fn keyframe_from_subscriber(&mut self, now: Instant, i: usize, req: KeyframeRequest) {
+        let Some(t) = self.peers[i]
+            .tracks_out
+            .iter()
+            .find(|t| t.state == OutState::Open(req.mid))
+        else {
+            return;
+        };
+        let (origin, mid, rid) = (t.origin, t.origin_mid, t.forwarder.layer());
+        self.request_keyframe(now, origin, mid, rid, req.kind);
+    }
+
+    /// Asks `origin` for a keyframe of its track `mid` (layer `rid`), at most once per
+    /// `keyframe_every` per layer, whoever asks.
+    fn request_keyframe(
+        &mut self,
+        now: Instant,
+        origin: PeerKey,
+        mid: Mid,
+        rid: Option<Rid>,
+        kind: KeyframeRequestKind,
+    ) {
+        let every = self.keyframe_every;
+        let Some(p) = self.peer_mut(origin) else {
+            return;
+        };
+        let Some(t) = p.tracks_in.iter_mut().find(|t| t.mid == mid) else {
+            return;
+        };
+        if t.kind != MediaKind::Video {
+            return;
+        }
+        match t.last_keyframe_request.iter_mut().find(|(r, _)| *r == rid) {
+            Some((_, at)) if now.saturating_duration_since(*at) < every => return,
+            Some((_, at)) => *at = now,
+            None => t.last_keyframe_request.push((rid, now)),
+        }
+        if let Some(s) = p.rtc.direct_api().stream_rx_by_mid(mid, rid) {
+            s.request_keyframe(kind);
+            p.dirty = true;
+        }
+    }
+
+    /// Offers peer `i` the tracks it does not have yet and retires m-lines whose
+    /// publisher left; called only while no offer of ours is pending.
     fn negotiate(&mut self, i: usize) {
         let (left, right) = self.peers.split_at_mut(i);
         let (peer, rest) = right.split_first_mut().expect("index in range");
-        if peer.pending.is_some() || !has_to_open(peer) {
-            return;
-        }
+        peer.needs_offer = false;
         let mut change = peer.rtc.sdp_api();
         for mid in peer.to_deactivate.drain(..) {
             change.set_direction(mid, Direction::Inactive);
@@ -928,177 +1277,22 @@ impl Sfu {
             msg: SignalOut::Offer(offer.to_sdp_string()),
         });
     }
+}
 
-    /// Writes one frame of `origin` into every subscriber's `Rtc`. Per subscriber this
-    /// neither allocates nor locks: the payload is shared (`Arc`) by all of them.
-    fn forward(&mut self, now: Instant, origin: PeerKey, data: MediaData) {
-        // Subscribers waiting to switch to this frame's layer ask for its keyframe.
-        let mut want_keyframe = false;
-        let Some(oi) = self.peers.iter().position(|p| p.key == origin) else {
-            return;
-        };
-        // str0m hands us the payload as an `Arc<[u8]>`: every subscriber shares it.
-        let payload = &data.data;
-        let (before, rest) = self.peers.split_at_mut(oi);
-        let (publisher, after) = rest.split_first_mut().expect("index in range");
-        let meeting = &publisher.meeting;
-        for p in before
-            .iter_mut()
-            .chain(after.iter_mut())
-            .filter(|p| p.meeting == *meeting)
-        {
-            let Some(t) = p
-                .tracks_out
-                .iter_mut()
-                .find(|t| t.origin == origin && t.origin_mid == data.mid)
-            else {
-                continue;
-            };
-            let OutState::Open(mid) = t.state else {
-                continue;
-            };
-            // Simulcast: forward one layer per subscriber. Start on the first keyframe of
-            // any layer; move to the wanted layer on its next keyframe.
-            if let Some(rid) = data.rid
-                && t.rid != Some(rid)
-            {
-                // Switch to the wanted layer, or to any layer if ours went quiet
-                // (the publisher may have turned it off), at a keyframe.
-                let stale = t.last_out.is_none_or(|(_, at)| {
-                    data.network_time.saturating_duration_since(at) > LAYER_STALE
-                });
-                let may_switch = t.rid.is_none() || rid == t.want || stale;
-                if !(may_switch && data.is_keyframe()) {
-                    want_keyframe |= rid == t.want || stale;
-                    continue;
-                }
-                t.rid = Some(rid);
-                // Continue from the last forwarded frame, advanced by the wall-clock gap.
-                if let Some((last, at)) = t.last_out {
-                    let hz = u64::from(data.time.denom());
-                    let gap = data.network_time.saturating_duration_since(at);
-                    let ticks = (gap.as_micros() as u64 * hz / 1_000_000).max(1);
-                    t.offset = (last + ticks) as i64 - data.time.numer() as i64;
-                }
-            }
-            let out_ticks = (data.time.numer() as i64 + t.offset).max(0) as u64;
-            t.last_out = Some((out_ticks, data.network_time));
-            let time = str0m::media::MediaTime::new(out_ticks, data.time.frequency());
-            let Some(writer) = p.rtc.writer(mid) else {
-                continue;
-            };
-            let Some(pt) = writer.match_params(data.params) else {
-                continue;
-            };
-            if let Err(e) = writer.write(pt, data.network_time, time, payload.clone()) {
-                tracing::debug!(error = %e, "write to subscriber failed; disconnecting it");
-                p.rtc.disconnect();
-            }
-        }
-        want_keyframe |= self.feed_sinks(origin, oi, &data);
-        if want_keyframe {
-            self.request_keyframe(now, origin, data.mid, data.rid, KeyframeRequestKind::Pli);
-        }
+/// str0m's patch for a packet whose VP8 picture id and TL0PICIDX a layer switch moved.
+fn vp8_patch(
+    payload: &[u8],
+    picture_id: Option<u16>,
+    tl0: Option<u8>,
+) -> Option<str0m::rtp::Vp8Patch> {
+    let mut b = Vp8Descriptor::parse(payload).ok()?.patch();
+    if let Some(id) = picture_id {
+        b = b.picture_id(id);
     }
-
-    /// Hands a frame of `origin` (peer index `oi`) to the meeting's relay sinks as RTP.
-    /// True when a sink waits for a keyframe of it.
-    fn feed_sinks(&mut self, origin: PeerKey, oi: usize, data: &MediaData) -> bool {
-        let publisher = &self.peers[oi];
-        let mut want_keyframe = false;
-        for sink in self
-            .sinks
-            .iter_mut()
-            .filter(|s| s.meeting == publisher.meeting)
-        {
-            let i = match sink
-                .tracks
-                .iter()
-                .position(|t| t.origin == origin && t.mid == data.mid)
-            {
-                Some(i) => i,
-                None => {
-                    let Some(codec) = sink::codec_name(data.params.spec().codec) else {
-                        continue;
-                    };
-                    let kind = if codec == "opus" {
-                        MediaKind::Audio
-                    } else {
-                        MediaKind::Video
-                    };
-                    let track_id = sink.next_track_id;
-                    sink.next_track_id += 1;
-                    self.out.push_back(SfuOutput::Sink {
-                        key: sink.key,
-                        event: SinkEvent::Announce {
-                            track_id,
-                            participant: publisher.participant.clone(),
-                            name: publisher.name.clone(),
-                            kind,
-                            codec,
-                            clock_rate: data.time.frequency().get(),
-                        },
-                    });
-                    sink.tracks
-                        .push(SinkTrack::new(track_id, origin, data.mid, kind, codec));
-                    sink.tracks.len() - 1
-                }
-            };
-            let t = &mut sink.tracks[i];
-            self.sink_packets.clear();
-            want_keyframe |= t.packetize(data, &mut self.sink_packets);
-            for packet in self.sink_packets.drain(..) {
-                self.out.push_back(SfuOutput::Sink {
-                    key: sink.key,
-                    event: SinkEvent::Media {
-                        track_id: t.track_id,
-                        packet,
-                    },
-                });
-            }
-        }
-        want_keyframe
+    if let Some(t) = tl0 {
+        b = b.tl0_pic_idx(t);
     }
-
-    fn keyframe_from_subscriber(&mut self, now: Instant, i: usize, req: KeyframeRequest) {
-        let Some(t) = self.peers[i]
-            .tracks_out
-            .iter()
-            .find(|t| t.state == OutState::Open(req.mid))
-        else {
-            return;
-        };
-        let (origin, mid, rid) = (t.origin, t.origin_mid, t.rid);
-        self.request_keyframe(now, origin, mid, rid, req.kind);
-    }
-
-    fn request_keyframe(
-        &mut self,
-        now: Instant,
-        origin: PeerKey,
-        mid: Mid,
-        rid: Option<Rid>,
-        kind: KeyframeRequestKind,
-    ) {
-        let every = self.keyframe_every;
-        let Some(p) = self.peer_mut(origin) else {
-            return;
-        };
-        let Some(t) = p.tracks_in.iter_mut().find(|t| t.mid == mid) else {
-            return;
-        };
-        if t.kind != MediaKind::Video {
-            return;
-        }
-        match t.last_keyframe_request.iter_mut().find(|(r, _)| *r == rid) {
-            Some((_, at)) if now.duration_since(*at) < every => return,
-            Some((_, at)) => *at = now,
-            None => t.last_keyframe_request.push((rid, now)),
-        }
-        if let Some(mut w) = p.rtc.writer(mid) {
-            let _ = w.request_keyframe(rid, kind);
-        }
-    }
+    b.build().ok()
 }
 
 impl Sfu {
@@ -1130,6 +1324,7 @@ impl Sfu {
                 p.rtc
                     .bwe()
                     .set_bitrate(Bitrate::kbps(100), Bitrate::from(desired));
+                p.dirty = true;
             }
         }
         for (origin, mid, rid) in keyframes {
@@ -1208,11 +1403,6 @@ fn counter_delta(
         now.1.saturating_sub(prev.1),
         now.2.saturating_sub(prev.2),
     )
-}
-
-/// Whether the peer needs an offer from us: tracks to add or m-lines to retire.
-fn has_to_open(p: &Peer) -> bool {
-    !p.to_deactivate.is_empty() || p.tracks_out.iter().any(|t| t.state == OutState::ToOpen)
 }
 
 #[cfg(test)]

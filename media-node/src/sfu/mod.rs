@@ -4,12 +4,15 @@
 //! socket, clock or task; `driver` does.
 //!
 //! Routing: every published track (a str0m `Mid` of a publishing peer) is offered to every
-//! other peer of the same meeting as a send-only m-line; media is written frame by frame
-//! into each subscriber's `Rtc`. Keyframe requests from subscribers go to the publisher,
-//! throttled per track.
+//! other peer of the same meeting as a send-only m-line; media is forwarded packet by
+//! packet (str0m's RTP mode): each RTP packet the publisher sent is written into every
+//! subscriber's `Rtc` that receives on that m-line, renumbered by `rtp::Forwarder` into
+//! the subscriber's own stream, never reassembled into frames. Keyframe requests from
+//! subscribers go to the publisher, throttled per layer.
 
 mod core;
 pub mod driver;
+pub mod rtp;
 mod sink;
 
 pub use self::core::{
