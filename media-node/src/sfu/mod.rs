@@ -14,6 +14,8 @@ mod core;
 pub mod driver;
 pub mod rtp;
 mod sink;
+#[cfg(test)]
+mod tests;
 
 pub use self::core::{
     PeerKey, Sfu, SfuCommand, SfuOutput, SfuStats, SignalOut, SinkEvent, SinkKey, layer_for_size,

@@ -1,0 +1,290 @@
+//! The SFU core against str0m clients on a virtual clock: no sockets, no sleeping. The
+//! clients are ordinary (frame-mode) str0m peers; datagrams move between them and the
+//! core in memory.
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use common::ids::{MeetingId, ParticipantId};
+use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
+use str0m::format::Codec;
+use str0m::media::{Direction, MediaKind, MediaTime, Mid};
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Event, Input, Output, Rtc};
+
+use super::{PeerKey, Sfu, SfuCommand, SfuOutput, SignalOut};
+
+const SFU: &str = "127.0.0.1:5000";
+
+struct Client {
+    key: PeerKey,
+    addr: SocketAddr,
+    rtc: Rtc,
+    pending: Option<SdpPendingOffer>,
+    /// Our send-only m-line, if we publish.
+    sending: Option<Mid>,
+    /// Payloads of the audio frames received, in order.
+    received: Vec<Vec<u8>>,
+}
+
+struct Rig {
+    now: Instant,
+    sfu: Sfu,
+    clients: Vec<Client>,
+}
+
+impl Rig {
+    fn new() -> Self {
+        let now = Instant::now();
+        Self {
+            now,
+            sfu: Sfu::new(SFU.parse().unwrap(), 0),
+            clients: Vec::new(),
+        }
+    }
+
+    /// A participant joins with one audio m-line: send-only if it publishes, else
+    /// receive-only (so that it has something to negotiate).
+    fn join(&mut self, n: u64, publish: bool) {
+        let key = PeerKey(n);
+        let addr: SocketAddr = format!("127.0.0.{}:4000", n + 1).parse().unwrap();
+        let mut rtc = Rtc::builder().build(self.now);
+        rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap());
+        let mut change = rtc.sdp_api();
+        let dir = if publish {
+            Direction::SendOnly
+        } else {
+            Direction::RecvOnly
+        };
+        let mid = change.add_media(MediaKind::Audio, dir, None, None, None);
+        let (offer, pending) = change.apply().unwrap();
+        self.clients.push(Client {
+            key,
+            addr,
+            rtc,
+            pending: Some(pending),
+            sending: publish.then_some(mid),
+            received: Vec::new(),
+        });
+        self.sfu.handle_command(
+            self.now,
+            SfuCommand::Join {
+                key,
+                meeting: MeetingId::parse("rig-meeting").unwrap(),
+                participant: ParticipantId::parse(&format!("p{n}")).unwrap(),
+                name: format!("P{n}"),
+            },
+        );
+        self.sfu.handle_command(
+            self.now,
+            SfuCommand::Offer {
+                key,
+                sdp: offer.to_sdp_string(),
+            },
+        );
+    }
+
+    fn client(&mut self, key: PeerKey) -> &mut Client {
+        self.clients.iter_mut().find(|c| c.key == key).unwrap()
+    }
+
+    /// Drains the SFU until it says `Timeout`: datagrams go to the clients (handled at
+    /// once), signaling is answered. Returns the datagrams it sent.
+    fn drain_sfu(&mut self) -> usize {
+        let mut sent = 0;
+        loop {
+            match self.sfu.poll_output(self.now) {
+                SfuOutput::Timeout(_) => return sent,
+                SfuOutput::Transmit {
+                    destination,
+                    source,
+                    contents,
+                } => {
+                    sent += 1;
+                    let now = self.now;
+                    let Some(c) = self.clients.iter_mut().find(|c| c.addr == destination) else {
+                        continue;
+                    };
+                    let input = Input::Receive(
+                        now,
+                        Receive {
+                            proto: Protocol::Udp,
+                            source,
+                            destination,
+                            contents: contents.as_slice().try_into().unwrap(),
+                        },
+                    );
+                    c.rtc.handle_input(input).unwrap();
+                }
+                SfuOutput::Signal { key, msg } => self.signal(key, msg),
+                SfuOutput::ActiveSpeaker { .. } | SfuOutput::Sink { .. } => {}
+            }
+        }
+    }
+
+    fn signal(&mut self, key: PeerKey, msg: SignalOut) {
+        let c = self.client(key);
+        match msg {
+            SignalOut::Answer(sdp) => {
+                let pending = c.pending.take().expect("an offer of ours");
+                c.rtc
+                    .sdp_api()
+                    .accept_answer(pending, SdpAnswer::from_sdp_string(&sdp).unwrap())
+                    .unwrap();
+            }
+            SignalOut::Offer(sdp) => {
+                let answer = c
+                    .rtc
+                    .sdp_api()
+                    .accept_offer(SdpOffer::from_sdp_string(&sdp).unwrap())
+                    .unwrap();
+                let now = self.now;
+                self.sfu.handle_command(
+                    now,
+                    SfuCommand::Answer {
+                        key,
+                        sdp: answer.to_sdp_string(),
+                    },
+                );
+            }
+            SignalOut::Error { answers, message } => panic!("{answers} refused: {message}"),
+            _ => {}
+        }
+    }
+
+    /// Polls every client at `now`: its datagrams reach the SFU, its media is counted.
+    fn poll_clients(&mut self) {
+        let now = self.now;
+        for c in &mut self.clients {
+            c.rtc.handle_input(Input::Timeout(now)).unwrap();
+            loop {
+                match c.rtc.poll_output().unwrap() {
+                    Output::Timeout(_) => break,
+                    Output::Transmit(t) => {
+                        self.sfu.handle_datagram(now, t.source, &t.contents);
+                    }
+                    Output::Event(Event::MediaData(d)) => c.received.push(d.data.to_vec()),
+                    Output::Event(_) => {}
+                }
+            }
+        }
+    }
+
+    /// Runs everything for `d` of virtual time in 5 ms steps.
+    fn run(&mut self, d: Duration) {
+        let end = self.now + d;
+        while self.now < end {
+            self.now += Duration::from_millis(5);
+            self.poll_clients();
+            self.sfu.handle_timeout(self.now);
+            self.drain_sfu();
+        }
+    }
+
+    /// The publisher `key` sends one Opus frame.
+    fn speak(&mut self, key: PeerKey, payload: &[u8], n: u64) {
+        let now = self.now;
+        let c = self.client(key);
+        let mid = c.sending.unwrap();
+        let w = c.rtc.writer(mid).unwrap();
+        let pt = w
+            .payload_params()
+            .find(|p| p.spec().codec == Codec::Opus)
+            .unwrap()
+            .pt();
+        w.write(pt, now, MediaTime::from_90khz(n * 1800), payload.to_vec())
+            .unwrap();
+    }
+}
+
+#[test]
+fn a_packet_fed_to_the_core_leaves_for_every_subscriber_in_the_same_drain() {
+    let mut rig = Rig::new();
+    let publisher = PeerKey(1);
+    rig.join(1, true);
+    for n in 2..=4 {
+        rig.join(n, false);
+    }
+    // Connect, negotiate the publisher's track to everyone, let media start.
+    rig.run(Duration::from_secs(2));
+    for n in 0..50 {
+        rig.speak(publisher, &[0xfc, 0xff, 0xfe, n as u8], n);
+        rig.run(Duration::from_millis(20));
+    }
+    for c in &rig.clients[1..] {
+        assert!(
+            c.received.len() > 40,
+            "{:?} got {} frames before the check",
+            c.key,
+            c.received.len()
+        );
+    }
+
+    // The check: one packet in, one drain, and nothing else — no timeout handled, no
+    // virtual time passing.
+    let marker = [0xfc, 0x42, 0x42, 0x42];
+    rig.speak(publisher, &marker, 60);
+    let now = rig.now;
+    let c = rig.client(publisher);
+    c.rtc.handle_input(Input::Timeout(now)).unwrap();
+    let mut datagrams = Vec::new();
+    while let Output::Transmit(t) = c.rtc.poll_output().unwrap() {
+        datagrams.push((t.source, t.contents.to_vec()));
+    }
+    assert!(!datagrams.is_empty(), "the publisher sent nothing");
+    for (source, d) in datagrams {
+        rig.sfu.handle_datagram(now, source, &d);
+    }
+    let sent = rig.drain_sfu();
+    assert!(sent >= 3, "the drain sent {sent} datagrams for three subscribers");
+    // The clients read what arrived, still at the same instant.
+    for c in &mut rig.clients[1..] {
+        loop {
+            match c.rtc.poll_output().unwrap() {
+                Output::Timeout(_) => break,
+                Output::Event(Event::MediaData(d)) => c.received.push(d.data.to_vec()),
+                _ => {}
+            }
+        }
+        assert_eq!(
+            c.received.last().map(Vec::as_slice),
+            Some(&marker[..]),
+            "{:?} did not get the packet in the drain that took it in",
+            c.key
+        );
+    }
+}
+
+#[test]
+fn a_refused_first_offer_leaves_the_session_waiting_for_a_good_one() {
+    let mut rig = Rig::new();
+    let key = PeerKey(9);
+    rig.sfu.handle_command(
+        rig.now,
+        SfuCommand::Join {
+            key,
+            meeting: MeetingId::parse("rig-meeting").unwrap(),
+            participant: ParticipantId::parse("p9").unwrap(),
+            name: "P9".into(),
+        },
+    );
+    rig.sfu.handle_command(
+        rig.now,
+        SfuCommand::Offer {
+            key,
+            sdp: "v=0 garbage".into(),
+        },
+    );
+    match rig.sfu.poll_output(rig.now) {
+        SfuOutput::Signal {
+            msg: SignalOut::Error { answers, .. },
+            ..
+        } => assert_eq!(answers, "offer"),
+        other => panic!("expected an error, got {other:?}"),
+    }
+    assert_eq!(rig.sfu.peer_count(), 0);
+    // A good offer now joins.
+    rig.join(9, true);
+    rig.run(Duration::from_millis(500));
+    assert_eq!(rig.sfu.peer_count(), 1);
+    assert!(rig.clients[0].rtc.is_connected(), "the session never connected");
+}
