@@ -54,14 +54,15 @@ ensure_geckodriver() {
   cargo install --quiet --locked geckodriver --version "$GECKODRIVER_VERSION"
 }
 
-# The Python tools the chart's checks use (tests/helm/requirements.txt), in a venv at
-# target/py-tools, made from Debian's python3; redone when the requirements change.
+# The Python tools the tests use (tests/requirements.txt: the chart's checks, aiortc), in
+# a venv at target/py-tools, made from Debian's python3; redone when the requirements
+# change.
 ensure_python_tools() {
-  local venv=target/py-tools req=tests/helm/requirements.txt
+  local venv=target/py-tools req=tests/requirements.txt
   if [ -x "$venv/bin/python" ] && cmp -s "$req" "$venv/requirements.txt"; then
     return 0
   fi
-  echo ">> python tools for the chart checks ($req)"
+  echo ">> python tools for the tests ($req)"
   rm -rf "$venv"
   mkdir -p target
   /usr/bin/python3 -m venv "$venv"

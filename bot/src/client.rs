@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use futures::{SinkExt, StreamExt};
-use rtc::media::Sample;
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::sdp::RTCSessionDescription;
+use rtc::rtp::extension::HeaderExtension;
 use rtc::rtp::extension::audio_level_extension::AudioLevelExtension;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters,
@@ -22,7 +22,7 @@ use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 use webrtc::media_stream::Track;
 use webrtc::media_stream::track_local::TrackLocal;
-use webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample;
+use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{
     MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
@@ -49,7 +49,7 @@ pub struct BotConfig {
 }
 
 /// What arrived of one remote track.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TrackCounts {
     pub packets: u64,
     pub bytes: u64,
@@ -59,12 +59,53 @@ pub struct TrackCounts {
     pub keyframes: u64,
     /// Packets missing from the received sequence-number range.
     pub lost: u64,
+    /// Packets received per RTP timestamp (one timestamp is one frame).
+    pub by_timestamp: BTreeMap<u32, u32>,
     first_seq: Option<u64>,
     highest_seq: u64,
+    /// Which of the last [`SEQ_WINDOW`] sequence numbers arrived: a packet that came
+    /// twice (first time and as a retransmission) counts once.
+    seen: SeqWindow,
+}
+
+/// How many recent sequence numbers a track remembers, for duplicates.
+const SEQ_WINDOW: u64 = 4096;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct SeqWindow([u64; (SEQ_WINDOW / 64) as usize]);
+
+impl Default for SeqWindow {
+    fn default() -> Self {
+        Self([0; (SEQ_WINDOW / 64) as usize])
+    }
+}
+
+impl SeqWindow {
+    fn slot(ext: u64) -> (usize, u64) {
+        ((ext % SEQ_WINDOW / 64) as usize, 1 << (ext % 64))
+    }
+
+    fn contains(&self, ext: u64) -> bool {
+        let (w, bit) = Self::slot(ext);
+        self.0[w] & bit != 0
+    }
+
+    fn set(&mut self, ext: u64) {
+        let (w, bit) = Self::slot(ext);
+        self.0[w] |= bit;
+    }
+
+    /// Forgets `from..=to` (the slots the window moves onto).
+    fn clear(&mut self, from: u64, to: u64) {
+        for ext in from.max(to.saturating_sub(SEQ_WINDOW - 1))..=to {
+            let (w, bit) = Self::slot(ext);
+            self.0[w] &= !bit;
+        }
+    }
 }
 
 impl TrackCounts {
-    fn add(&mut self, seq: u16, bytes: usize, end_of_frame: bool, keyframe: bool) {
+    fn add(&mut self, seq: u16, timestamp: u32, bytes: usize, end_of_frame: bool, keyframe: bool) {
         let ext = match self.first_seq {
             None => {
                 self.first_seq = Some(u64::from(seq) + (1 << 16));
@@ -72,7 +113,18 @@ impl TrackCounts {
             }
             Some(_) => unwrap_seq(self.highest_seq, seq),
         };
-        self.highest_seq = self.highest_seq.max(ext);
+        if self.packets == 0 {
+            self.seen.clear(ext, ext);
+            self.highest_seq = ext;
+        } else if ext > self.highest_seq {
+            self.seen.clear(self.highest_seq + 1, ext);
+            self.highest_seq = ext;
+        } else if ext + SEQ_WINDOW <= self.highest_seq || self.seen.contains(ext) {
+            // Seen already, or too old to tell.
+            return;
+        }
+        self.seen.set(ext);
+        *self.by_timestamp.entry(timestamp).or_default() += 1;
         self.packets += 1;
         self.bytes += bytes as u64;
         self.frames += u64::from(end_of_frame);
@@ -126,6 +178,16 @@ pub fn vp8_keyframe_start(payload: &[u8]) -> bool {
     payload.get(at).is_some_and(|b| b & 0x01 == 0)
 }
 
+/// One frame a publishing bot sent: its RTP timestamp, how many packets it took, and
+/// when (Unix milliseconds).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SentFrame {
+    pub kind: &'static str,
+    pub timestamp: u32,
+    pub packets: u32,
+    pub unix_ms: u64,
+}
+
 /// Remote tracks by (publisher participant id, kind).
 pub type Received = BTreeMap<(String, &'static str), TrackCounts>;
 
@@ -155,20 +217,33 @@ impl PeerConnectionEventHandler for Handler {
             _ => "video",
         };
         let received = self.received.clone();
+        let main = track.ssrcs().await;
         tokio::spawn(async move {
             while let Some(ev) = track.poll().await {
                 let TrackRemoteEvent::OnRtpPacket(p) = ev else {
                     continue;
                 };
+                // A retransmission (RTX, RFC 4588) comes on its own SSRC with the
+                // original sequence number first: it counts as that packet.
+                let (seq, payload) = if main.contains(&p.header.ssrc) {
+                    (p.header.sequence_number, &p.payload[..])
+                } else if p.payload.len() > 2 {
+                    (
+                        u16::from_be_bytes([p.payload[0], p.payload[1]]),
+                        &p.payload[2..],
+                    )
+                } else {
+                    continue; // padding
+                };
                 let video = kind == "video";
-                let keyframe = video && vp8_keyframe_start(&p.payload);
+                let keyframe = video && vp8_keyframe_start(payload);
                 let end = !video || p.header.marker;
                 received
                     .lock()
                     .expect("counters")
                     .entry((publisher.clone(), kind))
                     .or_default()
-                    .add(p.header.sequence_number, p.payload.len(), end, keyframe);
+                    .add(seq, p.header.timestamp, payload.len(), end, keyframe);
             }
         });
     }
@@ -185,6 +260,7 @@ pub struct Bot {
     received: Arc<Mutex<Received>>,
     sent_audio: Arc<AtomicU64>,
     sent_video: Arc<AtomicU64>,
+    sent_frames: Arc<Mutex<Vec<SentFrame>>>,
     to_node: mpsc::UnboundedSender<Value>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -308,23 +384,20 @@ impl Bot {
         let mut senders = Vec::new();
         if cfg.publish.is_some() {
             for (kind, codec) in [(RtpCodecKind::Audio, opus()), (RtpCodecKind::Video, vp8())] {
-                let track = Arc::new(TrackLocalStaticSample::new(
-                    Instant::now(),
-                    MediaStreamTrack::new(
-                        format!("fjord-bot-{}", cfg.name),
-                        format!("{kind}"),
-                        format!("{} {kind}", cfg.name),
-                        kind,
-                        vec![RTCRtpEncodingParameters {
-                            rtp_coding_parameters: RTCRtpCodingParameters {
-                                ssrc: Some(rand::random::<u32>()),
-                                ..Default::default()
-                            },
-                            codec,
+                let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
+                    format!("fjord-bot-{}", cfg.name),
+                    format!("{kind}"),
+                    format!("{} {kind}", cfg.name),
+                    kind,
+                    vec![RTCRtpEncodingParameters {
+                        rtp_coding_parameters: RTCRtpCodingParameters {
+                            ssrc: Some(rand::random::<u32>()),
                             ..Default::default()
-                        }],
-                    ),
-                )?);
+                        },
+                        codec,
+                        ..Default::default()
+                    }],
+                )));
                 let sender = pc
                     .add_track(track.clone() as Arc<dyn TrackLocal>)
                     .await
@@ -408,20 +481,40 @@ impl Bot {
         let join_time = started.elapsed();
 
         let (sent_audio, sent_video) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let sent_frames = Arc::new(Mutex::new(Vec::new()));
         let mut tasks = vec![signaling];
         if let Some(clip) = &cfg.publish {
-            for ((track, sender), (frames, count, level)) in senders.into_iter().zip([
+            for ((track, sender), (frames, count, level, codec)) in senders.into_iter().zip([
                 (
                     clip.audio.clone(),
                     sent_audio.clone(),
                     Some(clip.audio_level),
+                    opus(),
                 ),
-                (clip.video.clone(), sent_video.clone(), None),
+                (clip.video.clone(), sent_video.clone(), None, vp8()),
             ]) {
                 let pt = payload_type(&sender).await?;
                 let ssrc = *track.ssrcs().await.first().context("track without SSRC")?;
+                let packetizer = rtc::rtp::packetizer::new_packetizer(
+                    Instant::now(),
+                    RTP_MTU,
+                    pt,
+                    ssrc,
+                    codec.payloader()?,
+                    Box::new(rtc::rtp::sequence::new_random_sequencer()),
+                    codec.clock_rate,
+                );
                 tasks.push(tokio::spawn(send_loop(
-                    track, ssrc, pt, frames, count, level,
+                    track,
+                    Box::new(packetizer),
+                    codec.clock_rate,
+                    frames,
+                    Sent {
+                        frames: count,
+                        log: sent_frames.clone(),
+                        kind: if level.is_some() { "audio" } else { "video" },
+                    },
+                    level,
                 )));
             }
         }
@@ -434,6 +527,7 @@ impl Bot {
             received,
             sent_audio,
             sent_video,
+            sent_frames,
             to_node,
             tasks,
         })
@@ -454,6 +548,11 @@ impl Bot {
             self.sent_audio.load(Ordering::Relaxed),
             self.sent_video.load(Ordering::Relaxed),
         )
+    }
+
+    /// Every frame sent so far, with its RTP timestamp and packet count.
+    pub fn sent_frames(&self) -> Vec<SentFrame> {
+        self.sent_frames.lock().expect("sent log").clone()
     }
 
     /// Sends a signaling message (e.g. `{"type":"chat","text":"hi"}`).
@@ -510,36 +609,69 @@ async fn payload_type(sender: &Arc<dyn RtpSender>) -> anyhow::Result<u8> {
         .with_context(|| format!("{mime} was not negotiated"))
 }
 
-/// Sends `frames` in a loop at their own pace until the task is aborted.
+/// The largest RTP packet the bot sends (as webrtc-rs's sample writer does).
+const RTP_MTU: usize = 1200;
+
+/// Where a send loop counts what it sent.
+struct Sent {
+    frames: Arc<AtomicU64>,
+    log: Arc<Mutex<Vec<SentFrame>>>,
+    kind: &'static str,
+}
+
+/// Sends `frames` in a loop at their own pace until the task is aborted, packetized
+/// here so that every packet and timestamp sent is counted.
 async fn send_loop(
-    track: Arc<TrackLocalStaticSample>,
-    ssrc: u32,
-    pt: u8,
+    track: Arc<TrackLocalStaticRTP>,
+    mut packetizer: Box<dyn rtc::rtp::packetizer::Packetizer + Send>,
+    clock_rate: u32,
     frames: Vec<Frame>,
-    count: Arc<AtomicU64>,
+    sent: Sent,
     audio_level: Option<u8>,
 ) {
     let Some(period) = frames.first().map(|f| f.duration) else {
         return;
     };
+    let extensions: Vec<_> = audio_level
+        .map(|level| HeaderExtension::AudioLevel(AudioLevelExtension { level, voice: true }))
+        .into_iter()
+        .collect();
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     for f in frames.iter().cycle() {
         tick.tick().await;
-        let mut w = track.sample_writer(ssrc, pt);
-        if let Some(level) = audio_level {
-            w = w.with_audio_level(AudioLevelExtension { level, voice: true });
-        }
-        let sample = Sample {
-            data: f.data.clone(),
-            duration: f.duration,
-            ..Sample::new(Instant::now())
-        };
-        if w.write_sample(&sample).await.is_err() {
+        let samples = (f.duration.as_secs_f64() * f64::from(clock_rate)) as u32;
+        let Ok(packets) = packetizer.packetize(Instant::now(), &f.data, samples) else {
             return;
+        };
+        let Some(timestamp) = packets.first().map(|p| p.header.timestamp) else {
+            continue;
+        };
+        let n = packets.len() as u32;
+        for p in packets {
+            if track
+                .write_rtp_with_extensions(p, &extensions)
+                .await
+                .is_err()
+            {
+                return;
+            }
         }
-        count.fetch_add(1, Ordering::Relaxed);
+        sent.frames.fetch_add(1, Ordering::Relaxed);
+        sent.log.lock().expect("sent log").push(SentFrame {
+            kind: sent.kind,
+            timestamp,
+            packets: n,
+            unix_ms: unix_ms(),
+        });
     }
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 enum Negotiation {
@@ -595,13 +727,19 @@ mod tests {
     fn sequence_numbers_unwrap_across_the_16_bit_boundary() {
         let mut c = TrackCounts::default();
         for seq in [65534u16, 65535, 0, 2] {
-            c.add(seq, 10, true, false);
+            c.add(seq, u32::from(seq / 2), 10, true, false);
         }
         assert_eq!(c.packets, 4);
         assert_eq!(c.lost, 1, "seq 1 is missing");
         // A late, reordered packet fills the hole.
-        c.add(1, 10, true, false);
+        c.add(1, 0, 10, true, false);
         assert_eq!(c.lost, 0);
+        // A packet that comes again (a retransmission) counts once.
+        c.add(1, 0, 10, true, false);
+        assert_eq!(c.packets, 5);
+        // Packets per timestamp: 0 (seq 0 and 1) and 1 (seq 2) among them.
+        assert_eq!(c.by_timestamp.get(&0), Some(&2));
+        assert_eq!(c.by_timestamp.get(&1), Some(&1));
     }
 
     #[test]

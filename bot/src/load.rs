@@ -138,7 +138,7 @@ impl Load {
         for (i, bot) in self.bots.iter().enumerate() {
             let (b, a) = (&before.received[i], &after.received[i]);
             for (key, now) in a {
-                let was = b.get(key).copied().unwrap_or_default();
+                let was = b.get(key).cloned().unwrap_or_default();
                 r.packets += now.packets - was.packets;
                 r.seq_lost += now.lost.saturating_sub(was.lost);
                 if key.1 == "audio" {

@@ -5,6 +5,7 @@
 //! stopped when its handle drops.
 #![forbid(unsafe_code)]
 
+pub mod aiortc;
 pub mod lossy;
 pub mod netns;
 pub mod pki;

@@ -903,7 +903,7 @@ async fn webrtc_rs_bots_and_chromium_receive_each_others_media_both_ways() {
             || async {
                 let r = b.received();
                 let got = |who: &str, kind: &'static str| {
-                    r.get(&(who.to_owned(), kind)).copied().unwrap_or_default()
+                    r.get(&(who.to_owned(), kind)).cloned().unwrap_or_default()
                 };
                 let ok = [chromium.as_str(), other.as_str()].iter().all(|who| {
                     got(who, "audio").packets > 20

@@ -21,10 +21,7 @@ fn root() -> PathBuf {
 
 /// Runs tests/helm/test_chart.py with `args` in the tools' venv; answers what it printed.
 fn chart_checks(args: &[&str]) -> String {
-    let python = std::env::var_os("FJORD_PY_TOOLS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("target/py-tools"))
-        .join("bin/python");
+    let python = harness::aiortc::py_tools().join("bin/python");
     assert!(
         python.exists(),
         "{} is missing: run scripts/test.sh (ensure_python_tools makes it)",

@@ -8,6 +8,7 @@ mod chart;
 mod dashboards;
 mod drain;
 mod failover;
+mod media;
 mod mtls;
 mod outage;
 mod race;

@@ -235,7 +235,10 @@ fn a_packet_fed_to_the_core_leaves_for_every_subscriber_in_the_same_drain() {
         rig.sfu.handle_datagram(now, source, &d);
     }
     let sent = rig.drain_sfu();
-    assert!(sent >= 3, "the drain sent {sent} datagrams for three subscribers");
+    assert!(
+        sent >= 3,
+        "the drain sent {sent} datagrams for three subscribers"
+    );
     // The clients read what arrived, still at the same instant.
     for c in &mut rig.clients[1..] {
         loop {
@@ -286,5 +289,8 @@ fn a_refused_first_offer_leaves_the_session_waiting_for_a_good_one() {
     rig.join(9, true);
     rig.run(Duration::from_millis(500));
     assert_eq!(rig.sfu.peer_count(), 1);
-    assert!(rig.clients[0].rtc.is_connected(), "the session never connected");
+    assert!(
+        rig.clients[0].rtc.is_connected(),
+        "the session never connected"
+    );
 }

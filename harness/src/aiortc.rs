@@ -1,0 +1,107 @@
+//! Meeting participants on aiortc (Python), the third WebRTC stack of the media tests:
+//! `tests/media/peer.py` run in the tools' venv (`target/py-tools`, which
+//! `scripts/test.sh` makes). Each peer runs for a fixed time and then reports, as JSON,
+//! every frame it sent and what it received per publisher and RTP timestamp.
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+
+use anyhow::Context;
+use serde::Deserialize;
+use tokio::process::{Child, Command};
+
+/// The venv the test tools live in: `$FJORD_PY_TOOLS`, else `target/py-tools`.
+pub fn py_tools() -> PathBuf {
+    std::env::var_os("FJORD_PY_TOOLS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target/py-tools"))
+}
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// How an aiortc peer takes part.
+#[derive(Clone, Debug, Default)]
+pub struct PeerSpec {
+    pub name: String,
+    /// Publish Opus and a VP8 test pattern (320×240, 15 fps).
+    pub publish: bool,
+    /// Answer the node's offers with every m-line `inactive`.
+    pub answer_inactive: bool,
+    /// Send an offer that is no SDP before the real one.
+    pub bad_first_offer: bool,
+    /// Seconds to stay once the node answered.
+    pub seconds: f64,
+}
+
+/// What a peer reported.
+#[derive(Debug, Deserialize)]
+pub struct PeerReport {
+    pub participant_id: String,
+    /// The `error` messages the node sent it.
+    pub errors: Vec<serde_json::Value>,
+    /// Per kind (`audio`, `video`): (RTP timestamp, packets, Unix ms) of every frame sent.
+    pub sent: HashMap<String, Vec<(u32, u32, u64)>>,
+    /// Per publisher and kind: packets received per RTP timestamp.
+    pub received: HashMap<String, HashMap<String, HashMap<u32, u32>>>,
+    /// RTP packets received on any m-line.
+    pub rtp_received: u64,
+}
+
+pub struct AiortcPeer {
+    child: Child,
+    name: String,
+}
+
+impl AiortcPeer {
+    pub fn spawn(controller: &str, meeting: &str, spec: &PeerSpec) -> anyhow::Result<Self> {
+        let python = py_tools().join("bin/python");
+        anyhow::ensure!(
+            python.exists(),
+            "{} is missing: run scripts/test.sh (ensure_python_tools makes it)",
+            python.display()
+        );
+        let mut cmd = Command::new(python);
+        cmd.arg(repo_root().join("tests/media/peer.py"))
+            .args(["--controller", controller, "--meeting", meeting])
+            .args(["--name", &spec.name])
+            .args(["--duration", &spec.seconds.to_string()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        if spec.publish {
+            cmd.arg("--publish");
+        }
+        if spec.answer_inactive {
+            cmd.args(["--answer", "inactive"]);
+        }
+        if spec.bad_first_offer {
+            cmd.arg("--bad-first-offer");
+        }
+        let child = cmd.spawn().context("start tests/media/peer.py")?;
+        Ok(Self {
+            child,
+            name: spec.name.clone(),
+        })
+    }
+
+    /// Waits for the peer to finish and reads its report.
+    pub async fn report(self) -> anyhow::Result<PeerReport> {
+        let out = self.child.wait_with_output().await?;
+        anyhow::ensure!(
+            out.status.success(),
+            "aiortc peer {} failed ({}): {}",
+            self.name,
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).with_context(|| {
+            format!(
+                "aiortc peer {}: report {:?}",
+                self.name,
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })
+    }
+}

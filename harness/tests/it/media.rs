@@ -1,0 +1,287 @@
+//! Media through one node between independent WebRTC stacks: aiortc (Python) and
+//! webrtc-rs bots, counted frame by frame (RTP timestamp) against what each publisher
+//! says it sent. The node forwards packets, so a subscriber gets every frame in exactly
+//! as many packets as the publisher sent it in.
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use harness::aiortc::{AiortcPeer, PeerSpec};
+use harness::eventually;
+use serde_json::json;
+
+use crate::Api;
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// A webrtc-rs bot: publishing a VP8 320×240 15 fps pattern and a tone, or listening.
+async fn bot(base: &str, meeting: &str, name: &str, publish: bool) -> bot::Bot {
+    let clip = publish.then(|| {
+        Arc::new(
+            bot::media::encode(&bot::ClipSpec {
+                width: 320,
+                height: 240,
+                fps: 15,
+                ..bot::ClipSpec::default()
+            })
+            .unwrap(),
+        )
+    });
+    bot::Bot::join(
+        bot::BotConfig {
+            controller: base.into(),
+            meeting: meeting.into(),
+            name: name.into(),
+            password: None,
+            region: None,
+            publish: clip,
+        },
+        Duration::from_secs(20),
+    )
+    .await
+    .unwrap()
+}
+
+/// Packets per RTP timestamp, per (publisher, kind), as one subscriber received them.
+type Got = HashMap<(String, String), HashMap<u32, u32>>;
+
+fn bot_got(b: &bot::Bot) -> Got {
+    b.received()
+        .into_iter()
+        .map(|((pid, kind), c)| {
+            let frames = c.by_timestamp.into_iter().collect();
+            ((pid, kind.to_owned()), frames)
+        })
+        .collect()
+}
+
+fn aiortc_got(r: &harness::aiortc::PeerReport) -> Got {
+    let mut got = Got::new();
+    for (pid, kinds) in &r.received {
+        for (kind, frames) in kinds {
+            got.insert((pid.clone(), kind.clone()), frames.clone());
+        }
+    }
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn aiortc_and_webrtc_rs_subscribers_get_every_frame_in_as_many_packets_as_it_was_sent() {
+    let c = harness::Cluster::start(crate::spec()).await.unwrap();
+    let api = Api::new(&c);
+    let base = c.controllers[0].url();
+    let meeting = api.create(&base, json!({ "title": "frames" })).await;
+
+    // Once both publishers' media arrives, media settles for 2 s, then 10 s are counted.
+    // The aiortc peers stay long enough to cover that window.
+    const SETTLE: u64 = 2_000;
+    const WINDOW: u64 = 10_000;
+    let subscribers: Vec<AiortcPeer> = (0..3)
+        .map(|i| {
+            let spec = PeerSpec {
+                name: format!("aiortc-sub-{i}"),
+                seconds: 28.0,
+                ..PeerSpec::default()
+            };
+            AiortcPeer::spawn(&base, &meeting, &spec).unwrap()
+        })
+        .collect();
+    let mut bot_subs = Vec::new();
+    for i in 0..3 {
+        bot_subs.push(bot(&base, &meeting, &format!("bot-sub-{i}"), false).await);
+    }
+    let aiortc_pub = AiortcPeer::spawn(
+        &base,
+        &meeting,
+        &PeerSpec {
+            name: "aiortc-pub".into(),
+            publish: true,
+            seconds: 26.0,
+            ..PeerSpec::default()
+        },
+    )
+    .unwrap();
+    let bot_pub = bot(&base, &meeting, "bot-pub", true).await;
+    eventually(
+        Duration::from_secs(20),
+        "media from both publishers",
+        || async {
+            let got = bot_got(&bot_subs[0]);
+            (got.len() >= 4).then_some(())
+        },
+    )
+    .await
+    .unwrap();
+    let from = unix_ms() + SETTLE;
+    let to = from + WINDOW;
+    tokio::time::sleep(Duration::from_millis(
+        to + 2_000 - unix_ms().min(to + 2_000),
+    ))
+    .await;
+
+    let bot_sent = bot_pub.sent_frames();
+    let mut got: Vec<(String, Got)> = bot_subs
+        .iter()
+        .map(|b| (b.participant_id.clone(), bot_got(b)))
+        .collect();
+    let pub_report = aiortc_pub.report().await.unwrap();
+    for s in subscribers {
+        let r = s.report().await.unwrap();
+        got.push((r.participant_id.clone(), aiortc_got(&r)));
+    }
+    // What each publisher sent in the window: (publisher, kind) -> [(timestamp, packets)].
+    let mut sent: Vec<((String, String), Vec<(u32, u32)>)> = Vec::new();
+    for kind in ["audio", "video"] {
+        let of_kind = |f: &&bot::SentFrame| f.kind == kind && (from..to).contains(&f.unix_ms);
+        sent.push((
+            (bot_pub.participant_id.clone(), kind.into()),
+            bot_sent
+                .iter()
+                .filter(of_kind)
+                .map(|f| (f.timestamp, f.packets))
+                .collect(),
+        ));
+        sent.push((
+            (pub_report.participant_id.clone(), kind.into()),
+            pub_report.sent[kind]
+                .iter()
+                .filter(|(_, _, at)| (from..to).contains(at))
+                .map(|&(ts, n, _)| (ts, n))
+                .collect(),
+        ));
+    }
+    // Each publisher also subscribes to the other: count them too.
+    for b in [&bot_pub] {
+        got.push((b.participant_id.clone(), bot_got(b)));
+    }
+    got.push((pub_report.participant_id.clone(), aiortc_got(&pub_report)));
+
+    let mut failures = Vec::new();
+    for ((publisher, kind), frames) in &sent {
+        let packets: u32 = frames.iter().map(|f| f.1).sum();
+        assert!(
+            frames.len() > if kind == "video" { 120 } else { 400 },
+            "{publisher} sent only {} {kind} frames in 10 s",
+            frames.len()
+        );
+        for (subscriber, g) in &got {
+            if subscriber == publisher {
+                continue;
+            }
+            let empty = HashMap::new();
+            let recv = g.get(&(publisher.clone(), kind.clone())).unwrap_or(&empty);
+            let arrived = frames
+                .iter()
+                .filter(|(ts, _)| recv.contains_key(ts))
+                .count();
+            let whole = frames
+                .iter()
+                .filter(|(ts, n)| recv.get(ts) == Some(n))
+                .count();
+            let got_packets: u32 = frames.iter().filter_map(|(ts, _)| recv.get(ts)).sum();
+            let share = whole as f64 / frames.len() as f64;
+            eprintln!(
+                "{subscriber} from {publisher} {kind}: {arrived}/{} frames, {whole} whole; \
+                 packets per frame {:.3} sent, {:.3} received",
+                frames.len(),
+                packets as f64 / frames.len() as f64,
+                got_packets as f64 / arrived.max(1) as f64,
+            );
+            if share < 0.995 {
+                failures.push(format!(
+                    "{subscriber} got {whole} of {} {kind} frames of {publisher} whole",
+                    frames.len()
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+    bot_pub.leave().await;
+    for b in bot_subs {
+        b.leave().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_participant_answering_inactive_gets_no_rtp_while_others_get_media() {
+    let c = harness::Cluster::start(crate::spec()).await.unwrap();
+    let api = Api::new(&c);
+    let base = c.controllers[0].url();
+    let meeting = api.create(&base, json!({ "title": "inactive" })).await;
+    // It publishes (so it is offered the bot's tracks) and answers every offered m-line
+    // `inactive`.
+    let inactive = AiortcPeer::spawn(
+        &base,
+        &meeting,
+        &PeerSpec {
+            name: "inactive".into(),
+            publish: true,
+            answer_inactive: true,
+            seconds: 10.0,
+            ..PeerSpec::default()
+        },
+    )
+    .unwrap();
+    let publisher = bot(&base, &meeting, "bot-pub", true).await;
+    let listener = bot(&base, &meeting, "bot-sub", false).await;
+    let report = inactive.report().await.unwrap();
+    // Media did flow to whoever receives: the listener got both publishers.
+    let got = listener.received();
+    for who in [&publisher.participant_id, &report.participant_id] {
+        for kind in ["audio", "video"] {
+            let n = got.get(&(who.clone(), kind)).map_or(0, |c| c.packets);
+            assert!(n > 50, "the listener got {n} {kind} packets of {who}");
+        }
+    }
+    assert_eq!(
+        report.rtp_received, 0,
+        "RTP reached m-lines answered inactive"
+    );
+    publisher.leave().await;
+    listener.leave().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_invalid_first_offer_is_refused_then_a_valid_one_joins_and_media_flows() {
+    let c = harness::Cluster::start(crate::spec()).await.unwrap();
+    let api = Api::new(&c);
+    let base = c.controllers[0].url();
+    let meeting = api.create(&base, json!({ "title": "bad offer" })).await;
+    let listener = bot(&base, &meeting, "bot-sub", false).await;
+    let peer = AiortcPeer::spawn(
+        &base,
+        &meeting,
+        &PeerSpec {
+            name: "retry".into(),
+            publish: true,
+            bad_first_offer: true,
+            seconds: 6.0,
+            ..PeerSpec::default()
+        },
+    )
+    .unwrap();
+    let report = peer.report().await.unwrap();
+    assert_eq!(report.errors.len(), 1, "errors: {:?}", report.errors);
+    assert_eq!(
+        report.errors[0]["in_reply_to"], "offer",
+        "{:?}",
+        report.errors
+    );
+    let sent_video = report.sent["video"].len();
+    assert!(sent_video > 30, "the peer sent {sent_video} video frames");
+    let got = listener.received();
+    let video = got
+        .get(&(report.participant_id.clone(), "video"))
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        video.frames > 30 && video.keyframes > 0,
+        "the listener got {video:?} of the peer's video"
+    );
+    listener.leave().await;
+}

@@ -1,0 +1,279 @@
+"""A meeting participant on aiortc, the third WebRTC stack of the media tests.
+
+It joins through the controller like a browser does, speaks the media node's signaling
+protocol (docs/signaling.md), may publish (Opus silence and a VP8 test pattern), and
+counts every RTP packet it sends and receives below aiortc's jitter buffers, per RTP
+timestamp, so that a test can compare what a subscriber got with what a publisher sent
+frame by frame. At the end it prints one JSON object on stdout:
+
+    {"participant_id": ..., "errors": [...signaling errors...],
+     "sent": {"audio"|"video": [[timestamp, packets, unix_ms], ...]},
+     "received": {participant_id: {"audio"|"video": {timestamp: packets}}},
+     "rtp_received": total RTP packets received (any m-line, retransmissions included)}
+"""
+
+import argparse
+import asyncio
+import fractions
+import json
+import sys
+import time
+import urllib.request
+
+import av
+from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import AudioStreamTrack
+from aiortc.rtcdtlstransport import RTCDtlsTransport
+from aiortc.rtp import is_rtcp
+from websockets.asyncio.client import connect
+
+
+def rtp_header(data):
+    """(payload type, timestamp, ssrc) of a plain RTP packet."""
+    return (
+        data[1] & 0x7F,
+        int.from_bytes(data[4:8], "big"),
+        int.from_bytes(data[8:12], "big"),
+    )
+
+
+def rtp_seq_and_payload(data):
+    """The sequence number and payload of a plain RTP packet (RFC 3550 §5.1), or None."""
+    at = 12 + 4 * (data[0] & 0x0F)
+    if data[0] & 0x10:
+        if len(data) < at + 4:
+            return None
+        at += 4 + 4 * int.from_bytes(data[at + 2 : at + 4], "big")
+    if len(data) < at:
+        return None
+    return int.from_bytes(data[2:4], "big"), data[at:]
+
+
+class Counts:
+    """What crosses the DTLS transport, as plain RTP, in both directions."""
+
+    def __init__(self):
+        self.sent = {}  # ssrc -> {timestamp: [packets, unix_ms]}
+        self.received = []  # (ssrc, payload type, sequence number, timestamp, payload head)
+        self.rtp_received = 0
+
+    def on_send(self, data):
+        _, ts, ssrc = rtp_header(data)
+        frame = self.sent.setdefault(ssrc, {}).setdefault(ts, [0, int(time.time() * 1000)])
+        frame[0] += 1
+
+    def on_receive(self, data):
+        if len(data) < 12:
+            return
+        self.rtp_received += 1
+        pt, ts, ssrc = rtp_header(data)
+        parsed = rtp_seq_and_payload(data)
+        if parsed:
+            seq, payload = parsed
+            self.received.append((ssrc, pt, seq, ts, payload[:2]))
+
+    def frames_received(self, ssrc_mid, rtx_pts):
+        """mid -> {timestamp: packets}: each original packet once, whether it came
+        first time or as a retransmission (RTX, RFC 4588: the original sequence number
+        leads the payload)."""
+        seen = set()
+        out = {}
+        for ssrc, pt, seq, ts, head in self.received:
+            mid = ssrc_mid.get(ssrc)
+            if mid is None:
+                continue
+            if pt in rtx_pts:
+                if len(head) < 2:
+                    continue  # padding only
+                seq = int.from_bytes(head, "big")
+            if (mid, seq) in seen:
+                continue
+            seen.add((mid, seq))
+            frames = out.setdefault(mid, {})
+            frames[ts] = frames.get(ts, 0) + 1
+        return out
+
+
+COUNTS = Counts()
+_send_rtp = RTCDtlsTransport._send_rtp
+_handle_rtp_data = RTCDtlsTransport._handle_rtp_data
+
+
+async def send_rtp(self, data):
+    if not is_rtcp(data):
+        COUNTS.on_send(data)
+    await _send_rtp(self, data)
+
+
+async def handle_rtp_data(self, data, arrival_time_ms):
+    COUNTS.on_receive(data)
+    await _handle_rtp_data(self, data, arrival_time_ms)
+
+
+RTCDtlsTransport._send_rtp = send_rtp
+RTCDtlsTransport._handle_rtp_data = handle_rtp_data
+
+
+class Pattern(MediaStreamTrack):
+    """A moving luma ramp at a fixed frame rate."""
+
+    kind = "video"
+
+    def __init__(self, width, height, fps):
+        super().__init__()
+        self.width, self.height, self.fps = width, height, fps
+        self.ramp = bytes(range(256)) * ((2 * width * height) // 256 + 2)
+        self.start = None
+        self.n = 0
+
+    async def recv(self):
+        if self.start is None:
+            self.start = time.time()
+        else:
+            self.n += 1
+        wait = self.start + self.n / self.fps - time.time()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        frame = av.VideoFrame(self.width, self.height, "yuv420p")
+        y = self.width * self.height
+        offset = (self.n * 7) % y
+        frame.planes[0].update(self.ramp[offset : offset + y])
+        frame.planes[1].update(bytes([128]) * (y // 4))
+        frame.planes[2].update(bytes([128]) * (y // 4))
+        frame.pts = self.n * (90000 // self.fps)
+        frame.time_base = fractions.Fraction(1, 90000)
+        return frame
+
+
+def sdp_streams(sdp):
+    """Per m-section of an SDP: its mid and SSRCs (main and RTX); and the payload types
+    that are retransmissions (`a=fmtp:N apt=M`)."""
+    out, rtx_pts = {}, set()
+    for section in sdp.split("\nm=")[1:]:
+        mid, ssrcs = None, set()
+        for line in section.splitlines():
+            line = line.strip()
+            if line.startswith("a=mid:"):
+                mid = line[6:]
+            elif line.startswith("a=ssrc:"):
+                ssrcs.add(int(line[7:].split()[0]))
+            elif line.startswith("a=fmtp:") and "apt=" in line:
+                rtx_pts.add(int(line[7:].split()[0]))
+        if mid is not None:
+            out[mid] = ssrcs
+    return out, rtx_pts
+
+
+def join(controller, meeting, name):
+    body = json.dumps({"name": name}).encode()
+    req = urllib.request.Request(
+        f"{controller}/v1/meetings/{meeting}/join",
+        data=body,
+        headers={"content-type": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return json.load(r)
+
+
+async def run(args):
+    joined = await asyncio.to_thread(join, args.controller, args.meeting, args.name)
+    url = f"{joined['signal_url']}?token={joined['token']}"
+    pc = RTCPeerConnection()
+    senders = []
+    if args.publish:
+        senders.append(("audio", pc.addTrack(AudioStreamTrack())))
+        senders.append(("video", pc.addTrack(Pattern(args.width, args.height, args.fps))))
+    else:
+        pc.addTransceiver("audio", direction="recvonly")
+
+    errors = []
+    mids = {}  # mid -> (participant id, kind), from `track` messages
+    ssrc_mid = {}  # ssrc -> mid, from the node's offers
+    rtx_pts = set()
+    own = {t.mid for t in pc.getTransceivers()}
+
+    async with connect(url, max_size=2**20) as ws:
+        welcome = json.loads(await ws.recv())
+        assert welcome["type"] == "welcome", welcome
+        if args.bad_first_offer:
+            await ws.send(json.dumps({"type": "offer", "sdp": "v=0 this is no SDP"}))
+        offer = await pc.createOffer()
+        await pc.setLocalDescription(offer)
+        if not args.bad_first_offer:
+            await ws.send(json.dumps({"type": "offer", "sdp": pc.localDescription.sdp}))
+        own = {t.mid for t in pc.getTransceivers()}
+        deadline = None
+        while True:
+            timeout = None if deadline is None else max(0.0, deadline - time.time())
+            try:
+                raw = await asyncio.wait_for(ws.recv(), timeout=timeout)
+            except asyncio.TimeoutError:
+                break
+            msg = json.loads(raw)
+            kind = msg.get("type")
+            if kind == "error":
+                errors.append(msg)
+                if args.bad_first_offer and msg.get("in_reply_to") == "offer" and not pc.remoteDescription:
+                    await ws.send(json.dumps({"type": "offer", "sdp": pc.localDescription.sdp}))
+            elif kind == "answer":
+                await pc.setRemoteDescription(RTCSessionDescription(msg["sdp"], "answer"))
+                if deadline is None:
+                    deadline = time.time() + args.duration
+            elif kind == "offer":
+                streams, pts = sdp_streams(msg["sdp"])
+                rtx_pts |= pts
+                for mid, ssrcs in streams.items():
+                    for s in ssrcs:
+                        ssrc_mid[s] = mid
+                await pc.setRemoteDescription(RTCSessionDescription(msg["sdp"], "offer"))
+                if args.answer == "inactive":
+                    for t in pc.getTransceivers():
+                        if t.mid not in own:
+                            t.direction = "inactive"
+                answer = await pc.createAnswer()
+                await pc.setLocalDescription(answer)
+                await ws.send(json.dumps({"type": "answer", "sdp": pc.localDescription.sdp}))
+            elif kind == "track":
+                mids[msg["mid"]] = (msg["participant_id"], msg["kind"])
+        await ws.send(json.dumps({"type": "leave"}))
+
+    sent = {}
+    for kind, sender in senders:
+        frames = COUNTS.sent.get(sender._ssrc, {})
+        sent[kind] = [[ts, n, at] for ts, (n, at) in frames.items()]
+    received = {}
+    for mid, frames in COUNTS.frames_received(ssrc_mid, rtx_pts).items():
+        if mid not in mids:
+            continue
+        pid, kind = mids[mid]
+        received.setdefault(pid, {})[kind] = {str(ts): n for ts, n in frames.items()}
+    await pc.close()
+    return {
+        "participant_id": joined["participant_id"],
+        "errors": errors,
+        "sent": sent,
+        "received": received,
+        "rtp_received": COUNTS.rtp_received,
+    }
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--controller", required=True)
+    p.add_argument("--meeting", required=True)
+    p.add_argument("--name", required=True)
+    p.add_argument("--publish", action="store_true")
+    p.add_argument("--answer", choices=["recvonly", "inactive"], default="recvonly")
+    p.add_argument("--bad-first-offer", action="store_true")
+    p.add_argument("--duration", type=float, default=10.0, help="seconds after the answer")
+    p.add_argument("--width", type=int, default=320)
+    p.add_argument("--height", type=int, default=240)
+    p.add_argument("--fps", type=int, default=15)
+    args = p.parse_args()
+    result = asyncio.run(run(args))
+    json.dump(result, sys.stdout)
+    sys.stdout.write("\n")
+
+
+if __name__ == "__main__":
+    main()
