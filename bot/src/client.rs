@@ -49,7 +49,7 @@ pub struct BotConfig {
 }
 
 /// What arrived of one remote track.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct TrackCounts {
     pub packets: u64,
     pub bytes: u64,
@@ -61,6 +61,13 @@ pub struct TrackCounts {
     pub lost: u64,
     /// Packets received per RTP timestamp (one timestamp is one frame).
     pub by_timestamp: BTreeMap<u32, u32>,
+    /// The largest difference, in milliseconds, between how far the RTP timestamp moved
+    /// from one packet to the next in sequence and how much time passed between their
+    /// arrivals: a stream whose timestamps jump (at a badly rewritten layer switch) shows
+    /// it here.
+    pub max_timestamp_jump_ms: f64,
+    /// The last packet in sequence: (extended sequence number, timestamp, arrival).
+    last_in_sequence: Option<(u64, u32, Instant)>,
     first_seq: Option<u64>,
     highest_seq: u64,
     /// Which of the last [`SEQ_WINDOW`] sequence numbers arrived: a packet that came
@@ -105,7 +112,17 @@ impl SeqWindow {
 }
 
 impl TrackCounts {
-    fn add(&mut self, seq: u16, timestamp: u32, bytes: usize, end_of_frame: bool, keyframe: bool) {
+    #[allow(clippy::too_many_arguments)]
+    fn add(
+        &mut self,
+        seq: u16,
+        timestamp: u32,
+        clock_rate: u32,
+        at: Instant,
+        bytes: usize,
+        end_of_frame: bool,
+        keyframe: bool,
+    ) {
         let ext = match self.first_seq {
             None => {
                 self.first_seq = Some(u64::from(seq) + (1 << 16));
@@ -125,6 +142,17 @@ impl TrackCounts {
         }
         self.seen.set(ext);
         *self.by_timestamp.entry(timestamp).or_default() += 1;
+        if let Some((last, last_ts, last_at)) = self.last_in_sequence
+            && ext == last + 1
+        {
+            let moved = f64::from(timestamp.wrapping_sub(last_ts) as i32) * 1000.0
+                / f64::from(clock_rate.max(1));
+            let passed = at.saturating_duration_since(last_at).as_secs_f64() * 1000.0;
+            self.max_timestamp_jump_ms = self.max_timestamp_jump_ms.max((moved - passed).abs());
+        }
+        if self.last_in_sequence.is_none_or(|(last, _, _)| ext > last) {
+            self.last_in_sequence = Some((ext, timestamp, at));
+        }
         self.packets += 1;
         self.bytes += bytes as u64;
         self.frames += u64::from(end_of_frame);
@@ -238,12 +266,22 @@ impl PeerConnectionEventHandler for Handler {
                 let video = kind == "video";
                 let keyframe = video && vp8_keyframe_start(payload);
                 let end = !video || p.header.marker;
+                let clock_rate = if video { 90_000 } else { 48_000 };
+                let at = Instant::now();
                 received
                     .lock()
                     .expect("counters")
                     .entry((publisher.clone(), kind))
                     .or_default()
-                    .add(seq, p.header.timestamp, payload.len(), end, keyframe);
+                    .add(
+                        seq,
+                        p.header.timestamp,
+                        clock_rate,
+                        at,
+                        payload.len(),
+                        end,
+                        keyframe,
+                    );
             }
         });
     }
@@ -261,6 +299,8 @@ pub struct Bot {
     sent_audio: Arc<AtomicU64>,
     sent_video: Arc<AtomicU64>,
     sent_frames: Arc<Mutex<Vec<SentFrame>>>,
+    /// Our m-line for each (publisher, kind), from the node's `track` messages.
+    mids: Arc<Mutex<BTreeMap<(String, String), String>>>,
     to_node: mpsc::UnboundedSender<Value>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -433,8 +473,10 @@ impl Bot {
             .await?;
 
         let (to_node, mut outbox) = mpsc::unbounded_channel::<Value>();
+        let mids = Arc::new(Mutex::new(BTreeMap::new()));
         let signaling = {
             let pc = pc.clone();
+            let mids = mids.clone();
             tokio::spawn(async move {
                 loop {
                     tokio::select! {
@@ -451,6 +493,10 @@ impl Bot {
                                     if ws_tx.send(Message::Text(answer.to_string().into())).await.is_err() {
                                         break;
                                     }
+                                }
+                                Ok(Negotiation::Other) if msg["type"] == "track" => {
+                                    let field = |k: &str| msg[k].as_str().unwrap_or_default().to_owned();
+                                    mids.lock().expect("mids").insert((field("participant_id"), field("kind")), field("mid"));
                                 }
                                 // Chat, mute, speaker and the like: the bot has no use for them.
                                 Ok(Negotiation::Applied | Negotiation::Other) => {}
@@ -528,6 +574,7 @@ impl Bot {
             sent_audio,
             sent_video,
             sent_frames,
+            mids,
             to_node,
             tasks,
         })
@@ -553,6 +600,15 @@ impl Bot {
     /// Every frame sent so far, with its RTP timestamp and packet count.
     pub fn sent_frames(&self) -> Vec<SentFrame> {
         self.sent_frames.lock().expect("sent log").clone()
+    }
+
+    /// The m-line on which we receive `publisher`'s `kind` track, once announced.
+    pub fn mid_of(&self, publisher: &str, kind: &str) -> Option<String> {
+        self.mids
+            .lock()
+            .expect("mids")
+            .get(&(publisher.to_owned(), kind.to_owned()))
+            .cloned()
     }
 
     /// Sends a signaling message (e.g. `{"type":"chat","text":"hi"}`).
@@ -727,19 +783,54 @@ mod tests {
     fn sequence_numbers_unwrap_across_the_16_bit_boundary() {
         let mut c = TrackCounts::default();
         for seq in [65534u16, 65535, 0, 2] {
-            c.add(seq, u32::from(seq / 2), 10, true, false);
+            c.add(
+                seq,
+                u32::from(seq / 2),
+                90_000,
+                Instant::now(),
+                10,
+                true,
+                false,
+            );
         }
         assert_eq!(c.packets, 4);
         assert_eq!(c.lost, 1, "seq 1 is missing");
         // A late, reordered packet fills the hole.
-        c.add(1, 0, 10, true, false);
+        c.add(1, 0, 90_000, Instant::now(), 10, true, false);
         assert_eq!(c.lost, 0);
         // A packet that comes again (a retransmission) counts once.
-        c.add(1, 0, 10, true, false);
+        c.add(1, 0, 90_000, Instant::now(), 10, true, false);
         assert_eq!(c.packets, 5);
         // Packets per timestamp: 0 (seq 0 and 1) and 1 (seq 2) among them.
         assert_eq!(c.by_timestamp.get(&0), Some(&2));
         assert_eq!(c.by_timestamp.get(&1), Some(&1));
+    }
+
+    #[test]
+    fn a_timestamp_that_jumps_against_arrival_time_is_measured() {
+        let t0 = Instant::now();
+        let mut c = TrackCounts::default();
+        // 30 fps: 3000 ticks and 33 ms apart.
+        for i in 0..10u16 {
+            let at = t0 + Duration::from_millis(33 * u64::from(i));
+            c.add(i, 3000 * u32::from(i), 90_000, at, 10, true, false);
+        }
+        assert!(c.max_timestamp_jump_ms < 1.0, "{}", c.max_timestamp_jump_ms);
+        // Then a packet whose timestamp leaps a second ahead.
+        c.add(
+            10,
+            30_000 + 90_000,
+            90_000,
+            t0 + Duration::from_millis(363),
+            10,
+            true,
+            false,
+        );
+        assert!(
+            c.max_timestamp_jump_ms > 900.0,
+            "{}",
+            c.max_timestamp_jump_ms
+        );
     }
 
     #[test]

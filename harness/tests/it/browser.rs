@@ -743,6 +743,105 @@ async fn simulcast_subscriber_gets_the_low_layer_for_a_small_tile_and_moves_up_f
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn subscribers_switching_simulcast_layers_keep_decoding_on_one_continuous_rtp_stream() {
+    let c = one_media_node(|c| {
+        c.media_extra = json!({ "simulcast_bandwidth_cap": false });
+        c.start_media(crate::node("media-oslo-1", "oslo"))
+    })
+    .await;
+    let api = Api::new(&c);
+    let base = c.controllers[0].url();
+    let meeting = api.create(&base, json!({ "title": "switching" })).await;
+    let (publisher, pid) = join_page(&c, &base, &meeting, "Pub").await;
+    let (viewer, _) = join_page(&c, &base, &meeting, "View").await;
+    // A webrtc-rs viewer sees the RTP itself: sequence numbers and timestamps.
+    let bot = bot::Bot::join(
+        bot::BotConfig {
+            controller: base.clone(),
+            meeting: meeting.clone(),
+            name: "bot-view".into(),
+            password: None,
+            region: None,
+            publish: None,
+        },
+        Duration::from_secs(20),
+    )
+    .await
+    .unwrap();
+    let bot_mid = eventually(
+        Duration::from_secs(30),
+        "the bot to get the video",
+        || async {
+            let got = bot
+                .received()
+                .get(&(pid.clone(), "video"))
+                .map_or(0, |c| c.frames);
+            (got > 0).then(|| bot.mid_of(&pid, "video")).flatten()
+        },
+    )
+    .await
+    .unwrap();
+    eventually(Duration::from_secs(30), "all three layers sent", || async {
+        let l = outbound_width(&publisher, "l").await?;
+        let h = outbound_width(&publisher, "h").await?;
+        (l > 0 && h > l).then_some(())
+    })
+    .await
+    .unwrap();
+
+    // Low, high, low, high: each switch happens on a keyframe of the new layer.
+    let mut widths = std::collections::BTreeSet::new();
+    let mut longest_stall = Duration::ZERO;
+    let mut frames = inbound(&viewer, &pid).await.unwrap().frames;
+    let mut last_growth = std::time::Instant::now();
+    for (w, h) in [(320, 180), (1280, 720), (320, 180), (1280, 720)] {
+        pin(&viewer, &pid, w, h).await;
+        bot.send(json!({ "type": "layer", "mid": bot_mid, "width": w, "height": h }))
+            .unwrap();
+        let until = std::time::Instant::now() + Duration::from_secs(4);
+        while std::time::Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            // No stats (the receiver gave up on the stream) counts as no frames.
+            if let Some(v) = inbound(&viewer, &pid).await {
+                widths.insert(v.width);
+                if v.frames > frames {
+                    frames = v.frames;
+                    last_growth = std::time::Instant::now();
+                }
+            }
+            longest_stall = longest_stall.max(last_growth.elapsed());
+        }
+    }
+    let low = outbound_width(&publisher, "l").await.unwrap();
+    let high = outbound_width(&publisher, "h").await.unwrap();
+    let got = bot.received()[&(pid.clone(), "video")].clone();
+    eprintln!(
+        "viewer saw widths {widths:?} (layers {low}..{high} px), longest stall {longest_stall:?}; \
+         bot: {} packets, {} keyframes, {} lost, largest timestamp jump {:.0} ms",
+        got.packets, got.keyframes, got.lost, got.max_timestamp_jump_ms
+    );
+    assert!(
+        widths.iter().any(|w| *w > 0 && *w <= low) && widths.iter().any(|w| *w > low),
+        "the viewer should have been switched between layers: widths {widths:?}, low {low}"
+    );
+    assert!(
+        longest_stall < Duration::from_secs(1),
+        "decoding froze for {longest_stall:?} across the switches"
+    );
+    assert!(
+        got.keyframes >= 3,
+        "the bot should have switched at keyframes: {got:?}"
+    );
+    assert_eq!(got.lost, 0, "sequence numbers jumped at a switch");
+    assert!(
+        got.max_timestamp_jump_ms < 500.0,
+        "timestamps jumped by {:.0} ms at a switch",
+        got.max_timestamp_jump_ms
+    );
+    bot.leave().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn on_a_narrow_downlink_a_subscriber_asking_for_a_large_tile_gets_a_layer_that_fits() {
     // 450 kbit/s towards each browser: the low (about 150 kbit/s) and perhaps the middle
     // layer fit, the high one (600 kbit/s and more) does not.
