@@ -632,7 +632,13 @@ impl Sfu {
         let key = self.waiting[w].key;
         let offer = match SdpOffer::from_sdp_string(&sdp) {
             Ok(o) => o,
-            Err(e) => return self.refuse(key, "offer", format!("invalid offer SDP: {e}")),
+            Err(e) => {
+                return self.refuse(
+                    key,
+                    "offer",
+                    format!("invalid offer SDP: {}", sdp_error(&e)),
+                );
+            }
         };
         let mut creds = IceCreds::new();
         creds.ufrag = format!("{:02x}{}", self.shard, creds.ufrag);
@@ -690,7 +696,13 @@ impl Sfu {
     fn renegotiate(&mut self, now: Instant, key: PeerKey, sdp: String) {
         let offer = match SdpOffer::from_sdp_string(&sdp) {
             Ok(o) => o,
-            Err(e) => return self.refuse(key, "offer", format!("invalid offer SDP: {e}")),
+            Err(e) => {
+                return self.refuse(
+                    key,
+                    "offer",
+                    format!("invalid offer SDP: {}", sdp_error(&e)),
+                );
+            }
         };
         let Some(peer) = self.peer_mut(key) else {
             return self.refuse(key, "offer", "the media session has ended".into());
@@ -718,7 +730,13 @@ impl Sfu {
     fn answer(&mut self, now: Instant, key: PeerKey, sdp: String) {
         let answer = match SdpAnswer::from_sdp_string(&sdp) {
             Ok(a) => a,
-            Err(e) => return self.refuse(key, "answer", format!("invalid answer SDP: {e}")),
+            Err(e) => {
+                return self.refuse(
+                    key,
+                    "answer",
+                    format!("invalid answer SDP: {}", sdp_error(&e)),
+                );
+            }
         };
         let Some(peer) = self.peer_mut(key) else {
             return self.refuse(key, "answer", "answer before any offer".into());
@@ -839,8 +857,7 @@ impl Sfu {
             if let Some(o) = self.out.pop_front() {
                 return o;
             }
-            if let Some(i) = self.peers.iter().position(|p| p.dirty) {
-                self.drive(now, i);
+            if self.drive_dirty(now) {
                 continue;
             }
             if now >= check {
@@ -859,6 +876,27 @@ impl Sfu {
             .min()
             .unwrap_or(now + Duration::from_secs(1));
         SfuOutput::Timeout(next.min(check))
+    }
+
+    /// One sweep over the peers, driving each that is dirty; false if none was. A
+    /// packet makes its publisher and then its subscribers dirty, so a few sweeps
+    /// (each O(peers)) settle it.
+    fn drive_dirty(&mut self, now: Instant) -> bool {
+        let mut any = false;
+        let mut i = 0;
+        while i < self.peers.len() {
+            if self.peers[i].dirty {
+                any = true;
+                let before = self.peers.len();
+                self.drive(now, i);
+                if self.peers.len() < before {
+                    // Peer i left (another took its index): look at i again.
+                    continue;
+                }
+            }
+            i += 1;
+        }
+        any
     }
 
     /// Polls peer `i` until its `Rtc` has nothing more to say.
@@ -1277,6 +1315,20 @@ impl Sfu {
             msg: SignalOut::Offer(offer.to_sdp_string()),
         });
     }
+}
+
+/// str0m's SDP parse error on one line, without the parser's memory address.
+fn sdp_error(e: &impl std::fmt::Display) -> String {
+    e.to_string()
+        .lines()
+        .map(|l| match l.find(" at PointerOffset(") {
+            Some(at) => &l[..at],
+            None => l,
+        })
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// str0m's patch for a packet whose VP8 picture id and TL0PICIDX a layer switch moved.

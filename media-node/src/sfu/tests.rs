@@ -279,9 +279,16 @@ fn a_refused_first_offer_leaves_the_session_waiting_for_a_good_one() {
     );
     match rig.sfu.poll_output(rig.now) {
         SfuOutput::Signal {
-            msg: SignalOut::Error { answers, .. },
+            msg: SignalOut::Error { answers, message },
             ..
-        } => assert_eq!(answers, "offer"),
+        } => {
+            assert_eq!(answers, "offer");
+            assert!(message.starts_with("invalid offer SDP: "), "{message}");
+            assert!(
+                !message.contains("PointerOffset") && !message.contains('\n'),
+                "{message}"
+            );
+        }
         other => panic!("expected an error, got {other:?}"),
     }
     assert_eq!(rig.sfu.peer_count(), 0);
