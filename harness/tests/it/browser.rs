@@ -684,20 +684,52 @@ async fn video_rate(b: &Browser, pid: &str, secs: u64) -> (f64, u64) {
     ((b1 - b0) as f64 * 8.0 / secs as f64, w)
 }
 
+/// One media node whose subscribers get the layer their tile asks for, and a meeting with
+/// a Chromium publishing simulcast ("Pub") and a Chromium viewing it ("View").
+struct SimulcastRoom {
+    base: String,
+    meeting: String,
+    publisher: Browser,
+    pid: String,
+    viewer: Browser,
+    /// Last: dropped after the browsers.
+    _cluster: harness::Cluster,
+}
+
+impl SimulcastRoom {
+    async fn start() -> Self {
+        // The tile size alone decides here: the bandwidth estimate's cap has its own test
+        // on a narrow link, and a busy machine's queueing delays would lower it at random.
+        let c = one_media_node(|c| {
+            c.media_extra = json!({ "simulcast_bandwidth_cap": false });
+            c.start_media(crate::node("media-oslo-1", "oslo"))
+        })
+        .await;
+        let base = c.controllers[0].url();
+        let meeting = Api::new(&c)
+            .create(&base, json!({ "title": "simulcast" }))
+            .await;
+        let (publisher, pid) = join_page(&c, &base, &meeting, "Pub").await;
+        let (viewer, _) = join_page(&c, &base, &meeting, "View").await;
+        Self {
+            base,
+            meeting,
+            publisher,
+            pid,
+            viewer,
+            _cluster: c,
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn simulcast_subscriber_gets_the_low_layer_for_a_small_tile_and_moves_up_for_a_large_one() {
-    // The tile size alone decides here: the bandwidth estimate's cap has its own test
-    // on a narrow link, and a busy machine's queueing delays would lower it at random.
-    let c = one_media_node(|c| {
-        c.media_extra = json!({ "simulcast_bandwidth_cap": false });
-        c.start_media(crate::node("media-oslo-1", "oslo"))
-    })
-    .await;
-    let api = Api::new(&c);
-    let base = c.controllers[0].url();
-    let meeting = api.create(&base, json!({ "title": "simulcast" })).await;
-    let (publisher, pid) = join_page(&c, &base, &meeting, "Pub").await;
-    let (viewer, _) = join_page(&c, &base, &meeting, "View").await;
+    let SimulcastRoom {
+        publisher,
+        pid,
+        viewer,
+        ..
+    } = SimulcastRoom::start().await;
     eventually(Duration::from_secs(30), "video at the viewer", || async {
         inbound_video(&viewer, &pid).await.filter(|(w, _)| *w > 0)
     })
@@ -744,16 +776,14 @@ async fn simulcast_subscriber_gets_the_low_layer_for_a_small_tile_and_moves_up_f
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn subscribers_switching_simulcast_layers_keep_decoding_on_one_continuous_rtp_stream() {
-    let c = one_media_node(|c| {
-        c.media_extra = json!({ "simulcast_bandwidth_cap": false });
-        c.start_media(crate::node("media-oslo-1", "oslo"))
-    })
-    .await;
-    let api = Api::new(&c);
-    let base = c.controllers[0].url();
-    let meeting = api.create(&base, json!({ "title": "switching" })).await;
-    let (publisher, pid) = join_page(&c, &base, &meeting, "Pub").await;
-    let (viewer, _) = join_page(&c, &base, &meeting, "View").await;
+    let SimulcastRoom {
+        base,
+        meeting,
+        publisher,
+        pid,
+        viewer,
+        ..
+    } = SimulcastRoom::start().await;
     // A webrtc-rs viewer sees the RTP itself: sequence numbers and timestamps.
     let bot = bot::Bot::join(
         bot::BotConfig {

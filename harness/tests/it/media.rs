@@ -49,6 +49,8 @@ async fn bot(base: &str, meeting: &str, name: &str, publish: bool) -> bot::Bot {
 
 /// Packets per RTP timestamp, per (publisher, kind), as one subscriber received them.
 type Got = HashMap<(String, String), HashMap<u32, u32>>;
+/// Per (publisher, kind): (RTP timestamp, packets) of every frame sent in the window.
+type Sent = Vec<((String, String), Vec<(u32, u32)>)>;
 
 fn bot_got(b: &bot::Bot) -> Got {
     b.received()
@@ -135,7 +137,7 @@ async fn aiortc_and_webrtc_rs_subscribers_get_every_frame_in_as_many_packets_as_
         got.push((r.participant_id.clone(), aiortc_got(&r)));
     }
     // What each publisher sent in the window: (publisher, kind) -> [(timestamp, packets)].
-    let mut sent: Vec<((String, String), Vec<(u32, u32)>)> = Vec::new();
+    let mut sent: Sent = Vec::new();
     for kind in ["audio", "video"] {
         let of_kind = |f: &&bot::SentFrame| f.kind == kind && (from..to).contains(&f.unix_ms);
         sent.push((
@@ -156,9 +158,7 @@ async fn aiortc_and_webrtc_rs_subscribers_get_every_frame_in_as_many_packets_as_
         ));
     }
     // Each publisher also subscribes to the other: count them too.
-    for b in [&bot_pub] {
-        got.push((b.participant_id.clone(), bot_got(b)));
-    }
+    got.push((bot_pub.participant_id.clone(), bot_got(&bot_pub)));
     got.push((pub_report.participant_id.clone(), aiortc_got(&pub_report)));
 
     let mut failures = Vec::new();

@@ -548,6 +548,21 @@ impl Sfu {
         self.signal(key, SignalOut::Error { answers, message });
     }
 
+    /// The parsed SDP of the client's `answers` message (`offer`, `answer`), or None
+    /// after refusing it.
+    fn parsed<T, E: std::fmt::Display>(
+        &mut self,
+        key: PeerKey,
+        answers: &'static str,
+        sdp: Result<T, E>,
+    ) -> Option<T> {
+        sdp.map_err(|e| {
+            let message = format!("invalid {answers} SDP: {}", sdp_error(&e));
+            self.refuse(key, answers, message)
+        })
+        .ok()
+    }
+
     pub fn handle_command(&mut self, now: Instant, cmd: SfuCommand) {
         match cmd {
             SfuCommand::Join {
@@ -630,15 +645,8 @@ impl Sfu {
     /// leaves it waiting for another offer.
     fn first_offer(&mut self, now: Instant, w: usize, sdp: String) {
         let key = self.waiting[w].key;
-        let offer = match SdpOffer::from_sdp_string(&sdp) {
-            Ok(o) => o,
-            Err(e) => {
-                return self.refuse(
-                    key,
-                    "offer",
-                    format!("invalid offer SDP: {}", sdp_error(&e)),
-                );
-            }
+        let Some(offer) = self.parsed(key, "offer", SdpOffer::from_sdp_string(&sdp)) else {
+            return;
         };
         let mut creds = IceCreds::new();
         creds.ufrag = format!("{:02x}{}", self.shard, creds.ufrag);
@@ -694,15 +702,8 @@ impl Sfu {
     }
 
     fn renegotiate(&mut self, now: Instant, key: PeerKey, sdp: String) {
-        let offer = match SdpOffer::from_sdp_string(&sdp) {
-            Ok(o) => o,
-            Err(e) => {
-                return self.refuse(
-                    key,
-                    "offer",
-                    format!("invalid offer SDP: {}", sdp_error(&e)),
-                );
-            }
+        let Some(offer) = self.parsed(key, "offer", SdpOffer::from_sdp_string(&sdp)) else {
+            return;
         };
         let Some(peer) = self.peer_mut(key) else {
             return self.refuse(key, "offer", "the media session has ended".into());
@@ -728,15 +729,8 @@ impl Sfu {
     }
 
     fn answer(&mut self, now: Instant, key: PeerKey, sdp: String) {
-        let answer = match SdpAnswer::from_sdp_string(&sdp) {
-            Ok(a) => a,
-            Err(e) => {
-                return self.refuse(
-                    key,
-                    "answer",
-                    format!("invalid answer SDP: {}", sdp_error(&e)),
-                );
-            }
+        let Some(answer) = self.parsed(key, "answer", SdpAnswer::from_sdp_string(&sdp)) else {
+            return;
         };
         let Some(peer) = self.peer_mut(key) else {
             return self.refuse(key, "answer", "answer before any offer".into());
