@@ -42,6 +42,19 @@ pub enum SinkEvent {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct SinkKey(pub u64);
 
+/// A relay link to another media node carrying one meeting's tracks, chosen by the
+/// driver.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct LinkKey(pub u64);
+
+/// Where a track comes from: an m-line of a local peer, or a track another media node
+/// announced over a relay link (a participant who lives there).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    Peer(PeerKey, Mid),
+    Remote(LinkKey, u32),
+}
+
 #[derive(Debug)]
 pub enum SfuCommand {
     /// A participant's signaling session opened: its first offer will create its peer
@@ -86,6 +99,33 @@ pub enum SfuCommand {
     SinkKeyframe {
         key: SinkKey,
         track_id: u32,
+    },
+    /// Another media node announced a track of one of its participants in `meeting`:
+    /// local peers of the meeting are offered it like a local one.
+    RemoteTrack {
+        link: LinkKey,
+        meeting: MeetingId,
+        track_id: u32,
+        participant: ParticipantId,
+        name: String,
+        kind: MediaKind,
+        codec: Codec,
+        clock_rate: u32,
+    },
+    /// A remote track ended.
+    RemoteTrackEnded {
+        link: LinkKey,
+        track_id: u32,
+    },
+    /// One RTP packet of a remote track, as the relay carried it.
+    RemotePacket {
+        link: LinkKey,
+        track_id: u32,
+        rtp: bytes::Bytes,
+    },
+    /// The link is gone: its tracks end.
+    LinkDown {
+        link: LinkKey,
     },
 }
 
@@ -133,6 +173,11 @@ pub enum SfuOutput {
     Sink {
         key: SinkKey,
         event: SinkEvent,
+    },
+    /// A local subscriber needs a keyframe of remote track `track_id` (throttled here).
+    RemoteKeyframe {
+        link: LinkKey,
+        track_id: u32,
     },
     Timeout(Instant),
 }
@@ -220,8 +265,7 @@ enum OutState {
 }
 
 struct TrackOut {
-    origin: PeerKey,
-    origin_mid: Mid,
+    source: Source,
     kind: MediaKind,
     state: OutState,
     /// Whether the subscriber receives on this m-line: the negotiated direction of our
@@ -241,10 +285,9 @@ struct TrackOut {
 }
 
 impl TrackOut {
-    fn new(origin: PeerKey, origin_mid: Mid, kind: MediaKind) -> Self {
+    fn new(source: Source, kind: MediaKind) -> Self {
         Self {
-            origin,
-            origin_mid,
+            source,
             kind,
             state: OutState::ToOpen,
             receiving: false,
@@ -392,7 +435,7 @@ impl Peer {
 
     /// After a negotiation: which of our open m-lines the peer receives on, and our
     /// SSRC on each. Returns the tracks that started receiving (they need a keyframe).
-    fn refresh_directions(&mut self) -> Vec<(PeerKey, Mid)> {
+    fn refresh_directions(&mut self) -> Vec<Source> {
         let mut started = Vec::new();
         for t in &mut self.tracks_out {
             let OutState::Open(mid) = t.state else {
@@ -403,7 +446,7 @@ impl Peer {
                 .media(mid)
                 .is_some_and(|m| m.direction().is_sending());
             if receiving && !t.receiving {
-                started.push((t.origin, t.origin_mid));
+                started.push(t.source);
             }
             t.receiving = receiving;
             if t.ssrc.is_none() {
@@ -416,6 +459,21 @@ impl Peer {
         }
         started
     }
+}
+
+/// A track of a participant on another media node, fed in over a relay link.
+struct RemoteTrack {
+    link: LinkKey,
+    track_id: u32,
+    meeting: MeetingId,
+    participant: ParticipantId,
+    name: String,
+    kind: MediaKind,
+    codec: Codec,
+    clock_rate: u32,
+    /// The highest extended sequence number so far.
+    highest_seq: Option<u64>,
+    last_keyframe_request: Option<Instant>,
 }
 
 /// A signaling session whose first offer has not been accepted yet.
@@ -440,6 +498,7 @@ pub struct Sfu {
     next_speaker_check: Option<Instant>,
     speakers: Vec<(MeetingId, ParticipantId)>,
     sinks: Vec<Sink>,
+    remotes: Vec<RemoteTrack>,
 }
 
 struct Sink {
@@ -491,6 +550,7 @@ impl Sfu {
             next_speaker_check: None,
             speakers: Vec::new(),
             sinks: Vec::new(),
+            remotes: Vec::new(),
         }
     }
 
@@ -607,9 +667,9 @@ impl Sfu {
                     return;
                 }
                 t.want = rid;
-                let (origin, origin_mid) = (t.origin, t.origin_mid);
+                let source = t.source;
                 // Switching needs a keyframe of the new layer.
-                self.request_keyframe(now, origin, origin_mid, Some(rid), KeyframeRequestKind::Pli);
+                self.request_keyframe(now, source, Some(rid), KeyframeRequestKind::Pli);
             }
             SfuCommand::Leave { key } => {
                 self.waiting.retain(|w| w.key != key);
@@ -635,9 +695,58 @@ impl Sfu {
                 else {
                     return;
                 };
-                let (origin, mid, rid) = (t.origin, t.mid, t.layer());
-                self.request_keyframe(now, origin, mid, rid, KeyframeRequestKind::Pli);
+                let (source, rid) = (t.source, t.layer());
+                self.request_keyframe(now, source, rid, KeyframeRequestKind::Pli);
             }
+            SfuCommand::RemoteTrack {
+                link,
+                meeting,
+                track_id,
+                participant,
+                name,
+                kind,
+                codec,
+                clock_rate,
+            } => {
+                let source = Source::Remote(link, track_id);
+                if self
+                    .remotes
+                    .iter()
+                    .any(|r| r.link == link && r.track_id == track_id)
+                {
+                    return;
+                }
+                for p in self.peers.iter_mut().filter(|p| p.meeting == meeting) {
+                    p.tracks_out.push(TrackOut::new(source, kind));
+                    p.want_offer();
+                }
+                self.remotes.push(RemoteTrack {
+                    link,
+                    track_id,
+                    meeting,
+                    participant,
+                    name,
+                    kind,
+                    codec,
+                    clock_rate,
+                    highest_seq: None,
+                    last_keyframe_request: None,
+                });
+            }
+            SfuCommand::RemoteTrackEnded { link, track_id } => {
+                self.remotes
+                    .retain(|r| !(r.link == link && r.track_id == track_id));
+                self.retire(|s| *s == Source::Remote(link, track_id));
+            }
+            SfuCommand::LinkDown { link } => {
+                self.remotes.retain(|r| r.link != link);
+                self.retire(|s| matches!(s, Source::Remote(l, _) if *l == link));
+            }
+            SfuCommand::RemotePacket {
+                link,
+                track_id,
+                rtp,
+            } => self.remote_packet(now, link, track_id, &rtp),
         }
     }
 
@@ -689,13 +798,19 @@ impl Sfu {
             to_deactivate: Vec::new(),
             estimate_bps: None,
         };
-        // Everything already published in the meeting is offered to the newcomer.
+        // Everything already published in the meeting, here or on other nodes, is
+        // offered to the newcomer.
         for other in self.peers.iter().filter(|o| o.meeting == peer.meeting) {
             for t in &other.tracks_in {
                 peer.tracks_out
-                    .push(TrackOut::new(other.key, t.mid, t.kind));
+                    .push(TrackOut::new(Source::Peer(other.key, t.mid), t.kind));
                 peer.needs_offer = true;
             }
+        }
+        for r in self.remotes.iter().filter(|r| r.meeting == peer.meeting) {
+            peer.tracks_out
+                .push(TrackOut::new(Source::Remote(r.link, r.track_id), r.kind));
+            peer.needs_offer = true;
         }
         self.peers.push(peer);
         self.signal(key, SignalOut::Answer(answer.to_sdp_string()));
@@ -755,9 +870,9 @@ impl Sfu {
         }
     }
 
-    fn keyframes_for(&mut self, now: Instant, tracks: Vec<(PeerKey, Mid)>) {
-        for (origin, mid) in tracks {
-            self.request_keyframe(now, origin, mid, None, KeyframeRequestKind::Pli);
+    fn keyframes_for(&mut self, now: Instant, tracks: Vec<Source>) {
+        for source in tracks {
+            self.request_keyframe(now, source, None, KeyframeRequestKind::Pli);
         }
     }
 
@@ -767,10 +882,16 @@ impl Sfu {
         };
         let mut peer = self.peers.swap_remove(i);
         peer.rtc.disconnect();
-        for sink in self.sinks.iter_mut().filter(|s| s.meeting == peer.meeting) {
+        self.retire(|s| matches!(s, Source::Peer(k, _) if *k == key));
+    }
+
+    /// Ends the tracks whose source `gone` says is gone: sinks are told, subscribers'
+    /// m-lines go inactive in their next offer.
+    fn retire(&mut self, gone: impl Fn(&Source) -> bool) {
+        for sink in &mut self.sinks {
             let out = &mut self.out;
             sink.tracks.retain(|t| {
-                let keep = t.origin != key;
+                let keep = !gone(&t.source);
                 if !keep {
                     out.push_back(SfuOutput::Sink {
                         key: sink.key,
@@ -785,7 +906,7 @@ impl Sfu {
         for p in &mut self.peers {
             let mut removed = Vec::new();
             p.tracks_out.retain(|t| match t.state {
-                _ if t.origin != key => true,
+                _ if !gone(&t.source) => true,
                 OutState::ToOpen => false,
                 OutState::Negotiating(mid) | OutState::Open(mid) => {
                     removed.push(mid);
@@ -965,7 +1086,8 @@ impl Sfu {
                     .iter_mut()
                     .filter(|p| p.key != key && p.meeting == meeting)
                 {
-                    p.tracks_out.push(TrackOut::new(key, m.mid, m.kind));
+                    p.tracks_out
+                        .push(TrackOut::new(Source::Peer(key, m.mid), m.kind));
                     p.want_offer();
                 }
             }
@@ -1091,136 +1213,113 @@ impl Sfu {
         })
     }
 
-    /// Writes one packet of publisher `oi` into every subscriber's `Rtc` that receives
-    /// it. Per subscriber this neither allocates nor locks: the payload is one `Arc`
-    /// shared by all of them, rewritten (SSRC, sequence number, time, VP8 picture id)
-    /// as str0m encrypts it.
+    /// Forwards one packet of publisher `oi` to its subscribers and the meeting's sinks.
     fn forward(&mut self, now: Instant, oi: usize, at: &Located, packet: &RtpPacket) {
         let p = &at.packet;
-        let mut want_keyframe = false;
         let (before, rest) = self.peers.split_at_mut(oi);
         let (publisher, after) = rest.split_first_mut().expect("index in range");
-        let origin = publisher.key;
+        let source = Source::Peer(publisher.key, at.mid);
         let ext = media_extensions(&packet.header.ext_vals);
-        for sub in before
+        let payload = Payload {
+            data: &packet.payload,
+            marker: packet.header.marker,
+            ext: &ext,
+            pt: at.params.pt(),
+        };
+        let meeting = &publisher.meeting;
+        let subscribers = before
             .iter_mut()
             .chain(after.iter_mut())
-            .filter(|s| s.meeting == publisher.meeting)
-        {
-            let Some(t) = sub
-                .tracks_out
-                .iter_mut()
-                .find(|t| t.origin == origin && t.origin_mid == at.mid)
-            else {
-                continue;
-            };
-            let (OutState::Open(_), true, Some(ssrc)) = (t.state, t.receiving, t.ssrc) else {
-                continue;
-            };
-            let out = match t.forwarder.handle(p, p.rid.map(|_| t.want)) {
-                Verdict::Forward(out) => out,
-                Verdict::Drop => continue,
-                Verdict::WaitKeyframe => {
-                    want_keyframe = true;
-                    continue;
-                }
-            };
-            let pt = match t.pt {
-                Some((from, to)) if from == at.params.pt() => to,
-                _ => {
-                    let Some(to) = sub.rtc.codec_config().match_params(at.params) else {
-                        continue;
-                    };
-                    t.pt = Some((at.params.pt(), to.pt()));
-                    to.pt()
-                }
-            };
-            let mut write = RtpWrite::new(
-                pt,
-                out.seq.into(),
-                out.timestamp,
-                p.at,
-                packet.payload.clone(),
-            )
-            .marker(packet.header.marker)
-            .ext_vals(ext.clone())
-            .nackable(p.video);
-            if let Some((picture_id, tl0)) = out.vp8 {
-                match vp8_patch(&packet.payload, picture_id, tl0) {
-                    Some(patch) => write = write.vp8_patch(patch),
-                    None => continue,
-                }
-            }
-            let mut direct = sub.rtc.direct_api();
-            let Some(stream) = direct.stream_tx(&ssrc) else {
-                continue;
-            };
-            stream.write_rtp(write);
-            sub.dirty = true;
-        }
-        want_keyframe |= self.feed_sinks(oi, at, packet);
+            .filter(|s| s.meeting == *meeting);
+        let mut want_keyframe = fan_out(subscribers, source, p, &payload, |rtc| {
+            rtc.codec_config().match_params(at.params).map(|x| x.pt())
+        });
+        let who = Who {
+            meeting,
+            participant: &publisher.participant,
+            name: &publisher.name,
+        };
+        want_keyframe |= feed_sinks(
+            &mut self.sinks,
+            &mut self.out,
+            &who,
+            source,
+            at.params.spec().codec,
+            p,
+            &payload,
+        );
         if want_keyframe {
-            self.request_keyframe(now, origin, at.mid, p.rid, KeyframeRequestKind::Pli);
+            self.request_keyframe(now, source, p.rid, KeyframeRequestKind::Pli);
         }
     }
 
-    /// Hands a packet of peer `oi` to the meeting's relay sinks. True when a sink waits
-    /// for a keyframe of its layer.
-    fn feed_sinks(&mut self, oi: usize, at: &Located, packet: &RtpPacket) -> bool {
-        let publisher = &self.peers[oi];
-        let origin = publisher.key;
-        let mut want_keyframe = false;
-        for sink in self
-            .sinks
-            .iter_mut()
-            .filter(|s| s.meeting == publisher.meeting)
-        {
-            let i = match sink
-                .tracks
-                .iter()
-                .position(|t| t.origin == origin && t.mid == at.mid)
-            {
-                Some(i) => i,
-                None => {
-                    let Some(codec) = sink::codec_name(at.params.spec().codec) else {
-                        continue;
-                    };
-                    let kind = if at.packet.video {
-                        MediaKind::Video
-                    } else {
-                        MediaKind::Audio
-                    };
-                    let track_id = sink.next_track_id;
-                    sink.next_track_id += 1;
-                    self.out.push_back(SfuOutput::Sink {
-                        key: sink.key,
-                        event: SinkEvent::Announce {
-                            track_id,
-                            participant: publisher.participant.clone(),
-                            name: publisher.name.clone(),
-                            kind,
-                            codec,
-                            clock_rate: at.packet.clock_rate,
-                        },
-                    });
-                    sink.tracks
-                        .push(SinkTrack::new(track_id, origin, at.mid, codec));
-                    sink.tracks.len() - 1
-                }
-            };
-            let t = &mut sink.tracks[i];
-            match t.packet(&at.packet, packet.header.marker, &packet.payload) {
-                Ok(rtp) => self.out.push_back(SfuOutput::Sink {
-                    key: sink.key,
-                    event: SinkEvent::Media {
-                        track_id: t.track_id,
-                        packet: rtp,
-                    },
-                }),
-                Err(wait) => want_keyframe |= wait,
-            }
+    /// Forwards one packet of a remote track to local subscribers and the sinks, as if
+    /// its publisher were here. The payload is copied once, for all of them.
+    fn remote_packet(&mut self, now: Instant, link: LinkKey, track_id: u32, data: &[u8]) {
+        let Some(ri) = self
+            .remotes
+            .iter()
+            .position(|r| r.link == link && r.track_id == track_id)
+        else {
+            return;
+        };
+        let Some(h) = rtp::RtpView::parse(data) else {
+            return;
+        };
+        let r = &mut self.remotes[ri];
+        let seq = rtp::extend_seq(r.highest_seq, h.seq);
+        r.highest_seq = Some(r.highest_seq.map_or(seq, |s| s.max(seq)));
+        let body = &data[h.payload.clone()];
+        let vp8 = (r.codec == Codec::Vp8)
+            .then(|| rtp::vp8_fields(body))
+            .flatten();
+        let p = PacketIn {
+            rid: None,
+            seq,
+            timestamp: h.timestamp,
+            at: now,
+            clock_rate: r.clock_rate,
+            keyframe_start: match r.codec {
+                Codec::Vp8 => vp8.is_some_and(|v| v.keyframe_start),
+                Codec::H264 => rtp::h264_keyframe_start(body),
+                _ => false,
+            },
+            video: r.kind == MediaKind::Video,
+            vp8,
+        };
+        let shared: std::sync::Arc<[u8]> = body.into();
+        let ext = ExtensionValues::default();
+        let payload = Payload {
+            data: &shared,
+            marker: h.marker,
+            ext: &ext,
+            pt: Pt::from(h.payload_type),
+        };
+        let r = &self.remotes[ri];
+        let (codec, source) = (r.codec, Source::Remote(link, track_id));
+        let subscribers = self.peers.iter_mut().filter(|s| s.meeting == r.meeting);
+        let mut want_keyframe = fan_out(subscribers, source, &p, &payload, |rtc| {
+            rtc.codec_config()
+                .find(|x| x.spec().codec == codec)
+                .map(|x| x.pt())
+        });
+        let who = Who {
+            meeting: &r.meeting,
+            participant: &r.participant,
+            name: &r.name,
+        };
+        want_keyframe |= feed_sinks(
+            &mut self.sinks,
+            &mut self.out,
+            &who,
+            source,
+            codec,
+            &p,
+            &payload,
+        );
+        if want_keyframe {
+            self.request_keyframe(now, source, None, KeyframeRequestKind::Pli);
         }
-        want_keyframe
     }
 
     fn keyframe_from_subscriber(&mut self, now: Instant, i: usize, req: KeyframeRequest) {
@@ -1231,21 +1330,41 @@ impl Sfu {
         else {
             return;
         };
-        let (origin, mid, rid) = (t.origin, t.origin_mid, t.forwarder.layer());
-        self.request_keyframe(now, origin, mid, rid, req.kind);
+        let (source, rid) = (t.source, t.forwarder.layer());
+        self.request_keyframe(now, source, rid, req.kind);
     }
 
-    /// Asks `origin` for a keyframe of its track `mid` (layer `rid`), at most once per
-    /// `keyframe_every` per layer, whoever asks.
+    /// Asks the publisher of `source` for a keyframe (of layer `rid`), at most once per
+    /// `keyframe_every` per layer, whoever asks. A remote track's request goes back over
+    /// its link; the publisher's node throttles it again for everyone.
     fn request_keyframe(
         &mut self,
         now: Instant,
-        origin: PeerKey,
-        mid: Mid,
+        source: Source,
         rid: Option<Rid>,
         kind: KeyframeRequestKind,
     ) {
         let every = self.keyframe_every;
+        let too_soon = |at: Instant| now.saturating_duration_since(at) < every;
+        let (origin, mid) = match source {
+            Source::Peer(origin, mid) => (origin, mid),
+            Source::Remote(link, track_id) => {
+                let Some(r) = self
+                    .remotes
+                    .iter_mut()
+                    .find(|r| r.link == link && r.track_id == track_id)
+                else {
+                    return;
+                };
+                if r.kind != MediaKind::Video || r.last_keyframe_request.is_some_and(too_soon) {
+                    return;
+                }
+                r.last_keyframe_request = Some(now);
+                return self
+                    .out
+                    .push_back(SfuOutput::RemoteKeyframe { link, track_id });
+            }
+        };
         let Some(p) = self.peer_mut(origin) else {
             return;
         };
@@ -1256,7 +1375,7 @@ impl Sfu {
             return;
         }
         match t.last_keyframe_request.iter_mut().find(|(r, _)| *r == rid) {
-            Some((_, at)) if now.saturating_duration_since(*at) < every => return,
+            Some((_, at)) if too_soon(*at) => return,
             Some((_, at)) => *at = now,
             None => t.last_keyframe_request.push((rid, now)),
         }
@@ -1269,6 +1388,7 @@ impl Sfu {
     /// Offers peer `i` the tracks it does not have yet and retires m-lines whose
     /// publisher left; called only while no offer of ours is pending.
     fn negotiate(&mut self, i: usize) {
+        let remotes = &self.remotes;
         let (left, right) = self.peers.split_at_mut(i);
         let (peer, rest) = right.split_first_mut().expect("index in range");
         peer.needs_offer = false;
@@ -1279,14 +1399,24 @@ impl Sfu {
         let mut announced = Vec::new();
         for t in &mut peer.tracks_out {
             if t.state == OutState::ToOpen {
-                let Some(origin) = left.iter().chain(rest.iter()).find(|p| p.key == t.origin)
-                else {
+                let participant = match t.source {
+                    Source::Peer(key, _) => left
+                        .iter()
+                        .chain(rest.iter())
+                        .find(|p| p.key == key)
+                        .map(|p| &p.participant),
+                    Source::Remote(link, id) => remotes
+                        .iter()
+                        .find(|r| r.link == link && r.track_id == id)
+                        .map(|r| &r.participant),
+                };
+                let Some(participant) = participant else {
                     continue;
                 };
-                let stream = origin.participant.to_string();
+                let stream = participant.to_string();
                 let mid = change.add_media(t.kind, Direction::SendOnly, Some(stream), None, None);
                 t.state = OutState::Negotiating(mid);
-                announced.push((mid, origin.participant.clone(), t.kind));
+                announced.push((mid, participant.clone(), t.kind));
             }
         }
         let Some((offer, pending)) = change.apply() else {
@@ -1309,6 +1439,142 @@ impl Sfu {
             msg: SignalOut::Offer(offer.to_sdp_string()),
         });
     }
+}
+
+/// What a forwarded packet carries besides its place in the stream.
+struct Payload<'a> {
+    data: &'a std::sync::Arc<[u8]>,
+    marker: bool,
+    ext: &'a ExtensionValues,
+    /// Its payload type where it came from.
+    pt: Pt,
+}
+
+/// Who published a track, for sinks.
+struct Who<'a> {
+    meeting: &'a MeetingId,
+    participant: &'a ParticipantId,
+    name: &'a str,
+}
+
+/// Writes one packet of `source` into every subscriber's `Rtc` among `subscribers` that
+/// receives it; true when one of them waits for a keyframe. Per subscriber this neither
+/// allocates nor locks: the payload is one `Arc` shared by all of them, rewritten (SSRC,
+/// sequence number, time, VP8 picture id) as str0m encrypts it. `pt_for` finds a
+/// subscriber's payload type for the packet's codec (once per track and payload type).
+fn fan_out<'a>(
+    subscribers: impl Iterator<Item = &'a mut Peer>,
+    source: Source,
+    p: &PacketIn,
+    payload: &Payload,
+    pt_for: impl Fn(&Rtc) -> Option<Pt>,
+) -> bool {
+    let mut want_keyframe = false;
+    for sub in subscribers {
+        let Some(t) = sub.tracks_out.iter_mut().find(|t| t.source == source) else {
+            continue;
+        };
+        let (OutState::Open(_), true, Some(ssrc)) = (t.state, t.receiving, t.ssrc) else {
+            continue;
+        };
+        let out = match t.forwarder.handle(p, p.rid.map(|_| t.want)) {
+            Verdict::Forward(out) => out,
+            Verdict::Drop => continue,
+            Verdict::WaitKeyframe => {
+                want_keyframe = true;
+                continue;
+            }
+        };
+        let pt = match t.pt {
+            Some((from, to)) if from == payload.pt => to,
+            _ => {
+                let Some(to) = pt_for(&sub.rtc) else {
+                    continue;
+                };
+                t.pt = Some((payload.pt, to));
+                to
+            }
+        };
+        let mut write = RtpWrite::new(
+            pt,
+            out.seq.into(),
+            out.timestamp,
+            p.at,
+            payload.data.clone(),
+        )
+        .marker(payload.marker)
+        .ext_vals(payload.ext.clone())
+        .nackable(p.video);
+        if let Some((picture_id, tl0)) = out.vp8 {
+            match vp8_patch(payload.data, picture_id, tl0) {
+                Some(patch) => write = write.vp8_patch(patch),
+                None => continue,
+            }
+        }
+        let mut direct = sub.rtc.direct_api();
+        let Some(stream) = direct.stream_tx(&ssrc) else {
+            continue;
+        };
+        stream.write_rtp(write);
+        sub.dirty = true;
+    }
+    want_keyframe
+}
+
+/// Hands a packet of `source` to the relay sinks of its meeting. True when a sink waits
+/// for a keyframe of its layer.
+fn feed_sinks(
+    sinks: &mut [Sink],
+    out: &mut VecDeque<SfuOutput>,
+    who: &Who,
+    source: Source,
+    codec: Codec,
+    p: &PacketIn,
+    payload: &Payload,
+) -> bool {
+    let mut want_keyframe = false;
+    for sink in sinks.iter_mut().filter(|s| s.meeting == *who.meeting) {
+        let i = match sink.tracks.iter().position(|t| t.source == source) {
+            Some(i) => i,
+            None => {
+                let Some(codec) = sink::codec_name(codec) else {
+                    continue;
+                };
+                let kind = if p.video {
+                    MediaKind::Video
+                } else {
+                    MediaKind::Audio
+                };
+                let track_id = sink.next_track_id;
+                sink.next_track_id += 1;
+                out.push_back(SfuOutput::Sink {
+                    key: sink.key,
+                    event: SinkEvent::Announce {
+                        track_id,
+                        participant: who.participant.clone(),
+                        name: who.name.to_owned(),
+                        kind,
+                        codec,
+                        clock_rate: p.clock_rate,
+                    },
+                });
+                sink.tracks.push(SinkTrack::new(track_id, source, codec));
+                sink.tracks.len() - 1
+            }
+        };
+        let t = &mut sink.tracks[i];
+        match t.packet(p, payload.marker, payload.data) {
+            Ok(rtp) => out.push_back(SfuOutput::Sink {
+                key: sink.key,
+                event: SinkEvent::Media {
+                    track_id: t.track_id,
+                    packet: rtp,
+                },
+            }),
+            Err(wait) => want_keyframe |= wait,
+        }
+    }
+    want_keyframe
 }
 
 /// str0m's SDP parse error on one line, without the parser's memory address.
@@ -1363,7 +1629,7 @@ impl Sfu {
                 let want = capped(t.asked, budget);
                 if want != t.want {
                     t.want = want;
-                    keyframes.push((t.origin, t.origin_mid, want));
+                    keyframes.push((t.source, want));
                 }
             }
             if desired > 0 {
@@ -1373,8 +1639,8 @@ impl Sfu {
                 p.dirty = true;
             }
         }
-        for (origin, mid, rid) in keyframes {
-            self.request_keyframe(now, origin, mid, Some(rid), KeyframeRequestKind::Pli);
+        for (source, rid) in keyframes {
+            self.request_keyframe(now, source, Some(rid), KeyframeRequestKind::Pli);
         }
     }
 

@@ -385,6 +385,9 @@ async fn run_shard(
                         let _ = tx.send(event);
                     }
                 }
+                // The driver attaches no relay links to other media nodes yet, so no
+                // remote track exists to ask a keyframe of.
+                SfuOutput::RemoteKeyframe { .. } => {}
                 SfuOutput::Timeout(t) => break t.min(next_stats),
             }
         };

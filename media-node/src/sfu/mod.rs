@@ -18,6 +18,7 @@ mod sink;
 mod tests;
 
 pub use self::core::{
-    PeerKey, Sfu, SfuCommand, SfuOutput, SfuStats, SignalOut, SinkEvent, SinkKey, layer_for_size,
+    LinkKey, PeerKey, Sfu, SfuCommand, SfuOutput, SfuStats, SignalOut, SinkEvent, SinkKey, Source,
+    layer_for_size,
 };
 pub use self::sink::payload_type;

@@ -99,6 +99,56 @@ pub fn h264_keyframe_start(payload: &[u8]) -> bool {
     }
 }
 
+/// The parts of a plain RTP packet (RFC 3550 §5.1) a relay's receiver needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RtpView {
+    pub marker: bool,
+    pub payload_type: u8,
+    pub seq: u16,
+    pub timestamp: u32,
+    /// Where the payload is: after CSRCs and header extensions, before padding.
+    pub payload: std::ops::Range<usize>,
+}
+
+impl RtpView {
+    /// None for anything that is not an RTP packet with a payload (garbage never panics).
+    pub fn parse(d: &[u8]) -> Option<Self> {
+        if d.len() < 12 || d[0] >> 6 != 2 {
+            return None;
+        }
+        let mut start = 12 + 4 * usize::from(d[0] & 0x0f);
+        if d[0] & 0x10 != 0 {
+            let words = d.get(start + 2..start + 4)?;
+            start += 4 + 4 * usize::from(u16::from_be_bytes([words[0], words[1]]));
+        }
+        let mut end = d.len();
+        if d[0] & 0x20 != 0 {
+            end = end.checked_sub(usize::from(*d.last()?))?;
+        }
+        (start < end).then(|| Self {
+            marker: d[1] & 0x80 != 0,
+            payload_type: d[1] & 0x7f,
+            seq: u16::from_be_bytes([d[2], d[3]]),
+            timestamp: u32::from_be_bytes([d[4], d[5], d[6], d[7]]),
+            payload: start..end,
+        })
+    }
+}
+
+/// Extends a 16-bit sequence number to 64 bits next to the highest one so far (the
+/// first is put one cycle up, so that older packets after it stay positive).
+pub fn extend_seq(highest: Option<u64>, seq: u16) -> u64 {
+    let Some(highest) = highest else {
+        return (1 << 16) + u64::from(seq);
+    };
+    let base = highest & !0xffff;
+    [base.wrapping_sub(1 << 16), base, base + (1 << 16)]
+        .into_iter()
+        .map(|b| b.wrapping_add(u64::from(seq)))
+        .min_by_key(|c| c.abs_diff(highest))
+        .expect("three candidates")
+}
+
 /// One incoming RTP packet, as a forwarder needs to see it.
 #[derive(Clone, Copy, Debug)]
 pub struct PacketIn {
@@ -355,7 +405,38 @@ mod tests {
         fn garbage_payloads_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
             let _ = vp8_fields(&bytes);
             let _ = h264_keyframe_start(&bytes);
+            let _ = RtpView::parse(&bytes);
         }
+    }
+
+    #[test]
+    fn rtp_headers_are_read_past_csrcs_extensions_and_padding() {
+        // V=2, P, X, CC=1; M, PT 96; seq 0x1234; ts 7; SSRC; one CSRC; an extension of
+        // one word; payload "ab"; two bytes of padding.
+        let mut d = vec![0xb1, 0xe0, 0x12, 0x34, 0, 0, 0, 7, 1, 2, 3, 4, 9, 9, 9, 9];
+        d.extend([0xbe, 0xde, 0, 1, 0x10, 0xff, 0, 0]);
+        d.extend(b"ab");
+        d.extend([0, 2]);
+        let v = RtpView::parse(&d).unwrap();
+        assert_eq!(
+            (v.marker, v.payload_type, v.seq, v.timestamp),
+            (true, 96, 0x1234, 7)
+        );
+        assert_eq!(&d[v.payload], b"ab");
+        assert_eq!(RtpView::parse(&d[..11]), None);
+        assert_eq!(RtpView::parse(&[0x80; 12]), None, "no payload");
+    }
+
+    #[test]
+    fn sequence_numbers_extend_across_the_16_bit_boundary() {
+        let first = extend_seq(None, 65_535);
+        assert_eq!(first, 131_071);
+        assert_eq!(extend_seq(Some(first), 0), 131_072);
+        assert_eq!(
+            extend_seq(Some(131_072), 65_534),
+            131_070,
+            "a late one stays behind"
+        );
     }
 
     #[test]

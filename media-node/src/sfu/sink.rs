@@ -7,9 +7,9 @@
 //! A sink is not a browser subscriber: there are one or two per meeting, not dozens, so
 //! the packets it sends are fresh buffers (quinn takes owned datagrams anyway).
 use str0m::format::Codec as StrCodec;
-use str0m::media::{Mid, Rid};
+use str0m::media::Rid;
 
-use super::core::PeerKey;
+use super::core::Source;
 use super::rtp::{Forwarder, PacketIn, Verdict, patch_vp8};
 
 /// RTP payload types on the relay, by codec (the announcement carries them too).
@@ -28,8 +28,7 @@ fn preferred() -> Rid {
 
 pub struct SinkTrack {
     pub track_id: u32,
-    pub origin: PeerKey,
-    pub mid: Mid,
+    pub source: Source,
     pub codec: &'static str,
     ssrc: u32,
     forwarder: Forwarder,
@@ -46,11 +45,10 @@ pub fn codec_name(c: StrCodec) -> Option<&'static str> {
 }
 
 impl SinkTrack {
-    pub fn new(track_id: u32, origin: PeerKey, mid: Mid, codec: &'static str) -> Self {
+    pub fn new(track_id: u32, source: Source, codec: &'static str) -> Self {
         Self {
             track_id,
-            origin,
-            mid,
+            source,
             codec,
             ssrc: 0x4650_0000 ^ track_id,
             forwarder: Forwarder::default(),

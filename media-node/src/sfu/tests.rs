@@ -11,7 +11,7 @@ use str0m::media::{Direction, MediaKind, MediaTime, Mid};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, Input, Output, Rtc};
 
-use super::{PeerKey, Sfu, SfuCommand, SfuOutput, SignalOut};
+use super::{LinkKey, PeerKey, Sfu, SfuCommand, SfuOutput, SignalOut};
 
 const SFU: &str = "127.0.0.1:5000";
 
@@ -30,6 +30,10 @@ struct Rig {
     now: Instant,
     sfu: Sfu,
     clients: Vec<Client>,
+    /// Keyframe requests the SFU sent back over relay links.
+    remote_keyframes: Vec<(LinkKey, u32)>,
+    /// Track removals told to clients: (client, mid).
+    removed: Vec<(PeerKey, String)>,
 }
 
 impl Rig {
@@ -39,6 +43,8 @@ impl Rig {
             now,
             sfu: Sfu::new(SFU.parse().unwrap(), 0),
             clients: Vec::new(),
+            remote_keyframes: Vec::new(),
+            removed: Vec::new(),
         }
     }
 
@@ -116,6 +122,9 @@ impl Rig {
                     c.rtc.handle_input(input).unwrap();
                 }
                 SfuOutput::Signal { key, msg } => self.signal(key, msg),
+                SfuOutput::RemoteKeyframe { link, track_id } => {
+                    self.remote_keyframes.push((link, track_id));
+                }
                 SfuOutput::ActiveSpeaker { .. } | SfuOutput::Sink { .. } => {}
             }
         }
@@ -147,6 +156,7 @@ impl Rig {
                 );
             }
             SignalOut::Error { answers, message } => panic!("{answers} refused: {message}"),
+            SignalOut::TrackRemoved { mid } => self.removed.push((key, mid)),
             _ => {}
         }
     }
@@ -300,4 +310,105 @@ fn a_refused_first_offer_leaves_the_session_waiting_for_a_good_one() {
         rig.clients[0].rtc.is_connected(),
         "the session never connected"
     );
+}
+
+/// An RTP packet as a relay carries it: plain header, payload.
+fn rtp(pt: u8, seq: u16, ts: u32, marker: bool, payload: &[u8]) -> bytes::Bytes {
+    let mut d = vec![0x80, u8::from(marker) << 7 | pt];
+    d.extend(seq.to_be_bytes());
+    d.extend(ts.to_be_bytes());
+    d.extend(0x5eed_u32.to_be_bytes());
+    d.extend(payload);
+    d.into()
+}
+
+fn remote_track(link: LinkKey, kind: MediaKind, codec: Codec, clock_rate: u32) -> SfuCommand {
+    SfuCommand::RemoteTrack {
+        link,
+        meeting: MeetingId::parse("rig-meeting").unwrap(),
+        track_id: 7,
+        participant: ParticipantId::parse("far-away").unwrap(),
+        name: "Far".into(),
+        kind,
+        codec,
+        clock_rate,
+    }
+}
+
+#[test]
+fn a_remote_track_reaches_local_subscribers_like_a_local_one_and_ends_with_its_link() {
+    let mut rig = Rig::new();
+    let link = LinkKey(77);
+    rig.join(1, false);
+    rig.join(2, false);
+    rig.run(Duration::from_secs(1));
+    let now = rig.now;
+    rig.sfu.handle_command(
+        now,
+        remote_track(link, MediaKind::Audio, Codec::Opus, 48_000),
+    );
+    rig.run(Duration::from_secs(1));
+    // 30 packets of 20 ms, sequence numbers across the 16-bit wrap.
+    for i in 0..30u16 {
+        let seq = 65_520u16.wrapping_add(i);
+        let now = rig.now;
+        let packet = rtp(111, seq, 960 * u32::from(i), false, &[0xfc, i as u8, 0xaa]);
+        rig.sfu.handle_command(
+            now,
+            SfuCommand::RemotePacket {
+                link,
+                track_id: 7,
+                rtp: packet,
+            },
+        );
+        rig.run(Duration::from_millis(20));
+    }
+    for c in &rig.clients {
+        let got: Vec<u8> = c.received.iter().map(|p| p[1]).collect();
+        assert_eq!(got, (0..30).collect::<Vec<u8>>(), "{:?} got {got:?}", c.key);
+        assert!(c.received.iter().all(|p| p == &[0xfc, p[1], 0xaa]));
+    }
+    // The link goes: both subscribers are told the track is gone.
+    let now = rig.now;
+    rig.sfu.handle_command(now, SfuCommand::LinkDown { link });
+    rig.run(Duration::from_millis(100));
+    let told: Vec<PeerKey> = rig.removed.iter().map(|(k, _)| *k).collect();
+    assert_eq!(told, vec![PeerKey(1), PeerKey(2)]);
+}
+
+#[test]
+fn a_subscriber_waiting_for_a_keyframe_of_a_remote_track_asks_its_link_once_per_interval() {
+    let mut rig = Rig::new();
+    let link = LinkKey(5);
+    rig.join(1, false);
+    rig.run(Duration::from_secs(1));
+    let now = rig.now;
+    rig.sfu.handle_command(
+        now,
+        remote_track(link, MediaKind::Video, Codec::Vp8, 90_000),
+    );
+    rig.run(Duration::from_secs(1));
+    // Delta frames only (VP8 P bit set): the subscriber cannot start on them.
+    for i in 0..20u16 {
+        let now = rig.now;
+        let packet = rtp(96, i, 3000 * u32::from(i), true, &[0x10, 0x01, 0, 0]);
+        rig.sfu.handle_command(
+            now,
+            SfuCommand::RemotePacket {
+                link,
+                track_id: 7,
+                rtp: packet,
+            },
+        );
+        rig.run(Duration::from_millis(50));
+    }
+    // Asked when the subscriber's m-line opened, and during one second of delta frames
+    // every 500 ms: not once per packet.
+    let asked = rig.remote_keyframes.len();
+    assert!(
+        (2..=4).contains(&asked),
+        "asked {asked} times: {:?}",
+        rig.remote_keyframes
+    );
+    assert!(rig.remote_keyframes.iter().all(|k| *k == (link, 7)));
 }
