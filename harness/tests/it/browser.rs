@@ -724,10 +724,12 @@ impl SimulcastRoom {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn simulcast_subscriber_gets_the_low_layer_for_a_small_tile_and_moves_up_for_a_large_one() {
+    // `_cluster` is bound, not dropped here: it keeps the cluster up.
     let SimulcastRoom {
         publisher,
         pid,
         viewer,
+        _cluster,
         ..
     } = SimulcastRoom::start().await;
     eventually(Duration::from_secs(30), "video at the viewer", || async {
@@ -782,7 +784,7 @@ async fn subscribers_switching_simulcast_layers_keep_decoding_on_one_continuous_
         publisher,
         pid,
         viewer,
-        ..
+        _cluster,
     } = SimulcastRoom::start().await;
     // A webrtc-rs viewer sees the RTP itself: sequence numbers and timestamps.
     let bot = bot::Bot::join(
