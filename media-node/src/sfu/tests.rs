@@ -89,6 +89,20 @@ impl Rig {
         );
     }
 
+    fn command(&mut self, cmd: SfuCommand) {
+        let now = self.now;
+        self.sfu.handle_command(now, cmd);
+    }
+
+    /// Relay link `link` delivers one RTP packet of remote track 7.
+    fn relay(&mut self, link: LinkKey, rtp: bytes::Bytes) {
+        self.command(SfuCommand::RemotePacket {
+            link,
+            track_id: 7,
+            rtp,
+        });
+    }
+
     fn client(&mut self, key: PeerKey) -> &mut Client {
         self.clients.iter_mut().find(|c| c.key == key).unwrap()
     }
@@ -342,24 +356,14 @@ fn a_remote_track_reaches_local_subscribers_like_a_local_one_and_ends_with_its_l
     rig.join(1, false);
     rig.join(2, false);
     rig.run(Duration::from_secs(1));
-    let now = rig.now;
-    rig.sfu.handle_command(
-        now,
-        remote_track(link, MediaKind::Audio, Codec::Opus, 48_000),
-    );
+    rig.command(remote_track(link, MediaKind::Audio, Codec::Opus, 48_000));
     rig.run(Duration::from_secs(1));
     // 30 packets of 20 ms, sequence numbers across the 16-bit wrap.
     for i in 0..30u16 {
         let seq = 65_520u16.wrapping_add(i);
-        let now = rig.now;
-        let packet = rtp(111, seq, 960 * u32::from(i), false, &[0xfc, i as u8, 0xaa]);
-        rig.sfu.handle_command(
-            now,
-            SfuCommand::RemotePacket {
-                link,
-                track_id: 7,
-                rtp: packet,
-            },
+        rig.relay(
+            link,
+            rtp(111, seq, 960 * u32::from(i), false, &[0xfc, i as u8, 0xaa]),
         );
         rig.run(Duration::from_millis(20));
     }
@@ -369,8 +373,7 @@ fn a_remote_track_reaches_local_subscribers_like_a_local_one_and_ends_with_its_l
         assert!(c.received.iter().all(|p| p == &[0xfc, p[1], 0xaa]));
     }
     // The link goes: both subscribers are told the track is gone.
-    let now = rig.now;
-    rig.sfu.handle_command(now, SfuCommand::LinkDown { link });
+    rig.command(SfuCommand::LinkDown { link });
     rig.run(Duration::from_millis(100));
     let told: Vec<PeerKey> = rig.removed.iter().map(|(k, _)| *k).collect();
     assert_eq!(told, vec![PeerKey(1), PeerKey(2)]);
@@ -382,23 +385,13 @@ fn a_subscriber_waiting_for_a_keyframe_of_a_remote_track_asks_its_link_once_per_
     let link = LinkKey(5);
     rig.join(1, false);
     rig.run(Duration::from_secs(1));
-    let now = rig.now;
-    rig.sfu.handle_command(
-        now,
-        remote_track(link, MediaKind::Video, Codec::Vp8, 90_000),
-    );
+    rig.command(remote_track(link, MediaKind::Video, Codec::Vp8, 90_000));
     rig.run(Duration::from_secs(1));
     // Delta frames only (VP8 P bit set): the subscriber cannot start on them.
     for i in 0..20u16 {
-        let now = rig.now;
-        let packet = rtp(96, i, 3000 * u32::from(i), true, &[0x10, 0x01, 0, 0]);
-        rig.sfu.handle_command(
-            now,
-            SfuCommand::RemotePacket {
-                link,
-                track_id: 7,
-                rtp: packet,
-            },
+        rig.relay(
+            link,
+            rtp(96, i, 3000 * u32::from(i), true, &[0x10, 0x01, 0, 0]),
         );
         rig.run(Duration::from_millis(50));
     }
