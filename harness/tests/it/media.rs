@@ -183,6 +183,11 @@ async fn aiortc_and_webrtc_rs_subscribers_get_every_frame_in_as_many_packets_as_
                 .iter()
                 .filter(|(ts, n)| recv.get(ts) == Some(n))
                 .count();
+            // A frame in more packets than sent would mean the node split it anew.
+            let resplit = frames
+                .iter()
+                .filter(|(ts, n)| recv.get(ts).is_some_and(|got| got > n))
+                .count();
             let got_packets: u32 = frames.iter().filter_map(|(ts, _)| recv.get(ts)).sum();
             let share = whole as f64 / frames.len() as f64;
             eprintln!(
@@ -192,6 +197,12 @@ async fn aiortc_and_webrtc_rs_subscribers_get_every_frame_in_as_many_packets_as_
                 packets as f64 / frames.len() as f64,
                 got_packets as f64 / arrived.max(1) as f64,
             );
+            if resplit > 0 {
+                failures.push(format!(
+                    "{subscriber} got {resplit} {kind} frames of {publisher} in more packets \
+                     than sent"
+                ));
+            }
             if share < 0.995 {
                 failures.push(format!(
                     "{subscriber} got {whole} of {} {kind} frames of {publisher} whole",
