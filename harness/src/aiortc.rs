@@ -3,23 +3,13 @@
 //! `scripts/test.sh` makes). Each peer runs for a fixed time and then reports, as JSON,
 //! every frame it sent and what it received per publisher and RTP timestamp.
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::process::Stdio;
 
 use anyhow::Context;
 use serde::Deserialize;
 use tokio::process::{Child, Command};
 
-/// The venv the test tools live in: `$FJORD_PY_TOOLS`, else `target/py-tools`.
-pub fn py_tools() -> PathBuf {
-    std::env::var_os("FJORD_PY_TOOLS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("target/py-tools"))
-}
-
-pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+use crate::{py_tools, repo_root};
 
 /// How an aiortc peer takes part.
 #[derive(Clone, Debug, Default)]

@@ -23,6 +23,19 @@ pub use crate::pki::Pki;
 pub use crate::process::{Etcd, Proc};
 
 /// A free TCP port on 127.0.0.1, reserved for this process (see [`reserve_port`]).
+/// The repository this harness was built from.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The venv the tests' Python tools live in (`scripts/test.sh` makes it):
+/// `$FJORD_PY_TOOLS`, else `target/py-tools`.
+pub fn py_tools() -> PathBuf {
+    std::env::var_os("FJORD_PY_TOOLS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target/py-tools"))
+}
+
 pub fn free_port() -> u16 {
     reserve_port()
 }

@@ -791,19 +791,7 @@ async fn subscribers_switching_simulcast_layers_keep_decoding_on_one_continuous_
         _cluster,
     } = SimulcastRoom::start().await;
     // A webrtc-rs viewer sees the RTP itself: sequence numbers and timestamps.
-    let bot = bot::Bot::join(
-        bot::BotConfig {
-            controller: base.clone(),
-            meeting: meeting.clone(),
-            name: "bot-view".into(),
-            password: None,
-            region: None,
-            publish: None,
-        },
-        Duration::from_secs(20),
-    )
-    .await
-    .unwrap();
+    let bot = crate::join_bot(&base, &meeting, "bot-view", None, None).await;
     let bot_mid = eventually(
         Duration::from_secs(30),
         "the bot to get the video",
@@ -998,28 +986,14 @@ async fn webrtc_rs_bots_and_chromium_receive_each_others_media_both_ways() {
     // Two webrtc-rs bots publishing different tones and patterns.
     let mut bots = Vec::new();
     for (name, tone, pattern) in [("bot-a", 440, "ball"), ("bot-b", 880, "smpte")] {
-        let clip = bot::media::encode(&bot::ClipSpec {
+        let clip = bot::ClipSpec {
             tone_hz: tone,
             pattern: pattern.into(),
             width: 320,
             height: 180,
             ..bot::ClipSpec::default()
-        })
-        .unwrap();
-        let b = bot::Bot::join(
-            bot::BotConfig {
-                controller: base.clone(),
-                meeting: meeting.clone(),
-                name: name.into(),
-                password: None,
-                region: None,
-                publish: Some(std::sync::Arc::new(clip)),
-            },
-            Duration::from_secs(20),
-        )
-        .await
-        .unwrap();
-        bots.push(b);
+        };
+        bots.push(crate::join_bot(&base, &meeting, name, None, Some(clip)).await);
     }
     let bot_ids: Vec<String> = bots.iter().map(|b| b.participant_id.clone()).collect();
 

@@ -5,7 +5,7 @@
 //! with the binaries' own TLS and token code, under the names the pods dial each other by;
 //! each binary accepts the config file and environment the chart gives its pods.
 //! scripts/test.sh installs the tools into target/py-tools.
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -15,13 +15,11 @@ use common::token::{Role, TokenSigner, TokenVerifier};
 use proto::v1::relay_control::Msg;
 use proto::v1::{RelayControl, RelayHello};
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+use harness::repo_root as root;
 
 /// Runs tests/helm/test_chart.py with `args` in the tools' venv; answers what it printed.
 fn chart_checks(args: &[&str]) -> String {
-    let python = harness::aiortc::py_tools().join("bin/python");
+    let python = harness::py_tools().join("bin/python");
     assert!(
         python.exists(),
         "{} is missing: run scripts/test.sh (ensure_python_tools makes it)",

@@ -12,7 +12,7 @@ use serde_json::Value;
 use crate::recording;
 
 fn chart_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../helm/fjord")
+    harness::repo_root().join("helm/fjord")
 }
 
 /// Every query of every dashboard: (dashboard, panel or variable, PromQL as Prometheus

@@ -41,6 +41,31 @@ pub fn node(id: &str, region: &str) -> NodeSpec {
     }
 }
 
+/// A webrtc-rs bot joined to `meeting` (from `region`, if given), publishing `clip` or
+/// only listening.
+pub async fn join_bot(
+    base: &str,
+    meeting: &str,
+    name: &str,
+    region: Option<&str>,
+    clip: Option<bot::ClipSpec>,
+) -> bot::Bot {
+    let publish = clip.map(|c| std::sync::Arc::new(bot::media::encode(&c).unwrap()));
+    bot::Bot::join(
+        bot::BotConfig {
+            controller: base.into(),
+            meeting: meeting.into(),
+            name: name.into(),
+            password: None,
+            region: region.map(str::to_owned),
+            publish,
+        },
+        Duration::from_secs(20),
+    )
+    .await
+    .unwrap()
+}
+
 pub struct Api {
     pub http: reqwest::Client,
     pub key: String,

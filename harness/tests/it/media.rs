@@ -3,7 +3,6 @@
 //! says it sent. The node forwards packets, so a subscriber gets every frame in exactly
 //! as many packets as the publisher sent it in.
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use harness::aiortc::{AiortcPeer, PeerSpec};
@@ -21,30 +20,13 @@ fn unix_ms() -> u64 {
 
 /// A webrtc-rs bot: publishing a VP8 320×240 15 fps pattern and a tone, or listening.
 async fn bot(base: &str, meeting: &str, name: &str, publish: bool) -> bot::Bot {
-    let clip = publish.then(|| {
-        Arc::new(
-            bot::media::encode(&bot::ClipSpec {
-                width: 320,
-                height: 240,
-                fps: 15,
-                ..bot::ClipSpec::default()
-            })
-            .unwrap(),
-        )
+    let clip = publish.then(|| bot::ClipSpec {
+        width: 320,
+        height: 240,
+        fps: 15,
+        ..bot::ClipSpec::default()
     });
-    bot::Bot::join(
-        bot::BotConfig {
-            controller: base.into(),
-            meeting: meeting.into(),
-            name: name.into(),
-            password: None,
-            region: None,
-            publish: clip,
-        },
-        Duration::from_secs(20),
-    )
-    .await
-    .unwrap()
+    crate::join_bot(base, meeting, name, None, clip).await
 }
 
 /// Packets per RTP timestamp, per (publisher, kind), as one subscriber received them.

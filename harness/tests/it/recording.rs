@@ -12,27 +12,14 @@ use serde_json::json;
 use crate::{Api, spec};
 
 async fn publisher(base: &str, meeting: &str, name: &str, hz: u32, pattern: &str) -> bot::Bot {
-    let clip = bot::media::encode(&bot::ClipSpec {
+    let clip = bot::ClipSpec {
         tone_hz: hz,
         pattern: pattern.into(),
         width: 320,
         height: 180,
         ..bot::ClipSpec::default()
-    })
-    .unwrap();
-    bot::Bot::join(
-        bot::BotConfig {
-            controller: base.into(),
-            meeting: meeting.into(),
-            name: name.into(),
-            password: None,
-            region: Some("oslo".into()),
-            publish: Some(std::sync::Arc::new(clip)),
-        },
-        Duration::from_secs(20),
-    )
-    .await
-    .unwrap()
+    };
+    crate::join_bot(base, meeting, name, Some("oslo"), Some(clip)).await
 }
 
 fn near(what: &str, got_ms: u64, want: Duration) {
