@@ -37,7 +37,8 @@ impl MediaNodeControl for Control {
             .map_err(Status::unavailable)?;
         let m = meeting(&r.meeting_id)?;
         tracing::info!(meeting = %m, epoch = r.epoch, "meeting prepared");
-        self.node.prepare(m);
+        self.node.prepare(m.clone());
+        crate::mesh::Mesh::follow(&self.node, &m);
         Ok(Response::new(PrepareMeetingResponse {}))
     }
 

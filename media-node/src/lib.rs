@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod control;
+pub mod mesh;
 pub mod relay_server;
 pub mod room;
 pub mod sfu;
@@ -180,6 +181,9 @@ pub struct Node {
     pub shutdown: CancellationToken,
     pub rooms: Arc<room::Rooms>,
     pub sfu: sfu::driver::SfuHandle,
+    /// Links to the other media nodes of our meetings.
+    pub mesh: mesh::Mesh,
+    pub etcd: common::config::EtcdConfig,
     /// Prepared meetings and their connected participants.
     meetings: Mutex<HashMap<MeetingId, u32>>,
     participants: AtomicU32,
@@ -206,6 +210,7 @@ impl Node {
     }
     pub fn close(&self, m: &MeetingId) {
         self.meetings.lock().expect("meetings").remove(m);
+        self.mesh.unfollow(m);
         self.rooms.close(m);
     }
     pub fn participant_joined(&self, m: &MeetingId) {
@@ -250,6 +255,7 @@ pub async fn run(
     }
     let registry = common::ops::registry(&cfg.node_id, &cfg.region);
     let metrics = Metrics::new(&registry, cfg.capacity.participants);
+    let mesh_metrics = mesh::MeshMetrics::new(&registry);
 
     let record = MediaNodeRecord {
         node_id: cfg.node_id.clone(),
@@ -301,6 +307,20 @@ pub async fn run(
         load_rx,
         shutdown.clone(),
     );
+    // The relay needs TLS (QUIC has no plaintext): without it, no recordings and no
+    // cascading between media nodes.
+    let (relay_server, relay_client) = match &tls {
+        Some(t) => {
+            let addr = common::config::socket_addr("relay_listen", &cfg.relay_listen)?;
+            let server = relay::server(addr, t.pem())
+                .with_context(|| format!("relay endpoint on {addr} (key `relay_listen`)"))?;
+            let bind = std::net::SocketAddr::new(addr.ip(), 0);
+            let client = relay::client(bind, t.pem())
+                .with_context(|| format!("relay client endpoint on {bind}"))?;
+            (Some(server), Some(client))
+        }
+        None => (None, None),
+    };
     let node = Arc::new(Node {
         id,
         verifier,
@@ -311,6 +331,12 @@ pub async fn run(
         shutdown: shutdown.clone(),
         rooms,
         sfu: sfu_handle,
+        mesh: mesh::Mesh::new(
+            common::keyspace::Keyspace::new(&cfg.etcd.prefix),
+            relay_client,
+            mesh_metrics,
+        ),
+        etcd: cfg.etcd.clone(),
         meetings: Mutex::default(),
         participants: AtomicU32::new(0),
     });
@@ -348,12 +374,8 @@ pub async fn run(
         }
     });
 
-    // The relay needs TLS (QUIC has no plaintext): without it, no recordings.
-    match &tls {
-        Some(t) => {
-            let addr = common::config::socket_addr("relay_listen", &cfg.relay_listen)?;
-            let endpoint = relay::server(addr, t.pem())
-                .with_context(|| format!("relay endpoint on {addr} (key `relay_listen`)"))?;
+    match relay_server {
+        Some(endpoint) => {
             tracing::info!(relay = %endpoint.local_addr()?, "relay listening (QUIC)");
             tokio::spawn(relay_server::serve(
                 endpoint,
@@ -361,7 +383,9 @@ pub async fn run(
                 shutdown.clone(),
             ));
         }
-        None => tracing::warn!("no TLS: the relay is off, so meetings here cannot be recorded"),
+        None => tracing::warn!(
+            "no TLS: the relay is off, so meetings here cannot be recorded or span nodes"
+        ),
     }
 
     let grpc_addr = grpc.local_addr()?;

@@ -1,5 +1,6 @@
 //! The media node's end of the relay (DESIGN §6): a QUIC endpoint where recording nodes
-//! (sinks) subscribe to a meeting hosted here. Each link says hello with the meeting; it
+//! (sinks) subscribe to a meeting hosted here, and where other media nodes of our
+//! meetings connect (a hello that is not `sink_only`: see `mesh`). Each link says hello with the meeting; it
 //! is then attached to that meeting's SFU shard as a sink, gets an announcement for every
 //! published track, and the RTP of the tracks it subscribes to as datagrams. Keyframe
 //! requests go back to the publishers through the SFU.
@@ -13,7 +14,7 @@ use str0m::media::MediaKind;
 use tokio_util::sync::CancellationToken;
 
 use crate::Node;
-use crate::sfu::SinkEvent;
+use crate::sfu::RelayEvent;
 
 pub async fn serve(endpoint: quinn::Endpoint, node: Arc<Node>, shutdown: CancellationToken) {
     loop {
@@ -47,6 +48,11 @@ async fn serve_link(
     let Some(Msg::Hello(hello)) = hello.msg else {
         anyhow::bail!("no hello");
     };
+    if !hello.sink_only {
+        // Another media node: the connection carries every meeting we have in common.
+        crate::mesh::Mesh::serve_connection(node, link, hello).await;
+        return Ok(());
+    }
     let meeting = MeetingId::parse(&hello.meeting_id)?;
     if !node.hosts(&meeting) {
         link.connection
@@ -67,7 +73,7 @@ async fn serve_link(
             _ = shutdown.cancelled() => break,
             e = events.recv() => match e {
                 None => break,
-                Some(SinkEvent::Media { track_id, packet }) => {
+                Some(RelayEvent::Media { track_id, packet, .. }) => {
                     if subscribed.contains(&track_id) {
                         // Full buffers drop datagrams, as a lossy link would.
                         match relay::send_media(&connection, track_id, &packet) {
@@ -77,7 +83,7 @@ async fn serve_link(
                         }
                     }
                 }
-                Some(SinkEvent::Announce { track_id, participant, name, kind, codec, clock_rate }) => {
+                Some(RelayEvent::Announce { track_id, participant, name, kind, codec, clock_rate, .. }) => {
                     writer.send(&RelayControl { msg: Some(Msg::Announce(AnnounceTrack {
                         track_id,
                         participant_id: participant.to_string(),
@@ -89,7 +95,8 @@ async fn serve_link(
                         payload_type: u32::from(crate::sfu::payload_type(codec)),
                     }))}).await?;
                 }
-                Some(SinkEvent::Remove { track_id }) => {
+                Some(RelayEvent::Keyframe { .. } | RelayEvent::Layers { .. }) => {}
+                Some(RelayEvent::Remove { track_id }) => {
                     subscribed.remove(&track_id);
                     writer.send(&RelayControl { msg: Some(Msg::Remove(RemoveTrack { track_id })) }).await?;
                 }

@@ -1,5 +1,10 @@
 //! Meetings as signaling sees them: who is in, and a broadcast of what happens. Media
 //! routing is the SFU's; this is the participant list, chat and mute state.
+//!
+//! Participants of the same meeting on other media nodes (cascading) are members too,
+//! with the relay link to the node they live on: that link keeps them up to date
+//! ([`Rooms::remote_upsert`], [`Rooms::remote_leave`]) and forgets them when it goes
+//! ([`Rooms::remote_forget`]). Local sessions cannot tell them from neighbours.
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
@@ -45,6 +50,9 @@ pub enum RoomEvent {
 
 struct Member {
     info: ParticipantInfo,
+    /// The relay link a remote participant's node keeps it up to date over; None for
+    /// ours.
+    origin: Option<u64>,
     /// Cancels the member's session; a reconnect with the same participant id uses it.
     session: CancellationToken,
     generation: u64,
@@ -55,6 +63,16 @@ struct Room {
     events: broadcast::Sender<RoomEvent>,
     /// The last announced active speaker, told to whoever joins later.
     active_speaker: Option<String>,
+}
+
+impl Room {
+    fn new() -> Self {
+        Self {
+            members: BTreeMap::new(),
+            events: broadcast::channel(256).0,
+            active_speaker: None,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -88,16 +106,13 @@ impl Rooms {
             .next_generation
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut rooms = self.rooms.lock().expect("rooms");
-        let room = rooms.entry(meeting.clone()).or_insert_with(|| Room {
-            members: BTreeMap::new(),
-            events: broadcast::channel(256).0,
-            active_speaker: None,
-        });
+        let room = rooms.entry(meeting.clone()).or_insert_with(Room::new);
         let session = CancellationToken::new();
         let replaced = room.members.insert(
             participant.clone(),
             Member {
                 info: info.clone(),
+                origin: None,
                 session: session.clone(),
                 generation,
             },
@@ -137,7 +152,7 @@ impl Rooms {
         if room
             .members
             .get(&m.participant)
-            .is_some_and(|x| x.generation == m.generation)
+            .is_some_and(|x| x.origin.is_none() && x.generation == m.generation)
         {
             room.members.remove(&m.participant);
             let _ = room.events.send(RoomEvent::ParticipantLeft {
@@ -173,6 +188,108 @@ impl Rooms {
         let _ = room.events.send(event);
     }
 
+    /// A participant of `meeting` on the media node behind link `origin` joined, or changed (mute): it
+    /// is shown to local sessions like a neighbour. Ignored if the id is one of ours (a
+    /// participant who moved here is ours from then on).
+    pub fn remote_upsert(&self, meeting: &MeetingId, origin: u64, info: ParticipantInfo) {
+        let Ok(id) = ParticipantId::parse(&info.participant_id) else {
+            return;
+        };
+        let mut rooms = self.rooms.lock().expect("rooms");
+        let room = rooms.entry(meeting.clone()).or_insert_with(Room::new);
+        let event = match room.members.get_mut(&id) {
+            Some(m) if m.origin.is_none() => return,
+            Some(m) => {
+                let muted = (info.audio_muted, info.video_muted);
+                let was = (m.info.audio_muted, m.info.video_muted);
+                m.origin = Some(origin);
+                m.info = info.clone();
+                if muted == was {
+                    return;
+                }
+                RoomEvent::Mute {
+                    participant_id: info.participant_id,
+                    audio_muted: muted.0,
+                    video_muted: muted.1,
+                }
+            }
+            None => {
+                room.members.insert(
+                    id,
+                    Member {
+                        info: info.clone(),
+                        origin: Some(origin),
+                        session: CancellationToken::new(),
+                        generation: 0,
+                    },
+                );
+                RoomEvent::ParticipantJoined { participant: info }
+            }
+        };
+        let _ = room.events.send(event);
+    }
+
+    /// A participant of `origin` left.
+    pub fn remote_leave(&self, meeting: &MeetingId, origin: u64, participant_id: &str) {
+        self.remove_remote(meeting, |id, o| {
+            o == origin && id.as_str() == participant_id
+        });
+    }
+
+    /// The link to `origin` is gone: its participants leave.
+    pub fn remote_forget(&self, meeting: &MeetingId, origin: u64) {
+        self.remove_remote(meeting, |_, o| o == origin);
+    }
+
+    fn remove_remote(&self, meeting: &MeetingId, which: impl Fn(&ParticipantId, u64) -> bool) {
+        let mut rooms = self.rooms.lock().expect("rooms");
+        let Some(room) = rooms.get_mut(meeting) else {
+            return;
+        };
+        let gone: Vec<ParticipantId> = room
+            .members
+            .iter()
+            .filter(|(id, m)| m.origin.is_some_and(|o| which(id, o)))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in gone {
+            room.members.remove(&id);
+            let _ = room.events.send(RoomEvent::ParticipantLeft {
+                participant_id: id.to_string(),
+            });
+        }
+        if room.members.is_empty() {
+            rooms.remove(meeting);
+        }
+    }
+
+    /// Whether `participant_id` is a participant of `meeting` connected here.
+    pub fn is_local(&self, meeting: &MeetingId, participant_id: &str) -> bool {
+        let rooms = self.rooms.lock().expect("rooms");
+        rooms.get(meeting).is_some_and(|r| {
+            r.members
+                .iter()
+                .any(|(id, m)| id.as_str() == participant_id && m.origin.is_none())
+        })
+    }
+
+    /// The local participants of `meeting` now, and its events from now on: what a
+    /// relay link tells the far node.
+    pub fn watch(
+        &self,
+        meeting: &MeetingId,
+    ) -> (Vec<ParticipantInfo>, broadcast::Receiver<RoomEvent>) {
+        let mut rooms = self.rooms.lock().expect("rooms");
+        let room = rooms.entry(meeting.clone()).or_insert_with(Room::new);
+        let local = room
+            .members
+            .values()
+            .filter(|m| m.origin.is_none())
+            .map(|m| m.info.clone())
+            .collect();
+        (local, room.events.subscribe())
+    }
+
     /// Ends every session of a meeting (it was closed by the controller).
     pub fn close(&self, meeting: &MeetingId) {
         if let Some(room) = self.rooms.lock().expect("rooms").remove(meeting) {
@@ -182,13 +299,15 @@ impl Rooms {
         }
     }
 
+    /// Participants connected here (not those of other nodes).
     pub fn participants(&self) -> usize {
         self.rooms
             .lock()
             .expect("rooms")
             .values()
-            .map(|r| r.members.len())
-            .sum()
+            .flat_map(|r| r.members.values())
+            .filter(|m| m.origin.is_none())
+            .count()
     }
 }
 
@@ -245,6 +364,40 @@ mod tests {
         assert!(
             matches!(a.events.try_recv(), Ok(RoomEvent::ParticipantLeft { participant_id }) if participant_id == "b")
         );
+    }
+
+    #[test]
+    fn remote_participants_look_local_and_leave_with_their_node() {
+        let rooms = Rooms::default();
+        let m = MeetingId::parse("m").unwrap();
+        let far = 7;
+        rooms.remote_upsert(&m, far, info("r"));
+        let mut a = rooms.join(&m, &ParticipantId::parse("a").unwrap(), info("a"));
+        assert_eq!(
+            a.others,
+            vec![info("r")],
+            "the welcome lists the far participant"
+        );
+        assert!(!rooms.is_local(&m, "r") && rooms.is_local(&m, "a"));
+        assert_eq!(rooms.participants(), 1);
+        let _ = a.events.try_recv(); // a's own join
+        let mut muted = info("r");
+        muted.audio_muted = true;
+        rooms.remote_upsert(&m, far, muted);
+        assert!(matches!(
+            a.events.try_recv(),
+            Ok(RoomEvent::Mute { participant_id, audio_muted: true, .. }) if participant_id == "r"
+        ));
+        // A far record never replaces one of ours.
+        rooms.remote_upsert(&m, far, info("a"));
+        assert!(rooms.is_local(&m, "a"));
+        rooms.remote_forget(&m, far);
+        assert!(matches!(
+            a.events.try_recv(),
+            Ok(RoomEvent::ParticipantLeft { participant_id }) if participant_id == "r"
+        ));
+        let (local, _) = rooms.watch(&m);
+        assert_eq!(local, vec![info("a")]);
     }
 
     #[test]

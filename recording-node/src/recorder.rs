@@ -148,7 +148,7 @@ pub async fn record(
                         left_offset_ms: None,
                     });
                     tracks.insert(a.track_id, spec);
-                    writer.send(&RelayControl { msg: Some(Msg::Subscribe(Subscribe { track_id: a.track_id, layer: 0 })) }).await?;
+                    writer.send(&RelayControl { msg: Some(Msg::Subscribe(Subscribe { track_id: a.track_id, layer: 0, layers: 0 })) }).await?;
                 }
                 Ok(Some(RelayControl { msg: Some(Msg::Remove(r)) })) => {
                     composite.remove(r.track_id);

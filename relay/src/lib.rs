@@ -48,9 +48,16 @@ pub enum RelayError {
     Protocol(String),
 }
 
+/// A link that carried nothing, keep-alives included, for this long is dead: media
+/// nodes of a meeting notice a stalled link (and drop its tracks) within 2 s.
+pub const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 fn transport() -> Arc<quinn::TransportConfig> {
     let mut t = quinn::TransportConfig::default();
-    t.keep_alive_interval(Some(std::time::Duration::from_secs(2)));
+    t.keep_alive_interval(Some(IDLE_TIMEOUT / 4));
+    t.max_idle_timeout(Some(
+        quinn::IdleTimeout::try_from(IDLE_TIMEOUT).expect("a small timeout"),
+    ));
     // Media must not queue behind the congestion window for long: drop rather than lag.
     t.datagram_send_buffer_size(1 << 20);
     t.datagram_receive_buffer_size(Some(1 << 20));
@@ -110,6 +117,59 @@ impl ControlReader {
         self.0.read_exact(&mut body).await?;
         Ok(Some(wire::decode_control(&body)?))
     }
+}
+
+/// Opens another control stream on an established connection (one per meeting between
+/// two media nodes) and sends `hello` on it.
+pub async fn open(
+    connection: &quinn::Connection,
+    hello: &RelayControl,
+) -> Result<(ControlWriter, ControlReader), RelayError> {
+    let (send, recv) = connection.open_bi().await?;
+    let mut writer = ControlWriter(send);
+    writer.send(hello).await?;
+    Ok((writer, ControlReader(recv)))
+}
+
+/// The next control stream the peer opens on `connection`, with its hello. Ends with
+/// `Connection` when the connection closes.
+pub async fn accept_stream(
+    connection: &quinn::Connection,
+) -> Result<(ControlWriter, ControlReader, RelayControl), RelayError> {
+    let (send, recv) = connection.accept_bi().await?;
+    let mut reader = ControlReader(recv);
+    let first = reader
+        .recv()
+        .await?
+        .ok_or_else(|| RelayError::Protocol("the peer closed before its hello".into()))?;
+    if !matches!(first.msg, Some(proto::v1::relay_control::Msg::Hello(_))) {
+        return Err(RelayError::Protocol(
+            "the first message must be a hello".into(),
+        ));
+    }
+    Ok((ControlWriter(send), reader, first))
+}
+
+/// Whether the peer of `connection` presented a certificate (verified against the
+/// cluster CA during the handshake) that is valid for `name`: a node is who its hello
+/// says only if its certificate names it.
+pub fn peer_is(connection: &quinn::Connection, name: &str) -> bool {
+    let Some(identity) = connection.peer_identity() else {
+        return false;
+    };
+    let Ok(certs) = identity.downcast::<Vec<rustls_pki_types::CertificateDer<'static>>>() else {
+        return false;
+    };
+    let Some(leaf) = certs.first() else {
+        return false;
+    };
+    let (Ok(cert), Ok(subject)) = (
+        webpki::EndEntityCert::try_from(leaf),
+        rustls_pki_types::ServerName::try_from(name),
+    ) else {
+        return false;
+    };
+    cert.verify_is_valid_for_subject_name(&subject).is_ok()
 }
 
 /// Connects to the relay endpoint of node `server_name` (the name its certificate

@@ -25,6 +25,19 @@ pub enum WireError {
     Empty,
 }
 
+/// Track ids are at most this: the high byte of a datagram's media id is the layer.
+pub const MAX_TRACK_ID: u32 = 0x00ff_ffff;
+
+/// The media id of a datagram: `track_id` with the simulcast `layer` in its high byte.
+pub fn media_id(track_id: u32, layer: u8) -> u32 {
+    (u32::from(layer) << 24) | (track_id & MAX_TRACK_ID)
+}
+
+/// The track id and layer of a media id.
+pub fn split_media_id(id: u32) -> (u32, u8) {
+    (id & MAX_TRACK_ID, (id >> 24) as u8)
+}
+
 pub fn encode_datagram(track_id: u32, rtp: &[u8], out: &mut Vec<u8>) {
     out.clear();
     out.extend_from_slice(&track_id.to_be_bytes());
@@ -88,6 +101,14 @@ mod tests {
         let mut bad = d.clone();
         bad[4] = 0x40;
         assert_eq!(decode_datagram(&bad), Err(WireError::NotRtp));
+    }
+
+    #[test]
+    fn media_ids_carry_the_layer_beside_the_track() {
+        assert_eq!(split_media_id(media_id(7, 0)), (7, 0));
+        assert_eq!(split_media_id(media_id(MAX_TRACK_ID, 2)), (MAX_TRACK_ID, 2));
+        // A sink's track id is its media id: layer 0.
+        assert_eq!(media_id(5, 0), 5);
     }
 
     #[test]

@@ -88,6 +88,7 @@ async fn control_messages_and_media_datagrams_flow_between_cluster_peers() {
             msg: Some(Msg::Subscribe(Subscribe {
                 track_id: 5,
                 layer: 0,
+                layers: 0,
             })),
         })
         .await

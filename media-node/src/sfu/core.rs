@@ -20,10 +20,12 @@ use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output, Rtc, 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PeerKey(pub u64);
 
-/// What a relay sink receives from the SFU.
+/// What a relay peer receives from the SFU: a sink (a recording node) or a link to
+/// another media node of the meeting.
 #[derive(Debug)]
-pub enum SinkEvent {
-    /// A new track (sent before its first packet).
+pub enum RelayEvent {
+    /// A new track (sent before its first packet). `layers` is 3 for a simulcast track a
+    /// link carries layer by layer, else 1.
     Announce {
         track_id: u32,
         participant: ParticipantId,
@@ -31,11 +33,22 @@ pub enum SinkEvent {
         kind: MediaKind,
         codec: &'static str,
         clock_rate: u32,
+        layers: u8,
     },
     /// The track ended (its publisher left).
     Remove { track_id: u32 },
-    /// One RTP packet of a track.
-    Media { track_id: u32, packet: Vec<u8> },
+    /// One RTP packet of a track (of simulcast layer `layer`, 0 without simulcast).
+    Media {
+        track_id: u32,
+        layer: u8,
+        packet: Vec<u8>,
+    },
+    /// Links only: local subscribers need a keyframe of the far node's track (of layer
+    /// `layer`). Throttled here, and again at the publisher's node.
+    Keyframe { track_id: u32, layer: u8 },
+    /// Links only: the layers of the far node's track that local subscribers need now,
+    /// as a bit set (bit 0 = `l`, or the only layer); 0 when nobody here subscribes.
+    Layers { track_id: u32, mask: u8 },
 }
 
 /// A relay sink (a recording node's subscription to a meeting), chosen by the driver.
@@ -100,6 +113,25 @@ pub enum SfuCommand {
         key: SinkKey,
         track_id: u32,
     },
+    /// A relay link to another media node of `meeting` opened: it is announced the
+    /// meeting's local tracks (never the ones that came over a link: the mesh is full, so
+    /// that would echo) and gets the layers it subscribes to.
+    LinkAttach {
+        link: LinkKey,
+        meeting: MeetingId,
+    },
+    /// The far node wants the layers `mask` of our track `track_id` (0: unsubscribe).
+    LinkSubscribe {
+        link: LinkKey,
+        track_id: u32,
+        mask: u8,
+    },
+    /// The far node needs a keyframe of our track `track_id`, layer `layer`.
+    LinkKeyframe {
+        link: LinkKey,
+        track_id: u32,
+        layer: u8,
+    },
     /// Another media node announced a track of one of its participants in `meeting`:
     /// local peers of the meeting are offered it like a local one.
     RemoteTrack {
@@ -111,19 +143,22 @@ pub enum SfuCommand {
         kind: MediaKind,
         codec: Codec,
         clock_rate: u32,
+        /// 3 when the link carries the track's simulcast layers, else 1.
+        layers: u8,
     },
     /// A remote track ended.
     RemoteTrackEnded {
         link: LinkKey,
         track_id: u32,
     },
-    /// One RTP packet of a remote track, as the relay carried it.
+    /// One RTP packet of a remote track (of layer `layer`), as the relay carried it.
     RemotePacket {
         link: LinkKey,
         track_id: u32,
+        layer: u8,
         rtp: bytes::Bytes,
     },
-    /// The link is gone: its tracks end.
+    /// The link is gone: its tracks end, and it is announced nothing more.
     LinkDown {
         link: LinkKey,
     },
@@ -172,12 +207,12 @@ pub enum SfuOutput {
     /// Something for relay sink `key`.
     Sink {
         key: SinkKey,
-        event: SinkEvent,
+        event: RelayEvent,
     },
-    /// A local subscriber needs a keyframe of remote track `track_id` (throttled here).
-    RemoteKeyframe {
+    /// Something for relay link `link`.
+    Link {
         link: LinkKey,
-        track_id: u32,
+        event: RelayEvent,
     },
     Timeout(Instant),
 }
@@ -471,10 +506,56 @@ struct RemoteTrack {
     kind: MediaKind,
     codec: Codec,
     clock_rate: u32,
-    /// The highest extended sequence number so far.
-    highest_seq: Option<u64>,
-    last_keyframe_request: Option<Instant>,
+    /// 3 for simulcast (layer by layer), else 1.
+    layers: u8,
+    /// The highest extended sequence number so far, per layer.
+    highest_seq: [Option<u64>; 3],
+    /// When we last asked the far node for a keyframe, per layer.
+    last_keyframe_request: [Option<Instant>; 3],
+    /// The layers we asked the far node for (bit set; 0: not subscribed).
+    mask: u8,
+    /// Smoothed loudness and the current window, as for a local track.
+    loudness: f32,
+    window: (f32, u32),
 }
+
+/// A relay link to another media node, as the sender of our local tracks.
+struct Link {
+    key: LinkKey,
+    meeting: MeetingId,
+    tracks: Vec<LinkTrack>,
+    next_track_id: u32,
+}
+
+/// One of our local tracks on a link: announced at its first packet, sent while the far
+/// node subscribes, layer by layer, as the publisher sent it.
+struct LinkTrack {
+    track_id: u32,
+    source: Source,
+    codec: &'static str,
+    simulcast: bool,
+    /// The layers the far node subscribed to (bit set).
+    mask: u8,
+}
+
+/// The bit of simulcast layer `rid` in a layer set (the only layer: bit 0).
+fn layer_bit(rid: Option<Rid>) -> u8 {
+    1 << layer_index(rid)
+}
+
+/// The index of a layer on relay links: 0 = `l` (or no simulcast), 1 = `m`, 2 = `h`.
+fn layer_index(rid: Option<Rid>) -> u8 {
+    rid.map_or(0, |r| layer_rank(r) as u8)
+}
+
+/// The layer of index `i` of a simulcast track.
+fn layer_rid(i: u8) -> Rid {
+    Rid::from(LAYER_BPS[usize::from(i).min(LAYER_BPS.len() - 1)].0)
+}
+
+/// Every layer of a track: for a new subscriber that has not started yet, so that it
+/// starts on whichever comes first, as a local one would.
+const ALL_LAYERS: u8 = 0b111;
 
 /// A signaling session whose first offer has not been accepted yet.
 struct Waiting {
@@ -499,6 +580,9 @@ pub struct Sfu {
     speakers: Vec<(MeetingId, ParticipantId)>,
     sinks: Vec<Sink>,
     remotes: Vec<RemoteTrack>,
+    links: Vec<Link>,
+    /// Something changed what local subscribers need of remote tracks.
+    wants_changed: bool,
 }
 
 struct Sink {
@@ -551,6 +635,8 @@ impl Sfu {
             speakers: Vec::new(),
             sinks: Vec::new(),
             remotes: Vec::new(),
+            links: Vec::new(),
+            wants_changed: false,
         }
     }
 
@@ -668,6 +754,7 @@ impl Sfu {
                 }
                 t.want = rid;
                 let source = t.source;
+                self.wants_changed = true;
                 // Switching needs a keyframe of the new layer.
                 self.request_keyframe(now, source, Some(rid), KeyframeRequestKind::Pli);
             }
@@ -683,9 +770,66 @@ impl Sfu {
                         tracks: Vec::new(),
                         next_track_id: 1,
                     });
+                    self.wants_changed = true;
                 }
             }
-            SfuCommand::SinkDetach { key } => self.sinks.retain(|s| s.key != key),
+            SfuCommand::SinkDetach { key } => {
+                self.sinks.retain(|s| s.key != key);
+                self.wants_changed = true;
+            }
+            SfuCommand::LinkAttach { link, meeting } => {
+                if !self.links.iter().any(|l| l.key == link) {
+                    self.links.push(Link {
+                        key: link,
+                        meeting,
+                        tracks: Vec::new(),
+                        next_track_id: 1,
+                    });
+                }
+            }
+            SfuCommand::LinkSubscribe {
+                link,
+                track_id,
+                mask,
+            } => {
+                let Some(t) = self
+                    .links
+                    .iter_mut()
+                    .find(|l| l.key == link)
+                    .and_then(|l| l.tracks.iter_mut().find(|t| t.track_id == track_id))
+                else {
+                    return;
+                };
+                let mask = if t.simulcast {
+                    mask & ALL_LAYERS
+                } else {
+                    mask.min(1)
+                };
+                let added = mask & !t.mask;
+                t.mask = mask;
+                let (source, simulcast) = (t.source, t.simulcast);
+                // The far node's subscribers start on a keyframe of each layer it added.
+                for i in (0..3u8).filter(|i| added & (1 << i) != 0) {
+                    let rid = simulcast.then(|| layer_rid(i));
+                    self.request_keyframe(now, source, rid, KeyframeRequestKind::Pli);
+                }
+            }
+            SfuCommand::LinkKeyframe {
+                link,
+                track_id,
+                layer,
+            } => {
+                let Some(t) = self
+                    .links
+                    .iter()
+                    .find(|l| l.key == link)
+                    .and_then(|l| l.tracks.iter().find(|t| t.track_id == track_id))
+                else {
+                    return;
+                };
+                let (source, rid) = (t.source, t.simulcast.then(|| layer_rid(layer)));
+                self.request_keyframe(now, source, rid, KeyframeRequestKind::Pli);
+            }
             SfuCommand::SinkKeyframe { key, track_id } => {
                 let Some(t) = self
                     .sinks
@@ -707,6 +851,7 @@ impl Sfu {
                 kind,
                 codec,
                 clock_rate,
+                layers,
             } => {
                 let source = Source::Remote(link, track_id);
                 if self
@@ -729,9 +874,14 @@ impl Sfu {
                     kind,
                     codec,
                     clock_rate,
-                    highest_seq: None,
-                    last_keyframe_request: None,
+                    layers: if layers > 1 { 3 } else { 1 },
+                    highest_seq: [None; 3],
+                    last_keyframe_request: [None; 3],
+                    mask: 0,
+                    loudness: 0.0,
+                    window: (0.0, 0),
                 });
+                self.wants_changed = true;
             }
             SfuCommand::RemoteTrackEnded { link, track_id } => {
                 self.remotes
@@ -739,14 +889,16 @@ impl Sfu {
                 self.retire(|s| *s == Source::Remote(link, track_id));
             }
             SfuCommand::LinkDown { link } => {
+                self.links.retain(|l| l.key != link);
                 self.remotes.retain(|r| r.link != link);
                 self.retire(|s| matches!(s, Source::Remote(l, _) if *l == link));
             }
             SfuCommand::RemotePacket {
                 link,
                 track_id,
+                layer,
                 rtp,
-            } => self.remote_packet(now, link, track_id, &rtp),
+            } => self.remote_packet(now, link, track_id, layer, &rtp),
         }
     }
 
@@ -836,6 +988,7 @@ impl Sfu {
             Ok(a) => {
                 peer.dirty = true;
                 let started = peer.refresh_directions();
+                self.wants_changed = true;
                 self.signal(key, SignalOut::Answer(a.to_sdp_string()));
                 self.keyframes_for(now, started);
             }
@@ -863,6 +1016,7 @@ impl Sfu {
                 // Tracks added meanwhile are offered now.
                 peer.dirty = true;
                 let started = peer.refresh_directions();
+                self.wants_changed = true;
                 // A new subscriber needs a keyframe to start decoding.
                 self.keyframes_for(now, started);
             }
@@ -888,6 +1042,22 @@ impl Sfu {
     /// Ends the tracks whose source `gone` says is gone: sinks are told, subscribers'
     /// m-lines go inactive in their next offer.
     fn retire(&mut self, gone: impl Fn(&Source) -> bool) {
+        self.wants_changed = true;
+        for link in &mut self.links {
+            let out = &mut self.out;
+            link.tracks.retain(|t| {
+                let keep = !gone(&t.source);
+                if !keep {
+                    out.push_back(SfuOutput::Link {
+                        link: link.key,
+                        event: RelayEvent::Remove {
+                            track_id: t.track_id,
+                        },
+                    });
+                }
+                keep
+            });
+        }
         for sink in &mut self.sinks {
             let out = &mut self.out;
             sink.tracks.retain(|t| {
@@ -895,7 +1065,7 @@ impl Sfu {
                 if !keep {
                     out.push_back(SfuOutput::Sink {
                         key: sink.key,
-                        event: SinkEvent::Remove {
+                        event: RelayEvent::Remove {
                             track_id: t.track_id,
                         },
                     });
@@ -973,6 +1143,10 @@ impl Sfu {
                 return o;
             }
             if self.drive_dirty(now) {
+                continue;
+            }
+            if std::mem::take(&mut self.wants_changed) {
+                self.update_remote_layers();
                 continue;
             }
             if now >= check {
@@ -1182,10 +1356,8 @@ impl Sfu {
             }
         };
         let t = &mut peer.tracks_in[ti];
-        // RFC 6464: 0 is the loudest (0 dBov), -127 silence; loudness is 127 + level.
         if let Some(level) = packet.header.ext_vals.audio_level {
-            let loudness = f32::from(127 - level.clamp(-127, 0).unsigned_abs() as i8);
-            t.window.0 += loudness;
+            t.window.0 += loudness_of(level);
             t.window.1 += 1;
         }
         let codec = params.spec().codec;
@@ -1248,6 +1420,15 @@ impl Sfu {
             p,
             &payload,
         );
+        feed_links(
+            &mut self.links,
+            &mut self.out,
+            &who,
+            source,
+            at.params.spec().codec,
+            p,
+            &payload,
+        );
         if want_keyframe {
             self.request_keyframe(now, source, p.rid, KeyframeRequestKind::Pli);
         }
@@ -1255,7 +1436,14 @@ impl Sfu {
 
     /// Forwards one packet of a remote track to local subscribers and the sinks, as if
     /// its publisher were here. The payload is copied once, for all of them.
-    fn remote_packet(&mut self, now: Instant, link: LinkKey, track_id: u32, data: &[u8]) {
+    fn remote_packet(
+        &mut self,
+        now: Instant,
+        link: LinkKey,
+        track_id: u32,
+        layer: u8,
+        data: &[u8],
+    ) {
         let Some(ri) = self
             .remotes
             .iter()
@@ -1267,14 +1455,20 @@ impl Sfu {
             return;
         };
         let r = &mut self.remotes[ri];
-        let seq = rtp::extend_seq(r.highest_seq, h.seq);
-        r.highest_seq = Some(r.highest_seq.map_or(seq, |s| s.max(seq)));
+        let rid = (r.layers > 1).then(|| layer_rid(layer));
+        let highest = &mut r.highest_seq[usize::from(layer_index(rid))];
+        let seq = rtp::extend_seq(*highest, h.seq);
+        *highest = Some(highest.map_or(seq, |s| s.max(seq)));
+        if let Some(level) = h.audio_level {
+            r.window.0 += loudness_of(level);
+            r.window.1 += 1;
+        }
         let body = &data[h.payload.clone()];
         let vp8 = (r.codec == Codec::Vp8)
             .then(|| rtp::vp8_fields(body))
             .flatten();
         let p = PacketIn {
-            rid: None,
+            rid,
             seq,
             timestamp: h.timestamp,
             at: now,
@@ -1318,7 +1512,7 @@ impl Sfu {
             &payload,
         );
         if want_keyframe {
-            self.request_keyframe(now, source, None, KeyframeRequestKind::Pli);
+            self.request_keyframe(now, source, rid, KeyframeRequestKind::Pli);
         }
     }
 
@@ -1356,13 +1550,16 @@ impl Sfu {
                 else {
                     return;
                 };
-                if r.kind != MediaKind::Video || r.last_keyframe_request.is_some_and(too_soon) {
+                let layer = if r.layers > 1 { layer_index(rid) } else { 0 };
+                let last = &mut r.last_keyframe_request[usize::from(layer)];
+                if r.kind != MediaKind::Video || last.is_some_and(too_soon) {
                     return;
                 }
-                r.last_keyframe_request = Some(now);
-                return self
-                    .out
-                    .push_back(SfuOutput::RemoteKeyframe { link, track_id });
+                *last = Some(now);
+                return self.out.push_back(SfuOutput::Link {
+                    link,
+                    event: RelayEvent::Keyframe { track_id, layer },
+                });
             }
         };
         let Some(p) = self.peer_mut(origin) else {
@@ -1439,6 +1636,11 @@ impl Sfu {
             msg: SignalOut::Offer(offer.to_sdp_string()),
         });
     }
+}
+
+/// RFC 6464: 0 is the loudest (0 dBov), -127 silence; loudness is 127 + level.
+fn loudness_of(level: i8) -> f32 {
+    f32::from(127 - level.clamp(-127, 0).unsigned_abs() as i8)
 }
 
 /// What a forwarded packet carries besides its place in the stream.
@@ -1549,13 +1751,14 @@ fn feed_sinks(
                 sink.next_track_id += 1;
                 out.push_back(SfuOutput::Sink {
                     key: sink.key,
-                    event: SinkEvent::Announce {
+                    event: RelayEvent::Announce {
                         track_id,
                         participant: who.participant.clone(),
                         name: who.name.to_owned(),
                         kind,
                         codec,
                         clock_rate: p.clock_rate,
+                        layers: 1,
                     },
                 });
                 sink.tracks.push(SinkTrack::new(track_id, source, codec));
@@ -1566,8 +1769,9 @@ fn feed_sinks(
         match t.packet(p, payload.marker, payload.data) {
             Ok(rtp) => out.push_back(SfuOutput::Sink {
                 key: sink.key,
-                event: SinkEvent::Media {
+                event: RelayEvent::Media {
                     track_id: t.track_id,
+                    layer: 0,
                     packet: rtp,
                 },
             }),
@@ -1575,6 +1779,80 @@ fn feed_sinks(
         }
     }
     want_keyframe
+}
+
+/// Hands a packet of local track `source` to the relay links of its meeting: announced
+/// at its first packet, sent as the publisher sent it (its sequence number, RTP time and
+/// audio level) while the far node subscribes to its layer. Remote tracks never reach
+/// this: each node sends the far nodes only its own participants.
+fn feed_links(
+    links: &mut [Link],
+    out: &mut VecDeque<SfuOutput>,
+    who: &Who,
+    source: Source,
+    codec: Codec,
+    p: &PacketIn,
+    payload: &Payload,
+) {
+    for link in links.iter_mut().filter(|l| l.meeting == *who.meeting) {
+        let i = match link.tracks.iter().position(|t| t.source == source) {
+            Some(i) => i,
+            None => {
+                let Some(codec) = sink::codec_name(codec) else {
+                    continue;
+                };
+                let track_id = link.next_track_id;
+                link.next_track_id += 1;
+                let simulcast = p.rid.is_some();
+                out.push_back(SfuOutput::Link {
+                    link: link.key,
+                    event: RelayEvent::Announce {
+                        track_id,
+                        participant: who.participant.clone(),
+                        name: who.name.to_owned(),
+                        kind: if p.video {
+                            MediaKind::Video
+                        } else {
+                            MediaKind::Audio
+                        },
+                        codec,
+                        clock_rate: p.clock_rate,
+                        layers: if simulcast { 3 } else { 1 },
+                    },
+                });
+                link.tracks.push(LinkTrack {
+                    track_id,
+                    source,
+                    codec,
+                    simulcast,
+                    mask: 0,
+                });
+                link.tracks.len() - 1
+            }
+        };
+        let t = &link.tracks[i];
+        let layer = layer_index(p.rid);
+        if t.mask & (1 << layer) == 0 {
+            continue;
+        }
+        let packet = sink::link_packet(
+            t.track_id,
+            layer,
+            t.codec,
+            p,
+            payload.marker,
+            payload.ext.audio_level,
+            payload.data,
+        );
+        out.push_back(SfuOutput::Link {
+            link: link.key,
+            event: RelayEvent::Media {
+                track_id: t.track_id,
+                layer,
+                packet,
+            },
+        });
+    }
 }
 
 /// str0m's SDP parse error on one line, without the parser's memory address.
@@ -1639,8 +1917,45 @@ impl Sfu {
                 p.dirty = true;
             }
         }
+        // Layers in use change as subscribers switch: tell the far nodes.
+        self.wants_changed = true;
         for (source, rid) in keyframes {
             self.request_keyframe(now, source, Some(rid), KeyframeRequestKind::Pli);
+        }
+    }
+
+    /// What local subscribers (and sinks) need of each remote track now: the layer each
+    /// one wants and the one it gets (every layer while it has not started), or nothing.
+    /// Changes go to the far node, which sends only that.
+    fn update_remote_layers(&mut self) {
+        for r in &mut self.remotes {
+            let source = Source::Remote(r.link, r.track_id);
+            let simulcast = r.layers > 1;
+            let mut mask = 0;
+            for p in self.peers.iter().filter(|p| p.meeting == r.meeting) {
+                for t in p.tracks_out.iter().filter(|t| {
+                    t.source == source && t.receiving && matches!(t.state, OutState::Open(_))
+                }) {
+                    mask |= match t.forwarder.layer() {
+                        _ if !simulcast => 1,
+                        None => ALL_LAYERS,
+                        Some(now) => layer_bit(Some(t.want)) | layer_bit(Some(now)),
+                    };
+                }
+            }
+            if self.sinks.iter().any(|s| s.meeting == r.meeting) {
+                mask |= if simulcast { ALL_LAYERS } else { 1 };
+            }
+            if mask != r.mask {
+                r.mask = mask;
+                self.out.push_back(SfuOutput::Link {
+                    link: r.link,
+                    event: RelayEvent::Layers {
+                        track_id: r.track_id,
+                        mask,
+                    },
+                });
+            }
         }
     }
 
@@ -1659,21 +1974,40 @@ impl Sfu {
                 t.loudness = 0.5 * t.loudness + 0.5 * mean;
             }
         }
-        let mut loudest: Vec<(MeetingId, ParticipantId, f32)> = Vec::new();
-        for p in &self.peers {
+        for r in self
+            .remotes
+            .iter_mut()
+            .filter(|r| r.kind == MediaKind::Audio)
+        {
+            let (sum, n) = std::mem::take(&mut r.window);
+            let mean = if n == 0 { 0.0 } else { sum / n as f32 };
+            r.loudness = 0.5 * r.loudness + 0.5 * mean;
+        }
+        // Participants here and on the other nodes of the meeting (their levels come
+        // over the links), so that every node picks the same speaker.
+        let local = self.peers.iter().map(|p| {
             let l = p
                 .tracks_in
                 .iter()
                 .filter(|t| t.kind == MediaKind::Audio)
                 .map(|t| t.loudness)
                 .fold(0.0, f32::max);
+            (&p.meeting, &p.participant, l)
+        });
+        let remote = self
+            .remotes
+            .iter()
+            .filter(|r| r.kind == MediaKind::Audio)
+            .map(|r| (&r.meeting, &r.participant, r.loudness));
+        let mut loudest: Vec<(MeetingId, ParticipantId, f32)> = Vec::new();
+        for (meeting, participant, l) in local.chain(remote) {
             if l < SPEAKER_THRESHOLD {
                 continue;
             }
-            match loudest.iter_mut().find(|(m, _, _)| *m == p.meeting) {
+            match loudest.iter_mut().find(|(m, _, _)| m == meeting) {
                 Some(e) if e.2 >= l => {}
-                Some(e) => *e = (p.meeting.clone(), p.participant.clone(), l),
-                None => loudest.push((p.meeting.clone(), p.participant.clone(), l)),
+                Some(e) => *e = (meeting.clone(), participant.clone(), l),
+                None => loudest.push((meeting.clone(), participant.clone(), l)),
             }
         }
         for (meeting, participant, _) in loudest {
@@ -1687,8 +2021,10 @@ impl Sfu {
                 participant,
             });
         }
-        self.speakers
-            .retain(|(m, _)| self.peers.iter().any(|p| &p.meeting == m));
+        self.speakers.retain(|(m, _)| {
+            self.peers.iter().any(|p| &p.meeting == m)
+                || self.remotes.iter().any(|r| &r.meeting == m)
+        });
     }
 }
 

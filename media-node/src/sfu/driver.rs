@@ -25,7 +25,9 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use super::{PeerKey, Sfu, SfuCommand, SfuOutput, SfuStats, SignalOut, SinkEvent, SinkKey};
+use super::{
+    LinkKey, PeerKey, RelayEvent, Sfu, SfuCommand, SfuOutput, SfuStats, SignalOut, SinkKey,
+};
 use crate::room::{RoomEvent, Rooms};
 
 enum DriverCommand {
@@ -36,9 +38,64 @@ enum DriverCommand {
     RegisterSink {
         key: SinkKey,
         meeting: MeetingId,
-        tx: mpsc::UnboundedSender<SinkEvent>,
+        tx: mpsc::UnboundedSender<RelayEvent>,
+    },
+    RegisterLink {
+        link: LinkKey,
+        meeting: MeetingId,
+        tx: mpsc::UnboundedSender<RelayEvent>,
     },
     Sfu(SfuCommand),
+}
+
+/// A relay link's line to the shard of its meeting (one meeting on a connection to
+/// another media node); the link goes down when it is dropped.
+pub struct LinkSession {
+    pub key: LinkKey,
+    tx: mpsc::UnboundedSender<DriverCommand>,
+}
+
+impl LinkSession {
+    pub fn send(&self, cmd: SfuCommand) {
+        let _ = self.tx.send(DriverCommand::Sfu(cmd));
+    }
+
+    /// A cloneable sender of this link's media, for the connection's datagram reader.
+    pub fn media(&self) -> LinkMedia {
+        LinkMedia {
+            key: self.key,
+            tx: self.tx.clone(),
+        }
+    }
+}
+
+impl Drop for LinkSession {
+    fn drop(&mut self) {
+        let _ = self
+            .tx
+            .send(DriverCommand::Sfu(SfuCommand::LinkDown { link: self.key }));
+    }
+}
+
+/// Feeds one link's incoming RTP into its shard.
+#[derive(Clone)]
+pub struct LinkMedia {
+    key: LinkKey,
+    tx: mpsc::UnboundedSender<DriverCommand>,
+}
+
+impl LinkMedia {
+    /// False once the shard is gone.
+    pub fn packet(&self, track_id: u32, layer: u8, rtp: Bytes) -> bool {
+        self.tx
+            .send(DriverCommand::Sfu(SfuCommand::RemotePacket {
+                link: self.key,
+                track_id,
+                layer,
+                rtp,
+            }))
+            .is_ok()
+    }
 }
 
 /// A relay sink's line to the shard of its meeting; detaches when dropped.
@@ -125,7 +182,7 @@ impl SfuHandle {
     pub fn attach_sink(
         &self,
         meeting: &MeetingId,
-    ) -> (SinkSession, mpsc::UnboundedReceiver<SinkEvent>) {
+    ) -> (SinkSession, mpsc::UnboundedReceiver<RelayEvent>) {
         let key = SinkKey(self.next_key.fetch_add(1, Ordering::Relaxed));
         let tx = self.shards[shard_of(meeting, self.shards.len())].clone();
         let (ev_tx, ev_rx) = mpsc::unbounded_channel();
@@ -135,6 +192,24 @@ impl SfuHandle {
             tx: ev_tx,
         });
         (SinkSession { key, tx }, ev_rx)
+    }
+
+    /// Attaches a relay link to another media node for `meeting`: the meeting's local
+    /// tracks are announced on the receiver, and the layers the far node subscribes to
+    /// arrive there as RTP; the far node's tracks go in through the session.
+    pub fn attach_link(
+        &self,
+        meeting: &MeetingId,
+    ) -> (LinkSession, mpsc::UnboundedReceiver<RelayEvent>) {
+        let key = LinkKey(self.next_key.fetch_add(1, Ordering::Relaxed));
+        let tx = self.shards[shard_of(meeting, self.shards.len())].clone();
+        let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+        let _ = tx.send(DriverCommand::RegisterLink {
+            link: key,
+            meeting: meeting.clone(),
+            tx: ev_tx,
+        });
+        (LinkSession { key, tx }, ev_rx)
     }
 
     /// The SFU's totals over all shards, refreshed every second.
@@ -334,7 +409,8 @@ async fn run_shard(
     shutdown: CancellationToken,
 ) {
     let mut sessions: HashMap<PeerKey, mpsc::UnboundedSender<SignalOut>> = HashMap::new();
-    let mut sinks: HashMap<SinkKey, mpsc::UnboundedSender<SinkEvent>> = HashMap::new();
+    let mut sinks: HashMap<SinkKey, mpsc::UnboundedSender<RelayEvent>> = HashMap::new();
+    let mut links: HashMap<LinkKey, mpsc::UnboundedSender<RelayEvent>> = HashMap::new();
     let mut last_stats = SfuStats::default();
     let mut next_stats = Instant::now();
     let mut out = Tally::default();
@@ -385,9 +461,11 @@ async fn run_shard(
                         let _ = tx.send(event);
                     }
                 }
-                // The driver attaches no relay links to other media nodes yet, so no
-                // remote track exists to ask a keyframe of.
-                SfuOutput::RemoteKeyframe { .. } => {}
+                SfuOutput::Link { link, event } => {
+                    if let Some(tx) = links.get(&link) {
+                        let _ = tx.send(event);
+                    }
+                }
                 SfuOutput::Timeout(t) => break t.min(next_stats),
             }
         };
@@ -408,9 +486,16 @@ async fn run_shard(
                     sinks.insert(key, tx);
                     sfu.handle_command(Instant::now(), SfuCommand::SinkAttach { key, meeting });
                 }
+                Some(DriverCommand::RegisterLink { link, meeting, tx }) => {
+                    links.insert(link, tx);
+                    sfu.handle_command(Instant::now(), SfuCommand::LinkAttach { link, meeting });
+                }
                 Some(DriverCommand::Sfu(c)) => {
                     if let SfuCommand::Leave { key } = &c {
                         sessions.remove(key);
+                    }
+                    if let SfuCommand::LinkDown { link } = &c {
+                        links.remove(link);
                     }
                     if let SfuCommand::SinkDetach { key } = &c {
                         sinks.remove(key);

@@ -18,7 +18,7 @@ mod sink;
 mod tests;
 
 pub use self::core::{
-    LinkKey, PeerKey, Sfu, SfuCommand, SfuOutput, SfuStats, SignalOut, SinkEvent, SinkKey, Source,
+    LinkKey, PeerKey, RelayEvent, Sfu, SfuCommand, SfuOutput, SfuStats, SignalOut, SinkKey, Source,
     layer_for_size,
 };
 pub use self::sink::payload_type;

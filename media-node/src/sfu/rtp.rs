@@ -108,6 +108,33 @@ pub struct RtpView {
     pub timestamp: u32,
     /// Where the payload is: after CSRCs and header extensions, before padding.
     pub payload: std::ops::Range<usize>,
+    /// The RFC 6464 audio level (-127..=0 dBov) of a one-byte header extension with id
+    /// [`LEVEL_EXT_ID`], which relay links between media nodes carry.
+    pub audio_level: Option<i8>,
+}
+
+/// The header extension id relay links give the audio level.
+pub const LEVEL_EXT_ID: u8 = 1;
+
+/// The audio level in one-byte header extensions (RFC 8285) `ext`, if there is one.
+fn level_in(ext: &[u8]) -> Option<i8> {
+    let mut at = 0;
+    while at < ext.len() {
+        let b = ext[at];
+        if b == 0 {
+            at += 1;
+            continue;
+        }
+        let (id, len) = (b >> 4, usize::from(b & 0x0f) + 1);
+        if id == 15 {
+            return None;
+        }
+        if id == LEVEL_EXT_ID && len == 1 {
+            return ext.get(at + 1).map(|v| -((v & 0x7f) as i8));
+        }
+        at += 1 + len;
+    }
+    None
 }
 
 impl RtpView {
@@ -117,9 +144,14 @@ impl RtpView {
             return None;
         }
         let mut start = 12 + 4 * usize::from(d[0] & 0x0f);
+        let mut audio_level = None;
         if d[0] & 0x10 != 0 {
-            let words = d.get(start + 2..start + 4)?;
-            start += 4 + 4 * usize::from(u16::from_be_bytes([words[0], words[1]]));
+            let head = d.get(start..start + 4)?;
+            let body = start + 4;
+            start = body + 4 * usize::from(u16::from_be_bytes([head[2], head[3]]));
+            if head[..2] == [0xbe, 0xde] {
+                audio_level = level_in(d.get(body..start)?);
+            }
         }
         let mut end = d.len();
         if d[0] & 0x20 != 0 {
@@ -131,6 +163,7 @@ impl RtpView {
             seq: u16::from_be_bytes([d[2], d[3]]),
             timestamp: u32::from_be_bytes([d[4], d[5], d[6], d[7]]),
             payload: start..end,
+            audio_level,
         })
     }
 }
@@ -412,7 +445,7 @@ mod tests {
     #[test]
     fn rtp_headers_are_read_past_csrcs_extensions_and_padding() {
         // V=2, P, X, CC=1; M, PT 96; seq 0x1234; ts 7; SSRC; one CSRC; an extension of
-        // one word; payload "ab"; two bytes of padding.
+        // one word (an audio level); payload "ab"; two bytes of padding.
         let mut d = vec![0xb1, 0xe0, 0x12, 0x34, 0, 0, 0, 7, 1, 2, 3, 4, 9, 9, 9, 9];
         d.extend([0xbe, 0xde, 0, 1, 0x10, 0xff, 0, 0]);
         d.extend(b"ab");
@@ -422,7 +455,9 @@ mod tests {
             (v.marker, v.payload_type, v.seq, v.timestamp),
             (true, 96, 0x1234, 7)
         );
-        assert_eq!(&d[v.payload], b"ab");
+        assert_eq!(&d[v.payload.clone()], b"ab");
+        // The extension is an audio level (id 1): -127 dBov, voice bit set.
+        assert_eq!(v.audio_level, Some(-127));
         assert_eq!(RtpView::parse(&d[..11]), None);
         assert_eq!(RtpView::parse(&[0x80; 12]), None, "no payload");
     }

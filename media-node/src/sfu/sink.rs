@@ -1,4 +1,4 @@
-//! Relay sinks, sans-IO: a recording node (later a cascaded media node) that subscribes
+//! Relay sinks and links, sans-IO: a recording node that subscribes
 //! to a meeting gets every published track as RTP — the audio, and one layer of each
 //! video (the highest, switching only on keyframes). Sinks get the publishers' packets
 //! as they arrived, renumbered into one stream per track by a [`Forwarder`]: never
@@ -10,7 +10,7 @@ use str0m::format::Codec as StrCodec;
 use str0m::media::Rid;
 
 use super::core::Source;
-use super::rtp::{Forwarder, PacketIn, Verdict, patch_vp8};
+use super::rtp::{Forwarder, LEVEL_EXT_ID, PacketIn, Verdict, patch_vp8};
 
 /// RTP payload types on the relay, by codec (the announcement carries them too).
 pub fn payload_type(codec: &str) -> u8 {
@@ -81,5 +81,61 @@ impl SinkTrack {
             patch_vp8(&mut rtp[12..], &fields, to);
         }
         Ok(rtp)
+    }
+}
+
+/// The RTP packet a relay link to another media node carries for `p`: the publisher's
+/// sequence number and RTP time, one SSRC per track and layer, and the audio level as a
+/// one-byte header extension ([`LEVEL_EXT_ID`]) so that the far node can tell who speaks.
+pub fn link_packet(
+    track_id: u32,
+    layer: u8,
+    codec: &str,
+    p: &PacketIn,
+    marker: bool,
+    level: Option<i8>,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut rtp = Vec::with_capacity(20 + payload.len());
+    rtp.push(if level.is_some() { 0x90 } else { 0x80 });
+    rtp.push(u8::from(marker) << 7 | payload_type(codec));
+    rtp.extend_from_slice(&(p.seq as u16).to_be_bytes());
+    rtp.extend_from_slice(&p.timestamp.to_be_bytes());
+    rtp.extend_from_slice(&(0x4651_0000 ^ (u32::from(layer) << 24) ^ track_id).to_be_bytes());
+    if let Some(level) = level {
+        let dbov = level.clamp(-127, 0).unsigned_abs();
+        rtp.extend_from_slice(&[0xbe, 0xde, 0, 1, LEVEL_EXT_ID << 4, dbov, 0, 0]);
+    }
+    rtp.extend_from_slice(payload);
+    rtp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sfu::rtp::RtpView;
+
+    #[test]
+    fn link_packets_keep_the_publishers_numbers_and_level() {
+        let p = PacketIn {
+            rid: None,
+            seq: (3 << 16) + 65_535,
+            timestamp: 48_000,
+            at: std::time::Instant::now(),
+            clock_rate: 48_000,
+            keyframe_start: false,
+            video: false,
+            vp8: None,
+        };
+        let d = link_packet(7, 0, "opus", &p, true, Some(-30), b"tone");
+        let v = RtpView::parse(&d).unwrap();
+        assert_eq!(
+            (v.marker, v.payload_type, v.seq, v.timestamp, v.audio_level),
+            (true, 111, 65_535, 48_000, Some(-30))
+        );
+        assert_eq!(&d[v.payload], b"tone");
+        let d = link_packet(7, 2, "vp8", &p, false, None, b"frame");
+        let v = RtpView::parse(&d).unwrap();
+        assert_eq!((v.audio_level, &d[v.payload]), (None, &b"frame"[..]));
     }
 }

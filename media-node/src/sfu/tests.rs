@@ -11,7 +11,7 @@ use str0m::media::{Direction, MediaKind, MediaTime, Mid};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, Input, Output, Rtc};
 
-use super::{LinkKey, PeerKey, Sfu, SfuCommand, SfuOutput, SignalOut};
+use super::{LinkKey, PeerKey, RelayEvent, Sfu, SfuCommand, SfuOutput, SignalOut};
 
 const SFU: &str = "127.0.0.1:5000";
 
@@ -32,6 +32,8 @@ struct Rig {
     clients: Vec<Client>,
     /// Keyframe requests the SFU sent back over relay links.
     remote_keyframes: Vec<(LinkKey, u32)>,
+    /// Everything else the SFU handed relay links, in order.
+    link_events: Vec<(LinkKey, RelayEvent)>,
     /// Track removals told to clients: (client, mid).
     removed: Vec<(PeerKey, String)>,
 }
@@ -44,15 +46,25 @@ impl Rig {
             sfu: Sfu::new(SFU.parse().unwrap(), 0),
             clients: Vec::new(),
             remote_keyframes: Vec::new(),
+            link_events: Vec::new(),
             removed: Vec::new(),
         }
+    }
+
+    /// A rig whose SFU listens on `sfu` (two rigs are two media nodes).
+    fn at(sfu: &str) -> Self {
+        let mut rig = Self::new();
+        rig.sfu = Sfu::new(sfu.parse().unwrap(), 0);
+        rig
     }
 
     /// A participant joins with one audio m-line: send-only if it publishes, else
     /// receive-only (so that it has something to negotiate).
     fn join(&mut self, n: u64, publish: bool) {
         let key = PeerKey(n);
-        let addr: SocketAddr = format!("127.0.0.{}:4000", n + 1).parse().unwrap();
+        let addr: SocketAddr = format!("127.0.{}.{}:4000", n / 200, n % 200 + 1)
+            .parse()
+            .unwrap();
         let mut rtc = Rtc::builder().build(self.now);
         rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap());
         let mut change = rtc.sdp_api();
@@ -99,6 +111,7 @@ impl Rig {
         self.command(SfuCommand::RemotePacket {
             link,
             track_id: 7,
+            layer: 0,
             rtp,
         });
     }
@@ -136,9 +149,11 @@ impl Rig {
                     c.rtc.handle_input(input).unwrap();
                 }
                 SfuOutput::Signal { key, msg } => self.signal(key, msg),
-                SfuOutput::RemoteKeyframe { link, track_id } => {
-                    self.remote_keyframes.push((link, track_id));
-                }
+                SfuOutput::Link {
+                    link,
+                    event: RelayEvent::Keyframe { track_id, .. },
+                } => self.remote_keyframes.push((link, track_id)),
+                SfuOutput::Link { link, event } => self.link_events.push((link, event)),
                 SfuOutput::ActiveSpeaker { .. } | SfuOutput::Sink { .. } => {}
             }
         }
@@ -346,6 +361,7 @@ fn remote_track(link: LinkKey, kind: MediaKind, codec: Codec, clock_rate: u32) -
         kind,
         codec,
         clock_rate,
+        layers: 1,
     }
 }
 
@@ -404,4 +420,172 @@ fn a_subscriber_waiting_for_a_keyframe_of_a_remote_track_asks_its_link_once_per_
         rig.remote_keyframes
     );
     assert!(rig.remote_keyframes.iter().all(|k| *k == (link, 7)));
+}
+
+/// Moves what `from`'s link `out` was handed to `to`'s link `into`, as the relay would:
+/// announcements become remote tracks, media remote packets; subscriptions (`Layers`)
+/// go the other way. Returns the media packets moved.
+fn bridge(from: &mut Rig, out: LinkKey, to: &mut Rig, into: LinkKey) -> usize {
+    let mut media = 0;
+    for (link, event) in std::mem::take(&mut from.link_events) {
+        if link != out {
+            from.link_events.push((link, event));
+            continue;
+        }
+        let cmd = match event {
+            RelayEvent::Announce {
+                track_id,
+                participant,
+                name,
+                kind,
+                clock_rate,
+                layers,
+                ..
+            } => SfuCommand::RemoteTrack {
+                link: into,
+                meeting: MeetingId::parse("rig-meeting").unwrap(),
+                track_id,
+                participant,
+                name,
+                kind,
+                codec: Codec::Opus,
+                clock_rate,
+                layers,
+            },
+            RelayEvent::Media {
+                track_id,
+                layer,
+                packet,
+            } => {
+                media += 1;
+                SfuCommand::RemotePacket {
+                    link: into,
+                    track_id,
+                    layer,
+                    rtp: packet.into(),
+                }
+            }
+            RelayEvent::Remove { track_id } => SfuCommand::RemoteTrackEnded {
+                link: into,
+                track_id,
+            },
+            RelayEvent::Layers { track_id, mask } => SfuCommand::LinkSubscribe {
+                link: into,
+                track_id,
+                mask,
+            },
+            RelayEvent::Keyframe { track_id, layer } => SfuCommand::LinkKeyframe {
+                link: into,
+                track_id,
+                layer,
+            },
+        };
+        to.command(cmd);
+    }
+    media
+}
+
+#[test]
+fn a_track_crosses_a_link_once_for_all_far_subscribers_and_only_while_they_subscribe() {
+    // Node A: one publisher. Node B: three subscribers. A link between them, both ways.
+    let mut a = Rig::at("127.0.0.1:5000");
+    let mut b = Rig::at("127.0.0.2:5000");
+    let (a_to_b, b_to_a) = (LinkKey(1), LinkKey(2));
+    a.command(SfuCommand::LinkAttach {
+        link: a_to_b,
+        meeting: MeetingId::parse("rig-meeting").unwrap(),
+    });
+    b.command(SfuCommand::LinkAttach {
+        link: b_to_a,
+        meeting: MeetingId::parse("rig-meeting").unwrap(),
+    });
+    a.join(1, true);
+    for n in 11..14 {
+        b.join(n, false);
+    }
+    a.run(Duration::from_secs(1));
+    b.run(Duration::from_secs(1));
+    let mut crossed = 0;
+    let mut step = |a: &mut Rig, b: &mut Rig, i: u64| {
+        a.speak(PeerKey(1), &[0xfc, i as u8, 0xaa], i);
+        a.run(Duration::from_millis(20));
+        let moved = bridge(a, a_to_b, b, b_to_a);
+        b.run(Duration::from_millis(20));
+        bridge(b, b_to_a, a, a_to_b);
+        moved
+    };
+    for i in 0..100 {
+        crossed += step(&mut a, &mut b, i);
+    }
+    let got: Vec<usize> = b.clients.iter().map(|c| c.received.len()).collect();
+    // Once B's subscribers receive, every frame crosses once and reaches all three.
+    assert!(got.iter().all(|n| *n > 50), "B's subscribers got {got:?}");
+    assert!(
+        crossed <= 100 && crossed >= got[0],
+        "{crossed} packets crossed for {got:?} received"
+    );
+    let last: Vec<u8> = b
+        .clients
+        .iter()
+        .map(|c| c.received.last().unwrap()[1])
+        .collect();
+    assert_eq!(last, vec![99; 3], "the newest frame reached everyone");
+    // Nothing of B's (remote) track goes back over B's own link: no echo.
+    assert!(
+        !b.link_events
+            .iter()
+            .any(|(_, e)| matches!(e, RelayEvent::Announce { .. } | RelayEvent::Media { .. })),
+        "B announced or sent A's track back: {:?}",
+        b.link_events
+    );
+    // B's subscribers leave: B unsubscribes and nothing crosses any more.
+    for n in 11..14 {
+        b.command(SfuCommand::Leave { key: PeerKey(n) });
+    }
+    for i in 100..110 {
+        step(&mut a, &mut b, i);
+    }
+    let after: usize = (110..130).map(|i| step(&mut a, &mut b, i)).sum();
+    assert_eq!(after, 0, "media crossed the link with nobody subscribed");
+}
+
+#[test]
+fn a_link_carries_the_publishers_sequence_numbers() {
+    let mut a = Rig::at("127.0.0.1:5000");
+    let link = LinkKey(3);
+    a.command(SfuCommand::LinkAttach {
+        link,
+        meeting: MeetingId::parse("rig-meeting").unwrap(),
+    });
+    a.join(1, true);
+    a.run(Duration::from_secs(1));
+    a.speak(PeerKey(1), &[0xfc, 0, 0xaa], 0);
+    a.run(Duration::from_millis(20));
+    let Some((_, RelayEvent::Announce { track_id, .. })) = a.link_events.first() else {
+        panic!("no announcement: {:?}", a.link_events);
+    };
+    let track_id = *track_id;
+    a.command(SfuCommand::LinkSubscribe {
+        link,
+        track_id,
+        mask: 1,
+    });
+    a.link_events.clear();
+    for i in 1..20 {
+        a.speak(PeerKey(1), &[0xfc, i as u8, 0xaa], i);
+        a.run(Duration::from_millis(20));
+    }
+    let seqs: Vec<u16> = a
+        .link_events
+        .iter()
+        .filter_map(|(_, e)| match e {
+            RelayEvent::Media { packet, .. } => super::rtp::RtpView::parse(packet).map(|v| v.seq),
+            _ => None,
+        })
+        .collect();
+    assert!(seqs.len() >= 15, "{seqs:?}");
+    assert!(
+        seqs.windows(2).all(|w| w[1] == w[0].wrapping_add(1)),
+        "the link renumbered the publisher's packets: {seqs:?}"
+    );
 }
