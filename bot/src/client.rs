@@ -61,11 +61,16 @@ pub struct TrackCounts {
     pub lost: u64,
     /// Packets received per RTP timestamp (one timestamp is one frame).
     pub by_timestamp: BTreeMap<u32, u32>,
+    /// Audio: the payloads (Opus frames) of the first [`AUDIO_KEPT`] packets, to decode.
+    pub audio: Vec<Vec<u8>>,
     /// The largest difference, in milliseconds, between how far the RTP timestamp moved
     /// from one packet to the next in sequence and how much time passed between their
     /// arrivals: a stream whose timestamps jump (at a badly rewritten layer switch) shows
     /// it here.
     pub max_timestamp_jump_ms: f64,
+    /// The longest time, in milliseconds, between two packets' arrivals.
+    pub max_gap_ms: f64,
+    last_arrival: Option<Instant>,
     /// The last packet in sequence: (extended sequence number, timestamp, arrival).
     last_in_sequence: Option<(u64, u32, Instant)>,
     first_seq: Option<u64>,
@@ -141,6 +146,11 @@ impl TrackCounts {
             return;
         }
         self.seen.set(ext);
+        if let Some(last) = self.last_arrival {
+            let gap = at.saturating_duration_since(last).as_secs_f64() * 1000.0;
+            self.max_gap_ms = self.max_gap_ms.max(gap);
+        }
+        self.last_arrival = Some(at);
         *self.by_timestamp.entry(timestamp).or_default() += 1;
         if let Some((last, last_ts, last_at)) = self.last_in_sequence
             && ext == last + 1
@@ -216,6 +226,9 @@ pub struct SentFrame {
     pub unix_ms: u64,
 }
 
+/// Audio frames a bot keeps of each publisher: 5 s.
+pub const AUDIO_KEPT: usize = 250;
+
 /// Remote tracks by (publisher participant id, kind).
 pub type Received = BTreeMap<(String, &'static str), TrackCounts>;
 
@@ -268,20 +281,20 @@ impl PeerConnectionEventHandler for Handler {
                 let end = !video || p.header.marker;
                 let clock_rate = if video { 90_000 } else { 48_000 };
                 let at = Instant::now();
-                received
-                    .lock()
-                    .expect("counters")
-                    .entry((publisher.clone(), kind))
-                    .or_default()
-                    .add(
-                        seq,
-                        p.header.timestamp,
-                        clock_rate,
-                        at,
-                        payload.len(),
-                        end,
-                        keyframe,
-                    );
+                let mut received = received.lock().expect("counters");
+                let counts = received.entry((publisher.clone(), kind)).or_default();
+                if !video && counts.audio.len() < AUDIO_KEPT {
+                    counts.audio.push(payload.to_vec());
+                }
+                counts.add(
+                    seq,
+                    p.header.timestamp,
+                    clock_rate,
+                    at,
+                    payload.len(),
+                    end,
+                    keyframe,
+                );
             }
         });
     }
@@ -301,6 +314,11 @@ pub struct Bot {
     sent_frames: Arc<Mutex<Vec<SentFrame>>>,
     /// Our m-line for each (publisher, kind), from the node's `track` messages.
     mids: Arc<Mutex<BTreeMap<(String, String), String>>>,
+    /// Every other message the node sent after `welcome` (participants, chat, mute,
+    /// active speaker), in order.
+    events: Arc<Mutex<Vec<Value>>>,
+    /// The `welcome` message.
+    pub welcome: Value,
     to_node: mpsc::UnboundedSender<Value>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -474,9 +492,11 @@ impl Bot {
 
         let (to_node, mut outbox) = mpsc::unbounded_channel::<Value>();
         let mids = Arc::new(Mutex::new(BTreeMap::new()));
+        let events = Arc::new(Mutex::new(Vec::new()));
         let signaling = {
             let pc = pc.clone();
             let mids = mids.clone();
+            let events = events.clone();
             tokio::spawn(async move {
                 loop {
                     tokio::select! {
@@ -498,8 +518,8 @@ impl Bot {
                                     let field = |k: &str| msg[k].as_str().unwrap_or_default().to_owned();
                                     mids.lock().expect("mids").insert((field("participant_id"), field("kind")), field("mid"));
                                 }
-                                // Chat, mute, speaker and the like: the bot has no use for them.
-                                Ok(Negotiation::Applied | Negotiation::Other) => {}
+                                Ok(Negotiation::Other) => events.lock().expect("events").push(msg),
+                                Ok(Negotiation::Applied) => {}
                                 Err(e) => tracing::warn!(error = %e, "renegotiation failed"),
                             }
                         }
@@ -575,6 +595,8 @@ impl Bot {
             sent_video,
             sent_frames,
             mids,
+            events,
+            welcome,
             to_node,
             tasks,
         })
@@ -587,6 +609,11 @@ impl Bot {
     /// What has arrived so far from each remote participant.
     pub fn received(&self) -> Received {
         self.received.lock().expect("counters").clone()
+    }
+
+    /// Forgets what arrived so far: counting starts again from the next packet.
+    pub fn clear_received(&self) {
+        self.received.lock().expect("counters").clear();
     }
 
     /// Audio and video frames sent so far.
@@ -609,6 +636,17 @@ impl Bot {
             .expect("mids")
             .get(&(publisher.to_owned(), kind.to_owned()))
             .cloned()
+    }
+
+    /// The messages of `type` the node sent since the media connection came up.
+    pub fn events(&self, kind: &str) -> Vec<Value> {
+        self.events
+            .lock()
+            .expect("events")
+            .iter()
+            .filter(|m| m["type"] == kind)
+            .cloned()
+            .collect()
     }
 
     /// Sends a signaling message (e.g. `{"type":"chat","text":"hi"}`).

@@ -4,6 +4,6 @@ pub mod client;
 pub mod load;
 pub mod media;
 
-pub use client::{Bot, BotConfig, Received, SentFrame, TrackCounts, create_meeting};
+pub use client::{AUDIO_KEPT, Bot, BotConfig, Received, SentFrame, TrackCounts, create_meeting};
 pub use load::{Load, LoadReport, LoadSpec};
 pub use media::{Clip, ClipSpec};

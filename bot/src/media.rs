@@ -146,6 +146,62 @@ pub fn encode(spec: &ClipSpec) -> anyhow::Result<Clip> {
     })
 }
 
+/// The frequency of the tone in `frames` (mono Opus frames as a bot publishes them),
+/// decoded with GStreamer: which publisher's audio a subscriber got.
+pub fn tone_hz(frames: &[Vec<u8>]) -> anyhow::Result<u32> {
+    gst::init().context("initialise GStreamer")?;
+    if frames.len() < 10 {
+        bail!("{} Opus frames are too few to tell a tone", frames.len());
+    }
+    let pipeline = gst::parse::launch(
+        "appsrc name=in format=time caps=audio/x-opus,channel-mapping-family=0,channels=1,rate=48000 \
+         ! opusdec ! audioconvert ! audioresample \
+         ! audio/x-raw,format=F32LE,channels=1,rate=48000 ! appsink name=out sync=false",
+    )?
+    .downcast::<gst::Pipeline>()
+    .map_err(|_| anyhow::anyhow!("not a pipeline"))?;
+    let src = pipeline
+        .by_name("in")
+        .context("no appsrc")?
+        .downcast::<gst_app::AppSrc>()
+        .map_err(|_| anyhow::anyhow!("`in` is not an appsrc"))?;
+    let sink = pipeline
+        .by_name("out")
+        .context("no appsink")?
+        .downcast::<gst_app::AppSink>()
+        .map_err(|_| anyhow::anyhow!("`out` is not an appsink"))?;
+    pipeline.set_state(gst::State::Playing)?;
+    for (i, f) in frames.iter().enumerate() {
+        let mut b = gst::Buffer::from_slice(f.clone());
+        let at = gst::ClockTime::from_mseconds(20 * i as u64);
+        let b_mut = b.get_mut().context("fresh buffer")?;
+        b_mut.set_pts(at);
+        b_mut.set_duration(gst::ClockTime::from_mseconds(20));
+        src.push_buffer(b)
+            .map_err(|e| anyhow::anyhow!("push: {e}"))?;
+    }
+    src.end_of_stream()
+        .map_err(|e| anyhow::anyhow!("eos: {e}"))?;
+    let mut samples: Vec<f32> = Vec::new();
+    while let Ok(sample) = sink.pull_sample() {
+        if let Some(buffer) = sample.buffer() {
+            let map = buffer.map_readable()?;
+            samples.extend(
+                map.as_slice()
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+            );
+        }
+    }
+    pipeline.set_state(gst::State::Null)?;
+    if samples.len() < 4800 {
+        bail!("decoded only {} samples", samples.len());
+    }
+    Ok(common::tone::dominant_frequency(
+        &samples, 48_000, 100, 4000, 10,
+    ))
+}
+
 /// Runs a pipeline whose sink is the appsink `out` to the end; returns what it produced.
 fn run(description: &str) -> anyhow::Result<Vec<Frame>> {
     let pipeline = gst::parse::launch(description)
@@ -220,6 +276,22 @@ mod tests {
         assert_eq!(u16::from_le_bytes([key[6], key[7]]) & 0x3fff, 320);
         assert_eq!(u16::from_le_bytes([key[8], key[9]]) & 0x3fff, 180);
         assert_eq!(clip.audio_level, 10);
+    }
+
+    #[test]
+    fn the_tone_of_encoded_frames_is_found_again() {
+        for hz in [440, 660] {
+            let clip = encode(&ClipSpec {
+                tone_hz: hz,
+                seconds: 1,
+                width: 64,
+                height: 64,
+                ..ClipSpec::default()
+            })
+            .unwrap();
+            let frames: Vec<Vec<u8>> = clip.audio.iter().map(|f| f.data.to_vec()).collect();
+            assert_eq!(tone_hz(&frames).unwrap(), hz);
+        }
     }
 
     #[test]

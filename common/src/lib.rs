@@ -13,6 +13,7 @@ pub mod registration;
 pub mod shutdown;
 pub mod tls;
 pub mod token;
+pub mod tone;
 
 /// Wall-clock milliseconds since the Unix epoch, as stored in etcd records.
 pub fn unix_ms() -> i64 {

@@ -4,6 +4,7 @@
 mod api;
 mod binaries;
 mod browser;
+mod cascade;
 mod chart;
 mod dashboards;
 mod drain;

@@ -506,7 +506,7 @@ fn a_track_crosses_a_link_once_for_all_far_subscribers_and_only_while_they_subsc
     a.run(Duration::from_secs(1));
     b.run(Duration::from_secs(1));
     let mut crossed = 0;
-    let mut step = |a: &mut Rig, b: &mut Rig, i: u64| {
+    let step = |a: &mut Rig, b: &mut Rig, i: u64| {
         a.speak(PeerKey(1), &[0xfc, i as u8, 0xaa], i);
         a.run(Duration::from_millis(20));
         let moved = bridge(a, a_to_b, b, b_to_a);

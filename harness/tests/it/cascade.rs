@@ -1,0 +1,380 @@
+//! One meeting across media nodes (cascading): participants placed on different nodes
+//! see, hear and talk to each other through the relay links between the nodes.
+use std::time::Duration;
+
+use harness::{Cluster, ClusterSpec, eventually, metric_sum};
+use serde_json::json;
+
+use crate::{Api, metrics_text, node};
+
+/// Media nodes in oslo, stockholm and helsinki (and more given), each region the
+/// others' neighbour.
+fn regions_spec(extra: &[(&str, &str)]) -> ClusterSpec {
+    let mut media = vec![
+        node("media-oslo-1", "oslo"),
+        node("media-stockholm-1", "stockholm"),
+        node("media-helsinki-1", "helsinki"),
+    ];
+    media.extend(extra.iter().map(|(id, r)| node(id, r)));
+    ClusterSpec {
+        media,
+        regions: vec![
+            ("oslo".into(), vec!["stockholm".into(), "helsinki".into()]),
+            ("stockholm".into(), vec!["oslo".into(), "helsinki".into()]),
+            ("helsinki".into(), vec!["stockholm".into(), "oslo".into()]),
+        ],
+        ..crate::spec()
+    }
+}
+
+/// A small clip: a tone of `hz` and a 160×120 pattern at 10 fps.
+fn clip(hz: u32) -> bot::ClipSpec {
+    bot::ClipSpec {
+        tone_hz: hz,
+        width: 160,
+        height: 120,
+        fps: 10,
+        video_kbps: 150,
+        ..bot::ClipSpec::default()
+    }
+}
+
+async fn bot_in(base: &str, meeting: &str, name: &str, region: &str, hz: Option<u32>) -> bot::Bot {
+    crate::join_bot(base, meeting, name, Some(region), hz.map(clip)).await
+}
+
+/// Whether `b` gets audio and video of `publisher`: some seconds of audio, and video
+/// that started on a keyframe.
+fn receives(b: &bot::Bot, publisher: &str) -> bool {
+    let got = b.received();
+    let audio = got.get(&(publisher.to_owned(), "audio"));
+    let video = got.get(&(publisher.to_owned(), "video"));
+    audio.is_some_and(|a| a.audio.len() >= bot::AUDIO_KEPT)
+        && video.is_some_and(|v| v.keyframes >= 1 && v.frames >= 20)
+}
+
+fn node_url(c: &Cluster, id: &str) -> String {
+    let n = c.media.iter().find(|n| n.spec.id == id).unwrap();
+    format!("http://127.0.0.1:{}", n.http)
+}
+
+/// The ids of the participants `b` knows of: the welcome's list and those who joined
+/// since, minus those who left.
+fn known(b: &bot::Bot) -> Vec<String> {
+    let mut ids: Vec<String> = b.welcome["participants"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .chain(
+            b.events("participant_joined")
+                .iter()
+                .map(|e| &e["participant"]),
+        )
+        .filter_map(|p| p["participant_id"].as_str().map(str::to_owned))
+        .collect();
+    let left: Vec<String> = b
+        .events("participant_left")
+        .iter()
+        .filter_map(|e| e["participant_id"].as_str().map(str::to_owned))
+        .collect();
+    ids.retain(|id| !left.contains(id));
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn participants_in_three_regions_hear_see_and_chat_with_each_other_in_one_meeting() {
+    let c = Cluster::start(regions_spec(&[])).await.unwrap();
+    let api = Api::new(&c);
+    let base = c.controllers[0].url();
+    let meeting = api.create(&base, json!({ "title": "nordic" })).await;
+    let tones = [("oslo", 440), ("stockholm", 660), ("helsinki", 880)];
+    let mut bots = Vec::new();
+    for (region, hz) in tones {
+        let b = bot_in(&base, &meeting, &format!("In {region}"), region, Some(hz)).await;
+        assert_eq!(
+            b.node_id,
+            format!("media-{region}-1"),
+            "placed in its region"
+        );
+        bots.push((region, hz, b));
+    }
+    eventually(
+        Duration::from_secs(40),
+        "every bot receives both others",
+        || async {
+            bots.iter()
+                .all(|(_, _, b)| {
+                    bots.iter()
+                        .filter(|(_, _, o)| o.participant_id != b.participant_id)
+                        .all(|(_, _, o)| receives(b, &o.participant_id))
+                })
+                .then_some(())
+        },
+    )
+    .await
+    .unwrap();
+    for (region, _, b) in &bots {
+        let got = b.received();
+        for (other, hz, o) in bots.iter().filter(|(r, _, _)| r != region) {
+            let audio = &got[&(o.participant_id.clone(), "audio")];
+            let video = &got[&(o.participant_id.clone(), "video")];
+            assert_eq!(
+                bot::media::tone_hz(&audio.audio).unwrap(),
+                *hz,
+                "{region} hears {other}'s tone"
+            );
+            assert_eq!(
+                (audio.lost, video.lost),
+                (0, 0),
+                "{region} lost packets of {other} on loopback"
+            );
+        }
+        // The others are listed as participants, with their names, wherever they are.
+        let mut others: Vec<String> = bots
+            .iter()
+            .filter(|(r, _, _)| r != region)
+            .map(|(_, _, o)| o.participant_id.clone())
+            .collect();
+        others.sort();
+        assert_eq!(known(b), others, "{region} knows the whole meeting");
+    }
+    // Chat crosses the links, with the sender's id and name.
+    bots[0]
+        .2
+        .send(json!({ "type": "chat", "text": "hei fra Oslo" }))
+        .unwrap();
+    let oslo_id = bots[0].2.participant_id.clone();
+    eventually(
+        Duration::from_secs(10),
+        "the chat reaches both far regions",
+        || async {
+            bots[1..]
+                .iter()
+                .all(|(_, _, b)| {
+                    b.events("chat").iter().any(|m| {
+                        m["from"] == oslo_id.as_str()
+                            && m["name"] == "In oslo"
+                            && m["text"] == "hei fra Oslo"
+                    })
+                })
+                .then_some(())
+        },
+    )
+    .await
+    .unwrap();
+    // Mute state crosses too.
+    bots[2]
+        .2
+        .send(json!({ "type": "mute", "audio_muted": true, "video_muted": false }))
+        .unwrap();
+    let helsinki_id = bots[2].2.participant_id.clone();
+    eventually(
+        Duration::from_secs(10),
+        "oslo sees helsinki muted",
+        || async {
+            bots[0]
+                .2
+                .events("mute")
+                .iter()
+                .any(|m| m["participant_id"] == helsinki_id.as_str() && m["audio_muted"] == true)
+                .then_some(())
+        },
+    )
+    .await
+    .unwrap();
+    // A full mesh: each node has a link to each of the two others.
+    for (region, _, _) in &bots {
+        let text = metrics_text(&node_url(&c, &format!("media-{region}-1"))).await;
+        assert_eq!(
+            metric_sum(&text, "fjord_relay_links", &[]),
+            2.0,
+            "{region}: {}",
+            text.lines()
+                .filter(|l| l.contains("relay"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_publishers_track_crosses_the_link_once_whatever_the_number_of_far_subscribers() {
+    let c = Cluster::start(regions_spec(&[])).await.unwrap();
+    let api = Api::new(&c);
+    let base = c.controllers[0].url();
+    let meeting = api.create(&base, json!({ "title": "webinar" })).await;
+    let publisher = bot_in(&base, &meeting, "Speaker", "oslo", Some(440)).await;
+    let mut viewers = Vec::new();
+    for i in 0..10 {
+        viewers.push(bot_in(&base, &meeting, &format!("Viewer {i}"), "stockholm", None).await);
+    }
+    eventually(
+        Duration::from_secs(40),
+        "every viewer receives the speaker",
+        || async {
+            viewers
+                .iter()
+                .all(|v| receives(v, &publisher.participant_id))
+                .then_some(())
+        },
+    )
+    .await
+    .unwrap();
+    let oslo = node_url(&c, "media-oslo-1");
+    let sample = || async {
+        let text = metrics_text(&oslo).await;
+        (
+            metric_sum(
+                &text,
+                "fjord_relay_link_bytes_total",
+                &[("peer", "media-stockholm-1"), ("direction", "out")],
+            ),
+            metric_sum(&text, "fjord_media_bytes_in_total", &[]),
+        )
+    };
+    let (relay0, in0) = sample().await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let (relay1, in1) = sample().await;
+    let (relay, published) = (relay1 - relay0, in1 - in0);
+    eprintln!("10 s: {relay} relay bytes to stockholm for {published} bytes from the publisher");
+    assert!(published > 50_000.0, "the publisher sent {published} bytes");
+    assert!(
+        relay <= 1.3 * published,
+        "oslo sent {relay} bytes to stockholm for a publisher's {published}: more than one copy"
+    );
+    assert!(
+        relay >= 0.5 * published,
+        "only {relay} bytes crossed for {published}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn when_a_node_of_the_mesh_dies_the_others_keep_their_media_and_its_participants_come_back() {
+    let mut c = Cluster::start(regions_spec(&[("media-stockholm-2", "stockholm")]))
+        .await
+        .unwrap();
+    let api = Api::new(&c);
+    let base = c.controllers[0].url();
+    let meeting = api.create(&base, json!({ "title": "resilient" })).await;
+    let oslo = [
+        bot_in(&base, &meeting, "Oslo A", "oslo", Some(440)).await,
+        bot_in(&base, &meeting, "Oslo B", "oslo", Some(550)).await,
+    ];
+    let far = bot_in(&base, &meeting, "Stockholm", "stockholm", Some(660)).await;
+    let victim = far.node_id.clone();
+    eventually(
+        Duration::from_secs(40),
+        "everyone receives everyone",
+        || async {
+            let all = [&oslo[0], &oslo[1], &far];
+            all.iter()
+                .all(|b| {
+                    all.iter()
+                        .filter(|o| o.participant_id != b.participant_id)
+                        .all(|o| receives(b, &o.participant_id))
+                })
+                .then_some(())
+        },
+    )
+    .await
+    .unwrap();
+    for b in &oslo {
+        b.clear_received();
+    }
+    c.media_node(&victim).unwrap().proc.kill9();
+    // The far participant leaves the oslo bots' meeting.
+    let far_id = far.participant_id.clone();
+    eventually(
+        Duration::from_secs(5),
+        "oslo sees the stockholm participant leave",
+        || async {
+            oslo.iter()
+                .all(|b| !known(b).contains(&far_id))
+                .then_some(())
+        },
+    )
+    .await
+    .unwrap();
+    drop(far);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Oslo's own media never stopped: no gap over 200 ms, nothing lost.
+    for (b, o) in [(&oslo[0], &oslo[1]), (&oslo[1], &oslo[0])] {
+        let got = b.received();
+        for kind in ["audio", "video"] {
+            let t = &got[&(o.participant_id.clone(), kind)];
+            assert!(
+                t.max_gap_ms <= 200.0 && t.lost == 0,
+                "{kind} from the other oslo bot: gap {} ms, {} lost",
+                t.max_gap_ms,
+                t.lost
+            );
+        }
+    }
+    // The stockholm participant joins again: placed on the region's other node once the
+    // dead one's lease is gone, and linked to oslo.
+    let back = eventually(
+        Duration::from_secs(15),
+        "a rejoin placed on a live node",
+        || async {
+            let b = bot_in(&base, &meeting, "Stockholm again", "stockholm", Some(660)).await;
+            (b.node_id != victim).then_some(b)
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(back.node_id, "media-stockholm-2");
+    eventually(
+        Duration::from_secs(30),
+        "media flows across regions again",
+        || async {
+            (oslo.iter().all(|b| receives(b, &back.participant_id))
+                && oslo.iter().all(|o| receives(&back, &o.participant_id)))
+            .then_some(())
+        },
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_meeting_pinned_to_a_region_never_links_out_of_it() {
+    let c = Cluster::start(regions_spec(&[])).await.unwrap();
+    let api = Api::new(&c);
+    let base = c.controllers[0].url();
+    let pinned = api
+        .create(
+            &base,
+            json!({ "title": "pinned", "residency": "stockholm" }),
+        )
+        .await;
+    let mut bots = Vec::new();
+    for region in ["oslo", "stockholm", "helsinki"] {
+        let b = bot_in(&base, &pinned, region, region, Some(440)).await;
+        assert_eq!(
+            b.node_id, "media-stockholm-1",
+            "{region}'s participant stays in stockholm"
+        );
+        bots.push(b);
+    }
+    let placements = crate::placements(&c, &pinned).await;
+    assert_eq!(
+        placements.values().collect::<Vec<_>>(),
+        vec!["media-stockholm-1"],
+        "{placements:?}"
+    );
+    eventually(
+        Duration::from_secs(30),
+        "the pinned meeting's media flows",
+        || async { receives(&bots[0], &bots[1].participant_id).then_some(()) },
+    )
+    .await
+    .unwrap();
+    for n in ["media-oslo-1", "media-stockholm-1", "media-helsinki-1"] {
+        let text = metrics_text(&node_url(&c, n)).await;
+        let links = metric_sum(&text, "fjord_relay_links", &[]);
+        let bytes = metric_sum(&text, "fjord_relay_link_bytes_total", &[]);
+        assert_eq!((links, bytes), (0.0, 0.0), "{n} has relay traffic");
+    }
+}
