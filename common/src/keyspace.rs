@@ -1,6 +1,31 @@
 //! The etcd keyspace (DESIGN §3): the only place that spells a key.
 use crate::ids::{MeetingId, NodeId, RecordingId, Region};
 
+/// One of a meeting's placements: its region, and which of the region's nodes (0 for
+/// the first, `n` > 0 for the nodes it spilled over to when the ones before were full).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Slot {
+    pub region: Region,
+    pub n: u32,
+}
+
+impl Slot {
+    /// The first slot of `region`.
+    pub fn first(region: Region) -> Self {
+        Self { region, n: 0 }
+    }
+}
+
+impl std::fmt::Display for Slot {
+    /// `oslo`, or `oslo/2` for a spill-over slot (as in the key).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.n {
+            0 => write!(f, "{}", self.region),
+            n => write!(f, "{}/{n}", self.region),
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Keyspace {
     prefix: String,
@@ -13,7 +38,7 @@ pub enum Key {
     RecordingNode(NodeId),
     Load(NodeId),
     Meeting(MeetingId),
-    Placement(MeetingId, Region),
+    Placement(MeetingId, Slot),
     Recording(RecordingId),
     Other,
 }
@@ -43,8 +68,8 @@ impl Keyspace {
     pub fn placements_of(&self, id: &MeetingId) -> String {
         format!("{}/meetings/{id}/placement/", self.prefix)
     }
-    pub fn placement(&self, id: &MeetingId, region: &Region) -> String {
-        format!("{}/meetings/{id}/placement/{region}", self.prefix)
+    pub fn placement(&self, id: &MeetingId, slot: &Slot) -> String {
+        format!("{}/meetings/{id}/placement/{slot}", self.prefix)
     }
     pub fn recording(&self, id: &RecordingId) -> String {
         format!("{}/recordings/{id}", self.prefix)
@@ -69,7 +94,17 @@ impl Keyspace {
             ["meetings", id, "placement", region] => MeetingId::parse(id)
                 .ok()
                 .zip(Region::parse(region).ok())
-                .map(|(m, r)| Key::Placement(m, r)),
+                .map(|(m, r)| Key::Placement(m, Slot::first(r))),
+            ["meetings", id, "placement", region, nth] => MeetingId::parse(id)
+                .ok()
+                .zip(Region::parse(region).ok())
+                // Only the spelling we write: `2`, never `02` or `0`.
+                .zip(
+                    nth.parse::<u32>()
+                        .ok()
+                        .filter(|n| *n > 0 && n.to_string() == *nth),
+                )
+                .map(|((m, region), n)| Key::Placement(m, Slot { region, n })),
             ["recordings", id] => RecordingId::parse(id).ok().map(Key::Recording),
             _ => None,
         };
@@ -94,7 +129,28 @@ mod tests {
         );
         assert_eq!(ks.parse(&ks.load(&n)), Key::Load(n));
         assert_eq!(ks.parse(&ks.meeting(&m)), Key::Meeting(m.clone()));
-        assert_eq!(ks.parse(&ks.placement(&m, &r)), Key::Placement(m, r));
+        let first = Slot::first(r.clone());
+        assert_eq!(
+            ks.parse(&ks.placement(&m, &first)),
+            Key::Placement(m.clone(), first)
+        );
+        let spill = Slot { region: r, n: 2 };
+        assert_eq!(
+            ks.placement(&m, &spill),
+            "/fjord/meetings/abc-defg-hij/placement/oslo/2"
+        );
+        assert_eq!(
+            ks.parse(&ks.placement(&m, &spill)),
+            Key::Placement(m, spill)
+        );
+        assert_eq!(
+            ks.parse("/fjord/meetings/abc-defg-hij/placement/oslo/0"),
+            Key::Other
+        );
+        assert_eq!(
+            ks.parse("/fjord/meetings/abc-defg-hij/placement/oslo/02"),
+            Key::Other
+        );
         assert_eq!(ks.parse("/other/nodes/media/n1"), Key::Other);
         assert_eq!(ks.parse("/fjord/election/controller/694d"), Key::Other);
         assert_eq!(ks.parse("/fjord/nodes/media/Bad Id"), Key::Other);

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::config::EtcdConfig;
-use common::ids::{MeetingId, Region};
+use common::ids::MeetingId;
+use common::keyspace::Slot;
 use etcd_client::{Client, ResignOptions};
 use proto::v1::{MeetingStatus, NodeState};
 use tokio_util::sync::CancellationToken;
@@ -121,7 +122,7 @@ pub async fn reconcile(service: &Service, lease_ttl: Duration) {
         return;
     }
     service.reconcile_recordings(lease_ttl).await;
-    type Stale = Vec<(MeetingId, Region, String, i64, &'static str)>;
+    type Stale = Vec<(MeetingId, Slot, String, i64, &'static str)>;
     let stale: Stale = service.view.read(|v| {
         let mut out = Vec::new();
         for (m, regions) in &v.placements {
@@ -154,7 +155,7 @@ pub async fn reconcile(service: &Service, lease_ttl: Duration) {
         match service.store.remove_placement(&m, &r, rev).await {
             Ok(true) => {
                 service.metrics.reconciled_placements.inc();
-                tracing::info!(meeting = %m, region = %r, node, why, "removed placement");
+                tracing::info!(meeting = %m, slot = %r, node, why, "removed placement");
             }
             Ok(false) => {}
             Err(e) => {

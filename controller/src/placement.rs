@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use common::ids::{NodeId, Region};
+use common::keyspace::Slot;
 
 /// One media node as placement sees it.
 #[derive(Clone, Debug, PartialEq)]
@@ -95,8 +96,8 @@ impl Topology {
 pub struct Request<'a> {
     pub client_region: &'a Region,
     pub residency: Option<&'a Region>,
-    /// The meeting's current placements, by region.
-    pub existing: &'a BTreeMap<Region, NodeId>,
+    /// The meeting's current placements: each region's nodes, by slot.
+    pub existing: &'a BTreeMap<Slot, NodeId>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -116,17 +117,20 @@ impl Outcome {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Placement {
-    /// The meeting already has this usable node in `region`.
+    /// The meeting already has this usable node in `region` (in its slot `n`).
     Existing {
         node: NodeId,
         region: Region,
+        n: u32,
         outcome: Outcome,
     },
-    /// Place the meeting's participants of `region` on `node` (new, or replacing a node
-    /// that died, drains or is full).
+    /// Place the meeting's participants of `region` on `node`, in slot `n` of the region:
+    /// the first, the slot of a node that died, or the next one when the region's nodes
+    /// of the meeting are full or draining (spill-over: they keep their participants).
     New {
         node: NodeId,
         region: Region,
+        n: u32,
         outcome: Outcome,
     },
     Refused(Refusal),
@@ -151,14 +155,22 @@ pub fn place(nodes: &[NodeSnapshot], topology: &Topology, req: &Request<'_>) -> 
         } else {
             Outcome::Fallback
         };
-        if let Some(current) = req.existing.get(&region)
-            && nodes
+        let mine: Vec<(u32, &NodeId)> = req
+            .existing
+            .iter()
+            .filter(|(s, _)| s.region == region)
+            .map(|(s, n)| (s.n, n))
+            .collect();
+        // The meeting's first node of the region with room (meeting affinity).
+        if let Some((n, current)) = mine.iter().find(|(_, id)| {
+            nodes
                 .iter()
-                .any(|n| &n.id == current && n.region == region && n.usable())
-        {
+                .any(|x| &x.id == *id && x.region == region && x.usable())
+        }) {
             return Placement::Existing {
-                node: current.clone(),
+                node: (*current).clone(),
                 region,
+                n: *n,
                 outcome,
             };
         }
@@ -170,10 +182,19 @@ pub fn place(nodes: &[NodeSnapshot], topology: &Topology, req: &Request<'_>) -> 
                     .total_cmp(&b.utilisation_with_one_more())
                     .then_with(|| a.id.cmp(&b.id))
             });
-        if let Some(n) = best {
+        if let Some(best) = best {
+            // A dead node's slot is taken over; otherwise the next one (spill-over).
+            let dead = mine
+                .iter()
+                .find(|(_, id)| !nodes.iter().any(|x| &x.id == *id))
+                .map(|(n, _)| *n);
+            let next = (0..)
+                .find(|n| !mine.iter().any(|(m, _)| m == n))
+                .unwrap_or(0);
             return Placement::New {
-                node: n.id.clone(),
+                node: best.id.clone(),
                 region,
+                n: dead.unwrap_or(next),
                 outcome,
             };
         }
@@ -226,11 +247,14 @@ mod tests {
         })
     }
 
-    fn existing() -> impl Strategy<Value = BTreeMap<Region, NodeId>> {
+    fn existing() -> impl Strategy<Value = BTreeMap<Slot, NodeId>> {
         prop::collection::btree_map(
-            (0usize..4).prop_map(region),
+            (0usize..4, 0u32..3).prop_map(|(r, n)| Slot {
+                region: region(r),
+                n,
+            }),
             (0usize..1000).prop_map(|i| NodeId::parse(&format!("n{i}")).unwrap()),
-            0..3,
+            0..5,
         )
     }
 
@@ -299,11 +323,69 @@ mod tests {
             let home = region(home);
             // Pick any usable node of the home region as the meeting's current node.
             if let Some(cur) = ns.iter().find(|n| n.region == home && !n.draining && n.has_room()) {
-                let ex = BTreeMap::from([(home.clone(), cur.id.clone())]);
+                let ex = BTreeMap::from([(Slot::first(home.clone()), cur.id.clone())]);
                 let req = Request { client_region: &home, residency: None, existing: &ex };
-                prop_assert_eq!(place(&ns, &topology(), &req), Placement::Existing { node: cur.id.clone(), region: home.clone(), outcome: Outcome::InRegion });
+                prop_assert_eq!(place(&ns, &topology(), &req), Placement::Existing { node: cur.id.clone(), region: home.clone(), n: 0, outcome: Outcome::InRegion });
             }
         }
+
+        #[test]
+        fn a_new_node_takes_a_dead_nodes_slot_or_the_next_free_one(ns in nodes(), home in 0usize..4, ex in existing()) {
+            let home = region(home);
+            let req = Request { client_region: &home, residency: None, existing: &ex };
+            if let Placement::New { region, n, .. } = place(&ns, &topology(), &req) {
+                let slot = Slot { region: region.clone(), n };
+                match ex.get(&slot) {
+                    // Only a dead node's slot is reused: a live one keeps its participants.
+                    Some(old) => prop_assert!(!ns.iter().any(|x| &x.id == old)),
+                    None => {
+                        let taken: Vec<u32> = ex.keys().filter(|s| s.region == region).map(|s| s.n).collect();
+                        prop_assert!((0..n).all(|m| taken.contains(&m)), "slot {} skips a free one: {:?}", n, taken);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_full_node_keeps_its_slot_and_the_region_spills_over_to_the_next() {
+        let mk = |id: &str, used: u32| NodeSnapshot {
+            id: NodeId::parse(id).unwrap(),
+            region: region(0),
+            draining: false,
+            capacity: Capacity {
+                participants: 4,
+                ..Default::default()
+            },
+            load: Load {
+                participants: used,
+                ..Default::default()
+            },
+            recent_joins: 0,
+        };
+        let home = region(0);
+        let ex = BTreeMap::from([(Slot::first(home.clone()), NodeId::parse("a").unwrap())]);
+        let req = Request {
+            client_region: &home,
+            residency: None,
+            existing: &ex,
+        };
+        let ns = [mk("a", 4), mk("b", 0)];
+        assert_eq!(
+            place(&ns, &topology(), &req),
+            Placement::New {
+                node: NodeId::parse("b").unwrap(),
+                region: home.clone(),
+                n: 1,
+                outcome: Outcome::InRegion
+            }
+        );
+        // Once `a` has room again, joins go back to it: the first node with room.
+        let ns = [mk("a", 3), mk("b", 0)];
+        assert!(matches!(
+            place(&ns, &topology(), &req),
+            Placement::Existing { n: 0, .. }
+        ));
     }
 
     #[test]

@@ -162,10 +162,11 @@ impl Service {
             .view
             .read(|v| {
                 let placements = v.placements.get(&id)?;
-                let (region, p) = match &residency {
-                    Some(r) => (r.clone(), placements.get(r)?),
-                    None => placements.iter().next().map(|(r, p)| (r.clone(), p))?,
+                let (slot, p) = match &residency {
+                    Some(r) => placements.iter().find(|(s, _)| &s.region == r)?,
+                    None => placements.iter().next()?,
                 };
+                let region = slot.region.clone();
                 let node = NodeId::parse(&p.record.node_id).ok()?;
                 let rec = v.media.get(&node)?.clone();
                 Some((region, rec))

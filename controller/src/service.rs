@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use common::ids::{MeetingId, NodeId, ParticipantId, Region};
+use common::keyspace::Slot;
 use common::token::{Role, TokenSigner};
 use proto::v1::{MeetingRecord, MeetingStatus, NodeLoad, NodeState, PrepareMeetingRequest};
 
@@ -21,6 +22,10 @@ use crate::view::{SharedView, StoredPlacement};
 pub const MAX_TITLE_CHARS: usize = 200;
 pub const MAX_NAME_CHARS: usize = 64;
 pub const MAX_PASSWORD_CHARS: usize = 128;
+/// How long a placed join takes to show in the node's load report at the earliest (the
+/// client fetches its token and opens the node's WebSocket): joins placed this long
+/// before a report are taken to be in it.
+const JOIN_TRANSIT_MS: i64 = 300;
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -136,7 +141,9 @@ pub struct Service {
     pub allow_region_override: bool,
     pub join_correction: Duration,
     pub metrics: Metrics,
-    recent_joins: Mutex<HashMap<NodeId, VecDeque<Instant>>>,
+    /// Joins placed lately, per node: when (monotonic, and Unix ms to compare with the
+    /// node's load report).
+    recent_joins: Mutex<HashMap<NodeId, VecDeque<(Instant, i64)>>>,
     /// Key and validity of recording download links (None: no links).
     pub downloads: Option<(Vec<u8>, Duration)>,
 }
@@ -369,10 +376,10 @@ impl Service {
                         .get(&id)
                         .into_iter()
                         .flatten()
-                        .filter_map(|(r, p)| {
+                        .filter_map(|(s, p)| {
                             NodeId::parse(&p.record.node_id)
                                 .ok()
-                                .map(|n| (r.clone(), n))
+                                .map(|n| (s.region.clone(), n))
                         })
                         .collect()
                 })
@@ -497,10 +504,14 @@ impl Service {
                     let q = recent.entry(id.clone()).or_default();
                     while q
                         .front()
-                        .is_some_and(|t| now.duration_since(*t) > self.join_correction)
+                        .is_some_and(|(t, _)| now.duration_since(*t) > self.join_correction)
                     {
                         q.pop_front();
                     }
+                    // Joins the last load report cannot show yet: those placed after it
+                    // was measured, less the moment a join takes to reach the node.
+                    let reported = load.updated_unix_ms - JOIN_TRANSIT_MS;
+                    let unreported = q.iter().filter(|(_, ms)| *ms > reported).count();
                     Some(NodeSnapshot {
                         id: id.clone(),
                         region,
@@ -515,14 +526,17 @@ impl Service {
                             bitrate_kbps: load.bitrate_in_kbps.max(load.bitrate_out_kbps),
                             cpu_cores: load.cpu_cores,
                         },
-                        recent_joins: q.len() as u32,
+                        recent_joins: unreported as u32,
                     })
                 })
                 .collect()
         });
         let decision = placement::place(&nodes, &self.regions.topology, req);
         if let Placement::New { node, .. } | Placement::Existing { node, .. } = &decision {
-            recent.entry(node.clone()).or_default().push_back(now);
+            recent
+                .entry(node.clone())
+                .or_default()
+                .push_back((now, common::unix_ms()));
         }
         decision
     }
@@ -588,12 +602,7 @@ impl Service {
                     "media node {node} disappeared during the join; try again"
                 ))
             })?;
-        self.recent_joins
-            .lock()
-            .expect("recent joins")
-            .entry(node.clone())
-            .or_default()
-            .push_back(Instant::now());
+        // `decide` counted this join against the node already.
 
         let participant = ParticipantId::random();
         let now = common::unix_ms() as u64 / 1000;
@@ -653,11 +662,11 @@ impl Service {
         client_region: &Region,
         residency: Option<&Region>,
     ) -> Result<(NodeId, Region), ApiError> {
-        let mut known: BTreeMap<Region, StoredPlacement> = self
+        let mut known: BTreeMap<Slot, StoredPlacement> = self
             .view
             .read(|v| v.placements.get(meeting).cloned().unwrap_or_default());
         for _ in 0..5 {
-            let existing: BTreeMap<Region, NodeId> = known
+            let existing: BTreeMap<Slot, NodeId> = known
                 .iter()
                 .filter_map(|(r, p)| {
                     NodeId::parse(&p.record.node_id)
@@ -670,11 +679,12 @@ impl Service {
                 residency,
                 existing: &existing,
             };
-            let (node, region, outcome) = match self.decide(&req) {
+            let (node, slot, outcome) = match self.decide(&req) {
                 Placement::Existing {
                     node,
                     region,
                     outcome,
+                    ..
                 } => {
                     self.metrics
                         .placements
@@ -685,8 +695,9 @@ impl Service {
                 Placement::New {
                     node,
                     region,
+                    n,
                     outcome,
-                } => (node, region, outcome),
+                } => (node, Slot { region, n }, outcome),
                 Placement::Refused(why) => {
                     self.metrics
                         .placements
@@ -699,24 +710,24 @@ impl Service {
             };
             let commit = self
                 .store
-                .commit_placement(meeting, &region, &node, known.get(&region))
+                .commit_placement(meeting, &slot, &node, known.get(&slot))
                 .await
                 .inspect_err(|_| self.metrics.etcd_errors.inc())?;
             match commit {
                 PlacementCommit::Committed(p) => {
-                    known.insert(region.clone(), p.clone());
-                    self.prepare(meeting, &region, &node, &p).await?;
+                    known.insert(slot.clone(), p.clone());
+                    self.prepare(meeting, &slot, &node, &p).await?;
                     self.metrics
                         .placements
                         .with_label_values(&[outcome.as_str()])
                         .inc();
-                    return Ok((node, region));
+                    return Ok((node, slot.region));
                 }
                 PlacementCommit::Lost(Some(p)) => {
-                    known.insert(region, p);
+                    known.insert(slot, p);
                 }
                 PlacementCommit::Lost(None) => {
-                    known.remove(&region);
+                    known.remove(&slot);
                 }
             }
         }
@@ -728,7 +739,7 @@ impl Service {
     async fn prepare(
         &self,
         meeting: &MeetingId,
-        region: &Region,
+        slot: &Slot,
         node: &NodeId,
         p: &StoredPlacement,
     ) -> Result<(), ApiError> {
@@ -738,14 +749,14 @@ impl Service {
             .unwrap_or_default();
         let req = PrepareMeetingRequest {
             meeting_id: meeting.to_string(),
-            region: region.to_string(),
+            region: slot.region.to_string(),
             epoch: p.record.epoch,
         };
         if let Err(e) = self.nodes.prepare_meeting(&addr, req).await {
             tracing::warn!(meeting = %meeting, node = %node, error = %e, "prepare failed; withdrawing the placement");
             let _ = self
                 .store
-                .remove_placement(meeting, region, p.mod_revision)
+                .remove_placement(meeting, slot, p.mod_revision)
                 .await;
             return Err(ApiError::Unavailable(format!(
                 "media node {node} did not accept the meeting: {e}"

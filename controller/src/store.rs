@@ -1,8 +1,8 @@
 //! Every write the controller makes to etcd. Writes that race between controllers are
 //! transactions: a placement is created only if absent (or replaced only if unchanged
 //! since it was read), so two controllers racing on one join agree on the node.
-use common::ids::{MeetingId, NodeId, RecordingId, Region};
-use common::keyspace::Keyspace;
+use common::ids::{MeetingId, NodeId, RecordingId};
+use common::keyspace::{Keyspace, Slot};
 use etcd_client::{
     Client, Compare, CompareOp, DeleteOptions, GetOptions, Txn, TxnOp, TxnOpResponse,
 };
@@ -107,17 +107,17 @@ impl Store {
         Ok(())
     }
 
-    /// Writes `node` as the meeting's placement in `region` if the key is still as we saw
+    /// Writes `node` as the meeting's placement in `slot` if the key is still as we saw
     /// it (`expected`: its mod revision, or `None` for absent). When another controller got
     /// there first, returns what the key holds now.
     pub async fn commit_placement(
         &self,
         meeting: &MeetingId,
-        region: &Region,
+        slot: &Slot,
         node: &NodeId,
         expected: Option<&StoredPlacement>,
     ) -> Result<PlacementCommit, StoreError> {
-        let key = self.ks.placement(meeting, region);
+        let key = self.ks.placement(meeting, slot);
         let (cmp, epoch) = match expected {
             None => (
                 Compare::create_revision(key.clone(), CompareOp::Equal, 0),
@@ -164,10 +164,10 @@ impl Store {
     pub async fn remove_placement(
         &self,
         meeting: &MeetingId,
-        region: &Region,
+        slot: &Slot,
         mod_revision: i64,
     ) -> Result<bool, StoreError> {
-        let key = self.ks.placement(meeting, region);
+        let key = self.ks.placement(meeting, slot);
         let txn = Txn::new()
             .when([Compare::mod_revision(
                 key.clone(),

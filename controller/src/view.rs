@@ -7,8 +7,8 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use common::config::EtcdConfig;
-use common::ids::{MeetingId, NodeId, RecordingId, Region};
-use common::keyspace::{Key, Keyspace};
+use common::ids::{MeetingId, NodeId, RecordingId};
+use common::keyspace::{Key, Keyspace, Slot};
 use etcd_client::{EventType, GetOptions, WatchOptions};
 use prost::Message;
 use proto::v1::{
@@ -30,7 +30,7 @@ pub struct ClusterView {
     pub recording: BTreeMap<NodeId, RecordingNodeRecord>,
     pub load: HashMap<NodeId, NodeLoad>,
     pub meetings: HashMap<MeetingId, MeetingRecord>,
-    pub placements: HashMap<MeetingId, BTreeMap<Region, StoredPlacement>>,
+    pub placements: HashMap<MeetingId, BTreeMap<Slot, StoredPlacement>>,
     pub recordings: HashMap<RecordingId, RecordingRecord>,
     pub revision: i64,
     /// Nodes whose record was deleted while it did not say draining (its lease expired:

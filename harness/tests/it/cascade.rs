@@ -378,3 +378,75 @@ async fn a_meeting_pinned_to_a_region_never_links_out_of_it() {
         assert_eq!((links, bytes), (0.0, 0.0), "{n} has relay traffic");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_full_node_spills_the_region_over_to_a_second_node_that_joins_the_mesh() {
+    let small = |id: &str| harness::NodeSpec {
+        capacity: 4,
+        ..node(id, "oslo")
+    };
+    let c = Cluster::start(ClusterSpec {
+        media: vec![small("media-oslo-1"), small("media-oslo-2")],
+        ..crate::spec()
+    })
+    .await
+    .unwrap();
+    let api = Api::new(&c);
+    let base = c.controllers[0].url();
+    let meeting = api.create(&base, json!({ "title": "crowded" })).await;
+    let mut bots = Vec::new();
+    for i in 0..6 {
+        bots.push(
+            bot_in(
+                &base,
+                &meeting,
+                &format!("Oslo {i}"),
+                "oslo",
+                Some(400 + 100 * i),
+            )
+            .await,
+        );
+    }
+    let mut per_node = std::collections::BTreeMap::<String, usize>::new();
+    for b in &bots {
+        *per_node.entry(b.node_id.clone()).or_default() += 1;
+    }
+    assert_eq!(
+        per_node.len(),
+        2,
+        "six joins on two oslo nodes: {per_node:?}"
+    );
+    assert!(
+        per_node.values().all(|n| *n <= 4),
+        "no node over its capacity: {per_node:?}"
+    );
+    let placements = crate::placements(&c, &meeting).await;
+    assert_eq!(
+        placements.len(),
+        2,
+        "two placements in oslo: {placements:?}"
+    );
+    eventually(
+        Duration::from_secs(60),
+        "all six receive each other",
+        || async {
+            bots.iter()
+                .all(|b| {
+                    bots.iter()
+                        .filter(|o| o.participant_id != b.participant_id)
+                        .all(|o| receives(b, &o.participant_id))
+                })
+                .then_some(())
+        },
+    )
+    .await
+    .unwrap();
+    for b in &bots {
+        assert_eq!(
+            known(b).len(),
+            5,
+            "{} knows all five others",
+            b.participant_id
+        );
+    }
+}
