@@ -428,3 +428,72 @@ async fn a_draining_recording_node_finishes_its_recording_before_it_exits() {
     let code = c.recording[0].proc.wait_exit(Duration::from_secs(10)).await;
     assert_eq!(code, Some(0), "the drained node should exit once idle");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_recording_of_a_meeting_across_two_regions_holds_every_participants_audio() {
+    let mut c = harness::Cluster::start(spec()).await.unwrap();
+    c.start_recording(crate::node("recording-oslo-1", "oslo"))
+        .unwrap();
+    c.wait_ready(Duration::from_secs(20)).await.unwrap();
+    let api = Api::new(&c);
+    let base = c.controllers[0].url();
+    let (st, created) = api
+        .send(
+            api.http
+                .post(format!("{base}/v1/meetings"))
+                .bearer_auth(&api.key)
+                .json(&json!({ "title": "two regions, one recording" })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{created}");
+    let meeting = created["id"].as_str().unwrap().to_owned();
+    let host_key = created["host_key"].as_str().unwrap().to_owned();
+    let clip = |hz: u32| bot::ClipSpec {
+        tone_hz: hz,
+        width: 320,
+        height: 180,
+        ..bot::ClipSpec::default()
+    };
+    let ada = crate::join_bot(&base, &meeting, "Ada", Some("oslo"), Some(clip(440))).await;
+    let bo = crate::join_bot(&base, &meeting, "Bo", Some("stockholm"), Some(clip(880))).await;
+    assert_ne!(ada.node_id, bo.node_id, "one participant per region's node");
+    harness::eventually(Duration::from_secs(30), "the two hear each other", || async {
+        let heard = |b: &bot::Bot, o: &bot::Bot| {
+            b.received()
+                .get(&(o.participant_id.clone(), "audio"))
+                .is_some_and(|a| a.packets > 50)
+        };
+        (heard(&ada, &bo) && heard(&bo, &ada)).then_some(())
+    })
+    .await
+    .unwrap();
+    let rec = start(&api, &base, &meeting, &host_key).await;
+    let rid = rec["recording_id"].as_str().unwrap().to_owned();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    stop(&api, &base, &rid, &host_key).await;
+    let dir = c
+        .recording_storage("recording-oslo-1")
+        .join("internal")
+        .join(&rid);
+    let manifest: Manifest =
+        serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest.participants.len(), 2, "{manifest:?}");
+    for (b, hz) in [(&ada, 440), (&bo, 880)] {
+        let pid = b.participant_id.as_str();
+        let f = manifest
+            .files
+            .iter()
+            .find(|f| f.participant_id.as_deref() == Some(pid))
+            .unwrap_or_else(|| panic!("no audio file for {pid} ({hz} Hz)"));
+        let a = probe::audio(&dir.join(&f.name)).unwrap();
+        assert!(a.duration >= Duration::from_secs(4), "{}: {:?}", f.name, a.duration);
+        let mid = a.samples.len() / 2;
+        let second = &a.samples[mid - a.rate as usize / 2..mid + a.rate as usize / 2];
+        assert_eq!(
+            probe::dominant_frequency(second, a.rate, 100, 2000, 10),
+            hz,
+            "{} should hold {hz} Hz",
+            f.name
+        );
+    }
+}
