@@ -39,9 +39,14 @@
     status('Joining…');
     let resp, body;
     try {
+      // `?region=` asks for a region explicitly (honoured only where the controller
+      // allows overrides: tests and demos of a multi-region cluster on one machine).
+      const request = { name };
+      if (password) request.password = password;
+      if (params.get('region')) request.region = params.get('region');
       resp = await fetch('/v1/meetings/' + encodeURIComponent(meeting) + '/join', {
         method: 'POST', headers: { 'content-type': 'application/json' },
-        body: JSON.stringify(password ? { name, password } : { name }),
+        body: JSON.stringify(request),
       });
       body = await resp.json().catch(() => null);
     } catch (e) {

@@ -1062,3 +1062,50 @@ async fn webrtc_rs_bots_and_chromium_receive_each_others_media_both_ways() {
         b.leave().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_in_two_regions_see_hear_and_chat_and_the_far_side_shows_who_speaks() {
+    let c = harness::Cluster::start(spec()).await.unwrap();
+    let api = Api::new(&c);
+    let base = c.controllers[0].url();
+    let meeting = api.create(&base, json!({ "title": "across" })).await;
+    let mut browsers = Vec::new();
+    let mut ids = Vec::new();
+    for (i, region) in ["oslo", "stockholm"].into_iter().enumerate() {
+        let (b, id) =
+            join_page_with(&c, &base, &meeting, &format!("P{i}"), &format!("&region={region}"))
+                .await;
+        browsers.push(b);
+        ids.push(id);
+    }
+    let placed = crate::placements(&c, &meeting).await;
+    assert_eq!(
+        placed.keys().map(String::as_str).collect::<Vec<_>>(),
+        vec!["oslo", "stockholm"],
+        "one node per region: {placed:?}"
+    );
+
+    everyone_gets_everyone_elses_media(&browsers, &ids).await;
+    send_chat(&browsers[0], "hei fra Oslo").await;
+    chat_seen_by(&browsers[1], "hei fra Oslo").await;
+    send_chat(&browsers[1], "hej från Stockholm").await;
+    chat_seen_by(&browsers[0], "hej från Stockholm").await;
+
+    // Only one speaks at a time (every fake microphone beeps): the other region's page
+    // shows the speaker, from the levels that crossed the link.
+    click_mute(&browsers[0]).await;
+    speaker_seen_by(&browsers[0], &ids[1]).await;
+    speaker_seen_by(&browsers[1], &ids[1]).await;
+    click_mute(&browsers[0]).await; // unmute P0
+    click_mute(&browsers[1]).await; // mute P1
+    speaker_seen_by(&browsers[1], &ids[0]).await;
+    speaker_seen_by(&browsers[0], &ids[0]).await;
+    let muted = browsers[0]
+        .eval(
+            "return [...window.fjord.participants.values()].filter(p => p.audio_muted).length",
+            json!([]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(muted, 1, "P0 sees the far participant muted");
+}
