@@ -115,6 +115,8 @@ fn exported(text: &str, name: &str) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_dashboard_query_returns_series_and_every_alert_parses_against_live_metrics() {
     let (c, api, base, meeting, host_key, bots) = recording::recorded_meeting(1).await;
+    // A participant in another region: the meeting spans two media nodes (relay links).
+    let far = crate::join_bot(&base, &meeting, "Far", Some("stockholm"), None).await;
     let rec = recording::start(&api, &base, &meeting, &host_key).await;
 
     // Every binary's /metrics: the controllers', the media nodes' and the recording node's.
@@ -210,6 +212,7 @@ async fn every_dashboard_query_returns_series_and_every_alert_parses_against_liv
     for (b, _) in bots {
         b.leave().await;
     }
+    far.leave().await;
 }
 
 #[test]
