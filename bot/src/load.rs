@@ -14,6 +14,8 @@ pub struct LoadSpec {
     pub meeting: String,
     pub password: Option<String>,
     pub region: Option<String>,
+    /// Where the subscribers join from, if not `region` (a meeting across regions).
+    pub subscriber_region: Option<String>,
     pub publishers: usize,
     pub subscribers: usize,
     pub clip: ClipSpec,
@@ -95,7 +97,13 @@ impl Load {
                     format!("sub-{}", i - spec.publishers)
                 },
                 password: spec.password.clone(),
-                region: spec.region.clone(),
+                region: if i < spec.publishers {
+                    spec.region.clone()
+                } else {
+                    spec.subscriber_region
+                        .clone()
+                        .or_else(|| spec.region.clone())
+                },
                 publish: (i < spec.publishers).then(|| clip.clone()),
             })
             .collect();

@@ -29,6 +29,10 @@ struct Args {
     /// Region the bots say they are in.
     #[arg(long)]
     region: Option<String>,
+    /// Region the subscribers say they are in, if not --region (a meeting across
+    /// regions: the media nodes cascade).
+    #[arg(long)]
+    subscriber_region: Option<String>,
     #[arg(long, default_value_t = 2)]
     publishers: usize,
     #[arg(long, default_value_t = 2)]
@@ -86,6 +90,7 @@ async fn main() -> anyhow::Result<()> {
         meeting,
         password: a.password.clone(),
         region: a.region.clone(),
+        subscriber_region: a.subscriber_region.clone(),
         publishers: a.publishers,
         subscribers: a.subscribers,
         clip: ClipSpec {

@@ -136,6 +136,17 @@ impl Metrics {
                     "Mean fraction of sent packets peers report lost",
                 )
                 .expect("metric"),
+                hop_latency: prometheus::Histogram::with_opts(
+                    prometheus::HistogramOpts::new(
+                        "fjord_relay_hop_latency_seconds",
+                        "Time from a packet's arrival at its publisher's media node to its copies being written for subscribers here (one relay hop)",
+                    )
+                    .buckets(vec![
+                        0.000_1, 0.000_2, 0.000_3, 0.000_5, 0.000_75, 0.001, 0.001_5, 0.002,
+                        0.003, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25,
+                    ]),
+                )
+                .expect("metric"),
             },
         };
         m.capacity_participants.set(i64::from(capacity));
@@ -163,6 +174,7 @@ impl Metrics {
             Box::new(m.driver.estimate.clone()),
             Box::new(m.driver.rtt.clone()),
             Box::new(m.driver.loss.clone()),
+            Box::new(m.driver.hop_latency.clone()),
         ] {
             r.register(c).expect("register");
         }

@@ -27,19 +27,6 @@ struct Args {
     height: u32,
 }
 
-/// User plus system CPU time of a process so far, from /proc/<pid>/stat.
-fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .with_context(|| format!("read /proc/{pid}/stat"))?;
-    // Fields after the command name (which may hold spaces) start at ") ".
-    let rest = &stat[stat.rfind(')').context("malformed stat")? + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 of `rest`.
-    let ticks: u64 = f[11].parse::<u64>()? + f[12].parse::<u64>()?;
-    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)?.context("no CLK_TCK")? as f64;
-    Ok(ticks as f64 / hz)
-}
-
 async fn packets_out(http: &reqwest::Client, base: &str) -> anyhow::Result<f64> {
     let text = http
         .get(format!("{base}/metrics"))
@@ -89,6 +76,7 @@ async fn main() -> anyhow::Result<()> {
             meeting,
             password: None,
             region: Some("oslo".into()),
+            subscriber_region: None,
             publishers: a.publishers,
             subscribers: a.subscribers,
             clip: ClipSpec {
@@ -110,9 +98,15 @@ async fn main() -> anyhow::Result<()> {
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
     eprintln!("measuring for {} s…", a.duration);
-    let (cpu0, out0) = (cpu_seconds(pid)?, packets_out(&http, &node_base).await?);
+    let (cpu0, out0) = (
+        harness::cpu_seconds(pid)?,
+        packets_out(&http, &node_base).await?,
+    );
     let report = load.measure(Duration::from_secs(a.duration)).await;
-    let (cpu1, out1) = (cpu_seconds(pid)?, packets_out(&http, &node_base).await?);
+    let (cpu1, out1) = (
+        harness::cpu_seconds(pid)?,
+        packets_out(&http, &node_base).await?,
+    );
     load.stop().await;
 
     let secs = report.window.as_secs_f64();

@@ -1072,9 +1072,14 @@ async fn chromium_in_two_regions_see_hear_and_chat_and_the_far_side_shows_who_sp
     let mut browsers = Vec::new();
     let mut ids = Vec::new();
     for (i, region) in ["oslo", "stockholm"].into_iter().enumerate() {
-        let (b, id) =
-            join_page_with(&c, &base, &meeting, &format!("P{i}"), &format!("&region={region}"))
-                .await;
+        let (b, id) = join_page_with(
+            &c,
+            &base,
+            &meeting,
+            &format!("P{i}"),
+            &format!("&region={region}"),
+        )
+        .await;
         browsers.push(b);
         ids.push(id);
     }

@@ -457,14 +457,18 @@ async fn a_recording_of_a_meeting_across_two_regions_holds_every_participants_au
     let ada = crate::join_bot(&base, &meeting, "Ada", Some("oslo"), Some(clip(440))).await;
     let bo = crate::join_bot(&base, &meeting, "Bo", Some("stockholm"), Some(clip(880))).await;
     assert_ne!(ada.node_id, bo.node_id, "one participant per region's node");
-    harness::eventually(Duration::from_secs(30), "the two hear each other", || async {
-        let heard = |b: &bot::Bot, o: &bot::Bot| {
-            b.received()
-                .get(&(o.participant_id.clone(), "audio"))
-                .is_some_and(|a| a.packets > 50)
-        };
-        (heard(&ada, &bo) && heard(&bo, &ada)).then_some(())
-    })
+    harness::eventually(
+        Duration::from_secs(30),
+        "the two hear each other",
+        || async {
+            let heard = |b: &bot::Bot, o: &bot::Bot| {
+                b.received()
+                    .get(&(o.participant_id.clone(), "audio"))
+                    .is_some_and(|a| a.packets > 50)
+            };
+            (heard(&ada, &bo) && heard(&bo, &ada)).then_some(())
+        },
+    )
     .await
     .unwrap();
     let rec = start(&api, &base, &meeting, &host_key).await;
@@ -486,7 +490,12 @@ async fn a_recording_of_a_meeting_across_two_regions_holds_every_participants_au
             .find(|f| f.participant_id.as_deref() == Some(pid))
             .unwrap_or_else(|| panic!("no audio file for {pid} ({hz} Hz)"));
         let a = probe::audio(&dir.join(&f.name)).unwrap();
-        assert!(a.duration >= Duration::from_secs(4), "{}: {:?}", f.name, a.duration);
+        assert!(
+            a.duration >= Duration::from_secs(4),
+            "{}: {:?}",
+            f.name,
+            a.duration
+        );
         let mid = a.samples.len() / 2;
         let second = &a.samples[mid - a.rate as usize / 2..mid + a.rate as usize / 2];
         assert_eq!(

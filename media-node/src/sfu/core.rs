@@ -583,6 +583,9 @@ pub struct Sfu {
     links: Vec<Link>,
     /// Something changed what local subscribers need of remote tracks.
     wants_changed: bool,
+    /// Where the time a remote packet took from its publisher's node to being written
+    /// to our subscribers goes (the hop), if anywhere.
+    hop_latency: Option<prometheus::Histogram>,
 }
 
 struct Sink {
@@ -637,7 +640,14 @@ impl Sfu {
             remotes: Vec::new(),
             links: Vec::new(),
             wants_changed: false,
+            hop_latency: None,
         }
+    }
+
+    /// Observes in `h` how long each remote packet took from its arrival at the
+    /// publisher's node until it was written to our subscribers (the relay hop).
+    pub fn set_hop_histogram(&mut self, h: prometheus::Histogram) {
+        self.hop_latency = Some(h);
     }
 
     /// Off: subscribers get the layer their tile asks for, whatever their estimate.
@@ -1511,6 +1521,10 @@ impl Sfu {
             &p,
             &payload,
         );
+        if let (Some(hist), Some(at)) = (&self.hop_latency, h.arrived_unix_us) {
+            let here = unix_us_at(Instant::now());
+            hist.observe(here.saturating_sub(at) as f64 / 1e6);
+        }
         if want_keyframe {
             self.request_keyframe(now, source, rid, KeyframeRequestKind::Pli);
         }
@@ -1636,6 +1650,15 @@ impl Sfu {
             msg: SignalOut::Offer(offer.to_sdp_string()),
         });
     }
+}
+
+/// The Unix time, in microseconds, of the instant `at` (which is at most a little in the
+/// past): relay links carry arrival times between nodes, whose monotonic clocks differ.
+fn unix_us_at(at: Instant) -> u64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    now.saturating_sub(at.elapsed()).as_micros() as u64
 }
 
 /// RFC 6464: 0 is the loudest (0 dBov), -127 silence; loudness is 127 + level.
@@ -1794,6 +1817,7 @@ fn feed_links(
     p: &PacketIn,
     payload: &Payload,
 ) {
+    let mut arrived = None;
     for link in links.iter_mut().filter(|l| l.meeting == *who.meeting) {
         let i = match link.tracks.iter().position(|t| t.source == source) {
             Some(i) => i,
@@ -1835,15 +1859,14 @@ fn feed_links(
         if t.mask & (1 << layer) == 0 {
             continue;
         }
-        let packet = sink::link_packet(
-            t.track_id,
+        let meta = sink::LinkMeta {
+            track_id: t.track_id,
             layer,
-            t.codec,
-            p,
-            payload.marker,
-            payload.ext.audio_level,
-            payload.data,
-        );
+            marker: payload.marker,
+            level: payload.ext.audio_level,
+            arrived_unix_us: *arrived.get_or_insert_with(|| unix_us_at(p.at)),
+        };
+        let packet = sink::link_packet(t.codec, p, &meta, payload.data);
         out.push_back(SfuOutput::Link {
             link: link.key,
             event: RelayEvent::Media {

@@ -238,6 +238,9 @@ pub struct DriverMetrics {
     pub estimate: prometheus::IntGauge,
     pub rtt: prometheus::Gauge,
     pub loss: prometheus::Gauge,
+    /// From a packet's arrival at its publisher's node to its copies being written to
+    /// our subscribers, for packets of participants on other nodes.
+    pub hop_latency: prometheus::Histogram,
 }
 
 /// Per-packet counts kept locally by a task and added to the shared counters once a
@@ -295,6 +298,7 @@ pub fn spawn(
             {
                 let mut sfu = Sfu::new(advertised, i as u8);
                 sfu.set_bandwidth_cap(bandwidth_cap);
+                sfu.set_hop_histogram(metrics.hop_latency.clone());
                 sfu
             },
             rx,

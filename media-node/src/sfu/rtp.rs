@@ -111,13 +111,20 @@ pub struct RtpView {
     /// The RFC 6464 audio level (-127..=0 dBov) of a one-byte header extension with id
     /// [`LEVEL_EXT_ID`], which relay links between media nodes carry.
     pub audio_level: Option<i8>,
+    /// When the packet arrived at its publisher's node (Unix microseconds), from a
+    /// one-byte header extension with id [`ARRIVAL_EXT_ID`]: relay links carry it so that
+    /// the far node can measure the hop.
+    pub arrived_unix_us: Option<u64>,
 }
 
 /// The header extension id relay links give the audio level.
 pub const LEVEL_EXT_ID: u8 = 1;
+/// The header extension id relay links give the arrival time at the publisher's node.
+pub const ARRIVAL_EXT_ID: u8 = 2;
 
-/// The audio level in one-byte header extensions (RFC 8285) `ext`, if there is one.
-fn level_in(ext: &[u8]) -> Option<i8> {
+/// The audio level and arrival time in one-byte header extensions (RFC 8285) `ext`.
+fn link_extensions(ext: &[u8]) -> (Option<i8>, Option<u64>) {
+    let (mut level, mut arrived) = (None, None);
     let mut at = 0;
     while at < ext.len() {
         let b = ext[at];
@@ -127,14 +134,21 @@ fn level_in(ext: &[u8]) -> Option<i8> {
         }
         let (id, len) = (b >> 4, usize::from(b & 0x0f) + 1);
         if id == 15 {
-            return None;
+            break;
         }
-        if id == LEVEL_EXT_ID && len == 1 {
-            return ext.get(at + 1).map(|v| -((v & 0x7f) as i8));
+        let Some(value) = ext.get(at + 1..at + 1 + len) else {
+            break;
+        };
+        match (id, value) {
+            (LEVEL_EXT_ID, [v]) => level = Some(-((v & 0x7f) as i8)),
+            (ARRIVAL_EXT_ID, v) if v.len() == 8 => {
+                arrived = Some(u64::from_be_bytes(v.try_into().expect("8 bytes")));
+            }
+            _ => {}
         }
         at += 1 + len;
     }
-    None
+    (level, arrived)
 }
 
 impl RtpView {
@@ -144,13 +158,13 @@ impl RtpView {
             return None;
         }
         let mut start = 12 + 4 * usize::from(d[0] & 0x0f);
-        let mut audio_level = None;
+        let (mut audio_level, mut arrived_unix_us) = (None, None);
         if d[0] & 0x10 != 0 {
             let head = d.get(start..start + 4)?;
             let body = start + 4;
             start = body + 4 * usize::from(u16::from_be_bytes([head[2], head[3]]));
             if head[..2] == [0xbe, 0xde] {
-                audio_level = level_in(d.get(body..start)?);
+                (audio_level, arrived_unix_us) = link_extensions(d.get(body..start)?);
             }
         }
         let mut end = d.len();
@@ -164,6 +178,7 @@ impl RtpView {
             timestamp: u32::from_be_bytes([d[4], d[5], d[6], d[7]]),
             payload: start..end,
             audio_level,
+            arrived_unix_us,
         })
     }
 }

@@ -10,7 +10,7 @@ use str0m::format::Codec as StrCodec;
 use str0m::media::Rid;
 
 use super::core::Source;
-use super::rtp::{Forwarder, LEVEL_EXT_ID, PacketIn, Verdict, patch_vp8};
+use super::rtp::{ARRIVAL_EXT_ID, Forwarder, LEVEL_EXT_ID, PacketIn, Verdict, patch_vp8};
 
 /// RTP payload types on the relay, by codec (the announcement carries them too).
 pub fn payload_type(codec: &str) -> u8 {
@@ -84,27 +84,38 @@ impl SinkTrack {
     }
 }
 
+/// What a link packet says besides the publisher's payload.
+pub struct LinkMeta {
+    pub track_id: u32,
+    pub layer: u8,
+    pub marker: bool,
+    /// The audio level (RFC 6464, -127..=0), if the publisher sent one.
+    pub level: Option<i8>,
+    /// When the packet arrived here, Unix microseconds.
+    pub arrived_unix_us: u64,
+}
+
 /// The RTP packet a relay link to another media node carries for `p`: the publisher's
-/// sequence number and RTP time, one SSRC per track and layer, and the audio level as a
-/// one-byte header extension ([`LEVEL_EXT_ID`]) so that the far node can tell who speaks.
-pub fn link_packet(
-    track_id: u32,
-    layer: u8,
-    codec: &str,
-    p: &PacketIn,
-    marker: bool,
-    level: Option<i8>,
-    payload: &[u8],
-) -> Vec<u8> {
-    let mut rtp = Vec::with_capacity(20 + payload.len());
-    rtp.push(if level.is_some() { 0x90 } else { 0x80 });
-    rtp.push(u8::from(marker) << 7 | payload_type(codec));
+/// sequence number and RTP time, one SSRC per track and layer, and one-byte header
+/// extensions: when it arrived here ([`ARRIVAL_EXT_ID`], so that the far node measures
+/// the hop) and its audio level ([`LEVEL_EXT_ID`], so that the far node can tell who
+/// speaks).
+pub fn link_packet(codec: &str, p: &PacketIn, m: &LinkMeta, payload: &[u8]) -> Vec<u8> {
+    let mut rtp = Vec::with_capacity(24 + payload.len());
+    rtp.push(0x90);
+    rtp.push(u8::from(m.marker) << 7 | payload_type(codec));
     rtp.extend_from_slice(&(p.seq as u16).to_be_bytes());
     rtp.extend_from_slice(&p.timestamp.to_be_bytes());
-    rtp.extend_from_slice(&(0x4651_0000 ^ (u32::from(layer) << 24) ^ track_id).to_be_bytes());
-    if let Some(level) = level {
-        let dbov = level.clamp(-127, 0).unsigned_abs();
-        rtp.extend_from_slice(&[0xbe, 0xde, 0, 1, LEVEL_EXT_ID << 4, dbov, 0, 0]);
+    let ssrc = 0x4651_0000 ^ (u32::from(m.layer) << 24) ^ m.track_id;
+    rtp.extend_from_slice(&ssrc.to_be_bytes());
+    // Three words: arrival (1 + 8 bytes), level (1 + 1), padding.
+    rtp.extend_from_slice(&[0xbe, 0xde, 0, 3, ARRIVAL_EXT_ID << 4 | 7]);
+    rtp.extend_from_slice(&m.arrived_unix_us.to_be_bytes());
+    match m.level {
+        Some(level) => {
+            rtp.extend_from_slice(&[LEVEL_EXT_ID << 4, level.clamp(-127, 0).unsigned_abs(), 0])
+        }
+        None => rtp.extend_from_slice(&[0, 0, 0]),
     }
     rtp.extend_from_slice(payload);
     rtp
@@ -127,15 +138,27 @@ mod tests {
             video: false,
             vp8: None,
         };
-        let d = link_packet(7, 0, "opus", &p, true, Some(-30), b"tone");
+        let meta = |layer, marker, level| LinkMeta {
+            track_id: 7,
+            layer,
+            marker,
+            level,
+            arrived_unix_us: 1_700_000_000_123_456,
+        };
+        let d = link_packet("opus", &p, &meta(0, true, Some(-30)), b"tone");
         let v = RtpView::parse(&d).unwrap();
         assert_eq!(
             (v.marker, v.payload_type, v.seq, v.timestamp, v.audio_level),
             (true, 111, 65_535, 48_000, Some(-30))
         );
+        assert_eq!(v.arrived_unix_us, Some(1_700_000_000_123_456));
         assert_eq!(&d[v.payload], b"tone");
-        let d = link_packet(7, 2, "vp8", &p, false, None, b"frame");
+        let d = link_packet("vp8", &p, &meta(2, false, None), b"frame");
         let v = RtpView::parse(&d).unwrap();
-        assert_eq!((v.audio_level, &d[v.payload]), (None, &b"frame"[..]));
+        assert_eq!(
+            (v.audio_level, &d[v.payload.clone()]),
+            (None, &b"frame"[..])
+        );
+        assert_eq!(v.arrived_unix_us, Some(1_700_000_000_123_456));
     }
 }
