@@ -58,6 +58,11 @@ fn transport() -> Arc<quinn::TransportConfig> {
     t.max_idle_timeout(Some(
         quinn::IdleTimeout::try_from(IDLE_TIMEOUT).expect("a small timeout"),
     ));
+    // A relayed packet is a browser's RTP packet (up to ~1,200 bytes) plus our id and
+    // header extensions: it must fit one datagram from the first packet on, before path
+    // MTU discovery has run. 1,400 bytes of UDP payload cross Ethernet and the usual
+    // overlay networks (VXLAN: 1,450); discovery still probes for more.
+    t.initial_mtu(1400);
     // Media must not queue behind the congestion window for long: drop rather than lag.
     t.datagram_send_buffer_size(1 << 20);
     t.datagram_receive_buffer_size(Some(1 << 20));

@@ -184,9 +184,15 @@ async fn participants_in_three_regions_hear_see_and_chat_with_each_other_in_one_
     )
     .await
     .unwrap();
-    // A full mesh: each node has a link to each of the two others.
+    // A full mesh: each node has a link to each of the two others, and none dropped a
+    // packet for want of room (a datagram too large, a full buffer).
     for (region, _, _) in &bots {
         let text = metrics_text(&node_url(&c, &format!("media-{region}-1"))).await;
+        assert_eq!(
+            metric_sum(&text, "fjord_relay_link_dropped_total", &[]),
+            0.0,
+            "{region} dropped relay packets"
+        );
         assert_eq!(
             metric_sum(&text, "fjord_relay_links", &[]),
             2.0,
@@ -284,10 +290,11 @@ async fn when_a_node_of_the_mesh_dies_the_others_keep_their_media_and_its_partic
         b.clear_received();
     }
     c.media_node(&victim).unwrap().proc.kill9();
-    // The far participant leaves the oslo bots' meeting.
+    // The far participant leaves the oslo bots' meeting: the dead link is noticed by its
+    // idle timeout (2 s; allow 1 s more for a loaded machine).
     let far_id = far.participant_id.clone();
     eventually(
-        Duration::from_secs(5),
+        Duration::from_secs(3),
         "oslo sees the stockholm participant leave",
         || async {
             oslo.iter()
@@ -339,7 +346,7 @@ async fn when_a_node_of_the_mesh_dies_the_others_keep_their_media_and_its_partic
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_meeting_pinned_to_a_region_never_links_out_of_it() {
+async fn a_meeting_pinned_to_a_region_never_links_out_of_it_and_refuses_joins_it_cannot_hold() {
     let c = Cluster::start(regions_spec(&[])).await.unwrap();
     let api = Api::new(&c);
     let base = c.controllers[0].url();
@@ -371,6 +378,26 @@ async fn a_meeting_pinned_to_a_region_never_links_out_of_it() {
     )
     .await
     .unwrap();
+    // Once the pinned region has no room (its node drains), a participant from another
+    // region is refused rather than served, and linked, outside the pin.
+    let (st, v) = api
+        .operator(
+            reqwest::Method::POST,
+            format!("{base}/v1/nodes/media-stockholm-1/drain"),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let (st, v) = api
+        .join(&base, &pinned, json!({ "name": "Late", "region": "oslo" }))
+        .await;
+    assert_eq!(st, 503, "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("pinned to region stockholm"),
+        "{v}"
+    );
     for n in ["media-oslo-1", "media-stockholm-1", "media-helsinki-1"] {
         let text = metrics_text(&node_url(&c, n)).await;
         let links = metric_sum(&text, "fjord_relay_links", &[]);

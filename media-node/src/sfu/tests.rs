@@ -36,6 +36,8 @@ struct Rig {
     link_events: Vec<(LinkKey, RelayEvent)>,
     /// Track removals told to clients: (client, mid).
     removed: Vec<(PeerKey, String)>,
+    /// Tracks announced to clients: (client, mid, kind).
+    announced: Vec<(PeerKey, String, &'static str)>,
 }
 
 impl Rig {
@@ -48,6 +50,7 @@ impl Rig {
             remote_keyframes: Vec::new(),
             link_events: Vec::new(),
             removed: Vec::new(),
+            announced: Vec::new(),
         }
     }
 
@@ -186,6 +189,7 @@ impl Rig {
             }
             SignalOut::Error { answers, message } => panic!("{answers} refused: {message}"),
             SignalOut::TrackRemoved { mid } => self.removed.push((key, mid)),
+            SignalOut::Track { mid, kind, .. } => self.announced.push((key, mid, kind)),
             _ => {}
         }
     }
@@ -587,5 +591,92 @@ fn a_link_carries_the_publishers_sequence_numbers() {
     assert!(
         seqs.windows(2).all(|w| w[1] == w[0].wrapping_add(1)),
         "the link renumbered the publisher's packets: {seqs:?}"
+    );
+}
+
+/// The layer sets the SFU asked the far node for, in order.
+fn layers_asked(rig: &Rig) -> Vec<u8> {
+    rig.link_events
+        .iter()
+        .filter_map(|(_, e)| match e {
+            RelayEvent::Layers { mask, .. } => Some(*mask),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_far_simulcast_track_is_asked_for_only_the_layers_local_subscribers_need() {
+    let mut rig = Rig::new();
+    // Layers by tile size only: no bandwidth estimate in the way.
+    rig.sfu.set_bandwidth_cap(false);
+    let link = LinkKey(9);
+    rig.join(1, false);
+    rig.run(Duration::from_secs(1));
+    let mut track = remote_track(link, MediaKind::Video, Codec::Vp8, 90_000);
+    if let SfuCommand::RemoteTrack { layers, .. } = &mut track {
+        *layers = 3;
+    }
+    rig.command(track);
+    rig.run(Duration::from_secs(1));
+    // The subscriber has not started: every layer, to start on whichever comes first.
+    assert_eq!(layers_asked(&rig), vec![0b111]);
+    // Keyframes of `h` (the layer a subscriber wants by default) arrive: it starts on h,
+    // and only h is needed from then on.
+    for i in 0..10u16 {
+        rig.command(SfuCommand::RemotePacket {
+            link,
+            track_id: 7,
+            layer: 2,
+            rtp: rtp(
+                96,
+                i,
+                3000 * u32::from(i),
+                true,
+                &[0x10, 0x00, 0x9d, 0x01, 0x2a],
+            ),
+        });
+        rig.run(Duration::from_millis(100));
+    }
+    assert_eq!(
+        layers_asked(&rig).last(),
+        Some(&0b100),
+        "{:?}",
+        layers_asked(&rig)
+    );
+    // The subscriber's tile shrinks: it wants `l`, so l is asked for (beside h, until
+    // the switch), with a keyframe of l.
+    let mid = rig
+        .announced
+        .iter()
+        .find(|(k, _, kind)| *k == PeerKey(1) && *kind == "video")
+        .map(|(_, mid, _)| mid.clone())
+        .expect("the far video was offered");
+    rig.remote_keyframes.clear();
+    rig.command(SfuCommand::Layer {
+        key: PeerKey(1),
+        mid,
+        rid: str0m::media::Rid::from("l"),
+    });
+    rig.run(Duration::from_millis(100));
+    assert_eq!(
+        layers_asked(&rig).last(),
+        Some(&0b101),
+        "{:?}",
+        layers_asked(&rig)
+    );
+    assert_eq!(
+        rig.remote_keyframes,
+        vec![(link, 7)],
+        "a keyframe of l was asked for"
+    );
+    // The subscriber leaves: nothing is needed any more.
+    rig.command(SfuCommand::Leave { key: PeerKey(1) });
+    rig.run(Duration::from_millis(100));
+    assert_eq!(
+        layers_asked(&rig).last(),
+        Some(&0),
+        "{:?}",
+        layers_asked(&rig)
     );
 }
