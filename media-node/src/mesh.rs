@@ -46,12 +46,13 @@ use crate::Node;
 use crate::room::{ParticipantInfo, RoomEvent};
 use crate::sfu::driver::LinkMedia;
 use crate::sfu::{RelayEvent, SfuCommand};
+use crate::signal::MAX_CHAT_CHARS;
 
 /// The first pause before dialling a peer again; it doubles up to [`REDIAL_MAX`].
 const REDIAL_FIRST: Duration = Duration::from_millis(200);
 const REDIAL_MAX: Duration = Duration::from_secs(5);
-/// The longest chat message a far node may hand us (as for a local one).
-const MAX_CHAT_CHARS: usize = 2000;
+/// The longest display name (as the controller allows).
+const MAX_NAME_CHARS: usize = 64;
 
 /// Prometheus series of the relay links between media nodes.
 #[derive(Clone)]
@@ -630,6 +631,14 @@ fn codec_of(name: &str) -> Option<Codec> {
     }
 }
 
+/// A display name from a far node, cut to the length the controller allows one.
+fn bounded(mut name: String) -> String {
+    if let Some((at, _)) = name.char_indices().nth(MAX_NAME_CHARS) {
+        name.truncate(at);
+    }
+    name
+}
+
 fn role_of(name: &str) -> &'static str {
     [Role::Host, Role::CoHost, Role::Panelist, Role::Attendee]
         .into_iter()
@@ -818,7 +827,10 @@ fn handle_far(
                 Ok(TrackKind::Video) => MediaKind::Video,
                 _ => return,
             };
-            if a.track_id > relay::wire::MAX_TRACK_ID || !theirs.insert(a.track_id) {
+            if a.track_id > relay::wire::MAX_TRACK_ID
+                || !(1_000..=192_000).contains(&a.clock_rate)
+                || !theirs.insert(a.track_id)
+            {
                 return;
             }
             let _ = conn.routes.send(Route::Add(a.track_id, media.clone()));
@@ -828,7 +840,7 @@ fn handle_far(
                 meeting: meeting.clone(),
                 track_id: a.track_id,
                 participant,
-                name: a.participant_name,
+                name: bounded(a.participant_name),
                 kind,
                 codec,
                 clock_rate: a.clock_rate,
@@ -862,7 +874,7 @@ fn handle_far(
             origin,
             ParticipantInfo {
                 participant_id: p.participant_id,
-                name: p.name,
+                name: bounded(p.name),
                 role: role_of(&p.role),
                 audio_muted: p.audio_muted,
                 video_muted: p.video_muted,
@@ -876,7 +888,7 @@ fn handle_far(
                     meeting,
                     RoomEvent::Chat {
                         from: c.from,
-                        name: c.name,
+                        name: bounded(c.name),
                         text: c.text,
                         unix_ms: c.unix_ms,
                     },

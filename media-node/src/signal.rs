@@ -118,7 +118,7 @@ enum ClientMsg {
 
 pub const PROTOCOL_VERSION: u64 = 1;
 const MAX_MESSAGE_BYTES: usize = 256 * 1024;
-const MAX_CHAT_CHARS: usize = 2000;
+pub(crate) const MAX_CHAT_CHARS: usize = 2000;
 
 /// A refused client message: what to say, and the type of message it answers (the
 /// client's own `type`, or `unknown` when the message had none we could read).

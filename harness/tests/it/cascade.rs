@@ -477,3 +477,84 @@ async fn a_full_node_spills_the_region_over_to_a_second_node_that_joins_the_mesh
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn loss_on_a_link_is_concealed_and_holds_up_no_other_track() {
+    // Oslo dials stockholm (its id sorts first) through a relay that loses every 20th
+    // datagram from stockholm to oslo.
+    let mut c = Cluster::start(ClusterSpec {
+        media: vec![node("media-oslo-1", "oslo")],
+        ..regions_spec(&[])
+    })
+    .await
+    .unwrap();
+    let listen = harness::free_udp_port();
+    let proxy = harness::lossy::LossyProxy::start(([127, 0, 0, 1], listen).into(), 20)
+        .await
+        .unwrap();
+    c.media_extra = json!({
+        "relay_listen": format!("127.0.0.1:{listen}"),
+        "relay_advertise": proxy.front.to_string(),
+    });
+    c.start_media(node("media-stockholm-1", "stockholm"))
+        .unwrap();
+    c.media_extra = json!({});
+    c.wait_ready(Duration::from_secs(20)).await.unwrap();
+    let api = Api::new(&c);
+    let base = c.controllers[0].url();
+    let meeting = api.create(&base, json!({ "title": "lossy link" })).await;
+    let local = bot_in(&base, &meeting, "Local", "oslo", Some(440)).await;
+    let far = bot_in(&base, &meeting, "Far", "stockholm", Some(660)).await;
+    let listener = bot_in(&base, &meeting, "Listener", "oslo", None).await;
+    eventually(
+        Duration::from_secs(40),
+        "the listener gets both publishers",
+        || async {
+            (receives(&listener, &local.participant_id) && receives(&listener, &far.participant_id))
+                .then_some(())
+        },
+    )
+    .await
+    .unwrap();
+    listener.clear_received();
+    let dropped_before = proxy.dropped.load(std::sync::atomic::Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let got = listener.received();
+    let dropped = proxy.dropped.load(std::sync::atomic::Ordering::Relaxed) - dropped_before;
+    // The local publisher's media is untouched by the far one's losses.
+    for kind in ["audio", "video"] {
+        let t = &got[&(local.participant_id.clone(), kind)];
+        assert!(
+            t.lost == 0 && t.max_gap_ms <= 200.0,
+            "local {kind}: {} lost, gap {} ms",
+            t.lost,
+            t.max_gap_ms
+        );
+    }
+    // The far publisher's media keeps flowing: what the link lost is missing (concealed
+    // by the receiver), nothing more, and nothing waits for it.
+    let audio = &got[&(far.participant_id.clone(), "audio")];
+    let video = &got[&(far.participant_id.clone(), "video")];
+    eprintln!(
+        "link lost {dropped} datagrams; the listener missed {} audio and {} video packets",
+        audio.lost, video.lost
+    );
+    assert!(dropped > 0, "the proxy lost nothing");
+    // (A datagram lost just before the window opened may be missed inside it.)
+    assert!(
+        audio.lost + video.lost <= dropped + 2,
+        "{} + {} packets missing for {dropped} lost on the link",
+        audio.lost,
+        video.lost
+    );
+    assert!(
+        audio.packets >= 300,
+        "far audio: {} packets in 8 s",
+        audio.packets
+    );
+    assert!(
+        audio.max_gap_ms <= 200.0,
+        "far audio stalled for {} ms",
+        audio.max_gap_ms
+    );
+}
