@@ -388,6 +388,67 @@ mod tests {
         ));
     }
 
+    /// Joins one by one into one meeting from `region`, each counted on its node as the
+    /// load report would; returns the slots' nodes and how many each took.
+    fn fill(ns: &mut [NodeSnapshot], joins: usize) -> BTreeMap<Slot, (NodeId, u32)> {
+        let home = region(0);
+        let mut placed: BTreeMap<Slot, (NodeId, u32)> = BTreeMap::new();
+        for j in 0..joins {
+            let existing: BTreeMap<Slot, NodeId> = placed
+                .iter()
+                .map(|(s, (n, _))| (s.clone(), n.clone()))
+                .collect();
+            let req = Request {
+                client_region: &home,
+                residency: None,
+                existing: &existing,
+            };
+            let (node, slot) = match place(ns, &topology(), &req) {
+                Placement::Existing {
+                    node, region, n, ..
+                }
+                | Placement::New {
+                    node, region, n, ..
+                } => (node, Slot { region, n }),
+                Placement::Refused(r) => panic!("join {j} refused: {r}"),
+            };
+            ns.iter_mut()
+                .find(|x| x.id == node)
+                .unwrap()
+                .load
+                .participants += 1;
+            placed.entry(slot).or_insert((node, 0)).1 += 1;
+        }
+        placed
+    }
+
+    #[test]
+    fn a_webinar_of_1000_and_a_meeting_of_300_fit_on_nodes_of_the_default_capacity() {
+        let mk = |i: usize| NodeSnapshot {
+            id: NodeId::parse(&format!("media-oslo-{i}")).unwrap(),
+            region: region(0),
+            draining: false,
+            capacity: Capacity {
+                participants: 300,
+                ..Default::default()
+            },
+            load: Load::default(),
+            recent_joins: 0,
+        };
+        let mut ns: Vec<NodeSnapshot> = (1..=4).map(mk).collect();
+        let webinar = fill(&mut ns, 1_000);
+        let counts: Vec<u32> = webinar.values().map(|(_, n)| *n).collect();
+        // The first node fills up, then the next: four slots, 0..=3, none over capacity.
+        assert_eq!(counts, vec![300, 300, 300, 100], "{webinar:?}");
+        assert_eq!(
+            webinar.keys().map(|s| s.n).collect::<Vec<_>>(),
+            vec![0, 1, 2, 3]
+        );
+        let mut ns: Vec<NodeSnapshot> = (1..=4).map(mk).collect();
+        let meeting = fill(&mut ns, 300);
+        assert_eq!(meeting.len(), 1, "300 fit on one node: {meeting:?}");
+    }
+
     #[test]
     fn recent_joins_count_against_capacity() {
         let mk = |id: &str, used: u32, recent: u32| NodeSnapshot {
