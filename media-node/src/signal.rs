@@ -80,6 +80,17 @@ async fn signal(
             format!("this media node is fenced: {why}"),
         );
     }
+    // Only a meeting the controller placed here and has not closed: a token that outlived
+    // its meeting, or a restart of this node, goes back to the controller for a new join.
+    if !node.hosts(&meeting) {
+        return error(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!(
+                "meeting {meeting} is not hosted on this node (it ended or moved): join it again"
+            ),
+        );
+    }
     match upgrade {
         Ok(up) => up.on_upgrade(move |ws| session(node, claims, ws)),
         Err(_) => error(
