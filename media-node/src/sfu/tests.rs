@@ -22,8 +22,10 @@ struct Client {
     pending: Option<SdpPendingOffer>,
     /// Our send-only m-line, if we publish.
     sending: Option<Mid>,
-    /// Payloads of the audio frames received, in order.
+    /// Payloads of the frames received, in order.
     received: Vec<Vec<u8>>,
+    /// The simulcast layers the SFU asked this publisher for a keyframe of, in order.
+    keyframe_requests: Vec<Option<str0m::media::Rid>>,
 }
 
 struct Rig {
@@ -85,6 +87,7 @@ impl Rig {
             pending: Some(pending),
             sending: publish.then_some(mid),
             received: Vec::new(),
+            keyframe_requests: Vec::new(),
         });
         self.sfu.handle_command(
             self.now,
@@ -102,6 +105,70 @@ impl Rig {
                 sdp: offer.to_sdp_string(),
             },
         );
+    }
+
+    /// A participant joins publishing one VP8 video m-line in three simulcast layers.
+    fn join_simulcast_publisher(&mut self, n: u64) {
+        let key = PeerKey(n);
+        let addr: SocketAddr = format!("127.0.{}.{}:4000", n / 200, n % 200 + 1)
+            .parse()
+            .unwrap();
+        let mut rtc = Rtc::builder().build(self.now);
+        rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap());
+        let mut simulcast = str0m::media::Simulcast::new();
+        for rid in ["l", "m", "h"] {
+            simulcast.add_send_layer(str0m::media::SimulcastLayer::new(rid));
+        }
+        let mut change = rtc.sdp_api();
+        let mid = change.add_media(
+            MediaKind::Video,
+            Direction::SendOnly,
+            None,
+            None,
+            Some(simulcast),
+        );
+        let (offer, pending) = change.apply().unwrap();
+        self.clients.push(Client {
+            key,
+            addr,
+            rtc,
+            pending: Some(pending),
+            sending: Some(mid),
+            received: Vec::new(),
+            keyframe_requests: Vec::new(),
+        });
+        self.command(SfuCommand::Join {
+            key,
+            meeting: MeetingId::parse("rig-meeting").unwrap(),
+            participant: ParticipantId::parse(&format!("p{n}")).unwrap(),
+            name: format!("P{n}"),
+        });
+        self.command(SfuCommand::Offer {
+            key,
+            sdp: offer.to_sdp_string(),
+        });
+    }
+
+    /// Publisher `key` sends frame `n` on each simulcast layer: some bytes of VP8 on
+    /// layer `rid` (its size tells the layers apart), a keyframe when `key_on` says so.
+    fn send_layers(&mut self, key: PeerKey, n: u64, key_on: impl Fn(&str) -> bool) {
+        let now = self.now;
+        let c = self.client(key);
+        let mid = c.sending.unwrap();
+        // One packet a frame: the rig's clients are not paced for more.
+        for (rid, size) in [("l", 200), ("m", 500), ("h", 900)] {
+            // VP8 payload header: bit 0 clear for a keyframe.
+            let mut frame = vec![0x9d; size];
+            frame[0] = if key_on(rid) { 0x10 } else { 0x11 };
+            let w = c.rtc.writer(mid).unwrap().rid(rid.into());
+            let pt = w
+                .payload_params()
+                .find(|p| p.spec().codec == Codec::Vp8)
+                .unwrap()
+                .pt();
+            w.write(pt, now, MediaTime::from_90khz(n * 3_000), frame)
+                .unwrap();
+        }
     }
 
     fn command(&mut self, cmd: SfuCommand) {
@@ -206,6 +273,7 @@ impl Rig {
                         self.sfu.handle_datagram(now, t.source, &t.contents);
                     }
                     Output::Event(Event::MediaData(d)) => c.received.push(d.data.to_vec()),
+                    Output::Event(Event::KeyframeRequest(r)) => c.keyframe_requests.push(r.rid),
                     Output::Event(_) => {}
                 }
             }
@@ -679,4 +747,81 @@ fn a_far_simulcast_track_is_asked_for_only_the_layers_local_subscribers_need() {
         "{:?}",
         layers_asked(&rig)
     );
+}
+
+#[test]
+fn a_subscriber_switches_simulcast_layers_on_a_keyframe_it_asked_the_publisher_for() {
+    let mut rig = Rig::new();
+    rig.sfu.set_bandwidth_cap(false);
+    rig.join_simulcast_publisher(1);
+    rig.join(2, false);
+    rig.run(Duration::from_secs(1));
+    // 30 frames a second on three layers; a keyframe every 3 s, or at once on a layer
+    // the SFU asked for.
+    let mut asked_seen = 0;
+    let mut frame = |rig: &mut Rig, n: u64| {
+        let asked: Vec<String> = rig.client(PeerKey(1)).keyframe_requests[asked_seen..]
+            .iter()
+            .map(|r| r.map_or_else(|| "h".to_owned(), |r| r.to_string()))
+            .collect();
+        asked_seen += asked.len();
+        rig.send_layers(PeerKey(1), n, |rid| {
+            n % 90 == 0 || asked.iter().any(|a| a == rid)
+        });
+        rig.run(Duration::from_millis(33));
+    };
+    for n in 0..60 {
+        frame(&mut rig, n);
+    }
+    let sizes = |rig: &mut Rig| -> Vec<usize> {
+        rig.client(PeerKey(2))
+            .received
+            .iter()
+            .map(Vec::len)
+            .collect()
+    };
+    let before = sizes(&mut rig);
+    assert!(before.len() >= 50, "{} frames", before.len());
+    // It starts on the first keyframe (of any layer) and moves up to h, the layer it
+    // wants by default, on a keyframe of h it asks for.
+    let on_h = before.iter().position(|s| *s == 900).expect("reached h");
+    assert!(on_h <= 5, "reached h after {on_h} frames: {before:?}");
+    assert!(before[on_h..].iter().all(|s| *s == 900), "{before:?}");
+    // The subscriber's tile shrinks: it asks for `l`; the SFU asks the publisher for a
+    // keyframe of l and switches there.
+    let mid = rig
+        .announced
+        .iter()
+        .find(|(k, _, kind)| *k == PeerKey(2) && *kind == "video")
+        .map(|(_, mid, _)| mid.clone())
+        .unwrap();
+    let asked_before = rig.client(PeerKey(1)).keyframe_requests.len();
+    rig.command(SfuCommand::Layer {
+        key: PeerKey(2),
+        mid,
+        rid: str0m::media::Rid::from("l"),
+    });
+    for n in 60..90 {
+        frame(&mut rig, n);
+    }
+    let asked = &rig.client(PeerKey(1)).keyframe_requests[asked_before..];
+    assert!(
+        asked.contains(&Some(str0m::media::Rid::from("l"))),
+        "no keyframe request for l: {asked:?}"
+    );
+    let after = sizes(&mut rig)[before.len()..].to_vec();
+    let switched = after.iter().position(|s| *s == 200).expect("switched to l");
+    // Within a few frames (the request's round trip), with no frame lost or mixed up.
+    assert!(switched <= 3, "switched after {switched} frames: {after:?}");
+    assert!(after[..switched].iter().all(|s| *s == 900), "{after:?}");
+    assert!(after[switched..].iter().all(|s| *s == 200), "{after:?}");
+    assert!(
+        after.len() >= 28,
+        "frames lost around the switch: {}",
+        after.len()
+    );
+    // The publisher leaves: the subscriber's m-line goes away.
+    rig.command(SfuCommand::Leave { key: PeerKey(1) });
+    rig.run(Duration::from_millis(100));
+    assert!(rig.removed.iter().any(|(k, _)| *k == PeerKey(2)));
 }
