@@ -138,11 +138,13 @@ impl Api {
     }
 }
 
-/// The meeting's placements straight from etcd: region -> node id.
+/// The meeting's placements straight from etcd: slot (`oslo`, or `oslo/1` for a node it
+/// spilled over to) -> node id.
 pub async fn placements(c: &Cluster, meeting: &str) -> std::collections::BTreeMap<String, String> {
     use prost::Message;
     let mut client = c.etcd.client().await.unwrap();
-    let prefix = format!("/fjord/meetings/{meeting}/placement/");
+    let ks = common::keyspace::Keyspace::new("/fjord");
+    let prefix = ks.placements_of(&common::ids::MeetingId::parse(meeting).unwrap());
     let resp = client
         .get(
             prefix.clone(),
@@ -153,14 +155,11 @@ pub async fn placements(c: &Cluster, meeting: &str) -> std::collections::BTreeMa
     resp.kvs()
         .iter()
         .map(|kv| {
-            let region = kv
-                .key_str()
-                .unwrap()
-                .strip_prefix(&prefix)
-                .unwrap()
-                .to_owned();
+            let common::keyspace::Key::Placement(_, slot) = ks.parse(kv.key_str().unwrap()) else {
+                panic!("not a placement key: {:?}", kv.key_str());
+            };
             let rec = proto::v1::PlacementRecord::decode(kv.value()).unwrap();
-            (region, rec.node_id)
+            (slot.to_string(), rec.node_id)
         })
         .collect()
 }
