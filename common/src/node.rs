@@ -162,7 +162,7 @@ pub struct NodeArgs {
 /// `--check-config` stop there; bind the HTTP and gRPC listeners (exit 1 naming the
 /// key), install the signal handlers (SIGTERM drains, SIGINT stops), then run.
 /// (`--drain-and-wait` is [`drain_and_wait`], which needs the binary's own client.)
-pub async fn node_main<C, V, R, Fut>(
+pub async fn node_main<C, V, R, Fut, E>(
     name: &str,
     env_prefix: &str,
     args: &NodeArgs,
@@ -180,7 +180,8 @@ where
         CancellationToken,
         CancellationToken,
     ) -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<()>>,
+    Fut: std::future::Future<Output = Result<(), E>>,
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     use std::process::ExitCode;
     let loaded = crate::config::load::<C>(args.config.as_deref(), env_prefix)
@@ -214,10 +215,22 @@ where
     match run(cfg, http, grpc, shutdown, drain).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("{name}: {e:#}");
+            eprintln!("{name}: {}", error_chain(&*e.into()));
             ExitCode::from(1)
         }
     }
+}
+
+/// An error and its sources, `outer: inner: innermost`.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(s) = next {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        next = s.source();
+    }
+    out
 }
 
 /// A channel to this node's own control gRPC, as a Kubernetes preStop hook in the

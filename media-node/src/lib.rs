@@ -16,7 +16,6 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::Context;
 use common::ids::{MeetingId, NodeId};
 use common::node::{CpuSampler, Drain};
 use common::registration::{NodeRecord, Registration};
@@ -250,6 +249,40 @@ impl Node {
     }
 }
 
+/// Why the media node could not start, or stopped serving.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NodeError {
+    #[error(transparent)]
+    Config(#[from] common::config::ConfigError),
+    #[error("invalid config key `node_id`")]
+    Id(#[from] common::ids::InvalidId),
+    #[error("token key")]
+    TokenKey(#[from] common::token::KeyError),
+    #[error("{what}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{what}")]
+    Relay {
+        what: String,
+        #[source]
+        source: relay::RelayError,
+    },
+    #[error("gRPC server")]
+    Grpc(#[from] tonic::transport::Error),
+    #[error("gRPC task")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+impl NodeError {
+    fn io(what: String, source: std::io::Error) -> Self {
+        Self::Io { what, source }
+    }
+}
+
 /// Runs the node until `shutdown`; cancelling `drain` starts a graceful drain instead.
 pub async fn run(
     cfg: MediaNodeConfig,
@@ -257,7 +290,7 @@ pub async fn run(
     grpc: TcpListener,
     shutdown: CancellationToken,
     drain: CancellationToken,
-) -> anyhow::Result<()> {
+) -> Result<(), NodeError> {
     cfg.validate()?;
     let id = NodeId::parse(&cfg.node_id)?;
     let tls = cfg.tls.load("tls")?;
@@ -291,10 +324,17 @@ pub async fn run(
     };
     let udp = tokio::net::UdpSocket::bind(&cfg.udp_listen)
         .await
-        .with_context(|| format!("cannot bind UDP {} (key `udp_listen`)", cfg.udp_listen))?;
+        .map_err(|e| {
+            NodeError::io(
+                format!("cannot bind UDP {} (key `udp_listen`)", cfg.udp_listen),
+                e,
+            )
+        })?;
     let advertised = match &cfg.udp_advertise {
-        Some(a) => a.parse().context("udp_advertise")?,
-        None => udp.local_addr()?,
+        Some(a) => common::config::socket_addr("udp_advertise", a)?,
+        None => udp
+            .local_addr()
+            .map_err(|e| NodeError::io("the UDP socket's address".into(), e))?,
     };
     let rooms = Arc::new(room::Rooms::default());
     let shards = match cfg.sfu_shards {
@@ -324,11 +364,15 @@ pub async fn run(
     let (relay_server, relay_client) = match &tls {
         Some(t) => {
             let addr = common::config::socket_addr("relay_listen", &cfg.relay_listen)?;
-            let server = relay::server(addr, t.pem())
-                .with_context(|| format!("relay endpoint on {addr} (key `relay_listen`)"))?;
+            let server = relay::server(addr, t.pem()).map_err(|source| NodeError::Relay {
+                what: format!("relay endpoint on {addr} (key `relay_listen`)"),
+                source,
+            })?;
             let bind = std::net::SocketAddr::new(addr.ip(), 0);
-            let client = relay::client(bind, t.pem())
-                .with_context(|| format!("relay client endpoint on {bind}"))?;
+            let client = relay::client(bind, t.pem()).map_err(|source| NodeError::Relay {
+                what: format!("relay client endpoint on {bind}"),
+                source,
+            })?;
             (Some(server), Some(client))
         }
         None => (None, None),
@@ -388,7 +432,10 @@ pub async fn run(
 
     match relay_server {
         Some(endpoint) => {
-            tracing::info!(relay = %endpoint.local_addr()?, "relay listening (QUIC)");
+            let relay_addr = endpoint
+                .local_addr()
+                .map_err(|e| NodeError::io("the relay endpoint's address".into(), e))?;
+            tracing::info!(relay = %relay_addr, "relay listening (QUIC)");
             tokio::spawn(relay_server::serve(
                 endpoint,
                 node.clone(),
@@ -400,10 +447,12 @@ pub async fn run(
         ),
     }
 
-    let grpc_addr = grpc.local_addr()?;
+    let grpc_addr = grpc
+        .local_addr()
+        .map_err(|e| NodeError::io("the gRPC listener's address".into(), e))?;
     let mut server = tonic::transport::Server::builder();
     if let Some(t) = &tls {
-        server = server.tls_config(t.server()).context("gRPC TLS")?;
+        server = server.tls_config(t.server())?;
     }
     let sd = shutdown.clone();
     let grpc_task = tokio::spawn(
@@ -429,15 +478,16 @@ pub async fn run(
         }
     });
     let app = signal::router(node.clone()).merge(common::ops::router(registry, ready));
-    tracing::info!(http = %http.local_addr()?, grpc = %grpc_addr, node = %node.id, "media node serving");
+    let http_addr = http
+        .local_addr()
+        .map_err(|e| NodeError::io("the HTTP listener's address".into(), e))?;
+    tracing::info!(http = %http_addr, grpc = %grpc_addr, node = %node.id, "media node serving");
     let sd = shutdown.clone();
     axum::serve(http, app)
         .with_graceful_shutdown(async move { sd.cancelled().await })
-        .await?;
-    grpc_task
         .await
-        .context("gRPC task")?
-        .context("gRPC server")?;
+        .map_err(|e| NodeError::io("the HTTP server".into(), e))?;
+    grpc_task.await??;
     // Unwrap the Arc only to wait for the lease revocation; other holders are gone or idle.
     match Arc::try_unwrap(node) {
         Ok(n) => n.registration.join().await,

@@ -54,6 +54,45 @@ const REDIAL_MAX: Duration = Duration::from_secs(5);
 /// The longest display name (as the controller allows).
 const MAX_NAME_CHARS: usize = 64;
 
+/// Why a relay link to another media node could not be made or ended.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LinkError {
+    #[error("etcd: {0}")]
+    Etcd(#[from] etcd_client::Error),
+    #[error("no etcd connection (the node is shutting down)")]
+    NoEtcd,
+    #[error("media node {0} is not registered")]
+    NotRegistered(NodeId),
+    #[error("meeting {0} does not exist")]
+    NoMeeting(MeetingId),
+    #[error("{0} in etcd does not decode: {1}")]
+    Corrupt(String, prost::DecodeError),
+    #[error("meeting {meeting} is pinned to {pin}: no link to {peer} in {region}")]
+    Residency {
+        meeting: MeetingId,
+        pin: String,
+        peer: String,
+        region: String,
+    },
+    #[error("no relay here (no TLS)")]
+    NoRelay,
+    #[error(transparent)]
+    Config(#[from] common::config::ConfigError),
+    #[error("relay connect: {0}")]
+    Connect(#[from] quinn::ConnectError),
+    #[error("relay connection: {0}")]
+    Connection(#[from] quinn::ConnectionError),
+    #[error(transparent)]
+    Relay(#[from] relay::RelayError),
+    #[error("link refused: {0}")]
+    Refused(String),
+    #[error("placement watch: {0}")]
+    Watch(String),
+    #[error("the link fell {0} room events behind")]
+    Lagged(u64),
+}
+
 /// Prometheus series of the relay links between media nodes.
 #[derive(Clone)]
 pub struct MeshMetrics {
@@ -256,7 +295,7 @@ impl Mesh {
     }
 
     /// The connection to `peer`, dialled if there is none alive.
-    async fn connection(&self, node: &Node, peer: &NodeId) -> anyhow::Result<Arc<PeerConn>> {
+    async fn connection(&self, node: &Node, peer: &NodeId) -> Result<Arc<PeerConn>, LinkError> {
         let mut conns = self.conns.lock().await;
         if let Some(c) = conns.get(peer)
             && c.connection.close_reason().is_none()
@@ -265,10 +304,7 @@ impl Mesh {
         }
         let record = self.node_record(node, peer).await?;
         let addr = common::config::socket_addr("relay_addr", &record.relay_addr)?;
-        let client = self
-            .client
-            .as_ref()
-            .ok_or_else(|| anyhow::anyhow!("no relay (no TLS)"))?;
+        let client = self.client.as_ref().ok_or(LinkError::NoRelay)?;
         let connection = client.connect(addr, peer.as_str())?.await?;
         tracing::info!(%peer, %addr, "relay connection to media node up");
         let c = PeerConn::start(peer.clone(), connection, self.metrics.clone());
@@ -328,17 +364,15 @@ impl Mesh {
         }
     }
 
-    async fn node_record(&self, node: &Node, id: &NodeId) -> anyhow::Result<MediaNodeRecord> {
-        let mut etcd = self
-            .etcd(node)
-            .await
-            .ok_or_else(|| anyhow::anyhow!("no etcd"))?;
-        let r = etcd.get(self.keyspace.media_node(id), None).await?;
+    async fn node_record(&self, node: &Node, id: &NodeId) -> Result<MediaNodeRecord, LinkError> {
+        let mut etcd = self.etcd(node).await.ok_or(LinkError::NoEtcd)?;
+        let key = self.keyspace.media_node(id);
+        let r = etcd.get(key.as_str(), None).await?;
         let kv = r
             .kvs()
             .first()
-            .ok_or_else(|| anyhow::anyhow!("media node {id} is not registered"))?;
-        Ok(MediaNodeRecord::decode(kv.value())?)
+            .ok_or_else(|| LinkError::NotRegistered(id.clone()))?;
+        MediaNodeRecord::decode(kv.value()).map_err(|e| LinkError::Corrupt(key, e))
     }
 
     /// Err when `meeting` is pinned to a region and `peer` is outside it.
@@ -347,23 +381,21 @@ impl Mesh {
         node: &Node,
         meeting: &MeetingId,
         peer: &MediaNodeRecord,
-    ) -> anyhow::Result<()> {
-        let mut etcd = self
-            .etcd(node)
-            .await
-            .ok_or_else(|| anyhow::anyhow!("no etcd"))?;
-        let r = etcd.get(self.keyspace.meeting(meeting), None).await?;
+    ) -> Result<(), LinkError> {
+        let mut etcd = self.etcd(node).await.ok_or(LinkError::NoEtcd)?;
+        let key = self.keyspace.meeting(meeting);
+        let r = etcd.get(key.as_str(), None).await?;
         let Some(kv) = r.kvs().first() else {
-            anyhow::bail!("meeting {meeting} does not exist");
+            return Err(LinkError::NoMeeting(meeting.clone()));
         };
-        let record = MeetingRecord::decode(kv.value())?;
+        let record = MeetingRecord::decode(kv.value()).map_err(|e| LinkError::Corrupt(key, e))?;
         if !record.residency.is_empty() && record.residency != peer.region {
-            anyhow::bail!(
-                "meeting {meeting} is pinned to {}: no link to {} in {}",
-                record.residency,
-                peer.node_id,
-                peer.region
-            );
+            return Err(LinkError::Residency {
+                meeting: meeting.clone(),
+                pin: record.residency,
+                peer: peer.node_id.clone(),
+                region: peer.region.clone(),
+            });
         }
         Ok(())
     }
@@ -376,11 +408,7 @@ async fn watch_placements(node: Arc<Node>, meeting: MeetingId, stop: Cancellatio
     let mut delay = REDIAL_FIRST;
     while !stop.is_cancelled() {
         let result = async {
-            let mut etcd = node
-                .mesh
-                .etcd(&node)
-                .await
-                .ok_or_else(|| anyhow::anyhow!("no etcd"))?;
+            let mut etcd = node.mesh.etcd(&node).await.ok_or(LinkError::NoEtcd)?;
             let r = etcd
                 .get(prefix.as_str(), Some(GetOptions::new().with_prefix()))
                 .await?;
@@ -408,10 +436,13 @@ async fn watch_placements(node: Arc<Node>, meeting: MeetingId, stop: Cancellatio
                     m = stream.message() => m?,
                 };
                 let Some(resp) = msg else {
-                    anyhow::bail!("placement watch ended");
+                    return Err(LinkError::Watch("the watch ended".into()));
                 };
                 if resp.canceled() {
-                    anyhow::bail!("placement watch cancelled: {}", resp.cancel_reason());
+                    return Err(LinkError::Watch(format!(
+                        "cancelled: {}",
+                        resp.cancel_reason()
+                    )));
                 }
                 for ev in resp.events() {
                     let Some(kv) = ev.kv() else { continue };
@@ -478,7 +509,7 @@ async fn dial_once(
     meeting: &MeetingId,
     peer: &NodeId,
     stop: &CancellationToken,
-) -> anyhow::Result<()> {
+) -> Result<(), LinkError> {
     let record = node.mesh.node_record(node, peer).await?;
     node.mesh.check_residency(node, meeting, &record).await?;
     let conn = node.mesh.connection(node, peer).await?;
@@ -501,16 +532,26 @@ async fn accepted(
     hello: RelayHello,
     writer: relay::ControlWriter,
     reader: relay::ControlReader,
-) -> anyhow::Result<()> {
-    let meeting = MeetingId::parse(&hello.meeting_id)?;
+) -> Result<(), LinkError> {
+    let refused = |why: String| Err(LinkError::Refused(why));
+    let Ok(meeting) = MeetingId::parse(&hello.meeting_id) else {
+        return refused(format!("{peer} sent a malformed meeting id"));
+    };
     if hello.node_id != peer.as_str() {
-        anyhow::bail!("hello from {} on {peer}'s connection", hello.node_id);
+        return refused(format!(
+            "hello from {} on {peer}'s connection",
+            hello.node_id
+        ));
     }
     if !node.hosts(&meeting) {
-        anyhow::bail!("{peer} asked for meeting {meeting}, not hosted here");
+        return refused(format!(
+            "{peer} asked for meeting {meeting}, not hosted here"
+        ));
     }
     let Some(stop) = node.mesh.accept_link(&meeting, &peer) else {
-        anyhow::bail!("{peer} is not in the placements of meeting {meeting} (yet)");
+        return refused(format!(
+            "{peer} is not in the placements of meeting {meeting} (yet)"
+        ));
     };
     let record = node.mesh.node_record(&node, &peer).await?;
     node.mesh.check_residency(&node, &meeting, &record).await?;
@@ -673,7 +714,7 @@ async fn run_link(
     mut writer: relay::ControlWriter,
     mut reader: relay::ControlReader,
     stop: &CancellationToken,
-) -> anyhow::Result<()> {
+) -> Result<(), LinkError> {
     let (session, mut events) = node.sfu.attach_link(meeting);
     let origin = session.key.0;
     let media = session.media();
@@ -689,7 +730,7 @@ async fn run_link(
     let mut by_conn: HashMap<u32, u32> = HashMap::new();
     // Their tracks we route datagrams of.
     let mut theirs: HashSet<u32> = HashSet::new();
-    let result: anyhow::Result<()> = async {
+    let result: Result<(), LinkError> = async {
         for p in locals {
             writer.send(&participant_msg(&p)).await?;
             told.insert(p.participant_id.clone(), p);
@@ -703,7 +744,7 @@ async fn run_link(
                         if let Some(id) = ours.get(&track_id)
                             && !conn.send(*id, layer, &packet, &metrics.dropped)
                         {
-                            anyhow::bail!("connection lost");
+                            return Err(LinkError::Connection(quinn::ConnectionError::LocallyClosed));
                         }
                     }
                     Some(RelayEvent::Announce { track_id, participant, name, kind, codec, clock_rate, layers }) => {
@@ -769,7 +810,7 @@ async fn run_link(
                     }
                     Ok(RoomEvent::ActiveSpeaker { .. }) => {}
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                        anyhow::bail!("the link fell {n} room events behind");
+                        return Err(LinkError::Lagged(n));
                     }
                     Err(_) => return Ok(()),
                 },

@@ -14,6 +14,7 @@ use str0m::media::MediaKind;
 use tokio_util::sync::CancellationToken;
 
 use crate::Node;
+use crate::mesh::LinkError;
 use crate::sfu::RelayEvent;
 
 pub async fn serve(endpoint: quinn::Endpoint, node: Arc<Node>, shutdown: CancellationToken) {
@@ -44,24 +45,26 @@ async fn serve_link(
     hello: RelayControl,
     node: Arc<Node>,
     shutdown: CancellationToken,
-) -> anyhow::Result<()> {
+) -> Result<(), LinkError> {
     let Some(Msg::Hello(hello)) = hello.msg else {
-        anyhow::bail!("no hello");
+        return Err(LinkError::Refused("no hello".into()));
     };
     if !hello.sink_only {
         // Another media node: the connection carries every meeting we have in common.
         crate::mesh::Mesh::serve_connection(node, link, hello).await;
         return Ok(());
     }
-    let meeting = MeetingId::parse(&hello.meeting_id)?;
-    if !node.hosts(&meeting) {
+    let meeting = MeetingId::parse(&hello.meeting_id)
+        .ok()
+        .filter(|m| node.hosts(m));
+    let Some(meeting) = meeting else {
         link.connection
             .close(1u32.into(), b"meeting not hosted on this node");
-        anyhow::bail!(
-            "{} asked for meeting {meeting}, not hosted here",
-            hello.node_id
-        );
-    }
+        return Err(LinkError::Refused(format!(
+            "{} asked for meeting {:?}, not hosted here",
+            hello.node_id, hello.meeting_id
+        )));
+    };
     tracing::info!(peer = %hello.node_id, %meeting, "relay sink attached");
     let (session, mut events) = node.sfu.attach_sink(&meeting);
     let mut subscribed: HashSet<u32> = HashSet::new();

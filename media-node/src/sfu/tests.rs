@@ -766,7 +766,7 @@ fn a_subscriber_switches_simulcast_layers_on_a_keyframe_it_asked_the_publisher_f
             .collect();
         asked_seen += asked.len();
         rig.send_layers(PeerKey(1), n, |rid| {
-            n % 90 == 0 || asked.iter().any(|a| a == rid)
+            n.is_multiple_of(90) || asked.iter().any(|a| a == rid)
         });
         rig.run(Duration::from_millis(33));
     };
