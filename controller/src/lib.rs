@@ -18,7 +18,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use common::keyspace::Keyspace;
 use common::token::TokenSigner;
 use tokio::net::TcpListener;
@@ -28,19 +27,39 @@ use crate::config::ControllerConfig;
 use crate::service::Service;
 use crate::view::SharedView;
 
+/// Why a controller could not start, or stopped serving.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ControllerError {
+    #[error(transparent)]
+    Config(#[from] common::config::ConfigError),
+    #[error(
+        "invalid config key `token.signing_key_file`: the controller signs join tokens and needs its key"
+    )]
+    NoSigningKey,
+    #[error("token signing key")]
+    SigningKey(#[from] common::token::KeyError),
+    #[error("invalid config key `download_key_file`: {0}")]
+    DownloadKey(String),
+    #[error("etcd client")]
+    Etcd(#[from] etcd_client::Error),
+    #[error("HTTP server")]
+    Serve(#[source] std::io::Error),
+}
+
 /// Runs a controller on `listener` until `shutdown`. The config must have been validated.
 pub async fn run(
     cfg: ControllerConfig,
     listener: TcpListener,
     shutdown: CancellationToken,
-) -> anyhow::Result<()> {
+) -> Result<(), ControllerError> {
     let regions = cfg.validate()?;
     let tls = cfg.tls.load("tls")?.map(|m| m.client());
     let key_file = cfg
         .token
         .signing_key_file
         .clone()
-        .context("token.signing_key_file")?;
+        .ok_or(ControllerError::NoSigningKey)?;
     let signer = TokenSigner::from_file(
         &key_file,
         &cfg.token.kid,
@@ -53,14 +72,13 @@ pub async fn run(
         cfg.etcd.endpoints.clone(),
         Some(common::etcd::options(&cfg.etcd)),
     )
-    .await
-    .context("etcd client")?;
+    .await?;
     let store = store::Store::new(client, Keyspace::new(&cfg.etcd.prefix));
     let view = SharedView::default();
     let nodes = nodes::NodeClients::new(tls, Duration::from_millis(cfg.node_call_timeout_ms));
     let downloads = match &cfg.download_key_file {
         Some(p) => Some((
-            common::download::read_key(p).map_err(|e| anyhow::anyhow!("download_key_file: {e}"))?,
+            common::download::read_key(p).map_err(ControllerError::DownloadKey)?,
             Duration::from_secs(cfg.download_link_ttl_secs),
         )),
         None => None,
@@ -113,14 +131,16 @@ pub async fn run(
         .merge(common::ops::router(registry, ready))
         .route_service("/fjord.v1.Controller/{*method}", grpc);
 
-    tracing::info!(addr = %listener.local_addr()?, id = %cfg.id, "controller serving HTTP/JSON and gRPC");
+    let addr = listener.local_addr().map_err(ControllerError::Serve)?;
+    tracing::info!(%addr, id = %cfg.id, "controller serving HTTP/JSON and gRPC");
     let sd = shutdown.clone();
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(async move { sd.cancelled().await })
-    .await?;
+    .await
+    .map_err(ControllerError::Serve)?;
     let _ = tokio::time::timeout(Duration::from_secs(3), async {
         let _ = leader.await;
         let _ = watcher.await;

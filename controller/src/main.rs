@@ -59,7 +59,7 @@ async fn main() -> std::process::ExitCode {
     match controller::run(cfg, listener, shutdown).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("fjord-controller: {e:#}");
+            eprintln!("fjord-controller: {}", common::node::error_chain(&e));
             std::process::ExitCode::from(1)
         }
     }
