@@ -153,23 +153,16 @@ pub fn tone_hz(frames: &[Vec<u8>]) -> anyhow::Result<u32> {
     if frames.len() < 10 {
         bail!("{} Opus frames are too few to tell a tone", frames.len());
     }
-    let pipeline = gst::parse::launch(
+    let (pipeline, sink) = with_sink(
         "appsrc name=in format=time caps=audio/x-opus,channel-mapping-family=0,channels=1,rate=48000 \
          ! opusdec ! audioconvert ! audioresample \
          ! audio/x-raw,format=F32LE,channels=1,rate=48000 ! appsink name=out sync=false",
-    )?
-    .downcast::<gst::Pipeline>()
-    .map_err(|_| anyhow::anyhow!("not a pipeline"))?;
+    )?;
     let src = pipeline
         .by_name("in")
         .context("no appsrc")?
         .downcast::<gst_app::AppSrc>()
         .map_err(|_| anyhow::anyhow!("`in` is not an appsrc"))?;
-    let sink = pipeline
-        .by_name("out")
-        .context("no appsink")?
-        .downcast::<gst_app::AppSink>()
-        .map_err(|_| anyhow::anyhow!("`out` is not an appsink"))?;
     pipeline.set_state(gst::State::Playing)?;
     for (i, f) in frames.iter().enumerate() {
         let mut b = gst::Buffer::from_slice(f.clone());
@@ -202,8 +195,8 @@ pub fn tone_hz(frames: &[Vec<u8>]) -> anyhow::Result<u32> {
     ))
 }
 
-/// Runs a pipeline whose sink is the appsink `out` to the end; returns what it produced.
-fn run(description: &str) -> anyhow::Result<Vec<Frame>> {
+/// The pipeline `description` and its appsink `out`.
+fn with_sink(description: &str) -> anyhow::Result<(gst::Pipeline, gst_app::AppSink)> {
     let pipeline = gst::parse::launch(description)
         .with_context(|| format!("build pipeline `{description}`"))?
         .downcast::<gst::Pipeline>()
@@ -213,6 +206,12 @@ fn run(description: &str) -> anyhow::Result<Vec<Frame>> {
         .context("no appsink")?
         .downcast::<gst_app::AppSink>()
         .map_err(|_| anyhow::anyhow!("`out` is not an appsink"))?;
+    Ok((pipeline, sink))
+}
+
+/// Runs a pipeline whose sink is the appsink `out` to the end; returns what it produced.
+fn run(description: &str) -> anyhow::Result<Vec<Frame>> {
+    let (pipeline, sink) = with_sink(description)?;
     pipeline.set_state(gst::State::Playing)?;
     let mut frames = Vec::new();
     let result = loop {

@@ -549,6 +549,21 @@ pub fn metric_sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
         .sum()
 }
 
+/// The benchmarks' bots: joins `spec`'s publishers and subscribers, saying
+/// how far it got every ten joins and why the first few that failed did.
+pub async fn bench_load(spec: bot::LoadSpec) -> anyhow::Result<bot::Load> {
+    let load = bot::Load::start(&spec, |done, total| {
+        if done % 10 == 0 || done == total {
+            eprintln!("  joined {done}/{total}");
+        }
+    })
+    .await?;
+    for f in load.failures.iter().take(5) {
+        eprintln!("join failed: {f}");
+    }
+    Ok(load)
+}
+
 /// User plus system CPU time of process `pid` so far, in seconds (/proc/<pid>/stat).
 pub fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))

@@ -203,21 +203,11 @@ pub async fn accept(ep: &quinn::Endpoint) -> Option<Result<(Link, RelayControl),
     Some(
         async move {
             let connection = incoming.await?;
-            let (send, recv) = connection.accept_bi().await?;
-            let mut reader = ControlReader(recv);
-            let first = reader
-                .recv()
-                .await?
-                .ok_or_else(|| RelayError::Protocol("the peer closed before its hello".into()))?;
-            if !matches!(first.msg, Some(proto::v1::relay_control::Msg::Hello(_))) {
-                return Err(RelayError::Protocol(
-                    "the first message must be a hello".into(),
-                ));
-            }
+            let (writer, reader, first) = accept_stream(&connection).await?;
             Ok((
                 Link {
                     connection,
-                    writer: ControlWriter(send),
+                    writer,
                     reader,
                 },
                 first,

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use bot::{ClipSpec, Load, LoadSpec};
+use bot::{ClipSpec, LoadSpec};
 use clap::Parser;
 use harness::{Cluster, ClusterSpec, NodeSpec, histogram_buckets, histogram_quantile, metric_sum};
 
@@ -101,32 +101,22 @@ async fn main() -> anyhow::Result<()> {
         "joining {} publishers in oslo and {} subscribers in stockholm…",
         a.publishers, a.subscribers
     );
-    let load = Load::start(
-        &LoadSpec {
-            controller: base,
-            meeting,
-            password: None,
-            region: Some("oslo".into()),
-            subscriber_region: Some("stockholm".into()),
-            publishers: a.publishers,
-            subscribers: a.subscribers,
-            clip: ClipSpec {
-                width: a.width,
-                height: a.height,
-                ..ClipSpec::default()
-            },
-            join_concurrency: 8,
+    let load = harness::bench_load(LoadSpec {
+        controller: base,
+        meeting,
+        password: None,
+        region: Some("oslo".into()),
+        subscriber_region: Some("stockholm".into()),
+        publishers: a.publishers,
+        subscribers: a.subscribers,
+        clip: ClipSpec {
+            width: a.width,
+            height: a.height,
+            ..ClipSpec::default()
         },
-        |done, total| {
-            if done % 10 == 0 || done == total {
-                eprintln!("  joined {done}/{total}");
-            }
-        },
-    )
+        join_concurrency: 8,
+    })
     .await?;
-    for f in load.failures.iter().take(5) {
-        eprintln!("join failed: {f}");
-    }
     let on_b = load
         .bots
         .iter()

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use bot::{ClipSpec, Load, LoadSpec};
+use bot::{ClipSpec, LoadSpec};
 use clap::Parser;
 use harness::{Cluster, ClusterSpec, NodeSpec};
 
@@ -70,32 +70,22 @@ async fn main() -> anyhow::Result<()> {
         "joining {} publishers and {} subscribers…",
         a.publishers, a.subscribers
     );
-    let load = Load::start(
-        &LoadSpec {
-            controller: base,
-            meeting,
-            password: None,
-            region: Some("oslo".into()),
-            subscriber_region: None,
-            publishers: a.publishers,
-            subscribers: a.subscribers,
-            clip: ClipSpec {
-                width: a.width,
-                height: a.height,
-                ..ClipSpec::default()
-            },
-            join_concurrency: 8,
+    let load = harness::bench_load(LoadSpec {
+        controller: base,
+        meeting,
+        password: None,
+        region: Some("oslo".into()),
+        subscriber_region: None,
+        publishers: a.publishers,
+        subscribers: a.subscribers,
+        clip: ClipSpec {
+            width: a.width,
+            height: a.height,
+            ..ClipSpec::default()
         },
-        |done, total| {
-            if done % 10 == 0 || done == total {
-                eprintln!("  joined {done}/{total}");
-            }
-        },
-    )
+        join_concurrency: 8,
+    })
     .await?;
-    for f in load.failures.iter().take(5) {
-        eprintln!("join failed: {f}");
-    }
     tokio::time::sleep(Duration::from_secs(3)).await;
     eprintln!("measuring for {} s…", a.duration);
     let (cpu0, out0) = (

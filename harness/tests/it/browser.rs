@@ -73,6 +73,34 @@ async fn speaker_seen_by(b: &Browser, speaker: &str) {
     .unwrap()
 }
 
+/// How many participants `b`'s page shows with their microphone muted.
+async fn muted_seen_by(b: &Browser) -> Value {
+    b.eval(
+        "return [...window.fjord.participants.values()].filter(p => p.audio_muted).length",
+        json!([]),
+    )
+    .await
+    .unwrap()
+}
+
+/// The active speaker follows who is unmuted (every fake microphone beeps): first only
+/// P1 speaks, then only P0, and every page shows the switch. P1 and any others stay muted.
+async fn speaker_follows_who_is_unmuted(browsers: &[Browser], ids: &[String]) {
+    for (i, b) in browsers.iter().enumerate() {
+        if i != 1 {
+            click_mute(b).await;
+        }
+    }
+    for b in browsers {
+        speaker_seen_by(b, &ids[1]).await;
+    }
+    click_mute(&browsers[0]).await; // unmute P0
+    click_mute(&browsers[1]).await; // mute P1
+    for b in browsers {
+        speaker_seen_by(b, &ids[0]).await;
+    }
+}
+
 /// Starts a Chromium named `name` that joins `meeting` through the controller's page;
 /// returns it with its participant id once it has joined.
 async fn join_page(
@@ -282,24 +310,9 @@ async fn three_chromium_participants_get_each_others_media_chat_and_see_a_leave(
         chat_seen_by(b, "hello from P0").await;
     }
 
-    // Active speaker follows who is unmuted (every fake microphone beeps): first only P1
-    // speaks, then only P0, and the others see the switch.
-    click_mute(&browsers[0]).await;
-    click_mute(&browsers[2]).await;
-    speaker_seen_by(&browsers[0], &ids[1]).await;
-    speaker_seen_by(&browsers[2], &ids[1]).await;
-    click_mute(&browsers[0]).await; // unmute P0
-    click_mute(&browsers[1]).await; // mute P1
-    speaker_seen_by(&browsers[1], &ids[0]).await;
-    speaker_seen_by(&browsers[2], &ids[0]).await;
+    speaker_follows_who_is_unmuted(&browsers, &ids).await;
     // And the mute state reached everyone (P1 and P2 are muted now).
-    let muted = browsers[0]
-        .eval(
-            "return [...window.fjord.participants.values()].filter(p => p.audio_muted).length",
-            json!([]),
-        )
-        .await
-        .unwrap();
+    let muted = muted_seen_by(&browsers[0]).await;
     assert_eq!(muted, 2, "P0 should see P1 and P2 muted");
 
     // P2 leaves: the other two see it gone.
@@ -1096,21 +1109,8 @@ async fn chromium_in_two_regions_see_hear_and_chat_and_the_far_side_shows_who_sp
     send_chat(&browsers[1], "hej från Stockholm").await;
     chat_seen_by(&browsers[0], "hej från Stockholm").await;
 
-    // Only one speaks at a time (every fake microphone beeps): the other region's page
-    // shows the speaker, from the levels that crossed the link.
-    click_mute(&browsers[0]).await;
-    speaker_seen_by(&browsers[0], &ids[1]).await;
-    speaker_seen_by(&browsers[1], &ids[1]).await;
-    click_mute(&browsers[0]).await; // unmute P0
-    click_mute(&browsers[1]).await; // mute P1
-    speaker_seen_by(&browsers[1], &ids[0]).await;
-    speaker_seen_by(&browsers[0], &ids[0]).await;
-    let muted = browsers[0]
-        .eval(
-            "return [...window.fjord.participants.values()].filter(p => p.audio_muted).length",
-            json!([]),
-        )
-        .await
-        .unwrap();
+    // The other region's page shows the speaker, from the levels that crossed the link.
+    speaker_follows_who_is_unmuted(&browsers, &ids).await;
+    let muted = muted_seen_by(&browsers[0]).await;
     assert_eq!(muted, 1, "P0 sees the far participant muted");
 }

@@ -83,12 +83,7 @@ async fn the_host_records_two_bots_into_their_own_audio_files_and_a_composite_th
     assert_eq!(st, StatusCode::OK);
     assert_eq!(list["recordings"][0]["recording_id"], rid.as_str());
 
-    let dir = c
-        .recording_storage("recording-oslo-1")
-        .join("internal")
-        .join(&rid);
-    let manifest: Manifest =
-        serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+    let (dir, manifest) = written(&c, &rid);
     eprintln!("{}", serde_json::to_string_pretty(&manifest).unwrap());
     assert_eq!(manifest.meeting_id, meeting);
     assert_eq!(
@@ -105,22 +100,8 @@ async fn the_host_records_two_bots_into_their_own_audio_files_and_a_composite_th
         );
     }
     for (pid, hz) in ids {
-        let pid = pid.as_str();
-        let f = manifest
-            .files
-            .iter()
-            .find(|f| f.participant_id.as_deref() == Some(pid))
-            .unwrap_or_else(|| panic!("no audio file for {pid}"));
-        let a = probe::audio(&dir.join(&f.name)).unwrap();
-        near(&f.name, a.duration.as_millis() as u64, recorded);
-        let mid = a.samples.len() / 2;
-        let second = &a.samples[mid - a.rate as usize / 2..mid + a.rate as usize / 2];
-        assert_eq!(
-            probe::dominant_frequency(second, a.rate, 100, 2000, 10),
-            hz,
-            "{} should hold {hz} Hz",
-            f.name
-        );
+        let a = audio_with_tone(&dir, &manifest, &pid, hz);
+        near(&pid, a.duration.as_millis() as u64, recorded);
     }
     // The node records from before the start's answer reaches the client until after the
     // stop reaches the node: on a loaded machine those control-plane hops add up to a
@@ -210,6 +191,20 @@ pub(crate) async fn recorded_meeting(
     String,
     Vec<(bot::Bot, u32)>,
 ) {
+    let (c, api, base, meeting, host_key) = meeting_to_record(n, "recorded").await;
+    let bots = vec![
+        (publisher(&base, &meeting, "Ada", 440, "ball").await, 440),
+        (publisher(&base, &meeting, "Bo", 880, "smpte").await, 880),
+    ];
+    (c, api, base, meeting, host_key, bots)
+}
+
+/// A cluster with `n` recording nodes in oslo and a meeting titled `title`, with its
+/// host key.
+async fn meeting_to_record(
+    n: usize,
+    title: &str,
+) -> (harness::Cluster, Api, String, String, String) {
     let mut c = harness::Cluster::start(spec()).await.unwrap();
     for i in 1..=n {
         c.start_recording(crate::node(&format!("recording-oslo-{i}"), "oslo"))
@@ -223,17 +218,44 @@ pub(crate) async fn recorded_meeting(
             api.http
                 .post(format!("{base}/v1/meetings"))
                 .bearer_auth(&api.key)
-                .json(&json!({ "title": "recorded" })),
+                .json(&json!({ "title": title })),
         )
         .await;
     assert_eq!(st, StatusCode::CREATED, "{created}");
     let meeting = created["id"].as_str().unwrap().to_owned();
     let host_key = created["host_key"].as_str().unwrap().to_owned();
-    let bots = vec![
-        (publisher(&base, &meeting, "Ada", 440, "ball").await, 440),
-        (publisher(&base, &meeting, "Bo", 880, "smpte").await, 880),
-    ];
-    (c, api, base, meeting, host_key, bots)
+    (c, api, base, meeting, host_key)
+}
+
+/// Where recording-oslo-1 wrote recording `rid` (internal storage), and its manifest.
+fn written(c: &harness::Cluster, rid: &str) -> (std::path::PathBuf, Manifest) {
+    let dir = c
+        .recording_storage("recording-oslo-1")
+        .join("internal")
+        .join(rid);
+    let manifest =
+        serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+    (dir, manifest)
+}
+
+/// The audio file of participant `pid` in a recording's manifest, decoded; asserts that
+/// its middle second holds `hz`.
+fn audio_with_tone(dir: &Path, manifest: &Manifest, pid: &str, hz: u32) -> probe::Audio {
+    let f = manifest
+        .files
+        .iter()
+        .find(|f| f.participant_id.as_deref() == Some(pid))
+        .unwrap_or_else(|| panic!("no audio file for {pid} ({hz} Hz)"));
+    let a = probe::audio(&dir.join(&f.name)).unwrap();
+    let mid = a.samples.len() / 2;
+    let second = &a.samples[mid - a.rate as usize / 2..mid + a.rate as usize / 2];
+    assert_eq!(
+        probe::dominant_frequency(second, a.rate, 100, 2000, 10),
+        hz,
+        "{} should hold {hz} Hz",
+        f.name
+    );
+    a
 }
 
 /// Stops recording `rid` as its host; answers the stopped recording.
@@ -385,12 +407,7 @@ async fn when_the_meetings_media_node_dies_the_recording_ends_with_its_files_fin
             .any(|g| g["reason"].as_str().unwrap().contains(&media)),
         "{ended}"
     );
-    let dir = c
-        .recording_storage("recording-oslo-1")
-        .join("internal")
-        .join(&rid);
-    let manifest: Manifest =
-        serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+    let (dir, manifest) = written(&c, &rid);
     assert_eq!(manifest.participants.len(), 2);
     for f in &manifest.files {
         assert_eq!(sha256_file(&dir.join(&f.name)).unwrap(), f.sha256);
@@ -431,23 +448,8 @@ async fn a_draining_recording_node_finishes_its_recording_before_it_exits() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_recording_of_a_meeting_across_two_regions_holds_every_participants_audio() {
-    let mut c = harness::Cluster::start(spec()).await.unwrap();
-    c.start_recording(crate::node("recording-oslo-1", "oslo"))
-        .unwrap();
-    c.wait_ready(Duration::from_secs(20)).await.unwrap();
-    let api = Api::new(&c);
-    let base = c.controllers[0].url();
-    let (st, created) = api
-        .send(
-            api.http
-                .post(format!("{base}/v1/meetings"))
-                .bearer_auth(&api.key)
-                .json(&json!({ "title": "two regions, one recording" })),
-        )
-        .await;
-    assert_eq!(st, StatusCode::CREATED, "{created}");
-    let meeting = created["id"].as_str().unwrap().to_owned();
-    let host_key = created["host_key"].as_str().unwrap().to_owned();
+    let (c, api, base, meeting, host_key) =
+        meeting_to_record(1, "two regions, one recording").await;
     let clip = |hz: u32| bot::ClipSpec {
         tone_hz: hz,
         width: 320,
@@ -475,34 +477,14 @@ async fn a_recording_of_a_meeting_across_two_regions_holds_every_participants_au
     let rid = rec["recording_id"].as_str().unwrap().to_owned();
     tokio::time::sleep(Duration::from_secs(6)).await;
     stop(&api, &base, &rid, &host_key).await;
-    let dir = c
-        .recording_storage("recording-oslo-1")
-        .join("internal")
-        .join(&rid);
-    let manifest: Manifest =
-        serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+    let (dir, manifest) = written(&c, &rid);
     assert_eq!(manifest.participants.len(), 2, "{manifest:?}");
     for (b, hz) in [(&ada, 440), (&bo, 880)] {
-        let pid = b.participant_id.as_str();
-        let f = manifest
-            .files
-            .iter()
-            .find(|f| f.participant_id.as_deref() == Some(pid))
-            .unwrap_or_else(|| panic!("no audio file for {pid} ({hz} Hz)"));
-        let a = probe::audio(&dir.join(&f.name)).unwrap();
+        let a = audio_with_tone(&dir, &manifest, &b.participant_id, hz);
         assert!(
             a.duration >= Duration::from_secs(4),
-            "{}: {:?}",
-            f.name,
+            "{hz} Hz: {:?}",
             a.duration
-        );
-        let mid = a.samples.len() / 2;
-        let second = &a.samples[mid - a.rate as usize / 2..mid + a.rate as usize / 2];
-        assert_eq!(
-            probe::dominant_frequency(second, a.rate, 100, 2000, 10),
-            hz,
-            "{} should hold {hz} Hz",
-            f.name
         );
     }
 }

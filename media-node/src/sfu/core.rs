@@ -696,6 +696,16 @@ impl Sfu {
         self.peers.iter_mut().find(|p| p.key == key)
     }
 
+    /// Our track `track_id` on relay link `link`.
+    fn link_track(&mut self, link: LinkKey, track_id: u32) -> Option<&mut LinkTrack> {
+        self.links
+            .iter_mut()
+            .find(|l| l.key == link)?
+            .tracks
+            .iter_mut()
+            .find(|t| t.track_id == track_id)
+    }
+
     fn signal(&mut self, key: PeerKey, msg: SignalOut) {
         self.out.push_back(SfuOutput::Signal { key, msg });
     }
@@ -802,12 +812,7 @@ impl Sfu {
                 track_id,
                 mask,
             } => {
-                let Some(t) = self
-                    .links
-                    .iter_mut()
-                    .find(|l| l.key == link)
-                    .and_then(|l| l.tracks.iter_mut().find(|t| t.track_id == track_id))
-                else {
+                let Some(t) = self.link_track(link, track_id) else {
                     return;
                 };
                 let mask = if t.simulcast {
@@ -829,12 +834,7 @@ impl Sfu {
                 track_id,
                 layer,
             } => {
-                let Some(t) = self
-                    .links
-                    .iter()
-                    .find(|l| l.key == link)
-                    .and_then(|l| l.tracks.iter().find(|t| t.track_id == track_id))
-                else {
+                let Some(t) = self.link_track(link, track_id) else {
                     return;
                 };
                 let (source, rid) = (t.source, t.simulcast.then(|| layer_rid(layer)));
@@ -1054,34 +1054,22 @@ impl Sfu {
     fn retire(&mut self, gone: impl Fn(&Source) -> bool) {
         self.wants_changed = true;
         for link in &mut self.links {
-            let out = &mut self.out;
-            link.tracks.retain(|t| {
-                let keep = !gone(&t.source);
-                if !keep {
-                    out.push_back(SfuOutput::Link {
-                        link: link.key,
-                        event: RelayEvent::Remove {
-                            track_id: t.track_id,
-                        },
-                    });
-                }
-                keep
-            });
+            for track_id in drop_gone(&mut link.tracks, |t| (t.source, t.track_id), &gone) {
+                let event = RelayEvent::Remove { track_id };
+                self.out.push_back(SfuOutput::Link {
+                    link: link.key,
+                    event,
+                });
+            }
         }
         for sink in &mut self.sinks {
-            let out = &mut self.out;
-            sink.tracks.retain(|t| {
-                let keep = !gone(&t.source);
-                if !keep {
-                    out.push_back(SfuOutput::Sink {
-                        key: sink.key,
-                        event: RelayEvent::Remove {
-                            track_id: t.track_id,
-                        },
-                    });
-                }
-                keep
-            });
+            for track_id in drop_gone(&mut sink.tracks, |t| (t.source, t.track_id), &gone) {
+                let event = RelayEvent::Remove { track_id };
+                self.out.push_back(SfuOutput::Sink {
+                    key: sink.key,
+                    event,
+                });
+            }
         }
         for p in &mut self.peers {
             let mut removed = Vec::new();
@@ -1659,6 +1647,25 @@ fn unix_us_at(at: Instant) -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
     now.saturating_sub(at.elapsed()).as_micros() as u64
+}
+
+/// Removes the relay tracks (a sink's or a link's) whose source is `gone`; returns their
+/// track ids.
+fn drop_gone<T>(
+    tracks: &mut Vec<T>,
+    id: impl Fn(&T) -> (Source, u32),
+    gone: impl Fn(&Source) -> bool,
+) -> Vec<u32> {
+    let mut dropped = Vec::new();
+    tracks.retain(|t| {
+        let (source, track_id) = id(t);
+        let keep = !gone(&source);
+        if !keep {
+            dropped.push(track_id);
+        }
+        keep
+    });
+    dropped
 }
 
 /// RFC 6464: 0 is the loudest (0 dBov), -127 silence; loudness is 127 + level.

@@ -66,74 +66,47 @@ impl Rig {
     /// A participant joins with one audio m-line: send-only if it publishes, else
     /// receive-only (so that it has something to negotiate).
     fn join(&mut self, n: u64, publish: bool) {
-        let key = PeerKey(n);
-        let addr: SocketAddr = format!("127.0.{}.{}:4000", n / 200, n % 200 + 1)
-            .parse()
-            .unwrap();
-        let mut rtc = Rtc::builder().build(self.now);
-        rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap());
-        let mut change = rtc.sdp_api();
         let dir = if publish {
             Direction::SendOnly
         } else {
             Direction::RecvOnly
         };
-        let mid = change.add_media(MediaKind::Audio, dir, None, None, None);
-        let (offer, pending) = change.apply().unwrap();
-        self.clients.push(Client {
-            key,
-            addr,
-            rtc,
-            pending: Some(pending),
-            sending: publish.then_some(mid),
-            received: Vec::new(),
-            keyframe_requests: Vec::new(),
-        });
-        self.sfu.handle_command(
-            self.now,
-            SfuCommand::Join {
-                key,
-                meeting: MeetingId::parse("rig-meeting").unwrap(),
-                participant: ParticipantId::parse(&format!("p{n}")).unwrap(),
-                name: format!("P{n}"),
-            },
-        );
-        self.sfu.handle_command(
-            self.now,
-            SfuCommand::Offer {
-                key,
-                sdp: offer.to_sdp_string(),
-            },
-        );
+        self.join_with(n, MediaKind::Audio, dir, None);
     }
 
     /// A participant joins publishing one VP8 video m-line in three simulcast layers.
     fn join_simulcast_publisher(&mut self, n: u64) {
+        let mut simulcast = str0m::media::Simulcast::new();
+        for rid in ["l", "m", "h"] {
+            simulcast.add_send_layer(str0m::media::SimulcastLayer::new(rid));
+        }
+        self.join_with(n, MediaKind::Video, Direction::SendOnly, Some(simulcast));
+    }
+
+    /// Participant `n` joins with one m-line of `kind` in direction `dir`, offered to
+    /// the SFU as its first offer.
+    fn join_with(
+        &mut self,
+        n: u64,
+        kind: MediaKind,
+        dir: Direction,
+        simulcast: Option<str0m::media::Simulcast>,
+    ) {
         let key = PeerKey(n);
         let addr: SocketAddr = format!("127.0.{}.{}:4000", n / 200, n % 200 + 1)
             .parse()
             .unwrap();
         let mut rtc = Rtc::builder().build(self.now);
         rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap());
-        let mut simulcast = str0m::media::Simulcast::new();
-        for rid in ["l", "m", "h"] {
-            simulcast.add_send_layer(str0m::media::SimulcastLayer::new(rid));
-        }
         let mut change = rtc.sdp_api();
-        let mid = change.add_media(
-            MediaKind::Video,
-            Direction::SendOnly,
-            None,
-            None,
-            Some(simulcast),
-        );
+        let mid = change.add_media(kind, dir, None, None, simulcast);
         let (offer, pending) = change.apply().unwrap();
         self.clients.push(Client {
             key,
             addr,
             rtc,
             pending: Some(pending),
-            sending: Some(mid),
+            sending: (dir == Direction::SendOnly).then_some(mid),
             received: Vec::new(),
             keyframe_requests: Vec::new(),
         });
