@@ -294,15 +294,18 @@ impl Mesh {
         Some(stop)
     }
 
-    /// The connection to `peer`, dialled if there is none alive.
-    async fn connection(&self, node: &Node, peer: &NodeId) -> Result<Arc<PeerConn>, LinkError> {
+    /// The connection to `peer` (registered as `record`), dialled if there is none alive.
+    async fn connection(
+        &self,
+        peer: &NodeId,
+        record: &MediaNodeRecord,
+    ) -> Result<Arc<PeerConn>, LinkError> {
         let mut conns = self.conns.lock().await;
         if let Some(c) = conns.get(peer)
             && c.connection.close_reason().is_none()
         {
             return Ok(c.clone());
         }
-        let record = self.node_record(node, peer).await?;
         let addr = common::config::socket_addr("relay_addr", &record.relay_addr)?;
         let client = self.client.as_ref().ok_or(LinkError::NoRelay)?;
         let connection = client.connect(addr, peer.as_str())?.await?;
@@ -512,7 +515,7 @@ async fn dial_once(
 ) -> Result<(), LinkError> {
     let record = node.mesh.node_record(node, peer).await?;
     node.mesh.check_residency(node, meeting, &record).await?;
-    let conn = node.mesh.connection(node, peer).await?;
+    let conn = node.mesh.connection(peer, &record).await?;
     let hello = RelayControl {
         msg: Some(Msg::Hello(RelayHello {
             node_id: node.id.to_string(),

@@ -595,7 +595,7 @@ fn a_track_crosses_a_link_once_for_all_far_subscribers_and_only_while_they_subsc
 }
 
 #[test]
-fn a_link_carries_the_publishers_sequence_numbers() {
+fn a_link_carries_a_tracks_packets_in_sequence_once_subscribed() {
     let mut a = Rig::at("127.0.0.1:5000");
     let link = LinkKey(3);
     a.command(SfuCommand::LinkAttach {
