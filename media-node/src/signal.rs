@@ -82,6 +82,12 @@ async fn signal(
     }
     // Only a meeting the controller placed here and has not closed: a token that outlived
     // its meeting, or a restart of this node, goes back to the controller for a new join.
+    // A join that raced its meeting's first join may arrive before the controller's
+    // PrepareMeeting: it waits a moment for it.
+    let prepared_by = tokio::time::Instant::now() + PREPARE_GRACE;
+    while !node.hosts(&meeting) && tokio::time::Instant::now() < prepared_by {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     if !node.hosts(&meeting) {
         return error(
             StatusCode::CONFLICT,
@@ -128,6 +134,8 @@ enum ClientMsg {
 }
 
 pub const PROTOCOL_VERSION: u64 = 1;
+/// How long a session waits for its meeting to be prepared here before it is refused.
+const PREPARE_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 const MAX_MESSAGE_BYTES: usize = 256 * 1024;
 pub(crate) const MAX_CHAT_CHARS: usize = 2000;
 
