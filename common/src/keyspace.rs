@@ -32,7 +32,7 @@ pub struct Keyspace {
 }
 
 /// A key of ours, parsed.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Key {
     MediaNode(NodeId),
     RecordingNode(NodeId),

@@ -1,12 +1,26 @@
 //! Fjord's controller: the meetings API (HTTP/JSON and gRPC on one port), join tokens,
-//! placement, leader election and reconciliation. Stateless: all state is in etcd.
+//! placement, leader election and reconciliation. Stateless: all state is in the cluster
+//! store (etcd), behind `store::ClusterStore`.
+//!
+//! Layers, outside in: the edges (`http/`, `grpc/`; `node_rpc` towards the nodes; the
+//! store's `convert`) translate; the service layer (`service` and its calls by concern:
+//! `meetings`, `join`, `nodes`, `recordings`, `downloads`, `auth`) speaks the domain types
+//! of `model`; `placement` and `leader::plan` decide, without I/O.
 #![forbid(unsafe_code)]
+#![deny(clippy::disallowed_types)]
 
+pub mod auth;
 pub mod config;
+pub mod downloads;
+pub mod error;
 pub mod grpc;
 pub mod http;
+pub mod join;
 pub mod leader;
+pub mod meetings;
 pub mod metrics;
+pub mod model;
+pub mod node_rpc;
 pub mod nodes;
 pub mod placement;
 pub mod recordings;
@@ -14,11 +28,13 @@ pub mod service;
 pub mod store;
 pub mod view;
 
+#[cfg(test)]
+mod testing;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::keyspace::Keyspace;
 use common::token::TokenSigner;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -41,8 +57,8 @@ pub enum ControllerError {
     SigningKey(#[from] common::token::KeyError),
     #[error("invalid config key `download_key_file`: {0}")]
     DownloadKey(String),
-    #[error("etcd client")]
-    Etcd(#[from] etcd_client::Error),
+    #[error("cluster state store")]
+    Store(#[from] store::StoreError),
     #[error("HTTP server")]
     Serve(#[source] std::io::Error),
 }
@@ -68,14 +84,9 @@ pub async fn run(
     let registry = common::ops::registry(&cfg.id, regions.default.as_str());
     let metrics = metrics::Metrics::new(&registry);
 
-    let client = etcd_client::Client::connect(
-        cfg.etcd.endpoints.clone(),
-        Some(common::etcd::options(&cfg.etcd)),
-    )
-    .await?;
-    let store = store::Store::new(client, Keyspace::new(&cfg.etcd.prefix));
+    let store: Arc<dyn store::ClusterStore> = Arc::new(store::EtcdStore::connect(&cfg.etcd).await?);
     let view = SharedView::default();
-    let nodes = nodes::NodeClients::new(tls, Duration::from_millis(cfg.node_call_timeout_ms));
+    let nodes = node_rpc::NodeClients::new(tls, Duration::from_millis(cfg.node_call_timeout_ms));
     let downloads = match &cfg.download_key_file {
         Some(p) => Some((
             common::download::read_key(p).map_err(ControllerError::DownloadKey)?,
@@ -84,7 +95,7 @@ pub async fn run(
         None => None,
     };
     let mut service = Service::new(
-        store,
+        store.clone(),
         view.clone(),
         nodes,
         signer,
@@ -97,11 +108,11 @@ pub async fn run(
     service.downloads = downloads;
     let service = Arc::new(service);
 
-    let watcher = tokio::spawn(view.clone().run_watcher(cfg.etcd.clone(), shutdown.clone()));
+    let watcher = tokio::spawn(view.clone().run_watcher(store, shutdown.clone()));
     let leader = tokio::spawn(leader::run(
         service.clone(),
-        cfg.etcd.clone(),
         cfg.id.clone(),
+        Duration::from_secs(cfg.etcd.lease_ttl_secs),
         shutdown.clone(),
     ));
     let mut synced = view.subscribe_synced();

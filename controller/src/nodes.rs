@@ -1,162 +1,95 @@
-//! gRPC clients towards media and recording nodes, over mutual TLS from the cluster CA.
-//! One lazily connected channel per node address, reused across calls.
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::Duration;
+//! Nodes through the API: the list with each node's state, load and capacity, and drain.
+use common::ids::{NodeId, Region};
 
-use proto::v1::media_node_control_client::MediaNodeControlClient;
-use proto::v1::recording_node_control_client::RecordingNodeControlClient;
-use proto::v1::{
-    CloseMeetingRequest, DeleteRecordingRequest, DrainRequest, DrainResponse,
-    PrepareMeetingRequest, StartRecordingRequest, StopRecordingRequest,
-};
-use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
+use crate::auth::Caller;
+use crate::error::{ApiError, truncate};
+use crate::model::{Capacity, NodeLoad, NodeState};
+use crate::service::Service;
 
-pub struct NodeClients {
-    tls: Option<ClientTlsConfig>,
-    timeout: Duration,
-    channels: Mutex<HashMap<(String, Duration), Channel>>,
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NodeKind {
+    Media,
+    Recording,
 }
 
-/// Stopping a recording finishes and measures its files: it may take a while.
-const FINISH_TIMEOUT: Duration = Duration::from_secs(150);
-
-#[derive(Debug, thiserror::Error)]
-#[error("node at {addr} did not answer: {message}")]
-pub struct NodeCallError {
-    pub addr: String,
-    pub message: String,
+impl NodeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeKind::Media => "media",
+            NodeKind::Recording => "recording",
+        }
+    }
 }
 
-impl NodeClients {
-    pub fn new(tls: Option<ClientTlsConfig>, timeout: Duration) -> Self {
-        Self {
-            tls,
-            timeout,
-            channels: Mutex::new(HashMap::new()),
-        }
+/// A node as the API shows it.
+#[derive(Clone, Debug)]
+pub struct NodeInfo {
+    pub id: NodeId,
+    pub kind: NodeKind,
+    pub region: Region,
+    pub state: NodeState,
+    pub load: NodeLoad,
+    /// A media node's (a recording node's is its slots).
+    pub capacity: Capacity,
+    pub slots: u32,
+}
+
+impl Service {
+    pub fn list_nodes(&self, caller: &Caller) -> Result<Vec<NodeInfo>, ApiError> {
+        self.require_operator(caller)?;
+        self.require_synced()?;
+        Ok(self.view.read(|v| {
+            let load = |id: &NodeId| v.load.get(id).copied().unwrap_or_default();
+            let media = v.media.iter().map(|(id, n)| NodeInfo {
+                id: id.clone(),
+                kind: NodeKind::Media,
+                region: n.region.clone(),
+                state: n.state,
+                load: load(id),
+                capacity: n.capacity,
+                slots: 0,
+            });
+            let rec = v.recording.iter().map(|(id, n)| NodeInfo {
+                id: id.clone(),
+                kind: NodeKind::Recording,
+                region: n.region.clone(),
+                state: n.state,
+                load: load(id),
+                capacity: Capacity::default(),
+                slots: n.slots,
+            });
+            media.chain(rec).collect()
+        }))
     }
 
-    fn channel(&self, addr: &str) -> Result<Channel, NodeCallError> {
-        self.channel_with(addr, self.timeout)
-    }
-
-    /// A channel to `addr` whose calls may take up to `timeout`.
-    fn channel_with(&self, addr: &str, timeout: Duration) -> Result<Channel, NodeCallError> {
-        let err = |message: String| NodeCallError {
-            addr: addr.to_owned(),
-            message,
+    pub async fn drain_node(&self, caller: &Caller, id: &str) -> Result<NodeInfo, ApiError> {
+        self.require_operator(caller)?;
+        self.require_synced()?;
+        let node = NodeId::parse(id).map_err(|_| {
+            ApiError::NotFound(format!("node {:?} is not registered", truncate(id, 80)))
+        })?;
+        let (media, recording) = self.view.read(|v| {
+            (
+                v.media.get(&node).map(|n| n.grpc_addr.clone()),
+                v.recording.get(&node).map(|n| n.grpc_addr.clone()),
+            )
+        });
+        let result = match (&media, &recording) {
+            (Some(addr), _) => self.nodes.drain_media(addr).await,
+            (None, Some(addr)) => self.nodes.drain_recording(addr).await,
+            (None, None) => {
+                return Err(ApiError::NotFound(format!("node {node} is not registered")));
+            }
         };
-        let mut map = self.channels.lock().expect("node channel map");
-        if let Some(c) = map.get(&(addr.to_owned(), timeout)) {
-            return Ok(c.clone());
-        }
-        let scheme = if self.tls.is_some() { "https" } else { "http" };
-        let mut ep = Endpoint::from_shared(format!("{scheme}://{addr}"))
-            .map_err(|e| err(e.to_string()))?
-            .connect_timeout(self.timeout)
-            .timeout(timeout);
-        if let Some(tls) = &self.tls {
-            ep = ep.tls_config(tls.clone()).map_err(|e| err(e.to_string()))?;
-        }
-        let ch = ep.connect_lazy();
-        map.insert((addr.to_owned(), timeout), ch.clone());
-        Ok(ch)
-    }
-
-    fn status(addr: &str, s: tonic::Status) -> NodeCallError {
-        NodeCallError {
-            addr: addr.to_owned(),
-            message: format!("{}: {}", s.code(), s.message()),
-        }
-    }
-
-    pub async fn prepare_meeting(
-        &self,
-        addr: &str,
-        req: PrepareMeetingRequest,
-    ) -> Result<(), NodeCallError> {
-        let mut c = MediaNodeControlClient::new(self.channel(addr)?);
-        c.prepare_meeting(req)
-            .await
-            .map(|_| ())
-            .map_err(|s| Self::status(addr, s))
-    }
-
-    pub async fn close_meeting(
-        &self,
-        addr: &str,
-        meeting: &str,
-        reason: &str,
-    ) -> Result<(), NodeCallError> {
-        let mut c = MediaNodeControlClient::new(self.channel(addr)?);
-        let req = CloseMeetingRequest {
-            meeting_id: meeting.to_owned(),
-            reason: reason.to_owned(),
-        };
-        c.close_meeting(req)
-            .await
-            .map(|_| ())
-            .map_err(|s| Self::status(addr, s))
-    }
-
-    pub async fn drain_media(&self, addr: &str) -> Result<DrainResponse, NodeCallError> {
-        let mut c = MediaNodeControlClient::new(self.channel(addr)?);
-        c.drain(DrainRequest {
-            deadline_seconds: 0,
-        })
-        .await
-        .map(|r| r.into_inner())
-        .map_err(|s| Self::status(addr, s))
-    }
-
-    pub async fn drain_recording(&self, addr: &str) -> Result<DrainResponse, NodeCallError> {
-        let mut c = RecordingNodeControlClient::new(self.channel(addr)?);
-        c.drain(DrainRequest {
-            deadline_seconds: 0,
-        })
-        .await
-        .map(|r| r.into_inner())
-        .map_err(|s| Self::status(addr, s))
-    }
-
-    pub async fn start_recording(
-        &self,
-        addr: &str,
-        req: StartRecordingRequest,
-    ) -> Result<(), NodeCallError> {
-        let mut c = RecordingNodeControlClient::new(self.channel(addr)?);
-        c.start_recording(req)
-            .await
-            .map(|_| ())
-            .map_err(|s| Self::status(addr, s))
-    }
-
-    /// Stops a recording; answers the manifest the node wrote. Finishing files takes a
-    /// while, so this call waits longer than the others.
-    pub async fn stop_recording(&self, addr: &str, id: &str) -> Result<String, NodeCallError> {
-        let mut c = RecordingNodeControlClient::new(self.channel_with(addr, FINISH_TIMEOUT)?);
-        c.stop_recording(StopRecordingRequest {
-            recording_id: id.to_owned(),
-        })
-        .await
-        .map(|r| r.into_inner().manifest_json)
-        .map_err(|s| Self::status(addr, s))
-    }
-
-    pub async fn delete_recording(
-        &self,
-        addr: &str,
-        id: &str,
-        classification: &str,
-    ) -> Result<(), NodeCallError> {
-        let mut c = RecordingNodeControlClient::new(self.channel(addr)?);
-        c.delete_recording(DeleteRecordingRequest {
-            recording_id: id.to_owned(),
-            classification: classification.to_owned(),
-        })
-        .await
-        .map(|_| ())
-        .map_err(|s| Self::status(addr, s))
+        let left = result.map_err(|e| ApiError::Unavailable(e.to_string()))?;
+        let mut info = self
+            .list_nodes(caller)?
+            .into_iter()
+            .find(|n| n.id == node)
+            .ok_or_else(|| ApiError::NotFound(format!("node {node} left the cluster")))?;
+        info.state = NodeState::Draining;
+        info.load.participants = left.participants;
+        info.load.meetings = left.meetings;
+        Ok(info)
     }
 }

@@ -1,11 +1,16 @@
-//! Placement (DESIGN §4): which media node hosts a meeting's participants from a region.
-//! A pure function of a snapshot of the cluster and the request; the caller commits the
-//! answer with an etcd transaction. It never chooses a draining node or one that is not
-//! in the snapshot (dead), and never leaves a residency pin.
+//! Placement (DESIGN §4): which media node hosts a meeting's participants from a region,
+//! and which recording node records a meeting. Pure functions of a snapshot of the
+//! cluster and the request; the caller commits the answer with a store transaction. They
+//! never choose a draining node or one that is not in the snapshot (dead), and never
+//! leave a residency pin.
 use std::collections::BTreeMap;
 
 use common::ids::{NodeId, Region};
 use common::keyspace::Slot;
+
+pub use crate::model::Capacity;
+use crate::model::NodeState;
+use crate::view::ClusterView;
 
 /// One media node as placement sees it.
 #[derive(Clone, Debug, PartialEq)]
@@ -17,15 +22,6 @@ pub struct NodeSnapshot {
     pub load: Load,
     /// Joins sent to this node recently that its load report may not show yet.
     pub recent_joins: u32,
-}
-
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct Capacity {
-    pub participants: u32,
-    /// 0: not accounted.
-    pub bitrate_kbps: u64,
-    /// 0: not accounted.
-    pub cpu_cores: f64,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -203,6 +199,47 @@ pub fn place(nodes: &[NodeSnapshot], topology: &Topology, req: &Request<'_>) -> 
         Some(pin) => Placement::Refused(Refusal::PinnedRegionFull(pin.clone())),
         None => Placement::Refused(Refusal::NoCapacity),
     }
+}
+
+/// The recording node for a meeting whose media is in `region`: the least busy active
+/// node of that region with storage for `classification` and a free slot; else, unless
+/// `residency` pins the meeting, of any region. `Err` says why there is none.
+pub fn place_recording(
+    view: &ClusterView,
+    region: &Region,
+    residency: Option<&Region>,
+    classification: &str,
+) -> Result<NodeId, String> {
+    let busy = |n: &NodeId| {
+        view.recordings
+            .values()
+            .filter(|r| &r.node == n && r.holds_slot())
+            .count() as u32
+    };
+    let candidates = |in_region: &dyn Fn(&Region) -> bool| {
+        view.recording
+            .iter()
+            .filter(|(_, r)| r.state == NodeState::Active && in_region(&r.region))
+            .filter(|(_, r)| r.storage_classes.iter().any(|c| c == classification))
+            .filter_map(|(id, r)| {
+                let used = busy(id);
+                (used < r.slots).then(|| (used as f64 / f64::from(r.slots.max(1)), id.clone()))
+            })
+            .min_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(&b.1)))
+            .map(|(_, id)| id)
+    };
+    if let Some(n) = candidates(&|r| r == region) {
+        return Ok(n);
+    }
+    if let Some(pin) = residency {
+        return Err(format!(
+            "no recording node with a free slot and {classification:?} storage in {pin}, and the \
+             meeting's residency keeps its recordings there"
+        ));
+    }
+    candidates(&|_| true).ok_or_else(|| {
+        format!("no recording node with a free slot and {classification:?} storage in any region")
+    })
 }
 
 #[cfg(test)]
@@ -481,6 +518,78 @@ mod tests {
         assert_eq!(
             place(&full, &topology(), &req),
             Placement::Refused(Refusal::NoCapacity)
+        );
+    }
+
+    fn recording_node(id: &str, region: &str, slots: u32) -> (NodeId, crate::model::RecordingNode) {
+        let id = NodeId::parse(id).unwrap();
+        let n = crate::model::RecordingNode {
+            id: id.clone(),
+            region: Region::parse(region).unwrap(),
+            grpc_addr: String::new(),
+            storage_classes: vec!["internal".into()],
+            slots,
+            version: String::new(),
+            state: NodeState::Active,
+            lease_id: 0,
+            download_url: None,
+        };
+        (id, n)
+    }
+
+    fn busy(v: &mut ClusterView, node: &str, n: usize) {
+        use crate::model::{Recording, RecordingState};
+        use common::ids::{MeetingId, RecordingId};
+        for i in 0..n {
+            let id = RecordingId::parse(&format!("{node}-r{i}")).unwrap();
+            let r = Recording {
+                id: id.clone(),
+                meeting: MeetingId::parse("abc-defg-hij").unwrap(),
+                node: NodeId::parse(node).unwrap(),
+                state: RecordingState::Recording,
+                files: vec![],
+                gaps: vec![],
+                started_unix_ms: 0,
+                stopped_unix_ms: None,
+                deleted_unix_ms: None,
+                classification: "internal".into(),
+                media_node: NodeId::parse("media-1").unwrap(),
+                error: None,
+                segment: 1,
+                earlier_nodes: vec![],
+            };
+            v.recordings.insert(id, r);
+        }
+    }
+
+    #[test]
+    fn recordings_go_to_a_free_node_of_the_region_and_never_cross_a_pin() {
+        let mut v = ClusterView::default();
+        v.recording.extend([
+            recording_node("rec-oslo-1", "oslo", 1),
+            recording_node("rec-oslo-2", "oslo", 2),
+            recording_node("rec-sthlm-1", "stockholm", 4),
+        ]);
+        let oslo = Region::parse("oslo").unwrap();
+        let placed = |v: &ClusterView| place_recording(v, &oslo, None, "internal").unwrap();
+        assert_eq!(
+            placed(&v).as_str(),
+            "rec-oslo-1",
+            "both free: the first by name"
+        );
+        busy(&mut v, "rec-oslo-1", 1);
+        assert_eq!(placed(&v).as_str(), "rec-oslo-2");
+        busy(&mut v, "rec-oslo-2", 2);
+        assert_eq!(
+            placed(&v).as_str(),
+            "rec-sthlm-1",
+            "region full, no pin: another region"
+        );
+        let err = place_recording(&v, &oslo, Some(&oslo), "internal").unwrap_err();
+        assert!(err.contains("residency"), "{err}");
+        assert!(
+            place_recording(&v, &oslo, None, "secret").is_err(),
+            "no such storage"
         );
     }
 }

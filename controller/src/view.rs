@@ -6,32 +6,25 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use common::config::EtcdConfig;
 use common::ids::{MeetingId, NodeId, RecordingId};
-use common::keyspace::{Key, Keyspace, Slot};
-use etcd_client::{EventType, GetOptions, WatchOptions};
-use prost::Message;
-use proto::v1::{
-    MediaNodeRecord, MeetingRecord, NodeLoad, PlacementRecord, RecordingNodeRecord, RecordingRecord,
-};
+use common::keyspace::Slot;
+use futures::StreamExt;
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
-/// A placement as stored, with the etcd revision that last wrote it (for compare-and-swap).
-#[derive(Clone, Debug, PartialEq)]
-pub struct StoredPlacement {
-    pub record: PlacementRecord,
-    pub mod_revision: i64,
-}
+use crate::model::{
+    MediaNode, Meeting, NodeLoad, NodeState, Recording, RecordingNode, StoredPlacement,
+};
+use crate::store::{Change, ClusterStore, StoreError};
 
 #[derive(Clone, Debug, Default)]
 pub struct ClusterView {
-    pub media: BTreeMap<NodeId, MediaNodeRecord>,
-    pub recording: BTreeMap<NodeId, RecordingNodeRecord>,
+    pub media: BTreeMap<NodeId, MediaNode>,
+    pub recording: BTreeMap<NodeId, RecordingNode>,
     pub load: HashMap<NodeId, NodeLoad>,
-    pub meetings: HashMap<MeetingId, MeetingRecord>,
+    pub meetings: HashMap<MeetingId, Meeting>,
     pub placements: HashMap<MeetingId, BTreeMap<Slot, StoredPlacement>>,
-    pub recordings: HashMap<RecordingId, RecordingRecord>,
+    pub recordings: HashMap<RecordingId, Recording>,
     pub revision: i64,
     /// Nodes whose record was deleted while it did not say draining (its lease expired:
     /// a crash, a kill, a network loss), by (kind, region), counted since the controller
@@ -40,90 +33,61 @@ pub struct ClusterView {
     pub lost: BTreeMap<(&'static str, String), u64>,
 }
 
-fn decode<M: Message + Default>(key: &str, value: &[u8]) -> Option<M> {
-    match M::decode(value) {
-        Ok(m) => Some(m),
-        Err(e) => {
-            tracing::warn!(key, error = %e, "undecodable record in etcd; ignored");
-            None
-        }
-    }
-}
-
 impl ClusterView {
-    fn departed(&mut self, kind: &'static str, region: &str, state: i32) {
-        if state != proto::v1::NodeState::Draining as i32 {
+    fn departed(&mut self, kind: &'static str, region: &str, state: NodeState) {
+        if state != NodeState::Draining {
             *self.lost.entry((kind, region.to_owned())).or_default() += 1;
         }
     }
 
-    /// Applies a put (`Some(value)`) or delete (`None`) of `key`.
-    pub fn apply(&mut self, ks: &Keyspace, key: &str, value: Option<&[u8]>, mod_revision: i64) {
-        match (ks.parse(key), value) {
-            (Key::MediaNode(id), Some(v)) => {
-                if let Some(r) = decode(key, v) {
-                    self.media.insert(id, r);
+    /// Applies one change.
+    pub fn apply(&mut self, change: Change) {
+        match change {
+            Change::MediaNode(id, Some(n)) => {
+                self.media.insert(id, n);
+            }
+            Change::MediaNode(id, None) => {
+                if let Some(n) = self.media.remove(&id) {
+                    self.departed("media", n.region.as_str(), n.state);
                 }
             }
-            (Key::MediaNode(id), None) => {
-                if let Some(r) = self.media.remove(&id) {
-                    self.departed("media", &r.region, r.state);
+            Change::RecordingNode(id, Some(n)) => {
+                self.recording.insert(id, n);
+            }
+            Change::RecordingNode(id, None) => {
+                if let Some(n) = self.recording.remove(&id) {
+                    self.departed("recording", n.region.as_str(), n.state);
                 }
             }
-            (Key::RecordingNode(id), Some(v)) => {
-                if let Some(r) = decode(key, v) {
-                    self.recording.insert(id, r);
-                }
+            Change::Load(id, Some(l)) => {
+                self.load.insert(id, l);
             }
-            (Key::RecordingNode(id), None) => {
-                if let Some(r) = self.recording.remove(&id) {
-                    self.departed("recording", &r.region, r.state);
-                }
-            }
-            (Key::Load(id), Some(v)) => {
-                if let Some(r) = decode(key, v) {
-                    self.load.insert(id, r);
-                }
-            }
-            (Key::Load(id), None) => {
+            Change::Load(id, None) => {
                 self.load.remove(&id);
             }
-            (Key::Meeting(id), Some(v)) => {
-                if let Some(r) = decode(key, v) {
-                    self.meetings.insert(id, r);
-                }
+            Change::Meeting(id, Some(m)) => {
+                self.meetings.insert(id, m);
             }
-            (Key::Meeting(id), None) => {
+            Change::Meeting(id, None) => {
                 self.meetings.remove(&id);
             }
-            (Key::Placement(m, r), Some(v)) => {
-                if let Some(record) = decode(key, v) {
-                    self.placements.entry(m).or_default().insert(
-                        r,
-                        StoredPlacement {
-                            record,
-                            mod_revision,
-                        },
-                    );
-                }
+            Change::Placement(m, slot, Some(p)) => {
+                self.placements.entry(m).or_default().insert(slot, p);
             }
-            (Key::Placement(m, r), None) => {
+            Change::Placement(m, slot, None) => {
                 if let Some(p) = self.placements.get_mut(&m) {
-                    p.remove(&r);
+                    p.remove(&slot);
                     if p.is_empty() {
                         self.placements.remove(&m);
                     }
                 }
             }
-            (Key::Recording(id), Some(v)) => {
-                if let Some(r) = decode(key, v) {
-                    self.recordings.insert(id, r);
-                }
+            Change::Recording(id, Some(r)) => {
+                self.recordings.insert(id, r);
             }
-            (Key::Recording(id), None) => {
+            Change::Recording(id, None) => {
                 self.recordings.remove(&id);
             }
-            (Key::Other, _) => {}
         }
     }
 }
@@ -161,84 +125,27 @@ impl SharedView {
         self.changed.notified().await
     }
 
-    /// Keeps the view in step with etcd until `shutdown`: a full read, then a watch from
-    /// the next revision; on any error the view is marked unsynced and read again.
-    pub async fn run_watcher(self, cfg: EtcdConfig, shutdown: CancellationToken) {
-        let ks = Keyspace::new(&cfg.prefix);
+    /// Replaces the view (when a test builds one by hand). Marks it synced.
+    pub fn set(&self, view: ClusterView) {
+        *self.inner.write().expect("view lock poisoned") = view;
+        self.synced.send_replace(true);
+        self.changed.notify_waiters();
+    }
+
+    /// Keeps the view in step with the store until `shutdown`: a full read, then the
+    /// change feed from the next revision; on any error the view is marked unsynced and
+    /// read again.
+    pub async fn run_watcher(self, store: Arc<dyn ClusterStore>, shutdown: CancellationToken) {
         while !shutdown.is_cancelled() {
-            let Some(mut client) = common::etcd::connect(&cfg, &shutdown).await else {
-                break;
+            let result = tokio::select! {
+                _ = shutdown.cancelled() => Ok(()),
+                r = self.follow(store.as_ref()) => r,
             };
-            let result: Result<(), etcd_client::Error> = async {
-                let resp = client
-                    .get(ks.root(), Some(GetOptions::new().with_prefix()))
-                    .await?;
-                let rev = resp.header().map(|h| h.revision()).unwrap_or(0);
-                let mut fresh = ClusterView {
-                    revision: rev,
-                    ..Default::default()
-                };
-                for kv in resp.kvs() {
-                    fresh.apply(
-                        &ks,
-                        kv.key_str().unwrap_or(""),
-                        Some(kv.value()),
-                        kv.mod_revision(),
-                    );
-                }
-                {
-                    let mut inner = self.inner.write().expect("view lock poisoned");
-                    // Losses are a count over the view's life, not part of etcd's state.
-                    fresh.lost = std::mem::take(&mut inner.lost);
-                    *inner = fresh;
-                }
-                let opts = WatchOptions::new()
-                    .with_prefix()
-                    .with_start_revision(rev + 1)
-                    .with_progress_notify();
-                let mut stream = client.watch(ks.root(), Some(opts)).await?;
-                self.synced.send_replace(true);
-                self.changed.notify_waiters();
-                tracing::info!(revision = rev, "cluster view synced with etcd");
-                loop {
-                    let msg = tokio::select! {
-                        _ = shutdown.cancelled() => return Ok(()),
-                        m = stream.message() => m?,
-                    };
-                    let Some(resp) = msg else {
-                        return Err(etcd_client::Error::WatchError("watch ended".into()));
-                    };
-                    if resp.canceled() {
-                        return Err(etcd_client::Error::WatchError(format!(
-                            "watch cancelled: {}",
-                            resp.cancel_reason()
-                        )));
-                    }
-                    {
-                        let mut v = self.inner.write().expect("view lock poisoned");
-                        for ev in resp.events() {
-                            let Some(kv) = ev.kv() else { continue };
-                            let key = kv.key_str().unwrap_or("");
-                            match ev.event_type() {
-                                EventType::Put => {
-                                    v.apply(&ks, key, Some(kv.value()), kv.mod_revision())
-                                }
-                                EventType::Delete => v.apply(&ks, key, None, kv.mod_revision()),
-                            }
-                        }
-                        if let Some(h) = resp.header() {
-                            v.revision = v.revision.max(h.revision());
-                        }
-                    }
-                    self.changed.notify_waiters();
-                }
-            }
-            .await;
             self.synced.send_replace(false);
             match result {
                 Ok(()) => break,
                 Err(e) => {
-                    tracing::warn!(error = %e, "lost the etcd watch; cluster view unsynced, resyncing")
+                    tracing::warn!(error = %e, "lost the store's change feed; cluster view unsynced, resyncing")
                 }
             }
             tokio::select! {
@@ -247,46 +154,142 @@ impl SharedView {
             }
         }
     }
+
+    /// One read and the feed after it, until the feed fails.
+    async fn follow(&self, store: &dyn ClusterStore) -> Result<(), StoreError> {
+        let snap = store.snapshot().await?;
+        let mut fresh = ClusterView {
+            revision: snap.revision,
+            ..Default::default()
+        };
+        for c in snap.records {
+            fresh.apply(c);
+        }
+        let mut feed = store.watch(snap.revision).await?;
+        {
+            let mut inner = self.inner.write().expect("view lock poisoned");
+            // Losses are a count over the view's life, not part of the store's state.
+            fresh.lost = std::mem::take(&mut inner.lost);
+            *inner = fresh;
+        }
+        self.synced.send_replace(true);
+        self.changed.notify_waiters();
+        tracing::info!(
+            revision = snap.revision,
+            "cluster view synced with the store"
+        );
+        loop {
+            let batch = feed
+                .next()
+                .await
+                .ok_or_else(|| StoreError::WatchLost("watch ended".into()))??;
+            {
+                let mut v = self.inner.write().expect("view lock poisoned");
+                for c in batch.changes {
+                    v.apply(c);
+                }
+                v.revision = v.revision.max(batch.revision);
+            }
+            self.changed.notify_waiters();
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proto::v1::NodeState;
+    use common::ids::Region;
+
+    fn node(id: &str, state: NodeState) -> MediaNode {
+        MediaNode {
+            id: NodeId::parse(id).unwrap(),
+            region: Region::parse("oslo").unwrap(),
+            zone: String::new(),
+            signal_url: String::new(),
+            grpc_addr: String::new(),
+            relay_addr: None,
+            capacity: Default::default(),
+            version: String::new(),
+            state,
+            lease_id: 0,
+        }
+    }
 
     #[test]
     fn a_node_that_leaves_without_draining_counts_as_lost_and_a_drained_one_does_not() {
-        let ks = Keyspace::new("/fjord");
         let mut v = ClusterView::default();
         let put = |v: &mut ClusterView, id: &str, state: NodeState| {
-            let r = MediaNodeRecord {
-                node_id: id.into(),
-                region: "oslo".into(),
-                state: state as i32,
-                ..Default::default()
-            };
-            let key = ks.media_node(&NodeId::parse(id).unwrap());
-            v.apply(&ks, &key, Some(&r.encode_to_vec()), 1);
-            key
+            let n = node(id, state);
+            v.apply(Change::MediaNode(n.id.clone(), Some(n.clone())));
+            n.id
         };
         let crashed = put(&mut v, "media-1", NodeState::Active);
         let drained = put(&mut v, "media-2", NodeState::Active);
         put(&mut v, "media-2", NodeState::Draining);
-        v.apply(&ks, &drained, None, 2);
+        v.apply(Change::MediaNode(drained, None));
         assert!(
             v.lost.is_empty(),
             "a drained node is not lost: {:?}",
             v.lost
         );
-        v.apply(&ks, &crashed, None, 3);
+        v.apply(Change::MediaNode(crashed, None));
         assert_eq!(v.lost.get(&("media", "oslo".to_string())), Some(&1));
         // A delete of a node never seen is no loss.
-        v.apply(
-            &ks,
-            &ks.media_node(&NodeId::parse("media-9").unwrap()),
-            None,
-            4,
-        );
+        v.apply(Change::MediaNode(NodeId::parse("media-9").unwrap(), None));
         assert_eq!(v.lost.values().sum::<u64>(), 1);
+    }
+}
+
+#[cfg(test)]
+mod fault_tests {
+    use crate::store::{ClusterStore, MemoryStore};
+    use crate::testing::{meeting, until};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn the_view_catches_up_after_lost_watches_and_an_outage() {
+        let store = MemoryStore::new();
+        let view = SharedView::default();
+        let stop = CancellationToken::new();
+        let dyn_store: Arc<dyn ClusterStore> = Arc::new(store.clone());
+        tokio::spawn(view.clone().run_watcher(dyn_store, stop.clone()));
+        until("synced", || view.is_synced()).await;
+        let has = |id: &str| {
+            let id = MeetingId::parse(id).unwrap();
+            view.read(|v| v.meetings.contains_key(&id))
+        };
+
+        store.break_watches();
+        store
+            .create_meeting(&meeting("aaa-aaaa-aaa"))
+            .await
+            .unwrap();
+        until("a meeting written while the watch was lost", || {
+            has("aaa-aaaa-aaa")
+        })
+        .await;
+
+        store.break_watches();
+        store
+            .create_meeting(&meeting("bbb-bbbb-bbb"))
+            .await
+            .unwrap();
+        until("and again", || has("bbb-bbbb-bbb")).await;
+
+        store.set_down(true);
+        until("unsynced while the store is down", || !view.is_synced()).await;
+        store.set_down(false);
+        store
+            .create_meeting(&meeting("ccc-cccc-ccc"))
+            .await
+            .unwrap();
+        until("synced again, with what was written", || {
+            view.is_synced() && has("ccc-cccc-ccc")
+        })
+        .await;
+        assert_eq!(view.read(|v| v.meetings.len()), 3);
+        assert!(view.read(|v| v.revision) >= store.revision() - 1);
+        stop.cancel();
     }
 }

@@ -1,11 +1,19 @@
-//! The gRPC edge of the public API: protobuf <-> service types, `ApiError` -> `Status`.
+//! The gRPC edge of the public API: requests to service calls, `ApiError` to `Status`.
+//! The messages are built from domain values in `convert.rs`.
+mod convert;
+
 use std::sync::Arc;
 
 use proto::v1 as pb;
 use proto::v1::controller_server::Controller;
 use tonic::{Request, Response, Status};
 
-use crate::service::{ApiError, Caller, JoinInput, MeetingInfo, NewMeeting, NodeInfo, Service};
+use self::convert::{meeting, node};
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::join::JoinInput;
+use crate::meetings::NewMeeting;
+use crate::service::Service;
 
 pub struct GrpcApi {
     pub service: Arc<Service>,
@@ -31,50 +39,11 @@ fn caller<T>(req: &Request<T>) -> Caller {
         .metadata()
         .get("authorization")
         .and_then(|v| v.to_str().ok())
-        .map(|v| {
-            crate::service::parse_bearer(v)
-                .unwrap_or(v)
-                .trim()
-                .to_owned()
-        });
+        .map(|v| crate::auth::parse_bearer(v).unwrap_or(v).trim().to_owned());
     Caller {
         bearer,
         addr: req.remote_addr().map(|a| a.ip()),
         region_header: None,
-    }
-}
-
-fn meeting(m: MeetingInfo) -> pb::Meeting {
-    let r = m.record;
-    pb::Meeting {
-        id: r.meeting_id,
-        title: r.title,
-        has_password: !r.password_hash.is_empty(),
-        residency: r.residency,
-        classification: r.classification,
-        status: r.status,
-        created_unix_ms: r.created_unix_ms,
-        ended_unix_ms: r.ended_unix_ms,
-        placements: m
-            .placements
-            .into_iter()
-            .map(|(r, n)| pb::MeetingPlacement {
-                region: r.to_string(),
-                node_id: n.to_string(),
-            })
-            .collect(),
-    }
-}
-
-fn node(n: NodeInfo) -> pb::Node {
-    pb::Node {
-        id: n.id.to_string(),
-        kind: n.kind.to_owned(),
-        region: n.region,
-        state: n.state as i32,
-        load: Some(n.load),
-        capacity: Some(n.capacity),
-        slots: n.slots,
     }
 }
 

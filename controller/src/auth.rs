@@ -1,0 +1,148 @@
+//! Who may do what: the caller as an edge established it, operator keys (compared in
+//! constant time), and the argon2id hashes of meeting passwords and host keys (checked
+//! off the async threads: argon2 is deliberately slow).
+use std::net::IpAddr;
+
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use common::token::Role;
+
+use crate::error::ApiError;
+use crate::model::Meeting;
+use crate::service::Service;
+
+/// The credentials of an `Authorization: Bearer <key>` value (scheme case-insensitive).
+pub fn parse_bearer(value: &str) -> Option<&str> {
+    let (scheme, rest) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+}
+
+/// Who is calling, as the edge established it.
+#[derive(Clone, Debug, Default)]
+pub struct Caller {
+    /// The `Authorization: Bearer` value, if any.
+    pub bearer: Option<String>,
+    pub addr: Option<IpAddr>,
+    /// The value of the configured regional-ingress header, if present.
+    pub region_header: Option<String>,
+}
+
+pub(crate) fn hash_secret(secret: &str) -> Result<String, ApiError> {
+    let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
+    Argon2::default()
+        .hash_password(secret.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| ApiError::Internal(format!("hashing failed: {e}")))
+}
+
+pub(crate) fn verify_secret(secret: &str, phc: &str) -> bool {
+    PasswordHash::new(phc)
+        .map(|h| {
+            Argon2::default()
+                .verify_password(secret.as_bytes(), &h)
+                .is_ok()
+        })
+        .unwrap_or(false)
+}
+
+/// Runs argon2 off the async threads: it is deliberately slow.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// A host key: 32 characters of a-z and 0-9 from the OS's generator.
+pub(crate) fn random_secret() -> String {
+    use rand::Rng;
+    let mut rng = rand::rng();
+    (0..32)
+        .map(|_| char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[rng.random_range(0..36)]))
+        .collect()
+}
+
+impl Service {
+    pub(crate) fn is_operator(&self, caller: &Caller) -> bool {
+        caller.bearer.as_deref().is_some_and(|b| {
+            self.operator_keys
+                .iter()
+                .any(|k| constant_time_eq(k.as_bytes(), b.as_bytes()))
+        })
+    }
+
+    pub fn require_operator(&self, caller: &Caller) -> Result<(), ApiError> {
+        match &caller.bearer {
+            None => Err(ApiError::Unauthorized(
+                "this call needs an operator key: Authorization: Bearer <key>".into(),
+            )),
+            Some(_) if self.is_operator(caller) => Ok(()),
+            Some(_) => Err(ApiError::Unauthorized(
+                "the operator key is not valid".into(),
+            )),
+        }
+    }
+
+    /// Operator key, or the meeting's host key.
+    pub(crate) async fn require_host(
+        &self,
+        caller: &Caller,
+        meeting: &Meeting,
+    ) -> Result<(), ApiError> {
+        let Some(bearer) = caller.bearer.clone() else {
+            return Err(ApiError::Unauthorized(
+                "recording needs the meeting's host key or an operator key: \
+                 Authorization: Bearer <key>"
+                    .into(),
+            ));
+        };
+        if self.require_operator(caller).is_ok() {
+            return Ok(());
+        }
+        let hash = meeting.host_key_hash.clone();
+        if blocking(move || verify_secret(&bearer, &hash)).await? {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(
+                "only the meeting's host (or an operator) may record it".into(),
+            ))
+        }
+    }
+
+    /// The role a joiner's secrets give: host with the host key, attendee with the
+    /// password (or with nothing, when the meeting has none).
+    pub(crate) async fn check_secrets(
+        &self,
+        meeting: &Meeting,
+        password: Option<String>,
+        host_key: Option<String>,
+    ) -> Result<Role, ApiError> {
+        let (pw_hash, hk_hash) = (meeting.password_hash.clone(), meeting.host_key_hash.clone());
+        if pw_hash.is_some() && password.is_none() && host_key.is_none() {
+            return Err(ApiError::Unauthorized(
+                "this meeting needs a password".into(),
+            ));
+        }
+        blocking(move || {
+            if let Some(hk) = host_key {
+                return if verify_secret(&hk, &hk_hash) {
+                    Ok(Role::Host)
+                } else {
+                    Err(ApiError::Forbidden("wrong host key".into()))
+                };
+            }
+            if let Some(pw_hash) = pw_hash
+                && !verify_secret(password.as_deref().unwrap_or(""), &pw_hash)
+            {
+                return Err(ApiError::Forbidden("wrong meeting password".into()));
+            }
+            Ok(Role::Attendee)
+        })
+        .await?
+    }
+}

@@ -1,0 +1,407 @@
+//! The JSON API (`/v1/...`): request bodies, response shapes (typed, every one) and the
+//! handlers that call the service layer.
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
+
+use super::{ApiJson, HttpState, Json};
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::join::JoinInput;
+use crate::meetings::{MeetingInfo, NewMeeting};
+use crate::model::Recording;
+use crate::nodes::NodeInfo;
+use crate::service::Service;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateMeetingBody {
+    title: String,
+    password: Option<String>,
+    residency: Option<String>,
+    classification: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JoinBody {
+    name: String,
+    password: Option<String>,
+    region: Option<String>,
+    host_key: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    state: Option<String>,
+}
+
+#[derive(Serialize)]
+struct PlacementJson {
+    region: String,
+    node_id: String,
+}
+
+#[derive(Serialize)]
+struct MeetingJson {
+    id: String,
+    title: String,
+    has_password: bool,
+    residency: Option<String>,
+    classification: String,
+    state: &'static str,
+    created_unix_ms: i64,
+    ended_unix_ms: Option<i64>,
+    placements: Vec<PlacementJson>,
+}
+
+impl From<MeetingInfo> for MeetingJson {
+    fn from(m: MeetingInfo) -> Self {
+        let r = m.meeting;
+        Self {
+            id: r.id.to_string(),
+            title: r.title,
+            has_password: r.password_hash.is_some(),
+            residency: r.residency.map(|r| r.to_string()),
+            classification: r.classification,
+            state: r.state.as_str(),
+            created_unix_ms: r.created_unix_ms,
+            ended_unix_ms: r.ended_unix_ms,
+            placements: m
+                .placements
+                .into_iter()
+                .map(|(r, n)| PlacementJson {
+                    region: r.to_string(),
+                    node_id: n.to_string(),
+                })
+                .collect(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct CreatedJson {
+    #[serde(flatten)]
+    meeting: MeetingJson,
+    host_key: String,
+}
+
+#[derive(Serialize)]
+struct MeetingsJson {
+    meetings: Vec<MeetingJson>,
+}
+
+#[derive(Serialize)]
+struct JoinedJson {
+    signal_url: String,
+    token: String,
+    region: String,
+    node_id: String,
+    participant_id: String,
+    role: &'static str,
+    /// Seconds the token is valid for.
+    expires_in: u64,
+}
+
+#[derive(Serialize)]
+struct NodeJson {
+    id: String,
+    kind: &'static str,
+    region: String,
+    state: &'static str,
+    load: LoadJson,
+    capacity: CapacityJson,
+    slots: u32,
+}
+
+#[derive(Serialize)]
+struct LoadJson {
+    participants: u32,
+    meetings: u32,
+    tracks: u32,
+    bitrate_in_kbps: u64,
+    bitrate_out_kbps: u64,
+    cpu_cores: f64,
+    recordings: u32,
+}
+
+#[derive(Serialize)]
+struct CapacityJson {
+    participants: u32,
+    bitrate_kbps: u64,
+    cpu_cores: f64,
+}
+
+impl From<NodeInfo> for NodeJson {
+    fn from(n: NodeInfo) -> Self {
+        Self {
+            id: n.id.to_string(),
+            kind: n.kind.as_str(),
+            region: n.region.to_string(),
+            state: n.state.as_str(),
+            load: LoadJson {
+                participants: n.load.participants,
+                meetings: n.load.meetings,
+                tracks: n.load.tracks,
+                bitrate_in_kbps: n.load.bitrate_in_kbps,
+                bitrate_out_kbps: n.load.bitrate_out_kbps,
+                cpu_cores: n.load.cpu_cores,
+                recordings: n.load.recordings,
+            },
+            capacity: CapacityJson {
+                participants: n.capacity.participants,
+                bitrate_kbps: n.capacity.bitrate_kbps,
+                cpu_cores: n.capacity.cpu_cores,
+            },
+            slots: n.slots,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct NodesJson {
+    nodes: Vec<NodeJson>,
+}
+
+/// A recording as the API shows it.
+#[derive(Serialize)]
+struct RecordingJson {
+    recording_id: String,
+    meeting_id: String,
+    node_id: String,
+    state: &'static str,
+    classification: String,
+    started_unix_ms: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stopped_unix_ms: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    deleted_unix_ms: Option<i64>,
+    files: Vec<String>,
+    gaps: Vec<GapJson>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    /// Signed, expiring links to the files (stopped recordings).
+    downloads: Vec<DownloadJson>,
+}
+
+#[derive(Serialize)]
+struct GapJson {
+    start_unix_ms: i64,
+    end_unix_ms: i64,
+    reason: String,
+}
+
+#[derive(Serialize)]
+struct DownloadJson {
+    file: String,
+    url: String,
+    expires_unix: i64,
+}
+
+#[derive(Serialize)]
+struct RecordingsJson {
+    recordings: Vec<RecordingJson>,
+}
+
+impl RecordingJson {
+    fn of(s: &Service, r: Recording) -> Self {
+        let downloads = s
+            .download_links(&r)
+            .into_iter()
+            .map(|d| DownloadJson {
+                file: d.file,
+                url: d.url,
+                expires_unix: d.expires_unix,
+            })
+            .collect();
+        Self {
+            recording_id: r.id.to_string(),
+            meeting_id: r.meeting.to_string(),
+            node_id: r.node.to_string(),
+            state: r.state.as_str(),
+            classification: r.classification,
+            started_unix_ms: r.started_unix_ms,
+            stopped_unix_ms: r.stopped_unix_ms,
+            deleted_unix_ms: r.deleted_unix_ms,
+            files: r.files,
+            gaps: r
+                .gaps
+                .into_iter()
+                .map(|g| GapJson {
+                    start_unix_ms: g.start_unix_ms,
+                    end_unix_ms: g.end_unix_ms,
+                    reason: g.reason,
+                })
+                .collect(),
+            error: r.error,
+            downloads,
+        }
+    }
+}
+
+pub(super) fn router() -> Router<HttpState> {
+    Router::new()
+        .route("/v1/meetings", post(create_meeting).get(list_meetings))
+        .route("/v1/meetings/{id}", get(get_meeting).delete(end_meeting))
+        .route("/v1/meetings/{id}/join", post(join))
+        .route(
+            "/v1/meetings/{id}/recordings",
+            post(start_recording).get(list_recordings),
+        )
+        .route(
+            "/v1/recordings/{id}",
+            get(get_recording).delete(delete_recording),
+        )
+        .route("/v1/recordings/{id}/stop", post(stop_recording))
+        .route("/v1/nodes", get(list_nodes))
+        .route("/v1/nodes/{id}/drain", post(drain_node))
+}
+
+async fn create_meeting(
+    State(s): State<HttpState>,
+    caller: Caller,
+    ApiJson(b): ApiJson<CreateMeetingBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    let req = NewMeeting {
+        title: b.title,
+        password: b.password,
+        residency: b.residency,
+        classification: b.classification,
+    };
+    let (info, host_key) = s.service.create_meeting(&caller, req).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedJson {
+            meeting: info.into(),
+            host_key,
+        }),
+    ))
+}
+
+async fn get_meeting(
+    State(s): State<HttpState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<MeetingJson>, ApiError> {
+    Ok(Json(s.service.get_meeting(&caller, &id).await?.into()))
+}
+
+async fn list_meetings(
+    State(s): State<HttpState>,
+    caller: Caller,
+    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<MeetingsJson>, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let list = s.service.list_meetings(&caller, q.state.as_deref()).await?;
+    Ok(Json(MeetingsJson {
+        meetings: list.into_iter().map(Into::into).collect(),
+    }))
+}
+
+async fn end_meeting(
+    State(s): State<HttpState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<MeetingJson>, ApiError> {
+    Ok(Json(s.service.end_meeting(&caller, &id).await?.into()))
+}
+
+async fn join(
+    State(s): State<HttpState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(b): ApiJson<JoinBody>,
+) -> Result<Json<JoinedJson>, ApiError> {
+    let req = JoinInput {
+        meeting: id,
+        name: b.name,
+        password: b.password,
+        region: b.region,
+        host_key: b.host_key,
+    };
+    let j = s.service.join(&caller, req).await?;
+    Ok(Json(JoinedJson {
+        signal_url: j.signal_url,
+        token: j.token,
+        region: j.region.to_string(),
+        node_id: j.node.to_string(),
+        participant_id: j.participant.to_string(),
+        role: j.role.as_str(),
+        expires_in: j.expires_in_secs,
+    }))
+}
+
+async fn start_recording(
+    State(s): State<HttpState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<RecordingJson>), ApiError> {
+    let r = s.service.start_recording(&caller, &id).await?;
+    Ok((StatusCode::CREATED, Json(RecordingJson::of(&s.service, r))))
+}
+
+async fn list_recordings(
+    State(s): State<HttpState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<RecordingsJson>, ApiError> {
+    let recordings = s
+        .service
+        .list_recordings(&caller, &id)
+        .await?
+        .into_iter()
+        .map(|r| RecordingJson::of(&s.service, r))
+        .collect();
+    Ok(Json(RecordingsJson { recordings }))
+}
+
+async fn get_recording(
+    State(s): State<HttpState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<RecordingJson>, ApiError> {
+    let r = s.service.get_recording(&caller, &id).await?;
+    Ok(Json(RecordingJson::of(&s.service, r)))
+}
+
+async fn stop_recording(
+    State(s): State<HttpState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<RecordingJson>, ApiError> {
+    let r = s.service.stop_recording(&caller, &id).await?;
+    Ok(Json(RecordingJson::of(&s.service, r)))
+}
+
+async fn delete_recording(
+    State(s): State<HttpState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<RecordingJson>, ApiError> {
+    let r = s.service.delete_recording(&caller, &id).await?;
+    Ok(Json(RecordingJson::of(&s.service, r)))
+}
+
+async fn list_nodes(
+    State(s): State<HttpState>,
+    caller: Caller,
+) -> Result<Json<NodesJson>, ApiError> {
+    let nodes = s
+        .service
+        .list_nodes(&caller)?
+        .into_iter()
+        .map(Into::into)
+        .collect();
+    Ok(Json(NodesJson { nodes }))
+}
+
+async fn drain_node(
+    State(s): State<HttpState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<NodeJson>, ApiError> {
+    Ok(Json(s.service.drain_node(&caller, &id).await?.into()))
+}

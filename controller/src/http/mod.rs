@@ -1,0 +1,126 @@
+//! The HTTP/JSON edge: the routes of the JSON API (`api.rs`) and of the browser client
+//! (`web.rs`), the request extractors (the caller, bodies), and the one place where
+//! `ApiError` becomes an HTTP status with a `{error, message}` body.
+mod api;
+mod web;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::{Json, Router};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::service::Service;
+
+const MAX_BODY: usize = 64 * 1024;
+
+pub fn router(state: HttpState) -> Router {
+    api::router()
+        .merge(web::router())
+        .fallback(|| async { ApiError::NotFound("no such API route".into()) })
+        .with_state(state)
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        if status.is_server_error() {
+            tracing::warn!(status = status.as_u16(), message = %self, "request failed");
+        }
+        (
+            status,
+            Json(ErrorBody {
+                error: self.code(),
+                message: self.to_string(),
+            }),
+        )
+            .into_response()
+    }
+}
+
+#[derive(Serialize)]
+struct ErrorBody {
+    error: &'static str,
+    message: String,
+}
+
+/// A JSON body whose every defect (syntax, type, unknown field, size) is a 400 with a message.
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|e| ApiError::BadRequest(format!("cannot read the request body: {e}")))?;
+        if bytes.len() > MAX_BODY {
+            return Err(ApiError::BadRequest(format!(
+                "request body over {MAX_BODY} bytes"
+            )));
+        }
+        serde_json::from_slice(&bytes)
+            .map(ApiJson)
+            .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
+    }
+}
+
+#[derive(Clone)]
+pub struct HttpState {
+    pub service: Arc<Service>,
+    pub region_header: Option<String>,
+}
+
+impl FromRequestParts<HttpState> for Caller {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &HttpState) -> Result<Self, ApiError> {
+        let bearer = match parts.headers.get(header::AUTHORIZATION) {
+            None => None,
+            Some(v) => {
+                let v = v
+                    .to_str()
+                    .map_err(|_| ApiError::Unauthorized("malformed Authorization header".into()))?;
+                Some(
+                    crate::auth::parse_bearer(v)
+                        .ok_or_else(|| {
+                            ApiError::Unauthorized(
+                                "Authorization must be `Bearer <operator key>`".into(),
+                            )
+                        })?
+                        .to_owned(),
+                )
+            }
+        };
+        let addr = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip());
+        let region_header = header_value(&parts.headers, state.region_header.as_deref());
+        Ok(Caller {
+            bearer,
+            addr,
+            region_header,
+        })
+    }
+}
+
+fn header_value(h: &HeaderMap, name: Option<&str>) -> Option<String> {
+    name.and_then(|n| h.get(n))
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}

@@ -1,0 +1,413 @@
+//! Joining a meeting: the client's region, placement on a media node (decided on the view
+//! corrected for joins its load reports cannot show yet, committed with compare-and-swap,
+//! then prepared on the node), and the signed join token.
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use common::ids::{MeetingId, NodeId, ParticipantId, Region};
+use common::keyspace::Slot;
+use common::token::Role;
+
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::meetings::MAX_PASSWORD_CHARS;
+use crate::model::{NodeState, StoredPlacement};
+use crate::placement::{self, Load, NodeSnapshot, Placement};
+use crate::service::Service;
+use crate::store::PlacementCommit;
+
+pub const MAX_NAME_CHARS: usize = 64;
+/// How long a placed join takes to show in the node's load report at the earliest (the
+/// client fetches its token and opens the node's WebSocket): joins placed this long
+/// before a report are taken to be in it.
+const JOIN_TRANSIT_MS: i64 = 300;
+
+#[derive(Clone, Debug)]
+pub struct JoinInput {
+    pub meeting: String,
+    pub name: String,
+    pub password: Option<String>,
+    pub region: Option<String>,
+    pub host_key: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Joined {
+    pub signal_url: String,
+    pub token: String,
+    pub region: Region,
+    pub node: NodeId,
+    pub participant: ParticipantId,
+    pub role: Role,
+    pub expires_in_secs: u64,
+}
+
+/// Where a join goes: the node and the region it serves the join from.
+#[derive(Debug)]
+pub(crate) struct Placed {
+    pub node: NodeId,
+    pub region: Region,
+    /// The placement this join committed, when it made a new one (the node must be
+    /// prepared); `None` when it joined an existing one.
+    pub committed: Option<(Slot, StoredPlacement)>,
+}
+
+impl Service {
+    /// The client's region: an explicit region (if allowed), the CIDR map, the regional
+    /// ingress header, then the default region.
+    fn client_region(&self, caller: &Caller, explicit: Option<&str>) -> Result<Region, ApiError> {
+        if let Some(r) = explicit {
+            if !self.allow_region_override && !self.is_operator(caller) {
+                return Err(ApiError::Forbidden(
+                    "choosing a region needs an operator key".into(),
+                ));
+            }
+            return self.known_region("region", r);
+        }
+        if let Some(ip) = caller.addr
+            && let Some((_, r)) = self.regions.cidrs.iter().find(|(net, _)| net.contains(&ip))
+        {
+            return Ok(r.clone());
+        }
+        if let Some(h) = &caller.region_header
+            && let Ok(r) = self.known_region("region header", h)
+        {
+            return Ok(r);
+        }
+        Ok(self.regions.default.clone())
+    }
+
+    /// Decides with [`placement::place`] on a snapshot corrected for recent joins, and
+    /// counts this join against the chosen node at once, under the same lock, so that a
+    /// burst of concurrent joins spreads over nodes instead of herding onto one.
+    fn decide(&self, req: &placement::Request<'_>) -> Placement {
+        let now = Instant::now();
+        let mut recent = self.recent_joins.lock().expect("recent joins");
+        let nodes: Vec<NodeSnapshot> = self.view.read(|v| {
+            v.media
+                .iter()
+                .map(|(id, n)| {
+                    let load = v.load.get(id).copied().unwrap_or_default();
+                    let q = recent.entry(id.clone()).or_default();
+                    while q
+                        .front()
+                        .is_some_and(|(t, _)| now.duration_since(*t) > self.join_correction)
+                    {
+                        q.pop_front();
+                    }
+                    // Joins the last load report cannot show yet: those placed after it
+                    // was measured, less the moment a join takes to reach the node.
+                    let reported = load.updated_unix_ms - JOIN_TRANSIT_MS;
+                    let unreported = q.iter().filter(|(_, ms)| *ms > reported).count();
+                    NodeSnapshot {
+                        id: id.clone(),
+                        region: n.region.clone(),
+                        draining: n.state != NodeState::Active,
+                        capacity: n.capacity,
+                        load: Load {
+                            participants: load.participants,
+                            bitrate_kbps: load.bitrate_in_kbps.max(load.bitrate_out_kbps),
+                            cpu_cores: load.cpu_cores,
+                        },
+                        recent_joins: unreported as u32,
+                    }
+                })
+                .collect()
+        });
+        let decision = placement::place(&nodes, &self.regions.topology, req);
+        if let Placement::New { node, .. } | Placement::Existing { node, .. } = &decision {
+            recent
+                .entry(node.clone())
+                .or_default()
+                .push_back((now, common::unix_ms()));
+        }
+        decision
+    }
+
+    pub async fn join(&self, caller: &Caller, req: JoinInput) -> Result<Joined, ApiError> {
+        let started = Instant::now();
+        let res = self.join_inner(caller, req).await;
+        self.metrics
+            .join_seconds
+            .observe(started.elapsed().as_secs_f64());
+        self.metrics
+            .joins
+            .with_label_values(&[if res.is_ok() { "ok" } else { "error" }])
+            .inc();
+        res
+    }
+
+    async fn join_inner(&self, caller: &Caller, req: JoinInput) -> Result<Joined, ApiError> {
+        let meeting = Self::parse_meeting_id(&req.meeting)?;
+        let name = req.name.trim().to_owned();
+        if name.is_empty()
+            || name.chars().count() > MAX_NAME_CHARS
+            || name.chars().any(char::is_control)
+        {
+            return Err(ApiError::BadRequest(format!(
+                "name: 1 to {MAX_NAME_CHARS} printable characters"
+            )));
+        }
+        if req
+            .password
+            .as_ref()
+            .is_some_and(|p| p.chars().count() > MAX_PASSWORD_CHARS)
+        {
+            return Err(ApiError::Forbidden("wrong meeting password".into()));
+        }
+        let client_region = self.client_region(caller, req.region.as_deref())?;
+        self.require_synced()?;
+        let m = self.meeting(&meeting).await?;
+        if m.is_ended() {
+            return Err(ApiError::Conflict(format!("meeting {meeting} has ended")));
+        }
+        let role = self.check_secrets(&m, req.password, req.host_key).await?;
+
+        let placed = self
+            .place_and_commit(&meeting, &client_region, m.residency.as_ref())
+            .await?;
+        if let Some((slot, p)) = &placed.committed {
+            self.prepare(&meeting, slot, p).await?;
+        }
+        let (node, region) = (placed.node, placed.region);
+        let signal_base = self
+            .view
+            .read(|v| v.media.get(&node).map(|n| n.signal_url.clone()))
+            .ok_or_else(|| {
+                ApiError::Unavailable(format!(
+                    "media node {node} disappeared during the join; try again"
+                ))
+            })?;
+        // `decide` counted this join against the node already.
+
+        let participant = ParticipantId::random();
+        let now = common::unix_ms() as u64 / 1000;
+        let claims = self.signer.claims(
+            now,
+            participant.clone(),
+            meeting.clone(),
+            name,
+            role,
+            node.clone(),
+            region.clone(),
+        );
+        Ok(Joined {
+            signal_url: format!("{}/{}", signal_base.trim_end_matches('/'), meeting),
+            token: self.signer.sign(&claims),
+            region,
+            node,
+            participant,
+            role,
+            expires_in_secs: self.signer.ttl().as_secs(),
+        })
+    }
+
+    /// Decides the node with [`placement::place`] and commits it with a transaction;
+    /// when another controller won the race, follows its choice. The caller prepares the
+    /// node when this committed a new placement.
+    pub(crate) async fn place_and_commit(
+        &self,
+        meeting: &MeetingId,
+        client_region: &Region,
+        residency: Option<&Region>,
+    ) -> Result<Placed, ApiError> {
+        let mut known: BTreeMap<Slot, StoredPlacement> = self
+            .view
+            .read(|v| v.placements.get(meeting).cloned().unwrap_or_default());
+        for _ in 0..5 {
+            let existing: BTreeMap<Slot, NodeId> = known
+                .iter()
+                .map(|(s, p)| (s.clone(), p.node.clone()))
+                .collect();
+            let req = placement::Request {
+                client_region,
+                residency,
+                existing: &existing,
+            };
+            let (node, slot, outcome) = match self.decide(&req) {
+                Placement::Existing {
+                    node,
+                    region,
+                    outcome,
+                    ..
+                } => {
+                    self.metrics
+                        .placements
+                        .with_label_values(&[outcome.as_str()])
+                        .inc();
+                    return Ok(Placed {
+                        node,
+                        region,
+                        committed: None,
+                    });
+                }
+                Placement::New {
+                    node,
+                    region,
+                    n,
+                    outcome,
+                } => (node, Slot { region, n }, outcome),
+                Placement::Refused(why) => {
+                    self.metrics
+                        .placements
+                        .with_label_values(&["refused"])
+                        .inc();
+                    return Err(ApiError::Unavailable(format!(
+                        "cannot place the join: {why}"
+                    )));
+                }
+            };
+            let commit = self
+                .store
+                .commit_placement(meeting, &slot, &node, known.get(&slot))
+                .await
+                .inspect_err(|_| self.metrics.etcd_errors.inc())?;
+            match commit {
+                PlacementCommit::Committed(p) => {
+                    self.metrics
+                        .placements
+                        .with_label_values(&[outcome.as_str()])
+                        .inc();
+                    return Ok(Placed {
+                        node,
+                        region: slot.region.clone(),
+                        committed: Some((slot, p)),
+                    });
+                }
+                PlacementCommit::Lost(Some(p)) => {
+                    known.insert(slot, p);
+                }
+                PlacementCommit::Lost(None) => {
+                    known.remove(&slot);
+                }
+            }
+        }
+        Err(ApiError::Unavailable(
+            "placement kept changing under contention; try again".into(),
+        ))
+    }
+
+    /// Tells the node it hosts the meeting's slot; if it will not, withdraws the placement.
+    async fn prepare(
+        &self,
+        meeting: &MeetingId,
+        slot: &Slot,
+        p: &StoredPlacement,
+    ) -> Result<(), ApiError> {
+        let addr = self
+            .view
+            .read(|v| v.media.get(&p.node).map(|n| n.grpc_addr.clone()))
+            .unwrap_or_default();
+        if let Err(e) = self
+            .nodes
+            .prepare_meeting(&addr, meeting, &slot.region, p.epoch)
+            .await
+        {
+            let node = &p.node;
+            tracing::warn!(meeting = %meeting, node = %node, error = %e, "prepare failed; withdrawing the placement");
+            let _ = self
+                .store
+                .remove_placement(meeting, slot, p.mod_revision)
+                .await;
+            return Err(ApiError::Unavailable(format!(
+                "media node {node} did not accept the meeting: {e}"
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::store::{ClusterStore, MemoryStore};
+    use crate::testing::{media_node, meeting, region, service, until};
+
+    #[tokio::test]
+    async fn two_controllers_racing_one_meeting_over_slow_commits_agree_on_its_node() {
+        let store = MemoryStore::new();
+        let lease = store.grant_lease(Duration::from_secs(5)).await.unwrap();
+        for id in ["media-oslo-1", "media-oslo-2"] {
+            store
+                .put_media_node(&media_node(id, "oslo"), lease)
+                .await
+                .unwrap();
+        }
+        let m = meeting("abc-defg-hij");
+        store.create_meeting(&m).await.unwrap();
+        let (a, _stop_a) = service(&store).await;
+        let (b, _stop_b) = service(&store).await;
+        until("both views see the nodes", || {
+            a.view.read(|v| v.media.len()) == 2 && b.view.read(|v| v.media.len()) == 2
+        })
+        .await;
+        // Each controller alone would pick a node by its own count of recent joins; make
+        // them disagree, so that only the transaction can make them agree.
+        a.decide(&placement::Request {
+            client_region: &region("oslo"),
+            residency: None,
+            existing: &BTreeMap::new(),
+        });
+        store.set_commit_delay(Duration::from_millis(20));
+        let oslo = region("oslo");
+        let (pa, pb) = tokio::join!(
+            a.place_and_commit(&m.id, &oslo, None),
+            b.place_and_commit(&m.id, &oslo, None)
+        );
+        let (pa, pb) = (pa.unwrap(), pb.unwrap());
+        assert_eq!(pa.node, pb.node, "both joins go to one node");
+        assert!(
+            pa.committed.is_some() != pb.committed.is_some(),
+            "exactly one of them committed the placement: {pa:?} {pb:?}"
+        );
+        let stored = store.placements(&m.id).await.unwrap();
+        assert_eq!(stored.len(), 1, "{stored:?}");
+        assert_eq!(stored.values().next().unwrap().node, pa.node);
+    }
+
+    #[tokio::test]
+    async fn a_join_whose_node_died_takes_its_slot_on_a_live_node_in_the_next_epoch() {
+        let store = MemoryStore::new();
+        let dying = store.grant_lease(Duration::from_secs(5)).await.unwrap();
+        let living = store.grant_lease(Duration::from_secs(5)).await.unwrap();
+        store
+            .put_media_node(&media_node("media-oslo-1", "oslo"), dying)
+            .await
+            .unwrap();
+        let m = meeting("abc-defg-hij");
+        store.create_meeting(&m).await.unwrap();
+        let (s, _stop) = service(&store).await;
+        until("the node shows", || s.view.read(|v| v.media.len()) == 1).await;
+        let first = s
+            .place_and_commit(&m.id, &region("oslo"), None)
+            .await
+            .unwrap();
+        assert_eq!(first.node.as_str(), "media-oslo-1");
+        assert_eq!(first.committed.as_ref().unwrap().1.epoch, 1);
+
+        store
+            .put_media_node(&media_node("media-oslo-2", "oslo"), living)
+            .await
+            .unwrap();
+        store.expire_lease(dying);
+        until("only the new node shows, with the placement", || {
+            s.view.read(|v| {
+                v.media.len() == 1
+                    && v.media
+                        .contains_key(&NodeId::parse("media-oslo-2").unwrap())
+                    && v.placements.contains_key(&m.id)
+            })
+        })
+        .await;
+        let next = s
+            .place_and_commit(&m.id, &region("oslo"), None)
+            .await
+            .unwrap();
+        assert_eq!(next.node.as_str(), "media-oslo-2");
+        let (slot, p) = next.committed.expect("a new placement");
+        assert_eq!(slot, Slot::first(region("oslo")), "the dead node's slot");
+        assert_eq!(p.epoch, 2);
+    }
+}

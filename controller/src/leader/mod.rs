@@ -1,0 +1,288 @@
+//! Leader election and the leader's reconciler. Every replica campaigns through the store;
+//! the winner, while its lease holds, repairs what the planner (`plan.rs`) finds:
+//! placements whose node died or whose meeting ended (so the next join lands on a live
+//! node), recordings whose recording node died (moved to another node, or failed saying
+//! why) and recordings whose meeting or media node is gone (finished). A replica that
+//! cannot renew its lease steps down at once.
+mod census;
+pub mod plan;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use self::census::Census;
+use self::plan::Action;
+use crate::model::RecordingState;
+use crate::service::Service;
+
+pub async fn run(
+    service: Arc<Service>,
+    id: String,
+    lease_ttl: Duration,
+    shutdown: CancellationToken,
+) {
+    while !shutdown.is_cancelled() {
+        match service.store.campaign(&id, lease_ttl, &shutdown).await {
+            Ok(None) => break,
+            Ok(Some(term)) => lead(&service, &id, term, lease_ttl, &shutdown).await,
+            Err(e) => tracing::warn!(error = %e, "leader election interrupted"),
+        }
+        service.metrics.is_leader.set(0);
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+    }
+}
+
+/// One term: reconcile every second and on every change, until the term is lost or we
+/// shut down (then resign, so another replica takes over at once).
+async fn lead(
+    service: &Service,
+    id: &str,
+    term: crate::store::Term,
+    lease_ttl: Duration,
+    shutdown: &CancellationToken,
+) {
+    tracing::info!(controller = id, "became leader");
+    service.metrics.is_leader.set(1);
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut census = Census::default();
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = term.lost() => {
+                tracing::warn!(controller = id, "lost the leader's lease");
+                break;
+            }
+            _ = tick.tick() => reconcile(service, lease_ttl).await,
+            _ = service.view.changed() => reconcile(service, lease_ttl).await,
+        }
+        census.count(service);
+    }
+    service.metrics.is_leader.set(0);
+    // Only the leader counts nodes: a former leader's figures would go stale.
+    service.metrics.cluster_nodes.reset();
+    tracing::info!(controller = id, "no longer leader");
+    term.resign().await;
+}
+
+/// One pass of the leader's reconciler: plan on the view, then carry the plan out.
+pub async fn reconcile(service: &Service, lease_ttl: Duration) {
+    if !service.view.is_synced() {
+        return;
+    }
+    let actions = service
+        .view
+        .read(|v| plan::plan(v, common::unix_ms(), lease_ttl));
+    for action in actions {
+        if let Err(e) = apply(service, action).await {
+            service.metrics.etcd_errors.inc();
+            tracing::warn!(error = %e, "reconciler could not carry out a repair");
+        }
+    }
+    let (meetings, nodes) = service.view.read(|v| {
+        (
+            v.meetings.values().filter(|m| !m.is_ended()).count(),
+            v.media.len(),
+        )
+    });
+    service.metrics.meetings_active.set(meetings as i64);
+    service.metrics.media_nodes.set(nodes as i64);
+}
+
+async fn apply(service: &Service, action: Action) -> Result<(), crate::error::ApiError> {
+    let m = &service.metrics;
+    match action {
+        Action::RemovePlacement {
+            meeting,
+            slot,
+            mod_revision,
+            why,
+        } => {
+            if service
+                .store
+                .remove_placement(&meeting, &slot, mod_revision)
+                .await?
+            {
+                m.reconciled_placements.inc();
+                tracing::info!(%meeting, %slot, why, "removed placement");
+            }
+        }
+        Action::FailRecording { recording } => {
+            service.save(&recording).await?;
+            m.recordings_failed.inc();
+            tracing::warn!(recording = %recording.id, error = recording.error.as_deref().unwrap_or(""), "recording failed");
+        }
+        Action::MoveRecording {
+            mut recording,
+            media,
+        } => {
+            let to = recording.node.clone();
+            let from = recording.earlier_nodes.last().cloned();
+            service.save(&recording).await?;
+            let started = match service.recording_node_addr(&to) {
+                Some(addr) => service
+                    .nodes
+                    .start_recording(&addr, &recording, &media)
+                    .await
+                    .map_err(|e| e.to_string()),
+                None => Err("the chosen node went away".to_owned()),
+            };
+            if let Err(e) = started {
+                // Marked failed rather than left as is: its node is alive, so the next
+                // pass would not move it again.
+                recording.state = RecordingState::Failed;
+                recording.error = Some(format!("moving to {to} failed: {e}"));
+                service.save(&recording).await?;
+                m.recordings_failed.inc();
+                tracing::warn!(recording = %recording.id, %to, error = %e, "could not move a lost recording");
+                return Ok(());
+            }
+            m.recordings_moved.inc();
+            tracing::info!(recording = %recording.id, from = ?from, %to, segment = recording.segment, "recording moved after its node was lost");
+        }
+        Action::FinishRecording { mut recording, gap } => {
+            match service.finish_recording(&mut recording, gap).await {
+                Ok(()) => {
+                    tracing::info!(recording = %recording.id, "recording ended with its meeting or media node")
+                }
+                Err(e) => {
+                    tracing::warn!(recording = %recording.id, error = %e, "could not end a recording")
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use common::ids::RecordingId;
+    use common::keyspace::Slot;
+
+    use super::*;
+    use crate::model::{MediaNode, Meeting, MeetingState, Recording};
+    use crate::store::{ClusterStore, MemoryStore, PlacementCommit};
+    use crate::testing::{media_node, meeting, recording_node, region, service, until};
+
+    #[tokio::test]
+    async fn the_leader_removes_placements_of_dead_nodes_and_of_ended_meetings_only() {
+        let store = MemoryStore::new();
+        let dying = store.grant_lease(Duration::from_secs(5)).await.unwrap();
+        let living = store.grant_lease(Duration::from_secs(5)).await.unwrap();
+        let a = media_node("media-oslo-1", "oslo");
+        let b = media_node("media-sthlm-1", "stockholm");
+        store.put_media_node(&a, dying).await.unwrap();
+        store.put_media_node(&b, living).await.unwrap();
+        let dead = meeting("aaa-aaaa-aaa");
+        let live = meeting("bbb-bbbb-bbb");
+        let mut ended = meeting("ccc-cccc-ccc");
+        for m in [&dead, &live, &ended] {
+            store.create_meeting(m).await.unwrap();
+        }
+        let commit = async |m: &Meeting, r: &str, n: &MediaNode| {
+            let slot = Slot::first(region(r));
+            let c = store.commit_placement(&m.id, &slot, &n.id, None).await;
+            assert!(matches!(c, Ok(PlacementCommit::Committed(_))), "{c:?}");
+        };
+        commit(&dead, "oslo", &a).await;
+        commit(&live, "stockholm", &b).await;
+        // A join that raced the meeting's end placed it after the end removed placements.
+        ended.state = MeetingState::Ended;
+        store.end_meeting(&ended).await.unwrap();
+        commit(&ended, "stockholm", &b).await;
+        let (s, _stop) = service(&store).await;
+        store.expire_lease(dying);
+        until("the view sees the node die", || {
+            s.view.read(|v| v.media.len()) == 1
+        })
+        .await;
+
+        let mut removed: Vec<_> = s
+            .view
+            .read(|v| plan::plan(v, common::unix_ms(), Duration::from_secs(5)))
+            .into_iter()
+            .filter_map(|a| match a {
+                Action::RemovePlacement { meeting, why, .. } => Some((meeting, why)),
+                _ => None,
+            })
+            .collect();
+        removed.sort();
+        assert_eq!(
+            removed,
+            vec![
+                (dead.id.clone(), "node gone"),
+                (ended.id.clone(), "meeting ended")
+            ]
+        );
+        let started = std::time::Instant::now();
+        reconcile(&s, Duration::from_secs(5)).await;
+        assert!(store.placements(&dead.id).await.unwrap().is_empty());
+        assert!(store.placements(&ended.id).await.unwrap().is_empty());
+        assert_eq!(
+            store.placements(&live.id).await.unwrap().len(),
+            1,
+            "a live placement stays"
+        );
+        assert!(started.elapsed() < Duration::from_secs(1));
+    }
+
+    fn dummy_recording(m: &common::ids::MeetingId, media: &common::ids::NodeId) -> Recording {
+        Recording {
+            id: RecordingId::random(),
+            meeting: m.clone(),
+            node: common::ids::NodeId::parse("rec-gone-1").unwrap(),
+            state: RecordingState::Stopped,
+            files: vec![],
+            gaps: vec![],
+            started_unix_ms: 1,
+            stopped_unix_ms: Some(2),
+            deleted_unix_ms: None,
+            classification: "internal".into(),
+            media_node: media.clone(),
+            error: None,
+            segment: 1,
+            earlier_nodes: vec![],
+        }
+    }
+
+    #[tokio::test]
+    async fn a_recording_whose_node_is_lost_with_nowhere_to_go_is_stored_failed_saying_why() {
+        let store = MemoryStore::new();
+        let rec_lease = store.grant_lease(Duration::from_secs(5)).await.unwrap();
+        let media_lease = store.grant_lease(Duration::from_secs(5)).await.unwrap();
+        let media = media_node("media-oslo-1", "oslo");
+        store.put_media_node(&media, media_lease).await.unwrap();
+        store
+            .put_recording_node(&recording_node("rec-oslo-1", "oslo", 2), rec_lease)
+            .await
+            .unwrap();
+        let m = meeting("abc-defg-hij");
+        store.create_meeting(&m).await.unwrap();
+        let mut r = dummy_recording(&m.id, &media.id);
+        r.node = common::ids::NodeId::parse("rec-oslo-1").unwrap();
+        r.state = RecordingState::Recording;
+        store.put_recording(&r).await.unwrap();
+        let (s, _stop) = service(&store).await;
+        store.expire_lease(rec_lease);
+        until("the recording node is gone", || {
+            s.view.read(|v| v.recording.is_empty())
+        })
+        .await;
+        reconcile(&s, Duration::from_secs(5)).await;
+        let stored = store.get_recording(&r.id).await.unwrap().unwrap();
+        assert_eq!(stored.state, RecordingState::Failed);
+        let why = stored.error.unwrap();
+        assert!(
+            why.contains("rec-oslo-1 was lost") && why.contains("no recording node"),
+            "{why}"
+        );
+        assert_eq!(stored.gaps.len(), 1, "the gap is recorded");
+        assert!(stored.gaps[0].end_unix_ms >= stored.gaps[0].start_unix_ms);
+    }
+}

@@ -1,0 +1,201 @@
+//! Meetings through the API: create (with its password and host key hashed), show, list
+//! and end (which tells every media node hosting it).
+use common::ids::{MeetingId, NodeId, Region};
+
+use crate::auth::{Caller, blocking, hash_secret, random_secret};
+use crate::error::{ApiError, truncate};
+use crate::model::{Meeting, MeetingState};
+use crate::service::Service;
+
+pub const MAX_TITLE_CHARS: usize = 200;
+pub const MAX_PASSWORD_CHARS: usize = 128;
+/// The classification of meetings created without one.
+pub const DEFAULT_CLASSIFICATION: &str = "internal";
+
+#[derive(Clone, Debug)]
+pub struct NewMeeting {
+    pub title: String,
+    pub password: Option<String>,
+    pub residency: Option<String>,
+    pub classification: Option<String>,
+}
+
+/// A meeting as the API shows it: the meeting and where its participants are placed.
+#[derive(Clone, Debug)]
+pub struct MeetingInfo {
+    pub meeting: Meeting,
+    pub placements: Vec<(Region, NodeId)>,
+}
+
+impl Service {
+    pub async fn create_meeting(
+        &self,
+        caller: &Caller,
+        req: NewMeeting,
+    ) -> Result<(MeetingInfo, String), ApiError> {
+        self.require_operator(caller)?;
+        let title = req.title.trim().to_owned();
+        if title.is_empty() {
+            return Err(ApiError::BadRequest("title: must not be empty".into()));
+        }
+        if title.chars().count() > MAX_TITLE_CHARS {
+            return Err(ApiError::BadRequest(format!(
+                "title: at most {MAX_TITLE_CHARS} characters"
+            )));
+        }
+        if title.chars().any(char::is_control) {
+            return Err(ApiError::BadRequest(
+                "title: must not contain control characters".into(),
+            ));
+        }
+        if let Some(p) = &req.password
+            && (p.is_empty() || p.chars().count() > MAX_PASSWORD_CHARS)
+        {
+            return Err(ApiError::BadRequest(format!(
+                "password: 1 to {MAX_PASSWORD_CHARS} characters"
+            )));
+        }
+        let residency = match &req.residency {
+            Some(r) => Some(self.known_region("residency", r)?),
+            None => None,
+        };
+        let classification = match &req.classification {
+            Some(c) => Region::parse(c)
+                .map_err(|_| {
+                    ApiError::BadRequest(
+                        "classification: 1-63 characters of a-z, 0-9 and '-'".into(),
+                    )
+                })?
+                .to_string(),
+            None => DEFAULT_CLASSIFICATION.to_owned(),
+        };
+        let host_key = random_secret();
+        let (password_hash, host_key_hash) = {
+            let (pw, hk) = (req.password.clone(), host_key.clone());
+            blocking(move || -> Result<(Option<String>, String), ApiError> {
+                let p = pw.map(|p| hash_secret(&p)).transpose()?;
+                Ok((p, hash_secret(&hk)?))
+            })
+            .await??
+        };
+        let mut meeting = Meeting {
+            id: MeetingId::random(),
+            title,
+            password_hash,
+            residency,
+            classification,
+            host_key_hash,
+            state: MeetingState::Active,
+            created_unix_ms: common::unix_ms(),
+            ended_unix_ms: None,
+            waiting_room: false,
+            locked: false,
+        };
+        for _ in 0..5 {
+            meeting.id = MeetingId::random();
+            if self
+                .store
+                .create_meeting(&meeting)
+                .await
+                .inspect_err(|_| self.metrics.etcd_errors.inc())?
+            {
+                let info = MeetingInfo {
+                    meeting,
+                    placements: vec![],
+                };
+                return Ok((info, host_key));
+            }
+        }
+        Err(ApiError::Internal("could not allocate a meeting id".into()))
+    }
+
+    fn info(&self, meeting: Meeting) -> MeetingInfo {
+        let placements = self.view.read(|v| {
+            v.placements
+                .get(&meeting.id)
+                .into_iter()
+                .flatten()
+                .map(|(s, p)| (s.region.clone(), p.node.clone()))
+                .collect()
+        });
+        MeetingInfo {
+            meeting,
+            placements,
+        }
+    }
+
+    pub async fn get_meeting(&self, caller: &Caller, id: &str) -> Result<MeetingInfo, ApiError> {
+        self.require_operator(caller)?;
+        let id = Self::parse_meeting_id(id)?;
+        Ok(self.info(self.meeting(&id).await?))
+    }
+
+    pub async fn list_meetings(
+        &self,
+        caller: &Caller,
+        state: Option<&str>,
+    ) -> Result<Vec<MeetingInfo>, ApiError> {
+        self.require_operator(caller)?;
+        let want = match state {
+            None | Some("") => None,
+            Some("active") => Some(MeetingState::Active),
+            Some("ended") => Some(MeetingState::Ended),
+            Some(other) => {
+                return Err(ApiError::BadRequest(format!(
+                    "state: expected \"active\" or \"ended\", got {:?}",
+                    truncate(other, 40)
+                )));
+            }
+        };
+        self.require_synced()?;
+        let mut meetings: Vec<Meeting> = self.view.read(|v| {
+            v.meetings
+                .values()
+                .filter(|m| want.is_none_or(|s| m.state == s))
+                .cloned()
+                .collect()
+        });
+        meetings.sort_by(|a, b| {
+            b.created_unix_ms
+                .cmp(&a.created_unix_ms)
+                .then(a.id.cmp(&b.id))
+        });
+        Ok(meetings.into_iter().map(|m| self.info(m)).collect())
+    }
+
+    pub async fn end_meeting(&self, caller: &Caller, id: &str) -> Result<MeetingInfo, ApiError> {
+        self.require_operator(caller)?;
+        let id = Self::parse_meeting_id(id)?;
+        let mut meeting = self.meeting(&id).await?;
+        if meeting.is_ended() {
+            return Ok(self.info(meeting));
+        }
+        let nodes: Vec<String> = self.view.read(|v| {
+            v.placements
+                .get(&id)
+                .into_iter()
+                .flatten()
+                .filter_map(|(_, p)| v.media.get(&p.node).map(|m| m.grpc_addr.clone()))
+                .collect()
+        });
+        meeting.state = MeetingState::Ended;
+        meeting.ended_unix_ms = Some(common::unix_ms());
+        self.store
+            .end_meeting(&meeting)
+            .await
+            .inspect_err(|_| self.metrics.etcd_errors.inc())?;
+        for addr in nodes {
+            if let Err(e) = self
+                .nodes
+                .close_meeting(&addr, id.as_str(), "meeting ended")
+                .await
+            {
+                tracing::warn!(meeting = %id, error = %e, "could not tell a node the meeting ended");
+            }
+        }
+        Ok(MeetingInfo {
+            meeting,
+            placements: vec![],
+        })
+    }
+}

@@ -1,0 +1,194 @@
+//! The controller's domain: meetings, nodes, placements and recordings as the controller
+//! reasons about them, with typed ids, enums and options where the stored records have
+//! strings, integers and empty values. Records become these at the store's edge
+//! (`store/convert.rs`), and these become the public API's messages at its edges
+//! (`grpc/convert.rs`, `http/api.rs`); nothing else in the controller sees a record.
+use common::ids::{MeetingId, NodeId, RecordingId, Region};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MeetingState {
+    Active,
+    Ended,
+}
+
+impl MeetingState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MeetingState::Active => "active",
+            MeetingState::Ended => "ended",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Meeting {
+    pub id: MeetingId,
+    pub title: String,
+    /// argon2id PHC string of the password, if the meeting has one.
+    pub password_hash: Option<String>,
+    /// The region the meeting's media and recordings must stay in.
+    pub residency: Option<Region>,
+    /// Data classification: the storage its recordings go to.
+    pub classification: String,
+    /// argon2id PHC string of the host key handed out once at creation.
+    pub host_key_hash: String,
+    pub state: MeetingState,
+    pub created_unix_ms: i64,
+    pub ended_unix_ms: Option<i64>,
+    pub waiting_room: bool,
+    pub locked: bool,
+}
+
+impl Meeting {
+    pub fn is_ended(&self) -> bool {
+        self.state == MeetingState::Ended
+    }
+}
+
+/// Whether a node takes new work.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NodeState {
+    Active,
+    /// Finishing what it has before maintenance: never chosen for anything new.
+    Draining,
+    /// A record that says neither (written by a newer or broken node): not chosen.
+    Unknown,
+}
+
+impl NodeState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeState::Active => "active",
+            NodeState::Draining => "draining",
+            NodeState::Unknown => "unknown",
+        }
+    }
+}
+
+/// What a media node may take. 0 in a field means "not accounted" (except participants,
+/// where 0 means it takes nobody).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Capacity {
+    pub participants: u32,
+    pub bitrate_kbps: u64,
+    pub cpu_cores: f64,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct MediaNode {
+    pub id: NodeId,
+    pub region: Region,
+    pub zone: String,
+    /// Base URL of the node's WebSocket signaling.
+    pub signal_url: String,
+    /// Address of its control gRPC service.
+    pub grpc_addr: String,
+    /// Address of its QUIC relay (cascading and recording feeds); None: it has none.
+    pub relay_addr: Option<String>,
+    pub capacity: Capacity,
+    pub version: String,
+    pub state: NodeState,
+    pub lease_id: i64,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct RecordingNode {
+    pub id: NodeId,
+    pub region: Region,
+    pub grpc_addr: String,
+    pub storage_classes: Vec<String>,
+    pub slots: u32,
+    pub version: String,
+    pub state: NodeState,
+    pub lease_id: i64,
+    /// Base URL of its signed file downloads; None: it serves none.
+    pub download_url: Option<String>,
+}
+
+/// A node's last load report.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct NodeLoad {
+    pub participants: u32,
+    pub meetings: u32,
+    pub tracks: u32,
+    pub bitrate_in_kbps: u64,
+    pub bitrate_out_kbps: u64,
+    pub cpu_cores: f64,
+    pub recordings: u32,
+    /// When the node measured it.
+    pub updated_unix_ms: i64,
+}
+
+/// A meeting's placement in one slot, with the store revision that last wrote it (for
+/// compare-and-swap).
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredPlacement {
+    pub node: NodeId,
+    /// Increases each time the slot moves to another node.
+    pub epoch: u64,
+    pub placed_unix_ms: i64,
+    pub mod_revision: i64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecordingState {
+    Starting,
+    Recording,
+    Stopped,
+    Failed,
+    Deleted,
+}
+
+impl RecordingState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordingState::Starting => "starting",
+            RecordingState::Recording => "recording",
+            RecordingState::Stopped => "stopped",
+            RecordingState::Failed => "failed",
+            RecordingState::Deleted => "deleted",
+        }
+    }
+    /// Whether a recording in this state holds a slot of its node.
+    pub fn holds_slot(self) -> bool {
+        matches!(self, RecordingState::Starting | RecordingState::Recording)
+    }
+}
+
+/// A stretch of a recording with no media, and why.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Gap {
+    pub start_unix_ms: i64,
+    /// 0 while the gap is open (the recording ended in it).
+    pub end_unix_ms: i64,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Recording {
+    pub id: RecordingId,
+    pub meeting: MeetingId,
+    /// The recording node writing it (the latest segment's).
+    pub node: NodeId,
+    pub state: RecordingState,
+    pub files: Vec<String>,
+    pub gaps: Vec<Gap>,
+    pub started_unix_ms: i64,
+    pub stopped_unix_ms: Option<i64>,
+    pub deleted_unix_ms: Option<i64>,
+    pub classification: String,
+    /// The media node it records from.
+    pub media_node: NodeId,
+    /// Why it failed, when it did.
+    pub error: Option<String>,
+    /// 1, plus one for each move to another recording node after one was lost.
+    pub segment: u32,
+    /// Nodes that recorded the earlier segments, oldest first.
+    pub earlier_nodes: Vec<NodeId>,
+}
+
+impl Recording {
+    pub fn holds_slot(&self) -> bool {
+        self.state.holds_slot()
+    }
+}

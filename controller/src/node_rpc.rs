@@ -1,0 +1,203 @@
+//! gRPC clients towards media and recording nodes, over mutual TLS from the cluster CA.
+//! One lazily connected channel per node address, reused across calls. Calls take domain
+//! values; the node RPCs' messages are built here.
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use common::ids::{MeetingId, Region};
+use proto::v1::media_node_control_client::MediaNodeControlClient;
+use proto::v1::recording_node_control_client::RecordingNodeControlClient;
+use proto::v1::{
+    CloseMeetingRequest, DeleteRecordingRequest, DrainRequest, DrainResponse,
+    PrepareMeetingRequest, StartRecordingRequest, StopRecordingRequest,
+};
+
+use crate::model::{MediaNode, Recording};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
+
+pub struct NodeClients {
+    tls: Option<ClientTlsConfig>,
+    timeout: Duration,
+    channels: Mutex<HashMap<(String, Duration), Channel>>,
+}
+
+/// Stopping a recording finishes and measures its files: it may take a while.
+const FINISH_TIMEOUT: Duration = Duration::from_secs(150);
+
+#[derive(Debug, thiserror::Error)]
+#[error("node at {addr} did not answer: {message}")]
+pub struct NodeCallError {
+    pub addr: String,
+    pub message: String,
+}
+
+/// What a node still had when it began draining.
+#[derive(Clone, Copy, Debug)]
+pub struct Drained {
+    pub participants: u32,
+    pub meetings: u32,
+}
+
+impl From<DrainResponse> for Drained {
+    fn from(r: DrainResponse) -> Self {
+        Self {
+            participants: r.participants,
+            meetings: r.meetings,
+        }
+    }
+}
+
+impl NodeClients {
+    pub fn new(tls: Option<ClientTlsConfig>, timeout: Duration) -> Self {
+        Self {
+            tls,
+            timeout,
+            channels: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn channel(&self, addr: &str) -> Result<Channel, NodeCallError> {
+        self.channel_with(addr, self.timeout)
+    }
+
+    /// A channel to `addr` whose calls may take up to `timeout`.
+    fn channel_with(&self, addr: &str, timeout: Duration) -> Result<Channel, NodeCallError> {
+        let err = |message: String| NodeCallError {
+            addr: addr.to_owned(),
+            message,
+        };
+        let mut map = self.channels.lock().expect("node channel map");
+        if let Some(c) = map.get(&(addr.to_owned(), timeout)) {
+            return Ok(c.clone());
+        }
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let mut ep = Endpoint::from_shared(format!("{scheme}://{addr}"))
+            .map_err(|e| err(e.to_string()))?
+            .connect_timeout(self.timeout)
+            .timeout(timeout);
+        if let Some(tls) = &self.tls {
+            ep = ep.tls_config(tls.clone()).map_err(|e| err(e.to_string()))?;
+        }
+        let ch = ep.connect_lazy();
+        map.insert((addr.to_owned(), timeout), ch.clone());
+        Ok(ch)
+    }
+
+    fn status(addr: &str, s: tonic::Status) -> NodeCallError {
+        NodeCallError {
+            addr: addr.to_owned(),
+            message: format!("{}: {}", s.code(), s.message()),
+        }
+    }
+
+    /// Tells a media node it hosts `meeting` for `region` (placement `epoch`).
+    pub async fn prepare_meeting(
+        &self,
+        addr: &str,
+        meeting: &MeetingId,
+        region: &Region,
+        epoch: u64,
+    ) -> Result<(), NodeCallError> {
+        let req = PrepareMeetingRequest {
+            meeting_id: meeting.to_string(),
+            region: region.to_string(),
+            epoch,
+        };
+        let mut c = MediaNodeControlClient::new(self.channel(addr)?);
+        c.prepare_meeting(req)
+            .await
+            .map(|_| ())
+            .map_err(|s| Self::status(addr, s))
+    }
+
+    pub async fn close_meeting(
+        &self,
+        addr: &str,
+        meeting: &str,
+        reason: &str,
+    ) -> Result<(), NodeCallError> {
+        let mut c = MediaNodeControlClient::new(self.channel(addr)?);
+        let req = CloseMeetingRequest {
+            meeting_id: meeting.to_owned(),
+            reason: reason.to_owned(),
+        };
+        c.close_meeting(req)
+            .await
+            .map(|_| ())
+            .map_err(|s| Self::status(addr, s))
+    }
+
+    pub async fn drain_media(&self, addr: &str) -> Result<Drained, NodeCallError> {
+        let mut c = MediaNodeControlClient::new(self.channel(addr)?);
+        c.drain(DrainRequest {
+            deadline_seconds: 0,
+        })
+        .await
+        .map(|r| r.into_inner().into())
+        .map_err(|s| Self::status(addr, s))
+    }
+
+    pub async fn drain_recording(&self, addr: &str) -> Result<Drained, NodeCallError> {
+        let mut c = RecordingNodeControlClient::new(self.channel(addr)?);
+        c.drain(DrainRequest {
+            deadline_seconds: 0,
+        })
+        .await
+        .map(|r| r.into_inner().into())
+        .map_err(|s| Self::status(addr, s))
+    }
+
+    /// Starts (or continues, in its next segment) recording `r` from `media`.
+    pub async fn start_recording(
+        &self,
+        addr: &str,
+        r: &Recording,
+        media: &MediaNode,
+    ) -> Result<(), NodeCallError> {
+        let req = StartRecordingRequest {
+            recording_id: r.id.to_string(),
+            meeting_id: r.meeting.to_string(),
+            classification: r.classification.clone(),
+            media_relay_addr: media.relay_addr.clone().unwrap_or_default(),
+            media_node_id: media.id.to_string(),
+            segment: r.segment,
+            recording_started_unix_ms: r.started_unix_ms,
+            gaps: crate::store::gaps_to_proto(&r.gaps),
+            earlier_nodes: r.earlier_nodes.iter().map(ToString::to_string).collect(),
+        };
+        let mut c = RecordingNodeControlClient::new(self.channel(addr)?);
+        c.start_recording(req)
+            .await
+            .map(|_| ())
+            .map_err(|s| Self::status(addr, s))
+    }
+
+    /// Stops a recording; answers the manifest the node wrote. Finishing files takes a
+    /// while, so this call waits longer than the others.
+    pub async fn stop_recording(&self, addr: &str, id: &str) -> Result<String, NodeCallError> {
+        let mut c = RecordingNodeControlClient::new(self.channel_with(addr, FINISH_TIMEOUT)?);
+        c.stop_recording(StopRecordingRequest {
+            recording_id: id.to_owned(),
+        })
+        .await
+        .map(|r| r.into_inner().manifest_json)
+        .map_err(|s| Self::status(addr, s))
+    }
+
+    pub async fn delete_recording(
+        &self,
+        addr: &str,
+        id: &str,
+        classification: &str,
+    ) -> Result<(), NodeCallError> {
+        let mut c = RecordingNodeControlClient::new(self.channel(addr)?);
+        c.delete_recording(DeleteRecordingRequest {
+            recording_id: id.to_owned(),
+            classification: classification.to_owned(),
+        })
+        .await
+        .map(|_| ())
+        .map_err(|s| Self::status(addr, s))
+    }
+}

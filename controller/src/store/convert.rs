@@ -1,0 +1,373 @@
+//! The store's edge: the protobuf records kept in etcd (`proto/fjord/v1/state.proto`)
+//! to and from the domain types of [`crate::model`]. A record that does not make a valid
+//! domain value (a bad id, an unknown state) is an error here, never a default.
+#![allow(clippy::disallowed_types)]
+
+use common::ids::{MeetingId, NodeId, RecordingId, Region};
+use common::keyspace::Key;
+use prost::Message;
+use proto::v1 as pb;
+
+use super::Change;
+use crate::model::{
+    Capacity, Gap, MediaNode, Meeting, MeetingState, NodeLoad, NodeState, Recording, RecordingNode,
+    RecordingState, StoredPlacement,
+};
+
+fn node_id(s: &str) -> Result<NodeId, String> {
+    NodeId::parse(s).map_err(|e| format!("node id {s:?}: {e}"))
+}
+
+fn region(s: &str) -> Result<Region, String> {
+    Region::parse(s).map_err(|e| format!("region {s:?}: {e}"))
+}
+
+fn non_empty(s: String) -> Option<String> {
+    (!s.is_empty()).then_some(s)
+}
+
+fn positive(t: i64) -> Option<i64> {
+    (t > 0).then_some(t)
+}
+
+pub(super) fn meeting_to_record(m: &Meeting) -> pb::MeetingRecord {
+    pb::MeetingRecord {
+        meeting_id: m.id.to_string(),
+        title: m.title.clone(),
+        password_hash: m.password_hash.clone().unwrap_or_default(),
+        residency: m
+            .residency
+            .as_ref()
+            .map(Region::to_string)
+            .unwrap_or_default(),
+        classification: m.classification.clone(),
+        host_key_hash: m.host_key_hash.clone(),
+        status: match m.state {
+            MeetingState::Active => pb::MeetingStatus::Active,
+            MeetingState::Ended => pb::MeetingStatus::Ended,
+        } as i32,
+        created_unix_ms: m.created_unix_ms,
+        ended_unix_ms: m.ended_unix_ms.unwrap_or(0),
+        waiting_room: m.waiting_room,
+        locked: m.locked,
+    }
+}
+
+pub(super) fn meeting_from_record(r: pb::MeetingRecord) -> Result<Meeting, String> {
+    let state = match pb::MeetingStatus::try_from(r.status) {
+        Ok(pb::MeetingStatus::Active) => MeetingState::Active,
+        Ok(pb::MeetingStatus::Ended) => MeetingState::Ended,
+        _ => return Err(format!("meeting status {}", r.status)),
+    };
+    Ok(Meeting {
+        id: MeetingId::parse(&r.meeting_id).map_err(|e| format!("meeting id: {e}"))?,
+        title: r.title,
+        password_hash: non_empty(r.password_hash),
+        residency: non_empty(r.residency).map(|s| region(&s)).transpose()?,
+        classification: r.classification,
+        host_key_hash: r.host_key_hash,
+        state,
+        created_unix_ms: r.created_unix_ms,
+        ended_unix_ms: positive(r.ended_unix_ms),
+        waiting_room: r.waiting_room,
+        locked: r.locked,
+    })
+}
+
+fn node_state(s: i32) -> NodeState {
+    match pb::NodeState::try_from(s) {
+        Ok(pb::NodeState::Active) => NodeState::Active,
+        Ok(pb::NodeState::Draining) => NodeState::Draining,
+        _ => NodeState::Unknown,
+    }
+}
+
+fn node_state_to_proto(s: NodeState) -> i32 {
+    let state = match s {
+        NodeState::Active => pb::NodeState::Active,
+        NodeState::Draining => pb::NodeState::Draining,
+        NodeState::Unknown => pb::NodeState::Unspecified,
+    };
+    state as i32
+}
+
+pub(super) fn media_node_to_record(n: &MediaNode) -> pb::MediaNodeRecord {
+    pb::MediaNodeRecord {
+        node_id: n.id.to_string(),
+        region: n.region.to_string(),
+        zone: n.zone.clone(),
+        signal_url: n.signal_url.clone(),
+        grpc_addr: n.grpc_addr.clone(),
+        relay_addr: n.relay_addr.clone().unwrap_or_default(),
+        capacity: Some(pb::Capacity {
+            participants: n.capacity.participants,
+            bitrate_kbps: n.capacity.bitrate_kbps,
+            cpu_cores: n.capacity.cpu_cores,
+        }),
+        version: n.version.clone(),
+        state: node_state_to_proto(n.state),
+        lease_id: n.lease_id,
+    }
+}
+
+pub(super) fn media_node_from_record(r: pb::MediaNodeRecord) -> Result<MediaNode, String> {
+    let cap = r.capacity.unwrap_or_default();
+    Ok(MediaNode {
+        id: node_id(&r.node_id)?,
+        region: region(&r.region)?,
+        zone: r.zone,
+        signal_url: r.signal_url,
+        grpc_addr: r.grpc_addr,
+        relay_addr: non_empty(r.relay_addr),
+        capacity: Capacity {
+            participants: cap.participants,
+            bitrate_kbps: cap.bitrate_kbps,
+            cpu_cores: cap.cpu_cores,
+        },
+        version: r.version,
+        state: node_state(r.state),
+        lease_id: r.lease_id,
+    })
+}
+
+pub(super) fn recording_node_to_record(n: &RecordingNode) -> pb::RecordingNodeRecord {
+    pb::RecordingNodeRecord {
+        node_id: n.id.to_string(),
+        region: n.region.to_string(),
+        grpc_addr: n.grpc_addr.clone(),
+        storage_classes: n.storage_classes.clone(),
+        slots: n.slots,
+        version: n.version.clone(),
+        state: node_state_to_proto(n.state),
+        lease_id: n.lease_id,
+        download_url: n.download_url.clone().unwrap_or_default(),
+    }
+}
+
+pub(super) fn recording_node_from_record(
+    r: pb::RecordingNodeRecord,
+) -> Result<RecordingNode, String> {
+    Ok(RecordingNode {
+        id: node_id(&r.node_id)?,
+        region: region(&r.region)?,
+        grpc_addr: r.grpc_addr,
+        storage_classes: r.storage_classes,
+        slots: r.slots,
+        version: r.version,
+        state: node_state(r.state),
+        lease_id: r.lease_id,
+        download_url: non_empty(r.download_url),
+    })
+}
+
+pub(super) fn load_to_record(l: &NodeLoad) -> pb::NodeLoad {
+    pb::NodeLoad {
+        participants: l.participants,
+        meetings: l.meetings,
+        tracks: l.tracks,
+        bitrate_in_kbps: l.bitrate_in_kbps,
+        bitrate_out_kbps: l.bitrate_out_kbps,
+        cpu_cores: l.cpu_cores,
+        recordings: l.recordings,
+        updated_unix_ms: l.updated_unix_ms,
+    }
+}
+
+pub(super) fn load_from_record(r: pb::NodeLoad) -> NodeLoad {
+    NodeLoad {
+        participants: r.participants,
+        meetings: r.meetings,
+        tracks: r.tracks,
+        bitrate_in_kbps: r.bitrate_in_kbps,
+        bitrate_out_kbps: r.bitrate_out_kbps,
+        cpu_cores: r.cpu_cores,
+        recordings: r.recordings,
+        updated_unix_ms: r.updated_unix_ms,
+    }
+}
+
+pub(super) fn placement_to_record(p: &StoredPlacement) -> pb::PlacementRecord {
+    pb::PlacementRecord {
+        node_id: p.node.to_string(),
+        epoch: p.epoch,
+        placed_unix_ms: p.placed_unix_ms,
+    }
+}
+
+pub(super) fn placement_from_record(
+    r: pb::PlacementRecord,
+    mod_revision: i64,
+) -> Result<StoredPlacement, String> {
+    Ok(StoredPlacement {
+        node: node_id(&r.node_id)?,
+        epoch: r.epoch,
+        placed_unix_ms: r.placed_unix_ms,
+        mod_revision,
+    })
+}
+
+fn recording_state(s: i32) -> Result<RecordingState, String> {
+    Ok(match pb::RecordingState::try_from(s) {
+        Ok(pb::RecordingState::Starting) => RecordingState::Starting,
+        Ok(pb::RecordingState::Recording) => RecordingState::Recording,
+        Ok(pb::RecordingState::Stopped) => RecordingState::Stopped,
+        Ok(pb::RecordingState::Failed) => RecordingState::Failed,
+        Ok(pb::RecordingState::Deleted) => RecordingState::Deleted,
+        _ => return Err(format!("recording state {s}")),
+    })
+}
+
+/// The gaps as the recording node's start request carries them.
+pub fn gaps_to_proto(gaps: &[Gap]) -> Vec<pb::RecordingGap> {
+    gaps.iter()
+        .map(|g| pb::RecordingGap {
+            start_unix_ms: g.start_unix_ms,
+            end_unix_ms: g.end_unix_ms,
+            reason: g.reason.clone(),
+        })
+        .collect()
+}
+
+pub(super) fn recording_to_record(r: &Recording) -> pb::RecordingRecord {
+    pb::RecordingRecord {
+        recording_id: r.id.to_string(),
+        meeting_id: r.meeting.to_string(),
+        node_id: r.node.to_string(),
+        state: match r.state {
+            RecordingState::Starting => pb::RecordingState::Starting,
+            RecordingState::Recording => pb::RecordingState::Recording,
+            RecordingState::Stopped => pb::RecordingState::Stopped,
+            RecordingState::Failed => pb::RecordingState::Failed,
+            RecordingState::Deleted => pb::RecordingState::Deleted,
+        } as i32,
+        files: r.files.clone(),
+        gaps: gaps_to_proto(&r.gaps),
+        started_unix_ms: r.started_unix_ms,
+        stopped_unix_ms: r.stopped_unix_ms.unwrap_or(0),
+        classification: r.classification.clone(),
+        media_node_id: r.media_node.to_string(),
+        deleted_unix_ms: r.deleted_unix_ms.unwrap_or(0),
+        error: r.error.clone().unwrap_or_default(),
+        segment: r.segment,
+        earlier_nodes: r.earlier_nodes.iter().map(NodeId::to_string).collect(),
+    }
+}
+
+pub(super) fn recording_from_record(r: pb::RecordingRecord) -> Result<Recording, String> {
+    Ok(Recording {
+        id: RecordingId::parse(&r.recording_id).map_err(|e| format!("recording id: {e}"))?,
+        meeting: MeetingId::parse(&r.meeting_id).map_err(|e| format!("meeting id: {e}"))?,
+        node: node_id(&r.node_id)?,
+        state: recording_state(r.state)?,
+        files: r.files,
+        gaps: r
+            .gaps
+            .into_iter()
+            .map(|g| Gap {
+                start_unix_ms: g.start_unix_ms,
+                end_unix_ms: g.end_unix_ms,
+                reason: g.reason,
+            })
+            .collect(),
+        started_unix_ms: r.started_unix_ms,
+        stopped_unix_ms: positive(r.stopped_unix_ms),
+        deleted_unix_ms: positive(r.deleted_unix_ms),
+        classification: r.classification,
+        media_node: node_id(&r.media_node_id)?,
+        error: non_empty(r.error),
+        segment: r.segment,
+        earlier_nodes: r
+            .earlier_nodes
+            .iter()
+            .map(|n| node_id(n))
+            .collect::<Result<_, _>>()?,
+    })
+}
+
+fn decode<M: Message + Default>(value: &[u8]) -> Result<M, String> {
+    M::decode(value).map_err(|e| e.to_string())
+}
+
+/// The change a write of `value` at `key` makes (`None` for a delete). `Ok(None)`: a key
+/// that is not one of our records (the election's, another tool's).
+pub(super) fn change(
+    key: Key,
+    value: Option<&[u8]>,
+    mod_revision: i64,
+) -> Result<Option<Change>, String> {
+    Ok(Some(match (key, value) {
+        (Key::MediaNode(id), v) => Change::MediaNode(
+            id,
+            v.map(|v| media_node_from_record(decode(v)?)).transpose()?,
+        ),
+        (Key::RecordingNode(id), v) => Change::RecordingNode(
+            id,
+            v.map(|v| recording_node_from_record(decode(v)?))
+                .transpose()?,
+        ),
+        (Key::Load(id), v) => {
+            Change::Load(id, v.map(|v| decode(v).map(load_from_record)).transpose()?)
+        }
+        (Key::Meeting(id), v) => {
+            Change::Meeting(id, v.map(|v| meeting_from_record(decode(v)?)).transpose()?)
+        }
+        (Key::Placement(m, slot), v) => Change::Placement(
+            m,
+            slot,
+            v.map(|v| placement_from_record(decode(v)?, mod_revision))
+                .transpose()?,
+        ),
+        (Key::Recording(id), v) => Change::Recording(
+            id,
+            v.map(|v| recording_from_record(decode(v)?)).transpose()?,
+        ),
+        (Key::Other, _) => return Ok(None),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_recording_survives_the_round_trip_and_a_bad_record_is_an_error() {
+        let r = Recording {
+            id: RecordingId::parse("rec-1").unwrap(),
+            meeting: MeetingId::parse("abc-defg-hij").unwrap(),
+            node: NodeId::parse("rec-oslo-2").unwrap(),
+            state: RecordingState::Stopped,
+            files: vec!["composite.mkv".into()],
+            gaps: vec![Gap {
+                start_unix_ms: 5,
+                end_unix_ms: 9,
+                reason: "node lost".into(),
+            }],
+            started_unix_ms: 1,
+            stopped_unix_ms: Some(20),
+            deleted_unix_ms: None,
+            classification: "internal".into(),
+            media_node: NodeId::parse("media-oslo-1").unwrap(),
+            error: None,
+            segment: 2,
+            earlier_nodes: vec![NodeId::parse("rec-oslo-1").unwrap()],
+        };
+        assert_eq!(recording_from_record(recording_to_record(&r)).unwrap(), r);
+        let mut bad = recording_to_record(&r);
+        bad.state = 99;
+        assert!(recording_from_record(bad).is_err());
+        let mut bad = recording_to_record(&r);
+        bad.media_node_id = "Not An Id".into();
+        assert!(recording_from_record(bad).is_err());
+    }
+
+    #[test]
+    fn garbage_at_a_key_of_ours_is_an_error_and_other_keys_are_no_change() {
+        let m = MeetingId::parse("abc-defg-hij").unwrap();
+        assert!(change(Key::Meeting(m.clone()), Some(b"\xff\xff\xff"), 1).is_err());
+        assert_eq!(change(Key::Other, Some(b"x"), 1), Ok(None));
+        assert_eq!(
+            change(Key::Meeting(m.clone()), None, 1),
+            Ok(Some(Change::Meeting(m, None)))
+        );
+    }
+}

@@ -1,0 +1,164 @@
+//! The cluster state store behind one trait, [`ClusterStore`]: meetings, placements,
+//! nodes, recordings, the change feed the controller's view follows, and the leader
+//! election. Two implementations keep one contract (`controller/tests/store_contract.rs`
+//! runs the same suite on both): [`EtcdStore`], what production runs, and
+//! [`MemoryStore`], for the planner and placement tests, with faults to inject (slow
+//! commits, a lost watch, compaction, an outage, a lost lease).
+//!
+//! Everything here speaks the domain types of [`crate::model`]; only `convert.rs` knows
+//! the protobuf records, and only `common::keyspace` spells a key.
+mod convert;
+mod etcd;
+mod memory;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::ids::{MeetingId, NodeId, RecordingId};
+use common::keyspace::Slot;
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use tokio_util::sync::CancellationToken;
+
+pub use self::convert::gaps_to_proto;
+pub use self::etcd::EtcdStore;
+pub use self::memory::MemoryStore;
+use crate::model::{MediaNode, Meeting, NodeLoad, Recording, RecordingNode, StoredPlacement};
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    #[error("cluster state store (etcd) unreachable: {0}")]
+    Unavailable(String),
+    #[error("undecodable record at {0}")]
+    Corrupt(String),
+    /// A watch asked for revisions the store no longer keeps: read everything anew.
+    #[error("the store compacted its history past revision {0}")]
+    Compacted(i64),
+    #[error("the store's change feed ended: {0}")]
+    WatchLost(String),
+}
+
+/// What the placement key held when our transaction lost.
+#[derive(Debug)]
+pub enum PlacementCommit {
+    Committed(StoredPlacement),
+    Lost(Option<StoredPlacement>),
+}
+
+/// One record written (`Some`) or deleted (`None`).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Change {
+    MediaNode(NodeId, Option<MediaNode>),
+    RecordingNode(NodeId, Option<RecordingNode>),
+    Load(NodeId, Option<NodeLoad>),
+    Meeting(MeetingId, Option<Meeting>),
+    Placement(MeetingId, Slot, Option<StoredPlacement>),
+    Recording(RecordingId, Option<Recording>),
+}
+
+/// Everything in the store at `revision`, each record as a write.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    pub revision: i64,
+    pub records: Vec<Change>,
+}
+
+/// The changes of one store revision (or of a run of them), in order.
+#[derive(Clone, Debug)]
+pub struct Batch {
+    pub revision: i64,
+    pub changes: Vec<Change>,
+}
+
+/// The change feed: batches in revision order, until an error ends it.
+pub type ChangeStream = BoxStream<'static, Result<Batch, StoreError>>;
+
+/// A lease the store holds records under: they go when it is revoked or expires.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Lease(pub i64);
+
+/// A leader's term, won by [`ClusterStore::campaign`]. It ends when the leader's lease
+/// cannot be renewed ([`Term::lost`]) or when it resigns.
+pub struct Term {
+    lost: CancellationToken,
+    resign: Option<BoxFuture<'static, ()>>,
+}
+
+impl Term {
+    fn new(lost: CancellationToken, resign: BoxFuture<'static, ()>) -> Self {
+        Self {
+            lost,
+            resign: Some(resign),
+        }
+    }
+    /// Resolves when the term is over without our resigning (the lease was lost).
+    pub fn lost(&self) -> tokio_util::sync::WaitForCancellationFutureOwned {
+        self.lost.clone().cancelled_owned()
+    }
+    pub fn is_lost(&self) -> bool {
+        self.lost.is_cancelled()
+    }
+    /// Hands leadership over at once, rather than after the lease expires.
+    pub async fn resign(mut self) {
+        if let Some(f) = self.resign.take() {
+            f.await
+        }
+    }
+}
+
+#[async_trait::async_trait]
+pub trait ClusterStore: Send + Sync + 'static {
+    /// Creates a meeting; the id is random, so an existing one means a collision (false).
+    async fn create_meeting(&self, m: &Meeting) -> Result<bool, StoreError>;
+    async fn get_meeting(&self, id: &MeetingId) -> Result<Option<Meeting>, StoreError>;
+    /// Stores the meeting (ended) and removes its placements, in one transaction.
+    async fn end_meeting(&self, m: &Meeting) -> Result<(), StoreError>;
+
+    /// Writes `node` as the meeting's placement in `slot` if the slot is still as we saw
+    /// it (`expected`, or absent for `None`); otherwise answers what it holds now.
+    async fn commit_placement(
+        &self,
+        meeting: &MeetingId,
+        slot: &Slot,
+        node: &NodeId,
+        expected: Option<&StoredPlacement>,
+    ) -> Result<PlacementCommit, StoreError>;
+    /// Deletes a placement only if nobody rewrote it since `mod_revision`.
+    async fn remove_placement(
+        &self,
+        meeting: &MeetingId,
+        slot: &Slot,
+        mod_revision: i64,
+    ) -> Result<bool, StoreError>;
+    /// Every placement of a meeting, read from the store itself.
+    async fn placements(
+        &self,
+        meeting: &MeetingId,
+    ) -> Result<BTreeMap<Slot, StoredPlacement>, StoreError>;
+
+    async fn put_recording(&self, r: &Recording) -> Result<(), StoreError>;
+    async fn get_recording(&self, id: &RecordingId) -> Result<Option<Recording>, StoreError>;
+
+    /// Nodes register themselves (`common::registration`); these are for tools and tests.
+    async fn grant_lease(&self, ttl: Duration) -> Result<Lease, StoreError>;
+    async fn revoke_lease(&self, lease: Lease) -> Result<(), StoreError>;
+    async fn put_media_node(&self, n: &MediaNode, lease: Lease) -> Result<(), StoreError>;
+    async fn put_recording_node(&self, n: &RecordingNode, lease: Lease) -> Result<(), StoreError>;
+    async fn put_load(&self, node: &NodeId, l: &NodeLoad, lease: Lease) -> Result<(), StoreError>;
+
+    /// Every record, and the revision to watch from.
+    async fn snapshot(&self) -> Result<Snapshot, StoreError>;
+    /// The changes after `revision`, in order. Records that do not decode are skipped
+    /// with a warning; a compacted history ends the stream with [`StoreError::Compacted`].
+    async fn watch(&self, revision: i64) -> Result<ChangeStream, StoreError>;
+
+    /// Campaigns as `candidate` under a lease of `ttl`, kept alive while campaigning and
+    /// leading; resolves when we lead, or with `None` once `shutdown` fires.
+    async fn campaign(
+        &self,
+        candidate: &str,
+        ttl: Duration,
+        shutdown: &CancellationToken,
+    ) -> Result<Option<Term>, StoreError>;
+}

@@ -1,0 +1,108 @@
+//! Test fixtures: a service on the in-memory store, and domain values to fill it with.
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::ids::{MeetingId, NodeId, Region};
+use common::token::TokenSigner;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Regions;
+use crate::model::{Capacity, MediaNode, Meeting, MeetingState, NodeState, RecordingNode};
+use crate::node_rpc::NodeClients;
+use crate::service::Service;
+use crate::store::{ClusterStore, MemoryStore};
+use crate::view::SharedView;
+
+pub(crate) fn region(name: &str) -> Region {
+    Region::parse(name).unwrap()
+}
+
+pub(crate) fn media_node(id: &str, region_name: &str) -> MediaNode {
+    MediaNode {
+        id: NodeId::parse(id).unwrap(),
+        region: region(region_name),
+        zone: String::new(),
+        signal_url: format!("ws://127.0.0.1:9/{id}"),
+        grpc_addr: "127.0.0.1:9".into(),
+        relay_addr: Some("127.0.0.1:9".into()),
+        capacity: Capacity {
+            participants: 100,
+            ..Default::default()
+        },
+        version: String::new(),
+        state: NodeState::Active,
+        lease_id: 0,
+    }
+}
+
+pub(crate) fn recording_node(id: &str, region_name: &str, slots: u32) -> RecordingNode {
+    RecordingNode {
+        id: NodeId::parse(id).unwrap(),
+        region: region(region_name),
+        grpc_addr: "127.0.0.1:9".into(),
+        storage_classes: vec!["internal".into()],
+        slots,
+        version: String::new(),
+        state: NodeState::Active,
+        lease_id: 0,
+        download_url: None,
+    }
+}
+
+pub(crate) fn meeting(id: &str) -> Meeting {
+    Meeting {
+        id: MeetingId::parse(id).unwrap(),
+        title: "standup".into(),
+        password_hash: None,
+        residency: None,
+        classification: "internal".into(),
+        host_key_hash: String::new(),
+        state: MeetingState::Active,
+        created_unix_ms: 1,
+        ended_unix_ms: None,
+        waiting_room: false,
+        locked: false,
+    }
+}
+
+/// A service on `store` with its view following it (synced when this returns), and the
+/// token that stops the view. Regions: oslo (default) and stockholm. Node calls go to a
+/// closed port and fail at once.
+pub(crate) async fn service(store: &MemoryStore) -> (Arc<Service>, CancellationToken) {
+    let kp = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+    let signer =
+        TokenSigner::from_pem(kp.serialize_pem().as_bytes(), "k1", Duration::from_secs(60))
+            .unwrap();
+    let regions = Regions {
+        known: vec![region("oslo"), region("stockholm")],
+        default: region("oslo"),
+        cidrs: Vec::new(),
+        topology: Default::default(),
+    };
+    let view = SharedView::default();
+    let store: Arc<dyn ClusterStore> = Arc::new(store.clone());
+    let service = Service::new(
+        store.clone(),
+        view.clone(),
+        NodeClients::new(None, Duration::from_millis(200)),
+        signer,
+        regions,
+        vec!["operator-key-0123456789".into()],
+        false,
+        Duration::from_secs(5),
+        crate::metrics::Metrics::new(&prometheus::Registry::new()),
+    );
+    let stop = CancellationToken::new();
+    tokio::spawn(view.clone().run_watcher(store, stop.clone()));
+    until("the view syncs", || view.is_synced()).await;
+    (Arc::new(service), stop)
+}
+
+/// Waits (polling every millisecond, at most 2 s) until `f` holds.
+pub(crate) async fn until(what: &str, f: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    while !f() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
