@@ -37,7 +37,7 @@ use proto::v1::{
     PlacementRecord, RelayControl, RelayHello, RemoteChat, RemoteParticipant, RemoveTrack,
     TrackKind, Unsubscribe,
 };
-use str0m::format::Codec;
+use relay::Codec;
 use str0m::media::MediaKind;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -666,15 +666,6 @@ async fn read_datagrams(
     let _ = m.rtt.remove_label_values(&[p]);
 }
 
-fn codec_of(name: &str) -> Option<Codec> {
-    match name {
-        "opus" => Some(Codec::Opus),
-        "vp8" => Some(Codec::Vp8),
-        "h264" => Some(Codec::H264),
-        _ => None,
-    }
-}
-
 /// A display name from a far node, cut to the length the controller allows one.
 fn bounded(mut name: String) -> String {
     if let Some((at, _)) = name.char_indices().nth(MAX_NAME_CHARS) {
@@ -759,10 +750,10 @@ async fn run_link(
                             participant_id: participant.to_string(),
                             participant_name: name,
                             kind: if kind == MediaKind::Audio { TrackKind::Audio } else { TrackKind::Video } as i32,
-                            codec: codec.into(),
+                            codec: codec.name().into(),
                             clock_rate,
                             layers: u32::from(layers),
-                            payload_type: u32::from(crate::sfu::payload_type(codec)),
+                            payload_type: u32::from(codec.payload_type()),
                         }))).await?;
                     }
                     Some(RelayEvent::Remove { track_id }) => {
@@ -857,9 +848,10 @@ fn handle_far(
     };
     match msg {
         Msg::Announce(a) => {
-            let (Some(codec), Ok(participant)) =
-                (codec_of(&a.codec), ParticipantId::parse(&a.participant_id))
-            else {
+            let (Some(codec), Ok(participant)) = (
+                Codec::parse(&a.codec),
+                ParticipantId::parse(&a.participant_id),
+            ) else {
                 tracing::debug!(
                     codec = a.codec,
                     "far track ignored: codec or participant id not ours"

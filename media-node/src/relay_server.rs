@@ -92,10 +92,10 @@ async fn serve_link(
                         participant_id: participant.to_string(),
                         participant_name: name,
                         kind: if kind == MediaKind::Audio { TrackKind::Audio } else { TrackKind::Video } as i32,
-                        codec: codec.into(),
+                        codec: codec.name().into(),
                         clock_rate,
                         layers: 1,
-                        payload_type: u32::from(crate::sfu::payload_type(codec)),
+                        payload_type: u32::from(codec.payload_type()),
                     }))}).await?;
                 }
                 Some(RelayEvent::Keyframe { .. } | RelayEvent::Layers { .. }) => {}

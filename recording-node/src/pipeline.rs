@@ -19,7 +19,7 @@ use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 
-use crate::spec::{Codec, CompositeSpec, TrackSpec, gallery};
+use crate::spec::{Codec, CodecExt, CompositeSpec, TrackSpec, gallery};
 
 /// How long packets may wait for late or reordered ones.
 const JITTER_MS: u32 = 200;

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::manifest::{FileEntry, Gap, Manifest, ParticipantEntry};
 use crate::pipeline::{AudioFile, Composite};
-use crate::spec::{Codec, CompositeSpec, TrackSpec};
+use crate::spec::{CompositeSpec, TrackSpec, parse_codec};
 
 /// What to record and where.
 #[derive(Clone, Debug)]
@@ -125,7 +125,7 @@ pub async fn record(
             }
             m = reader.recv() => match m {
                 Ok(Some(RelayControl { msg: Some(Msg::Announce(a)) })) => {
-                    let codec = match Codec::parse(&a.codec) {
+                    let codec = match parse_codec(&a.codec) {
                         Ok(c) => c,
                         Err(e) => { tracing::warn!(error = %e, "track not recorded"); continue; }
                     };

@@ -3,50 +3,38 @@
 //! (`pipeline`) only carries these out, so everything here is tested without GStreamer.
 use std::fmt;
 
-/// A track's codec as it arrives over the relay (RTP, payloads untouched).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Codec {
-    Opus,
-    Vp8,
-    H264,
+pub use relay::Codec;
+
+/// What the recording pipeline needs of a codec besides what the relay says of it.
+pub trait CodecExt {
+    /// RTP encoding name, as GStreamer's caps spell it.
+    fn encoding_name(self) -> &'static str;
+    /// The GStreamer depayloader and decoder for this codec.
+    fn depay_and_decoder(self) -> (&'static str, &'static str);
 }
 
-impl Codec {
-    pub fn is_audio(self) -> bool {
-        matches!(self, Codec::Opus)
-    }
-
-    /// RTP encoding name and clock rate.
-    fn rtp(self) -> (&'static str, u32) {
+impl CodecExt for Codec {
+    fn encoding_name(self) -> &'static str {
         match self {
-            Codec::Opus => ("OPUS", 48_000),
-            Codec::Vp8 => ("VP8", 90_000),
-            Codec::H264 => ("H264", 90_000),
+            Codec::Opus => "OPUS",
+            Codec::Vp8 => "VP8",
+            Codec::H264 => "H264",
         }
     }
 
-    /// The GStreamer depayloader and decoder for this codec.
-    pub fn depay_and_decoder(self) -> (&'static str, &'static str) {
+    fn depay_and_decoder(self) -> (&'static str, &'static str) {
         match self {
             Codec::Opus => ("rtpopusdepay", "opusdec"),
             Codec::Vp8 => ("rtpvp8depay", "vp8dec"),
             Codec::H264 => ("rtph264depay", "avdec_h264"),
         }
     }
+}
 
-    /// Parses a relay codec name (`opus`, `vp8`, `h264`, any case, with or without the
-    /// `audio/`/`video/` prefix of a MIME type).
-    pub fn parse(s: &str) -> Result<Self, SpecError> {
-        let name = s.rsplit('/').next().unwrap_or_default();
-        match name.to_ascii_lowercase().as_str() {
-            "opus" => Ok(Codec::Opus),
-            "vp8" => Ok(Codec::Vp8),
-            "h264" => Ok(Codec::H264),
-            _ => Err(SpecError(format!(
-                "codec {s:?} is not recorded (opus, vp8, h264)"
-            ))),
-        }
-    }
+/// Parses a relay codec name, saying which codecs are recorded when it is none of them.
+pub fn parse_codec(s: &str) -> Result<Codec, SpecError> {
+    Codec::parse(s)
+        .ok_or_else(|| SpecError(format!("codec {s:?} is not recorded (opus, vp8, h264)")))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,7 +61,7 @@ pub struct TrackSpec {
 impl TrackSpec {
     /// Caps of the RTP stream, for `appsrc`.
     pub fn rtp_caps(&self) -> String {
-        let (name, rate) = self.codec.rtp();
+        let (name, rate) = (self.codec.encoding_name(), self.codec.clock_rate());
         let media = if self.codec.is_audio() {
             "audio"
         } else {
@@ -271,11 +259,12 @@ mod tests {
 
     #[test]
     fn codecs_parse_from_names_and_mime_types_and_refuse_the_rest() {
-        assert_eq!(Codec::parse("opus"), Ok(Codec::Opus));
-        assert_eq!(Codec::parse("video/VP8"), Ok(Codec::Vp8));
-        assert_eq!(Codec::parse("H264"), Ok(Codec::H264));
-        assert!(Codec::parse("video/AV1").is_err());
-        assert!(Codec::parse("").is_err());
+        assert_eq!(parse_codec("opus"), Ok(Codec::Opus));
+        assert_eq!(parse_codec("video/VP8"), Ok(Codec::Vp8));
+        assert_eq!(parse_codec("H264"), Ok(Codec::H264));
+        let e = parse_codec("video/AV1").unwrap_err();
+        assert!(e.0.contains("opus, vp8, h264"), "{e}");
+        assert!(parse_codec("").is_err());
     }
 
     #[test]

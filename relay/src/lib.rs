@@ -10,6 +10,7 @@
 //! subscribes, and a media node cascading to another speaks the same messages both ways.
 #![forbid(unsafe_code)]
 
+pub mod codec;
 pub mod tls;
 pub mod wire;
 
@@ -20,6 +21,7 @@ use bytes::Bytes;
 use proto::v1::RelayControl;
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 
+pub use crate::codec::Codec;
 pub use crate::tls::Pem;
 pub use crate::wire::WireError;
 

@@ -9,16 +9,35 @@
 //! subscriber's `Rtc` that receives on that m-line, renumbered by `rtp::Forwarder` into
 //! the subscriber's own stream, never reassembled into frames. Keyframe requests from
 //! subscribers go to the publisher, throttled per layer.
+//!
+//! The core by concern (all `impl Sfu` blocks over the one state in `core`):
+//! - `api`: keys, commands and outputs; `core`: peers, meetings, the entry points and
+//!   the drive loop; `negotiation`: SDP offers and answers;
+//! - `forward`: packets from publishers and links to subscribers, sinks and links;
+//! - `simulcast`: which layer each subscriber gets, link layers, keyframe requests;
+//! - `speaker`: active speaker detection; `stats`: counters; `codec`: codecs;
+//! - `rtp`: pure packet-level work (keyframe detection, `Forwarder`, which every
+//!   subscriber and sink uses to switch layers); `sink`: the RTP a sink or link gets.
+//!
+//! Dependencies go one way: `sink` and `rtp` know nothing of the core.
 
+mod api;
+mod codec;
 mod core;
 pub mod driver;
+mod forward;
+mod negotiation;
 pub mod rtp;
+mod simulcast;
 mod sink;
+mod speaker;
+mod stats;
 #[cfg(test)]
 mod tests;
 
-pub use self::core::{
-    LinkKey, PeerKey, RelayEvent, Sfu, SfuCommand, SfuOutput, SfuStats, SignalOut, SinkKey, Source,
-    layer_for_size,
+pub use self::api::{
+    LinkKey, PeerKey, RelayEvent, SfuCommand, SfuOutput, SignalOut, SinkKey, Source,
 };
-pub use self::sink::payload_type;
+pub use self::core::Sfu;
+pub use self::simulcast::layer_for_size;
+pub use self::stats::SfuStats;

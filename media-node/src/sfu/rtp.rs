@@ -10,13 +10,20 @@
 //! payload and marker bit.
 use std::time::{Duration, Instant};
 
+use relay::Codec;
 use str0m::media::Rid;
 
-/// The video codecs a keyframe can be told from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum VideoCodec {
-    Vp8,
-    H264,
+/// What a packet of `codec` says for forwarding: its VP8 descriptor (VP8 only) and
+/// whether it is the first packet of a keyframe (never, for audio).
+pub fn keyframe_fields(codec: Codec, payload: &[u8]) -> (Option<Vp8Fields>, bool) {
+    match codec {
+        Codec::Vp8 => {
+            let vp8 = vp8_fields(payload);
+            (vp8, vp8.is_some_and(|v| v.keyframe_start))
+        }
+        Codec::H264 => (None, h264_keyframe_start(payload)),
+        Codec::Opus => (None, false),
+    }
 }
 
 /// What the VP8 payload descriptor (RFC 7741 §4.2) of a packet says, with the byte

@@ -6,20 +6,11 @@
 //!
 //! A sink is not a browser subscriber: there are one or two per meeting, not dozens, so
 //! the packets it sends are fresh buffers (quinn takes owned datagrams anyway).
-use str0m::format::Codec as StrCodec;
+use relay::Codec;
 use str0m::media::Rid;
 
-use super::core::Source;
+use super::api::Source;
 use super::rtp::{ARRIVAL_EXT_ID, Forwarder, LEVEL_EXT_ID, PacketIn, Verdict, patch_vp8};
-
-/// RTP payload types on the relay, by codec (the announcement carries them too).
-pub fn payload_type(codec: &str) -> u8 {
-    match codec {
-        "opus" => 111,
-        "vp8" => 96,
-        _ => 102,
-    }
-}
 
 /// The video layer sinks prefer.
 fn preferred() -> Rid {
@@ -29,23 +20,13 @@ fn preferred() -> Rid {
 pub struct SinkTrack {
     pub track_id: u32,
     pub source: Source,
-    pub codec: &'static str,
+    pub codec: Codec,
     ssrc: u32,
     forwarder: Forwarder,
 }
 
-/// The codec name we announce for a track's codec, if sinks take it.
-pub fn codec_name(c: StrCodec) -> Option<&'static str> {
-    match c {
-        StrCodec::Opus => Some("opus"),
-        StrCodec::Vp8 => Some("vp8"),
-        StrCodec::H264 => Some("h264"),
-        _ => None,
-    }
-}
-
 impl SinkTrack {
-    pub fn new(track_id: u32, source: Source, codec: &'static str) -> Self {
+    pub fn new(track_id: u32, source: Source, codec: Codec) -> Self {
         Self {
             track_id,
             source,
@@ -72,7 +53,7 @@ impl SinkTrack {
         };
         let mut rtp = Vec::with_capacity(12 + payload.len());
         rtp.push(0x80);
-        rtp.push(u8::from(marker) << 7 | payload_type(self.codec));
+        rtp.push(u8::from(marker) << 7 | self.codec.payload_type());
         rtp.extend_from_slice(&(out.seq as u16).to_be_bytes());
         rtp.extend_from_slice(&out.timestamp.to_be_bytes());
         rtp.extend_from_slice(&self.ssrc.to_be_bytes());
@@ -100,10 +81,10 @@ pub struct LinkMeta {
 /// extensions: when it arrived here ([`ARRIVAL_EXT_ID`], so that the far node measures
 /// the hop) and its audio level ([`LEVEL_EXT_ID`], so that the far node can tell who
 /// speaks).
-pub fn link_packet(codec: &str, p: &PacketIn, m: &LinkMeta, payload: &[u8]) -> Vec<u8> {
+pub fn link_packet(codec: Codec, p: &PacketIn, m: &LinkMeta, payload: &[u8]) -> Vec<u8> {
     let mut rtp = Vec::with_capacity(24 + payload.len());
     rtp.push(0x90);
-    rtp.push(u8::from(m.marker) << 7 | payload_type(codec));
+    rtp.push(u8::from(m.marker) << 7 | codec.payload_type());
     rtp.extend_from_slice(&(p.seq as u16).to_be_bytes());
     rtp.extend_from_slice(&p.timestamp.to_be_bytes());
     let ssrc = 0x4651_0000 ^ (u32::from(m.layer) << 24) ^ m.track_id;
@@ -145,7 +126,7 @@ mod tests {
             level,
             arrived_unix_us: 1_700_000_000_123_456,
         };
-        let d = link_packet("opus", &p, &meta(0, true, Some(-30)), b"tone");
+        let d = link_packet(Codec::Opus, &p, &meta(0, true, Some(-30)), b"tone");
         let v = RtpView::parse(&d).unwrap();
         assert_eq!(
             (v.marker, v.payload_type, v.seq, v.timestamp, v.audio_level),
@@ -153,7 +134,7 @@ mod tests {
         );
         assert_eq!(v.arrived_unix_us, Some(1_700_000_000_123_456));
         assert_eq!(&d[v.payload], b"tone");
-        let d = link_packet("vp8", &p, &meta(2, false, None), b"frame");
+        let d = link_packet(Codec::Vp8, &p, &meta(2, false, None), b"frame");
         let v = RtpView::parse(&d).unwrap();
         assert_eq!(
             (v.audio_level, &d[v.payload.clone()]),

@@ -5,8 +5,9 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::ids::{MeetingId, ParticipantId};
+use relay::Codec;
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
-use str0m::format::Codec;
+use str0m::format::Codec as StrCodec;
 use str0m::media::{Direction, MediaKind, MediaTime, Mid};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, Input, Output, Rtc};
@@ -136,7 +137,7 @@ impl Rig {
             let w = c.rtc.writer(mid).unwrap().rid(rid.into());
             let pt = w
                 .payload_params()
-                .find(|p| p.spec().codec == Codec::Vp8)
+                .find(|p| p.spec().codec == StrCodec::Vp8)
                 .unwrap()
                 .pt();
             w.write(pt, now, MediaTime::from_90khz(n * 3_000), frame)
@@ -272,7 +273,7 @@ impl Rig {
         let w = c.rtc.writer(mid).unwrap();
         let pt = w
             .payload_params()
-            .find(|p| p.spec().codec == Codec::Opus)
+            .find(|p| p.spec().codec == StrCodec::Opus)
             .unwrap()
             .pt();
         w.write(pt, now, MediaTime::from_90khz(n * 1800), payload.to_vec())

@@ -1,0 +1,456 @@
+//! Forwarding, packet by packet: locate an incoming packet (track, layer, codec), write it
+//! into every subscriber receiving that track (renumbered by its `rtp::Forwarder`), and
+//! hand it to the meeting's sinks and links. Remote packets from links enter here too.
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use common::ids::{MeetingId, ParticipantId};
+use relay::Codec;
+use str0m::Rtc;
+use str0m::format::PayloadParams;
+use str0m::media::{KeyframeRequestKind, MediaKind, Mid, Pt};
+use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, Vp8Descriptor};
+
+use super::api::*;
+use super::codec::*;
+use super::core::*;
+use super::rtp::{self, PacketIn, Verdict};
+use super::simulcast::*;
+use super::sink::{self, SinkTrack};
+use super::speaker::*;
+
+/// What a subscriber's copy of a packet carries of the publisher's header extensions:
+/// the ones about the media (str0m adds the transport's own).
+pub(super) fn media_extensions(from: &ExtensionValues) -> ExtensionValues {
+    ExtensionValues {
+        audio_level: from.audio_level,
+        voice_activity: from.voice_activity,
+        video_orientation: from.video_orientation,
+        ..ExtensionValues::default()
+    }
+}
+
+/// One incoming packet of a publisher, located: which track, and how to read it.
+pub(super) struct Located {
+    pub(super) mid: Mid,
+    pub(super) params: PayloadParams,
+    pub(super) codec: Codec,
+    pub(super) packet: PacketIn,
+}
+
+/// The Unix time, in microseconds, of the instant `at` (which is at most a little in the
+/// past): relay links carry arrival times between nodes, whose monotonic clocks differ.
+pub(super) fn unix_us_at(at: Instant) -> u64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    now.saturating_sub(at.elapsed()).as_micros() as u64
+}
+
+/// What a forwarded packet carries besides its place in the stream.
+pub(super) struct Payload<'a> {
+    pub(super) data: &'a std::sync::Arc<[u8]>,
+    pub(super) marker: bool,
+    pub(super) ext: &'a ExtensionValues,
+    /// Its payload type where it came from.
+    pub(super) pt: Pt,
+}
+
+/// Who published a track, for sinks.
+pub(super) struct Who<'a> {
+    pub(super) meeting: &'a MeetingId,
+    pub(super) participant: &'a ParticipantId,
+    pub(super) name: &'a str,
+}
+
+impl Who<'_> {
+    /// The announcement, to a sink or link, of a track of this participant whose first
+    /// packet is `p`; `layers` as [`RelayEvent::Announce`] says.
+    fn announce(&self, track_id: u32, codec: Codec, p: &PacketIn, layers: u8) -> RelayEvent {
+        RelayEvent::Announce {
+            track_id,
+            participant: self.participant.clone(),
+            name: self.name.to_owned(),
+            kind: if p.video {
+                MediaKind::Video
+            } else {
+                MediaKind::Audio
+            },
+            codec,
+            clock_rate: p.clock_rate,
+            layers,
+        }
+    }
+}
+
+/// Writes one packet of `source` into every subscriber's `Rtc` among `subscribers` that
+/// receives it; true when one of them waits for a keyframe. Per subscriber this neither
+/// allocates nor locks: the payload is one `Arc` shared by all of them, rewritten (SSRC,
+/// sequence number, time, VP8 picture id) as str0m encrypts it. `pt_for` finds a
+/// subscriber's payload type for the packet's codec (once per track and payload type).
+pub(super) fn fan_out<'a>(
+    subscribers: impl Iterator<Item = &'a mut Peer>,
+    source: Source,
+    p: &PacketIn,
+    payload: &Payload,
+    pt_for: impl Fn(&Rtc) -> Option<Pt>,
+) -> bool {
+    let mut want_keyframe = false;
+    for sub in subscribers {
+        let Some(t) = sub.tracks_out.iter_mut().find(|t| t.source == source) else {
+            continue;
+        };
+        let (OutState::Open(_), true, Some(ssrc)) = (t.state, t.receiving, t.ssrc) else {
+            continue;
+        };
+        let out = match t.forwarder.handle(p, p.rid.map(|_| t.want)) {
+            Verdict::Forward(out) => out,
+            Verdict::Drop => continue,
+            Verdict::WaitKeyframe => {
+                want_keyframe = true;
+                continue;
+            }
+        };
+        let pt = match t.pt {
+            Some((from, to)) if from == payload.pt => to,
+            _ => {
+                let Some(to) = pt_for(&sub.rtc) else {
+                    continue;
+                };
+                t.pt = Some((payload.pt, to));
+                to
+            }
+        };
+        let mut write = RtpWrite::new(
+            pt,
+            out.seq.into(),
+            out.timestamp,
+            p.at,
+            payload.data.clone(),
+        )
+        .marker(payload.marker)
+        .ext_vals(payload.ext.clone())
+        .nackable(p.video);
+        if let Some((picture_id, tl0)) = out.vp8 {
+            match vp8_patch(payload.data, picture_id, tl0) {
+                Some(patch) => write = write.vp8_patch(patch),
+                None => continue,
+            }
+        }
+        let mut direct = sub.rtc.direct_api();
+        let Some(stream) = direct.stream_tx(&ssrc) else {
+            continue;
+        };
+        stream.write_rtp(write);
+        sub.dirty = true;
+    }
+    want_keyframe
+}
+
+/// Hands a packet of `source` to the relay sinks of its meeting. True when a sink waits
+/// for a keyframe of its layer.
+pub(super) fn feed_sinks(
+    sinks: &mut [Sink],
+    out: &mut VecDeque<SfuOutput>,
+    who: &Who,
+    source: Source,
+    codec: Codec,
+    p: &PacketIn,
+    payload: &Payload,
+) -> bool {
+    let mut want_keyframe = false;
+    for sink in sinks.iter_mut().filter(|s| s.meeting == *who.meeting) {
+        let i = match sink.tracks.iter().position(|t| t.source == source) {
+            Some(i) => i,
+            None => {
+                let track_id = sink.next_track_id;
+                sink.next_track_id += 1;
+                out.push_back(SfuOutput::Sink {
+                    key: sink.key,
+                    event: who.announce(track_id, codec, p, 1),
+                });
+                sink.tracks.push(SinkTrack::new(track_id, source, codec));
+                sink.tracks.len() - 1
+            }
+        };
+        let t = &mut sink.tracks[i];
+        match t.packet(p, payload.marker, payload.data) {
+            Ok(rtp) => out.push_back(SfuOutput::Sink {
+                key: sink.key,
+                event: RelayEvent::Media {
+                    track_id: t.track_id,
+                    layer: 0,
+                    packet: rtp,
+                },
+            }),
+            Err(wait) => want_keyframe |= wait,
+        }
+    }
+    want_keyframe
+}
+
+/// Hands a packet of local track `source` to the relay links of its meeting: announced
+/// at its first packet, sent as the publisher sent it (its sequence number, RTP time and
+/// audio level) while the far node subscribes to its layer. Remote tracks never reach
+/// this: each node sends the far nodes only its own participants.
+pub(super) fn feed_links(
+    links: &mut [Link],
+    out: &mut VecDeque<SfuOutput>,
+    who: &Who,
+    source: Source,
+    codec: Codec,
+    p: &PacketIn,
+    payload: &Payload,
+) {
+    let mut arrived = None;
+    for link in links.iter_mut().filter(|l| l.meeting == *who.meeting) {
+        let i = match link.tracks.iter().position(|t| t.source == source) {
+            Some(i) => i,
+            None => {
+                let track_id = link.next_track_id;
+                link.next_track_id += 1;
+                let simulcast = p.rid.is_some();
+                out.push_back(SfuOutput::Link {
+                    link: link.key,
+                    event: who.announce(track_id, codec, p, if simulcast { 3 } else { 1 }),
+                });
+                link.tracks.push(LinkTrack {
+                    track_id,
+                    source,
+                    codec,
+                    simulcast,
+                    mask: 0,
+                });
+                link.tracks.len() - 1
+            }
+        };
+        let t = &link.tracks[i];
+        let layer = layer_index(p.rid);
+        if t.mask & (1 << layer) == 0 {
+            continue;
+        }
+        let meta = sink::LinkMeta {
+            track_id: t.track_id,
+            layer,
+            marker: payload.marker,
+            level: payload.ext.audio_level,
+            arrived_unix_us: *arrived.get_or_insert_with(|| unix_us_at(p.at)),
+        };
+        let packet = sink::link_packet(t.codec, p, &meta, payload.data);
+        out.push_back(SfuOutput::Link {
+            link: link.key,
+            event: RelayEvent::Media {
+                track_id: t.track_id,
+                layer,
+                packet,
+            },
+        });
+    }
+}
+
+/// str0m's patch for a packet whose VP8 picture id and TL0PICIDX a layer switch moved.
+pub(super) fn vp8_patch(
+    payload: &[u8],
+    picture_id: Option<u16>,
+    tl0: Option<u8>,
+) -> Option<str0m::rtp::Vp8Patch> {
+    let mut b = Vp8Descriptor::parse(payload).ok()?.patch();
+    if let Some(id) = picture_id {
+        b = b.picture_id(id);
+    }
+    if let Some(t) = tl0 {
+        b = b.tl0_pic_idx(t);
+    }
+    b.build().ok()
+}
+
+impl Sfu {
+    /// Which track of peer `i` a packet belongs to, its codec, and what a forwarder needs
+    /// to know of it. Also feeds the track's loudness. None for a packet we cannot place.
+    pub(super) fn locate(&mut self, i: usize, packet: &RtpPacket) -> Option<Located> {
+        let peer = &mut self.peers[i];
+        let ssrc = packet.header.ssrc;
+        let found = peer.tracks_in.iter().enumerate().find_map(|(ti, t)| {
+            t.streams
+                .iter()
+                .find(|(s, _)| *s == ssrc)
+                .map(|(_, rid)| (ti, *rid))
+        });
+        let (ti, rid) = match found {
+            Some(f) => f,
+            None => {
+                // A new SSRC: str0m knows its m-line and layer (from SDP or the mid/rid
+                // header extensions). Once per stream.
+                let (mid, rid) = {
+                    let mut direct = peer.rtc.direct_api();
+                    let s = direct.stream_rx(&ssrc)?;
+                    (s.mid(), s.rid())
+                };
+                let ti = peer.tracks_in.iter().position(|t| t.mid == mid)?;
+                peer.tracks_in[ti].streams.push((ssrc, rid));
+                (ti, rid)
+            }
+        };
+        let pt = packet.header.payload_type;
+        let params = match peer.tracks_in[ti].codec {
+            Some(p) if p.pt() == pt => p,
+            _ => {
+                let p = *peer.rtc.codec_config().find(|p| p.pt() == pt)?;
+                peer.tracks_in[ti].codec = Some(p);
+                p
+            }
+        };
+        let t = &mut peer.tracks_in[ti];
+        if let Some(level) = packet.header.ext_vals.audio_level {
+            t.window.0 += loudness_of(level);
+            t.window.1 += 1;
+        }
+        // Only the codecs we negotiate reach here; another would have no relay name.
+        let codec = from_str0m(params.spec().codec)?;
+        let (vp8, keyframe_start) = rtp::keyframe_fields(codec, &packet.payload);
+        Some(Located {
+            mid: t.mid,
+            params,
+            codec,
+            packet: PacketIn {
+                rid,
+                seq: *packet.seq_no,
+                timestamp: packet.header.timestamp,
+                at: packet.timestamp,
+                clock_rate: params.spec().clock_rate.get(),
+                keyframe_start,
+                video: t.kind == MediaKind::Video,
+                vp8,
+            },
+        })
+    }
+
+    /// Forwards one packet of publisher `oi` to its subscribers and the meeting's sinks.
+    pub(super) fn forward(&mut self, now: Instant, oi: usize, at: &Located, packet: &RtpPacket) {
+        let p = &at.packet;
+        let (before, rest) = self.peers.split_at_mut(oi);
+        let (publisher, after) = rest.split_first_mut().expect("index in range");
+        let source = Source::Peer(publisher.key, at.mid);
+        let ext = media_extensions(&packet.header.ext_vals);
+        let payload = Payload {
+            data: &packet.payload,
+            marker: packet.header.marker,
+            ext: &ext,
+            pt: at.params.pt(),
+        };
+        let meeting = &publisher.meeting;
+        let subscribers = before
+            .iter_mut()
+            .chain(after.iter_mut())
+            .filter(|s| s.meeting == *meeting);
+        let mut want_keyframe = fan_out(subscribers, source, p, &payload, |rtc| {
+            rtc.codec_config().match_params(at.params).map(|x| x.pt())
+        });
+        let who = Who {
+            meeting,
+            participant: &publisher.participant,
+            name: &publisher.name,
+        };
+        want_keyframe |= feed_sinks(
+            &mut self.sinks,
+            &mut self.out,
+            &who,
+            source,
+            at.codec,
+            p,
+            &payload,
+        );
+        feed_links(
+            &mut self.links,
+            &mut self.out,
+            &who,
+            source,
+            at.codec,
+            p,
+            &payload,
+        );
+        if want_keyframe {
+            self.request_keyframe(now, source, p.rid, KeyframeRequestKind::Pli);
+        }
+    }
+
+    /// Forwards one packet of a remote track to local subscribers and the sinks, as if
+    /// its publisher were here. The payload is copied once, for all of them.
+    pub(super) fn remote_packet(
+        &mut self,
+        now: Instant,
+        link: LinkKey,
+        track_id: u32,
+        layer: u8,
+        data: &[u8],
+    ) {
+        let Some(ri) = self
+            .remotes
+            .iter()
+            .position(|r| r.link == link && r.track_id == track_id)
+        else {
+            return;
+        };
+        let Some(h) = rtp::RtpView::parse(data) else {
+            return;
+        };
+        let r = &mut self.remotes[ri];
+        let rid = (r.layers > 1).then(|| layer_rid(layer));
+        let highest = &mut r.highest_seq[usize::from(layer_index(rid))];
+        let seq = rtp::extend_seq(*highest, h.seq);
+        *highest = Some(highest.map_or(seq, |s| s.max(seq)));
+        if let Some(level) = h.audio_level {
+            r.window.0 += loudness_of(level);
+            r.window.1 += 1;
+        }
+        let body = &data[h.payload.clone()];
+        let (vp8, keyframe_start) = rtp::keyframe_fields(r.codec, body);
+        let p = PacketIn {
+            rid,
+            seq,
+            timestamp: h.timestamp,
+            at: now,
+            clock_rate: r.clock_rate,
+            keyframe_start,
+            video: r.kind == MediaKind::Video,
+            vp8,
+        };
+        let shared: std::sync::Arc<[u8]> = body.into();
+        let ext = ExtensionValues::default();
+        let payload = Payload {
+            data: &shared,
+            marker: h.marker,
+            ext: &ext,
+            pt: Pt::from(h.payload_type),
+        };
+        let r = &self.remotes[ri];
+        let (codec, source) = (r.codec, Source::Remote(link, track_id));
+        let subscribers = self.peers.iter_mut().filter(|s| s.meeting == r.meeting);
+        let mut want_keyframe = fan_out(subscribers, source, &p, &payload, |rtc| {
+            rtc.codec_config()
+                .find(|x| x.spec().codec == to_str0m(codec))
+                .map(|x| x.pt())
+        });
+        let who = Who {
+            meeting: &r.meeting,
+            participant: &r.participant,
+            name: &r.name,
+        };
+        want_keyframe |= feed_sinks(
+            &mut self.sinks,
+            &mut self.out,
+            &who,
+            source,
+            codec,
+            &p,
+            &payload,
+        );
+        if let (Some(hist), Some(at)) = (&self.hop_latency, h.arrived_unix_us) {
+            let here = unix_us_at(Instant::now());
+            hist.observe(here.saturating_sub(at) as f64 / 1e6);
+        }
+        if want_keyframe {
+            self.request_keyframe(now, source, rid, KeyframeRequestKind::Pli);
+        }
+    }
+}

@@ -1,0 +1,206 @@
+//! SDP negotiation with each peer: the first offer (which admits a waiting session),
+//! renegotiations either way, and our offers when tracks come or go.
+use std::time::{Duration, Instant};
+
+use str0m::bwe::Bitrate;
+use str0m::change::{SdpAnswer, SdpOffer};
+use str0m::media::Direction;
+use str0m::{Candidate, IceCreds, Rtc};
+
+use super::api::*;
+use super::codec::*;
+use super::core::*;
+use super::simulcast::*;
+
+/// str0m's SDP parse error on one line, without the parser's memory address.
+pub(super) fn sdp_error(e: &impl std::fmt::Display) -> String {
+    e.to_string()
+        .lines()
+        .map(|l| match l.find(" at PointerOffset(") {
+            Some(at) => &l[..at],
+            None => l,
+        })
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl Sfu {
+    /// The first offer of waiting session `w`: its peer connection, or an error that
+    /// leaves it waiting for another offer.
+    pub(super) fn first_offer(&mut self, now: Instant, w: usize, sdp: String) {
+        let key = self.waiting[w].key;
+        let Some(offer) = self.parsed(key, "offer", SdpOffer::from_sdp_string(&sdp)) else {
+            return;
+        };
+        let mut creds = IceCreds::new();
+        creds.ufrag = format!("{:02x}{}", self.shard, creds.ufrag);
+        let mut rtc = with_video_codecs(Rtc::builder(), &sdp)
+            .set_rtp_mode(true)
+            .set_local_ice_credentials(creds)
+            .set_ice_lite(true)
+            .enable_bwe(Some(Bitrate::kbps(INITIAL_ESTIMATE_KBPS)))
+            .set_stats_interval(Some(Duration::from_secs(1)))
+            .build(now);
+        match Candidate::host(self.local, "udp") {
+            Ok(c) => {
+                rtc.add_local_candidate(c);
+            }
+            Err(e) => return self.refuse(key, "offer", format!("no host candidate: {e}")),
+        }
+        let answer = match rtc.sdp_api().accept_offer(offer) {
+            Ok(a) => a,
+            Err(e) => return self.refuse(key, "offer", format!("offer not accepted: {e}")),
+        };
+        let w = self.waiting.swap_remove(w);
+        let mut peer = Peer {
+            key,
+            meeting: w.meeting,
+            participant: w.participant,
+            name: w.name,
+            rtc,
+            tracks_in: Vec::new(),
+            tracks_out: Vec::new(),
+            pending: None,
+            needs_offer: false,
+            dirty: true,
+            due: now,
+            rtt: None,
+            egress_loss: None,
+            bytes: None,
+            bitrate_in_bps: 0,
+            bitrate_out_bps: 0,
+            stream_counters: Vec::new(),
+            to_deactivate: Vec::new(),
+            estimate_bps: None,
+        };
+        // Everything already published in the meeting, here or on other nodes, is
+        // offered to the newcomer.
+        for other in self.peers.iter().filter(|o| o.meeting == peer.meeting) {
+            for t in &other.tracks_in {
+                peer.tracks_out
+                    .push(TrackOut::new(Source::Peer(other.key, t.mid), t.kind));
+                peer.needs_offer = true;
+            }
+        }
+        for r in self.remotes.iter().filter(|r| r.meeting == peer.meeting) {
+            peer.tracks_out
+                .push(TrackOut::new(Source::Remote(r.link, r.track_id), r.kind));
+            peer.needs_offer = true;
+        }
+        self.peers.push(peer);
+        self.signal(key, SignalOut::Answer(answer.to_sdp_string()));
+    }
+
+    pub(super) fn renegotiate(&mut self, now: Instant, key: PeerKey, sdp: String) {
+        let Some(offer) = self.parsed(key, "offer", SdpOffer::from_sdp_string(&sdp)) else {
+            return;
+        };
+        let Some(peer) = self.peer_mut(key) else {
+            return self.refuse(key, "offer", "the media session has ended".into());
+        };
+        // The peer's offer wins over ours: drop our pending offer and redo it after.
+        if peer.pending.take().is_some() {
+            for t in &mut peer.tracks_out {
+                if let OutState::Negotiating(_) = t.state {
+                    t.state = OutState::ToOpen;
+                }
+            }
+            peer.want_offer();
+        }
+        match peer.rtc.sdp_api().accept_offer(offer) {
+            Ok(a) => {
+                peer.dirty = true;
+                let started = peer.refresh_directions();
+                self.wants_changed = true;
+                self.signal(key, SignalOut::Answer(a.to_sdp_string()));
+                self.keyframes_for(now, started);
+            }
+            Err(e) => self.refuse(key, "offer", format!("offer not accepted: {e}")),
+        }
+    }
+
+    pub(super) fn answer(&mut self, now: Instant, key: PeerKey, sdp: String) {
+        let Some(answer) = self.parsed(key, "answer", SdpAnswer::from_sdp_string(&sdp)) else {
+            return;
+        };
+        let Some(peer) = self.peer_mut(key) else {
+            return self.refuse(key, "answer", "answer before any offer".into());
+        };
+        let Some(pending) = peer.pending.take() else {
+            return self.refuse(key, "answer", "answer without an offer of ours".into());
+        };
+        match peer.rtc.sdp_api().accept_answer(pending, answer) {
+            Ok(()) => {
+                for t in &mut peer.tracks_out {
+                    if let OutState::Negotiating(m) = t.state {
+                        t.state = OutState::Open(m);
+                    }
+                }
+                // Tracks added meanwhile are offered now.
+                peer.dirty = true;
+                let started = peer.refresh_directions();
+                self.wants_changed = true;
+                // A new subscriber needs a keyframe to start decoding.
+                self.keyframes_for(now, started);
+            }
+            Err(e) => self.refuse(key, "answer", format!("answer not accepted: {e}")),
+        }
+    }
+
+    /// Offers peer `i` the tracks it does not have yet and retires m-lines whose
+    /// publisher left; called only while no offer of ours is pending.
+    pub(super) fn negotiate(&mut self, i: usize) {
+        let remotes = &self.remotes;
+        let (left, right) = self.peers.split_at_mut(i);
+        let (peer, rest) = right.split_first_mut().expect("index in range");
+        peer.needs_offer = false;
+        let mut change = peer.rtc.sdp_api();
+        for mid in peer.to_deactivate.drain(..) {
+            change.set_direction(mid, Direction::Inactive);
+        }
+        let mut announced = Vec::new();
+        for t in &mut peer.tracks_out {
+            if t.state == OutState::ToOpen {
+                let participant = match t.source {
+                    Source::Peer(key, _) => left
+                        .iter()
+                        .chain(rest.iter())
+                        .find(|p| p.key == key)
+                        .map(|p| &p.participant),
+                    Source::Remote(link, id) => remotes
+                        .iter()
+                        .find(|r| r.link == link && r.track_id == id)
+                        .map(|r| &r.participant),
+                };
+                let Some(participant) = participant else {
+                    continue;
+                };
+                let stream = participant.to_string();
+                let mid = change.add_media(t.kind, Direction::SendOnly, Some(stream), None, None);
+                t.state = OutState::Negotiating(mid);
+                announced.push((mid, participant.clone(), t.kind));
+            }
+        }
+        let Some((offer, pending)) = change.apply() else {
+            return;
+        };
+        peer.pending = Some(pending);
+        let key = peer.key;
+        for (mid, participant, kind) in announced {
+            self.out.push_back(SfuOutput::Signal {
+                key,
+                msg: SignalOut::Track {
+                    mid: mid.to_string(),
+                    participant,
+                    kind: kind_name(kind),
+                },
+            });
+        }
+        self.out.push_back(SfuOutput::Signal {
+            key,
+            msg: SignalOut::Offer(offer.to_sdp_string()),
+        });
+    }
+}
