@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod error;
 pub mod files;
 pub mod manifest;
 pub mod pipeline;
@@ -18,7 +19,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::Context;
 use common::ids::NodeId;
 use common::node::{CpuSampler, Drain};
 use common::registration::{NodeRecord, Registration};
@@ -34,6 +34,40 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use crate::config::RecordingNodeConfig;
+pub use crate::error::RecordingError;
+
+/// Why a recording node could not start, or stopped serving.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NodeError {
+    #[error(transparent)]
+    Config(#[from] common::config::ConfigError),
+    #[error("invalid config key `node_id`")]
+    Id(#[from] common::ids::InvalidId),
+    #[error("{what}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid config key `download_key_file`: {0}")]
+    DownloadKey(String),
+    #[error(transparent)]
+    Recording(#[from] RecordingError),
+    #[error("relay client")]
+    Relay(#[from] relay::RelayError),
+    #[error("gRPC server")]
+    Grpc(#[from] tonic::transport::Error),
+    #[error("gRPC task")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+impl NodeError {
+    fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Self {
+        let what = what.into();
+        move |source| Self::Io { what, source }
+    }
+}
 
 struct Node {
     id: NodeId,
@@ -297,13 +331,15 @@ pub async fn run(
     grpc: TcpListener,
     shutdown: CancellationToken,
     drain: CancellationToken,
-) -> anyhow::Result<()> {
+) -> Result<(), NodeError> {
     cfg.validate()?;
     let id = NodeId::parse(&cfg.node_id)?;
     let tls = cfg.tls.load("tls")?;
     for (class, dir) in &cfg.storage {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("storage.{class}: cannot create {}", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(NodeError::io(format!(
+            "storage.{class}: cannot create {}",
+            dir.display()
+        )))?;
     }
     let registry = common::ops::registry(&cfg.node_id, &cfg.region);
     let metrics = Metrics {
@@ -357,7 +393,7 @@ pub async fn run(
     metrics.slots_free.set(i64::from(cfg.slots));
     pipeline::init()?;
     let relay = match &tls {
-        Some(t) => Some(relay::client("0.0.0.0:0".parse()?, t.pem())?),
+        Some(t) => Some(relay::client(([0, 0, 0, 0], 0).into(), t.pem())?),
         None => {
             tracing::warn!("no TLS: no relay, so this node cannot record");
             None
@@ -383,8 +419,7 @@ pub async fn run(
     };
     let files = match &cfg.download_key_file {
         Some(p) => Some(std::sync::Arc::new(files::Files {
-            key: common::download::read_key(p)
-                .map_err(|e| anyhow::anyhow!("download_key_file: {e}"))?,
+            key: common::download::read_key(p).map_err(NodeError::DownloadKey)?,
             storage: cfg.storage.values().cloned().collect(),
         })),
         None => {
@@ -465,7 +500,7 @@ pub async fn run(
 
     let mut server = tonic::transport::Server::builder();
     if let Some(t) = &tls {
-        server = server.tls_config(t.server()).context("gRPC TLS")?;
+        server = server.tls_config(t.server())?;
     }
     let sd = shutdown.clone();
     let grpc_task = tokio::spawn(
@@ -487,7 +522,10 @@ pub async fn run(
             Ok(())
         }
     });
-    tracing::info!(http = %http.local_addr()?, node = %id, "recording node serving");
+    let addr = http
+        .local_addr()
+        .map_err(NodeError::io("the HTTP listener"))?;
+    tracing::info!(http = %addr, node = %id, "recording node serving");
     let sd = shutdown.clone();
     let mut router = common::ops::router(registry, ready);
     if let Some(f) = files {
@@ -495,11 +533,9 @@ pub async fn run(
     }
     axum::serve(http, router)
         .with_graceful_shutdown(async move { sd.cancelled().await })
-        .await?;
-    grpc_task
         .await
-        .context("gRPC task")?
-        .context("gRPC server")?;
+        .map_err(NodeError::io("HTTP server"))?;
+    grpc_task.await??;
     match Arc::try_unwrap(node) {
         Ok(n) => n.registration.join().await,
         Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,

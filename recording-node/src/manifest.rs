@@ -4,9 +4,10 @@
 //! half of it.
 use std::path::Path;
 
-use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+
+use crate::error::{RecordingError, io};
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Manifest {
@@ -79,7 +80,7 @@ impl FileEntry {
         path: &Path,
         kind: &str,
         participant_id: Option<String>,
-    ) -> anyhow::Result<Self> {
+    ) -> Result<Self, RecordingError> {
         let p = path.to_owned();
         let kind = kind.to_owned();
         tokio::task::spawn_blocking(move || {
@@ -88,17 +89,20 @@ impl FileEntry {
             } else {
                 crate::probe::audio(&p)?.duration
             };
+            let measuring = || format!("measuring {}", p.display());
             Ok(Self {
                 name: p
                     .file_name()
-                    .context("file without a name")?
+                    .ok_or_else(|| {
+                        RecordingError::Invalid(format!("{}: no file name", p.display()))
+                    })?
                     .to_string_lossy()
                     .into_owned(),
                 kind,
                 participant_id,
                 duration_ms: duration.as_millis() as u64,
-                bytes: std::fs::metadata(&p)?.len(),
-                sha256: sha256_file(&p)?,
+                bytes: std::fs::metadata(&p).map_err(io(measuring()))?.len(),
+                sha256: sha256_file(&p).map_err(io(measuring()))?,
             })
         })
         .await?
@@ -106,11 +110,14 @@ impl FileEntry {
 }
 
 impl Manifest {
-    pub async fn write(&self, dir: &Path) -> anyhow::Result<()> {
-        let json = serde_json::to_vec_pretty(self)?;
+    pub async fn write(&self, dir: &Path) -> Result<(), RecordingError> {
+        let json = serde_json::to_vec_pretty(self).expect("a manifest serialises");
         let tmp = dir.join("manifest.json.tmp");
-        tokio::fs::write(&tmp, json).await?;
-        tokio::fs::rename(&tmp, dir.join("manifest.json")).await?;
+        let writing = || format!("writing {}", tmp.display());
+        tokio::fs::write(&tmp, json).await.map_err(io(writing()))?;
+        tokio::fs::rename(&tmp, dir.join("manifest.json"))
+            .await
+            .map_err(io(writing()))?;
         Ok(())
     }
 }

@@ -14,22 +14,22 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use anyhow::{Context, anyhow, bail};
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 
+use crate::error::{GstContext, RecordingError};
 use crate::spec::{Codec, CodecExt, CompositeSpec, TrackSpec, gallery};
 
 /// How long packets may wait for late or reordered ones.
 const JITTER_MS: u32 = 200;
 
-pub fn init() -> anyhow::Result<()> {
-    gst::init().context("initialising GStreamer")
+pub fn init() -> Result<(), RecordingError> {
+    gst::init().gst(|| "initialising GStreamer".into())
 }
 
-fn make(factory: &str) -> anyhow::Result<gst::Element> {
-    gst::ElementFactory::make(factory).build().with_context(|| {
+fn make(factory: &str) -> Result<gst::Element, RecordingError> {
+    gst::ElementFactory::make(factory).build().gst(|| {
         format!(
             "GStreamer element {factory} is missing (Debian: gstreamer1.0-plugins-base, -good, \
              -bad, -ugly, -libav and gstreamer1.0-x)"
@@ -37,11 +37,11 @@ fn make(factory: &str) -> anyhow::Result<gst::Element> {
     })
 }
 
-fn appsrc(track: &TrackSpec) -> anyhow::Result<gst_app::AppSrc> {
+fn appsrc(track: &TrackSpec) -> Result<gst_app::AppSrc, RecordingError> {
     let caps: gst::Caps = track
         .rtp_caps()
         .parse()
-        .map_err(|_| anyhow!("bad caps {}", track.rtp_caps()))?;
+        .map_err(|_| RecordingError::Invalid(format!("bad caps {}", track.rtp_caps())))?;
     Ok(gst_app::AppSrc::builder()
         .caps(&caps)
         .is_live(true)
@@ -58,20 +58,20 @@ fn appsrc(track: &TrackSpec) -> anyhow::Result<gst_app::AppSrc> {
 /// A file sink that hands every buffer to the kernel at once: a node killed with
 /// SIGKILL loses nothing that was muxed (stdio buffering would hold back the first
 /// tens of kilobytes, which is seconds of audio).
-fn file_sink(path: &Path) -> anyhow::Result<gst::Element> {
+fn file_sink(path: &Path) -> Result<gst::Element, RecordingError> {
     let sink = make("filesink")?;
     sink.set_property("location", path.to_string_lossy().to_string());
     sink.set_property_from_str("buffer-mode", "unbuffered");
     Ok(sink)
 }
 
-fn jitterbuffer() -> anyhow::Result<gst::Element> {
+fn jitterbuffer() -> Result<gst::Element, RecordingError> {
     let jb = make("rtpjitterbuffer")?;
     jb.set_property("latency", JITTER_MS);
     Ok(jb)
 }
 
-fn depayloader(codec: Codec) -> anyhow::Result<gst::Element> {
+fn depayloader(codec: Codec) -> Result<gst::Element, RecordingError> {
     let d = make(codec.depay_and_decoder().0)?;
     if !codec.is_audio() {
         // Start at a keyframe: decoders fed the middle of a stream fail.
@@ -86,43 +86,52 @@ fn push(src: &gst_app::AppSrc, rtp: &[u8]) -> bool {
 }
 
 /// A pipeline from a gst-launch description.
-pub(crate) fn launch(desc: &str) -> anyhow::Result<gst::Pipeline> {
+pub(crate) fn launch(desc: &str) -> Result<gst::Pipeline, RecordingError> {
     gst::parse::launch(desc)
-        .with_context(|| format!("building {desc}"))?
+        .gst(|| format!("building {desc}"))?
         .downcast::<gst::Pipeline>()
-        .map_err(|_| anyhow!("not a pipeline: {desc}"))
+        .ok()
+        .gst(|| format!("not a pipeline: {desc}"))
 }
 
 /// The appsink called `name` in `pipeline`.
-pub(crate) fn appsink(pipeline: &gst::Pipeline, name: &str) -> anyhow::Result<gst_app::AppSink> {
+pub(crate) fn appsink(
+    pipeline: &gst::Pipeline,
+    name: &str,
+) -> Result<gst_app::AppSink, RecordingError> {
     pipeline
         .by_name(name)
-        .with_context(|| format!("no element {name}"))?
+        .gst(|| format!("no element {name}"))?
         .downcast::<gst_app::AppSink>()
-        .map_err(|_| anyhow!("{name} is not an appsink"))
+        .ok()
+        .gst(|| format!("{name} is not an appsink"))
 }
 
 /// Sends EOS and waits (up to `timeout`) for the pipeline to finish writing, then stops it.
 /// Errors posted on the bus on the way are returned.
-fn finish_pipeline(pipeline: &gst::Pipeline, timeout: Duration) -> anyhow::Result<()> {
+fn finish_pipeline(pipeline: &gst::Pipeline, timeout: Duration) -> Result<(), RecordingError> {
     pipeline.send_event(gst::event::Eos::new());
     wait_end(pipeline, timeout)
 }
 
 /// Waits (up to `timeout`) for the pipeline's end of stream or first error, then stops it.
-pub(crate) fn wait_end(pipeline: &gst::Pipeline, timeout: Duration) -> anyhow::Result<()> {
-    let bus = pipeline.bus().context("pipeline without a bus")?;
+pub(crate) fn wait_end(pipeline: &gst::Pipeline, timeout: Duration) -> Result<(), RecordingError> {
+    let bus = pipeline.bus().gst(|| "pipeline without a bus".into())?;
     let result = match bus.timed_pop_filtered(
         gst::ClockTime::from_nseconds(timeout.as_nanos() as u64),
         &[gst::MessageType::Eos, gst::MessageType::Error],
     ) {
         Some(msg) => match msg.view() {
-            gst::MessageView::Error(e) => Err(anyhow!(describe_error(e))),
+            gst::MessageView::Error(e) => Err(RecordingError::Pipeline(describe_error(e))),
             _ => Ok(()),
         },
-        None => Err(anyhow!("the pipeline did not finish within {timeout:?}")),
+        None => Err(RecordingError::Pipeline(format!(
+            "the pipeline did not finish within {timeout:?}"
+        ))),
     };
-    pipeline.set_state(gst::State::Null)?;
+    pipeline
+        .set_state(gst::State::Null)
+        .gst(|| "stopping a pipeline".into())?;
     result
 }
 
@@ -183,9 +192,12 @@ pub struct AudioFile {
 }
 
 impl AudioFile {
-    pub fn start(track: &TrackSpec, dir: &Path, segment: u32) -> anyhow::Result<Self> {
+    pub fn start(track: &TrackSpec, dir: &Path, segment: u32) -> Result<Self, RecordingError> {
         if track.codec != Codec::Opus {
-            bail!("participant audio files are Opus, not {:?}", track.codec);
+            return Err(RecordingError::Invalid(format!(
+                "participant audio files are Opus, not {:?}",
+                track.codec
+            )));
         }
         let path = dir.join(track.audio_file_name(segment));
         let pipeline = gst::Pipeline::with_name(&format!("audio-{}", track.track_id));
@@ -200,11 +212,13 @@ impl AudioFile {
             make("oggmux")?,
             sink,
         ];
-        pipeline.add_many(&chain)?;
-        gst::Element::link_many(&chain)?;
+        pipeline
+            .add_many(&chain)
+            .gst(|| "assembling an audio file pipeline".into())?;
+        gst::Element::link_many(&chain).gst(|| "linking an audio file pipeline".into())?;
         pipeline
             .set_state(gst::State::Playing)
-            .with_context(|| format!("starting the audio file {}", path.display()))?;
+            .gst(|| format!("starting the audio file {}", path.display()))?;
         Ok(Self {
             pipeline,
             src,
@@ -222,9 +236,9 @@ impl AudioFile {
     }
 
     /// Ends the file (the last Ogg page written) and returns its path.
-    pub fn finish(self) -> anyhow::Result<PathBuf> {
+    pub fn finish(self) -> Result<PathBuf, RecordingError> {
         finish_pipeline(&self.pipeline, Duration::from_secs(10))
-            .with_context(|| format!("finishing {}", self.path.display()))?;
+            .gst(|| format!("finishing {}", self.path.display()))?;
         Ok(self.path)
     }
 }
@@ -267,15 +281,15 @@ fn cut_at(pad: &gst::Pad, cut: Arc<AtomicU64>, reached: Arc<AtomicBool>) {
 }
 
 impl Composite {
-    pub fn start(spec: CompositeSpec, path: &Path) -> anyhow::Result<Self> {
-        spec.validate().map_err(|e| anyhow!(e))?;
+    pub fn start(spec: CompositeSpec, path: &Path) -> Result<Self, RecordingError> {
+        spec.validate()?;
         let pipeline = gst::Pipeline::with_name("composite");
         let video_caps: gst::Caps = format!(
             "video/x-raw,width={},height={},framerate={}/1",
             spec.width, spec.height, spec.fps
         )
         .parse()
-        .map_err(|_| anyhow!("bad composite caps"))?;
+        .map_err(|_| RecordingError::Invalid("bad composite caps".into()))?;
 
         // The canvas: live black frames that keep time when no one shows video.
         let canvas = make("videotestsrc")?;
@@ -349,20 +363,22 @@ impl Composite {
             make("opusparse")?,
             aqueue,
         ];
-        pipeline.add_many(&video)?;
-        pipeline.add_many(&audio)?;
-        pipeline.add_many([&mux, &sink])?;
-        gst::Element::link_many(&video)?;
-        gst::Element::link_many(&audio)?;
+        let assembling = || "assembling the composite pipeline".to_owned();
+        pipeline.add_many(&video).gst(assembling)?;
+        pipeline.add_many(&audio).gst(assembling)?;
+        pipeline.add_many([&mux, &sink]).gst(assembling)?;
+        gst::Element::link_many(&video).gst(|| "linking the video chain".into())?;
+        gst::Element::link_many(&audio).gst(|| "linking the audio chain".into())?;
         video[video.len() - 1]
             .link_pads(None, &mux, Some("video_0"))
-            .context("linking video into mp4mux")?;
+            .gst(|| "linking video into mp4mux".into())?;
         audio[audio.len() - 1]
             .link_pads(None, &mux, Some("audio_0"))
-            .context("linking audio into mp4mux")?;
-        mux.link(&sink)?;
+            .gst(|| "linking audio into mp4mux".into())?;
+        mux.link(&sink)
+            .gst(|| "linking mp4mux to the file".into())?;
         for q in [&video[video.len() - 1], &audio[audio.len() - 1]] {
-            stamp_missing_pts(&q.static_pad("src").context("queue without src pad")?);
+            stamp_missing_pts(&q.static_pad("src").gst(|| "queue without src pad".into())?);
         }
         let cut = Arc::new(AtomicU64::new(u64::MAX));
         let at_cut = [
@@ -370,12 +386,14 @@ impl Composite {
             Arc::new(AtomicBool::new(false)),
         ];
         for (el, reached) in [&compositor, &mixer].into_iter().zip(&at_cut) {
-            let pad = el.static_pad("src").context("mixer without src pad")?;
+            let pad = el
+                .static_pad("src")
+                .gst(|| "mixer without src pad".into())?;
             cut_at(&pad, cut.clone(), reached.clone());
         }
         pipeline
             .set_state(gst::State::Playing)
-            .with_context(|| format!("starting the composite {}", path.display()))?;
+            .gst(|| format!("starting the composite {}", path.display()))?;
         Ok(Self {
             pipeline,
             compositor,
@@ -390,7 +408,7 @@ impl Composite {
 
     /// Adds a track: a video track gets a tile (the gallery is laid out again), an audio
     /// track joins the mix.
-    pub fn add(&mut self, track: &TrackSpec) -> anyhow::Result<()> {
+    pub fn add(&mut self, track: &TrackSpec) -> Result<(), RecordingError> {
         if self.branches.contains_key(&track.track_id) {
             return Ok(());
         }
@@ -418,20 +436,24 @@ impl Composite {
         let target = if video { &self.compositor } else { &self.mixer };
         let pad = target
             .request_pad_simple("sink_%u")
-            .context("no free mixer pad")?;
+            .gst(|| "no free mixer pad".into())?;
         if video {
             pad.set_property("zorder", 1u32);
             pad.set_property_from_str("sizing-policy", "keep-aspect-ratio");
         }
-        self.pipeline.add_many(&elements)?;
-        gst::Element::link_many(&elements)?;
+        let id = track.track_id;
+        self.pipeline
+            .add_many(&elements)
+            .gst(|| format!("adding track {id} to the composite"))?;
+        gst::Element::link_many(&elements).gst(|| format!("linking track {id}"))?;
         elements[elements.len() - 1]
             .static_pad("src")
-            .context("queue without src pad")?
+            .gst(|| "queue without src pad".into())?
             .link(&pad)
-            .map_err(|e| anyhow!("linking track {} into the mix: {e:?}", track.track_id))?;
+            .gst(|| format!("linking track {id} into the mix"))?;
         for e in &elements {
-            e.sync_state_with_parent()?;
+            e.sync_state_with_parent()
+                .gst(|| format!("starting track {id} in the composite"))?;
         }
         self.branches.insert(
             track.track_id,
@@ -516,7 +538,7 @@ impl Composite {
 
     /// Ends the composite at running time `end` (see [`Composite::now`]; None: now):
     /// the last fragment is written and the file closed.
-    pub fn finish(self, end: Option<gst::ClockTime>) -> anyhow::Result<PathBuf> {
+    pub fn finish(self, end: Option<gst::ClockTime>) -> Result<PathBuf, RecordingError> {
         if let Some(end) = end.or_else(|| self.now()) {
             self.cut_at(end, Duration::from_secs(5));
         }
@@ -524,7 +546,7 @@ impl Composite {
             let _ = b.src.end_of_stream();
         }
         finish_pipeline(&self.pipeline, Duration::from_secs(20))
-            .with_context(|| format!("finishing {}", self.path.display()))?;
+            .gst(|| format!("finishing {}", self.path.display()))?;
         Ok(self.path)
     }
 }

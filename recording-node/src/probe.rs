@@ -4,11 +4,11 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::{Context, bail};
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 
+use crate::error::{GstContext, RecordingError};
 use crate::pipeline::{appsink, launch, wait_end};
 
 /// A decoded audio file, as mono 32-bit float samples.
@@ -54,22 +54,25 @@ impl Span {
 }
 
 /// Runs `pipeline` to the end (errors are returned), with a deadline.
-fn run(pipeline: &gst::Pipeline, what: &Path) -> anyhow::Result<()> {
-    pipeline.set_state(gst::State::Playing)?;
+fn run(pipeline: &gst::Pipeline, what: &Path) -> Result<(), RecordingError> {
+    let decoding = || format!("decoding {}", what.display());
+    pipeline.set_state(gst::State::Playing).gst(decoding)?;
     wait_end(pipeline, Duration::from_secs(120))
-        .with_context(|| format!("decoding {}", what.display()))
+        .map_err(|e| RecordingError::Pipeline(format!("{}: {e}", decoding())))
 }
 
-fn quoted(path: &Path) -> anyhow::Result<String> {
-    let s = path.to_str().context("path is not UTF-8")?;
+fn quoted(path: &Path) -> Result<String, RecordingError> {
+    let s = path
+        .to_str()
+        .ok_or_else(|| RecordingError::Invalid(format!("path is not UTF-8: {}", path.display())))?;
     if s.contains('"') {
-        bail!("path has a quote: {s}");
+        return Err(RecordingError::Invalid(format!("path has a quote: {s}")));
     }
     Ok(format!("\"{s}\""))
 }
 
 /// Decodes an audio file (any container and codec GStreamer knows) to mono f32.
-pub fn audio(path: &Path) -> anyhow::Result<Audio> {
+pub fn audio(path: &Path) -> Result<Audio, RecordingError> {
     const RATE: u32 = 48_000;
     let p = launch(&format!(
         "filesrc location={} ! decodebin ! audioconvert ! audioresample ! \
@@ -105,7 +108,7 @@ pub fn audio(path: &Path) -> anyhow::Result<Audio> {
 }
 
 /// Decodes an MP4 composite end to end: its video and, if there is one, its audio.
-pub fn composite(path: &Path) -> anyhow::Result<Video> {
+pub fn composite(path: &Path) -> Result<Video, RecordingError> {
     let p = launch(&format!(
         "filesrc location={} ! qtdemux name=d \
          d.video_0 ! queue ! decodebin ! videoconvert ! appsink name=v sync=false \

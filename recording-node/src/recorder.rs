@@ -7,11 +7,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::Context;
 use proto::v1::relay_control::Msg;
 use proto::v1::{RecordingGap, RelayControl, RelayHello, Subscribe};
 use tokio_util::sync::CancellationToken;
 
+use crate::error::{RecordingError, io};
 use crate::manifest::{FileEntry, Gap, Manifest, ParticipantEntry};
 use crate::pipeline::{AudioFile, Composite};
 use crate::spec::{CompositeSpec, TrackSpec, parse_codec};
@@ -50,8 +50,8 @@ pub async fn record(
     endpoint: quinn::Endpoint,
     metrics: RecorderMetrics,
     stop: CancellationToken,
-) -> anyhow::Result<Manifest> {
-    std::fs::create_dir_all(&req.dir).with_context(|| format!("creating {}", req.dir.display()))?;
+) -> Result<Manifest, RecordingError> {
+    std::fs::create_dir_all(&req.dir).map_err(io(format!("creating {}", req.dir.display())))?;
     let hello = RelayControl {
         msg: Some(Msg::Hello(RelayHello {
             node_id: req.node_id.clone(),
@@ -61,7 +61,10 @@ pub async fn record(
     };
     let link = relay::connect(&endpoint, req.media_relay_addr, &req.media_node_id, &hello)
         .await
-        .with_context(|| format!("subscribing to the meeting on {}", req.media_node_id))?;
+        .map_err(|source| RecordingError::Subscribe {
+            node: req.media_node_id.clone(),
+            source,
+        })?;
     let relay::Link {
         connection,
         mut writer,
@@ -105,7 +108,9 @@ pub async fn record(
             _ = stop.cancelled() => break,
             _ = check.tick() => {
                 if let Some(e) = composite.error() {
-                    anyhow::bail!("the composite pipeline failed: {e}");
+                    return Err(RecordingError::Pipeline(format!(
+                        "the composite pipeline failed: {e}"
+                    )));
                 }
                 // A participant's file that failed stops there; the rest goes on.
                 let failed: Vec<(u32, String)> = audio

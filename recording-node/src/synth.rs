@@ -3,34 +3,40 @@
 //! fixtures), and a player that hands packets over when they are due, as the relay does.
 use std::time::{Duration, Instant};
 
-use anyhow::bail;
 use gstreamer as gst;
 use gstreamer::prelude::*;
+
+use crate::error::{GstContext, RecordingError};
 
 /// RTP packets with the time (from the stream's start) each is due.
 pub type Stream = Vec<(Duration, Vec<u8>)>;
 
 /// Runs `desc` (a gst-launch description ending in a payloader) to the end and collects
 /// its packets.
-pub fn rtp(desc: &str) -> anyhow::Result<Stream> {
+pub fn rtp(desc: &str) -> Result<Stream, RecordingError> {
     let p = crate::pipeline::launch(&format!("{desc} ! appsink name=out sync=false"))?;
     let sink = crate::pipeline::appsink(&p, "out")?;
-    p.set_state(gst::State::Playing)?;
+    p.set_state(gst::State::Playing)
+        .gst(|| format!("starting {desc}"))?;
     let mut out = Vec::new();
     while let Ok(s) = sink.pull_sample() {
         let Some(b) = s.buffer() else { continue };
         let at = Duration::from_nanos(b.pts().map(|t| t.nseconds()).unwrap_or(0));
-        out.push((at, b.map_readable()?.to_vec()));
+        out.push((
+            at,
+            b.map_readable().gst(|| "reading a buffer".into())?.to_vec(),
+        ));
     }
-    p.set_state(gst::State::Null)?;
+    p.set_state(gst::State::Null)
+        .gst(|| format!("stopping {desc}"))?;
     if out.is_empty() {
-        bail!("no RTP from {desc}");
+        return Err(RecordingError::Pipeline(format!("no RTP from {desc}")));
     }
     Ok(out)
 }
 
 /// An Opus tone of `hz`, 20 ms per packet, payload type 111.
-pub fn tone(hz: u32, secs: u32) -> anyhow::Result<Stream> {
+pub fn tone(hz: u32, secs: u32) -> Result<Stream, RecordingError> {
     rtp(&format!(
         "audiotestsrc freq={hz} volume=0.5 num-buffers={} samplesperbuffer=960 ! \
          audio/x-raw,rate=48000,channels=1 ! opusenc frame-size=20 ! rtpopuspay pt=111",
@@ -46,7 +52,7 @@ pub fn pattern(
     height: u32,
     kbps: u32,
     secs: u32,
-) -> anyhow::Result<Stream> {
+) -> Result<Stream, RecordingError> {
     rtp(&format!(
         "videotestsrc pattern={name} num-buffers={} ! \
          video/x-raw,width={width},height={height},framerate=25/1 ! \
