@@ -15,13 +15,13 @@ use str0m::net::{Protocol, Receive};
 use str0m::rtp::Ssrc;
 use str0m::{Event, IceConnectionState, Input, Output, Rtc};
 
-use super::api::*;
-use super::negotiation::*;
+use super::api::{LinkKey, PeerKey, RelayEvent, SfuCommand, SfuOutput, SignalOut, SinkKey, Source};
+use super::negotiation::sdp_error;
 use super::rtp;
-use super::simulcast::*;
+use super::simulcast::{ALL_LAYERS, AUDIO_BPS, capped, layer_rid};
 use super::sink::SinkTrack;
-use super::speaker::*;
-use super::stats::*;
+use super::speaker::SPEAKER_CHECK;
+use super::stats::{Counters, SfuStats, StreamKey, counter_delta};
 
 /// How often one peer's `Rtc` may ask for its timeout to be handled at once within one
 /// drive before we let the driver's timer do it (a guard against a busy loop).

@@ -11,13 +11,13 @@ use str0m::format::PayloadParams;
 use str0m::media::{KeyframeRequestKind, MediaKind, Mid, Pt};
 use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, Vp8Descriptor};
 
-use super::api::*;
-use super::codec::*;
-use super::core::*;
+use super::api::{LinkKey, RelayEvent, SfuOutput, Source};
+use super::codec::{from_str0m, to_str0m};
+use super::core::{Link, LinkTrack, OutState, Peer, Sfu, Sink};
 use super::rtp::{self, PacketIn, Verdict};
-use super::simulcast::*;
+use super::simulcast::{layer_index, layer_rid};
 use super::sink::{self, SinkTrack};
-use super::speaker::*;
+use super::speaker::loudness_of;
 
 /// What a subscriber's copy of a packet carries of the publisher's header extensions:
 /// the ones about the media (str0m adds the transport's own).

@@ -7,10 +7,10 @@ use str0m::change::{SdpAnswer, SdpOffer};
 use str0m::media::Direction;
 use str0m::{Candidate, IceCreds, Rtc};
 
-use super::api::*;
-use super::codec::*;
-use super::core::*;
-use super::simulcast::*;
+use super::api::{PeerKey, SfuOutput, SignalOut, Source};
+use super::codec::with_video_codecs;
+use super::core::{OutState, Peer, Sfu, TrackOut, kind_name};
+use super::simulcast::INITIAL_ESTIMATE_KBPS;
 
 /// str0m's SDP parse error on one line, without the parser's memory address.
 pub(super) fn sdp_error(e: &impl std::fmt::Display) -> String {

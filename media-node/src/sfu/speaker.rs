@@ -5,8 +5,8 @@ use std::time::Duration;
 use common::ids::{MeetingId, ParticipantId};
 use str0m::media::MediaKind;
 
-use super::api::*;
-use super::core::*;
+use super::api::SfuOutput;
+use super::core::Sfu;
 
 /// How often the loudest participant of each meeting is worked out.
 pub(super) const SPEAKER_CHECK: Duration = Duration::from_millis(500);

@@ -3,7 +3,7 @@
 
 use str0m::media::{Mid, Rid};
 
-use super::core::*;
+use super::core::Sfu;
 
 /// Totals and current values over all peers, for metrics and the load report.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
