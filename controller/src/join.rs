@@ -214,6 +214,7 @@ impl Service {
         let mut known: BTreeMap<Slot, StoredPlacement> = self
             .view
             .read(|v| v.placements.get(meeting).cloned().unwrap_or_default());
+        let placed = |outcome: &str| self.metrics.placements.with_label_values(&[outcome]).inc();
         for _ in 0..5 {
             let existing: BTreeMap<Slot, NodeId> = known
                 .iter()
@@ -231,10 +232,7 @@ impl Service {
                     outcome,
                     ..
                 } => {
-                    self.metrics
-                        .placements
-                        .with_label_values(&[outcome.as_str()])
-                        .inc();
+                    placed(outcome.as_str());
                     return Ok(Placed {
                         node,
                         region,
@@ -248,10 +246,7 @@ impl Service {
                     outcome,
                 } => (node, Slot { region, n }, outcome),
                 Placement::Refused(why) => {
-                    self.metrics
-                        .placements
-                        .with_label_values(&["refused"])
-                        .inc();
+                    placed("refused");
                     return Err(ApiError::Unavailable(format!(
                         "cannot place the join: {why}"
                     )));
@@ -264,10 +259,7 @@ impl Service {
                 .inspect_err(|_| self.metrics.etcd_errors.inc())?;
             match commit {
                 PlacementCommit::Committed(p) => {
-                    self.metrics
-                        .placements
-                        .with_label_values(&[outcome.as_str()])
-                        .inc();
+                    placed(outcome.as_str());
                     return Ok(Placed {
                         node,
                         region: slot.region.clone(),

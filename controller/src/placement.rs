@@ -521,55 +521,24 @@ mod tests {
         );
     }
 
-    fn recording_node(id: &str, region: &str, slots: u32) -> (NodeId, crate::model::RecordingNode) {
-        let id = NodeId::parse(id).unwrap();
-        let n = crate::model::RecordingNode {
-            id: id.clone(),
-            region: Region::parse(region).unwrap(),
-            grpc_addr: String::new(),
-            storage_classes: vec!["internal".into()],
-            slots,
-            version: String::new(),
-            state: NodeState::Active,
-            lease_id: 0,
-            download_url: None,
-        };
-        (id, n)
-    }
-
     fn busy(v: &mut ClusterView, node: &str, n: usize) {
-        use crate::model::{Recording, RecordingState};
-        use common::ids::{MeetingId, RecordingId};
         for i in 0..n {
-            let id = RecordingId::parse(&format!("{node}-r{i}")).unwrap();
-            let r = Recording {
-                id: id.clone(),
-                meeting: MeetingId::parse("abc-defg-hij").unwrap(),
-                node: NodeId::parse(node).unwrap(),
-                state: RecordingState::Recording,
-                files: vec![],
-                gaps: vec![],
-                started_unix_ms: 0,
-                stopped_unix_ms: None,
-                deleted_unix_ms: None,
-                classification: "internal".into(),
-                media_node: NodeId::parse("media-1").unwrap(),
-                error: None,
-                segment: 1,
-                earlier_nodes: vec![],
-            };
-            v.recordings.insert(id, r);
+            let r = crate::testing::recording(&format!("{node}-r{i}"), node, "media-1");
+            v.recordings.insert(r.id.clone(), r);
         }
     }
 
     #[test]
     fn recordings_go_to_a_free_node_of_the_region_and_never_cross_a_pin() {
         let mut v = ClusterView::default();
-        v.recording.extend([
-            recording_node("rec-oslo-1", "oslo", 1),
-            recording_node("rec-oslo-2", "oslo", 2),
-            recording_node("rec-sthlm-1", "stockholm", 4),
-        ]);
+        for (id, region, slots) in [
+            ("rec-oslo-1", "oslo", 1),
+            ("rec-oslo-2", "oslo", 2),
+            ("rec-sthlm-1", "stockholm", 4),
+        ] {
+            let n = crate::testing::recording_node(id, region, slots);
+            v.recording.insert(n.id.clone(), n);
+        }
         let oslo = Region::parse("oslo").unwrap();
         let placed = |v: &ClusterView| place_recording(v, &oslo, None, "internal").unwrap();
         assert_eq!(

@@ -2,12 +2,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::ids::{MeetingId, NodeId, Region};
+use common::ids::{MeetingId, NodeId, RecordingId, Region};
 use common::token::TokenSigner;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Regions;
-use crate::model::{Capacity, MediaNode, Meeting, MeetingState, NodeState, RecordingNode};
+use crate::model::{
+    Capacity, MediaNode, Meeting, MeetingState, NodeState, Recording, RecordingNode, RecordingState,
+};
 use crate::node_rpc::NodeClients;
 use crate::service::Service;
 use crate::store::{ClusterStore, MemoryStore};
@@ -62,6 +64,27 @@ pub(crate) fn meeting(id: &str) -> Meeting {
         ended_unix_ms: None,
         waiting_room: false,
         locked: false,
+    }
+}
+
+/// A recording `id` of meeting abc-defg-hij on recording node `node`, from media node
+/// `media`, running in its first segment since t = 1 s.
+pub(crate) fn recording(id: &str, node: &str, media: &str) -> Recording {
+    Recording {
+        id: RecordingId::parse(id).unwrap(),
+        meeting: MeetingId::parse("abc-defg-hij").unwrap(),
+        node: NodeId::parse(node).unwrap(),
+        state: RecordingState::Recording,
+        files: vec![],
+        gaps: vec![],
+        started_unix_ms: 1_000,
+        stopped_unix_ms: None,
+        deleted_unix_ms: None,
+        classification: "internal".into(),
+        media_node: NodeId::parse(media).unwrap(),
+        error: None,
+        segment: 1,
+        earlier_nodes: vec![],
     }
 }
 

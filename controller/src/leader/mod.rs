@@ -162,13 +162,12 @@ async fn apply(service: &Service, action: Action) -> Result<(), crate::error::Ap
 mod tests {
     use std::time::Duration;
 
-    use common::ids::RecordingId;
     use common::keyspace::Slot;
 
     use super::*;
-    use crate::model::{MediaNode, Meeting, MeetingState, Recording};
+    use crate::model::{MediaNode, Meeting, MeetingState};
     use crate::store::{ClusterStore, MemoryStore, PlacementCommit};
-    use crate::testing::{media_node, meeting, recording_node, region, service, until};
+    use crate::testing::{media_node, meeting, recording, recording_node, region, service, until};
 
     #[tokio::test]
     async fn the_leader_removes_placements_of_dead_nodes_and_of_ended_meetings_only() {
@@ -232,25 +231,6 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(1));
     }
 
-    fn dummy_recording(m: &common::ids::MeetingId, media: &common::ids::NodeId) -> Recording {
-        Recording {
-            id: RecordingId::random(),
-            meeting: m.clone(),
-            node: common::ids::NodeId::parse("rec-gone-1").unwrap(),
-            state: RecordingState::Stopped,
-            files: vec![],
-            gaps: vec![],
-            started_unix_ms: 1,
-            stopped_unix_ms: Some(2),
-            deleted_unix_ms: None,
-            classification: "internal".into(),
-            media_node: media.clone(),
-            error: None,
-            segment: 1,
-            earlier_nodes: vec![],
-        }
-    }
-
     #[tokio::test]
     async fn a_recording_whose_node_is_lost_with_nowhere_to_go_is_stored_failed_saying_why() {
         let store = MemoryStore::new();
@@ -264,9 +244,8 @@ mod tests {
             .unwrap();
         let m = meeting("abc-defg-hij");
         store.create_meeting(&m).await.unwrap();
-        let mut r = dummy_recording(&m.id, &media.id);
-        r.node = common::ids::NodeId::parse("rec-oslo-1").unwrap();
-        r.state = RecordingState::Recording;
+        let r = recording("rec-1", "rec-oslo-1", media.id.as_str());
+        assert_eq!(r.meeting, m.id);
         store.put_recording(&r).await.unwrap();
         let (s, _stop) = service(&store).await;
         store.expire_lease(rec_lease);

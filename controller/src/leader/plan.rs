@@ -137,29 +137,14 @@ fn move_lost(
 
 #[cfg(test)]
 mod tests {
-    use common::ids::{NodeId, RecordingId};
+    use common::ids::NodeId;
 
     use super::*;
     use crate::model::MeetingState;
-    use crate::testing::{media_node, meeting, recording_node};
+    use crate::testing::{media_node, meeting, recording, recording_node};
 
     fn running(node: &str, media: &str) -> Recording {
-        Recording {
-            id: RecordingId::parse("rec-1").unwrap(),
-            meeting: MeetingId::parse("abc-defg-hij").unwrap(),
-            node: NodeId::parse(node).unwrap(),
-            state: RecordingState::Recording,
-            files: vec![],
-            gaps: vec![],
-            started_unix_ms: 1_000,
-            stopped_unix_ms: None,
-            deleted_unix_ms: None,
-            classification: "internal".into(),
-            media_node: NodeId::parse(media).unwrap(),
-            error: None,
-            segment: 1,
-            earlier_nodes: vec![],
-        }
+        recording("rec-1", node, media)
     }
 
     fn view() -> ClusterView {

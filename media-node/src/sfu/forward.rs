@@ -147,6 +147,23 @@ pub(super) fn fan_out<'a>(
     want_keyframe
 }
 
+/// The index of the track `is_it` finds among a sink's or link's `tracks`; when there is
+/// none yet, a new one made by `make` with the next track id, and that id (to announce).
+fn track_of<T>(
+    tracks: &mut Vec<T>,
+    next_id: &mut u32,
+    is_it: impl Fn(&T) -> bool,
+    make: impl FnOnce(u32) -> T,
+) -> (usize, Option<u32>) {
+    if let Some(i) = tracks.iter().position(is_it) {
+        return (i, None);
+    }
+    let id = *next_id;
+    *next_id += 1;
+    tracks.push(make(id));
+    (tracks.len() - 1, Some(id))
+}
+
 /// Hands a packet of `source` to the relay sinks of its meeting. True when a sink waits
 /// for a keyframe of its layer.
 pub(super) fn feed_sinks(
@@ -160,19 +177,19 @@ pub(super) fn feed_sinks(
 ) -> bool {
     let mut want_keyframe = false;
     for sink in sinks.iter_mut().filter(|s| s.meeting == *who.meeting) {
-        let i = match sink.tracks.iter().position(|t| t.source == source) {
-            Some(i) => i,
-            None => {
-                let track_id = sink.next_track_id;
-                sink.next_track_id += 1;
-                out.push_back(SfuOutput::Sink {
-                    key: sink.key,
-                    event: who.announce(track_id, codec, p, 1),
-                });
-                sink.tracks.push(SinkTrack::new(track_id, source, codec));
-                sink.tracks.len() - 1
-            }
-        };
+        let (i, new) = track_of(
+            &mut sink.tracks,
+            &mut sink.next_track_id,
+            |t| t.source == source,
+            |id| SinkTrack::new(id, source, codec),
+        );
+        if let Some(track_id) = new {
+            let event = who.announce(track_id, codec, p, 1);
+            out.push_back(SfuOutput::Sink {
+                key: sink.key,
+                event,
+            });
+        }
         let t = &mut sink.tracks[i];
         match t.packet(p, payload.marker, payload.data) {
             Ok(rtp) => out.push_back(SfuOutput::Sink {
@@ -204,26 +221,26 @@ pub(super) fn feed_links(
 ) {
     let mut arrived = None;
     for link in links.iter_mut().filter(|l| l.meeting == *who.meeting) {
-        let i = match link.tracks.iter().position(|t| t.source == source) {
-            Some(i) => i,
-            None => {
-                let track_id = link.next_track_id;
-                link.next_track_id += 1;
-                let simulcast = p.rid.is_some();
-                out.push_back(SfuOutput::Link {
-                    link: link.key,
-                    event: who.announce(track_id, codec, p, if simulcast { 3 } else { 1 }),
-                });
-                link.tracks.push(LinkTrack {
-                    track_id,
-                    source,
-                    codec,
-                    simulcast,
-                    mask: 0,
-                });
-                link.tracks.len() - 1
-            }
-        };
+        let simulcast = p.rid.is_some();
+        let (i, new) = track_of(
+            &mut link.tracks,
+            &mut link.next_track_id,
+            |t| t.source == source,
+            |track_id| LinkTrack {
+                track_id,
+                source,
+                codec,
+                simulcast,
+                mask: 0,
+            },
+        );
+        if let Some(track_id) = new {
+            let event = who.announce(track_id, codec, p, if simulcast { 3 } else { 1 });
+            out.push_back(SfuOutput::Link {
+                link: link.key,
+                event,
+            });
+        }
         let t = &link.tracks[i];
         let layer = layer_index(p.rid);
         if t.mask & (1 << layer) == 0 {
