@@ -375,36 +375,22 @@ impl Bot {
 
     async fn join_inner(cfg: BotConfig) -> anyhow::Result<Bot> {
         let started = Instant::now();
-        let http = reqwest::Client::new();
-        let resp = http
-            .post(format!(
-                "{}/v1/meetings/{}/join",
-                cfg.controller.trim_end_matches('/'),
-                cfg.meeting
-            ))
-            .json(&json!({ "name": cfg.name, "password": cfg.password, "region": cfg.region }))
-            .send()
-            .await
-            .context("reach the controller")?;
-        if !resp.status().is_success() {
-            return Err(refused("join", resp).await);
-        }
-        let joined: Value = resp.json().await.context("join response")?;
+        let (joined, ws) = open_signaling(
+            &cfg.controller,
+            &cfg.meeting,
+            &cfg.name,
+            cfg.password.as_deref(),
+            cfg.region.as_deref(),
+        )
+        .await?;
         let field = |k: &str| -> anyhow::Result<String> {
             joined[k]
                 .as_str()
                 .map(str::to_owned)
                 .with_context(|| format!("join response without {k}"))
         };
-        let url = format!("{}?token={}", field("signal_url")?, field("token")?);
-        let (ws, _) = tokio_tungstenite::connect_async(&url)
-            .await
-            .context("open the signaling WebSocket")?;
         let (mut ws_tx, mut ws_rx) = ws.split();
-        let welcome = next_json(&mut ws_rx).await?;
-        if welcome["type"] != "welcome" {
-            bail!("expected welcome, got {welcome}");
-        }
+        let welcome = joined["welcome"].clone();
 
         let received = Arc::new(Mutex::new(Received::new()));
         let (gathered_tx, mut gathered) = watch::channel(false);
@@ -799,7 +785,52 @@ async fn negotiate(pc: &dyn PeerConnection, msg: &Value) -> anyhow::Result<Negot
     }
 }
 
-async fn next_json<S>(rx: &mut S) -> anyhow::Result<Value>
+/// Joins `meeting` through the controller and opens the signaling WebSocket the answer
+/// names; returns the join response, with the node's `welcome` under `"welcome"`, and
+/// the socket.
+pub(crate) async fn open_signaling(
+    controller: &str,
+    meeting: &str,
+    name: &str,
+    password: Option<&str>,
+    region: Option<&str>,
+) -> anyhow::Result<(
+    Value,
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+)> {
+    let http = reqwest::Client::new();
+    let resp = http
+        .post(format!(
+            "{}/v1/meetings/{meeting}/join",
+            controller.trim_end_matches('/'),
+        ))
+        .json(&json!({ "name": name, "password": password, "region": region }))
+        .send()
+        .await
+        .context("reach the controller")?;
+    if !resp.status().is_success() {
+        return Err(refused("join", resp).await);
+    }
+    let mut joined: Value = resp.json().await.context("join response")?;
+    let field = |k: &str| -> anyhow::Result<String> {
+        joined[k]
+            .as_str()
+            .map(str::to_owned)
+            .with_context(|| format!("join response without {k}"))
+    };
+    let url = format!("{}?token={}", field("signal_url")?, field("token")?);
+    let (mut ws, _) = tokio_tungstenite::connect_async(&url)
+        .await
+        .context("open the signaling WebSocket")?;
+    let welcome = next_json(&mut ws).await?;
+    if welcome["type"] != "welcome" {
+        bail!("expected welcome, got {welcome}");
+    }
+    joined["welcome"] = welcome;
+    Ok((joined, ws))
+}
+
+pub(crate) async fn next_json<S>(rx: &mut S) -> anyhow::Result<Value>
 where
     S: futures::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
 {

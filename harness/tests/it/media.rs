@@ -278,3 +278,44 @@ async fn an_invalid_first_offer_is_refused_then_a_valid_one_joins_and_media_flow
     );
     listener.leave().await;
 }
+
+/// The lean load generator (str0m peers in RTP mode, for the benchmarks) must load the
+/// node for real: every subscriber gets every publisher's audio and video frames, and the
+/// node's forwarded packets add up to what the peers received.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lean_load_generators_peers_get_every_publishers_frames_from_the_node() {
+    let c = harness::Cluster::start(crate::spec()).await.unwrap();
+    let api = Api::new(&c);
+    let base = c.controllers[0].url();
+    let meeting = api.create(&base, json!({ "title": "lean" })).await;
+    let load = bot::lean::LeanLoad::start(bot::lean::LeanSpec {
+        controller: base.clone(),
+        meeting,
+        region: Some("oslo".into()),
+        publishers: 2,
+        subscribers: 3,
+        clip: bot::ClipSpec {
+            width: 320,
+            height: 240,
+            fps: 15,
+            ..bot::ClipSpec::default()
+        },
+        join_concurrency: 4,
+    })
+    .await
+    .unwrap();
+    assert!(load.failures.is_empty(), "{:?}", load.failures);
+    // Let every subscriber start on a keyframe (the clip has one a second).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let r = load.measure(Duration::from_secs(3)).await;
+    load.stop().await;
+    eprint!("{}", bot::lean::summary(&r));
+    assert_eq!(r.peers, 5);
+    // 2 publishers x 4 receivers each, 15 video frames and 50 audio frames a second.
+    assert!(r.video_expected >= 2 * 4 * 15 * 2, "{r:?}");
+    assert!(r.audio_expected >= 2 * 4 * 50 * 2, "{r:?}");
+    let got = |got: u64, expected: u64| got as f64 >= expected as f64 * 0.95;
+    assert!(got(r.video_frames, r.video_expected), "video: {r:?}");
+    assert!(got(r.audio_frames, r.audio_expected), "audio: {r:?}");
+    assert!(r.bytes > 0 && r.packets >= r.video_frames + r.audio_frames);
+}

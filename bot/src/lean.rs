@@ -1,0 +1,607 @@
+//! The lean load generator: many str0m peers in one process, in RTP mode, so that one
+//! media node can be driven to a full core on a 2-core machine. Publishers send a clip
+//! encoded once and packetised once up front (Opus one packet per frame, VP8 split at
+//! 1,100 bytes behind a one-byte payload descriptor); subscribers count packets, bytes
+//! and frames (a video frame ends on a marker bit) without decrypting more than SRTP
+//! needs or decoding anything. The webrtc-rs bots (`client`) stay the interop reference;
+//! this is for measuring cost.
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use futures::SinkExt;
+use serde_json::{Value, json};
+use str0m::change::{SdpAnswer, SdpOffer};
+use str0m::format::Codec;
+use str0m::media::{Direction, MediaKind, Mid, Pt};
+use str0m::net::{Protocol, Receive};
+use str0m::rtp::{ExtensionValues, RtpWrite, Ssrc};
+use str0m::{Candidate, Event, Input, Output, Rtc};
+use tokio::net::UdpSocket;
+use tokio::sync::Semaphore;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_util::sync::CancellationToken;
+
+use crate::media::{Clip, ClipSpec};
+
+/// Largest VP8 payload per packet (descriptor included), as browsers packetise.
+const VP8_MTU: usize = 1_100;
+
+#[derive(Clone, Debug)]
+pub struct LeanSpec {
+    pub controller: String,
+    pub meeting: String,
+    pub region: Option<String>,
+    pub publishers: usize,
+    pub subscribers: usize,
+    pub clip: ClipSpec,
+    /// How many joins run at once.
+    pub join_concurrency: usize,
+}
+
+/// The clip as RTP payloads, made once and shared by every publisher.
+struct Packets {
+    /// One payload per 20 ms Opus frame.
+    audio: Vec<Arc<[u8]>>,
+    /// Per video frame: its payloads (the last one carries the marker bit).
+    video: Vec<Vec<Arc<[u8]>>>,
+    /// RTP time per video frame (90 kHz).
+    video_ticks: u32,
+    video_period: Duration,
+    audio_level: u8,
+}
+
+impl Packets {
+    fn of(clip: &Clip, fps: u32) -> Self {
+        let audio = clip.audio.iter().map(|f| Arc::from(&f.data[..])).collect();
+        let video = clip
+            .video
+            .iter()
+            .map(|f| {
+                f.data
+                    .chunks(VP8_MTU - 1)
+                    .enumerate()
+                    .map(|(i, chunk)| {
+                        // RFC 7741 §4.2: S (start of partition) on the first packet only.
+                        let mut p = Vec::with_capacity(chunk.len() + 1);
+                        p.push(if i == 0 { 0x10 } else { 0x00 });
+                        p.extend_from_slice(chunk);
+                        Arc::from(p)
+                    })
+                    .collect()
+            })
+            .collect();
+        Self {
+            audio,
+            video,
+            video_ticks: 90_000 / fps.max(1),
+            video_period: Duration::from_secs(1) / fps.max(1),
+            audio_level: clip.audio_level,
+        }
+    }
+}
+
+/// What a peer counted; read while it runs.
+#[derive(Default)]
+pub struct Counters {
+    /// RTP packets received (retransmissions included), and their payload bytes.
+    pub packets: AtomicU64,
+    pub bytes: AtomicU64,
+    /// Video frames received (packets with the marker bit) and audio packets received.
+    pub video_frames: AtomicU64,
+    pub audio_frames: AtomicU64,
+    /// Packets missing from the received sequence (per SSRC, not yet repaired).
+    pub seq_lost: AtomicU64,
+    /// Frames this peer sent, if it publishes.
+    pub sent_video_frames: AtomicU64,
+    pub sent_audio_frames: AtomicU64,
+}
+
+struct Peer {
+    publishing: bool,
+    join_time: Duration,
+    counters: Arc<Counters>,
+}
+
+/// Lean peers in a meeting.
+pub struct LeanLoad {
+    peers: Vec<Peer>,
+    pub failures: Vec<String>,
+    stop: CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// What happened during [`LeanLoad::measure`].
+#[derive(Clone, Debug, Default)]
+pub struct LeanReport {
+    pub window: Duration,
+    pub peers: usize,
+    pub join_failures: usize,
+    /// Join times (controller call to ICE connected), sorted.
+    pub join_times: Vec<Duration>,
+    pub packets: u64,
+    pub bytes: u64,
+    pub video_frames: u64,
+    pub audio_frames: u64,
+    /// What the publishers sent times the peers that receive each of them.
+    pub video_expected: u64,
+    pub audio_expected: u64,
+    pub seq_lost: u64,
+}
+
+impl LeanReport {
+    pub fn join_percentile(&self, p: f64) -> Duration {
+        if self.join_times.is_empty() {
+            return Duration::ZERO;
+        }
+        self.join_times[((self.join_times.len() - 1) as f64 * p).round() as usize]
+    }
+}
+
+fn loss(got: u64, expected: u64) -> f64 {
+    if expected == 0 {
+        0.0
+    } else {
+        1.0 - got.min(expected) as f64 / expected as f64
+    }
+}
+
+/// The report's lines, as the benches print them.
+pub fn summary(r: &LeanReport) -> String {
+    let secs = r.window.as_secs_f64().max(1e-9);
+    format!(
+        "peers: {} ({} failed to join)\n\
+         join time: p50 {} ms, p99 {} ms\n\
+         received: {:.0} packets/s, {:.1} Mbit/s of payload\n\
+         video frames: {} of {} expected (loss {:.2} %)\n\
+         audio frames: {} of {} expected (loss {:.2} %)\n\
+         rtp sequence gaps: {}\n",
+        r.peers,
+        r.join_failures,
+        r.join_percentile(0.5).as_millis(),
+        r.join_percentile(0.99).as_millis(),
+        r.packets as f64 / secs,
+        r.bytes as f64 * 8.0 / secs / 1e6,
+        r.video_frames,
+        r.video_expected,
+        loss(r.video_frames, r.video_expected) * 100.0,
+        r.audio_frames,
+        r.audio_expected,
+        loss(r.audio_frames, r.audio_expected) * 100.0,
+        r.seq_lost,
+    )
+}
+
+impl LeanLoad {
+    /// Encodes the clip once and joins every peer, `join_concurrency` at a time,
+    /// publishers first. A peer that fails to join is counted, not fatal.
+    pub async fn start(spec: LeanSpec) -> anyhow::Result<LeanLoad> {
+        let clip = crate::media::encode(&spec.clip)?;
+        let packets = Arc::new(Packets::of(&clip, spec.clip.fps));
+        let stop = CancellationToken::new();
+        let gate = Arc::new(Semaphore::new(spec.join_concurrency.max(1)));
+        let mut load = LeanLoad {
+            peers: Vec::new(),
+            failures: Vec::new(),
+            stop: stop.clone(),
+            tasks: Vec::new(),
+        };
+        // Publishers first, so that everyone who joins later is offered their tracks.
+        for (range, publishing) in [
+            (0..spec.publishers, true),
+            (spec.publishers..spec.publishers + spec.subscribers, false),
+        ] {
+            let mut joins = Vec::new();
+            for i in range {
+                let (spec, gate, stop) = (spec.clone(), gate.clone(), stop.clone());
+                let packets = publishing.then(|| packets.clone());
+                joins.push(tokio::spawn(async move {
+                    let _turn = gate.acquire_owned().await.expect("join gate");
+                    let role = if publishing { "pub" } else { "sub" };
+                    join(&spec, &format!("lean-{role}-{i}"), packets, stop).await
+                }));
+            }
+            for j in joins {
+                match j.await {
+                    Ok(Ok((peer, task))) => {
+                        load.peers.push(peer);
+                        load.tasks.push(task);
+                    }
+                    Ok(Err(e)) => load.failures.push(format!("{e:#}")),
+                    Err(e) => load.failures.push(e.to_string()),
+                }
+            }
+        }
+        Ok(load)
+    }
+
+    /// Counts over `window` from now.
+    pub async fn measure(&self, window: Duration) -> LeanReport {
+        let snap = |p: &Peer| {
+            let c = &p.counters;
+            [
+                &c.packets,
+                &c.bytes,
+                &c.video_frames,
+                &c.audio_frames,
+                &c.seq_lost,
+                &c.sent_video_frames,
+                &c.sent_audio_frames,
+            ]
+            .map(|a| a.load(Ordering::Relaxed))
+        };
+        let before: Vec<_> = self.peers.iter().map(snap).collect();
+        let started = Instant::now();
+        tokio::time::sleep(window).await;
+        let after: Vec<_> = self.peers.iter().map(snap).collect();
+        let window = started.elapsed();
+        let d = |i: usize, k: usize| after[i][k] - before[i][k];
+        let mut r = LeanReport {
+            window,
+            peers: self.peers.len(),
+            join_failures: self.failures.len(),
+            ..Default::default()
+        };
+        // Every peer receives every other peer's tracks.
+        let receivers = self.peers.len().saturating_sub(1) as u64;
+        for (i, p) in self.peers.iter().enumerate() {
+            r.packets += d(i, 0);
+            r.bytes += d(i, 1);
+            r.video_frames += d(i, 2);
+            r.audio_frames += d(i, 3);
+            r.seq_lost += d(i, 4);
+            if p.publishing {
+                r.video_expected += d(i, 5) * receivers;
+                r.audio_expected += d(i, 6) * receivers;
+            }
+        }
+        r.join_times = self.peers.iter().map(|p| p.join_time).collect();
+        r.join_times.sort();
+        r
+    }
+
+    pub async fn stop(self) {
+        self.stop.cancel();
+        for t in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
+        }
+    }
+}
+
+/// The signaling WebSocket.
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Joins through the controller, opens signaling, negotiates and waits for ICE; then
+/// leaves the peer running in a task of its own.
+async fn join(
+    spec: &LeanSpec,
+    name: &str,
+    packets: Option<Arc<Packets>>,
+    stop: CancellationToken,
+) -> anyhow::Result<(Peer, tokio::task::JoinHandle<()>)> {
+    let started = Instant::now();
+    let (_joined, mut ws) = crate::client::open_signaling(
+        &spec.controller,
+        &spec.meeting,
+        name,
+        None,
+        spec.region.as_deref(),
+    )
+    .await?;
+    let socket = UdpSocket::bind("127.0.0.1:0").await?;
+    let local = socket.local_addr()?;
+    let mut rtc = Rtc::builder()
+        .set_rtp_mode(true)
+        .clear_codecs()
+        .enable_opus(true, false)
+        .enable_vp8(true)
+        .build(Instant::now());
+    rtc.add_local_candidate(Candidate::host(local, "udp")?);
+    let mut change = rtc.sdp_api();
+    let mut sending = Vec::new();
+    if packets.is_some() {
+        for kind in [MediaKind::Audio, MediaKind::Video] {
+            let mid = change.add_media(kind, Direction::SendOnly, None, None, None);
+            sending.push((kind, mid));
+        }
+    } else {
+        // Something to negotiate, so that the connection comes up before anyone else's
+        // tracks are offered.
+        change.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
+    }
+    let (offer, pending) = change.apply().context("an offer")?;
+    send(
+        &mut ws,
+        json!({ "type": "offer", "sdp": offer.to_sdp_string() }),
+    )
+    .await?;
+    let answer = loop {
+        let msg = crate::client::next_json(&mut ws).await?;
+        if msg["type"] == "answer" {
+            break msg;
+        }
+    };
+    let answer = SdpAnswer::from_sdp_string(answer["sdp"].as_str().unwrap_or_default())
+        .context("the node's answer")?;
+    rtc.sdp_api()
+        .accept_answer(pending, answer)
+        .context("accepting the answer")?;
+
+    let counters = Arc::new(Counters::default());
+    let mut peer = Runner {
+        rtc,
+        socket,
+        local,
+        ws,
+        counters: counters.clone(),
+        highest: HashMap::new(),
+        connected: false,
+        publish: packets.map(|p| Publish::new(p, sending)),
+    };
+    // Until the connection is up (ICE and DTLS), drive the peer here; the join time is
+    // up to that moment.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while !peer.connected {
+        if tokio::time::Instant::now() > deadline {
+            bail!("no ICE and DTLS connection within 15 s");
+        }
+        peer.step(&stop).await?;
+    }
+    let join_time = started.elapsed();
+    let publishing = peer.publish.is_some();
+    let task = tokio::spawn(async move {
+        while !stop.is_cancelled() {
+            if let Err(e) = peer.step(&stop).await {
+                tracing::debug!(error = %e, "lean peer ended");
+                break;
+            }
+        }
+    });
+    Ok((
+        Peer {
+            publishing,
+            join_time,
+            counters,
+        },
+        task,
+    ))
+}
+
+async fn send(ws: &mut Ws, msg: Value) -> anyhow::Result<()> {
+    ws.send(Message::Text(msg.to_string().into())).await?;
+    Ok(())
+}
+
+/// A publisher's place in the clip and its outgoing streams.
+struct Publish {
+    packets: Arc<Packets>,
+    /// (kind, mid) of our send-only m-lines; their SSRCs and payload types once known.
+    mids: Vec<(MediaKind, Mid)>,
+    streams: Vec<(MediaKind, Ssrc, Pt)>,
+    audio_at: usize,
+    video_at: usize,
+    audio_seq: u64,
+    video_seq: u64,
+    audio_time: u32,
+    video_time: u32,
+    next_audio: tokio::time::Instant,
+    next_video: tokio::time::Instant,
+}
+
+impl Publish {
+    fn new(packets: Arc<Packets>, mids: Vec<(MediaKind, Mid)>) -> Self {
+        let now = tokio::time::Instant::now();
+        Self {
+            packets,
+            mids,
+            streams: Vec::new(),
+            audio_at: 0,
+            video_at: 0,
+            audio_seq: u64::from(rand::random::<u16>()),
+            video_seq: u64::from(rand::random::<u16>()),
+            audio_time: rand::random(),
+            video_time: rand::random(),
+            next_audio: now,
+            next_video: now,
+        }
+    }
+
+    fn due(&self) -> tokio::time::Instant {
+        self.next_audio.min(self.next_video)
+    }
+
+    /// Looks up our streams (once negotiation made them).
+    fn streams(&mut self, rtc: &mut Rtc) -> bool {
+        if self.streams.len() == self.mids.len() {
+            return true;
+        }
+        self.streams.clear();
+        for (kind, mid) in &self.mids {
+            let codec = if *kind == MediaKind::Audio {
+                Codec::Opus
+            } else {
+                Codec::Vp8
+            };
+            let Some(pt) = rtc
+                .codec_config()
+                .find(|p| p.spec().codec == codec)
+                .map(|p| p.pt())
+            else {
+                return false;
+            };
+            let Some(ssrc) = rtc
+                .direct_api()
+                .stream_tx_by_mid(*mid, None)
+                .map(|s| s.ssrc())
+            else {
+                return false;
+            };
+            self.streams.push((*kind, ssrc, pt));
+        }
+        true
+    }
+
+    /// Writes the frames that are due.
+    fn write_due(&mut self, rtc: &mut Rtc, counters: &Counters) {
+        let now = tokio::time::Instant::now();
+        if !self.streams(rtc) {
+            self.next_audio = now + Duration::from_millis(20);
+            self.next_video = now + self.packets.video_period;
+            return;
+        }
+        let wall = Instant::now();
+        let streams = self.streams.clone();
+        for (kind, ssrc, pt) in streams {
+            let mut direct = rtc.direct_api();
+            let Some(tx) = direct.stream_tx(&ssrc) else {
+                continue;
+            };
+            if kind == MediaKind::Audio {
+                while self.next_audio <= now {
+                    let p = &self.packets.audio[self.audio_at % self.packets.audio.len()];
+                    let ext = ExtensionValues {
+                        audio_level: Some(-(self.packets.audio_level as i8)),
+                        voice_activity: Some(true),
+                        ..Default::default()
+                    };
+                    let w =
+                        RtpWrite::new(pt, self.audio_seq.into(), self.audio_time, wall, p.clone())
+                            .marker(true)
+                            .ext_vals(ext);
+                    tx.write_rtp(w);
+                    self.audio_seq += 1;
+                    self.audio_time = self.audio_time.wrapping_add(960);
+                    self.audio_at += 1;
+                    self.next_audio += Duration::from_millis(20);
+                    counters.sent_audio_frames.fetch_add(1, Ordering::Relaxed);
+                }
+            } else {
+                while self.next_video <= now {
+                    let frame = &self.packets.video[self.video_at % self.packets.video.len()];
+                    for (i, p) in frame.iter().enumerate() {
+                        let w = RtpWrite::new(
+                            pt,
+                            self.video_seq.into(),
+                            self.video_time,
+                            wall,
+                            p.clone(),
+                        )
+                        .marker(i + 1 == frame.len())
+                        .nackable(true);
+                        tx.write_rtp(w);
+                        self.video_seq += 1;
+                    }
+                    self.video_time = self.video_time.wrapping_add(self.packets.video_ticks);
+                    self.video_at += 1;
+                    self.next_video += self.packets.video_period;
+                    counters.sent_video_frames.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+}
+
+/// One lean peer: its `Rtc`, socket and signaling, driven one input at a time.
+struct Runner {
+    rtc: Rtc,
+    socket: UdpSocket,
+    local: SocketAddr,
+    ws: Ws,
+    counters: Arc<Counters>,
+    /// Per incoming SSRC: the highest extended sequence number seen, and whether it is
+    /// audio.
+    highest: HashMap<Ssrc, (u64, bool)>,
+    connected: bool,
+    publish: Option<Publish>,
+}
+
+impl Runner {
+    /// Sends what the `Rtc` has to send, then waits for one input (a datagram, a
+    /// signaling message, a timeout, a frame due) and feeds it.
+    async fn step(&mut self, stop: &CancellationToken) -> anyhow::Result<()> {
+        let timeout = loop {
+            match self.rtc.poll_output()? {
+                Output::Timeout(t) => break t,
+                Output::Transmit(t) => {
+                    let _ = self.socket.send_to(&t.contents, t.destination).await;
+                }
+                Output::Event(e) => self.event(e),
+            }
+        };
+        let mut due = tokio::time::Instant::from_std(timeout);
+        if let Some(p) = &self.publish
+            && self.connected
+        {
+            due = due.min(p.due());
+        }
+        let mut buf = [0u8; 2048];
+        tokio::select! {
+            _ = stop.cancelled() => {}
+            r = self.socket.recv_from(&mut buf) => {
+                let (n, source) = r?;
+                if let Ok(rx) = Receive::new(Protocol::Udp, source, self.local, &buf[..n]) {
+                    self.rtc.handle_input(Input::Receive(Instant::now(), rx))?;
+                }
+            }
+            msg = crate::client::next_json(&mut self.ws) => {
+                let msg = msg?;
+                if msg["type"] == "offer" {
+                    let offer = SdpOffer::from_sdp_string(msg["sdp"].as_str().unwrap_or_default())?;
+                    let answer = self.rtc.sdp_api().accept_offer(offer)?;
+                    send(&mut self.ws, json!({ "type": "answer", "sdp": answer.to_sdp_string() })).await?;
+                }
+            }
+            _ = tokio::time::sleep_until(due) => {
+                if let Some(p) = &mut self.publish && self.connected {
+                    p.write_due(&mut self.rtc, &self.counters);
+                }
+                self.rtc.handle_input(Input::Timeout(Instant::now()))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn event(&mut self, e: Event) {
+        match e {
+            // DTLS is up: media can flow (ICE says `Completed` on our, controlling, side).
+            Event::Connected => self.connected = true,
+            Event::RtpPacket(p) => {
+                let c = &self.counters;
+                c.packets.fetch_add(1, Ordering::Relaxed);
+                c.bytes.fetch_add(p.payload.len() as u64, Ordering::Relaxed);
+                let seq = *p.seq_no;
+                let ssrc = p.header.ssrc;
+                let (highest, audio) = match self.highest.get_mut(&ssrc) {
+                    Some(h) => h,
+                    None => {
+                        let audio = self
+                            .rtc
+                            .direct_api()
+                            .stream_rx(&ssrc)
+                            .map(|s| s.mid())
+                            .and_then(|mid| self.rtc.media(mid).map(|m| m.kind()))
+                            == Some(MediaKind::Audio);
+                        self.highest
+                            .entry(ssrc)
+                            .or_insert((seq.saturating_sub(1), audio))
+                    }
+                };
+                if seq > *highest {
+                    c.seq_lost.fetch_add(seq - *highest - 1, Ordering::Relaxed);
+                    *highest = seq;
+                }
+                // Audio packets are whole frames; a video frame ends on the marker bit.
+                if *audio {
+                    c.audio_frames.fetch_add(1, Ordering::Relaxed);
+                } else if p.header.marker {
+                    c.video_frames.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            _ => {}
+        }
+    }
+}
