@@ -1,7 +1,7 @@
 //! `Sfu`: peers, meetings and track routing; its command, datagram and timeout entry
 //! points and the drive loop over every peer's `Rtc`. The concerns are in sibling
 //! modules (see `sfu/mod.rs`).
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -221,6 +221,11 @@ pub struct Sfu {
     pub(super) shard: u8,
     pub(super) waiting: Vec<Waiting>,
     pub(super) peers: Vec<Peer>,
+    /// Which peer (index in `peers`) a source address's datagrams go to: learned when a
+    /// peer's `Rtc` first accepts one (its STUN binding request), so that a datagram
+    /// costs one lookup instead of a scan of the shard's peers. Checked with `accepts`
+    /// on use, forgotten with the peer.
+    pub(super) by_addr: HashMap<SocketAddr, usize>,
     pub(super) out: VecDeque<SfuOutput>,
     pub(super) keyframe_every: Duration,
     pub(super) stats: SfuStats,
@@ -280,6 +285,7 @@ impl Sfu {
             bandwidth_cap: true,
             waiting: Vec::new(),
             peers: Vec::new(),
+            by_addr: HashMap::new(),
             out: VecDeque::new(),
             keyframe_every: Duration::from_millis(500),
             stats: SfuStats::default(),
@@ -532,7 +538,13 @@ impl Sfu {
         let Some(i) = self.peers.iter().position(|p| p.key == key) else {
             return;
         };
+        let last = self.peers.len() - 1;
         let mut peer = self.peers.swap_remove(i);
+        // The last peer took index i.
+        self.by_addr.retain(|_, j| *j != i);
+        for j in self.by_addr.values_mut().filter(|j| **j == last) {
+            *j = i;
+        }
         peer.rtc.disconnect();
         self.retire(|s| matches!(s, Source::Peer(k, _) if *k == key));
     }
@@ -596,9 +608,22 @@ impl Sfu {
                 contents,
             },
         );
-        let Some(peer) = self.peers.iter_mut().find(|p| p.rtc.accepts(&input)) else {
-            return false;
+        let known = self
+            .by_addr
+            .get(&source)
+            .copied()
+            .filter(|&i| self.peers.get(i).is_some_and(|p| p.rtc.accepts(&input)));
+        let i = match known {
+            Some(i) => i,
+            None => {
+                let Some(i) = self.peers.iter().position(|p| p.rtc.accepts(&input)) else {
+                    return false;
+                };
+                self.by_addr.insert(source, i);
+                i
+            }
         };
+        let peer = &mut self.peers[i];
         if let Err(e) = peer.rtc.handle_input(input) {
             tracing::debug!(error = %e, "peer input failed; disconnecting");
             peer.rtc.disconnect();

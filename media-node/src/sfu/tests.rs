@@ -799,3 +799,42 @@ fn a_subscriber_switches_simulcast_layers_on_a_keyframe_it_asked_the_publisher_f
     rig.run(Duration::from_millis(100));
     assert!(rig.removed.iter().any(|(k, _)| *k == PeerKey(2)));
 }
+
+#[test]
+fn datagrams_reach_their_peer_after_others_leave_and_peers_move_in_the_shard() {
+    let mut rig = Rig::new();
+    let publisher = PeerKey(1);
+    rig.join(1, true);
+    for n in 2..=5 {
+        rig.join(n, false);
+    }
+    rig.run(Duration::from_secs(2));
+    let mut frame = 0;
+    let mut speak = |rig: &mut Rig, frames: u64| {
+        for _ in 0..frames {
+            rig.speak(publisher, &[0xfc, 0xff, 0xfe, frame as u8], frame);
+            rig.run(Duration::from_millis(20));
+            frame += 1;
+        }
+    };
+    speak(&mut rig, 20);
+    // Peers 2 and 3 leave: the shard's last peers take their places (the SFU keeps its
+    // peers in a vector), and every address it learned must follow its peer.
+    for gone in [PeerKey(2), PeerKey(3)] {
+        rig.command(SfuCommand::Leave { key: gone });
+        rig.clients.retain(|c| c.key != gone);
+    }
+    rig.run(Duration::from_millis(200));
+    let before: Vec<usize> = rig.clients[1..].iter().map(|c| c.received.len()).collect();
+    speak(&mut rig, 25);
+    for (c, before) in rig.clients[1..].iter().zip(before) {
+        let got = c.received.len() - before;
+        assert!(
+            got >= 23,
+            "{:?} got {got} of 25 frames after the others left",
+            c.key
+        );
+    }
+    // A peer's keep-alives and receiver reports still reach it: nobody was dropped.
+    assert_eq!(rig.sfu.peer_count(), 3);
+}
