@@ -95,6 +95,9 @@ pub struct Counters {
     pub audio_frames: AtomicU64,
     /// Packets missing from the received sequence (per SSRC, not yet repaired).
     pub seq_lost: AtomicU64,
+    /// Milliseconds from the start of the join to the first media packet received
+    /// (0: none yet).
+    pub first_media_ms: AtomicU64,
     /// Frames this peer sent, if it publishes.
     pub sent_video_frames: AtomicU64,
     pub sent_audio_frames: AtomicU64,
@@ -120,8 +123,11 @@ pub struct LeanReport {
     pub window: Duration,
     pub peers: usize,
     pub join_failures: usize,
-    /// Join times (controller call to ICE connected), sorted.
+    /// Join times (controller call to ICE and DTLS connected), sorted.
     pub join_times: Vec<Duration>,
+    /// Time from the start of the join to the first media packet received, of the peers
+    /// that received any, sorted.
+    pub first_media: Vec<Duration>,
     pub packets: u64,
     pub bytes: u64,
     pub video_frames: u64,
@@ -134,11 +140,20 @@ pub struct LeanReport {
 
 impl LeanReport {
     pub fn join_percentile(&self, p: f64) -> Duration {
-        if self.join_times.is_empty() {
-            return Duration::ZERO;
-        }
-        self.join_times[((self.join_times.len() - 1) as f64 * p).round() as usize]
+        percentile(&self.join_times, p)
     }
+
+    pub fn first_media_percentile(&self, p: f64) -> Duration {
+        percentile(&self.first_media, p)
+    }
+}
+
+/// The `p` quantile of `sorted` (zero when empty).
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
 fn loss(got: u64, expected: u64) -> f64 {
@@ -155,6 +170,7 @@ pub fn summary(r: &LeanReport) -> String {
     format!(
         "peers: {} ({} failed to join)\n\
          join time: p50 {} ms, p99 {} ms\n\
+         time to first media: p50 {} ms, p99 {} ms\n\
          received: {:.0} packets/s, {:.1} Mbit/s of payload\n\
          video frames: {} of {} expected (loss {:.2} %)\n\
          audio frames: {} of {} expected (loss {:.2} %)\n\
@@ -163,6 +179,8 @@ pub fn summary(r: &LeanReport) -> String {
         r.join_failures,
         r.join_percentile(0.5).as_millis(),
         r.join_percentile(0.99).as_millis(),
+        r.first_media_percentile(0.5).as_millis(),
+        r.first_media_percentile(0.99).as_millis(),
         r.packets as f64 / secs,
         r.bytes as f64 * 8.0 / secs / 1e6,
         r.video_frames,
@@ -260,6 +278,14 @@ impl LeanLoad {
         }
         r.join_times = self.peers.iter().map(|p| p.join_time).collect();
         r.join_times.sort();
+        r.first_media = self
+            .peers
+            .iter()
+            .map(|p| p.counters.first_media_ms.load(Ordering::Relaxed))
+            .filter(|ms| *ms > 0)
+            .map(Duration::from_millis)
+            .collect();
+        r.first_media.sort();
         r
     }
 
@@ -333,6 +359,7 @@ async fn join(
 
     let counters = Arc::new(Counters::default());
     let mut peer = Runner {
+        started,
         rtc,
         socket,
         local,
@@ -507,6 +534,8 @@ impl Publish {
 
 /// One lean peer: its `Rtc`, socket and signaling, driven one input at a time.
 struct Runner {
+    /// When the join began.
+    started: Instant,
     rtc: Rtc,
     socket: UdpSocket,
     local: SocketAddr,
@@ -571,6 +600,10 @@ impl Runner {
             Event::Connected => self.connected = true,
             Event::RtpPacket(p) => {
                 let c = &self.counters;
+                if c.first_media_ms.load(Ordering::Relaxed) == 0 {
+                    let ms = self.started.elapsed().as_millis().max(1) as u64;
+                    c.first_media_ms.store(ms, Ordering::Relaxed);
+                }
                 c.packets.fetch_add(1, Ordering::Relaxed);
                 c.bytes.fetch_add(p.payload.len() as u64, Ordering::Relaxed);
                 let seq = *p.seq_no;

@@ -188,6 +188,7 @@ fn merge(reports: Vec<LeanReport>) -> LeanReport {
         all.peers += r.peers;
         all.join_failures += r.join_failures;
         all.join_times.extend(r.join_times);
+        all.first_media.extend(r.first_media);
         all.packets += r.packets;
         all.bytes += r.bytes;
         all.video_frames += r.video_frames;
@@ -197,5 +198,6 @@ fn merge(reports: Vec<LeanReport>) -> LeanReport {
         all.seq_lost += r.seq_lost;
     }
     all.join_times.sort();
+    all.first_media.sort();
     all
 }
