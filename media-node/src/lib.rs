@@ -140,10 +140,15 @@ impl Metrics {
                         "fjord_relay_hop_latency_seconds",
                         "Time from a packet's arrival at its publisher's media node to its copies being written for subscribers here (one relay hop)",
                     )
-                    .buckets(vec![
-                        0.000_1, 0.000_2, 0.000_3, 0.000_5, 0.000_75, 0.001, 0.001_5, 0.002,
-                        0.003, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25,
-                    ]),
+                    .buckets(LATENCY_BUCKETS.to_vec()),
+                )
+                .expect("metric"),
+                forward_latency: prometheus::Histogram::with_opts(
+                    prometheus::HistogramOpts::new(
+                        "fjord_media_forward_latency_seconds",
+                        "Time from a datagram's arrival at this node to the end of the drain that sent its copies to subscribers (pacer delay excluded)",
+                    )
+                    .buckets(LATENCY_BUCKETS.to_vec()),
                 )
                 .expect("metric"),
             },
@@ -174,12 +179,20 @@ impl Metrics {
             Box::new(m.driver.rtt.clone()),
             Box::new(m.driver.loss.clone()),
             Box::new(m.driver.hop_latency.clone()),
+            Box::new(m.driver.forward_latency.clone()),
         ] {
             r.register(c).expect("register");
         }
         m
     }
 }
+
+/// Buckets of the latency histograms, in seconds: fine below a few milliseconds, where
+/// a node's own work and one relay hop fall.
+const LATENCY_BUCKETS: [f64; 15] = [
+    0.000_1, 0.000_2, 0.000_3, 0.000_5, 0.000_75, 0.001, 0.001_5, 0.002, 0.003, 0.005, 0.01, 0.02,
+    0.05, 0.1, 0.25,
+];
 
 /// State shared by the control service, signaling and the load reporter.
 pub struct Node {

@@ -45,20 +45,27 @@ struct Args {
     load: LoadKind,
 }
 
-async fn packets_out(http: &reqwest::Client, base: &str) -> anyhow::Result<f64> {
+/// The node's CPU seconds, forwarded packets and forwarding latency buckets now.
+struct Sample {
+    cpu: f64,
+    forwarded: f64,
+    latency: Vec<(f64, f64)>,
+}
+
+async fn sample(http: &reqwest::Client, base: &str, pid: u32) -> anyhow::Result<Sample> {
+    let cpu = harness::cpu_seconds(pid)?;
     let text = http
         .get(format!("{base}/metrics"))
         .send()
         .await?
         .text()
         .await?;
-    harness::metric_value(&text, "fjord_media_packets_out_total")
-        .context("fjord_media_packets_out_total missing")
-}
-
-/// The node's forwarded packets and CPU seconds now.
-async fn sample(http: &reqwest::Client, base: &str, pid: u32) -> anyhow::Result<(f64, f64)> {
-    Ok((harness::cpu_seconds(pid)?, packets_out(http, base).await?))
+    Ok(Sample {
+        cpu,
+        forwarded: harness::metric_value(&text, "fjord_media_packets_out_total")
+            .context("fjord_media_packets_out_total missing")?,
+        latency: harness::histogram_buckets(&text, "fjord_media_forward_latency_seconds"),
+    })
 }
 
 #[tokio::main]
@@ -161,8 +168,8 @@ async fn main() -> anyhow::Result<()> {
         }
     };
 
-    let forwarded = after.1 - before.1;
-    let cpu = after.0 - before.0;
+    let forwarded = after.forwarded - before.forwarded;
+    let cpu = after.cpu - before.cpu;
     println!(
         "sfu: {} meeting(s) of {} publishers x {} subscribers, {:.1} s, {:?} load",
         a.meetings, a.publishers, a.subscribers, secs, a.load
@@ -175,6 +182,15 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "forwarded packets per sfu cpu-second: {:.0}",
         forwarded / cpu.max(1e-9)
+    );
+    let q = |q| {
+        harness::histogram_quantile(&before.latency, &after.latency, q)
+            .map_or_else(|| "-".to_owned(), |s| format!("{:.2}", s * 1000.0))
+    };
+    println!(
+        "inside the node, arrival to copies sent: p50 {} ms, p99 {} ms",
+        q(0.5),
+        q(0.99)
     );
     print!("{summary}");
     Ok(())

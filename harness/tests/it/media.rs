@@ -318,4 +318,23 @@ async fn the_lean_load_generators_peers_get_every_publishers_frames_from_the_nod
     assert!(got(r.video_frames, r.video_expected), "video: {r:?}");
     assert!(got(r.audio_frames, r.audio_expected), "audio: {r:?}");
     assert!(r.bytes > 0 && r.packets >= r.video_frames + r.audio_frames);
+    // The node measured how long its forwarding took (the bench prints its quantiles).
+    let http = reqwest::Client::new();
+    let mut observed = 0.0;
+    for m in &c.media {
+        let text = http
+            .get(format!("http://127.0.0.1:{}/metrics", m.http))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        observed += harness::metric_value(&text, "fjord_media_forward_latency_seconds_count")
+            .unwrap_or(0.0);
+    }
+    assert!(
+        observed > 1000.0,
+        "forward latency observed {observed} times"
+    );
 }

@@ -241,6 +241,9 @@ pub struct DriverMetrics {
     /// From a packet's arrival at its publisher's node to its copies being written to
     /// our subscribers, for packets of participants on other nodes.
     pub hop_latency: prometheus::Histogram,
+    /// From a datagram's arrival (read from the socket) to the end of the drain that sent
+    /// what it caused: its copies to every subscriber that the pacer lets go at once.
+    pub forward_latency: prometheus::Histogram,
 }
 
 /// Per-packet counts kept locally by a task and added to the shared counters once a
@@ -418,11 +421,16 @@ async fn run_shard(
     let mut last_stats = SfuStats::default();
     let mut next_stats = Instant::now();
     let mut out = Tally::default();
+    // Observed here, added to the shared histogram once a second.
+    let latency = m.forward_latency.local();
+    // The arrival of the oldest datagram the next drain finishes with.
+    let mut arrived: Option<Instant> = None;
     loop {
         if Instant::now() >= next_stats {
             let now = sfu.stats();
             update_metrics(&m, &last_stats, &now);
             out.flush_out(&m);
+            latency.flush();
             last_stats = now;
             stats_tx.send_replace(now);
             next_stats = Instant::now() + Duration::from_secs(1);
@@ -473,10 +481,14 @@ async fn run_shard(
                 SfuOutput::Timeout(t) => break t.min(next_stats),
             }
         };
+        if let Some(at) = arrived.take() {
+            latency.observe(at.elapsed().as_secs_f64());
+        }
         tokio::select! {
             _ = shutdown.cancelled() => return,
             d = datagrams.recv() => match d {
                 Some(d) => {
+                    arrived.get_or_insert(d.at);
                     if !sfu.handle_datagram(d.at, d.source, &d.data) {
                         // Routed here by address, but no peer of ours wants it (it left).
                         out.unknown += 1;
