@@ -319,8 +319,12 @@ async fn the_lean_load_generators_peers_get_every_publishers_frames_from_the_nod
     assert!(got(r.audio_frames, r.audio_expected), "audio: {r:?}");
     assert!(r.bytes > 0 && r.packets >= r.video_frames + r.audio_frames);
     // The node measured how long its forwarding took (the bench prints its quantiles).
+    // It observes once per drain of its shard, and a busy shard drains several
+    // datagrams at once, so the count is bounded below by the drains, not the
+    // datagrams: over the 4.5 s since the joins, the two publishers' audio alone
+    // (100 frames a second, 20 ms apart) came in far more than 100 separate drains.
     let http = reqwest::Client::new();
-    let mut observed = 0.0;
+    let (mut count, mut sum) = (0.0, 0.0);
     for m in &c.media {
         let text = http
             .get(format!("http://127.0.0.1:{}/metrics", m.http))
@@ -330,11 +334,16 @@ async fn the_lean_load_generators_peers_get_every_publishers_frames_from_the_nod
             .text()
             .await
             .unwrap();
-        observed += harness::metric_value(&text, "fjord_media_forward_latency_seconds_count")
+        count += harness::metric_value(&text, "fjord_media_forward_latency_seconds_count")
+            .unwrap_or(0.0);
+        sum += harness::metric_value(&text, "fjord_media_forward_latency_seconds_sum")
             .unwrap_or(0.0);
     }
+    assert!(count >= 100.0, "forward latency observed {count} times");
+    let mean = sum / count;
     assert!(
-        observed > 1000.0,
-        "forward latency observed {observed} times"
+        mean > 0.0 && mean < 0.1,
+        "mean forwarding latency {mean} s over {count} drains"
     );
 }
+
