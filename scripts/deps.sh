@@ -37,9 +37,10 @@ BOT_PACKAGES=(gstreamer1.0-plugins-base gstreamer1.0-plugins-good)
 # network namespace the Firefox test runs in (geckodriver, Firefox's
 # WebDriver, is not packaged by Debian: ensure_geckodriver builds it from crates.io).
 # Prometheus (and its promtool) runs every dashboard and alert query against a live
-# cluster; openssl checks the certificates the chart makes.
+# cluster; openssl checks the certificates the chart makes; Janus is the peer SFU the
+# forwarding benchmark (and its test) compares the media node with.
 TEST_PACKAGES=(chromium chromium-driver firefox-esr iproute2 python3 python3-venv
-  prometheus openssl "${BOT_PACKAGES[@]}")
+  prometheus openssl janus "${BOT_PACKAGES[@]}")
 
 GECKODRIVER_VERSION=0.37.1
 

@@ -5,8 +5,13 @@
 //! and frames (a video frame ends on a marker bit) without decrypting more than SRTP
 //! needs or decoding anything. The webrtc-rs bots (`client`) stay the interop reference;
 //! this is for measuring cost.
+//!
+//! The same peers load Janus's VideoRoom ([`Server::Janus`]), so that the two servers
+//! are measured under one load generator: there a publisher publishes on one
+//! PeerConnection and receives the other publishers on a second one, so that everyone
+//! receives every other peer's tracks, as in a Fjord meeting.
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -14,7 +19,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use futures::SinkExt;
 use serde_json::{Value, json};
-use str0m::change::{SdpAnswer, SdpOffer};
+use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::format::Codec;
 use str0m::media::{Direction, MediaKind, Mid, Pt};
 use str0m::net::{Protocol, Receive};
@@ -25,16 +30,35 @@ use tokio::sync::Semaphore;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
+use crate::janus;
 use crate::media::{Clip, ClipSpec};
 
 /// Largest VP8 payload per packet (descriptor included), as browsers packetise.
 const VP8_MTU: usize = 1_100;
 
+/// The server the peers load.
+#[derive(Clone, Debug)]
+pub enum Server {
+    /// A Fjord meeting: each peer joins through the controller and negotiates with its
+    /// media node.
+    Fjord {
+        controller: String,
+        meeting: String,
+        region: Option<String>,
+    },
+    /// A room of Janus's VideoRoom plugin, whose HTTP API is at `api`
+    /// (`http://…/janus`). Janus gathers no candidates on loopback, so the peers' media
+    /// go from `peers_at`, an address of the interface Janus gathers on.
+    Janus {
+        api: String,
+        room: u64,
+        peers_at: IpAddr,
+    },
+}
+
 #[derive(Clone, Debug)]
 pub struct LeanSpec {
-    pub controller: String,
-    pub meeting: String,
-    pub region: Option<String>,
+    pub server: Server,
     pub publishers: usize,
     pub subscribers: usize,
     pub clip: ClipSpec,
@@ -115,6 +139,8 @@ pub struct LeanLoad {
     pub failures: Vec<String>,
     stop: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// The Janus session the peers' handles belong to.
+    janus: Option<janus::Session>,
 }
 
 /// What happened during [`LeanLoad::measure`].
@@ -145,6 +171,38 @@ impl LeanReport {
 
     pub fn first_media_percentile(&self, p: f64) -> Duration {
         percentile(&self.first_media, p)
+    }
+
+    /// The share of expected video frames that did not arrive (0..1).
+    pub fn video_loss(&self) -> f64 {
+        loss(self.video_frames, self.video_expected)
+    }
+
+    pub fn audio_loss(&self) -> f64 {
+        loss(self.audio_frames, self.audio_expected)
+    }
+
+    /// Reports of loads that ran at once, as one (their windows overlap: the longest
+    /// counts).
+    pub fn merge(reports: impl IntoIterator<Item = LeanReport>) -> LeanReport {
+        let mut all = LeanReport::default();
+        for r in reports {
+            all.window = all.window.max(r.window);
+            all.peers += r.peers;
+            all.join_failures += r.join_failures;
+            all.join_times.extend(r.join_times);
+            all.first_media.extend(r.first_media);
+            all.packets += r.packets;
+            all.bytes += r.bytes;
+            all.video_frames += r.video_frames;
+            all.audio_frames += r.audio_frames;
+            all.video_expected += r.video_expected;
+            all.audio_expected += r.audio_expected;
+            all.seq_lost += r.seq_lost;
+        }
+        all.join_times.sort();
+        all.first_media.sort();
+        all
     }
 }
 
@@ -185,10 +243,10 @@ pub fn summary(r: &LeanReport) -> String {
         r.bytes as f64 * 8.0 / secs / 1e6,
         r.video_frames,
         r.video_expected,
-        loss(r.video_frames, r.video_expected) * 100.0,
+        r.video_loss() * 100.0,
         r.audio_frames,
         r.audio_expected,
-        loss(r.audio_frames, r.audio_expected) * 100.0,
+        r.audio_loss() * 100.0,
         r.seq_lost,
     )
 }
@@ -206,33 +264,89 @@ impl LeanLoad {
             failures: Vec::new(),
             stop: stop.clone(),
             tasks: Vec::new(),
+            janus: None,
         };
+        let janus = match &spec.server {
+            Server::Janus {
+                api,
+                room,
+                peers_at,
+            } => Some((
+                JanusRoom {
+                    session: janus::Session::create(api).await?,
+                    peers_at: *peers_at,
+                },
+                *room,
+            )),
+            Server::Fjord { .. } => None,
+        };
+        let janus_session = janus.as_ref().map(|(s, _)| s);
         // Publishers first, so that everyone who joins later is offered their tracks.
+        let mut feeds = Vec::new();
         for (range, publishing) in [
             (0..spec.publishers, true),
             (spec.publishers..spec.publishers + spec.subscribers, false),
         ] {
-            let mut joins = Vec::new();
-            for i in range {
-                let (spec, gate, stop) = (spec.clone(), gate.clone(), stop.clone());
+            let joins = range.map(|i| {
+                let (spec, gate, stop) = (&spec, gate.clone(), stop.clone());
                 let packets = publishing.then(|| packets.clone());
-                joins.push(tokio::spawn(async move {
+                let feeds = &feeds;
+                async move {
                     let _turn = gate.acquire_owned().await.expect("join gate");
                     let role = if publishing { "pub" } else { "sub" };
-                    join(&spec, &format!("lean-{role}-{i}"), packets, stop).await
-                }));
-            }
-            for j in joins {
-                match j.await {
-                    Ok(Ok((peer, task))) => {
+                    let name = format!("lean-{role}-{i}");
+                    match (&spec.server, janus_session) {
+                        (Server::Fjord { .. }, _) => join_fjord(spec, &name, packets, stop)
+                            .await
+                            .map(|j| (j, None)),
+                        (Server::Janus { room, .. }, Some(session)) => match packets {
+                            Some(packets) => janus_publish(session, *room, &name, packets, stop)
+                                .await
+                                .map(|(j, feed)| (j, Some(feed))),
+                            None => {
+                                let counters = Arc::new(Counters::default());
+                                janus_subscribe(session, *room, feeds, counters, stop)
+                                    .await
+                                    .map(|j| (j, None))
+                            }
+                        },
+                        (Server::Janus { .. }, None) => unreachable!("a session was created"),
+                    }
+                }
+            });
+            for r in futures::future::join_all(joins).await {
+                match r {
+                    Ok(((peer, task), feed)) => {
                         load.peers.push(peer);
                         load.tasks.push(task);
+                        feeds.extend(feed);
                     }
-                    Ok(Err(e)) => load.failures.push(format!("{e:#}")),
-                    Err(e) => load.failures.push(e.to_string()),
+                    Err(e) => load.failures.push(format!("{e:#}")),
+                }
+            }
+            // In Janus, publishers receive each other on a second PeerConnection.
+            if let (Some((session, room)), true) = (&janus, publishing) {
+                let subs = load.peers.iter().zip(&feeds).map(|(p, feed)| {
+                    let others: Vec<u64> = feeds.iter().copied().filter(|f| f != feed).collect();
+                    let (counters, stop) = (p.counters.clone(), stop.clone());
+                    async move {
+                        if others.is_empty() {
+                            return Ok(None);
+                        }
+                        janus_subscribe(session, *room, &others, counters, stop)
+                            .await
+                            .map(|(_, task)| Some(task))
+                    }
+                });
+                for r in futures::future::join_all(subs).await {
+                    match r {
+                        Ok(task) => load.tasks.extend(task),
+                        Err(e) => load.failures.push(format!("{e:#}")),
+                    }
                 }
             }
         }
+        load.janus = janus.map(|(r, _)| r.session);
         Ok(load)
     }
 
@@ -294,6 +408,9 @@ impl LeanLoad {
         for t in self.tasks {
             let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
         }
+        if let Some(session) = self.janus {
+            session.destroy().await;
+        }
     }
 }
 
@@ -301,24 +418,9 @@ impl LeanLoad {
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-/// Joins through the controller, opens signaling, negotiates and waits for ICE; then
-/// leaves the peer running in a task of its own.
-async fn join(
-    spec: &LeanSpec,
-    name: &str,
-    packets: Option<Arc<Packets>>,
-    stop: CancellationToken,
-) -> anyhow::Result<(Peer, tokio::task::JoinHandle<()>)> {
-    let started = Instant::now();
-    let (_joined, mut ws) = crate::client::open_signaling(
-        &spec.controller,
-        &spec.meeting,
-        name,
-        None,
-        spec.region.as_deref(),
-    )
-    .await?;
-    let socket = UdpSocket::bind("127.0.0.1:0").await?;
+/// A peer's socket on `ip` and its `Rtc`, in RTP mode, with Opus and VP8 only.
+async fn lean_rtc(ip: IpAddr) -> anyhow::Result<(UdpSocket, SocketAddr, Rtc)> {
+    let socket = UdpSocket::bind((ip, 0)).await?;
     let local = socket.local_addr()?;
     let mut rtc = Rtc::builder()
         .set_rtp_mode(true)
@@ -327,19 +429,100 @@ async fn join(
         .enable_vp8(true)
         .build(Instant::now());
     rtc.add_local_candidate(Candidate::host(local, "udp")?);
+    Ok((socket, local, rtc))
+}
+
+/// A publisher's offer: a send-only audio and a send-only video m-line.
+fn publish_offer(
+    rtc: &mut Rtc,
+) -> anyhow::Result<(SdpOffer, SdpPendingOffer, Vec<(MediaKind, Mid)>)> {
     let mut change = rtc.sdp_api();
     let mut sending = Vec::new();
-    if packets.is_some() {
-        for kind in [MediaKind::Audio, MediaKind::Video] {
-            let mid = change.add_media(kind, Direction::SendOnly, None, None, None);
-            sending.push((kind, mid));
+    for kind in [MediaKind::Audio, MediaKind::Video] {
+        let mid = change.add_media(kind, Direction::SendOnly, None, None, None);
+        sending.push((kind, mid));
+    }
+    let (offer, pending) = change.apply().context("an offer")?;
+    Ok((offer, pending, sending))
+}
+
+impl Runner {
+    fn new(
+        started: Instant,
+        (socket, local, rtc): (UdpSocket, SocketAddr, Rtc),
+        ws: Option<Ws>,
+        counters: Arc<Counters>,
+        publish: Option<Publish>,
+    ) -> Self {
+        Runner {
+            started,
+            rtc,
+            socket,
+            local,
+            ws,
+            counters,
+            highest: HashMap::new(),
+            connected: false,
+            publish,
         }
+    }
+
+    /// Drives the peer here until the connection is up (ICE and DTLS), then leaves it
+    /// running in a task of its own; returns the time from `started` to connected.
+    async fn connect(
+        mut self,
+        stop: CancellationToken,
+    ) -> anyhow::Result<(Duration, tokio::task::JoinHandle<()>)> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        while !self.connected {
+            if tokio::time::Instant::now() > deadline {
+                bail!("no ICE and DTLS connection within 15 s");
+            }
+            self.step(&stop).await?;
+        }
+        let join_time = self.started.elapsed();
+        let task = tokio::spawn(async move {
+            while !stop.is_cancelled() {
+                if let Err(e) = self.step(&stop).await {
+                    tracing::debug!(error = %e, "lean peer ended");
+                    break;
+                }
+            }
+        });
+        Ok((join_time, task))
+    }
+}
+
+/// Joins a Fjord meeting through the controller, opens signaling with the media node,
+/// negotiates and waits for ICE; then leaves the peer running in a task of its own.
+async fn join_fjord(
+    spec: &LeanSpec,
+    name: &str,
+    packets: Option<Arc<Packets>>,
+    stop: CancellationToken,
+) -> anyhow::Result<(Peer, tokio::task::JoinHandle<()>)> {
+    let Server::Fjord {
+        controller,
+        meeting,
+        region,
+    } = &spec.server
+    else {
+        bail!("not a Fjord meeting");
+    };
+    let started = Instant::now();
+    let (_joined, mut ws) =
+        crate::client::open_signaling(controller, meeting, name, None, region.as_deref()).await?;
+    let (socket, local, mut rtc) = lean_rtc(Ipv4Addr::LOCALHOST.into()).await?;
+    let (offer, pending, sending) = if packets.is_some() {
+        publish_offer(&mut rtc)?
     } else {
         // Something to negotiate, so that the connection comes up before anyone else's
         // tracks are offered.
+        let mut change = rtc.sdp_api();
         change.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
-    }
-    let (offer, pending) = change.apply().context("an offer")?;
+        let (offer, pending) = change.apply().context("an offer")?;
+        (offer, pending, Vec::new())
+    };
     send(
         &mut ws,
         json!({ "type": "offer", "sdp": offer.to_sdp_string() }),
@@ -356,38 +539,16 @@ async fn join(
     rtc.sdp_api()
         .accept_answer(pending, answer)
         .context("accepting the answer")?;
-
     let counters = Arc::new(Counters::default());
-    let mut peer = Runner {
+    let publishing = packets.is_some();
+    let runner = Runner::new(
         started,
-        rtc,
-        socket,
-        local,
-        ws,
-        counters: counters.clone(),
-        highest: HashMap::new(),
-        connected: false,
-        publish: packets.map(|p| Publish::new(p, sending)),
-    };
-    // Until the connection is up (ICE and DTLS), drive the peer here; the join time is
-    // up to that moment.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    while !peer.connected {
-        if tokio::time::Instant::now() > deadline {
-            bail!("no ICE and DTLS connection within 15 s");
-        }
-        peer.step(&stop).await?;
-    }
-    let join_time = started.elapsed();
-    let publishing = peer.publish.is_some();
-    let task = tokio::spawn(async move {
-        while !stop.is_cancelled() {
-            if let Err(e) = peer.step(&stop).await {
-                tracing::debug!(error = %e, "lean peer ended");
-                break;
-            }
-        }
-    });
+        (socket, local, rtc),
+        Some(ws),
+        counters.clone(),
+        packets.map(|p| Publish::new(p, sending)),
+    );
+    let (join_time, task) = runner.connect(stop).await?;
     Ok((
         Peer {
             publishing,
@@ -396,6 +557,123 @@ async fn join(
         },
         task,
     ))
+}
+
+/// Where the peers of a Janus load join, and from which address.
+struct JanusRoom {
+    session: janus::Session,
+    peers_at: IpAddr,
+}
+
+/// Joins Janus's VideoRoom as a publisher (join, then publish with an offer) and waits
+/// for ICE; returns the peer, its task and its feed id.
+async fn janus_publish(
+    session: &JanusRoom,
+    room: u64,
+    name: &str,
+    packets: Arc<Packets>,
+    stop: CancellationToken,
+) -> anyhow::Result<((Peer, tokio::task::JoinHandle<()>), u64)> {
+    let started = Instant::now();
+    let mut handle = session.session.attach().await?;
+    let joined = handle
+        .request(
+            json!({ "request": "join", "ptype": "publisher", "room": room, "display": name }),
+            None,
+            |d| d["videoroom"] == "joined",
+        )
+        .await?;
+    let feed = joined["plugindata"]["data"]["id"]
+        .as_u64()
+        .context("no publisher id in Janus's joined event")?;
+    let (socket, local, mut rtc) = lean_rtc(session.peers_at).await?;
+    let (offer, pending, sending) = publish_offer(&mut rtc)?;
+    let configured = handle
+        .request(
+            json!({ "request": "publish" }),
+            Some(json!({ "type": "offer", "sdp": offer.to_sdp_string() })),
+            |d| d["configured"] == "ok",
+        )
+        .await?;
+    let answer = SdpAnswer::from_sdp_string(
+        configured["jsep"]["sdp"]
+            .as_str()
+            .context("no SDP answer in Janus's configured event")?,
+    )
+    .context("Janus's answer")?;
+    rtc.sdp_api()
+        .accept_answer(pending, answer)
+        .context("accepting Janus's answer")?;
+    let counters = Arc::new(Counters::default());
+    let runner = Runner::new(
+        started,
+        (socket, local, rtc),
+        None,
+        counters.clone(),
+        Some(Publish::new(packets, sending)),
+    );
+    let (join_time, task) = runner.connect(stop).await?;
+    let peer = Peer {
+        publishing: true,
+        join_time,
+        counters,
+    };
+    Ok(((peer, task), feed))
+}
+
+/// Subscribes to `feeds` in Janus's VideoRoom on one PeerConnection (Janus offers, we
+/// answer), counting into `counters`, and waits for ICE.
+async fn janus_subscribe(
+    session: &JanusRoom,
+    room: u64,
+    feeds: &[u64],
+    counters: Arc<Counters>,
+    stop: CancellationToken,
+) -> anyhow::Result<(Peer, tokio::task::JoinHandle<()>)> {
+    let started = Instant::now();
+    let mut handle = session.session.attach().await?;
+    let streams: Vec<Value> = feeds.iter().map(|f| json!({ "feed": f })).collect();
+    let attached = handle
+        .request(
+            json!({ "request": "join", "ptype": "subscriber", "room": room, "streams": streams }),
+            None,
+            |d| d["videoroom"] == "attached",
+        )
+        .await?;
+    let offer = SdpOffer::from_sdp_string(
+        attached["jsep"]["sdp"]
+            .as_str()
+            .context("no SDP offer in Janus's attached event")?,
+    )
+    .context("Janus's offer")?;
+    let (socket, local, mut rtc) = lean_rtc(session.peers_at).await?;
+    let answer = rtc
+        .sdp_api()
+        .accept_offer(offer)
+        .context("accepting Janus's offer")?;
+    handle
+        .request(
+            json!({ "request": "start" }),
+            Some(json!({ "type": "answer", "sdp": answer.to_sdp_string() })),
+            |d| d["started"] == "ok",
+        )
+        .await?;
+    let runner = Runner::new(started, (socket, local, rtc), None, counters.clone(), None);
+    let (join_time, task) = runner.connect(stop).await?;
+    let peer = Peer {
+        publishing: false,
+        join_time,
+        counters,
+    };
+    Ok((peer, task))
+}
+
+/// The next signaling message, if the peer has signaling; never, if not.
+async fn next_signal(ws: &mut Option<Ws>) -> anyhow::Result<Value> {
+    match ws {
+        Some(ws) => crate::client::next_json(ws).await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn send(ws: &mut Ws, msg: Value) -> anyhow::Result<()> {
@@ -539,7 +817,9 @@ struct Runner {
     rtc: Rtc,
     socket: UdpSocket,
     local: SocketAddr,
-    ws: Ws,
+    /// Fjord's signaling, on which the node offers new tracks (Janus's subscriptions are
+    /// negotiated once, at the join).
+    ws: Option<Ws>,
     counters: Arc<Counters>,
     /// Per incoming SSRC: the highest extended sequence number seen, and whether it is
     /// audio.
@@ -576,12 +856,12 @@ impl Runner {
                     self.rtc.handle_input(Input::Receive(Instant::now(), rx))?;
                 }
             }
-            msg = crate::client::next_json(&mut self.ws) => {
+            msg = next_signal(&mut self.ws) => {
                 let msg = msg?;
-                if msg["type"] == "offer" {
+                if msg["type"] == "offer" && let Some(ws) = &mut self.ws {
                     let offer = SdpOffer::from_sdp_string(msg["sdp"].as_str().unwrap_or_default())?;
                     let answer = self.rtc.sdp_api().accept_offer(offer)?;
-                    send(&mut self.ws, json!({ "type": "answer", "sdp": answer.to_sdp_string() })).await?;
+                    send(ws, json!({ "type": "answer", "sdp": answer.to_sdp_string() })).await?;
                 }
             }
             _ = tokio::time::sleep_until(due) => {

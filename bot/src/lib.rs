@@ -1,6 +1,7 @@
 //! Fjord's test client and load bot on webrtc-rs: the WebRTC stack independent of the
 //! media node's str0m, so that every media test is interop between two implementations.
 pub mod client;
+pub mod janus;
 pub mod lean;
 pub mod load;
 pub mod media;

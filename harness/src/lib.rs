@@ -6,6 +6,8 @@
 #![forbid(unsafe_code)]
 
 pub mod aiortc;
+pub mod compare;
+pub mod janus;
 pub mod lossy;
 pub mod netns;
 pub mod pki;
@@ -22,7 +24,6 @@ use serde_json::json;
 pub use crate::pki::Pki;
 pub use crate::process::{Etcd, Proc};
 
-/// A free TCP port on 127.0.0.1, reserved for this process (see [`reserve_port`]).
 /// The repository this harness was built from.
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -36,6 +37,7 @@ pub fn py_tools() -> PathBuf {
         .unwrap_or_else(|| repo_root().join("target/py-tools"))
 }
 
+/// A free TCP port on 127.0.0.1, reserved for this process (see [`reserve_port`]).
 pub fn free_port() -> u16 {
     reserve_port()
 }

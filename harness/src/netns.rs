@@ -3,7 +3,8 @@
 //! so that a browser which will not use loopback for WebRTC (Firefox) has an ordinary
 //! interface to talk on — without touching any address of the machine's own network.
 //! Everything the test starts (etcd, nodes, browsers) inherits the namespace and is gone
-//! with it.
+//! with it. Janus, which never gathers candidates on loopback, runs there for the same
+//! reason.
 use std::net::{IpAddr, Ipv4Addr};
 use std::process::Command;
 
@@ -11,6 +12,8 @@ use anyhow::{Context, bail};
 
 /// The address of the namespace's veth interface: media nodes listen on it.
 pub const ADDR: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 77, 0, 1));
+/// The name of that interface.
+pub const IFACE: &str = "fjord0";
 const PEER_ADDR: &str = "10.77.0.2/24";
 const ENV: &str = "FJORD_TEST_NETNS";
 
@@ -26,6 +29,14 @@ pub enum Place {
 /// `module::name`): outside the namespace it re-runs the test inside one and fails if
 /// that run fails; inside it sets the network up.
 pub fn enter(test: &str) -> anyhow::Result<Place> {
+    let args = ["--exact", test, "--nocapture", "--test-threads=1"].map(String::from);
+    rerun_inside(test, &args)
+}
+
+/// Call first in a program (a benchmark) that needs the private network: outside the
+/// namespace it runs itself again inside one, with `args`, and fails if that run
+/// fails; inside it sets the network up.
+pub fn rerun_inside(what: &str, args: &[String]) -> anyhow::Result<Place> {
     if std::env::var_os(ENV).is_some() {
         setup()?;
         return Ok(Place::Inside);
@@ -37,15 +48,12 @@ pub fn enter(test: &str) -> anyhow::Result<Place> {
     if !is_root() {
         cmd.arg("--map-root-user");
     }
-    cmd.arg("--")
-        .arg(exe)
-        .args(["--exact", test, "--nocapture", "--test-threads=1"])
-        .env(ENV, "1");
+    cmd.arg("--").arg(exe).args(args).env(ENV, "1");
     let status = cmd
         .status()
         .context("running `unshare` (util-linux) for a private network namespace")?;
     if !status.success() {
-        bail!("{test} failed inside its network namespace ({status}); its output is above");
+        bail!("{what} failed inside its network namespace ({status}); its output is above");
     }
     Ok(Place::RanInside)
 }
@@ -65,11 +73,11 @@ fn setup() -> anyhow::Result<()> {
         &[
             "link", "add", "fjord0", "type", "veth", "peer", "name", "fjord1",
         ],
-        &["addr", "add", &addr, "dev", "fjord0"],
+        &["addr", "add", &addr, "dev", IFACE],
         &["addr", "add", PEER_ADDR, "dev", "fjord1"],
-        &["link", "set", "fjord0", "up"],
+        &["link", "set", IFACE, "up"],
         &["link", "set", "fjord1", "up"],
-        &["route", "add", "default", "dev", "fjord0"],
+        &["route", "add", "default", "dev", IFACE],
     ];
     for args in steps {
         let out = Command::new("ip")

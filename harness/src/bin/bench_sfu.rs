@@ -8,13 +8,23 @@
 //! machine; `--load webrtc` with the webrtc-rs bots, the interop reference (they cost
 //! more CPU than the node they load). Build in release first:
 //! `cargo build --release --workspace --bins`.
+//!
+//! `--against janus` then runs the same lean scenario against Janus's VideoRoom (Debian's
+//! `janus`, started with a configuration the bench writes), one after the other, and
+//! prints both side by side: what the subscribers received (frames, payload bytes and
+//! packets) per CPU-second of each server process, loss and time to first media, and the
+//! ratio Fjord/Janus.
 use std::time::Duration;
 
 use anyhow::Context;
-use bot::lean::{LeanLoad, LeanReport, LeanSpec};
+use bot::lean::{LeanLoad, LeanReport, LeanSpec, Server};
 use bot::{ClipSpec, LoadSpec};
 use clap::{Parser, ValueEnum};
-use harness::{Cluster, ClusterSpec, NodeSpec};
+use harness::{Cluster, ClusterSpec, NodeSpec, compare};
+
+/// How long the peers run before the window, so that every subscriber is past its first
+/// keyframe.
+const SETTLE: Duration = Duration::from_secs(3);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum LoadKind {
@@ -43,6 +53,14 @@ struct Args {
     /// The peers that load the node.
     #[arg(long, value_enum, default_value_t = LoadKind::Lean)]
     load: LoadKind,
+    /// Runs the same scenario against this server too, after Fjord, and compares.
+    #[arg(long, value_enum)]
+    against: Option<Peer>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Peer {
+    Janus,
 }
 
 /// The node's CPU seconds, forwarded packets and forwarding latency buckets now.
@@ -68,11 +86,29 @@ async fn sample(http: &reqwest::Client, base: &str, pid: u32) -> anyhow::Result<
     })
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let a = Args::parse();
+    // Janus gathers no candidates on loopback: the comparison runs inside a private
+    // network namespace (both servers, so that they are measured alike).
+    if a.against == Some(Peer::Janus) {
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        if let harness::netns::Place::RanInside =
+            harness::netns::rerun_inside("fjord-bench-sfu --against janus", &args)?
+        {
+            return Ok(());
+        }
+    }
+    tokio::runtime::Runtime::new()?.block_on(run(a))
+}
+
+async fn run(a: Args) -> anyhow::Result<()> {
     if a.meetings > 1 && a.load == LoadKind::Webrtc {
         anyhow::bail!("--meetings takes the lean load only (--load lean)");
+    }
+    if a.against.is_some() && (a.load != LoadKind::Lean || a.meetings != 1) {
+        anyhow::bail!(
+            "--against compares one meeting under the lean load (--load lean --meetings 1)"
+        );
     }
     let spec = ClusterSpec {
         controllers: 1,
@@ -115,7 +151,14 @@ async fn main() -> anyhow::Result<()> {
         a.meetings, a.publishers, a.subscribers, a.load
     );
 
-    let (before, after, summary, secs) = match a.load {
+    let lean = |server: Server| LeanSpec {
+        server,
+        publishers: a.publishers,
+        subscribers: a.subscribers,
+        clip: clip.clone(),
+        join_concurrency: 8,
+    };
+    let fjord = match a.load {
         LoadKind::Webrtc => {
             let load = harness::bench_load(LoadSpec {
                 controller: base,
@@ -129,32 +172,30 @@ async fn main() -> anyhow::Result<()> {
                 join_concurrency: 8,
             })
             .await?;
-            tokio::time::sleep(Duration::from_secs(3)).await;
+            tokio::time::sleep(SETTLE).await;
             eprintln!("measuring for {} s…", a.duration);
             let before = sample(&http, &node_base, pid).await?;
             let report = load.measure(window).await;
             let after = sample(&http, &node_base, pid).await?;
             load.stop().await;
             let secs = report.window.as_secs_f64();
-            (before, after, bot::load::summary(&report), secs)
+            print_node(&a, secs, &before, &after);
+            print!("{}", bot::load::summary(&report));
+            return Ok(());
         }
         LoadKind::Lean => {
             let mut loads = Vec::new();
             for m in &meetings {
                 loads.push(
-                    LeanLoad::start(LeanSpec {
+                    LeanLoad::start(lean(Server::Fjord {
                         controller: base.clone(),
                         meeting: m.clone(),
                         region: Some("oslo".into()),
-                        publishers: a.publishers,
-                        subscribers: a.subscribers,
-                        clip: clip.clone(),
-                        join_concurrency: 8,
-                    })
+                    }))
                     .await?,
                 );
             }
-            tokio::time::sleep(Duration::from_secs(3)).await;
+            tokio::time::sleep(SETTLE).await;
             eprintln!("measuring for {} s…", a.duration);
             let before = sample(&http, &node_base, pid).await?;
             let reports = futures::future::join_all(loads.iter().map(|l| l.measure(window))).await;
@@ -162,12 +203,40 @@ async fn main() -> anyhow::Result<()> {
             for l in loads {
                 l.stop().await;
             }
-            let report = merge(reports);
-            let secs = report.window.as_secs_f64();
-            (before, after, bot::lean::summary(&report), secs)
+            let report = LeanReport::merge(reports);
+            print_node(&a, report.window.as_secs_f64(), &before, &after);
+            print!("{}", bot::lean::summary(&report));
+            compare::Run {
+                cpu: after.cpu - before.cpu,
+                report,
+            }
         }
     };
+    drop(cluster);
 
+    let Some(Peer::Janus) = a.against else {
+        return Ok(());
+    };
+    let dir = tempfile::tempdir()?;
+    let janus = compare::run_on_janus(lean, dir.path(), SETTLE, window).await?;
+    println!(
+        "janus: 1 room of {} publishers x {} subscribers, {:.1} s, lean load",
+        a.publishers,
+        a.subscribers,
+        janus.report.window.as_secs_f64()
+    );
+    println!(
+        "janus cpu seconds: {:.2} ({:.0} % of one core)",
+        janus.cpu,
+        janus.cpu_percent()
+    );
+    print!("{}", bot::lean::summary(&janus.report));
+    print!("{}", compare::table(&fjord, &janus));
+    Ok(())
+}
+
+/// The node's figures over the window.
+fn print_node(a: &Args, secs: f64, before: &Sample, after: &Sample) {
     let forwarded = after.forwarded - before.forwarded;
     let cpu = after.cpu - before.cpu;
     println!(
@@ -192,28 +261,4 @@ async fn main() -> anyhow::Result<()> {
         q(0.5),
         q(0.99)
     );
-    print!("{summary}");
-    Ok(())
-}
-
-/// The meetings' reports as one (their windows overlap: the longest counts).
-fn merge(reports: Vec<LeanReport>) -> LeanReport {
-    let mut all = LeanReport::default();
-    for r in reports {
-        all.window = all.window.max(r.window);
-        all.peers += r.peers;
-        all.join_failures += r.join_failures;
-        all.join_times.extend(r.join_times);
-        all.first_media.extend(r.first_media);
-        all.packets += r.packets;
-        all.bytes += r.bytes;
-        all.video_frames += r.video_frames;
-        all.audio_frames += r.audio_frames;
-        all.video_expected += r.video_expected;
-        all.audio_expected += r.audio_expected;
-        all.seq_lost += r.seq_lost;
-    }
-    all.join_times.sort();
-    all.first_media.sort();
-    all
 }

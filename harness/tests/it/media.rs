@@ -289,9 +289,11 @@ async fn the_lean_load_generators_peers_get_every_publishers_frames_from_the_nod
     let base = c.controllers[0].url();
     let meeting = api.create(&base, json!({ "title": "lean" })).await;
     let load = bot::lean::LeanLoad::start(bot::lean::LeanSpec {
-        controller: base.clone(),
-        meeting,
-        region: Some("oslo".into()),
+        server: bot::lean::Server::Fjord {
+            controller: base.clone(),
+            meeting,
+            region: Some("oslo".into()),
+        },
         publishers: 2,
         subscribers: 3,
         clip: bot::ClipSpec {
@@ -336,8 +338,8 @@ async fn the_lean_load_generators_peers_get_every_publishers_frames_from_the_nod
             .unwrap();
         count += harness::metric_value(&text, "fjord_media_forward_latency_seconds_count")
             .unwrap_or(0.0);
-        sum += harness::metric_value(&text, "fjord_media_forward_latency_seconds_sum")
-            .unwrap_or(0.0);
+        sum +=
+            harness::metric_value(&text, "fjord_media_forward_latency_seconds_sum").unwrap_or(0.0);
     }
     assert!(count >= 100.0, "forward latency observed {count} times");
     let mean = sum / count;
@@ -347,3 +349,74 @@ async fn the_lean_load_generators_peers_get_every_publishers_frames_from_the_nod
     );
 }
 
+/// The Janus comparison of the SFU benchmark (`fjord-bench-sfu --against janus`) at a
+/// small size: the same lean load, 2 publishers × 4 subscribers for 5 s, against a Fjord
+/// media node and then against Janus's VideoRoom (Debian's `janus`), in a private
+/// network namespace (Janus gathers no candidates on loopback). Both servers must have
+/// forwarded every publisher's media to every other peer, so that the comparison cannot
+/// silently measure an idle or broken server.
+#[test]
+fn fjord_and_janus_under_the_same_lean_load_both_forward_every_publishers_media() {
+    use bot::lean::{LeanSpec, Server};
+    use harness::{compare, netns};
+    let here =
+        "media::fjord_and_janus_under_the_same_lean_load_both_forward_every_publishers_media";
+    if let netns::Place::RanInside = netns::enter(here).unwrap() {
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let spec = |server| LeanSpec {
+            server,
+            publishers: 2,
+            subscribers: 4,
+            clip: bot::ClipSpec {
+                width: 320,
+                height: 240,
+                fps: 15,
+                ..bot::ClipSpec::default()
+            },
+            join_concurrency: 4,
+        };
+        let (settle, window) = (Duration::from_millis(1500), Duration::from_secs(5));
+        let c = harness::Cluster::start(harness::ClusterSpec {
+            media: vec![crate::node("media-oslo-1", "oslo")],
+            ..crate::spec()
+        })
+        .await
+        .unwrap();
+        let base = c.controllers[0].url();
+        let meeting = Api::new(&c)
+            .create(&base, json!({ "title": "vs janus" }))
+            .await;
+        let fjord = spec(Server::Fjord {
+            controller: base,
+            meeting,
+            region: Some("oslo".into()),
+        });
+        let fjord = compare::run(fjord, c.media[0].proc.pid(), settle, window)
+            .await
+            .unwrap();
+        drop(c);
+        let dir = tempfile::tempdir().unwrap();
+        let janus = compare::run_on_janus(spec, dir.path(), settle, window)
+            .await
+            .unwrap();
+        eprint!("{}", compare::table(&fjord, &janus));
+        for (server, run) in [("fjord", &fjord), ("janus", &janus)] {
+            let r = &run.report;
+            eprint!("{server}:\n{}", bot::lean::summary(r));
+            assert_eq!((r.peers, r.join_failures), (6, 0), "{server}: {r:?}");
+            // 2 publishers × 5 receivers each, 15 video and 50 audio frames a second.
+            assert!(r.video_expected >= 2 * 5 * 15 * 4, "{server}: {r:?}");
+            assert!(r.audio_expected >= 2 * 5 * 50 * 4, "{server}: {r:?}");
+            assert!(r.video_loss() <= 0.05, "{server} lost video: {r:?}");
+            assert!(r.audio_loss() <= 0.05, "{server} lost audio: {r:?}");
+            assert!(run.cpu > 0.0, "{server} used no CPU");
+        }
+    });
+}
