@@ -432,10 +432,11 @@ async fn lean_rtc(ip: IpAddr) -> anyhow::Result<(UdpSocket, SocketAddr, Rtc)> {
     Ok((socket, local, rtc))
 }
 
+/// An offer, its pending change and the m-lines it adds to send on.
+type Offer = (SdpOffer, SdpPendingOffer, Vec<(MediaKind, Mid)>);
+
 /// A publisher's offer: a send-only audio and a send-only video m-line.
-fn publish_offer(
-    rtc: &mut Rtc,
-) -> anyhow::Result<(SdpOffer, SdpPendingOffer, Vec<(MediaKind, Mid)>)> {
+fn publish_offer(rtc: &mut Rtc) -> anyhow::Result<Offer> {
     let mut change = rtc.sdp_api();
     let mut sending = Vec::new();
     for kind in [MediaKind::Audio, MediaKind::Video] {
