@@ -50,6 +50,27 @@ where
     })
 }
 
+/// How a binary writes its log (to stdout).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `text`, for people, or `json`: one JSON object a line, for log pipelines.
+    pub format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// A config with a `log` section.
+pub trait Logged {
+    fn log(&self) -> &LogConfig;
+}
+
 /// How a binary reaches etcd and how long its lease lives.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]

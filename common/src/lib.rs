@@ -23,12 +23,24 @@ pub fn unix_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// Installs the tracing subscriber every binary uses (`RUST_LOG` overrides `info`).
-pub fn init_tracing() {
+/// Installs the tracing subscriber every binary uses (`RUST_LOG` overrides `info`), as
+/// `log` says: text for people (coloured only on a terminal, never in a file), or one
+/// JSON object a line with the fields of the spans it happened in (`meeting_id`,
+/// `participant_id`, …) for a log pipeline.
+pub fn init_tracing(log: &config::LogConfig) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_target(false)
-        .try_init();
+        .with_target(false);
+    let _ = match log.format {
+        config::LogFormat::Text => fmt.with_ansi(std::io::stdout().is_terminal()).try_init(),
+        config::LogFormat::Json => fmt
+            .json()
+            .with_ansi(false)
+            .with_current_span(true)
+            .with_span_list(true)
+            .try_init(),
+    };
 }

@@ -171,7 +171,7 @@ pub async fn node_main<C, V, R, Fut, E>(
     run: R,
 ) -> std::process::ExitCode
 where
-    C: serde::de::DeserializeOwned + serde::Serialize + Default,
+    C: serde::de::DeserializeOwned + serde::Serialize + Default + crate::config::Logged,
     V: FnOnce(&C) -> Result<(), crate::config::ConfigError>,
     R: FnOnce(
         C,
@@ -197,6 +197,7 @@ where
         println!("{name}: the config is valid");
         return ExitCode::SUCCESS;
     }
+    crate::init_tracing(cfg.log());
     let mut bound = Vec::new();
     for (key, addr) in listeners(&cfg) {
         match tokio::net::TcpListener::bind(&addr).await {

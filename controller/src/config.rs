@@ -2,7 +2,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use common::config::{ConfigError, EtcdConfig};
+use common::config::{ConfigError, EtcdConfig, LogConfig, Logged};
 use common::ids::Region;
 use common::tls::TlsConfig;
 use ipnet::IpNet;
@@ -23,6 +23,8 @@ pub struct ControllerConfig {
     /// Kubernetes Secret is handed in.
     pub operator_keys_file: Option<PathBuf>,
     pub etcd: EtcdConfig,
+    /// How the log is written (`[log] format = "json"` for a log pipeline).
+    pub log: LogConfig,
     /// Mutual TLS towards media and recording nodes.
     pub tls: TlsConfig,
     pub token: TokenConfig,
@@ -89,6 +91,7 @@ impl Default for ControllerConfig {
             operator_keys: Vec::new(),
             operator_keys_file: None,
             etcd: EtcdConfig::default(),
+            log: LogConfig::default(),
             tls: TlsConfig::default(),
             token: TokenConfig::default(),
             regions: Vec::new(),
@@ -270,5 +273,11 @@ mod tests {
             e.contains("operator_keys_file") && e.contains("cannot read"),
             "{e}"
         );
+    }
+}
+
+impl Logged for ControllerConfig {
+    fn log(&self) -> &LogConfig {
+        &self.log
     }
 }

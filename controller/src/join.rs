@@ -124,9 +124,27 @@ impl Service {
         decision
     }
 
+    /// Every log line of a join carries its meeting and participant ids (the span), the
+    /// ids the media node's lines about the session carry too; never the name, password
+    /// or host key.
     pub async fn join(&self, caller: &Caller, req: JoinInput) -> Result<Joined, ApiError> {
+        use tracing::Instrument;
         let started = Instant::now();
-        let res = self.join_inner(caller, req).await;
+        let participant = ParticipantId::random();
+        let span = match Self::parse_meeting_id(&req.meeting) {
+            Ok(m) => tracing::info_span!("join", meeting_id = %m, participant_id = %participant),
+            Err(_) => tracing::info_span!("join", participant_id = %participant),
+        };
+        let res = async {
+            let res = self.join_inner(caller, req, participant).await;
+            match &res {
+                Ok(j) => tracing::info!(node = %j.node, region = %j.region, role = j.role.as_str(), "joined"),
+                Err(e) => tracing::info!(error = %e, "join refused"),
+            }
+            res
+        }
+        .instrument(span)
+        .await;
         self.metrics
             .join_seconds
             .observe(started.elapsed().as_secs_f64());
@@ -137,7 +155,12 @@ impl Service {
         res
     }
 
-    async fn join_inner(&self, caller: &Caller, req: JoinInput) -> Result<Joined, ApiError> {
+    async fn join_inner(
+        &self,
+        caller: &Caller,
+        req: JoinInput,
+        participant: ParticipantId,
+    ) -> Result<Joined, ApiError> {
         let meeting = Self::parse_meeting_id(&req.meeting)?;
         let name = req.name.trim().to_owned();
         if name.is_empty()
@@ -167,6 +190,7 @@ impl Service {
             .place_and_commit(&meeting, &client_region, m.residency.as_ref())
             .await?;
         if let Some((slot, p)) = &placed.committed {
+            tracing::info!(node = %p.node, epoch = p.epoch, "placed the meeting in {}", placed.region);
             self.prepare(&meeting, slot, p).await?;
         }
         let (node, region) = (placed.node, placed.region);
@@ -179,8 +203,6 @@ impl Service {
                 ))
             })?;
         // `decide` counted this join against the node already.
-
-        let participant = ParticipantId::random();
         let now = common::unix_ms() as u64 / 1000;
         let claims = self.signer.claims(
             now,

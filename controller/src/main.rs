@@ -21,7 +21,6 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    common::init_tracing();
     let args = Args::parse();
     let cfg: controller::config::ControllerConfig =
         match common::config::load(args.config.as_deref(), "FJORD_CONTROLLER__") {
@@ -39,6 +38,7 @@ async fn main() -> std::process::ExitCode {
         println!("fjord-controller: the config is valid");
         return std::process::ExitCode::SUCCESS;
     }
+    common::init_tracing(&cfg.log);
     let listener = match tokio::net::TcpListener::bind(&cfg.listen).await {
         Ok(l) => l,
         Err(e) => {

@@ -155,6 +155,8 @@ pub struct ClusterSpec {
     pub lease_ttl_secs: u64,
     pub allow_region_override: bool,
     pub token_ttl_secs: u64,
+    /// Every binary's `log.format`: `text` or `json`.
+    pub log_format: &'static str,
 }
 
 impl ClusterSpec {
@@ -181,6 +183,7 @@ impl ClusterSpec {
             lease_ttl_secs: 5,
             allow_region_override: true,
             token_ttl_secs: 120,
+            log_format: "text",
         }
     }
 }
@@ -343,6 +346,7 @@ impl Cluster {
             "regions": regions,
             "default_region": self.spec.default_region,
             "allow_region_override": self.spec.allow_region_override,
+            "log": { "format": self.spec.log_format },
         });
         let path = self.write_config(id, cfg)?;
         let proc = Proc::spawn(
@@ -396,6 +400,7 @@ impl Cluster {
             "tls": self.tls_json(&spec.id)?,
             "token_keys": [{ "kid": "k1", "public_key_file": self.pki.token_public_file() }],
             "drain_deadline_secs": 60,
+            "log": { "format": self.spec.log_format },
         });
         if let Some(a) = advertise {
             cfg["udp_advertise"] = json!(a.to_string());
@@ -439,6 +444,7 @@ impl Cluster {
             "download_key_file": self.pki.download_key_file(),
             "etcd": self.etcd_json(),
             "tls": self.tls_json(&spec.id)?,
+            "log": { "format": self.spec.log_format },
         });
         let path = self.write_config(&spec.id, cfg)?;
         let log = self.dir.join(format!("logs/{}.log", spec.id));

@@ -1,7 +1,7 @@
 //! The media node's one config struct: defaults < file < `FJORD_MEDIA_NODE__*`.
 use std::path::PathBuf;
 
-use common::config::{ConfigError, EtcdConfig};
+use common::config::{ConfigError, EtcdConfig, LogConfig, Logged};
 use common::tls::TlsConfig;
 use serde::{Deserialize, Serialize};
 
@@ -25,6 +25,8 @@ pub struct MediaNodeConfig {
     pub grpc_advertise: Option<String>,
     pub capacity: CapacityConfig,
     pub etcd: EtcdConfig,
+    /// How the log is written (`[log] format = "json"` for a log pipeline).
+    pub log: LogConfig,
     pub tls: TlsConfig,
     /// Public keys that verify join tokens, by key id.
     pub token_keys: Vec<TokenKey>,
@@ -80,6 +82,7 @@ impl Default for MediaNodeConfig {
             grpc_advertise: None,
             capacity: CapacityConfig::default(),
             etcd: EtcdConfig::default(),
+            log: LogConfig::default(),
             tls: TlsConfig::default(),
             token_keys: Vec::new(),
             drain_deadline_secs: 1800,
@@ -161,5 +164,11 @@ impl MediaNodeConfig {
         self.grpc_advertise
             .clone()
             .unwrap_or_else(|| self.grpc_listen.clone())
+    }
+}
+
+impl Logged for MediaNodeConfig {
+    fn log(&self) -> &LogConfig {
+        &self.log
     }
 }

@@ -98,7 +98,16 @@ async fn signal(
         );
     }
     match upgrade {
-        Ok(up) => up.on_upgrade(move |ws| session(node, claims, ws)),
+        Ok(up) => {
+            use tracing::Instrument;
+            // The ids the controller's lines about this join carry too.
+            let span = tracing::info_span!(
+                "session",
+                meeting_id = %claims.mtg,
+                participant_id = %claims.sub
+            );
+            up.on_upgrade(move |ws| session(node, claims, ws).instrument(span))
+        }
         Err(_) => error(
             StatusCode::UPGRADE_REQUIRED,
             "upgrade_required",
@@ -243,15 +252,19 @@ async fn session(node: Arc<Node>, claims: JoinClaims, mut ws: WebSocket) {
         "participants": membership.others,
         "active_speaker": membership.active_speaker,
     });
+    tracing::info!(role = claims.role.as_str(), "session started");
     let mut ok = ws.send(json(welcome)).await.is_ok();
+    let mut why = "the client's connection broke".to_owned();
     while ok {
         tokio::select! {
             _ = node.shutdown.cancelled() => {
-                let _ = ws.send(signal_msg(SignalOut::Closed("media node shutting down".into()))).await;
+                why = "media node shutting down".into();
+                let _ = ws.send(signal_msg(SignalOut::Closed(why.clone()))).await;
                 break;
             }
             _ = membership.session.cancelled() => {
-                let _ = ws.send(signal_msg(SignalOut::Closed("replaced by a newer session".into()))).await;
+                why = "replaced by a newer session".into();
+                let _ = ws.send(signal_msg(SignalOut::Closed(why.clone()))).await;
                 break;
             }
             ev = membership.events.recv() => match ev {
@@ -263,8 +276,9 @@ async fn session(node: Arc<Node>, claims: JoinClaims, mut ws: WebSocket) {
                 Err(_) => break,
             },
             sig = from_sfu.recv() => match sig {
-                Some(SignalOut::Closed(why)) => {
-                    let _ = ws.send(signal_msg(SignalOut::Closed(why))).await;
+                Some(SignalOut::Closed(reason)) => {
+                    why = reason;
+                    let _ = ws.send(signal_msg(SignalOut::Closed(why.clone()))).await;
                     break;
                 }
                 Some(msg) => ok = ws.send(signal_msg(msg)).await.is_ok(),
@@ -273,7 +287,11 @@ async fn session(node: Arc<Node>, claims: JoinClaims, mut ws: WebSocket) {
             msg = ws.recv() => {
                 let text = match msg {
                     Some(Ok(Message::Text(t))) => t,
-                    Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
+                    Some(Ok(Message::Close(_))) => {
+                        why = "the client closed signaling".into();
+                        break;
+                    }
+                    Some(Err(_)) | None => break,
                     Some(Ok(Message::Binary(_))) => {
                         ok = ws.send(error_msg("binary", "binary messages are not part of the protocol")).await.is_ok();
                         continue;
@@ -314,7 +332,10 @@ async fn session(node: Arc<Node>, claims: JoinClaims, mut ws: WebSocket) {
                         rid: crate::sfu::layer_for_size(width, height),
                     }),
                     ClientMsg::Layer { .. } => ok = ws.send(error_msg("layer", "mid too long")).await.is_ok(),
-                    ClientMsg::Leave {} => break,
+                    ClientMsg::Leave {} => {
+                        why = "the client left".into();
+                        break;
+                    }
                 }
             }
         }
@@ -323,6 +344,7 @@ async fn session(node: Arc<Node>, claims: JoinClaims, mut ws: WebSocket) {
     node.rooms.leave(&membership);
     node.participant_left(&claims.mtg);
     let _ = ws.send(Message::Close(None)).await;
+    tracing::info!(reason = %why, "session ended");
 }
 
 #[cfg(test)]

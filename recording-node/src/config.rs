@@ -2,7 +2,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use common::config::{ConfigError, EtcdConfig};
+use common::config::{ConfigError, EtcdConfig, LogConfig, Logged};
 use common::tls::TlsConfig;
 use serde::{Deserialize, Serialize};
 
@@ -21,6 +21,8 @@ pub struct RecordingNodeConfig {
     /// Data classification -> directory its recordings are written to (no default).
     pub storage: BTreeMap<String, PathBuf>,
     pub etcd: EtcdConfig,
+    /// How the log is written (`[log] format = "json"` for a log pipeline).
+    pub log: LogConfig,
     pub tls: TlsConfig,
     pub drain_deadline_secs: u64,
     /// Size, frame rate and bitrate of the composite video.
@@ -46,6 +48,7 @@ impl Default for RecordingNodeConfig {
             // No default: a file's map would be merged into it, not replace it.
             storage: BTreeMap::new(),
             etcd: EtcdConfig::default(),
+            log: LogConfig::default(),
             tls: TlsConfig::default(),
             drain_deadline_secs: 3600,
             composite: crate::spec::CompositeSpec::default(),
@@ -106,5 +109,11 @@ impl RecordingNodeConfig {
         self.grpc_advertise
             .clone()
             .unwrap_or_else(|| self.grpc_listen.clone())
+    }
+}
+
+impl Logged for RecordingNodeConfig {
+    fn log(&self) -> &LogConfig {
+        &self.log
     }
 }

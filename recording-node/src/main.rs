@@ -24,9 +24,9 @@ const ENV: &str = "FJORD_RECORDING_NODE__";
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    common::init_tracing();
     let args = Args::parse();
     if args.node.drain_and_wait {
+        common::init_tracing(&common::config::LogConfig::default());
         return drain_and_wait(args.node.config.as_deref()).await;
     }
     common::node::node_main(

@@ -60,6 +60,9 @@ lease_ttl_secs = {{ .Values.etcd.leaseTtlSecs }}
 ca_file = "/etc/fjord/tls/ca.crt"
 cert_file = "/etc/fjord/tls/tls.crt"
 key_file = "/etc/fjord/tls/tls.key"
+
+[log]
+format = {{ .Values.logFormat | quote }}
 {{- end -}}
 
 {{- define "fjord.securityContext" -}}

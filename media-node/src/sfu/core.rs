@@ -625,7 +625,12 @@ impl Sfu {
         };
         let peer = &mut self.peers[i];
         if let Err(e) = peer.rtc.handle_input(input) {
-            tracing::debug!(error = %e, "peer input failed; disconnecting");
+            tracing::info!(
+                meeting_id = %peer.meeting,
+                participant_id = %peer.participant,
+                error = %e,
+                "peer input failed; disconnecting"
+            );
             peer.rtc.disconnect();
         }
         peer.dirty = true;
@@ -716,7 +721,13 @@ impl Sfu {
             let out = match self.peers[i].rtc.poll_output() {
                 Ok(o) => o,
                 Err(e) => {
-                    tracing::debug!(error = %e, "poll_output failed; disconnecting");
+                    let p = &self.peers[i];
+                    tracing::info!(
+                        meeting_id = %p.meeting,
+                        participant_id = %p.participant,
+                        error = %e,
+                        "poll_output failed; disconnecting"
+                    );
                     self.peers[i].rtc.disconnect();
                     self.peers[i].dirty = true;
                     return;
@@ -749,7 +760,13 @@ impl Sfu {
     pub(super) fn handle_event(&mut self, now: Instant, i: usize, e: Event) {
         let key = self.peers[i].key;
         match e {
+            Event::Connected => {
+                let p = &self.peers[i];
+                tracing::info!(meeting_id = %p.meeting, participant_id = %p.participant, "media connected");
+            }
             Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+                let p = &self.peers[i];
+                tracing::info!(meeting_id = %p.meeting, participant_id = %p.participant, "ICE disconnected");
                 self.peers[i].rtc.disconnect();
                 self.peers[i].dirty = true;
             }
