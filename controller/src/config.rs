@@ -232,6 +232,12 @@ impl ControllerConfig {
     }
 }
 
+impl Logged for ControllerConfig {
+    fn log(&self) -> &LogConfig {
+        &self.log
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -273,11 +279,5 @@ mod tests {
             e.contains("operator_keys_file") && e.contains("cannot read"),
             "{e}"
         );
-    }
-}
-
-impl Logged for ControllerConfig {
-    fn log(&self) -> &LogConfig {
-        &self.log
     }
 }
