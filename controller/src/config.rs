@@ -47,6 +47,8 @@ pub struct ControllerConfig {
     pub download_key_file: Option<PathBuf>,
     /// How long a download link is valid.
     pub download_link_ttl_secs: u64,
+    /// Joins per client address and per meeting (429 with `Retry-After` beyond).
+    pub join_limits: crate::limits::JoinLimitsConfig,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -103,6 +105,7 @@ impl Default for ControllerConfig {
             node_call_timeout_ms: 3000,
             download_key_file: None,
             download_link_ttl_secs: 3600,
+            join_limits: crate::limits::JoinLimitsConfig::default(),
         }
     }
 }

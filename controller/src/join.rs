@@ -131,12 +131,19 @@ impl Service {
         use tracing::Instrument;
         let started = Instant::now();
         let participant = ParticipantId::random();
-        let span = match Self::parse_meeting_id(&req.meeting) {
+        let meeting = Self::parse_meeting_id(&req.meeting);
+        let span = match &meeting {
             Ok(m) => tracing::info_span!("join", meeting_id = %m, participant_id = %participant),
             Err(_) => tracing::info_span!("join", participant_id = %participant),
         };
         let res = async {
-            let res = self.join_inner(caller, req, participant).await;
+            let res = match &meeting {
+                Ok(m) => match self.join_limits.check(caller.addr, m, Instant::now()) {
+                    Ok(()) => self.join_inner(caller, req, participant).await,
+                    Err(e) => Err(e),
+                },
+                Err(_) => self.join_inner(caller, req, participant).await,
+            };
             match &res {
                 Ok(j) => tracing::info!(node = %j.node, region = %j.region, role = j.role.as_str(), "joined"),
                 Err(e) => tracing::info!(error = %e, "join refused"),
@@ -150,7 +157,11 @@ impl Service {
             .observe(started.elapsed().as_secs_f64());
         self.metrics
             .joins
-            .with_label_values(&[if res.is_ok() { "ok" } else { "error" }])
+            .with_label_values(&[match &res {
+                Ok(_) => "ok",
+                Err(ApiError::TooManyRequests { .. }) => "limited",
+                Err(_) => "error",
+            }])
             .inc();
         res
     }

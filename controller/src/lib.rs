@@ -17,6 +17,7 @@ pub mod grpc;
 pub mod http;
 pub mod join;
 pub mod leader;
+pub mod limits;
 pub mod meetings;
 pub mod metrics;
 pub mod model;
@@ -106,6 +107,7 @@ pub async fn run(
         metrics.clone(),
     );
     service.downloads = downloads;
+    service.join_limits = limits::JoinLimits::new(&cfg.join_limits);
     let service = Arc::new(service);
 
     let watcher = tokio::spawn(view.clone().run_watcher(store, shutdown.clone()));

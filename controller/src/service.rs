@@ -32,6 +32,7 @@ pub struct Service {
     pub(crate) recent_joins: Mutex<HashMap<NodeId, VecDeque<(Instant, i64)>>>,
     /// Key and validity of recording download links (None: no links).
     pub downloads: Option<(Vec<u8>, Duration)>,
+    pub join_limits: crate::limits::JoinLimits,
 }
 
 impl Service {
@@ -59,6 +60,7 @@ impl Service {
             metrics,
             recent_joins: Mutex::default(),
             downloads: None,
+            join_limits: crate::limits::JoinLimits::new(&Default::default()),
         }
     }
 

@@ -157,6 +157,15 @@ pub struct ClusterSpec {
     pub token_ttl_secs: u64,
     /// Every binary's `log.format`: `text` or `json`.
     pub log_format: &'static str,
+    /// The controllers' `join_limits` (None: their defaults); see [`no_join_limits`].
+    pub join_limits: Option<serde_json::Value>,
+}
+
+/// Join limits that limit nothing: for tests and benchmarks that join many peers from
+/// one address.
+pub fn no_join_limits() -> Option<serde_json::Value> {
+    let off = json!({ "per_minute": 0, "burst": 0 });
+    Some(json!({ "per_address": off, "per_meeting": off }))
 }
 
 impl ClusterSpec {
@@ -184,6 +193,7 @@ impl ClusterSpec {
             allow_region_override: true,
             token_ttl_secs: 120,
             log_format: "text",
+            join_limits: None,
         }
     }
 }
@@ -335,7 +345,7 @@ impl Cluster {
             .iter()
             .map(|(n, ns)| json!({ "name": n, "neighbours": ns }))
             .collect();
-        let cfg = json!({
+        let mut cfg = json!({
             "id": id,
             "listen": format!("127.0.0.1:{port}"),
             "operator_keys": [self.operator_key],
@@ -348,6 +358,9 @@ impl Cluster {
             "allow_region_override": self.spec.allow_region_override,
             "log": { "format": self.spec.log_format },
         });
+        if let Some(limits) = &self.spec.join_limits {
+            cfg["join_limits"] = limits.clone();
+        }
         let path = self.write_config(id, cfg)?;
         let proc = Proc::spawn(
             id,

@@ -30,6 +30,7 @@ impl From<ApiError> for Status {
             ApiError::Conflict(_) => Status::failed_precondition(msg),
             ApiError::Unavailable(_) => Status::unavailable(msg),
             ApiError::Internal(_) => Status::internal(msg),
+            ApiError::TooManyRequests { .. } => Status::resource_exhausted(msg),
         }
     }
 }

@@ -39,18 +39,32 @@ impl IntoResponse for ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+        };
+        // Whole seconds, rounded up (RFC 9110 §10.2.3).
+        let retry_after = match &self {
+            ApiError::TooManyRequests { retry_after, .. } => {
+                Some(retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0))
+            }
+            _ => None,
         };
         if status.is_server_error() {
             tracing::warn!(status = status.as_u16(), message = %self, "request failed");
         }
-        (
+        let mut response = (
             status,
             Json(ErrorBody {
                 error: self.code(),
                 message: self.to_string(),
             }),
         )
-            .into_response()
+            .into_response();
+        if let Some(secs) = retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, secs.max(1).into());
+        }
+        response
     }
 }
 

@@ -318,3 +318,62 @@ async fn grpc_api_serves_the_same_service_with_the_same_checks() {
         .await;
     assert_eq!(missing.unwrap_err().code(), tonic::Code::NotFound);
 }
+
+/// Joins over the rate of one client address or of one meeting get 429 with a
+/// `Retry-After` and a message that says which limit it was; the others go through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joins_over_the_rate_of_an_address_or_a_meeting_get_429_with_retry_after() {
+    let c = harness::Cluster::start(harness::ClusterSpec {
+        controllers: 1,
+        join_limits: Some(json!({
+            "per_address": { "per_minute": 6, "burst": 4 },
+            "per_meeting": { "per_minute": 6, "burst": 2 },
+        })),
+        ..spec()
+    })
+    .await
+    .unwrap();
+    let api = Api::new(&c);
+    let base = c.controllers[0].url();
+    let (a, b) = (
+        api.create(&base, json!({ "title": "a" })).await,
+        api.create(&base, json!({ "title": "b" })).await,
+    );
+    let join = |meeting: &str| {
+        api.http
+            .post(format!("{base}/v1/meetings/{meeting}/join"))
+            .json(&json!({ "name": "Ada", "region": "oslo" }))
+            .send()
+    };
+    let limited = |r: reqwest::Response, says: &'static str| async move {
+        assert_eq!(r.status().as_u16(), 429);
+        let wait: u64 = r.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        // One join comes back every 10 s at 6 a minute.
+        assert!((1..=10).contains(&wait), "Retry-After: {wait}");
+        let v: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(v["error"], "too_many_requests", "{v}");
+        assert!(v["message"].as_str().unwrap().contains(says), "{v}");
+    };
+    for _ in 0..2 {
+        assert_eq!(join(&a).await.unwrap().status().as_u16(), 200);
+    }
+    // Meeting a has had its burst; b has not.
+    limited(join(&a).await.unwrap(), "to meeting").await;
+    assert_eq!(join(&b).await.unwrap().status().as_u16(), 200);
+    // And now this address has had its 4.
+    limited(join(&b).await.unwrap(), "this address").await;
+    let text = crate::metrics_text(&base).await;
+    assert_eq!(
+        harness::metric_sum(
+            &text,
+            "fjord_controller_joins_total",
+            &[("result", "limited")]
+        ),
+        2.0,
+        "{text}"
+    );
+}

@@ -31,6 +31,8 @@ pub fn spec() -> ClusterSpec {
     ClusterSpec {
         lease_ttl_secs: TTL,
         recording: vec![],
+        // Tests join many peers from 127.0.0.1; `api::joins_over_the_rate_*` sets limits.
+        join_limits: harness::no_join_limits(),
         ..ClusterSpec::local()
     }
 }
