@@ -36,6 +36,11 @@ pub struct ControllerConfig {
     pub region_cidrs: Vec<CidrRegion>,
     /// Header a regional ingress sets to the client's region; unset to ignore headers.
     pub region_header: Option<String>,
+    /// Header the ingress in front of the controllers sets to the client's address
+    /// (`X-Real-IP`, or `X-Forwarded-For`, whose last address counts); unset: the
+    /// connection's address. Join limits and region ranges use it. Set it only when
+    /// clients cannot reach the controllers but through that ingress.
+    pub client_address_header: Option<String>,
     /// Let any client choose its region in the join request (operators always may).
     pub allow_region_override: bool,
     /// How long a join counts against a node's capacity before its load report shows it.
@@ -100,6 +105,7 @@ impl Default for ControllerConfig {
             default_region: "default".into(),
             region_cidrs: Vec::new(),
             region_header: None,
+            client_address_header: None,
             allow_region_override: false,
             join_correction_secs: 5,
             node_call_timeout_ms: 3000,

@@ -139,6 +139,7 @@ pub async fn run(
     let state = http::HttpState {
         service: service.clone(),
         region_header: cfg.region_header.clone(),
+        client_address_header: cfg.client_address_header.clone(),
     };
     let app = http::router(state)
         .merge(common::ops::router(registry, ready))

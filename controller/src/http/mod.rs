@@ -98,6 +98,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
 pub struct HttpState {
     pub service: Arc<Service>,
     pub region_header: Option<String>,
+    pub client_address_header: Option<String>,
 }
 
 impl FromRequestParts<HttpState> for Caller {
@@ -120,10 +121,14 @@ impl FromRequestParts<HttpState> for Caller {
                 )
             }
         };
-        let addr = parts
+        let connection = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0.ip());
+        let addr = match &state.client_address_header {
+            None => connection,
+            Some(name) => client_address(&parts.headers, name).or(connection),
+        };
         let region_header = header_value(&parts.headers, state.region_header.as_deref());
         Ok(Caller {
             bearer,
@@ -133,8 +138,48 @@ impl FromRequestParts<HttpState> for Caller {
     }
 }
 
+/// The client's address from a proxy's header: the last address of the (last) header,
+/// the one the proxy nearest to us wrote.
+fn client_address(h: &HeaderMap, name: &str) -> Option<std::net::IpAddr> {
+    h.get_all(name)
+        .iter()
+        .next_back()?
+        .to_str()
+        .ok()?
+        .rsplit(',')
+        .next()?
+        .trim()
+        .parse()
+        .ok()
+}
+
 fn header_value(h: &HeaderMap, name: Option<&str>) -> Option<String> {
     name.and_then(|n| h.get(n))
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_client_address_is_the_last_one_the_nearest_proxy_wrote_and_garbage_is_none() {
+        let mut h = HeaderMap::new();
+        assert_eq!(client_address(&h, "x-forwarded-for"), None);
+        // A client may send its own X-Forwarded-For; the proxy appends the real address.
+        h.append("x-forwarded-for", "10.9.9.9, 198.51.100.7".parse().unwrap());
+        assert_eq!(
+            client_address(&h, "x-forwarded-for"),
+            Some("198.51.100.7".parse().unwrap())
+        );
+        h.append("x-forwarded-for", "2001:db8::1".parse().unwrap());
+        assert_eq!(
+            client_address(&h, "X-Forwarded-For"),
+            Some("2001:db8::1".parse().unwrap())
+        );
+        let mut g = HeaderMap::new();
+        g.insert("x-real-ip", "not an address".parse().unwrap());
+        assert_eq!(client_address(&g, "x-real-ip"), None);
+    }
 }
