@@ -830,7 +830,8 @@ pub(crate) async fn open_signaling(
     Ok((joined, ws))
 }
 
-pub(crate) async fn next_json<S>(rx: &mut S) -> anyhow::Result<Value>
+/// The next text message of a signaling WebSocket, as JSON.
+pub async fn next_json<S>(rx: &mut S) -> anyhow::Result<Value>
 where
     S: futures::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
 {

@@ -167,6 +167,7 @@
       case 'error': console.warn('signaling error', m.message); break;
       case 'closed':
         if (m.reason.includes('replaced')) { state.leaving = true; status('You joined from another window; this one left.', true); }
+        else if (m.reason.includes('is full')) { state.leaving = true; teardown(); status('This meeting is full.', true); }
         else lost('The media node closed the connection (' + m.reason + ').');
         break;
     }

@@ -32,6 +32,9 @@ pub struct MediaNodeConfig {
     pub token_keys: Vec<TokenKey>,
     /// Longest a drain waits for meetings to end before the node exits.
     pub drain_deadline_secs: u64,
+    /// Most participants one meeting may have, counted over every node it spans; a
+    /// join beyond is refused ("meeting is full"), a reconnect never.
+    pub max_participants_per_meeting: usize,
     /// SFU shards (meetings are spread over them, each runs on its own task); 0: one per core.
     pub sfu_shards: usize,
     /// Cap each subscriber's simulcast layer by its bandwidth estimate (TWCC); off, the
@@ -86,6 +89,7 @@ impl Default for MediaNodeConfig {
             tls: TlsConfig::default(),
             token_keys: Vec::new(),
             drain_deadline_secs: 1800,
+            max_participants_per_meeting: 500,
             sfu_shards: 0,
             simulcast_bandwidth_cap: true,
             relay_listen: "127.0.0.1:7883".into(),
@@ -139,6 +143,12 @@ impl MediaNodeConfig {
             return Err(ConfigError::key(
                 "token_keys",
                 "at least one public key is needed to verify join tokens",
+            ));
+        }
+        if !(2..=100_000).contains(&self.max_participants_per_meeting) {
+            return Err(ConfigError::key(
+                "max_participants_per_meeting",
+                "must be between 2 and 100000",
             ));
         }
         if self.drain_deadline_secs == 0 {

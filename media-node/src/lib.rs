@@ -201,6 +201,8 @@ pub struct Node {
     pub registration: Registration,
     pub drain: Drain,
     pub drain_deadline: Duration,
+    /// Most participants a meeting may have (all nodes).
+    pub max_participants: usize,
     pub metrics: Metrics,
     pub shutdown: CancellationToken,
     pub rooms: Arc<room::Rooms>,
@@ -396,6 +398,7 @@ pub async fn run(
         registration,
         drain: Drain::new(shutdown.clone()),
         drain_deadline: Duration::from_secs(cfg.drain_deadline_secs),
+        max_participants: cfg.max_participants_per_meeting,
         metrics,
         shutdown: shutdown.clone(),
         rooms,

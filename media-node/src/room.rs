@@ -102,11 +102,37 @@ impl Rooms {
         participant: &ParticipantId,
         info: ParticipantInfo,
     ) -> Membership {
+        self.try_join(meeting, participant, info, usize::MAX)
+            .expect("no bound")
+    }
+
+    /// Whether `participant` could join `meeting` now without taking it over `max`
+    /// participants (on every node: remote ones count); one already in it (reconnecting)
+    /// always could.
+    pub fn has_room(&self, meeting: &MeetingId, participant: &ParticipantId, max: usize) -> bool {
+        let rooms = self.rooms.lock().expect("rooms");
+        rooms
+            .get(meeting)
+            .is_none_or(|r| r.members.contains_key(participant) || r.members.len() < max)
+    }
+
+    /// [`Rooms::join`], unless that would take the meeting over `max` participants:
+    /// then `Err(max)`.
+    pub fn try_join(
+        &self,
+        meeting: &MeetingId,
+        participant: &ParticipantId,
+        info: ParticipantInfo,
+        max: usize,
+    ) -> Result<Membership, usize> {
         let generation = self
             .next_generation
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut rooms = self.rooms.lock().expect("rooms");
         let room = rooms.entry(meeting.clone()).or_insert_with(Room::new);
+        if !room.members.contains_key(participant) && room.members.len() >= max {
+            return Err(max);
+        }
         let session = CancellationToken::new();
         let replaced = room.members.insert(
             participant.clone(),
@@ -132,7 +158,7 @@ impl Rooms {
             .filter(|(p, _)| *p != participant)
             .map(|(_, m)| m.info.clone())
             .collect();
-        Membership {
+        Ok(Membership {
             meeting: meeting.clone(),
             participant: participant.clone(),
             generation,
@@ -140,7 +166,7 @@ impl Rooms {
             events,
             others,
             active_speaker: room.active_speaker.clone(),
-        }
+        })
     }
 
     /// Leaves, unless a newer session of the same participant has replaced this one.
@@ -364,6 +390,27 @@ mod tests {
         assert!(
             matches!(a.events.try_recv(), Ok(RoomEvent::ParticipantLeft { participant_id }) if participant_id == "b")
         );
+    }
+
+    #[test]
+    fn a_full_meeting_refuses_a_newcomer_but_not_a_reconnect_and_counts_far_participants() {
+        let rooms = Rooms::default();
+        let m = MeetingId::parse("m").unwrap();
+        let id = |p: &str| ParticipantId::parse(p).unwrap();
+        rooms.remote_upsert(&m, 7, info("far"));
+        let a = rooms.try_join(&m, &id("a"), info("a"), 3).unwrap();
+        let _b = rooms.try_join(&m, &id("b"), info("b"), 3).unwrap();
+        // far + a + b: full.
+        assert!(!rooms.has_room(&m, &id("c"), 3));
+        assert_eq!(rooms.try_join(&m, &id("c"), info("c"), 3).err(), Some(3));
+        // a reconnects: allowed, and replaces its old session.
+        assert!(rooms.has_room(&m, &id("a"), 3));
+        let a2 = rooms.try_join(&m, &id("a"), info("a"), 3).unwrap();
+        assert!(a.session.is_cancelled());
+        // Someone leaves: there is room again; another meeting was never full.
+        rooms.leave(&a2);
+        assert!(rooms.try_join(&m, &id("c"), info("c"), 3).is_ok());
+        assert!(rooms.has_room(&MeetingId::parse("other").unwrap(), &id("c"), 3));
     }
 
     #[test]

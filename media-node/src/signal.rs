@@ -97,6 +97,19 @@ async fn signal(
             ),
         );
     }
+    if !node
+        .rooms
+        .has_room(&meeting, &claims.sub, node.max_participants)
+    {
+        return error(
+            StatusCode::CONFLICT,
+            "meeting_full",
+            format!(
+                "meeting {meeting} is full: it has its maximum of {} participants",
+                node.max_participants
+            ),
+        );
+    }
     match upgrade {
         Ok(up) => {
             use tracing::Instrument;
@@ -229,7 +242,21 @@ async fn session(node: Arc<Node>, claims: JoinClaims, mut ws: WebSocket) {
         audio_muted: false,
         video_muted: false,
     };
-    let mut membership = node.rooms.join(&claims.mtg, &claims.sub, me.clone());
+    // Checked before the upgrade too; this catches joins that raced for the last place.
+    let mut membership =
+        match node
+            .rooms
+            .try_join(&claims.mtg, &claims.sub, me.clone(), node.max_participants)
+        {
+            Ok(m) => m,
+            Err(max) => {
+                let why = format!("the meeting is full: it has its maximum of {max} participants");
+                tracing::info!(reason = %why, "session refused");
+                let _ = ws.send(signal_msg(SignalOut::Closed(why))).await;
+                let _ = ws.send(Message::Close(None)).await;
+                return;
+            }
+        };
     node.participant_joined(&claims.mtg);
     let (sfu, mut from_sfu) = node.sfu.register(&claims.mtg);
     let key = sfu.key;

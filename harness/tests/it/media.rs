@@ -420,3 +420,58 @@ fn fjord_and_janus_under_the_same_lean_load_both_forward_every_publishers_media(
         }
     });
 }
+
+/// A meeting at its `max_participants_per_meeting` refuses a newcomer's signaling with
+/// 409 `meeting_full` and a message that says so; a participant already in it can still
+/// reconnect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_meeting_refuses_a_newcomer_with_409_and_lets_a_participant_reconnect() {
+    let mut c = harness::Cluster::start(harness::ClusterSpec {
+        media: vec![],
+        ..crate::spec()
+    })
+    .await
+    .unwrap();
+    c.media_extra = json!({ "max_participants_per_meeting": 2 });
+    c.start_media(crate::node("media-oslo-1", "oslo")).unwrap();
+    c.wait_ready(Duration::from_secs(20)).await.unwrap();
+    let api = Api::new(&c);
+    let base = c.controllers[0].url();
+    let meeting = api.create(&base, json!({ "title": "two seats" })).await;
+    let ws_url = |joined: &serde_json::Value| {
+        format!(
+            "{}?token={}",
+            joined["signal_url"].as_str().unwrap(),
+            joined["token"].as_str().unwrap()
+        )
+    };
+    let (a, b) = (
+        api.join_from(&base, &meeting, "oslo").await,
+        api.join_from(&base, &meeting, "oslo").await,
+    );
+    let (mut a_ws, _) = tokio_tungstenite::connect_async(ws_url(&a)).await.unwrap();
+    let (_b_ws, _) = tokio_tungstenite::connect_async(ws_url(&b)).await.unwrap();
+    // Both are in (the welcome comes once the session has its place).
+    let welcome = bot::client::next_json(&mut a_ws).await.unwrap();
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+
+    let c_joined = api.join_from(&base, &meeting, "oslo").await;
+    let http_url = ws_url(&c_joined).replacen("ws", "http", 1);
+    let (st, v) = api.send(api.http.get(http_url)).await;
+    assert_eq!(st, 409, "{v}");
+    assert_eq!(v["error"], "meeting_full", "{v}");
+    assert!(v["message"].as_str().unwrap().contains("is full"), "{v}");
+    match tokio_tungstenite::connect_async(ws_url(&c_joined)).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            assert_eq!(resp.status(), 409, "{resp:?}")
+        }
+        Ok(_) => panic!("a third participant got in"),
+        Err(e) => panic!("unexpected: {e}"),
+    }
+
+    // a reconnects with its token: it keeps its place.
+    let (mut again, _) = tokio_tungstenite::connect_async(ws_url(&a)).await.unwrap();
+    let welcome = bot::client::next_json(&mut again).await.unwrap();
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+    assert_eq!(welcome["participant_id"], a["participant_id"], "{welcome}");
+}
