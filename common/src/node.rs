@@ -29,6 +29,11 @@ impl Drain {
         self.started.load(Ordering::SeqCst)
     }
 
+    /// The token that stops the node.
+    pub fn shutdown(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
     /// Begins the drain; later calls do nothing. `busy` returns the work left (for logs).
     pub fn start(
         &self,
@@ -346,9 +351,65 @@ where
     }
 }
 
+/// A node's heartbeat stream.
+pub type Heartbeats = std::pin::Pin<
+    Box<dyn futures::Stream<Item = Result<proto::v1::Heartbeat, tonic::Status>> + Send>,
+>;
+
+/// The answer to a node's `Watch` call: a heartbeat naming `node_id` at once, then one
+/// every `interval_ms` (clamped to 100 ms – 5 s; 0 means 250 ms), until the caller goes
+/// away or `shutdown` (then the stream ends, and the caller learns it at once).
+pub fn heartbeats(node_id: String, interval_ms: u32, shutdown: CancellationToken) -> Heartbeats {
+    let every = match interval_ms {
+        0 => Duration::from_millis(250),
+        ms => Duration::from_millis(u64::from(ms.clamp(100, 5000))),
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tx.closed() => break,
+                _ = tick.tick() => {
+                    let beat = proto::v1::Heartbeat { node_id: node_id.clone() };
+                    if tx.send(Ok(beat)).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn heartbeats_name_the_node_come_every_interval_and_end_with_the_node() {
+        use futures::StreamExt;
+        let stop = CancellationToken::new();
+        let mut beats = heartbeats("media-oslo-1".into(), 100, stop.clone());
+        let started = Instant::now();
+        let first = beats.next().await.unwrap().unwrap();
+        assert_eq!(first.node_id, "media-oslo-1");
+        beats.next().await.unwrap().unwrap();
+        assert!(
+            started.elapsed() >= Duration::from_millis(90),
+            "then one per interval"
+        );
+        stop.cancel();
+        let end = tokio::time::timeout(Duration::from_secs(1), async {
+            while let Some(b) = beats.next().await {
+                b.unwrap();
+            }
+        })
+        .await;
+        assert!(end.is_ok(), "the stream ends when the node stops");
+    }
 
     #[test]
     fn parses_proc_stat_with_odd_command_names() {

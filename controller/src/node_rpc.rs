@@ -9,8 +9,8 @@ use common::ids::{MeetingId, Region};
 use proto::v1::media_node_control_client::MediaNodeControlClient;
 use proto::v1::recording_node_control_client::RecordingNodeControlClient;
 use proto::v1::{
-    CloseMeetingRequest, DeleteRecordingRequest, DrainRequest, DrainResponse,
-    PrepareMeetingRequest, StartRecordingRequest, StopRecordingRequest,
+    CloseMeetingRequest, DeleteRecordingRequest, DrainRequest, DrainResponse, Heartbeat,
+    PrepareMeetingRequest, StartRecordingRequest, StopRecordingRequest, WatchRequest,
 };
 
 use crate::model::{MediaNode, Recording};
@@ -89,6 +89,49 @@ impl NodeClients {
             addr: addr.to_owned(),
             message: format!("{}: {}", s.code(), s.message()),
         }
+    }
+
+    /// Opens a node's heartbeat stream (`Watch`, a beat every `every`) and waits up to
+    /// `within` for its first heartbeat.
+    pub async fn watch(
+        &self,
+        kind: crate::nodes::NodeKind,
+        addr: &str,
+        every: Duration,
+        within: Duration,
+    ) -> Result<tonic::Streaming<Heartbeat>, NodeCallError> {
+        let req = WatchRequest {
+            interval_ms: every.as_millis() as u32,
+        };
+        let channel = self.channel_with(addr, within)?;
+        let open = async {
+            let mut stream = match kind {
+                crate::nodes::NodeKind::Media => {
+                    MediaNodeControlClient::new(channel).watch(req).await
+                }
+                crate::nodes::NodeKind::Recording => {
+                    RecordingNodeControlClient::new(channel).watch(req).await
+                }
+            }
+            .map_err(|s| Self::status(addr, s))?
+            .into_inner();
+            match stream.message().await {
+                Ok(Some(_)) => Ok(stream),
+                Ok(None) => Err(NodeCallError {
+                    addr: addr.to_owned(),
+                    message: "the heartbeat stream ended at once".into(),
+                }),
+                Err(s) => Err(Self::status(addr, s)),
+            }
+        };
+        tokio::time::timeout(within, open)
+            .await
+            .unwrap_or_else(|_| {
+                Err(NodeCallError {
+                    addr: addr.to_owned(),
+                    message: format!("no heartbeat within {within:?}"),
+                })
+            })
     }
 
     /// Tells a media node it hosts `meeting` for `region` (placement `epoch`).

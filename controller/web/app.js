@@ -50,10 +50,17 @@
       });
       body = await resp.json().catch(() => null);
     } catch (e) {
+      if (state.rejoining) { lost('Cannot reach the meeting service.'); return; }
       status('Cannot reach the meeting service. Check your connection.', true);
       return;
     }
+    // Rejoining after a lost connection: a busy or unreachable service is tried again.
+    if (!resp.ok && state.rejoining && resp.status >= 500) {
+      lost(explain(resp.status, body));
+      return;
+    }
     if (!resp.ok) {
+      state.rejoining = false;
       if (resp.status === 401 || resp.status === 403) $('password-row').hidden = false;
       status(explain(resp.status, body), true);
       return;
@@ -93,6 +100,7 @@
     }
     pc.ontrack = (e) => attach(e.transceiver.mid, e.track);
     pc.onconnectionstatechange = () => {
+      if (pc.connectionState === 'connected') { state.attempts = 0; state.rejoining = false; }
       if (pc.connectionState === 'failed') lost('Media connection failed.');
     };
     const ws = new WebSocket(state.joined.signal_url + '?token=' + encodeURIComponent(state.joined.token));
@@ -241,10 +249,16 @@
     $('grid').replaceChildren();
   }
 
+  // Rejoins at once (a quarter second, jittered so that a node's participants do not all
+  // come back in the same instant), then backing off to 4 s between attempts; a join
+  // that answers a 4xx (the meeting ended, is full, …) stops it.
   function lost(why) {
     teardown();
     status(why + ' Rejoining…', true);
-    setTimeout(() => { if (!state.leaving) join(); }, 2000);
+    state.rejoining = true;
+    const wait = Math.min(4000, 250 * 2 ** (state.attempts || 0)) * (0.5 + Math.random() / 2);
+    state.attempts = (state.attempts || 0) + 1;
+    setTimeout(() => { if (!state.leaving) join(); }, wait);
   }
 
   state.leave = () => {

@@ -5,7 +5,7 @@ use common::ids::MeetingId;
 use proto::v1::media_node_control_server::MediaNodeControl;
 use proto::v1::{
     CloseMeetingRequest, CloseMeetingResponse, DrainRequest, DrainResponse, PrepareMeetingRequest,
-    PrepareMeetingResponse,
+    PrepareMeetingResponse, WatchRequest,
 };
 use tonic::{Request, Response, Status};
 
@@ -51,6 +51,19 @@ impl MediaNodeControl for Control {
         tracing::info!(meeting = %m, reason = r.reason, "meeting closed");
         self.node.close(&m);
         Ok(Response::new(CloseMeetingResponse {}))
+    }
+
+    type WatchStream = common::node::Heartbeats;
+
+    async fn watch(
+        &self,
+        req: Request<WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        Ok(Response::new(common::node::heartbeats(
+            self.node.id.to_string(),
+            req.into_inner().interval_ms,
+            self.node.drain.shutdown(),
+        )))
     }
 
     async fn drain(&self, _req: Request<DrainRequest>) -> Result<Response<DrainResponse>, Status> {

@@ -26,7 +26,7 @@ use proto::v1::recording_node_control_server::{RecordingNodeControl, RecordingNo
 use proto::v1::{
     DeleteRecordingRequest, DeleteRecordingResponse, DrainRequest, DrainResponse, NodeLoad,
     NodeState, RecordingNodeRecord, StartRecordingRequest, StartRecordingResponse,
-    StopRecordingRequest, StopRecordingResponse,
+    StopRecordingRequest, StopRecordingResponse, WatchRequest,
 };
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -316,6 +316,19 @@ impl RecordingNodeControl for Control {
         tracing::info!(recording = %r.recording_id, files, "recording deleted");
         Ok(Response::new(DeleteRecordingResponse { files }))
     }
+    type WatchStream = common::node::Heartbeats;
+
+    async fn watch(
+        &self,
+        req: Request<WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        Ok(Response::new(common::node::heartbeats(
+            self.node.id.to_string(),
+            req.into_inner().interval_ms,
+            self.node.drain.shutdown(),
+        )))
+    }
+
     async fn drain(&self, _r: Request<DrainRequest>) -> Result<Response<DrainResponse>, Status> {
         self.node.start_drain();
         Ok(Response::new(DrainResponse {

@@ -5,6 +5,7 @@
 //! why) and recordings whose meeting or media node is gone (finished). A replica that
 //! cannot renew its lease steps down at once.
 mod census;
+mod liveness;
 pub mod plan;
 
 use std::sync::Arc;
@@ -13,9 +14,12 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use self::census::Census;
+use self::liveness::{Dead, Liveness};
 use self::plan::Action;
 use crate::model::RecordingState;
+use crate::nodes::NodeKind;
 use crate::service::Service;
+use crate::store::Lease;
 
 pub async fn run(
     service: Arc<Service>,
@@ -40,7 +44,7 @@ pub async fn run(
 /// One term: reconcile every second and on every change, until the term is lost or we
 /// shut down (then resign, so another replica takes over at once).
 async fn lead(
-    service: &Service,
+    service: &Arc<Service>,
     id: &str,
     term: crate::store::Term,
     lease_ttl: Duration,
@@ -50,6 +54,9 @@ async fn lead(
     service.metrics.is_leader.set(1);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut census = Census::default();
+    let mut liveness = Liveness::new();
+    // When the leader revoked dead nodes' leases lately.
+    let mut buried = std::collections::VecDeque::new();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -59,14 +66,61 @@ async fn lead(
             }
             _ = tick.tick() => reconcile(service, lease_ttl).await,
             _ = service.view.changed() => reconcile(service, lease_ttl).await,
+            Some(dead) = liveness.dead.recv() => bury(service, dead, &mut buried).await,
         }
         census.count(service);
+        if service.view.is_synced() {
+            liveness.sync(service);
+        }
     }
     service.metrics.is_leader.set(0);
     // Only the leader counts nodes: a former leader's figures would go stale.
     service.metrics.cluster_nodes.reset();
     tracing::info!(controller = id, "no longer leader");
     term.resign().await;
+}
+
+/// A node that stopped answering its heartbeat stream: revokes its lease (if it is still
+/// registered with it), which takes its registration and then its placements away.
+/// Unless half the nodes stopped answering within a short time: then it is more likely
+/// this controller that is cut off from them, and the nodes are left to their leases.
+async fn bury(
+    service: &Service,
+    dead: Dead,
+    buried: &mut std::collections::VecDeque<std::time::Instant>,
+) {
+    const WINDOW: Duration = Duration::from_secs(10);
+    let (registered, nodes) = service.view.read(|v| {
+        let lease = match dead.kind {
+            NodeKind::Media => v.media.get(&dead.node).map(|n| n.lease_id),
+            NodeKind::Recording => v.recording.get(&dead.node).map(|n| n.lease_id),
+        };
+        (lease, v.media.len() + v.recording.len())
+    });
+    if registered != Some(dead.lease) {
+        return;
+    }
+    let now = std::time::Instant::now();
+    while buried
+        .front()
+        .is_some_and(|t| now.duration_since(*t) > WINDOW)
+    {
+        buried.pop_front();
+    }
+    if buried.len() + 1 > 1 && (buried.len() + 1) * 2 > nodes {
+        tracing::warn!(
+            node = %dead.node,
+            why = dead.why,
+            "half the nodes stopped answering at once: this controller may be the one cut off; leaving them to their leases"
+        );
+        return;
+    }
+    buried.push_back(now);
+    tracing::warn!(node = %dead.node, kind = dead.kind.as_str(), why = dead.why, "node stopped answering; revoking its lease");
+    if let Err(e) = service.store.revoke_lease(Lease(dead.lease)).await {
+        service.metrics.etcd_errors.inc();
+        tracing::warn!(node = %dead.node, error = %e, "could not revoke a dead node's lease; it runs out by itself");
+    }
 }
 
 /// One pass of the leader's reconciler: plan on the view, then carry the plan out.

@@ -1114,3 +1114,61 @@ async fn chromium_in_two_regions_see_hear_and_chat_and_the_far_side_shows_who_sp
     let muted = muted_seen_by(&browsers[0]).await;
     assert_eq!(muted, 1, "P0 sees the far participant muted");
 }
+
+/// Media comes back on its own after the node of a meeting dies: two Chromium pages on
+/// that node, `kill -9` of it, and each page rejoins by itself (a quarter second after it
+/// lost the node), the leader having noticed the death by the node's broken heartbeat
+/// stream, so the join lands on the other node of the region, and the pages decode each
+/// other's video again. The node's lease is 30 s here, so only the heartbeat path can
+/// bring media back within the bound; the time it took is printed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pages_whose_node_is_killed_rejoin_on_their_own_and_see_each_other_again_within_seconds() {
+    let mut c = harness::Cluster::start(harness::ClusterSpec {
+        lease_ttl_secs: 30,
+        ..spec()
+    })
+    .await
+    .unwrap();
+    let api = Api::new(&c);
+    let base = c.controllers[0].url();
+    let meeting = api.create(&base, json!({ "title": "failover" })).await;
+    let (a, a_id) = join_page(&c, &base, &meeting, "Ann").await;
+    let (b, b_id) = join_page(&c, &base, &meeting, "Bo").await;
+    let browsers = [a, b];
+    everyone_gets_everyone_elses_media(&browsers, &[a_id.clone(), b_id.clone()]).await;
+    let node = browsers[0]
+        .eval("return window.fjord.joined.node_id", json!([]))
+        .await
+        .unwrap();
+    let victim = node.as_str().unwrap().to_owned();
+    c.media_node(&victim).unwrap().proc.kill9();
+    let killed = std::time::Instant::now();
+    let mut took = Vec::new();
+    for (b, old) in browsers.iter().zip([&a_id, &b_id]) {
+        let got = eventually(
+            Duration::from_secs(20),
+            &format!("{old}'s page to rejoin and decode video again"),
+            || async {
+                let v = snapshot(b).await?;
+                (v["me"].as_str() != Some(old.as_str()) && frames_from_others(&v) > 0).then_some(v)
+            },
+        )
+        .await;
+        let v = match got {
+            Ok(v) => v,
+            Err(e) => panic!("{e}; page: {:?}", b.eval(PAGE_STATE, json!([])).await),
+        };
+        took.push(killed.elapsed());
+        let now_on = b
+            .eval("return window.fjord.joined.node_id", json!([]))
+            .await
+            .unwrap();
+        assert_ne!(now_on.as_str(), Some(victim.as_str()), "{v}");
+    }
+    eprintln!("media back after kill -9 of {victim}: {took:?}");
+    let worst = took.iter().max().unwrap();
+    assert!(
+        *worst < Duration::from_secs(10),
+        "media came back only after {worst:?} (the lease is 30 s)"
+    );
+}

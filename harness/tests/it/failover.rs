@@ -165,3 +165,46 @@ async fn leader_of(c: &harness::Cluster) -> Option<usize> {
     assert!(leaders.len() <= 1, "two leaders at once: {leaders:?}");
     leaders.first().copied()
 }
+
+/// The leader holds every node's heartbeat stream: a media node killed with -9 loses its
+/// placements within seconds, long before its lease (30 s here) would run out, and the
+/// next joins of its meetings land on the other node of the region.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_media_node_is_noticed_by_its_heartbeat_stream_long_before_its_lease_runs_out() {
+    let mut c = harness::Cluster::start(harness::ClusterSpec {
+        lease_ttl_secs: 30,
+        ..spec()
+    })
+    .await
+    .unwrap();
+    let api = Api::new(&c);
+    let placed = meetings_in_oslo(&c, &api, 4).await;
+    let victim = placed[0].1.clone();
+    let victims: Vec<String> = placed
+        .iter()
+        .filter(|(_, n)| *n == victim)
+        .map(|(m, _)| m.clone())
+        .collect();
+    // Let the leader's watchers reach every node (a node never reached is left to its
+    // lease).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    c.media_node(&victim).unwrap().proc.kill9();
+    let killed = Instant::now();
+    // At most TTL + 2 = 5 s; the victim's lease has 30.
+    wait_placements_gone(
+        &c,
+        &victims,
+        &victim,
+        "the dead node's placements to be removed",
+    )
+    .await;
+    eprintln!(
+        "placements of {victim} gone {:?} after kill -9",
+        killed.elapsed()
+    );
+    for m in &victims {
+        let v = api.join_from(&c.controllers[1].url(), m, "oslo").await;
+        assert_ne!(v["node_id"], victim.as_str(), "meeting {m}: {v}");
+        assert_eq!(v["region"], "oslo");
+    }
+}
