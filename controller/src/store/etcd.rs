@@ -246,8 +246,14 @@ impl ClusterStore for EtcdStore {
     }
 
     async fn revoke_lease(&self, lease: Lease) -> Result<(), StoreError> {
-        self.client.clone().lease_revoke(lease.0).await?;
-        Ok(())
+        match self.client.clone().lease_revoke(lease.0).await {
+            Ok(_) => Ok(()),
+            // Gone already (it ran out, or its holder revoked it): what was asked.
+            Err(etcd_client::Error::GRpcStatus(s)) if s.message().contains("lease not found") => {
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     async fn put_media_node(&self, n: &MediaNode, lease: Lease) -> Result<(), StoreError> {

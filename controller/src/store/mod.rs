@@ -142,6 +142,7 @@ pub trait ClusterStore: Send + Sync + 'static {
 
     /// Nodes register themselves (`common::registration`); these are for tools and tests.
     async fn grant_lease(&self, ttl: Duration) -> Result<Lease, StoreError>;
+    /// Ends `lease` and removes what is bound to it; a lease already gone is no error.
     async fn revoke_lease(&self, lease: Lease) -> Result<(), StoreError>;
     async fn put_media_node(&self, n: &MediaNode, lease: Lease) -> Result<(), StoreError>;
     async fn put_recording_node(&self, n: &RecordingNode, lease: Lease) -> Result<(), StoreError>;
