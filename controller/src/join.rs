@@ -2,7 +2,7 @@
 //! corrected for joins its load reports cannot show yet, committed with compare-and-swap,
 //! then prepared on the node), and the signed join token.
 use std::collections::BTreeMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use common::ids::{MeetingId, NodeId, ParticipantId, Region};
 use common::keyspace::Slot;
@@ -12,9 +12,10 @@ use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::meetings::MAX_PASSWORD_CHARS;
 use crate::model::{NodeState, StoredPlacement};
+use crate::nodes::NodeKind;
 use crate::placement::{self, Load, NodeSnapshot, Placement};
 use crate::service::Service;
-use crate::store::PlacementCommit;
+use crate::store::{Lease, PlacementCommit};
 
 pub const MAX_NAME_CHARS: usize = 64;
 /// How long a placed join takes to show in the node's load report at the earliest (the
@@ -29,6 +30,9 @@ pub struct JoinInput {
     pub password: Option<String>,
     pub region: Option<String>,
     pub host_key: Option<String>,
+    /// The media node a reconnecting client lost: checked before anyone is placed there
+    /// again.
+    pub lost_node: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -196,6 +200,9 @@ impl Service {
             return Err(ApiError::Conflict(format!("meeting {meeting} has ended")));
         }
         let role = self.check_secrets(&m, req.password, req.host_key).await?;
+        if let Some(lost) = &req.lost_node {
+            self.check_lost_node(&meeting, lost).await;
+        }
 
         let placed = self
             .place_and_commit(&meeting, &client_region, m.residency.as_ref())
@@ -233,6 +240,47 @@ impl Service {
             role,
             expires_in_secs: self.signer.ttl().as_secs(),
         })
+    }
+
+    /// A reconnecting client says it lost media node `lost`: if that node hosts the
+    /// meeting and does not answer its heartbeat stream within 300 ms, its lease is
+    /// revoked (as the leader would, without waiting for it) and the join waits, up to a
+    /// second, for the view to drop the node, so that it lands on a live one. A hint that
+    /// names another node, or garbage, changes nothing.
+    async fn check_lost_node(&self, meeting: &MeetingId, lost: &str) {
+        const PROBE: Duration = Duration::from_millis(300);
+        let Ok(id) = NodeId::parse(lost) else {
+            return;
+        };
+        let Some((addr, lease)) = self.view.read(|v| {
+            let hosts = v
+                .placements
+                .get(meeting)
+                .is_some_and(|p| p.values().any(|p| p.node == id));
+            v.media
+                .get(&id)
+                .filter(|_| hosts)
+                .map(|n| (n.grpc_addr.clone(), n.lease_id))
+        }) else {
+            return;
+        };
+        let probe = self
+            .nodes
+            .watch(NodeKind::Media, &addr, Duration::from_millis(250), PROBE)
+            .await;
+        let Err(e) = probe else {
+            return;
+        };
+        tracing::warn!(node = %id, error = %e, "a client lost this media node and it does not answer; revoking its lease");
+        if let Err(e) = self.store.revoke_lease(Lease(lease)).await {
+            self.metrics.etcd_errors.inc();
+            tracing::warn!(node = %id, error = %e, "could not revoke the lost node's lease");
+            return;
+        }
+        let until = Instant::now() + Duration::from_secs(1);
+        while self.view.read(|v| v.media.contains_key(&id)) && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Decides the node with [`placement::place`] and commits it with a transaction;

@@ -44,6 +44,8 @@
       const request = { name };
       if (password) request.password = password;
       if (params.get('region')) request.region = params.get('region');
+      // Rejoining: say which node we lost, so that the controller checks it first.
+      if (state.rejoining && state.lostNode) request.lost_node = state.lostNode;
       resp = await fetch('/v1/meetings/' + encodeURIComponent(meeting) + '/join', {
         method: 'POST', headers: { 'content-type': 'application/json' },
         body: JSON.stringify(request),
@@ -253,6 +255,7 @@
   // come back in the same instant), then backing off to 4 s between attempts; a join
   // that answers a 4xx (the meeting ended, is full, …) stops it.
   function lost(why) {
+    if (state.joined) state.lostNode = state.joined.node_id;
     teardown();
     status(why + ' Rejoining…', true);
     state.rejoining = true;

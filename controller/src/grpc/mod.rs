@@ -115,6 +115,7 @@ impl Controller for GrpcApi {
             password: r.password,
             region: r.region,
             host_key: r.host_key,
+            lost_node: r.lost_node,
         };
         let j = self.service.join(&c, input).await?;
         Ok(Response::new(pb::JoinResponse {

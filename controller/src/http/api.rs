@@ -32,6 +32,7 @@ struct JoinBody {
     password: Option<String>,
     region: Option<String>,
     host_key: Option<String>,
+    lost_node: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -321,6 +322,7 @@ async fn join(
         password: b.password,
         region: b.region,
         host_key: b.host_key,
+        lost_node: b.lost_node,
     };
     let j = s.service.join(&caller, req).await?;
     Ok(Json(JoinedJson {

@@ -208,3 +208,55 @@ async fn a_killed_media_node_is_noticed_by_its_heartbeat_stream_long_before_its_
         assert_eq!(v["region"], "oslo");
     }
 }
+
+/// A rejoin that names the node it lost (`lost_node`) makes the controller check that
+/// node first: right after `kill -9` the join lands on the other node of the region; a
+/// hint naming a node that answers changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejoin_naming_the_node_it_lost_lands_on_a_live_node_at_once() {
+    let mut c = harness::Cluster::start(harness::ClusterSpec {
+        lease_ttl_secs: 30,
+        ..spec()
+    })
+    .await
+    .unwrap();
+    let api = Api::new(&c);
+    let base = c.controllers[1].url();
+    let placed = meetings_in_oslo(&c, &api, 1).await;
+    let (meeting, node) = placed[0].clone();
+    // A live node named as lost: the meeting stays where it is.
+    let (st, v) = api
+        .join(
+            &base,
+            &meeting,
+            json!({ "name": "Ada", "region": "oslo", "lost_node": node }),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["node_id"], node.as_str(), "{v}");
+    // Garbage is ignored.
+    let (st, v) = api
+        .join(
+            &base,
+            &meeting,
+            json!({ "name": "Ada", "region": "oslo", "lost_node": "../../etc" }),
+        )
+        .await;
+    assert_eq!(
+        (st.as_u16(), v["node_id"].as_str()),
+        (200, Some(node.as_str())),
+        "{v}"
+    );
+
+    c.media_node(&node).unwrap().proc.kill9();
+    let (st, v) = api
+        .join(
+            &base,
+            &meeting,
+            json!({ "name": "Ada", "region": "oslo", "lost_node": node }),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    assert_ne!(v["node_id"], node.as_str(), "{v}");
+    assert_eq!(v["region"], "oslo", "{v}");
+}
