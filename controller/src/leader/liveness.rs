@@ -36,6 +36,8 @@ pub(super) struct Dead {
     pub kind: NodeKind,
     pub lease: i64,
     pub why: String,
+    /// When its last heartbeat came (Unix ms).
+    pub last_heard_unix_ms: i64,
 }
 
 /// One watcher task per registered node (and lease).
@@ -97,6 +99,7 @@ impl Liveness {
                     kind,
                     lease,
                     why: String::new(),
+                    last_heard_unix_ms: 0,
                 },
                 addr,
                 self.tx.clone(),
@@ -151,13 +154,14 @@ async fn watch(
         };
         reached = true;
         failed = 0;
+        node.last_heard_unix_ms = common::unix_ms();
         why = loop {
             let next = tokio::select! {
                 _ = stop.cancelled() => return,
                 r = tokio::time::timeout(SILENCE, stream.message()) => r,
             };
             match next {
-                Ok(Ok(Some(_))) => {}
+                Ok(Ok(Some(_))) => node.last_heard_unix_ms = common::unix_ms(),
                 Ok(Ok(None)) => break "its heartbeat stream ended".to_owned(),
                 Ok(Err(s)) => break format!("its heartbeat stream broke ({})", s.code()),
                 Err(_) => break format!("no heartbeat for {SILENCE:?}"),

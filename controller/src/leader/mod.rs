@@ -55,8 +55,9 @@ async fn lead(
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut census = Census::default();
     let mut liveness = Liveness::new();
-    // When the leader revoked dead nodes' leases lately.
+    // When the leader revoked dead nodes' leases lately, and when it last heard them.
     let mut buried = std::collections::VecDeque::new();
+    let mut heard = plan::LastHeard::new();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -64,9 +65,9 @@ async fn lead(
                 tracing::warn!(controller = id, "lost the leader's lease");
                 break;
             }
-            _ = tick.tick() => reconcile(service, lease_ttl).await,
-            _ = service.view.changed() => reconcile(service, lease_ttl).await,
-            Some(dead) = liveness.dead.recv() => bury(service, dead, &mut buried).await,
+            _ = tick.tick() => reconcile(service, lease_ttl, &heard).await,
+            _ = service.view.changed() => reconcile(service, lease_ttl, &heard).await,
+            Some(dead) = liveness.dead.recv() => bury(service, dead, &mut buried, &mut heard).await,
         }
         census.count(service);
         if service.view.is_synced() {
@@ -88,6 +89,7 @@ async fn bury(
     service: &Service,
     dead: Dead,
     buried: &mut std::collections::VecDeque<std::time::Instant>,
+    heard: &mut plan::LastHeard,
 ) {
     const WINDOW: Duration = Duration::from_secs(10);
     let (registered, nodes) = service.view.read(|v| {
@@ -116,6 +118,10 @@ async fn bury(
         return;
     }
     buried.push_back(now);
+    // Kept for the planner (a recording's gap starts there) for a few minutes.
+    let forget = common::unix_ms() - 300_000;
+    heard.retain(|_, at| *at > forget);
+    heard.insert(dead.node.clone(), dead.last_heard_unix_ms);
     tracing::warn!(node = %dead.node, kind = dead.kind.as_str(), why = dead.why, "node stopped answering; revoking its lease");
     if let Err(e) = service.store.revoke_lease(Lease(dead.lease)).await {
         service.metrics.etcd_errors.inc();
@@ -124,13 +130,13 @@ async fn bury(
 }
 
 /// One pass of the leader's reconciler: plan on the view, then carry the plan out.
-pub async fn reconcile(service: &Service, lease_ttl: Duration) {
+pub async fn reconcile(service: &Service, lease_ttl: Duration, heard: &plan::LastHeard) {
     if !service.view.is_synced() {
         return;
     }
     let actions = service
         .view
-        .read(|v| plan::plan(v, common::unix_ms(), lease_ttl));
+        .read(|v| plan::plan(v, common::unix_ms(), lease_ttl, heard));
     for action in actions {
         if let Err(e) = apply(service, action).await {
             service.metrics.etcd_errors.inc();
@@ -258,7 +264,14 @@ mod tests {
 
         let mut removed: Vec<_> = s
             .view
-            .read(|v| plan::plan(v, common::unix_ms(), Duration::from_secs(5)))
+            .read(|v| {
+                plan::plan(
+                    v,
+                    common::unix_ms(),
+                    Duration::from_secs(5),
+                    &plan::LastHeard::new(),
+                )
+            })
             .into_iter()
             .filter_map(|a| match a {
                 Action::RemovePlacement { meeting, why, .. } => Some((meeting, why)),
@@ -274,7 +287,7 @@ mod tests {
             ]
         );
         let started = std::time::Instant::now();
-        reconcile(&s, Duration::from_secs(5)).await;
+        reconcile(&s, Duration::from_secs(5), &plan::LastHeard::new()).await;
         assert!(store.placements(&dead.id).await.unwrap().is_empty());
         assert!(store.placements(&ended.id).await.unwrap().is_empty());
         assert_eq!(
@@ -307,7 +320,7 @@ mod tests {
             s.view.read(|v| v.recording.is_empty())
         })
         .await;
-        reconcile(&s, Duration::from_secs(5)).await;
+        reconcile(&s, Duration::from_secs(5), &plan::LastHeard::new()).await;
         let stored = store.get_recording(&r.id).await.unwrap().unwrap();
         assert_eq!(stored.state, RecordingState::Failed);
         let why = stored.error.unwrap();

@@ -36,9 +36,19 @@ pub enum Action {
     },
 }
 
-/// Every repair the view calls for at `now_unix_ms`. A recording node is taken to have
-/// stopped at most `lease_ttl` before its record went (its lease expired).
-pub fn plan(view: &ClusterView, now_unix_ms: i64, lease_ttl: Duration) -> Vec<Action> {
+/// When the leader last heard from nodes it found dead (their heartbeat stream), in Unix
+/// ms.
+pub type LastHeard = std::collections::HashMap<common::ids::NodeId, i64>;
+
+/// Every repair the view calls for at `now_unix_ms`. A lost recording node is taken to
+/// have stopped when the leader last heard it (`heard`), or else at most `lease_ttl`
+/// before its record went (its lease expired).
+pub fn plan(
+    view: &ClusterView,
+    now_unix_ms: i64,
+    lease_ttl: Duration,
+    heard: &LastHeard,
+) -> Vec<Action> {
     let mut actions = Vec::new();
     let running = || view.recordings.values().filter(|r| r.holds_slot());
     for r in running().filter(|r| !view.recording.contains_key(&r.node)) {
@@ -46,12 +56,16 @@ pub fn plan(view: &ClusterView, now_unix_ms: i64, lease_ttl: Duration) -> Vec<Ac
         let Some(meeting) = view.meetings.get(&r.meeting) else {
             continue;
         };
+        let stopped = heard
+            .get(&r.node)
+            .copied()
+            .unwrap_or(now_unix_ms - lease_ttl.as_millis() as i64);
         actions.push(move_lost(
             view,
             r.clone(),
             meeting.residency.as_ref(),
             now_unix_ms,
-            lease_ttl,
+            stopped,
         ));
     }
     for r in running().filter(|r| view.recording.contains_key(&r.node)) {
@@ -98,10 +112,10 @@ fn move_lost(
     mut r: Recording,
     residency: Option<&common::ids::Region>,
     now: i64,
-    lease_ttl: Duration,
+    stopped: i64,
 ) -> Action {
     let lost = r.node.clone();
-    let gap_start = (now - lease_ttl.as_millis() as i64).max(r.started_unix_ms);
+    let gap_start = stopped.clamp(r.started_unix_ms, now);
     let gap = |reason: String| Gap {
         start_unix_ms: gap_start,
         end_unix_ms: now,
@@ -163,7 +177,7 @@ mod tests {
         v.recording.insert(spare.id.clone(), spare);
         let r = running("rec-oslo-1", "media-oslo-1");
         v.recordings.insert(r.id.clone(), r);
-        let actions = plan(&v, 60_000, Duration::from_secs(5));
+        let actions = plan(&v, 60_000, Duration::from_secs(5), &LastHeard::new());
         let [Action::MoveRecording { recording, media }] = actions.as_slice() else {
             panic!("one move: {actions:?}");
         };
@@ -188,16 +202,36 @@ mod tests {
     }
 
     #[test]
+    fn a_lost_recording_nodes_gap_starts_when_the_leader_last_heard_it() {
+        let mut v = view();
+        let spare = recording_node("rec-oslo-2", "oslo", 1);
+        v.recording.insert(spare.id.clone(), spare);
+        let r = running("rec-oslo-1", "media-oslo-1");
+        v.recordings.insert(r.id.clone(), r);
+        let heard = LastHeard::from([(NodeId::parse("rec-oslo-1").unwrap(), 59_400)]);
+        let actions = plan(&v, 60_000, Duration::from_secs(5), &heard);
+        let [Action::MoveRecording { recording, .. }] = actions.as_slice() else {
+            panic!("one move: {actions:?}");
+        };
+        let gap = &recording.gaps[0];
+        assert_eq!((gap.start_unix_ms, gap.end_unix_ms), (59_400, 60_000));
+    }
+
+    #[test]
     fn a_recording_of_an_ended_meeting_or_a_lost_media_node_is_finished_and_others_are_left() {
         let mut v = view();
         let node = recording_node("rec-oslo-1", "oslo", 4);
         v.recording.insert(node.id.clone(), node);
         let r = running("rec-oslo-1", "media-oslo-1");
         v.recordings.insert(r.id.clone(), r.clone());
-        assert_eq!(plan(&v, 60_000, Duration::from_secs(5)), vec![], "all well");
+        assert_eq!(
+            plan(&v, 60_000, Duration::from_secs(5), &LastHeard::new()),
+            vec![],
+            "all well"
+        );
 
         v.media.clear();
-        let actions = plan(&v, 60_000, Duration::from_secs(5));
+        let actions = plan(&v, 60_000, Duration::from_secs(5), &LastHeard::new());
         let [Action::FinishRecording { gap: Some(why), .. }] = actions.as_slice() else {
             panic!("finished with a gap: {actions:?}");
         };
@@ -206,7 +240,7 @@ mod tests {
         v.meetings
             .values_mut()
             .for_each(|m| m.state = MeetingState::Ended);
-        let actions = plan(&v, 60_000, Duration::from_secs(5));
+        let actions = plan(&v, 60_000, Duration::from_secs(5), &LastHeard::new());
         assert_eq!(
             actions,
             vec![Action::FinishRecording {

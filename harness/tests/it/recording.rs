@@ -342,6 +342,10 @@ async fn a_recording_whose_node_is_killed_moves_to_another_node_and_the_manifest
         manifest.gaps
     );
     assert!(manifest.gaps[0].end_offset_ms > Some(manifest.gaps[0].start_offset_ms));
+    // The leader noticed the death by the node's heartbeat stream: the gap starts at its
+    // last heartbeat, not a lease's length (3 s here) before the move, and is under 3 s.
+    let gap = manifest.gaps[0].end_offset_ms.unwrap() - manifest.gaps[0].start_offset_ms;
+    assert!(gap < 3000, "a gap of {gap} ms: {:?}", manifest.gaps);
     assert!(
         manifest.files.iter().any(|f| f.name == "composite-s2.mp4"),
         "{:?}",
