@@ -1123,12 +1123,9 @@ async fn chromium_in_two_regions_see_hear_and_chat_and_the_far_side_shows_who_sp
 /// bring media back within the bound; the time it took is printed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn pages_whose_node_is_killed_rejoin_on_their_own_and_see_each_other_again_within_seconds() {
-    let mut c = harness::Cluster::start(harness::ClusterSpec {
-        lease_ttl_secs: 30,
-        ..spec()
-    })
-    .await
-    .unwrap();
+    let mut c = harness::Cluster::start(crate::long_lease_spec())
+        .await
+        .unwrap();
     let api = Api::new(&c);
     let base = c.controllers[0].url();
     let meeting = api.create(&base, json!({ "title": "failover" })).await;

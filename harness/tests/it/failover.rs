@@ -6,6 +6,28 @@ use serde_json::json;
 
 use crate::{Api, TTL, metrics_text, spec, wait_placements_gone};
 
+/// `kill -9` of media node `victim`, then waits (TTL + 2 s at most) until the placements of
+/// its `meetings` are gone.
+async fn kill_and_wait_placements_gone(
+    c: &mut harness::Cluster,
+    victim: &str,
+    meetings: &[String],
+) {
+    c.media_node(victim).unwrap().proc.kill9();
+    let killed = Instant::now();
+    wait_placements_gone(
+        c,
+        meetings,
+        victim,
+        "the dead node's placements to be removed",
+    )
+    .await;
+    eprintln!(
+        "placements of {victim} gone {:?} after kill -9",
+        killed.elapsed()
+    );
+}
+
 /// Creates `n` meetings joined from oslo and returns (meeting, node) pairs.
 async fn meetings_in_oslo(c: &harness::Cluster, api: &Api, n: usize) -> Vec<(String, String)> {
     let base = c.controllers[0].url();
@@ -40,19 +62,7 @@ async fn killed_media_node_loses_its_placements_and_its_meetings_move_to_a_live_
         "placement should spread over both oslo nodes: {placed:?}"
     );
 
-    c.media_node(&victim).unwrap().proc.kill9();
-    let killed = Instant::now();
-    wait_placements_gone(
-        &c,
-        &victims,
-        &victim,
-        "the dead node's placements to be removed",
-    )
-    .await;
-    eprintln!(
-        "placements of {victim} gone {:?} after kill -9",
-        killed.elapsed()
-    );
+    kill_and_wait_placements_gone(&mut c, &victim, &victims).await;
 
     for m in &victims {
         let v = api.join_from(&c.controllers[1].url(), m, "oslo").await;
@@ -171,12 +181,9 @@ async fn leader_of(c: &harness::Cluster) -> Option<usize> {
 /// next joins of its meetings land on the other node of the region.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_media_node_is_noticed_by_its_heartbeat_stream_long_before_its_lease_runs_out() {
-    let mut c = harness::Cluster::start(harness::ClusterSpec {
-        lease_ttl_secs: 30,
-        ..spec()
-    })
-    .await
-    .unwrap();
+    let mut c = harness::Cluster::start(crate::long_lease_spec())
+        .await
+        .unwrap();
     let api = Api::new(&c);
     let placed = meetings_in_oslo(&c, &api, 4).await;
     let victim = placed[0].1.clone();
@@ -188,20 +195,8 @@ async fn a_killed_media_node_is_noticed_by_its_heartbeat_stream_long_before_its_
     // Let the leader's watchers reach every node (a node never reached is left to its
     // lease).
     tokio::time::sleep(Duration::from_millis(500)).await;
-    c.media_node(&victim).unwrap().proc.kill9();
-    let killed = Instant::now();
     // At most TTL + 2 = 5 s; the victim's lease has 30.
-    wait_placements_gone(
-        &c,
-        &victims,
-        &victim,
-        "the dead node's placements to be removed",
-    )
-    .await;
-    eprintln!(
-        "placements of {victim} gone {:?} after kill -9",
-        killed.elapsed()
-    );
+    kill_and_wait_placements_gone(&mut c, &victim, &victims).await;
     for m in &victims {
         let v = api.join_from(&c.controllers[1].url(), m, "oslo").await;
         assert_ne!(v["node_id"], victim.as_str(), "meeting {m}: {v}");
@@ -214,49 +209,30 @@ async fn a_killed_media_node_is_noticed_by_its_heartbeat_stream_long_before_its_
 /// hint naming a node that answers changes nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rejoin_naming_the_node_it_lost_lands_on_a_live_node_at_once() {
-    let mut c = harness::Cluster::start(harness::ClusterSpec {
-        lease_ttl_secs: 30,
-        ..spec()
-    })
-    .await
-    .unwrap();
+    let mut c = harness::Cluster::start(crate::long_lease_spec())
+        .await
+        .unwrap();
     let api = Api::new(&c);
     let base = c.controllers[1].url();
     let placed = meetings_in_oslo(&c, &api, 1).await;
     let (meeting, node) = placed[0].clone();
-    // A live node named as lost: the meeting stays where it is.
-    let (st, v) = api
-        .join(
-            &base,
-            &meeting,
-            json!({ "name": "Ada", "region": "oslo", "lost_node": node }),
-        )
-        .await;
-    assert_eq!(st, 200, "{v}");
-    assert_eq!(v["node_id"], node.as_str(), "{v}");
-    // Garbage is ignored.
-    let (st, v) = api
-        .join(
-            &base,
-            &meeting,
-            json!({ "name": "Ada", "region": "oslo", "lost_node": "../../etc" }),
-        )
-        .await;
-    assert_eq!(
-        (st.as_u16(), v["node_id"].as_str()),
-        (200, Some(node.as_str())),
-        "{v}"
-    );
+    let rejoin = |lost: &str| {
+        let body = json!({ "name": "Ada", "region": "oslo", "lost_node": lost });
+        let (api, base, meeting) = (&api, &base, &meeting);
+        async move {
+            let (st, v) = api.join(base, meeting, body).await;
+            assert_eq!(st, 200, "{v}");
+            v
+        }
+    };
+    // A live node named as lost: the meeting stays where it is; garbage is ignored.
+    for hint in [node.as_str(), "../../etc"] {
+        let v = rejoin(hint).await;
+        assert_eq!(v["node_id"], node.as_str(), "{hint}: {v}");
+    }
 
     c.media_node(&node).unwrap().proc.kill9();
-    let (st, v) = api
-        .join(
-            &base,
-            &meeting,
-            json!({ "name": "Ada", "region": "oslo", "lost_node": node }),
-        )
-        .await;
-    assert_eq!(st, 200, "{v}");
+    let v = rejoin(&node).await;
     assert_ne!(v["node_id"], node.as_str(), "{v}");
     assert_eq!(v["region"], "oslo", "{v}");
 }

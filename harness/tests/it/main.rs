@@ -37,6 +37,15 @@ pub fn spec() -> ClusterSpec {
     }
 }
 
+/// [`spec`] with 30 s node leases: a test that sees a dead node noticed within a few
+/// seconds shows the leader's heartbeat watch did it, not the lease.
+pub fn long_lease_spec() -> ClusterSpec {
+    ClusterSpec {
+        lease_ttl_secs: 30,
+        ..spec()
+    }
+}
+
 pub fn node(id: &str, region: &str) -> NodeSpec {
     NodeSpec {
         id: id.into(),

@@ -279,6 +279,23 @@ async fn an_invalid_first_offer_is_refused_then_a_valid_one_joins_and_media_flow
     listener.leave().await;
 }
 
+/// Lean peers on `server`: 2 publishers of a small clip (320×240, 15 fps) and
+/// `subscribers` subscribers.
+fn small_lean(server: bot::lean::Server, subscribers: usize) -> bot::lean::LeanSpec {
+    bot::lean::LeanSpec {
+        server,
+        publishers: 2,
+        subscribers,
+        clip: bot::ClipSpec {
+            width: 320,
+            height: 240,
+            fps: 15,
+            ..bot::ClipSpec::default()
+        },
+        join_concurrency: 4,
+    }
+}
+
 /// The lean load generator (str0m peers in RTP mode, for the benchmarks) must load the
 /// node for real: every subscriber gets every publisher's audio and video frames, and the
 /// node's forwarded packets add up to what the peers received.
@@ -288,22 +305,14 @@ async fn the_lean_load_generators_peers_get_every_publishers_frames_from_the_nod
     let api = Api::new(&c);
     let base = c.controllers[0].url();
     let meeting = api.create(&base, json!({ "title": "lean" })).await;
-    let load = bot::lean::LeanLoad::start(bot::lean::LeanSpec {
-        server: bot::lean::Server::Fjord {
+    let load = bot::lean::LeanLoad::start(small_lean(
+        bot::lean::Server::Fjord {
             controller: base.clone(),
             meeting,
             region: Some("oslo".into()),
         },
-        publishers: 2,
-        subscribers: 3,
-        clip: bot::ClipSpec {
-            width: 320,
-            height: 240,
-            fps: 15,
-            ..bot::ClipSpec::default()
-        },
-        join_concurrency: 4,
-    })
+        3,
+    ))
     .await
     .unwrap();
     assert!(load.failures.is_empty(), "{:?}", load.failures);
@@ -357,7 +366,7 @@ async fn the_lean_load_generators_peers_get_every_publishers_frames_from_the_nod
 /// silently measure an idle or broken server.
 #[test]
 fn fjord_and_janus_under_the_same_lean_load_both_forward_every_publishers_media() {
-    use bot::lean::{LeanSpec, Server};
+    use bot::lean::Server;
     use harness::{compare, netns};
     let here =
         "media::fjord_and_janus_under_the_same_lean_load_both_forward_every_publishers_media";
@@ -370,18 +379,7 @@ fn fjord_and_janus_under_the_same_lean_load_both_forward_every_publishers_media(
         .build()
         .unwrap();
     rt.block_on(async {
-        let spec = |server| LeanSpec {
-            server,
-            publishers: 2,
-            subscribers: 4,
-            clip: bot::ClipSpec {
-                width: 320,
-                height: 240,
-                fps: 15,
-                ..bot::ClipSpec::default()
-            },
-            join_concurrency: 4,
-        };
+        let spec = |server| small_lean(server, 4);
         let (settle, window) = (Duration::from_millis(1500), Duration::from_secs(5));
         let c = harness::Cluster::start(harness::ClusterSpec {
             media: vec![crate::node("media-oslo-1", "oslo")],
