@@ -71,17 +71,33 @@ impl NodeClients {
         if let Some(c) = map.get(&(addr.to_owned(), timeout)) {
             return Ok(c.clone());
         }
-        let scheme = if self.tls.is_some() { "https" } else { "http" };
-        let mut ep = Endpoint::from_shared(format!("{scheme}://{addr}"))
-            .map_err(|e| err(e.to_string()))?
-            .connect_timeout(self.timeout)
-            .timeout(timeout);
-        if let Some(tls) = &self.tls {
-            ep = ep.tls_config(tls.clone()).map_err(|e| err(e.to_string()))?;
-        }
-        let ch = ep.connect_lazy();
+        let ch = self
+            .endpoint(addr, self.timeout, Some(timeout))
+            .map_err(err)?
+            .connect_lazy();
         map.insert((addr.to_owned(), timeout), ch.clone());
         Ok(ch)
+    }
+
+    /// The endpoint of `addr`, with our TLS settings, and a deadline for each call if
+    /// `timeout` (not for a stream that is meant to last).
+    fn endpoint(
+        &self,
+        addr: &str,
+        connect: Duration,
+        timeout: Option<Duration>,
+    ) -> Result<Endpoint, String> {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let mut ep = Endpoint::from_shared(format!("{scheme}://{addr}"))
+            .map_err(|e| e.to_string())?
+            .connect_timeout(connect);
+        if let Some(t) = timeout {
+            ep = ep.timeout(t);
+        }
+        if let Some(tls) = &self.tls {
+            ep = ep.tls_config(tls.clone()).map_err(|e| e.to_string())?;
+        }
+        Ok(ep)
     }
 
     fn status(addr: &str, s: tonic::Status) -> NodeCallError {
@@ -103,8 +119,18 @@ impl NodeClients {
         let req = WatchRequest {
             interval_ms: every.as_millis() as u32,
         };
-        let channel = self.channel_with(addr, within)?;
+        let err = |message: String| NodeCallError {
+            addr: addr.to_owned(),
+            message,
+        };
+        // A connection of its own, made now: a dead node refuses it at once (a shared
+        // lazy channel would first wait out its reconnect backoff).
+        let endpoint = self.endpoint(addr, within, None).map_err(err)?;
         let open = async {
+            let channel = endpoint
+                .connect()
+                .await
+                .map_err(|e| err(format!("connecting: {e}")))?;
             let mut stream = match kind {
                 crate::nodes::NodeKind::Media => {
                     MediaNodeControlClient::new(channel).watch(req).await

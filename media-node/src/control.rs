@@ -36,7 +36,7 @@ impl MediaNodeControl for Control {
             .check()
             .map_err(Status::unavailable)?;
         let m = meeting(&r.meeting_id)?;
-        tracing::info!(meeting = %m, epoch = r.epoch, "meeting prepared");
+        tracing::info!(meeting_id = %m, epoch = r.epoch, "meeting prepared");
         self.node.prepare(m.clone());
         crate::mesh::Mesh::follow(&self.node, &m);
         Ok(Response::new(PrepareMeetingResponse {}))
@@ -48,7 +48,7 @@ impl MediaNodeControl for Control {
     ) -> Result<Response<CloseMeetingResponse>, Status> {
         let r = req.into_inner();
         let m = meeting(&r.meeting_id)?;
-        tracing::info!(meeting = %m, reason = r.reason, "meeting closed");
+        tracing::info!(meeting_id = %m, reason = r.reason, "meeting closed");
         self.node.close(&m);
         Ok(Response::new(CloseMeetingResponse {}))
     }
