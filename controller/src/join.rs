@@ -15,7 +15,7 @@ use crate::model::{NodeState, StoredPlacement};
 use crate::nodes::NodeKind;
 use crate::placement::{self, Load, NodeSnapshot, Placement};
 use crate::service::Service;
-use crate::store::{Lease, PlacementCommit};
+use crate::store::PlacementCommit;
 
 pub const MAX_NAME_CHARS: usize = 64;
 /// How long a placed join takes to show in the node's load report at the earliest (the
@@ -243,16 +243,16 @@ impl Service {
     }
 
     /// A reconnecting client says it lost media node `lost`: if that node hosts the
-    /// meeting and does not answer its heartbeat stream within 300 ms, its lease is
-    /// revoked (as the leader would, without waiting for it) and the join waits, up to a
-    /// second, for the view to drop the node, so that it lands on a live one. A hint that
-    /// names another node, or garbage, changes nothing.
+    /// meeting and does not answer its heartbeat stream within 300 ms, the join waits, up
+    /// to a second, for the view to drop the node (the leader's watch revokes a dead
+    /// node's lease within a fraction of that), so that it lands on a live one. A hint
+    /// that names another node, or garbage, changes nothing.
     async fn check_lost_node(&self, meeting: &MeetingId, lost: &str) {
         const PROBE: Duration = Duration::from_millis(300);
         let Ok(id) = NodeId::parse(lost) else {
             return;
         };
-        let Some((addr, lease)) = self.view.read(|v| {
+        let Some(addr) = self.view.read(|v| {
             let hosts = v
                 .placements
                 .get(meeting)
@@ -260,7 +260,7 @@ impl Service {
             v.media
                 .get(&id)
                 .filter(|_| hosts)
-                .map(|n| (n.grpc_addr.clone(), n.lease_id))
+                .map(|n| n.grpc_addr.clone())
         }) else {
             return;
         };
@@ -271,12 +271,10 @@ impl Service {
         let Err(e) = probe else {
             return;
         };
-        tracing::warn!(node = %id, error = %e, "a client lost this media node and it does not answer; revoking its lease");
-        if let Err(e) = self.store.revoke_lease(Lease(lease)).await {
-            self.metrics.etcd_errors.inc();
-            tracing::warn!(node = %id, error = %e, "could not revoke the lost node's lease");
-            return;
-        }
+        // Only the leader revokes a node's lease, after its own two checks: one client's
+        // word and one short probe on a loaded machine are not enough to take a node's
+        // meetings away. The join waits a moment for the leader's verdict instead.
+        tracing::info!(node = %id, error = %e, "a client lost this media node and it does not answer; waiting for the leader");
         let until = Instant::now() + Duration::from_secs(1);
         while self.view.read(|v| v.media.contains_key(&id)) && Instant::now() < until {
             tokio::time::sleep(Duration::from_millis(20)).await;
