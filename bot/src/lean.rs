@@ -271,16 +271,13 @@ impl LeanLoad {
                 api,
                 room,
                 peers_at,
-            } => Some((
-                JanusRoom {
-                    session: janus::Session::create(api).await?,
-                    peers_at: *peers_at,
-                },
-                *room,
-            )),
+            } => Some(JanusRoom {
+                session: janus::Session::create(api).await?,
+                room: *room,
+                peers_at: *peers_at,
+            }),
             Server::Fjord { .. } => None,
         };
-        let janus_session = janus.as_ref().map(|(s, _)| s);
         // Publishers first, so that everyone who joins later is offered their tracks.
         let mut feeds = Vec::new();
         for (range, publishing) in [
@@ -290,27 +287,21 @@ impl LeanLoad {
             let joins = range.map(|i| {
                 let (spec, gate, stop) = (&spec, gate.clone(), stop.clone());
                 let packets = publishing.then(|| packets.clone());
-                let feeds = &feeds;
+                let (feeds, janus) = (&feeds, janus.as_ref());
                 async move {
                     let _turn = gate.acquire_owned().await.expect("join gate");
                     let role = if publishing { "pub" } else { "sub" };
                     let name = format!("lean-{role}-{i}");
-                    match (&spec.server, janus_session) {
-                        (Server::Fjord { .. }, _) => join_fjord(spec, &name, packets, stop)
+                    match (janus, packets) {
+                        (None, packets) => join_fjord(&spec.server, &name, packets, stop)
                             .await
                             .map(|j| (j, None)),
-                        (Server::Janus { room, .. }, Some(session)) => match packets {
-                            Some(packets) => janus_publish(session, *room, &name, packets, stop)
-                                .await
-                                .map(|(j, feed)| (j, Some(feed))),
-                            None => {
-                                let counters = Arc::new(Counters::default());
-                                janus_subscribe(session, *room, feeds, counters, stop)
-                                    .await
-                                    .map(|j| (j, None))
-                            }
-                        },
-                        (Server::Janus { .. }, None) => unreachable!("a session was created"),
+                        (Some(room), Some(packets)) => janus_publish(room, &name, packets, stop)
+                            .await
+                            .map(|(j, feed)| (j, Some(feed))),
+                        (Some(room), None) => janus_subscribe(room, feeds, Arc::default(), stop)
+                            .await
+                            .map(|j| (j, None)),
                     }
                 }
             });
@@ -325,7 +316,7 @@ impl LeanLoad {
                 }
             }
             // In Janus, publishers receive each other on a second PeerConnection.
-            if let (Some((session, room)), true) = (&janus, publishing) {
+            if let (Some(room), true) = (&janus, publishing) {
                 let subs = load.peers.iter().zip(&feeds).map(|(p, feed)| {
                     let others: Vec<u64> = feeds.iter().copied().filter(|f| f != feed).collect();
                     let (counters, stop) = (p.counters.clone(), stop.clone());
@@ -333,7 +324,7 @@ impl LeanLoad {
                         if others.is_empty() {
                             return Ok(None);
                         }
-                        janus_subscribe(session, *room, &others, counters, stop)
+                        janus_subscribe(room, &others, counters, stop)
                             .await
                             .map(|(_, task)| Some(task))
                     }
@@ -346,7 +337,7 @@ impl LeanLoad {
                 }
             }
         }
-        load.janus = janus.map(|(r, _)| r.session);
+        load.janus = janus.map(|r| r.session);
         Ok(load)
     }
 
@@ -469,11 +460,12 @@ impl Runner {
     }
 
     /// Drives the peer here until the connection is up (ICE and DTLS), then leaves it
-    /// running in a task of its own; returns the time from `started` to connected.
+    /// running in a task of its own; returns the peer (its join time is from `started`
+    /// to connected) and its task.
     async fn connect(
         mut self,
         stop: CancellationToken,
-    ) -> anyhow::Result<(Duration, tokio::task::JoinHandle<()>)> {
+    ) -> anyhow::Result<(Peer, tokio::task::JoinHandle<()>)> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
         while !self.connected {
             if tokio::time::Instant::now() > deadline {
@@ -481,7 +473,11 @@ impl Runner {
             }
             self.step(&stop).await?;
         }
-        let join_time = self.started.elapsed();
+        let peer = Peer {
+            publishing: self.publish.is_some(),
+            join_time: self.started.elapsed(),
+            counters: self.counters.clone(),
+        };
         let task = tokio::spawn(async move {
             while !stop.is_cancelled() {
                 if let Err(e) = self.step(&stop).await {
@@ -490,14 +486,14 @@ impl Runner {
                 }
             }
         });
-        Ok((join_time, task))
+        Ok((peer, task))
     }
 }
 
 /// Joins a Fjord meeting through the controller, opens signaling with the media node,
 /// negotiates and waits for ICE; then leaves the peer running in a task of its own.
 async fn join_fjord(
-    spec: &LeanSpec,
+    server: &Server,
     name: &str,
     packets: Option<Arc<Packets>>,
     stop: CancellationToken,
@@ -506,7 +502,7 @@ async fn join_fjord(
         controller,
         meeting,
         region,
-    } = &spec.server
+    } = server
     else {
         bail!("not a Fjord meeting");
     };
@@ -540,46 +536,37 @@ async fn join_fjord(
     rtc.sdp_api()
         .accept_answer(pending, answer)
         .context("accepting the answer")?;
-    let counters = Arc::new(Counters::default());
-    let publishing = packets.is_some();
-    let runner = Runner::new(
+    Runner::new(
         started,
         (socket, local, rtc),
         Some(ws),
-        counters.clone(),
+        Arc::default(),
         packets.map(|p| Publish::new(p, sending)),
-    );
-    let (join_time, task) = runner.connect(stop).await?;
-    Ok((
-        Peer {
-            publishing,
-            join_time,
-            counters,
-        },
-        task,
-    ))
+    )
+    .connect(stop)
+    .await
 }
 
 /// Where the peers of a Janus load join, and from which address.
 struct JanusRoom {
     session: janus::Session,
+    room: u64,
     peers_at: IpAddr,
 }
 
 /// Joins Janus's VideoRoom as a publisher (join, then publish with an offer) and waits
 /// for ICE; returns the peer, its task and its feed id.
 async fn janus_publish(
-    session: &JanusRoom,
-    room: u64,
+    janus: &JanusRoom,
     name: &str,
     packets: Arc<Packets>,
     stop: CancellationToken,
 ) -> anyhow::Result<((Peer, tokio::task::JoinHandle<()>), u64)> {
     let started = Instant::now();
-    let mut handle = session.session.attach().await?;
+    let mut handle = janus.session.attach().await?;
     let joined = handle
         .request(
-            json!({ "request": "join", "ptype": "publisher", "room": room, "display": name }),
+            json!({ "request": "join", "ptype": "publisher", "room": janus.room, "display": name }),
             None,
             |d| d["videoroom"] == "joined",
         )
@@ -587,7 +574,7 @@ async fn janus_publish(
     let feed = joined["plugindata"]["data"]["id"]
         .as_u64()
         .context("no publisher id in Janus's joined event")?;
-    let (socket, local, mut rtc) = lean_rtc(session.peers_at).await?;
+    let (socket, local, mut rtc) = lean_rtc(janus.peers_at).await?;
     let (offer, pending, sending) = publish_offer(&mut rtc)?;
     let configured = handle
         .request(
@@ -605,38 +592,32 @@ async fn janus_publish(
     rtc.sdp_api()
         .accept_answer(pending, answer)
         .context("accepting Janus's answer")?;
-    let counters = Arc::new(Counters::default());
-    let runner = Runner::new(
+    let joined = Runner::new(
         started,
         (socket, local, rtc),
         None,
-        counters.clone(),
+        Arc::default(),
         Some(Publish::new(packets, sending)),
-    );
-    let (join_time, task) = runner.connect(stop).await?;
-    let peer = Peer {
-        publishing: true,
-        join_time,
-        counters,
-    };
-    Ok(((peer, task), feed))
+    )
+    .connect(stop)
+    .await?;
+    Ok((joined, feed))
 }
 
 /// Subscribes to `feeds` in Janus's VideoRoom on one PeerConnection (Janus offers, we
 /// answer), counting into `counters`, and waits for ICE.
 async fn janus_subscribe(
-    session: &JanusRoom,
-    room: u64,
+    janus: &JanusRoom,
     feeds: &[u64],
     counters: Arc<Counters>,
     stop: CancellationToken,
 ) -> anyhow::Result<(Peer, tokio::task::JoinHandle<()>)> {
     let started = Instant::now();
-    let mut handle = session.session.attach().await?;
+    let mut handle = janus.session.attach().await?;
     let streams: Vec<Value> = feeds.iter().map(|f| json!({ "feed": f })).collect();
     let attached = handle
         .request(
-            json!({ "request": "join", "ptype": "subscriber", "room": room, "streams": streams }),
+            json!({ "request": "join", "ptype": "subscriber", "room": janus.room, "streams": streams }),
             None,
             |d| d["videoroom"] == "attached",
         )
@@ -647,7 +628,7 @@ async fn janus_subscribe(
             .context("no SDP offer in Janus's attached event")?,
     )
     .context("Janus's offer")?;
-    let (socket, local, mut rtc) = lean_rtc(session.peers_at).await?;
+    let (socket, local, mut rtc) = lean_rtc(janus.peers_at).await?;
     let answer = rtc
         .sdp_api()
         .accept_offer(offer)
@@ -659,14 +640,9 @@ async fn janus_subscribe(
             |d| d["started"] == "ok",
         )
         .await?;
-    let runner = Runner::new(started, (socket, local, rtc), None, counters.clone(), None);
-    let (join_time, task) = runner.connect(stop).await?;
-    let peer = Peer {
-        publishing: false,
-        join_time,
-        counters,
-    };
-    Ok((peer, task))
+    Runner::new(started, (socket, local, rtc), None, counters, None)
+        .connect(stop)
+        .await
 }
 
 /// The next signaling message, if the peer has signaling; never, if not.

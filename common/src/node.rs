@@ -356,10 +356,23 @@ pub type Heartbeats = std::pin::Pin<
     Box<dyn futures::Stream<Item = Result<proto::v1::Heartbeat, tonic::Status>> + Send>,
 >;
 
-/// The answer to a node's `Watch` call: a heartbeat naming `node_id` at once, then one
-/// every `interval_ms` (clamped to 100 ms – 5 s; 0 means 250 ms), until the caller goes
-/// away or `shutdown` (then the stream ends, and the caller learns it at once).
-pub fn heartbeats(node_id: String, interval_ms: u32, shutdown: CancellationToken) -> Heartbeats {
+/// A node's answer to a `Watch` call: a heartbeat naming `node_id` at once, then one
+/// every `interval_ms` of the request (clamped to 100 ms – 5 s; 0 means 250 ms), until
+/// the caller goes away or `shutdown` (then the stream ends, and the caller learns it at
+/// once).
+pub fn watch(
+    node_id: String,
+    req: tonic::Request<proto::v1::WatchRequest>,
+    shutdown: CancellationToken,
+) -> Result<tonic::Response<Heartbeats>, tonic::Status> {
+    Ok(tonic::Response::new(heartbeats(
+        node_id,
+        req.into_inner().interval_ms,
+        shutdown,
+    )))
+}
+
+fn heartbeats(node_id: String, interval_ms: u32, shutdown: CancellationToken) -> Heartbeats {
     let every = match interval_ms {
         0 => Duration::from_millis(250),
         ms => Duration::from_millis(u64::from(ms.clamp(100, 5000))),

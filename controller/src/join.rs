@@ -141,12 +141,9 @@ impl Service {
             Err(_) => tracing::info_span!("join", participant_id = %participant),
         };
         let res = async {
-            let res = match &meeting {
-                Ok(m) => match self.join_limits.check(caller.addr, m, Instant::now()) {
-                    Ok(()) => self.join_inner(caller, req, participant).await,
-                    Err(e) => Err(e),
-                },
-                Err(_) => self.join_inner(caller, req, participant).await,
+            let res = match meeting {
+                Ok(m) => self.join_inner(caller, m, req, participant).await,
+                Err(e) => Err(e),
             };
             match &res {
                 Ok(j) => tracing::info!(node = %j.node, region = %j.region, role = j.role.as_str(), "joined"),
@@ -173,10 +170,12 @@ impl Service {
     async fn join_inner(
         &self,
         caller: &Caller,
+        meeting: MeetingId,
         req: JoinInput,
         participant: ParticipantId,
     ) -> Result<Joined, ApiError> {
-        let meeting = Self::parse_meeting_id(&req.meeting)?;
+        self.join_limits
+            .check(caller.addr, &meeting, Instant::now())?;
         let name = req.name.trim().to_owned();
         if name.is_empty()
             || name.chars().count() > MAX_NAME_CHARS

@@ -59,11 +59,7 @@ impl MediaNodeControl for Control {
         &self,
         req: Request<WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
-        Ok(Response::new(common::node::heartbeats(
-            self.node.id.to_string(),
-            req.into_inner().interval_ms,
-            self.node.drain.shutdown(),
-        )))
+        common::node::watch(self.node.id.to_string(), req, self.node.drain.shutdown())
     }
 
     async fn drain(&self, _req: Request<DrainRequest>) -> Result<Response<DrainResponse>, Status> {

@@ -322,11 +322,7 @@ impl RecordingNodeControl for Control {
         &self,
         req: Request<WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
-        Ok(Response::new(common::node::heartbeats(
-            self.node.id.to_string(),
-            req.into_inner().interval_ms,
-            self.node.drain.shutdown(),
-        )))
+        common::node::watch(self.node.id.to_string(), req, self.node.drain.shutdown())
     }
 
     async fn drain(&self, _r: Request<DrainRequest>) -> Result<Response<DrainResponse>, Status> {

@@ -109,7 +109,9 @@ async fn bury(
     {
         buried.pop_front();
     }
-    if buried.len() + 1 > 1 && (buried.len() + 1) * 2 > nodes {
+    // This one and those of the window: more than one, and half the nodes or more.
+    let lately = buried.len() + 1;
+    if lately > 1 && lately * 2 > nodes {
         tracing::warn!(
             node = %dead.node,
             why = dead.why,

@@ -28,6 +28,17 @@ async fn kill_and_wait_placements_gone(
     );
 }
 
+/// The node of the first of `placed` (meeting, node) pairs, and every meeting on it.
+fn first_node(placed: &[(String, String)]) -> (String, Vec<String>) {
+    let node = placed[0].1.clone();
+    let meetings = placed
+        .iter()
+        .filter(|(_, n)| *n == node)
+        .map(|(m, _)| m.clone())
+        .collect();
+    (node, meetings)
+}
+
 /// Creates `n` meetings joined from oslo and returns (meeting, node) pairs.
 async fn meetings_in_oslo(c: &harness::Cluster, api: &Api, n: usize) -> Vec<(String, String)> {
     let base = c.controllers[0].url();
@@ -46,17 +57,12 @@ async fn killed_media_node_loses_its_placements_and_its_meetings_move_to_a_live_
     let mut c = harness::Cluster::start(spec()).await.unwrap();
     let api = Api::new(&c);
     let placed = meetings_in_oslo(&c, &api, 6).await;
-    let victim = placed[0].1.clone();
+    let (victim, victims) = first_node(&placed);
     let survivor = if victim == "media-oslo-1" {
         "media-oslo-2"
     } else {
         "media-oslo-1"
     };
-    let victims: Vec<String> = placed
-        .iter()
-        .filter(|(_, n)| *n == victim)
-        .map(|(m, _)| m.clone())
-        .collect();
     assert!(
         placed.iter().any(|(_, n)| n == survivor),
         "placement should spread over both oslo nodes: {placed:?}"
@@ -121,12 +127,7 @@ async fn killed_leader_is_replaced_within_the_lease_ttl_and_the_new_leader_recon
     .unwrap();
     let other = 1 - leader;
     let placed = meetings_in_oslo(&c, &api, 4).await;
-    let victim = placed[0].1.clone();
-    let victims: Vec<String> = placed
-        .iter()
-        .filter(|(_, n)| *n == victim)
-        .map(|(m, _)| m.clone())
-        .collect();
+    let (victim, victims) = first_node(&placed);
 
     // The leader and a media node die together: only the new leader can clean up.
     c.controllers[leader].proc.kill9();
@@ -186,12 +187,7 @@ async fn a_killed_media_node_is_noticed_by_its_heartbeat_stream_long_before_its_
         .unwrap();
     let api = Api::new(&c);
     let placed = meetings_in_oslo(&c, &api, 4).await;
-    let victim = placed[0].1.clone();
-    let victims: Vec<String> = placed
-        .iter()
-        .filter(|(_, n)| *n == victim)
-        .map(|(m, _)| m.clone())
-        .collect();
+    let (victim, victims) = first_node(&placed);
     // Let the leader's watchers reach every node (a node never reached is left to its
     // lease).
     tokio::time::sleep(Duration::from_millis(500)).await;
