@@ -42,7 +42,12 @@ BOT_PACKAGES=(gstreamer1.0-plugins-base gstreamer1.0-plugins-good)
 TEST_PACKAGES=(chromium chromium-driver firefox-esr iproute2 python3 python3-venv
   prometheus openssl janus "${BOT_PACKAGES[@]}")
 
+# What the fuzz targets need besides the build packages: libfuzzer-sys compiles
+# libFuzzer's C++ sources.
+FUZZ_PACKAGES=(g++)
+
 GECKODRIVER_VERSION=0.37.1
+CARGO_FUZZ_VERSION=0.13.1
 
 # Installs Mozilla's geckodriver from crates.io into cargo's bin directory, unless that
 # version is there already (a few minutes of build, once).
@@ -53,6 +58,16 @@ ensure_geckodriver() {
   fi
   echo ">> cargo install geckodriver $GECKODRIVER_VERSION"
   cargo install --quiet --locked geckodriver --version "$GECKODRIVER_VERSION"
+}
+
+# Installs cargo-fuzz from crates.io into cargo's bin directory, unless that version is
+# there already (a minute of build, once).
+ensure_cargo_fuzz() {
+  if cargo fuzz --version 2>/dev/null | grep -q "^cargo-fuzz $CARGO_FUZZ_VERSION\b"; then
+    return 0
+  fi
+  echo ">> cargo install cargo-fuzz $CARGO_FUZZ_VERSION"
+  cargo install --quiet --locked cargo-fuzz --version "$CARGO_FUZZ_VERSION"
 }
 
 # The Python tools the tests use (tests/requirements.txt: the chart's checks, aiortc), in

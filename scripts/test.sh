@@ -17,6 +17,8 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 # The integration tests start the binaries as processes, so build them first.
 echo ">> cargo build --workspace --bins"
 cargo build --workspace --bins --quiet
+# The tests run each fuzz target for a short while.
+scripts/fuzz.sh build
 
 echo ">> tests"
 if cargo nextest --version >/dev/null 2>&1; then

@@ -132,7 +132,8 @@ async fn signal(
 /// Messages a client sends. Each may carry `"v": 1`; other versions are refused.
 #[derive(Deserialize, Debug)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-enum ClientMsg {
+#[non_exhaustive]
+pub enum ClientMsg {
     Offer {
         sdp: String,
     },
@@ -164,12 +165,13 @@ pub(crate) const MAX_CHAT_CHARS: usize = 2000;
 /// A refused client message: what to say, and the type of message it answers (the
 /// client's own `type`, or `unknown` when the message had none we could read).
 #[derive(Debug)]
-struct Refusal {
-    answers: String,
-    message: String,
+pub struct Refusal {
+    pub answers: String,
+    pub message: String,
 }
 
-fn parse_client(text: &str) -> Result<ClientMsg, Refusal> {
+/// Reads one client message (a WebSocket text frame). Public for the fuzzer (`fuzz/`).
+pub fn parse_client(text: &str) -> Result<ClientMsg, Refusal> {
     let refuse = |answers: &str, message: String| Refusal {
         answers: answers.to_owned(),
         message,

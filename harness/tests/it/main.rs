@@ -9,6 +9,7 @@ mod chart;
 mod dashboards;
 mod drain;
 mod failover;
+mod fuzz;
 mod logs;
 mod media;
 mod mtls;
