@@ -46,6 +46,8 @@ pub struct BotConfig {
     pub region: Option<String>,
     /// What to publish; `None` joins as a listener only.
     pub publish: Option<Arc<Clip>>,
+    /// CA certificates (PEM) trusted for `wss://` signaling besides the system's.
+    pub signal_ca: Option<Arc<Vec<u8>>>,
 }
 
 /// What arrived of one remote track.
@@ -381,6 +383,7 @@ impl Bot {
             &cfg.name,
             cfg.password.as_deref(),
             cfg.region.as_deref(),
+            cfg.signal_ca.as_deref().map(Vec::as_slice),
         )
         .await?;
         let field = |k: &str| -> anyhow::Result<String> {
@@ -794,6 +797,7 @@ pub(crate) async fn open_signaling(
     name: &str,
     password: Option<&str>,
     region: Option<&str>,
+    signal_ca: Option<&[u8]>,
 ) -> anyhow::Result<(
     Value,
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
@@ -819,15 +823,48 @@ pub(crate) async fn open_signaling(
             .with_context(|| format!("join response without {k}"))
     };
     let url = format!("{}?token={}", field("signal_url")?, field("token")?);
-    let (mut ws, _) = tokio_tungstenite::connect_async(&url)
-        .await
-        .context("open the signaling WebSocket")?;
+    let connector = if url.starts_with("wss://") {
+        Some(tls_connector(signal_ca)?)
+    } else {
+        None
+    };
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async_tls_with_config(&url, None, false, connector)
+            .await
+            .context("open the signaling WebSocket")?;
     let welcome = next_json(&mut ws).await?;
     if welcome["type"] != "welcome" {
         bail!("expected welcome, got {welcome}");
     }
     joined["welcome"] = welcome;
     Ok((joined, ws))
+}
+
+/// TLS for `wss://` signaling: the system's roots (Debian's ca-certificates) and
+/// `extra_ca`, for a cluster whose certificates a private CA signs.
+fn tls_connector(extra_ca: Option<&[u8]>) -> anyhow::Result<tokio_tungstenite::Connector> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    // A system store that cannot be read leaves only `extra_ca`; a missing root then
+    // shows as the handshake's "unknown issuer".
+    let system = rustls_native_certs::load_native_certs();
+    roots.add_parsable_certificates(system.certs);
+    if let Some(pem) = extra_ca {
+        for c in CertificateDer::pem_slice_iter(pem) {
+            roots
+                .add(c.context("the signaling CA file")?)
+                .context("the signaling CA certificate")?;
+        }
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .context("TLS versions")?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(tokio_tungstenite::Connector::Rustls(Arc::new(config)))
 }
 
 /// The next text message of a signaling WebSocket, as JSON.

@@ -508,7 +508,8 @@ async fn join_fjord(
     };
     let started = Instant::now();
     let (_joined, mut ws) =
-        crate::client::open_signaling(controller, meeting, name, None, region.as_deref()).await?;
+        crate::client::open_signaling(controller, meeting, name, None, region.as_deref(), None)
+            .await?;
     let (socket, local, mut rtc) = lean_rtc(Ipv4Addr::LOCALHOST.into()).await?;
     let (offer, pending, sending) = if packets.is_some() {
         publish_offer(&mut rtc)?

@@ -21,6 +21,8 @@ pub struct LoadSpec {
     pub clip: ClipSpec,
     /// How many joins run at once.
     pub join_concurrency: usize,
+    /// CA certificates (PEM) trusted for `wss://` signaling besides the system's.
+    pub signal_ca: Option<Arc<Vec<u8>>>,
 }
 
 /// Bots in a meeting.
@@ -105,6 +107,7 @@ impl Load {
                         .or_else(|| spec.region.clone())
                 },
                 publish: (i < spec.publishers).then(|| clip.clone()),
+                signal_ca: spec.signal_ca.clone(),
             })
             .collect();
         // Publishers first, so that listeners' first offers already carry their tracks.

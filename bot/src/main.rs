@@ -49,6 +49,10 @@ struct Args {
     /// Video size, e.g. 640x360.
     #[arg(long, default_value = "640x360")]
     video_size: String,
+    /// A CA certificate file (PEM) to trust for wss:// signaling besides the system's
+    /// (a cluster whose media nodes' certificates a private CA signs).
+    #[arg(long)]
+    signal_ca: Option<std::path::PathBuf>,
 }
 
 #[tokio::main]
@@ -85,7 +89,14 @@ async fn main() -> anyhow::Result<()> {
         "meeting {meeting}: {} publishers, {} subscribers",
         a.publishers, a.subscribers
     );
+    let signal_ca = match &a.signal_ca {
+        Some(p) => Some(std::sync::Arc::new(
+            std::fs::read(p).with_context(|| format!("--signal-ca {}", p.display()))?,
+        )),
+        None => None,
+    };
     let spec = LoadSpec {
+        signal_ca,
         controller,
         meeting,
         password: a.password.clone(),

@@ -19,8 +19,12 @@ pub struct MediaNodeConfig {
     pub udp_listen: String,
     /// Address advertised to clients as the ICE host candidate (NAT, Kubernetes); default udp_listen.
     pub udp_advertise: Option<String>,
-    /// Base WebSocket URL clients use, e.g. wss://oslo-1.example.org/signal; default from http_listen.
+    /// Base WebSocket URL clients use, e.g. wss://oslo-1.example.org/signal; default from
+    /// `signal_tls.listen` when that is set, else from http_listen.
     pub signal_url: Option<String>,
+    /// Serve signaling over TLS (`wss://`) on a listener of its own, for nodes with no
+    /// TLS-terminating ingress in front. The ops endpoints stay on http_listen.
+    pub signal_tls: Option<SignalTlsConfig>,
     /// Address the controller dials for gRPC; default grpc_listen.
     pub grpc_advertise: Option<String>,
     pub capacity: CapacityConfig,
@@ -44,6 +48,17 @@ pub struct MediaNodeConfig {
     pub relay_listen: String,
     /// Address other nodes dial for the relay; default relay_listen.
     pub relay_advertise: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignalTlsConfig {
+    /// Where `wss://` is served, e.g. 0.0.0.0:7443.
+    pub listen: String,
+    /// The certificate chain (PEM) browsers see, leaf first; read again when it changes.
+    pub cert_file: PathBuf,
+    /// Its private key (PEM).
+    pub key_file: PathBuf,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -82,6 +97,7 @@ impl Default for MediaNodeConfig {
             udp_listen: "127.0.0.1:7882".into(),
             udp_advertise: None,
             signal_url: None,
+            signal_tls: None,
             grpc_advertise: None,
             capacity: CapacityConfig::default(),
             etcd: EtcdConfig::default(),
@@ -111,6 +127,24 @@ impl MediaNodeConfig {
         common::config::socket_addr("relay_listen", &self.relay_listen)?;
         if let Some(a) = &self.relay_advertise {
             common::config::socket_addr("relay_advertise", a)?;
+        }
+        if let Some(t) = &self.signal_tls {
+            let addr = common::config::socket_addr("signal_tls.listen", &t.listen)?;
+            if addr.ip().is_unspecified() && self.signal_url.is_none() {
+                return Err(ConfigError::key(
+                    "signal_url",
+                    "required when signal_tls.listen is a wildcard address: the wss:// URL \
+                     (with the name the certificate is for) that browsers reach this node at",
+                ));
+            }
+        }
+        if let Some(u) = &self.signal_url
+            && !(u.starts_with("ws://") || u.starts_with("wss://"))
+        {
+            return Err(ConfigError::key(
+                "signal_url",
+                format!("must start with ws:// or wss://, not {u:?}"),
+            ));
         }
         if let Some(a) = &self.udp_advertise {
             let addr = common::config::socket_addr("udp_advertise", a)?;
@@ -160,9 +194,11 @@ impl MediaNodeConfig {
         Ok(())
     }
     pub fn signal_url(&self) -> String {
-        self.signal_url
-            .clone()
-            .unwrap_or_else(|| format!("ws://{}/signal", self.http_listen))
+        match (&self.signal_url, &self.signal_tls) {
+            (Some(u), _) => u.clone(),
+            (None, Some(t)) => format!("wss://{}/signal", t.listen),
+            (None, None) => format!("ws://{}/signal", self.http_listen),
+        }
     }
     pub fn relay_advertise(&self) -> String {
         self.relay_advertise
@@ -180,5 +216,44 @@ impl MediaNodeConfig {
 impl Logged for MediaNodeConfig {
     fn log(&self) -> &LogConfig {
         &self.log
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_keys() -> MediaNodeConfig {
+        MediaNodeConfig {
+            token_keys: vec![TokenKey {
+                kid: "k1".into(),
+                public_key_file: "/etc/fjord/token/signing.crt".into(),
+            }],
+            ..MediaNodeConfig::default()
+        }
+    }
+
+    #[test]
+    fn signaling_over_tls_is_advertised_as_wss_and_a_wildcard_listen_needs_a_url() {
+        let mut c = with_keys();
+        assert_eq!(c.signal_url(), "ws://127.0.0.1:7880/signal");
+        c.signal_tls = Some(SignalTlsConfig {
+            listen: "127.0.0.1:7443".into(),
+            cert_file: "/tls/tls.crt".into(),
+            key_file: "/tls/tls.key".into(),
+        });
+        c.validate().unwrap();
+        assert_eq!(c.signal_url(), "wss://127.0.0.1:7443/signal");
+
+        c.signal_tls.as_mut().unwrap().listen = "0.0.0.0:7443".into();
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("signal_url"), "{e}");
+        c.signal_url = Some("wss://media-1.example.org:7443/signal".into());
+        c.validate().unwrap();
+        assert_eq!(c.signal_url(), "wss://media-1.example.org:7443/signal");
+
+        c.signal_url = Some("https://media-1.example.org/signal".into());
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("signal_url") && e.contains("ws://"), "{e}");
     }
 }

@@ -10,6 +10,7 @@ pub mod relay_server;
 pub mod room;
 pub mod sfu;
 pub mod signal;
+pub mod wss;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -286,6 +287,8 @@ pub enum NodeError {
         #[source]
         source: relay::RelayError,
     },
+    #[error("signal_tls")]
+    SignalTls(#[from] wss::SignalTlsError),
     #[error("gRPC server")]
     Grpc(#[from] tonic::transport::Error),
     #[error("gRPC task")]
@@ -309,6 +312,21 @@ pub async fn run(
     cfg.validate()?;
     let id = NodeId::parse(&cfg.node_id)?;
     let tls = cfg.tls.load("tls")?;
+    // Signaling over TLS: the certificate is checked and the port bound before the node
+    // registers, so that a bad file fails the start, not the first browser.
+    let signal_tls = match &cfg.signal_tls {
+        Some(t) => {
+            let cert = Arc::new(wss::Certificate::load(&t.cert_file, &t.key_file)?);
+            let tcp = TcpListener::bind(&t.listen).await.map_err(|e| {
+                NodeError::io(
+                    format!("cannot listen on {} (key `signal_tls.listen`)", t.listen),
+                    e,
+                )
+            })?;
+            Some((tcp, cert))
+        }
+        None => None,
+    };
     let mut verifier = TokenVerifier::new(id.clone());
     for k in &cfg.token_keys {
         verifier.add_key_file(&k.kid, &k.public_key_file)?;
@@ -493,6 +511,16 @@ pub async fn run(
             Ok(())
         }
     });
+    let wss_task = signal_tls.map(|(tcp, cert)| {
+        let addr = tcp.local_addr().ok();
+        tracing::info!(wss = ?addr, "signaling over TLS");
+        tokio::spawn(wss::serve(
+            tcp,
+            cert,
+            signal::router(node.clone()),
+            shutdown.clone(),
+        ))
+    });
     let app = signal::router(node.clone()).merge(common::ops::router(registry, ready));
     let http_addr = http
         .local_addr()
@@ -503,6 +531,10 @@ pub async fn run(
         .with_graceful_shutdown(async move { sd.cancelled().await })
         .await
         .map_err(|e| NodeError::io("the HTTP server".into(), e))?;
+    if let Some(t) = wss_task {
+        t.await?
+            .map_err(|e| NodeError::io("the signaling TLS server".into(), e))?;
+    }
     grpc_task.await??;
     // Unwrap the Arc only to wait for the lease revocation; other holders are gone or idle.
     match Arc::try_unwrap(node) {

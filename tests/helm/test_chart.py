@@ -159,6 +159,34 @@ def check_configs(docs, failures, where):
         failures.append(f"{where}: media.toml has no token_keys")
 
 
+def check_signal_tls(docs, enabled, failures, where):
+    """With media.signalTls, every media pod serves wss:// on its port from the Secret,
+    advertises a wss:// URL, and the network policy lets browsers in; without, none
+    (a region's own signalUrl may still be wss://, through a proxy)."""
+    media = tomllib.loads(by_kind(docs, "ConfigMap")["t-fjord-config"]["data"]["media.toml"])
+    if ("signal_tls" in media) != enabled:
+        failures.append(f"{where}: media.toml signal_tls present: {'signal_tls' in media}")
+    for name, d in by_kind(docs, "StatefulSet").items():
+        c = d["spec"]["template"]["spec"]["containers"][0]
+        if c["name"] != "media":
+            continue
+        url = next(e["value"] for e in c["env"] if e["name"] == "FJORD_MEDIA_NODE__SIGNAL_URL")
+        ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+        secrets = [v["secret"]["secretName"] for v in d["spec"]["template"]["spec"]["volumes"]
+                   if "secret" in v]
+        if enabled and not (url.startswith("wss://") and ports.get("wss") == 7443
+                            and "media-wss" in secrets
+                            and media["signal_tls"]["listen"] == "0.0.0.0:7443"):
+            failures.append(f"{where}: {name} does not serve wss:// ({url}, {ports}, {secrets})")
+        if not enabled and "wss" in ports:
+            failures.append(f"{where}: {name} serves wss:// without media.signalTls")
+    policy = by_kind(docs, "NetworkPolicy").get("t-fjord-media")
+    if policy is not None:
+        open_ports = {p["port"] for p in policy["spec"]["ingress"][0]["ports"]}
+        if (7443 in open_ports) != enabled:
+            failures.append(f"{where}: the media network policy opens 7443: {7443 in open_ports}")
+
+
 def walk(v):
     if isinstance(v, dict):
         for x in v.values():
@@ -229,6 +257,7 @@ def main():
         "three-regions": three,
         "monitoring": {**three, "metrics": {"podMonitor": True, "prometheusRule": True}},
         "cert-manager": {"tls": {"certManager": {"enabled": True, "issuer": {"name": "fjord-ca"}}}},
+        "signal-tls": {"media": {"signalTls": {"enabled": True, "secretName": "media-wss"}}},
         "given-secrets": {"tls": {"existingSecretPrefix": "fjord-certs"},
                           "controller": {"operatorKeysSecret": "fjord-operators"},
                           "etcd": {"bundled": False, "endpoints": ["https://etcd.example.org:2379"]}},
@@ -266,10 +295,17 @@ def main():
             expect |= {"Certificate"}
         if expect - kinds:
             failures.append(f"{name}: nothing rendered of {sorted(expect - kinds)}")
+        check_signal_tls(docs, name == "signal-tls", failures, name)
         dashboards = [d for _, d in docs if d["kind"] == "ConfigMap"
                       and d["metadata"].get("labels", {}).get("grafana_dashboard") == "1"]
         if len(dashboards) < 4:
             failures.append(f"{name}: {len(dashboards)} dashboard ConfigMaps, expected 4")
+    try:
+        render({"media": {"signalTls": {"enabled": True}}})
+        failures.append("signal-tls without a secretName rendered")
+    except Exception as e:
+        if "secretName" not in str(e):
+            failures.append(f"signal-tls without a secretName failed for another reason: {e}")
     chart = helm.Chart.load(str(CHART))
     for what, bad in [("a region without a name", lambda v: v["regions"][0].pop("name")),
                       ("a negative capacity", lambda v: v["regions"][0].__setitem__("capacity", -1)),

@@ -117,6 +117,7 @@ async fn main() -> anyhow::Result<()> {
             ..ClipSpec::default()
         },
         join_concurrency: 8,
+        signal_ca: None,
     })
     .await?;
     let on_b = load

@@ -172,6 +172,7 @@ async fn run(a: Args) -> anyhow::Result<()> {
                 subscribers: a.subscribers,
                 clip,
                 join_concurrency: 8,
+                signal_ca: None,
             })
             .await?;
             tokio::time::sleep(SETTLE).await;

@@ -28,7 +28,7 @@ fn regions_spec(extra: &[(&str, &str)]) -> ClusterSpec {
 }
 
 /// A small clip: a tone of `hz` and a 160×120 pattern at 10 fps.
-fn clip(hz: u32) -> bot::ClipSpec {
+pub(crate) fn clip(hz: u32) -> bot::ClipSpec {
     bot::ClipSpec {
         tone_hz: hz,
         width: 160,

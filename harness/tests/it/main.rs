@@ -18,6 +18,7 @@ mod race;
 mod recording;
 mod residency;
 mod tokens;
+mod wss;
 
 use std::time::Duration;
 
@@ -73,6 +74,7 @@ pub async fn join_bot(
             password: None,
             region: region.map(str::to_owned),
             publish,
+            signal_ca: None,
         },
         Duration::from_secs(20),
     )
