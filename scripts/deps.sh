@@ -38,9 +38,10 @@ BOT_PACKAGES=(gstreamer1.0-plugins-base gstreamer1.0-plugins-good)
 # WebDriver, is not packaged by Debian: ensure_geckodriver builds it from crates.io).
 # Prometheus (and its promtool) runs every dashboard and alert query against a live
 # cluster; openssl checks the certificates the chart makes; Janus is the peer SFU the
-# forwarding benchmark (and its test) compares the media node with.
+# forwarding benchmark (and its test) compares the media node with. coturn is the TURN
+# server a client whose UDP is blocked reaches the media node through.
 TEST_PACKAGES=(chromium chromium-driver firefox-esr iproute2 python3 python3-venv
-  prometheus openssl janus "${BOT_PACKAGES[@]}")
+  prometheus openssl janus coturn "${BOT_PACKAGES[@]}")
 
 # What the fuzz targets need besides the build packages: libfuzzer-sys compiles
 # libFuzzer's C++ sources.

@@ -54,6 +54,9 @@ pub struct ControllerConfig {
     pub download_link_ttl_secs: u64,
     /// Joins per client address and per meeting (429 with `Retry-After` beyond).
     pub join_limits: crate::limits::JoinLimitsConfig,
+    /// TURN servers per region offered in join answers, with credentials from a secret
+    /// shared with them (coturn's `use-auth-secret`).
+    pub turn: Option<crate::turn::TurnConfig>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -112,6 +115,7 @@ impl Default for ControllerConfig {
             download_key_file: None,
             download_link_ttl_secs: 3600,
             join_limits: crate::limits::JoinLimitsConfig::default(),
+            turn: None,
         }
     }
 }
@@ -174,6 +178,9 @@ impl ControllerConfig {
             ));
         }
         self.all_operator_keys()?;
+        if let Some(t) = &self.turn {
+            crate::turn::Turn::load(t)?;
+        }
         if self.token.signing_key_file.is_none() {
             return Err(ConfigError::key(
                 "token.signing_key_file",

@@ -44,6 +44,8 @@ pub struct Joined {
     pub participant: ParticipantId,
     pub role: Role,
     pub expires_in_secs: u64,
+    /// TURN servers with credentials for this participant (none without `[turn]`).
+    pub ice_servers: Vec<crate::turn::IceServer>,
 }
 
 /// Where a join goes: the node and the region it serves the join from.
@@ -230,7 +232,13 @@ impl Service {
             node.clone(),
             region.clone(),
         );
+        let ice_servers = self
+            .turn
+            .as_ref()
+            .map(|t| t.ice_servers(&region, &participant, now))
+            .unwrap_or_default();
         Ok(Joined {
+            ice_servers,
             signal_url: format!("{}/{}", signal_base.trim_end_matches('/'), meeting),
             token: self.signer.sign(&claims),
             region,

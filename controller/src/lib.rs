@@ -27,6 +27,7 @@ pub mod placement;
 pub mod recordings;
 pub mod service;
 pub mod store;
+pub mod turn;
 pub mod view;
 
 #[cfg(test)]
@@ -108,6 +109,7 @@ pub async fn run(
     );
     service.downloads = downloads;
     service.join_limits = limits::JoinLimits::new(&cfg.join_limits);
+    service.turn = cfg.turn.as_ref().map(turn::Turn::load).transpose()?;
     let service = Arc::new(service);
 
     let watcher = tokio::spawn(view.clone().run_watcher(store, shutdown.clone()));

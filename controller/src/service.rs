@@ -33,6 +33,8 @@ pub struct Service {
     /// Key and validity of recording download links (None: no links).
     pub downloads: Option<(Vec<u8>, Duration)>,
     pub join_limits: crate::limits::JoinLimits,
+    /// TURN servers and their shared secret (None: joins offer no ICE servers).
+    pub turn: Option<crate::turn::Turn>,
 }
 
 impl Service {
@@ -61,6 +63,7 @@ impl Service {
             recent_joins: Mutex::default(),
             downloads: None,
             join_limits: crate::limits::JoinLimits::new(&Default::default()),
+            turn: None,
         }
     }
 

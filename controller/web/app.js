@@ -84,7 +84,12 @@
         return;
       }
     }
-    const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle' });
+    // TURN servers of the node's region, when the cluster has them: the way out of
+    // networks that block UDP or direct paths.
+    const pc = new RTCPeerConnection({
+      bundlePolicy: 'max-bundle',
+      iceServers: state.joined.ice_servers || [],
+    });
     state.pc = pc;
     // Camera in three simulcast layers; the node forwards each viewer the one its tile needs.
     for (const track of state.local.getTracks()) {

@@ -23,6 +23,8 @@ pub struct PeerSpec {
     pub bad_first_offer: bool,
     /// Seconds to stay once the node answered.
     pub seconds: f64,
+    /// Run as this user (with `setpriv`), for example one whose UDP a test blocks.
+    pub uid: Option<u32>,
 }
 
 /// What a peer reported.
@@ -37,6 +39,10 @@ pub struct PeerReport {
     pub received: HashMap<String, HashMap<String, HashMap<u32, u32>>>,
     /// RTP packets received on any m-line.
     pub rtp_received: u64,
+    /// How many TURN servers the join answer offered.
+    pub ice_servers: usize,
+    /// The type of the peer's side of the candidate pair ICE chose (`host`, `relay`, …).
+    pub local_candidate: Option<String>,
 }
 
 pub struct AiortcPeer {
@@ -52,7 +58,17 @@ impl AiortcPeer {
             "{} is missing: run scripts/test.sh (ensure_python_tools makes it)",
             python.display()
         );
-        let mut cmd = Command::new(python);
+        let mut cmd = match spec.uid {
+            Some(uid) => {
+                let mut c = Command::new("setpriv");
+                c.arg(format!("--reuid={uid}"))
+                    .arg(format!("--regid={uid}"))
+                    .args(["--clear-groups", "--"])
+                    .arg(python);
+                c
+            }
+            None => Command::new(python),
+        };
         cmd.arg(repo_root().join("tests/media/peer.py"))
             .args(["--controller", controller, "--meeting", meeting])
             .args(["--name", &spec.name])

@@ -13,6 +13,7 @@ pub mod netns;
 pub mod pki;
 pub mod process;
 pub mod prometheus;
+pub mod turn;
 pub mod webdriver;
 
 use std::path::{Path, PathBuf};
@@ -159,6 +160,8 @@ pub struct ClusterSpec {
     pub log_format: &'static str,
     /// The controllers' `join_limits` (None: their defaults); see [`no_join_limits`].
     pub join_limits: Option<serde_json::Value>,
+    /// The controllers' `[turn]` (None: no TURN servers); see [`turn::Coturn`].
+    pub turn: Option<serde_json::Value>,
 }
 
 /// Join limits that limit nothing: for tests and benchmarks that join many peers from
@@ -194,6 +197,7 @@ impl ClusterSpec {
             token_ttl_secs: 120,
             log_format: "text",
             join_limits: None,
+            turn: None,
         }
     }
 }
@@ -358,6 +362,9 @@ impl Cluster {
             "allow_region_override": self.spec.allow_region_override,
             "log": { "format": self.spec.log_format },
         });
+        if let Some(turn) = &self.spec.turn {
+            cfg["turn"] = turn.clone();
+        }
         if let Some(limits) = &self.spec.join_limits {
             cfg["join_limits"] = limits.clone();
         }

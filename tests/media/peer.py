@@ -7,6 +7,8 @@ timestamp, so that a test can compare what a subscriber got with what a publishe
 frame by frame. At the end it prints one JSON object on stdout:
 
     {"participant_id": ..., "errors": [...signaling errors...],
+     "ice_servers": how many the join answer offered,
+     "local_candidate": the type of our side of the pair ICE chose (host, relay, ...),
      "sent": {"audio"|"video": [[timestamp, packets, unix_ms], ...]},
      "received": {participant_id: {"audio"|"video": {timestamp: packets}}},
      "rtp_received": total RTP packets received (any m-line, retransmissions included)}
@@ -21,7 +23,13 @@ import time
 import urllib.request
 
 import av
-from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
+from aiortc import (
+    MediaStreamTrack,
+    RTCConfiguration,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
 from aiortc.mediastreams import AudioStreamTrack
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtp import is_rtcp
@@ -164,6 +172,18 @@ def sdp_streams(sdp):
     return out, rtx_pts
 
 
+def nominated_candidate_type(pc):
+    """The type of our side of the candidate pair ICE chose (host, srflx, relay), or None."""
+    for t in pc.getTransceivers():
+        transport = t.sender.transport or t.receiver.transport
+        if transport is None:
+            continue
+        nominated = getattr(transport.transport._connection, "_nominated", {})
+        for pair in nominated.values():
+            return pair.local_candidate.type
+    return None
+
+
 def join(controller, meeting, name):
     body = json.dumps({"name": name}).encode()
     req = urllib.request.Request(
@@ -178,7 +198,12 @@ def join(controller, meeting, name):
 async def run(args):
     joined = await asyncio.to_thread(join, args.controller, args.meeting, args.name)
     url = f"{joined['signal_url']}?token={joined['token']}"
-    pc = RTCPeerConnection()
+    # The TURN servers the join answer offers (a cluster with [turn]), as a browser uses them.
+    ice = [
+        RTCIceServer(urls=s["urls"], username=s["username"], credential=s["credential"])
+        for s in joined.get("ice_servers", [])
+    ]
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=ice))
     senders = []
     if args.publish:
         senders.append(("audio", pc.addTrack(AudioStreamTrack())))
@@ -247,9 +272,12 @@ async def run(args):
             continue
         pid, kind = mids[mid]
         received.setdefault(pid, {})[kind] = {str(ts): n for ts, n in frames.items()}
+    candidate = nominated_candidate_type(pc)
     await pc.close()
     return {
         "participant_id": joined["participant_id"],
+        "ice_servers": len(ice),
+        "local_candidate": candidate,
         "errors": errors,
         "sent": sent,
         "received": received,

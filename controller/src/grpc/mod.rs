@@ -125,6 +125,15 @@ impl Controller for GrpcApi {
             node_id: j.node.to_string(),
             participant_id: j.participant.to_string(),
             role: j.role.as_str().to_owned(),
+            ice_servers: j
+                .ice_servers
+                .into_iter()
+                .map(|i| pb::IceServer {
+                    urls: i.urls,
+                    username: i.username,
+                    credential: i.credential,
+                })
+                .collect(),
         }))
     }
 

@@ -105,6 +105,8 @@ struct JoinedJson {
     role: &'static str,
     /// Seconds the token is valid for.
     expires_in: u64,
+    /// TURN servers for the peer connection (`RTCPeerConnection`'s `iceServers`).
+    ice_servers: Vec<crate::turn::IceServer>,
 }
 
 #[derive(Serialize)]
@@ -333,6 +335,7 @@ async fn join(
         participant_id: j.participant.to_string(),
         role: j.role.as_str(),
         expires_in: j.expires_in_secs,
+        ice_servers: j.ice_servers,
     }))
 }
 

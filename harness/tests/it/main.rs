@@ -18,6 +18,7 @@ mod race;
 mod recording;
 mod residency;
 mod tokens;
+mod turn;
 mod wss;
 
 use std::time::Duration;
