@@ -14,4 +14,6 @@ for bin in controller media-node recording-node; do
   docker build -f "docker/$bin.Dockerfile" --build-arg "BUILDER=fjord-build:$tag" \
     -t "$registry/fjord-$bin:$tag" docker
 done
-echo "built: $registry/fjord-{controller,media-node,recording-node}:$tag"
+echo ">> $registry/fjord-coturn:$tag"
+docker build -f docker/coturn.Dockerfile -t "$registry/fjord-coturn:$tag" docker
+echo "built: $registry/fjord-{controller,media-node,recording-node,coturn}:$tag"

@@ -21,9 +21,11 @@ import base64
 import copy
 import json
 import pathlib
+import socket
 import subprocess
 import sys
 import tempfile
+import time
 import tomllib
 
 import helm_python as helm
@@ -187,6 +189,68 @@ def check_signal_tls(docs, enabled, failures, where):
             failures.append(f"{where}: the media network policy opens 7443: {7443 in open_ports}")
 
 
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def check_turn(docs, enabled, failures, where):
+    """With turn.enabled: a coturn per region whose config (which Debian's turnserver
+    starts with) shares its secret with the controllers' [turn], which lists the region's
+    TURN URLs; without, no trace of TURN."""
+    cm = by_kind(docs, "ConfigMap")["t-fjord-config"]["data"]
+    controller = tomllib.loads(cm["controller.toml"])
+    turns = {n: d for n, d in by_kind(docs, "Deployment").items() if "-turn-" in n}
+    if not enabled:
+        if "turn" in controller or turns:
+            failures.append(f"{where}: TURN rendered without turn.enabled")
+        return
+    servers = controller.get("turn", {}).get("servers", {})
+    if servers.get("oslo") != ["turn:turn-oslo.example.org:3478?transport=udp",
+                               "turn:turn-oslo.example.org:3478?transport=tcp"]:
+        failures.append(f"{where}: controller [turn] servers: {servers}")
+    if set(turns) != {"t-fjord-turn-oslo"}:
+        failures.append(f"{where}: TURN deployments {sorted(turns)}")
+    secrets = by_kind(docs, "Secret")
+    shared = secret_text(secrets["t-fjord-turn-secret"], "secret")
+    conf = secrets["t-fjord-turn-config"]["stringData"]["turnserver.conf"]
+    if f"static-auth-secret={shared}\n" not in conf or "use-auth-secret" not in conf:
+        failures.append(f"{where}: coturn's config does not carry the controllers' secret")
+    for d in turns.values():
+        c = d["spec"]["template"]["spec"]["containers"][0]
+        if "fjord-coturn" not in c["image"] or shared in json.dumps(d):
+            failures.append(f"{where}: the TURN pod's image or command line is wrong: {c}")
+    # Debian's turnserver takes the rendered config (on a free loopback port here).
+    with tempfile.TemporaryDirectory() as tmp:
+        path = pathlib.Path(tmp) / "turnserver.conf"
+        path.write_text(conf.replace("/tmp/", tmp + "/"))
+        port = free_port()
+        proc = subprocess.Popen(
+            ["turnserver", "-c", str(path), "--listening-ip=127.0.0.1",
+             f"--listening-port={port}", "--relay-ip=127.0.0.1"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        try:
+            up = False
+            for _ in range(100):
+                if proc.poll() is not None:
+                    break
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                    up = True
+                    break
+                except OSError:
+                    time.sleep(0.1)
+            if not up:
+                proc.kill()
+                out = proc.communicate()[0].decode(errors="replace")[-2000:]
+                failures.append(f"{where}: turnserver did not start with the rendered config: {out}")
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
 def walk(v):
     if isinstance(v, dict):
         for x in v.values():
@@ -258,6 +322,8 @@ def main():
         "monitoring": {**three, "metrics": {"podMonitor": True, "prometheusRule": True}},
         "cert-manager": {"tls": {"certManager": {"enabled": True, "issuer": {"name": "fjord-ca"}}}},
         "signal-tls": {"media": {"signalTls": {"enabled": True, "secretName": "media-wss"}}},
+        "turn": {"turn": {"enabled": True},
+                 "regions": [{**base["regions"][0], "turnHost": "turn-oslo.example.org"}]},
         "given-secrets": {"tls": {"existingSecretPrefix": "fjord-certs"},
                           "controller": {"operatorKeysSecret": "fjord-operators"},
                           "etcd": {"bundled": False, "endpoints": ["https://etcd.example.org:2379"]}},
@@ -296,10 +362,17 @@ def main():
         if expect - kinds:
             failures.append(f"{name}: nothing rendered of {sorted(expect - kinds)}")
         check_signal_tls(docs, name == "signal-tls", failures, name)
+        check_turn(docs, name == "turn", failures, name)
         dashboards = [d for _, d in docs if d["kind"] == "ConfigMap"
                       and d["metadata"].get("labels", {}).get("grafana_dashboard") == "1"]
         if len(dashboards) < 4:
             failures.append(f"{name}: {len(dashboards)} dashboard ConfigMaps, expected 4")
+    try:
+        render({"turn": {"enabled": True}})
+        failures.append("turn without a region's turnHost rendered")
+    except Exception as e:
+        if "turnHost" not in str(e):
+            failures.append(f"turn without turnHost failed for another reason: {e}")
     try:
         render({"media": {"signalTls": {"enabled": True}}})
         failures.append("signal-tls without a secretName rendered")
