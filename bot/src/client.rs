@@ -119,6 +119,11 @@ impl SeqWindow {
 }
 
 impl TrackCounts {
+    /// When its last packet arrived.
+    pub fn last_arrival(&self) -> Option<Instant> {
+        self.last_arrival
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn add(
         &mut self,
@@ -322,6 +327,8 @@ pub struct Bot {
     /// The `welcome` message.
     pub welcome: Value,
     to_node: mpsc::UnboundedSender<Value>,
+    /// Why the session ended (signaling closed, media failed), once it has.
+    ended: watch::Receiver<Option<String>>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -370,12 +377,22 @@ pub async fn create_meeting(
 impl Bot {
     /// Joins the meeting and waits until media can flow (at most `timeout`).
     pub async fn join(cfg: BotConfig, timeout: Duration) -> anyhow::Result<Bot> {
-        tokio::time::timeout(timeout, Self::join_inner(cfg))
+        Self::rejoin(cfg, None, timeout).await
+    }
+
+    /// Joins again after losing media node `lost_node` (the join names it, so that the
+    /// controller checks that node before placing anyone there again).
+    pub async fn rejoin(
+        cfg: BotConfig,
+        lost_node: Option<&str>,
+        timeout: Duration,
+    ) -> anyhow::Result<Bot> {
+        tokio::time::timeout(timeout, Self::join_inner(cfg, lost_node))
             .await
             .context("timed out joining")?
     }
 
-    async fn join_inner(cfg: BotConfig) -> anyhow::Result<Bot> {
+    async fn join_inner(cfg: BotConfig, lost_node: Option<&str>) -> anyhow::Result<Bot> {
         let started = Instant::now();
         let (joined, ws) = open_signaling(
             &cfg.controller,
@@ -384,6 +401,7 @@ impl Bot {
             cfg.password.as_deref(),
             cfg.region.as_deref(),
             cfg.signal_ca.as_deref().map(Vec::as_slice),
+            lost_node,
         )
         .await?;
         let field = |k: &str| -> anyhow::Result<String> {
@@ -482,11 +500,15 @@ impl Bot {
         let (to_node, mut outbox) = mpsc::unbounded_channel::<Value>();
         let mids = Arc::new(Mutex::new(BTreeMap::new()));
         let events = Arc::new(Mutex::new(Vec::new()));
+        let (end, ended) = watch::channel(None::<String>);
+        let end = Arc::new(end);
         let signaling = {
             let pc = pc.clone();
             let mids = mids.clone();
             let events = events.clone();
+            let end = end.clone();
             tokio::spawn(async move {
+                let _ended = Ended(end, "signaling closed");
                 loop {
                     tokio::select! {
                         out = outbox.recv() => {
@@ -534,10 +556,30 @@ impl Bot {
             bail!("media connection {connected}");
         }
         let join_time = started.elapsed();
+        // The media connection failing ends the session too.
+        let media_watch = {
+            let end = end.clone();
+            tokio::spawn(async move {
+                let failed = state
+                    .wait_for(|s| {
+                        matches!(
+                            s,
+                            RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed
+                        )
+                    })
+                    .await
+                    .map(|s| *s);
+                let why = match failed {
+                    Ok(s) => format!("media connection {s}"),
+                    Err(_) => "media connection gone".to_owned(),
+                };
+                mark_ended(&end, why);
+            })
+        };
 
         let (sent_audio, sent_video) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
         let sent_frames = Arc::new(Mutex::new(Vec::new()));
-        let mut tasks = vec![signaling];
+        let mut tasks = vec![signaling, media_watch];
         if let Some(clip) = &cfg.publish {
             for ((track, sender), (frames, count, level, codec)) in senders.into_iter().zip([
                 (
@@ -587,8 +629,28 @@ impl Bot {
             events,
             welcome,
             to_node,
+            ended,
             tasks,
         })
+    }
+
+    /// Why the session ended (`signaling closed`, `media connection failed`), if it has.
+    pub fn ended(&self) -> Option<String> {
+        self.ended.borrow().clone()
+    }
+
+    /// A receiver that sees the session end.
+    pub fn ended_watch(&self) -> watch::Receiver<Option<String>> {
+        self.ended.clone()
+    }
+
+    /// Waits until the session ends and says why.
+    pub async fn until_ended(&self) -> String {
+        let mut e = self.ended.clone();
+        match e.wait_for(Option::is_some).await {
+            Ok(why) => why.clone().unwrap_or_default(),
+            Err(_) => "the bot is gone".to_owned(),
+        }
     }
 
     pub fn is_publisher(&self) -> bool {
@@ -798,6 +860,7 @@ pub(crate) async fn open_signaling(
     password: Option<&str>,
     region: Option<&str>,
     signal_ca: Option<&[u8]>,
+    lost_node: Option<&str>,
 ) -> anyhow::Result<(
     Value,
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
@@ -808,7 +871,7 @@ pub(crate) async fn open_signaling(
             "{}/v1/meetings/{meeting}/join",
             controller.trim_end_matches('/'),
         ))
-        .json(&json!({ "name": name, "password": password, "region": region }))
+        .json(&json!({ "name": name, "password": password, "region": region, "lost_node": lost_node }))
         .send()
         .await
         .context("reach the controller")?;
@@ -865,6 +928,27 @@ fn tls_connector(extra_ca: Option<&[u8]>) -> anyhow::Result<tokio_tungstenite::C
     .with_root_certificates(roots)
     .with_no_client_auth();
     Ok(tokio_tungstenite::Connector::Rustls(Arc::new(config)))
+}
+
+/// Marks a session ended with its reason when dropped (its signaling task ended or was
+/// aborted), unless something else ended it first.
+struct Ended(Arc<watch::Sender<Option<String>>>, &'static str);
+
+impl Drop for Ended {
+    fn drop(&mut self) {
+        mark_ended(&self.0, self.1.to_owned());
+    }
+}
+
+/// The first reason a session ended is the one kept.
+fn mark_ended(end: &watch::Sender<Option<String>>, why: String) {
+    end.send_if_modified(|e| {
+        if e.is_some() {
+            return false;
+        }
+        *e = Some(why);
+        true
+    });
 }
 
 /// The next text message of a signaling WebSocket, as JSON.

@@ -507,9 +507,16 @@ async fn join_fjord(
         bail!("not a Fjord meeting");
     };
     let started = Instant::now();
-    let (_joined, mut ws) =
-        crate::client::open_signaling(controller, meeting, name, None, region.as_deref(), None)
-            .await?;
+    let (_joined, mut ws) = crate::client::open_signaling(
+        controller,
+        meeting,
+        name,
+        None,
+        region.as_deref(),
+        None,
+        None,
+    )
+    .await?;
     let (socket, local, mut rtc) = lean_rtc(Ipv4Addr::LOCALHOST.into()).await?;
     let (offer, pending, sending) = if packets.is_some() {
         publish_offer(&mut rtc)?

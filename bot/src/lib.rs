@@ -5,7 +5,9 @@ pub mod janus;
 pub mod lean;
 pub mod load;
 pub mod media;
+pub mod resilient;
 
 pub use client::{AUDIO_KEPT, Bot, BotConfig, Received, SentFrame, TrackCounts, create_meeting};
 pub use load::{Load, LoadReport, LoadSpec};
 pub use media::{Clip, ClipSpec};
+pub use resilient::{Rejoin, ResilientBot};

@@ -7,6 +7,7 @@
 
 pub mod aiortc;
 pub mod compare;
+pub mod drill;
 pub mod janus;
 pub mod lossy;
 pub mod netns;
@@ -548,6 +549,29 @@ impl Cluster {
             .iter_mut()
             .find(|n| n.spec.id == id)
             .context("no such media node")
+    }
+
+    /// The placements of `meeting` in etcd: slot → media node.
+    pub async fn placements(
+        &self,
+        meeting: &str,
+    ) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
+        use prost::Message;
+        let mut client = self.etcd.client().await?;
+        let ks = common::keyspace::Keyspace::new("/fjord");
+        let prefix = ks.placements_of(&common::ids::MeetingId::parse(meeting)?);
+        let resp = client
+            .get(prefix, Some(etcd_client::GetOptions::new().with_prefix()))
+            .await?;
+        let mut out = std::collections::BTreeMap::new();
+        for kv in resp.kvs() {
+            let common::keyspace::Key::Placement(_, slot) = ks.parse(kv.key_str()?) else {
+                anyhow::bail!("not a placement key: {:?}", kv.key_str());
+            };
+            let rec = proto::v1::PlacementRecord::decode(kv.value())?;
+            out.insert(slot.to_string(), rec.node_id);
+        }
+        Ok(out)
     }
 }
 

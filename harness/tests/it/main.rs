@@ -8,6 +8,7 @@ mod cascade;
 mod chart;
 mod dashboards;
 mod drain;
+mod drill;
 mod failover;
 mod fuzz;
 mod logs;
@@ -157,27 +158,7 @@ impl Api {
 /// The meeting's placements straight from etcd: slot (`oslo`, or `oslo/1` for a node it
 /// spilled over to) -> node id.
 pub async fn placements(c: &Cluster, meeting: &str) -> std::collections::BTreeMap<String, String> {
-    use prost::Message;
-    let mut client = c.etcd.client().await.unwrap();
-    let ks = common::keyspace::Keyspace::new("/fjord");
-    let prefix = ks.placements_of(&common::ids::MeetingId::parse(meeting).unwrap());
-    let resp = client
-        .get(
-            prefix.clone(),
-            Some(etcd_client::GetOptions::new().with_prefix()),
-        )
-        .await
-        .unwrap();
-    resp.kvs()
-        .iter()
-        .map(|kv| {
-            let common::keyspace::Key::Placement(_, slot) = ks.parse(kv.key_str().unwrap()) else {
-                panic!("not a placement key: {:?}", kv.key_str());
-            };
-            let rec = proto::v1::PlacementRecord::decode(kv.value()).unwrap();
-            (slot.to_string(), rec.node_id)
-        })
-        .collect()
+    c.placements(meeting).await.unwrap()
 }
 
 /// Opens the signaling WebSocket a join answer points at, and reads the `welcome`.

@@ -1,0 +1,292 @@
+//! Fault drills under load: a two-region cluster with meetings of bots that rejoin on
+//! their own (`bot::ResilientBot`), one fault at a time, and what the participants saw.
+//! For each fault it reports the meetings lost, how long until every participant had
+//! media from every publisher of its meeting again (max and p99), and the placements
+//! still naming the dead node 10 s after the fault. `fjord-drill` runs it; a test runs a
+//! short version.
+//!
+//! Built so far: `kill -9` of the media node that hosts the most meetings. Still to come
+//! (issue 13, point 2): a recording node, the controller leader and an etcd member killed;
+//! partitions of a media node and of a controller from etcd; a three-member etcd.
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use bot::{BotConfig, ClipSpec, ResilientBot};
+use serde_json::json;
+
+use crate::{Cluster, ClusterSpec, NodeSpec};
+
+#[derive(Clone, Debug)]
+pub struct DrillSpec {
+    pub meetings: usize,
+    pub publishers: usize,
+    /// Per meeting; they join from the other region in turn, so meetings cascade.
+    pub subscribers: usize,
+    /// Node leases: long, so that only the cluster's own failure detection counts.
+    pub lease_ttl_secs: u64,
+    /// How long a participant may take to get media back before its meeting counts as
+    /// lost.
+    pub patience: Duration,
+}
+
+impl Default for DrillSpec {
+    fn default() -> Self {
+        Self {
+            meetings: 2,
+            publishers: 2,
+            subscribers: 2,
+            lease_ttl_secs: 30,
+            patience: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What one fault did.
+#[derive(Clone, Debug)]
+pub struct FaultReport {
+    pub fault: String,
+    /// The node the fault took down.
+    pub dead_node: String,
+    pub meetings: usize,
+    pub participants: usize,
+    /// Participants whose session ended and who joined again.
+    pub rejoined: usize,
+    /// Meetings in which some participant had no media back within the patience.
+    pub meetings_lost: usize,
+    /// Per participant: from the fault until it had media from every publisher of its
+    /// meeting again (only those that got it back).
+    pub media_back: Vec<Duration>,
+    /// Placements naming the dead node 10 s after the fault.
+    pub stale_placements: usize,
+}
+
+impl FaultReport {
+    pub fn percentile(&self, p: f64) -> Duration {
+        let mut v = self.media_back.clone();
+        v.sort();
+        if v.is_empty() {
+            return Duration::ZERO;
+        }
+        v[((v.len() - 1) as f64 * p).round() as usize]
+    }
+
+    pub fn print(&self) {
+        println!("fault: {}", self.fault);
+        println!(
+            "  meetings {}, participants {}, rejoined {}",
+            self.meetings, self.participants, self.rejoined
+        );
+        println!("  meetings lost: {}", self.meetings_lost);
+        println!(
+            "  media back at every participant: max {:.2} s, p99 {:.2} s, p50 {:.2} s",
+            self.percentile(1.0).as_secs_f64(),
+            self.percentile(0.99).as_secs_f64(),
+            self.percentile(0.5).as_secs_f64()
+        );
+        println!(
+            "  placements naming the dead node after 10 s: {}",
+            self.stale_placements
+        );
+    }
+}
+
+struct Participant {
+    meeting: usize,
+    bot: ResilientBot,
+    publishes: bool,
+}
+
+/// A running drill: the cluster and its meetings.
+pub struct Drill {
+    pub cluster: Cluster,
+    spec: DrillSpec,
+    meeting_ids: Vec<String>,
+    people: Vec<Participant>,
+}
+
+fn clip() -> ClipSpec {
+    ClipSpec {
+        width: 160,
+        height: 120,
+        fps: 10,
+        video_kbps: 150,
+        ..ClipSpec::default()
+    }
+}
+
+impl Drill {
+    /// Starts the cluster (oslo: two media nodes, stockholm: one; two controllers) and
+    /// joins every meeting's bots.
+    pub async fn start(spec: DrillSpec) -> anyhow::Result<Self> {
+        let node = |id: &str, region: &str| NodeSpec {
+            id: id.into(),
+            region: region.into(),
+            capacity: 200,
+        };
+        let mut cluster = Cluster::start(ClusterSpec {
+            controllers: 2,
+            media: vec![
+                node("media-oslo-1", "oslo"),
+                node("media-oslo-2", "oslo"),
+                node("media-stockholm-1", "stockholm"),
+            ],
+            recording: vec![],
+            lease_ttl_secs: spec.lease_ttl_secs,
+            join_limits: crate::no_join_limits(),
+            ..ClusterSpec::local()
+        })
+        .await?;
+        cluster.wait_ready(Duration::from_secs(30)).await?;
+        let base = cluster.controllers[0].url();
+        let http = reqwest::Client::new();
+        let encoded = Arc::new(tokio::task::spawn_blocking(|| bot::media::encode(&clip())).await??);
+        let mut meeting_ids = Vec::new();
+        let mut people = Vec::new();
+        for m in 0..spec.meetings {
+            let body = json!({ "title": format!("drill {m}") });
+            let id = bot::create_meeting(&http, &base, &cluster.operator_key, &body).await?;
+            for i in 0..spec.publishers + spec.subscribers {
+                let publishes = i < spec.publishers;
+                // Publishers in oslo; subscribers in stockholm and oslo in turn.
+                let region = if publishes || i % 2 == 0 {
+                    "oslo"
+                } else {
+                    "stockholm"
+                };
+                let cfg = BotConfig {
+                    controller: cluster.controllers[i % cluster.controllers.len()].url(),
+                    meeting: id.clone(),
+                    name: format!("m{m}-{}{i}", if publishes { "pub" } else { "sub" }),
+                    password: None,
+                    region: Some(region.into()),
+                    publish: publishes.then(|| encoded.clone()),
+                    signal_ca: None,
+                };
+                let bot = ResilientBot::join(cfg)
+                    .await
+                    .with_context(|| format!("joining meeting {m}"))?;
+                people.push(Participant {
+                    meeting: m,
+                    bot,
+                    publishes,
+                });
+            }
+            meeting_ids.push(id);
+        }
+        let drill = Self {
+            cluster,
+            spec,
+            meeting_ids,
+            people,
+        };
+        let since = Instant::now();
+        let deadline = since + Duration::from_secs(30);
+        while !drill.waiting_for_media(since).is_empty() {
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "{} participants never had everyone's media before the drill",
+                drill.waiting_for_media(since).len()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(drill)
+    }
+
+    /// The participants (by index) that have not had audio from every other publisher
+    /// of their meeting since `since`.
+    fn waiting_for_media(&self, since: Instant) -> Vec<usize> {
+        let current: Vec<Option<String>> =
+            self.people.iter().map(|p| p.bot.participant_id()).collect();
+        let mut waiting = Vec::new();
+        for (i, p) in self.people.iter().enumerate() {
+            let got = p.bot.received();
+            let all = self.people.iter().enumerate().all(|(j, q)| {
+                if j == i || !q.publishes || q.meeting != p.meeting {
+                    return true;
+                }
+                let Some(id) = &current[j] else {
+                    return false;
+                };
+                got.get(&(id.clone(), "audio"))
+                    .and_then(|c| c.last_arrival())
+                    .is_some_and(|at| at > since)
+            });
+            if !all || current[i].is_none() {
+                waiting.push(i);
+            }
+        }
+        waiting
+    }
+
+    /// The media node most participants are on, in `region`.
+    fn busiest_node(&self, region: &str) -> Option<String> {
+        let mut count: BTreeMap<String, usize> = BTreeMap::new();
+        for p in &self.people {
+            if let Some(n) = p.bot.node_id().filter(|n| n.contains(region)) {
+                *count.entry(n).or_default() += 1;
+            }
+        }
+        count.into_iter().max_by_key(|(_, c)| *c).map(|(n, _)| n)
+    }
+
+    /// Starts a killed media node again and waits until the cluster sees it ready.
+    pub async fn restart_media_node(&mut self, id: &str) -> anyhow::Result<()> {
+        self.cluster.media_node(id)?.proc.restart()?;
+        self.cluster.wait_ready(Duration::from_secs(30)).await
+    }
+
+    /// `kill -9` of the oslo media node that hosts the most participants.
+    pub async fn kill_media_node(&mut self) -> anyhow::Result<FaultReport> {
+        let victim = self
+            .busiest_node("oslo")
+            .context("no participant in oslo")?;
+        let before: usize = self.people.iter().map(|p| p.bot.rejoins().len()).sum();
+        self.cluster.media_node(&victim)?.proc.kill9();
+        let fault = Instant::now();
+        let mut back: BTreeMap<usize, Duration> = BTreeMap::new();
+        let mut stale = None;
+        let until = fault + self.spec.patience.max(Duration::from_secs(11));
+        while Instant::now() < until {
+            let waiting = self.waiting_for_media(fault);
+            for i in 0..self.people.len() {
+                if !waiting.contains(&i) {
+                    back.entry(i).or_insert_with(|| fault.elapsed());
+                }
+            }
+            if stale.is_none() && fault.elapsed() >= Duration::from_secs(10) {
+                let mut n = 0;
+                for m in &self.meeting_ids {
+                    n += self
+                        .cluster
+                        .placements(m)
+                        .await?
+                        .values()
+                        .filter(|node| **node == victim)
+                        .count();
+                }
+                stale = Some(n);
+            }
+            if back.len() == self.people.len() && stale.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let after: usize = self.people.iter().map(|p| p.bot.rejoins().len()).sum();
+        let lost: std::collections::BTreeSet<usize> = (0..self.people.len())
+            .filter(|i| !back.contains_key(i))
+            .map(|i| self.people[i].meeting)
+            .collect();
+        Ok(FaultReport {
+            fault: format!("kill -9 of media node {victim}"),
+            dead_node: victim.clone(),
+            meetings: self.meeting_ids.len(),
+            participants: self.people.len(),
+            rejoined: after - before,
+            meetings_lost: lost.len(),
+            media_back: back.into_values().collect(),
+            stale_placements: stale.unwrap_or(usize::MAX),
+        })
+    }
+}
