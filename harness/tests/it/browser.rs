@@ -253,11 +253,7 @@ fn firefox_and_chromium_in_one_meeting_get_each_others_media_and_chat() {
     if let netns::Place::RanInside = netns::enter(here).unwrap() {
         return;
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(4)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = crate::runtime();
     rt.block_on(async {
         let c = one_media_node(|c| {
             let udp = (netns::ADDR, harness::free_udp_port()).into();

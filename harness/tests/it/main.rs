@@ -28,6 +28,16 @@ use harness::{Cluster, ClusterSpec, NodeSpec};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+/// A runtime for a test that must start synchronously (it re-runs itself inside a
+/// network namespace first).
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 /// Lease TTL used by the tests: short, so failure tests are quick.
 pub const TTL: u64 = 3;
 
@@ -58,6 +68,27 @@ pub fn node(id: &str, region: &str) -> NodeSpec {
     }
 }
 
+/// How a webrtc-rs bot joins `meeting` (from `region`, if given), publishing `clip` or
+/// only listening.
+pub fn bot_config(
+    base: &str,
+    meeting: &str,
+    name: &str,
+    region: Option<&str>,
+    clip: Option<bot::ClipSpec>,
+) -> bot::BotConfig {
+    let publish = clip.map(|c| std::sync::Arc::new(bot::media::encode(&c).unwrap()));
+    bot::BotConfig {
+        controller: base.into(),
+        meeting: meeting.into(),
+        name: name.into(),
+        password: None,
+        region: region.map(str::to_owned),
+        publish,
+        signal_ca: None,
+    }
+}
+
 /// A webrtc-rs bot joined to `meeting` (from `region`, if given), publishing `clip` or
 /// only listening.
 pub async fn join_bot(
@@ -67,21 +98,8 @@ pub async fn join_bot(
     region: Option<&str>,
     clip: Option<bot::ClipSpec>,
 ) -> bot::Bot {
-    let publish = clip.map(|c| std::sync::Arc::new(bot::media::encode(&c).unwrap()));
-    bot::Bot::join(
-        bot::BotConfig {
-            controller: base.into(),
-            meeting: meeting.into(),
-            name: name.into(),
-            password: None,
-            region: region.map(str::to_owned),
-            publish,
-            signal_ca: None,
-        },
-        Duration::from_secs(20),
-    )
-    .await
-    .unwrap()
+    let cfg = bot_config(base, meeting, name, region, clip);
+    bot::Bot::join(cfg, Duration::from_secs(20)).await.unwrap()
 }
 
 pub struct Api {

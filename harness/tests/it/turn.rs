@@ -59,11 +59,7 @@ fn a_client_whose_udp_is_blocked_exchanges_media_through_turn_over_tcp() {
         "the block refuses the peer's UDP"
     );
 
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(4)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = crate::runtime();
     rt.block_on(async {
         let dir = tempfile::tempdir().unwrap();
         let coturn = Coturn::start(&dir.path().join("coturn")).await.unwrap();

@@ -17,20 +17,11 @@ async fn bot_over_wss(
     hz: Option<u32>,
     ca: Option<Arc<Vec<u8>>>,
 ) -> anyhow::Result<bot::Bot> {
-    let publish = hz.map(|hz| Arc::new(bot::media::encode(&clip(hz)).unwrap()));
-    bot::Bot::join(
-        bot::BotConfig {
-            controller: base.into(),
-            meeting: meeting.into(),
-            name: name.into(),
-            password: None,
-            region: Some("oslo".into()),
-            publish,
-            signal_ca: ca,
-        },
-        Duration::from_secs(20),
-    )
-    .await
+    let cfg = bot::BotConfig {
+        signal_ca: ca,
+        ..crate::bot_config(base, meeting, name, Some("oslo"), hz.map(clip))
+    };
+    bot::Bot::join(cfg, Duration::from_secs(20)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
