@@ -12,6 +12,7 @@ type HmacSha256 = Hmac<Sha256>;
 pub const MIN_KEY_LEN: usize = 32;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum LinkError {
     #[error("the link has expired")]
     Expired,

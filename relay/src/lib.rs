@@ -29,6 +29,7 @@ pub use crate::wire::WireError;
 pub const ALPN: &[u8] = b"fjord-relay/1";
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum RelayError {
     #[error("relay TLS: {0}")]
     Tls(String),

@@ -12,6 +12,7 @@ pub const MAX_CONTROL: usize = 64 * 1024;
 const RTP_HEADER: usize = 12;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum WireError {
     #[error("datagram of {0} bytes is too short for a track id and an RTP header")]
     Short(usize),
