@@ -25,8 +25,16 @@ BUILD_FLAGS=(--sanitizer none --debug-assertions --fuzz-dir fuzz)
 build() {
   ensure_packages "${BUILD_PACKAGES[@]}" "${FUZZ_PACKAGES[@]}"
   ensure_cargo_fuzz
-  echo ">> cargo fuzz build"
-  cargo fuzz build "${BUILD_FLAGS[@]}"
+  # Its own build of every dependency, with coverage instrumentation (a few minutes the
+  # first time): the output goes to a log, shown when the build fails.
+  local log=target/fuzz-build.log
+  mkdir -p target
+  echo ">> cargo fuzz build (log: $log)"
+  if ! cargo fuzz build "${BUILD_FLAGS[@]}" >"$log" 2>&1; then
+    tail -n 60 "$log"
+    echo "cargo fuzz build failed; the whole log is $log" >&2
+    exit 1
+  fi
 }
 
 targets() {

@@ -5,9 +5,11 @@
 //! still naming the dead node 10 s after the fault. `fjord-drill` runs it; a test runs a
 //! short version.
 //!
-//! Built so far: `kill -9` of the media node that hosts the most meetings. Still to come
-//! (issue 13, point 2): a recording node, the controller leader and an etcd member killed;
-//! partitions of a media node and of a controller from etcd; a three-member etcd.
+//! Built so far: `kill -9` of the media node that hosts the most participants, and of the
+//! recording node that holds the most recordings (its recordings must move, and the gap
+//! in each is reported). Still to come (issue 13, point 2): the controller leader and an
+//! etcd member killed; partitions of a media node and of a controller from etcd; a
+//! three-member etcd.
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,6 +31,9 @@ pub struct DrillSpec {
     /// How long a participant may take to get media back before its meeting counts as
     /// lost.
     pub patience: Duration,
+    /// Meetings recorded (the first ones), on two recording nodes in oslo; 0: no
+    /// recording nodes.
+    pub recordings: usize,
 }
 
 impl Default for DrillSpec {
@@ -39,6 +44,7 @@ impl Default for DrillSpec {
             subscribers: 2,
             lease_ttl_secs: 30,
             patience: Duration::from_secs(30),
+            recordings: 0,
         }
     }
 }
@@ -60,6 +66,12 @@ pub struct FaultReport {
     pub media_back: Vec<Duration>,
     /// Placements naming the dead node 10 s after the fault.
     pub stale_placements: usize,
+    /// Recordings the fault hit, and of those: the ones that never went on recording on
+    /// another node within the patience.
+    pub recordings_hit: usize,
+    pub recordings_lost: usize,
+    /// The gap each moved recording shows for the fault.
+    pub recording_gaps: Vec<Duration>,
 }
 
 impl FaultReport {
@@ -79,16 +91,32 @@ impl FaultReport {
             self.meetings, self.participants, self.rejoined
         );
         println!("  meetings lost: {}", self.meetings_lost);
-        println!(
-            "  media back at every participant: max {:.2} s, p99 {:.2} s, p50 {:.2} s",
-            self.percentile(1.0).as_secs_f64(),
-            self.percentile(0.99).as_secs_f64(),
-            self.percentile(0.5).as_secs_f64()
-        );
-        println!(
-            "  placements naming the dead node after 10 s: {}",
-            self.stale_placements
-        );
+        if !self.media_back.is_empty() {
+            println!(
+                "  media back at every participant: max {:.2} s, p99 {:.2} s, p50 {:.2} s",
+                self.percentile(1.0).as_secs_f64(),
+                self.percentile(0.99).as_secs_f64(),
+                self.percentile(0.5).as_secs_f64()
+            );
+            println!(
+                "  placements naming the dead node after 10 s: {}",
+                self.stale_placements
+            );
+        }
+        if self.recordings_hit > 0 {
+            let max = self
+                .recording_gaps
+                .iter()
+                .max()
+                .copied()
+                .unwrap_or_default();
+            println!(
+                "  recordings hit {}, lost {}, largest gap {:.2} s",
+                self.recordings_hit,
+                self.recordings_lost,
+                max.as_secs_f64()
+            );
+        }
     }
 }
 
@@ -104,6 +132,9 @@ pub struct Drill {
     spec: DrillSpec,
     meeting_ids: Vec<String>,
     people: Vec<Participant>,
+    /// (recording id, host key of its meeting).
+    recordings: Vec<(String, String)>,
+    http: reqwest::Client,
 }
 
 fn clip() -> ClipSpec {
@@ -132,7 +163,14 @@ impl Drill {
                 node("media-oslo-2", "oslo"),
                 node("media-stockholm-1", "stockholm"),
             ],
-            recording: vec![],
+            recording: if spec.recordings > 0 {
+                vec![
+                    node("recording-oslo-1", "oslo"),
+                    node("recording-oslo-2", "oslo"),
+                ]
+            } else {
+                vec![]
+            },
             lease_ttl_secs: spec.lease_ttl_secs,
             join_limits: crate::no_join_limits(),
             ..ClusterSpec::local()
@@ -143,10 +181,20 @@ impl Drill {
         let http = reqwest::Client::new();
         let encoded = Arc::new(tokio::task::spawn_blocking(|| bot::media::encode(&clip())).await??);
         let mut meeting_ids = Vec::new();
+        let mut host_keys = Vec::new();
         let mut people = Vec::new();
         for m in 0..spec.meetings {
-            let body = json!({ "title": format!("drill {m}") });
-            let id = bot::create_meeting(&http, &base, &cluster.operator_key, &body).await?;
+            let created: serde_json::Value = http
+                .post(format!("{base}/v1/meetings"))
+                .bearer_auth(&cluster.operator_key)
+                .json(&json!({ "title": format!("drill {m}") }))
+                .send()
+                .await?
+                .error_for_status()?
+                .json()
+                .await?;
+            let id = created["id"].as_str().context("meeting id")?.to_owned();
+            host_keys.push(created["host_key"].as_str().context("host key")?.to_owned());
             for i in 0..spec.publishers + spec.subscribers {
                 let publishes = i < spec.publishers;
                 // Publishers in oslo; subscribers in stockholm and oslo in turn.
@@ -175,11 +223,26 @@ impl Drill {
             }
             meeting_ids.push(id);
         }
+        let mut recordings = Vec::new();
+        for (id, key) in meeting_ids.iter().zip(&host_keys).take(spec.recordings) {
+            let rec: serde_json::Value = http
+                .post(format!("{base}/v1/meetings/{id}/recordings"))
+                .bearer_auth(key)
+                .send()
+                .await?
+                .error_for_status()?
+                .json()
+                .await?;
+            let rid = rec["recording_id"].as_str().context("recording id")?;
+            recordings.push((rid.to_owned(), key.clone()));
+        }
         let drill = Self {
             cluster,
             spec,
             meeting_ids,
             people,
+            recordings,
+            http,
         };
         let since = Instant::now();
         let deadline = since + Duration::from_secs(30);
@@ -229,6 +292,97 @@ impl Drill {
             }
         }
         count.into_iter().max_by_key(|(_, c)| *c).map(|(n, _)| n)
+    }
+
+    /// Recording `rid` as the API shows it.
+    async fn recording(&self, rid: &str, host_key: &str) -> anyhow::Result<serde_json::Value> {
+        let base = self.cluster.controllers[0].url();
+        Ok(self
+            .http
+            .get(format!("{base}/v1/recordings/{rid}"))
+            .bearer_auth(host_key)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?)
+    }
+
+    /// `kill -9` of the recording node that holds the most recordings: each must go on
+    /// recording on the other node, with a gap that the recording shows.
+    pub async fn kill_recording_node(&mut self) -> anyhow::Result<FaultReport> {
+        let mut on: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        for (i, (rid, key)) in self.recordings.iter().enumerate() {
+            let r = self.recording(rid, key).await?;
+            let node = r["node_id"].as_str().context("recording node")?.to_owned();
+            on.entry(node).or_default().push(i);
+        }
+        let (victim, hit) = on
+            .into_iter()
+            .max_by_key(|(_, v)| v.len())
+            .context("no recording running")?;
+        self.cluster
+            .recording
+            .iter_mut()
+            .find(|n| n.spec.id == victim)
+            .context("no such recording node")?
+            .proc
+            .kill9();
+        let fault = Instant::now();
+        let mut gaps: BTreeMap<usize, Duration> = BTreeMap::new();
+        while fault.elapsed() < self.spec.patience && gaps.len() < hit.len() {
+            for &i in &hit {
+                if gaps.contains_key(&i) {
+                    continue;
+                }
+                let (rid, key) = &self.recordings[i];
+                let r = self.recording(rid, key).await?;
+                if r["state"] != "recording" || r["node_id"] == victim.as_str() {
+                    continue;
+                }
+                let gap = r["gaps"].as_array().and_then(|g| {
+                    g.iter()
+                        .filter(|g| g["reason"].as_str().is_some_and(|w| w.contains(&victim)))
+                        .filter_map(|g| {
+                            Some(g["end_unix_ms"].as_i64()? - g["start_unix_ms"].as_i64()?)
+                        })
+                        .next_back()
+                });
+                if let Some(ms) = gap {
+                    gaps.insert(i, Duration::from_millis(ms.max(0) as u64));
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // The meetings go on meanwhile: every participant should still have media.
+        let waiting = self.waiting_for_media(fault);
+        let lost: std::collections::BTreeSet<usize> =
+            waiting.iter().map(|&i| self.people[i].meeting).collect();
+        Ok(FaultReport {
+            fault: format!("kill -9 of recording node {victim}"),
+            dead_node: victim,
+            meetings: self.meeting_ids.len(),
+            participants: self.people.len(),
+            rejoined: 0,
+            meetings_lost: lost.len(),
+            media_back: Vec::new(),
+            stale_placements: 0,
+            recordings_hit: hit.len(),
+            recordings_lost: hit.len() - gaps.len(),
+            recording_gaps: gaps.into_values().collect(),
+        })
+    }
+
+    /// Starts a killed recording node again and waits until the cluster sees it ready.
+    pub async fn restart_recording_node(&mut self, id: &str) -> anyhow::Result<()> {
+        self.cluster
+            .recording
+            .iter_mut()
+            .find(|n| n.spec.id == id)
+            .context("no such recording node")?
+            .proc
+            .restart()?;
+        self.cluster.wait_ready(Duration::from_secs(30)).await
     }
 
     /// Starts a killed media node again and waits until the cluster sees it ready.
@@ -287,6 +441,9 @@ impl Drill {
             meetings_lost: lost.len(),
             media_back: back.into_values().collect(),
             stale_placements: stale.unwrap_or(usize::MAX),
+            recordings_hit: 0,
+            recordings_lost: 0,
+            recording_gaps: Vec::new(),
         })
     }
 }

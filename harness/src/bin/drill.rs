@@ -1,7 +1,8 @@
 //! `fjord-drill`: fault drills under load (`harness::drill`) for as long as asked. Each
-//! round kills the oslo media node that hosts the most participants with `kill -9`,
-//! measures what the participants saw, starts the node again and pauses; at the end it
-//! prints every round and the worst of them. Build first:
+//! round kills, with `kill -9`, the oslo media node that hosts the most participants (and
+//! every other round, with recordings running, the recording node that holds the most
+//! recordings), measures what the participants and the recordings saw, starts the node
+//! again and pauses; at the end it prints the worst of all rounds. Build first:
 //! `cargo build --release --workspace --bins`.
 use std::time::{Duration, Instant};
 
@@ -24,6 +25,9 @@ struct Args {
     /// Seconds between a node's restart and the next fault.
     #[arg(long, default_value_t = 10)]
     pause: u64,
+    /// Meetings recorded (on two recording nodes); 0 leaves recording nodes out.
+    #[arg(long, default_value_t = 2)]
+    recordings: usize,
 }
 
 #[tokio::main]
@@ -37,6 +41,7 @@ async fn main() -> anyhow::Result<()> {
         meetings: a.meetings,
         publishers: a.publishers,
         subscribers: a.subscribers,
+        recordings: a.recordings.min(a.meetings),
         ..DrillSpec::default()
     })
     .await?;
@@ -44,14 +49,23 @@ async fn main() -> anyhow::Result<()> {
     let mut rounds: Vec<FaultReport> = Vec::new();
     while Instant::now() < end {
         eprintln!("round {}…", rounds.len() + 1);
-        let r = drill.kill_media_node().await?;
-        r.print();
-        drill.restart_media_node(&r.dead_node).await?;
+        let recording_round = a.recordings > 0 && rounds.len() % 2 == 1;
+        let r = if recording_round {
+            let r = drill.kill_recording_node().await?;
+            r.print();
+            drill.restart_recording_node(&r.dead_node).await?;
+            r
+        } else {
+            let r = drill.kill_media_node().await?;
+            r.print();
+            drill.restart_media_node(&r.dead_node).await?;
+            r
+        };
         rounds.push(r);
         tokio::time::sleep(Duration::from_secs(a.pause)).await;
     }
     let all = FaultReport {
-        fault: format!("{} rounds of kill -9 of a media node", rounds.len()),
+        fault: format!("{} rounds of kill -9 of a node", rounds.len()),
         dead_node: String::new(),
         meetings: a.meetings,
         participants: rounds.first().map_or(0, |r| r.participants),
@@ -59,6 +73,12 @@ async fn main() -> anyhow::Result<()> {
         meetings_lost: rounds.iter().map(|r| r.meetings_lost).sum(),
         media_back: rounds.iter().flat_map(|r| r.media_back.clone()).collect(),
         stale_placements: rounds.iter().map(|r| r.stale_placements).sum(),
+        recordings_hit: rounds.iter().map(|r| r.recordings_hit).sum(),
+        recordings_lost: rounds.iter().map(|r| r.recordings_lost).sum(),
+        recording_gaps: rounds
+            .iter()
+            .flat_map(|r| r.recording_gaps.clone())
+            .collect(),
     };
     println!("--- summary");
     all.print();
