@@ -103,7 +103,7 @@ impl FaultReport {
                 self.stale_placements
             );
         }
-        if self.recordings_hit > 0 {
+        if self.recordings_hit > 0 || self.recordings_lost > 0 {
             let max = self
                 .recording_gaps
                 .iter()
@@ -126,14 +126,35 @@ struct Participant {
     publishes: bool,
 }
 
+/// Starts recording meeting `id` as its host; returns the recording's id.
+async fn start_recording(
+    http: &reqwest::Client,
+    base: &str,
+    id: &str,
+    host_key: &str,
+) -> anyhow::Result<String> {
+    let rec: serde_json::Value = http
+        .post(format!("{base}/v1/meetings/{id}/recordings"))
+        .bearer_auth(host_key)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    Ok(rec["recording_id"]
+        .as_str()
+        .context("recording id")?
+        .to_owned())
+}
+
 /// A running drill: the cluster and its meetings.
 pub struct Drill {
     pub cluster: Cluster,
     spec: DrillSpec,
     meeting_ids: Vec<String>,
     people: Vec<Participant>,
-    /// (recording id, host key of its meeting).
-    recordings: Vec<(String, String)>,
+    /// (recording id, host key of its meeting, meeting id).
+    recordings: Vec<(String, String, String)>,
     http: reqwest::Client,
 }
 
@@ -225,16 +246,8 @@ impl Drill {
         }
         let mut recordings = Vec::new();
         for (id, key) in meeting_ids.iter().zip(&host_keys).take(spec.recordings) {
-            let rec: serde_json::Value = http
-                .post(format!("{base}/v1/meetings/{id}/recordings"))
-                .bearer_auth(key)
-                .send()
-                .await?
-                .error_for_status()?
-                .json()
-                .await?;
-            let rid = rec["recording_id"].as_str().context("recording id")?;
-            recordings.push((rid.to_owned(), key.clone()));
+            let rid = start_recording(&http, &base, id, key).await?;
+            recordings.push((rid, key.clone(), id.clone()));
         }
         let drill = Self {
             cluster,
@@ -312,8 +325,11 @@ impl Drill {
     /// recording on the other node, with a gap that the recording shows.
     pub async fn kill_recording_node(&mut self) -> anyhow::Result<FaultReport> {
         let mut on: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-        for (i, (rid, key)) in self.recordings.iter().enumerate() {
+        for (i, (rid, key, _)) in self.recordings.iter().enumerate() {
             let r = self.recording(rid, key).await?;
+            if r["state"] != "recording" {
+                continue;
+            }
             let node = r["node_id"].as_str().context("recording node")?.to_owned();
             on.entry(node).or_default().push(i);
         }
@@ -335,7 +351,7 @@ impl Drill {
                 if gaps.contains_key(&i) {
                     continue;
                 }
-                let (rid, key) = &self.recordings[i];
+                let (rid, key, _) = &self.recordings[i];
                 let r = self.recording(rid, key).await?;
                 if r["state"] != "recording" || r["node_id"] == victim.as_str() {
                     continue;
@@ -427,6 +443,18 @@ impl Drill {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        // A recording fed by the dead node: does it go on (fed by the meeting's new
+        // node)? Those that ended count as lost, and the drill starts them again.
+        let mut recordings_lost = 0;
+        let base = self.cluster.controllers[0].url();
+        for k in 0..self.recordings.len() {
+            let (rid, key, meeting) = self.recordings[k].clone();
+            if self.recording(&rid, &key).await?["state"] != "recording" {
+                recordings_lost += 1;
+                let again = start_recording(&self.http, &base, &meeting, &key).await?;
+                self.recordings[k].0 = again;
+            }
+        }
         let after: usize = self.people.iter().map(|p| p.bot.rejoins().len()).sum();
         let lost: std::collections::BTreeSet<usize> = (0..self.people.len())
             .filter(|i| !back.contains_key(i))
@@ -441,8 +469,8 @@ impl Drill {
             meetings_lost: lost.len(),
             media_back: back.into_values().collect(),
             stale_placements: stale.unwrap_or(usize::MAX),
-            recordings_hit: 0,
-            recordings_lost: 0,
+            recordings_hit: recordings_lost,
+            recordings_lost,
             recording_gaps: Vec::new(),
         })
     }
