@@ -59,6 +59,8 @@ pub struct FaultReport {
     pub participants: usize,
     /// Participants whose session ended and who joined again.
     pub rejoined: usize,
+    /// Join attempts of theirs that failed before one succeeded.
+    pub failed_rejoins: u32,
     /// Meetings in which some participant had no media back within the patience.
     pub meetings_lost: usize,
     /// Per participant: from the fault until it had media from every publisher of its
@@ -87,8 +89,8 @@ impl FaultReport {
     pub fn print(&self) {
         println!("fault: {}", self.fault);
         println!(
-            "  meetings {}, participants {}, rejoined {}",
-            self.meetings, self.participants, self.rejoined
+            "  meetings {}, participants {}, rejoined {} (after {} failed attempts)",
+            self.meetings, self.participants, self.rejoined, self.failed_rejoins
         );
         println!("  meetings lost: {}", self.meetings_lost);
         if !self.media_back.is_empty() {
@@ -380,6 +382,7 @@ impl Drill {
             meetings: self.meeting_ids.len(),
             participants: self.people.len(),
             rejoined: 0,
+            failed_rejoins: 0,
             meetings_lost: lost.len(),
             media_back: Vec::new(),
             stale_placements: 0,
@@ -412,7 +415,7 @@ impl Drill {
         let victim = self
             .busiest_node("oslo")
             .context("no participant in oslo")?;
-        let before: usize = self.people.iter().map(|p| p.bot.rejoins().len()).sum();
+        let before: Vec<usize> = self.people.iter().map(|p| p.bot.rejoins().len()).collect();
         self.cluster.media_node(&victim)?.proc.kill9();
         let fault = Instant::now();
         let mut back: BTreeMap<usize, Duration> = BTreeMap::new();
@@ -455,7 +458,12 @@ impl Drill {
                 self.recordings[k].0 = again;
             }
         }
-        let after: usize = self.people.iter().map(|p| p.bot.rejoins().len()).sum();
+        let fresh: Vec<bot::Rejoin> = self
+            .people
+            .iter()
+            .zip(&before)
+            .flat_map(|(p, &n)| p.bot.rejoins().into_iter().skip(n))
+            .collect();
         let lost: std::collections::BTreeSet<usize> = (0..self.people.len())
             .filter(|i| !back.contains_key(i))
             .map(|i| self.people[i].meeting)
@@ -465,7 +473,8 @@ impl Drill {
             dead_node: victim.clone(),
             meetings: self.meeting_ids.len(),
             participants: self.people.len(),
-            rejoined: after - before,
+            rejoined: fresh.len(),
+            failed_rejoins: fresh.iter().map(|r| r.failed_attempts).sum(),
             meetings_lost: lost.len(),
             media_back: back.into_values().collect(),
             stale_placements: stale.unwrap_or(usize::MAX),

@@ -70,6 +70,7 @@ async fn main() -> anyhow::Result<()> {
         meetings: a.meetings,
         participants: rounds.first().map_or(0, |r| r.participants),
         rejoined: rounds.iter().map(|r| r.rejoined).sum(),
+        failed_rejoins: rounds.iter().map(|r| r.failed_rejoins).sum(),
         meetings_lost: rounds.iter().map(|r| r.meetings_lost).sum(),
         media_back: rounds.iter().flat_map(|r| r.media_back.clone()).collect(),
         stale_placements: rounds.iter().map(|r| r.stale_placements).sum(),
