@@ -634,23 +634,9 @@ impl Bot {
         })
     }
 
-    /// Why the session ended (`signaling closed`, `media connection failed`), if it has.
-    pub fn ended(&self) -> Option<String> {
-        self.ended.borrow().clone()
-    }
-
-    /// A receiver that sees the session end.
+    /// A receiver that sees the session end, and why (signaling closed, media failed).
     pub fn ended_watch(&self) -> watch::Receiver<Option<String>> {
         self.ended.clone()
-    }
-
-    /// Waits until the session ends and says why.
-    pub async fn until_ended(&self) -> String {
-        let mut e = self.ended.clone();
-        match e.wait_for(Option::is_some).await {
-            Ok(why) => why.clone().unwrap_or_default(),
-            Err(_) => "the bot is gone".to_owned(),
-        }
     }
 
     pub fn is_publisher(&self) -> bool {

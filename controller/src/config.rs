@@ -179,7 +179,7 @@ impl ControllerConfig {
         }
         self.all_operator_keys()?;
         if let Some(t) = &self.turn {
-            crate::turn::Turn::load(t)?;
+            t.servers()?;
         }
         if self.token.signing_key_file.is_none() {
             return Err(ConfigError::key(

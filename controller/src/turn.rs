@@ -28,6 +28,38 @@ pub struct TurnConfig {
     pub servers: BTreeMap<String, Vec<String>>,
 }
 
+impl TurnConfig {
+    /// Checks the values (no file is read: `Turn::load` reads the secret) and returns the
+    /// servers by region.
+    pub fn servers(&self) -> Result<BTreeMap<Region, Vec<String>>, ConfigError> {
+        if !(60..=7 * 86_400).contains(&self.credential_ttl_secs) {
+            return Err(ConfigError::key(
+                "turn.credential_ttl_secs",
+                "must be between 60 and 604800",
+            ));
+        }
+        let mut servers = BTreeMap::new();
+        for (name, urls) in &self.servers {
+            let key = format!("turn.servers.{name}");
+            let region = Region::parse(name).map_err(|e| ConfigError::key(&key, e.to_string()))?;
+            if urls.is_empty() {
+                return Err(ConfigError::key(&key, "list at least one URL"));
+            }
+            for u in urls {
+                let scheme_ok = ["turn:", "turns:"].iter().any(|s| u.starts_with(s));
+                if !scheme_ok || u.len() > 256 || u.chars().any(char::is_whitespace) {
+                    return Err(ConfigError::key(
+                        &key,
+                        format!("{u:?} is not a turn: or turns: URL"),
+                    ));
+                }
+            }
+            servers.insert(region, urls.clone());
+        }
+        Ok(servers)
+    }
+}
+
 fn default_ttl() -> u64 {
     12 * 3600
 }
@@ -59,6 +91,7 @@ impl std::fmt::Debug for Turn {
 impl Turn {
     /// Checks the settings and reads the secret.
     pub fn load(c: &TurnConfig) -> Result<Self, ConfigError> {
+        let servers = c.servers()?;
         let secret = std::fs::read_to_string(&c.secret_file).map_err(|e| {
             ConfigError::key(
                 "turn.secret_file",
@@ -71,30 +104,6 @@ impl Turn {
                 "turn.secret_file",
                 "the secret must be at least 16 characters",
             ));
-        }
-        if !(60..=7 * 86_400).contains(&c.credential_ttl_secs) {
-            return Err(ConfigError::key(
-                "turn.credential_ttl_secs",
-                "must be between 60 and 604800",
-            ));
-        }
-        let mut servers = BTreeMap::new();
-        for (name, urls) in &c.servers {
-            let key = format!("turn.servers.{name}");
-            let region = Region::parse(name).map_err(|e| ConfigError::key(&key, e.to_string()))?;
-            if urls.is_empty() {
-                return Err(ConfigError::key(&key, "list at least one URL"));
-            }
-            for u in urls {
-                let scheme_ok = ["turn:", "turns:"].iter().any(|s| u.starts_with(s));
-                if !scheme_ok || u.len() > 256 || u.chars().any(char::is_whitespace) {
-                    return Err(ConfigError::key(
-                        &key,
-                        format!("{u:?} is not a turn: or turns: URL"),
-                    ));
-                }
-            }
-            servers.insert(region, urls.clone());
         }
         Ok(Self {
             secret: secret.as_bytes().to_vec(),

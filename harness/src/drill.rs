@@ -128,6 +128,11 @@ struct Participant {
     publishes: bool,
 }
 
+/// Sends `req` and reads the JSON of a successful answer.
+async fn json(req: reqwest::RequestBuilder) -> anyhow::Result<serde_json::Value> {
+    Ok(req.send().await?.error_for_status()?.json().await?)
+}
+
 /// Starts recording meeting `id` as its host; returns the recording's id.
 async fn start_recording(
     http: &reqwest::Client,
@@ -135,14 +140,11 @@ async fn start_recording(
     id: &str,
     host_key: &str,
 ) -> anyhow::Result<String> {
-    let rec: serde_json::Value = http
-        .post(format!("{base}/v1/meetings/{id}/recordings"))
-        .bearer_auth(host_key)
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
+    let rec = json(
+        http.post(format!("{base}/v1/meetings/{id}/recordings"))
+            .bearer_auth(host_key),
+    )
+    .await?;
     Ok(rec["recording_id"]
         .as_str()
         .context("recording id")?
@@ -207,15 +209,12 @@ impl Drill {
         let mut host_keys = Vec::new();
         let mut people = Vec::new();
         for m in 0..spec.meetings {
-            let created: serde_json::Value = http
-                .post(format!("{base}/v1/meetings"))
-                .bearer_auth(&cluster.operator_key)
-                .json(&json!({ "title": format!("drill {m}") }))
-                .send()
-                .await?
-                .error_for_status()?
-                .json()
-                .await?;
+            let created = json(
+                http.post(format!("{base}/v1/meetings"))
+                    .bearer_auth(&cluster.operator_key)
+                    .json(&json!({ "title": format!("drill {m}") })),
+            )
+            .await?;
             let id = created["id"].as_str().context("meeting id")?.to_owned();
             host_keys.push(created["host_key"].as_str().context("host key")?.to_owned());
             for i in 0..spec.publishers + spec.subscribers {
@@ -261,11 +260,14 @@ impl Drill {
         };
         let since = Instant::now();
         let deadline = since + Duration::from_secs(30);
-        while !drill.waiting_for_media(since).is_empty() {
+        loop {
+            let waiting = drill.waiting_for_media(since).len();
+            if waiting == 0 {
+                break;
+            }
             anyhow::ensure!(
                 Instant::now() < deadline,
-                "{} participants never had everyone's media before the drill",
-                drill.waiting_for_media(since).len()
+                "{waiting} participants never had everyone's media before the drill"
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -302,7 +304,11 @@ impl Drill {
     fn busiest_node(&self, region: &str) -> Option<String> {
         let mut count: BTreeMap<String, usize> = BTreeMap::new();
         for p in &self.people {
-            if let Some(n) = p.bot.node_id().filter(|n| n.contains(region)) {
+            let node = p.bot.node_id();
+            if let Some(n) = node.filter(|n| {
+                let spec = self.cluster.media.iter().find(|m| m.spec.id == *n);
+                spec.is_some_and(|m| m.spec.region == region)
+            }) {
                 *count.entry(n).or_default() += 1;
             }
         }
@@ -312,15 +318,12 @@ impl Drill {
     /// Recording `rid` as the API shows it.
     async fn recording(&self, rid: &str, host_key: &str) -> anyhow::Result<serde_json::Value> {
         let base = self.cluster.controllers[0].url();
-        Ok(self
-            .http
-            .get(format!("{base}/v1/recordings/{rid}"))
-            .bearer_auth(host_key)
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?)
+        json(
+            self.http
+                .get(format!("{base}/v1/recordings/{rid}"))
+                .bearer_auth(host_key),
+        )
+        .await
     }
 
     /// `kill -9` of the recording node that holds the most recordings: each must go on
@@ -339,13 +342,7 @@ impl Drill {
             .into_iter()
             .max_by_key(|(_, v)| v.len())
             .context("no recording running")?;
-        self.cluster
-            .recording
-            .iter_mut()
-            .find(|n| n.spec.id == victim)
-            .context("no such recording node")?
-            .proc
-            .kill9();
+        self.cluster.recording_node(&victim)?.proc.kill9();
         let fault = Instant::now();
         let mut gaps: BTreeMap<usize, Duration> = BTreeMap::new();
         while fault.elapsed() < self.spec.patience && gaps.len() < hit.len() {
@@ -394,13 +391,7 @@ impl Drill {
 
     /// Starts a killed recording node again and waits until the cluster sees it ready.
     pub async fn restart_recording_node(&mut self, id: &str) -> anyhow::Result<()> {
-        self.cluster
-            .recording
-            .iter_mut()
-            .find(|n| n.spec.id == id)
-            .context("no such recording node")?
-            .proc
-            .restart()?;
+        self.cluster.recording_node(id)?.proc.restart()?;
         self.cluster.wait_ready(Duration::from_secs(30)).await
     }
 

@@ -551,6 +551,13 @@ impl Cluster {
             .context("no such media node")
     }
 
+    pub fn recording_node(&mut self, id: &str) -> anyhow::Result<&mut Node> {
+        self.recording
+            .iter_mut()
+            .find(|n| n.spec.id == id)
+            .context("no such recording node")
+    }
+
     /// The placements of `meeting` in etcd: slot → media node.
     pub async fn placements(
         &self,

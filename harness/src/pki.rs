@@ -28,13 +28,7 @@ impl Pki {
             pki.issue(name)?;
         }
         // The key controllers and recording nodes share for download links.
-        let download: String = {
-            use rand::Rng;
-            let mut rng = rand::rng();
-            (0..64)
-                .map(|_| char::from(b"0123456789abcdef"[rng.random_range(0..16)]))
-                .collect()
-        };
+        let download = random_hex(64);
         write_private(&dir.join("download-key"), &download)?;
         let token = KeyPair::generate_for(&rcgen::PKCS_ED25519)?;
         write_private(&dir.join("token-signing-key.pem"), &token.serialize_pem())?;
@@ -85,6 +79,15 @@ impl Pki {
     pub fn token_public_file(&self) -> PathBuf {
         self.dir.join("token-public-key.pem")
     }
+}
+
+/// `len` random hex digits: a shared secret for a test cluster.
+pub fn random_hex(len: usize) -> String {
+    use rand::Rng;
+    let mut rng = rand::rng();
+    (0..len)
+        .map(|_| char::from(b"0123456789abcdef"[rng.random_range(0..16)]))
+        .collect()
 }
 
 fn ca_params() -> Result<CertificateParams, rcgen::Error> {

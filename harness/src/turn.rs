@@ -20,15 +20,7 @@ impl Coturn {
     /// Starts coturn with its files in `dir`; returns once it accepts TCP.
     pub async fn start(dir: &Path) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir)?;
-        let secret: String = {
-            use rand::Rng;
-            let mut rng = rand::rng();
-            (0..32)
-                .map(|_| {
-                    char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[rng.random_range(0..36)])
-                })
-                .collect()
-        };
+        let secret = crate::pki::random_hex(32);
         let secret_file = dir.join("turn-secret");
         std::fs::write(&secret_file, format!("{secret}\n"))?;
         let port = crate::free_port();

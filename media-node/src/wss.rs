@@ -115,7 +115,8 @@ impl Certificate {
     }
 
     /// The end-entity certificate presented now (DER).
-    pub fn presented(&self) -> CertificateDer<'static> {
+    #[cfg(test)]
+    fn presented(&self) -> CertificateDer<'static> {
         self.current.read().expect("not poisoned").1.cert[0].clone()
     }
 }
