@@ -359,20 +359,37 @@ pub type Heartbeats = std::pin::Pin<
 /// A node's answer to a `Watch` call: a heartbeat naming `node_id` at once, then one
 /// every `interval_ms` of the request (clamped to 100 ms – 5 s; 0 means 250 ms), until
 /// the caller goes away or `shutdown` (then the stream ends, and the caller learns it at
-/// once).
+/// once). A fenced node (`fenced`, see [`Registration::fenced`]) answers as a dead one
+/// would: it refuses the call, and a stream it was serving ends with an error.
+///
+/// [`Registration::fenced`]: crate::registration::Registration::fenced
 pub fn watch(
     node_id: String,
     req: tonic::Request<proto::v1::WatchRequest>,
     shutdown: CancellationToken,
+    fenced: tokio::sync::watch::Receiver<bool>,
 ) -> Result<tonic::Response<Heartbeats>, tonic::Status> {
+    if *fenced.borrow() {
+        return Err(fenced_status());
+    }
     Ok(tonic::Response::new(heartbeats(
         node_id,
         req.into_inner().interval_ms,
         shutdown,
+        fenced,
     )))
 }
 
-fn heartbeats(node_id: String, interval_ms: u32, shutdown: CancellationToken) -> Heartbeats {
+fn fenced_status() -> tonic::Status {
+    tonic::Status::unavailable("this node is fenced: its lease in etcd was not renewed")
+}
+
+fn heartbeats(
+    node_id: String,
+    interval_ms: u32,
+    shutdown: CancellationToken,
+    mut fenced: tokio::sync::watch::Receiver<bool>,
+) -> Heartbeats {
     let every = match interval_ms {
         0 => Duration::from_millis(250),
         ms => Duration::from_millis(u64::from(ms.clamp(100, 5000))),
@@ -381,10 +398,19 @@ fn heartbeats(node_id: String, interval_ms: u32, shutdown: CancellationToken) ->
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Looked at once at the start, then on every change.
+        fenced.mark_changed();
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = tx.closed() => break,
+                changed = fenced.changed() => {
+                    if changed.is_ok() && !*fenced.borrow_and_update() {
+                        continue;
+                    }
+                    let _ = tx.send(Err(fenced_status())).await;
+                    break;
+                }
                 _ = tick.tick() => {
                     let beat = proto::v1::Heartbeat { node_id: node_id.clone() };
                     if tx.send(Ok(beat)).await.is_err() {
@@ -405,7 +431,8 @@ mod tests {
     async fn heartbeats_name_the_node_come_every_interval_and_end_with_the_node() {
         use futures::StreamExt;
         let stop = CancellationToken::new();
-        let mut beats = heartbeats("media-oslo-1".into(), 100, stop.clone());
+        let (_fence, fenced) = tokio::sync::watch::channel(false);
+        let mut beats = heartbeats("media-oslo-1".into(), 100, stop.clone(), fenced);
         let started = Instant::now();
         let first = beats.next().await.unwrap().unwrap();
         assert_eq!(first.node_id, "media-oslo-1");
@@ -422,6 +449,40 @@ mod tests {
         })
         .await;
         assert!(end.is_ok(), "the stream ends when the node stops");
+    }
+
+    #[tokio::test]
+    async fn a_fenced_node_refuses_the_watch_and_ends_the_streams_it_serves_with_an_error() {
+        use futures::StreamExt;
+        let stop = CancellationToken::new();
+        let (fence, fenced) = tokio::sync::watch::channel(false);
+        let req = || tonic::Request::new(proto::v1::WatchRequest { interval_ms: 100 });
+        let mut beats = watch("media-oslo-1".into(), req(), stop.clone(), fenced.clone())
+            .unwrap()
+            .into_inner();
+        beats.next().await.unwrap().unwrap();
+        fence.send_replace(true);
+        let end = tokio::time::timeout(Duration::from_secs(1), async {
+            loop {
+                match beats.next().await {
+                    Some(Ok(_)) => continue,
+                    Some(Err(e)) => return e.code(),
+                    None => panic!("the stream ended without saying why"),
+                }
+            }
+        })
+        .await
+        .expect("the stream ends once the node is fenced");
+        assert_eq!(end, tonic::Code::Unavailable);
+        let refused = watch("media-oslo-1".into(), req(), stop, fenced)
+            .err()
+            .unwrap();
+        assert_eq!(refused.code(), tonic::Code::Unavailable);
+        assert!(
+            refused.message().contains("fenced"),
+            "{}",
+            refused.message()
+        );
     }
 
     #[test]

@@ -57,7 +57,51 @@ pub struct Registration {
     record: watch::Sender<NodeRecord>,
     last_renewal: Arc<Mutex<Option<Instant>>>,
     ttl: Duration,
+    fenced: watch::Receiver<bool>,
     task: JoinHandle<()>,
+}
+
+/// Why a node whose lease was last renewed at `last` (None: never) is fenced, if it is.
+fn fence(last: &Mutex<Option<Instant>>, ttl: Duration) -> Result<(), String> {
+    // The lock guards a plain Instant and is never held across an await.
+    match *last.lock().expect("registration lock") {
+        None => Err("not registered in etcd yet".into()),
+        Some(t) if t.elapsed() >= ttl => Err(format!(
+            "lease not renewed for {:.1}s (etcd unreachable?)",
+            t.elapsed().as_secs_f64()
+        )),
+        Some(_) => Ok(()),
+    }
+}
+
+/// Publishes whether the node is fenced, checked every 100 ms, until `shutdown`; says so
+/// when a registered node becomes fenced and when it has registered again.
+async fn watch_fence(
+    last: Arc<Mutex<Option<Instant>>>,
+    ttl: Duration,
+    fenced: watch::Sender<bool>,
+    shutdown: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let mut served = false;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let now = fence(&last, ttl);
+        if fenced.send_if_modified(|f| std::mem::replace(f, now.is_err()) != now.is_err()) {
+            match &now {
+                Err(why) if served => tracing::warn!(
+                    why,
+                    "fenced: this node may have been replaced; it takes no joins and ends its sessions"
+                ),
+                Ok(()) if served => tracing::info!("registered again: no longer fenced"),
+                _ => {}
+            }
+            served |= now.is_ok();
+        }
+    }
 }
 
 impl Registration {
@@ -72,6 +116,13 @@ impl Registration {
         let (record_tx, record_rx) = watch::channel(record);
         let last_renewal = Arc::new(Mutex::new(None));
         let ttl = cfg.lease_ttl();
+        let (fenced_tx, fenced) = watch::channel(true);
+        tokio::spawn(watch_fence(
+            last_renewal.clone(),
+            ttl,
+            fenced_tx,
+            shutdown.clone(),
+        ));
         let task = tokio::spawn(run(
             cfg,
             node,
@@ -84,21 +135,20 @@ impl Registration {
             record: record_tx,
             last_renewal,
             ttl,
+            fenced,
             task,
         }
     }
 
     /// `Ok` while the lease was renewed within its TTL; otherwise why the node is fenced.
     pub fn check(&self) -> Result<(), String> {
-        // The lock guards a plain Instant and is never held across an await.
-        match *self.last_renewal.lock().expect("registration lock") {
-            None => Err("not registered in etcd yet".into()),
-            Some(t) if t.elapsed() >= self.ttl => Err(format!(
-                "lease not renewed for {:.1}s (etcd unreachable?)",
-                t.elapsed().as_secs_f64()
-            )),
-            Some(_) => Ok(()),
-        }
+        fence(&self.last_renewal, self.ttl)
+    }
+
+    /// Whether the node is fenced (unregistered, or its lease unrenewed for the TTL):
+    /// true until it first registers; changes are seen within 100 ms.
+    pub fn fenced(&self) -> watch::Receiver<bool> {
+        self.fenced.clone()
     }
 
     /// Changes the published record (for example to draining); it is written at once.

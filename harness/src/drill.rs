@@ -5,11 +5,17 @@
 //! still naming the dead node 10 s after the fault. `fjord-drill` runs it; a test runs a
 //! short version.
 //!
-//! Built so far: `kill -9` of the media node that hosts the most participants, and of the
-//! recording node that holds the most recordings (its recordings must move, and the gap
-//! in each is reported). Still to come (issue 13, point 2): the controller leader and an
-//! etcd member killed; partitions of a media node and of a controller from etcd; a
-//! three-member etcd.
+//! The faults, one at a time, on a cluster of two controllers, three media nodes in two
+//! regions, two recording nodes and a three-member etcd: `kill -9` of the media node
+//! that hosts the most participants, of the recording node that holds the most
+//! recordings (they must move; the gap in each is reported), of the controller leader
+//! and of the etcd member that leads the raft; and partitions (a [`Gate`] cut) of that
+//! media node, and of the controller leader, from etcd while everything else still
+//! reaches them. Throughout a fault a prober joins a meeting every 250 ms through the
+//! controllers (as a client behind a load balancer would: the next controller when one
+//! fails), and the report says how many of those joins failed and for how long.
+//!
+//! [`Gate`]: crate::partition::Gate
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -34,6 +40,8 @@ pub struct DrillSpec {
     /// Meetings recorded (the first ones), on two recording nodes in oslo; 0: no
     /// recording nodes.
     pub recordings: usize,
+    /// Members of the etcd cluster.
+    pub etcd_members: usize,
 }
 
 impl Default for DrillSpec {
@@ -42,9 +50,11 @@ impl Default for DrillSpec {
             meetings: 2,
             publishers: 2,
             subscribers: 2,
-            lease_ttl_secs: 30,
+            // The chart's default.
+            lease_ttl_secs: 10,
             patience: Duration::from_secs(30),
             recordings: 0,
+            etcd_members: 3,
         }
     }
 }
@@ -74,9 +84,96 @@ pub struct FaultReport {
     pub recordings_lost: usize,
     /// The gap each moved recording shows for the fault.
     pub recording_gaps: Vec<Duration>,
+    /// The prober's joins during the fault: tried, failed, and the longest time in a
+    /// row that none succeeded.
+    pub joins_tried: usize,
+    pub joins_failed: usize,
+    pub join_outage: Duration,
+    /// Controller faults: from the fault until a controller led the cluster again.
+    pub leader_back: Option<Duration>,
+    /// Partitions of a media node: from the cut until the node fenced itself (its
+    /// readiness and its signaling answer 503).
+    pub fenced_after: Option<Duration>,
+    /// Partitions: from the heal until the process served again (registered and ready).
+    pub healed_after: Option<Duration>,
 }
 
 impl FaultReport {
+    fn new(fault: String, dead_node: String, drill: &Drill) -> Self {
+        Self {
+            fault,
+            dead_node,
+            meetings: drill.meeting_ids.len(),
+            participants: drill.people.len(),
+            rejoined: 0,
+            failed_rejoins: 0,
+            meetings_lost: 0,
+            media_back: Vec::new(),
+            stale_placements: 0,
+            recordings_hit: 0,
+            recordings_lost: 0,
+            recording_gaps: Vec::new(),
+            joins_tried: 0,
+            joins_failed: 0,
+            join_outage: Duration::ZERO,
+            leader_back: None,
+            fenced_after: None,
+            healed_after: None,
+        }
+    }
+
+    /// The rounds of one kind of fault as one report: sums of what was lost, every
+    /// figure of the rest, and the worst of the times.
+    pub fn merge(fault: String, rounds: &[FaultReport]) -> Self {
+        let max = |f: fn(&FaultReport) -> Option<Duration>| {
+            rounds
+                .iter()
+                .map(f)
+                .try_fold(Duration::ZERO, |m, d| d.map(|d| m.max(d)))
+        };
+        let some = |f: fn(&FaultReport) -> Option<Duration>| rounds.iter().any(|r| f(r).is_some());
+        Self {
+            fault,
+            dead_node: String::new(),
+            meetings: rounds.first().map_or(0, |r| r.meetings),
+            participants: rounds.first().map_or(0, |r| r.participants),
+            rejoined: rounds.iter().map(|r| r.rejoined).sum(),
+            failed_rejoins: rounds.iter().map(|r| r.failed_rejoins).sum(),
+            meetings_lost: rounds.iter().map(|r| r.meetings_lost).sum(),
+            media_back: rounds.iter().flat_map(|r| r.media_back.clone()).collect(),
+            stale_placements: rounds.iter().map(|r| r.stale_placements).sum(),
+            recordings_hit: rounds.iter().map(|r| r.recordings_hit).sum(),
+            recordings_lost: rounds.iter().map(|r| r.recordings_lost).sum(),
+            recording_gaps: rounds
+                .iter()
+                .flat_map(|r| r.recording_gaps.clone())
+                .collect(),
+            joins_tried: rounds.iter().map(|r| r.joins_tried).sum(),
+            joins_failed: rounds.iter().map(|r| r.joins_failed).sum(),
+            join_outage: rounds
+                .iter()
+                .map(|r| r.join_outage)
+                .max()
+                .unwrap_or_default(),
+            // None (never) if any round never got there.
+            leader_back: if some(|r| r.leader_back) {
+                max(|r| r.leader_back)
+            } else {
+                None
+            },
+            fenced_after: if some(|r| r.fenced_after) {
+                max(|r| r.fenced_after)
+            } else {
+                None
+            },
+            healed_after: if some(|r| r.healed_after) {
+                max(|r| r.healed_after)
+            } else {
+                None
+            },
+        }
+    }
+
     pub fn percentile(&self, p: f64) -> Duration {
         let mut v = self.media_back.clone();
         v.sort();
@@ -94,15 +191,50 @@ impl FaultReport {
         );
         println!("  meetings lost: {}", self.meetings_lost);
         if !self.media_back.is_empty() {
+            let kind = self.fault.to_lowercase();
+            let from = if kind.contains("partition") && kind.contains("media") {
+                " (from the fence)"
+            } else {
+                ""
+            };
             println!(
-                "  media back at every participant: max {:.2} s, p99 {:.2} s, p50 {:.2} s",
+                "  media back at every participant{from}: max {:.2} s, p99 {:.2} s, p50 {:.2} s",
                 self.percentile(1.0).as_secs_f64(),
                 self.percentile(0.99).as_secs_f64(),
                 self.percentile(0.5).as_secs_f64()
             );
+            if kind.contains("media") {
+                println!(
+                    "  placements naming the dead node after 10 s: {}",
+                    self.stale_placements
+                );
+            }
+        }
+        if self.joins_tried > 0 {
             println!(
-                "  placements naming the dead node after 10 s: {}",
-                self.stale_placements
+                "  joins during the fault: {} tried, {} failed, longest outage {:.2} s",
+                self.joins_tried,
+                self.joins_failed,
+                self.join_outage.as_secs_f64()
+            );
+        }
+        let secs =
+            |d: Option<Duration>| d.map_or("never".into(), |d| format!("{:.2} s", d.as_secs_f64()));
+        // What a kind of fault must show, by its name ("never" if it did not happen).
+        let kind = self.fault.to_lowercase();
+        if kind.contains("leader") || kind.contains("controller") {
+            println!(
+                "  a controller leads again after {}",
+                secs(self.leader_back)
+            );
+        }
+        if kind.contains("partition") && kind.contains("media") {
+            println!("  the node fenced itself after {}", secs(self.fenced_after));
+        }
+        if kind.contains("partition") {
+            println!(
+                "  serving again after the heal: {}",
+                secs(self.healed_after)
             );
         }
         if self.recordings_hit > 0 || self.recordings_lost > 0 {
@@ -151,6 +283,93 @@ async fn start_recording(
         .to_owned())
 }
 
+/// Joins a meeting every 250 ms through the controllers, as a client behind a load
+/// balancer would (the next controller when one does not answer within 2 s, or answers
+/// an error), and keeps what happened.
+struct JoinProber {
+    stop: tokio_util::sync::CancellationToken,
+    task: tokio::task::JoinHandle<Vec<(Instant, bool)>>,
+}
+
+impl JoinProber {
+    fn start(controllers: Vec<String>, meeting: String) -> Self {
+        let stop = tokio_util::sync::CancellationToken::new();
+        let halt = stop.clone();
+        let task = tokio::spawn(async move {
+            let http = reqwest::Client::builder()
+                .timeout(Duration::from_secs(2))
+                .build()
+                .expect("an HTTP client");
+            let mut tick = tokio::time::interval(Duration::from_millis(250));
+            let mut seen = Vec::new();
+            let mut first = 0;
+            while !halt.is_cancelled() {
+                tick.tick().await;
+                let at = Instant::now();
+                let mut ok = false;
+                for k in 0..controllers.len() {
+                    let base = &controllers[(first + k) % controllers.len()];
+                    let req = http
+                        .post(format!("{base}/v1/meetings/{meeting}/join"))
+                        .json(&json!({ "name": "prober", "region": "oslo" }));
+                    if json(req).await.is_ok() {
+                        ok = true;
+                        break;
+                    }
+                }
+                first += 1;
+                seen.push((at, ok));
+            }
+            seen
+        });
+        Self { stop, task }
+    }
+
+    /// Stops and fills the report's join figures.
+    async fn finish(self, r: &mut FaultReport) -> anyhow::Result<()> {
+        self.stop.cancel();
+        let seen = self.task.await?;
+        r.joins_tried = seen.len();
+        r.joins_failed = seen.iter().filter(|(_, ok)| !ok).count();
+        let mut since: Option<Instant> = None;
+        for (at, ok) in &seen {
+            match (ok, since) {
+                (false, None) => since = Some(*at),
+                (true, Some(s)) => {
+                    r.join_outage = r.join_outage.max(at.duration_since(s));
+                    since = None;
+                }
+                _ => {}
+            }
+        }
+        if let (Some(s), Some((last, _))) = (since, seen.last()) {
+            r.join_outage = r
+                .join_outage
+                .max(last.duration_since(s) + Duration::from_millis(250));
+        }
+        Ok(())
+    }
+}
+
+/// What the participants saw of a fault (see [`Drill::follow`]).
+struct Followed {
+    rejoined: usize,
+    failed_rejoins: u32,
+    meetings_lost: usize,
+    media_back: Vec<Duration>,
+    stale_placements: usize,
+}
+
+impl Followed {
+    fn fill(self, r: &mut FaultReport) {
+        r.rejoined = self.rejoined;
+        r.failed_rejoins = self.failed_rejoins;
+        r.meetings_lost = self.meetings_lost;
+        r.media_back = self.media_back;
+        r.stale_placements = self.stale_placements;
+    }
+}
+
 /// A running drill: the cluster and its meetings.
 pub struct Drill {
     pub cluster: Cluster,
@@ -159,6 +378,8 @@ pub struct Drill {
     people: Vec<Participant>,
     /// (recording id, host key of its meeting, meeting id).
     recordings: Vec<(String, String, String)>,
+    /// The meeting the prober joins (nobody connects to it).
+    probe_meeting: String,
     http: reqwest::Client,
 }
 
@@ -173,8 +394,8 @@ fn clip() -> ClipSpec {
 }
 
 impl Drill {
-    /// Starts the cluster (oslo: two media nodes, stockholm: one; two controllers) and
-    /// joins every meeting's bots.
+    /// Starts the cluster (oslo: two media nodes, stockholm: one; two controllers; every
+    /// process reaching etcd through a gate) and joins every meeting's bots.
     pub async fn start(spec: DrillSpec) -> anyhow::Result<Self> {
         let node = |id: &str, region: &str| NodeSpec {
             id: id.into(),
@@ -198,6 +419,8 @@ impl Drill {
             },
             lease_ttl_secs: spec.lease_ttl_secs,
             join_limits: crate::no_join_limits(),
+            etcd_members: spec.etcd_members,
+            gated: true,
             ..ClusterSpec::local()
         })
         .await?;
@@ -205,18 +428,25 @@ impl Drill {
         let base = cluster.controllers[0].url();
         let http = reqwest::Client::new();
         let encoded = Arc::new(tokio::task::spawn_blocking(|| bot::media::encode(&clip())).await??);
+        let create = async |title: String| -> anyhow::Result<(String, String)> {
+            let created = json(
+                http.post(format!("{base}/v1/meetings"))
+                    .bearer_auth(&cluster.operator_key)
+                    .json(&json!({ "title": title })),
+            )
+            .await?;
+            Ok((
+                created["id"].as_str().context("meeting id")?.to_owned(),
+                created["host_key"].as_str().context("host key")?.to_owned(),
+            ))
+        };
+        let (probe_meeting, _) = create("drill prober".into()).await?;
         let mut meeting_ids = Vec::new();
         let mut host_keys = Vec::new();
         let mut people = Vec::new();
         for m in 0..spec.meetings {
-            let created = json(
-                http.post(format!("{base}/v1/meetings"))
-                    .bearer_auth(&cluster.operator_key)
-                    .json(&json!({ "title": format!("drill {m}") })),
-            )
-            .await?;
-            let id = created["id"].as_str().context("meeting id")?.to_owned();
-            host_keys.push(created["host_key"].as_str().context("host key")?.to_owned());
+            let (id, key) = create(format!("drill {m}")).await?;
+            host_keys.push(key);
             for i in 0..spec.publishers + spec.subscribers {
                 let publishes = i < spec.publishers;
                 // Publishers in oslo; subscribers in stockholm and oslo in turn.
@@ -256,6 +486,7 @@ impl Drill {
             meeting_ids,
             people,
             recordings,
+            probe_meeting,
             http,
         };
         let since = Instant::now();
@@ -315,6 +546,124 @@ impl Drill {
         count.into_iter().max_by_key(|(_, c)| *c).map(|(n, _)| n)
     }
 
+    /// The URLs of the controllers that run.
+    fn controller_urls(&self) -> Vec<String> {
+        self.cluster
+            .controllers
+            .iter()
+            .filter(|c| c.proc.is_running())
+            .map(|c| c.url())
+            .collect()
+    }
+
+    fn prober(&self) -> JoinProber {
+        let all = self.cluster.controllers.iter().map(|c| c.url()).collect();
+        JoinProber::start(all, self.probe_meeting.clone())
+    }
+
+    /// The ids of the controllers that say they lead (by their metrics): one, but during
+    /// a handover none, and two would be a split brain.
+    async fn leaders(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for c in self
+            .cluster
+            .controllers
+            .iter()
+            .filter(|c| c.proc.is_running())
+        {
+            let Ok(r) = self.http.get(format!("{}/metrics", c.url())).send().await else {
+                continue;
+            };
+            let text = r.text().await.unwrap_or_default();
+            if crate::metric_value(&text, "fjord_controller_is_leader") == Some(1.0) {
+                out.push(c.id.clone());
+            }
+        }
+        out
+    }
+
+    /// Waits (up to `patience`) until one controller other than `not`, and only it,
+    /// leads; how long that took from `since`.
+    async fn leader_other_than(&self, not: &str, since: Instant) -> Option<Duration> {
+        while since.elapsed() < self.spec.patience {
+            let l = self.leaders().await;
+            if l.len() == 1 && l[0] != not {
+                return Some(since.elapsed());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        None
+    }
+
+    /// The one controller that leads.
+    async fn leader(&self) -> anyhow::Result<String> {
+        match self.leaders().await.as_slice() {
+            [one] => Ok(one.clone()),
+            more => anyhow::bail!("not one controller leads: {more:?}"),
+        }
+    }
+
+    /// Follows the participants from `fault` until every one has media again (or the
+    /// patience runs out), counting the placements that still name `dead` at `stale_at`
+    /// (if given); returns the report's media figures.
+    async fn follow(
+        &self,
+        fault: Instant,
+        before: &[usize],
+        dead: &str,
+        stale_at: Option<Instant>,
+    ) -> anyhow::Result<Followed> {
+        let mut back: BTreeMap<usize, Duration> = BTreeMap::new();
+        let mut stale = None;
+        let until = fault + self.spec.patience.max(Duration::from_secs(11));
+        while Instant::now() < until {
+            let waiting = self.waiting_for_media(fault);
+            for i in 0..self.people.len() {
+                if !waiting.contains(&i) {
+                    back.entry(i).or_insert_with(|| fault.elapsed());
+                }
+            }
+            if let Some(at) = stale_at.filter(|at| stale.is_none() && Instant::now() >= *at) {
+                let _ = at;
+                let mut n = 0;
+                for m in &self.meeting_ids {
+                    let on = self.cluster.placements(m).await?;
+                    n += on.values().filter(|node| **node == dead).count();
+                }
+                stale = Some(n);
+            }
+            let staled = stale_at.is_none() || stale.is_some();
+            if back.len() == self.people.len() && staled {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let fresh: Vec<bot::Rejoin> = self
+            .people
+            .iter()
+            .zip(before)
+            .flat_map(|(p, &n)| p.bot.rejoins().into_iter().skip(n))
+            .collect();
+        let lost: std::collections::BTreeSet<usize> = (0..self.people.len())
+            .filter(|i| !back.contains_key(i))
+            .map(|i| self.people[i].meeting)
+            .collect();
+        Ok(Followed {
+            rejoined: fresh.len(),
+            failed_rejoins: fresh.iter().map(|r| r.failed_attempts).sum(),
+            meetings_lost: lost.len(),
+            media_back: back.into_values().collect(),
+            stale_placements: match stale_at {
+                Some(_) => stale.unwrap_or(usize::MAX),
+                None => 0,
+            },
+        })
+    }
+
+    fn rejoins_so_far(&self) -> Vec<usize> {
+        self.people.iter().map(|p| p.bot.rejoins().len()).collect()
+    }
+
     /// Recording `rid` as the API shows it.
     async fn recording(&self, rid: &str, host_key: &str) -> anyhow::Result<serde_json::Value> {
         let base = self.cluster.controllers[0].url();
@@ -324,6 +673,32 @@ impl Drill {
                 .bearer_auth(host_key),
         )
         .await
+    }
+
+    /// Recordings that ended (a recording fed by a lost media node ends: a gap the
+    /// drill found): counts them in the report and starts them again.
+    async fn restart_ended_recordings(&mut self, r: &mut FaultReport) -> anyhow::Result<()> {
+        let base = self
+            .controller_urls()
+            .first()
+            .cloned()
+            .context("no controller")?;
+        for k in 0..self.recordings.len() {
+            let (rid, key, meeting) = self.recordings[k].clone();
+            let state = json(
+                self.http
+                    .get(format!("{base}/v1/recordings/{rid}"))
+                    .bearer_auth(&key),
+            )
+            .await?;
+            if state["state"] != "recording" {
+                r.recordings_hit += 1;
+                r.recordings_lost += 1;
+                let again = start_recording(&self.http, &base, &meeting, &key).await?;
+                self.recordings[k].0 = again;
+            }
+        }
+        Ok(())
     }
 
     /// `kill -9` of the recording node that holds the most recordings: each must go on
@@ -342,6 +717,7 @@ impl Drill {
             .into_iter()
             .max_by_key(|(_, v)| v.len())
             .context("no recording running")?;
+        let prober = self.prober();
         self.cluster.recording_node(&victim)?.proc.kill9();
         let fault = Instant::now();
         let mut gaps: BTreeMap<usize, Duration> = BTreeMap::new();
@@ -369,24 +745,21 @@ impl Drill {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        let mut r = FaultReport::new(
+            format!("kill -9 of recording node {victim}"),
+            victim.clone(),
+            self,
+        );
+        prober.finish(&mut r).await?;
         // The meetings go on meanwhile: every participant should still have media.
         let waiting = self.waiting_for_media(fault);
         let lost: std::collections::BTreeSet<usize> =
             waiting.iter().map(|&i| self.people[i].meeting).collect();
-        Ok(FaultReport {
-            fault: format!("kill -9 of recording node {victim}"),
-            dead_node: victim,
-            meetings: self.meeting_ids.len(),
-            participants: self.people.len(),
-            rejoined: 0,
-            failed_rejoins: 0,
-            meetings_lost: lost.len(),
-            media_back: Vec::new(),
-            stale_placements: 0,
-            recordings_hit: hit.len(),
-            recordings_lost: hit.len() - gaps.len(),
-            recording_gaps: gaps.into_values().collect(),
-        })
+        r.meetings_lost = lost.len();
+        r.recordings_hit = hit.len();
+        r.recordings_lost = hit.len() - gaps.len();
+        r.recording_gaps = gaps.into_values().collect();
+        Ok(r)
     }
 
     /// Starts a killed recording node again and waits until the cluster sees it ready.
@@ -406,72 +779,272 @@ impl Drill {
         let victim = self
             .busiest_node("oslo")
             .context("no participant in oslo")?;
-        let before: Vec<usize> = self.people.iter().map(|p| p.bot.rejoins().len()).collect();
+        let before = self.rejoins_so_far();
+        let prober = self.prober();
         self.cluster.media_node(&victim)?.proc.kill9();
         let fault = Instant::now();
-        let mut back: BTreeMap<usize, Duration> = BTreeMap::new();
-        let mut stale = None;
-        let until = fault + self.spec.patience.max(Duration::from_secs(11));
-        while Instant::now() < until {
-            let waiting = self.waiting_for_media(fault);
-            for i in 0..self.people.len() {
-                if !waiting.contains(&i) {
-                    back.entry(i).or_insert_with(|| fault.elapsed());
-                }
+        let mut r = FaultReport::new(
+            format!("kill -9 of media node {victim}"),
+            victim.clone(),
+            self,
+        );
+        let stale_at = fault + Duration::from_secs(10);
+        self.follow(fault, &before, &victim, Some(stale_at))
+            .await?
+            .fill(&mut r);
+        prober.finish(&mut r).await?;
+        self.restart_ended_recordings(&mut r).await?;
+        Ok(r)
+    }
+
+    /// `kill -9` of the controller that leads: the other must take over, joins go on
+    /// through it, and the meetings do not notice.
+    pub async fn kill_controller_leader(&mut self) -> anyhow::Result<FaultReport> {
+        let leader = self.leader().await?;
+        let before = self.rejoins_so_far();
+        let prober = self.prober();
+        let c = self
+            .cluster
+            .controllers
+            .iter_mut()
+            .find(|c| c.id == leader)
+            .context("the leader")?;
+        c.proc.kill9();
+        let fault = Instant::now();
+        let mut r = FaultReport::new(
+            format!("kill -9 of controller leader {leader}"),
+            leader.clone(),
+            self,
+        );
+        let (back, followed) = tokio::join!(
+            self.leader_other_than(&leader, fault),
+            self.follow(fault, &before, &leader, None)
+        );
+        r.leader_back = back;
+        followed?.fill(&mut r);
+        prober.finish(&mut r).await?;
+        self.restart_ended_recordings(&mut r).await?;
+        Ok(r)
+    }
+
+    /// Starts a killed controller again and waits until it is ready.
+    pub async fn restart_controller(&mut self, id: &str) -> anyhow::Result<()> {
+        let c = self
+            .cluster
+            .controllers
+            .iter_mut()
+            .find(|c| c.id == id)
+            .context("no such controller")?;
+        c.proc.restart()?;
+        self.cluster.wait_ready(Duration::from_secs(30)).await
+    }
+
+    /// `kill -9` of the etcd member that leads the raft: the other two elect a leader,
+    /// every process's client moves to them, and nothing above notices.
+    pub async fn kill_etcd_member(&mut self) -> anyhow::Result<FaultReport> {
+        let i = self.cluster.etcd.leader().await?;
+        let name = self.cluster.etcd.members[i].name.clone();
+        let before = self.rejoins_so_far();
+        let prober = self.prober();
+        self.cluster.etcd.kill_member(i);
+        let fault = Instant::now();
+        let mut r = FaultReport::new(
+            format!("kill -9 of etcd member {name}, the raft's leading one"),
+            name,
+            self,
+        );
+        // Long enough for every lease to have run out, had any gone unrenewed.
+        let settle = fault + Duration::from_secs(self.spec.lease_ttl_secs + 1);
+        self.follow(fault, &before, "", None).await?.fill(&mut r);
+        tokio::time::sleep_until(settle.into()).await;
+        prober.finish(&mut r).await?;
+        self.restart_ended_recordings(&mut r).await?;
+        Ok(r)
+    }
+
+    /// Starts a killed etcd member again and waits until it answers.
+    pub async fn restart_etcd_member(&mut self, name: &str) -> anyhow::Result<()> {
+        let i = self
+            .cluster
+            .etcd
+            .members
+            .iter()
+            .position(|m| m.name == name)
+            .context("no such etcd member")?;
+        self.cluster.etcd.restart_member(i).await
+    }
+
+    /// The signaling URL, with a join token, of a meeting placed on `node` (as HTTP: a
+    /// GET of it without an upgrade shows whether the node would take the join).
+    async fn token_on(&self, node: &str) -> anyhow::Result<String> {
+        let base = self
+            .controller_urls()
+            .first()
+            .cloned()
+            .context("no controller")?;
+        for (m, id) in self.meeting_ids.iter().enumerate() {
+            let on = self.cluster.placements(id).await?;
+            if !on.values().any(|n| n == node) {
+                continue;
             }
-            if stale.is_none() && fault.elapsed() >= Duration::from_secs(10) {
-                let mut n = 0;
-                for m in &self.meeting_ids {
-                    n += self
-                        .cluster
-                        .placements(m)
-                        .await?
-                        .values()
-                        .filter(|node| **node == victim)
-                        .count();
-                }
-                stale = Some(n);
+            let region = if node.contains("stockholm") {
+                "stockholm"
+            } else {
+                "oslo"
+            };
+            let j = json(
+                self.http
+                    .post(format!("{base}/v1/meetings/{id}/join"))
+                    .json(&json!({ "name": format!("witness {m}"), "region": region })),
+            )
+            .await?;
+            if j["node_id"] == node {
+                let url = j["signal_url"].as_str().context("signal url")?;
+                let token = j["token"].as_str().context("token")?;
+                // Asked without a WebSocket upgrade: the answer is the status alone.
+                let url = url.replacen("ws", "http", 1);
+                return Ok(format!("{url}?token={token}"));
             }
-            if back.len() == self.people.len() && stale.is_some() {
+        }
+        anyhow::bail!("no meeting is placed on {node}")
+    }
+
+    /// Cuts the oslo media node that hosts the most participants off from etcd (its
+    /// clients, peers and the controllers still reach it): it must fence itself (no new
+    /// joins; 503 on signaling), its participants must get media back on another node
+    /// once its lease is gone, and it must serve again when the partition heals.
+    pub async fn partition_media_node(&mut self) -> anyhow::Result<FaultReport> {
+        let victim = self
+            .busiest_node("oslo")
+            .context("no participant in oslo")?;
+        let signal = self.token_on(&victim).await?;
+        let readyz = {
+            let n = self.cluster.media_node(&victim)?;
+            format!("http://127.0.0.1:{}/readyz", n.http)
+        };
+        let before = self.rejoins_so_far();
+        let prober = self.prober();
+        self.cluster.gate(&victim)?.cut();
+        let fault = Instant::now();
+        let mut r = FaultReport::new(
+            format!("partition of media node {victim} from etcd"),
+            victim.clone(),
+            self,
+        );
+        // Fenced: not ready, and signaling with a valid token answers 503.
+        let status = async |u: &str| {
+            let r = self.http.get(u).send().await.ok()?;
+            Some(r.status().as_u16())
+        };
+        while fault.elapsed() < self.spec.patience {
+            if status(&readyz).await == Some(503) && status(&signal).await == Some(503) {
+                r.fenced_after = Some(fault.elapsed());
                 break;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        // A recording fed by the dead node: does it go on (fed by the meeting's new
-        // node)? Those that ended count as lost, and the drill starts them again.
-        let mut recordings_lost = 0;
-        let base = self.cluster.controllers[0].url();
-        for k in 0..self.recordings.len() {
-            let (rid, key, meeting) = self.recordings[k].clone();
-            if self.recording(&rid, &key).await?["state"] != "recording" {
-                recordings_lost += 1;
-                let again = start_recording(&self.http, &base, &meeting, &key).await?;
-                self.recordings[k].0 = again;
+        anyhow::ensure!(
+            r.fenced_after.is_some(),
+            "{victim} never fenced itself: {r:?}"
+        );
+        // From the fence on, its sessions end and its participants rejoin elsewhere;
+        // placements still naming it are counted 10 s later.
+        let fenced = Instant::now();
+        let stale_at = fenced + Duration::from_secs(10);
+        self.follow(fenced, &before, &victim, Some(stale_at))
+            .await?
+            .fill(&mut r);
+        prober.finish(&mut r).await?;
+        self.restart_ended_recordings(&mut r).await?;
+        // The heal: the node registers again and takes joins.
+        self.cluster.gate(&victim)?.heal();
+        let healed = Instant::now();
+        let listed = async {
+            let base = self.controller_urls().first().cloned()?;
+            while healed.elapsed() < self.spec.patience {
+                let ready = crate::http_ok(&self.http, &readyz).await.is_some();
+                let nodes = json(
+                    self.http
+                        .get(format!("{base}/v1/nodes"))
+                        .bearer_auth(&self.cluster.operator_key),
+                )
+                .await
+                .unwrap_or_default();
+                let active = nodes["nodes"].as_array().is_some_and(|n| {
+                    n.iter()
+                        .any(|n| n["id"] == victim.as_str() && n["state"] == "active")
+                });
+                if ready && active {
+                    return Some(healed.elapsed());
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
-        }
-        let fresh: Vec<bot::Rejoin> = self
-            .people
+            None
+        };
+        r.healed_after = listed.await;
+        Ok(r)
+    }
+
+    /// Cuts the controller that leads off from etcd (clients and nodes still reach it):
+    /// it must step down and say it is not ready, the other must lead, joins must go on
+    /// through the other, and it must serve again when the partition heals.
+    pub async fn partition_controller(&mut self) -> anyhow::Result<FaultReport> {
+        let leader = self.leader().await?;
+        let url = self
+            .cluster
+            .controllers
             .iter()
-            .zip(&before)
-            .flat_map(|(p, &n)| p.bot.rejoins().into_iter().skip(n))
-            .collect();
-        let lost: std::collections::BTreeSet<usize> = (0..self.people.len())
-            .filter(|i| !back.contains_key(i))
-            .map(|i| self.people[i].meeting)
-            .collect();
-        Ok(FaultReport {
-            fault: format!("kill -9 of media node {victim}"),
-            dead_node: victim.clone(),
-            meetings: self.meeting_ids.len(),
-            participants: self.people.len(),
-            rejoined: fresh.len(),
-            failed_rejoins: fresh.iter().map(|r| r.failed_attempts).sum(),
-            meetings_lost: lost.len(),
-            media_back: back.into_values().collect(),
-            stale_placements: stale.unwrap_or(usize::MAX),
-            recordings_hit: recordings_lost,
-            recordings_lost,
-            recording_gaps: Vec::new(),
-        })
+            .find(|c| c.id == leader)
+            .context("the leader")?
+            .url();
+        let before = self.rejoins_so_far();
+        let prober = self.prober();
+        self.cluster.gate(&leader)?.cut();
+        let fault = Instant::now();
+        let mut r = FaultReport::new(
+            format!("partition of controller leader {leader} from etcd"),
+            leader.clone(),
+            self,
+        );
+        let (back, followed) = tokio::join!(
+            self.leader_other_than(&leader, fault),
+            self.follow(fault, &before, &leader, None)
+        );
+        r.leader_back = back;
+        followed?.fill(&mut r);
+        // Not ready while cut off, so that a load balancer sends joins elsewhere.
+        let readyz = format!("{url}/readyz");
+        let unready = crate::eventually(
+            self.spec.patience,
+            "the cut-off controller to say it is not ready",
+            || async {
+                let st = self.http.get(&readyz).send().await.ok()?.status();
+                (st == reqwest::StatusCode::SERVICE_UNAVAILABLE).then_some(())
+            },
+        )
+        .await;
+        prober.finish(&mut r).await?;
+        unready?;
+        self.cluster.gate(&leader)?.heal();
+        let healed = Instant::now();
+        let ok = crate::eventually(
+            self.spec.patience,
+            "the healed controller to serve joins",
+            || async {
+                crate::http_ok(&self.http, &readyz).await?;
+                let j = self
+                    .http
+                    .post(format!("{url}/v1/meetings/{}/join", self.probe_meeting))
+                    .json(&json!({ "name": "after the heal", "region": "oslo" }))
+                    .send()
+                    .await
+                    .ok()?;
+                j.status().is_success().then_some(())
+            },
+        )
+        .await;
+        r.healed_after = ok.is_ok().then(|| healed.elapsed());
+        self.restart_ended_recordings(&mut r).await?;
+        Ok(r)
     }
 }

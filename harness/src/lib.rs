@@ -11,6 +11,7 @@ pub mod drill;
 pub mod janus;
 pub mod lossy;
 pub mod netns;
+pub mod partition;
 pub mod pki;
 pub mod process;
 pub mod prometheus;
@@ -163,6 +164,11 @@ pub struct ClusterSpec {
     pub join_limits: Option<serde_json::Value>,
     /// The controllers' `[turn]` (None: no TURN servers); see [`turn::Coturn`].
     pub turn: Option<serde_json::Value>,
+    /// Members of the etcd cluster.
+    pub etcd_members: usize,
+    /// Each controller and node reaches etcd through its own [`partition::Gate`], so that
+    /// a test can cut it off from etcd ([`Cluster::gate`]).
+    pub gated: bool,
 }
 
 /// Join limits that limit nothing: for tests and benchmarks that join many peers from
@@ -199,6 +205,8 @@ impl ClusterSpec {
             log_format: "text",
             join_limits: None,
             turn: None,
+            etcd_members: 1,
+            gated: false,
         }
     }
 }
@@ -241,6 +249,8 @@ pub struct Cluster {
     pub operator_key: String,
     /// Config keys added to every media node started from now on (a JSON object).
     pub media_extra: serde_json::Value,
+    /// With `spec.gated`: each process's way to etcd, by its id.
+    gates: std::collections::HashMap<String, partition::Gate>,
 }
 
 impl Cluster {
@@ -280,7 +290,8 @@ impl Cluster {
         let etcd_dir = etcd_tmp
             .as_ref()
             .map_or_else(|| dir.join("etcd"), |t| t.path().to_path_buf());
-        let etcd = Etcd::start(&etcd_dir, &dir.join("logs/etcd.log")).await?;
+        let etcd =
+            Etcd::start_members(spec.etcd_members, &etcd_dir, &dir.join("logs/etcd.log")).await?;
         let mut names: Vec<String> = (0..spec.controllers)
             .map(|i| format!("controller-{}", i + 1))
             .collect();
@@ -303,6 +314,7 @@ impl Cluster {
             recording: vec![],
             operator_key: OPERATOR_KEY.into(),
             media_extra: json!({}),
+            gates: Default::default(),
         };
         for i in 0..spec.controllers {
             c.start_controller(&format!("controller-{}", i + 1))?;
@@ -317,8 +329,34 @@ impl Cluster {
         Ok(c)
     }
 
-    fn etcd_json(&self) -> serde_json::Value {
-        json!({ "endpoints": [self.etcd.endpoint()], "lease_ttl_secs": self.spec.lease_ttl_secs, "request_timeout_ms": 2000 })
+    /// The `[etcd]` settings of process `name`: every member, through its own gate when
+    /// the cluster is gated (the gate is made the first time, and kept for restarts).
+    fn etcd_json(&mut self, name: &str) -> anyhow::Result<serde_json::Value> {
+        let endpoints = if self.spec.gated {
+            if !self.gates.contains_key(name) {
+                let members: Vec<std::net::SocketAddr> = self
+                    .etcd
+                    .members
+                    .iter()
+                    .map(|m| ([127, 0, 0, 1], m.client_port).into())
+                    .collect();
+                self.gates
+                    .insert(name.to_owned(), partition::Gate::start(&members)?);
+            }
+            self.gates[name].endpoints.clone()
+        } else {
+            self.etcd.endpoints()
+        };
+        Ok(
+            json!({ "endpoints": endpoints, "lease_ttl_secs": self.spec.lease_ttl_secs, "request_timeout_ms": 2000 }),
+        )
+    }
+
+    /// The way process `name` (a controller or node id) reaches etcd, in a gated cluster.
+    pub fn gate(&self, name: &str) -> anyhow::Result<&partition::Gate> {
+        self.gates
+            .get(name)
+            .with_context(|| format!("{name} has no gate to etcd (is the cluster gated?)"))
     }
 
     /// TLS settings of `name`, issuing its certificate if it is new to the cluster.
@@ -354,7 +392,7 @@ impl Cluster {
             "id": id,
             "listen": format!("127.0.0.1:{port}"),
             "operator_keys": [self.operator_key],
-            "etcd": self.etcd_json(),
+            "etcd": self.etcd_json(id)?,
             "tls": self.tls_json(id)?,
             "token": { "signing_key_file": self.pki.token_key_file(), "kid": "k1", "ttl_secs": self.spec.token_ttl_secs },
             "download_key_file": self.pki.download_key_file(),
@@ -417,7 +455,7 @@ impl Cluster {
             "udp_listen": udp_listen.to_string(),
             "relay_listen": format!("127.0.0.1:{relay}"),
             "capacity": { "participants": spec.capacity },
-            "etcd": self.etcd_json(),
+            "etcd": self.etcd_json(&spec.id)?,
             "tls": self.tls_json(&spec.id)?,
             "token_keys": [{ "kid": "k1", "public_key_file": self.pki.token_public_file() }],
             "drain_deadline_secs": 60,
@@ -463,7 +501,7 @@ impl Cluster {
             // Small, so that tests (several at once) keep up in real time.
             "composite": { "width": 640, "height": 360, "fps": 15, "video_kbps": 600 },
             "download_key_file": self.pki.download_key_file(),
-            "etcd": self.etcd_json(),
+            "etcd": self.etcd_json(&spec.id)?,
             "tls": self.tls_json(&spec.id)?,
             "log": { "format": self.spec.log_format },
         });

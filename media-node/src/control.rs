@@ -59,7 +59,12 @@ impl MediaNodeControl for Control {
         &self,
         req: Request<WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
-        common::node::watch(self.node.id.to_string(), req, self.node.drain.shutdown())
+        common::node::watch(
+            self.node.id.to_string(),
+            req,
+            self.node.drain.shutdown(),
+            self.node.registration.fenced(),
+        )
     }
 
     async fn drain(&self, _req: Request<DrainRequest>) -> Result<Response<DrainResponse>, Status> {

@@ -255,6 +255,29 @@ impl Node {
         }
         self.participants.fetch_sub(1, Ordering::SeqCst);
     }
+    /// Ends every session and relay of every meeting here: the node is fenced, so its
+    /// lease is gone or about to go and the meetings are being placed elsewhere. The
+    /// participants rejoin through the controller and land on a live node.
+    pub fn fence(&self) {
+        let meetings: Vec<MeetingId> = self
+            .meetings
+            .lock()
+            .expect("meetings")
+            .keys()
+            .cloned()
+            .collect();
+        if !meetings.is_empty() {
+            tracing::warn!(
+                meetings = meetings.len(),
+                participants = self.participants(),
+                "fenced: ending every session here so that the meetings move"
+            );
+        }
+        for m in &meetings {
+            self.close(m);
+        }
+    }
+
     pub fn start_drain(self: &Arc<Self>) {
         let me = self.clone();
         self.drain
@@ -461,6 +484,22 @@ pub async fn run(
         tokio::select! {
             _ = drain.cancelled() => n.start_drain(),
             _ = sd.cancelled() => {}
+        }
+    });
+    // Self-fencing (DESIGN §2): once the lease went unrenewed for its TTL, another node
+    // may host our meetings; ours end, and the participants rejoin there.
+    let n = node.clone();
+    let sd = shutdown.clone();
+    let mut fenced = node.registration.fenced();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = sd.cancelled() => return,
+                changed = fenced.changed() => if changed.is_err() { return },
+            }
+            if *fenced.borrow_and_update() {
+                n.fence();
+            }
         }
     });
 

@@ -322,7 +322,12 @@ impl RecordingNodeControl for Control {
         &self,
         req: Request<WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
-        common::node::watch(self.node.id.to_string(), req, self.node.drain.shutdown())
+        common::node::watch(
+            self.node.id.to_string(),
+            req,
+            self.node.drain.shutdown(),
+            self.node.registration.fenced(),
+        )
     }
 
     async fn drain(&self, _r: Request<DrainRequest>) -> Result<Response<DrainResponse>, Status> {
@@ -457,6 +462,29 @@ pub async fn run(
         drain: Drain::new(shutdown.clone()),
         drain_deadline: Duration::from_secs(cfg.drain_deadline_secs),
         draining_metric,
+    });
+    // Self-fencing (DESIGN §2): once the lease went unrenewed for its TTL, the leader
+    // moves our recordings to another node; ours stop here (their files and manifests
+    // stay), so that no recording is written twice.
+    let (n, sd) = (node.clone(), shutdown.clone());
+    let mut fenced = node.registration.fenced();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = sd.cancelled() => return,
+                changed = fenced.changed() => if changed.is_err() { return },
+            }
+            if *fenced.borrow_and_update() {
+                let recs = n.recordings.lock().expect("recordings");
+                if !recs.is_empty() {
+                    tracing::warn!(
+                        recordings = recs.len(),
+                        "fenced: stopping every recording here; the leader moves them"
+                    );
+                }
+                recs.values().for_each(|r| r.stop.cancel());
+            }
+        }
     });
     let sd = shutdown.clone();
     let mut cpu = CpuSampler::registered(&registry);

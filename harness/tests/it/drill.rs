@@ -37,3 +37,94 @@ async fn a_killed_recording_node_loses_no_recording_and_the_gap_is_short() {
     // The gap starts at the dead node's last heartbeat (the goal is 3 s).
     assert!(r.recording_gaps[0] < Duration::from_secs(10), "{r:?}");
 }
+
+/// The drills of the control plane's faults: short leases, so that they are quick.
+fn short() -> DrillSpec {
+    DrillSpec {
+        meetings: 1,
+        subscribers: 2,
+        lease_ttl_secs: 5,
+        ..DrillSpec::default()
+    }
+}
+
+/// Nobody's media stopped, nobody had to rejoin, and no join was refused for long.
+fn nothing_noticed(r: &harness::drill::FaultReport) {
+    assert_eq!(r.meetings_lost, 0, "{r:?}");
+    assert_eq!(r.media_back.len(), r.participants, "{r:?}");
+    assert_eq!(r.rejoined, 0, "no session ended: {r:?}");
+    assert!(r.joins_tried > 0, "{r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_killed_controller_leader_hands_over_and_joins_and_meetings_go_on() {
+    let mut drill = Drill::start(short()).await.unwrap();
+    let r = drill.kill_controller_leader().await.unwrap();
+    r.print();
+    nothing_noticed(&r);
+    // The other waits for the dead one's lease (5 s) to run out.
+    let back = r.leader_back.expect("a controller leads again");
+    assert!(back < Duration::from_secs(10), "{r:?}");
+    assert!(
+        r.join_outage <= Duration::from_secs(1),
+        "joins go to the other: {r:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_killed_etcd_member_loses_no_meeting_no_session_and_no_lease() {
+    let mut drill = Drill::start(short()).await.unwrap();
+    let r = drill.kill_etcd_member().await.unwrap();
+    r.print();
+    nothing_noticed(&r);
+    assert!(r.join_outage < Duration::from_secs(5), "{r:?}");
+    // Had a node's lease run out, its placements would have gone and its participants
+    // rejoined; and the cluster still has a leader.
+    let base = drill.cluster.controllers[0].url();
+    let nodes: serde_json::Value = reqwest::Client::new()
+        .get(format!("{base}/v1/nodes"))
+        .bearer_auth(&drill.cluster.operator_key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        nodes["nodes"].as_array().unwrap().len(),
+        drill.cluster.media.len(),
+        "{nodes}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_media_node_cut_off_from_etcd_fences_itself_its_meetings_move_and_it_serves_again_after_the_heal()
+ {
+    let mut drill = Drill::start(short()).await.unwrap();
+    let r = drill.partition_media_node().await.unwrap();
+    r.print();
+    let fenced = r.fenced_after.expect("the node fences itself");
+    // Its lease (5 s) unrenewed, plus the time to notice a failed renewal.
+    assert!(fenced < Duration::from_secs(9), "{r:?}");
+    assert!(r.rejoined > 0, "its participants move: {r:?}");
+    assert_eq!(r.meetings_lost, 0, "{r:?}");
+    assert_eq!(r.media_back.len(), r.participants, "{r:?}");
+    assert_eq!(r.stale_placements, 0, "{r:?}");
+    assert!(r.healed_after.is_some(), "it serves again: {r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_controller_cut_off_from_etcd_steps_down_says_it_is_not_ready_and_serves_again_after_the_heal()
+ {
+    let mut drill = Drill::start(short()).await.unwrap();
+    let r = drill.partition_controller().await.unwrap();
+    r.print();
+    nothing_noticed(&r);
+    let back = r.leader_back.expect("the other controller leads");
+    assert!(back < Duration::from_secs(12), "{r:?}");
+    assert!(
+        r.join_outage <= Duration::from_secs(1),
+        "joins go to the other: {r:?}"
+    );
+    assert!(r.healed_after.is_some(), "it serves again: {r:?}");
+}
