@@ -8,6 +8,12 @@ use sha2::Sha256;
 
 type HmacSha256 = Hmac<Sha256>;
 
+/// The name a recording's manifest of segment `n` keeps once a later segment of it is
+/// recorded in the same directory (`manifest.json` is always the latest segment's).
+pub fn segment_manifest_name(n: u32) -> String {
+    format!("manifest-segment-{n}.json")
+}
+
 /// The shortest key we accept, in bytes.
 pub const MIN_KEY_LEN: usize = 32;
 

@@ -155,7 +155,8 @@ impl Service {
     }
 
     /// Stops `r` on its node and stores it stopped, with the files of the manifest the
-    /// node answers, and an open gap saying `gap` if there is one.
+    /// node answers (after those of its earlier segments on that node), and an open gap
+    /// saying `gap` if there is one.
     pub(crate) async fn finish_recording(
         &self,
         r: &mut Recording,
@@ -172,15 +173,9 @@ impl Service {
         let now = common::unix_ms();
         r.state = RecordingState::Stopped;
         r.stopped_unix_ms = Some(now);
-        if let Ok(m) = serde_json::from_str::<serde_json::Value>(&manifest) {
-            r.files = m["files"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|f| f["name"].as_str().map(str::to_owned))
-                .collect();
-            r.files.push("manifest.json".into());
-        }
+        // After the files of earlier segments recorded on the same node, if any.
+        r.files.extend(manifest_files(&manifest));
+        r.files.push("manifest.json".into());
         if let Some(reason) = gap {
             r.gaps.push(Gap {
                 start_unix_ms: now,
@@ -244,4 +239,18 @@ impl Service {
         tracing::info!(recording = %r.id, "recording deleted");
         Ok(r)
     }
+}
+
+/// The names of the files a recording node's manifest (JSON) lists; none when it is not
+/// one.
+pub(crate) fn manifest_files(manifest: &str) -> Vec<String> {
+    let Ok(m) = serde_json::from_str::<serde_json::Value>(manifest) else {
+        return Vec::new();
+    };
+    m["files"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|f| f["name"].as_str().map(str::to_owned))
+        .collect()
 }

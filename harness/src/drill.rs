@@ -505,6 +505,14 @@ impl Drill {
         Ok(drill)
     }
 
+    /// The recordings the drill keeps running: (recording id, its meeting's host key).
+    pub fn recordings(&self) -> Vec<(String, String)> {
+        self.recordings
+            .iter()
+            .map(|(rid, key, _)| (rid.clone(), key.clone()))
+            .collect()
+    }
+
     /// The participants (by index) that have not had audio from every other publisher
     /// of their meeting since `since`.
     fn waiting_for_media(&self, since: Instant) -> Vec<usize> {
@@ -701,39 +709,45 @@ impl Drill {
         Ok(())
     }
 
-    /// `kill -9` of the recording node that holds the most recordings: each must go on
-    /// recording on the other node, with a gap that the recording shows.
-    pub async fn kill_recording_node(&mut self) -> anyhow::Result<FaultReport> {
+    /// The running recordings (by index) by the node in their `field` (`node_id`: the
+    /// recording node, `media_node_id`: the media node feeding them).
+    async fn recordings_by(&self, field: &str) -> anyhow::Result<BTreeMap<String, Vec<usize>>> {
         let mut on: BTreeMap<String, Vec<usize>> = BTreeMap::new();
         for (i, (rid, key, _)) in self.recordings.iter().enumerate() {
             let r = self.recording(rid, key).await?;
             if r["state"] != "recording" {
                 continue;
             }
-            let node = r["node_id"].as_str().context("recording node")?.to_owned();
+            let node = r[field].as_str().context("recording's node")?.to_owned();
             on.entry(node).or_default().push(i);
         }
-        let (victim, hit) = on
-            .into_iter()
-            .max_by_key(|(_, v)| v.len())
-            .context("no recording running")?;
-        let prober = self.prober();
-        self.cluster.recording_node(&victim)?.proc.kill9();
-        let fault = Instant::now();
+        Ok(on)
+    }
+
+    /// Waits (up to the patience from `since`) until each of the recordings `hit` goes on
+    /// with `victim` no longer in its `field`; the gap each shows for `victim`.
+    async fn recordings_moved(
+        &self,
+        hit: &[usize],
+        field: &str,
+        victim: &str,
+        since: Instant,
+    ) -> anyhow::Result<BTreeMap<usize, Duration>> {
         let mut gaps: BTreeMap<usize, Duration> = BTreeMap::new();
-        while fault.elapsed() < self.spec.patience && gaps.len() < hit.len() {
-            for &i in &hit {
+        while since.elapsed() < self.spec.patience && gaps.len() < hit.len() {
+            for &i in hit {
                 if gaps.contains_key(&i) {
                     continue;
                 }
                 let (rid, key, _) = &self.recordings[i];
                 let r = self.recording(rid, key).await?;
-                if r["state"] != "recording" || r["node_id"] == victim.as_str() {
+                if r["state"] != "recording" || r[field] == victim {
                     continue;
                 }
                 let gap = r["gaps"].as_array().and_then(|g| {
                     g.iter()
-                        .filter(|g| g["reason"].as_str().is_some_and(|w| w.contains(&victim)))
+                        .filter(|g| g["reason"].as_str().is_some_and(|w| w.contains(victim)))
+                        .filter(|g| g["end_unix_ms"].as_i64().is_some_and(|e| e > 0))
                         .filter_map(|g| {
                             Some(g["end_unix_ms"].as_i64()? - g["start_unix_ms"].as_i64()?)
                         })
@@ -745,6 +759,41 @@ impl Drill {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        Ok(gaps)
+    }
+
+    /// Fills the report's recording figures for the recordings `hit`, and starts again
+    /// any recording that ended (counted lost too, whether the fault hit it or not).
+    async fn count_recordings(
+        &mut self,
+        r: &mut FaultReport,
+        hit: &[usize],
+        gaps: BTreeMap<usize, Duration>,
+    ) -> anyhow::Result<()> {
+        r.recordings_hit = hit.len();
+        r.recordings_lost = hit.len() - gaps.len();
+        r.recording_gaps = gaps.into_values().collect();
+        let mut ended = FaultReport::new(String::new(), String::new(), self);
+        self.restart_ended_recordings(&mut ended).await?;
+        r.recordings_lost = r.recordings_lost.max(ended.recordings_lost);
+        Ok(())
+    }
+
+    /// `kill -9` of the recording node that holds the most recordings: each must go on
+    /// recording on the other node, with a gap that the recording shows.
+    pub async fn kill_recording_node(&mut self) -> anyhow::Result<FaultReport> {
+        let (victim, hit) = self
+            .recordings_by("node_id")
+            .await?
+            .into_iter()
+            .max_by_key(|(_, v)| v.len())
+            .context("no recording running")?;
+        let prober = self.prober();
+        self.cluster.recording_node(&victim)?.proc.kill9();
+        let fault = Instant::now();
+        let gaps = self
+            .recordings_moved(&hit, "node_id", &victim, fault)
+            .await?;
         let mut r = FaultReport::new(
             format!("kill -9 of recording node {victim}"),
             victim.clone(),
@@ -756,9 +805,7 @@ impl Drill {
         let lost: std::collections::BTreeSet<usize> =
             waiting.iter().map(|&i| self.people[i].meeting).collect();
         r.meetings_lost = lost.len();
-        r.recordings_hit = hit.len();
-        r.recordings_lost = hit.len() - gaps.len();
-        r.recording_gaps = gaps.into_values().collect();
+        self.count_recordings(&mut r, &hit, gaps).await?;
         Ok(r)
     }
 
@@ -779,6 +826,11 @@ impl Drill {
         let victim = self
             .busiest_node("oslo")
             .context("no participant in oslo")?;
+        let hit = self
+            .recordings_by("media_node_id")
+            .await?
+            .remove(&victim)
+            .unwrap_or_default();
         let before = self.rejoins_so_far();
         let prober = self.prober();
         self.cluster.media_node(&victim)?.proc.kill9();
@@ -793,7 +845,11 @@ impl Drill {
             .await?
             .fill(&mut r);
         prober.finish(&mut r).await?;
-        self.restart_ended_recordings(&mut r).await?;
+        // Its recordings go on, fed by the meetings' new nodes.
+        let gaps = self
+            .recordings_moved(&hit, "media_node_id", &victim, fault)
+            .await?;
+        self.count_recordings(&mut r, &hit, gaps).await?;
         Ok(r)
     }
 
@@ -922,6 +978,11 @@ impl Drill {
             let n = self.cluster.media_node(&victim)?;
             format!("http://127.0.0.1:{}/readyz", n.http)
         };
+        let hit = self
+            .recordings_by("media_node_id")
+            .await?
+            .remove(&victim)
+            .unwrap_or_default();
         let before = self.rejoins_so_far();
         let prober = self.prober();
         self.cluster.gate(&victim)?.cut();
@@ -955,7 +1016,10 @@ impl Drill {
             .await?
             .fill(&mut r);
         prober.finish(&mut r).await?;
-        self.restart_ended_recordings(&mut r).await?;
+        let gaps = self
+            .recordings_moved(&hit, "media_node_id", &victim, fenced)
+            .await?;
+        self.count_recordings(&mut r, &hit, gaps).await?;
         // The heal: the node registers again and takes joins.
         self.cluster.gate(&victim)?.heal();
         let healed = Instant::now();

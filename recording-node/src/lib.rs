@@ -236,8 +236,10 @@ impl RecordingNodeControl for Control {
                     .expect("ended")
                     .insert(id.clone(), res.clone());
             }
-            let _ = done_tx.send(Some(res));
+            // Gone from the running ones before the stopper hears of it, so that a start
+            // of its next segment right after the stop is not taken for this one.
             n.recordings.lock().expect("recordings").remove(&id);
+            let _ = done_tx.send(Some(res));
             n.set_gauges();
         });
         Ok(Response::new(StartRecordingResponse::default()))

@@ -110,21 +110,68 @@ impl FileEntry {
 }
 
 impl Manifest {
+    /// Writes `manifest.json` in `dir`. The manifest of an earlier segment recorded in
+    /// the same dir (the meeting's media node was lost and the recording went on fed by
+    /// its new one) is kept as `manifest-segment-<n>.json` first.
     pub async fn write(&self, dir: &Path) -> Result<(), RecordingError> {
+        let current = dir.join("manifest.json");
+        if let Ok(old) = tokio::fs::read(&current).await
+            && let Ok(old) = serde_json::from_slice::<Manifest>(&old)
+            && old.segment < self.segment
+        {
+            let keep = dir.join(Self::segment_name(old.segment));
+            tokio::fs::rename(&current, &keep)
+                .await
+                .map_err(io(format!("keeping {}", keep.display())))?;
+        }
         let json = serde_json::to_vec_pretty(self).expect("a manifest serialises");
         let tmp = dir.join("manifest.json.tmp");
         let writing = || format!("writing {}", tmp.display());
         tokio::fs::write(&tmp, json).await.map_err(io(writing()))?;
-        tokio::fs::rename(&tmp, dir.join("manifest.json"))
+        tokio::fs::rename(&tmp, current)
             .await
             .map_err(io(writing()))?;
         Ok(())
+    }
+
+    /// What the manifest of segment `n` is called once a later segment's is written.
+    pub fn segment_name(n: u32) -> String {
+        common::download::segment_manifest_name(n)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_later_segments_manifest_keeps_the_earlier_ones_beside_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = |segment| Manifest {
+            recording_id: "rec-1".into(),
+            meeting_id: "abc-defg-hij".into(),
+            node_id: "recording-oslo-1".into(),
+            started_unix_ms: 1,
+            segment,
+            segment_started_unix_ms: 1,
+            earlier_nodes: vec![],
+            duration_ms: 1,
+            participants: vec![],
+            files: vec![],
+            gaps: vec![],
+        };
+        m(1).write(dir.path()).await.unwrap();
+        m(2).write(dir.path()).await.unwrap();
+        let read = |name: &str| -> Manifest {
+            serde_json::from_slice(&std::fs::read(dir.path().join(name)).unwrap()).unwrap()
+        };
+        assert_eq!(read("manifest.json").segment, 2);
+        assert_eq!(read(&Manifest::segment_name(1)).segment, 1);
+        // Written again (a retried stop), the same segment replaces itself.
+        m(2).write(dir.path()).await.unwrap();
+        assert_eq!(read("manifest.json").segment, 2);
+        assert!(!dir.path().join(Manifest::segment_name(2)).exists());
+    }
 
     #[test]
     fn sha256_of_a_file_is_its_contents_digest() {

@@ -174,7 +174,13 @@ struct NodesJson {
 struct RecordingJson {
     recording_id: String,
     meeting_id: String,
+    /// The recording node writing it (its latest segment's).
     node_id: String,
+    /// The media node feeding it.
+    media_node_id: String,
+    /// 1, plus one each time it went on after a recording node or the meeting's media
+    /// node was lost.
+    segment: u32,
     state: &'static str,
     classification: String,
     started_unix_ms: i64,
@@ -224,6 +230,8 @@ impl RecordingJson {
             recording_id: r.id.to_string(),
             meeting_id: r.meeting.to_string(),
             node_id: r.node.to_string(),
+            media_node_id: r.media_node.to_string(),
+            segment: r.segment.max(1),
             state: r.state.as_str(),
             classification: r.classification,
             started_unix_ms: r.started_unix_ms,

@@ -206,10 +206,60 @@ async fn apply(service: &Service, action: Action) -> Result<(), crate::error::Ap
             m.recordings_moved.inc();
             tracing::info!(recording = %recording.id, from = ?from, %to, segment = recording.segment, "recording moved after its node was lost");
         }
+        Action::AwaitMedia { recording } => {
+            service.save(&recording).await?;
+            tracing::info!(recording = %recording.id, media = %recording.media_node, "the recording's media node was lost; it waits for the meeting to come back");
+        }
+        Action::RefeedRecording {
+            mut recording,
+            media,
+        } => {
+            let Some(addr) = service.recording_node_addr(&recording.node) else {
+                // Gone meanwhile: the next pass moves the recording.
+                return Ok(());
+            };
+            // The segment fed by the lost node ended with its feed (or ends now): its
+            // files stay where they are, listed with the recording.
+            let ended = recording.segment - 1;
+            match service
+                .nodes
+                .stop_recording(&addr, recording.id.as_str())
+                .await
+            {
+                Ok(manifest) => {
+                    recording
+                        .files
+                        .extend(crate::recordings::manifest_files(&manifest));
+                    recording
+                        .files
+                        .push(common::download::segment_manifest_name(ended));
+                }
+                Err(e) => {
+                    tracing::warn!(recording = %recording.id, segment = ended, error = %e, "could not collect the segment fed by the lost media node; its files are not listed")
+                }
+            }
+            service.save(&recording).await?;
+            if let Err(e) = service
+                .nodes
+                .start_recording(&addr, &recording, &media)
+                .await
+            {
+                recording.state = RecordingState::Failed;
+                recording.error = Some(format!(
+                    "going on fed by media node {} failed: {e}",
+                    media.id
+                ));
+                service.save(&recording).await?;
+                m.recordings_failed.inc();
+                tracing::warn!(recording = %recording.id, media = %media.id, error = %e, "could not feed a recording from the meeting's new media node");
+                return Ok(());
+            }
+            tracing::info!(recording = %recording.id, media = %media.id, segment = recording.segment, "recording goes on fed by the meeting's new media node");
+        }
         Action::FinishRecording { mut recording, gap } => {
             match service.finish_recording(&mut recording, gap).await {
                 Ok(()) => {
-                    tracing::info!(recording = %recording.id, "recording ended with its meeting or media node")
+                    tracing::info!(recording = %recording.id, "recording ended with its meeting, or its media node was lost and the meeting did not come back")
                 }
                 Err(e) => {
                     tracing::warn!(recording = %recording.id, error = %e, "could not end a recording")

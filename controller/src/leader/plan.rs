@@ -28,13 +28,32 @@ pub enum Action {
     },
     /// The recording's node is gone and it cannot go on: store it failed, saying why.
     FailRecording { recording: Recording },
-    /// The recording's meeting ended or its media node is gone: stop it on its node and
-    /// collect its files, with an open gap saying why when there is one.
+    /// The recording's meeting ended, or its media node was lost and the meeting did not
+    /// come back: stop it on its node and collect its files, with an open gap saying why
+    /// when there is one.
     FinishRecording {
         recording: Recording,
         gap: Option<String>,
     },
+    /// The meeting's media node was lost and the meeting is not on a live node yet (its
+    /// participants are rejoining): store the open gap that says the recording waits.
+    AwaitMedia { recording: Recording },
+    /// The meeting's media node was lost and the meeting is on a live node again: collect
+    /// the segment that ended with the old feed, and go on on the same recording node in
+    /// a new segment fed by `media` (the record already says so: media node, segment,
+    /// the gap closed).
+    RefeedRecording {
+        recording: Recording,
+        media: MediaNode,
+    },
 }
+
+/// How long a recording whose meeting lost its media node waits for the meeting to be
+/// on a live node again (its participants rejoin within seconds) before it ends.
+pub const MEDIA_RETURN_WAIT: Duration = Duration::from_secs(60);
+
+/// How the open gap of a recording that waits for its meeting's media ends its reason.
+const WAITING: &str = "waiting for the meeting to come back";
 
 /// When the leader last heard from nodes it found dead (their heartbeat stream), in Unix
 /// ms.
@@ -69,21 +88,18 @@ pub fn plan(
         ));
     }
     for r in running().filter(|r| view.recording.contains_key(&r.node)) {
-        let ended = view.meetings.get(&r.meeting).is_none_or(|m| m.is_ended());
-        let gap = if ended {
-            None
+        if view.meetings.get(&r.meeting).is_none_or(|m| m.is_ended()) {
+            actions.push(Action::FinishRecording {
+                recording: r.clone(),
+                gap: None,
+            });
         } else if !view.media.contains_key(&r.media_node) {
-            Some(format!(
-                "the meeting's media node {} was lost; the recording ended",
-                r.media_node
-            ))
-        } else {
-            continue;
-        };
-        actions.push(Action::FinishRecording {
-            recording: r.clone(),
-            gap,
-        });
+            let stopped = heard
+                .get(&r.media_node)
+                .copied()
+                .unwrap_or(now_unix_ms - lease_ttl.as_millis() as i64);
+            actions.extend(media_lost(view, r.clone(), now_unix_ms, stopped));
+        }
     }
     for (m, slots) in &view.placements {
         let ended = view.meetings.get(m).is_none_or(|r| r.is_ended());
@@ -104,6 +120,74 @@ pub fn plan(
         }
     }
     actions
+}
+
+/// What becomes of a recording (on a live recording node) whose meeting's media node was
+/// lost, taken to have stopped at `stopped`: fed again from the meeting's live node (one
+/// in the recording node's region first), or waiting for one with an open gap, or ended
+/// when none came within [`MEDIA_RETURN_WAIT`].
+fn media_lost(view: &ClusterView, mut r: Recording, now: i64, stopped: i64) -> Option<Action> {
+    let lost = r.media_node.clone();
+    let waiting = r
+        .gaps
+        .iter()
+        .position(|g| g.end_unix_ms == 0 && g.reason.ends_with(WAITING));
+    let region = view.recording.get(&r.node).map(|n| &n.region);
+    let live: Vec<&MediaNode> = view
+        .placements
+        .get(&r.meeting)
+        .into_iter()
+        .flat_map(|slots| slots.values())
+        .filter_map(|p| view.media.get(&p.node))
+        .collect();
+    let feed = live
+        .iter()
+        .find(|n| Some(&n.region) == region)
+        .or(live.first());
+    match (feed, waiting) {
+        (Some(media), _) => {
+            let start = match waiting {
+                Some(i) => r.gaps.remove(i).start_unix_ms,
+                None => stopped.clamp(r.started_unix_ms, now),
+            };
+            r.gaps.push(Gap {
+                start_unix_ms: start,
+                end_unix_ms: now,
+                reason: format!(
+                    "the meeting's media node {lost} was lost; continued from {}",
+                    media.id
+                ),
+            });
+            r.media_node = media.id.clone();
+            r.segment = r.segment.max(1) + 1;
+            Some(Action::RefeedRecording {
+                recording: r,
+                media: (*media).clone(),
+            })
+        }
+        (None, Some(i)) => {
+            let since = r.gaps[i].start_unix_ms;
+            if now - since < MEDIA_RETURN_WAIT.as_millis() as i64 {
+                return None;
+            }
+            r.gaps[i].reason = format!(
+                "the meeting's media node {lost} was lost and the meeting did not come back within {} s; the recording ended",
+                MEDIA_RETURN_WAIT.as_secs()
+            );
+            Some(Action::FinishRecording {
+                recording: r,
+                gap: None,
+            })
+        }
+        (None, None) => {
+            r.gaps.push(Gap {
+                start_unix_ms: stopped.clamp(r.started_unix_ms, now),
+                end_unix_ms: 0,
+                reason: format!("the meeting's media node {lost} was lost; {WAITING}"),
+            });
+            Some(Action::AwaitMedia { recording: r })
+        }
+    }
 }
 
 /// What becomes of a recording whose node was lost.
@@ -141,6 +225,9 @@ fn move_lost(
             r.earlier_nodes.push(lost.clone());
             r.segment = r.segment.max(1) + 1;
             r.node = node;
+            // Files of earlier segments listed so far are on the lost node, like the
+            // rest of its segments: `earlier_nodes` says where.
+            r.files.clear();
             Action::MoveRecording {
                 recording: r,
                 media: media.clone(),
@@ -218,7 +305,7 @@ mod tests {
     }
 
     #[test]
-    fn a_recording_of_an_ended_meeting_or_a_lost_media_node_is_finished_and_others_are_left() {
+    fn a_recording_of_an_ended_meeting_is_finished_and_others_are_left() {
         let mut v = view();
         let node = recording_node("rec-oslo-1", "oslo", 4);
         v.recording.insert(node.id.clone(), node);
@@ -229,14 +316,6 @@ mod tests {
             vec![],
             "all well"
         );
-
-        v.media.clear();
-        let actions = plan(&v, 60_000, Duration::from_secs(5), &LastHeard::new());
-        let [Action::FinishRecording { gap: Some(why), .. }] = actions.as_slice() else {
-            panic!("finished with a gap: {actions:?}");
-        };
-        assert!(why.contains("media node media-oslo-1 was lost"), "{why}");
-
         v.meetings
             .values_mut()
             .for_each(|m| m.state = MeetingState::Ended);
@@ -249,5 +328,122 @@ mod tests {
             }],
             "an ended meeting's recording ends without a gap"
         );
+    }
+
+    /// The view after `plan`'s action on the recording was stored.
+    fn stored(v: &mut ClusterView, a: &Action) {
+        let r = match a {
+            Action::AwaitMedia { recording }
+            | Action::RefeedRecording { recording, .. }
+            | Action::FinishRecording { recording, .. } => recording.clone(),
+            other => panic!("not a recording's action: {other:?}"),
+        };
+        v.recordings.insert(r.id.clone(), r);
+    }
+
+    #[test]
+    fn a_recording_whose_media_node_is_lost_waits_for_the_meeting_and_goes_on_fed_by_its_new_node()
+    {
+        let mut v = view();
+        let node = recording_node("rec-oslo-1", "oslo", 4);
+        v.recording.insert(node.id.clone(), node);
+        let r = running("rec-oslo-1", "media-oslo-1");
+        v.recordings.insert(r.id.clone(), r.clone());
+        let ttl = Duration::from_secs(5);
+        let lost = NodeId::parse("media-oslo-1").unwrap();
+        let heard = LastHeard::from([(lost.clone(), 59_500)]);
+        v.media.clear();
+
+        // Nobody has rejoined yet: the recording waits, saying so.
+        let actions = plan(&v, 60_000, ttl, &heard);
+        let [a @ Action::AwaitMedia { recording }] = actions.as_slice() else {
+            panic!("it waits: {actions:?}");
+        };
+        let gap = recording.gaps.last().unwrap();
+        assert_eq!((gap.start_unix_ms, gap.end_unix_ms), (59_500, 0), "open");
+        assert!(
+            gap.reason.contains("media-oslo-1 was lost"),
+            "{}",
+            gap.reason
+        );
+        stored(&mut v, a);
+        assert_eq!(plan(&v, 61_000, ttl, &heard), vec![], "still waiting");
+
+        // The participants rejoined: the meeting is on media-oslo-2 (and on a node in
+        // another region, which the recording does not take while one in its own is).
+        let mut place = |id: &str, region: &str| {
+            let n = media_node(id, region);
+            let slot = Slot::first(common::ids::Region::parse(region).unwrap());
+            let p = crate::model::StoredPlacement {
+                node: n.id.clone(),
+                epoch: 2,
+                placed_unix_ms: 61_000,
+                mod_revision: 9,
+            };
+            v.placements
+                .entry(r.meeting.clone())
+                .or_default()
+                .insert(slot, p);
+            v.media.insert(n.id.clone(), n);
+        };
+        place("media-sthlm-1", "stockholm");
+        place("media-oslo-2", "oslo");
+        let actions = plan(&v, 62_000, ttl, &heard);
+        let [Action::RefeedRecording { recording, media }] = actions.as_slice() else {
+            panic!("fed again: {actions:?}");
+        };
+        assert_eq!(media.id.as_str(), "media-oslo-2");
+        assert_eq!(recording.media_node.as_str(), "media-oslo-2");
+        assert_eq!(
+            recording.node.as_str(),
+            "rec-oslo-1",
+            "on the same recording node"
+        );
+        assert_eq!(recording.segment, 2);
+        let [gap] = recording.gaps.as_slice() else {
+            panic!("one gap: {:?}", recording.gaps);
+        };
+        assert_eq!((gap.start_unix_ms, gap.end_unix_ms), (59_500, 62_000));
+        assert!(
+            gap.reason.contains("continued from media-oslo-2"),
+            "{}",
+            gap.reason
+        );
+    }
+
+    #[test]
+    fn a_recording_whose_meeting_does_not_come_back_ends_saying_why() {
+        let mut v = view();
+        let node = recording_node("rec-oslo-1", "oslo", 4);
+        v.recording.insert(node.id.clone(), node);
+        v.media.clear();
+        let r = running("rec-oslo-1", "media-oslo-1");
+        v.recordings.insert(r.id.clone(), r);
+        let ttl = Duration::from_secs(5);
+        let actions = plan(&v, 60_000, ttl, &LastHeard::new());
+        let [a] = actions.as_slice() else {
+            panic!("{actions:?}")
+        };
+        stored(&mut v, a);
+        let wait = MEDIA_RETURN_WAIT.as_millis() as i64;
+        // The gap started a lease TTL back (nobody heard the node go).
+        assert_eq!(plan(&v, 55_000 + wait - 1, ttl, &LastHeard::new()), vec![]);
+        let actions = plan(&v, 55_000 + wait, ttl, &LastHeard::new());
+        let [
+            Action::FinishRecording {
+                recording,
+                gap: None,
+            },
+        ] = actions.as_slice()
+        else {
+            panic!("ended: {actions:?}");
+        };
+        let gap = recording.gaps.last().unwrap();
+        assert_eq!(
+            (gap.start_unix_ms, gap.end_unix_ms),
+            (55_000, 0),
+            "left open"
+        );
+        assert!(gap.reason.contains("did not come back"), "{}", gap.reason);
     }
 }

@@ -38,6 +38,83 @@ async fn a_killed_recording_node_loses_no_recording_and_the_gap_is_short() {
     assert!(r.recording_gaps[0] < Duration::from_secs(10), "{r:?}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_recording_fed_by_a_killed_media_node_goes_on_fed_by_the_meetings_new_node() {
+    let mut drill = Drill::start(DrillSpec {
+        meetings: 1,
+        subscribers: 1,
+        recordings: 1,
+        ..DrillSpec::default()
+    })
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let r = drill.kill_media_node().await.unwrap();
+    r.print();
+    assert_eq!(r.meetings_lost, 0, "{r:?}");
+    assert_eq!(
+        r.recordings_hit, 1,
+        "its one meeting was on the killed node: {r:?}"
+    );
+    assert_eq!(r.recordings_lost, 0, "{r:?}");
+    // From the node's last heartbeat until the new segment's start (the goal is 3 s).
+    assert!(r.recording_gaps[0] < Duration::from_secs(10), "{r:?}");
+
+    // Both segments are kept, listed and on disk: the second fed by the new node.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (rid, key) = drill.recordings().remove(0);
+    let base = drill.cluster.controllers[0].url();
+    let http = reqwest::Client::new();
+    let stopped: serde_json::Value = http
+        .post(format!("{base}/v1/recordings/{rid}/stop"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stopped["state"], "stopped", "{stopped}");
+    assert_eq!(stopped["segment"], 2, "{stopped}");
+    assert_ne!(stopped["media_node_id"], r.dead_node.as_str(), "{stopped}");
+    let files: Vec<&str> = stopped["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .collect();
+    for f in [
+        "composite.mp4",
+        "composite-s2.mp4",
+        "manifest-segment-1.json",
+        "manifest.json",
+    ] {
+        assert!(files.contains(&f), "{f} in {files:?}");
+    }
+    let node = stopped["node_id"].as_str().unwrap();
+    let dir = drill
+        .cluster
+        .recording_storage(node)
+        .join("internal")
+        .join(&rid);
+    for f in &files {
+        let len = std::fs::metadata(dir.join(f)).map(|m| m.len()).unwrap_or(0);
+        assert!(len > 0, "{f} is on disk in {}", dir.display());
+    }
+    let latest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(latest["segment"], 2);
+    let gap = latest["gaps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["reason"].as_str().unwrap().contains(&r.dead_node));
+    assert!(
+        gap.is_some(),
+        "the manifest says why there is a gap: {latest}"
+    );
+}
+
 /// The drills of the control plane's faults: short leases, so that they are quick.
 fn short() -> DrillSpec {
     DrillSpec {
