@@ -52,10 +52,26 @@ impl NodeRecord {
     }
 }
 
+/// When the lease was last renewed, and whether the node is fenced.
+struct Renewal {
+    last: Mutex<Option<Instant>>,
+    fenced: watch::Sender<bool>,
+}
+
+impl Renewal {
+    /// The lease was just renewed: the node is not fenced (at once, not at the next
+    /// check, so that the first `Watch` after registering is served).
+    fn renewed(&self) {
+        *self.last.lock().expect("registration lock") = Some(Instant::now());
+        self.fenced
+            .send_if_modified(|f| std::mem::replace(f, false));
+    }
+}
+
 /// Handle on the registration task.
 pub struct Registration {
     record: watch::Sender<NodeRecord>,
-    last_renewal: Arc<Mutex<Option<Instant>>>,
+    last_renewal: Arc<Renewal>,
     ttl: Duration,
     fenced: watch::Receiver<bool>,
     task: JoinHandle<()>,
@@ -76,30 +92,29 @@ fn fence(last: &Mutex<Option<Instant>>, ttl: Duration) -> Result<(), String> {
 
 /// Publishes whether the node is fenced, checked every 100 ms, until `shutdown`; says so
 /// when a registered node becomes fenced and when it has registered again.
-async fn watch_fence(
-    last: Arc<Mutex<Option<Instant>>>,
-    ttl: Duration,
-    fenced: watch::Sender<bool>,
-    shutdown: CancellationToken,
-) {
+async fn watch_fence(renewal: Arc<Renewal>, ttl: Duration, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_millis(100));
-    let mut served = false;
+    let mut was: Option<bool> = None;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let now = fence(&last, ttl);
-        if fenced.send_if_modified(|f| std::mem::replace(f, now.is_err()) != now.is_err()) {
-            match &now {
-                Err(why) if served => tracing::warn!(
-                    why,
-                    "fenced: this node may have been replaced; it takes no joins and ends its sessions"
-                ),
-                Ok(()) if served => tracing::info!("registered again: no longer fenced"),
-                _ => {}
-            }
-            served |= now.is_ok();
+        let now = fence(&renewal.last, ttl);
+        renewal
+            .fenced
+            .send_if_modified(|f| std::mem::replace(f, now.is_err()) != now.is_err());
+        match (&now, was) {
+            (Err(why), Some(false)) => tracing::warn!(
+                why,
+                "fenced: this node may have been replaced; it takes no joins and ends its sessions"
+            ),
+            (Ok(()), Some(true)) => tracing::info!("registered again: no longer fenced"),
+            _ => {}
+        }
+        // "Fenced" before the first registration is not news.
+        if now.is_ok() || was.is_some() {
+            was = Some(now.is_err());
         }
     }
 }
@@ -114,15 +129,13 @@ impl Registration {
         shutdown: CancellationToken,
     ) -> Self {
         let (record_tx, record_rx) = watch::channel(record);
-        let last_renewal = Arc::new(Mutex::new(None));
         let ttl = cfg.lease_ttl();
         let (fenced_tx, fenced) = watch::channel(true);
-        tokio::spawn(watch_fence(
-            last_renewal.clone(),
-            ttl,
-            fenced_tx,
-            shutdown.clone(),
-        ));
+        let last_renewal = Arc::new(Renewal {
+            last: Mutex::new(None),
+            fenced: fenced_tx,
+        });
+        tokio::spawn(watch_fence(last_renewal.clone(), ttl, shutdown.clone()));
         let task = tokio::spawn(run(
             cfg,
             node,
@@ -142,7 +155,7 @@ impl Registration {
 
     /// `Ok` while the lease was renewed within its TTL; otherwise why the node is fenced.
     pub fn check(&self) -> Result<(), String> {
-        fence(&self.last_renewal, self.ttl)
+        fence(&self.last_renewal.last, self.ttl)
     }
 
     /// Whether the node is fenced (unregistered, or its lease unrenewed for the TTL):
@@ -172,7 +185,7 @@ async fn run(
     mut record: watch::Receiver<NodeRecord>,
     mut load: watch::Receiver<NodeLoad>,
     shutdown: CancellationToken,
-    last_renewal: Arc<Mutex<Option<Instant>>>,
+    last_renewal: Arc<Renewal>,
 ) {
     let ks = Keyspace::new(&cfg.prefix);
     while !shutdown.is_cancelled() {
@@ -201,7 +214,7 @@ async fn run(
             _ = tokio::time::sleep(Duration::from_millis(500)) => {}
         }
     }
-    *last_renewal.lock().expect("registration lock") = None;
+    *last_renewal.last.lock().expect("registration lock") = None;
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -213,7 +226,7 @@ async fn session(
     record: &mut watch::Receiver<NodeRecord>,
     load: &mut watch::Receiver<NodeLoad>,
     shutdown: &CancellationToken,
-    last_renewal: &Mutex<Option<Instant>>,
+    last_renewal: &Renewal,
 ) -> Result<(), etcd_client::Error> {
     let lease = client
         .lease_grant(cfg.lease_ttl_secs as i64, None)
@@ -227,7 +240,7 @@ async fn session(
     let first_load = load.borrow().encode_to_vec();
     client.put(ks.load(node), first_load, opts()).await?;
     let (mut keeper, mut stream) = client.lease_keep_alive(lease).await?;
-    *last_renewal.lock().expect("registration lock") = Some(Instant::now());
+    last_renewal.renewed();
     tracing::info!(node = %node, lease, "registered in etcd");
 
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -254,7 +267,7 @@ async fn session(
                     Some(r) if r.ttl() > 0 => {}
                     _ => return Err(etcd_client::Error::LeaseKeepAliveError("lease expired".into())),
                 }
-                *last_renewal.lock().expect("registration lock") = Some(Instant::now());
+                last_renewal.renewed();
                 let l = NodeLoad { updated_unix_ms: crate::unix_ms(), ..*load.borrow_and_update() };
                 client.put(ks.load(node), l.encode_to_vec(), opts()).await?;
             }

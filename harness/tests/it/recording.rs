@@ -384,41 +384,90 @@ async fn a_recording_whose_node_is_killed_moves_to_another_node_and_the_manifest
     );
 }
 
+/// The meeting's media node dies; its participants come back (on the region's other
+/// node): the recording goes on, on the same recording node, in a second segment fed by
+/// the new node. Both segments' files are kept and whole, and the second holds the
+/// returning participants' audio.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn when_the_meetings_media_node_dies_the_recording_ends_with_its_files_finished() {
+async fn when_the_meetings_media_node_dies_the_recording_goes_on_in_a_new_segment_fed_by_its_new_node()
+ {
     let (mut c, api, base, meeting, host_key, bots) = recorded_meeting(1).await;
     let rec = start(&api, &base, &meeting, &host_key).await;
     let rid = rec["recording_id"].as_str().unwrap().to_owned();
     tokio::time::sleep(Duration::from_secs(4)).await;
     let media = bots[0].0.node_id.clone();
     c.media_node(&media).unwrap().proc.kill9();
-    let ended = harness::eventually(
-        Duration::from_secs(crate::TTL + 15),
-        "the recording to end after its media node died",
+    drop(bots);
+    let what = "the dead node's placements to go";
+    crate::wait_placements_gone(&c, std::slice::from_ref(&meeting), &media, what).await;
+    let back = [
+        publisher(&base, &meeting, "Ada", 440, "ball").await,
+        publisher(&base, &meeting, "Bo", 880, "smpte").await,
+    ];
+    assert_ne!(back[0].node_id, media);
+    let going_on = harness::eventually(
+        Duration::from_secs(20),
+        "the recording to go on fed by the new node",
         || async {
             let (_, v) = api
                 .operator(reqwest::Method::GET, format!("{base}/v1/recordings/{rid}"))
                 .await;
-            (v["state"] == "stopped").then_some(v)
+            (v["state"] == "recording" && v["segment"] == 2).then_some(v)
         },
     )
     .await
     .unwrap();
-    eprintln!("{ended}");
-    let gaps = ended["gaps"].as_array().unwrap();
-    assert!(
-        gaps.iter()
-            .any(|g| g["reason"].as_str().unwrap().contains(&media)),
-        "{ended}"
+    assert_eq!(
+        going_on["media_node_id"],
+        back[0].node_id.as_str(),
+        "{going_on}"
     );
-    let (dir, manifest) = written(&c, &rid);
-    assert_eq!(manifest.participants.len(), 2);
-    for f in &manifest.files {
-        assert_eq!(sha256_file(&dir.join(&f.name)).unwrap(), f.sha256);
+    assert_eq!(going_on["node_id"], "recording-oslo-1", "{going_on}");
+    let gap = going_on["gaps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["reason"].as_str().unwrap().contains(&media))
+        .cloned()
+        .unwrap_or_else(|| panic!("a gap names the lost node: {going_on}"));
+    assert!(gap["end_unix_ms"].as_i64().unwrap() > 0, "closed: {gap}");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let stopped = stop(&api, &base, &rid, &host_key).await;
+    for f in [
+        "composite.mp4",
+        "composite-s2.mp4",
+        "manifest-segment-1.json",
+        "manifest.json",
+    ] {
+        assert!(
+            stopped["files"].as_array().unwrap().iter().any(|x| x == f),
+            "{f}: {stopped}"
+        );
+    }
+
+    let (dir, second) = written(&c, &rid);
+    let first: Manifest = serde_json::from_slice(
+        &std::fs::read(dir.join(common::download::segment_manifest_name(1))).unwrap(),
+    )
+    .unwrap();
+    assert_eq!((first.segment, second.segment), (1, 2));
+    assert_eq!(first.participants.len(), 2);
+    for m in [&first, &second] {
+        for f in &m.files {
+            assert_eq!(
+                sha256_file(&dir.join(&f.name)).unwrap(),
+                f.sha256,
+                "{}",
+                f.name
+            );
+        }
     }
     let v = probe::composite(&dir.join("composite.mp4")).unwrap();
-    assert!(v.duration > Duration::from_secs(3), "{v:?}");
-    drop(bots);
+    assert!(v.duration > Duration::from_secs(3), "segment 1: {v:?}");
+    let v = probe::composite(&dir.join("composite-s2.mp4")).unwrap();
+    assert!(v.duration > Duration::from_secs(2), "segment 2: {v:?}");
+    audio_with_tone(&dir, &second, &back[0].participant_id, 440);
+    audio_with_tone(&dir, &second, &back[1].participant_id, 880);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
