@@ -7,12 +7,19 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::EtcdConfig;
 
+/// HTTP/2 pings on a connection with streams open, to notice a dead etcd: every 6 s,
+/// with 3 s to answer. etcd closes the connection of a client that pings more often than
+/// every 5 s (`--grpc-keepalive-min-time`; `too_many_pings` after two strikes), or that
+/// pings with no stream open: that broke every watch every few seconds, as
+/// "h2 protocol error: … broken pipe", when we pinged every 2 s.
+const KEEP_ALIVE: (Duration, Duration) = (Duration::from_secs(6), Duration::from_secs(3));
+
 pub fn options(cfg: &EtcdConfig) -> ConnectOptions {
     ConnectOptions::new()
         .with_timeout(cfg.request_timeout())
         .with_connect_timeout(cfg.request_timeout())
-        .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2))
-        .with_keep_alive_while_idle(true)
+        .with_keep_alive(KEEP_ALIVE.0, KEEP_ALIVE.1)
+        .with_keep_alive_while_idle(false)
 }
 
 /// Options for calls that legitimately block for long (an election campaign): no
@@ -20,8 +27,8 @@ pub fn options(cfg: &EtcdConfig) -> ConnectOptions {
 pub fn blocking_options(cfg: &EtcdConfig) -> ConnectOptions {
     ConnectOptions::new()
         .with_connect_timeout(cfg.request_timeout())
-        .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2))
-        .with_keep_alive_while_idle(true)
+        .with_keep_alive(KEEP_ALIVE.0, KEEP_ALIVE.1)
+        .with_keep_alive_while_idle(false)
 }
 
 /// Connects, retrying with backoff until etcd answers or `shutdown` fires (then `None`).

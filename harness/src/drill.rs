@@ -78,6 +78,9 @@ pub struct FaultReport {
     pub media_back: Vec<Duration>,
     /// Placements naming the dead node 10 s after the fault.
     pub stale_placements: usize,
+    /// The participant that took longest to have media again (over half a second), where
+    /// it was and whose media it waited for last.
+    pub slowest: Option<String>,
     /// Recordings the fault hit, and of those: the ones that never went on recording on
     /// another node within the patience.
     pub recordings_hit: usize,
@@ -110,6 +113,7 @@ impl FaultReport {
             meetings_lost: 0,
             media_back: Vec::new(),
             stale_placements: 0,
+            slowest: None,
             recordings_hit: 0,
             recordings_lost: 0,
             recording_gaps: Vec::new(),
@@ -142,6 +146,11 @@ impl FaultReport {
             meetings_lost: rounds.iter().map(|r| r.meetings_lost).sum(),
             media_back: rounds.iter().flat_map(|r| r.media_back.clone()).collect(),
             stale_placements: rounds.iter().map(|r| r.stale_placements).sum(),
+            slowest: rounds
+                .iter()
+                .filter(|r| r.slowest.is_some())
+                .max_by_key(|r| r.percentile(1.0))
+                .and_then(|r| r.slowest.clone()),
             recordings_hit: rounds.iter().map(|r| r.recordings_hit).sum(),
             recordings_lost: rounds.iter().map(|r| r.recordings_lost).sum(),
             recording_gaps: rounds
@@ -209,6 +218,9 @@ impl FaultReport {
                     self.stale_placements
                 );
             }
+            if let Some(s) = &self.slowest {
+                println!("  slowest: {s}");
+            }
         }
         if self.joins_tried > 0 {
             println!(
@@ -258,6 +270,8 @@ struct Participant {
     meeting: usize,
     bot: ResilientBot,
     publishes: bool,
+    name: String,
+    region: &'static str,
 }
 
 /// Sends `req` and reads the JSON of a successful answer.
@@ -353,6 +367,7 @@ impl JoinProber {
 
 /// What the participants saw of a fault (see [`Drill::follow`]).
 struct Followed {
+    slowest: Option<String>,
     rejoined: usize,
     failed_rejoins: u32,
     meetings_lost: usize,
@@ -367,6 +382,7 @@ impl Followed {
         r.meetings_lost = self.meetings_lost;
         r.media_back = self.media_back;
         r.stale_placements = self.stale_placements;
+        r.slowest = self.slowest;
     }
 }
 
@@ -455,10 +471,11 @@ impl Drill {
                 } else {
                     "stockholm"
                 };
+                let name = format!("m{m}-{}{i}", if publishes { "pub" } else { "sub" });
                 let cfg = BotConfig {
                     controller: cluster.controllers[i % cluster.controllers.len()].url(),
                     meeting: id.clone(),
-                    name: format!("m{m}-{}{i}", if publishes { "pub" } else { "sub" }),
+                    name: name.clone(),
                     password: None,
                     region: Some(region.into()),
                     publish: publishes.then(|| encoded.clone()),
@@ -471,6 +488,8 @@ impl Drill {
                     meeting: m,
                     bot,
                     publishes,
+                    name,
+                    region,
                 });
             }
             meeting_ids.push(id);
@@ -516,27 +535,53 @@ impl Drill {
     /// The participants (by index) that have not had audio from every other publisher
     /// of their meeting since `since`.
     fn waiting_for_media(&self, since: Instant) -> Vec<usize> {
+        self.missing_media(since).into_keys().collect()
+    }
+
+    /// For each participant that has not had audio from every other publisher of its
+    /// meeting since `since`: the publishers (by index) it has not had audio from (all
+    /// of them while it is between sessions).
+    fn missing_media(&self, since: Instant) -> BTreeMap<usize, Vec<usize>> {
         let current: Vec<Option<String>> =
             self.people.iter().map(|p| p.bot.participant_id()).collect();
-        let mut waiting = Vec::new();
+        let mut waiting = BTreeMap::new();
         for (i, p) in self.people.iter().enumerate() {
             let got = p.bot.received();
-            let all = self.people.iter().enumerate().all(|(j, q)| {
-                if j == i || !q.publishes || q.meeting != p.meeting {
-                    return true;
-                }
-                let Some(id) = &current[j] else {
-                    return false;
-                };
-                got.get(&(id.clone(), "audio"))
-                    .and_then(|c| c.last_arrival())
-                    .is_some_and(|at| at > since)
-            });
-            if !all || current[i].is_none() {
-                waiting.push(i);
+            let missing: Vec<usize> = (0..self.people.len())
+                .filter(|&j| {
+                    let q = &self.people[j];
+                    if j == i || !q.publishes || q.meeting != p.meeting {
+                        return false;
+                    }
+                    let Some(id) = &current[j] else {
+                        return true;
+                    };
+                    !got.get(&(id.clone(), "audio"))
+                        .and_then(|c| c.last_arrival())
+                        .is_some_and(|at| at > since)
+                })
+                .collect();
+            if !missing.is_empty() || current[i].is_none() {
+                waiting.insert(i, missing);
             }
         }
         waiting
+    }
+
+    /// Who participant `i` is and where, for a report.
+    fn describe(&self, i: usize) -> String {
+        let p = &self.people[i];
+        format!(
+            "{} ({} in {}, on {})",
+            p.name,
+            if p.publishes {
+                "publisher"
+            } else {
+                "subscriber"
+            },
+            p.region,
+            p.bot.node_id().unwrap_or_else(|| "no node".into())
+        )
     }
 
     /// The media node most participants are on, in `region`.
@@ -622,13 +667,21 @@ impl Drill {
         stale_at: Option<Instant>,
     ) -> anyhow::Result<Followed> {
         let mut back: BTreeMap<usize, Duration> = BTreeMap::new();
+        // What each participant still missed when last seen waiting.
+        let mut last_missing: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
         let mut stale = None;
         let until = fault + self.spec.patience.max(Duration::from_secs(11));
         while Instant::now() < until {
-            let waiting = self.waiting_for_media(fault);
+            let waiting = self.missing_media(fault);
             for i in 0..self.people.len() {
-                if !waiting.contains(&i) {
-                    back.entry(i).or_insert_with(|| fault.elapsed());
+                match waiting.get(&i) {
+                    Some(m) if !back.contains_key(&i) => {
+                        last_missing.insert(i, m.clone());
+                    }
+                    Some(_) => {}
+                    None => {
+                        back.entry(i).or_insert_with(|| fault.elapsed());
+                    }
                 }
             }
             if let Some(at) = stale_at.filter(|at| stale.is_none() && Instant::now() >= *at) {
@@ -656,7 +709,30 @@ impl Drill {
             .filter(|i| !back.contains_key(i))
             .map(|i| self.people[i].meeting)
             .collect();
+        let slowest = back
+            .iter()
+            .max_by_key(|(_, d)| **d)
+            .filter(|(_, d)| **d > Duration::from_millis(500))
+            .map(|(&i, d)| {
+                let waited: Vec<String> = last_missing
+                    .get(&i)
+                    .into_iter()
+                    .flatten()
+                    .map(|&j| self.describe(j))
+                    .collect();
+                format!(
+                    "{} after {:.2} s; it last waited for {}",
+                    self.describe(i),
+                    d.as_secs_f64(),
+                    if waited.is_empty() {
+                        "a session of its own".into()
+                    } else {
+                        waited.join(", ")
+                    }
+                )
+            });
         Ok(Followed {
+            slowest,
             rejoined: fresh.len(),
             failed_rejoins: fresh.iter().map(|r| r.failed_attempts).sum(),
             meetings_lost: lost.len(),

@@ -51,6 +51,8 @@ use crate::signal::MAX_CHAT_CHARS;
 /// The first pause before dialling a peer again; it doubles up to [`REDIAL_MAX`].
 const REDIAL_FIRST: Duration = Duration::from_millis(200);
 const REDIAL_MAX: Duration = Duration::from_secs(5);
+/// How long an accepted link waits for its dialler to appear in our placements.
+const PEER_GRACE: Duration = Duration::from_secs(1);
 /// The longest display name (as the controller allows).
 const MAX_NAME_CHARS: usize = 64;
 
@@ -410,6 +412,10 @@ async fn watch_placements(node: Arc<Node>, meeting: MeetingId, stop: Cancellatio
     let prefix = node.mesh.keyspace.placements_of(&meeting);
     let mut delay = REDIAL_FIRST;
     while !stop.is_cancelled() {
+        // A watch that was up and then broke is followed again at once (after the first
+        // pause): only failures to set it up back off, so that a node whose watch breaks
+        // now and then never sleeps through a placement change for long.
+        let mut watching = false;
         let result = async {
             let mut etcd = node.mesh.etcd(&node).await.ok_or(LinkError::NoEtcd)?;
             let r = etcd
@@ -433,6 +439,7 @@ async fn watch_placements(node: Arc<Node>, meeting: MeetingId, stop: Cancellatio
                     ),
                 )
                 .await?;
+            watching = true;
             loop {
                 let msg = tokio::select! {
                     _ = stop.cancelled() => return Ok(()),
@@ -465,6 +472,9 @@ async fn watch_placements(node: Arc<Node>, meeting: MeetingId, stop: Cancellatio
         .await;
         if let Err(e) = result {
             tracing::warn!(%meeting, error = %e, "following the meeting's placements failed; retrying");
+            if watching {
+                delay = REDIAL_FIRST;
+            }
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = tokio::time::sleep(delay) => {}
@@ -551,10 +561,19 @@ async fn accepted(
             "{peer} asked for meeting {meeting}, not hosted here"
         ));
     }
-    let Some(stop) = node.mesh.accept_link(&meeting, &peer) else {
-        return refused(format!(
-            "{peer} is not in the placements of meeting {meeting} (yet)"
-        ));
+    // The dialler saw the placement that names us both; our watch may see it a moment
+    // later. Waiting for it here costs less than the dialler's backoff.
+    let until = tokio::time::Instant::now() + PEER_GRACE;
+    let stop = loop {
+        if let Some(stop) = node.mesh.accept_link(&meeting, &peer) {
+            break stop;
+        }
+        if tokio::time::Instant::now() >= until {
+            return refused(format!(
+                "{peer} is not in the placements of meeting {meeting} (yet)"
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     };
     let record = node.mesh.node_record(&node, &peer).await?;
     node.mesh.check_residency(&node, &meeting, &record).await?;
