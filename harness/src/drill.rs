@@ -556,9 +556,9 @@ impl Drill {
                     let Some(id) = &current[j] else {
                         return true;
                     };
-                    !got.get(&(id.clone(), "audio"))
+                    got.get(&(id.clone(), "audio"))
                         .and_then(|c| c.last_arrival())
-                        .is_some_and(|at| at > since)
+                        .is_none_or(|at| at <= since)
                 })
                 .collect();
             if !missing.is_empty() || current[i].is_none() {
