@@ -54,6 +54,12 @@ pub struct ControllerConfig {
     pub download_link_ttl_secs: u64,
     /// Joins per client address and per meeting (429 with `Retry-After` beyond).
     pub join_limits: crate::limits::JoinLimitsConfig,
+    /// The leader's lease in the election: how long the cluster goes without a leader
+    /// (nobody buries dead nodes, moves recordings or removes stale placements) after
+    /// the leader dies. Renewed every third of it; a renewal not answered within half of
+    /// it ends the term (the leader steps down before another can win). Shorter than the
+    /// nodes' `etcd.lease_ttl_secs`, which only bounds a node nobody watches.
+    pub election_ttl_secs: u64,
     /// TURN servers per region offered in join answers, with credentials from a secret
     /// shared with them (coturn's `use-auth-secret`).
     pub turn: Option<crate::turn::TurnConfig>,
@@ -116,6 +122,7 @@ impl Default for ControllerConfig {
             download_link_ttl_secs: 3600,
             join_limits: crate::limits::JoinLimitsConfig::default(),
             turn: None,
+            election_ttl_secs: 3,
         }
     }
 }
@@ -171,6 +178,12 @@ impl ControllerConfig {
     pub fn validate(&self) -> Result<Regions, ConfigError> {
         self.etcd.validate()?;
         common::config::socket_addr("listen", &self.listen)?;
+        if !(2..=60).contains(&self.election_ttl_secs) {
+            return Err(ConfigError::key(
+                "election_ttl_secs",
+                "must be between 2 and 60",
+            ));
+        }
         if common::ids::NodeId::parse(&self.id).is_err() {
             return Err(ConfigError::key(
                 "id",

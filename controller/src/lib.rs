@@ -116,7 +116,10 @@ pub async fn run(
     let leader = tokio::spawn(leader::run(
         service.clone(),
         cfg.id.clone(),
-        Duration::from_secs(cfg.etcd.lease_ttl_secs),
+        leader::Leases {
+            election: Duration::from_secs(cfg.election_ttl_secs),
+            nodes: Duration::from_secs(cfg.etcd.lease_ttl_secs),
+        },
         shutdown.clone(),
     ));
     let mut synced = view.subscribe_synced();

@@ -21,16 +21,24 @@ use crate::nodes::NodeKind;
 use crate::service::Service;
 use crate::store::Lease;
 
-pub async fn run(
-    service: Arc<Service>,
-    id: String,
-    lease_ttl: Duration,
-    shutdown: CancellationToken,
-) {
+/// The two leases the leader deals with.
+#[derive(Clone, Copy, Debug)]
+pub struct Leases {
+    /// Its own, in the election.
+    pub election: Duration,
+    /// The nodes': how long a node nobody watches survives without renewing.
+    pub nodes: Duration,
+}
+
+pub async fn run(service: Arc<Service>, id: String, leases: Leases, shutdown: CancellationToken) {
     while !shutdown.is_cancelled() {
-        match service.store.campaign(&id, lease_ttl, &shutdown).await {
+        match service
+            .store
+            .campaign(&id, leases.election, &shutdown)
+            .await
+        {
             Ok(None) => break,
-            Ok(Some(term)) => lead(&service, &id, term, lease_ttl, &shutdown).await,
+            Ok(Some(term)) => lead(&service, &id, term, leases.nodes, &shutdown).await,
             Err(e) => tracing::warn!(error = %e, "leader election interrupted"),
         }
         service.metrics.is_leader.set(0);
