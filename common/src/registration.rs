@@ -158,6 +158,22 @@ impl Registration {
         fence(&self.last_renewal.last, self.ttl)
     }
 
+    /// Calls `fence` each time the node becomes fenced, until `shutdown`.
+    pub fn on_fenced(&self, shutdown: CancellationToken, fence: impl Fn() + Send + 'static) {
+        let mut fenced = self.fenced();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    changed = fenced.changed() => if changed.is_err() { return },
+                }
+                if *fenced.borrow_and_update() {
+                    fence();
+                }
+            }
+        });
+    }
+
     /// Whether the node is fenced (unregistered, or its lease unrenewed for the TTL):
     /// true until it first registers; changes are seen within 100 ms.
     pub fn fenced(&self) -> watch::Receiver<bool> {

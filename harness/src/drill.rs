@@ -897,6 +897,30 @@ impl Drill {
         self.cluster.wait_ready(Duration::from_secs(30)).await
     }
 
+    /// Follows media node `victim`'s participants from `gone` (its death or its fence)
+    /// until they have media again, counts the placements still naming it 10 s later,
+    /// stops the prober, and follows the recordings it fed (`hit`) to the meetings' new
+    /// nodes.
+    async fn media_node_gone(
+        &mut self,
+        r: &mut FaultReport,
+        victim: &str,
+        gone: Instant,
+        before: &[usize],
+        hit: &[usize],
+        prober: JoinProber,
+    ) -> anyhow::Result<()> {
+        let stale_at = gone + Duration::from_secs(10);
+        self.follow(gone, before, victim, Some(stale_at))
+            .await?
+            .fill(r);
+        prober.finish(r).await?;
+        let gaps = self
+            .recordings_moved(hit, "media_node_id", victim, gone)
+            .await?;
+        self.count_recordings(r, hit, gaps).await
+    }
+
     /// `kill -9` of the oslo media node that hosts the most participants.
     pub async fn kill_media_node(&mut self) -> anyhow::Result<FaultReport> {
         let victim = self
@@ -916,17 +940,27 @@ impl Drill {
             victim.clone(),
             self,
         );
-        let stale_at = fault + Duration::from_secs(10);
-        self.follow(fault, &before, &victim, Some(stale_at))
-            .await?
-            .fill(&mut r);
-        prober.finish(&mut r).await?;
-        // Its recordings go on, fed by the meetings' new nodes.
-        let gaps = self
-            .recordings_moved(&hit, "media_node_id", &victim, fault)
+        self.media_node_gone(&mut r, &victim, fault, &before, &hit, prober)
             .await?;
-        self.count_recordings(&mut r, &hit, gaps).await?;
         Ok(r)
+    }
+
+    /// Follows a fault of controller `leader` from `fault`: until another leads, and what
+    /// the participants saw meanwhile.
+    async fn hand_over(
+        &self,
+        r: &mut FaultReport,
+        leader: &str,
+        fault: Instant,
+        before: &[usize],
+    ) -> anyhow::Result<()> {
+        let (back, followed) = tokio::join!(
+            self.leader_other_than(leader, fault),
+            self.follow(fault, before, leader, None)
+        );
+        r.leader_back = back;
+        followed?.fill(r);
+        Ok(())
     }
 
     /// `kill -9` of the controller that leads: the other must take over, joins go on
@@ -948,12 +982,7 @@ impl Drill {
             leader.clone(),
             self,
         );
-        let (back, followed) = tokio::join!(
-            self.leader_other_than(&leader, fault),
-            self.follow(fault, &before, &leader, None)
-        );
-        r.leader_back = back;
-        followed?.fill(&mut r);
+        self.hand_over(&mut r, &leader, fault, &before).await?;
         prober.finish(&mut r).await?;
         self.restart_ended_recordings(&mut r).await?;
         Ok(r)
@@ -1087,15 +1116,8 @@ impl Drill {
         // From the fence on, its sessions end and its participants rejoin elsewhere;
         // placements still naming it are counted 10 s later.
         let fenced = Instant::now();
-        let stale_at = fenced + Duration::from_secs(10);
-        self.follow(fenced, &before, &victim, Some(stale_at))
-            .await?
-            .fill(&mut r);
-        prober.finish(&mut r).await?;
-        let gaps = self
-            .recordings_moved(&hit, "media_node_id", &victim, fenced)
+        self.media_node_gone(&mut r, &victim, fenced, &before, &hit, prober)
             .await?;
-        self.count_recordings(&mut r, &hit, gaps).await?;
         // The heal: the node registers again and takes joins.
         self.cluster.gate(&victim)?.heal();
         let healed = Instant::now();
@@ -1146,12 +1168,7 @@ impl Drill {
             leader.clone(),
             self,
         );
-        let (back, followed) = tokio::join!(
-            self.leader_other_than(&leader, fault),
-            self.follow(fault, &before, &leader, None)
-        );
-        r.leader_back = back;
-        followed?.fill(&mut r);
+        self.hand_over(&mut r, &leader, fault, &before).await?;
         // Not ready while cut off, so that a load balancer sends joins elsewhere.
         let readyz = format!("{url}/readyz");
         let unready = crate::eventually(

@@ -49,7 +49,8 @@ impl MediaNodeControl for Control {
         let r = req.into_inner();
         let m = meeting(&r.meeting_id)?;
         tracing::info!(meeting_id = %m, reason = r.reason, "meeting closed");
-        self.node.close(&m);
+        self.node
+            .close(&m, &format!("the meeting was closed here: {}", r.reason));
         Ok(Response::new(CloseMeetingResponse {}))
     }
 

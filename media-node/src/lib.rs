@@ -235,10 +235,11 @@ impl Node {
             .entry(m)
             .or_insert(0);
     }
-    pub fn close(&self, m: &MeetingId) {
+    /// Ends meeting `m` here: its sessions (their clients are told `why`) and its links.
+    pub fn close(&self, m: &MeetingId, why: &str) {
         self.meetings.lock().expect("meetings").remove(m);
         self.mesh.unfollow(m);
-        self.rooms.close(m);
+        self.rooms.close(m, why);
     }
     pub fn participant_joined(&self, m: &MeetingId) {
         *self
@@ -274,7 +275,7 @@ impl Node {
             );
         }
         for m in &meetings {
-            self.close(m);
+            self.close(m, FENCED);
         }
     }
 
@@ -287,6 +288,10 @@ impl Node {
         self.metrics.draining.set(1);
     }
 }
+
+/// What the clients of a fenced node are told: their session ended, and a fresh join
+/// through the controller lands them on a live node.
+pub const FENCED: &str = "this media node lost contact with the cluster (fenced): join again";
 
 /// Why the media node could not start, or stopped serving.
 #[derive(Debug, thiserror::Error)]
@@ -489,19 +494,8 @@ pub async fn run(
     // Self-fencing (DESIGN §2): once the lease went unrenewed for its TTL, another node
     // may host our meetings; ours end, and the participants rejoin there.
     let n = node.clone();
-    let sd = shutdown.clone();
-    let mut fenced = node.registration.fenced();
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                _ = sd.cancelled() => return,
-                changed = fenced.changed() => if changed.is_err() { return },
-            }
-            if *fenced.borrow_and_update() {
-                n.fence();
-            }
-        }
-    });
+    node.registration
+        .on_fenced(shutdown.clone(), move || n.fence());
 
     match relay_server {
         Some(endpoint) => {

@@ -6,7 +6,7 @@
 //! ([`Rooms::remote_upsert`], [`Rooms::remote_leave`]) and forgets them when it goes
 //! ([`Rooms::remote_forget`]). Local sessions cannot tell them from neighbours.
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use common::ids::{MeetingId, ParticipantId};
 use serde::Serialize;
@@ -48,13 +48,41 @@ pub enum RoomEvent {
     },
 }
 
+/// Ends a session, saying why (its client is told in a `closed` message).
+#[derive(Clone, Default)]
+pub struct SessionEnd {
+    token: CancellationToken,
+    why: Arc<OnceLock<String>>,
+}
+
+impl SessionEnd {
+    /// Ends the session; the first reason given is the one told.
+    pub fn end(&self, why: &str) {
+        let _ = self.why.set(why.to_owned());
+        self.token.cancel();
+    }
+
+    /// Waits until the session is ended; why.
+    pub async fn ended(&self) -> String {
+        self.token.cancelled().await;
+        self.why.get().cloned().unwrap_or_default()
+    }
+
+    pub fn is_ended(&self) -> bool {
+        self.token.is_cancelled()
+    }
+}
+
+/// Why a session ended when its participant connected again.
+pub const REPLACED: &str = "replaced by a newer session";
+
 struct Member {
     info: ParticipantInfo,
     /// The relay link a remote participant's node keeps it up to date over; None for
     /// ours.
     origin: Option<u64>,
-    /// Cancels the member's session; a reconnect with the same participant id uses it.
-    session: CancellationToken,
+    /// Ends the member's session; a reconnect with the same participant id uses it.
+    session: SessionEnd,
     generation: u64,
 }
 
@@ -86,7 +114,7 @@ pub struct Membership {
     pub meeting: MeetingId,
     pub participant: ParticipantId,
     pub generation: u64,
-    pub session: CancellationToken,
+    pub session: SessionEnd,
     pub events: broadcast::Receiver<RoomEvent>,
     /// Who else was there when we joined.
     pub others: Vec<ParticipantInfo>,
@@ -133,7 +161,7 @@ impl Rooms {
         if !room.members.contains_key(participant) && room.members.len() >= max {
             return Err(max);
         }
-        let session = CancellationToken::new();
+        let session = SessionEnd::default();
         let replaced = room.members.insert(
             participant.clone(),
             Member {
@@ -144,7 +172,7 @@ impl Rooms {
             },
         );
         if let Some(old) = &replaced {
-            old.session.cancel();
+            old.session.end(REPLACED);
         }
         let events = room.events.subscribe();
         if replaced.is_none() {
@@ -245,7 +273,7 @@ impl Rooms {
                     Member {
                         info: info.clone(),
                         origin: Some(origin),
-                        session: CancellationToken::new(),
+                        session: SessionEnd::default(),
                         generation: 0,
                     },
                 );
@@ -316,11 +344,12 @@ impl Rooms {
         (local, room.events.subscribe())
     }
 
-    /// Ends every session of a meeting (it was closed by the controller).
-    pub fn close(&self, meeting: &MeetingId) {
+    /// Ends every session of a meeting, saying `why` (it was closed by the controller,
+    /// or the node is fenced).
+    pub fn close(&self, meeting: &MeetingId, why: &str) {
         if let Some(room) = self.rooms.lock().expect("rooms").remove(meeting) {
             for m in room.members.values() {
-                m.session.cancel();
+                m.session.end(why);
             }
         }
     }
@@ -351,6 +380,22 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn a_session_ends_saying_why_replaced_or_closed() {
+        let rooms = Rooms::default();
+        let m = MeetingId::parse("m").unwrap();
+        let (a, b) = (
+            ParticipantId::parse("a").unwrap(),
+            ParticipantId::parse("b").unwrap(),
+        );
+        let first = rooms.join(&m, &a, info("a"));
+        let _again = rooms.join(&m, &a, info("a"));
+        assert_eq!(first.session.ended().await, REPLACED);
+        let other = rooms.join(&m, &b, info("b"));
+        rooms.close(&m, "fenced: join again");
+        assert_eq!(other.session.ended().await, "fenced: join again");
+    }
+
     #[test]
     fn reconnect_replaces_the_old_session_and_the_old_leave_is_ignored() {
         let rooms = Rooms::default();
@@ -358,8 +403,8 @@ mod tests {
         let p = ParticipantId::parse("p").unwrap();
         let first = rooms.join(&m, &p, info("p"));
         let second = rooms.join(&m, &p, info("p"));
-        assert!(first.session.is_cancelled());
-        assert!(!second.session.is_cancelled());
+        assert!(first.session.is_ended());
+        assert!(!second.session.is_ended());
         rooms.leave(&first);
         assert_eq!(
             rooms.participants(),
@@ -406,7 +451,7 @@ mod tests {
         // a reconnects: allowed, and replaces its old session.
         assert!(rooms.has_room(&m, &id("a"), 3));
         let a2 = rooms.try_join(&m, &id("a"), info("a"), 3).unwrap();
-        assert!(a.session.is_cancelled());
+        assert!(a.session.is_ended());
         // Someone leaves: there is room again; another meeting was never full.
         rooms.leave(&a2);
         assert!(rooms.try_join(&m, &id("c"), info("c"), 3).is_ok());

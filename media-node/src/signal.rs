@@ -291,8 +291,8 @@ async fn session(node: Arc<Node>, claims: JoinClaims, mut ws: WebSocket) {
                 let _ = ws.send(signal_msg(SignalOut::Closed(why.clone()))).await;
                 break;
             }
-            _ = membership.session.cancelled() => {
-                why = "replaced by a newer session".into();
+            ended = membership.session.ended() => {
+                why = ended;
                 let _ = ws.send(signal_msg(SignalOut::Closed(why.clone()))).await;
                 break;
             }

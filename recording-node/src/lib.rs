@@ -468,25 +468,16 @@ pub async fn run(
     // Self-fencing (DESIGN §2): once the lease went unrenewed for its TTL, the leader
     // moves our recordings to another node; ours stop here (their files and manifests
     // stay), so that no recording is written twice.
-    let (n, sd) = (node.clone(), shutdown.clone());
-    let mut fenced = node.registration.fenced();
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                _ = sd.cancelled() => return,
-                changed = fenced.changed() => if changed.is_err() { return },
-            }
-            if *fenced.borrow_and_update() {
-                let recs = n.recordings.lock().expect("recordings");
-                if !recs.is_empty() {
-                    tracing::warn!(
-                        recordings = recs.len(),
-                        "fenced: stopping every recording here; the leader moves them"
-                    );
-                }
-                recs.values().for_each(|r| r.stop.cancel());
-            }
+    let n = node.clone();
+    node.registration.on_fenced(shutdown.clone(), move || {
+        let recs = n.recordings.lock().expect("recordings");
+        if !recs.is_empty() {
+            tracing::warn!(
+                recordings = recs.len(),
+                "fenced: stopping every recording here; the leader moves them"
+            );
         }
+        recs.values().for_each(|r| r.stop.cancel());
     });
     let sd = shutdown.clone();
     let mut cpu = CpuSampler::registered(&registry);

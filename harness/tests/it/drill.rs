@@ -17,9 +17,9 @@ async fn a_killed_media_node_loses_no_meeting_and_every_participant_gets_media_b
     assert!(r.percentile(1.0) < Duration::from_secs(10), "{r:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_killed_recording_node_loses_no_recording_and_the_gap_is_short() {
-    let mut drill = Drill::start(DrillSpec {
+/// A drill of one recorded meeting, after the recording has written a while.
+async fn recorded() -> Drill {
+    let drill = Drill::start(DrillSpec {
         meetings: 1,
         subscribers: 1,
         recordings: 1,
@@ -27,8 +27,13 @@ async fn a_killed_recording_node_loses_no_recording_and_the_gap_is_short() {
     })
     .await
     .unwrap();
-    // Let the recording write a while first.
     tokio::time::sleep(Duration::from_secs(3)).await;
+    drill
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_killed_recording_node_loses_no_recording_and_the_gap_is_short() {
+    let mut drill = recorded().await;
     let r = drill.kill_recording_node().await.unwrap();
     r.print();
     assert_eq!(r.recordings_hit, 1, "{r:?}");
@@ -40,15 +45,7 @@ async fn a_killed_recording_node_loses_no_recording_and_the_gap_is_short() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_recording_fed_by_a_killed_media_node_goes_on_fed_by_the_meetings_new_node() {
-    let mut drill = Drill::start(DrillSpec {
-        meetings: 1,
-        subscribers: 1,
-        recordings: 1,
-        ..DrillSpec::default()
-    })
-    .await
-    .unwrap();
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut drill = recorded().await;
     let r = drill.kill_media_node().await.unwrap();
     r.print();
     assert_eq!(r.meetings_lost, 0, "{r:?}");
@@ -133,19 +130,25 @@ fn nothing_noticed(r: &harness::drill::FaultReport) {
     assert!(r.joins_tried > 0, "{r:?}");
 }
 
+/// The other controller led within a few seconds, and joins went to it meanwhile.
+fn handed_over(r: &harness::drill::FaultReport) {
+    // The other wins once the old leader's election lease (3 s) has run out; a leader
+    // cut off from etcd has stepped down by then (within half of it).
+    let back = r.leader_back.expect("the other controller leads");
+    assert!(back < Duration::from_secs(8), "{r:?}");
+    assert!(
+        r.join_outage <= Duration::from_secs(1),
+        "joins go to the other: {r:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_killed_controller_leader_hands_over_and_joins_and_meetings_go_on() {
     let mut drill = Drill::start(short()).await.unwrap();
     let r = drill.kill_controller_leader().await.unwrap();
     r.print();
     nothing_noticed(&r);
-    // The other waits for the dead one's election lease (3 s) to run out.
-    let back = r.leader_back.expect("a controller leads again");
-    assert!(back < Duration::from_secs(8), "{r:?}");
-    assert!(
-        r.join_outage <= Duration::from_secs(1),
-        "joins go to the other: {r:?}"
-    );
+    handed_over(&r);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -197,13 +200,6 @@ async fn a_controller_cut_off_from_etcd_steps_down_says_it_is_not_ready_and_serv
     let r = drill.partition_controller().await.unwrap();
     r.print();
     nothing_noticed(&r);
-    // It steps down within half its election lease of a renewal going unanswered; the
-    // other wins once that lease (3 s) has run out.
-    let back = r.leader_back.expect("the other controller leads");
-    assert!(back < Duration::from_secs(8), "{r:?}");
-    assert!(
-        r.join_outage <= Duration::from_secs(1),
-        "joins go to the other: {r:?}"
-    );
+    handed_over(&r);
     assert!(r.healed_after.is_some(), "it serves again: {r:?}");
 }
