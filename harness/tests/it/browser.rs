@@ -1141,8 +1141,26 @@ async fn pages_whose_node_is_killed_rejoin_on_their_own_and_see_each_other_again
     let victim = node.as_str().unwrap().to_owned();
     c.media_node(&victim).unwrap().proc.kill9();
     let killed = std::time::Instant::now();
+    let took = rejoined_elsewhere(&browsers, &[a_id, b_id], &victim, killed).await;
+    eprintln!("media back after kill -9 of {victim}: {took:?}");
+    let worst = took.iter().max().unwrap();
+    assert!(
+        *worst < Duration::from_secs(10),
+        "media came back only after {worst:?} (the lease is 30 s)"
+    );
+}
+
+/// Waits (up to 20 s) until each page has rejoined as a new participant on a node other
+/// than `victim` and decodes video from the others again; how long each took from
+/// `since`.
+async fn rejoined_elsewhere(
+    browsers: &[harness::webdriver::Browser],
+    ids: &[String],
+    victim: &str,
+    since: std::time::Instant,
+) -> Vec<Duration> {
     let mut took = Vec::new();
-    for (b, old) in browsers.iter().zip([&a_id, &b_id]) {
+    for (b, old) in browsers.iter().zip(ids) {
         let got = eventually(
             Duration::from_secs(20),
             &format!("{old}'s page to rejoin and decode video again"),
@@ -1156,17 +1174,41 @@ async fn pages_whose_node_is_killed_rejoin_on_their_own_and_see_each_other_again
             Ok(v) => v,
             Err(e) => panic!("{e}; page: {:?}", b.eval(PAGE_STATE, json!([])).await),
         };
-        took.push(killed.elapsed());
+        took.push(since.elapsed());
         let now_on = b
             .eval("return window.fjord.joined.node_id", json!([]))
             .await
             .unwrap();
-        assert_ne!(now_on.as_str(), Some(victim.as_str()), "{v}");
+        assert_ne!(now_on.as_str(), Some(victim), "{v}");
     }
-    eprintln!("media back after kill -9 of {victim}: {took:?}");
-    let worst = took.iter().max().unwrap();
-    assert!(
-        *worst < Duration::from_secs(10),
-        "media came back only after {worst:?} (the lease is 30 s)"
-    );
+    took
+}
+
+/// A media node cut off from etcd (its pages still reach it) fences itself once its
+/// lease (3 s) is gone and ends its sessions saying so: the pages rejoin on their own,
+/// on the other node of the region, and decode each other's video again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pages_whose_node_is_cut_off_from_etcd_rejoin_on_a_live_node() {
+    let c = harness::Cluster::start(harness::ClusterSpec {
+        gated: true,
+        ..crate::spec()
+    })
+    .await
+    .unwrap();
+    let api = Api::new(&c);
+    let base = c.controllers[0].url();
+    let meeting = api.create(&base, json!({ "title": "fenced" })).await;
+    let (a, a_id) = join_page(&c, &base, &meeting, "Ann").await;
+    let (b, b_id) = join_page(&c, &base, &meeting, "Bo").await;
+    let browsers = [a, b];
+    everyone_gets_everyone_elses_media(&browsers, &[a_id.clone(), b_id.clone()]).await;
+    let node = browsers[0]
+        .eval("return window.fjord.joined.node_id", json!([]))
+        .await
+        .unwrap();
+    let victim = node.as_str().unwrap().to_owned();
+    c.gate(&victim).unwrap().cut();
+    let cut = std::time::Instant::now();
+    let took = rejoined_elsewhere(&browsers, &[a_id, b_id], &victim, cut).await;
+    eprintln!("media back after {victim} was cut off from etcd: {took:?}");
 }
