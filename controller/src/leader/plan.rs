@@ -89,8 +89,16 @@ pub fn plan(
     }
     for r in running().filter(|r| view.recording.contains_key(&r.node)) {
         if view.meetings.get(&r.meeting).is_none_or(|m| m.is_ended()) {
+            // One that waited for its media when the meeting ended says so: its open gap
+            // is where it ended.
+            let mut r = r.clone();
+            for g in r.gaps.iter_mut().filter(|g| g.end_unix_ms == 0) {
+                if let Some(lost) = g.reason.strip_suffix(WAITING) {
+                    g.reason = format!("{lost}the meeting ended meanwhile");
+                }
+            }
             actions.push(Action::FinishRecording {
-                recording: r.clone(),
+                recording: r,
                 gap: None,
             });
         } else if !view.media.contains_key(&r.media_node) {
@@ -368,6 +376,31 @@ mod tests {
         );
         stored(&mut v, a);
         assert_eq!(plan(&v, 61_000, ttl, &heard), vec![], "still waiting");
+
+        // Had the meeting ended meanwhile, the recording would end in that gap, saying so.
+        let mut ended = v.clone();
+        ended
+            .meetings
+            .values_mut()
+            .for_each(|m| m.state = MeetingState::Ended);
+        let actions = plan(&ended, 61_000, ttl, &heard);
+        let [
+            Action::FinishRecording {
+                recording,
+                gap: None,
+            },
+        ] = actions.as_slice()
+        else {
+            panic!("ended: {actions:?}");
+        };
+        let gap = recording.gaps.last().unwrap();
+        assert_eq!(gap.end_unix_ms, 0, "left open");
+        assert!(
+            gap.reason
+                .ends_with("media-oslo-1 was lost; the meeting ended meanwhile"),
+            "{}",
+            gap.reason
+        );
 
         // The participants rejoined: the meeting is on media-oslo-2 (and on a node in
         // another region, which the recording does not take while one in its own is).
