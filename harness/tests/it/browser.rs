@@ -1127,27 +1127,38 @@ async fn pages_whose_node_is_killed_rejoin_on_their_own_and_see_each_other_again
     let mut c = harness::Cluster::start(crate::long_lease_spec())
         .await
         .unwrap();
-    let api = Api::new(&c);
-    let base = c.controllers[0].url();
-    let meeting = api.create(&base, json!({ "title": "failover" })).await;
-    let (a, a_id) = join_page(&c, &base, &meeting, "Ann").await;
-    let (b, b_id) = join_page(&c, &base, &meeting, "Bo").await;
-    let browsers = [a, b];
-    everyone_gets_everyone_elses_media(&browsers, &[a_id.clone(), b_id.clone()]).await;
-    let node = browsers[0]
-        .eval("return window.fjord.joined.node_id", json!([]))
-        .await
-        .unwrap();
-    let victim = node.as_str().unwrap().to_owned();
+    let (browsers, ids, victim) = two_pages(&c, "failover").await;
     c.media_node(&victim).unwrap().proc.kill9();
     let killed = std::time::Instant::now();
-    let took = rejoined_elsewhere(&browsers, &[a_id, b_id], &victim, killed).await;
+    let took = rejoined_elsewhere(&browsers, &ids, &victim, killed).await;
     eprintln!("media back after kill -9 of {victim}: {took:?}");
     let worst = took.iter().max().unwrap();
     assert!(
         *worst < Duration::from_secs(10),
         "media came back only after {worst:?} (the lease is 30 s)"
     );
+}
+
+/// Two pages in a new meeting titled `title`, each getting the other's media: the
+/// browsers, their participant ids, and the media node they are on.
+async fn two_pages(
+    c: &harness::Cluster,
+    title: &str,
+) -> ([harness::webdriver::Browser; 2], Vec<String>, String) {
+    let api = Api::new(c);
+    let base = c.controllers[0].url();
+    let meeting = api.create(&base, json!({ "title": title })).await;
+    let (a, a_id) = join_page(c, &base, &meeting, "Ann").await;
+    let (b, b_id) = join_page(c, &base, &meeting, "Bo").await;
+    let browsers = [a, b];
+    let ids = vec![a_id, b_id];
+    everyone_gets_everyone_elses_media(&browsers, &ids).await;
+    let node = browsers[0]
+        .eval("return window.fjord.joined.node_id", json!([]))
+        .await
+        .unwrap();
+    let victim = node.as_str().unwrap().to_owned();
+    (browsers, ids, victim)
 }
 
 /// Waits (up to 20 s) until each page has rejoined as a new participant on a node other
@@ -1195,20 +1206,9 @@ async fn pages_whose_node_is_cut_off_from_etcd_rejoin_on_a_live_node() {
     })
     .await
     .unwrap();
-    let api = Api::new(&c);
-    let base = c.controllers[0].url();
-    let meeting = api.create(&base, json!({ "title": "fenced" })).await;
-    let (a, a_id) = join_page(&c, &base, &meeting, "Ann").await;
-    let (b, b_id) = join_page(&c, &base, &meeting, "Bo").await;
-    let browsers = [a, b];
-    everyone_gets_everyone_elses_media(&browsers, &[a_id.clone(), b_id.clone()]).await;
-    let node = browsers[0]
-        .eval("return window.fjord.joined.node_id", json!([]))
-        .await
-        .unwrap();
-    let victim = node.as_str().unwrap().to_owned();
+    let (browsers, ids, victim) = two_pages(&c, "fenced").await;
     c.gate(&victim).unwrap().cut();
     let cut = std::time::Instant::now();
-    let took = rejoined_elsewhere(&browsers, &[a_id, b_id], &victim, cut).await;
+    let took = rejoined_elsewhere(&browsers, &ids, &victim, cut).await;
     eprintln!("media back after {victim} was cut off from etcd: {took:?}");
 }
