@@ -617,22 +617,9 @@ impl Drill {
     /// The ids of the controllers that say they lead (by their metrics): one, but during
     /// a handover none, and two would be a split brain.
     async fn leaders(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        for c in self
-            .cluster
-            .controllers
-            .iter()
-            .filter(|c| c.proc.is_running())
-        {
-            let Ok(r) = self.http.get(format!("{}/metrics", c.url())).send().await else {
-                continue;
-            };
-            let text = r.text().await.unwrap_or_default();
-            if crate::metric_value(&text, "fjord_controller_is_leader") == Some(1.0) {
-                out.push(c.id.clone());
-            }
-        }
-        out
+        let c = &self.cluster.controllers;
+        let leading = self.cluster.leaders().await;
+        leading.into_iter().map(|i| c[i].id.clone()).collect()
     }
 
     /// Waits (up to `patience`) until one controller other than `not`, and only it,
@@ -684,8 +671,7 @@ impl Drill {
                     }
                 }
             }
-            if let Some(at) = stale_at.filter(|at| stale.is_none() && Instant::now() >= *at) {
-                let _ = at;
+            if stale.is_none() && stale_at.is_some_and(|at| Instant::now() >= at) {
                 let mut n = 0;
                 for m in &self.meeting_ids {
                     let on = self.cluster.placements(m).await?;
@@ -759,14 +745,14 @@ impl Drill {
         .await
     }
 
-    /// Recordings that ended (a recording fed by a lost media node ends: a gap the
-    /// drill found): counts them in the report and starts them again.
-    async fn restart_ended_recordings(&mut self, r: &mut FaultReport) -> anyhow::Result<()> {
+    /// Starts again the recordings that ended (none should); how many there were.
+    async fn restart_ended_recordings(&mut self) -> anyhow::Result<usize> {
         let base = self
             .controller_urls()
             .first()
             .cloned()
             .context("no controller")?;
+        let mut ended = 0;
         for k in 0..self.recordings.len() {
             let (rid, key, meeting) = self.recordings[k].clone();
             let state = json(
@@ -776,12 +762,20 @@ impl Drill {
             )
             .await?;
             if state["state"] != "recording" {
-                r.recordings_hit += 1;
-                r.recordings_lost += 1;
+                ended += 1;
                 let again = start_recording(&self.http, &base, &meeting, &key).await?;
                 self.recordings[k].0 = again;
             }
         }
+        Ok(ended)
+    }
+
+    /// After a fault that should hit no recording: counts any that ended as hit and
+    /// lost, and starts them again.
+    async fn no_recording_ended(&mut self, r: &mut FaultReport) -> anyhow::Result<()> {
+        let ended = self.restart_ended_recordings().await?;
+        r.recordings_hit += ended;
+        r.recordings_lost += ended;
         Ok(())
     }
 
@@ -849,9 +843,8 @@ impl Drill {
         r.recordings_hit = hit.len();
         r.recordings_lost = hit.len() - gaps.len();
         r.recording_gaps = gaps.into_values().collect();
-        let mut ended = FaultReport::new(String::new(), String::new(), self);
-        self.restart_ended_recordings(&mut ended).await?;
-        r.recordings_lost = r.recordings_lost.max(ended.recordings_lost);
+        let ended = self.restart_ended_recordings().await?;
+        r.recordings_lost = r.recordings_lost.max(ended);
         Ok(())
     }
 
@@ -984,7 +977,7 @@ impl Drill {
         );
         self.hand_over(&mut r, &leader, fault, &before).await?;
         prober.finish(&mut r).await?;
-        self.restart_ended_recordings(&mut r).await?;
+        self.no_recording_ended(&mut r).await?;
         Ok(r)
     }
 
@@ -1019,7 +1012,7 @@ impl Drill {
         self.follow(fault, &before, "", None).await?.fill(&mut r);
         tokio::time::sleep_until(settle.into()).await;
         prober.finish(&mut r).await?;
-        self.restart_ended_recordings(&mut r).await?;
+        self.no_recording_ended(&mut r).await?;
         Ok(r)
     }
 
@@ -1048,11 +1041,8 @@ impl Drill {
             if !on.values().any(|n| n == node) {
                 continue;
             }
-            let region = if node.contains("stockholm") {
-                "stockholm"
-            } else {
-                "oslo"
-            };
+            let spec = self.cluster.media.iter().find(|n| n.spec.id == node);
+            let region = &spec.context("no such media node")?.spec.region;
             let j = json(
                 self.http
                     .post(format!("{base}/v1/meetings/{id}/join"))
@@ -1201,7 +1191,7 @@ impl Drill {
         )
         .await;
         r.healed_after = ok.is_ok().then(|| healed.elapsed());
-        self.restart_ended_recordings(&mut r).await?;
+        self.no_recording_ended(&mut r).await?;
         Ok(r)
     }
 }

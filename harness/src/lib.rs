@@ -596,6 +596,27 @@ impl Cluster {
             .context("no such recording node")
     }
 
+    /// The indexes of the running controllers that say they lead (their
+    /// `fjord_controller_is_leader` metric): one, none during a handover, two would be a
+    /// split brain.
+    pub async fn leaders(&self) -> Vec<usize> {
+        let http = reqwest::Client::new();
+        let mut out = Vec::new();
+        for (i, c) in self.controllers.iter().enumerate() {
+            if !c.proc.is_running() {
+                continue;
+            }
+            let Ok(r) = http.get(format!("{}/metrics", c.url())).send().await else {
+                continue;
+            };
+            let text = r.text().await.unwrap_or_default();
+            if metric_value(&text, "fjord_controller_is_leader") == Some(1.0) {
+                out.push(i);
+            }
+        }
+        out
+    }
+
     /// The placements of `meeting` in etcd: slot → media node.
     pub async fn placements(
         &self,

@@ -160,19 +160,7 @@ async fn killed_leader_is_replaced_within_the_lease_ttl_and_the_new_leader_recon
 }
 
 async fn leader_of(c: &harness::Cluster) -> Option<usize> {
-    let mut leaders = Vec::new();
-    for (i, ctl) in c.controllers.iter().enumerate() {
-        if !ctl.proc.is_running() {
-            continue;
-        }
-        let Ok(resp) = reqwest::get(format!("{}/metrics", ctl.url())).await else {
-            continue;
-        };
-        let text = resp.text().await.unwrap_or_default();
-        if harness::metric_value(&text, "fjord_controller_is_leader") == Some(1.0) {
-            leaders.push(i);
-        }
-    }
+    let leaders = c.leaders().await;
     assert!(leaders.len() <= 1, "two leaders at once: {leaders:?}");
     leaders.first().copied()
 }
