@@ -43,6 +43,8 @@ pub struct BotConfig {
     pub meeting: String,
     pub name: String,
     pub password: Option<String>,
+    /// The meeting's host key: join as its host.
+    pub host_key: Option<String>,
     pub region: Option<String>,
     /// What to publish; `None` joins as a listener only.
     pub publish: Option<Arc<Clip>>,
@@ -326,6 +328,11 @@ pub struct Bot {
     events: Arc<Mutex<Vec<Value>>>,
     /// The `welcome` message.
     pub welcome: Value,
+    /// The `waiting` message, when we waited in the waiting room first (else null).
+    pub waited: Value,
+    /// The signaling URL and join token the controller gave us.
+    pub signal_url: String,
+    pub token: String,
     to_node: mpsc::UnboundedSender<Value>,
     /// Why the session ended (signaling closed, media failed), once it has.
     ended: watch::Receiver<Option<String>>,
@@ -351,16 +358,21 @@ async fn refused(what: &str, resp: reqwest::Response) -> anyhow::Error {
 }
 
 /// Creates a meeting (an operator call: `POST /v1/meetings` with `body`); returns its id.
+/// Without a waiting room unless `body` asks for one: bots have no host to admit them.
 pub async fn create_meeting(
     http: &reqwest::Client,
     controller: &str,
     operator_key: &str,
     body: &Value,
 ) -> anyhow::Result<String> {
+    let mut body = body.clone();
+    if body.get("waiting_room").is_none() {
+        body["waiting_room"] = false.into();
+    }
     let resp = http
         .post(format!("{}/v1/meetings", controller.trim_end_matches('/')))
         .bearer_auth(operator_key)
-        .json(body)
+        .json(&body)
         .send()
         .await
         .context("reach the controller")?;
@@ -394,16 +406,7 @@ impl Bot {
 
     async fn join_inner(cfg: BotConfig, lost_node: Option<&str>) -> anyhow::Result<Bot> {
         let started = Instant::now();
-        let (joined, ws) = open_signaling(
-            &cfg.controller,
-            &cfg.meeting,
-            &cfg.name,
-            cfg.password.as_deref(),
-            cfg.region.as_deref(),
-            cfg.signal_ca.as_deref().map(Vec::as_slice),
-            lost_node,
-        )
-        .await?;
+        let (joined, ws) = open_signaling(&cfg, lost_node).await?;
         let field = |k: &str| -> anyhow::Result<String> {
             joined[k]
                 .as_str()
@@ -412,6 +415,7 @@ impl Bot {
         };
         let (mut ws_tx, mut ws_rx) = ws.split();
         let welcome = joined["welcome"].clone();
+        let waited = joined["waited"].clone();
 
         let received = Arc::new(Mutex::new(Received::new()));
         let (gathered_tx, mut gathered) = watch::channel(false);
@@ -628,6 +632,9 @@ impl Bot {
             mids,
             events,
             welcome,
+            waited,
+            signal_url: field("signal_url")?,
+            token: field("token")?,
             to_node,
             ended,
             tasks,
@@ -840,12 +847,7 @@ async fn negotiate(pc: &dyn PeerConnection, msg: &Value) -> anyhow::Result<Negot
 /// names; returns the join response, with the node's `welcome` under `"welcome"`, and
 /// the socket.
 pub(crate) async fn open_signaling(
-    controller: &str,
-    meeting: &str,
-    name: &str,
-    password: Option<&str>,
-    region: Option<&str>,
-    signal_ca: Option<&[u8]>,
+    cfg: &BotConfig,
     lost_node: Option<&str>,
 ) -> anyhow::Result<(
     Value,
@@ -854,10 +856,17 @@ pub(crate) async fn open_signaling(
     let http = reqwest::Client::new();
     let resp = http
         .post(format!(
-            "{}/v1/meetings/{meeting}/join",
-            controller.trim_end_matches('/'),
+            "{}/v1/meetings/{}/join",
+            cfg.controller.trim_end_matches('/'),
+            cfg.meeting,
         ))
-        .json(&json!({ "name": name, "password": password, "region": region, "lost_node": lost_node }))
+        .json(&json!({
+            "name": cfg.name,
+            "password": cfg.password,
+            "host_key": cfg.host_key,
+            "region": cfg.region,
+            "lost_node": lost_node,
+        }))
         .send()
         .await
         .context("reach the controller")?;
@@ -873,7 +882,7 @@ pub(crate) async fn open_signaling(
     };
     let url = format!("{}?token={}", field("signal_url")?, field("token")?);
     let connector = if url.starts_with("wss://") {
-        Some(tls_connector(signal_ca)?)
+        Some(tls_connector(cfg.signal_ca.as_deref().map(Vec::as_slice))?)
     } else {
         None
     };
@@ -881,7 +890,13 @@ pub(crate) async fn open_signaling(
         tokio_tungstenite::connect_async_tls_with_config(&url, None, false, connector)
             .await
             .context("open the signaling WebSocket")?;
-    let welcome = next_json(&mut ws).await?;
+    let mut welcome = next_json(&mut ws).await?;
+    // In a meeting with a waiting room, the node says so and the welcome comes once a
+    // host lets us in (or `closed`, if one turns us away).
+    if welcome["type"] == "waiting" {
+        joined["waited"] = welcome;
+        welcome = next_json(&mut ws).await?;
+    }
     if welcome["type"] != "welcome" {
         bail!("expected welcome, got {welcome}");
     }

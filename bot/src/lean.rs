@@ -507,16 +507,17 @@ async fn join_fjord(
         bail!("not a Fjord meeting");
     };
     let started = Instant::now();
-    let (_joined, mut ws) = crate::client::open_signaling(
-        controller,
-        meeting,
-        name,
-        None,
-        region.as_deref(),
-        None,
-        None,
-    )
-    .await?;
+    let cfg = crate::BotConfig {
+        controller: controller.clone(),
+        meeting: meeting.clone(),
+        name: name.to_owned(),
+        password: None,
+        host_key: None,
+        region: region.clone(),
+        publish: None,
+        signal_ca: None,
+    };
+    let (_joined, mut ws) = crate::client::open_signaling(&cfg, None).await?;
     let (socket, local, mut rtc) = lean_rtc(Ipv4Addr::LOCALHOST.into()).await?;
     let (offer, pending, sending) = if packets.is_some() {
         publish_offer(&mut rtc)?

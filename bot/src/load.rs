@@ -99,6 +99,7 @@ impl Load {
                     format!("sub-{}", i - spec.publishers)
                 },
                 password: spec.password.clone(),
+                host_key: None,
                 region: if i < spec.publishers {
                     spec.region.clone()
                 } else {

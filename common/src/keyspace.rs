@@ -39,6 +39,8 @@ pub enum Key {
     Load(NodeId),
     Meeting(MeetingId),
     Placement(MeetingId, Slot),
+    /// What the meeting's hosts decided (`MeetingRoomRecord`).
+    Room(MeetingId),
     Recording(RecordingId),
     Other,
 }
@@ -64,6 +66,9 @@ impl Keyspace {
     }
     pub fn meeting(&self, id: &MeetingId) -> String {
         format!("{}/meetings/{id}", self.prefix)
+    }
+    pub fn room(&self, id: &MeetingId) -> String {
+        format!("{}/meetings/{id}/room", self.prefix)
     }
     pub fn placements_of(&self, id: &MeetingId) -> String {
         format!("{}/meetings/{id}/placement/", self.prefix)
@@ -91,6 +96,7 @@ impl Keyspace {
             ["nodes", "recording", id] => NodeId::parse(id).ok().map(Key::RecordingNode),
             ["load", id] => NodeId::parse(id).ok().map(Key::Load),
             ["meetings", id] => MeetingId::parse(id).ok().map(Key::Meeting),
+            ["meetings", id, "room"] => MeetingId::parse(id).ok().map(Key::Room),
             ["meetings", id, "placement", region] => MeetingId::parse(id)
                 .ok()
                 .zip(Region::parse(region).ok())
@@ -129,6 +135,7 @@ mod tests {
         );
         assert_eq!(ks.parse(&ks.load(&n)), Key::Load(n));
         assert_eq!(ks.parse(&ks.meeting(&m)), Key::Meeting(m.clone()));
+        assert_eq!(ks.parse(&ks.room(&m)), Key::Room(m.clone()));
         let first = Slot::first(r.clone());
         assert_eq!(
             ks.parse(&ks.placement(&m, &first)),

@@ -93,13 +93,13 @@ impl Service {
         &self,
         caller: &Caller,
         meeting: &Meeting,
+        what: &str,
     ) -> Result<(), ApiError> {
         let Some(bearer) = caller.bearer.clone() else {
-            return Err(ApiError::Unauthorized(
-                "recording needs the meeting's host key or an operator key: \
+            return Err(ApiError::Unauthorized(format!(
+                "{what} needs the meeting's host key or an operator key: \
                  Authorization: Bearer <key>"
-                    .into(),
-            ));
+            )));
         };
         if self.require_operator(caller).is_ok() {
             return Ok(());
@@ -108,9 +108,9 @@ impl Service {
         if blocking(move || verify_secret(&bearer, &hash)).await? {
             Ok(())
         } else {
-            Err(ApiError::Forbidden(
-                "only the meeting's host (or an operator) may record it".into(),
-            ))
+            Err(ApiError::Forbidden(format!(
+                "{what}: only for the meeting's host (or an operator)"
+            )))
         }
     }
 

@@ -19,6 +19,10 @@ pub enum ApiError {
     Unavailable(String),
     #[error("{0}")]
     Internal(String),
+    /// Refused by a decision of the meeting's hosts (403 with its own code:
+    /// `meeting_locked`).
+    #[error("{message}")]
+    RefusedByHost { code: &'static str, message: String },
     /// Over a rate limit: try again after `retry_after`.
     #[error("{message}")]
     TooManyRequests {
@@ -38,6 +42,7 @@ impl ApiError {
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal",
             ApiError::TooManyRequests { .. } => "too_many_requests",
+            ApiError::RefusedByHost { code, .. } => code,
         }
     }
 }

@@ -201,6 +201,23 @@ impl Service {
             return Err(ApiError::Conflict(format!("meeting {meeting} has ended")));
         }
         let role = self.check_secrets(&m, req.password, req.host_key).await?;
+        let (locked, ended) = self.view.read(|v| {
+            v.rooms
+                .get(&meeting)
+                .map_or((false, false), |r| (r.locked, r.ended))
+        });
+        if ended {
+            return Err(ApiError::Conflict(format!(
+                "meeting {meeting} has ended: its host ended it for everyone"
+            )));
+        }
+        // A host (with the host key) still gets into a meeting they locked.
+        if locked && role != Role::Host {
+            return Err(ApiError::RefusedByHost {
+                code: "meeting_locked",
+                message: "this meeting is locked by its host: nobody new can join".into(),
+            });
+        }
         if let Some(lost) = &req.lost_node {
             self.check_lost_node(&meeting, lost).await;
         }

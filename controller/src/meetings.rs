@@ -4,7 +4,7 @@ use common::ids::{MeetingId, NodeId, Region};
 
 use crate::auth::{Caller, blocking, hash_secret, random_secret};
 use crate::error::{ApiError, truncate};
-use crate::model::{Meeting, MeetingState};
+use crate::model::{HostAction, Meeting, MeetingState, Room};
 use crate::service::Service;
 
 pub const MAX_TITLE_CHARS: usize = 200;
@@ -18,6 +18,8 @@ pub struct NewMeeting {
     pub password: Option<String>,
     pub residency: Option<String>,
     pub classification: Option<String>,
+    /// None: on for a meeting without a password.
+    pub waiting_room: Option<bool>,
 }
 
 /// A meeting as the API shows it: the meeting and where its participants are placed.
@@ -25,6 +27,8 @@ pub struct NewMeeting {
 pub struct MeetingInfo {
     pub meeting: Meeting,
     pub placements: Vec<(Region, NodeId)>,
+    /// What its hosts decided.
+    pub room: Room,
 }
 
 impl Service {
@@ -88,7 +92,7 @@ impl Service {
             state: MeetingState::Active,
             created_unix_ms: common::unix_ms(),
             ended_unix_ms: None,
-            waiting_room: false,
+            waiting_room: req.waiting_room.unwrap_or(req.password.is_none()),
             locked: false,
         };
         for _ in 0..5 {
@@ -102,6 +106,7 @@ impl Service {
                 let info = MeetingInfo {
                     meeting,
                     placements: vec![],
+                    room: Room::default(),
                 };
                 return Ok((info, host_key));
             }
@@ -110,18 +115,41 @@ impl Service {
     }
 
     fn info(&self, meeting: Meeting) -> MeetingInfo {
-        let placements = self.view.read(|v| {
-            v.placements
+        let (placements, room) = self.view.read(|v| {
+            let placements = v
+                .placements
                 .get(&meeting.id)
                 .into_iter()
                 .flatten()
                 .map(|(s, p)| (s.region.clone(), p.node.clone()))
-                .collect()
+                .collect();
+            (
+                placements,
+                v.rooms.get(&meeting.id).cloned().unwrap_or_default(),
+            )
         });
         MeetingInfo {
             meeting,
             placements,
+            room,
         }
+    }
+
+    /// The meeting's audit trail: what its hosts did, oldest first. For its host (host
+    /// key) and operators.
+    pub async fn audit(
+        &self,
+        caller: &Caller,
+        id: &str,
+    ) -> Result<(MeetingId, Vec<HostAction>), ApiError> {
+        let meeting = self.hosted_meeting(caller, id, "the audit").await?;
+        let actions = self.view.read(|v| {
+            v.rooms
+                .get(&meeting.id)
+                .map(|r| r.actions.clone())
+                .unwrap_or_default()
+        });
+        Ok((meeting.id, actions))
     }
 
     pub async fn get_meeting(&self, caller: &Caller, id: &str) -> Result<MeetingInfo, ApiError> {
@@ -193,9 +221,13 @@ impl Service {
                 tracing::warn!(meeting = %id, error = %e, "could not tell a node the meeting ended");
             }
         }
+        let room = self
+            .view
+            .read(|v| v.rooms.get(&meeting.id).cloned().unwrap_or_default());
         Ok(MeetingInfo {
             meeting,
             placements: vec![],
+            room,
         })
     }
 }

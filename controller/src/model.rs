@@ -45,6 +45,32 @@ impl Meeting {
     }
 }
 
+/// What a meeting's hosts decided in it (its room record, written by the media nodes).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Room {
+    pub locked: bool,
+    /// A host ended the meeting for everyone.
+    pub ended: bool,
+    /// Participants a host turned away at the waiting room or removed: never let in again.
+    pub denied: Vec<String>,
+    pub removed: Vec<String>,
+    /// Every host action, oldest first (the newest 1000).
+    pub actions: Vec<HostAction>,
+}
+
+/// One entry of a meeting's audit trail.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct HostAction {
+    pub seq: u64,
+    pub unix_ms: i64,
+    pub by: String,
+    pub by_name: String,
+    pub by_role: String,
+    pub action: String,
+    pub target: String,
+    pub detail: String,
+}
+
 /// Whether a node takes new work.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NodeState {

@@ -46,17 +46,22 @@ impl Service {
     /// The recording, once the caller is shown to be its meeting's host.
     async fn hosted_recording(&self, caller: &Caller, rid: &str) -> Result<Recording, ApiError> {
         let r = self.recording(rid).await?;
-        self.require_host(caller, &self.meeting(&r.meeting).await?)
+        self.require_host(caller, &self.meeting(&r.meeting).await?, "recording")
             .await?;
         Ok(r)
     }
 
     /// The meeting, once the caller is shown to be its host.
-    async fn hosted_meeting(&self, caller: &Caller, id: &str) -> Result<Meeting, ApiError> {
+    pub(crate) async fn hosted_meeting(
+        &self,
+        caller: &Caller,
+        id: &str,
+        what: &str,
+    ) -> Result<Meeting, ApiError> {
         let id = MeetingId::parse(id)
             .map_err(|_| ApiError::NotFound(format!("meeting {id:?} does not exist")))?;
         let meeting = self.meeting(&id).await?;
-        self.require_host(caller, &meeting).await?;
+        self.require_host(caller, &meeting, what).await?;
         Ok(meeting)
     }
 
@@ -65,7 +70,7 @@ impl Service {
         caller: &Caller,
         meeting_id: &str,
     ) -> Result<Recording, ApiError> {
-        let meeting = self.hosted_meeting(caller, meeting_id).await?;
+        let meeting = self.hosted_meeting(caller, meeting_id, "recording").await?;
         let id = meeting.id.clone();
         if meeting.is_ended() {
             return Err(ApiError::Conflict("the meeting has ended".into()));
@@ -195,7 +200,7 @@ impl Service {
         caller: &Caller,
         meeting_id: &str,
     ) -> Result<Vec<Recording>, ApiError> {
-        let meeting = self.hosted_meeting(caller, meeting_id).await?;
+        let meeting = self.hosted_meeting(caller, meeting_id, "recording").await?;
         let mut list: Vec<Recording> = self.view.read(|v| {
             v.recordings
                 .values()

@@ -13,7 +13,7 @@ use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::model::{
-    MediaNode, Meeting, NodeLoad, NodeState, Recording, RecordingNode, StoredPlacement,
+    MediaNode, Meeting, NodeLoad, NodeState, Recording, RecordingNode, Room, StoredPlacement,
 };
 use crate::store::{Change, ClusterStore, StoreError};
 
@@ -24,6 +24,8 @@ pub struct ClusterView {
     pub load: HashMap<NodeId, NodeLoad>,
     pub meetings: HashMap<MeetingId, Meeting>,
     pub placements: HashMap<MeetingId, BTreeMap<Slot, StoredPlacement>>,
+    /// What each meeting's hosts decided (lock, who may not come back, the audit).
+    pub rooms: HashMap<MeetingId, Room>,
     pub recordings: HashMap<RecordingId, Recording>,
     pub revision: i64,
     /// Nodes whose record was deleted while it did not say draining (its lease expired:
@@ -81,6 +83,12 @@ impl ClusterView {
                         self.placements.remove(&m);
                     }
                 }
+            }
+            Change::Room(id, Some(r)) => {
+                self.rooms.insert(id, r);
+            }
+            Change::Room(id, None) => {
+                self.rooms.remove(&id);
             }
             Change::Recording(id, Some(r)) => {
                 self.recordings.insert(id, r);

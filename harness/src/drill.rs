@@ -448,7 +448,7 @@ impl Drill {
             let created = json(
                 http.post(format!("{base}/v1/meetings"))
                     .bearer_auth(&cluster.operator_key)
-                    .json(&json!({ "title": title })),
+                    .json(&json!({ "title": title, "waiting_room": false })),
             )
             .await?;
             Ok((
@@ -477,6 +477,7 @@ impl Drill {
                     meeting: id.clone(),
                     name: name.clone(),
                     password: None,
+                    host_key: None,
                     region: Some(region.into()),
                     publish: publishes.then(|| encoded.clone()),
                     signal_ca: None,

@@ -39,6 +39,7 @@ impl MediaNodeControl for Control {
         tracing::info!(meeting_id = %m, epoch = r.epoch, "meeting prepared");
         self.node.prepare(m.clone());
         crate::mesh::Mesh::follow(&self.node, &m);
+        crate::hosts::Hosts::follow(&self.node, &m);
         Ok(Response::new(PrepareMeetingResponse {}))
     }
 

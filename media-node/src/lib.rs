@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod control;
+pub mod hosts;
 pub mod mesh;
 pub mod relay_server;
 pub mod room;
@@ -211,12 +212,28 @@ pub struct Node {
     /// Links to the other media nodes of our meetings.
     pub mesh: mesh::Mesh,
     pub etcd: common::config::EtcdConfig,
+    etcd_client: tokio::sync::OnceCell<etcd_client::Client>,
+    /// What the hosts of our meetings decided (lock, waiting room, roles, …).
+    pub hosts: hosts::Hosts,
     /// Prepared meetings and their connected participants.
     meetings: Mutex<HashMap<MeetingId, u32>>,
     participants: AtomicU32,
 }
 
 impl Node {
+    /// A connection to etcd (made once, at first use); None when the node shuts down
+    /// before etcd answers.
+    pub async fn etcd_client(&self) -> Option<etcd_client::Client> {
+        self.etcd_client
+            .get_or_try_init(|| async {
+                common::etcd::connect(&self.etcd, &self.shutdown)
+                    .await
+                    .ok_or(())
+            })
+            .await
+            .ok()
+            .cloned()
+    }
     pub fn participants(&self) -> u32 {
         self.participants.load(Ordering::SeqCst)
     }
@@ -239,6 +256,7 @@ impl Node {
     pub fn close(&self, m: &MeetingId, why: &str) {
         self.meetings.lock().expect("meetings").remove(m);
         self.mesh.unfollow(m);
+        self.hosts.unfollow(m);
         self.rooms.close(m, why);
     }
     pub fn participant_joined(&self, m: &MeetingId) {
@@ -455,6 +473,8 @@ pub async fn run(
             mesh_metrics,
         ),
         etcd: cfg.etcd.clone(),
+        etcd_client: tokio::sync::OnceCell::new(),
+        hosts: hosts::Hosts::new(common::keyspace::Keyspace::new(&cfg.etcd.prefix)),
         meetings: Mutex::default(),
         participants: AtomicU32::new(0),
     });

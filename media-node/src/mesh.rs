@@ -187,7 +187,6 @@ pub struct Mesh {
     keyspace: Keyspace,
     /// The endpoint we dial from; None without TLS (then there is no relay at all).
     client: Option<quinn::Endpoint>,
-    etcd: tokio::sync::OnceCell<etcd_client::Client>,
     conns: tokio::sync::Mutex<HashMap<NodeId, Arc<PeerConn>>>,
     meetings: Mutex<HashMap<MeetingId, Followed>>,
     pub metrics: MeshMetrics,
@@ -205,23 +204,10 @@ impl Mesh {
         Self {
             keyspace,
             client,
-            etcd: tokio::sync::OnceCell::new(),
             conns: tokio::sync::Mutex::new(HashMap::new()),
             meetings: Mutex::new(HashMap::new()),
             metrics,
         }
-    }
-
-    async fn etcd(&self, node: &Node) -> Option<etcd_client::Client> {
-        self.etcd
-            .get_or_try_init(|| async {
-                common::etcd::connect(&node.etcd, &node.shutdown)
-                    .await
-                    .ok_or(())
-            })
-            .await
-            .ok()
-            .cloned()
     }
 
     /// Starts following `meeting`'s placements (idempotent): links to the other nodes
@@ -370,7 +356,7 @@ impl Mesh {
     }
 
     async fn node_record(&self, node: &Node, id: &NodeId) -> Result<MediaNodeRecord, LinkError> {
-        let mut etcd = self.etcd(node).await.ok_or(LinkError::NoEtcd)?;
+        let mut etcd = node.etcd_client().await.ok_or(LinkError::NoEtcd)?;
         let key = self.keyspace.media_node(id);
         let r = etcd.get(key.as_str(), None).await?;
         let kv = r
@@ -387,7 +373,7 @@ impl Mesh {
         meeting: &MeetingId,
         peer: &MediaNodeRecord,
     ) -> Result<(), LinkError> {
-        let mut etcd = self.etcd(node).await.ok_or(LinkError::NoEtcd)?;
+        let mut etcd = node.etcd_client().await.ok_or(LinkError::NoEtcd)?;
         let key = self.keyspace.meeting(meeting);
         let r = etcd.get(key.as_str(), None).await?;
         let Some(kv) = r.kvs().first() else {
@@ -417,7 +403,7 @@ async fn watch_placements(node: Arc<Node>, meeting: MeetingId, stop: Cancellatio
         // now and then never sleeps through a placement change for long.
         let mut watching = false;
         let result = async {
-            let mut etcd = node.mesh.etcd(&node).await.ok_or(LinkError::NoEtcd)?;
+            let mut etcd = node.etcd_client().await.ok_or(LinkError::NoEtcd)?;
             let r = etcd
                 .get(prefix.as_str(), Some(GetOptions::new().with_prefix()))
                 .await?;
@@ -709,6 +695,9 @@ fn participant_msg(p: &ParticipantInfo) -> RelayControl {
             role: p.role.into(),
             audio_muted: p.audio_muted,
             video_muted: p.video_muted,
+            hand_raised_unix_ms: p.hand_raised_unix_ms.unwrap_or(0),
+            waiting: p.waiting,
+            joined_unix_ms: p.joined_unix_ms,
         })),
     }
 }
@@ -808,6 +797,12 @@ async fn run_link(
                     Ok(RoomEvent::ParticipantLeft { participant_id }) => {
                         if told.remove(&participant_id).is_some() {
                             writer.send(&control(Msg::ParticipantLeft(ParticipantGone { participant_id }))).await?;
+                        }
+                    }
+                    Ok(RoomEvent::ParticipantUpdated { participant }) => {
+                        if let Some(p) = told.get_mut(&participant.participant_id) {
+                            *p = participant;
+                            writer.send(&participant_msg(p)).await?;
                         }
                     }
                     Ok(RoomEvent::Mute { participant_id, audio_muted, video_muted }) => {
@@ -933,6 +928,9 @@ fn handle_far(
                 role: role_of(&p.role),
                 audio_muted: p.audio_muted,
                 video_muted: p.video_muted,
+                hand_raised_unix_ms: (p.hand_raised_unix_ms > 0).then_some(p.hand_raised_unix_ms),
+                waiting: p.waiting,
+                joined_unix_ms: p.joined_unix_ms,
             },
         ),
         Msg::ParticipantLeft(p) => node.rooms.remote_leave(meeting, origin, &p.participant_id),

@@ -13,13 +13,61 @@ use serde::Serialize;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
 pub struct ParticipantInfo {
     pub participant_id: String,
     pub name: String,
     pub role: &'static str,
     pub audio_muted: bool,
     pub video_muted: bool,
+    /// When the hand went up; None while it is down. Hands are listed in this order.
+    pub hand_raised_unix_ms: Option<i64>,
+    /// In the waiting room: shown to hosts and co-hosts only, gets no media.
+    pub waiting: bool,
+    /// When the participant joined (the longest present takes over from a host who
+    /// leaves without a co-host).
+    pub joined_unix_ms: i64,
+}
+
+impl ParticipantInfo {
+    /// Whether the role may act as a host (host or co-host).
+    pub fn is_host(&self) -> bool {
+        is_host_role(self.role)
+    }
+}
+
+pub fn is_host_role(role: &str) -> bool {
+    role == "host" || role == "co-host"
+}
+
+/// What sessions are told when a participant's record changes from `old` to `new`:
+/// nothing, a `mute` (when only the mute state changed, as clients have always been
+/// told), a join (when it left the waiting room), or the whole record.
+fn change_event(old: &ParticipantInfo, new: &ParticipantInfo) -> Option<RoomEvent> {
+    if old == new {
+        return None;
+    }
+    if old.waiting && !new.waiting {
+        return Some(RoomEvent::ParticipantJoined {
+            participant: new.clone(),
+        });
+    }
+    let muted_only = ParticipantInfo {
+        audio_muted: new.audio_muted,
+        video_muted: new.video_muted,
+        ..old.clone()
+    } == *new;
+    Some(if muted_only {
+        RoomEvent::Mute {
+            participant_id: new.participant_id.clone(),
+            audio_muted: new.audio_muted,
+            video_muted: new.video_muted,
+        }
+    } else {
+        RoomEvent::ParticipantUpdated {
+            participant: new.clone(),
+        }
+    })
 }
 
 /// Something every session of a meeting hears about. Serialised as a signaling message.
@@ -31,6 +79,11 @@ pub enum RoomEvent {
     },
     ParticipantLeft {
         participant_id: String,
+    },
+    /// A participant's role, name, hand or mute state changed (`mute` alone when only
+    /// the mute state did).
+    ParticipantUpdated {
+        participant: ParticipantInfo,
     },
     Chat {
         from: String,
@@ -254,18 +307,12 @@ impl Rooms {
         let event = match room.members.get_mut(&id) {
             Some(m) if m.origin.is_none() => return,
             Some(m) => {
-                let muted = (info.audio_muted, info.video_muted);
-                let was = (m.info.audio_muted, m.info.video_muted);
                 m.origin = Some(origin);
-                m.info = info.clone();
-                if muted == was {
+                let old = std::mem::replace(&mut m.info, info);
+                let Some(event) = change_event(&old, &m.info) else {
                     return;
-                }
-                RoomEvent::Mute {
-                    participant_id: info.participant_id,
-                    audio_muted: muted.0,
-                    video_muted: muted.1,
-                }
+                };
+                event
             }
             None => {
                 room.members.insert(
@@ -281,6 +328,51 @@ impl Rooms {
             }
         };
         let _ = room.events.send(event);
+    }
+
+    /// Changes local participant `participant_id` of `meeting` with `f` and tells every
+    /// session (and so the meeting's other nodes) what changed; the new record, or None
+    /// when there is no such local participant.
+    pub fn update(
+        &self,
+        meeting: &MeetingId,
+        participant_id: &str,
+        f: impl FnOnce(&mut ParticipantInfo),
+    ) -> Option<ParticipantInfo> {
+        let mut rooms = self.rooms.lock().expect("rooms");
+        let room = rooms.get_mut(meeting)?;
+        let m = room
+            .members
+            .iter_mut()
+            .find(|(id, m)| id.as_str() == participant_id && m.origin.is_none())
+            .map(|(_, m)| m)?;
+        let old = m.info.clone();
+        f(&mut m.info);
+        m.info.participant_id = old.participant_id.clone();
+        let new = m.info.clone();
+        if let Some(event) = change_event(&old, &new) {
+            let _ = room.events.send(event);
+        }
+        Some(new)
+    }
+
+    /// Participant `participant_id` of `meeting`, here or on another node.
+    pub fn member(&self, meeting: &MeetingId, participant_id: &str) -> Option<ParticipantInfo> {
+        let rooms = self.rooms.lock().expect("rooms");
+        let room = rooms.get(meeting)?;
+        room.members
+            .iter()
+            .find(|(id, _)| id.as_str() == participant_id)
+            .map(|(_, m)| m.info.clone())
+    }
+
+    /// Every participant of `meeting`, here and on other nodes.
+    pub fn members(&self, meeting: &MeetingId) -> Vec<ParticipantInfo> {
+        let rooms = self.rooms.lock().expect("rooms");
+        rooms
+            .get(meeting)
+            .map(|r| r.members.values().map(|m| m.info.clone()).collect())
+            .unwrap_or_default()
     }
 
     /// A participant of `origin` left.
@@ -375,8 +467,7 @@ mod tests {
             participant_id: id.into(),
             name: id.into(),
             role: "attendee",
-            audio_muted: false,
-            video_muted: false,
+            ..ParticipantInfo::default()
         }
     }
 

@@ -14,7 +14,8 @@ use common::ids::MeetingId;
 use common::token::{JoinClaims, TokenError};
 use serde::Deserialize;
 
-use crate::room::{ParticipantInfo, RoomEvent};
+use crate::hosts::{self, Action, Actor, Hosts, RoomState};
+use crate::room::{ParticipantInfo, RoomEvent, is_host_role};
 use crate::sfu::{SfuCommand, SignalOut};
 
 use crate::Node;
@@ -97,6 +98,32 @@ async fn signal(
             ),
         );
     }
+    // What the meeting's hosts decided: read from etcd when the meeting was prepared
+    // here, and followed since.
+    let mut room = Hosts::follow(&node, &meeting);
+    let loaded = tokio::time::timeout(PREPARE_GRACE, room.wait_for(|r| r.loaded))
+        .await
+        .is_ok_and(|r| r.is_ok());
+    if !loaded {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "this meeting's settings cannot be read right now (cluster state unreachable): try again",
+        );
+    }
+    let refusal = {
+        let r = room.borrow_and_update();
+        if r.rec.ended {
+            Some((StatusCode::CONFLICT, "ended", hosts::ENDED))
+        } else {
+            r.refusal(claims.sub.as_str())
+                .map(|(code, why)| (StatusCode::FORBIDDEN, code, why))
+        }
+    };
+    if let Some((status, code, why)) = refusal {
+        tracing::info!(meeting_id = %meeting, participant_id = %claims.sub, reason = why, "session refused");
+        return error(status, code, why);
+    }
     if !node
         .rooms
         .has_room(&meeting, &claims.sub, node.max_participants)
@@ -119,7 +146,7 @@ async fn signal(
                 meeting_id = %claims.mtg,
                 participant_id = %claims.sub
             );
-            up.on_upgrade(move |ws| session(node, claims, ws).instrument(span))
+            up.on_upgrade(move |ws| session(node, claims, room, ws).instrument(span))
         }
         Err(_) => error(
             StatusCode::UPGRADE_REQUIRED,
@@ -154,6 +181,87 @@ pub enum ClientMsg {
         height: u32,
     },
     Leave {},
+    RaiseHand {},
+    /// Lowers one's own hand, or (hosts) anyone's.
+    LowerHand {
+        #[serde(default)]
+        participant_id: Option<String>,
+    },
+    // Hosts and co-hosts only, from here on.
+    Admit {
+        participant_id: String,
+    },
+    AdmitAll {},
+    Deny {
+        participant_id: String,
+    },
+    Lock {
+        locked: bool,
+    },
+    WaitingRoom {
+        enabled: bool,
+    },
+    /// Mutes everyone but hosts and co-hosts; `allow_unmute` sets whether they may
+    /// unmute themselves (unchanged when absent).
+    MuteAll {
+        #[serde(default)]
+        allow_unmute: Option<bool>,
+    },
+    AllowUnmute {
+        allowed: bool,
+    },
+    /// Mutes a participant's audio and/or stops their video.
+    MuteParticipant {
+        participant_id: String,
+        #[serde(default)]
+        audio: bool,
+        #[serde(default)]
+        video: bool,
+    },
+    AskUnmute {
+        participant_id: String,
+    },
+    Remove {
+        participant_id: String,
+    },
+    SetRole {
+        participant_id: String,
+        role: String,
+    },
+    Rename {
+        participant_id: String,
+        name: String,
+    },
+    EndMeeting {},
+}
+
+impl ClientMsg {
+    /// The message's `type`, as `error` messages name it.
+    fn kind(&self) -> &'static str {
+        match self {
+            ClientMsg::Offer { .. } => "offer",
+            ClientMsg::Answer { .. } => "answer",
+            ClientMsg::Chat { .. } => "chat",
+            ClientMsg::Mute { .. } => "mute",
+            ClientMsg::Layer { .. } => "layer",
+            ClientMsg::Leave {} => "leave",
+            ClientMsg::RaiseHand {} => "raise_hand",
+            ClientMsg::LowerHand { .. } => "lower_hand",
+            ClientMsg::Admit { .. } => "admit",
+            ClientMsg::AdmitAll {} => "admit_all",
+            ClientMsg::Deny { .. } => "deny",
+            ClientMsg::Lock { .. } => "lock",
+            ClientMsg::WaitingRoom { .. } => "waiting_room",
+            ClientMsg::MuteAll { .. } => "mute_all",
+            ClientMsg::AllowUnmute { .. } => "allow_unmute",
+            ClientMsg::MuteParticipant { .. } => "mute_participant",
+            ClientMsg::AskUnmute { .. } => "ask_unmute",
+            ClientMsg::Remove { .. } => "remove",
+            ClientMsg::SetRole { .. } => "set_role",
+            ClientMsg::Rename { .. } => "rename",
+            ClientMsg::EndMeeting {} => "end_meeting",
+        }
+    }
 }
 
 pub const PROTOCOL_VERSION: u64 = 1;
@@ -161,6 +269,8 @@ pub const PROTOCOL_VERSION: u64 = 1;
 const PREPARE_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 const MAX_MESSAGE_BYTES: usize = 256 * 1024;
 pub(crate) const MAX_CHAT_CHARS: usize = 2000;
+/// As the controller's join allows.
+const MAX_NAME_CHARS: usize = 64;
 
 /// A refused client message: what to say, and the type of message it answers (the
 /// client's own `type`, or `unknown` when the message had none we could read).
@@ -236,13 +346,33 @@ fn signal_msg(msg: SignalOut) -> Message {
     }
 }
 
-async fn session(node: Arc<Node>, claims: JoinClaims, mut ws: WebSocket) {
-    let me = ParticipantInfo {
-        participant_id: claims.sub.to_string(),
-        name: claims.name.clone(),
-        role: claims.role.as_str(),
-        audio_muted: false,
-        video_muted: false,
+/// Sends `closed` saying `why`, and returns it.
+async fn closing(ws: &mut WebSocket, why: impl Into<String>) -> String {
+    let why = why.into();
+    let _ = ws.send(signal_msg(SignalOut::Closed(why.clone()))).await;
+    why
+}
+
+async fn session(
+    node: Arc<Node>,
+    claims: JoinClaims,
+    mut room: tokio::sync::watch::Receiver<RoomState>,
+    mut ws: WebSocket,
+) {
+    let (me, waits) = {
+        let r = room.borrow_and_update();
+        let id = claims.sub.as_str();
+        let role = r.role_of(id, claims.role.as_str());
+        let waits = r.waiting_room() && !is_host_role(role) && !r.admitted(id);
+        let me = ParticipantInfo {
+            participant_id: id.to_owned(),
+            name: r.name_of(id, &claims.name).to_owned(),
+            role,
+            waiting: waits,
+            joined_unix_ms: common::unix_ms(),
+            ..ParticipantInfo::default()
+        };
+        (me, waits)
     };
     // Checked before the upgrade too; this catches joins that raced for the last place.
     let mut membership =
@@ -254,51 +384,232 @@ async fn session(node: Arc<Node>, claims: JoinClaims, mut ws: WebSocket) {
             Err(max) => {
                 let why = format!("the meeting is full: it has its maximum of {max} participants");
                 tracing::info!(reason = %why, "session refused");
-                let _ = ws.send(signal_msg(SignalOut::Closed(why))).await;
+                let _ = closing(&mut ws, why).await;
                 let _ = ws.send(Message::Close(None)).await;
                 return;
             }
         };
     node.participant_joined(&claims.mtg);
-    let (sfu, mut from_sfu) = node.sfu.register(&claims.mtg);
+    let waited = if waits {
+        wait_for_host(&node, &me, &mut membership, &mut room, &mut ws).await
+    } else {
+        None
+    };
+    let why = match waited {
+        Some(why) => why,
+        None => in_meeting(&node, &claims, &mut membership, &mut room, &mut ws).await,
+    };
+    node.rooms.leave(&membership);
+    node.participant_left(&claims.mtg);
+    let _ = ws.send(Message::Close(None)).await;
+    tracing::info!(reason = %why, "session ended");
+}
+
+/// A participant in the waiting room: told so (`waiting`), given no media and no one's
+/// news, until a host admits them (None: go on into the meeting) or turns them away, or
+/// the session ends otherwise (why).
+async fn wait_for_host(
+    node: &Node,
+    me: &ParticipantInfo,
+    membership: &mut crate::room::Membership,
+    room: &mut tokio::sync::watch::Receiver<RoomState>,
+    ws: &mut WebSocket,
+) -> Option<String> {
+    let hello = serde_json::json!({
+        "type": "waiting",
+        "version": PROTOCOL_VERSION,
+        "meeting_id": membership.meeting.as_str(),
+        "participant_id": me.participant_id,
+        "name": me.name,
+        "title": room.borrow().title,
+    });
+    if ws.send(json(hello)).await.is_err() {
+        return Some("the client's connection broke".into());
+    }
+    tracing::info!("waiting for a host to let them in");
+    loop {
+        tokio::select! {
+            _ = node.shutdown.cancelled() => return Some(closing(ws, "media node shutting down").await),
+            why = membership.session.ended() => return Some(closing(ws, why).await),
+            changed = room.changed() => {
+                if changed.is_err() {
+                    return Some(closing(ws, "the meeting closed on this media node: join again").await);
+                }
+                let (ended, refusal, admitted) = {
+                    let r = room.borrow_and_update();
+                    let id = me.participant_id.as_str();
+                    (r.rec.ended, r.refusal(id).map(|x| x.1), r.admitted(id) || !r.waiting_room())
+                };
+                if ended {
+                    return Some(closing(ws, hosts::ENDED).await);
+                }
+                if let Some(why) = refusal {
+                    return Some(closing(ws, why).await);
+                }
+                if admitted {
+                    node.rooms.update(&membership.meeting, &me.participant_id, |p| p.waiting = false);
+                    tracing::info!("admitted from the waiting room");
+                    return None;
+                }
+            }
+            msg = ws.recv() => match msg {
+                Some(Ok(Message::Text(t))) => {
+                    let refusal = match parse_client(&t) {
+                        Ok(ClientMsg::Leave {}) => return Some("the client left".into()),
+                        Ok(m) => error_msg(m.kind(), "you are in the waiting room: a host has not let you in yet"),
+                        Err(e) => error_msg(&e.answers, e.message),
+                    };
+                    if ws.send(refusal).await.is_err() {
+                        return Some("the client's connection broke".into());
+                    }
+                }
+                Some(Ok(Message::Close(_))) => return Some("the client closed signaling".into()),
+                Some(Err(_)) | None => return Some("the client's connection broke".into()),
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+}
+
+/// Whether a session whose participant is (`host`) a host or co-host hears `ev`:
+/// participants in the waiting room are shown to hosts only.
+fn hears(ev: &RoomEvent, host: bool) -> bool {
+    match ev {
+        RoomEvent::ParticipantJoined { participant }
+        | RoomEvent::ParticipantUpdated { participant } => host || !participant.waiting,
+        _ => true,
+    }
+}
+
+/// A participant's session in the meeting: media, the room's news, host actions; ends
+/// with why.
+async fn in_meeting(
+    node: &Node,
+    claims: &JoinClaims,
+    membership: &mut crate::room::Membership,
+    room: &mut tokio::sync::watch::Receiver<RoomState>,
+    ws: &mut WebSocket,
+) -> String {
+    let meeting = &claims.mtg;
+    let my_id = claims.sub.as_str();
+    let (sfu, mut from_sfu) = node.sfu.register(meeting);
     let key = sfu.key;
     // The first offer makes the peer connection; until one is accepted, every offer is
     // a first one (a refused offer leaves the session usable).
     sfu.send(SfuCommand::Join {
         key,
-        meeting: claims.mtg.clone(),
+        meeting: meeting.clone(),
         participant: claims.sub.clone(),
         name: claims.name.clone(),
     });
+    let mut me = node.rooms.member(meeting, my_id).unwrap_or_default();
+    let (mut settings, mut last_seq, room_msg) = {
+        let r = room.borrow_and_update();
+        (r.settings(), r.last_seq(), r.message())
+    };
+    let others: Vec<ParticipantInfo> = node
+        .rooms
+        .members(meeting)
+        .into_iter()
+        .filter(|p| p.participant_id != my_id && (me.is_host() || !p.waiting))
+        .collect();
     let welcome = serde_json::json!({
         "type": "welcome",
         "version": PROTOCOL_VERSION,
-        "meeting_id": claims.mtg.as_str(),
-        "participant_id": claims.sub.as_str(),
-        "name": claims.name,
-        "role": claims.role.as_str(),
+        "meeting_id": meeting.as_str(),
+        "participant_id": my_id,
+        "name": me.name,
+        "role": me.role,
         "node_id": node.id.as_str(),
-        "participants": membership.others,
+        "participants": others,
         "active_speaker": membership.active_speaker,
     });
-    tracing::info!(role = claims.role.as_str(), "session started");
-    let mut ok = ws.send(json(welcome)).await.is_ok();
+    tracing::info!(role = me.role, "session started");
+    let mut ok = ws.send(json(welcome)).await.is_ok() && ws.send(json(room_msg)).await.is_ok();
     let mut why = "the client's connection broke".to_owned();
+    // Mutes (by the participant or a host) take effect in the SFU too.
+    let set_muted = |audio: bool, video: bool| {
+        node.rooms.update(meeting, my_id, |p| {
+            p.audio_muted = audio;
+            p.video_muted = video;
+        });
+        sfu.send(SfuCommand::Mute { key, audio, video });
+    };
     while ok {
         tokio::select! {
             _ = node.shutdown.cancelled() => {
-                why = "media node shutting down".into();
-                let _ = ws.send(signal_msg(SignalOut::Closed(why.clone()))).await;
+                why = closing(ws, "media node shutting down").await;
                 break;
             }
             ended = membership.session.ended() => {
-                why = ended;
-                let _ = ws.send(signal_msg(SignalOut::Closed(why.clone()))).await;
+                why = closing(ws, ended).await;
                 break;
             }
+            changed = room.changed() => {
+                if changed.is_err() {
+                    why = closing(ws, "the meeting closed on this media node: join again").await;
+                    break;
+                }
+                let r = room.borrow_and_update().clone();
+                if r.rec.ended {
+                    why = closing(ws, hosts::ENDED).await;
+                    break;
+                }
+                if let Some((_, removed)) = r.refusal(my_id) {
+                    why = closing(ws, removed).await;
+                    break;
+                }
+                let (role, name) = (r.role_of(my_id, claims.role.as_str()), r.name_of(my_id, &claims.name));
+                if role != me.role || name != me.name {
+                    let name = name.to_owned();
+                    if let Some(now) = node.rooms.update(meeting, my_id, |p| { p.role = role; p.name = name; }) {
+                        me = now;
+                    }
+                }
+                for a in r.actions_after(last_seq) {
+                    let mine = a.target == my_id;
+                    let muted = (me.audio_muted, me.video_muted);
+                    let to = match a.action.as_str() {
+                        "mute" if mine => Some((true, muted.1 || a.detail.contains("video"))),
+                        "stop_video" if mine => Some((muted.0 || a.detail.contains("audio"), true)),
+                        "mute_all" if !me.is_host() => Some((true, muted.1)),
+                        _ => None,
+                    };
+                    if let Some((audio, video)) = to.filter(|t| *t != muted) {
+                        set_muted(audio, video);
+                        (me.audio_muted, me.video_muted) = (audio, video);
+                        ok &= ws.send(json(serde_json::json!({
+                            "type": "muted_by_host", "audio_muted": audio, "video_muted": video, "by_name": a.by_name,
+                        }))).await.is_ok();
+                    }
+                    match a.action.as_str() {
+                        "ask_unmute" if mine => {
+                            ok &= ws.send(json(serde_json::json!({ "type": "unmute_request", "by_name": a.by_name }))).await.is_ok();
+                        }
+                        "lower_hand" if mine => {
+                            node.rooms.update(meeting, my_id, |p| p.hand_raised_unix_ms = None);
+                        }
+                        _ => {}
+                    }
+                }
+                last_seq = r.last_seq();
+                if r.settings() != settings {
+                    settings = r.settings();
+                    ok &= ws.send(json(r.message())).await.is_ok();
+                }
+            }
             ev = membership.events.recv() => match ev {
-                Ok(RoomEvent::ParticipantJoined { participant }) if participant.participant_id == me.participant_id => {}
-                Ok(ev) => ok = ws.send(Message::Text(serde_json::to_string(&ev).unwrap_or_default().into())).await.is_ok(),
+                Ok(RoomEvent::ParticipantJoined { participant }) if participant.participant_id == my_id => {}
+                Ok(ev) => {
+                    if let RoomEvent::ParticipantUpdated { participant } = &ev
+                        && participant.participant_id == my_id
+                    {
+                        me = participant.clone();
+                    }
+                    if hears(&ev, me.is_host()) {
+                        ok = ws.send(Message::Text(serde_json::to_string(&ev).unwrap_or_default().into())).await.is_ok();
+                    }
+                }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                     tracing::warn!(skipped = n, "signaling session fell behind its room's events");
                 }
@@ -306,8 +617,7 @@ async fn session(node: Arc<Node>, claims: JoinClaims, mut ws: WebSocket) {
             },
             sig = from_sfu.recv() => match sig {
                 Some(SignalOut::Closed(reason)) => {
-                    why = reason;
-                    let _ = ws.send(signal_msg(SignalOut::Closed(why.clone()))).await;
+                    why = closing(ws, reason).await;
                     break;
                 }
                 Some(msg) => ok = ws.send(signal_msg(msg)).await.is_ok(),
@@ -343,18 +653,24 @@ async fn session(node: Arc<Node>, claims: JoinClaims, mut ws: WebSocket) {
                             ok = ws.send(error_msg("chat", format!("chat text: 1 to {MAX_CHAT_CHARS} characters"))).await.is_ok();
                             continue;
                         }
-                        node.rooms.publish(&claims.mtg, RoomEvent::Chat {
-                            from: me.participant_id.clone(),
+                        node.rooms.publish(meeting, RoomEvent::Chat {
+                            from: my_id.to_owned(),
                             name: me.name.clone(),
                             text: text.to_owned(),
                             unix_ms: common::unix_ms(),
                         });
                     }
-                    ClientMsg::Mute { audio_muted, video_muted } => node.rooms.publish(&claims.mtg, RoomEvent::Mute {
-                        participant_id: me.participant_id.clone(),
-                        audio_muted,
-                        video_muted,
-                    }),
+                    ClientMsg::Mute { audio_muted, video_muted } => {
+                        let may_unmute = me.is_host() || room.borrow().allow_unmute();
+                        if me.audio_muted && !audio_muted && !may_unmute {
+                            set_muted(true, video_muted);
+                            (me.audio_muted, me.video_muted) = (true, video_muted);
+                            ok = ws.send(error_msg("mute", "the host does not allow participants to unmute themselves: you stay muted")).await.is_ok();
+                        } else {
+                            set_muted(audio_muted, video_muted);
+                            (me.audio_muted, me.video_muted) = (audio_muted, video_muted);
+                        }
+                    }
                     ClientMsg::Layer { mid, width, height } if mid.len() <= 16 => sfu.send(SfuCommand::Layer {
                         key,
                         mid,
@@ -365,15 +681,223 @@ async fn session(node: Arc<Node>, claims: JoinClaims, mut ws: WebSocket) {
                         why = "the client left".into();
                         break;
                     }
+                    ClientMsg::RaiseHand {} => {
+                        node.rooms.update(meeting, my_id, |p| {
+                            p.hand_raised_unix_ms.get_or_insert_with(common::unix_ms);
+                        });
+                    }
+                    ClientMsg::LowerHand { participant_id: None } => {
+                        node.rooms.update(meeting, my_id, |p| p.hand_raised_unix_ms = None);
+                    }
+                    ClientMsg::LowerHand { participant_id: Some(p) } if p == my_id => {
+                        node.rooms.update(meeting, my_id, |p| p.hand_raised_unix_ms = None);
+                    }
+                    host_msg => {
+                        let answers = host_msg.kind();
+                        let actor = Actor { id: my_id.to_owned(), name: me.name.clone(), role: me.role };
+                        let done = match host_actions(node, meeting, &actor, host_msg) {
+                            Ok(actions) => node.hosts.act(node, meeting, &actor, &actions).await.map_err(|e| e.to_string()),
+                            Err(refused) => Err(refused),
+                        };
+                        if let Err(message) = done {
+                            tracing::info!(message = %message, action = answers, "host action refused");
+                            ok = ws.send(error_msg(answers, message)).await.is_ok();
+                        }
+                    }
                 }
             }
         }
     }
     sfu.send(SfuCommand::Leave { key });
-    node.rooms.leave(&membership);
-    node.participant_left(&claims.mtg);
-    let _ = ws.send(Message::Close(None)).await;
-    tracing::info!(reason = %why, "session ended");
+    if me.role == "host"
+        && matches!(
+            why.as_str(),
+            "the client left" | "the client closed signaling" | "the client's connection broke"
+        )
+    {
+        hand_over(node, meeting, &me).await;
+    }
+    why
+}
+
+/// A host leaves: if no other host is left, the host role goes to the co-host who has
+/// been there longest, or else to the participant who has.
+async fn hand_over(node: &Node, meeting: &common::ids::MeetingId, me: &ParticipantInfo) {
+    let others: Vec<ParticipantInfo> = node
+        .rooms
+        .members(meeting)
+        .into_iter()
+        .filter(|p| p.participant_id != me.participant_id && !p.waiting)
+        .collect();
+    if others.iter().any(|p| p.role == "host") {
+        return;
+    }
+    let heir = others
+        .iter()
+        .filter(|p| p.role == "co-host")
+        .min_by_key(|p| p.joined_unix_ms)
+        .or_else(|| others.iter().min_by_key(|p| p.joined_unix_ms));
+    let Some(heir) = heir else { return };
+    let actor = Actor {
+        id: me.participant_id.clone(),
+        name: me.name.clone(),
+        role: me.role,
+    };
+    let give = Action::SetRole {
+        target: heir.participant_id.clone(),
+        role: "host",
+    };
+    match node.hosts.act(node, meeting, &actor, &[give]).await {
+        Ok(()) => {
+            tracing::info!(heir = %heir.participant_id, "the host left: handed the host role over")
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "the host left but the host role could not be handed over")
+        }
+    }
+}
+
+/// The actions a host message asks for, checked: the sender may (hosts and co-hosts;
+/// the host alone for ending the meeting and making or unmaking a host), and the
+/// participant it names is in the meeting.
+fn host_actions(
+    node: &Node,
+    meeting: &common::ids::MeetingId,
+    actor: &Actor,
+    msg: ClientMsg,
+) -> Result<Vec<Action>, String> {
+    if !is_host_role(actor.role) {
+        return Err(format!(
+            "only hosts and co-hosts can do this ({}); you are {}",
+            msg.kind(),
+            if actor.role == "attendee" {
+                "an attendee"
+            } else {
+                "a panelist"
+            }
+        ));
+    }
+    let member = |id: &str| {
+        node.rooms
+            .member(meeting, id)
+            .ok_or_else(|| format!("participant {id} is not in this meeting"))
+    };
+    let waiting = |id: &str| match member(id) {
+        Ok(p) if p.waiting => Ok(id.to_owned()),
+        Ok(_) => Err(format!("participant {id} is not in the waiting room")),
+        Err(e) => Err(e),
+    };
+    let (actions, target_role) = match msg {
+        ClientMsg::Admit { participant_id } => {
+            (vec![Action::Admit(waiting(&participant_id)?)], None)
+        }
+        ClientMsg::Deny { participant_id } => (vec![Action::Deny(waiting(&participant_id)?)], None),
+        ClientMsg::AdmitAll {} => {
+            let all: Vec<Action> = node
+                .rooms
+                .members(meeting)
+                .into_iter()
+                .filter(|p| p.waiting)
+                .map(|p| Action::Admit(p.participant_id))
+                .collect();
+            if all.is_empty() {
+                return Err("nobody is in the waiting room".into());
+            }
+            (all, None)
+        }
+        ClientMsg::Lock { locked } => (vec![Action::Lock(locked)], None),
+        ClientMsg::WaitingRoom { enabled } => (vec![Action::WaitingRoom(enabled)], None),
+        ClientMsg::MuteAll { allow_unmute } => {
+            let mut a: Vec<Action> = allow_unmute.map(Action::AllowUnmute).into_iter().collect();
+            a.push(Action::MuteAll);
+            (a, None)
+        }
+        ClientMsg::AllowUnmute { allowed } => (vec![Action::AllowUnmute(allowed)], None),
+        ClientMsg::MuteParticipant {
+            participant_id,
+            audio,
+            video,
+        } => {
+            if !audio && !video {
+                return Err("say what to turn off: audio, video or both".into());
+            }
+            let t = member(&participant_id)?;
+            (
+                vec![Action::Mute {
+                    target: participant_id,
+                    audio,
+                    video,
+                }],
+                Some(t.role),
+            )
+        }
+        ClientMsg::AskUnmute { participant_id } => {
+            let t = member(&participant_id)?;
+            (vec![Action::AskUnmute(participant_id)], Some(t.role))
+        }
+        ClientMsg::Remove { participant_id } => {
+            if participant_id == actor.id {
+                return Err("you cannot remove yourself: leave instead".into());
+            }
+            let t = member(&participant_id)?;
+            (vec![Action::Remove(participant_id)], Some(t.role))
+        }
+        ClientMsg::SetRole {
+            participant_id,
+            role,
+        } => {
+            let Some(role) = ["host", "co-host", "panelist", "attendee"]
+                .into_iter()
+                .find(|r| *r == role)
+            else {
+                return Err(format!(
+                    "role {role:?}: expected host, co-host, panelist or attendee"
+                ));
+            };
+            let t = member(&participant_id)?;
+            (
+                vec![Action::SetRole {
+                    target: participant_id,
+                    role,
+                }],
+                Some(t.role),
+            )
+        }
+        ClientMsg::Rename {
+            participant_id,
+            name,
+        } => {
+            let name = name.trim().to_owned();
+            if name.is_empty()
+                || name.chars().count() > MAX_NAME_CHARS
+                || name.chars().any(char::is_control)
+            {
+                return Err(format!("name: 1 to {MAX_NAME_CHARS} printable characters"));
+            }
+            let t = member(&participant_id)?;
+            (
+                vec![Action::Rename {
+                    target: participant_id,
+                    name,
+                }],
+                Some(t.role),
+            )
+        }
+        ClientMsg::LowerHand {
+            participant_id: Some(participant_id),
+        } => {
+            let t = member(&participant_id)?;
+            (vec![Action::LowerHand(participant_id)], Some(t.role))
+        }
+        ClientMsg::EndMeeting {} => (vec![Action::End], None),
+        other => return Err(format!("{} is not a host action", other.kind())),
+    };
+    if actor.role != "host"
+        && let Some(a) = actions.iter().find(|a| a.needs_host(target_role))
+    {
+        return Err(format!("only the host can do this ({})", a.name()));
+    }
+    Ok(actions)
 }
 
 #[cfg(test)]

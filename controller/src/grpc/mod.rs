@@ -25,7 +25,9 @@ impl From<ApiError> for Status {
         match e {
             ApiError::BadRequest(_) => Status::invalid_argument(msg),
             ApiError::Unauthorized(_) => Status::unauthenticated(msg),
-            ApiError::Forbidden(_) => Status::permission_denied(msg),
+            ApiError::Forbidden(_) | ApiError::RefusedByHost { .. } => {
+                Status::permission_denied(msg)
+            }
             ApiError::NotFound(_) => Status::not_found(msg),
             ApiError::Conflict(_) => Status::failed_precondition(msg),
             ApiError::Unavailable(_) => Status::unavailable(msg),
@@ -61,6 +63,7 @@ impl Controller for GrpcApi {
             password: r.password,
             residency: r.residency,
             classification: r.classification,
+            waiting_room: r.waiting_room,
         };
         let (info, host_key) = self.service.create_meeting(&c, input).await?;
         Ok(Response::new(pb::CreateMeetingResponse {

@@ -23,6 +23,7 @@ struct CreateMeetingBody {
     password: Option<String>,
     residency: Option<String>,
     classification: Option<String>,
+    waiting_room: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -57,6 +58,9 @@ struct MeetingJson {
     created_unix_ms: i64,
     ended_unix_ms: Option<i64>,
     placements: Vec<PlacementJson>,
+    waiting_room: bool,
+    /// Locked by a host: nobody new gets in.
+    locked: bool,
 }
 
 impl From<MeetingInfo> for MeetingJson {
@@ -71,6 +75,8 @@ impl From<MeetingInfo> for MeetingJson {
             state: r.state.as_str(),
             created_unix_ms: r.created_unix_ms,
             ended_unix_ms: r.ended_unix_ms,
+            waiting_room: r.waiting_room,
+            locked: m.room.locked,
             placements: m
                 .placements
                 .into_iter()
@@ -258,6 +264,7 @@ pub(super) fn router() -> Router<HttpState> {
         .route("/v1/meetings", post(create_meeting).get(list_meetings))
         .route("/v1/meetings/{id}", get(get_meeting).delete(end_meeting))
         .route("/v1/meetings/{id}/join", post(join))
+        .route("/v1/meetings/{id}/audit", get(audit))
         .route(
             "/v1/meetings/{id}/recordings",
             post(start_recording).get(list_recordings),
@@ -281,6 +288,7 @@ async fn create_meeting(
         password: b.password,
         residency: b.residency,
         classification: b.classification,
+        waiting_room: b.waiting_room,
     };
     let (info, host_key) = s.service.create_meeting(&caller, req).await?;
     Ok((
@@ -318,6 +326,52 @@ async fn end_meeting(
     Path(id): Path<String>,
 ) -> Result<Json<MeetingJson>, ApiError> {
     Ok(Json(s.service.end_meeting(&caller, &id).await?.into()))
+}
+
+#[derive(Serialize)]
+struct AuditJson {
+    meeting_id: String,
+    /// Host actions, oldest first (the newest 1000 are kept).
+    actions: Vec<HostActionJson>,
+}
+
+#[derive(Serialize)]
+struct HostActionJson {
+    seq: u64,
+    unix_ms: i64,
+    by: String,
+    by_name: String,
+    by_role: String,
+    action: String,
+    target: Option<String>,
+    detail: Option<String>,
+}
+
+/// What the meeting's hosts did (admit, deny, remove, lock, end, role changes, mutes…):
+/// for its host (host key) and operators.
+async fn audit(
+    State(s): State<HttpState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<AuditJson>, ApiError> {
+    let (meeting, actions) = s.service.audit(&caller, &id).await?;
+    let non_empty = |s: String| (!s.is_empty()).then_some(s);
+    Ok(Json(AuditJson {
+        meeting_id: meeting.to_string(),
+        actions: actions
+            .into_iter()
+            .map(|a| HostActionJson {
+                seq: a.seq,
+                unix_ms: a.unix_ms,
+                by: a.by,
+                by_name: a.by_name,
+                by_role: a.by_role,
+                action: a.action,
+                target: non_empty(a.target),
+                detail: non_empty(a.detail),
+            })
+            .collect(),
+    }))
 }
 
 async fn join(

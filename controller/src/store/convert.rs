@@ -10,8 +10,8 @@ use proto::v1 as pb;
 
 use super::Change;
 use crate::model::{
-    Capacity, Gap, MediaNode, Meeting, MeetingState, NodeLoad, NodeState, Recording, RecordingNode,
-    RecordingState, StoredPlacement,
+    Capacity, Gap, HostAction, MediaNode, Meeting, MeetingState, NodeLoad, NodeState, Recording,
+    RecordingNode, RecordingState, Room, StoredPlacement,
 };
 
 fn node_id(s: &str) -> Result<NodeId, String> {
@@ -284,6 +284,29 @@ pub(super) fn recording_from_record(r: pb::RecordingRecord) -> Result<Recording,
     })
 }
 
+fn room_from_record(r: pb::MeetingRoomRecord) -> Room {
+    Room {
+        locked: r.locked,
+        ended: r.ended,
+        denied: r.denied,
+        removed: r.removed,
+        actions: r
+            .actions
+            .into_iter()
+            .map(|a| HostAction {
+                seq: a.seq,
+                unix_ms: a.unix_ms,
+                by: a.by,
+                by_name: a.by_name,
+                by_role: a.by_role,
+                action: a.action,
+                target: a.target,
+                detail: a.detail,
+            })
+            .collect(),
+    }
+}
+
 fn decode<M: Message + Default>(value: &[u8]) -> Result<M, String> {
     M::decode(value).map_err(|e| e.to_string())
 }
@@ -317,6 +340,9 @@ pub(super) fn change(
             v.map(|v| placement_from_record(decode(v)?, mod_revision))
                 .transpose()?,
         ),
+        (Key::Room(id), v) => {
+            Change::Room(id, v.map(|v| decode(v).map(room_from_record)).transpose()?)
+        }
         (Key::Recording(id), v) => Change::Recording(
             id,
             v.map(|v| recording_from_record(decode(v)?)).transpose()?,

@@ -73,6 +73,7 @@ fn key_of(c: &Change) -> Key {
         Change::Load(id, _) => Key::Load(id.clone()),
         Change::Meeting(id, _) => Key::Meeting(id.clone()),
         Change::Placement(m, s, _) => Key::Placement(m.clone(), s.clone()),
+        Change::Room(id, _) => Key::Room(id.clone()),
         Change::Recording(id, _) => Key::Recording(id.clone()),
     }
 }
@@ -85,6 +86,7 @@ fn deleted(key: &Key) -> Option<Change> {
         Key::Load(id) => Change::Load(id, None),
         Key::Meeting(id) => Change::Meeting(id, None),
         Key::Placement(m, s) => Change::Placement(m, s, None),
+        Key::Room(id) => Change::Room(id, None),
         Key::Recording(id) => Change::Recording(id, None),
         Key::Other => return None,
     })
@@ -118,6 +120,7 @@ impl Inner {
                     | Change::Load(_, None)
                     | Change::Meeting(_, None)
                     | Change::Placement(_, _, None)
+                    | Change::Room(_, None)
                     | Change::Recording(_, None)
             );
             if is_put {

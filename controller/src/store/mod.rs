@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 pub use self::convert::gaps_to_proto;
 pub use self::etcd::EtcdStore;
 pub use self::memory::MemoryStore;
-use crate::model::{MediaNode, Meeting, NodeLoad, Recording, RecordingNode, StoredPlacement};
+use crate::model::{MediaNode, Meeting, NodeLoad, Recording, RecordingNode, Room, StoredPlacement};
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -54,6 +54,7 @@ pub enum Change {
     Load(NodeId, Option<NodeLoad>),
     Meeting(MeetingId, Option<Meeting>),
     Placement(MeetingId, Slot, Option<StoredPlacement>),
+    Room(MeetingId, Option<Room>),
     Recording(RecordingId, Option<Recording>),
 }
 

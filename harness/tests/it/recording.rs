@@ -218,7 +218,7 @@ async fn meeting_to_record(
             api.http
                 .post(format!("{base}/v1/meetings"))
                 .bearer_auth(&api.key)
-                .json(&json!({ "title": title })),
+                .json(&json!({ "title": title, "waiting_room": false })),
         )
         .await;
     assert_eq!(st, StatusCode::CREATED, "{created}");

@@ -92,6 +92,14 @@ pub enum SfuCommand {
     Leave {
         key: PeerKey,
     },
+    /// The participant is muted (by themselves or by a host): what it publishes of a
+    /// muted kind is dropped here, so nobody receives it whatever its client sends.
+    /// Unmuted video restarts on a keyframe, asked for at once.
+    Mute {
+        key: PeerKey,
+        audio: bool,
+        video: bool,
+    },
     /// A relay sink subscribes to everything published in `meeting`.
     SinkAttach {
         key: SinkKey,

@@ -113,6 +113,7 @@ pub(super) struct Peer {
     pub(super) to_deactivate: Vec<Mid>,
     /// The latest egress bandwidth estimate for this peer (TWCC), bit/s.
     pub(super) estimate_bps: Option<u64>,
+    pub(super) muted: Muted,
 }
 
 impl Peer {
@@ -211,6 +212,20 @@ pub(super) struct Waiting {
     pub(super) meeting: MeetingId,
     pub(super) participant: ParticipantId,
     pub(super) name: String,
+    pub(super) muted: Muted,
+}
+
+/// What of a peer's own media is dropped on arrival: the kinds it is muted in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct Muted {
+    pub(super) audio: bool,
+    pub(super) video: bool,
+}
+
+impl Muted {
+    pub(super) fn drops(self, video: bool) -> bool {
+        if video { self.video } else { self.audio }
+    }
 }
 
 pub struct Sfu {
@@ -365,6 +380,7 @@ impl Sfu {
                         meeting,
                         participant,
                         name,
+                        muted: Muted::default(),
                     });
                 }
             }
@@ -403,6 +419,32 @@ impl Sfu {
             SfuCommand::Leave { key } => {
                 self.waiting.retain(|w| w.key != key);
                 self.remove_peer(key);
+            }
+            SfuCommand::Mute { key, audio, video } => {
+                let muted = Muted { audio, video };
+                if let Some(w) = self.waiting.iter_mut().find(|w| w.key == key) {
+                    w.muted = muted;
+                }
+                let Some(p) = self.peer_mut(key) else {
+                    return;
+                };
+                let was = std::mem::replace(&mut p.muted, muted);
+                if was.video && !video {
+                    // Subscribers start again on a keyframe of each of its video tracks.
+                    let layers: Vec<(Source, Option<Rid>)> = p
+                        .tracks_in
+                        .iter()
+                        .filter(|t| t.kind == MediaKind::Video)
+                        .flat_map(|t| {
+                            t.streams
+                                .iter()
+                                .map(|(_, rid)| (Source::Peer(key, t.mid), *rid))
+                        })
+                        .collect();
+                    for (source, rid) in layers {
+                        self.request_keyframe(now, source, rid, KeyframeRequestKind::Pli);
+                    }
+                }
             }
             SfuCommand::SinkAttach { key, meeting } => {
                 if !self.sinks.iter().any(|s| s.key == key) {
@@ -794,7 +836,9 @@ impl Sfu {
                 }
             }
             Event::RtpPacket(packet) => {
-                if let Some(located) = self.locate(i, &packet) {
+                if let Some(located) = self.locate(i, &packet)
+                    && !self.peers[i].muted.drops(located.packet.video)
+                {
                     self.forward(now, i, &located, &packet);
                 }
             }

@@ -318,7 +318,10 @@ impl Sfu {
             }
         };
         let t = &mut peer.tracks_in[ti];
-        if let Some(level) = packet.header.ext_vals.audio_level {
+        // A muted participant is never the active speaker.
+        if let Some(level) = packet.header.ext_vals.audio_level
+            && !peer.muted.audio
+        {
             t.window.0 += loudness_of(level);
             t.window.1 += 1;
         }

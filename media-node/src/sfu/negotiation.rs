@@ -74,6 +74,7 @@ impl Sfu {
             stream_counters: Vec::new(),
             to_deactivate: Vec::new(),
             estimate_bps: None,
+            muted: w.muted,
         };
         // Everything already published in the meeting, here or on other nodes, is
         // offered to the newcomer.

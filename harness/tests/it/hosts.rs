@@ -1,0 +1,810 @@
+//! Host controls through the signaling protocol, with webrtc-rs bots: the waiting room,
+//! the lock, muting, removal, roles and hands, who may do what, and the audit trail —
+//! on one media node and across cascaded ones (the decisions live in the meeting's room
+//! record in etcd, which every node of the meeting follows).
+use std::time::{Duration, Instant};
+
+use futures::{SinkExt, StreamExt};
+use harness::eventually;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::Api;
+
+fn clip(hz: u32) -> bot::ClipSpec {
+    bot::ClipSpec {
+        tone_hz: hz,
+        width: 320,
+        height: 240,
+        fps: 10,
+        seconds: 2,
+        ..bot::ClipSpec::default()
+    }
+}
+
+/// Creates a meeting (with a waiting room or not); its id and host key.
+async fn hosted_meeting(api: &Api, base: &str, waiting_room: bool) -> (String, String) {
+    let (st, v) = api
+        .send(
+            api.http
+                .post(format!("{base}/v1/meetings"))
+                .bearer_auth(&api.key)
+                .json(&json!({ "title": "Board meeting", "waiting_room": waiting_room })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    assert_eq!(v["waiting_room"], waiting_room, "{v}");
+    (
+        v["id"].as_str().unwrap().to_owned(),
+        v["host_key"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// A bot joined as the host (with the host key), publishing a tone of `hz`.
+async fn host(base: &str, meeting: &str, key: &str, region: Option<&str>, hz: u32) -> bot::Bot {
+    let cfg = bot::BotConfig {
+        host_key: Some(key.to_owned()),
+        ..crate::bot_config(base, meeting, "Hanne Host", region, Some(clip(hz)))
+    };
+    bot::Bot::join(cfg, Duration::from_secs(20)).await.unwrap()
+}
+
+fn guest_config(
+    base: &str,
+    meeting: &str,
+    name: &str,
+    region: Option<&str>,
+    hz: u32,
+) -> bot::BotConfig {
+    crate::bot_config(base, meeting, name, region, Some(clip(hz)))
+}
+
+/// The participant object of the newest `participant_joined`/`participant_updated` about
+/// a participant named `name` that `b` was told.
+fn told_about(b: &bot::Bot, name: &str) -> Option<Value> {
+    let mut news: Vec<Value> = b
+        .events("participant_joined")
+        .into_iter()
+        .chain(b.events("participant_updated"))
+        .map(|e| e["participant"].clone())
+        .collect();
+    news.retain(|p| p["name"] == name);
+    news.pop()
+}
+
+/// Packets of `publisher`'s `kind` that `b` received so far.
+fn packets(b: &bot::Bot, publisher: &str, kind: &'static str) -> u64 {
+    b.received()
+        .get(&(publisher.to_owned(), kind))
+        .map_or(0, |c| c.packets)
+}
+
+/// Whether `b` receives audio and video from `publisher` (some of each).
+fn receives(b: &bot::Bot, publisher: &str) -> bool {
+    packets(b, publisher, "audio") > 20 && packets(b, publisher, "video") > 5
+}
+
+/// `b`'s `error` messages answering `kind`.
+fn errors(b: &bot::Bot, kind: &str) -> Vec<Value> {
+    b.events("error")
+        .into_iter()
+        .filter(|e| e["in_reply_to"] == kind)
+        .collect()
+}
+
+/// The meeting's audit trail, as its host reads it.
+async fn audit(api: &Api, base: &str, meeting: &str, host_key: &str) -> Vec<Value> {
+    let (st, v) = api
+        .send(
+            api.http
+                .get(format!("{base}/v1/meetings/{meeting}/audit"))
+                .bearer_auth(host_key),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    v["actions"].as_array().unwrap().clone()
+}
+
+/// A join through the controller as a browser does it: its answer.
+async fn join(api: &Api, base: &str, meeting: &str, name: &str) -> (StatusCode, Value) {
+    api.join(base, meeting, json!({ "name": name })).await
+}
+
+/// What the node answers a signaling request with `joined`'s token, without upgrading.
+async fn signal_refusal(joined: &Value) -> (StatusCode, Value) {
+    let url = format!(
+        "{}?token={}",
+        joined["signal_url"].as_str().unwrap(),
+        joined["token"].as_str().unwrap()
+    );
+    // Plain HTTP: the node answers before any upgrade.
+    let url = url.replacen("ws://", "http://", 1);
+    let resp = reqwest::get(url).await.unwrap();
+    let status = resp.status();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+async fn next_json(ws: &mut crate::Session) -> Value {
+    loop {
+        let m = tokio::time::timeout(Duration::from_secs(15), ws.next())
+            .await
+            .expect("a message within 15 s")
+            .expect("the session is open")
+            .expect("a message");
+        if let Ok(t) = m.to_text()
+            && !t.is_empty()
+        {
+            return serde_json::from_str(t).unwrap();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_waiting_participant_gets_no_media_until_admitted_and_a_denied_one_cannot_come_back() {
+    let c = harness::Cluster::start(crate::spec()).await.unwrap();
+    let api = Api::new(&c);
+    let base = c.controllers[0].url();
+    let (meeting, key) = hosted_meeting(&api, &base, true).await;
+    let h = host(&base, &meeting, &key, None, 440).await;
+    assert!(h.waited.is_null(), "a host never waits");
+    assert_eq!(h.welcome["role"], "host");
+
+    // A guest waits: told so with the title; the host sees them waiting; no media.
+    let cfg = guest_config(&base, &meeting, "Gina Guest", None, 660);
+    let joining = tokio::spawn(bot::Bot::join(cfg, Duration::from_secs(40)));
+    let waiting = eventually(
+        Duration::from_secs(10),
+        "the host sees the guest waiting",
+        || async { told_about(&h, "Gina Guest").filter(|p| p["waiting"] == true) },
+    )
+    .await
+    .unwrap();
+    let guest_id = waiting["participant_id"].as_str().unwrap().to_owned();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(!joining.is_finished(), "the guest is still waiting");
+    assert_eq!(
+        packets(&h, &guest_id, "audio"),
+        0,
+        "no media from a waiting guest"
+    );
+    assert!(
+        h.mid_of(&guest_id, "audio").is_none(),
+        "no track of a waiting guest offered"
+    );
+
+    // Admitted: media flows both ways.
+    h.send(json!({ "type": "admit", "participant_id": guest_id }))
+        .unwrap();
+    let g = joining.await.unwrap().unwrap();
+    assert_eq!(g.waited["type"], "waiting");
+    assert_eq!(g.waited["title"], "Board meeting");
+    assert_eq!(g.participant_id, guest_id);
+    eventually(
+        Duration::from_secs(15),
+        "media both ways after admission",
+        || async {
+            (receives(&h, &g.participant_id) && receives(&g, &h.participant_id)).then_some(())
+        },
+    )
+    .await
+    .unwrap();
+    assert!(
+        told_about(&h, "Gina Guest").is_some_and(|p| p["waiting"] == false),
+        "the host's list shows the guest in"
+    );
+
+    // Another waits (a raw session, to keep its token) and is turned away.
+    let (st, joined) = join(&api, &base, &meeting, "Dag Denied").await;
+    assert_eq!(st, StatusCode::OK, "{joined}");
+    let (mut ws, first) = {
+        let url = format!(
+            "{}?token={}",
+            joined["signal_url"].as_str().unwrap(),
+            joined["token"].as_str().unwrap()
+        );
+        let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+        let first = next_json(&mut ws).await;
+        (ws, first)
+    };
+    assert_eq!(first["type"], "waiting", "{first}");
+    // A waiting participant can do nothing but wait.
+    ws.send(tokio_tungstenite::tungstenite::Message::Text(
+        json!({ "type": "chat", "text": "let me in" })
+            .to_string()
+            .into(),
+    ))
+    .await
+    .unwrap();
+    let refused = next_json(&mut ws).await;
+    assert_eq!(refused["type"], "error", "{refused}");
+    assert_eq!(refused["in_reply_to"], "chat");
+    let denied_id = joined["participant_id"].as_str().unwrap();
+    eventually(
+        Duration::from_secs(10),
+        "the host sees Dag waiting",
+        || async { told_about(&h, "Dag Denied").filter(|p| p["waiting"] == true) },
+    )
+    .await
+    .unwrap();
+    h.send(json!({ "type": "deny", "participant_id": denied_id }))
+        .unwrap();
+    let closed = next_json(&mut ws).await;
+    assert_eq!(closed["type"], "closed", "{closed}");
+    assert!(
+        closed["reason"]
+            .as_str()
+            .unwrap()
+            .contains("did not let you in"),
+        "{closed}"
+    );
+    let (st, body) = signal_refusal(&joined).await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["error"], "denied");
+
+    // The audit says who did what to whom.
+    let trail = audit(&api, &base, &meeting, &key).await;
+    let said: Vec<(String, String, String)> = trail
+        .iter()
+        .map(|a| {
+            (
+                a["action"].as_str().unwrap().to_owned(),
+                a["target"].as_str().unwrap_or_default().to_owned(),
+                a["by_role"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        said,
+        vec![
+            ("admit".into(), guest_id.clone(), "host".into()),
+            ("deny".into(), denied_id.to_owned(), "host".into())
+        ]
+    );
+    assert_eq!(trail[0]["by_name"], "Hanne Host");
+    assert!(trail[0]["unix_ms"].as_i64().unwrap() > 0);
+    // Nobody else reads it.
+    let (st, _) = api
+        .send(
+            api.http
+                .get(format!("{base}/v1/meetings/{meeting}/audit"))
+                .bearer_auth("not-the-host-key"),
+        )
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_locked_meeting_refuses_new_joins_with_403_and_unlocking_lets_the_next_in() {
+    let c = harness::Cluster::start(crate::spec()).await.unwrap();
+    let api = Api::new(&c);
+    let base = c.controllers[0].url();
+    let (meeting, key) = hosted_meeting(&api, &base, false).await;
+    let h = host(&base, &meeting, &key, None, 440).await;
+    let g = bot::Bot::join(
+        guest_config(&base, &meeting, "Inside", None, 660),
+        Duration::from_secs(20),
+    )
+    .await
+    .unwrap();
+    h.send(json!({ "type": "lock", "locked": true })).unwrap();
+    let (st, body) = eventually(
+        Duration::from_secs(10),
+        "joins refused once locked",
+        || async {
+            let (st, body) = join(&api, &base, &meeting, "Late").await;
+            (st == StatusCode::FORBIDDEN).then_some((st, body))
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    assert_eq!(body["error"], "meeting_locked", "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("locked by its host")
+    );
+    // Everyone is told; whoever was in stays, with media.
+    eventually(
+        Duration::from_secs(5),
+        "the guest is told it is locked",
+        || async {
+            g.events("room")
+                .iter()
+                .any(|r| r["locked"] == true)
+                .then_some(())
+        },
+    )
+    .await
+    .unwrap();
+    g.clear_received();
+    eventually(
+        Duration::from_secs(10),
+        "media goes on after the lock",
+        || async { receives(&g, &h.participant_id).then_some(()) },
+    )
+    .await
+    .unwrap();
+    let (st, v) = api
+        .send(
+            api.http
+                .get(format!("{base}/v1/meetings/{meeting}"))
+                .bearer_auth(&api.key),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(v["locked"], true, "{v}");
+
+    h.send(json!({ "type": "lock", "locked": false })).unwrap();
+    eventually(
+        Duration::from_secs(10),
+        "a join succeeds once unlocked",
+        || async {
+            let (st, _) = join(&api, &base, &meeting, "Next").await;
+            (st == StatusCode::OK).then_some(())
+        },
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_attendees_host_messages_get_errors_and_change_nothing_and_a_forged_role_is_refused() {
+    let c = harness::Cluster::start(crate::spec()).await.unwrap();
+    let api = Api::new(&c);
+    let base = c.controllers[0].url();
+    let (meeting, key) = hosted_meeting(&api, &base, false).await;
+    let h = host(&base, &meeting, &key, None, 440).await;
+    let a = bot::Bot::join(
+        guest_config(&base, &meeting, "Ada Attendee", None, 660),
+        Duration::from_secs(20),
+    )
+    .await
+    .unwrap();
+    assert_eq!(a.welcome["role"], "attendee");
+    let hid = h.participant_id.as_str();
+    let attempts = [
+        json!({ "type": "mute_all" }),
+        json!({ "type": "remove", "participant_id": hid }),
+        json!({ "type": "admit", "participant_id": hid }),
+        json!({ "type": "admit_all" }),
+        json!({ "type": "deny", "participant_id": hid }),
+        json!({ "type": "lock", "locked": true }),
+        json!({ "type": "mute_participant", "participant_id": hid, "audio": true }),
+        json!({ "type": "set_role", "participant_id": a.participant_id, "role": "host" }),
+        json!({ "type": "rename", "participant_id": hid, "name": "Nobody" }),
+        json!({ "type": "end_meeting" }),
+        json!({ "type": "lower_hand", "participant_id": hid }),
+    ];
+    for m in &attempts {
+        a.send(m.clone()).unwrap();
+    }
+    for m in &attempts {
+        let kind = m["type"].as_str().unwrap();
+        let e = eventually(Duration::from_secs(5), "an error", || async {
+            errors(&a, kind).pop()
+        })
+        .await
+        .unwrap();
+        assert!(
+            e["message"]
+                .as_str()
+                .unwrap()
+                .contains("only hosts and co-hosts"),
+            "{kind}: {e}"
+        );
+    }
+    // Nothing changed: no action recorded, the meeting open, the host in and heard.
+    assert!(audit(&api, &base, &meeting, &key).await.is_empty());
+    assert_eq!(
+        join(&api, &base, &meeting, "Still open").await.0,
+        StatusCode::OK
+    );
+    a.clear_received();
+    eventually(
+        Duration::from_secs(10),
+        "the host is still heard",
+        || async { receives(&a, hid).then_some(()) },
+    )
+    .await
+    .unwrap();
+    assert!(a.events("closed").is_empty() && h.events("closed").is_empty());
+
+    // A token whose role was rewritten to host fails its signature.
+    let (st, joined) = join(&api, &base, &meeting, "Forger").await;
+    assert_eq!(st, StatusCode::OK);
+    let token = joined["token"].as_str().unwrap();
+    let parts: Vec<&str> = token.split('.').collect();
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let mut claims: Value = serde_json::from_slice(&b64.decode(parts[1]).unwrap()).unwrap();
+    assert_eq!(claims["role"], "attendee");
+    claims["role"] = "host".into();
+    let forged = format!(
+        "{}.{}.{}",
+        parts[0],
+        b64.encode(claims.to_string()),
+        parts[2]
+    );
+    let mut forged_join = joined.clone();
+    forged_join["token"] = forged.into();
+    let (st, body) = signal_refusal(&forged_join).await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("signature"),
+        "{body}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mute_all_stops_everyone_elses_audio_and_with_unmute_disallowed_an_unmute_is_refused() {
+    let c = harness::Cluster::start(crate::spec()).await.unwrap();
+    let api = Api::new(&c);
+    let base = c.controllers[0].url();
+    let (meeting, key) = hosted_meeting(&api, &base, false).await;
+    let h = host(&base, &meeting, &key, None, 440).await;
+    let mut guests = Vec::new();
+    for (i, hz) in [550, 660].into_iter().enumerate() {
+        guests.push(
+            bot::Bot::join(
+                guest_config(&base, &meeting, &format!("Guest {i}"), None, hz),
+                Duration::from_secs(20),
+            )
+            .await
+            .unwrap(),
+        );
+    }
+    eventually(
+        Duration::from_secs(15),
+        "everyone hears everyone",
+        || async {
+            (guests
+                .iter()
+                .all(|g| receives(&h, &g.participant_id) && receives(g, &h.participant_id))
+                && receives(&guests[0], &guests[1].participant_id))
+            .then_some(())
+        },
+    )
+    .await
+    .unwrap();
+
+    h.send(json!({ "type": "mute_all", "allow_unmute": false }))
+        .unwrap();
+    for g in &guests {
+        eventually(
+            Duration::from_secs(5),
+            "the guest is told it was muted",
+            || async {
+                g.events("muted_by_host")
+                    .pop()
+                    .filter(|m| m["audio_muted"] == true)
+            },
+        )
+        .await
+        .unwrap();
+    }
+    // Everyone else's outgoing audio stops at every receiver; the host's goes on.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before: Vec<u64> = guests
+        .iter()
+        .map(|g| packets(&h, &g.participant_id, "audio"))
+        .collect();
+    let cross = packets(&guests[1], &guests[0].participant_id, "audio");
+    let host_heard = packets(&guests[0], &h.participant_id, "audio");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after: Vec<u64> = guests
+        .iter()
+        .map(|g| packets(&h, &g.participant_id, "audio"))
+        .collect();
+    assert_eq!(before, after, "muted guests' audio stopped at the host");
+    assert_eq!(
+        cross,
+        packets(&guests[1], &guests[0].participant_id, "audio")
+    );
+    assert!(
+        packets(&guests[0], &h.participant_id, "audio") > host_heard + 50,
+        "the host is not muted"
+    );
+    // Video goes on; everyone sees the guests muted.
+    assert!(packets(&h, &guests[0].participant_id, "video") > 0);
+    let gid = guests[0].participant_id.as_str();
+    eventually(
+        Duration::from_secs(5),
+        "the others see guest 0 muted",
+        || async {
+            guests[1]
+                .events("mute")
+                .iter()
+                .any(|m| m["participant_id"] == gid && m["audio_muted"] == true)
+                .then_some(())
+        },
+    )
+    .await
+    .unwrap();
+
+    // Unmuting is refused while the host disallows it.
+    guests[0]
+        .send(json!({ "type": "mute", "audio_muted": false, "video_muted": false }))
+        .unwrap();
+    let e = eventually(Duration::from_secs(5), "the unmute refused", || async {
+        errors(&guests[0], "mute").pop()
+    })
+    .await
+    .unwrap();
+    assert!(
+        e["message"].as_str().unwrap().contains("does not allow"),
+        "{e}"
+    );
+    let still = packets(&h, gid, "audio");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(still, packets(&h, gid, "audio"), "still muted");
+
+    // Allowed again, and asked: the guest unmutes and is heard.
+    h.send(json!({ "type": "allow_unmute", "allowed": true }))
+        .unwrap();
+    h.send(json!({ "type": "ask_unmute", "participant_id": gid }))
+        .unwrap();
+    eventually(
+        Duration::from_secs(5),
+        "the guest is asked to unmute",
+        || async { guests[0].events("unmute_request").pop() },
+    )
+    .await
+    .unwrap();
+    guests[0]
+        .send(json!({ "type": "mute", "audio_muted": false, "video_muted": false }))
+        .unwrap();
+    let unmuted = packets(&h, gid, "audio");
+    eventually(
+        Duration::from_secs(5),
+        "the guest is heard again",
+        || async { (packets(&h, gid, "audio") > unmuted + 20).then_some(()) },
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_removed_participants_media_stops_within_a_second_and_their_token_is_refused() {
+    let c = harness::Cluster::start(crate::spec()).await.unwrap();
+    let api = Api::new(&c);
+    let base = c.controllers[0].url();
+    let (meeting, key) = hosted_meeting(&api, &base, false).await;
+    let h = host(&base, &meeting, &key, None, 440).await;
+    let witness = bot::Bot::join(
+        guest_config(&base, &meeting, "Witness", None, 550),
+        Duration::from_secs(20),
+    )
+    .await
+    .unwrap();
+    let cfg = guest_config(&base, &meeting, "Rune Removed", None, 660);
+    let r = bot::Bot::join(cfg, Duration::from_secs(20)).await.unwrap();
+    eventually(
+        Duration::from_secs(15),
+        "the others get Rune's media",
+        || async {
+            (receives(&h, &r.participant_id) && receives(&witness, &r.participant_id)).then_some(())
+        },
+    )
+    .await
+    .unwrap();
+
+    h.send(json!({ "type": "remove", "participant_id": r.participant_id }))
+        .unwrap();
+    let removed_at = Instant::now();
+    let closed = eventually(Duration::from_secs(5), "Rune is told", || async {
+        r.events("closed").pop()
+    })
+    .await
+    .unwrap();
+    assert!(
+        closed["reason"].as_str().unwrap().contains("removed you"),
+        "{closed}"
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for b in [&h, &witness] {
+        for kind in ["audio", "video"] {
+            let last = b
+                .received()
+                .get(&(r.participant_id.clone(), kind))
+                .and_then(|c| c.last_arrival())
+                .expect("media arrived before");
+            let after = last.saturating_duration_since(removed_at);
+            assert!(
+                after < Duration::from_secs(1),
+                "{kind} still arrived {after:?} after the removal"
+            );
+        }
+    }
+    assert!(
+        witness
+            .events("participant_left")
+            .iter()
+            .any(|e| e["participant_id"] == r.participant_id.as_str()),
+        "the others see Rune leave"
+    );
+    // The same identity cannot come back: Rune's token is refused.
+    let retry = json!({ "signal_url": r.signal_url, "token": r.token });
+    let (st, body) = signal_refusal(&retry).await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["error"], "removed");
+    let trail = audit(&api, &base, &meeting, &key).await;
+    assert!(
+        trail
+            .iter()
+            .any(|a| a["action"] == "remove" && a["target"] == r.participant_id.as_str())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn hands_roles_and_names_show_in_every_list_and_a_leaving_host_hands_over() {
+    let c = harness::Cluster::start(crate::spec()).await.unwrap();
+    let api = Api::new(&c);
+    let base = c.controllers[0].url();
+    let (meeting, key) = hosted_meeting(&api, &base, false).await;
+    let h = host(&base, &meeting, &key, None, 440).await;
+    let first = bot::Bot::join(
+        guest_config(&base, &meeting, "Early", None, 550),
+        Duration::from_secs(20),
+    )
+    .await
+    .unwrap();
+    let co = bot::Bot::join(
+        guest_config(&base, &meeting, "Cora", None, 660),
+        Duration::from_secs(20),
+    )
+    .await
+    .unwrap();
+    // Hands up, in order; the host lowers one.
+    first.send(json!({ "type": "raise_hand" })).unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    co.send(json!({ "type": "raise_hand" })).unwrap();
+    let raised = eventually(
+        Duration::from_secs(5),
+        "both hands seen by the host",
+        || async {
+            let a = told_about(&h, "Early")?["hand_raised_unix_ms"].as_i64()?;
+            let b = told_about(&h, "Cora")?["hand_raised_unix_ms"].as_i64()?;
+            Some((a, b))
+        },
+    )
+    .await
+    .unwrap();
+    assert!(raised.0 <= raised.1, "raised in order: {raised:?}");
+    h.send(json!({ "type": "lower_hand", "participant_id": first.participant_id }))
+        .unwrap();
+    eventually(
+        Duration::from_secs(5),
+        "Early's hand is down for everyone",
+        || async { told_about(&co, "Early").filter(|p| p["hand_raised_unix_ms"].is_null()) },
+    )
+    .await
+    .unwrap();
+    // A co-host, a new name.
+    h.send(json!({ "type": "set_role", "participant_id": co.participant_id, "role": "co-host" }))
+        .unwrap();
+    h.send(
+        json!({ "type": "rename", "participant_id": first.participant_id, "name": "Early Bird" }),
+    )
+    .unwrap();
+    eventually(
+        Duration::from_secs(5),
+        "the new role and name everywhere",
+        || async {
+            let me = told_about(&co, "Cora")?;
+            let renamed = told_about(&h, "Early Bird")?;
+            (me["role"] == "co-host" && renamed["participant_id"] == first.participant_id.as_str())
+                .then_some(())
+        },
+    )
+    .await
+    .unwrap();
+    // The co-host may now lock; the host leaves and Cora, the co-host, becomes host.
+    co.send(json!({ "type": "lock", "locked": true })).unwrap();
+    eventually(Duration::from_secs(5), "locked by the co-host", || async {
+        first
+            .events("room")
+            .iter()
+            .any(|r| r["locked"] == true)
+            .then_some(())
+    })
+    .await
+    .unwrap();
+    h.leave().await;
+    eventually(Duration::from_secs(5), "Cora is the host", || async {
+        told_about(&first, "Cora").filter(|p| p["role"] == "host")
+    })
+    .await
+    .unwrap();
+    let trail = audit(&api, &base, &meeting, &key).await;
+    let actions: Vec<&str> = trail
+        .iter()
+        .map(|a| a["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        ["lower_hand", "set_role", "rename", "lock", "set_role"]
+    );
+    assert_eq!(trail[3]["by_role"], "co-host");
+    assert_eq!(trail[4]["detail"], "host");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_host_on_one_node_admits_and_mutes_participants_waiting_on_another() {
+    let c = harness::Cluster::start(harness::ClusterSpec {
+        media: vec![
+            crate::node("media-oslo-1", "oslo"),
+            crate::node("media-bergen-1", "bergen"),
+        ],
+        regions: vec![
+            ("oslo".into(), vec!["bergen".into()]),
+            ("bergen".into(), vec!["oslo".into()]),
+        ],
+        ..crate::spec()
+    })
+    .await
+    .unwrap();
+    let api = Api::new(&c);
+    let base = c.controllers[0].url();
+    let (meeting, key) = hosted_meeting(&api, &base, true).await;
+    let h = host(&base, &meeting, &key, Some("oslo"), 440).await;
+    assert_eq!(h.node_id, "media-oslo-1");
+    let joining = tokio::spawn(bot::Bot::join(
+        guest_config(&base, &meeting, "Bergen Guest", Some("bergen"), 660),
+        Duration::from_secs(40),
+    ));
+    let waiting = eventually(
+        Duration::from_secs(15),
+        "the host sees the far guest waiting",
+        || async { told_about(&h, "Bergen Guest").filter(|p| p["waiting"] == true) },
+    )
+    .await
+    .unwrap();
+    h.send(json!({ "type": "admit", "participant_id": waiting["participant_id"] }))
+        .unwrap();
+    let g = joining.await.unwrap().unwrap();
+    assert_eq!(g.node_id, "media-bergen-1");
+    eventually(
+        Duration::from_secs(20),
+        "media both ways across the nodes",
+        || async {
+            (receives(&h, &g.participant_id) && receives(&g, &h.participant_id)).then_some(())
+        },
+    )
+    .await
+    .unwrap();
+    h.send(json!({ "type": "mute_all" })).unwrap();
+    eventually(Duration::from_secs(5), "the far guest is muted", || async {
+        g.events("muted_by_host").pop()
+    })
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = packets(&h, &g.participant_id, "audio");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        before,
+        packets(&h, &g.participant_id, "audio"),
+        "the far guest's audio stopped"
+    );
+    h.send(json!({ "type": "end_meeting" })).unwrap();
+    for b in [&h, &g] {
+        let closed = eventually(
+            Duration::from_secs(5),
+            "everyone is told the meeting ended",
+            || async { b.events("closed").pop() },
+        )
+        .await
+        .unwrap();
+        assert!(
+            closed["reason"]
+                .as_str()
+                .unwrap()
+                .contains("ended the meeting"),
+            "{closed}"
+        );
+    }
+    let (st, body) = join(&api, &base, &meeting, "Too late").await;
+    assert_eq!(st, StatusCode::CONFLICT, "{body}");
+}

@@ -1,0 +1,558 @@
+//! What a meeting's hosts decide, and where it lives (DESIGN §6, meeting-wide state).
+//!
+//! The lock, the waiting room, who was admitted, turned away or removed, the roles and
+//! names hosts gave, whether participants may unmute themselves and an end for everyone
+//! are one record in etcd, `/fjord/meetings/{m}/room` (`MeetingRoomRecord`). The media
+//! node a host is connected to writes it, with a compare-and-swap on the key's revision
+//! so that hosts on different nodes never overwrite each other; every media node of the
+//! meeting watches it and acts on its own participants; the controllers read it (a
+//! locked meeting refuses joins). One-off actions (mute one or all, ask to unmute, stop
+//! a video, lower a hand) are entries in the same record's action log, which is also
+//! the meeting's audit trail: who did what to whom, and when.
+//!
+//! *Why etcd:* it is already the one place every node and controller of a meeting sees;
+//! a decision survives the node that took it; and the relay between nodes carries only
+//! what changes many times a second (participants' mute and hands, chat, media).
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::ids::MeetingId;
+use common::keyspace::Keyspace;
+use etcd_client::{Compare, CompareOp, Txn, TxnOp, WatchOptions};
+use prost::Message;
+use proto::{HostActionRecord, MeetingRecord, MeetingRoomRecord};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::Node;
+
+/// The action log keeps this many of the newest actions.
+pub const MAX_ACTIONS: usize = 1000;
+/// Most participants one record lists as admitted, denied or removed, or gives a role or
+/// a name: a meeting's whole history stays far below etcd's value limit.
+pub const MAX_LISTED: usize = 5000;
+
+/// A host's action. Who may take it is the session's check ([`Action::needs_host`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    Admit(String),
+    Deny(String),
+    Lock(bool),
+    WaitingRoom(bool),
+    /// Mutes everyone but hosts and co-hosts.
+    MuteAll,
+    AllowUnmute(bool),
+    /// Mutes a participant's audio (`audio`), stops their video (`video`).
+    Mute {
+        target: String,
+        audio: bool,
+        video: bool,
+    },
+    AskUnmute(String),
+    Remove(String),
+    SetRole {
+        target: String,
+        role: &'static str,
+    },
+    Rename {
+        target: String,
+        name: String,
+    },
+    LowerHand(String),
+    End,
+}
+
+impl Action {
+    /// The name in the log (and the audit).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Action::Admit(_) => "admit",
+            Action::Deny(_) => "deny",
+            Action::Lock(true) => "lock",
+            Action::Lock(false) => "unlock",
+            Action::WaitingRoom(true) => "waiting_room_on",
+            Action::WaitingRoom(false) => "waiting_room_off",
+            Action::MuteAll => "mute_all",
+            Action::AllowUnmute(true) => "allow_unmute",
+            Action::AllowUnmute(false) => "disallow_unmute",
+            Action::Mute { video: true, .. } => "stop_video",
+            Action::Mute { .. } => "mute",
+            Action::AskUnmute(_) => "ask_unmute",
+            Action::Remove(_) => "remove",
+            Action::SetRole { .. } => "set_role",
+            Action::Rename { .. } => "rename",
+            Action::LowerHand(_) => "lower_hand",
+            Action::End => "end",
+        }
+    }
+
+    pub fn target(&self) -> Option<&str> {
+        match self {
+            Action::Admit(t)
+            | Action::Deny(t)
+            | Action::AskUnmute(t)
+            | Action::Remove(t)
+            | Action::LowerHand(t)
+            | Action::Mute { target: t, .. }
+            | Action::SetRole { target: t, .. }
+            | Action::Rename { target: t, .. } => Some(t),
+            _ => None,
+        }
+    }
+
+    /// Only the host, not a co-host, may end the meeting or make or unmake a host.
+    pub fn needs_host(&self, target_role: Option<&str>) -> bool {
+        match self {
+            Action::End => true,
+            Action::SetRole { role, .. } => *role == "host" || target_role == Some("host"),
+            Action::Remove(_) | Action::Mute { .. } => target_role == Some("host"),
+            _ => false,
+        }
+    }
+
+    fn detail(&self) -> String {
+        match self {
+            Action::SetRole { role, .. } => (*role).to_owned(),
+            Action::Rename { name, .. } => name.clone(),
+            Action::Mute { audio, video, .. } => match (audio, video) {
+                (true, true) => "audio and video".into(),
+                (false, true) => "video".into(),
+                _ => "audio".into(),
+            },
+            _ => String::new(),
+        }
+    }
+}
+
+/// Who acts: a participant, with their name and role at the time.
+#[derive(Clone, Debug)]
+pub struct Actor {
+    pub id: String,
+    pub name: String,
+    pub role: &'static str,
+}
+
+fn push_once(list: &mut Vec<String>, id: &str) {
+    if !list.iter().any(|x| x == id) && list.len() < MAX_LISTED {
+        list.push(id.to_owned());
+    }
+}
+
+/// Applies `action` by `actor` to `rec` at `now_ms`: the decision, and its entry in the
+/// action log (the newest [`MAX_ACTIONS`] are kept).
+pub fn apply(rec: &mut MeetingRoomRecord, actor: &Actor, action: &Action, now_ms: i64) {
+    match action {
+        Action::Admit(t) => push_once(&mut rec.admitted, t),
+        Action::Deny(t) => push_once(&mut rec.denied, t),
+        Action::Remove(t) => push_once(&mut rec.removed, t),
+        Action::Lock(on) => rec.locked = *on,
+        Action::WaitingRoom(on) => rec.waiting_room = Some(*on),
+        Action::AllowUnmute(on) => rec.unmute_disallowed = !on,
+        Action::SetRole { target, role } => {
+            if rec.roles.len() < MAX_LISTED || rec.roles.contains_key(target) {
+                rec.roles.insert(target.clone(), (*role).to_owned());
+            }
+        }
+        Action::Rename { target, name } => {
+            if rec.names.len() < MAX_LISTED || rec.names.contains_key(target) {
+                rec.names.insert(target.clone(), name.clone());
+            }
+        }
+        Action::End => rec.ended = true,
+        Action::MuteAll | Action::Mute { .. } | Action::AskUnmute(_) | Action::LowerHand(_) => {}
+    }
+    let seq = rec.next_seq.max(1);
+    rec.next_seq = seq + 1;
+    rec.actions.push(HostActionRecord {
+        seq,
+        unix_ms: now_ms,
+        by: actor.id.clone(),
+        by_name: actor.name.clone(),
+        by_role: actor.role.to_owned(),
+        action: action.name().to_owned(),
+        target: action.target().unwrap_or_default().to_owned(),
+        detail: action.detail(),
+    });
+    if rec.actions.len() > MAX_ACTIONS {
+        let extra = rec.actions.len() - MAX_ACTIONS;
+        rec.actions.drain(..extra);
+    }
+}
+
+/// The role a role name stands for (unknown names: attendee).
+pub fn role_named(name: &str) -> &'static str {
+    ["host", "co-host", "panelist", "attendee"]
+        .into_iter()
+        .find(|r| *r == name)
+        .unwrap_or("attendee")
+}
+
+/// A meeting's room as this node knows it.
+#[derive(Clone, Debug, Default)]
+pub struct RoomState {
+    /// Read from etcd at least once; until then nothing is known.
+    pub loaded: bool,
+    /// The etcd revision of what is here (newer writes replace it, older never do).
+    pub revision: i64,
+    pub title: String,
+    /// The meeting's own setting, from its creation.
+    pub meeting_waiting_room: bool,
+    pub rec: MeetingRoomRecord,
+}
+
+/// Why a participant is not let in (again).
+pub const REMOVED: &str = "a host removed you from this meeting";
+pub const DENIED: &str = "a host did not let you into this meeting";
+pub const ENDED: &str = "the host ended the meeting for everyone";
+
+impl RoomState {
+    pub fn waiting_room(&self) -> bool {
+        self.rec.waiting_room.unwrap_or(self.meeting_waiting_room)
+    }
+    pub fn allow_unmute(&self) -> bool {
+        !self.rec.unmute_disallowed
+    }
+    /// `participant`'s role: the one a host gave, else the join token's.
+    pub fn role_of(&self, participant: &str, token_role: &'static str) -> &'static str {
+        self.rec
+            .roles
+            .get(participant)
+            .map_or(token_role, |r| role_named(r))
+    }
+    pub fn name_of<'a>(&'a self, participant: &str, token_name: &'a str) -> &'a str {
+        self.rec
+            .names
+            .get(participant)
+            .map_or(token_name, String::as_str)
+    }
+    pub fn admitted(&self, participant: &str) -> bool {
+        self.rec.admitted.iter().any(|x| x == participant)
+    }
+    /// Why `participant` may not be in the meeting, if they may not.
+    pub fn refusal(&self, participant: &str) -> Option<(&'static str, &'static str)> {
+        if self.rec.removed.iter().any(|x| x == participant) {
+            Some(("removed", REMOVED))
+        } else if self.rec.denied.iter().any(|x| x == participant) {
+            Some(("denied", DENIED))
+        } else {
+            None
+        }
+    }
+    /// The sequence number of the newest action.
+    pub fn last_seq(&self) -> u64 {
+        self.rec.next_seq.saturating_sub(1)
+    }
+    /// Actions newer than `seq`, oldest first.
+    pub fn actions_after(&self, seq: u64) -> impl Iterator<Item = &HostActionRecord> {
+        self.rec.actions.iter().filter(move |a| a.seq > seq)
+    }
+    /// The `room` message: the meeting's settings as every participant sees them.
+    pub fn message(&self) -> serde_json::Value {
+        serde_json::json!({
+            "type": "room",
+            "title": self.title,
+            "locked": self.rec.locked,
+            "waiting_room": self.waiting_room(),
+            "allow_unmute": self.allow_unmute(),
+        })
+    }
+    /// What a `room` message says, to tell whether it changed.
+    pub fn settings(&self) -> (bool, bool, bool) {
+        (self.rec.locked, self.waiting_room(), self.allow_unmute())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HostsError {
+    #[error("the cluster state (etcd) cannot be reached")]
+    NoEtcd,
+    #[error("etcd: {0}")]
+    Etcd(#[from] etcd_client::Error),
+    #[error("the meeting's room record is unreadable: {0}")]
+    Corrupt(#[from] prost::DecodeError),
+    #[error("other hosts kept changing the meeting at the same time; try again")]
+    Contended,
+}
+
+struct Followed {
+    state: watch::Sender<RoomState>,
+    stop: CancellationToken,
+}
+
+/// The rooms of the meetings this node hosts: followed in etcd, written by host actions.
+pub struct Hosts {
+    keyspace: Keyspace,
+    meetings: Mutex<HashMap<MeetingId, Followed>>,
+}
+
+impl Hosts {
+    pub fn new(keyspace: Keyspace) -> Self {
+        Self {
+            keyspace,
+            meetings: Mutex::default(),
+        }
+    }
+
+    /// Starts following `meeting`'s room (idempotent) and returns its state, which
+    /// changes whenever a host of the meeting, on any node, decides something.
+    pub fn follow(node: &Arc<Node>, meeting: &MeetingId) -> watch::Receiver<RoomState> {
+        let mut meetings = node.hosts.meetings.lock().expect("hosts");
+        if let Some(f) = meetings.get(meeting) {
+            return f.state.subscribe();
+        }
+        let (tx, rx) = watch::channel(RoomState::default());
+        let stop = node.shutdown.child_token();
+        meetings.insert(
+            meeting.clone(),
+            Followed {
+                state: tx.clone(),
+                stop: stop.clone(),
+            },
+        );
+        tokio::spawn(follow_room(node.clone(), meeting.clone(), tx, stop));
+        rx
+    }
+
+    /// Stops following `meeting` (it closed here).
+    pub fn unfollow(&self, meeting: &MeetingId) {
+        if let Some(f) = self.meetings.lock().expect("hosts").remove(meeting) {
+            f.stop.cancel();
+        }
+    }
+
+    /// Records `actions` by `actor` in `meeting`'s room, as one write that no concurrent
+    /// one overwrites (compare-and-swap on the record's revision, retried).
+    pub async fn act(
+        &self,
+        node: &Node,
+        meeting: &MeetingId,
+        actor: &Actor,
+        actions: &[Action],
+    ) -> Result<(), HostsError> {
+        let mut etcd = node.etcd_client().await.ok_or(HostsError::NoEtcd)?;
+        let key = self.keyspace.room(meeting);
+        for _ in 0..8 {
+            let got = etcd.get(key.as_str(), None).await?;
+            let (mut rec, unchanged) = match got.kvs().first() {
+                Some(kv) => (
+                    MeetingRoomRecord::decode(kv.value())?,
+                    Compare::mod_revision(key.as_str(), CompareOp::Equal, kv.mod_revision()),
+                ),
+                None => (
+                    MeetingRoomRecord::default(),
+                    Compare::version(key.as_str(), CompareOp::Equal, 0),
+                ),
+            };
+            let now = common::unix_ms();
+            for a in actions {
+                apply(&mut rec, actor, a, now);
+            }
+            let txn = Txn::new().when([unchanged]).and_then([TxnOp::put(
+                key.as_str(),
+                rec.encode_to_vec(),
+                None,
+            )]);
+            let done = etcd.txn(txn).await?;
+            if done.succeeded() {
+                let revision = done.header().map_or(0, |h| h.revision());
+                if let Some(f) = self.meetings.lock().expect("hosts").get(meeting) {
+                    publish(&f.state, Some(rec), revision);
+                }
+                return Ok(());
+            }
+        }
+        Err(HostsError::Contended)
+    }
+}
+
+/// Takes `rec` (None: the record was deleted) at `revision` unless what we have is newer.
+fn publish(tx: &watch::Sender<RoomState>, rec: Option<MeetingRoomRecord>, revision: i64) {
+    tx.send_if_modified(|s| {
+        if s.loaded && revision <= s.revision {
+            return false;
+        }
+        s.loaded = true;
+        s.revision = revision;
+        s.rec = rec.unwrap_or_default();
+        true
+    });
+}
+
+const RETRY_FIRST: Duration = Duration::from_millis(200);
+const RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// Keeps `tx` up to date with `meeting`'s room record until `stop`: read, then watched
+/// from the revision read; read again after a broken watch.
+async fn follow_room(
+    node: Arc<Node>,
+    meeting: MeetingId,
+    tx: watch::Sender<RoomState>,
+    stop: CancellationToken,
+) {
+    let mut delay = RETRY_FIRST;
+    while !stop.is_cancelled() {
+        let result: Result<(), HostsError> = async {
+            let mut etcd = node.etcd_client().await.ok_or(HostsError::NoEtcd)?;
+            let ks = &node.hosts.keyspace;
+            let m = etcd.get(ks.meeting(&meeting), None).await?;
+            if let Some(kv) = m.kvs().first() {
+                let m = MeetingRecord::decode(kv.value())?;
+                tx.send_modify(|s| {
+                    s.title = m.title;
+                    s.meeting_waiting_room = m.waiting_room;
+                });
+            }
+            let key = ks.room(&meeting);
+            let r = etcd.get(key.as_str(), None).await?;
+            let revision = r.header().map_or(0, |h| h.revision());
+            let rec = r
+                .kvs()
+                .first()
+                .map(|kv| MeetingRoomRecord::decode(kv.value()))
+                .transpose()?;
+            // A fresh read is the truth, even against a newer revision we wrote.
+            tx.send_modify(|s| {
+                s.loaded = true;
+                s.revision = s.revision.max(revision);
+                if let Some(rec) = &rec
+                    && s.rec.next_seq <= rec.next_seq
+                {
+                    s.rec = rec.clone();
+                }
+            });
+            let mut stream = etcd
+                .watch(
+                    key.as_str(),
+                    Some(WatchOptions::new().with_start_revision(revision + 1)),
+                )
+                .await?;
+            delay = RETRY_FIRST;
+            loop {
+                let msg = tokio::select! {
+                    _ = stop.cancelled() => return Ok(()),
+                    m = stream.message() => m?,
+                };
+                let Some(resp) = msg else {
+                    return Err(HostsError::Etcd(etcd_client::Error::WatchError(
+                        "the watch ended".into(),
+                    )));
+                };
+                for ev in resp.events() {
+                    let Some(kv) = ev.kv() else { continue };
+                    let rec = match ev.event_type() {
+                        etcd_client::EventType::Put => Some(MeetingRoomRecord::decode(kv.value())?),
+                        etcd_client::EventType::Delete => None,
+                    };
+                    publish(&tx, rec, kv.mod_revision());
+                }
+            }
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::warn!(%meeting, error = %e, "following the meeting's room record failed; retrying");
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(delay) => {}
+            }
+            delay = (delay * 2).min(RETRY_MAX);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host() -> Actor {
+        Actor {
+            id: "h".into(),
+            name: "Hanne".into(),
+            role: "host",
+        }
+    }
+
+    #[test]
+    fn actions_make_decisions_and_are_logged_in_order() {
+        let mut rec = MeetingRoomRecord::default();
+        apply(&mut rec, &host(), &Action::Lock(true), 10);
+        apply(&mut rec, &host(), &Action::Admit("a".into()), 11);
+        apply(&mut rec, &host(), &Action::Admit("a".into()), 12);
+        apply(&mut rec, &host(), &Action::Remove("b".into()), 13);
+        apply(
+            &mut rec,
+            &host(),
+            &Action::SetRole {
+                target: "a".into(),
+                role: "co-host",
+            },
+            14,
+        );
+        let s = RoomState {
+            loaded: true,
+            rec: rec.clone(),
+            ..RoomState::default()
+        };
+        assert!(rec.locked);
+        assert_eq!(rec.admitted, vec!["a"], "admitting twice lists once");
+        assert_eq!(s.refusal("b").map(|r| r.0), Some("removed"));
+        assert_eq!(s.refusal("a"), None);
+        assert_eq!(s.role_of("a", "attendee"), "co-host");
+        assert_eq!(s.role_of("c", "attendee"), "attendee");
+        let log: Vec<(u64, &str, &str)> = rec
+            .actions
+            .iter()
+            .map(|a| (a.seq, a.action.as_str(), a.target.as_str()))
+            .collect();
+        assert_eq!(
+            log,
+            vec![
+                (1, "lock", ""),
+                (2, "admit", "a"),
+                (3, "admit", "a"),
+                (4, "remove", "b"),
+                (5, "set_role", "a")
+            ]
+        );
+        assert_eq!(s.actions_after(3).count(), 2);
+        assert_eq!(rec.actions[0].by_name, "Hanne");
+    }
+
+    #[test]
+    fn the_log_keeps_the_newest_actions_and_numbers_run_on() {
+        let mut rec = MeetingRoomRecord::default();
+        for i in 0..(MAX_ACTIONS as i64 + 5) {
+            apply(&mut rec, &host(), &Action::MuteAll, i);
+        }
+        assert_eq!(rec.actions.len(), MAX_ACTIONS);
+        assert_eq!(rec.actions[0].seq, 6);
+        assert_eq!(rec.next_seq, MAX_ACTIONS as u64 + 6);
+    }
+
+    #[test]
+    fn only_the_host_ends_the_meeting_or_makes_and_unmakes_hosts() {
+        assert!(Action::End.needs_host(None));
+        let promote = |role| Action::SetRole {
+            target: "x".into(),
+            role,
+        };
+        assert!(promote("host").needs_host(Some("attendee")));
+        assert!(promote("attendee").needs_host(Some("host")));
+        assert!(!promote("co-host").needs_host(Some("attendee")));
+        assert!(Action::Remove("x".into()).needs_host(Some("host")));
+        assert!(!Action::Remove("x".into()).needs_host(Some("attendee")));
+        assert!(!Action::Lock(true).needs_host(None));
+    }
+
+    #[test]
+    fn the_waiting_room_follows_the_meeting_unless_a_host_changed_it() {
+        let mut s = RoomState {
+            meeting_waiting_room: true,
+            ..RoomState::default()
+        };
+        assert!(s.waiting_room());
+        apply(&mut s.rec, &host(), &Action::WaitingRoom(false), 1);
+        assert!(!s.waiting_room());
+    }
+}
