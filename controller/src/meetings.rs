@@ -135,6 +135,13 @@ impl Service {
         }
     }
 
+    /// The meeting as anyone with its link sees it before joining (title, whether it
+    /// needs a password): no authentication, like the join itself.
+    pub async fn public_meeting(&self, id: &str) -> Result<MeetingInfo, ApiError> {
+        let id = Self::parse_meeting_id(id)?;
+        Ok(self.info(self.meeting(&id).await?))
+    }
+
     /// The meeting's audit trail: what its hosts did, oldest first. For its host (host
     /// key) and operators.
     pub async fn audit(

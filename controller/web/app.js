@@ -1,13 +1,17 @@
-// Fjord browser client: join through the controller, one WebSocket to the media node,
-// one RTCPeerConnection. No build step, no third-party code.
+// Fjord browser client: a pre-join screen, then one WebSocket to the media node and one
+// RTCPeerConnection; the waiting room, the participant panel and the host's controls.
+// No build step, no third-party code.
 'use strict';
 (() => {
   const $ = (id) => document.getElementById(id);
   const params = new URLSearchParams(location.search);
   const state = {
     meeting: null, joined: null, ws: null, pc: null, local: null, screen: null,
-    participants: new Map(), // participant_id -> {name, audio_muted, video_muted}
-    midToParticipant: new Map(), midKind: new Map(), pinned: new Map(), chat: [], leaving: false, audioMuted: false, videoMuted: false, activeSpeaker: null,
+    participants: new Map(), // participant_id -> participant object (in the meeting)
+    waiting: new Map(), // participant_id -> participant object (in the waiting room; hosts only)
+    midToParticipant: new Map(), midKind: new Map(), pinned: new Map(), chat: [], leaving: false,
+    audioMuted: false, videoMuted: false, activeSpeaker: null, role: null, room: {},
+    handRaised: false, layout: 'gallery', pinnedTile: null, quality: new Map(),
   };
   window.fjord = state;
 
@@ -15,21 +19,91 @@
     $('status').textContent = text;
     $('status').className = isError ? 'error' : '';
   }
+  function banner(text) {
+    $('banner').textContent = text || '';
+    $('banner').hidden = !text;
+  }
+  const isHost = () => state.role === 'host' || state.role === 'co-host';
 
   // Plain-language messages for what the API answers.
   function explain(status, body) {
     const msg = (body && body.message) || '';
+    const code = body && body.error;
+    if (code === 'meeting_locked') return 'This meeting is locked by its host.';
     switch (status) {
       case 401: return msg.includes('password') ? 'This meeting needs a password.' : msg;
       case 403: return msg.includes('password') ? 'Wrong password. Please try again.' : msg;
       case 404: return 'This meeting does not exist. Check the link.';
-      case 409: return 'This meeting has ended.';
+      case 409: return msg.includes('full') ? 'This meeting is full.' : 'This meeting has ended.';
+      case 429: return 'Too many attempts. Please wait a moment and try again.';
       case 503: return msg.includes('capacity') ? 'The meeting is full right now. Please try again later.'
                                                 : 'The service is busy right now (' + msg + '). Please try again shortly.';
       default: return msg || ('Something went wrong (' + status + ').');
     }
   }
 
+  // ---- Pre-join: the meeting's title, devices, a preview. ----
+  async function loadMeeting(id) {
+    try {
+      const r = await fetch('/v1/meetings/' + encodeURIComponent(id) + '/public');
+      if (!r.ok) return;
+      const m = await r.json();
+      state.title = m.title;
+      $('title').textContent = m.title;
+      $('prejoin-title').textContent = '“' + m.title + '”';
+      if (m.has_password) $('password-row').hidden = false;
+    } catch (e) { /* the join says what is wrong */ }
+  }
+
+  function constraints() {
+    const mic = $('mic-select').value;
+    const cam = $('camera-select').value;
+    // original_sound=1: no echo cancellation, noise suppression or gain control (music,
+    // test rigs whose microphones all play the same signal).
+    const audio = params.get('original_sound') === '1'
+      ? { echoCancellation: false, noiseSuppression: false, autoGainControl: false } : {};
+    if (mic) audio.deviceId = { exact: mic };
+    const video = { width: 960, height: 540 };
+    if (cam) video.deviceId = { exact: cam };
+    return { audio, video };
+  }
+
+  async function listDevices() {
+    const devices = await navigator.mediaDevices.enumerateDevices();
+    const fill = (select, kind, what) => {
+      const keep = select.value;
+      select.replaceChildren();
+      devices.filter((d) => d.kind === kind).forEach((d, i) => {
+        const o = document.createElement('option');
+        o.value = d.deviceId;
+        o.textContent = d.label || (what + ' ' + (i + 1));
+        select.append(o);
+      });
+      if (keep) select.value = keep;
+    };
+    fill($('mic-select'), 'audioinput', 'Microphone');
+    fill($('camera-select'), 'videoinput', 'Camera');
+    // Choosing the speaker needs setSinkId (not every browser has it).
+    if ('setSinkId' in HTMLMediaElement.prototype) {
+      fill($('speaker-select'), 'audiooutput', 'Speaker');
+      $('speaker-row').hidden = !$('speaker-select').options.length;
+    }
+    state.devices = devices.map((d) => ({ kind: d.kind, label: d.label, id: d.deviceId }));
+  }
+
+  async function preview() {
+    if (state.local) state.local.getTracks().forEach((t) => t.stop());
+    try {
+      state.local = await navigator.mediaDevices.getUserMedia(constraints());
+      $('preview').srcObject = state.local;
+      await listDevices();
+    } catch (e) {
+      state.local = null;
+      status('Camera or microphone not available: ' + e.message, true);
+    }
+  }
+
+  // ---- Joining. ----
   async function join() {
     const meeting = $('meeting').value.trim();
     const name = $('name').value.trim();
@@ -43,6 +117,7 @@
       // allows overrides: tests and demos of a multi-region cluster on one machine).
       const request = { name };
       if (password) request.password = password;
+      if (params.get('host_key')) request.host_key = params.get('host_key');
       if (params.get('region')) request.region = params.get('region');
       // Rejoining: say which node we lost, so that the controller checks it first.
       if (state.rejoining && state.lostNode) request.lost_node = state.lostNode;
@@ -63,27 +138,33 @@
     }
     if (!resp.ok) {
       state.rejoining = false;
-      if (resp.status === 401 || resp.status === 403) $('password-row').hidden = false;
+      if ((resp.status === 401 || resp.status === 403) && (body && body.error) !== 'meeting_locked') $('password-row').hidden = false;
       status(explain(resp.status, body), true);
       return;
     }
     state.joined = body;
+    state.role = body.role;
     await connect();
   }
 
   async function connect() {
+    const cameraOff = $('join-camera-off').checked || params.get('camera') === 'off';
+    const joinMuted = $('join-muted').checked || params.get('muted') === '1';
     if (!state.local) {
       try {
-        // original_sound=1 turns off echo cancellation, noise suppression and gain control
-        // (for music, and for test rigs whose microphones all play the same signal).
-        const audio = params.get('original_sound') === '1'
-          ? { echoCancellation: false, noiseSuppression: false, autoGainControl: false } : true;
-        state.local = await navigator.mediaDevices.getUserMedia({ audio, video: { width: 960, height: 540 } });
+        const c = constraints();
+        state.local = await navigator.mediaDevices.getUserMedia(cameraOff ? { audio: c.audio } : c);
       } catch (e) {
         status('Camera or microphone not available: ' + e.message, true);
         return;
       }
     }
+    if (cameraOff) {
+      state.local.getVideoTracks().forEach((t) => { t.stop(); state.local.removeTrack(t); });
+      state.videoMuted = true;
+    }
+    if (joinMuted) state.audioMuted = true;
+    state.local.getAudioTracks().forEach((t) => { t.enabled = !state.audioMuted; });
     // TURN servers of the node's region, when the cluster has them: the way out of
     // networks that block UDP or direct paths.
     const pc = new RTCPeerConnection({
@@ -91,32 +172,35 @@
       iceServers: state.joined.ice_servers || [],
     });
     state.pc = pc;
-    // Camera in three simulcast layers; the node forwards each viewer the one its tile needs.
-    for (const track of state.local.getTracks()) {
-      const init = { direction: 'sendonly', streams: [state.local] };
-      if (track.kind === 'video' && params.get('simulcast') !== '0') {
-        init.sendEncodings = [
-          { rid: 'l', scaleResolutionDownBy: 4, maxBitrate: 150000 },
-          { rid: 'm', scaleResolutionDownBy: 2, maxBitrate: 500000 },
-          { rid: 'h', maxBitrate: 1500000 },
-        ];
-      }
-      const t = pc.addTransceiver(track, init);
-      // video_codec=h264 (or vp8, vp9, av1) puts that codec first in what we offer.
-      if (track.kind === 'video' && params.get('video_codec')) preferCodec(t, params.get('video_codec'));
-    }
+    for (const track of state.local.getTracks()) addTrack(pc, track);
     pc.ontrack = (e) => attach(e.transceiver.mid, e.track);
     pc.onconnectionstatechange = () => {
-      if (pc.connectionState === 'connected') { state.attempts = 0; state.rejoining = false; }
+      if (pc.connectionState === 'connected') { state.attempts = 0; state.rejoining = false; banner(''); }
+      if (pc.connectionState === 'disconnected') banner('Your connection is interrupted. Reconnecting…');
       if (pc.connectionState === 'failed') lost('Media connection failed.');
     };
     const ws = new WebSocket(state.joined.signal_url + '?token=' + encodeURIComponent(state.joined.token));
     state.ws = ws;
     ws.onmessage = (e) => handle(JSON.parse(e.data)).catch((err) => console.error(err));
     ws.onclose = () => { if (!state.leaving && state.ws === ws) lost('Connection lost.'); };
-    $('join').hidden = true;
-    $('meeting-view').hidden = false;
-    tile(state.joined.participant_id, $('name').value.trim() + ' (you)', state.local);
+    $('prejoin').hidden = true;
+  }
+
+  // Own tracks: the camera in three simulcast layers (the node forwards each viewer the
+  // one its tile needs), the microphone as is.
+  function addTrack(pc, track) {
+    const init = { direction: 'sendonly', streams: [state.local] };
+    if (track.kind === 'video' && params.get('simulcast') !== '0') {
+      init.sendEncodings = [
+        { rid: 'l', scaleResolutionDownBy: 4, maxBitrate: 150000 },
+        { rid: 'm', scaleResolutionDownBy: 2, maxBitrate: 500000 },
+        { rid: 'h', maxBitrate: 1500000 },
+      ];
+    }
+    const t = pc.addTransceiver(track, init);
+    // video_codec=h264 (or vp8, vp9, av1) puts that codec first in what we offer.
+    if (track.kind === 'video' && params.get('video_codec')) preferCodec(t, params.get('video_codec'));
+    return t;
   }
 
   function preferCodec(transceiver, name) {
@@ -130,19 +214,42 @@
   function send(msg) {
     if (state.ws && state.ws.readyState === WebSocket.OPEN) state.ws.send(JSON.stringify(Object.assign({ v: 1 }, msg)));
   }
+  state.send = send;
+
+  function showMeeting() {
+    $('waiting').hidden = true;
+    $('meeting-view').hidden = false;
+    tile(state.joined.participant_id, $('name').value.trim() + ' (you)', state.local);
+    renderControls();
+  }
 
   async function handle(m) {
     const pc = state.pc;
     switch (m.type) {
+      case 'waiting':
+        $('waiting-title').textContent = m.title || state.title || 'the meeting';
+        $('waiting').hidden = false;
+        status('Waiting for the host to let you in.');
+        break;
       case 'welcome': {
         status('In the meeting.');
-        for (const p of m.participants) { state.participants.set(p.participant_id, p); tile(p.participant_id, p.name); }
+        state.role = m.role;
+        showMeeting();
+        for (const p of m.participants) upsert(p);
         if (m.active_speaker) setActiveSpeaker(m.active_speaker);
         const offer = await pc.createOffer();
         await pc.setLocalDescription(offer);
         send({ type: 'offer', sdp: offer.sdp });
+        if (state.audioMuted || state.videoMuted) sendMute();
+        startQuality();
         break;
       }
+      case 'room':
+        state.room = m;
+        if (m.title) { state.title = m.title; $('title').textContent = m.title; }
+        $('lock-badge').hidden = !m.locked;
+        renderControls();
+        break;
       case 'answer': await pc.setRemoteDescription({ type: 'answer', sdp: m.sdp }); break;
       case 'offer': {
         await pc.setRemoteDescription({ type: 'offer', sdp: m.sdp });
@@ -157,13 +264,15 @@
         break;
       case 'track_removed': state.midToParticipant.delete(m.mid); break;
       case 'participant_joined':
-        state.participants.set(m.participant.participant_id, m.participant);
-        tile(m.participant.participant_id, m.participant.name);
+      case 'participant_updated':
+        upsert(m.participant);
         break;
       case 'participant_left': {
         state.participants.delete(m.participant_id);
+        state.waiting.delete(m.participant_id);
         const t = document.getElementById('tile-' + m.participant_id);
         if (t) t.remove();
+        renderPeople();
         break;
       }
       case 'chat': {
@@ -175,22 +284,60 @@
       }
       case 'mute': {
         const p = state.participants.get(m.participant_id);
-        if (p) { p.audio_muted = m.audio_muted; p.video_muted = m.video_muted; label(m.participant_id); }
+        if (p) { p.audio_muted = m.audio_muted; p.video_muted = m.video_muted; label(m.participant_id); renderPeople(); }
         break;
       }
-      case 'active_speaker': setActiveSpeaker(m.participant_id); break;
-      case 'error': console.warn('signaling error', m.message); break;
-      case 'closed':
-        if (m.reason.includes('replaced')) { state.leaving = true; status('You joined from another window; this one left.', true); }
-        else if (m.reason.includes('is full')) { state.leaving = true; teardown(); status('This meeting is full.', true); }
-        else lost('The media node closed the connection (' + m.reason + ').');
+      case 'muted_by_host':
+        setOwnMute(m.audio_muted, m.video_muted);
+        status((m.by_name || 'A host') + (m.video_muted && !m.audio_muted ? ' stopped your video.' : ' muted you.'));
         break;
+      case 'unmute_request':
+        banner((m.by_name || 'A host') + ' asks you to unmute. Use the Unmute button if you want to speak.');
+        break;
+      case 'active_speaker': setActiveSpeaker(m.participant_id); break;
+      case 'error':
+        console.warn('signaling error', m.message);
+        if (m.in_reply_to === 'mute') { setOwnMute(true, state.videoMuted); status(m.message, true); }
+        else if (m.in_reply_to !== 'layer') status(m.message, true);
+        break;
+      case 'closed': closed(m.reason || ''); break;
     }
+  }
+
+  // Why a session ended: some reasons end the visit, others are rejoined.
+  function closed(reason) {
+    const stop = (text) => { state.leaving = true; teardown(); stopLocal(); $('meeting-view').hidden = true; $('waiting').hidden = true; status(text, true); };
+    if (reason.includes('replaced')) { state.leaving = true; status('You joined from another window; this one left.', true); }
+    else if (reason.includes('is full')) stop('This meeting is full.');
+    else if (reason.includes('removed you')) stop('A host removed you from this meeting.');
+    else if (reason.includes('did not let you in')) stop('The host did not let you into this meeting.');
+    else if (reason.includes('ended the meeting')) stop('The host ended the meeting for everyone.');
+    else lost('The media node closed the connection (' + reason + ').');
+  }
+
+  function upsert(p) {
+    const id = p.participant_id;
+    if (id === (state.joined && state.joined.participant_id)) {
+      state.role = p.role;
+      state.handRaised = p.hand_raised_unix_ms != null;
+      renderControls();
+      return;
+    }
+    if (p.waiting) {
+      state.waiting.set(id, p);
+      renderPeople();
+      return;
+    }
+    state.waiting.delete(id);
+    state.participants.set(id, p);
+    tile(id, p.name);
+    renderPeople();
   }
 
   function setActiveSpeaker(pid) {
     state.activeSpeaker = pid;
     document.querySelectorAll('.tile').forEach((t) => t.classList.toggle('speaking', t.id === 'tile-' + pid));
+    applyLayout();
   }
 
   function tile(pid, name, stream) {
@@ -199,12 +346,20 @@
       t = document.createElement('div');
       t.className = pid === state.activeSpeaker ? 'tile speaking' : 'tile';
       t.id = 'tile-' + pid;
+      t.tabIndex = 0;
       const v = document.createElement('video');
       v.autoplay = true; v.playsInline = true;
       if (stream) v.muted = true;
       const l = document.createElement('span');
       l.className = 'label';
-      t.append(v, l);
+      const q = document.createElement('span');
+      q.className = 'quality';
+      q.setAttribute('role', 'img');
+      t.append(v, l, q);
+      // Click or Enter pins the tile in speaker view.
+      const pin = () => { state.pinnedTile = state.pinnedTile === pid ? null : pid; applyLayout(); };
+      t.addEventListener('dblclick', pin);
+      t.addEventListener('keydown', (e) => { if (e.key === 'Enter') pin(); });
       $('grid').append(t);
     }
     t.dataset.name = name;
@@ -218,20 +373,41 @@
     if (!t) return;
     const p = state.participants.get(pid);
     const muted = p && p.audio_muted ? ' 🔇' : '';
-    t.querySelector('.label').textContent = t.dataset.name + muted;
+    const hand = p && p.hand_raised_unix_ms != null ? ' ✋' : '';
+    t.querySelector('.label').textContent = t.dataset.name + muted + hand;
+    t.setAttribute('aria-label', t.dataset.name + (muted ? ', muted' : '') + (hand ? ', hand raised' : ''));
   }
 
-  // Tell the node how large each remote video is shown, so it forwards a layer to match.
+  // ---- Layouts: a gallery, or the speaker (or a pinned participant) large. ----
+  function applyLayout() {
+    const speaker = state.layout === 'speaker';
+    $('grid').classList.toggle('speaker-view', speaker);
+    const main = state.pinnedTile || state.activeSpeaker;
+    document.querySelectorAll('.tile').forEach((t) => {
+      t.classList.toggle('main', speaker && t.id === 'tile-' + main);
+      t.classList.toggle('pinned', t.id === 'tile-' + state.pinnedTile);
+    });
+  }
+
+  // Tell the node how large each remote video is shown, so it forwards a layer to match;
+  // a tile scrolled out of sight gets the smallest.
   function sendLayer(pid) {
     for (const [mid, who] of state.midToParticipant) {
       if (who !== pid || state.midKind.get(mid) !== 'video') continue;
       const t = document.getElementById('tile-' + pid);
-      const size = state.pinned.get(pid) || (t ? { width: t.clientWidth, height: t.clientHeight } : null);
+      let size = state.pinned.get(pid) || (t ? { width: t.clientWidth, height: t.clientHeight } : null);
+      if (t && !state.pinned.get(pid) && t.dataset.visible === 'no') size = { width: 1, height: 1 };
       if (size) send({ type: 'layer', mid, width: Math.round(size.width), height: Math.round(size.height) });
     }
   }
   const resizes = new ResizeObserver((entries) => {
     for (const e of entries) sendLayer(e.target.id.replace(/^tile-/, ''));
+  });
+  const visibility = new IntersectionObserver((entries) => {
+    for (const e of entries) {
+      e.target.dataset.visible = e.isIntersecting ? 'yes' : 'no';
+      sendLayer(e.target.id.replace(/^tile-/, ''));
+    }
   });
   state.pinLayer = (pid, width, height) => { state.pinned.set(pid, { width, height }); sendLayer(pid); };
 
@@ -240,29 +416,179 @@
     if (!pid) return;
     const p = state.participants.get(pid);
     const t = tile(pid, p ? p.name : pid);
-    if (track.kind === 'video') { resizes.observe(t); setTimeout(() => sendLayer(pid), 0); }
+    if (track.kind === 'video') { resizes.observe(t); visibility.observe(t); setTimeout(() => sendLayer(pid), 0); }
     const v = t.querySelector('video');
     const s = v.srcObject instanceof MediaStream ? v.srcObject : new MediaStream();
     s.addTrack(track);
     v.srcObject = s;
+    const speaker = $('speaker-select').value;
+    if (speaker && v.setSinkId) v.setSinkId(speaker).catch(() => {});
   }
 
+  // ---- Connection quality, from getStats(): per remote participant and our own. ----
+  function startQuality() {
+    clearInterval(state.qualityTimer);
+    state.lastStats = new Map();
+    state.qualityTimer = setInterval(measureQuality, 2000);
+  }
+
+  async function measureQuality() {
+    const pc = state.pc;
+    if (!pc) return;
+    const report = await pc.getStats().catch(() => null);
+    if (!report) return;
+    const byMid = new Map();
+    let rtt = null; let ownLoss = 0;
+    report.forEach((s) => {
+      if (s.type === 'inbound-rtp' && s.mid) byMid.set(s.mid, s);
+      if (s.type === 'candidate-pair' && s.nominated && s.currentRoundTripTime != null) rtt = s.currentRoundTripTime;
+      if (s.type === 'remote-inbound-rtp' && s.fractionLost != null) ownLoss = Math.max(ownLoss, s.fractionLost);
+    });
+    const per = new Map();
+    for (const [mid, s] of byMid) {
+      const pid = state.midToParticipant.get(mid);
+      if (!pid) continue;
+      const last = state.lastStats.get(mid);
+      state.lastStats.set(mid, s);
+      if (!last) continue;
+      const got = s.packetsReceived - last.packetsReceived;
+      const lost = Math.max(0, s.packetsLost - last.packetsLost);
+      const bits = 8 * (s.bytesReceived - last.bytesReceived) / ((s.timestamp - last.timestamp) / 1000 || 1);
+      const q = per.get(pid) || { lost: 0, got: 0, bitrate: 0 };
+      q.lost += lost; q.got += got; q.bitrate += bits;
+      per.set(pid, q);
+    }
+    for (const [pid, q] of per) {
+      const loss = q.got + q.lost ? q.lost / (q.got + q.lost) : 0;
+      const grade = loss > 0.1 || (rtt || 0) > 0.4 ? 'poor' : loss > 0.02 || (rtt || 0) > 0.2 ? 'fair' : 'good';
+      state.quality.set(pid, { loss, rtt, bitrate: q.bitrate, grade });
+      const t = document.getElementById('tile-' + pid);
+      if (t) {
+        const el = t.querySelector('.quality');
+        el.className = 'quality ' + grade;
+        el.setAttribute('aria-label', 'Connection ' + grade);
+        el.title = 'Connection ' + grade + ': ' + Math.round(loss * 100) + ' % lost, ' +
+          (rtt == null ? '?' : Math.round(rtt * 1000)) + ' ms round trip, ' + Math.round(q.bitrate / 1000) + ' kbit/s';
+      }
+    }
+    state.ownQuality = { loss: ownLoss, rtt };
+    if (pc.connectionState === 'connected') {
+      banner(ownLoss > 0.1 || (rtt || 0) > 0.5 ? 'Your connection is poor: others may not see or hear you well.' : '');
+    }
+  }
+
+  // ---- The participant panel and the host's controls. ----
+  function button(text, onclick, labelText) {
+    const b = document.createElement('button');
+    b.type = 'button';
+    b.textContent = text;
+    if (labelText) b.setAttribute('aria-label', labelText);
+    b.onclick = onclick;
+    return b;
+  }
+
+  function renderPeople() {
+    const list = $('people-list');
+    list.replaceChildren();
+    const me = state.joined && state.joined.participant_id;
+    const all = [...state.participants.values()];
+    // Raised hands first, in the order they went up.
+    all.sort((a, b) => (a.hand_raised_unix_ms ?? Infinity) - (b.hand_raised_unix_ms ?? Infinity) || a.joined_unix_ms - b.joined_unix_ms);
+    for (const p of all) {
+      const li = document.createElement('li');
+      li.className = 'person';
+      li.dataset.pid = p.participant_id;
+      const who = document.createElement('span');
+      const marks = [p.role !== 'attendee' ? p.role : null, p.audio_muted ? 'muted' : null,
+        p.video_muted ? 'video off' : null, p.hand_raised_unix_ms != null ? '✋ hand raised' : null].filter(Boolean);
+      who.textContent = p.name + (marks.length ? ' (' + marks.join(', ') + ')' : '');
+      li.append(who);
+      if (isHost() && p.participant_id !== me) {
+        const id = p.participant_id;
+        const acts = document.createElement('span');
+        acts.className = 'actions';
+        acts.append(
+          button('Mute', () => send({ type: 'mute_participant', participant_id: id, audio: true }), 'Mute ' + p.name),
+          button('Stop video', () => send({ type: 'mute_participant', participant_id: id, video: true }), 'Stop the video of ' + p.name),
+          button('Ask to unmute', () => send({ type: 'ask_unmute', participant_id: id }), 'Ask ' + p.name + ' to unmute'),
+        );
+        if (p.hand_raised_unix_ms != null) acts.append(button('Lower hand', () => send({ type: 'lower_hand', participant_id: id }), 'Lower the hand of ' + p.name));
+        if (p.role === 'co-host') acts.append(button('Remove co-host', () => send({ type: 'set_role', participant_id: id, role: 'attendee' }), 'Make ' + p.name + ' an attendee'));
+        else if (p.role !== 'host') acts.append(button('Make co-host', () => send({ type: 'set_role', participant_id: id, role: 'co-host' }), 'Make ' + p.name + ' a co-host'));
+        if (state.role === 'host' && p.role !== 'host') acts.append(button('Make host', () => send({ type: 'set_role', participant_id: id, role: 'host' }), 'Make ' + p.name + ' the host'));
+        acts.append(
+          button('Rename', () => { const n = prompt('New name for ' + p.name, p.name); if (n) send({ type: 'rename', participant_id: id, name: n }); }, 'Rename ' + p.name),
+          button('Remove', () => { if (confirm('Remove ' + p.name + ' from the meeting?')) send({ type: 'remove', participant_id: id }); }, 'Remove ' + p.name),
+        );
+        li.append(acts);
+      }
+      list.append(li);
+    }
+    const waiting = $('waiting-list');
+    waiting.replaceChildren();
+    for (const p of state.waiting.values()) {
+      const li = document.createElement('li');
+      li.className = 'waiting-person';
+      li.dataset.pid = p.participant_id;
+      li.append(document.createTextNode(p.name + ' '),
+        button('Admit', () => send({ type: 'admit', participant_id: p.participant_id }), 'Admit ' + p.name),
+        button('Deny', () => send({ type: 'deny', participant_id: p.participant_id }), 'Deny ' + p.name));
+      waiting.append(li);
+    }
+    $('waiting-list-box').hidden = !isHost() || state.waiting.size === 0;
+    const n = state.participants.size + 1;
+    $('people-toggle').textContent = 'Participants (' + n + ')' + (isHost() && state.waiting.size ? ' · ' + state.waiting.size + ' waiting' : '');
+  }
+
+  function renderControls() {
+    $('host-controls').hidden = !isHost();
+    $('end').hidden = state.role !== 'host';
+    $('lock').textContent = state.room.locked ? 'Unlock meeting' : 'Lock meeting';
+    $('lock').setAttribute('aria-pressed', String(!!state.room.locked));
+    $('allow-unmute').checked = state.room.allow_unmute !== false;
+    $('waiting-room').checked = !!state.room.waiting_room;
+    $('hand').textContent = state.handRaised ? 'Lower hand' : 'Raise hand';
+    $('hand').setAttribute('aria-pressed', String(state.handRaised));
+    $('mute').textContent = state.audioMuted ? 'Unmute' : 'Mute';
+    $('mute').setAttribute('aria-pressed', String(state.audioMuted));
+    $('camera').textContent = state.videoMuted ? 'Camera on' : 'Camera off';
+    $('camera').setAttribute('aria-pressed', String(state.videoMuted));
+    renderPeople();
+  }
+
+  function setOwnMute(audio, video) {
+    state.audioMuted = audio;
+    state.videoMuted = video;
+    if (state.local) {
+      state.local.getAudioTracks().forEach((t) => { t.enabled = !audio; });
+      state.local.getVideoTracks().forEach((t) => { t.enabled = !video; });
+    }
+    renderControls();
+  }
+  function sendMute() { send({ type: 'mute', audio_muted: state.audioMuted, video_muted: state.videoMuted }); }
+
   function teardown() {
+    clearInterval(state.qualityTimer);
     if (state.pc) state.pc.close();
     if (state.ws) state.ws.close();
     state.pc = null; state.ws = null;
     state.midToParticipant.clear();
     state.participants.clear();
+    state.waiting.clear();
     $('grid').replaceChildren();
+  }
+  function stopLocal() {
+    if (state.local) state.local.getTracks().forEach((t) => t.stop());
   }
 
   // Rejoins at once (a quarter second, jittered so that a node's participants do not all
   // come back in the same instant), then backing off to 4 s between attempts; a join
-  // that answers a 4xx (the meeting ended, is full, …) stops it.
+  // that answers a 4xx (the meeting ended, is full, is locked…) stops it.
   function lost(why) {
     if (state.joined) state.lostNode = state.joined.node_id;
     teardown();
     status(why + ' Rejoining…', true);
+    banner('Connection lost. Rejoining…');
     state.rejoining = true;
     const wait = Math.min(4000, 250 * 2 ** (state.attempts || 0)) * (0.5 + Math.random() / 2);
     state.attempts = (state.attempts || 0) + 1;
@@ -273,29 +599,37 @@
     state.leaving = true;
     send({ type: 'leave' });
     teardown();
-    if (state.local) state.local.getTracks().forEach((t) => t.stop());
+    stopLocal();
     $('meeting-view').hidden = true;
+    $('waiting').hidden = true;
     status('You left the meeting.');
   };
   state.sendChat = (text) => send({ type: 'chat', text });
 
   $('join').addEventListener('submit', (e) => { e.preventDefault(); join(); });
   $('leave').onclick = () => state.leave();
-  $('mute').onclick = () => {
-    state.audioMuted = !state.audioMuted;
-    state.local.getAudioTracks().forEach((t) => { t.enabled = !state.audioMuted; });
-    $('mute').textContent = state.audioMuted ? 'Unmute' : 'Mute';
-    send({ type: 'mute', audio_muted: state.audioMuted, video_muted: state.videoMuted });
-  };
-  $('camera').onclick = () => {
-    state.videoMuted = !state.videoMuted;
-    state.local.getVideoTracks().forEach((t) => { t.enabled = !state.videoMuted; });
-    $('camera').textContent = state.videoMuted ? 'Camera on' : 'Camera off';
-    send({ type: 'mute', audio_muted: state.audioMuted, video_muted: state.videoMuted });
+  $('waiting-leave').onclick = () => state.leave();
+  $('mute').onclick = () => { setOwnMute(!state.audioMuted, state.videoMuted); sendMute(); if (!state.audioMuted) banner(''); };
+  $('camera').onclick = async () => {
+    // Joined with the camera off: turning it on adds a video track and renegotiates.
+    if (state.videoMuted && state.local && !state.local.getVideoTracks().length && state.pc) {
+      try {
+        const cam = await navigator.mediaDevices.getUserMedia({ video: constraints().video });
+        const track = cam.getVideoTracks()[0];
+        state.local.addTrack(track);
+        addTrack(state.pc, track);
+        const offer = await state.pc.createOffer();
+        await state.pc.setLocalDescription(offer);
+        send({ type: 'offer', sdp: offer.sdp });
+        tile(state.joined.participant_id, $('name').value.trim() + ' (you)', state.local);
+      } catch (e) { status('Camera not available: ' + e.message, true); return; }
+    }
+    setOwnMute(state.audioMuted, !state.videoMuted);
+    sendMute();
   };
   $('share').onclick = async () => {
     const sender = state.pc && state.pc.getSenders().find((s) => s.track && s.track.kind === 'video');
-    if (!sender) return;
+    if (!sender) { status('Turn your camera on to share your screen.', true); return; }
     if (state.screen) {
       state.screen.getTracks().forEach((t) => t.stop());
       state.screen = null;
@@ -309,16 +643,43 @@
       $('share').textContent = 'Stop sharing';
     } catch (e) { status('Screen sharing was not started: ' + e.message, true); }
   };
+  $('hand').onclick = () => send({ type: state.handRaised ? 'lower_hand' : 'raise_hand' });
+  $('layout').onclick = () => {
+    state.layout = state.layout === 'gallery' ? 'speaker' : 'gallery';
+    $('layout').textContent = state.layout === 'gallery' ? 'Speaker view' : 'Gallery view';
+    applyLayout();
+  };
+  $('people-toggle').onclick = () => {
+    const open = $('people').hidden;
+    $('people').hidden = !open;
+    $('people-toggle').setAttribute('aria-expanded', String(open));
+    renderPeople();
+  };
+  $('lock').onclick = () => send({ type: 'lock', locked: !state.room.locked });
+  $('mute-all').onclick = () => send({ type: 'mute_all', allow_unmute: $('allow-unmute').checked });
+  $('allow-unmute').onchange = () => send({ type: 'allow_unmute', allowed: $('allow-unmute').checked });
+  $('waiting-room').onchange = () => send({ type: 'waiting_room', enabled: $('waiting-room').checked });
+  $('admit-all').onclick = () => send({ type: 'admit_all' });
+  $('end').onclick = () => { if (confirm('End the meeting for everyone?')) send({ type: 'end_meeting' }); };
   $('chat-form').addEventListener('submit', (e) => {
     e.preventDefault();
     const text = $('chat-text').value.trim();
     if (text) state.sendChat(text);
     $('chat-text').value = '';
   });
+  $('mic-select').onchange = preview;
+  $('camera-select').onchange = preview;
+  $('join-camera-off').onchange = () => {
+    if (!state.local) return;
+    state.local.getVideoTracks().forEach((t) => { t.enabled = !$('join-camera-off').checked; });
+  };
 
   const m = location.pathname.match(/^\/m\/([^/]+)/);
-  if (m) $('meeting').value = decodeURIComponent(m[1]);
+  if (m) { $('meeting').value = decodeURIComponent(m[1]); loadMeeting($('meeting').value); }
   if (params.get('name')) $('name').value = params.get('name');
   if (params.get('password')) { $('password-row').hidden = false; $('password').value = params.get('password'); }
+  if (params.get('muted') === '1') $('join-muted').checked = true;
+  if (params.get('camera') === 'off') $('join-camera-off').checked = true;
   if (params.get('autojoin') === '1') join();
+  else if (navigator.mediaDevices) preview();
 })();

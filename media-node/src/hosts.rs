@@ -61,6 +61,15 @@ pub enum Action {
     },
     LowerHand(String),
     End,
+    /// New breakout rooms with these names (closed, nobody assigned).
+    BreakoutCreate(Vec<String>),
+    /// Participants into breakout rooms (0: back to the main room).
+    BreakoutAssign(Vec<(String, u32)>),
+    BreakoutOpen,
+    /// Everyone returns to the main room in this many seconds.
+    BreakoutClose(u32),
+    /// A message to every room.
+    BreakoutBroadcast(String),
 }
 
 impl Action {
@@ -84,6 +93,11 @@ impl Action {
             Action::Rename { .. } => "rename",
             Action::LowerHand(_) => "lower_hand",
             Action::End => "end",
+            Action::BreakoutCreate(_) => "breakout_create",
+            Action::BreakoutAssign(_) => "breakout_assign",
+            Action::BreakoutOpen => "breakout_open",
+            Action::BreakoutClose(_) => "breakout_close",
+            Action::BreakoutBroadcast(_) => "breakout_broadcast",
         }
     }
 
@@ -97,6 +111,7 @@ impl Action {
             | Action::Mute { target: t, .. }
             | Action::SetRole { target: t, .. }
             | Action::Rename { target: t, .. } => Some(t),
+            Action::BreakoutAssign(moves) if moves.len() == 1 => Some(&moves[0].0),
             _ => None,
         }
     }
@@ -115,6 +130,11 @@ impl Action {
         match self {
             Action::SetRole { role, .. } => (*role).to_owned(),
             Action::Rename { name, .. } => name.clone(),
+            Action::BreakoutCreate(names) => names.join(", "),
+            Action::BreakoutAssign(moves) if moves.len() == 1 => format!("room {}", moves[0].1),
+            Action::BreakoutAssign(moves) => format!("{} participants", moves.len()),
+            Action::BreakoutClose(secs) => format!("in {secs} s"),
+            Action::BreakoutBroadcast(text) => text.clone(),
             Action::Mute { audio, video, .. } => match (audio, video) {
                 (true, true) => "audio and video".into(),
                 (false, true) => "video".into(),
@@ -160,7 +180,35 @@ pub fn apply(rec: &mut MeetingRoomRecord, actor: &Actor, action: &Action, now_ms
             }
         }
         Action::End => rec.ended = true,
-        Action::MuteAll | Action::Mute { .. } | Action::AskUnmute(_) | Action::LowerHand(_) => {}
+        Action::BreakoutCreate(names) => {
+            rec.breakout_rooms = names.clone();
+            rec.breakout_assignment.clear();
+            rec.breakout_open = false;
+            rec.breakout_closes_unix_ms = 0;
+        }
+        Action::BreakoutAssign(moves) => {
+            for (who, room) in moves {
+                if *room == 0 {
+                    rec.breakout_assignment.remove(who);
+                } else if rec.breakout_assignment.len() < MAX_LISTED
+                    || rec.breakout_assignment.contains_key(who)
+                {
+                    rec.breakout_assignment.insert(who.clone(), *room);
+                }
+            }
+        }
+        Action::BreakoutOpen => {
+            rec.breakout_open = true;
+            rec.breakout_closes_unix_ms = 0;
+        }
+        Action::BreakoutClose(secs) => {
+            rec.breakout_closes_unix_ms = now_ms + i64::from(*secs) * 1000;
+        }
+        Action::MuteAll
+        | Action::Mute { .. }
+        | Action::AskUnmute(_)
+        | Action::LowerHand(_)
+        | Action::BreakoutBroadcast(_) => {}
     }
     let seq = rec.next_seq.max(1);
     rec.next_seq = seq + 1;
@@ -200,6 +248,9 @@ pub struct RoomState {
     pub meeting_waiting_room: bool,
     pub rec: MeetingRoomRecord,
 }
+
+/// Rooms, open, closing at, my room, the assignment.
+pub type BreakoutState = (Vec<String>, bool, i64, u32, HashMap<String, u32>);
 
 /// Why a participant is not let in (again).
 pub const REMOVED: &str = "a host removed you from this meeting";
@@ -257,6 +308,63 @@ impl RoomState {
             "allow_unmute": self.allow_unmute(),
         })
     }
+    /// Whether breakout rooms are open at `now_ms` (opened, and not yet closed).
+    pub fn breakouts_open(&self, now_ms: i64) -> bool {
+        let closes = self.rec.breakout_closes_unix_ms;
+        self.rec.breakout_open && (closes == 0 || now_ms < closes)
+    }
+    /// The breakout room of `participant` at `now_ms` (0: the main room).
+    pub fn group_of(&self, participant: &str, now_ms: i64) -> u32 {
+        if !self.breakouts_open(now_ms) {
+            return 0;
+        }
+        self.rec
+            .breakout_assignment
+            .get(participant)
+            .copied()
+            .filter(|r| *r as usize <= self.rec.breakout_rooms.len())
+            .unwrap_or(0)
+    }
+    /// Every participant's room out of the main one, at `now_ms`.
+    pub fn groups(&self, now_ms: i64) -> HashMap<String, u32> {
+        if !self.breakouts_open(now_ms) {
+            return HashMap::new();
+        }
+        self.rec
+            .breakout_assignment
+            .keys()
+            .map(|p| (p.clone(), self.group_of(p, now_ms)))
+            .filter(|(_, g)| *g != 0)
+            .collect()
+    }
+    /// When the breakout rooms close, if a countdown runs.
+    pub fn closing_at(&self) -> Option<i64> {
+        (self.rec.breakout_open && self.rec.breakout_closes_unix_ms > 0)
+            .then_some(self.rec.breakout_closes_unix_ms)
+    }
+    /// The `breakout` message: the rooms, who is where, and whether and until when
+    /// they are open.
+    pub fn breakout_message(&self, me: &str, now_ms: i64) -> serde_json::Value {
+        serde_json::json!({
+            "type": "breakout",
+            "rooms": self.rec.breakout_rooms,
+            "assignment": self.rec.breakout_assignment,
+            "open": self.breakouts_open(now_ms),
+            "closes_unix_ms": self.closing_at().filter(|c| *c > now_ms),
+            "my_room": self.group_of(me, now_ms),
+        })
+    }
+    /// What a `breakout` message says, to tell whether it changed.
+    pub fn breakout_state(&self, me: &str, now_ms: i64) -> BreakoutState {
+        (
+            self.rec.breakout_rooms.clone(),
+            self.breakouts_open(now_ms),
+            self.closing_at().unwrap_or(0),
+            self.group_of(me, now_ms),
+            self.rec.breakout_assignment.clone(),
+        )
+    }
+
     /// What a `room` message says, to tell whether it changed.
     pub fn settings(&self) -> (bool, bool, bool) {
         (self.rec.locked, self.waiting_room(), self.allow_unmute())
@@ -311,7 +419,13 @@ impl Hosts {
                 stop: stop.clone(),
             },
         );
-        tokio::spawn(follow_room(node.clone(), meeting.clone(), tx, stop));
+        tokio::spawn(follow_room(node.clone(), meeting.clone(), tx, stop.clone()));
+        tokio::spawn(apply_groups(
+            node.clone(),
+            meeting.clone(),
+            rx.clone(),
+            stop,
+        ));
         rx
     }
 
@@ -378,6 +492,50 @@ fn publish(tx: &watch::Sender<RoomState>, rec: Option<MeetingRoomRecord>, revisi
         s.rec = rec.unwrap_or_default();
         true
     });
+}
+
+/// Keeps the SFU's breakout rooms of `meeting` as the room record says, including when
+/// a closing countdown runs out.
+async fn apply_groups(
+    node: Arc<Node>,
+    meeting: MeetingId,
+    mut rx: watch::Receiver<RoomState>,
+    stop: CancellationToken,
+) {
+    let mut told: HashMap<String, u32> = HashMap::new();
+    loop {
+        let now = common::unix_ms();
+        let (groups, closing) = {
+            let s = rx.borrow_and_update();
+            (s.groups(now), s.closing_at().filter(|c| *c > now))
+        };
+        if groups != told {
+            let by_id = groups
+                .iter()
+                .filter_map(|(p, g)| common::ids::ParticipantId::parse(p).ok().map(|p| (p, *g)))
+                .collect();
+            node.sfu.command(
+                &meeting,
+                crate::sfu::SfuCommand::Groups {
+                    meeting: meeting.clone(),
+                    groups: by_id,
+                },
+            );
+            tracing::info!(%meeting, moved = groups.len(), "breakout rooms changed");
+            told = groups;
+        }
+        let until_close = closing.map(|c| Duration::from_millis((c - now).max(0) as u64));
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            changed = rx.changed() => if changed.is_err() { return },
+            _ = async {
+                match until_close {
+                    Some(d) => tokio::time::sleep(d).await,
+                    None => std::future::pending().await,
+                }
+            } => {}
+        }
+    }
 }
 
 const RETRY_FIRST: Duration = Duration::from_millis(200);

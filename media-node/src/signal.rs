@@ -233,6 +233,28 @@ pub enum ClientMsg {
         name: String,
     },
     EndMeeting {},
+    /// New breakout rooms (1 to 50), closed, nobody in them yet.
+    BreakoutCreate {
+        rooms: u32,
+    },
+    /// A participant into a breakout room (0: back to the main room); a host may move
+    /// themselves, to visit a room.
+    BreakoutAssign {
+        participant_id: String,
+        room: u32,
+    },
+    /// Everyone but hosts and co-hosts spread evenly over the rooms.
+    BreakoutAuto {},
+    BreakoutOpen {},
+    /// Everyone returns to the main room after `seconds` (default 60).
+    BreakoutClose {
+        #[serde(default)]
+        seconds: Option<u32>,
+    },
+    /// A text message to every room.
+    BreakoutBroadcast {
+        text: String,
+    },
 }
 
 impl ClientMsg {
@@ -260,6 +282,12 @@ impl ClientMsg {
             ClientMsg::SetRole { .. } => "set_role",
             ClientMsg::Rename { .. } => "rename",
             ClientMsg::EndMeeting {} => "end_meeting",
+            ClientMsg::BreakoutCreate { .. } => "breakout_create",
+            ClientMsg::BreakoutAssign { .. } => "breakout_assign",
+            ClientMsg::BreakoutAuto {} => "breakout_auto",
+            ClientMsg::BreakoutOpen {} => "breakout_open",
+            ClientMsg::BreakoutClose { .. } => "breakout_close",
+            ClientMsg::BreakoutBroadcast { .. } => "breakout_broadcast",
         }
     }
 }
@@ -271,6 +299,10 @@ const MAX_MESSAGE_BYTES: usize = 256 * 1024;
 pub(crate) const MAX_CHAT_CHARS: usize = 2000;
 /// As the controller's join allows.
 const MAX_NAME_CHARS: usize = 64;
+const MAX_BREAKOUT_ROOMS: u32 = 50;
+/// How long breakout rooms stay open once a host closes them, unless they say.
+const BREAKOUT_CLOSE_SECS: u32 = 60;
+const MAX_BREAKOUT_CLOSE_SECS: u32 = 600;
 
 /// A refused client message: what to say, and the type of message it answers (the
 /// client's own `type`, or `unknown` when the message had none we could read).
@@ -503,9 +535,16 @@ async fn in_meeting(
         name: claims.name.clone(),
     });
     let mut me = node.rooms.member(meeting, my_id).unwrap_or_default();
-    let (mut settings, mut last_seq, room_msg) = {
+    let (mut settings, mut last_seq, room_msg, mut breakout, breakout_msg) = {
         let r = room.borrow_and_update();
-        (r.settings(), r.last_seq(), r.message())
+        let now = common::unix_ms();
+        (
+            r.settings(),
+            r.last_seq(),
+            r.message(),
+            r.breakout_state(my_id, now),
+            (!r.rec.breakout_rooms.is_empty()).then(|| r.breakout_message(my_id, now)),
+        )
     };
     let others: Vec<ParticipantInfo> = node
         .rooms
@@ -526,6 +565,9 @@ async fn in_meeting(
     });
     tracing::info!(role = me.role, "session started");
     let mut ok = ws.send(json(welcome)).await.is_ok() && ws.send(json(room_msg)).await.is_ok();
+    if let Some(m) = breakout_msg {
+        ok &= ws.send(json(m)).await.is_ok();
+    }
     let mut why = "the client's connection broke".to_owned();
     // Mutes (by the participant or a host) take effect in the SFU too.
     let set_muted = |audio: bool, video: bool| {
@@ -536,6 +578,13 @@ async fn in_meeting(
         sfu.send(SfuCommand::Mute { key, audio, video });
     };
     while ok {
+        // Breakout rooms closing: tell the client when the countdown runs out.
+        let closes_in = room
+            .borrow()
+            .closing_at()
+            .map(|c| c - common::unix_ms())
+            .filter(|ms| *ms >= 0)
+            .map(|ms| std::time::Duration::from_millis(ms as u64 + 1));
         tokio::select! {
             _ = node.shutdown.cancelled() => {
                 why = closing(ws, "media node shutting down").await;
@@ -544,6 +593,23 @@ async fn in_meeting(
             ended = membership.session.ended() => {
                 why = closing(ws, ended).await;
                 break;
+            }
+            _ = async {
+                match closes_in {
+                    Some(d) => tokio::time::sleep(d).await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                let now = common::unix_ms();
+                let changed = {
+                    let r = room.borrow();
+                    let state = r.breakout_state(my_id, now);
+                    (state != breakout).then(|| (state, r.breakout_message(my_id, now)))
+                };
+                if let Some((state, m)) = changed {
+                    breakout = state;
+                    ok = ws.send(json(m)).await.is_ok();
+                }
             }
             changed = room.changed() => {
                 if changed.is_err() {
@@ -583,6 +649,9 @@ async fn in_meeting(
                         }))).await.is_ok();
                     }
                     match a.action.as_str() {
+                        "breakout_broadcast" => {
+                            ok &= ws.send(json(serde_json::json!({ "type": "broadcast", "text": a.detail, "by_name": a.by_name }))).await.is_ok();
+                        }
                         "ask_unmute" if mine => {
                             ok &= ws.send(json(serde_json::json!({ "type": "unmute_request", "by_name": a.by_name }))).await.is_ok();
                         }
@@ -593,6 +662,11 @@ async fn in_meeting(
                     }
                 }
                 last_seq = r.last_seq();
+                let now = common::unix_ms();
+                if r.breakout_state(my_id, now) != breakout {
+                    breakout = r.breakout_state(my_id, now);
+                    ok &= ws.send(json(r.breakout_message(my_id, now))).await.is_ok();
+                }
                 if r.settings() != settings {
                     settings = r.settings();
                     ok &= ws.send(json(r.message())).await.is_ok();
@@ -606,7 +680,16 @@ async fn in_meeting(
                     {
                         me = participant.clone();
                     }
-                    if hears(&ev, me.is_host()) {
+                    // Chat stays in its breakout room.
+                    let other_room = match &ev {
+                        RoomEvent::Chat { from, .. } => {
+                            let r = room.borrow();
+                            let now = common::unix_ms();
+                            r.group_of(from, now) != r.group_of(my_id, now)
+                        }
+                        _ => false,
+                    };
+                    if hears(&ev, me.is_host()) && !other_room {
                         ok = ws.send(Message::Text(serde_json::to_string(&ev).unwrap_or_default().into())).await.is_ok();
                     }
                 }
@@ -695,7 +778,8 @@ async fn in_meeting(
                     host_msg => {
                         let answers = host_msg.kind();
                         let actor = Actor { id: my_id.to_owned(), name: me.name.clone(), role: me.role };
-                        let done = match host_actions(node, meeting, &actor, host_msg) {
+                        let rooms_made = room.borrow().rec.breakout_rooms.len() as u32;
+                        let done = match host_actions(node, meeting, &actor, rooms_made, host_msg) {
                             Ok(actions) => node.hosts.act(node, meeting, &actor, &actions).await.map_err(|e| e.to_string()),
                             Err(refused) => Err(refused),
                         };
@@ -764,6 +848,7 @@ fn host_actions(
     node: &Node,
     meeting: &common::ids::MeetingId,
     actor: &Actor,
+    rooms_made: u32,
     msg: ClientMsg,
 ) -> Result<Vec<Action>, String> {
     if !is_host_role(actor.role) {
@@ -890,6 +975,66 @@ fn host_actions(
             (vec![Action::LowerHand(participant_id)], Some(t.role))
         }
         ClientMsg::EndMeeting {} => (vec![Action::End], None),
+        ClientMsg::BreakoutCreate { rooms } => {
+            if !(1..=MAX_BREAKOUT_ROOMS).contains(&rooms) {
+                return Err(format!("rooms: 1 to {MAX_BREAKOUT_ROOMS}"));
+            }
+            let names = (1..=rooms).map(|n| format!("Room {n}")).collect();
+            (vec![Action::BreakoutCreate(names)], None)
+        }
+        ClientMsg::BreakoutAssign {
+            participant_id,
+            room,
+        } => {
+            member(&participant_id)?;
+            if room > rooms_made {
+                return Err(format!(
+                    "room {room}: there are {rooms_made} breakout rooms (0 is the main room)"
+                ));
+            }
+            (
+                vec![Action::BreakoutAssign(vec![(participant_id, room)])],
+                None,
+            )
+        }
+        ClientMsg::BreakoutAuto {} => {
+            if rooms_made == 0 {
+                return Err("create breakout rooms first".into());
+            }
+            let mut people: Vec<ParticipantInfo> = node
+                .rooms
+                .members(meeting)
+                .into_iter()
+                .filter(|p| !p.waiting && !p.is_host())
+                .collect();
+            people.sort_by_key(|p| p.joined_unix_ms);
+            let moves = people
+                .into_iter()
+                .enumerate()
+                .map(|(i, p)| (p.participant_id, i as u32 % rooms_made + 1))
+                .collect();
+            (vec![Action::BreakoutAssign(moves)], None)
+        }
+        ClientMsg::BreakoutOpen {} => {
+            if rooms_made == 0 {
+                return Err("create breakout rooms first".into());
+            }
+            (vec![Action::BreakoutOpen], None)
+        }
+        ClientMsg::BreakoutClose { seconds } => {
+            let seconds = seconds.unwrap_or(BREAKOUT_CLOSE_SECS);
+            if seconds > MAX_BREAKOUT_CLOSE_SECS {
+                return Err(format!("seconds: at most {MAX_BREAKOUT_CLOSE_SECS}"));
+            }
+            (vec![Action::BreakoutClose(seconds)], None)
+        }
+        ClientMsg::BreakoutBroadcast { text } => {
+            let text = text.trim().to_owned();
+            if text.is_empty() || text.chars().count() > MAX_CHAT_CHARS {
+                return Err(format!("text: 1 to {MAX_CHAT_CHARS} characters"));
+            }
+            (vec![Action::BreakoutBroadcast(text)], None)
+        }
         other => return Err(format!("{} is not a host action", other.kind())),
     };
     if actor.role != "host"

@@ -265,6 +265,7 @@ pub(super) fn router() -> Router<HttpState> {
         .route("/v1/meetings/{id}", get(get_meeting).delete(end_meeting))
         .route("/v1/meetings/{id}/join", post(join))
         .route("/v1/meetings/{id}/audit", get(audit))
+        .route("/v1/meetings/{id}/public", get(public_meeting))
         .route(
             "/v1/meetings/{id}/recordings",
             post(start_recording).get(list_recordings),
@@ -345,6 +346,37 @@ struct HostActionJson {
     action: String,
     target: Option<String>,
     detail: Option<String>,
+}
+
+/// What anyone with the meeting's link may know before joining (the pre-join screen).
+#[derive(Serialize)]
+struct PublicMeetingJson {
+    id: String,
+    title: String,
+    has_password: bool,
+    waiting_room: bool,
+    locked: bool,
+    state: &'static str,
+}
+
+async fn public_meeting(
+    State(s): State<HttpState>,
+    Path(id): Path<String>,
+) -> Result<Json<PublicMeetingJson>, ApiError> {
+    let info = s.service.public_meeting(&id).await?;
+    let m = info.meeting;
+    Ok(Json(PublicMeetingJson {
+        id: m.id.to_string(),
+        title: m.title,
+        has_password: m.password_hash.is_some(),
+        waiting_room: m.waiting_room,
+        locked: info.room.locked,
+        state: if info.room.ended {
+            "ended"
+        } else {
+            m.state.as_str()
+        },
+    }))
 }
 
 /// What the meeting's hosts did (admit, deny, remove, lock, end, role changes, mutes…):

@@ -305,6 +305,18 @@ async fn a_locked_meeting_refuses_new_joins_with_403_and_unlocking_lets_the_next
             .unwrap()
             .contains("locked by its host")
     );
+    // A host still gets in: with the host key, or as an operator.
+    for bearer in [None, Some(api.key.as_str())] {
+        let mut req = api.http.post(format!("{base}/v1/meetings/{meeting}/join"));
+        let mut body = json!({ "name": "Another host" });
+        match bearer {
+            Some(k) => req = req.bearer_auth(k),
+            None => body["host_key"] = key.clone().into(),
+        }
+        let (st, v) = api.send(req.json(&body)).await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+        assert_eq!(v["role"], "host");
+    }
     // Everyone is told; whoever was in stays, with media.
     eventually(
         Duration::from_secs(5),
@@ -807,4 +819,150 @@ async fn a_host_on_one_node_admits_and_mutes_participants_waiting_on_another() {
     }
     let (st, body) = join(&api, &base, &meeting, "Too late").await;
     assert_eq!(st, StatusCode::CONFLICT, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn breakout_rooms_hear_only_themselves_get_the_broadcast_and_all_return_on_close() {
+    let c = harness::Cluster::start(crate::spec()).await.unwrap();
+    let api = Api::new(&c);
+    let base = c.controllers[0].url();
+    let (meeting, key) = hosted_meeting(&api, &base, false).await;
+    let tones = [440, 550, 660, 880];
+    let mut bots = vec![host(&base, &meeting, &key, None, tones[0]).await];
+    for (i, hz) in tones.iter().enumerate().skip(1) {
+        let cfg = guest_config(&base, &meeting, &format!("Guest {i}"), None, *hz);
+        bots.push(bot::Bot::join(cfg, Duration::from_secs(20)).await.unwrap());
+    }
+    let ids: Vec<String> = bots.iter().map(|b| b.participant_id.clone()).collect();
+    let hears_all = || async {
+        bots.iter()
+            .all(|b| {
+                ids.iter()
+                    .filter(|o| **o != b.participant_id)
+                    .all(|o| packets(b, o, "audio") > 25)
+            })
+            .then_some(())
+    };
+    eventually(
+        Duration::from_secs(20),
+        "everyone hears everyone",
+        hears_all,
+    )
+    .await
+    .unwrap();
+
+    // Rooms 1 (the host and guest 1) and 2 (guests 2 and 3), opened.
+    let h = &bots[0];
+    h.send(json!({ "type": "breakout_create", "rooms": 2 }))
+        .unwrap();
+    for (i, id) in ids.iter().enumerate() {
+        h.send(json!({ "type": "breakout_assign", "participant_id": id, "room": 1 + i / 2 }))
+            .unwrap();
+    }
+    h.send(json!({ "type": "breakout_open" })).unwrap();
+    for (i, b) in bots.iter().enumerate() {
+        eventually(Duration::from_secs(5), "each is told its room", || async {
+            b.events("breakout")
+                .iter()
+                .any(|m| m["open"] == true && m["my_room"] == 1 + i / 2)
+                .then_some(())
+        })
+        .await
+        .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    bots.iter().for_each(bot::Bot::clear_received);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for (i, b) in bots.iter().enumerate() {
+        let mate = i ^ 1;
+        let got = b.received();
+        let audio = got
+            .get(&(ids[mate].clone(), "audio"))
+            .expect("the room mate is heard");
+        assert!(
+            audio.packets > 50,
+            "{i} hears {mate}: {} packets",
+            audio.packets
+        );
+        let hz = bot::media::tone_hz(&audio.audio).unwrap();
+        assert!(
+            hz.abs_diff(tones[mate]) < 20,
+            "{i} hears {hz} Hz from {mate}, who plays {}",
+            tones[mate]
+        );
+        for other in (0..4).filter(|o| o / 2 != i / 2) {
+            assert_eq!(
+                packets(b, &ids[other], "audio"),
+                0,
+                "{i} hears {other} of the other room"
+            );
+            assert_eq!(
+                packets(b, &ids[other], "video"),
+                0,
+                "{i} sees {other} of the other room"
+            );
+        }
+    }
+    // Chat stays in its room; the host's broadcast reaches both.
+    bots[2]
+        .send(json!({ "type": "chat", "text": "only room 2" }))
+        .unwrap();
+    h.send(json!({ "type": "breakout_broadcast", "text": "Five minutes left" }))
+        .unwrap();
+    for b in &bots {
+        eventually(Duration::from_secs(5), "the broadcast", || async {
+            b.events("broadcast")
+                .iter()
+                .any(|m| m["text"] == "Five minutes left")
+                .then_some(())
+        })
+        .await
+        .unwrap();
+    }
+    let chat_seen = |b: &bot::Bot| b.events("chat").iter().any(|m| m["text"] == "only room 2");
+    assert!(chat_seen(&bots[3]), "room 2's chat reaches room 2");
+    assert!(
+        !chat_seen(&bots[0]) && !chat_seen(&bots[1]),
+        "room 2's chat stays there"
+    );
+
+    // Closing, with a countdown: everyone is back in the main room and hears everyone.
+    h.send(json!({ "type": "breakout_close", "seconds": 2 }))
+        .unwrap();
+    for b in &bots {
+        eventually(Duration::from_secs(5), "the countdown", || async {
+            b.events("breakout")
+                .iter()
+                .any(|m| m["closes_unix_ms"].is_i64())
+                .then_some(())
+        })
+        .await
+        .unwrap();
+    }
+    for b in &bots {
+        eventually(Duration::from_secs(6), "back in the main room", || async {
+            b.events("breakout")
+                .last()
+                .filter(|m| m["open"] == false && m["my_room"] == 0)
+                .map(|_| ())
+        })
+        .await
+        .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    bots.iter().for_each(bot::Bot::clear_received);
+    eventually(
+        Duration::from_secs(10),
+        "everyone hears everyone again",
+        hears_all,
+    )
+    .await
+    .unwrap();
+    let trail = audit(&api, &base, &meeting, &key).await;
+    assert!(trail.iter().any(|a| a["action"] == "breakout_open"));
+    assert!(
+        trail
+            .iter()
+            .any(|a| a["action"] == "breakout_close" && a["detail"] == "in 2 s")
+    );
 }

@@ -14,6 +14,7 @@ mod fuzz;
 mod hosts;
 mod logs;
 mod media;
+mod meeting_page;
 mod mtls;
 mod outage;
 mod race;

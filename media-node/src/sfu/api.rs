@@ -100,6 +100,13 @@ pub enum SfuCommand {
         audio: bool,
         video: bool,
     },
+    /// The meeting's breakout rooms: the room of each participant moved out of the main
+    /// room (0). Media flows only between participants of the same room; sinks (the
+    /// recording) get the main room's. Empty when no breakout rooms are open.
+    Groups {
+        meeting: MeetingId,
+        groups: std::collections::HashMap<ParticipantId, u32>,
+    },
     /// A relay sink subscribes to everything published in `meeting`.
     SinkAttach {
         key: SinkKey,

@@ -114,6 +114,8 @@ pub(super) struct Peer {
     /// The latest egress bandwidth estimate for this peer (TWCC), bit/s.
     pub(super) estimate_bps: Option<u64>,
     pub(super) muted: Muted,
+    /// Its breakout room (0: the main room): it gets and gives media in that room only.
+    pub(super) group: u32,
 }
 
 impl Peer {
@@ -185,6 +187,8 @@ pub(super) struct RemoteTrack {
     /// Smoothed loudness and the current window, as for a local track.
     pub(super) loudness: f32,
     pub(super) window: (f32, u32),
+    /// Its publisher's breakout room (0: the main room).
+    pub(super) group: u32,
 }
 
 /// A relay link to another media node, as the sender of our local tracks.
@@ -236,6 +240,8 @@ pub struct Sfu {
     pub(super) shard: u8,
     pub(super) waiting: Vec<Waiting>,
     pub(super) peers: Vec<Peer>,
+    /// Per meeting with breakout rooms open: each moved participant's room.
+    pub(super) groups: HashMap<MeetingId, HashMap<ParticipantId, u32>>,
     /// Which peer (index in `peers`) a source address's datagrams go to: learned when a
     /// peer's `Rtc` first accepts one (its STUN binding request), so that a datagram
     /// costs one lookup instead of a scan of the shard's peers. Checked with `accepts`
@@ -300,6 +306,7 @@ impl Sfu {
             bandwidth_cap: true,
             waiting: Vec::new(),
             peers: Vec::new(),
+            groups: HashMap::new(),
             by_addr: HashMap::new(),
             out: VecDeque::new(),
             keyframe_every: Duration::from_millis(500),
@@ -420,6 +427,7 @@ impl Sfu {
                 self.waiting.retain(|w| w.key != key);
                 self.remove_peer(key);
             }
+            SfuCommand::Groups { meeting, groups } => self.set_groups(now, meeting, groups),
             SfuCommand::Mute { key, audio, video } => {
                 let muted = Muted { audio, video };
                 if let Some(w) = self.waiting.iter_mut().find(|w| w.key == key) {
@@ -429,6 +437,21 @@ impl Sfu {
                     return;
                 };
                 let was = std::mem::replace(&mut p.muted, muted);
+                // Its subscribers' streams pause, and run on from there when it speaks
+                // (or shows itself) again.
+                let paused = |t: &TrackOut| {
+                    matches!(t.source, Source::Peer(k, _) if k == key)
+                        && ((t.kind == MediaKind::Audio && audio && !was.audio)
+                            || (t.kind == MediaKind::Video && video && !was.video))
+                };
+                for s in &mut self.peers {
+                    for t in s.tracks_out.iter_mut().filter(|t| paused(t)) {
+                        t.forwarder.pause();
+                    }
+                }
+                let Some(p) = self.peer_mut(key) else {
+                    return;
+                };
                 if was.video && !video {
                     // Subscribers start again on a keyframe of each of its video tracks.
                     let layers: Vec<(Source, Option<Rid>)> = p
@@ -539,7 +562,9 @@ impl Sfu {
                     p.tracks_out.push(TrackOut::new(source, kind));
                     p.want_offer();
                 }
+                let group = self.group_of(&meeting, &participant);
                 self.remotes.push(RemoteTrack {
+                    group,
                     link,
                     track_id,
                     meeting,
@@ -573,6 +598,100 @@ impl Sfu {
                 layer,
                 rtp,
             } => self.remote_packet(now, link, track_id, layer, &rtp),
+        }
+    }
+
+    /// The breakout room of `participant` in `meeting` (0: the main room).
+    pub(super) fn group_of(&self, meeting: &MeetingId, participant: &ParticipantId) -> u32 {
+        self.groups
+            .get(meeting)
+            .and_then(|g| g.get(participant))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Moves `meeting`'s participants into their breakout rooms (or all back, when
+    /// `groups` is empty). Every stream whose publisher and subscriber no longer share
+    /// a room pauses; those that do again start on a keyframe, asked for at once.
+    fn set_groups(
+        &mut self,
+        now: Instant,
+        meeting: MeetingId,
+        groups: HashMap<ParticipantId, u32>,
+    ) {
+        if groups.is_empty() {
+            self.groups.remove(&meeting);
+        } else {
+            self.groups.insert(meeting.clone(), groups);
+        }
+        let mut changed = false;
+        for i in 0..self.peers.len() {
+            if self.peers[i].meeting != meeting {
+                continue;
+            }
+            let g = self.group_of(&meeting, &self.peers[i].participant);
+            changed |= std::mem::replace(&mut self.peers[i].group, g) != g;
+        }
+        for i in 0..self.remotes.len() {
+            if self.remotes[i].meeting != meeting {
+                continue;
+            }
+            let g = self.group_of(&meeting, &self.remotes[i].participant);
+            changed |= std::mem::replace(&mut self.remotes[i].group, g) != g;
+        }
+        if !changed {
+            return;
+        }
+        let source_group = |sfu: &Sfu, s: Source| match s {
+            Source::Peer(k, _) => sfu.peers.iter().find(|p| p.key == k).map(|p| p.group),
+            Source::Remote(l, id) => sfu
+                .remotes
+                .iter()
+                .find(|r| r.link == l && r.track_id == id)
+                .map(|r| r.group),
+        };
+        let mut restart = Vec::new();
+        for i in 0..self.peers.len() {
+            if self.peers[i].meeting != meeting {
+                continue;
+            }
+            let g = self.peers[i].group;
+            let groups: Vec<Option<u32>> = self.peers[i]
+                .tracks_out
+                .iter()
+                .map(|t| source_group(self, t.source))
+                .collect();
+            for (t, sg) in self.peers[i].tracks_out.iter_mut().zip(groups) {
+                t.forwarder.pause();
+                if sg == Some(g) && t.kind == MediaKind::Video {
+                    restart.push((t.source, t.want));
+                }
+            }
+        }
+        for (source, want) in restart {
+            let simulcast = match source {
+                Source::Peer(k, mid) => self.peers.iter().find(|p| p.key == k).is_some_and(|p| {
+                    p.tracks_in
+                        .iter()
+                        .any(|t| t.mid == mid && t.streams.iter().any(|(_, r)| r.is_some()))
+                }),
+                Source::Remote(l, id) => self
+                    .remotes
+                    .iter()
+                    .any(|r| r.link == l && r.track_id == id && r.layers > 1),
+            };
+            self.request_keyframe(
+                now,
+                source,
+                simulcast.then_some(want),
+                KeyframeRequestKind::Pli,
+            );
+        }
+        // Sinks record the main room: its tracks' streams restart on keyframes too.
+        for sink in self.sinks.iter_mut().filter(|s| s.meeting == meeting) {
+            for t in &mut sink.tracks {
+                t.pause();
+            }
         }
     }
 

@@ -166,6 +166,11 @@ pub fn shard_of(meeting: &MeetingId, shards: usize) -> usize {
 
 impl SfuHandle {
     /// Registers a new session of `meeting`; its signaling messages arrive on the receiver.
+    /// Sends `cmd` to the shard that hosts `meeting`.
+    pub fn command(&self, meeting: &MeetingId, cmd: SfuCommand) {
+        let _ = self.shards[shard_of(meeting, self.shards.len())].send(DriverCommand::Sfu(cmd));
+    }
+
     pub fn register(
         &self,
         meeting: &MeetingId,

@@ -358,11 +358,11 @@ impl Sfu {
             ext: &ext,
             pt: at.params.pt(),
         };
-        let meeting = &publisher.meeting;
+        let (meeting, group) = (&publisher.meeting, publisher.group);
         let subscribers = before
             .iter_mut()
             .chain(after.iter_mut())
-            .filter(|s| s.meeting == *meeting);
+            .filter(|s| s.meeting == *meeting && s.group == group);
         let mut want_keyframe = fan_out(subscribers, source, p, &payload, |rtc| {
             rtc.codec_config().match_params(at.params).map(|x| x.pt())
         });
@@ -371,15 +371,18 @@ impl Sfu {
             participant: &publisher.participant,
             name: &publisher.name,
         };
-        want_keyframe |= feed_sinks(
-            &mut self.sinks,
-            &mut self.out,
-            &who,
-            source,
-            at.codec,
-            p,
-            &payload,
-        );
+        // The recording is of the main room.
+        if group == 0 {
+            want_keyframe |= feed_sinks(
+                &mut self.sinks,
+                &mut self.out,
+                &who,
+                source,
+                at.codec,
+                p,
+                &payload,
+            );
+        }
         feed_links(
             &mut self.links,
             &mut self.out,
@@ -445,7 +448,10 @@ impl Sfu {
         };
         let r = &self.remotes[ri];
         let (codec, source) = (r.codec, Source::Remote(link, track_id));
-        let subscribers = self.peers.iter_mut().filter(|s| s.meeting == r.meeting);
+        let subscribers = self
+            .peers
+            .iter_mut()
+            .filter(|s| s.meeting == r.meeting && s.group == r.group);
         let mut want_keyframe = fan_out(subscribers, source, &p, &payload, |rtc| {
             rtc.codec_config()
                 .find(|x| x.spec().codec == to_str0m(codec))
@@ -456,15 +462,17 @@ impl Sfu {
             participant: &r.participant,
             name: &r.name,
         };
-        want_keyframe |= feed_sinks(
-            &mut self.sinks,
-            &mut self.out,
-            &who,
-            source,
-            codec,
-            &p,
-            &payload,
-        );
+        if r.group == 0 {
+            want_keyframe |= feed_sinks(
+                &mut self.sinks,
+                &mut self.out,
+                &who,
+                source,
+                codec,
+                &p,
+                &payload,
+            );
+        }
         if let (Some(hist), Some(at)) = (&self.hop_latency, h.arrived_unix_us) {
             let here = unix_us_at(Instant::now());
             hist.observe(here.saturating_sub(at) as f64 / 1e6);

@@ -54,6 +54,7 @@ impl Sfu {
             Err(e) => return self.refuse(key, "offer", format!("offer not accepted: {e}")),
         };
         let w = self.waiting.swap_remove(w);
+        let group = self.group_of(&w.meeting, &w.participant);
         let mut peer = Peer {
             key,
             meeting: w.meeting,
@@ -75,6 +76,7 @@ impl Sfu {
             to_deactivate: Vec::new(),
             estimate_bps: None,
             muted: w.muted,
+            group,
         };
         // Everything already published in the meeting, here or on other nodes, is
         // offered to the newcomer.

@@ -278,6 +278,14 @@ impl Forwarder {
         self.rid
     }
 
+    /// Stops forwarding until the next start (a keyframe, for video): the publisher was
+    /// muted, or moved out of the receiver's room. The stream then runs on from where it
+    /// stopped, as across a layer switch, so the receiver sees no hole to ask for.
+    pub fn pause(&mut self) {
+        self.started = false;
+        self.rid = None;
+    }
+
     /// Decides on `p`. `want` is the layer the receiver should get; a simulcast stream
     /// moves to it on its next keyframe, or to any layer with a keyframe once the
     /// current one has gone quiet.

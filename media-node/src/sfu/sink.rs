@@ -26,6 +26,12 @@ pub struct SinkTrack {
 }
 
 impl SinkTrack {
+    /// Stops the stream until its next start (a keyframe, for video); it runs on from
+    /// where it stopped.
+    pub fn pause(&mut self) {
+        self.forwarder.pause();
+    }
+
     pub fn new(track_id: u32, source: Source, codec: Codec) -> Self {
         Self {
             track_id,

@@ -1,0 +1,412 @@
+//! The meeting page's host features in headless Chromium, through the real page: the
+//! pre-join screen, the waiting room, the lock, mute all, removal and the participant
+//! panel (with a screenshot kept for people to look at).
+use std::time::{Duration, Instant};
+
+use harness::eventually;
+use harness::webdriver::Browser;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::Api;
+
+/// Per remote participant: video frames decoded and audio packets received.
+const MEDIA: &str = r#"
+const done = arguments[arguments.length - 1];
+const s = window.fjord;
+if (!s || !s.pc) { done(null); return; }
+const rx = s.pc.getTransceivers().filter((t) => t.mid && s.midToParticipant.get(t.mid));
+Promise.all(rx.map((t) => t.receiver.getStats().then((r) => {
+  const o = { pid: s.midToParticipant.get(t.mid), kind: t.receiver.track.kind, frames: 0, packets: 0 };
+  r.forEach((x) => { if (x.type === 'inbound-rtp') { o.frames += x.framesDecoded || 0; o.packets += x.packetsReceived || 0; } });
+  return o;
+}))).then((list) => {
+  const by = {};
+  for (const o of list) {
+    by[o.pid] = by[o.pid] || { frames: 0, audio: 0, video_lines: 0 };
+    if (o.kind === 'video') { by[o.pid].frames += o.frames; by[o.pid].video_lines += 1; } else by[o.pid].audio += o.packets;
+  }
+  done(by);
+}).catch((e) => done(null));
+"#;
+
+async fn media(b: &Browser) -> Value {
+    b.eval_async(MEDIA, json!([])).await.unwrap_or(Value::Null)
+}
+
+fn frames(v: &Value, pid: &str) -> u64 {
+    v[pid]["frames"].as_u64().unwrap_or(0)
+}
+fn audio(v: &Value, pid: &str) -> u64 {
+    v[pid]["audio"].as_u64().unwrap_or(0)
+}
+
+async fn text_of(b: &Browser, id: &str) -> String {
+    b.eval(
+        "const e = document.getElementById(arguments[0]); return e ? e.textContent : ''",
+        json!([id]),
+    )
+    .await
+    .ok()
+    .and_then(|v| v.as_str().map(str::to_owned))
+    .unwrap_or_default()
+}
+
+async fn page_says(b: &Browser, what: &str, id: &str) {
+    let r = eventually(Duration::from_secs(20), what, || async {
+        text_of(b, id).await.contains(what).then_some(())
+    })
+    .await;
+    if r.is_err() {
+        panic!(
+            "the page never said {what:?}; #{id} says {:?}",
+            text_of(b, id).await
+        );
+    }
+}
+
+async fn click(b: &Browser, id: &str) {
+    b.eval("document.getElementById(arguments[0]).click()", json!([id]))
+        .await
+        .unwrap();
+}
+
+/// Clicks the button labelled `label` (its aria-label) in the participant panel; true
+/// when there was one.
+async fn click_labelled(b: &Browser, label: &str) -> bool {
+    b.eval(
+        "window.confirm = () => true; \
+         const x = [...document.querySelectorAll('#people button')].find(e => e.getAttribute('aria-label') === arguments[0]); \
+         if (x) x.click(); return !!x;",
+        json!([label]),
+    )
+    .await
+    .unwrap()
+        == true
+}
+
+/// Opens `meeting`'s page in a new Chromium with `params`; its participant id once the
+/// controller answered the join.
+async fn open(
+    c: &harness::Cluster,
+    base: &str,
+    meeting: &str,
+    name: &str,
+    params: &str,
+) -> (Browser, String) {
+    let b = Browser::start(&c.dir.join("logs"), name).await.unwrap();
+    b.goto(&format!(
+        "{base}/m/{meeting}?name={name}&autojoin=1{params}"
+    ))
+    .await
+    .unwrap();
+    let id = eventually(Duration::from_secs(20), &format!("{name} to join"), || async {
+        let v = b
+            .eval("return window.fjord && window.fjord.joined && window.fjord.joined.participant_id", json!([]))
+            .await
+            .ok()?;
+        v.as_str().map(str::to_owned)
+    })
+    .await
+    .unwrap();
+    (b, id)
+}
+
+async fn hosted(api: &Api, base: &str, waiting_room: bool) -> (String, String) {
+    let (st, v) = api
+        .send(
+            api.http
+                .post(format!("{base}/v1/meetings"))
+                .bearer_auth(&api.key)
+                .json(&json!({ "title": "Faculty board", "waiting_room": waiting_room })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    (
+        v["id"].as_str().unwrap().to_owned(),
+        v["host_key"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// `a` and `b` (participant ids `ida`, `idb`) decode each other's video and get each
+/// other's audio.
+async fn media_both_ways(a: &Browser, ida: &str, b: &Browser, idb: &str) {
+    eventually(Duration::from_secs(30), "media both ways", || async {
+        let (ma, mb) = (media(a).await, media(b).await);
+        (frames(&ma, idb) > 0 && audio(&ma, idb) > 0 && frames(&mb, ida) > 0 && audio(&mb, ida) > 0)
+            .then_some(())
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_host_admits_and_denies_from_the_waiting_room_and_locks_the_meeting_on_the_page() {
+    let c = harness::Cluster::start(crate::spec()).await.unwrap();
+    let api = Api::new(&c);
+    let base = c.controllers[0].url();
+    let (meeting, key) = hosted(&api, &base, true).await;
+    let (host, host_id) = open(&c, &base, &meeting, "Hostess", &format!("&host_key={key}")).await;
+    page_says(&host, "In the meeting", "status").await;
+    click(&host, "people-toggle").await;
+
+    // The guest waits, told so with the title; no media either way.
+    let (guest, guest_id) = open(&c, &base, &meeting, "Guest", "").await;
+    page_says(&guest, "Waiting for the host", "status").await;
+    page_says(&guest, "Faculty board", "waiting-title").await;
+    page_says(&host, "Guest", "waiting-list").await;
+    assert!(
+        frames(&media(&host).await, &guest_id) == 0 && audio(&media(&host).await, &guest_id) == 0
+    );
+    assert!(click_labelled(&host, "Admit Guest").await);
+    page_says(&guest, "In the meeting", "status").await;
+    media_both_ways(&host, &host_id, &guest, &guest_id).await;
+
+    // Another is turned away: told so, and their join cannot be used again.
+    let (denied, _) = open(&c, &base, &meeting, "Dora", "").await;
+    page_says(&host, "Dora", "waiting-list").await;
+    assert!(click_labelled(&host, "Deny Dora").await);
+    page_says(&denied, "did not let you into this meeting", "status").await;
+    let joined = denied
+        .eval("return window.fjord.joined", json!([]))
+        .await
+        .unwrap();
+    let url = format!(
+        "{}?token={}",
+        joined["signal_url"].as_str().unwrap(),
+        joined["token"].as_str().unwrap()
+    )
+    .replacen("ws://", "http://", 1);
+    let resp = reqwest::get(url).await.unwrap();
+    assert_eq!(
+        resp.status(),
+        StatusCode::FORBIDDEN,
+        "a rejoin with the same join is refused"
+    );
+    drop(denied);
+
+    // Locked: a new join is refused and the page says why; unlocked, the next gets in.
+    click(&host, "waiting-room").await; // off, so that the next one comes straight in
+    click(&host, "lock").await;
+    page_says(&host, "Locked", "lock-badge").await;
+    page_says(&guest, "Locked", "lock-badge").await;
+    let late = Browser::start(&c.dir.join("logs"), "Late").await.unwrap();
+    let late_url = format!("{base}/m/{meeting}?name=Late&autojoin=1");
+    let refused = eventually(Duration::from_secs(20), "the lock refusal", || async {
+        late.goto(&late_url).await.ok()?;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        text_of(&late, "status")
+            .await
+            .contains("locked by its host")
+            .then_some(())
+    })
+    .await;
+    assert!(
+        refused.is_ok(),
+        "the late page says: {:?}",
+        text_of(&late, "status").await
+    );
+    click(&host, "lock").await;
+    let admitted = eventually(
+        Duration::from_secs(20),
+        "the next join once unlocked",
+        || async {
+            late.goto(&late_url).await.ok()?;
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            text_of(&late, "status")
+                .await
+                .contains("In the meeting")
+                .then_some(())
+        },
+    )
+    .await;
+    assert!(
+        admitted.is_ok(),
+        "the late page says: {:?}",
+        text_of(&late, "status").await
+    );
+    // Guest stayed in throughout, with media.
+    let before = frames(&media(&guest).await, &host_id);
+    eventually(
+        Duration::from_secs(10),
+        "the guest still gets the host",
+        || async { (frames(&media(&guest).await, &host_id) > before).then_some(()) },
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_page_lists_devices_joins_without_camera_and_shows_mute_all_removal_and_the_panel() {
+    let c = harness::Cluster::start(crate::spec()).await.unwrap();
+    let api = Api::new(&c);
+    let base = c.controllers[0].url();
+    let (meeting, key) = hosted(&api, &base, false).await;
+
+    // The pre-join screen: the title, and the fake devices to choose from.
+    let pre = Browser::start(&c.dir.join("logs"), "prejoin")
+        .await
+        .unwrap();
+    pre.goto(&format!("{base}/m/{meeting}")).await.unwrap();
+    page_says(&pre, "Faculty board", "prejoin-title").await;
+    let devices = eventually(Duration::from_secs(15), "devices listed", || async {
+        let v = pre
+            .eval(
+                "const o = (id) => [...document.getElementById(id).options].map(x => x.textContent); \
+                 return { mic: o('mic-select'), cam: o('camera-select') };",
+                json!([]),
+            )
+            .await
+            .ok()?;
+        (v["mic"].as_array()?.len() > 0 && v["cam"].as_array()?.len() > 0).then_some(v)
+    })
+    .await
+    .unwrap();
+    assert!(
+        devices["cam"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|l| !l.as_str().unwrap().is_empty()),
+        "{devices}"
+    );
+    drop(pre);
+
+    let (host, host_id) = open(&c, &base, &meeting, "Hostess", &format!("&host_key={key}")).await;
+    let (quiet, quiet_id) = open(&c, &base, &meeting, "NoCam", "&camera=off").await;
+    let bots = [
+        crate::join_bot(
+            &base,
+            &meeting,
+            "Bot One",
+            None,
+            Some(bot::ClipSpec {
+                width: 320,
+                height: 240,
+                fps: 10,
+                seconds: 2,
+                ..Default::default()
+            }),
+        )
+        .await,
+        crate::join_bot(
+            &base,
+            &meeting,
+            "Bot Two",
+            None,
+            Some(bot::ClipSpec {
+                width: 320,
+                height: 240,
+                fps: 10,
+                seconds: 2,
+                tone_hz: 660,
+                pattern: "smpte".into(),
+                ..Default::default()
+            }),
+        )
+        .await,
+    ];
+    // Joined with the camera off: audio only, no video m-line for it anywhere.
+    eventually(
+        Duration::from_secs(30),
+        "the host gets NoCam's audio and the bots' video",
+        || async {
+            let m = media(&host).await;
+            (audio(&m, &quiet_id) > 0 && bots.iter().all(|b| frames(&m, &b.participant_id) > 0))
+                .then_some(())
+        },
+    )
+    .await
+    .unwrap();
+    let m = media(&host).await;
+    assert_eq!(
+        m[&quiet_id]["video_lines"], 0,
+        "no video published by NoCam: {m}"
+    );
+    assert!(
+        bots.iter().all(|b| b.mid_of(&quiet_id, "video").is_none()),
+        "no video of NoCam offered to the bots"
+    );
+
+    // The panel, with 4 participants, for people to look at.
+    click(&host, "people-toggle").await;
+    page_says(&host, "Participants (4)", "people-toggle").await;
+    page_says(&host, "Bot Two", "people-list").await;
+    let png = host.screenshot().await.unwrap();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("meeting-four-participants-panel-open.png"), &png).unwrap();
+    assert!(
+        png.len() > 10_000 && png.starts_with(b"\x89PNG"),
+        "a real screenshot"
+    );
+
+    // Mute all, unmuting not allowed: the others' pages show themselves and each other muted.
+    click(&host, "allow-unmute").await; // off
+    click(&host, "mute-all").await;
+    page_says(&quiet, "Unmute", "mute").await;
+    page_says(&host, "NoCam (muted", "people-list").await;
+    let heard = audio(&media(&host).await, &quiet_id);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let later = audio(&media(&host).await, &quiet_id);
+    assert!(
+        later <= heard + 5,
+        "NoCam's audio stopped: {heard} then {later}"
+    );
+    click(&quiet, "mute").await; // tries to unmute
+    page_says(&quiet, "does not allow participants to unmute", "status").await;
+    assert_eq!(text_of(&quiet, "mute").await, "Unmute", "still muted");
+
+    // Allowed again, NoCam unmutes and is heard; then removed: the page says so, and
+    // its audio stops at everyone else's within a second.
+    click(&host, "allow-unmute").await; // on
+    let unmuted = eventually(Duration::from_secs(15), "NoCam heard again", || async {
+        if text_of(&quiet, "mute").await == "Unmute" {
+            click(&quiet, "mute").await;
+        }
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let now = audio(&media(&host).await, &quiet_id);
+        (now > later + 20).then_some(())
+    })
+    .await;
+    assert!(
+        unmuted.is_ok(),
+        "NoCam's page says {:?}",
+        text_of(&quiet, "status").await
+    );
+    eventually(Duration::from_secs(10), "the bots hear NoCam", || async {
+        bots.iter()
+            .all(|b| {
+                b.received()
+                    .get(&(quiet_id.clone(), "audio"))
+                    .is_some_and(|c| c.packets > 20)
+            })
+            .then_some(())
+    })
+    .await
+    .unwrap();
+    let removed_at = Instant::now();
+    assert!(click_labelled(&host, "Remove NoCam").await);
+    page_says(&quiet, "removed you from this meeting", "status").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for b in &bots {
+        let last = b
+            .received()
+            .get(&(quiet_id.clone(), "audio"))
+            .and_then(|c| c.last_arrival())
+            .expect("NoCam was heard");
+        let after = last.saturating_duration_since(removed_at);
+        assert!(
+            after < Duration::from_secs(1),
+            "NoCam still heard {after:?} after the removal"
+        );
+    }
+    eventually(
+        Duration::from_secs(5),
+        "NoCam leaves the host's list",
+        || async { (!text_of(&host, "people-list").await.contains("NoCam")).then_some(()) },
+    )
+    .await
+    .unwrap();
+    assert!(!host_id.is_empty());
+}
