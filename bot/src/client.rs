@@ -365,6 +365,20 @@ pub async fn create_meeting(
     operator_key: &str,
     body: &Value,
 ) -> anyhow::Result<String> {
+    let created = create_meeting_answer(http, controller, operator_key, body).await?;
+    created["id"]
+        .as_str()
+        .map(str::to_owned)
+        .context("create response without id")
+}
+
+/// [`create_meeting`], returning the controller's whole answer (with the host key).
+pub async fn create_meeting_answer(
+    http: &reqwest::Client,
+    controller: &str,
+    operator_key: &str,
+    body: &Value,
+) -> anyhow::Result<Value> {
     let mut body = body.clone();
     if body.get("waiting_room").is_none() {
         body["waiting_room"] = false.into();
@@ -379,11 +393,7 @@ pub async fn create_meeting(
     if !resp.status().is_success() {
         return Err(refused("creating the meeting", resp).await);
     }
-    let created: Value = resp.json().await.context("create response")?;
-    created["id"]
-        .as_str()
-        .map(str::to_owned)
-        .context("create response without id")
+    resp.json().await.context("create response")
 }
 
 impl Bot {

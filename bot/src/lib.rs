@@ -7,7 +7,10 @@ pub mod load;
 pub mod media;
 pub mod resilient;
 
-pub use client::{AUDIO_KEPT, Bot, BotConfig, Received, SentFrame, TrackCounts, create_meeting};
+pub use client::{
+    AUDIO_KEPT, Bot, BotConfig, Received, SentFrame, TrackCounts, create_meeting,
+    create_meeting_answer,
+};
 pub use load::{Load, LoadReport, LoadSpec};
 pub use media::{Clip, ClipSpec};
 pub use resilient::{Rejoin, ResilientBot};

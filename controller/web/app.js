@@ -294,6 +294,13 @@
       case 'unmute_request':
         banner((m.by_name || 'A host') + ' asks you to unmute. Use the Unmute button if you want to speak.');
         break;
+      case 'breakout':
+        state.breakout = m;
+        showBreakout();
+        break;
+      case 'broadcast':
+        banner((m.by_name || 'The host') + ' to every room: ' + m.text);
+        break;
       case 'active_speaker': setActiveSpeaker(m.participant_id); break;
       case 'error':
         console.warn('signaling error', m.message);
@@ -330,7 +337,7 @@
     }
     state.waiting.delete(id);
     state.participants.set(id, p);
-    tile(id, p.name);
+    tile(id, p.name).hidden = roomOf(id) !== (state.breakout ? state.breakout.my_room : 0);
     renderPeople();
   }
 
@@ -376,6 +383,35 @@
     const hand = p && p.hand_raised_unix_ms != null ? ' ✋' : '';
     t.querySelector('.label').textContent = t.dataset.name + muted + hand;
     t.setAttribute('aria-label', t.dataset.name + (muted ? ', muted' : '') + (hand ? ', hand raised' : ''));
+  }
+
+  // ---- Breakout rooms: which room I am in, and only its participants' tiles. ----
+  function roomOf(pid) {
+    const b = state.breakout;
+    if (!b || !b.open) return 0;
+    return (b.assignment && b.assignment[pid]) || 0;
+  }
+  function roomName(n) {
+    return n === 0 ? 'the main room' : ((state.breakout && state.breakout.rooms[n - 1]) || ('room ' + n));
+  }
+  function showBreakout() {
+    const b = state.breakout;
+    const mine = b ? b.my_room : 0;
+    let text = '';
+    if (b && b.open && mine) text = 'You are in breakout room ' + roomName(mine) + '.';
+    if (b && b.open && b.closes_unix_ms) {
+      const secs = Math.max(0, Math.round((b.closes_unix_ms - Date.now()) / 1000));
+      text += ' Breakout rooms close in ' + secs + ' s.';
+      clearTimeout(state.breakoutTick);
+      state.breakoutTick = setTimeout(showBreakout, 1000);
+    }
+    $('breakout-banner').textContent = text.trim();
+    $('breakout-banner').hidden = !text;
+    for (const p of state.participants.values()) {
+      const t = document.getElementById('tile-' + p.participant_id);
+      if (t) t.hidden = roomOf(p.participant_id) !== mine;
+    }
+    renderPeople();
   }
 
   // ---- Layouts: a gallery, or the speaker (or a pinned participant) large. ----
@@ -501,8 +537,22 @@
       const who = document.createElement('span');
       const marks = [p.role !== 'attendee' ? p.role : null, p.audio_muted ? 'muted' : null,
         p.video_muted ? 'video off' : null, p.hand_raised_unix_ms != null ? '✋ hand raised' : null].filter(Boolean);
+      const room = state.breakout && state.breakout.rooms.length ? (state.breakout.assignment[p.participant_id] || 0) : null;
+      if (room) marks.push('in ' + roomName(room));
       who.textContent = p.name + (marks.length ? ' (' + marks.join(', ') + ')' : '');
       li.append(who);
+      if (isHost() && room !== null) {
+        const sel = document.createElement('select');
+        sel.setAttribute('aria-label', 'Breakout room of ' + p.name);
+        ['Main room'].concat(state.breakout.rooms).forEach((name, i) => {
+          const o = document.createElement('option');
+          o.value = String(i); o.textContent = name;
+          sel.append(o);
+        });
+        sel.value = String(room);
+        sel.onchange = () => send({ type: 'breakout_assign', participant_id: p.participant_id, room: Number(sel.value) });
+        li.append(sel);
+      }
       if (isHost() && p.participant_id !== me) {
         const id = p.participant_id;
         const acts = document.createElement('span');
@@ -660,6 +710,16 @@
   $('allow-unmute').onchange = () => send({ type: 'allow_unmute', allowed: $('allow-unmute').checked });
   $('waiting-room').onchange = () => send({ type: 'waiting_room', enabled: $('waiting-room').checked });
   $('admit-all').onclick = () => send({ type: 'admit_all' });
+  $('breakout-create').onclick = () => send({ type: 'breakout_create', rooms: Number($('breakout-count').value) || 1 });
+  $('breakout-auto').onclick = () => send({ type: 'breakout_auto' });
+  $('breakout-open').onclick = () => send({ type: 'breakout_open' });
+  $('breakout-close').onclick = () => send({ type: 'breakout_close', seconds: 60 });
+  $('broadcast-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    const text = $('broadcast-text').value.trim();
+    if (text) send({ type: 'breakout_broadcast', text });
+    $('broadcast-text').value = '';
+  });
   $('end').onclick = () => { if (confirm('End the meeting for everyone?')) send({ type: 'end_meeting' }); };
   $('chat-form').addEventListener('submit', (e) => {
     e.preventDefault();

@@ -31,13 +31,15 @@ async fn main() -> anyhow::Result<()> {
 
     let http = reqwest::Client::new();
     let api = cluster.controllers[0].url();
-    let id = &bot::create_meeting(
+    let created = bot::create_meeting_answer(
         &http,
         &api,
         &cluster.operator_key,
         &serde_json::json!({ "title": "Fjord demo" }),
     )
     .await?;
+    let id = created["id"].as_str().unwrap_or_default();
+    let host_key = created["host_key"].as_str().unwrap_or_default();
 
     println!();
     println!("Fjord local cluster is up.");
@@ -60,6 +62,9 @@ async fn main() -> anyhow::Result<()> {
     println!();
     println!("A meeting was created for you: {id}");
     println!("  join in a browser (Chromium; Firefox refuses 127.0.0.1 candidates): {api}/m/{id}");
+    println!(
+        "  join as its host (waiting room, lock, mute all, breakout rooms): {api}/m/{id}?host_key={host_key}"
+    );
     println!("  join via the API:");
     println!(
         "    curl -s -X POST {api}/v1/meetings/{id}/join -H 'content-type: application/json' -d '{{\"name\":\"Ada\"}}'"

@@ -258,7 +258,7 @@ async fn the_page_lists_devices_joins_without_camera_and_shows_mute_all_removal_
             )
             .await
             .ok()?;
-        (v["mic"].as_array()?.len() > 0 && v["cam"].as_array()?.len() > 0).then_some(v)
+        (!v["mic"].as_array()?.is_empty() && !v["cam"].as_array()?.is_empty()).then_some(v)
     })
     .await
     .unwrap();
@@ -408,5 +408,40 @@ async fn the_page_lists_devices_joins_without_camera_and_shows_mute_all_removal_
     )
     .await
     .unwrap();
+    // Breakout rooms from the panel: Bot One goes to room 1, and the host's page shows
+    // where it is and no longer shows its tile among the main room's.
+    host.eval(
+        "document.getElementById('breakout-count').value = '1'",
+        json!([]),
+    )
+    .await
+    .unwrap();
+    click(&host, "breakout-create").await;
+    let one = bots[0].participant_id.clone();
+    eventually(Duration::from_secs(5), "a room selector for Bot One", || async {
+        host.eval(
+            "const s = [...document.querySelectorAll('#people select')].find(e => e.getAttribute('aria-label') === 'Breakout room of Bot One'); \
+             if (!s) return false; s.value = '1'; s.dispatchEvent(new Event('change')); return true;",
+            json!([]),
+        )
+        .await
+        .ok()
+        .filter(|v| *v == true)
+    })
+    .await
+    .unwrap();
+    click(&host, "breakout-open").await;
+    page_says(&host, "in Room 1)Main room", "people-list").await;
+    let hidden = eventually(Duration::from_secs(5), "Bot One's tile hidden", || async {
+        host.eval(
+            "const t = document.getElementById('tile-' + arguments[0]); return t && t.hidden",
+            json!([one]),
+        )
+        .await
+        .ok()
+        .filter(|v| *v == true)
+    })
+    .await;
+    assert!(hidden.is_ok());
     assert!(!host_id.is_empty());
 }
