@@ -201,10 +201,20 @@ impl Service {
     pub async fn end_meeting(&self, caller: &Caller, id: &str) -> Result<MeetingInfo, ApiError> {
         self.require_operator(caller)?;
         let id = Self::parse_meeting_id(id)?;
-        let mut meeting = self.meeting(&id).await?;
+        let meeting = self.meeting(&id).await?;
         if meeting.is_ended() {
             return Ok(self.info(meeting));
         }
+        self.end(meeting, "meeting ended").await
+    }
+
+    /// Ends `meeting`: stored as ended, and every media node hosting it told `why`.
+    pub(crate) async fn end(
+        &self,
+        mut meeting: Meeting,
+        why: &str,
+    ) -> Result<MeetingInfo, ApiError> {
+        let id = meeting.id.clone();
         let nodes: Vec<String> = self.view.read(|v| {
             v.placements
                 .get(&id)
@@ -220,11 +230,7 @@ impl Service {
             .await
             .inspect_err(|_| self.metrics.etcd_errors.inc())?;
         for addr in nodes {
-            if let Err(e) = self
-                .nodes
-                .close_meeting(&addr, id.as_str(), "meeting ended")
-                .await
-            {
+            if let Err(e) = self.nodes.close_meeting(&addr, id.as_str(), why).await {
                 tracing::warn!(meeting = %id, error = %e, "could not tell a node the meeting ended");
             }
         }

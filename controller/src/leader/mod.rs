@@ -181,6 +181,13 @@ async fn apply(service: &Service, action: Action) -> Result<(), crate::error::Ap
                 tracing::info!(%meeting, %slot, why, "removed placement");
             }
         }
+        Action::EndMeeting { meeting } => {
+            let id = meeting.id.clone();
+            service
+                .end(meeting, "the host ended the meeting for everyone")
+                .await?;
+            tracing::info!(meeting = %id, "its host ended the meeting for everyone");
+        }
         Action::FailRecording { recording } => {
             service.save(&recording).await?;
             m.recordings_failed.inc();

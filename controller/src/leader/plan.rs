@@ -35,6 +35,9 @@ pub enum Action {
         recording: Recording,
         gap: Option<String>,
     },
+    /// A host ended the meeting for everyone (its room record says so): store it ended,
+    /// like an operator's end, so that its recordings finish and the API shows it.
+    EndMeeting { meeting: crate::model::Meeting },
     /// The meeting's media node was lost and the meeting is not on a live node yet (its
     /// participants are rejoining): store the open gap that says the recording waits.
     AwaitMedia { recording: Recording },
@@ -68,7 +71,12 @@ pub fn plan(
     lease_ttl: Duration,
     heard: &LastHeard,
 ) -> Vec<Action> {
-    let mut actions = Vec::new();
+    let mut actions: Vec<Action> = view
+        .meetings
+        .values()
+        .filter(|m| !m.is_ended() && view.rooms.get(&m.id).is_some_and(|r| r.ended))
+        .map(|m| Action::EndMeeting { meeting: m.clone() })
+        .collect();
     let running = || view.recordings.values().filter(|r| r.holds_slot());
     for r in running().filter(|r| !view.recording.contains_key(&r.node)) {
         // Its meeting not in the view yet: decide on a later pass.
@@ -335,6 +343,31 @@ mod tests {
                 gap: None
             }],
             "an ended meeting's recording ends without a gap"
+        );
+    }
+
+    #[test]
+    fn a_meeting_its_host_ended_for_everyone_is_ended_once() {
+        let mut v = view();
+        let id = v.meetings.keys().next().unwrap().clone();
+        let mut room = crate::model::Room::default();
+        v.rooms.insert(id.clone(), room.clone());
+        let none = plan(&v, 60_000, Duration::from_secs(5), &LastHeard::new());
+        assert_eq!(none, vec![], "a room record alone ends nothing");
+        room.ended = true;
+        v.rooms.insert(id.clone(), room);
+        let actions = plan(&v, 60_000, Duration::from_secs(5), &LastHeard::new());
+        let [Action::EndMeeting { meeting }] = actions.as_slice() else {
+            panic!("one end: {actions:?}");
+        };
+        assert_eq!(meeting.id, id);
+        v.meetings
+            .values_mut()
+            .for_each(|m| m.state = MeetingState::Ended);
+        assert_eq!(
+            plan(&v, 60_000, Duration::from_secs(5), &LastHeard::new()),
+            vec![],
+            "an ended meeting is not ended again"
         );
     }
 

@@ -819,6 +819,23 @@ async fn a_host_on_one_node_admits_and_mutes_participants_waiting_on_another() {
     }
     let (st, body) = join(&api, &base, &meeting, "Too late").await;
     assert_eq!(st, StatusCode::CONFLICT, "{body}");
+    // The leader ends it as an operator's end would: the API shows it ended.
+    eventually(
+        Duration::from_secs(10),
+        "the meeting stored as ended",
+        || async {
+            let (st, v) = api
+                .send(
+                    api.http
+                        .get(format!("{base}/v1/meetings/{meeting}"))
+                        .bearer_auth(&api.key),
+                )
+                .await;
+            (st == StatusCode::OK && v["state"] == "ended").then_some(())
+        },
+    )
+    .await
+    .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
