@@ -303,6 +303,37 @@ const MAX_BREAKOUT_ROOMS: u32 = 50;
 /// How long breakout rooms stay open once a host closes them, unless they say.
 const BREAKOUT_CLOSE_SECS: u32 = 60;
 const MAX_BREAKOUT_CLOSE_SECS: u32 = 600;
+/// Host actions a session may take in a burst, and how fast the allowance comes back:
+/// each is a write to etcd that every node of the meeting reads.
+const HOST_ACTION_BURST: f64 = 20.0;
+const HOST_ACTIONS_PER_SEC: f64 = 2.0;
+
+/// A token bucket of host actions for one session.
+struct ActionAllowance {
+    tokens: f64,
+    at: std::time::Instant,
+}
+
+impl ActionAllowance {
+    fn new() -> Self {
+        Self {
+            tokens: HOST_ACTION_BURST,
+            at: std::time::Instant::now(),
+        }
+    }
+
+    /// Takes one action's worth, if there is one left at `now`.
+    fn take(&mut self, now: std::time::Instant) -> bool {
+        let refill = now.saturating_duration_since(self.at).as_secs_f64() * HOST_ACTIONS_PER_SEC;
+        self.tokens = (self.tokens + refill).min(HOST_ACTION_BURST);
+        self.at = now;
+        if self.tokens < 1.0 {
+            return false;
+        }
+        self.tokens -= 1.0;
+        true
+    }
+}
 
 /// A refused client message: what to say, and the type of message it answers (the
 /// client's own `type`, or `unknown` when the message had none we could read).
@@ -569,6 +600,7 @@ async fn in_meeting(
         ok &= ws.send(json(m)).await.is_ok();
     }
     let mut why = "the client's connection broke".to_owned();
+    let mut allowance = ActionAllowance::new();
     // Mutes (by the participant or a host) take effect in the SFU too.
     let set_muted = |audio: bool, video: bool| {
         node.rooms.update(meeting, my_id, |p| {
@@ -780,6 +812,9 @@ async fn in_meeting(
                         let actor = Actor { id: my_id.to_owned(), name: me.name.clone(), role: me.role };
                         let rooms_made = room.borrow().rec.breakout_rooms.len() as u32;
                         let done = match host_actions(node, meeting, &actor, rooms_made, host_msg) {
+                            Ok(_) if !allowance.take(std::time::Instant::now()) => {
+                                Err("too many host actions at once: wait a moment and try again".into())
+                            }
                             Ok(actions) => node.hosts.act(node, meeting, &actor, &actions).await.map_err(|e| e.to_string()),
                             Err(refused) => Err(refused),
                         };
@@ -1048,6 +1083,25 @@ fn host_actions(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_actions_come_in_bursts_of_twenty_then_two_a_second() {
+        let start = std::time::Instant::now();
+        let mut a = ActionAllowance {
+            tokens: HOST_ACTION_BURST,
+            at: start,
+        };
+        assert!((0..20).all(|_| a.take(start)));
+        assert!(!a.take(start), "the burst is spent");
+        let later = start + std::time::Duration::from_millis(500);
+        assert!(a.take(later), "one more half a second later");
+        assert!(!a.take(later));
+        let much_later = start + std::time::Duration::from_secs(60);
+        assert!(
+            (0..20).all(|_| a.take(much_later)) && !a.take(much_later),
+            "never more than a burst"
+        );
+    }
 
     #[test]
     fn parses_versioned_messages_and_refuses_garbage() {

@@ -29,8 +29,8 @@ Promise.all(rx.map((t) => t.receiver.getStats().then((r) => {
 }))).then((list) => {
   const by = {};
   for (const o of list) {
-    by[o.pid] = by[o.pid] || { frames: 0, audio: 0 };
-    if (o.kind === 'video') by[o.pid].frames += o.frames;
+    by[o.pid] = by[o.pid] || { frames: 0, audio: 0, video_lines: 0 };
+    if (o.kind === 'video') { by[o.pid].frames += o.frames; by[o.pid].video_lines += 1; }
     else by[o.pid].audio += o.packets;
   }
   done({ me: s.joined.participant_id, by, participants: [...s.participants.keys()],
@@ -43,7 +43,7 @@ const PAGE_STATE: &str = "const s = window.fjord; return { status: document.getE
      ice: s.pc && s.pc.iceConnectionState, connection: s.pc && s.pc.connectionState, \
      signaling: s.ws && s.ws.readyState, remote: s.pc && s.pc.remoteDescription && s.pc.remoteDescription.sdp };";
 
-async fn snapshot(b: &Browser) -> Option<Value> {
+pub(crate) async fn snapshot(b: &Browser) -> Option<Value> {
     b.eval_async(SNAPSHOT, json!([]))
         .await
         .ok()
@@ -113,7 +113,7 @@ async fn join_page(
 }
 
 /// [`join_page`] with more page parameters (`&simulcast=0`, ...).
-async fn join_page_with(
+pub(crate) async fn join_page_with(
     c: &harness::Cluster,
     base: &str,
     meeting: &str,

@@ -22,8 +22,31 @@ fn clip(hz: u32) -> bot::ClipSpec {
     }
 }
 
+/// A cluster from `spec` with a meeting (with a waiting room or not): the cluster, the
+/// API, the controller's URL, the meeting's id and its host key.
+async fn start(
+    spec: harness::ClusterSpec,
+    waiting_room: bool,
+) -> (harness::Cluster, Api, String, String, String) {
+    let c = harness::Cluster::start(spec).await.unwrap();
+    let api = Api::new(&c);
+    let base = c.controllers[0].url();
+    let (meeting, key) = hosted_meeting(&api, &base, waiting_room).await;
+    (c, api, base, meeting, key)
+}
+
+/// A guest joined (not waiting), publishing a tone of `hz`.
+async fn guest(base: &str, meeting: &str, name: &str, hz: u32) -> bot::Bot {
+    bot::Bot::join(
+        guest_config(base, meeting, name, None, hz),
+        Duration::from_secs(20),
+    )
+    .await
+    .unwrap()
+}
+
 /// Creates a meeting (with a waiting room or not); its id and host key.
-async fn hosted_meeting(api: &Api, base: &str, waiting_room: bool) -> (String, String) {
+pub(crate) async fn hosted_meeting(api: &Api, base: &str, waiting_room: bool) -> (String, String) {
     let (st, v) = api
         .send(
             api.http
@@ -141,10 +164,7 @@ async fn next_json(ws: &mut crate::Session) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_waiting_participant_gets_no_media_until_admitted_and_a_denied_one_cannot_come_back() {
-    let c = harness::Cluster::start(crate::spec()).await.unwrap();
-    let api = Api::new(&c);
-    let base = c.controllers[0].url();
-    let (meeting, key) = hosted_meeting(&api, &base, true).await;
+    let (_c, api, base, meeting, key) = start(crate::spec(), true).await;
     let h = host(&base, &meeting, &key, None, 440).await;
     assert!(h.waited.is_null(), "a host never waits");
     assert_eq!(h.welcome["role"], "host");
@@ -275,17 +295,9 @@ async fn a_waiting_participant_gets_no_media_until_admitted_and_a_denied_one_can
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_locked_meeting_refuses_new_joins_with_403_and_unlocking_lets_the_next_in() {
-    let c = harness::Cluster::start(crate::spec()).await.unwrap();
-    let api = Api::new(&c);
-    let base = c.controllers[0].url();
-    let (meeting, key) = hosted_meeting(&api, &base, false).await;
+    let (_c, api, base, meeting, key) = start(crate::spec(), false).await;
     let h = host(&base, &meeting, &key, None, 440).await;
-    let g = bot::Bot::join(
-        guest_config(&base, &meeting, "Inside", None, 660),
-        Duration::from_secs(20),
-    )
-    .await
-    .unwrap();
+    let g = guest(&base, &meeting, "Inside", 660).await;
     h.send(json!({ "type": "lock", "locked": true })).unwrap();
     let (st, body) = eventually(
         Duration::from_secs(10),
@@ -363,17 +375,9 @@ async fn a_locked_meeting_refuses_new_joins_with_403_and_unlocking_lets_the_next
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_attendees_host_messages_get_errors_and_change_nothing_and_a_forged_role_is_refused() {
-    let c = harness::Cluster::start(crate::spec()).await.unwrap();
-    let api = Api::new(&c);
-    let base = c.controllers[0].url();
-    let (meeting, key) = hosted_meeting(&api, &base, false).await;
+    let (_c, api, base, meeting, key) = start(crate::spec(), false).await;
     let h = host(&base, &meeting, &key, None, 440).await;
-    let a = bot::Bot::join(
-        guest_config(&base, &meeting, "Ada Attendee", None, 660),
-        Duration::from_secs(20),
-    )
-    .await
-    .unwrap();
+    let a = guest(&base, &meeting, "Ada Attendee", 660).await;
     assert_eq!(a.welcome["role"], "attendee");
     let hid = h.participant_id.as_str();
     let attempts = [
@@ -451,21 +455,11 @@ async fn an_attendees_host_messages_get_errors_and_change_nothing_and_a_forged_r
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn mute_all_stops_everyone_elses_audio_and_with_unmute_disallowed_an_unmute_is_refused() {
-    let c = harness::Cluster::start(crate::spec()).await.unwrap();
-    let api = Api::new(&c);
-    let base = c.controllers[0].url();
-    let (meeting, key) = hosted_meeting(&api, &base, false).await;
+    let (_c, _api, base, meeting, key) = start(crate::spec(), false).await;
     let h = host(&base, &meeting, &key, None, 440).await;
     let mut guests = Vec::new();
     for (i, hz) in [550, 660].into_iter().enumerate() {
-        guests.push(
-            bot::Bot::join(
-                guest_config(&base, &meeting, &format!("Guest {i}"), None, hz),
-                Duration::from_secs(20),
-            )
-            .await
-            .unwrap(),
-        );
+        guests.push(guest(&base, &meeting, &format!("Guest {i}"), hz).await);
     }
     eventually(
         Duration::from_secs(15),
@@ -579,19 +573,10 @@ async fn mute_all_stops_everyone_elses_audio_and_with_unmute_disallowed_an_unmut
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_removed_participants_media_stops_within_a_second_and_their_token_is_refused() {
-    let c = harness::Cluster::start(crate::spec()).await.unwrap();
-    let api = Api::new(&c);
-    let base = c.controllers[0].url();
-    let (meeting, key) = hosted_meeting(&api, &base, false).await;
+    let (_c, api, base, meeting, key) = start(crate::spec(), false).await;
     let h = host(&base, &meeting, &key, None, 440).await;
-    let witness = bot::Bot::join(
-        guest_config(&base, &meeting, "Witness", None, 550),
-        Duration::from_secs(20),
-    )
-    .await
-    .unwrap();
-    let cfg = guest_config(&base, &meeting, "Rune Removed", None, 660);
-    let r = bot::Bot::join(cfg, Duration::from_secs(20)).await.unwrap();
+    let witness = guest(&base, &meeting, "Witness", 550).await;
+    let r = guest(&base, &meeting, "Rune Removed", 660).await;
     eventually(
         Duration::from_secs(15),
         "the others get Rune's media",
@@ -651,23 +636,10 @@ async fn a_removed_participants_media_stops_within_a_second_and_their_token_is_r
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn hands_roles_and_names_show_in_every_list_and_a_leaving_host_hands_over() {
-    let c = harness::Cluster::start(crate::spec()).await.unwrap();
-    let api = Api::new(&c);
-    let base = c.controllers[0].url();
-    let (meeting, key) = hosted_meeting(&api, &base, false).await;
+    let (_c, api, base, meeting, key) = start(crate::spec(), false).await;
     let h = host(&base, &meeting, &key, None, 440).await;
-    let first = bot::Bot::join(
-        guest_config(&base, &meeting, "Early", None, 550),
-        Duration::from_secs(20),
-    )
-    .await
-    .unwrap();
-    let co = bot::Bot::join(
-        guest_config(&base, &meeting, "Cora", None, 660),
-        Duration::from_secs(20),
-    )
-    .await
-    .unwrap();
+    let first = guest(&base, &meeting, "Early", 550).await;
+    let co = guest(&base, &meeting, "Cora", 660).await;
     // Hands up, in order; the host lowers one.
     first.send(json!({ "type": "raise_hand" })).unwrap();
     tokio::time::sleep(Duration::from_millis(20)).await;
@@ -744,7 +716,7 @@ async fn hands_roles_and_names_show_in_every_list_and_a_leaving_host_hands_over(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_host_on_one_node_admits_and_mutes_participants_waiting_on_another() {
-    let c = harness::Cluster::start(harness::ClusterSpec {
+    let spec = harness::ClusterSpec {
         media: vec![
             crate::node("media-oslo-1", "oslo"),
             crate::node("media-bergen-1", "bergen"),
@@ -754,12 +726,8 @@ async fn a_host_on_one_node_admits_and_mutes_participants_waiting_on_another() {
             ("bergen".into(), vec!["oslo".into()]),
         ],
         ..crate::spec()
-    })
-    .await
-    .unwrap();
-    let api = Api::new(&c);
-    let base = c.controllers[0].url();
-    let (meeting, key) = hosted_meeting(&api, &base, true).await;
+    };
+    let (_c, api, base, meeting, key) = start(spec, true).await;
     let h = host(&base, &meeting, &key, Some("oslo"), 440).await;
     assert_eq!(h.node_id, "media-oslo-1");
     let joining = tokio::spawn(bot::Bot::join(
@@ -840,15 +808,11 @@ async fn a_host_on_one_node_admits_and_mutes_participants_waiting_on_another() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn breakout_rooms_hear_only_themselves_get_the_broadcast_and_all_return_on_close() {
-    let c = harness::Cluster::start(crate::spec()).await.unwrap();
-    let api = Api::new(&c);
-    let base = c.controllers[0].url();
-    let (meeting, key) = hosted_meeting(&api, &base, false).await;
+    let (_c, api, base, meeting, key) = start(crate::spec(), false).await;
     let tones = [440, 550, 660, 880];
     let mut bots = vec![host(&base, &meeting, &key, None, tones[0]).await];
     for (i, hz) in tones.iter().enumerate().skip(1) {
-        let cfg = guest_config(&base, &meeting, &format!("Guest {i}"), None, *hz);
-        bots.push(bot::Bot::join(cfg, Duration::from_secs(20)).await.unwrap());
+        bots.push(guest(&base, &meeting, &format!("Guest {i}"), *hz).await);
     }
     let ids: Vec<String> = bots.iter().map(|b| b.participant_id.clone()).collect();
     let hears_all = || async {

@@ -10,28 +10,13 @@ use serde_json::{Value, json};
 
 use crate::Api;
 
-/// Per remote participant: video frames decoded and audio packets received.
-const MEDIA: &str = r#"
-const done = arguments[arguments.length - 1];
-const s = window.fjord;
-if (!s || !s.pc) { done(null); return; }
-const rx = s.pc.getTransceivers().filter((t) => t.mid && s.midToParticipant.get(t.mid));
-Promise.all(rx.map((t) => t.receiver.getStats().then((r) => {
-  const o = { pid: s.midToParticipant.get(t.mid), kind: t.receiver.track.kind, frames: 0, packets: 0 };
-  r.forEach((x) => { if (x.type === 'inbound-rtp') { o.frames += x.framesDecoded || 0; o.packets += x.packetsReceived || 0; } });
-  return o;
-}))).then((list) => {
-  const by = {};
-  for (const o of list) {
-    by[o.pid] = by[o.pid] || { frames: 0, audio: 0, video_lines: 0 };
-    if (o.kind === 'video') { by[o.pid].frames += o.frames; by[o.pid].video_lines += 1; } else by[o.pid].audio += o.packets;
-  }
-  done(by);
-}).catch((e) => done(null));
-"#;
-
+/// Per remote participant: video frames decoded, audio packets received and video
+/// m-lines.
 async fn media(b: &Browser) -> Value {
-    b.eval_async(MEDIA, json!([])).await.unwrap_or(Value::Null)
+    crate::browser::snapshot(b)
+        .await
+        .map(|v| v["by"].clone())
+        .unwrap_or(Value::Null)
 }
 
 fn frames(v: &Value, pid: &str) -> u64 {
@@ -94,38 +79,23 @@ async fn open(
     name: &str,
     params: &str,
 ) -> (Browser, String) {
-    let b = Browser::start(&c.dir.join("logs"), name).await.unwrap();
-    b.goto(&format!(
-        "{base}/m/{meeting}?name={name}&autojoin=1{params}"
-    ))
-    .await
-    .unwrap();
-    let id = eventually(Duration::from_secs(20), &format!("{name} to join"), || async {
-        let v = b
-            .eval("return window.fjord && window.fjord.joined && window.fjord.joined.participant_id", json!([]))
-            .await
-            .ok()?;
-        v.as_str().map(str::to_owned)
-    })
-    .await
-    .unwrap();
-    (b, id)
+    crate::browser::join_page_with(c, base, meeting, name, params).await
 }
 
-async fn hosted(api: &Api, base: &str, waiting_room: bool) -> (String, String) {
-    let (st, v) = api
-        .send(
-            api.http
-                .post(format!("{base}/v1/meetings"))
-                .bearer_auth(&api.key)
-                .json(&json!({ "title": "Faculty board", "waiting_room": waiting_room })),
-        )
-        .await;
-    assert_eq!(st, StatusCode::CREATED, "{v}");
-    (
-        v["id"].as_str().unwrap().to_owned(),
-        v["host_key"].as_str().unwrap().to_owned(),
-    )
+/// Loads `url` in `b` again and again (waiting `settle` each time) until its status
+/// says `what`.
+async fn reload_until(b: &Browser, url: &str, settle: Duration, what: &str) {
+    let seen = eventually(Duration::from_secs(20), what, || async {
+        b.goto(url).await.ok()?;
+        tokio::time::sleep(settle).await;
+        text_of(b, "status").await.contains(what).then_some(())
+    })
+    .await;
+    assert!(
+        seen.is_ok(),
+        "the page says: {:?}",
+        text_of(b, "status").await
+    );
 }
 
 /// `a` and `b` (participant ids `ida`, `idb`) decode each other's video and get each
@@ -145,7 +115,7 @@ async fn a_host_admits_and_denies_from_the_waiting_room_and_locks_the_meeting_on
     let c = harness::Cluster::start(crate::spec()).await.unwrap();
     let api = Api::new(&c);
     let base = c.controllers[0].url();
-    let (meeting, key) = hosted(&api, &base, true).await;
+    let (meeting, key) = crate::hosts::hosted_meeting(&api, &base, true).await;
     let (host, host_id) = open(&c, &base, &meeting, "Hostess", &format!("&host_key={key}")).await;
     page_says(&host, "In the meeting", "status").await;
     click(&host, "people-toggle").await;
@@ -153,7 +123,7 @@ async fn a_host_admits_and_denies_from_the_waiting_room_and_locks_the_meeting_on
     // The guest waits, told so with the title; no media either way.
     let (guest, guest_id) = open(&c, &base, &meeting, "Guest", "").await;
     page_says(&guest, "Waiting for the host", "status").await;
-    page_says(&guest, "Faculty board", "waiting-title").await;
+    page_says(&guest, "Board meeting", "waiting-title").await;
     page_says(&host, "Guest", "waiting-list").await;
     assert!(
         frames(&media(&host).await, &guest_id) == 0 && audio(&media(&host).await, &guest_id) == 0
@@ -192,39 +162,21 @@ async fn a_host_admits_and_denies_from_the_waiting_room_and_locks_the_meeting_on
     page_says(&guest, "Locked", "lock-badge").await;
     let late = Browser::start(&c.dir.join("logs"), "Late").await.unwrap();
     let late_url = format!("{base}/m/{meeting}?name=Late&autojoin=1");
-    let refused = eventually(Duration::from_secs(20), "the lock refusal", || async {
-        late.goto(&late_url).await.ok()?;
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        text_of(&late, "status")
-            .await
-            .contains("locked by its host")
-            .then_some(())
-    })
-    .await;
-    assert!(
-        refused.is_ok(),
-        "the late page says: {:?}",
-        text_of(&late, "status").await
-    );
-    click(&host, "lock").await;
-    let admitted = eventually(
-        Duration::from_secs(20),
-        "the next join once unlocked",
-        || async {
-            late.goto(&late_url).await.ok()?;
-            tokio::time::sleep(Duration::from_millis(1500)).await;
-            text_of(&late, "status")
-                .await
-                .contains("In the meeting")
-                .then_some(())
-        },
+    reload_until(
+        &late,
+        &late_url,
+        Duration::from_millis(500),
+        "locked by its host",
     )
     .await;
-    assert!(
-        admitted.is_ok(),
-        "the late page says: {:?}",
-        text_of(&late, "status").await
-    );
+    click(&host, "lock").await;
+    reload_until(
+        &late,
+        &late_url,
+        Duration::from_millis(1500),
+        "In the meeting",
+    )
+    .await;
     // Guest stayed in throughout, with media.
     let before = frames(&media(&guest).await, &host_id);
     eventually(
@@ -241,14 +193,14 @@ async fn the_page_lists_devices_joins_without_camera_and_shows_mute_all_removal_
     let c = harness::Cluster::start(crate::spec()).await.unwrap();
     let api = Api::new(&c);
     let base = c.controllers[0].url();
-    let (meeting, key) = hosted(&api, &base, false).await;
+    let (meeting, key) = crate::hosts::hosted_meeting(&api, &base, false).await;
 
     // The pre-join screen: the title, and the fake devices to choose from.
     let pre = Browser::start(&c.dir.join("logs"), "prejoin")
         .await
         .unwrap();
     pre.goto(&format!("{base}/m/{meeting}")).await.unwrap();
-    page_says(&pre, "Faculty board", "prejoin-title").await;
+    page_says(&pre, "Board meeting", "prejoin-title").await;
     let devices = eventually(Duration::from_secs(15), "devices listed", || async {
         let v = pre
             .eval(
