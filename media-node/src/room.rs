@@ -584,6 +584,44 @@ mod tests {
     }
 
     #[test]
+    fn an_update_tells_a_mute_as_mute_an_admission_as_a_join_and_the_rest_whole() {
+        let rooms = Rooms::default();
+        let m = MeetingId::parse("m").unwrap();
+        let mut a = rooms.join(&m, &ParticipantId::parse("a").unwrap(), info("a"));
+        let waiting = ParticipantInfo {
+            waiting: true,
+            ..info("w")
+        };
+        let _w = rooms.join(&m, &ParticipantId::parse("w").unwrap(), waiting);
+        let mut next = || a.events.try_recv().expect("an event");
+        assert!(
+            matches!(next(), RoomEvent::ParticipantJoined { participant } if participant.participant_id == "a")
+        );
+        assert!(
+            matches!(next(), RoomEvent::ParticipantJoined { participant } if participant.waiting)
+        );
+        rooms.update(&m, "w", |p| p.waiting = false);
+        assert!(
+            matches!(next(), RoomEvent::ParticipantJoined { participant } if !participant.waiting)
+        );
+        rooms.update(&m, "w", |p| p.audio_muted = true);
+        assert!(
+            matches!(next(), RoomEvent::Mute { participant_id, audio_muted: true, .. } if participant_id == "w")
+        );
+        rooms.update(&m, "w", |p| p.hand_raised_unix_ms = Some(5));
+        assert!(
+            matches!(next(), RoomEvent::ParticipantUpdated { participant } if participant.hand_raised_unix_ms == Some(5))
+        );
+        assert!(
+            rooms
+                .update(&m, "w", |p| p.hand_raised_unix_ms = Some(5))
+                .is_some()
+        );
+        assert!(a.events.try_recv().is_err(), "no change, no event");
+        assert!(rooms.update(&m, "nobody", |_| {}).is_none());
+    }
+
+    #[test]
     fn a_late_joiner_learns_the_current_active_speaker() {
         let rooms = Rooms::default();
         let m = MeetingId::parse("m").unwrap();

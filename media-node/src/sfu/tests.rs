@@ -838,3 +838,84 @@ fn datagrams_reach_their_peer_after_others_leave_and_peers_move_in_the_shard() {
     // A peer's keep-alives and receiver reports still reach it: nobody was dropped.
     assert_eq!(rig.sfu.peer_count(), 3);
 }
+
+#[test]
+fn breakout_rooms_and_mutes_decide_who_gets_a_publishers_packets() {
+    let mut rig = Rig::new();
+    rig.join(1, true);
+    rig.join(2, true);
+    rig.join(3, false);
+    rig.join(4, false);
+    rig.run(Duration::from_secs(2));
+    let mut n = 0u64;
+    let mut speak = |rig: &mut Rig, frames: u64| {
+        for _ in 0..frames {
+            rig.speak(PeerKey(1), &[0xfc, 1, n as u8], n);
+            rig.speak(PeerKey(2), &[0xfc, 2, n as u8], n);
+            rig.run(Duration::from_millis(20));
+            n += 1;
+        }
+    };
+    // How many frames subscriber `i` (a client index) got from publisher `who`, since
+    // the counts were cleared.
+    let from = |rig: &Rig, i: usize, who: u8| {
+        rig.clients[i]
+            .received
+            .iter()
+            .filter(|d| d.get(1) == Some(&who))
+            .count()
+    };
+    let clear = |rig: &mut Rig| rig.clients.iter_mut().for_each(|c| c.received.clear());
+    speak(&mut rig, 30);
+    for i in [2, 3] {
+        assert!(
+            from(&rig, i, 1) > 20 && from(&rig, i, 2) > 20,
+            "all hear all at first"
+        );
+    }
+
+    // P1 and P3 in room 1; P2 and P4 stay in the main room.
+    let meeting = MeetingId::parse("rig-meeting").unwrap();
+    let id = |n: u32| ParticipantId::parse(&format!("p{n}")).unwrap();
+    rig.command(SfuCommand::Groups {
+        meeting: meeting.clone(),
+        groups: [(id(1), 1), (id(3), 1)].into_iter().collect(),
+    });
+    clear(&mut rig);
+    speak(&mut rig, 40);
+    assert!(from(&rig, 2, 1) > 30, "P3 hears P1 in their room");
+    assert_eq!(from(&rig, 2, 2), 0, "P3 does not hear the main room");
+    assert!(from(&rig, 3, 2) > 30, "P4 hears P2 in the main room");
+    assert_eq!(from(&rig, 3, 1), 0, "P4 does not hear room 1");
+
+    // P1 muted: nobody gets its audio, whatever it sends.
+    rig.command(SfuCommand::Mute {
+        key: PeerKey(1),
+        audio: true,
+        video: false,
+    });
+    clear(&mut rig);
+    speak(&mut rig, 30);
+    assert_eq!(from(&rig, 2, 1), 0, "a muted publisher's audio is dropped");
+
+    // The rooms close and P1 unmutes: all hear all again.
+    rig.command(SfuCommand::Groups {
+        meeting,
+        groups: Default::default(),
+    });
+    rig.command(SfuCommand::Mute {
+        key: PeerKey(1),
+        audio: false,
+        video: false,
+    });
+    clear(&mut rig);
+    speak(&mut rig, 40);
+    for i in [2, 3] {
+        assert!(
+            from(&rig, i, 1) > 30 && from(&rig, i, 2) > 30,
+            "all hear all again: {i} got {} and {}",
+            from(&rig, i, 1),
+            from(&rig, i, 2)
+        );
+    }
+}
