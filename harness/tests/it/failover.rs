@@ -215,6 +215,9 @@ async fn a_rejoin_naming_the_node_it_lost_lands_on_a_live_node_at_once() {
         assert_eq!(v["node_id"], node.as_str(), "{hint}: {v}");
     }
 
+    // The leader must have reached the node's heartbeat stream to tell its death at
+    // once (a node it never reached is left to its lease).
+    tokio::time::sleep(Duration::from_millis(500)).await;
     c.media_node(&node).unwrap().proc.kill9();
     let v = rejoin(&node).await;
     assert_ne!(v["node_id"], node.as_str(), "{v}");
