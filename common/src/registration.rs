@@ -248,6 +248,11 @@ async fn session(
         .lease_grant(cfg.lease_ttl_secs as i64, None)
         .await?
         .id();
+    // A lease just granted is as good as one just renewed. Said before the record is
+    // written: the leader opens this node's heartbeat stream as soon as it sees the
+    // record, and a node still fenced would refuse it (then the leader tries again
+    // only 2 s later, and a node killed meanwhile is left to its lease).
+    last_renewal.renewed();
     let opts = || Some(PutOptions::new().with_lease(lease));
     let rec = record.borrow_and_update().clone();
     client
@@ -256,7 +261,6 @@ async fn session(
     let first_load = load.borrow().encode_to_vec();
     client.put(ks.load(node), first_load, opts()).await?;
     let (mut keeper, mut stream) = client.lease_keep_alive(lease).await?;
-    last_renewal.renewed();
     tracing::info!(node = %node, lease, "registered in etcd");
 
     let mut tick = tokio::time::interval(Duration::from_secs(1));

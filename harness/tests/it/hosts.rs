@@ -24,7 +24,7 @@ fn clip(hz: u32) -> bot::ClipSpec {
 
 /// A cluster from `spec` with a meeting (with a waiting room or not): the cluster, the
 /// API, the controller's URL, the meeting's id and its host key.
-async fn start(
+pub(crate) async fn start(
     spec: harness::ClusterSpec,
     waiting_room: bool,
 ) -> (harness::Cluster, Api, String, String, String) {
@@ -46,7 +46,7 @@ async fn guest(base: &str, meeting: &str, name: &str, hz: u32) -> bot::Bot {
 }
 
 /// Creates a meeting (with a waiting room or not); its id and host key.
-pub(crate) async fn hosted_meeting(api: &Api, base: &str, waiting_room: bool) -> (String, String) {
+async fn hosted_meeting(api: &Api, base: &str, waiting_room: bool) -> (String, String) {
     let (st, v) = api
         .send(
             api.http
@@ -105,6 +105,15 @@ fn packets(b: &bot::Bot, publisher: &str, kind: &'static str) -> u64 {
 /// Whether `b` receives audio and video from `publisher` (some of each).
 fn receives(b: &bot::Bot, publisher: &str) -> bool {
     packets(b, publisher, "audio") > 20 && packets(b, publisher, "video") > 5
+}
+
+/// Waits (up to `secs`) until every `(receiver, publisher)` pair in `pairs` has media.
+async fn wait_media(secs: u64, what: &str, pairs: &[(&bot::Bot, &str)]) {
+    eventually(Duration::from_secs(secs), what, || async {
+        pairs.iter().all(|(b, p)| receives(b, p)).then_some(())
+    })
+    .await
+    .unwrap();
 }
 
 /// `b`'s `error` messages answering `kind`.
@@ -199,15 +208,12 @@ async fn a_waiting_participant_gets_no_media_until_admitted_and_a_denied_one_can
     assert_eq!(g.waited["type"], "waiting");
     assert_eq!(g.waited["title"], "Board meeting");
     assert_eq!(g.participant_id, guest_id);
-    eventually(
-        Duration::from_secs(15),
+    wait_media(
+        15,
         "media both ways after admission",
-        || async {
-            (receives(&h, &g.participant_id) && receives(&g, &h.participant_id)).then_some(())
-        },
+        &[(&h, &g.participant_id), (&g, &h.participant_id)],
     )
-    .await
-    .unwrap();
+    .await;
     assert!(
         told_about(&h, "Gina Guest").is_some_and(|p| p["waiting"] == false),
         "the host's list shows the guest in"
@@ -343,13 +349,12 @@ async fn a_locked_meeting_refuses_new_joins_with_403_and_unlocking_lets_the_next
     .await
     .unwrap();
     g.clear_received();
-    eventually(
-        Duration::from_secs(10),
+    wait_media(
+        10,
         "media goes on after the lock",
-        || async { receives(&g, &h.participant_id).then_some(()) },
+        &[(&g, &h.participant_id)],
     )
-    .await
-    .unwrap();
+    .await;
     let (st, v) = api
         .send(
             api.http
@@ -418,13 +423,7 @@ async fn an_attendees_host_messages_get_errors_and_change_nothing_and_a_forged_r
         StatusCode::OK
     );
     a.clear_received();
-    eventually(
-        Duration::from_secs(10),
-        "the host is still heard",
-        || async { receives(&a, hid).then_some(()) },
-    )
-    .await
-    .unwrap();
+    wait_media(10, "the host is still heard", &[(&a, hid)]).await;
     assert!(a.events("closed").is_empty() && h.events("closed").is_empty());
 
     // A token whose role was rewritten to host fails its signature.
@@ -577,15 +576,12 @@ async fn a_removed_participants_media_stops_within_a_second_and_their_token_is_r
     let h = host(&base, &meeting, &key, None, 440).await;
     let witness = guest(&base, &meeting, "Witness", 550).await;
     let r = guest(&base, &meeting, "Rune Removed", 660).await;
-    eventually(
-        Duration::from_secs(15),
+    wait_media(
+        15,
         "the others get Rune's media",
-        || async {
-            (receives(&h, &r.participant_id) && receives(&witness, &r.participant_id)).then_some(())
-        },
+        &[(&h, &r.participant_id), (&witness, &r.participant_id)],
     )
-    .await
-    .unwrap();
+    .await;
 
     h.send(json!({ "type": "remove", "participant_id": r.participant_id }))
         .unwrap();
@@ -745,15 +741,12 @@ async fn a_host_on_one_node_admits_and_mutes_participants_waiting_on_another() {
         .unwrap();
     let g = joining.await.unwrap().unwrap();
     assert_eq!(g.node_id, "media-bergen-1");
-    eventually(
-        Duration::from_secs(20),
+    wait_media(
+        20,
         "media both ways across the nodes",
-        || async {
-            (receives(&h, &g.participant_id) && receives(&g, &h.participant_id)).then_some(())
-        },
+        &[(&h, &g.participant_id), (&g, &h.participant_id)],
     )
-    .await
-    .unwrap();
+    .await;
     h.send(json!({ "type": "mute_all" })).unwrap();
     eventually(Duration::from_secs(5), "the far guest is muted", || async {
         g.events("muted_by_host").pop()

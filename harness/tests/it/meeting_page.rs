@@ -8,7 +8,7 @@ use harness::webdriver::Browser;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::Api;
+use crate::browser::join_page_with as open;
 
 /// Per remote participant: video frames decoded, audio packets received and video
 /// m-lines.
@@ -70,18 +70,6 @@ async fn click_labelled(b: &Browser, label: &str) -> bool {
         == true
 }
 
-/// Opens `meeting`'s page in a new Chromium with `params`; its participant id once the
-/// controller answered the join.
-async fn open(
-    c: &harness::Cluster,
-    base: &str,
-    meeting: &str,
-    name: &str,
-    params: &str,
-) -> (Browser, String) {
-    crate::browser::join_page_with(c, base, meeting, name, params).await
-}
-
 /// Loads `url` in `b` again and again (waiting `settle` each time) until its status
 /// says `what`.
 async fn reload_until(b: &Browser, url: &str, settle: Duration, what: &str) {
@@ -112,10 +100,7 @@ async fn media_both_ways(a: &Browser, ida: &str, b: &Browser, idb: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_host_admits_and_denies_from_the_waiting_room_and_locks_the_meeting_on_the_page() {
-    let c = harness::Cluster::start(crate::spec()).await.unwrap();
-    let api = Api::new(&c);
-    let base = c.controllers[0].url();
-    let (meeting, key) = crate::hosts::hosted_meeting(&api, &base, true).await;
+    let (c, _api, base, meeting, key) = crate::hosts::start(crate::spec(), true).await;
     let (host, host_id) = open(&c, &base, &meeting, "Hostess", &format!("&host_key={key}")).await;
     page_says(&host, "In the meeting", "status").await;
     click(&host, "people-toggle").await;
@@ -190,10 +175,7 @@ async fn a_host_admits_and_denies_from_the_waiting_room_and_locks_the_meeting_on
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_page_lists_devices_joins_without_camera_and_shows_mute_all_removal_and_the_panel() {
-    let c = harness::Cluster::start(crate::spec()).await.unwrap();
-    let api = Api::new(&c);
-    let base = c.controllers[0].url();
-    let (meeting, key) = crate::hosts::hosted_meeting(&api, &base, false).await;
+    let (c, _api, base, meeting, key) = crate::hosts::start(crate::spec(), false).await;
 
     // The pre-join screen: the title, and the fake devices to choose from.
     let pre = Browser::start(&c.dir.join("logs"), "prejoin")
