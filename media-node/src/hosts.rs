@@ -249,8 +249,20 @@ pub struct RoomState {
     pub rec: MeetingRoomRecord,
 }
 
-/// Rooms, open, closing at, my room, the assignment.
-pub type BreakoutState = (Vec<String>, bool, i64, u32, HashMap<String, u32>);
+/// What a change of the room means for one participant's session: read under the
+/// state's lock, so that no session copies the whole record (its action log) for it.
+pub struct News {
+    pub ended: bool,
+    /// Why the participant may no longer be in the meeting, if so.
+    pub refusal: Option<&'static str>,
+    pub role: &'static str,
+    pub name: String,
+    /// Actions newer than the ones seen, oldest first.
+    pub actions: Vec<HostActionRecord>,
+    pub last_seq: u64,
+    pub room_msg: serde_json::Value,
+    pub breakout_msg: serde_json::Value,
+}
 
 /// Why a participant is not let in (again).
 pub const REMOVED: &str = "a host removed you from this meeting";
@@ -298,6 +310,28 @@ impl RoomState {
     pub fn actions_after(&self, seq: u64) -> impl Iterator<Item = &HostActionRecord> {
         self.rec.actions.iter().filter(move |a| a.seq > seq)
     }
+    /// What the room now says to `me` (whose join token gave `token_role` and
+    /// `token_name`), who has seen the actions up to `seen_seq`.
+    pub fn news_for(
+        &self,
+        me: &str,
+        token_role: &'static str,
+        token_name: &str,
+        seen_seq: u64,
+        now_ms: i64,
+    ) -> News {
+        News {
+            ended: self.rec.ended,
+            refusal: self.refusal(me).map(|r| r.1),
+            role: self.role_of(me, token_role),
+            name: self.name_of(me, token_name).to_owned(),
+            actions: self.actions_after(seen_seq).cloned().collect(),
+            last_seq: self.last_seq(),
+            room_msg: self.message(),
+            breakout_msg: self.breakout_message(me, now_ms),
+        }
+    }
+
     /// The `room` message: the meeting's settings as every participant sees them.
     pub fn message(&self) -> serde_json::Value {
         serde_json::json!({
@@ -353,21 +387,6 @@ impl RoomState {
             "closes_unix_ms": self.closing_at().filter(|c| *c > now_ms),
             "my_room": self.group_of(me, now_ms),
         })
-    }
-    /// What a `breakout` message says, to tell whether it changed.
-    pub fn breakout_state(&self, me: &str, now_ms: i64) -> BreakoutState {
-        (
-            self.rec.breakout_rooms.clone(),
-            self.breakouts_open(now_ms),
-            self.closing_at().unwrap_or(0),
-            self.group_of(me, now_ms),
-            self.rec.breakout_assignment.clone(),
-        )
-    }
-
-    /// What a `room` message says, to tell whether it changed.
-    pub fn settings(&self) -> (bool, bool, bool) {
-        (self.rec.locked, self.waiting_room(), self.allow_unmute())
     }
 }
 

@@ -271,24 +271,13 @@ impl Rooms {
         }
     }
 
+    /// Tells every session of `meeting` about `event` (chat, the active speaker; changes
+    /// of a participant go through [`Rooms::update`], which keeps the record too).
     pub fn publish(&self, meeting: &MeetingId, event: RoomEvent) {
         let mut rooms = self.rooms.lock().expect("rooms");
         let Some(room) = rooms.get_mut(meeting) else {
             return;
         };
-        if let RoomEvent::Mute {
-            participant_id,
-            audio_muted,
-            video_muted,
-        } = &event
-            && let Some(m) = room
-                .members
-                .values_mut()
-                .find(|m| &m.info.participant_id == participant_id)
-        {
-            m.info.audio_muted = *audio_muted;
-            m.info.video_muted = *video_muted;
-        }
         if let RoomEvent::ActiveSpeaker { participant_id } = &event {
             room.active_speaker = Some(participant_id.clone());
         }

@@ -566,15 +566,14 @@ async fn in_meeting(
         name: claims.name.clone(),
     });
     let mut me = node.rooms.member(meeting, my_id).unwrap_or_default();
-    let (mut settings, mut last_seq, room_msg, mut breakout, breakout_msg) = {
+    // The `room` and `breakout` messages as last told: sent again when they change.
+    let (mut last_seq, mut room_msg, mut breakout_msg, breakouts) = {
         let r = room.borrow_and_update();
-        let now = common::unix_ms();
         (
-            r.settings(),
             r.last_seq(),
             r.message(),
-            r.breakout_state(my_id, now),
-            (!r.rec.breakout_rooms.is_empty()).then(|| r.breakout_message(my_id, now)),
+            r.breakout_message(my_id, common::unix_ms()),
+            !r.rec.breakout_rooms.is_empty(),
         )
     };
     let others: Vec<ParticipantInfo> = node
@@ -595,9 +594,10 @@ async fn in_meeting(
         "active_speaker": membership.active_speaker,
     });
     tracing::info!(role = me.role, "session started");
-    let mut ok = ws.send(json(welcome)).await.is_ok() && ws.send(json(room_msg)).await.is_ok();
-    if let Some(m) = breakout_msg {
-        ok &= ws.send(json(m)).await.is_ok();
+    let mut ok =
+        ws.send(json(welcome)).await.is_ok() && ws.send(json(room_msg.clone())).await.is_ok();
+    if breakouts {
+        ok &= ws.send(json(breakout_msg.clone())).await.is_ok();
     }
     let mut why = "the client's connection broke".to_owned();
     let mut allowance = ActionAllowance::new();
@@ -632,15 +632,10 @@ async fn in_meeting(
                     None => std::future::pending().await,
                 }
             } => {
-                let now = common::unix_ms();
-                let changed = {
-                    let r = room.borrow();
-                    let state = r.breakout_state(my_id, now);
-                    (state != breakout).then(|| (state, r.breakout_message(my_id, now)))
-                };
-                if let Some((state, m)) = changed {
-                    breakout = state;
-                    ok = ws.send(json(m)).await.is_ok();
+                let now_msg = room.borrow().breakout_message(my_id, common::unix_ms());
+                if now_msg != breakout_msg {
+                    breakout_msg = now_msg;
+                    ok = ws.send(json(breakout_msg.clone())).await.is_ok();
                 }
             }
             changed = room.changed() => {
@@ -648,23 +643,28 @@ async fn in_meeting(
                     why = closing(ws, "the meeting closed on this media node: join again").await;
                     break;
                 }
-                let r = room.borrow_and_update().clone();
-                if r.rec.ended {
+                let news = room.borrow_and_update().news_for(
+                    my_id,
+                    claims.role.as_str(),
+                    &claims.name,
+                    last_seq,
+                    common::unix_ms(),
+                );
+                if news.ended {
                     why = closing(ws, hosts::ENDED).await;
                     break;
                 }
-                if let Some((_, removed)) = r.refusal(my_id) {
+                if let Some(removed) = news.refusal {
                     why = closing(ws, removed).await;
                     break;
                 }
-                let (role, name) = (r.role_of(my_id, claims.role.as_str()), r.name_of(my_id, &claims.name));
-                if role != me.role || name != me.name {
-                    let name = name.to_owned();
+                if news.role != me.role || news.name != me.name {
+                    let (role, name) = (news.role, news.name.clone());
                     if let Some(now) = node.rooms.update(meeting, my_id, |p| { p.role = role; p.name = name; }) {
                         me = now;
                     }
                 }
-                for a in r.actions_after(last_seq) {
+                for a in &news.actions {
                     let mine = a.target == my_id;
                     let muted = (me.audio_muted, me.video_muted);
                     let to = match a.action.as_str() {
@@ -693,15 +693,15 @@ async fn in_meeting(
                         _ => {}
                     }
                 }
-                last_seq = r.last_seq();
-                let now = common::unix_ms();
-                if r.breakout_state(my_id, now) != breakout {
-                    breakout = r.breakout_state(my_id, now);
-                    ok &= ws.send(json(r.breakout_message(my_id, now))).await.is_ok();
-                }
-                if r.settings() != settings {
-                    settings = r.settings();
-                    ok &= ws.send(json(r.message())).await.is_ok();
+                last_seq = news.last_seq;
+                for (last, now) in [
+                    (&mut breakout_msg, news.breakout_msg),
+                    (&mut room_msg, news.room_msg),
+                ] {
+                    if now != *last {
+                        *last = now;
+                        ok &= ws.send(json(last.clone())).await.is_ok();
+                    }
                 }
             }
             ev = membership.events.recv() => match ev {
@@ -897,21 +897,9 @@ fn host_actions(
             }
         ));
     }
-    let member = |id: &str| {
-        node.rooms
-            .member(meeting, id)
-            .ok_or_else(|| format!("participant {id} is not in this meeting"))
-    };
-    let waiting = |id: &str| match member(id) {
-        Ok(p) if p.waiting => Ok(id.to_owned()),
-        Ok(_) => Err(format!("participant {id} is not in the waiting room")),
-        Err(e) => Err(e),
-    };
-    let (actions, target_role) = match msg {
-        ClientMsg::Admit { participant_id } => {
-            (vec![Action::Admit(waiting(&participant_id)?)], None)
-        }
-        ClientMsg::Deny { participant_id } => (vec![Action::Deny(waiting(&participant_id)?)], None),
+    let actions = match msg {
+        ClientMsg::Admit { participant_id } => vec![Action::Admit(participant_id)],
+        ClientMsg::Deny { participant_id } => vec![Action::Deny(participant_id)],
         ClientMsg::AdmitAll {} => {
             let all: Vec<Action> = node
                 .rooms
@@ -923,16 +911,16 @@ fn host_actions(
             if all.is_empty() {
                 return Err("nobody is in the waiting room".into());
             }
-            (all, None)
+            all
         }
-        ClientMsg::Lock { locked } => (vec![Action::Lock(locked)], None),
-        ClientMsg::WaitingRoom { enabled } => (vec![Action::WaitingRoom(enabled)], None),
+        ClientMsg::Lock { locked } => vec![Action::Lock(locked)],
+        ClientMsg::WaitingRoom { enabled } => vec![Action::WaitingRoom(enabled)],
         ClientMsg::MuteAll { allow_unmute } => {
             let mut a: Vec<Action> = allow_unmute.map(Action::AllowUnmute).into_iter().collect();
             a.push(Action::MuteAll);
-            (a, None)
+            a
         }
-        ClientMsg::AllowUnmute { allowed } => (vec![Action::AllowUnmute(allowed)], None),
+        ClientMsg::AllowUnmute { allowed } => vec![Action::AllowUnmute(allowed)],
         ClientMsg::MuteParticipant {
             participant_id,
             audio,
@@ -941,26 +929,18 @@ fn host_actions(
             if !audio && !video {
                 return Err("say what to turn off: audio, video or both".into());
             }
-            let t = member(&participant_id)?;
-            (
-                vec![Action::Mute {
-                    target: participant_id,
-                    audio,
-                    video,
-                }],
-                Some(t.role),
-            )
+            vec![Action::Mute {
+                target: participant_id,
+                audio,
+                video,
+            }]
         }
-        ClientMsg::AskUnmute { participant_id } => {
-            let t = member(&participant_id)?;
-            (vec![Action::AskUnmute(participant_id)], Some(t.role))
-        }
+        ClientMsg::AskUnmute { participant_id } => vec![Action::AskUnmute(participant_id)],
         ClientMsg::Remove { participant_id } => {
             if participant_id == actor.id {
                 return Err("you cannot remove yourself: leave instead".into());
             }
-            let t = member(&participant_id)?;
-            (vec![Action::Remove(participant_id)], Some(t.role))
+            vec![Action::Remove(participant_id)]
         }
         ClientMsg::SetRole {
             participant_id,
@@ -974,14 +954,10 @@ fn host_actions(
                     "role {role:?}: expected host, co-host, panelist or attendee"
                 ));
             };
-            let t = member(&participant_id)?;
-            (
-                vec![Action::SetRole {
-                    target: participant_id,
-                    role,
-                }],
-                Some(t.role),
-            )
+            vec![Action::SetRole {
+                target: participant_id,
+                role,
+            }]
         }
         ClientMsg::Rename {
             participant_id,
@@ -994,43 +970,32 @@ fn host_actions(
             {
                 return Err(format!("name: 1 to {MAX_NAME_CHARS} printable characters"));
             }
-            let t = member(&participant_id)?;
-            (
-                vec![Action::Rename {
-                    target: participant_id,
-                    name,
-                }],
-                Some(t.role),
-            )
+            vec![Action::Rename {
+                target: participant_id,
+                name,
+            }]
         }
         ClientMsg::LowerHand {
             participant_id: Some(participant_id),
-        } => {
-            let t = member(&participant_id)?;
-            (vec![Action::LowerHand(participant_id)], Some(t.role))
-        }
-        ClientMsg::EndMeeting {} => (vec![Action::End], None),
+        } => vec![Action::LowerHand(participant_id)],
+        ClientMsg::EndMeeting {} => vec![Action::End],
         ClientMsg::BreakoutCreate { rooms } => {
             if !(1..=MAX_BREAKOUT_ROOMS).contains(&rooms) {
                 return Err(format!("rooms: 1 to {MAX_BREAKOUT_ROOMS}"));
             }
             let names = (1..=rooms).map(|n| format!("Room {n}")).collect();
-            (vec![Action::BreakoutCreate(names)], None)
+            vec![Action::BreakoutCreate(names)]
         }
         ClientMsg::BreakoutAssign {
             participant_id,
             room,
         } => {
-            member(&participant_id)?;
             if room > rooms_made {
                 return Err(format!(
                     "room {room}: there are {rooms_made} breakout rooms (0 is the main room)"
                 ));
             }
-            (
-                vec![Action::BreakoutAssign(vec![(participant_id, room)])],
-                None,
-            )
+            vec![Action::BreakoutAssign(vec![(participant_id, room)])]
         }
         ClientMsg::BreakoutAuto {} => {
             if rooms_made == 0 {
@@ -1048,29 +1013,47 @@ fn host_actions(
                 .enumerate()
                 .map(|(i, p)| (p.participant_id, i as u32 % rooms_made + 1))
                 .collect();
-            (vec![Action::BreakoutAssign(moves)], None)
+            vec![Action::BreakoutAssign(moves)]
         }
         ClientMsg::BreakoutOpen {} => {
             if rooms_made == 0 {
                 return Err("create breakout rooms first".into());
             }
-            (vec![Action::BreakoutOpen], None)
+            vec![Action::BreakoutOpen]
         }
         ClientMsg::BreakoutClose { seconds } => {
             let seconds = seconds.unwrap_or(BREAKOUT_CLOSE_SECS);
             if seconds > MAX_BREAKOUT_CLOSE_SECS {
                 return Err(format!("seconds: at most {MAX_BREAKOUT_CLOSE_SECS}"));
             }
-            (vec![Action::BreakoutClose(seconds)], None)
+            vec![Action::BreakoutClose(seconds)]
         }
         ClientMsg::BreakoutBroadcast { text } => {
             let text = text.trim().to_owned();
             if text.is_empty() || text.chars().count() > MAX_CHAT_CHARS {
                 return Err(format!("text: 1 to {MAX_CHAT_CHARS} characters"));
             }
-            (vec![Action::BreakoutBroadcast(text)], None)
+            vec![Action::BreakoutBroadcast(text)]
         }
         other => return Err(format!("{} is not a host action", other.kind())),
+    };
+    // The participant an action names is in the meeting (and, to be admitted or turned
+    // away, in its waiting room).
+    let target_role = match actions.as_slice() {
+        [a] => match a.target() {
+            Some(id) => {
+                let t = node
+                    .rooms
+                    .member(meeting, id)
+                    .ok_or_else(|| format!("participant {id} is not in this meeting"))?;
+                if matches!(a, Action::Admit(_) | Action::Deny(_)) && !t.waiting {
+                    return Err(format!("participant {id} is not in the waiting room"));
+                }
+                Some(t.role)
+            }
+            None => None,
+        },
+        _ => None,
     };
     if actor.role != "host"
         && let Some(a) = actions.iter().find(|a| a.needs_host(target_role))

@@ -11,7 +11,8 @@ use serde_json::{Value, json};
 
 use crate::Api;
 
-fn clip(hz: u32) -> bot::ClipSpec {
+/// A small test clip: a tone of `hz` and a 320×240 pattern at 10 fps.
+pub(crate) fn clip(hz: u32) -> bot::ClipSpec {
     bot::ClipSpec {
         tone_hz: hz,
         width: 320,

@@ -208,34 +208,17 @@ async fn the_page_lists_devices_joins_without_camera_and_shows_mute_all_removal_
 
     let (host, host_id) = open(&c, &base, &meeting, "Hostess", &format!("&host_key={key}")).await;
     let (quiet, quiet_id) = open(&c, &base, &meeting, "NoCam", "&camera=off").await;
+    let clip = crate::hosts::clip;
     let bots = [
-        crate::join_bot(
-            &base,
-            &meeting,
-            "Bot One",
-            None,
-            Some(bot::ClipSpec {
-                width: 320,
-                height: 240,
-                fps: 10,
-                seconds: 2,
-                ..Default::default()
-            }),
-        )
-        .await,
+        crate::join_bot(&base, &meeting, "Bot One", None, Some(clip(440))).await,
         crate::join_bot(
             &base,
             &meeting,
             "Bot Two",
             None,
             Some(bot::ClipSpec {
-                width: 320,
-                height: 240,
-                fps: 10,
-                seconds: 2,
-                tone_hz: 660,
                 pattern: "smpte".into(),
-                ..Default::default()
+                ..clip(660)
             }),
         )
         .await,

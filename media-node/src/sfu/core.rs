@@ -437,6 +437,20 @@ impl Sfu {
                     return;
                 };
                 let was = std::mem::replace(&mut p.muted, muted);
+                // Unmuted video: subscribers start again on a keyframe of each layer.
+                let restart: Vec<(Source, Option<Rid>)> = if was.video && !video {
+                    p.tracks_in
+                        .iter()
+                        .filter(|t| t.kind == MediaKind::Video)
+                        .flat_map(|t| {
+                            t.streams
+                                .iter()
+                                .map(|(_, rid)| (Source::Peer(key, t.mid), *rid))
+                        })
+                        .collect()
+                } else {
+                    Vec::new()
+                };
                 // Its subscribers' streams pause, and run on from there when it speaks
                 // (or shows itself) again.
                 let paused = |t: &TrackOut| {
@@ -449,24 +463,8 @@ impl Sfu {
                         t.forwarder.pause();
                     }
                 }
-                let Some(p) = self.peer_mut(key) else {
-                    return;
-                };
-                if was.video && !video {
-                    // Subscribers start again on a keyframe of each of its video tracks.
-                    let layers: Vec<(Source, Option<Rid>)> = p
-                        .tracks_in
-                        .iter()
-                        .filter(|t| t.kind == MediaKind::Video)
-                        .flat_map(|t| {
-                            t.streams
-                                .iter()
-                                .map(|(_, rid)| (Source::Peer(key, t.mid), *rid))
-                        })
-                        .collect();
-                    for (source, rid) in layers {
-                        self.request_keyframe(now, source, rid, KeyframeRequestKind::Pli);
-                    }
+                for (source, rid) in restart {
+                    self.request_keyframe(now, source, rid, KeyframeRequestKind::Pli);
                 }
             }
             SfuCommand::SinkAttach { key, meeting } => {
