@@ -82,6 +82,11 @@ pub struct TrackCounts {
     /// Which of the last [`SEQ_WINDOW`] sequence numbers arrived: a packet that came
     /// twice (first time and as a retransmission) counts once.
     seen: SeqWindow,
+    /// After [`Bot::clear_received`]: the highest sequence number before it. A packet at
+    /// or below it is a resend (a NACK's answer, or a sender's padding made of resent
+    /// packets) of what arrived before, not new media, and does not count.
+    floor: Option<u16>,
+    floor_ext: Option<u64>,
 }
 
 /// How many recent sequence numbers a track remembers, for duplicates.
@@ -121,6 +126,15 @@ impl SeqWindow {
 }
 
 impl TrackCounts {
+    /// Empty counts that go on from these: a packet at or below the highest sequence
+    /// number counted so far is not counted again.
+    fn cleared(&self) -> Self {
+        Self {
+            floor: (self.packets > 0).then_some(self.highest_seq as u16),
+            ..Self::default()
+        }
+    }
+
     /// When its last packet arrived.
     pub fn last_arrival(&self) -> Option<Instant> {
         self.last_arrival
@@ -137,6 +151,12 @@ impl TrackCounts {
         end_of_frame: bool,
         keyframe: bool,
     ) {
+        if self.packets == 0
+            && let Some(floor) = self.floor
+            && seq.wrapping_sub(floor) as i16 <= 0
+        {
+            return;
+        }
         let ext = match self.first_seq {
             None => {
                 self.first_seq = Some(u64::from(seq) + (1 << 16));
@@ -147,6 +167,12 @@ impl TrackCounts {
         if self.packets == 0 {
             self.seen.clear(ext, ext);
             self.highest_seq = ext;
+            if let Some(floor) = self.floor {
+                // From here on the floor is an extended sequence number.
+                self.floor_ext = Some(ext - u64::from(seq.wrapping_sub(floor)));
+            }
+        } else if self.floor_ext.is_some_and(|f| ext <= f) {
+            return;
         } else if ext > self.highest_seq {
             self.seen.clear(self.highest_seq + 1, ext);
             self.highest_seq = ext;
@@ -665,9 +691,12 @@ impl Bot {
         self.received.lock().expect("counters").clone()
     }
 
-    /// Forgets what arrived so far: counting starts again from the next packet.
+    /// Forgets what arrived so far: counting starts again from the next new packet (a
+    /// resend of one that arrived before does not count).
     pub fn clear_received(&self) {
-        self.received.lock().expect("counters").clear();
+        for counts in self.received.lock().expect("counters").values_mut() {
+            *counts = counts.cleared();
+        }
     }
 
     /// Audio and video frames sent so far.
@@ -1006,6 +1035,30 @@ mod tests {
         // Packets per timestamp: 0 (seq 0 and 1) and 1 (seq 2) among them.
         assert_eq!(c.by_timestamp.get(&0), Some(&2));
         assert_eq!(c.by_timestamp.get(&1), Some(&1));
+    }
+
+    #[test]
+    fn after_a_clear_resends_of_earlier_packets_do_not_count() {
+        let add = |c: &mut TrackCounts, seq: u16| {
+            c.add(seq, 0, 48_000, Instant::now(), 10, true, false);
+        };
+        let mut c = TrackCounts::default();
+        for seq in [65530u16, 65531, 65532] {
+            add(&mut c, seq);
+        }
+        let mut c = c.cleared();
+        // A resend of 65531 (padding or a NACK's answer) before anything new.
+        add(&mut c, 65531);
+        assert_eq!(c.packets, 0);
+        // New packets across the wrap count; a late resend of 65532 still does not.
+        for seq in [65533u16, 65535, 0] {
+            add(&mut c, seq);
+        }
+        add(&mut c, 65532);
+        assert_eq!(c.packets, 3);
+        assert_eq!(c.lost, 1, "65534 is missing");
+        add(&mut c, 65534);
+        assert_eq!((c.packets, c.lost), (4, 0));
     }
 
     #[test]
