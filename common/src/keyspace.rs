@@ -41,6 +41,8 @@ pub enum Key {
     Placement(MeetingId, Slot),
     /// What the meeting's hosts decided (`MeetingRoomRecord`).
     Room(MeetingId),
+    /// The meeting's polls and Q&A (`MeetingCollabRecord`).
+    Collab(MeetingId),
     Recording(RecordingId),
     Other,
 }
@@ -70,6 +72,9 @@ impl Keyspace {
     pub fn room(&self, id: &MeetingId) -> String {
         format!("{}/meetings/{id}/room", self.prefix)
     }
+    pub fn collab(&self, id: &MeetingId) -> String {
+        format!("{}/meetings/{id}/collab", self.prefix)
+    }
     pub fn placements_of(&self, id: &MeetingId) -> String {
         format!("{}/meetings/{id}/placement/", self.prefix)
     }
@@ -97,6 +102,7 @@ impl Keyspace {
             ["load", id] => NodeId::parse(id).ok().map(Key::Load),
             ["meetings", id] => MeetingId::parse(id).ok().map(Key::Meeting),
             ["meetings", id, "room"] => MeetingId::parse(id).ok().map(Key::Room),
+            ["meetings", id, "collab"] => MeetingId::parse(id).ok().map(Key::Collab),
             ["meetings", id, "placement", region] => MeetingId::parse(id)
                 .ok()
                 .zip(Region::parse(region).ok())
@@ -136,6 +142,7 @@ mod tests {
         assert_eq!(ks.parse(&ks.load(&n)), Key::Load(n));
         assert_eq!(ks.parse(&ks.meeting(&m)), Key::Meeting(m.clone()));
         assert_eq!(ks.parse(&ks.room(&m)), Key::Room(m.clone()));
+        assert_eq!(ks.parse(&ks.collab(&m)), Key::Collab(m.clone()));
         let first = Slot::first(r.clone());
         assert_eq!(
             ks.parse(&ks.placement(&m, &first)),

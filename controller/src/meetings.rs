@@ -4,7 +4,7 @@ use common::ids::{MeetingId, NodeId, Region};
 
 use crate::auth::{Caller, blocking, hash_secret, random_secret};
 use crate::error::{ApiError, truncate};
-use crate::model::{HostAction, Meeting, MeetingState, Room};
+use crate::model::{Collab, HostAction, Meeting, MeetingState, Room};
 use crate::service::Service;
 
 pub const MAX_TITLE_CHARS: usize = 200;
@@ -157,6 +157,21 @@ impl Service {
                 .unwrap_or_default()
         });
         Ok((meeting.id, actions))
+    }
+
+    /// The meeting's polls and Q&A (`what` names them in a refusal). For its host (host
+    /// key) and operators.
+    pub async fn collab(
+        &self,
+        caller: &Caller,
+        id: &str,
+        what: &str,
+    ) -> Result<(MeetingId, Collab), ApiError> {
+        let meeting = self.hosted_meeting(caller, id, what).await?;
+        let collab = self
+            .view
+            .read(|v| v.collabs.get(&meeting.id).cloned().unwrap_or_default());
+        Ok((meeting.id, collab))
     }
 
     pub async fn get_meeting(&self, caller: &Caller, id: &str) -> Result<MeetingInfo, ApiError> {

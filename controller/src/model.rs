@@ -58,6 +58,61 @@ pub struct Room {
     pub actions: Vec<HostAction>,
 }
 
+/// A meeting's polls and Q&A (its collab record, written by the media nodes).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Collab {
+    pub polls: Vec<Poll>,
+    pub questions: Vec<Question>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Poll {
+    pub id: u32,
+    pub question: String,
+    /// `single`, `multiple` or `text`.
+    pub kind: &'static str,
+    pub options: Vec<String>,
+    pub anonymous: bool,
+    /// `draft`, `open` or `ended`.
+    pub state: &'static str,
+    pub shared: bool,
+    pub created_by_name: String,
+    pub created_unix_ms: i64,
+    pub launched_unix_ms: Option<i64>,
+    pub ended_unix_ms: Option<i64>,
+    /// How many answered.
+    pub answered: u64,
+    /// Answers per option.
+    pub tally: Vec<u64>,
+    /// Named polls: each answer and who gave it. Anonymous: none.
+    pub answers: Vec<PollAnswer>,
+    /// Free-text answers (anonymous polls: sorted, with no author).
+    pub texts: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PollAnswer {
+    pub participant_id: String,
+    pub name: String,
+    pub choices: Vec<u32>,
+    pub text: String,
+    pub unix_ms: i64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Question {
+    pub id: u32,
+    pub text: String,
+    /// None for an anonymous question (its author is kept nowhere).
+    pub author: Option<(String, String)>,
+    pub asked_unix_ms: i64,
+    pub votes: u64,
+    pub answer: Option<String>,
+    pub answered_live: bool,
+    pub answered_by_name: Option<String>,
+    pub dismissed: bool,
+}
+
 /// One entry of a meeting's audit trail.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct HostAction {

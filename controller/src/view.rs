@@ -13,7 +13,8 @@ use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::model::{
-    MediaNode, Meeting, NodeLoad, NodeState, Recording, RecordingNode, Room, StoredPlacement,
+    Collab, MediaNode, Meeting, NodeLoad, NodeState, Recording, RecordingNode, Room,
+    StoredPlacement,
 };
 use crate::store::{Change, ClusterStore, StoreError};
 
@@ -26,6 +27,8 @@ pub struct ClusterView {
     pub placements: HashMap<MeetingId, BTreeMap<Slot, StoredPlacement>>,
     /// What each meeting's hosts decided (lock, who may not come back, the audit).
     pub rooms: HashMap<MeetingId, Room>,
+    /// Each meeting's polls and Q&A.
+    pub collabs: HashMap<MeetingId, Collab>,
     pub recordings: HashMap<RecordingId, Recording>,
     pub revision: i64,
     /// Nodes whose record was deleted while it did not say draining (its lease expired:
@@ -89,6 +92,12 @@ impl ClusterView {
             }
             Change::Room(id, None) => {
                 self.rooms.remove(&id);
+            }
+            Change::Collab(id, Some(c)) => {
+                self.collabs.insert(id, c);
+            }
+            Change::Collab(id, None) => {
+                self.collabs.remove(&id);
             }
             Change::Recording(id, Some(r)) => {
                 self.recordings.insert(id, r);

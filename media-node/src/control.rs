@@ -40,6 +40,7 @@ impl MediaNodeControl for Control {
         self.node.prepare(m.clone());
         crate::mesh::Mesh::follow(&self.node, &m);
         crate::hosts::Hosts::follow(&self.node, &m);
+        crate::collab::Collab::follow(&self.node, &m);
         Ok(Response::new(PrepareMeetingResponse {}))
     }
 

@@ -19,13 +19,13 @@ use std::time::Duration;
 
 use common::ids::MeetingId;
 use common::keyspace::Keyspace;
-use etcd_client::{Compare, CompareOp, Txn, TxnOp, WatchOptions};
 use prost::Message;
 use proto::{HostActionRecord, MeetingRecord, MeetingRoomRecord};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::Node;
+use crate::record::{self, RecordError, Seen};
 
 /// The action log keeps this many of the newest actions.
 pub const MAX_ACTIONS: usize = 1000;
@@ -239,8 +239,11 @@ pub fn role_named(name: &str) -> &'static str {
 /// A meeting's room as this node knows it.
 #[derive(Clone, Debug, Default)]
 pub struct RoomState {
-    /// Read from etcd at least once; until then nothing is known.
+    /// Read from etcd at least once (the room record and the meeting's settings); until
+    /// then nothing is known.
     pub loaded: bool,
+    room_read: bool,
+    meeting_read: bool,
     /// The etcd revision of what is here (newer writes replace it, older never do).
     pub revision: i64,
     pub title: String,
@@ -390,19 +393,6 @@ impl RoomState {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum HostsError {
-    #[error("the cluster state (etcd) cannot be reached")]
-    NoEtcd,
-    #[error("etcd: {0}")]
-    Etcd(#[from] etcd_client::Error),
-    #[error("the meeting's room record is unreadable: {0}")]
-    Corrupt(#[from] prost::DecodeError),
-    #[error("other hosts kept changing the meeting at the same time; try again")]
-    Contended,
-}
-
 struct Followed {
     state: watch::Sender<RoomState>,
     stop: CancellationToken,
@@ -463,50 +453,30 @@ impl Hosts {
         meeting: &MeetingId,
         actor: &Actor,
         actions: &[Action],
-    ) -> Result<(), HostsError> {
-        let mut etcd = node.etcd_client().await.ok_or(HostsError::NoEtcd)?;
+    ) -> Result<(), RecordError> {
         let key = self.keyspace.room(meeting);
-        for _ in 0..8 {
-            let got = etcd.get(key.as_str(), None).await?;
-            let (mut rec, unchanged) = match got.kvs().first() {
-                Some(kv) => (
-                    MeetingRoomRecord::decode(kv.value())?,
-                    Compare::mod_revision(key.as_str(), CompareOp::Equal, kv.mod_revision()),
-                ),
-                None => (
-                    MeetingRoomRecord::default(),
-                    Compare::version(key.as_str(), CompareOp::Equal, 0),
-                ),
-            };
+        let (rec, revision, ()) = record::update(node, &key, 8, |rec| {
             let now = common::unix_ms();
             for a in actions {
-                apply(&mut rec, actor, a, now);
+                apply(rec, actor, a, now);
             }
-            let txn = Txn::new().when([unchanged]).and_then([TxnOp::put(
-                key.as_str(),
-                rec.encode_to_vec(),
-                None,
-            )]);
-            let done = etcd.txn(txn).await?;
-            if done.succeeded() {
-                let revision = done.header().map_or(0, |h| h.revision());
-                if let Some(f) = self.meetings.lock().expect("hosts").get(meeting) {
-                    publish(&f.state, Some(rec), revision);
-                }
-                return Ok(());
-            }
+        })
+        .await?;
+        if let Some(f) = self.meetings.lock().expect("hosts").get(meeting) {
+            publish(&f.state, Some(rec), revision);
         }
-        Err(HostsError::Contended)
+        Ok(())
     }
 }
 
 /// Takes `rec` (None: the record was deleted) at `revision` unless what we have is newer.
 fn publish(tx: &watch::Sender<RoomState>, rec: Option<MeetingRoomRecord>, revision: i64) {
     tx.send_if_modified(|s| {
-        if s.loaded && revision <= s.revision {
+        if s.room_read && revision <= s.revision {
             return false;
         }
-        s.loaded = true;
+        s.room_read = true;
+        s.loaded = s.meeting_read;
         s.revision = revision;
         s.rec = rec.unwrap_or_default();
         true
@@ -557,179 +527,78 @@ async fn apply_groups(
     }
 }
 
-const RETRY_FIRST: Duration = Duration::from_millis(200);
-const RETRY_MAX: Duration = Duration::from_secs(5);
-
-/// Keeps `tx` up to date with `meeting`'s room record until `stop`: read, then watched
-/// from the revision read; read again after a broken watch.
+/// Keeps `tx` up to date with `meeting`'s room record, and the settings of the meeting
+/// it needs (title, waiting room), until `stop`.
 async fn follow_room(
     node: Arc<Node>,
     meeting: MeetingId,
     tx: watch::Sender<RoomState>,
     stop: CancellationToken,
 ) {
-    let mut delay = RETRY_FIRST;
-    while !stop.is_cancelled() {
-        let result: Result<(), HostsError> = async {
-            let mut etcd = node.etcd_client().await.ok_or(HostsError::NoEtcd)?;
-            let ks = &node.hosts.keyspace;
-            let m = etcd.get(ks.meeting(&meeting), None).await?;
-            if let Some(kv) = m.kvs().first() {
-                let m = MeetingRecord::decode(kv.value())?;
+    let key = node.hosts.keyspace.room(&meeting);
+    let settings = read_settings(node.clone(), meeting.clone(), tx.clone(), stop.clone());
+    let room = record::follow(
+        node,
+        "room record",
+        meeting,
+        key,
+        stop,
+        |seen: Seen<MeetingRoomRecord>| match seen {
+            // A fresh read is the truth, even against a newer revision we wrote.
+            Seen::Read(rec, revision) => {
                 tx.send_modify(|s| {
-                    s.title = m.title;
-                    s.meeting_waiting_room = m.waiting_room;
+                    s.room_read = true;
+                    s.loaded = s.meeting_read;
+                    s.revision = s.revision.max(revision);
+                    if let Some(rec) = rec
+                        && s.rec.next_seq <= rec.next_seq
+                    {
+                        s.rec = rec;
+                    }
                 });
             }
-            let key = ks.room(&meeting);
-            let r = etcd.get(key.as_str(), None).await?;
-            let revision = r.header().map_or(0, |h| h.revision());
-            let rec = r
-                .kvs()
-                .first()
-                .map(|kv| MeetingRoomRecord::decode(kv.value()))
-                .transpose()?;
-            // A fresh read is the truth, even against a newer revision we wrote.
-            tx.send_modify(|s| {
-                s.loaded = true;
-                s.revision = s.revision.max(revision);
-                if let Some(rec) = &rec
-                    && s.rec.next_seq <= rec.next_seq
-                {
-                    s.rec = rec.clone();
-                }
-            });
-            let mut stream = etcd
-                .watch(
-                    key.as_str(),
-                    Some(WatchOptions::new().with_start_revision(revision + 1)),
-                )
-                .await?;
-            delay = RETRY_FIRST;
-            loop {
-                let msg = tokio::select! {
-                    _ = stop.cancelled() => return Ok(()),
-                    m = stream.message() => m?,
-                };
-                let Some(resp) = msg else {
-                    return Err(HostsError::Etcd(etcd_client::Error::WatchError(
-                        "the watch ended".into(),
-                    )));
-                };
-                for ev in resp.events() {
-                    let Some(kv) = ev.kv() else { continue };
-                    let rec = match ev.event_type() {
-                        etcd_client::EventType::Put => Some(MeetingRoomRecord::decode(kv.value())?),
-                        etcd_client::EventType::Delete => None,
-                    };
-                    publish(&tx, rec, kv.mod_revision());
-                }
-            }
-        }
-        .await;
-        if let Err(e) = result {
-            tracing::warn!(%meeting, error = %e, "following the meeting's room record failed; retrying");
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(delay) => {}
-            }
-            delay = (delay * 2).min(RETRY_MAX);
-        }
-    }
+            Seen::Changed(rec, revision) => publish(&tx, rec, revision),
+        },
+    );
+    tokio::join!(settings, room);
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn host() -> Actor {
-        Actor {
-            id: "h".into(),
-            name: "Hanne".into(),
-            role: "host",
+/// Reads the meeting's title and waiting-room setting (they do not change) into `tx`,
+/// trying again until it can or `stop`.
+async fn read_settings(
+    node: Arc<Node>,
+    meeting: MeetingId,
+    tx: watch::Sender<RoomState>,
+    stop: CancellationToken,
+) {
+    let mut delay = Duration::from_millis(200);
+    loop {
+        let read: Result<(), RecordError> = async {
+            let mut etcd = node.etcd_client().await.ok_or(RecordError::NoEtcd)?;
+            let m = etcd
+                .get(node.hosts.keyspace.meeting(&meeting), None)
+                .await?;
+            let m = m
+                .kvs()
+                .first()
+                .map(|kv| MeetingRecord::decode(kv.value()))
+                .transpose()?
+                .unwrap_or_default();
+            tx.send_modify(|s| {
+                s.title = m.title;
+                s.meeting_waiting_room = m.waiting_room;
+                s.meeting_read = true;
+                s.loaded = s.room_read;
+            });
+            Ok(())
         }
-    }
-
-    #[test]
-    fn actions_make_decisions_and_are_logged_in_order() {
-        let mut rec = MeetingRoomRecord::default();
-        apply(&mut rec, &host(), &Action::Lock(true), 10);
-        apply(&mut rec, &host(), &Action::Admit("a".into()), 11);
-        apply(&mut rec, &host(), &Action::Admit("a".into()), 12);
-        apply(&mut rec, &host(), &Action::Remove("b".into()), 13);
-        apply(
-            &mut rec,
-            &host(),
-            &Action::SetRole {
-                target: "a".into(),
-                role: "co-host",
-            },
-            14,
-        );
-        let s = RoomState {
-            loaded: true,
-            rec: rec.clone(),
-            ..RoomState::default()
-        };
-        assert!(rec.locked);
-        assert_eq!(rec.admitted, vec!["a"], "admitting twice lists once");
-        assert_eq!(s.refusal("b").map(|r| r.0), Some("removed"));
-        assert_eq!(s.refusal("a"), None);
-        assert_eq!(s.role_of("a", "attendee"), "co-host");
-        assert_eq!(s.role_of("c", "attendee"), "attendee");
-        let log: Vec<(u64, &str, &str)> = rec
-            .actions
-            .iter()
-            .map(|a| (a.seq, a.action.as_str(), a.target.as_str()))
-            .collect();
-        assert_eq!(
-            log,
-            vec![
-                (1, "lock", ""),
-                (2, "admit", "a"),
-                (3, "admit", "a"),
-                (4, "remove", "b"),
-                (5, "set_role", "a")
-            ]
-        );
-        assert_eq!(s.actions_after(3).count(), 2);
-        assert_eq!(rec.actions[0].by_name, "Hanne");
-    }
-
-    #[test]
-    fn the_log_keeps_the_newest_actions_and_numbers_run_on() {
-        let mut rec = MeetingRoomRecord::default();
-        for i in 0..(MAX_ACTIONS as i64 + 5) {
-            apply(&mut rec, &host(), &Action::MuteAll, i);
+        .await;
+        let Err(e) = read else { return };
+        tracing::warn!(%meeting, error = %e, "reading the meeting's settings failed; retrying");
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(delay) => {}
         }
-        assert_eq!(rec.actions.len(), MAX_ACTIONS);
-        assert_eq!(rec.actions[0].seq, 6);
-        assert_eq!(rec.next_seq, MAX_ACTIONS as u64 + 6);
-    }
-
-    #[test]
-    fn only_the_host_ends_the_meeting_or_makes_and_unmakes_hosts() {
-        assert!(Action::End.needs_host(None));
-        let promote = |role| Action::SetRole {
-            target: "x".into(),
-            role,
-        };
-        assert!(promote("host").needs_host(Some("attendee")));
-        assert!(promote("attendee").needs_host(Some("host")));
-        assert!(!promote("co-host").needs_host(Some("attendee")));
-        assert!(Action::Remove("x".into()).needs_host(Some("host")));
-        assert!(!Action::Remove("x".into()).needs_host(Some("attendee")));
-        assert!(!Action::Lock(true).needs_host(None));
-    }
-
-    #[test]
-    fn the_waiting_room_follows_the_meeting_unless_a_host_changed_it() {
-        let mut s = RoomState {
-            meeting_waiting_room: true,
-            ..RoomState::default()
-        };
-        assert!(s.waiting_room());
-        apply(&mut s.rec, &host(), &Action::WaitingRoom(false), 1);
-        assert!(!s.waiting_room());
+        delay = (delay * 2).min(Duration::from_secs(5));
     }
 }

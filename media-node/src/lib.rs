@@ -3,10 +3,12 @@
 //! the SFU on one UDP socket (str0m, sans-IO core in `sfu`).
 #![forbid(unsafe_code)]
 
+pub mod collab;
 pub mod config;
 pub mod control;
 pub mod hosts;
 pub mod mesh;
+pub mod record;
 pub mod relay_server;
 pub mod room;
 pub mod sfu;
@@ -215,6 +217,8 @@ pub struct Node {
     etcd_client: tokio::sync::OnceCell<etcd_client::Client>,
     /// What the hosts of our meetings decided (lock, waiting room, roles, …).
     pub hosts: hosts::Hosts,
+    /// The polls and Q&A of our meetings.
+    pub collab: collab::Collab,
     /// Prepared meetings and their connected participants.
     meetings: Mutex<HashMap<MeetingId, u32>>,
     participants: AtomicU32,
@@ -257,6 +261,7 @@ impl Node {
         self.meetings.lock().expect("meetings").remove(m);
         self.mesh.unfollow(m);
         self.hosts.unfollow(m);
+        self.collab.unfollow(m);
         self.rooms.close(m, why);
     }
     pub fn participant_joined(&self, m: &MeetingId) {
@@ -475,6 +480,7 @@ pub async fn run(
         etcd: cfg.etcd.clone(),
         etcd_client: tokio::sync::OnceCell::new(),
         hosts: hosts::Hosts::new(common::keyspace::Keyspace::new(&cfg.etcd.prefix)),
+        collab: collab::Collab::new(common::keyspace::Keyspace::new(&cfg.etcd.prefix)),
         meetings: Mutex::default(),
         participants: AtomicU32::new(0),
     });

@@ -34,8 +34,8 @@ use prost::Message;
 use proto::v1::relay_control::Msg;
 use proto::v1::{
     AnnounceTrack, KeyframeRequest, LayerRequest, MediaNodeRecord, MeetingRecord, ParticipantGone,
-    PlacementRecord, RelayControl, RelayHello, RemoteChat, RemoteParticipant, RemoveTrack,
-    TrackKind, Unsubscribe,
+    PlacementRecord, RelayControl, RelayHello, RemoteChat, RemoteParticipant, RemoteReaction,
+    RemoveTrack, TrackKind, Unsubscribe,
 };
 use relay::Codec;
 use str0m::media::MediaKind;
@@ -816,6 +816,11 @@ async fn run_link(
                             writer.send(&control(Msg::Chat(RemoteChat { from, name, text, unix_ms }))).await?;
                         }
                     }
+                    Ok(RoomEvent::Reaction { from, name, emoji, unix_ms }) => {
+                        if told.contains_key(&from) {
+                            writer.send(&control(Msg::Reaction(RemoteReaction { from, name, emoji, unix_ms }))).await?;
+                        }
+                    }
                     Ok(RoomEvent::ActiveSpeaker { .. }) => {}
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                         return Err(LinkError::Lagged(n));
@@ -944,6 +949,20 @@ fn handle_far(
                         name: bounded(c.name),
                         text: c.text,
                         unix_ms: c.unix_ms,
+                    },
+                );
+            }
+        }
+        Msg::Reaction(r) => {
+            let ok = crate::signal::REACTION_EMOJI.contains(&r.emoji.as_str());
+            if ok && !node.rooms.is_local(meeting, &r.from) {
+                node.rooms.publish(
+                    meeting,
+                    RoomEvent::Reaction {
+                        from: r.from,
+                        name: bounded(r.name),
+                        emoji: r.emoji,
+                        unix_ms: r.unix_ms,
                     },
                 );
             }

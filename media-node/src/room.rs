@@ -99,6 +99,13 @@ pub enum RoomEvent {
     ActiveSpeaker {
         participant_id: String,
     },
+    /// A short emoji shown on the sender's tile for a few seconds.
+    Reaction {
+        from: String,
+        name: String,
+        emoji: String,
+        unix_ms: i64,
+    },
 }
 
 /// Ends a session, saying why (its client is told in a `closed` message).

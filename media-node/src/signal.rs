@@ -14,6 +14,7 @@ use common::ids::MeetingId;
 use common::token::{JoinClaims, TokenError};
 use serde::Deserialize;
 
+use crate::collab::{self, Collab, CollabState};
 use crate::hosts::{self, Action, Actor, Hosts, RoomState};
 use crate::room::{ParticipantInfo, RoomEvent, is_host_role};
 use crate::sfu::{SfuCommand, SignalOut};
@@ -255,6 +256,53 @@ pub enum ClientMsg {
     BreakoutBroadcast {
         text: String,
     },
+    // Polls and Q&A (`collab.rs`); launching, ending and sharing polls, answering and
+    // dismissing questions: hosts and co-hosts.
+    PollCreate {
+        question: String,
+        kind: String,
+        #[serde(default)]
+        options: Vec<String>,
+        #[serde(default)]
+        anonymous: bool,
+    },
+    PollLaunch {
+        poll_id: u32,
+    },
+    PollEnd {
+        poll_id: u32,
+    },
+    PollShare {
+        poll_id: u32,
+    },
+    PollAnswer {
+        poll_id: u32,
+        #[serde(default)]
+        choices: Vec<u32>,
+        #[serde(default)]
+        text: String,
+    },
+    QuestionAsk {
+        text: String,
+        #[serde(default)]
+        anonymous: bool,
+    },
+    QuestionUpvote {
+        question_id: u32,
+    },
+    QuestionAnswer {
+        question_id: u32,
+        #[serde(default)]
+        text: String,
+        #[serde(default)]
+        live: bool,
+    },
+    QuestionDismiss {
+        question_id: u32,
+    },
+    Reaction {
+        emoji: String,
+    },
 }
 
 impl ClientMsg {
@@ -288,7 +336,71 @@ impl ClientMsg {
             ClientMsg::BreakoutOpen {} => "breakout_open",
             ClientMsg::BreakoutClose { .. } => "breakout_close",
             ClientMsg::BreakoutBroadcast { .. } => "breakout_broadcast",
+            ClientMsg::PollCreate { .. } => "poll_create",
+            ClientMsg::PollLaunch { .. } => "poll_launch",
+            ClientMsg::PollEnd { .. } => "poll_end",
+            ClientMsg::PollShare { .. } => "poll_share",
+            ClientMsg::PollAnswer { .. } => "poll_answer",
+            ClientMsg::QuestionAsk { .. } => "question_ask",
+            ClientMsg::QuestionUpvote { .. } => "question_upvote",
+            ClientMsg::QuestionAnswer { .. } => "question_answer",
+            ClientMsg::QuestionDismiss { .. } => "question_dismiss",
+            ClientMsg::Reaction { .. } => "reaction",
         }
+    }
+
+    /// The poll or Q&A request it is, if it is one (`Err`: a poll kind we do not know).
+    fn collab_op(&self) -> Option<Result<collab::Op, String>> {
+        use collab::Op;
+        Some(Ok(match self {
+            ClientMsg::PollCreate {
+                question,
+                kind,
+                options,
+                anonymous,
+            } => {
+                let Some(kind) = collab::kind_named(kind) else {
+                    return Some(Err(format!(
+                        "kind {:?}: expected single, multiple or text",
+                        kind.chars().take(32).collect::<String>()
+                    )));
+                };
+                Op::PollCreate {
+                    question: question.clone(),
+                    kind,
+                    options: options.clone(),
+                    anonymous: *anonymous,
+                }
+            }
+            ClientMsg::PollLaunch { poll_id } => Op::PollLaunch(*poll_id),
+            ClientMsg::PollEnd { poll_id } => Op::PollEnd(*poll_id),
+            ClientMsg::PollShare { poll_id } => Op::PollShare(*poll_id),
+            ClientMsg::PollAnswer {
+                poll_id,
+                choices,
+                text,
+            } => Op::PollAnswer {
+                poll: *poll_id,
+                choices: choices.clone(),
+                text: text.clone(),
+            },
+            ClientMsg::QuestionAsk { text, anonymous } => Op::Ask {
+                text: text.clone(),
+                anonymous: *anonymous,
+            },
+            ClientMsg::QuestionUpvote { question_id } => Op::Upvote(*question_id),
+            ClientMsg::QuestionAnswer {
+                question_id,
+                text,
+                live,
+            } => Op::Answer {
+                question: *question_id,
+                text: text.clone(),
+                live: *live,
+            },
+            ClientMsg::QuestionDismiss { question_id } => Op::Dismiss(*question_id),
+            _ => return None,
+        }))
     }
 }
 
@@ -305,27 +417,36 @@ const BREAKOUT_CLOSE_SECS: u32 = 60;
 const MAX_BREAKOUT_CLOSE_SECS: u32 = 600;
 /// Host actions a session may take in a burst, and how fast the allowance comes back:
 /// each is a write to etcd that every node of the meeting reads.
-const HOST_ACTION_BURST: f64 = 20.0;
-const HOST_ACTIONS_PER_SEC: f64 = 2.0;
+const HOST_ACTIONS: (f64, f64) = (20.0, 2.0);
+/// Poll and Q&A requests (each goes into a write to etcd, batched per node).
+const COLLAB_REQUESTS: (f64, f64) = (20.0, 4.0);
+/// Reactions: every participant of the meeting is shown each.
+const REACTIONS: (f64, f64) = (5.0, 1.0);
+/// The reactions a client may send.
+pub const REACTION_EMOJI: [&str; 8] = ["👍", "👏", "❤️", "😂", "😮", "🎉", "🤔", "👋"];
 
-/// A token bucket of host actions for one session.
+/// A token bucket for one session: a burst, then so many a second.
 struct ActionAllowance {
     tokens: f64,
+    burst: f64,
+    per_sec: f64,
     at: std::time::Instant,
 }
 
 impl ActionAllowance {
-    fn new() -> Self {
+    fn new((burst, per_sec): (f64, f64)) -> Self {
         Self {
-            tokens: HOST_ACTION_BURST,
+            tokens: burst,
+            burst,
+            per_sec,
             at: std::time::Instant::now(),
         }
     }
 
     /// Takes one action's worth, if there is one left at `now`.
     fn take(&mut self, now: std::time::Instant) -> bool {
-        let refill = now.saturating_duration_since(self.at).as_secs_f64() * HOST_ACTIONS_PER_SEC;
-        self.tokens = (self.tokens + refill).min(HOST_ACTION_BURST);
+        let refill = now.saturating_duration_since(self.at).as_secs_f64() * self.per_sec;
+        self.tokens = (self.tokens + refill).min(self.burst);
         self.at = now;
         if self.tokens < 1.0 {
             return false;
@@ -460,7 +581,18 @@ async fn session(
     };
     let why = match waited {
         Some(why) => why,
-        None => in_meeting(&node, &claims, &mut membership, &mut room, &mut ws).await,
+        None => {
+            let mut collab = Collab::follow(&node, &claims.mtg);
+            in_meeting(
+                &node,
+                &claims,
+                &mut membership,
+                &mut room,
+                &mut collab,
+                &mut ws,
+            )
+            .await
+        }
     };
     node.rooms.leave(&membership);
     node.participant_left(&claims.mtg);
@@ -551,6 +683,7 @@ async fn in_meeting(
     claims: &JoinClaims,
     membership: &mut crate::room::Membership,
     room: &mut tokio::sync::watch::Receiver<RoomState>,
+    collab: &mut tokio::sync::watch::Receiver<CollabState>,
     ws: &mut WebSocket,
 ) -> String {
     let meeting = &claims.mtg;
@@ -599,8 +732,22 @@ async fn in_meeting(
     if breakouts {
         ok &= ws.send(json(breakout_msg.clone())).await.is_ok();
     }
+    // The `polls` and `questions` messages as last told (what a host sees differs).
+    let collab_msgs = |c: &CollabState, host: bool| {
+        [
+            collab::polls_message(&c.rec, my_id, host),
+            collab::questions_message(&c.rec, my_id, host),
+        ]
+    };
+    let mut told_collab = collab_msgs(&collab.borrow_and_update(), me.is_host());
+    for m in &told_collab {
+        ok &= ws.send(json(m.clone())).await.is_ok();
+    }
+    let mut collab_live = true;
     let mut why = "the client's connection broke".to_owned();
-    let mut allowance = ActionAllowance::new();
+    let mut allowance = ActionAllowance::new(HOST_ACTIONS);
+    let mut requests = ActionAllowance::new(COLLAB_REQUESTS);
+    let mut reactions = ActionAllowance::new(REACTIONS);
     // Mutes (by the participant or a host) take effect in the SFU too.
     let set_muted = |audio: bool, video: bool| {
         node.rooms.update(meeting, my_id, |p| {
@@ -663,6 +810,14 @@ async fn in_meeting(
                     if let Some(now) = node.rooms.update(meeting, my_id, |p| { p.role = role; p.name = name; }) {
                         me = now;
                     }
+                    // A new host sees drafts and results; one no more does not.
+                    let now = collab_msgs(&collab.borrow(), me.is_host());
+                    for (last, now) in told_collab.iter_mut().zip(now) {
+                        if now != *last {
+                            *last = now;
+                            ok &= ws.send(json(last.clone())).await.is_ok();
+                        }
+                    }
                 }
                 for a in &news.actions {
                     let mine = a.target == my_id;
@@ -704,6 +859,19 @@ async fn in_meeting(
                     }
                 }
             }
+            changed = collab.changed(), if collab_live => {
+                if changed.is_err() {
+                    collab_live = false;
+                    continue;
+                }
+                let now = collab_msgs(&collab.borrow_and_update(), me.is_host());
+                for (last, now) in told_collab.iter_mut().zip(now) {
+                    if now != *last {
+                        *last = now;
+                        ok &= ws.send(json(last.clone())).await.is_ok();
+                    }
+                }
+            }
             ev = membership.events.recv() => match ev {
                 Ok(RoomEvent::ParticipantJoined { participant }) if participant.participant_id == my_id => {}
                 Ok(ev) => {
@@ -712,9 +880,9 @@ async fn in_meeting(
                     {
                         me = participant.clone();
                     }
-                    // Chat stays in its breakout room.
+                    // Chat and reactions stay in their breakout room.
                     let other_room = match &ev {
-                        RoomEvent::Chat { from, .. } => {
+                        RoomEvent::Chat { from, .. } | RoomEvent::Reaction { from, .. } => {
                             let r = room.borrow();
                             let now = common::unix_ms();
                             r.group_of(from, now) != r.group_of(my_id, now)
@@ -759,8 +927,44 @@ async fn in_meeting(
                         continue;
                     }
                 };
+                if let Some(op) = parsed.collab_op() {
+                    let answers = parsed.kind();
+                    let done = match op {
+                        Err(refused) => Err(refused),
+                        Ok(_) if !requests.take(std::time::Instant::now()) => {
+                            Err("too many poll and Q&A requests at once: wait a moment and try again".into())
+                        }
+                        Ok(op) => {
+                            let who = collab::Who { id: my_id.to_owned(), name: me.name.clone(), role: me.role };
+                            node.collab.submit(meeting, who, op).await.map(|_| ())
+                        }
+                    };
+                    if let Err(message) = done {
+                        tracing::info!(message = %message, request = answers, "poll or Q&A request refused");
+                        ok = ws.send(error_msg(answers, message)).await.is_ok();
+                    }
+                    continue;
+                }
                 match parsed {
                     ClientMsg::Offer { sdp } => sfu.send(SfuCommand::Offer { key, sdp }),
+                    ClientMsg::Reaction { emoji } => {
+                        let refused = if !REACTION_EMOJI.contains(&emoji.as_str()) {
+                            Some(format!("emoji: one of {}", REACTION_EMOJI.join(" ")))
+                        } else if !reactions.take(std::time::Instant::now()) {
+                            Some("too many reactions: a few at once, then one a second".into())
+                        } else {
+                            None
+                        };
+                        match refused {
+                            Some(message) => ok = ws.send(error_msg("reaction", message)).await.is_ok(),
+                            None => node.rooms.publish(meeting, RoomEvent::Reaction {
+                                from: my_id.to_owned(),
+                                name: me.name.clone(),
+                                emoji,
+                                unix_ms: common::unix_ms(),
+                            }),
+                        }
+                    }
                     ClientMsg::Answer { sdp } => sfu.send(SfuCommand::Answer { key, sdp }),
                     ClientMsg::Chat { text } => {
                         let text = text.trim();
@@ -1071,8 +1275,8 @@ mod tests {
     fn host_actions_come_in_bursts_of_twenty_then_two_a_second() {
         let start = std::time::Instant::now();
         let mut a = ActionAllowance {
-            tokens: HOST_ACTION_BURST,
             at: start,
+            ..ActionAllowance::new(HOST_ACTIONS)
         };
         assert!((0..20).all(|_| a.take(start)));
         assert!(!a.take(start), "the burst is spent");

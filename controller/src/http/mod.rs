@@ -2,6 +2,7 @@
 //! (`web.rs`), the request extractors (the caller, bodies), and the one place where
 //! `ApiError` becomes an HTTP status with a `{error, message}` body.
 mod api;
+mod exports;
 mod web;
 
 use std::net::SocketAddr;
@@ -24,6 +25,7 @@ const MAX_BODY: usize = 64 * 1024;
 
 pub fn router(state: HttpState) -> Router {
     api::router()
+        .merge(exports::router())
         .merge(web::router())
         .fallback(|| async { ApiError::NotFound("no such API route".into()) })
         .with_state(state)

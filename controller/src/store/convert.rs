@@ -10,8 +10,8 @@ use proto::v1 as pb;
 
 use super::Change;
 use crate::model::{
-    Capacity, Gap, HostAction, MediaNode, Meeting, MeetingState, NodeLoad, NodeState, Recording,
-    RecordingNode, RecordingState, Room, StoredPlacement,
+    Capacity, Collab, Gap, HostAction, MediaNode, Meeting, MeetingState, NodeLoad, NodeState, Poll,
+    PollAnswer, Question, Recording, RecordingNode, RecordingState, Room, StoredPlacement,
 };
 
 fn node_id(s: &str) -> Result<NodeId, String> {
@@ -284,6 +284,82 @@ pub(super) fn recording_from_record(r: pb::RecordingRecord) -> Result<Recording,
     })
 }
 
+fn collab_from_record(r: pb::MeetingCollabRecord) -> Collab {
+    let some = |s: String| (!s.is_empty()).then_some(s);
+    let at = |ms: i64| (ms > 0).then_some(ms);
+    Collab {
+        polls: r
+            .polls
+            .into_iter()
+            .map(|p| Poll {
+                id: p.id,
+                kind: match p.kind() {
+                    pb::PollKind::Single => "single",
+                    pb::PollKind::Multiple => "multiple",
+                    pb::PollKind::Text => "text",
+                    pb::PollKind::Unspecified => "unknown",
+                },
+                state: match p.state() {
+                    pb::PollState::Draft => "draft",
+                    pb::PollState::Open => "open",
+                    pb::PollState::Ended => "ended",
+                    pb::PollState::Unspecified => "unknown",
+                },
+                question: p.question,
+                options: p.options,
+                anonymous: p.anonymous,
+                shared: p.shared,
+                created_by_name: p.created_by_name,
+                created_unix_ms: p.created_unix_ms,
+                launched_unix_ms: at(p.launched_unix_ms),
+                ended_unix_ms: at(p.ended_unix_ms),
+                answered: p.voters.len() as u64,
+                tally: p.tally,
+                // An anonymous poll's record holds no answers; should one ever, they
+                // are not shown.
+                texts: if p.anonymous {
+                    p.texts
+                } else {
+                    p.answers
+                        .iter()
+                        .filter(|a| !a.text.is_empty())
+                        .map(|a| a.text.clone())
+                        .collect()
+                },
+                answers: if p.anonymous {
+                    vec![]
+                } else {
+                    p.answers
+                        .into_iter()
+                        .map(|a| PollAnswer {
+                            participant_id: a.participant_id,
+                            name: a.name,
+                            choices: a.choices,
+                            text: a.text,
+                            unix_ms: a.unix_ms,
+                        })
+                        .collect()
+                },
+            })
+            .collect(),
+        questions: r
+            .questions
+            .into_iter()
+            .map(|q| Question {
+                id: q.id,
+                text: q.text,
+                author: some(q.author_id).map(|id| (id, q.author_name)),
+                asked_unix_ms: q.asked_unix_ms,
+                votes: q.voters.len() as u64,
+                answer: some(q.answer),
+                answered_live: q.answered_live,
+                answered_by_name: some(q.answered_by_name),
+                dismissed: q.dismissed,
+            })
+            .collect(),
+    }
+}
+
 fn room_from_record(r: pb::MeetingRoomRecord) -> Room {
     Room {
         locked: r.locked,
@@ -343,6 +419,10 @@ pub(super) fn change(
         (Key::Room(id), v) => {
             Change::Room(id, v.map(|v| decode(v).map(room_from_record)).transpose()?)
         }
+        (Key::Collab(id), v) => Change::Collab(
+            id,
+            v.map(|v| decode(v).map(collab_from_record)).transpose()?,
+        ),
         (Key::Recording(id), v) => Change::Recording(
             id,
             v.map(|v| recording_from_record(decode(v)?)).transpose()?,

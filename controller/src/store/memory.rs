@@ -74,6 +74,7 @@ fn key_of(c: &Change) -> Key {
         Change::Meeting(id, _) => Key::Meeting(id.clone()),
         Change::Placement(m, s, _) => Key::Placement(m.clone(), s.clone()),
         Change::Room(id, _) => Key::Room(id.clone()),
+        Change::Collab(id, _) => Key::Collab(id.clone()),
         Change::Recording(id, _) => Key::Recording(id.clone()),
     }
 }
@@ -87,6 +88,7 @@ fn deleted(key: &Key) -> Option<Change> {
         Key::Meeting(id) => Change::Meeting(id, None),
         Key::Placement(m, s) => Change::Placement(m, s, None),
         Key::Room(id) => Change::Room(id, None),
+        Key::Collab(id) => Change::Collab(id, None),
         Key::Recording(id) => Change::Recording(id, None),
         Key::Other => return None,
     })
@@ -121,6 +123,7 @@ impl Inner {
                     | Change::Meeting(_, None)
                     | Change::Placement(_, _, None)
                     | Change::Room(_, None)
+                    | Change::Collab(_, None)
                     | Change::Recording(_, None)
             );
             if is_put {

@@ -23,7 +23,9 @@ use tokio_util::sync::CancellationToken;
 pub use self::convert::gaps_to_proto;
 pub use self::etcd::EtcdStore;
 pub use self::memory::MemoryStore;
-use crate::model::{MediaNode, Meeting, NodeLoad, Recording, RecordingNode, Room, StoredPlacement};
+use crate::model::{
+    Collab, MediaNode, Meeting, NodeLoad, Recording, RecordingNode, Room, StoredPlacement,
+};
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -55,6 +57,7 @@ pub enum Change {
     Meeting(MeetingId, Option<Meeting>),
     Placement(MeetingId, Slot, Option<StoredPlacement>),
     Room(MeetingId, Option<Room>),
+    Collab(MeetingId, Option<Collab>),
     Recording(RecordingId, Option<Recording>),
 }
 

@@ -65,7 +65,13 @@ async fn hosted_meeting(api: &Api, base: &str, waiting_room: bool) -> (String, S
 }
 
 /// A bot joined as the host (with the host key), publishing a tone of `hz`.
-async fn host(base: &str, meeting: &str, key: &str, region: Option<&str>, hz: u32) -> bot::Bot {
+pub(crate) async fn host(
+    base: &str,
+    meeting: &str,
+    key: &str,
+    region: Option<&str>,
+    hz: u32,
+) -> bot::Bot {
     let cfg = bot::BotConfig {
         host_key: Some(key.to_owned()),
         ..crate::bot_config(base, meeting, "Hanne Host", region, Some(clip(hz)))
@@ -118,7 +124,7 @@ async fn wait_media(secs: u64, what: &str, pairs: &[(&bot::Bot, &str)]) {
 }
 
 /// `b`'s `error` messages answering `kind`.
-fn errors(b: &bot::Bot, kind: &str) -> Vec<Value> {
+pub(crate) fn errors(b: &bot::Bot, kind: &str) -> Vec<Value> {
     b.events("error")
         .into_iter()
         .filter(|e| e["in_reply_to"] == kind)

@@ -6,6 +6,7 @@ mod binaries;
 mod browser;
 mod cascade;
 mod chart;
+mod collab;
 mod dashboards;
 mod drain;
 mod drill;

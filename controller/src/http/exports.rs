@@ -1,0 +1,291 @@
+//! A meeting's polls and Q&A for its hosts and operators, as JSON or CSV
+//! (`?format=csv`): `GET /v1/meetings/{id}/polls` and `GET /v1/meetings/{id}/questions`.
+//! An anonymous poll's answers and an anonymous question come without any participant.
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{HttpState, Json};
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::model::{Collab, Poll, Question};
+
+pub(super) fn router() -> Router<HttpState> {
+    Router::new()
+        .route("/v1/meetings/{id}/polls", get(polls))
+        .route("/v1/meetings/{id}/questions", get(questions))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExportQuery {
+    format: Option<String>,
+}
+
+enum Format {
+    Json,
+    Csv,
+}
+
+fn format(
+    q: Result<Query<ExportQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Format, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    match q.format.as_deref() {
+        None | Some("json") => Ok(Format::Json),
+        Some("csv") => Ok(Format::Csv),
+        Some(other) => Err(ApiError::BadRequest(format!(
+            "format: expected \"json\" or \"csv\", got {:?}",
+            other.chars().take(20).collect::<String>()
+        ))),
+    }
+}
+
+async fn collab_of(
+    s: &HttpState,
+    caller: &Caller,
+    id: &str,
+    what: &str,
+) -> Result<(String, Collab), ApiError> {
+    let (meeting, collab) = s.service.collab(caller, id, what).await?;
+    Ok((meeting.to_string(), collab))
+}
+
+async fn polls(
+    State(s): State<HttpState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    q: Result<Query<ExportQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let format = format(q)?;
+    let (meeting, collab) = collab_of(&s, &caller, &id, "the polls").await?;
+    Ok(match format {
+        Format::Json => Json(json!({
+            "meeting_id": meeting,
+            "polls": collab.polls.iter().map(poll_json).collect::<Vec<_>>(),
+        }))
+        .into_response(),
+        Format::Csv => csv(&meeting, "polls", &polls_csv(&collab.polls)),
+    })
+}
+
+async fn questions(
+    State(s): State<HttpState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    q: Result<Query<ExportQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let format = format(q)?;
+    let (meeting, collab) = collab_of(&s, &caller, &id, "the questions").await?;
+    let mut qs = collab.questions;
+    qs.sort_by(|a, b| {
+        b.votes
+            .cmp(&a.votes)
+            .then(a.asked_unix_ms.cmp(&b.asked_unix_ms))
+    });
+    Ok(match format {
+        Format::Json => Json(json!({
+            "meeting_id": meeting,
+            "questions": qs.iter().map(question_json).collect::<Vec<_>>(),
+        }))
+        .into_response(),
+        Format::Csv => csv(&meeting, "questions", &questions_csv(&qs)),
+    })
+}
+
+fn poll_json(p: &Poll) -> Value {
+    json!({
+        "poll_id": p.id,
+        "question": p.question,
+        "kind": p.kind,
+        "options": p.options,
+        "anonymous": p.anonymous,
+        "state": p.state,
+        "shared": p.shared,
+        "created_by_name": p.created_by_name,
+        "created_unix_ms": p.created_unix_ms,
+        "launched_unix_ms": p.launched_unix_ms,
+        "ended_unix_ms": p.ended_unix_ms,
+        "answered": p.answered,
+        "tally": p.tally,
+        "texts": p.texts,
+        "answers": p.answers.iter().map(|a| json!({
+            "participant_id": a.participant_id,
+            "name": a.name,
+            "choices": a.choices,
+            "text": a.text,
+            "unix_ms": a.unix_ms,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn question_json(q: &Question) -> Value {
+    json!({
+        "question_id": q.id,
+        "text": q.text,
+        "anonymous": q.author.is_none(),
+        "author_id": q.author.as_ref().map(|a| &a.0),
+        "author_name": q.author.as_ref().map(|a| &a.1),
+        "asked_unix_ms": q.asked_unix_ms,
+        "votes": q.votes,
+        "answer": q.answer,
+        "answered_live": q.answered_live,
+        "answered_by_name": q.answered_by_name,
+        "dismissed": q.dismissed,
+    })
+}
+
+/// One row per option (its count), per named answer and per anonymous text answer.
+fn polls_csv(polls: &[Poll]) -> Vec<Vec<String>> {
+    let mut rows = vec![
+        [
+            "poll_id",
+            "question",
+            "kind",
+            "anonymous",
+            "state",
+            "row",
+            "participant_id",
+            "name",
+            "answer",
+            "count",
+            "unix_ms",
+        ]
+        .map(String::from)
+        .to_vec(),
+    ];
+    for p in polls {
+        let row =
+            |what: &str, participant: &str, name: &str, answer: &str, count: String, at: String| {
+                vec![
+                    p.id.to_string(),
+                    p.question.clone(),
+                    p.kind.to_owned(),
+                    p.anonymous.to_string(),
+                    p.state.to_owned(),
+                    what.to_owned(),
+                    participant.to_owned(),
+                    name.to_owned(),
+                    answer.to_owned(),
+                    count,
+                    at,
+                ]
+            };
+        for (o, n) in p.options.iter().zip(&p.tally) {
+            rows.push(row("option", "", "", o, n.to_string(), String::new()));
+        }
+        for a in &p.answers {
+            let answer = if a.choices.is_empty() {
+                a.text.clone()
+            } else {
+                a.choices
+                    .iter()
+                    .filter_map(|c| p.options.get(*c as usize).cloned())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            };
+            rows.push(row(
+                "answer",
+                &a.participant_id,
+                &a.name,
+                &answer,
+                "1".into(),
+                a.unix_ms.to_string(),
+            ));
+        }
+        if p.anonymous {
+            for t in &p.texts {
+                rows.push(row("text", "", "", t, "1".into(), String::new()));
+            }
+        }
+    }
+    rows
+}
+
+fn questions_csv(qs: &[Question]) -> Vec<Vec<String>> {
+    let mut rows = vec![
+        [
+            "question_id",
+            "text",
+            "anonymous",
+            "author_id",
+            "author_name",
+            "asked_unix_ms",
+            "votes",
+            "answer",
+            "answered_live",
+            "dismissed",
+        ]
+        .map(String::from)
+        .to_vec(),
+    ];
+    for q in qs {
+        let (id, name) = q.author.clone().unwrap_or_default();
+        rows.push(vec![
+            q.id.to_string(),
+            q.text.clone(),
+            q.author.is_none().to_string(),
+            id,
+            name,
+            q.asked_unix_ms.to_string(),
+            q.votes.to_string(),
+            q.answer.clone().unwrap_or_default(),
+            q.answered_live.to_string(),
+            q.dismissed.to_string(),
+        ]);
+    }
+    rows
+}
+
+/// One CSV field (RFC 4180). A field a spreadsheet would run as a formula (`=`, `+`,
+/// `-`, `@` first) is prefixed with `'`: participants write these texts.
+fn field(s: &str) -> String {
+    let s = if s.starts_with(['=', '+', '-', '@']) && s.parse::<f64>().is_err() {
+        format!("'{s}")
+    } else {
+        s.to_owned()
+    };
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s
+    }
+}
+
+fn csv(meeting: &str, what: &str, rows: &[Vec<String>]) -> Response {
+    let mut body = String::new();
+    for r in rows {
+        body.push_str(&r.iter().map(|f| field(f)).collect::<Vec<_>>().join(","));
+        body.push_str("\r\n");
+    }
+    (
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{meeting}-{what}.csv\""),
+            ),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_fields_are_quoted_and_formulas_defused() {
+        assert_eq!(field("plain"), "plain");
+        assert_eq!(field("a,b"), "\"a,b\"");
+        assert_eq!(field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(field("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
+        assert_eq!(field("-3"), "-3", "a number stays a number");
+        assert_eq!(field("line\nbreak"), "\"line\nbreak\"");
+    }
+}
