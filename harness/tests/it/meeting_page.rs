@@ -362,3 +362,103 @@ async fn the_page_lists_devices_joins_without_camera_and_shows_mute_all_removal_
     assert!(hidden.is_ok());
     assert!(!host_id.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_poll_made_on_the_page_is_answered_by_a_browser_and_bots_and_the_hosts_page_counts_them()
+{
+    let (c, _api, base, meeting, key) = crate::hosts::start(crate::spec(), false).await;
+    let (host, _) = open(&c, &base, &meeting, "Hostess", &format!("&host_key={key}")).await;
+    let (guest, _) = open(&c, &base, &meeting, "Gus", "&camera=off").await;
+    page_says(&host, "In the meeting", "status").await;
+    page_says(&guest, "In the meeting", "status").await;
+    let bots = [
+        crate::join_bot(&base, &meeting, "Bot One", None, None).await,
+        crate::join_bot(&base, &meeting, "Bot Two", None, None).await,
+    ];
+
+    // The host prepares a poll in the page's form and launches it.
+    click(&host, "polls-toggle").await;
+    host.eval(
+        "document.getElementById('poll-question').value = 'Coffee or tea?'; \
+         document.getElementById('poll-kind').value = 'single'; \
+         document.getElementById('poll-options').value = 'Coffee\\nTea\\nNeither'; \
+         document.getElementById('poll-form').requestSubmit();",
+        json!([]),
+    )
+    .await
+    .unwrap();
+    page_says(&host, "Prepared, not launched", "poll-list").await;
+    let launched = eventually(Duration::from_secs(10), "the Launch button", || async {
+        let v = host
+            .eval(
+                "const x = [...document.querySelectorAll('#poll-list button')].find(e => e.textContent === 'Launch'); \
+                 if (x) x.click(); return !!x;",
+                json!([]),
+            )
+            .await
+            .ok()?;
+        (v == true).then_some(())
+    })
+    .await;
+    assert!(launched.is_ok());
+
+    // The guest's page opens the poll; the guest picks "Tea" and submits.
+    page_says(&guest, "Coffee or tea?", "poll-list").await;
+    assert!(
+        !guest
+            .eval("return document.getElementById('polls').hidden", json!([]))
+            .await
+            .unwrap()
+            .as_bool()
+            .unwrap(),
+        "a poll to answer opens the panel"
+    );
+    guest
+        .eval(
+            "const f = document.querySelector('#poll-list form'); \
+             f.querySelectorAll('input')[1].checked = true; f.requestSubmit();",
+            json!([]),
+        )
+        .await
+        .unwrap();
+    page_says(&guest, "You answered", "poll-list").await;
+    // The bots answer through the protocol: Coffee and Tea.
+    let id = bots[0].events("polls").pop().unwrap()["polls"][0]["poll_id"].clone();
+    for (b, choice) in bots.iter().zip([0, 1]) {
+        b.send(json!({ "type": "poll_answer", "poll_id": id, "choices": [choice] }))
+            .unwrap();
+    }
+    // The host's page counts three answers: one Coffee, two Tea.
+    page_says(&host, "3 answers", "poll-list").await;
+    let list = text_of(&host, "poll-list").await;
+    assert!(
+        list.contains("Coffee: 1") && list.contains("Tea: 2") && list.contains("Neither: 0"),
+        "{list}"
+    );
+    assert!(
+        !text_of(&guest, "poll-list").await.contains("Tea: 2"),
+        "attendees see no results before they are shared"
+    );
+
+    // A question asked on the guest's page reaches the host's; a reaction shows on the
+    // sender's tile in the other's page.
+    guest
+        .eval(
+            "document.getElementById('qa-text').value = 'Is there cake?'; \
+             document.getElementById('qa-anonymous').checked = true; \
+             document.getElementById('qa-form').requestSubmit();",
+            json!([]),
+        )
+        .await
+        .unwrap();
+    page_says(&host, "Is there cake?", "qa-list").await;
+    assert!(text_of(&host, "qa-list").await.contains("Anonymous"));
+    guest
+        .eval(
+            "[...document.querySelectorAll('#reactions button')].find(b => b.textContent === '👍').click()",
+            json!([]),
+        )
+        .await
+        .unwrap();
+    page_says(&host, "👍", "grid").await;
+}
