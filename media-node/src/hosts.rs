@@ -70,6 +70,8 @@ pub enum Action {
     BreakoutClose(u32),
     /// A message to every room.
     BreakoutBroadcast(String),
+    /// Whether attendees may draw on the whiteboard.
+    BoardAllow(bool),
 }
 
 impl Action {
@@ -98,6 +100,8 @@ impl Action {
             Action::BreakoutOpen => "breakout_open",
             Action::BreakoutClose(_) => "breakout_close",
             Action::BreakoutBroadcast(_) => "breakout_broadcast",
+            Action::BoardAllow(true) => "board_allow",
+            Action::BoardAllow(false) => "board_forbid",
         }
     }
 
@@ -204,6 +208,7 @@ pub fn apply(rec: &mut MeetingRoomRecord, actor: &Actor, action: &Action, now_ms
         Action::BreakoutClose(secs) => {
             rec.breakout_closes_unix_ms = now_ms + i64::from(*secs) * 1000;
         }
+        Action::BoardAllow(on) => rec.board_attendees_forbidden = !on,
         Action::MuteAll
         | Action::Mute { .. }
         | Action::AskUnmute(_)
@@ -279,6 +284,9 @@ impl RoomState {
     pub fn allow_unmute(&self) -> bool {
         !self.rec.unmute_disallowed
     }
+    pub fn attendees_may_draw(&self) -> bool {
+        !self.rec.board_attendees_forbidden
+    }
     /// `participant`'s role: the one a host gave, else the join token's.
     pub fn role_of(&self, participant: &str, token_role: &'static str) -> &'static str {
         self.rec
@@ -343,6 +351,7 @@ impl RoomState {
             "locked": self.rec.locked,
             "waiting_room": self.waiting_room(),
             "allow_unmute": self.allow_unmute(),
+            "attendees_may_draw": self.attendees_may_draw(),
         })
     }
     /// Whether breakout rooms are open at `now_ms` (opened, and not yet closed).

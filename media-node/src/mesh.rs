@@ -34,10 +34,12 @@ use prost::Message;
 use proto::v1::relay_control::Msg;
 use proto::v1::{
     AnnounceTrack, KeyframeRequest, LayerRequest, MediaNodeRecord, MeetingRecord, ParticipantGone,
-    PlacementRecord, RelayControl, RelayHello, RemoteChat, RemoteParticipant, RemoteReaction,
-    RemoveTrack, TrackKind, Unsubscribe,
+    PlacementRecord, RelayControl, RelayHello, RemoteBoardClear, RemoteBoardOp, RemoteBoardUndo,
+    RemoteChat, RemoteParticipant, RemoteReaction, RemoveTrack, TrackKind, Unsubscribe,
 };
 use relay::Codec;
+
+use crate::board::BoardOp;
 use str0m::media::MediaKind;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -725,7 +727,7 @@ async fn run_link(
     links_up.inc();
     tracing::info!(%meeting, %peer, "relay link up");
     // Our participants as told to the far node, by id.
-    let (locals, mut room) = node.rooms.watch(meeting);
+    let (locals, drawn, mut room) = node.rooms.watch(meeting);
     let mut told: HashMap<String, ParticipantInfo> = HashMap::new();
     // Our tracks: the SFU's track id -> the connection's, and back.
     let mut ours: HashMap<u32, u32> = HashMap::new();
@@ -736,6 +738,9 @@ async fn run_link(
         for p in locals {
             writer.send(&participant_msg(&p)).await?;
             told.insert(p.participant_id.clone(), p);
+        }
+        for op in drawn {
+            writer.send(&control(Msg::BoardOp(board_op_msg(op)))).await?;
         }
         loop {
             tokio::select! {
@@ -819,6 +824,21 @@ async fn run_link(
                     Ok(RoomEvent::Reaction { from, name, emoji, unix_ms }) => {
                         if told.contains_key(&from) {
                             writer.send(&control(Msg::Reaction(RemoteReaction { from, name, emoji, unix_ms }))).await?;
+                        }
+                    }
+                    Ok(RoomEvent::BoardDraw(op)) => {
+                        if told.contains_key(&op.author) {
+                            writer.send(&control(Msg::BoardOp(board_op_msg(op)))).await?;
+                        }
+                    }
+                    Ok(RoomEvent::BoardUndo { author, stroke_id }) => {
+                        if told.contains_key(&author) {
+                            writer.send(&control(Msg::BoardUndo(RemoteBoardUndo { author, stroke_id }))).await?;
+                        }
+                    }
+                    Ok(RoomEvent::BoardClear { by, by_name }) => {
+                        if told.contains_key(&by) {
+                            writer.send(&control(Msg::BoardClear(RemoteBoardClear { by, by_name }))).await?;
                         }
                     }
                     Ok(RoomEvent::ActiveSpeaker { .. }) => {}
@@ -967,6 +987,45 @@ fn handle_far(
                 );
             }
         }
+        Msg::BoardOp(o) => {
+            let op = BoardOp {
+                op_id: o.op_id,
+                author: o.author,
+                stroke_id: o.stroke_id,
+                tool: o.tool,
+                color: o.color,
+                width: o.width,
+                points: o.points,
+                text: o.text,
+            };
+            if op.check().is_ok() && !node.rooms.is_local(meeting, &op.author) {
+                // A full board here refuses it as it would our own participants'.
+                let _ = node.rooms.board_draw(meeting, op, false);
+            }
+        }
+        Msg::BoardUndo(u) => {
+            if !node.rooms.is_local(meeting, &u.author) {
+                node.rooms.board_undo(meeting, &u.author, u.stroke_id);
+            }
+        }
+        Msg::BoardClear(c) => {
+            if !node.rooms.is_local(meeting, &c.by) {
+                node.rooms.board_clear(meeting, &c.by, &bounded(c.by_name));
+            }
+        }
         Msg::Hello(_) => {}
+    }
+}
+
+fn board_op_msg(op: BoardOp) -> RemoteBoardOp {
+    RemoteBoardOp {
+        op_id: op.op_id,
+        author: op.author,
+        stroke_id: op.stroke_id,
+        tool: op.tool,
+        color: op.color,
+        width: op.width,
+        points: op.points,
+        text: op.text,
     }
 }

@@ -99,6 +99,16 @@ pub enum RoomEvent {
     ActiveSpeaker {
         participant_id: String,
     },
+    /// A whiteboard operation (`board_draw`), a stroke taken back, the board cleared.
+    BoardDraw(crate::board::BoardOp),
+    BoardUndo {
+        author: String,
+        stroke_id: u32,
+    },
+    BoardClear {
+        by: String,
+        by_name: String,
+    },
     /// A short emoji shown on the sender's tile for a few seconds.
     Reaction {
         from: String,
@@ -151,14 +161,17 @@ struct Room {
     events: broadcast::Sender<RoomEvent>,
     /// The last announced active speaker, told to whoever joins later.
     active_speaker: Option<String>,
+    board: crate::board::Board,
 }
 
 impl Room {
     fn new() -> Self {
         Self {
             members: BTreeMap::new(),
-            events: broadcast::channel(256).0,
+            // Room for a burst of whiteboard segments from several people drawing.
+            events: broadcast::channel(1024).0,
             active_speaker: None,
+            board: crate::board::Board::default(),
         }
     }
 }
@@ -415,12 +428,16 @@ impl Rooms {
         })
     }
 
-    /// The local participants of `meeting` now, and its events from now on: what a
-    /// relay link tells the far node.
+    /// The local participants of `meeting` now, what they drew on the whiteboard, and
+    /// its events from now on: what a relay link tells the far node.
     pub fn watch(
         &self,
         meeting: &MeetingId,
-    ) -> (Vec<ParticipantInfo>, broadcast::Receiver<RoomEvent>) {
+    ) -> (
+        Vec<ParticipantInfo>,
+        Vec<crate::board::BoardOp>,
+        broadcast::Receiver<RoomEvent>,
+    ) {
         let mut rooms = self.rooms.lock().expect("rooms");
         let room = rooms.entry(meeting.clone()).or_insert_with(Room::new);
         let local = room
@@ -429,7 +446,62 @@ impl Rooms {
             .filter(|m| m.origin.is_none())
             .map(|m| m.info.clone())
             .collect();
-        (local, room.events.subscribe())
+        (local, room.board.local_ops(), room.events.subscribe())
+    }
+
+    /// Puts `op` (checked) on `meeting`'s whiteboard and tells every session, unless it
+    /// was there already; `local`: its author is connected here.
+    pub fn board_draw(
+        &self,
+        meeting: &MeetingId,
+        op: crate::board::BoardOp,
+        local: bool,
+    ) -> Result<(), &'static str> {
+        let mut rooms = self.rooms.lock().expect("rooms");
+        let room = rooms
+            .get_mut(meeting)
+            .ok_or("the meeting is not on this node")?;
+        if room.board.draw(op.clone(), local)? {
+            let _ = room.events.send(RoomEvent::BoardDraw(op));
+        }
+        Ok(())
+    }
+
+    /// Takes `author`'s stroke off `meeting`'s whiteboard; whether there was one.
+    pub fn board_undo(&self, meeting: &MeetingId, author: &str, stroke_id: u32) -> bool {
+        let mut rooms = self.rooms.lock().expect("rooms");
+        let Some(room) = rooms.get_mut(meeting) else {
+            return false;
+        };
+        let undone = room.board.undo(author, stroke_id);
+        if undone {
+            let _ = room.events.send(RoomEvent::BoardUndo {
+                author: author.to_owned(),
+                stroke_id,
+            });
+        }
+        undone
+    }
+
+    /// Clears `meeting`'s whiteboard (host `by`, named `by_name`, did).
+    pub fn board_clear(&self, meeting: &MeetingId, by: &str, by_name: &str) {
+        let mut rooms = self.rooms.lock().expect("rooms");
+        if let Some(room) = rooms.get_mut(meeting) {
+            room.board.clear();
+            let _ = room.events.send(RoomEvent::BoardClear {
+                by: by.to_owned(),
+                by_name: by_name.to_owned(),
+            });
+        }
+    }
+
+    /// Everything on `meeting`'s whiteboard, in order.
+    pub fn board(&self, meeting: &MeetingId) -> Vec<crate::board::BoardOp> {
+        let rooms = self.rooms.lock().expect("rooms");
+        rooms
+            .get(meeting)
+            .map(|r| r.board.ops())
+            .unwrap_or_default()
     }
 
     /// Ends every session of a meeting, saying `why` (it was closed by the controller,
@@ -575,7 +647,7 @@ mod tests {
             a.events.try_recv(),
             Ok(RoomEvent::ParticipantLeft { participant_id }) if participant_id == "r"
         ));
-        let (local, _) = rooms.watch(&m);
+        let (local, _, _) = rooms.watch(&m);
         assert_eq!(local, vec![info("a")]);
     }
 

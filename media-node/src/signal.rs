@@ -303,6 +303,26 @@ pub enum ClientMsg {
     Reaction {
         emoji: String,
     },
+    /// A whiteboard operation: a segment of a stroke as it is drawn, a shape, a text.
+    BoardDraw {
+        stroke_id: u32,
+        tool: String,
+        color: String,
+        width: u32,
+        points: Vec<i32>,
+        #[serde(default)]
+        text: String,
+    },
+    /// Takes one's own stroke off the whiteboard.
+    BoardUndo {
+        stroke_id: u32,
+    },
+    /// Hosts: clears the whiteboard.
+    BoardClear {},
+    /// Hosts: whether attendees may draw.
+    BoardAllow {
+        allowed: bool,
+    },
 }
 
 impl ClientMsg {
@@ -346,6 +366,10 @@ impl ClientMsg {
             ClientMsg::QuestionAnswer { .. } => "question_answer",
             ClientMsg::QuestionDismiss { .. } => "question_dismiss",
             ClientMsg::Reaction { .. } => "reaction",
+            ClientMsg::BoardDraw { .. } => "board_draw",
+            ClientMsg::BoardUndo { .. } => "board_undo",
+            ClientMsg::BoardClear {} => "board_clear",
+            ClientMsg::BoardAllow { .. } => "board_allow",
         }
     }
 
@@ -422,6 +446,8 @@ const HOST_ACTIONS: (f64, f64) = (20.0, 2.0);
 const COLLAB_REQUESTS: (f64, f64) = (20.0, 4.0);
 /// Reactions: every participant of the meeting is shown each.
 const REACTIONS: (f64, f64) = (5.0, 1.0);
+/// Whiteboard messages: a stroke goes in segments, a few a second while drawing.
+const BOARD_MESSAGES: (f64, f64) = (60.0, 30.0);
 /// The reactions a client may send.
 pub const REACTION_EMOJI: [&str; 8] = ["👍", "👏", "❤️", "😂", "😮", "🎉", "🤔", "👋"];
 
@@ -743,11 +769,14 @@ async fn in_meeting(
     for m in &told_collab {
         ok &= ws.send(json(m.clone())).await.is_ok();
     }
+    let board = serde_json::json!({ "type": "board", "ops": node.rooms.board(meeting) });
+    ok &= ws.send(json(board)).await.is_ok();
     let mut collab_live = true;
     let mut why = "the client's connection broke".to_owned();
     let mut allowance = ActionAllowance::new(HOST_ACTIONS);
     let mut requests = ActionAllowance::new(COLLAB_REQUESTS);
     let mut reactions = ActionAllowance::new(REACTIONS);
+    let mut drawing = ActionAllowance::new(BOARD_MESSAGES);
     // Mutes (by the participant or a host) take effect in the SFU too.
     let set_muted = |audio: bool, video: bool| {
         node.rooms.update(meeting, my_id, |p| {
@@ -947,6 +976,41 @@ async fn in_meeting(
                 }
                 match parsed {
                     ClientMsg::Offer { sdp } => sfu.send(SfuCommand::Offer { key, sdp }),
+                    ClientMsg::BoardDraw { stroke_id, tool, color, width, points, text } => {
+                        let op = crate::board::BoardOp {
+                            // Unique, and exact as a JavaScript number (below 2^53).
+                            op_id: rand::random::<u64>() >> 11,
+                            author: my_id.to_owned(),
+                            stroke_id,
+                            tool,
+                            color: color.to_ascii_lowercase(),
+                            width,
+                            points,
+                            text,
+                        };
+                        let done = if me.role == "attendee" && !room.borrow().attendees_may_draw() {
+                            Err("the host does not let attendees draw on the whiteboard".to_owned())
+                        } else if !drawing.take(std::time::Instant::now()) {
+                            Err("too many whiteboard messages: send a stroke's points in fewer, larger messages".to_owned())
+                        } else {
+                            op.check().and_then(|()| node.rooms.board_draw(meeting, op, true).map_err(str::to_owned))
+                        };
+                        if let Err(message) = done {
+                            ok = ws.send(error_msg("board_draw", message)).await.is_ok();
+                        }
+                    }
+                    ClientMsg::BoardUndo { stroke_id } => {
+                        if !node.rooms.board_undo(meeting, my_id, stroke_id) {
+                            ok = ws.send(error_msg("board_undo", format!("you have no stroke {stroke_id} on the whiteboard"))).await.is_ok();
+                        }
+                    }
+                    ClientMsg::BoardClear {} => {
+                        if me.is_host() {
+                            node.rooms.board_clear(meeting, my_id, &me.name);
+                        } else {
+                            ok = ws.send(error_msg("board_clear", "only hosts and co-hosts can clear the whiteboard")).await.is_ok();
+                        }
+                    }
                     ClientMsg::Reaction { emoji } => {
                         let refused = if !REACTION_EMOJI.contains(&emoji.as_str()) {
                             Some(format!("emoji: one of {}", REACTION_EMOJI.join(" ")))
@@ -1232,6 +1296,7 @@ fn host_actions(
             }
             vec![Action::BreakoutClose(seconds)]
         }
+        ClientMsg::BoardAllow { allowed } => vec![Action::BoardAllow(allowed)],
         ClientMsg::BreakoutBroadcast { text } => {
             let text = text.trim().to_owned();
             if text.is_empty() || text.chars().count() > MAX_CHAT_CHARS {

@@ -404,3 +404,176 @@ async fn reactions_reach_both_nodes_and_a_flood_or_an_unknown_emoji_is_refused()
     .await
     .unwrap();
 }
+
+/// A pen segment through `points` (board units).
+fn pen(stroke_id: u32, points: &[i32]) -> Value {
+    json!({ "type": "board_draw", "stroke_id": stroke_id, "tool": "pen", "color": "#1d3557", "width": 4, "points": points })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_whiteboard_reaches_the_other_node_and_late_joiners_and_bad_or_flooding_input_gets_errors()
+ {
+    let (_c, _api, base, meeting, key) = start(two_nodes(), false).await;
+    let h = host(&base, &meeting, &key, Some("oslo"), 440).await;
+    let far = guest(&base, &meeting, "Frida Far", "bergen").await;
+    eventually(Duration::from_secs(15), "the nodes are linked", || async {
+        h.events("participant_joined")
+            .into_iter()
+            .find(|e| e["participant"]["participant_id"] == far.participant_id.as_str())
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        h.events("board")[0]["ops"],
+        json!([]),
+        "an empty board at first"
+    );
+
+    // Two segments of one stroke and a rectangle reach the far node as they are sent.
+    h.send(pen(1, &[100, 100, 150, 120, 200, 140])).unwrap();
+    h.send(pen(1, &[200, 140, 260, 150])).unwrap();
+    h.send(json!({ "type": "board_draw", "stroke_id": 2, "tool": "rect", "color": "#E63946", "width": 3, "points": [300, 300, 500, 400] }))
+        .unwrap();
+    far.send(json!({ "type": "board_draw", "stroke_id": 1, "tool": "text", "color": "#000000", "width": 8, "points": [50, 800], "text": "Agenda" }))
+        .unwrap();
+    let seen = eventually(
+        Duration::from_secs(10),
+        "the far guest gets the host's three",
+        || async {
+            let ops = far.events("board_draw");
+            (ops.iter()
+                .filter(|o| o["author"] == h.participant_id.as_str())
+                .count()
+                == 3)
+                .then_some(ops)
+        },
+    )
+    .await
+    .unwrap();
+    let mine: Vec<&Value> = seen
+        .iter()
+        .filter(|o| o["author"] == h.participant_id.as_str())
+        .collect();
+    assert_eq!(mine[0]["points"], json!([100, 100, 150, 120, 200, 140]));
+    assert_eq!(mine[2]["tool"], "rect");
+    assert_eq!(mine[2]["color"], "#e63946");
+    eventually(
+        Duration::from_secs(10),
+        "the host gets the far text",
+        || async {
+            h.events("board_draw")
+                .into_iter()
+                .find(|o| o["text"] == "Agenda")
+        },
+    )
+    .await
+    .unwrap();
+
+    // A late joiner on either node gets the whole board.
+    for region in ["bergen", "oslo"] {
+        let late = guest(&base, &meeting, &format!("Late {region}"), region).await;
+        let board = eventually(Duration::from_secs(10), "the board on joining", || async {
+            late.events("board")
+                .pop()
+                .filter(|b| b["ops"].as_array().unwrap().len() == 4)
+        })
+        .await;
+        assert!(board.is_ok(), "{region}: {:?}", late.events("board"));
+        late.leave().await;
+    }
+
+    // Undo takes the whole stroke, everywhere; only one's own.
+    h.send(json!({ "type": "board_undo", "stroke_id": 1 }))
+        .unwrap();
+    eventually(
+        Duration::from_secs(10),
+        "the far guest sees the undo",
+        || async {
+            far.events("board_undo")
+                .into_iter()
+                .find(|u| u["stroke_id"] == 1 && u["author"] == h.participant_id.as_str())
+        },
+    )
+    .await
+    .unwrap();
+    far.send(json!({ "type": "board_undo", "stroke_id": 2 }))
+        .unwrap();
+
+    // Bad input: each gets an error, and nothing is drawn.
+    let too_long: Vec<i32> = (0..1002).map(|i| i % 900).collect();
+    for bad in [
+        pen(3, &too_long),
+        pen(3, &[10, 10, 2000, 10]),
+        pen(3, &[10]),
+        json!({ "type": "board_draw", "stroke_id": 3, "tool": "pen", "color": "red", "width": 4, "points": [1, 1] }),
+        json!({ "type": "board_draw", "stroke_id": 3, "tool": "spray", "color": "#000000", "width": 4, "points": [1, 1] }),
+        json!({ "type": "board_draw", "stroke_id": 3, "tool": "text", "color": "#000000", "width": 4, "points": [1, 1], "text": "x".repeat(201) }),
+    ] {
+        far.send(bad).unwrap();
+    }
+    far.send(json!({ "type": "board_clear" })).unwrap();
+    eventually(Duration::from_secs(5), "errors for all of them", || async {
+        (errors(&far, "board_draw").len() == 6
+            && errors(&far, "board_undo").len() == 1
+            && errors(&far, "board_clear").len() == 1)
+            .then_some(())
+    })
+    .await
+    .unwrap();
+
+    // A flood: the first 60 pass at once, the rest get errors; the session goes on.
+    for i in 0..100 {
+        far.send(pen(10 + i, &[10, 10, 20, 20])).unwrap();
+    }
+    eventually(Duration::from_secs(5), "the flood is refused", || async {
+        (errors(&far, "board_draw").len() >= 6 + 30).then_some(())
+    })
+    .await
+    .unwrap();
+
+    // The host forbids attendees to draw, then clears the board: once, on both nodes.
+    h.send(json!({ "type": "board_allow", "allowed": false }))
+        .unwrap();
+    newest(&far, "room", "the room says attendees may not draw", |r| {
+        r["attendees_may_draw"] == false
+    })
+    .await;
+    let before = errors(&far, "board_draw").len();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    far.send(pen(500, &[1, 1, 2, 2])).unwrap();
+    eventually(
+        Duration::from_secs(5),
+        "an attendee may not draw now",
+        || async {
+            errors(&far, "board_draw")
+                .get(before)
+                .filter(|e| {
+                    e["message"]
+                        .as_str()
+                        .unwrap()
+                        .contains("does not let attendees draw")
+                })
+                .cloned()
+        },
+    )
+    .await
+    .unwrap();
+    h.send(json!({ "type": "board_clear" })).unwrap();
+    eventually(
+        Duration::from_secs(5),
+        "the clear reaches the far node",
+        || async { far.events("board_clear").pop() },
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        far.events("board_clear").len(),
+        1,
+        "a clear is not echoed back and forth"
+    );
+    assert_eq!(h.events("board_clear").len(), 1);
+    let late = guest(&base, &meeting, "After the clear", "bergen").await;
+    let board = newest(&late, "board", "the cleared board", |_| true).await;
+    assert_eq!(board["ops"], json!([]));
+}

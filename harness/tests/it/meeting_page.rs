@@ -462,3 +462,99 @@ async fn a_poll_made_on_the_page_is_answered_by_a_browser_and_bots_and_the_hosts
         .unwrap();
     page_says(&host, "👍", "grid").await;
 }
+
+/// The whiteboard canvas's pixel at (`x`, `y`) in board units, as RGBA.
+async fn board_pixel(b: &Browser, x: i32, y: i32) -> Vec<u64> {
+    b.eval(
+        "const c = document.getElementById('board-canvas'); \
+         return [...c.getContext('2d').getImageData(arguments[0], arguments[1], 1, 1).data];",
+        json!([x, y]),
+    )
+    .await
+    .unwrap()
+    .as_array()
+    .unwrap()
+    .iter()
+    .map(|v| v.as_u64().unwrap())
+    .collect()
+}
+
+/// Whether `px` is the page's default red pen (#d62828), drawn opaque.
+fn is_red(px: &[u64]) -> bool {
+    px[3] > 200 && px[0] > 180 && px[1] < 90 && px[2] < 90
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stroke_drawn_on_one_page_appears_on_the_others_canvas_and_on_a_late_joiners() {
+    let (c, _api, base, meeting, _key) = crate::hosts::start(crate::spec(), false).await;
+    let (drawer, _) = open(&c, &base, &meeting, "Drawer", "&camera=off").await;
+    let (viewer, _) = open(&c, &base, &meeting, "Viewer", "&camera=off").await;
+    page_says(&drawer, "In the meeting", "status").await;
+    page_says(&viewer, "In the meeting", "status").await;
+    assert!(
+        !is_red(&board_pixel(&viewer, 600, 300).await),
+        "a blank board first"
+    );
+
+    // A real pointer stroke across the drawer's canvas, from (400, 300) to (800, 300).
+    click(&drawer, "board-toggle").await;
+    drawer
+        .eval(
+            "const c = document.getElementById('board-canvas'); const r = c.getBoundingClientRect(); \
+             const at = (x, y) => ({ clientX: r.left + x * r.width / 1600, clientY: r.top + y * r.height / 900, \
+                                     pointerId: 1, bubbles: true, isPrimary: true }); \
+             c.dispatchEvent(new PointerEvent('pointerdown', at(400, 300))); \
+             for (let x = 420; x <= 800; x += 20) c.dispatchEvent(new PointerEvent('pointermove', at(x, 300))); \
+             c.dispatchEvent(new PointerEvent('pointerup', at(800, 300)));",
+            json!([]),
+        )
+        .await
+        .unwrap();
+    let drawn = eventually(
+        Duration::from_secs(10),
+        "the stroke on the viewer's canvas",
+        || async {
+            let (a, b, c) = (
+                board_pixel(&viewer, 420, 300).await,
+                board_pixel(&viewer, 600, 300).await,
+                board_pixel(&viewer, 780, 300).await,
+            );
+            (is_red(&a) && is_red(&b) && is_red(&c)).then_some(())
+        },
+    )
+    .await;
+    assert!(
+        drawn.is_ok(),
+        "the viewer's canvas at (600, 300): {:?}",
+        board_pixel(&viewer, 600, 300).await
+    );
+    assert!(
+        !is_red(&board_pixel(&viewer, 600, 500).await),
+        "nothing away from the stroke"
+    );
+    assert!(
+        is_red(&board_pixel(&drawer, 600, 300).await),
+        "the drawer's own canvas"
+    );
+
+    // Someone who joins later sees it too.
+    let (late, _) = open(&c, &base, &meeting, "Latecomer", "&camera=off").await;
+    page_says(&late, "In the meeting", "status").await;
+    eventually(
+        Duration::from_secs(10),
+        "the stroke on the late joiner's canvas",
+        || async { is_red(&board_pixel(&late, 600, 300).await).then_some(()) },
+    )
+    .await
+    .unwrap();
+
+    // Undo takes it off every canvas.
+    click(&drawer, "board-undo").await;
+    eventually(
+        Duration::from_secs(10),
+        "the stroke undone on the viewer's canvas",
+        || async { (!is_red(&board_pixel(&viewer, 600, 300).await)).then_some(()) },
+    )
+    .await
+    .unwrap();
+}

@@ -1,0 +1,245 @@
+//! The meeting's whiteboard: operations (pen and eraser strokes drawn a segment at a
+//! time, shapes, text), not pixels. Each media node keeps the board of its meetings
+//! with the room (`room.rs`), broadcasts every operation to its sessions as it comes,
+//! and relays those of its own participants to the meeting's other nodes, which keep
+//! them too; a link that comes up sends the far node what ours drew. A late joiner gets
+//! the whole board in one `board` message.
+//!
+//! Everything is bounded: a segment's points, a text's length, the board's operations
+//! and points (a full board refuses more until a host clears it), and how fast a
+//! session may send (in `signal.rs`).
+use std::collections::HashSet;
+
+use serde::{Deserialize, Serialize};
+
+/// The board's size in its own units: clients scale it to what they show.
+pub const WIDTH: i32 = 1600;
+pub const HEIGHT: i32 = 900;
+/// Points in one operation (a stroke is sent as several segments as it is drawn).
+pub const MAX_SEGMENT_POINTS: usize = 500;
+pub const MAX_TEXT_CHARS: usize = 200;
+pub const MAX_WIDTH: u32 = 64;
+/// Operations and points on one board.
+pub const MAX_OPS: usize = 20_000;
+pub const MAX_POINTS: usize = 500_000;
+
+const TOOLS: [&str; 6] = ["pen", "eraser", "line", "rect", "ellipse", "text"];
+
+/// One operation on the board.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BoardOp {
+    /// Unique on the board: repeated (a link coming up again) it is taken once.
+    pub op_id: u64,
+    /// The participant who drew it.
+    pub author: String,
+    /// The author's stroke it belongs to (undo takes a whole stroke).
+    pub stroke_id: u32,
+    pub tool: String,
+    /// `#rrggbb`.
+    pub color: String,
+    /// Line width, or the text's size.
+    pub width: u32,
+    /// x, y, x, y, …: a polyline (pen, eraser), two corners (line, rect, ellipse) or
+    /// where the text starts.
+    pub points: Vec<i32>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub text: String,
+}
+
+impl BoardOp {
+    /// Why this operation cannot go on a board, if it cannot.
+    pub fn check(&self) -> Result<(), String> {
+        if !TOOLS.contains(&self.tool.as_str()) {
+            return Err(format!("tool: one of {}", TOOLS.join(", ")));
+        }
+        let c = self.color.as_bytes();
+        if c.len() != 7 || c[0] != b'#' || !c[1..].iter().all(u8::is_ascii_hexdigit) {
+            return Err("color: #rrggbb".into());
+        }
+        if !(1..=MAX_WIDTH).contains(&self.width) {
+            return Err(format!("width: 1 to {MAX_WIDTH}"));
+        }
+        let n = self.points.len();
+        let points_ok = match self.tool.as_str() {
+            "pen" | "eraser" => n >= 2 && n <= 2 * MAX_SEGMENT_POINTS && n % 2 == 0,
+            "text" => n == 2,
+            _ => n == 4,
+        };
+        if !points_ok {
+            return Err(format!(
+                "points: x, y pairs (pen and eraser: 1 to {MAX_SEGMENT_POINTS} per message; \
+                 line, rect, ellipse: two corners; text: one point)"
+            ));
+        }
+        let inside = self
+            .points
+            .chunks(2)
+            .all(|p| (0..=WIDTH).contains(&p[0]) && (0..=HEIGHT).contains(&p[1]));
+        if !inside {
+            return Err(format!("points: within 0..={WIDTH} × 0..={HEIGHT}"));
+        }
+        match self.tool.as_str() {
+            "text" => {
+                let chars = self.text.chars().count();
+                if chars == 0 || chars > MAX_TEXT_CHARS || self.text.chars().any(char::is_control) {
+                    return Err(format!("text: 1 to {MAX_TEXT_CHARS} printable characters"));
+                }
+            }
+            _ if !self.text.is_empty() => return Err("text: only for the text tool".into()),
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// One meeting's board on this node.
+#[derive(Default)]
+pub struct Board {
+    /// In the order they came, each with whether its author is (was) connected here.
+    ops: Vec<(BoardOp, bool)>,
+    ids: HashSet<u64>,
+    points: usize,
+}
+
+impl Board {
+    /// Puts `op` (checked already) on the board; `Ok(false)` when it was there already.
+    pub fn draw(&mut self, op: BoardOp, local: bool) -> Result<bool, &'static str> {
+        if self.ids.contains(&op.op_id) {
+            return Ok(false);
+        }
+        if self.ops.len() >= MAX_OPS || self.points + op.points.len() / 2 > MAX_POINTS {
+            return Err("the whiteboard is full: a host can clear it");
+        }
+        self.points += op.points.len() / 2;
+        self.ids.insert(op.op_id);
+        self.ops.push((op, local));
+        Ok(true)
+    }
+
+    /// Takes `author`'s stroke off the board; whether there was one.
+    pub fn undo(&mut self, author: &str, stroke_id: u32) -> bool {
+        let before = self.ops.len();
+        self.ops
+            .retain(|(o, _)| !(o.author == author && o.stroke_id == stroke_id));
+        self.points = self.ops.iter().map(|(o, _)| o.points.len() / 2).sum();
+        self.ids = self.ops.iter().map(|(o, _)| o.op_id).collect();
+        self.ops.len() != before
+    }
+
+    pub fn clear(&mut self) {
+        self.ops.clear();
+        self.ids.clear();
+        self.points = 0;
+    }
+
+    /// Everything on the board, in order.
+    pub fn ops(&self) -> Vec<BoardOp> {
+        self.ops.iter().map(|(o, _)| o.clone()).collect()
+    }
+
+    /// What this node's participants drew (for a relay link coming up).
+    pub fn local_ops(&self) -> Vec<BoardOp> {
+        self.ops
+            .iter()
+            .filter(|(_, local)| *local)
+            .map(|(o, _)| o.clone())
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pen(op_id: u64, author: &str, stroke_id: u32, points: Vec<i32>) -> BoardOp {
+        BoardOp {
+            op_id,
+            author: author.into(),
+            stroke_id,
+            tool: "pen".into(),
+            color: "#ff0000".into(),
+            width: 4,
+            points,
+            text: String::new(),
+        }
+    }
+
+    #[test]
+    fn operations_are_checked_against_the_bounds() {
+        assert!(pen(1, "a", 1, vec![0, 0, 1600, 900]).check().is_ok());
+        for bad in [
+            pen(1, "a", 1, vec![]),
+            pen(1, "a", 1, vec![1, 2, 3]),
+            pen(1, "a", 1, vec![-1, 0]),
+            pen(1, "a", 1, vec![0, 901]),
+            pen(1, "a", 1, vec![5; 2 * MAX_SEGMENT_POINTS + 2]),
+            BoardOp {
+                color: "red".into(),
+                ..pen(1, "a", 1, vec![0, 0])
+            },
+            BoardOp {
+                width: 0,
+                ..pen(1, "a", 1, vec![0, 0])
+            },
+            BoardOp {
+                tool: "spray".into(),
+                ..pen(1, "a", 1, vec![0, 0])
+            },
+            BoardOp {
+                tool: "rect".into(),
+                ..pen(1, "a", 1, vec![0, 0])
+            },
+            BoardOp {
+                tool: "text".into(),
+                ..pen(1, "a", 1, vec![0, 0])
+            },
+            BoardOp {
+                text: "x".into(),
+                ..pen(1, "a", 1, vec![0, 0])
+            },
+            BoardOp {
+                tool: "text".into(),
+                text: "y".repeat(MAX_TEXT_CHARS + 1),
+                ..pen(1, "a", 1, vec![0, 0])
+            },
+        ] {
+            assert!(bad.check().is_err(), "{bad:?}");
+        }
+        let text = BoardOp {
+            tool: "text".into(),
+            text: "Hello".into(),
+            ..pen(1, "a", 1, vec![10, 10])
+        };
+        assert!(text.check().is_ok());
+    }
+
+    #[test]
+    fn strokes_are_undone_whole_repeats_are_taken_once_and_a_full_board_refuses() {
+        let mut b = Board::default();
+        assert_eq!(b.draw(pen(1, "a", 7, vec![0, 0, 1, 1]), true), Ok(true));
+        assert_eq!(b.draw(pen(2, "a", 7, vec![1, 1, 2, 2]), true), Ok(true));
+        assert_eq!(b.draw(pen(3, "b", 7, vec![5, 5]), false), Ok(true));
+        assert_eq!(
+            b.draw(pen(3, "b", 7, vec![5, 5]), false),
+            Ok(false),
+            "a repeat"
+        );
+        assert_eq!(b.local_ops().len(), 2);
+        assert!(b.undo("a", 7));
+        assert!(!b.undo("a", 7), "nothing left to undo");
+        assert_eq!(b.ops(), [pen(3, "b", 7, vec![5, 5])], "b's stroke 7 stays");
+        b.clear();
+        assert!(b.ops().is_empty());
+        let big = vec![3; 2 * MAX_SEGMENT_POINTS];
+        let full = (MAX_POINTS / MAX_SEGMENT_POINTS) as u64;
+        for i in 0..full {
+            b.draw(pen(100 + i, "a", 1, big.clone()), true).unwrap();
+        }
+        assert!(b.draw(pen(1, "a", 2, vec![0, 0]), true).is_err(), "full");
+        assert!(b.undo("a", 1));
+        assert!(
+            b.draw(pen(1, "a", 2, vec![0, 0]), true).is_ok(),
+            "room again"
+        );
+    }
+}
