@@ -305,6 +305,7 @@
       case 'questions': state.questions = m.questions; renderQuestions(); break;
       case 'reaction': showReaction(m); break;
       case 'board': board.load(m.ops); break;
+      case 'local_recording_stop': localRecording.stop(); renderControls(); showRecorders(); status('Recording stopped: ' + m.reason + '. What was recorded is saved.', true); break;
       case 'board_draw': board.add(m); break;
       case 'board_undo': board.undo(m.author, m.stroke_id); break;
       case 'board_clear': board.load([]); if (m.by !== myId()) status((m.by_name || 'A host') + ' cleared the whiteboard.'); break;
@@ -314,6 +315,7 @@
         if (m.in_reply_to === 'mute') { setOwnMute(true, state.videoMuted); status(m.message, true); }
         else if (m.in_reply_to !== 'layer') status(m.message, true);
         if (m.in_reply_to === 'board_draw') board.refused();
+        if (m.in_reply_to === 'local_recording') { localRecording.stop(); renderControls(); showRecorders(); }
         break;
       case 'closed': closed(m.reason || ''); break;
     }
@@ -347,6 +349,7 @@
     state.participants.set(id, p);
     tile(id, p.name).hidden = roomOf(id) !== (state.breakout ? state.breakout.my_room : 0);
     renderPeople();
+    showRecorders();
   }
 
   function setActiveSpeaker(pid) {
@@ -389,8 +392,10 @@
     const p = state.participants.get(pid);
     const muted = p && p.audio_muted ? ' 🔇' : '';
     const hand = p && p.hand_raised_unix_ms != null ? ' ✋' : '';
-    t.querySelector('.label').textContent = t.dataset.name + muted + hand;
-    t.setAttribute('aria-label', t.dataset.name + (muted ? ', muted' : '') + (hand ? ', hand raised' : ''));
+    const rec = (p ? p.local_recording : pid === myId() && !!localRecording.active()) ? ' ● REC' : '';
+    t.querySelector('.label').textContent = t.dataset.name + muted + hand + rec;
+    t.setAttribute('aria-label', t.dataset.name + (muted ? ', muted' : '') + (hand ? ', hand raised' : '') +
+      (rec ? ', recording on their computer' : ''));
   }
 
   // ---- Breakout rooms: which room I am in, and only its participants' tiles. ----
@@ -467,6 +472,7 @@
     v.srcObject = s;
     const speaker = $('speaker-select').value;
     if (speaker && v.setSinkId) v.setSinkId(speaker).catch(() => {});
+    localRecording.addAudio(track);
   }
 
   // ---- Connection quality, from getStats(): per remote participant and our own. ----
@@ -603,9 +609,6 @@
 
   function renderPolls() {
     $('poll-form').hidden = !isHost();
-    $('board-clear').hidden = !isHost();
-    $('board-allow-row').hidden = !isHost();
-    $('board-allow').checked = state.room.attendees_may_draw !== false;
     const polls = state.polls || [];
     $('poll-list').replaceChildren(...polls.map(pollItem));
     const open = polls.filter((p) => p.state === 'open' && !p.answered_by_me).length;
@@ -795,6 +798,88 @@
     };
   })();
 
+  // ---- Recording on this computer: what the page shows and plays, as WebM. ----
+  const localRecording = (() => {
+    let rec = null, chunks = [], timer = null, audio = null, mix = null, tracks = new Set();
+    // Every audio track the page plays (remote participants and our microphone) into one.
+    function addAudio(track) {
+      if (!mix || track.kind !== 'audio' || tracks.has(track.id)) return;
+      tracks.add(track.id);
+      audio.createMediaStreamSource(new MediaStream([track])).connect(mix);
+    }
+    function start() {
+      const canvas = document.createElement('canvas');
+      canvas.width = 1280; canvas.height = 720;
+      const c = canvas.getContext('2d');
+      // The visible tiles, as a grid.
+      const draw = () => {
+        c.fillStyle = '#10161d';
+        c.fillRect(0, 0, canvas.width, canvas.height);
+        const tiles = [...document.querySelectorAll('#grid .tile')].filter((t) => !t.hidden);
+        const cols = Math.ceil(Math.sqrt(tiles.length || 1));
+        const rows = Math.ceil((tiles.length || 1) / cols);
+        const w = canvas.width / cols, h = canvas.height / rows;
+        tiles.forEach((t, i) => {
+          const x = (i % cols) * w, y = Math.floor(i / cols) * h;
+          const v = t.querySelector('video');
+          if (v && v.videoWidth) c.drawImage(v, x, y, w, h);
+          c.fillStyle = '#fff';
+          c.font = '20px system-ui, sans-serif';
+          c.fillText(t.dataset.name || '', x + 8, y + h - 10);
+        });
+      };
+      draw();
+      timer = setInterval(draw, 1000 / 15);
+      audio = new AudioContext();
+      mix = audio.createMediaStreamDestination();
+      tracks = new Set();
+      for (const v of document.querySelectorAll('#grid video')) {
+        if (v.srcObject instanceof MediaStream) v.srcObject.getAudioTracks().forEach(addAudio);
+      }
+      if (state.local) state.local.getAudioTracks().forEach(addAudio);
+      const stream = canvas.captureStream(15);
+      stream.addTrack(mix.stream.getAudioTracks()[0]);
+      const type = ['video/webm;codecs=vp8,opus', 'video/webm'].find((t) => MediaRecorder.isTypeSupported(t));
+      rec = new MediaRecorder(stream, type ? { mimeType: type } : undefined);
+      chunks = [];
+      rec.ondataavailable = (e) => { if (e.data.size) chunks.push(e.data); };
+      rec.onstop = () => {
+        const blob = new Blob(chunks, { type: 'video/webm' });
+        state.localRecordingBlob = blob;
+        const a = document.createElement('a');
+        a.href = URL.createObjectURL(blob);
+        a.download = 'fjord-' + (state.meeting || 'meeting') + '-' + new Date().toISOString().replace(/[:.]/g, '-') + '.webm';
+        document.body.append(a);
+        a.click();
+        a.remove();
+      };
+      rec.start(1000);
+      send({ type: 'local_recording', recording: true });
+    }
+    function stop() {
+      if (!rec) return;
+      clearInterval(timer);
+      if (rec.state !== 'inactive') rec.stop();
+      rec = null;
+      if (audio) audio.close();
+      audio = null; mix = null;
+      send({ type: 'local_recording', recording: false });
+    }
+    return { start, stop, addAudio, active: () => !!rec };
+  })();
+
+  // Who records on their computer: a badge for everyone, and a mark on their tiles.
+  function showRecorders() {
+    const names = [...state.participants.values()].filter((p) => p.local_recording).map((p) => p.name);
+    if (localRecording.active()) names.unshift('You');
+    $('recording-badge').hidden = !names.length;
+    $('recording-badge').textContent = names.length
+      ? '● ' + names.join(', ') + (names.length === 1 && names[0] !== 'You' ? ' is' : ' are') + ' recording this meeting on their computer'
+      : '';
+    for (const id of state.participants.keys()) label(id);
+    if (state.joined) label(state.joined.participant_id);
+  }
+
   // ---- The participant panel and the host's controls. ----
   function button(text, onclick, labelText) {
     const b = document.createElement('button');
@@ -875,6 +960,13 @@
   function renderControls() {
     $('host-controls').hidden = !isHost();
     $('poll-form').hidden = !isHost();
+    $('board-clear').hidden = !isHost();
+    $('board-allow-row').hidden = !isHost();
+    $('board-allow').checked = state.room.attendees_may_draw !== false;
+    $('local-recording-allowed').checked = state.room.local_recording_allowed !== false;
+    $('record-local').hidden = !isHost() && state.room.local_recording_allowed === false && !localRecording.active();
+    $('record-local').textContent = localRecording.active() ? 'Stop recording' : 'Record on this computer';
+    $('record-local').setAttribute('aria-pressed', String(localRecording.active()));
     $('end').hidden = state.role !== 'host';
     $('lock').textContent = state.room.locked ? 'Unlock meeting' : 'Lock meeting';
     $('lock').setAttribute('aria-pressed', String(!!state.room.locked));
@@ -930,6 +1022,7 @@
 
   state.leave = () => {
     state.leaving = true;
+    localRecording.stop();
     send({ type: 'leave' });
     teardown();
     stopLocal();
@@ -989,6 +1082,12 @@
     renderPeople();
   };
   $('board-toggle').onclick = () => togglePanel('board', $('board').hidden);
+  $('record-local').onclick = () => {
+    if (localRecording.active()) localRecording.stop(); else localRecording.start();
+    renderControls();
+    showRecorders();
+  };
+  $('local-recording-allowed').onchange = () => send({ type: 'local_recording_allow', allowed: $('local-recording-allowed').checked });
   $('board-undo').onclick = () => board.undoMine();
   $('board-clear').onclick = () => { if (confirm('Clear the whiteboard for everyone?')) send({ type: 'board_clear' }); };
   $('board-allow').onchange = () => send({ type: 'board_allow', allowed: $('board-allow').checked });

@@ -22,7 +22,7 @@ pub struct Browser {
     base: String,
     session: String,
     _driver: Proc,
-    _profile: tempfile::TempDir,
+    profile: tempfile::TempDir,
 }
 
 fn find(candidates: &[PathBuf], missing: &str) -> anyhow::Result<PathBuf> {
@@ -113,7 +113,7 @@ impl Browser {
             base,
             session,
             _driver: driver,
-            _profile: profile,
+            profile,
         })
     }
 
@@ -124,6 +124,11 @@ impl Browser {
             bail!("webdriver {path}: {err}: {}", v["value"]["message"]);
         }
         Ok(v["value"].clone())
+    }
+
+    /// Where a page's downloads land (Chromium).
+    pub fn downloads(&self) -> PathBuf {
+        self.profile.path().join("downloads")
     }
 
     pub async fn goto(&self, url: &str) -> anyhow::Result<()> {
@@ -211,9 +216,20 @@ fn chromium_caps(profile: &tempfile::TempDir) -> Value {
     ];
     let mut args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
     args.push(format!("--user-data-dir={}", profile.path().display()));
+    let downloads = profile.path().join("downloads");
     json!({ "capabilities": { "alwaysMatch": {
         "browserName": "chrome",
-        "goog:chromeOptions": { "binary": "/usr/bin/chromium", "args": args },
+        "goog:chromeOptions": {
+            "binary": "/usr/bin/chromium",
+            "args": args,
+            // What a page downloads lands in the profile, without asking.
+            "prefs": {
+                "download.default_directory": downloads.display().to_string(),
+                "download.prompt_for_download": false,
+                // A page may download more than one file (a second recording).
+                "profile.default_content_setting_values.automatic_downloads": 1,
+            },
+        },
     }}})
 }
 

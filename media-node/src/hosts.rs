@@ -72,6 +72,8 @@ pub enum Action {
     BreakoutBroadcast(String),
     /// Whether attendees may draw on the whiteboard.
     BoardAllow(bool),
+    /// Whether participants (not hosts) may record on their own computers.
+    LocalRecordingAllow(bool),
 }
 
 impl Action {
@@ -102,6 +104,8 @@ impl Action {
             Action::BreakoutBroadcast(_) => "breakout_broadcast",
             Action::BoardAllow(true) => "board_allow",
             Action::BoardAllow(false) => "board_forbid",
+            Action::LocalRecordingAllow(true) => "local_recording_allow",
+            Action::LocalRecordingAllow(false) => "local_recording_forbid",
         }
     }
 
@@ -209,6 +213,7 @@ pub fn apply(rec: &mut MeetingRoomRecord, actor: &Actor, action: &Action, now_ms
             rec.breakout_closes_unix_ms = now_ms + i64::from(*secs) * 1000;
         }
         Action::BoardAllow(on) => rec.board_attendees_forbidden = !on,
+        Action::LocalRecordingAllow(on) => rec.local_recording_forbidden = !on,
         Action::MuteAll
         | Action::Mute { .. }
         | Action::AskUnmute(_)
@@ -287,6 +292,9 @@ impl RoomState {
     pub fn attendees_may_draw(&self) -> bool {
         !self.rec.board_attendees_forbidden
     }
+    pub fn local_recording_allowed(&self) -> bool {
+        !self.rec.local_recording_forbidden
+    }
     /// `participant`'s role: the one a host gave, else the join token's.
     pub fn role_of(&self, participant: &str, token_role: &'static str) -> &'static str {
         self.rec
@@ -352,6 +360,7 @@ impl RoomState {
             "waiting_room": self.waiting_room(),
             "allow_unmute": self.allow_unmute(),
             "attendees_may_draw": self.attendees_may_draw(),
+            "local_recording_allowed": self.local_recording_allowed(),
         })
     }
     /// Whether breakout rooms are open at `now_ms` (opened, and not yet closed).

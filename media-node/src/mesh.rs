@@ -700,6 +700,7 @@ fn participant_msg(p: &ParticipantInfo) -> RelayControl {
             hand_raised_unix_ms: p.hand_raised_unix_ms.unwrap_or(0),
             waiting: p.waiting,
             joined_unix_ms: p.joined_unix_ms,
+            local_recording: p.local_recording,
         })),
     }
 }
@@ -956,6 +957,7 @@ fn handle_far(
                 hand_raised_unix_ms: (p.hand_raised_unix_ms > 0).then_some(p.hand_raised_unix_ms),
                 waiting: p.waiting,
                 joined_unix_ms: p.joined_unix_ms,
+                local_recording: p.local_recording,
             },
         ),
         Msg::ParticipantLeft(p) => node.rooms.remote_leave(meeting, origin, &p.participant_id),

@@ -27,6 +27,8 @@ pub struct ParticipantInfo {
     /// When the participant joined (the longest present takes over from a host who
     /// leaves without a co-host).
     pub joined_unix_ms: i64,
+    /// Recording the meeting on their own computer: every participant is shown it.
+    pub local_recording: bool,
 }
 
 impl ParticipantInfo {

@@ -323,6 +323,14 @@ pub enum ClientMsg {
     BoardAllow {
         allowed: bool,
     },
+    /// The client started or stopped recording the meeting on its computer.
+    LocalRecording {
+        recording: bool,
+    },
+    /// Hosts: whether participants may record on their own computers.
+    LocalRecordingAllow {
+        allowed: bool,
+    },
 }
 
 impl ClientMsg {
@@ -370,6 +378,8 @@ impl ClientMsg {
             ClientMsg::BoardUndo { .. } => "board_undo",
             ClientMsg::BoardClear {} => "board_clear",
             ClientMsg::BoardAllow { .. } => "board_allow",
+            ClientMsg::LocalRecording { .. } => "local_recording",
+            ClientMsg::LocalRecordingAllow { .. } => "local_recording_allow",
         }
     }
 
@@ -446,6 +456,8 @@ const HOST_ACTIONS: (f64, f64) = (20.0, 2.0);
 const COLLAB_REQUESTS: (f64, f64) = (20.0, 4.0);
 /// Reactions: every participant of the meeting is shown each.
 const REACTIONS: (f64, f64) = (5.0, 1.0);
+const LOCAL_RECORDING_FORBIDDEN: &str =
+    "the host does not allow recording this meeting on participants' computers";
 /// Whiteboard messages: a stroke goes in segments, a few a second while drawing.
 const BOARD_MESSAGES: (f64, f64) = (60.0, 30.0);
 /// The reactions a client may send.
@@ -877,6 +889,14 @@ async fn in_meeting(
                         _ => {}
                     }
                 }
+                // Hosts forbade recording on participants' computers: one who records
+                // is told to stop, and everyone is shown they stopped.
+                if me.local_recording && !me.is_host() && !room.borrow().local_recording_allowed() {
+                    if let Some(now) = node.rooms.update(meeting, my_id, |p| p.local_recording = false) {
+                        me = now;
+                    }
+                    ok &= ws.send(json(serde_json::json!({ "type": "local_recording_stop", "reason": LOCAL_RECORDING_FORBIDDEN }))).await.is_ok();
+                }
                 last_seq = news.last_seq;
                 for (last, now) in [
                     (&mut breakout_msg, news.breakout_msg),
@@ -1009,6 +1029,16 @@ async fn in_meeting(
                             node.rooms.board_clear(meeting, my_id, &me.name);
                         } else {
                             ok = ws.send(error_msg("board_clear", "only hosts and co-hosts can clear the whiteboard")).await.is_ok();
+                        }
+                    }
+                    ClientMsg::LocalRecording { recording } => {
+                        if recording && !me.is_host() && !room.borrow().local_recording_allowed() {
+                            ok = ws.send(error_msg("local_recording", LOCAL_RECORDING_FORBIDDEN)).await.is_ok();
+                        } else if recording != me.local_recording {
+                            if let Some(now) = node.rooms.update(meeting, my_id, |p| p.local_recording = recording) {
+                                me = now;
+                            }
+                            tracing::info!(recording, "local recording");
                         }
                     }
                     ClientMsg::Reaction { emoji } => {
@@ -1297,6 +1327,7 @@ fn host_actions(
             vec![Action::BreakoutClose(seconds)]
         }
         ClientMsg::BoardAllow { allowed } => vec![Action::BoardAllow(allowed)],
+        ClientMsg::LocalRecordingAllow { allowed } => vec![Action::LocalRecordingAllow(allowed)],
         ClientMsg::BreakoutBroadcast { text } => {
             let text = text.trim().to_owned();
             if text.is_empty() || text.chars().count() > MAX_CHAT_CHARS {

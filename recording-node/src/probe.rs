@@ -74,6 +74,7 @@ fn quoted(path: &Path) -> Result<String, RecordingError> {
 /// Decodes an audio file (any container and codec GStreamer knows) to mono f32.
 pub fn audio(path: &Path) -> Result<Audio, RecordingError> {
     const RATE: u32 = 48_000;
+    crate::pipeline::init()?;
     let p = launch(&format!(
         "filesrc location={} ! decodebin ! audioconvert ! audioresample ! \
          audio/x-raw,format=F32LE,channels=1,rate={RATE} ! appsink name=out sync=false",
@@ -107,10 +108,21 @@ pub fn audio(path: &Path) -> Result<Audio, RecordingError> {
     })
 }
 
-/// Decodes an MP4 composite end to end: its video and, if there is one, its audio.
+/// Decodes an MP4 composite end to end: its video and its audio.
 pub fn composite(path: &Path) -> Result<Video, RecordingError> {
+    audio_and_video(path, "qtdemux")
+}
+
+/// Decodes a WebM file (a browser's MediaRecorder writes them) end to end: its video
+/// and its audio.
+pub fn webm(path: &Path) -> Result<Video, RecordingError> {
+    audio_and_video(path, "matroskademux")
+}
+
+fn audio_and_video(path: &Path, demux: &str) -> Result<Video, RecordingError> {
+    crate::pipeline::init()?;
     let p = launch(&format!(
-        "filesrc location={} ! qtdemux name=d \
+        "filesrc location={} ! {demux} name=d \
          d.video_0 ! queue ! decodebin ! videoconvert ! appsink name=v sync=false \
          d.audio_0 ! queue ! decodebin ! audioconvert ! appsink name=a sync=false",
         quoted(path)?

@@ -558,3 +558,108 @@ async fn a_stroke_drawn_on_one_page_appears_on_the_others_canvas_and_on_a_late_j
     .await
     .unwrap();
 }
+
+/// The WebM files in `b`'s downloads (finished ones only).
+fn webm_downloads(b: &Browser) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(b.downloads())
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    files.retain(|p| p.extension().is_some_and(|e| e == "webm"));
+    files.sort();
+    files
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn recording_on_a_participants_computer_downloads_a_webm_and_everyone_sees_it_is_on() {
+    let (c, _api, base, meeting, key) = crate::hosts::start(crate::spec(), false).await;
+    let (host, _) = open(&c, &base, &meeting, "Hostess", &format!("&host_key={key}")).await;
+    let (rec, rec_id) = open(&c, &base, &meeting, "Recorder", "").await;
+    page_says(&host, "In the meeting", "status").await;
+    page_says(&rec, "In the meeting", "status").await;
+    eventually(
+        Duration::from_secs(20),
+        "the recorder gets the host's media",
+        || async {
+            let m = media(&rec).await;
+            m.as_object()
+                .is_some_and(|o| o.values().any(|v| v["frames"].as_u64().unwrap_or(0) > 0))
+                .then_some(())
+        },
+    )
+    .await
+    .unwrap();
+
+    // Five seconds recorded; the host's page says so meanwhile, on the badge and the tile.
+    click(&rec, "record-local").await;
+    page_says(
+        &host,
+        "Recorder is recording this meeting on their computer",
+        "recording-badge",
+    )
+    .await;
+    page_says(&host, "● REC", &format!("tile-{rec_id}")).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    click(&rec, "record-local").await;
+    let file = eventually(Duration::from_secs(20), "the downloaded WebM", || async {
+        webm_downloads(&rec).pop()
+    })
+    .await
+    .unwrap();
+    eventually(Duration::from_secs(10), "the badge goes", || async {
+        host.eval(
+            "return document.getElementById('recording-badge').hidden",
+            json!([]),
+        )
+        .await
+        .ok()
+        .filter(|v| *v == true)
+    })
+    .await
+    .unwrap();
+    // What the file holds: about five seconds of the gallery (1280×720) and its sound.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let v = recording_node::probe::webm(&file).unwrap();
+    assert_eq!((v.width, v.height), (1280, 720), "{v:?}");
+    assert!(
+        v.duration >= Duration::from_millis(4000) && v.duration <= Duration::from_secs(8),
+        "{v:?}"
+    );
+    assert!(v.frames >= 30, "{v:?}");
+    assert!(v.audio_buffers > 0, "{v:?}");
+
+    // The host forbids it: a recording under way stops (and is saved), and the button goes.
+    click(&rec, "record-local").await;
+    page_says(&host, "Recorder is recording", "recording-badge").await;
+    host.eval(
+        "const x = document.getElementById('local-recording-allowed'); x.checked = false; \
+         x.dispatchEvent(new Event('change'));",
+        json!([]),
+    )
+    .await
+    .unwrap();
+    page_says(&rec, "Recording stopped", "status").await;
+    eventually(Duration::from_secs(20), "the second file", || async {
+        (webm_downloads(&rec).len() == 2).then_some(())
+    })
+    .await
+    .unwrap();
+    let hidden = eventually(
+        Duration::from_secs(5),
+        "no record button while it is forbidden",
+        || async {
+            rec.eval(
+                "return document.getElementById('record-local').hidden",
+                json!([]),
+            )
+            .await
+            .ok()
+            .filter(|v| *v == true)
+        },
+    )
+    .await;
+    assert!(
+        hidden.is_ok(),
+        "{:?}",
+        rec.eval("return window.fjord.room", json!([])).await
+    );
+}
