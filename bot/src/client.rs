@@ -67,6 +67,9 @@ pub struct TrackCounts {
     pub by_timestamp: BTreeMap<u32, u32>,
     /// Audio: the payloads (Opus frames) of the first [`AUDIO_KEPT`] packets, to decode.
     pub audio: Vec<Vec<u8>>,
+    /// Video: the payloads of the first [`VIDEO_KEPT`] packets from the first keyframe
+    /// on, with their marker bits, to decode.
+    pub video: Vec<(Vec<u8>, bool)>,
     /// The largest difference, in milliseconds, between how far the RTP timestamp moved
     /// from one packet to the next in sequence and how much time passed between their
     /// arrivals: a stream whose timestamps jump (at a badly rewritten layer switch) shows
@@ -228,17 +231,22 @@ pub fn vp8_keyframe_start(payload: &[u8]) -> bool {
     if !start || pid != 0 {
         return false;
     }
+    vp8_descriptor_len(payload)
+        .and_then(|at| payload.get(at))
+        .is_some_and(|b| b & 0x01 == 0)
+}
+
+/// The length of a VP8 RTP payload's descriptor (RFC 7741 §4.2): where the VP8 data
+/// starts. None when the payload is too short for its own descriptor.
+pub fn vp8_descriptor_len(payload: &[u8]) -> Option<usize> {
+    let first = *payload.first()?;
     let mut at = 1;
     if first & 0x80 != 0 {
-        let Some(&x) = payload.get(1) else {
-            return false;
-        };
+        let x = *payload.get(1)?;
         at = 2;
         if x & 0x80 != 0 {
             // Picture id: one byte, or two when its M bit is set.
-            let Some(&p) = payload.get(at) else {
-                return false;
-            };
+            let p = *payload.get(at)?;
             at += if p & 0x80 != 0 { 2 } else { 1 };
         }
         if x & 0x40 != 0 {
@@ -248,7 +256,7 @@ pub fn vp8_keyframe_start(payload: &[u8]) -> bool {
             at += 1;
         }
     }
-    payload.get(at).is_some_and(|b| b & 0x01 == 0)
+    (at <= payload.len()).then_some(at)
 }
 
 /// One frame a publishing bot sent: its RTP timestamp, how many packets it took, and
@@ -263,6 +271,7 @@ pub struct SentFrame {
 
 /// Audio frames a bot keeps of each publisher: 5 s.
 pub const AUDIO_KEPT: usize = 250;
+pub const VIDEO_KEPT: usize = 600;
 
 /// Remote tracks by (publisher participant id, kind).
 pub type Received = BTreeMap<(String, &'static str), TrackCounts>;
@@ -320,6 +329,12 @@ impl PeerConnectionEventHandler for Handler {
                 let counts = received.entry((publisher.clone(), kind)).or_default();
                 if !video && counts.audio.len() < AUDIO_KEPT {
                     counts.audio.push(payload.to_vec());
+                }
+                if video
+                    && (keyframe || !counts.video.is_empty())
+                    && counts.video.len() < VIDEO_KEPT
+                {
+                    counts.video.push((payload.to_vec(), p.header.marker));
                 }
                 counts.add(
                     seq,

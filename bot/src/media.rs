@@ -214,20 +214,34 @@ fn run(description: &str) -> anyhow::Result<Vec<Frame>> {
     let (pipeline, sink) = with_sink(description)?;
     pipeline.set_state(gst::State::Playing)?;
     let mut frames = Vec::new();
-    let result = loop {
+    let result = drain(&pipeline, &sink, |buffer| {
+        let map = buffer.map_readable()?;
+        frames.push(Frame {
+            data: Bytes::copy_from_slice(map.as_slice()),
+            duration: Duration::ZERO,
+            keyframe: !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT),
+        });
+        Ok(())
+    });
+    pipeline.set_state(gst::State::Null)?;
+    result.map(|()| frames)
+}
+
+/// Gives every buffer `sink` pulls to `each` until the end of the stream, or the
+/// pipeline's error.
+fn drain(
+    pipeline: &gst::Pipeline,
+    sink: &gst_app::AppSink,
+    mut each: impl FnMut(&gst::BufferRef) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    loop {
         match sink.pull_sample() {
             Ok(sample) => {
-                let Some(buffer) = sample.buffer() else {
-                    continue;
-                };
-                let map = buffer.map_readable()?;
-                frames.push(Frame {
-                    data: Bytes::copy_from_slice(map.as_slice()),
-                    duration: Duration::ZERO,
-                    keyframe: !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT),
-                });
+                if let Some(buffer) = sample.buffer() {
+                    each(buffer)?;
+                }
             }
-            Err(_) if sink.is_eos() => break Ok(frames),
+            Err(_) if sink.is_eos() => return Ok(()),
             Err(_) => {
                 // Not EOS: the pipeline failed; say why.
                 let bus = pipeline.bus().context("no bus")?;
@@ -238,12 +252,57 @@ fn run(description: &str) -> anyhow::Result<Vec<Frame>> {
                         _ => None,
                     })
                     .unwrap_or_else(|| "pipeline stopped".into());
-                break Err(anyhow::anyhow!(why));
+                bail!(why);
             }
         }
-    };
+    }
+}
+
+/// Decodes VP8 RTP payloads as a subscriber got them (from a keyframe on, each with its
+/// marker bit) with GStreamer's vp8dec: each picture as a 16 × 9 grid of RGB values, the
+/// coarse look a test compares with a browser's picture. An error when the decoder
+/// refuses the frames.
+pub fn vp8_pictures(packets: &[(Vec<u8>, bool)]) -> anyhow::Result<Vec<Vec<f64>>> {
+    gst::init().context("initialise GStreamer")?;
+    let mut frames: Vec<Vec<u8>> = Vec::new();
+    let mut frame = Vec::new();
+    for (payload, marker) in packets {
+        let at = crate::client::vp8_descriptor_len(payload).context("a VP8 payload too short")?;
+        frame.extend_from_slice(&payload[at..]);
+        if *marker {
+            frames.push(std::mem::take(&mut frame));
+        }
+    }
+    if frames.is_empty() {
+        bail!("no whole VP8 frame to decode");
+    }
+    let (pipeline, sink) = with_sink(
+        "appsrc name=in format=time caps=video/x-vp8,framerate=30/1 ! vp8dec ! videoconvert \
+         ! videoscale ! video/x-raw,format=RGB,width=16,height=9 ! appsink name=out sync=false",
+    )?;
+    let src = pipeline
+        .by_name("in")
+        .context("no appsrc")?
+        .downcast::<gst_app::AppSrc>()
+        .map_err(|_| anyhow::anyhow!("`in` is not an appsrc"))?;
+    pipeline.set_state(gst::State::Playing)?;
+    for (i, f) in frames.into_iter().enumerate() {
+        let mut b = gst::Buffer::from_mut_slice(f);
+        let b_mut = b.get_mut().context("fresh buffer")?;
+        b_mut.set_pts(gst::ClockTime::from_mseconds(33 * i as u64));
+        if src.push_buffer(b).is_err() {
+            break;
+        }
+    }
+    let _ = src.end_of_stream();
+    let mut pictures = Vec::new();
+    let result = drain(&pipeline, &sink, |buffer| {
+        let map = buffer.map_readable()?;
+        pictures.push(map.iter().map(|b| f64::from(*b)).collect());
+        Ok(())
+    });
     pipeline.set_state(gst::State::Null)?;
-    result
+    result.map(|()| pictures)
 }
 
 #[cfg(test)]
@@ -290,6 +349,44 @@ mod tests {
             .unwrap();
             let frames: Vec<Vec<u8>> = clip.audio.iter().map(|f| f.data.to_vec()).collect();
             assert_eq!(tone_hz(&frames).unwrap(), hz);
+        }
+    }
+
+    #[test]
+    fn vp8_payloads_decode_back_to_the_picture_and_garbage_does_not() {
+        let clip = encode(&ClipSpec {
+            pattern: "red".into(),
+            seconds: 1,
+            width: 160,
+            height: 90,
+            ..ClipSpec::default()
+        })
+        .unwrap();
+        // One packet per frame: the shortest descriptor (S=1, partition 0), marker set.
+        let packets: Vec<(Vec<u8>, bool)> = clip
+            .video
+            .iter()
+            .map(|f| ([&[0x10u8][..], &f.data[..]].concat(), true))
+            .collect();
+        let pictures = vp8_pictures(&packets).unwrap();
+        assert_eq!(pictures.len(), clip.video.len());
+        let red = &pictures[0];
+        assert_eq!(red.len(), 16 * 9 * 3);
+        assert!(
+            red.chunks(3)
+                .all(|p| p[0] > 200.0 && p[1] < 60.0 && p[2] < 60.0),
+            "{red:?}"
+        );
+        // A keyframe whose data after its header is not VP8 gives no red picture.
+        let mut broken = packets[0].0.clone();
+        for (i, b) in broken.iter_mut().enumerate().skip(11) {
+            *b = (i * 7) as u8;
+        }
+        if let Ok(p) = vp8_pictures(&[(broken, true)]) {
+            assert!(
+                p.iter()
+                    .all(|p| !p.chunks(3).all(|x| x[0] > 200.0 && x[1] < 60.0))
+            );
         }
     }
 

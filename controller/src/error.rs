@@ -23,6 +23,9 @@ pub enum ApiError {
     /// `meeting_locked`).
     #[error("{message}")]
     RefusedByHost { code: &'static str, message: String },
+    /// In conflict with what the meeting is (409 with its own code: `e2ee_meeting`).
+    #[error("{message}")]
+    MeetingConflict { code: &'static str, message: String },
     /// Over a rate limit: try again after `retry_after`.
     #[error("{message}")]
     TooManyRequests {
@@ -42,7 +45,7 @@ impl ApiError {
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal",
             ApiError::TooManyRequests { .. } => "too_many_requests",
-            ApiError::RefusedByHost { code, .. } => code,
+            ApiError::RefusedByHost { code, .. } | ApiError::MeetingConflict { code, .. } => code,
         }
     }
 }

@@ -20,6 +20,8 @@ pub struct NewMeeting {
     pub classification: Option<String>,
     /// None: on for a meeting without a password.
     pub waiting_room: Option<bool>,
+    /// Media encrypted end to end in the browsers.
+    pub e2ee: bool,
 }
 
 /// A meeting as the API shows it: the meeting and where its participants are placed.
@@ -94,6 +96,7 @@ impl Service {
             ended_unix_ms: None,
             waiting_room: req.waiting_room.unwrap_or(req.password.is_none()),
             locked: false,
+            e2ee: req.e2ee,
         };
         for _ in 0..5 {
             meeting.id = MeetingId::random();

@@ -37,6 +37,8 @@ pub struct Meeting {
     pub ended_unix_ms: Option<i64>,
     pub waiting_room: bool,
     pub locked: bool,
+    /// Media encrypted end to end in the browsers: never recorded in the cloud.
+    pub e2ee: bool,
 }
 
 impl Meeting {

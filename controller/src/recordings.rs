@@ -75,6 +75,14 @@ impl Service {
         if meeting.is_ended() {
             return Err(ApiError::Conflict("the meeting has ended".into()));
         }
+        if meeting.e2ee {
+            return Err(ApiError::MeetingConflict {
+                code: "e2ee_meeting",
+                message: "this meeting is end-to-end encrypted: its media cannot be recorded on \
+                          the servers (participants may record on their own computers)"
+                    .into(),
+            });
+        }
         let residency = meeting.residency.clone();
         let classification = if meeting.classification.is_empty() {
             DEFAULT_CLASSIFICATION.to_owned()

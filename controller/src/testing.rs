@@ -64,6 +64,7 @@ pub(crate) fn meeting(id: &str) -> Meeting {
         ended_unix_ms: None,
         waiting_room: false,
         locked: false,
+        e2ee: false,
     }
 }
 

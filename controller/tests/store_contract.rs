@@ -137,6 +137,7 @@ fn meeting(s: &str) -> Meeting {
         ended_unix_ms: None,
         waiting_room: false,
         locked: true,
+        e2ee: true,
     }
 }
 

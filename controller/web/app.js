@@ -48,7 +48,13 @@
       const r = await fetch('/v1/meetings/' + encodeURIComponent(id) + '/public');
       if (!r.ok) return;
       const m = await r.json();
+      state.info = m;
       state.title = m.title;
+      if (m.e2ee) {
+        $('e2ee-row').hidden = false;
+        $('e2ee-badge').hidden = false;
+        if (!$('e2ee-passphrase').value) $('e2ee-passphrase').value = e2ee.fromLink();
+      }
       $('title').textContent = m.title;
       $('prejoin-title').textContent = '“' + m.title + '”';
       if (m.has_password) $('password-row').hidden = false;
@@ -110,6 +116,19 @@
     const password = $('password').value;
     if (!meeting || !name) { status('Enter the meeting and your name.', true); return; }
     state.meeting = meeting;
+    if (!state.info) await loadMeeting(meeting);
+    if (state.info && state.info.e2ee && !e2ee.key) {
+      const passphrase = $('e2ee-passphrase').value || e2ee.fromLink();
+      if (!passphrase) {
+        status('This meeting is end-to-end encrypted: open the full link you were given (it ends with #…) or enter its passphrase.', true);
+        return;
+      }
+      if (!window.fjordE2ee || !(('RTCRtpScriptTransform' in window) || ('createEncodedStreams' in RTCRtpSender.prototype))) {
+        status('This browser cannot take part in an end-to-end encrypted meeting. Try a current Chrome, Edge or Firefox.', true);
+        return;
+      }
+      await e2ee.prepare(meeting, passphrase);
+    }
     status('Joining…');
     let resp, body;
     try {
@@ -170,10 +189,11 @@
     const pc = new RTCPeerConnection({
       bundlePolicy: 'max-bundle',
       iceServers: state.joined.ice_servers || [],
+      ...e2ee.pcConfig(),
     });
     state.pc = pc;
     for (const track of state.local.getTracks()) addTrack(pc, track);
-    pc.ontrack = (e) => attach(e.transceiver.mid, e.track);
+    pc.ontrack = (e) => { e2ee.receiver(e.receiver, e.transceiver.mid); attach(e.transceiver.mid, e.track); };
     pc.onconnectionstatechange = () => {
       if (pc.connectionState === 'connected') { state.attempts = 0; state.rejoining = false; banner(''); }
       if (pc.connectionState === 'disconnected') banner('Your connection is interrupted. Reconnecting…');
@@ -198,9 +218,58 @@
       ];
     }
     const t = pc.addTransceiver(track, init);
-    // video_codec=h264 (or vp8, vp9, av1) puts that codec first in what we offer.
-    if (track.kind === 'video' && params.get('video_codec')) preferCodec(t, params.get('video_codec'));
+    // video_codec=h264 (or vp8, vp9, av1) puts that codec first in what we offer. An
+    // encrypted meeting sends VP8, whose frames stay packetizable when sealed.
+    if (track.kind === 'video' && e2ee.key) preferCodec(t, 'vp8');
+    else if (track.kind === 'video' && params.get('video_codec')) preferCodec(t, params.get('video_codec'));
+    e2ee.sender(t.sender);
     return t;
+  }
+
+  // ---- End-to-end encryption (meetings created with e2ee; see e2ee.js). ----
+  const e2ee = {
+    key: null,
+    worker: null,
+    // The passphrase in the link's fragment: `#key=…` or the whole fragment.
+    fromLink() {
+      const h = decodeURIComponent(location.hash.slice(1));
+      return h.startsWith('key=') ? h.slice(4) : h;
+    },
+    async prepare(meeting, passphrase) {
+      this.key = await window.fjordE2ee.deriveKey(passphrase, meeting);
+      if ('RTCRtpScriptTransform' in window) {
+        this.worker = new Worker('/static/e2ee.js');
+        this.worker.onmessage = (e) => { if (e.data && e.data.failed) undecryptable(e.data.failed); };
+      }
+      $('e2ee-badge').hidden = false;
+    },
+    // The legacy API needs the connection to be made for it.
+    pcConfig() { return this.key && !this.worker ? { encodedInsertableStreams: true } : {}; },
+    attach(end, direction, id) {
+      if (!this.key) return;
+      if (this.worker) {
+        end.transform = new RTCRtpScriptTransform(this.worker, { key: this.key, direction, id });
+      } else {
+        const { readable, writable } = end.createEncodedStreams();
+        let told = 0;
+        const failed = () => { if (Date.now() - told > 1000) { told = Date.now(); undecryptable(id); } };
+        readable.pipeThrough(window.fjordE2ee.transform(this.key, direction, failed)).pipeTo(writable);
+      }
+    },
+    sender(s) { this.attach(s, 'encrypt', 'me'); },
+    receiver(r, mid) { this.attach(r, 'decrypt', mid); },
+  };
+
+  // Frames of m-line `mid` do not open with our key: say so on the tile.
+  function undecryptable(mid) {
+    const pid = state.midToParticipant.get(mid);
+    const t = pid && document.getElementById('tile-' + pid);
+    if (!t || t.querySelector('.e2ee-fail')) return;
+    const note = document.createElement('div');
+    note.className = 'e2ee-fail';
+    note.textContent = 'This participant\'s media cannot be decrypted: they joined with another passphrase.';
+    t.append(note);
+    state.e2eeFailures = (state.e2eeFailures || 0) + 1;
   }
 
   function preferCodec(transceiver, name) {

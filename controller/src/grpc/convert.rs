@@ -20,6 +20,7 @@ pub(super) fn meeting(m: MeetingInfo) -> pb::Meeting {
         } as i32,
         created_unix_ms: r.created_unix_ms,
         ended_unix_ms: r.ended_unix_ms.unwrap_or(0),
+        e2ee: r.e2ee,
         placements: m
             .placements
             .into_iter()

@@ -29,7 +29,9 @@ impl From<ApiError> for Status {
                 Status::permission_denied(msg)
             }
             ApiError::NotFound(_) => Status::not_found(msg),
-            ApiError::Conflict(_) => Status::failed_precondition(msg),
+            ApiError::Conflict(_) | ApiError::MeetingConflict { .. } => {
+                Status::failed_precondition(msg)
+            }
             ApiError::Unavailable(_) => Status::unavailable(msg),
             ApiError::Internal(_) => Status::internal(msg),
             ApiError::TooManyRequests { .. } => Status::resource_exhausted(msg),
@@ -64,6 +66,7 @@ impl Controller for GrpcApi {
             residency: r.residency,
             classification: r.classification,
             waiting_room: r.waiting_room,
+            e2ee: r.e2ee,
         };
         let (info, host_key) = self.service.create_meeting(&c, input).await?;
         Ok(Response::new(pb::CreateMeetingResponse {

@@ -24,6 +24,8 @@ struct CreateMeetingBody {
     residency: Option<String>,
     classification: Option<String>,
     waiting_room: Option<bool>,
+    #[serde(default)]
+    e2ee: bool,
 }
 
 #[derive(Deserialize)]
@@ -61,6 +63,8 @@ struct MeetingJson {
     waiting_room: bool,
     /// Locked by a host: nobody new gets in.
     locked: bool,
+    /// Media encrypted end to end in the browsers.
+    e2ee: bool,
 }
 
 impl From<MeetingInfo> for MeetingJson {
@@ -77,6 +81,7 @@ impl From<MeetingInfo> for MeetingJson {
             ended_unix_ms: r.ended_unix_ms,
             waiting_room: r.waiting_room,
             locked: m.room.locked,
+            e2ee: r.e2ee,
             placements: m
                 .placements
                 .into_iter()
@@ -290,6 +295,7 @@ async fn create_meeting(
         residency: b.residency,
         classification: b.classification,
         waiting_room: b.waiting_room,
+        e2ee: b.e2ee,
     };
     let (info, host_key) = s.service.create_meeting(&caller, req).await?;
     Ok((
@@ -356,6 +362,7 @@ struct PublicMeetingJson {
     has_password: bool,
     waiting_room: bool,
     locked: bool,
+    e2ee: bool,
     state: &'static str,
 }
 
@@ -371,6 +378,7 @@ async fn public_meeting(
         has_password: m.password_hash.is_some(),
         waiting_room: m.waiting_room,
         locked: info.room.locked,
+        e2ee: m.e2ee,
         state: if info.room.ended {
             "ended"
         } else {

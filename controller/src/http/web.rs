@@ -8,6 +8,7 @@ use axum::routing::get;
 const INDEX_HTML: &str = include_str!("../../web/index.html");
 const APP_JS: &str = include_str!("../../web/app.js");
 const STYLE_CSS: &str = include_str!("../../web/style.css");
+const E2EE_JS: &str = include_str!("../../web/e2ee.js");
 
 async fn page() -> Html<&'static str> {
     Html(INDEX_HTML)
@@ -23,6 +24,15 @@ pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
                 (
                     [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
                     APP_JS,
+                )
+            }),
+        )
+        .route(
+            "/static/e2ee.js",
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+                    E2EE_JS,
                 )
             }),
         )

@@ -50,6 +50,7 @@ pub(super) fn meeting_to_record(m: &Meeting) -> pb::MeetingRecord {
         ended_unix_ms: m.ended_unix_ms.unwrap_or(0),
         waiting_room: m.waiting_room,
         locked: m.locked,
+        e2ee: m.e2ee,
     }
 }
 
@@ -71,6 +72,7 @@ pub(super) fn meeting_from_record(r: pb::MeetingRecord) -> Result<Meeting, Strin
         ended_unix_ms: positive(r.ended_unix_ms),
         waiting_room: r.waiting_room,
         locked: r.locked,
+        e2ee: r.e2ee,
     })
 }
 

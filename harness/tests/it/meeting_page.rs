@@ -663,3 +663,130 @@ async fn recording_on_a_participants_computer_downloads_a_webm_and_everyone_sees
         rec.eval("return window.fjord.room", json!([])).await
     );
 }
+
+/// A 16 × 9 grid of average colours (RGB) of the picture in `b`'s tile of `pid` (its
+/// video element), or None while it has none.
+async fn picture(b: &Browser, pid: &str) -> Option<Vec<f64>> {
+    let v = b
+        .eval(
+            "const v = document.querySelector('#tile-' + arguments[0] + ' video'); \
+             if (!v || !v.videoWidth) return null; \
+             const c = document.createElement('canvas'); c.width = 16; c.height = 9; \
+             const x = c.getContext('2d'); x.drawImage(v, 0, 0, 16, 9); \
+             const d = x.getImageData(0, 0, 16, 9).data; const out = []; \
+             for (let i = 0; i < d.length; i += 4) out.push(d[i], d[i + 1], d[i + 2]); return out;",
+            json!([pid]),
+        )
+        .await
+        .ok()?;
+    v.as_array()
+        .map(|a| a.iter().filter_map(Value::as_f64).collect())
+}
+
+/// The mean absolute difference of two pictures' grids (0: the same, 255: opposite).
+fn unlike(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).sum::<f64>() / a.len().max(1) as f64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn end_to_end_encrypted_media_opens_only_with_the_passphrase_and_is_never_recorded() {
+    let c = harness::Cluster::start(crate::spec()).await.unwrap();
+    let api = crate::Api::new(&c);
+    let base = c.controllers[0].url();
+    let (st, created) = api
+        .send(
+            api.http
+                .post(format!("{base}/v1/meetings"))
+                .bearer_auth(&api.key)
+                .json(&json!({ "title": "Secret board", "waiting_room": false, "e2ee": true })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{created}");
+    assert_eq!(
+        created["e2ee"], true,
+        "the API shows it is end-to-end encrypted"
+    );
+    let meeting = created["id"].as_str().unwrap().to_owned();
+
+    // Cloud recording is refused, with its own code.
+    let (st, refused) = api
+        .send(
+            api.http
+                .post(format!("{base}/v1/meetings/{meeting}/recordings"))
+                .bearer_auth(&api.key),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CONFLICT, "{refused}");
+    assert_eq!(refused["error"], "e2ee_meeting");
+
+    // Without the passphrase the page explains instead of joining.
+    let lost = Browser::start(&c.dir.join("logs"), "no-passphrase")
+        .await
+        .unwrap();
+    lost.goto(&format!("{base}/m/{meeting}?name=Nobody&autojoin=1"))
+        .await
+        .unwrap();
+    page_says(&lost, "end-to-end encrypted", "status").await;
+    page_says(&lost, "recording on the servers", "e2ee-notice").await;
+    drop(lost);
+
+    // Two browsers with the passphrase in the link's fragment see each other's camera.
+    let secret = "#key=correct horse battery staple";
+    let (a, ida) = open(&c, &base, &meeting, "Alice", secret).await;
+    let (b, idb) = open(&c, &base, &meeting, "Bob", secret).await;
+    media_both_ways(&a, &ida, &b, &idb).await;
+    let same = eventually(
+        Duration::from_secs(20),
+        "Bob's picture of Alice is Alice's camera",
+        || async {
+            let (mine, seen) = (picture(&a, &ida).await?, picture(&b, &ida).await?);
+            (unlike(&mine, &seen) < 30.0).then_some(())
+        },
+    )
+    .await;
+    assert!(
+        same.is_ok(),
+        "Alice's camera {:?} against Bob's picture of it {:?}",
+        picture(&a, &ida).await,
+        picture(&b, &ida).await
+    );
+    assert_eq!(
+        b.eval("return window.fjord.e2eeFailures || 0", json!([]))
+            .await
+            .unwrap(),
+        0
+    );
+
+    // A webrtc-rs bot without the passphrase gets Alice's packets, not her picture.
+    let bot = crate::join_bot(&base, &meeting, "Eve Bot", None, None).await;
+    eventually(
+        Duration::from_secs(20),
+        "the bot gets Alice's video",
+        || async {
+            bot.received()
+                .get(&(ida.clone(), "video"))
+                .filter(|v| v.keyframes > 0 && v.packets > 100)
+                .map(|_| ())
+        },
+    )
+    .await
+    .unwrap();
+    let camera = picture(&a, &ida).await.unwrap();
+    let got = bot.received()[&(ida.clone(), "video")].video.clone();
+    match bot::media::vp8_pictures(&got) {
+        Err(e) => eprintln!("the bot's decoder refused Alice's frames: {e}"),
+        Ok(pictures) => {
+            eprintln!(
+                "the bot decoded {} pictures from {} packets of Alice's",
+                pictures.len(),
+                got.len()
+            );
+            for p in &pictures {
+                assert!(
+                    unlike(p, &camera) > 30.0,
+                    "the bot decoded Alice's camera without the key: {p:?} against {camera:?}"
+                );
+            }
+        }
+    }
+}
