@@ -61,7 +61,7 @@ impl BoardOp {
         }
         let n = self.points.len();
         let points_ok = match self.tool.as_str() {
-            "pen" | "eraser" => n >= 2 && n <= 2 * MAX_SEGMENT_POINTS && n % 2 == 0,
+            "pen" | "eraser" => (2..=2 * MAX_SEGMENT_POINTS).contains(&n) && n.is_multiple_of(2),
             "text" => n == 2,
             _ => n == 4,
         };
