@@ -153,17 +153,11 @@ pub fn tone_hz(frames: &[Vec<u8>]) -> anyhow::Result<u32> {
     if frames.len() < 10 {
         bail!("{} Opus frames are too few to tell a tone", frames.len());
     }
-    let (pipeline, sink) = with_sink(
+    let (pipeline, src, sink) = with_source(
         "appsrc name=in format=time caps=audio/x-opus,channel-mapping-family=0,channels=1,rate=48000 \
          ! opusdec ! audioconvert ! audioresample \
          ! audio/x-raw,format=F32LE,channels=1,rate=48000 ! appsink name=out sync=false",
     )?;
-    let src = pipeline
-        .by_name("in")
-        .context("no appsrc")?
-        .downcast::<gst_app::AppSrc>()
-        .map_err(|_| anyhow::anyhow!("`in` is not an appsrc"))?;
-    pipeline.set_state(gst::State::Playing)?;
     for (i, f) in frames.iter().enumerate() {
         let mut b = gst::Buffer::from_slice(f.clone());
         let at = gst::ClockTime::from_mseconds(20 * i as u64);
@@ -207,6 +201,20 @@ fn with_sink(description: &str) -> anyhow::Result<(gst::Pipeline, gst_app::AppSi
         .downcast::<gst_app::AppSink>()
         .map_err(|_| anyhow::anyhow!("`out` is not an appsink"))?;
     Ok((pipeline, sink))
+}
+
+/// The pipeline `description`, playing, with its appsrc `in` and appsink `out`.
+fn with_source(
+    description: &str,
+) -> anyhow::Result<(gst::Pipeline, gst_app::AppSrc, gst_app::AppSink)> {
+    let (pipeline, sink) = with_sink(description)?;
+    let src = pipeline
+        .by_name("in")
+        .context("no appsrc")?
+        .downcast::<gst_app::AppSrc>()
+        .map_err(|_| anyhow::anyhow!("`in` is not an appsrc"))?;
+    pipeline.set_state(gst::State::Playing)?;
+    Ok((pipeline, src, sink))
 }
 
 /// Runs a pipeline whose sink is the appsink `out` to the end; returns what it produced.
@@ -276,16 +284,10 @@ pub fn vp8_pictures(packets: &[(Vec<u8>, bool)]) -> anyhow::Result<Vec<Vec<f64>>
     if frames.is_empty() {
         bail!("no whole VP8 frame to decode");
     }
-    let (pipeline, sink) = with_sink(
+    let (pipeline, src, sink) = with_source(
         "appsrc name=in format=time caps=video/x-vp8,framerate=30/1 ! vp8dec ! videoconvert \
          ! videoscale ! video/x-raw,format=RGB,width=16,height=9 ! appsink name=out sync=false",
     )?;
-    let src = pipeline
-        .by_name("in")
-        .context("no appsrc")?
-        .downcast::<gst_app::AppSrc>()
-        .map_err(|_| anyhow::anyhow!("`in` is not an appsrc"))?;
-    pipeline.set_state(gst::State::Playing)?;
     for (i, f) in frames.into_iter().enumerate() {
         let mut b = gst::Buffer::from_mut_slice(f);
         let b_mut = b.get_mut().context("fresh buffer")?;

@@ -12,12 +12,12 @@ use serde_json::{Value, json};
 use super::{HttpState, Json};
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::model::{Collab, Poll, Question};
+use crate::model::{Poll, Question};
 
 pub(super) fn router() -> Router<HttpState> {
     Router::new()
-        .route("/v1/meetings/{id}/polls", get(polls))
-        .route("/v1/meetings/{id}/questions", get(questions))
+        .route("/v1/meetings/{id}/polls", get(export::<false>))
+        .route("/v1/meetings/{id}/questions", get(export::<true>))
 }
 
 #[derive(Deserialize)]
@@ -45,55 +45,37 @@ fn format(
     }
 }
 
-async fn collab_of(
-    s: &HttpState,
-    caller: &Caller,
-    id: &str,
-    what: &str,
-) -> Result<(String, Collab), ApiError> {
-    let (meeting, collab) = s.service.collab(caller, id, what).await?;
-    Ok((meeting.to_string(), collab))
-}
-
-async fn polls(
+/// The export of polls (`QUESTIONS` false) or of questions.
+async fn export<const QUESTIONS: bool>(
     State(s): State<HttpState>,
     caller: Caller,
     Path(id): Path<String>,
     q: Result<Query<ExportQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let format = format(q)?;
-    let (meeting, collab) = collab_of(&s, &caller, &id, "the polls").await?;
+    let named = if QUESTIONS { "questions" } else { "polls" };
+    let (meeting, collab) = s
+        .service
+        .collab(&caller, &id, &format!("the {named}"))
+        .await?;
+    let meeting = meeting.to_string();
+    let (json, rows) = if QUESTIONS {
+        let mut qs = collab.questions;
+        qs.sort_by(|a, b| {
+            b.votes
+                .cmp(&a.votes)
+                .then(a.asked_unix_ms.cmp(&b.asked_unix_ms))
+        });
+        (qs.iter().map(question_json).collect(), questions_csv(&qs))
+    } else {
+        (
+            collab.polls.iter().map(poll_json).collect::<Vec<_>>(),
+            polls_csv(&collab.polls),
+        )
+    };
     Ok(match format {
-        Format::Json => Json(json!({
-            "meeting_id": meeting,
-            "polls": collab.polls.iter().map(poll_json).collect::<Vec<_>>(),
-        }))
-        .into_response(),
-        Format::Csv => csv(&meeting, "polls", &polls_csv(&collab.polls)),
-    })
-}
-
-async fn questions(
-    State(s): State<HttpState>,
-    caller: Caller,
-    Path(id): Path<String>,
-    q: Result<Query<ExportQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Response, ApiError> {
-    let format = format(q)?;
-    let (meeting, collab) = collab_of(&s, &caller, &id, "the questions").await?;
-    let mut qs = collab.questions;
-    qs.sort_by(|a, b| {
-        b.votes
-            .cmp(&a.votes)
-            .then(a.asked_unix_ms.cmp(&b.asked_unix_ms))
-    });
-    Ok(match format {
-        Format::Json => Json(json!({
-            "meeting_id": meeting,
-            "questions": qs.iter().map(question_json).collect::<Vec<_>>(),
-        }))
-        .into_response(),
-        Format::Csv => csv(&meeting, "questions", &questions_csv(&qs)),
+        Format::Json => Json(json!({ "meeting_id": meeting, named: json })).into_response(),
+        Format::Csv => csv(&meeting, named, &rows),
     })
 }
 

@@ -11,21 +11,6 @@ use serde_json::{Value, json};
 use crate::Api;
 use crate::hosts::{errors, host, start};
 
-/// Two nodes, `oslo` and `bergen`, each the other's fallback.
-fn two_nodes() -> harness::ClusterSpec {
-    harness::ClusterSpec {
-        media: vec![
-            crate::node("media-oslo-1", "oslo"),
-            crate::node("media-bergen-1", "bergen"),
-        ],
-        regions: vec![
-            ("oslo".into(), vec!["bergen".into()]),
-            ("bergen".into(), vec!["oslo".into()]),
-        ],
-        ..crate::spec()
-    }
-}
-
 /// A listening guest, from `region`.
 async fn guest(base: &str, meeting: &str, name: &str, region: &str) -> bot::Bot {
     crate::join_bot(base, meeting, name, Some(region), None).await
@@ -63,7 +48,7 @@ async fn export(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn polls_answered_on_two_nodes_are_counted_exported_and_kept_from_attendees_hands() {
-    let (_c, api, base, meeting, key) = start(two_nodes(), false).await;
+    let (_c, api, base, meeting, key) = start(crate::oslo_and_bergen(), false).await;
     let h = host(&base, &meeting, &key, Some("oslo"), 440).await;
     let guests = [
         guest(&base, &meeting, "Olga Oslo", "oslo").await,
@@ -234,7 +219,7 @@ async fn polls_answered_on_two_nodes_are_counted_exported_and_kept_from_attendee
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn questions_go_by_votes_and_an_anonymous_askers_identity_is_in_no_message_or_export() {
-    let (_c, api, base, meeting, key) = start(two_nodes(), false).await;
+    let (_c, api, base, meeting, key) = start(crate::oslo_and_bergen(), false).await;
     let h = host(&base, &meeting, &key, Some("oslo"), 440).await;
     let asker = guest(&base, &meeting, "Nils Named", "oslo").await;
     let shy = guest(&base, &meeting, "Siri Secret", "bergen").await;
@@ -340,7 +325,7 @@ async fn questions_go_by_votes_and_an_anonymous_askers_identity_is_in_no_message
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn reactions_reach_both_nodes_and_a_flood_or_an_unknown_emoji_is_refused() {
-    let (_c, _api, base, meeting, key) = start(two_nodes(), false).await;
+    let (_c, _api, base, meeting, key) = start(crate::oslo_and_bergen(), false).await;
     let h = host(&base, &meeting, &key, Some("oslo"), 440).await;
     let far = guest(&base, &meeting, "Bjørn Bergen", "bergen").await;
     // Wait for the relay to carry the participants, then react from the far node.
@@ -413,7 +398,7 @@ fn pen(stroke_id: u32, points: &[i32]) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_whiteboard_reaches_the_other_node_and_late_joiners_and_bad_or_flooding_input_gets_errors()
  {
-    let (_c, _api, base, meeting, key) = start(two_nodes(), false).await;
+    let (_c, _api, base, meeting, key) = start(crate::oslo_and_bergen(), false).await;
     let h = host(&base, &meeting, &key, Some("oslo"), 440).await;
     let far = guest(&base, &meeting, "Frida Far", "bergen").await;
     eventually(Duration::from_secs(15), "the nodes are linked", || async {

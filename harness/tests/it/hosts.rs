@@ -719,18 +719,7 @@ async fn hands_roles_and_names_show_in_every_list_and_a_leaving_host_hands_over(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_host_on_one_node_admits_and_mutes_participants_waiting_on_another() {
-    let spec = harness::ClusterSpec {
-        media: vec![
-            crate::node("media-oslo-1", "oslo"),
-            crate::node("media-bergen-1", "bergen"),
-        ],
-        regions: vec![
-            ("oslo".into(), vec!["bergen".into()]),
-            ("bergen".into(), vec!["oslo".into()]),
-        ],
-        ..crate::spec()
-    };
-    let (_c, api, base, meeting, key) = start(spec, true).await;
+    let (_c, api, base, meeting, key) = start(crate::oslo_and_bergen(), true).await;
     let h = host(&base, &meeting, &key, Some("oslo"), 440).await;
     assert_eq!(h.node_id, "media-oslo-1");
     let joining = tokio::spawn(bot::Bot::join(

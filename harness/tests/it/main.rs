@@ -71,6 +71,22 @@ pub fn node(id: &str, region: &str) -> NodeSpec {
     }
 }
 
+/// [`spec`] with two media nodes, `media-oslo-1` in `oslo` and `media-bergen-1` in
+/// `bergen`, each region the other's fallback.
+pub fn oslo_and_bergen() -> ClusterSpec {
+    ClusterSpec {
+        media: vec![
+            node("media-oslo-1", "oslo"),
+            node("media-bergen-1", "bergen"),
+        ],
+        regions: vec![
+            ("oslo".into(), vec!["bergen".into()]),
+            ("bergen".into(), vec!["oslo".into()]),
+        ],
+        ..spec()
+    }
+}
+
 /// How a webrtc-rs bot joins `meeting` (from `region`, if given), publishing `clip` or
 /// only listening.
 pub fn bot_config(

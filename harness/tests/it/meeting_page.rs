@@ -70,6 +70,24 @@ async fn click_labelled(b: &Browser, label: &str) -> bool {
         == true
 }
 
+/// Waits up to `secs` until `script` (run with `args` in `b`) returns true.
+async fn until_true(
+    b: &Browser,
+    secs: u64,
+    what: &str,
+    script: &str,
+    args: Value,
+) -> anyhow::Result<()> {
+    eventually(Duration::from_secs(secs), what, || async {
+        b.eval(script, args.clone())
+            .await
+            .ok()
+            .filter(|v| *v == true)
+            .map(|_| ())
+    })
+    .await
+}
+
 /// Loads `url` in `b` again and again (waiting `settle` each time) until its status
 /// says `what`.
 async fn reload_until(b: &Browser, url: &str, settle: Duration, what: &str) {
@@ -335,31 +353,27 @@ async fn the_page_lists_devices_joins_without_camera_and_shows_mute_all_removal_
     .unwrap();
     click(&host, "breakout-create").await;
     let one = bots[0].participant_id.clone();
-    eventually(Duration::from_secs(5), "a room selector for Bot One", || async {
-        host.eval(
-            "const s = [...document.querySelectorAll('#people select')].find(e => e.getAttribute('aria-label') === 'Breakout room of Bot One'); \
-             if (!s) return false; s.value = '1'; s.dispatchEvent(new Event('change')); return true;",
-            json!([]),
-        )
-        .await
-        .ok()
-        .filter(|v| *v == true)
-    })
+    until_true(
+        &host,
+        5,
+        "a room selector for Bot One",
+        "const s = [...document.querySelectorAll('#people select')].find(e => e.getAttribute('aria-label') === 'Breakout room of Bot One'); \
+         if (!s) return false; s.value = '1'; s.dispatchEvent(new Event('change')); return true;",
+        json!([]),
+    )
     .await
     .unwrap();
     click(&host, "breakout-open").await;
     page_says(&host, "in Room 1)Main room", "people-list").await;
-    let hidden = eventually(Duration::from_secs(5), "Bot One's tile hidden", || async {
-        host.eval(
-            "const t = document.getElementById('tile-' + arguments[0]); return t && t.hidden",
-            json!([one]),
-        )
-        .await
-        .ok()
-        .filter(|v| *v == true)
-    })
-    .await;
-    assert!(hidden.is_ok());
+    until_true(
+        &host,
+        5,
+        "Bot One's tile hidden",
+        "const t = document.getElementById('tile-' + arguments[0]); return t && t.hidden",
+        json!([one]),
+    )
+    .await
+    .unwrap();
     assert!(!host_id.is_empty());
 }
 
@@ -388,19 +402,16 @@ async fn a_poll_made_on_the_page_is_answered_by_a_browser_and_bots_and_the_hosts
     .await
     .unwrap();
     page_says(&host, "Prepared, not launched", "poll-list").await;
-    let launched = eventually(Duration::from_secs(10), "the Launch button", || async {
-        let v = host
-            .eval(
-                "const x = [...document.querySelectorAll('#poll-list button')].find(e => e.textContent === 'Launch'); \
-                 if (x) x.click(); return !!x;",
-                json!([]),
-            )
-            .await
-            .ok()?;
-        (v == true).then_some(())
-    })
-    .await;
-    assert!(launched.is_ok());
+    until_true(
+        &host,
+        10,
+        "the Launch button",
+        "const x = [...document.querySelectorAll('#poll-list button')].find(e => e.textContent === 'Launch'); \
+         if (x) x.click(); return !!x;",
+        json!([]),
+    )
+    .await
+    .unwrap();
 
     // The guest's page opens the poll; the guest picks "Tea" and submits.
     page_says(&guest, "Coffee or tea?", "poll-list").await;
@@ -605,15 +616,13 @@ async fn recording_on_a_participants_computer_downloads_a_webm_and_everyone_sees
     })
     .await
     .unwrap();
-    eventually(Duration::from_secs(10), "the badge goes", || async {
-        host.eval(
-            "return document.getElementById('recording-badge').hidden",
-            json!([]),
-        )
-        .await
-        .ok()
-        .filter(|v| *v == true)
-    })
+    until_true(
+        &host,
+        10,
+        "the badge goes",
+        "return document.getElementById('recording-badge').hidden",
+        json!([]),
+    )
     .await
     .unwrap();
     // What the file holds: about five seconds of the gallery (1280×720) and its sound.
@@ -643,18 +652,12 @@ async fn recording_on_a_participants_computer_downloads_a_webm_and_everyone_sees
     })
     .await
     .unwrap();
-    let hidden = eventually(
-        Duration::from_secs(5),
+    let hidden = until_true(
+        &rec,
+        5,
         "no record button while it is forbidden",
-        || async {
-            rec.eval(
-                "return document.getElementById('record-local').hidden",
-                json!([]),
-            )
-            .await
-            .ok()
-            .filter(|v| *v == true)
-        },
+        "return document.getElementById('record-local').hidden",
+        json!([]),
     )
     .await;
     assert!(
