@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use common::ids::MeetingId;
+use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, sendmmsg};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -430,6 +431,7 @@ async fn run_shard(
     let latency = m.forward_latency.local();
     // The arrival of the oldest datagram the next drain finishes with.
     let mut arrived: Option<Instant> = None;
+    let mut outbox = Outbox::new();
     loop {
         if Instant::now() >= next_stats {
             let now = sfu.stats();
@@ -449,9 +451,7 @@ async fn run_shard(
                 } => {
                     out.packets += 1;
                     out.bytes += contents.len() as u64;
-                    if let Err(e) = socket.send_to(&contents, destination).await {
-                        tracing::debug!(%destination, error = %e, "UDP send failed");
-                    }
+                    outbox.push(&socket, destination, contents).await;
                 }
                 SfuOutput::Signal { key, msg } => {
                     let closed = matches!(msg, SignalOut::Closed(_));
@@ -486,6 +486,7 @@ async fn run_shard(
                 SfuOutput::Timeout(t) => break t.min(next_stats),
             }
         };
+        outbox.flush(&socket).await;
         if let Some(at) = arrived.take() {
             latency.observe(at.elapsed().as_secs_f64());
         }
@@ -528,6 +529,76 @@ async fn run_shard(
             _ = tokio::time::sleep_until(deadline.into()) => sfu.handle_timeout(Instant::now()),
         }
     }
+}
+
+/// Datagrams on their way out of a shard: queued while the shard's state machine has
+/// more, then written with one `sendmmsg` per [`SEND_BATCH`] (a packet's copies for a
+/// whole meeting in one system call, not one each).
+struct Outbox {
+    queue: Vec<(SockaddrStorage, Vec<u8>)>,
+}
+
+const SEND_BATCH: usize = 64;
+
+impl Outbox {
+    fn new() -> Self {
+        Self {
+            queue: Vec::with_capacity(SEND_BATCH),
+        }
+    }
+
+    /// Queues one datagram; a full batch is sent at once.
+    async fn push(&mut self, socket: &UdpSocket, to: SocketAddr, contents: Vec<u8>) {
+        self.queue.push((SockaddrStorage::from(to), contents));
+        if self.queue.len() >= SEND_BATCH {
+            self.flush(socket).await;
+        }
+    }
+
+    /// Sends everything queued. A datagram the kernel refuses (its destination is
+    /// unreachable, say) is dropped, as a failed `send_to` would be; the rest go on.
+    async fn flush(&mut self, socket: &UdpSocket) {
+        let mut sent = 0;
+        while sent < self.queue.len() {
+            match send_batch(socket, &self.queue[sent..]) {
+                Ok(n) => sent += n.max(1),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    if socket.writable().await.is_err() {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(destination = ?self.queue[sent].0, error = %e, "UDP send failed");
+                    sent += 1;
+                }
+            }
+        }
+        self.queue.clear();
+    }
+}
+
+/// Writes up to [`SEND_BATCH`] of `batch` with one `sendmmsg`: how many went.
+fn send_batch(socket: &UdpSocket, batch: &[(SockaddrStorage, Vec<u8>)]) -> std::io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    let batch = &batch[..batch.len().min(SEND_BATCH)];
+    let slices: Vec<[std::io::IoSlice<'_>; 1]> = batch
+        .iter()
+        .map(|(_, d)| [std::io::IoSlice::new(d)])
+        .collect();
+    let addrs: Vec<Option<SockaddrStorage>> = batch.iter().map(|(a, _)| Some(*a)).collect();
+    let mut headers = MultiHeaders::preallocate(batch.len(), None);
+    socket.try_io(tokio::io::Interest::WRITABLE, || {
+        sendmmsg(
+            socket.as_raw_fd(),
+            &mut headers,
+            &slices,
+            &addrs,
+            [],
+            MsgFlags::empty(),
+        )
+        .map(|done| done.count())
+        .map_err(std::io::Error::from)
+    })
 }
 
 fn update_metrics(m: &DriverMetrics, prev: &SfuStats, now: &SfuStats) {
@@ -595,6 +666,34 @@ mod tests {
                 })
                 .collect();
             let _ = stun_shard(&d);
+        }
+    }
+
+    #[tokio::test]
+    async fn an_outbox_sends_every_datagram_to_its_own_destination_in_batches() {
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let a = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let b = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let mut outbox = Outbox::new();
+        // More than a batch, alternating between two receivers.
+        let n = SEND_BATCH + 10;
+        for i in 0..n {
+            let to = if i % 2 == 0 { &a } else { &b };
+            let to = to.local_addr().unwrap();
+            outbox.push(&socket, to, vec![i as u8; 100 + i]).await;
+        }
+        outbox.flush(&socket).await;
+        let mut buf = [0u8; 2048];
+        for (r, parity) in [(&a, 0), (&b, 1)] {
+            for i in (parity..n).step_by(2) {
+                let (len, from) =
+                    tokio::time::timeout(Duration::from_secs(2), r.recv_from(&mut buf))
+                        .await
+                        .expect("every datagram arrives")
+                        .unwrap();
+                assert_eq!(from, socket.local_addr().unwrap());
+                assert_eq!((len, buf[0]), (100 + i, i as u8), "in order, whole");
+            }
         }
     }
 
