@@ -461,7 +461,9 @@ async fn garbage_datagrams_and_bad_signaling_leave_everyone_elses_media_flowing(
         let v: Value = serde_json::from_str(msg.to_text().unwrap()).unwrap();
         match v["type"].as_str() {
             Some("error") => errors += 1,
-            Some("participant_joined" | "mute" | "chat" | "room") => {}
+            Some(
+                "participant_joined" | "mute" | "chat" | "room" | "polls" | "questions" | "board",
+            ) => {}
             other => panic!("unexpected reply {other:?}: {v}"),
         }
     }
