@@ -10,6 +10,7 @@
 #![deny(clippy::disallowed_types)]
 
 pub mod auth;
+pub mod capacity;
 pub mod config;
 pub mod downloads;
 pub mod error;

@@ -104,3 +104,65 @@ async fn every_binary_serves_metrics_healthz_and_readyz() {
     assert_eq!(rec["region"], "oslo");
     assert!(rec["slots"].as_u64().unwrap() >= 1);
 }
+
+/// `fjord-plan` on a small trace (worked out by hand in `controller::capacity`'s tests):
+/// Oslo's 13 participants need two 10-place nodes, Bergen's 9 too; with one each, 3 of
+/// Oslo's go to Bergen and 2 of Bergen's are refused.
+#[test]
+fn fjord_plan_prints_the_nodes_each_region_needs_for_a_trace() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("trace.csv");
+    std::fs::write(
+        &trace,
+        "meeting,region,start_s,end_s,participants\n\
+         m1,oslo,0,100,8\nm2,oslo,10,50,5\nm3,bergen,20,30,9\n",
+    )
+    .unwrap();
+    let out = Command::new(harness::bin_path("fjord-plan").unwrap())
+        .arg("--trace")
+        .arg(&trace)
+        .args(["--fleet", "oslo=1x10,bergen=1x10"])
+        .args(["--near", "oslo:bergen", "--near", "bergen:oslo"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<Vec<&str>> = text
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        rows[0],
+        [
+            "region",
+            "peak",
+            "nodes",
+            "needed",
+            "joins",
+            "in_region",
+            "out_of_region",
+            "refused",
+            "cross_links"
+        ]
+    );
+    assert_eq!(rows[1], ["bergen", "9", "1", "2", "9", "7", "0", "2", "1"]);
+    assert_eq!(rows[2], ["oslo", "13", "1", "2", "13", "10", "3", "0", "1"]);
+
+    // A broken trace: exit 2, naming the line.
+    std::fs::write(
+        &trace,
+        "meeting,region,start_s,end_s,participants\nm1,oslo,9,3,1\n",
+    )
+    .unwrap();
+    let bad = Command::new(harness::bin_path("fjord-plan").unwrap())
+        .arg("--trace")
+        .arg(&trace)
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("line 2"));
+}
