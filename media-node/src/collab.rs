@@ -34,6 +34,8 @@ pub const MAX_OPTION_CHARS: usize = 200;
 pub const MAX_TEXT_CHARS: usize = 500;
 /// What one batch (one write) takes from the queue at most.
 const MAX_BATCH: usize = 500;
+/// How long a participant's request waits for its batch to be written.
+const SUBMIT_WAIT: Duration = Duration::from_secs(5);
 
 /// A participant's request.
 #[derive(Clone, Debug, PartialEq)]
@@ -547,9 +549,17 @@ impl Collab {
         if !queued {
             return Err("the meeting closed on this media node".into());
         }
-        answer
-            .await
-            .unwrap_or_else(|_| Err("the meeting closed on this media node".into()))
+        // A slow or unreachable etcd must not hold the participant's session.
+        match tokio::time::timeout(SUBMIT_WAIT, answer).await {
+            Ok(done) => {
+                done.unwrap_or_else(|_| Err("the meeting closed on this media node".into()))
+            }
+            Err(_) => Err(format!(
+                "the cluster state did not confirm it within {} s: it may still be recorded; \
+                 look before trying again",
+                SUBMIT_WAIT.as_secs()
+            )),
+        }
     }
 }
 
