@@ -164,6 +164,9 @@ pub fn simulate(
     let mut open_rows: HashMap<&str, u32> = HashMap::new();
     let mut placed: HashMap<usize, Vec<NodeId>> = HashMap::new();
     let mut present: BTreeMap<Region, u32> = BTreeMap::new();
+    // Relay links now: every pair of a meeting's nodes in two regions, counted for each
+    // of the two; kept up to date as meetings take nodes and end.
+    let mut links: BTreeMap<Region, u32> = BTreeMap::new();
     let mut at = 0;
     while at < events.len() {
         let now = events[at].0;
@@ -207,6 +210,12 @@ pub fn simulate(
                         Outcome::InRegion => r.in_region += 1,
                         Outcome::Fallback => r.out_of_region += 1,
                     }
+                    if !existing.values().any(|x| *x == node) {
+                        for (other, _) in nodes_of(existing).filter(|(r, _)| **r != region) {
+                            *links.entry(region.clone()).or_default() += 1;
+                            *links.entry(other.clone()).or_default() += 1;
+                        }
+                    }
                     existing.insert(Slot { region, n }, node.clone());
                     if let Some(x) = nodes.iter_mut().find(|x| x.id == node) {
                         x.load.participants += 1;
@@ -223,34 +232,34 @@ pub fn simulate(
                 let open = open_rows.entry(meeting).or_default();
                 *open -= 1;
                 if *open == 0 {
-                    // The meeting ended: its placements go with it.
-                    placements.remove(meeting);
+                    // The meeting ended: its placements go with it, and its links.
+                    let gone = placements.remove(meeting).unwrap_or_default();
+                    let spans: Vec<_> = nodes_of(&gone).collect();
+                    for (i, a) in spans.iter().enumerate() {
+                        for b in spans[i + 1..].iter().filter(|b| b.0 != a.0) {
+                            *links.entry(a.0.clone()).or_default() -= 1;
+                            *links.entry(b.0.clone()).or_default() -= 1;
+                        }
+                    }
                 }
             }
             at += 1;
         }
-        // Relay links now: every pair of a meeting's nodes, counted for each region
-        // whose node meets another region's.
-        let mut links: BTreeMap<Region, u32> = BTreeMap::new();
-        for slots in placements.values() {
-            let spans: BTreeSet<(&Region, &NodeId)> =
-                slots.iter().map(|(s, n)| (&s.region, n)).collect();
-            let spans: Vec<_> = spans.into_iter().collect();
-            for (i, a) in spans.iter().enumerate() {
-                for b in &spans[i + 1..] {
-                    if a.0 != b.0 {
-                        *links.entry(a.0.clone()).or_default() += 1;
-                        *links.entry(b.0.clone()).or_default() += 1;
-                    }
-                }
-            }
-        }
-        for (region, n) in links {
-            let r = report.entry(region).or_default();
-            r.peak_cross_links = r.peak_cross_links.max(n);
+        for (region, n) in &links {
+            let r = report.entry(region.clone()).or_default();
+            r.peak_cross_links = r.peak_cross_links.max(*n);
         }
     }
     report
+}
+
+/// A meeting's distinct nodes, with their regions.
+fn nodes_of(slots: &BTreeMap<Slot, NodeId>) -> impl Iterator<Item = (&Region, &NodeId)> {
+    slots
+        .iter()
+        .map(|(s, n)| (&s.region, n))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
 }
 
 /// The fewest nodes (of the region's size in `fleet`, or `default_capacity`) with which

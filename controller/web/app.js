@@ -914,7 +914,6 @@
       rec.ondataavailable = (e) => { if (e.data.size) chunks.push(e.data); };
       rec.onstop = () => {
         const blob = new Blob(chunks, { type: 'video/webm' });
-        state.localRecordingBlob = blob;
         const a = document.createElement('a');
         a.href = URL.createObjectURL(blob);
         a.download = 'fjord-' + (state.meeting || 'meeting') + '-' + new Date().toISOString().replace(/[:.]/g, '-') + '.webm';

@@ -249,9 +249,8 @@ pub fn role_named(name: &str) -> &'static str {
 /// A meeting's room as this node knows it.
 #[derive(Clone, Debug, Default)]
 pub struct RoomState {
-    /// Read from etcd at least once (the room record and the meeting's settings); until
-    /// then nothing is known.
-    pub loaded: bool,
+    /// The room record and the meeting's settings have been read from etcd at least once
+    /// (until both are, nothing is known: [`RoomState::loaded`]).
     room_read: bool,
     meeting_read: bool,
     /// The etcd revision of what is here (newer writes replace it, older never do).
@@ -283,6 +282,9 @@ pub const DENIED: &str = "a host did not let you into this meeting";
 pub const ENDED: &str = "the host ended the meeting for everyone";
 
 impl RoomState {
+    pub fn loaded(&self) -> bool {
+        self.room_read && self.meeting_read
+    }
     pub fn waiting_room(&self) -> bool {
         self.rec.waiting_room.unwrap_or(self.meeting_waiting_room)
     }
@@ -494,7 +496,6 @@ fn publish(tx: &watch::Sender<RoomState>, rec: Option<MeetingRoomRecord>, revisi
             return false;
         }
         s.room_read = true;
-        s.loaded = s.meeting_read;
         s.revision = revision;
         s.rec = rec.unwrap_or_default();
         true
@@ -566,7 +567,6 @@ async fn follow_room(
             Seen::Read(rec, revision) => {
                 tx.send_modify(|s| {
                     s.room_read = true;
-                    s.loaded = s.meeting_read;
                     s.revision = s.revision.max(revision);
                     if let Some(rec) = rec
                         && s.rec.next_seq <= rec.next_seq
@@ -589,7 +589,7 @@ async fn read_settings(
     tx: watch::Sender<RoomState>,
     stop: CancellationToken,
 ) {
-    let mut delay = Duration::from_millis(200);
+    let mut delay = record::RETRY_FIRST;
     loop {
         let read: Result<(), RecordError> = async {
             let mut etcd = node.etcd_client().await.ok_or(RecordError::NoEtcd)?;
@@ -606,17 +606,14 @@ async fn read_settings(
                 s.title = m.title;
                 s.meeting_waiting_room = m.waiting_room;
                 s.meeting_read = true;
-                s.loaded = s.room_read;
             });
             Ok(())
         }
         .await;
         let Err(e) = read else { return };
         tracing::warn!(%meeting, error = %e, "reading the meeting's settings failed; retrying");
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(delay) => {}
+        if !record::back_off(&stop, &mut delay).await {
+            return;
         }
-        delay = (delay * 2).min(Duration::from_secs(5));
     }
 }

@@ -34,8 +34,21 @@ pub enum Seen<R> {
     Changed(Option<R>, i64),
 }
 
-const RETRY_FIRST: Duration = Duration::from_millis(200);
+/// How long a failed read or watch waits before it tries again: doubling from the first
+/// to the most.
+pub const RETRY_FIRST: Duration = Duration::from_millis(200);
 const RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// Waits `delay` before another try (unless `stop` comes first) and doubles it, up to
+/// [`RETRY_MAX`]; false when stopped.
+pub async fn back_off(stop: &CancellationToken, delay: &mut Duration) -> bool {
+    tokio::select! {
+        _ = stop.cancelled() => return false,
+        _ = tokio::time::sleep(*delay) => {}
+    }
+    *delay = (*delay * 2).min(RETRY_MAX);
+    true
+}
 
 /// Follows `meeting`'s record at `key` (`what` names it in logs) until `stop`, giving
 /// every read and change to `take`.
@@ -89,11 +102,9 @@ pub async fn follow<R: Message + Default>(
         .await;
         if let Err(e) = result {
             tracing::warn!(%meeting, error = %e, "following the meeting's {what} failed; retrying");
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(delay) => {}
+            if !back_off(&stop, &mut delay).await {
+                return;
             }
-            delay = (delay * 2).min(RETRY_MAX);
         }
     }
 }

@@ -102,7 +102,7 @@ async fn signal(
     // What the meeting's hosts decided: read from etcd when the meeting was prepared
     // here, and followed since.
     let mut room = Hosts::follow(&node, &meeting);
-    let loaded = tokio::time::timeout(PREPARE_GRACE, room.wait_for(|r| r.loaded))
+    let loaded = tokio::time::timeout(PREPARE_GRACE, room.wait_for(|r| r.loaded()))
         .await
         .is_ok_and(|r| r.is_ok());
     if !loaded {
@@ -568,6 +568,24 @@ fn signal_msg(msg: SignalOut) -> Message {
     }
 }
 
+/// Sends each message of `now` that differs from the one last told (`last`, updated);
+/// false when the connection broke.
+async fn tell_changes<const N: usize>(
+    ws: &mut WebSocket,
+    last: [&mut serde_json::Value; N],
+    now: [serde_json::Value; N],
+) -> bool {
+    for (last, now) in last.into_iter().zip(now) {
+        if now != *last {
+            *last = now;
+            if ws.send(json(last.clone())).await.is_err() {
+                return false;
+            }
+        }
+    }
+    true
+}
+
 /// Sends `closed` saying `why`, and returns it.
 async fn closing(ws: &mut WebSocket, why: impl Into<String>) -> String {
     let why = why.into();
@@ -820,11 +838,8 @@ async fn in_meeting(
                     None => std::future::pending().await,
                 }
             } => {
-                let now_msg = room.borrow().breakout_message(my_id, common::unix_ms());
-                if now_msg != breakout_msg {
-                    breakout_msg = now_msg;
-                    ok = ws.send(json(breakout_msg.clone())).await.is_ok();
-                }
+                let now = room.borrow().breakout_message(my_id, common::unix_ms());
+                ok = tell_changes(ws, [&mut breakout_msg], [now]).await;
             }
             changed = room.changed() => {
                 if changed.is_err() {
@@ -853,12 +868,7 @@ async fn in_meeting(
                     }
                     // A new host sees drafts and results; one no more does not.
                     let now = collab_msgs(&collab.borrow(), me.is_host());
-                    for (last, now) in told_collab.iter_mut().zip(now) {
-                        if now != *last {
-                            *last = now;
-                            ok &= ws.send(json(last.clone())).await.is_ok();
-                        }
-                    }
+                    ok &= tell_changes(ws, told_collab.each_mut(), now).await;
                 }
                 for a in &news.actions {
                     let mine = a.target == my_id;
@@ -898,15 +908,7 @@ async fn in_meeting(
                     ok &= ws.send(json(serde_json::json!({ "type": "local_recording_stop", "reason": LOCAL_RECORDING_FORBIDDEN }))).await.is_ok();
                 }
                 last_seq = news.last_seq;
-                for (last, now) in [
-                    (&mut breakout_msg, news.breakout_msg),
-                    (&mut room_msg, news.room_msg),
-                ] {
-                    if now != *last {
-                        *last = now;
-                        ok &= ws.send(json(last.clone())).await.is_ok();
-                    }
-                }
+                ok &= tell_changes(ws, [&mut breakout_msg, &mut room_msg], [news.breakout_msg, news.room_msg]).await;
             }
             changed = collab.changed(), if collab_live => {
                 if changed.is_err() {
@@ -914,12 +916,7 @@ async fn in_meeting(
                     continue;
                 }
                 let now = collab_msgs(&collab.borrow_and_update(), me.is_host());
-                for (last, now) in told_collab.iter_mut().zip(now) {
-                    if now != *last {
-                        *last = now;
-                        ok &= ws.send(json(last.clone())).await.is_ok();
-                    }
-                }
+                ok &= tell_changes(ws, told_collab.each_mut(), now).await;
             }
             ev = membership.events.recv() => match ev {
                 Ok(RoomEvent::ParticipantJoined { participant }) if participant.participant_id == my_id => {}
