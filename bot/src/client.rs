@@ -45,6 +45,8 @@ pub struct BotConfig {
     pub password: Option<String>,
     /// The meeting's host key: join as its host.
     pub host_key: Option<String>,
+    /// A webinar's panelist key: join as a panelist.
+    pub panelist_key: Option<String>,
     pub region: Option<String>,
     /// What to publish; `None` joins as a listener only.
     pub publish: Option<Arc<Clip>>,
@@ -503,27 +505,7 @@ impl Bot {
 
         let mut senders = Vec::new();
         if cfg.publish.is_some() {
-            for (kind, codec) in [(RtpCodecKind::Audio, opus()), (RtpCodecKind::Video, vp8())] {
-                let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
-                    format!("fjord-bot-{}", cfg.name),
-                    format!("{kind}"),
-                    format!("{} {kind}", cfg.name),
-                    kind,
-                    vec![RTCRtpEncodingParameters {
-                        rtp_coding_parameters: RTCRtpCodingParameters {
-                            ssrc: Some(rand::random::<u32>()),
-                            ..Default::default()
-                        },
-                        codec,
-                        ..Default::default()
-                    }],
-                )));
-                let sender = pc
-                    .add_track(track.clone() as Arc<dyn TrackLocal>)
-                    .await
-                    .context("add a track")?;
-                senders.push((track, sender));
-            }
+            senders = add_tracks(&*pc, &cfg.name, false).await?;
         } else {
             // Something to negotiate, so that the connection comes up before anyone
             // else's tracks are offered to us.
@@ -636,39 +618,8 @@ impl Bot {
         let sent_frames = Arc::new(Mutex::new(Vec::new()));
         let mut tasks = vec![signaling, media_watch];
         if let Some(clip) = &cfg.publish {
-            for ((track, sender), (frames, count, level, codec)) in senders.into_iter().zip([
-                (
-                    clip.audio.clone(),
-                    sent_audio.clone(),
-                    Some(clip.audio_level),
-                    opus(),
-                ),
-                (clip.video.clone(), sent_video.clone(), None, vp8()),
-            ]) {
-                let pt = payload_type(&sender).await?;
-                let ssrc = *track.ssrcs().await.first().context("track without SSRC")?;
-                let packetizer = rtc::rtp::packetizer::new_packetizer(
-                    Instant::now(),
-                    RTP_MTU,
-                    pt,
-                    ssrc,
-                    codec.payloader()?,
-                    Box::new(rtc::rtp::sequence::new_random_sequencer()),
-                    codec.clock_rate,
-                );
-                tasks.push(tokio::spawn(send_loop(
-                    track,
-                    Box::new(packetizer),
-                    codec.clock_rate,
-                    frames,
-                    Sent {
-                        frames: count,
-                        log: sent_frames.clone(),
-                        kind: if level.is_some() { "audio" } else { "video" },
-                    },
-                    level,
-                )));
-            }
+            let sent = [sent_audio.clone(), sent_video.clone()];
+            tasks.extend(start_sending(clip, senders, sent, &sent_frames).await?);
         }
         Ok(Bot {
             participant_id: field("participant_id")?,
@@ -699,6 +650,57 @@ impl Bot {
 
     pub fn is_publisher(&self) -> bool {
         self.publishing
+    }
+
+    /// Starts publishing `clip` in a session that joined without (renegotiating: our
+    /// offer adds an audio and a video track). Fails with the node's refusal when it
+    /// refuses the offer, or when no answer comes within `timeout`.
+    pub async fn publish(&mut self, clip: Arc<Clip>, timeout: Duration) -> anyhow::Result<()> {
+        anyhow::ensure!(!self.publishing, "already publishing");
+        let refusals = self.events("error").len();
+        let senders = add_tracks(&*self.pc, &self.participant_id, true).await?;
+        let offer = self.pc.create_offer(None).await?;
+        self.pc.set_local_description(offer).await?;
+        let local = self
+            .pc
+            .local_description()
+            .await
+            .context("no local description")?;
+        self.send(json!({ "type": "offer", "sdp": local.sdp }))?;
+        let until = Instant::now() + timeout;
+        let failed = loop {
+            if let Some(e) = self
+                .events("error")
+                .into_iter()
+                .skip(refusals)
+                .find(|e| e["in_reply_to"] == "offer")
+            {
+                break anyhow::anyhow!(
+                    "offer refused: {}",
+                    e["message"].as_str().unwrap_or_default()
+                );
+            }
+            // The answer applied: no offer of ours pending any more.
+            if self.pc.pending_local_description().await.is_none() {
+                let sent = [self.sent_audio.clone(), self.sent_video.clone()];
+                let tasks = start_sending(&clip, senders, sent, &self.sent_frames).await?;
+                self.tasks.extend(tasks);
+                self.publishing = true;
+                return Ok(());
+            }
+            if Instant::now() >= until {
+                break anyhow::anyhow!("no answer to our offer in {timeout:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        // Back to where we were, so that the node's later offers still apply.
+        self.pc
+            .set_local_description(RTCSessionDescription::rollback(None)?)
+            .await?;
+        for (_, sender) in &senders {
+            self.pc.remove_track(sender).await?;
+        }
+        Err(failed)
     }
 
     /// What has arrived so far from each remote participant.
@@ -760,6 +762,99 @@ impl Bot {
         tokio::time::sleep(Duration::from_millis(50)).await;
         let _ = self.pc.close().await;
     }
+}
+
+type Sender = (Arc<TrackLocalStaticRTP>, Arc<dyn RtpSender>);
+
+/// Adds an audio (Opus) and a video (VP8) track to `pc`, to publish. `fresh`: each on
+/// a new send-only transceiver (a session under way has receiving ones, which
+/// `add_track` would take over instead of adding m-lines).
+async fn add_tracks(
+    pc: &dyn PeerConnection,
+    name: &str,
+    fresh: bool,
+) -> anyhow::Result<Vec<Sender>> {
+    let mut senders = Vec::new();
+    for (kind, codec) in [(RtpCodecKind::Audio, opus()), (RtpCodecKind::Video, vp8())] {
+        let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
+            format!("fjord-bot-{name}"),
+            format!("{kind}"),
+            format!("{name} {kind}"),
+            kind,
+            vec![RTCRtpEncodingParameters {
+                rtp_coding_parameters: RTCRtpCodingParameters {
+                    ssrc: Some(rand::random::<u32>()),
+                    ..Default::default()
+                },
+                codec,
+                ..Default::default()
+            }],
+        )));
+        let sender = if fresh {
+            let init = RTCRtpTransceiverInit {
+                direction: RTCRtpTransceiverDirection::Sendonly,
+                ..Default::default()
+            };
+            pc.add_transceiver_from_track(track.clone() as Arc<dyn TrackLocal>, Some(init))
+                .await
+                .context("add a transceiver")?
+                .sender()
+                .await?
+                .context("a new transceiver without a sender")?
+        } else {
+            pc.add_track(track.clone() as Arc<dyn TrackLocal>)
+                .await
+                .context("add a track")?
+        };
+        senders.push((track, sender));
+    }
+    Ok(senders)
+}
+
+/// Sends `clip` on the negotiated tracks of [`add_tracks`], counting audio and video
+/// frames in `sent` and logging each in `log`: one task per track.
+async fn start_sending(
+    clip: &Clip,
+    senders: Vec<Sender>,
+    sent: [Arc<AtomicU64>; 2],
+    log: &Arc<Mutex<Vec<SentFrame>>>,
+) -> anyhow::Result<Vec<JoinHandle<()>>> {
+    let [sent_audio, sent_video] = sent;
+    let mut tasks = Vec::new();
+    for ((track, sender), (frames, count, level, codec)) in senders.into_iter().zip([
+        (
+            clip.audio.clone(),
+            sent_audio,
+            Some(clip.audio_level),
+            opus(),
+        ),
+        (clip.video.clone(), sent_video, None, vp8()),
+    ]) {
+        let pt = payload_type(&sender).await?;
+        let ssrc = *track.ssrcs().await.first().context("track without SSRC")?;
+        let packetizer = rtc::rtp::packetizer::new_packetizer(
+            Instant::now(),
+            RTP_MTU,
+            pt,
+            ssrc,
+            codec.payloader()?,
+            Box::new(rtc::rtp::sequence::new_random_sequencer()),
+            codec.clock_rate,
+        );
+        tasks.push(tokio::spawn(send_loop(
+            track,
+            Box::new(packetizer),
+            codec.clock_rate,
+            frames,
+            Sent {
+                frames: count,
+                log: log.clone(),
+                kind: if level.is_some() { "audio" } else { "video" },
+            },
+            level,
+        )));
+    }
+    Ok(tasks)
 }
 
 fn opus() -> RTCRtpCodec {
@@ -918,6 +1013,7 @@ pub(crate) async fn open_signaling(
             "name": cfg.name,
             "password": cfg.password,
             "host_key": cfg.host_key,
+            "panelist_key": cfg.panelist_key,
             "region": cfg.region,
             "lost_node": lost_node,
         }))

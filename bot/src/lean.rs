@@ -513,6 +513,7 @@ async fn join_fjord(
         name: name.to_owned(),
         password: None,
         host_key: None,
+        panelist_key: None,
         region: region.clone(),
         publish: None,
         signal_ca: None,

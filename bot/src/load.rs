@@ -100,6 +100,7 @@ impl Load {
                 },
                 password: spec.password.clone(),
                 host_key: None,
+                panelist_key: None,
                 region: if i < spec.publishers {
                     spec.region.clone()
                 } else {

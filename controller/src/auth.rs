@@ -114,16 +114,19 @@ impl Service {
         }
     }
 
-    /// The role a joiner's secrets give: host with the host key, attendee with the
-    /// password (or with nothing, when the meeting has none).
+    /// The role a joiner's secrets give: host with the host key, panelist with a
+    /// webinar's panelist key, attendee with the password (or with nothing, when the
+    /// meeting has none).
     pub(crate) async fn check_secrets(
         &self,
         meeting: &Meeting,
         password: Option<String>,
         host_key: Option<String>,
+        panelist_key: Option<String>,
     ) -> Result<Role, ApiError> {
         let (pw_hash, hk_hash) = (meeting.password_hash.clone(), meeting.host_key_hash.clone());
-        if pw_hash.is_some() && password.is_none() && host_key.is_none() {
+        let pk_hash = meeting.panelist_key_hash.clone();
+        if pw_hash.is_some() && password.is_none() && host_key.is_none() && panelist_key.is_none() {
             return Err(ApiError::Unauthorized(
                 "this meeting needs a password".into(),
             ));
@@ -134,6 +137,15 @@ impl Service {
                     Ok(Role::Host)
                 } else {
                     Err(ApiError::Forbidden("wrong host key".into()))
+                };
+            }
+            if let Some(pk) = panelist_key {
+                return match pk_hash {
+                    Some(h) if verify_secret(&pk, &h) => Ok(Role::Panelist),
+                    Some(_) => Err(ApiError::Forbidden("wrong panelist key".into())),
+                    None => Err(ApiError::BadRequest(
+                        "panelist_key: only webinars have panelist keys".into(),
+                    )),
                 };
             }
             if let Some(pw_hash) = pw_hash

@@ -30,6 +30,8 @@ pub struct JoinInput {
     pub password: Option<String>,
     pub region: Option<String>,
     pub host_key: Option<String>,
+    /// A webinar's panelist key.
+    pub panelist_key: Option<String>,
     /// The media node a reconnecting client lost: checked before anyone is placed there
     /// again.
     pub lost_node: Option<String>,
@@ -204,7 +206,8 @@ impl Service {
         let role = if self.is_operator(caller) {
             Role::Host
         } else {
-            self.check_secrets(&m, req.password, req.host_key).await?
+            self.check_secrets(&m, req.password, req.host_key, req.panelist_key)
+                .await?
         };
         let (locked, ended) = self.view.read(|v| {
             v.rooms

@@ -4,7 +4,7 @@ use common::ids::{MeetingId, NodeId, Region};
 
 use crate::auth::{Caller, blocking, hash_secret, random_secret};
 use crate::error::{ApiError, truncate};
-use crate::model::{Collab, HostAction, Meeting, MeetingState, Room};
+use crate::model::{Collab, HostAction, Meeting, MeetingKind, MeetingState, Room};
 use crate::service::Service;
 
 pub const MAX_TITLE_CHARS: usize = 200;
@@ -22,6 +22,17 @@ pub struct NewMeeting {
     pub waiting_room: Option<bool>,
     /// Media encrypted end to end in the browsers.
     pub e2ee: bool,
+    /// `meeting` (empty: the same) or `webinar`.
+    pub kind: String,
+}
+
+/// A meeting just created, with the secrets shown this once.
+#[derive(Clone, Debug)]
+pub struct Created {
+    pub info: MeetingInfo,
+    pub host_key: String,
+    /// Webinars: joining with it gives the panelist role.
+    pub panelist_key: Option<String>,
 }
 
 /// A meeting as the API shows it: the meeting and where its participants are placed.
@@ -38,8 +49,14 @@ impl Service {
         &self,
         caller: &Caller,
         req: NewMeeting,
-    ) -> Result<(MeetingInfo, String), ApiError> {
+    ) -> Result<Created, ApiError> {
         self.require_operator(caller)?;
+        let kind = MeetingKind::parse(&req.kind).ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "kind: {:?} is not a kind of meeting: expected \"meeting\" or \"webinar\"",
+                truncate(&req.kind, 40)
+            ))
+        })?;
         let title = req.title.trim().to_owned();
         if title.is_empty() {
             return Err(ApiError::BadRequest("title: must not be empty".into()));
@@ -76,11 +93,14 @@ impl Service {
             None => DEFAULT_CLASSIFICATION.to_owned(),
         };
         let host_key = random_secret();
-        let (password_hash, host_key_hash) = {
-            let (pw, hk) = (req.password.clone(), host_key.clone());
-            blocking(move || -> Result<(Option<String>, String), ApiError> {
+        let panelist_key = (kind == MeetingKind::Webinar).then(random_secret);
+        let (password_hash, host_key_hash, panelist_key_hash) = {
+            let (pw, hk, pk) = (req.password.clone(), host_key.clone(), panelist_key.clone());
+            type Hashes = (Option<String>, String, Option<String>);
+            blocking(move || -> Result<Hashes, ApiError> {
                 let p = pw.map(|p| hash_secret(&p)).transpose()?;
-                Ok((p, hash_secret(&hk)?))
+                let k = pk.map(|k| hash_secret(&k)).transpose()?;
+                Ok((p, hash_secret(&hk)?, k))
             })
             .await??
         };
@@ -97,6 +117,8 @@ impl Service {
             waiting_room: req.waiting_room.unwrap_or(req.password.is_none()),
             locked: false,
             e2ee: req.e2ee,
+            kind,
+            panelist_key_hash,
         };
         for _ in 0..5 {
             meeting.id = MeetingId::random();
@@ -111,7 +133,11 @@ impl Service {
                     placements: vec![],
                     room: Room::default(),
                 };
-                return Ok((info, host_key));
+                return Ok(Created {
+                    info,
+                    host_key,
+                    panelist_key,
+                });
             }
         }
         Err(ApiError::Internal("could not allocate a meeting id".into()))

@@ -39,6 +39,35 @@ pub struct Meeting {
     pub locked: bool,
     /// Media encrypted end to end in the browsers: never recorded in the cloud.
     pub e2ee: bool,
+    pub kind: MeetingKind,
+    /// Webinars: argon2id PHC string of the panelist key handed out once at creation.
+    pub panelist_key_hash: Option<String>,
+}
+
+/// What kind of meeting: everyone may publish, or only its panelists (a webinar).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MeetingKind {
+    #[default]
+    Meeting,
+    /// Panelists and hosts publish; attendees only receive, and do not see each other.
+    Webinar,
+}
+
+impl MeetingKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MeetingKind::Meeting => "meeting",
+            MeetingKind::Webinar => "webinar",
+        }
+    }
+    /// The kind a request names (empty: a meeting).
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "" | "meeting" => Some(MeetingKind::Meeting),
+            "webinar" => Some(MeetingKind::Webinar),
+            _ => None,
+        }
+    }
 }
 
 impl Meeting {

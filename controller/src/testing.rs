@@ -8,7 +8,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Regions;
 use crate::model::{
-    Capacity, MediaNode, Meeting, MeetingState, NodeState, Recording, RecordingNode, RecordingState,
+    Capacity, MediaNode, Meeting, MeetingKind, MeetingState, NodeState, Recording, RecordingNode,
+    RecordingState,
 };
 use crate::node_rpc::NodeClients;
 use crate::service::Service;
@@ -65,6 +66,8 @@ pub(crate) fn meeting(id: &str) -> Meeting {
         waiting_room: false,
         locked: false,
         e2ee: false,
+        kind: MeetingKind::Meeting,
+        panelist_key_hash: None,
     }
 }
 

@@ -9,8 +9,8 @@ use common::config::EtcdConfig;
 use common::ids::{MeetingId, NodeId, RecordingId, Region};
 use common::keyspace::Slot;
 use controller::model::{
-    Capacity, Gap, MediaNode, Meeting, MeetingState, NodeLoad, NodeState, Recording, RecordingNode,
-    RecordingState,
+    Capacity, Gap, MediaNode, Meeting, MeetingKind, MeetingState, NodeLoad, NodeState, Recording,
+    RecordingNode, RecordingState,
 };
 use controller::store::{
     Batch, Change, ChangeStream, ClusterStore, EtcdStore, MemoryStore, PlacementCommit, StoreError,
@@ -138,6 +138,8 @@ fn meeting(s: &str) -> Meeting {
         waiting_room: false,
         locked: true,
         e2ee: true,
+        kind: MeetingKind::Webinar,
+        panelist_key_hash: Some("$argon2id$panelist".into()),
     }
 }
 

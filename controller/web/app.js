@@ -24,6 +24,8 @@
     $('banner').hidden = !text;
   }
   const isHost = () => state.role === 'host' || state.role === 'co-host';
+  // A webinar's attendee watches and listens: no camera, no microphone.
+  const watchOnly = () => !!(state.info && state.info.kind === 'webinar') && state.role === 'attendee';
 
   // Plain-language messages for what the API answers.
   function explain(status, body) {
@@ -137,6 +139,7 @@
       const request = { name };
       if (password) request.password = password;
       if (params.get('host_key')) request.host_key = params.get('host_key');
+      if (params.get('panelist_key')) request.panelist_key = params.get('panelist_key');
       if (params.get('region')) request.region = params.get('region');
       // Rejoining: say which node we lost, so that the controller checks it first.
       if (state.rejoining && state.lostNode) request.lost_node = state.lostNode;
@@ -169,7 +172,12 @@
   async function connect() {
     const cameraOff = $('join-camera-off').checked || params.get('camera') === 'off';
     const joinMuted = $('join-muted').checked || params.get('muted') === '1';
-    if (!state.local) {
+    if (watchOnly()) {
+      // Nothing to send: the preview's camera and microphone are let go.
+      if (state.local) state.local.getTracks().forEach((t) => t.stop());
+      state.local = new MediaStream();
+      banner('You are watching this webinar. Raise your hand or ask in Q&A; a host can invite you to speak.');
+    } else if (!state.local) {
       try {
         const c = constraints();
         state.local = await navigator.mediaDevices.getUserMedia(cameraOff ? { audio: c.audio } : c);
@@ -193,6 +201,8 @@
     });
     state.pc = pc;
     for (const track of state.local.getTracks()) addTrack(pc, track);
+    // Something to negotiate, so that the connection comes up before others' tracks do.
+    if (!state.local.getTracks().length) pc.addTransceiver('audio', { direction: 'recvonly' });
     pc.ontrack = (e) => { e2ee.receiver(e.receiver, e.transceiver.mid); attach(e.transceiver.mid, e.track); };
     pc.onconnectionstatechange = () => {
       if (pc.connectionState === 'connected') { state.attempts = 0; state.rejoining = false; banner(''); }
@@ -288,7 +298,34 @@
   function showMeeting() {
     $('waiting').hidden = true;
     $('meeting-view').hidden = false;
-    tile(state.joined.participant_id, $('name').value.trim() + ' (you)', state.local);
+    if (!watchOnly()) tile(state.joined.participant_id, $('name').value.trim() + ' (you)', state.local);
+    renderControls();
+  }
+
+  // A webinar's host made us a panelist: camera and microphone join, muted and off until
+  // we turn them on; made an attendee again: they stop.
+  async function roleChanged(was) {
+    const wasWatching = !!(state.info && state.info.kind === 'webinar') && was === 'attendee';
+    if (wasWatching && !watchOnly()) {
+      try {
+        const c = constraints();
+        const media = await navigator.mediaDevices.getUserMedia(c);
+        media.getTracks().forEach((t) => { state.local.addTrack(t); addTrack(state.pc, t); });
+      } catch (e) { status('A host made you a panelist, but the camera or microphone is not available: ' + e.message, true); }
+      setOwnMute(true, true);
+      const offer = await state.pc.createOffer();
+      await state.pc.setLocalDescription(offer);
+      send({ type: 'offer', sdp: offer.sdp });
+      sendMute();
+      tile(state.joined.participant_id, $('name').value.trim() + ' (you)', state.local);
+      banner('A host made you a panelist: unmute and turn your camera on to be seen and heard.');
+    } else if (!wasWatching && watchOnly()) {
+      state.local.getTracks().forEach((t) => { t.stop(); state.local.removeTrack(t); });
+      for (const s of state.pc.getSenders()) if (s.track) await s.replaceTrack(null);
+      const own = document.getElementById('tile-' + state.joined.participant_id);
+      if (own) own.remove();
+      banner('You are an attendee again: you watch and listen.');
+    }
     renderControls();
   }
 
@@ -404,9 +441,11 @@
   function upsert(p) {
     const id = p.participant_id;
     if (id === (state.joined && state.joined.participant_id)) {
+      const was = state.role;
       state.role = p.role;
       state.handRaised = p.hand_raised_unix_ms != null;
-      renderControls();
+      if (was !== p.role && state.pc) roleChanged(was).catch((e) => console.error(e));
+      else renderControls();
       return;
     }
     if (p.waiting) {
@@ -1000,6 +1039,11 @@
         if (p.hand_raised_unix_ms != null) acts.append(button('Lower hand', () => send({ type: 'lower_hand', participant_id: id }), 'Lower the hand of ' + p.name));
         if (p.role === 'co-host') acts.append(button('Remove co-host', () => send({ type: 'set_role', participant_id: id, role: 'attendee' }), 'Make ' + p.name + ' an attendee'));
         else if (p.role !== 'host') acts.append(button('Make co-host', () => send({ type: 'set_role', participant_id: id, role: 'co-host' }), 'Make ' + p.name + ' a co-host'));
+        // A webinar's attendee can be let talk (made a panelist for a while) and back.
+        if (state.info && state.info.kind === 'webinar') {
+          if (p.role === 'attendee') acts.append(button('Let talk', () => send({ type: 'set_role', participant_id: id, role: 'panelist' }), 'Make ' + p.name + ' a panelist'));
+          else if (p.role === 'panelist') acts.append(button('Back to attendee', () => send({ type: 'set_role', participant_id: id, role: 'attendee' }), 'Make ' + p.name + ' an attendee again'));
+        }
         if (state.role === 'host' && p.role !== 'host') acts.append(button('Make host', () => send({ type: 'set_role', participant_id: id, role: 'host' }), 'Make ' + p.name + ' the host'));
         acts.append(
           button('Rename', () => { const n = prompt('New name for ' + p.name, p.name); if (n) send({ type: 'rename', participant_id: id, name: n }); }, 'Rename ' + p.name),
@@ -1046,6 +1090,7 @@
     $('mute').setAttribute('aria-pressed', String(state.audioMuted));
     $('camera').textContent = state.videoMuted ? 'Camera on' : 'Camera off';
     $('camera').setAttribute('aria-pressed', String(state.videoMuted));
+    for (const b of ['mute', 'camera', 'share']) $(b).hidden = watchOnly();
     renderPeople();
   }
 

@@ -478,6 +478,7 @@ impl Drill {
                     name: name.clone(),
                     password: None,
                     host_key: None,
+                    panelist_key: None,
                     region: Some(region.into()),
                     publish: publishes.then(|| encoded.clone()),
                     signal_ca: None,

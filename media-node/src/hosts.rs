@@ -258,6 +258,8 @@ pub struct RoomState {
     pub title: String,
     /// The meeting's own setting, from its creation.
     pub meeting_waiting_room: bool,
+    /// A webinar: attendees only watch and listen (`webinar.rs`).
+    pub webinar: bool,
     pub rec: MeetingRoomRecord,
 }
 
@@ -358,6 +360,7 @@ impl RoomState {
         serde_json::json!({
             "type": "room",
             "title": self.title,
+            "webinar": self.webinar,
             "locked": self.rec.locked,
             "waiting_room": self.waiting_room(),
             "allow_unmute": self.allow_unmute(),
@@ -605,6 +608,7 @@ async fn read_settings(
             tx.send_modify(|s| {
                 s.title = m.title;
                 s.meeting_waiting_room = m.waiting_room;
+                s.webinar = m.kind == proto::MeetingKind::Webinar as i32;
                 s.meeting_read = true;
             });
             Ok(())

@@ -14,6 +14,7 @@ pub mod relay_server;
 pub mod room;
 pub mod sfu;
 pub mod signal;
+pub mod webinar;
 pub mod wss;
 
 use std::collections::HashMap;

@@ -18,6 +18,7 @@ use crate::collab::{self, Collab, CollabState};
 use crate::hosts::{self, Action, Actor, Hosts, RoomState};
 use crate::room::{ParticipantInfo, RoomEvent, is_host_role};
 use crate::sfu::{SfuCommand, SignalOut};
+use crate::webinar;
 
 use crate::Node;
 
@@ -722,16 +723,6 @@ async fn wait_for_host(
     }
 }
 
-/// Whether a session whose participant is (`host`) a host or co-host hears `ev`:
-/// participants in the waiting room are shown to hosts only.
-fn hears(ev: &RoomEvent, host: bool) -> bool {
-    match ev {
-        RoomEvent::ParticipantJoined { participant }
-        | RoomEvent::ParticipantUpdated { participant } => host || !participant.waiting,
-        _ => true,
-    }
-}
-
 /// A participant's session in the meeting: media, the room's news, host actions; ends
 /// with why.
 async fn in_meeting(
@@ -755,6 +746,17 @@ async fn in_meeting(
         name: claims.name.clone(),
     });
     let mut me = node.rooms.member(meeting, my_id).unwrap_or_default();
+    // A webinar's attendees publish nothing: refused offers that send, and whatever
+    // their client sends anyway is dropped in the SFU (as if muted).
+    let webinar = room.borrow().webinar;
+    let mut publishes = webinar::may_publish(webinar, me.role);
+    if !publishes {
+        sfu.send(SfuCommand::Mute {
+            key,
+            audio: true,
+            video: true,
+        });
+    }
     // The `room` and `breakout` messages as last told: sent again when they change.
     let (mut last_seq, mut room_msg, mut breakout_msg, breakouts) = {
         let r = room.borrow_and_update();
@@ -769,8 +771,9 @@ async fn in_meeting(
         .rooms
         .members(meeting)
         .into_iter()
-        .filter(|p| p.participant_id != my_id && (me.is_host() || !p.waiting))
+        .filter(|p| p.participant_id != my_id && webinar::visible(webinar, &me, p))
         .collect();
+    let mut shown = webinar::Shown::new(&others);
     let welcome = serde_json::json!({
         "type": "welcome",
         "version": PROTOCOL_VERSION,
@@ -807,13 +810,18 @@ async fn in_meeting(
     let mut requests = ActionAllowance::new(COLLAB_REQUESTS);
     let mut reactions = ActionAllowance::new(REACTIONS);
     let mut drawing = ActionAllowance::new(BOARD_MESSAGES);
-    // Mutes (by the participant or a host) take effect in the SFU too.
-    let set_muted = |audio: bool, video: bool| {
+    // Mutes (by the participant or a host) take effect in the SFU too, and so does not
+    // being allowed to publish (`publishes`).
+    let set_muted = |audio: bool, video: bool, publishes: bool| {
         node.rooms.update(meeting, my_id, |p| {
             p.audio_muted = audio;
             p.video_muted = video;
         });
-        sfu.send(SfuCommand::Mute { key, audio, video });
+        sfu.send(SfuCommand::Mute {
+            key,
+            audio: audio || !publishes,
+            video: video || !publishes,
+        });
     };
     while ok {
         // Breakout rooms closing: tell the client when the countdown runs out.
@@ -869,6 +877,16 @@ async fn in_meeting(
                     // A new host sees drafts and results; one no more does not.
                     let now = collab_msgs(&collab.borrow(), me.is_host());
                     ok &= tell_changes(ws, told_collab.each_mut(), now).await;
+                    // A webinar's attendee made panelist publishes (and sees the other
+                    // attendees); a panelist made attendee stops.
+                    if webinar::may_publish(webinar, me.role) != publishes {
+                        publishes = !publishes;
+                        set_muted(me.audio_muted, me.video_muted, publishes);
+                        tracing::info!(role = me.role, publishes, "webinar role changed");
+                    }
+                    for ev in shown.resync(webinar, &me, &node.rooms.members(meeting)) {
+                        ok &= ws.send(json(serde_json::to_value(&ev).unwrap_or_default())).await.is_ok();
+                    }
                 }
                 for a in &news.actions {
                     let mine = a.target == my_id;
@@ -880,7 +898,7 @@ async fn in_meeting(
                         _ => None,
                     };
                     if let Some((audio, video)) = to.filter(|t| *t != muted) {
-                        set_muted(audio, video);
+                        set_muted(audio, video, publishes);
                         (me.audio_muted, me.video_muted) = (audio, video);
                         ok &= ws.send(json(serde_json::json!({
                             "type": "muted_by_host", "audio_muted": audio, "video_muted": video, "by_name": a.by_name,
@@ -935,7 +953,10 @@ async fn in_meeting(
                         }
                         _ => false,
                     };
-                    if hears(&ev, me.is_host()) && !other_room {
+                    if other_room {
+                        continue;
+                    }
+                    if let Some(ev) = shown.filter(webinar, &me, &ev) {
                         ok = ws.send(Message::Text(serde_json::to_string(&ev).unwrap_or_default().into())).await.is_ok();
                     }
                 }
@@ -992,6 +1013,10 @@ async fn in_meeting(
                     continue;
                 }
                 match parsed {
+                    ClientMsg::Offer { sdp } if !publishes && webinar::sends_media(&sdp) => {
+                        tracing::info!("an attendee's offer that sends media refused");
+                        ok = ws.send(error_msg("offer", webinar::ATTENDEE_OFFER)).await.is_ok();
+                    }
                     ClientMsg::Offer { sdp } => sfu.send(SfuCommand::Offer { key, sdp }),
                     ClientMsg::BoardDraw { stroke_id, tool, color, width, points, text } => {
                         let op = crate::board::BoardOp {
@@ -1073,11 +1098,11 @@ async fn in_meeting(
                     ClientMsg::Mute { audio_muted, video_muted } => {
                         let may_unmute = me.is_host() || room.borrow().allow_unmute();
                         if me.audio_muted && !audio_muted && !may_unmute {
-                            set_muted(true, video_muted);
+                            set_muted(true, video_muted, publishes);
                             (me.audio_muted, me.video_muted) = (true, video_muted);
                             ok = ws.send(error_msg("mute", "the host does not allow participants to unmute themselves: you stay muted")).await.is_ok();
                         } else {
-                            set_muted(audio_muted, video_muted);
+                            set_muted(audio_muted, video_muted, publishes);
                             (me.audio_muted, me.video_muted) = (audio_muted, video_muted);
                         }
                     }

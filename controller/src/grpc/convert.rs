@@ -21,6 +21,7 @@ pub(super) fn meeting(m: MeetingInfo) -> pb::Meeting {
         created_unix_ms: r.created_unix_ms,
         ended_unix_ms: r.ended_unix_ms.unwrap_or(0),
         e2ee: r.e2ee,
+        kind: r.kind.as_str().to_owned(),
         placements: m
             .placements
             .into_iter()

@@ -67,11 +67,13 @@ impl Controller for GrpcApi {
             classification: r.classification,
             waiting_room: r.waiting_room,
             e2ee: r.e2ee,
+            kind: r.kind,
         };
-        let (info, host_key) = self.service.create_meeting(&c, input).await?;
+        let created = self.service.create_meeting(&c, input).await?;
         Ok(Response::new(pb::CreateMeetingResponse {
-            meeting: Some(meeting(info)),
-            host_key,
+            meeting: Some(meeting(created.info)),
+            host_key: created.host_key,
+            panelist_key: created.panelist_key.unwrap_or_default(),
         }))
     }
 
@@ -121,6 +123,7 @@ impl Controller for GrpcApi {
             password: r.password,
             region: r.region,
             host_key: r.host_key,
+            panelist_key: r.panelist_key,
             lost_node: r.lost_node,
         };
         let j = self.service.join(&c, input).await?;

@@ -26,6 +26,9 @@ struct CreateMeetingBody {
     waiting_room: Option<bool>,
     #[serde(default)]
     e2ee: bool,
+    /// `meeting` (the default) or `webinar`.
+    #[serde(default)]
+    kind: String,
 }
 
 #[derive(Deserialize)]
@@ -35,6 +38,7 @@ struct JoinBody {
     password: Option<String>,
     region: Option<String>,
     host_key: Option<String>,
+    panelist_key: Option<String>,
     lost_node: Option<String>,
 }
 
@@ -65,6 +69,8 @@ struct MeetingJson {
     locked: bool,
     /// Media encrypted end to end in the browsers.
     e2ee: bool,
+    /// `meeting` or `webinar`.
+    kind: &'static str,
 }
 
 impl From<MeetingInfo> for MeetingJson {
@@ -82,6 +88,7 @@ impl From<MeetingInfo> for MeetingJson {
             waiting_room: r.waiting_room,
             locked: m.room.locked,
             e2ee: r.e2ee,
+            kind: r.kind.as_str(),
             placements: m
                 .placements
                 .into_iter()
@@ -99,6 +106,9 @@ struct CreatedJson {
     #[serde(flatten)]
     meeting: MeetingJson,
     host_key: String,
+    /// Webinars: joining with it gives the panelist role.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    panelist_key: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -296,13 +306,15 @@ async fn create_meeting(
         classification: b.classification,
         waiting_room: b.waiting_room,
         e2ee: b.e2ee,
+        kind: b.kind,
     };
-    let (info, host_key) = s.service.create_meeting(&caller, req).await?;
+    let c = s.service.create_meeting(&caller, req).await?;
     Ok((
         StatusCode::CREATED,
         Json(CreatedJson {
-            meeting: info.into(),
-            host_key,
+            meeting: c.info.into(),
+            host_key: c.host_key,
+            panelist_key: c.panelist_key,
         }),
     ))
 }
@@ -363,6 +375,7 @@ struct PublicMeetingJson {
     waiting_room: bool,
     locked: bool,
     e2ee: bool,
+    kind: &'static str,
     state: &'static str,
 }
 
@@ -379,6 +392,7 @@ async fn public_meeting(
         waiting_room: m.waiting_room,
         locked: info.room.locked,
         e2ee: m.e2ee,
+        kind: m.kind.as_str(),
         state: if info.room.ended {
             "ended"
         } else {
@@ -426,6 +440,7 @@ async fn join(
         password: b.password,
         region: b.region,
         host_key: b.host_key,
+        panelist_key: b.panelist_key,
         lost_node: b.lost_node,
     };
     let j = s.service.join(&caller, req).await?;

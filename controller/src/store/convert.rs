@@ -10,8 +10,9 @@ use proto::v1 as pb;
 
 use super::Change;
 use crate::model::{
-    Capacity, Collab, Gap, HostAction, MediaNode, Meeting, MeetingState, NodeLoad, NodeState, Poll,
-    PollAnswer, Question, Recording, RecordingNode, RecordingState, Room, StoredPlacement,
+    Capacity, Collab, Gap, HostAction, MediaNode, Meeting, MeetingKind, MeetingState, NodeLoad,
+    NodeState, Poll, PollAnswer, Question, Recording, RecordingNode, RecordingState, Room,
+    StoredPlacement,
 };
 
 fn node_id(s: &str) -> Result<NodeId, String> {
@@ -51,6 +52,11 @@ pub(super) fn meeting_to_record(m: &Meeting) -> pb::MeetingRecord {
         waiting_room: m.waiting_room,
         locked: m.locked,
         e2ee: m.e2ee,
+        kind: match m.kind {
+            MeetingKind::Meeting => pb::MeetingKind::Meeting,
+            MeetingKind::Webinar => pb::MeetingKind::Webinar,
+        } as i32,
+        panelist_key_hash: m.panelist_key_hash.clone().unwrap_or_default(),
     }
 }
 
@@ -73,6 +79,12 @@ pub(super) fn meeting_from_record(r: pb::MeetingRecord) -> Result<Meeting, Strin
         waiting_room: r.waiting_room,
         locked: r.locked,
         e2ee: r.e2ee,
+        kind: match pb::MeetingKind::try_from(r.kind) {
+            Ok(pb::MeetingKind::Meeting) => MeetingKind::Meeting,
+            Ok(pb::MeetingKind::Webinar) => MeetingKind::Webinar,
+            Err(_) => return Err(format!("meeting kind {}", r.kind)),
+        },
+        panelist_key_hash: non_empty(r.panelist_key_hash),
     })
 }
 

@@ -45,7 +45,7 @@ async fn bot_in(base: &str, meeting: &str, name: &str, region: &str, hz: Option<
 
 /// Whether `b` gets audio and video of `publisher`: some seconds of audio, and video
 /// that started on a keyframe.
-fn receives(b: &bot::Bot, publisher: &str) -> bool {
+pub(crate) fn receives(b: &bot::Bot, publisher: &str) -> bool {
     let got = b.received();
     let audio = got.get(&(publisher.to_owned(), "audio"));
     let video = got.get(&(publisher.to_owned(), "video"));

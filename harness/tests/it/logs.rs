@@ -70,6 +70,7 @@ async fn json_log_lines_carry_a_joins_ids_from_placement_to_session_end_and_no_s
             name: name.into(),
             password: Some(password.into()),
             host_key: None,
+            panelist_key: None,
             region: Some("oslo".into()),
             publish: None,
             signal_ca: None,

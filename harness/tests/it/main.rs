@@ -23,6 +23,7 @@ mod recording;
 mod residency;
 mod tokens;
 mod turn;
+mod webinar;
 mod wss;
 
 use std::time::Duration;
@@ -103,6 +104,7 @@ pub fn bot_config(
         name: name.into(),
         password: None,
         host_key: None,
+        panelist_key: None,
         region: region.map(str::to_owned),
         publish,
         signal_ca: None,
