@@ -63,6 +63,10 @@ pub struct ControllerConfig {
     /// TURN servers per region offered in join answers, with credentials from a secret
     /// shared with them (coturn's `use-auth-secret`).
     pub turn: Option<crate::turn::TurnConfig>,
+    /// The address users reach the controllers at (`https://meet.example.org`): the
+    /// links in calendar invitations and the sign-in's return address. Unset: the
+    /// request's own `Host`, over http (fine on one machine, not behind a TLS ingress).
+    pub public_url: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -123,6 +127,7 @@ impl Default for ControllerConfig {
             join_limits: crate::limits::JoinLimitsConfig::default(),
             turn: None,
             election_ttl_secs: 3,
+            public_url: None,
         }
     }
 }
@@ -193,6 +198,16 @@ impl ControllerConfig {
         self.all_operator_keys()?;
         if let Some(t) = &self.turn {
             t.servers()?;
+        }
+        if let Some(u) = &self.public_url
+            && !((u.starts_with("https://") || u.starts_with("http://"))
+                && u.len() > "https://".len()
+                && !u.chars().any(|c| c.is_whitespace() || c.is_control()))
+        {
+            return Err(ConfigError::key(
+                "public_url",
+                "an http(s) URL like https://meet.example.org",
+            ));
         }
         if self.token.signing_key_file.is_none() {
             return Err(ConfigError::key(

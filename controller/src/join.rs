@@ -14,6 +14,7 @@ use crate::meetings::MAX_PASSWORD_CHARS;
 use crate::model::{NodeState, StoredPlacement};
 use crate::nodes::NodeKind;
 use crate::placement::{self, Load, NodeSnapshot, Placement};
+use crate::schedule::Window;
 use crate::service::Service;
 use crate::store::PlacementCommit;
 
@@ -209,6 +210,34 @@ impl Service {
             self.check_secrets(&m, req.password, req.host_key, req.panelist_key)
                 .await?
         };
+        // A scheduled meeting lets its participants in from a while before it starts;
+        // its hosts (and operators) come and go as they like.
+        if role != Role::Host
+            && let Some(schedule) = &m.schedule
+        {
+            match schedule.window(chrono::Utc::now()) {
+                Window::Open => {}
+                Window::TooEarly { opens } => {
+                    return Err(ApiError::MeetingConflict {
+                        code: "too_early",
+                        message: format!(
+                            "this meeting is not open yet: you can join from {} ({} minutes before it starts)",
+                            schedule.local(opens),
+                            schedule.join_before_minutes
+                        ),
+                    });
+                }
+                Window::Over { ended } => {
+                    return Err(ApiError::MeetingConflict {
+                        code: "series_over",
+                        message: format!(
+                            "this meeting's last occurrence ended at {}",
+                            schedule.local(ended)
+                        ),
+                    });
+                }
+            }
+        }
         let (locked, ended) = self.view.read(|v| {
             v.rooms
                 .get(&meeting)

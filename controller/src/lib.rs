@@ -26,6 +26,7 @@ pub mod node_rpc;
 pub mod nodes;
 pub mod placement;
 pub mod recordings;
+pub mod schedule;
 pub mod service;
 pub mod store;
 pub mod turn;
@@ -111,6 +112,10 @@ pub async fn run(
     service.downloads = downloads;
     service.join_limits = limits::JoinLimits::new(&cfg.join_limits);
     service.turn = cfg.turn.as_ref().map(turn::Turn::load).transpose()?;
+    service.public_url = cfg
+        .public_url
+        .as_ref()
+        .map(|u| u.trim_end_matches('/').to_owned());
     let service = Arc::new(service);
 
     let watcher = tokio::spawn(view.clone().run_watcher(store, shutdown.clone()));

@@ -5,10 +5,12 @@ use common::ids::{MeetingId, NodeId, Region};
 use crate::auth::{Caller, blocking, hash_secret, random_secret};
 use crate::error::{ApiError, truncate};
 use crate::model::{Collab, HostAction, Meeting, MeetingKind, MeetingState, Room};
+use crate::schedule::{Schedule, ScheduleInput};
 use crate::service::Service;
 
 pub const MAX_TITLE_CHARS: usize = 200;
 pub const MAX_PASSWORD_CHARS: usize = 128;
+pub const MAX_DESCRIPTION_CHARS: usize = 2000;
 /// The classification of meetings created without one.
 pub const DEFAULT_CLASSIFICATION: &str = "internal";
 
@@ -24,6 +26,9 @@ pub struct NewMeeting {
     pub e2ee: bool,
     /// `meeting` (empty: the same) or `webinar`.
     pub kind: String,
+    pub description: String,
+    /// When it takes place (None: any time).
+    pub schedule: Option<ScheduleInput>,
 }
 
 /// A meeting just created, with the secrets shown this once.
@@ -78,6 +83,22 @@ impl Service {
                 "password: 1 to {MAX_PASSWORD_CHARS} characters"
             )));
         }
+        let description = req.description.trim().to_owned();
+        if description.chars().count() > MAX_DESCRIPTION_CHARS
+            || description
+                .chars()
+                .any(|c| c.is_control() && c != '\n' && c != '\t')
+        {
+            return Err(ApiError::BadRequest(format!(
+                "description: at most {MAX_DESCRIPTION_CHARS} characters, no control characters but line breaks"
+            )));
+        }
+        let schedule = req
+            .schedule
+            .as_ref()
+            .map(Schedule::parse)
+            .transpose()
+            .map_err(ApiError::BadRequest)?;
         let residency = match &req.residency {
             Some(r) => Some(self.known_region("residency", r)?),
             None => None,
@@ -119,6 +140,8 @@ impl Service {
             e2ee: req.e2ee,
             kind,
             panelist_key_hash,
+            description,
+            schedule,
         };
         for _ in 0..5 {
             meeting.id = MeetingId::random();

@@ -42,6 +42,9 @@ pub struct Meeting {
     pub kind: MeetingKind,
     /// Webinars: argon2id PHC string of the panelist key handed out once at creation.
     pub panelist_key_hash: Option<String>,
+    pub description: String,
+    /// When it takes place (None: any time).
+    pub schedule: Option<crate::schedule::Schedule>,
 }
 
 /// What kind of meeting: everyone may publish, or only its panelists (a webinar).

@@ -35,6 +35,9 @@ pub struct Service {
     pub join_limits: crate::limits::JoinLimits,
     /// TURN servers and their shared secret (None: joins offer no ICE servers).
     pub turn: Option<crate::turn::Turn>,
+    /// Where users reach the controllers (`[controller] public_url`), without a
+    /// trailing slash.
+    pub public_url: Option<String>,
 }
 
 impl Service {
@@ -64,6 +67,7 @@ impl Service {
             downloads: None,
             join_limits: crate::limits::JoinLimits::new(&Default::default()),
             turn: None,
+            public_url: None,
         }
     }
 

@@ -68,6 +68,8 @@ pub(crate) fn meeting(id: &str) -> Meeting {
         e2ee: false,
         kind: MeetingKind::Meeting,
         panelist_key_hash: None,
+        description: String::new(),
+        schedule: None,
     }
 }
 

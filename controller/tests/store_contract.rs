@@ -140,6 +140,21 @@ fn meeting(s: &str) -> Meeting {
         e2ee: true,
         kind: MeetingKind::Webinar,
         panelist_key_hash: Some("$argon2id$panelist".into()),
+        description: "Every week; bring notes.".into(),
+        schedule: Some(
+            controller::schedule::Schedule::parse(&controller::schedule::ScheduleInput {
+                start: "2026-10-19T10:00".into(),
+                time_zone: Some("Europe/Oslo".into()),
+                duration_minutes: 90,
+                recurrence: Some(controller::schedule::RecurrenceInput {
+                    frequency: "weekly".into(),
+                    count: Some(4),
+                    ..Default::default()
+                }),
+                join_before_minutes: Some(15),
+            })
+            .unwrap(),
+        ),
     }
 }
 

@@ -32,6 +32,7 @@
     const msg = (body && body.message) || '';
     const code = body && body.error;
     if (code === 'meeting_locked') return 'This meeting is locked by its host.';
+    if (code === 'too_early' || code === 'series_over') return msg.charAt(0).toUpperCase() + msg.slice(1) + '.';
     switch (status) {
       case 401: return msg.includes('password') ? 'This meeting needs a password.' : msg;
       case 403: return msg.includes('password') ? 'Wrong password. Please try again.' : msg;
@@ -60,6 +61,14 @@
       $('title').textContent = m.title;
       $('prejoin-title').textContent = '“' + m.title + '”';
       if (m.has_password) $('password-row').hidden = false;
+      if (m.schedule) {
+        const when = m.next_start_unix_ms
+          ? 'Next: ' + new Date(m.next_start_unix_ms).toLocaleString([], { dateStyle: 'full', timeStyle: 'short' }) + '.'
+          : 'This series of meetings is over.';
+        $('schedule-text').textContent = when;
+        $('calendar-link').href = '/v1/meetings/' + encodeURIComponent(id) + '/calendar.ics';
+        $('schedule-row').hidden = false;
+      }
     } catch (e) { /* the join says what is wrong */ }
   }
 

@@ -5,6 +5,23 @@ use proto::v1 as pb;
 use crate::meetings::MeetingInfo;
 use crate::model::{MeetingState, NodeState};
 use crate::nodes::NodeInfo;
+use crate::schedule::{RecurrenceInput, ScheduleInput};
+
+/// A requested schedule, in the service's shape (checked there).
+pub(super) fn schedule_input(s: pb::Schedule) -> ScheduleInput {
+    ScheduleInput {
+        start: s.start,
+        time_zone: Some(s.time_zone).filter(|z| !z.is_empty()),
+        duration_minutes: s.duration_minutes,
+        recurrence: (!s.frequency.is_empty()).then(|| RecurrenceInput {
+            frequency: s.frequency,
+            interval: Some(s.interval).filter(|i| *i > 0),
+            count: Some(s.count).filter(|c| *c > 0),
+            until: Some(s.until).filter(|u| !u.is_empty()),
+        }),
+        join_before_minutes: s.join_before_minutes,
+    }
+}
 
 pub(super) fn meeting(m: MeetingInfo) -> pb::Meeting {
     let r = m.meeting;
@@ -22,6 +39,26 @@ pub(super) fn meeting(m: MeetingInfo) -> pb::Meeting {
         ended_unix_ms: r.ended_unix_ms.unwrap_or(0),
         e2ee: r.e2ee,
         kind: r.kind.as_str().to_owned(),
+        next_start_unix_ms: r
+            .schedule
+            .as_ref()
+            .and_then(|s| s.next_start(chrono::Utc::now()))
+            .map_or(0, |t| t.timestamp_millis()),
+        schedule: r.schedule.map(|s| {
+            let s = s.input();
+            let rec = s.recurrence.unwrap_or_default();
+            pb::Schedule {
+                start: s.start,
+                time_zone: s.time_zone.unwrap_or_default(),
+                duration_minutes: s.duration_minutes,
+                frequency: rec.frequency,
+                interval: rec.interval.unwrap_or(0),
+                count: rec.count.unwrap_or(0),
+                until: rec.until.unwrap_or_default(),
+                join_before_minutes: s.join_before_minutes,
+            }
+        }),
+        description: r.description,
         placements: m
             .placements
             .into_iter()

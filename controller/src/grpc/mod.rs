@@ -68,6 +68,8 @@ impl Controller for GrpcApi {
             waiting_room: r.waiting_room,
             e2ee: r.e2ee,
             kind: r.kind,
+            description: r.description,
+            schedule: r.schedule.map(convert::schedule_input),
         };
         let created = self.service.create_meeting(&c, input).await?;
         Ok(Response::new(pb::CreateMeetingResponse {

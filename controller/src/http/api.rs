@@ -14,6 +14,7 @@ use crate::join::JoinInput;
 use crate::meetings::{MeetingInfo, NewMeeting};
 use crate::model::Recording;
 use crate::nodes::NodeInfo;
+use crate::schedule::{Schedule, ScheduleInput};
 use crate::service::Service;
 
 #[derive(Deserialize)]
@@ -29,6 +30,9 @@ struct CreateMeetingBody {
     /// `meeting` (the default) or `webinar`.
     #[serde(default)]
     kind: String,
+    #[serde(default)]
+    description: String,
+    schedule: Option<ScheduleInput>,
 }
 
 #[derive(Deserialize)]
@@ -71,6 +75,11 @@ struct MeetingJson {
     e2ee: bool,
     /// `meeting` or `webinar`.
     kind: &'static str,
+    description: String,
+    /// When it takes place (null: any time).
+    schedule: Option<ScheduleInput>,
+    /// The start of the next occurrence that has not ended.
+    next_start_unix_ms: Option<i64>,
 }
 
 impl From<MeetingInfo> for MeetingJson {
@@ -89,6 +98,9 @@ impl From<MeetingInfo> for MeetingJson {
             locked: m.room.locked,
             e2ee: r.e2ee,
             kind: r.kind.as_str(),
+            next_start_unix_ms: next_start(r.schedule.as_ref()),
+            schedule: r.schedule.as_ref().map(Schedule::input),
+            description: r.description,
             placements: m
                 .placements
                 .into_iter()
@@ -294,6 +306,13 @@ pub(super) fn router() -> Router<HttpState> {
         .route("/v1/nodes/{id}/drain", post(drain_node))
 }
 
+/// The start of the next occurrence that has not ended, for a meeting with a schedule.
+fn next_start(schedule: Option<&Schedule>) -> Option<i64> {
+    schedule?
+        .next_start(chrono::Utc::now())
+        .map(|t| t.timestamp_millis())
+}
+
 async fn create_meeting(
     State(s): State<HttpState>,
     caller: Caller,
@@ -307,6 +326,8 @@ async fn create_meeting(
         waiting_room: b.waiting_room,
         e2ee: b.e2ee,
         kind: b.kind,
+        description: b.description,
+        schedule: b.schedule,
     };
     let c = s.service.create_meeting(&caller, req).await?;
     Ok((
@@ -376,6 +397,9 @@ struct PublicMeetingJson {
     locked: bool,
     e2ee: bool,
     kind: &'static str,
+    description: String,
+    schedule: Option<ScheduleInput>,
+    next_start_unix_ms: Option<i64>,
     state: &'static str,
 }
 
@@ -393,6 +417,9 @@ async fn public_meeting(
         locked: info.room.locked,
         e2ee: m.e2ee,
         kind: m.kind.as_str(),
+        next_start_unix_ms: next_start(m.schedule.as_ref()),
+        schedule: m.schedule.as_ref().map(Schedule::input),
+        description: m.description,
         state: if info.room.ended {
             "ended"
         } else {

@@ -2,6 +2,7 @@
 //! (`web.rs`), the request extractors (the caller, bodies), and the one place where
 //! `ApiError` becomes an HTTP status with a `{error, message}` body.
 mod api;
+mod calendar;
 mod exports;
 mod web;
 
@@ -26,6 +27,7 @@ const MAX_BODY: usize = 64 * 1024;
 pub fn router(state: HttpState) -> Router {
     api::router()
         .merge(exports::router())
+        .merge(calendar::router())
         .merge(web::router())
         .fallback(|| async { ApiError::NotFound("no such API route".into()) })
         .with_state(state)

@@ -14,6 +14,7 @@ use crate::model::{
     NodeState, Poll, PollAnswer, Question, Recording, RecordingNode, RecordingState, Room,
     StoredPlacement,
 };
+use crate::schedule::{RecurrenceInput, Schedule, ScheduleInput};
 
 fn node_id(s: &str) -> Result<NodeId, String> {
     NodeId::parse(s).map_err(|e| format!("node id {s:?}: {e}"))
@@ -57,7 +58,38 @@ pub(super) fn meeting_to_record(m: &Meeting) -> pb::MeetingRecord {
             MeetingKind::Webinar => pb::MeetingKind::Webinar,
         } as i32,
         panelist_key_hash: m.panelist_key_hash.clone().unwrap_or_default(),
+        description: m.description.clone(),
+        schedule: m.schedule.as_ref().map(|s| {
+            let s = s.input();
+            let r = s.recurrence.unwrap_or_default();
+            pb::MeetingScheduleRecord {
+                start: s.start,
+                time_zone: s.time_zone.unwrap_or_default(),
+                duration_minutes: s.duration_minutes,
+                frequency: r.frequency,
+                interval: r.interval.unwrap_or(0),
+                count: r.count.unwrap_or(0),
+                until: r.until.unwrap_or_default(),
+                join_before_minutes: s.join_before_minutes.unwrap_or(0),
+            }
+        }),
     }
+}
+
+fn schedule_from_record(r: pb::MeetingScheduleRecord) -> Result<Schedule, String> {
+    let recurrence = (!r.frequency.is_empty()).then(|| RecurrenceInput {
+        frequency: r.frequency,
+        interval: Some(r.interval).filter(|i| *i > 0),
+        count: Some(r.count).filter(|c| *c > 0),
+        until: non_empty(r.until),
+    });
+    Schedule::parse(&ScheduleInput {
+        start: r.start,
+        time_zone: non_empty(r.time_zone),
+        duration_minutes: r.duration_minutes,
+        recurrence,
+        join_before_minutes: Some(r.join_before_minutes),
+    })
 }
 
 pub(super) fn meeting_from_record(r: pb::MeetingRecord) -> Result<Meeting, String> {
@@ -85,6 +117,12 @@ pub(super) fn meeting_from_record(r: pb::MeetingRecord) -> Result<Meeting, Strin
             Err(_) => return Err(format!("meeting kind {}", r.kind)),
         },
         panelist_key_hash: non_empty(r.panelist_key_hash),
+        description: r.description,
+        schedule: r
+            .schedule
+            .map(schedule_from_record)
+            .transpose()
+            .map_err(|e| format!("meeting schedule: {e}"))?,
     })
 }
 

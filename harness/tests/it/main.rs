@@ -4,6 +4,7 @@
 mod api;
 mod binaries;
 mod browser;
+mod calendar;
 mod cascade;
 mod chart;
 mod collab;
