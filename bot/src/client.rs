@@ -47,6 +47,8 @@ pub struct BotConfig {
     pub host_key: Option<String>,
     /// A webinar's panelist key: join as a panelist.
     pub panelist_key: Option<String>,
+    /// A registrant's personal join key (meetings that require registration).
+    pub registrant_key: Option<String>,
     pub region: Option<String>,
     /// What to publish; `None` joins as a listener only.
     pub publish: Option<Arc<Clip>>,
@@ -1014,6 +1016,7 @@ pub(crate) async fn open_signaling(
             "password": cfg.password,
             "host_key": cfg.host_key,
             "panelist_key": cfg.panelist_key,
+            "registrant_key": cfg.registrant_key,
             "region": cfg.region,
             "lost_node": lost_node,
         }))

@@ -514,6 +514,7 @@ async fn join_fjord(
         password: None,
         host_key: None,
         panelist_key: None,
+        registrant_key: None,
         region: region.clone(),
         publish: None,
         signal_ca: None,

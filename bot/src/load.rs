@@ -101,6 +101,7 @@ impl Load {
                 password: spec.password.clone(),
                 host_key: None,
                 panelist_key: None,
+                registrant_key: None,
                 region: if i < spec.publishers {
                     spec.region.clone()
                 } else {

@@ -1,5 +1,5 @@
 //! The etcd keyspace (DESIGN §3): the only place that spells a key.
-use crate::ids::{MeetingId, NodeId, RecordingId, Region};
+use crate::ids::{MeetingId, NodeId, ParticipantId, RecordingId, Region};
 
 /// One of a meeting's placements: its region, and which of the region's nodes (0 for
 /// the first, `n` > 0 for the nodes it spilled over to when the ones before were full).
@@ -74,6 +74,20 @@ impl Keyspace {
     }
     pub fn collab(&self, id: &MeetingId) -> String {
         format!("{}/meetings/{id}/collab", self.prefix)
+    }
+    /// A meeting's registrants (each `/registrants/{id}`).
+    pub fn registrants_of(&self, id: &MeetingId) -> String {
+        format!("{}/meetings/{id}/registrants/", self.prefix)
+    }
+    pub fn registrant(&self, id: &MeetingId, registrant: &str) -> String {
+        format!("{}/meetings/{id}/registrants/{registrant}", self.prefix)
+    }
+    /// A meeting's attendance (each `/attendance/{participant}`).
+    pub fn attendance_of(&self, id: &MeetingId) -> String {
+        format!("{}/meetings/{id}/attendance/", self.prefix)
+    }
+    pub fn attendance(&self, id: &MeetingId, participant: &ParticipantId) -> String {
+        format!("{}/meetings/{id}/attendance/{participant}", self.prefix)
     }
     pub fn placements_of(&self, id: &MeetingId) -> String {
         format!("{}/meetings/{id}/placement/", self.prefix)

@@ -45,6 +45,9 @@ pub struct JoinClaims {
     pub region: Region,
     pub iat: u64,
     pub exp: u64,
+    /// The registration the participant joined with (meetings that require one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reg: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -127,6 +130,7 @@ impl TokenSigner {
             region,
             iat: now_unix,
             exp: now_unix + self.ttl.as_secs().max(1),
+            reg: None,
         }
     }
 

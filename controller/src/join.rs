@@ -33,6 +33,8 @@ pub struct JoinInput {
     pub host_key: Option<String>,
     /// A webinar's panelist key.
     pub panelist_key: Option<String>,
+    /// A registrant's personal join key (meetings that require registration).
+    pub registrant_key: Option<String>,
     /// The media node a reconnecting client lost: checked before anyone is placed there
     /// again.
     pub lost_node: Option<String>,
@@ -210,6 +212,17 @@ impl Service {
             self.check_secrets(&m, req.password, req.host_key, req.panelist_key)
                 .await?
         };
+        // A meeting that requires registration lets in its approved registrants (under
+        // their registered name); its panel (host and panelist keys) does not register.
+        let (name, registrant) = match (&m.registration, role) {
+            (Some(_), Role::Attendee) => {
+                let r = self
+                    .registered_joiner(&meeting, req.registrant_key.as_deref())
+                    .await?;
+                (r.name, Some(r.id))
+            }
+            _ => (name, None),
+        };
         // A scheduled meeting lets its participants in from a while before it starts;
         // its hosts (and operators) come and go as they like.
         if role != Role::Host
@@ -277,7 +290,7 @@ impl Service {
             })?;
         // `decide` counted this join against the node already.
         let now = common::unix_ms() as u64 / 1000;
-        let claims = self.signer.claims(
+        let mut claims = self.signer.claims(
             now,
             participant.clone(),
             meeting.clone(),
@@ -286,6 +299,7 @@ impl Service {
             node.clone(),
             region.clone(),
         );
+        claims.reg = registrant;
         let ice_servers = self
             .turn
             .as_ref()

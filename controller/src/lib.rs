@@ -26,6 +26,7 @@ pub mod node_rpc;
 pub mod nodes;
 pub mod placement;
 pub mod recordings;
+pub mod registration;
 pub mod schedule;
 pub mod service;
 pub mod store;

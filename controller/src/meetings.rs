@@ -5,6 +5,7 @@ use common::ids::{MeetingId, NodeId, Region};
 use crate::auth::{Caller, blocking, hash_secret, random_secret};
 use crate::error::{ApiError, truncate};
 use crate::model::{Collab, HostAction, Meeting, MeetingKind, MeetingState, Room};
+use crate::registration::RegistrationInput;
 use crate::schedule::{Schedule, ScheduleInput};
 use crate::service::Service;
 
@@ -29,6 +30,8 @@ pub struct NewMeeting {
     pub description: String,
     /// When it takes place (None: any time).
     pub schedule: Option<ScheduleInput>,
+    /// Participants register first (None: nobody registers).
+    pub registration: Option<RegistrationInput>,
 }
 
 /// A meeting just created, with the secrets shown this once.
@@ -99,6 +102,11 @@ impl Service {
             .map(Schedule::parse)
             .transpose()
             .map_err(ApiError::BadRequest)?;
+        let registration = req
+            .registration
+            .as_ref()
+            .map(crate::registration::settings)
+            .transpose()?;
         let residency = match &req.residency {
             Some(r) => Some(self.known_region("residency", r)?),
             None => None,
@@ -142,6 +150,7 @@ impl Service {
             panelist_key_hash,
             description,
             schedule,
+            registration,
         };
         for _ in 0..5 {
             meeting.id = MeetingId::random();

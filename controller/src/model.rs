@@ -45,6 +45,63 @@ pub struct Meeting {
     pub description: String,
     /// When it takes place (None: any time).
     pub schedule: Option<crate::schedule::Schedule>,
+    /// Participants register first (None: nobody registers).
+    pub registration: Option<Registration>,
+}
+
+/// How a meeting's participants register.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Registration {
+    /// A host approves each registrant; else all are approved at once.
+    pub manual_approval: bool,
+    /// Asked besides name and e-mail.
+    pub questions: Vec<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RegistrantState {
+    Pending,
+    Approved,
+    Rejected,
+}
+
+impl RegistrantState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RegistrantState::Pending => "pending",
+            RegistrantState::Approved => "approved",
+            RegistrantState::Rejected => "rejected",
+        }
+    }
+}
+
+/// Someone registered for a meeting.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Registrant {
+    pub meeting: MeetingId,
+    pub id: String,
+    pub name: String,
+    pub email: String,
+    pub answers: Vec<String>,
+    pub state: RegistrantState,
+    pub registered_unix_ms: i64,
+    pub decided_unix_ms: Option<i64>,
+    /// argon2id PHC string of the key in their personal join link.
+    pub key_hash: String,
+}
+
+/// One participant's time in a meeting (written by their media node).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Attendance {
+    pub participant_id: String,
+    pub name: String,
+    pub registrant_id: Option<String>,
+    pub role: String,
+    pub region: String,
+    pub node_id: String,
+    pub joined_unix_ms: i64,
+    /// None while they are in, or when their node died before it could say.
+    pub left_unix_ms: Option<i64>,
 }
 
 /// What kind of meeting: everyone may publish, or only its panelists (a webinar).

@@ -70,6 +70,7 @@ pub(crate) fn meeting(id: &str) -> Meeting {
         panelist_key_hash: None,
         description: String::new(),
         schedule: None,
+        registration: None,
     }
 }
 

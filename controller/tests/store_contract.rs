@@ -99,6 +99,7 @@ contract!(
     ending_a_meeting_removes_its_placements_in_the_same_revision,
     a_placement_commits_only_over_what_its_writer_saw,
     a_recording_reads_back_as_written,
+    registrants_and_attendance_read_back_per_meeting,
     a_snapshot_and_the_feed_after_it_miss_nothing_and_repeat_nothing,
     records_bound_to_a_lease_go_with_it,
     a_watch_from_a_compacted_revision_fails_as_compacted,
@@ -155,6 +156,10 @@ fn meeting(s: &str) -> Meeting {
             })
             .unwrap(),
         ),
+        registration: Some(controller::model::Registration {
+            manual_approval: true,
+            questions: vec!["Affiliation?".into()],
+        }),
     }
 }
 
@@ -303,6 +308,50 @@ async fn a_placement_commits_only_over_what_its_writer_saw(rig: Rig) {
         PlacementCommit::Lost(None) => {}
         other => panic!("replacing a removed placement does not commit: {other:?}"),
     }
+}
+
+async fn registrants_and_attendance_read_back_per_meeting(rig: Rig) {
+    use controller::model::{Attendance, Registrant, RegistrantState};
+    let s = &rig.store;
+    let (m, other) = (id("abc-defg-hij"), id("xyz-defg-hij"));
+    let mut r = Registrant {
+        meeting: m.clone(),
+        id: "r1aaaaaaaaaa".into(),
+        name: "Ada".into(),
+        email: "ada@uni.no".into(),
+        answers: vec!["UiO".into()],
+        state: RegistrantState::Pending,
+        registered_unix_ms: 7,
+        decided_unix_ms: None,
+        key_hash: "$argon2id$key".into(),
+    };
+    s.put_registrant(&r).await.unwrap();
+    s.put_registrant(&Registrant {
+        meeting: other.clone(),
+        id: "r2aaaaaaaaaa".into(),
+        ..r.clone()
+    })
+    .await
+    .unwrap();
+    r.state = RegistrantState::Approved;
+    r.decided_unix_ms = Some(9);
+    s.put_registrant(&r).await.unwrap();
+    assert_eq!(s.registrants(&m).await.unwrap(), vec![r.clone()]);
+    assert_eq!(s.get_registrant(&m, "r1aaaaaaaaaa").await.unwrap(), Some(r));
+    assert_eq!(s.get_registrant(&m, "r2aaaaaaaaaa").await.unwrap(), None);
+    let a = Attendance {
+        participant_id: "p1aaaaaaaaaa".into(),
+        name: "Ada".into(),
+        registrant_id: Some("r1aaaaaaaaaa".into()),
+        role: "attendee".into(),
+        region: "oslo".into(),
+        node_id: "media-1".into(),
+        joined_unix_ms: 10,
+        left_unix_ms: Some(20),
+    };
+    s.put_attendance(&m, &a).await.unwrap();
+    assert_eq!(s.attendance(&m).await.unwrap(), vec![a]);
+    assert!(s.attendance(&other).await.unwrap().is_empty());
 }
 
 async fn a_recording_reads_back_as_written(rig: Rig) {

@@ -32,7 +32,7 @@
     const msg = (body && body.message) || '';
     const code = body && body.error;
     if (code === 'meeting_locked') return 'This meeting is locked by its host.';
-    if (code === 'too_early' || code === 'series_over') return msg.charAt(0).toUpperCase() + msg.slice(1) + '.';
+    if (code === 'too_early' || code === 'series_over' || (code || '').startsWith('registration_')) return msg.charAt(0).toUpperCase() + msg.slice(1) + '.';
     switch (status) {
       case 401: return msg.includes('password') ? 'This meeting needs a password.' : msg;
       case 403: return msg.includes('password') ? 'Wrong password. Please try again.' : msg;
@@ -61,6 +61,19 @@
       $('title').textContent = m.title;
       $('prejoin-title').textContent = '“' + m.title + '”';
       if (m.has_password) $('password-row').hidden = false;
+      // Registration first, unless the link is a registrant's, a host's or a panelist's.
+      if (m.registration && !['registrant_key', 'host_key', 'panelist_key'].some((k) => params.get(k))) {
+        $('register').hidden = false;
+        $('reg-questions').replaceChildren(...m.registration.questions.map((q, i) => {
+          const l = document.createElement('label');
+          l.textContent = q + ' ';
+          const input = document.createElement('input');
+          input.id = 'reg-answer-' + i;
+          input.maxLength = 500;
+          l.append(input);
+          return l;
+        }));
+      }
       if (m.schedule) {
         const when = m.next_start_unix_ms
           ? 'Next: ' + new Date(m.next_start_unix_ms).toLocaleString([], { dateStyle: 'full', timeStyle: 'short' }) + '.'
@@ -149,6 +162,7 @@
       if (password) request.password = password;
       if (params.get('host_key')) request.host_key = params.get('host_key');
       if (params.get('panelist_key')) request.panelist_key = params.get('panelist_key');
+      if (params.get('registrant_key')) request.registrant_key = params.get('registrant_key');
       if (params.get('region')) request.region = params.get('region');
       // Rejoining: say which node we lost, so that the controller checks it first.
       if (state.rejoining && state.lostNode) request.lost_node = state.lostNode;
@@ -1155,6 +1169,22 @@
   state.sendChat = (text) => send({ type: 'chat', text });
 
   $('join').addEventListener('submit', (e) => { e.preventDefault(); join(); });
+  $('register').addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const id = $('meeting').value.trim();
+    const answers = ((state.info && state.info.registration && state.info.registration.questions) || []).map((_, i) => $('reg-answer-' + i).value);
+    const resp = await fetch('/v1/meetings/' + encodeURIComponent(id) + '/registrants', {
+      method: 'POST', headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ name: $('reg-name').value, email: $('reg-email').value, answers }),
+    }).catch(() => null);
+    const body = resp && await resp.json().catch(() => null);
+    if (!resp || !resp.ok) { status(resp ? explain(resp.status, body) : 'Cannot reach the meeting service.', true); return; }
+    const link = new URL('/m/' + encodeURIComponent(id) + '?registrant_key=' + encodeURIComponent(body.registrant_key), location.href).href;
+    $('reg-link').href = link;
+    $('reg-link').textContent = link;
+    $('reg-done').hidden = false;
+    status(body.state === 'approved' ? 'You are registered and approved: use your link to join.' : 'You are registered; the host will approve your registration.');
+  });
   $('leave').onclick = () => state.leave();
   $('waiting-leave').onclick = () => state.leave();
   $('mute').onclick = () => { setOwnMute(!state.audioMuted, state.videoMuted); sendMute(); if (!state.audioMuted) banner(''); };

@@ -479,6 +479,7 @@ impl Drill {
                     password: None,
                     host_key: None,
                     panelist_key: None,
+                    registrant_key: None,
                     region: Some(region.into()),
                     publish: publishes.then(|| encoded.clone()),
                     signal_ca: None,

@@ -423,7 +423,7 @@ struct Followed {
 
 /// The rooms of the meetings this node hosts: followed in etcd, written by host actions.
 pub struct Hosts {
-    keyspace: Keyspace,
+    pub(crate) keyspace: Keyspace,
     meetings: Mutex<HashMap<MeetingId, Followed>>,
 }
 

@@ -3,6 +3,7 @@
 //! the SFU on one UDP socket (str0m, sans-IO core in `sfu`).
 #![forbid(unsafe_code)]
 
+pub mod attendance;
 pub mod board;
 pub mod collab;
 pub mod config;

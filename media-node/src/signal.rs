@@ -640,7 +640,8 @@ async fn session(
         Some(why) => why,
         None => {
             let mut collab = Collab::follow(&node, &claims.mtg);
-            in_meeting(
+            let present = crate::attendance::Present::arrived(&node, &claims, &me.name, me.role);
+            let why = in_meeting(
                 &node,
                 &claims,
                 &mut membership,
@@ -648,7 +649,9 @@ async fn session(
                 &mut collab,
                 &mut ws,
             )
-            .await
+            .await;
+            present.left();
+            why
         }
     };
     node.rooms.leave(&membership);

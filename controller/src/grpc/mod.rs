@@ -13,6 +13,7 @@ use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::join::JoinInput;
 use crate::meetings::NewMeeting;
+use crate::registration::RegistrationInput;
 use crate::service::Service;
 
 pub struct GrpcApi {
@@ -70,6 +71,10 @@ impl Controller for GrpcApi {
             kind: r.kind,
             description: r.description,
             schedule: r.schedule.map(convert::schedule_input),
+            registration: r.registration.map(|g| RegistrationInput {
+                approval: g.approval,
+                questions: g.questions,
+            }),
         };
         let created = self.service.create_meeting(&c, input).await?;
         Ok(Response::new(pb::CreateMeetingResponse {
@@ -126,6 +131,7 @@ impl Controller for GrpcApi {
             region: r.region,
             host_key: r.host_key,
             panelist_key: r.panelist_key,
+            registrant_key: r.registrant_key,
             lost_node: r.lost_node,
         };
         let j = self.service.join(&c, input).await?;

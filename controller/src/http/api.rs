@@ -14,6 +14,7 @@ use crate::join::JoinInput;
 use crate::meetings::{MeetingInfo, NewMeeting};
 use crate::model::Recording;
 use crate::nodes::NodeInfo;
+use crate::registration::RegistrationInput;
 use crate::schedule::{Schedule, ScheduleInput};
 use crate::service::Service;
 
@@ -33,6 +34,7 @@ struct CreateMeetingBody {
     #[serde(default)]
     description: String,
     schedule: Option<ScheduleInput>,
+    registration: Option<RegistrationInput>,
 }
 
 #[derive(Deserialize)]
@@ -43,6 +45,7 @@ struct JoinBody {
     region: Option<String>,
     host_key: Option<String>,
     panelist_key: Option<String>,
+    registrant_key: Option<String>,
     lost_node: Option<String>,
 }
 
@@ -80,6 +83,27 @@ struct MeetingJson {
     schedule: Option<ScheduleInput>,
     /// The start of the next occurrence that has not ended.
     next_start_unix_ms: Option<i64>,
+    /// Participants register first (null: nobody registers).
+    registration: Option<RegistrationJson>,
+}
+
+#[derive(Serialize)]
+struct RegistrationJson {
+    approval: &'static str,
+    questions: Vec<String>,
+}
+
+impl From<crate::model::Registration> for RegistrationJson {
+    fn from(r: crate::model::Registration) -> Self {
+        Self {
+            approval: if r.manual_approval {
+                "manual"
+            } else {
+                "automatic"
+            },
+            questions: r.questions,
+        }
+    }
 }
 
 impl From<MeetingInfo> for MeetingJson {
@@ -99,6 +123,7 @@ impl From<MeetingInfo> for MeetingJson {
             e2ee: r.e2ee,
             kind: r.kind.as_str(),
             next_start_unix_ms: next_start(r.schedule.as_ref()),
+            registration: r.registration.map(Into::into),
             schedule: r.schedule.as_ref().map(Schedule::input),
             description: r.description,
             placements: m
@@ -328,6 +353,7 @@ async fn create_meeting(
         kind: b.kind,
         description: b.description,
         schedule: b.schedule,
+        registration: b.registration,
     };
     let c = s.service.create_meeting(&caller, req).await?;
     Ok((
@@ -400,6 +426,7 @@ struct PublicMeetingJson {
     description: String,
     schedule: Option<ScheduleInput>,
     next_start_unix_ms: Option<i64>,
+    registration: Option<RegistrationJson>,
     state: &'static str,
 }
 
@@ -418,6 +445,7 @@ async fn public_meeting(
         e2ee: m.e2ee,
         kind: m.kind.as_str(),
         next_start_unix_ms: next_start(m.schedule.as_ref()),
+        registration: m.registration.map(Into::into),
         schedule: m.schedule.as_ref().map(Schedule::input),
         description: m.description,
         state: if info.room.ended {
@@ -468,6 +496,7 @@ async fn join(
         region: b.region,
         host_key: b.host_key,
         panelist_key: b.panelist_key,
+        registrant_key: b.registrant_key,
         lost_node: b.lost_node,
     };
     let j = s.service.join(&caller, req).await?;

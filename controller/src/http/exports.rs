@@ -1,6 +1,8 @@
-//! A meeting's polls and Q&A for its hosts and operators, as JSON or CSV
-//! (`?format=csv`): `GET /v1/meetings/{id}/polls` and `GET /v1/meetings/{id}/questions`.
-//! An anonymous poll's answers and an anonymous question come without any participant.
+//! A meeting's exports for its hosts and operators, as JSON or CSV (`?format=csv`):
+//! polls and Q&A (`GET /v1/meetings/{id}/polls`, `/questions`; an anonymous poll's
+//! answers and an anonymous question come without any participant), registrants
+//! (`/registrants`, with their approval state) and participants (`/participants`: who
+//! attended, from when to when, from where).
 use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::header;
@@ -18,6 +20,136 @@ pub(super) fn router() -> Router<HttpState> {
     Router::new()
         .route("/v1/meetings/{id}/polls", get(export::<false>))
         .route("/v1/meetings/{id}/questions", get(export::<true>))
+        .route("/v1/meetings/{id}/registrants", get(registrants))
+        .route("/v1/meetings/{id}/participants", get(participants))
+}
+
+type ExportQueryResult = Result<Query<ExportQuery>, axum::extract::rejection::QueryRejection>;
+
+async fn registrants(
+    State(s): State<HttpState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    q: ExportQueryResult,
+) -> Result<Response, ApiError> {
+    let format = format(q)?;
+    let (meeting, list) = s.service.registrants(&caller, &id).await?;
+    let questions = meeting
+        .registration
+        .map(|r| r.questions)
+        .unwrap_or_default();
+    let meeting = meeting.id.to_string();
+    Ok(match format {
+        Format::Json => Json(json!({
+            "meeting_id": meeting,
+            "questions": questions,
+            "registrants": list.iter().map(|r| json!({
+                "registrant_id": r.id,
+                "name": r.name,
+                "email": r.email,
+                "answers": r.answers,
+                "state": r.state.as_str(),
+                "registered_unix_ms": r.registered_unix_ms,
+                "decided_unix_ms": r.decided_unix_ms,
+            })).collect::<Vec<_>>(),
+        }))
+        .into_response(),
+        Format::Csv => {
+            let mut head: Vec<String> = [
+                "registrant_id",
+                "name",
+                "email",
+                "state",
+                "registered_unix_ms",
+                "decided_unix_ms",
+            ]
+            .map(str::to_owned)
+            .into();
+            head.extend(questions.iter().cloned());
+            let rows = std::iter::once(head)
+                .chain(list.iter().map(|r| {
+                    let mut row = vec![
+                        r.id.clone(),
+                        r.name.clone(),
+                        r.email.clone(),
+                        r.state.as_str().to_owned(),
+                        r.registered_unix_ms.to_string(),
+                        r.decided_unix_ms.map(|t| t.to_string()).unwrap_or_default(),
+                    ];
+                    row.extend(r.answers.iter().cloned());
+                    row
+                }))
+                .collect::<Vec<_>>();
+            csv(&meeting, "registrants", &rows)
+        }
+    })
+}
+
+/// Whole minutes between two instants (rounded).
+fn minutes(from_ms: i64, to_ms: i64) -> f64 {
+    ((to_ms - from_ms).max(0) as f64 / 60_000.0 * 10.0).round() / 10.0
+}
+
+async fn participants(
+    State(s): State<HttpState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    q: ExportQueryResult,
+) -> Result<Response, ApiError> {
+    let format = format(q)?;
+    let (meeting, list) = s.service.participants(&caller, &id).await?;
+    let now = common::unix_ms();
+    let meeting = meeting.id.to_string();
+    let total =
+        |a: &crate::model::Attendance| minutes(a.joined_unix_ms, a.left_unix_ms.unwrap_or(now));
+    Ok(match format {
+        Format::Json => Json(json!({
+            "meeting_id": meeting,
+            "participants": list.iter().map(|a| json!({
+                "participant_id": a.participant_id,
+                "name": a.name,
+                "registrant_id": a.registrant_id,
+                "role": a.role,
+                "region": a.region,
+                "node_id": a.node_id,
+                "joined_unix_ms": a.joined_unix_ms,
+                "left_unix_ms": a.left_unix_ms,
+                "minutes": total(a),
+            })).collect::<Vec<_>>(),
+        }))
+        .into_response(),
+        Format::Csv => {
+            let head = [
+                "participant_id",
+                "name",
+                "registrant_id",
+                "role",
+                "region",
+                "node_id",
+                "joined_unix_ms",
+                "left_unix_ms",
+                "minutes",
+            ]
+            .map(str::to_owned)
+            .to_vec();
+            let rows = std::iter::once(head)
+                .chain(list.iter().map(|a| {
+                    vec![
+                        a.participant_id.clone(),
+                        a.name.clone(),
+                        a.registrant_id.clone().unwrap_or_default(),
+                        a.role.clone(),
+                        a.region.clone(),
+                        a.node_id.clone(),
+                        a.joined_unix_ms.to_string(),
+                        a.left_unix_ms.map(|t| t.to_string()).unwrap_or_default(),
+                        total(a).to_string(),
+                    ]
+                }))
+                .collect::<Vec<_>>();
+            csv(&meeting, "participants", &rows)
+        }
+    })
 }
 
 #[derive(Deserialize)]
@@ -50,7 +182,7 @@ async fn export<const QUESTIONS: bool>(
     State(s): State<HttpState>,
     caller: Caller,
     Path(id): Path<String>,
-    q: Result<Query<ExportQuery>, axum::extract::rejection::QueryRejection>,
+    q: ExportQueryResult,
 ) -> Result<Response, ApiError> {
     let format = format(q)?;
     let named = if QUESTIONS { "questions" } else { "polls" };

@@ -4,6 +4,7 @@
 mod api;
 mod calendar;
 mod exports;
+mod registration;
 mod web;
 
 use std::net::SocketAddr;
@@ -28,6 +29,7 @@ pub fn router(state: HttpState) -> Router {
     api::router()
         .merge(exports::router())
         .merge(calendar::router())
+        .merge(registration::router())
         .merge(web::router())
         .fallback(|| async { ApiError::NotFound("no such API route".into()) })
         .with_state(state)

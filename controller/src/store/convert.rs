@@ -10,9 +10,9 @@ use proto::v1 as pb;
 
 use super::Change;
 use crate::model::{
-    Capacity, Collab, Gap, HostAction, MediaNode, Meeting, MeetingKind, MeetingState, NodeLoad,
-    NodeState, Poll, PollAnswer, Question, Recording, RecordingNode, RecordingState, Room,
-    StoredPlacement,
+    Attendance, Capacity, Collab, Gap, HostAction, MediaNode, Meeting, MeetingKind, MeetingState,
+    NodeLoad, NodeState, Poll, PollAnswer, Question, Recording, RecordingNode, RecordingState,
+    Registrant, RegistrantState, Registration, Room, StoredPlacement,
 };
 use crate::schedule::{RecurrenceInput, Schedule, ScheduleInput};
 
@@ -59,6 +59,13 @@ pub(super) fn meeting_to_record(m: &Meeting) -> pb::MeetingRecord {
         } as i32,
         panelist_key_hash: m.panelist_key_hash.clone().unwrap_or_default(),
         description: m.description.clone(),
+        registration: m
+            .registration
+            .as_ref()
+            .map(|r| pb::RegistrationSettingsRecord {
+                manual_approval: r.manual_approval,
+                questions: r.questions.clone(),
+            }),
         schedule: m.schedule.as_ref().map(|s| {
             let s = s.input();
             let r = s.recurrence.unwrap_or_default();
@@ -73,6 +80,72 @@ pub(super) fn meeting_to_record(m: &Meeting) -> pb::MeetingRecord {
                 join_before_minutes: s.join_before_minutes.unwrap_or(0),
             }
         }),
+    }
+}
+
+pub(super) fn registrant_to_record(r: &Registrant) -> pb::RegistrantRecord {
+    pb::RegistrantRecord {
+        registrant_id: r.id.clone(),
+        name: r.name.clone(),
+        email: r.email.clone(),
+        answers: r.answers.clone(),
+        state: match r.state {
+            RegistrantState::Pending => pb::RegistrantState::Pending,
+            RegistrantState::Approved => pb::RegistrantState::Approved,
+            RegistrantState::Rejected => pb::RegistrantState::Rejected,
+        } as i32,
+        registered_unix_ms: r.registered_unix_ms,
+        decided_unix_ms: r.decided_unix_ms.unwrap_or(0),
+        key_hash: r.key_hash.clone(),
+    }
+}
+
+pub(super) fn registrant_from_record(
+    meeting: &MeetingId,
+    r: pb::RegistrantRecord,
+) -> Result<Registrant, String> {
+    let state = match pb::RegistrantState::try_from(r.state) {
+        Ok(pb::RegistrantState::Pending) => RegistrantState::Pending,
+        Ok(pb::RegistrantState::Approved) => RegistrantState::Approved,
+        Ok(pb::RegistrantState::Rejected) => RegistrantState::Rejected,
+        Err(_) => return Err(format!("registrant state {}", r.state)),
+    };
+    Ok(Registrant {
+        meeting: meeting.clone(),
+        id: r.registrant_id,
+        name: r.name,
+        email: r.email,
+        answers: r.answers,
+        state,
+        registered_unix_ms: r.registered_unix_ms,
+        decided_unix_ms: positive(r.decided_unix_ms),
+        key_hash: r.key_hash,
+    })
+}
+
+pub(super) fn attendance_to_record(a: &Attendance) -> pb::AttendanceRecord {
+    pb::AttendanceRecord {
+        participant_id: a.participant_id.clone(),
+        name: a.name.clone(),
+        registrant_id: a.registrant_id.clone().unwrap_or_default(),
+        role: a.role.clone(),
+        region: a.region.clone(),
+        node_id: a.node_id.clone(),
+        joined_unix_ms: a.joined_unix_ms,
+        left_unix_ms: a.left_unix_ms.unwrap_or(0),
+    }
+}
+
+pub(super) fn attendance_from_record(r: pb::AttendanceRecord) -> Attendance {
+    Attendance {
+        participant_id: r.participant_id,
+        name: r.name,
+        registrant_id: non_empty(r.registrant_id),
+        role: r.role,
+        region: r.region,
+        node_id: r.node_id,
+        joined_unix_ms: r.joined_unix_ms,
+        left_unix_ms: positive(r.left_unix_ms),
     }
 }
 
@@ -118,6 +191,10 @@ pub(super) fn meeting_from_record(r: pb::MeetingRecord) -> Result<Meeting, Strin
         },
         panelist_key_hash: non_empty(r.panelist_key_hash),
         description: r.description,
+        registration: r.registration.map(|g| Registration {
+            manual_approval: g.manual_approval,
+            questions: g.questions,
+        }),
         schedule: r
             .schedule
             .map(schedule_from_record)

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::config::EtcdConfig;
-use common::ids::{MeetingId, NodeId, RecordingId};
+use common::ids::{MeetingId, NodeId, ParticipantId, RecordingId};
 use common::keyspace::{Key, Keyspace, Slot};
 use etcd_client::{
     Client, Compare, CompareOp, DeleteOptions, GetOptions, PutOptions, ResignOptions, Txn, TxnOp,
@@ -20,7 +20,9 @@ use super::convert;
 use super::{
     Batch, Change, ChangeStream, ClusterStore, Lease, PlacementCommit, Snapshot, StoreError, Term,
 };
-use crate::model::{MediaNode, Meeting, NodeLoad, Recording, RecordingNode, StoredPlacement};
+use crate::model::{
+    Attendance, MediaNode, Meeting, NodeLoad, Recording, RecordingNode, Registrant, StoredPlacement,
+};
 
 impl From<etcd_client::Error> for StoreError {
     fn from(e: etcd_client::Error) -> Self {
@@ -77,6 +79,27 @@ impl EtcdStore {
             .first()
             .map(|kv| from(kv.value()).map_err(|e| StoreError::Corrupt(format!("{key}: {e}"))))
             .transpose()
+    }
+
+    /// Every value under `prefix`, decoded, in key order.
+    async fn list<T>(
+        &self,
+        prefix: String,
+        from: impl Fn(&[u8]) -> Result<T, String>,
+    ) -> Result<Vec<T>, StoreError> {
+        let resp = self
+            .client
+            .clone()
+            .get(prefix.clone(), Some(GetOptions::new().with_prefix()))
+            .await?;
+        resp.kvs()
+            .iter()
+            .map(|kv| {
+                from(kv.value()).map_err(|e| {
+                    StoreError::Corrupt(format!("{}: {e}", kv.key_str().unwrap_or(&prefix)))
+                })
+            })
+            .collect()
     }
 
     async fn put(
@@ -232,6 +255,45 @@ impl ClusterStore for EtcdStore {
     async fn get_recording(&self, id: &RecordingId) -> Result<Option<Recording>, StoreError> {
         self.get(self.ks.recording(id), |v| {
             convert::recording_from_record(etcd_decode(v)?)
+        })
+        .await
+    }
+
+    async fn put_registrant(&self, r: &Registrant) -> Result<(), StoreError> {
+        let value = convert::registrant_to_record(r).encode_to_vec();
+        self.put(self.ks.registrant(&r.meeting, &r.id), value, None)
+            .await
+    }
+
+    async fn get_registrant(
+        &self,
+        meeting: &MeetingId,
+        id: &str,
+    ) -> Result<Option<Registrant>, StoreError> {
+        self.get(self.ks.registrant(meeting, id), |v| {
+            convert::registrant_from_record(meeting, etcd_decode(v)?)
+        })
+        .await
+    }
+
+    async fn registrants(&self, meeting: &MeetingId) -> Result<Vec<Registrant>, StoreError> {
+        self.list(self.ks.registrants_of(meeting), |v| {
+            convert::registrant_from_record(meeting, etcd_decode(v)?)
+        })
+        .await
+    }
+
+    async fn put_attendance(&self, meeting: &MeetingId, a: &Attendance) -> Result<(), StoreError> {
+        let id = ParticipantId::parse(&a.participant_id)
+            .map_err(|e| StoreError::Corrupt(format!("participant id: {e}")))?;
+        let value = convert::attendance_to_record(a).encode_to_vec();
+        self.put(self.ks.attendance(meeting, &id), value, None)
+            .await
+    }
+
+    async fn attendance(&self, meeting: &MeetingId) -> Result<Vec<Attendance>, StoreError> {
+        self.list(self.ks.attendance_of(meeting), |v| {
+            Ok(convert::attendance_from_record(etcd_decode(v)?))
         })
         .await
     }

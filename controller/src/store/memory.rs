@@ -16,7 +16,9 @@ use tokio_util::sync::CancellationToken;
 use super::{
     Batch, Change, ChangeStream, ClusterStore, Lease, PlacementCommit, Snapshot, StoreError, Term,
 };
-use crate::model::{MediaNode, Meeting, NodeLoad, Recording, RecordingNode, StoredPlacement};
+use crate::model::{
+    Attendance, MediaNode, Meeting, NodeLoad, Recording, RecordingNode, Registrant, StoredPlacement,
+};
 
 #[derive(Clone, Default)]
 pub struct MemoryStore {
@@ -45,6 +47,10 @@ struct Inner {
     terms: u64,
     commit_delay: Duration,
     down: bool,
+    /// Registrants and attendance, by meeting and id (not in the change feed: the view
+    /// does not hold them).
+    registrants: BTreeMap<(MeetingId, String), Registrant>,
+    attendance: BTreeMap<(MeetingId, String), Attendance>,
 }
 
 impl Default for Inner {
@@ -62,6 +68,8 @@ impl Default for Inner {
             terms: 0,
             commit_delay: Duration::ZERO,
             down: false,
+            registrants: BTreeMap::new(),
+            attendance: BTreeMap::new(),
         }
     }
 }
@@ -380,6 +388,54 @@ impl ClusterStore for MemoryStore {
                 Change::Recording(_, r) => r.clone(),
                 _ => None,
             })
+        })
+    }
+
+    async fn put_registrant(&self, r: &Registrant) -> Result<(), StoreError> {
+        self.before_write().await?;
+        self.lock()
+            .registrants
+            .insert((r.meeting.clone(), r.id.clone()), r.clone());
+        Ok(())
+    }
+
+    async fn get_registrant(
+        &self,
+        meeting: &MeetingId,
+        id: &str,
+    ) -> Result<Option<Registrant>, StoreError> {
+        self.read(|i| {
+            i.registrants
+                .get(&(meeting.clone(), id.to_owned()))
+                .cloned()
+        })
+    }
+
+    async fn registrants(&self, meeting: &MeetingId) -> Result<Vec<Registrant>, StoreError> {
+        self.read(|i| {
+            i.registrants
+                .iter()
+                .filter(|((m, _), _)| m == meeting)
+                .map(|(_, r)| r.clone())
+                .collect()
+        })
+    }
+
+    async fn put_attendance(&self, meeting: &MeetingId, a: &Attendance) -> Result<(), StoreError> {
+        self.before_write().await?;
+        self.lock()
+            .attendance
+            .insert((meeting.clone(), a.participant_id.clone()), a.clone());
+        Ok(())
+    }
+
+    async fn attendance(&self, meeting: &MeetingId) -> Result<Vec<Attendance>, StoreError> {
+        self.read(|i| {
+            i.attendance
+                .iter()
+                .filter(|((m, _), _)| m == meeting)
+                .map(|(_, a)| a.clone())
+                .collect()
         })
     }
 

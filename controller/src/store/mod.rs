@@ -24,7 +24,8 @@ pub use self::convert::gaps_to_proto;
 pub use self::etcd::EtcdStore;
 pub use self::memory::MemoryStore;
 use crate::model::{
-    Collab, MediaNode, Meeting, NodeLoad, Recording, RecordingNode, Room, StoredPlacement,
+    Attendance, Collab, MediaNode, Meeting, NodeLoad, Recording, RecordingNode, Registrant, Room,
+    StoredPlacement,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -143,6 +144,20 @@ pub trait ClusterStore: Send + Sync + 'static {
 
     async fn put_recording(&self, r: &Recording) -> Result<(), StoreError>;
     async fn get_recording(&self, id: &RecordingId) -> Result<Option<Recording>, StoreError>;
+
+    /// Writes a registrant of `r.meeting` (new, or with a host's decision).
+    async fn put_registrant(&self, r: &Registrant) -> Result<(), StoreError>;
+    async fn get_registrant(
+        &self,
+        meeting: &MeetingId,
+        id: &str,
+    ) -> Result<Option<Registrant>, StoreError>;
+    /// Every registrant of a meeting, in the order of their ids.
+    async fn registrants(&self, meeting: &MeetingId) -> Result<Vec<Registrant>, StoreError>;
+    /// Media nodes write attendance; this is for tools and tests.
+    async fn put_attendance(&self, meeting: &MeetingId, a: &Attendance) -> Result<(), StoreError>;
+    /// Every participant's time in a meeting, in the order of their ids.
+    async fn attendance(&self, meeting: &MeetingId) -> Result<Vec<Attendance>, StoreError>;
 
     /// Nodes register themselves (`common::registration`); these are for tools and tests.
     async fn grant_lease(&self, ttl: Duration) -> Result<Lease, StoreError>;

@@ -71,6 +71,7 @@ async fn json_log_lines_carry_a_joins_ids_from_placement_to_session_end_and_no_s
             password: Some(password.into()),
             host_key: None,
             panelist_key: None,
+            registrant_key: None,
             region: Some("oslo".into()),
             publish: None,
             signal_ca: None,

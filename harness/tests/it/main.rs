@@ -21,6 +21,7 @@ mod mtls;
 mod outage;
 mod race;
 mod recording;
+mod registration;
 mod residency;
 mod tokens;
 mod turn;
@@ -106,6 +107,7 @@ pub fn bot_config(
         password: None,
         host_key: None,
         panelist_key: None,
+        registrant_key: None,
         region: region.map(str::to_owned),
         publish,
         signal_ca: None,
