@@ -39,9 +39,10 @@ BOT_PACKAGES=(gstreamer1.0-plugins-base gstreamer1.0-plugins-good)
 # Prometheus (and its promtool) runs every dashboard and alert query against a live
 # cluster; openssl checks the certificates the chart makes; Janus is the peer SFU the
 # forwarding benchmark (and its test) compares the media node with. coturn is the TURN
-# server a client whose UDP is blocked reaches the media node through.
+# server a client whose UDP is blocked reaches the media node through. Node.js and npm
+# run the OpenID Connect provider the sign-in tests use (tests/oidc).
 TEST_PACKAGES=(chromium chromium-driver firefox-esr iproute2 python3 python3-venv
-  prometheus openssl janus coturn "${BOT_PACKAGES[@]}")
+  prometheus openssl janus coturn nodejs npm "${BOT_PACKAGES[@]}")
 
 # What the fuzz targets need besides the build packages: libfuzzer-sys compiles
 # libFuzzer's C++ sources.
@@ -69,6 +70,18 @@ ensure_cargo_fuzz() {
   fi
   echo ">> cargo install cargo-fuzz $CARGO_FUZZ_VERSION"
   cargo install --quiet --locked cargo-fuzz --version "$CARGO_FUZZ_VERSION"
+}
+
+# The npm packages the tests run (tests/oidc: the OpenID Connect provider), exactly as
+# locked; redone when the lock changes.
+ensure_node_tools() {
+  local dir=tests/oidc
+  if [ -d "$dir/node_modules" ] && cmp -s "$dir/package-lock.json" "$dir/node_modules/.fjord-lock"; then
+    return 0
+  fi
+  echo ">> npm packages for the tests ($dir)"
+  (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+  cp "$dir/package-lock.json" "$dir/node_modules/.fjord-lock"
 }
 
 # The Python tools the tests use (tests/requirements.txt: the chart's checks, aiortc), in

@@ -9,6 +9,7 @@ source scripts/deps.sh
 ensure_packages "${BUILD_PACKAGES[@]}" "${RUN_PACKAGES[@]}" "${TEST_PACKAGES[@]}"
 ensure_geckodriver
 ensure_python_tools
+ensure_node_tools
 
 echo ">> cargo fmt --check"
 cargo fmt --all -- --check

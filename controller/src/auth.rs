@@ -25,6 +25,9 @@ pub struct Caller {
     pub addr: Option<IpAddr>,
     /// The value of the configured regional-ingress header, if present.
     pub region_header: Option<String>,
+    /// A user signed in through OpenID Connect (session cookie, or an ID token as the
+    /// bearer).
+    pub user: Option<crate::oidc::User>,
 }
 
 pub(crate) fn hash_secret(secret: &str) -> Result<String, ApiError> {
@@ -54,7 +57,7 @@ pub(crate) async fn blocking<T: Send + 'static>(
         .map_err(|e| ApiError::Internal(e.to_string()))
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
@@ -95,6 +98,20 @@ impl Service {
         meeting: &Meeting,
         what: &str,
     ) -> Result<(), ApiError> {
+        // The signed-in user who made the meeting, or an administrator of their
+        // organisation.
+        if let Some(u) = &caller.user {
+            let owns = meeting.owner.as_ref().is_some_and(|o| {
+                (o.issuer == u.iss && o.subject == u.sub) || (u.admin && o.org() == u.org())
+            });
+            return if owns {
+                Ok(())
+            } else {
+                Err(ApiError::Forbidden(format!(
+                    "{what}: only for the meeting's host, its organisation's administrators (or an operator)"
+                )))
+            };
+        }
         let Some(bearer) = caller.bearer.clone() else {
             return Err(ApiError::Unauthorized(format!(
                 "{what} needs the meeting's host key or an operator key: \

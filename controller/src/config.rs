@@ -67,6 +67,9 @@ pub struct ControllerConfig {
     /// links in calendar invitations and the sign-in's return address. Unset: the
     /// request's own `Host`, over http (fine on one machine, not behind a TLS ingress).
     pub public_url: Option<String>,
+    /// Sign-in of hosts and administrators through an OpenID Connect provider; unset:
+    /// no sign-in (operator and host keys only).
+    pub oidc: Option<crate::oidc::OidcConfig>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -128,6 +131,7 @@ impl Default for ControllerConfig {
             turn: None,
             election_ttl_secs: 3,
             public_url: None,
+            oidc: None,
         }
     }
 }

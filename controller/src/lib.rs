@@ -12,6 +12,7 @@
 pub mod auth;
 pub mod capacity;
 pub mod config;
+pub mod dashboard;
 pub mod downloads;
 pub mod error;
 pub mod grpc;
@@ -24,6 +25,7 @@ pub mod metrics;
 pub mod model;
 pub mod node_rpc;
 pub mod nodes;
+pub mod oidc;
 pub mod placement;
 pub mod recordings;
 pub mod registration;
@@ -62,6 +64,8 @@ pub enum ControllerError {
     SigningKey(#[from] common::token::KeyError),
     #[error("invalid config key `download_key_file`: {0}")]
     DownloadKey(String),
+    #[error("invalid config key `oidc.client_secret_file`: {0}")]
+    OidcSecret(String),
     #[error("cluster state store")]
     Store(#[from] store::StoreError),
     #[error("HTTP server")]
@@ -113,6 +117,23 @@ pub async fn run(
     service.downloads = downloads;
     service.join_limits = limits::JoinLimits::new(&cfg.join_limits);
     service.turn = cfg.turn.as_ref().map(turn::Turn::load).transpose()?;
+    service.oidc = match &cfg.oidc {
+        Some(o) => {
+            let read = |p: &std::path::Path| {
+                std::fs::read(p)
+                    .map_err(|e| ControllerError::OidcSecret(format!("{}: {e}", p.display())))
+            };
+            let secret = String::from_utf8_lossy(&read(&o.client_secret_file)?)
+                .trim()
+                .to_owned();
+            if secret.is_empty() {
+                return Err(ControllerError::OidcSecret("the file is empty".into()));
+            }
+            let signing_key = read(&key_file)?;
+            Some(Arc::new(oidc::Oidc::new(o.clone(), secret, &signing_key)))
+        }
+        None => None,
+    };
     service.public_url = cfg
         .public_url
         .as_ref()

@@ -47,6 +47,24 @@ pub struct Meeting {
     pub schedule: Option<crate::schedule::Schedule>,
     /// Participants register first (None: nobody registers).
     pub registration: Option<Registration>,
+    /// The signed-in user who made it (None: an operator key).
+    pub owner: Option<Owner>,
+}
+
+/// Who made a meeting, as their identity provider names them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Owner {
+    pub issuer: String,
+    pub subject: String,
+    pub email: String,
+    pub name: String,
+}
+
+impl Owner {
+    /// The organisation: the domain of the e-mail address.
+    pub fn org(&self) -> &str {
+        self.email.rsplit_once('@').map_or("", |(_, d)| d)
+    }
 }
 
 /// How a meeting's participants register.

@@ -38,6 +38,8 @@ pub struct Service {
     /// Where users reach the controllers (`[controller] public_url`), without a
     /// trailing slash.
     pub public_url: Option<String>,
+    /// Sign-in (`[oidc]`); None without it.
+    pub oidc: Option<Arc<crate::oidc::Oidc>>,
 }
 
 impl Service {
@@ -68,6 +70,7 @@ impl Service {
             join_limits: crate::limits::JoinLimits::new(&Default::default()),
             turn: None,
             public_url: None,
+            oidc: None,
         }
     }
 

@@ -71,6 +71,7 @@ pub(crate) fn meeting(id: &str) -> Meeting {
         description: String::new(),
         schedule: None,
         registration: None,
+        owner: None,
     }
 }
 

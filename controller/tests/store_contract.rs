@@ -160,6 +160,12 @@ fn meeting(s: &str) -> Meeting {
             manual_approval: true,
             questions: vec!["Affiliation?".into()],
         }),
+        owner: Some(controller::model::Owner {
+            issuer: "https://idp.uni.no".into(),
+            subject: "ada".into(),
+            email: "ada@uni.no".into(),
+            name: "Ada".into(),
+        }),
     }
 }
 

@@ -11,6 +11,7 @@ pub mod drill;
 pub mod janus;
 pub mod lossy;
 pub mod netns;
+pub mod oidc;
 pub mod partition;
 pub mod pki;
 pub mod process;
@@ -164,6 +165,8 @@ pub struct ClusterSpec {
     pub join_limits: Option<serde_json::Value>,
     /// The controllers' `[turn]` (None: no TURN servers); see [`turn::Coturn`].
     pub turn: Option<serde_json::Value>,
+    /// The controllers' `[oidc]` (None: no sign-in); see [`oidc::Provider`].
+    pub oidc: Option<serde_json::Value>,
     /// Members of the etcd cluster.
     pub etcd_members: usize,
     /// Each controller and node reaches etcd through its own [`partition::Gate`], so that
@@ -205,6 +208,7 @@ impl ClusterSpec {
             log_format: "text",
             join_limits: None,
             turn: None,
+            oidc: None,
             etcd_members: 1,
             gated: false,
         }
@@ -406,6 +410,9 @@ impl Cluster {
         }
         if let Some(limits) = &self.spec.join_limits {
             cfg["join_limits"] = limits.clone();
+        }
+        if let Some(oidc) = &self.spec.oidc {
+            cfg["oidc"] = oidc.clone();
         }
         let path = self.write_config(id, cfg)?;
         let proc = Proc::spawn(

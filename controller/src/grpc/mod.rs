@@ -50,6 +50,8 @@ fn caller<T>(req: &Request<T>) -> Caller {
         bearer,
         addr: req.remote_addr().map(|a| a.ip()),
         region_header: None,
+        // Sign-in is the browser's and the JSON API's; gRPC callers use keys.
+        user: None,
     }
 }
 

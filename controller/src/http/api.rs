@@ -85,6 +85,14 @@ struct MeetingJson {
     next_start_unix_ms: Option<i64>,
     /// Participants register first (null: nobody registers).
     registration: Option<RegistrationJson>,
+    /// The signed-in user who made it (null: an operator key).
+    owner: Option<OwnerJson>,
+}
+
+#[derive(Serialize)]
+struct OwnerJson {
+    name: String,
+    email: String,
 }
 
 #[derive(Serialize)]
@@ -124,6 +132,10 @@ impl From<MeetingInfo> for MeetingJson {
             kind: r.kind.as_str(),
             next_start_unix_ms: next_start(r.schedule.as_ref()),
             registration: r.registration.map(Into::into),
+            owner: r.owner.map(|o| OwnerJson {
+                name: o.name,
+                email: o.email,
+            }),
             schedule: r.schedule.as_ref().map(Schedule::input),
             description: r.description,
             placements: m

@@ -2,8 +2,10 @@
 //! (`web.rs`), the request extractors (the caller, bodies), and the one place where
 //! `ApiError` becomes an HTTP status with a `{error, message}` body.
 mod api;
+mod auth;
 mod calendar;
 mod exports;
+mod portal;
 mod registration;
 mod web;
 
@@ -30,6 +32,8 @@ pub fn router(state: HttpState) -> Router {
         .merge(exports::router())
         .merge(calendar::router())
         .merge(registration::router())
+        .merge(auth::router())
+        .merge(portal::router())
         .merge(web::router())
         .fallback(|| async { ApiError::NotFound("no such API route".into()) })
         .with_state(state)
@@ -136,12 +140,62 @@ impl FromRequestParts<HttpState> for Caller {
             Some(name) => client_address(&parts.headers, name).or(connection),
         };
         let region_header = header_value(&parts.headers, state.region_header.as_deref());
+        let (bearer, user) = signed_in(parts, state, bearer).await?;
         Ok(Caller {
             bearer,
             addr,
             region_header,
+            user,
         })
     }
+}
+
+/// The signed-in user, if any: an ID token of the provider as the bearer (then no
+/// longer a key), or a session cookie, whose state-changing calls must carry its CSRF
+/// token.
+async fn signed_in(
+    parts: &Parts,
+    state: &HttpState,
+    bearer: Option<String>,
+) -> Result<(Option<String>, Option<crate::oidc::User>), ApiError> {
+    let Some(oidc) = &state.service.oidc else {
+        return Ok((bearer, None));
+    };
+    if let Some(b) = &bearer
+        && b.split('.').count() == 3
+    {
+        return Ok((None, Some(oidc.verify(b, None).await?)));
+    }
+    let Some(session) =
+        cookie(&parts.headers, crate::oidc::SESSION_COOKIE).and_then(|c| oidc.session(&c))
+    else {
+        return Ok((bearer, None));
+    };
+    let reads = matches!(
+        parts.method,
+        axum::http::Method::GET | axum::http::Method::HEAD
+    );
+    if !reads {
+        let sent = header_value(&parts.headers, Some(crate::oidc::CSRF_HEADER)).unwrap_or_default();
+        if !crate::auth::constant_time_eq(sent.as_bytes(), session.csrf.as_bytes()) {
+            return Err(ApiError::Forbidden(format!(
+                "a change from a signed-in browser needs the session's CSRF token in {} (from GET /v1/me)",
+                crate::oidc::CSRF_HEADER
+            )));
+        }
+    }
+    Ok((bearer, Some(session.user)))
+}
+
+/// The value of cookie `name`.
+pub(crate) fn cookie(h: &HeaderMap, name: &str) -> Option<String> {
+    h.get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_owned())
 }
 
 /// The client's address from a proxy's header: the last address of the (last) header,

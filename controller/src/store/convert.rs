@@ -11,8 +11,8 @@ use proto::v1 as pb;
 use super::Change;
 use crate::model::{
     Attendance, Capacity, Collab, Gap, HostAction, MediaNode, Meeting, MeetingKind, MeetingState,
-    NodeLoad, NodeState, Poll, PollAnswer, Question, Recording, RecordingNode, RecordingState,
-    Registrant, RegistrantState, Registration, Room, StoredPlacement,
+    NodeLoad, NodeState, Owner, Poll, PollAnswer, Question, Recording, RecordingNode,
+    RecordingState, Registrant, RegistrantState, Registration, Room, StoredPlacement,
 };
 use crate::schedule::{RecurrenceInput, Schedule, ScheduleInput};
 
@@ -59,6 +59,12 @@ pub(super) fn meeting_to_record(m: &Meeting) -> pb::MeetingRecord {
         } as i32,
         panelist_key_hash: m.panelist_key_hash.clone().unwrap_or_default(),
         description: m.description.clone(),
+        owner: m.owner.as_ref().map(|o| pb::MeetingOwnerRecord {
+            issuer: o.issuer.clone(),
+            subject: o.subject.clone(),
+            email: o.email.clone(),
+            name: o.name.clone(),
+        }),
         registration: m
             .registration
             .as_ref()
@@ -191,6 +197,12 @@ pub(super) fn meeting_from_record(r: pb::MeetingRecord) -> Result<Meeting, Strin
         },
         panelist_key_hash: non_empty(r.panelist_key_hash),
         description: r.description,
+        owner: r.owner.map(|o| Owner {
+            issuer: o.issuer,
+            subject: o.subject,
+            email: o.email,
+            name: o.name,
+        }),
         registration: r.registration.map(|g| Registration {
             manual_approval: g.manual_approval,
             questions: g.questions,

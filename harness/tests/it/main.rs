@@ -19,6 +19,7 @@ mod media;
 mod meeting_page;
 mod mtls;
 mod outage;
+mod portal;
 mod race;
 mod recording;
 mod registration;

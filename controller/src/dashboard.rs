@@ -1,0 +1,79 @@
+//! The administrators' dashboard: the organisation's meetings, active first, with who is
+//! in each now (from the media nodes' attendance records), where (regions and nodes), for
+//! how long, and whether it is being recorded. Operators see every meeting.
+use common::ids::MeetingId;
+
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::model::{Attendance, Meeting, RecordingState};
+use crate::service::Service;
+
+/// Most meetings one answer lists (active ones first, then the most recently ended).
+pub const MAX_LISTED: usize = 200;
+
+/// One meeting on the dashboard.
+#[derive(Clone, Debug)]
+pub struct Row {
+    pub meeting: Meeting,
+    pub placements: Vec<(String, String)>,
+    /// Whether a recording is running.
+    pub recording: bool,
+    /// Everyone who came; those in now have no departure.
+    pub attendance: Vec<Attendance>,
+}
+
+impl Service {
+    pub async fn dashboard(&self, caller: &Caller) -> Result<Vec<Row>, ApiError> {
+        let org = match &caller.user {
+            Some(u) if u.admin => Some(u.org().to_owned()),
+            Some(_) => {
+                return Err(ApiError::Forbidden(
+                    "the dashboard is for administrators".into(),
+                ));
+            }
+            None => {
+                self.require_operator(caller)?;
+                None
+            }
+        };
+        self.require_synced()?;
+        let mut rows: Vec<Row> = self.view.read(|v| {
+            v.meetings
+                .values()
+                .filter(|m| {
+                    org.as_deref()
+                        .is_none_or(|o| m.owner.as_ref().is_some_and(|w| w.org() == o))
+                })
+                .map(|m| Row {
+                    placements: v
+                        .placements
+                        .get(&m.id)
+                        .into_iter()
+                        .flatten()
+                        .map(|(s, p)| (s.region.to_string(), p.node.to_string()))
+                        .collect(),
+                    recording: v
+                        .recordings
+                        .values()
+                        .any(|r| r.meeting == m.id && r.state == RecordingState::Recording),
+                    meeting: m.clone(),
+                    attendance: Vec::new(),
+                })
+                .collect()
+        });
+        rows.sort_by_key(|r| {
+            (
+                r.meeting.is_ended(),
+                -r.meeting.ended_unix_ms.unwrap_or(r.meeting.created_unix_ms),
+            )
+        });
+        rows.truncate(MAX_LISTED);
+        let ids: Vec<MeetingId> = rows.iter().map(|r| r.meeting.id.clone()).collect();
+        let reads = futures::future::join_all(ids.iter().map(|id| self.store.attendance(id))).await;
+        for (row, read) in rows.iter_mut().zip(reads) {
+            row.attendance = read?;
+            row.attendance.sort_by_key(|a| a.joined_unix_ms);
+        }
+        Ok(rows)
+    }
+}

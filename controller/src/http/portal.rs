@@ -1,0 +1,72 @@
+//! The portal (`/portal`: a signed-in user's meetings, and for administrators the
+//! dashboard), its static files, and the dashboard's data, `GET /v1/dashboard`.
+use axum::Router;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::Html;
+use axum::routing::get;
+use serde_json::{Value, json};
+
+use super::{HttpState, Json};
+use crate::auth::Caller;
+use crate::error::ApiError;
+
+const PORTAL_HTML: &str = include_str!("../../web/portal.html");
+const PORTAL_JS: &str = include_str!("../../web/portal.js");
+
+pub(super) fn router() -> Router<HttpState> {
+    Router::new()
+        .route("/portal", get(|| async { Html(PORTAL_HTML) }))
+        .route(
+            "/static/portal.js",
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+                    PORTAL_JS,
+                )
+            }),
+        )
+        .route("/v1/dashboard", get(dashboard))
+}
+
+async fn dashboard(State(s): State<HttpState>, caller: Caller) -> Result<Json<Value>, ApiError> {
+    let rows = s.service.dashboard(&caller).await?;
+    let now = common::unix_ms();
+    let meetings: Vec<Value> = rows
+        .into_iter()
+        .map(|r| {
+            let m = r.meeting;
+            let here: Vec<Value> = r
+                .attendance
+                .iter()
+                .filter(|a| a.left_unix_ms.is_none() && !m.is_ended())
+                .map(|a| {
+                    json!({
+                        "participant_id": a.participant_id,
+                        "name": a.name,
+                        "role": a.role,
+                        "region": a.region,
+                        "node_id": a.node_id,
+                        "joined_unix_ms": a.joined_unix_ms,
+                    })
+                })
+                .collect();
+            let end = m.ended_unix_ms.unwrap_or(now);
+            json!({
+                "id": m.id.to_string(),
+                "title": m.title,
+                "kind": m.kind.as_str(),
+                "state": m.state.as_str(),
+                "owner": m.owner.as_ref().map(|o| json!({ "name": o.name, "email": o.email })),
+                "created_unix_ms": m.created_unix_ms,
+                "ended_unix_ms": m.ended_unix_ms,
+                "duration_secs": (end - m.created_unix_ms).max(0) / 1000,
+                "placements": r.placements.iter().map(|(region, node)| json!({ "region": region, "node_id": node })).collect::<Vec<_>>(),
+                "recording": r.recording,
+                "participants_now": here,
+                "participants_total": r.attendance.len(),
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "meetings": meetings })))
+}

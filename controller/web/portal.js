@@ -1,0 +1,143 @@
+// Fjord portal: sign in, my meetings (create, links, exports, end), and for
+// administrators the dashboard of active and ended meetings, refreshed every 2 s.
+// No build step, no third-party code.
+'use strict';
+(() => {
+  const $ = (id) => document.getElementById(id);
+  let me = null;
+  const status = (t, error) => { $('status').textContent = t; $('status').className = error ? 'error' : ''; };
+  const cell = (row, content) => {
+    const td = document.createElement('td');
+    if (content instanceof Node) td.append(content); else td.textContent = content == null ? '' : String(content);
+    row.append(td);
+    return td;
+  };
+  const link = (href, text) => { const a = document.createElement('a'); a.href = href; a.textContent = text; return a; };
+  const duration = (secs) => { const m = Math.floor(secs / 60); return m >= 60 ? Math.floor(m / 60) + ' h ' + (m % 60) + ' min' : m + ' min ' + (secs % 60) + ' s'; };
+
+  async function api(method, path, body) {
+    const headers = { 'content-type': 'application/json' };
+    if (method !== 'GET' && me && me.csrf) headers['x-fjord-csrf'] = me.csrf;
+    const r = await fetch(path, { method, headers, body: body ? JSON.stringify(body) : undefined });
+    const data = await r.json().catch(() => null);
+    if (!r.ok) throw new Error((data && data.message) || ('HTTP ' + r.status));
+    return data;
+  }
+
+  async function loadMine() {
+    const { meetings } = await api('GET', '/v1/meetings');
+    const body = $('my-meetings').tBodies[0];
+    body.replaceChildren();
+    for (const m of meetings) {
+      const tr = document.createElement('tr');
+      tr.dataset.meeting = m.id;
+      cell(tr, m.title);
+      cell(tr, m.kind);
+      cell(tr, m.next_start_unix_ms ? new Date(m.next_start_unix_ms).toLocaleString() : '');
+      cell(tr, m.state);
+      const links = document.createElement('span');
+      links.append(link('/m/' + m.id, 'Join link'), ' ');
+      if (m.schedule) links.append(link('/v1/meetings/' + m.id + '/calendar.ics', 'Calendar'), ' ');
+      if (m.registration) links.append(link('/v1/meetings/' + m.id + '/registrants?format=csv', 'Registrants'), ' ');
+      links.append(link('/v1/meetings/' + m.id + '/participants?format=csv', 'Participants'), ' ',
+        link('/v1/meetings/' + m.id + '/polls?format=csv', 'Polls'));
+      cell(tr, links);
+      if (m.state === 'active') {
+        const end = document.createElement('button');
+        end.type = 'button';
+        end.textContent = 'End';
+        end.onclick = () => api('DELETE', '/v1/meetings/' + m.id).then(loadMine).catch((e) => status(e.message, true));
+        cell(tr, end);
+      } else cell(tr, '');
+      body.append(tr);
+    }
+  }
+
+  async function loadDashboard() {
+    let data;
+    try { data = await api('GET', '/v1/dashboard'); } catch (e) { status('Dashboard: ' + e.message, true); return; }
+    const active = $('active').tBodies[0];
+    const ended = $('ended').tBodies[0];
+    const rowsA = [];
+    const rowsE = [];
+    for (const m of data.meetings) {
+      const tr = document.createElement('tr');
+      tr.dataset.meeting = m.id;
+      tr.dataset.state = m.state;
+      cell(tr, m.title + (m.kind === 'webinar' ? ' (webinar)' : ''));
+      cell(tr, m.owner ? m.owner.name : '');
+      if (m.state === 'active') {
+        const ul = document.createElement('ul');
+        for (const p of m.participants_now) {
+          const li = document.createElement('li');
+          li.className = 'participant';
+          li.textContent = p.name + ' — ' + p.region + ', ' + p.node_id + (p.role !== 'attendee' ? ' (' + p.role + ')' : '');
+          ul.append(li);
+        }
+        cell(tr, ul);
+        cell(tr, m.placements.map((p) => p.region + ': ' + p.node_id).join(', '));
+        cell(tr, duration(m.duration_secs));
+        cell(tr, m.recording ? '● recording' : '');
+        rowsA.push(tr);
+      } else {
+        cell(tr, m.participants_total);
+        cell(tr, duration(m.duration_secs));
+        cell(tr, m.ended_unix_ms ? new Date(m.ended_unix_ms).toLocaleString() : '');
+        rowsE.push(tr);
+      }
+    }
+    active.replaceChildren(...rowsA);
+    ended.replaceChildren(...rowsE);
+  }
+
+  $('create').addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const body = {
+      title: $('c-title').value, kind: $('c-kind').value, description: $('c-description').value,
+      waiting_room: $('c-waiting').checked, e2ee: $('c-e2ee').checked,
+    };
+    if ($('c-start').value) {
+      body.schedule = {
+        start: $('c-start').value.slice(0, 16),
+        time_zone: $('c-tz').value || Intl.DateTimeFormat().resolvedOptions().timeZone,
+        duration_minutes: Number($('c-duration').value),
+      };
+      if ($('c-repeat').value) body.schedule.recurrence = { frequency: $('c-repeat').value, count: Number($('c-count').value) };
+    }
+    if ($('c-registration').value) body.registration = { approval: $('c-registration').value };
+    try {
+      const m = await api('POST', '/v1/meetings', body);
+      const host = new URL('/m/' + m.id + '?host_key=' + encodeURIComponent(m.host_key), location.href).href;
+      $('host-link').href = host;
+      $('host-link').textContent = host;
+      $('created').hidden = false;
+      status('Meeting created.');
+      await loadMine();
+    } catch (err) { status(err.message, true); }
+  });
+
+  $('sign-out').onclick = async () => {
+    await fetch('/auth/logout', { method: 'POST' });
+    location.reload();
+  };
+
+  (async () => {
+    const r = await fetch('/v1/me');
+    if (!r.ok) {
+      $('sign-in').hidden = false;
+      status(r.status === 404 ? 'Sign-in is not set up on this cluster.' : 'Sign in to schedule meetings and see your reports.');
+      if (r.status === 404) $('sign-in').hidden = true;
+      return;
+    }
+    me = await r.json();
+    $('who').textContent = me.name + (me.admin ? ' (administrator, ' + me.org + ')' : '');
+    $('sign-out').hidden = false;
+    $('mine').hidden = false;
+    await loadMine().catch((e) => status(e.message, true));
+    if (me.admin) {
+      $('dashboard').hidden = false;
+      await loadDashboard();
+      setInterval(loadDashboard, 2000);
+    }
+  })();
+})();

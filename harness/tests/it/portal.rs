@@ -1,0 +1,386 @@
+//! Sign-in through OpenID Connect against a real provider (`oidc-provider` on Node.js),
+//! in headless Chromium and over plain HTTP; the portal, and the administrators'
+//! dashboard following a meeting from its participants' joining to its end.
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use harness::eventually;
+use harness::oidc::{CLIENT_ID, Provider};
+use harness::webdriver::Browser;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+/// A cluster whose controllers sign users in at a provider (boss@uni.no administers
+/// uni.no); the cluster, the provider, the controller's URL and the secret's directory.
+async fn start() -> (harness::Cluster, Provider, String, tempfile::TempDir) {
+    let mut provider = Provider::reserve();
+    let dir = tempfile::tempdir().unwrap();
+    let spec = harness::ClusterSpec {
+        controllers: 1,
+        oidc: Some(
+            provider
+                .controller_config(dir.path(), &["boss@uni.no"])
+                .unwrap(),
+        ),
+        ..crate::spec()
+    };
+    let c = harness::Cluster::start(spec).await.unwrap();
+    let base = c.controllers[0].url();
+    provider
+        .start(
+            &format!("{base}/auth/callback"),
+            "uni.no",
+            &c.dir.join("logs/oidc-provider.log"),
+        )
+        .await
+        .unwrap();
+    (c, provider, base, dir)
+}
+
+/// Signs `login` in through the portal's button and the provider's login page; returns
+/// once the portal greets them.
+async fn sign_in(b: &Browser, base: &str, login: &str) -> String {
+    b.goto(&format!("{base}/portal")).await.unwrap();
+    eventually(
+        Duration::from_secs(10),
+        "the portal offers to sign in",
+        || async {
+            let shown = b
+                .eval(
+                    "const a = document.getElementById('sign-in'); return !!a && !a.hidden;",
+                    json!([]),
+                )
+                .await
+                .ok()?;
+            (shown == json!(true)).then_some(())
+        },
+    )
+    .await
+    .unwrap();
+    b.eval("document.getElementById('sign-in').click()", json!([]))
+        .await
+        .unwrap();
+    eventually(
+        Duration::from_secs(10),
+        "the provider's login page",
+        || async {
+            let v = b
+                .eval(
+                    "return !!document.querySelector('input[name=login]')",
+                    json!([]),
+                )
+                .await
+                .ok()?;
+            (v == json!(true)).then_some(())
+        },
+    )
+    .await
+    .unwrap();
+    b.eval(
+        "document.querySelector('input[name=login]').value = arguments[0];
+         document.querySelector('input[name=password]').value = 'any password';
+         document.getElementById('sign-in').click();",
+        json!([login]),
+    )
+    .await
+    .unwrap();
+    eventually(Duration::from_secs(10), "the portal greets the user", || async {
+        let v = b
+            .eval(
+                "return location.pathname === '/portal' ? document.getElementById('who').textContent : ''",
+                json!([]),
+            )
+            .await
+            .ok()?;
+        v.as_str().filter(|s| !s.is_empty()).map(str::to_owned)
+    })
+    .await
+    .unwrap()
+}
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// The claims of a genuine ID token for `login` at `provider`.
+fn claims(provider: &Provider, login: &str) -> Value {
+    json!({
+        "iss": provider.issuer(),
+        "aud": CLIENT_ID,
+        "sub": login,
+        "email": format!("{login}@uni.no"),
+        "name": login[..1].to_uppercase() + &login[1..],
+        "iat": now_secs(),
+        "exp": now_secs() + 600,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn oidc_sign_in_lands_in_the_portal_and_forged_expired_stateless_or_verifierless_sign_ins_are_refused()
+ {
+    let (c, provider, base, _dir) = start().await;
+    let b = Browser::start(&c.dir.join("logs"), "portal").await.unwrap();
+    let who = sign_in(&b, &base, "boss").await;
+    assert!(
+        who.contains("Boss") && who.contains("administrator"),
+        "{who}"
+    );
+    let shown = b
+        .eval(
+            "return [document.getElementById('mine').hidden, document.getElementById('dashboard').hidden]",
+            json!([]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        shown,
+        json!([false, false]),
+        "my meetings and the dashboard"
+    );
+
+    // The session's changes need its CSRF token: without, refused; with, done.
+    let made = b
+        .eval_async(
+            "const done = arguments[arguments.length - 1];
+             (async () => {
+               const post = (headers) => fetch('/v1/meetings', { method: 'POST', headers: Object.assign({ 'content-type': 'application/json' }, headers), body: JSON.stringify({ title: 'Mine' }) });
+               const bare = await post({});
+               const me = await (await fetch('/v1/me')).json();
+               const good = await post({ 'x-fjord-csrf': me.csrf });
+               done([bare.status, good.status, (await good.json()).owner]);
+             })().catch((e) => done(String(e)));",
+            json!([]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(made[0], 403, "{made}");
+    assert_eq!(made[1], 201, "{made}");
+    assert_eq!(made[2]["email"], "boss@uni.no", "{made}");
+
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    // A genuine ID token of the provider signs in an API client; a tampered one, one
+    // without a signature, an expired one and one for another client do not.
+    let me = |token: String| {
+        let req = http.get(format!("{base}/v1/me")).bearer_auth(token);
+        async move {
+            let resp = req.send().await.unwrap();
+            (
+                resp.status(),
+                resp.json::<Value>().await.unwrap_or_default(),
+            )
+        }
+    };
+    let genuine = provider.sign(&claims(&provider, "boss")).await.unwrap();
+    let (st, v) = me(genuine.clone()).await;
+    assert_eq!(
+        (st, v["admin"].clone()),
+        (StatusCode::OK, json!(true)),
+        "{v}"
+    );
+    let parts: Vec<&str> = genuine.split('.').collect();
+    let mut forged_claims = claims(&provider, "mallory");
+    forged_claims["email"] = json!("boss@uni.no");
+    let forged = format!(
+        "{}.{}.{}",
+        parts[0],
+        B64.encode(forged_claims.to_string()),
+        parts[2]
+    );
+    let unsigned = format!("{}.{}.", B64.encode(r#"{"alg":"none"}"#), parts[1]);
+    let mut old = claims(&provider, "boss");
+    old["iat"] = json!(now_secs() - 7200);
+    old["exp"] = json!(now_secs() - 3600);
+    let expired = provider.sign(&old).await.unwrap();
+    let mut elsewhere = claims(&provider, "boss");
+    elsewhere["aud"] = json!("another-client");
+    let other_client = provider.sign(&elsewhere).await.unwrap();
+    for (token, says) in [
+        (forged, "signature"),
+        (unsigned, "ID token"),
+        (expired, "expired"),
+        (other_client, "another client"),
+    ] {
+        let (st, v) = me(token).await;
+        assert_eq!(st, StatusCode::UNAUTHORIZED, "{v}");
+        assert!(v["message"].as_str().unwrap().contains(says), "{says}: {v}");
+    }
+
+    // A sign-in comes back only to the browser that started it: with its state and its
+    // PKCE verifier (in the sign-in cookie).
+    let resp = http.get(format!("{base}/auth/login")).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    let to = resp.headers()["location"].to_str().unwrap().to_owned();
+    assert!(to.starts_with(&provider.issuer()), "{to}");
+    assert!(to.contains("code_challenge_method=S256"), "{to}");
+    let state = reqwest::Url::parse(&to)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .unwrap()
+        .1
+        .into_owned();
+    let login_cookie = resp.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert!(login_cookie.starts_with("fjord_login="), "{login_cookie}");
+    let callback = |state: &str, cookie: Option<&str>| {
+        let mut req = http.get(format!("{base}/auth/callback?code=some-code&state={state}"));
+        if let Some(c) = cookie {
+            req = req.header("cookie", c);
+        }
+        async move {
+            let resp = req.send().await.unwrap();
+            (
+                resp.status(),
+                resp.json::<Value>().await.unwrap_or_default(),
+            )
+        }
+    };
+    let (st, v) = callback("not-the-state", Some(&login_cookie)).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("state does not match"),
+        "{v}"
+    );
+    let (st, v) = callback(&state, None).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("PKCE verifier is missing"),
+        "{v}"
+    );
+    // The right state and verifier, but a code the provider never gave: it refuses.
+    let (st, v) = callback(&state, Some(&login_cookie)).await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED, "{v}");
+    assert!(v["message"].as_str().unwrap().contains("refused"), "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_dashboard_shows_an_active_meeting_with_its_participants_region_and_node_and_moves_it_to_ended()
+ {
+    let (c, provider, base, _dir) = start().await;
+    let b = Browser::start(&c.dir.join("logs"), "dashboard")
+        .await
+        .unwrap();
+    sign_in(&b, &base, "boss").await;
+    let http = reqwest::Client::new();
+    let token = provider.sign(&claims(&provider, "boss")).await.unwrap();
+
+    // A meeting of someone at the same organisation, and one elsewhere, not shown.
+    let create = |login: &str, title: &str| {
+        let provider = &provider;
+        let (http, base, title, login) = (
+            http.clone(),
+            base.clone(),
+            title.to_owned(),
+            login.to_owned(),
+        );
+        async move {
+            let token = provider.sign(&claims(provider, &login)).await.unwrap();
+            let resp = http
+                .post(format!("{base}/v1/meetings"))
+                .bearer_auth(token)
+                .json(&json!({ "title": title, "waiting_room": false }))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), StatusCode::CREATED);
+            resp.json::<Value>().await.unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let id = create("pia", "Lab meeting").await;
+    let pia = provider.sign(&claims(&provider, "pia")).await.unwrap();
+    let resp = http
+        .get(format!("{base}/v1/dashboard"))
+        .bearer_auth(&pia)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        StatusCode::FORBIDDEN,
+        "the dashboard is for administrators"
+    );
+
+    let bots = [
+        crate::join_bot(&base, &id, "Olga Oslo", Some("oslo"), None).await,
+        crate::join_bot(&base, &id, "Sven Stockholm", Some("stockholm"), None).await,
+    ];
+    let joined = std::time::Instant::now();
+    let row = |state: &'static str| {
+        let b = &b;
+        let id = id.clone();
+        async move {
+            b.eval(
+                "const r = document.querySelector('#' + arguments[0] + ' tr[data-meeting=\"' + arguments[1] + '\"]'); return r ? r.textContent : null;",
+                json!([state, id]),
+            )
+            .await
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+        }
+    };
+    let shown = eventually(
+        Duration::from_secs(5),
+        "the dashboard shows both participants",
+        || async {
+            row("active")
+                .await
+                .filter(|t| t.contains("Olga Oslo") && t.contains("Sven Stockholm"))
+        },
+    )
+    .await
+    .unwrap();
+    eprintln!("shown {:?} after joining: {shown}", joined.elapsed());
+    for (b, region) in bots.iter().zip(["oslo", "stockholm"]) {
+        assert!(
+            shown.contains(&format!("{region}, {}", b.node_id)),
+            "{shown}"
+        );
+    }
+    assert!(
+        shown.contains("Lab meeting") && shown.contains("Pia"),
+        "{shown}"
+    );
+
+    let resp = http
+        .delete(format!("{base}/v1/meetings/{id}"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        StatusCode::OK,
+        "an administrator of the organisation ends it"
+    );
+    eventually(
+        Duration::from_secs(5),
+        "the meeting moves to ended",
+        || async {
+            let ended = row("ended").await?;
+            (row("active").await.is_none() && ended.contains("Lab meeting")).then_some(())
+        },
+    )
+    .await
+    .unwrap();
+}
