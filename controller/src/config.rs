@@ -70,6 +70,9 @@ pub struct ControllerConfig {
     /// Sign-in of hosts and administrators through an OpenID Connect provider; unset:
     /// no sign-in (operator and host keys only).
     pub oidc: Option<crate::oidc::OidcConfig>,
+    /// How long after a meeting ends its personal data (the meeting, its audit, polls
+    /// and Q&A, registrants and attendance) is kept before the leader deletes it.
+    pub retention_secs: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -132,6 +135,7 @@ impl Default for ControllerConfig {
             election_ttl_secs: 3,
             public_url: None,
             oidc: None,
+            retention_secs: 30 * 24 * 3600,
         }
     }
 }
@@ -202,6 +206,12 @@ impl ControllerConfig {
         self.all_operator_keys()?;
         if let Some(t) = &self.turn {
             t.servers()?;
+        }
+        if self.retention_secs == 0 {
+            return Err(ConfigError::key(
+                "retention_secs",
+                "must be at least 1 (personal data is deleted that long after a meeting ends)",
+            ));
         }
         if let Some(u) = &self.public_url
             && !((u.starts_with("https://") || u.starts_with("http://"))

@@ -5,8 +5,11 @@ use common::ids::MeetingId;
 
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::model::{Attendance, Meeting, RecordingState};
+use crate::model::{Attendance, Meeting, Quality, RecordingState};
 use crate::service::Service;
+
+/// How long the dashboard waits for a media node's figures.
+const QUALITY_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Most meetings one answer lists (active ones first, then the most recently ended).
 pub const MAX_LISTED: usize = 200;
@@ -20,6 +23,10 @@ pub struct Row {
     pub recording: bool,
     /// Everyone who came; those in now have no departure.
     pub attendance: Vec<Attendance>,
+    /// How those in now fare, from their media nodes (active meetings).
+    pub quality: Vec<Quality>,
+    /// The media nodes' control addresses, to ask them.
+    nodes: Vec<String>,
 }
 
 impl Service {
@@ -45,6 +52,14 @@ impl Service {
                         .is_none_or(|o| m.owner.as_ref().is_some_and(|w| w.org() == o))
                 })
                 .map(|m| Row {
+                    nodes: v
+                        .placements
+                        .get(&m.id)
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|(_, p)| v.media.get(&p.node).map(|n| n.grpc_addr.clone()))
+                        .collect(),
+                    quality: Vec::new(),
                     placements: v
                         .placements
                         .get(&m.id)
@@ -73,6 +88,24 @@ impl Service {
         for (row, read) in rows.iter_mut().zip(reads) {
             row.attendance = read?;
             row.attendance.sort_by_key(|a| a.joined_unix_ms);
+        }
+        // Each active meeting's nodes say how its participants fare; a node that does
+        // not answer within a second leaves its participants without figures.
+        let asks = rows.iter().flat_map(|r| {
+            r.nodes.iter().map(move |addr| {
+                let id = r.meeting.id.clone();
+                async move {
+                    let q =
+                        tokio::time::timeout(QUALITY_WAIT, self.nodes.meeting_quality(addr, &id))
+                            .await;
+                    (id, q.ok().and_then(Result::ok).unwrap_or_default())
+                }
+            })
+        });
+        for (id, quality) in futures::future::join_all(asks).await {
+            if let Some(row) = rows.iter_mut().find(|r| r.meeting.id == id) {
+                row.quality.extend(quality);
+            }
         }
         Ok(rows)
     }

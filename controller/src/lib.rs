@@ -134,6 +134,7 @@ pub async fn run(
         }
         None => None,
     };
+    service.retention = Duration::from_secs(cfg.retention_secs);
     service.public_url = cfg
         .public_url
         .as_ref()

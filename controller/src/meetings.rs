@@ -50,6 +50,8 @@ pub struct MeetingInfo {
     pub placements: Vec<(Region, NodeId)>,
     /// What its hosts decided.
     pub room: Room,
+    /// When its personal data is deleted (ended meetings).
+    pub deleted_after_unix_ms: Option<i64>,
 }
 
 impl Service {
@@ -177,6 +179,7 @@ impl Service {
                     meeting,
                     placements: vec![],
                     room: Room::default(),
+                    deleted_after_unix_ms: None,
                 };
                 return Ok(Created {
                     info,
@@ -203,10 +206,18 @@ impl Service {
             )
         });
         MeetingInfo {
+            deleted_after_unix_ms: self.deleted_after(&meeting),
             meeting,
             placements,
             room,
         }
+    }
+
+    /// When an ended meeting's personal data is deleted.
+    pub fn deleted_after(&self, meeting: &Meeting) -> Option<i64> {
+        meeting
+            .ended_unix_ms
+            .map(|e| e + self.retention.as_millis() as i64)
     }
 
     /// The meeting as anyone with its link sees it before joining (title, whether it
@@ -335,6 +346,7 @@ impl Service {
             .view
             .read(|v| v.rooms.get(&meeting.id).cloned().unwrap_or_default());
         Ok(MeetingInfo {
+            deleted_after_unix_ms: self.deleted_after(&meeting),
             meeting,
             placements: vec![],
             room,

@@ -108,6 +108,16 @@ pub struct Registrant {
     pub key_hash: String,
 }
 
+/// How a participant's connection fares, as their media node measures it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Quality {
+    pub participant_id: String,
+    pub rtt_ms: Option<f32>,
+    /// Fraction of what the node sends them that they report lost.
+    pub loss: Option<f32>,
+    pub jitter_ms: Option<f32>,
+}
+
 /// One participant's time in a meeting (written by their media node).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Attendance {

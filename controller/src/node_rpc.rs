@@ -197,6 +197,33 @@ impl NodeClients {
             .map_err(|s| Self::status(addr, s))
     }
 
+    /// Each of `meeting`'s participants on the media node at `addr`: (participant,
+    /// RTT ms, loss fraction, jitter ms).
+    pub async fn meeting_quality(
+        &self,
+        addr: &str,
+        meeting: &MeetingId,
+    ) -> Result<Vec<crate::model::Quality>, NodeCallError> {
+        let mut c = MediaNodeControlClient::new(self.channel(addr)?);
+        let resp = c
+            .meeting_quality(proto::v1::MeetingQualityRequest {
+                meeting_id: meeting.to_string(),
+            })
+            .await
+            .map_err(|s| Self::status(addr, s))?;
+        Ok(resp
+            .into_inner()
+            .participants
+            .into_iter()
+            .map(|p| crate::model::Quality {
+                participant_id: p.participant_id,
+                rtt_ms: p.rtt_ms,
+                loss: p.loss,
+                jitter_ms: p.jitter_ms,
+            })
+            .collect())
+    }
+
     pub async fn drain_media(&self, addr: &str) -> Result<Drained, NodeCallError> {
         let mut c = MediaNodeControlClient::new(self.channel(addr)?);
         c.drain(DrainRequest {

@@ -78,6 +78,13 @@ struct Pending {
     exp: u64,
 }
 
+/// Whose calendar feed (in its address).
+#[derive(Serialize, Deserialize)]
+struct FeedOwner {
+    iss: String,
+    sub: String,
+}
+
 #[derive(Clone, Debug, Deserialize)]
 struct Discovery {
     issuer: String,
@@ -364,6 +371,23 @@ impl Oidc {
             email,
             admin,
         })
+    }
+
+    /// The secret part of `user`'s personal calendar feed address: whoever has it reads
+    /// their scheduled meetings (calendar programs fetch feeds without signing in).
+    pub fn feed_token(&self, user: &User) -> String {
+        seal(
+            &self.key,
+            &FeedOwner {
+                iss: user.iss.clone(),
+                sub: user.sub.clone(),
+            },
+        )
+    }
+
+    /// Whose feed a token is, if it is one of ours.
+    pub fn feed_owner(&self, token: &str) -> Option<(String, String)> {
+        open::<FeedOwner>(&self.key, token).map(|f| (f.iss, f.sub))
     }
 
     pub fn seal_session(&self, s: &Session) -> String {

@@ -245,6 +245,52 @@ impl Service {
         Ok((meeting, list))
     }
 
+    /// Who attended any meeting the caller hosts (an administrator: their
+    /// organisation's; an operator: every) that ran between `from` and `to` (Unix ms):
+    /// each meeting with its attendance.
+    pub async fn participants_between(
+        &self,
+        caller: &Caller,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<(Meeting, Vec<Attendance>)>, ApiError> {
+        if from > to {
+            return Err(ApiError::BadRequest("from: must not be after to".into()));
+        }
+        let sees = |m: &Meeting| match &caller.user {
+            None => true,
+            Some(u) => m.owner.as_ref().is_some_and(|o| {
+                (o.issuer == u.iss && o.subject == u.sub) || (u.admin && o.org() == u.org())
+            }),
+        };
+        if caller.user.is_none() {
+            self.require_operator(caller)?;
+        }
+        self.require_synced()?;
+        let mut meetings: Vec<Meeting> = self.view.read(|v| {
+            v.meetings
+                .values()
+                .filter(|m| {
+                    sees(m) && m.created_unix_ms <= to && m.ended_unix_ms.is_none_or(|e| e >= from)
+                })
+                .cloned()
+                .collect()
+        });
+        meetings.sort_by_key(|m| m.created_unix_ms);
+        let reads =
+            futures::future::join_all(meetings.iter().map(|m| self.store.attendance(&m.id))).await;
+        let mut out = Vec::new();
+        for (m, read) in meetings.into_iter().zip(reads) {
+            let mut list: Vec<Attendance> = read?
+                .into_iter()
+                .filter(|a| a.joined_unix_ms <= to && a.left_unix_ms.is_none_or(|l| l >= from))
+                .collect();
+            list.sort_by_key(|a| a.joined_unix_ms);
+            out.push((m, list));
+        }
+        Ok(out)
+    }
+
     /// A join to a meeting that requires registration: the registrant whose personal
     /// key this is, if they are approved; otherwise why not.
     pub(crate) async fn registered_joiner(

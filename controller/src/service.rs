@@ -40,6 +40,8 @@ pub struct Service {
     pub public_url: Option<String>,
     /// Sign-in (`[oidc]`); None without it.
     pub oidc: Option<Arc<crate::oidc::Oidc>>,
+    /// How long an ended meeting's personal data is kept (`retention_secs`).
+    pub retention: Duration,
 }
 
 impl Service {
@@ -71,6 +73,7 @@ impl Service {
             turn: None,
             public_url: None,
             oidc: None,
+            retention: Duration::from_secs(30 * 24 * 3600),
         }
     }
 

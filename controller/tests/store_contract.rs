@@ -358,6 +358,18 @@ async fn registrants_and_attendance_read_back_per_meeting(rig: Rig) {
     s.put_attendance(&m, &a).await.unwrap();
     assert_eq!(s.attendance(&m).await.unwrap(), vec![a]);
     assert!(s.attendance(&other).await.unwrap().is_empty());
+
+    // Past its retention, a meeting goes with everything under it; others stay.
+    let mut gone = meeting("abc-defg-hij");
+    assert!(s.create_meeting(&gone).await.unwrap());
+    gone.id = other.clone();
+    assert!(s.create_meeting(&gone).await.unwrap());
+    s.delete_meeting(&m).await.unwrap();
+    assert_eq!(s.get_meeting(&m).await.unwrap(), None);
+    assert!(s.registrants(&m).await.unwrap().is_empty());
+    assert!(s.attendance(&m).await.unwrap().is_empty());
+    assert!(s.get_meeting(&other).await.unwrap().is_some());
+    assert_eq!(s.registrants(&other).await.unwrap().len(), 1);
 }
 
 async fn a_recording_reads_back_as_written(rig: Rig) {

@@ -71,7 +71,11 @@
         for (const p of m.participants_now) {
           const li = document.createElement('li');
           li.className = 'participant';
-          li.textContent = p.name + ' — ' + p.region + ', ' + p.node_id + (p.role !== 'attendee' ? ' (' + p.role + ')' : '');
+          const q = [];
+          if (p.rtt_ms != null) q.push('rtt ' + Math.round(p.rtt_ms) + ' ms');
+          if (p.loss != null) q.push('loss ' + (p.loss * 100).toFixed(1) + ' %');
+          if (p.jitter_ms != null) q.push('jitter ' + p.jitter_ms.toFixed(1) + ' ms');
+          li.textContent = p.name + ' — ' + p.region + ', ' + p.node_id + (p.role !== 'attendee' ? ' (' + p.role + ')' : '') + (q.length ? ' · ' + q.join(', ') : '');
           ul.append(li);
         }
         cell(tr, ul);
@@ -133,6 +137,11 @@
     $('who').textContent = me.name + (me.admin ? ' (administrator, ' + me.org + ')' : '');
     $('sign-out').hidden = false;
     $('mine').hidden = false;
+    if (me.calendar_url) {
+      $('feed-link').href = me.calendar_url;
+      $('feed-link').textContent = me.calendar_url;
+      $('feed-row').hidden = false;
+    }
     await loadMine().catch((e) => status(e.message, true));
     if (me.admin) {
       $('dashboard').hidden = false;

@@ -167,6 +167,8 @@ pub struct ClusterSpec {
     pub turn: Option<serde_json::Value>,
     /// The controllers' `[oidc]` (None: no sign-in); see [`oidc::Provider`].
     pub oidc: Option<serde_json::Value>,
+    /// More keys of the controllers' config (an object), e.g. `retention_secs`.
+    pub controller_extra: Option<serde_json::Value>,
     /// Members of the etcd cluster.
     pub etcd_members: usize,
     /// Each controller and node reaches etcd through its own [`partition::Gate`], so that
@@ -209,6 +211,7 @@ impl ClusterSpec {
             join_limits: None,
             turn: None,
             oidc: None,
+            controller_extra: None,
             etcd_members: 1,
             gated: false,
         }
@@ -413,6 +416,11 @@ impl Cluster {
         }
         if let Some(oidc) = &self.spec.oidc {
             cfg["oidc"] = oidc.clone();
+        }
+        if let Some(serde_json::Value::Object(extra)) = &self.spec.controller_extra {
+            for (k, v) in extra {
+                cfg[k] = v.clone();
+            }
         }
         let path = self.write_config(id, cfg)?;
         let proc = Proc::spawn(

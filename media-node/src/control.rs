@@ -4,8 +4,9 @@ use std::sync::Arc;
 use common::ids::MeetingId;
 use proto::v1::media_node_control_server::MediaNodeControl;
 use proto::v1::{
-    CloseMeetingRequest, CloseMeetingResponse, DrainRequest, DrainResponse, PrepareMeetingRequest,
-    PrepareMeetingResponse, WatchRequest,
+    CloseMeetingRequest, CloseMeetingResponse, DrainRequest, DrainResponse, MeetingQualityRequest,
+    MeetingQualityResponse, ParticipantQuality, PrepareMeetingRequest, PrepareMeetingResponse,
+    WatchRequest,
 };
 use tonic::{Request, Response, Status};
 
@@ -54,6 +55,26 @@ impl MediaNodeControl for Control {
         self.node
             .close(&m, &format!("the meeting was closed here: {}", r.reason));
         Ok(Response::new(CloseMeetingResponse {}))
+    }
+
+    async fn meeting_quality(
+        &self,
+        req: Request<MeetingQualityRequest>,
+    ) -> Result<Response<MeetingQualityResponse>, Status> {
+        let m = meeting(&req.into_inner().meeting_id)?;
+        let participants = self
+            .node
+            .sfu
+            .quality(&m)
+            .into_iter()
+            .map(|q| ParticipantQuality {
+                participant_id: q.participant.to_string(),
+                rtt_ms: q.rtt_ms,
+                loss: q.loss,
+                jitter_ms: q.jitter_ms,
+            })
+            .collect();
+        Ok(Response::new(MeetingQualityResponse { participants }))
     }
 
     type WatchStream = common::node::Heartbeats;

@@ -87,6 +87,9 @@ struct MeetingJson {
     registration: Option<RegistrationJson>,
     /// The signed-in user who made it (null: an operator key).
     owner: Option<OwnerJson>,
+    /// Ended meetings: when the meeting and its personal data (audit, polls, registrants,
+    /// attendance) are deleted.
+    personal_data_deleted_after_unix_ms: Option<i64>,
 }
 
 #[derive(Serialize)]
@@ -132,6 +135,7 @@ impl From<MeetingInfo> for MeetingJson {
             kind: r.kind.as_str(),
             next_start_unix_ms: next_start(r.schedule.as_ref()),
             registration: r.registration.map(Into::into),
+            personal_data_deleted_after_unix_ms: m.deleted_after_unix_ms,
             owner: r.owner.map(|o| OwnerJson {
                 name: o.name,
                 email: o.email,

@@ -137,7 +137,15 @@ async fn me(
     let csrf = cookie(&headers, SESSION_COOKIE)
         .and_then(|c| s.service.oidc.as_ref()?.session(&c))
         .map(|s| s.csrf);
+    let calendar_url = s.service.oidc.as_ref().map(|o| {
+        format!(
+            "{}/v1/calendars/{}.ics",
+            public_base(&s, &headers),
+            o.feed_token(&user)
+        )
+    });
     Ok(Json(json!({
+        "calendar_url": calendar_url,
         "name": user.name,
         "email": user.email,
         "org": user.org(),

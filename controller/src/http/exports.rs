@@ -22,6 +22,99 @@ pub(super) fn router() -> Router<HttpState> {
         .route("/v1/meetings/{id}/questions", get(export::<true>))
         .route("/v1/meetings/{id}/registrants", get(registrants))
         .route("/v1/meetings/{id}/participants", get(participants))
+        .route("/v1/participants", get(participants_between))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RangeQuery {
+    format: Option<String>,
+    /// Unix ms.
+    from: i64,
+    to: i64,
+}
+
+/// Who attended the caller's meetings between `from` and `to`: one row per participant
+/// and meeting.
+async fn participants_between(
+    State(s): State<HttpState>,
+    caller: Caller,
+    q: Result<Query<RangeQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) =
+        q.map_err(|e| ApiError::BadRequest(format!("{} (from and to: Unix ms)", e.body_text())))?;
+    let csv_wanted = match q.format.as_deref() {
+        None | Some("json") => false,
+        Some("csv") => true,
+        Some(_) => {
+            return Err(ApiError::BadRequest(
+                "format: expected \"json\" or \"csv\"".into(),
+            ));
+        }
+    };
+    let all = s
+        .service
+        .participants_between(&caller, q.from, q.to)
+        .await?;
+    let now = common::unix_ms();
+    if csv_wanted {
+        let head = [
+            "meeting_id",
+            "title",
+            "participant_id",
+            "name",
+            "registrant_id",
+            "role",
+            "region",
+            "node_id",
+            "joined_unix_ms",
+            "left_unix_ms",
+            "minutes",
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        let rows = std::iter::once(head)
+            .chain(all.iter().flat_map(|(m, list)| {
+                list.iter().map(move |a| {
+                    vec![
+                        m.id.to_string(),
+                        m.title.clone(),
+                        a.participant_id.clone(),
+                        a.name.clone(),
+                        a.registrant_id.clone().unwrap_or_default(),
+                        a.role.clone(),
+                        a.region.clone(),
+                        a.node_id.clone(),
+                        a.joined_unix_ms.to_string(),
+                        a.left_unix_ms.map(|t| t.to_string()).unwrap_or_default(),
+                        minutes(a.joined_unix_ms, a.left_unix_ms.unwrap_or(now)).to_string(),
+                    ]
+                })
+            }))
+            .collect::<Vec<_>>();
+        return Ok(csv("all", "participants", &rows));
+    }
+    Ok(Json(json!({
+        "from_unix_ms": q.from,
+        "to_unix_ms": q.to,
+        "meetings": all.iter().map(|(m, list)| json!({
+            "meeting_id": m.id.to_string(),
+            "title": m.title,
+            "personal_data_deleted_after_unix_ms": s.service.deleted_after(m),
+            "participants": list.iter().map(|a| json!({
+                "participant_id": a.participant_id,
+                "name": a.name,
+                "registrant_id": a.registrant_id,
+                "role": a.role,
+                "region": a.region,
+                "node_id": a.node_id,
+                "joined_unix_ms": a.joined_unix_ms,
+                "left_unix_ms": a.left_unix_ms,
+                "minutes": minutes(a.joined_unix_ms, a.left_unix_ms.unwrap_or(now)),
+            })).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+    }))
+    .into_response())
 }
 
 type ExportQueryResult = Result<Query<ExportQuery>, axum::extract::rejection::QueryRejection>;
@@ -34,6 +127,7 @@ async fn registrants(
 ) -> Result<Response, ApiError> {
     let format = format(q)?;
     let (meeting, list) = s.service.registrants(&caller, &id).await?;
+    let deleted_after = s.service.deleted_after(&meeting);
     let questions = meeting
         .registration
         .map(|r| r.questions)
@@ -42,6 +136,7 @@ async fn registrants(
     Ok(match format {
         Format::Json => Json(json!({
             "meeting_id": meeting,
+            "personal_data_deleted_after_unix_ms": deleted_after,
             "questions": questions,
             "registrants": list.iter().map(|r| json!({
                 "registrant_id": r.id,
@@ -98,6 +193,7 @@ async fn participants(
 ) -> Result<Response, ApiError> {
     let format = format(q)?;
     let (meeting, list) = s.service.participants(&caller, &id).await?;
+    let deleted_after = s.service.deleted_after(&meeting);
     let now = common::unix_ms();
     let meeting = meeting.id.to_string();
     let total =
@@ -105,6 +201,7 @@ async fn participants(
     Ok(match format {
         Format::Json => Json(json!({
             "meeting_id": meeting,
+            "personal_data_deleted_after_unix_ms": deleted_after,
             "participants": list.iter().map(|a| json!({
                 "participant_id": a.participant_id,
                 "name": a.name,

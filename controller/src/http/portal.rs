@@ -41,7 +41,11 @@ async fn dashboard(State(s): State<HttpState>, caller: Caller) -> Result<Json<Va
                 .iter()
                 .filter(|a| a.left_unix_ms.is_none() && !m.is_ended())
                 .map(|a| {
+                    let q = r.quality.iter().find(|q| q.participant_id == a.participant_id);
                     json!({
+                        "rtt_ms": q.and_then(|q| q.rtt_ms),
+                        "loss": q.and_then(|q| q.loss),
+                        "jitter_ms": q.and_then(|q| q.jitter_ms),
                         "participant_id": a.participant_id,
                         "name": a.name,
                         "role": a.role,

@@ -153,6 +153,21 @@ pub async fn reconcile(service: &Service, lease_ttl: Duration, heard: &plan::Las
             tracing::warn!(error = %e, "reconciler could not carry out a repair");
         }
     }
+    // Personal data past its retention goes, meeting by meeting.
+    let expired = service
+        .view
+        .read(|v| plan::expired(v, common::unix_ms(), service.retention));
+    for id in expired {
+        match service.store.delete_meeting(&id).await {
+            Ok(()) => {
+                tracing::info!(meeting = %id, "deleted the meeting and its personal data: its retention is over")
+            }
+            Err(e) => {
+                service.metrics.etcd_errors.inc();
+                tracing::warn!(meeting = %id, error = %e, "could not delete a meeting past its retention");
+            }
+        }
+    }
     let (meetings, nodes) = service.view.read(|v| {
         (
             v.meetings.values().filter(|m| !m.is_ended()).count(),

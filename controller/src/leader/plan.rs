@@ -62,6 +62,26 @@ const WAITING: &str = "waiting for the meeting to come back";
 /// ms.
 pub type LastHeard = std::collections::HashMap<common::ids::NodeId, i64>;
 
+/// Ended meetings whose personal data (the meeting, its room record and audit, polls,
+/// registrants, attendance) is past `retention` at `now_unix_ms`: to delete. Not while
+/// a recording of theirs still runs.
+pub fn expired(view: &ClusterView, now_unix_ms: i64, retention: Duration) -> Vec<MeetingId> {
+    view.meetings
+        .values()
+        .filter(|m| {
+            m.ended_unix_ms
+                .is_some_and(|e| e + retention.as_millis() as i64 <= now_unix_ms)
+        })
+        .filter(|m| {
+            !view
+                .recordings
+                .values()
+                .any(|r| r.meeting == m.id && r.holds_slot())
+        })
+        .map(|m| m.id.clone())
+        .collect()
+}
+
 /// Every repair the view calls for at `now_unix_ms`. A lost recording node is taken to
 /// have stopped when the leader last heard it (`heard`), or else at most `lease_ttl`
 /// before its record went (its lease expired).
@@ -271,6 +291,31 @@ mod tests {
         let media = media_node("media-oslo-1", "oslo");
         v.media.insert(media.id.clone(), media);
         v
+    }
+
+    #[test]
+    fn an_ended_meeting_is_deleted_when_its_retention_is_over_unless_it_still_records() {
+        let mut v = view();
+        let id = MeetingId::parse("abc-defg-hij").unwrap();
+        let keep = Duration::from_secs(10);
+        assert!(
+            expired(&v, 1_000_000, keep).is_empty(),
+            "an active meeting stays"
+        );
+        let m = v.meetings.get_mut(&id).unwrap();
+        m.state = MeetingState::Ended;
+        m.ended_unix_ms = Some(100_000);
+        assert!(
+            expired(&v, 109_999, keep).is_empty(),
+            "within its retention"
+        );
+        assert_eq!(expired(&v, 110_000, keep), vec![id.clone()]);
+        let r = running("rec-oslo-1", "media-oslo-1");
+        v.recordings.insert(r.id.clone(), r);
+        assert!(
+            expired(&v, 110_000, keep).is_empty(),
+            "a recording still runs"
+        );
     }
 
     #[test]

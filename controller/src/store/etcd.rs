@@ -163,6 +163,16 @@ impl ClusterStore for EtcdStore {
         Ok(())
     }
 
+    async fn delete_meeting(&self, id: &MeetingId) -> Result<(), StoreError> {
+        let under = format!("{}/", self.ks.meeting(id));
+        let txn = Txn::new().and_then([
+            TxnOp::delete(self.ks.meeting(id), None),
+            TxnOp::delete(under, Some(DeleteOptions::new().with_prefix())),
+        ]);
+        self.client.clone().txn(txn).await?;
+        Ok(())
+    }
+
     async fn commit_placement(
         &self,
         meeting: &MeetingId,

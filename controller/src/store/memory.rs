@@ -303,6 +303,25 @@ impl ClusterStore for MemoryStore {
         Ok(())
     }
 
+    async fn delete_meeting(&self, id: &MeetingId) -> Result<(), StoreError> {
+        self.before_write().await?;
+        let mut inner = self.lock();
+        let changes: Vec<_> = inner
+            .records
+            .keys()
+            .filter(|k| match k {
+                Key::Meeting(m) | Key::Placement(m, _) | Key::Room(m) | Key::Collab(m) => m == id,
+                _ => false,
+            })
+            .filter_map(deleted)
+            .map(|c| (c, None))
+            .collect();
+        inner.commit(changes);
+        inner.registrants.retain(|(m, _), _| m != id);
+        inner.attendance.retain(|(m, _), _| m != id);
+        Ok(())
+    }
+
     async fn commit_placement(
         &self,
         meeting: &MeetingId,

@@ -119,6 +119,9 @@ pub trait ClusterStore: Send + Sync + 'static {
     async fn get_meeting(&self, id: &MeetingId) -> Result<Option<Meeting>, StoreError>;
     /// Stores the meeting (ended) and removes its placements, in one transaction.
     async fn end_meeting(&self, m: &Meeting) -> Result<(), StoreError>;
+    /// Removes the meeting and everything under it (room, polls, registrants,
+    /// attendance), in one transaction: its retention is over.
+    async fn delete_meeting(&self, id: &MeetingId) -> Result<(), StoreError>;
 
     /// Writes `node` as the meeting's placement in `slot` if the slot is still as we saw
     /// it (`expected`, or absent for `None`); otherwise answers what it holds now.

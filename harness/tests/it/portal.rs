@@ -184,6 +184,27 @@ async fn oidc_sign_in_lands_in_the_portal_and_forged_expired_stateless_or_verifi
         (StatusCode::OK, json!(true)),
         "{v}"
     );
+    // The user's calendar feed (a secret address) lists their scheduled meetings.
+    let resp = http
+        .post(format!("{base}/v1/meetings"))
+        .bearer_auth(&genuine)
+        .json(&json!({ "title": "Weekly seminar", "schedule": { "start": "2027-01-11T10:00", "time_zone": "Europe/Oslo", "duration_minutes": 60, "recurrence": { "frequency": "weekly", "count": 8 } } }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let feed = v["calendar_url"].as_str().unwrap().to_owned();
+    let ics = http.get(&feed).send().await.unwrap().text().await.unwrap();
+    assert!(
+        ics.contains("SUMMARY:Weekly seminar") && ics.contains("RRULE:FREQ=WEEKLY"),
+        "{ics}"
+    );
+    let tampered = feed.replace(".ics", "x.ics");
+    assert_eq!(
+        http.get(&tampered).send().await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
+
     let parts: Vec<&str> = genuine.split('.').collect();
     let mut forged_claims = claims(&provider, "mallory");
     forged_claims["email"] = json!("boss@uni.no");
@@ -321,8 +342,17 @@ async fn the_dashboard_shows_an_active_meeting_with_its_participants_region_and_
         "the dashboard is for administrators"
     );
 
+    // Olga publishes (her node measures her audio's jitter), Sven receives (his node
+    // measures the round trip from his receiver reports).
     let bots = [
-        crate::join_bot(&base, &id, "Olga Oslo", Some("oslo"), None).await,
+        crate::join_bot(
+            &base,
+            &id,
+            "Olga Oslo",
+            Some("oslo"),
+            Some(crate::hosts::clip(440)),
+        )
+        .await,
         crate::join_bot(&base, &id, "Sven Stockholm", Some("stockholm"), None).await,
     ];
     let joined = std::time::Instant::now();
@@ -361,6 +391,23 @@ async fn the_dashboard_shows_an_active_meeting_with_its_participants_region_and_
         shown.contains("Lab meeting") && shown.contains("Pia"),
         "{shown}"
     );
+    // The media nodes' figures for each participant follow.
+    let figures = eventually(Duration::from_secs(15), "quality figures for both", || async {
+        let items = b
+            .eval(
+                "return [...document.querySelectorAll('#active tr[data-meeting=\"' + arguments[0] + '\"] li')].map((li) => li.textContent)",
+                json!([id]),
+            )
+            .await
+            .ok()?;
+        let items: Vec<String> = serde_json::from_value(items).ok()?;
+        let olga = items.iter().find(|t| t.starts_with("Olga"))?;
+        let sven = items.iter().find(|t| t.starts_with("Sven"))?;
+        (olga.contains("jitter") && sven.contains("rtt")).then(|| items.clone())
+    })
+    .await
+    .unwrap();
+    eprintln!("{figures:?}");
 
     let resp = http
         .delete(format!("{base}/v1/meetings/{id}"))

@@ -1,5 +1,6 @@
-//! Registration with manual approval, and the hosts' exports of registrants and of who
-//! actually attended (written by the media nodes as participants come and go).
+//! Registration with manual approval, the hosts' exports of registrants and of who
+//! actually attended (written by the media nodes as participants come and go), and their
+//! deletion with the meeting when its retention is over.
 use std::time::Duration;
 
 use harness::eventually;
@@ -18,7 +19,13 @@ fn now_ms() -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn with_manual_approval_only_approved_registrants_join_and_the_exports_list_exactly_who_registered_and_attended()
  {
-    let c = harness::Cluster::start(crate::spec()).await.unwrap();
+    // Personal data is kept 3 s after the meeting ends (30 days by default).
+    let c = harness::Cluster::start(harness::ClusterSpec {
+        controller_extra: Some(json!({ "retention_secs": 3 })),
+        ..crate::spec()
+    })
+    .await
+    .unwrap();
     let api = Api::new(&c);
     let base = c.controllers[0].url();
     let (st, m) = api
@@ -254,6 +261,29 @@ async fn with_manual_approval_only_approved_registrants_join_and_the_exports_lis
     let csv = export("participants", "csv").await;
     assert_eq!(csv.lines().count(), 3, "{csv}");
 
+    // Over a date range, the operator's export has this meeting with the same two.
+    let range: Value = api
+        .http
+        .get(format!(
+            "{base}/v1/participants?from={}&to={}",
+            ada_came - 60_000,
+            now_ms()
+        ))
+        .bearer_auth(&api.key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let this = range["meetings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["meeting_id"] == id.as_str())
+        .unwrap_or_else(|| panic!("{range}"));
+    assert_eq!(this["participants"].as_array().unwrap().len(), 2, "{range}");
+
     // Exports are for hosts: a registrant's key or nothing gets nothing.
     for auth in [Some(key(0)), None] {
         let mut req = api
@@ -279,4 +309,58 @@ async fn with_manual_approval_only_approved_registrants_join_and_the_exports_lis
     assert_eq!(st, StatusCode::OK);
     let (st, j) = join(json!({ "name": "Cy", "registrant_key": key(2) })).await;
     assert_eq!(st, StatusCode::OK, "{j}");
+
+    // Ended, the meeting says when its personal data goes, and then it is gone: the
+    // meeting, its registrants and its attendance.
+    let resp = api
+        .http
+        .delete(format!("{base}/v1/meetings/{id}"))
+        .bearer_auth(&host_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let ended: Value = resp.json().await.unwrap();
+    let deleted_after = ended["personal_data_deleted_after_unix_ms"]
+        .as_i64()
+        .unwrap();
+    assert!((deleted_after - now_ms() - 3000).abs() < 2000, "{ended}");
+    eventually(
+        Duration::from_secs(15),
+        "the meeting and its personal data are deleted",
+        || async {
+            let statuses = futures::future::join_all(["registrants", "participants"].map(|what| {
+                api.http
+                    .get(format!("{base}/v1/meetings/{id}/{what}"))
+                    .bearer_auth(&api.key)
+                    .send()
+            }))
+            .await;
+            statuses
+                .iter()
+                .all(|r| {
+                    r.as_ref()
+                        .is_ok_and(|r| r.status() == StatusCode::NOT_FOUND)
+                })
+                .then_some(())
+        },
+    )
+    .await
+    .unwrap();
+    let mut etcd = etcd_client::Client::connect(c.etcd.endpoints(), None)
+        .await
+        .unwrap();
+    let left = etcd
+        .get(
+            format!("/fjord/meetings/{id}"),
+            Some(etcd_client::GetOptions::new().with_prefix()),
+        )
+        .await
+        .unwrap();
+    let keys: Vec<&str> = left
+        .kvs()
+        .iter()
+        .filter_map(|kv| kv.key_str().ok())
+        .collect();
+    assert!(keys.is_empty(), "left in etcd: {keys:?}");
 }

@@ -103,6 +103,8 @@ pub(super) struct Peer {
     pub(super) due: Instant,
     pub(super) rtt: Option<Duration>,
     pub(super) egress_loss: Option<f32>,
+    /// Interarrival jitter of its audio, as we last reported it to the peer.
+    pub(super) jitter_ms: Option<f32>,
     /// Last (bytes received, bytes sent, when) and the rates derived from them.
     pub(super) bytes: Option<(u64, u64, Instant)>,
     pub(super) bitrate_in_bps: u64,
@@ -982,6 +984,13 @@ impl Sfu {
             }
             Event::MediaIngressStats(st) => {
                 let p = &mut self.peers[i];
+                // Opus runs at 48 kHz: the jitter in RTP units over 48 is milliseconds.
+                if p.tracks_in
+                    .iter()
+                    .any(|t| t.mid == st.mid && t.kind == MediaKind::Audio)
+                {
+                    p.jitter_ms = Some(st.jitter as f32 / 48.0);
+                }
                 let (n, _, _) = counter_delta(
                     &mut p.stream_counters,
                     (st.mid, st.rid, false),

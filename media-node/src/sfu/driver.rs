@@ -27,7 +27,8 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    LinkKey, PeerKey, RelayEvent, Sfu, SfuCommand, SfuOutput, SfuStats, SignalOut, SinkKey,
+    LinkKey, PeerKey, PeerQuality, RelayEvent, Sfu, SfuCommand, SfuOutput, SfuStats, SignalOut,
+    SinkKey,
 };
 use crate::room::{RoomEvent, Rooms};
 
@@ -139,7 +140,14 @@ const ROUTE_IDLE: Duration = Duration::from_secs(60);
 pub struct SfuHandle {
     shards: Arc<[mpsc::UnboundedSender<DriverCommand>]>,
     next_key: Arc<AtomicU64>,
-    stats: Arc<[watch::Receiver<SfuStats>]>,
+    stats: Arc<[watch::Receiver<ShardReport>]>,
+}
+
+/// What a shard reports once a second: its totals and each peer's quality.
+#[derive(Clone, Debug, Default)]
+pub struct ShardReport {
+    pub stats: SfuStats,
+    pub quality: Arc<Vec<PeerQuality>>,
 }
 
 /// One session's line to the shard that hosts its meeting.
@@ -220,8 +228,23 @@ impl SfuHandle {
 
     /// The SFU's totals over all shards, refreshed every second.
     pub fn stats(&self) -> SfuStats {
-        let all: Vec<SfuStats> = self.stats.iter().map(|s| *s.borrow()).collect();
+        let all: Vec<SfuStats> = self.stats.iter().map(|s| s.borrow().stats).collect();
         SfuStats::merge(&all)
+    }
+
+    /// The quality of `meeting`'s peers on this node, as of the last second.
+    pub fn quality(&self, meeting: &MeetingId) -> Vec<PeerQuality> {
+        self.stats
+            .iter()
+            .flat_map(|s| {
+                s.borrow()
+                    .quality
+                    .iter()
+                    .filter(|q| q.meeting == *meeting)
+                    .cloned()
+                    .collect::<Vec<_>>()
+            })
+            .collect()
     }
 }
 
@@ -298,7 +321,7 @@ pub fn spawn(
     for i in 0..shards {
         let (tx, rx) = mpsc::unbounded_channel();
         let (dgram_tx, dgram_rx) = mpsc::channel(SHARD_QUEUE);
-        let (stats_tx, stats_rx) = watch::channel(SfuStats::default());
+        let (stats_tx, stats_rx) = watch::channel(ShardReport::default());
         commands.push(tx);
         stats.push(stats_rx);
         datagrams.push(dgram_tx);
@@ -418,7 +441,7 @@ async fn run_shard(
     mut datagrams: mpsc::Receiver<Inbound>,
     rooms: Arc<Rooms>,
     m: DriverMetrics,
-    stats_tx: watch::Sender<SfuStats>,
+    stats_tx: watch::Sender<ShardReport>,
     shutdown: CancellationToken,
 ) {
     let mut sessions: HashMap<PeerKey, mpsc::UnboundedSender<SignalOut>> = HashMap::new();
@@ -439,7 +462,10 @@ async fn run_shard(
             out.flush_out(&m);
             latency.flush();
             last_stats = now;
-            stats_tx.send_replace(now);
+            stats_tx.send_replace(ShardReport {
+                stats: now,
+                quality: Arc::new(sfu.quality()),
+            });
             next_stats = Instant::now() + Duration::from_secs(1);
         }
         let deadline = loop {

@@ -40,4 +40,4 @@ pub use self::api::{
 };
 pub use self::core::Sfu;
 pub use self::simulcast::layer_for_size;
-pub use self::stats::SfuStats;
+pub use self::stats::{PeerQuality, SfuStats};

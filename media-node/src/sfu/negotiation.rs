@@ -69,6 +69,7 @@ impl Sfu {
             due: now,
             rtt: None,
             egress_loss: None,
+            jitter_ms: None,
             bytes: None,
             bitrate_in_bps: 0,
             bitrate_out_bps: 0,

@@ -83,7 +83,33 @@ pub(super) fn counter_delta(
     )
 }
 
+/// How one peer's connection fares, for the dashboard.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PeerQuality {
+    pub meeting: common::ids::MeetingId,
+    pub participant: common::ids::ParticipantId,
+    pub rtt_ms: Option<f32>,
+    /// Fraction of what we send it that it reports lost.
+    pub loss: Option<f32>,
+    /// Interarrival jitter of what it sends us (audio).
+    pub jitter_ms: Option<f32>,
+}
+
 impl Sfu {
+    /// Every peer's quality; once a second.
+    pub fn quality(&self) -> Vec<PeerQuality> {
+        self.peers
+            .iter()
+            .map(|p| PeerQuality {
+                meeting: p.meeting.clone(),
+                participant: p.participant.clone(),
+                rtt_ms: p.rtt.map(|d| d.as_secs_f32() * 1000.0),
+                loss: p.egress_loss,
+                jitter_ms: p.jitter_ms,
+            })
+            .collect()
+    }
+
     /// Current totals; cheap enough to call once a second.
     pub fn stats(&self) -> SfuStats {
         let mut s = self.stats;
