@@ -39,10 +39,9 @@ BOT_PACKAGES=(gstreamer1.0-plugins-base gstreamer1.0-plugins-good)
 # Prometheus (and its promtool) runs every dashboard and alert query against a live
 # cluster; openssl checks the certificates the chart makes; Janus is the peer SFU the
 # forwarding benchmark (and its test) compares the media node with. coturn is the TURN
-# server a client whose UDP is blocked reaches the media node through. Node.js and npm
-# run the OpenID Connect provider the sign-in tests use (tests/oidc).
+# server a client whose UDP is blocked reaches the media node through.
 TEST_PACKAGES=(chromium chromium-driver firefox-esr iproute2 python3 python3-venv
-  prometheus openssl janus coturn nodejs npm "${BOT_PACKAGES[@]}")
+  prometheus openssl janus coturn "${BOT_PACKAGES[@]}")
 
 # What the fuzz targets need besides the build packages: libfuzzer-sys compiles
 # libFuzzer's C++ sources.
@@ -73,9 +72,14 @@ ensure_cargo_fuzz() {
 }
 
 # The npm packages the tests run (tests/oidc: the OpenID Connect provider), exactly as
-# locked; redone when the lock changes.
+# locked; redone when the lock changes. Node.js and npm: the machine's own when it has
+# them (a Node.js from elsewhere brings its npm, and Debian's npm would not install
+# beside it), else Debian's.
 ensure_node_tools() {
   local dir=tests/oidc
+  if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    ensure_packages nodejs npm
+  fi
   if [ -d "$dir/node_modules" ] && cmp -s "$dir/package-lock.json" "$dir/node_modules/.fjord-lock"; then
     return 0
   fi

@@ -70,7 +70,27 @@ pub(crate) fn random_secret() -> String {
         .collect()
 }
 
+/// Whether a signed-in `user` hosts `meeting`: they made it, or they administer the
+/// organisation of the one who did.
+pub(crate) fn user_hosts(user: &crate::oidc::User, meeting: &Meeting) -> bool {
+    meeting.owner.as_ref().is_some_and(|o| {
+        (o.issuer == user.iss && o.subject == user.sub) || (user.admin && o.org() == user.org())
+    })
+}
+
 impl Service {
+    /// Which meetings the caller may list: a signed-in user those they host
+    /// ([`user_hosts`]); an operator every one; anyone else none (an error).
+    pub(crate) fn meeting_filter<'a>(
+        &self,
+        caller: &'a Caller,
+    ) -> Result<impl Fn(&Meeting) -> bool + 'a, ApiError> {
+        if caller.user.is_none() {
+            self.require_operator(caller)?;
+        }
+        Ok(move |m: &Meeting| caller.user.as_ref().is_none_or(|u| user_hosts(u, m)))
+    }
+
     pub(crate) fn is_operator(&self, caller: &Caller) -> bool {
         caller.bearer.as_deref().is_some_and(|b| {
             self.operator_keys
@@ -101,10 +121,7 @@ impl Service {
         // The signed-in user who made the meeting, or an administrator of their
         // organisation.
         if let Some(u) = &caller.user {
-            let owns = meeting.owner.as_ref().is_some_and(|o| {
-                (o.issuer == u.iss && o.subject == u.sub) || (u.admin && o.org() == u.org())
-            });
-            return if owns {
+            return if user_hosts(u, meeting) {
                 Ok(())
             } else {
                 Err(ApiError::Forbidden(format!(

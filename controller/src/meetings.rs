@@ -270,15 +270,7 @@ impl Service {
     ) -> Result<Vec<MeetingInfo>, ApiError> {
         // Operators see every meeting; an administrator their organisation's; a user
         // their own.
-        let sees = |m: &Meeting| match &caller.user {
-            None => true,
-            Some(u) => m.owner.as_ref().is_some_and(|o| {
-                (o.issuer == u.iss && o.subject == u.sub) || (u.admin && o.org() == u.org())
-            }),
-        };
-        if caller.user.is_none() {
-            self.require_operator(caller)?;
-        }
+        let sees = self.meeting_filter(caller)?;
         let want = match state {
             None | Some("") => None,
             Some("active") => Some(MeetingState::Active),

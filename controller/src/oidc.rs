@@ -180,15 +180,11 @@ impl Oidc {
         }
     }
 
-    async fn fetch_meta(&self) -> Result<(Discovery, jsonwebtoken::jwk::JwkSet), ApiError> {
+    /// A JSON document of the provider's.
+    async fn get_json<T: DeserializeOwned>(&self, url: &str) -> Result<T, ApiError> {
         let unavailable =
             |e: reqwest::Error| ApiError::Unavailable(format!("the identity provider: {e}"));
-        let url = format!(
-            "{}/.well-known/openid-configuration",
-            self.cfg.issuer.trim_end_matches('/')
-        );
-        let d: Discovery = self
-            .http
+        self.http
             .get(url)
             .send()
             .await
@@ -196,23 +192,23 @@ impl Oidc {
             .map_err(unavailable)?
             .json()
             .await
-            .map_err(unavailable)?;
+            .map_err(unavailable)
+    }
+
+    async fn fetch_meta(&self) -> Result<(Discovery, jsonwebtoken::jwk::JwkSet), ApiError> {
+        let d: Discovery = self
+            .get_json(&format!(
+                "{}/.well-known/openid-configuration",
+                self.cfg.issuer.trim_end_matches('/')
+            ))
+            .await?;
         if d.issuer != self.cfg.issuer {
             return Err(ApiError::Unavailable(format!(
                 "the identity provider calls itself {:?}, not the configured issuer",
                 d.issuer
             )));
         }
-        let keys = self
-            .http
-            .get(&d.jwks_uri)
-            .send()
-            .await
-            .and_then(reqwest::Response::error_for_status)
-            .map_err(unavailable)?
-            .json()
-            .await
-            .map_err(unavailable)?;
+        let keys = self.get_json(&d.jwks_uri).await?;
         Ok((d, keys))
     }
 

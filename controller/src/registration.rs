@@ -257,15 +257,7 @@ impl Service {
         if from > to {
             return Err(ApiError::BadRequest("from: must not be after to".into()));
         }
-        let sees = |m: &Meeting| match &caller.user {
-            None => true,
-            Some(u) => m.owner.as_ref().is_some_and(|o| {
-                (o.issuer == u.iss && o.subject == u.sub) || (u.admin && o.org() == u.org())
-            }),
-        };
-        if caller.user.is_none() {
-            self.require_operator(caller)?;
-        }
+        let sees = self.meeting_filter(caller)?;
         self.require_synced()?;
         let mut meetings: Vec<Meeting> = self.view.read(|v| {
             v.meetings

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use super::{HttpState, Json};
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::model::{Poll, Question};
+use crate::model::{Attendance, Poll, Question};
 
 pub(super) fn router() -> Router<HttpState> {
     Router::new()
@@ -23,98 +23,6 @@ pub(super) fn router() -> Router<HttpState> {
         .route("/v1/meetings/{id}/registrants", get(registrants))
         .route("/v1/meetings/{id}/participants", get(participants))
         .route("/v1/participants", get(participants_between))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RangeQuery {
-    format: Option<String>,
-    /// Unix ms.
-    from: i64,
-    to: i64,
-}
-
-/// Who attended the caller's meetings between `from` and `to`: one row per participant
-/// and meeting.
-async fn participants_between(
-    State(s): State<HttpState>,
-    caller: Caller,
-    q: Result<Query<RangeQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Response, ApiError> {
-    let Query(q) =
-        q.map_err(|e| ApiError::BadRequest(format!("{} (from and to: Unix ms)", e.body_text())))?;
-    let csv_wanted = match q.format.as_deref() {
-        None | Some("json") => false,
-        Some("csv") => true,
-        Some(_) => {
-            return Err(ApiError::BadRequest(
-                "format: expected \"json\" or \"csv\"".into(),
-            ));
-        }
-    };
-    let all = s
-        .service
-        .participants_between(&caller, q.from, q.to)
-        .await?;
-    let now = common::unix_ms();
-    if csv_wanted {
-        let head = [
-            "meeting_id",
-            "title",
-            "participant_id",
-            "name",
-            "registrant_id",
-            "role",
-            "region",
-            "node_id",
-            "joined_unix_ms",
-            "left_unix_ms",
-            "minutes",
-        ]
-        .map(str::to_owned)
-        .to_vec();
-        let rows = std::iter::once(head)
-            .chain(all.iter().flat_map(|(m, list)| {
-                list.iter().map(move |a| {
-                    vec![
-                        m.id.to_string(),
-                        m.title.clone(),
-                        a.participant_id.clone(),
-                        a.name.clone(),
-                        a.registrant_id.clone().unwrap_or_default(),
-                        a.role.clone(),
-                        a.region.clone(),
-                        a.node_id.clone(),
-                        a.joined_unix_ms.to_string(),
-                        a.left_unix_ms.map(|t| t.to_string()).unwrap_or_default(),
-                        minutes(a.joined_unix_ms, a.left_unix_ms.unwrap_or(now)).to_string(),
-                    ]
-                })
-            }))
-            .collect::<Vec<_>>();
-        return Ok(csv("all", "participants", &rows));
-    }
-    Ok(Json(json!({
-        "from_unix_ms": q.from,
-        "to_unix_ms": q.to,
-        "meetings": all.iter().map(|(m, list)| json!({
-            "meeting_id": m.id.to_string(),
-            "title": m.title,
-            "personal_data_deleted_after_unix_ms": s.service.deleted_after(m),
-            "participants": list.iter().map(|a| json!({
-                "participant_id": a.participant_id,
-                "name": a.name,
-                "registrant_id": a.registrant_id,
-                "role": a.role,
-                "region": a.region,
-                "node_id": a.node_id,
-                "joined_unix_ms": a.joined_unix_ms,
-                "left_unix_ms": a.left_unix_ms,
-                "minutes": minutes(a.joined_unix_ms, a.left_unix_ms.unwrap_or(now)),
-            })).collect::<Vec<_>>(),
-        })).collect::<Vec<_>>(),
-    }))
-    .into_response())
 }
 
 type ExportQueryResult = Result<Query<ExportQuery>, axum::extract::rejection::QueryRejection>;
@@ -180,9 +88,52 @@ async fn registrants(
     })
 }
 
-/// Whole minutes between two instants (rounded).
+/// Whole minutes between two instants (rounded to a tenth).
 fn minutes(from_ms: i64, to_ms: i64) -> f64 {
     ((to_ms - from_ms).max(0) as f64 / 60_000.0 * 10.0).round() / 10.0
+}
+
+/// The columns of one participant's attendance (CSV), after any of the export's own.
+const ATTENDANCE_COLUMNS: [&str; 9] = [
+    "participant_id",
+    "name",
+    "registrant_id",
+    "role",
+    "region",
+    "node_id",
+    "joined_unix_ms",
+    "left_unix_ms",
+    "minutes",
+];
+
+/// One participant's attendance as JSON; the minutes of one still in count until `now`.
+fn attendance_json(a: &Attendance, now: i64) -> Value {
+    json!({
+        "participant_id": a.participant_id,
+        "name": a.name,
+        "registrant_id": a.registrant_id,
+        "role": a.role,
+        "region": a.region,
+        "node_id": a.node_id,
+        "joined_unix_ms": a.joined_unix_ms,
+        "left_unix_ms": a.left_unix_ms,
+        "minutes": minutes(a.joined_unix_ms, a.left_unix_ms.unwrap_or(now)),
+    })
+}
+
+/// One participant's attendance as the fields of [`ATTENDANCE_COLUMNS`].
+fn attendance_row(a: &Attendance, now: i64) -> Vec<String> {
+    vec![
+        a.participant_id.clone(),
+        a.name.clone(),
+        a.registrant_id.clone().unwrap_or_default(),
+        a.role.clone(),
+        a.region.clone(),
+        a.node_id.clone(),
+        a.joined_unix_ms.to_string(),
+        a.left_unix_ms.map(|t| t.to_string()).unwrap_or_default(),
+        minutes(a.joined_unix_ms, a.left_unix_ms.unwrap_or(now)).to_string(),
+    ]
 }
 
 async fn participants(
@@ -196,56 +147,73 @@ async fn participants(
     let deleted_after = s.service.deleted_after(&meeting);
     let now = common::unix_ms();
     let meeting = meeting.id.to_string();
-    let total =
-        |a: &crate::model::Attendance| minutes(a.joined_unix_ms, a.left_unix_ms.unwrap_or(now));
     Ok(match format {
         Format::Json => Json(json!({
             "meeting_id": meeting,
             "personal_data_deleted_after_unix_ms": deleted_after,
-            "participants": list.iter().map(|a| json!({
-                "participant_id": a.participant_id,
-                "name": a.name,
-                "registrant_id": a.registrant_id,
-                "role": a.role,
-                "region": a.region,
-                "node_id": a.node_id,
-                "joined_unix_ms": a.joined_unix_ms,
-                "left_unix_ms": a.left_unix_ms,
-                "minutes": total(a),
-            })).collect::<Vec<_>>(),
+            "participants": list.iter().map(|a| attendance_json(a, now)).collect::<Vec<_>>(),
         }))
         .into_response(),
         Format::Csv => {
-            let head = [
-                "participant_id",
-                "name",
-                "registrant_id",
-                "role",
-                "region",
-                "node_id",
-                "joined_unix_ms",
-                "left_unix_ms",
-                "minutes",
-            ]
-            .map(str::to_owned)
-            .to_vec();
+            let head = ATTENDANCE_COLUMNS.map(str::to_owned).to_vec();
             let rows = std::iter::once(head)
-                .chain(list.iter().map(|a| {
-                    vec![
-                        a.participant_id.clone(),
-                        a.name.clone(),
-                        a.registrant_id.clone().unwrap_or_default(),
-                        a.role.clone(),
-                        a.region.clone(),
-                        a.node_id.clone(),
-                        a.joined_unix_ms.to_string(),
-                        a.left_unix_ms.map(|t| t.to_string()).unwrap_or_default(),
-                        total(a).to_string(),
-                    ]
-                }))
+                .chain(list.iter().map(|a| attendance_row(a, now)))
                 .collect::<Vec<_>>();
             csv(&meeting, "participants", &rows)
         }
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RangeQuery {
+    format: Option<String>,
+    /// Unix ms.
+    from: i64,
+    to: i64,
+}
+
+/// Who attended the caller's meetings between `from` and `to`: one row per participant
+/// and meeting.
+async fn participants_between(
+    State(s): State<HttpState>,
+    caller: Caller,
+    q: Result<Query<RangeQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) =
+        q.map_err(|e| ApiError::BadRequest(format!("{} (from and to: Unix ms)", e.body_text())))?;
+    let format = format(Ok(Query(ExportQuery { format: q.format })))?;
+    let all = s
+        .service
+        .participants_between(&caller, q.from, q.to)
+        .await?;
+    let now = common::unix_ms();
+    Ok(match format {
+        Format::Csv => {
+            let mut head = vec!["meeting_id".to_owned(), "title".to_owned()];
+            head.extend(ATTENDANCE_COLUMNS.map(str::to_owned));
+            let rows = std::iter::once(head)
+                .chain(all.iter().flat_map(|(m, list)| {
+                    list.iter().map(move |a| {
+                        let mut row = vec![m.id.to_string(), m.title.clone()];
+                        row.extend(attendance_row(a, now));
+                        row
+                    })
+                }))
+                .collect::<Vec<_>>();
+            csv("all", "participants", &rows)
+        }
+        Format::Json => Json(json!({
+            "from_unix_ms": q.from,
+            "to_unix_ms": q.to,
+            "meetings": all.iter().map(|(m, list)| json!({
+                "meeting_id": m.id.to_string(),
+                "title": m.title,
+                "personal_data_deleted_after_unix_ms": s.service.deleted_after(m),
+                "participants": list.iter().map(|a| attendance_json(a, now)).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+        }))
+        .into_response(),
     })
 }
 
