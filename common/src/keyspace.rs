@@ -89,6 +89,10 @@ impl Keyspace {
     pub fn attendance(&self, id: &MeetingId, participant: &ParticipantId) -> String {
         format!("{}/meetings/{id}/attendance/{participant}", self.prefix)
     }
+    /// An organisation's settings (`org`: a checked domain name).
+    pub fn org_settings(&self, org: &str) -> String {
+        format!("{}/orgs/{org}/settings", self.prefix)
+    }
     pub fn placements_of(&self, id: &MeetingId) -> String {
         format!("{}/meetings/{id}/placement/", self.prefix)
     }

@@ -26,6 +26,7 @@ pub mod model;
 pub mod node_rpc;
 pub mod nodes;
 pub mod oidc;
+pub mod org;
 pub mod placement;
 pub mod recordings;
 pub mod registration;

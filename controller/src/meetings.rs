@@ -23,8 +23,9 @@ pub struct NewMeeting {
     pub classification: Option<String>,
     /// None: on for a meeting without a password.
     pub waiting_room: Option<bool>,
-    /// Media encrypted end to end in the browsers.
-    pub e2ee: bool,
+    /// Media encrypted end to end in the browsers (None: the organisation's default,
+    /// else off).
+    pub e2ee: Option<bool>,
     /// `meeting` (empty: the same) or `webinar`.
     pub kind: String,
     pub description: String,
@@ -121,10 +122,29 @@ impl Service {
             .as_ref()
             .map(crate::registration::settings)
             .transpose()?;
-        let residency = match &req.residency {
+        // A signed-in user's organisation sets the defaults and the rules.
+        let org = match &caller.user {
+            Some(u) => Some(self.settings_for(u).await?),
+            None => None,
+        };
+        let mut residency = match &req.residency {
             Some(r) => Some(self.known_region("residency", r)?),
             None => None,
         };
+        if let Some(o) = org.as_ref().filter(|o| !o.allowed_regions.is_empty()) {
+            match &residency {
+                None => residency = o.allowed_regions.first().cloned(),
+                Some(r) if !o.allowed_regions.contains(r) => {
+                    let allowed: Vec<String> =
+                        o.allowed_regions.iter().map(ToString::to_string).collect();
+                    return Err(ApiError::BadRequest(format!(
+                        "residency: your organisation keeps meetings in {} only",
+                        allowed.join(", ")
+                    )));
+                }
+                Some(_) => {}
+            }
+        }
         let classification = match &req.classification {
             Some(c) => Region::parse(c)
                 .map_err(|_| {
@@ -157,9 +177,16 @@ impl Service {
             state: MeetingState::Active,
             created_unix_ms: common::unix_ms(),
             ended_unix_ms: None,
-            waiting_room: req.waiting_room.unwrap_or(req.password.is_none()),
+            waiting_room: req.waiting_room.unwrap_or(match &org {
+                Some(o) => o.waiting_room,
+                None => req.password.is_none(),
+            }),
             locked: false,
-            e2ee: req.e2ee,
+            e2ee: req
+                .e2ee
+                .unwrap_or_else(|| org.as_ref().is_some_and(|o| o.e2ee)),
+            recording_forbidden: org.as_ref().is_some_and(|o| o.recording_forbidden),
+            retention: org.as_ref().and_then(|o| o.retention),
             kind,
             panelist_key_hash,
             description,
@@ -215,9 +242,8 @@ impl Service {
 
     /// When an ended meeting's personal data is deleted.
     pub fn deleted_after(&self, meeting: &Meeting) -> Option<i64> {
-        meeting
-            .ended_unix_ms
-            .map(|e| e + self.retention.as_millis() as i64)
+        let keep = meeting.retention.unwrap_or(self.retention);
+        meeting.ended_unix_ms.map(|e| e + keep.as_millis() as i64)
     }
 
     /// The meeting as anyone with its link sees it before joining (title, whether it

@@ -49,6 +49,39 @@ pub struct Meeting {
     pub registration: Option<Registration>,
     /// The signed-in user who made it (None: an operator key).
     pub owner: Option<Owner>,
+    /// Its organisation forbids recording it on the servers.
+    pub recording_forbidden: bool,
+    /// How long its personal data is kept after it ends (None: the cluster's).
+    pub retention: Option<std::time::Duration>,
+}
+
+/// An organisation's rules and defaults for its users' meetings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OrgSettings {
+    pub waiting_room: bool,
+    pub recording_forbidden: bool,
+    pub e2ee: bool,
+    /// Regions its meetings may keep their media in (empty: any).
+    pub allowed_regions: Vec<Region>,
+    pub retention: Option<std::time::Duration>,
+    pub updated_unix_ms: i64,
+    pub updated_by: String,
+}
+
+impl Default for OrgSettings {
+    /// What holds until an administrator sets something: waiting rooms on, as for a
+    /// meeting without a password.
+    fn default() -> Self {
+        Self {
+            waiting_room: true,
+            recording_forbidden: false,
+            e2ee: false,
+            allowed_regions: Vec::new(),
+            retention: None,
+            updated_unix_ms: 0,
+            updated_by: String::new(),
+        }
+    }
 }
 
 /// Who made a meeting, as their identity provider names them.

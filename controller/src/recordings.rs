@@ -83,6 +83,14 @@ impl Service {
                     .into(),
             });
         }
+        if meeting.recording_forbidden {
+            return Err(ApiError::MeetingConflict {
+                code: "recording_forbidden",
+                message: "the organisation of this meeting's host does not allow recording \
+                          meetings on the servers"
+                    .into(),
+            });
+        }
         let residency = meeting.residency.clone();
         let classification = if meeting.classification.is_empty() {
             DEFAULT_CLASSIFICATION.to_owned()

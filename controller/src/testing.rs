@@ -72,6 +72,8 @@ pub(crate) fn meeting(id: &str) -> Meeting {
         schedule: None,
         registration: None,
         owner: None,
+        recording_forbidden: false,
+        retention: None,
     }
 }
 

@@ -166,6 +166,8 @@ fn meeting(s: &str) -> Meeting {
             email: "ada@uni.no".into(),
             name: "Ada".into(),
         }),
+        recording_forbidden: true,
+        retention: Some(std::time::Duration::from_secs(7200)),
     }
 }
 

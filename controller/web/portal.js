@@ -96,10 +96,9 @@
 
   $('create').addEventListener('submit', async (e) => {
     e.preventDefault();
-    const body = {
-      title: $('c-title').value, kind: $('c-kind').value, description: $('c-description').value,
-      waiting_room: $('c-waiting').checked, e2ee: $('c-e2ee').checked,
-    };
+    const body = { title: $('c-title').value, kind: $('c-kind').value, description: $('c-description').value };
+    if ($('c-waiting').value) body.waiting_room = $('c-waiting').value === 'on';
+    if ($('c-e2ee').value) body.e2ee = $('c-e2ee').value === 'on';
     if ($('c-start').value) {
       body.schedule = {
         start: $('c-start').value.slice(0, 16),
@@ -117,6 +116,30 @@
       $('created').hidden = false;
       status('Meeting created.');
       await loadMine();
+    } catch (err) { status(err.message, true); }
+  });
+
+  async function loadOrg() {
+    const o = await api('GET', '/v1/org/settings');
+    $('org-name').textContent = '(' + o.org + ')';
+    $('o-waiting').checked = o.waiting_room;
+    $('o-e2ee').checked = o.e2ee;
+    $('o-recording').checked = o.recording_allowed;
+    $('o-regions').value = o.allowed_regions.join(', ');
+    $('o-retention').value = o.retention_secs ? Math.round(o.retention_secs / 86400) : '';
+    $('org').hidden = false;
+  }
+  $('org-form').addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const days = $('o-retention').value;
+    try {
+      await api('PUT', '/v1/org/settings', {
+        waiting_room: $('o-waiting').checked, e2ee: $('o-e2ee').checked, recording_allowed: $('o-recording').checked,
+        allowed_regions: $('o-regions').value.split(',').map((r) => r.trim()).filter(Boolean),
+        retention_secs: days ? Number(days) * 86400 : null,
+      });
+      status('Organisation settings saved.');
+      await loadOrg();
     } catch (err) { status(err.message, true); }
   });
 
@@ -144,6 +167,7 @@
     }
     await loadMine().catch((e) => status(e.message, true));
     if (me.admin) {
+      await loadOrg().catch((e) => status(e.message, true));
       $('dashboard').hidden = false;
       await loadDashboard();
       setInterval(loadDashboard, 2000);

@@ -69,7 +69,8 @@ impl Controller for GrpcApi {
             residency: r.residency,
             classification: r.classification,
             waiting_room: r.waiting_room,
-            e2ee: r.e2ee,
+            // proto3 has no presence for this bool: false is "not asked".
+            e2ee: r.e2ee.then_some(true),
             kind: r.kind,
             description: r.description,
             schedule: r.schedule.map(convert::schedule_input),

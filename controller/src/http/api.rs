@@ -26,8 +26,7 @@ struct CreateMeetingBody {
     residency: Option<String>,
     classification: Option<String>,
     waiting_room: Option<bool>,
-    #[serde(default)]
-    e2ee: bool,
+    e2ee: Option<bool>,
     /// `meeting` (the default) or `webinar`.
     #[serde(default)]
     kind: String,

@@ -7,7 +7,7 @@ use axum::response::Html;
 use axum::routing::get;
 use serde_json::{Value, json};
 
-use super::{HttpState, Json};
+use super::{ApiJson, HttpState, Json};
 use crate::auth::Caller;
 use crate::error::ApiError;
 
@@ -27,6 +27,35 @@ pub(super) fn router() -> Router<HttpState> {
             }),
         )
         .route("/v1/dashboard", get(dashboard))
+        .route("/v1/org/settings", get(org_settings).put(set_org_settings))
+}
+
+fn settings_json(org: String, o: crate::model::OrgSettings) -> Json<Value> {
+    Json(json!({
+        "org": org,
+        "waiting_room": o.waiting_room,
+        "recording_allowed": !o.recording_forbidden,
+        "e2ee": o.e2ee,
+        "allowed_regions": o.allowed_regions.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "retention_secs": o.retention.map(|d| d.as_secs()),
+        "updated_unix_ms": (o.updated_unix_ms > 0).then_some(o.updated_unix_ms),
+        "updated_by": (!o.updated_by.is_empty()).then_some(o.updated_by),
+    }))
+}
+
+/// The signed-in administrator's organisation's settings.
+async fn org_settings(State(s): State<HttpState>, caller: Caller) -> Result<Json<Value>, ApiError> {
+    let (org, o) = s.service.org_settings(&caller).await?;
+    Ok(settings_json(org, o))
+}
+
+async fn set_org_settings(
+    State(s): State<HttpState>,
+    caller: Caller,
+    ApiJson(b): ApiJson<crate::org::OrgSettingsInput>,
+) -> Result<Json<Value>, ApiError> {
+    let (org, o) = s.service.set_org_settings(&caller, b).await?;
+    Ok(settings_json(org, o))
 }
 
 async fn dashboard(State(s): State<HttpState>, caller: Caller) -> Result<Json<Value>, ApiError> {

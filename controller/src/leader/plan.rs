@@ -63,14 +63,16 @@ const WAITING: &str = "waiting for the meeting to come back";
 pub type LastHeard = std::collections::HashMap<common::ids::NodeId, i64>;
 
 /// Ended meetings whose personal data (the meeting, its room record and audit, polls,
-/// registrants, attendance) is past `retention` at `now_unix_ms`: to delete. Not while
-/// a recording of theirs still runs.
+/// registrants, attendance) is past its retention (its own, set by its organisation,
+/// else `retention`) at `now_unix_ms`: to delete. Not while a recording of theirs still
+/// runs.
 pub fn expired(view: &ClusterView, now_unix_ms: i64, retention: Duration) -> Vec<MeetingId> {
     view.meetings
         .values()
         .filter(|m| {
+            let keep = m.retention.unwrap_or(retention);
             m.ended_unix_ms
-                .is_some_and(|e| e + retention.as_millis() as i64 <= now_unix_ms)
+                .is_some_and(|e| e + keep.as_millis() as i64 <= now_unix_ms)
         })
         .filter(|m| {
             !view

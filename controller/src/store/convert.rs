@@ -11,7 +11,7 @@ use proto::v1 as pb;
 use super::Change;
 use crate::model::{
     Attendance, Capacity, Collab, Gap, HostAction, MediaNode, Meeting, MeetingKind, MeetingState,
-    NodeLoad, NodeState, Owner, Poll, PollAnswer, Question, Recording, RecordingNode,
+    NodeLoad, NodeState, OrgSettings, Owner, Poll, PollAnswer, Question, Recording, RecordingNode,
     RecordingState, Registrant, RegistrantState, Registration, Room, StoredPlacement,
 };
 use crate::schedule::{RecurrenceInput, Schedule, ScheduleInput};
@@ -59,6 +59,8 @@ pub(super) fn meeting_to_record(m: &Meeting) -> pb::MeetingRecord {
         } as i32,
         panelist_key_hash: m.panelist_key_hash.clone().unwrap_or_default(),
         description: m.description.clone(),
+        recording_forbidden: m.recording_forbidden,
+        retention_secs: m.retention.map_or(0, |d| d.as_secs()),
         owner: m.owner.as_ref().map(|o| pb::MeetingOwnerRecord {
             issuer: o.issuer.clone(),
             subject: o.subject.clone(),
@@ -87,6 +89,34 @@ pub(super) fn meeting_to_record(m: &Meeting) -> pb::MeetingRecord {
             }
         }),
     }
+}
+
+pub(super) fn org_settings_to_record(o: &OrgSettings) -> pb::OrgSettingsRecord {
+    pb::OrgSettingsRecord {
+        waiting_room: o.waiting_room,
+        recording_forbidden: o.recording_forbidden,
+        e2ee: o.e2ee,
+        allowed_regions: o.allowed_regions.iter().map(Region::to_string).collect(),
+        retention_secs: o.retention.map_or(0, |d| d.as_secs()),
+        updated_unix_ms: o.updated_unix_ms,
+        updated_by: o.updated_by.clone(),
+    }
+}
+
+pub(super) fn org_settings_from_record(r: pb::OrgSettingsRecord) -> Result<OrgSettings, String> {
+    Ok(OrgSettings {
+        waiting_room: r.waiting_room,
+        recording_forbidden: r.recording_forbidden,
+        e2ee: r.e2ee,
+        allowed_regions: r
+            .allowed_regions
+            .iter()
+            .map(|s| region(s))
+            .collect::<Result<_, _>>()?,
+        retention: (r.retention_secs > 0).then(|| std::time::Duration::from_secs(r.retention_secs)),
+        updated_unix_ms: r.updated_unix_ms,
+        updated_by: r.updated_by,
+    })
 }
 
 pub(super) fn registrant_to_record(r: &Registrant) -> pb::RegistrantRecord {
@@ -197,6 +227,8 @@ pub(super) fn meeting_from_record(r: pb::MeetingRecord) -> Result<Meeting, Strin
         },
         panelist_key_hash: non_empty(r.panelist_key_hash),
         description: r.description,
+        recording_forbidden: r.recording_forbidden,
+        retention: (r.retention_secs > 0).then(|| std::time::Duration::from_secs(r.retention_secs)),
         owner: r.owner.map(|o| Owner {
             issuer: o.issuer,
             subject: o.subject,

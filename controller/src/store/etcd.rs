@@ -21,7 +21,8 @@ use super::{
     Batch, Change, ChangeStream, ClusterStore, Lease, PlacementCommit, Snapshot, StoreError, Term,
 };
 use crate::model::{
-    Attendance, MediaNode, Meeting, NodeLoad, Recording, RecordingNode, Registrant, StoredPlacement,
+    Attendance, MediaNode, Meeting, NodeLoad, OrgSettings, Recording, RecordingNode, Registrant,
+    StoredPlacement,
 };
 
 impl From<etcd_client::Error> for StoreError {
@@ -267,6 +268,18 @@ impl ClusterStore for EtcdStore {
             convert::recording_from_record(etcd_decode(v)?)
         })
         .await
+    }
+
+    async fn get_org_settings(&self, org: &str) -> Result<Option<OrgSettings>, StoreError> {
+        self.get(self.ks.org_settings(org), |v| {
+            convert::org_settings_from_record(etcd_decode(v)?)
+        })
+        .await
+    }
+
+    async fn put_org_settings(&self, org: &str, s: &OrgSettings) -> Result<(), StoreError> {
+        let value = convert::org_settings_to_record(s).encode_to_vec();
+        self.put(self.ks.org_settings(org), value, None).await
     }
 
     async fn put_registrant(&self, r: &Registrant) -> Result<(), StoreError> {

@@ -17,7 +17,8 @@ use super::{
     Batch, Change, ChangeStream, ClusterStore, Lease, PlacementCommit, Snapshot, StoreError, Term,
 };
 use crate::model::{
-    Attendance, MediaNode, Meeting, NodeLoad, Recording, RecordingNode, Registrant, StoredPlacement,
+    Attendance, MediaNode, Meeting, NodeLoad, OrgSettings, Recording, RecordingNode, Registrant,
+    StoredPlacement,
 };
 
 #[derive(Clone, Default)]
@@ -51,6 +52,7 @@ struct Inner {
     /// does not hold them).
     registrants: BTreeMap<(MeetingId, String), Registrant>,
     attendance: BTreeMap<(MeetingId, String), Attendance>,
+    orgs: BTreeMap<String, OrgSettings>,
 }
 
 impl Default for Inner {
@@ -70,6 +72,7 @@ impl Default for Inner {
             down: false,
             registrants: BTreeMap::new(),
             attendance: BTreeMap::new(),
+            orgs: BTreeMap::new(),
         }
     }
 }
@@ -408,6 +411,16 @@ impl ClusterStore for MemoryStore {
                 _ => None,
             })
         })
+    }
+
+    async fn get_org_settings(&self, org: &str) -> Result<Option<OrgSettings>, StoreError> {
+        self.read(|i| i.orgs.get(org).cloned())
+    }
+
+    async fn put_org_settings(&self, org: &str, s: &OrgSettings) -> Result<(), StoreError> {
+        self.before_write().await?;
+        self.lock().orgs.insert(org.to_owned(), s.clone());
+        Ok(())
     }
 
     async fn put_registrant(&self, r: &Registrant) -> Result<(), StoreError> {

@@ -24,8 +24,8 @@ pub use self::convert::gaps_to_proto;
 pub use self::etcd::EtcdStore;
 pub use self::memory::MemoryStore;
 use crate::model::{
-    Attendance, Collab, MediaNode, Meeting, NodeLoad, Recording, RecordingNode, Registrant, Room,
-    StoredPlacement,
+    Attendance, Collab, MediaNode, Meeting, NodeLoad, OrgSettings, Recording, RecordingNode,
+    Registrant, Room, StoredPlacement,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -147,6 +147,10 @@ pub trait ClusterStore: Send + Sync + 'static {
 
     async fn put_recording(&self, r: &Recording) -> Result<(), StoreError>;
     async fn get_recording(&self, id: &RecordingId) -> Result<Option<Recording>, StoreError>;
+
+    /// An organisation's settings, if its administrators set any.
+    async fn get_org_settings(&self, org: &str) -> Result<Option<OrgSettings>, StoreError>;
+    async fn put_org_settings(&self, org: &str, s: &OrgSettings) -> Result<(), StoreError>;
 
     /// Writes a registrant of `r.meeting` (new, or with a host's decision).
     async fn put_registrant(&self, r: &Registrant) -> Result<(), StoreError>;

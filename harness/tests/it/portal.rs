@@ -431,3 +431,125 @@ async fn the_dashboard_shows_an_active_meeting_with_its_participants_region_and_
     .await
     .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_organisations_settings_give_its_meetings_their_defaults_regions_recording_rule_and_retention()
+ {
+    let (_c, provider, base, _dir) = start().await;
+    let http = reqwest::Client::new();
+    let token = |login: &str, domain: &str| {
+        let mut c = claims(&provider, login);
+        c["email"] = json!(format!("{login}@{domain}"));
+        let provider = &provider;
+        async move { provider.sign(&c).await.unwrap() }
+    };
+    let (boss, pia, eve) = (
+        token("boss", "uni.no").await,
+        token("pia", "uni.no").await,
+        token("eve", "other.org").await,
+    );
+    let call = |method: reqwest::Method, path: &str, who: &str, body: Option<Value>| {
+        let mut req = http
+            .request(method, format!("{base}{path}"))
+            .bearer_auth(who);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        async move {
+            let resp = req.send().await.unwrap();
+            (
+                resp.status(),
+                resp.json::<Value>().await.unwrap_or_default(),
+            )
+        }
+    };
+    use reqwest::Method;
+
+    // Only administrators read and set them; until set, the defaults hold.
+    let (st, _) = call(Method::GET, "/v1/org/settings", &pia, None).await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let (st, o) = call(Method::GET, "/v1/org/settings", &boss, None).await;
+    assert_eq!(st, StatusCode::OK, "{o}");
+    assert_eq!(
+        (
+            o["org"].as_str(),
+            o["waiting_room"].as_bool(),
+            o["recording_allowed"].as_bool()
+        ),
+        (Some("uni.no"), Some(true), Some(true)),
+        "{o}"
+    );
+    let settings = json!({ "waiting_room": false, "recording_allowed": false, "e2ee": false, "allowed_regions": ["stockholm"], "retention_secs": 7200 });
+    for (field, bad, says) in [
+        ("allowed_regions", json!(["atlantis"]), "allowed_regions"),
+        ("retention_secs", json!(60), "retention_secs"),
+    ] {
+        let mut b = settings.clone();
+        b[field] = bad;
+        let (st, e) = call(Method::PUT, "/v1/org/settings", &boss, Some(b)).await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{e}");
+        assert!(e["message"].as_str().unwrap().contains(says), "{e}");
+    }
+    let (st, o) = call(Method::PUT, "/v1/org/settings", &boss, Some(settings)).await;
+    assert_eq!(st, StatusCode::OK, "{o}");
+    assert_eq!(o["updated_by"], "boss@uni.no", "{o}");
+
+    // A member's meeting takes them: no waiting room, its media in Stockholm only, no
+    // recording on the servers, personal data kept two hours after it ends.
+    let (st, m) = call(
+        Method::POST,
+        "/v1/meetings",
+        &pia,
+        Some(json!({ "title": "Group meeting" })),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED, "{m}");
+    assert_eq!(
+        (m["waiting_room"].as_bool(), m["residency"].as_str()),
+        (Some(false), Some("stockholm")),
+        "{m}"
+    );
+    let (st, e) = call(
+        Method::POST,
+        "/v1/meetings",
+        &pia,
+        Some(json!({ "title": "x", "residency": "oslo" })),
+    )
+    .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{e}");
+    assert!(
+        e["message"].as_str().unwrap().contains("stockholm only"),
+        "{e}"
+    );
+    let id = m["id"].as_str().unwrap();
+    let (st, e) = call(
+        Method::POST,
+        &format!("/v1/meetings/{id}/recordings"),
+        &pia,
+        None,
+    )
+    .await;
+    assert_eq!(
+        (st, e["error"].as_str()),
+        (StatusCode::CONFLICT, Some("recording_forbidden")),
+        "{e}"
+    );
+    let (st, ended) = call(Method::DELETE, &format!("/v1/meetings/{id}"), &pia, None).await;
+    assert_eq!(st, StatusCode::OK, "{ended}");
+    let kept = ended["personal_data_deleted_after_unix_ms"]
+        .as_i64()
+        .unwrap()
+        - ended["ended_unix_ms"].as_i64().unwrap();
+    assert_eq!(kept, 7_200_000, "{ended}");
+
+    // Another organisation's member is not bound by them.
+    let (st, m) = call(
+        Method::POST,
+        "/v1/meetings",
+        &eve,
+        Some(json!({ "title": "Elsewhere", "residency": "oslo" })),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED, "{m}");
+    assert_eq!(m["waiting_room"], true, "{m}");
+}
