@@ -1099,6 +1099,8 @@
     $('board-allow-row').hidden = !isHost();
     $('board-allow').checked = state.room.attendees_may_draw !== false;
     $('local-recording-allowed').checked = state.room.local_recording_allowed !== false;
+    $('attendee-chat-row').hidden = !state.room.webinar;
+    $('attendee-chat').checked = !!state.room.attendee_chat_everyone;
     $('record-local').hidden = !isHost() && state.room.local_recording_allowed === false && !localRecording.active();
     $('record-local').textContent = localRecording.active() ? 'Stop recording' : 'Record on this computer';
     $('record-local').setAttribute('aria-pressed', String(localRecording.active()));
@@ -1240,6 +1242,7 @@
     showRecorders();
   };
   $('local-recording-allowed').onchange = () => send({ type: 'local_recording_allow', allowed: $('local-recording-allowed').checked });
+  $('attendee-chat').onchange = () => send({ type: 'attendee_chat', everyone: $('attendee-chat').checked });
   $('board-undo').onclick = () => board.undoMine();
   $('board-clear').onclick = () => { if (confirm('Clear the whiteboard for everyone?')) send({ type: 'board_clear' }); };
   $('board-allow').onchange = () => send({ type: 'board_allow', allowed: $('board-allow').checked });

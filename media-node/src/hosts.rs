@@ -74,6 +74,8 @@ pub enum Action {
     BoardAllow(bool),
     /// Whether participants (not hosts) may record on their own computers.
     LocalRecordingAllow(bool),
+    /// Webinars: whether attendees' chat reaches everyone (else the panel only).
+    AttendeeChatEveryone(bool),
 }
 
 impl Action {
@@ -106,6 +108,8 @@ impl Action {
             Action::BoardAllow(false) => "board_forbid",
             Action::LocalRecordingAllow(true) => "local_recording_allow",
             Action::LocalRecordingAllow(false) => "local_recording_forbid",
+            Action::AttendeeChatEveryone(true) => "attendee_chat_everyone",
+            Action::AttendeeChatEveryone(false) => "attendee_chat_panel",
         }
     }
 
@@ -214,6 +218,7 @@ pub fn apply(rec: &mut MeetingRoomRecord, actor: &Actor, action: &Action, now_ms
         }
         Action::BoardAllow(on) => rec.board_attendees_forbidden = !on,
         Action::LocalRecordingAllow(on) => rec.local_recording_forbidden = !on,
+        Action::AttendeeChatEveryone(on) => rec.attendee_chat_everyone = *on,
         Action::MuteAll
         | Action::Mute { .. }
         | Action::AskUnmute(_)
@@ -296,6 +301,10 @@ impl RoomState {
     pub fn attendees_may_draw(&self) -> bool {
         !self.rec.board_attendees_forbidden
     }
+    /// Webinars: whether attendees' chat reaches the other attendees too.
+    pub fn attendee_chat_everyone(&self) -> bool {
+        self.rec.attendee_chat_everyone
+    }
     pub fn local_recording_allowed(&self) -> bool {
         !self.rec.local_recording_forbidden
     }
@@ -366,6 +375,7 @@ impl RoomState {
             "allow_unmute": self.allow_unmute(),
             "attendees_may_draw": self.attendees_may_draw(),
             "local_recording_allowed": self.local_recording_allowed(),
+            "attendee_chat_everyone": self.attendee_chat_everyone(),
         })
     }
     /// Whether breakout rooms are open at `now_ms` (opened, and not yet closed).

@@ -332,6 +332,10 @@ pub enum ClientMsg {
     LocalRecordingAllow {
         allowed: bool,
     },
+    /// Hosts of a webinar: whether attendees' chat reaches everyone (else the panel).
+    AttendeeChat {
+        everyone: bool,
+    },
 }
 
 impl ClientMsg {
@@ -381,6 +385,7 @@ impl ClientMsg {
             ClientMsg::BoardAllow { .. } => "board_allow",
             ClientMsg::LocalRecording { .. } => "local_recording",
             ClientMsg::LocalRecordingAllow { .. } => "local_recording_allow",
+            ClientMsg::AttendeeChat { .. } => "attendee_chat",
         }
     }
 
@@ -959,7 +964,8 @@ async fn in_meeting(
                     if other_room {
                         continue;
                     }
-                    if let Some(ev) = shown.filter(webinar, &me, &ev) {
+                    let chat_everyone = room.borrow().attendee_chat_everyone();
+                    if let Some(ev) = shown.filter(webinar, chat_everyone, &me, &ev) {
                         ok = ws.send(Message::Text(serde_json::to_string(&ev).unwrap_or_default().into())).await.is_ok();
                     }
                 }
@@ -1353,6 +1359,7 @@ fn host_actions(
         }
         ClientMsg::BoardAllow { allowed } => vec![Action::BoardAllow(allowed)],
         ClientMsg::LocalRecordingAllow { allowed } => vec![Action::LocalRecordingAllow(allowed)],
+        ClientMsg::AttendeeChat { everyone } => vec![Action::AttendeeChatEveryone(everyone)],
         ClientMsg::BreakoutBroadcast { text } => {
             let text = text.trim().to_owned();
             if text.is_empty() || text.chars().count() > MAX_CHAT_CHARS {

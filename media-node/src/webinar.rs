@@ -83,10 +83,12 @@ impl Shown {
         }
     }
 
-    /// What `ev` becomes for `viewer` (None: nothing to tell).
+    /// What `ev` becomes for `viewer` (None: nothing to tell). `chat_everyone`: a host
+    /// lets attendees' chat reach the other attendees too.
     pub fn filter(
         &mut self,
         webinar: bool,
+        chat_everyone: bool,
         viewer: &ParticipantInfo,
         ev: &RoomEvent,
     ) -> Option<RoomEvent> {
@@ -101,8 +103,9 @@ impl Shown {
             RoomEvent::Mute { participant_id, .. } => {
                 self.ids.contains(participant_id).then(|| ev.clone())
             }
-            // What attendees say (chat, reactions) reaches the panel, not the other
-            // attendees of a webinar.
+            // What attendees say reaches the panel, not the other attendees of a webinar
+            // (chat does when a host lets it).
+            RoomEvent::Chat { .. } if chat_everyone => Some(ev.clone()),
             RoomEvent::Chat { from, .. } | RoomEvent::Reaction { from, .. }
                 if webinar && viewer.role == "attendee" =>
             {
@@ -246,11 +249,12 @@ mod tests {
         let joined = |p: &ParticipantInfo| RoomEvent::ParticipantJoined {
             participant: p.clone(),
         };
-        assert!(shown.filter(true, &me, &joined(&other)).is_none());
+        assert!(shown.filter(true, false, &me, &joined(&other)).is_none());
         assert!(
             shown
                 .filter(
                     true,
+                    false,
                     &me,
                     &RoomEvent::ParticipantLeft {
                         participant_id: "a2".into()
@@ -265,23 +269,43 @@ mod tests {
             unix_ms: 1,
         };
         assert!(
-            shown.filter(true, &me, &chat("a2")).is_none(),
+            shown.filter(true, false, &me, &chat("a2")).is_none(),
             "another attendee's chat"
         );
-        assert!(shown.filter(true, &me, &chat("p")).is_some());
+        assert!(shown.filter(true, false, &me, &chat("p")).is_some());
         assert!(
-            shown.filter(true, &me, &chat("me")).is_some(),
+            shown.filter(true, false, &me, &chat("me")).is_some(),
             "my own chat comes back"
+        );
+        assert!(
+            shown.filter(true, true, &me, &chat("a2")).is_some(),
+            "a host let attendees chat to everyone"
+        );
+        assert!(
+            shown
+                .filter(
+                    true,
+                    true,
+                    &me,
+                    &RoomEvent::Reaction {
+                        from: "a2".into(),
+                        name: "a2".into(),
+                        emoji: "👍".into(),
+                        unix_ms: 1,
+                    }
+                )
+                .is_none(),
+            "reactions stay with the panel"
         );
         // The panel sees attendees; in a meeting everyone sees everyone.
         assert!(
             Shown::default()
-                .filter(true, &panelist, &joined(&other))
+                .filter(true, false, &panelist, &joined(&other))
                 .is_some()
         );
         assert!(
             Shown::default()
-                .filter(false, &me, &joined(&other))
+                .filter(false, false, &me, &joined(&other))
                 .is_some()
         );
     }
@@ -291,17 +315,17 @@ mod tests {
         let me = who("me", "attendee");
         let mut shown = Shown::default();
         let updated = |p: ParticipantInfo| RoomEvent::ParticipantUpdated { participant: p };
-        match shown.filter(true, &me, &updated(who("a2", "panelist"))) {
+        match shown.filter(true, false, &me, &updated(who("a2", "panelist"))) {
             Some(RoomEvent::ParticipantJoined { participant }) => {
                 assert_eq!(participant.participant_id, "a2")
             }
             other => panic!("expected a join, got {other:?}"),
         }
         assert!(matches!(
-            shown.filter(true, &me, &updated(who("a2", "panelist"))),
+            shown.filter(true, false, &me, &updated(who("a2", "panelist"))),
             Some(RoomEvent::ParticipantUpdated { .. })
         ));
-        match shown.filter(true, &me, &updated(who("a2", "attendee"))) {
+        match shown.filter(true, false, &me, &updated(who("a2", "attendee"))) {
             Some(RoomEvent::ParticipantLeft { participant_id }) => assert_eq!(participant_id, "a2"),
             other => panic!("expected a leave, got {other:?}"),
         }
@@ -309,6 +333,7 @@ mod tests {
             shown
                 .filter(
                     true,
+                    false,
                     &me,
                     &RoomEvent::Mute {
                         participant_id: "a2".into(),

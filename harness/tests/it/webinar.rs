@@ -227,6 +227,56 @@ async fn webinar_attendees_get_the_panel_publish_nothing_see_only_the_panel_and_
         )
     );
 
+    // What an attendee writes in chat reaches the panel, not the other attendees, until
+    // a host lets it reach everyone.
+    let chats = |b: &bot::Bot, text: &str| b.events("chat").iter().any(|c| c["text"] == text);
+    attendees[0]
+        .send(json!({ "type": "chat", "text": "question from the floor" }))
+        .unwrap();
+    eventually(
+        Duration::from_secs(10),
+        "the panel gets an attendee's chat",
+        || async {
+            (chats(&panel[1], "question from the floor") && chats(&host, "question from the floor"))
+                .then_some(())
+        },
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !chats(&attendees[1], "question from the floor")
+            && !chats(&attendees[2], "question from the floor")
+    );
+    host.send(json!({ "type": "attendee_chat", "everyone": true }))
+        .unwrap();
+    eventually(
+        Duration::from_secs(10),
+        "the attendees are told chat is open",
+        || async {
+            attendees[2]
+                .events("room")
+                .iter()
+                .any(|r| r["attendee_chat_everyone"] == true)
+                .then_some(())
+        },
+    )
+    .await
+    .unwrap();
+    attendees[0]
+        .send(json!({ "type": "chat", "text": "hello everyone" }))
+        .unwrap();
+    eventually(
+        Duration::from_secs(10),
+        "attendees on both nodes get it",
+        || async {
+            (chats(&attendees[1], "hello everyone") && chats(&attendees[2], "hello everyone"))
+                .then_some(())
+        },
+    )
+    .await
+    .unwrap();
+
     // The host makes attendee 5 (Bergen) a panelist: they publish, and the others hear
     // and see them, on both nodes.
     let promoted = &mut attendees[5];
