@@ -40,7 +40,8 @@
       if (m.schedule) links.append(link('/v1/meetings/' + m.id + '/calendar.ics', 'Calendar'), ' ');
       if (m.registration) links.append(link('/v1/meetings/' + m.id + '/registrants?format=csv', 'Registrants'), ' ');
       links.append(link('/v1/meetings/' + m.id + '/participants?format=csv', 'Participants'), ' ',
-        link('/v1/meetings/' + m.id + '/polls?format=csv', 'Polls'));
+        link('/v1/meetings/' + m.id + '/polls?format=csv', 'Polls'), ' ',
+        link('/v1/meetings/' + m.id + '/recordings', 'Recordings'));
       cell(tr, links);
       if (m.state === 'active') {
         const end = document.createElement('button');

@@ -793,3 +793,85 @@ async fn end_to_end_encrypted_media_opens_only_with_the_passphrase_and_is_never_
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_webinar_attendees_page_watches_without_sending_and_a_promotion_puts_it_on_air() {
+    let c = harness::Cluster::start(crate::spec()).await.unwrap();
+    let api = crate::Api::new(&c);
+    let base = c.controllers[0].url();
+    let (st, m) = api
+        .send(
+            api.http
+                .post(format!("{base}/v1/meetings"))
+                .bearer_auth(&api.key)
+                .json(&json!({ "title": "Lecture", "kind": "webinar", "waiting_room": false })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{m}");
+    let meeting = m["id"].as_str().unwrap().to_owned();
+    let host = crate::hosts::host(
+        &base,
+        &meeting,
+        m["host_key"].as_str().unwrap(),
+        Some("oslo"),
+        440,
+    )
+    .await;
+    let (b, me) = open(&c, &base, &meeting, "Aud", "&region=oslo").await;
+
+    // The attendee's page gets the lecturer, sends nothing and offers no microphone or
+    // camera buttons.
+    eventually(
+        Duration::from_secs(20),
+        "the page plays the host",
+        || async {
+            let v = media(&b).await;
+            (frames(&v, &host.participant_id) > 5 && audio(&v, &host.participant_id) > 20)
+                .then_some(())
+        },
+    )
+    .await
+    .unwrap();
+    let state = b
+        .eval(
+            "return [window.fjord.pc.getSenders().filter((s) => s.track).length,
+                     document.getElementById('mute').hidden, document.getElementById('camera').hidden]",
+            json!([]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(state, json!([0, true, true]), "no tracks sent, no buttons");
+    assert!(
+        host.received().keys().all(|(p, _)| p != &me),
+        "the host got nothing from the attendee"
+    );
+
+    // Made a panelist, the page takes camera and microphone (muted and off first), and
+    // once turned on the host gets both.
+    host.send(json!({ "type": "set_role", "participant_id": me, "role": "panelist" }))
+        .unwrap();
+    page_says(&b, "made you a panelist", "banner").await;
+    until_true(
+        &b,
+        20,
+        "the page sends two tracks",
+        "return window.fjord.pc.getSenders().filter((s) => s.track).length === 2 && !document.getElementById('mute').hidden",
+        json!([]),
+    )
+    .await
+    .unwrap();
+    click(&b, "mute").await;
+    click(&b, "camera").await;
+    eventually(
+        Duration::from_secs(20),
+        "the host gets the new panelist",
+        || async {
+            let got = host.received();
+            let a = got.get(&(me.clone(), "audio")).map_or(0, |c| c.packets);
+            let v = got.get(&(me.clone(), "video")).map_or(0, |c| c.frames);
+            (a > 20 && v > 5).then_some(())
+        },
+    )
+    .await
+    .unwrap();
+}
