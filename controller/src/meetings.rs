@@ -44,6 +44,59 @@ pub struct Created {
     pub panelist_key: Option<String>,
 }
 
+fn checked_title(title: &str) -> Result<String, ApiError> {
+    let title = title.trim().to_owned();
+    if title.is_empty() {
+        return Err(ApiError::BadRequest("title: must not be empty".into()));
+    }
+    if title.chars().count() > MAX_TITLE_CHARS {
+        return Err(ApiError::BadRequest(format!(
+            "title: at most {MAX_TITLE_CHARS} characters"
+        )));
+    }
+    if title.chars().any(char::is_control) {
+        return Err(ApiError::BadRequest(
+            "title: must not contain control characters".into(),
+        ));
+    }
+    Ok(title)
+}
+
+fn checked_description(description: &str) -> Result<String, ApiError> {
+    let description = description.trim().to_owned();
+    if description.chars().count() > MAX_DESCRIPTION_CHARS
+        || description
+            .chars()
+            .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
+        return Err(ApiError::BadRequest(format!(
+            "description: at most {MAX_DESCRIPTION_CHARS} characters, no control characters but line breaks"
+        )));
+    }
+    Ok(description)
+}
+
+/// What a host changes of a meeting not yet ended (None: as it is).
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MeetingEdit {
+    pub title: Option<String>,
+    pub description: Option<String>,
+    /// A new schedule; `null` removes it (any time).
+    #[serde(default, deserialize_with = "present")]
+    pub schedule: Option<Option<ScheduleInput>>,
+    pub waiting_room: Option<bool>,
+}
+
+/// A field that may be present as `null` (Some(None)) or absent (None).
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    serde::Deserialize::deserialize(d).map(Some)
+}
+
 /// A meeting as the API shows it: the meeting and where its participants are placed.
 #[derive(Clone, Debug)]
 pub struct MeetingInfo {
@@ -80,20 +133,7 @@ impl Service {
                 truncate(&req.kind, 40)
             ))
         })?;
-        let title = req.title.trim().to_owned();
-        if title.is_empty() {
-            return Err(ApiError::BadRequest("title: must not be empty".into()));
-        }
-        if title.chars().count() > MAX_TITLE_CHARS {
-            return Err(ApiError::BadRequest(format!(
-                "title: at most {MAX_TITLE_CHARS} characters"
-            )));
-        }
-        if title.chars().any(char::is_control) {
-            return Err(ApiError::BadRequest(
-                "title: must not contain control characters".into(),
-            ));
-        }
+        let title = checked_title(&req.title)?;
         if let Some(p) = &req.password
             && (p.is_empty() || p.chars().count() > MAX_PASSWORD_CHARS)
         {
@@ -101,16 +141,7 @@ impl Service {
                 "password: 1 to {MAX_PASSWORD_CHARS} characters"
             )));
         }
-        let description = req.description.trim().to_owned();
-        if description.chars().count() > MAX_DESCRIPTION_CHARS
-            || description
-                .chars()
-                .any(|c| c.is_control() && c != '\n' && c != '\t')
-        {
-            return Err(ApiError::BadRequest(format!(
-                "description: at most {MAX_DESCRIPTION_CHARS} characters, no control characters but line breaks"
-            )));
-        }
+        let description = checked_description(&req.description)?;
         let schedule = req
             .schedule
             .as_ref()
@@ -216,6 +247,48 @@ impl Service {
             }
         }
         Err(ApiError::Internal("could not allocate a meeting id".into()))
+    }
+
+    /// A host changes a meeting not yet ended (title, description, schedule, the
+    /// meeting's own waiting-room setting).
+    pub async fn edit_meeting(
+        &self,
+        caller: &Caller,
+        id: &str,
+        edit: MeetingEdit,
+    ) -> Result<MeetingInfo, ApiError> {
+        for _ in 0..3 {
+            let was = self
+                .hosted_meeting(caller, id, "editing the meeting")
+                .await?;
+            if was.is_ended() {
+                return Err(ApiError::Conflict(format!("meeting {} has ended", was.id)));
+            }
+            let mut m = was.clone();
+            if let Some(t) = &edit.title {
+                m.title = checked_title(t)?;
+            }
+            if let Some(d) = &edit.description {
+                m.description = checked_description(d)?;
+            }
+            if let Some(s) = &edit.schedule {
+                m.schedule = s
+                    .as_ref()
+                    .map(Schedule::parse)
+                    .transpose()
+                    .map_err(ApiError::BadRequest)?;
+            }
+            if let Some(w) = edit.waiting_room {
+                m.waiting_room = w;
+            }
+            if self.store.edit_meeting(&m, &was).await? {
+                tracing::info!(meeting_id = %m.id, "meeting edited");
+                return Ok(self.info(m));
+            }
+        }
+        Err(ApiError::Unavailable(
+            "the meeting kept changing while it was edited: try again".into(),
+        ))
     }
 
     fn info(&self, meeting: Meeting) -> MeetingInfo {

@@ -100,6 +100,7 @@ contract!(
     a_placement_commits_only_over_what_its_writer_saw,
     a_recording_reads_back_as_written,
     registrants_and_attendance_read_back_per_meeting,
+    an_edit_lands_only_on_the_active_meeting_it_was_made_from,
     a_snapshot_and_the_feed_after_it_miss_nothing_and_repeat_nothing,
     records_bound_to_a_lease_go_with_it,
     a_watch_from_a_compacted_revision_fails_as_compacted,
@@ -316,6 +317,37 @@ async fn a_placement_commits_only_over_what_its_writer_saw(rig: Rig) {
         PlacementCommit::Lost(None) => {}
         other => panic!("replacing a removed placement does not commit: {other:?}"),
     }
+}
+
+async fn an_edit_lands_only_on_the_active_meeting_it_was_made_from(rig: Rig) {
+    let s = &rig.store;
+    let was = meeting("abc-defg-hij");
+    assert!(s.create_meeting(&was).await.unwrap());
+    let renamed = Meeting {
+        title: "renamed".into(),
+        ..was.clone()
+    };
+    assert!(s.edit_meeting(&renamed, &was).await.unwrap());
+    assert_eq!(s.get_meeting(&was.id).await.unwrap(), Some(renamed.clone()));
+    // Made from what is no longer there: refused.
+    let stale = Meeting {
+        title: "stale".into(),
+        ..was.clone()
+    };
+    assert!(!s.edit_meeting(&stale, &was).await.unwrap());
+    // Ended meanwhile: refused, and it stays ended.
+    let ended = Meeting {
+        state: MeetingState::Ended,
+        ended_unix_ms: Some(5),
+        ..renamed.clone()
+    };
+    s.end_meeting(&ended).await.unwrap();
+    let late = Meeting {
+        title: "late".into(),
+        ..renamed.clone()
+    };
+    assert!(!s.edit_meeting(&late, &renamed).await.unwrap());
+    assert_eq!(s.get_meeting(&was.id).await.unwrap(), Some(ended));
 }
 
 async fn registrants_and_attendance_read_back_per_meeting(rig: Rig) {

@@ -44,6 +44,14 @@
         link('/v1/meetings/' + m.id + '/recordings', 'Recordings'));
       cell(tr, links);
       if (m.state === 'active') {
+        const rename = document.createElement('button');
+        rename.type = 'button';
+        rename.textContent = 'Rename';
+        rename.onclick = () => {
+          const title = prompt('New title', m.title);
+          if (title) api('PATCH', '/v1/meetings/' + m.id, { title }).then(loadMine).catch((e) => status(e.message, true));
+        };
+        links.append(' ', rename);
         const end = document.createElement('button');
         end.type = 'button';
         end.textContent = 'End';

@@ -329,7 +329,10 @@ impl RecordingJson {
 pub(super) fn router() -> Router<HttpState> {
     Router::new()
         .route("/v1/meetings", post(create_meeting).get(list_meetings))
-        .route("/v1/meetings/{id}", get(get_meeting).delete(end_meeting))
+        .route(
+            "/v1/meetings/{id}",
+            get(get_meeting).patch(edit_meeting).delete(end_meeting),
+        )
         .route("/v1/meetings/{id}/join", post(join))
         .route("/v1/meetings/{id}/audit", get(audit))
         .route("/v1/meetings/{id}/public", get(public_meeting))
@@ -399,6 +402,15 @@ async fn list_meetings(
     Ok(Json(MeetingsJson {
         meetings: list.into_iter().map(Into::into).collect(),
     }))
+}
+
+async fn edit_meeting(
+    State(s): State<HttpState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(b): ApiJson<crate::meetings::MeetingEdit>,
+) -> Result<Json<MeetingJson>, ApiError> {
+    Ok(Json(s.service.edit_meeting(&caller, &id, b).await?.into()))
 }
 
 async fn end_meeting(

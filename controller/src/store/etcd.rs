@@ -141,6 +141,33 @@ impl ClusterStore for EtcdStore {
         Ok(self.client.clone().txn(txn).await?.succeeded())
     }
 
+    async fn edit_meeting(&self, m: &Meeting, was: &Meeting) -> Result<bool, StoreError> {
+        let key = self.ks.meeting(&m.id);
+        let resp = self.client.clone().get(key.clone(), None).await?;
+        let Some(kv) = resp.kvs().first() else {
+            return Ok(false);
+        };
+        let stored = convert::meeting_from_record(
+            etcd_decode(kv.value()).map_err(|e| StoreError::Corrupt(format!("{key}: {e}")))?,
+        )
+        .map_err(|e| StoreError::Corrupt(format!("{key}: {e}")))?;
+        if stored != *was || stored.is_ended() {
+            return Ok(false);
+        }
+        let txn = Txn::new()
+            .when([Compare::mod_revision(
+                key.clone(),
+                CompareOp::Equal,
+                kv.mod_revision(),
+            )])
+            .and_then([TxnOp::put(
+                key,
+                convert::meeting_to_record(m).encode_to_vec(),
+                None,
+            )]);
+        Ok(self.client.clone().txn(txn).await?.succeeded())
+    }
+
     async fn get_meeting(&self, id: &MeetingId) -> Result<Option<Meeting>, StoreError> {
         self.get(self.ks.meeting(id), |v| {
             convert::meeting_from_record(etcd_decode(v)?)

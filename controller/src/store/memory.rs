@@ -281,6 +281,20 @@ impl ClusterStore for MemoryStore {
         Ok(true)
     }
 
+    async fn edit_meeting(&self, m: &Meeting, was: &Meeting) -> Result<bool, StoreError> {
+        self.before_write().await?;
+        let mut inner = self.lock();
+        let stored = one(&inner.records, Key::Meeting(m.id.clone()), |c| match c {
+            Change::Meeting(_, m) => m.clone(),
+            _ => None,
+        });
+        if stored.as_ref() != Some(was) || was.is_ended() {
+            return Ok(false);
+        }
+        inner.commit(vec![(Change::Meeting(m.id.clone(), Some(m.clone())), None)]);
+        Ok(true)
+    }
+
     async fn get_meeting(&self, id: &MeetingId) -> Result<Option<Meeting>, StoreError> {
         self.read(|i| {
             one(&i.records, Key::Meeting(id.clone()), |c| match c {

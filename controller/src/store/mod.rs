@@ -117,6 +117,9 @@ pub trait ClusterStore: Send + Sync + 'static {
     /// Creates a meeting; the id is random, so an existing one means a collision (false).
     async fn create_meeting(&self, m: &Meeting) -> Result<bool, StoreError>;
     async fn get_meeting(&self, id: &MeetingId) -> Result<Option<Meeting>, StoreError>;
+    /// Writes `m` (a host's edit) over the stored meeting if that is still active and
+    /// unchanged since it was read: false when it ended or another write came between.
+    async fn edit_meeting(&self, m: &Meeting, was: &Meeting) -> Result<bool, StoreError>;
     /// Stores the meeting (ended) and removes its placements, in one transaction.
     async fn end_meeting(&self, m: &Meeting) -> Result<(), StoreError>;
     /// Removes the meeting and everything under it (room, polls, registrants,

@@ -168,6 +168,50 @@ async fn a_scheduled_meetings_invitation_parses_with_its_start_length_and_recurr
         assert_eq!(st, expected, "starts in {starts_in} min: {v}");
     }
 
+    // Its host moves it and renames it: the invitation follows; without a schedule it has
+    // none; an ended meeting is not edited.
+    let edit = |body: Value| {
+        let req = api
+            .http
+            .patch(format!("{base}/v1/meetings/{id}"))
+            .bearer_auth(m["host_key"].as_str().unwrap())
+            .json(&body);
+        api.send(req)
+    };
+    let (st, e) = edit(json!({ "title": "Seminar, moved", "schedule": { "start": "2027-03-23T14:00", "time_zone": "Europe/Oslo", "duration_minutes": 45 } })).await;
+    assert_eq!(st, StatusCode::OK, "{e}");
+    assert_eq!(e["title"], "Seminar, moved", "{e}");
+    let ics = api
+        .http
+        .get(format!("{base}/v1/meetings/{id}/calendar.ics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let ev = read_ics(&ics);
+    assert_eq!(
+        (ev["start"].as_str(), ev["duration_seconds"].as_f64()),
+        (Some("2027-03-23T14:00:00+01:00"), Some(2700.0)),
+        "{ev}"
+    );
+    assert_eq!(ev["rrule"], json!({}), "no recurrence any more: {ev}");
+    let (st, e) = edit(json!({ "schedule": null })).await;
+    assert_eq!((st, e["schedule"].is_null()), (StatusCode::OK, true), "{e}");
+    let (st, e) = edit(json!({ "title": "" })).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{e}");
+    let resp = api
+        .http
+        .delete(format!("{base}/v1/meetings/{id}"))
+        .bearer_auth(&api.key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let (st, e) = edit(json!({ "title": "After the end" })).await;
+    assert_eq!(st, StatusCode::CONFLICT, "{e}");
+
     // Bad schedules are refused naming the field; a meeting without one has no invitation.
     let (st, e) = api
         .send(
