@@ -3,8 +3,9 @@
 //! (`AttendanceRecord`), from which the controller exports the meeting's participants.
 //!
 //! One task per session writes both, in order, retrying while etcd is unreachable, so
-//! that a departure never lands before its arrival; the session itself never waits on
-//! etcd. A node that dies leaves its participants' departures unwritten (the export
+//! that a departure never lands before its arrival; the departure lands only over its
+//! own arrival (a newer session of the same participant wins); the session itself
+//! never waits on etcd. A node that dies leaves its participants' departures unwritten (the export
 //! shows them without one).
 use std::sync::Arc;
 
@@ -38,11 +39,14 @@ impl Present {
         let (tx, rx) = oneshot::channel();
         let node = node.clone();
         tokio::spawn(async move {
-            write(&node, &key, &rec).await;
+            let arrival = rec.encode_to_vec();
+            write(&node, &key, None, &arrival).await;
             // The session ended (or its node is shutting down: it ends them all first).
             let Ok(at) = rx.await else { return };
             rec.left_unix_ms = at;
-            write(&node, &key, &rec).await;
+            // Only over our own arrival: a newer session of the same participant (a
+            // reconnect with the same token) wrote its own, and will write its departure.
+            write(&node, &key, Some(&arrival), &rec.encode_to_vec()).await;
         });
         Self { left: Some(tx) }
     }
@@ -55,16 +59,23 @@ impl Present {
     }
 }
 
-/// Puts `rec` at `key`, retrying with back-off for as long as the node runs.
-async fn write(node: &Node, key: &str, rec: &AttendanceRecord) {
+/// Puts `value` at `key` (when `over` is given, only if the key still holds exactly
+/// that), retrying with back-off for as long as the node runs.
+async fn write(node: &Node, key: &str, over: Option<&[u8]>, value: &[u8]) {
+    use etcd_client::{Compare, CompareOp, Txn, TxnOp};
     let mut delay = record::RETRY_FIRST;
     loop {
         let done = match node.etcd_client().await {
-            Some(mut etcd) => etcd
-                .put(key, rec.encode_to_vec(), None)
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string()),
+            Some(mut etcd) => {
+                let put = TxnOp::put(key, value, None);
+                let txn = match over {
+                    Some(v) => Txn::new()
+                        .when([Compare::value(key, CompareOp::Equal, v)])
+                        .and_then([put]),
+                    None => Txn::new().and_then([put]),
+                };
+                etcd.txn(txn).await.map(|_| ()).map_err(|e| e.to_string())
+            }
             None => Err("etcd unreachable".to_owned()),
         };
         match done {
