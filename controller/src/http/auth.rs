@@ -130,6 +130,7 @@ async fn me(
     caller: Caller,
     headers: HeaderMap,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    oidc(&s)?;
     let Some(user) = caller.user else {
         return Err(ApiError::Unauthorized("not signed in: /auth/login".into()));
     };

@@ -75,9 +75,9 @@ async fn main() -> anyhow::Result<()> {
         cluster.operator_key
     );
     println!();
-    println!("Ctrl-C stops everything.");
+    println!("Ctrl-C (or SIGTERM) stops everything.");
 
-    tokio::signal::ctrl_c().await?;
+    common::shutdown::wait_for_signal().await;
     eprintln!("stopping…");
     for n in cluster.media.iter_mut().chain(cluster.recording.iter_mut()) {
         n.proc.stop(Duration::from_secs(3)).await;
