@@ -31,26 +31,18 @@ pub struct Row {
 
 impl Service {
     pub async fn dashboard(&self, caller: &Caller) -> Result<Vec<Row>, ApiError> {
-        let org = match &caller.user {
-            Some(u) if u.admin => Some(u.org().to_owned()),
-            Some(_) => {
-                return Err(ApiError::Forbidden(
-                    "the dashboard is for administrators".into(),
-                ));
-            }
-            None => {
-                self.require_operator(caller)?;
-                None
-            }
-        };
+        if caller.user.as_ref().is_some_and(|u| !u.admin) {
+            return Err(ApiError::Forbidden(
+                "the dashboard is for administrators".into(),
+            ));
+        }
+        // An administrator hosts their organisation's meetings; an operator all.
+        let sees = self.meeting_filter(caller)?;
         self.require_synced()?;
         let mut rows: Vec<Row> = self.view.read(|v| {
             v.meetings
                 .values()
-                .filter(|m| {
-                    org.as_deref()
-                        .is_none_or(|o| m.owner.as_ref().is_some_and(|w| w.org() == o))
-                })
+                .filter(|m| sees(m))
                 .map(|m| Row {
                     nodes: v
                         .placements

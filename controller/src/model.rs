@@ -96,8 +96,14 @@ pub struct Owner {
 impl Owner {
     /// The organisation: the domain of the e-mail address.
     pub fn org(&self) -> &str {
-        self.email.rsplit_once('@').map_or("", |(_, d)| d)
+        email_domain(&self.email)
     }
+}
+
+/// The part of an e-mail address after its last `@` (empty without one): a user's
+/// organisation.
+pub fn email_domain(email: &str) -> &str {
+    email.rsplit_once('@').map_or("", |(_, d)| d)
 }
 
 /// How a meeting's participants register.

@@ -55,7 +55,7 @@ pub struct User {
 impl User {
     /// The organisation: the domain of the e-mail address.
     pub fn org(&self) -> &str {
-        self.email.rsplit_once('@').map_or("", |(_, d)| d)
+        crate::model::email_domain(&self.email)
     }
 }
 

@@ -257,8 +257,9 @@ impl Schedule {
             return Some(0);
         };
         // Daylight saving moves an occurrence by an hour at most: look around the guess.
+        // Past the series' end: its last occurrence, not a walk down to it.
         let guess = (t - first).num_days() / period;
-        let mut k = guess + 1;
+        let mut k = (guess + 1).min(self.last_index().unwrap_or(i64::MAX));
         while k > 0 && self.occurrence(k).is_none_or(|s| s > t) {
             k -= 1;
         }
