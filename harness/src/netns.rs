@@ -30,7 +30,55 @@ pub enum Place {
 /// that run fails; inside it sets the network up.
 pub fn enter(test: &str) -> anyhow::Result<Place> {
     let args = ["--exact", test, "--nocapture", "--test-threads=1"].map(String::from);
-    rerun_inside(test, &args)
+    if std::env::var_os(ENV).is_some() {
+        setup()?;
+        return Ok(Place::Inside);
+    }
+    // The child's output goes on to ours as it comes, and its summary line says how many
+    // tests it ran: a name that matched none (a renamed test) must fail, not pass.
+    let mut child = unshare(&args)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .context("running `unshare` (util-linux) for a private network namespace")?;
+    let stdout = child.stdout.take().context("the child's output")?;
+    let mut passed = None;
+    for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+        let line = line.context("reading the child's output")?;
+        println!("{line}");
+        if let Some(n) = passed_count(&line) {
+            passed = Some(n);
+        }
+    }
+    let status = child.wait()?;
+    if !status.success() {
+        bail!("{test} failed inside its network namespace ({status}); its output is above");
+    }
+    match passed {
+        Some(1) => Ok(Place::RanInside),
+        Some(n) => {
+            bail!("{test} ran {n} tests inside its network namespace, not 1: is the name right?")
+        }
+        None => bail!("{test} printed no test summary inside its network namespace"),
+    }
+}
+
+/// The number of passed tests in libtest's summary line (`test result: ok. 1 passed; …`).
+fn passed_count(line: &str) -> Option<u32> {
+    let rest = line.strip_prefix("test result: ")?;
+    let (_, rest) = rest.split_once(". ")?;
+    rest.split_once(" passed")?.0.parse().ok()
+}
+
+fn unshare(args: &[String]) -> Command {
+    let mut cmd = Command::new("unshare");
+    cmd.arg("--net");
+    // Without root, a user namespace maps us to root in it (needs unprivileged userns).
+    if !is_root() {
+        cmd.arg("--map-root-user");
+    }
+    let exe = std::env::current_exe().expect("the test binary's path");
+    cmd.arg("--").arg(exe).args(args).env(ENV, "1");
+    cmd
 }
 
 /// Call first in a program (a benchmark) that needs the private network: outside the
@@ -41,15 +89,7 @@ pub fn rerun_inside(what: &str, args: &[String]) -> anyhow::Result<Place> {
         setup()?;
         return Ok(Place::Inside);
     }
-    let exe = std::env::current_exe()?;
-    let mut cmd = Command::new("unshare");
-    cmd.arg("--net");
-    // Without root, a user namespace maps us to root in it (needs unprivileged userns).
-    if !is_root() {
-        cmd.arg("--map-root-user");
-    }
-    cmd.arg("--").arg(exe).args(args).env(ENV, "1");
-    let status = cmd
+    let status = unshare(args)
         .status()
         .context("running `unshare` (util-linux) for a private network namespace")?;
     if !status.success() {
@@ -93,4 +133,27 @@ fn setup() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::passed_count;
+
+    #[test]
+    fn the_summary_line_gives_the_count_of_tests_run() {
+        assert_eq!(
+            passed_count(
+                "test result: ok. 1 passed; 0 failed; 0 ignored; 0 measured; 40 filtered out; finished in 9.1s"
+            ),
+            Some(1)
+        );
+        assert_eq!(
+            passed_count(
+                "test result: ok. 0 passed; 0 failed; 0 ignored; 0 measured; 41 filtered out"
+            ),
+            Some(0)
+        );
+        assert_eq!(passed_count("running 1 test"), None);
+        assert_eq!(passed_count("test result: FAILED. garbage"), None);
+    }
 }
