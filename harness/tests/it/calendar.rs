@@ -23,6 +23,41 @@ async fn create(api: &Api, base: &str, body: Value) -> Value {
     v
 }
 
+/// A weekly series whose first occurrence is the Monday before Europe's summer time
+/// starts (the last Sunday of March) next year, so that its second one is in summer time.
+struct DstSeries {
+    monday: chrono::NaiveDate,
+}
+
+impl DstSeries {
+    fn next() -> Self {
+        use chrono::Datelike;
+        let year = chrono::Utc::now().year() + 1;
+        let march_31 = chrono::NaiveDate::from_ymd_opt(year, 3, 31).unwrap();
+        let last_sunday =
+            march_31 - chrono::Duration::days(march_31.weekday().num_days_from_sunday().into());
+        DstSeries {
+            monday: last_sunday - chrono::Duration::days(6),
+        }
+    }
+
+    /// The date `days` after the first occurrence, as `YYYY-MM-DD`.
+    fn day(&self, days: i64) -> String {
+        (self.monday + chrono::Duration::days(days))
+            .format("%Y-%m-%d")
+            .to_string()
+    }
+
+    /// Unix milliseconds of `hour`:00 UTC on the date `days` after the first occurrence.
+    fn utc_ms(&self, days: i64, hour: u32) -> i64 {
+        (self.monday + chrono::Duration::days(days))
+            .and_hms_opt(hour, 0, 0)
+            .unwrap()
+            .and_utc()
+            .timestamp_millis()
+    }
+}
+
 /// What `icalendar` reads in `ics`.
 fn read_ics(ics: &str) -> Value {
     let dir = tempfile::tempdir().unwrap();
@@ -48,8 +83,10 @@ async fn a_scheduled_meetings_invitation_parses_with_its_start_length_and_recurr
     let api = Api::new(&c);
     let base = c.controllers[0].url();
 
-    // Weekly at 10:00 in Oslo, three times, across the start of summer time (28 March
-    // 2027): the first is at 09:00 UTC, the others at 08:00 UTC.
+    // Weekly at 10:00 in Oslo, three times, across the start of summer time next year:
+    // the first is at 09:00 UTC, the others at 08:00 UTC. Computed from today, so the
+    // series is always ahead of us.
+    let series = DstSeries::next();
     let m = create(
         &api,
         &base,
@@ -58,7 +95,7 @@ async fn a_scheduled_meetings_invitation_parses_with_its_start_length_and_recurr
             "description": "Reading: chapter 3.\nBring questions.",
             "waiting_room": false,
             "schedule": {
-                "start": "2027-03-22T10:00",
+                "start": format!("{}T10:00", series.day(0)),
                 "time_zone": "Europe/Oslo",
                 "duration_minutes": 90,
                 "recurrence": { "frequency": "weekly", "count": 3 },
@@ -69,11 +106,7 @@ async fn a_scheduled_meetings_invitation_parses_with_its_start_length_and_recurr
     .await;
     let id = m["id"].as_str().unwrap();
     assert_eq!(m["schedule"]["time_zone"], "Europe/Oslo", "{m}");
-    assert_eq!(
-        m["next_start_unix_ms"],
-        json!(1_805_706_000_000_i64), // 2027-03-22T09:00:00Z
-        "{m}"
-    );
+    assert_eq!(m["next_start_unix_ms"], json!(series.utc_ms(0, 9)), "{m}");
     let resp = api
         .http
         .get(format!("{base}/v1/meetings/{id}/calendar.ics"))
@@ -91,16 +124,16 @@ async fn a_scheduled_meetings_invitation_parses_with_its_start_length_and_recurr
     let ev = read_ics(&ics);
     eprintln!("{ev}");
     assert_eq!(ev["tzid"], "Europe/Oslo");
-    assert_eq!(ev["start"], "2027-03-22T10:00:00+01:00");
+    assert_eq!(ev["start"], format!("{}T10:00:00+01:00", series.day(0)));
     assert_eq!(ev["duration_seconds"], 5400.0);
     assert_eq!(ev["rrule"]["FREQ"], json!(["WEEKLY"]));
     assert_eq!(ev["rrule"]["COUNT"], json!(["3"]));
     assert_eq!(
         ev["occurrences_utc"],
         json!([
-            "2027-03-22T09:00:00+00:00",
-            "2027-03-29T08:00:00+00:00",
-            "2027-04-05T08:00:00+00:00"
+            format!("{}T09:00:00+00:00", series.day(0)),
+            format!("{}T08:00:00+00:00", series.day(7)),
+            format!("{}T08:00:00+00:00", series.day(14)),
         ])
     );
     assert_eq!(ev["summary"], "Seminar, spring; part 2");
@@ -126,7 +159,7 @@ async fn a_scheduled_meetings_invitation_parses_with_its_start_length_and_recurr
     assert_eq!(e["error"], "too_early", "{e}");
     let message = e["message"].as_str().unwrap();
     assert!(
-        message.contains("you can join from 2027-03-22 09:45 CET"),
+        message.contains(&format!("you can join from {} 09:45 CET", series.day(0))),
         "{message}"
     );
     let (st, j) = join(json!({ "name": "Hanne Host", "host_key": m["host_key"] })).await;
@@ -178,7 +211,8 @@ async fn a_scheduled_meetings_invitation_parses_with_its_start_length_and_recurr
             .json(&body);
         api.send(req)
     };
-    let (st, e) = edit(json!({ "title": "Seminar, moved", "schedule": { "start": "2027-03-23T14:00", "time_zone": "Europe/Oslo", "duration_minutes": 45 } })).await;
+    let moved = format!("{}T14:00", series.day(1));
+    let (st, e) = edit(json!({ "title": "Seminar, moved", "schedule": { "start": moved, "time_zone": "Europe/Oslo", "duration_minutes": 45 } })).await;
     assert_eq!(st, StatusCode::OK, "{e}");
     assert_eq!(e["title"], "Seminar, moved", "{e}");
     let ics = api
@@ -193,7 +227,10 @@ async fn a_scheduled_meetings_invitation_parses_with_its_start_length_and_recurr
     let ev = read_ics(&ics);
     assert_eq!(
         (ev["start"].as_str(), ev["duration_seconds"].as_f64()),
-        (Some("2027-03-23T14:00:00+01:00"), Some(2700.0)),
+        (
+            Some(format!("{}T14:00:00+01:00", series.day(1)).as_str()),
+            Some(2700.0)
+        ),
         "{ev}"
     );
     assert_eq!(ev["rrule"], json!({}), "no recurrence any more: {ev}");
