@@ -776,8 +776,23 @@ async fn end_to_end_encrypted_media_opens_only_with_the_passphrase_and_is_never_
     .unwrap();
     let camera = picture(&a, &ida).await.unwrap();
     let got = bot.received()[&(ida.clone(), "video")].video.clone();
+    // It has her encrypted frames (whole ones: each ends with a marker packet) ...
+    let frames = got.iter().filter(|(_, marker)| *marker).count();
+    assert!(
+        frames >= 10,
+        "the bot got only {frames} whole frames of Alice's"
+    );
+    // ... and nothing it decodes from them is her picture: the decoder refuses them, or
+    // what it makes of the ciphertext is noise.
     match bot::media::vp8_pictures(&got) {
-        Err(e) => eprintln!("the bot's decoder refused Alice's frames: {e}"),
+        Err(e) => {
+            let e = format!("{e:#}");
+            eprintln!("the bot's decoder refused Alice's frames: {e}");
+            assert!(
+                !e.contains("too short") && !e.contains("no whole VP8 frame"),
+                "the frames did not reach the decoder: {e}"
+            );
+        }
         Ok(pictures) => {
             eprintln!(
                 "the bot decoded {} pictures from {} packets of Alice's",
