@@ -12,25 +12,8 @@ use crate::ids::{MeetingId, NodeId, ParticipantId, Region};
 
 pub const ISSUER: &str = "fjord-controller";
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Role {
-    Host,
-    CoHost,
-    Panelist,
-    Attendee,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Host => "host",
-            Role::CoHost => "co-host",
-            Role::Panelist => "panelist",
-            Role::Attendee => "attendee",
-        }
-    }
-}
+/// A participant's role: the signaling protocol's own, which the token carries.
+pub use signaling::Role;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

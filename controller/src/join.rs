@@ -18,7 +18,6 @@ use crate::schedule::Window;
 use crate::service::Service;
 use crate::store::PlacementCommit;
 
-pub const MAX_NAME_CHARS: usize = 64;
 /// How long a placed join takes to show in the node's load report at the earliest (the
 /// client fetches its token and opens the node's WebSocket): joins placed this long
 /// before a report are taken to be in it.
@@ -183,15 +182,7 @@ impl Service {
     ) -> Result<Joined, ApiError> {
         self.join_limits
             .check(caller.addr, &meeting, Instant::now())?;
-        let name = req.name.trim().to_owned();
-        if name.is_empty()
-            || name.chars().count() > MAX_NAME_CHARS
-            || name.chars().any(char::is_control)
-        {
-            return Err(ApiError::BadRequest(format!(
-                "name: 1 to {MAX_NAME_CHARS} printable characters"
-            )));
-        }
+        let name = signaling::limits::display_name(&req.name).map_err(ApiError::BadRequest)?;
         if req
             .password
             .as_ref()

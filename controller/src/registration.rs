@@ -112,16 +112,7 @@ impl Service {
         if meeting.is_ended() {
             return Err(ApiError::Conflict(format!("meeting {id} has ended")));
         }
-        let name = input.name.trim().to_owned();
-        if name.is_empty()
-            || name.chars().count() > crate::join::MAX_NAME_CHARS
-            || name.chars().any(char::is_control)
-        {
-            return Err(ApiError::BadRequest(format!(
-                "name: 1 to {} printable characters",
-                crate::join::MAX_NAME_CHARS
-            )));
-        }
+        let name = signaling::limits::display_name(&input.name).map_err(ApiError::BadRequest)?;
         let email = input.email.trim().to_owned();
         if !plausible_email(&email) {
             return Err(ApiError::BadRequest(

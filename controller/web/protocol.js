@@ -86,6 +86,7 @@ export const CLOSE = Object.freeze({
   denied: 'denied',
   ended: 'ended',
   fenced: 'fenced',
+  full: 'full',
   media_failed: 'media_failed',
   removed: 'removed',
   replaced: 'replaced',

@@ -29,7 +29,7 @@ fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(rest);
     match which % 4 {
         0 => {
-            if let Err(r) = media_node::signal::parse_client(&text) {
+            if let Err(r) = signaling::parse_client(&text) {
                 assert!(r.answers.chars().count() <= 32, "answers {:?}", r.answers);
                 assert!(!r.message.is_empty());
             }

@@ -24,12 +24,17 @@ pub struct Present {
 
 impl Present {
     /// `claims`'s participant came in now, as `name` with `role`.
-    pub fn arrived(node: &Arc<Node>, claims: &JoinClaims, name: &str, role: &str) -> Self {
+    pub fn arrived(
+        node: &Arc<Node>,
+        claims: &JoinClaims,
+        name: &str,
+        role: signaling::Role,
+    ) -> Self {
         let mut rec = AttendanceRecord {
             participant_id: claims.sub.to_string(),
             name: name.to_owned(),
             registrant_id: claims.reg.clone().unwrap_or_default(),
-            role: role.to_owned(),
+            role: role.as_str().to_owned(),
             region: claims.region.to_string(),
             node_id: node.id.to_string(),
             joined_unix_ms: common::unix_ms(),

@@ -19,13 +19,13 @@ use common::keyspace::Keyspace;
 use proto::{
     MeetingCollabRecord, PollAnswerRecord, PollKind, PollRecord, PollState, QuestionRecord,
 };
-use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
+use signaling::{Poll, PollAnswer, PollResults, Question, Role, ServerMsg};
+
 use crate::Node;
 use crate::record::{self, Seen};
-use crate::room::is_host_role;
 
 pub const MAX_POLLS: usize = 100;
 pub const MAX_QUESTIONS: usize = 1000;
@@ -91,7 +91,7 @@ impl Op {
 pub struct Who {
     pub id: String,
     pub name: String,
-    pub role: &'static str,
+    pub role: Role,
 }
 
 fn chars_within(text: &str, max: usize) -> Result<String, String> {
@@ -141,7 +141,7 @@ pub fn apply(
     op: &Op,
     now_ms: i64,
 ) -> Result<u32, String> {
-    if op.for_hosts() && !is_host_role(who.role) {
+    if op.for_hosts() && !who.role.is_host() {
         return Err("only hosts and co-hosts can do this".into());
     }
     match op {
@@ -365,64 +365,62 @@ fn state_name(s: PollState) -> &'static str {
 
 /// A poll's results: counts per option, answers with names (named polls, for hosts),
 /// free-text answers.
-fn results(p: &PollRecord, with_names: bool) -> Value {
-    let texts: Vec<&str> = if p.anonymous {
-        p.texts.iter().map(String::as_str).collect()
+fn results(p: &PollRecord, with_names: bool) -> PollResults {
+    let texts: Vec<String> = if p.anonymous {
+        p.texts.clone()
     } else {
-        let mut t: Vec<&str> = p
+        let mut t: Vec<String> = p
             .answers
             .iter()
             .filter(|a| !a.text.is_empty())
-            .map(|a| a.text.as_str())
+            .map(|a| a.text.clone())
             .collect();
         t.sort_unstable();
         t
     };
-    let mut r = json!({
-        "answered": p.voters.len(),
-        "tally": p.tally,
-        "texts": texts,
-    });
-    if with_names && !p.anonymous {
-        r["answers"] = p
-            .answers
-            .iter()
-            .map(|a| json!({ "participant_id": a.participant_id, "name": a.name, "choices": a.choices, "text": a.text }))
-            .collect();
+    PollResults {
+        answered: p.voters.len(),
+        tally: p.tally.clone(),
+        texts,
+        answers: (with_names && !p.anonymous).then(|| {
+            p.answers
+                .iter()
+                .map(|a| PollAnswer {
+                    participant_id: a.participant_id.clone(),
+                    name: a.name.clone(),
+                    choices: a.choices.clone(),
+                    text: a.text.clone(),
+                })
+                .collect()
+        }),
     }
-    r
 }
 
 /// The `polls` message for participant `me` (`host`: a host or co-host, who sees drafts
 /// and live results; others see launched polls, and results once shared).
-pub fn polls_message(rec: &MeetingCollabRecord, me: &str, host: bool) -> Value {
-    let polls: Vec<Value> = rec
+pub fn polls_message(rec: &MeetingCollabRecord, me: &str, host: bool) -> ServerMsg {
+    let polls = rec
         .polls
         .iter()
         .filter(|p| host || p.state() != PollState::Draft)
-        .map(|p| {
-            let mut v = json!({
-                "poll_id": p.id,
-                "question": p.question,
-                "kind": kind_name(p.kind()),
-                "options": p.options,
-                "anonymous": p.anonymous,
-                "state": state_name(p.state()),
-                "shared": p.shared,
-                "answered_by_me": p.voters.binary_search_by(|v| v.as_str().cmp(me)).is_ok(),
-            });
-            if host || p.shared {
-                v["results"] = results(p, host);
-            }
-            v
+        .map(|p| Poll {
+            poll_id: p.id,
+            question: p.question.clone(),
+            kind: kind_name(p.kind()).to_owned(),
+            options: p.options.clone(),
+            anonymous: p.anonymous,
+            state: state_name(p.state()).to_owned(),
+            shared: p.shared,
+            answered_by_me: p.voters.binary_search_by(|v| v.as_str().cmp(me)).is_ok(),
+            results: (host || p.shared).then(|| results(p, host)),
         })
         .collect();
-    json!({ "type": "polls", "polls": polls })
+    ServerMsg::Polls { polls }
 }
 
 /// The `questions` message for participant `me`: most votes first (then oldest);
 /// dismissed ones for hosts only.
-pub fn questions_message(rec: &MeetingCollabRecord, me: &str, host: bool) -> Value {
+pub fn questions_message(rec: &MeetingCollabRecord, me: &str, host: bool) -> ServerMsg {
     let mut qs: Vec<&QuestionRecord> = rec
         .questions
         .iter()
@@ -435,27 +433,28 @@ pub fn questions_message(rec: &MeetingCollabRecord, me: &str, host: bool) -> Val
             .then(a.asked_unix_ms.cmp(&b.asked_unix_ms))
             .then(a.id.cmp(&b.id))
     });
-    let questions: Vec<Value> = qs
+    let some = |s: &String| (!s.is_empty()).then(|| s.clone());
+    let questions = qs
         .into_iter()
         .map(|q| {
             let anonymous = q.author_id.is_empty();
-            json!({
-                "question_id": q.id,
-                "text": q.text,
-                "anonymous": anonymous,
-                "author_name": (!anonymous).then_some(&q.author_name),
-                "mine": !anonymous && q.author_id == me,
-                "votes": q.voters.len(),
-                "voted_by_me": q.voters.binary_search_by(|v| v.as_str().cmp(me)).is_ok(),
-                "answer": (!q.answer.is_empty()).then_some(&q.answer),
-                "answered_live": q.answered_live,
-                "answered_by_name": (!q.answered_by_name.is_empty()).then_some(&q.answered_by_name),
-                "dismissed": q.dismissed,
-                "asked_unix_ms": q.asked_unix_ms,
-            })
+            Question {
+                question_id: q.id,
+                text: q.text.clone(),
+                anonymous,
+                author_name: (!anonymous).then(|| q.author_name.clone()),
+                mine: !anonymous && q.author_id == me,
+                votes: q.voters.len(),
+                voted_by_me: q.voters.binary_search_by(|v| v.as_str().cmp(me)).is_ok(),
+                answer: some(&q.answer),
+                answered_live: q.answered_live,
+                answered_by_name: some(&q.answered_by_name),
+                dismissed: q.dismissed,
+                asked_unix_ms: q.asked_unix_ms,
+            }
         })
         .collect();
-    json!({ "type": "questions", "questions": questions })
+    ServerMsg::Questions { questions }
 }
 
 /// A meeting's polls and Q&A as this node knows them.
@@ -633,13 +632,23 @@ async fn write_batches(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::{Value, json};
 
-    fn who(id: &str, role: &'static str) -> Who {
+    fn who(id: &str, role: &str) -> Who {
         Who {
             id: id.into(),
             name: format!("Name of {id}"),
-            role,
+            role: Role::parse(role).unwrap(),
         }
+    }
+
+    /// The messages as their JSON, as clients read them.
+    fn polls_message(rec: &MeetingCollabRecord, me: &str, host: bool) -> Value {
+        serde_json::to_value(super::polls_message(rec, me, host)).unwrap()
+    }
+
+    fn questions_message(rec: &MeetingCollabRecord, me: &str, host: bool) -> Value {
+        serde_json::to_value(super::questions_message(rec, me, host)).unwrap()
     }
 
     fn poll(kind: PollKind, options: &[&str], anonymous: bool) -> Op {

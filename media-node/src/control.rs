@@ -52,8 +52,13 @@ impl MediaNodeControl for Control {
         let r = req.into_inner();
         let m = meeting(&r.meeting_id)?;
         tracing::info!(meeting_id = %m, reason = r.reason, "meeting closed");
-        self.node
-            .close(&m, &format!("the meeting was closed here: {}", r.reason));
+        self.node.close(
+            &m,
+            &crate::room::Close::new(
+                signaling::CloseCode::ClosedHere,
+                format!("the meeting was closed here: {}", r.reason),
+            ),
+        );
         Ok(Response::new(CloseMeetingResponse {}))
     }
 

@@ -21,6 +21,7 @@ use common::ids::MeetingId;
 use common::keyspace::Keyspace;
 use prost::Message;
 use proto::{HostActionRecord, MeetingRecord, MeetingRoomRecord};
+use signaling::{Breakout, CloseCode, Role, RoomSettings, ServerMsg};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -53,7 +54,7 @@ pub enum Action {
     Remove(String),
     SetRole {
         target: String,
-        role: &'static str,
+        role: Role,
     },
     Rename {
         target: String,
@@ -129,18 +130,18 @@ impl Action {
     }
 
     /// Only the host, not a co-host, may end the meeting or make or unmake a host.
-    pub fn needs_host(&self, target_role: Option<&str>) -> bool {
+    pub fn needs_host(&self, target_role: Option<Role>) -> bool {
         match self {
             Action::End => true,
-            Action::SetRole { role, .. } => *role == "host" || target_role == Some("host"),
-            Action::Remove(_) | Action::Mute { .. } => target_role == Some("host"),
+            Action::SetRole { role, .. } => *role == Role::Host || target_role == Some(Role::Host),
+            Action::Remove(_) | Action::Mute { .. } => target_role == Some(Role::Host),
             _ => false,
         }
     }
 
     fn detail(&self) -> String {
         match self {
-            Action::SetRole { role, .. } => (*role).to_owned(),
+            Action::SetRole { role, .. } => role.as_str().to_owned(),
             Action::Rename { name, .. } => name.clone(),
             Action::BreakoutCreate(names) => names.join(", "),
             Action::BreakoutAssign(moves) if moves.len() == 1 => format!("room {}", moves[0].1),
@@ -162,7 +163,7 @@ impl Action {
 pub struct Actor {
     pub id: String,
     pub name: String,
-    pub role: &'static str,
+    pub role: Role,
 }
 
 fn push_once(list: &mut Vec<String>, id: &str) {
@@ -183,7 +184,7 @@ pub fn apply(rec: &mut MeetingRoomRecord, actor: &Actor, action: &Action, now_ms
         Action::AllowUnmute(on) => rec.unmute_disallowed = !on,
         Action::SetRole { target, role } => {
             if rec.roles.len() < MAX_LISTED || rec.roles.contains_key(target) {
-                rec.roles.insert(target.clone(), (*role).to_owned());
+                rec.roles.insert(target.clone(), role.as_str().to_owned());
             }
         }
         Action::Rename { target, name } => {
@@ -232,7 +233,7 @@ pub fn apply(rec: &mut MeetingRoomRecord, actor: &Actor, action: &Action, now_ms
         unix_ms: now_ms,
         by: actor.id.clone(),
         by_name: actor.name.clone(),
-        by_role: actor.role.to_owned(),
+        by_role: actor.role.as_str().to_owned(),
         action: action.name().to_owned(),
         target: action.target().unwrap_or_default().to_owned(),
         detail: action.detail(),
@@ -243,12 +244,9 @@ pub fn apply(rec: &mut MeetingRoomRecord, actor: &Actor, action: &Action, now_ms
     }
 }
 
-/// The role a role name stands for (unknown names: attendee).
-pub fn role_named(name: &str) -> &'static str {
-    ["host", "co-host", "panelist", "attendee"]
-        .into_iter()
-        .find(|r| *r == name)
-        .unwrap_or("attendee")
+/// The role a stored role name stands for (unknown names: attendee).
+pub fn role_named(name: &str) -> Role {
+    Role::parse(name).unwrap_or(Role::Attendee)
 }
 
 /// A meeting's room as this node knows it.
@@ -273,20 +271,47 @@ pub struct RoomState {
 pub struct News {
     pub ended: bool,
     /// Why the participant may no longer be in the meeting, if so.
-    pub refusal: Option<&'static str>,
-    pub role: &'static str,
+    pub refusal: Option<Refusal>,
+    pub role: Role,
     pub name: String,
     /// Actions newer than the ones seen, oldest first.
     pub actions: Vec<HostActionRecord>,
     pub last_seq: u64,
-    pub room_msg: serde_json::Value,
-    pub breakout_msg: serde_json::Value,
+    pub room_msg: ServerMsg,
+    pub breakout_msg: ServerMsg,
 }
 
-/// Why a participant is not let in (again).
-pub const REMOVED: &str = "a host removed you from this meeting";
-pub const DENIED: &str = "a host did not let you into this meeting";
-pub const ENDED: &str = "the host ended the meeting for everyone";
+/// Why a participant is not let in (again): the code the client is told (`closed`,
+/// or the HTTP refusal's `error`) and why, in words.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    pub code: CloseCode,
+    pub message: &'static str,
+}
+
+impl Refusal {
+    /// The `error` code of an HTTP refusal before the upgrade.
+    pub fn http_code(&self) -> &'static str {
+        match self.code {
+            CloseCode::Removed => "removed",
+            CloseCode::Denied => "denied",
+            _ => "ended",
+        }
+    }
+}
+
+pub const REMOVED: Refusal = Refusal {
+    code: CloseCode::Removed,
+    message: "a host removed you from this meeting",
+};
+pub const DENIED: Refusal = Refusal {
+    code: CloseCode::Denied,
+    message: "a host did not let you into this meeting",
+};
+pub const ENDED: Refusal = Refusal {
+    code: CloseCode::Ended,
+    message: "the host ended the meeting for everyone",
+};
 
 impl RoomState {
     pub fn loaded(&self) -> bool {
@@ -309,7 +334,7 @@ impl RoomState {
         !self.rec.local_recording_forbidden
     }
     /// `participant`'s role: the one a host gave, else the join token's.
-    pub fn role_of(&self, participant: &str, token_role: &'static str) -> &'static str {
+    pub fn role_of(&self, participant: &str, token_role: Role) -> Role {
         self.rec
             .roles
             .get(participant)
@@ -325,11 +350,11 @@ impl RoomState {
         self.rec.admitted.iter().any(|x| x == participant)
     }
     /// Why `participant` may not be in the meeting, if they may not.
-    pub fn refusal(&self, participant: &str) -> Option<(&'static str, &'static str)> {
+    pub fn refusal(&self, participant: &str) -> Option<Refusal> {
         if self.rec.removed.iter().any(|x| x == participant) {
-            Some(("removed", REMOVED))
+            Some(REMOVED)
         } else if self.rec.denied.iter().any(|x| x == participant) {
-            Some(("denied", DENIED))
+            Some(DENIED)
         } else {
             None
         }
@@ -347,14 +372,14 @@ impl RoomState {
     pub fn news_for(
         &self,
         me: &str,
-        token_role: &'static str,
+        token_role: Role,
         token_name: &str,
         seen_seq: u64,
         now_ms: i64,
     ) -> News {
         News {
             ended: self.rec.ended,
-            refusal: self.refusal(me).map(|r| r.1),
+            refusal: self.refusal(me),
             role: self.role_of(me, token_role),
             name: self.name_of(me, token_name).to_owned(),
             actions: self.actions_after(seen_seq).cloned().collect(),
@@ -365,17 +390,16 @@ impl RoomState {
     }
 
     /// The `room` message: the meeting's settings as every participant sees them.
-    pub fn message(&self) -> serde_json::Value {
-        serde_json::json!({
-            "type": "room",
-            "title": self.title,
-            "webinar": self.webinar,
-            "locked": self.rec.locked,
-            "waiting_room": self.waiting_room(),
-            "allow_unmute": self.allow_unmute(),
-            "attendees_may_draw": self.attendees_may_draw(),
-            "local_recording_allowed": self.local_recording_allowed(),
-            "attendee_chat_everyone": self.attendee_chat_everyone(),
+    pub fn message(&self) -> ServerMsg {
+        ServerMsg::Room(RoomSettings {
+            title: self.title.clone(),
+            webinar: self.webinar,
+            locked: self.rec.locked,
+            waiting_room: self.waiting_room(),
+            allow_unmute: self.allow_unmute(),
+            attendees_may_draw: self.attendees_may_draw(),
+            local_recording_allowed: self.local_recording_allowed(),
+            attendee_chat_everyone: self.attendee_chat_everyone(),
         })
     }
     /// Whether breakout rooms are open at `now_ms` (opened, and not yet closed).
@@ -414,14 +438,18 @@ impl RoomState {
     }
     /// The `breakout` message: the rooms, who is where, and whether and until when
     /// they are open.
-    pub fn breakout_message(&self, me: &str, now_ms: i64) -> serde_json::Value {
-        serde_json::json!({
-            "type": "breakout",
-            "rooms": self.rec.breakout_rooms,
-            "assignment": self.rec.breakout_assignment,
-            "open": self.breakouts_open(now_ms),
-            "closes_unix_ms": self.closing_at().filter(|c| *c > now_ms),
-            "my_room": self.group_of(me, now_ms),
+    pub fn breakout_message(&self, me: &str, now_ms: i64) -> ServerMsg {
+        ServerMsg::Breakout(Breakout {
+            rooms: self.rec.breakout_rooms.clone(),
+            assignment: self
+                .rec
+                .breakout_assignment
+                .iter()
+                .map(|(p, r)| (p.clone(), *r))
+                .collect(),
+            open: self.breakouts_open(now_ms),
+            closes_unix_ms: self.closing_at().filter(|c| *c > now_ms),
+            my_room: self.group_of(me, now_ms),
         })
     }
 }

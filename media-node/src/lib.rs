@@ -260,7 +260,7 @@ impl Node {
             .or_insert(0);
     }
     /// Ends meeting `m` here: its sessions (their clients are told `why`) and its links.
-    pub fn close(&self, m: &MeetingId, why: &str) {
+    pub fn close(&self, m: &MeetingId, why: &room::Close) {
         self.meetings.lock().expect("meetings").remove(m);
         self.mesh.unfollow(m);
         self.hosts.unfollow(m);
@@ -301,7 +301,7 @@ impl Node {
             );
         }
         for m in &meetings {
-            self.close(m, FENCED);
+            self.close(m, &fenced());
         }
     }
 
@@ -317,7 +317,12 @@ impl Node {
 
 /// What the clients of a fenced node are told: their session ended, and a fresh join
 /// through the controller lands them on a live node.
-pub const FENCED: &str = "this media node lost contact with the cluster (fenced): join again";
+pub fn fenced() -> room::Close {
+    room::Close::new(
+        signaling::CloseCode::Fenced,
+        "this media node lost contact with the cluster (fenced): join again",
+    )
+}
 
 /// Why the media node could not start, or stopped serving.
 #[derive(Debug, thiserror::Error)]

@@ -45,18 +45,16 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::Node;
-use crate::room::{ParticipantInfo, RoomEvent};
+use crate::room::{Participant, ServerMsg};
 use crate::sfu::driver::LinkMedia;
 use crate::sfu::{RelayEvent, SfuCommand};
-use crate::signal::MAX_CHAT_CHARS;
+use signaling::limits::{MAX_CHAT_CHARS, REACTION_EMOJI, bounded_name};
 
 /// The first pause before dialling a peer again; it doubles up to [`REDIAL_MAX`].
 const REDIAL_FIRST: Duration = Duration::from_millis(200);
 const REDIAL_MAX: Duration = Duration::from_secs(5);
 /// How long an accepted link waits for its dialler to appear in our placements.
 const PEER_GRACE: Duration = Duration::from_secs(1);
-/// The longest display name (as the controller allows).
-const MAX_NAME_CHARS: usize = 64;
 
 /// Why a relay link to another media node could not be made or ended.
 #[derive(Debug, thiserror::Error)]
@@ -673,28 +671,12 @@ async fn read_datagrams(
     let _ = m.rtt.remove_label_values(&[p]);
 }
 
-/// A display name from a far node, cut to the length the controller allows one.
-fn bounded(mut name: String) -> String {
-    if let Some((at, _)) = name.char_indices().nth(MAX_NAME_CHARS) {
-        name.truncate(at);
-    }
-    name
-}
-
-fn role_of(name: &str) -> &'static str {
-    [Role::Host, Role::CoHost, Role::Panelist, Role::Attendee]
-        .into_iter()
-        .find(|r| r.as_str() == name)
-        .unwrap_or(Role::Attendee)
-        .as_str()
-}
-
-fn participant_msg(p: &ParticipantInfo) -> RelayControl {
+fn participant_msg(p: &Participant) -> RelayControl {
     RelayControl {
         msg: Some(Msg::Participant(RemoteParticipant {
             participant_id: p.participant_id.clone(),
             name: p.name.clone(),
-            role: p.role.into(),
+            role: p.role.as_str().to_owned(),
             audio_muted: p.audio_muted,
             video_muted: p.video_muted,
             hand_raised_unix_ms: p.hand_raised_unix_ms.unwrap_or(0),
@@ -729,7 +711,7 @@ async fn run_link(
     tracing::info!(%meeting, %peer, "relay link up");
     // Our participants as told to the far node, by id.
     let (locals, drawn, mut room) = node.rooms.watch(meeting);
-    let mut told: HashMap<String, ParticipantInfo> = HashMap::new();
+    let mut told: HashMap<String, Participant> = HashMap::new();
     // Our tracks: the SFU's track id -> the connection's, and back.
     let mut ours: HashMap<u32, u32> = HashMap::new();
     let mut by_conn: HashMap<u32, u32> = HashMap::new();
@@ -794,55 +776,56 @@ async fn run_link(
                     handle_far(node, &session, &media, conn, meeting, origin, &by_conn, &mut theirs, msg);
                 }
                 ev = room.recv() => match ev {
-                    Ok(RoomEvent::ParticipantJoined { participant }) => {
+                    Ok(ServerMsg::ParticipantJoined { participant }) => {
                         if node.rooms.is_local(meeting, &participant.participant_id) {
                             writer.send(&participant_msg(&participant)).await?;
                             told.insert(participant.participant_id.clone(), participant);
                         }
                     }
-                    Ok(RoomEvent::ParticipantLeft { participant_id }) => {
+                    Ok(ServerMsg::ParticipantLeft { participant_id }) => {
                         if told.remove(&participant_id).is_some() {
                             writer.send(&control(Msg::ParticipantLeft(ParticipantGone { participant_id }))).await?;
                         }
                     }
-                    Ok(RoomEvent::ParticipantUpdated { participant }) => {
+                    Ok(ServerMsg::ParticipantUpdated { participant }) => {
                         if let Some(p) = told.get_mut(&participant.participant_id) {
                             *p = participant;
                             writer.send(&participant_msg(p)).await?;
                         }
                     }
-                    Ok(RoomEvent::Mute { participant_id, audio_muted, video_muted }) => {
+                    Ok(ServerMsg::Mute { participant_id, audio_muted, video_muted }) => {
                         if let Some(p) = told.get_mut(&participant_id) {
                             (p.audio_muted, p.video_muted) = (audio_muted, video_muted);
                             writer.send(&participant_msg(p)).await?;
                         }
                     }
-                    Ok(RoomEvent::Chat { from, name, text, unix_ms }) => {
+                    Ok(ServerMsg::Chat { from, name, text, unix_ms }) => {
                         if told.contains_key(&from) {
                             writer.send(&control(Msg::Chat(RemoteChat { from, name, text, unix_ms }))).await?;
                         }
                     }
-                    Ok(RoomEvent::Reaction { from, name, emoji, unix_ms }) => {
+                    Ok(ServerMsg::Reaction { from, name, emoji, unix_ms }) => {
                         if told.contains_key(&from) {
                             writer.send(&control(Msg::Reaction(RemoteReaction { from, name, emoji, unix_ms }))).await?;
                         }
                     }
-                    Ok(RoomEvent::BoardDraw(op)) => {
+                    Ok(ServerMsg::BoardDraw(op)) => {
                         if told.contains_key(&op.author) {
                             writer.send(&control(Msg::BoardOp(board_op_msg(op)))).await?;
                         }
                     }
-                    Ok(RoomEvent::BoardUndo { author, stroke_id }) => {
+                    Ok(ServerMsg::BoardUndo { author, stroke_id }) => {
                         if told.contains_key(&author) {
                             writer.send(&control(Msg::BoardUndo(RemoteBoardUndo { author, stroke_id }))).await?;
                         }
                     }
-                    Ok(RoomEvent::BoardClear { by, by_name }) => {
+                    Ok(ServerMsg::BoardClear { by, by_name }) => {
                         if told.contains_key(&by) {
                             writer.send(&control(Msg::BoardClear(RemoteBoardClear { by, by_name }))).await?;
                         }
                     }
-                    Ok(RoomEvent::ActiveSpeaker { .. }) => {}
+                    // The rest is not a room event, or each node works it out itself.
+                    Ok(_) => {}
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                         return Err(LinkError::Lagged(n));
                     }
@@ -916,7 +899,7 @@ fn handle_far(
                 meeting: meeting.clone(),
                 track_id: a.track_id,
                 participant,
-                name: bounded(a.participant_name),
+                name: bounded_name(a.participant_name),
                 kind,
                 codec,
                 clock_rate: a.clock_rate,
@@ -948,10 +931,10 @@ fn handle_far(
         Msg::Participant(p) => node.rooms.remote_upsert(
             meeting,
             origin,
-            ParticipantInfo {
+            Participant {
                 participant_id: p.participant_id,
-                name: bounded(p.name),
-                role: role_of(&p.role),
+                name: bounded_name(p.name),
+                role: Role::parse(&p.role).unwrap_or_default(),
                 audio_muted: p.audio_muted,
                 video_muted: p.video_muted,
                 hand_raised_unix_ms: (p.hand_raised_unix_ms > 0).then_some(p.hand_raised_unix_ms),
@@ -966,9 +949,9 @@ fn handle_far(
             if ok && !node.rooms.is_local(meeting, &c.from) {
                 node.rooms.publish(
                     meeting,
-                    RoomEvent::Chat {
+                    ServerMsg::Chat {
                         from: c.from,
-                        name: bounded(c.name),
+                        name: bounded_name(c.name),
                         text: c.text,
                         unix_ms: c.unix_ms,
                     },
@@ -976,13 +959,13 @@ fn handle_far(
             }
         }
         Msg::Reaction(r) => {
-            let ok = crate::signal::REACTION_EMOJI.contains(&r.emoji.as_str());
+            let ok = REACTION_EMOJI.contains(&r.emoji.as_str());
             if ok && !node.rooms.is_local(meeting, &r.from) {
                 node.rooms.publish(
                     meeting,
-                    RoomEvent::Reaction {
+                    ServerMsg::Reaction {
                         from: r.from,
-                        name: bounded(r.name),
+                        name: bounded_name(r.name),
                         emoji: r.emoji,
                         unix_ms: r.unix_ms,
                     },
@@ -1012,7 +995,8 @@ fn handle_far(
         }
         Msg::BoardClear(c) => {
             if !node.rooms.is_local(meeting, &c.by) {
-                node.rooms.board_clear(meeting, &c.by, &bounded(c.by_name));
+                node.rooms
+                    .board_clear(meeting, &c.by, &bounded_name(c.by_name));
             }
         }
         Msg::Hello(_) => {}

@@ -9,135 +9,91 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use common::ids::{MeetingId, ParticipantId};
-use serde::Serialize;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
-#[derive(Clone, Debug, Default, Serialize, PartialEq)]
-pub struct ParticipantInfo {
-    pub participant_id: String,
-    pub name: String,
-    pub role: &'static str,
-    pub audio_muted: bool,
-    pub video_muted: bool,
-    /// When the hand went up; None while it is down. Hands are listed in this order.
-    pub hand_raised_unix_ms: Option<i64>,
-    /// In the waiting room: shown to hosts and co-hosts only, gets no media.
-    pub waiting: bool,
-    /// When the participant joined (the longest present takes over from a host who
-    /// leaves without a co-host).
-    pub joined_unix_ms: i64,
-    /// Recording the meeting on their own computer: every participant is shown it.
-    pub local_recording: bool,
-}
-
-impl ParticipantInfo {
-    /// Whether the role may act as a host (host or co-host).
-    pub fn is_host(&self) -> bool {
-        is_host_role(self.role)
-    }
-}
-
-pub fn is_host_role(role: &str) -> bool {
-    role == "host" || role == "co-host"
-}
+pub use signaling::{CloseCode, Participant, ServerMsg};
 
 /// What sessions are told when a participant's record changes from `old` to `new`:
 /// nothing, a `mute` (when only the mute state changed, as clients have always been
 /// told), a join (when it left the waiting room), or the whole record.
-fn change_event(old: &ParticipantInfo, new: &ParticipantInfo) -> Option<RoomEvent> {
+fn change_event(old: &Participant, new: &Participant) -> Option<ServerMsg> {
     if old == new {
         return None;
     }
     if old.waiting && !new.waiting {
-        return Some(RoomEvent::ParticipantJoined {
+        return Some(ServerMsg::ParticipantJoined {
             participant: new.clone(),
         });
     }
-    let muted_only = ParticipantInfo {
+    let muted_only = Participant {
         audio_muted: new.audio_muted,
         video_muted: new.video_muted,
         ..old.clone()
     } == *new;
     Some(if muted_only {
-        RoomEvent::Mute {
+        ServerMsg::Mute {
             participant_id: new.participant_id.clone(),
             audio_muted: new.audio_muted,
             video_muted: new.video_muted,
         }
     } else {
-        RoomEvent::ParticipantUpdated {
+        ServerMsg::ParticipantUpdated {
             participant: new.clone(),
         }
     })
-}
-
-/// Something every session of a meeting hears about. Serialised as a signaling message.
-#[derive(Clone, Debug, Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum RoomEvent {
-    ParticipantJoined {
-        participant: ParticipantInfo,
-    },
-    ParticipantLeft {
-        participant_id: String,
-    },
-    /// A participant's role, name, hand or mute state changed (`mute` alone when only
-    /// the mute state did).
-    ParticipantUpdated {
-        participant: ParticipantInfo,
-    },
-    Chat {
-        from: String,
-        name: String,
-        text: String,
-        unix_ms: i64,
-    },
-    Mute {
-        participant_id: String,
-        audio_muted: bool,
-        video_muted: bool,
-    },
-    ActiveSpeaker {
-        participant_id: String,
-    },
-    /// A whiteboard operation (`board_draw`), a stroke taken back, the board cleared.
-    BoardDraw(crate::board::BoardOp),
-    BoardUndo {
-        author: String,
-        stroke_id: u32,
-    },
-    BoardClear {
-        by: String,
-        by_name: String,
-    },
-    /// A short emoji shown on the sender's tile for a few seconds.
-    Reaction {
-        from: String,
-        name: String,
-        emoji: String,
-        unix_ms: i64,
-    },
 }
 
 /// Ends a session, saying why (its client is told in a `closed` message).
 #[derive(Clone, Default)]
 pub struct SessionEnd {
     token: CancellationToken,
-    why: Arc<OnceLock<String>>,
+    why: Arc<OnceLock<Close>>,
+}
+
+/// Why the node ends a session: the code its client switches on, and words for people.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Close {
+    pub code: CloseCode,
+    pub reason: String,
+}
+
+impl Close {
+    pub fn new(code: CloseCode, reason: impl Into<String>) -> Close {
+        Close {
+            code,
+            reason: reason.into(),
+        }
+    }
+
+    /// Why a session ended when its participant connected again.
+    pub fn replaced() -> Close {
+        Close::new(CloseCode::Replaced, REPLACED)
+    }
+
+    /// The `closed` message that tells the client.
+    pub fn message(&self) -> ServerMsg {
+        ServerMsg::Closed {
+            code: self.code,
+            reason: self.reason.clone(),
+        }
+    }
 }
 
 impl SessionEnd {
     /// Ends the session; the first reason given is the one told.
-    pub fn end(&self, why: &str) {
-        let _ = self.why.set(why.to_owned());
+    pub fn end(&self, why: Close) {
+        let _ = self.why.set(why);
         self.token.cancel();
     }
 
     /// Waits until the session is ended; why.
-    pub async fn ended(&self) -> String {
+    pub async fn ended(&self) -> Close {
         self.token.cancelled().await;
-        self.why.get().cloned().unwrap_or_default()
+        self.why
+            .get()
+            .cloned()
+            .unwrap_or_else(|| Close::new(CloseCode::ClosedHere, "the session was ended"))
     }
 
     pub fn is_ended(&self) -> bool {
@@ -149,7 +105,7 @@ impl SessionEnd {
 pub const REPLACED: &str = "replaced by a newer session";
 
 struct Member {
-    info: ParticipantInfo,
+    info: Participant,
     /// The relay link a remote participant's node keeps it up to date over; None for
     /// ours.
     origin: Option<u64>,
@@ -160,7 +116,7 @@ struct Member {
 
 struct Room {
     members: BTreeMap<ParticipantId, Member>,
-    events: broadcast::Sender<RoomEvent>,
+    events: broadcast::Sender<ServerMsg>,
     /// The last announced active speaker, told to whoever joins later.
     active_speaker: Option<String>,
     board: crate::board::Board,
@@ -190,9 +146,9 @@ pub struct Membership {
     pub participant: ParticipantId,
     pub generation: u64,
     pub session: SessionEnd,
-    pub events: broadcast::Receiver<RoomEvent>,
+    pub events: broadcast::Receiver<ServerMsg>,
     /// Who else was there when we joined.
-    pub others: Vec<ParticipantInfo>,
+    pub others: Vec<Participant>,
     /// Who was the active speaker when we joined.
     pub active_speaker: Option<String>,
 }
@@ -203,7 +159,7 @@ impl Rooms {
         &self,
         meeting: &MeetingId,
         participant: &ParticipantId,
-        info: ParticipantInfo,
+        info: Participant,
     ) -> Membership {
         self.try_join(meeting, participant, info, usize::MAX)
             .expect("no bound")
@@ -225,7 +181,7 @@ impl Rooms {
         &self,
         meeting: &MeetingId,
         participant: &ParticipantId,
-        info: ParticipantInfo,
+        info: Participant,
         max: usize,
     ) -> Result<Membership, usize> {
         let generation = self
@@ -247,13 +203,13 @@ impl Rooms {
             },
         );
         if let Some(old) = &replaced {
-            old.session.end(REPLACED);
+            old.session.end(Close::replaced());
         }
         let events = room.events.subscribe();
         if replaced.is_none() {
             let _ = room
                 .events
-                .send(RoomEvent::ParticipantJoined { participant: info });
+                .send(ServerMsg::ParticipantJoined { participant: info });
         }
         let others = room
             .members
@@ -284,7 +240,7 @@ impl Rooms {
             .is_some_and(|x| x.origin.is_none() && x.generation == m.generation)
         {
             room.members.remove(&m.participant);
-            let _ = room.events.send(RoomEvent::ParticipantLeft {
+            let _ = room.events.send(ServerMsg::ParticipantLeft {
                 participant_id: m.participant.to_string(),
             });
         }
@@ -295,12 +251,12 @@ impl Rooms {
 
     /// Tells every session of `meeting` about `event` (chat, the active speaker; changes
     /// of a participant go through [`Rooms::update`], which keeps the record too).
-    pub fn publish(&self, meeting: &MeetingId, event: RoomEvent) {
+    pub fn publish(&self, meeting: &MeetingId, event: ServerMsg) {
         let mut rooms = self.rooms.lock().expect("rooms");
         let Some(room) = rooms.get_mut(meeting) else {
             return;
         };
-        if let RoomEvent::ActiveSpeaker { participant_id } = &event {
+        if let ServerMsg::ActiveSpeaker { participant_id } = &event {
             room.active_speaker = Some(participant_id.clone());
         }
         let _ = room.events.send(event);
@@ -309,7 +265,7 @@ impl Rooms {
     /// A participant of `meeting` on the media node behind link `origin` joined, or changed (mute): it
     /// is shown to local sessions like a neighbour. Ignored if the id is one of ours (a
     /// participant who moved here is ours from then on).
-    pub fn remote_upsert(&self, meeting: &MeetingId, origin: u64, info: ParticipantInfo) {
+    pub fn remote_upsert(&self, meeting: &MeetingId, origin: u64, info: Participant) {
         let Ok(id) = ParticipantId::parse(&info.participant_id) else {
             return;
         };
@@ -335,7 +291,7 @@ impl Rooms {
                         generation: 0,
                     },
                 );
-                RoomEvent::ParticipantJoined { participant: info }
+                ServerMsg::ParticipantJoined { participant: info }
             }
         };
         let _ = room.events.send(event);
@@ -348,8 +304,8 @@ impl Rooms {
         &self,
         meeting: &MeetingId,
         participant_id: &str,
-        f: impl FnOnce(&mut ParticipantInfo),
-    ) -> Option<ParticipantInfo> {
+        f: impl FnOnce(&mut Participant),
+    ) -> Option<Participant> {
         let mut rooms = self.rooms.lock().expect("rooms");
         let room = rooms.get_mut(meeting)?;
         let m = room
@@ -368,7 +324,7 @@ impl Rooms {
     }
 
     /// Participant `participant_id` of `meeting`, here or on another node.
-    pub fn member(&self, meeting: &MeetingId, participant_id: &str) -> Option<ParticipantInfo> {
+    pub fn member(&self, meeting: &MeetingId, participant_id: &str) -> Option<Participant> {
         let rooms = self.rooms.lock().expect("rooms");
         let room = rooms.get(meeting)?;
         room.members
@@ -378,7 +334,7 @@ impl Rooms {
     }
 
     /// Every participant of `meeting`, here and on other nodes.
-    pub fn members(&self, meeting: &MeetingId) -> Vec<ParticipantInfo> {
+    pub fn members(&self, meeting: &MeetingId) -> Vec<Participant> {
         let rooms = self.rooms.lock().expect("rooms");
         rooms
             .get(meeting)
@@ -411,7 +367,7 @@ impl Rooms {
             .collect();
         for id in gone {
             room.members.remove(&id);
-            let _ = room.events.send(RoomEvent::ParticipantLeft {
+            let _ = room.events.send(ServerMsg::ParticipantLeft {
                 participant_id: id.to_string(),
             });
         }
@@ -436,9 +392,9 @@ impl Rooms {
         &self,
         meeting: &MeetingId,
     ) -> (
-        Vec<ParticipantInfo>,
+        Vec<Participant>,
         Vec<crate::board::BoardOp>,
-        broadcast::Receiver<RoomEvent>,
+        broadcast::Receiver<ServerMsg>,
     ) {
         let mut rooms = self.rooms.lock().expect("rooms");
         let room = rooms.entry(meeting.clone()).or_insert_with(Room::new);
@@ -464,7 +420,7 @@ impl Rooms {
             .get_mut(meeting)
             .ok_or("the meeting is not on this node")?;
         if room.board.draw(op.clone(), local)? {
-            let _ = room.events.send(RoomEvent::BoardDraw(op));
+            let _ = room.events.send(ServerMsg::BoardDraw(op));
         }
         Ok(())
     }
@@ -477,7 +433,7 @@ impl Rooms {
         };
         let undone = room.board.undo(author, stroke_id);
         if undone {
-            let _ = room.events.send(RoomEvent::BoardUndo {
+            let _ = room.events.send(ServerMsg::BoardUndo {
                 author: author.to_owned(),
                 stroke_id,
             });
@@ -490,7 +446,7 @@ impl Rooms {
         let mut rooms = self.rooms.lock().expect("rooms");
         if let Some(room) = rooms.get_mut(meeting) {
             room.board.clear();
-            let _ = room.events.send(RoomEvent::BoardClear {
+            let _ = room.events.send(ServerMsg::BoardClear {
                 by: by.to_owned(),
                 by_name: by_name.to_owned(),
             });
@@ -508,10 +464,10 @@ impl Rooms {
 
     /// Ends every session of a meeting, saying `why` (it was closed by the controller,
     /// or the node is fenced).
-    pub fn close(&self, meeting: &MeetingId, why: &str) {
+    pub fn close(&self, meeting: &MeetingId, why: &Close) {
         if let Some(room) = self.rooms.lock().expect("rooms").remove(meeting) {
             for m in room.members.values() {
-                m.session.end(why);
+                m.session.end(why.clone());
             }
         }
     }
@@ -532,12 +488,12 @@ impl Rooms {
 mod tests {
     use super::*;
 
-    fn info(id: &str) -> ParticipantInfo {
-        ParticipantInfo {
+    fn info(id: &str) -> Participant {
+        Participant {
             participant_id: id.into(),
             name: id.into(),
-            role: "attendee",
-            ..ParticipantInfo::default()
+            role: signaling::Role::Attendee,
+            ..Participant::default()
         }
     }
 
@@ -551,10 +507,11 @@ mod tests {
         );
         let first = rooms.join(&m, &a, info("a"));
         let _again = rooms.join(&m, &a, info("a"));
-        assert_eq!(first.session.ended().await, REPLACED);
+        assert_eq!(first.session.ended().await, Close::replaced());
         let other = rooms.join(&m, &b, info("b"));
-        rooms.close(&m, "fenced: join again");
-        assert_eq!(other.session.ended().await, "fenced: join again");
+        let fenced = Close::new(CloseCode::Fenced, "fenced: join again");
+        rooms.close(&m, &fenced);
+        assert_eq!(other.session.ended().await, fenced);
     }
 
     #[test]
@@ -587,14 +544,14 @@ mod tests {
         // a hears its own join first, then b's.
         assert!(matches!(
             a.events.try_recv(),
-            Ok(RoomEvent::ParticipantJoined { .. })
+            Ok(ServerMsg::ParticipantJoined { .. })
         ));
         assert!(
-            matches!(a.events.try_recv(), Ok(RoomEvent::ParticipantJoined { participant }) if participant.participant_id == "b")
+            matches!(a.events.try_recv(), Ok(ServerMsg::ParticipantJoined { participant }) if participant.participant_id == "b")
         );
         rooms.leave(&b);
         assert!(
-            matches!(a.events.try_recv(), Ok(RoomEvent::ParticipantLeft { participant_id }) if participant_id == "b")
+            matches!(a.events.try_recv(), Ok(ServerMsg::ParticipantLeft { participant_id }) if participant_id == "b")
         );
     }
 
@@ -639,7 +596,7 @@ mod tests {
         rooms.remote_upsert(&m, far, muted);
         assert!(matches!(
             a.events.try_recv(),
-            Ok(RoomEvent::Mute { participant_id, audio_muted: true, .. }) if participant_id == "r"
+            Ok(ServerMsg::Mute { participant_id, audio_muted: true, .. }) if participant_id == "r"
         ));
         // A far record never replaces one of ours.
         rooms.remote_upsert(&m, far, info("a"));
@@ -647,7 +604,7 @@ mod tests {
         rooms.remote_forget(&m, far);
         assert!(matches!(
             a.events.try_recv(),
-            Ok(RoomEvent::ParticipantLeft { participant_id }) if participant_id == "r"
+            Ok(ServerMsg::ParticipantLeft { participant_id }) if participant_id == "r"
         ));
         let (local, _, _) = rooms.watch(&m);
         assert_eq!(local, vec![info("a")]);
@@ -658,29 +615,29 @@ mod tests {
         let rooms = Rooms::default();
         let m = MeetingId::parse("m").unwrap();
         let mut a = rooms.join(&m, &ParticipantId::parse("a").unwrap(), info("a"));
-        let waiting = ParticipantInfo {
+        let waiting = Participant {
             waiting: true,
             ..info("w")
         };
         let _w = rooms.join(&m, &ParticipantId::parse("w").unwrap(), waiting);
         let mut next = || a.events.try_recv().expect("an event");
         assert!(
-            matches!(next(), RoomEvent::ParticipantJoined { participant } if participant.participant_id == "a")
+            matches!(next(), ServerMsg::ParticipantJoined { participant } if participant.participant_id == "a")
         );
         assert!(
-            matches!(next(), RoomEvent::ParticipantJoined { participant } if participant.waiting)
+            matches!(next(), ServerMsg::ParticipantJoined { participant } if participant.waiting)
         );
         rooms.update(&m, "w", |p| p.waiting = false);
         assert!(
-            matches!(next(), RoomEvent::ParticipantJoined { participant } if !participant.waiting)
+            matches!(next(), ServerMsg::ParticipantJoined { participant } if !participant.waiting)
         );
         rooms.update(&m, "w", |p| p.audio_muted = true);
         assert!(
-            matches!(next(), RoomEvent::Mute { participant_id, audio_muted: true, .. } if participant_id == "w")
+            matches!(next(), ServerMsg::Mute { participant_id, audio_muted: true, .. } if participant_id == "w")
         );
         rooms.update(&m, "w", |p| p.hand_raised_unix_ms = Some(5));
         assert!(
-            matches!(next(), RoomEvent::ParticipantUpdated { participant } if participant.hand_raised_unix_ms == Some(5))
+            matches!(next(), ServerMsg::ParticipantUpdated { participant } if participant.hand_raised_unix_ms == Some(5))
         );
         assert!(
             rooms
@@ -698,7 +655,7 @@ mod tests {
         let _a = rooms.join(&m, &ParticipantId::parse("a").unwrap(), info("a"));
         rooms.publish(
             &m,
-            RoomEvent::ActiveSpeaker {
+            ServerMsg::ActiveSpeaker {
                 participant_id: "a".into(),
             },
         );

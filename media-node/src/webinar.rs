@@ -4,15 +4,17 @@
 //! the room's news a session is shown.
 use std::collections::HashSet;
 
-use crate::room::{ParticipantInfo, RoomEvent};
+use signaling::Role;
+
+use crate::room::{Participant, ServerMsg};
 
 /// Why an attendee's offer that sends media is refused.
 pub const ATTENDEE_OFFER: &str = "attendees of a webinar watch and listen only: an offer that \
      sends audio or video is refused (a host can make you a panelist)";
 
 /// Whether a participant of `role` may publish media.
-pub fn may_publish(webinar: bool, role: &str) -> bool {
-    !webinar || role != "attendee"
+pub fn may_publish(webinar: bool, role: Role) -> bool {
+    !webinar || role != Role::Attendee
 }
 
 /// Whether an SDP offer sends audio or video: an audio or video m-line that is not
@@ -67,14 +69,14 @@ pub struct Shown {
 
 /// Whether `viewer` is shown `other`: participants in the waiting room only to hosts,
 /// and in a webinar, attendees not to attendees.
-pub fn visible(webinar: bool, viewer: &ParticipantInfo, other: &ParticipantInfo) -> bool {
+pub fn visible(webinar: bool, viewer: &Participant, other: &Participant) -> bool {
     (viewer.is_host() || !other.waiting)
-        && !(webinar && viewer.role == "attendee" && other.role == "attendee")
+        && !(webinar && viewer.role == Role::Attendee && other.role == Role::Attendee)
 }
 
 impl Shown {
     /// Starts with `others` (the welcome's list) shown.
-    pub fn new<'a>(others: impl IntoIterator<Item = &'a ParticipantInfo>) -> Self {
+    pub fn new<'a>(others: impl IntoIterator<Item = &'a Participant>) -> Self {
         Self {
             ids: others
                 .into_iter()
@@ -89,25 +91,25 @@ impl Shown {
         &mut self,
         webinar: bool,
         chat_everyone: bool,
-        viewer: &ParticipantInfo,
-        ev: &RoomEvent,
-    ) -> Option<RoomEvent> {
+        viewer: &Participant,
+        ev: &ServerMsg,
+    ) -> Option<ServerMsg> {
         match ev {
-            RoomEvent::ParticipantJoined { participant: p }
-            | RoomEvent::ParticipantUpdated { participant: p } => {
+            ServerMsg::ParticipantJoined { participant: p }
+            | ServerMsg::ParticipantUpdated { participant: p } => {
                 self.became(viewer, p, visible(webinar, viewer, p), ev)
             }
-            RoomEvent::ParticipantLeft { participant_id } => {
+            ServerMsg::ParticipantLeft { participant_id } => {
                 self.ids.remove(participant_id).then(|| ev.clone())
             }
-            RoomEvent::Mute { participant_id, .. } => {
+            ServerMsg::Mute { participant_id, .. } => {
                 self.ids.contains(participant_id).then(|| ev.clone())
             }
             // What attendees say reaches the panel, not the other attendees of a webinar
             // (chat does when a host lets it).
-            RoomEvent::Chat { .. } if chat_everyone => Some(ev.clone()),
-            RoomEvent::Chat { from, .. } | RoomEvent::Reaction { from, .. }
-                if webinar && viewer.role == "attendee" =>
+            ServerMsg::Chat { .. } if chat_everyone => Some(ev.clone()),
+            ServerMsg::Chat { from, .. } | ServerMsg::Reaction { from, .. }
+                if webinar && viewer.role == Role::Attendee =>
             {
                 (*from == viewer.participant_id || self.ids.contains(from)).then(|| ev.clone())
             }
@@ -117,11 +119,11 @@ impl Shown {
 
     fn became(
         &mut self,
-        viewer: &ParticipantInfo,
-        p: &ParticipantInfo,
+        viewer: &Participant,
+        p: &Participant,
         visible: bool,
-        ev: &RoomEvent,
-    ) -> Option<RoomEvent> {
+        ev: &ServerMsg,
+    ) -> Option<ServerMsg> {
         if p.participant_id == viewer.participant_id {
             return Some(ev.clone());
         }
@@ -130,13 +132,13 @@ impl Shown {
             (true, true) => Some(ev.clone()),
             (false, true) => {
                 self.ids.insert(p.participant_id.clone());
-                Some(RoomEvent::ParticipantJoined {
+                Some(ServerMsg::ParticipantJoined {
                     participant: p.clone(),
                 })
             }
             (true, false) => {
                 self.ids.remove(&p.participant_id);
-                Some(RoomEvent::ParticipantLeft {
+                Some(ServerMsg::ParticipantLeft {
                     participant_id: p.participant_id.clone(),
                 })
             }
@@ -148,18 +150,18 @@ impl Shown {
     pub fn resync(
         &mut self,
         webinar: bool,
-        viewer: &ParticipantInfo,
-        members: &[ParticipantInfo],
-    ) -> Vec<RoomEvent> {
+        viewer: &Participant,
+        members: &[Participant],
+    ) -> Vec<ServerMsg> {
         members
             .iter()
             .filter(|p| p.participant_id != viewer.participant_id)
             .filter_map(|p| {
-                let ev = RoomEvent::ParticipantUpdated {
+                let ev = ServerMsg::ParticipantUpdated {
                     participant: p.clone(),
                 };
                 match self.became(viewer, p, visible(webinar, viewer, p), &ev)? {
-                    RoomEvent::ParticipantUpdated { .. } => None,
+                    ServerMsg::ParticipantUpdated { .. } => None,
                     changed => Some(changed),
                 }
             })
@@ -171,12 +173,12 @@ impl Shown {
 mod tests {
     use super::*;
 
-    fn who(id: &str, role: &'static str) -> ParticipantInfo {
-        ParticipantInfo {
+    fn who(id: &str, role: &str) -> Participant {
+        Participant {
             participant_id: id.into(),
             name: id.into(),
-            role,
-            ..ParticipantInfo::default()
+            role: Role::parse(role).unwrap(),
+            ..Participant::default()
         }
     }
 
@@ -231,11 +233,11 @@ mod tests {
 
     #[test]
     fn attendees_publish_only_outside_webinars() {
-        assert!(!may_publish(true, "attendee"));
-        for role in ["host", "co-host", "panelist"] {
+        assert!(!may_publish(true, Role::Attendee));
+        for role in [Role::Host, Role::CoHost, Role::Panelist] {
             assert!(may_publish(true, role));
         }
-        assert!(may_publish(false, "attendee"));
+        assert!(may_publish(false, Role::Attendee));
     }
 
     #[test]
@@ -246,7 +248,7 @@ mod tests {
             who("p", "panelist"),
         );
         let mut shown = Shown::new([&panelist]);
-        let joined = |p: &ParticipantInfo| RoomEvent::ParticipantJoined {
+        let joined = |p: &Participant| ServerMsg::ParticipantJoined {
             participant: p.clone(),
         };
         assert!(shown.filter(true, false, &me, &joined(&other)).is_none());
@@ -256,13 +258,13 @@ mod tests {
                     true,
                     false,
                     &me,
-                    &RoomEvent::ParticipantLeft {
+                    &ServerMsg::ParticipantLeft {
                         participant_id: "a2".into()
                     }
                 )
                 .is_none()
         );
-        let chat = |from: &str| RoomEvent::Chat {
+        let chat = |from: &str| ServerMsg::Chat {
             from: from.into(),
             name: from.into(),
             text: "hi".into(),
@@ -287,7 +289,7 @@ mod tests {
                     true,
                     true,
                     &me,
-                    &RoomEvent::Reaction {
+                    &ServerMsg::Reaction {
                         from: "a2".into(),
                         name: "a2".into(),
                         emoji: "👍".into(),
@@ -314,19 +316,19 @@ mod tests {
     fn a_promoted_attendee_appears_and_a_demoted_panelist_leaves() {
         let me = who("me", "attendee");
         let mut shown = Shown::default();
-        let updated = |p: ParticipantInfo| RoomEvent::ParticipantUpdated { participant: p };
+        let updated = |p: Participant| ServerMsg::ParticipantUpdated { participant: p };
         match shown.filter(true, false, &me, &updated(who("a2", "panelist"))) {
-            Some(RoomEvent::ParticipantJoined { participant }) => {
+            Some(ServerMsg::ParticipantJoined { participant }) => {
                 assert_eq!(participant.participant_id, "a2")
             }
             other => panic!("expected a join, got {other:?}"),
         }
         assert!(matches!(
             shown.filter(true, false, &me, &updated(who("a2", "panelist"))),
-            Some(RoomEvent::ParticipantUpdated { .. })
+            Some(ServerMsg::ParticipantUpdated { .. })
         ));
         match shown.filter(true, false, &me, &updated(who("a2", "attendee"))) {
-            Some(RoomEvent::ParticipantLeft { participant_id }) => assert_eq!(participant_id, "a2"),
+            Some(ServerMsg::ParticipantLeft { participant_id }) => assert_eq!(participant_id, "a2"),
             other => panic!("expected a leave, got {other:?}"),
         }
         assert!(
@@ -335,7 +337,7 @@ mod tests {
                     true,
                     false,
                     &me,
-                    &RoomEvent::Mute {
+                    &ServerMsg::Mute {
                         participant_id: "a2".into(),
                         audio_muted: true,
                         video_muted: true
@@ -356,19 +358,19 @@ mod tests {
         let events = shown.resync(true, &members[0], &members);
         assert_eq!(events.len(), 1);
         assert!(
-            matches!(&events[0], RoomEvent::ParticipantJoined { participant } if participant.participant_id == "a2")
+            matches!(&events[0], ServerMsg::ParticipantJoined { participant } if participant.participant_id == "a2")
         );
         // Demoted again: the attendee goes, the panelist stays.
         let me = who("me", "attendee");
         let events = shown.resync(true, &me, &members);
         assert!(
-            matches!(&events[..], [RoomEvent::ParticipantLeft { participant_id }] if participant_id == "a2")
+            matches!(&events[..], [ServerMsg::ParticipantLeft { participant_id }] if participant_id == "a2")
         );
     }
 
     #[test]
     fn waiting_participants_are_shown_to_hosts_only() {
-        let waiting = ParticipantInfo {
+        let waiting = Participant {
             waiting: true,
             ..who("w", "attendee")
         };

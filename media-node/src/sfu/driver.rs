@@ -30,7 +30,7 @@ use super::{
     LinkKey, PeerKey, PeerQuality, RelayEvent, Sfu, SfuCommand, SfuOutput, SfuStats, SignalOut,
     SinkKey,
 };
-use crate::room::{RoomEvent, Rooms};
+use crate::room::{Rooms, ServerMsg};
 
 enum DriverCommand {
     Register {
@@ -494,7 +494,7 @@ async fn run_shard(
                 } => {
                     rooms.publish(
                         &meeting,
-                        RoomEvent::ActiveSpeaker {
+                        ServerMsg::ActiveSpeaker {
                             participant_id: participant.to_string(),
                         },
                     );
