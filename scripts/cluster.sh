@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/deps.sh
 
-# BOT_PACKAGES too: the README tour points fjord-bot at this cluster.
+# BOT_PACKAGES too: docs/development.md (Bots) points fjord-bot at this cluster.
 ensure_packages "${BUILD_PACKAGES[@]}" "${RUN_PACKAGES[@]}" "${BOT_PACKAGES[@]}"
 echo ">> building"
 cargo build --workspace --bins --quiet
