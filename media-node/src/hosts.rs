@@ -139,6 +139,33 @@ impl Action {
         }
     }
 
+    /// The action a log entry records, for those whose effect each session carries out
+    /// itself (muting, asking to unmute, lowering a hand, a broadcast); None for the
+    /// rest, whose effect is in the room record. The one place a logged action's name
+    /// and detail are read back.
+    pub fn from_record(rec: &HostActionRecord) -> Option<Action> {
+        let target = rec.target.clone();
+        Some(match rec.action.as_str() {
+            "mute" | "stop_video" => {
+                let (audio, video) = match rec.detail.as_str() {
+                    "audio and video" => (true, true),
+                    "video" => (false, true),
+                    _ => (true, false),
+                };
+                Action::Mute {
+                    target,
+                    audio,
+                    video,
+                }
+            }
+            "mute_all" => Action::MuteAll,
+            "ask_unmute" => Action::AskUnmute(target),
+            "lower_hand" => Action::LowerHand(target),
+            "breakout_broadcast" => Action::BreakoutBroadcast(rec.detail.clone()),
+            _ => return None,
+        })
+    }
+
     fn detail(&self) -> String {
         match self {
             Action::SetRole { role, .. } => role.as_str().to_owned(),
@@ -657,5 +684,50 @@ async fn read_settings(
         if !record::back_off(&stop, &mut delay).await {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_actions_sessions_carry_out_read_back_from_the_log_as_they_were_taken() {
+        let actor = Actor {
+            id: "h".into(),
+            name: "Hanne".into(),
+            role: Role::Host,
+        };
+        let taken = [
+            Action::Mute {
+                target: "a".into(),
+                audio: true,
+                video: false,
+            },
+            Action::Mute {
+                target: "a".into(),
+                audio: false,
+                video: true,
+            },
+            Action::Mute {
+                target: "a".into(),
+                audio: true,
+                video: true,
+            },
+            Action::MuteAll,
+            Action::AskUnmute("b".into()),
+            Action::LowerHand("c".into()),
+            Action::BreakoutBroadcast("back in five, audio and video".into()),
+        ];
+        let mut rec = MeetingRoomRecord::default();
+        for (i, action) in taken.iter().enumerate() {
+            apply(&mut rec, &actor, action, i as i64);
+            let logged = rec.actions.last().unwrap();
+            assert_eq!(Action::from_record(logged).as_ref(), Some(action));
+            assert_eq!(logged.by_name, "Hanne");
+        }
+        // Those whose effect is the room record itself are not read back.
+        apply(&mut rec, &actor, &Action::Lock(true), 9);
+        assert_eq!(Action::from_record(rec.actions.last().unwrap()), None);
     }
 }

@@ -661,31 +661,30 @@ async fn in_meeting(
                         ok &= ws.send(frame(&ev)).await.is_ok();
                     }
                 }
-                for a in &news.actions {
-                    let mine = a.target == my_id;
+                for logged in &news.actions {
+                    let Some(action) = Action::from_record(logged) else { continue };
+                    let by_name = logged.by_name.clone();
+                    let mine = action.target() == Some(my_id);
                     let muted = (me.audio_muted, me.video_muted);
-                    let to = match a.action.as_str() {
-                        "mute" if mine => Some((true, muted.1 || a.detail.contains("video"))),
-                        "stop_video" if mine => Some((muted.0 || a.detail.contains("audio"), true)),
-                        "mute_all" if !me.is_host() => Some((true, muted.1)),
+                    let to = match &action {
+                        Action::Mute { audio, video, .. } if mine => Some((muted.0 || *audio, muted.1 || *video)),
+                        Action::MuteAll if !me.is_host() => Some((true, muted.1)),
                         _ => None,
                     };
                     if let Some((audio, video)) = to.filter(|t| *t != muted) {
                         set_muted(audio, video, publishes);
                         (me.audio_muted, me.video_muted) = (audio, video);
-                        let told = ServerMsg::MutedByHost { audio_muted: audio, video_muted: video, by_name: a.by_name.clone() };
+                        let told = ServerMsg::MutedByHost { audio_muted: audio, video_muted: video, by_name: by_name.clone() };
                         ok &= ws.send(frame(&told)).await.is_ok();
                     }
-                    match a.action.as_str() {
-                        "breakout_broadcast" => {
-                            let told = ServerMsg::Broadcast { text: a.detail.clone(), by_name: a.by_name.clone() };
-                            ok &= ws.send(frame(&told)).await.is_ok();
+                    match action {
+                        Action::BreakoutBroadcast(text) => {
+                            ok &= ws.send(frame(&ServerMsg::Broadcast { text, by_name })).await.is_ok();
                         }
-                        "ask_unmute" if mine => {
-                            let told = ServerMsg::UnmuteRequest { by_name: a.by_name.clone() };
-                            ok &= ws.send(frame(&told)).await.is_ok();
+                        Action::AskUnmute(_) if mine => {
+                            ok &= ws.send(frame(&ServerMsg::UnmuteRequest { by_name })).await.is_ok();
                         }
-                        "lower_hand" if mine => {
+                        Action::LowerHand(_) if mine => {
                             node.rooms.update(meeting, my_id, |p| p.hand_raised_unix_ms = None);
                         }
                         _ => {}
