@@ -109,6 +109,17 @@ fn packets(b: &bot::Bot, publisher: &str, kind: &'static str) -> u64 {
         .map_or(0, |c| c.packets)
 }
 
+/// Whether `publisher`'s `kinds` have stopped arriving at `b`: nothing for half a second
+/// (audio comes every 20 ms, video ten frames a second), or nothing ever.
+fn stopped(b: &bot::Bot, publisher: &str, kinds: &[&'static str]) -> bool {
+    let got = b.received();
+    kinds.iter().all(|kind| {
+        got.get(&(publisher.to_owned(), *kind))
+            .and_then(|c| c.last_arrival())
+            .is_none_or(|at| at.elapsed() >= Duration::from_millis(500))
+    })
+}
+
 /// Whether `b` receives audio and video from `publisher` (some of each).
 fn receives(b: &bot::Bot, publisher: &str) -> bool {
     packets(b, publisher, "audio") > 20 && packets(b, publisher, "video") > 5
@@ -496,8 +507,23 @@ async fn mute_all_stops_everyone_elses_audio_and_with_unmute_disallowed_an_unmut
         .await
         .unwrap();
     }
-    // Everyone else's outgoing audio stops at every receiver; the host's goes on.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Everyone else's outgoing audio stops at every receiver; the host's goes on. What
+    // was on its way when the mute came arrives first.
+    let quiet = eventually(
+        Duration::from_secs(5),
+        "the muted guests' audio to stop arriving",
+        || async {
+            (guests
+                .iter()
+                .all(|g| stopped(&h, &g.participant_id, &["audio"]))
+                && stopped(&guests[1], &guests[0].participant_id, &["audio"]))
+            .then_some(())
+        },
+    )
+    .await;
+    if let Err(e) = quiet {
+        eprintln!("{e}");
+    }
     let before: Vec<u64> = guests
         .iter()
         .map(|g| packets(&h, &g.participant_id, "audio"))
@@ -645,7 +671,13 @@ async fn hands_roles_and_names_show_in_every_list_and_a_leaving_host_hands_over(
     let co = guest(&base, &meeting, "Cora", 660).await;
     // Hands up, in order; the host lowers one.
     first.send(json!({ "type": "raise_hand" })).unwrap();
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    eventually(
+        Duration::from_secs(5),
+        "Early's hand seen by the host",
+        || async { told_about(&h, "Early")?["hand_raised_unix_ms"].as_i64() },
+    )
+    .await
+    .unwrap();
     co.send(json!({ "type": "raise_hand" })).unwrap();
     let raised = eventually(
         Duration::from_secs(5),
@@ -749,7 +781,15 @@ async fn a_host_on_one_node_admits_and_mutes_participants_waiting_on_another() {
     })
     .await
     .unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let quiet = eventually(
+        Duration::from_secs(5),
+        "the far guest's audio to stop arriving",
+        || async { stopped(&h, &g.participant_id, &["audio"]).then_some(()) },
+    )
+    .await;
+    if let Err(e) = quiet {
+        eprintln!("{e}");
+    }
     let before = packets(&h, &g.participant_id, "audio");
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(
@@ -840,7 +880,25 @@ async fn breakout_rooms_hear_only_themselves_get_the_broadcast_and_all_return_on
         .await
         .unwrap();
     }
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    // What the other room sent before the rooms opened arrives first; then count afresh.
+    let apart = eventually(
+        Duration::from_secs(5),
+        "the other room's media to stop arriving",
+        || async {
+            bots.iter()
+                .enumerate()
+                .all(|(i, b)| {
+                    (0..4)
+                        .filter(|o| o / 2 != i / 2)
+                        .all(|o| stopped(b, &ids[o], &["audio", "video"]))
+                })
+                .then_some(())
+        },
+    )
+    .await;
+    if let Err(e) = apart {
+        eprintln!("{e}");
+    }
     bots.iter().for_each(bot::Bot::clear_received);
     tokio::time::sleep(Duration::from_secs(3)).await;
     for (i, b) in bots.iter().enumerate() {
@@ -919,7 +977,6 @@ async fn breakout_rooms_hear_only_themselves_get_the_broadcast_and_all_return_on
         .await
         .unwrap();
     }
-    tokio::time::sleep(Duration::from_millis(700)).await;
     bots.iter().for_each(bot::Bot::clear_received);
     eventually(
         Duration::from_secs(10),

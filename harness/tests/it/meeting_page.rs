@@ -626,8 +626,11 @@ async fn recording_on_a_participants_computer_downloads_a_webm_and_everyone_sees
     .await
     .unwrap();
     // What the file holds: about five seconds of the gallery (1280×720) and its sound.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let v = recording_node::probe::webm(&file).unwrap();
+    let v = eventually(Duration::from_secs(10), "the WebM to decode", || async {
+        recording_node::probe::webm(&file).ok()
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}: {:?}", recording_node::probe::webm(&file).err()));
     assert_eq!((v.width, v.height), (1280, 720), "{v:?}");
     assert!(
         v.duration >= Duration::from_millis(4000) && v.duration <= Duration::from_secs(8),
