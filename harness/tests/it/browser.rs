@@ -516,6 +516,8 @@ async fn garbage_datagrams_and_bad_signaling_leave_everyone_elses_media_flowing(
         }
     }
 
+    // A window, not a settle: media goes on for two seconds after the garbage while the
+    // node reads and refuses it (counted below).
     tokio::time::sleep(Duration::from_secs(2)).await;
     for (i, b) in browsers.iter().enumerate() {
         let after = frames_from_others(&snapshot(b).await.unwrap());

@@ -580,6 +580,8 @@ async fn the_whiteboard_reaches_the_other_node_and_late_joiners_and_bad_or_flood
     )
     .await
     .unwrap();
+    // Nothing more may come: a second is many times what a message takes across the
+    // link and back, so an echo would have arrived.
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(
         far.events("board_clear").len(),

@@ -207,6 +207,8 @@ async fn a_waiting_participant_gets_no_media_until_admitted_and_a_denied_one_can
     .await
     .unwrap();
     let guest_id = waiting["participant_id"].as_str().unwrap().to_owned();
+    // Nothing may come: in a second, media (a packet every 20 ms) or a track offered
+    // from the waiting guest would have shown.
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(!joining.is_finished(), "the guest is still waiting");
     assert_eq!(
@@ -530,6 +532,8 @@ async fn mute_all_stops_everyone_elses_audio_and_with_unmute_disallowed_an_unmut
         .collect();
     let cross = packets(&guests[1], &guests[0].participant_id, "audio");
     let host_heard = packets(&guests[0], &h.participant_id, "audio");
+    // Two seconds are a hundred audio packets: none may come from the muted guests, and
+    // the host's go on.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let after: Vec<u64> = guests
         .iter()
@@ -575,6 +579,7 @@ async fn mute_all_stops_everyone_elses_audio_and_with_unmute_disallowed_an_unmut
         "{e}"
     );
     let still = packets(&h, gid, "audio");
+    // A second: fifty packets, had the refused unmute let the guest's audio through.
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(still, packets(&h, gid, "audio"), "still muted");
 
@@ -628,6 +633,7 @@ async fn a_removed_participants_media_stops_within_a_second_and_their_token_is_r
         closed["reason"].as_str().unwrap().contains("removed you"),
         "{closed}"
     );
+    // Past the one-second bound, with a margin: media forwarded later would have come.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     for b in [&h, &witness] {
         for kind in ["audio", "video"] {
@@ -791,6 +797,7 @@ async fn a_host_on_one_node_admits_and_mutes_participants_waiting_on_another() {
         eprintln!("{e}");
     }
     let before = packets(&h, &g.participant_id, "audio");
+    // Two seconds: a hundred packets, had the far guest's audio gone on.
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(
         before,
@@ -900,6 +907,8 @@ async fn breakout_rooms_hear_only_themselves_get_the_broadcast_and_all_return_on
         eprintln!("{e}");
     }
     bots.iter().for_each(bot::Bot::clear_received);
+    // Three seconds counted: the room mate's audio (a packet every 20 ms) arrives, none
+    // of the other room's media may.
     tokio::time::sleep(Duration::from_secs(3)).await;
     for (i, b) in bots.iter().enumerate() {
         let mate = i ^ 1;

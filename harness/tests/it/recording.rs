@@ -490,7 +490,8 @@ async fn a_draining_recording_node_finishes_its_recording_before_it_exits() {
     c.recording[0]
         .proc
         .signal(nix::sys::signal::Signal::SIGTERM);
-    // Draining: no new recordings, but the running one goes on.
+    // Draining: no new recordings, but the running one goes on. A draining node looks
+    // for idleness every 250 ms, so in three seconds it would have left.
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(
         c.recording[0].proc.is_running(),
