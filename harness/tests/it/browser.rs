@@ -204,7 +204,30 @@ async fn everyone_gets_everyone_elses_media(browsers: &[Browser], ids: &[String]
         eprintln!("{} stats: {}", ids[i], v["by"]);
         first.insert(i, v);
     }
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The counts only grow: waiting up to 2 s for all of them to have grown asserts what
+    // a 2 s pause did, and is over as soon as they have.
+    let grown = eventually(
+        Duration::from_secs(2),
+        "everyone's media from every other to keep growing",
+        || async {
+            for (i, b) in browsers.iter().enumerate() {
+                let later = snapshot(b).await?;
+                let grew = ids.iter().filter(|id| **id != ids[i]).all(|id| {
+                    let (f0, a0) = counts(&first[&i], id);
+                    let (f1, a1) = counts(&later, id);
+                    f1 > f0 && a1 > a0
+                });
+                if !grew {
+                    return None;
+                }
+            }
+            Some(())
+        },
+    )
+    .await;
+    if let Err(e) = grown {
+        eprintln!("{e}");
+    }
     for (i, b) in browsers.iter().enumerate() {
         let later = snapshot(b).await.unwrap();
         for id in ids.iter().filter(|id| **id != ids[i]) {
@@ -493,6 +516,8 @@ async fn garbage_datagrams_and_bad_signaling_leave_everyone_elses_media_flowing(
         }
     }
 
+    // A window, not a settle: media goes on for two seconds after the garbage while the
+    // node reads and refuses it (counted below).
     tokio::time::sleep(Duration::from_secs(2)).await;
     for (i, b) in browsers.iter().enumerate() {
         let after = frames_from_others(&snapshot(b).await.unwrap());
@@ -752,8 +777,14 @@ async fn simulcast_subscriber_gets_the_low_layer_for_a_small_tile_and_moves_up_f
     })
     .await
     .unwrap();
-    // Let the publisher's bandwidth estimate ramp up so that all three layers are sent.
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // Once the publisher's bandwidth estimate has ramped up, all three layers are sent.
+    eventually(Duration::from_secs(30), "all three layers sent", || async {
+        let l = outbound_width(&publisher, "l").await?;
+        let h = outbound_width(&publisher, "h").await?;
+        (l > 0 && h > l).then_some(())
+    })
+    .await
+    .unwrap();
 
     pin(&viewer, &pid, 320, 180).await;
     // The low layer is 240 px wide unless Chromium scaled it down.
@@ -981,7 +1012,19 @@ async fn h264_and_vp8_publishers_in_one_meeting_are_each_decoded_by_the_other() 
         )
         .await
         .unwrap();
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        // Frames only add up: waiting up to 2 s for ten more asserts what a 2 s pause did.
+        let more = eventually(
+            Duration::from_secs(2),
+            &format!("{codec} frames to keep being decoded"),
+            || async {
+                let (_, now) = inbound_codec(viewer, from).await?;
+                (now > first.1 + 10).then_some(())
+            },
+        )
+        .await;
+        if let Err(e) = more {
+            eprintln!("{e}");
+        }
         let (_, later) = inbound_codec(viewer, from).await.unwrap();
         assert!(
             later > first.1 + 10,
@@ -1054,7 +1097,33 @@ async fn webrtc_rs_bots_and_chromium_receive_each_others_media_both_ways() {
         .unwrap_or_else(|e| panic!("{e}; bot {i} received {:?}", b.received()));
     }
     let before: Vec<_> = bots.iter().map(|b| b.received()).collect();
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Every count only grows: waiting up to 2 s for all of them to have grown asserts
+    // what a 2 s pause did.
+    let grown = eventually(
+        Duration::from_secs(2),
+        "Chromium's media at the bots and the bots' at Chromium to keep growing",
+        || async {
+            let later = snapshot(&browser).await?;
+            let at_chromium = bot_ids.iter().all(|id| {
+                let (f0, a0) = counts(&first, id);
+                let (f1, a1) = counts(&later, id);
+                f1 > f0 && a1 > a0
+            });
+            let at_bots = bots.iter().enumerate().all(|(i, b)| {
+                let now = b.received();
+                ["audio", "video"].into_iter().all(|kind| {
+                    let key = (chromium.clone(), kind);
+                    now.get(&key).map_or(0, |c| c.frames)
+                        > before[i].get(&key).map_or(0, |c| c.frames)
+                })
+            });
+            (at_chromium && at_bots).then_some(())
+        },
+    )
+    .await;
+    if let Err(e) = grown {
+        eprintln!("{e}");
+    }
     let later = snapshot(&browser).await.unwrap();
     for id in &bot_ids {
         let (f0, a0) = counts(&first, id);

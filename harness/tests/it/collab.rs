@@ -381,7 +381,27 @@ async fn reactions_reach_both_nodes_and_a_flood_or_an_unknown_emoji_is_refused()
     })
     .await
     .unwrap();
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Each of the twenty is answered at the host: refused (an error, after the one for
+    // the unknown emoji) or shown to everyone, the host too; the far node shows the same.
+    let party_at = |b: &bot::Bot| {
+        b.events("reaction")
+            .iter()
+            .filter(|r| r["emoji"] == "🎉")
+            .count()
+    };
+    let answered = eventually(
+        Duration::from_secs(10),
+        "every reaction of the flood answered, and those that passed at the far node",
+        || async {
+            let passed = party_at(&h);
+            (passed + errors(&h, "reaction").len() == 1 + 20 && party_at(&far) >= passed)
+                .then_some(())
+        },
+    )
+    .await;
+    if let Err(e) = answered {
+        eprintln!("{e}");
+    }
     let party = far
         .events("reaction")
         .iter()
@@ -532,8 +552,8 @@ async fn the_whiteboard_reaches_the_other_node_and_late_joiners_and_bad_or_flood
         r["attendees_may_draw"] == false
     })
     .await;
+    // The far session checks a stroke against the room it has just told of.
     let before = errors(&far, "board_draw").len();
-    tokio::time::sleep(Duration::from_secs(2)).await;
     far.send(pen(500, &[1, 1, 2, 2])).unwrap();
     eventually(
         Duration::from_secs(5),
@@ -560,6 +580,8 @@ async fn the_whiteboard_reaches_the_other_node_and_late_joiners_and_bad_or_flood
     )
     .await
     .unwrap();
+    // Nothing more may come: a second is many times what a message takes across the
+    // link and back, so an echo would have arrived.
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(
         far.events("board_clear").len(),

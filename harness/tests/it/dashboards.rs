@@ -146,7 +146,18 @@ async fn every_dashboard_query_returns_series_and_every_alert_parses_against_liv
         panic!("{e}: {:?}", prom.targets_down().await);
     }
     // rate() needs two samples of a series inside its window; scraped every second.
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    harness::eventually(
+        Duration::from_secs(15),
+        "two scrapes of every target",
+        || async {
+            match prom.query("count_over_time(up[1m]) >= 2").await {
+                Ok(Answer::Series(n)) => (n == targets.len()).then_some(()),
+                _ => None,
+            }
+        },
+    )
+    .await
+    .unwrap();
 
     let queries = dashboard_queries();
     let alerts = alert_rules();

@@ -68,7 +68,8 @@ async fn draining_node_gets_no_new_placement_keeps_its_participant_and_exits_whe
             .await;
         assert_eq!(v["node_id"], "media-oslo-2", "{v}");
     }
-    // The existing session goes on: the node stays up while it has a participant.
+    // The existing session goes on: the node stays up while it has a participant. A
+    // draining node looks for idleness every 250 ms, so in a second it would have left.
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(
         c.media_node("media-oslo-1").unwrap().proc.is_running(),
@@ -104,6 +105,8 @@ async fn sigterm_drains_an_idle_node_which_exits_and_leaves_the_cluster() {
     .await
     .unwrap();
     // It drained, so the leader does not count it as lost (FjordNodeDown stays quiet).
+    // Two seconds: had the leader taken the exit for a death, its watch on the node would
+    // have counted one within about a second (two confirming probes of 500 ms).
     tokio::time::sleep(Duration::from_secs(2)).await;
     let mut counted = Vec::new();
     for ctl in &c.controllers {

@@ -109,6 +109,17 @@ fn packets(b: &bot::Bot, publisher: &str, kind: &'static str) -> u64 {
         .map_or(0, |c| c.packets)
 }
 
+/// Whether `publisher`'s `kinds` have stopped arriving at `b`: nothing for half a second
+/// (audio comes every 20 ms, video ten frames a second), or nothing ever.
+fn stopped(b: &bot::Bot, publisher: &str, kinds: &[&'static str]) -> bool {
+    let got = b.received();
+    kinds.iter().all(|kind| {
+        got.get(&(publisher.to_owned(), *kind))
+            .and_then(|c| c.last_arrival())
+            .is_none_or(|at| at.elapsed() >= Duration::from_millis(500))
+    })
+}
+
 /// Whether `b` receives audio and video from `publisher` (some of each).
 fn receives(b: &bot::Bot, publisher: &str) -> bool {
     packets(b, publisher, "audio") > 20 && packets(b, publisher, "video") > 5
@@ -196,6 +207,8 @@ async fn a_waiting_participant_gets_no_media_until_admitted_and_a_denied_one_can
     .await
     .unwrap();
     let guest_id = waiting["participant_id"].as_str().unwrap().to_owned();
+    // Nothing may come: in a second, media (a packet every 20 ms) or a track offered
+    // from the waiting guest would have shown.
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(!joining.is_finished(), "the guest is still waiting");
     assert_eq!(
@@ -496,14 +509,31 @@ async fn mute_all_stops_everyone_elses_audio_and_with_unmute_disallowed_an_unmut
         .await
         .unwrap();
     }
-    // Everyone else's outgoing audio stops at every receiver; the host's goes on.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Everyone else's outgoing audio stops at every receiver; the host's goes on. What
+    // was on its way when the mute came arrives first.
+    let quiet = eventually(
+        Duration::from_secs(5),
+        "the muted guests' audio to stop arriving",
+        || async {
+            (guests
+                .iter()
+                .all(|g| stopped(&h, &g.participant_id, &["audio"]))
+                && stopped(&guests[1], &guests[0].participant_id, &["audio"]))
+            .then_some(())
+        },
+    )
+    .await;
+    if let Err(e) = quiet {
+        eprintln!("{e}");
+    }
     let before: Vec<u64> = guests
         .iter()
         .map(|g| packets(&h, &g.participant_id, "audio"))
         .collect();
     let cross = packets(&guests[1], &guests[0].participant_id, "audio");
     let host_heard = packets(&guests[0], &h.participant_id, "audio");
+    // Two seconds are a hundred audio packets: none may come from the muted guests, and
+    // the host's go on.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let after: Vec<u64> = guests
         .iter()
@@ -549,6 +579,7 @@ async fn mute_all_stops_everyone_elses_audio_and_with_unmute_disallowed_an_unmut
         "{e}"
     );
     let still = packets(&h, gid, "audio");
+    // A second: fifty packets, had the refused unmute let the guest's audio through.
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(still, packets(&h, gid, "audio"), "still muted");
 
@@ -602,6 +633,7 @@ async fn a_removed_participants_media_stops_within_a_second_and_their_token_is_r
         closed["reason"].as_str().unwrap().contains("removed you"),
         "{closed}"
     );
+    // Past the one-second bound, with a margin: media forwarded later would have come.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     for b in [&h, &witness] {
         for kind in ["audio", "video"] {
@@ -645,7 +677,13 @@ async fn hands_roles_and_names_show_in_every_list_and_a_leaving_host_hands_over(
     let co = guest(&base, &meeting, "Cora", 660).await;
     // Hands up, in order; the host lowers one.
     first.send(json!({ "type": "raise_hand" })).unwrap();
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    eventually(
+        Duration::from_secs(5),
+        "Early's hand seen by the host",
+        || async { told_about(&h, "Early")?["hand_raised_unix_ms"].as_i64() },
+    )
+    .await
+    .unwrap();
     co.send(json!({ "type": "raise_hand" })).unwrap();
     let raised = eventually(
         Duration::from_secs(5),
@@ -749,8 +787,17 @@ async fn a_host_on_one_node_admits_and_mutes_participants_waiting_on_another() {
     })
     .await
     .unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let quiet = eventually(
+        Duration::from_secs(5),
+        "the far guest's audio to stop arriving",
+        || async { stopped(&h, &g.participant_id, &["audio"]).then_some(()) },
+    )
+    .await;
+    if let Err(e) = quiet {
+        eprintln!("{e}");
+    }
     let before = packets(&h, &g.participant_id, "audio");
+    // Two seconds: a hundred packets, had the far guest's audio gone on.
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(
         before,
@@ -840,8 +887,28 @@ async fn breakout_rooms_hear_only_themselves_get_the_broadcast_and_all_return_on
         .await
         .unwrap();
     }
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    // What the other room sent before the rooms opened arrives first; then count afresh.
+    let apart = eventually(
+        Duration::from_secs(5),
+        "the other room's media to stop arriving",
+        || async {
+            bots.iter()
+                .enumerate()
+                .all(|(i, b)| {
+                    (0..4)
+                        .filter(|o| o / 2 != i / 2)
+                        .all(|o| stopped(b, &ids[o], &["audio", "video"]))
+                })
+                .then_some(())
+        },
+    )
+    .await;
+    if let Err(e) = apart {
+        eprintln!("{e}");
+    }
     bots.iter().for_each(bot::Bot::clear_received);
+    // Three seconds counted: the room mate's audio (a packet every 20 ms) arrives, none
+    // of the other room's media may.
     tokio::time::sleep(Duration::from_secs(3)).await;
     for (i, b) in bots.iter().enumerate() {
         let mate = i ^ 1;
@@ -919,7 +986,6 @@ async fn breakout_rooms_hear_only_themselves_get_the_broadcast_and_all_return_on
         .await
         .unwrap();
     }
-    tokio::time::sleep(Duration::from_millis(700)).await;
     bots.iter().for_each(bot::Bot::clear_received);
     eventually(
         Duration::from_secs(10),

@@ -475,11 +475,23 @@ async fn a_draining_recording_node_finishes_its_recording_before_it_exits() {
     let (mut c, api, base, meeting, host_key, _bots) = recorded_meeting(1).await;
     let rec = start(&api, &base, &meeting, &host_key).await;
     let rid = rec["recording_id"].as_str().unwrap().to_owned();
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The recording under way: the meeting's media reaches the recording node.
+    let node = format!("http://127.0.0.1:{}", c.recording[0].http);
+    harness::eventually(
+        Duration::from_secs(10),
+        "the recording node to receive the meeting's media",
+        || async {
+            let text = crate::metrics_text(&node).await;
+            harness::metric_value(&text, "fjord_recording_packets_total").filter(|n| *n > 0.0)
+        },
+    )
+    .await
+    .unwrap();
     c.recording[0]
         .proc
         .signal(nix::sys::signal::Signal::SIGTERM);
-    // Draining: no new recordings, but the running one goes on.
+    // Draining: no new recordings, but the running one goes on. A draining node looks
+    // for idleness every 250 ms, so in three seconds it would have left.
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(
         c.recording[0].proc.is_running(),

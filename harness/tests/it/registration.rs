@@ -171,12 +171,6 @@ async fn with_manual_approval_only_approved_registrants_join_and_the_exports_lis
         ada.welcome
     );
     let (ada_id, ada_node) = (ada.participant_id.clone(), ada.node_id.clone());
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let ada_went = now_ms();
-    ada.leave().await;
-
-    // The exports: exactly the three registrants with their states and answers, and the
-    // two who attended, Ada with her registration and her times within 2 s.
     let export = |what: &str, format: &str| {
         let req = api
             .http
@@ -188,6 +182,26 @@ async fn with_manual_approval_only_approved_registrants_join_and_the_exports_lis
             resp.text().await.unwrap()
         }
     };
+    // Ada leaves once her arrival is on record.
+    eventually(
+        Duration::from_secs(10),
+        "Ada's arrival is recorded",
+        || async {
+            let v: Value = serde_json::from_str(&export("participants", "json").await).unwrap();
+            v["participants"]
+                .as_array()?
+                .iter()
+                .any(|p| p["participant_id"] == ada_id.as_str())
+                .then_some(())
+        },
+    )
+    .await
+    .unwrap();
+    let ada_went = now_ms();
+    ada.leave().await;
+
+    // The exports: exactly the three registrants with their states and answers, and the
+    // two who attended, Ada with her registration and her times within 2 s.
     let regs: Value = serde_json::from_str(&export("registrants", "json").await).unwrap();
     let states: Vec<(String, String, String)> = regs["registrants"]
         .as_array()

@@ -180,6 +180,8 @@ async fn webinar_attendees_get_the_panel_publish_nothing_see_only_the_panel_and_
         .unwrap_err()
         .to_string();
     assert!(refused.contains("watch and listen only"), "{refused}");
+    // Nothing may come: in a second, media from the attendee (a packet every 20 ms)
+    // would have reached the others.
     tokio::time::sleep(Duration::from_secs(1)).await;
     for b in attendees.iter().chain(panel.iter()).chain([&host]) {
         let from: BTreeSet<String> = b.received().keys().map(|(p, _)| p.clone()).collect();
@@ -243,6 +245,8 @@ async fn webinar_attendees_get_the_panel_publish_nothing_see_only_the_panel_and_
     )
     .await
     .unwrap();
+    // The panel has it; half a second more, ample for a chat on its way to the other
+    // attendees to have come.
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(
         !chats(&attendees[1], "question from the floor")
