@@ -29,6 +29,14 @@ build() {
   # first time): the output goes to a log, shown when the build fails.
   local log=target/fuzz-build.log
   mkdir -p target
+  # Built exactly as locked: cargo fuzz has no --locked of its own, so check first that
+  # fuzz/Cargo.lock needs no change (a stale lock would build against whatever
+  # resolves that day). Refresh it with `cargo metadata --manifest-path fuzz/Cargo.toml`
+  # after changing a dependency, and commit it.
+  if ! cargo metadata --locked --manifest-path fuzz/Cargo.toml --format-version 1 >/dev/null; then
+    echo "fuzz/Cargo.lock is out of date: run 'cargo metadata --manifest-path fuzz/Cargo.toml --format-version 1 >/dev/null' and commit fuzz/Cargo.lock" >&2
+    exit 1
+  fi
   echo ">> cargo fuzz build (log: $log)"
   if ! cargo fuzz build "${BUILD_FLAGS[@]}" >"$log" 2>&1; then
     tail -n 60 "$log"
