@@ -163,6 +163,55 @@ pub struct NodeArgs {
     pub check_config: bool,
 }
 
+/// The parts of a node binary's `main` that differ between the media and the recording
+/// node; [`program_main`] is the rest.
+pub struct NodeProgram<C, V, R, A> {
+    pub name: &'static str,
+    /// Its environment variables' prefix (`FJORD_MEDIA_NODE__`).
+    pub env_prefix: &'static str,
+    pub validate: V,
+    pub listeners: fn(&C) -> [(&'static str, String); 2],
+    pub run: R,
+    /// Where `--drain-and-wait` finds the running node, and how it asks it to drain.
+    pub drain_target: fn(&C) -> DrainTarget,
+    pub ask_drain: A,
+}
+
+/// A node binary's `main`: `--drain-and-wait` drains the running node over its own
+/// control port and waits; otherwise the node runs ([`node_main`]).
+pub async fn program_main<C, V, R, Fut, E, A, AFut>(
+    args: &NodeArgs,
+    p: NodeProgram<C, V, R, A>,
+) -> std::process::ExitCode
+where
+    C: serde::de::DeserializeOwned + serde::Serialize + Default + crate::config::Logged,
+    V: FnOnce(&C) -> Result<(), crate::config::ConfigError>,
+    R: FnOnce(
+        C,
+        tokio::net::TcpListener,
+        tokio::net::TcpListener,
+        CancellationToken,
+        CancellationToken,
+    ) -> Fut,
+    Fut: std::future::Future<Output = Result<(), E>>,
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
+    A: Fn(tonic::transport::Channel) -> AFut,
+    AFut: std::future::Future<Output = Result<(u32, &'static str), tonic::Status>>,
+{
+    if args.drain_and_wait {
+        crate::init_tracing(&crate::config::LogConfig::default());
+        return drain_and_wait(
+            p.name,
+            p.env_prefix,
+            args.config.as_deref(),
+            p.drain_target,
+            p.ask_drain,
+        )
+        .await;
+    }
+    node_main(p.name, p.env_prefix, args, p.validate, p.listeners, p.run).await
+}
+
 /// The `main` of a node binary: load and validate config (exit 2 naming the key); with
 /// `--check-config` stop there; bind the HTTP and gRPC listeners (exit 1 naming the
 /// key), install the signal handlers (SIGTERM drains, SIGINT stops), then run.

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use clap::Parser;
+use common::node::{DrainTarget, NodeProgram};
 use media_node::config::MediaNodeConfig;
 use proto::v1::DrainRequest;
 use proto::v1::media_node_control_client::MediaNodeControlClient;
@@ -18,50 +19,33 @@ struct Args {
     node: common::node::NodeArgs,
 }
 
-const NAME: &str = "fjord-media-node";
-const ENV: &str = "FJORD_MEDIA_NODE__";
-
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    if args.node.drain_and_wait {
-        common::init_tracing(&common::config::LogConfig::default());
-        return drain_and_wait(args.node.config.as_deref()).await;
-    }
-    common::node::node_main(
-        NAME,
-        ENV,
-        &args.node,
-        MediaNodeConfig::validate,
-        |c: &MediaNodeConfig| {
+    let program = NodeProgram {
+        name: "fjord-media-node",
+        env_prefix: "FJORD_MEDIA_NODE__",
+        validate: MediaNodeConfig::validate,
+        listeners: |c: &MediaNodeConfig| {
             [
                 ("http_listen", c.http_listen.clone()),
                 ("grpc_listen", c.grpc_listen.clone()),
             ]
         },
-        media_node::run,
-    )
-    .await
-}
-
-async fn drain_and_wait(config: Option<&std::path::Path>) -> std::process::ExitCode {
-    common::node::drain_and_wait(
-        NAME,
-        ENV,
-        config,
-        |c: &MediaNodeConfig| common::node::DrainTarget {
+        run: media_node::run,
+        drain_target: |c: &MediaNodeConfig| DrainTarget {
             tls: c.tls.clone(),
             grpc_listen: c.grpc_listen.clone(),
             grpc_advertise: c.grpc_advertise(),
             deadline: Duration::from_secs(c.drain_deadline_secs),
         },
-        |channel| async move {
+        ask_drain: |channel| async move {
             let r = MediaNodeControlClient::new(channel)
                 .drain(DrainRequest::default())
                 .await?
                 .into_inner();
             Ok((r.participants, "participants"))
         },
-    )
-    .await
+    };
+    common::node::program_main(&args.node, program).await
 }

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use clap::Parser;
+use common::node::{DrainTarget, NodeProgram};
 use proto::v1::DrainRequest;
 use proto::v1::recording_node_control_client::RecordingNodeControlClient;
 use recording_node::config::RecordingNodeConfig;
@@ -19,50 +20,33 @@ struct Args {
     node: common::node::NodeArgs,
 }
 
-const NAME: &str = "fjord-recording-node";
-const ENV: &str = "FJORD_RECORDING_NODE__";
-
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    if args.node.drain_and_wait {
-        common::init_tracing(&common::config::LogConfig::default());
-        return drain_and_wait(args.node.config.as_deref()).await;
-    }
-    common::node::node_main(
-        NAME,
-        ENV,
-        &args.node,
-        RecordingNodeConfig::validate,
-        |c: &RecordingNodeConfig| {
+    let program = NodeProgram {
+        name: "fjord-recording-node",
+        env_prefix: "FJORD_RECORDING_NODE__",
+        validate: RecordingNodeConfig::validate,
+        listeners: |c: &RecordingNodeConfig| {
             [
                 ("http_listen", c.http_listen.clone()),
                 ("grpc_listen", c.grpc_listen.clone()),
             ]
         },
-        recording_node::run,
-    )
-    .await
-}
-
-async fn drain_and_wait(config: Option<&std::path::Path>) -> std::process::ExitCode {
-    common::node::drain_and_wait(
-        NAME,
-        ENV,
-        config,
-        |c: &RecordingNodeConfig| common::node::DrainTarget {
+        run: recording_node::run,
+        drain_target: |c: &RecordingNodeConfig| DrainTarget {
             tls: c.tls.clone(),
             grpc_listen: c.grpc_listen.clone(),
             grpc_advertise: c.grpc_advertise(),
             deadline: Duration::from_secs(c.drain_deadline_secs),
         },
-        |channel| async move {
+        ask_drain: |channel| async move {
             let r = RecordingNodeControlClient::new(channel)
                 .drain(DrainRequest::default())
                 .await?
                 .into_inner();
             Ok((r.recordings, "recordings"))
         },
-    )
-    .await
+    };
+    common::node::program_main(&args.node, program).await
 }
