@@ -225,44 +225,6 @@ fn unwrap_seq(highest: u64, seq: u16) -> u64 {
         .expect("three candidates")
 }
 
-/// Whether a VP8 RTP payload starts a keyframe (RFC 7741 §4.2–4.3).
-pub fn vp8_keyframe_start(payload: &[u8]) -> bool {
-    let Some(&first) = payload.first() else {
-        return false;
-    };
-    let start = first & 0x10 != 0;
-    let pid = first & 0x07;
-    if !start || pid != 0 {
-        return false;
-    }
-    vp8_descriptor_len(payload)
-        .and_then(|at| payload.get(at))
-        .is_some_and(|b| b & 0x01 == 0)
-}
-
-/// The length of a VP8 RTP payload's descriptor (RFC 7741 §4.2): where the VP8 data
-/// starts. None when the payload is too short for its own descriptor.
-pub fn vp8_descriptor_len(payload: &[u8]) -> Option<usize> {
-    let first = *payload.first()?;
-    let mut at = 1;
-    if first & 0x80 != 0 {
-        let x = *payload.get(1)?;
-        at = 2;
-        if x & 0x80 != 0 {
-            // Picture id: one byte, or two when its M bit is set.
-            let p = *payload.get(at)?;
-            at += if p & 0x80 != 0 { 2 } else { 1 };
-        }
-        if x & 0x40 != 0 {
-            at += 1;
-        }
-        if x & 0x30 != 0 {
-            at += 1;
-        }
-    }
-    (at <= payload.len()).then_some(at)
-}
-
 /// One frame a publishing bot sent: its RTP timestamp, how many packets it took, and
 /// when (Unix milliseconds).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -325,7 +287,7 @@ impl PeerConnectionEventHandler for Handler {
                     continue; // padding
                 };
                 let video = kind == "video";
-                let keyframe = video && vp8_keyframe_start(payload);
+                let keyframe = video && common::vp8::keyframe_start(payload);
                 let end = !video || p.header.marker;
                 let clock_rate = if video { 90_000 } else { 48_000 };
                 let at = Instant::now();
@@ -1200,20 +1162,5 @@ mod tests {
             "{}",
             c.max_timestamp_jump_ms
         );
-    }
-
-    #[test]
-    fn recognises_vp8_keyframe_starts() {
-        // S=1, PID=0, no extensions; VP8 header with P=0 (keyframe).
-        assert!(vp8_keyframe_start(&[0x10, 0x00]));
-        // Inter frame.
-        assert!(!vp8_keyframe_start(&[0x10, 0x01]));
-        // Not the start of a partition.
-        assert!(!vp8_keyframe_start(&[0x00, 0x00]));
-        // X=1 with a two-byte picture id (I=1, M=1), then the keyframe header.
-        assert!(vp8_keyframe_start(&[0x90, 0x80, 0x81, 0x23, 0x00]));
-        // Truncated garbage never panics.
-        assert!(!vp8_keyframe_start(&[0x90]));
-        assert!(!vp8_keyframe_start(&[]));
     }
 }
