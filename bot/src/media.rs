@@ -275,7 +275,9 @@ pub fn vp8_pictures(packets: &[(Vec<u8>, bool)]) -> anyhow::Result<Vec<Vec<f64>>
     let mut frames: Vec<Vec<u8>> = Vec::new();
     let mut frame = Vec::new();
     for (payload, marker) in packets {
-        let at = crate::client::vp8_descriptor_len(payload).context("a VP8 payload too short")?;
+        let at = common::vp8::parse(payload)
+            .context("a VP8 payload too short")?
+            .len;
         frame.extend_from_slice(&payload[at..]);
         if *marker {
             frames.push(std::mem::take(&mut frame));

@@ -14,6 +14,7 @@ pub mod shutdown;
 pub mod tls;
 pub mod token;
 pub mod tone;
+pub mod vp8;
 
 /// Wall-clock milliseconds since the Unix epoch, as stored in etcd records.
 pub fn unix_ms() -> i64 {

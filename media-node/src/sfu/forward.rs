@@ -266,6 +266,8 @@ pub(super) fn feed_links(
 }
 
 /// str0m's patch for a packet whose VP8 picture id and TL0PICIDX a layer switch moved.
+/// str0m builds a patch only from a descriptor it parsed itself (the offsets in it are
+/// its own), so the payload is read again here rather than with [`common::vp8`].
 pub(super) fn vp8_patch(
     payload: &[u8],
     picture_id: Option<u16>,

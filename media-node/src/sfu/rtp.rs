@@ -1,6 +1,7 @@
 //! Packet-level forwarding, pure: where a video frame starts a keyframe (VP8 and H.264,
-//! read from the RTP payload), and [`Forwarder`], which turns one publisher's RTP stream
-//! (one or several simulcast layers) into one continuous outgoing stream for one receiver.
+//! read from the RTP payload; the VP8 descriptor with [`common::vp8`], which the bot
+//! shares), and [`Forwarder`], which turns one publisher's RTP stream (one or several
+//! simulcast layers) into one continuous outgoing stream for one receiver.
 //!
 //! Invariant: what a `Forwarder` emits is one RTP stream as a receiver expects it. Its
 //! sequence numbers go up by one per forwarded packet of the current layer, its
@@ -10,66 +11,28 @@
 //! payload and marker bit.
 use std::time::{Duration, Instant};
 
+use common::vp8;
 use relay::Codec;
 use str0m::media::Rid;
 
 /// What a packet of `codec` says for forwarding: its VP8 descriptor (VP8 only) and
 /// whether it is the first packet of a keyframe (never, for audio).
-pub fn keyframe_fields(codec: Codec, payload: &[u8]) -> (Option<Vp8Fields>, bool) {
+pub fn keyframe_fields(codec: Codec, payload: &[u8]) -> (Option<vp8::Descriptor>, bool) {
     match codec {
         Codec::Vp8 => {
-            let vp8 = vp8_fields(payload);
-            (vp8, vp8.is_some_and(|v| v.keyframe_start))
+            let fields = vp8_fields(payload);
+            (fields, fields.is_some_and(|v| v.keyframe_start))
         }
         Codec::H264 => (None, h264_keyframe_start(payload)),
         Codec::Opus => (None, false),
     }
 }
 
-/// What the VP8 payload descriptor (RFC 7741 §4.2) of a packet says, with the byte
-/// offsets of the fields a forwarder may rewrite.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Vp8Fields {
-    /// Picture id, whether it is 15 bits wide, and its offset in the payload.
-    pub picture_id: Option<(u16, bool, usize)>,
-    /// TL0PICIDX and its offset.
-    pub tl0: Option<(u8, usize)>,
-    /// Whether this packet is the first of a keyframe.
-    pub keyframe_start: bool,
-}
-
-/// Reads a VP8 payload descriptor; None if the payload is too short for the one it
-/// announces (garbage never panics).
-pub fn vp8_fields(payload: &[u8]) -> Option<Vp8Fields> {
-    let first = *payload.first()?;
-    let mut f = Vp8Fields::default();
-    let mut at = 1;
-    if first & 0x80 != 0 {
-        let x = *payload.get(1)?;
-        at = 2;
-        if x & 0x80 != 0 {
-            let p = *payload.get(at)?;
-            if p & 0x80 != 0 {
-                let low = *payload.get(at + 1)?;
-                f.picture_id = Some((u16::from(p & 0x7f) << 8 | u16::from(low), true, at));
-                at += 2;
-            } else {
-                f.picture_id = Some((u16::from(p), false, at));
-                at += 1;
-            }
-        }
-        if x & 0x40 != 0 {
-            f.tl0 = Some((*payload.get(at)?, at));
-            at += 1;
-        }
-        if x & 0x30 != 0 {
-            at += 1;
-        }
-    }
-    let header = *payload.get(at)?;
-    // S bit set, partition 0, and the VP8 frame header's P bit clear (RFC 7741 §4.3).
-    f.keyframe_start = first & 0x10 != 0 && first & 0x07 == 0 && header & 0x01 == 0;
-    Some(f)
+/// Reads a VP8 payload descriptor (RFC 7741 §4.2), with the byte offsets of the fields a
+/// forwarder may rewrite; None if the payload is too short for the one it announces, or
+/// has no VP8 data after it (garbage never panics).
+pub fn vp8_fields(payload: &[u8]) -> Option<vp8::Descriptor> {
+    vp8::parse(payload).filter(|d| d.len < payload.len())
 }
 
 /// H.264 NAL unit types that begin a keyframe: an IDR slice, or the SPS sent before it.
@@ -218,7 +181,7 @@ pub struct PacketIn {
     /// Video: whether it is the first packet of a keyframe. Audio: always false.
     pub keyframe_start: bool,
     pub video: bool,
-    pub vp8: Option<Vp8Fields>,
+    pub vp8: Option<vp8::Descriptor>,
 }
 
 /// Where a forwarded packet goes in the outgoing stream.
@@ -319,8 +282,8 @@ impl Forwarder {
             let (picture_id, tl0) = match out.vp8 {
                 Some(v) => v,
                 None => (
-                    p.vp8.and_then(|v| v.picture_id).map(|(id, _, _)| id),
-                    p.vp8.and_then(|v| v.tl0).map(|(t, _)| t),
+                    p.vp8.and_then(|v| v.picture_id).map(|id| id.value),
+                    p.vp8.and_then(|v| v.tl0).map(|t| t.value),
                 ),
             };
             self.last = Some(Last {
@@ -354,11 +317,11 @@ impl Forwarder {
             .wrapping_add(ticks as u32)
             .wrapping_sub(p.timestamp);
         if let Some(v) = p.vp8 {
-            if let (Some((id, _, _)), Some(last_id)) = (v.picture_id, last.picture_id) {
-                self.pic_offset = last_id.wrapping_add(1).wrapping_sub(id);
+            if let (Some(id), Some(last_id)) = (v.picture_id, last.picture_id) {
+                self.pic_offset = last_id.wrapping_add(1).wrapping_sub(id.value);
             }
-            if let (Some((t, _)), Some(last_t)) = (v.tl0, last.tl0) {
-                self.tl0_offset = last_t.wrapping_add(1).wrapping_sub(t);
+            if let (Some(t), Some(last_t)) = (v.tl0, last.tl0) {
+                self.tl0_offset = last_t.wrapping_add(1).wrapping_sub(t.value);
             }
         }
     }
@@ -368,28 +331,29 @@ impl Forwarder {
         if self.pic_offset == 0 && self.tl0_offset == 0 {
             return None;
         }
-        let id = v.picture_id.map(|(id, wide, _)| {
-            let mask = if wide { 0x7fff } else { 0x7f };
-            id.wrapping_add(self.pic_offset) & mask
+        let id = v.picture_id.map(|id| {
+            let mask = if id.wide { 0x7fff } else { 0x7f };
+            id.value.wrapping_add(self.pic_offset) & mask
         });
-        let tl0 = v.tl0.map(|(t, _)| t.wrapping_add(self.tl0_offset));
+        let tl0 = v.tl0.map(|t| t.value.wrapping_add(self.tl0_offset));
         Some((id, tl0))
     }
 }
 
 /// Writes the rewritten VP8 fields into a copy of the payload (for receivers that take
 /// owned packets; str0m applies the same patch itself while it encrypts).
-pub fn patch_vp8(payload: &mut [u8], fields: &Vp8Fields, to: (Option<u16>, Option<u8>)) {
-    if let (Some((_, wide, at)), Some(id)) = (fields.picture_id, to.0) {
-        if wide {
+pub fn patch_vp8(payload: &mut [u8], fields: &vp8::Descriptor, to: (Option<u16>, Option<u8>)) {
+    if let (Some(pic), Some(id)) = (fields.picture_id, to.0) {
+        let at = pic.offset;
+        if pic.wide {
             payload[at] = 0x80 | (id >> 8) as u8;
             payload[at + 1] = id as u8;
         } else {
             payload[at] = id as u8 & 0x7f;
         }
     }
-    if let (Some((_, at)), Some(t)) = (fields.tl0, to.1) {
-        payload[at] = t;
+    if let (Some(tl0), Some(t)) = (fields.tl0, to.1) {
+        payload[tl0.offset] = t;
     }
 }
 
@@ -429,21 +393,22 @@ mod tests {
     }
 
     #[test]
-    fn vp8_descriptors_are_read_and_keyframes_found() {
-        let f = vp8_fields(&vp8(true, true, 0x1234, 7)).unwrap();
-        assert_eq!(f.picture_id, Some((0x1234, true, 2)));
-        assert_eq!(f.tl0, Some((7, 4)));
-        assert!(f.keyframe_start);
-        assert!(!vp8_fields(&vp8(true, false, 1, 1)).unwrap().keyframe_start);
-        assert!(!vp8_fields(&vp8(false, true, 1, 1)).unwrap().keyframe_start);
-        // No extension: one byte of descriptor.
-        assert!(vp8_fields(&[0x10, 0x00]).unwrap().keyframe_start);
-        assert_eq!(vp8_fields(&[]), None);
+    fn vp8_fields_are_read_only_of_packets_with_vp8_data() {
+        // The descriptor's own cases are common::vp8's tests; here, what the SFU adds.
+        let (f, key) = keyframe_fields(Codec::Vp8, &vp8(true, true, 0x1234, 7));
+        let f = f.unwrap();
         assert_eq!(
-            vp8_fields(&[0x90, 0x80, 0x81]),
-            None,
-            "truncated picture id"
+            f.picture_id.map(|p| (p.value, p.wide, p.offset)),
+            Some((0x1234, true, 2))
         );
+        assert_eq!(f.tl0.map(|t| (t.value, t.offset)), Some((7, 4)));
+        assert!(key && f.keyframe_start);
+        assert!(!keyframe_fields(Codec::Vp8, &vp8(true, false, 1, 1)).1);
+        // A whole descriptor with nothing after it is not read.
+        assert!(vp8::parse(&[0x10]).is_some());
+        assert_eq!(vp8_fields(&[0x10]), None);
+        assert_eq!(vp8_fields(&[]), None);
+        assert_eq!(keyframe_fields(Codec::Opus, &[0x10, 0x00]), (None, false));
     }
 
     #[test]
@@ -615,8 +580,11 @@ mod tests {
         let fields = vp8_fields(&p).unwrap();
         patch_vp8(&mut p, &fields, (Some(0x0042), Some(9)));
         let again = vp8_fields(&p).unwrap();
-        assert_eq!(again.picture_id, Some((0x0042, true, 2)));
-        assert_eq!(again.tl0, Some((9, 4)));
+        assert_eq!(
+            again.picture_id.map(|p| (p.value, p.wide, p.offset)),
+            Some((0x0042, true, 2))
+        );
+        assert_eq!(again.tl0.map(|t| (t.value, t.offset)), Some((9, 4)));
         assert!(again.keyframe_start);
     }
 }

@@ -1,0 +1,188 @@
+//! Setting up a session: from the controller's join until media flows.
+use std::collections::BTreeMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use futures::{SinkExt, StreamExt};
+use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, watch};
+use tokio_tungstenite::tungstenite::Message;
+use webrtc::peer_connection::RTCPeerConnectionState;
+use webrtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
+
+use super::peer::{Handler, peer_connection};
+use super::publish::{add_tracks, start_sending};
+use super::receive::Received;
+use super::signaling::{Negotiation, negotiate, next_json, open_signaling};
+use super::{Bot, BotConfig, Ended, mark_ended};
+
+impl Bot {
+    /// Joins through the controller, opens signaling, makes the peer connection and
+    /// offers; once media is connected, leaves the tasks that keep the session running
+    /// (signaling, the media connection's watch, sending) to the returned [`Bot`].
+    pub(super) async fn join_inner(cfg: BotConfig, lost_node: Option<&str>) -> anyhow::Result<Bot> {
+        let started = Instant::now();
+        let (joined, ws) = open_signaling(&cfg, lost_node).await?;
+        let field = |k: &str| -> anyhow::Result<String> {
+            joined[k]
+                .as_str()
+                .map(str::to_owned)
+                .with_context(|| format!("join response without {k}"))
+        };
+        let (mut ws_tx, mut ws_rx) = ws.split();
+        let welcome = joined["welcome"].clone();
+        let waited = joined["waited"].clone();
+
+        let received = Arc::new(Mutex::new(Received::new()));
+        let (gathered_tx, mut gathered) = watch::channel(false);
+        let (state_tx, mut state) = watch::channel(RTCPeerConnectionState::New);
+        let handler = Arc::new(Handler {
+            gathered: gathered_tx,
+            state: state_tx,
+            received: received.clone(),
+        });
+        let pc = peer_connection(handler).await?;
+
+        let mut senders = Vec::new();
+        if cfg.publish.is_some() {
+            senders = add_tracks(&*pc, &cfg.name, false).await?;
+        } else {
+            // Something to negotiate, so that the connection comes up before anyone
+            // else's tracks are offered to us.
+            pc.add_transceiver_from_kind(
+                RtpCodecKind::Audio,
+                Some(RTCRtpTransceiverInit {
+                    direction: RTCRtpTransceiverDirection::Recvonly,
+                    ..Default::default()
+                }),
+            )
+            .await?;
+        }
+
+        let offer = pc.create_offer(None).await?;
+        pc.set_local_description(offer).await?;
+        gathered.wait_for(|g| *g).await.context("ICE gathering")?;
+        let local = pc
+            .local_description()
+            .await
+            .context("no local description")?;
+        ws_tx
+            .send(Message::Text(
+                json!({ "type": "offer", "sdp": local.sdp })
+                    .to_string()
+                    .into(),
+            ))
+            .await?;
+
+        let (to_node, mut outbox) = mpsc::unbounded_channel::<Value>();
+        let mids = Arc::new(Mutex::new(BTreeMap::new()));
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let (end, ended) = watch::channel(None::<String>);
+        let end = Arc::new(end);
+        let signaling = {
+            let pc = pc.clone();
+            let mids = mids.clone();
+            let events = events.clone();
+            let end = end.clone();
+            tokio::spawn(async move {
+                let _ended = Ended(end, "signaling closed");
+                loop {
+                    tokio::select! {
+                        out = outbox.recv() => {
+                            let Some(out) = out else { break };
+                            if ws_tx.send(Message::Text(out.to_string().into())).await.is_err() {
+                                break;
+                            }
+                        }
+                        msg = next_json(&mut ws_rx) => {
+                            let Ok(msg) = msg else { break };
+                            match negotiate(&*pc, &msg).await {
+                                Ok(Negotiation::Reply(answer)) => {
+                                    if ws_tx.send(Message::Text(answer.to_string().into())).await.is_err() {
+                                        break;
+                                    }
+                                }
+                                Ok(Negotiation::Other) if msg["type"] == "track" => {
+                                    let field = |k: &str| msg[k].as_str().unwrap_or_default().to_owned();
+                                    mids.lock().expect("mids").insert((field("participant_id"), field("kind")), field("mid"));
+                                }
+                                Ok(Negotiation::Other) => events.lock().expect("events").push(msg),
+                                Ok(Negotiation::Applied) => {}
+                                Err(e) => tracing::warn!(error = %e, "renegotiation failed"),
+                            }
+                        }
+                    }
+                }
+            })
+        };
+
+        let connected = state
+            .wait_for(|s| {
+                matches!(
+                    s,
+                    RTCPeerConnectionState::Connected
+                        | RTCPeerConnectionState::Failed
+                        | RTCPeerConnectionState::Closed
+                )
+            })
+            .await
+            .map(|s| *s)
+            .context("peer connection state")?;
+        if connected != RTCPeerConnectionState::Connected {
+            signaling.abort();
+            bail!("media connection {connected}");
+        }
+        let join_time = started.elapsed();
+        // The media connection failing ends the session too.
+        let media_watch = {
+            let end = end.clone();
+            tokio::spawn(async move {
+                let failed = state
+                    .wait_for(|s| {
+                        matches!(
+                            s,
+                            RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed
+                        )
+                    })
+                    .await
+                    .map(|s| *s);
+                let why = match failed {
+                    Ok(s) => format!("media connection {s}"),
+                    Err(_) => "media connection gone".to_owned(),
+                };
+                mark_ended(&end, why);
+            })
+        };
+
+        let (sent_audio, sent_video) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let sent_frames = Arc::new(Mutex::new(Vec::new()));
+        let mut tasks = vec![signaling, media_watch];
+        if let Some(clip) = &cfg.publish {
+            let sent = [sent_audio.clone(), sent_video.clone()];
+            tasks.extend(start_sending(clip, senders, sent, &sent_frames).await?);
+        }
+        Ok(Bot {
+            participant_id: field("participant_id")?,
+            node_id: field("node_id")?,
+            join_time,
+            publishing: cfg.publish.is_some(),
+            pc,
+            received,
+            sent_audio,
+            sent_video,
+            sent_frames,
+            mids,
+            events,
+            welcome,
+            waited,
+            signal_url: field("signal_url")?,
+            token: field("token")?,
+            to_node,
+            ended,
+            tasks,
+        })
+    }
+}

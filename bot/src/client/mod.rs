@@ -1,0 +1,252 @@
+//! A meeting participant on webrtc-rs: joins through the controller, speaks the media
+//! node's signaling protocol (docs/signaling.md), publishes a [`Clip`] and counts what it
+//! receives from everyone else.
+//!
+//! By concern: `signaling` (the controller's calls, the signaling WebSocket and its JSON
+//! messages), `join` (a session's setup, until media flows), `peer` (the webrtc-rs peer
+//! connection and the remote tracks it reports), `receive` (what arrived, per remote
+//! track) and `publish` (sending the clip). Here: [`Bot`], a session's public face.
+mod join;
+mod peer;
+mod publish;
+mod receive;
+mod signaling;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use rtc::peer_connection::sdp::RTCSessionDescription;
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use webrtc::peer_connection::PeerConnection;
+
+use crate::media::Clip;
+
+pub use self::publish::SentFrame;
+use self::publish::{add_tracks, start_sending};
+pub use self::receive::{AUDIO_KEPT, Received, TrackCounts, VIDEO_KEPT};
+pub(crate) use self::signaling::open_signaling;
+pub use self::signaling::{create_meeting, create_meeting_answer, next_json};
+
+/// How to join.
+#[derive(Clone, Debug)]
+pub struct BotConfig {
+    /// The controller's base URL, e.g. `http://127.0.0.1:8080`.
+    pub controller: String,
+    pub meeting: String,
+    pub name: String,
+    pub password: Option<String>,
+    /// The meeting's host key: join as its host.
+    pub host_key: Option<String>,
+    /// A webinar's panelist key: join as a panelist.
+    pub panelist_key: Option<String>,
+    /// A registrant's personal join key (meetings that require registration).
+    pub registrant_key: Option<String>,
+    pub region: Option<String>,
+    /// What to publish; `None` joins as a listener only.
+    pub publish: Option<Arc<Clip>>,
+    /// CA certificates (PEM) trusted for `wss://` signaling besides the system's.
+    pub signal_ca: Option<Arc<Vec<u8>>>,
+}
+
+/// A joined participant. Drop or [`Bot::leave`] ends it.
+pub struct Bot {
+    pub participant_id: String,
+    pub node_id: String,
+    /// From asking the controller to join until the media connection was up.
+    pub join_time: Duration,
+    publishing: bool,
+    pc: Arc<dyn PeerConnection>,
+    received: Arc<Mutex<Received>>,
+    sent_audio: Arc<AtomicU64>,
+    sent_video: Arc<AtomicU64>,
+    sent_frames: Arc<Mutex<Vec<SentFrame>>>,
+    /// Our m-line for each (publisher, kind), from the node's `track` messages.
+    mids: Arc<Mutex<BTreeMap<(String, String), String>>>,
+    /// Every other message the node sent after `welcome` (participants, chat, mute,
+    /// active speaker), in order.
+    events: Arc<Mutex<Vec<Value>>>,
+    /// The `welcome` message.
+    pub welcome: Value,
+    /// The `waiting` message, when we waited in the waiting room first (else null).
+    pub waited: Value,
+    /// The signaling URL and join token the controller gave us.
+    pub signal_url: String,
+    pub token: String,
+    to_node: mpsc::UnboundedSender<Value>,
+    /// Why the session ended (signaling closed, media failed), once it has.
+    ended: watch::Receiver<Option<String>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Bot {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+impl Bot {
+    /// Joins the meeting and waits until media can flow (at most `timeout`).
+    pub async fn join(cfg: BotConfig, timeout: Duration) -> anyhow::Result<Bot> {
+        Self::rejoin(cfg, None, timeout).await
+    }
+
+    /// Joins again after losing media node `lost_node` (the join names it, so that the
+    /// controller checks that node before placing anyone there again).
+    pub async fn rejoin(
+        cfg: BotConfig,
+        lost_node: Option<&str>,
+        timeout: Duration,
+    ) -> anyhow::Result<Bot> {
+        tokio::time::timeout(timeout, Self::join_inner(cfg, lost_node))
+            .await
+            .context("timed out joining")?
+    }
+
+    /// A receiver that sees the session end, and why (signaling closed, media failed).
+    pub fn ended_watch(&self) -> watch::Receiver<Option<String>> {
+        self.ended.clone()
+    }
+
+    pub fn is_publisher(&self) -> bool {
+        self.publishing
+    }
+
+    /// Starts publishing `clip` in a session that joined without (renegotiating: our
+    /// offer adds an audio and a video track). Fails with the node's refusal when it
+    /// refuses the offer, or when no answer comes within `timeout`.
+    pub async fn publish(&mut self, clip: Arc<Clip>, timeout: Duration) -> anyhow::Result<()> {
+        anyhow::ensure!(!self.publishing, "already publishing");
+        let refusals = self.events("error").len();
+        let senders = add_tracks(&*self.pc, &self.participant_id, true).await?;
+        let offer = self.pc.create_offer(None).await?;
+        self.pc.set_local_description(offer).await?;
+        let local = self
+            .pc
+            .local_description()
+            .await
+            .context("no local description")?;
+        self.send(json!({ "type": "offer", "sdp": local.sdp }))?;
+        let until = Instant::now() + timeout;
+        let failed = loop {
+            if let Some(e) = self
+                .events("error")
+                .into_iter()
+                .skip(refusals)
+                .find(|e| e["in_reply_to"] == "offer")
+            {
+                break anyhow::anyhow!(
+                    "offer refused: {}",
+                    e["message"].as_str().unwrap_or_default()
+                );
+            }
+            // The answer applied: no offer of ours pending any more.
+            if self.pc.pending_local_description().await.is_none() {
+                let sent = [self.sent_audio.clone(), self.sent_video.clone()];
+                let tasks = start_sending(&clip, senders, sent, &self.sent_frames).await?;
+                self.tasks.extend(tasks);
+                self.publishing = true;
+                return Ok(());
+            }
+            if Instant::now() >= until {
+                break anyhow::anyhow!("no answer to our offer in {timeout:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        // Back to where we were, so that the node's later offers still apply.
+        self.pc
+            .set_local_description(RTCSessionDescription::rollback(None)?)
+            .await?;
+        for (_, sender) in &senders {
+            self.pc.remove_track(sender).await?;
+        }
+        Err(failed)
+    }
+
+    /// What has arrived so far from each remote participant.
+    pub fn received(&self) -> Received {
+        self.received.lock().expect("counters").clone()
+    }
+
+    /// Forgets what arrived so far: counting starts again from the next new packet (a
+    /// resend of one that arrived before does not count).
+    pub fn clear_received(&self) {
+        for counts in self.received.lock().expect("counters").values_mut() {
+            *counts = counts.cleared();
+        }
+    }
+
+    /// Audio and video frames sent so far.
+    pub fn sent(&self) -> (u64, u64) {
+        (
+            self.sent_audio.load(Ordering::Relaxed),
+            self.sent_video.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Every frame sent so far, with its RTP timestamp and packet count.
+    pub fn sent_frames(&self) -> Vec<SentFrame> {
+        self.sent_frames.lock().expect("sent log").clone()
+    }
+
+    /// The m-line on which we receive `publisher`'s `kind` track, once announced.
+    pub fn mid_of(&self, publisher: &str, kind: &str) -> Option<String> {
+        self.mids
+            .lock()
+            .expect("mids")
+            .get(&(publisher.to_owned(), kind.to_owned()))
+            .cloned()
+    }
+
+    /// The messages of `type` the node sent since the media connection came up.
+    pub fn events(&self, kind: &str) -> Vec<Value> {
+        self.events
+            .lock()
+            .expect("events")
+            .iter()
+            .filter(|m| m["type"] == kind)
+            .cloned()
+            .collect()
+    }
+
+    /// Sends a signaling message (e.g. `{"type":"chat","text":"hi"}`).
+    pub fn send(&self, msg: Value) -> anyhow::Result<()> {
+        self.to_node
+            .send(msg)
+            .map_err(|_| anyhow::anyhow!("signaling connection closed"))
+    }
+
+    /// Leaves the meeting and closes the connection.
+    pub async fn leave(self) {
+        let _ = self.send(json!({ "type": "leave" }));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let _ = self.pc.close().await;
+    }
+}
+
+/// Marks a session ended with its reason when dropped (its signaling task ended or was
+/// aborted), unless something else ended it first.
+struct Ended(Arc<watch::Sender<Option<String>>>, &'static str);
+
+impl Drop for Ended {
+    fn drop(&mut self) {
+        mark_ended(&self.0, self.1.to_owned());
+    }
+}
+
+/// The first reason a session ended is the one kept.
+fn mark_ended(end: &watch::Sender<Option<String>>, why: String) {
+    end.send_if_modified(|e| {
+        if e.is_some() {
+            return false;
+        }
+        *e = Some(why);
+        true
+    });
+}

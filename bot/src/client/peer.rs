@@ -1,0 +1,126 @@
+//! The webrtc-rs side of a session: the peer connection (Opus with the audio level
+//! extension, VP8, loopback candidates) and what it reports: ICE gathering, the
+//! connection's state, and each remote track, whose packets go to [`Received`].
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use anyhow::Context;
+use rtc::rtp_transceiver::rtp_sender::{RTCRtpHeaderExtensionCapability, RtpCodecKind};
+use tokio::sync::watch;
+use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+use webrtc::peer_connection::{
+    MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
+    RTCIceGatheringState, RTCPeerConnectionState, Registry, SettingEngineBuilder,
+    register_default_interceptors,
+};
+
+use super::receive::{AUDIO_KEPT, Received, VIDEO_KEPT};
+
+const AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
+
+/// Where the peer connection reports: ICE gathering done, its state, and every remote
+/// track, whose packets it counts into `received`.
+pub(super) struct Handler {
+    pub(super) gathered: watch::Sender<bool>,
+    pub(super) state: watch::Sender<RTCPeerConnectionState>,
+    pub(super) received: Arc<Mutex<Received>>,
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for Handler {
+    async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
+        if state == RTCIceGatheringState::Complete {
+            let _ = self.gathered.send(true);
+        }
+    }
+
+    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
+        let _ = self.state.send(state);
+    }
+
+    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
+        // The media node names the stream after the participant who publishes it.
+        let publisher = track.stream_id().await.to_string();
+        let kind = match track.kind().await {
+            RtpCodecKind::Audio => "audio",
+            _ => "video",
+        };
+        let received = self.received.clone();
+        let main = track.ssrcs().await;
+        tokio::spawn(async move {
+            while let Some(ev) = track.poll().await {
+                let TrackRemoteEvent::OnRtpPacket(p) = ev else {
+                    continue;
+                };
+                // A retransmission (RTX, RFC 4588) comes on its own SSRC with the
+                // original sequence number first: it counts as that packet.
+                let (seq, payload) = if main.contains(&p.header.ssrc) {
+                    (p.header.sequence_number, &p.payload[..])
+                } else if p.payload.len() > 2 {
+                    (
+                        u16::from_be_bytes([p.payload[0], p.payload[1]]),
+                        &p.payload[2..],
+                    )
+                } else {
+                    continue; // padding
+                };
+                let video = kind == "video";
+                let keyframe = video && common::vp8::keyframe_start(payload);
+                let end = !video || p.header.marker;
+                let clock_rate = if video { 90_000 } else { 48_000 };
+                let at = Instant::now();
+                let mut received = received.lock().expect("counters");
+                let counts = received.entry((publisher.clone(), kind)).or_default();
+                if !video && counts.audio.len() < AUDIO_KEPT {
+                    counts.audio.push(payload.to_vec());
+                }
+                if video
+                    && (keyframe || !counts.video.is_empty())
+                    && counts.video.len() < VIDEO_KEPT
+                {
+                    counts.video.push((payload.to_vec(), p.header.marker));
+                }
+                counts.add(
+                    seq,
+                    p.header.timestamp,
+                    clock_rate,
+                    at,
+                    payload.len(),
+                    end,
+                    keyframe,
+                );
+            }
+        });
+    }
+}
+
+/// A peer connection that reports to `handler`.
+pub(super) async fn peer_connection(
+    handler: Arc<Handler>,
+) -> anyhow::Result<Arc<dyn PeerConnection>> {
+    let mut engine = MediaEngine::default();
+    engine.register_default_codecs()?;
+    engine.register_header_extension(
+        RTCRtpHeaderExtensionCapability {
+            uri: AUDIO_LEVEL_URI.into(),
+        },
+        RtpCodecKind::Audio,
+        None,
+    )?;
+    let registry = register_default_interceptors(Registry::new(), &mut engine)?;
+    let settings = SettingEngineBuilder::new()
+        .with_include_loopback_candidate(true)
+        .build();
+    let pc: Arc<dyn PeerConnection> = Arc::new(
+        PeerConnectionBuilder::new()
+            .with_media_engine(engine)
+            .with_setting_engine(settings)
+            .with_interceptor_registry(registry)
+            .with_handler(handler)
+            .with_udp_addrs(vec!["127.0.0.1:0".to_string()])
+            .build()
+            .await
+            .context("create the peer connection")?,
+    );
+    Ok(pc)
+}

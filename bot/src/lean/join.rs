@@ -1,0 +1,214 @@
+//! How a lean peer joins: a Fjord meeting through the controller and the media node's
+//! signaling, or Janus's VideoRoom as a publisher or a subscriber; each ends with a
+//! [`Runner`] connected and running.
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use serde_json::{Value, json};
+use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
+use str0m::media::{Direction, MediaKind, Mid};
+use str0m::{Candidate, Rtc};
+use tokio::net::UdpSocket;
+use tokio_util::sync::CancellationToken;
+
+use super::publish::{Packets, Publish};
+use super::runner::{Runner, send};
+use super::{Counters, Peer, Server};
+use crate::janus;
+
+/// A peer's socket on `ip` and its `Rtc`, in RTP mode, with Opus and VP8 only.
+async fn lean_rtc(ip: IpAddr) -> anyhow::Result<(UdpSocket, SocketAddr, Rtc)> {
+    let socket = UdpSocket::bind((ip, 0)).await?;
+    let local = socket.local_addr()?;
+    let mut rtc = Rtc::builder()
+        .set_rtp_mode(true)
+        .clear_codecs()
+        .enable_opus(true, false)
+        .enable_vp8(true)
+        .build(Instant::now());
+    rtc.add_local_candidate(Candidate::host(local, "udp")?);
+    Ok((socket, local, rtc))
+}
+
+/// An offer, its pending change and the m-lines it adds to send on.
+type Offer = (SdpOffer, SdpPendingOffer, Vec<(MediaKind, Mid)>);
+
+/// A publisher's offer: a send-only audio and a send-only video m-line.
+fn publish_offer(rtc: &mut Rtc) -> anyhow::Result<Offer> {
+    let mut change = rtc.sdp_api();
+    let mut sending = Vec::new();
+    for kind in [MediaKind::Audio, MediaKind::Video] {
+        let mid = change.add_media(kind, Direction::SendOnly, None, None, None);
+        sending.push((kind, mid));
+    }
+    let (offer, pending) = change.apply().context("an offer")?;
+    Ok((offer, pending, sending))
+}
+
+/// Joins a Fjord meeting through the controller, opens signaling with the media node,
+/// negotiates and waits for ICE; then leaves the peer running in a task of its own.
+pub(super) async fn join_fjord(
+    server: &Server,
+    name: &str,
+    packets: Option<Arc<Packets>>,
+    stop: CancellationToken,
+) -> anyhow::Result<(Peer, tokio::task::JoinHandle<()>)> {
+    let Server::Fjord {
+        controller,
+        meeting,
+        region,
+    } = server
+    else {
+        bail!("not a Fjord meeting");
+    };
+    let started = Instant::now();
+    let cfg = crate::BotConfig {
+        controller: controller.clone(),
+        meeting: meeting.clone(),
+        name: name.to_owned(),
+        password: None,
+        host_key: None,
+        panelist_key: None,
+        registrant_key: None,
+        region: region.clone(),
+        publish: None,
+        signal_ca: None,
+    };
+    let (_joined, mut ws) = crate::client::open_signaling(&cfg, None).await?;
+    let (socket, local, mut rtc) = lean_rtc(Ipv4Addr::LOCALHOST.into()).await?;
+    let (offer, pending, sending) = if packets.is_some() {
+        publish_offer(&mut rtc)?
+    } else {
+        // Something to negotiate, so that the connection comes up before anyone else's
+        // tracks are offered.
+        let mut change = rtc.sdp_api();
+        change.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
+        let (offer, pending) = change.apply().context("an offer")?;
+        (offer, pending, Vec::new())
+    };
+    send(
+        &mut ws,
+        json!({ "type": "offer", "sdp": offer.to_sdp_string() }),
+    )
+    .await?;
+    let answer = loop {
+        let msg = crate::client::next_json(&mut ws).await?;
+        if msg["type"] == "answer" {
+            break msg;
+        }
+    };
+    let answer = SdpAnswer::from_sdp_string(answer["sdp"].as_str().unwrap_or_default())
+        .context("the node's answer")?;
+    rtc.sdp_api()
+        .accept_answer(pending, answer)
+        .context("accepting the answer")?;
+    Runner::new(
+        started,
+        (socket, local, rtc),
+        Some(ws),
+        Arc::default(),
+        packets.map(|p| Publish::new(p, sending)),
+    )
+    .connect(stop)
+    .await
+}
+
+/// Where the peers of a Janus load join, and from which address.
+pub(super) struct JanusRoom {
+    pub(super) session: janus::Session,
+    pub(super) room: u64,
+    pub(super) peers_at: IpAddr,
+}
+
+/// Joins Janus's VideoRoom as a publisher (join, then publish with an offer) and waits
+/// for ICE; returns the peer, its task and its feed id.
+pub(super) async fn janus_publish(
+    janus: &JanusRoom,
+    name: &str,
+    packets: Arc<Packets>,
+    stop: CancellationToken,
+) -> anyhow::Result<((Peer, tokio::task::JoinHandle<()>), u64)> {
+    let started = Instant::now();
+    let mut handle = janus.session.attach().await?;
+    let joined = handle
+        .request(
+            json!({ "request": "join", "ptype": "publisher", "room": janus.room, "display": name }),
+            None,
+            |d| d["videoroom"] == "joined",
+        )
+        .await?;
+    let feed = joined["plugindata"]["data"]["id"]
+        .as_u64()
+        .context("no publisher id in Janus's joined event")?;
+    let (socket, local, mut rtc) = lean_rtc(janus.peers_at).await?;
+    let (offer, pending, sending) = publish_offer(&mut rtc)?;
+    let configured = handle
+        .request(
+            json!({ "request": "publish" }),
+            Some(json!({ "type": "offer", "sdp": offer.to_sdp_string() })),
+            |d| d["configured"] == "ok",
+        )
+        .await?;
+    let answer = SdpAnswer::from_sdp_string(
+        configured["jsep"]["sdp"]
+            .as_str()
+            .context("no SDP answer in Janus's configured event")?,
+    )
+    .context("Janus's answer")?;
+    rtc.sdp_api()
+        .accept_answer(pending, answer)
+        .context("accepting Janus's answer")?;
+    let joined = Runner::new(
+        started,
+        (socket, local, rtc),
+        None,
+        Arc::default(),
+        Some(Publish::new(packets, sending)),
+    )
+    .connect(stop)
+    .await?;
+    Ok((joined, feed))
+}
+
+/// Subscribes to `feeds` in Janus's VideoRoom on one PeerConnection (Janus offers, we
+/// answer), counting into `counters`, and waits for ICE.
+pub(super) async fn janus_subscribe(
+    janus: &JanusRoom,
+    feeds: &[u64],
+    counters: Arc<Counters>,
+    stop: CancellationToken,
+) -> anyhow::Result<(Peer, tokio::task::JoinHandle<()>)> {
+    let started = Instant::now();
+    let mut handle = janus.session.attach().await?;
+    let streams: Vec<Value> = feeds.iter().map(|f| json!({ "feed": f })).collect();
+    let attached = handle
+        .request(
+            json!({ "request": "join", "ptype": "subscriber", "room": janus.room, "streams": streams }),
+            None,
+            |d| d["videoroom"] == "attached",
+        )
+        .await?;
+    let offer = SdpOffer::from_sdp_string(
+        attached["jsep"]["sdp"]
+            .as_str()
+            .context("no SDP offer in Janus's attached event")?,
+    )
+    .context("Janus's offer")?;
+    let (socket, local, mut rtc) = lean_rtc(janus.peers_at).await?;
+    let answer = rtc
+        .sdp_api()
+        .accept_offer(offer)
+        .context("accepting Janus's offer")?;
+    handle
+        .request(
+            json!({ "request": "start" }),
+            Some(json!({ "type": "answer", "sdp": answer.to_sdp_string() })),
+            |d| d["started"] == "ok",
+        )
+        .await?;
+    Runner::new(started, (socket, local, rtc), None, counters, None)
+        .connect(stop)
+        .await
+}
