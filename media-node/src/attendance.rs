@@ -9,13 +9,13 @@
 //! shows them without one).
 use std::sync::Arc;
 
+use common::ids::{MeetingId, NodeId, ParticipantId};
 use common::token::JoinClaims;
-use prost::Message;
 use proto::AttendanceRecord;
 use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
 
-use crate::Node;
-use crate::record;
+use crate::store::{self, MeetingStore};
 
 /// A participant in the meeting; [`Present::left`] records their departure.
 pub struct Present {
@@ -23,9 +23,12 @@ pub struct Present {
 }
 
 impl Present {
-    /// `claims`'s participant came in now, as `name` with `role`.
+    /// `claims`'s participant came in now, as `name` with `role`, on node `node`; the
+    /// writes retry until `stop`.
     pub fn arrived(
-        node: &Arc<Node>,
+        store: Arc<dyn MeetingStore>,
+        node: &NodeId,
+        stop: CancellationToken,
         claims: &JoinClaims,
         name: &str,
         role: signaling::Role,
@@ -36,22 +39,27 @@ impl Present {
             registrant_id: claims.reg.clone().unwrap_or_default(),
             role: role.as_str().to_owned(),
             region: claims.region.to_string(),
-            node_id: node.id.to_string(),
+            node_id: node.to_string(),
             joined_unix_ms: common::unix_ms(),
             left_unix_ms: 0,
         };
-        let key = node.hosts.keyspace.attendance(&claims.mtg, &claims.sub);
+        let (meeting, participant) = (claims.mtg.clone(), claims.sub.clone());
         let (tx, rx) = oneshot::channel();
-        let node = node.clone();
         tokio::spawn(async move {
-            let arrival = rec.encode_to_vec();
-            write(&node, &key, None, &arrival).await;
+            let at = Writer {
+                store: &*store,
+                meeting: &meeting,
+                participant: &participant,
+                stop: &stop,
+            };
+            let arrival = rec.clone();
+            at.write(&arrival, None).await;
             // The session ended (or its node is shutting down: it ends them all first).
-            let Ok(at) = rx.await else { return };
-            rec.left_unix_ms = at;
+            let Ok(left) = rx.await else { return };
+            rec.left_unix_ms = left;
             // Only over our own arrival: a newer session of the same participant (a
             // reconnect with the same token) wrote its own, and will write its departure.
-            write(&node, &key, Some(&arrival), &rec.encode_to_vec()).await;
+            at.write(&rec, Some(&arrival)).await;
         });
         Self { left: Some(tx) }
     }
@@ -64,31 +72,35 @@ impl Present {
     }
 }
 
-/// Puts `value` at `key` (when `over` is given, only if the key still holds exactly
-/// that), retrying with back-off for as long as the node runs.
-async fn write(node: &Node, key: &str, over: Option<&[u8]>, value: &[u8]) {
-    use etcd_client::{Compare, CompareOp, Txn, TxnOp};
-    let mut delay = record::RETRY_FIRST;
-    loop {
-        let done = match node.etcd_client().await {
-            Some(mut etcd) => {
-                let put = TxnOp::put(key, value, None);
-                let txn = match over {
-                    Some(v) => Txn::new()
-                        .when([Compare::value(key, CompareOp::Equal, v)])
-                        .and_then([put]),
-                    None => Txn::new().and_then([put]),
-                };
-                etcd.txn(txn).await.map(|_| ()).map_err(|e| e.to_string())
+struct Writer<'a> {
+    store: &'a dyn MeetingStore,
+    meeting: &'a MeetingId,
+    participant: &'a ParticipantId,
+    stop: &'a CancellationToken,
+}
+
+impl Writer<'_> {
+    /// Writes `rec` (when `over` is given, only if the stored one is still exactly that),
+    /// retrying with back-off until `stop`.
+    async fn write(&self, rec: &AttendanceRecord, over: Option<&AttendanceRecord>) {
+        let mut delay = store::RETRY_FIRST;
+        loop {
+            match self
+                .store
+                .put_attendance(self.meeting, self.participant, rec, over)
+                .await
+            {
+                Ok(_) => return,
+                Err(e) => tracing::warn!(
+                    meeting_id = %self.meeting,
+                    participant_id = %self.participant,
+                    error = %e,
+                    "writing attendance failed; retrying"
+                ),
             }
-            None => Err("etcd unreachable".to_owned()),
-        };
-        match done {
-            Ok(()) => return,
-            Err(e) => tracing::warn!(key, error = %e, "writing attendance failed; retrying"),
-        }
-        if !record::back_off(&node.shutdown, &mut delay).await {
-            return;
+            if !store::back_off(self.stop, &mut delay).await {
+                return;
+            }
         }
     }
 }

@@ -15,7 +15,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::ids::MeetingId;
-use common::keyspace::Keyspace;
 use proto::{
     MeetingCollabRecord, PollAnswerRecord, PollKind, PollRecord, PollState, QuestionRecord,
 };
@@ -24,8 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use signaling::{Poll, PollAnswer, PollResults, Question, Role, ServerMsg};
 
-use crate::Node;
-use crate::record::{self, Seen};
+use crate::store::{MeetingStore, Seen, StoreError};
 
 pub const MAX_POLLS: usize = 100;
 pub const MAX_QUESTIONS: usize = 1000;
@@ -478,28 +476,30 @@ struct Followed {
 
 /// The polls and Q&A of the meetings this node hosts.
 pub struct Collab {
-    keyspace: Keyspace,
+    store: Arc<dyn MeetingStore>,
+    shutdown: CancellationToken,
     meetings: Mutex<HashMap<MeetingId, Followed>>,
 }
 
 impl Collab {
-    pub fn new(keyspace: Keyspace) -> Self {
+    pub fn new(store: Arc<dyn MeetingStore>, shutdown: CancellationToken) -> Self {
         Self {
-            keyspace,
+            store,
+            shutdown,
             meetings: Mutex::default(),
         }
     }
 
     /// Starts following `meeting`'s polls and Q&A (idempotent) and returns them as they
     /// change.
-    pub fn follow(node: &Arc<Node>, meeting: &MeetingId) -> watch::Receiver<CollabState> {
-        let mut meetings = node.collab.meetings.lock().expect("collab");
+    pub fn follow(&self, meeting: &MeetingId) -> watch::Receiver<CollabState> {
+        let mut meetings = self.meetings.lock().expect("collab");
         if let Some(f) = meetings.get(meeting) {
             return f.state.subscribe();
         }
         let (tx, rx) = watch::channel(CollabState::default());
         let (queue, pending) = mpsc::unbounded_channel();
-        let stop = node.shutdown.child_token();
+        let stop = self.shutdown.child_token();
         meetings.insert(
             meeting.clone(),
             Followed {
@@ -508,23 +508,25 @@ impl Collab {
                 stop: stop.clone(),
             },
         );
-        let key = node.collab.keyspace.collab(meeting);
         let taker = tx.clone();
-        tokio::spawn(record::follow(
-            node.clone(),
-            "polls and Q&A",
-            meeting.clone(),
-            key.clone(),
-            stop.clone(),
-            move |seen: Seen<MeetingCollabRecord>| {
+        let (store, m, s) = (self.store.clone(), meeting.clone(), stop.clone());
+        tokio::spawn(async move {
+            let take = move |seen: Seen<MeetingCollabRecord>| {
                 let (rec, revision, fresh) = match seen {
                     Seen::Read(rec, revision) => (rec, revision, true),
                     Seen::Changed(rec, revision) => (rec, revision, false),
                 };
                 publish(&taker, rec.unwrap_or_default(), revision, fresh);
-            },
+            };
+            store.follow_collab(&m, s, Box::new(take)).await;
+        });
+        tokio::spawn(write_batches(
+            self.store.clone(),
+            meeting.clone(),
+            tx,
+            pending,
+            stop,
         ));
-        tokio::spawn(write_batches(node.clone(), key, tx, pending, stop));
         rx
     }
 
@@ -577,8 +579,8 @@ fn publish(tx: &watch::Sender<CollabState>, rec: MeetingCollabRecord, revision: 
 /// Writes what this node's participants ask, a queue at a time, and tells each the
 /// outcome.
 async fn write_batches(
-    node: Arc<Node>,
-    key: String,
+    store: Arc<dyn MeetingStore>,
+    meeting: MeetingId,
     tx: watch::Sender<CollabState>,
     mut pending: mpsc::UnboundedReceiver<Pending>,
     stop: CancellationToken,
@@ -597,23 +599,25 @@ async fn write_batches(
         }
         // Nodes of the meeting write at once only now and then: a few attempts, each
         // after a short pause, settle it.
-        let mut outcome = Err(record::RecordError::Contended);
+        let mut outcome = Err(StoreError::Contended);
+        let mut results = Vec::new();
         for attempt in 0..4u32 {
-            outcome = record::update(&node, &key, 8, |rec: &mut MeetingCollabRecord| {
-                let now = common::unix_ms();
-                batch
-                    .iter()
-                    .map(|p| apply(rec, &p.who, &p.op, now))
-                    .collect::<Vec<_>>()
-            })
-            .await;
-            if !matches!(outcome, Err(record::RecordError::Contended)) {
+            outcome = store
+                .update_collab(&meeting, &mut |rec: &mut MeetingCollabRecord| {
+                    let now = common::unix_ms();
+                    results = batch
+                        .iter()
+                        .map(|p| apply(rec, &p.who, &p.op, now))
+                        .collect::<Vec<_>>();
+                })
+                .await;
+            if !matches!(outcome, Err(StoreError::Contended)) {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(20 << attempt)).await;
         }
         match outcome {
-            Ok((rec, revision, results)) => {
+            Ok((rec, revision)) => {
                 publish(&tx, rec, revision, false);
                 for (p, r) in batch.into_iter().zip(results) {
                     let _ = p.done.send(r);

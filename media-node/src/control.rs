@@ -40,8 +40,8 @@ impl MediaNodeControl for Control {
         tracing::info!(meeting_id = %m, epoch = r.epoch, "meeting prepared");
         self.node.prepare(m.clone());
         crate::mesh::Mesh::follow(&self.node, &m);
-        crate::hosts::Hosts::follow(&self.node, &m);
-        crate::collab::Collab::follow(&self.node, &m);
+        self.node.hosts.follow(&m);
+        self.node.collab.follow(&m);
         Ok(Response::new(PrepareMeetingResponse {}))
     }
 

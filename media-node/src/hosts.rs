@@ -17,16 +17,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::ids::MeetingId;
-use common::keyspace::Keyspace;
-use prost::Message;
-use proto::{HostActionRecord, MeetingRecord, MeetingRoomRecord};
+use common::ids::{MeetingId, ParticipantId};
+use proto::{HostActionRecord, MeetingRoomRecord};
 use signaling::{Breakout, CloseCode, Role, RoomSettings, ServerMsg};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::Node;
-use crate::record::{self, RecordError, Seen};
+use crate::store::{self, MeetingStore, Seen, StoreError};
 
 /// The action log keeps this many of the newest actions.
 pub const MAX_ACTIONS: usize = 1000;
@@ -486,29 +483,42 @@ struct Followed {
     stop: CancellationToken,
 }
 
-/// The rooms of the meetings this node hosts: followed in etcd, written by host actions.
+/// Where a meeting's breakout rooms go when they change: participant → room (0: the
+/// main room). The SFU, in production.
+pub type GroupsOut = Arc<dyn Fn(&MeetingId, HashMap<ParticipantId, u32>) + Send + Sync>;
+
+/// The rooms of the meetings this node hosts: followed in the store, written by host
+/// actions.
 pub struct Hosts {
-    pub(crate) keyspace: Keyspace,
+    store: Arc<dyn MeetingStore>,
+    groups: GroupsOut,
+    shutdown: CancellationToken,
     meetings: Mutex<HashMap<MeetingId, Followed>>,
 }
 
 impl Hosts {
-    pub fn new(keyspace: Keyspace) -> Self {
+    pub fn new(
+        store: Arc<dyn MeetingStore>,
+        groups: GroupsOut,
+        shutdown: CancellationToken,
+    ) -> Self {
         Self {
-            keyspace,
+            store,
+            groups,
+            shutdown,
             meetings: Mutex::default(),
         }
     }
 
     /// Starts following `meeting`'s room (idempotent) and returns its state, which
     /// changes whenever a host of the meeting, on any node, decides something.
-    pub fn follow(node: &Arc<Node>, meeting: &MeetingId) -> watch::Receiver<RoomState> {
-        let mut meetings = node.hosts.meetings.lock().expect("hosts");
+    pub fn follow(&self, meeting: &MeetingId) -> watch::Receiver<RoomState> {
+        let mut meetings = self.meetings.lock().expect("hosts");
         if let Some(f) = meetings.get(meeting) {
             return f.state.subscribe();
         }
         let (tx, rx) = watch::channel(RoomState::default());
-        let stop = node.shutdown.child_token();
+        let stop = self.shutdown.child_token();
         meetings.insert(
             meeting.clone(),
             Followed {
@@ -516,9 +526,14 @@ impl Hosts {
                 stop: stop.clone(),
             },
         );
-        tokio::spawn(follow_room(node.clone(), meeting.clone(), tx, stop.clone()));
+        tokio::spawn(follow_room(
+            self.store.clone(),
+            meeting.clone(),
+            tx,
+            stop.clone(),
+        ));
         tokio::spawn(apply_groups(
-            node.clone(),
+            self.groups.clone(),
             meeting.clone(),
             rx.clone(),
             stop,
@@ -537,19 +552,19 @@ impl Hosts {
     /// one overwrites (compare-and-swap on the record's revision, retried).
     pub async fn act(
         &self,
-        node: &Node,
         meeting: &MeetingId,
         actor: &Actor,
         actions: &[Action],
-    ) -> Result<(), RecordError> {
-        let key = self.keyspace.room(meeting);
-        let (rec, revision, ()) = record::update(node, &key, 8, |rec| {
-            let now = common::unix_ms();
-            for a in actions {
-                apply(rec, actor, a, now);
-            }
-        })
-        .await?;
+    ) -> Result<(), StoreError> {
+        let (rec, revision) = self
+            .store
+            .update_room(meeting, &mut |rec| {
+                let now = common::unix_ms();
+                for a in actions {
+                    apply(rec, actor, a, now);
+                }
+            })
+            .await?;
         if let Some(f) = self.meetings.lock().expect("hosts").get(meeting) {
             publish(&f.state, Some(rec), revision);
         }
@@ -570,10 +585,10 @@ fn publish(tx: &watch::Sender<RoomState>, rec: Option<MeetingRoomRecord>, revisi
     });
 }
 
-/// Keeps the SFU's breakout rooms of `meeting` as the room record says, including when
-/// a closing countdown runs out.
+/// Keeps the breakout rooms of `meeting` (`out`: the SFU's) as the room record says,
+/// including when a closing countdown runs out.
 async fn apply_groups(
-    node: Arc<Node>,
+    out: GroupsOut,
     meeting: MeetingId,
     mut rx: watch::Receiver<RoomState>,
     stop: CancellationToken,
@@ -588,15 +603,9 @@ async fn apply_groups(
         if groups != told {
             let by_id = groups
                 .iter()
-                .filter_map(|(p, g)| common::ids::ParticipantId::parse(p).ok().map(|p| (p, *g)))
+                .filter_map(|(p, g)| ParticipantId::parse(p).ok().map(|p| (p, *g)))
                 .collect();
-            node.sfu.command(
-                &meeting,
-                crate::sfu::SfuCommand::Groups {
-                    meeting: meeting.clone(),
-                    groups: by_id,
-                },
-            );
+            out(&meeting, by_id);
             tracing::info!(%meeting, moved = groups.len(), "breakout rooms changed");
             told = groups;
         }
@@ -617,23 +626,20 @@ async fn apply_groups(
 /// Keeps `tx` up to date with `meeting`'s room record, and the settings of the meeting
 /// it needs (title, waiting room), until `stop`.
 async fn follow_room(
-    node: Arc<Node>,
+    store: Arc<dyn MeetingStore>,
     meeting: MeetingId,
     tx: watch::Sender<RoomState>,
     stop: CancellationToken,
 ) {
-    let key = node.hosts.keyspace.room(&meeting);
-    let settings = read_settings(node.clone(), meeting.clone(), tx.clone(), stop.clone());
-    let room = record::follow(
-        node,
-        "room record",
-        meeting,
-        key,
-        stop,
-        |seen: Seen<MeetingRoomRecord>| match seen {
+    let settings = read_settings(&*store, &meeting, &tx, &stop);
+    let take = tx.clone();
+    let room = store.follow_room(
+        &meeting,
+        stop.clone(),
+        Box::new(move |seen: Seen<MeetingRoomRecord>| match seen {
             // A fresh read is the truth, even against a newer revision we wrote.
             Seen::Read(rec, revision) => {
-                tx.send_modify(|s| {
+                take.send_modify(|s| {
                     s.room_read = true;
                     s.revision = s.revision.max(revision);
                     if let Some(rec) = rec
@@ -643,8 +649,8 @@ async fn follow_room(
                     }
                 });
             }
-            Seen::Changed(rec, revision) => publish(&tx, rec, revision),
-        },
+            Seen::Changed(rec, revision) => publish(&take, rec, revision),
+        }),
     );
     tokio::join!(settings, room);
 }
@@ -652,36 +658,29 @@ async fn follow_room(
 /// Reads the meeting's title and waiting-room setting (they do not change) into `tx`,
 /// trying again until it can or `stop`.
 async fn read_settings(
-    node: Arc<Node>,
-    meeting: MeetingId,
-    tx: watch::Sender<RoomState>,
-    stop: CancellationToken,
+    store: &dyn MeetingStore,
+    meeting: &MeetingId,
+    tx: &watch::Sender<RoomState>,
+    stop: &CancellationToken,
 ) {
-    let mut delay = record::RETRY_FIRST;
+    let mut delay = store::RETRY_FIRST;
     loop {
-        let read: Result<(), RecordError> = async {
-            let mut etcd = node.etcd_client().await.ok_or(RecordError::NoEtcd)?;
-            let m = etcd
-                .get(node.hosts.keyspace.meeting(&meeting), None)
-                .await?;
-            let m = m
-                .kvs()
-                .first()
-                .map(|kv| MeetingRecord::decode(kv.value()))
-                .transpose()?
-                .unwrap_or_default();
-            tx.send_modify(|s| {
-                s.title = m.title;
-                s.meeting_waiting_room = m.waiting_room;
-                s.webinar = m.kind == proto::MeetingKind::Webinar as i32;
-                s.meeting_read = true;
-            });
-            Ok(())
+        match store.meeting(meeting).await {
+            Ok(m) => {
+                let m = m.unwrap_or_default();
+                tx.send_modify(|s| {
+                    s.title = m.title;
+                    s.meeting_waiting_room = m.waiting_room;
+                    s.webinar = m.webinar;
+                    s.meeting_read = true;
+                });
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(%meeting, error = %e, "reading the meeting's settings failed; retrying");
+            }
         }
-        .await;
-        let Err(e) = read else { return };
-        tracing::warn!(%meeting, error = %e, "reading the meeting's settings failed; retrying");
-        if !record::back_off(&stop, &mut delay).await {
+        if !store::back_off(stop, &mut delay).await {
             return;
         }
     }

@@ -11,11 +11,11 @@ pub mod control;
 pub mod hosts;
 pub mod mesh;
 pub mod metrics;
-pub mod record;
 pub mod relay_server;
 pub mod room;
 pub mod sfu;
 pub mod signal;
+pub mod store;
 pub mod webinar;
 pub mod wss;
 
@@ -52,8 +52,10 @@ pub struct Node {
     pub sfu: sfu::driver::SfuHandle,
     /// Links to the other media nodes of our meetings.
     pub mesh: mesh::Mesh,
-    pub etcd: common::config::EtcdConfig,
-    etcd_client: tokio::sync::OnceCell<etcd_client::Client>,
+    /// etcd, for what is not the meeting layer's (the mesh's placements and nodes).
+    pub etcd: Arc<store::EtcdStore>,
+    /// What the meeting layer keeps in the cluster's state (etcd, here).
+    pub store: Arc<dyn store::MeetingStore>,
     /// What the hosts of our meetings decided (lock, waiting room, roles, …).
     pub hosts: hosts::Hosts,
     /// The polls and Q&A of our meetings.
@@ -67,15 +69,7 @@ impl Node {
     /// A connection to etcd (made once, at first use); None when the node shuts down
     /// before etcd answers.
     pub async fn etcd_client(&self) -> Option<etcd_client::Client> {
-        self.etcd_client
-            .get_or_try_init(|| async {
-                common::etcd::connect(&self.etcd, &self.shutdown)
-                    .await
-                    .ok_or(())
-            })
-            .await
-            .ok()
-            .cloned()
+        self.etcd.client().await
     }
     pub fn participants(&self) -> u32 {
         self.participants.load(Ordering::SeqCst)
@@ -305,6 +299,18 @@ pub async fn run(
         }
         None => (None, None),
     };
+    let etcd = Arc::new(store::EtcdStore::new(cfg.etcd.clone(), shutdown.clone()));
+    let meeting_store: Arc<dyn store::MeetingStore> = etcd.clone();
+    let groups_sfu = sfu_handle.clone();
+    let groups: hosts::GroupsOut = Arc::new(move |meeting, groups| {
+        groups_sfu.command(
+            meeting,
+            sfu::SfuCommand::Groups {
+                meeting: meeting.clone(),
+                groups,
+            },
+        );
+    });
     let node = Arc::new(Node {
         id,
         verifier,
@@ -321,10 +327,10 @@ pub async fn run(
             relay_client,
             mesh_metrics,
         ),
-        etcd: cfg.etcd.clone(),
-        etcd_client: tokio::sync::OnceCell::new(),
-        hosts: hosts::Hosts::new(common::keyspace::Keyspace::new(&cfg.etcd.prefix)),
-        collab: collab::Collab::new(common::keyspace::Keyspace::new(&cfg.etcd.prefix)),
+        etcd,
+        hosts: hosts::Hosts::new(meeting_store.clone(), groups, shutdown.clone()),
+        collab: collab::Collab::new(meeting_store.clone(), shutdown.clone()),
+        store: meeting_store,
         meetings: Mutex::default(),
         participants: AtomicU32::new(0),
     });

@@ -14,8 +14,8 @@ use common::ids::MeetingId;
 use common::token::{JoinClaims, TokenError};
 use serde::Deserialize;
 
-use crate::collab::{self, Collab, CollabState};
-use crate::hosts::{self, Action, Actor, Hosts, RoomState};
+use crate::collab::{self, CollabState};
+use crate::hosts::{self, Action, Actor, RoomState};
 use crate::room::{Close, Participant, ServerMsg};
 use crate::sfu::{SfuCommand, SignalOut};
 use crate::webinar;
@@ -107,7 +107,7 @@ async fn signal(
     }
     // What the meeting's hosts decided: read from etcd when the meeting was prepared
     // here, and followed since.
-    let mut room = Hosts::follow(&node, &meeting);
+    let mut room = node.hosts.follow(&meeting);
     let loaded = tokio::time::timeout(PREPARE_GRACE, room.wait_for(|r| r.loaded()))
         .await
         .is_ok_and(|r| r.is_ok());
@@ -410,8 +410,15 @@ async fn session(
     let why = match waited {
         Some(why) => why,
         None => {
-            let mut collab = Collab::follow(&node, &claims.mtg);
-            let present = crate::attendance::Present::arrived(&node, &claims, &me.name, me.role);
+            let mut collab = node.collab.follow(&claims.mtg);
+            let present = crate::attendance::Present::arrived(
+                node.store.clone(),
+                &node.id,
+                node.shutdown.clone(),
+                &claims,
+                &me.name,
+                me.role,
+            );
             let why = in_meeting(
                 &node,
                 &claims,
@@ -910,7 +917,7 @@ async fn in_meeting(
                             Ok(_) if !allowance.take(std::time::Instant::now()) => {
                                 Err("too many host actions at once: wait a moment and try again".into())
                             }
-                            Ok(actions) => node.hosts.act(node, meeting, &actor, &actions).await.map_err(|e| e.to_string()),
+                            Ok(actions) => node.hosts.act(meeting, &actor, &actions).await.map_err(|e| e.to_string()),
                             Err(refused) => Err(refused),
                         };
                         if let Err(message) = done {
@@ -957,7 +964,7 @@ async fn hand_over(node: &Node, meeting: &common::ids::MeetingId, me: &Participa
         target: heir.participant_id.clone(),
         role: Role::Host,
     };
-    match node.hosts.act(node, meeting, &actor, &[give]).await {
+    match node.hosts.act(meeting, &actor, &[give]).await {
         Ok(()) => {
             tracing::info!(heir = %heir.participant_id, "the host left: handed the host role over")
         }

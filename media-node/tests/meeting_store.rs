@@ -1,0 +1,337 @@
+//! The `MeetingStore` contract: every case runs on the etcd store (a real etcd on a free
+//! loopback port, with a temporary data dir) and on the in-memory one, so that the
+//! meeting layer's tests on the in-memory store stand for production.
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::config::EtcdConfig;
+use common::ids::{MeetingId, ParticipantId};
+use futures::future::BoxFuture;
+use media_node::store::{EtcdStore, MeetingSettings, MeetingStore, MemoryStore, Seen};
+use prost::Message;
+use proto::{AttendanceRecord, MeetingCollabRecord, MeetingRoomRecord};
+use tokio_util::sync::CancellationToken;
+
+/// A store under test, with what the contract needs beyond the trait: what the
+/// controller does to a meeting's records (create it; delete it and all under it).
+struct Rig {
+    store: Arc<dyn MeetingStore>,
+    create: Box<dyn Fn(MeetingId, MeetingSettings) -> BoxFuture<'static, ()> + Send + Sync>,
+    delete: Box<dyn Fn(MeetingId) -> BoxFuture<'static, ()> + Send + Sync>,
+    _etcd: Option<(harness::process::Etcd, tempfile::TempDir)>,
+}
+
+fn memory() -> Rig {
+    let store = Arc::new(MemoryStore::new());
+    let (c, d) = (store.clone(), store.clone());
+    Rig {
+        store,
+        create: Box::new(move |m, s| {
+            c.put_meeting(&m, s);
+            Box::pin(async {})
+        }),
+        delete: Box::new(move |m| {
+            d.delete_meeting(&m);
+            Box::pin(async {})
+        }),
+        _etcd: None,
+    }
+}
+
+async fn etcd() -> Rig {
+    let dir = tempfile::tempdir().unwrap();
+    let etcd =
+        harness::process::Etcd::start(&dir.path().join("data"), &dir.path().join("etcd.log"))
+            .await
+            .unwrap();
+    let cfg = EtcdConfig {
+        endpoints: vec![etcd.endpoint()],
+        prefix: "/contract".into(),
+        ..Default::default()
+    };
+    let ks = common::keyspace::Keyspace::new(&cfg.prefix);
+    let store = Arc::new(EtcdStore::new(cfg, CancellationToken::new()));
+    let client = etcd.client().await.unwrap();
+    let (c, ks_c) = (client.clone(), ks.clone());
+    Rig {
+        store,
+        create: Box::new(move |m, s| {
+            let mut c = c.clone();
+            let rec = proto::MeetingRecord {
+                meeting_id: m.to_string(),
+                title: s.title,
+                waiting_room: s.waiting_room,
+                kind: if s.webinar {
+                    proto::MeetingKind::Webinar as i32
+                } else {
+                    proto::MeetingKind::Meeting as i32
+                },
+                ..Default::default()
+            };
+            let key = ks_c.meeting(&m);
+            Box::pin(async move {
+                c.put(key, rec.encode_to_vec(), None).await.unwrap();
+            })
+        }),
+        delete: Box::new(move |m| {
+            let mut c = client.clone();
+            let key = ks.meeting(&m);
+            Box::pin(async move {
+                let all = etcd_client::DeleteOptions::new().with_prefix();
+                c.delete(key, Some(all)).await.unwrap();
+            })
+        }),
+        _etcd: Some((etcd, dir)),
+    }
+}
+
+/// One test per store for each contract case.
+macro_rules! contract {
+    ($($case:ident),* $(,)?) => {
+        mod on_memory {
+            $(#[tokio::test]
+            async fn $case() {
+                super::$case(super::memory()).await
+            })*
+        }
+        mod on_etcd {
+            $(#[tokio::test]
+            async fn $case() {
+                super::$case(super::etcd().await).await
+            })*
+        }
+    };
+}
+
+contract!(
+    a_meetings_settings_read_back_and_an_unknown_meeting_has_none,
+    a_followed_room_is_read_then_every_change_is_seen_and_a_deletion_too,
+    concurrent_room_changes_never_overwrite_each_other,
+    a_late_follower_reads_the_latest_record,
+    polls_and_questions_are_followed_and_changed_like_the_room,
+    a_departure_lands_only_over_its_own_arrival,
+);
+
+fn id(s: &str) -> MeetingId {
+    MeetingId::parse(s).unwrap()
+}
+
+/// What a follower saw, and a way to wait for what it should see. Stops following when
+/// dropped.
+struct Follower<R> {
+    seen: Arc<Mutex<Vec<Seen<R>>>>,
+    stop: CancellationToken,
+}
+
+impl<R: Clone + Send + 'static> Follower<R> {
+    fn new() -> Self {
+        Follower {
+            seen: Arc::default(),
+            stop: CancellationToken::new(),
+        }
+    }
+
+    fn take(&self) -> Box<dyn FnMut(Seen<R>) + Send> {
+        let seen = self.seen.clone();
+        Box::new(move |s| seen.lock().unwrap().push(s))
+    }
+
+    /// Waits (at most 10 s) until what was seen satisfies `done`; everything seen.
+    async fn until(&self, what: &str, done: impl Fn(&[Seen<R>]) -> bool) -> Vec<Seen<R>> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let now = self.seen.lock().unwrap().clone();
+            if done(&now) {
+                return now;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the follower never saw {what}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+impl<R> Drop for Follower<R> {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+fn latest<R: Clone>(seen: &[Seen<R>]) -> Option<R> {
+    match seen.last()? {
+        Seen::Read(r, _) | Seen::Changed(r, _) => r.clone(),
+    }
+}
+
+async fn a_meetings_settings_read_back_and_an_unknown_meeting_has_none(rig: Rig) {
+    let settings = MeetingSettings {
+        title: "Thesis defence".into(),
+        waiting_room: true,
+        webinar: true,
+    };
+    (rig.create)(id("m1"), settings.clone()).await;
+    assert_eq!(rig.store.meeting(&id("m1")).await.unwrap(), Some(settings));
+    assert_eq!(rig.store.meeting(&id("nope")).await.unwrap(), None);
+}
+
+async fn a_followed_room_is_read_then_every_change_is_seen_and_a_deletion_too(rig: Rig) {
+    let m = id("m1");
+    (rig.create)(m.clone(), MeetingSettings::default()).await;
+    let f = Follower::<MeetingRoomRecord>::new();
+    let (store, m2, stop, take) = (rig.store.clone(), m.clone(), f.stop.clone(), f.take());
+    tokio::spawn(async move { store.follow_room(&m2, stop, take).await });
+    let first = f.until("the first read", |s| !s.is_empty()).await;
+    assert!(
+        matches!(first[0], Seen::Read(None, rev) if rev > 0),
+        "{first:?}"
+    );
+    let (written, rev) = rig
+        .store
+        .update_room(&m, &mut |r| r.locked = true)
+        .await
+        .unwrap();
+    assert!(written.locked);
+    let seen = f
+        .until("the lock", |s| latest(s).is_some_and(|r| r.locked))
+        .await;
+    assert!(
+        matches!(seen.last(), Some(Seen::Changed(Some(_), at)) if *at == rev),
+        "a change carries the revision it was written at: {seen:?}"
+    );
+    let (_, rev2) = rig
+        .store
+        .update_room(&m, &mut |r| r.admitted.push("p1".into()))
+        .await
+        .unwrap();
+    assert!(rev2 > rev, "revisions only grow");
+    f.until("the admission on top of the lock", |s| {
+        latest(s).is_some_and(|r| r.locked && r.admitted == ["p1"])
+    })
+    .await;
+    (rig.delete)(m.clone()).await;
+    f.until("the deletion", |s| {
+        matches!(s.last(), Some(Seen::Changed(None, _)))
+    })
+    .await;
+}
+
+async fn concurrent_room_changes_never_overwrite_each_other(rig: Rig) {
+    let m = id("m1");
+    let writers: Vec<_> = (0..12)
+        .map(|i| {
+            let (store, m) = (rig.store.clone(), m.clone());
+            tokio::spawn(async move {
+                store
+                    .update_room(&m, &mut |r| r.admitted.push(format!("p{i}")))
+                    .await
+            })
+        })
+        .collect();
+    let mut ok = 0;
+    for w in writers {
+        // A writer that lost every round to the others says so; none may overwrite.
+        if w.await.unwrap().is_ok() {
+            ok += 1;
+        }
+    }
+    let (rec, _) = rig.store.update_room(&m, &mut |_| {}).await.unwrap();
+    assert_eq!(rec.admitted.len(), ok, "{:?}", rec.admitted);
+    assert!(ok >= 1);
+}
+
+async fn a_late_follower_reads_the_latest_record(rig: Rig) {
+    let m = id("m1");
+    for n in 0..3 {
+        rig.store
+            .update_room(&m, &mut |r| r.next_seq = n + 1)
+            .await
+            .unwrap();
+    }
+    let f = Follower::<MeetingRoomRecord>::new();
+    let (store, m2, stop, take) = (rig.store.clone(), m.clone(), f.stop.clone(), f.take());
+    tokio::spawn(async move { store.follow_room(&m2, stop, take).await });
+    let seen = f.until("a read", |s| !s.is_empty()).await;
+    assert!(
+        matches!(&seen[0], Seen::Read(Some(r), _) if r.next_seq == 3),
+        "{seen:?}"
+    );
+}
+
+async fn polls_and_questions_are_followed_and_changed_like_the_room(rig: Rig) {
+    let m = id("m1");
+    let f = Follower::<MeetingCollabRecord>::new();
+    let (store, m2, stop, take) = (rig.store.clone(), m.clone(), f.stop.clone(), f.take());
+    tokio::spawn(async move { store.follow_collab(&m2, stop, take).await });
+    f.until("the first read", |s| !s.is_empty()).await;
+    rig.store
+        .update_collab(&m, &mut |c| {
+            c.polls.push(proto::PollRecord {
+                id: 1,
+                question: "Tea or coffee?".into(),
+                ..Default::default()
+            })
+        })
+        .await
+        .unwrap();
+    f.until("the poll", |s| {
+        latest(s).is_some_and(|c| c.polls.len() == 1 && c.polls[0].question == "Tea or coffee?")
+    })
+    .await;
+    // The room is a record of its own.
+    let (room, _) = rig.store.update_room(&m, &mut |_| {}).await.unwrap();
+    assert_eq!(room, MeetingRoomRecord::default());
+}
+
+async fn a_departure_lands_only_over_its_own_arrival(rig: Rig) {
+    let (m, p) = (id("m1"), ParticipantId::parse("p1").unwrap());
+    let arrival = AttendanceRecord {
+        participant_id: "p1".into(),
+        name: "Ada".into(),
+        joined_unix_ms: 1_000,
+        ..Default::default()
+    };
+    assert!(
+        rig.store
+            .put_attendance(&m, &p, &arrival, None)
+            .await
+            .unwrap()
+    );
+    // A reconnect wrote its own arrival: the older session's departure does not land.
+    let newer = AttendanceRecord {
+        joined_unix_ms: 2_000,
+        ..arrival.clone()
+    };
+    assert!(
+        rig.store
+            .put_attendance(&m, &p, &newer, None)
+            .await
+            .unwrap()
+    );
+    let stale_departure = AttendanceRecord {
+        left_unix_ms: 3_000,
+        ..arrival.clone()
+    };
+    assert!(
+        !rig.store
+            .put_attendance(&m, &p, &stale_departure, Some(&arrival))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        rig.store.attendance(&m, &p).await.unwrap(),
+        Some(newer.clone())
+    );
+    let departure = AttendanceRecord {
+        left_unix_ms: 4_000,
+        ..newer.clone()
+    };
+    assert!(
+        rig.store
+            .put_attendance(&m, &p, &departure, Some(&newer))
+            .await
+            .unwrap()
+    );
+    assert_eq!(rig.store.attendance(&m, &p).await.unwrap(), Some(departure));
+}
