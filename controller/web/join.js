@@ -5,17 +5,19 @@ import { e2ee } from './e2ee.js';
 import { state } from './state.js';
 import { $, params, status } from './dom.js';
 
-// Plain-language messages for what the API answers.
+// Plain-language messages for what the API answers: by its `error` code where that
+// tells, by the status (and a look at the message) where it does not.
 export function explain(httpStatus, body) {
   const msg = (body && body.message) || '';
   const code = body && body.error;
   if (code === 'meeting_locked') return 'This meeting is locked by its host.';
+  if (code === 'meeting_full') return 'This meeting is full.';
   if (code === 'too_early' || code === 'series_over' || (code || '').startsWith('registration_')) return msg.charAt(0).toUpperCase() + msg.slice(1) + '.';
   switch (httpStatus) {
     case 401: return msg.includes('password') ? 'This meeting needs a password.' : msg;
     case 403: return msg.includes('password') ? 'Wrong password. Please try again.' : msg;
     case 404: return 'This meeting does not exist. Check the link.';
-    case 409: return msg.includes('full') ? 'This meeting is full.' : 'This meeting has ended.';
+    case 409: return 'This meeting has ended.';
     case 429: return 'Too many attempts. Please wait a moment and try again.';
     case 503: return msg.includes('capacity') ? 'The meeting is full right now. Please try again later.'
                                               : 'The service is busy right now (' + msg + '). Please try again shortly.';

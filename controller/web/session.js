@@ -1,7 +1,7 @@
 // A session: the join through the controller, then one WebSocket to the media node and
 // one RTCPeerConnection; the messages about the session and who is in it; leaving, and
 // rejoining on our own when the connection is lost.
-import { CLIENT, SERVER } from './protocol.js';
+import { CLIENT, CLOSE, SERVER } from './protocol.js';
 import { e2ee } from './e2ee.js';
 import { boardRefused } from './board.js';
 import { explain, loadMeeting, constraints } from './join.js';
@@ -191,16 +191,33 @@ function lost(why) {
   setTimeout(() => { if (!leaving) join(); }, wait);
 }
 
-// Why a session ended: some reasons end the visit, others are rejoined.
-function closed(reason) {
-  if (reason.includes('replaced')) { leaving = true; status('You joined from another window; this one left.', true); }
-  else if (reason.includes('is full')) stop('This meeting is full.', true);
-  else if (reason.includes('removed you')) stop('A host removed you from this meeting.', true);
-  else if (reason.includes('did not let you in')) stop('The host did not let you into this meeting.', true);
-  else if (reason.includes('ended the meeting')) stop('The host ended the meeting for everyone.', true);
-  else lost('The media node closed the connection (' + reason + ').');
-}
-on(SERVER.closed, (m) => closed(m.reason || ''));
+// Why a session ended, by its code (the `reason` is for people, and may be reworded):
+// a newer session of ours, a host's decision or the meeting's end stop the visit; the
+// rest is a lost connection, rejoined (on another node if this one is going away).
+on(SERVER.closed, (m) => {
+  const reason = m.reason || m.code || 'no reason given';
+  switch (m.code) {
+    case CLOSE.replaced:
+      // The other window carries on; this one goes quiet (the node closes the socket).
+      leaving = true;
+      status('You joined from another window; this one left.', true);
+      break;
+    case CLOSE.removed: stop('A host removed you from this meeting.', true); break;
+    case CLOSE.denied: stop('The host did not let you into this meeting.', true); break;
+    case CLOSE.ended: stop('The host ended the meeting for everyone.', true); break;
+    case CLOSE.closed_here:
+    case CLOSE.shutdown:
+    case CLOSE.fenced:
+    case CLOSE.media_failed:
+      lost('The media node closed the connection (' + reason + ').');
+      break;
+    default:
+      // A code this page does not know (a newer node): rejoining is the safe guess, and
+      // a join the controller refuses stops it.
+      console.warn('signaling: closed with an unknown code', m.code, m.reason);
+      lost('The media node closed the connection (' + reason + ').');
+  }
+});
 
 // ---- Who is in the meeting. ----
 function upsert(p) {
