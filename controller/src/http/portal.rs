@@ -1,8 +1,8 @@
 //! The portal (`/portal`: a signed-in user's meetings, and for administrators the
-//! dashboard), its static files, and the dashboard's data, `GET /v1/dashboard`.
+//! dashboard) and the dashboard's data, `GET /v1/dashboard`. Its script is one of
+//! `web.rs`'s static files.
 use axum::Router;
 use axum::extract::State;
-use axum::http::header;
 use axum::response::Html;
 use axum::routing::get;
 use serde_json::{Value, json};
@@ -12,20 +12,10 @@ use crate::auth::Caller;
 use crate::error::ApiError;
 
 const PORTAL_HTML: &str = include_str!("../../web/portal.html");
-const PORTAL_JS: &str = include_str!("../../web/portal.js");
 
 pub(super) fn router() -> Router<HttpState> {
     Router::new()
         .route("/portal", get(|| async { Html(PORTAL_HTML) }))
-        .route(
-            "/static/portal.js",
-            get(|| async {
-                (
-                    [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
-                    PORTAL_JS,
-                )
-            }),
-        )
         .route("/v1/dashboard", get(dashboard))
         .route("/v1/org/settings", get(org_settings).put(set_org_settings))
 }

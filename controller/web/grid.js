@@ -1,0 +1,216 @@
+// The grid: a tile per participant, the gallery or speaker layout, the video layer each
+// tile asks the node for, connection quality, and the marks on tiles (speaking,
+// recording, undecryptable media).
+import { CLIENT, SERVER } from './protocol.js';
+import { localRecording } from './recording.js';
+import { on, send } from './signal.js';
+import { state, myId } from './state.js';
+import { $, banner } from './dom.js';
+
+let layout = 'gallery';
+let pinnedTile = null; // the tile shown large in speaker view, whoever speaks
+const pinned = new Map(); // participant_id -> { width, height } asked for whatever the tile's size
+let qualityTimer = null;
+let lastStats = new Map(); // mid -> its last inbound-rtp stats
+let e2eeFailures = 0;
+
+export const tileOf = (pid) => document.getElementById('tile-' + pid);
+
+export function tile(pid, name, stream) {
+  let t = tileOf(pid);
+  if (!t) {
+    t = document.createElement('div');
+    t.className = pid === state.activeSpeaker ? 'tile speaking' : 'tile';
+    t.id = 'tile-' + pid;
+    t.tabIndex = 0;
+    const v = document.createElement('video');
+    v.autoplay = true; v.playsInline = true;
+    if (stream) v.muted = true;
+    const l = document.createElement('span');
+    l.className = 'label';
+    const q = document.createElement('span');
+    q.className = 'quality';
+    q.setAttribute('role', 'img');
+    t.append(v, l, q);
+    // Double-click or Enter pins the tile in speaker view.
+    const pin = () => { pinnedTile = pinnedTile === pid ? null : pid; applyLayout(); };
+    t.addEventListener('dblclick', pin);
+    t.addEventListener('keydown', (e) => { if (e.key === 'Enter') pin(); });
+    $('grid').append(t);
+  }
+  t.dataset.name = name;
+  if (stream) t.querySelector('video').srcObject = stream;
+  label(pid);
+  return t;
+}
+
+export function removeTile(pid) {
+  const t = tileOf(pid);
+  if (t) t.remove();
+}
+
+export const clearTiles = () => $('grid').replaceChildren();
+
+export function label(pid) {
+  const t = tileOf(pid);
+  if (!t) return;
+  const p = state.participants.get(pid);
+  const muted = p && p.audio_muted ? ' 🔇' : '';
+  const hand = p && p.hand_raised_unix_ms != null ? ' ✋' : '';
+  const rec = (p ? p.local_recording : pid === myId() && localRecording.active()) ? ' ● REC' : '';
+  t.querySelector('.label').textContent = t.dataset.name + muted + hand + rec;
+  t.setAttribute('aria-label', t.dataset.name + (muted ? ', muted' : '') + (hand ? ', hand raised' : '') +
+    (rec ? ', recording on their computer' : ''));
+}
+
+// Who records on their computer: a badge for everyone, and a mark on their tiles.
+export function showRecorders() {
+  const names = [...state.participants.values()].filter((p) => p.local_recording).map((p) => p.name);
+  if (localRecording.active()) names.unshift('You');
+  $('recording-badge').hidden = !names.length;
+  $('recording-badge').textContent = names.length
+    ? '● ' + names.join(', ') + (names.length === 1 && names[0] !== 'You' ? ' is' : ' are') + ' recording this meeting on their computer'
+    : '';
+  for (const id of state.participants.keys()) label(id);
+  if (state.joined) label(state.joined.participant_id);
+}
+
+// Frames of m-line `mid` do not open with our key: say so on the tile.
+export function undecryptable(mid) {
+  const pid = state.midToParticipant.get(mid);
+  const t = pid && tileOf(pid);
+  if (!t || t.querySelector('.e2ee-fail')) return;
+  const note = document.createElement('div');
+  note.className = 'e2ee-fail';
+  note.textContent = 'This participant\'s media cannot be decrypted: they joined with another passphrase.';
+  t.append(note);
+  e2eeFailures += 1;
+}
+export const e2eeFailureCount = () => e2eeFailures;
+
+export function setActiveSpeaker(pid) {
+  state.activeSpeaker = pid;
+  document.querySelectorAll('.tile').forEach((t) => t.classList.toggle('speaking', t.id === 'tile-' + pid));
+  applyLayout();
+}
+on(SERVER.active_speaker, (m) => setActiveSpeaker(m.participant_id));
+
+// ---- Layouts: a gallery, or the speaker (or a pinned participant) large. ----
+function applyLayout() {
+  const speaker = layout === 'speaker';
+  $('grid').classList.toggle('speaker-view', speaker);
+  const main = pinnedTile || state.activeSpeaker;
+  document.querySelectorAll('.tile').forEach((t) => {
+    t.classList.toggle('main', speaker && t.id === 'tile-' + main);
+    t.classList.toggle('pinned', t.id === 'tile-' + pinnedTile);
+  });
+}
+
+$('layout').onclick = () => {
+  layout = layout === 'gallery' ? 'speaker' : 'gallery';
+  $('layout').textContent = layout === 'gallery' ? 'Speaker view' : 'Gallery view';
+  applyLayout();
+};
+
+// Tell the node how large each remote video is shown, so it forwards a layer to match;
+// a tile scrolled out of sight gets the smallest.
+function sendLayer(pid) {
+  for (const [mid, who] of state.midToParticipant) {
+    if (who !== pid || state.midKind.get(mid) !== 'video') continue;
+    const t = tileOf(pid);
+    let size = pinned.get(pid) || (t ? { width: t.clientWidth, height: t.clientHeight } : null);
+    if (t && !pinned.get(pid) && t.dataset.visible === 'no') size = { width: 1, height: 1 };
+    if (size) send({ type: CLIENT.layer, mid, width: Math.round(size.width), height: Math.round(size.height) });
+  }
+}
+const resizes = new ResizeObserver((entries) => {
+  for (const e of entries) sendLayer(e.target.id.replace(/^tile-/, ''));
+});
+const visibility = new IntersectionObserver((entries) => {
+  for (const e of entries) {
+    e.target.dataset.visible = e.isIntersecting ? 'yes' : 'no';
+    sendLayer(e.target.id.replace(/^tile-/, ''));
+  }
+});
+
+// Asks for `pid`'s video at this size from now on, whatever its tile's (tests, and
+// anyone who wants to look at the layers).
+export function pinLayer(pid, width, height) {
+  pinned.set(pid, { width, height });
+  sendLayer(pid);
+}
+
+// A remote track arrived on m-line `mid`: onto its participant's tile.
+export function attach(mid, track) {
+  const pid = state.midToParticipant.get(mid);
+  if (!pid) return;
+  const p = state.participants.get(pid);
+  const t = tile(pid, p ? p.name : pid);
+  if (track.kind === 'video') { resizes.observe(t); visibility.observe(t); setTimeout(() => sendLayer(pid), 0); }
+  const v = t.querySelector('video');
+  const s = v.srcObject instanceof MediaStream ? v.srcObject : new MediaStream();
+  s.addTrack(track);
+  v.srcObject = s;
+  const speaker = $('speaker-select').value;
+  if (speaker && v.setSinkId) v.setSinkId(speaker).catch(() => {});
+  localRecording.addAudio(track);
+}
+
+// ---- Connection quality, from getStats(): per remote participant and our own. ----
+export function startQuality() {
+  clearInterval(qualityTimer);
+  lastStats = new Map();
+  qualityTimer = setInterval(measureQuality, 2000);
+}
+export const stopQuality = () => clearInterval(qualityTimer);
+
+async function measureQuality() {
+  const pc = state.pc;
+  if (!pc) return;
+  const report = await pc.getStats().catch(() => null);
+  if (!report) return;
+  const byMid = new Map();
+  let rtt = null; let ownLoss = 0;
+  report.forEach((s) => {
+    if (s.type === 'inbound-rtp' && s.mid) byMid.set(s.mid, s);
+    if (s.type === 'candidate-pair' && s.nominated && s.currentRoundTripTime != null) rtt = s.currentRoundTripTime;
+    if (s.type === 'remote-inbound-rtp' && s.fractionLost != null) ownLoss = Math.max(ownLoss, s.fractionLost);
+  });
+  for (const [pid, q] of perParticipant(byMid)) showQuality(pid, q, rtt);
+  if (pc.connectionState === 'connected') {
+    banner(ownLoss > 0.1 || (rtt || 0) > 0.5 ? 'Your connection is poor: others may not see or hear you well.' : '');
+  }
+}
+
+// Packets got and lost and bits per second since the last measurement, per participant
+// (summed over their m-lines).
+function perParticipant(byMid) {
+  const per = new Map();
+  for (const [mid, s] of byMid) {
+    const pid = state.midToParticipant.get(mid);
+    if (!pid) continue;
+    const last = lastStats.get(mid);
+    lastStats.set(mid, s);
+    if (!last) continue;
+    const got = s.packetsReceived - last.packetsReceived;
+    const lost = Math.max(0, s.packetsLost - last.packetsLost);
+    const bits = 8 * (s.bytesReceived - last.bytesReceived) / ((s.timestamp - last.timestamp) / 1000 || 1);
+    const q = per.get(pid) || { lost: 0, got: 0, bitrate: 0 };
+    q.lost += lost; q.got += got; q.bitrate += bits;
+    per.set(pid, q);
+  }
+  return per;
+}
+
+// The dot on the tile: good, fair or poor, with the numbers in its title.
+function showQuality(pid, q, rtt) {
+  const loss = q.got + q.lost ? q.lost / (q.got + q.lost) : 0;
+  const grade = loss > 0.1 || (rtt || 0) > 0.4 ? 'poor' : loss > 0.02 || (rtt || 0) > 0.2 ? 'fair' : 'good';
+  const t = tileOf(pid);
+  if (!t) return;
+  const el = t.querySelector('.quality');
+  el.className = 'quality ' + grade;
+  el.setAttribute('aria-label', 'Connection ' + grade);
+  el.title = 'Connection ' + grade + ': ' + Math.round(loss * 100) + ' % lost, ' +
+    (rtt == null ? '?' : Math.round(rtt * 1000)) + ' ms round trip, ' + Math.round(q.bitrate / 1000) + ' kbit/s';
+}

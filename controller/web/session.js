@@ -1,0 +1,300 @@
+// A session: the join through the controller, then one WebSocket to the media node and
+// one RTCPeerConnection; the messages about the session and who is in it; leaving, and
+// rejoining on our own when the connection is lost.
+import { CLIENT, CLOSE, SERVER } from './protocol.js';
+import { e2ee } from './e2ee.js';
+import { boardRefused } from './board.js';
+import { explain, loadMeeting, constraints } from './join.js';
+import { addTrack, roleChanged, sendMute, sendOffer, setOwnMute, showSelf } from './media.js';
+import { localRecording } from './recording.js';
+import { attach, clearTiles, label, removeTile, setActiveSpeaker, showRecorders, startQuality, stopQuality, tile, undecryptable } from './grid.js';
+import { myRoom, recordingRefused, renderControls, renderPeople, roomOf } from './hosts.js';
+import { dispatch, on, send } from './signal.js';
+import { state, watchOnly } from './state.js';
+import { $, banner, params, status } from './dom.js';
+
+let leaving = false; // we left, or were sent away: a closed connection is not lost
+let rejoining = false;
+let attempts = 0; // rejoins since the connection was last up
+let lostNode = null; // the node we lost, named in the rejoin
+
+// ---- Joining. ----
+export async function join() {
+  const meeting = $('meeting').value.trim();
+  const name = $('name').value.trim();
+  const password = $('password').value;
+  if (!meeting || !name) { status('Enter the meeting and your name.', true); return; }
+  state.meeting = meeting;
+  if (!state.info) await loadMeeting(meeting);
+  if (state.info && state.info.e2ee && !e2ee.key && !await prepareE2ee(meeting)) return;
+  status('Joining…');
+  let resp, body;
+  try {
+    resp = await fetch('/v1/meetings/' + encodeURIComponent(meeting) + '/join', {
+      method: 'POST', headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(joinRequest(name, password)),
+    });
+    body = await resp.json().catch(() => null);
+  } catch (e) {
+    if (rejoining) { lost('Cannot reach the meeting service.'); return; }
+    status('Cannot reach the meeting service. Check your connection.', true);
+    return;
+  }
+  // Rejoining after a lost connection: a busy or unreachable service is tried again.
+  if (!resp.ok && rejoining && resp.status >= 500) {
+    lost(explain(resp.status, body));
+    return;
+  }
+  if (!resp.ok) {
+    rejoining = false;
+    if ((resp.status === 401 || resp.status === 403) && (body && body.error) !== 'meeting_locked') $('password-row').hidden = false;
+    status(explain(resp.status, body), true);
+    return;
+  }
+  state.joined = body;
+  state.role = body.role;
+  await connect();
+}
+
+function joinRequest(name, password) {
+  // `?region=` asks for a region explicitly (honoured only where the controller allows
+  // overrides: tests and demos of a multi-region cluster on one machine).
+  const request = { name };
+  if (password) request.password = password;
+  for (const key of ['host_key', 'panelist_key', 'registrant_key', 'region']) {
+    if (params.get(key)) request[key] = params.get(key);
+  }
+  // Rejoining: say which node we lost, so that the controller checks it first.
+  if (rejoining && lostNode) request.lost_node = lostNode;
+  return request;
+}
+
+// An encrypted meeting needs its passphrase and a browser that can encrypt frames;
+// false (and the status says why) without them.
+async function prepareE2ee(meeting) {
+  const passphrase = $('e2ee-passphrase').value || e2ee.fromLink();
+  if (!passphrase) {
+    status('This meeting is end-to-end encrypted: open the full link you were given (it ends with #…) or enter its passphrase.', true);
+    return false;
+  }
+  if (!e2ee.supported()) {
+    status('This browser cannot take part in an end-to-end encrypted meeting. Try a current Chrome, Edge or Firefox.', true);
+    return false;
+  }
+  await e2ee.prepare(meeting, passphrase, undecryptable);
+  $('e2ee-badge').hidden = false;
+  return true;
+}
+
+async function connect() {
+  const cameraOff = $('join-camera-off').checked || params.get('camera') === 'off';
+  const joinMuted = $('join-muted').checked || params.get('muted') === '1';
+  if (watchOnly()) {
+    // Nothing to send: the preview's camera and microphone are let go.
+    if (state.local) state.local.getTracks().forEach((t) => t.stop());
+    state.local = new MediaStream();
+    banner('You are watching this webinar. Raise your hand or ask in Q&A; a host can invite you to speak.');
+  } else if (!state.local) {
+    try {
+      const c = constraints();
+      state.local = await navigator.mediaDevices.getUserMedia(cameraOff ? { audio: c.audio } : c);
+    } catch (e) {
+      status('Camera or microphone not available: ' + e.message, true);
+      return;
+    }
+  }
+  if (cameraOff) {
+    state.local.getVideoTracks().forEach((t) => { t.stop(); state.local.removeTrack(t); });
+    state.videoMuted = true;
+  }
+  if (joinMuted) state.audioMuted = true;
+  state.local.getAudioTracks().forEach((t) => { t.enabled = !state.audioMuted; });
+  state.pc = peerConnection();
+  const ws = new WebSocket(state.joined.signal_url + '?token=' + encodeURIComponent(state.joined.token));
+  state.ws = ws;
+  ws.onmessage = (e) => dispatch(JSON.parse(e.data)).catch((err) => console.error(err));
+  ws.onclose = () => { if (!leaving && state.ws === ws) lost('Connection lost.'); };
+  $('prejoin').hidden = true;
+}
+
+function peerConnection() {
+  // TURN servers of the node's region, when the cluster has them: the way out of
+  // networks that block UDP or direct paths.
+  const pc = new RTCPeerConnection({
+    bundlePolicy: 'max-bundle',
+    iceServers: state.joined.ice_servers || [],
+    ...e2ee.pcConfig(),
+  });
+  for (const track of state.local.getTracks()) addTrack(pc, track);
+  // Something to negotiate, so that the connection comes up before others' tracks do.
+  if (!state.local.getTracks().length) pc.addTransceiver('audio', { direction: 'recvonly' });
+  pc.ontrack = (e) => { e2ee.receiver(e.receiver, e.transceiver.mid); attach(e.transceiver.mid, e.track); };
+  pc.onconnectionstatechange = () => {
+    if (pc.connectionState === 'connected') { attempts = 0; rejoining = false; banner(''); }
+    if (pc.connectionState === 'disconnected') banner('Your connection is interrupted. Reconnecting…');
+    if (pc.connectionState === 'failed') lost('Media connection failed.');
+  };
+  return pc;
+}
+
+function showMeeting() {
+  $('waiting').hidden = true;
+  $('meeting-view').hidden = false;
+  if (!watchOnly()) showSelf();
+  renderControls();
+}
+
+// ---- Leaving, and losing the connection. ----
+function teardown() {
+  stopQuality();
+  if (state.pc) state.pc.close();
+  if (state.ws) state.ws.close();
+  state.pc = null; state.ws = null;
+  state.midToParticipant.clear();
+  state.participants.clear();
+  state.waiting.clear();
+  clearTiles();
+}
+
+function stopLocal() {
+  if (state.local) state.local.getTracks().forEach((t) => t.stop());
+}
+
+// The visit is over (we left, or were sent away): `text` says why.
+function stop(text, isError) {
+  leaving = true;
+  teardown();
+  stopLocal();
+  $('meeting-view').hidden = true;
+  $('waiting').hidden = true;
+  status(text, isError);
+}
+
+export function leave() {
+  leaving = true;
+  localRecording.stop();
+  send({ type: CLIENT.leave });
+  stop('You left the meeting.');
+}
+
+// Rejoins at once (a quarter second, jittered so that a node's participants do not all
+// come back in the same instant), then backing off to 4 s between attempts; a join
+// that answers a 4xx (the meeting ended, is full, is locked…) stops it.
+function lost(why) {
+  if (state.joined) lostNode = state.joined.node_id;
+  teardown();
+  status(why + ' Rejoining…', true);
+  banner('Connection lost. Rejoining…');
+  rejoining = true;
+  const wait = Math.min(4000, 250 * 2 ** attempts) * (0.5 + Math.random() / 2);
+  attempts += 1;
+  setTimeout(() => { if (!leaving) join(); }, wait);
+}
+
+// Why a session ended, by its code (the `reason` is for people, and may be reworded):
+// a newer session of ours, a host's decision or the meeting's end stop the visit; the
+// rest is a lost connection, rejoined (on another node if this one is going away).
+on(SERVER.closed, (m) => {
+  const reason = m.reason || m.code || 'no reason given';
+  switch (m.code) {
+    case CLOSE.replaced:
+      // The other window carries on; this one goes quiet (the node closes the socket).
+      leaving = true;
+      status('You joined from another window; this one left.', true);
+      break;
+    case CLOSE.removed: stop('A host removed you from this meeting.', true); break;
+    case CLOSE.denied: stop('The host did not let you into this meeting.', true); break;
+    case CLOSE.ended: stop('The host ended the meeting for everyone.', true); break;
+    case CLOSE.closed_here:
+    case CLOSE.shutdown:
+    case CLOSE.fenced:
+    case CLOSE.media_failed:
+      lost('The media node closed the connection (' + reason + ').');
+      break;
+    default:
+      // A code this page does not know (a newer node): rejoining is the safe guess, and
+      // a join the controller refuses stops it.
+      console.warn('signaling: closed with an unknown code', m.code, m.reason);
+      lost('The media node closed the connection (' + reason + ').');
+  }
+});
+
+// ---- Who is in the meeting. ----
+function upsert(p) {
+  const id = p.participant_id;
+  if (id === (state.joined && state.joined.participant_id)) {
+    const was = state.role;
+    state.role = p.role;
+    state.handRaised = p.hand_raised_unix_ms != null;
+    if (was !== p.role && state.pc) roleChanged(was).catch((e) => console.error(e));
+    else renderControls();
+    return;
+  }
+  if (p.waiting) {
+    state.waiting.set(id, p);
+    renderPeople();
+    return;
+  }
+  state.waiting.delete(id);
+  state.participants.set(id, p);
+  tile(id, p.name).hidden = roomOf(id) !== myRoom();
+  renderPeople();
+  showRecorders();
+}
+
+on(SERVER.waiting, (m) => {
+  $('waiting-title').textContent = m.title || state.title || 'the meeting';
+  $('waiting').hidden = false;
+  status('Waiting for the host to let you in.');
+});
+
+on(SERVER.welcome, async (m) => {
+  status('In the meeting.');
+  state.role = m.role;
+  showMeeting();
+  for (const p of m.participants) upsert(p);
+  if (m.active_speaker) setActiveSpeaker(m.active_speaker);
+  await sendOffer();
+  if (state.audioMuted || state.videoMuted) sendMute();
+  startQuality();
+});
+
+on(SERVER.participant_joined, (m) => upsert(m.participant));
+on(SERVER.participant_updated, (m) => upsert(m.participant));
+on(SERVER.participant_left, (m) => {
+  state.participants.delete(m.participant_id);
+  state.waiting.delete(m.participant_id);
+  removeTile(m.participant_id);
+  renderPeople();
+});
+on(SERVER.mute, (m) => {
+  const p = state.participants.get(m.participant_id);
+  if (p) { p.audio_muted = m.audio_muted; p.video_muted = m.video_muted; label(m.participant_id); renderPeople(); }
+});
+
+// ---- Negotiation, and which m-line carries whose media. ----
+on(SERVER.answer, (m) => state.pc.setRemoteDescription({ type: 'answer', sdp: m.sdp }));
+on(SERVER.offer, async (m) => {
+  await state.pc.setRemoteDescription({ type: 'offer', sdp: m.sdp });
+  const answer = await state.pc.createAnswer();
+  await state.pc.setLocalDescription(answer);
+  send({ type: CLIENT.answer, sdp: answer.sdp });
+});
+on(SERVER.track, (m) => {
+  state.midToParticipant.set(m.mid, m.participant_id);
+  state.midKind.set(m.mid, m.kind);
+});
+on(SERVER.track_removed, (m) => state.midToParticipant.delete(m.mid));
+
+// The node refused one of our messages (`in_reply_to` names it).
+on(SERVER.error, (m) => {
+  console.warn('signaling error', m.message);
+  if (m.in_reply_to === CLIENT.mute) { setOwnMute(true, state.videoMuted); status(m.message, true); }
+  else if (m.in_reply_to !== CLIENT.layer) status(m.message, true);
+  if (m.in_reply_to === CLIENT.board_draw) boardRefused();
+  if (m.in_reply_to === CLIENT.local_recording) recordingRefused();
+});
+
+$('join').addEventListener('submit', (e) => { e.preventDefault(); join(); });
+$('leave').onclick = () => leave();
+$('waiting-leave').onclick = () => leave();
