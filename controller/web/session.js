@@ -205,6 +205,7 @@ on(SERVER.closed, (m) => {
     case CLOSE.removed: stop('A host removed you from this meeting.', true); break;
     case CLOSE.denied: stop('The host did not let you into this meeting.', true); break;
     case CLOSE.ended: stop('The host ended the meeting for everyone.', true); break;
+    case CLOSE.full: stop('This meeting is full.', true); break;
     case CLOSE.closed_here:
     case CLOSE.shutdown:
     case CLOSE.fenced:
