@@ -9,6 +9,7 @@ pub mod ids;
 pub mod keyspace;
 pub mod node;
 pub mod ops;
+pub mod rate;
 pub mod registration;
 pub mod shutdown;
 pub mod tls;

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
 use common::ids::MeetingId;
+use common::rate::TokenBucket;
 
 /// A rate: `per_minute` on average, up to `burst` at once; `per_minute = 0` turns it off.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -45,16 +46,11 @@ impl Default for JoinLimitsConfig {
     }
 }
 
-struct Bucket {
-    tokens: f64,
-    at: Instant,
-}
-
 /// Token buckets by key. A bucket that would be full again is forgotten, so memory
 /// stays bounded by the keys active within one refill time.
 pub struct Limiter<K> {
     rate: Rate,
-    buckets: HashMap<K, Bucket>,
+    buckets: HashMap<K, TokenBucket>,
     last_prune: Option<Instant>,
 }
 
@@ -78,20 +74,11 @@ impl<K: Hash + Eq> Limiter<K> {
             return Ok(());
         }
         self.prune(now);
-        let (burst, per_second) = (f64::from(self.rate.burst.max(1)), self.per_second());
-        let b = self.buckets.entry(key).or_insert(Bucket {
-            tokens: burst,
-            at: now,
-        });
-        let elapsed = now.saturating_duration_since(b.at).as_secs_f64();
-        b.tokens = (b.tokens + elapsed * per_second).min(burst);
-        b.at = now;
-        if b.tokens >= 1.0 {
-            b.tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(Duration::from_secs_f64((1.0 - b.tokens) / per_second))
-        }
+        let (burst, per_second) = (f64::from(self.rate.burst), self.per_second());
+        self.buckets
+            .entry(key)
+            .or_insert_with(|| TokenBucket::new(burst, per_second, now))
+            .take(now)
     }
 
     /// Forgets the buckets that have refilled (at most once a second).
@@ -103,10 +90,7 @@ impl<K: Hash + Eq> Limiter<K> {
             return;
         }
         self.last_prune = Some(now);
-        let (burst, per_second) = (f64::from(self.rate.burst.max(1)), self.per_second());
-        self.buckets.retain(|_, b| {
-            b.tokens + now.saturating_duration_since(b.at).as_secs_f64() * per_second < burst
-        });
+        self.buckets.retain(|_, b| !b.full_at(now));
     }
 
     pub fn len(&self) -> usize {

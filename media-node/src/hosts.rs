@@ -760,15 +760,14 @@ mod tests {
         /// The room once it satisfies `done` (at most 1 s of tokio time).
         async fn room_when(&self, done: impl Fn(&RoomState) -> bool) -> RoomState {
             let mut rx = self.hosts.follow(&self.meeting);
-            let got = tokio::time::timeout(
+            tokio::time::timeout(
                 Duration::from_secs(1),
                 rx.wait_for(|r| r.loaded() && done(r)),
             )
             .await
             .expect("the room never got there")
             .unwrap()
-            .clone();
-            got
+            .clone()
         }
 
         async fn act(&self, by: &Actor, actions: &[Action]) {

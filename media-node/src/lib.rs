@@ -9,6 +9,7 @@ pub mod collab;
 pub mod config;
 pub mod control;
 pub mod hosts;
+pub mod meeting;
 pub mod mesh;
 pub mod metrics;
 pub mod relay_server;

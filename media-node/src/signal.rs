@@ -16,13 +16,11 @@ use serde::Deserialize;
 
 use crate::collab::{self, CollabState};
 use crate::hosts::{self, Action, Actor, RoomState};
+use crate::meeting::participant::LOCAL_RECORDING_FORBIDDEN;
+use crate::meeting::{Output, host_controls};
 use crate::room::{Close, Participant, ServerMsg};
 use crate::sfu::{SfuCommand, SignalOut};
 use crate::webinar;
-use signaling::limits::{
-    BREAKOUT_CLOSE_SECS, MAX_BREAKOUT_CLOSE_SECS, MAX_BREAKOUT_ROOMS, MAX_CHAT_CHARS,
-    REACTION_EMOJI,
-};
 use signaling::{ClientMsg, CloseCode, MediaKind, Role, parse_client};
 
 use crate::Node;
@@ -164,105 +162,8 @@ async fn signal(
     }
 }
 
-/// The poll or Q&A request `m` is, if it is one (`Err`: a poll kind we do not know).
-fn collab_op(m: &ClientMsg) -> Option<Result<collab::Op, String>> {
-    use collab::Op;
-    Some(Ok(match m {
-        ClientMsg::PollCreate {
-            question,
-            kind,
-            options,
-            anonymous,
-        } => {
-            let Some(kind) = collab::kind_named(kind) else {
-                return Some(Err(format!(
-                    "kind {:?}: expected single, multiple or text",
-                    kind.chars().take(32).collect::<String>()
-                )));
-            };
-            Op::PollCreate {
-                question: question.clone(),
-                kind,
-                options: options.clone(),
-                anonymous: *anonymous,
-            }
-        }
-        ClientMsg::PollLaunch { poll_id } => Op::PollLaunch(*poll_id),
-        ClientMsg::PollEnd { poll_id } => Op::PollEnd(*poll_id),
-        ClientMsg::PollShare { poll_id } => Op::PollShare(*poll_id),
-        ClientMsg::PollAnswer {
-            poll_id,
-            choices,
-            text,
-        } => Op::PollAnswer {
-            poll: *poll_id,
-            choices: choices.clone(),
-            text: text.clone(),
-        },
-        ClientMsg::QuestionAsk { text, anonymous } => Op::Ask {
-            text: text.clone(),
-            anonymous: *anonymous,
-        },
-        ClientMsg::QuestionUpvote { question_id } => Op::Upvote(*question_id),
-        ClientMsg::QuestionAnswer {
-            question_id,
-            text,
-            live,
-        } => Op::Answer {
-            question: *question_id,
-            text: text.clone(),
-            live: *live,
-        },
-        ClientMsg::QuestionDismiss { question_id } => Op::Dismiss(*question_id),
-        _ => return None,
-    }))
-}
-
 /// How long a session waits for its meeting to be prepared here before it is refused.
 const PREPARE_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
-/// Host actions a session may take in a burst, and how fast the allowance comes back:
-/// each is a write to etcd that every node of the meeting reads.
-const HOST_ACTIONS: (f64, f64) = (20.0, 2.0);
-/// Poll and Q&A requests (each goes into a write to etcd, batched per node).
-const COLLAB_REQUESTS: (f64, f64) = (20.0, 4.0);
-/// Reactions: every participant of the meeting is shown each.
-const REACTIONS: (f64, f64) = (5.0, 1.0);
-const LOCAL_RECORDING_FORBIDDEN: &str =
-    "the host does not allow recording this meeting on participants' computers";
-/// Whiteboard messages: a stroke goes in segments, a few a second while drawing.
-const BOARD_MESSAGES: (f64, f64) = (60.0, 30.0);
-
-/// A token bucket for one session: a burst, then so many a second.
-struct ActionAllowance {
-    tokens: f64,
-    burst: f64,
-    per_sec: f64,
-    at: std::time::Instant,
-}
-
-impl ActionAllowance {
-    fn new((burst, per_sec): (f64, f64)) -> Self {
-        Self {
-            tokens: burst,
-            burst,
-            per_sec,
-            at: std::time::Instant::now(),
-        }
-    }
-
-    /// Takes one action's worth, if there is one left at `now`.
-    fn take(&mut self, now: std::time::Instant) -> bool {
-        let refill = now.saturating_duration_since(self.at).as_secs_f64() * self.per_sec;
-        self.tokens = (self.tokens + refill).min(self.burst);
-        self.at = now;
-        if self.tokens < 1.0 {
-            return false;
-        }
-        self.tokens -= 1.0;
-        true
-    }
-}
-
 /// A message as its text frame.
 fn frame(msg: &ServerMsg) -> Message {
     Message::Text(msg.to_json().into())
@@ -586,10 +487,7 @@ async fn in_meeting(
     ok &= ws.send(frame(&board)).await.is_ok();
     let mut collab_live = true;
     let mut why = BROKE;
-    let mut allowance = ActionAllowance::new(HOST_ACTIONS);
-    let mut requests = ActionAllowance::new(COLLAB_REQUESTS);
-    let mut reactions = ActionAllowance::new(REACTIONS);
-    let mut drawing = ActionAllowance::new(BOARD_MESSAGES);
+    let mut allowances = crate::meeting::Allowances::new(std::time::Instant::now());
     // Mutes (by the participant or a host) take effect in the SFU too, and so does not
     // being allowed to publish (`publishes`).
     let set_muted = |audio: bool, video: bool, publishes: bool| {
@@ -776,155 +674,86 @@ async fn in_meeting(
                         continue;
                     }
                 };
-                if let Some(op) = collab_op(&parsed) {
-                    let answers = parsed.kind();
-                    let done = match op {
-                        Err(refused) => Err(refused),
-                        Ok(_) if !requests.take(std::time::Instant::now()) => {
-                            Err("too many poll and Q&A requests at once: wait a moment and try again".into())
-                        }
-                        Ok(op) => {
-                            let who = collab::Who { id: my_id.to_owned(), name: me.name.clone(), role: me.role };
-                            node.collab.submit(meeting, who, op).await.map(|_| ())
-                        }
+                let outputs = {
+                    let room = room.borrow();
+                    let members = || node.rooms.members(meeting);
+                    let ctx = crate::meeting::Ctx {
+                        me: &me,
+                        publishes,
+                        room: &room,
+                        members: &members,
+                        now_ms: common::unix_ms(),
+                        now: std::time::Instant::now(),
                     };
-                    if let Err(message) = done {
-                        tracing::info!(message = %message, request = answers, "poll or Q&A request refused");
-                        ok = ws.send(error_msg(answers, message)).await.is_ok();
-                    }
-                    continue;
-                }
-                match parsed {
-                    ClientMsg::Offer { sdp } if !publishes && webinar::sends_media(&sdp) => {
-                        tracing::info!("an attendee's offer that sends media refused");
-                        ok = ws.send(error_msg("offer", webinar::ATTENDEE_OFFER)).await.is_ok();
-                    }
-                    ClientMsg::Offer { sdp } => sfu.send(SfuCommand::Offer { key, sdp }),
-                    ClientMsg::BoardDraw { stroke_id, tool, color, width, points, text } => {
-                        let op = crate::board::BoardOp {
-                            // Unique, and exact as a JavaScript number (below 2^53).
-                            op_id: rand::random::<u64>() >> 11,
-                            author: my_id.to_owned(),
-                            stroke_id,
-                            tool,
-                            color: color.to_ascii_lowercase(),
-                            width,
-                            points,
-                            text,
-                        };
-                        let done = if me.role == Role::Attendee && !room.borrow().attendees_may_draw() {
-                            Err("the host does not let attendees draw on the whiteboard".to_owned())
-                        } else if !drawing.take(std::time::Instant::now()) {
-                            Err("too many whiteboard messages: send a stroke's points in fewer, larger messages".to_owned())
-                        } else {
-                            op.check().and_then(|()| node.rooms.board_draw(meeting, op, true).map_err(str::to_owned))
-                        };
-                        if let Err(message) = done {
-                            ok = ws.send(error_msg("board_draw", message)).await.is_ok();
+                    crate::meeting::handle(&ctx, &mut allowances, parsed)
+                };
+                let mut leaving = false;
+                for out in outputs {
+                    match out {
+                        Output::Refuse { answers, message } => {
+                            tracing::info!(message = %message, request = answers, "request refused");
+                            ok &= ws.send(error_msg(answers, message)).await.is_ok();
                         }
-                    }
-                    ClientMsg::BoardUndo { stroke_id } => {
-                        if !node.rooms.board_undo(meeting, my_id, stroke_id) {
-                            ok = ws.send(error_msg("board_undo", format!("you have no stroke {stroke_id} on the whiteboard"))).await.is_ok();
+                        Output::Publish(ev) => node.rooms.publish(meeting, ev),
+                        Output::Mute { audio, video } => {
+                            set_muted(audio, video, publishes);
+                            (me.audio_muted, me.video_muted) = (audio, video);
                         }
-                    }
-                    ClientMsg::BoardClear {} => {
-                        if me.is_host() {
-                            node.rooms.board_clear(meeting, my_id, &me.name);
-                        } else {
-                            ok = ws.send(error_msg("board_clear", "only hosts and co-hosts can clear the whiteboard")).await.is_ok();
+                        Output::RaiseHand(at) => {
+                            node.rooms.update(meeting, my_id, |p| {
+                                p.hand_raised_unix_ms.get_or_insert(at);
+                            });
                         }
-                    }
-                    ClientMsg::LocalRecording { recording } => {
-                        if recording && !me.is_host() && !room.borrow().local_recording_allowed() {
-                            ok = ws.send(error_msg("local_recording", LOCAL_RECORDING_FORBIDDEN)).await.is_ok();
-                        } else if recording != me.local_recording {
+                        Output::LowerHand => {
+                            node.rooms.update(meeting, my_id, |p| p.hand_raised_unix_ms = None);
+                        }
+                        Output::LocalRecording(recording) => {
                             if let Some(now) = node.rooms.update(meeting, my_id, |p| p.local_recording = recording) {
                                 me = now;
                             }
                             tracing::info!(recording, "local recording");
                         }
-                    }
-                    ClientMsg::Reaction { emoji } => {
-                        let refused = if !REACTION_EMOJI.contains(&emoji.as_str()) {
-                            Some(format!("emoji: one of {}", REACTION_EMOJI.join(" ")))
-                        } else if !reactions.take(std::time::Instant::now()) {
-                            Some("too many reactions: a few at once, then one a second".into())
-                        } else {
-                            None
-                        };
-                        match refused {
-                            Some(message) => ok = ws.send(error_msg("reaction", message)).await.is_ok(),
-                            None => node.rooms.publish(meeting, ServerMsg::Reaction {
-                                from: my_id.to_owned(),
-                                name: me.name.clone(),
-                                emoji,
-                                unix_ms: common::unix_ms(),
-                            }),
-                        }
-                    }
-                    ClientMsg::Answer { sdp } => sfu.send(SfuCommand::Answer { key, sdp }),
-                    ClientMsg::Chat { text } => {
-                        let text = text.trim();
-                        if text.is_empty() || text.chars().count() > MAX_CHAT_CHARS {
-                            ok = ws.send(error_msg("chat", format!("chat text: 1 to {MAX_CHAT_CHARS} characters"))).await.is_ok();
-                            continue;
-                        }
-                        node.rooms.publish(meeting, ServerMsg::Chat {
-                            from: my_id.to_owned(),
-                            name: me.name.clone(),
-                            text: text.to_owned(),
-                            unix_ms: common::unix_ms(),
-                        });
-                    }
-                    ClientMsg::Mute { audio_muted, video_muted } => {
-                        let may_unmute = me.is_host() || room.borrow().allow_unmute();
-                        if me.audio_muted && !audio_muted && !may_unmute {
-                            set_muted(true, video_muted, publishes);
-                            (me.audio_muted, me.video_muted) = (true, video_muted);
-                            ok = ws.send(error_msg("mute", "the host does not allow participants to unmute themselves: you stay muted")).await.is_ok();
-                        } else {
-                            set_muted(audio_muted, video_muted, publishes);
-                            (me.audio_muted, me.video_muted) = (audio_muted, video_muted);
-                        }
-                    }
-                    ClientMsg::Layer { mid, width, height } if mid.len() <= 16 => sfu.send(SfuCommand::Layer {
-                        key,
-                        mid,
-                        rid: crate::sfu::layer_for_size(width, height),
-                    }),
-                    ClientMsg::Layer { .. } => ok = ws.send(error_msg("layer", "mid too long")).await.is_ok(),
-                    ClientMsg::Leave {} => {
-                        why = LEFT;
-                        break;
-                    }
-                    ClientMsg::RaiseHand {} => {
-                        node.rooms.update(meeting, my_id, |p| {
-                            p.hand_raised_unix_ms.get_or_insert_with(common::unix_ms);
-                        });
-                    }
-                    ClientMsg::LowerHand { participant_id: None } => {
-                        node.rooms.update(meeting, my_id, |p| p.hand_raised_unix_ms = None);
-                    }
-                    ClientMsg::LowerHand { participant_id: Some(p) } if p == my_id => {
-                        node.rooms.update(meeting, my_id, |p| p.hand_raised_unix_ms = None);
-                    }
-                    host_msg => {
-                        let answers = host_msg.kind();
-                        let actor = Actor { id: my_id.to_owned(), name: me.name.clone(), role: me.role };
-                        let rooms_made = room.borrow().rec.breakout_rooms.len() as u32;
-                        let done = match host_actions(node, meeting, &actor, rooms_made, host_msg) {
-                            Ok(_) if !allowance.take(std::time::Instant::now()) => {
-                                Err("too many host actions at once: wait a moment and try again".into())
+                        Output::Offer(sdp) => sfu.send(SfuCommand::Offer { key, sdp }),
+                        Output::Answer(sdp) => sfu.send(SfuCommand::Answer { key, sdp }),
+                        Output::Layer { mid, width, height } => sfu.send(SfuCommand::Layer {
+                            key,
+                            mid,
+                            rid: crate::sfu::layer_for_size(width, height),
+                        }),
+                        Output::Draw(mut op) => {
+                            // Unique, and exact as a JavaScript number (below 2^53).
+                            op.op_id = rand::random::<u64>() >> 11;
+                            if let Err(message) = node.rooms.board_draw(meeting, op, true) {
+                                ok &= ws.send(error_msg("board_draw", message)).await.is_ok();
                             }
-                            Ok(actions) => node.hosts.act(meeting, &actor, &actions).await.map_err(|e| e.to_string()),
-                            Err(refused) => Err(refused),
-                        };
-                        if let Err(message) = done {
-                            tracing::info!(message = %message, action = answers, "host action refused");
-                            ok = ws.send(error_msg(answers, message)).await.is_ok();
                         }
+                        Output::Undo(stroke_id) => {
+                            if !node.rooms.board_undo(meeting, my_id, stroke_id) {
+                                let message = format!("you have no stroke {stroke_id} on the whiteboard");
+                                ok &= ws.send(error_msg("board_undo", message)).await.is_ok();
+                            }
+                        }
+                        Output::ClearBoard => node.rooms.board_clear(meeting, my_id, &me.name),
+                        Output::Act { answers, actions } => {
+                            let actor = Actor { id: my_id.to_owned(), name: me.name.clone(), role: me.role };
+                            if let Err(e) = node.hosts.act(meeting, &actor, &actions).await {
+                                tracing::info!(message = %e, action = answers, "host action refused");
+                                ok &= ws.send(error_msg(answers, e.to_string())).await.is_ok();
+                            }
+                        }
+                        Output::Collab { answers, op } => {
+                            let who = collab::Who { id: my_id.to_owned(), name: me.name.clone(), role: me.role };
+                            if let Err(message) = node.collab.submit(meeting, who, op).await {
+                                tracing::info!(message = %message, request = answers, "poll or Q&A request refused");
+                                ok &= ws.send(error_msg(answers, message)).await.is_ok();
+                            }
+                        }
+                        Output::Leave => leaving = true,
                     }
+                }
+                if leaving {
+                    why = LEFT;
+                    break;
                 }
             }
         }
@@ -937,24 +766,12 @@ async fn in_meeting(
     why
 }
 
-/// A host leaves: if no other host is left, the host role goes to the co-host who has
-/// been there longest, or else to the participant who has.
+/// A host leaves: the host role goes to their heir ([`host_controls::heir`]), if any.
 async fn hand_over(node: &Node, meeting: &common::ids::MeetingId, me: &Participant) {
-    let others: Vec<Participant> = node
-        .rooms
-        .members(meeting)
-        .into_iter()
-        .filter(|p| p.participant_id != me.participant_id && !p.waiting)
-        .collect();
-    if others.iter().any(|p| p.role == Role::Host) {
+    let members = node.rooms.members(meeting);
+    let Some(heir) = host_controls::heir(&members, &me.participant_id) else {
         return;
-    }
-    let heir = others
-        .iter()
-        .filter(|p| p.role == Role::CoHost)
-        .min_by_key(|p| p.joined_unix_ms)
-        .or_else(|| others.iter().min_by_key(|p| p.joined_unix_ms));
-    let Some(heir) = heir else { return };
+    };
     let actor = Actor {
         id: me.participant_id.clone(),
         name: me.name.clone(),
@@ -971,205 +788,5 @@ async fn hand_over(node: &Node, meeting: &common::ids::MeetingId, me: &Participa
         Err(e) => {
             tracing::warn!(error = %e, "the host left but the host role could not be handed over")
         }
-    }
-}
-
-/// The actions a host message asks for, checked: the sender may (hosts and co-hosts;
-/// the host alone for ending the meeting and making or unmaking a host), and the
-/// participant it names is in the meeting.
-fn host_actions(
-    node: &Node,
-    meeting: &common::ids::MeetingId,
-    actor: &Actor,
-    rooms_made: u32,
-    msg: ClientMsg,
-) -> Result<Vec<Action>, String> {
-    if !actor.role.is_host() {
-        return Err(format!(
-            "only hosts and co-hosts can do this ({}); you are {}",
-            msg.kind(),
-            if actor.role == Role::Attendee {
-                "an attendee"
-            } else {
-                "a panelist"
-            }
-        ));
-    }
-    let actions = match msg {
-        ClientMsg::Admit { participant_id } => vec![Action::Admit(participant_id)],
-        ClientMsg::Deny { participant_id } => vec![Action::Deny(participant_id)],
-        ClientMsg::AdmitAll {} => {
-            let all: Vec<Action> = node
-                .rooms
-                .members(meeting)
-                .into_iter()
-                .filter(|p| p.waiting)
-                .map(|p| Action::Admit(p.participant_id))
-                .collect();
-            if all.is_empty() {
-                return Err("nobody is in the waiting room".into());
-            }
-            all
-        }
-        ClientMsg::Lock { locked } => vec![Action::Lock(locked)],
-        ClientMsg::WaitingRoom { enabled } => vec![Action::WaitingRoom(enabled)],
-        ClientMsg::MuteAll { allow_unmute } => {
-            let mut a: Vec<Action> = allow_unmute.map(Action::AllowUnmute).into_iter().collect();
-            a.push(Action::MuteAll);
-            a
-        }
-        ClientMsg::AllowUnmute { allowed } => vec![Action::AllowUnmute(allowed)],
-        ClientMsg::MuteParticipant {
-            participant_id,
-            audio,
-            video,
-        } => {
-            if !audio && !video {
-                return Err("say what to turn off: audio, video or both".into());
-            }
-            vec![Action::Mute {
-                target: participant_id,
-                audio,
-                video,
-            }]
-        }
-        ClientMsg::AskUnmute { participant_id } => vec![Action::AskUnmute(participant_id)],
-        ClientMsg::Remove { participant_id } => {
-            if participant_id == actor.id {
-                return Err("you cannot remove yourself: leave instead".into());
-            }
-            vec![Action::Remove(participant_id)]
-        }
-        ClientMsg::SetRole {
-            participant_id,
-            role,
-        } => {
-            vec![Action::SetRole {
-                target: participant_id,
-                role,
-            }]
-        }
-        ClientMsg::Rename {
-            participant_id,
-            name,
-        } => {
-            let name = signaling::limits::display_name(&name)?;
-            vec![Action::Rename {
-                target: participant_id,
-                name,
-            }]
-        }
-        ClientMsg::LowerHand {
-            participant_id: Some(participant_id),
-        } => vec![Action::LowerHand(participant_id)],
-        ClientMsg::EndMeeting {} => vec![Action::End],
-        ClientMsg::BreakoutCreate { rooms } => {
-            if !(1..=MAX_BREAKOUT_ROOMS).contains(&rooms) {
-                return Err(format!("rooms: 1 to {MAX_BREAKOUT_ROOMS}"));
-            }
-            let names = (1..=rooms).map(|n| format!("Room {n}")).collect();
-            vec![Action::BreakoutCreate(names)]
-        }
-        ClientMsg::BreakoutAssign {
-            participant_id,
-            room,
-        } => {
-            if room > rooms_made {
-                return Err(format!(
-                    "room {room}: there are {rooms_made} breakout rooms (0 is the main room)"
-                ));
-            }
-            vec![Action::BreakoutAssign(vec![(participant_id, room)])]
-        }
-        ClientMsg::BreakoutAuto {} => {
-            if rooms_made == 0 {
-                return Err("create breakout rooms first".into());
-            }
-            let mut people: Vec<Participant> = node
-                .rooms
-                .members(meeting)
-                .into_iter()
-                .filter(|p| !p.waiting && !p.is_host())
-                .collect();
-            people.sort_by_key(|p| p.joined_unix_ms);
-            let moves = people
-                .into_iter()
-                .enumerate()
-                .map(|(i, p)| (p.participant_id, i as u32 % rooms_made + 1))
-                .collect();
-            vec![Action::BreakoutAssign(moves)]
-        }
-        ClientMsg::BreakoutOpen {} => {
-            if rooms_made == 0 {
-                return Err("create breakout rooms first".into());
-            }
-            vec![Action::BreakoutOpen]
-        }
-        ClientMsg::BreakoutClose { seconds } => {
-            let seconds = seconds.unwrap_or(BREAKOUT_CLOSE_SECS);
-            if seconds > MAX_BREAKOUT_CLOSE_SECS {
-                return Err(format!("seconds: at most {MAX_BREAKOUT_CLOSE_SECS}"));
-            }
-            vec![Action::BreakoutClose(seconds)]
-        }
-        ClientMsg::BoardAllow { allowed } => vec![Action::BoardAllow(allowed)],
-        ClientMsg::LocalRecordingAllow { allowed } => vec![Action::LocalRecordingAllow(allowed)],
-        ClientMsg::AttendeeChat { everyone } => vec![Action::AttendeeChatEveryone(everyone)],
-        ClientMsg::BreakoutBroadcast { text } => {
-            let text = text.trim().to_owned();
-            if text.is_empty() || text.chars().count() > MAX_CHAT_CHARS {
-                return Err(format!("text: 1 to {MAX_CHAT_CHARS} characters"));
-            }
-            vec![Action::BreakoutBroadcast(text)]
-        }
-        other => return Err(format!("{} is not a host action", other.kind())),
-    };
-    // The participant an action names is in the meeting (and, to be admitted or turned
-    // away, in its waiting room).
-    let target_role = match actions.as_slice() {
-        [a] => match a.target() {
-            Some(id) => {
-                let t = node
-                    .rooms
-                    .member(meeting, id)
-                    .ok_or_else(|| format!("participant {id} is not in this meeting"))?;
-                if matches!(a, Action::Admit(_) | Action::Deny(_)) && !t.waiting {
-                    return Err(format!("participant {id} is not in the waiting room"));
-                }
-                Some(t.role)
-            }
-            None => None,
-        },
-        _ => None,
-    };
-    if actor.role != Role::Host
-        && let Some(a) = actions.iter().find(|a| a.needs_host(target_role))
-    {
-        return Err(format!("only the host can do this ({})", a.name()));
-    }
-    Ok(actions)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn host_actions_come_in_bursts_of_twenty_then_two_a_second() {
-        let start = std::time::Instant::now();
-        let mut a = ActionAllowance {
-            at: start,
-            ..ActionAllowance::new(HOST_ACTIONS)
-        };
-        assert!((0..20).all(|_| a.take(start)));
-        assert!(!a.take(start), "the burst is spent");
-        let later = start + std::time::Duration::from_millis(500);
-        assert!(a.take(later), "one more half a second later");
-        assert!(!a.take(later));
-        let much_later = start + std::time::Duration::from_secs(60);
-        assert!(
-            (0..20).all(|_| a.take(much_later)) && !a.take(much_later),
-            "never more than a burst"
-        );
     }
 }

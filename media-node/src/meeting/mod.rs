@@ -1,0 +1,17 @@
+//! The meeting layer's decisions, without I/O: what a participant's message means, given
+//! who they are and what the meeting's hosts allow, as [`Output`]s for the session
+//! adapter (`signal.rs`) to carry out — a refusal to its client, an event for everyone,
+//! a change of its own participant record, a command for the SFU, a whiteboard
+//! operation, host actions or a poll request for the store. Time comes in as an input.
+//!
+//! By concern: `participant` (chat, reactions, mute, hands, local recording, media
+//! negotiation, the whiteboard), `host_controls` (host actions and who may take them;
+//! who inherits the host role), `polls` (poll and Q&A requests), `allowance` (how fast
+//! a session may ask).
+pub mod allowance;
+pub mod host_controls;
+pub mod participant;
+pub mod polls;
+
+pub use allowance::Allowances;
+pub use participant::{Ctx, Output, handle};
