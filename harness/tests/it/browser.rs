@@ -7,6 +7,7 @@ use harness::eventually;
 use harness::lossy::{Link, LossyProxy};
 use harness::webdriver::{Browser, Engine};
 use serde_json::{Value, json};
+use signaling::ClientMsg;
 
 use crate::{Api, spec};
 
@@ -866,8 +867,12 @@ async fn subscribers_switching_simulcast_layers_keep_decoding_on_one_continuous_
     let mut frozen = start.frozen;
     for (w, h) in [(320, 180), (1280, 720), (320, 180), (1280, 720)] {
         pin(&viewer, &pid, w, h).await;
-        bot.send(json!({ "type": "layer", "mid": bot_mid, "width": w, "height": h }))
-            .unwrap();
+        bot.send(ClientMsg::Layer {
+            mid: bot_mid.clone(),
+            width: w,
+            height: h,
+        })
+        .unwrap();
         let before = frames;
         let until = std::time::Instant::now() + Duration::from_secs(4);
         while std::time::Instant::now() < until {
