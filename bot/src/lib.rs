@@ -8,7 +8,7 @@ pub mod media;
 pub mod resilient;
 
 pub use client::{
-    AUDIO_KEPT, Bot, BotConfig, Received, SentFrame, TrackCounts, create_meeting,
+    AUDIO_KEPT, Bot, BotConfig, Received, SentFrame, TrackCounts, Waiting, Welcome, create_meeting,
     create_meeting_answer,
 };
 pub use load::{Load, LoadReport, LoadSpec};

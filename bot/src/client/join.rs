@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use futures::{SinkExt, StreamExt};
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
-use serde_json::{Value, json};
+use signaling::{ClientMsg, ServerMsg};
 use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::Message;
 use webrtc::peer_connection::RTCPeerConnectionState;
@@ -16,7 +16,9 @@ use webrtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit}
 use super::peer::{Handler, peer_connection};
 use super::publish::{add_tracks, start_sending};
 use super::receive::Received;
-use super::signaling::{Negotiation, negotiate, next_json, open_signaling};
+use super::signaling::{
+    Negotiation, Opened, frame, negotiate, next_text, open_signaling, read_msg,
+};
 use super::{Bot, BotConfig, Ended, mark_ended};
 
 impl Bot {
@@ -25,7 +27,12 @@ impl Bot {
     /// (signaling, the media connection's watch, sending) to the returned [`Bot`].
     pub(super) async fn join_inner(cfg: BotConfig, lost_node: Option<&str>) -> anyhow::Result<Bot> {
         let started = Instant::now();
-        let (joined, ws) = open_signaling(&cfg, lost_node).await?;
+        let Opened {
+            joined,
+            welcome,
+            waited,
+            ws,
+        } = open_signaling(&cfg, lost_node).await?;
         let field = |k: &str| -> anyhow::Result<String> {
             joined[k]
                 .as_str()
@@ -33,8 +40,6 @@ impl Bot {
                 .with_context(|| format!("join response without {k}"))
         };
         let (mut ws_tx, mut ws_rx) = ws.split();
-        let welcome = joined["welcome"].clone();
-        let waited = joined["waited"].clone();
 
         let received = Arc::new(Mutex::new(Received::new()));
         let (gathered_tx, mut gathered) = watch::channel(false);
@@ -70,14 +75,10 @@ impl Bot {
             .await
             .context("no local description")?;
         ws_tx
-            .send(Message::Text(
-                json!({ "type": "offer", "sdp": local.sdp })
-                    .to_string()
-                    .into(),
-            ))
+            .send(frame(&ClientMsg::Offer { sdp: local.sdp }))
             .await?;
 
-        let (to_node, mut outbox) = mpsc::unbounded_channel::<Value>();
+        let (to_node, mut outbox) = mpsc::unbounded_channel::<String>();
         let mids = Arc::new(Mutex::new(BTreeMap::new()));
         let events = Arc::new(Mutex::new(Vec::new()));
         let (end, ended) = watch::channel(None::<String>);
@@ -88,28 +89,42 @@ impl Bot {
             let events = events.clone();
             let end = end.clone();
             tokio::spawn(async move {
-                let _ended = Ended(end, "signaling closed");
+                let _ended = Ended(end.clone(), "signaling closed");
                 loop {
                     tokio::select! {
                         out = outbox.recv() => {
                             let Some(out) = out else { break };
-                            if ws_tx.send(Message::Text(out.to_string().into())).await.is_err() {
+                            if ws_tx.send(Message::Text(out.into())).await.is_err() {
                                 break;
                             }
                         }
-                        msg = next_json(&mut ws_rx) => {
-                            let Ok(msg) = msg else { break };
+                        text = next_text(&mut ws_rx) => {
+                            // Closed or failed: the session ends as "signaling closed".
+                            let Ok(text) = text else { break };
+                            // Something that is not a ServerMsg ends the session too,
+                            // and the reason names it.
+                            let msg = match read_msg(&text) {
+                                Ok(msg) => msg,
+                                Err(e) => {
+                                    let why = format!("{e:#}");
+                                    tracing::error!(error = %why, "unreadable signaling message");
+                                    mark_ended(&end, why);
+                                    break;
+                                }
+                            };
                             match negotiate(&*pc, &msg).await {
                                 Ok(Negotiation::Reply(answer)) => {
-                                    if ws_tx.send(Message::Text(answer.to_string().into())).await.is_err() {
+                                    if ws_tx.send(frame(&answer)).await.is_err() {
                                         break;
                                     }
                                 }
-                                Ok(Negotiation::Other) if msg["type"] == "track" => {
-                                    let field = |k: &str| msg[k].as_str().unwrap_or_default().to_owned();
-                                    mids.lock().expect("mids").insert((field("participant_id"), field("kind")), field("mid"));
-                                }
-                                Ok(Negotiation::Other) => events.lock().expect("events").push(msg),
+                                Ok(Negotiation::Other) => match msg {
+                                    ServerMsg::Track { mid, participant_id, kind } => {
+                                        let key = (participant_id, kind.as_str().to_owned());
+                                        mids.lock().expect("mids").insert(key, mid);
+                                    }
+                                    msg => events.lock().expect("events").push(msg),
+                                },
                                 Ok(Negotiation::Applied) => {}
                                 Err(e) => tracing::warn!(error = %e, "renegotiation failed"),
                             }

@@ -2,10 +2,12 @@
 //! node's signaling protocol (docs/signaling.md), publishes a [`Clip`] and counts what it
 //! receives from everyone else.
 //!
-//! By concern: `signaling` (the controller's calls, the signaling WebSocket and its JSON
-//! messages), `join` (a session's setup, until media flows), `peer` (the webrtc-rs peer
-//! connection and the remote tracks it reports), `receive` (what arrived, per remote
-//! track) and `publish` (sending the clip). Here: [`Bot`], a session's public face.
+//! By concern: `signaling` (the controller's calls, the signaling WebSocket and its
+//! messages, typed by the `signaling` crate), `join` (a session's setup, until media
+//! flows), `peer` (the webrtc-rs peer connection and the remote tracks it reports),
+//! `receive` (what arrived, per remote track), `publish` (sending the clip) and `events`
+//! (what the node said, read back typed). Here: [`Bot`], a session's public face.
+mod events;
 mod join;
 mod peer;
 mod publish;
@@ -17,9 +19,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use ::signaling::{ClientMsg, ServerMsg};
 use anyhow::Context;
 use rtc::peer_connection::sdp::RTCSessionDescription;
-use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use webrtc::peer_connection::PeerConnection;
@@ -29,8 +31,8 @@ use crate::media::Clip;
 pub use self::publish::SentFrame;
 use self::publish::{add_tracks, start_sending};
 pub use self::receive::{AUDIO_KEPT, Received, TrackCounts, VIDEO_KEPT};
-pub(crate) use self::signaling::open_signaling;
-pub use self::signaling::{create_meeting, create_meeting_answer, next_json};
+pub use self::signaling::{Waiting, Welcome, create_meeting, create_meeting_answer, next_msg};
+pub(crate) use self::signaling::{Ws, frame, open_signaling};
 
 /// How to join.
 #[derive(Clone, Debug)]
@@ -68,17 +70,19 @@ pub struct Bot {
     /// Our m-line for each (publisher, kind), from the node's `track` messages.
     mids: Arc<Mutex<BTreeMap<(String, String), String>>>,
     /// Every other message the node sent after `welcome` (participants, chat, mute,
-    /// active speaker), in order.
-    events: Arc<Mutex<Vec<Value>>>,
+    /// active speaker; not offers, answers or `track`s), in order.
+    events: Arc<Mutex<Vec<ServerMsg>>>,
     /// The `welcome` message.
-    pub welcome: Value,
-    /// The `waiting` message, when we waited in the waiting room first (else null).
-    pub waited: Value,
+    pub welcome: Welcome,
+    /// The `waiting` message, when we waited in the waiting room first.
+    pub waited: Option<Waiting>,
     /// The signaling URL and join token the controller gave us.
     pub signal_url: String,
     pub token: String,
-    to_node: mpsc::UnboundedSender<Value>,
-    /// Why the session ended (signaling closed, media failed), once it has.
+    /// Text frames for the node.
+    to_node: mpsc::UnboundedSender<String>,
+    /// Why the session ended (signaling closed, media failed, the node sent something
+    /// that is not a `ServerMsg`), once it has.
     ended: watch::Receiver<Option<String>>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -123,7 +127,7 @@ impl Bot {
     /// refuses the offer, or when no answer comes within `timeout`.
     pub async fn publish(&mut self, clip: Arc<Clip>, timeout: Duration) -> anyhow::Result<()> {
         anyhow::ensure!(!self.publishing, "already publishing");
-        let refusals = self.events("error").len();
+        let refusals = self.all_errors().len();
         let senders = add_tracks(&*self.pc, &self.participant_id, true).await?;
         let offer = self.pc.create_offer(None).await?;
         self.pc.set_local_description(offer).await?;
@@ -132,19 +136,18 @@ impl Bot {
             .local_description()
             .await
             .context("no local description")?;
-        self.send(json!({ "type": "offer", "sdp": local.sdp }))?;
+        let offer = ClientMsg::Offer { sdp: local.sdp };
+        let kind = offer.kind();
+        self.send(offer)?;
         let until = Instant::now() + timeout;
         let failed = loop {
-            if let Some(e) = self
-                .events("error")
+            if let Some((_, message)) = self
+                .all_errors()
                 .into_iter()
                 .skip(refusals)
-                .find(|e| e["in_reply_to"] == "offer")
+                .find(|(in_reply_to, _)| in_reply_to == kind)
             {
-                break anyhow::anyhow!(
-                    "offer refused: {}",
-                    e["message"].as_str().unwrap_or_default()
-                );
+                break anyhow::anyhow!("offer refused: {message}");
             }
             // The answer applied: no offer of ours pending any more.
             if self.pc.pending_local_description().await.is_none() {
@@ -204,27 +207,17 @@ impl Bot {
             .cloned()
     }
 
-    /// The messages of `type` the node sent since the media connection came up.
-    pub fn events(&self, kind: &str) -> Vec<Value> {
-        self.events
-            .lock()
-            .expect("events")
-            .iter()
-            .filter(|m| m["type"] == kind)
-            .cloned()
-            .collect()
-    }
-
-    /// Sends a signaling message (e.g. `{"type":"chat","text":"hi"}`).
-    pub fn send(&self, msg: Value) -> anyhow::Result<()> {
+    /// Sends a signaling message (e.g. `ClientMsg::Chat { text: "hi".into() }`).
+    pub fn send(&self, msg: ClientMsg) -> anyhow::Result<()> {
+        let text = serde_json::to_string(&msg).expect("a ClientMsg always serialises");
         self.to_node
-            .send(msg)
+            .send(text)
             .map_err(|_| anyhow::anyhow!("signaling connection closed"))
     }
 
     /// Leaves the meeting and closes the connection.
     pub async fn leave(self) {
-        let _ = self.send(json!({ "type": "leave" }));
+        let _ = self.send(ClientMsg::Leave {});
         tokio::time::sleep(Duration::from_millis(50)).await;
         let _ = self.pc.close().await;
     }

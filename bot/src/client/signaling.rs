@@ -1,12 +1,14 @@
 //! Talking to the controller and the media node: the controller's calls (create a
-//! meeting, join), the signaling WebSocket (over TLS for `wss://`) and its JSON messages,
-//! and answering the node's offers and applying its answers.
+//! meeting, join), the signaling WebSocket (over TLS for `wss://`) and its messages (the
+//! `signaling` crate's [`ClientMsg`] and [`ServerMsg`]), and answering the node's offers
+//! and applying its answers.
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use futures::StreamExt;
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use serde_json::{Value, json};
+use signaling::{ClientMsg, Participant, Role, ServerMsg};
 use tokio_tungstenite::tungstenite::Message;
 use webrtc::peer_connection::PeerConnection;
 
@@ -64,7 +66,7 @@ pub async fn create_meeting_answer(
 /// What [`negotiate`] made of a message from the node.
 pub(super) enum Negotiation {
     /// Send this back.
-    Reply(Value),
+    Reply(ClientMsg),
     /// An answer, applied.
     Applied,
     /// Not an offer or answer.
@@ -72,37 +74,103 @@ pub(super) enum Negotiation {
 }
 
 /// Answers the node's offers and applies its answers.
-pub(super) async fn negotiate(pc: &dyn PeerConnection, msg: &Value) -> anyhow::Result<Negotiation> {
-    let sdp = || msg["sdp"].as_str().unwrap_or_default().to_owned();
-    match msg["type"].as_str() {
-        Some("answer") => {
-            pc.set_remote_description(RTCSessionDescription::answer(sdp())?)
+pub(super) async fn negotiate(
+    pc: &dyn PeerConnection,
+    msg: &ServerMsg,
+) -> anyhow::Result<Negotiation> {
+    match msg {
+        ServerMsg::Answer { sdp } => {
+            pc.set_remote_description(RTCSessionDescription::answer(sdp.clone())?)
                 .await?;
             Ok(Negotiation::Applied)
         }
-        Some("offer") => {
-            pc.set_remote_description(RTCSessionDescription::offer(sdp())?)
+        ServerMsg::Offer { sdp } => {
+            pc.set_remote_description(RTCSessionDescription::offer(sdp.clone())?)
                 .await?;
             let answer = pc.create_answer(None).await?;
             pc.set_local_description(answer.clone()).await?;
-            Ok(Negotiation::Reply(
-                json!({ "type": "answer", "sdp": answer.sdp }),
-            ))
+            Ok(Negotiation::Reply(ClientMsg::Answer { sdp: answer.sdp }))
         }
         _ => Ok(Negotiation::Other),
     }
 }
 
+/// The node's `welcome`: [`ServerMsg::Welcome`]'s fields, as a struct of their own.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Welcome {
+    pub version: u64,
+    pub meeting_id: String,
+    pub participant_id: String,
+    pub name: String,
+    pub role: Role,
+    pub node_id: String,
+    /// Who was in the meeting when we came.
+    pub participants: Vec<Participant>,
+    pub active_speaker: Option<String>,
+}
+
+impl TryFrom<ServerMsg> for Welcome {
+    type Error = anyhow::Error;
+
+    fn try_from(msg: ServerMsg) -> anyhow::Result<Welcome> {
+        match msg {
+            ServerMsg::Welcome {
+                version,
+                meeting_id,
+                participant_id,
+                name,
+                role,
+                node_id,
+                participants,
+                active_speaker,
+            } => Ok(Welcome {
+                version,
+                meeting_id,
+                participant_id,
+                name,
+                role,
+                node_id,
+                participants,
+                active_speaker,
+            }),
+            other => bail!("expected welcome, got {other:?}"),
+        }
+    }
+}
+
+/// The node's `waiting` (a meeting with a waiting room, before a host lets us in):
+/// [`ServerMsg::Waiting`]'s fields.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Waiting {
+    pub version: u64,
+    pub meeting_id: String,
+    pub participant_id: String,
+    pub name: String,
+    /// The meeting's title.
+    pub title: String,
+}
+
+/// The signaling WebSocket.
+pub(crate) type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A signaling session as [`open_signaling`] leaves it: welcomed, nothing else read.
+pub(crate) struct Opened {
+    /// The controller's join answer (its HTTP API's JSON: token, signaling URL, ids).
+    pub(crate) joined: Value,
+    pub(crate) welcome: Welcome,
+    /// When we waited in the waiting room first.
+    pub(crate) waited: Option<Waiting>,
+    pub(crate) ws: Ws,
+}
+
 /// Joins `meeting` through the controller and opens the signaling WebSocket the answer
-/// names; returns the join response, with the node's `welcome` under `"welcome"`, and
-/// the socket.
+/// names; returns the join response, the node's `welcome` (and `waiting`, if we waited)
+/// and the socket.
 pub(crate) async fn open_signaling(
     cfg: &BotConfig,
     lost_node: Option<&str>,
-) -> anyhow::Result<(
-    Value,
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
-)> {
+) -> anyhow::Result<Opened> {
     let http = reqwest::Client::new();
     let resp = http
         .post(format!(
@@ -125,7 +193,7 @@ pub(crate) async fn open_signaling(
     if !resp.status().is_success() {
         return Err(refused("join", resp).await);
     }
-    let mut joined: Value = resp.json().await.context("join response")?;
+    let joined: Value = resp.json().await.context("join response")?;
     let field = |k: &str| -> anyhow::Result<String> {
         joined[k]
             .as_str()
@@ -142,18 +210,33 @@ pub(crate) async fn open_signaling(
         tokio_tungstenite::connect_async_tls_with_config(&url, None, false, connector)
             .await
             .context("open the signaling WebSocket")?;
-    let mut welcome = next_json(&mut ws).await?;
+    let mut first = next_msg(&mut ws).await?;
     // In a meeting with a waiting room, the node says so and the welcome comes once a
     // host lets us in (or `closed`, if one turns us away).
-    if welcome["type"] == "waiting" {
-        joined["waited"] = welcome;
-        welcome = next_json(&mut ws).await?;
+    let mut waited = None;
+    if let ServerMsg::Waiting {
+        version,
+        meeting_id,
+        participant_id,
+        name,
+        title,
+    } = first
+    {
+        waited = Some(Waiting {
+            version,
+            meeting_id,
+            participant_id,
+            name,
+            title,
+        });
+        first = next_msg(&mut ws).await?;
     }
-    if welcome["type"] != "welcome" {
-        bail!("expected welcome, got {welcome}");
-    }
-    joined["welcome"] = welcome;
-    Ok((joined, ws))
+    Ok(Opened {
+        joined,
+        welcome: Welcome::try_from(first)?,
+        waited,
+        ws,
+    })
 }
 
 /// TLS for `wss://` signaling: the system's roots (Debian's ca-certificates) and
@@ -183,17 +266,41 @@ fn tls_connector(extra_ca: Option<&[u8]>) -> anyhow::Result<tokio_tungstenite::C
     Ok(tokio_tungstenite::Connector::Rustls(Arc::new(config)))
 }
 
-/// The next text message of a signaling WebSocket, as JSON.
-pub async fn next_json<S>(rx: &mut S) -> anyhow::Result<Value>
+/// The next message of a signaling WebSocket. A text the node sends that is not a
+/// [`ServerMsg`] is an error that quotes it.
+pub async fn next_msg<S>(rx: &mut S) -> anyhow::Result<ServerMsg>
+where
+    S: futures::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    read_msg(&next_text(rx).await?)
+}
+
+/// `text` (a signaling text frame) as a [`ServerMsg`], or an error that quotes it.
+pub(crate) fn read_msg(text: &str) -> anyhow::Result<ServerMsg> {
+    serde_json::from_str(text)
+        .with_context(|| format!("the node sent a message that is not a ServerMsg: {text}"))
+}
+
+/// The next text frame of a signaling WebSocket; an error once it closed or failed.
+pub(crate) async fn next_text<S>(rx: &mut S) -> anyhow::Result<String>
 where
     S: futures::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
 {
     loop {
         match rx.next().await {
-            Some(Ok(Message::Text(t))) => return Ok(serde_json::from_str(&t)?),
+            Some(Ok(Message::Text(t))) => return Ok(t.as_str().to_owned()),
             Some(Ok(Message::Close(_))) | None => bail!("signaling closed"),
             Some(Ok(_)) => continue,
             Some(Err(e)) => return Err(e.into()),
         }
     }
+}
+
+/// `msg` as its text frame.
+pub(crate) fn frame(msg: &ClientMsg) -> Message {
+    Message::Text(
+        serde_json::to_string(msg)
+            .expect("a ClientMsg always serialises")
+            .into(),
+    )
 }

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
+use signaling::{ClientMsg, ServerMsg};
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::media::{Direction, MediaKind, Mid};
 use str0m::{Candidate, Rtc};
@@ -76,7 +77,7 @@ pub(super) async fn join_fjord(
         publish: None,
         signal_ca: None,
     };
-    let (_joined, mut ws) = crate::client::open_signaling(&cfg, None).await?;
+    let mut ws = crate::client::open_signaling(&cfg, None).await?.ws;
     let (socket, local, mut rtc) = lean_rtc(Ipv4Addr::LOCALHOST.into()).await?;
     let (offer, pending, sending) = if packets.is_some() {
         publish_offer(&mut rtc)?
@@ -90,17 +91,19 @@ pub(super) async fn join_fjord(
     };
     send(
         &mut ws,
-        json!({ "type": "offer", "sdp": offer.to_sdp_string() }),
+        &ClientMsg::Offer {
+            sdp: offer.to_sdp_string(),
+        },
     )
     .await?;
+    // What comes before the answer (the room, the board, others joining) does not
+    // concern a lean peer.
     let answer = loop {
-        let msg = crate::client::next_json(&mut ws).await?;
-        if msg["type"] == "answer" {
-            break msg;
+        if let ServerMsg::Answer { sdp } = crate::client::next_msg(&mut ws).await? {
+            break sdp;
         }
     };
-    let answer = SdpAnswer::from_sdp_string(answer["sdp"].as_str().unwrap_or_default())
-        .context("the node's answer")?;
+    let answer = SdpAnswer::from_sdp_string(&answer).context("the node's answer")?;
     rtc.sdp_api()
         .accept_answer(pending, answer)
         .context("accepting the answer")?;

@@ -8,22 +8,19 @@ use std::time::{Duration, Instant};
 
 use anyhow::bail;
 use futures::SinkExt;
-use serde_json::{Value, json};
+use signaling::{ClientMsg, ServerMsg};
 use str0m::change::SdpOffer;
 use str0m::media::MediaKind;
 use str0m::net::{Protocol, Receive};
 use str0m::rtp::Ssrc;
 use str0m::{Event, Input, Output, Rtc};
 use tokio::net::UdpSocket;
-use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
 use super::publish::Publish;
 use super::{Counters, Peer};
 
-/// The signaling WebSocket.
-pub(super) type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+pub(super) use crate::client::Ws;
 
 /// One lean peer: its `Rtc`, socket and signaling, driven one input at a time.
 pub(super) struct Runner {
@@ -124,11 +121,13 @@ impl Runner {
                 }
             }
             msg = next_signal(&mut self.ws) => {
-                let msg = msg?;
-                if msg["type"] == "offer" && let Some(ws) = &mut self.ws {
-                    let offer = SdpOffer::from_sdp_string(msg["sdp"].as_str().unwrap_or_default())?;
+                // A lean peer only answers the node's offers: the rest of the meeting
+                // (participants, chat, the room) does not concern it. A message that is
+                // not a ServerMsg at all is an error, and ends the peer.
+                if let ServerMsg::Offer { sdp } = msg? && let Some(ws) = &mut self.ws {
+                    let offer = SdpOffer::from_sdp_string(&sdp)?;
                     let answer = self.rtc.sdp_api().accept_offer(offer)?;
-                    send(ws, json!({ "type": "answer", "sdp": answer.to_sdp_string() })).await?;
+                    send(ws, &ClientMsg::Answer { sdp: answer.to_sdp_string() }).await?;
                 }
             }
             _ = tokio::time::sleep_until(due) => {
@@ -187,15 +186,15 @@ impl Runner {
 }
 
 /// The next signaling message, if the peer has signaling; never, if not.
-async fn next_signal(ws: &mut Option<Ws>) -> anyhow::Result<Value> {
+async fn next_signal(ws: &mut Option<Ws>) -> anyhow::Result<ServerMsg> {
     match ws {
-        Some(ws) => crate::client::next_json(ws).await,
+        Some(ws) => crate::client::next_msg(ws).await,
         None => std::future::pending().await,
     }
 }
 
 /// Sends a signaling message.
-pub(super) async fn send(ws: &mut Ws, msg: Value) -> anyhow::Result<()> {
-    ws.send(Message::Text(msg.to_string().into())).await?;
+pub(super) async fn send(ws: &mut Ws, msg: &ClientMsg) -> anyhow::Result<()> {
+    ws.send(crate::client::frame(msg)).await?;
     Ok(())
 }

@@ -7,6 +7,7 @@ use harness::eventually;
 use harness::lossy::{Link, LossyProxy};
 use harness::webdriver::{Browser, Engine};
 use serde_json::{Value, json};
+use signaling::{ClientMsg, ServerMsg};
 
 use crate::{Api, spec};
 
@@ -460,14 +461,21 @@ async fn garbage_datagrams_and_bad_signaling_leave_everyone_elses_media_flowing(
         .find(|n| n.spec.id == joined["node_id"])
         .unwrap();
     let (mut ws, _welcome) = crate::open_session(&joined).await;
+    let typed = |m: ClientMsg| Message::Text(serde_json::to_string(&m).unwrap().into());
     let nonsense = [
+        // Deliberately raw: these are no ClientMsg at all (bad JSON, not an object, an
+        // unknown type, a protocol version the node does not speak).
         Message::Text("{".into()),
         Message::Text("[1,2,3]".into()),
         Message::Text(r#"{"type":"dance"}"#.into()),
         Message::Text(r#"{"v":7,"type":"leave"}"#.into()),
-        Message::Text(r#"{"type":"answer","sdp":"v=0"}"#.into()),
-        Message::Text(r#"{"type":"offer","sdp":"this is not SDP"}"#.into()),
-        Message::Text(r#"{"type":"chat","text":""}"#.into()),
+        // Well-formed messages the node must refuse: an answer to no offer of its own,
+        // an offer that is not SDP, an empty chat.
+        typed(ClientMsg::Answer { sdp: "v=0".into() }),
+        typed(ClientMsg::Offer {
+            sdp: "this is not SDP".into(),
+        }),
+        typed(ClientMsg::Chat { text: "".into() }),
         Message::Binary(vec![0, 1, 2, 3].into()),
     ];
     let expected_errors = nonsense.len();
@@ -481,13 +489,19 @@ async fn garbage_datagrams_and_bad_signaling_leave_everyone_elses_media_flowing(
             .expect("an error reply")
             .unwrap()
             .unwrap();
-        let v: Value = serde_json::from_str(msg.to_text().unwrap()).unwrap();
-        match v["type"].as_str() {
-            Some("error") => errors += 1,
-            Some(
-                "participant_joined" | "mute" | "chat" | "room" | "polls" | "questions" | "board",
-            ) => {}
-            other => panic!("unexpected reply {other:?}: {v}"),
+        let text = msg.to_text().unwrap();
+        let reply: ServerMsg =
+            serde_json::from_str(text).unwrap_or_else(|e| panic!("not a ServerMsg ({e}): {text}"));
+        match reply {
+            ServerMsg::Error { .. } => errors += 1,
+            ServerMsg::ParticipantJoined { .. }
+            | ServerMsg::Mute { .. }
+            | ServerMsg::Chat { .. }
+            | ServerMsg::Room(_)
+            | ServerMsg::Polls { .. }
+            | ServerMsg::Questions { .. }
+            | ServerMsg::Board { .. } => {}
+            other => panic!("unexpected reply {other:?}"),
         }
     }
 
@@ -535,7 +549,8 @@ async fn garbage_datagrams_and_bad_signaling_leave_everyone_elses_media_flowing(
         unknown >= 300.0,
         "the node should have read and refused the garbage: counted {unknown}"
     );
-    // The session that spoke nonsense is still served.
+    // The session that spoke nonsense is still served. Deliberately raw: a message that
+    // says its version ("v": 1), which a ClientMsg does not write.
     ws.send(Message::Text(
         r#"{"v":1,"type":"chat","text":"still here"}"#.into(),
     ))
@@ -544,7 +559,11 @@ async fn garbage_datagrams_and_bad_signaling_leave_everyone_elses_media_flowing(
     let reply = tokio::time::timeout(Duration::from_secs(5), async {
         loop {
             let m = ws.next().await.unwrap().unwrap();
-            if m.to_text().unwrap().contains("still here") {
+            let Message::Text(text) = &m else { continue };
+            let text = text.as_str();
+            let reply: ServerMsg = serde_json::from_str(text)
+                .unwrap_or_else(|e| panic!("not a ServerMsg ({e}): {text}"));
+            if matches!(&reply, ServerMsg::Chat { text, .. } if text == "still here") {
                 break;
             }
         }
@@ -866,8 +885,12 @@ async fn subscribers_switching_simulcast_layers_keep_decoding_on_one_continuous_
     let mut frozen = start.frozen;
     for (w, h) in [(320, 180), (1280, 720), (320, 180), (1280, 720)] {
         pin(&viewer, &pid, w, h).await;
-        bot.send(json!({ "type": "layer", "mid": bot_mid, "width": w, "height": h }))
-            .unwrap();
+        bot.send(ClientMsg::Layer {
+            mid: bot_mid.clone(),
+            width: w,
+            height: h,
+        })
+        .unwrap();
         let before = frames;
         let until = std::time::Instant::now() + Duration::from_secs(4);
         while std::time::Instant::now() < until {

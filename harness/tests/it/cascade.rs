@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use harness::{Cluster, ClusterSpec, eventually, metric_sum};
 use serde_json::json;
+use signaling::{ClientMsg, ServerMsg};
 
 use crate::{Api, metrics_text, node};
 
@@ -85,22 +86,15 @@ fn node_url(c: &Cluster, id: &str) -> String {
 /// The ids of the participants `b` knows of: the welcome's list and those who joined
 /// since, minus those who left.
 fn known(b: &bot::Bot) -> Vec<String> {
-    let mut ids: Vec<String> = b.welcome["participants"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .chain(
-            b.events("participant_joined")
-                .iter()
-                .map(|e| &e["participant"]),
-        )
-        .filter_map(|p| p["participant_id"].as_str().map(str::to_owned))
-        .collect();
-    let left: Vec<String> = b
-        .events("participant_left")
+    let mut ids: Vec<String> = b
+        .welcome
+        .participants
         .iter()
-        .filter_map(|e| e["participant_id"].as_str().map(str::to_owned))
+        .cloned()
+        .chain(b.participants_joined())
+        .map(|p| p.participant_id)
         .collect();
+    let left = b.participants_left();
     ids.retain(|id| !left.contains(id));
     ids.sort();
     ids.dedup();
@@ -167,7 +161,9 @@ async fn participants_in_three_regions_hear_see_and_chat_with_each_other_in_one_
     // Chat crosses the links, with the sender's id and name.
     bots[0]
         .2
-        .send(json!({ "type": "chat", "text": "hei fra Oslo" }))
+        .send(ClientMsg::Chat {
+            text: "hei fra Oslo".into(),
+        })
         .unwrap();
     let oslo_id = bots[0].2.participant_id.clone();
     eventually(
@@ -178,9 +174,8 @@ async fn participants_in_three_regions_hear_see_and_chat_with_each_other_in_one_
                 .iter()
                 .all(|(_, _, b)| {
                     b.events("chat").iter().any(|m| {
-                        m["from"] == oslo_id.as_str()
-                            && m["name"] == "In oslo"
-                            && m["text"] == "hei fra Oslo"
+                        matches!(m, ServerMsg::Chat { from, name, text, .. }
+                            if *from == oslo_id && name == "In oslo" && text == "hei fra Oslo")
                     })
                 })
                 .then_some(())
@@ -191,7 +186,10 @@ async fn participants_in_three_regions_hear_see_and_chat_with_each_other_in_one_
     // Mute state crosses too.
     bots[2]
         .2
-        .send(json!({ "type": "mute", "audio_muted": true, "video_muted": false }))
+        .send(ClientMsg::Mute {
+            audio_muted: true,
+            video_muted: false,
+        })
         .unwrap();
     let helsinki_id = bots[2].2.participant_id.clone();
     eventually(
@@ -202,7 +200,10 @@ async fn participants_in_three_regions_hear_see_and_chat_with_each_other_in_one_
                 .2
                 .events("mute")
                 .iter()
-                .any(|m| m["participant_id"] == helsinki_id.as_str() && m["audio_muted"] == true)
+                .any(|m| {
+                    matches!(m, ServerMsg::Mute { participant_id, audio_muted: true, .. }
+                        if *participant_id == helsinki_id)
+                })
                 .then_some(())
         },
     )

@@ -7,22 +7,73 @@ use std::time::Duration;
 use harness::eventually;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use signaling::{BoardOp, ClientMsg, Question, ServerMsg};
 
 use crate::Api;
-use crate::hosts::{errors, host, start};
+use crate::hosts::{host, start};
 
 /// A listening guest, from `region`.
 async fn guest(base: &str, meeting: &str, name: &str, region: &str) -> bot::Bot {
     crate::join_bot(base, meeting, name, Some(region), None).await
 }
 
-/// The newest message of `kind` that `b` got, once `pred` holds for it.
-async fn newest(b: &bot::Bot, kind: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+/// The newest of what `read` takes from `b`'s messages (e.g. [`bot::Bot::polls`]), once
+/// `pred` holds for it.
+async fn newest<T>(
+    b: &bot::Bot,
+    read: impl Fn(&bot::Bot) -> Vec<T>,
+    what: &str,
+    pred: impl Fn(&T) -> bool,
+) -> T {
     eventually(Duration::from_secs(10), what, || async {
-        b.events(kind).pop().filter(|m| pred(m))
+        read(b).pop().filter(|m| pred(m))
     })
     .await
     .unwrap()
+}
+
+/// Every `questions` list `b` was sent, in order.
+fn questions(b: &bot::Bot) -> Vec<Vec<Question>> {
+    b.pick_events(|m| match m {
+        ServerMsg::Questions { questions } => Some(questions.clone()),
+        _ => None,
+    })
+}
+
+/// Every whole `board` `b` was sent, in order.
+fn boards(b: &bot::Bot) -> Vec<Vec<BoardOp>> {
+    b.pick_events(|m| match m {
+        ServerMsg::Board { ops } => Some(ops.clone()),
+        _ => None,
+    })
+}
+
+/// Every `board_draw` `b` was sent, in order.
+fn board_draws(b: &bot::Bot) -> Vec<BoardOp> {
+    b.pick_events(|m| match m {
+        ServerMsg::BoardDraw(op) => Some(op.clone()),
+        _ => None,
+    })
+}
+
+/// Every `reaction` `b` was shown: who sent it (id, name) and the emoji, in order.
+fn reactions(b: &bot::Bot) -> Vec<(String, String, String)> {
+    b.pick_events(|m| match m {
+        ServerMsg::Reaction {
+            from, name, emoji, ..
+        } => Some((from.clone(), name.clone(), emoji.clone())),
+        _ => None,
+    })
+}
+
+/// A poll's question, kind and options, as a host makes it.
+fn poll_create(question: &str, kind: &str, options: &[&str], anonymous: bool) -> ClientMsg {
+    ClientMsg::PollCreate {
+        question: question.into(),
+        kind: kind.into(),
+        options: options.iter().map(|o| (*o).to_owned()).collect(),
+        anonymous,
+    }
 }
 
 /// An export of the meeting's `what` (`polls`, `questions`) in `format`, read with `key`.
@@ -59,62 +110,70 @@ async fn polls_answered_on_two_nodes_are_counted_exported_and_kept_from_attendee
     let g = &guests[0];
 
     // An attendee can neither make, launch nor end a poll.
-    g.send(json!({ "type": "poll_create", "question": "Mine?", "kind": "single", "options": ["a", "b"] }))
+    g.send(poll_create("Mine?", "single", &["a", "b"], false))
         .unwrap();
-    h.send(json!({ "type": "poll_create", "question": "Lunch at noon?", "kind": "single", "options": ["Yes", "No"] }))
-        .unwrap();
-    let polls = newest(&h, "polls", "the host sees the draft", |m| {
-        m["polls"][0]["state"] == "draft"
+    h.send(poll_create(
+        "Lunch at noon?",
+        "single",
+        &["Yes", "No"],
+        false,
+    ))
+    .unwrap();
+    let polls = newest(&h, bot::Bot::polls, "the host sees the draft", |p| {
+        p.first().is_some_and(|p| p.state == "draft")
     })
     .await;
-    assert_eq!(polls["polls"].as_array().unwrap().len(), 1, "{polls}");
-    let id = polls["polls"][0]["poll_id"].as_u64().unwrap();
-    for kind in ["poll_launch", "poll_end"] {
-        g.send(json!({ "type": kind, "poll_id": id })).unwrap();
+    assert_eq!(polls.len(), 1, "{polls:?}");
+    let id = polls[0].poll_id;
+    for m in [
+        ClientMsg::PollLaunch { poll_id: id },
+        ClientMsg::PollEnd { poll_id: id },
+    ] {
+        g.send(m).unwrap();
     }
     for kind in ["poll_create", "poll_launch", "poll_end"] {
         eventually(
             Duration::from_secs(5),
             "the attendee is refused",
-            || async { errors(g, kind).pop() },
+            || async { g.errors(kind).pop() },
         )
         .await
         .unwrap();
     }
     assert!(
-        g.events("polls")
-            .iter()
-            .all(|m| m["polls"].as_array().unwrap().is_empty()),
+        g.polls().iter().all(Vec::is_empty),
         "attendees never see a draft"
     );
 
     // Launched: everyone, on both nodes, is asked; each answers once.
-    h.send(json!({ "type": "poll_launch", "poll_id": id }))
-        .unwrap();
+    h.send(ClientMsg::PollLaunch { poll_id: id }).unwrap();
     for b in &guests {
-        newest(b, "polls", "the open poll", |m| {
-            m["polls"][0]["state"] == "open"
+        newest(b, bot::Bot::polls, "the open poll", |p| {
+            p.first().is_some_and(|p| p.state == "open")
         })
         .await;
     }
+    let answer = |choices: Vec<u32>| ClientMsg::PollAnswer {
+        poll_id: id,
+        choices,
+        text: String::new(),
+    };
     // Two choices in a single-choice poll: refused (and not counted as an answer).
-    guests[1]
-        .send(json!({ "type": "poll_answer", "poll_id": id, "choices": [0, 1] }))
-        .unwrap();
+    guests[1].send(answer(vec![0, 1])).unwrap();
     for (b, choice) in guests.iter().zip([0, 1, 0]) {
-        b.send(json!({ "type": "poll_answer", "poll_id": id, "choices": [choice] }))
-            .unwrap();
+        b.send(answer(vec![choice])).unwrap();
     }
-    g.send(json!({ "type": "poll_answer", "poll_id": id, "choices": [1] }))
-        .unwrap();
-    let live = newest(&h, "polls", "all three answers counted", |m| {
-        m["polls"][0]["results"]["answered"] == 3
+    g.send(answer(vec![1])).unwrap();
+    let live = newest(&h, bot::Bot::polls, "all three answers counted", |p| {
+        p.first()
+            .and_then(|p| p.results.as_ref())
+            .is_some_and(|r| r.answered == 3)
     })
     .await;
     assert_eq!(
-        live["polls"][0]["results"]["tally"],
-        json!([2, 1]),
-        "{live}"
+        live[0].results.as_ref().map(|r| r.tally.as_slice()),
+        Some(&[2, 1][..]),
+        "{live:?}"
     );
     for (b, why, what) in [
         (g, "answered poll", "a second answer is refused"),
@@ -125,55 +184,60 @@ async fn polls_answered_on_two_nodes_are_counted_exported_and_kept_from_attendee
         ),
     ] {
         eventually(Duration::from_secs(5), what, || async {
-            errors(b, "poll_answer")
+            b.errors("poll_answer")
                 .into_iter()
-                .find(|e| e["message"].as_str().unwrap_or("").contains(why))
+                .find(|e| e.contains(why))
         })
         .await
         .unwrap();
     }
     assert!(
         guests.iter().all(|b| b
-            .events("polls")
+            .polls()
             .iter()
-            .all(|m| m["polls"][0].get("results").is_none())),
+            .all(|p| p.first().is_none_or(|p| p.results.is_none()))),
         "no results for attendees before they are shared"
     );
 
     // Ended and shared: everyone sees the results, not who answered what.
-    h.send(json!({ "type": "poll_end", "poll_id": id }))
-        .unwrap();
-    h.send(json!({ "type": "poll_share", "poll_id": id }))
-        .unwrap();
+    h.send(ClientMsg::PollEnd { poll_id: id }).unwrap();
+    h.send(ClientMsg::PollShare { poll_id: id }).unwrap();
     for b in &guests {
-        let seen = newest(b, "polls", "the shared results", |m| {
-            m["polls"][0]["shared"] == true
+        let seen = newest(b, bot::Bot::polls, "the shared results", |p| {
+            p.first().is_some_and(|p| p.shared)
         })
         .await;
-        assert_eq!(seen["polls"][0]["results"]["tally"], json!([2, 1]));
-        assert!(seen["polls"][0]["results"].get("answers").is_none());
+        let results = seen[0].results.as_ref();
+        assert_eq!(
+            results.map(|r| r.tally.as_slice()),
+            Some(&[2, 1][..]),
+            "{seen:?}"
+        );
+        assert!(results.is_none_or(|r| r.answers.is_none()), "{seen:?}");
     }
 
     // An anonymous free-text poll: the answers are kept, who gave them is not.
-    h.send(json!({ "type": "poll_create", "question": "One word for today?", "kind": "text", "anonymous": true }))
+    h.send(poll_create("One word for today?", "text", &[], true))
         .unwrap();
-    let polls = newest(&h, "polls", "the second draft", |m| {
-        m["polls"].as_array().unwrap().len() == 2
-    })
-    .await;
-    let anon = polls["polls"][1]["poll_id"].as_u64().unwrap();
-    h.send(json!({ "type": "poll_launch", "poll_id": anon }))
-        .unwrap();
+    let polls = newest(&h, bot::Bot::polls, "the second draft", |p| p.len() == 2).await;
+    let anon = polls[1].poll_id;
+    h.send(ClientMsg::PollLaunch { poll_id: anon }).unwrap();
     for (b, word) in guests.iter().zip(["sunny", "busy", "long"]) {
-        newest(b, "polls", "the anonymous poll", |m| {
-            m["polls"][1]["state"] == "open"
+        newest(b, bot::Bot::polls, "the anonymous poll", |p| {
+            p.get(1).is_some_and(|p| p.state == "open")
         })
         .await;
-        b.send(json!({ "type": "poll_answer", "poll_id": anon, "text": word }))
-            .unwrap();
+        b.send(ClientMsg::PollAnswer {
+            poll_id: anon,
+            choices: vec![],
+            text: word.into(),
+        })
+        .unwrap();
     }
-    newest(&h, "polls", "three anonymous answers", |m| {
-        m["polls"][1]["results"]["answered"] == 3
+    newest(&h, bot::Bot::polls, "three anonymous answers", |p| {
+        p.get(1)
+            .and_then(|p| p.results.as_ref())
+            .is_some_and(|r| r.answered == 3)
     })
     .await;
 
@@ -205,7 +269,7 @@ async fn polls_answered_on_two_nodes_are_counted_exported_and_kept_from_attendee
             .any(|l| l.contains("Berit Bergen") && l.starts_with(&format!("{id},")))
     );
     for b in &guests {
-        let name = b.welcome["name"].as_str().unwrap();
+        let name = b.welcome.name.as_str();
         for shown in [anon_json.as_str()]
             .into_iter()
             .chain(anon_rows.iter().copied())
@@ -236,88 +300,101 @@ async fn questions_go_by_votes_and_an_anonymous_askers_identity_is_in_no_message
     let everyone = [&h, &asker, &shy, &voter];
 
     asker
-        .send(json!({ "type": "question_ask", "text": "When is the next meeting?" }))
+        .send(ClientMsg::QuestionAsk {
+            text: "When is the next meeting?".into(),
+            anonymous: false,
+        })
         .unwrap();
-    newest(&h, "questions", "the first question", |m| {
-        m["questions"].as_array().unwrap().len() == 1
+    newest(&h, questions, "the first question", |q| q.len() == 1).await;
+    shy.send(ClientMsg::QuestionAsk {
+        text: "Can we see the budget?".into(),
+        anonymous: true,
     })
-    .await;
-    shy.send(
-        json!({ "type": "question_ask", "text": "Can we see the budget?", "anonymous": true }),
-    )
     .unwrap();
-    let qs = newest(&voter, "questions", "both questions", |m| {
-        m["questions"].as_array().unwrap().len() == 2
-    })
-    .await;
-    let budget = qs["questions"]
-        .as_array()
-        .unwrap()
+    let qs = newest(&voter, questions, "both questions", |q| q.len() == 2).await;
+    let budget = qs
         .iter()
-        .find(|q| q["text"] == "Can we see the budget?")
-        .unwrap()["question_id"]
-        .clone();
+        .find(|q| q.text == "Can we see the budget?")
+        .unwrap()
+        .question_id;
     for b in [&voter, &asker] {
-        b.send(json!({ "type": "question_upvote", "question_id": budget }))
-            .unwrap();
+        b.send(ClientMsg::QuestionUpvote {
+            question_id: budget,
+        })
+        .unwrap();
     }
     voter
-        .send(json!({ "type": "question_upvote", "question_id": budget }))
+        .send(ClientMsg::QuestionUpvote {
+            question_id: budget,
+        })
         .unwrap();
     for b in everyone {
-        let qs = newest(b, "questions", "the budget question on top", |m| {
-            m["questions"][0]["question_id"] == budget && m["questions"][0]["votes"] == 2
+        let qs = newest(b, questions, "the budget question on top", |q| {
+            q.first()
+                .is_some_and(|q| q.question_id == budget && q.votes == 2)
         })
         .await;
-        assert_eq!(qs["questions"][0]["anonymous"], true);
-        assert!(qs["questions"][0]["author_name"].is_null());
-        assert_eq!(qs["questions"][1]["author_name"], "Nils Named");
+        assert!(qs[0].anonymous);
+        assert!(qs[0].author_name.is_none());
+        assert_eq!(qs[1].author_name.as_deref(), Some("Nils Named"));
     }
     eventually(
         Duration::from_secs(5),
         "a second upvote is refused",
-        || async { errors(&voter, "question_upvote").pop() },
+        || async { voter.errors("question_upvote").pop() },
     )
     .await
     .unwrap();
 
     // Hosts answer, mark answered live and dismiss; an attendee cannot.
     asker
-        .send(json!({ "type": "question_dismiss", "question_id": budget }))
+        .send(ClientMsg::QuestionDismiss {
+            question_id: budget,
+        })
         .unwrap();
     eventually(
         Duration::from_secs(5),
         "the attendee is refused",
-        || async { errors(&asker, "question_dismiss").pop() },
+        || async { asker.errors("question_dismiss").pop() },
     )
     .await
     .unwrap();
-    h.send(json!({ "type": "question_answer", "question_id": budget, "text": "Yes, on Friday." }))
-        .unwrap();
-    let first = newest(&shy, "questions", "the answer", |m| {
-        m["questions"][0]["answer"] == "Yes, on Friday."
+    h.send(ClientMsg::QuestionAnswer {
+        question_id: budget,
+        text: "Yes, on Friday.".into(),
+        live: false,
+    })
+    .unwrap();
+    let first = newest(&shy, questions, "the answer", |q| {
+        q.first()
+            .is_some_and(|q| q.answer.as_deref() == Some("Yes, on Friday."))
     })
     .await;
-    let named = first["questions"][1]["question_id"].clone();
-    h.send(json!({ "type": "question_answer", "question_id": named, "live": true }))
+    let named = first[1].question_id;
+    h.send(ClientMsg::QuestionAnswer {
+        question_id: named,
+        text: String::new(),
+        live: true,
+    })
+    .unwrap();
+    h.send(ClientMsg::QuestionDismiss { question_id: named })
         .unwrap();
-    h.send(json!({ "type": "question_dismiss", "question_id": named }))
-        .unwrap();
-    newest(&voter, "questions", "the dismissed question is gone", |m| {
-        m["questions"].as_array().unwrap().len() == 1
+    newest(&voter, questions, "the dismissed question is gone", |q| {
+        q.len() == 1
     })
     .await;
-    let hosts_view = newest(&h, "questions", "hosts still see it, dismissed", |m| {
-        m["questions"][1]["dismissed"] == true && m["questions"][1]["answered_live"] == true
+    let hosts_view = newest(&h, questions, "hosts still see it, dismissed", |q| {
+        q.get(1).is_some_and(|q| q.dismissed && q.answered_live)
     })
     .await;
-    assert_eq!(hosts_view["questions"].as_array().unwrap().len(), 2);
+    assert_eq!(hosts_view.len(), 2);
 
     // The shy asker's id and name are in no questions message anyone got, nor exported.
+    // (Each message as its text: the node writes every message from these types.)
     let secret = [shy.participant_id.as_str(), "Siri Secret"];
     for b in everyone {
         for m in b.events("questions") {
-            let text = m.to_string();
+            let text = serde_json::to_string(&m).unwrap();
             assert!(secret.iter().all(|s| !text.contains(s)), "{text}");
         }
     }
@@ -342,51 +419,51 @@ async fn reactions_reach_both_nodes_and_a_flood_or_an_unknown_emoji_is_refused()
         Duration::from_secs(15),
         "the host sees the far guest",
         || async {
-            h.events("participant_joined")
+            h.participants_joined()
                 .into_iter()
-                .find(|e| e["participant"]["participant_id"] == far.participant_id.as_str())
+                .find(|p| p.participant_id == far.participant_id)
         },
     )
     .await
     .unwrap();
-    far.send(json!({ "type": "reaction", "emoji": "👏" }))
-        .unwrap();
-    let got = eventually(
+    let react = |emoji: &str| ClientMsg::Reaction {
+        emoji: emoji.into(),
+    };
+    far.send(react("👏")).unwrap();
+    let (from, name, emoji) = eventually(
         Duration::from_secs(10),
         "the host sees the applause",
-        || async { h.events("reaction").pop() },
+        || async { reactions(&h).pop() },
     )
     .await
     .unwrap();
-    assert_eq!(got["from"], far.participant_id.as_str());
-    assert_eq!(got["emoji"], "👏");
-    assert_eq!(got["name"], "Bjørn Bergen");
+    assert_eq!(from, far.participant_id);
+    assert_eq!(emoji, "👏");
+    assert_eq!(name, "Bjørn Bergen");
 
-    h.send(json!({ "type": "reaction", "emoji": "<script>" }))
-        .unwrap();
+    h.send(react("<script>")).unwrap();
     eventually(
         Duration::from_secs(5),
         "an unknown emoji is refused",
-        || async { errors(&h, "reaction").pop() },
+        || async { h.errors("reaction").pop() },
     )
     .await
     .unwrap();
     // Twenty at once: a few pass, the rest are refused, and the session goes on.
     for _ in 0..20 {
-        h.send(json!({ "type": "reaction", "emoji": "🎉" }))
-            .unwrap();
+        h.send(react("🎉")).unwrap();
     }
     eventually(Duration::from_secs(5), "the flood is refused", || async {
-        (errors(&h, "reaction").len() >= 14).then_some(())
+        (h.errors("reaction").len() >= 14).then_some(())
     })
     .await
     .unwrap();
     // Each of the twenty is answered at the host: refused (an error, after the one for
     // the unknown emoji) or shown to everyone, the host too; the far node shows the same.
     let party_at = |b: &bot::Bot| {
-        b.events("reaction")
+        reactions(b)
             .iter()
-            .filter(|r| r["emoji"] == "🎉")
+            .filter(|(_, _, emoji)| emoji == "🎉")
             .count()
     };
     let answered = eventually(
@@ -394,7 +471,7 @@ async fn reactions_reach_both_nodes_and_a_flood_or_an_unknown_emoji_is_refused()
         "every reaction of the flood answered, and those that passed at the far node",
         || async {
             let passed = party_at(&h);
-            (passed + errors(&h, "reaction").len() == 1 + 20 && party_at(&far) >= passed)
+            (passed + h.errors("reaction").len() == 1 + 20 && party_at(&far) >= passed)
                 .then_some(())
         },
     )
@@ -402,26 +479,49 @@ async fn reactions_reach_both_nodes_and_a_flood_or_an_unknown_emoji_is_refused()
     if let Err(e) = answered {
         eprintln!("{e}");
     }
-    let party = far
-        .events("reaction")
+    let party = reactions(&far)
         .iter()
-        .filter(|r| r["emoji"] == "🎉")
+        .filter(|(_, _, emoji)| emoji == "🎉")
         .count();
     assert!((1..=6).contains(&party), "{party} reactions passed");
-    h.send(json!({ "type": "chat", "text": "still here" }))
-        .unwrap();
+    h.send(ClientMsg::Chat {
+        text: "still here".into(),
+    })
+    .unwrap();
     eventually(Duration::from_secs(5), "the session goes on", || async {
-        far.events("chat")
-            .into_iter()
-            .find(|c| c["text"] == "still here")
+        far.chat_texts().into_iter().find(|t| t == "still here")
     })
     .await
     .unwrap();
 }
 
+/// A `board_draw` of `tool` in `color` and `width` through `points` (board units).
+fn draw(stroke_id: u32, tool: &str, color: &str, width: u32, points: &[i32]) -> ClientMsg {
+    text_draw(stroke_id, tool, color, width, points, String::new())
+}
+
+/// [`draw`] with `text` (the text tool's).
+fn text_draw(
+    stroke_id: u32,
+    tool: &str,
+    color: &str,
+    width: u32,
+    points: &[i32],
+    text: String,
+) -> ClientMsg {
+    ClientMsg::BoardDraw {
+        stroke_id,
+        tool: tool.into(),
+        color: color.into(),
+        width,
+        points: points.to_vec(),
+        text,
+    }
+}
+
 /// A pen segment through `points` (board units).
-fn pen(stroke_id: u32, points: &[i32]) -> Value {
-    json!({ "type": "board_draw", "stroke_id": stroke_id, "tool": "pen", "color": "#1d3557", "width": 4, "points": points })
+fn pen(stroke_id: u32, points: &[i32]) -> ClientMsg {
+    draw(stroke_id, "pen", "#1d3557", 4, points)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -431,54 +531,53 @@ async fn the_whiteboard_reaches_the_other_node_and_late_joiners_and_bad_or_flood
     let h = host(&base, &meeting, &key, Some("oslo"), 440).await;
     let far = guest(&base, &meeting, "Frida Far", "bergen").await;
     eventually(Duration::from_secs(15), "the nodes are linked", || async {
-        h.events("participant_joined")
+        h.participants_joined()
             .into_iter()
-            .find(|e| e["participant"]["participant_id"] == far.participant_id.as_str())
+            .find(|p| p.participant_id == far.participant_id)
     })
     .await
     .unwrap();
     assert_eq!(
-        h.events("board")[0]["ops"],
-        json!([]),
+        boards(&h)[0],
+        Vec::<BoardOp>::new(),
         "an empty board at first"
     );
 
     // Two segments of one stroke and a rectangle reach the far node as they are sent.
     h.send(pen(1, &[100, 100, 150, 120, 200, 140])).unwrap();
     h.send(pen(1, &[200, 140, 260, 150])).unwrap();
-    h.send(json!({ "type": "board_draw", "stroke_id": 2, "tool": "rect", "color": "#E63946", "width": 3, "points": [300, 300, 500, 400] }))
+    h.send(draw(2, "rect", "#E63946", 3, &[300, 300, 500, 400]))
         .unwrap();
-    far.send(json!({ "type": "board_draw", "stroke_id": 1, "tool": "text", "color": "#000000", "width": 8, "points": [50, 800], "text": "Agenda" }))
-        .unwrap();
+    far.send(text_draw(
+        1,
+        "text",
+        "#000000",
+        8,
+        &[50, 800],
+        "Agenda".into(),
+    ))
+    .unwrap();
     let seen = eventually(
         Duration::from_secs(10),
         "the far guest gets the host's three",
         || async {
-            let ops = far.events("board_draw");
-            (ops.iter()
-                .filter(|o| o["author"] == h.participant_id.as_str())
-                .count()
-                == 3)
-                .then_some(ops)
+            let ops = board_draws(&far);
+            (ops.iter().filter(|o| o.author == h.participant_id).count() == 3).then_some(ops)
         },
     )
     .await
     .unwrap();
-    let mine: Vec<&Value> = seen
+    let mine: Vec<&BoardOp> = seen
         .iter()
-        .filter(|o| o["author"] == h.participant_id.as_str())
+        .filter(|o| o.author == h.participant_id)
         .collect();
-    assert_eq!(mine[0]["points"], json!([100, 100, 150, 120, 200, 140]));
-    assert_eq!(mine[2]["tool"], "rect");
-    assert_eq!(mine[2]["color"], "#e63946");
+    assert_eq!(mine[0].points, [100, 100, 150, 120, 200, 140]);
+    assert_eq!(mine[2].tool, "rect");
+    assert_eq!(mine[2].color, "#e63946");
     eventually(
         Duration::from_secs(10),
         "the host gets the far text",
-        || async {
-            h.events("board_draw")
-                .into_iter()
-                .find(|o| o["text"] == "Agenda")
-        },
+        || async { board_draws(&h).into_iter().find(|o| o.text == "Agenda") },
     )
     .await
     .unwrap();
@@ -487,9 +586,7 @@ async fn the_whiteboard_reaches_the_other_node_and_late_joiners_and_bad_or_flood
     for region in ["bergen", "oslo"] {
         let late = guest(&base, &meeting, &format!("Late {region}"), region).await;
         let board = eventually(Duration::from_secs(10), "the board on joining", || async {
-            late.events("board")
-                .pop()
-                .filter(|b| b["ops"].as_array().unwrap().len() == 4)
+            boards(&late).pop().filter(|ops| ops.len() == 4)
         })
         .await;
         assert!(board.is_ok(), "{region}: {:?}", late.events("board"));
@@ -497,21 +594,20 @@ async fn the_whiteboard_reaches_the_other_node_and_late_joiners_and_bad_or_flood
     }
 
     // Undo takes the whole stroke, everywhere; only one's own.
-    h.send(json!({ "type": "board_undo", "stroke_id": 1 }))
-        .unwrap();
+    h.send(ClientMsg::BoardUndo { stroke_id: 1 }).unwrap();
     eventually(
         Duration::from_secs(10),
         "the far guest sees the undo",
         || async {
-            far.events("board_undo")
-                .into_iter()
-                .find(|u| u["stroke_id"] == 1 && u["author"] == h.participant_id.as_str())
+            far.events("board_undo").into_iter().find(|u| {
+                matches!(u, ServerMsg::BoardUndo { author, stroke_id: 1 }
+                    if *author == h.participant_id)
+            })
         },
     )
     .await
     .unwrap();
-    far.send(json!({ "type": "board_undo", "stroke_id": 2 }))
-        .unwrap();
+    far.send(ClientMsg::BoardUndo { stroke_id: 2 }).unwrap();
 
     // Bad input: each gets an error, and nothing is drawn.
     let too_long: Vec<i32> = (0..1002).map(|i| i % 900).collect();
@@ -519,17 +615,17 @@ async fn the_whiteboard_reaches_the_other_node_and_late_joiners_and_bad_or_flood
         pen(3, &too_long),
         pen(3, &[10, 10, 2000, 10]),
         pen(3, &[10]),
-        json!({ "type": "board_draw", "stroke_id": 3, "tool": "pen", "color": "red", "width": 4, "points": [1, 1] }),
-        json!({ "type": "board_draw", "stroke_id": 3, "tool": "spray", "color": "#000000", "width": 4, "points": [1, 1] }),
-        json!({ "type": "board_draw", "stroke_id": 3, "tool": "text", "color": "#000000", "width": 4, "points": [1, 1], "text": "x".repeat(201) }),
+        draw(3, "pen", "red", 4, &[1, 1]),
+        draw(3, "spray", "#000000", 4, &[1, 1]),
+        text_draw(3, "text", "#000000", 4, &[1, 1], "x".repeat(201)),
     ] {
         far.send(bad).unwrap();
     }
-    far.send(json!({ "type": "board_clear" })).unwrap();
+    far.send(ClientMsg::BoardClear {}).unwrap();
     eventually(Duration::from_secs(5), "errors for all of them", || async {
-        (errors(&far, "board_draw").len() == 6
-            && errors(&far, "board_undo").len() == 1
-            && errors(&far, "board_clear").len() == 1)
+        (far.errors("board_draw").len() == 6
+            && far.errors("board_undo").len() == 1
+            && far.errors("board_clear").len() == 1)
             .then_some(())
     })
     .await
@@ -540,39 +636,36 @@ async fn the_whiteboard_reaches_the_other_node_and_late_joiners_and_bad_or_flood
         far.send(pen(10 + i, &[10, 10, 20, 20])).unwrap();
     }
     eventually(Duration::from_secs(5), "the flood is refused", || async {
-        (errors(&far, "board_draw").len() >= 6 + 30).then_some(())
+        (far.errors("board_draw").len() >= 6 + 30).then_some(())
     })
     .await
     .unwrap();
 
     // The host forbids attendees to draw, then clears the board: once, on both nodes.
-    h.send(json!({ "type": "board_allow", "allowed": false }))
-        .unwrap();
-    newest(&far, "room", "the room says attendees may not draw", |r| {
-        r["attendees_may_draw"] == false
-    })
+    h.send(ClientMsg::BoardAllow { allowed: false }).unwrap();
+    newest(
+        &far,
+        bot::Bot::rooms,
+        "the room says attendees may not draw",
+        |r| !r.attendees_may_draw,
+    )
     .await;
     // The far session checks a stroke against the room it has just told of.
-    let before = errors(&far, "board_draw").len();
+    let before = far.errors("board_draw").len();
     far.send(pen(500, &[1, 1, 2, 2])).unwrap();
     eventually(
         Duration::from_secs(5),
         "an attendee may not draw now",
         || async {
-            errors(&far, "board_draw")
+            far.errors("board_draw")
                 .get(before)
-                .filter(|e| {
-                    e["message"]
-                        .as_str()
-                        .unwrap()
-                        .contains("does not let attendees draw")
-                })
+                .filter(|e| e.contains("does not let attendees draw"))
                 .cloned()
         },
     )
     .await
     .unwrap();
-    h.send(json!({ "type": "board_clear" })).unwrap();
+    h.send(ClientMsg::BoardClear {}).unwrap();
     eventually(
         Duration::from_secs(5),
         "the clear reaches the far node",
@@ -590,6 +683,6 @@ async fn the_whiteboard_reaches_the_other_node_and_late_joiners_and_bad_or_flood
     );
     assert_eq!(h.events("board_clear").len(), 1);
     let late = guest(&base, &meeting, "After the clear", "bergen").await;
-    let board = newest(&late, "board", "the cleared board", |_| true).await;
-    assert_eq!(board["ops"], json!([]));
+    let board = newest(&late, boards, "the cleared board", |_| true).await;
+    assert_eq!(board, Vec::<BoardOp>::new());
 }

@@ -8,6 +8,8 @@ use futures::{SinkExt, StreamExt};
 use harness::eventually;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use signaling::{Breakout, ClientMsg, Participant, Role, ServerMsg};
+use tokio_tungstenite::tungstenite::Message;
 
 use crate::Api;
 
@@ -91,15 +93,22 @@ fn guest_config(
 
 /// The participant object of the newest `participant_joined`/`participant_updated` about
 /// a participant named `name` that `b` was told.
-fn told_about(b: &bot::Bot, name: &str) -> Option<Value> {
-    let mut news: Vec<Value> = b
-        .events("participant_joined")
+fn told_about(b: &bot::Bot, name: &str) -> Option<Participant> {
+    let mut news: Vec<Participant> = b
+        .participants_joined()
         .into_iter()
-        .chain(b.events("participant_updated"))
-        .map(|e| e["participant"].clone())
+        .chain(b.participants_updated())
         .collect();
-    news.retain(|p| p["name"] == name);
+    news.retain(|p| p.name == name);
     news.pop()
+}
+
+/// Every `breakout` that `b` was told, in order.
+fn breakouts(b: &bot::Bot) -> Vec<Breakout> {
+    b.pick_events(|m| match m {
+        ServerMsg::Breakout(rooms) => Some(rooms.clone()),
+        _ => None,
+    })
 }
 
 /// Packets of `publisher`'s `kind` that `b` received so far.
@@ -134,14 +143,6 @@ async fn wait_media(secs: u64, what: &str, pairs: &[(&bot::Bot, &str)]) {
     .unwrap();
 }
 
-/// `b`'s `error` messages answering `kind`.
-pub(crate) fn errors(b: &bot::Bot, kind: &str) -> Vec<Value> {
-    b.events("error")
-        .into_iter()
-        .filter(|e| e["in_reply_to"] == kind)
-        .collect()
-}
-
 /// The meeting's audit trail, as its host reads it.
 async fn audit(api: &Api, base: &str, meeting: &str, host_key: &str) -> Vec<Value> {
     let (st, v) = api
@@ -174,7 +175,8 @@ async fn signal_refusal(joined: &Value) -> (StatusCode, Value) {
     (status, resp.json().await.unwrap_or(Value::Null))
 }
 
-async fn next_json(ws: &mut crate::Session) -> Value {
+/// The next message on a raw signaling session, as the node's message it must be.
+async fn next_msg(ws: &mut crate::Session) -> ServerMsg {
     loop {
         let m = tokio::time::timeout(Duration::from_secs(15), ws.next())
             .await
@@ -184,7 +186,8 @@ async fn next_json(ws: &mut crate::Session) -> Value {
         if let Ok(t) = m.to_text()
             && !t.is_empty()
         {
-            return serde_json::from_str(t).unwrap();
+            return serde_json::from_str(t)
+                .unwrap_or_else(|e| panic!("not a ServerMsg ({e}): {t}"));
         }
     }
 }
@@ -193,8 +196,8 @@ async fn next_json(ws: &mut crate::Session) -> Value {
 async fn a_waiting_participant_gets_no_media_until_admitted_and_a_denied_one_cannot_come_back() {
     let (_c, api, base, meeting, key) = start(crate::spec(), true).await;
     let h = host(&base, &meeting, &key, None, 440).await;
-    assert!(h.waited.is_null(), "a host never waits");
-    assert_eq!(h.welcome["role"], "host");
+    assert!(h.waited.is_none(), "a host never waits");
+    assert_eq!(h.welcome.role, Role::Host);
 
     // A guest waits: told so with the title; the host sees them waiting; no media.
     let cfg = guest_config(&base, &meeting, "Gina Guest", None, 660);
@@ -202,11 +205,11 @@ async fn a_waiting_participant_gets_no_media_until_admitted_and_a_denied_one_can
     let waiting = eventually(
         Duration::from_secs(10),
         "the host sees the guest waiting",
-        || async { told_about(&h, "Gina Guest").filter(|p| p["waiting"] == true) },
+        || async { told_about(&h, "Gina Guest").filter(|p| p.waiting) },
     )
     .await
     .unwrap();
-    let guest_id = waiting["participant_id"].as_str().unwrap().to_owned();
+    let guest_id = waiting.participant_id.clone();
     // Nothing may come: in a second, media (a packet every 20 ms) or a track offered
     // from the waiting guest would have shown.
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -222,11 +225,13 @@ async fn a_waiting_participant_gets_no_media_until_admitted_and_a_denied_one_can
     );
 
     // Admitted: media flows both ways.
-    h.send(json!({ "type": "admit", "participant_id": guest_id }))
-        .unwrap();
+    h.send(ClientMsg::Admit {
+        participant_id: guest_id.clone(),
+    })
+    .unwrap();
     let g = joining.await.unwrap().unwrap();
-    assert_eq!(g.waited["type"], "waiting");
-    assert_eq!(g.waited["title"], "Board meeting");
+    let waited = g.waited.as_ref().expect("the guest was told it waits");
+    assert_eq!(waited.title, "Board meeting");
     assert_eq!(g.participant_id, guest_id);
     wait_media(
         15,
@@ -235,7 +240,7 @@ async fn a_waiting_participant_gets_no_media_until_admitted_and_a_denied_one_can
     )
     .await;
     assert!(
-        told_about(&h, "Gina Guest").is_some_and(|p| p["waiting"] == false),
+        told_about(&h, "Gina Guest").is_some_and(|p| !p.waiting),
         "the host's list shows the guest in"
     );
 
@@ -249,40 +254,39 @@ async fn a_waiting_participant_gets_no_media_until_admitted_and_a_denied_one_can
             joined["token"].as_str().unwrap()
         );
         let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
-        let first = next_json(&mut ws).await;
+        let first = next_msg(&mut ws).await;
         (ws, first)
     };
-    assert_eq!(first["type"], "waiting", "{first}");
+    assert!(matches!(first, ServerMsg::Waiting { .. }), "{first:?}");
     // A waiting participant can do nothing but wait.
-    ws.send(tokio_tungstenite::tungstenite::Message::Text(
-        json!({ "type": "chat", "text": "let me in" })
-            .to_string()
-            .into(),
-    ))
-    .await
-    .unwrap();
-    let refused = next_json(&mut ws).await;
-    assert_eq!(refused["type"], "error", "{refused}");
-    assert_eq!(refused["in_reply_to"], "chat");
+    let chat = ClientMsg::Chat {
+        text: "let me in".into(),
+    };
+    ws.send(Message::Text(serde_json::to_string(&chat).unwrap().into()))
+        .await
+        .unwrap();
+    let refused = next_msg(&mut ws).await;
+    let ServerMsg::Error { in_reply_to, .. } = &refused else {
+        panic!("expected an error, got {refused:?}");
+    };
+    assert_eq!(in_reply_to, "chat");
     let denied_id = joined["participant_id"].as_str().unwrap();
     eventually(
         Duration::from_secs(10),
         "the host sees Dag waiting",
-        || async { told_about(&h, "Dag Denied").filter(|p| p["waiting"] == true) },
+        || async { told_about(&h, "Dag Denied").filter(|p| p.waiting) },
     )
     .await
     .unwrap();
-    h.send(json!({ "type": "deny", "participant_id": denied_id }))
-        .unwrap();
-    let closed = next_json(&mut ws).await;
-    assert_eq!(closed["type"], "closed", "{closed}");
-    assert!(
-        closed["reason"]
-            .as_str()
-            .unwrap()
-            .contains("did not let you in"),
-        "{closed}"
-    );
+    h.send(ClientMsg::Deny {
+        participant_id: denied_id.to_owned(),
+    })
+    .unwrap();
+    let closed = next_msg(&mut ws).await;
+    let ServerMsg::Closed { reason, .. } = &closed else {
+        panic!("expected closed, got {closed:?}");
+    };
+    assert!(reason.contains("did not let you in"), "{closed:?}");
     let (st, body) = signal_refusal(&joined).await;
     assert_eq!(st, StatusCode::FORBIDDEN, "{body}");
     assert_eq!(body["error"], "denied");
@@ -324,7 +328,7 @@ async fn a_locked_meeting_refuses_new_joins_with_403_and_unlocking_lets_the_next
     let (_c, api, base, meeting, key) = start(crate::spec(), false).await;
     let h = host(&base, &meeting, &key, None, 440).await;
     let g = guest(&base, &meeting, "Inside", 660).await;
-    h.send(json!({ "type": "lock", "locked": true })).unwrap();
+    h.send(ClientMsg::Lock { locked: true }).unwrap();
     let (st, body) = eventually(
         Duration::from_secs(10),
         "joins refused once locked",
@@ -359,12 +363,7 @@ async fn a_locked_meeting_refuses_new_joins_with_403_and_unlocking_lets_the_next
     eventually(
         Duration::from_secs(5),
         "the guest is told it is locked",
-        || async {
-            g.events("room")
-                .iter()
-                .any(|r| r["locked"] == true)
-                .then_some(())
-        },
+        || async { g.rooms().iter().any(|r| r.locked).then_some(()) },
     )
     .await
     .unwrap();
@@ -385,7 +384,7 @@ async fn a_locked_meeting_refuses_new_joins_with_403_and_unlocking_lets_the_next
     assert_eq!(st, StatusCode::OK);
     assert_eq!(v["locked"], true, "{v}");
 
-    h.send(json!({ "type": "lock", "locked": false })).unwrap();
+    h.send(ClientMsg::Lock { locked: false }).unwrap();
     eventually(
         Duration::from_secs(10),
         "a join succeeds once unlocked",
@@ -403,38 +402,50 @@ async fn an_attendees_host_messages_get_errors_and_change_nothing_and_a_forged_r
     let (_c, api, base, meeting, key) = start(crate::spec(), false).await;
     let h = host(&base, &meeting, &key, None, 440).await;
     let a = guest(&base, &meeting, "Ada Attendee", 660).await;
-    assert_eq!(a.welcome["role"], "attendee");
+    assert_eq!(a.welcome.role, Role::Attendee);
     let hid = h.participant_id.as_str();
     let attempts = [
-        json!({ "type": "mute_all" }),
-        json!({ "type": "remove", "participant_id": hid }),
-        json!({ "type": "admit", "participant_id": hid }),
-        json!({ "type": "admit_all" }),
-        json!({ "type": "deny", "participant_id": hid }),
-        json!({ "type": "lock", "locked": true }),
-        json!({ "type": "mute_participant", "participant_id": hid, "audio": true }),
-        json!({ "type": "set_role", "participant_id": a.participant_id, "role": "host" }),
-        json!({ "type": "rename", "participant_id": hid, "name": "Nobody" }),
-        json!({ "type": "end_meeting" }),
-        json!({ "type": "lower_hand", "participant_id": hid }),
+        ClientMsg::MuteAll { allow_unmute: None },
+        ClientMsg::Remove {
+            participant_id: hid.into(),
+        },
+        ClientMsg::Admit {
+            participant_id: hid.into(),
+        },
+        ClientMsg::AdmitAll {},
+        ClientMsg::Deny {
+            participant_id: hid.into(),
+        },
+        ClientMsg::Lock { locked: true },
+        ClientMsg::MuteParticipant {
+            participant_id: hid.into(),
+            audio: true,
+            video: false,
+        },
+        ClientMsg::SetRole {
+            participant_id: a.participant_id.clone(),
+            role: Role::Host,
+        },
+        ClientMsg::Rename {
+            participant_id: hid.into(),
+            name: "Nobody".into(),
+        },
+        ClientMsg::EndMeeting {},
+        ClientMsg::LowerHand {
+            participant_id: Some(hid.into()),
+        },
     ];
     for m in &attempts {
         a.send(m.clone()).unwrap();
     }
     for m in &attempts {
-        let kind = m["type"].as_str().unwrap();
+        let kind = m.kind();
         let e = eventually(Duration::from_secs(5), "an error", || async {
-            errors(&a, kind).pop()
+            a.errors(kind).pop()
         })
         .await
         .unwrap();
-        assert!(
-            e["message"]
-                .as_str()
-                .unwrap()
-                .contains("only hosts and co-hosts"),
-            "{kind}: {e}"
-        );
+        assert!(e.contains("only hosts and co-hosts"), "{kind}: {e}");
     }
     // Nothing changed: no action recorded, the meeting open, the host in and heard.
     assert!(audit(&api, &base, &meeting, &key).await.is_empty());
@@ -444,7 +455,7 @@ async fn an_attendees_host_messages_get_errors_and_change_nothing_and_a_forged_r
     );
     a.clear_received();
     wait_media(10, "the host is still heard", &[(&a, hid)]).await;
-    assert!(a.events("closed").is_empty() && h.events("closed").is_empty());
+    assert!(a.closed().is_none() && h.closed().is_none());
 
     // A token whose role was rewritten to host fails its signature.
     let (st, joined) = join(&api, &base, &meeting, "Forger").await;
@@ -494,16 +505,24 @@ async fn mute_all_stops_everyone_elses_audio_and_with_unmute_disallowed_an_unmut
     .await
     .unwrap();
 
-    h.send(json!({ "type": "mute_all", "allow_unmute": false }))
-        .unwrap();
+    h.send(ClientMsg::MuteAll {
+        allow_unmute: Some(false),
+    })
+    .unwrap();
     for g in &guests {
         eventually(
             Duration::from_secs(5),
             "the guest is told it was muted",
             || async {
-                g.events("muted_by_host")
-                    .pop()
-                    .filter(|m| m["audio_muted"] == true)
+                g.events("muted_by_host").pop().filter(|m| {
+                    matches!(
+                        m,
+                        ServerMsg::MutedByHost {
+                            audio_muted: true,
+                            ..
+                        }
+                    )
+                })
             },
         )
         .await
@@ -558,7 +577,10 @@ async fn mute_all_stops_everyone_elses_audio_and_with_unmute_disallowed_an_unmut
             guests[1]
                 .events("mute")
                 .iter()
-                .any(|m| m["participant_id"] == gid && m["audio_muted"] == true)
+                .any(|m| {
+                    matches!(m, ServerMsg::Mute { participant_id, audio_muted: true, .. }
+                        if participant_id == gid)
+                })
                 .then_some(())
         },
     )
@@ -567,27 +589,28 @@ async fn mute_all_stops_everyone_elses_audio_and_with_unmute_disallowed_an_unmut
 
     // Unmuting is refused while the host disallows it.
     guests[0]
-        .send(json!({ "type": "mute", "audio_muted": false, "video_muted": false }))
+        .send(ClientMsg::Mute {
+            audio_muted: false,
+            video_muted: false,
+        })
         .unwrap();
     let e = eventually(Duration::from_secs(5), "the unmute refused", || async {
-        errors(&guests[0], "mute").pop()
+        guests[0].errors("mute").pop()
     })
     .await
     .unwrap();
-    assert!(
-        e["message"].as_str().unwrap().contains("does not allow"),
-        "{e}"
-    );
+    assert!(e.contains("does not allow"), "{e}");
     let still = packets(&h, gid, "audio");
     // A second: fifty packets, had the refused unmute let the guest's audio through.
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(still, packets(&h, gid, "audio"), "still muted");
 
     // Allowed again, and asked: the guest unmutes and is heard.
-    h.send(json!({ "type": "allow_unmute", "allowed": true }))
-        .unwrap();
-    h.send(json!({ "type": "ask_unmute", "participant_id": gid }))
-        .unwrap();
+    h.send(ClientMsg::AllowUnmute { allowed: true }).unwrap();
+    h.send(ClientMsg::AskUnmute {
+        participant_id: gid.into(),
+    })
+    .unwrap();
     eventually(
         Duration::from_secs(5),
         "the guest is asked to unmute",
@@ -596,7 +619,10 @@ async fn mute_all_stops_everyone_elses_audio_and_with_unmute_disallowed_an_unmut
     .await
     .unwrap();
     guests[0]
-        .send(json!({ "type": "mute", "audio_muted": false, "video_muted": false }))
+        .send(ClientMsg::Mute {
+            audio_muted: false,
+            video_muted: false,
+        })
         .unwrap();
     let unmuted = packets(&h, gid, "audio");
     eventually(
@@ -621,18 +647,17 @@ async fn a_removed_participants_media_stops_within_a_second_and_their_token_is_r
     )
     .await;
 
-    h.send(json!({ "type": "remove", "participant_id": r.participant_id }))
-        .unwrap();
+    h.send(ClientMsg::Remove {
+        participant_id: r.participant_id.clone(),
+    })
+    .unwrap();
     let removed_at = Instant::now();
     let closed = eventually(Duration::from_secs(5), "Rune is told", || async {
-        r.events("closed").pop()
+        r.closed()
     })
     .await
     .unwrap();
-    assert!(
-        closed["reason"].as_str().unwrap().contains("removed you"),
-        "{closed}"
-    );
+    assert!(closed.1.contains("removed you"), "{closed:?}");
     // Past the one-second bound, with a margin: media forwarded later would have come.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     for b in [&h, &witness] {
@@ -651,9 +676,9 @@ async fn a_removed_participants_media_stops_within_a_second_and_their_token_is_r
     }
     assert!(
         witness
-            .events("participant_left")
+            .participants_left()
             .iter()
-            .any(|e| e["participant_id"] == r.participant_id.as_str()),
+            .any(|id| *id == r.participant_id),
         "the others see Rune leave"
     );
     // The same identity cannot come back: Rune's token is refused.
@@ -676,42 +701,48 @@ async fn hands_roles_and_names_show_in_every_list_and_a_leaving_host_hands_over(
     let first = guest(&base, &meeting, "Early", 550).await;
     let co = guest(&base, &meeting, "Cora", 660).await;
     // Hands up, in order; the host lowers one.
-    first.send(json!({ "type": "raise_hand" })).unwrap();
+    first.send(ClientMsg::RaiseHand {}).unwrap();
     eventually(
         Duration::from_secs(5),
         "Early's hand seen by the host",
-        || async { told_about(&h, "Early")?["hand_raised_unix_ms"].as_i64() },
+        || async { told_about(&h, "Early")?.hand_raised_unix_ms },
     )
     .await
     .unwrap();
-    co.send(json!({ "type": "raise_hand" })).unwrap();
+    co.send(ClientMsg::RaiseHand {}).unwrap();
     let raised = eventually(
         Duration::from_secs(5),
         "both hands seen by the host",
         || async {
-            let a = told_about(&h, "Early")?["hand_raised_unix_ms"].as_i64()?;
-            let b = told_about(&h, "Cora")?["hand_raised_unix_ms"].as_i64()?;
+            let a = told_about(&h, "Early")?.hand_raised_unix_ms?;
+            let b = told_about(&h, "Cora")?.hand_raised_unix_ms?;
             Some((a, b))
         },
     )
     .await
     .unwrap();
     assert!(raised.0 <= raised.1, "raised in order: {raised:?}");
-    h.send(json!({ "type": "lower_hand", "participant_id": first.participant_id }))
-        .unwrap();
+    h.send(ClientMsg::LowerHand {
+        participant_id: Some(first.participant_id.clone()),
+    })
+    .unwrap();
     eventually(
         Duration::from_secs(5),
         "Early's hand is down for everyone",
-        || async { told_about(&co, "Early").filter(|p| p["hand_raised_unix_ms"].is_null()) },
+        || async { told_about(&co, "Early").filter(|p| p.hand_raised_unix_ms.is_none()) },
     )
     .await
     .unwrap();
     // A co-host, a new name.
-    h.send(json!({ "type": "set_role", "participant_id": co.participant_id, "role": "co-host" }))
-        .unwrap();
-    h.send(
-        json!({ "type": "rename", "participant_id": first.participant_id, "name": "Early Bird" }),
-    )
+    h.send(ClientMsg::SetRole {
+        participant_id: co.participant_id.clone(),
+        role: Role::CoHost,
+    })
+    .unwrap();
+    h.send(ClientMsg::Rename {
+        participant_id: first.participant_id.clone(),
+        name: "Early Bird".into(),
+    })
     .unwrap();
     eventually(
         Duration::from_secs(5),
@@ -719,26 +750,22 @@ async fn hands_roles_and_names_show_in_every_list_and_a_leaving_host_hands_over(
         || async {
             let me = told_about(&co, "Cora")?;
             let renamed = told_about(&h, "Early Bird")?;
-            (me["role"] == "co-host" && renamed["participant_id"] == first.participant_id.as_str())
+            (me.role == Role::CoHost && renamed.participant_id == first.participant_id)
                 .then_some(())
         },
     )
     .await
     .unwrap();
     // The co-host may now lock; the host leaves and Cora, the co-host, becomes host.
-    co.send(json!({ "type": "lock", "locked": true })).unwrap();
+    co.send(ClientMsg::Lock { locked: true }).unwrap();
     eventually(Duration::from_secs(5), "locked by the co-host", || async {
-        first
-            .events("room")
-            .iter()
-            .any(|r| r["locked"] == true)
-            .then_some(())
+        first.rooms().iter().any(|r| r.locked).then_some(())
     })
     .await
     .unwrap();
     h.leave().await;
     eventually(Duration::from_secs(5), "Cora is the host", || async {
-        told_about(&first, "Cora").filter(|p| p["role"] == "host")
+        told_about(&first, "Cora").filter(|p| p.role == Role::Host)
     })
     .await
     .unwrap();
@@ -767,12 +794,14 @@ async fn a_host_on_one_node_admits_and_mutes_participants_waiting_on_another() {
     let waiting = eventually(
         Duration::from_secs(15),
         "the host sees the far guest waiting",
-        || async { told_about(&h, "Bergen Guest").filter(|p| p["waiting"] == true) },
+        || async { told_about(&h, "Bergen Guest").filter(|p| p.waiting) },
     )
     .await
     .unwrap();
-    h.send(json!({ "type": "admit", "participant_id": waiting["participant_id"] }))
-        .unwrap();
+    h.send(ClientMsg::Admit {
+        participant_id: waiting.participant_id,
+    })
+    .unwrap();
     let g = joining.await.unwrap().unwrap();
     assert_eq!(g.node_id, "media-bergen-1");
     wait_media(
@@ -781,7 +810,7 @@ async fn a_host_on_one_node_admits_and_mutes_participants_waiting_on_another() {
         &[(&h, &g.participant_id), (&g, &h.participant_id)],
     )
     .await;
-    h.send(json!({ "type": "mute_all" })).unwrap();
+    h.send(ClientMsg::MuteAll { allow_unmute: None }).unwrap();
     eventually(Duration::from_secs(5), "the far guest is muted", || async {
         g.events("muted_by_host").pop()
     })
@@ -804,22 +833,16 @@ async fn a_host_on_one_node_admits_and_mutes_participants_waiting_on_another() {
         packets(&h, &g.participant_id, "audio"),
         "the far guest's audio stopped"
     );
-    h.send(json!({ "type": "end_meeting" })).unwrap();
+    h.send(ClientMsg::EndMeeting {}).unwrap();
     for b in [&h, &g] {
         let closed = eventually(
             Duration::from_secs(5),
             "everyone is told the meeting ended",
-            || async { b.events("closed").pop() },
+            || async { b.closed() },
         )
         .await
         .unwrap();
-        assert!(
-            closed["reason"]
-                .as_str()
-                .unwrap()
-                .contains("ended the meeting"),
-            "{closed}"
-        );
+        assert!(closed.1.contains("ended the meeting"), "{closed:?}");
     }
     let (st, body) = join(&api, &base, &meeting, "Too late").await;
     assert_eq!(st, StatusCode::CONFLICT, "{body}");
@@ -870,18 +893,20 @@ async fn breakout_rooms_hear_only_themselves_get_the_broadcast_and_all_return_on
 
     // Rooms 1 (the host and guest 1) and 2 (guests 2 and 3), opened.
     let h = &bots[0];
-    h.send(json!({ "type": "breakout_create", "rooms": 2 }))
-        .unwrap();
+    h.send(ClientMsg::BreakoutCreate { rooms: 2 }).unwrap();
     for (i, id) in ids.iter().enumerate() {
-        h.send(json!({ "type": "breakout_assign", "participant_id": id, "room": 1 + i / 2 }))
-            .unwrap();
+        h.send(ClientMsg::BreakoutAssign {
+            participant_id: id.clone(),
+            room: (1 + i / 2) as u32,
+        })
+        .unwrap();
     }
-    h.send(json!({ "type": "breakout_open" })).unwrap();
+    h.send(ClientMsg::BreakoutOpen {}).unwrap();
     for (i, b) in bots.iter().enumerate() {
         eventually(Duration::from_secs(5), "each is told its room", || async {
-            b.events("breakout")
+            breakouts(b)
                 .iter()
-                .any(|m| m["open"] == true && m["my_room"] == 1 + i / 2)
+                .any(|m| m.open && m.my_room as usize == 1 + i / 2)
                 .then_some(())
         })
         .await
@@ -942,21 +967,27 @@ async fn breakout_rooms_hear_only_themselves_get_the_broadcast_and_all_return_on
     }
     // Chat stays in its room; the host's broadcast reaches both.
     bots[2]
-        .send(json!({ "type": "chat", "text": "only room 2" }))
+        .send(ClientMsg::Chat {
+            text: "only room 2".into(),
+        })
         .unwrap();
-    h.send(json!({ "type": "breakout_broadcast", "text": "Five minutes left" }))
-        .unwrap();
+    h.send(ClientMsg::BreakoutBroadcast {
+        text: "Five minutes left".into(),
+    })
+    .unwrap();
     for b in &bots {
         eventually(Duration::from_secs(5), "the broadcast", || async {
             b.events("broadcast")
                 .iter()
-                .any(|m| m["text"] == "Five minutes left")
+                .any(|m| {
+                    matches!(m, ServerMsg::Broadcast { text, .. } if text == "Five minutes left")
+                })
                 .then_some(())
         })
         .await
         .unwrap();
     }
-    let chat_seen = |b: &bot::Bot| b.events("chat").iter().any(|m| m["text"] == "only room 2");
+    let chat_seen = |b: &bot::Bot| b.chat_texts().iter().any(|t| t == "only room 2");
     assert!(chat_seen(&bots[3]), "room 2's chat reaches room 2");
     assert!(
         !chat_seen(&bots[0]) && !chat_seen(&bots[1]),
@@ -964,13 +995,13 @@ async fn breakout_rooms_hear_only_themselves_get_the_broadcast_and_all_return_on
     );
 
     // Closing, with a countdown: everyone is back in the main room and hears everyone.
-    h.send(json!({ "type": "breakout_close", "seconds": 2 }))
+    h.send(ClientMsg::BreakoutClose { seconds: Some(2) })
         .unwrap();
     for b in &bots {
         eventually(Duration::from_secs(5), "the countdown", || async {
-            b.events("breakout")
+            breakouts(b)
                 .iter()
-                .any(|m| m["closes_unix_ms"].is_i64())
+                .any(|m| m.closes_unix_ms.is_some())
                 .then_some(())
         })
         .await
@@ -978,9 +1009,9 @@ async fn breakout_rooms_hear_only_themselves_get_the_broadcast_and_all_return_on
     }
     for b in &bots {
         eventually(Duration::from_secs(6), "back in the main room", || async {
-            b.events("breakout")
+            breakouts(b)
                 .last()
-                .filter(|m| m["open"] == false && m["my_room"] == 0)
+                .filter(|m| !m.open && m.my_room == 0)
                 .map(|_| ())
         })
         .await

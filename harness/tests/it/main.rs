@@ -210,12 +210,12 @@ pub async fn placements(c: &Cluster, meeting: &str) -> std::collections::BTreeMa
     c.placements(meeting).await.unwrap()
 }
 
-/// Opens the signaling WebSocket a join answer points at, and reads the `welcome`.
 /// A signaling WebSocket.
 pub type Session =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-pub async fn open_session(joined: &Value) -> (Session, Value) {
+/// Opens the signaling WebSocket a join answer points at, and reads the `welcome`.
+pub async fn open_session(joined: &Value) -> (Session, bot::Welcome) {
     use futures::StreamExt;
     let url = format!(
         "{}?token={}",
@@ -226,8 +226,10 @@ pub async fn open_session(joined: &Value) -> (Session, Value) {
         .await
         .expect("signaling session admitted");
     let welcome = ws.next().await.expect("a welcome").expect("a message");
-    let welcome: Value = serde_json::from_str(welcome.to_text().unwrap()).expect("welcome is JSON");
-    assert_eq!(welcome["type"], "welcome", "{welcome}");
+    let welcome = welcome.to_text().unwrap();
+    let msg: signaling::ServerMsg = serde_json::from_str(welcome)
+        .unwrap_or_else(|e| panic!("not a ServerMsg ({e}): {welcome}"));
+    let welcome = bot::Welcome::try_from(msg).unwrap_or_else(|e| panic!("{e:#}"));
     (ws, welcome)
 }
 

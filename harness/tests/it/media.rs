@@ -450,8 +450,11 @@ async fn a_full_meeting_refuses_a_newcomer_with_409_and_lets_a_participant_recon
     let (mut a_ws, _) = tokio_tungstenite::connect_async(ws_url(&a)).await.unwrap();
     let (_b_ws, _) = tokio_tungstenite::connect_async(ws_url(&b)).await.unwrap();
     // Both are in (the welcome comes once the session has its place).
-    let welcome = bot::client::next_json(&mut a_ws).await.unwrap();
-    assert_eq!(welcome["type"], "welcome", "{welcome}");
+    let welcome = bot::client::next_msg(&mut a_ws).await.unwrap();
+    assert!(
+        matches!(welcome, signaling::ServerMsg::Welcome { .. }),
+        "{welcome:?}"
+    );
 
     let c_joined = api.join_from(&base, &meeting, "oslo").await;
     let http_url = ws_url(&c_joined).replacen("ws", "http", 1);
@@ -469,7 +472,7 @@ async fn a_full_meeting_refuses_a_newcomer_with_409_and_lets_a_participant_recon
 
     // a reconnects with its token: it keeps its place.
     let (mut again, _) = tokio_tungstenite::connect_async(ws_url(&a)).await.unwrap();
-    let welcome = bot::client::next_json(&mut again).await.unwrap();
-    assert_eq!(welcome["type"], "welcome", "{welcome}");
-    assert_eq!(welcome["participant_id"], a["participant_id"], "{welcome}");
+    let welcome = bot::client::next_msg(&mut again).await.unwrap();
+    let welcome = bot::Welcome::try_from(welcome).unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(welcome.participant_id, a["participant_id"], "{welcome:?}");
 }

@@ -7,6 +7,7 @@ use harness::eventually;
 use harness::webdriver::Browser;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use signaling::{ClientMsg, Role};
 
 use crate::browser::join_page_with as open;
 
@@ -437,10 +438,14 @@ async fn a_poll_made_on_the_page_is_answered_by_a_browser_and_bots_and_the_hosts
         .unwrap();
     page_says(&guest, "You answered", "poll-list").await;
     // The bots answer through the protocol: Coffee and Tea.
-    let id = bots[0].events("polls").pop().unwrap()["polls"][0]["poll_id"].clone();
+    let id = bots[0].polls().pop().unwrap()[0].poll_id;
     for (b, choice) in bots.iter().zip([0, 1]) {
-        b.send(json!({ "type": "poll_answer", "poll_id": id, "choices": [choice] }))
-            .unwrap();
+        b.send(ClientMsg::PollAnswer {
+            poll_id: id,
+            choices: vec![choice],
+            text: String::new(),
+        })
+        .unwrap();
     }
     // The host's page counts three answers: one Coffee, two Tea.
     page_says(&host, "3 answers", "poll-list").await;
@@ -869,8 +874,11 @@ async fn a_webinar_attendees_page_watches_without_sending_and_a_promotion_puts_i
 
     // Made a panelist, the page takes camera and microphone (muted and off first), and
     // once turned on the host gets both.
-    host.send(json!({ "type": "set_role", "participant_id": me, "role": "panelist" }))
-        .unwrap();
+    host.send(ClientMsg::SetRole {
+        participant_id: me.clone(),
+        role: Role::Panelist,
+    })
+    .unwrap();
     page_says(&b, "made you a panelist", "banner").await;
     until_true(
         &b,

@@ -166,8 +166,8 @@ async fn with_manual_approval_only_approved_registrants_join_and_the_exports_lis
     let ada = bot::Bot::join(cfg, Duration::from_secs(20)).await.unwrap();
     let ada_in = now_ms();
     assert_eq!(
-        ada.welcome["name"], "Ada Lovelace",
-        "the registered name: {}",
+        ada.welcome.name, "Ada Lovelace",
+        "the registered name: {:?}",
         ada.welcome
     );
     let (ada_id, ada_node) = (ada.participant_id.clone(), ada.node_id.clone());

@@ -108,8 +108,8 @@ async fn media_node_refuses_expired_forged_wrong_node_and_wrong_meeting_tokens()
 
     // The token the controller issued opens a real session on its node.
     let (_ws, welcome) = crate::open_session(&joined).await;
-    assert_eq!(welcome["participant_id"], joined["participant_id"]);
-    assert_eq!(welcome["meeting_id"], meeting.as_str());
+    assert_eq!(welcome.participant_id, joined["participant_id"]);
+    assert_eq!(welcome.meeting_id, meeting);
 
     let text = crate::metrics_text(&format!("http://127.0.0.1:{}", node.http)).await;
     assert!(

@@ -8,6 +8,7 @@ use std::time::Duration;
 use harness::eventually;
 use reqwest::StatusCode;
 use serde_json::json;
+use signaling::{ClientMsg, Role};
 
 use crate::Api;
 use crate::cascade::receives;
@@ -36,19 +37,12 @@ async fn bot(
 /// The names `b` was shown: the welcome's list and every participant it was told
 /// joined or changed.
 fn names_shown(b: &bot::Bot) -> BTreeSet<String> {
-    let listed = b.welcome["participants"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    let told = ["participant_joined", "participant_updated"]
+    let listed = b.welcome.participants.clone();
+    let told = b
+        .participants_joined()
         .into_iter()
-        .flat_map(|k| b.events(k))
-        .map(|e| e["participant"].clone());
-    listed
-        .into_iter()
-        .chain(told)
-        .filter_map(|p| p["name"].as_str().map(str::to_owned))
-        .collect()
+        .chain(b.participants_updated());
+    listed.into_iter().chain(told).map(|p| p.name).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -126,7 +120,7 @@ async fn webinar_attendees_get_the_panel_publish_nothing_see_only_the_panel_and_
         .unwrap(),
     ];
     for p in &panel {
-        assert_eq!(p.welcome["role"], "panelist", "{}", p.welcome);
+        assert_eq!(p.welcome.role, Role::Panelist, "{:?}", p.welcome);
     }
     assert_eq!(panel[1].node_id, "media-bergen-1");
     // Thirty attendees, a third of them on the Bergen node, joining ten at a time.
@@ -150,7 +144,7 @@ async fn webinar_attendees_get_the_panel_publish_nothing_see_only_the_panel_and_
         });
         for b in futures::future::join_all(joins).await {
             let b = b.unwrap();
-            assert_eq!(b.welcome["role"], "attendee", "{}", b.welcome);
+            assert_eq!(b.welcome.role, Role::Attendee, "{:?}", b.welcome);
             attendees.push(b);
         }
     }
@@ -231,10 +225,9 @@ async fn webinar_attendees_get_the_panel_publish_nothing_see_only_the_panel_and_
 
     // What an attendee writes in chat reaches the panel, not the other attendees, until
     // a host lets it reach everyone.
-    let chats = |b: &bot::Bot, text: &str| b.events("chat").iter().any(|c| c["text"] == text);
-    attendees[0]
-        .send(json!({ "type": "chat", "text": "question from the floor" }))
-        .unwrap();
+    let chats = |b: &bot::Bot, text: &str| b.chat_texts().iter().any(|c| c == text);
+    let chat = |text: &str| ClientMsg::Chat { text: text.into() };
+    attendees[0].send(chat("question from the floor")).unwrap();
     eventually(
         Duration::from_secs(10),
         "the panel gets an attendee's chat",
@@ -252,24 +245,22 @@ async fn webinar_attendees_get_the_panel_publish_nothing_see_only_the_panel_and_
         !chats(&attendees[1], "question from the floor")
             && !chats(&attendees[2], "question from the floor")
     );
-    host.send(json!({ "type": "attendee_chat", "everyone": true }))
+    host.send(ClientMsg::AttendeeChat { everyone: true })
         .unwrap();
     eventually(
         Duration::from_secs(10),
         "the attendees are told chat is open",
         || async {
             attendees[2]
-                .events("room")
+                .rooms()
                 .iter()
-                .any(|r| r["attendee_chat_everyone"] == true)
+                .any(|r| r.attendee_chat_everyone)
                 .then_some(())
         },
     )
     .await
     .unwrap();
-    attendees[0]
-        .send(json!({ "type": "chat", "text": "hello everyone" }))
-        .unwrap();
+    attendees[0].send(chat("hello everyone")).unwrap();
     eventually(
         Duration::from_secs(10),
         "attendees on both nodes get it",
@@ -285,20 +276,20 @@ async fn webinar_attendees_get_the_panel_publish_nothing_see_only_the_panel_and_
     // and see them, on both nodes.
     let promoted = &mut attendees[5];
     assert_eq!(promoted.node_id, "media-bergen-1");
-    host.send(json!({ "type": "set_role", "participant_id": promoted.participant_id, "role": "panelist" }))
-        .unwrap();
+    host.send(ClientMsg::SetRole {
+        participant_id: promoted.participant_id.clone(),
+        role: Role::Panelist,
+    })
+    .unwrap();
     let id = promoted.participant_id.clone();
     eventually(
         Duration::from_secs(10),
         "the promoted attendee is told",
         || async {
             promoted
-                .events("participant_updated")
+                .participants_updated()
                 .into_iter()
-                .find(|e| {
-                    e["participant"]["participant_id"] == id.as_str()
-                        && e["participant"]["role"] == "panelist"
-                })
+                .find(|p| p.participant_id == id && p.role == Role::Panelist)
         },
     )
     .await
