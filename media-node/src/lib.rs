@@ -14,8 +14,8 @@ pub mod mesh;
 pub mod metrics;
 pub mod relay_server;
 pub mod room;
+pub mod session;
 pub mod sfu;
-pub mod signal;
 pub mod store;
 pub mod webinar;
 pub mod wss;
@@ -427,11 +427,11 @@ pub async fn run(
         tokio::spawn(wss::serve(
             tcp,
             cert,
-            signal::router(node.clone()),
+            session::router(node.clone()),
             shutdown.clone(),
         ))
     });
-    let app = signal::router(node.clone()).merge(common::ops::router(registry, ready));
+    let app = session::router(node.clone()).merge(common::ops::router(registry, ready));
     let http_addr = http
         .local_addr()
         .map_err(|e| NodeError::io("the HTTP listener's address".into(), e))?;

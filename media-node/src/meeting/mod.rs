@@ -6,10 +6,11 @@
 //!
 //! By concern: `participant` (chat, reactions, mute, hands, local recording, media
 //! negotiation, the whiteboard), `host_controls` (host actions and who may take them;
-//! who inherits the host role), `polls` (poll and Q&A requests), `allowance` (how fast
-//! a session may ask).
+//! who inherits the host role), `news` (what a host's logged action means for one
+//! session), `polls` (poll and Q&A requests), `allowance` (how fast a session may ask).
 pub mod allowance;
 pub mod host_controls;
+pub mod news;
 pub mod participant;
 pub mod polls;
 
