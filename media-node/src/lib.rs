@@ -20,9 +20,8 @@ pub mod store;
 pub mod webinar;
 pub mod wss;
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::ids::{MeetingId, NodeId};
@@ -61,9 +60,9 @@ pub struct Node {
     pub hosts: hosts::Hosts,
     /// The polls and Q&A of our meetings.
     pub collab: collab::Collab,
-    /// Prepared meetings and their connected participants.
-    meetings: Mutex<HashMap<MeetingId, u32>>,
-    participants: AtomicU32,
+    /// The meetings the controller placed here (and has not closed); sessions wait on it
+    /// for a meeting being prepared. Who is in them is the rooms' to count.
+    meetings: watch::Sender<HashSet<MeetingId>>,
 }
 
 impl Node {
@@ -72,58 +71,41 @@ impl Node {
     pub async fn etcd_client(&self) -> Option<etcd_client::Client> {
         self.etcd.client().await
     }
+    /// The participants connected here (the rooms count them: one place).
     pub fn participants(&self) -> u32 {
-        self.participants.load(Ordering::SeqCst)
+        self.rooms.participants() as u32
     }
     /// Whether the controller has placed `m` here (and not closed it).
     pub fn hosts(&self, m: &MeetingId) -> bool {
-        self.meetings.lock().expect("meetings").contains_key(m)
+        self.meetings.borrow().contains(m)
+    }
+    /// Waits (at most `grace`) until `m` is placed here; whether it is.
+    pub async fn prepared(&self, m: &MeetingId, grace: Duration) -> bool {
+        let mut rx = self.meetings.subscribe();
+        tokio::time::timeout(grace, rx.wait_for(|s| s.contains(m)))
+            .await
+            .is_ok_and(|r| r.is_ok())
     }
 
     pub fn meeting_count(&self) -> u32 {
-        self.meetings.lock().expect("meetings").len() as u32
+        self.meetings.borrow().len() as u32
     }
     pub fn prepare(&self, m: MeetingId) {
-        self.meetings
-            .lock()
-            .expect("meetings")
-            .entry(m)
-            .or_insert(0);
+        self.meetings.send_if_modified(|s| s.insert(m));
     }
     /// Ends meeting `m` here: its sessions (their clients are told `why`) and its links.
     pub fn close(&self, m: &MeetingId, why: &room::Close) {
-        self.meetings.lock().expect("meetings").remove(m);
+        self.meetings.send_if_modified(|s| s.remove(m));
         self.mesh.unfollow(m);
         self.hosts.unfollow(m);
         self.collab.unfollow(m);
         self.rooms.close(m, why);
     }
-    pub fn participant_joined(&self, m: &MeetingId) {
-        *self
-            .meetings
-            .lock()
-            .expect("meetings")
-            .entry(m.clone())
-            .or_insert(0) += 1;
-        self.participants.fetch_add(1, Ordering::SeqCst);
-    }
-    pub fn participant_left(&self, m: &MeetingId) {
-        if let Some(n) = self.meetings.lock().expect("meetings").get_mut(m) {
-            *n = n.saturating_sub(1);
-        }
-        self.participants.fetch_sub(1, Ordering::SeqCst);
-    }
     /// Ends every session and relay of every meeting here: the node is fenced, so its
     /// lease is gone or about to go and the meetings are being placed elsewhere. The
     /// participants rejoin through the controller and land on a live node.
     pub fn fence(&self) {
-        let meetings: Vec<MeetingId> = self
-            .meetings
-            .lock()
-            .expect("meetings")
-            .keys()
-            .cloned()
-            .collect();
+        let meetings: Vec<MeetingId> = self.meetings.borrow().iter().cloned().collect();
         if !meetings.is_empty() {
             tracing::warn!(
                 meetings = meetings.len(),
@@ -332,8 +314,7 @@ pub async fn run(
         hosts: hosts::Hosts::new(meeting_store.clone(), groups, shutdown.clone()),
         collab: collab::Collab::new(meeting_store.clone(), shutdown.clone()),
         store: meeting_store,
-        meetings: Mutex::default(),
-        participants: AtomicU32::new(0),
+        meetings: watch::Sender::new(HashSet::new()),
     });
 
     // Load report: the registration publishes the latest value every second.

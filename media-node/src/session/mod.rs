@@ -94,11 +94,7 @@ async fn signal(
     // its meeting, or a restart of this node, goes back to the controller for a new join.
     // A join that raced its meeting's first join may arrive before the controller's
     // PrepareMeeting: it waits a moment for it.
-    let prepared_by = tokio::time::Instant::now() + PREPARE_GRACE;
-    while !node.hosts(&meeting) && tokio::time::Instant::now() < prepared_by {
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    if !node.hosts(&meeting) {
+    if !node.prepared(&meeting, PREPARE_GRACE).await {
         return error(
             StatusCode::CONFLICT,
             "conflict",
@@ -204,7 +200,6 @@ async fn session(
                 return;
             }
         };
-    node.participant_joined(&claims.mtg);
     let waited = if waits {
         waiting::wait_for_host(&node, &me, &mut membership, &mut room, &mut ws).await
     } else {
@@ -236,7 +231,6 @@ async fn session(
         }
     };
     node.rooms.leave(&membership);
-    node.participant_left(&claims.mtg);
     let _ = ws.send(Message::Close(None)).await;
     tracing::info!(reason = %why, "session ended");
 }
