@@ -10,7 +10,7 @@ use common::token::Role;
 
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::meetings::MAX_PASSWORD_CHARS;
+use crate::lengths::MAX_PASSWORD_CHARS;
 use crate::model::{NodeState, StoredPlacement};
 use crate::nodes::NodeKind;
 use crate::placement::{self, Load, NodeSnapshot, Placement};

@@ -19,6 +19,7 @@ pub mod grpc;
 pub mod http;
 pub mod join;
 pub mod leader;
+pub mod lengths;
 pub mod limits;
 pub mod meetings;
 pub mod metrics;

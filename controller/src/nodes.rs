@@ -2,7 +2,8 @@
 use common::ids::{NodeId, Region};
 
 use crate::auth::Caller;
-use crate::error::{ApiError, truncate};
+use crate::error::ApiError;
+use crate::lengths::truncate;
 use crate::model::{Capacity, NodeLoad, NodeState};
 use crate::service::Service;
 

@@ -110,7 +110,7 @@ impl Schedule {
             NaiveDateTime::parse_from_str(input.start.trim(), "%Y-%m-%dT%H:%M").map_err(|_| {
                 format!(
                     "schedule.start: {:?} is not a wall-clock time like 2026-12-05T10:00",
-                    crate::error::truncate(&input.start, 40)
+                    crate::lengths::truncate(&input.start, 40)
                 )
             })?;
         if !(2000..=2100).contains(&chrono::Datelike::year(&start)) {
@@ -120,7 +120,7 @@ impl Schedule {
         let tz: Tz = zone.parse().map_err(|_| {
             format!(
                 "schedule.time_zone: {:?} is not an IANA time zone like Europe/Oslo",
-                crate::error::truncate(zone, 40)
+                crate::lengths::truncate(zone, 40)
             )
         })?;
         if !(1..=MAX_DURATION_MINUTES).contains(&input.duration_minutes) {
@@ -154,7 +154,7 @@ impl Schedule {
         let frequency = Frequency::parse(r.frequency.trim()).ok_or_else(|| {
             format!(
                 "schedule.recurrence.frequency: {:?}: expected \"daily\" or \"weekly\"",
-                crate::error::truncate(&r.frequency, 20)
+                crate::lengths::truncate(&r.frequency, 20)
             )
         })?;
         let interval = r.interval.unwrap_or(1);

@@ -10,7 +10,8 @@ use common::ids::{MeetingId, NodeId, Region};
 use common::token::TokenSigner;
 
 use crate::config::Regions;
-use crate::error::{ApiError, truncate};
+use crate::error::ApiError;
+use crate::lengths::truncate;
 use crate::metrics::Metrics;
 use crate::model::Meeting;
 use crate::node_rpc::NodeClients;
