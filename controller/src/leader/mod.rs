@@ -16,8 +16,7 @@ use tokio_util::sync::CancellationToken;
 use self::census::Census;
 use self::liveness::{Dead, Liveness};
 use self::plan::Action;
-use crate::model::RecordingState;
-use crate::nodes::NodeKind;
+use crate::model::{NodeKind, RecordingState};
 use crate::service::Service;
 use crate::store::Lease;
 
