@@ -32,6 +32,7 @@ pub mod placement;
 pub mod recordings;
 pub mod registration;
 pub mod schedule;
+pub mod secrets;
 pub mod service;
 pub mod store;
 pub mod turn;

@@ -2,12 +2,13 @@
 //! and end (which tells every media node hosting it).
 use common::ids::{MeetingId, NodeId, Region};
 
-use crate::auth::{Caller, blocking, hash_secret, random_secret};
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::lengths::{MAX_DESCRIPTION_CHARS, MAX_PASSWORD_CHARS, MAX_TITLE_CHARS, truncate};
 use crate::model::{Collab, HostAction, Meeting, MeetingKind, MeetingState, Owner, Room};
 use crate::registration::RegistrationInput;
 use crate::schedule::{Schedule, ScheduleInput};
+use crate::secrets::{blocking, hash_secret, random_secret};
 use crate::service::Service;
 
 /// The classification of meetings created without one.
