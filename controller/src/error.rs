@@ -58,8 +58,3 @@ impl From<StoreError> for ApiError {
         }
     }
 }
-
-/// At most `n` characters of `s`, to quote untrusted input in a message.
-pub(crate) fn truncate(s: &str, n: usize) -> String {
-    s.chars().take(n).collect()
-}

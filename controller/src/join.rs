@@ -10,9 +10,8 @@ use common::token::Role;
 
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::meetings::MAX_PASSWORD_CHARS;
-use crate::model::{NodeState, StoredPlacement};
-use crate::nodes::NodeKind;
+use crate::lengths::MAX_PASSWORD_CHARS;
+use crate::model::{NodeKind, NodeState, StoredPlacement};
 use crate::placement::{self, Load, NodeSnapshot, Placement};
 use crate::schedule::Window;
 use crate::service::Service;
@@ -460,7 +459,7 @@ mod tests {
 
     use super::*;
     use crate::store::{ClusterStore, MemoryStore};
-    use crate::testing::{media_node, meeting, region, service, until};
+    use crate::testing::{media_node, meeting, region, until};
 
     #[tokio::test]
     async fn two_controllers_racing_one_meeting_over_slow_commits_agree_on_its_node() {
@@ -474,8 +473,8 @@ mod tests {
         }
         let m = meeting("abc-defg-hij");
         store.create_meeting(&m).await.unwrap();
-        let (a, _stop_a) = service(&store).await;
-        let (b, _stop_b) = service(&store).await;
+        let (a, _stop_a) = Service::for_test(&store).await;
+        let (b, _stop_b) = Service::for_test(&store).await;
         until("both views see the nodes", || {
             a.view.read(|v| v.media.len()) == 2 && b.view.read(|v| v.media.len()) == 2
         })
@@ -515,7 +514,7 @@ mod tests {
             .unwrap();
         let m = meeting("abc-defg-hij");
         store.create_meeting(&m).await.unwrap();
-        let (s, _stop) = service(&store).await;
+        let (s, _stop) = Service::for_test(&store).await;
         until("the node shows", || s.view.read(|v| v.media.len()) == 1).await;
         let first = s
             .place_and_commit(&m.id, &region("oslo"), None)

@@ -2,16 +2,15 @@
 //! and end (which tells every media node hosting it).
 use common::ids::{MeetingId, NodeId, Region};
 
-use crate::auth::{Caller, blocking, hash_secret, random_secret};
-use crate::error::{ApiError, truncate};
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::lengths::{MAX_DESCRIPTION_CHARS, MAX_PASSWORD_CHARS, MAX_TITLE_CHARS, truncate};
 use crate::model::{Collab, HostAction, Meeting, MeetingKind, MeetingState, Owner, Room};
 use crate::registration::RegistrationInput;
 use crate::schedule::{Schedule, ScheduleInput};
+use crate::secrets::{blocking, hash_secret, random_secret};
 use crate::service::Service;
 
-pub const MAX_TITLE_CHARS: usize = 200;
-pub const MAX_PASSWORD_CHARS: usize = 128;
-pub const MAX_DESCRIPTION_CHARS: usize = 2000;
 /// The classification of meetings created without one.
 pub const DEFAULT_CLASSIFICATION: &str = "internal";
 

@@ -284,6 +284,22 @@ pub struct HostAction {
     pub detail: String,
 }
 
+/// Which of the two kinds of node: media (the SFU) or recording.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NodeKind {
+    Media,
+    Recording,
+}
+
+impl NodeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeKind::Media => "media",
+            NodeKind::Recording => "recording",
+        }
+    }
+}
+
 /// Whether a node takes new work.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NodeState {

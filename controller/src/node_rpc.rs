@@ -13,7 +13,7 @@ use proto::v1::{
     PrepareMeetingRequest, StartRecordingRequest, StopRecordingRequest, WatchRequest,
 };
 
-use crate::model::{MediaNode, Recording};
+use crate::model::{MediaNode, NodeKind, Recording};
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 pub struct NodeClients {
@@ -111,7 +111,7 @@ impl NodeClients {
     /// `within` for its first heartbeat.
     pub async fn watch(
         &self,
-        kind: crate::nodes::NodeKind,
+        kind: NodeKind,
         addr: &str,
         every: Duration,
         within: Duration,
@@ -132,12 +132,8 @@ impl NodeClients {
                 .await
                 .map_err(|e| err(format!("connecting: {e}")))?;
             let mut stream = match kind {
-                crate::nodes::NodeKind::Media => {
-                    MediaNodeControlClient::new(channel).watch(req).await
-                }
-                crate::nodes::NodeKind::Recording => {
-                    RecordingNodeControlClient::new(channel).watch(req).await
-                }
+                NodeKind::Media => MediaNodeControlClient::new(channel).watch(req).await,
+                NodeKind::Recording => RecordingNodeControlClient::new(channel).watch(req).await,
             }
             .map_err(|s| Self::status(addr, s))?
             .into_inner();

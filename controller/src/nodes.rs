@@ -2,24 +2,10 @@
 use common::ids::{NodeId, Region};
 
 use crate::auth::Caller;
-use crate::error::{ApiError, truncate};
-use crate::model::{Capacity, NodeLoad, NodeState};
+use crate::error::ApiError;
+use crate::lengths::truncate;
+use crate::model::{Capacity, NodeKind, NodeLoad, NodeState};
 use crate::service::Service;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum NodeKind {
-    Media,
-    Recording,
-}
-
-impl NodeKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            NodeKind::Media => "media",
-            NodeKind::Recording => "recording",
-        }
-    }
-}
 
 /// A node as the API shows it.
 #[derive(Clone, Debug)]

@@ -275,7 +275,7 @@ impl Oidc {
                 "the sign-in took too long: start again".into(),
             ));
         }
-        if !crate::auth::constant_time_eq(p.state.as_bytes(), state.as_bytes()) {
+        if !crate::secrets::constant_time_eq(p.state.as_bytes(), state.as_bytes()) {
             return Err(ApiError::BadRequest(
                 "the sign-in's state does not match the one this browser started: refused".into(),
             ));

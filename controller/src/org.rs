@@ -8,7 +8,8 @@ use std::time::Duration;
 use common::ids::Region;
 
 use crate::auth::Caller;
-use crate::error::{ApiError, truncate};
+use crate::error::ApiError;
+use crate::lengths::truncate;
 use crate::model::OrgSettings;
 use crate::oidc::User;
 use crate::service::Service;

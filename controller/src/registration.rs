@@ -7,9 +7,11 @@ use std::time::Instant;
 
 use common::ids::MeetingId;
 
-use crate::auth::{Caller, blocking, hash_secret, random_secret, verify_secret};
-use crate::error::{ApiError, truncate};
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::lengths::truncate;
 use crate::model::{Attendance, Meeting, Registrant, RegistrantState, Registration};
+use crate::secrets::{blocking, hash_secret, random_secret, verify_secret};
 use crate::service::Service;
 
 pub const MAX_QUESTIONS: usize = 10;

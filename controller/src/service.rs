@@ -10,7 +10,8 @@ use common::ids::{MeetingId, NodeId, Region};
 use common::token::TokenSigner;
 
 use crate::config::Regions;
-use crate::error::{ApiError, truncate};
+use crate::error::ApiError;
+use crate::lengths::truncate;
 use crate::metrics::Metrics;
 use crate::model::Meeting;
 use crate::node_rpc::NodeClients;
@@ -122,5 +123,44 @@ impl Service {
             Some(m) => Ok(m),
             None => Err(ApiError::NotFound(format!("meeting {id} does not exist"))),
         }
+    }
+}
+
+#[cfg(test)]
+impl Service {
+    /// A service on `store` with its view following it (synced when this returns), and
+    /// the token that stops the view. Regions: oslo (default) and stockholm. Node calls go
+    /// to a closed port and fail at once.
+    pub(crate) async fn for_test(
+        store: &crate::store::MemoryStore,
+    ) -> (Arc<Service>, tokio_util::sync::CancellationToken) {
+        use crate::testing::{region, until};
+        let kp = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+        let signer =
+            TokenSigner::from_pem(kp.serialize_pem().as_bytes(), "k1", Duration::from_secs(60))
+                .unwrap();
+        let regions = Regions {
+            known: vec![region("oslo"), region("stockholm")],
+            default: region("oslo"),
+            cidrs: Vec::new(),
+            topology: Default::default(),
+        };
+        let view = SharedView::default();
+        let store: Arc<dyn ClusterStore> = Arc::new(store.clone());
+        let service = Service::new(
+            store.clone(),
+            view.clone(),
+            NodeClients::new(None, Duration::from_millis(200)),
+            signer,
+            regions,
+            vec!["operator-key-0123456789".into()],
+            false,
+            Duration::from_secs(5),
+            Metrics::new(&prometheus::Registry::new()),
+        );
+        let stop = tokio_util::sync::CancellationToken::new();
+        tokio::spawn(view.clone().run_watcher(store, stop.clone()));
+        until("the view syncs", || view.is_synced()).await;
+        (Arc::new(service), stop)
     }
 }

@@ -1,20 +1,14 @@
-//! Test fixtures: a service on the in-memory store, and domain values to fill it with.
-use std::sync::Arc;
+//! Test fixtures: domain values, and waiting for a condition. They need only `model`, so
+//! the tests of every module can use them; a service on the in-memory store is
+//! `Service::for_test` (`service.rs`).
 use std::time::Duration;
 
 use common::ids::{MeetingId, NodeId, RecordingId, Region};
-use common::token::TokenSigner;
-use tokio_util::sync::CancellationToken;
 
-use crate::config::Regions;
 use crate::model::{
     Capacity, MediaNode, Meeting, MeetingKind, MeetingState, NodeState, Recording, RecordingNode,
     RecordingState,
 };
-use crate::node_rpc::NodeClients;
-use crate::service::Service;
-use crate::store::{ClusterStore, MemoryStore};
-use crate::view::SharedView;
 
 pub(crate) fn region(name: &str) -> Region {
     Region::parse(name).unwrap()
@@ -96,39 +90,6 @@ pub(crate) fn recording(id: &str, node: &str, media: &str) -> Recording {
         segment: 1,
         earlier_nodes: vec![],
     }
-}
-
-/// A service on `store` with its view following it (synced when this returns), and the
-/// token that stops the view. Regions: oslo (default) and stockholm. Node calls go to a
-/// closed port and fail at once.
-pub(crate) async fn service(store: &MemoryStore) -> (Arc<Service>, CancellationToken) {
-    let kp = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
-    let signer =
-        TokenSigner::from_pem(kp.serialize_pem().as_bytes(), "k1", Duration::from_secs(60))
-            .unwrap();
-    let regions = Regions {
-        known: vec![region("oslo"), region("stockholm")],
-        default: region("oslo"),
-        cidrs: Vec::new(),
-        topology: Default::default(),
-    };
-    let view = SharedView::default();
-    let store: Arc<dyn ClusterStore> = Arc::new(store.clone());
-    let service = Service::new(
-        store.clone(),
-        view.clone(),
-        NodeClients::new(None, Duration::from_millis(200)),
-        signer,
-        regions,
-        vec!["operator-key-0123456789".into()],
-        false,
-        Duration::from_secs(5),
-        crate::metrics::Metrics::new(&prometheus::Registry::new()),
-    );
-    let stop = CancellationToken::new();
-    tokio::spawn(view.clone().run_watcher(store, stop.clone()));
-    until("the view syncs", || view.is_synced()).await;
-    (Arc::new(service), stop)
 }
 
 /// Waits (polling every millisecond, at most 2 s) until `f` holds.

@@ -177,7 +177,7 @@ async fn signed_in(
     );
     if !reads {
         let sent = header_value(&parts.headers, Some(crate::oidc::CSRF_HEADER)).unwrap_or_default();
-        if !crate::auth::constant_time_eq(sent.as_bytes(), session.csrf.as_bytes()) {
+        if !crate::secrets::constant_time_eq(sent.as_bytes(), session.csrf.as_bytes()) {
             return Err(ApiError::Forbidden(format!(
                 "a change from a signed-in browser needs the session's CSRF token in {} (from GET /v1/me)",
                 crate::oidc::CSRF_HEADER

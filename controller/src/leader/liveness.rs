@@ -19,7 +19,7 @@ use common::ids::NodeId;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::nodes::NodeKind;
+use crate::model::NodeKind;
 use crate::service::Service;
 
 const BEAT: Duration = Duration::from_millis(250);

@@ -16,8 +16,7 @@ use tokio_util::sync::CancellationToken;
 use self::census::Census;
 use self::liveness::{Dead, Liveness};
 use self::plan::Action;
-use crate::model::RecordingState;
-use crate::nodes::NodeKind;
+use crate::model::{NodeKind, RecordingState};
 use crate::service::Service;
 use crate::store::Lease;
 
@@ -309,7 +308,7 @@ mod tests {
     use super::*;
     use crate::model::{MediaNode, Meeting, MeetingState};
     use crate::store::{ClusterStore, MemoryStore, PlacementCommit};
-    use crate::testing::{media_node, meeting, recording, recording_node, region, service, until};
+    use crate::testing::{media_node, meeting, recording, recording_node, region, until};
 
     #[tokio::test]
     async fn the_leader_removes_placements_of_dead_nodes_and_of_ended_meetings_only() {
@@ -337,7 +336,7 @@ mod tests {
         ended.state = MeetingState::Ended;
         store.end_meeting(&ended).await.unwrap();
         commit(&ended, "stockholm", &b).await;
-        let (s, _stop) = service(&store).await;
+        let (s, _stop) = Service::for_test(&store).await;
         store.expire_lease(dying);
         until("the view sees the node die", || {
             s.view.read(|v| v.media.len()) == 1
@@ -396,7 +395,7 @@ mod tests {
         let r = recording("rec-1", "rec-oslo-1", media.id.as_str());
         assert_eq!(r.meeting, m.id);
         store.put_recording(&r).await.unwrap();
-        let (s, _stop) = service(&store).await;
+        let (s, _stop) = Service::for_test(&store).await;
         store.expire_lease(rec_lease);
         until("the recording node is gone", || {
             s.view.read(|v| v.recording.is_empty())
