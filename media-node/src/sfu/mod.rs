@@ -27,6 +27,7 @@ mod core;
 pub mod driver;
 mod forward;
 mod negotiation;
+mod peer;
 pub mod rtp;
 mod simulcast;
 mod sink;

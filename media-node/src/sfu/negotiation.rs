@@ -9,7 +9,8 @@ use str0m::{Candidate, IceCreds, Rtc};
 
 use super::api::{PeerKey, SfuOutput, SignalOut, Source};
 use super::codec::with_video_codecs;
-use super::core::{OutState, Peer, Sfu, TrackOut, kind_name};
+use super::core::{Sfu, kind_name};
+use super::peer::{OutState, Peer, TrackOut};
 use super::simulcast::INITIAL_ESTIMATE_KBPS;
 
 /// str0m's SDP parse error on one line, without the parser's memory address.

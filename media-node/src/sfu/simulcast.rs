@@ -8,7 +8,8 @@ use str0m::bwe::Bitrate;
 use str0m::media::{KeyframeRequest, KeyframeRequestKind, MediaKind, Rid};
 
 use super::api::{RelayEvent, SfuOutput, Source};
-use super::core::{OutState, Sfu};
+use super::core::Sfu;
+use super::peer::OutState;
 
 /// Bitrates our client's simulcast layers need (960×540 capture): what a subscriber's
 /// estimate must cover per video track to get the layer, and what we ask the bandwidth
