@@ -6,67 +6,22 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::ids::{MeetingId, ParticipantId};
-use relay::Codec;
 use str0m::bwe::BweKind;
 use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid, Rid};
 use str0m::net::{Protocol, Receive};
 use str0m::{Event, IceConnectionState, Input, Output};
 
-use super::api::{LinkKey, PeerKey, RelayEvent, SfuCommand, SfuOutput, SignalOut, SinkKey, Source};
+use super::api::{PeerKey, RelayEvent, SfuCommand, SfuOutput, SignalOut, Source};
 use super::negotiation::sdp_error;
 use super::peer::{Muted, OutState, Peer, TrackIn, TrackOut, Waiting};
-use super::simulcast::{ALL_LAYERS, capped, layer_rid};
-use super::sink::SinkTrack;
+use super::relays::{Link, RemoteTrack, Sink, drop_gone};
+use super::simulcast::capped;
 use super::speaker::SPEAKER_CHECK;
 use super::stats::{SfuStats, counter_delta};
 
 /// How often one peer's `Rtc` may ask for its timeout to be handled at once within one
 /// drive before we let the driver's timer do it (a guard against a busy loop).
 pub(super) const IMMEDIATE_TIMEOUTS: u32 = 4;
-
-/// A track of a participant on another media node, fed in over a relay link.
-pub(super) struct RemoteTrack {
-    pub(super) link: LinkKey,
-    pub(super) track_id: u32,
-    pub(super) meeting: MeetingId,
-    pub(super) participant: ParticipantId,
-    pub(super) name: String,
-    pub(super) kind: MediaKind,
-    pub(super) codec: Codec,
-    pub(super) clock_rate: u32,
-    /// 3 for simulcast (layer by layer), else 1.
-    pub(super) layers: u8,
-    /// The highest extended sequence number so far, per layer.
-    pub(super) highest_seq: [Option<u64>; 3],
-    /// When we last asked the far node for a keyframe, per layer.
-    pub(super) last_keyframe_request: [Option<Instant>; 3],
-    /// The layers we asked the far node for (bit set; 0: not subscribed).
-    pub(super) mask: u8,
-    /// Smoothed loudness and the current window, as for a local track.
-    pub(super) loudness: f32,
-    pub(super) window: (f32, u32),
-    /// Its publisher's breakout room (0: the main room).
-    pub(super) group: u32,
-}
-
-/// A relay link to another media node, as the sender of our local tracks.
-pub(super) struct Link {
-    pub(super) key: LinkKey,
-    pub(super) meeting: MeetingId,
-    pub(super) tracks: Vec<LinkTrack>,
-    pub(super) next_track_id: u32,
-}
-
-/// One of our local tracks on a link: announced at its first packet, sent while the far
-/// node subscribes, layer by layer, as the publisher sent it.
-pub(super) struct LinkTrack {
-    pub(super) track_id: u32,
-    pub(super) source: Source,
-    pub(super) codec: Codec,
-    pub(super) simulcast: bool,
-    /// The layers the far node subscribed to (bit set).
-    pub(super) mask: u8,
-}
 
 pub struct Sfu {
     pub(super) local: SocketAddr,
@@ -98,37 +53,11 @@ pub struct Sfu {
     pub(super) hop_latency: Option<prometheus::Histogram>,
 }
 
-pub(super) struct Sink {
-    pub(super) key: SinkKey,
-    pub(super) meeting: MeetingId,
-    pub(super) tracks: Vec<SinkTrack>,
-    pub(super) next_track_id: u32,
-}
-
 pub(super) fn kind_name(k: MediaKind) -> &'static str {
     match k {
         MediaKind::Audio => "audio",
         MediaKind::Video => "video",
     }
-}
-
-/// Removes the relay tracks (a sink's or a link's) whose source is `gone`; returns their
-/// track ids.
-pub(super) fn drop_gone<T>(
-    tracks: &mut Vec<T>,
-    id: impl Fn(&T) -> (Source, u32),
-    gone: impl Fn(&Source) -> bool,
-) -> Vec<u32> {
-    let mut dropped = Vec::new();
-    tracks.retain(|t| {
-        let (source, track_id) = id(t);
-        let keep = !gone(&source);
-        if !keep {
-            dropped.push(track_id);
-        }
-        keep
-    });
-    dropped
 }
 
 impl Sfu {
@@ -174,16 +103,6 @@ impl Sfu {
 
     pub(super) fn peer_mut(&mut self, key: PeerKey) -> Option<&mut Peer> {
         self.peers.iter_mut().find(|p| p.key == key)
-    }
-
-    /// Our track `track_id` on relay link `link`.
-    pub(super) fn link_track(&mut self, link: LinkKey, track_id: u32) -> Option<&mut LinkTrack> {
-        self.links
-            .iter_mut()
-            .find(|l| l.key == link)?
-            .tracks
-            .iter_mut()
-            .find(|t| t.track_id == track_id)
     }
 
     pub(super) fn signal(&mut self, key: PeerKey, msg: SignalOut) {
@@ -303,76 +222,20 @@ impl Sfu {
                     self.request_keyframe(now, source, rid, KeyframeRequestKind::Pli);
                 }
             }
-            SfuCommand::SinkAttach { key, meeting } => {
-                if !self.sinks.iter().any(|s| s.key == key) {
-                    self.sinks.push(Sink {
-                        key,
-                        meeting,
-                        tracks: Vec::new(),
-                        next_track_id: 1,
-                    });
-                    self.wants_changed = true;
-                }
-            }
-            SfuCommand::SinkDetach { key } => {
-                self.sinks.retain(|s| s.key != key);
-                self.wants_changed = true;
-            }
-            SfuCommand::LinkAttach { link, meeting } => {
-                if !self.links.iter().any(|l| l.key == link) {
-                    self.links.push(Link {
-                        key: link,
-                        meeting,
-                        tracks: Vec::new(),
-                        next_track_id: 1,
-                    });
-                }
-            }
+            SfuCommand::SinkAttach { key, meeting } => self.attach_sink(key, meeting),
+            SfuCommand::SinkDetach { key } => self.detach_sink(key),
+            SfuCommand::LinkAttach { link, meeting } => self.attach_link(link, meeting),
             SfuCommand::LinkSubscribe {
                 link,
                 track_id,
                 mask,
-            } => {
-                let Some(t) = self.link_track(link, track_id) else {
-                    return;
-                };
-                let mask = if t.simulcast {
-                    mask & ALL_LAYERS
-                } else {
-                    mask.min(1)
-                };
-                let added = mask & !t.mask;
-                t.mask = mask;
-                let (source, simulcast) = (t.source, t.simulcast);
-                // The far node's subscribers start on a keyframe of each layer it added.
-                for i in (0..3u8).filter(|i| added & (1 << i) != 0) {
-                    let rid = simulcast.then(|| layer_rid(i));
-                    self.request_keyframe(now, source, rid, KeyframeRequestKind::Pli);
-                }
-            }
+            } => self.link_subscribe(now, link, track_id, mask),
             SfuCommand::LinkKeyframe {
                 link,
                 track_id,
                 layer,
-            } => {
-                let Some(t) = self.link_track(link, track_id) else {
-                    return;
-                };
-                let (source, rid) = (t.source, t.simulcast.then(|| layer_rid(layer)));
-                self.request_keyframe(now, source, rid, KeyframeRequestKind::Pli);
-            }
-            SfuCommand::SinkKeyframe { key, track_id } => {
-                let Some(t) = self
-                    .sinks
-                    .iter()
-                    .find(|s| s.key == key)
-                    .and_then(|s| s.tracks.iter().find(|t| t.track_id == track_id))
-                else {
-                    return;
-                };
-                let (source, rid) = (t.source, t.layer());
-                self.request_keyframe(now, source, rid, KeyframeRequestKind::Pli);
-            }
+            } => self.link_keyframe(now, link, track_id, layer),
+            SfuCommand::SinkKeyframe { key, track_id } => self.sink_keyframe(now, key, track_id),
             SfuCommand::RemoteTrack {
                 link,
                 meeting,
@@ -383,49 +246,21 @@ impl Sfu {
                 codec,
                 clock_rate,
                 layers,
-            } => {
-                let source = Source::Remote(link, track_id);
-                if self
-                    .remotes
-                    .iter()
-                    .any(|r| r.link == link && r.track_id == track_id)
-                {
-                    return;
-                }
-                for p in self.peers.iter_mut().filter(|p| p.meeting == meeting) {
-                    p.tracks_out.push(TrackOut::new(source, kind));
-                    p.want_offer();
-                }
-                let group = self.group_of(&meeting, &participant);
-                self.remotes.push(RemoteTrack {
-                    group,
-                    link,
-                    track_id,
-                    meeting,
-                    participant,
-                    name,
-                    kind,
-                    codec,
-                    clock_rate,
-                    layers: if layers > 1 { 3 } else { 1 },
-                    highest_seq: [None; 3],
-                    last_keyframe_request: [None; 3],
-                    mask: 0,
-                    loudness: 0.0,
-                    window: (0.0, 0),
-                });
-                self.wants_changed = true;
-            }
+            } => self.add_remote_track(
+                link,
+                meeting,
+                track_id,
+                participant,
+                name,
+                kind,
+                codec,
+                clock_rate,
+                layers,
+            ),
             SfuCommand::RemoteTrackEnded { link, track_id } => {
-                self.remotes
-                    .retain(|r| !(r.link == link && r.track_id == track_id));
-                self.retire(|s| *s == Source::Remote(link, track_id));
+                self.end_remote_track(link, track_id)
             }
-            SfuCommand::LinkDown { link } => {
-                self.links.retain(|l| l.key != link);
-                self.remotes.retain(|r| r.link != link);
-                self.retire(|s| matches!(s, Source::Remote(l, _) if *l == link));
-            }
+            SfuCommand::LinkDown { link } => self.link_down(link),
             SfuCommand::RemotePacket {
                 link,
                 track_id,

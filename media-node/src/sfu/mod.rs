@@ -28,6 +28,7 @@ pub mod driver;
 mod forward;
 mod negotiation;
 mod peer;
+mod relays;
 pub mod rtp;
 mod simulcast;
 mod sink;
