@@ -7,15 +7,14 @@ use std::time::{Duration, Instant};
 
 use common::ids::{MeetingId, ParticipantId};
 use str0m::bwe::BweKind;
-use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid, Rid};
+use str0m::media::{Direction, MediaKind};
 use str0m::net::{Protocol, Receive};
 use str0m::{Event, IceConnectionState, Input, Output};
 
-use super::api::{PeerKey, RelayEvent, SfuCommand, SfuOutput, SignalOut, Source};
+use super::api::{PeerKey, SfuCommand, SfuOutput, SignalOut, Source};
 use super::negotiation::sdp_error;
-use super::peer::{Muted, OutState, Peer, TrackIn, TrackOut, Waiting};
-use super::relays::{Link, RemoteTrack, Sink, drop_gone};
-use super::simulcast::capped;
+use super::peer::{Peer, TrackIn, TrackOut, Waiting};
+use super::relays::{Link, RemoteTrack, Sink};
 use super::speaker::SPEAKER_CHECK;
 use super::stats::{SfuStats, counter_delta};
 
@@ -135,17 +134,7 @@ impl Sfu {
                 meeting,
                 participant,
                 name,
-            } => {
-                if !self.waiting.iter().any(|w| w.key == key) {
-                    self.waiting.push(Waiting {
-                        key,
-                        meeting,
-                        participant,
-                        name,
-                        muted: Muted::default(),
-                    });
-                }
-            }
+            } => self.join(key, meeting, participant, name),
             SfuCommand::Offer { key, sdp } => {
                 match self.waiting.iter().position(|w| w.key == key) {
                     Some(w) => self.first_offer(now, w, sdp),
@@ -153,75 +142,10 @@ impl Sfu {
                 }
             }
             SfuCommand::Answer { key, sdp } => self.answer(now, key, sdp),
-            SfuCommand::Layer { key, mid, rid } => {
-                let mid = Mid::from(mid.as_str());
-                let cap = self.bandwidth_cap;
-                let Some(p) = self.peer_mut(key) else {
-                    return self.refuse(key, "layer", "no media session yet".into());
-                };
-                let budget = p.video_budget_bps().filter(|_| cap);
-                let Some(t) = p
-                    .tracks_out
-                    .iter_mut()
-                    .find(|t| t.state == OutState::Open(mid) && t.kind == MediaKind::Video)
-                else {
-                    return self.refuse(key, "layer", format!("no video on m-line {mid}"));
-                };
-                t.asked = rid;
-                let rid = capped(rid, budget);
-                if t.want == rid {
-                    return;
-                }
-                t.want = rid;
-                let source = t.source;
-                self.wants_changed = true;
-                // Switching needs a keyframe of the new layer.
-                self.request_keyframe(now, source, Some(rid), KeyframeRequestKind::Pli);
-            }
-            SfuCommand::Leave { key } => {
-                self.waiting.retain(|w| w.key != key);
-                self.remove_peer(key);
-            }
+            SfuCommand::Layer { key, mid, rid } => self.set_layer(now, key, mid, rid),
+            SfuCommand::Leave { key } => self.leave(key),
             SfuCommand::Groups { meeting, groups } => self.set_groups(now, meeting, groups),
-            SfuCommand::Mute { key, audio, video } => {
-                let muted = Muted { audio, video };
-                if let Some(w) = self.waiting.iter_mut().find(|w| w.key == key) {
-                    w.muted = muted;
-                }
-                let Some(p) = self.peer_mut(key) else {
-                    return;
-                };
-                let was = std::mem::replace(&mut p.muted, muted);
-                // Unmuted video: subscribers start again on a keyframe of each layer.
-                let restart: Vec<(Source, Option<Rid>)> = if was.video && !video {
-                    p.tracks_in
-                        .iter()
-                        .filter(|t| t.kind == MediaKind::Video)
-                        .flat_map(|t| {
-                            t.streams
-                                .iter()
-                                .map(|(_, rid)| (Source::Peer(key, t.mid), *rid))
-                        })
-                        .collect()
-                } else {
-                    Vec::new()
-                };
-                // Its subscribers' streams pause, and run on from there when it speaks
-                // (or shows itself) again.
-                let paused = |t: &TrackOut| {
-                    matches!(t.source, Source::Peer(k, _) if k == key)
-                        && ((t.kind == MediaKind::Audio && audio && !was.audio)
-                            || (t.kind == MediaKind::Video && video && !was.video))
-                };
-                for s in &mut self.peers {
-                    for t in s.tracks_out.iter_mut().filter(|t| paused(t)) {
-                        t.forwarder.pause();
-                    }
-                }
-                for (source, rid) in restart {
-                    self.request_keyframe(now, source, rid, KeyframeRequestKind::Pli);
-                }
-            }
+            SfuCommand::Mute { key, audio, video } => self.mute(now, key, audio, video),
             SfuCommand::SinkAttach { key, meeting } => self.attach_sink(key, meeting),
             SfuCommand::SinkDetach { key } => self.detach_sink(key),
             SfuCommand::LinkAttach { link, meeting } => self.attach_link(link, meeting),
@@ -269,161 +193,6 @@ impl Sfu {
             } => self.remote_packet(now, link, track_id, layer, &rtp),
         }
     }
-
-    /// The breakout room of `participant` in `meeting` (0: the main room).
-    pub(super) fn group_of(&self, meeting: &MeetingId, participant: &ParticipantId) -> u32 {
-        self.groups
-            .get(meeting)
-            .and_then(|g| g.get(participant))
-            .copied()
-            .unwrap_or(0)
-    }
-
-    /// Moves `meeting`'s participants into their breakout rooms (or all back, when
-    /// `groups` is empty). Every stream whose publisher and subscriber no longer share
-    /// a room pauses; those that do again start on a keyframe, asked for at once.
-    fn set_groups(
-        &mut self,
-        now: Instant,
-        meeting: MeetingId,
-        groups: HashMap<ParticipantId, u32>,
-    ) {
-        if groups.is_empty() {
-            self.groups.remove(&meeting);
-        } else {
-            self.groups.insert(meeting.clone(), groups);
-        }
-        let mut changed = false;
-        for i in 0..self.peers.len() {
-            if self.peers[i].meeting != meeting {
-                continue;
-            }
-            let g = self.group_of(&meeting, &self.peers[i].participant);
-            changed |= std::mem::replace(&mut self.peers[i].group, g) != g;
-        }
-        for i in 0..self.remotes.len() {
-            if self.remotes[i].meeting != meeting {
-                continue;
-            }
-            let g = self.group_of(&meeting, &self.remotes[i].participant);
-            changed |= std::mem::replace(&mut self.remotes[i].group, g) != g;
-        }
-        if !changed {
-            return;
-        }
-        let source_group = |sfu: &Sfu, s: Source| match s {
-            Source::Peer(k, _) => sfu.peers.iter().find(|p| p.key == k).map(|p| p.group),
-            Source::Remote(l, id) => sfu
-                .remotes
-                .iter()
-                .find(|r| r.link == l && r.track_id == id)
-                .map(|r| r.group),
-        };
-        let mut restart = Vec::new();
-        for i in 0..self.peers.len() {
-            if self.peers[i].meeting != meeting {
-                continue;
-            }
-            let g = self.peers[i].group;
-            let groups: Vec<Option<u32>> = self.peers[i]
-                .tracks_out
-                .iter()
-                .map(|t| source_group(self, t.source))
-                .collect();
-            for (t, sg) in self.peers[i].tracks_out.iter_mut().zip(groups) {
-                t.forwarder.pause();
-                if sg == Some(g) && t.kind == MediaKind::Video {
-                    restart.push((t.source, t.want));
-                }
-            }
-        }
-        for (source, want) in restart {
-            let simulcast = match source {
-                Source::Peer(k, mid) => self.peers.iter().find(|p| p.key == k).is_some_and(|p| {
-                    p.tracks_in
-                        .iter()
-                        .any(|t| t.mid == mid && t.streams.iter().any(|(_, r)| r.is_some()))
-                }),
-                Source::Remote(l, id) => self
-                    .remotes
-                    .iter()
-                    .any(|r| r.link == l && r.track_id == id && r.layers > 1),
-            };
-            self.request_keyframe(
-                now,
-                source,
-                simulcast.then_some(want),
-                KeyframeRequestKind::Pli,
-            );
-        }
-        // Sinks record the main room: its tracks' streams restart on keyframes too.
-        for sink in self.sinks.iter_mut().filter(|s| s.meeting == meeting) {
-            for t in &mut sink.tracks {
-                t.pause();
-            }
-        }
-    }
-
-    pub(super) fn remove_peer(&mut self, key: PeerKey) {
-        let Some(i) = self.peers.iter().position(|p| p.key == key) else {
-            return;
-        };
-        let last = self.peers.len() - 1;
-        let mut peer = self.peers.swap_remove(i);
-        // The last peer took index i.
-        self.by_addr.retain(|_, j| *j != i);
-        for j in self.by_addr.values_mut().filter(|j| **j == last) {
-            *j = i;
-        }
-        peer.rtc.disconnect();
-        self.retire(|s| matches!(s, Source::Peer(k, _) if *k == key));
-    }
-
-    /// Ends the tracks whose source `gone` says is gone: sinks are told, subscribers'
-    /// m-lines go inactive in their next offer.
-    pub(super) fn retire(&mut self, gone: impl Fn(&Source) -> bool) {
-        self.wants_changed = true;
-        for link in &mut self.links {
-            for track_id in drop_gone(&mut link.tracks, |t| (t.source, t.track_id), &gone) {
-                let event = RelayEvent::Remove { track_id };
-                self.out.push_back(SfuOutput::Link {
-                    link: link.key,
-                    event,
-                });
-            }
-        }
-        for sink in &mut self.sinks {
-            for track_id in drop_gone(&mut sink.tracks, |t| (t.source, t.track_id), &gone) {
-                let event = RelayEvent::Remove { track_id };
-                self.out.push_back(SfuOutput::Sink {
-                    key: sink.key,
-                    event,
-                });
-            }
-        }
-        for p in &mut self.peers {
-            let mut removed = Vec::new();
-            p.tracks_out.retain(|t| match t.state {
-                _ if !gone(&t.source) => true,
-                OutState::ToOpen => false,
-                OutState::Negotiating(mid) | OutState::Open(mid) => {
-                    removed.push(mid);
-                    false
-                }
-            });
-            for mid in removed {
-                p.to_deactivate.push(mid);
-                p.want_offer();
-                self.out.push_back(SfuOutput::Signal {
-                    key: p.key,
-                    msg: SignalOut::TrackRemoved {
-                        mid: mid.to_string(),
-                    },
-                });
-            }
-        }
-    }
-
     /// Whether a datagram from `source` belongs to one of our peers.
     pub fn handle_datagram(&mut self, now: Instant, source: SocketAddr, data: &[u8]) -> bool {
         let Ok(contents) = data.try_into() else {

@@ -26,6 +26,7 @@ mod codec;
 mod core;
 pub mod driver;
 mod forward;
+mod members;
 mod negotiation;
 mod peer;
 mod relays;
