@@ -101,7 +101,7 @@ pub enum ClientMsg {
     BreakoutBroadcast {
         text: String,
     },
-    // Polls and Q&A (`collab.rs`); launching, ending and sharing polls, answering and
+    // Polls and Q&A (`collab/`); launching, ending and sharing polls, answering and
     // dismissing questions: hosts and co-hosts.
     PollCreate {
         question: String,

@@ -13,7 +13,9 @@ use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, Vp8Descriptor};
 
 use super::api::{LinkKey, RelayEvent, SfuOutput, Source};
 use super::codec::{from_str0m, to_str0m};
-use super::core::{Link, LinkTrack, OutState, Peer, Sfu, Sink};
+use super::core::Sfu;
+use super::peer::{OutState, Peer};
+use super::relays::{Link, LinkTrack, Sink};
 use super::rtp::{self, PacketIn, Verdict};
 use super::simulcast::{layer_index, layer_rid};
 use super::sink::{self, SinkTrack};

@@ -11,8 +11,11 @@
 //! subscribers go to the publisher, throttled per layer.
 //!
 //! The core by concern (all `impl Sfu` blocks over the one state in `core`):
-//! - `api`: keys, commands and outputs; `core`: peers, meetings, the entry points and
-//!   the drive loop; `negotiation`: SDP offers and answers;
+//! - `api`: keys, commands and outputs; `core`: the state and the command entry point;
+//! - `peer`: a peer's state and tracks; `members`: joining, leaving, mute, breakout
+//!   rooms; `relays`: links to other media nodes and sinks, their state and commands;
+//! - `drive`: the datagram and timeout entry points and the drive loop over every
+//!   peer's `Rtc`; `negotiation`: SDP offers and answers;
 //! - `forward`: packets from publishers and links to subscribers, sinks and links;
 //! - `simulcast`: which layer each subscriber gets, link layers, keyframe requests;
 //! - `speaker`: active speaker detection; `stats`: counters; `codec`: codecs;
@@ -24,9 +27,13 @@
 mod api;
 mod codec;
 mod core;
+mod drive;
 pub mod driver;
 mod forward;
+mod members;
 mod negotiation;
+mod peer;
+mod relays;
 pub mod rtp;
 mod simulcast;
 mod sink;

@@ -4,12 +4,13 @@ use std::time::{Duration, Instant};
 
 use str0m::bwe::Bitrate;
 use str0m::change::{SdpAnswer, SdpOffer};
-use str0m::media::Direction;
+use str0m::media::{Direction, MediaKind};
 use str0m::{Candidate, IceCreds, Rtc};
 
 use super::api::{PeerKey, SfuOutput, SignalOut, Source};
 use super::codec::with_video_codecs;
-use super::core::{OutState, Peer, Sfu, TrackOut, kind_name};
+use super::core::Sfu;
+use super::peer::{OutState, Peer, TrackOut};
 use super::simulcast::INITIAL_ESTIMATE_KBPS;
 
 /// str0m's SDP parse error on one line, without the parser's memory address.
@@ -24,6 +25,13 @@ pub(super) fn sdp_error(e: &impl std::fmt::Display) -> String {
         .filter(|l| !l.is_empty())
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+fn kind_name(k: MediaKind) -> &'static str {
+    match k {
+        MediaKind::Audio => "audio",
+        MediaKind::Video => "video",
+    }
 }
 
 impl Sfu {

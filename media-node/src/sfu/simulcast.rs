@@ -5,10 +5,11 @@
 use std::time::Instant;
 
 use str0m::bwe::Bitrate;
-use str0m::media::{KeyframeRequest, KeyframeRequestKind, MediaKind, Rid};
+use str0m::media::{KeyframeRequest, KeyframeRequestKind, MediaKind, Mid, Rid};
 
-use super::api::{RelayEvent, SfuOutput, Source};
-use super::core::{OutState, Sfu};
+use super::api::{PeerKey, RelayEvent, SfuOutput, Source};
+use super::core::Sfu;
+use super::peer::OutState;
 
 /// Bitrates our client's simulcast layers need (960×540 capture): what a subscriber's
 /// estimate must cover per video track to get the layer, and what we ask the bandwidth
@@ -73,6 +74,33 @@ pub(super) fn layer_rid(i: u8) -> Rid {
 pub(super) const ALL_LAYERS: u8 = 0b111;
 
 impl Sfu {
+    /// The subscriber wants the layer `rid` of what its m-line `mid` carries.
+    pub(super) fn set_layer(&mut self, now: Instant, key: PeerKey, mid: String, rid: Rid) {
+        let mid = Mid::from(mid.as_str());
+        let cap = self.bandwidth_cap;
+        let Some(p) = self.peer_mut(key) else {
+            return self.refuse(key, "layer", "no media session yet".into());
+        };
+        let budget = p.video_budget_bps().filter(|_| cap);
+        let Some(t) = p
+            .tracks_out
+            .iter_mut()
+            .find(|t| t.state == OutState::Open(mid) && t.kind == MediaKind::Video)
+        else {
+            return self.refuse(key, "layer", format!("no video on m-line {mid}"));
+        };
+        t.asked = rid;
+        let rid = capped(rid, budget);
+        if t.want == rid {
+            return;
+        }
+        t.want = rid;
+        let source = t.source;
+        self.wants_changed = true;
+        // Switching needs a keyframe of the new layer.
+        self.request_keyframe(now, source, Some(rid), KeyframeRequestKind::Pli);
+    }
+
     pub(super) fn keyframes_for(&mut self, now: Instant, tracks: Vec<Source>) {
         for source in tracks {
             self.request_keyframe(now, source, None, KeyframeRequestKind::Pli);

@@ -1,0 +1,219 @@
+//! The thin async shell around [`Sfu`]: one UDP socket for every peer, meetings sharded
+//! across tasks (and so across cores), signaling messages routed back to sessions.
+//!
+//! ```text
+//!                    ┌────────────► shard 0: Sfu (meetings whose id hashes to 0) ──┐
+//!  UDP socket ─ demux┤                                                             ├─ send_to (same socket)
+//!                    └────────────► shard N-1: Sfu                                  ─┘
+//! ```
+//!
+//! A meeting lives in one shard (forwarding never crosses shards). The demux task reads
+//! every datagram and picks the shard without asking anyone: a STUN binding request names
+//! our ICE ufrag, whose first two hex digits are the shard (see [`Sfu::new`]), and teaches
+//! the demux the sender's address; every other datagram goes by its source address. The
+//! demux owns that table alone, so the per-packet path takes no lock; a full shard queue
+//! drops the datagram (counted) rather than stalling the others.
+mod demux;
+mod handle;
+mod metrics;
+mod outbox;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, Instant};
+
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+pub use self::demux::stun_shard;
+pub use self::handle::{
+    LinkMedia, LinkSession, SfuHandle, SfuSession, ShardReport, SinkSession, shard_of,
+};
+pub use self::metrics::{DriverMetrics, set_gauges};
+
+use self::demux::{Inbound, demux};
+use self::handle::DriverCommand;
+use self::metrics::{Tally, update_metrics};
+use self::outbox::Outbox;
+use super::{
+    LinkKey, PeerKey, RelayEvent, Sfu, SfuCommand, SfuOutput, SfuStats, SignalOut, SinkKey,
+};
+use crate::room::{Rooms, ServerMsg};
+
+/// Datagrams queued per shard before the demux starts dropping them.
+const SHARD_QUEUE: usize = 4096;
+
+/// Starts the SFU with `shards` shards on `socket`, advertising `advertised` as the host
+/// candidate.
+pub fn spawn(
+    socket: UdpSocket,
+    advertised: SocketAddr,
+    shards: usize,
+    bandwidth_cap: bool,
+    rooms: Arc<Rooms>,
+    metrics: DriverMetrics,
+    shutdown: CancellationToken,
+) -> (SfuHandle, tokio::task::JoinHandle<()>) {
+    let shards = shards.clamp(1, 255);
+    let socket = Arc::new(socket);
+    let mut commands = Vec::new();
+    let mut stats = Vec::new();
+    let mut datagrams = Vec::new();
+    for i in 0..shards {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (dgram_tx, dgram_rx) = mpsc::channel(SHARD_QUEUE);
+        let (stats_tx, stats_rx) = watch::channel(ShardReport::default());
+        commands.push(tx);
+        stats.push(stats_rx);
+        datagrams.push(dgram_tx);
+        tokio::spawn(run_shard(
+            socket.clone(),
+            {
+                let mut sfu = Sfu::new(advertised, i as u8);
+                sfu.set_bandwidth_cap(bandwidth_cap);
+                sfu.set_hop_histogram(metrics.hop_latency.clone());
+                sfu
+            },
+            rx,
+            dgram_rx,
+            rooms.clone(),
+            metrics.clone(),
+            stats_tx,
+            shutdown.clone(),
+        ));
+    }
+    let handle = SfuHandle {
+        shards: commands.into(),
+        next_key: Arc::new(AtomicU64::new(1)),
+        stats: stats.into(),
+    };
+    let task = tokio::spawn(demux(socket, datagrams, metrics, shutdown));
+    (handle, task)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_shard(
+    socket: Arc<UdpSocket>,
+    mut sfu: Sfu,
+    mut rx: mpsc::UnboundedReceiver<DriverCommand>,
+    mut datagrams: mpsc::Receiver<Inbound>,
+    rooms: Arc<Rooms>,
+    m: DriverMetrics,
+    stats_tx: watch::Sender<ShardReport>,
+    shutdown: CancellationToken,
+) {
+    let mut sessions: HashMap<PeerKey, mpsc::UnboundedSender<SignalOut>> = HashMap::new();
+    let mut sinks: HashMap<SinkKey, mpsc::UnboundedSender<RelayEvent>> = HashMap::new();
+    let mut links: HashMap<LinkKey, mpsc::UnboundedSender<RelayEvent>> = HashMap::new();
+    let mut last_stats = SfuStats::default();
+    let mut next_stats = Instant::now();
+    let mut out = Tally::default();
+    // Observed here, added to the shared histogram once a second.
+    let latency = m.forward_latency.local();
+    // The arrival of the oldest datagram the next drain finishes with.
+    let mut arrived: Option<Instant> = None;
+    let mut outbox = Outbox::new();
+    loop {
+        if Instant::now() >= next_stats {
+            let now = sfu.stats();
+            update_metrics(&m, &last_stats, &now);
+            out.flush_out(&m);
+            latency.flush();
+            last_stats = now;
+            stats_tx.send_replace(ShardReport {
+                stats: now,
+                quality: Arc::new(sfu.quality()),
+            });
+            next_stats = Instant::now() + Duration::from_secs(1);
+        }
+        let deadline = loop {
+            match sfu.poll_output(Instant::now()) {
+                SfuOutput::Transmit {
+                    destination,
+                    contents,
+                    ..
+                } => {
+                    out.packets += 1;
+                    out.bytes += contents.len() as u64;
+                    outbox.push(&socket, destination, contents).await;
+                }
+                SfuOutput::Signal { key, msg } => {
+                    let closed = matches!(msg, SignalOut::Closed(_));
+                    if let Some(tx) = sessions.get(&key) {
+                        let _ = tx.send(msg);
+                    }
+                    if closed {
+                        sessions.remove(&key);
+                    }
+                }
+                SfuOutput::ActiveSpeaker {
+                    meeting,
+                    participant,
+                } => {
+                    rooms.publish(
+                        &meeting,
+                        ServerMsg::ActiveSpeaker {
+                            participant_id: participant.to_string(),
+                        },
+                    );
+                }
+                SfuOutput::Sink { key, event } => {
+                    if let Some(tx) = sinks.get(&key) {
+                        let _ = tx.send(event);
+                    }
+                }
+                SfuOutput::Link { link, event } => {
+                    if let Some(tx) = links.get(&link) {
+                        let _ = tx.send(event);
+                    }
+                }
+                SfuOutput::Timeout(t) => break t.min(next_stats),
+            }
+        };
+        outbox.flush(&socket).await;
+        if let Some(at) = arrived.take() {
+            latency.observe(at.elapsed().as_secs_f64());
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            d = datagrams.recv() => match d {
+                Some(d) => {
+                    arrived.get_or_insert(d.at);
+                    if !sfu.handle_datagram(d.at, d.source, &d.data) {
+                        // Routed here by address, but no peer of ours wants it (it left).
+                        out.unknown += 1;
+                    }
+                }
+                None => return,
+            },
+            cmd = rx.recv() => match cmd {
+                Some(DriverCommand::Register { key, tx }) => { sessions.insert(key, tx); }
+                Some(DriverCommand::RegisterSink { key, meeting, tx }) => {
+                    sinks.insert(key, tx);
+                    sfu.handle_command(Instant::now(), SfuCommand::SinkAttach { key, meeting });
+                }
+                Some(DriverCommand::RegisterLink { link, meeting, tx }) => {
+                    links.insert(link, tx);
+                    sfu.handle_command(Instant::now(), SfuCommand::LinkAttach { link, meeting });
+                }
+                Some(DriverCommand::Sfu(c)) => {
+                    if let SfuCommand::Leave { key } = &c {
+                        sessions.remove(key);
+                    }
+                    if let SfuCommand::LinkDown { link } = &c {
+                        links.remove(link);
+                    }
+                    if let SfuCommand::SinkDetach { key } = &c {
+                        sinks.remove(key);
+                    }
+                    sfu.handle_command(Instant::now(), c);
+                }
+                None => return,
+            },
+            _ = tokio::time::sleep_until(deadline.into()) => sfu.handle_timeout(Instant::now()),
+        }
+    }
+}
