@@ -17,7 +17,7 @@ pub use client::{ClientMsg, Refusal, parse_client};
 pub use role::Role;
 pub use server::{
     Breakout, CloseCode, MediaKind, Participant, Poll, PollAnswer, PollResults, Question,
-    RoomSettings, ServerMsg,
+    RoomSettings, ServerMsg, Waiting, Welcome,
 };
 
 /// The protocol version: a client message may carry `"v": 1`; any other is refused.

@@ -9,24 +9,9 @@ use crate::{BoardOp, Role};
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerMsg {
     /// First message in a meeting with a waiting room, for those a host has not let in.
-    Waiting {
-        version: u64,
-        meeting_id: String,
-        participant_id: String,
-        name: String,
-        title: String,
-    },
+    Waiting(Waiting),
     /// First message in the meeting (after `waiting`, if one waited).
-    Welcome {
-        version: u64,
-        meeting_id: String,
-        participant_id: String,
-        name: String,
-        role: Role,
-        node_id: String,
-        participants: Vec<Participant>,
-        active_speaker: Option<String>,
-    },
+    Welcome(Welcome),
     /// The meeting's settings: after `welcome`, and whenever a host changes one.
     Room(RoomSettings),
     Answer {
@@ -144,6 +129,33 @@ impl ServerMsg {
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("signaling messages always serialise")
     }
+}
+
+/// `waiting`: the participant waits for a host to let them in.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Waiting {
+    pub version: u64,
+    pub meeting_id: String,
+    pub participant_id: String,
+    pub name: String,
+    /// The meeting's title.
+    pub title: String,
+}
+
+/// `welcome`: the participant is in the meeting.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Welcome {
+    pub version: u64,
+    pub meeting_id: String,
+    pub participant_id: String,
+    pub name: String,
+    pub role: Role,
+    /// The media node the session is on.
+    pub node_id: String,
+    /// Who was in the meeting when we came (hosts also see who waits).
+    pub participants: Vec<Participant>,
+    /// Who is speaking.
+    pub active_speaker: Option<String>,
 }
 
 /// Why a session ended (`closed`'s `code`).

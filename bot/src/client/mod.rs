@@ -31,8 +31,9 @@ use crate::media::Clip;
 pub use self::publish::SentFrame;
 use self::publish::{add_tracks, start_sending};
 pub use self::receive::{AUDIO_KEPT, Received, TrackCounts, VIDEO_KEPT};
-pub use self::signaling::{Waiting, Welcome, create_meeting, create_meeting_answer, next_msg};
 pub(crate) use self::signaling::{Ws, frame, open_signaling};
+pub use self::signaling::{create_meeting, create_meeting_answer, next_msg, welcome_of};
+pub use ::signaling::{Waiting, Welcome};
 
 /// How to join.
 #[derive(Clone, Debug)]

@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 use futures::StreamExt;
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use serde_json::{Value, json};
-use signaling::{ClientMsg, Participant, Role, ServerMsg};
+use signaling::{ClientMsg, ServerMsg, Waiting, Welcome};
 use tokio_tungstenite::tungstenite::Message;
 use webrtc::peer_connection::PeerConnection;
 
@@ -95,59 +95,12 @@ pub(super) async fn negotiate(
     }
 }
 
-/// The node's `welcome`: [`ServerMsg::Welcome`]'s fields, as a struct of their own.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Welcome {
-    pub version: u64,
-    pub meeting_id: String,
-    pub participant_id: String,
-    pub name: String,
-    pub role: Role,
-    pub node_id: String,
-    /// Who was in the meeting when we came.
-    pub participants: Vec<Participant>,
-    pub active_speaker: Option<String>,
-}
-
-impl TryFrom<ServerMsg> for Welcome {
-    type Error = anyhow::Error;
-
-    fn try_from(msg: ServerMsg) -> anyhow::Result<Welcome> {
-        match msg {
-            ServerMsg::Welcome {
-                version,
-                meeting_id,
-                participant_id,
-                name,
-                role,
-                node_id,
-                participants,
-                active_speaker,
-            } => Ok(Welcome {
-                version,
-                meeting_id,
-                participant_id,
-                name,
-                role,
-                node_id,
-                participants,
-                active_speaker,
-            }),
-            other => bail!("expected welcome, got {other:?}"),
-        }
+/// The node's `welcome`, read from its first message after the waiting room.
+pub fn welcome_of(msg: ServerMsg) -> anyhow::Result<Welcome> {
+    match msg {
+        ServerMsg::Welcome(w) => Ok(w),
+        other => bail!("expected welcome, got {other:?}"),
     }
-}
-
-/// The node's `waiting` (a meeting with a waiting room, before a host lets us in):
-/// [`ServerMsg::Waiting`]'s fields.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Waiting {
-    pub version: u64,
-    pub meeting_id: String,
-    pub participant_id: String,
-    pub name: String,
-    /// The meeting's title.
-    pub title: String,
 }
 
 /// The signaling WebSocket.
@@ -214,26 +167,13 @@ pub(crate) async fn open_signaling(
     // In a meeting with a waiting room, the node says so and the welcome comes once a
     // host lets us in (or `closed`, if one turns us away).
     let mut waited = None;
-    if let ServerMsg::Waiting {
-        version,
-        meeting_id,
-        participant_id,
-        name,
-        title,
-    } = first
-    {
-        waited = Some(Waiting {
-            version,
-            meeting_id,
-            participant_id,
-            name,
-            title,
-        });
+    if let ServerMsg::Waiting(w) = first {
+        waited = Some(w);
         first = next_msg(&mut ws).await?;
     }
     Ok(Opened {
         joined,
-        welcome: Welcome::try_from(first)?,
+        welcome: welcome_of(first)?,
         waited,
         ws,
     })

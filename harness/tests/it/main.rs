@@ -229,7 +229,7 @@ pub async fn open_session(joined: &Value) -> (Session, bot::Welcome) {
     let welcome = welcome.to_text().unwrap();
     let msg: signaling::ServerMsg = serde_json::from_str(welcome)
         .unwrap_or_else(|e| panic!("not a ServerMsg ({e}): {welcome}"));
-    let welcome = bot::Welcome::try_from(msg).unwrap_or_else(|e| panic!("{e:#}"));
+    let welcome = bot::client::welcome_of(msg).unwrap_or_else(|e| panic!("{e:#}"));
     (ws, welcome)
 }
 

@@ -473,6 +473,6 @@ async fn a_full_meeting_refuses_a_newcomer_with_409_and_lets_a_participant_recon
     // a reconnects with its token: it keeps its place.
     let (mut again, _) = tokio_tungstenite::connect_async(ws_url(&a)).await.unwrap();
     let welcome = bot::client::next_msg(&mut again).await.unwrap();
-    let welcome = bot::Welcome::try_from(welcome).unwrap_or_else(|e| panic!("{e:#}"));
+    let welcome = bot::client::welcome_of(welcome).unwrap_or_else(|e| panic!("{e:#}"));
     assert_eq!(welcome.participant_id, a["participant_id"], "{welcome:?}");
 }

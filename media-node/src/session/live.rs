@@ -4,7 +4,7 @@
 //! store) and tells the client what the room, the hosts, the polls and the SFU say.
 use axum::extract::ws::{Message, WebSocket};
 use common::token::JoinClaims;
-use signaling::{Participant, Role, ServerMsg, parse_client};
+use signaling::{Participant, Role, ServerMsg, Welcome, parse_client};
 use tokio::sync::{broadcast, mpsc, watch};
 
 use super::frames::{
@@ -141,7 +141,7 @@ impl<'a> Live<'a> {
             .filter(|p| p.participant_id != my_id && webinar::visible(self.webinar, &self.me, p))
             .collect();
         self.shown = webinar::Shown::new(&others);
-        let welcome = ServerMsg::Welcome {
+        let welcome = ServerMsg::Welcome(Welcome {
             version: signaling::VERSION,
             meeting_id: meeting.as_str().to_owned(),
             participant_id: my_id.to_owned(),
@@ -150,7 +150,7 @@ impl<'a> Live<'a> {
             node_id: node.id.as_str().to_owned(),
             participants: others,
             active_speaker: membership.active_speaker.clone(),
-        };
+        });
         tracing::info!(role = %self.me.role, "session started");
         send(ws, &welcome).await?;
         send(ws, &self.room_msg).await?;

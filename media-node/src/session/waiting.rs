@@ -1,6 +1,6 @@
 //! A participant in the waiting room.
 use axum::extract::ws::{Message, WebSocket};
-use signaling::{ClientMsg, Participant, ServerMsg, parse_client};
+use signaling::{ClientMsg, Participant, ServerMsg, Waiting, parse_client};
 use tokio::sync::watch;
 
 use super::frames::{
@@ -21,13 +21,13 @@ pub(super) async fn wait_for_host(
     room: &mut watch::Receiver<RoomState>,
     ws: &mut WebSocket,
 ) -> Option<Ending> {
-    let hello = ServerMsg::Waiting {
+    let hello = ServerMsg::Waiting(Waiting {
         version: signaling::VERSION,
         meeting_id: membership.meeting.as_str().to_owned(),
         participant_id: me.participant_id.clone(),
         name: me.name.clone(),
         title: room.borrow().title.clone(),
-    };
+    });
     if ws.send(frame(&hello)).await.is_err() {
         return Some(BROKE);
     }
