@@ -130,7 +130,7 @@ impl Adapter<'_> {
                 layer,
                 packet,
             } => {
-                let dropped = &self.node.mesh.metrics.dropped;
+                let dropped = &self.node.mesh.metrics.dropped_out;
                 if let Some(id) = self.ours.get(&track_id)
                     && !self.conn.send(*id, layer, &packet, dropped)
                 {

@@ -12,7 +12,7 @@ use prometheus::IntCounter;
 use tokio::sync::mpsc;
 
 use super::MeshMetrics;
-use crate::sfu::driver::LinkMedia;
+use crate::sfu::driver::{Handed, LinkMedia};
 
 /// One connection to another media node: its datagrams go to the meeting links that
 /// announced their track ids; our own track ids on it are unique per connection.
@@ -118,10 +118,12 @@ async fn read_datagrams(
                 bytes.inc_by(d.len() as u64);
                 let Ok((id, _)) = relay::wire::decode_datagram(&d) else { continue };
                 let (track, layer) = relay::wire::split_media_id(id);
-                if let Some(link) = table.get(&track)
-                    && !link.packet(track, layer, d.slice(4..))
-                {
-                    table.remove(&track);
+                let Some(link) = table.get(&track) else { continue };
+                match link.packet(track, layer, d.slice(4..)) {
+                    Handed::Queued => {}
+                    // The shard is behind: drop, as a lossy link would, and never wait.
+                    Handed::Full => m.dropped_in.inc(),
+                    Handed::Gone => { table.remove(&track); }
                 }
             }
             r = routes.recv() => match r {

@@ -10,8 +10,14 @@ pub struct MeshMetrics {
     /// Datagrams and bytes by peer node and direction (`in`, `out`).
     pub packets: IntCounterVec,
     pub bytes: IntCounterVec,
-    /// Datagrams for a link that could not take them (its buffers were full).
-    pub dropped: IntCounter,
+    /// RTP packets over relay links dropped, by reason: `link_full` going out (the
+    /// connection could not take the datagram: its buffers were full), `queue_full`
+    /// coming in (the SFU shard's queue of link packets was full).
+    pub dropped: IntCounterVec,
+    /// `dropped{reason="link_full"}`.
+    pub dropped_out: IntCounter,
+    /// `dropped{reason="queue_full"}`.
+    pub dropped_in: IntCounter,
     pub rtt: prometheus::GaugeVec,
     /// QUIC packets the connection to a peer lost.
     pub lost: IntCounterVec,
@@ -21,6 +27,14 @@ pub struct MeshMetrics {
 
 impl MeshMetrics {
     pub fn new(r: &Registry) -> Self {
+        let dropped = IntCounterVec::new(
+            Opts::new(
+                "fjord_relay_link_dropped_total",
+                "RTP packets over relay links to other media nodes dropped, by reason: link_full (going out, the link could not take them), queue_full (coming in, the SFU's queue of link packets was full)",
+            ),
+            &["reason"],
+        )
+        .expect("metric");
         let m = Self {
             links: IntGaugeVec::new(
                 Opts::new(
@@ -46,11 +60,10 @@ impl MeshMetrics {
                 &["peer", "direction"],
             )
             .expect("metric"),
-            dropped: IntCounter::new(
-                "fjord_relay_link_dropped_total",
-                "RTP packets for other media nodes dropped because the link could not take them",
-            )
-            .expect("metric"),
+            // Both series exist from the start, at 0.
+            dropped_out: dropped.with_label_values(&["link_full"]),
+            dropped_in: dropped.with_label_values(&["queue_full"]),
+            dropped,
             rtt: prometheus::GaugeVec::new(
                 Opts::new(
                     "fjord_relay_link_rtt_seconds",
