@@ -78,7 +78,7 @@ async fn serve_link(
                 Some(RelayEvent::Media { track_id, packet, .. }) => {
                     if subscribed.contains(&track_id) {
                         // Full buffers drop datagrams, as a lossy link would.
-                        match relay::send_media(&connection, track_id, &packet) {
+                        match relay::send_packet(&connection, track_id, packet) {
                             Ok(()) => node.metrics.relay_packets_out.inc(),
                             Err(relay::RelayError::Datagram(quinn::SendDatagramError::ConnectionLost(_))) => break,
                             Err(_) => node.metrics.relay_dropped.inc(),

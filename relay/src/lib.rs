@@ -233,6 +233,18 @@ pub fn send_media(
     Ok(())
 }
 
+/// Sends `packet` as a datagram of media id `media_id` (track and layer, or a sink's
+/// track id) on a relay connection, without copying it again (dropped, not queued, if
+/// the link cannot take it).
+pub fn send_packet(
+    connection: &quinn::Connection,
+    media_id: u32,
+    packet: wire::MediaPacket,
+) -> Result<(), RelayError> {
+    connection.send_datagram(Bytes::from(packet.into_datagram(media_id)))?;
+    Ok(())
+}
+
 /// The next media datagram of a relay connection: track id and RTP packet. Garbage
 /// datagrams are errors the caller counts and skips; a closed connection ends with
 /// `Connection`.

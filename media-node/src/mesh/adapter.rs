@@ -132,7 +132,7 @@ impl Adapter<'_> {
             } => {
                 let dropped = &self.node.mesh.metrics.dropped_out;
                 if let Some(id) = self.ours.get(&track_id)
-                    && !self.conn.send(*id, layer, &packet, dropped)
+                    && !self.conn.send(*id, layer, packet, dropped)
                 {
                     return Err(LinkError::Connection(quinn::ConnectionError::LocallyClosed));
                 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use common::ids::NodeId;
 use prometheus::IntCounter;
+use relay::wire::MediaPacket;
 use tokio::sync::mpsc;
 
 use super::MeshMetrics;
@@ -62,23 +63,21 @@ impl PeerConn {
         let _ = self.routes.send(Route::Remove(track_id));
     }
 
-    /// Sends one RTP packet of our track `track_id` (layer `layer`); false when the
-    /// connection is gone.
+    /// Sends one RTP packet of our track `track_id` (layer `layer`) as it is, without
+    /// copying it into a datagram; false when the connection is gone.
     pub(super) fn send(
         &self,
         track_id: u32,
         layer: u8,
-        packet: &[u8],
+        packet: MediaPacket,
         dropped: &IntCounter,
     ) -> bool {
-        match relay::send_media(
-            &self.connection,
-            relay::wire::media_id(track_id, layer),
-            packet,
-        ) {
+        let len = (relay::wire::MEDIA_ID_LEN + packet.rtp().len()) as u64;
+        let id = relay::wire::media_id(track_id, layer);
+        match relay::send_packet(&self.connection, id, packet) {
             Ok(()) => {
                 self.sent.0.inc();
-                self.sent.1.inc_by(4 + packet.len() as u64);
+                self.sent.1.inc_by(len);
                 true
             }
             Err(relay::RelayError::Datagram(quinn::SendDatagramError::ConnectionLost(_))) => false,
