@@ -9,12 +9,11 @@ use std::sync::Arc;
 
 use common::ids::MeetingId;
 use proto::v1::relay_control::Msg;
-use proto::v1::{AnnounceTrack, RelayControl, RemoveTrack, TrackKind};
-use str0m::media::MediaKind;
+use proto::v1::{RelayControl, RemoveTrack};
 use tokio_util::sync::CancellationToken;
 
 use crate::Node;
-use crate::mesh::LinkError;
+use crate::mesh::{LinkError, convert};
 use crate::sfu::RelayEvent;
 
 pub async fn serve(endpoint: quinn::Endpoint, node: Arc<Node>, shutdown: CancellationToken) {
@@ -79,7 +78,7 @@ async fn serve_link(
                 Some(RelayEvent::Media { track_id, packet, .. }) => {
                     if subscribed.contains(&track_id) {
                         // Full buffers drop datagrams, as a lossy link would.
-                        match relay::send_media(&connection, track_id, &packet) {
+                        match relay::send_packet(&connection, track_id, packet) {
                             Ok(()) => node.metrics.relay_packets_out.inc(),
                             Err(relay::RelayError::Datagram(quinn::SendDatagramError::ConnectionLost(_))) => break,
                             Err(_) => node.metrics.relay_dropped.inc(),
@@ -87,21 +86,13 @@ async fn serve_link(
                     }
                 }
                 Some(RelayEvent::Announce { track_id, participant, name, kind, codec, clock_rate, .. }) => {
-                    writer.send(&RelayControl { msg: Some(Msg::Announce(AnnounceTrack {
-                        track_id,
-                        participant_id: participant.to_string(),
-                        participant_name: name,
-                        kind: if kind == MediaKind::Audio { TrackKind::Audio } else { TrackKind::Video } as i32,
-                        codec: codec.name().into(),
-                        clock_rate,
-                        layers: 1,
-                        payload_type: u32::from(codec.payload_type()),
-                    }))}).await?;
+                    // A sink gets one layer of each track.
+                    writer.send(&convert::announce(track_id, &participant, name, kind, codec, clock_rate, 1)).await?;
                 }
                 Some(RelayEvent::Keyframe { .. } | RelayEvent::Layers { .. }) => {}
                 Some(RelayEvent::Remove { track_id }) => {
                     subscribed.remove(&track_id);
-                    writer.send(&RelayControl { msg: Some(Msg::Remove(RemoveTrack { track_id })) }).await?;
+                    writer.send(&convert::control(Msg::Remove(RemoveTrack { track_id }))).await?;
                 }
             },
             m = reader.recv() => match m? {

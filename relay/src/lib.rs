@@ -101,7 +101,12 @@ pub struct Link {
 }
 
 pub struct ControlWriter(quinn::SendStream);
-pub struct ControlReader(quinn::RecvStream);
+
+pub struct ControlReader {
+    stream: quinn::RecvStream,
+    /// What arrived of the next message(s) so far, kept across calls.
+    buf: Vec<u8>,
+}
 
 impl ControlWriter {
     pub async fn send(&mut self, msg: &RelayControl) -> Result<(), RelayError> {
@@ -112,18 +117,37 @@ impl ControlWriter {
 }
 
 impl ControlReader {
-    /// The next message; `None` when the peer closed the stream cleanly.
-    pub async fn recv(&mut self) -> Result<Option<RelayControl>, RelayError> {
-        let mut len = [0u8; 4];
-        match self.0.read_exact(&mut len).await {
-            Ok(()) => {}
-            Err(quinn::ReadExactError::FinishedEarly(0)) => return Ok(None),
-            Err(e) => return Err(e.into()),
+    fn new(stream: quinn::RecvStream) -> Self {
+        Self {
+            stream,
+            buf: Vec::new(),
         }
-        let n = wire::control_len(len)?;
-        let mut body = vec![0u8; n];
-        self.0.read_exact(&mut body).await?;
-        Ok(Some(wire::decode_control(&body)?))
+    }
+
+    /// The next message; `None` when the peer closed the stream cleanly.
+    ///
+    /// Cancel-safe: a call dropped half-way through a message (a `select!` that took
+    /// another branch) leaves what it read for the next, so the stream never loses its
+    /// place.
+    pub async fn recv(&mut self) -> Result<Option<RelayControl>, RelayError> {
+        loop {
+            if let Some(&prefix) = self.buf.first_chunk::<4>() {
+                let end = 4 + wire::control_len(prefix)?;
+                if self.buf.len() >= end {
+                    let msg = wire::decode_control(&self.buf[4..end]);
+                    self.buf.drain(..end);
+                    return Ok(Some(msg?));
+                }
+            }
+            match self.stream.read_chunk(wire::MAX_CONTROL, true).await {
+                Ok(Some(chunk)) => self.buf.extend_from_slice(&chunk.bytes),
+                Ok(None) if self.buf.is_empty() => return Ok(None),
+                Ok(None) => {
+                    return Err(quinn::ReadExactError::FinishedEarly(self.buf.len()).into());
+                }
+                Err(e) => return Err(quinn::ReadExactError::ReadError(e).into()),
+            }
+        }
     }
 }
 
@@ -136,7 +160,7 @@ pub async fn open(
     let (send, recv) = connection.open_bi().await?;
     let mut writer = ControlWriter(send);
     writer.send(hello).await?;
-    Ok((writer, ControlReader(recv)))
+    Ok((writer, ControlReader::new(recv)))
 }
 
 /// The next control stream the peer opens on `connection`, with its hello. Ends with
@@ -145,7 +169,7 @@ pub async fn accept_stream(
     connection: &quinn::Connection,
 ) -> Result<(ControlWriter, ControlReader, RelayControl), RelayError> {
     let (send, recv) = connection.accept_bi().await?;
-    let mut reader = ControlReader(recv);
+    let mut reader = ControlReader::new(recv);
     let first = reader
         .recv()
         .await?
@@ -195,7 +219,7 @@ pub async fn connect(
     Ok(Link {
         connection,
         writer,
-        reader: ControlReader(recv),
+        reader: ControlReader::new(recv),
     })
 }
 
@@ -230,6 +254,18 @@ pub fn send_media(
     let mut d = Vec::with_capacity(4 + rtp.len());
     wire::encode_datagram(track_id, rtp, &mut d);
     connection.send_datagram(Bytes::from(d))?;
+    Ok(())
+}
+
+/// Sends `packet` as a datagram of media id `media_id` (track and layer, or a sink's
+/// track id) on a relay connection, without copying it again (dropped, not queued, if
+/// the link cannot take it).
+pub fn send_packet(
+    connection: &quinn::Connection,
+    media_id: u32,
+    packet: wire::MediaPacket,
+) -> Result<(), RelayError> {
+    connection.send_datagram(Bytes::from(packet.into_datagram(media_id)))?;
     Ok(())
 }
 

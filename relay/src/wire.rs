@@ -39,6 +39,55 @@ pub fn split_media_id(id: u32) -> (u32, u8) {
     (id & MAX_TRACK_ID, (id >> 24) as u8)
 }
 
+/// Bytes of a media datagram in front of its RTP packet: the media id.
+pub const MEDIA_ID_LEN: usize = 4;
+
+/// An RTP packet written behind room for its datagram's media id, so that it becomes the
+/// datagram as it is ([`MediaPacket::into_datagram`]) instead of being copied into one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MediaPacket(Vec<u8>);
+
+impl MediaPacket {
+    /// An empty RTP packet with room for `capacity` bytes: a packet written to exactly
+    /// that length is sent without a further allocation.
+    pub fn with_capacity(capacity: usize) -> Self {
+        let mut d = Vec::with_capacity(MEDIA_ID_LEN + capacity);
+        d.extend_from_slice(&[0; MEDIA_ID_LEN]);
+        Self(d)
+    }
+
+    /// A copy of `rtp`.
+    pub fn from_rtp(rtp: &[u8]) -> Self {
+        let mut p = Self::with_capacity(rtp.len());
+        p.extend_from_slice(rtp);
+        p
+    }
+
+    pub fn push(&mut self, byte: u8) {
+        self.0.push(byte);
+    }
+
+    pub fn extend_from_slice(&mut self, bytes: &[u8]) {
+        self.0.extend_from_slice(bytes);
+    }
+
+    /// The RTP packet.
+    pub fn rtp(&self) -> &[u8] {
+        &self.0[MEDIA_ID_LEN..]
+    }
+
+    pub fn rtp_mut(&mut self) -> &mut [u8] {
+        &mut self.0[MEDIA_ID_LEN..]
+    }
+
+    /// The datagram carrying this packet under `media_id`, as [`encode_datagram`]
+    /// writes it.
+    pub fn into_datagram(mut self, media_id: u32) -> Vec<u8> {
+        self.0[..MEDIA_ID_LEN].copy_from_slice(&media_id.to_be_bytes());
+        self.0
+    }
+}
+
 pub fn encode_datagram(track_id: u32, rtp: &[u8], out: &mut Vec<u8>) {
     out.clear();
     out.extend_from_slice(&track_id.to_be_bytes());
@@ -102,6 +151,26 @@ mod tests {
         let mut bad = d.clone();
         bad[4] = 0x40;
         assert_eq!(decode_datagram(&bad), Err(WireError::NotRtp));
+    }
+
+    #[test]
+    fn a_media_packet_becomes_the_datagram_encode_datagram_writes() {
+        let rtp = [0x80u8, 111, 0, 1, 0, 0, 0, 160, 1, 2, 3, 4, 9, 9];
+        let mut p = MediaPacket::with_capacity(rtp.len());
+        p.push(rtp[0]);
+        p.extend_from_slice(&rtp[1..]);
+        assert_eq!(p.rtp(), &rtp[..]);
+        assert_eq!(p, MediaPacket::from_rtp(&rtp));
+        let mut d = Vec::new();
+        encode_datagram(media_id(7, 2), &rtp, &mut d);
+        let sent = p.into_datagram(media_id(7, 2));
+        assert_eq!(
+            sent.len(),
+            sent.capacity(),
+            "written to the length it was made for"
+        );
+        assert_eq!(sent, d);
+        assert_eq!(decode_datagram(&sent), Ok((media_id(7, 2), &rtp[..])));
     }
 
     #[test]

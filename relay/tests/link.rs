@@ -114,6 +114,47 @@ async fn control_messages_and_media_datagrams_flow_between_cluster_peers() {
     assert_eq!(first, hello());
 }
 
+#[tokio::test]
+async fn a_control_message_a_dropped_read_had_begun_arrives_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let names = ["media-oslo-1".to_string(), "recording-oslo-1".to_string()];
+    let pki = harness::Pki::generate(dir.path(), &names).unwrap();
+    let server = relay::server(LOCAL.parse().unwrap(), &pem(&pki, "media-oslo-1")).unwrap();
+    let addr: SocketAddr = server.local_addr().unwrap();
+    let client = relay::client(LOCAL.parse().unwrap(), &pem(&pki, "recording-oslo-1")).unwrap();
+    let accepting = tokio::spawn(async move { relay::accept(&server).await.unwrap().unwrap() });
+    // The dialling side writes by hand, to cut a message where it likes.
+    let connection = client.connect(addr, "media-oslo-1").unwrap().await.unwrap();
+    let (mut send, _recv) = connection.open_bi().await.unwrap();
+    let hello_frame = relay::wire::encode_control(&hello()).unwrap();
+    send.write_all(&hello_frame).await.unwrap();
+    let (mut link, first) = accepting.await.unwrap();
+    assert_eq!(first, hello());
+    let sub = RelayControl {
+        msg: Some(Msg::Subscribe(Subscribe {
+            track_id: 5,
+            layer: 0,
+            layers: 0,
+        })),
+    };
+    let frame = relay::wire::encode_control(&sub).unwrap();
+    // Cut inside the length prefix, then inside the body; after each piece, a `select!`
+    // that takes another branch drops the read waiting for the rest.
+    for piece in [&frame[..2], &frame[2..5]] {
+        send.write_all(piece).await.unwrap();
+        tokio::select! {
+            m = link.reader.recv() => panic!("part of a message read as {m:?}"),
+            () = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
+    }
+    send.write_all(&frame[5..]).await.unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(5), link.reader.recv())
+        .await
+        .expect("the rest arrives on loopback")
+        .unwrap();
+    assert_eq!(got, Some(sub));
+}
+
 fn bytes_of(b: &[u8]) -> bytes::Bytes {
     bytes::Bytes::copy_from_slice(b)
 }

@@ -29,11 +29,12 @@ pub enum RelayEvent {
     },
     /// The track ended (its publisher left).
     Remove { track_id: u32 },
-    /// One RTP packet of a track (of simulcast layer `layer`, 0 without simulcast).
+    /// One RTP packet of a track (of simulcast layer `layer`, 0 without simulcast),
+    /// with room for the relay's media id in front: it goes on the wire as it is.
     Media {
         track_id: u32,
         layer: u8,
-        packet: Vec<u8>,
+        packet: relay::wire::MediaPacket,
     },
     /// Links only: local subscribers need a keyframe of the far node's track (of layer
     /// `layer`). Throttled here, and again at the publisher's node.

@@ -5,8 +5,10 @@
 //! reassembled into frames and split again.
 //!
 //! A sink is not a browser subscriber: there are one or two per meeting, not dozens, so
-//! the packets it sends are fresh buffers (quinn takes owned datagrams anyway).
+//! the packets it sends are fresh buffers (quinn takes owned datagrams anyway), written
+//! behind room for the relay's media id so that they go out as they are.
 use relay::Codec;
+use relay::wire::MediaPacket;
 use str0m::media::Rid;
 
 use super::api::Source;
@@ -49,7 +51,12 @@ impl SinkTrack {
 
     /// The RTP packet to send for `p` (payload `payload`, marker `marker`), if this
     /// track forwards it; `Err(true)` when the track waits for a keyframe of its layer.
-    pub fn packet(&mut self, p: &PacketIn, marker: bool, payload: &[u8]) -> Result<Vec<u8>, bool> {
+    pub fn packet(
+        &mut self,
+        p: &PacketIn,
+        marker: bool,
+        payload: &[u8],
+    ) -> Result<MediaPacket, bool> {
         // The highest layer there is: `h` when it comes, whatever came first.
         let want = p.rid.map(|_| preferred());
         let out = match self.forwarder.handle(p, want) {
@@ -57,7 +64,7 @@ impl SinkTrack {
             Verdict::Drop => return Err(false),
             Verdict::WaitKeyframe => return Err(true),
         };
-        let mut rtp = Vec::with_capacity(12 + payload.len());
+        let mut rtp = MediaPacket::with_capacity(12 + payload.len());
         rtp.push(0x80);
         rtp.push(u8::from(marker) << 7 | self.codec.payload_type());
         rtp.extend_from_slice(&(out.seq as u16).to_be_bytes());
@@ -65,7 +72,7 @@ impl SinkTrack {
         rtp.extend_from_slice(&self.ssrc.to_be_bytes());
         rtp.extend_from_slice(payload);
         if let (Some(to), Some(fields)) = (out.vp8, p.vp8) {
-            patch_vp8(&mut rtp[12..], &fields, to);
+            patch_vp8(&mut rtp.rtp_mut()[12..], &fields, to);
         }
         Ok(rtp)
     }
@@ -87,8 +94,9 @@ pub struct LinkMeta {
 /// extensions: when it arrived here ([`ARRIVAL_EXT_ID`], so that the far node measures
 /// the hop) and its audio level ([`LEVEL_EXT_ID`], so that the far node can tell who
 /// speaks).
-pub fn link_packet(codec: Codec, p: &PacketIn, m: &LinkMeta, payload: &[u8]) -> Vec<u8> {
-    let mut rtp = Vec::with_capacity(24 + payload.len());
+pub fn link_packet(codec: Codec, p: &PacketIn, m: &LinkMeta, payload: &[u8]) -> MediaPacket {
+    // The header (12 bytes) and its extensions (4 + 12), then the payload.
+    let mut rtp = MediaPacket::with_capacity(28 + payload.len());
     rtp.push(0x90);
     rtp.push(u8::from(m.marker) << 7 | codec.payload_type());
     rtp.extend_from_slice(&(p.seq as u16).to_be_bytes());
@@ -133,7 +141,14 @@ mod tests {
             arrived_unix_us: 1_700_000_000_123_456,
         };
         let d = link_packet(Codec::Opus, &p, &meta(0, true, Some(-30)), b"tone");
-        let v = RtpView::parse(&d).unwrap();
+        let d = d.into_datagram(0);
+        assert_eq!(
+            d.len(),
+            d.capacity(),
+            "written to the length it was made for"
+        );
+        let d = &d[relay::wire::MEDIA_ID_LEN..];
+        let v = RtpView::parse(d).unwrap();
         assert_eq!(
             (v.marker, v.payload_type, v.seq, v.timestamp, v.audio_level),
             (true, 111, 65_535, 48_000, Some(-30))
@@ -141,7 +156,8 @@ mod tests {
         assert_eq!(v.arrived_unix_us, Some(1_700_000_000_123_456));
         assert_eq!(&d[v.payload], b"tone");
         let d = link_packet(Codec::Vp8, &p, &meta(2, false, None), b"frame");
-        let v = RtpView::parse(&d).unwrap();
+        let d = d.rtp();
+        let v = RtpView::parse(d).unwrap();
         assert_eq!(
             (v.audio_level, &d[v.payload.clone()]),
             (None, &b"frame"[..])

@@ -508,7 +508,7 @@ fn bridge(from: &mut Rig, out: LinkKey, to: &mut Rig, into: LinkKey) -> usize {
                     link: into,
                     track_id,
                     layer,
-                    rtp: packet.into(),
+                    rtp: bytes::Bytes::copy_from_slice(packet.rtp()),
                 }
             }
             RelayEvent::Remove { track_id } => SfuCommand::RemoteTrackEnded {
@@ -625,7 +625,9 @@ fn a_link_carries_a_tracks_packets_in_sequence_once_subscribed() {
         .link_events
         .iter()
         .filter_map(|(_, e)| match e {
-            RelayEvent::Media { packet, .. } => super::rtp::RtpView::parse(packet).map(|v| v.seq),
+            RelayEvent::Media { packet, .. } => {
+                super::rtp::RtpView::parse(packet.rtp()).map(|v| v.seq)
+            }
             _ => None,
         })
         .collect();

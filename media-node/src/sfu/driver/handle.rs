@@ -34,6 +34,7 @@ pub(super) enum DriverCommand {
 pub struct LinkSession {
     pub key: LinkKey,
     tx: mpsc::UnboundedSender<DriverCommand>,
+    media: mpsc::Sender<LinkRtp>,
 }
 
 impl LinkSession {
@@ -45,7 +46,7 @@ impl LinkSession {
     pub fn media(&self) -> LinkMedia {
         LinkMedia {
             key: self.key,
-            tx: self.tx.clone(),
+            tx: self.media.clone(),
         }
     }
 }
@@ -58,25 +59,48 @@ impl Drop for LinkSession {
     }
 }
 
-/// Feeds one link's incoming RTP into its shard.
+/// Feeds one link's incoming RTP into its shard, through the shard's bounded queue of
+/// link packets ([`LINK_QUEUE`](super::LINK_QUEUE)): a shard that falls behind drops
+/// them rather than stalling the connection's reader or piling them up.
 #[derive(Clone)]
 pub struct LinkMedia {
     key: LinkKey,
-    tx: mpsc::UnboundedSender<DriverCommand>,
+    tx: mpsc::Sender<LinkRtp>,
+}
+
+/// What became of a packet handed to a shard.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Handed {
+    Queued,
+    /// Dropped: the shard's queue was full.
+    Full,
+    /// Dropped: the shard is gone.
+    Gone,
 }
 
 impl LinkMedia {
-    /// False once the shard is gone.
-    pub fn packet(&self, track_id: u32, layer: u8, rtp: Bytes) -> bool {
-        self.tx
-            .send(DriverCommand::Sfu(SfuCommand::RemotePacket {
-                link: self.key,
-                track_id,
-                layer,
-                rtp,
-            }))
-            .is_ok()
+    pub fn packet(&self, track_id: u32, layer: u8, rtp: Bytes) -> Handed {
+        let p = LinkRtp {
+            link: self.key,
+            track_id,
+            layer,
+            rtp,
+        };
+        match self.tx.try_send(p) {
+            Ok(()) => Handed::Queued,
+            Err(mpsc::error::TrySendError::Full(_)) => Handed::Full,
+            Err(mpsc::error::TrySendError::Closed(_)) => Handed::Gone,
+        }
     }
+}
+
+/// One RTP packet of a remote track, for the shard of its link
+/// ([`SfuCommand::RemotePacket`]).
+pub(super) struct LinkRtp {
+    pub link: LinkKey,
+    pub track_id: u32,
+    pub layer: u8,
+    pub rtp: Bytes,
 }
 
 /// A relay sink's line to the shard of its meeting; detaches when dropped.
@@ -106,6 +130,8 @@ impl Drop for SinkSession {
 #[derive(Clone)]
 pub struct SfuHandle {
     pub(super) shards: Arc<[mpsc::UnboundedSender<DriverCommand>]>,
+    /// Each shard's queue of packets from relay links.
+    pub(super) link_media: Arc<[mpsc::Sender<LinkRtp>]>,
     pub(super) next_key: Arc<AtomicU64>,
     pub(super) stats: Arc<[watch::Receiver<ShardReport>]>,
 }
@@ -183,14 +209,16 @@ impl SfuHandle {
         meeting: &MeetingId,
     ) -> (LinkSession, mpsc::UnboundedReceiver<RelayEvent>) {
         let key = LinkKey(self.next_key.fetch_add(1, Ordering::Relaxed));
-        let tx = self.shards[shard_of(meeting, self.shards.len())].clone();
+        let shard = shard_of(meeting, self.shards.len());
+        let tx = self.shards[shard].clone();
+        let media = self.link_media[shard].clone();
         let (ev_tx, ev_rx) = mpsc::unbounded_channel();
         let _ = tx.send(DriverCommand::RegisterLink {
             link: key,
             meeting: meeting.clone(),
             tx: ev_tx,
         });
-        (LinkSession { key, tx }, ev_rx)
+        (LinkSession { key, tx, media }, ev_rx)
     }
 
     /// The SFU's totals over all shards, refreshed every second.

@@ -12,7 +12,8 @@
 //! our ICE ufrag, whose first two hex digits are the shard (see [`Sfu::new`]), and teaches
 //! the demux the sender's address; every other datagram goes by its source address. The
 //! demux owns that table alone, so the per-packet path takes no lock; a full shard queue
-//! drops the datagram (counted) rather than stalling the others.
+//! drops the datagram (counted) rather than stalling the others. RTP from relay links to
+//! other media nodes enters its shard through a bounded queue too ([`LinkMedia`]).
 mod demux;
 mod handle;
 mod metrics;
@@ -30,12 +31,12 @@ use tokio_util::sync::CancellationToken;
 
 pub use self::demux::stun_shard;
 pub use self::handle::{
-    LinkMedia, LinkSession, SfuHandle, SfuSession, ShardReport, SinkSession, shard_of,
+    Handed, LinkMedia, LinkSession, SfuHandle, SfuSession, ShardReport, SinkSession, shard_of,
 };
 pub use self::metrics::{DriverMetrics, set_gauges};
 
 use self::demux::{Inbound, demux};
-use self::handle::DriverCommand;
+use self::handle::{DriverCommand, LinkRtp};
 use self::metrics::{Tally, update_metrics};
 use self::outbox::Outbox;
 use super::{
@@ -45,6 +46,9 @@ use crate::room::{Rooms, ServerMsg};
 
 /// Datagrams queued per shard before the demux starts dropping them.
 const SHARD_QUEUE: usize = 4096;
+/// Packets from relay links queued per shard before they are dropped (a second or so of
+/// a busy meeting's remote tracks; at most ~5 MB of datagrams held per shard).
+pub const LINK_QUEUE: usize = 4096;
 
 /// Starts the SFU with `shards` shards on `socket`, advertising `advertised` as the host
 /// candidate.
@@ -62,9 +66,12 @@ pub fn spawn(
     let mut commands = Vec::new();
     let mut stats = Vec::new();
     let mut datagrams = Vec::new();
+    let mut link_media = Vec::new();
     for i in 0..shards {
         let (tx, rx) = mpsc::unbounded_channel();
         let (dgram_tx, dgram_rx) = mpsc::channel(SHARD_QUEUE);
+        let (media_tx, media_rx) = mpsc::channel(LINK_QUEUE);
+        link_media.push(media_tx);
         let (stats_tx, stats_rx) = watch::channel(ShardReport::default());
         commands.push(tx);
         stats.push(stats_rx);
@@ -79,6 +86,7 @@ pub fn spawn(
             },
             rx,
             dgram_rx,
+            media_rx,
             rooms.clone(),
             metrics.clone(),
             stats_tx,
@@ -87,6 +95,7 @@ pub fn spawn(
     }
     let handle = SfuHandle {
         shards: commands.into(),
+        link_media: link_media.into(),
         next_key: Arc::new(AtomicU64::new(1)),
         stats: stats.into(),
     };
@@ -100,6 +109,7 @@ async fn run_shard(
     mut sfu: Sfu,
     mut rx: mpsc::UnboundedReceiver<DriverCommand>,
     mut datagrams: mpsc::Receiver<Inbound>,
+    mut link_media: mpsc::Receiver<LinkRtp>,
     rooms: Arc<Rooms>,
     m: DriverMetrics,
     stats_tx: watch::Sender<ShardReport>,
@@ -187,6 +197,13 @@ async fn run_shard(
                         out.unknown += 1;
                     }
                 }
+                None => return,
+            },
+            p = link_media.recv() => match p {
+                Some(LinkRtp { link, track_id, layer, rtp }) => sfu.handle_command(
+                    Instant::now(),
+                    SfuCommand::RemotePacket { link, track_id, layer, rtp },
+                ),
                 None => return,
             },
             cmd = rx.recv() => match cmd {
