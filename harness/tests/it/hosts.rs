@@ -675,10 +675,7 @@ async fn a_removed_participants_media_stops_within_a_second_and_their_token_is_r
         }
     }
     assert!(
-        witness
-            .participants_left()
-            .iter()
-            .any(|id| *id == r.participant_id),
+        witness.participants_left().contains(&r.participant_id),
         "the others see Rune leave"
     );
     // The same identity cannot come back: Rune's token is refused.
