@@ -39,7 +39,7 @@ impl MediaNodeControl for Control {
         let m = meeting(&r.meeting_id)?;
         tracing::info!(meeting_id = %m, epoch = r.epoch, "meeting prepared");
         self.node.prepare(m.clone());
-        crate::mesh::Mesh::follow(&self.node, &m);
+        crate::mesh::Mesh::follow(&self.node.mesh, &m);
         self.node.hosts.follow(&m);
         self.node.collab.follow(&m);
         Ok(Response::new(PrepareMeetingResponse {}))

@@ -51,7 +51,7 @@ pub struct Node {
     pub rooms: Arc<room::Rooms>,
     pub sfu: sfu::driver::SfuHandle,
     /// Links to the other media nodes of our meetings.
-    pub mesh: mesh::Mesh,
+    pub mesh: Arc<mesh::Mesh>,
     /// etcd, for what is not the meeting layer's (the mesh's placements and nodes).
     pub etcd: Arc<store::EtcdStore>,
     /// What the meeting layer keeps in the cluster's state (etcd, here).
@@ -294,6 +294,19 @@ pub async fn run(
             },
         );
     });
+    let meetings = watch::Sender::new(HashSet::new());
+    let mesh = Arc::new(mesh::Mesh::new(
+        mesh::MeshDeps {
+            id: id.clone(),
+            etcd: etcd.clone(),
+            prepared: meetings.subscribe(),
+            rooms: rooms.clone(),
+            sfu: sfu_handle.clone(),
+            shutdown: shutdown.clone(),
+        },
+        relay_client,
+        mesh_metrics,
+    ));
     let node = Arc::new(Node {
         id,
         verifier,
@@ -305,16 +318,12 @@ pub async fn run(
         shutdown: shutdown.clone(),
         rooms,
         sfu: sfu_handle,
-        mesh: mesh::Mesh::new(
-            common::keyspace::Keyspace::new(&cfg.etcd.prefix),
-            relay_client,
-            mesh_metrics,
-        ),
+        mesh,
         etcd,
         hosts: hosts::Hosts::new(meeting_store.clone(), groups, shutdown.clone()),
         collab: collab::Collab::new(meeting_store.clone(), shutdown.clone()),
         store: meeting_store,
-        meetings: watch::Sender::new(HashSet::new()),
+        meetings,
     });
 
     // Load report: the registration publishes the latest value every second.

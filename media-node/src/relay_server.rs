@@ -50,7 +50,7 @@ async fn serve_link(
     };
     if !hello.sink_only {
         // Another media node: the connection carries every meeting we have in common.
-        crate::mesh::Mesh::serve_connection(node, link, hello).await;
+        crate::mesh::Mesh::serve_connection(node.mesh.clone(), link, hello).await;
         return Ok(());
     }
     let meeting = MeetingId::parse(&hello.meeting_id)

@@ -15,10 +15,10 @@ use proto::v1::{
 use signaling::limits::bounded_name;
 use tokio_util::sync::CancellationToken;
 
-use super::LinkError;
 use super::conn::PeerConn;
 use super::convert::{self, control};
-use crate::Node;
+use super::{LinkError, Mesh};
+
 use crate::room::{Participant, ServerMsg};
 use crate::sfu::driver::{LinkMedia, LinkSession};
 use crate::sfu::{RelayEvent, SfuCommand};
@@ -26,7 +26,7 @@ use crate::sfu::{RelayEvent, SfuCommand};
 /// Runs one meeting's link to `peer` until either side ends it or `stop`: our tracks
 /// and participants go out, theirs come in and are shown here as local ones.
 pub(super) async fn run_link(
-    node: &Arc<Node>,
+    mesh: &Arc<Mesh>,
     conn: &Arc<PeerConn>,
     meeting: &MeetingId,
     peer: &NodeId,
@@ -34,14 +34,14 @@ pub(super) async fn run_link(
     mut reader: relay::ControlReader,
     stop: &CancellationToken,
 ) -> Result<(), LinkError> {
-    let (session, mut events) = node.sfu.attach_link(meeting);
-    let metrics = &node.mesh.metrics;
+    let (session, mut events) = mesh.sfu.attach_link(meeting);
+    let metrics = &mesh.metrics;
     let links_up = metrics.links.with_label_values(&[peer.as_str()]);
     links_up.inc();
     tracing::info!(%meeting, %peer, "relay link up");
-    let (locals, drawn, mut room) = node.rooms.watch(meeting);
+    let (locals, drawn, mut room) = mesh.rooms.watch(meeting);
     let mut link = Adapter {
-        node,
+        mesh,
         conn,
         meeting,
         origin: session.key.0,
@@ -94,7 +94,7 @@ pub(super) async fn run_link(
     for id in link.theirs {
         conn.unroute(id);
     }
-    node.rooms.remote_forget(meeting, link.origin);
+    mesh.rooms.remote_forget(meeting, link.origin);
     links_up.dec();
     drop(link.session);
     tracing::info!(%meeting, peer = %conn.peer, "relay link down");
@@ -104,7 +104,7 @@ pub(super) async fn run_link(
 /// What one meeting link knows: who and what it told the far node, and which of the far
 /// node's tracks it routes here.
 struct Adapter<'a> {
-    node: &'a Node,
+    mesh: &'a Mesh,
     conn: &'a PeerConn,
     meeting: &'a MeetingId,
     session: LinkSession,
@@ -130,7 +130,7 @@ impl Adapter<'_> {
                 layer,
                 packet,
             } => {
-                let dropped = &self.node.mesh.metrics.dropped_out;
+                let dropped = &self.mesh.metrics.dropped_out;
                 if let Some(id) = self.ours.get(&track_id)
                     && !self.conn.send(*id, layer, packet, dropped)
                 {
@@ -192,7 +192,7 @@ impl Adapter<'_> {
         let msg = match ev {
             ServerMsg::ParticipantJoined { participant } => {
                 if !self
-                    .node
+                    .mesh
                     .rooms
                     .is_local(self.meeting, &participant.participant_id)
                 {
@@ -259,7 +259,7 @@ impl Adapter<'_> {
 
     /// One control message from the far node.
     fn far(&mut self, msg: Msg) {
-        let (node, meeting, link) = (self.node, self.meeting, self.session.key);
+        let (mesh, meeting, link) = (self.mesh, self.meeting, self.session.key);
         let subscribe = |track_id: u32, mask: u32| {
             if let Some(&track_id) = self.by_conn.get(&track_id) {
                 self.session.send(SfuCommand::LinkSubscribe {
@@ -279,13 +279,13 @@ impl Adapter<'_> {
                     return;
                 }
                 self.conn.route(track_id, self.media.clone());
-                node.mesh.metrics.remote_tracks.inc();
+                mesh.metrics.remote_tracks.inc();
                 self.session.send(track);
             }
             Msg::Remove(r) => {
                 if self.theirs.remove(&r.track_id) {
                     self.conn.unroute(r.track_id);
-                    node.mesh.metrics.remote_tracks.dec();
+                    mesh.metrics.remote_tracks.dec();
                     self.session.send(SfuCommand::RemoteTrackEnded {
                         link,
                         track_id: r.track_id,
@@ -307,43 +307,43 @@ impl Adapter<'_> {
                 }
             }
             Msg::Participant(p) => {
-                node.rooms
+                mesh.rooms
                     .remote_upsert(meeting, self.origin, convert::participant(p))
             }
             Msg::ParticipantLeft(p) => {
-                node.rooms
+                mesh.rooms
                     .remote_leave(meeting, self.origin, &p.participant_id)
             }
             Msg::Chat(c) => {
-                if !node.rooms.is_local(meeting, &c.from)
+                if !mesh.rooms.is_local(meeting, &c.from)
                     && let Some(chat) = convert::chat(c)
                 {
-                    node.rooms.publish(meeting, chat);
+                    mesh.rooms.publish(meeting, chat);
                 }
             }
             Msg::Reaction(r) => {
-                if !node.rooms.is_local(meeting, &r.from)
+                if !mesh.rooms.is_local(meeting, &r.from)
                     && let Some(reaction) = convert::reaction(r)
                 {
-                    node.rooms.publish(meeting, reaction);
+                    mesh.rooms.publish(meeting, reaction);
                 }
             }
             Msg::BoardOp(o) => {
-                if !node.rooms.is_local(meeting, &o.author)
+                if !mesh.rooms.is_local(meeting, &o.author)
                     && let Some(op) = convert::board_op(o)
                 {
                     // A full board here refuses it as it would our own participants'.
-                    let _ = node.rooms.board_draw(meeting, op, false);
+                    let _ = mesh.rooms.board_draw(meeting, op, false);
                 }
             }
             Msg::BoardUndo(u) => {
-                if !node.rooms.is_local(meeting, &u.author) {
-                    node.rooms.board_undo(meeting, &u.author, u.stroke_id);
+                if !mesh.rooms.is_local(meeting, &u.author) {
+                    mesh.rooms.board_undo(meeting, &u.author, u.stroke_id);
                 }
             }
             Msg::BoardClear(c) => {
-                if !node.rooms.is_local(meeting, &c.by) {
-                    node.rooms
+                if !mesh.rooms.is_local(meeting, &c.by) {
+                    mesh.rooms
                         .board_clear(meeting, &c.by, &bounded_name(c.by_name));
                 }
             }

@@ -15,7 +15,7 @@ use super::adapter::run_link;
 use super::conn::PeerConn;
 use super::convert::control;
 use super::{LinkError, Mesh};
-use crate::Node;
+
 use crate::store::{RETRY_FIRST, back_off};
 
 /// How long an accepted link waits for its dialler to appear in our placements.
@@ -45,8 +45,8 @@ impl Mesh {
         Ok(c)
     }
 
-    async fn node_record(&self, node: &Node, id: &NodeId) -> Result<MediaNodeRecord, LinkError> {
-        let mut etcd = node.etcd_client().await.ok_or(LinkError::NoEtcd)?;
+    async fn node_record(&self, id: &NodeId) -> Result<MediaNodeRecord, LinkError> {
+        let mut etcd = self.etcd.client().await.ok_or(LinkError::NoEtcd)?;
         let key = self.keyspace.media_node(id);
         let r = etcd.get(key.as_str(), None).await?;
         let kv = r
@@ -59,11 +59,10 @@ impl Mesh {
     /// Err when `meeting` is pinned to a region and `peer` is outside it.
     async fn check_residency(
         &self,
-        node: &Node,
         meeting: &MeetingId,
         peer: &MediaNodeRecord,
     ) -> Result<(), LinkError> {
-        let mut etcd = node.etcd_client().await.ok_or(LinkError::NoEtcd)?;
+        let mut etcd = self.etcd.client().await.ok_or(LinkError::NoEtcd)?;
         let key = self.keyspace.meeting(meeting);
         let r = etcd.get(key.as_str(), None).await?;
         let Some(kv) = r.kvs().first() else {
@@ -84,7 +83,7 @@ impl Mesh {
 
 /// Keeps a link to `peer` for `meeting` up until `stop`, dialling again with backoff.
 pub(super) async fn dial_loop(
-    node: Arc<Node>,
+    mesh: Arc<Mesh>,
     meeting: MeetingId,
     peer: NodeId,
     stop: CancellationToken,
@@ -92,7 +91,7 @@ pub(super) async fn dial_loop(
     let mut delay = RETRY_FIRST;
     while !stop.is_cancelled() {
         let started = tokio::time::Instant::now();
-        match dial_once(&node, &meeting, &peer, &stop).await {
+        match dial_once(&mesh, &meeting, &peer, &stop).await {
             Ok(()) => tracing::info!(%meeting, %peer, "relay link ended"),
             Err(e) => {
                 tracing::warn!(%meeting, %peer, error = %e, "relay link to media node failed")
@@ -108,26 +107,26 @@ pub(super) async fn dial_loop(
 }
 
 async fn dial_once(
-    node: &Arc<Node>,
+    mesh: &Arc<Mesh>,
     meeting: &MeetingId,
     peer: &NodeId,
     stop: &CancellationToken,
 ) -> Result<(), LinkError> {
-    let record = node.mesh.node_record(node, peer).await?;
-    node.mesh.check_residency(node, meeting, &record).await?;
-    let conn = node.mesh.connection(peer, &record).await?;
+    let record = mesh.node_record(peer).await?;
+    mesh.check_residency(meeting, &record).await?;
+    let conn = mesh.connection(peer, &record).await?;
     let hello = control(Msg::Hello(RelayHello {
-        node_id: node.id.to_string(),
+        node_id: mesh.id.to_string(),
         meeting_id: meeting.to_string(),
         sink_only: false,
     }));
     let (writer, reader) = relay::open(&conn.connection, &hello).await?;
-    run_link(node, &conn, meeting, peer, writer, reader, stop).await
+    run_link(mesh, &conn, meeting, peer, writer, reader, stop).await
 }
 
 /// Takes a connection another media node dialled (its first control stream is the
 /// hello `hello`), and serves every meeting it opens a stream for.
-pub(super) async fn serve_connection(node: Arc<Node>, link: relay::Link, hello: RelayHello) {
+pub(super) async fn serve_connection(mesh: Arc<Mesh>, link: relay::Link, hello: RelayHello) {
     let peer = match NodeId::parse(&hello.node_id) {
         Ok(p) if relay::peer_is(&link.connection, p.as_str()) => p,
         _ => {
@@ -140,21 +139,13 @@ pub(super) async fn serve_connection(node: Arc<Node>, link: relay::Link, hello: 
             return;
         }
     };
-    let conn = PeerConn::start(
-        peer.clone(),
-        link.connection.clone(),
-        node.mesh.metrics.clone(),
-    );
-    node.mesh
-        .conns
-        .lock()
-        .await
-        .insert(peer.clone(), conn.clone());
+    let conn = PeerConn::start(peer.clone(), link.connection.clone(), mesh.metrics.clone());
+    mesh.conns.lock().await.insert(peer.clone(), conn.clone());
     tracing::info!(%peer, "relay connection from media node up");
     let (mut writer, mut reader) = (link.writer, link.reader);
     let mut hello = hello;
     loop {
-        let n = node.clone();
+        let n = mesh.clone();
         let c = conn.clone();
         let p = peer.clone();
         tokio::spawn(async move {
@@ -179,7 +170,7 @@ pub(super) async fn serve_connection(node: Arc<Node>, link: relay::Link, hello: 
 
 /// A meeting link another node dialled: checked, then run like our own.
 async fn accepted(
-    node: Arc<Node>,
+    mesh: Arc<Mesh>,
     conn: Arc<PeerConn>,
     peer: NodeId,
     hello: RelayHello,
@@ -196,7 +187,7 @@ async fn accepted(
             hello.node_id
         ));
     }
-    if !node.hosts(&meeting) {
+    if !mesh.hosts_meeting(&meeting) {
         return refused(format!(
             "{peer} asked for meeting {meeting}, not hosted here"
         ));
@@ -205,7 +196,7 @@ async fn accepted(
     // later. Waiting for it here costs less than the dialler's backoff.
     let until = tokio::time::Instant::now() + PEER_GRACE;
     let stop = loop {
-        if let Some(stop) = node.mesh.accept_link(&meeting, &peer) {
+        if let Some(stop) = mesh.accept_link(&meeting, &peer) {
             break stop;
         }
         if tokio::time::Instant::now() >= until {
@@ -215,7 +206,7 @@ async fn accepted(
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    let record = node.mesh.node_record(&node, &peer).await?;
-    node.mesh.check_residency(&node, &meeting, &record).await?;
-    run_link(&node, &conn, &meeting, &peer, writer, reader, &stop).await
+    let record = mesh.node_record(&peer).await?;
+    mesh.check_residency(&meeting, &record).await?;
+    run_link(&mesh, &conn, &meeting, &peer, writer, reader, &stop).await
 }

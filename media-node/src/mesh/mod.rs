@@ -34,7 +34,9 @@ use common::keyspace::Keyspace;
 use proto::v1::RelayHello;
 use tokio_util::sync::CancellationToken;
 
-use crate::Node;
+use crate::room::Rooms;
+use crate::sfu::driver::SfuHandle;
+use crate::store::EtcdStore;
 
 mod adapter;
 mod conn;
@@ -88,7 +90,15 @@ pub enum LinkError {
 /// The media node's side of the mesh: which meetings it follows, and its connections to
 /// other media nodes.
 pub struct Mesh {
+    /// This node.
+    id: NodeId,
     keyspace: Keyspace,
+    etcd: Arc<EtcdStore>,
+    /// The meetings placed here (a link only serves those).
+    prepared: tokio::sync::watch::Receiver<HashSet<MeetingId>>,
+    rooms: Arc<Rooms>,
+    sfu: SfuHandle,
+    shutdown: CancellationToken,
     /// The endpoint we dial from; None without TLS (then there is no relay at all).
     client: Option<quinn::Endpoint>,
     conns: tokio::sync::Mutex<HashMap<NodeId, Arc<PeerConn>>>,
@@ -103,10 +113,28 @@ struct Followed {
     links: HashMap<NodeId, CancellationToken>,
 }
 
+/// What the mesh works with: this node's id, etcd (placements and node records), the
+/// meetings placed here, the rooms (whose participants it shows the far nodes and whose
+/// far participants it shows ours), the SFU (whose tracks it relays) and the node's end.
+pub struct MeshDeps {
+    pub id: NodeId,
+    pub etcd: Arc<EtcdStore>,
+    pub prepared: tokio::sync::watch::Receiver<HashSet<MeetingId>>,
+    pub rooms: Arc<Rooms>,
+    pub sfu: SfuHandle,
+    pub shutdown: CancellationToken,
+}
+
 impl Mesh {
-    pub fn new(keyspace: Keyspace, client: Option<quinn::Endpoint>, metrics: MeshMetrics) -> Self {
+    pub fn new(deps: MeshDeps, client: Option<quinn::Endpoint>, metrics: MeshMetrics) -> Self {
         Self {
-            keyspace,
+            keyspace: Keyspace::new(deps.etcd.prefix()),
+            id: deps.id,
+            etcd: deps.etcd,
+            prepared: deps.prepared,
+            rooms: deps.rooms,
+            sfu: deps.sfu,
+            shutdown: deps.shutdown,
             client,
             conns: tokio::sync::Mutex::new(HashMap::new()),
             meetings: Mutex::new(HashMap::new()),
@@ -116,16 +144,16 @@ impl Mesh {
 
     /// Starts following `meeting`'s placements (idempotent): links to the other nodes
     /// it is placed on come and go with them.
-    pub fn follow(node: &Arc<Node>, meeting: &MeetingId) {
-        if node.mesh.client.is_none() {
+    pub fn follow(mesh: &Arc<Mesh>, meeting: &MeetingId) {
+        if mesh.client.is_none() {
             return;
         }
         let stop = {
-            let mut meetings = node.mesh.meetings.lock().expect("meetings");
+            let mut meetings = mesh.meetings.lock().expect("meetings");
             if meetings.contains_key(meeting) {
                 return;
             }
-            let stop = node.shutdown.child_token();
+            let stop = mesh.shutdown.child_token();
             meetings.insert(
                 meeting.clone(),
                 Followed {
@@ -136,7 +164,7 @@ impl Mesh {
             );
             stop
         };
-        tokio::spawn(watch::watch_placements(node.clone(), meeting.clone(), stop));
+        tokio::spawn(watch::watch_placements(mesh.clone(), meeting.clone(), stop));
     }
 
     /// Stops following `meeting`: its links end.
@@ -148,8 +176,8 @@ impl Mesh {
 
     /// The placements of `meeting` now name `peers` (besides us): links to peers that
     /// left end, and we dial the new ones whose id sorts after ours.
-    fn set_peers(node: &Arc<Node>, meeting: &MeetingId, peers: HashSet<NodeId>) {
-        let mut meetings = node.mesh.meetings.lock().expect("meetings");
+    fn set_peers(mesh: &Arc<Mesh>, meeting: &MeetingId, peers: HashSet<NodeId>) {
+        let mut meetings = mesh.meetings.lock().expect("meetings");
         let Some(f) = meetings.get_mut(meeting) else {
             return;
         };
@@ -162,11 +190,11 @@ impl Mesh {
             keep
         });
         for peer in &peers {
-            if node.id < *peer && !f.links.contains_key(peer) {
+            if mesh.id < *peer && !f.links.contains_key(peer) {
                 let stop = f.stop.child_token();
                 f.links.insert(peer.clone(), stop.clone());
                 tokio::spawn(link::dial_loop(
-                    node.clone(),
+                    mesh.clone(),
                     meeting.clone(),
                     peer.clone(),
                     stop,
@@ -191,9 +219,14 @@ impl Mesh {
         Some(stop)
     }
 
+    /// Whether the controller placed `meeting` here (and has not closed it).
+    fn hosts_meeting(&self, meeting: &MeetingId) -> bool {
+        self.prepared.borrow().contains(meeting)
+    }
+
     /// Takes a connection another media node dialled (its first control stream is the
     /// hello `hello`), and serves every meeting it opens a stream for.
-    pub async fn serve_connection(node: Arc<Node>, connection: relay::Link, hello: RelayHello) {
-        link::serve_connection(node, connection, hello).await;
+    pub async fn serve_connection(mesh: Arc<Mesh>, connection: relay::Link, hello: RelayHello) {
+        link::serve_connection(mesh, connection, hello).await;
     }
 }

@@ -11,17 +11,17 @@ use proto::v1::PlacementRecord;
 use tokio_util::sync::CancellationToken;
 
 use super::{LinkError, Mesh};
-use crate::Node;
+
 use crate::store::{RETRY_FIRST, back_off};
 
 /// Follows the placements of `meeting` until `stop`: a full read, then a watch; both
 /// again after a lost watch.
-pub(super) async fn watch_placements(node: Arc<Node>, meeting: MeetingId, stop: CancellationToken) {
-    let prefix = node.mesh.keyspace.placements_of(&meeting);
+pub(super) async fn watch_placements(mesh: Arc<Mesh>, meeting: MeetingId, stop: CancellationToken) {
+    let prefix = mesh.keyspace.placements_of(&meeting);
     let mut delay = RETRY_FIRST;
     while !stop.is_cancelled() {
         let result = async {
-            let mut etcd = node.etcd_client().await.ok_or(LinkError::NoEtcd)?;
+            let mut etcd = mesh.etcd.client().await.ok_or(LinkError::NoEtcd)?;
             let r = etcd
                 .get(prefix.as_str(), Some(GetOptions::new().with_prefix()))
                 .await?;
@@ -32,7 +32,7 @@ pub(super) async fn watch_placements(node: Arc<Node>, meeting: MeetingId, stop: 
                     placed.insert(String::from_utf8_lossy(kv.key()).into_owned(), n);
                 }
             }
-            Mesh::set_peers(&node, &meeting, peers_of(&placed, &node.id));
+            Mesh::set_peers(&mesh, &meeting, peers_of(&placed, &mesh.id));
             let mut stream = etcd
                 .watch(
                     prefix.as_str(),
@@ -73,7 +73,7 @@ pub(super) async fn watch_placements(node: Arc<Node>, meeting: MeetingId, stop: 
                         }
                     }
                 }
-                Mesh::set_peers(&node, &meeting, peers_of(&placed, &node.id));
+                Mesh::set_peers(&mesh, &meeting, peers_of(&placed, &mesh.id));
             }
         }
         .await;

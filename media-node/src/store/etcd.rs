@@ -32,6 +32,11 @@ impl EtcdStore {
         }
     }
 
+    /// The key prefix of the cluster's state.
+    pub fn prefix(&self) -> &str {
+        &self.config.prefix
+    }
+
     /// A connection to etcd (made once, at first use); None when the node shuts down
     /// before etcd answers.
     pub async fn client(&self) -> Option<etcd_client::Client> {
