@@ -251,7 +251,21 @@ pub async fn run(
         advertised,
         shards,
         cfg.simulcast_bandwidth_cap,
-        rooms.clone(),
+        {
+            // The SFU's active-speaker changes go to the meeting's room (everyone there
+            // is told, and a late joiner's welcome names the speaker).
+            let rooms = rooms.clone();
+            Arc::new(
+                move |meeting: &MeetingId, participant: &common::ids::ParticipantId| {
+                    rooms.publish(
+                        meeting,
+                        signaling::ServerMsg::ActiveSpeaker {
+                            participant_id: participant.to_string(),
+                        },
+                    )
+                },
+            )
+        },
         metrics.driver.clone(),
         shutdown.clone(),
     );

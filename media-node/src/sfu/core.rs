@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use common::ids::{MeetingId, ParticipantId};
 
 use super::api::{PeerKey, SfuCommand, SfuOutput, SignalOut};
+use super::forward::WallClock;
 use super::negotiation::sdp_error;
 use super::peer::{Peer, Waiting};
 use super::relays::{Link, RemoteTrack, Sink};
@@ -39,10 +40,17 @@ pub struct Sfu {
     pub(super) links: Vec<Link>,
     /// Something changed what local subscribers need of remote tracks.
     pub(super) wants_changed: bool,
-    /// Where the time a remote packet took from its publisher's node to being written
-    /// to our subscribers goes (the hop), if anywhere.
-    pub(super) hop_latency: Option<prometheus::Histogram>,
+    /// The time each remote packet took from its publisher's node to being forwarded
+    /// here (the relay hop), in seconds, until the driver takes them
+    /// ([`Sfu::take_hop_latency`]); at most [`HOP_SAMPLES`] (room made once).
+    pub(super) hop_latency: Vec<f64>,
+    /// The wall clock as last told ([`Sfu::set_wall_clock`]); until then, Unix times
+    /// are 0 (unknown).
+    pub(super) wall: Option<WallClock>,
 }
+
+/// Hop latency samples kept between two takes; more are not recorded.
+pub const HOP_SAMPLES: usize = 4096;
 
 impl Sfu {
     /// `local` is the UDP socket address peers send to (the host candidate we advertise);
@@ -66,14 +74,21 @@ impl Sfu {
             remotes: Vec::new(),
             links: Vec::new(),
             wants_changed: false,
-            hop_latency: None,
+            hop_latency: Vec::with_capacity(HOP_SAMPLES),
+            wall: None,
         }
     }
 
-    /// Observes in `h` how long each remote packet took from its arrival at the
-    /// publisher's node until it was written to our subscribers (the relay hop).
-    pub fn set_hop_histogram(&mut self, h: prometheus::Histogram) {
-        self.hop_latency = Some(h);
+    /// The wall clock: the Unix time (µs) at instant `at`. The driver tells it now and
+    /// then; the core reads no clock of its own.
+    pub fn set_wall_clock(&mut self, at: Instant, unix_us: u64) {
+        self.wall = Some(WallClock { at, unix_us });
+    }
+
+    /// How long remote packets took from their arrival at the publisher's node until
+    /// they were forwarded here (the relay hop), in seconds, since the last take.
+    pub fn take_hop_latency(&mut self) -> std::vec::Drain<'_, f64> {
+        self.hop_latency.drain(..)
     }
 
     /// Off: subscribers get the layer their tile asks for, whatever their estimate.

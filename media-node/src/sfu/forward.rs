@@ -13,7 +13,7 @@ use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, Vp8Descriptor};
 
 use super::api::{LinkKey, RelayEvent, SfuOutput, Source};
 use super::codec::{from_str0m, to_str0m};
-use super::core::Sfu;
+use super::core::{HOP_SAMPLES, Sfu};
 use super::peer::{OutState, Peer};
 use super::relays::{Link, LinkTrack, Sink};
 use super::rtp::{self, PacketIn, Verdict};
@@ -40,13 +40,30 @@ pub(super) struct Located {
     pub(super) packet: PacketIn,
 }
 
-/// The Unix time, in microseconds, of the instant `at` (which is at most a little in the
-/// past): relay links carry arrival times between nodes, whose monotonic clocks differ.
-pub(super) fn unix_us_at(at: Instant) -> u64 {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    now.saturating_sub(at.elapsed()).as_micros() as u64
+/// The wall clock as the driver last told it: an instant and the Unix time then. Relay
+/// links carry arrival times between nodes, whose monotonic clocks differ; the core
+/// reads no clock, so it turns its instants into Unix time from this.
+#[derive(Clone, Copy, Debug)]
+pub struct WallClock {
+    pub at: Instant,
+    pub unix_us: u64,
+}
+
+/// The Unix time, in microseconds, of the instant `t` on `wall` (0: not known yet).
+pub(super) fn unix_us_at(wall: Option<&WallClock>, t: Instant) -> u64 {
+    wall.map_or(0, |w| w.unix_us_at(t))
+}
+
+impl WallClock {
+    /// The Unix time, in microseconds, of the instant `t`.
+    pub(super) fn unix_us_at(&self, t: Instant) -> u64 {
+        match t.checked_duration_since(self.at) {
+            Some(after) => self.unix_us + after.as_micros() as u64,
+            None => self
+                .unix_us
+                .saturating_sub(self.at.duration_since(t).as_micros() as u64),
+        }
+    }
 }
 
 /// What a forwarded packet carries besides its place in the stream.
@@ -212,9 +229,11 @@ pub(super) fn feed_sinks(
 /// at its first packet, sent as the publisher sent it (its sequence number, RTP time and
 /// audio level) while the far node subscribes to its layer. Remote tracks never reach
 /// this: each node sends the far nodes only its own participants.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn feed_links(
     links: &mut [Link],
     out: &mut VecDeque<SfuOutput>,
+    wall: Option<&WallClock>,
     who: &Who,
     source: Source,
     codec: Codec,
@@ -253,7 +272,7 @@ pub(super) fn feed_links(
             layer,
             marker: payload.marker,
             level: payload.ext.audio_level,
-            arrived_unix_us: *arrived.get_or_insert_with(|| unix_us_at(p.at)),
+            arrived_unix_us: *arrived.get_or_insert_with(|| unix_us_at(wall, p.at)),
         };
         let packet = sink::link_packet(t.codec, p, &meta, payload.data);
         out.push_back(SfuOutput::Link {
@@ -390,6 +409,7 @@ impl Sfu {
         feed_links(
             &mut self.links,
             &mut self.out,
+            self.wall.as_ref(),
             &who,
             source,
             at.codec,
@@ -477,9 +497,11 @@ impl Sfu {
                 &payload,
             );
         }
-        if let (Some(hist), Some(at)) = (&self.hop_latency, h.arrived_unix_us) {
-            let here = unix_us_at(Instant::now());
-            hist.observe(here.saturating_sub(at) as f64 / 1e6);
+        if let (Some(at), Some(wall)) = (h.arrived_unix_us, &self.wall)
+            && self.hop_latency.len() < HOP_SAMPLES
+        {
+            let here = wall.unix_us_at(now);
+            self.hop_latency.push(here.saturating_sub(at) as f64 / 1e6);
         }
         if want_keyframe {
             self.request_keyframe(now, source, rid, KeyframeRequestKind::Pli);

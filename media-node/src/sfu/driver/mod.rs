@@ -25,6 +25,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
+use common::ids::{MeetingId, ParticipantId};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -42,7 +43,6 @@ use self::outbox::Outbox;
 use super::{
     LinkKey, PeerKey, RelayEvent, Sfu, SfuCommand, SfuOutput, SfuStats, SignalOut, SinkKey,
 };
-use crate::room::{Rooms, ServerMsg};
 
 /// Datagrams queued per shard before the demux starts dropping them.
 const SHARD_QUEUE: usize = 4096;
@@ -50,14 +50,17 @@ const SHARD_QUEUE: usize = 4096;
 /// a busy meeting's remote tracks; at most ~5 MB of datagrams held per shard).
 pub const LINK_QUEUE: usize = 4096;
 
+/// Where the SFU's active-speaker changes go (the meeting's room, in the node).
+pub type SpeakerOut = Arc<dyn Fn(&MeetingId, &ParticipantId) + Send + Sync>;
+
 /// Starts the SFU with `shards` shards on `socket`, advertising `advertised` as the host
-/// candidate.
+/// candidate; active-speaker changes go to `speakers`.
 pub fn spawn(
     socket: UdpSocket,
     advertised: SocketAddr,
     shards: usize,
     bandwidth_cap: bool,
-    rooms: Arc<Rooms>,
+    speakers: SpeakerOut,
     metrics: DriverMetrics,
     shutdown: CancellationToken,
 ) -> (SfuHandle, tokio::task::JoinHandle<()>) {
@@ -81,13 +84,12 @@ pub fn spawn(
             {
                 let mut sfu = Sfu::new(advertised, i as u8);
                 sfu.set_bandwidth_cap(bandwidth_cap);
-                sfu.set_hop_histogram(metrics.hop_latency.clone());
                 sfu
             },
             rx,
             dgram_rx,
             media_rx,
-            rooms.clone(),
+            speakers.clone(),
             metrics.clone(),
             stats_tx,
             shutdown.clone(),
@@ -110,7 +112,7 @@ async fn run_shard(
     mut rx: mpsc::UnboundedReceiver<DriverCommand>,
     mut datagrams: mpsc::Receiver<Inbound>,
     mut link_media: mpsc::Receiver<LinkRtp>,
-    rooms: Arc<Rooms>,
+    speakers: SpeakerOut,
     m: DriverMetrics,
     stats_tx: watch::Sender<ShardReport>,
     shutdown: CancellationToken,
@@ -128,6 +130,12 @@ async fn run_shard(
     let mut outbox = Outbox::new();
     loop {
         if Instant::now() >= next_stats {
+            // The core reads no clock: it is told the wall clock (to the microsecond:
+            // relay hops are timed with it) once a second.
+            let unix = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            sfu.set_wall_clock(Instant::now(), unix.as_micros() as u64);
             let now = sfu.stats();
             update_metrics(&m, &last_stats, &now);
             out.flush_out(&m);
@@ -162,14 +170,7 @@ async fn run_shard(
                 SfuOutput::ActiveSpeaker {
                     meeting,
                     participant,
-                } => {
-                    rooms.publish(
-                        &meeting,
-                        ServerMsg::ActiveSpeaker {
-                            participant_id: participant.to_string(),
-                        },
-                    );
-                }
+                } => speakers(&meeting, &participant),
                 SfuOutput::Sink { key, event } => {
                     if let Some(tx) = sinks.get(&key) {
                         let _ = tx.send(event);
@@ -184,6 +185,9 @@ async fn run_shard(
             }
         };
         outbox.flush(&socket).await;
+        for hop in sfu.take_hop_latency() {
+            m.hop_latency.observe(hop);
+        }
         if let Some(at) = arrived.take() {
             latency.observe(at.elapsed().as_secs_f64());
         }
