@@ -101,24 +101,29 @@ pub fn keyframe_start(payload: &[u8]) -> bool {
     parse(payload).is_some_and(|d| d.keyframe_start)
 }
 
+/// A small VP8 payload: a descriptor with a 15-bit picture id, TL0PICIDX and a TID byte,
+/// then one byte of frame header (P bit clear for a keyframe) and one of data. What the
+/// tests of every VP8 reader (here, the SFU's forwarder) feed them.
+pub fn example(start: bool, key: bool, pic: u16, tl0: u8) -> Vec<u8> {
+    let s = if start { 0x10 } else { 0 };
+    vec![
+        0x80 | s,
+        0xc0 | 0x20,
+        0x80 | (pic >> 8) as u8,
+        pic as u8,
+        tl0,
+        0x00,
+        if key { 0x00 } else { 0x01 },
+        0xaa,
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// A VP8 payload: descriptor with a 15-bit picture id, TL0PICIDX and a TID byte,
-    /// then one byte of frame header (P bit clear for a keyframe).
     fn vp8(start: bool, key: bool, pic: u16, tl0: u8) -> Vec<u8> {
-        let s = if start { 0x10 } else { 0 };
-        vec![
-            0x80 | s,
-            0xc0 | 0x20,
-            0x80 | (pic >> 8) as u8,
-            pic as u8,
-            tl0,
-            0x00,
-            if key { 0x00 } else { 0x01 },
-            0xaa,
-        ]
+        example(start, key, pic, tl0)
     }
 
     #[test]

@@ -76,25 +76,7 @@ async fn etcd() -> Rig {
     }
 }
 
-/// One test per store for each contract case.
-macro_rules! contract {
-    ($($case:ident),* $(,)?) => {
-        mod on_memory {
-            $(#[tokio::test]
-            async fn $case() {
-                super::$case(super::memory()).await
-            })*
-        }
-        mod on_etcd {
-            $(#[tokio::test]
-            async fn $case() {
-                super::$case(super::etcd().await).await
-            })*
-        }
-    };
-}
-
-contract!(
+harness::store_contract!(
     a_meeting_is_created_once_and_reads_back_as_written,
     ending_a_meeting_removes_its_placements_in_the_same_revision,
     a_placement_commits_only_over_what_its_writer_saw,

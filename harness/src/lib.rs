@@ -176,3 +176,25 @@ pub fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
     let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)?.context("no CLK_TCK")? as f64;
     Ok(ticks as f64 / hz)
 }
+
+/// A store's contract suite: one test per store for each case, `mod on_memory` running
+/// `case(memory())` and `mod on_etcd` running `case(etcd().await)`, where `memory`,
+/// `etcd` and the cases are functions of the calling module (the controller's
+/// `ClusterStore` and the media node's `MeetingStore` keep their contracts so).
+#[macro_export]
+macro_rules! store_contract {
+    ($($case:ident),* $(,)?) => {
+        mod on_memory {
+            $(#[tokio::test]
+            async fn $case() {
+                super::$case(super::memory()).await
+            })*
+        }
+        mod on_etcd {
+            $(#[tokio::test]
+            async fn $case() {
+                super::$case(super::etcd().await).await
+            })*
+        }
+    };
+}

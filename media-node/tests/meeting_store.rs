@@ -85,25 +85,7 @@ async fn etcd() -> Rig {
     }
 }
 
-/// One test per store for each contract case.
-macro_rules! contract {
-    ($($case:ident),* $(,)?) => {
-        mod on_memory {
-            $(#[tokio::test]
-            async fn $case() {
-                super::$case(super::memory()).await
-            })*
-        }
-        mod on_etcd {
-            $(#[tokio::test]
-            async fn $case() {
-                super::$case(super::etcd().await).await
-            })*
-        }
-    };
-}
-
-contract!(
+harness::store_contract!(
     a_meetings_settings_read_back_and_an_unknown_meeting_has_none,
     a_followed_room_is_read_then_every_change_is_seen_and_a_deletion_too,
     concurrent_room_changes_never_overwrite_each_other,

@@ -362,20 +362,8 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    /// A VP8 payload: descriptor with a 15-bit picture id and TL0PICIDX, then one byte
-    /// of frame header (P bit clear for a keyframe).
     fn vp8(start: bool, key: bool, pic: u16, tl0: u8) -> Vec<u8> {
-        let s = if start { 0x10 } else { 0 };
-        vec![
-            0x80 | s,
-            0xc0 | 0x20,
-            0x80 | (pic >> 8) as u8,
-            pic as u8,
-            tl0,
-            0x00,
-            if key { 0x00 } else { 0x01 },
-            0xaa,
-        ]
+        common::vp8::example(start, key, pic, tl0)
     }
 
     fn packet(rid: &str, seq: u64, ts: u32, at: Instant, payload: &[u8]) -> PacketIn {
