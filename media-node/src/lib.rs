@@ -313,6 +313,7 @@ pub async fn run(
         mesh::MeshDeps {
             id: id.clone(),
             etcd: etcd.clone(),
+            store: meeting_store.clone(),
             prepared: meetings.subscribe(),
             rooms: rooms.clone(),
             sfu: sfu_handle.clone(),

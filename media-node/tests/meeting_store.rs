@@ -5,12 +5,17 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::config::EtcdConfig;
-use common::ids::{MeetingId, ParticipantId};
+use std::collections::HashSet;
+
+use common::ids::{MeetingId, NodeId, ParticipantId};
 use futures::future::BoxFuture;
 use media_node::store::{EtcdStore, MeetingSettings, MeetingStore, MemoryStore, Seen};
 use prost::Message;
 use proto::{AttendanceRecord, MeetingCollabRecord, MeetingRoomRecord};
 use tokio_util::sync::CancellationToken;
+
+/// Places a meeting on a node in a slot, or empties the slot (None).
+type Place = Box<dyn Fn(MeetingId, &str, Option<NodeId>) -> BoxFuture<'static, ()> + Send + Sync>;
 
 /// A store under test, with what the contract needs beyond the trait: what the
 /// controller does to a meeting's records (create it; delete it and all under it).
@@ -18,13 +23,18 @@ struct Rig {
     store: Arc<dyn MeetingStore>,
     create: Box<dyn Fn(MeetingId, MeetingSettings) -> BoxFuture<'static, ()> + Send + Sync>,
     delete: Box<dyn Fn(MeetingId) -> BoxFuture<'static, ()> + Send + Sync>,
+    place: Place,
     _etcd: Option<(harness::process::Etcd, tempfile::TempDir)>,
 }
 
 fn memory() -> Rig {
     let store = Arc::new(MemoryStore::new());
-    let (c, d) = (store.clone(), store.clone());
+    let (c, d, p) = (store.clone(), store.clone(), store.clone());
     Rig {
+        place: Box::new(move |m, slot, node| {
+            p.place(&m, slot, node);
+            Box::pin(async {})
+        }),
         store,
         create: Box::new(move |m, s| {
             c.put_meeting(&m, s);
@@ -53,7 +63,26 @@ async fn etcd() -> Rig {
     let store = Arc::new(EtcdStore::new(cfg, CancellationToken::new()));
     let client = etcd.client().await.unwrap();
     let (c, ks_c) = (client.clone(), ks.clone());
+    let (pc, ks_p) = (client.clone(), ks.clone());
     Rig {
+        place: Box::new(move |m, slot, node| {
+            let mut c = pc.clone();
+            let key = format!("{}{slot}", ks_p.placements_of(&m));
+            Box::pin(async move {
+                match node {
+                    Some(n) => {
+                        let rec = proto::PlacementRecord {
+                            node_id: n.to_string(),
+                            ..Default::default()
+                        };
+                        c.put(key, rec.encode_to_vec(), None).await.unwrap();
+                    }
+                    None => {
+                        c.delete(key, None).await.unwrap();
+                    }
+                }
+            })
+        }),
         store,
         create: Box::new(move |m, s| {
             let mut c = c.clone();
@@ -92,6 +121,7 @@ harness::store_contract!(
     a_late_follower_reads_the_latest_record,
     polls_and_questions_are_followed_and_changed_like_the_room,
     a_departure_lands_only_over_its_own_arrival,
+    the_nodes_a_meeting_is_placed_on_are_followed_as_they_change,
 );
 
 fn id(s: &str) -> MeetingId {
@@ -316,4 +346,47 @@ async fn a_departure_lands_only_over_its_own_arrival(rig: Rig) {
             .unwrap()
     );
     assert_eq!(rig.store.attendance(&m, &p).await.unwrap(), Some(departure));
+}
+
+async fn the_nodes_a_meeting_is_placed_on_are_followed_as_they_change(rig: Rig) {
+    let m = id("m1");
+    let node = |s: &str| NodeId::parse(s).unwrap();
+    (rig.place)(m.clone(), "oslo", Some(node("media-oslo-1"))).await;
+    (rig.place)(id("other"), "oslo", Some(node("media-oslo-9"))).await;
+    let seen: Arc<Mutex<Vec<HashSet<NodeId>>>> = Arc::default();
+    let (store, m2, stop, got) = (
+        rig.store.clone(),
+        m.clone(),
+        CancellationToken::new(),
+        seen.clone(),
+    );
+    let s2 = stop.clone();
+    tokio::spawn(async move {
+        let take = move |nodes| got.lock().unwrap().push(nodes);
+        store.follow_placements(&m2, s2, Box::new(take)).await
+    });
+    let until = |want: &[&str]| {
+        let want: HashSet<NodeId> = want.iter().map(|n| node(n)).collect();
+        let seen = seen.clone();
+        async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+            while seen.lock().unwrap().last() != Some(&want) {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "never saw {want:?}: {:?}",
+                    seen.lock().unwrap()
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
+    until(&["media-oslo-1"]).await;
+    (rig.place)(m.clone(), "stockholm", Some(node("media-sto-1"))).await;
+    until(&["media-oslo-1", "media-sto-1"]).await;
+    // The region's placement moves to another node; then the other region's ends.
+    (rig.place)(m.clone(), "oslo", Some(node("media-oslo-2"))).await;
+    until(&["media-oslo-2", "media-sto-1"]).await;
+    (rig.place)(m.clone(), "stockholm", None).await;
+    until(&["media-oslo-2"]).await;
+    stop.cancel();
 }

@@ -36,7 +36,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::room::Rooms;
 use crate::sfu::driver::SfuHandle;
-use crate::store::EtcdStore;
+use crate::store::{EtcdStore, MeetingStore};
 
 mod adapter;
 mod conn;
@@ -81,8 +81,6 @@ pub enum LinkError {
     Relay(#[from] relay::RelayError),
     #[error("link refused: {0}")]
     Refused(String),
-    #[error("placement watch: {0}")]
-    Watch(String),
     #[error("the link fell {0} room events behind")]
     Lagged(u64),
 }
@@ -94,6 +92,8 @@ pub struct Mesh {
     id: NodeId,
     keyspace: Keyspace,
     etcd: Arc<EtcdStore>,
+    /// Where the placements are followed.
+    store: Arc<dyn MeetingStore>,
     /// The meetings placed here (a link only serves those).
     prepared: tokio::sync::watch::Receiver<HashSet<MeetingId>>,
     rooms: Arc<Rooms>,
@@ -119,6 +119,7 @@ struct Followed {
 pub struct MeshDeps {
     pub id: NodeId,
     pub etcd: Arc<EtcdStore>,
+    pub store: Arc<dyn MeetingStore>,
     pub prepared: tokio::sync::watch::Receiver<HashSet<MeetingId>>,
     pub rooms: Arc<Rooms>,
     pub sfu: SfuHandle,
@@ -131,6 +132,7 @@ impl Mesh {
             keyspace: Keyspace::new(deps.etcd.prefix()),
             id: deps.id,
             etcd: deps.etcd,
+            store: deps.store,
             prepared: deps.prepared,
             rooms: deps.rooms,
             sfu: deps.sfu,

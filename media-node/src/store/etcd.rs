@@ -3,11 +3,15 @@
 //! read and a watch from the revision read, changed with a compare-and-swap on the key's
 //! revision.
 use common::config::EtcdConfig;
-use common::ids::{MeetingId, ParticipantId};
+use std::collections::{HashMap, HashSet};
+
+use common::ids::{MeetingId, NodeId, ParticipantId};
 use common::keyspace::Keyspace;
 use etcd_client::{Compare, CompareOp, Txn, TxnOp, WatchOptions};
 use prost::Message;
-use proto::{AttendanceRecord, MeetingCollabRecord, MeetingRecord, MeetingRoomRecord};
+use proto::{
+    AttendanceRecord, MeetingCollabRecord, MeetingRecord, MeetingRoomRecord, PlacementRecord,
+};
 use tokio_util::sync::CancellationToken;
 
 use super::{
@@ -55,6 +59,73 @@ impl EtcdStore {
         self.client().await.ok_or(StoreError::Unavailable)
     }
 
+    /// Follows `key` (every key under it, with `prefix`) until `stop`: what is there at
+    /// once, then every put and delete, each watch response closed by `Synced`; all of it
+    /// again after a broken watch (the store's one back-off between tries). `what`
+    /// names it in logs.
+    async fn watch_keys(
+        &self,
+        what: &'static str,
+        meeting: &MeetingId,
+        key: &str,
+        prefix: bool,
+        stop: &CancellationToken,
+        on: &mut (dyn FnMut(Watched<'_>) -> Result<(), StoreError> + Send),
+    ) {
+        let mut delay = RETRY_FIRST;
+        while !stop.is_cancelled() {
+            let result: Result<(), StoreError> = async {
+                let mut etcd = self.connected().await?;
+                let get = prefix.then(|| etcd_client::GetOptions::new().with_prefix());
+                let r = etcd.get(key, get).await?;
+                let revision = r.header().map_or(0, |h| h.revision());
+                let kvs = r.kvs().iter().map(|kv| (kv.key(), kv.value())).collect();
+                on(Watched::Read(kvs, revision))?;
+                on(Watched::Synced)?;
+                let mut options = WatchOptions::new().with_start_revision(revision + 1);
+                if prefix {
+                    options = options.with_prefix();
+                }
+                let mut stream = etcd.watch(key, Some(options)).await?;
+                // A watch that was up and then broke is followed again after the first
+                // pause: only failures to set it up back off further, so that a follower
+                // whose watch breaks now and then never sleeps through a change for long.
+                delay = RETRY_FIRST;
+                loop {
+                    let msg = tokio::select! {
+                        _ = stop.cancelled() => return Ok(()),
+                        m = stream.message() => m?,
+                    };
+                    let Some(resp) = msg else {
+                        return Err(watch_error("the watch ended".into()));
+                    };
+                    if resp.canceled() {
+                        return Err(watch_error(format!("cancelled: {}", resp.cancel_reason())));
+                    }
+                    for ev in resp.events() {
+                        let Some(kv) = ev.kv() else { continue };
+                        on(match ev.event_type() {
+                            etcd_client::EventType::Put => {
+                                Watched::Put(kv.key(), kv.value(), kv.mod_revision())
+                            }
+                            etcd_client::EventType::Delete => {
+                                Watched::Delete(kv.key(), kv.mod_revision())
+                            }
+                        })?;
+                    }
+                    on(Watched::Synced)?;
+                }
+            }
+            .await;
+            if let Err(e) = result {
+                tracing::warn!(%meeting, error = %e, "following the meeting's {what} failed; retrying");
+                if !back_off(stop, &mut delay).await {
+                    return;
+                }
+            }
+        }
+    }
+
     /// Follows the record at `key` (`what` names it in logs) until `stop`.
     async fn follow<R: Message + Default>(
         &self,
@@ -64,53 +135,20 @@ impl EtcdStore {
         stop: CancellationToken,
         mut take: Take<R>,
     ) {
-        let mut delay = RETRY_FIRST;
-        while !stop.is_cancelled() {
-            let result: Result<(), StoreError> = async {
-                let mut etcd = self.connected().await?;
-                let r = etcd.get(key.as_str(), None).await?;
-                let revision = r.header().map_or(0, |h| h.revision());
-                let rec = r
-                    .kvs()
-                    .first()
-                    .map(|kv| R::decode(kv.value()))
-                    .transpose()?;
-                take(Seen::Read(rec, revision));
-                let mut stream = etcd
-                    .watch(
-                        key.as_str(),
-                        Some(WatchOptions::new().with_start_revision(revision + 1)),
-                    )
-                    .await?;
-                delay = RETRY_FIRST;
-                loop {
-                    let msg = tokio::select! {
-                        _ = stop.cancelled() => return Ok(()),
-                        m = stream.message() => m?,
-                    };
-                    let Some(resp) = msg else {
-                        return Err(StoreError::Etcd(etcd_client::Error::WatchError(
-                            "the watch ended".into(),
-                        )));
-                    };
-                    for ev in resp.events() {
-                        let Some(kv) = ev.kv() else { continue };
-                        let rec = match ev.event_type() {
-                            etcd_client::EventType::Put => Some(R::decode(kv.value())?),
-                            etcd_client::EventType::Delete => None,
-                        };
-                        take(Seen::Changed(rec, kv.mod_revision()));
-                    }
+        let mut on = |w: Watched<'_>| {
+            match w {
+                Watched::Read(kvs, revision) => {
+                    let rec = kvs.first().map(|(_, v)| R::decode(*v)).transpose()?;
+                    take(Seen::Read(rec, revision));
                 }
+                Watched::Put(_, value, at) => take(Seen::Changed(Some(R::decode(value)?), at)),
+                Watched::Delete(_, at) => take(Seen::Changed(None, at)),
+                Watched::Synced => {}
             }
+            Ok(())
+        };
+        self.watch_keys(what, meeting, &key, false, &stop, &mut on)
             .await;
-            if let Err(e) = result {
-                tracing::warn!(%meeting, error = %e, "following the meeting's {what} failed; retrying");
-                if !back_off(&stop, &mut delay).await {
-                    return;
-                }
-            }
-        }
     }
 
     /// Changes the record at `key` with `change` (given the stored record, or a new
@@ -146,8 +184,64 @@ impl EtcdStore {
     }
 }
 
+/// What a watch of keys sees.
+enum Watched<'a> {
+    /// Every key and value there (under a prefix), read at a revision.
+    Read(Vec<(&'a [u8], &'a [u8])>, i64),
+    Put(&'a [u8], &'a [u8], i64),
+    Delete(&'a [u8], i64),
+    /// The end of a read or of one watch response: what was seen is consistent.
+    Synced,
+}
+
+fn watch_error(why: String) -> StoreError {
+    StoreError::Etcd(etcd_client::Error::WatchError(why))
+}
+
+/// The node a placement record names, if it reads.
+fn placed_node(value: &[u8]) -> Option<NodeId> {
+    let p = PlacementRecord::decode(value).ok()?;
+    NodeId::parse(&p.node_id).ok()
+}
+
 #[async_trait::async_trait]
 impl MeetingStore for EtcdStore {
+    async fn follow_placements(
+        &self,
+        meeting: &MeetingId,
+        stop: CancellationToken,
+        mut take: Box<dyn FnMut(HashSet<NodeId>) + Send>,
+    ) {
+        let prefix = self.keyspace.placements_of(meeting);
+        // Placement key → node; told as a set at every consistent point.
+        let mut placed: HashMap<Vec<u8>, NodeId> = HashMap::new();
+        let mut on = |w: Watched<'_>| {
+            match w {
+                Watched::Read(kvs, _) => {
+                    placed = kvs
+                        .into_iter()
+                        .filter_map(|(k, v)| Some((k.to_vec(), placed_node(v)?)))
+                        .collect();
+                }
+                Watched::Put(k, v, _) => match placed_node(v) {
+                    Some(n) => {
+                        placed.insert(k.to_vec(), n);
+                    }
+                    None => {
+                        placed.remove(k);
+                    }
+                },
+                Watched::Delete(k, _) => {
+                    placed.remove(k);
+                }
+                Watched::Synced => take(placed.values().cloned().collect()),
+            }
+            Ok(())
+        };
+        self.watch_keys("placements", meeting, &prefix, true, &stop, &mut on)
+            .await;
+    }
+
     async fn meeting(&self, meeting: &MeetingId) -> Result<Option<MeetingSettings>, StoreError> {
         let mut etcd = self.connected().await?;
         let got = etcd.get(self.keyspace.meeting(meeting), None).await?;

@@ -2,10 +2,10 @@
 //! every write, compare-and-swap changes, follows that read and then see every change
 //! (coalesced, as a watch that fell behind and re-read would), and an outage to inject
 //! (every call fails, follows hear nothing, and read afresh once it ends).
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
-use common::ids::{MeetingId, ParticipantId};
+use common::ids::{MeetingId, NodeId, ParticipantId};
 use proto::{AttendanceRecord, MeetingCollabRecord, MeetingRoomRecord};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -22,6 +22,8 @@ struct State {
     rooms: HashMap<MeetingId, (MeetingRoomRecord, i64)>,
     collabs: HashMap<MeetingId, (MeetingCollabRecord, i64)>,
     attendance: HashMap<(MeetingId, ParticipantId), AttendanceRecord>,
+    /// Placement slot → node, per meeting.
+    placements: HashMap<MeetingId, HashMap<String, NodeId>>,
 }
 
 /// A record as a follower sees it: the record and the revision it was written at.
@@ -59,6 +61,23 @@ impl MemoryStore {
         self.changed.send_replace(s.revision);
     }
 
+    /// Places `meeting` on `node` in `slot` (replacing what the slot held), or empties
+    /// the slot (None), as the controller's placement and the reconciler do.
+    pub fn place(&self, meeting: &MeetingId, slot: &str, node: Option<NodeId>) {
+        let mut s = self.lock();
+        s.revision += 1;
+        let slots = s.placements.entry(meeting.clone()).or_default();
+        match node {
+            Some(n) => {
+                slots.insert(slot.to_owned(), n);
+            }
+            None => {
+                slots.remove(slot);
+            }
+        }
+        self.changed.send_replace(s.revision);
+    }
+
     /// Deletes a meeting and everything under it, as the controller's retention does.
     pub fn delete_meeting(&self, meeting: &MeetingId) {
         let mut s = self.lock();
@@ -67,6 +86,7 @@ impl MemoryStore {
         s.rooms.remove(meeting);
         s.collabs.remove(meeting);
         s.attendance.retain(|(m, _), _| m != meeting);
+        s.placements.remove(meeting);
         self.changed.send_replace(s.revision);
     }
 
@@ -155,6 +175,37 @@ impl MemoryStore {
 
 #[async_trait::async_trait]
 impl MeetingStore for MemoryStore {
+    async fn follow_placements(
+        &self,
+        meeting: &MeetingId,
+        stop: CancellationToken,
+        mut take: Box<dyn FnMut(HashSet<NodeId>) + Send>,
+    ) {
+        let mut rx = self.changed.subscribe();
+        let mut told: Option<HashSet<NodeId>> = None;
+        loop {
+            let now = {
+                let s = self.lock();
+                (!s.down).then(|| {
+                    s.placements
+                        .get(meeting)
+                        .map(|slots| slots.values().cloned().collect::<HashSet<_>>())
+                        .unwrap_or_default()
+                })
+            };
+            if let Some(now) = now
+                && told.as_ref() != Some(&now)
+            {
+                told = Some(now.clone());
+                take(now);
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                changed = rx.changed() => if changed.is_err() { return },
+            }
+        }
+    }
+
     async fn meeting(&self, meeting: &MeetingId) -> Result<Option<MeetingSettings>, StoreError> {
         Ok(self.up()?.meetings.get(meeting).cloned())
     }

@@ -1,4 +1,5 @@
-//! What the meeting layer keeps in the cluster's state, behind one trait: a meeting's
+//! What the meeting layer keeps in the cluster's state, behind one trait: which nodes a
+//! meeting is placed on (the controller writes that; the mesh follows it), a meeting's
 //! settings, its room record (what its hosts decided, with the action log that is also
 //! its audit trail), its polls and Q&A, and who attended. [`EtcdStore`] is production;
 //! [`MemoryStore`] keeps the same contract (`tests/meeting_store.rs` runs every case on
@@ -10,7 +11,9 @@
 //! (re-read after a broken watch).
 use std::time::Duration;
 
-use common::ids::{MeetingId, ParticipantId};
+use std::collections::HashSet;
+
+use common::ids::{MeetingId, NodeId, ParticipantId};
 use proto::{AttendanceRecord, MeetingCollabRecord, MeetingRoomRecord};
 use tokio_util::sync::CancellationToken;
 
@@ -63,6 +66,16 @@ pub const ATTEMPTS: usize = 8;
 
 #[async_trait::async_trait]
 pub trait MeetingStore: Send + Sync + 'static {
+    /// Follows which media nodes `meeting` is placed on (this one too) until `stop`: the
+    /// set at once and after every change (again after anything broke, retried with
+    /// back-off, never given up).
+    async fn follow_placements(
+        &self,
+        meeting: &MeetingId,
+        stop: CancellationToken,
+        take: Box<dyn FnMut(HashSet<NodeId>) + Send>,
+    );
+
     /// The meeting's settings; None when there is no such meeting.
     async fn meeting(&self, meeting: &MeetingId) -> Result<Option<MeetingSettings>, StoreError>;
 
