@@ -177,8 +177,12 @@ pub struct NodeProgram<C, V, R, A> {
     pub ask_drain: A,
 }
 
-/// A node binary's `main`: `--drain-and-wait` drains the running node over its own
-/// control port and waits; otherwise the node runs ([`node_main`]).
+/// The `main` of a node binary (the media and recording nodes give it what differs,
+/// [`NodeProgram`]): with `--drain-and-wait`, drain the running node over its own
+/// control port and wait; else load and validate config (exit 2
+/// naming the key); with `--check-config` stop there; bind the HTTP and gRPC listeners
+/// (exit 1 naming the key), install the signal handlers (SIGTERM drains, SIGINT
+/// stops), then run.
 pub async fn program_main<C, V, R, Fut, E, A, AFut>(
     args: &NodeArgs,
     p: NodeProgram<C, V, R, A>,
@@ -198,46 +202,21 @@ where
     A: Fn(tonic::transport::Channel) -> AFut,
     AFut: std::future::Future<Output = Result<(u32, &'static str), tonic::Status>>,
 {
+    use std::process::ExitCode;
+    let NodeProgram {
+        name,
+        env_prefix,
+        validate,
+        listeners,
+        run,
+        drain_target,
+        ask_drain,
+    } = p;
     if args.drain_and_wait {
         crate::init_tracing(&crate::config::LogConfig::default());
-        return drain_and_wait(
-            p.name,
-            p.env_prefix,
-            args.config.as_deref(),
-            p.drain_target,
-            p.ask_drain,
-        )
-        .await;
+        let config = args.config.as_deref();
+        return drain_and_wait(name, env_prefix, config, drain_target, ask_drain).await;
     }
-    node_main(p.name, p.env_prefix, args, p.validate, p.listeners, p.run).await
-}
-
-/// The `main` of a node binary: load and validate config (exit 2 naming the key); with
-/// `--check-config` stop there; bind the HTTP and gRPC listeners (exit 1 naming the
-/// key), install the signal handlers (SIGTERM drains, SIGINT stops), then run.
-/// (`--drain-and-wait` is [`drain_and_wait`], which needs the binary's own client.)
-pub async fn node_main<C, V, R, Fut, E>(
-    name: &str,
-    env_prefix: &str,
-    args: &NodeArgs,
-    validate: V,
-    listeners: fn(&C) -> [(&'static str, String); 2],
-    run: R,
-) -> std::process::ExitCode
-where
-    C: serde::de::DeserializeOwned + serde::Serialize + Default + crate::config::Logged,
-    V: FnOnce(&C) -> Result<(), crate::config::ConfigError>,
-    R: FnOnce(
-        C,
-        tokio::net::TcpListener,
-        tokio::net::TcpListener,
-        CancellationToken,
-        CancellationToken,
-    ) -> Fut,
-    Fut: std::future::Future<Output = Result<(), E>>,
-    E: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    use std::process::ExitCode;
     let loaded = crate::config::load::<C>(args.config.as_deref(), env_prefix)
         .and_then(|c| validate(&c).map(|_| c));
     let cfg: C = match loaded {
@@ -333,7 +312,7 @@ pub struct DrainTarget {
 /// which a drained node does), printing progress; gives up at the drain deadline.
 /// `ask` makes one Drain call (draining is idempotent, so it is repeated every 2 s) and
 /// answers what is left and what it is.
-pub async fn drain_and_wait<C, A, Fut>(
+async fn drain_and_wait<C, A, Fut>(
     name: &str,
     env_prefix: &str,
     config: Option<&std::path::Path>,
