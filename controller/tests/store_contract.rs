@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::config::EtcdConfig;
 use common::ids::{MeetingId, NodeId, RecordingId, Region};
 use common::keyspace::Slot;
 use controller::model::{
@@ -25,7 +24,7 @@ struct Rig {
     /// Writes bytes that are no record at a meeting's key (etcd only).
     garbage:
         Option<Box<dyn Fn(MeetingId) -> futures::future::BoxFuture<'static, ()> + Send + Sync>>,
-    _etcd: Option<(harness::process::Etcd, tempfile::TempDir)>,
+    _etcd: Option<harness::process::TestEtcd>,
 }
 
 fn memory() -> Rig {
@@ -43,16 +42,10 @@ fn memory() -> Rig {
 }
 
 async fn etcd() -> Rig {
-    let dir = tempfile::tempdir().unwrap();
-    let etcd =
-        harness::process::Etcd::start(&dir.path().join("data"), &dir.path().join("etcd.log"))
-            .await
-            .unwrap();
-    let cfg = EtcdConfig {
-        endpoints: vec![etcd.endpoint()],
-        prefix: "/contract".into(),
-        ..Default::default()
-    };
+    let test_etcd = harness::process::TestEtcd::start("/contract")
+        .await
+        .unwrap();
+    let (cfg, etcd) = (test_etcd.config.clone(), &test_etcd.etcd);
     let store = EtcdStore::connect(&cfg).await.unwrap();
     let client = etcd.client().await.unwrap();
     let c = client.clone();
@@ -72,7 +65,7 @@ async fn etcd() -> Rig {
                 c.put(key, vec![0xff, 0xff, 0xff], None).await.unwrap();
             })
         })),
-        _etcd: Some((etcd, dir)),
+        _etcd: Some(test_etcd),
     }
 }
 

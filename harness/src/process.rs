@@ -145,6 +145,31 @@ impl EtcdMember {
     }
 }
 
+/// A real etcd for one test: a member on a free loopback port with a temporary data dir
+/// (gone with it), and a config of the cluster's state under `prefix` in it.
+pub struct TestEtcd {
+    pub config: common::config::EtcdConfig,
+    pub etcd: Etcd,
+    _dir: tempfile::TempDir,
+}
+
+impl TestEtcd {
+    pub async fn start(prefix: &str) -> anyhow::Result<TestEtcd> {
+        let dir = tempfile::tempdir()?;
+        let etcd = Etcd::start(&dir.path().join("data"), &dir.path().join("etcd.log")).await?;
+        let config = common::config::EtcdConfig {
+            endpoints: vec![etcd.endpoint()],
+            prefix: prefix.into(),
+            ..Default::default()
+        };
+        Ok(TestEtcd {
+            config,
+            etcd,
+            _dir: dir,
+        })
+    }
+}
+
 impl Etcd {
     /// One member.
     pub async fn start(data_dir: &Path, log: &Path) -> anyhow::Result<Self> {

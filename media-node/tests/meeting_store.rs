@@ -4,7 +4,6 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::config::EtcdConfig;
 use std::collections::HashSet;
 
 use common::ids::{MeetingId, NodeId, ParticipantId};
@@ -24,7 +23,7 @@ struct Rig {
     create: Box<dyn Fn(MeetingId, MeetingSettings) -> BoxFuture<'static, ()> + Send + Sync>,
     delete: Box<dyn Fn(MeetingId) -> BoxFuture<'static, ()> + Send + Sync>,
     place: Place,
-    _etcd: Option<(harness::process::Etcd, tempfile::TempDir)>,
+    _etcd: Option<harness::process::TestEtcd>,
 }
 
 fn memory() -> Rig {
@@ -49,16 +48,10 @@ fn memory() -> Rig {
 }
 
 async fn etcd() -> Rig {
-    let dir = tempfile::tempdir().unwrap();
-    let etcd =
-        harness::process::Etcd::start(&dir.path().join("data"), &dir.path().join("etcd.log"))
-            .await
-            .unwrap();
-    let cfg = EtcdConfig {
-        endpoints: vec![etcd.endpoint()],
-        prefix: "/contract".into(),
-        ..Default::default()
-    };
+    let test_etcd = harness::process::TestEtcd::start("/contract")
+        .await
+        .unwrap();
+    let (cfg, etcd) = (test_etcd.config.clone(), &test_etcd.etcd);
     let ks = common::keyspace::Keyspace::new(&cfg.prefix);
     let store = Arc::new(EtcdStore::new(cfg, CancellationToken::new()));
     let client = etcd.client().await.unwrap();
@@ -110,7 +103,7 @@ async fn etcd() -> Rig {
                 c.delete(key, Some(all)).await.unwrap();
             })
         }),
-        _etcd: Some((etcd, dir)),
+        _etcd: Some(test_etcd),
     }
 }
 
