@@ -11,11 +11,10 @@ use std::sync::Arc;
 
 use common::ids::{MeetingId, NodeId, ParticipantId};
 use common::token::JoinClaims;
-use proto::AttendanceRecord;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
-use crate::store::{self, MeetingStore};
+use crate::store::{self, Attendance, MeetingStore};
 
 /// A participant in the meeting; [`Present::left`] records their departure.
 pub struct Present {
@@ -33,11 +32,11 @@ impl Present {
         name: &str,
         role: signaling::Role,
     ) -> Self {
-        let mut rec = AttendanceRecord {
+        let mut rec = Attendance {
             participant_id: claims.sub.to_string(),
             name: name.to_owned(),
             registrant_id: claims.reg.clone().unwrap_or_default(),
-            role: role.as_str().to_owned(),
+            role,
             region: claims.region.to_string(),
             node_id: node.to_string(),
             joined_unix_ms: common::unix_ms(),
@@ -82,7 +81,7 @@ struct Writer<'a> {
 impl Writer<'_> {
     /// Writes `rec` (when `over` is given, only if the stored one is still exactly that),
     /// retrying with back-off until `stop`.
-    async fn write(&self, rec: &AttendanceRecord, over: Option<&AttendanceRecord>) {
+    async fn write(&self, rec: &Attendance, over: Option<&Attendance>) {
         let mut delay = store::RETRY_FIRST;
         loop {
             match self

@@ -1,6 +1,8 @@
 //! The `MeetingStore` contract: every case runs on the etcd store (a real etcd on a free
 //! loopback port, with a temporary data dir) and on the in-memory one, so that the
-//! meeting layer's tests on the in-memory store stand for production.
+//! meeting layer's tests on the in-memory store stand for production. The etcd rig
+//! writes stored records as the controller does.
+#![allow(clippy::disallowed_types)]
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -8,9 +10,10 @@ use std::collections::HashSet;
 
 use common::ids::{MeetingId, NodeId, ParticipantId};
 use futures::future::BoxFuture;
+use media_node::store::{Attendance, RoomRecord};
 use media_node::store::{EtcdStore, MeetingSettings, MeetingStore, MemoryStore, Seen};
 use prost::Message;
-use proto::{AttendanceRecord, MeetingCollabRecord, MeetingRoomRecord};
+use proto::MeetingCollabRecord;
 use tokio_util::sync::CancellationToken;
 
 /// Places a meeting on a node in a slot, or empties the slot (None).
@@ -83,6 +86,7 @@ async fn etcd() -> Rig {
                 meeting_id: m.to_string(),
                 title: s.title,
                 waiting_room: s.waiting_room,
+                residency: s.residency.unwrap_or_default(),
                 kind: if s.webinar {
                     proto::MeetingKind::Webinar as i32
                 } else {
@@ -175,6 +179,7 @@ async fn a_meetings_settings_read_back_and_an_unknown_meeting_has_none(rig: Rig)
         title: "Thesis defence".into(),
         waiting_room: true,
         webinar: true,
+        residency: Some("oslo".into()),
     };
     (rig.create)(id("m1"), settings.clone()).await;
     assert_eq!(rig.store.meeting(&id("m1")).await.unwrap(), Some(settings));
@@ -184,7 +189,7 @@ async fn a_meetings_settings_read_back_and_an_unknown_meeting_has_none(rig: Rig)
 async fn a_followed_room_is_read_then_every_change_is_seen_and_a_deletion_too(rig: Rig) {
     let m = id("m1");
     (rig.create)(m.clone(), MeetingSettings::default()).await;
-    let f = Follower::<MeetingRoomRecord>::new();
+    let f = Follower::<RoomRecord>::new();
     let (store, m2, stop, take) = (rig.store.clone(), m.clone(), f.stop.clone(), f.take());
     tokio::spawn(async move { store.follow_room(&m2, stop, take).await });
     let first = f.until("the first read", |s| !s.is_empty()).await;
@@ -254,7 +259,7 @@ async fn a_late_follower_reads_the_latest_record(rig: Rig) {
             .await
             .unwrap();
     }
-    let f = Follower::<MeetingRoomRecord>::new();
+    let f = Follower::<RoomRecord>::new();
     let (store, m2, stop, take) = (rig.store.clone(), m.clone(), f.stop.clone(), f.take());
     tokio::spawn(async move { store.follow_room(&m2, stop, take).await });
     let seen = f.until("a read", |s| !s.is_empty()).await;
@@ -286,12 +291,12 @@ async fn polls_and_questions_are_followed_and_changed_like_the_room(rig: Rig) {
     .await;
     // The room is a record of its own.
     let (room, _) = rig.store.update_room(&m, &mut |_| {}).await.unwrap();
-    assert_eq!(room, MeetingRoomRecord::default());
+    assert_eq!(room, RoomRecord::default());
 }
 
 async fn a_departure_lands_only_over_its_own_arrival(rig: Rig) {
     let (m, p) = (id("m1"), ParticipantId::parse("p1").unwrap());
-    let arrival = AttendanceRecord {
+    let arrival = Attendance {
         participant_id: "p1".into(),
         name: "Ada".into(),
         joined_unix_ms: 1_000,
@@ -304,7 +309,7 @@ async fn a_departure_lands_only_over_its_own_arrival(rig: Rig) {
             .unwrap()
     );
     // A reconnect wrote its own arrival: the older session's departure does not land.
-    let newer = AttendanceRecord {
+    let newer = Attendance {
         joined_unix_ms: 2_000,
         ..arrival.clone()
     };
@@ -314,7 +319,7 @@ async fn a_departure_lands_only_over_its_own_arrival(rig: Rig) {
             .await
             .unwrap()
     );
-    let stale_departure = AttendanceRecord {
+    let stale_departure = Attendance {
         left_unix_ms: 3_000,
         ..arrival.clone()
     };
@@ -328,7 +333,7 @@ async fn a_departure_lands_only_over_its_own_arrival(rig: Rig) {
         rig.store.attendance(&m, &p).await.unwrap(),
         Some(newer.clone())
     );
-    let departure = AttendanceRecord {
+    let departure = Attendance {
         left_unix_ms: 4_000,
         ..newer.clone()
     };

@@ -1,6 +1,6 @@
 //! Host actions: what a host may decide, applied to the meeting's room record, with
 //! its entry in the action log (the audit trail).
-use proto::{HostActionRecord, MeetingRoomRecord};
+use crate::store::{LoggedAction, RoomRecord};
 use signaling::Role;
 
 /// The action log keeps this many of the newest actions.
@@ -118,7 +118,7 @@ impl Action {
     /// itself (muting, asking to unmute, lowering a hand, a broadcast); None for the
     /// rest, whose effect is in the room record. The one place a logged action's name
     /// and detail are read back.
-    pub fn from_record(rec: &HostActionRecord) -> Option<Action> {
+    pub fn from_record(rec: &LoggedAction) -> Option<Action> {
         let target = rec.target.clone();
         Some(match rec.action.as_str() {
             "mute" | "stop_video" => {
@@ -176,7 +176,7 @@ fn push_once(list: &mut Vec<String>, id: &str) {
 
 /// Applies `action` by `actor` to `rec` at `now_ms`: the decision, and its entry in the
 /// action log (the newest [`MAX_ACTIONS`] are kept).
-pub fn apply(rec: &mut MeetingRoomRecord, actor: &Actor, action: &Action, now_ms: i64) {
+pub fn apply(rec: &mut RoomRecord, actor: &Actor, action: &Action, now_ms: i64) {
     match action {
         Action::Admit(t) => push_once(&mut rec.admitted, t),
         Action::Deny(t) => push_once(&mut rec.denied, t),
@@ -186,7 +186,7 @@ pub fn apply(rec: &mut MeetingRoomRecord, actor: &Actor, action: &Action, now_ms
         Action::AllowUnmute(on) => rec.unmute_disallowed = !on,
         Action::SetRole { target, role } => {
             if rec.roles.len() < MAX_LISTED || rec.roles.contains_key(target) {
-                rec.roles.insert(target.clone(), role.as_str().to_owned());
+                rec.roles.insert(target.clone(), *role);
             }
         }
         Action::Rename { target, name } => {
@@ -230,12 +230,12 @@ pub fn apply(rec: &mut MeetingRoomRecord, actor: &Actor, action: &Action, now_ms
     }
     let seq = rec.next_seq.max(1);
     rec.next_seq = seq + 1;
-    rec.actions.push(HostActionRecord {
+    rec.actions.push(LoggedAction {
         seq,
         unix_ms: now_ms,
         by: actor.id.clone(),
         by_name: actor.name.clone(),
-        by_role: actor.role.as_str().to_owned(),
+        by_role: actor.role,
         action: action.name().to_owned(),
         target: action.target().unwrap_or_default().to_owned(),
         detail: action.detail(),
@@ -244,9 +244,4 @@ pub fn apply(rec: &mut MeetingRoomRecord, actor: &Actor, action: &Action, now_ms
         let extra = rec.actions.len() - MAX_ACTIONS;
         rec.actions.drain(..extra);
     }
-}
-
-/// The role a stored role name stands for (unknown names: attendee).
-pub fn role_named(name: &str) -> Role {
-    Role::parse(name).unwrap_or(Role::Attendee)
 }

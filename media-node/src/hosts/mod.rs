@@ -18,18 +18,17 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::ids::{MeetingId, ParticipantId};
-use proto::MeetingRoomRecord;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::store::{self, MeetingStore, Seen, StoreError};
+use crate::store::{self, MeetingStore, RoomRecord, Seen, StoreError};
 
 mod actions;
 mod state;
 #[cfg(test)]
 mod tests;
 
-pub use actions::{Action, Actor, MAX_ACTIONS, MAX_LISTED, apply, role_named};
+pub use actions::{Action, Actor, MAX_ACTIONS, MAX_LISTED, apply};
 pub use state::{DENIED, ENDED, News, REMOVED, Refusal, RoomState};
 
 struct Followed {
@@ -144,7 +143,7 @@ impl Hosts {
 }
 
 /// Takes `rec` (None: the record was deleted) at `revision` unless what we have is newer.
-fn publish(tx: &watch::Sender<RoomState>, rec: Option<MeetingRoomRecord>, revision: i64) {
+fn publish(tx: &watch::Sender<RoomState>, rec: Option<RoomRecord>, revision: i64) {
     tx.send_if_modified(|s| {
         if s.room_read && revision <= s.revision {
             return false;
@@ -208,7 +207,7 @@ async fn follow_room(
     let room = store.follow_room(
         &meeting,
         stop.clone(),
-        Box::new(move |seen: Seen<MeetingRoomRecord>| match seen {
+        Box::new(move |seen: Seen<RoomRecord>| match seen {
             // A fresh read is the truth, even against a newer revision we wrote.
             Seen::Read(rec, revision) => {
                 take.send_modify(|s| {

@@ -1,10 +1,9 @@
 //! A meeting's room as this node knows it, and what it means for one participant.
 use std::collections::HashMap;
 
-use proto::{HostActionRecord, MeetingRoomRecord};
 use signaling::{Breakout, CloseCode, Role, RoomSettings, ServerMsg};
 
-use super::role_named;
+use crate::store::{LoggedAction, RoomRecord};
 
 /// A meeting's room as this node knows it.
 #[derive(Clone, Debug, Default)]
@@ -20,7 +19,7 @@ pub struct RoomState {
     pub meeting_waiting_room: bool,
     /// A webinar: attendees only watch and listen (`webinar.rs`).
     pub webinar: bool,
-    pub rec: MeetingRoomRecord,
+    pub rec: RoomRecord,
 }
 
 /// What a change of the room means for one participant's session: read under the
@@ -32,7 +31,7 @@ pub struct News {
     pub role: Role,
     pub name: String,
     /// Actions newer than the ones seen, oldest first.
-    pub actions: Vec<HostActionRecord>,
+    pub actions: Vec<LoggedAction>,
     pub last_seq: u64,
     pub room_msg: ServerMsg,
     pub breakout_msg: ServerMsg,
@@ -95,7 +94,8 @@ impl RoomState {
         self.rec
             .roles
             .get(participant)
-            .map_or(token_role, |r| role_named(r))
+            .copied()
+            .unwrap_or(token_role)
     }
     pub fn name_of<'a>(&'a self, participant: &str, token_name: &'a str) -> &'a str {
         self.rec
@@ -121,7 +121,7 @@ impl RoomState {
         self.rec.next_seq.saturating_sub(1)
     }
     /// Actions newer than `seq`, oldest first.
-    pub fn actions_after(&self, seq: u64) -> impl Iterator<Item = &HostActionRecord> {
+    pub fn actions_after(&self, seq: u64) -> impl Iterator<Item = &LoggedAction> {
         self.rec.actions.iter().filter(move |a| a.seq > seq)
     }
     /// What the room now says to `me` (whose join token gave `token_role` and

@@ -1,5 +1,4 @@
 use super::*;
-use proto::MeetingRoomRecord;
 use signaling::Role;
 
 use crate::store::{MeetingSettings, MemoryStore};
@@ -23,7 +22,7 @@ fn rig(waiting_room: bool) -> Rig {
         MeetingSettings {
             title: "Seminar".into(),
             waiting_room,
-            webinar: false,
+            ..MeetingSettings::default()
         },
     );
     let groups: Arc<Mutex<Vec<_>>> = Arc::default();
@@ -234,7 +233,7 @@ fn the_actions_sessions_carry_out_read_back_from_the_log_as_they_were_taken() {
         Action::LowerHand("c".into()),
         Action::BreakoutBroadcast("back in five, audio and video".into()),
     ];
-    let mut rec = MeetingRoomRecord::default();
+    let mut rec = crate::store::RoomRecord::default();
     for (i, action) in taken.iter().enumerate() {
         apply(&mut rec, &actor, action, i as i64);
         let logged = rec.actions.last().unwrap();

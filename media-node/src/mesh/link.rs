@@ -8,7 +8,7 @@ use std::time::Duration;
 use common::ids::{MeetingId, NodeId};
 use prost::Message;
 use proto::v1::relay_control::Msg;
-use proto::v1::{MediaNodeRecord, MeetingRecord, RelayHello};
+use proto::v1::{MediaNodeRecord, RelayHello};
 use tokio_util::sync::CancellationToken;
 
 use super::adapter::run_link;
@@ -62,17 +62,18 @@ impl Mesh {
         meeting: &MeetingId,
         peer: &MediaNodeRecord,
     ) -> Result<(), LinkError> {
-        let mut etcd = self.etcd.client().await.ok_or(LinkError::NoEtcd)?;
-        let key = self.keyspace.meeting(meeting);
-        let r = etcd.get(key.as_str(), None).await?;
-        let Some(kv) = r.kvs().first() else {
-            return Err(LinkError::NoMeeting(meeting.clone()));
-        };
-        let record = MeetingRecord::decode(kv.value()).map_err(|e| LinkError::Corrupt(key, e))?;
-        if !record.residency.is_empty() && record.residency != peer.region {
+        let settings = self
+            .store
+            .meeting(meeting)
+            .await
+            .map_err(|e| LinkError::Store(e.to_string()))?
+            .ok_or_else(|| LinkError::NoMeeting(meeting.clone()))?;
+        if let Some(pin) = settings.residency
+            && pin != peer.region
+        {
             return Err(LinkError::Residency {
                 meeting: meeting.clone(),
-                pin: record.residency,
+                pin,
                 peer: peer.node_id.clone(),
                 region: peer.region.clone(),
             });

@@ -56,6 +56,8 @@ pub enum LinkError {
     Etcd(#[from] etcd_client::Error),
     #[error("no etcd connection (the node is shutting down)")]
     NoEtcd,
+    #[error("the meeting store: {0}")]
+    Store(String),
     #[error("media node {0} is not registered")]
     NotRegistered(NodeId),
     #[error("meeting {0} does not exist")]

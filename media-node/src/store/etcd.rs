@@ -1,7 +1,10 @@
 //! The meeting store in etcd: the records under the meeting's key
 //! (`/fjord/meetings/{m}`, `…/room`, `…/collab`, `…/attendance/{p}`), followed with a
 //! read and a watch from the revision read, changed with a compare-and-swap on the key's
-//! revision.
+//! revision. It reads and writes the stored records (`state.proto`), converted to the
+//! meeting layer's types at once (`convert.rs`).
+#![allow(clippy::disallowed_types)]
+
 use common::config::EtcdConfig;
 use std::collections::{HashMap, HashSet};
 
@@ -15,7 +18,8 @@ use proto::{
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    ATTEMPTS, Change, MeetingSettings, MeetingStore, RETRY_FIRST, Seen, StoreError, Take, back_off,
+    ATTEMPTS, Attendance, Change, MeetingSettings, MeetingStore, RETRY_FIRST, RoomRecord, Seen,
+    StoreError, Take, back_off,
 };
 
 pub struct EtcdStore {
@@ -253,6 +257,7 @@ impl MeetingStore for EtcdStore {
             webinar: m.kind == proto::MeetingKind::Webinar as i32,
             title: m.title,
             waiting_room: m.waiting_room,
+            residency: (!m.residency.is_empty()).then_some(m.residency),
         }))
     }
 
@@ -260,18 +265,28 @@ impl MeetingStore for EtcdStore {
         &self,
         meeting: &MeetingId,
         stop: CancellationToken,
-        take: Take<MeetingRoomRecord>,
+        mut take: Take<RoomRecord>,
     ) {
         let key = self.keyspace.room(meeting);
-        self.follow("room record", meeting, key, stop, take).await;
+        let stored = move |seen: Seen<MeetingRoomRecord>| take(seen.map(RoomRecord::from));
+        self.follow("room record", meeting, key, stop, Box::new(stored))
+            .await;
     }
 
     async fn update_room(
         &self,
         meeting: &MeetingId,
-        change: Change<'_, MeetingRoomRecord>,
-    ) -> Result<(MeetingRoomRecord, i64), StoreError> {
-        self.update(&self.keyspace.room(meeting), change).await
+        change: Change<'_, RoomRecord>,
+    ) -> Result<(RoomRecord, i64), StoreError> {
+        let mut stored = |rec: &mut MeetingRoomRecord| {
+            let mut room = RoomRecord::from(std::mem::take(rec));
+            change(&mut room);
+            *rec = MeetingRoomRecord::from(&room);
+        };
+        let (rec, at) = self
+            .update(&self.keyspace.room(meeting), &mut stored)
+            .await?;
+        Ok((RoomRecord::from(rec), at))
     }
 
     async fn follow_collab(
@@ -296,17 +311,21 @@ impl MeetingStore for EtcdStore {
         &self,
         meeting: &MeetingId,
         participant: &ParticipantId,
-        rec: &AttendanceRecord,
-        over: Option<&AttendanceRecord>,
+        rec: &Attendance,
+        over: Option<&Attendance>,
     ) -> Result<bool, StoreError> {
         let key = self.keyspace.attendance(meeting, participant);
-        let put = TxnOp::put(key.as_str(), rec.encode_to_vec(), None);
+        let put = TxnOp::put(
+            key.as_str(),
+            AttendanceRecord::from(rec).encode_to_vec(),
+            None,
+        );
         let txn = match over {
             Some(old) => Txn::new()
                 .when([Compare::value(
                     key.as_str(),
                     CompareOp::Equal,
-                    old.encode_to_vec(),
+                    AttendanceRecord::from(old).encode_to_vec(),
                 )])
                 .and_then([put]),
             None => Txn::new().and_then([put]),
@@ -318,13 +337,13 @@ impl MeetingStore for EtcdStore {
         &self,
         meeting: &MeetingId,
         participant: &ParticipantId,
-    ) -> Result<Option<AttendanceRecord>, StoreError> {
+    ) -> Result<Option<Attendance>, StoreError> {
         let key = self.keyspace.attendance(meeting, participant);
         let got = self.connected().await?.get(key, None).await?;
         Ok(got
             .kvs()
             .first()
-            .map(|kv| AttendanceRecord::decode(kv.value()))
+            .map(|kv| AttendanceRecord::decode(kv.value()).map(Attendance::from))
             .transpose()?)
     }
 }

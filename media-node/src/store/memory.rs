@@ -6,11 +6,13 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 use common::ids::{MeetingId, NodeId, ParticipantId};
-use proto::{AttendanceRecord, MeetingCollabRecord, MeetingRoomRecord};
+use proto::MeetingCollabRecord;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::{Change, MeetingSettings, MeetingStore, Seen, StoreError, Take};
+use super::{
+    Attendance, Change, MeetingSettings, MeetingStore, RoomRecord, Seen, StoreError, Take,
+};
 
 #[derive(Default)]
 struct State {
@@ -19,9 +21,9 @@ struct State {
     outages_ended: u64,
     down: bool,
     meetings: HashMap<MeetingId, MeetingSettings>,
-    rooms: HashMap<MeetingId, (MeetingRoomRecord, i64)>,
+    rooms: HashMap<MeetingId, (RoomRecord, i64)>,
     collabs: HashMap<MeetingId, (MeetingCollabRecord, i64)>,
-    attendance: HashMap<(MeetingId, ParticipantId), AttendanceRecord>,
+    attendance: HashMap<(MeetingId, ParticipantId), Attendance>,
     /// Placement slot → node, per meeting.
     placements: HashMap<MeetingId, HashMap<String, NodeId>>,
 }
@@ -214,7 +216,7 @@ impl MeetingStore for MemoryStore {
         &self,
         meeting: &MeetingId,
         stop: CancellationToken,
-        take: Take<MeetingRoomRecord>,
+        take: Take<RoomRecord>,
     ) {
         self.follow(stop, take, |s| s.rooms.get(meeting).cloned())
             .await;
@@ -223,8 +225,8 @@ impl MeetingStore for MemoryStore {
     async fn update_room(
         &self,
         meeting: &MeetingId,
-        change: Change<'_, MeetingRoomRecord>,
-    ) -> Result<(MeetingRoomRecord, i64), StoreError> {
+        change: Change<'_, RoomRecord>,
+    ) -> Result<(RoomRecord, i64), StoreError> {
         self.update(change, |s| &mut s.rooms, meeting)
     }
 
@@ -250,8 +252,8 @@ impl MeetingStore for MemoryStore {
         &self,
         meeting: &MeetingId,
         participant: &ParticipantId,
-        rec: &AttendanceRecord,
-        over: Option<&AttendanceRecord>,
+        rec: &Attendance,
+        over: Option<&Attendance>,
     ) -> Result<bool, StoreError> {
         let mut s = self.up()?;
         let key = (meeting.clone(), participant.clone());
@@ -268,7 +270,7 @@ impl MeetingStore for MemoryStore {
         &self,
         meeting: &MeetingId,
         participant: &ParticipantId,
-    ) -> Result<Option<AttendanceRecord>, StoreError> {
+    ) -> Result<Option<Attendance>, StoreError> {
         let key = (meeting.clone(), participant.clone());
         Ok(self.up()?.attendance.get(&key).cloned())
     }

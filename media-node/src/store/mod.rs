@@ -14,14 +14,17 @@ use std::time::Duration;
 use std::collections::HashSet;
 
 use common::ids::{MeetingId, NodeId, ParticipantId};
-use proto::{AttendanceRecord, MeetingCollabRecord, MeetingRoomRecord};
+use proto::MeetingCollabRecord;
 use tokio_util::sync::CancellationToken;
 
+mod convert;
 mod etcd;
 mod memory;
+pub mod model;
 
 pub use etcd::EtcdStore;
 pub use memory::MemoryStore;
+pub use model::{Attendance, LoggedAction, RoomRecord};
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -53,6 +56,18 @@ pub struct MeetingSettings {
     /// Whether the meeting was made with a waiting room (hosts may turn it off or on).
     pub waiting_room: bool,
     pub webinar: bool,
+    /// The region the meeting's media must stay in, if it is pinned to one.
+    pub residency: Option<String>,
+}
+
+impl<R> Seen<R> {
+    /// The same news of the record as another type.
+    pub fn map<T>(self, f: impl FnOnce(R) -> T) -> Seen<T> {
+        match self {
+            Seen::Read(r, at) => Seen::Read(r.map(f), at),
+            Seen::Changed(r, at) => Seen::Changed(r.map(f), at),
+        }
+    }
 }
 
 /// Takes every read and change of a followed record.
@@ -85,7 +100,7 @@ pub trait MeetingStore: Send + Sync + 'static {
         &self,
         meeting: &MeetingId,
         stop: CancellationToken,
-        take: Take<MeetingRoomRecord>,
+        take: Take<RoomRecord>,
     );
 
     /// Changes the room record (a new one when there is none) in one write that no
@@ -93,8 +108,8 @@ pub trait MeetingStore: Send + Sync + 'static {
     async fn update_room(
         &self,
         meeting: &MeetingId,
-        change: Change<'_, MeetingRoomRecord>,
-    ) -> Result<(MeetingRoomRecord, i64), StoreError>;
+        change: Change<'_, RoomRecord>,
+    ) -> Result<(RoomRecord, i64), StoreError>;
 
     /// As [`MeetingStore::follow_room`], for the meeting's polls and Q&A.
     async fn follow_collab(
@@ -118,8 +133,8 @@ pub trait MeetingStore: Send + Sync + 'static {
         &self,
         meeting: &MeetingId,
         participant: &ParticipantId,
-        rec: &AttendanceRecord,
-        over: Option<&AttendanceRecord>,
+        rec: &Attendance,
+        over: Option<&Attendance>,
     ) -> Result<bool, StoreError>;
 
     /// A participant's attendance as stored.
@@ -127,7 +142,7 @@ pub trait MeetingStore: Send + Sync + 'static {
         &self,
         meeting: &MeetingId,
         participant: &ParticipantId,
-    ) -> Result<Option<AttendanceRecord>, StoreError>;
+    ) -> Result<Option<Attendance>, StoreError>;
 }
 
 /// How long a failed read or watch waits before it tries again: doubling from the first

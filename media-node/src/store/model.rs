@@ -1,0 +1,73 @@
+//! What the meeting layer keeps in the store, as its own types: the room record (what a
+//! meeting's hosts decided, with the log of their actions) and a participant's
+//! attendance. The stored records (`state.proto`) become these in `convert.rs`, the only
+//! module besides the etcd store that names them (`media-node/clippy.toml`).
+use std::collections::HashMap;
+
+use signaling::Role;
+
+/// What a meeting's hosts decided: one record per meeting, shared by all its nodes.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RoomRecord {
+    pub locked: bool,
+    /// None: the meeting's own setting.
+    pub waiting_room: Option<bool>,
+    /// Participants may not unmute themselves (after a host muted them).
+    pub unmute_disallowed: bool,
+    /// Participant ids a host let in from the waiting room, turned away, removed.
+    pub admitted: Vec<String>,
+    pub denied: Vec<String>,
+    pub removed: Vec<String>,
+    /// Roles and names a host gave, by participant id.
+    pub roles: HashMap<String, Role>,
+    pub names: HashMap<String, String>,
+    /// A host ended the meeting for everyone.
+    pub ended: bool,
+    /// The newest host actions, oldest first: the audit trail, and how one-off actions
+    /// reach each participant's node.
+    pub actions: Vec<LoggedAction>,
+    /// The sequence number the next action gets (from 1).
+    pub next_seq: u64,
+    /// Breakout rooms: their names (room n is `breakout_rooms[n - 1]`; 0 is the main
+    /// room), who is moved where, whether they are open, and when they close (0: no
+    /// countdown).
+    pub breakout_rooms: Vec<String>,
+    pub breakout_assignment: HashMap<String, u32>,
+    pub breakout_open: bool,
+    pub breakout_closes_unix_ms: i64,
+    pub board_attendees_forbidden: bool,
+    pub local_recording_forbidden: bool,
+    /// Webinars: attendees' chat reaches everyone (else the panel only).
+    pub attendee_chat_everyone: bool,
+}
+
+/// One host action in the log.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LoggedAction {
+    pub seq: u64,
+    pub unix_ms: i64,
+    /// Who acted: participant id, name and role at the time.
+    pub by: String,
+    pub by_name: String,
+    pub by_role: Role,
+    /// The action's name as the audit shows it (`admit`, `mute`, `stop_video`, …).
+    pub action: String,
+    /// The participant acted on, if any (empty: none).
+    pub target: String,
+    pub detail: String,
+}
+
+/// A participant's arrival in a meeting and departure.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Attendance {
+    pub participant_id: String,
+    pub name: String,
+    /// The registration they joined with; empty for none.
+    pub registrant_id: String,
+    pub role: Role,
+    pub region: String,
+    pub node_id: String,
+    pub joined_unix_ms: i64,
+    /// 0 while they are in.
+    pub left_unix_ms: i64,
+}
