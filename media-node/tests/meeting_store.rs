@@ -10,10 +10,9 @@ use std::collections::HashSet;
 
 use common::ids::{MeetingId, NodeId, ParticipantId};
 use futures::future::BoxFuture;
-use media_node::store::{Attendance, RoomRecord};
+use media_node::store::{Attendance, CollabRecord, PollEntry, RoomRecord};
 use media_node::store::{EtcdStore, MeetingSettings, MeetingStore, MemoryStore, Seen};
 use prost::Message;
-use proto::MeetingCollabRecord;
 use tokio_util::sync::CancellationToken;
 
 /// Places a meeting on a node in a slot, or empties the slot (None).
@@ -271,13 +270,13 @@ async fn a_late_follower_reads_the_latest_record(rig: Rig) {
 
 async fn polls_and_questions_are_followed_and_changed_like_the_room(rig: Rig) {
     let m = id("m1");
-    let f = Follower::<MeetingCollabRecord>::new();
+    let f = Follower::<CollabRecord>::new();
     let (store, m2, stop, take) = (rig.store.clone(), m.clone(), f.stop.clone(), f.take());
     tokio::spawn(async move { store.follow_collab(&m2, stop, take).await });
     f.until("the first read", |s| !s.is_empty()).await;
     rig.store
         .update_collab(&m, &mut |c| {
-            c.polls.push(proto::PollRecord {
+            c.polls.push(PollEntry {
                 id: 1,
                 question: "Tea or coffee?".into(),
                 ..Default::default()

@@ -1,5 +1,5 @@
 //! Polls and Q&A: meeting-wide, in one etcd record per meeting,
-//! `/fjord/meetings/{m}/collab` (`MeetingCollabRecord`), that every media node of the
+//! `/fjord/meetings/{m}/collab` (`CollabRecord`), that every media node of the
 //! meeting follows and shows its own participants.
 //!
 //! Many participants answer a poll within seconds, and one compare-and-swap per answer
@@ -17,8 +17,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::store::{CollabRecord, PollKind};
 use common::ids::MeetingId;
-use proto::{MeetingCollabRecord, PollKind};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -100,7 +100,7 @@ fn chars_within(text: &str, max: usize) -> Result<String, String> {
     Ok(t.to_owned())
 }
 
-fn next_id(rec: &mut MeetingCollabRecord) -> u32 {
+fn next_id(rec: &mut CollabRecord) -> u32 {
     let id = rec.next_id.max(1);
     rec.next_id = id + 1;
     id
@@ -119,12 +119,7 @@ fn insert_sorted(list: &mut Vec<String>, x: &str) -> bool {
 
 /// Applies `op` by `who` to `rec` at `now_ms`: the id of the poll or question it made
 /// or changed, or why it was refused (`rec` unchanged then).
-pub fn apply(
-    rec: &mut MeetingCollabRecord,
-    who: &Who,
-    op: &Op,
-    now_ms: i64,
-) -> Result<u32, String> {
+pub fn apply(rec: &mut CollabRecord, who: &Who, op: &Op, now_ms: i64) -> Result<u32, String> {
     if op.for_hosts() && !who.role.is_host() {
         return Err("only hosts and co-hosts can do this".into());
     }
@@ -158,7 +153,7 @@ pub fn apply(
 #[derive(Clone, Debug, Default)]
 pub struct CollabState {
     pub revision: i64,
-    pub rec: Arc<MeetingCollabRecord>,
+    pub rec: Arc<CollabRecord>,
 }
 
 struct Pending {
@@ -210,7 +205,7 @@ impl Collab {
         let taker = tx.clone();
         let (store, m, s) = (self.store.clone(), meeting.clone(), stop.clone());
         tokio::spawn(async move {
-            let take = move |seen: Seen<MeetingCollabRecord>| {
+            let take = move |seen: Seen<CollabRecord>| {
                 let (rec, revision, fresh) = match seen {
                     Seen::Read(rec, revision) => (rec, revision, true),
                     Seen::Changed(rec, revision) => (rec, revision, false),
@@ -264,7 +259,7 @@ impl Collab {
 }
 
 /// Takes `rec` at `revision` unless what we have is newer (a fresh read always).
-fn publish(tx: &watch::Sender<CollabState>, rec: MeetingCollabRecord, revision: i64, fresh: bool) {
+fn publish(tx: &watch::Sender<CollabState>, rec: CollabRecord, revision: i64, fresh: bool) {
     tx.send_if_modified(|s| {
         if !fresh && revision <= s.revision {
             return false;
@@ -302,7 +297,7 @@ async fn write_batches(
         let mut results = Vec::new();
         for attempt in 0..4u32 {
             outcome = store
-                .update_collab(&meeting, &mut |rec: &mut MeetingCollabRecord| {
+                .update_collab(&meeting, &mut |rec: &mut CollabRecord| {
                     let now = common::unix_ms();
                     results = batch
                         .iter()

@@ -1,6 +1,6 @@
 //! Polls: a host drafts one, launches it, ends it and shares its results; each
 //! participant answers once. What participants see of them is the `polls` message.
-use proto::{MeetingCollabRecord, PollAnswerRecord, PollKind, PollRecord, PollState};
+use crate::store::{CollabRecord, PollAnswerEntry, PollEntry, PollKind, PollState};
 use signaling::{Poll, PollAnswer, PollResults, ServerMsg};
 
 use super::{MAX_TEXT_CHARS, Who, chars_within, insert_sorted, next_id};
@@ -9,7 +9,7 @@ pub const MAX_POLLS: usize = 100;
 pub const MAX_OPTIONS: usize = 10;
 pub const MAX_OPTION_CHARS: usize = 200;
 
-fn poll_mut(rec: &mut MeetingCollabRecord, id: u32) -> Result<&mut PollRecord, String> {
+fn poll_mut(rec: &mut CollabRecord, id: u32) -> Result<&mut PollEntry, String> {
     rec.polls
         .iter_mut()
         .find(|p| p.id == id)
@@ -18,7 +18,7 @@ fn poll_mut(rec: &mut MeetingCollabRecord, id: u32) -> Result<&mut PollRecord, S
 
 /// A new poll, as a draft: its id.
 pub(super) fn create(
-    rec: &mut MeetingCollabRecord,
+    rec: &mut CollabRecord,
     who: &Who,
     question: &str,
     kind: PollKind,
@@ -49,42 +49,42 @@ pub(super) fn create(
         PollKind::Unspecified => return Err("kind: single, multiple or text".into()),
     };
     let id = next_id(rec);
-    rec.polls.push(PollRecord {
+    rec.polls.push(PollEntry {
         id,
         question,
-        kind: kind as i32,
+        kind,
         tally: vec![0; options.len()],
         options,
         anonymous,
-        state: PollState::Draft as i32,
+        state: PollState::Draft,
         created_by_name: who.name.clone(),
         created_unix_ms: now_ms,
-        ..PollRecord::default()
+        ..PollEntry::default()
     });
     Ok(id)
 }
 
-pub(super) fn launch(rec: &mut MeetingCollabRecord, id: u32, now_ms: i64) -> Result<u32, String> {
+pub(super) fn launch(rec: &mut CollabRecord, id: u32, now_ms: i64) -> Result<u32, String> {
     let p = poll_mut(rec, id)?;
     if p.state() != PollState::Draft {
         return Err(format!("poll {id} was launched already"));
     }
-    p.state = PollState::Open as i32;
+    p.state = PollState::Open;
     p.launched_unix_ms = now_ms;
     Ok(id)
 }
 
-pub(super) fn end(rec: &mut MeetingCollabRecord, id: u32, now_ms: i64) -> Result<u32, String> {
+pub(super) fn end(rec: &mut CollabRecord, id: u32, now_ms: i64) -> Result<u32, String> {
     let p = poll_mut(rec, id)?;
     if p.state() != PollState::Open {
         return Err(format!("poll {id} is not open"));
     }
-    p.state = PollState::Ended as i32;
+    p.state = PollState::Ended;
     p.ended_unix_ms = now_ms;
     Ok(id)
 }
 
-pub(super) fn share(rec: &mut MeetingCollabRecord, id: u32) -> Result<u32, String> {
+pub(super) fn share(rec: &mut CollabRecord, id: u32) -> Result<u32, String> {
     let p = poll_mut(rec, id)?;
     if p.state() != PollState::Ended {
         return Err(format!("poll {id} has not ended: end it first"));
@@ -95,7 +95,7 @@ pub(super) fn share(rec: &mut MeetingCollabRecord, id: u32) -> Result<u32, Strin
 
 /// `who`'s answer to `poll`: its choices, or its text for a free-text poll.
 pub(super) fn answer(
-    rec: &mut MeetingCollabRecord,
+    rec: &mut CollabRecord,
     who: &Who,
     poll: u32,
     choices: &[u32],
@@ -149,7 +149,7 @@ pub(super) fn answer(
             p.texts.insert(at, text);
         }
     } else {
-        p.answers.push(PollAnswerRecord {
+        p.answers.push(PollAnswerEntry {
             participant_id: who.id.clone(),
             name: who.name.clone(),
             choices,
@@ -189,7 +189,7 @@ fn state_name(s: PollState) -> &'static str {
 
 /// A poll's results: counts per option, answers with names (named polls, for hosts),
 /// free-text answers.
-fn results(p: &PollRecord, with_names: bool) -> PollResults {
+fn results(p: &PollEntry, with_names: bool) -> PollResults {
     let texts: Vec<String> = if p.anonymous {
         p.texts.clone()
     } else {
@@ -222,7 +222,7 @@ fn results(p: &PollRecord, with_names: bool) -> PollResults {
 
 /// The `polls` message for participant `me` (`host`: a host or co-host, who sees drafts
 /// and live results; others see launched polls, and results once shared).
-pub fn polls_message(rec: &MeetingCollabRecord, me: &str, host: bool) -> ServerMsg {
+pub fn polls_message(rec: &CollabRecord, me: &str, host: bool) -> ServerMsg {
     let polls = rec
         .polls
         .iter()
@@ -250,7 +250,7 @@ mod tests {
     use crate::collab::{Op, apply, who};
 
     /// The message as its JSON, as clients read it.
-    fn polls_message(rec: &MeetingCollabRecord, me: &str, host: bool) -> Value {
+    fn polls_message(rec: &CollabRecord, me: &str, host: bool) -> Value {
         serde_json::to_value(super::polls_message(rec, me, host)).unwrap()
     }
 
@@ -273,7 +273,7 @@ mod tests {
 
     #[test]
     fn a_poll_is_made_launched_answered_once_each_ended_and_shared() {
-        let mut rec = MeetingCollabRecord::default();
+        let mut rec = CollabRecord::default();
         let (host, a, b) = (who("h", "host"), who("a", "attendee"), who("b", "attendee"));
         assert!(apply(&mut rec, &a, &poll(PollKind::Single, &["x", "y"], false), 1).is_err());
         let id = apply(
@@ -342,7 +342,7 @@ mod tests {
 
     #[test]
     fn an_anonymous_poll_keeps_no_link_between_answer_and_participant() {
-        let mut rec = MeetingCollabRecord::default();
+        let mut rec = CollabRecord::default();
         let host = who("h", "co-host");
         let id = apply(&mut rec, &host, &poll(PollKind::Text, &[], true), 1).unwrap();
         apply(&mut rec, &host, &Op::PollLaunch(id), 1).unwrap();
@@ -353,7 +353,7 @@ mod tests {
         assert!(p.answers.is_empty());
         assert_eq!(p.voters, ["amy", "bob", "zed"]);
         assert_eq!(p.texts, ["apples", "figs", "pears"]);
-        let encoded = prost::Message::encode_to_vec(&rec);
+        let encoded = crate::store::collab_bytes(&rec);
         for id in ["zed", "amy", "bob"] {
             let shown = polls_message(&rec, "h", true).to_string();
             assert!(!shown.contains(id), "{id} in {shown}");

@@ -1,13 +1,13 @@
 //! Q&A: participants ask (by name or anonymously) and upvote; hosts answer in writing
 //! or out loud, or dismiss. What participants see of it is the `questions` message.
-use proto::{MeetingCollabRecord, QuestionRecord};
+use crate::store::{CollabRecord, QuestionEntry};
 use signaling::{Question, ServerMsg};
 
 use super::{MAX_TEXT_CHARS, Who, chars_within, insert_sorted, next_id};
 
 pub const MAX_QUESTIONS: usize = 1000;
 
-fn question_mut(rec: &mut MeetingCollabRecord, id: u32) -> Result<&mut QuestionRecord, String> {
+fn question_mut(rec: &mut CollabRecord, id: u32) -> Result<&mut QuestionEntry, String> {
     rec.questions
         .iter_mut()
         .find(|q| q.id == id)
@@ -16,7 +16,7 @@ fn question_mut(rec: &mut MeetingCollabRecord, id: u32) -> Result<&mut QuestionR
 
 /// A new question: its id. An anonymous one keeps no author.
 pub(super) fn ask(
-    rec: &mut MeetingCollabRecord,
+    rec: &mut CollabRecord,
     who: &Who,
     text: &str,
     anonymous: bool,
@@ -32,18 +32,18 @@ pub(super) fn ask(
     } else {
         (who.id.clone(), who.name.clone())
     };
-    rec.questions.push(QuestionRecord {
+    rec.questions.push(QuestionEntry {
         id,
         text,
         author_id,
         author_name,
         asked_unix_ms: now_ms,
-        ..QuestionRecord::default()
+        ..QuestionEntry::default()
     });
     Ok(id)
 }
 
-pub(super) fn upvote(rec: &mut MeetingCollabRecord, who: &Who, id: u32) -> Result<u32, String> {
+pub(super) fn upvote(rec: &mut CollabRecord, who: &Who, id: u32) -> Result<u32, String> {
     let q = question_mut(rec, id)?;
     if q.dismissed {
         return Err(format!("question {id} was dismissed"));
@@ -56,7 +56,7 @@ pub(super) fn upvote(rec: &mut MeetingCollabRecord, who: &Who, id: u32) -> Resul
 
 /// A host answers `question` in writing, or (`live`) marks it answered out loud.
 pub(super) fn answer(
-    rec: &mut MeetingCollabRecord,
+    rec: &mut CollabRecord,
     who: &Who,
     question: u32,
     text: &str,
@@ -77,15 +77,15 @@ pub(super) fn answer(
     Ok(question)
 }
 
-pub(super) fn dismiss(rec: &mut MeetingCollabRecord, id: u32) -> Result<u32, String> {
+pub(super) fn dismiss(rec: &mut CollabRecord, id: u32) -> Result<u32, String> {
     question_mut(rec, id)?.dismissed = true;
     Ok(id)
 }
 
 /// The `questions` message for participant `me`: most votes first (then oldest);
 /// dismissed ones for hosts only.
-pub fn questions_message(rec: &MeetingCollabRecord, me: &str, host: bool) -> ServerMsg {
-    let mut qs: Vec<&QuestionRecord> = rec
+pub fn questions_message(rec: &CollabRecord, me: &str, host: bool) -> ServerMsg {
+    let mut qs: Vec<&QuestionEntry> = rec
         .questions
         .iter()
         .filter(|q| host || !q.dismissed)
@@ -129,13 +129,13 @@ mod tests {
     use crate::collab::{Op, apply, who};
 
     /// The message as its JSON, as clients read it.
-    fn questions_message(rec: &MeetingCollabRecord, me: &str, host: bool) -> Value {
+    fn questions_message(rec: &CollabRecord, me: &str, host: bool) -> Value {
         serde_json::to_value(super::questions_message(rec, me, host)).unwrap()
     }
 
     #[test]
     fn questions_are_ordered_by_votes_and_an_anonymous_authors_name_is_nowhere() {
-        let mut rec = MeetingCollabRecord::default();
+        let mut rec = CollabRecord::default();
         let (host, a, b, c) = (
             who("h", "host"),
             who("a", "attendee"),

@@ -3,10 +3,16 @@
 //! as attendee.
 #![allow(clippy::disallowed_types)]
 
-use proto::{AttendanceRecord, HostActionRecord, MeetingRoomRecord};
+use proto::{
+    AttendanceRecord, HostActionRecord, MeetingCollabRecord, MeetingRoomRecord, PollAnswerRecord,
+    PollRecord, QuestionRecord,
+};
 use signaling::Role;
 
-use super::model::{Attendance, LoggedAction, RoomRecord};
+use super::model::{
+    Attendance, CollabRecord, LoggedAction, PollAnswerEntry, PollEntry, PollKind, PollState,
+    QuestionEntry, RoomRecord,
+};
 
 fn role(name: &str) -> Role {
     Role::parse(name).unwrap_or(Role::Attendee)
@@ -126,6 +132,165 @@ impl From<&Attendance> for AttendanceRecord {
     }
 }
 
+/// The bytes the store keeps for `c` (what an audit of the stored record would read).
+pub fn collab_bytes(c: &CollabRecord) -> Vec<u8> {
+    prost::Message::encode_to_vec(&MeetingCollabRecord::from(c))
+}
+
+impl From<MeetingCollabRecord> for CollabRecord {
+    fn from(r: MeetingCollabRecord) -> Self {
+        CollabRecord {
+            polls: r.polls.into_iter().map(PollEntry::from).collect(),
+            questions: r.questions.into_iter().map(QuestionEntry::from).collect(),
+            next_id: r.next_id,
+        }
+    }
+}
+
+impl From<&CollabRecord> for MeetingCollabRecord {
+    fn from(r: &CollabRecord) -> Self {
+        MeetingCollabRecord {
+            polls: r.polls.iter().map(PollRecord::from).collect(),
+            questions: r.questions.iter().map(QuestionRecord::from).collect(),
+            next_id: r.next_id,
+        }
+    }
+}
+
+fn kind_of(k: proto::PollKind) -> PollKind {
+    match k {
+        proto::PollKind::Single => PollKind::Single,
+        proto::PollKind::Multiple => PollKind::Multiple,
+        proto::PollKind::Text => PollKind::Text,
+        proto::PollKind::Unspecified => PollKind::Unspecified,
+    }
+}
+
+fn stored_kind(k: PollKind) -> proto::PollKind {
+    match k {
+        PollKind::Single => proto::PollKind::Single,
+        PollKind::Multiple => proto::PollKind::Multiple,
+        PollKind::Text => proto::PollKind::Text,
+        PollKind::Unspecified => proto::PollKind::Unspecified,
+    }
+}
+
+fn state_of(s: proto::PollState) -> PollState {
+    match s {
+        proto::PollState::Draft => PollState::Draft,
+        proto::PollState::Open => PollState::Open,
+        proto::PollState::Ended => PollState::Ended,
+        proto::PollState::Unspecified => PollState::Unspecified,
+    }
+}
+
+fn stored_state(s: PollState) -> proto::PollState {
+    match s {
+        PollState::Draft => proto::PollState::Draft,
+        PollState::Open => proto::PollState::Open,
+        PollState::Ended => proto::PollState::Ended,
+        PollState::Unspecified => proto::PollState::Unspecified,
+    }
+}
+
+impl From<PollRecord> for PollEntry {
+    fn from(p: PollRecord) -> Self {
+        PollEntry {
+            kind: kind_of(p.kind()),
+            state: state_of(p.state()),
+            id: p.id,
+            question: p.question,
+            options: p.options,
+            anonymous: p.anonymous,
+            shared: p.shared,
+            created_by_name: p.created_by_name,
+            created_unix_ms: p.created_unix_ms,
+            launched_unix_ms: p.launched_unix_ms,
+            ended_unix_ms: p.ended_unix_ms,
+            voters: p.voters,
+            tally: p.tally,
+            answers: p
+                .answers
+                .into_iter()
+                .map(|a| PollAnswerEntry {
+                    participant_id: a.participant_id,
+                    name: a.name,
+                    choices: a.choices,
+                    text: a.text,
+                    unix_ms: a.unix_ms,
+                })
+                .collect(),
+            texts: p.texts,
+        }
+    }
+}
+
+impl From<&PollEntry> for PollRecord {
+    fn from(p: &PollEntry) -> Self {
+        PollRecord {
+            id: p.id,
+            question: p.question.clone(),
+            kind: stored_kind(p.kind) as i32,
+            options: p.options.clone(),
+            anonymous: p.anonymous,
+            state: stored_state(p.state) as i32,
+            shared: p.shared,
+            created_by_name: p.created_by_name.clone(),
+            created_unix_ms: p.created_unix_ms,
+            launched_unix_ms: p.launched_unix_ms,
+            ended_unix_ms: p.ended_unix_ms,
+            voters: p.voters.clone(),
+            tally: p.tally.clone(),
+            answers: p
+                .answers
+                .iter()
+                .map(|a| PollAnswerRecord {
+                    participant_id: a.participant_id.clone(),
+                    name: a.name.clone(),
+                    choices: a.choices.clone(),
+                    text: a.text.clone(),
+                    unix_ms: a.unix_ms,
+                })
+                .collect(),
+            texts: p.texts.clone(),
+        }
+    }
+}
+
+impl From<QuestionRecord> for QuestionEntry {
+    fn from(q: QuestionRecord) -> Self {
+        QuestionEntry {
+            id: q.id,
+            text: q.text,
+            author_id: q.author_id,
+            author_name: q.author_name,
+            asked_unix_ms: q.asked_unix_ms,
+            voters: q.voters,
+            answer: q.answer,
+            answered_by_name: q.answered_by_name,
+            answered_live: q.answered_live,
+            dismissed: q.dismissed,
+        }
+    }
+}
+
+impl From<&QuestionEntry> for QuestionRecord {
+    fn from(q: &QuestionEntry) -> Self {
+        QuestionRecord {
+            id: q.id,
+            text: q.text.clone(),
+            author_id: q.author_id.clone(),
+            author_name: q.author_name.clone(),
+            asked_unix_ms: q.asked_unix_ms,
+            voters: q.voters.clone(),
+            answer: q.answer.clone(),
+            answered_by_name: q.answered_by_name.clone(),
+            answered_live: q.answered_live,
+            dismissed: q.dismissed,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,6 +326,37 @@ mod tests {
             ..Attendance::default()
         };
         assert_eq!(Attendance::from(AttendanceRecord::from(&gone)), gone);
+    }
+
+    #[test]
+    fn polls_and_questions_read_back_as_they_were_written() {
+        let collab = CollabRecord {
+            polls: vec![PollEntry {
+                id: 1,
+                question: "Tea?".into(),
+                kind: PollKind::Multiple,
+                state: PollState::Ended,
+                options: vec!["yes".into(), "no".into()],
+                tally: vec![2, 1],
+                voters: vec!["a".into()],
+                answers: vec![PollAnswerEntry {
+                    participant_id: "a".into(),
+                    choices: vec![0, 1],
+                    ..PollAnswerEntry::default()
+                }],
+                ..PollEntry::default()
+            }],
+            questions: vec![QuestionEntry {
+                id: 2,
+                text: "Why?".into(),
+                answered_live: true,
+                ..QuestionEntry::default()
+            }],
+            next_id: 3,
+        };
+        let stored = MeetingCollabRecord::from(&collab);
+        assert_eq!(stored.polls[0].kind(), proto::PollKind::Multiple);
+        assert_eq!(CollabRecord::from(stored), collab);
     }
 
     #[test]

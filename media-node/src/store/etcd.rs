@@ -18,8 +18,8 @@ use proto::{
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    ATTEMPTS, Attendance, Change, MeetingSettings, MeetingStore, RETRY_FIRST, RoomRecord, Seen,
-    StoreError, Take, back_off,
+    ATTEMPTS, Attendance, Change, CollabRecord, MeetingSettings, MeetingStore, RETRY_FIRST,
+    RoomRecord, Seen, StoreError, Take, back_off,
 };
 
 pub struct EtcdStore {
@@ -293,18 +293,28 @@ impl MeetingStore for EtcdStore {
         &self,
         meeting: &MeetingId,
         stop: CancellationToken,
-        take: Take<MeetingCollabRecord>,
+        mut take: Take<CollabRecord>,
     ) {
         let key = self.keyspace.collab(meeting);
-        self.follow("polls and Q&A", meeting, key, stop, take).await;
+        let stored = move |seen: Seen<MeetingCollabRecord>| take(seen.map(CollabRecord::from));
+        self.follow("polls and Q&A", meeting, key, stop, Box::new(stored))
+            .await;
     }
 
     async fn update_collab(
         &self,
         meeting: &MeetingId,
-        change: Change<'_, MeetingCollabRecord>,
-    ) -> Result<(MeetingCollabRecord, i64), StoreError> {
-        self.update(&self.keyspace.collab(meeting), change).await
+        change: Change<'_, CollabRecord>,
+    ) -> Result<(CollabRecord, i64), StoreError> {
+        let mut stored = |rec: &mut MeetingCollabRecord| {
+            let mut collab = CollabRecord::from(std::mem::take(rec));
+            change(&mut collab);
+            *rec = MeetingCollabRecord::from(&collab);
+        };
+        let (rec, at) = self
+            .update(&self.keyspace.collab(meeting), &mut stored)
+            .await?;
+        Ok((CollabRecord::from(rec), at))
     }
 
     async fn put_attendance(

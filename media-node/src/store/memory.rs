@@ -6,12 +6,12 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 use common::ids::{MeetingId, NodeId, ParticipantId};
-use proto::MeetingCollabRecord;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    Attendance, Change, MeetingSettings, MeetingStore, RoomRecord, Seen, StoreError, Take,
+    Attendance, Change, CollabRecord, MeetingSettings, MeetingStore, RoomRecord, Seen, StoreError,
+    Take,
 };
 
 #[derive(Default)]
@@ -22,7 +22,7 @@ struct State {
     down: bool,
     meetings: HashMap<MeetingId, MeetingSettings>,
     rooms: HashMap<MeetingId, (RoomRecord, i64)>,
-    collabs: HashMap<MeetingId, (MeetingCollabRecord, i64)>,
+    collabs: HashMap<MeetingId, (CollabRecord, i64)>,
     attendance: HashMap<(MeetingId, ParticipantId), Attendance>,
     /// Placement slot → node, per meeting.
     placements: HashMap<MeetingId, HashMap<String, NodeId>>,
@@ -234,7 +234,7 @@ impl MeetingStore for MemoryStore {
         &self,
         meeting: &MeetingId,
         stop: CancellationToken,
-        take: Take<MeetingCollabRecord>,
+        take: Take<CollabRecord>,
     ) {
         self.follow(stop, take, |s| s.collabs.get(meeting).cloned())
             .await;
@@ -243,8 +243,8 @@ impl MeetingStore for MemoryStore {
     async fn update_collab(
         &self,
         meeting: &MeetingId,
-        change: Change<'_, MeetingCollabRecord>,
-    ) -> Result<(MeetingCollabRecord, i64), StoreError> {
+        change: Change<'_, CollabRecord>,
+    ) -> Result<(CollabRecord, i64), StoreError> {
         self.update(change, |s| &mut s.collabs, meeting)
     }
 

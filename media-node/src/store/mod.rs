@@ -14,7 +14,6 @@ use std::time::Duration;
 use std::collections::HashSet;
 
 use common::ids::{MeetingId, NodeId, ParticipantId};
-use proto::MeetingCollabRecord;
 use tokio_util::sync::CancellationToken;
 
 mod convert;
@@ -22,9 +21,13 @@ mod etcd;
 mod memory;
 pub mod model;
 
+pub use convert::collab_bytes;
 pub use etcd::EtcdStore;
 pub use memory::MemoryStore;
-pub use model::{Attendance, LoggedAction, RoomRecord};
+pub use model::{
+    Attendance, CollabRecord, LoggedAction, PollAnswerEntry, PollEntry, PollKind, PollState,
+    QuestionEntry, RoomRecord,
+};
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -116,15 +119,15 @@ pub trait MeetingStore: Send + Sync + 'static {
         &self,
         meeting: &MeetingId,
         stop: CancellationToken,
-        take: Take<MeetingCollabRecord>,
+        take: Take<CollabRecord>,
     );
 
     /// As [`MeetingStore::update_room`], for the meeting's polls and Q&A.
     async fn update_collab(
         &self,
         meeting: &MeetingId,
-        change: Change<'_, MeetingCollabRecord>,
-    ) -> Result<(MeetingCollabRecord, i64), StoreError>;
+        change: Change<'_, CollabRecord>,
+    ) -> Result<(CollabRecord, i64), StoreError>;
 
     /// Writes a participant's attendance; with `over`, only if the stored one is still
     /// exactly that (a departure lands only over its own arrival). Whether it was

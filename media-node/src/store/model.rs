@@ -71,3 +71,93 @@ pub struct Attendance {
     /// 0 while they are in.
     pub left_unix_ms: i64,
 }
+
+/// A meeting's polls and questions: one record per meeting, shared by all its nodes.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CollabRecord {
+    pub polls: Vec<PollEntry>,
+    pub questions: Vec<QuestionEntry>,
+    /// The id the next poll or question gets (from 1).
+    pub next_id: u32,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PollKind {
+    /// What this node does not know (a newer node's kind).
+    #[default]
+    Unspecified,
+    Single,
+    Multiple,
+    Text,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PollState {
+    #[default]
+    Unspecified,
+    /// Prepared by a host, not yet shown to participants.
+    Draft,
+    Open,
+    Ended,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PollEntry {
+    pub id: u32,
+    pub question: String,
+    pub kind: PollKind,
+    pub options: Vec<String>,
+    pub anonymous: bool,
+    pub state: PollState,
+    /// A host shared the results with everyone.
+    pub shared: bool,
+    pub created_by_name: String,
+    pub created_unix_ms: i64,
+    pub launched_unix_ms: i64,
+    pub ended_unix_ms: i64,
+    /// Who answered (participant ids, sorted): a second answer is refused. Nothing links
+    /// an id here to an answer of an anonymous poll.
+    pub voters: Vec<String>,
+    /// Answers per option, in the options' order.
+    pub tally: Vec<u64>,
+    /// Named polls: each answer with who gave it. Anonymous polls: none.
+    pub answers: Vec<PollAnswerEntry>,
+    /// Anonymous free-text answers, sorted (so that their order says nothing of who).
+    pub texts: Vec<String>,
+}
+
+impl PollEntry {
+    pub fn kind(&self) -> PollKind {
+        self.kind
+    }
+    pub fn state(&self) -> PollState {
+        self.state
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PollAnswerEntry {
+    pub participant_id: String,
+    pub name: String,
+    /// Indexes into the poll's options.
+    pub choices: Vec<u32>,
+    pub text: String,
+    pub unix_ms: i64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct QuestionEntry {
+    pub id: u32,
+    pub text: String,
+    /// Empty for an anonymous question: its author is kept nowhere.
+    pub author_id: String,
+    pub author_name: String,
+    pub asked_unix_ms: i64,
+    /// Who upvoted (participant ids): one vote each.
+    pub voters: Vec<String>,
+    /// A host's written answer.
+    pub answer: String,
+    pub answered_by_name: String,
+    pub answered_live: bool,
+    pub dismissed: bool,
+}
