@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 use arbitrary::Arbitrary;
 use common::ids::{MeetingId, ParticipantId};
 use libfuzzer_sys::fuzz_target;
-use media_node::sfu::{LinkKey, PeerKey, Sfu, SfuCommand, SfuOutput, SignalOut, SinkKey};
+use media_node::sfu::{
+    LinkKey, PeerKey, RemoteTrackInfo, Sfu, SfuCommand, SfuOutput, SignalOut, SinkKey,
+};
 use relay::Codec;
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::media::{Direction, MediaKind, MediaTime, Mid, Simulcast, SimulcastLayer};
@@ -510,7 +512,7 @@ impl World {
                     return;
                 }
                 let codec = Codec::ALL[usize::from(codec) % Codec::ALL.len()];
-                self.command(SfuCommand::RemoteTrack {
+                self.command(SfuCommand::RemoteTrack(RemoteTrackInfo {
                     link: LinkKey(u64::from(link % 2)),
                     meeting: meeting(),
                     track_id,
@@ -525,7 +527,7 @@ impl World {
                     codec,
                     clock_rate,
                     layers: layers.min(3),
-                });
+                }));
             }
             Op::RemoteTrackEnded { link, track_id } => self.command(SfuCommand::RemoteTrackEnded {
                 link: LinkKey(u64::from(link % 2)),

@@ -16,7 +16,7 @@ use str0m::media::MediaKind;
 
 use crate::board::BoardOp;
 use crate::room::{Participant, ServerMsg};
-use crate::sfu::{LinkKey, SfuCommand};
+use crate::sfu::{LinkKey, RemoteTrackInfo, SfuCommand};
 
 /// The clock rates a far node's track may announce (Hz).
 const CLOCK_RATES: std::ops::RangeInclusive<u32> = 1_000..=192_000;
@@ -74,7 +74,7 @@ pub fn remote_track(a: AnnounceTrack, link: LinkKey, meeting: &MeetingId) -> Opt
     if a.track_id > relay::wire::MAX_TRACK_ID || !CLOCK_RATES.contains(&a.clock_rate) {
         return None;
     }
-    Some(SfuCommand::RemoteTrack {
+    Some(SfuCommand::RemoteTrack(RemoteTrackInfo {
         link,
         meeting: meeting.clone(),
         track_id: a.track_id,
@@ -84,7 +84,7 @@ pub fn remote_track(a: AnnounceTrack, link: LinkKey, meeting: &MeetingId) -> Opt
         codec,
         clock_rate: a.clock_rate,
         layers: a.layers.min(3) as u8,
-    })
+    }))
 }
 
 /// One of our participants as told to the far node.

@@ -142,18 +142,7 @@ pub enum SfuCommand {
     },
     /// Another media node announced a track of one of its participants in `meeting`:
     /// local peers of the meeting are offered it like a local one.
-    RemoteTrack {
-        link: LinkKey,
-        meeting: MeetingId,
-        track_id: u32,
-        participant: ParticipantId,
-        name: String,
-        kind: MediaKind,
-        codec: Codec,
-        clock_rate: u32,
-        /// 3 when the link carries the track's simulcast layers, else 1.
-        layers: u8,
-    },
+    RemoteTrack(RemoteTrackInfo),
     /// A remote track ended.
     RemoteTrackEnded {
         link: LinkKey,
@@ -170,6 +159,21 @@ pub enum SfuCommand {
     LinkDown {
         link: LinkKey,
     },
+}
+
+/// A track a far node announced on relay link `link`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RemoteTrackInfo {
+    pub link: LinkKey,
+    pub meeting: MeetingId,
+    pub track_id: u32,
+    pub participant: ParticipantId,
+    pub name: String,
+    pub kind: MediaKind,
+    pub codec: Codec,
+    pub clock_rate: u32,
+    /// 3 when the link carries the track's simulcast layers, else 1.
+    pub layers: u8,
 }
 
 /// Signaling messages the SFU sends to a peer.

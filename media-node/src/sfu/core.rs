@@ -160,27 +160,7 @@ impl Sfu {
                 layer,
             } => self.link_keyframe(now, link, track_id, layer),
             SfuCommand::SinkKeyframe { key, track_id } => self.sink_keyframe(now, key, track_id),
-            SfuCommand::RemoteTrack {
-                link,
-                meeting,
-                track_id,
-                participant,
-                name,
-                kind,
-                codec,
-                clock_rate,
-                layers,
-            } => self.add_remote_track(
-                link,
-                meeting,
-                track_id,
-                participant,
-                name,
-                kind,
-                codec,
-                clock_rate,
-                layers,
-            ),
+            SfuCommand::RemoteTrack(track) => self.add_remote_track(track),
             SfuCommand::RemoteTrackEnded { link, track_id } => {
                 self.end_remote_track(link, track_id)
             }

@@ -43,7 +43,8 @@ mod stats;
 mod tests;
 
 pub use self::api::{
-    LinkKey, PeerKey, RelayEvent, SfuCommand, SfuOutput, SignalOut, SinkKey, Source,
+    LinkKey, PeerKey, RelayEvent, RemoteTrackInfo, SfuCommand, SfuOutput, SignalOut, SinkKey,
+    Source,
 };
 pub use self::core::Sfu;
 pub use self::simulcast::layer_for_size;

@@ -8,7 +8,7 @@ use common::ids::{MeetingId, ParticipantId};
 use relay::Codec;
 use str0m::media::{KeyframeRequestKind, MediaKind};
 
-use super::api::{LinkKey, SinkKey, Source};
+use super::api::{LinkKey, RemoteTrackInfo, SinkKey, Source};
 use super::core::Sfu;
 use super::peer::TrackOut;
 use super::simulcast::{ALL_LAYERS, layer_rid};
@@ -170,19 +170,18 @@ impl Sfu {
     }
 
     /// A track the far node announced: local peers of the meeting are offered it.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn add_remote_track(
-        &mut self,
-        link: LinkKey,
-        meeting: MeetingId,
-        track_id: u32,
-        participant: ParticipantId,
-        name: String,
-        kind: MediaKind,
-        codec: Codec,
-        clock_rate: u32,
-        layers: u8,
-    ) {
+    pub(super) fn add_remote_track(&mut self, track: RemoteTrackInfo) {
+        let RemoteTrackInfo {
+            link,
+            meeting,
+            track_id,
+            participant,
+            name,
+            kind,
+            codec,
+            clock_rate,
+            layers,
+        } = track;
         let source = Source::Remote(link, track_id);
         if self
             .remotes

@@ -12,7 +12,7 @@ use str0m::media::{Direction, MediaKind, MediaTime, Mid};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, Input, Output, Rtc};
 
-use super::{LinkKey, PeerKey, RelayEvent, Sfu, SfuCommand, SfuOutput, SignalOut};
+use super::{LinkKey, PeerKey, RelayEvent, RemoteTrackInfo, Sfu, SfuCommand, SfuOutput, SignalOut};
 
 const SFU: &str = "127.0.0.1:5000";
 
@@ -398,7 +398,7 @@ fn rtp(pt: u8, seq: u16, ts: u32, marker: bool, payload: &[u8]) -> bytes::Bytes 
 }
 
 fn remote_track(link: LinkKey, kind: MediaKind, codec: Codec, clock_rate: u32) -> SfuCommand {
-    SfuCommand::RemoteTrack {
+    SfuCommand::RemoteTrack(RemoteTrackInfo {
         link,
         meeting: MeetingId::parse("rig-meeting").unwrap(),
         track_id: 7,
@@ -408,7 +408,7 @@ fn remote_track(link: LinkKey, kind: MediaKind, codec: Codec, clock_rate: u32) -
         codec,
         clock_rate,
         layers: 1,
-    }
+    })
 }
 
 #[test]
@@ -487,7 +487,7 @@ fn bridge(from: &mut Rig, out: LinkKey, to: &mut Rig, into: LinkKey) -> usize {
                 clock_rate,
                 layers,
                 ..
-            } => SfuCommand::RemoteTrack {
+            } => SfuCommand::RemoteTrack(RemoteTrackInfo {
                 link: into,
                 meeting: MeetingId::parse("rig-meeting").unwrap(),
                 track_id,
@@ -497,7 +497,7 @@ fn bridge(from: &mut Rig, out: LinkKey, to: &mut Rig, into: LinkKey) -> usize {
                 codec: Codec::Opus,
                 clock_rate,
                 layers,
-            },
+            }),
             RelayEvent::Media {
                 track_id,
                 layer,
@@ -658,8 +658,8 @@ fn a_far_simulcast_track_is_asked_for_only_the_layers_local_subscribers_need() {
     rig.join(1, false);
     rig.run(Duration::from_secs(1));
     let mut track = remote_track(link, MediaKind::Video, Codec::Vp8, 90_000);
-    if let SfuCommand::RemoteTrack { layers, .. } = &mut track {
-        *layers = 3;
+    if let SfuCommand::RemoteTrack(t) = &mut track {
+        t.layers = 3;
     }
     rig.command(track);
     rig.run(Duration::from_secs(1));
