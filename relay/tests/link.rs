@@ -29,14 +29,26 @@ fn hello() -> RelayControl {
 
 const LOCAL: &str = "127.0.0.1:0";
 
-#[tokio::test]
-async fn control_messages_and_media_datagrams_flow_between_cluster_peers() {
+/// A media node's relay server and a recording node's client endpoint, with
+/// certificates of one cluster CA (kept in the returned dir), on loopback.
+fn media_and_recording_endpoints() -> (
+    tempfile::TempDir,
+    quinn::Endpoint,
+    SocketAddr,
+    quinn::Endpoint,
+) {
     let dir = tempfile::tempdir().unwrap();
     let names = ["media-oslo-1".to_string(), "recording-oslo-1".to_string()];
     let pki = harness::Pki::generate(dir.path(), &names).unwrap();
     let server = relay::server(LOCAL.parse().unwrap(), &pem(&pki, "media-oslo-1")).unwrap();
     let addr: SocketAddr = server.local_addr().unwrap();
     let client = relay::client(LOCAL.parse().unwrap(), &pem(&pki, "recording-oslo-1")).unwrap();
+    (dir, server, addr, client)
+}
+
+#[tokio::test]
+async fn control_messages_and_media_datagrams_flow_between_cluster_peers() {
+    let (_dir, server, addr, client) = media_and_recording_endpoints();
 
     let accepting = tokio::spawn(async move {
         let (mut link, first) = relay::accept(&server).await.unwrap().unwrap();
@@ -116,12 +128,7 @@ async fn control_messages_and_media_datagrams_flow_between_cluster_peers() {
 
 #[tokio::test]
 async fn a_control_message_a_dropped_read_had_begun_arrives_whole() {
-    let dir = tempfile::tempdir().unwrap();
-    let names = ["media-oslo-1".to_string(), "recording-oslo-1".to_string()];
-    let pki = harness::Pki::generate(dir.path(), &names).unwrap();
-    let server = relay::server(LOCAL.parse().unwrap(), &pem(&pki, "media-oslo-1")).unwrap();
-    let addr: SocketAddr = server.local_addr().unwrap();
-    let client = relay::client(LOCAL.parse().unwrap(), &pem(&pki, "recording-oslo-1")).unwrap();
+    let (_dir, server, addr, client) = media_and_recording_endpoints();
     let accepting = tokio::spawn(async move { relay::accept(&server).await.unwrap().unwrap() });
     // The dialling side writes by hand, to cut a message where it likes.
     let connection = client.connect(addr, "media-oslo-1").unwrap().await.unwrap();
