@@ -7,7 +7,7 @@
 //!
 //! Everything is bounded: a segment's points, a text's length, the board's operations
 //! and points (a full board refuses more until a host clears it), and how fast a
-//! session may send (in `signal.rs`).
+//! session may send (`meeting/allowance.rs`).
 use std::collections::HashSet;
 
 pub use signaling::board::{BoardOp, MAX_OPS, MAX_POINTS};

@@ -1,6 +1,6 @@
 //! Webinars: panelists (and hosts) publish; attendees only watch and listen, and are
 //! not shown to each other. Pure rules, applied by each participant's session
-//! (`signal.rs`): whether a role may publish, whether an offer sends media, and what of
+//! (`session/`): whether a role may publish, whether an offer sends media, and what of
 //! the room's news a session is shown.
 use std::collections::HashSet;
 

@@ -1,6 +1,6 @@
 //! Host controls as a session asks for them: which actions a host's message means, and
 //! whether its sender may take them. Pure: the meeting's members are passed in; the
-//! actions go to the store (`hosts.rs`), which every node of the meeting follows.
+//! actions go to the store (`hosts/`), which every node of the meeting follows.
 use signaling::limits::{
     BREAKOUT_CLOSE_SECS, MAX_BREAKOUT_CLOSE_SECS, MAX_BREAKOUT_ROOMS, MAX_CHAT_CHARS,
 };

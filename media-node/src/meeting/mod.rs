@@ -1,6 +1,6 @@
 //! The meeting layer's decisions, without I/O: what a participant's message means, given
 //! who they are and what the meeting's hosts allow, as [`Output`]s for the session
-//! adapter (`signal.rs`) to carry out — a refusal to its client, an event for everyone,
+//! adapter (`session/live.rs`) to carry out — a refusal to its client, an event for everyone,
 //! a change of its own participant record, a command for the SFU, a whiteboard
 //! operation, host actions or a poll request for the store. Time comes in as an input.
 //!

@@ -1,5 +1,5 @@
 //! Polls and Q&A as a session asks for them: the request a client message is. The
-//! requests are checked and applied where the record is (`collab.rs`), in the store's
+//! requests are checked and applied where the record is (`collab/`), in the store's
 //! compare-and-swap.
 use signaling::ClientMsg;
 
