@@ -10,10 +10,11 @@ use crate::hosts::{Action, Actor};
 
 /// The actions a host message asks for, checked: the sender may (hosts and co-hosts;
 /// the host alone for ending the meeting and making or unmaking a host), and the
-/// participant it names is in the meeting (`members`: everyone in it, here and on its
-/// other media nodes, and who waits). `rooms_made`: the breakout rooms there are.
+/// participant it names is in the meeting (`members` lists everyone in it, here and on
+/// its other media nodes, and who waits: asked only by the actions that need it, after
+/// the sender's role is checked). `rooms_made`: the breakout rooms there are.
 pub fn host_actions(
-    members: &[Participant],
+    members: &dyn Fn() -> Vec<Participant>,
     actor: &Actor,
     rooms_made: u32,
     msg: ClientMsg,
@@ -33,7 +34,7 @@ pub fn host_actions(
         ClientMsg::Admit { participant_id } => vec![Action::Admit(participant_id)],
         ClientMsg::Deny { participant_id } => vec![Action::Deny(participant_id)],
         ClientMsg::AdmitAll {} => {
-            let all: Vec<Action> = members
+            let all: Vec<Action> = members()
                 .iter()
                 .filter(|p| p.waiting)
                 .map(|p| Action::Admit(p.participant_id.clone()))
@@ -117,7 +118,8 @@ pub fn host_actions(
             if rooms_made == 0 {
                 return Err("create breakout rooms first".into());
             }
-            let mut people: Vec<&Participant> = members
+            let everyone = members();
+            let mut people: Vec<&Participant> = everyone
                 .iter()
                 .filter(|p| !p.waiting && !p.is_host())
                 .collect();
@@ -159,8 +161,8 @@ pub fn host_actions(
     let target_role = match actions.as_slice() {
         [a] => match a.target() {
             Some(id) => {
-                let t = members
-                    .iter()
+                let t = members()
+                    .into_iter()
                     .find(|p| p.participant_id == id)
                     .ok_or_else(|| format!("participant {id} is not in this meeting"))?;
                 if matches!(a, Action::Admit(_) | Action::Deny(_)) && !t.waiting {

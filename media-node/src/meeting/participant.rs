@@ -24,7 +24,7 @@ pub struct Ctx<'a> {
     /// What the meeting's hosts decided.
     pub room: &'a RoomState,
     /// Everyone in the meeting, here and on its other nodes, and who waits (asked only
-    /// for host actions that name someone).
+    /// by a host's actions that need it).
     pub members: &'a dyn Fn() -> Vec<Participant>,
     pub now_ms: i64,
     pub now: Instant,
@@ -231,7 +231,7 @@ pub fn handle(ctx: &Ctx<'_>, allow: &mut Allowances, msg: ClientMsg) -> Vec<Outp
                 role: me.role,
             };
             let rooms_made = ctx.room.rec.breakout_rooms.len() as u32;
-            match host_actions(&(ctx.members)(), &actor, rooms_made, host_msg) {
+            match host_actions(ctx.members, &actor, rooms_made, host_msg) {
                 Ok(_) if allow.host_actions.take(ctx.now).is_err() => refuse(
                     answers,
                     "too many host actions at once: wait a moment and try again",
@@ -257,6 +257,13 @@ mod tests {
         }
     }
 
+    /// One instant for every message of a test: the allowances are counted on it, not
+    /// on how fast the machine runs the test.
+    fn at() -> Instant {
+        static AT: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+        *AT.get_or_init(Instant::now)
+    }
+
     /// What `me` sending `msg` does in `room`, with `members` in the meeting.
     fn run(
         me: &Participant,
@@ -272,7 +279,7 @@ mod tests {
             room,
             members: &list,
             now_ms: 42,
-            now: Instant::now(),
+            now: at(),
         };
         handle(&ctx, allow, msg)
     }
@@ -288,7 +295,7 @@ mod tests {
     fn chat_and_reactions_go_to_everyone_within_their_bounds() {
         let me = person("a", Role::Attendee);
         let room = RoomState::default();
-        let mut allow = Allowances::new(Instant::now());
+        let mut allow = Allowances::new(at());
         let out = run(
             &me,
             &room,
@@ -335,7 +342,7 @@ mod tests {
         me.audio_muted = true;
         let mut room = RoomState::default();
         room.rec.unmute_disallowed = true;
-        let mut allow = Allowances::new(Instant::now());
+        let mut allow = Allowances::new(at());
         let unmute = || ClientMsg::Mute {
             audio_muted: false,
             video_muted: false,
@@ -373,7 +380,7 @@ mod tests {
             person("a", Role::Attendee),
         ];
         let room = RoomState::default();
-        let mut allow = Allowances::new(Instant::now());
+        let mut allow = Allowances::new(at());
         let out = run(&host, &room, &members, &mut allow, ClientMsg::AdmitAll {});
         assert_eq!(
             out,
@@ -435,7 +442,7 @@ mod tests {
     fn attendees_draw_only_while_hosts_let_them_and_only_hosts_clear() {
         let me = person("a", Role::Attendee);
         let mut room = RoomState::default();
-        let mut allow = Allowances::new(Instant::now());
+        let mut allow = Allowances::new(at());
         let stroke = || ClientMsg::BoardDraw {
             stroke_id: 1,
             tool: "pen".into(),
