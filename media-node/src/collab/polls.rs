@@ -46,7 +46,7 @@ pub(super) fn create(
                 .map(|o| chars_within(o, MAX_OPTION_CHARS).map_err(|e| format!("option: {e}")))
                 .collect::<Result<Vec<_>, _>>()?
         }
-        PollKind::Unspecified => return Err("kind: single, multiple or text".into()),
+        PollKind::Unknown(_) => return Err("kind: single, multiple or text".into()),
     };
     let id = next_id(rec);
     rec.polls.push(PollEntry {
@@ -66,7 +66,7 @@ pub(super) fn create(
 
 pub(super) fn launch(rec: &mut CollabRecord, id: u32, now_ms: i64) -> Result<u32, String> {
     let p = poll_mut(rec, id)?;
-    if p.state() != PollState::Draft {
+    if p.state != PollState::Draft {
         return Err(format!("poll {id} was launched already"));
     }
     p.state = PollState::Open;
@@ -76,7 +76,7 @@ pub(super) fn launch(rec: &mut CollabRecord, id: u32, now_ms: i64) -> Result<u32
 
 pub(super) fn end(rec: &mut CollabRecord, id: u32, now_ms: i64) -> Result<u32, String> {
     let p = poll_mut(rec, id)?;
-    if p.state() != PollState::Open {
+    if p.state != PollState::Open {
         return Err(format!("poll {id} is not open"));
     }
     p.state = PollState::Ended;
@@ -86,7 +86,7 @@ pub(super) fn end(rec: &mut CollabRecord, id: u32, now_ms: i64) -> Result<u32, S
 
 pub(super) fn share(rec: &mut CollabRecord, id: u32) -> Result<u32, String> {
     let p = poll_mut(rec, id)?;
-    if p.state() != PollState::Ended {
+    if p.state != PollState::Ended {
         return Err(format!("poll {id} has not ended: end it first"));
     }
     p.shared = true;
@@ -103,14 +103,14 @@ pub(super) fn answer(
     now_ms: i64,
 ) -> Result<u32, String> {
     let p = poll_mut(rec, poll)?;
-    if p.state() != PollState::Open {
+    if p.state != PollState::Open {
         return Err(format!("poll {poll} is not open"));
     }
     if p.voters.binary_search(&who.id).is_ok() {
         return Err(format!("you answered poll {poll} already"));
     }
     let n = p.options.len() as u32;
-    let (choices, text) = match p.kind() {
+    let (choices, text) = match p.kind {
         PollKind::Text => {
             if !choices.is_empty() {
                 return Err("a free-text poll takes text, not choices".into());
@@ -165,7 +165,7 @@ fn kind_name(k: PollKind) -> &'static str {
         PollKind::Single => "single",
         PollKind::Multiple => "multiple",
         PollKind::Text => "text",
-        PollKind::Unspecified => "unknown",
+        PollKind::Unknown(_) => "unknown",
     }
 }
 
@@ -183,7 +183,7 @@ fn state_name(s: PollState) -> &'static str {
         PollState::Draft => "draft",
         PollState::Open => "open",
         PollState::Ended => "ended",
-        PollState::Unspecified => "unknown",
+        PollState::Unknown(_) => "unknown",
     }
 }
 
@@ -226,14 +226,14 @@ pub fn polls_message(rec: &CollabRecord, me: &str, host: bool) -> ServerMsg {
     let polls = rec
         .polls
         .iter()
-        .filter(|p| host || p.state() != PollState::Draft)
+        .filter(|p| host || p.state != PollState::Draft)
         .map(|p| Poll {
             poll_id: p.id,
             question: p.question.clone(),
-            kind: kind_name(p.kind()).to_owned(),
+            kind: kind_name(p.kind).to_owned(),
             options: p.options.clone(),
             anonymous: p.anonymous,
-            state: state_name(p.state()).to_owned(),
+            state: state_name(p.state).to_owned(),
             shared: p.shared,
             answered_by_me: p.voters.binary_search_by(|v| v.as_str().cmp(me)).is_ok(),
             results: (host || p.shared).then(|| results(p, host)),
@@ -357,11 +357,10 @@ mod tests {
         for id in ["zed", "amy", "bob"] {
             let shown = polls_message(&rec, "h", true).to_string();
             assert!(!shown.contains(id), "{id} in {shown}");
-            assert!(!shown.contains(&format!("Name of {id}")));
+            let name = format!("Name of {id}");
+            assert!(!shown.contains(&name));
             assert!(
-                !encoded
-                    .windows(9)
-                    .any(|w| w == format!("Name of {id}").as_bytes()),
+                !encoded.windows(name.len()).any(|w| w == name.as_bytes()),
                 "no names stored"
             );
         }

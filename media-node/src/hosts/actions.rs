@@ -121,18 +121,21 @@ impl Action {
     pub fn from_record(rec: &LoggedAction) -> Option<Action> {
         let target = rec.target.clone();
         Some(match rec.action.as_str() {
-            "mute" | "stop_video" => {
-                let (audio, video) = match rec.detail.as_str() {
-                    "audio and video" => (true, true),
-                    "video" => (false, true),
-                    _ => (true, false),
-                };
+            // The name says which (`stop_video` when video went off); the detail whether
+            // the other went too.
+            "stop_video" => {
+                let audio = rec.detail == "audio and video";
                 Action::Mute {
                     target,
                     audio,
-                    video,
+                    video: true,
                 }
             }
+            "mute" => Action::Mute {
+                target,
+                audio: true,
+                video: false,
+            },
             "mute_all" => Action::MuteAll,
             "ask_unmute" => Action::AskUnmute(target),
             "lower_hand" => Action::LowerHand(target),
@@ -186,6 +189,7 @@ pub fn apply(rec: &mut RoomRecord, actor: &Actor, action: &Action, now_ms: i64) 
         Action::AllowUnmute(on) => rec.unmute_disallowed = !on,
         Action::SetRole { target, role } => {
             if rec.roles.len() < MAX_LISTED || rec.roles.contains_key(target) {
+                rec.other_roles.remove(target);
                 rec.roles.insert(target.clone(), *role);
             }
         }
@@ -235,7 +239,7 @@ pub fn apply(rec: &mut RoomRecord, actor: &Actor, action: &Action, now_ms: i64) 
         unix_ms: now_ms,
         by: actor.id.clone(),
         by_name: actor.name.clone(),
-        by_role: actor.role,
+        by_role: actor.role.as_str().to_owned(),
         action: action.name().to_owned(),
         target: action.target().unwrap_or_default().to_owned(),
         detail: action.detail(),

@@ -89,13 +89,14 @@ impl RoomState {
     pub fn local_recording_allowed(&self) -> bool {
         !self.rec.local_recording_forbidden
     }
-    /// `participant`'s role: the one a host gave, else the join token's.
+    /// `participant`'s role: the one a host gave (attendee when this node cannot read
+    /// it), else the join token's.
     pub fn role_of(&self, participant: &str, token_role: Role) -> Role {
-        self.rec
-            .roles
-            .get(participant)
-            .copied()
-            .unwrap_or(token_role)
+        match self.rec.roles.get(participant) {
+            Some(role) => *role,
+            None if self.rec.other_roles.contains_key(participant) => Role::Attendee,
+            None => token_role,
+        }
     }
     pub fn name_of<'a>(&'a self, participant: &str, token_name: &'a str) -> &'a str {
         self.rec

@@ -27,7 +27,16 @@ impl From<MeetingRoomRecord> for RoomRecord {
             admitted: r.admitted,
             denied: r.denied,
             removed: r.removed,
-            roles: r.roles.into_iter().map(|(p, n)| (p, role(&n))).collect(),
+            roles: r
+                .roles
+                .iter()
+                .filter_map(|(p, n)| Some((p.clone(), Role::parse(n)?)))
+                .collect(),
+            other_roles: r
+                .roles
+                .into_iter()
+                .filter(|(_, n)| Role::parse(n).is_none())
+                .collect(),
             names: r.names,
             ended: r.ended,
             actions: r.actions.into_iter().map(LoggedAction::from).collect(),
@@ -53,9 +62,14 @@ impl From<&RoomRecord> for MeetingRoomRecord {
             denied: r.denied.clone(),
             removed: r.removed.clone(),
             roles: r
-                .roles
+                .other_roles
                 .iter()
-                .map(|(p, role)| (p.clone(), role.as_str().to_owned()))
+                .map(|(p, n)| (p.clone(), n.clone()))
+                .chain(
+                    r.roles
+                        .iter()
+                        .map(|(p, role)| (p.clone(), role.as_str().to_owned())),
+                )
                 .collect(),
             names: r.names.clone(),
             ended: r.ended,
@@ -79,7 +93,7 @@ impl From<HostActionRecord> for LoggedAction {
             unix_ms: a.unix_ms,
             by: a.by,
             by_name: a.by_name,
-            by_role: role(&a.by_role),
+            by_role: a.by_role,
             action: a.action,
             target: a.target,
             detail: a.detail,
@@ -94,7 +108,7 @@ impl From<&LoggedAction> for HostActionRecord {
             unix_ms: a.unix_ms,
             by: a.by.clone(),
             by_name: a.by_name.clone(),
-            by_role: a.by_role.as_str().to_owned(),
+            by_role: a.by_role.clone(),
             action: a.action.clone(),
             target: a.target.clone(),
             detail: a.detail.clone(),
@@ -157,47 +171,48 @@ impl From<&CollabRecord> for MeetingCollabRecord {
     }
 }
 
-fn kind_of(k: proto::PollKind) -> PollKind {
+// Poll kinds and states by their stored numbers: one this node does not know is kept.
+fn kind_of(n: i32) -> PollKind {
+    match proto::PollKind::try_from(n) {
+        Ok(proto::PollKind::Single) => PollKind::Single,
+        Ok(proto::PollKind::Multiple) => PollKind::Multiple,
+        Ok(proto::PollKind::Text) => PollKind::Text,
+        _ => PollKind::Unknown(n),
+    }
+}
+
+fn stored_kind(k: PollKind) -> i32 {
     match k {
-        proto::PollKind::Single => PollKind::Single,
-        proto::PollKind::Multiple => PollKind::Multiple,
-        proto::PollKind::Text => PollKind::Text,
-        proto::PollKind::Unspecified => PollKind::Unspecified,
+        PollKind::Single => proto::PollKind::Single as i32,
+        PollKind::Multiple => proto::PollKind::Multiple as i32,
+        PollKind::Text => proto::PollKind::Text as i32,
+        PollKind::Unknown(n) => n,
     }
 }
 
-fn stored_kind(k: PollKind) -> proto::PollKind {
-    match k {
-        PollKind::Single => proto::PollKind::Single,
-        PollKind::Multiple => proto::PollKind::Multiple,
-        PollKind::Text => proto::PollKind::Text,
-        PollKind::Unspecified => proto::PollKind::Unspecified,
+fn state_of(n: i32) -> PollState {
+    match proto::PollState::try_from(n) {
+        Ok(proto::PollState::Draft) => PollState::Draft,
+        Ok(proto::PollState::Open) => PollState::Open,
+        Ok(proto::PollState::Ended) => PollState::Ended,
+        _ => PollState::Unknown(n),
     }
 }
 
-fn state_of(s: proto::PollState) -> PollState {
+fn stored_state(s: PollState) -> i32 {
     match s {
-        proto::PollState::Draft => PollState::Draft,
-        proto::PollState::Open => PollState::Open,
-        proto::PollState::Ended => PollState::Ended,
-        proto::PollState::Unspecified => PollState::Unspecified,
-    }
-}
-
-fn stored_state(s: PollState) -> proto::PollState {
-    match s {
-        PollState::Draft => proto::PollState::Draft,
-        PollState::Open => proto::PollState::Open,
-        PollState::Ended => proto::PollState::Ended,
-        PollState::Unspecified => proto::PollState::Unspecified,
+        PollState::Draft => proto::PollState::Draft as i32,
+        PollState::Open => proto::PollState::Open as i32,
+        PollState::Ended => proto::PollState::Ended as i32,
+        PollState::Unknown(n) => n,
     }
 }
 
 impl From<PollRecord> for PollEntry {
     fn from(p: PollRecord) -> Self {
         PollEntry {
-            kind: kind_of(p.kind()),
-            state: state_of(p.state()),
+            kind: kind_of(p.kind),
+            state: state_of(p.state),
             id: p.id,
             question: p.question,
             options: p.options,
@@ -230,10 +245,10 @@ impl From<&PollEntry> for PollRecord {
         PollRecord {
             id: p.id,
             question: p.question.clone(),
-            kind: stored_kind(p.kind) as i32,
+            kind: stored_kind(p.kind),
             options: p.options.clone(),
             anonymous: p.anonymous,
-            state: stored_state(p.state) as i32,
+            state: stored_state(p.state),
             shared: p.shared,
             created_by_name: p.created_by_name.clone(),
             created_unix_ms: p.created_unix_ms,
@@ -312,7 +327,7 @@ mod tests {
         room.actions.push(LoggedAction {
             seq: 2,
             by: "h".into(),
-            by_role: Role::Host,
+            by_role: "host".into(),
             action: "lock".into(),
             ..LoggedAction::default()
         });
@@ -356,13 +371,30 @@ mod tests {
         };
         let stored = MeetingCollabRecord::from(&collab);
         assert_eq!(stored.polls[0].kind(), proto::PollKind::Multiple);
+        assert_eq!(stored.polls[0].state(), proto::PollState::Ended);
         assert_eq!(CollabRecord::from(stored), collab);
     }
 
     #[test]
-    fn a_role_this_node_does_not_know_reads_as_attendee() {
+    fn what_this_node_does_not_know_is_written_back_as_it_was_stored() {
         let mut stored = MeetingRoomRecord::default();
         stored.roles.insert("p".into(), "moderator".into());
-        assert_eq!(RoomRecord::from(stored).roles["p"], Role::Attendee);
+        stored.roles.insert("h".into(), "host".into());
+        let room = RoomRecord::from(stored.clone());
+        assert_eq!(room.roles.get("p"), None);
+        assert_eq!(room.other_roles["p"], "moderator");
+        assert_eq!(MeetingRoomRecord::from(&room), stored);
+        let collab = MeetingCollabRecord {
+            polls: vec![PollRecord {
+                id: 1,
+                kind: 9,
+                state: 7,
+                ..PollRecord::default()
+            }],
+            ..MeetingCollabRecord::default()
+        };
+        let read = CollabRecord::from(collab.clone());
+        assert_eq!(read.polls[0].kind, PollKind::Unknown(9));
+        assert_eq!(MeetingCollabRecord::from(&read), collab);
     }
 }

@@ -20,6 +20,9 @@ pub struct RoomRecord {
     pub removed: Vec<String>,
     /// Roles and names a host gave, by participant id.
     pub roles: HashMap<String, Role>,
+    /// Roles a host gave that this node cannot read (a newer node's): kept as written,
+    /// so that this node's writes do not lose them; read as attendee.
+    pub other_roles: HashMap<String, String>,
     pub names: HashMap<String, String>,
     /// A host ended the meeting for everyone.
     pub ended: bool,
@@ -49,7 +52,8 @@ pub struct LoggedAction {
     /// Who acted: participant id, name and role at the time.
     pub by: String,
     pub by_name: String,
-    pub by_role: Role,
+    /// As the audit shows it (kept as written, whatever node wrote it).
+    pub by_role: String,
     /// The action's name as the audit shows it (`admit`, `mute`, `stop_video`, …).
     pub action: String,
     /// The participant acted on, if any (empty: none).
@@ -81,24 +85,35 @@ pub struct CollabRecord {
     pub next_id: u32,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PollKind {
-    /// What this node does not know (a newer node's kind).
-    #[default]
-    Unspecified,
     Single,
     Multiple,
     Text,
+    /// A kind this node does not know (0: none; else a newer node's), kept as stored.
+    Unknown(i32),
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+impl Default for PollKind {
+    fn default() -> Self {
+        PollKind::Unknown(0)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PollState {
-    #[default]
-    Unspecified,
     /// Prepared by a host, not yet shown to participants.
     Draft,
     Open,
     Ended,
+    /// A state this node does not know (0: none; else a newer node's), kept as stored.
+    Unknown(i32),
+}
+
+impl Default for PollState {
+    fn default() -> Self {
+        PollState::Unknown(0)
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -124,15 +139,6 @@ pub struct PollEntry {
     pub answers: Vec<PollAnswerEntry>,
     /// Anonymous free-text answers, sorted (so that their order says nothing of who).
     pub texts: Vec<String>,
-}
-
-impl PollEntry {
-    pub fn kind(&self) -> PollKind {
-        self.kind
-    }
-    pub fn state(&self) -> PollState {
-        self.state
-    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
