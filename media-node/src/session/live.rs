@@ -183,7 +183,10 @@ impl<'a> Live<'a> {
                 .map(|c| c - common::unix_ms())
                 .filter(|ms| *ms >= 0)
                 .map(|ms| std::time::Duration::from_millis(ms as u64 + 1));
+            // Biased: when the node ends the session (fenced, closed here) the room's
+            // events end too, and the client must be told the code, not a broken link.
             let step = tokio::select! {
+                biased;
                 _ = self.node.shutdown.cancelled() => Err(closing(ws, shutting_down()).await),
                 ended = membership.session.ended() => Err(closing(ws, ended).await),
                 _ = async {

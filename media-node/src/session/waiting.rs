@@ -34,6 +34,7 @@ pub(super) async fn wait_for_host(
     tracing::info!("waiting for a host to let them in");
     loop {
         tokio::select! {
+            biased;
             _ = node.shutdown.cancelled() => return Some(closing(ws, shutting_down()).await),
             why = membership.session.ended() => return Some(closing(ws, why).await),
             changed = room.changed() => {
