@@ -52,8 +52,6 @@ pub struct Node {
     pub sfu: sfu::driver::SfuHandle,
     /// Links to the other media nodes of our meetings.
     pub mesh: Arc<mesh::Mesh>,
-    /// etcd, for what is not the meeting layer's (the mesh's placements and nodes).
-    pub etcd: Arc<store::EtcdStore>,
     /// What the meeting layer keeps in the cluster's state (etcd, here).
     pub store: Arc<dyn store::MeetingStore>,
     /// What the hosts of our meetings decided (lock, waiting room, roles, …).
@@ -66,11 +64,6 @@ pub struct Node {
 }
 
 impl Node {
-    /// A connection to etcd (made once, at first use); None when the node shuts down
-    /// before etcd answers.
-    pub async fn etcd_client(&self) -> Option<etcd_client::Client> {
-        self.etcd.client().await
-    }
     /// The participants connected here (the rooms count them: one place).
     pub fn participants(&self) -> u32 {
         self.rooms.participants() as u32
@@ -334,7 +327,6 @@ pub async fn run(
         rooms,
         sfu: sfu_handle,
         mesh,
-        etcd,
         hosts: hosts::Hosts::new(meeting_store.clone(), groups, shutdown.clone()),
         collab: collab::Collab::new(meeting_store.clone(), shutdown.clone()),
         store: meeting_store,

@@ -183,19 +183,6 @@ pub enum CloseCode {
     MediaFailed,
 }
 
-impl CloseCode {
-    /// Whether a client should join again (through the controller) after this.
-    pub fn rejoin(self) -> bool {
-        matches!(
-            self,
-            CloseCode::ClosedHere
-                | CloseCode::Shutdown
-                | CloseCode::Fenced
-                | CloseCode::MediaFailed
-        )
-    }
-}
-
 /// Audio or video.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

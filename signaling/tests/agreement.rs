@@ -91,9 +91,16 @@ fn the_docs_name_every_message_the_types_have_and_no_other() {
         &doc_names(&doc, "\n## Client → server"),
         "docs/signaling.md (Client → server)",
     ));
+    // The codes are listed in the `closed` message's row.
+    let closed_row = doc
+        .lines()
+        .find(|l| l.starts_with("| `closed` |"))
+        .unwrap_or_default();
     for code in close_codes() {
-        if !doc.contains(&format!("`{code}`")) {
-            wrong.push(format!("close code `{code}` is not in docs/signaling.md"));
+        if !closed_row.contains(&format!("`{code}`")) {
+            wrong.push(format!(
+                "close code `{code}` is not in the `closed` row of docs/signaling.md"
+            ));
         }
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));

@@ -128,7 +128,9 @@ async fn read_datagrams(
             r = routes.recv() => match r {
                 Some(Route::Add(track, link)) => { table.insert(track, link); }
                 Some(Route::Remove(track)) => { table.remove(&track); }
-                None => {}
+                // Nobody routes for this connection any more (it was replaced): a closed
+                // channel would be ready at once, for ever.
+                None => break,
             },
             _ = tick.tick() => {
                 let s = connection.stats();

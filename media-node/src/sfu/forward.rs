@@ -497,7 +497,8 @@ impl Sfu {
                 &payload,
             );
         }
-        if let (Some(at), Some(wall)) = (h.arrived_unix_us, &self.wall)
+        // An arrival time of 0 is a far node that did not know its wall clock yet.
+        if let (Some(at), Some(wall)) = (h.arrived_unix_us.filter(|at| *at > 0), &self.wall)
             && self.hop_latency.len() < HOP_SAMPLES
         {
             let here = wall.unix_us_at(now);
