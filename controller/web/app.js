@@ -16,7 +16,13 @@
 //   hosts.js      participant panel, host controls, waiting list, breakout rooms
 //   chat.js, polls.js (polls, Q&A, reactions), board.js (whiteboard),
 //   recording.js (recording on this computer), e2ee.js (end-to-end encryption)
-import './polls.js'; // wires its panels and registers its handlers; nothing to call
+// Every module that registers signaling handlers, by name: none may depend on another
+// module happening to import it.
+import './board.js';
+import './hosts.js';
+import './media.js';
+import './polls.js';
+import './recording.js';
 import { messages, sendChat } from './chat.js';
 import { e2eeFailureCount, pinLayer } from './grid.js';
 import { prefill, preview } from './join.js';

@@ -212,6 +212,12 @@ on(SERVER.closed, (m) => {
     case CLOSE.media_failed:
       lost('The media node closed the connection (' + reason + ').');
       break;
+    case undefined:
+      // No code: a media node older than codes (an upgrade under way). It may have been
+      // a host's decision, which a rejoin would undo: stop, saying what it said; the
+      // visitor can join again.
+      stop('The media node ended your session (' + reason + '). Join again to come back.', true);
+      break;
     default:
       // A code this page does not know (a newer node): rejoining is the safe guess, and
       // a join the controller refuses stops it.

@@ -147,6 +147,32 @@ fn the_pages_protocol_module_is_generated_from_the_types() {
 }
 
 #[test]
+fn the_page_handles_every_message_the_node_sends() {
+    let web = repo().join("controller/web");
+    let mut pages = String::new();
+    for entry in std::fs::read_dir(&web).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "js") {
+            // Code, not comments (which may show a handler as an example).
+            for line in std::fs::read_to_string(&path).unwrap().lines() {
+                if !line.trim_start().starts_with("//") {
+                    pages += line;
+                    pages.push('\n');
+                }
+            }
+        }
+    }
+    let unhandled: Vec<String> = server()
+        .into_iter()
+        .filter(|n| !pages.contains(&format!("on(SERVER.{n},")))
+        .collect();
+    assert!(
+        unhandled.is_empty(),
+        "controller/web registers no handler (`on(SERVER.name, …)`) for {unhandled:?}"
+    );
+}
+
+#[test]
 fn the_names_are_serdes_own() {
     // A sample of each enum round-trips under the name the lists give.
     assert!(client().contains("raise_hand") && client().contains("board_draw"));
