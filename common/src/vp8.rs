@@ -196,6 +196,15 @@ mod tests {
     }
 
     #[test]
+    fn tid_and_keyidx_share_one_byte() {
+        // X, then T and K both set: one TID/Y/KEYIDX byte, not two.
+        assert_eq!(parse(&[0x90, 0x30, 0x00, 0x00]).unwrap().len, 3);
+        assert_eq!(parse(&[0x90, 0x20, 0x00]).unwrap().len, 3);
+        // The byte they announce is missing.
+        assert!(parse(&[0x90, 0x20]).is_none());
+    }
+
+    #[test]
     fn garbage_never_panics_and_offsets_stay_inside() {
         // Every first byte and extension byte, before every prefix of a few tails.
         for first in 0..=255u8 {

@@ -328,12 +328,35 @@ mod tests {
     #[test]
     fn every_message_kind_is_its_type() {
         for name in crate::client_types() {
-            let probe = format!(r#"{{"type":"{name}"}}"#);
-            // Fields missing or not, the refusal (or the message) names this type.
-            match parse_client(&probe) {
-                Ok(m) => assert_eq!(m.kind(), name),
-                Err(r) => assert_eq!(r.answers, name),
-            }
+            // A message of this type with every field it needs: add each field serde
+            // says is missing, as the first kind of value it takes.
+            let mut v = serde_json::json!({ "type": name });
+            // The field added last: the one a type error is about (the others parsed).
+            let mut last: Option<String> = None;
+            let kinds = [
+                serde_json::json!("x"),
+                serde_json::json!(1),
+                serde_json::json!(true),
+                serde_json::json!([]),
+                serde_json::json!("host"),
+            ];
+            let m = loop {
+                let e = match serde_json::from_value::<ClientMsg>(v.clone()) {
+                    Ok(m) => break m,
+                    Err(e) => e.to_string(),
+                };
+                if let Some(field) = e.split("missing field `").nth(1) {
+                    let field = field.split('`').next().unwrap().to_owned();
+                    v[&field] = kinds[0].clone();
+                    last = Some(field);
+                    continue;
+                }
+                let field = last.clone().unwrap_or_else(|| panic!("{name}: {e}"));
+                let at = kinds.iter().position(|k| *k == v[&field]).unwrap_or(0);
+                assert!(at + 1 < kinds.len(), "{name}: no value fits {field}: {e}");
+                v[&field] = kinds[at + 1].clone();
+            };
+            assert_eq!(m.kind(), name, "{v}");
         }
     }
 }

@@ -16,7 +16,14 @@ impl Bot {
     /// What `pick` takes out of each message the node sent since the media connection
     /// came up, in order; e.g. every breakout state:
     /// `bot.pick_events(|m| match m { ServerMsg::Breakout(b) => Some(b.clone()), _ => None })`.
+    /// Panics if the session ended on a message it could not read: what it kept is then
+    /// cut short, and a check that something never came would pass for nothing.
     pub fn pick_events<T>(&self, pick: impl FnMut(&ServerMsg) -> Option<T>) -> Vec<T> {
+        if let Some(why) = self.ended.borrow().as_deref()
+            && why.contains("not a ServerMsg")
+        {
+            panic!("the bot's session ended on an unreadable message: {why}");
+        }
         self.events
             .lock()
             .expect("events")

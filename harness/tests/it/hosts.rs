@@ -8,7 +8,7 @@ use futures::{SinkExt, StreamExt};
 use harness::eventually;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use signaling::{Breakout, ClientMsg, Participant, Role, ServerMsg};
+use signaling::{Breakout, ClientMsg, CloseCode, Participant, Role, ServerMsg};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::Api;
@@ -283,9 +283,10 @@ async fn a_waiting_participant_gets_no_media_until_admitted_and_a_denied_one_can
     })
     .unwrap();
     let closed = next_msg(&mut ws).await;
-    let ServerMsg::Closed { reason, .. } = &closed else {
+    let ServerMsg::Closed { code, reason } = &closed else {
         panic!("expected closed, got {closed:?}");
     };
+    assert_eq!(*code, CloseCode::Denied, "{closed:?}");
     assert!(reason.contains("did not let you in"), "{closed:?}");
     let (st, body) = signal_refusal(&joined).await;
     assert_eq!(st, StatusCode::FORBIDDEN, "{body}");
@@ -657,6 +658,7 @@ async fn a_removed_participants_media_stops_within_a_second_and_their_token_is_r
     })
     .await
     .unwrap();
+    assert_eq!(closed.0, CloseCode::Removed, "{closed:?}");
     assert!(closed.1.contains("removed you"), "{closed:?}");
     // Past the one-second bound, with a margin: media forwarded later would have come.
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -839,6 +841,7 @@ async fn a_host_on_one_node_admits_and_mutes_participants_waiting_on_another() {
         )
         .await
         .unwrap();
+        assert_eq!(closed.0, CloseCode::Ended, "{closed:?}");
         assert!(closed.1.contains("ended the meeting"), "{closed:?}");
     }
     let (st, body) = join(&api, &base, &meeting, "Too late").await;

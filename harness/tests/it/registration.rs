@@ -197,6 +197,10 @@ async fn with_manual_approval_only_approved_registrants_join_and_the_exports_lis
     )
     .await
     .unwrap();
+    // She stays two seconds in all: longer than the exports' tolerance, so that her
+    // arrival and departure cannot be told apart by mistake.
+    let stayed = Duration::from_millis(u64::try_from(now_ms() - ada_in).unwrap_or(0));
+    tokio::time::sleep(Duration::from_secs(2).saturating_sub(stayed)).await;
     let ada_went = now_ms();
     ada.leave().await;
 

@@ -312,33 +312,49 @@ mod tests {
 
     #[test]
     fn a_room_record_reads_back_as_it_was_written() {
-        let mut room = RoomRecord {
+        // Every field different from its default, and from the others.
+        let room = RoomRecord {
             locked: true,
             waiting_room: Some(false),
+            unmute_disallowed: true,
             admitted: vec!["a".into()],
+            denied: vec!["d".into()],
+            removed: vec!["r".into()],
+            roles: [("c".to_owned(), Role::CoHost)].into(),
+            other_roles: [("m".to_owned(), "moderator".to_owned())].into(),
+            names: [("a".to_owned(), "Ada".to_owned())].into(),
+            ended: true,
+            actions: vec![LoggedAction {
+                seq: 2,
+                unix_ms: 5,
+                by: "h".into(),
+                by_name: "Hanne".into(),
+                by_role: "host".into(),
+                action: "mute".into(),
+                target: "a".into(),
+                detail: "audio".into(),
+            }],
             next_seq: 3,
             breakout_rooms: vec!["Room 1".into()],
+            breakout_assignment: [("a".to_owned(), 1)].into(),
+            breakout_open: true,
             breakout_closes_unix_ms: 7,
+            board_attendees_forbidden: true,
+            local_recording_forbidden: true,
             attendee_chat_everyone: true,
-            ..RoomRecord::default()
         };
-        room.roles.insert("c".into(), Role::CoHost);
-        room.breakout_assignment.insert("a".into(), 1);
-        room.actions.push(LoggedAction {
-            seq: 2,
-            by: "h".into(),
-            by_role: "host".into(),
-            action: "lock".into(),
-            ..LoggedAction::default()
-        });
         let stored = MeetingRoomRecord::from(&room);
         assert_eq!(stored.roles["c"], "co-host");
         assert_eq!(RoomRecord::from(stored), room);
         let gone = Attendance {
             participant_id: "p".into(),
+            name: "Per".into(),
+            registrant_id: "reg".into(),
             role: Role::Panelist,
+            region: "oslo".into(),
+            node_id: "media-oslo-1".into(),
+            joined_unix_ms: 8,
             left_unix_ms: 9,
-            ..Attendance::default()
         };
         assert_eq!(Attendance::from(AttendanceRecord::from(&gone)), gone);
     }

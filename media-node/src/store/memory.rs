@@ -275,3 +275,56 @@ impl MeetingStore for MemoryStore {
         Ok(self.up()?.attendance.get(&key).cloned())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_outage_fails_every_call_and_a_follower_reads_afresh_after_it() {
+        let store = MemoryStore::new();
+        let m = MeetingId::parse("m1").unwrap();
+        let seen: std::sync::Arc<Mutex<Vec<Seen<RoomRecord>>>> = Default::default();
+        let (got, stop) = (seen.clone(), CancellationToken::new());
+        let follower = {
+            let store = std::sync::Arc::new(store);
+            let (s, m, stop) = (store.clone(), m.clone(), stop.clone());
+            tokio::spawn(async move {
+                let take = move |x| got.lock().unwrap().push(x);
+                s.follow_room(&m, stop, Box::new(take)).await
+            });
+            store
+        };
+        let until = |n: usize| {
+            let seen = seen.clone();
+            async move {
+                while seen.lock().unwrap().len() < n {
+                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                }
+            }
+        };
+        until(1).await;
+        follower.set_down(true);
+        assert!(matches!(
+            follower.update_room(&m, &mut |r| r.locked = true).await,
+            Err(StoreError::Unavailable)
+        ));
+        assert!(follower.meeting(&m).await.is_err());
+        follower.set_down(false);
+        // Back: the follower reads the record afresh, then sees changes again.
+        until(2).await;
+        follower
+            .update_room(&m, &mut |r| r.locked = true)
+            .await
+            .unwrap();
+        until(3).await;
+        stop.cancel();
+        let seen = seen.lock().unwrap();
+        assert!(matches!(seen[0], Seen::Read(None, _)), "{seen:?}");
+        assert!(matches!(seen[1], Seen::Read(None, _)), "{seen:?}");
+        assert!(
+            matches!(&seen[2], Seen::Changed(Some(r), _) if r.locked),
+            "{seen:?}"
+        );
+    }
+}
