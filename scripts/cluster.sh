@@ -9,5 +9,5 @@ source scripts/deps.sh
 # BOT_PACKAGES too: docs/development.md (Bots) points fjord-bot at this cluster.
 ensure_packages "${BUILD_PACKAGES[@]}" "${RUN_PACKAGES[@]}" "${BOT_PACKAGES[@]}"
 echo ">> building"
-cargo build --workspace --bins --quiet
+cargo build --locked --workspace --bins --quiet
 exec ./target/debug/fjord-local-cluster "$@"

@@ -14,16 +14,16 @@ ensure_node_tools
 echo ">> cargo fmt --check"
 cargo fmt --all -- --check
 echo ">> cargo clippy"
-cargo clippy --workspace --all-targets --quiet -- -D warnings
+cargo clippy --locked --workspace --all-targets --quiet -- -D warnings
 # The integration tests start the binaries as processes, so build them first.
 echo ">> cargo build --workspace --bins"
-cargo build --workspace --bins --quiet
+cargo build --locked --workspace --bins --quiet
 # The tests run each fuzz target for a short while.
 scripts/fuzz.sh build
 
 echo ">> tests"
 if cargo nextest --version >/dev/null 2>&1; then
-  exec cargo nextest run --workspace --no-fail-fast
+  exec cargo nextest run --locked --workspace --no-fail-fast
 else
-  exec cargo test --workspace --no-fail-fast
+  exec cargo test --locked --workspace --no-fail-fast
 fi
