@@ -113,7 +113,7 @@ impl Metrics {
                 hop_latency: prometheus::Histogram::with_opts(
                     prometheus::HistogramOpts::new(
                         "fjord_relay_hop_latency_seconds",
-                        "Time from a packet's arrival at its publisher's media node to its copies being written for subscribers here (one relay hop)",
+                        "Time from a packet's arrival at its publisher's media node to its shard here taking it (one relay hop)",
                     )
                     .buckets(LATENCY_BUCKETS.to_vec()),
                 )

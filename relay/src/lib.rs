@@ -245,16 +245,13 @@ pub async fn accept(ep: &quinn::Endpoint) -> Option<Result<(Link, RelayControl),
 }
 
 /// Sends one RTP packet of `track_id` as a datagram on a relay connection (dropped, not
-/// queued, if the link cannot take it).
+/// queued, if the link cannot take it): [`send_packet`] of a copy of `rtp`.
 pub fn send_media(
     connection: &quinn::Connection,
     track_id: u32,
     rtp: &[u8],
 ) -> Result<(), RelayError> {
-    let mut d = Vec::with_capacity(4 + rtp.len());
-    wire::encode_datagram(track_id, rtp, &mut d);
-    connection.send_datagram(Bytes::from(d))?;
-    Ok(())
+    send_packet(connection, track_id, wire::MediaPacket::from_rtp(rtp))
 }
 
 /// Sends `packet` as a datagram of media id `media_id` (track and layer, or a sink's
@@ -276,7 +273,7 @@ pub async fn recv_media(
     connection: &quinn::Connection,
 ) -> Result<Result<(u32, Bytes), WireError>, RelayError> {
     let d = connection.read_datagram().await?;
-    Ok(wire::decode_datagram(&d).map(|(id, _)| (id, d.slice(4..))))
+    Ok(wire::decode_datagram(&d).map(|(id, _)| (id, d.slice(wire::MEDIA_ID_LEN..))))
 }
 
 impl Link {

@@ -57,7 +57,10 @@ async fn static_file(Path(name): Path<String>) -> Response {
         Some(&(_, content_type, body)) => {
             ([(header::CONTENT_TYPE, content_type)], body).into_response()
         }
-        None => ApiError::NotFound(format!("no static file {name}")).into_response(),
+        None => {
+            let name = crate::lengths::truncate(&name, 80);
+            ApiError::NotFound(format!("no static file {name}")).into_response()
+        }
     }
 }
 

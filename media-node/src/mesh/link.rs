@@ -65,8 +65,7 @@ impl Mesh {
         let settings = self
             .store
             .meeting(meeting)
-            .await
-            .map_err(|e| LinkError::Store(e.to_string()))?
+            .await?
             .ok_or_else(|| LinkError::NoMeeting(meeting.clone()))?;
         if let Some(pin) = settings.residency
             && pin != peer.region

@@ -57,7 +57,7 @@ pub enum LinkError {
     #[error("no etcd connection (the node is shutting down)")]
     NoEtcd,
     #[error("the meeting store: {0}")]
-    Store(String),
+    Store(#[from] crate::store::StoreError),
     #[error("media node {0} is not registered")]
     NotRegistered(NodeId),
     #[error("meeting {0} does not exist")]

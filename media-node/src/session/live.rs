@@ -441,7 +441,9 @@ impl<'a> Live<'a> {
         let key = self.sfu.key;
         let refusal = match out {
             Output::Refuse { answers, message } => {
-                tracing::info!(message = %message, request = answers, "request refused");
+                // Refusals of host actions and polls are rare; of chat, reactions and
+                // whiteboard segments a flood would be a line each: debug.
+                tracing::debug!(message = %message, request = answers, "request refused");
                 Some((answers, message))
             }
             Output::Publish(ev) => {
