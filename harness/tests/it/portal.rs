@@ -129,13 +129,21 @@ async fn oidc_sign_in_lands_in_the_portal_and_forged_expired_stateless_or_verifi
         who.contains("Boss") && who.contains("administrator"),
         "{who}"
     );
-    let shown = b
-        .eval(
-            "return [document.getElementById('mine').hidden, document.getElementById('dashboard').hidden]",
-            json!([]),
-        )
-        .await
-        .unwrap();
+    // The portal shows the administrator's name first, then the sections as their
+    // data loads: look once both could be there.
+    let script = "return [document.getElementById('mine').hidden, document.getElementById('dashboard').hidden]";
+    let _ = eventually(
+        Duration::from_secs(10),
+        "my meetings and the dashboard",
+        || async {
+            b.eval(script, json!([]))
+                .await
+                .ok()
+                .filter(|v| *v == json!([false, false]))
+        },
+    )
+    .await;
+    let shown = b.eval(script, json!([])).await.unwrap();
     assert_eq!(
         shown,
         json!([false, false]),

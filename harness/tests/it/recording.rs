@@ -478,7 +478,7 @@ async fn a_draining_recording_node_finishes_its_recording_before_it_exits() {
     // The recording under way: the meeting's media reaches the recording node.
     let node = format!("http://127.0.0.1:{}", c.recording[0].http);
     harness::eventually(
-        Duration::from_secs(10),
+        Duration::from_secs(30),
         "the recording node to receive the meeting's media",
         || async {
             let text = crate::metrics_text(&node).await;
