@@ -22,9 +22,11 @@ export const SERVER = Object.freeze({
   participant_left: 'participant_left',
   participant_updated: 'participant_updated',
   polls: 'polls',
+  publish_layers: 'publish_layers',
   questions: 'questions',
   reaction: 'reaction',
   room: 'room',
+  slots: 'slots',
   track: 'track',
   track_removed: 'track_removed',
   unmute_request: 'unmute_request',
@@ -77,6 +79,7 @@ export const CLIENT = Object.freeze({
   remove: 'remove',
   rename: 'rename',
   set_role: 'set_role',
+  view: 'view',
   waiting_room: 'waiting_room',
 });
 

@@ -292,6 +292,27 @@ on(SERVER.track, (m) => {
   state.midKind.set(m.mid, m.kind);
 });
 on(SERVER.track_removed, (m) => state.midToParticipant.delete(m.mid));
+// Receive slots (after a `view`): each slot's m-line carries whoever the node chose now.
+on(SERVER.slots, (m) => {
+  for (const s of m.slots) {
+    if (s.participant_id) state.midToParticipant.set(s.mid, s.participant_id);
+    else state.midToParticipant.delete(s.mid);
+    state.midKind.set(s.mid, s.kind);
+  }
+});
+// Dynacast: encode only the simulcast layers someone watches (the lowest always).
+on(SERVER.publish_layers, async (m) => {
+  const t = state.pc && state.pc.getTransceivers().find((x) => x.mid === m.mid);
+  if (!t || !t.sender) return;
+  const p = t.sender.getParameters();
+  if (!p.encodings || p.encodings.length < 2) return;
+  let changed = false;
+  for (const e of p.encodings) {
+    const active = !e.rid || m.layers.includes(e.rid);
+    if (e.active !== active) { e.active = active; changed = true; }
+  }
+  if (changed) await t.sender.setParameters(p).catch((err) => console.warn('layers', err));
+});
 
 // The node refused one of our messages (`in_reply_to` names it).
 on(SERVER.error, (m) => {

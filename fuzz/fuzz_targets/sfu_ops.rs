@@ -116,6 +116,17 @@ enum Op {
         layer: u8,
         rtp: Vec<u8>,
     },
+    /// The client says what it shows: it moves onto receive slots.
+    View {
+        slot: u8,
+        video_slots: u8,
+        audio_slots: u8,
+        speaker: bool,
+        page: u16,
+        /// Which other slots' participants it pins (bit set).
+        pinned: u8,
+        tile: u16,
+    },
 }
 
 struct Client {
@@ -550,6 +561,39 @@ impl World {
                     layer,
                     rtp: bytes::Bytes::from(rtp),
                 });
+            }
+            Op::View {
+                slot,
+                video_slots,
+                audio_slots,
+                speaker,
+                page,
+                pinned,
+                tile,
+            } => {
+                let view = signaling::View {
+                    mode: if speaker {
+                        signaling::ViewMode::Speaker
+                    } else {
+                        signaling::ViewMode::Gallery
+                    },
+                    video_slots: video_slots.into(),
+                    audio_slots: audio_slots.into(),
+                    page: page.into(),
+                    tiles: vec![signaling::TileSize {
+                        width: tile.into(),
+                        height: u32::from(tile) * 9 / 16,
+                    }],
+                    // Participants by the rig's naming, present or not.
+                    pinned: (0..8u8)
+                        .filter(|b| pinned & (1 << b) != 0)
+                        .map(|b| format!("p{b}"))
+                        .collect(),
+                };
+                // Signaling refuses a view outside the limits before the core sees it.
+                if let (Some(key), Ok(())) = (live(self, slot), view.check()) {
+                    self.command(SfuCommand::View { key, view });
+                }
             }
         }
         self.settle();

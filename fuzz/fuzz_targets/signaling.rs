@@ -29,9 +29,22 @@ fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(rest);
     match which % 4 {
         0 => {
-            if let Err(r) = signaling::parse_client(&text) {
-                assert!(r.answers.chars().count() <= 32, "answers {:?}", r.answers);
-                assert!(!r.message.is_empty());
+            match signaling::parse_client(&text) {
+                Err(r) => {
+                    assert!(r.answers.chars().count() <= 32, "answers {:?}", r.answers);
+                    assert!(!r.message.is_empty());
+                }
+                // A view is checked against the limits; a refusal says the rule.
+                Ok(signaling::ClientMsg::View(v)) => match v.check() {
+                    Err(rule) => assert!(!rule.is_empty()),
+                    Ok(()) => {
+                        for i in 0..v.video_slots as usize {
+                            let t = v.tile(i);
+                            assert!(t.width <= signaling::view::MAX_TILE_PX);
+                        }
+                    }
+                },
+                Ok(_) => {}
             }
         }
         1 => {

@@ -26,6 +26,9 @@ pub enum ClientMsg {
         width: u32,
         height: u32,
     },
+    /// What the client shows (receive slots): how many videos and speakers, gallery or
+    /// speaker view, the page, tile sizes and who is pinned.
+    View(crate::View),
     Leave {},
     RaiseHand {},
     /// Lowers one's own hand, or (hosts) anyone's.
@@ -191,6 +194,7 @@ impl ClientMsg {
             ClientMsg::Chat { .. } => "chat",
             ClientMsg::Mute { .. } => "mute",
             ClientMsg::Layer { .. } => "layer",
+            ClientMsg::View(_) => "view",
             ClientMsg::Leave {} => "leave",
             ClientMsg::RaiseHand {} => "raise_hand",
             ClientMsg::LowerHand { .. } => "lower_hand",

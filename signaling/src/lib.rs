@@ -11,6 +11,7 @@ mod client;
 pub mod limits;
 mod role;
 mod server;
+pub mod view;
 
 pub use board::BoardOp;
 pub use client::{ClientMsg, Refusal, parse_client};
@@ -19,6 +20,7 @@ pub use server::{
     Breakout, CloseCode, MediaKind, Participant, Poll, PollAnswer, PollResults, Question,
     RoomSettings, ServerMsg, Waiting, Welcome,
 };
+pub use view::{Slot, TileSize, View, ViewMode};
 
 /// The protocol version: a client message may carry `"v": 1`; any other is refused.
 pub const VERSION: u64 = 1;

@@ -29,6 +29,17 @@ pub enum ServerMsg {
     TrackRemoved {
         mid: String,
     },
+    /// Which participant each receive slot carries now: after the first negotiation of
+    /// the slots, and whenever one changes.
+    Slots {
+        slots: Vec<crate::Slot>,
+    },
+    /// Dynacast: the simulcast layers of your track on m-line `mid` that some receiver
+    /// needs now (the lowest always, as a keep-alive); send only these.
+    PublishLayers {
+        mid: String,
+        layers: Vec<String>,
+    },
     ParticipantJoined {
         participant: Participant,
     },

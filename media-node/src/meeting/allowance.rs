@@ -13,6 +13,8 @@ pub const COLLAB_REQUESTS: (f64, f64) = (20.0, 4.0);
 pub const REACTIONS: (f64, f64) = (5.0, 1.0);
 /// Whiteboard messages: a stroke goes in segments, a few a second while drawing.
 pub const BOARD_MESSAGES: (f64, f64) = (60.0, 30.0);
+/// View changes (each refills the sender's receive slots): a resize sends a few.
+pub const VIEWS: (f64, f64) = (10.0, 5.0);
 
 /// One session's allowances.
 pub struct Allowances {
@@ -20,6 +22,7 @@ pub struct Allowances {
     pub collab: TokenBucket,
     pub reactions: TokenBucket,
     pub board: TokenBucket,
+    pub views: TokenBucket,
 }
 
 fn bucket((burst, per_second): (f64, f64), now: Instant) -> TokenBucket {
@@ -33,6 +36,7 @@ impl Allowances {
             collab: bucket(COLLAB_REQUESTS, now),
             reactions: bucket(REACTIONS, now),
             board: bucket(BOARD_MESSAGES, now),
+            views: bucket(VIEWS, now),
         }
     }
 }

@@ -53,6 +53,8 @@ pub enum Output {
     /// Media negotiation with the SFU.
     Offer(String),
     Answer(String),
+    /// What the sender shows: the SFU fills its receive slots from it.
+    View(signaling::View),
     /// The sender shows m-line `mid` at this size.
     Layer {
         mid: String,
@@ -107,6 +109,14 @@ pub fn handle(ctx: &Ctx<'_>, allow: &mut Allowances, msg: ClientMsg) -> Vec<Outp
             vec![Output::Layer { mid, width, height }]
         }
         ClientMsg::Layer { .. } => refuse(answers, "mid too long"),
+        ClientMsg::View(view) => match view.check() {
+            Err(rule) => refuse(answers, rule),
+            Ok(()) if allow.views.take(ctx.now).is_err() => refuse(
+                answers,
+                "too many view changes: a few at once, then a few a second",
+            ),
+            Ok(()) => vec![Output::View(view)],
+        },
         ClientMsg::BoardDraw {
             stroke_id,
             tool,
@@ -289,6 +299,52 @@ mod tests {
             Output::Refuse { message, .. } => Some(message.as_str()),
             _ => None,
         })
+    }
+
+    #[test]
+    fn views_outside_the_limits_and_floods_of_them_are_refused_saying_why() {
+        let me = person("a", Role::Attendee);
+        let room = RoomState::default();
+        let mut allow = Allowances::new(at());
+        let view = |video_slots| {
+            signaling::parse_client(&format!(r#"{{"type":"view","video_slots":{video_slots}}}"#))
+                .unwrap()
+        };
+        let out = run(&me, &room, &[], &mut allow, view(10_000));
+        assert_eq!(refused(&out), Some("video_slots: 1 to 49"));
+        let negative = signaling::parse_client(r#"{"type":"view","video_slots":4,"page":-1}"#);
+        assert_eq!(
+            negative.unwrap_err().answers,
+            "view",
+            "a negative page is refused"
+        );
+        let pins = format!(
+            r#"{{"type":"view","video_slots":4,"pinned":[{}]}}"#,
+            (0..10)
+                .map(|i| format!("\"p{i}\""))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        let out = run(
+            &me,
+            &room,
+            &[],
+            &mut allow,
+            signaling::parse_client(&pins).unwrap(),
+        );
+        assert_eq!(refused(&out), Some("pinned: at most 9 participants"));
+        // A burst goes through, then the flood is refused (and the session goes on).
+        let passed = (0..30)
+            .filter(|_| {
+                matches!(
+                    run(&me, &room, &[], &mut allow, view(9)).as_slice(),
+                    [Output::View(_)]
+                )
+            })
+            .count();
+        assert_eq!(passed, crate::meeting::allowance::VIEWS.0 as usize);
+        let out = run(&me, &room, &[], &mut allow, view(9));
+        assert!(refused(&out).unwrap().starts_with("too many view changes"));
     }
 
     #[test]

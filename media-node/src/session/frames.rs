@@ -36,6 +36,8 @@ pub(super) fn signal_msg(msg: SignalOut) -> ServerMsg {
             },
         },
         SignalOut::TrackRemoved { mid } => ServerMsg::TrackRemoved { mid },
+        SignalOut::Slots(slots) => ServerMsg::Slots { slots },
+        SignalOut::PublishLayers { mid, layers } => ServerMsg::PublishLayers { mid, layers },
         SignalOut::Error { answers, message } => ServerMsg::error(answers, message),
         SignalOut::Closed(why) => media_failed(why).message(),
     }

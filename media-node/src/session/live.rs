@@ -483,6 +483,10 @@ impl<'a> Live<'a> {
                 self.sfu.send(SfuCommand::Answer { key, sdp });
                 None
             }
+            Output::View(view) => {
+                self.sfu.send(SfuCommand::View { key, view });
+                None
+            }
             Output::Layer { mid, width, height } => {
                 let rid = crate::sfu::layer_for_size(width, height);
                 self.sfu.send(SfuCommand::Layer { key, mid, rid });

@@ -93,6 +93,12 @@ pub enum SfuCommand {
     Leave {
         key: PeerKey,
     },
+    /// What the receiver shows: from then on it receives on slots (made in one offer),
+    /// which the SFU fills. Checked against the limits already (`View::check`).
+    View {
+        key: PeerKey,
+        view: signaling::View,
+    },
     /// The participant is muted (by themselves or by a host): what it publishes of a
     /// muted kind is dropped here, so nobody receives it whatever its client sends.
     /// Unmuted video restarts on a keyframe, asked for at once.
@@ -190,6 +196,13 @@ pub enum SignalOut {
     /// The m-line no longer carries anything (its publisher left); it goes inactive.
     TrackRemoved {
         mid: String,
+    },
+    /// What each receive slot carries now.
+    Slots(Vec<signaling::Slot>),
+    /// Dynacast: the simulcast layers of the peer's track on `mid` that someone needs.
+    PublishLayers {
+        mid: String,
+        layers: Vec<String>,
     },
     /// The client message of type `answers` (`offer`, `answer`, `layer`) was refused.
     Error {

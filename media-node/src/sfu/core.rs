@@ -44,6 +44,15 @@ pub struct Sfu {
     /// here (the relay hop), in seconds, until the driver takes them
     /// ([`Sfu::take_hop_latency`]); at most [`HOP_SAMPLES`] (room made once).
     pub(super) hop_latency: Vec<f64>,
+    /// Something changed who publishes, speaks or is wanted: slots are to be filled
+    /// again (`slots::allocate`).
+    pub(super) slots_dirty: bool,
+    /// A receiver's slots changed what they carry: it is to be told.
+    pub(super) tell_slots: bool,
+    /// Per meeting, who spoke last, the latest first.
+    pub(super) recent_speakers: Vec<(MeetingId, Vec<ParticipantId>)>,
+    /// The last stable order handed to a track (`slots::next_order`).
+    pub(super) track_order: u64,
     /// The wall clock as last told ([`Sfu::set_wall_clock`]); until then, Unix times
     /// are 0 (unknown).
     pub(super) wall: Option<WallClock>,
@@ -76,6 +85,10 @@ impl Sfu {
             wants_changed: false,
             hop_latency: Vec::with_capacity(HOP_SAMPLES),
             wall: None,
+            slots_dirty: false,
+            tell_slots: false,
+            recent_speakers: Vec::new(),
+            track_order: 0,
         }
     }
 
@@ -144,6 +157,7 @@ impl Sfu {
             SfuCommand::Answer { key, sdp } => self.answer(now, key, sdp),
             SfuCommand::Layer { key, mid, rid } => self.set_layer(now, key, mid, rid),
             SfuCommand::Leave { key } => self.leave(key),
+            SfuCommand::View { key, view } => self.set_view(key, view),
             SfuCommand::Groups { meeting, groups } => self.set_groups(now, meeting, groups),
             SfuCommand::Mute { key, audio, video } => self.mute(now, key, audio, video),
             SfuCommand::SinkAttach { key, meeting } => self.attach_sink(key, meeting),

@@ -21,7 +21,9 @@ use super::stats::counter_delta;
 pub(super) const IMMEDIATE_TIMEOUTS: u32 = 4;
 
 impl Sfu {
-    /// Whether a datagram from `source` belongs to one of our peers.
+    /// Whether a datagram from `source` belongs to one of our peers. Datagrams may be fed
+    /// one after the other before the next drain: a peer that has input not yet driven
+    /// is driven first (str0m holds one received RTP packet until it is polled).
     pub fn handle_datagram(&mut self, now: Instant, source: SocketAddr, data: &[u8]) -> bool {
         let Ok(contents) = data.try_into() else {
             return false;
@@ -49,6 +51,16 @@ impl Sfu {
                 self.by_addr.insert(source, i);
                 i
             }
+        };
+        let i = if self.peers[i].dirty {
+            let key = self.peers[i].key;
+            self.drive(now, i);
+            match self.peers.iter().position(|p| p.key == key) {
+                Some(i) => i,
+                None => return true,
+            }
+        } else {
+            i
         };
         let peer = &mut self.peers[i];
         if let Err(e) = peer.rtc.handle_input(input) {
@@ -88,14 +100,25 @@ impl Sfu {
             if self.drive_dirty(now) {
                 continue;
             }
+            if std::mem::take(&mut self.slots_dirty) {
+                self.allocate(now);
+                continue;
+            }
             if std::mem::take(&mut self.wants_changed) {
                 self.update_remote_layers();
+                self.send_publish_layers();
+                continue;
+            }
+            if std::mem::take(&mut self.tell_slots) {
+                self.send_slots();
                 continue;
             }
             if now >= check {
                 self.next_speaker_check = Some(now + SPEAKER_CHECK);
                 self.detect_speakers();
                 self.adapt_layers(now);
+                // Audio slots follow who speaks.
+                self.slots_dirty = true;
                 // Keyframe requests made peers dirty: drive them too.
                 return self.poll_output(now);
             }
@@ -201,6 +224,8 @@ impl Sfu {
                 if matches!(m.direction, Direction::RecvOnly | Direction::SendRecv) =>
             {
                 let meeting = self.peers[i].meeting.clone();
+                let order = super::slots::next_order(&mut self.track_order);
+                self.slots_dirty = true;
                 self.peers[i].tracks_in.push(TrackIn {
                     mid: m.mid,
                     kind: m.kind,
@@ -209,11 +234,13 @@ impl Sfu {
                     last_keyframe_request: Vec::new(),
                     loudness: 0.0,
                     window: (0.0, 0),
+                    order,
                 });
+                // Receivers on slots get it in a slot, the others on an m-line of its own.
                 for p in self
                     .peers
                     .iter_mut()
-                    .filter(|p| p.key != key && p.meeting == meeting)
+                    .filter(|p| p.key != key && p.meeting == meeting && p.view.is_none())
                 {
                     p.tracks_out
                         .push(TrackOut::new(Source::Peer(key, m.mid), m.kind));

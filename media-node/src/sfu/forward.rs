@@ -102,68 +102,94 @@ impl Who<'_> {
     }
 }
 
+/// What writing a packet to the subscribers did.
+#[derive(Default)]
+pub(super) struct FannedOut {
+    /// A subscriber waits for a keyframe of the packet's layer.
+    pub(super) want_keyframe: bool,
+    /// A slot moved to the packet's source: its receiver is to be told.
+    pub(super) switched: bool,
+}
+
 /// Writes one packet of `source` into every subscriber's `Rtc` among `subscribers` that
-/// receives it; true when one of them waits for a keyframe. Per subscriber this neither
-/// allocates nor locks: the payload is one `Arc` shared by all of them, rewritten (SSRC,
-/// sequence number, time, VP8 picture id) as str0m encrypts it. `pt_for` finds a
-/// subscriber's payload type for the packet's codec (once per track and payload type).
+/// receives it (on an m-line of its own, or a slot that carries it or moves to it on
+/// this packet). Per subscriber this neither allocates nor locks: the payload is one
+/// `Arc` shared by all of them, rewritten (SSRC, sequence number, time, VP8 picture id)
+/// as str0m encrypts it. `pt_for` finds a subscriber's payload type for the packet's
+/// codec (once per track and payload type).
 pub(super) fn fan_out<'a>(
     subscribers: impl Iterator<Item = &'a mut Peer>,
     source: Source,
     p: &PacketIn,
     payload: &Payload,
     pt_for: impl Fn(&Rtc) -> Option<Pt>,
-) -> bool {
-    let mut want_keyframe = false;
+) -> FannedOut {
+    let mut done = FannedOut::default();
     for sub in subscribers {
-        let Some(t) = sub.tracks_out.iter_mut().find(|t| t.source == source) else {
-            continue;
-        };
-        let (OutState::Open(_), true, Some(ssrc)) = (t.state, t.receiving, t.ssrc) else {
-            continue;
-        };
-        let out = match t.forwarder.handle(p, p.rid.map(|_| t.want)) {
-            Verdict::Forward(out) => out,
-            Verdict::Drop => continue,
-            Verdict::WaitKeyframe => {
-                want_keyframe = true;
+        for t in sub.tracks_out.iter_mut() {
+            if !t.carries(source) {
                 continue;
             }
-        };
-        let pt = match t.pt {
-            Some((from, to)) if from == payload.pt => to,
-            _ => {
-                let Some(to) = pt_for(&sub.rtc) else {
+            let (OutState::Open(_), true, Some(ssrc)) = (t.state, t.receiving, t.ssrc) else {
+                continue;
+            };
+            let wanted_layer = p.rid.is_none() || p.rid == Some(t.want);
+            if t.next == Some(source) {
+                // A slot moves to this source on a packet its stream can start with:
+                // audio any, video the first of a keyframe of the layer it wants.
+                if p.video && !(p.keyframe_start && wanted_layer) {
+                    done.want_keyframe |= p.video && wanted_layer;
                     continue;
-                };
-                t.pt = Some((payload.pt, to));
-                to
+                }
+                t.source = t.next.take();
+                t.forwarder.pause();
+                t.pt = None;
+                sub.slots_changed = true;
+                done.switched = true;
             }
-        };
-        let mut write = RtpWrite::new(
-            pt,
-            out.seq.into(),
-            out.timestamp,
-            p.at,
-            payload.data.clone(),
-        )
-        .marker(payload.marker)
-        .ext_vals(payload.ext.clone())
-        .nackable(p.video);
-        if let Some((picture_id, tl0)) = out.vp8 {
-            match vp8_patch(payload.data, picture_id, tl0) {
-                Some(patch) => write = write.vp8_patch(patch),
-                None => continue,
+            let out = match t.forwarder.handle(p, p.rid.map(|_| t.want)) {
+                Verdict::Forward(out) => out,
+                Verdict::Drop => continue,
+                Verdict::WaitKeyframe => {
+                    done.want_keyframe = true;
+                    continue;
+                }
+            };
+            let pt = match t.pt {
+                Some((from, to)) if from == payload.pt => to,
+                _ => {
+                    let Some(to) = pt_for(&sub.rtc) else {
+                        continue;
+                    };
+                    t.pt = Some((payload.pt, to));
+                    to
+                }
+            };
+            let mut write = RtpWrite::new(
+                pt,
+                out.seq.into(),
+                out.timestamp,
+                p.at,
+                payload.data.clone(),
+            )
+            .marker(payload.marker)
+            .ext_vals(payload.ext.clone())
+            .nackable(p.video);
+            if let Some((picture_id, tl0)) = out.vp8 {
+                match vp8_patch(payload.data, picture_id, tl0) {
+                    Some(patch) => write = write.vp8_patch(patch),
+                    None => continue,
+                }
             }
+            let mut direct = sub.rtc.direct_api();
+            let Some(stream) = direct.stream_tx(&ssrc) else {
+                continue;
+            };
+            stream.write_rtp(write);
+            sub.dirty = true;
         }
-        let mut direct = sub.rtc.direct_api();
-        let Some(stream) = direct.stream_tx(&ssrc) else {
-            continue;
-        };
-        stream.write_rtp(write);
-        sub.dirty = true;
     }
-    want_keyframe
+    done
 }
 
 /// The index of the track `is_it` finds among a sink's or link's `tracks`; when there is
@@ -386,9 +412,11 @@ impl Sfu {
             .iter_mut()
             .chain(after.iter_mut())
             .filter(|s| s.meeting == *meeting && s.group == group);
-        let mut want_keyframe = fan_out(subscribers, source, p, &payload, |rtc| {
+        let fanned = fan_out(subscribers, source, p, &payload, |rtc| {
             rtc.codec_config().match_params(at.params).map(|x| x.pt())
         });
+        self.tell_slots |= fanned.switched;
+        let mut want_keyframe = fanned.want_keyframe;
         let who = Who {
             meeting,
             participant: &publisher.participant,
@@ -476,11 +504,13 @@ impl Sfu {
             .peers
             .iter_mut()
             .filter(|s| s.meeting == r.meeting && s.group == r.group);
-        let mut want_keyframe = fan_out(subscribers, source, &p, &payload, |rtc| {
+        let fanned = fan_out(subscribers, source, &p, &payload, |rtc| {
             rtc.codec_config()
                 .find(|x| x.spec().codec == to_str0m(codec))
                 .map(|x| x.pt())
         });
+        self.tell_slots |= fanned.switched;
+        let mut want_keyframe = fanned.want_keyframe;
         let who = Who {
             meeting: &r.meeting,
             participant: &r.participant,

@@ -28,6 +28,7 @@ impl Sfu {
                 participant,
                 name,
                 muted: Muted::default(),
+                view: None,
             });
         }
     }
@@ -65,7 +66,7 @@ impl Sfu {
         // Its subscribers' streams pause, and run on from there when it speaks
         // (or shows itself) again.
         let paused = |t: &TrackOut| {
-            matches!(t.source, Source::Peer(k, _) if k == key)
+            matches!(t.source, Some(Source::Peer(k, _)) if k == key)
                 && ((t.kind == MediaKind::Audio && audio && !was.audio)
                     || (t.kind == MediaKind::Video && video && !was.video))
         };
@@ -76,6 +77,10 @@ impl Sfu {
         }
         for (source, rid) in restart {
             self.request_keyframe(now, source, rid, KeyframeRequestKind::Pli);
+        }
+        // Slots carry no muted media: they move to someone else, or back.
+        if was != muted {
+            self.slots_dirty = true;
         }
     }
 
@@ -120,6 +125,7 @@ impl Sfu {
         if !changed {
             return;
         }
+        self.slots_dirty = true;
         let source_group = |sfu: &Sfu, s: Source| match s {
             Source::Peer(k, _) => sfu.peers.iter().find(|p| p.key == k).map(|p| p.group),
             Source::Remote(l, id) => sfu
@@ -137,27 +143,20 @@ impl Sfu {
             let groups: Vec<Option<u32>> = self.peers[i]
                 .tracks_out
                 .iter()
-                .map(|t| source_group(self, t.source))
+                .map(|t| t.source.and_then(|s| source_group(self, s)))
                 .collect();
             for (t, sg) in self.peers[i].tracks_out.iter_mut().zip(groups) {
                 t.forwarder.pause();
-                if sg == Some(g) && t.kind == MediaKind::Video {
-                    restart.push((t.source, t.want));
+                if let Some(source) = t.source
+                    && sg == Some(g)
+                    && t.kind == MediaKind::Video
+                {
+                    restart.push((source, t.want));
                 }
             }
         }
         for (source, want) in restart {
-            let simulcast = match source {
-                Source::Peer(k, mid) => self.peers.iter().find(|p| p.key == k).is_some_and(|p| {
-                    p.tracks_in
-                        .iter()
-                        .any(|t| t.mid == mid && t.streams.iter().any(|(_, r)| r.is_some()))
-                }),
-                Source::Remote(l, id) => self
-                    .remotes
-                    .iter()
-                    .any(|r| r.link == l && r.track_id == id && r.layers > 1),
-            };
+            let simulcast = self.is_simulcast(source);
             self.request_keyframe(
                 now,
                 source,
@@ -189,9 +188,10 @@ impl Sfu {
     }
 
     /// Ends the tracks whose source `gone` says is gone: sinks are told, subscribers'
-    /// m-lines go inactive in their next offer.
+    /// m-lines go inactive in their next offer, slots carrying them are filled again.
     pub(super) fn retire(&mut self, gone: impl Fn(&Source) -> bool) {
         self.wants_changed = true;
+        self.slots_dirty = true;
         for link in &mut self.links {
             for track_id in drop_gone(&mut link.tracks, |t| (t.source, t.track_id), &gone) {
                 let event = RelayEvent::Remove { track_id };
@@ -211,9 +211,21 @@ impl Sfu {
             }
         }
         for p in &mut self.peers {
+            // A slot whose source is gone carries nothing until it is filled again.
+            for t in p.tracks_out.iter_mut().filter(|t| t.slot.is_some()) {
+                if t.next.as_ref().is_some_and(&gone) {
+                    t.next = None;
+                }
+                if t.source.as_ref().is_some_and(&gone) {
+                    t.source = None;
+                    t.forwarder.pause();
+                    p.slots_changed = true;
+                    self.tell_slots = true;
+                }
+            }
             let mut removed = Vec::new();
             p.tracks_out.retain(|t| match t.state {
-                _ if !gone(&t.source) => true,
+                _ if t.slot.is_some() || !t.source.as_ref().is_some_and(&gone) => true,
                 OutState::ToOpen => false,
                 OutState::Negotiating(mid) | OutState::Open(mid) => {
                     removed.push(mid);

@@ -18,6 +18,8 @@
 //!   peer's `Rtc`; `negotiation`: SDP offers and answers;
 //! - `forward`: packets from publishers and links to subscribers, sinks and links;
 //! - `simulcast`: which layer each subscriber gets, link layers, keyframe requests;
+//! - `slots`: receive slots — which published track feeds which slot of each receiver
+//!   that declared its view, and which layers publishers need to send (dynacast);
 //! - `speaker`: active speaker detection; `stats`: counters; `codec`: codecs;
 //! - `rtp`: pure packet-level work (keyframe detection, `Forwarder`, which every
 //!   subscriber and sink uses to switch layers); `sink`: the RTP a sink or link gets.
@@ -37,6 +39,7 @@ mod relays;
 pub mod rtp;
 mod simulcast;
 mod sink;
+mod slots;
 mod speaker;
 mod stats;
 #[cfg(test)]

@@ -12,6 +12,7 @@ use super::codec::with_video_codecs;
 use super::core::Sfu;
 use super::peer::{OutState, Peer, TrackOut};
 use super::simulcast::INITIAL_ESTIMATE_KBPS;
+use super::slots::slot_stream;
 
 /// str0m's SDP parse error on one line, without the parser's memory address.
 pub(super) fn sdp_error(e: &impl std::fmt::Display) -> String {
@@ -86,7 +87,18 @@ impl Sfu {
             estimate_bps: None,
             muted: w.muted,
             group,
+            view: None,
+            slots_changed: false,
+            told_layers: Vec::new(),
         };
+        if let Some(view) = w.view {
+            // On slots: one offer of its slots, which the SFU fills.
+            Self::open_slots(&mut peer, view);
+            self.slots_dirty = true;
+            self.peers.push(peer);
+            self.signal(key, SignalOut::Answer(answer.to_sdp_string()));
+            return;
+        }
         // Everything already published in the meeting, here or on other nodes, is
         // offered to the newcomer.
         for other in self.peers.iter().filter(|o| o.meeting == peer.meeting) {
@@ -150,10 +162,14 @@ impl Sfu {
                         t.state = OutState::Open(m);
                     }
                 }
+                // Its slots' mids are known now: tell it what they carry.
+                let on_slots = peer.view.is_some();
+                peer.slots_changed |= on_slots;
                 // Tracks added meanwhile are offered now.
                 peer.dirty = true;
                 let started = peer.refresh_directions();
                 self.wants_changed = true;
+                self.tell_slots |= on_slots;
                 // A new subscriber needs a keyframe to start decoding.
                 self.keyframes_for(now, started);
             }
@@ -173,9 +189,24 @@ impl Sfu {
             change.set_direction(mid, Direction::Inactive);
         }
         let mut announced = Vec::new();
+        let mut slot_index = [0usize; 3];
         for t in &mut peer.tracks_out {
+            if let Some(slot) = t.slot {
+                let n = &mut slot_index[slot as usize];
+                if t.state == OutState::ToOpen {
+                    let stream = slot_stream(slot, *n);
+                    let mid =
+                        change.add_media(t.kind, Direction::SendOnly, Some(stream), None, None);
+                    t.state = OutState::Negotiating(mid);
+                }
+                *n += 1;
+                continue;
+            }
             if t.state == OutState::ToOpen {
-                let participant = match t.source {
+                let Some(source) = t.source else {
+                    continue;
+                };
+                let participant = match source {
                     Source::Peer(key, _) => left
                         .iter()
                         .chain(rest.iter())

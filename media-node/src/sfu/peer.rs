@@ -28,6 +28,8 @@ pub(super) struct TrackIn {
     pub(super) loudness: f32,
     /// Sum and count of loudness samples in the current window.
     pub(super) window: (f32, u32),
+    /// When it came, among the SFU's tracks: the gallery's stable order.
+    pub(super) order: u64,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -37,8 +39,26 @@ pub(super) enum OutState {
     Open(Mid),
 }
 
+/// Which receive slot an m-line of ours is (see `slots.rs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum SlotKind {
+    /// One of the loudest speakers.
+    Audio,
+    /// A tile of the receiver's view.
+    Video,
+    /// The screen share.
+    Screen,
+}
+
 pub(super) struct TrackOut {
-    pub(super) source: Source,
+    /// What it carries now: a per-track m-line always the same source; a slot whoever
+    /// the SFU chose (None: nothing yet, or nobody any more).
+    pub(super) source: Option<Source>,
+    /// A slot only: the source it moves to on that source's next keyframe (audio: its
+    /// next packet). Until then the current source goes on.
+    pub(super) next: Option<Source>,
+    /// None for a per-track m-line (a client without a view), else the slot it is.
+    pub(super) slot: Option<SlotKind>,
     pub(super) kind: MediaKind,
     pub(super) state: OutState,
     /// Whether the subscriber receives on this m-line: the negotiated direction of our
@@ -58,9 +78,22 @@ pub(super) struct TrackOut {
 }
 
 impl TrackOut {
+    /// A per-track m-line carrying `source`.
     pub(super) fn new(source: Source, kind: MediaKind) -> Self {
         Self {
-            source,
+            source: Some(source),
+            next: None,
+            slot: None,
+            ..Self::slot(SlotKind::Video, kind)
+        }
+    }
+
+    /// An empty receive slot.
+    pub(super) fn slot(slot: SlotKind, kind: MediaKind) -> Self {
+        Self {
+            source: None,
+            next: None,
+            slot: Some(slot),
             kind,
             state: OutState::ToOpen,
             receiving: false,
@@ -70,6 +103,16 @@ impl TrackOut {
             want: Rid::from("h"),
             asked: Rid::from("h"),
         }
+    }
+
+    /// Whether packets of `source` concern it: it carries them, or moves to them.
+    pub(super) fn carries(&self, source: Source) -> bool {
+        self.source == Some(source) || self.next == Some(source)
+    }
+
+    /// The source it carries once a switch under way is done.
+    pub(super) fn target(&self) -> Option<Source> {
+        self.next.or(self.source)
     }
 }
 
@@ -106,6 +149,14 @@ pub(super) struct Peer {
     pub(super) muted: Muted,
     /// Its breakout room (0: the main room): it gets and gives media in that room only.
     pub(super) group: u32,
+    /// What it shows, once it said (`view`): it then receives on slots, which the SFU
+    /// fills, and never gets an m-line per published track.
+    pub(super) view: Option<signaling::View>,
+    /// A slot changed what it carries: the client is to be told (`slots`).
+    pub(super) slots_changed: bool,
+    /// The layers of each of its simulcast tracks that someone needs, as last told
+    /// (`publish_layers`): (mid, layer bits).
+    pub(super) told_layers: Vec<(Mid, u8)>,
 }
 
 impl Peer {
@@ -116,7 +167,9 @@ impl Peer {
         let open = |k: MediaKind| {
             self.tracks_out
                 .iter()
-                .filter(|t| t.kind == k && matches!(t.state, OutState::Open(_)))
+                .filter(|t| {
+                    t.kind == k && t.target().is_some() && matches!(t.state, OutState::Open(_))
+                })
                 .count() as u64
         };
         let video = open(MediaKind::Video);
@@ -141,7 +194,7 @@ impl Peer {
                 .media(mid)
                 .is_some_and(|m| m.direction().is_sending());
             if receiving && !t.receiving {
-                started.push(t.source);
+                started.extend(t.target());
             }
             t.receiving = receiving;
             if t.ssrc.is_none() {
@@ -163,6 +216,8 @@ pub(super) struct Waiting {
     pub(super) participant: ParticipantId,
     pub(super) name: String,
     pub(super) muted: Muted,
+    /// The view it declared before its first offer.
+    pub(super) view: Option<signaling::View>,
 }
 
 /// What of a peer's own media is dropped on arrival: the kinds it is muted in.

@@ -37,6 +37,8 @@ pub(super) struct RemoteTrack {
     pub(super) window: (f32, u32),
     /// Its publisher's breakout room (0: the main room).
     pub(super) group: u32,
+    /// When it came, among the SFU's tracks: the gallery's stable order.
+    pub(super) order: u64,
 }
 
 /// A relay link to another media node, as the sender of our local tracks.
@@ -190,10 +192,17 @@ impl Sfu {
         {
             return;
         }
-        for p in self.peers.iter_mut().filter(|p| p.meeting == meeting) {
+        // Receivers on slots get it in a slot, the others on an m-line of its own.
+        for p in self
+            .peers
+            .iter_mut()
+            .filter(|p| p.meeting == meeting && p.view.is_none())
+        {
             p.tracks_out.push(TrackOut::new(source, kind));
             p.want_offer();
         }
+        self.slots_dirty = true;
+        let order = super::slots::next_order(&mut self.track_order);
         let group = self.group_of(&meeting, &participant);
         self.remotes.push(RemoteTrack {
             group,
@@ -211,6 +220,7 @@ impl Sfu {
             mask: 0,
             loudness: 0.0,
             window: (0.0, 0),
+            order,
         });
         self.wants_changed = true;
     }

@@ -95,7 +95,9 @@ impl Sfu {
             return;
         }
         t.want = rid;
-        let source = t.source;
+        let Some(source) = t.target() else {
+            return;
+        };
         self.wants_changed = true;
         // Switching needs a keyframe of the new layer.
         self.request_keyframe(now, source, Some(rid), KeyframeRequestKind::Pli);
@@ -120,7 +122,9 @@ impl Sfu {
         else {
             return;
         };
-        let (source, rid) = (t.source, t.forwarder.layer());
+        let (Some(source), rid) = (t.source, t.forwarder.layer()) else {
+            return;
+        };
         self.request_keyframe(now, source, rid, req.kind);
     }
 
@@ -188,6 +192,9 @@ impl Sfu {
             let budget = p.video_budget_bps().filter(|_| cap);
             let mut desired = 0;
             for t in &mut p.tracks_out {
+                let Some(source) = t.target() else {
+                    continue;
+                };
                 if !matches!(t.state, OutState::Open(_)) {
                     continue;
                 }
@@ -199,7 +206,7 @@ impl Sfu {
                 let want = capped(t.asked, budget);
                 if want != t.want {
                     t.want = want;
-                    keyframes.push((t.source, want));
+                    keyframes.push((source, want));
                 }
             }
             if desired > 0 {
@@ -224,12 +231,19 @@ impl Sfu {
             let source = Source::Remote(r.link, r.track_id);
             let simulcast = r.layers > 1;
             let mut mask = 0;
+            // Its audio always comes while anyone here may hear it: audio slots go to
+            // whoever speaks loudest, which only its levels tell.
+            if r.kind == MediaKind::Audio && self.peers.iter().any(|p| p.meeting == r.meeting) {
+                mask = 1;
+            }
             for p in self.peers.iter().filter(|p| p.meeting == r.meeting) {
                 for t in p.tracks_out.iter().filter(|t| {
-                    t.source == source && t.receiving && matches!(t.state, OutState::Open(_))
+                    t.carries(source) && t.receiving && matches!(t.state, OutState::Open(_))
                 }) {
                     mask |= match t.forwarder.layer() {
                         _ if !simulcast => 1,
+                        // A slot moving to it starts on the layer it wants.
+                        _ if t.source != Some(source) => layer_bit(Some(t.want)),
                         None => ALL_LAYERS,
                         Some(now) => layer_bit(Some(t.want)) | layer_bit(Some(now)),
                     };

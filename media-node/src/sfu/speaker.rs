@@ -77,14 +77,17 @@ impl Sfu {
                 Some((_, cur)) => *cur = participant.clone(),
                 None => self.speakers.push((meeting.clone(), participant.clone())),
             }
+            self.note_speaker(&meeting, &participant);
             self.out.push_back(SfuOutput::ActiveSpeaker {
                 meeting,
                 participant,
             });
         }
-        self.speakers.retain(|(m, _)| {
+        let present = |m: &MeetingId| {
             self.peers.iter().any(|p| &p.meeting == m)
                 || self.remotes.iter().any(|r| &r.meeting == m)
-        });
+        };
+        self.speakers.retain(|(m, _)| present(m));
+        self.recent_speakers.retain(|(m, _)| present(m));
     }
 }

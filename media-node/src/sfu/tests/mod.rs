@@ -14,6 +14,8 @@ use str0m::{Candidate, Event, Input, Output, Rtc};
 
 use super::{LinkKey, PeerKey, RelayEvent, RemoteTrackInfo, Sfu, SfuCommand, SfuOutput, SignalOut};
 
+mod slots;
+
 const SFU: &str = "127.0.0.1:5000";
 
 struct Client {
@@ -25,8 +27,26 @@ struct Client {
     sending: Option<Mid>,
     /// Payloads of the frames received, in order.
     received: Vec<Vec<u8>>,
+    /// The frames received, with the m-line each came on, in order.
+    frames: Vec<Got>,
+    /// Every m-line it sends on (the first is `sending`).
+    sends: Vec<(MediaKind, Mid)>,
+    /// Its video goes in three simulcast layers.
+    simulcast: bool,
     /// The simulcast layers the SFU asked this publisher for a keyframe of, in order.
     keyframe_requests: Vec<Option<str0m::media::Rid>>,
+}
+
+/// A frame a client received.
+#[derive(Clone, Debug)]
+struct Got {
+    mid: Mid,
+    data: Vec<u8>,
+    /// str0m: nothing is missing between this frame and the previous one on the m-line.
+    contiguous: bool,
+    /// Its RTP time, and when it arrived.
+    time: MediaTime,
+    at: Instant,
 }
 
 struct Rig {
@@ -41,6 +61,12 @@ struct Rig {
     removed: Vec<(PeerKey, String)>,
     /// Tracks announced to clients: (client, mid, kind).
     announced: Vec<(PeerKey, String, &'static str)>,
+    /// Offers the SFU made, by client.
+    offers: Vec<PeerKey>,
+    /// Slot tables told to clients, in order.
+    slot_tables: Vec<(PeerKey, Vec<signaling::Slot>)>,
+    /// Layers publishers were told someone needs: (client, mid, layers).
+    publish_layers: Vec<(PeerKey, String, Vec<String>)>,
 }
 
 impl Rig {
@@ -54,6 +80,9 @@ impl Rig {
             link_events: Vec::new(),
             removed: Vec::new(),
             announced: Vec::new(),
+            offers: Vec::new(),
+            slot_tables: Vec::new(),
+            publish_layers: Vec::new(),
         }
     }
 
@@ -99,6 +128,7 @@ impl Rig {
             .unwrap();
         let mut rtc = Rtc::builder().build(self.now);
         rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap());
+        let layered = simulcast.is_some();
         let mut change = rtc.sdp_api();
         let mid = change.add_media(kind, dir, None, None, simulcast);
         let (offer, pending) = change.apply().unwrap();
@@ -109,6 +139,12 @@ impl Rig {
             pending: Some(pending),
             sending: (dir == Direction::SendOnly).then_some(mid),
             received: Vec::new(),
+            frames: Vec::new(),
+            sends: (dir == Direction::SendOnly)
+                .then_some((kind, mid))
+                .into_iter()
+                .collect(),
+            simulcast: layered,
             keyframe_requests: Vec::new(),
         });
         self.command(SfuCommand::Join {
@@ -214,6 +250,8 @@ impl Rig {
                     .unwrap();
             }
             SignalOut::Offer(sdp) => {
+                self.offers.push(key);
+                let c = self.client(key);
                 let answer = c
                     .rtc
                     .sdp_api()
@@ -231,6 +269,10 @@ impl Rig {
             SignalOut::Error { answers, message } => panic!("{answers} refused: {message}"),
             SignalOut::TrackRemoved { mid } => self.removed.push((key, mid)),
             SignalOut::Track { mid, kind, .. } => self.announced.push((key, mid, kind)),
+            SignalOut::Slots(slots) => self.slot_tables.push((key, slots)),
+            SignalOut::PublishLayers { mid, layers } => {
+                self.publish_layers.push((key, mid, layers))
+            }
             _ => {}
         }
     }
@@ -240,13 +282,29 @@ impl Rig {
         let now = self.now;
         for c in &mut self.clients {
             c.rtc.handle_input(Input::Timeout(now)).unwrap();
+            // Its pacer releases one queue per timeout: a client that sends on several
+            // m-lines has those due handled at once, so that each gets its turn.
+            let mut immediate = if c.sends.len() > 1 { 0 } else { 8 };
             loop {
                 match c.rtc.poll_output().unwrap() {
+                    Output::Timeout(t) if t <= now && immediate < 8 => {
+                        immediate += 1;
+                        c.rtc.handle_input(Input::Timeout(now)).unwrap();
+                    }
                     Output::Timeout(_) => break,
                     Output::Transmit(t) => {
                         self.sfu.handle_datagram(now, t.source, &t.contents);
                     }
-                    Output::Event(Event::MediaData(d)) => c.received.push(d.data.to_vec()),
+                    Output::Event(Event::MediaData(d)) => {
+                        c.frames.push(Got {
+                            mid: d.mid,
+                            data: d.data.to_vec(),
+                            contiguous: d.contiguous,
+                            time: d.time,
+                            at: now,
+                        });
+                        c.received.push(d.data.to_vec());
+                    }
                     Output::Event(Event::KeyframeRequest(r)) => c.keyframe_requests.push(r.rid),
                     Output::Event(_) => {}
                 }

@@ -1,0 +1,797 @@
+//! Receive slots: a receiver that declared its view (`view`) has a fixed set of
+//! send-only m-lines — audio slots for the loudest speakers, video slots for the tiles it
+//! shows, one for a screen share — and the SFU decides, per receiver, which published
+//! track feeds which slot. Nobody's SDP changes when others come, go, mute or speak: the
+//! slots change source, and the receiver is told (`slots`).
+//!
+//! A video slot moves to a new source on that source's next keyframe (asked for at
+//! once); the old source goes on until then, so a tile never goes black. The slot's
+//! `rtp::Forwarder` runs its stream on across the switch (sequence numbers, RTP time,
+//! VP8 picture ids), as it does across a simulcast layer switch: the receiver sees one
+//! stream whose source changed, never a gap.
+//!
+//! What each receiver gets (`wanted_videos`, `assign`, `audible` are pure): pinned
+//! participants, then (speaker view, or the gallery's first page) the active and recent
+//! speakers, then everyone with a camera in a stable order (when their track came); a
+//! slot keeps what it carries while that is still wanted, so tiles do not shuffle. Audio
+//! slots carry the loudest speakers, a speaker keeping its slot until someone is louder
+//! by [`AUDIO_HYSTERESIS`] or it falls silent. The screen slot carries the latest screen
+//! share. The client's simulcast layers that some receiver needs are told to it
+//! (`publish_layers`, dynacast) so that it stops encoding the others.
+use std::time::Instant;
+
+use common::ids::{MeetingId, ParticipantId};
+use signaling::{Slot, View, ViewMode};
+use str0m::media::{KeyframeRequestKind, MediaKind, Rid};
+
+use super::api::{PeerKey, SignalOut, Source};
+use super::core::Sfu;
+use super::peer::{OutState, Peer, SlotKind, TrackOut};
+use super::simulcast::{LAYER_BPS, layer_bit, layer_for_size, layer_rank};
+use super::speaker::SPEAKER_THRESHOLD;
+
+/// How much louder (on the loudness scale of `speaker`, 127 + dBov) a speaker must be
+/// than the quietest one a receiver hears to take that one's audio slot.
+pub(super) const AUDIO_HYSTERESIS: f32 = 6.0;
+
+/// How many recent speakers a meeting remembers (for speaker view and the first page).
+pub(super) const RECENT_SPEAKERS: usize = 8;
+
+/// What a track is to the slots.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Feed {
+    Audio,
+    Camera,
+    Screen,
+}
+
+/// A published track a slot may carry.
+#[derive(Clone, Debug)]
+pub(super) struct Candidate {
+    pub(super) source: Source,
+    pub(super) participant: ParticipantId,
+    pub(super) feed: Feed,
+    /// Its publisher's breakout room.
+    pub(super) group: u32,
+    /// When it came (the stable order of the gallery).
+    pub(super) order: u64,
+    /// Audio: its smoothed loudness.
+    pub(super) loudness: f32,
+}
+
+/// The sources a receiver's video slots should carry, most wanted first, at most
+/// `view.video_slots`: pinned participants; on the first gallery page and in speaker
+/// view the speakers (`speakers`: the active one first, then the recent ones); then the
+/// page's participants in `cameras`' order (a stable one). `cameras` holds only what the
+/// receiver may see (its room, not its own).
+pub(super) fn wanted_videos(
+    view: &View,
+    cameras: &[&Candidate],
+    speakers: &[ParticipantId],
+) -> Vec<Source> {
+    let n = view.video_slots as usize;
+    let mut out: Vec<Source> = Vec::with_capacity(n);
+    let push = |out: &mut Vec<Source>, s: Source| {
+        if out.len() < n && !out.contains(&s) {
+            out.push(s);
+        }
+    };
+    let of = |pid: &str| cameras.iter().find(|c| c.participant.as_str() == pid);
+    for pid in &view.pinned {
+        if let Some(c) = of(pid) {
+            push(&mut out, c.source);
+        }
+    }
+    let pinned = out.len();
+    let leading = view.mode == ViewMode::Speaker || view.page == 0;
+    if leading {
+        for pid in speakers {
+            if let Some(c) = of(pid.as_str()) {
+                push(&mut out, c.source);
+            }
+        }
+    }
+    // The page's share of the others, in the stable order.
+    let per_page = n.saturating_sub(pinned).max(1);
+    let skip = if leading {
+        0
+    } else {
+        per_page.saturating_mul(view.page as usize)
+    };
+    let others = cameras
+        .iter()
+        .filter(|c| !view.pinned.iter().any(|p| p == c.participant.as_str()));
+    for c in others.skip(skip) {
+        if out.len() == n {
+            break;
+        }
+        push(&mut out, c.source);
+    }
+    out
+}
+
+/// What each slot carries next. The first `fixed` slots carry exactly `wanted[i]` (the
+/// speaker view's stage); every other slot keeps what it carries (or moves to) while
+/// that is still wanted; the slots left take the wanted sources no slot has, in order,
+/// and the rest carry nothing.
+pub(super) fn assign(
+    current: &[Option<Source>],
+    wanted: &[Source],
+    fixed: usize,
+) -> Vec<Option<Source>> {
+    let fixed = fixed.min(current.len());
+    let mut out: Vec<Option<Source>> = vec![None; current.len()];
+    for (i, slot) in out.iter_mut().enumerate().take(fixed) {
+        *slot = wanted.get(i).copied();
+    }
+    let free = wanted.get(fixed..).unwrap_or_default();
+    for i in fixed..current.len() {
+        if let Some(s) = current[i]
+            && free.contains(&s)
+            && !out.contains(&Some(s))
+        {
+            out[i] = Some(s);
+        }
+    }
+    let rest: Vec<Source> = free
+        .iter()
+        .filter(|s| !out.contains(&Some(**s)))
+        .copied()
+        .collect();
+    let mut rest = rest.into_iter();
+    for slot in out.iter_mut().skip(fixed) {
+        if slot.is_none() {
+            *slot = rest.next();
+        }
+    }
+    out
+}
+
+/// The speakers a receiver's audio slots carry next. `current`: what they carry;
+/// `level`: a source's loudness, None when the receiver may no longer hear it (gone,
+/// muted, another room); `loud`: who speaks now (above the threshold), loudest first.
+/// A speaker takes an empty slot, or the slot of the quietest one heard when that one
+/// is silent or quieter by [`AUDIO_HYSTERESIS`].
+pub(super) fn audible(
+    current: &[Option<Source>],
+    level: impl Fn(Source) -> Option<f32>,
+    loud: &[(Source, f32)],
+) -> Vec<Option<Source>> {
+    let mut out: Vec<Option<Source>> = current
+        .iter()
+        .map(|s| s.filter(|s| level(*s).is_some()))
+        .collect();
+    for &(s, l) in loud {
+        if out.contains(&Some(s)) {
+            continue;
+        }
+        if let Some(free) = out.iter().position(Option::is_none) {
+            out[free] = Some(s);
+            continue;
+        }
+        let quietest = out
+            .iter()
+            .enumerate()
+            .filter_map(|(i, h)| Some((i, level((*h)?)?)))
+            .min_by(|a, b| a.1.total_cmp(&b.1));
+        if let Some((i, q)) = quietest
+            && (q < SPEAKER_THRESHOLD || l > q + AUDIO_HYSTERESIS)
+        {
+            out[i] = Some(s);
+        }
+    }
+    out
+}
+
+/// The layer a slot asks for at its tile's size.
+fn asked_for(view: &View, video_index: usize) -> Rid {
+    let tile = view.tile(video_index);
+    layer_for_size(tile.width, tile.height)
+}
+
+/// The slots a view needs of each kind: (audio, video, screen).
+fn slot_counts(view: &View) -> [(SlotKind, MediaKind, usize); 3] {
+    [
+        (SlotKind::Audio, MediaKind::Audio, view.audio_slots as usize),
+        (SlotKind::Video, MediaKind::Video, view.video_slots as usize),
+        (SlotKind::Screen, MediaKind::Video, 1),
+    ]
+}
+
+/// The msid stream a slot's m-line is announced in: `a0`, `v3`, `screen`.
+pub(super) fn slot_stream(kind: SlotKind, index: usize) -> String {
+    match kind {
+        SlotKind::Audio => format!("a{index}"),
+        SlotKind::Video => format!("v{index}"),
+        SlotKind::Screen => "screen".to_owned(),
+    }
+}
+
+impl Peer {
+    /// Adds the slots `view` needs that the peer does not have yet (slots are never
+    /// taken away: ones the view does not use carry nothing) and sets the layer each
+    /// video slot asks for. True when m-lines were added (an offer is due).
+    fn fit_slots(&mut self, view: &View) -> bool {
+        let mut added = false;
+        for (slot, kind, want) in slot_counts(view) {
+            let have = self
+                .tracks_out
+                .iter()
+                .filter(|t| t.slot == Some(slot))
+                .count();
+            for _ in have..want {
+                self.tracks_out.push(TrackOut::slot(slot, kind));
+                added = true;
+            }
+        }
+        for (i, t) in self
+            .tracks_out
+            .iter_mut()
+            .filter(|t| t.slot == Some(SlotKind::Video))
+            .enumerate()
+        {
+            t.asked = asked_for(view, i);
+        }
+        if added {
+            self.want_offer();
+        }
+        added
+    }
+
+    /// The indexes in `tracks_out` of its slots of `kind`, in slot order.
+    fn slots_of(&self, kind: SlotKind) -> Vec<usize> {
+        (0..self.tracks_out.len())
+            .filter(|&j| self.tracks_out[j].slot == Some(kind))
+            .collect()
+    }
+}
+
+impl Sfu {
+    /// A receiver's view: its slots are made (in one offer) and filled. The first view
+    /// of a peer that had m-lines per published track retires them.
+    pub(super) fn set_view(&mut self, key: PeerKey, view: View) {
+        if let Some(w) = self.waiting.iter_mut().find(|w| w.key == key) {
+            w.view = Some(view);
+            return;
+        }
+        let Some(p) = self.peers.iter_mut().find(|p| p.key == key) else {
+            return self.refuse(key, "view", "no media session yet".into());
+        };
+        if p.view.is_none() {
+            let mut removed = Vec::new();
+            p.tracks_out.retain(|t| match (t.slot, t.state) {
+                (Some(_), _) => true,
+                (None, OutState::ToOpen) => false,
+                (None, OutState::Negotiating(mid) | OutState::Open(mid)) => {
+                    removed.push(mid);
+                    false
+                }
+            });
+            p.to_deactivate.extend(removed.iter().copied());
+            if !removed.is_empty() {
+                p.want_offer();
+            }
+            for mid in removed {
+                self.out.push_back(super::api::SfuOutput::Signal {
+                    key,
+                    msg: SignalOut::TrackRemoved {
+                        mid: mid.to_string(),
+                    },
+                });
+            }
+        }
+        let p = self
+            .peers
+            .iter_mut()
+            .find(|p| p.key == key)
+            .expect("found above");
+        p.fit_slots(&view);
+        p.view = Some(view);
+        p.slots_changed = true;
+        self.slots_dirty = true;
+        self.wants_changed = true;
+    }
+
+    /// Makes the slots of a new peer that declared its view before its first offer.
+    pub(super) fn open_slots(peer: &mut Peer, view: View) {
+        peer.fit_slots(&view);
+        peer.view = Some(view);
+    }
+
+    /// Whether `source` is sent in simulcast layers.
+    pub(super) fn is_simulcast(&self, source: Source) -> bool {
+        match source {
+            Source::Peer(k, mid) => self.peers.iter().find(|p| p.key == k).is_some_and(|p| {
+                p.tracks_in
+                    .iter()
+                    .any(|t| t.mid == mid && t.streams.iter().any(|(_, r)| r.is_some()))
+            }),
+            Source::Remote(l, id) => self
+                .remotes
+                .iter()
+                .any(|r| r.link == l && r.track_id == id && r.layers > 1),
+        }
+    }
+
+    /// Who publishes `source`.
+    pub(super) fn publisher_of(&self, source: Source) -> Option<&ParticipantId> {
+        match source {
+            Source::Peer(k, _) => self
+                .peers
+                .iter()
+                .find(|p| p.key == k)
+                .map(|p| &p.participant),
+            Source::Remote(l, id) => self
+                .remotes
+                .iter()
+                .find(|r| r.link == l && r.track_id == id)
+                .map(|r| &r.participant),
+        }
+    }
+
+    /// Everything published in `meeting` that a slot may carry, in the order it came.
+    /// Muted media is not: a muted camera's tile shows the participant's name instead.
+    fn candidates(&self, meeting: &MeetingId) -> Vec<Candidate> {
+        let mut out = Vec::new();
+        for p in self.peers.iter().filter(|p| p.meeting == *meeting) {
+            let mut cameras = 0;
+            for t in &p.tracks_in {
+                let feed = match t.kind {
+                    MediaKind::Audio if p.muted.audio => continue,
+                    MediaKind::Video if p.muted.video => continue,
+                    MediaKind::Audio => Feed::Audio,
+                    // A second video track of a participant is its screen share.
+                    MediaKind::Video => {
+                        cameras += 1;
+                        if cameras == 1 {
+                            Feed::Camera
+                        } else {
+                            Feed::Screen
+                        }
+                    }
+                };
+                out.push(Candidate {
+                    source: Source::Peer(p.key, t.mid),
+                    participant: p.participant.clone(),
+                    feed,
+                    group: p.group,
+                    order: t.order,
+                    loudness: t.loudness,
+                });
+            }
+        }
+        for r in self.remotes.iter().filter(|r| r.meeting == *meeting) {
+            let feed = match r.kind {
+                MediaKind::Audio => Feed::Audio,
+                MediaKind::Video => {
+                    let earlier = self.remotes.iter().any(|o| {
+                        o.link == r.link
+                            && o.participant == r.participant
+                            && o.kind == MediaKind::Video
+                            && o.track_id < r.track_id
+                    });
+                    if earlier { Feed::Screen } else { Feed::Camera }
+                }
+            };
+            out.push(Candidate {
+                source: Source::Remote(r.link, r.track_id),
+                participant: r.participant.clone(),
+                feed,
+                group: r.group,
+                order: r.order,
+                loudness: r.loudness,
+            });
+        }
+        out.sort_by_key(|c| c.order);
+        out
+    }
+
+    /// Fills the slots of every receiver on slots (after something changed who
+    /// publishes, speaks or is wanted), asking for the keyframes the switches need.
+    pub(super) fn allocate(&mut self, now: Instant) {
+        let mut meetings: Vec<MeetingId> = Vec::new();
+        for p in self.peers.iter().filter(|p| p.view.is_some()) {
+            if !meetings.contains(&p.meeting) {
+                meetings.push(p.meeting.clone());
+            }
+        }
+        let mut keyframes = Vec::new();
+        for meeting in meetings {
+            self.allocate_meeting(&meeting, &mut keyframes);
+        }
+        for source in keyframes {
+            let rid = self
+                .is_simulcast(source)
+                .then(|| self.wanted_layer(source))
+                .flatten();
+            self.request_keyframe(now, source, rid, KeyframeRequestKind::Pli);
+        }
+    }
+
+    /// The highest layer any slot moving to `source` wants of it.
+    fn wanted_layer(&self, source: Source) -> Option<Rid> {
+        self.peers
+            .iter()
+            .flat_map(|p| &p.tracks_out)
+            .filter(|t| t.next == Some(source) || (t.source == Some(source)))
+            .map(|t| t.want)
+            .max_by_key(|r| layer_rank(*r))
+    }
+
+    fn allocate_meeting(&mut self, meeting: &MeetingId, keyframes: &mut Vec<Source>) {
+        let cands = self.candidates(meeting);
+        let speakers: Vec<ParticipantId> = self
+            .recent_speakers
+            .iter()
+            .find(|(m, _)| m == meeting)
+            .map(|(_, s)| s.clone())
+            .unwrap_or_default();
+        let mut changed = false;
+        for p in self
+            .peers
+            .iter_mut()
+            .filter(|p| p.meeting == *meeting && p.view.is_some())
+        {
+            let (me, group) = (&p.participant, p.group);
+            let visible = |c: &&Candidate| c.participant != *me && c.group == group;
+            let view = p.view.as_ref().expect("filtered on");
+            let cameras: Vec<&Candidate> = cands
+                .iter()
+                .filter(visible)
+                .filter(|c| c.feed == Feed::Camera)
+                .collect();
+            let wanted = wanted_videos(view, &cameras, &speakers);
+            let fixed = usize::from(view.mode == ViewMode::Speaker);
+            let shown = view.video_slots as usize;
+            let audio_n = view.audio_slots as usize;
+
+            let video = p.slots_of(SlotKind::Video);
+            let current: Vec<Option<Source>> = video
+                .iter()
+                .take(shown)
+                .map(|&j| p.tracks_out[j].target())
+                .collect();
+            let mut plan: Vec<(usize, Option<Source>)> = video
+                .iter()
+                .copied()
+                .zip(assign(&current, &wanted, fixed))
+                .collect();
+            // Slots the view does not use carry nothing.
+            plan.extend(video.iter().skip(shown).map(|&j| (j, None)));
+
+            let audio = p.slots_of(SlotKind::Audio);
+            let level = |s: Source| {
+                cands
+                    .iter()
+                    .find(|c| c.source == s && c.feed == Feed::Audio)
+                    .filter(visible)
+                    .map(|c| c.loudness)
+            };
+            let mut loud: Vec<(Source, f32)> = cands
+                .iter()
+                .filter(visible)
+                .filter(|c| c.feed == Feed::Audio && c.loudness >= SPEAKER_THRESHOLD)
+                .map(|c| (c.source, c.loudness))
+                .collect();
+            loud.sort_by(|a, b| b.1.total_cmp(&a.1));
+            let current: Vec<Option<Source>> = audio
+                .iter()
+                .take(audio_n)
+                .map(|&j| p.tracks_out[j].target())
+                .collect();
+            plan.extend(audio.iter().copied().zip(audible(&current, level, &loud)));
+            plan.extend(audio.iter().skip(audio_n).map(|&j| (j, None)));
+
+            let screen = cands
+                .iter()
+                .filter(visible)
+                .filter(|c| c.feed == Feed::Screen)
+                .map(|c| c.source)
+                .next_back();
+            plan.extend(
+                p.slots_of(SlotKind::Screen)
+                    .into_iter()
+                    .map(|j| (j, screen)),
+            );
+
+            for (j, target) in plan {
+                changed |= retarget(p, j, target, keyframes);
+            }
+        }
+        if changed {
+            self.wants_changed = true;
+            self.tell_slots = true;
+        }
+    }
+
+    /// Tells each receiver whose slots changed what they carry now.
+    pub(super) fn send_slots(&mut self) {
+        for i in 0..self.peers.len() {
+            if !std::mem::take(&mut self.peers[i].slots_changed) {
+                continue;
+            }
+            let p = &self.peers[i];
+            let mut slots = Vec::new();
+            for t in &p.tracks_out {
+                let (Some(kind), OutState::Negotiating(mid) | OutState::Open(mid)) =
+                    (t.slot, t.state)
+                else {
+                    continue;
+                };
+                let layer = t
+                    .source
+                    .filter(|_| t.kind == MediaKind::Video)
+                    .and_then(|_| t.forwarder.layer())
+                    .map(|r| r.to_string());
+                slots.push(Slot {
+                    mid: mid.to_string(),
+                    kind: match t.kind {
+                        MediaKind::Audio => signaling::MediaKind::Audio,
+                        MediaKind::Video => signaling::MediaKind::Video,
+                    },
+                    screen: kind == SlotKind::Screen,
+                    participant_id: t
+                        .source
+                        .and_then(|s| self.publisher_of(s))
+                        .map(|pid| pid.as_str().to_owned()),
+                    layer,
+                });
+            }
+            let key = p.key;
+            if !slots.is_empty() {
+                self.signal(key, SignalOut::Slots(slots));
+            }
+        }
+    }
+
+    /// Dynacast: tells each publisher of simulcast video which of its layers some
+    /// receiver (a slot or m-line here, a far node, a recording) needs now, when that
+    /// changed. The lowest layer is always needed: it is the keep-alive that lets a
+    /// receiver start at once.
+    pub(super) fn send_publish_layers(&mut self) {
+        for i in 0..self.peers.len() {
+            let mut told = Vec::new();
+            {
+                let p = &self.peers[i];
+                for t in p.tracks_in.iter().filter(|t| t.kind == MediaKind::Video) {
+                    if !t.streams.iter().any(|(_, r)| r.is_some()) {
+                        continue;
+                    }
+                    let source = Source::Peer(p.key, t.mid);
+                    let mask = self.layers_needed(source, &p.meeting, p.group);
+                    let last = p.told_layers.iter().find(|(m, _)| *m == t.mid);
+                    if last.is_none_or(|(_, l)| *l != mask) {
+                        told.push((t.mid, mask));
+                    }
+                }
+            }
+            let key = self.peers[i].key;
+            for (mid, mask) in told {
+                let p = &mut self.peers[i];
+                match p.told_layers.iter_mut().find(|(m, _)| *m == mid) {
+                    Some(e) => e.1 = mask,
+                    None => p.told_layers.push((mid, mask)),
+                }
+                let layers = LAYER_BPS
+                    .iter()
+                    .enumerate()
+                    .filter(|(b, _)| mask & (1 << b) != 0)
+                    .map(|(_, (name, _))| (*name).to_owned())
+                    .collect();
+                self.signal(
+                    key,
+                    SignalOut::PublishLayers {
+                        mid: mid.to_string(),
+                        layers,
+                    },
+                );
+            }
+        }
+    }
+
+    /// The layers of local track `source` that someone needs (bit set, `l` always).
+    fn layers_needed(&self, source: Source, meeting: &MeetingId, group: u32) -> u8 {
+        let mut mask = 1;
+        for p in self.peers.iter().filter(|p| p.meeting == *meeting) {
+            for t in p.tracks_out.iter().filter(|t| t.carries(source)) {
+                mask |= layer_bit(Some(t.want));
+                if t.source == Some(source) {
+                    mask |= layer_bit(t.forwarder.layer());
+                }
+            }
+        }
+        for l in self.links.iter().filter(|l| l.meeting == *meeting) {
+            for t in l.tracks.iter().filter(|t| t.source == source) {
+                mask |= t.mask;
+            }
+        }
+        // The recording takes the highest layer of the main room.
+        if group == 0 && self.sinks.iter().any(|s| s.meeting == *meeting) {
+            mask |= 0b100;
+        }
+        mask
+    }
+
+    /// Notes that `participant` spoke in `meeting`: speaker view and the first gallery
+    /// page lead with the latest speakers.
+    pub(super) fn note_speaker(&mut self, meeting: &MeetingId, participant: &ParticipantId) {
+        let recent = match self.recent_speakers.iter_mut().find(|(m, _)| m == meeting) {
+            Some((_, r)) => r,
+            None => {
+                self.recent_speakers.push((meeting.clone(), Vec::new()));
+                &mut self.recent_speakers.last_mut().expect("pushed").1
+            }
+        };
+        recent.retain(|p| p != participant);
+        recent.insert(0, participant.clone());
+        recent.truncate(RECENT_SPEAKERS);
+        self.slots_dirty = true;
+    }
+}
+
+/// Points slot `j` of `p` at `target`. A slot carrying nothing takes it at once; one
+/// carrying another source moves on the new one's next keyframe (audio: next packet),
+/// which `keyframes` asks for. True when something changed.
+fn retarget(p: &mut Peer, j: usize, target: Option<Source>, keyframes: &mut Vec<Source>) -> bool {
+    let t = &mut p.tracks_out[j];
+    if t.target() == target {
+        return false;
+    }
+    match target {
+        None => {
+            t.source = None;
+            t.next = None;
+            t.forwarder.pause();
+            p.slots_changed = true;
+        }
+        Some(s) if t.source == Some(s) => t.next = None,
+        Some(s) if t.source.is_none() => {
+            t.source = Some(s);
+            t.next = None;
+            t.pt = None;
+            t.forwarder.pause();
+            p.slots_changed = true;
+        }
+        Some(s) => t.next = Some(s),
+    }
+    if let Some(s) = target
+        && t.kind == MediaKind::Video
+    {
+        keyframes.push(s);
+    }
+    true
+}
+
+/// The stable order of tracks: a counter the SFU hands out as tracks come.
+pub(super) fn next_order(counter: &mut u64) -> u64 {
+    *counter += 1;
+    *counter
+}
+
+#[cfg(test)]
+mod tests {
+    use str0m::media::Mid;
+
+    use super::*;
+
+    fn src(n: u64) -> Source {
+        Source::Peer(PeerKey(n), Mid::from("0"))
+    }
+
+    fn cam(n: u64) -> Candidate {
+        Candidate {
+            source: src(n),
+            participant: ParticipantId::parse(&format!("p{n}")).unwrap(),
+            feed: Feed::Camera,
+            group: 0,
+            order: n,
+            loudness: 0.0,
+        }
+    }
+
+    fn view(mode: ViewMode, slots: u32, page: u32) -> View {
+        View {
+            mode,
+            video_slots: slots,
+            page,
+            ..View::default_for_client()
+        }
+    }
+
+    fn pid(n: u64) -> ParticipantId {
+        ParticipantId::parse(&format!("p{n}")).unwrap()
+    }
+
+    #[test]
+    fn a_gallery_page_takes_its_share_of_the_stable_order() {
+        let cams: Vec<Candidate> = (1..=20).map(cam).collect();
+        let refs: Vec<&Candidate> = cams.iter().collect();
+        let page = |p| wanted_videos(&view(ViewMode::Gallery, 9, p), &refs, &[]);
+        assert_eq!(page(0), (1..=9).map(src).collect::<Vec<_>>());
+        assert_eq!(page(1), (10..=18).map(src).collect::<Vec<_>>());
+        assert_eq!(page(2), vec![src(19), src(20)]);
+        assert!(page(3).is_empty(), "past the last page: nothing");
+    }
+
+    #[test]
+    fn speakers_lead_the_first_page_and_pins_lead_every_page() {
+        let cams: Vec<Candidate> = (1..=20).map(cam).collect();
+        let refs: Vec<&Candidate> = cams.iter().collect();
+        let mut v = view(ViewMode::Gallery, 4, 0);
+        assert_eq!(
+            wanted_videos(&v, &refs, &[pid(15), pid(3)]),
+            vec![src(15), src(3), src(1), src(2)]
+        );
+        v.pinned = vec!["p20".into(), "nobody".into()];
+        assert_eq!(
+            wanted_videos(&v, &refs, &[pid(15)]),
+            vec![src(20), src(15), src(1), src(2)]
+        );
+        v.page = 1;
+        assert_eq!(
+            wanted_videos(&v, &refs, &[pid(15)]),
+            vec![src(20), src(4), src(5), src(6)],
+            "page 1 of three per page after the pin; speakers lead page 0 only"
+        );
+        let stage = wanted_videos(&view(ViewMode::Speaker, 3, 5), &refs, &[pid(7)]);
+        assert_eq!(stage[0], src(7), "speaker view: the speaker on the stage");
+    }
+
+    #[test]
+    fn slots_keep_what_is_still_wanted_and_the_stage_takes_the_first() {
+        let cur = vec![Some(src(1)), Some(src(2)), Some(src(3)), None];
+        // 2 and 3 stay where they are, 1 is gone, 5 and 6 come.
+        assert_eq!(
+            assign(&cur, &[src(5), src(3), src(2), src(6)], 0),
+            vec![Some(src(5)), Some(src(2)), Some(src(3)), Some(src(6))]
+        );
+        // Fewer wanted than slots: the rest carry nothing.
+        assert_eq!(
+            assign(&cur, &[src(2)], 0),
+            vec![None, Some(src(2)), None, None]
+        );
+        // The stage (slot 0) carries the first wanted, whatever it carried; 3 leaves
+        // slot 2 for it, and 1 takes the first free slot.
+        assert_eq!(
+            assign(&cur, &[src(3), src(1)], 1),
+            vec![Some(src(3)), Some(src(1)), None, None]
+        );
+    }
+
+    #[test]
+    fn audio_slots_go_to_the_loudest_with_hysteresis() {
+        let levels = |s: Source| match s {
+            Source::Peer(PeerKey(n), _) => {
+                Some([0.0, 40.0, 30.0, 20.0, 35.0, 60.0, 2.0][n as usize])
+            }
+            _ => None,
+        };
+        // Empty slots take the loudest.
+        let out = audible(
+            &[None, None],
+            levels,
+            &[(src(1), 40.0), (src(2), 30.0), (src(3), 20.0)],
+        );
+        assert_eq!(out, vec![Some(src(1)), Some(src(2))]);
+        // 4 (35) is louder than the quietest heard (2: 30), but not by the hysteresis.
+        let out = audible(
+            &out,
+            levels,
+            &[(src(1), 40.0), (src(4), 35.0), (src(2), 30.0)],
+        );
+        assert_eq!(out, vec![Some(src(1)), Some(src(2))]);
+        // 5 (60) is: it takes 2's slot.
+        let out = audible(
+            &out,
+            levels,
+            &[(src(5), 60.0), (src(1), 40.0), (src(2), 30.0)],
+        );
+        assert_eq!(out, vec![Some(src(1)), Some(src(5))]);
+        // A silent holder (6) gives its slot to anyone speaking.
+        let out = audible(&[Some(src(6)), Some(src(1))], levels, &[(src(3), 20.0)]);
+        assert_eq!(out, vec![Some(src(3)), Some(src(1))]);
+        // One that cannot be heard any more (gone) frees its slot.
+        let gone = |s: Source| (s != src(1)).then_some(10.0);
+        assert_eq!(audible(&[Some(src(1))], gone, &[]), vec![None]);
+    }
+}
