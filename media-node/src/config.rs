@@ -39,6 +39,8 @@ pub struct MediaNodeConfig {
     /// Most participants one meeting may have, counted over every node it spans; a
     /// join beyond is refused ("meeting is full"), a reconnect never.
     pub max_participants_per_meeting: usize,
+    /// The same for a webinar (its attendees only watch and listen).
+    pub max_participants_per_webinar: usize,
     /// SFU shards (meetings are spread over them, each runs on its own task); 0: one per core.
     pub sfu_shards: usize,
     /// Cap each subscriber's simulcast layer by its bandwidth estimate (TWCC); off, the
@@ -105,7 +107,8 @@ impl Default for MediaNodeConfig {
             tls: TlsConfig::default(),
             token_keys: Vec::new(),
             drain_deadline_secs: 1800,
-            max_participants_per_meeting: 500,
+            max_participants_per_meeting: 1_000,
+            max_participants_per_webinar: 10_000,
             sfu_shards: 0,
             simulcast_bandwidth_cap: true,
             relay_listen: "127.0.0.1:7883".into(),
@@ -179,11 +182,19 @@ impl MediaNodeConfig {
                 "at least one public key is needed to verify join tokens",
             ));
         }
-        if !(2..=100_000).contains(&self.max_participants_per_meeting) {
-            return Err(ConfigError::key(
+        for (key, value) in [
+            (
                 "max_participants_per_meeting",
-                "must be between 2 and 100000",
-            ));
+                self.max_participants_per_meeting,
+            ),
+            (
+                "max_participants_per_webinar",
+                self.max_participants_per_webinar,
+            ),
+        ] {
+            if !(2..=100_000).contains(&value) {
+                return Err(ConfigError::key(key, "must be between 2 and 100000"));
+            }
         }
         if self.drain_deadline_secs == 0 {
             return Err(ConfigError::key(

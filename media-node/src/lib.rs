@@ -44,8 +44,9 @@ pub struct Node {
     pub registration: Registration,
     pub drain: Drain,
     pub drain_deadline: Duration,
-    /// Most participants a meeting may have (all nodes).
+    /// Most participants a meeting may have (all nodes), and a webinar.
     pub max_participants: usize,
+    pub max_webinar_participants: usize,
     pub metrics: Metrics,
     pub shutdown: CancellationToken,
     pub rooms: Arc<room::Rooms>,
@@ -322,6 +323,7 @@ pub async fn run(
         drain: Drain::new(shutdown.clone()),
         drain_deadline: Duration::from_secs(cfg.drain_deadline_secs),
         max_participants: cfg.max_participants_per_meeting,
+        max_webinar_participants: cfg.max_participants_per_webinar,
         metrics,
         shutdown: shutdown.clone(),
         rooms,

@@ -9,12 +9,12 @@ use anyhow::{Context, bail};
 use serde_json::{Value, json};
 use signaling::{ClientMsg, ServerMsg};
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
-use str0m::media::{Direction, MediaKind, Mid};
+use str0m::media::{Direction, MediaKind, Mid, Simulcast, SimulcastLayer};
 use str0m::{Candidate, Rtc};
 use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 
-use super::publish::{Packets, Publish};
+use super::publish::{Media, Publish};
 use super::runner::{Runner, send};
 use super::{Counters, Peer, Server};
 use crate::janus;
@@ -36,26 +36,55 @@ async fn lean_rtc(ip: IpAddr) -> anyhow::Result<(UdpSocket, SocketAddr, Rtc)> {
 /// An offer, its pending change and the m-lines it adds to send on.
 type Offer = (SdpOffer, SdpPendingOffer, Vec<(MediaKind, Mid)>);
 
-/// A publisher's offer: a send-only audio and a send-only video m-line.
-fn publish_offer(rtc: &mut Rtc) -> anyhow::Result<Offer> {
+/// A publisher's offer: a send-only audio m-line, and a send-only video m-line (in
+/// simulcast layers when `media` has them) if it has a camera.
+fn publish_offer(rtc: &mut Rtc, media: &Media) -> anyhow::Result<Offer> {
     let mut change = rtc.sdp_api();
     let mut sending = Vec::new();
-    for kind in [MediaKind::Audio, MediaKind::Video] {
-        let mid = change.add_media(kind, Direction::SendOnly, None, None, None);
-        sending.push((kind, mid));
+    let mid = change.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
+    sending.push((MediaKind::Audio, mid));
+    if media.camera {
+        let simulcast = (!media.layers.is_empty()).then(|| {
+            let mut s = Simulcast::new();
+            for (rid, _) in &media.layers {
+                s.add_send_layer(SimulcastLayer::new(rid));
+            }
+            s
+        });
+        let mid = change.add_media(MediaKind::Video, Direction::SendOnly, None, None, simulcast);
+        sending.push((MediaKind::Video, mid));
     }
     let (offer, pending) = change.apply().context("an offer")?;
     Ok((offer, pending, sending))
+}
+
+/// How a lean peer joins a Fjord meeting.
+#[derive(Clone, Default)]
+pub(super) struct JoinAs {
+    pub(super) name: String,
+    /// What it sends (None: nothing; it offers to receive audio).
+    pub(super) media: Option<Media>,
+    /// What it shows, said before its offer: it receives on slots.
+    pub(super) view: Option<signaling::View>,
+    pub(super) panelist_key: Option<String>,
+    pub(super) counters: Arc<Counters>,
 }
 
 /// Joins a Fjord meeting through the controller, opens signaling with the media node,
 /// negotiates and waits for ICE; then leaves the peer running in a task of its own.
 pub(super) async fn join_fjord(
     server: &Server,
-    name: &str,
-    packets: Option<Arc<Packets>>,
+    how: JoinAs,
     stop: CancellationToken,
 ) -> anyhow::Result<(Peer, tokio::task::JoinHandle<()>)> {
+    let JoinAs {
+        name,
+        media,
+        view,
+        panelist_key,
+        counters,
+    } = how;
+    let name = name.as_str();
     let Server::Fjord {
         controller,
         meeting,
@@ -71,7 +100,7 @@ pub(super) async fn join_fjord(
         name: name.to_owned(),
         password: None,
         host_key: None,
-        panelist_key: None,
+        panelist_key,
         registrant_key: None,
         region: region.clone(),
         publish: None,
@@ -79,8 +108,8 @@ pub(super) async fn join_fjord(
     };
     let mut ws = crate::client::open_signaling(&cfg, None).await?.ws;
     let (socket, local, mut rtc) = lean_rtc(Ipv4Addr::LOCALHOST.into()).await?;
-    let (offer, pending, sending) = if packets.is_some() {
-        publish_offer(&mut rtc)?
+    let (offer, pending, sending) = if let Some(media) = &media {
+        publish_offer(&mut rtc, media)?
     } else {
         // Something to negotiate, so that the connection comes up before anyone else's
         // tracks are offered.
@@ -89,6 +118,9 @@ pub(super) async fn join_fjord(
         let (offer, pending) = change.apply().context("an offer")?;
         (offer, pending, Vec::new())
     };
+    if let Some(view) = view {
+        send(&mut ws, &ClientMsg::View(view)).await?;
+    }
     send(
         &mut ws,
         &ClientMsg::Offer {
@@ -99,8 +131,19 @@ pub(super) async fn join_fjord(
     // What comes before the answer (the room, the board, others joining) does not
     // concern a lean peer.
     let answer = loop {
-        if let ServerMsg::Answer { sdp } = crate::client::next_msg(&mut ws).await? {
-            break sdp;
+        let msg = crate::client::next_msg(&mut ws).await?;
+        counters
+            .signals
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        match msg {
+            ServerMsg::Answer { sdp } => break sdp,
+            ServerMsg::Error {
+                in_reply_to,
+                message,
+            } => {
+                bail!("the node refused our {in_reply_to}: {message}")
+            }
+            _ => {}
         }
     };
     let answer = SdpAnswer::from_sdp_string(&answer).context("the node's answer")?;
@@ -111,8 +154,8 @@ pub(super) async fn join_fjord(
         started,
         (socket, local, rtc),
         Some(ws),
-        Arc::default(),
-        packets.map(|p| Publish::new(p, sending)),
+        counters,
+        media.map(|m| Publish::new(m, sending)),
     )
     .connect(stop)
     .await
@@ -130,7 +173,7 @@ pub(super) struct JanusRoom {
 pub(super) async fn janus_publish(
     janus: &JanusRoom,
     name: &str,
-    packets: Arc<Packets>,
+    media: Media,
     stop: CancellationToken,
 ) -> anyhow::Result<((Peer, tokio::task::JoinHandle<()>), u64)> {
     let started = Instant::now();
@@ -146,7 +189,7 @@ pub(super) async fn janus_publish(
         .as_u64()
         .context("no publisher id in Janus's joined event")?;
     let (socket, local, mut rtc) = lean_rtc(janus.peers_at).await?;
-    let (offer, pending, sending) = publish_offer(&mut rtc)?;
+    let (offer, pending, sending) = publish_offer(&mut rtc, &media)?;
     let configured = handle
         .request(
             json!({ "request": "publish" }),
@@ -168,7 +211,7 @@ pub(super) async fn janus_publish(
         (socket, local, rtc),
         None,
         Arc::default(),
-        Some(Publish::new(packets, sending)),
+        Some(Publish::new(media, sending)),
     )
     .connect(stop)
     .await?;

@@ -11,11 +11,15 @@
 //! PeerConnection and receives the other publishers on a second one, so that everyone
 //! receives every other peer's tracks, as in a Fjord meeting.
 //!
+//! `meeting` is one large meeting on receive slots, joined at a steady rate (the
+//! `fjord-bench-meeting` load).
+//!
 //! By concern: `join` (joining a Fjord meeting or Janus's VideoRoom), `runner` (a peer
 //! driven one input at a time, counting what it receives), `publish` (the clip as RTP
 //! payloads, sent as frames fall due) and `report` (what a window measured). Here: the
 //! load itself, [`LeanLoad`].
 mod join;
+mod meeting;
 mod publish;
 mod report;
 mod runner;
@@ -28,8 +32,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use self::join::{JanusRoom, janus_publish, janus_subscribe, join_fjord};
-use self::publish::Packets;
+use self::join::{JanusRoom, JoinAs, janus_publish, janus_subscribe, join_fjord};
+pub use self::meeting::{MeetingLoad, MeetingReport, MeetingSpec};
+use self::publish::{Media, Packets};
 pub use self::report::{LeanReport, summary};
 use crate::janus;
 use crate::media::ClipSpec;
@@ -81,6 +86,11 @@ pub struct Counters {
     /// Frames this peer sent, if it publishes.
     pub sent_video_frames: AtomicU64,
     pub sent_audio_frames: AtomicU64,
+    /// Signaling messages it got, and of them the node's offers.
+    pub signals: AtomicU64,
+    pub offers: AtomicU64,
+    /// Packets received per incoming stream (SSRC): whether audio, and how many.
+    pub streams: std::sync::Mutex<std::collections::HashMap<u32, (bool, u64)>>,
 }
 
 /// A connected peer, as the load measures it.
@@ -141,11 +151,17 @@ impl LeanLoad {
                     let _turn = gate.acquire_owned().await.expect("join gate");
                     let role = if publishing { "pub" } else { "sub" };
                     let name = format!("lean-{role}-{i}");
-                    match (janus, packets) {
-                        (None, packets) => join_fjord(&spec.server, &name, packets, stop)
-                            .await
-                            .map(|j| (j, None)),
-                        (Some(room), Some(packets)) => janus_publish(room, &name, packets, stop)
+                    let media = packets.map(Media::camera);
+                    match (janus, media) {
+                        (None, media) => {
+                            let how = JoinAs {
+                                name,
+                                media,
+                                ..JoinAs::default()
+                            };
+                            join_fjord(&spec.server, how, stop).await.map(|j| (j, None))
+                        }
+                        (Some(room), Some(media)) => janus_publish(room, &name, media, stop)
                             .await
                             .map(|(j, feed)| (j, Some(feed))),
                         (Some(room), None) => janus_subscribe(room, feeds, Arc::default(), stop)

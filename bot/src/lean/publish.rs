@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use str0m::Rtc;
 use str0m::format::Codec;
-use str0m::media::{MediaKind, Mid, Pt};
+use str0m::media::{MediaKind, Mid, Pt, Rid};
 use str0m::rtp::{ExtensionValues, RtpWrite, Ssrc};
 
 use super::Counters;
@@ -58,16 +58,52 @@ impl Packets {
     }
 }
 
+/// What a lean participant sends: a microphone, and a camera (one stream, or three
+/// simulcast layers).
+#[derive(Clone)]
+pub struct Media {
+    /// The clip (its audio, and the camera's video when not in layers).
+    pub(super) packets: Arc<Packets>,
+    /// Simulcast: the camera's layers (`l`, `m`, `h`), each its own clip size.
+    pub(super) layers: Vec<(Rid, Arc<Packets>)>,
+    pub(super) camera: bool,
+    /// The microphone's level (RFC 6464: 0 loudest, 127 silence).
+    pub(super) level: u8,
+}
+
+impl Media {
+    /// A camera and a microphone at the clip's level, in one stream.
+    pub(super) fn camera(packets: Arc<Packets>) -> Self {
+        let level = packets.audio_level;
+        Media {
+            packets,
+            layers: Vec::new(),
+            camera: true,
+            level,
+        }
+    }
+}
+
+/// One of our outgoing streams.
+#[derive(Clone)]
+struct Stream {
+    kind: MediaKind,
+    rid: Option<Rid>,
+    ssrc: Ssrc,
+    pt: Pt,
+    seq: u64,
+}
+
 /// A publisher's place in the clip and its outgoing streams.
 pub(super) struct Publish {
-    packets: Arc<Packets>,
-    /// (kind, mid) of our send-only m-lines; their SSRCs and payload types once known.
+    media: Media,
+    /// (kind, mid) of our send-only m-lines; their streams once negotiation made them.
     mids: Vec<(MediaKind, Mid)>,
-    streams: Vec<(MediaKind, Ssrc, Pt)>,
+    streams: Vec<Stream>,
+    /// Dynacast: the layers the node says someone needs (None: all).
+    wanted: Option<Vec<Rid>>,
     audio_at: usize,
     video_at: usize,
-    audio_seq: u64,
-    video_seq: u64,
     audio_time: u32,
     video_time: u32,
     next_audio: tokio::time::Instant,
@@ -75,16 +111,15 @@ pub(super) struct Publish {
 }
 
 impl Publish {
-    pub(super) fn new(packets: Arc<Packets>, mids: Vec<(MediaKind, Mid)>) -> Self {
+    pub(super) fn new(media: Media, mids: Vec<(MediaKind, Mid)>) -> Self {
         let now = tokio::time::Instant::now();
         Self {
-            packets,
+            media,
             mids,
             streams: Vec::new(),
+            wanted: None,
             audio_at: 0,
             video_at: 0,
-            audio_seq: u64::from(rand::random::<u16>()),
-            video_seq: u64::from(rand::random::<u16>()),
             audio_time: rand::random(),
             video_time: rand::random(),
             next_audio: now,
@@ -96,9 +131,30 @@ impl Publish {
         self.next_audio.min(self.next_video)
     }
 
+    /// Dynacast: from now on, only these layers of the camera.
+    pub(super) fn set_layers(&mut self, layers: &[String]) {
+        self.wanted = Some(layers.iter().map(|l| Rid::from(l.as_str())).collect());
+    }
+
     /// Looks up our streams (once negotiation made them).
     fn streams(&mut self, rtc: &mut Rtc) -> bool {
-        if self.streams.len() == self.mids.len() {
+        let rids: Vec<Option<Rid>> = if self.media.layers.is_empty() {
+            vec![None]
+        } else {
+            self.media.layers.iter().map(|(r, _)| Some(*r)).collect()
+        };
+        let want = self
+            .mids
+            .iter()
+            .map(|(k, _)| {
+                if *k == MediaKind::Video {
+                    rids.len()
+                } else {
+                    1
+                }
+            })
+            .sum::<usize>();
+        if self.streams.len() == want {
             return true;
         }
         self.streams.clear();
@@ -115,14 +171,27 @@ impl Publish {
             else {
                 return false;
             };
-            let Some(ssrc) = rtc
-                .direct_api()
-                .stream_tx_by_mid(*mid, None)
-                .map(|s| s.ssrc())
-            else {
-                return false;
+            let layers = if *kind == MediaKind::Video {
+                &rids[..]
+            } else {
+                &[None]
             };
-            self.streams.push((*kind, ssrc, pt));
+            for rid in layers {
+                let Some(ssrc) = rtc
+                    .direct_api()
+                    .stream_tx_by_mid(*mid, *rid)
+                    .map(|s| s.ssrc())
+                else {
+                    return false;
+                };
+                self.streams.push(Stream {
+                    kind: *kind,
+                    rid: *rid,
+                    ssrc,
+                    pt,
+                    seq: u64::from(rand::random::<u16>()),
+                });
+            }
         }
         true
     }
@@ -130,59 +199,77 @@ impl Publish {
     /// Writes the frames that are due.
     pub(super) fn write_due(&mut self, rtc: &mut Rtc, counters: &Counters) {
         let now = tokio::time::Instant::now();
+        let period = self.media.packets.video_period;
         if !self.streams(rtc) {
             self.next_audio = now + Duration::from_millis(20);
-            self.next_video = now + self.packets.video_period;
+            self.next_video = now + period;
             return;
         }
         let wall = Instant::now();
-        let streams = self.streams.clone();
-        for (kind, ssrc, pt) in streams {
-            let mut direct = rtc.direct_api();
-            let Some(tx) = direct.stream_tx(&ssrc) else {
-                continue;
-            };
-            if kind == MediaKind::Audio {
-                while self.next_audio <= now {
-                    let p = &self.packets.audio[self.audio_at % self.packets.audio.len()];
-                    let ext = ExtensionValues {
-                        audio_level: Some(-(self.packets.audio_level as i8)),
-                        voice_activity: Some(true),
-                        ..Default::default()
-                    };
-                    let w =
-                        RtpWrite::new(pt, self.audio_seq.into(), self.audio_time, wall, p.clone())
-                            .marker(true)
-                            .ext_vals(ext);
-                    tx.write_rtp(w);
-                    self.audio_seq += 1;
-                    self.audio_time = self.audio_time.wrapping_add(960);
-                    self.audio_at += 1;
-                    self.next_audio += Duration::from_millis(20);
-                    counters.sent_audio_frames.fetch_add(1, Ordering::Relaxed);
+        let level = self.media.level;
+        while self.next_audio <= now {
+            let packets = &self.media.packets;
+            let p = &packets.audio[self.audio_at % packets.audio.len()];
+            for s in self
+                .streams
+                .iter_mut()
+                .filter(|s| s.kind == MediaKind::Audio)
+            {
+                let mut direct = rtc.direct_api();
+                let Some(tx) = direct.stream_tx(&s.ssrc) else {
+                    continue;
+                };
+                let ext = ExtensionValues {
+                    audio_level: Some(-(level as i8)),
+                    voice_activity: Some(level < 127),
+                    ..Default::default()
+                };
+                let w = RtpWrite::new(s.pt, s.seq.into(), self.audio_time, wall, p.clone())
+                    .marker(true)
+                    .ext_vals(ext);
+                tx.write_rtp(w);
+                s.seq += 1;
+            }
+            self.audio_time = self.audio_time.wrapping_add(960);
+            self.audio_at += 1;
+            self.next_audio += Duration::from_millis(20);
+            counters.sent_audio_frames.fetch_add(1, Ordering::Relaxed);
+        }
+        while self.next_video <= now {
+            for s in self
+                .streams
+                .iter_mut()
+                .filter(|s| s.kind == MediaKind::Video)
+            {
+                if let (Some(rid), Some(wanted)) = (s.rid, &self.wanted)
+                    && !wanted.contains(&rid)
+                {
+                    continue;
                 }
-            } else {
-                while self.next_video <= now {
-                    let frame = &self.packets.video[self.video_at % self.packets.video.len()];
-                    for (i, p) in frame.iter().enumerate() {
-                        let w = RtpWrite::new(
-                            pt,
-                            self.video_seq.into(),
-                            self.video_time,
-                            wall,
-                            p.clone(),
-                        )
+                let packets = match s.rid {
+                    Some(rid) => match self.media.layers.iter().find(|(r, _)| *r == rid) {
+                        Some((_, p)) => p,
+                        None => continue,
+                    },
+                    None => &self.media.packets,
+                };
+                let mut direct = rtc.direct_api();
+                let Some(tx) = direct.stream_tx(&s.ssrc) else {
+                    continue;
+                };
+                let frame = &packets.video[self.video_at % packets.video.len()];
+                for (i, p) in frame.iter().enumerate() {
+                    let w = RtpWrite::new(s.pt, s.seq.into(), self.video_time, wall, p.clone())
                         .marker(i + 1 == frame.len())
                         .nackable(true);
-                        tx.write_rtp(w);
-                        self.video_seq += 1;
-                    }
-                    self.video_time = self.video_time.wrapping_add(self.packets.video_ticks);
-                    self.video_at += 1;
-                    self.next_video += self.packets.video_period;
-                    counters.sent_video_frames.fetch_add(1, Ordering::Relaxed);
+                    tx.write_rtp(w);
+                    s.seq += 1;
                 }
             }
+            self.video_time = self.video_time.wrapping_add(self.media.packets.video_ticks);
+            self.video_at += 1;
+            self.next_video += period;
+            counters.sent_video_frames.fetch_add(1, Ordering::Relaxed);
         }
     }
 }

@@ -121,13 +121,26 @@ impl Runner {
                 }
             }
             msg = next_signal(&mut self.ws) => {
-                // A lean peer only answers the node's offers: the rest of the meeting
-                // (participants, chat, the room) does not concern it. A message that is
-                // not a ServerMsg at all is an error, and ends the peer.
-                if let ServerMsg::Offer { sdp } = msg? && let Some(ws) = &mut self.ws {
-                    let offer = SdpOffer::from_sdp_string(&sdp)?;
-                    let answer = self.rtc.sdp_api().accept_offer(offer)?;
-                    send(ws, &ClientMsg::Answer { sdp: answer.to_sdp_string() }).await?;
+                // A lean peer answers the node's offers and sends the layers it is told
+                // anyone needs: the rest of the meeting (participants, chat, the room)
+                // does not concern it, but is counted. A message that is not a
+                // ServerMsg at all is an error, and ends the peer.
+                self.counters.signals.fetch_add(1, Ordering::Relaxed);
+                match msg? {
+                    ServerMsg::Offer { sdp } => {
+                        self.counters.offers.fetch_add(1, Ordering::Relaxed);
+                        if let Some(ws) = &mut self.ws {
+                            let offer = SdpOffer::from_sdp_string(&sdp)?;
+                            let answer = self.rtc.sdp_api().accept_offer(offer)?;
+                            send(ws, &ClientMsg::Answer { sdp: answer.to_sdp_string() }).await?;
+                        }
+                    }
+                    ServerMsg::PublishLayers { layers, .. } => {
+                        if let Some(p) = &mut self.publish {
+                            p.set_layers(&layers);
+                        }
+                    }
+                    _ => {}
                 }
             }
             _ = tokio::time::sleep_until(due) => {
@@ -173,6 +186,12 @@ impl Runner {
                     c.seq_lost.fetch_add(seq - *highest - 1, Ordering::Relaxed);
                     *highest = seq;
                 }
+                c.streams
+                    .lock()
+                    .expect("stream counts")
+                    .entry(*ssrc)
+                    .or_insert((*audio, 0))
+                    .1 += 1;
                 // Audio packets are whole frames; a video frame ends on the marker bit.
                 if *audio {
                     c.audio_frames.fetch_add(1, Ordering::Relaxed);

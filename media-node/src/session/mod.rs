@@ -130,17 +130,12 @@ async fn signal(
         tracing::info!(meeting_id = %meeting, participant_id = %claims.sub, reason = why, "session refused");
         return error(status, code, why);
     }
-    if !node
-        .rooms
-        .has_room(&meeting, &claims.sub, node.max_participants)
-    {
+    let max = max_participants(&node, &room.borrow());
+    if !node.rooms.has_room(&meeting, &claims.sub, max) {
         return error(
             StatusCode::CONFLICT,
             "meeting_full",
-            format!(
-                "meeting {meeting} is full: it has its maximum of {} participants",
-                node.max_participants
-            ),
+            format!("meeting {meeting} is full: it has its maximum of {max} participants"),
         );
     }
     match upgrade {
@@ -159,6 +154,15 @@ async fn signal(
             "upgrade_required",
             "token accepted; expected a WebSocket upgrade",
         ),
+    }
+}
+
+/// Most participants the meeting may have: a webinar's cap or a meeting's.
+fn max_participants(node: &Node, room: &RoomState) -> usize {
+    if room.webinar {
+        node.max_webinar_participants
+    } else {
+        node.max_participants
     }
 }
 
@@ -186,20 +190,20 @@ async fn session(
         (me, waits)
     };
     // Checked before the upgrade too; this catches joins that raced for the last place.
-    let mut membership =
-        match node
-            .rooms
-            .try_join(&claims.mtg, &claims.sub, me.clone(), node.max_participants)
-        {
-            Ok(m) => m,
-            Err(max) => {
-                let why = format!("the meeting is full: it has its maximum of {max} participants");
-                tracing::info!(reason = %why, "session refused");
-                let _ = closing(&mut ws, Close::new(CloseCode::Full, why)).await;
-                let _ = ws.send(Message::Close(None)).await;
-                return;
-            }
-        };
+    let max = max_participants(&node, &room.borrow());
+    let mut membership = match node
+        .rooms
+        .try_join(&claims.mtg, &claims.sub, me.clone(), max)
+    {
+        Ok(m) => m,
+        Err(max) => {
+            let why = format!("the meeting is full: it has its maximum of {max} participants");
+            tracing::info!(reason = %why, "session refused");
+            let _ = closing(&mut ws, Close::new(CloseCode::Full, why)).await;
+            let _ = ws.send(Message::Close(None)).await;
+            return;
+        }
+    };
     let waited = if waits {
         waiting::wait_for_host(&node, &me, &mut membership, &mut room, &mut ws).await
     } else {

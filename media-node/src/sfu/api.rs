@@ -55,7 +55,7 @@ pub struct LinkKey(pub u64);
 
 /// Where a track comes from: an m-line of a local peer, or a track another media node
 /// announced over a relay link (a participant who lives there).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Source {
     Peer(PeerKey, Mid),
     Remote(LinkKey, u32),

@@ -49,6 +49,10 @@ pub struct Sfu {
     pub(super) slots_dirty: bool,
     /// A receiver's slots changed what they carry: it is to be told.
     pub(super) tell_slots: bool,
+    /// Every source some m-line or slot carries or moves to (rebuilt whenever slots are
+    /// filled, which every change of who receives what leads to): a packet of any other
+    /// source goes to sinks and links only, without a look at every subscriber.
+    pub(super) carried: std::collections::HashSet<super::api::Source>,
     /// Per meeting, who spoke last, the latest first.
     pub(super) recent_speakers: Vec<(MeetingId, Vec<ParticipantId>)>,
     /// The last stable order handed to a track (`slots::next_order`).
@@ -88,6 +92,7 @@ impl Sfu {
             slots_dirty: false,
             tell_slots: false,
             recent_speakers: Vec::new(),
+            carried: std::collections::HashSet::new(),
             track_order: 0,
         }
     }

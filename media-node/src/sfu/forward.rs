@@ -412,9 +412,15 @@ impl Sfu {
             .iter_mut()
             .chain(after.iter_mut())
             .filter(|s| s.meeting == *meeting && s.group == group);
-        let fanned = fan_out(subscribers, source, p, &payload, |rtc| {
-            rtc.codec_config().match_params(at.params).map(|x| x.pt())
-        });
+        // Nobody here receives it (a silent microphone, a camera nobody shows): no look
+        // at every subscriber.
+        let fanned = if self.carried.contains(&source) {
+            fan_out(subscribers, source, p, &payload, |rtc| {
+                rtc.codec_config().match_params(at.params).map(|x| x.pt())
+            })
+        } else {
+            FannedOut::default()
+        };
         self.tell_slots |= fanned.switched;
         let mut want_keyframe = fanned.want_keyframe;
         let who = Who {
@@ -504,11 +510,15 @@ impl Sfu {
             .peers
             .iter_mut()
             .filter(|s| s.meeting == r.meeting && s.group == r.group);
-        let fanned = fan_out(subscribers, source, &p, &payload, |rtc| {
-            rtc.codec_config()
-                .find(|x| x.spec().codec == to_str0m(codec))
-                .map(|x| x.pt())
-        });
+        let fanned = if self.carried.contains(&source) {
+            fan_out(subscribers, source, &p, &payload, |rtc| {
+                rtc.codec_config()
+                    .find(|x| x.spec().codec == to_str0m(codec))
+                    .map(|x| x.pt())
+            })
+        } else {
+            FannedOut::default()
+        };
         self.tell_slots |= fanned.switched;
         let mut want_keyframe = fanned.want_keyframe;
         let who = Who {

@@ -399,6 +399,11 @@ impl Sfu {
         for meeting in meetings {
             self.allocate_meeting(&meeting, &mut keyframes);
         }
+        self.carried.clear();
+        for t in self.peers.iter().flat_map(|p| &p.tracks_out) {
+            self.carried.extend(t.source);
+            self.carried.extend(t.next);
+        }
         for source in keyframes {
             let rid = self
                 .is_simulcast(source)
