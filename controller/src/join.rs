@@ -97,7 +97,10 @@ impl Service {
                 .iter()
                 .map(|(id, n)| {
                     let load = v.load.get(id).copied().unwrap_or_default();
-                    let q = recent.entry(id.clone()).or_default();
+                    let q = match recent.get_mut(id) {
+                        Some(q) => q,
+                        None => recent.entry(id.clone()).or_default(),
+                    };
                     while q
                         .front()
                         .is_some_and(|(t, _)| now.duration_since(*t) > self.join_correction)
@@ -107,7 +110,9 @@ impl Service {
                     // Joins the last load report cannot show yet: those placed after it
                     // was measured, less the moment a join takes to reach the node.
                     let reported = load.updated_unix_ms - JOIN_TRANSIT_MS;
-                    let unreported = q.iter().filter(|(_, ms)| *ms > reported).count();
+                    // Oldest first: those after the report are the queue's tail (a
+                    // binary search, not a walk of a join storm's 5 s of joins).
+                    let unreported = q.len() - q.partition_point(|(_, ms)| *ms <= reported);
                     NodeSnapshot {
                         id: id.clone(),
                         region: n.region.clone(),

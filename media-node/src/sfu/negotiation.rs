@@ -14,6 +14,11 @@ use super::peer::{OutState, Peer, TrackOut};
 use super::simulcast::INITIAL_ESTIMATE_KBPS;
 use super::slots::slot_stream;
 
+/// Packets each video stream we send keeps for resends (NACK) and probing: about a
+/// second of a camera's top layer, two of its middle one. str0m's default (1,000) kept
+/// five to ten seconds per stream, most of a receiver's memory once it has nine.
+pub(super) const SEND_BUFFER_VIDEO: usize = 300;
+
 /// str0m's SDP parse error on one line, without the parser's memory address.
 pub(super) fn sdp_error(e: &impl std::fmt::Display) -> String {
     e.to_string()
@@ -50,6 +55,7 @@ impl Sfu {
             .set_local_ice_credentials(creds)
             .set_ice_lite(true)
             .enable_bwe(Some(Bitrate::kbps(INITIAL_ESTIMATE_KBPS)))
+            .set_send_buffer_video(SEND_BUFFER_VIDEO)
             .set_stats_interval(Some(Duration::from_secs(1)))
             .build(now);
         match Candidate::host(self.local, "udp") {
