@@ -97,9 +97,10 @@ async fn run(a: Args) -> anyhow::Result<()> {
         .participants
         .unwrap_or(if a.webinar { 1_002 } else { 300 });
     let nodes = if a.webinar { 2 } else { 1 };
-    // Each node takes what it can; a webinar's spill over to the second.
+    // A webinar's half on each node, with room for placement's headroom (the
+    // controller leaves some of each node free); the rest spill over to the second.
     let capacity = if a.webinar {
-        (participants as u32).div_ceil(2) + 1
+        (participants as u32).div_ceil(2) * 5 / 4 + 10
     } else {
         participants as u32 + 10
     };
