@@ -136,18 +136,30 @@ pub(super) fn fan_out<'a>(
             let wanted_layer = p.rid.is_none() || p.rid == Some(t.want);
             if t.next == Some(source) {
                 // A slot moves to this source on a packet its stream can start with:
-                // audio any, video the first of a keyframe of the layer it wants.
-                if p.video && !(p.keyframe_start && wanted_layer) {
-                    done.want_keyframe |= p.video && wanted_layer;
+                // audio any, video the first of a keyframe of the layer it wants (of
+                // any layer once that one kept it waiting: it may not be sent).
+                let waited = t
+                    .next_since
+                    .is_some_and(|since| p.at.saturating_duration_since(since) > rtp::LAYER_STALE);
+                if p.video && !(p.keyframe_start && (wanted_layer || waited)) {
+                    done.want_keyframe |= wanted_layer || waited;
                     continue;
                 }
+                t.next_since = None;
                 t.source = t.next.take();
                 t.forwarder.pause();
                 t.pt = None;
                 sub.slots_changed = true;
                 done.switched = true;
             }
+            let layer = t.forwarder.layer();
             let out = match t.forwarder.handle(p, p.rid.map(|_| t.want)) {
+                // A slot's receiver is told the layer it gets now (`slots`).
+                Verdict::Forward(out) if t.slot.is_some() && t.forwarder.layer() != layer => {
+                    sub.slots_changed = true;
+                    done.switched = true;
+                    out
+                }
                 Verdict::Forward(out) => out,
                 Verdict::Drop => continue,
                 Verdict::WaitKeyframe => {

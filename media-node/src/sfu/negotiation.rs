@@ -119,6 +119,8 @@ impl Sfu {
                 .push(TrackOut::new(Source::Remote(r.link, r.track_id), r.kind));
             peer.needs_offer = true;
         }
+        // Its m-lines carry those sources: the carried set must say so.
+        self.slots_dirty = true;
         self.peers.push(peer);
         self.signal(key, SignalOut::Answer(answer.to_sdp_string()));
     }

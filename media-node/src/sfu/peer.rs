@@ -57,6 +57,10 @@ pub(super) struct TrackOut {
     /// A slot only: the source it moves to on that source's next keyframe (audio: its
     /// next packet). Until then the current source goes on.
     pub(super) next: Option<Source>,
+    /// Since when the slot waits for `next`'s keyframe of the layer it wants: after
+    /// [`rtp::LAYER_STALE`] a keyframe of any layer will do (the publisher may not be
+    /// sending that one).
+    pub(super) next_since: Option<Instant>,
     /// None for a per-track m-line (a client without a view), else the slot it is.
     pub(super) slot: Option<SlotKind>,
     pub(super) kind: MediaKind,
@@ -83,6 +87,7 @@ impl TrackOut {
         Self {
             source: Some(source),
             next: None,
+            next_since: None,
             slot: None,
             ..Self::slot(SlotKind::Video, kind)
         }
@@ -93,6 +98,7 @@ impl TrackOut {
         Self {
             source: None,
             next: None,
+            next_since: None,
             slot: Some(slot),
             kind,
             state: OutState::ToOpen,

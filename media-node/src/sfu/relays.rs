@@ -155,6 +155,8 @@ impl Sfu {
         let added = mask & !t.mask;
         t.mask = mask;
         let (source, simulcast) = (t.source, t.simulcast);
+        // The publisher may have to send a layer it stopped (dynacast).
+        self.wants_changed = true;
         // The far node's subscribers start on a keyframe of each layer it added.
         for i in (0..3u8).filter(|i| added & (1 << i) != 0) {
             let rid = simulcast.then(|| layer_rid(i));

@@ -82,26 +82,35 @@ pub(super) fn wanted_videos(
             push(&mut out, c.source);
         }
     }
-    let pinned = out.len();
-    let leading = view.mode == ViewMode::Speaker || view.page == 0;
-    if leading {
-        for pid in speakers {
-            if let Some(c) = of(pid.as_str()) {
-                push(&mut out, c.source);
-            }
+    let pins = out.clone();
+    // The first page (and speaker view): the speakers, then the stable order.
+    for pid in speakers {
+        if let Some(c) = of(pid.as_str()) {
+            push(&mut out, c.source);
         }
     }
-    // The page's share of the others, in the stable order.
-    let per_page = n.saturating_sub(pinned).max(1);
-    let skip = if leading {
-        0
-    } else {
-        per_page.saturating_mul(view.page as usize)
+    let unpinned = || {
+        cameras
+            .iter()
+            .filter(|c| !view.pinned.iter().any(|p| p == c.participant.as_str()))
     };
-    let others = cameras
-        .iter()
-        .filter(|c| !view.pinned.iter().any(|p| p == c.participant.as_str()));
-    for c in others.skip(skip) {
+    for c in unpinned() {
+        if out.len() == n {
+            break;
+        }
+        push(&mut out, c.source);
+    }
+    if view.mode == ViewMode::Speaker || view.page == 0 {
+        return out;
+    }
+    // Page k: the pins, then the k-th share of the stable order after those the first
+    // page shows (so that a speaker on the first page pushes nobody off every page).
+    let per_page = n.saturating_sub(pins.len()).max(1);
+    let first = out;
+    let mut out = pins;
+    let rest = unpinned().filter(|c| !first.contains(&c.source));
+    let skip = per_page.saturating_mul(view.page as usize - 1);
+    for c in rest.skip(skip) {
         if out.len() == n {
             break;
         }
@@ -230,7 +239,9 @@ impl Peer {
             .filter(|t| t.slot == Some(SlotKind::Video))
             .enumerate()
         {
+            // What the tile asks for; the bandwidth cap applies at the next adaptation.
             t.asked = asked_for(view, i);
+            t.want = t.asked;
         }
         if added {
             self.want_offer();
@@ -397,7 +408,7 @@ impl Sfu {
         }
         let mut keyframes = Vec::new();
         for meeting in meetings {
-            self.allocate_meeting(&meeting, &mut keyframes);
+            self.allocate_meeting(now, &meeting, &mut keyframes);
         }
         self.carried.clear();
         for t in self.peers.iter().flat_map(|p| &p.tracks_out) {
@@ -423,7 +434,7 @@ impl Sfu {
             .max_by_key(|r| layer_rank(*r))
     }
 
-    fn allocate_meeting(&mut self, meeting: &MeetingId, keyframes: &mut Vec<Source>) {
+    fn allocate_meeting(&mut self, now: Instant, meeting: &MeetingId, keyframes: &mut Vec<Source>) {
         let cands = self.candidates(meeting);
         let speakers: Vec<ParticipantId> = self
             .recent_speakers
@@ -500,7 +511,7 @@ impl Sfu {
             );
 
             for (j, target) in plan {
-                changed |= retarget(p, j, target, keyframes);
+                changed |= retarget(p, j, target, now, keyframes);
             }
         }
         if changed {
@@ -637,11 +648,18 @@ impl Sfu {
 /// Points slot `j` of `p` at `target`. A slot carrying nothing takes it at once; one
 /// carrying another source moves on the new one's next keyframe (audio: next packet),
 /// which `keyframes` asks for. True when something changed.
-fn retarget(p: &mut Peer, j: usize, target: Option<Source>, keyframes: &mut Vec<Source>) -> bool {
+fn retarget(
+    p: &mut Peer,
+    j: usize,
+    target: Option<Source>,
+    now: Instant,
+    keyframes: &mut Vec<Source>,
+) -> bool {
     let t = &mut p.tracks_out[j];
     if t.target() == target {
         return false;
     }
+    t.next_since = None;
     match target {
         None => {
             t.source = None;
@@ -657,7 +675,10 @@ fn retarget(p: &mut Peer, j: usize, target: Option<Source>, keyframes: &mut Vec<
             t.forwarder.pause();
             p.slots_changed = true;
         }
-        Some(s) => t.next = Some(s),
+        Some(s) => {
+            t.next = Some(s);
+            t.next_since = Some(now);
+        }
     }
     if let Some(s) = target
         && t.kind == MediaKind::Video
@@ -735,8 +756,13 @@ mod tests {
         v.page = 1;
         assert_eq!(
             wanted_videos(&v, &refs, &[pid(15)]),
-            vec![src(20), src(4), src(5), src(6)],
-            "page 1 of three per page after the pin; speakers lead page 0 only"
+            vec![src(20), src(3), src(4), src(5)],
+            "page 1: the pin, then who comes after the first page's (none left out)"
+        );
+        v.page = 2;
+        assert_eq!(
+            wanted_videos(&v, &refs, &[pid(15)]),
+            vec![src(20), src(6), src(7), src(8)]
         );
         let stage = wanted_videos(&view(ViewMode::Speaker, 3, 5), &refs, &[pid(7)]);
         assert_eq!(stage[0], src(7), "speaker view: the speaker on the stage");
