@@ -111,6 +111,7 @@ impl Load {
                 },
                 publish: (i < spec.publishers).then(|| clip.clone()),
                 signal_ca: spec.signal_ca.clone(),
+                view: None,
             })
             .collect();
         // Publishers first, so that listeners' first offers already carry their tracks.

@@ -13,7 +13,7 @@ use tokio_tungstenite::tungstenite::Message;
 use webrtc::peer_connection::RTCPeerConnectionState;
 use webrtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 
-use super::peer::{Handler, peer_connection};
+use super::peer::{Handler, Slots, peer_connection};
 use super::publish::{add_tracks, start_sending};
 use super::receive::Received;
 use super::signaling::{
@@ -42,12 +42,14 @@ impl Bot {
         let (mut ws_tx, mut ws_rx) = ws.split();
 
         let received = Arc::new(Mutex::new(Received::new()));
+        let slots = Arc::new(Mutex::new(Slots::default()));
         let (gathered_tx, mut gathered) = watch::channel(false);
         let (state_tx, mut state) = watch::channel(RTCPeerConnectionState::New);
         let handler = Arc::new(Handler {
             gathered: gathered_tx,
             state: state_tx,
             received: received.clone(),
+            slots: slots.clone(),
         });
         let pc = peer_connection(handler).await?;
 
@@ -74,6 +76,9 @@ impl Bot {
             .local_description()
             .await
             .context("no local description")?;
+        if let Some(view) = &cfg.view {
+            ws_tx.send(frame(&ClientMsg::View(view.clone()))).await?;
+        }
         ws_tx
             .send(frame(&ClientMsg::Offer { sdp: local.sdp }))
             .await?;
@@ -85,6 +90,7 @@ impl Bot {
         let end = Arc::new(end);
         let signaling = {
             let pc = pc.clone();
+            let slots = slots.clone();
             let mids = mids.clone();
             let events = events.clone();
             let end = end.clone();
@@ -112,6 +118,9 @@ impl Bot {
                                     break;
                                 }
                             };
+                            if let ServerMsg::Offer { sdp } = &msg {
+                                slots.lock().expect("slots").read_offer(sdp);
+                            }
                             match negotiate(&*pc, &msg).await {
                                 Ok(Negotiation::Reply(answer)) => {
                                     if ws_tx.send(frame(&answer)).await.is_err() {
@@ -122,6 +131,17 @@ impl Bot {
                                     ServerMsg::Track { mid, participant_id, kind } => {
                                         let key = (participant_id, kind.as_str().to_owned());
                                         mids.lock().expect("mids").insert(key, mid);
+                                    }
+                                    ServerMsg::Slots { slots: table } => {
+                                        let mut s = slots.lock().expect("slots");
+                                        for slot in &table {
+                                            match &slot.participant_id {
+                                                Some(p) => s.carries.insert(slot.mid.clone(), p.clone()),
+                                                None => s.carries.remove(&slot.mid),
+                                            };
+                                        }
+                                        drop(s);
+                                        events.lock().expect("events").push(ServerMsg::Slots { slots: table });
                                     }
                                     msg => events.lock().expect("events").push(msg),
                                 },

@@ -54,6 +54,9 @@ pub struct BotConfig {
     pub publish: Option<Arc<Clip>>,
     /// CA certificates (PEM) trusted for `wss://` signaling besides the system's.
     pub signal_ca: Option<Arc<Vec<u8>>>,
+    /// What it shows, said before its offer: it receives on slots, and counts what each
+    /// slot carries as the participant the node's `slots` names at the time.
+    pub view: Option<::signaling::View>,
 }
 
 /// A joined participant. Drop or [`Bot::leave`] ends it.

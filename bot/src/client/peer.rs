@@ -24,6 +24,35 @@ pub(super) struct Handler {
     pub(super) gathered: watch::Sender<bool>,
     pub(super) state: watch::Sender<RTCPeerConnectionState>,
     pub(super) received: Arc<Mutex<Received>>,
+    pub(super) slots: Arc<Mutex<Slots>>,
+}
+
+/// Receive slots as the node told them: which m-line each slot's msid stream is (from
+/// its offers) and whom each slot's m-line carries now (from `slots`).
+#[derive(Default)]
+pub(super) struct Slots {
+    pub(super) mid_of_stream: std::collections::HashMap<String, String>,
+    pub(super) carries: std::collections::HashMap<String, String>,
+}
+
+impl Slots {
+    /// Notes the msid stream of every m-line of an offer of the node's.
+    pub(super) fn read_offer(&mut self, sdp: &str) {
+        let mut mid = None;
+        for line in sdp.lines() {
+            if line.starts_with("m=") {
+                mid = None;
+            } else if let Some(m) = line.strip_prefix("a=mid:") {
+                mid = Some(m.trim().to_owned());
+            } else if let (Some(stream), Some(m)) = (
+                line.strip_prefix("a=msid:")
+                    .and_then(|v| v.split_whitespace().next()),
+                &mid,
+            ) {
+                self.mid_of_stream.insert(stream.to_owned(), m.clone());
+            }
+        }
+    }
 }
 
 #[async_trait::async_trait]
@@ -39,8 +68,17 @@ impl PeerConnectionEventHandler for Handler {
     }
 
     async fn on_track(&self, track: Arc<dyn TrackRemote>) {
-        // The media node names the stream after the participant who publishes it.
+        // The media node names the stream after the participant who publishes it; a
+        // receive slot's stream after the slot, whose participant changes.
         let publisher = track.stream_id().await.to_string();
+        let slot_mid = self
+            .slots
+            .lock()
+            .expect("slots")
+            .mid_of_stream
+            .get(&publisher)
+            .cloned();
+        let slots = self.slots.clone();
         let kind = match track.kind().await {
             RtpCodecKind::Audio => "audio",
             _ => "video",
@@ -69,8 +107,16 @@ impl PeerConnectionEventHandler for Handler {
                 let end = !video || p.header.marker;
                 let clock_rate = if video { 90_000 } else { 48_000 };
                 let at = Instant::now();
+                let from = match &slot_mid {
+                    None => publisher.clone(),
+                    Some(mid) => match slots.lock().expect("slots").carries.get(mid) {
+                        Some(p) => p.clone(),
+                        // Nobody yet, as far as the node told us.
+                        None => continue,
+                    },
+                };
                 let mut received = received.lock().expect("counters");
-                let counts = received.entry((publisher.clone(), kind)).or_default();
+                let counts = received.entry((from, kind)).or_default();
                 if !video && counts.audio.len() < AUDIO_KEPT {
                     counts.audio.push(payload.to_vec());
                 }

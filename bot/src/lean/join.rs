@@ -105,6 +105,7 @@ pub(super) async fn join_fjord(
         region: region.clone(),
         publish: None,
         signal_ca: None,
+        view: None,
     };
     let mut ws = crate::client::open_signaling(&cfg, None).await?.ws;
     let (socket, local, mut rtc) = lean_rtc(Ipv4Addr::LOCALHOST.into()).await?;

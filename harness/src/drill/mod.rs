@@ -185,6 +185,7 @@ impl Drill {
                     region: Some(region.into()),
                     publish: publishes.then(|| encoded.clone()),
                     signal_ca: None,
+                    view: None,
                 };
                 let bot = ResilientBot::join(cfg)
                     .await

@@ -75,6 +75,7 @@ async fn json_log_lines_carry_a_joins_ids_from_placement_to_session_end_and_no_s
             region: Some("oslo".into()),
             publish: None,
             signal_ca: None,
+            view: None,
         },
         Duration::from_secs(20),
     )

@@ -24,6 +24,7 @@ mod race;
 mod recording;
 mod registration;
 mod residency;
+mod slots;
 mod tokens;
 mod turn;
 mod webinar;
@@ -112,6 +113,7 @@ pub fn bot_config(
         region: region.map(str::to_owned),
         publish,
         signal_ca: None,
+        view: None,
     }
 }
 

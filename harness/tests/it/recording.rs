@@ -201,7 +201,7 @@ pub(crate) async fn recorded_meeting(
 
 /// A cluster with `n` recording nodes in oslo and a meeting titled `title`, with its
 /// host key.
-async fn meeting_to_record(
+pub(crate) async fn meeting_to_record(
     n: usize,
     title: &str,
 ) -> (harness::Cluster, Api, String, String, String) {
@@ -228,7 +228,7 @@ async fn meeting_to_record(
 }
 
 /// Where recording-oslo-1 wrote recording `rid` (internal storage), and its manifest.
-fn written(c: &harness::Cluster, rid: &str) -> (std::path::PathBuf, Manifest) {
+pub(crate) fn written(c: &harness::Cluster, rid: &str) -> (std::path::PathBuf, Manifest) {
     let dir = c
         .recording_storage("recording-oslo-1")
         .join("internal")
@@ -240,7 +240,7 @@ fn written(c: &harness::Cluster, rid: &str) -> (std::path::PathBuf, Manifest) {
 
 /// The audio file of participant `pid` in a recording's manifest, decoded; asserts that
 /// its middle second holds `hz`.
-fn audio_with_tone(dir: &Path, manifest: &Manifest, pid: &str, hz: u32) -> probe::Audio {
+pub(crate) fn audio_with_tone(dir: &Path, manifest: &Manifest, pid: &str, hz: u32) -> probe::Audio {
     let f = manifest
         .files
         .iter()
