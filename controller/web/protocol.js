@@ -26,6 +26,7 @@ export const SERVER = Object.freeze({
   questions: 'questions',
   reaction: 'reaction',
   room: 'room',
+  roster: 'roster',
   slots: 'slots',
   track: 'track',
   track_removed: 'track_removed',

@@ -292,6 +292,8 @@ on(SERVER.track, (m) => {
   state.midKind.set(m.mid, m.kind);
 });
 on(SERVER.track_removed, (m) => state.midToParticipant.delete(m.mid));
+// A client on slots gets the roster's changes in batches: each as if it came alone.
+on(SERVER.roster, async (m) => { for (const e of m.events) await dispatch(e); });
 // Receive slots (after a `view`): each slot's m-line carries whoever the node chose now.
 on(SERVER.slots, (m) => {
   for (const s of m.slots) {

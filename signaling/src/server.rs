@@ -51,6 +51,12 @@ pub enum ServerMsg {
     ParticipantLeft {
         participant_id: String,
     },
+    /// Clients on receive slots: the roster's changes (`participant_joined`,
+    /// `participant_updated`, `participant_left`, `mute`) in order, at most one batch
+    /// every 250 ms.
+    Roster {
+        events: Vec<ServerMsg>,
+    },
     Chat {
         from: String,
         name: String,

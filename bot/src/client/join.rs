@@ -88,6 +88,7 @@ impl Bot {
         let events = Arc::new(Mutex::new(Vec::new()));
         let (end, ended) = watch::channel(None::<String>);
         let end = Arc::new(end);
+        let on_slots = cfg.view.is_some();
         let signaling = {
             let pc = pc.clone();
             let slots = slots.clone();
@@ -118,7 +119,8 @@ impl Bot {
                                     break;
                                 }
                             };
-                            if let ServerMsg::Offer { sdp } = &msg {
+                            // On slots (it said its view), the node's m-lines are slots.
+                            if let (ServerMsg::Offer { sdp }, true) = (&msg, on_slots) {
                                 slots.lock().expect("slots").read_offer(sdp);
                             }
                             match negotiate(&*pc, &msg).await {

@@ -47,6 +47,8 @@ struct Live<'a> {
     breakout_msg: ServerMsg,
     told_collab: [ServerMsg; 2],
     allowances: Allowances,
+    /// Once the client is on receive slots, its roster changes go in batches.
+    roster: Option<super::roster::RosterBatch>,
 }
 
 /// The session in the meeting, until it ends; why.
@@ -123,6 +125,7 @@ impl<'a> Live<'a> {
             breakout_msg,
             told_collab,
             allowances: Allowances::new(std::time::Instant::now()),
+            roster: None,
         }
     }
 
@@ -176,6 +179,7 @@ impl<'a> Live<'a> {
     ) -> Ending {
         let mut collab_live = true;
         loop {
+            let roster_due = self.roster.as_ref().and_then(|r| r.due());
             // Breakout rooms closing: tell the client when the countdown runs out.
             let closes_in = room
                 .borrow()
@@ -226,6 +230,15 @@ impl<'a> Live<'a> {
                     None => Err(BROKE),
                 },
                 msg = ws.recv() => self.on_client(ws, room, msg).await,
+                _ = async {
+                    match roster_due {
+                        Some(at) => tokio::time::sleep_until(at).await,
+                        None => std::future::pending().await,
+                    }
+                } => match self.roster.as_mut().and_then(|r| r.take(tokio::time::Instant::now())) {
+                    Some(batch) => send(ws, &batch).await,
+                    None => Ok(()),
+                },
             };
             if let Err(why) = step {
                 return why;
@@ -385,6 +398,13 @@ impl<'a> Live<'a> {
             .shown
             .filter(self.webinar, chat_everyone, &self.me, &ev)
         {
+            Some(ev) if super::roster::is_roster(&ev) && self.roster.is_some() => {
+                let now = tokio::time::Instant::now();
+                match self.roster.as_mut().and_then(|r| r.add(ev, now)) {
+                    Some(batch) => send(ws, &batch).await,
+                    None => Ok(()),
+                }
+            }
             Some(ev) => send(ws, &ev).await,
             None => Ok(()),
         }
@@ -485,6 +505,8 @@ impl<'a> Live<'a> {
             }
             Output::View(view) => {
                 self.sfu.send(SfuCommand::View { key, view });
+                // A client on slots takes its roster in batches.
+                self.roster.get_or_insert_with(Default::default);
                 None
             }
             Output::Layer { mid, width, height } => {

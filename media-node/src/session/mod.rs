@@ -25,6 +25,7 @@ use crate::room::{Close, Participant};
 
 mod frames;
 mod live;
+mod roster;
 mod waiting;
 
 use frames::closing;
