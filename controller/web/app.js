@@ -45,6 +45,7 @@ window.fjord = Object.freeze({
   get room() { return state.room; },
   get chat() { return messages; },
   get e2eeFailures() { return e2eeFailureCount(); },
+  get offers() { return state.offers; },
   sendChat,
   leave,
   pinLayer,

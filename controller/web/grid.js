@@ -5,7 +5,7 @@ import { CLIENT, SERVER } from './protocol.js';
 import { localRecording } from './recording.js';
 import { on, send } from './signal.js';
 import { state, myId } from './state.js';
-import { $, banner } from './dom.js';
+import { $, banner, params } from './dom.js';
 
 let layout = 'gallery';
 let pinnedTile = null; // the tile shown large in speaker view, whoever speaks
@@ -33,7 +33,7 @@ export function tile(pid, name, stream) {
     q.setAttribute('role', 'img');
     t.append(v, l, q);
     // Double-click or Enter pins the tile in speaker view.
-    const pin = () => { pinnedTile = pinnedTile === pid ? null : pid; applyLayout(); };
+    const pin = () => { pinnedTile = pinnedTile === pid ? null : pid; applyLayout(); sendView(); };
     t.addEventListener('dblclick', pin);
     t.addEventListener('keydown', (e) => { if (e.key === 'Enter') pin(); });
     $('grid').append(t);
@@ -110,6 +110,7 @@ $('layout').onclick = () => {
   layout = layout === 'gallery' ? 'speaker' : 'gallery';
   $('layout').textContent = layout === 'gallery' ? 'Speaker view' : 'Gallery view';
   applyLayout();
+  sendView();
 };
 
 // Tell the node how large each remote video is shown, so it forwards a layer to match;
@@ -154,6 +155,65 @@ export function attach(mid, track) {
   const speaker = $('speaker-select').value;
   if (speaker && v.setSinkId) v.setSinkId(speaker).catch(() => {});
   localRecording.addAudio(track);
+}
+
+// ---- Receive slots (`?slots=1`): a fixed set of m-lines the node fills. ----
+// The page says what it shows (`view`): nine tiles a page, gallery or speaker, the pinned
+// tile; each video slot's track goes onto the tile of whoever the node says it carries
+// (`slots`), the audio slots play as they are. Nobody's joining renegotiates.
+const slotTracks = new Map(); // mid -> the slot's MediaStreamTrack
+let page = 0;
+export const onSlots = () => params.get('slots') === '1';
+
+export function sendView() {
+  if (!onSlots()) return;
+  send({
+    type: CLIENT.view,
+    video_slots: 9,
+    audio_slots: 3,
+    mode: layout === 'speaker' ? 'speaker' : 'gallery',
+    page,
+    tiles: [{ width: 320, height: 180 }],
+    pinned: pinnedTile ? [pinnedTile] : [],
+  });
+}
+
+// A slot's track arrived: audio plays at once (whoever speaks); video waits for `slots`.
+export function slotTrack(mid, track) {
+  slotTracks.set(mid, track);
+  if (track.kind !== 'audio') return;
+  const a = document.createElement('audio');
+  a.autoplay = true;
+  a.hidden = true;
+  a.className = 'slot-audio';
+  a.srcObject = new MediaStream([track]);
+  document.body.append(a);
+  localRecording.addAudio(track);
+}
+
+// What each video slot carries now: its track onto that participant's tile.
+export function showSlots(slots) {
+  for (const s of slots) {
+    const track = slotTracks.get(s.mid);
+    if (s.kind !== 'video' || !track) continue;
+    document.querySelectorAll('.tile[data-slot="' + s.mid + '"]').forEach((t) => {
+      if (t.id === 'tile-' + s.participant_id) return;
+      t.querySelector('video').srcObject = null;
+      delete t.dataset.slot;
+    });
+    if (!s.participant_id) continue;
+    const p = state.participants.get(s.participant_id);
+    const t = tile(s.participant_id, p ? p.name : s.participant_id);
+    if (t.dataset.slot === s.mid) continue;
+    t.dataset.slot = s.mid;
+    t.querySelector('video').srcObject = new MediaStream([track]);
+  }
+}
+
+if (onSlots()) {
+  $('pager').hidden = false;
+  $('page-prev').onclick = () => { page = Math.max(0, page - 1); $('page-no').textContent = String(page + 1); sendView(); };
+  $('page-next').onclick = () => { page += 1; $('page-no').textContent = String(page + 1); sendView(); };
 }
 
 // ---- Connection quality, from getStats(): per remote participant and our own. ----

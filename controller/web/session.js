@@ -7,7 +7,7 @@ import { boardRefused } from './board.js';
 import { explain, loadMeeting, constraints } from './join.js';
 import { addTrack, roleChanged, sendMute, sendOffer, setOwnMute, showSelf } from './media.js';
 import { localRecording } from './recording.js';
-import { attach, clearTiles, label, removeTile, setActiveSpeaker, showRecorders, startQuality, stopQuality, tile, undecryptable } from './grid.js';
+import { attach, clearTiles, label, onSlots, removeTile, sendView, setActiveSpeaker, showRecorders, showSlots, slotTrack, startQuality, stopQuality, tile, undecryptable } from './grid.js';
 import { myRoom, recordingRefused, renderControls, renderPeople, roomOf } from './hosts.js';
 import { dispatch, on, send } from './signal.js';
 import { state, watchOnly } from './state.js';
@@ -128,7 +128,11 @@ function peerConnection() {
   for (const track of state.local.getTracks()) addTrack(pc, track);
   // Something to negotiate, so that the connection comes up before others' tracks do.
   if (!state.local.getTracks().length) pc.addTransceiver('audio', { direction: 'recvonly' });
-  pc.ontrack = (e) => { e2ee.receiver(e.receiver, e.transceiver.mid); attach(e.transceiver.mid, e.track); };
+  pc.ontrack = (e) => {
+    e2ee.receiver(e.receiver, e.transceiver.mid);
+    if (onSlots()) slotTrack(e.transceiver.mid, e.track);
+    else attach(e.transceiver.mid, e.track);
+  };
   pc.onconnectionstatechange = () => {
     if (pc.connectionState === 'connected') { attempts = 0; rejoining = false; banner(''); }
     if (pc.connectionState === 'disconnected') banner('Your connection is interrupted. Reconnecting…');
@@ -261,6 +265,8 @@ on(SERVER.welcome, async (m) => {
   showMeeting();
   for (const p of m.participants) upsert(p);
   if (m.active_speaker) setActiveSpeaker(m.active_speaker);
+  // On slots, the view goes first: the node's one offer then brings the slots.
+  sendView();
   await sendOffer();
   if (state.audioMuted || state.videoMuted) sendMute();
   startQuality();
@@ -282,6 +288,7 @@ on(SERVER.mute, (m) => {
 // ---- Negotiation, and which m-line carries whose media. ----
 on(SERVER.answer, (m) => state.pc.setRemoteDescription({ type: 'answer', sdp: m.sdp }));
 on(SERVER.offer, async (m) => {
+  state.offers += 1;
   await state.pc.setRemoteDescription({ type: 'offer', sdp: m.sdp });
   const answer = await state.pc.createAnswer();
   await state.pc.setLocalDescription(answer);
@@ -301,6 +308,7 @@ on(SERVER.slots, (m) => {
     else state.midToParticipant.delete(s.mid);
     state.midKind.set(s.mid, s.kind);
   }
+  showSlots(m.slots);
 });
 // Dynacast: encode only the simulcast layers someone watches (the lowest always).
 on(SERVER.publish_layers, async (m) => {

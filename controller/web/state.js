@@ -21,6 +21,7 @@ export const state = {
   audioMuted: false,
   videoMuted: false,
   handRaised: false,
+  offers: 0, // the node's offers (renegotiations) this session
 };
 
 export const isHost = () => state.role === ROLE.host || state.role === ROLE.co_host;

@@ -136,3 +136,107 @@ async fn bots_on_slots_get_their_views_an_aiortc_peer_gets_everyone_and_the_reco
         );
     }
 }
+
+/// The participant ids of the tiles of `page` that show video now (not its own).
+async fn tiles_with_video(page: &harness::webdriver::Browser) -> BTreeSet<String> {
+    const JS: &str = r#"
+const me = 'tile-' + window.fjord.joined.participant_id;
+return [...document.querySelectorAll('.tile')]
+  .filter((t) => t.id !== me && t.querySelector('video').videoWidth > 0 && t.dataset.slot)
+  .map((t) => [t.id.replace(/^tile-/, ''), window.fjord.midToParticipant.get(t.dataset.slot) || null]);
+"#;
+    let v = page
+        .eval(JS, serde_json::json!([]))
+        .await
+        .unwrap_or_default();
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|pair| {
+            let (tile, named) = (pair[0].as_str()?, pair[1].as_str()?);
+            // A tile shows its slot's video only while the slot names its participant.
+            (tile == named).then(|| tile.to_owned())
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_page_on_slots_shows_nine_labelled_tiles_pages_through_the_rest_and_never_renegotiates() {
+    let c = harness::Cluster::start(crate::spec()).await.unwrap();
+    let api = crate::Api::new(&c);
+    let base = c.controllers[0].url();
+    let meeting = api
+        .create(&base, serde_json::json!({ "title": "slots page" }))
+        .await;
+    let camera = |name: &str| {
+        let clip = bot::ClipSpec {
+            width: 160,
+            height: 90,
+            ..bot::ClipSpec::default()
+        };
+        let mut cfg = crate::bot_config(&base, &meeting, name, Some("oslo"), Some(clip));
+        cfg.view = Some(View {
+            video_slots: 1,
+            audio_slots: 1,
+            ..View::default_for_client()
+        });
+        cfg
+    };
+    let mut bots = Vec::new();
+    for i in 0..12 {
+        bots.push(
+            bot::Bot::join(camera(&format!("Cam {i}")), Duration::from_secs(20))
+                .await
+                .unwrap(),
+        );
+    }
+    let (page, _) =
+        crate::browser::join_page_with(&c, &base, &meeting, "Host", "&slots=1&camera=off&muted=1")
+            .await;
+    let first = harness::eventually(Duration::from_secs(30), "nine tiles with video", || async {
+        let shown = tiles_with_video(&page).await;
+        (shown.len() == 9).then_some(shown)
+    })
+    .await
+    .unwrap();
+    let offers = || async {
+        page.eval("return window.fjord.offers", serde_json::json!([]))
+            .await
+            .unwrap()
+            .as_u64()
+            .unwrap()
+    };
+    let before = offers().await;
+    assert_eq!(before, 1, "one offer: the slots");
+
+    // The next page shows the three others.
+    page.eval(
+        "document.getElementById('page-next').click()",
+        serde_json::json!([]),
+    )
+    .await
+    .unwrap();
+    let second = harness::eventually(Duration::from_secs(20), "the second page", || async {
+        let shown = tiles_with_video(&page).await;
+        (shown.len() == 3 && shown.is_disjoint(&first)).then_some(shown)
+    })
+    .await
+    .unwrap();
+    let everyone: BTreeSet<String> = bots.iter().map(|b| b.participant_id.clone()).collect();
+    assert_eq!(
+        first.union(&second).cloned().collect::<BTreeSet<_>>(),
+        everyone,
+        "two pages show the twelve cameras"
+    );
+
+    // Three more join: their tiles come, its SDP does not change.
+    for i in 12..15 {
+        bots.push(
+            bot::Bot::join(camera(&format!("Cam {i}")), Duration::from_secs(20))
+                .await
+                .unwrap(),
+        );
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(offers().await, before, "joins renegotiated nothing");
+}
