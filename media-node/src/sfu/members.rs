@@ -9,7 +9,7 @@ use str0m::media::{KeyframeRequestKind, MediaKind, Rid};
 
 use super::api::{PeerKey, RelayEvent, SfuOutput, SignalOut, Source};
 use super::core::Sfu;
-use super::peer::{Muted, OutState, TrackOut, Waiting};
+use super::peer::{Muted, TrackOut, Waiting};
 use super::relays::drop_gone;
 
 impl Sfu {
@@ -223,18 +223,7 @@ impl Sfu {
                     self.tell_slots = true;
                 }
             }
-            let mut removed = Vec::new();
-            p.tracks_out.retain(|t| match t.state {
-                _ if t.slot.is_some() || !t.source.as_ref().is_some_and(&gone) => true,
-                OutState::ToOpen => false,
-                OutState::Negotiating(mid) | OutState::Open(mid) => {
-                    removed.push(mid);
-                    false
-                }
-            });
-            for mid in removed {
-                p.to_deactivate.push(mid);
-                p.want_offer();
+            for mid in p.retire_lines(|t| t.source.as_ref().is_some_and(&gone)) {
                 self.out.push_back(SfuOutput::Signal {
                     key: p.key,
                     msg: SignalOut::TrackRemoved {

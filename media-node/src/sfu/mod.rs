@@ -19,7 +19,7 @@
 //! - `forward`: packets from publishers and links to subscribers, sinks and links;
 //! - `simulcast`: which layer each subscriber gets, link layers, keyframe requests;
 //! - `slots`: receive slots — which published track feeds which slot of each receiver
-//!   that declared its view, and which layers publishers need to send (dynacast);
+//!   that declared its view; `dynacast`: which layers publishers need to send;
 //! - `speaker`: active speaker detection; `stats`: counters; `codec`: codecs;
 //! - `rtp`: pure packet-level work (keyframe detection, `Forwarder`, which every
 //!   subscriber and sink uses to switch layers); `sink`: the RTP a sink or link gets.
@@ -31,6 +31,7 @@ mod codec;
 mod core;
 mod drive;
 pub mod driver;
+mod dynacast;
 mod forward;
 mod members;
 mod negotiation;

@@ -182,6 +182,25 @@ impl Peer {
         (video > 0).then(|| estimate.saturating_sub(open(MediaKind::Audio) * AUDIO_BPS) / video)
     }
 
+    /// Drops the per-track m-lines (not slots) that `which` picks: those negotiated go
+    /// inactive in the next offer and are returned, to tell the client.
+    pub(super) fn retire_lines(&mut self, which: impl Fn(&TrackOut) -> bool) -> Vec<Mid> {
+        let mut removed = Vec::new();
+        self.tracks_out.retain(|t| match t.state {
+            _ if t.slot.is_some() || !which(t) => true,
+            OutState::ToOpen => false,
+            OutState::Negotiating(mid) | OutState::Open(mid) => {
+                removed.push(mid);
+                false
+            }
+        });
+        if !removed.is_empty() {
+            self.to_deactivate.extend(removed.iter().copied());
+            self.want_offer();
+        }
+        removed
+    }
+
     pub(super) fn want_offer(&mut self) {
         self.needs_offer = true;
         self.dirty = true;

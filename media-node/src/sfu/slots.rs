@@ -16,8 +16,7 @@
 //! slot keeps what it carries while that is still wanted, so tiles do not shuffle. Audio
 //! slots carry the loudest speakers, a speaker keeping its slot until someone is louder
 //! by [`AUDIO_HYSTERESIS`] or it falls silent. The screen slot carries the latest screen
-//! share. The client's simulcast layers that some receiver needs are told to it
-//! (`publish_layers`, dynacast) so that it stops encoding the others.
+//! share. (Which layers of theirs anyone needs is told to publishers by `dynacast`.)
 use std::time::Instant;
 
 use common::ids::{MeetingId, ParticipantId};
@@ -27,7 +26,7 @@ use str0m::media::{KeyframeRequestKind, MediaKind, Rid};
 use super::api::{PeerKey, SignalOut, Source};
 use super::core::Sfu;
 use super::peer::{OutState, Peer, SlotKind, TrackOut};
-use super::simulcast::{LAYER_BPS, layer_bit, layer_for_size, layer_rank};
+use super::simulcast::{layer_for_size, layer_rank};
 use super::speaker::SPEAKER_THRESHOLD;
 
 /// How much louder (on the loudness scale of `speaker`, 127 + dBov) a speaker must be
@@ -269,20 +268,7 @@ impl Sfu {
             return self.refuse(key, "view", "no media session yet".into());
         };
         if p.view.is_none() {
-            let mut removed = Vec::new();
-            p.tracks_out.retain(|t| match (t.slot, t.state) {
-                (Some(_), _) => true,
-                (None, OutState::ToOpen) => false,
-                (None, OutState::Negotiating(mid) | OutState::Open(mid)) => {
-                    removed.push(mid);
-                    false
-                }
-            });
-            p.to_deactivate.extend(removed.iter().copied());
-            if !removed.is_empty() {
-                p.want_offer();
-            }
-            for mid in removed {
+            for mid in p.retire_lines(|_| true) {
                 self.out.push_back(super::api::SfuOutput::Signal {
                     key,
                     msg: SignalOut::TrackRemoved {
@@ -558,74 +544,6 @@ impl Sfu {
                 self.signal(key, SignalOut::Slots(slots));
             }
         }
-    }
-
-    /// Dynacast: tells each publisher of simulcast video which of its layers some
-    /// receiver (a slot or m-line here, a far node, a recording) needs now, when that
-    /// changed. The lowest layer is always needed: it is the keep-alive that lets a
-    /// receiver start at once.
-    pub(super) fn send_publish_layers(&mut self) {
-        for i in 0..self.peers.len() {
-            let mut told = Vec::new();
-            {
-                let p = &self.peers[i];
-                for t in p.tracks_in.iter().filter(|t| t.kind == MediaKind::Video) {
-                    if !t.streams.iter().any(|(_, r)| r.is_some()) {
-                        continue;
-                    }
-                    let source = Source::Peer(p.key, t.mid);
-                    let mask = self.layers_needed(source, &p.meeting, p.group);
-                    let last = p.told_layers.iter().find(|(m, _)| *m == t.mid);
-                    if last.is_none_or(|(_, l)| *l != mask) {
-                        told.push((t.mid, mask));
-                    }
-                }
-            }
-            let key = self.peers[i].key;
-            for (mid, mask) in told {
-                let p = &mut self.peers[i];
-                match p.told_layers.iter_mut().find(|(m, _)| *m == mid) {
-                    Some(e) => e.1 = mask,
-                    None => p.told_layers.push((mid, mask)),
-                }
-                let layers = LAYER_BPS
-                    .iter()
-                    .enumerate()
-                    .filter(|(b, _)| mask & (1 << b) != 0)
-                    .map(|(_, (name, _))| (*name).to_owned())
-                    .collect();
-                self.signal(
-                    key,
-                    SignalOut::PublishLayers {
-                        mid: mid.to_string(),
-                        layers,
-                    },
-                );
-            }
-        }
-    }
-
-    /// The layers of local track `source` that someone needs (bit set, `l` always).
-    fn layers_needed(&self, source: Source, meeting: &MeetingId, group: u32) -> u8 {
-        let mut mask = 1;
-        for p in self.peers.iter().filter(|p| p.meeting == *meeting) {
-            for t in p.tracks_out.iter().filter(|t| t.carries(source)) {
-                mask |= layer_bit(Some(t.want));
-                if t.source == Some(source) {
-                    mask |= layer_bit(t.forwarder.layer());
-                }
-            }
-        }
-        for l in self.links.iter().filter(|l| l.meeting == *meeting) {
-            for t in l.tracks.iter().filter(|t| t.source == source) {
-                mask |= t.mask;
-            }
-        }
-        // The recording takes the highest layer of the main room.
-        if group == 0 && self.sinks.iter().any(|s| s.meeting == *meeting) {
-            mask |= 0b100;
-        }
-        mask
     }
 
     /// Notes that `participant` spoke in `meeting`: speaker view and the first gallery

@@ -8,7 +8,7 @@ use common::ids::{MeetingId, ParticipantId};
 use relay::Codec;
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::format::Codec as StrCodec;
-use str0m::media::{Direction, MediaKind, MediaTime, Mid};
+use str0m::media::{Direction, MediaKind, MediaTime, Mid, Simulcast, SimulcastLayer};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, Input, Output, Rtc};
 
@@ -47,6 +47,16 @@ struct Got {
     /// Its RTP time, and when it arrived.
     time: MediaTime,
     at: Instant,
+}
+
+/// How a rig participant joins.
+#[derive(Clone, Default)]
+struct As {
+    audio: bool,
+    camera: bool,
+    simulcast: bool,
+    /// Declared before its first offer: it receives on slots.
+    view: Option<signaling::View>,
 }
 
 struct Rig {
@@ -96,55 +106,68 @@ impl Rig {
     /// A participant joins with one audio m-line: send-only if it publishes, else
     /// receive-only (so that it has something to negotiate).
     fn join(&mut self, n: u64, publish: bool) {
-        let dir = if publish {
-            Direction::SendOnly
-        } else {
-            Direction::RecvOnly
-        };
-        self.join_with(n, MediaKind::Audio, dir, None);
+        self.join_as(
+            n,
+            As {
+                audio: publish,
+                ..As::default()
+            },
+        );
     }
 
     /// A participant joins publishing one VP8 video m-line in three simulcast layers.
     fn join_simulcast_publisher(&mut self, n: u64) {
-        let mut simulcast = str0m::media::Simulcast::new();
-        for rid in ["l", "m", "h"] {
-            simulcast.add_send_layer(str0m::media::SimulcastLayer::new(rid));
-        }
-        self.join_with(n, MediaKind::Video, Direction::SendOnly, Some(simulcast));
+        self.join_as(
+            n,
+            As {
+                camera: true,
+                simulcast: true,
+                ..As::default()
+            },
+        );
     }
 
-    /// Participant `n` joins with one m-line of `kind` in direction `dir`, offered to
-    /// the SFU as its first offer.
-    fn join_with(
-        &mut self,
-        n: u64,
-        kind: MediaKind,
-        dir: Direction,
-        simulcast: Option<str0m::media::Simulcast>,
-    ) {
+    /// Participant `n` joins: send-only audio and/or camera m-lines (a receive-only
+    /// audio m-line when it sends nothing), its view (if any) said before its offer.
+    fn join_as(&mut self, n: u64, how: As) {
         let key = PeerKey(n);
-        let addr: SocketAddr = format!("127.0.{}.{}:4000", n / 200, n % 200 + 1)
+        let addr = format!("127.0.{}.{}:4000", n / 200, n % 200 + 1)
             .parse()
             .unwrap();
         let mut rtc = Rtc::builder().build(self.now);
         rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap());
-        let layered = simulcast.is_some();
         let mut change = rtc.sdp_api();
-        let mid = change.add_media(kind, dir, None, None, simulcast);
+        let mut sends = Vec::new();
+        if how.audio {
+            let mid = change.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
+            sends.push((MediaKind::Audio, mid));
+        }
+        if how.camera {
+            let simulcast = how.simulcast.then(|| {
+                let mut s = Simulcast::new();
+                for rid in ["l", "m", "h"] {
+                    s.add_send_layer(SimulcastLayer::new(rid));
+                }
+                s
+            });
+            let mid =
+                change.add_media(MediaKind::Video, Direction::SendOnly, None, None, simulcast);
+            sends.push((MediaKind::Video, mid));
+        }
+        if sends.is_empty() {
+            change.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
+        }
         let (offer, pending) = change.apply().unwrap();
         self.clients.push(Client {
             key,
             addr,
             rtc,
             pending: Some(pending),
-            sending: (dir == Direction::SendOnly).then_some(mid),
+            sending: sends.first().map(|(_, m)| *m),
             received: Vec::new(),
             frames: Vec::new(),
-            sends: (dir == Direction::SendOnly)
-                .then_some((kind, mid))
-                .into_iter()
-                .collect(),
-            simulcast: layered,
+            sends,
+            simulcast: how.simulcast,
             keyframe_requests: Vec::new(),
         });
         self.command(SfuCommand::Join {
@@ -153,6 +176,9 @@ impl Rig {
             participant: ParticipantId::parse(&format!("p{n}")).unwrap(),
             name: format!("P{n}"),
         });
+        if let Some(view) = how.view {
+            self.command(SfuCommand::View { key, view });
+        }
         self.command(SfuCommand::Offer {
             key,
             sdp: offer.to_sdp_string(),

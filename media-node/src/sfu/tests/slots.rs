@@ -3,24 +3,13 @@
 use std::time::Duration;
 
 use signaling::{Slot, View, ViewMode};
+use str0m::Rtc;
 use str0m::format::Codec as StrCodec;
 use str0m::media::Frequency;
-use str0m::media::{Direction, MediaKind, MediaTime, Rid, Simulcast, SimulcastLayer};
-use str0m::{Candidate, Rtc};
+use str0m::media::{MediaKind, MediaTime, Rid};
 
-use super::{Client, Rig};
+use super::{As, Client, Rig};
 use crate::sfu::{PeerKey, SfuCommand};
-use common::ids::{MeetingId, ParticipantId};
-
-/// How a rig participant joins.
-#[derive(Clone, Default)]
-struct As {
-    audio: bool,
-    camera: bool,
-    simulcast: bool,
-    /// Declared before its first offer: it receives on slots.
-    view: Option<View>,
-}
 
 /// What the others in a rig meeting show: one small tile, one speaker.
 fn thumbnail() -> Option<View> {
@@ -42,64 +31,6 @@ fn gallery(video_slots: u32) -> View {
 }
 
 impl Rig {
-    /// Participant `n` joins: send-only audio and/or camera m-lines (a receive-only
-    /// audio m-line when it sends nothing), its view (if any) said before its offer.
-    fn join_as(&mut self, n: u64, how: As) {
-        let key = PeerKey(n);
-        let addr = format!("127.0.{}.{}:4000", n / 200, n % 200 + 1)
-            .parse()
-            .unwrap();
-        let mut rtc = Rtc::builder().build(self.now);
-        rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap());
-        let mut change = rtc.sdp_api();
-        let mut sends = Vec::new();
-        if how.audio {
-            let mid = change.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
-            sends.push((MediaKind::Audio, mid));
-        }
-        if how.camera {
-            let simulcast = how.simulcast.then(|| {
-                let mut s = Simulcast::new();
-                for rid in ["l", "m", "h"] {
-                    s.add_send_layer(SimulcastLayer::new(rid));
-                }
-                s
-            });
-            let mid =
-                change.add_media(MediaKind::Video, Direction::SendOnly, None, None, simulcast);
-            sends.push((MediaKind::Video, mid));
-        }
-        if sends.is_empty() {
-            change.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
-        }
-        let (offer, pending) = change.apply().unwrap();
-        self.clients.push(Client {
-            key,
-            addr,
-            rtc,
-            pending: Some(pending),
-            sending: sends.first().map(|(_, m)| *m),
-            received: Vec::new(),
-            frames: Vec::new(),
-            sends,
-            simulcast: how.simulcast,
-            keyframe_requests: Vec::new(),
-        });
-        self.command(SfuCommand::Join {
-            key,
-            meeting: MeetingId::parse("rig-meeting").unwrap(),
-            participant: ParticipantId::parse(&format!("p{n}")).unwrap(),
-            name: format!("P{n}"),
-        });
-        if let Some(view) = how.view {
-            self.command(SfuCommand::View { key, view });
-        }
-        self.command(SfuCommand::Offer {
-            key,
-            sdp: offer.to_sdp_string(),
-        });
-    }
-
     /// Every publisher sends frame `f` (33 ms apart): a VP8 frame whose second byte
     /// names it (`n`), a keyframe every 3 s or when one was asked for; and an Opus frame
     /// at the level `level(n)` gives (RFC 6464: 0 loudest, 127 silence).
