@@ -1,7 +1,7 @@
 //! Receive slots with every stack: webrtc-rs bots that say what they show get exactly
 //! those videos, an aiortc peer that says nothing still gets everyone's media on m-lines
 //! of its own, and the recording still has every participant's audio file.
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use harness::aiortc::{AiortcPeer, PeerSpec};
@@ -137,13 +137,15 @@ async fn bots_on_slots_get_their_views_an_aiortc_peer_gets_everyone_and_the_reco
     }
 }
 
-/// The participant ids of the tiles of `page` that show video now (not its own).
-async fn tiles_with_video(page: &harness::webdriver::Browser) -> BTreeSet<String> {
+/// The participant ids of the tiles of `page` that show video now (not its own), with the
+/// width of the frames each tile shows.
+async fn tiles_with_video(page: &harness::webdriver::Browser) -> BTreeMap<String, u64> {
     const JS: &str = r#"
 const me = 'tile-' + window.fjord.joined.participant_id;
 return [...document.querySelectorAll('.tile')]
   .filter((t) => t.id !== me && t.querySelector('video').videoWidth > 0 && t.dataset.slot)
-  .map((t) => [t.id.replace(/^tile-/, ''), window.fjord.midToParticipant.get(t.dataset.slot) || null]);
+  .map((t) => [t.id.replace(/^tile-/, ''), window.fjord.midToParticipant.get(t.dataset.slot) || null,
+               t.querySelector('video').videoWidth]);
 "#;
     let v = page
         .eval(JS, serde_json::json!([]))
@@ -152,11 +154,25 @@ return [...document.querySelectorAll('.tile')]
     v.as_array()
         .into_iter()
         .flatten()
-        .filter_map(|pair| {
-            let (tile, named) = (pair[0].as_str()?, pair[1].as_str()?);
+        .filter_map(|row| {
+            let (tile, named, width) = (row[0].as_str()?, row[1].as_str()?, row[2].as_u64()?);
             // A tile shows its slot's video only while the slot names its participant.
-            (tile == named).then(|| tile.to_owned())
+            (tile == named).then(|| (tile.to_owned(), width))
         })
+        .collect()
+}
+
+/// The tiles that show their own participant's video: each camera sends frames of a
+/// width of its own (`widths`), so a tile whose frames are another's is not counted.
+async fn tiles_showing_their_own(
+    page: &harness::webdriver::Browser,
+    widths: &BTreeMap<String, u64>,
+) -> BTreeSet<String> {
+    tiles_with_video(page)
+        .await
+        .into_iter()
+        .filter(|(pid, width)| widths.get(pid) == Some(width))
+        .map(|(pid, _)| pid)
         .collect()
 }
 
@@ -169,13 +185,24 @@ async fn a_page_on_slots_shows_nine_labelled_tiles_pages_pins_and_speaker_view_w
     let meeting = api
         .create(&base, serde_json::json!({ "title": "slots page" }))
         .await;
-    let camera = |name: &str| {
+    // Camera `i` sends frames 160 + 8·i pixels wide: the width a tile shows says whose
+    // video it is.
+    let width = |i: u32| 160 + 8 * i;
+    let camera = |i: u32| {
         let clip = bot::ClipSpec {
-            width: 160,
+            width: width(i),
             height: 90,
+            fps: 15,
+            video_kbps: 100,
             ..bot::ClipSpec::default()
         };
-        let mut cfg = crate::bot_config(&base, &meeting, name, Some("oslo"), Some(clip));
+        let mut cfg = crate::bot_config(
+            &base,
+            &meeting,
+            &format!("Cam {i}"),
+            Some("oslo"),
+            Some(clip),
+        );
         cfg.view = Some(View {
             video_slots: 1,
             audio_slots: 1,
@@ -184,20 +211,25 @@ async fn a_page_on_slots_shows_nine_labelled_tiles_pages_pins_and_speaker_view_w
         cfg
     };
     let mut bots = Vec::new();
-    for i in 0..12 {
-        bots.push(
-            bot::Bot::join(camera(&format!("Cam {i}")), Duration::from_secs(20))
-                .await
-                .unwrap(),
-        );
+    let mut widths = BTreeMap::new();
+    for i in 0..20 {
+        let b = bot::Bot::join(camera(i), Duration::from_secs(20))
+            .await
+            .unwrap();
+        widths.insert(b.participant_id.clone(), u64::from(width(i)));
+        bots.push(b);
     }
     let (page, _) =
         crate::browser::join_page_with(&c, &base, &meeting, "Host", "&slots=1&camera=off&muted=1")
             .await;
-    let first = harness::eventually(Duration::from_secs(30), "nine tiles with video", || async {
-        let shown = tiles_with_video(&page).await;
-        (shown.len() == 9).then_some(shown)
-    })
+    let first = harness::eventually(
+        Duration::from_secs(30),
+        "nine tiles with their own video",
+        || async {
+            let shown = tiles_showing_their_own(&page, &widths).await;
+            (shown.len() == 9).then_some(shown)
+        },
+    )
     .await
     .unwrap();
     let offers = || async {
@@ -209,43 +241,68 @@ async fn a_page_on_slots_shows_nine_labelled_tiles_pages_pins_and_speaker_view_w
     };
     let before = offers().await;
     assert_eq!(before, 1, "one offer: the slots");
+    // The tiles are labelled with their participants' names.
+    let labels = page
+        .eval(
+            "return arguments[0].map((p) => document.querySelector('#tile-' + p + ' .label').textContent)",
+            serde_json::json!([first.iter().collect::<Vec<_>>()]),
+        )
+        .await
+        .unwrap();
+    for (pid, label) in first.iter().zip(labels.as_array().unwrap()) {
+        let i = bots.iter().position(|b| &b.participant_id == pid).unwrap();
+        assert!(
+            label.as_str().unwrap().starts_with(&format!("Cam {i}")),
+            "tile of Cam {i} labelled {label}"
+        );
+    }
 
-    // The next page shows the three others.
-    page.eval(
-        "document.getElementById('page-next').click()",
-        serde_json::json!([]),
-    )
-    .await
-    .unwrap();
-    let second = harness::eventually(Duration::from_secs(20), "the second page", || async {
-        let shown = tiles_with_video(&page).await;
-        (shown.len() == 3 && shown.is_disjoint(&first)).then_some(shown)
-    })
-    .await
-    .unwrap();
-    let everyone: BTreeSet<String> = bots.iter().map(|b| b.participant_id.clone()).collect();
-    assert_eq!(
-        first.union(&second).cloned().collect::<BTreeSet<_>>(),
-        everyone,
-        "two pages show the twelve cameras"
-    );
+    // The next page shows the next nine, the third the last two.
+    let next_page = |want: usize, seen: BTreeSet<String>| {
+        let (page, widths) = (&page, &widths);
+        async move {
+            page.eval(
+                "document.getElementById('page-next').click()",
+                serde_json::json!([]),
+            )
+            .await
+            .unwrap();
+            harness::eventually(
+                Duration::from_secs(20),
+                &format!("a page of {want}"),
+                || async {
+                    let shown = tiles_showing_their_own(page, widths).await;
+                    (shown.len() == want && shown.is_disjoint(&seen)).then_some(shown)
+                },
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let second = next_page(9, first.clone()).await;
+    let third = next_page(2, first.union(&second).cloned().collect()).await;
+    let everyone: BTreeSet<String> = widths.keys().cloned().collect();
+    let paged: BTreeSet<String> = first.iter().chain(&second).chain(&third).cloned().collect();
+    assert_eq!(paged, everyone, "three pages show the twenty cameras");
 
     // Back on the first page, the host pins someone of the second: they come into view.
-    page.eval(
-        "document.getElementById('page-prev').click()",
-        serde_json::json!([]),
-    )
-    .await
-    .unwrap();
+    for _ in 0..2 {
+        page.eval(
+            "document.getElementById('page-prev').click()",
+            serde_json::json!([]),
+        )
+        .await
+        .unwrap();
+    }
     let star = second.iter().next().unwrap().clone();
     harness::eventually(Duration::from_secs(20), "the first page again", || async {
-        let shown = tiles_with_video(&page).await;
+        let shown = tiles_showing_their_own(&page, &widths).await;
         (shown.len() == 9 && !shown.contains(&star)).then_some(())
     })
     .await
     .unwrap();
     // A slot changes source for the pin: no video may freeze for it (slots left empty
-    // by the short second page, and filled again, count their pause as a freeze: the
+    // by the short third page, and filled again, count their pause as a freeze: the
     // count starts once the first page runs again).
     const FREEZES: &str = r#"
 const done = arguments[arguments.length - 1];
@@ -274,7 +331,7 @@ window.fjord.pc.getStats().then((r) => {
         Duration::from_secs(20),
         "the pinned participant in view",
         || async {
-            let shown = tiles_with_video(&page).await;
+            let shown = tiles_showing_their_own(&page, &widths).await;
             (shown.contains(&star) && shown.len() == 9).then_some(())
         },
     )
@@ -303,18 +360,33 @@ window.fjord.pc.getStats().then((r) => {
             .await
             .ok()?;
         let main = main.as_str()?.to_owned();
-        tiles_with_video(&page).await.contains(&main).then_some(())
+        tiles_showing_their_own(&page, &widths)
+            .await
+            .contains(&main)
+            .then_some(())
     })
     .await
     .unwrap();
-    // Three more join: their tiles come, its SDP does not change.
-    for i in 12..15 {
-        bots.push(
-            bot::Bot::join(camera(&format!("Cam {i}")), Duration::from_secs(20))
-                .await
-                .unwrap(),
-        );
+    // Ten more join: the roster grows, the page's SDP does not change.
+    for i in 20..30 {
+        let b = bot::Bot::join(camera(i), Duration::from_secs(20))
+            .await
+            .unwrap();
+        widths.insert(b.participant_id.clone(), u64::from(width(i)));
+        bots.push(b);
     }
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(offers().await, before, "joins renegotiated nothing");
+    harness::eventually(Duration::from_secs(20), "thirty in the roster", || async {
+        let n = page
+            .eval(
+                "return window.fjord.participants.size",
+                serde_json::json!([]),
+            )
+            .await
+            .ok()?;
+        (n.as_u64()? == 30).then_some(())
+    })
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(offers().await, before, "ten joins renegotiated nothing");
 }
