@@ -29,6 +29,11 @@ pub enum ClientMsg {
     /// What the client shows (receive slots): how many videos and speakers, gallery or
     /// speaker view, the page, tile sizes and who is pinned.
     View(crate::View),
+    /// Asks for [`crate::ROSTER_PAGE`] participants from the `from`-th on, in the order
+    /// `welcome` lists them: the roster beyond the welcome's first page.
+    RosterPage {
+        from: u32,
+    },
     Leave {},
     RaiseHand {},
     /// Lowers one's own hand, or (hosts) anyone's.
@@ -195,6 +200,7 @@ impl ClientMsg {
             ClientMsg::Mute { .. } => "mute",
             ClientMsg::Layer { .. } => "layer",
             ClientMsg::View(_) => "view",
+            ClientMsg::RosterPage { .. } => "roster_page",
             ClientMsg::Leave {} => "leave",
             ClientMsg::RaiseHand {} => "raise_hand",
             ClientMsg::LowerHand { .. } => "lower_hand",

@@ -18,7 +18,7 @@ pub use client::{ClientMsg, Refusal, parse_client};
 pub use role::Role;
 pub use server::{
     Breakout, CloseCode, MediaKind, Participant, Poll, PollAnswer, PollResults, Question,
-    RoomSettings, ServerMsg, Waiting, Welcome,
+    ROSTER_PAGE, RoomSettings, ServerMsg, Waiting, Welcome,
 };
 pub use view::{Slot, TileSize, View, ViewMode};
 

@@ -57,6 +57,13 @@ pub enum ServerMsg {
     Roster {
         events: Vec<ServerMsg>,
     },
+    /// The answer to `roster_page`: participants from the `from`-th on (at most
+    /// [`ROSTER_PAGE`]), of `total` the client may be shown now.
+    RosterPage {
+        from: u32,
+        total: u32,
+        participants: Vec<Participant>,
+    },
     Chat {
         from: String,
         name: String,
@@ -159,6 +166,10 @@ pub struct Waiting {
     pub title: String,
 }
 
+/// How many participants `welcome` lists, and `roster_page` answers with: the roster of
+/// a meeting of hundreds comes a page at a time.
+pub const ROSTER_PAGE: usize = 100;
+
 /// `welcome`: the participant is in the meeting.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Welcome {
@@ -169,8 +180,14 @@ pub struct Welcome {
     pub role: Role,
     /// The media node the session is on.
     pub node_id: String,
-    /// Who was in the meeting when we came (hosts also see who waits).
+    /// Who was in the meeting when we came (hosts also see who waits): the first
+    /// [`ROSTER_PAGE`] of them, hosts first, then in the order they joined.
     pub participants: Vec<Participant>,
+    /// How many others were in the meeting when we came (what the client may be shown):
+    /// more than `participants` holds asks for `roster_page`s; the roster's changes keep
+    /// it right from then on.
+    #[serde(default)]
+    pub participant_count: u32,
     /// Who is speaking.
     pub active_speaker: Option<String>,
 }

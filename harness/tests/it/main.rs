@@ -24,6 +24,7 @@ mod race;
 mod recording;
 mod registration;
 mod residency;
+mod roster;
 mod slots;
 mod tokens;
 mod turn;

@@ -15,6 +15,9 @@ pub const REACTIONS: (f64, f64) = (5.0, 1.0);
 pub const BOARD_MESSAGES: (f64, f64) = (60.0, 30.0);
 /// View changes (each refills the sender's receive slots): a resize sends a few.
 pub const VIEWS: (f64, f64) = (10.0, 5.0);
+/// Pages of the roster (each lists up to a hundred participants): paging through the
+/// participant panel.
+pub const ROSTER_PAGES: (f64, f64) = (10.0, 5.0);
 
 /// One session's allowances.
 pub struct Allowances {
@@ -23,6 +26,7 @@ pub struct Allowances {
     pub reactions: TokenBucket,
     pub board: TokenBucket,
     pub views: TokenBucket,
+    pub roster_pages: TokenBucket,
 }
 
 fn bucket((burst, per_second): (f64, f64), now: Instant) -> TokenBucket {
@@ -37,6 +41,7 @@ impl Allowances {
             reactions: bucket(REACTIONS, now),
             board: bucket(BOARD_MESSAGES, now),
             views: bucket(VIEWS, now),
+            roster_pages: bucket(ROSTER_PAGES, now),
         }
     }
 }

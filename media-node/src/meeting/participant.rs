@@ -55,6 +55,8 @@ pub enum Output {
     Answer(String),
     /// What the sender shows: the SFU fills its receive slots from it.
     View(signaling::View),
+    /// The sender asks for a page of the roster, from the `n`-th participant on.
+    RosterPage(u32),
     /// The sender shows m-line `mid` at this size.
     Layer {
         mid: String,
@@ -117,6 +119,11 @@ pub fn handle(ctx: &Ctx<'_>, allow: &mut Allowances, msg: ClientMsg) -> Vec<Outp
             ),
             Ok(()) => vec![Output::View(view)],
         },
+        ClientMsg::RosterPage { .. } if allow.roster_pages.take(ctx.now).is_err() => refuse(
+            answers,
+            "too many roster pages asked for at once: a few, then a few a second",
+        ),
+        ClientMsg::RosterPage { from } => vec![Output::RosterPage(from)],
         ClientMsg::BoardDraw {
             stroke_id,
             tool,

@@ -7,6 +7,7 @@ use common::token::JoinClaims;
 use signaling::{Participant, Role, ServerMsg, Welcome, parse_client};
 use tokio::sync::{broadcast, mpsc, watch};
 
+use super::roster;
 use super::frames::{
     BROKE, CLIENT_CLOSED, Ending, LEFT, closed_here, closing, error_msg, frame, media_failed,
     refused, shutting_down, signal_msg, tell_changes,
@@ -133,17 +134,28 @@ impl<'a> Live<'a> {
         self.claims.sub.as_str()
     }
 
+    /// Everyone in the meeting its participant may be shown, in the roster's order.
+    fn others(&self) -> Vec<Participant> {
+        let my_id = self.my_id();
+        let visible = self
+            .node
+            .rooms
+            .members(&self.claims.mtg)
+            .into_iter()
+            .filter(|p| p.participant_id != my_id && webinar::visible(self.webinar, &self.me, p))
+            .collect();
+        roster::in_order(visible)
+    }
+
     /// `welcome` and what comes with it: the room, the breakout rooms (if any), the
     /// polls and questions, the whiteboard.
     async fn welcome(&mut self, ws: &mut WebSocket, membership: &Membership) -> Step {
         let (node, meeting, my_id) = (self.node, &self.claims.mtg, self.my_id());
-        let others: Vec<Participant> = node
-            .rooms
-            .members(meeting)
-            .into_iter()
-            .filter(|p| p.participant_id != my_id && webinar::visible(self.webinar, &self.me, p))
-            .collect();
+        let others = self.others();
+        // Every participant the client may be shown is known to be shown (their changes
+        // reach it), though the welcome lists only the first page of them.
         self.shown = webinar::Shown::new(&others);
+        let participant_count = u32::try_from(others.len()).unwrap_or(u32::MAX);
         let welcome = ServerMsg::Welcome(Welcome {
             version: signaling::VERSION,
             meeting_id: meeting.as_str().to_owned(),
@@ -151,7 +163,8 @@ impl<'a> Live<'a> {
             name: self.me.name.clone(),
             role: self.me.role,
             node_id: node.id.as_str().to_owned(),
-            participants: others,
+            participants: roster::page(&others, 0),
+            participant_count,
             active_speaker: membership.active_speaker.clone(),
         });
         tracing::info!(role = %self.me.role, "session started");
@@ -507,6 +520,16 @@ impl<'a> Live<'a> {
                 self.sfu.send(SfuCommand::View { key, view });
                 // A client on slots takes its roster in batches.
                 self.roster.get_or_insert_with(Default::default);
+                None
+            }
+            Output::RosterPage(from) => {
+                let others = self.others();
+                let page = ServerMsg::RosterPage {
+                    from,
+                    total: u32::try_from(others.len()).unwrap_or(u32::MAX),
+                    participants: roster::page(&others, from),
+                };
+                send(ws, &page).await?;
                 None
             }
             Output::Layer { mid, width, height } => {

@@ -6,7 +6,7 @@
 //! one of the same kind; everything else keeps its order.
 use std::time::Duration;
 
-use signaling::ServerMsg;
+use signaling::{Participant, ROSTER_PAGE, Role, ServerMsg};
 use tokio::time::Instant;
 
 /// How often a session is sent a batch at most.
@@ -17,6 +17,35 @@ pub(super) const ROSTER_EVERY: Duration = Duration::from_millis(250);
 pub(super) struct RosterBatch {
     pending: Vec<ServerMsg>,
     last_sent: Option<Instant>,
+}
+
+/// The roster in the order `welcome` and `roster_page` list it: hosts and co-hosts, then
+/// panelists, then everyone else, each in the order they joined.
+pub(super) fn in_order(mut others: Vec<Participant>) -> Vec<Participant> {
+    let rank = |p: &Participant| match p.role {
+        Role::Host | Role::CoHost => 0,
+        Role::Panelist => 1,
+        Role::Attendee => 2,
+    };
+    others.sort_by(|a, b| {
+        (rank(a), a.joined_unix_ms, &a.participant_id).cmp(&(
+            rank(b),
+            b.joined_unix_ms,
+            &b.participant_id,
+        ))
+    });
+    others
+}
+
+/// The page of `ordered` from the `from`-th participant on: at most [`ROSTER_PAGE`],
+/// none past the end.
+pub(super) fn page(ordered: &[Participant], from: u32) -> Vec<Participant> {
+    ordered
+        .iter()
+        .skip(from as usize)
+        .take(ROSTER_PAGE)
+        .cloned()
+        .collect()
 }
 
 /// Whether `ev` is a roster change.
