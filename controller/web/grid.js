@@ -14,6 +14,14 @@ let qualityTimer = null;
 let lastStats = new Map(); // mid -> its last inbound-rtp stats
 let e2eeFailures = 0;
 
+// Pins `pid` (shown large in speaker view, first on every gallery page), or unpins.
+export function togglePin(pid) {
+  pinnedTile = pinnedTile === pid ? null : pid;
+  applyLayout();
+  sendView();
+}
+export const isPinned = (pid) => pinnedTile === pid;
+
 export const tileOf = (pid) => document.getElementById('tile-' + pid);
 
 export function tile(pid, name, stream) {
@@ -32,10 +40,9 @@ export function tile(pid, name, stream) {
     q.className = 'quality';
     q.setAttribute('role', 'img');
     t.append(v, l, q);
-    // Double-click or Enter pins the tile in speaker view.
-    const pin = () => { pinnedTile = pinnedTile === pid ? null : pid; applyLayout(); sendView(); };
-    t.addEventListener('dblclick', pin);
-    t.addEventListener('keydown', (e) => { if (e.key === 'Enter') pin(); });
+    // Double-click or Enter pins the tile (the panel's Pin does too).
+    t.addEventListener('dblclick', () => togglePin(pid));
+    t.addEventListener('keydown', (e) => { if (e.key === 'Enter') togglePin(pid); });
     $('grid').append(t);
   }
   t.dataset.name = name;
@@ -71,8 +78,8 @@ export function showRecorders() {
   $('recording-badge').textContent = names.length
     ? '● ' + names.join(', ') + (names.length === 1 && names[0] !== 'You' ? ' is' : ' are') + ' recording this meeting on their computer'
     : '';
-  for (const id of state.participants.keys()) label(id);
-  if (state.joined) label(state.joined.participant_id);
+  // The tiles there are (a page's worth on slots), not everyone in the meeting.
+  for (const t of document.querySelectorAll('.tile')) label(t.id.replace(/^tile-/, ''));
 }
 
 // Frames of m-line `mid` do not open with our key: say so on the tile.
@@ -137,6 +144,7 @@ const visibility = new IntersectionObserver((entries) => {
 // Asks for `pid`'s video at this size from now on, whatever its tile's (tests, and
 // anyone who wants to look at the layers).
 export function pinLayer(pid, width, height) {
+  if (onSlots()) { sizeAsked = { width, height }; sendView(); return; }
   pinned.set(pid, { width, height });
   sendLayer(pid);
 }
@@ -157,26 +165,56 @@ export function attach(mid, track) {
   localRecording.addAudio(track);
 }
 
-// ---- Receive slots (`?slots=1`): a fixed set of m-lines the node fills. ----
+// ---- Receive slots: a fixed set of m-lines the node fills. ----
 // The page says what it shows (`view`): nine tiles a page, gallery or speaker, the pinned
-// tile; each video slot's track goes onto the tile of whoever the node says it carries
-// (`slots`), the audio slots play as they are. Nobody's joining renegotiates.
+// tile, the tiles' sizes; each video slot's track goes onto the tile of whoever the node
+// says it carries (`slots`), the audio slots play as they are. Nobody's joining
+// renegotiates, and the grid holds a page of tiles however many are in the meeting.
+// `?slots=0` asks for the older way instead (an m-line per participant's track: every
+// join renegotiates), kept to compare the two.
 const slotTracks = new Map(); // mid -> the slot's MediaStreamTrack
+const slotCarries = new Map(); // video slot mid -> the participant it carries now
 let page = 0;
-export const onSlots = () => params.get('slots') === '1';
+let sizeAsked = null; // pinLayer on slots: every slot asks for this size
+let lastView = '';
+export const onSlots = () => params.get('slots') !== '0';
+const TILES_PER_PAGE = 9;
+
+// The size of a tile now: the gallery's (columns of at least 14rem, as style.css lays
+// them out), or in speaker view the stage's and a thumbnail's.
+function tileSizes() {
+  if (sizeAsked) return [sizeAsked];
+  const width = Math.max(160, $('grid').clientWidth || 960);
+  const sized = (w) => ({ width: Math.round(w), height: Math.round(w * 9 / 16) });
+  const rem = parseFloat(getComputedStyle(document.documentElement).fontSize) || 16;
+  if (layout === 'speaker') return [sized(width), sized(Math.min(width, 9 * rem * 1.5))];
+  const cols = Math.max(1, Math.min(3, Math.floor(width / (14 * rem))));
+  return [sized(width / cols)];
+}
 
 export function sendView() {
-  if (!onSlots()) return;
-  send({
+  if (!onSlots() || !state.ws) return;
+  const view = {
     type: CLIENT.view,
-    video_slots: 9,
+    video_slots: TILES_PER_PAGE,
     audio_slots: 3,
     mode: layout === 'speaker' ? 'speaker' : 'gallery',
     page,
-    tiles: [{ width: 320, height: 180 }],
+    tiles: tileSizes(),
     pinned: pinnedTile ? [pinnedTile] : [],
-  });
+  };
+  // The node counts views against a rate: only a change is worth one.
+  const text = JSON.stringify(view);
+  if (text === lastView) return;
+  lastView = text;
+  send(view);
 }
+export const resetView = () => { lastView = ''; slotTracks.clear(); slotCarries.clear(); };
+
+// The grid resized (the window, the side panel): the tiles' sizes go to the node once
+// it has settled.
+let resized = null;
+new ResizeObserver(() => { clearTimeout(resized); resized = setTimeout(sendView, 300); }).observe($('grid'));
 
 // A slot's track arrived: audio plays at once (whoever speaks); video waits for `slots`.
 export function slotTrack(mid, track) {
@@ -191,29 +229,37 @@ export function slotTrack(mid, track) {
   localRecording.addAudio(track);
 }
 
-// What each video slot carries now: its track onto that participant's tile.
+// What each video slot carries now: its track onto that participant's tile; a tile no
+// slot carries any more goes (the panel still lists its participant).
 export function showSlots(slots) {
   for (const s of slots) {
-    const track = slotTracks.get(s.mid);
-    if (s.kind !== 'video' || !track) continue;
-    document.querySelectorAll('.tile[data-slot="' + s.mid + '"]').forEach((t) => {
-      if (t.id === 'tile-' + s.participant_id) return;
-      t.querySelector('video').srcObject = null;
-      delete t.dataset.slot;
-    });
-    if (!s.participant_id) continue;
-    const p = state.participants.get(s.participant_id);
-    const t = tile(s.participant_id, p ? p.name : s.participant_id);
-    if (t.dataset.slot === s.mid) continue;
-    t.dataset.slot = s.mid;
+    if (s.kind !== 'video' || s.screen) continue;
+    if (s.participant_id) slotCarries.set(s.mid, s.participant_id);
+    else slotCarries.delete(s.mid);
+  }
+  const shown = new Set(slotCarries.values());
+  for (const t of document.querySelectorAll('.tile')) {
+    const pid = t.id.replace(/^tile-/, '');
+    if (pid !== myId() && !shown.has(pid)) t.remove();
+  }
+  for (const [mid, pid] of slotCarries) {
+    const track = slotTracks.get(mid);
+    if (!track) continue;
+    const p = state.participants.get(pid);
+    const t = tile(pid, p ? p.name : pid);
+    t.hidden = false;
+    if (t.dataset.slot === mid) continue;
+    t.dataset.slot = mid;
     t.querySelector('video').srcObject = new MediaStream([track]);
   }
+  applyLayout();
 }
 
 if (onSlots()) {
   $('pager').hidden = false;
-  $('page-prev').onclick = () => { page = Math.max(0, page - 1); $('page-no').textContent = String(page + 1); sendView(); };
-  $('page-next').onclick = () => { page += 1; $('page-no').textContent = String(page + 1); sendView(); };
+  const turn = (by) => { page = Math.max(0, page + by); $('page-no').textContent = String(page + 1); sendView(); };
+  $('page-prev').onclick = () => turn(-1);
+  $('page-next').onclick = () => turn(1);
 }
 
 // ---- Connection quality, from getStats(): per remote participant and our own. ----

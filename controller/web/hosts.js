@@ -2,7 +2,7 @@
 // controls, the waiting list, breakout rooms, and what every control button shows.
 import { CLIENT, ROLE, SERVER } from './protocol.js';
 import { localRecording } from './recording.js';
-import { showRecorders, tileOf } from './grid.js';
+import { isPinned, showRecorders, tileOf, togglePin } from './grid.js';
 import { on, send } from './signal.js';
 import { state, isHost, watchOnly, myId } from './state.js';
 import { $, banner, button, status } from './dom.js';
@@ -100,6 +100,10 @@ function person(p) {
   li.append(who);
   if (isHost() && room !== null) li.append(roomSelect(p, room));
   if (isHost() && p.participant_id !== myId()) li.append(hostActions(p));
+  if (p.participant_id !== myId()) {
+    const pinned = isPinned(p.participant_id);
+    li.append(button(pinned ? 'Unpin' : 'Pin', () => { togglePin(p.participant_id); renderPeople(); }, (pinned ? 'Unpin ' : 'Pin ') + p.name));
+  }
   return li;
 }
 
@@ -113,16 +117,49 @@ function waitingPerson(p) {
   return li;
 }
 
+// The panel lists a page of people at a time, and is drawn at most once per turn of the
+// event loop (a roster batch of fifty changes draws it once) and only while it is open:
+// a meeting of hundreds costs the page no work per change.
+const PEOPLE_PER_PAGE = 100;
+let peoplePage = 0;
+let drawPending = false;
+
+let pageAsked = false; // a `roster_page` is on its way
+
 export function renderPeople() {
+  const n = state.participants.size + state.unlisted + 1;
+  $('people-toggle').textContent = 'Participants (' + n + ')' + (isHost() && state.waiting.size ? ' · ' + state.waiting.size + ' waiting' : '');
+  if (drawPending) return;
+  drawPending = true;
+  setTimeout(drawPeople, 0);
+}
+
+function drawPeople() {
+  drawPending = false;
+  $('waiting-list-box').hidden = !isHost() || state.waiting.size === 0;
+  if ($('people').hidden) return;
   const all = [...state.participants.values()];
   // Raised hands first, in the order they went up.
   all.sort((a, b) => (a.hand_raised_unix_ms ?? Infinity) - (b.hand_raised_unix_ms ?? Infinity) || a.joined_unix_ms - b.joined_unix_ms);
-  $('people-list').replaceChildren(...all.map(person));
+  const total = all.length + state.unlisted;
+  const pages = Math.max(1, Math.ceil(total / PEOPLE_PER_PAGE));
+  peoplePage = Math.min(peoplePage, pages - 1);
+  const from = peoplePage * PEOPLE_PER_PAGE;
+  const shown = all.slice(from, from + PEOPLE_PER_PAGE);
+  // This page reaches past whom the node has listed to us: ask for the next page.
+  if (state.unlisted > 0 && from + PEOPLE_PER_PAGE > all.length && !pageAsked) {
+    pageAsked = true;
+    send({ type: CLIENT.roster_page, from: state.rosterNext });
+  }
+  $('people-list').replaceChildren(...shown.map(person));
+  $('people-pager').hidden = pages < 2;
+  $('people-range').textContent = (from + 1) + '–' + (from + shown.length) + ' of ' + total;
   $('waiting-list').replaceChildren(...[...state.waiting.values()].map(waitingPerson));
-  $('waiting-list-box').hidden = !isHost() || state.waiting.size === 0;
-  const n = state.participants.size + 1;
-  $('people-toggle').textContent = 'Participants (' + n + ')' + (isHost() && state.waiting.size ? ' · ' + state.waiting.size + ' waiting' : '');
 }
+// The node answered `roster_page`: its people are in the map now.
+export function rosterPageCame() { pageAsked = false; renderPeople(); }
+$('people-prev').onclick = () => { peoplePage = Math.max(0, peoplePage - 1); renderPeople(); };
+$('people-next').onclick = () => { peoplePage += 1; renderPeople(); };
 
 // Every control whose look depends on my role, the room's settings or my own state.
 export function renderControls() {

@@ -122,14 +122,14 @@ function renderQuestions() {
   $('qa-list').replaceChildren(...questions.map(questionItem));
 }
 
-// A reaction shows on the sender's tile for four seconds.
+// A reaction shows on the sender's tile for four seconds, or at the foot of the grid
+// when no tile of theirs is shown (on slots the grid holds a page of cameras).
 function showReaction(m) {
   const me = myId();
   const t = document.getElementById('tile-' + (m.from === me ? me : m.from));
-  if (!t) return;
-  const r = el('div', m.emoji, 'reaction');
+  const r = el('div', t ? m.emoji : (m.name + ' ' + m.emoji), t ? 'reaction' : 'reaction-toast');
   r.setAttribute('aria-label', m.name + ' reacted ' + m.emoji);
-  t.append(r);
+  (t || $('grid')).append(r);
   setTimeout(() => r.remove(), 4000);
 }
 

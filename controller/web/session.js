@@ -7,8 +7,8 @@ import { boardRefused } from './board.js';
 import { explain, loadMeeting, constraints } from './join.js';
 import { addTrack, roleChanged, sendMute, sendOffer, setOwnMute, showSelf } from './media.js';
 import { localRecording } from './recording.js';
-import { attach, clearTiles, label, onSlots, removeTile, sendView, setActiveSpeaker, showRecorders, showSlots, slotTrack, startQuality, stopQuality, tile, undecryptable } from './grid.js';
-import { myRoom, recordingRefused, renderControls, renderPeople, roomOf } from './hosts.js';
+import { attach, clearTiles, label, onSlots, removeTile, resetView, sendView, setActiveSpeaker, showRecorders, showSlots, slotTrack, startQuality, stopQuality, tile, tileOf, undecryptable } from './grid.js';
+import { myRoom, recordingRefused, renderControls, renderPeople, roomOf, rosterPageCame } from './hosts.js';
 import { dispatch, on, send } from './signal.js';
 import { state, watchOnly } from './state.js';
 import { $, banner, params, status } from './dom.js';
@@ -155,7 +155,10 @@ function teardown() {
   if (state.ws) state.ws.close();
   state.pc = null; state.ws = null;
   state.midToParticipant.clear();
+  resetView();
+  recorders.clear();
   state.participants.clear();
+  state.unlisted = 0;
   state.waiting.clear();
   clearTiles();
 }
@@ -248,10 +251,15 @@ function upsert(p) {
   }
   state.waiting.delete(id);
   state.participants.set(id, p);
-  tile(id, p.name).hidden = roomOf(id) !== myRoom();
+  // On slots a participant has a tile only while a slot shows them (`slots`).
+  if (!onSlots() || tileOf(id)) tile(id, p.name).hidden = roomOf(id) !== myRoom();
   renderPeople();
-  showRecorders();
+  if (p.local_recording || recorders.has(id)) {
+    if (p.local_recording) recorders.add(id); else recorders.delete(id);
+    showRecorders();
+  }
 }
+const recorders = new Set(); // who records on their computer, as last shown
 
 on(SERVER.waiting, (m) => {
   $('waiting-title').textContent = m.title || state.title || 'the meeting';
@@ -264,6 +272,10 @@ on(SERVER.welcome, async (m) => {
   state.role = m.role;
   showMeeting();
   for (const p of m.participants) upsert(p);
+  // The welcome lists the first page of a large meeting; the panel asks for the rest.
+  state.rosterNext = m.participants.length;
+  state.unlisted = Math.max(0, (m.participant_count ?? m.participants.length) - m.participants.length);
+  renderPeople();
   if (m.active_speaker) setActiveSpeaker(m.active_speaker);
   // On slots, the view goes first: the node's one offer then brings the slots.
   sendView();
@@ -272,12 +284,24 @@ on(SERVER.welcome, async (m) => {
   startQuality();
 });
 
+// Someone not listed yet (past the welcome's page) changed or left: one fewer unlisted.
+function listed(id) {
+  if (state.unlisted > 0 && !state.participants.has(id) && !state.waiting.has(id)) state.unlisted -= 1;
+}
 on(SERVER.participant_joined, (m) => upsert(m.participant));
-on(SERVER.participant_updated, (m) => upsert(m.participant));
+on(SERVER.participant_updated, (m) => { listed(m.participant.participant_id); upsert(m.participant); });
+on(SERVER.roster_page, (m) => {
+  state.rosterNext = m.from + m.participants.length;
+  for (const p of m.participants) { listed(p.participant_id); upsert(p); }
+  if (!m.participants.length) state.unlisted = 0;
+  rosterPageCame();
+});
 on(SERVER.participant_left, (m) => {
+  listed(m.participant_id);
   state.participants.delete(m.participant_id);
   state.waiting.delete(m.participant_id);
   removeTile(m.participant_id);
+  if (recorders.delete(m.participant_id)) showRecorders();
   renderPeople();
 });
 on(SERVER.mute, (m) => {

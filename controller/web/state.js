@@ -13,7 +13,9 @@ export const state = {
   screen: null, // the screen we share, while we do
   role: null,
   room: {}, // the room's settings, from `room`
-  participants: new Map(), // participant_id -> participant (in the meeting)
+  participants: new Map(), // participant_id -> participant (in the meeting), as far as listed
+  unlisted: 0, // others in the meeting the page has not been sent yet (welcome lists a page)
+  rosterNext: 0, // where the next `roster_page` starts, in the node's order
   waiting: new Map(), // participant_id -> participant (in the waiting room; hosts only)
   midToParticipant: new Map(), // m-line -> whose media it carries
   midKind: new Map(), // m-line -> 'audio' | 'video'

@@ -57,6 +57,11 @@ async fn click_mute(b: &Browser) {
         .unwrap();
 }
 
+/// How many offers (renegotiations) `b`'s page has had from the node.
+async fn offers_of(b: &Browser) -> Value {
+    b.eval("return window.fjord.offers", json!([])).await.unwrap()
+}
+
 /// Waits until `b`'s page shows `speaker` as the active speaker.
 async fn speaker_seen_by(b: &Browser, speaker: &str) {
     eventually(
@@ -335,7 +340,9 @@ async fn three_chromium_participants_get_each_others_media_chat_and_see_a_leave(
     let muted = muted_seen_by(&browsers[0]).await;
     assert_eq!(muted, 2, "P0 should see P1 and P2 muted");
 
-    // P2 leaves: the other two see it gone.
+    // P2 leaves: the other two see it gone, its slots carry nobody, and nothing is
+    // renegotiated for it.
+    let offers_before = [offers_of(&browsers[0]).await, offers_of(&browsers[1]).await];
     browsers[2]
         .eval("window.fjord.leave()", json!([]))
         .await
@@ -347,19 +354,19 @@ async fn three_chromium_participants_get_each_others_media_chat_and_see_a_leave(
             || async {
                 let v = snapshot(b).await?;
                 let listed = v["participants"].as_array()?.iter().any(|p| p == &ids[2]);
-                // Its m-lines went inactive (track_removed, then a new offer).
-                let inactive = b
+                let carried = b
                     .eval(
-                        "return window.fjord.pc.getTransceivers().filter(t => t.currentDirection === 'inactive').length",
-                        json!([]),
+                        "return [...window.fjord.midToParticipant.values()].includes(arguments[0])",
+                        json!([ids[2]]),
                     )
                     .await
                     .ok()?;
-                (!listed && v["tiles"] == 2 && inactive == 2).then_some(())
+                (!listed && v["tiles"] == 2 && carried == false).then_some(())
             },
         )
         .await
         .unwrap();
+        assert_eq!(offers_of(b).await, offers_before[i], "P{i} renegotiated for a leave");
     }
 }
 
@@ -796,11 +803,13 @@ async fn simulcast_subscriber_gets_the_low_layer_for_a_small_tile_and_moves_up_f
     })
     .await
     .unwrap();
-    // Once the publisher's bandwidth estimate has ramped up, all three layers are sent.
-    eventually(Duration::from_secs(30), "all three layers sent", || async {
+    // Shown large, and once the publisher's bandwidth estimate has ramped up, all three
+    // layers are sent (dynacast keeps a layer nobody shows off).
+    pin(&viewer, &pid, 1280, 720).await;
+    let high = eventually(Duration::from_secs(30), "all three layers sent", || async {
         let l = outbound_width(&publisher, "l").await?;
         let h = outbound_width(&publisher, "h").await?;
-        (l > 0 && h > l).then_some(())
+        (l > 0 && h > l).then_some(h)
     })
     .await
     .unwrap();
@@ -813,7 +822,6 @@ async fn simulcast_subscriber_gets_the_low_layer_for_a_small_tile_and_moves_up_f
         || async {
             let (w, _) = inbound_video(&viewer, &pid).await?;
             let low = outbound_width(&publisher, "l").await?;
-            let high = outbound_width(&publisher, "h").await?;
             (w > 0 && w == low && low < high).then_some(())
         },
     )

@@ -357,6 +357,14 @@ async fn the_page_lists_devices_joins_without_camera_and_shows_mute_all_removal_
     .unwrap();
     click(&host, "breakout-create").await;
     let one = bots[0].participant_id.clone();
+    assert!(
+        host.eval("return !!document.getElementById('tile-' + arguments[0])", json!([one]))
+            .await
+            .unwrap()
+            .as_bool()
+            .unwrap(),
+        "Bot One's tile shown before the rooms open"
+    );
     until_true(
         &host,
         5,
@@ -372,8 +380,9 @@ async fn the_page_lists_devices_joins_without_camera_and_shows_mute_all_removal_
     until_true(
         &host,
         5,
-        "Bot One's tile hidden",
-        "const t = document.getElementById('tile-' + arguments[0]); return t && t.hidden",
+        "Bot One's tile gone from the main room's",
+        // On slots the node stops showing it and its tile goes; a tile kept is hidden.
+        "const t = document.getElementById('tile-' + arguments[0]); return !t || t.hidden",
         json!([one]),
     )
     .await

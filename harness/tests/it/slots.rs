@@ -220,7 +220,7 @@ async fn a_page_on_slots_shows_nine_labelled_tiles_pages_pins_and_speaker_view_w
         bots.push(b);
     }
     let (page, _) =
-        crate::browser::join_page_with(&c, &base, &meeting, "Host", "&slots=1&camera=off&muted=1")
+        crate::browser::join_page_with(&c, &base, &meeting, "Host", "&camera=off&muted=1")
             .await;
     let first = harness::eventually(
         Duration::from_secs(30),
@@ -321,12 +321,31 @@ window.fjord.pc.getStats().then((r) => {
     };
     tokio::time::sleep(Duration::from_secs(2)).await;
     let frozen_before = frozen().await;
+    // Off this page the star has no tile: the participant panel pins them.
+    let star_name = format!(
+        "Cam {}",
+        bots.iter().position(|b| b.participant_id == star).unwrap()
+    );
     page.eval(
-        "document.getElementById('tile-' + arguments[0]).dispatchEvent(new MouseEvent('dblclick'))",
-        serde_json::json!([star]),
+        "document.getElementById('people-toggle').click()",
+        serde_json::json!([]),
     )
     .await
     .unwrap();
+    let pinned = harness::eventually(Duration::from_secs(5), "the panel's Pin button", || async {
+        let clicked = page
+            .eval(
+                "const b = [...document.querySelectorAll('#people button')].find(e => e.getAttribute('aria-label') === 'Pin ' + arguments[0]); \
+                 if (b) b.click(); return !!b;",
+                serde_json::json!([star_name]),
+            )
+            .await
+            .ok()?;
+        (clicked == true).then_some(true)
+    })
+    .await
+    .is_ok();
+    assert_eq!(pinned, true, "the panel has a Pin button for {star_name}");
     harness::eventually(
         Duration::from_secs(20),
         "the pinned participant in view",
