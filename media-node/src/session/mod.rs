@@ -30,6 +30,10 @@ mod waiting;
 
 use frames::closing;
 
+/// A signaling connection's read buffer: messages are a few hundred bytes, an SDP a few
+/// kilobytes; a larger one is read in several goes.
+const SIGNAL_BUFFER: usize = 8 * 1024;
+
 #[derive(Deserialize)]
 pub struct SignalQuery {
     token: Option<String>,
@@ -148,7 +152,16 @@ async fn signal(
                 meeting_id = %claims.mtg,
                 participant_id = %claims.sub
             );
-            up.on_upgrade(move |ws| session(node, claims, room, ws).instrument(span))
+            // Signaling messages are small and few: tungstenite's defaults (128 KiB read
+            // and write buffers a connection, messages up to 64 MiB) cost a meeting of
+            // 300 a quarter of a megabyte per participant and let one client make the
+            // node hold 64 MiB. A message over the protocol's limit still gets its clear
+            // `error` up to twice that; past that the socket closes.
+            up.read_buffer_size(SIGNAL_BUFFER)
+                .write_buffer_size(0)
+                .max_message_size(2 * signaling::limits::MAX_MESSAGE_BYTES)
+                .max_frame_size(2 * signaling::limits::MAX_MESSAGE_BYTES)
+                .on_upgrade(move |ws| session(node, claims, room, ws).instrument(span))
         }
         Err(_) => error(
             StatusCode::UPGRADE_REQUIRED,
