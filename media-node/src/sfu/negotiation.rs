@@ -18,6 +18,16 @@ use super::slots::slot_stream;
 /// second of a camera's top layer, two of its middle one. str0m's default (1,000) kept
 /// five to ten seconds per stream, most of a receiver's memory once it has nine.
 pub(super) const SEND_BUFFER_VIDEO: usize = 300;
+/// How long a packet we sent stays resendable. A NACK comes a round trip after the loss;
+/// a second covers any path a meeting works on. str0m keeps three, which with nine video
+/// slots and three audio ones was most of a receiver's memory (its resend rings and
+/// their payloads: 0.45 of 1 MB per participant at 100).
+pub(super) const RESEND_WINDOW: Duration = Duration::from_secs(1);
+/// Audio packets a send stream keeps for resends: a second of Opus at 20 ms (str0m's
+/// default too).
+const RESEND_AUDIO: usize = 50;
+/// The share of a stream's bitrate resends may take (str0m's default).
+const RESEND_RATIO_CAP: Option<f32> = Some(0.15);
 
 /// str0m's SDP parse error on one line, without the parser's memory address.
 pub(super) fn sdp_error(e: &impl std::fmt::Display) -> String {
@@ -168,6 +178,15 @@ impl Sfu {
                 for t in &mut peer.tracks_out {
                     if let OutState::Negotiating(m) = t.state {
                         t.state = OutState::Open(m);
+                        // The m-line's send stream is new: its resend ring keeps a
+                        // second (set now, before it holds anything to lose).
+                        let packets = match t.kind {
+                            MediaKind::Audio => RESEND_AUDIO,
+                            MediaKind::Video => SEND_BUFFER_VIDEO,
+                        };
+                        if let Some(tx) = peer.rtc.direct_api().stream_tx_by_mid(m, None) {
+                            tx.set_rtx_cache(packets, RESEND_WINDOW, RESEND_RATIO_CAP);
+                        }
                     }
                 }
                 // Its slots' mids are known now: tell it what they carry.
