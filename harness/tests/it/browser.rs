@@ -59,7 +59,9 @@ async fn click_mute(b: &Browser) {
 
 /// How many offers (renegotiations) `b`'s page has had from the node.
 async fn offers_of(b: &Browser) -> Value {
-    b.eval("return window.fjord.offers", json!([])).await.unwrap()
+    b.eval("return window.fjord.offers", json!([]))
+        .await
+        .unwrap()
 }
 
 /// Waits until `b`'s page shows `speaker` as the active speaker.
@@ -366,7 +368,11 @@ async fn three_chromium_participants_get_each_others_media_chat_and_see_a_leave(
         )
         .await
         .unwrap();
-        assert_eq!(offers_of(b).await, offers_before[i], "P{i} renegotiated for a leave");
+        assert_eq!(
+            offers_of(b).await,
+            offers_before[i],
+            "P{i} renegotiated for a leave"
+        );
     }
 }
 

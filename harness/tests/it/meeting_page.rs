@@ -358,11 +358,14 @@ async fn the_page_lists_devices_joins_without_camera_and_shows_mute_all_removal_
     click(&host, "breakout-create").await;
     let one = bots[0].participant_id.clone();
     assert!(
-        host.eval("return !!document.getElementById('tile-' + arguments[0])", json!([one]))
-            .await
-            .unwrap()
-            .as_bool()
-            .unwrap(),
+        host.eval(
+            "return !!document.getElementById('tile-' + arguments[0])",
+            json!([one])
+        )
+        .await
+        .unwrap()
+        .as_bool()
+        .unwrap(),
         "Bot One's tile shown before the rooms open"
     );
     until_true(

@@ -64,7 +64,11 @@ async fn a_welcome_lists_the_first_page_and_the_count_and_roster_pages_bring_the
     );
 
     // The next page: the other 29, none listed twice.
-    ask(&mut ws, json!({ "type": "roster_page", "from": ROSTER_PAGE }).to_string()).await;
+    ask(
+        &mut ws,
+        json!({ "type": "roster_page", "from": ROSTER_PAGE }).to_string(),
+    )
+    .await;
     let ServerMsg::RosterPage {
         from,
         total,
@@ -83,7 +87,11 @@ async fn a_welcome_lists_the_first_page_and_the_count_and_roster_pages_bring_the
     assert_eq!(listed, others, "two pages list everyone else once");
 
     // Past the end: an empty page, the count still right.
-    ask(&mut ws, json!({ "type": "roster_page", "from": 4_000_000_000u32 }).to_string()).await;
+    ask(
+        &mut ws,
+        json!({ "type": "roster_page", "from": 4_000_000_000u32 }).to_string(),
+    )
+    .await;
     assert!(matches!(
         answer(&mut ws).await,
         ServerMsg::RosterPage { total: 129, ref participants, .. } if participants.is_empty()
@@ -96,7 +104,11 @@ async fn a_welcome_lists_the_first_page_and_the_count_and_roster_pages_bring_the
     );
     // A flood is cut short with an error, and the session goes on.
     for _ in 0..30 {
-        ask(&mut ws, json!({ "type": "roster_page", "from": 0 }).to_string()).await;
+        ask(
+            &mut ws,
+            json!({ "type": "roster_page", "from": 0 }).to_string(),
+        )
+        .await;
     }
     let mut refused = 0;
     for _ in 0..30 {
@@ -106,7 +118,11 @@ async fn a_welcome_lists_the_first_page_and_the_count_and_roster_pages_bring_the
     }
     assert!(refused >= 10, "{refused} of 30 pages refused");
     tokio::time::sleep(Duration::from_secs(1)).await;
-    ask(&mut ws, json!({ "type": "roster_page", "from": 0 }).to_string()).await;
+    ask(
+        &mut ws,
+        json!({ "type": "roster_page", "from": 0 }).to_string(),
+    )
+    .await;
     assert!(
         matches!(answer(&mut ws).await, ServerMsg::RosterPage { ref participants, .. } if participants.len() == ROSTER_PAGE),
         "a page again a second later"

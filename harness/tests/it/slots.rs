@@ -220,8 +220,7 @@ async fn a_page_on_slots_shows_nine_labelled_tiles_pages_pins_and_speaker_view_w
         bots.push(b);
     }
     let (page, _) =
-        crate::browser::join_page_with(&c, &base, &meeting, "Host", "&camera=off&muted=1")
-            .await;
+        crate::browser::join_page_with(&c, &base, &meeting, "Host", "&camera=off&muted=1").await;
     let first = harness::eventually(
         Duration::from_secs(30),
         "nine tiles with their own video",

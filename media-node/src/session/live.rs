@@ -7,11 +7,11 @@ use common::token::JoinClaims;
 use signaling::{Participant, Role, ServerMsg, Welcome, parse_client};
 use tokio::sync::{broadcast, mpsc, watch};
 
-use super::roster;
 use super::frames::{
     BROKE, CLIENT_CLOSED, Ending, LEFT, closed_here, closing, error_msg, frame, media_failed,
     refused, shutting_down, signal_msg, tell_changes,
 };
+use super::roster;
 use crate::Node;
 use crate::collab::{self, CollabState};
 use crate::hosts::{self, Action, Actor, RoomState};
