@@ -21,6 +21,12 @@ cargo build --locked --workspace --bins --quiet
 # The tests run each fuzz target for a short while.
 scripts/fuzz.sh build
 
+# str0m as we carry it (third_party/str0m/PATCHES.md): its own library tests, with its
+# own lock file.
+echo ">> str0m's library tests (patched crate)"
+CARGO_TARGET_DIR=target/third_party cargo test --locked --quiet \
+  --manifest-path third_party/str0m/Cargo.toml --lib
+
 echo ">> tests"
 if cargo nextest --version >/dev/null 2>&1; then
   exec cargo nextest run --locked --workspace --no-fail-fast

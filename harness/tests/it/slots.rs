@@ -344,7 +344,7 @@ window.fjord.pc.getStats().then((r) => {
     })
     .await
     .is_ok();
-    assert_eq!(pinned, true, "the panel has a Pin button for {star_name}");
+    assert!(pinned, "the panel has a Pin button for {star_name}");
     harness::eventually(
         Duration::from_secs(20),
         "the pinned participant in view",
