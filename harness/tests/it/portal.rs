@@ -202,11 +202,19 @@ async fn oidc_sign_in_lands_in_the_portal_and_forged_expired_stateless_or_verifi
         .unwrap();
     assert_eq!(resp.status(), StatusCode::CREATED);
     let feed = v["calendar_url"].as_str().unwrap().to_owned();
-    let ics = http.get(&feed).send().await.unwrap().text().await.unwrap();
-    assert!(
-        ics.contains("SUMMARY:Weekly seminar") && ics.contains("RRULE:FREQ=WEEKLY"),
-        "{ics}"
-    );
+    // The feed is served from the controller's view of etcd, which the watch brings the
+    // new meeting to a moment after the create's answer.
+    let ics = harness::eventually(
+        Duration::from_secs(5),
+        "the meeting in the feed",
+        || async {
+            let ics = http.get(&feed).send().await.ok()?.text().await.ok()?;
+            ics.contains("SUMMARY:Weekly seminar").then_some(ics)
+        },
+    )
+    .await
+    .unwrap();
+    assert!(ics.contains("RRULE:FREQ=WEEKLY"), "{ics}");
     let tampered = feed.replace(".ics", "x.ics");
     assert_eq!(
         http.get(&tampered).send().await.unwrap().status(),
