@@ -50,6 +50,9 @@ pub struct LeakyBucketPacer {
     completed_probe: Option<TwccClusterId>,
     /// Gates poll_queue() until handle_timeout() is called after packet emission.
     needs_timeout_before_next_poll: bool,
+    /// Fjord: poll_queue() handed out a media packet counted off its queue's snapshot;
+    /// register_send() then knows whether the snapshot is drained.
+    counted_off: bool,
 }
 
 impl Pacer for LeakyBucketPacer {
@@ -137,6 +140,17 @@ impl Pacer for LeakyBucketPacer {
         // Capture the cluster ID at poll time, before register_send() might clear it
         let cluster_id = self.active_cluster();
 
+        // Fjord: outside a probe, count the packet off its queue's snapshot (as the null
+        // pacer does), so that register_send() knows when the snapshot is drained. A poll
+        // that sends nothing leaves the immediate timeout asked for: the snapshot is
+        // refreshed as before.
+        if cluster_id.is_none() {
+            if let Some(q) = self.queue_states.iter_mut().find(|q| q.midrid == next) {
+                q.snapshot.packet_count = q.snapshot.packet_count.saturating_sub(1);
+            }
+            self.counted_off = true;
+        }
+
         Some((next, cluster_id))
     }
 
@@ -160,6 +174,17 @@ impl Pacer for LeakyBucketPacer {
         if let Some(cluster_id) = self.check_probe_complete_internal(now) {
             self.completed_probe = Some(cluster_id);
         }
+
+        // Fjord: the last packet the snapshot knew of is sent: no immediate timeout (new
+        // media and resends ask for one themselves, as the null pacer relies on); only
+        // padding, when it is due. A packet a handle_timeout() per packet, which with a
+        // driver's timer meant a wake per packet per subscriber, is then one per write.
+        if std::mem::take(&mut self.counted_off)
+            && self.probe_queue.is_empty()
+            && self.queue_states.iter().all(|q| q.snapshot.packet_count == 0)
+        {
+            self.next_poll_time = self.padding_time(now);
+        }
     }
 }
 
@@ -182,7 +207,23 @@ impl LeakyBucketPacer {
             probe_queue: VecDeque::new(),
             completed_probe: None,
             needs_timeout_before_next_poll: true,
+            counted_off: false,
         }
+    }
+
+    /// Fjord: when padding is due once the queues are empty (None without a padding
+    /// rate or a queue to pad on): after the media and padding debts drain, as
+    /// `next_poll` has it.
+    fn padding_time(&self, now: Instant) -> Option<(Instant, PacerReason)> {
+        let can_pad = self.queue_states.iter().any(|q| q.use_for_padding);
+        if !can_pad || self.padding_bitrate == Bitrate::ZERO || self.adjusted_bitrate == Bitrate::ZERO
+        {
+            return None;
+        }
+        let wait = (self.media_debt / self.adjusted_bitrate)
+            .max(self.padding_debt / self.padding_bitrate)
+            .max(Duration::from_micros(1));
+        Some((now + wait, PacerReason::Padding))
     }
 
     /// Start executing a probe cluster.
@@ -676,6 +717,35 @@ mod test {
         assert!(queue.is_empty());
     }
 
+    // Fjord: once every packet of the snapshot is sent, the pacer asks for no immediate
+    // timeout (there is nothing to refresh it for), only its periodic one.
+    #[test]
+    fn a_drained_snapshot_asks_for_no_immediate_timeout() {
+        let now = Instant::now();
+        let mut queue = Queue::default();
+        let mut pacer = LeakyBucketPacer::new(Bitrate::mbps(10));
+        handle_timeout_noisy(&mut pacer, &mut queue, now);
+        for seq in 1..=3 {
+            enqueue_packet_noisy(&mut pacer, &mut queue, seq, 1_000, PacketKind::Video, now);
+        }
+        for seq in 1..=3 {
+            let (qid, cluster) = pacer.poll_queue().expect("a queued packet");
+            assert_eq!(cluster, None);
+            let packet = queue.next_packet().unwrap();
+            assert_eq!(packet.header.sequence_number, seq);
+            pacer.register_send(now, DataSize::from(packet.size()), qid);
+            queue.register_send(qid, now);
+            let (timeout, _) = pacer.poll_timeout();
+            if seq < 3 {
+                assert!(timeout <= Some(now + Duration::from_micros(1)), "more to send");
+                handle_timeout_noisy(&mut pacer, &mut queue, now);
+            } else {
+                assert_eq!(timeout, Some(now + PACING), "drained: the periodic timeout");
+            }
+        }
+        assert!(queue.is_empty());
+    }
+
     #[test]
     fn test_queue_drain() {
         let now = Instant::now();
@@ -1053,9 +1123,10 @@ mod test {
 
         let timeout = pacer.poll_timeout().0;
         // After gating, the pacer requests a timeout at now + 1µs to ensure time advances
+        // (Fjord: while something is left to send; with the queues drained it needs none).
         const MINIMAL_DELTA: Duration = Duration::from_micros(1);
         assert!(
-            timeout <= Some(now + MINIMAL_DELTA) && timeout.is_some(),
+            (timeout <= Some(now + MINIMAL_DELTA) || queue.is_empty()) && timeout.is_some(),
             "After a successful send the pacer should return an immediate timeout"
         );
 
