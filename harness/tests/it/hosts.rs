@@ -4,7 +4,7 @@
 //! record in etcd, which every node of the meeting follows).
 use std::time::{Duration, Instant};
 
-use futures::{SinkExt, StreamExt};
+use futures::SinkExt;
 use harness::eventually;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -175,23 +175,6 @@ async fn signal_refusal(joined: &Value) -> (StatusCode, Value) {
     (status, resp.json().await.unwrap_or(Value::Null))
 }
 
-/// The next message on a raw signaling session, as the node's message it must be.
-async fn next_msg(ws: &mut crate::Session) -> ServerMsg {
-    loop {
-        let m = tokio::time::timeout(Duration::from_secs(15), ws.next())
-            .await
-            .expect("a message within 15 s")
-            .expect("the session is open")
-            .expect("a message");
-        if let Ok(t) = m.to_text()
-            && !t.is_empty()
-        {
-            return serde_json::from_str(t)
-                .unwrap_or_else(|e| panic!("not a ServerMsg ({e}): {t}"));
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_waiting_participant_gets_no_media_until_admitted_and_a_denied_one_cannot_come_back() {
     let (_c, api, base, meeting, key) = start(crate::spec(), true).await;
@@ -254,7 +237,7 @@ async fn a_waiting_participant_gets_no_media_until_admitted_and_a_denied_one_can
             joined["token"].as_str().unwrap()
         );
         let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
-        let first = next_msg(&mut ws).await;
+        let first = crate::next_msg(&mut ws).await;
         (ws, first)
     };
     assert!(matches!(first, ServerMsg::Waiting { .. }), "{first:?}");
@@ -265,7 +248,7 @@ async fn a_waiting_participant_gets_no_media_until_admitted_and_a_denied_one_can
     ws.send(Message::Text(serde_json::to_string(&chat).unwrap().into()))
         .await
         .unwrap();
-    let refused = next_msg(&mut ws).await;
+    let refused = crate::next_msg(&mut ws).await;
     let ServerMsg::Error { in_reply_to, .. } = &refused else {
         panic!("expected an error, got {refused:?}");
     };
@@ -282,7 +265,7 @@ async fn a_waiting_participant_gets_no_media_until_admitted_and_a_denied_one_can
         participant_id: denied_id.to_owned(),
     })
     .unwrap();
-    let closed = next_msg(&mut ws).await;
+    let closed = crate::next_msg(&mut ws).await;
     let ServerMsg::Closed { code, reason } = &closed else {
         panic!("expected closed, got {closed:?}");
     };

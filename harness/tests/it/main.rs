@@ -236,6 +236,24 @@ pub async fn open_session(joined: &Value) -> (Session, bot::Welcome) {
     (ws, welcome)
 }
 
+/// The next message on a raw signaling session, as the node's message it must be.
+pub async fn next_msg(ws: &mut Session) -> signaling::ServerMsg {
+    use futures::StreamExt;
+    loop {
+        let m = tokio::time::timeout(Duration::from_secs(15), ws.next())
+            .await
+            .expect("a message within 15 s")
+            .expect("the session is open")
+            .expect("a message");
+        if let Ok(t) = m.to_text()
+            && !t.is_empty()
+        {
+            return serde_json::from_str(t)
+                .unwrap_or_else(|e| panic!("not a ServerMsg ({e}): {t}"));
+        }
+    }
+}
+
 /// The Prometheus text a binary serves at `base`/metrics.
 pub async fn metrics_text(base: &str) -> String {
     reqwest::get(format!("{base}/metrics"))

@@ -3,22 +3,17 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use futures::{SinkExt, StreamExt};
+use futures::SinkExt;
 use serde_json::json;
 use signaling::{ROSTER_PAGE, ServerMsg};
 
 /// The next `roster_page` or `error` on `ws` (roster changes and the rest skipped).
 async fn answer(ws: &mut crate::Session) -> ServerMsg {
     loop {
-        let m = tokio::time::timeout(Duration::from_secs(15), ws.next())
-            .await
-            .expect("an answer within 15 s")
-            .expect("the session is open")
-            .expect("a message");
-        let Ok(text) = m.to_text() else { continue };
-        match serde_json::from_str::<ServerMsg>(text) {
-            Ok(m @ (ServerMsg::RosterPage { .. } | ServerMsg::Error { .. })) => return m,
-            _ => continue,
+        if let m @ (ServerMsg::RosterPage { .. } | ServerMsg::Error { .. }) =
+            crate::next_msg(ws).await
+        {
+            return m;
         }
     }
 }
