@@ -17,6 +17,7 @@ use proto::{
 };
 use tokio_util::sync::CancellationToken;
 
+use super::watches::Watches;
 use super::{
     ATTEMPTS, Attendance, Change, CollabRecord, MeetingSettings, MeetingStore, RETRY_FIRST,
     RoomRecord, Seen, StoreError, Take, back_off,
@@ -27,6 +28,8 @@ pub struct EtcdStore {
     keyspace: Keyspace,
     /// Made at first use; None while the node shuts down before etcd answers.
     client: tokio::sync::OnceCell<etcd_client::Client>,
+    /// The one watch stream every follower's watch goes on (`watches.rs`).
+    watches: tokio::sync::OnceCell<Watches>,
     shutdown: CancellationToken,
 }
 
@@ -36,6 +39,7 @@ impl EtcdStore {
             keyspace: Keyspace::new(&config.prefix),
             config,
             client: tokio::sync::OnceCell::new(),
+            watches: tokio::sync::OnceCell::new(),
             shutdown,
         }
     }
@@ -61,6 +65,16 @@ impl EtcdStore {
 
     async fn connected(&self) -> Result<etcd_client::Client, StoreError> {
         self.client().await.ok_or(StoreError::Unavailable)
+    }
+
+    /// The node's shared watch stream (started at first use).
+    async fn watches(&self) -> Result<&Watches, StoreError> {
+        self.watches
+            .get_or_try_init(|| async {
+                let client = self.connected().await?;
+                Ok(Watches::start(client, self.shutdown.clone()))
+            })
+            .await
     }
 
     /// Follows `key` (every key under it, with `prefix`) until `stop`: what is there at
@@ -90,7 +104,7 @@ impl EtcdStore {
                 if prefix {
                     options = options.with_prefix();
                 }
-                let mut stream = etcd.watch(key, Some(options)).await?;
+                let mut stream = self.watches().await?.watch(key, options);
                 // A watch that was up and then broke is followed again after the first
                 // pause: only failures to set it up back off further, so that a follower
                 // whose watch breaks now and then never sleeps through a change for long.
@@ -98,10 +112,10 @@ impl EtcdStore {
                 loop {
                     let msg = tokio::select! {
                         _ = stop.cancelled() => return Ok(()),
-                        m = stream.message() => m?,
+                        m = stream.message() => m,
                     };
                     let Some(resp) = msg else {
-                        return Err(watch_error("the watch ended".into()));
+                        return Err(watch_error("the node's watch stream broke".into()));
                     };
                     if resp.canceled() {
                         return Err(watch_error(format!("cancelled: {}", resp.cancel_reason())));

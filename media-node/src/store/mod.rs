@@ -20,6 +20,7 @@ mod convert;
 mod etcd;
 mod memory;
 pub mod model;
+mod watches;
 
 pub use convert::collab_bytes;
 pub use etcd::EtcdStore;
