@@ -1432,7 +1432,7 @@ impl Session {
         self.streams.remove_streams_by_mid(mid);
     }
 
-    fn configure_pacer(&mut self) {
+    pub(crate) fn configure_pacer(&mut self) {
         let Some(bwe) = self.bwe.as_mut() else {
             return;
         };

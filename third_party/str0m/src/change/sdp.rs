@@ -922,6 +922,9 @@ fn apply_offer(session: &mut Session, offer: SdpOffer) -> Result<(), RtcError> {
 
     ensure_stream_tx(session);
 
+    // Fjord: whether any sending media gets TWCC feedback may have changed: pace anew.
+    session.configure_pacer();
+
     Ok(())
 }
 
@@ -948,6 +951,9 @@ fn apply_answer(
     add_pending_changes(session, pending);
 
     ensure_stream_tx(session);
+
+    // Fjord: whether any sending media gets TWCC feedback may have changed: pace anew.
+    session.configure_pacer();
 
     Ok(())
 }

@@ -6,6 +6,10 @@ const PACING_FACTOR: f64 = 1.1;
 /// and allows ALR periodic probes to discover higher bandwidth.
 const PADDING_TARGET: Bitrate = Bitrate::bps(50_000);
 
+/// Fjord: the pacing rate when no sending media section has TWCC feedback (10 Gbit/s:
+/// packets leave as they are written).
+const UNPACED: Bitrate = Bitrate::bps(10_000_000_000);
+
 pub(crate) struct PacingResult {
     /// The bitrate at which the pacer may emit padding **when there is no media queued**.
     ///
@@ -47,8 +51,16 @@ impl PacerControl {
         // Set pacing rate to smooth out media transmission (burst avoidance).
         // Must be at least the current BWE estimate * factor, but also high enough
         // to allow the padding we want to send.
+        //
+        // Fjord: without media that gets TWCC feedback no estimate ever moves (it stays the
+        // initial one), and pacing at it queues media the receiver can take, up to the
+        // queue limit (seconds of delay, then frames too late to use): don't pace then.
         let min_pacing_rate = estimate * PACING_FACTOR;
-        let pacing_rate = min_pacing_rate.max(padding_rate);
+        let pacing_rate = if has_active_media {
+            min_pacing_rate.max(padding_rate)
+        } else {
+            UNPACED
+        };
 
         PacingResult {
             padding_rate,
@@ -79,6 +91,16 @@ mod test {
         let r = c.calculate(false, estimate, false, Bitrate::mbps(2));
 
         assert_eq!(r.padding_rate, Bitrate::ZERO);
+    }
+
+    #[test]
+    fn no_pacing_without_media_that_gets_twcc_feedback() {
+        let c = PacerControl::new();
+        let r = c.calculate(false, Bitrate::kbps(1_000), false, Bitrate::ZERO);
+        assert_eq!(r.pacing_rate, UNPACED);
+
+        let r = c.calculate(true, Bitrate::kbps(1_000), false, Bitrate::ZERO);
+        assert_eq!(r.pacing_rate, Bitrate::kbps(1_000) * PACING_FACTOR);
     }
 
     #[test]
