@@ -37,6 +37,8 @@ mod members;
 mod negotiation;
 mod peer;
 mod relays;
+#[cfg(any(test, feature = "rig"))]
+pub mod rig;
 pub mod rtp;
 mod simulcast;
 mod sink;
