@@ -5,11 +5,10 @@ import { CLIENT, SERVER } from './protocol.js';
 import { localRecording } from './recording.js';
 import { on, send } from './signal.js';
 import { state, myId } from './state.js';
-import { $, banner, params } from './dom.js';
+import { $, banner } from './dom.js';
 
 let layout = 'gallery';
 let pinnedTile = null; // the tile shown large in speaker view, whoever speaks
-const pinned = new Map(); // participant_id -> { width, height } asked for whatever the tile's size
 let qualityTimer = null;
 let lastStats = new Map(); // mid -> its last inbound-rtp stats
 let e2eeFailures = 0;
@@ -120,49 +119,11 @@ $('layout').onclick = () => {
   sendView();
 };
 
-// Tell the node how large each remote video is shown, so it forwards a layer to match;
-// a tile scrolled out of sight gets the smallest.
-function sendLayer(pid) {
-  for (const [mid, who] of state.midToParticipant) {
-    if (who !== pid || state.midKind.get(mid) !== 'video') continue;
-    const t = tileOf(pid);
-    let size = pinned.get(pid) || (t ? { width: t.clientWidth, height: t.clientHeight } : null);
-    if (t && !pinned.get(pid) && t.dataset.visible === 'no') size = { width: 1, height: 1 };
-    if (size) send({ type: CLIENT.layer, mid, width: Math.round(size.width), height: Math.round(size.height) });
-  }
-}
-const resizes = new ResizeObserver((entries) => {
-  for (const e of entries) sendLayer(e.target.id.replace(/^tile-/, ''));
-});
-const visibility = new IntersectionObserver((entries) => {
-  for (const e of entries) {
-    e.target.dataset.visible = e.isIntersecting ? 'yes' : 'no';
-    sendLayer(e.target.id.replace(/^tile-/, ''));
-  }
-});
-
 // Asks for `pid`'s video at this size from now on, whatever its tile's (tests, and
 // anyone who wants to look at the layers).
 export function pinLayer(pid, width, height) {
-  if (onSlots()) { sizeAsked = { width, height }; sendView(); return; }
-  pinned.set(pid, { width, height });
-  sendLayer(pid);
-}
-
-// A remote track arrived on m-line `mid`: onto its participant's tile.
-export function attach(mid, track) {
-  const pid = state.midToParticipant.get(mid);
-  if (!pid) return;
-  const p = state.participants.get(pid);
-  const t = tile(pid, p ? p.name : pid);
-  if (track.kind === 'video') { resizes.observe(t); visibility.observe(t); setTimeout(() => sendLayer(pid), 0); }
-  const v = t.querySelector('video');
-  const s = v.srcObject instanceof MediaStream ? v.srcObject : new MediaStream();
-  s.addTrack(track);
-  v.srcObject = s;
-  const speaker = $('speaker-select').value;
-  if (speaker && v.setSinkId) v.setSinkId(speaker).catch(() => {});
-  localRecording.addAudio(track);
+  sizeAsked = { width, height };
+  sendView();
 }
 
 // ---- Receive slots: a fixed set of m-lines the node fills. ----
@@ -170,14 +131,11 @@ export function attach(mid, track) {
 // tile, the tiles' sizes; each video slot's track goes onto the tile of whoever the node
 // says it carries (`slots`), the audio slots play as they are. Nobody's joining
 // renegotiates, and the grid holds a page of tiles however many are in the meeting.
-// `?slots=0` asks for the older way instead (an m-line per participant's track: every
-// join renegotiates), kept to compare the two.
 const slotTracks = new Map(); // mid -> the slot's MediaStreamTrack
 const slotCarries = new Map(); // video slot mid -> the participant it carries now
 let page = 0;
 let sizeAsked = null; // pinLayer on slots: every slot asks for this size
 let lastView = '';
-export const onSlots = () => params.get('slots') !== '0';
 const TILES_PER_PAGE = 9;
 
 // The size of a tile now: the gallery's (columns of at least 14rem, as style.css lays
@@ -193,7 +151,9 @@ function tileSizes() {
 }
 
 export function sendView() {
-  if (!onSlots() || !state.ws) return;
+  // Not from the waiting room: the node answers anything but `leave` there with an
+  // error, which would overwrite what the page says (a resize sends a view).
+  if (!state.ws || !state.welcomed) return;
   const view = {
     type: CLIENT.view,
     video_slots: TILES_PER_PAGE,
@@ -225,6 +185,8 @@ export function slotTrack(mid, track) {
   a.hidden = true;
   a.className = 'slot-audio';
   a.srcObject = new MediaStream([track]);
+  const speaker = $('speaker-select').value;
+  if (speaker && a.setSinkId) a.setSinkId(speaker).catch(() => {});
   document.body.append(a);
   localRecording.addAudio(track);
 }
@@ -255,8 +217,8 @@ export function showSlots(slots) {
   applyLayout();
 }
 
-if (onSlots()) {
-  $('pager').hidden = false;
+$('pager').hidden = false;
+{
   const turn = (by) => { page = Math.max(0, page + by); $('page-no').textContent = String(page + 1); sendView(); };
   $('page-prev').onclick = () => turn(-1);
   $('page-next').onclick = () => turn(1);

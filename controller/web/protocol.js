@@ -29,8 +29,6 @@ export const SERVER = Object.freeze({
   roster: 'roster',
   roster_page: 'roster_page',
   slots: 'slots',
-  track: 'track',
-  track_removed: 'track_removed',
   unmute_request: 'unmute_request',
   waiting: 'waiting',
   welcome: 'welcome',

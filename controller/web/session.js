@@ -7,7 +7,7 @@ import { boardRefused } from './board.js';
 import { explain, loadMeeting, constraints } from './join.js';
 import { addTrack, roleChanged, sendMute, sendOffer, setOwnMute, showSelf } from './media.js';
 import { localRecording } from './recording.js';
-import { attach, clearTiles, label, onSlots, removeTile, resetView, sendView, setActiveSpeaker, showRecorders, showSlots, slotTrack, startQuality, stopQuality, tile, tileOf, undecryptable } from './grid.js';
+import { clearTiles, label, removeTile, resetView, sendView, setActiveSpeaker, showRecorders, showSlots, slotTrack, startQuality, stopQuality, tile, tileOf, undecryptable } from './grid.js';
 import { myRoom, recordingRefused, renderControls, renderPeople, roomOf, rosterPageCame } from './hosts.js';
 import { dispatch, on, send } from './signal.js';
 import { state, watchOnly } from './state.js';
@@ -130,8 +130,7 @@ function peerConnection() {
   if (!state.local.getTracks().length) pc.addTransceiver('audio', { direction: 'recvonly' });
   pc.ontrack = (e) => {
     e2ee.receiver(e.receiver, e.transceiver.mid);
-    if (onSlots()) slotTrack(e.transceiver.mid, e.track);
-    else attach(e.transceiver.mid, e.track);
+    slotTrack(e.transceiver.mid, e.track);
   };
   pc.onconnectionstatechange = () => {
     if (pc.connectionState === 'connected') { attempts = 0; rejoining = false; banner(''); }
@@ -153,7 +152,7 @@ function teardown() {
   stopQuality();
   if (state.pc) state.pc.close();
   if (state.ws) state.ws.close();
-  state.pc = null; state.ws = null;
+  state.pc = null; state.ws = null; state.welcomed = false;
   state.midToParticipant.clear();
   resetView();
   recorders.clear();
@@ -251,8 +250,8 @@ function upsert(p) {
   }
   state.waiting.delete(id);
   state.participants.set(id, p);
-  // On slots a participant has a tile only while a slot shows them (`slots`).
-  if (!onSlots() || tileOf(id)) tile(id, p.name).hidden = roomOf(id) !== myRoom();
+  // A participant has a tile only while a slot shows them (`slots`).
+  if (tileOf(id)) tile(id, p.name).hidden = roomOf(id) !== myRoom();
   renderPeople();
   if (p.local_recording || recorders.has(id)) {
     if (p.local_recording) recorders.add(id); else recorders.delete(id);
@@ -268,6 +267,7 @@ on(SERVER.waiting, (m) => {
 });
 
 on(SERVER.welcome, async (m) => {
+  state.welcomed = true;
   status('In the meeting.');
   state.role = m.role;
   showMeeting();
@@ -318,14 +318,9 @@ on(SERVER.offer, async (m) => {
   await state.pc.setLocalDescription(answer);
   send({ type: CLIENT.answer, sdp: answer.sdp });
 });
-on(SERVER.track, (m) => {
-  state.midToParticipant.set(m.mid, m.participant_id);
-  state.midKind.set(m.mid, m.kind);
-});
-on(SERVER.track_removed, (m) => state.midToParticipant.delete(m.mid));
 // A client on slots gets the roster's changes in batches: each as if it came alone.
 on(SERVER.roster, async (m) => { for (const e of m.events) await dispatch(e); });
-// Receive slots (after a `view`): each slot's m-line carries whoever the node chose now.
+// Receive slots: each slot's m-line carries whoever the node chose now.
 on(SERVER.slots, (m) => {
   for (const s of m.slots) {
     if (s.participant_id) state.midToParticipant.set(s.mid, s.participant_id);

@@ -12,6 +12,7 @@ export const state = {
   local: null, // our camera and microphone (a MediaStream)
   screen: null, // the screen we share, while we do
   role: null,
+  welcomed: false, // in the meeting (after `welcome`), not in the waiting room
   room: {}, // the room's settings, from `room`
   participants: new Map(), // participant_id -> participant (in the meeting), as far as listed
   unlisted: 0, // others in the meeting the page has not been sent yet (welcome lists a page)

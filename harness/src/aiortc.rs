@@ -17,6 +17,11 @@ pub struct PeerSpec {
     pub name: String,
     /// Publish Opus and a VP8 test pattern (320×240, 15 fps).
     pub publish: bool,
+    /// The pattern carries a moving block of random luma, so VP8 spends its whole
+    /// target bitrate (≈ 500 kbps in aiortc) instead of a few kbps on a ramp.
+    pub noise: bool,
+    /// The VP8 encoder's target in kbps (aiortc's default: 500).
+    pub bitrate_kbps: Option<u32>,
     /// Answer the node's offers with every m-line `inactive`.
     pub answer_inactive: bool,
     /// Send an offer that is no SDP before the real one.
@@ -37,6 +42,9 @@ pub struct PeerReport {
     pub sent: HashMap<String, Vec<(u32, u32, u64)>>,
     /// Per publisher and kind: packets received per RTP timestamp.
     pub received: HashMap<String, HashMap<String, HashMap<u32, u32>>>,
+    /// Per publisher and kind: when (Unix ms) the last packet of each RTP timestamp came.
+    #[serde(default)]
+    pub completed: HashMap<String, HashMap<String, HashMap<u32, u64>>>,
     /// RTP packets received on any m-line.
     pub rtp_received: u64,
     /// How many TURN servers the join answer offered.
@@ -78,6 +86,12 @@ impl AiortcPeer {
             .kill_on_drop(true);
         if spec.publish {
             cmd.arg("--publish");
+        }
+        if spec.noise {
+            cmd.arg("--noise");
+        }
+        if let Some(kbps) = spec.bitrate_kbps {
+            cmd.args(["--bitrate", &kbps.to_string()]);
         }
         if spec.answer_inactive {
             cmd.args(["--answer", "inactive"]);

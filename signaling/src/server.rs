@@ -20,15 +20,6 @@ pub enum ServerMsg {
     Offer {
         sdp: String,
     },
-    /// Sent before the `offer` that adds it: m-line `mid` carries this participant's track.
-    Track {
-        mid: String,
-        participant_id: String,
-        kind: MediaKind,
-    },
-    TrackRemoved {
-        mid: String,
-    },
     /// Which participant each receive slot carries now: after the first negotiation of
     /// the slots, and whenever one changes.
     Slots {

@@ -1,7 +1,8 @@
 """A meeting participant on aiortc, the third WebRTC stack of the media tests.
 
 It joins through the controller like a browser does, speaks the media node's signaling
-protocol (docs/signaling.md), may publish (Opus silence and a VP8 test pattern), and
+protocol (docs/signaling.md), may publish (Opus silence and a VP8 test pattern, with a
+noise block that makes the encoder spend its bitrate if asked), and
 counts every RTP packet it sends and receives below aiortc's jitter buffers, per RTP
 timestamp, so that a test can compare what a subscriber got with what a publisher sent
 frame by frame. At the end it prints one JSON object on stdout:
@@ -11,6 +12,7 @@ frame by frame. At the end it prints one JSON object on stdout:
      "local_candidate": the type of our side of the pair ICE chose (host, relay, ...),
      "sent": {"audio"|"video": [[timestamp, packets, unix_ms], ...]},
      "received": {participant_id: {"audio"|"video": {timestamp: packets}}},
+     "completed": {participant_id: {"audio"|"video": {timestamp: unix_ms of its last packet}}},
      "rtp_received": total RTP packets received (any m-line, retransmissions included)}
 """
 
@@ -18,6 +20,7 @@ import argparse
 import asyncio
 import fractions
 import json
+import os
 import sys
 import time
 import urllib.request
@@ -30,6 +33,7 @@ from aiortc import (
     RTCPeerConnection,
     RTCSessionDescription,
 )
+from aiortc.codecs import vpx
 from aiortc.mediastreams import AudioStreamTrack
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtp import is_rtcp
@@ -62,7 +66,8 @@ class Counts:
 
     def __init__(self):
         self.sent = {}  # ssrc -> {timestamp: [packets, unix_ms]}
-        self.received = []  # (ssrc, payload type, sequence number, timestamp, payload head)
+        # (ssrc, payload type, sequence number, timestamp, payload head, unix ms)
+        self.received = []
         self.rtp_received = 0
 
     def on_send(self, data):
@@ -78,15 +83,16 @@ class Counts:
         parsed = rtp_seq_and_payload(data)
         if parsed:
             seq, payload = parsed
-            self.received.append((ssrc, pt, seq, ts, payload[:2]))
+            self.received.append((ssrc, pt, seq, ts, payload[:2], int(time.time() * 1000)))
 
     def frames_received(self, ssrc_mid, rtx_pts):
         """mid -> {timestamp: packets}: each original packet once, whether it came
         first time or as a retransmission (RTX, RFC 4588: the original sequence number
-        leads the payload)."""
+        leads the payload); and mid -> {timestamp: Unix ms its last packet came}."""
         seen = set()
         out = {}
-        for ssrc, pt, seq, ts, head in self.received:
+        last = {}
+        for ssrc, pt, seq, ts, head, at in self.received:
             mid = ssrc_mid.get(ssrc)
             if mid is None:
                 continue
@@ -99,7 +105,8 @@ class Counts:
             seen.add((mid, seq))
             frames = out.setdefault(mid, {})
             frames[ts] = frames.get(ts, 0) + 1
-        return out
+            last.setdefault(mid, {})[ts] = at
+        return out, last
 
 
 COUNTS = Counts()
@@ -123,13 +130,16 @@ RTCDtlsTransport._handle_rtp_data = handle_rtp_data
 
 
 class Pattern(MediaStreamTrack):
-    """A moving luma ramp at a fixed frame rate."""
+    """A moving luma ramp at a fixed frame rate; with `noise`, a block of fresh random
+    luma (half the width and height) moves across it, which no encoder can predict, so
+    VP8 spends its whole target bitrate (aiortc's: 500 kbps) on every frame."""
 
     kind = "video"
 
-    def __init__(self, width, height, fps):
+    def __init__(self, width, height, fps, noise=False):
         super().__init__()
         self.width, self.height, self.fps = width, height, fps
+        self.noise = noise
         self.ramp = bytes(range(256)) * ((2 * width * height) // 256 + 2)
         self.start = None
         self.n = 0
@@ -145,7 +155,16 @@ class Pattern(MediaStreamTrack):
         frame = av.VideoFrame(self.width, self.height, "yuv420p")
         y = self.width * self.height
         offset = (self.n * 7) % y
-        frame.planes[0].update(self.ramp[offset : offset + y])
+        luma = self.ramp[offset : offset + y]
+        if self.noise:
+            luma = bytearray(luma)
+            bw, bh = self.width // 2, self.height // 2
+            x0 = (self.n * 4) % (self.width - bw)
+            y0 = (self.n * 2) % (self.height - bh)
+            for row in range(y0, y0 + bh):
+                at = row * self.width + x0
+                luma[at : at + bw] = os.urandom(bw)
+        frame.planes[0].update(bytes(luma))
         frame.planes[1].update(bytes([128]) * (y // 4))
         frame.planes[2].update(bytes([128]) * (y // 4))
         frame.pts = self.n * (90000 // self.fps)
@@ -207,12 +226,12 @@ async def run(args):
     senders = []
     if args.publish:
         senders.append(("audio", pc.addTrack(AudioStreamTrack())))
-        senders.append(("video", pc.addTrack(Pattern(args.width, args.height, args.fps))))
+        senders.append(("video", pc.addTrack(Pattern(args.width, args.height, args.fps, args.noise))))
     else:
         pc.addTransceiver("audio", direction="recvonly")
 
     errors = []
-    mids = {}  # mid -> (participant id, kind), from `track` messages
+    mids = {}  # mid -> (participant id, kind), from `slots` messages
     ssrc_mid = {}  # ssrc -> mid, from the node's offers
     rtx_pts = set()
     own = {t.mid for t in pc.getTransceivers()}
@@ -258,20 +277,26 @@ async def run(args):
                 answer = await pc.createAnswer()
                 await pc.setLocalDescription(answer)
                 await ws.send(json.dumps({"type": "answer", "sdp": pc.localDescription.sdp}))
-            elif kind == "track":
-                mids[msg["mid"]] = (msg["participant_id"], msg["kind"])
+            elif kind == "slots":
+                # Each receive slot's m-line and whom it carries (the test's meetings are
+                # small: a slot keeps its participant).
+                for slot in msg["slots"]:
+                    if slot.get("participant_id"):
+                        mids[slot["mid"]] = (slot["participant_id"], slot["kind"])
         await ws.send(json.dumps({"type": "leave"}))
 
     sent = {}
     for kind, sender in senders:
         frames = COUNTS.sent.get(sender._ssrc, {})
         sent[kind] = [[ts, n, at] for ts, (n, at) in frames.items()]
-    received = {}
-    for mid, frames in COUNTS.frames_received(ssrc_mid, rtx_pts).items():
+    received, completed = {}, {}
+    frames_by_mid, last_by_mid = COUNTS.frames_received(ssrc_mid, rtx_pts)
+    for mid, frames in frames_by_mid.items():
         if mid not in mids:
             continue
         pid, kind = mids[mid]
         received.setdefault(pid, {})[kind] = {str(ts): n for ts, n in frames.items()}
+        completed.setdefault(pid, {})[kind] = {str(ts): at for ts, at in last_by_mid[mid].items()}
     candidate = nominated_candidate_type(pc)
     await pc.close()
     return {
@@ -281,6 +306,7 @@ async def run(args):
         "errors": errors,
         "sent": sent,
         "received": received,
+        "completed": completed,
         "rtp_received": COUNTS.rtp_received,
     }
 
@@ -297,7 +323,11 @@ def main():
     p.add_argument("--width", type=int, default=320)
     p.add_argument("--height", type=int, default=240)
     p.add_argument("--fps", type=int, default=15)
+    p.add_argument("--noise", action="store_true", help="a moving block of random luma")
+    p.add_argument("--bitrate", type=int, help="VP8 target in kbps (aiortc's default: 500)")
     args = p.parse_args()
+    if args.bitrate:
+        vpx.DEFAULT_BITRATE = args.bitrate * 1000
     result = asyncio.run(run(args))
     json.dump(result, sys.stdout)
     sys.stdout.write("\n")

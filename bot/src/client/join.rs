@@ -1,5 +1,4 @@
 //! Setting up a session: from the controller's join until media flows.
-use std::collections::BTreeMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -84,15 +83,12 @@ impl Bot {
             .await?;
 
         let (to_node, mut outbox) = mpsc::unbounded_channel::<String>();
-        let mids = Arc::new(Mutex::new(BTreeMap::new()));
         let events = Arc::new(Mutex::new(Vec::new()));
         let (end, ended) = watch::channel(None::<String>);
         let end = Arc::new(end);
-        let on_slots = cfg.view.is_some();
         let signaling = {
             let pc = pc.clone();
             let slots = slots.clone();
-            let mids = mids.clone();
             let events = events.clone();
             let end = end.clone();
             tokio::spawn(async move {
@@ -119,8 +115,8 @@ impl Bot {
                                     break;
                                 }
                             };
-                            // On slots (it said its view), the node's m-lines are slots.
-                            if let (ServerMsg::Offer { sdp }, true) = (&msg, on_slots) {
+                            // The node's m-lines are receive slots.
+                            if let ServerMsg::Offer { sdp } = &msg {
                                 slots.lock().expect("slots").read_offer(sdp);
                             }
                             match negotiate(&*pc, &msg).await {
@@ -130,13 +126,10 @@ impl Bot {
                                     }
                                 }
                                 Ok(Negotiation::Other) => match msg {
-                                    ServerMsg::Track { mid, participant_id, kind } => {
-                                        let key = (participant_id, kind.as_str().to_owned());
-                                        mids.lock().expect("mids").insert(key, mid);
-                                    }
                                     ServerMsg::Slots { slots: table } => {
                                         let mut s = slots.lock().expect("slots");
                                         for slot in &table {
+                                            s.kinds.insert(slot.mid.clone(), slot.kind.as_str().to_owned());
                                             match &slot.participant_id {
                                                 Some(p) => s.carries.insert(slot.mid.clone(), p.clone()),
                                                 None => s.carries.remove(&slot.mid),
@@ -144,6 +137,11 @@ impl Bot {
                                         }
                                         drop(s);
                                         events.lock().expect("events").push(ServerMsg::Slots { slots: table });
+                                    }
+                                    // A batch of roster changes (a bot that sent a view
+                                    // gets them so): each kept as if it came alone.
+                                    ServerMsg::Roster { events: batch } => {
+                                        events.lock().expect("events").extend(batch);
                                     }
                                     msg => events.lock().expect("events").push(msg),
                                 },
@@ -211,7 +209,7 @@ impl Bot {
             sent_audio,
             sent_video,
             sent_frames,
-            mids,
+            slots,
             events,
             welcome,
             waited,

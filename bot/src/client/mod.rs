@@ -14,7 +14,6 @@ mod publish;
 mod receive;
 mod signaling;
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -54,8 +53,9 @@ pub struct BotConfig {
     pub publish: Option<Arc<Clip>>,
     /// CA certificates (PEM) trusted for `wss://` signaling besides the system's.
     pub signal_ca: Option<Arc<Vec<u8>>>,
-    /// What it shows, said before its offer: it receives on slots, and counts what each
-    /// slot carries as the participant the node's `slots` names at the time.
+    /// What it shows, said before its offer (None: the node's default view). It receives
+    /// on slots either way, and counts what each slot carries as the participant the
+    /// node's `slots` names at the time.
     pub view: Option<::signaling::View>,
 }
 
@@ -71,10 +71,10 @@ pub struct Bot {
     sent_audio: Arc<AtomicU64>,
     sent_video: Arc<AtomicU64>,
     sent_frames: Arc<Mutex<Vec<SentFrame>>>,
-    /// Our m-line for each (publisher, kind), from the node's `track` messages.
-    mids: Arc<Mutex<BTreeMap<(String, String), String>>>,
+    /// Our receive slots: their m-lines, and whom each carries (the node's `slots`).
+    slots: Arc<Mutex<peer::Slots>>,
     /// Every other message the node sent after `welcome` (participants, chat, mute,
-    /// active speaker; not offers, answers or `track`s), in order.
+    /// active speaker; not offers or answers; a `roster` batch as its events), in order.
     events: Arc<Mutex<Vec<ServerMsg>>>,
     /// The `welcome` message.
     pub welcome: Welcome,
@@ -202,13 +202,14 @@ impl Bot {
         self.sent_frames.lock().expect("sent log").clone()
     }
 
-    /// The m-line on which we receive `publisher`'s `kind` track, once announced.
+    /// The slot (its m-line) that carries `publisher`'s `kind` track to us now, if any.
     pub fn mid_of(&self, publisher: &str, kind: &str) -> Option<String> {
-        self.mids
-            .lock()
-            .expect("mids")
-            .get(&(publisher.to_owned(), kind.to_owned()))
-            .cloned()
+        let slots = self.slots.lock().expect("slots");
+        slots
+            .carries
+            .iter()
+            .find(|(mid, p)| *p == publisher && slots.kinds.get(*mid).is_some_and(|k| k == kind))
+            .map(|(mid, _)| mid.clone())
     }
 
     /// Sends a signaling message (e.g. `ClientMsg::Chat { text: "hi".into() }`).

@@ -33,6 +33,8 @@ pub(super) struct Handler {
 pub(super) struct Slots {
     pub(super) mid_of_stream: std::collections::HashMap<String, String>,
     pub(super) carries: std::collections::HashMap<String, String>,
+    /// Each slot's kind (`audio`, `video`), by mid.
+    pub(super) kinds: std::collections::HashMap<String, String>,
 }
 
 impl Slots {
@@ -68,8 +70,8 @@ impl PeerConnectionEventHandler for Handler {
     }
 
     async fn on_track(&self, track: Arc<dyn TrackRemote>) {
-        // The media node names the stream after the participant who publishes it; a
-        // receive slot's stream after the slot, whose participant changes.
+        // The media node names a receive slot's stream after the slot, whose participant
+        // changes (`slots`); a stream it does not know of is counted under its name.
         let publisher = track.stream_id().await.to_string();
         let slot_mid = self
             .slots

@@ -64,7 +64,7 @@ pub(super) struct JoinAs {
     pub(super) name: String,
     /// What it sends (None: nothing; it offers to receive audio).
     pub(super) media: Option<Media>,
-    /// What it shows, said before its offer: it receives on slots.
+    /// What it shows, said before its offer (None: the node's default view).
     pub(super) view: Option<signaling::View>,
     pub(super) panelist_key: Option<String>,
     pub(super) counters: Arc<Counters>,

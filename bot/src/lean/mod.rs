@@ -100,6 +100,17 @@ struct Peer {
     counters: Arc<Counters>,
 }
 
+/// The view of a lean peer in a Fjord meeting of `publishers`: a tile for each, and as
+/// many audio slots as there are voices, up to the protocol's limit (8).
+fn everyone(publishers: usize) -> signaling::View {
+    let n = |max: u32| u32::try_from(publishers).unwrap_or(max).clamp(1, max);
+    signaling::View {
+        video_slots: n(signaling::view::MAX_VIDEO_SLOTS),
+        audio_slots: n(signaling::view::MAX_AUDIO_SLOTS),
+        ..signaling::View::default_for_client()
+    }
+}
+
 /// Lean peers in a meeting.
 pub struct LeanLoad {
     peers: Vec<Peer>,
@@ -157,6 +168,7 @@ impl LeanLoad {
                             let how = JoinAs {
                                 name,
                                 media,
+                                view: Some(everyone(spec.publishers)),
                                 ..JoinAs::default()
                             };
                             join_fjord(&spec.server, how, stop).await.map(|j| (j, None))
@@ -233,8 +245,21 @@ impl LeanLoad {
             join_failures: self.failures.len(),
             ..Default::default()
         };
-        // Every peer receives every other peer's tracks.
+        // Every peer receives every other peer's video; and audio, but in Fjord from at
+        // most as many as its audio slots (the node's pick), when there are more.
         let receivers = self.peers.len().saturating_sub(1) as u64;
+        let publishers = self.peers.iter().filter(|p| p.publishing).count() as u64;
+        let voices = match self.janus {
+            Some(_) => publishers,
+            None => publishers.min(u64::from(signaling::view::MAX_AUDIO_SLOTS)),
+        };
+        // Voices heard, summed over the receivers (a publisher does not hear itself).
+        let heard: u64 = self
+            .peers
+            .iter()
+            .map(|p| (publishers - u64::from(p.publishing)).min(voices))
+            .sum();
+        let mut audio_sent = 0;
         for (i, p) in self.peers.iter().enumerate() {
             r.packets += d(i, 0);
             r.bytes += d(i, 1);
@@ -243,9 +268,11 @@ impl LeanLoad {
             r.seq_lost += d(i, 4);
             if p.publishing {
                 r.video_expected += d(i, 5) * receivers;
-                r.audio_expected += d(i, 6) * receivers;
+                audio_sent += d(i, 6);
             }
         }
+        // What a publisher sent on average, times the voices heard.
+        r.audio_expected = audio_sent * heard / publishers.max(1);
         r.join_times = self.peers.iter().map(|p| p.join_time).collect();
         r.join_times.sort();
         r.first_media = self

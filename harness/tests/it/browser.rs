@@ -748,6 +748,14 @@ window.fjord.pc.getStats().then((r) => {
     b.eval_async(JS, json!([rid])).await.ok()?.as_u64()
 }
 
+/// The width of the camera `b` sends (its high simulcast layer's: sent unscaled).
+async fn camera_width(b: &Browser) -> Option<u64> {
+    const JS: &str = "const s = window.fjord.pc.getSenders()\
+        .find((s) => s.track && s.track.kind === 'video'); \
+        return s ? s.track.getSettings().width : null";
+    b.eval(JS, json!([])).await.ok()?.as_u64()
+}
+
 /// Bits per second of `pid`'s video at `b` over `secs`, and the frame width at the end.
 async fn video_rate(b: &Browser, pid: &str, secs: u64) -> (f64, u64) {
     let (_, b0) = inbound_video(b, pid).await.unwrap();
@@ -865,8 +873,19 @@ async fn subscribers_switching_simulcast_layers_keep_decoding_on_one_continuous_
         viewer,
         _cluster,
     } = SimulcastRoom::start().await;
-    // A webrtc-rs viewer sees the RTP itself: sequence numbers and timestamps.
-    let bot = crate::join_bot(&base, &meeting, "bot-view", None, None).await;
+    // A webrtc-rs viewer sees the RTP itself: sequence numbers and timestamps. Its tiles
+    // are large (the default view's small ones want only `l`, and dynacast would then
+    // stop `h` before the switches begin); a gallery, so that the publisher keeps its
+    // slot whoever speaks.
+    let mut cfg = crate::bot_config(&base, &meeting, "bot-view", None, None);
+    cfg.view = Some(signaling::View {
+        tiles: vec![signaling::TileSize {
+            width: 1280,
+            height: 720,
+        }],
+        ..signaling::View::default_for_client()
+    });
+    let bot = bot::Bot::join(cfg, Duration::from_secs(20)).await.unwrap();
     let bot_mid = eventually(
         Duration::from_secs(30),
         "the bot to get the video",
@@ -973,12 +992,13 @@ async fn on_a_narrow_downlink_a_subscriber_asking_for_a_large_tile_gets_a_layer_
     let (publisher, pid) = join_page(&c, &base, &meeting, "Pub").await;
     let (viewer, _) = join_page(&c, &base, &meeting, "View").await;
     pin(&viewer, &pid, 1280, 720).await;
-    // The publisher's own uplink is not limited: it sends all three layers, until the
-    // node tells it (dynacast) that nobody gets the high one.
+    // The high layer is the camera unscaled. Whether the publisher ever sends it depends
+    // on its own estimate's ramp and on dynacast (nobody here can take it), a race under
+    // load, so its width comes from the camera.
     let high = eventually(
         Duration::from_secs(30),
-        "the publisher to send its high layer",
-        || async { outbound_width(&publisher, "h").await.filter(|w| *w > 0) },
+        "the publisher's camera",
+        || async { camera_width(&publisher).await.filter(|w| *w > 0) },
     )
     .await
     .unwrap();

@@ -453,16 +453,19 @@ async fn a_full_node_spills_the_region_over_to_a_second_node_that_joins_the_mesh
     let meeting = api.create(&base, json!({ "title": "crowded" })).await;
     let mut bots = Vec::new();
     for i in 0..6 {
-        bots.push(
-            bot_in(
-                &base,
-                &meeting,
-                &format!("Oslo {i}"),
-                "oslo",
-                Some(400 + 100 * i),
-            )
-            .await,
+        // Each hears all five others: more audio slots than the default three.
+        let mut cfg = crate::bot_config(
+            &base,
+            &meeting,
+            &format!("Oslo {i}"),
+            Some("oslo"),
+            Some(clip(400 + 100 * i)),
         );
+        cfg.view = Some(signaling::View {
+            audio_slots: 5,
+            ..signaling::View::default_for_client()
+        });
+        bots.push(bot::Bot::join(cfg, Duration::from_secs(20)).await.unwrap());
     }
     let mut per_node = std::collections::BTreeMap::<String, usize>::new();
     for b in &bots {

@@ -44,6 +44,92 @@ fn bot_got(b: &bot::Bot) -> Got {
         .collect()
 }
 
+/// What is wrong with what each subscriber in `got` received of each publisher's frames
+/// in `sent` (its own excepted): a frame in more packets than sent (the node split it
+/// anew), or fewer than 99.5 % of the frames whole. Every video stream must have more
+/// than `min_video` frames (audio: 400), or the window measured nothing.
+fn frame_failures(sent: &Sent, got: &[(String, Got)], min_video: usize) -> Vec<String> {
+    let mut failures = Vec::new();
+    for ((publisher, kind), frames) in sent {
+        let packets: u32 = frames.iter().map(|f| f.1).sum();
+        assert!(
+            frames.len() > if kind == "video" { min_video } else { 400 },
+            "{publisher} sent only {} {kind} frames in 10 s",
+            frames.len()
+        );
+        for (subscriber, g) in got {
+            if subscriber == publisher {
+                continue;
+            }
+            let empty = HashMap::new();
+            let recv = g.get(&(publisher.clone(), kind.clone())).unwrap_or(&empty);
+            let arrived = frames
+                .iter()
+                .filter(|(ts, _)| recv.contains_key(ts))
+                .count();
+            let whole = frames
+                .iter()
+                .filter(|(ts, n)| recv.get(ts) == Some(n))
+                .count();
+            // A frame in more packets than sent would mean the node split it anew.
+            let resplit = frames
+                .iter()
+                .filter(|(ts, n)| recv.get(ts).is_some_and(|got| got > n))
+                .count();
+            let got_packets: u32 = frames.iter().filter_map(|(ts, _)| recv.get(ts)).sum();
+            let share = whole as f64 / frames.len() as f64;
+            eprintln!(
+                "{subscriber} from {publisher} {kind}: {arrived}/{} frames, {whole} whole; \
+                 packets per frame {:.3} sent, {:.3} received",
+                frames.len(),
+                packets as f64 / frames.len() as f64,
+                got_packets as f64 / arrived.max(1) as f64,
+            );
+            if resplit > 0 {
+                failures.push(format!(
+                    "{subscriber} got {resplit} {kind} frames of {publisher} in more packets \
+                     than sent"
+                ));
+            }
+            if share < 0.995 {
+                failures.push(format!(
+                    "{subscriber} got {whole} of {} {kind} frames of {publisher} whole",
+                    frames.len()
+                ));
+            }
+        }
+    }
+    failures
+}
+
+/// `n` listening aiortc peers (`aiortc-sub-{i}`), staying `seconds` once answered.
+fn aiortc_subscribers(base: &str, meeting: &str, n: usize, seconds: f64) -> Vec<AiortcPeer> {
+    (0..n)
+        .map(|i| {
+            let spec = PeerSpec {
+                name: format!("aiortc-sub-{i}"),
+                seconds,
+                ..PeerSpec::default()
+            };
+            AiortcPeer::spawn(base, meeting, &spec).unwrap()
+        })
+        .collect()
+}
+
+/// What an aiortc publisher sent of `kind` in `window` (Unix ms), as [`Sent`] has it.
+fn aiortc_sent(
+    r: &harness::aiortc::PeerReport,
+    kind: &str,
+    window: std::ops::Range<u64>,
+) -> ((String, String), Vec<(u32, u32)>) {
+    let frames = r.sent[kind]
+        .iter()
+        .filter(|(_, _, at)| window.contains(at))
+        .map(|&(ts, n, _)| (ts, n))
+        .collect();
+    ((r.participant_id.clone(), kind.to_owned()), frames)
+}
+
 fn aiortc_got(r: &harness::aiortc::PeerReport) -> Got {
     let mut got = Got::new();
     for (pid, kinds) in &r.received {
@@ -65,16 +151,7 @@ async fn aiortc_and_webrtc_rs_subscribers_get_every_frame_in_as_many_packets_as_
     // The aiortc peers stay long enough to cover that window.
     const SETTLE: u64 = 2_000;
     const WINDOW: u64 = 10_000;
-    let subscribers: Vec<AiortcPeer> = (0..3)
-        .map(|i| {
-            let spec = PeerSpec {
-                name: format!("aiortc-sub-{i}"),
-                seconds: 28.0,
-                ..PeerSpec::default()
-            };
-            AiortcPeer::spawn(&base, &meeting, &spec).unwrap()
-        })
-        .collect();
+    let subscribers = aiortc_subscribers(&base, &meeting, 3, 28.0);
     let mut bot_subs = Vec::new();
     for i in 0..3 {
         bot_subs.push(bot(&base, &meeting, &format!("bot-sub-{i}"), false).await);
@@ -130,74 +207,117 @@ async fn aiortc_and_webrtc_rs_subscribers_get_every_frame_in_as_many_packets_as_
                 .map(|f| (f.timestamp, f.packets))
                 .collect(),
         ));
-        sent.push((
-            (pub_report.participant_id.clone(), kind.into()),
-            pub_report.sent[kind]
-                .iter()
-                .filter(|(_, _, at)| (from..to).contains(at))
-                .map(|&(ts, n, _)| (ts, n))
-                .collect(),
-        ));
+        sent.push(aiortc_sent(&pub_report, kind, from..to));
     }
     // Each publisher also subscribes to the other: count them too.
     got.push((bot_pub.participant_id.clone(), bot_got(&bot_pub)));
     got.push((pub_report.participant_id.clone(), aiortc_got(&pub_report)));
 
-    let mut failures = Vec::new();
-    for ((publisher, kind), frames) in &sent {
-        let packets: u32 = frames.iter().map(|f| f.1).sum();
-        assert!(
-            frames.len() > if kind == "video" { 120 } else { 400 },
-            "{publisher} sent only {} {kind} frames in 10 s",
-            frames.len()
-        );
-        for (subscriber, g) in &got {
-            if subscriber == publisher {
-                continue;
-            }
-            let empty = HashMap::new();
-            let recv = g.get(&(publisher.clone(), kind.clone())).unwrap_or(&empty);
-            let arrived = frames
-                .iter()
-                .filter(|(ts, _)| recv.contains_key(ts))
-                .count();
-            let whole = frames
-                .iter()
-                .filter(|(ts, n)| recv.get(ts) == Some(n))
-                .count();
-            // A frame in more packets than sent would mean the node split it anew.
-            let resplit = frames
-                .iter()
-                .filter(|(ts, n)| recv.get(ts).is_some_and(|got| got > n))
-                .count();
-            let got_packets: u32 = frames.iter().filter_map(|(ts, _)| recv.get(ts)).sum();
-            let share = whole as f64 / frames.len() as f64;
-            eprintln!(
-                "{subscriber} from {publisher} {kind}: {arrived}/{} frames, {whole} whole; \
-                 packets per frame {:.3} sent, {:.3} received",
-                frames.len(),
-                packets as f64 / frames.len() as f64,
-                got_packets as f64 / arrived.max(1) as f64,
-            );
-            if resplit > 0 {
-                failures.push(format!(
-                    "{subscriber} got {resplit} {kind} frames of {publisher} in more packets \
-                     than sent"
-                ));
-            }
-            if share < 0.995 {
-                failures.push(format!(
-                    "{subscriber} got {whole} of {} {kind} frames of {publisher} whole",
-                    frames.len()
-                ));
-            }
-        }
-    }
+    let failures = frame_failures(&sent, &got, 120);
     assert!(failures.is_empty(), "{failures:#?}");
     bot_pub.leave().await;
     for b in bot_subs {
         b.leave().await;
     }
+}
+
+/// Subscribers that send no transport-wide congestion feedback (aiortc answers with REMB
+/// and NACK, no transport-cc) get every frame of two publishers whose encoders spend
+/// their whole bitrate (1 Mbit/s each, twice aiortc's default), and promptly: the node
+/// does not pace them at an estimate that no feedback ever moves (str0m's initial one,
+/// 1 Mbit/s, which queued their media up to the pacer's limit: 1.4 s of delay, then
+/// frames too late to use).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn subscribers_without_transport_cc_get_every_frame_of_two_high_bitrate_publishers() {
+    let c = harness::Cluster::start(crate::spec()).await.unwrap();
+    let api = Api::new(&c);
+    let base = c.controllers[0].url();
+    let meeting = api.create(&base, json!({ "title": "no twcc" })).await;
+    const SETTLE: u64 = 3_000;
+    const WINDOW: u64 = 10_000;
+    let subscribers = aiortc_subscribers(&base, &meeting, 6, 32.0);
+    // A listening bot tells when both publishers' media flows (the aiortc peers report
+    // only at their end).
+    let sensor = bot(&base, &meeting, "sensor", false).await;
+    let publishers: Vec<AiortcPeer> = (0..2)
+        .map(|i| {
+            let spec = PeerSpec {
+                name: format!("aiortc-pub-{i}"),
+                publish: true,
+                noise: true,
+                bitrate_kbps: Some(1_000),
+                seconds: 28.0,
+                ..PeerSpec::default()
+            };
+            AiortcPeer::spawn(&base, &meeting, &spec).unwrap()
+        })
+        .collect();
+    eventually(
+        Duration::from_secs(20),
+        "media from both publishers",
+        || async { (bot_got(&sensor).len() >= 4).then_some(()) },
+    )
+    .await
+    .unwrap();
+    let from = unix_ms() + SETTLE;
+    let to = from + WINDOW;
+    let mut sent: Sent = Vec::new();
+    let mut got: Vec<(String, Got)> = Vec::new();
+    // When each video frame left its publisher (Unix ms of its first packet).
+    let mut left: HashMap<(String, u32), u64> = HashMap::new();
+    for p in publishers {
+        let r = p.report().await.unwrap();
+        for &(ts, _, at) in &r.sent["video"] {
+            left.insert((r.participant_id.clone(), ts), at);
+        }
+        for kind in ["audio", "video"] {
+            sent.push(aiortc_sent(&r, kind, from..to));
+        }
+        got.push((r.participant_id.clone(), aiortc_got(&r)));
+    }
+    // How long each frame of the window took from its publisher to each subscriber.
+    let mut delays = Vec::new();
+    for s in subscribers {
+        let r = s.report().await.unwrap();
+        for (publisher, kinds) in &r.completed {
+            for (&ts, &at) in kinds.get("video").into_iter().flatten() {
+                if let Some(&sent_at) = left.get(&(publisher.clone(), ts))
+                    && (from..to).contains(&sent_at)
+                {
+                    delays.push(at.saturating_sub(sent_at));
+                }
+            }
+        }
+        got.push((r.participant_id.clone(), aiortc_got(&r)));
+    }
+    got.push((sensor.participant_id.clone(), bot_got(&sensor)));
+    delays.sort_unstable();
+    let p95 = delays
+        .get(delays.len() * 95 / 100)
+        .copied()
+        .unwrap_or(u64::MAX);
+    eprintln!(
+        "video frames through the node: {} measured, p50 {} ms, p95 {p95} ms, max {} ms",
+        delays.len(),
+        delays.get(delays.len() / 2).copied().unwrap_or(0),
+        delays.last().copied().unwrap_or(0),
+    );
+    // The load is real: each encoder spends its 1 Mbit/s, > 60 packets a second.
+    for ((publisher, _), frames) in sent.iter().filter(|((_, k), _)| k == "video") {
+        let packets: u32 = frames.iter().map(|f| f.1).sum();
+        assert!(
+            packets as u64 * 1_000 > 60 * WINDOW,
+            "{publisher} sent only {packets} video packets in {WINDOW} ms: no high-bitrate load"
+        );
+    }
+    let failures = frame_failures(&sent, &got, 120);
+    assert!(failures.is_empty(), "{failures:#?}");
+    assert!(
+        delays.len() > 6 * 2 * 120 && p95 < 500,
+        "{} frames timed, p95 {p95} ms from publisher to subscriber: media queued in the node",
+        delays.len()
+    );
+    sensor.leave().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -10,8 +10,8 @@ use signaling::{ServerMsg, View};
 use crate::recording::{audio_with_tone, meeting_to_record, start, stop, written};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn bots_on_slots_get_their_views_an_aiortc_peer_gets_everyone_and_the_recording_every_voice()
-{
+async fn bots_on_slots_get_their_views_an_aiortc_peer_on_default_slots_every_camera_and_the_recording_every_voice()
+ {
     let (c, api, base, meeting, host_key) = meeting_to_record(1, "slots").await;
     let tones = [330, 440, 550, 660];
     let mut publishers = Vec::new();
@@ -108,22 +108,28 @@ async fn bots_on_slots_get_their_views_an_aiortc_peer_gets_everyone_and_the_reco
         .collect();
     assert_eq!(labelled, want);
 
-    // The third stack, without a view: an m-line per track, everyone's media.
+    // The third stack, without a view: the default view's slots (a 3×3 gallery, three
+    // voices), labelled by `slots` — every camera, and the voices its slots carry.
     let r = aiortc.report().await.unwrap();
+    let got = |p: &bot::Bot, kind: &str| -> u32 {
+        r.received
+            .get(&p.participant_id)
+            .and_then(|k| k.get(kind))
+            .map_or(0, |f| f.values().sum())
+    };
     for p in &publishers {
-        for kind in ["audio", "video"] {
-            let frames: u32 = r
-                .received
-                .get(&p.participant_id)
-                .and_then(|k| k.get(kind))
-                .map_or(0, |f| f.values().sum());
-            assert!(
-                frames > 20,
-                "aiortc got {frames} {kind} packets of {}",
-                p.participant_id
-            );
-        }
+        let packets = got(p, "video");
+        assert!(
+            packets > 20,
+            "aiortc got {packets} video packets of {}",
+            p.participant_id
+        );
     }
+    let heard = publishers.iter().filter(|p| got(p, "audio") > 20).count();
+    assert!(
+        (1..=3).contains(&heard),
+        "aiortc hears {heard} of the 4 publishers: its 3 audio slots"
+    );
 
     // The recording has every participant's voice, whoever the slots carried.
     let (dir, manifest) = written(&c, &rid);

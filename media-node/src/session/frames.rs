@@ -1,6 +1,6 @@
 //! Messages as WebSocket frames, and why a session ended.
 use axum::extract::ws::{Message, WebSocket};
-use signaling::{CloseCode, MediaKind, ServerMsg};
+use signaling::{CloseCode, ServerMsg};
 
 use crate::hosts;
 use crate::room::Close;
@@ -22,20 +22,6 @@ pub(super) fn signal_msg(msg: SignalOut) -> ServerMsg {
     match msg {
         SignalOut::Answer(sdp) => ServerMsg::Answer { sdp },
         SignalOut::Offer(sdp) => ServerMsg::Offer { sdp },
-        SignalOut::Track {
-            mid,
-            participant,
-            kind,
-        } => ServerMsg::Track {
-            mid,
-            participant_id: participant.as_str().to_owned(),
-            kind: if kind == "audio" {
-                MediaKind::Audio
-            } else {
-                MediaKind::Video
-            },
-        },
-        SignalOut::TrackRemoved { mid } => ServerMsg::TrackRemoved { mid },
         SignalOut::Slots(slots) => ServerMsg::Slots { slots },
         SignalOut::PublishLayers { mid, layers } => ServerMsg::PublishLayers { mid, layers },
         SignalOut::Error { answers, message } => ServerMsg::error(answers, message),

@@ -193,13 +193,20 @@ impl<'a> Live<'a> {
         let mut collab_live = true;
         loop {
             let roster_due = self.roster.as_ref().and_then(|r| r.due());
-            // Breakout rooms closing: tell the client when the countdown runs out.
-            let closes_in = room
-                .borrow()
-                .closing_at()
-                .map(|c| c - common::unix_ms())
-                .filter(|ms| *ms >= 0)
-                .map(|ms| std::time::Duration::from_millis(ms as u64 + 1));
+            // Breakout rooms closing: tell the client when the countdown runs out — at
+            // once if it ran out while this loop handled something else (a media node
+            // fills everyone's slots anew right then), unless it was told already.
+            let closes_in = {
+                let room = room.borrow();
+                room.closing_at()
+                    .map(|c| c - common::unix_ms())
+                    .and_then(|ms| match ms {
+                        0.. => Some(std::time::Duration::from_millis(ms as u64 + 1)),
+                        _ => (room.breakout_message(self.my_id(), common::unix_ms())
+                            != self.breakout_msg)
+                            .then_some(std::time::Duration::ZERO),
+                    })
+            };
             // Biased: when the node ends the session (fenced, closed here) the room's
             // events end too, and the client must be told the code, not a broken link.
             let step = tokio::select! {

@@ -187,16 +187,6 @@ pub struct RemoteTrackInfo {
 pub enum SignalOut {
     Answer(String),
     Offer(String),
-    /// An m-line of ours now carries `participant`'s `kind` track.
-    Track {
-        mid: String,
-        participant: ParticipantId,
-        kind: &'static str,
-    },
-    /// The m-line no longer carries anything (its publisher left); it goes inactive.
-    TrackRemoved {
-        mid: String,
-    },
     /// What each receive slot carries now.
     Slots(Vec<signaling::Slot>),
     /// Dynacast: the simulcast layers of the peer's track on `mid` that someone needs.

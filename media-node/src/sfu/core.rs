@@ -49,10 +49,12 @@ pub struct Sfu {
     pub(super) slots_dirty: bool,
     /// A receiver's slots changed what they carry: it is to be told.
     pub(super) tell_slots: bool,
-    /// Every source some m-line or slot carries or moves to (rebuilt whenever slots are
-    /// filled, which every change of who receives what leads to): a packet of any other
-    /// source goes to sinks and links only, without a look at every subscriber.
-    pub(super) carried: std::collections::HashSet<super::api::Source>,
+    /// Every source some slot carries or moves to, with the peers whose slots do (index
+    /// into `peers`, ascending, and key: a peer that left since is skipped), rebuilt
+    /// whenever slots are filled, which every change of who receives what leads to. A
+    /// packet goes to those peers only, without a look at every subscriber; a packet of
+    /// a source not here goes to sinks and links only.
+    pub(super) routes: HashMap<super::api::Source, Vec<(usize, PeerKey)>>,
     /// Per meeting, who spoke last, the latest first.
     pub(super) recent_speakers: Vec<(MeetingId, Vec<ParticipantId>)>,
     /// The last stable order handed to a track (`slots::next_order`).
@@ -92,7 +94,7 @@ impl Sfu {
             slots_dirty: false,
             tell_slots: false,
             recent_speakers: Vec::new(),
-            carried: std::collections::HashSet::new(),
+            routes: HashMap::new(),
             track_order: 0,
         }
     }
@@ -145,6 +147,8 @@ impl Sfu {
         .ok()
     }
 
+    // Never inlined in the rig: scripts/forward-cost.sh counts inside it.
+    #[cfg_attr(feature = "rig", inline(never))]
     pub fn handle_command(&mut self, now: Instant, cmd: SfuCommand) {
         match cmd {
             SfuCommand::Join {
@@ -162,7 +166,7 @@ impl Sfu {
             SfuCommand::Answer { key, sdp } => self.answer(now, key, sdp),
             SfuCommand::Layer { key, mid, rid } => self.set_layer(now, key, mid, rid),
             SfuCommand::Leave { key } => self.leave(key),
-            SfuCommand::View { key, view } => self.set_view(key, view),
+            SfuCommand::View { key, view } => self.set_view(now, key, view),
             SfuCommand::Groups { meeting, groups } => self.set_groups(now, meeting, groups),
             SfuCommand::Mute { key, audio, video } => self.mute(now, key, audio, video),
             SfuCommand::SinkAttach { key, meeting } => self.attach_sink(key, meeting),

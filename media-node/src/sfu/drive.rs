@@ -10,9 +10,9 @@ use str0m::media::{Direction, MediaKind};
 use str0m::net::{Protocol, Receive};
 use str0m::{Event, IceConnectionState, Input, Output};
 
-use super::api::{SfuOutput, SignalOut, Source};
+use super::api::{SfuOutput, SignalOut};
 use super::core::Sfu;
-use super::peer::{TrackIn, TrackOut};
+use super::peer::TrackIn;
 use super::speaker::SPEAKER_CHECK;
 use super::stats::counter_delta;
 
@@ -24,6 +24,8 @@ impl Sfu {
     /// Whether a datagram from `source` belongs to one of our peers. Datagrams may be fed
     /// one after the other before the next drain: a peer that has input not yet driven
     /// is driven first (str0m holds one received RTP packet until it is polled).
+    // Never inlined in the rig: scripts/forward-cost.sh counts inside these functions.
+    #[cfg_attr(feature = "rig", inline(never))]
     pub fn handle_datagram(&mut self, now: Instant, source: SocketAddr, data: &[u8]) -> bool {
         let Ok(contents) = data.try_into() else {
             return false;
@@ -77,6 +79,8 @@ impl Sfu {
     }
 
     /// Handles the timeouts that are due.
+    // Never inlined in the rig: scripts/forward-cost.sh counts inside these functions.
+    #[cfg_attr(feature = "rig", inline(never))]
     pub fn handle_timeout(&mut self, now: Instant) {
         for p in self.peers.iter_mut().filter(|p| p.due <= now) {
             if p.rtc.is_alive() && p.rtc.handle_input(Input::Timeout(now)).is_err() {
@@ -91,8 +95,10 @@ impl Sfu {
     /// "call again at that time or on input". Everything a packet causes (its copy to
     /// every subscriber) leaves in the same drain as the packet's own effects: a peer
     /// written to is driven before the drain ends.
+    // Never inlined in the rig: scripts/forward-cost.sh counts inside these functions.
+    #[cfg_attr(feature = "rig", inline(never))]
     pub fn poll_output(&mut self, now: Instant) -> SfuOutput {
-        let check = *self.next_speaker_check.get_or_insert(now + SPEAKER_CHECK);
+        let mut check = *self.next_speaker_check.get_or_insert(now + SPEAKER_CHECK);
         loop {
             if let Some(o) = self.out.pop_front() {
                 return o;
@@ -114,13 +120,14 @@ impl Sfu {
                 continue;
             }
             if now >= check {
-                self.next_speaker_check = Some(now + SPEAKER_CHECK);
+                check = now + SPEAKER_CHECK;
+                self.next_speaker_check = Some(check);
                 self.detect_speakers();
                 self.adapt_layers(now);
-                // Audio slots follow who speaks.
+                // Audio slots follow who speaks; keyframe requests made peers dirty:
+                // the loop drives them too.
                 self.slots_dirty = true;
-                // Keyframe requests made peers dirty: drive them too.
-                return self.poll_output(now);
+                continue;
             }
             break;
         }
@@ -208,7 +215,6 @@ impl Sfu {
     }
 
     pub(super) fn handle_event(&mut self, now: Instant, i: usize, e: Event) {
-        let key = self.peers[i].key;
         match e {
             Event::Connected => {
                 let p = &self.peers[i];
@@ -223,7 +229,6 @@ impl Sfu {
             Event::MediaAdded(m)
                 if matches!(m.direction, Direction::RecvOnly | Direction::SendRecv) =>
             {
-                let meeting = self.peers[i].meeting.clone();
                 let order = super::slots::next_order(&mut self.track_order);
                 self.slots_dirty = true;
                 self.peers[i].tracks_in.push(TrackIn {
@@ -236,16 +241,6 @@ impl Sfu {
                     window: (0.0, 0),
                     order,
                 });
-                // Receivers on slots get it in a slot, the others on an m-line of its own.
-                for p in self
-                    .peers
-                    .iter_mut()
-                    .filter(|p| p.key != key && p.meeting == meeting && p.view.is_none())
-                {
-                    p.tracks_out
-                        .push(TrackOut::new(Source::Peer(key, m.mid), m.kind));
-                    p.want_offer();
-                }
             }
             Event::RtpPacket(packet) => {
                 if let Some(located) = self.locate(i, &packet)
@@ -256,6 +251,12 @@ impl Sfu {
             }
             Event::KeyframeRequest(req) => self.keyframe_from_subscriber(now, i, req),
             Event::EgressBitrateEstimate(BweKind::Twcc { estimate, .. }) => {
+                self.peers[i].estimate_bps = Some(estimate.as_u64());
+                self.peers[i].twcc = true;
+            }
+            // A receiver without transport-wide feedback (str0m then sends unpaced):
+            // what it says it can take chooses its layers.
+            Event::EgressBitrateEstimate(BweKind::Remb { estimate, .. }) if !self.peers[i].twcc => {
                 self.peers[i].estimate_bps = Some(estimate.as_u64());
             }
             Event::MediaEgressStats(st) => {

@@ -11,7 +11,7 @@ use str0m::format::PayloadParams;
 use str0m::media::{KeyframeRequestKind, MediaKind, Mid, Pt};
 use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, Vp8Descriptor};
 
-use super::api::{LinkKey, RelayEvent, SfuOutput, Source};
+use super::api::{LinkKey, PeerKey, RelayEvent, SfuOutput, Source};
 use super::codec::{from_str0m, to_str0m};
 use super::core::{HOP_SAMPLES, Sfu};
 use super::peer::{OutState, Peer};
@@ -111,6 +111,29 @@ pub(super) struct FannedOut {
     pub(super) switched: bool,
 }
 
+/// The peers of `route` (indices into the whole list of peers, ascending, with their
+/// keys) that are in `peers`, the part of that list from index `offset`: each once, by
+/// splitting the slice (no look at the others), and only while it is the peer the route
+/// was made for (peers that left since moved the others' indices).
+fn routed<'a>(
+    peers: &'a mut [Peer],
+    offset: usize,
+    route: &'a [(usize, PeerKey)],
+) -> impl Iterator<Item = &'a mut Peer> {
+    let mut rest = peers;
+    let mut next = offset;
+    route.iter().filter_map(move |&(i, key)| {
+        if i < next {
+            return None;
+        }
+        let tail = std::mem::take(&mut rest);
+        let (peer, tail) = tail.get_mut(i - next..)?.split_first_mut()?;
+        rest = tail;
+        next = i + 1;
+        (peer.key == key).then_some(peer)
+    })
+}
+
 /// Writes one packet of `source` into every subscriber's `Rtc` among `subscribers` that
 /// receives it (on an m-line of its own, or a slot that carries it or moves to it on
 /// this packet). Per subscriber this neither allocates nor locks: the payload is one
@@ -155,7 +178,7 @@ pub(super) fn fan_out<'a>(
             let layer = t.forwarder.layer();
             let out = match t.forwarder.handle(p, p.rid.map(|_| t.want)) {
                 // A slot's receiver is told the layer it gets now (`slots`).
-                Verdict::Forward(out) if t.slot.is_some() && t.forwarder.layer() != layer => {
+                Verdict::Forward(out) if t.forwarder.layer() != layer => {
                     sub.slots_changed = true;
                     done.switched = true;
                     out
@@ -420,18 +443,18 @@ impl Sfu {
             pt: at.params.pt(),
         };
         let (meeting, group) = (&publisher.meeting, publisher.group);
-        let subscribers = before
-            .iter_mut()
-            .chain(after.iter_mut())
-            .filter(|s| s.meeting == *meeting && s.group == group);
         // Nobody here receives it (a silent microphone, a camera nobody shows): no look
-        // at every subscriber.
-        let fanned = if self.carried.contains(&source) {
-            fan_out(subscribers, source, p, &payload, |rtc| {
-                rtc.codec_config().match_params(at.params).map(|x| x.pt())
-            })
-        } else {
-            FannedOut::default()
+        // at any subscriber.
+        let fanned = match self.routes.get(&source) {
+            Some(route) => {
+                let subscribers = routed(before, 0, route)
+                    .chain(routed(after, oi + 1, route))
+                    .filter(|s| s.meeting == *meeting && s.group == group);
+                fan_out(subscribers, source, p, &payload, |rtc| {
+                    rtc.codec_config().match_params(at.params).map(|x| x.pt())
+                })
+            }
+            None => FannedOut::default(),
         };
         self.tell_slots |= fanned.switched;
         let mut want_keyframe = fanned.want_keyframe;
@@ -518,18 +541,17 @@ impl Sfu {
         };
         let r = &self.remotes[ri];
         let (codec, source) = (r.codec, Source::Remote(link, track_id));
-        let subscribers = self
-            .peers
-            .iter_mut()
-            .filter(|s| s.meeting == r.meeting && s.group == r.group);
-        let fanned = if self.carried.contains(&source) {
-            fan_out(subscribers, source, &p, &payload, |rtc| {
-                rtc.codec_config()
-                    .find(|x| x.spec().codec == to_str0m(codec))
-                    .map(|x| x.pt())
-            })
-        } else {
-            FannedOut::default()
+        let fanned = match self.routes.get(&source) {
+            Some(route) => {
+                let subscribers = routed(&mut self.peers, 0, route)
+                    .filter(|s| s.meeting == r.meeting && s.group == r.group);
+                fan_out(subscribers, source, &p, &payload, |rtc| {
+                    rtc.codec_config()
+                        .find(|x| x.spec().codec == to_str0m(codec))
+                        .map(|x| x.pt())
+                })
+            }
+            None => FannedOut::default(),
         };
         self.tell_slots |= fanned.switched;
         let mut want_keyframe = fanned.want_keyframe;

@@ -7,7 +7,7 @@ use std::time::Instant;
 use common::ids::{MeetingId, ParticipantId};
 use str0m::media::{KeyframeRequestKind, MediaKind, Rid};
 
-use super::api::{PeerKey, RelayEvent, SfuOutput, SignalOut, Source};
+use super::api::{PeerKey, RelayEvent, SfuOutput, Source};
 use super::core::Sfu;
 use super::peer::{Muted, TrackOut, Waiting};
 use super::relays::drop_gone;
@@ -183,6 +183,15 @@ impl Sfu {
         for j in self.by_addr.values_mut().filter(|j| **j == last) {
             *j = i;
         }
+        // Routes too: the moved peer goes on receiving what it received until the slots
+        // are filled again.
+        for route in self.routes.values_mut() {
+            route.retain(|&(j, _)| j != i);
+            if let Some(r) = route.iter_mut().find(|r| r.0 == last) {
+                r.0 = i;
+                route.sort_unstable_by_key(|r| r.0);
+            }
+        }
         peer.rtc.disconnect();
         self.retire(|s| matches!(s, Source::Peer(k, _) if *k == key));
     }
@@ -212,7 +221,7 @@ impl Sfu {
         }
         for p in &mut self.peers {
             // A slot whose source is gone carries nothing until it is filled again.
-            for t in p.tracks_out.iter_mut().filter(|t| t.slot.is_some()) {
+            for t in &mut p.tracks_out {
                 if t.next.as_ref().is_some_and(&gone) {
                     t.next = None;
                 }
@@ -222,14 +231,6 @@ impl Sfu {
                     p.slots_changed = true;
                     self.tell_slots = true;
                 }
-            }
-            for mid in p.retire_lines(|t| t.source.as_ref().is_some_and(&gone)) {
-                self.out.push_back(SfuOutput::Signal {
-                    key: p.key,
-                    msg: SignalOut::TrackRemoved {
-                        mid: mid.to_string(),
-                    },
-                });
             }
         }
     }

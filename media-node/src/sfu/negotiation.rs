@@ -7,10 +7,10 @@ use str0m::change::{SdpAnswer, SdpOffer};
 use str0m::media::{Direction, MediaKind};
 use str0m::{Candidate, IceCreds, Rtc};
 
-use super::api::{PeerKey, SfuOutput, SignalOut, Source};
+use super::api::{PeerKey, SfuOutput, SignalOut};
 use super::codec::with_video_codecs;
 use super::core::Sfu;
-use super::peer::{OutState, Peer, TrackOut};
+use super::peer::{OutState, Peer};
 use super::simulcast::INITIAL_ESTIMATE_KBPS;
 use super::slots::slot_stream;
 
@@ -43,13 +43,6 @@ pub(super) fn sdp_error(e: &impl std::fmt::Display) -> String {
         .join("; ")
 }
 
-fn kind_name(k: MediaKind) -> &'static str {
-    match k {
-        MediaKind::Audio => "audio",
-        MediaKind::Video => "video",
-    }
-}
-
 impl Sfu {
     /// The first offer of waiting session `w`: its peer connection, or an error that
     /// leaves it waiting for another offer.
@@ -80,6 +73,9 @@ impl Sfu {
         };
         let w = self.waiting.swap_remove(w);
         let group = self.group_of(&w.meeting, &w.participant);
+        // A client that declared no view (another WebRTC stack, a bot) gets the default
+        // one: its slots come in one offer after this answer, as a declared view's do.
+        let view = w.view.unwrap_or_else(signaling::View::default_for_client);
         let mut peer = Peer {
             key,
             meeting: w.meeting,
@@ -99,37 +95,16 @@ impl Sfu {
             bitrate_in_bps: 0,
             bitrate_out_bps: 0,
             stream_counters: Vec::new(),
-            to_deactivate: Vec::new(),
             estimate_bps: None,
+            twcc: false,
             muted: w.muted,
             group,
-            view: None,
+            view: view.clone(),
             slots_changed: false,
             told_layers: Vec::new(),
         };
-        if let Some(view) = w.view {
-            // On slots: one offer of its slots, which the SFU fills.
-            Self::open_slots(&mut peer, view);
-            self.slots_dirty = true;
-            self.peers.push(peer);
-            self.signal(key, SignalOut::Answer(answer.to_sdp_string()));
-            return;
-        }
-        // Everything already published in the meeting, here or on other nodes, is
-        // offered to the newcomer.
-        for other in self.peers.iter().filter(|o| o.meeting == peer.meeting) {
-            for t in &other.tracks_in {
-                peer.tracks_out
-                    .push(TrackOut::new(Source::Peer(other.key, t.mid), t.kind));
-                peer.needs_offer = true;
-            }
-        }
-        for r in self.remotes.iter().filter(|r| r.meeting == peer.meeting) {
-            peer.tracks_out
-                .push(TrackOut::new(Source::Remote(r.link, r.track_id), r.kind));
-            peer.needs_offer = true;
-        }
-        // Its m-lines carry those sources: the carried set must say so.
+        // One offer of its slots, which the SFU fills (no estimate yet to cap a layer).
+        peer.fit_slots(&view, None);
         self.slots_dirty = true;
         self.peers.push(peer);
         self.signal(key, SignalOut::Answer(answer.to_sdp_string()));
@@ -190,13 +165,12 @@ impl Sfu {
                     }
                 }
                 // Its slots' mids are known now: tell it what they carry.
-                let on_slots = peer.view.is_some();
-                peer.slots_changed |= on_slots;
+                peer.slots_changed = true;
                 // Tracks added meanwhile are offered now.
                 peer.dirty = true;
                 let started = peer.refresh_directions();
                 self.wants_changed = true;
-                self.tell_slots |= on_slots;
+                self.tell_slots = true;
                 // A new subscriber needs a keyframe to start decoding.
                 self.keyframes_for(now, started);
             }
@@ -204,70 +178,27 @@ impl Sfu {
         }
     }
 
-    /// Offers peer `i` the tracks it does not have yet and retires m-lines whose
-    /// publisher left; called only while no offer of ours is pending.
+    /// Offers peer `i` the slots it does not have yet; called only while no offer of ours
+    /// is pending.
     pub(super) fn negotiate(&mut self, i: usize) {
-        let remotes = &self.remotes;
-        let (left, right) = self.peers.split_at_mut(i);
-        let (peer, rest) = right.split_first_mut().expect("index in range");
+        let peer = &mut self.peers[i];
         peer.needs_offer = false;
         let mut change = peer.rtc.sdp_api();
-        for mid in peer.to_deactivate.drain(..) {
-            change.set_direction(mid, Direction::Inactive);
-        }
-        let mut announced = Vec::new();
         let mut slot_index = [0usize; 3];
         for t in &mut peer.tracks_out {
-            if let Some(slot) = t.slot {
-                let n = &mut slot_index[slot as usize];
-                if t.state == OutState::ToOpen {
-                    let stream = slot_stream(slot, *n);
-                    let mid =
-                        change.add_media(t.kind, Direction::SendOnly, Some(stream), None, None);
-                    t.state = OutState::Negotiating(mid);
-                }
-                *n += 1;
-                continue;
-            }
+            let n = &mut slot_index[t.slot as usize];
             if t.state == OutState::ToOpen {
-                let Some(source) = t.source else {
-                    continue;
-                };
-                let participant = match source {
-                    Source::Peer(key, _) => left
-                        .iter()
-                        .chain(rest.iter())
-                        .find(|p| p.key == key)
-                        .map(|p| &p.participant),
-                    Source::Remote(link, id) => remotes
-                        .iter()
-                        .find(|r| r.link == link && r.track_id == id)
-                        .map(|r| &r.participant),
-                };
-                let Some(participant) = participant else {
-                    continue;
-                };
-                let stream = participant.to_string();
+                let stream = slot_stream(t.slot, *n);
                 let mid = change.add_media(t.kind, Direction::SendOnly, Some(stream), None, None);
                 t.state = OutState::Negotiating(mid);
-                announced.push((mid, participant.clone(), t.kind));
             }
+            *n += 1;
         }
         let Some((offer, pending)) = change.apply() else {
             return;
         };
         peer.pending = Some(pending);
         let key = peer.key;
-        for (mid, participant, kind) in announced {
-            self.out.push_back(SfuOutput::Signal {
-                key,
-                msg: SignalOut::Track {
-                    mid: mid.to_string(),
-                    participant,
-                    kind: kind_name(kind),
-                },
-            });
-        }
         self.out.push_back(SfuOutput::Signal {
             key,
             msg: SignalOut::Offer(offer.to_sdp_string()),

@@ -61,8 +61,8 @@ pub(super) struct TrackOut {
     /// [`rtp::LAYER_STALE`] a keyframe of any layer will do (the publisher may not be
     /// sending that one).
     pub(super) next_since: Option<Instant>,
-    /// None for a per-track m-line (a client without a view), else the slot it is.
-    pub(super) slot: Option<SlotKind>,
+    /// The slot it is (every m-line of ours is a receive slot).
+    pub(super) slot: SlotKind,
     pub(super) kind: MediaKind,
     pub(super) state: OutState,
     /// Whether the subscriber receives on this m-line: the negotiated direction of our
@@ -82,24 +82,13 @@ pub(super) struct TrackOut {
 }
 
 impl TrackOut {
-    /// A per-track m-line carrying `source`.
-    pub(super) fn new(source: Source, kind: MediaKind) -> Self {
-        Self {
-            source: Some(source),
-            next: None,
-            next_since: None,
-            slot: None,
-            ..Self::slot(SlotKind::Video, kind)
-        }
-    }
-
     /// An empty receive slot.
     pub(super) fn slot(slot: SlotKind, kind: MediaKind) -> Self {
         Self {
             source: None,
             next: None,
             next_since: None,
-            slot: Some(slot),
+            slot,
             kind,
             state: OutState::ToOpen,
             receiving: false,
@@ -131,7 +120,7 @@ pub(super) struct Peer {
     pub(super) tracks_in: Vec<TrackIn>,
     pub(super) tracks_out: Vec<TrackOut>,
     pub(super) pending: Option<SdpPendingOffer>,
-    /// Tracks to offer or m-lines to retire: an offer is due once none is pending.
+    /// Slots to offer: an offer is due once none is pending.
     pub(super) needs_offer: bool,
     /// Got input, was written to, or must be looked at: drive it before the next
     /// `Timeout` leaves the SFU.
@@ -148,16 +137,19 @@ pub(super) struct Peer {
     pub(super) bitrate_out_bps: u64,
     /// Last cumulative per-stream counters str0m reported: (mid, rid, egress?) -> (nacks, plis, firs).
     pub(super) stream_counters: Vec<(StreamKey, Counters)>,
-    /// Our m-lines whose publisher left: made inactive in the next offer.
-    pub(super) to_deactivate: Vec<Mid>,
-    /// The latest egress bandwidth estimate for this peer (TWCC), bit/s.
+    /// The latest egress bandwidth estimate for this peer, bit/s: TWCC's, or, for a peer
+    /// that sends no transport-wide feedback, the REMB it sends (none of either: no cap).
     pub(super) estimate_bps: Option<u64>,
+    /// Its transport-wide feedback drives an estimate (TWCC events came): REMB is then
+    /// not used.
+    pub(super) twcc: bool,
     pub(super) muted: Muted,
     /// Its breakout room (0: the main room): it gets and gives media in that room only.
     pub(super) group: u32,
-    /// What it shows, once it said (`view`): it then receives on slots, which the SFU
-    /// fills, and never gets an m-line per published track.
-    pub(super) view: Option<signaling::View>,
+    /// What it shows (`view`; a client that declared none gets
+    /// [`signaling::View::default_for_client`]): it receives on slots, which the SFU
+    /// fills.
+    pub(super) view: signaling::View,
     /// A slot changed what it carries: the client is to be told (`slots`).
     pub(super) slots_changed: bool,
     /// The layers of each of its simulcast tracks that someone needs, as last told
@@ -180,25 +172,6 @@ impl Peer {
         };
         let video = open(MediaKind::Video);
         (video > 0).then(|| estimate.saturating_sub(open(MediaKind::Audio) * AUDIO_BPS) / video)
-    }
-
-    /// Drops the per-track m-lines (not slots) that `which` picks: those negotiated go
-    /// inactive in the next offer and are returned, to tell the client.
-    pub(super) fn retire_lines(&mut self, which: impl Fn(&TrackOut) -> bool) -> Vec<Mid> {
-        let mut removed = Vec::new();
-        self.tracks_out.retain(|t| match t.state {
-            _ if t.slot.is_some() || !which(t) => true,
-            OutState::ToOpen => false,
-            OutState::Negotiating(mid) | OutState::Open(mid) => {
-                removed.push(mid);
-                false
-            }
-        });
-        if !removed.is_empty() {
-            self.to_deactivate.extend(removed.iter().copied());
-            self.want_offer();
-        }
-        removed
     }
 
     pub(super) fn want_offer(&mut self) {

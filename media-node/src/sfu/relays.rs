@@ -10,7 +10,6 @@ use str0m::media::{KeyframeRequestKind, MediaKind};
 
 use super::api::{LinkKey, RemoteTrackInfo, SinkKey, Source};
 use super::core::Sfu;
-use super::peer::TrackOut;
 use super::simulcast::{ALL_LAYERS, layer_rid};
 use super::sink::SinkTrack;
 
@@ -186,7 +185,6 @@ impl Sfu {
             clock_rate,
             layers,
         } = track;
-        let source = Source::Remote(link, track_id);
         if self
             .remotes
             .iter()
@@ -194,15 +192,7 @@ impl Sfu {
         {
             return;
         }
-        // Receivers on slots get it in a slot, the others on an m-line of its own.
-        for p in self
-            .peers
-            .iter_mut()
-            .filter(|p| p.meeting == meeting && p.view.is_none())
-        {
-            p.tracks_out.push(TrackOut::new(source, kind));
-            p.want_offer();
-        }
+        // Receivers get it in a slot (`allocate`).
         self.slots_dirty = true;
         let order = super::slots::next_order(&mut self.track_order);
         let group = self.group_of(&meeting, &participant);

@@ -26,7 +26,7 @@ use str0m::media::{KeyframeRequestKind, MediaKind, Rid};
 use super::api::{PeerKey, SignalOut, Source};
 use super::core::Sfu;
 use super::peer::{OutState, Peer, SlotKind, TrackOut};
-use super::simulcast::{layer_for_size, layer_rank};
+use super::simulcast::{capped, layer_for_size, layer_rank};
 use super::speaker::SPEAKER_THRESHOLD;
 
 /// How much louder (on the loudness scale of `speaker`, 127 + dBov) a speaker must be
@@ -157,13 +157,17 @@ pub(super) fn assign(
 
 /// The speakers a receiver's audio slots carry next. `current`: what they carry;
 /// `level`: a source's loudness, None when the receiver may no longer hear it (gone,
-/// muted, another room); `loud`: who speaks now (above the threshold), loudest first.
-/// A speaker takes an empty slot, or the slot of the quietest one heard when that one
-/// is silent or quieter by [`AUDIO_HYSTERESIS`].
+/// muted, another room); `loud`: who speaks now (above the threshold), loudest first;
+/// `quiet`: the others the receiver may hear, in a stable order. A speaker takes an
+/// empty slot, or the slot of the quietest one heard when that one is silent or quieter
+/// by [`AUDIO_HYSTERESIS`]. Slots still empty then carry the quiet ones: with no more
+/// voices than slots, everyone is heard from their first word (and a sender without
+/// audio levels at all), and a speaker takes a silent one's slot when it speaks.
 pub(super) fn audible(
     current: &[Option<Source>],
     level: impl Fn(Source) -> Option<f32>,
     loud: &[(Source, f32)],
+    quiet: &[Source],
 ) -> Vec<Option<Source>> {
     let mut out: Vec<Option<Source>> = current
         .iter()
@@ -187,6 +191,15 @@ pub(super) fn audible(
         {
             out[i] = Some(s);
         }
+    }
+    for &s in quiet {
+        if out.contains(&Some(s)) {
+            continue;
+        }
+        let Some(free) = out.iter().position(Option::is_none) else {
+            break;
+        };
+        out[free] = Some(s);
     }
     out
 }
@@ -218,15 +231,12 @@ pub(super) fn slot_stream(kind: SlotKind, index: usize) -> String {
 impl Peer {
     /// Adds the slots `view` needs that the peer does not have yet (slots are never
     /// taken away: ones the view does not use carry nothing) and sets the layer each
-    /// video slot asks for. True when m-lines were added (an offer is due).
-    fn fit_slots(&mut self, view: &View) -> bool {
+    /// video slot asks for, and wants within `budget_bps` per video (as `adapt_layers`
+    /// caps it). True when m-lines were added (an offer is due).
+    pub(super) fn fit_slots(&mut self, view: &View, budget_bps: Option<u64>) -> bool {
         let mut added = false;
         for (slot, kind, want) in slot_counts(view) {
-            let have = self
-                .tracks_out
-                .iter()
-                .filter(|t| t.slot == Some(slot))
-                .count();
+            let have = self.tracks_out.iter().filter(|t| t.slot == slot).count();
             for _ in have..want {
                 self.tracks_out.push(TrackOut::slot(slot, kind));
                 added = true;
@@ -235,12 +245,11 @@ impl Peer {
         for (i, t) in self
             .tracks_out
             .iter_mut()
-            .filter(|t| t.slot == Some(SlotKind::Video))
+            .filter(|t| t.slot == SlotKind::Video)
             .enumerate()
         {
-            // What the tile asks for; the bandwidth cap applies at the next adaptation.
             t.asked = asked_for(view, i);
-            t.want = t.asked;
+            t.want = capped(t.asked, budget_bps);
         }
         if added {
             self.want_offer();
@@ -251,48 +260,46 @@ impl Peer {
     /// The indexes in `tracks_out` of its slots of `kind`, in slot order.
     fn slots_of(&self, kind: SlotKind) -> Vec<usize> {
         (0..self.tracks_out.len())
-            .filter(|&j| self.tracks_out[j].slot == Some(kind))
+            .filter(|&j| self.tracks_out[j].slot == kind)
             .collect()
     }
 }
 
 impl Sfu {
-    /// A receiver's view: its slots are made (in one offer) and filled. The first view
-    /// of a peer that had m-lines per published track retires them.
-    pub(super) fn set_view(&mut self, key: PeerKey, view: View) {
+    /// A receiver's view: its slots are made (in one offer) and filled. A slot whose
+    /// tile now asks for another layer of what it carries gets a keyframe of that layer
+    /// asked for at once (it switches on it).
+    pub(super) fn set_view(&mut self, now: Instant, key: PeerKey, view: View) {
         if let Some(w) = self.waiting.iter_mut().find(|w| w.key == key) {
             w.view = Some(view);
             return;
         }
+        let cap = self.bandwidth_cap;
         let Some(p) = self.peers.iter_mut().find(|p| p.key == key) else {
             return self.refuse(key, "view", "no media session yet".into());
         };
-        if p.view.is_none() {
-            for mid in p.retire_lines(|_| true) {
-                self.out.push_back(super::api::SfuOutput::Signal {
-                    key,
-                    msg: SignalOut::TrackRemoved {
-                        mid: mid.to_string(),
-                    },
-                });
-            }
-        }
-        let p = self
-            .peers
-            .iter_mut()
-            .find(|p| p.key == key)
-            .expect("found above");
-        p.fit_slots(&view);
-        p.view = Some(view);
+        let wants = |p: &Peer| -> Vec<(Option<Source>, Rid)> {
+            p.tracks_out.iter().map(|t| (t.target(), t.want)).collect()
+        };
+        let before = wants(p);
+        // Within what the receiver's estimate covers: a resize of a receiver held to a
+        // lower layer asks for no keyframe of a layer it will not get.
+        let budget = p.video_budget_bps().filter(|_| cap);
+        p.fit_slots(&view, budget);
+        p.view = view;
         p.slots_changed = true;
+        let switches: Vec<(Source, Rid)> = before
+            .into_iter()
+            .zip(wants(p))
+            .filter(|(b, a)| b.1 != a.1)
+            .filter_map(|(_, (source, rid))| Some((source?, rid)))
+            .collect();
         self.slots_dirty = true;
         self.wants_changed = true;
-    }
-
-    /// Makes the slots of a new peer that declared its view before its first offer.
-    pub(super) fn open_slots(peer: &mut Peer, view: View) {
-        peer.fit_slots(&view);
-        peer.view = Some(view);
+        for (source, rid) in switches {
+            let rid = self.is_simulcast(source).then_some(rid);
+            self.request_keyframe(now, source, rid, KeyframeRequestKind::Pli);
+        }
     }
 
     /// Whether `source` is sent in simulcast layers.
@@ -387,7 +394,7 @@ impl Sfu {
     /// publishes, speaks or is wanted), asking for the keyframes the switches need.
     pub(super) fn allocate(&mut self, now: Instant) {
         let mut meetings: Vec<MeetingId> = Vec::new();
-        for p in self.peers.iter().filter(|p| p.view.is_some()) {
+        for p in &self.peers {
             if !meetings.contains(&p.meeting) {
                 meetings.push(p.meeting.clone());
             }
@@ -396,10 +403,19 @@ impl Sfu {
         for meeting in meetings {
             self.allocate_meeting(now, &meeting, &mut keyframes);
         }
-        self.carried.clear();
-        for t in self.peers.iter().flat_map(|p| &p.tracks_out) {
-            self.carried.extend(t.source);
-            self.carried.extend(t.next);
+        self.routes.clear();
+        for (i, p) in self.peers.iter().enumerate() {
+            for source in p
+                .tracks_out
+                .iter()
+                .flat_map(|t| [t.source, t.next])
+                .flatten()
+            {
+                let route = self.routes.entry(source).or_default();
+                if route.last().is_none_or(|&(last, _)| last != i) {
+                    route.push((i, p.key));
+                }
+            }
         }
         for source in keyframes {
             let rid = self
@@ -429,14 +445,10 @@ impl Sfu {
             .map(|(_, s)| s.clone())
             .unwrap_or_default();
         let mut changed = false;
-        for p in self
-            .peers
-            .iter_mut()
-            .filter(|p| p.meeting == *meeting && p.view.is_some())
-        {
+        for p in self.peers.iter_mut().filter(|p| p.meeting == *meeting) {
             let (me, group) = (&p.participant, p.group);
             let visible = |c: &&Candidate| c.participant != *me && c.group == group;
-            let view = p.view.as_ref().expect("filtered on");
+            let view = &p.view;
             let cameras: Vec<&Candidate> = cands
                 .iter()
                 .filter(visible)
@@ -476,12 +488,24 @@ impl Sfu {
                 .map(|c| (c.source, c.loudness))
                 .collect();
             loud.sort_by(|a, b| b.1.total_cmp(&a.1));
+            // `cands` is in the stable order.
+            let quiet: Vec<Source> = cands
+                .iter()
+                .filter(visible)
+                .filter(|c| c.feed == Feed::Audio && c.loudness < SPEAKER_THRESHOLD)
+                .map(|c| c.source)
+                .collect();
             let current: Vec<Option<Source>> = audio
                 .iter()
                 .take(audio_n)
                 .map(|&j| p.tracks_out[j].target())
                 .collect();
-            plan.extend(audio.iter().copied().zip(audible(&current, level, &loud)));
+            plan.extend(
+                audio
+                    .iter()
+                    .copied()
+                    .zip(audible(&current, level, &loud, &quiet)),
+            );
             plan.extend(audio.iter().skip(audio_n).map(|&j| (j, None)));
 
             let screen = cands
@@ -515,11 +539,10 @@ impl Sfu {
             let p = &self.peers[i];
             let mut slots = Vec::new();
             for t in &p.tracks_out {
-                let (Some(kind), OutState::Negotiating(mid) | OutState::Open(mid)) =
-                    (t.slot, t.state)
-                else {
+                let (OutState::Negotiating(mid) | OutState::Open(mid)) = t.state else {
                     continue;
                 };
+                let kind = t.slot;
                 let layer = t
                     .source
                     .filter(|_| t.kind == MediaKind::Video)
@@ -708,7 +731,7 @@ mod tests {
     }
 
     #[test]
-    fn audio_slots_go_to_the_loudest_with_hysteresis() {
+    fn audio_slots_go_to_the_loudest_with_hysteresis_and_free_ones_to_the_quiet() {
         let levels = |s: Source| match s {
             Source::Peer(PeerKey(n), _) => {
                 Some([0.0, 40.0, 30.0, 20.0, 35.0, 60.0, 2.0][n as usize])
@@ -720,6 +743,7 @@ mod tests {
             &[None, None],
             levels,
             &[(src(1), 40.0), (src(2), 30.0), (src(3), 20.0)],
+            &[src(6)],
         );
         assert_eq!(out, vec![Some(src(1)), Some(src(2))]);
         // 4 (35) is louder than the quietest heard (2: 30), but not by the hysteresis.
@@ -727,6 +751,7 @@ mod tests {
             &out,
             levels,
             &[(src(1), 40.0), (src(4), 35.0), (src(2), 30.0)],
+            &[],
         );
         assert_eq!(out, vec![Some(src(1)), Some(src(2))]);
         // 5 (60) is: it takes 2's slot.
@@ -734,13 +759,35 @@ mod tests {
             &out,
             levels,
             &[(src(5), 60.0), (src(1), 40.0), (src(2), 30.0)],
+            &[],
         );
         assert_eq!(out, vec![Some(src(1)), Some(src(5))]);
         // A silent holder (6) gives its slot to anyone speaking.
-        let out = audible(&[Some(src(6)), Some(src(1))], levels, &[(src(3), 20.0)]);
+        let out = audible(
+            &[Some(src(6)), Some(src(1))],
+            levels,
+            &[(src(3), 20.0)],
+            &[],
+        );
         assert_eq!(out, vec![Some(src(3)), Some(src(1))]);
         // One that cannot be heard any more (gone) frees its slot.
         let gone = |s: Source| (s != src(1)).then_some(10.0);
-        assert_eq!(audible(&[Some(src(1))], gone, &[]), vec![None]);
+        assert_eq!(audible(&[Some(src(1))], gone, &[], &[]), vec![None]);
+        // Slots nobody speaking needs carry the quiet, in their order; the quiet never
+        // push each other (or anyone) out.
+        let out = audible(
+            &[None, None, None],
+            levels,
+            &[(src(1), 40.0)],
+            &[src(6), src(3)],
+        );
+        assert_eq!(out, vec![Some(src(1)), Some(src(6)), Some(src(3))]);
+        let out = audible(
+            &[Some(src(1)), Some(src(2))],
+            levels,
+            &[(src(1), 40.0)],
+            &[src(6)],
+        );
+        assert_eq!(out, vec![Some(src(1)), Some(src(2))]);
     }
 }

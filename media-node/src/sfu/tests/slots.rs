@@ -23,7 +23,7 @@ fn thumbnail() -> Option<View> {
     })
 }
 
-fn gallery(video_slots: u32) -> View {
+pub(super) fn gallery(video_slots: u32) -> View {
     View {
         video_slots,
         ..View::default_for_client()
@@ -96,7 +96,7 @@ impl Rig {
     }
 
     /// The slot table last told to `key`.
-    fn slots_of(&self, key: PeerKey) -> Vec<Slot> {
+    pub(super) fn slots_of(&self, key: PeerKey) -> Vec<Slot> {
         self.slot_tables
             .iter()
             .rev()
@@ -446,8 +446,11 @@ fn audio_slots_carry_the_loudest_speakers_and_layers_nobody_needs_are_reported_u
     assert_eq!(told(&rig, 2), Some(vec!["l".to_owned()]));
 }
 
+/// A client that declares no view (another WebRTC stack, a bot) gets the default slots
+/// in one offer after its first negotiation; a later view with fewer tiles uses the
+/// slots it has (no offer), one with more gets the new ones in one offer.
 #[test]
-fn a_view_after_the_first_offer_moves_a_receiver_onto_slots_in_one_offer() {
+fn a_client_without_a_view_gets_the_default_slots_in_one_offer_and_later_views_fit_them() {
     let mut rig = Rig::new();
     for n in 1..=3 {
         rig.join_as(
@@ -463,17 +466,82 @@ fn a_view_after_the_first_offer_moves_a_receiver_onto_slots_in_one_offer() {
     let receiver = PeerKey(100);
     rig.join_as(100, As::default());
     rig.play(0..30, |_| 127);
-    let before = rig.offers_to(receiver);
-    assert!(before >= 1, "its per-track m-lines were offered");
+    assert_eq!(
+        rig.offers_to(receiver),
+        1,
+        "the default slots, in one offer"
+    );
+    let slots = rig.slots_of(receiver);
+    let default = View::default_for_client();
+    let count = |kind: signaling::MediaKind, screen: bool| {
+        slots
+            .iter()
+            .filter(|s| s.kind == kind && s.screen == screen)
+            .count()
+    };
+    assert_eq!(
+        count(signaling::MediaKind::Audio, false),
+        default.audio_slots as usize
+    );
+    assert_eq!(
+        count(signaling::MediaKind::Video, false),
+        default.video_slots as usize
+    );
+    assert_eq!(count(signaling::MediaKind::Video, true), 1);
+    let tiles = |rig: &Rig| -> Vec<Option<String>> {
+        video_slots(&rig.slots_of(receiver))
+            .iter()
+            .map(|s| s.participant_id.clone())
+            .collect()
+    };
+    let mut expected: Vec<Option<String>> = ["p1", "p2", "p3"]
+        .iter()
+        .map(|p| Some((*p).to_owned()))
+        .collect();
+    expected.resize(default.video_slots as usize, None);
+    assert_eq!(tiles(&rig), expected);
+    // The three voices fill its three audio slots, silent or not.
+    let mut heard: Vec<String> = rig
+        .slots_of(receiver)
+        .iter()
+        .filter(|s| s.kind == signaling::MediaKind::Audio)
+        .filter_map(|s| s.participant_id.clone())
+        .collect();
+    heard.sort();
+    assert_eq!(heard, ["p1", "p2", "p3"]);
+
     rig.command(SfuCommand::View {
         key: receiver,
         view: gallery(2),
     });
     rig.play(30..60, |_| 127);
-    assert_eq!(rig.offers_to(receiver), before + 1);
-    let tiles: Vec<Option<String>> = video_slots(&rig.slots_of(receiver))
-        .iter()
-        .map(|s| s.participant_id.clone())
-        .collect();
-    assert_eq!(tiles, [Some("p1".to_owned()), Some("p2".to_owned())]);
+    assert_eq!(rig.offers_to(receiver), 1, "fewer tiles: the slots it has");
+    let shown: Vec<Option<String>> = tiles(&rig).into_iter().take(3).collect();
+    assert_eq!(shown, [Some("p1".to_owned()), Some("p2".to_owned()), None]);
+
+    rig.command(SfuCommand::View {
+        key: receiver,
+        view: gallery(12),
+    });
+    rig.play(60..90, |_| 127);
+    assert_eq!(
+        rig.offers_to(receiver),
+        2,
+        "more tiles: one offer of the new slots"
+    );
+    assert_eq!(tiles(&rig).len(), 12);
+}
+
+impl Rig {
+    /// Whether the slots last told to `key` carry `participant`'s media of `kind`.
+    pub(super) fn hears(
+        &self,
+        key: PeerKey,
+        participant: &str,
+        kind: signaling::MediaKind,
+    ) -> bool {
+        self.slots_of(key)
+            .iter()
+            .any(|s| s.kind == kind && s.participant_id.as_deref() == Some(participant))
+    }
 }
