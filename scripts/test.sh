@@ -6,6 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/deps.sh
 
+# One build from a clean clone gains nothing from incremental caches, which would take
+# as much disk again as the build itself (a CI run once failed with the disk full).
+export CARGO_INCREMENTAL=0
+
 ensure_packages "${BUILD_PACKAGES[@]}" "${RUN_PACKAGES[@]}" "${TEST_PACKAGES[@]}"
 ensure_geckodriver
 ensure_python_tools
