@@ -267,8 +267,8 @@ impl Peer {
 
 impl Sfu {
     /// A receiver's view: its slots are made (in one offer) and filled. A slot whose
-    /// tile now asks for another layer of what it carries gets a keyframe of that layer
-    /// asked for at once (it switches on it).
+    /// tile now asks for another layer of a simulcast source it carries gets a keyframe
+    /// of that layer asked for at once (it switches on it).
     pub(super) fn set_view(&mut self, now: Instant, key: PeerKey, view: View) {
         if let Some(w) = self.waiting.iter_mut().find(|w| w.key == key) {
             w.view = Some(view);
@@ -296,9 +296,12 @@ impl Sfu {
             .collect();
         self.slots_dirty = true;
         self.wants_changed = true;
+        // Only a simulcast source has another layer to switch to: a single-stream one
+        // is forwarded whatever layer the tile asks for, and a keyframe would be wasted.
         for (source, rid) in switches {
-            let rid = self.is_simulcast(source).then_some(rid);
-            self.request_keyframe(now, source, rid, KeyframeRequestKind::Pli);
+            if self.is_simulcast(source) {
+                self.request_keyframe(now, source, Some(rid), KeyframeRequestKind::Pli);
+            }
         }
     }
 

@@ -532,6 +532,74 @@ fn a_client_without_a_view_gets_the_default_slots_in_one_offer_and_later_views_f
     assert_eq!(tiles(&rig).len(), 12);
 }
 
+/// A tile that grows asks a keyframe of the larger layer of a simulcast camera it
+/// shows, and none of a single-stream camera (forwarded whatever layer is asked for).
+#[test]
+fn a_view_that_asks_another_layer_asks_a_keyframe_of_simulcast_sources_only() {
+    let mut rig = Rig::new();
+    rig.sfu.set_bandwidth_cap(false);
+    for (n, simulcast) in [(1, false), (2, true)] {
+        rig.join_as(
+            n,
+            As {
+                camera: true,
+                simulcast,
+                view: thumbnail(),
+                ..As::default()
+            },
+        );
+    }
+    let receiver = PeerKey(100);
+    let tiles = |width, height| View {
+        tiles: vec![signaling::TileSize { width, height }; 2],
+        ..gallery(2)
+    };
+    rig.join_as(
+        100,
+        As {
+            view: Some(tiles(320, 180)),
+            ..As::default()
+        },
+    );
+    // Every keyframe request each publisher got, frame by frame (publishing consumes
+    // them).
+    let play = |rig: &mut Rig, asked: &mut [Vec<Option<Rid>>; 2], frames: std::ops::Range<u64>| {
+        for f in frames {
+            for (i, key) in [PeerKey(1), PeerKey(2)].into_iter().enumerate() {
+                asked[i].extend(rig.client(key).keyframe_requests.iter().copied());
+            }
+            rig.publish(f, |_| 127);
+            rig.run(Duration::from_millis(33));
+        }
+    };
+    // Both shown, on `l`, and the start's keyframe requests older than the SFU's
+    // limit of one per source and layer in 500 ms.
+    let mut asked: [Vec<Option<Rid>>; 2] = Default::default();
+    play(&mut rig, &mut asked, 0..60);
+    let shown: Vec<Option<String>> = video_slots(&rig.slots_of(receiver))
+        .iter()
+        .map(|s| s.participant_id.clone())
+        .collect();
+    assert_eq!(shown, [Some("p1".to_owned()), Some("p2".to_owned())]);
+    let before = [asked[0].len(), asked[1].len()];
+
+    rig.command(SfuCommand::View {
+        key: receiver,
+        view: tiles(1280, 720),
+    });
+    play(&mut rig, &mut asked, 60..63);
+    assert_eq!(
+        &asked[0][before[0]..],
+        &[] as &[Option<Rid>],
+        "a single-stream camera was asked for a keyframe"
+    );
+    assert!(
+        asked[1][before[1]..].contains(&Some(Rid::from("h"))),
+        "no keyframe of h asked of the simulcast camera: {:?}",
+        &asked[1][before[1]..]
+    );
+}
+
 impl Rig {
     /// Whether the slots last told to `key` carry `participant`'s media of `kind`.
     pub(super) fn hears(
