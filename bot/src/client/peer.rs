@@ -88,6 +88,11 @@ impl PeerConnectionEventHandler for Handler {
         let received = self.received.clone();
         let main = track.ssrcs().await;
         tokio::spawn(async move {
+            // Packets that came on a slot before `slots` named whom it carries (signaling
+            // and media take different paths, and under load `slots` may come second):
+            // counted as that participant's once it is named, as a client that shows
+            // what it receives at once would.
+            let mut held: Vec<Packet> = Vec::new();
             while let Some(ev) = track.poll().await {
                 let TrackRemoteEvent::OnRtpPacket(p) = ev else {
                     continue;
@@ -104,42 +109,68 @@ impl PeerConnectionEventHandler for Handler {
                 } else {
                     continue; // padding
                 };
-                let video = kind == "video";
-                let keyframe = video && common::vp8::keyframe_start(payload);
-                let end = !video || p.header.marker;
-                let clock_rate = if video { 90_000 } else { 48_000 };
-                let at = Instant::now();
+                let packet = Packet {
+                    seq,
+                    timestamp: p.header.timestamp,
+                    marker: p.header.marker,
+                    at: Instant::now(),
+                    payload: payload.to_vec(),
+                };
                 let from = match &slot_mid {
                     None => publisher.clone(),
                     Some(mid) => match slots.lock().expect("slots").carries.get(mid) {
                         Some(p) => p.clone(),
-                        // Nobody yet, as far as the node told us.
-                        None => continue,
+                        None => {
+                            if held.len() < HELD_MAX {
+                                held.push(packet);
+                            }
+                            continue;
+                        }
                     },
                 };
                 let mut received = received.lock().expect("counters");
                 let counts = received.entry((from, kind)).or_default();
-                if !video && counts.audio.len() < AUDIO_KEPT {
-                    counts.audio.push(payload.to_vec());
+                for packet in held.drain(..).chain(std::iter::once(packet)) {
+                    count(counts, kind, &packet);
                 }
-                if video
-                    && (keyframe || !counts.video.is_empty())
-                    && counts.video.len() < VIDEO_KEPT
-                {
-                    counts.video.push((payload.to_vec(), p.header.marker));
-                }
-                counts.add(
-                    seq,
-                    p.header.timestamp,
-                    clock_rate,
-                    at,
-                    payload.len(),
-                    end,
-                    keyframe,
-                );
             }
         });
     }
+}
+
+/// Packets held at most on a slot not yet named (a few seconds of video).
+const HELD_MAX: usize = 1_000;
+
+/// One received packet, as counted.
+struct Packet {
+    seq: u16,
+    timestamp: u32,
+    marker: bool,
+    at: Instant,
+    payload: Vec<u8>,
+}
+
+/// Counts `p`, a packet of a `kind` track, into `counts`.
+fn count(counts: &mut super::receive::TrackCounts, kind: &str, p: &Packet) {
+    let video = kind == "video";
+    let keyframe = video && common::vp8::keyframe_start(&p.payload);
+    let end = !video || p.marker;
+    let clock_rate = if video { 90_000 } else { 48_000 };
+    if !video && counts.audio.len() < AUDIO_KEPT {
+        counts.audio.push(p.payload.clone());
+    }
+    if video && (keyframe || !counts.video.is_empty()) && counts.video.len() < VIDEO_KEPT {
+        counts.video.push((p.payload.clone(), p.marker));
+    }
+    counts.add(
+        p.seq,
+        p.timestamp,
+        clock_rate,
+        p.at,
+        p.payload.len(),
+        end,
+        keyframe,
+    );
 }
 
 /// A peer connection that reports to `handler`.
