@@ -58,6 +58,8 @@ pub struct RtcConfig {
     pub(crate) vp9_packetizer_mode: Vp9PacketizerMode,
     pub(crate) snap_enabled: bool,
     pub(crate) mtu: RangeInclusive<usize>,
+    /// Fjord: the pacing rate over the estimate ([`RtcConfig::set_pacing_factor`]).
+    pub(crate) pacing_factor: f64,
 }
 
 #[derive(Debug, Clone)]
@@ -466,6 +468,28 @@ impl RtcConfig {
     /// Returns the interval between RTCP sender/receiver reports for video streams.
     pub fn rtcp_report_interval_video(&self) -> Duration {
         self.intervals.video
+    }
+
+    /// Fjord: sets how much faster than the bandwidth estimate the pacer sends media
+    /// when BWE is on ([`RtcConfig::enable_bwe`]). Defaults to 1.1, right for an encoder
+    /// that follows the estimate. A forwarder (an SFU) cannot make its media fit the
+    /// estimate: it picks layers by it, and a single layer above the estimate queues in
+    /// the pacer for up to the pacer's 2 s limit. Pacing there only smooths bursts;
+    /// libwebrtc's GoogCC paces at 2.5.
+    ///
+    /// Panics unless `factor` is finite and at least 1.0.
+    pub fn set_pacing_factor(mut self, factor: f64) -> Self {
+        assert!(
+            factor.is_finite() && factor >= 1.0,
+            "pacing factor must be finite and at least 1.0: {factor}"
+        );
+        self.pacing_factor = factor;
+        self
+    }
+
+    /// Fjord: the pacing rate over the estimate ([`RtcConfig::set_pacing_factor`]).
+    pub fn pacing_factor(&self) -> f64 {
+        self.pacing_factor
     }
 
     /// Enables estimation of available bandwidth (BWE).
@@ -910,6 +934,7 @@ impl Default for RtcConfig {
             vp9_packetizer_mode: Vp9PacketizerMode::default(),
             snap_enabled: false,
             mtu: DATAGRAM_MTU_TARGET..=DATAGRAM_MTU_WARN,
+            pacing_factor: crate::pacer::DEFAULT_PACING_FACTOR,
         }
     }
 }

@@ -206,7 +206,7 @@ impl Session {
             bwe_last_event: None,
             enable_twcc_feedback: false,
             pacer,
-            pacer_control: PacerControl::new(),
+            pacer_control: PacerControl::new(config.pacing_factor),
             poll_packet_buf: vec![0; 2000],
             pending_packet: None,
             media_bytes_rx: 0,
