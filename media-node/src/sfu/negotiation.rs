@@ -11,7 +11,7 @@ use super::api::{PeerKey, SfuOutput, SignalOut};
 use super::codec::with_video_codecs;
 use super::core::Sfu;
 use super::peer::{OutState, Peer};
-use super::simulcast::INITIAL_ESTIMATE_KBPS;
+use super::simulcast::{INITIAL_ESTIMATE_KBPS, PACING_FACTOR};
 use super::slots::slot_stream;
 
 /// Packets each video stream we send keeps for resends (NACK) and probing: about a
@@ -58,6 +58,7 @@ impl Sfu {
             .set_local_ice_credentials(creds)
             .set_ice_lite(true)
             .enable_bwe(Some(Bitrate::kbps(INITIAL_ESTIMATE_KBPS)))
+            .set_pacing_factor(PACING_FACTOR)
             .set_send_buffer_video(SEND_BUFFER_VIDEO)
             .set_stats_interval(Some(Duration::from_secs(1)))
             .build(now);

@@ -22,6 +22,13 @@ pub(super) const AUDIO_BPS: u64 = 40_000;
 /// The estimate a subscriber starts with, before any feedback.
 pub(super) const INITIAL_ESTIMATE_KBPS: u64 = 1_000;
 
+/// How much faster than a subscriber's estimate str0m paces what we forward (str0m
+/// patch 7; str0m's own default is 1.1, for an encoder that follows the estimate). The
+/// estimate chooses layers; a single layer above it has no lower one to go to, and at
+/// 1.1 it queued in the pacer for up to its 2 s limit (resends behind it, frames late).
+/// Pacing only smooths bursts here, at libwebrtc's GoogCC multiplier.
+pub(super) const PACING_FACTOR: f64 = 2.5;
+
 pub(super) fn layer_rank(r: Rid) -> usize {
     LAYER_BPS
         .iter()
