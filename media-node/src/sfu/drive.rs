@@ -17,8 +17,17 @@ use super::speaker::SPEAKER_CHECK;
 use super::stats::counter_delta;
 
 /// How often one peer's `Rtc` may ask for its timeout to be handled at once within one
-/// drive before we let the driver's timer do it (a guard against a busy loop).
-pub(super) const IMMEDIATE_TIMEOUTS: u32 = 4;
+/// drive before we let the driver's timer do it (a guard against a busy loop). Each of
+/// str0m's pacer releases is one (`PACER_GATE`): this many packets at most per drive.
+pub(super) const IMMEDIATE_TIMEOUTS: u32 = 64;
+
+/// str0m's pacer closes a gate after each packet it releases and asks for a timeout 1 µs
+/// after its last one, so that time advances between packets. A drive's `now` stands
+/// still, so such a timeout is taken at its own time: the peer's clock runs ahead of
+/// `now` by a microsecond per packet (at most `IMMEDIATE_TIMEOUTS` of them), and a drive
+/// sends what the pacer's budget allows, not one packet. (A later call with a `now`
+/// behind the peer's clock is a no-op in str0m, and real time is past it at once.)
+const PACER_GATE: Duration = Duration::from_micros(1);
 
 impl Sfu {
     /// Whether a datagram from `source` belongs to one of our peers. Datagrams may be fed
@@ -174,6 +183,8 @@ impl Sfu {
             self.negotiate(i);
         }
         let mut immediate = 0;
+        // The peer's clock in this drive (`PACER_GATE`).
+        let mut clock = now;
         loop {
             let out = match self.peers[i].rtc.poll_output() {
                 Ok(o) => o,
@@ -191,10 +202,16 @@ impl Sfu {
                 }
             };
             match out {
-                // Written packets are only sent after a timeout stamps them: at once.
-                Output::Timeout(t) if t <= now && immediate < IMMEDIATE_TIMEOUTS => {
+                // Written packets are only sent after a timeout stamps them, and the
+                // pacer releases one per timeout: at once, up to its budget.
+                Output::Timeout(t) if t <= clock + PACER_GATE && immediate < IMMEDIATE_TIMEOUTS => {
                     immediate += 1;
-                    if self.peers[i].rtc.handle_input(Input::Timeout(now)).is_err() {
+                    clock = clock.max(t);
+                    if self.peers[i]
+                        .rtc
+                        .handle_input(Input::Timeout(clock))
+                        .is_err()
+                    {
                         self.peers[i].rtc.disconnect();
                         self.peers[i].dirty = true;
                         return;

@@ -50,6 +50,23 @@ const SHARD_QUEUE: usize = 4096;
 /// a busy meeting's remote tracks; at most ~5 MB of datagrams held per shard).
 pub const LINK_QUEUE: usize = 4096;
 
+/// Datagrams (or relayed packets) fed to the core, at most, before it is drained: every
+/// one already queued when the first is taken, so that a subscriber which several of
+/// them reach is driven once for all of them (its packets are then sent in one drive).
+const DATAGRAM_BATCH: usize = 32;
+
+/// Hands `first` to `feed`, then every item already queued on `rx`, up to
+/// [`DATAGRAM_BATCH`] in all.
+fn with_queued<T>(first: T, rx: &mut mpsc::Receiver<T>, mut feed: impl FnMut(T)) {
+    feed(first);
+    for _ in 1..DATAGRAM_BATCH {
+        match rx.try_recv() {
+            Ok(item) => feed(item),
+            Err(_) => return,
+        }
+    }
+}
+
 /// Where the SFU's active-speaker changes go (the meeting's room, in the node).
 pub type SpeakerOut = Arc<dyn Fn(&MeetingId, &ParticipantId) + Send + Sync>;
 
@@ -196,18 +213,24 @@ async fn run_shard(
             d = datagrams.recv() => match d {
                 Some(d) => {
                     arrived.get_or_insert(d.at);
-                    if !sfu.handle_datagram(d.at, d.source, &d.data) {
-                        // Routed here by address, but no peer of ours wants it (it left).
-                        out.unknown += 1;
-                    }
+                    with_queued(d, &mut datagrams, |d| {
+                        if !sfu.handle_datagram(d.at, d.source, &d.data) {
+                            // Routed here by address, but no peer of ours wants it (it left).
+                            out.unknown += 1;
+                        }
+                    });
                 }
                 None => return,
             },
             p = link_media.recv() => match p {
-                Some(LinkRtp { link, track_id, layer, rtp }) => sfu.handle_command(
-                    Instant::now(),
-                    SfuCommand::RemotePacket { link, track_id, layer, rtp },
-                ),
+                // As datagrams, so that relayed media gets the same share of a busy
+                // shard's turns.
+                Some(p) => with_queued(p, &mut link_media, |LinkRtp { link, track_id, layer, rtp }| {
+                    sfu.handle_command(
+                        Instant::now(),
+                        SfuCommand::RemotePacket { link, track_id, layer, rtp },
+                    );
+                }),
                 None => return,
             },
             cmd = rx.recv() => match cmd {
