@@ -92,7 +92,7 @@ impl PeerConnectionEventHandler for Handler {
             // and media take different paths, and under load `slots` may come second):
             // counted as that participant's once it is named, as a client that shows
             // what it receives at once would.
-            let mut held: Vec<Packet> = Vec::new();
+            let mut held: Vec<(Packet<'static>, Vec<u8>)> = Vec::new();
             while let Some(ev) = track.poll().await {
                 let TrackRemoteEvent::OnRtpPacket(p) = ev else {
                     continue;
@@ -114,7 +114,7 @@ impl PeerConnectionEventHandler for Handler {
                     timestamp: p.header.timestamp,
                     marker: p.header.marker,
                     at: Instant::now(),
-                    payload: payload.to_vec(),
+                    payload,
                 };
                 let from = match &slot_mid {
                     None => publisher.clone(),
@@ -122,7 +122,13 @@ impl PeerConnectionEventHandler for Handler {
                         Some(p) => p.clone(),
                         None => {
                             if held.len() < HELD_MAX {
-                                held.push(packet);
+                                held.push((
+                                    Packet {
+                                        payload: &[],
+                                        ..packet
+                                    },
+                                    packet.payload.to_vec(),
+                                ));
                             }
                             continue;
                         }
@@ -130,9 +136,17 @@ impl PeerConnectionEventHandler for Handler {
                 };
                 let mut received = received.lock().expect("counters");
                 let counts = received.entry((from, kind)).or_default();
-                for packet in held.drain(..).chain(std::iter::once(packet)) {
-                    count(counts, kind, &packet);
+                for (h, payload) in held.drain(..) {
+                    count(
+                        counts,
+                        kind,
+                        &Packet {
+                            payload: &payload,
+                            ..h
+                        },
+                    );
                 }
+                count(counts, kind, &packet);
             }
         });
     }
@@ -141,26 +155,27 @@ impl PeerConnectionEventHandler for Handler {
 /// Packets held at most on a slot not yet named (a few seconds of video).
 const HELD_MAX: usize = 1_000;
 
-/// One received packet, as counted.
-struct Packet {
+/// One received packet, as counted (its payload held apart while it waits).
+#[derive(Clone, Copy)]
+struct Packet<'a> {
     seq: u16,
     timestamp: u32,
     marker: bool,
     at: Instant,
-    payload: Vec<u8>,
+    payload: &'a [u8],
 }
 
 /// Counts `p`, a packet of a `kind` track, into `counts`.
-fn count(counts: &mut super::receive::TrackCounts, kind: &str, p: &Packet) {
+fn count(counts: &mut super::receive::TrackCounts, kind: &str, p: &Packet<'_>) {
     let video = kind == "video";
-    let keyframe = video && common::vp8::keyframe_start(&p.payload);
+    let keyframe = video && common::vp8::keyframe_start(p.payload);
     let end = !video || p.marker;
     let clock_rate = if video { 90_000 } else { 48_000 };
     if !video && counts.audio.len() < AUDIO_KEPT {
-        counts.audio.push(p.payload.clone());
+        counts.audio.push(p.payload.to_vec());
     }
     if video && (keyframe || !counts.video.is_empty()) && counts.video.len() < VIDEO_KEPT {
-        counts.video.push((p.payload.clone(), p.marker));
+        counts.video.push((p.payload.to_vec(), p.marker));
     }
     counts.add(
         p.seq,
