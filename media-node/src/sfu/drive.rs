@@ -18,16 +18,21 @@ use super::stats::counter_delta;
 
 /// How often one peer's `Rtc` may ask for its timeout to be handled at once within one
 /// drive before we let the driver's timer do it (a guard against a busy loop). Each of
-/// str0m's pacer releases is one (`PACER_GATE`): this many packets at most per drive.
+/// str0m's pacer releases takes one (`PACER_GATE`), as do its other due timers.
 pub(super) const IMMEDIATE_TIMEOUTS: u32 = 64;
 
 /// str0m's pacer closes a gate after each packet it releases and asks for a timeout 1 µs
 /// after its last one, so that time advances between packets. A drive's `now` stands
-/// still, so such a timeout is taken at its own time: the peer's clock runs ahead of
-/// `now` by a microsecond per packet (at most `IMMEDIATE_TIMEOUTS` of them), and a drive
-/// sends what the pacer's budget allows, not one packet. (A later call with a `now`
-/// behind the peer's clock is a no-op in str0m, and real time is past it at once.)
+/// still, so such a timeout is taken at its own time: the peer's clock (`Peer::clock`)
+/// runs ahead of `now` by a microsecond per packet, and a drive sends what the pacer's
+/// budget allows, not one packet. The next drive starts from the peer's clock (str0m
+/// reports no timeout earlier than its own), never more than `MAX_LEAD` ahead of `now`.
+/// A `Timeout` older than the peer's clock does nothing in str0m; a `Receive` is
+/// handled with its own time.
 const PACER_GATE: Duration = Duration::from_micros(1);
+
+/// How far a peer's clock may run ahead of the time the core was given.
+const MAX_LEAD: Duration = Duration::from_millis(1);
 
 impl Sfu {
     /// Whether a datagram from `source` belongs to one of our peers. Datagrams may be fed
@@ -184,7 +189,7 @@ impl Sfu {
         }
         let mut immediate = 0;
         // The peer's clock in this drive (`PACER_GATE`).
-        let mut clock = now;
+        let mut clock = now.max(self.peers[i].clock);
         loop {
             let out = match self.peers[i].rtc.poll_output() {
                 Ok(o) => o,
@@ -204,9 +209,14 @@ impl Sfu {
             match out {
                 // Written packets are only sent after a timeout stamps them, and the
                 // pacer releases one per timeout: at once, up to its budget.
-                Output::Timeout(t) if t <= clock + PACER_GATE && immediate < IMMEDIATE_TIMEOUTS => {
+                Output::Timeout(t)
+                    if t <= clock + PACER_GATE
+                        && t <= now + MAX_LEAD
+                        && immediate < IMMEDIATE_TIMEOUTS =>
+                {
                     immediate += 1;
                     clock = clock.max(t);
+                    self.peers[i].clock = clock;
                     if self.peers[i]
                         .rtc
                         .handle_input(Input::Timeout(clock))

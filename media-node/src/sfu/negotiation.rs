@@ -98,6 +98,7 @@ impl Sfu {
             stream_counters: Vec::new(),
             estimate_bps: None,
             twcc: false,
+            clock: now,
             muted: w.muted,
             group,
             view: view.clone(),

@@ -143,6 +143,9 @@ pub(super) struct Peer {
     /// Its transport-wide feedback drives an estimate (TWCC events came): REMB is then
     /// not used.
     pub(super) twcc: bool,
+    /// The latest time handed to its `Rtc` by a drive, which may run a little ahead of
+    /// the drive's `now` (`drive.rs`, `PACER_GATE`): the next drive starts from it.
+    pub(super) clock: Instant,
     pub(super) muted: Muted,
     /// Its breakout room (0: the main room): it gets and gives media in that room only.
     pub(super) group: u32,

@@ -711,11 +711,11 @@ fn a_single_layer_above_the_subscribers_estimate_is_not_queued_behind_it() {
         },
     );
     rig.run(Duration::from_secs(1));
-    // 1.2 Mbit/s: 30 frames a second of 5,000 bytes (5 packets each), each naming itself
-    // in its second and third bytes; a keyframe a second or when asked for. The
-    // subscriber's estimate stays at or below 1 Mbit/s here (0.55–0.7 in the rig's
-    // feedback); at str0m's own pacing factor (1.1) the frames fell behind by over a
-    // second.
+    // 1.14 Mbit/s: a frame of 5,000 bytes (5 packets) every 35 ms (the rig's 33 ms run
+    // is seven 5 ms steps), each naming itself in its second and third bytes; a
+    // keyframe a second or when asked for. The subscriber's estimate stays at or below
+    // 1 Mbit/s (checked below); at str0m's own pacing factor (1.1) the frames fell
+    // behind by over a second.
     let mut sent_at = Vec::new();
     for n in 0..90u16 {
         let now = rig.now;
@@ -753,6 +753,18 @@ fn a_single_layer_above_the_subscribers_estimate_is_not_queued_behind_it() {
             (n, g.at - sent_at[usize::from(n)])
         })
         .collect();
+    // The premise: the camera is above what the estimate covers.
+    let estimate = rig
+        .sfu
+        .peers
+        .iter()
+        .find(|p| p.key == PeerKey(2))
+        .unwrap()
+        .estimate_bps;
+    assert!(
+        estimate.is_some_and(|e| e <= 1_000_000),
+        "the subscriber's estimate: {estimate:?}"
+    );
     assert!(got.len() >= 85, "{} of 90 frames: {got:?}", got.len());
     let worst = got.iter().map(|(_, d)| *d).max().unwrap();
     assert!(
