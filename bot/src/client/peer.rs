@@ -93,6 +93,9 @@ impl PeerConnectionEventHandler for Handler {
             // counted as that participant's once it is named, as a client that shows
             // what it receives at once would.
             let mut held: Vec<(Packet<'static>, Vec<u8>)> = Vec::new();
+            // Only before the slot's first carrier: a slot that carried someone and now
+            // carries nobody drops what still comes (the old carrier's late packets).
+            let mut named = false;
             while let Some(ev) = track.poll().await {
                 let TrackRemoteEvent::OnRtpPacket(p) = ev else {
                     continue;
@@ -119,9 +122,12 @@ impl PeerConnectionEventHandler for Handler {
                 let from = match &slot_mid {
                     None => publisher.clone(),
                     Some(mid) => match slots.lock().expect("slots").carries.get(mid) {
-                        Some(p) => p.clone(),
+                        Some(p) => {
+                            named = true;
+                            p.clone()
+                        }
                         None => {
-                            if held.len() < HELD_MAX {
+                            if !named && held.len() < HELD_MAX {
                                 held.push((
                                     Packet {
                                         payload: &[],
