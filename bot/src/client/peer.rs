@@ -92,7 +92,7 @@ impl PeerConnectionEventHandler for Handler {
             // and media take different paths, and under load `slots` may come second):
             // counted as that participant's once it is named, as a client that shows
             // what it receives at once would.
-            let mut held: Vec<(Packet<'static>, Vec<u8>)> = Vec::new();
+            let mut held: Vec<(Packet, Vec<u8>)> = Vec::new();
             // Only before the slot's first carrier: a slot that carried someone and now
             // carries nobody drops what still comes (the old carrier's late packets).
             let mut named = false;
@@ -117,7 +117,6 @@ impl PeerConnectionEventHandler for Handler {
                     timestamp: p.header.timestamp,
                     marker: p.header.marker,
                     at: Instant::now(),
-                    payload,
                 };
                 let from = match &slot_mid {
                     None => publisher.clone(),
@@ -128,13 +127,7 @@ impl PeerConnectionEventHandler for Handler {
                         }
                         None => {
                             if !named && held.len() < HELD_MAX {
-                                held.push((
-                                    Packet {
-                                        payload: &[],
-                                        ..packet
-                                    },
-                                    packet.payload.to_vec(),
-                                ));
+                                held.push((packet, payload.to_vec()));
                             }
                             continue;
                         }
@@ -143,16 +136,9 @@ impl PeerConnectionEventHandler for Handler {
                 let mut received = received.lock().expect("counters");
                 let counts = received.entry((from, kind)).or_default();
                 for (h, payload) in held.drain(..) {
-                    count(
-                        counts,
-                        kind,
-                        &Packet {
-                            payload: &payload,
-                            ..h
-                        },
-                    );
+                    count(counts, kind, &h, &payload);
                 }
-                count(counts, kind, &packet);
+                count(counts, kind, &packet, payload);
             }
         });
     }
@@ -161,34 +147,32 @@ impl PeerConnectionEventHandler for Handler {
 /// Packets held at most on a slot not yet named (a few seconds of video).
 const HELD_MAX: usize = 1_000;
 
-/// One received packet, as counted (its payload held apart while it waits).
-#[derive(Clone, Copy)]
-struct Packet<'a> {
+/// What is counted of a received packet besides its payload.
+struct Packet {
     seq: u16,
     timestamp: u32,
     marker: bool,
     at: Instant,
-    payload: &'a [u8],
 }
 
-/// Counts `p`, a packet of a `kind` track, into `counts`.
-fn count(counts: &mut super::receive::TrackCounts, kind: &str, p: &Packet<'_>) {
+/// Counts `p`, a packet of a `kind` track carrying `payload`, into `counts`.
+fn count(counts: &mut super::receive::TrackCounts, kind: &str, p: &Packet, payload: &[u8]) {
     let video = kind == "video";
-    let keyframe = video && common::vp8::keyframe_start(p.payload);
+    let keyframe = video && common::vp8::keyframe_start(payload);
     let end = !video || p.marker;
     let clock_rate = if video { 90_000 } else { 48_000 };
     if !video && counts.audio.len() < AUDIO_KEPT {
-        counts.audio.push(p.payload.to_vec());
+        counts.audio.push(payload.to_vec());
     }
     if video && (keyframe || !counts.video.is_empty()) && counts.video.len() < VIDEO_KEPT {
-        counts.video.push((p.payload.to_vec(), p.marker));
+        counts.video.push((payload.to_vec(), p.marker));
     }
     counts.add(
         p.seq,
         p.timestamp,
         clock_rate,
         p.at,
-        p.payload.len(),
+        payload.len(),
         end,
         keyframe,
     );
