@@ -33,6 +33,7 @@ from aiortc import (
     RTCPeerConnection,
     RTCSessionDescription,
 )
+import aiortc.rtcrtpreceiver
 from aiortc.codecs import vpx
 from aiortc.mediastreams import AudioStreamTrack
 from aiortc.rtcdtlstransport import RTCDtlsTransport
@@ -127,6 +128,20 @@ async def handle_rtp_data(self, data, arrival_time_ms):
 
 RTCDtlsTransport._send_rtp = send_rtp
 RTCDtlsTransport._handle_rtp_data = handle_rtp_data
+
+
+def discarding_decoder_worker(loop, input_q, output_q, decode_error):
+    """Takes the place of aiortc's decoder thread. This peer never reads the tracks it
+    receives (it counts their RTP above), so every frame aiortc decoded piled up unread
+    in the track's queue, and decoding was most of a subscriber's CPU: on a machine of
+    two cores a test with several subscribers was then timing Python's backlog, not
+    the node. Jitter buffer, NACK, PLI on gaps and RTCP run as before."""
+    while input_q.get() is not None:
+        pass
+    asyncio.run_coroutine_threadsafe(output_q.put(None), loop)
+
+
+aiortc.rtcrtpreceiver.decoder_worker = discarding_decoder_worker
 
 
 class Pattern(MediaStreamTrack):
