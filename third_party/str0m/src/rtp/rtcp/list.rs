@@ -191,24 +191,30 @@ mod test {
         assert_eq!(lists[2].len(), 4);
     }
 
+    // Fjord: an item of a given size in words.
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    struct Words(usize);
+
+    impl super::private::WordSized for Words {
+        fn word_size(&self) -> usize {
+            self.0
+        }
+    }
+
     // Fjord: a merge moves what fits from the front of the other list, in order, and
     // the rest of that list shifts down.
     #[test]
     fn append_all_possible_moves_what_fits_and_shifts_the_rest() {
-        impl super::private::WordSized for u32 {
-            fn word_size(&self) -> usize {
-                *self as usize
-            }
-        }
-        let mut a: ReportList<u32> = ReportList::lists_from_iter([1, 1]).remove(0);
-        let mut b: ReportList<u32> = ReportList::lists_from_iter([2, 3, 1]).remove(0);
+        let words = |l: &ReportList<Words>| l.iter().map(|w| w.0).collect::<Vec<_>>();
+        let mut a = ReportList::lists_from_iter([Words(1), Words(1)]).remove(0);
+        let mut b = ReportList::lists_from_iter([Words(2), Words(3), Words(1)]).remove(0);
         // 5 words left: 2 and 3 fit, 1 does not.
         assert_eq!(a.append_all_possible(&mut b, 5), 2);
-        assert_eq!(a.iter().copied().collect::<Vec<_>>(), [1, 1, 2, 3]);
-        assert_eq!(b.iter().copied().collect::<Vec<_>>(), [1]);
-        assert_eq!(b[0], 1);
+        assert_eq!(words(&a), [1, 1, 2, 3]);
+        assert_eq!(words(&b), [1]);
+        assert_eq!(b[0], Words(1));
         // A full list takes nothing.
-        let mut full = ReportList::lists_from_iter([1u32; 31]).remove(0);
+        let mut full = ReportList::lists_from_iter([Words(1); 31]).remove(0);
         assert!(full.is_full());
         assert_eq!(full.append_all_possible(&mut b, 100), 0);
         assert_eq!(b.len(), 1);
