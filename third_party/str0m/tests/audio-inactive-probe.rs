@@ -1,7 +1,7 @@
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use netem::Bitrate;
+use str0m::bwe::Bitrate;
 use str0m::media::{Direction, MediaKind};
 use str0m::{Rtc, RtcError};
 

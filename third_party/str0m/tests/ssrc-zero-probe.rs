@@ -112,7 +112,7 @@ fn idle_capacity_collapse_and_recovery() -> Result<(), RtcError> {
     r.direct_api().declare_media("aud".into(), MediaKind::Audio);
     r.set_netem(
         netem::NetemConfig::new()
-            .link(Bitrate::mbps(2), netem::DataSize::kbytes(10))
+            .link(netem::Bitrate::mbps(2), netem::DataSize::kbytes(10))
             .seed(42),
     );
     run(&mut l, &mut r, Duration::from_secs(3))?;
@@ -120,7 +120,7 @@ fn idle_capacity_collapse_and_recovery() -> Result<(), RtcError> {
     l.events.clear();
     r.set_netem(
         netem::NetemConfig::new()
-            .link(Bitrate::kbps(10), netem::DataSize::kbytes(1))
+            .link(netem::Bitrate::kbps(10), netem::DataSize::kbytes(1))
             .seed(42),
     );
     run(&mut l, &mut r, Duration::from_secs(15))?;
@@ -131,7 +131,7 @@ fn idle_capacity_collapse_and_recovery() -> Result<(), RtcError> {
     l.events.clear();
     r.set_netem(
         netem::NetemConfig::new()
-            .link(Bitrate::mbps(2), netem::DataSize::kbytes(10))
+            .link(netem::Bitrate::mbps(2), netem::DataSize::kbytes(10))
             .seed(42),
     );
     run(&mut l, &mut r, Duration::from_secs(20))?;

@@ -19,7 +19,7 @@ fn bwe_allocation_probe_on_desired_increase_outside_alr() -> Result<(), RtcError
             description: "Network supports steady media but limits startup probes",
             config: NetemConfig::new()
                 .latency(Duration::from_millis(10))
-                .link(Bitrate::mbps(3), DataSize::kbytes(100))
+                .link(netem::Bitrate::mbps(3), DataSize::kbytes(100))
                 .seed(42),
         },
         Step::Media {
@@ -141,7 +141,7 @@ pub fn bwe_no_allocation_probing_when_estimate_at_max() -> Result<(), RtcError> 
             config: NetemConfig::new()
                 .latency(Duration::from_millis(10))
                 .jitter(Duration::from_millis(2))
-                .link(Bitrate::mbps(3), DataSize::kbytes(100))
+                .link(netem::Bitrate::mbps(3), DataSize::kbytes(100))
                 .seed(42),
         },
         // Start with bitrate close to max desired
@@ -254,7 +254,7 @@ fn alr_preamble_steps(max_bitrate: Bitrate) -> Vec<Step> {
         Step::Conditions {
             description: "Moderate bandwidth network",
             config: NetemConfig::new()
-                .link(Bitrate::mbps(3), DataSize::kbytes(100))
+                .link(netem::Bitrate::mbps(3), DataSize::kbytes(100))
                 .seed(42),
         },
         Step::Media {

@@ -20,7 +20,7 @@ pub fn bwe_changing_bandwidth() -> Result<(), RtcError> {
             config: NetemConfig::new()
                 .latency(Duration::from_millis(10))
                 .jitter(Duration::from_millis(2))
-                .link(Bitrate::mbps(10), DataSize::kbytes(200))
+                .link(netem::Bitrate::mbps(10), DataSize::kbytes(200))
                 .seed(42),
         },
         Step::Media {
@@ -44,7 +44,7 @@ pub fn bwe_changing_bandwidth() -> Result<(), RtcError> {
             config: NetemConfig::new()
                 .latency(Duration::from_millis(10))
                 .jitter(Duration::from_millis(20))
-                .link(Bitrate::kbps(800), DataSize::kbytes(50))
+                .link(netem::Bitrate::kbps(800), DataSize::kbytes(50))
                 .seed(42),
         },
         Step::Run {
@@ -80,7 +80,7 @@ pub fn bwe_changing_bandwidth() -> Result<(), RtcError> {
             config: NetemConfig::new()
                 .latency(Duration::from_millis(10))
                 .jitter(Duration::from_millis(2))
-                .link(Bitrate::mbps(10), DataSize::kbytes(200))
+                .link(netem::Bitrate::mbps(10), DataSize::kbytes(200))
                 .seed(42),
         },
         Step::Run {

@@ -18,7 +18,7 @@ fn overuse_triggers_aimd_decrease() -> Result<(), RtcError> {
             description: "Start with stable network",
             config: NetemConfig::new()
                 .latency(Duration::from_millis(20))
-                .link(Bitrate::mbps(3), DataSize::kbytes(100))
+                .link(netem::Bitrate::mbps(3), DataSize::kbytes(100))
                 .seed(42),
         },
         Step::Media {
@@ -39,7 +39,7 @@ fn overuse_triggers_aimd_decrease() -> Result<(), RtcError> {
             description: "Increase latency to cause queuing",
             config: NetemConfig::new()
                 .latency(Duration::from_millis(100)) // Significant increase
-                .link(Bitrate::mbps(3), DataSize::kbytes(100))
+                .link(netem::Bitrate::mbps(3), DataSize::kbytes(100))
                 .seed(42),
         },
         Step::Run {
@@ -69,7 +69,7 @@ fn underuse_allows_estimate_growth() -> Result<(), RtcError> {
             description: "High capacity network",
             config: NetemConfig::new()
                 .latency(Duration::from_millis(10))
-                .link(Bitrate::mbps(10), DataSize::kbytes(200))
+                .link(netem::Bitrate::mbps(10), DataSize::kbytes(200))
                 .seed(42),
         },
         Step::Media {

@@ -18,7 +18,7 @@ fn estimate_capped_by_max_bitrate() -> Result<(), RtcError> {
             description: "High capacity network (10 Mbps)",
             config: NetemConfig::new()
                 .latency(Duration::from_millis(10))
-                .link(Bitrate::mbps(10), DataSize::kbytes(200))
+                .link(netem::Bitrate::mbps(10), DataSize::kbytes(200))
                 .seed(42),
         },
         Step::Media {
@@ -54,7 +54,7 @@ fn estimate_recovers_after_capacity_restoration() -> Result<(), RtcError> {
             description: "Good network initially",
             config: NetemConfig::new()
                 .latency(Duration::from_millis(20))
-                .link(Bitrate::mbps(5), DataSize::kbytes(100))
+                .link(netem::Bitrate::mbps(5), DataSize::kbytes(100))
                 .seed(42),
         },
         Step::Media {
@@ -75,7 +75,7 @@ fn estimate_recovers_after_capacity_restoration() -> Result<(), RtcError> {
             description: "Degrade to 1 Mbps",
             config: NetemConfig::new()
                 .latency(Duration::from_millis(40))
-                .link(Bitrate::mbps(1), DataSize::kbytes(50))
+                .link(netem::Bitrate::mbps(1), DataSize::kbytes(50))
                 .seed(42),
         },
         Step::Run {
@@ -97,7 +97,7 @@ fn estimate_recovers_after_capacity_restoration() -> Result<(), RtcError> {
             description: "Restore to 5 Mbps",
             config: NetemConfig::new()
                 .latency(Duration::from_millis(20))
-                .link(Bitrate::mbps(5), DataSize::kbytes(100))
+                .link(netem::Bitrate::mbps(5), DataSize::kbytes(100))
                 .seed(42),
         },
         // Initial recovery should be via AIMD (no probes immediately after restoration)
@@ -140,7 +140,7 @@ fn estimate_converges_to_actual_capacity() -> Result<(), RtcError> {
             description: "Network with 2 Mbps capacity",
             config: NetemConfig::new()
                 .latency(Duration::from_millis(20))
-                .link(Bitrate::mbps(2), DataSize::kbytes(100))
+                .link(netem::Bitrate::mbps(2), DataSize::kbytes(100))
                 .seed(42),
         },
         Step::Media {

@@ -20,7 +20,7 @@ fn loss_caps_estimate_below_delay_based() -> Result<(), RtcError> {
                 .latency(Duration::from_millis(20))
                 .jitter(Duration::from_millis(5))
                 .loss(RandomLoss::new(Probability::new(0.10))) // 10% loss
-                .link(Bitrate::mbps(5), DataSize::kbytes(100))
+                .link(netem::Bitrate::mbps(5), DataSize::kbytes(100))
                 .seed(42),
         },
         Step::Media {
@@ -61,7 +61,7 @@ fn loss_controller_only_reduces_never_increases() -> Result<(), RtcError> {
             description: "Clean network initially",
             config: NetemConfig::new()
                 .latency(Duration::from_millis(10))
-                .link(Bitrate::mbps(5), DataSize::kbytes(150))
+                .link(netem::Bitrate::mbps(5), DataSize::kbytes(150))
                 .seed(42),
         },
         Step::Media {
@@ -83,7 +83,7 @@ fn loss_controller_only_reduces_never_increases() -> Result<(), RtcError> {
             config: NetemConfig::new()
                 .latency(Duration::from_millis(10))
                 .loss(RandomLoss::new(Probability::new(0.15))) // 15% loss
-                .link(Bitrate::mbps(5), DataSize::kbytes(150))
+                .link(netem::Bitrate::mbps(5), DataSize::kbytes(150))
                 .seed(42),
         },
         Step::Run {
@@ -100,7 +100,7 @@ fn loss_controller_only_reduces_never_increases() -> Result<(), RtcError> {
             description: "Remove loss",
             config: NetemConfig::new()
                 .latency(Duration::from_millis(10))
-                .link(Bitrate::mbps(5), DataSize::kbytes(150))
+                .link(netem::Bitrate::mbps(5), DataSize::kbytes(150))
                 .seed(42),
         },
         Step::Run {

@@ -15,7 +15,7 @@ fn recovery_time(minimum: Bitrate) -> Result<Duration, RtcError> {
 
     let good = NetemConfig::new()
         .latency(Duration::from_millis(20))
-        .link(Bitrate::mbps(5), DataSize::kbytes(100))
+        .link(netem::Bitrate::mbps(5), DataSize::kbytes(100))
         .seed(42);
     l.set_netem(good);
     r.set_netem(good);
@@ -24,7 +24,7 @@ fn recovery_time(minimum: Bitrate) -> Result<Duration, RtcError> {
     r.set_netem(
         NetemConfig::new()
             .latency(Duration::from_millis(40))
-            .link(Bitrate::mbps(1), DataSize::kbytes(50))
+            .link(netem::Bitrate::mbps(1), DataSize::kbytes(50))
             .seed(42),
     );
     ctx.run_for_duration(&mut l, &mut r, Duration::from_secs(2))?;
@@ -82,7 +82,8 @@ fn minimum_fills_media_gaps_and_can_be_lowered_without_probing() -> Result<(), R
         let first = stats.next().expect("first traffic sample");
         let last = stats.next_back().expect("last traffic sample");
         let bytes = DataSize::bytes((last.peer_bytes_tx - first.peer_bytes_tx) as i64);
-        bytes / last.timestamp.duration_since(first.timestamp)
+        // Fjord: netem 0.4's DataSize divides into its own Bitrate type.
+        Bitrate::bps((bytes / last.timestamp.duration_since(first.timestamp)).as_u64())
     }
 
     init_log();

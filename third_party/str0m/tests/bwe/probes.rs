@@ -18,7 +18,7 @@ fn initial_exponential_probes_3x_and_6x() -> Result<(), RtcError> {
         Step::Conditions {
             description: "High bandwidth network",
             config: NetemConfig::new()
-                .link(Bitrate::mbps(10), DataSize::kbytes(200))
+                .link(netem::Bitrate::mbps(10), DataSize::kbytes(200))
                 .seed(42),
         },
         Step::Media {
@@ -69,7 +69,7 @@ fn further_exponential_probes_at_2x() -> Result<(), RtcError> {
         Step::Conditions {
             description: "High bandwidth network",
             config: NetemConfig::new()
-                .link(Bitrate::mbps(20), DataSize::kbytes(400))
+                .link(netem::Bitrate::mbps(20), DataSize::kbytes(400))
                 .seed(42),
         },
         Step::Media {
@@ -110,7 +110,7 @@ fn probes_respect_max_bitrate_cap() -> Result<(), RtcError> {
         Step::Conditions {
             description: "Very high bandwidth network",
             config: NetemConfig::new()
-                .link(Bitrate::mbps(50), DataSize::kbytes(1000))
+                .link(netem::Bitrate::mbps(50), DataSize::kbytes(1000))
                 .seed(42),
         },
         Step::Media {

@@ -18,7 +18,7 @@ fn aimd_multiplicative_decrease_on_congestion() -> Result<(), RtcError> {
             description: "Good network",
             config: NetemConfig::new()
                 .latency(Duration::from_millis(20))
-                .link(Bitrate::mbps(5), DataSize::kbytes(100))
+                .link(netem::Bitrate::mbps(5), DataSize::kbytes(100))
                 .seed(42),
         },
         Step::Media {
@@ -39,7 +39,7 @@ fn aimd_multiplicative_decrease_on_congestion() -> Result<(), RtcError> {
             description: "High latency causes overuse",
             config: NetemConfig::new()
                 .latency(Duration::from_millis(150)) // Queuing delay
-                .link(Bitrate::mbps(5), DataSize::kbytes(100))
+                .link(netem::Bitrate::mbps(5), DataSize::kbytes(100))
                 .seed(42),
         },
         Step::Run {
@@ -69,7 +69,7 @@ fn aimd_additive_increase_recovers_estimate() -> Result<(), RtcError> {
             description: "Good network",
             config: NetemConfig::new()
                 .latency(Duration::from_millis(20))
-                .link(Bitrate::mbps(5), DataSize::kbytes(100))
+                .link(netem::Bitrate::mbps(5), DataSize::kbytes(100))
                 .seed(42),
         },
         Step::Media {
@@ -90,7 +90,7 @@ fn aimd_additive_increase_recovers_estimate() -> Result<(), RtcError> {
             description: "Temporary congestion",
             config: NetemConfig::new()
                 .latency(Duration::from_millis(150))
-                .link(Bitrate::mbps(5), DataSize::kbytes(100))
+                .link(netem::Bitrate::mbps(5), DataSize::kbytes(100))
                 .seed(42),
         },
         Step::Run {
@@ -106,7 +106,7 @@ fn aimd_additive_increase_recovers_estimate() -> Result<(), RtcError> {
             description: "Restore good conditions",
             config: NetemConfig::new()
                 .latency(Duration::from_millis(20))
-                .link(Bitrate::mbps(5), DataSize::kbytes(100))
+                .link(netem::Bitrate::mbps(5), DataSize::kbytes(100))
                 .seed(42),
         },
         Step::Run {
@@ -136,7 +136,7 @@ fn aimd_recovery_reaches_original_estimate() -> Result<(), RtcError> {
             description: "Good network",
             config: NetemConfig::new()
                 .latency(Duration::from_millis(20))
-                .link(Bitrate::mbps(3), DataSize::kbytes(100))
+                .link(netem::Bitrate::mbps(3), DataSize::kbytes(100))
                 .seed(42),
         },
         Step::Media {
@@ -157,7 +157,7 @@ fn aimd_recovery_reaches_original_estimate() -> Result<(), RtcError> {
             description: "Brief congestion event",
             config: NetemConfig::new()
                 .latency(Duration::from_millis(150))
-                .link(Bitrate::mbps(3), DataSize::kbytes(100))
+                .link(netem::Bitrate::mbps(3), DataSize::kbytes(100))
                 .seed(42),
         },
         Step::Run {
@@ -169,7 +169,7 @@ fn aimd_recovery_reaches_original_estimate() -> Result<(), RtcError> {
             description: "Restore network",
             config: NetemConfig::new()
                 .latency(Duration::from_millis(20))
-                .link(Bitrate::mbps(3), DataSize::kbytes(100))
+                .link(netem::Bitrate::mbps(3), DataSize::kbytes(100))
                 .seed(42),
         },
         Step::Run {

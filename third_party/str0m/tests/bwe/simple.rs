@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use netem::{Bitrate, NetemConfig};
+use netem::NetemConfig;
+use str0m::bwe::Bitrate;
 use str0m::RtcError;
 
 use crate::common::{BweTestContext, Step, connect_with_bwe};
