@@ -46,6 +46,10 @@ pub struct MediaNodeConfig {
     /// Cap each subscriber's simulcast layer by its bandwidth estimate (TWCC); off, the
     /// tile size alone decides (for links known to be ample).
     pub simulcast_bandwidth_cap: bool,
+    /// Send a run of equal-size datagrams to one peer (the packets of a video frame) as
+    /// one UDP GSO send where the kernel has it (Linux 4.18+); off, or where the kernel
+    /// or the device refuses it, datagrams go in `sendmmsg` batches.
+    pub udp_gso: bool,
     /// The QUIC relay endpoint (UDP) recording nodes subscribe to meetings on (mutual TLS).
     pub relay_listen: String,
     /// Address other nodes dial for the relay; default relay_listen.
@@ -111,6 +115,7 @@ impl Default for MediaNodeConfig {
             max_participants_per_webinar: 10_000,
             sfu_shards: 0,
             simulcast_bandwidth_cap: true,
+            udp_gso: true,
             relay_listen: "127.0.0.1:7883".into(),
             relay_advertise: None,
         }

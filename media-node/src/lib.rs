@@ -243,8 +243,11 @@ pub async fn run(
     let (sfu_handle, _sfu_task) = sfu::driver::spawn(
         udp,
         advertised,
-        shards,
-        cfg.simulcast_bandwidth_cap,
+        sfu::driver::Settings {
+            shards,
+            bandwidth_cap: cfg.simulcast_bandwidth_cap,
+            udp_gso: cfg.udp_gso,
+        },
         {
             // The SFU's active-speaker changes go to the meeting's room (everyone there
             // is told, and a late joiner's welcome names the speaker).

@@ -56,6 +56,11 @@ impl Metrics {
                     "UDP datagrams sent",
                 )
                 .expect("metric"),
+                gso_datagrams_out: IntCounter::new(
+                    "fjord_media_gso_packets_out_total",
+                    "UDP datagrams sent in GSO sends (runs of equal-size datagrams to one peer), of fjord_media_packets_out_total",
+                )
+                .expect("metric"),
                 bytes_in: IntCounter::new("fjord_media_bytes_in_total", "UDP bytes received")
                     .expect("metric"),
                 bytes_out: IntCounter::new("fjord_media_bytes_out_total", "UDP bytes sent")
@@ -139,6 +144,7 @@ impl Metrics {
             Box::new(m.tokens_refused.clone()),
             Box::new(m.driver.datagrams_in.clone()),
             Box::new(m.driver.datagrams_out.clone()),
+            Box::new(m.driver.gso_datagrams_out.clone()),
             Box::new(m.driver.bytes_in.clone()),
             Box::new(m.driver.bytes_out.clone()),
             Box::new(m.driver.unknown_datagrams.clone()),

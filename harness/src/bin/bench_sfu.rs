@@ -56,6 +56,10 @@ struct Args {
     /// Runs the same scenario against this server too, after Fjord, and compares.
     #[arg(long, value_enum)]
     against: Option<Peer>,
+    /// The node sends without UDP GSO (`udp_gso = false`), datagrams in `sendmmsg`
+    /// batches only: to compare.
+    #[arg(long)]
+    no_gso: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -67,6 +71,8 @@ enum Peer {
 struct Sample {
     cpu: f64,
     forwarded: f64,
+    /// Of `forwarded`, those sent in UDP GSO sends.
+    gso: f64,
     latency: Vec<(f64, f64)>,
 }
 
@@ -82,6 +88,7 @@ async fn sample(http: &reqwest::Client, base: &str, pid: u32) -> anyhow::Result<
         cpu,
         forwarded: harness::metric_value(&text, "fjord_media_packets_out_total")
             .context("fjord_media_packets_out_total missing")?,
+        gso: harness::metric_value(&text, "fjord_media_gso_packets_out_total").unwrap_or(0.0),
         latency: harness::histogram_buckets(&text, "fjord_media_forward_latency_seconds"),
     })
 }
@@ -112,18 +119,21 @@ async fn run(a: Args) -> anyhow::Result<()> {
     }
     let spec = ClusterSpec {
         controllers: 1,
-        media: vec![NodeSpec {
-            id: "media-oslo-1".into(),
-            region: "oslo".into(),
-            capacity: 10_000,
-        }],
+        media: vec![],
         recording: vec![],
         // The bench joins its peers from one address, faster than a client would.
         join_limits: harness::no_join_limits(),
         ..ClusterSpec::local()
     };
     eprintln!("starting etcd, a controller and one media node…");
-    let cluster = Cluster::start(spec).await?;
+    let mut cluster = Cluster::start(spec).await?;
+    cluster.media_extra = serde_json::json!({ "udp_gso": !a.no_gso });
+    cluster.start_media(NodeSpec {
+        id: "media-oslo-1".into(),
+        region: "oslo".into(),
+        capacity: 10_000,
+    })?;
+    cluster.wait_ready(Duration::from_secs(20)).await?;
     let base = cluster.controllers[0].url();
     let http = reqwest::Client::new();
     let mut meetings = Vec::new();
@@ -247,6 +257,10 @@ fn print_node(a: &Args, secs: f64, before: &Sample, after: &Sample) {
         a.meetings, a.publishers, a.subscribers, secs, a.load
     );
     println!("packets forwarded per second: {:.0}", forwarded / secs);
+    println!(
+        "of them in UDP GSO sends: {:.1} %",
+        (after.gso - before.gso) / forwarded.max(1.0) * 100.0
+    );
     println!(
         "sfu cpu seconds: {cpu:.2} ({:.0} % of one core)",
         cpu / secs * 100.0

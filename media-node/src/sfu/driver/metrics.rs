@@ -7,6 +7,8 @@ use crate::sfu::SfuStats;
 pub struct DriverMetrics {
     pub datagrams_in: prometheus::IntCounter,
     pub datagrams_out: prometheus::IntCounter,
+    /// Of `datagrams_out`, those that went in UDP GSO sends.
+    pub gso_datagrams_out: prometheus::IntCounter,
     pub bytes_in: prometheus::IntCounter,
     pub bytes_out: prometheus::IntCounter,
     pub unknown_datagrams: prometheus::IntCounter,

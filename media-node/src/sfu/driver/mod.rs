@@ -70,19 +70,43 @@ fn with_queued<T>(first: T, rx: &mut mpsc::Receiver<T>, mut feed: impl FnMut(T))
 /// Where the SFU's active-speaker changes go (the meeting's room, in the node).
 pub type SpeakerOut = Arc<dyn Fn(&MeetingId, &ParticipantId) + Send + Sync>;
 
-/// Starts the SFU with `shards` shards on `socket`, advertising `advertised` as the host
-/// candidate; active-speaker changes go to `speakers`.
+/// How the SFU runs (from the node's configuration).
+#[derive(Clone, Copy, Debug)]
+pub struct Settings {
+    /// Shards, each a task with its own core (clamped to 1–255).
+    pub shards: usize,
+    /// Cap each subscriber's simulcast layer by its bandwidth estimate.
+    pub bandwidth_cap: bool,
+    /// Send runs of equal-size datagrams to one peer as UDP GSO sends, where the kernel
+    /// has them.
+    pub udp_gso: bool,
+}
+
+/// Starts the SFU on `socket`, advertising `advertised` as the host candidate; active-
+/// speaker changes go to `speakers`.
 pub fn spawn(
     socket: UdpSocket,
     advertised: SocketAddr,
-    shards: usize,
-    bandwidth_cap: bool,
+    settings: Settings,
     speakers: SpeakerOut,
     metrics: DriverMetrics,
     shutdown: CancellationToken,
 ) -> (SfuHandle, tokio::task::JoinHandle<()>) {
+    let Settings {
+        shards,
+        bandwidth_cap,
+        udp_gso,
+    } = settings;
     let shards = shards.clamp(1, 255);
     let socket = Arc::new(socket);
+    let gso = udp_gso && outbox::gso_supported(&socket);
+    match (udp_gso, gso) {
+        (true, true) => tracing::info!("media socket: runs of datagrams go as UDP GSO sends"),
+        (true, false) => tracing::warn!(
+            "media socket: the kernel has no UDP GSO (UDP_SEGMENT); datagrams go in sendmmsg batches"
+        ),
+        (false, _) => tracing::info!("media socket: UDP GSO off by configuration"),
+    }
     let mut commands = Vec::new();
     let mut stats = Vec::new();
     let mut datagrams = Vec::new();
@@ -103,6 +127,7 @@ pub fn spawn(
                 sfu.set_bandwidth_cap(bandwidth_cap);
                 sfu
             },
+            gso,
             rx,
             dgram_rx,
             media_rx,
@@ -126,6 +151,7 @@ pub fn spawn(
 async fn run_shard(
     socket: Arc<UdpSocket>,
     mut sfu: Sfu,
+    gso: bool,
     mut rx: mpsc::UnboundedReceiver<DriverCommand>,
     mut datagrams: mpsc::Receiver<Inbound>,
     mut link_media: mpsc::Receiver<LinkRtp>,
@@ -144,7 +170,7 @@ async fn run_shard(
     let latency = m.forward_latency.local();
     // The arrival of the oldest datagram the next drain finishes with.
     let mut arrived: Option<Instant> = None;
-    let mut outbox = Outbox::new();
+    let mut outbox = Outbox::new(&socket, gso);
     loop {
         if Instant::now() >= next_stats {
             // The core reads no clock: it is told the wall clock (to the microsecond:
@@ -156,6 +182,8 @@ async fn run_shard(
             let now = sfu.stats();
             update_metrics(&m, &last_stats, &now);
             out.flush_out(&m);
+            m.gso_datagrams_out
+                .inc_by(std::mem::take(&mut outbox.gso_datagrams));
             latency.flush();
             last_stats = now;
             stats_tx.send_replace(ShardReport {
