@@ -21,16 +21,26 @@ pub(super) struct Outbox {
     /// Runs go as one GSO send: asked for, and the kernel has `UDP_SEGMENT` and has not
     /// refused a send with it (a device without checksum offload answers EIO).
     gso: bool,
+    /// GSO sends refused in a row with EIO or EINVAL.
+    gso_refusals: u32,
     /// GSO sends so far, and the datagrams they carried.
     pub(super) gso_sends: u64,
     pub(super) gso_datagrams: u64,
 }
 
 const SEND_BATCH: usize = 64;
-/// The most datagrams one GSO send may carry (the kernel's `UDP_MAX_SEGMENTS`).
-const MAX_SEGMENTS: usize = 64;
+/// The most datagrams one GSO send carries. The kernel's `UDP_MAX_SEGMENTS` is 64, but
+/// kernels before the fixes of December 2021 counted the headers against it and refused
+/// 64 full segments.
+const MAX_SEGMENTS: usize = 32;
 /// The most bytes one GSO send may carry: one UDP datagram's payload before the cut.
 const MAX_GSO_BYTES: usize = 65_507;
+/// The fewest datagrams that go as one GSO send: a run ends the `sendmmsg` batch around
+/// it, so a shorter one would cost system calls rather than save them.
+const MIN_RUN: usize = 4;
+/// GSO sends refused in a row with EIO or EINVAL (an old kernel, a device without
+/// checksum offload) after which the outbox stops trying.
+const GSO_REFUSALS: u32 = 8;
 
 impl Outbox {
     /// An outbox for `socket`; with `gso`, runs go as GSO sends if the kernel has them.
@@ -39,6 +49,7 @@ impl Outbox {
         Self {
             queue: Vec::with_capacity(SEND_BATCH),
             gso,
+            gso_refusals: 0,
             gso_sends: 0,
             gso_datagrams: 0,
         }
@@ -60,24 +71,31 @@ impl Outbox {
 
     /// Sends everything queued, in order. A datagram the kernel refuses (its
     /// destination is unreachable, say) is dropped, as a failed `send_to` would be; the
-    /// rest go on. A GSO send the kernel refuses as unsupported turns GSO off for good
-    /// (logged once) and its datagrams go one by one.
+    /// rest go on. A run the kernel refuses as one send (a path MTU below its segment
+    /// size answers EMSGSIZE; an old kernel or a device without checksum offload EIO
+    /// or EINVAL) goes datagram by datagram; after [`GSO_REFUSALS`] EIO or EINVAL in a
+    /// row the outbox stops trying GSO (logged).
     pub(super) async fn flush(&mut self, socket: &UdpSocket) {
+        self.flush_with(socket, send_run).await;
+    }
+
+    /// [`Self::flush`], with `send_run` sending each run (the tests refuse runs).
+    async fn flush_with(&mut self, socket: &UdpSocket, send_run: SendRun) {
         let mut at = 0;
+        // Datagrams before this index go one by one: a run the kernel refused.
+        let mut singles_until = 0;
         while at < self.queue.len() {
             let rest = &self.queue[at..];
-            let run = if self.gso { run_len(rest) } else { 1 };
+            let gso_from = |i: usize| self.gso && at + i >= singles_until;
+            let run = if gso_from(0) { gso_run(rest) } else { 1 };
             let result = if run > 1 {
                 send_run(socket, &rest[..run]).map(|()| run)
             } else {
                 // Every datagram up to the next run, in one `sendmmsg`.
-                let singles = if self.gso {
-                    (1..rest.len().min(SEND_BATCH))
-                        .find(|&i| run_len(&rest[i..]) > 1)
-                        .unwrap_or(rest.len().min(SEND_BATCH))
-                } else {
-                    rest.len().min(SEND_BATCH)
-                };
+                let limit = rest.len().min(SEND_BATCH);
+                let singles = (1..limit)
+                    .find(|&i| gso_from(i) && gso_run(&rest[i..]) > 1)
+                    .unwrap_or(limit);
                 send_batch(socket, &rest[..singles])
             };
             match result {
@@ -85,6 +103,7 @@ impl Outbox {
                     if run > 1 {
                         self.gso_sends += 1;
                         self.gso_datagrams += run as u64;
+                        self.gso_refusals = 0;
                     }
                     at += n.max(1);
                 }
@@ -93,18 +112,23 @@ impl Outbox {
                         break;
                     }
                 }
-                Err(e)
-                    if run > 1
-                        && [Errno::EIO, Errno::EINVAL]
-                            .iter()
-                            .any(|&n| e.raw_os_error() == Some(n as i32)) =>
-                {
-                    tracing::warn!(error = %e, "the kernel refuses UDP GSO on the media socket: sending datagram by datagram");
-                    self.gso = false;
+                Err(e) if run > 1 => {
+                    tracing::debug!(destination = %self.queue[at].0, error = %e, "a UDP GSO send was refused: its datagrams go one by one");
+                    singles_until = at + run;
+                    let unsupported = [Errno::EIO, Errno::EINVAL]
+                        .iter()
+                        .any(|&n| e.raw_os_error() == Some(n as i32));
+                    if unsupported {
+                        self.gso_refusals += 1;
+                        if self.gso_refusals >= GSO_REFUSALS {
+                            tracing::warn!(error = %e, "the kernel refuses UDP GSO sends on the media socket: sending datagram by datagram from now on");
+                            self.gso = false;
+                        }
+                    }
                 }
                 Err(e) => {
                     tracing::debug!(destination = %self.queue[at].0, error = %e, "UDP send failed");
-                    at += if run > 1 { run } else { 1 };
+                    at += 1;
                 }
             }
         }
@@ -117,7 +141,16 @@ pub(super) fn gso_supported(socket: &UdpSocket) -> bool {
     getsockopt(socket, sockopt::UdpGsoSegment).is_ok()
 }
 
-/// How many datagrams from the front of `queue` one GSO send carries: those to the
+/// How many datagrams from the front of `queue` go as one GSO send: a run of at least
+/// [`MIN_RUN`] (see [`run_len`]), else 1.
+fn gso_run(queue: &[(SocketAddr, Vec<u8>)]) -> usize {
+    match run_len(queue) {
+        n if n >= MIN_RUN => n,
+        _ => 1,
+    }
+}
+
+/// How many datagrams from the front of `queue` one GSO send could carry: those to the
 /// first one's destination, each as long as the first (the kernel cuts at that size),
 /// the last possibly shorter, within the kernel's limits.
 fn run_len(queue: &[(SocketAddr, Vec<u8>)]) -> usize {
@@ -142,6 +175,9 @@ fn run_len(queue: &[(SocketAddr, Vec<u8>)]) -> usize {
     }
     n
 }
+
+/// Sends a run as one GSO send.
+type SendRun = fn(&UdpSocket, &[(SocketAddr, Vec<u8>)]) -> std::io::Result<()>;
 
 /// Sends a run (see [`run_len`]) as one GSO send.
 fn send_run(socket: &UdpSocket, run: &[(SocketAddr, Vec<u8>)]) -> std::io::Result<()> {
@@ -273,35 +309,55 @@ mod tests {
             .collect()
     }
 
+    fn queue(datagrams: &[(u16, usize)]) -> Vec<(SocketAddr, Vec<u8>)> {
+        datagrams
+            .iter()
+            .map(|&(port, len)| (SocketAddr::from(([127, 0, 0, 1], port)), vec![0; len]))
+            .collect()
+    }
+
+    #[test]
+    fn a_run_is_equal_datagrams_to_one_destination_the_last_possibly_shorter_within_the_limits() {
+        // A frame: full packets and a shorter last one; what follows is not the run's.
+        assert_eq!(
+            run_len(&queue(&[(1, 1_200), (1, 1_200), (1, 700), (1, 1_200)])),
+            3
+        );
+        // A shorter datagram ends a run: the kernel would cut a longer one after it.
+        assert_eq!(run_len(&queue(&[(1, 1_200), (1, 700), (1, 1_200)])), 2);
+        // A longer one does not join, nor one to another destination.
+        assert_eq!(run_len(&queue(&[(1, 700), (1, 1_200)])), 1);
+        assert_eq!(run_len(&queue(&[(1, 1_200), (2, 1_200), (1, 1_200)])), 1);
+        // At most MAX_SEGMENTS datagrams, and at most MAX_GSO_BYTES.
+        assert_eq!(run_len(&queue(&[(1, 1_150); 40])), MAX_SEGMENTS);
+        assert_eq!(run_len(&queue(&[(1, 2_500); 30])), 26);
+        // Runs shorter than MIN_RUN go in the sendmmsg batch.
+        assert_eq!(gso_run(&queue(&[(1, 1_200); 3])), 1);
+        assert_eq!(gso_run(&queue(&[(1, 1_200); 4])), 4);
+        assert_eq!(run_len(&[]), 0);
+    }
+
     #[tokio::test]
     async fn runs_of_equal_datagrams_to_one_destination_go_as_gso_sends_and_arrive_one_by_one() {
         let mut datagrams = Vec::new();
         // A frame of five full packets and a short last one to receiver 0: one run.
         datagrams.extend((0..5).map(|i| (0, 1_200, i)));
         datagrams.push((0, 700, 5));
-        // Three to receiver 1: a run of its own.
+        // Three to receiver 1: too few for a run.
         datagrams.extend((6..9).map(|i| (1, 1_200, i)));
-        // A short one, then longer ones: the short one goes alone, the two after it
-        // are a run.
-        datagrams.push((0, 100, 9));
-        datagrams.extend((10..12).map(|i| (0, 1_200, i)));
-        // 70 equal ones: more than one send may carry.
+        // A longer one after a shorter one: each alone.
+        datagrams.extend([(0, 100, 9), (0, 1_200, 10), (0, 700, 11), (0, 1_200, 12)]);
+        // 70 equal ones: more than one send carries.
         datagrams.extend((0..70).map(|i| (1, 1_000, 100 + i)));
         let (got, outbox) = through(true, &datagrams).await;
         assert!(
             outbox.gso(),
-            "loopback takes UDP GSO (Linux 4.18 and later)"
+            "loopback takes UDP GSO (UDP_SEGMENT, Linux 4.18 and later)"
         );
         assert_eq!(got, expected(&datagrams), "every datagram whole, in order");
-        // 6, 3, 2, and the 70 as 64 + 6 (the batch of 64 flushed at the 64th push may
-        // cut the run earlier, never later).
-        assert!(outbox.gso_sends >= 5, "{} GSO sends", outbox.gso_sends);
-        assert!(
-            outbox.gso_datagrams >= (datagrams.len() - 1 - 2) as u64,
-            "{} of {} datagrams went in GSO sends",
-            outbox.gso_datagrams,
-            datagrams.len()
-        );
+        // The outbox flushes at its 64th datagram: the run of 6, then 51 of the 70
+        // (at most 32 a send: 32 + 19), then the other 19 (one send).
+        assert_eq!((outbox.gso_sends, outbox.gso_datagrams), (4, 76));
     }
 
     #[tokio::test]
@@ -313,5 +369,46 @@ mod tests {
         assert!(!outbox.gso());
         assert_eq!(got, expected(&datagrams));
         assert_eq!(outbox.gso_sends, 0);
+    }
+
+    #[tokio::test]
+    async fn runs_the_kernel_refuses_go_datagram_by_datagram_and_repeated_eio_turns_gso_off() {
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let receiver = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let to = receiver.local_addr().unwrap();
+        let refuse = |errno: Errno| -> SendRun {
+            match errno {
+                Errno::EMSGSIZE => {
+                    |_, _| Err(std::io::Error::from_raw_os_error(Errno::EMSGSIZE as i32))
+                }
+                _ => |_, _| Err(std::io::Error::from_raw_os_error(Errno::EIO as i32)),
+            }
+        };
+        let mut buf = [0u8; 2_048];
+        for (errno, flushes, gso_after) in [
+            // A path MTU below the segment size: that run goes one by one, GSO stays.
+            (Errno::EMSGSIZE, GSO_REFUSALS + 2, true),
+            // A device or kernel that refuses GSO: off after GSO_REFUSALS in a row.
+            (Errno::EIO, GSO_REFUSALS, false),
+        ] {
+            let mut outbox = Outbox::new(&socket, true);
+            assert!(outbox.gso());
+            for f in 0..flushes {
+                for i in 0..5u8 {
+                    outbox.queue.push((to, vec![i; 1_000]));
+                }
+                outbox.flush_with(&socket, refuse(errno)).await;
+                for i in 0..5u8 {
+                    let (len, _) =
+                        tokio::time::timeout(Duration::from_secs(2), receiver.recv_from(&mut buf))
+                            .await
+                            .unwrap_or_else(|_| panic!("{errno}, flush {f}: datagram {i} lost"))
+                            .unwrap();
+                    assert_eq!((len, buf[0]), (1_000, i), "{errno}: in order, whole");
+                }
+            }
+            assert_eq!(outbox.gso(), gso_after, "{errno}");
+            assert_eq!(outbox.gso_sends, 0);
+        }
     }
 }
