@@ -137,7 +137,10 @@ mod test {
         for (estimate, expected) in [(450, 450), (700, 700), (1000, 800), (300, 300)] {
             let result = c.calculate(true, Bitrate::kbps(estimate), false, minimum);
             assert_eq!(result.padding_rate, Bitrate::kbps(expected));
-            assert_eq!(result.pacing_rate, Bitrate::kbps(estimate) * DEFAULT_PACING_FACTOR);
+            assert_eq!(
+                result.pacing_rate,
+                Bitrate::kbps(estimate) * DEFAULT_PACING_FACTOR
+            );
         }
     }
 

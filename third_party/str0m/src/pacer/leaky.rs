@@ -181,7 +181,10 @@ impl Pacer for LeakyBucketPacer {
         // driver's timer meant a wake per packet per subscriber, is then one per write.
         if std::mem::take(&mut self.counted_off)
             && self.probe_queue.is_empty()
-            && self.queue_states.iter().all(|q| q.snapshot.packet_count == 0)
+            && self
+                .queue_states
+                .iter()
+                .all(|q| q.snapshot.packet_count == 0)
         {
             self.next_poll_time = self.padding_time(now);
         }
@@ -216,7 +219,9 @@ impl LeakyBucketPacer {
     /// `next_poll` has it.
     fn padding_time(&self, now: Instant) -> Option<(Instant, PacerReason)> {
         let can_pad = self.queue_states.iter().any(|q| q.use_for_padding);
-        if !can_pad || self.padding_bitrate == Bitrate::ZERO || self.adjusted_bitrate == Bitrate::ZERO
+        if !can_pad
+            || self.padding_bitrate == Bitrate::ZERO
+            || self.adjusted_bitrate == Bitrate::ZERO
         {
             return None;
         }
@@ -740,7 +745,10 @@ mod test {
             queue.register_send(qid, now);
             let (timeout, _) = pacer.poll_timeout();
             if seq < 3 {
-                assert!(timeout <= Some(now + Duration::from_micros(1)), "more to send");
+                assert!(
+                    timeout <= Some(now + Duration::from_micros(1)),
+                    "more to send"
+                );
                 handle_timeout_noisy(&mut pacer, &mut queue, now);
             } else {
                 assert_eq!(timeout, Some(now + PACING), "drained: the periodic timeout");

@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use netem::NetemConfig;
-use str0m::bwe::Bitrate;
 use str0m::RtcError;
+use str0m::bwe::Bitrate;
 
 use crate::common::{BweTestContext, Step, connect_with_bwe};
 use crate::common::{init_crypto_default, init_log};
