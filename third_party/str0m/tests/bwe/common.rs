@@ -21,13 +21,26 @@ pub use test_common::*;
 
 /// Helper to create two connected peers with BWE enabled on the sender.
 pub fn connect_with_bwe(initial_bitrate: Bitrate, desired_bitrate: Bitrate) -> (TestRtc, TestRtc) {
+    connect_with_bwe_paced(initial_bitrate, desired_bitrate, None)
+}
+
+/// Fjord: [`connect_with_bwe`], the sender pacing at `pacing_factor` times the estimate
+/// where given (`RtcConfig::set_pacing_factor`, PATCHES.md change 7).
+pub fn connect_with_bwe_paced(
+    initial_bitrate: Bitrate,
+    desired_bitrate: Bitrate,
+    pacing_factor: Option<f64>,
+) -> (TestRtc, TestRtc) {
     let start = Instant::now();
 
     // Only sender (L) needs BWE enabled
-    let rtc1 = Rtc::builder()
+    let mut config = Rtc::builder()
         .set_rtp_mode(true)
-        .enable_bwe(Some(initial_bitrate))
-        .build(start);
+        .enable_bwe(Some(initial_bitrate));
+    if let Some(factor) = pacing_factor {
+        config = config.set_pacing_factor(factor);
+    }
+    let rtc1 = config.build(start);
 
     let rtc2 = Rtc::builder().set_rtp_mode(true).build(start);
 

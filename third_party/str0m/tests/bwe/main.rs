@@ -14,3 +14,6 @@ mod probes;
 mod queue_time;
 mod recovery;
 mod simple;
+
+// Fjord: the estimate at Fjord's pacing factor (PATCHES.md change 9).
+mod fjord;
