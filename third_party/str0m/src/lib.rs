@@ -942,6 +942,13 @@ pub struct Rtc {
     // Last timeout returned by `poll_output`, reused while the readiness says
     // the timeout is still valid.
     cached_timeout: Instant,
+    // Fjord: the soonest deadline of everything but the session's pacer, computed with
+    // `cached_timeout`. While the readiness says it is still valid, a timeout before it
+    // is the pacer's alone (`do_handle_timeout`).
+    cached_timeout_without_pacer: Instant,
+    // Fjord: whether a timeout only the pacer is due for drives the pacer alone (on;
+    // tests compare with the full walk).
+    pacer_alone: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -1315,6 +1322,8 @@ impl Rtc {
             close_dtls_started: false,
             readiness: Readiness::armed(),
             cached_timeout: start,
+            cached_timeout_without_pacer: start,
+            pacer_alone: true,
         })
     }
 
@@ -1900,13 +1909,16 @@ impl Rtc {
     fn poll_timeout(&mut self) -> Instant {
         if self.readiness.wants_timeout() {
             let stats_timeout = self.stats.as_mut().and_then(|s| s.poll_timeout());
-            let time_and_reason = (None, Reason::NotHappening)
+            let (session_timeout, pacer_timeout) = self.session.poll_timeout_and_pacer();
+            let without_pacer = (None, Reason::NotHappening)
                 .soonest((self.next_dtls_timeout, Reason::DTLS))
                 .soonest((self.ice.poll_timeout(), Reason::Ice))
-                .soonest(self.session.poll_timeout())
+                .soonest(session_timeout)
                 .soonest((self.sctp.poll_timeout(), Reason::Sctp))
                 .soonest((self.chan.poll_timeout(&self.sctp), Reason::Channel))
                 .soonest((stats_timeout, Reason::Stats));
+            self.cached_timeout_without_pacer = without_pacer.0.unwrap_or_else(not_happening);
+            let time_and_reason = without_pacer.soonest(pacer_timeout);
 
             let time = time_and_reason.0.unwrap_or_else(not_happening);
             self.cached_timeout = time.max(self.last_now);
@@ -2107,6 +2119,16 @@ impl Rtc {
 
         self.last_now = now;
 
+        // Fjord: nothing has changed since the deadlines were computed, and none but the
+        // pacer's is due (its gate after each released packet, its next send): the
+        // session drives its bandwidth estimator and pacer only, not the walk over every
+        // stream and its reports (`Session::handle_pacer_timeout`). That walk cost about
+        // as much as the pacer itself, once per packet a paced subscriber is sent.
+        let pacer_only = self.pacer_alone
+            && self.state == RtcState::Alive
+            && !self.readiness.wants_timeout()
+            && now < self.cached_timeout_without_pacer;
+
         // Disjoint borrows so each subsystem gets its own armed `Wake` and
         // makes its own re-poll decision; the guards fold into `readiness`
         // independently as each statement ends.
@@ -2130,7 +2152,9 @@ impl Rtc {
 
         sctp.handle_timeout(now, &mut readiness.wake());
         chan.handle_timeout(now, sctp, &mut readiness.wake());
-        session.handle_timeout(now, &mut readiness.wake())?;
+        if !(pacer_only && session.handle_pacer_timeout(now, &mut readiness.wake())) {
+            session.handle_timeout(now, &mut readiness.wake())?;
+        }
 
         if let Some(stats) = stats {
             if stats.wants_timeout(now) {

@@ -351,6 +351,24 @@ impl Session {
         Ok(())
     }
 
+    /// Fjord: `handle_timeout` for a time at which the caller knows that no deadline of
+    /// the session but the pacer's is due (`Rtc::do_handle_timeout`): the bandwidth
+    /// estimator and the pacer run as there (the estimator does time-driven work on every
+    /// call, its ALR budget among it), the walk over every stream for reports, NACKs and
+    /// stamping, which would find nothing due, does not. The wake stays armed: the pacer
+    /// may release media and has moved its timer. False, with nothing done, before the
+    /// SRTP keys or while closing.
+    pub fn handle_pacer_timeout(&mut self, now: Instant, _wake: &mut Wake) -> bool {
+        if self.rtp_closing || self.srtp_tx.is_none() {
+            return false;
+        }
+        // The bandwidth estimator does time-driven work on every call (its ALR budget,
+        // the ALR stop time), not only at its own timeout: it runs as in `handle_timeout`.
+        let probe_media = self.handle_timeout_bwe(now);
+        self.update_queue_state(now, probe_media);
+        true
+    }
+
     fn handle_timeout_bwe(&mut self, now: Instant) -> Option<(Mid, Pt)> {
         self.bwe.as_ref()?;
 
@@ -1298,12 +1316,24 @@ impl Session {
         Some(protected.into())
     }
 
+    #[cfg(test)]
     pub fn poll_timeout(&mut self) -> (Option<Instant>, Reason) {
+        let (others, pacer) = self.poll_timeout_and_pacer();
+        others.soonest(pacer)
+    }
+
+    /// Fjord: the session's next timeout, as the soonest of everything but the pacer and
+    /// the pacer's own (`Rtc::do_handle_timeout` drives the pacer alone when only its
+    /// timeout is due).
+    pub fn poll_timeout_and_pacer(
+        &mut self,
+    ) -> ((Option<Instant>, Reason), (Option<Instant>, Reason)) {
+        let no_pacer = (None, Reason::NotHappening);
         if self.rtp_closing {
             return if self.feedback_tx.is_empty() {
-                (None, Reason::NotHappening)
+                ((None, Reason::NotHappening), no_pacer)
             } else {
-                (Some(already_happened()), Reason::Feedback)
+                ((Some(already_happened()), Reason::Feedback), no_pacer)
             };
         }
 
@@ -1330,16 +1360,16 @@ impl Session {
             // We should never see this reason.
             .unwrap_or((None, Reason::BweDelayControl));
 
-        (feedback_at, Reason::Feedback)
+        let others = (feedback_at, Reason::Feedback)
             .soonest((request_at, Reason::Feedback))
             .soonest((nack_at, Reason::Nack))
             .soonest((twcc_at, Reason::Twcc))
-            .soonest(pacing_at)
             .soonest((receive_at, Reason::ReceiveReorder))
             .soonest((packetize_at, Reason::Packetize))
             .soonest((paused_at, Reason::PauseCheck))
             .soonest((send_stream_at, Reason::SendStream))
-            .soonest(bwe_at)
+            .soonest(bwe_at);
+        (others, pacing_at)
     }
 
     pub fn has_mid(&self, mid: Mid) -> bool {

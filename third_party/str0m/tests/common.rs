@@ -107,7 +107,12 @@ impl TestRtc {
     }
 
     pub fn new_with_rtc(span: Span, rtc: Rtc) -> Self {
-        let now = Instant::now();
+        Self::new_with_rtc_at(span, rtc, Instant::now())
+    }
+
+    /// Fjord: as `new_with_rtc`, with the clock starting at `now` (two runs from one
+    /// start see the same times).
+    pub fn new_with_rtc_at(span: Span, rtc: Rtc, now: Instant) -> Self {
         TestRtc {
             span,
             rtc,
@@ -512,8 +517,13 @@ pub fn connect_l_r() -> (TestRtc, TestRtc) {
 }
 
 pub fn connect_l_r_with_rtc(rtc1: Rtc, rtc2: Rtc) -> (TestRtc, TestRtc) {
-    let mut l = TestRtc::new_with_rtc(info_span!("L"), rtc1);
-    let mut r = TestRtc::new_with_rtc(info_span!("R"), rtc2);
+    connect_l_r_with_rtc_at(rtc1, rtc2, Instant::now())
+}
+
+/// Fjord: as `connect_l_r_with_rtc`, with both clocks starting at `start`.
+pub fn connect_l_r_with_rtc_at(rtc1: Rtc, rtc2: Rtc, start: Instant) -> (TestRtc, TestRtc) {
+    let mut l = TestRtc::new_with_rtc_at(info_span!("L"), rtc1, start);
+    let mut r = TestRtc::new_with_rtc_at(info_span!("R"), rtc2, start);
 
     let host1 = Candidate::host((Ipv4Addr::new(1, 1, 1, 1), 1000).into(), "udp").unwrap();
     let host2 = Candidate::host((Ipv4Addr::new(2, 2, 2, 2), 2000).into(), "udp").unwrap();

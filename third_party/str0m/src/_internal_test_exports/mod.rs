@@ -16,6 +16,12 @@ use rng::Rng;
 mod setup;
 
 impl Rtc {
+    /// UNSTABLE: not public API! Fjord: whether a timeout only the pacer is due for
+    /// drives the pacer alone (the default) or walks every subsystem, as upstream.
+    pub fn _set_pacer_alone_timeouts(&mut self, on: bool) {
+        self.pacer_alone = on;
+    }
+
     /// UNSTABLE: not public API!
     pub fn _mids(&self) -> Vec<Mid> {
         self.session.medias.iter().map(Media::mid).collect()

@@ -31,8 +31,21 @@ pub fn connect_with_bwe_paced(
     desired_bitrate: Bitrate,
     pacing_factor: Option<f64>,
 ) -> (TestRtc, TestRtc) {
-    let start = Instant::now();
+    connect_with_bwe_paced_at(
+        Instant::now(),
+        initial_bitrate,
+        desired_bitrate,
+        pacing_factor,
+    )
+}
 
+/// Fjord: as `connect_with_bwe_paced`, with both clocks starting at `start`.
+pub fn connect_with_bwe_paced_at(
+    start: Instant,
+    initial_bitrate: Bitrate,
+    desired_bitrate: Bitrate,
+    pacing_factor: Option<f64>,
+) -> (TestRtc, TestRtc) {
     // Only sender (L) needs BWE enabled
     let mut config = Rtc::builder()
         .set_rtp_mode(true)
@@ -44,7 +57,7 @@ pub fn connect_with_bwe_paced(
 
     let rtc2 = Rtc::builder().set_rtp_mode(true).build(start);
 
-    let (mut l, mut r) = connect_l_r_with_rtc(rtc1, rtc2);
+    let (mut l, mut r) = connect_l_r_with_rtc_at(rtc1, rtc2, start);
 
     l.bwe().set_bitrate(Bitrate::ZERO, desired_bitrate);
 
