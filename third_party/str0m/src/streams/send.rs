@@ -1182,6 +1182,21 @@ impl StreamTx {
         // Padding needs a known PT and either RTX or the non-media probe SSRC.
         let use_for_padding = self.padding_enabled();
 
+        // Fjord: nothing queued, nothing to resend, no padding (most of a receiver's
+        // streams at any time): the snapshot of an empty queue, as below, without its
+        // time arithmetic. `snapshot` of an empty queue has no packets, bytes or queue
+        // time and no first unsent, and an empty resend list or padding adds nothing.
+        if self.send_queue.is_empty() && self.resends.is_empty() && self.padding == 0 {
+            let snapshot = self.send_queue.empty_snapshot(now);
+            self.queue_info = Some(snapshot);
+            return QueueState {
+                midrid: self.midrid,
+                unpaced,
+                use_for_padding,
+                snapshot,
+            };
+        }
+
         let mut snapshot = self.send_queue.snapshot(now);
 
         if let Some(snapshot_resend) = self.queue_state_resend(now) {

@@ -86,6 +86,17 @@ impl SendQueue {
         self.queue.back()
     }
 
+    /// Fjord: `snapshot` of the queue when it is empty (`is_empty`).
+    pub(crate) fn empty_snapshot(&self, now: Instant) -> QueueSnapshot {
+        debug_assert!(self.queue.is_empty() && self.total.unsent_count == 0);
+        QueueSnapshot {
+            created_at: now,
+            last_emitted: self.last_emitted,
+            priority: QueuePriority::Empty,
+            ..QueueSnapshot::default()
+        }
+    }
+
     pub(crate) fn snapshot(&mut self, now: Instant) -> QueueSnapshot {
         self.total.move_time_forward(now);
 
@@ -279,6 +290,34 @@ mod test {
         );
 
         assert!(queue.pop(Instant::now()).is_some());
+    }
+
+    /// Fjord: the empty queue's snapshot, fresh and after a packet went through it.
+    #[test]
+    fn an_empty_queues_snapshot_is_its_empty_snapshot() {
+        let mut queue = SendQueue::new();
+        let start = Instant::now();
+        assert_eq!(queue.empty_snapshot(start), queue.snapshot(start));
+
+        queue.push(RtpPacket {
+            seq_no: 0.into(),
+            time: MediaTime::from_90khz(10),
+            header: RtpHeader::default(),
+            payload: [42, 42].into(),
+            vp8_patch: None,
+            timestamp: start,
+            last_sender_info: None,
+            nackable: true,
+        });
+        queue.handle_timeout(start);
+        let sent = start + Duration::from_millis(5);
+        assert!(queue.pop(sent).is_some());
+        assert!(queue.is_empty());
+
+        let later = start + Duration::from_secs(3);
+        let empty = queue.empty_snapshot(later);
+        assert_eq!(empty, queue.snapshot(later));
+        assert_eq!(empty.last_emitted, Some(sent));
     }
 
     #[test]
