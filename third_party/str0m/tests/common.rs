@@ -517,14 +517,19 @@ pub fn connect_l_r() -> (TestRtc, TestRtc) {
 }
 
 pub fn connect_l_r_with_rtc(rtc1: Rtc, rtc2: Rtc) -> (TestRtc, TestRtc) {
-    connect_l_r_with_rtc_at(rtc1, rtc2, Instant::now())
+    let l = TestRtc::new_with_rtc(info_span!("L"), rtc1);
+    let r = TestRtc::new_with_rtc(info_span!("R"), rtc2);
+    connect_test_rtcs(l, r)
 }
 
 /// Fjord: as `connect_l_r_with_rtc`, with both clocks starting at `start`.
 pub fn connect_l_r_with_rtc_at(rtc1: Rtc, rtc2: Rtc, start: Instant) -> (TestRtc, TestRtc) {
-    let mut l = TestRtc::new_with_rtc_at(info_span!("L"), rtc1, start);
-    let mut r = TestRtc::new_with_rtc_at(info_span!("R"), rtc2, start);
+    let l = TestRtc::new_with_rtc_at(info_span!("L"), rtc1, start);
+    let r = TestRtc::new_with_rtc_at(info_span!("R"), rtc2, start);
+    connect_test_rtcs(l, r)
+}
 
+fn connect_test_rtcs(mut l: TestRtc, mut r: TestRtc) -> (TestRtc, TestRtc) {
     let host1 = Candidate::host((Ipv4Addr::new(1, 1, 1, 1), 1000).into(), "udp").unwrap();
     let host2 = Candidate::host((Ipv4Addr::new(2, 2, 2, 2), 2000).into(), "udp").unwrap();
     l.add_local_candidate(host1.clone());
