@@ -946,6 +946,9 @@ pub struct Rtc {
     // `cached_timeout`. While the readiness says it is still valid, a timeout before it
     // is the pacer's alone (`do_handle_timeout`).
     cached_timeout_without_pacer: Instant,
+    // Fjord: the session's stream and media timeout, recomputed when the readiness says
+    // the session's timers may have moved (`Readiness::take_session`).
+    cached_session_timeout: (Option<Instant>, Reason),
     // Fjord: whether a timeout only the pacer is due for drives the pacer alone (on;
     // tests compare with the full walk).
     pacer_alone: bool,
@@ -1323,6 +1326,7 @@ impl Rtc {
             readiness: Readiness::armed(),
             cached_timeout: start,
             cached_timeout_without_pacer: start,
+            cached_session_timeout: (None, Reason::NotHappening),
             pacer_alone: true,
         })
     }
@@ -1909,11 +1913,15 @@ impl Rtc {
     fn poll_timeout(&mut self) -> Instant {
         if self.readiness.wants_timeout() {
             let stats_timeout = self.stats.as_mut().and_then(|s| s.poll_timeout());
-            let (session_timeout, pacer_timeout) = self.session.poll_timeout_and_pacer();
+            if self.readiness.take_session() {
+                self.cached_session_timeout = self.session.poll_timeout_streams();
+            }
+            let (bwe_timeout, pacer_timeout) = self.session.poll_timeout_bwe_and_pacer();
             let without_pacer = (None, Reason::NotHappening)
                 .soonest((self.next_dtls_timeout, Reason::DTLS))
                 .soonest((self.ice.poll_timeout(), Reason::Ice))
-                .soonest(session_timeout)
+                .soonest(self.cached_session_timeout)
+                .soonest(bwe_timeout)
                 .soonest((self.sctp.poll_timeout(), Reason::Sctp))
                 .soonest((self.chan.poll_timeout(&self.sctp), Reason::Channel))
                 .soonest((stats_timeout, Reason::Stats));
@@ -2148,11 +2156,12 @@ impl Rtc {
         // ICE is an external crate and can't be handed a `Wake`. Driving it can
         // transmit and re-arm timers, so arm both on its behalf at the boundary.
         ice.handle_timeout(now);
-        drop(readiness.wake());
+        drop(readiness.wake_beside_session());
 
-        sctp.handle_timeout(now, &mut readiness.wake());
-        chan.handle_timeout(now, sctp, &mut readiness.wake());
-        if !(pacer_only && session.handle_pacer_timeout(now, &mut readiness.wake())) {
+        sctp.handle_timeout(now, &mut readiness.wake_beside_session());
+        chan.handle_timeout(now, sctp, &mut readiness.wake_beside_session());
+        if !(pacer_only && session.handle_pacer_timeout(now, &mut readiness.wake_beside_session()))
+        {
             session.handle_timeout(now, &mut readiness.wake())?;
         }
 

@@ -151,6 +151,10 @@ impl Drop for Mutation<'_> {
 pub(crate) struct Readiness {
     events: bool,
     timeout: bool,
+    // Fjord: whether the session's own timers (those of its streams and media) may have
+    // moved; false only while every timeout-arming wake since the last recompute came
+    // from outside the session or from its pacer (`Readiness::wake_beside_session`).
+    session: bool,
 }
 
 impl Readiness {
@@ -159,6 +163,7 @@ impl Readiness {
         Readiness {
             events: true,
             timeout: true,
+            session: true,
         }
     }
 
@@ -178,12 +183,31 @@ impl Readiness {
         self.timeout = false;
     }
 
+    /// Fjord: whether the session's stream and media timers must be recomputed with the
+    /// next timeout; clears the flag.
+    pub(crate) fn take_session(&mut self) -> bool {
+        std::mem::take(&mut self.session)
+    }
+
     /// Hand out an armed guard for a mutable descent into the tree.
     pub(crate) fn wake(&mut self) -> Wake<'_> {
         Wake {
             readiness: self,
             events: true,
             timeout: true,
+            session: true,
+        }
+    }
+
+    /// Fjord: an armed guard for a descent that cannot move the session's stream and
+    /// media timers: ICE, SCTP, the channels, the stats, the session's pacer and
+    /// bandwidth estimator (whose timers are recomputed with every timeout).
+    pub(crate) fn wake_beside_session(&mut self) -> Wake<'_> {
+        Wake {
+            readiness: self,
+            events: true,
+            timeout: true,
+            session: false,
         }
     }
 }
@@ -199,6 +223,7 @@ pub(crate) struct Wake<'a> {
     readiness: &'a mut Readiness,
     events: bool,
     timeout: bool,
+    session: bool,
 }
 
 impl Wake<'_> {
@@ -219,6 +244,7 @@ impl Drop for Wake<'_> {
     fn drop(&mut self) {
         self.readiness.events |= self.events;
         self.readiness.timeout |= self.timeout;
+        self.readiness.session |= self.timeout && self.session;
     }
 }
 
@@ -228,6 +254,7 @@ impl Readiness {
         Self {
             events: false,
             timeout: false,
+            session: false,
         }
     }
 }
@@ -327,7 +354,11 @@ mod tests {
     fn narrowing_preserves_other_operations() {
         for events in [false, true] {
             for timeout in [false, true] {
-                let mut readiness = Readiness { events, timeout };
+                let mut readiness = Readiness {
+                    events,
+                    timeout,
+                    session: timeout,
+                };
                 {
                     let mut wake = readiness.wake();
                     wake.no_events();
@@ -335,7 +366,21 @@ mod tests {
                 }
                 assert_eq!(readiness.wants_events(), events);
                 assert_eq!(readiness.wants_timeout(), timeout);
+                assert_eq!(readiness.take_session(), timeout);
             }
         }
+    }
+
+    /// Fjord: a wake beside the session asks for the timeout again but not for the
+    /// session's stream and media timers; any other wake asks for both.
+    #[test]
+    fn a_wake_beside_the_session_leaves_its_timers() {
+        let mut readiness = Readiness::idle();
+        drop(readiness.wake_beside_session());
+        assert!(readiness.wants_timeout());
+        assert!(!readiness.take_session());
+        drop(readiness.wake());
+        assert!(readiness.take_session());
+        assert!(!readiness.take_session(), "taken once");
     }
 }

@@ -1318,22 +1318,20 @@ impl Session {
 
     #[cfg(test)]
     pub fn poll_timeout(&mut self) -> (Option<Instant>, Reason) {
-        let (others, pacer) = self.poll_timeout_and_pacer();
-        others.soonest(pacer)
+        let (bwe, pacer) = self.poll_timeout_bwe_and_pacer();
+        self.poll_timeout_streams().soonest(bwe).soonest(pacer)
     }
 
-    /// Fjord: the session's next timeout, as the soonest of everything but the pacer and
-    /// the pacer's own (`Rtc::do_handle_timeout` drives the pacer alone when only its
-    /// timeout is due).
-    pub fn poll_timeout_and_pacer(
-        &mut self,
-    ) -> ((Option<Instant>, Reason), (Option<Instant>, Reason)) {
-        let no_pacer = (None, Reason::NotHappening);
+    /// Fjord: the session's next timeout but the bandwidth estimator's and the pacer's:
+    /// those of its streams and media. `Rtc` keeps it while nothing but ICE, SCTP, the
+    /// channels, the stats, the pacer and the estimator has been driven
+    /// (`Readiness::wake_beside_session`), which cannot move it.
+    pub fn poll_timeout_streams(&mut self) -> (Option<Instant>, Reason) {
         if self.rtp_closing {
             return if self.feedback_tx.is_empty() {
-                ((None, Reason::NotHappening), no_pacer)
+                (None, Reason::NotHappening)
             } else {
-                ((Some(already_happened()), Reason::Feedback), no_pacer)
+                (Some(already_happened()), Reason::Feedback)
             };
         }
 
@@ -1341,7 +1339,6 @@ impl Session {
         let feedback_at = self.regular_feedback_at();
         let nack_at = self.nack_at();
         let twcc_at = self.twcc_at();
-        let pacing_at = self.pacer.poll_timeout();
         let packetize_at = self.medias.iter().filter_map(|m| m.poll_timeout()).min();
         let receive_at = self
             .medias
@@ -1352,15 +1349,7 @@ impl Session {
         let send_stream_at = self.streams.send_stream();
         let request_at = self.streams.pending_request();
 
-        // Gives us built-in reason
-        let bwe_at = self
-            .bwe
-            .as_ref()
-            .map(|bwe| bwe.poll_timeout())
-            // We should never see this reason.
-            .unwrap_or((None, Reason::BweDelayControl));
-
-        let others = (feedback_at, Reason::Feedback)
+        (feedback_at, Reason::Feedback)
             .soonest((request_at, Reason::Feedback))
             .soonest((nack_at, Reason::Nack))
             .soonest((twcc_at, Reason::Twcc))
@@ -1368,8 +1357,24 @@ impl Session {
             .soonest((packetize_at, Reason::Packetize))
             .soonest((paused_at, Reason::PauseCheck))
             .soonest((send_stream_at, Reason::SendStream))
-            .soonest(bwe_at);
-        (others, pacing_at)
+    }
+
+    /// Fjord: the bandwidth estimator's next timeout and the pacer's, recomputed with
+    /// every timeout (both do time-driven work on every call).
+    pub fn poll_timeout_bwe_and_pacer(
+        &self,
+    ) -> ((Option<Instant>, Reason), (Option<Instant>, Reason)) {
+        if self.rtp_closing {
+            return ((None, Reason::NotHappening), (None, Reason::NotHappening));
+        }
+        // Gives us built-in reason
+        let bwe_at = self
+            .bwe
+            .as_ref()
+            .map(|bwe| bwe.poll_timeout())
+            // We should never see this reason.
+            .unwrap_or((None, Reason::BweDelayControl));
+        (bwe_at, self.pacer.poll_timeout())
     }
 
     pub fn has_mid(&self, mid: Mid) -> bool {
