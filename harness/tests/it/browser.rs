@@ -44,6 +44,35 @@ const PAGE_STATE: &str = "const s = window.fjord; return { status: document.getE
      ice: s.pc && s.pc.iceConnectionState, connection: s.pc && s.pc.connectionState, \
      signaling: s.ws && s.ws.readyState, remote: s.pc && s.pc.remoteDescription && s.pc.remoteDescription.sdp };";
 
+/// The send and receive statistics of each transceiver that has any (its mid, whose
+/// media the page says it is), a stall is read from: for failure messages.
+const RECEIVE_STATE: &str = r#"
+const done = arguments[arguments.length - 1];
+const s = window.fjord;
+if (!s || !s.pc) { done(null); return; }
+const fields = ['ssrc', 'packetsReceived', 'packetsLost', 'nackCount', 'pliCount', 'firCount',
+  'framesReceived', 'framesDecoded', 'keyFramesDecoded', 'framesDropped', 'freezeCount',
+  'totalFreezesDuration', 'frameWidth', 'retransmittedPacketsReceived', 'framesEncoded',
+  'framesSent', 'packetsSent', 'retransmittedPacketsSent', 'qualityLimitationReason',
+  'targetBitrate', 'framesPerSecond', 'keyFramesEncoded'];
+const pick = (t, side, r) => {
+  const o = { mid: t.mid, side, pid: s.midToParticipant.get(t.mid) || null,
+              kind: t.receiver.track.kind, direction: t.currentDirection };
+  let any = false;
+  r.forEach((x) => {
+    if (x.type !== 'inbound-rtp' && x.type !== 'outbound-rtp') return;
+    any = true;
+    for (const k of fields) if (x[k] !== undefined) o[k] = x[k];
+  });
+  return any ? o : null;
+};
+const live = s.pc.getTransceivers().filter((t) => t.mid);
+Promise.all(live.flatMap((t) => [
+  t.receiver.getStats().then((r) => pick(t, 'in', r)),
+  t.sender.getStats().then((r) => pick(t, 'out', r)),
+])).then((list) => done(list.filter((o) => o))).catch((e) => done({ error: String(e) }));
+"#;
+
 pub(crate) async fn snapshot(b: &Browser) -> Option<Value> {
     b.eval_async(SNAPSHOT, json!([]))
         .await
@@ -661,11 +690,24 @@ async fn with_ten_percent_loss_towards_subscribers_nacks_retransmit_and_frames_k
     tokio::time::sleep(Duration::from_secs(3)).await;
     for (i, b) in browsers.iter().enumerate() {
         let after = frames_from_others(&snapshot(b).await.unwrap());
-        assert!(
-            after > before[i] + 20,
-            "L{i} stopped decoding under loss: {} -> {after}",
-            before[i]
-        );
+        if after <= before[i] + 20 {
+            let receivers = b.eval_async(RECEIVE_STATE, json!([])).await;
+            let text = reqwest::get(format!("http://127.0.0.1:{}/metrics", node.http))
+                .await
+                .ok();
+            let metrics = match text {
+                Some(r) => r.text().await.unwrap_or_default(),
+                None => String::new(),
+            };
+            let node_lines: Vec<&str> = metrics
+                .lines()
+                .filter(|l| !l.starts_with('#') && l.starts_with("fjord_media_"))
+                .collect();
+            panic!(
+                "L{i} stopped decoding under loss: {} -> {after}\nreceivers: {receivers:?}\nnode: {node_lines:#?}",
+                before[i]
+            );
+        }
     }
     let dropped = proxy.dropped.load(std::sync::atomic::Ordering::Relaxed);
     eprintln!(
