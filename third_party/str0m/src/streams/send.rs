@@ -39,6 +39,11 @@ pub const DEFAULT_RTX_CACHE_DURATION: Duration = Duration::from_secs(3);
 
 pub const DEFAULT_RTX_RATIO_CAP: Option<f32> = Some(0.15f32);
 
+/// Fjord: how long a resend is remembered, so that a NACK within a round trip of it does
+/// not resend the packet again (`StreamTx::handle_nack`); round trips beyond it are not
+/// guarded.
+const RESENT_MEMORY: Duration = Duration::from_secs(1);
+
 /// A recently sampled view of an outgoing stream's send queue.
 ///
 /// str0m refreshes this information as part of its regular pacer and bandwidth-estimation
@@ -134,6 +139,9 @@ pub struct StreamTx {
 
     /// Scheduled resends due to NACK or spurious padding.
     resends: VecDeque<Resend>,
+
+    /// Fjord: the packets resent in the last `RESENT_MEMORY`, with when (`handle_nack`).
+    resent: VecDeque<(SeqNo, Instant)>,
 
     /// Requested padding, that has not been turned into packets yet.
     padding: usize,
@@ -377,6 +385,7 @@ impl StreamTx {
             queue_info: None,
             unpaced: None,
             resends: VecDeque::new(),
+            resent: VecDeque::new(),
             padding: 0,
             blank_packet: RtpPacket::blank(),
             rtx_cache: RtxCache::new(2000, DEFAULT_RTX_CACHE_DURATION),
@@ -889,6 +898,16 @@ impl StreamTx {
             break pkt.seq_no;
         };
 
+        // Fjord: when it was last resent (`handle_nack`), for a second at most.
+        while self
+            .resent
+            .front()
+            .is_some_and(|(_, at)| now.saturating_duration_since(*at) > RESENT_MEMORY)
+        {
+            self.resent.pop_front();
+        }
+        self.resent.push_back((seq_no, now));
+
         // Borrow checker gymnastics.
         let pkt = self.rtx_cache.get_cached_packet_by_seq_no(seq_no).unwrap();
 
@@ -1062,12 +1081,31 @@ impl StreamTx {
         let seq_no = self.rtx_cache.last_cached_seq_no()?;
         let iter = entries.flat_map(|n| n.into_iter(seq_no));
 
+        // Fjord: as libwebrtc's packet history does, a packet is not queued again while a
+        // resend of it is queued, nor resent again within a round trip of its last resend
+        // (`resent`).
+        // A receiver names every packet it still misses in each NACK, so a lost packet
+        // was queued once per NACK until its resend arrived, and the resends' share of
+        // the stream's bytes went past `rtx_ratio_cap`, which then dropped every queued
+        // resend.
+        let rtt = self.stats.rtt().unwrap_or(Duration::ZERO);
+
         // Schedule all resends. They will be handled on next poll_packet
         for seq_no in iter {
+            if self.resends.iter().any(|r| r.seq_no == seq_no) {
+                continue;
+            }
             let Some(packet) = self.rtx_cache.get_cached_packet_by_seq_no(seq_no) else {
                 // Packet was not available in RTX cache, it has probably expired.
                 continue;
             };
+            let resent_within_rtt = self
+                .resent
+                .iter()
+                .any(|(s, at)| *s == seq_no && now < *at + rtt);
+            if resent_within_rtt {
+                continue;
+            }
 
             let resend = Resend {
                 seq_no,
@@ -1340,6 +1378,7 @@ impl StreamTx {
         self.queue_info = None;
         self.rtx_cache.clear();
         self.resends.clear();
+        self.resent.clear();
         self.padding = 0;
     }
 
@@ -1476,6 +1515,63 @@ mod test {
         // The five queued packets are 0, 10, 20, 30 and 40 ms old.
         assert_eq!(snapshot.packet_count, 5);
         assert_eq!(snapshot.total_queue_time(now), Duration::from_millis(100));
+    }
+
+    /// Fjord: a NACKed packet is queued once however many NACKs name it before its
+    /// resend goes, and not resent again within a round trip of that resend.
+    #[test]
+    fn a_nacked_packet_is_resent_once_per_round_trip() {
+        use crate::rtp_::NackEntry;
+
+        let start = Instant::now();
+        let codecs = CodecConfig::new_with_defaults();
+        let pt = codecs
+            .params()
+            .iter()
+            .find(|p| p.resend().is_some())
+            .expect("a codec with RTX")
+            .pt();
+        let exts = ExtensionMap::standard();
+        let mut streams = crate::streams::Streams::new(false, 1200, Duration::from_millis(1500));
+        let stream =
+            streams.declare_stream_tx(42.into(), Some(44.into()), MidRid("vid".into(), None));
+        let mut buf = vec![];
+        for i in 0..5_u64 {
+            let write = RtpWrite::new(pt, i.into(), 0, start, vec![0_u8; 100]).nackable(true);
+            stream.write_rtp(write);
+        }
+        stream.send_queue.handle_timeout(start);
+        for _ in 0..5 {
+            stream
+                .poll_packet(start, &exts, None, codecs.params(), &mut buf)
+                .expect("a queued packet to send");
+        }
+        let nack = || [NackEntry { pid: 2, blp: 0 }].into_iter();
+
+        // Three NACKs before the resend goes: one resend.
+        let t1 = start + Duration::from_millis(5);
+        for _ in 0..3 {
+            stream.handle_nack(nack(), t1);
+        }
+        assert_eq!(stream.resends.len(), 1);
+        let resent = stream
+            .poll_packet(t1, &exts, None, codecs.params(), &mut buf)
+            .expect("the resend");
+        assert_eq!(resent.header.ssrc, 44.into());
+        assert!(
+            stream
+                .poll_packet(t1, &exts, None, codecs.params(), &mut buf)
+                .is_none(),
+            "only one resend"
+        );
+
+        // Within a round trip of the resend, a NACK naming it again does not queue it.
+        stream.stats.set_rtt(Some(Duration::from_millis(50)));
+        stream.handle_nack(nack(), t1 + Duration::from_millis(20));
+        assert!(stream.resends.is_empty());
+        // After one, it does (that resend was lost too).
+        stream.handle_nack(nack(), t1 + Duration::from_millis(51));
+        assert_eq!(stream.resends.len(), 1);
     }
 
     #[test]

@@ -72,6 +72,16 @@ impl StreamTxStats {
         }
     }
 
+    /// Fjord: the round trip time from the last receiver report, if any.
+    pub fn rtt(&self) -> Option<Duration> {
+        self.rtt
+    }
+
+    #[cfg(test)]
+    pub fn set_rtt(&mut self, rtt: Option<Duration>) {
+        self.rtt = rtt;
+    }
+
     pub fn increase_nacks(&mut self) {
         self.nacks += 1;
     }
