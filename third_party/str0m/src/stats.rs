@@ -156,6 +156,9 @@ pub struct MediaEgressStats {
     pub plis: u64,
     /// Number of nacks received.
     pub nacks: u64,
+    /// Fjord: resends that NACKs asked for and that were dropped, queued, when the
+    /// stream's resends passed its `rtx_ratio_cap` (`StreamTx::set_rtx_cache`).
+    pub resends_dropped: u64,
     /// Round-trip-time extracted from the last RTCP receiver report.
     pub rtt: Option<Duration>,
     /// Fraction of packets lost averaged from the RTCP receiver reports received.

@@ -875,6 +875,9 @@ impl StreamTx {
 
             // If we hit the cap, stop doing resends by clearing those we have queued.
             if ratio > ratio_cap {
+                // Fjord: counted, so that the application can show what it drops.
+                self.stats
+                    .increase_resends_dropped(self.resends.len() as u64);
                 self.resends.clear();
                 return None;
             }
@@ -1572,6 +1575,60 @@ mod test {
         // After one, it does (that resend was lost too).
         stream.handle_nack(nack(), t1 + Duration::from_millis(51));
         assert_eq!(stream.resends.len(), 1);
+    }
+
+    /// Fjord: the resends dropped at the ratio cap are counted in the egress stats.
+    #[test]
+    fn resends_dropped_at_the_ratio_cap_are_counted() {
+        use crate::rtp_::NackEntry;
+        use crate::stats::StatsSnapshot;
+
+        let start = Instant::now();
+        let codecs = CodecConfig::new_with_defaults();
+        let pt = codecs
+            .params()
+            .iter()
+            .find(|p| p.resend().is_some())
+            .expect("a codec with RTX")
+            .pt();
+        let exts = ExtensionMap::standard();
+        let mut streams = crate::streams::Streams::new(false, 1200, Duration::from_millis(1500));
+        let midrid = MidRid("vid".into(), None);
+        let stream = streams.declare_stream_tx(42.into(), Some(44.into()), midrid);
+        // No resend may take any share: the first goes (nothing was resent before it),
+        // the later ones are over the cap.
+        stream.set_rtx_cache(100, Duration::from_secs(1), Some(0.0));
+        let mut buf = vec![];
+        for i in 0..5_u64 {
+            let write = RtpWrite::new(pt, i.into(), 0, start, vec![0_u8; 100]).nackable(true);
+            stream.write_rtp(write);
+        }
+        stream.send_queue.handle_timeout(start);
+        for _ in 0..5 {
+            stream
+                .poll_packet(start, &exts, None, codecs.params(), &mut buf)
+                .expect("a queued packet to send");
+        }
+        stream.handle_nack([NackEntry { pid: 0, blp: 0 }].into_iter(), start);
+        assert!(
+            stream
+                .poll_packet(start, &exts, None, codecs.params(), &mut buf)
+                .is_some(),
+            "the first resend"
+        );
+        let later = start + Duration::from_millis(100);
+        stream.handle_nack([NackEntry { pid: 1, blp: 0b11 }].into_iter(), later);
+        assert_eq!(stream.resends.len(), 3);
+        assert!(
+            stream
+                .poll_packet(later, &exts, None, codecs.params(), &mut buf)
+                .is_none(),
+            "over the cap"
+        );
+
+        let mut snapshot = StatsSnapshot::new(later);
+        stream.visit_stats(&mut snapshot, later);
+        assert_eq!(snapshot.egress[&midrid].resends_dropped, 3);
     }
 
     #[test]

@@ -27,6 +27,8 @@ pub(crate) struct StreamTxStats {
     plis: u64,
     /// count of NACKs received
     nacks: u64,
+    /// Fjord: count of queued resends dropped at the ratio cap.
+    resends_dropped: u64,
     /// round trip time
     /// Can be null in case of missing or bad reports
     rtt: Option<Duration>,
@@ -55,6 +57,7 @@ impl StreamTxStats {
             firs: 0,
             plis: 0,
             nacks: 0,
+            resends_dropped: 0,
             rtt: None,
             losses: Losses::new(enable_stats),
             last_rr: None,
@@ -80,6 +83,11 @@ impl StreamTxStats {
     #[cfg(test)]
     pub fn set_rtt(&mut self, rtt: Option<Duration>) {
         self.rtt = rtt;
+    }
+
+    /// Fjord: `n` queued resends were dropped at the ratio cap.
+    pub fn increase_resends_dropped(&mut self, n: u64) {
+        self.resends_dropped += n;
     }
 
     pub fn increase_nacks(&mut self) {
@@ -141,6 +149,7 @@ impl StreamTxStats {
                 firs: self.firs,
                 plis: self.plis,
                 nacks: self.nacks,
+                resends_dropped: self.resends_dropped,
                 rtt: self.rtt,
                 loss,
                 timestamp: now,
