@@ -95,6 +95,11 @@ impl Metrics {
                     "FIRs from subscribers",
                 )
                 .expect("metric"),
+                resends_dropped: IntCounter::new(
+                    "fjord_media_resends_dropped_total",
+                    "Resends that subscribers' NACKs asked for, dropped because a stream's resends passed half of its bytes",
+                )
+                .expect("metric"),
                 tracks: IntGauge::new("fjord_media_tracks", "Published tracks").expect("metric"),
                 bitrate_in: IntGauge::new("fjord_media_bitrate_in_bps", "Media bitrate received")
                     .expect("metric"),
@@ -153,6 +158,7 @@ impl Metrics {
             Box::new(m.driver.nacks_sent.clone()),
             Box::new(m.driver.plis_received.clone()),
             Box::new(m.driver.firs_received.clone()),
+            Box::new(m.driver.resends_dropped.clone()),
             Box::new(m.driver.tracks.clone()),
             Box::new(m.driver.bitrate_in.clone()),
             Box::new(m.driver.bitrate_out.clone()),

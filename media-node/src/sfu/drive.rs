@@ -294,14 +294,15 @@ impl Sfu {
                 if st.loss.is_some() {
                     p.egress_loss = st.loss;
                 }
-                let (n, pl, f) = counter_delta(
+                let [n, pl, f, dropped] = counter_delta(
                     &mut p.stream_counters,
                     (st.mid, st.rid, true),
-                    (st.nacks, st.plis, st.firs),
+                    [st.nacks, st.plis, st.firs, st.resends_dropped],
                 );
                 self.stats.nacks_received += n;
                 self.stats.plis_received += pl;
                 self.stats.firs_received += f;
+                self.stats.resends_dropped += dropped;
             }
             Event::MediaIngressStats(st) => {
                 let p = &mut self.peers[i];
@@ -312,10 +313,10 @@ impl Sfu {
                 {
                     p.jitter_ms = Some(st.jitter as f32 / 48.0);
                 }
-                let (n, _, _) = counter_delta(
+                let [n, ..] = counter_delta(
                     &mut p.stream_counters,
                     (st.mid, st.rid, false),
-                    (st.nacks, st.plis, st.firs),
+                    [st.nacks, st.plis, st.firs, 0],
                 );
                 self.stats.nacks_sent += n;
             }

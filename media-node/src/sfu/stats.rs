@@ -1,4 +1,5 @@
-//! What the SFU counts: `SfuStats` (packets, bytes, peers, keyframe requests, NACKs),
+//! What the SFU counts: `SfuStats` (packets, bytes, peers, keyframe requests, NACKs,
+//! resends dropped),
 //! merged over shards for the node's metrics, and the per-stream counter deltas.
 
 use str0m::media::{Mid, Rid};
@@ -17,6 +18,10 @@ pub struct SfuStats {
     pub nacks_sent: u64,
     pub plis_received: u64,
     pub firs_received: u64,
+    /// Resends that subscribers' NACKs asked for and str0m dropped, queued, when a
+    /// stream's resends passed their share of its bytes (`negotiation.rs`
+    /// `RESEND_RATIO_CAP`).
+    pub resends_dropped: u64,
     pub bitrate_in_bps: u64,
     pub bitrate_out_bps: u64,
     /// Mean round-trip time over peers that reported one.
@@ -40,6 +45,7 @@ impl SfuStats {
             t.nacks_sent += s.nacks_sent;
             t.plis_received += s.plis_received;
             t.firs_received += s.firs_received;
+            t.resends_dropped += s.resends_dropped;
             t.bitrate_in_bps += s.bitrate_in_bps;
             t.bitrate_out_bps += s.bitrate_out_bps;
             t.estimate_bps += s.estimate_bps;
@@ -60,27 +66,24 @@ impl SfuStats {
 /// A media stream of a peer: (mid, simulcast layer, egress?).
 pub(super) type StreamKey = (Mid, Option<Rid>, bool);
 
-/// (NACKs, PLIs, FIRs) as str0m counts them, cumulatively.
-pub(super) type Counters = (u64, u64, u64);
+/// (NACKs, PLIs, FIRs, resends dropped at the ratio cap) as str0m counts them,
+/// cumulatively.
+pub(super) type Counters = [u64; 4];
 
 /// Turns str0m's cumulative per-stream counters into increments since the last report.
 pub(super) fn counter_delta(
     seen: &mut Vec<(StreamKey, Counters)>,
     key: (Mid, Option<Rid>, bool),
-    now: (u64, u64, u64),
-) -> (u64, u64, u64) {
+    now: Counters,
+) -> Counters {
     let prev = match seen.iter_mut().find(|(k, _)| *k == key) {
         Some((_, v)) => std::mem::replace(v, now),
         None => {
             seen.push((key, now));
-            (0, 0, 0)
+            [0; 4]
         }
     };
-    (
-        now.0.saturating_sub(prev.0),
-        now.1.saturating_sub(prev.1),
-        now.2.saturating_sub(prev.2),
-    )
+    std::array::from_fn(|i| now[i].saturating_sub(prev[i]))
 }
 
 /// How one peer's connection fares, for the dashboard.
@@ -141,5 +144,32 @@ impl Sfu {
                 .collect(),
         );
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counter_deltas_are_increments_per_stream_and_direction() {
+        let mut seen = Vec::new();
+        let mid = Mid::from("v");
+        let egress = (mid, None, true);
+        let ingress = (mid, None, false);
+        // A stream's first report counts from zero.
+        assert_eq!(counter_delta(&mut seen, egress, [3, 1, 0, 7]), [3, 1, 0, 7]);
+        assert_eq!(
+            counter_delta(&mut seen, ingress, [2, 0, 0, 0]),
+            [2, 0, 0, 0]
+        );
+        // Then what grew since the last report of that stream, each counter apart.
+        assert_eq!(
+            counter_delta(&mut seen, egress, [5, 1, 1, 10]),
+            [2, 0, 1, 3]
+        );
+        assert_eq!(counter_delta(&mut seen, ingress, [2, 0, 0, 0]), [0; 4]);
+        // A counter that went back (str0m recreated the stream) adds nothing.
+        assert_eq!(counter_delta(&mut seen, egress, [1, 1, 1, 10]), [0; 4]);
     }
 }

@@ -17,6 +17,7 @@ pub struct DriverMetrics {
     pub nacks_sent: prometheus::IntCounter,
     pub plis_received: prometheus::IntCounter,
     pub firs_received: prometheus::IntCounter,
+    pub resends_dropped: prometheus::IntCounter,
     pub tracks: prometheus::IntGauge,
     pub bitrate_in: prometheus::IntGauge,
     pub bitrate_out: prometheus::IntGauge,
@@ -67,6 +68,8 @@ pub(super) fn update_metrics(m: &DriverMetrics, prev: &SfuStats, now: &SfuStats)
         .inc_by(now.plis_received.saturating_sub(prev.plis_received));
     m.firs_received
         .inc_by(now.firs_received.saturating_sub(prev.firs_received));
+    m.resends_dropped
+        .inc_by(now.resends_dropped.saturating_sub(prev.resends_dropped));
 }
 
 /// Gauges are totals over shards: set from the handle's merged stats.
