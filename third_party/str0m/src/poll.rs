@@ -200,8 +200,9 @@ impl Readiness {
     }
 
     /// Fjord: an armed guard for a descent that cannot move the session's stream and
-    /// media timers: ICE, SCTP, the channels, the stats, the session's pacer and
-    /// bandwidth estimator (whose timers are recomputed with every timeout).
+    /// media timers: ICE, SCTP, the channels, the session's pacer and bandwidth
+    /// estimator (whose timers are recomputed with every timeout). The stats are not
+    /// among them: gathering them visits the session's streams.
     pub(crate) fn wake_beside_session(&mut self) -> Wake<'_> {
         Wake {
             readiness: self,

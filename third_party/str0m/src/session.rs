@@ -1324,7 +1324,7 @@ impl Session {
 
     /// Fjord: the session's next timeout but the bandwidth estimator's and the pacer's:
     /// those of its streams and media. `Rtc` keeps it while nothing but ICE, SCTP, the
-    /// channels, the stats, the pacer and the estimator has been driven
+    /// channels, the pacer and the estimator has been driven
     /// (`Readiness::wake_beside_session`), which cannot move it.
     pub fn poll_timeout_streams(&mut self) -> (Option<Instant>, Reason) {
         if self.rtp_closing {
