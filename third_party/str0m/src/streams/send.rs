@@ -1520,6 +1520,33 @@ mod test {
         assert_eq!(snapshot.total_queue_time(now), Duration::from_millis(100));
     }
 
+    /// Fjord: sends `stream` five nackable packets (sequence numbers 0–4) of a codec with
+    /// RTX at `at`, so that NACKs can name them.
+    fn send_five_nackable_packets(
+        stream: &mut StreamTx,
+        at: Instant,
+        codecs: &CodecConfig,
+        exts: &ExtensionMap,
+    ) {
+        let pt = codecs
+            .params()
+            .iter()
+            .find(|p| p.resend().is_some())
+            .expect("a codec with RTX")
+            .pt();
+        for i in 0..5_u64 {
+            let write = RtpWrite::new(pt, i.into(), 0, at, vec![0_u8; 100]).nackable(true);
+            stream.write_rtp(write);
+        }
+        stream.send_queue.handle_timeout(at);
+        let mut buf = vec![];
+        for _ in 0..5 {
+            stream
+                .poll_packet(at, exts, None, codecs.params(), &mut buf)
+                .expect("a queued packet to send");
+        }
+    }
+
     /// Fjord: a NACKed packet is queued once however many NACKs name it before its
     /// resend goes, and not resent again within a round trip of that resend.
     #[test]
@@ -1528,27 +1555,12 @@ mod test {
 
         let start = Instant::now();
         let codecs = CodecConfig::new_with_defaults();
-        let pt = codecs
-            .params()
-            .iter()
-            .find(|p| p.resend().is_some())
-            .expect("a codec with RTX")
-            .pt();
         let exts = ExtensionMap::standard();
         let mut streams = crate::streams::Streams::new(false, 1200, Duration::from_millis(1500));
         let stream =
             streams.declare_stream_tx(42.into(), Some(44.into()), MidRid("vid".into(), None));
+        send_five_nackable_packets(stream, start, &codecs, &exts);
         let mut buf = vec![];
-        for i in 0..5_u64 {
-            let write = RtpWrite::new(pt, i.into(), 0, start, vec![0_u8; 100]).nackable(true);
-            stream.write_rtp(write);
-        }
-        stream.send_queue.handle_timeout(start);
-        for _ in 0..5 {
-            stream
-                .poll_packet(start, &exts, None, codecs.params(), &mut buf)
-                .expect("a queued packet to send");
-        }
         let nack = || [NackEntry { pid: 2, blp: 0 }].into_iter();
 
         // Three NACKs before the resend goes: one resend.
@@ -1585,12 +1597,6 @@ mod test {
 
         let start = Instant::now();
         let codecs = CodecConfig::new_with_defaults();
-        let pt = codecs
-            .params()
-            .iter()
-            .find(|p| p.resend().is_some())
-            .expect("a codec with RTX")
-            .pt();
         let exts = ExtensionMap::standard();
         let mut streams = crate::streams::Streams::new(false, 1200, Duration::from_millis(1500));
         let midrid = MidRid("vid".into(), None);
@@ -1598,17 +1604,8 @@ mod test {
         // No resend may take any share: the first goes (nothing was resent before it),
         // the later ones are over the cap.
         stream.set_rtx_cache(100, Duration::from_secs(1), Some(0.0));
+        send_five_nackable_packets(stream, start, &codecs, &exts);
         let mut buf = vec![];
-        for i in 0..5_u64 {
-            let write = RtpWrite::new(pt, i.into(), 0, start, vec![0_u8; 100]).nackable(true);
-            stream.write_rtp(write);
-        }
-        stream.send_queue.handle_timeout(start);
-        for _ in 0..5 {
-            stream
-                .poll_packet(start, &exts, None, codecs.params(), &mut buf)
-                .expect("a queued packet to send");
-        }
         stream.handle_nack([NackEntry { pid: 0, blp: 0 }].into_iter(), start);
         assert!(
             stream
