@@ -170,7 +170,7 @@ async fn run_shard(
     let latency = m.forward_latency.local();
     // The arrival of the oldest datagram the next drain finishes with.
     let mut arrived: Option<Instant> = None;
-    let mut outbox = Outbox::new(&socket, gso);
+    let mut outbox = Outbox::new(gso);
     loop {
         if Instant::now() >= next_stats {
             // The core reads no clock: it is told the wall clock (to the microsecond:

@@ -43,9 +43,9 @@ const MIN_RUN: usize = 4;
 const GSO_REFUSALS: u32 = 8;
 
 impl Outbox {
-    /// An outbox for `socket`; with `gso`, runs go as GSO sends if the kernel has them.
-    pub(super) fn new(socket: &UdpSocket, gso: bool) -> Self {
-        let gso = gso && gso_supported(socket);
+    /// An outbox; with `gso` (asked for, and the kernel has it: [`gso_supported`]), runs
+    /// go as GSO sends.
+    pub(super) fn new(gso: bool) -> Self {
         Self {
             queue: Vec::with_capacity(SEND_BATCH),
             gso,
@@ -234,7 +234,7 @@ mod tests {
         let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let a = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let b = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let mut outbox = Outbox::new(&socket, false);
+        let mut outbox = Outbox::new(false);
         // More than a batch, alternating between two receivers.
         let n = SEND_BATCH + 10;
         for i in 0..n {
@@ -268,7 +268,7 @@ mod tests {
             UdpSocket::bind("127.0.0.1:0").await.unwrap(),
             UdpSocket::bind("127.0.0.1:0").await.unwrap(),
         ];
-        let mut outbox = Outbox::new(&socket, gso);
+        let mut outbox = Outbox::new(gso && gso_supported(&socket));
         for &(r, len, byte) in datagrams {
             let to = receivers[r].local_addr().unwrap();
             outbox.push(&socket, to, vec![byte; len]).await;
@@ -391,7 +391,7 @@ mod tests {
             // A device or kernel that refuses GSO: off after GSO_REFUSALS in a row.
             (Errno::EIO, GSO_REFUSALS, false),
         ] {
-            let mut outbox = Outbox::new(&socket, true);
+            let mut outbox = Outbox::new(gso_supported(&socket));
             assert!(outbox.gso());
             for f in 0..flushes {
                 for i in 0..5u8 {
