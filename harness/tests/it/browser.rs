@@ -665,14 +665,16 @@ async fn with_ten_percent_loss_towards_subscribers_nacks_retransmit_and_frames_k
         .unwrap();
     }
     let node = &c.media[0];
-    let nacks = || async {
-        let text = reqwest::get(format!("http://127.0.0.1:{}/metrics", node.http))
+    let metrics_text = || async {
+        reqwest::get(format!("http://127.0.0.1:{}/metrics", node.http))
             .await
             .ok()?
             .text()
             .await
-            .ok()?;
-        harness::metric_value(&text, "fjord_media_nacks_received_total")
+            .ok()
+    };
+    let nacks = || async {
+        harness::metric_value(&metrics_text().await?, "fjord_media_nacks_received_total")
     };
     eventually(
         Duration::from_secs(15),
@@ -692,13 +694,7 @@ async fn with_ten_percent_loss_towards_subscribers_nacks_retransmit_and_frames_k
         let after = frames_from_others(&snapshot(b).await.unwrap());
         if after <= before[i] + 20 {
             let receivers = b.eval_async(RECEIVE_STATE, json!([])).await;
-            let text = reqwest::get(format!("http://127.0.0.1:{}/metrics", node.http))
-                .await
-                .ok();
-            let metrics = match text {
-                Some(r) => r.text().await.unwrap_or_default(),
-                None => String::new(),
-            };
+            let metrics = metrics_text().await.unwrap_or_default();
             let node_lines: Vec<&str> = metrics
                 .lines()
                 .filter(|l| !l.starts_with('#') && l.starts_with("fjord_media_"))
