@@ -5,7 +5,10 @@ protocol (docs/signaling.md), may publish (Opus silence and a VP8 test pattern, 
 noise block that makes the encoder spend its bitrate if asked), and
 counts every RTP packet it sends and receives below aiortc's jitter buffers, per RTP
 timestamp, so that a test can compare what a subscriber got with what a publisher sent
-frame by frame. At the end it prints one JSON object on stdout:
+frame by frame. With `--janus`, it takes part in a room of Janus's VideoRoom instead (the
+peer SFU the benchmarks compare with): a publisher publishes there, a subscriber waits
+for `--publishers` feeds and subscribes to all of them on one PeerConnection. At the end
+it prints one JSON object on stdout:
 
     {"participant_id": ..., "errors": [...signaling errors...],
      "ice_servers": how many the join answer offered,
@@ -229,6 +232,171 @@ def join(controller, meeting, name):
         return json.load(r)
 
 
+def plugin_data(event):
+    """What the VideoRoom plugin says in a Janus message (nothing in an `ack`)."""
+    return event.get("plugindata", {}).get("data", {})
+
+
+class JanusRoom:
+    """A client of Janus's HTTP API and its VideoRoom plugin (Janus 1.x, multistream):
+    one session, one handle, and a long poll that hands this peer its events."""
+
+    def __init__(self, api, room):
+        self.api, self.room = api, room
+        self.session = self.handle = None
+        self.events = asyncio.Queue()
+        self.poller = None
+
+    def _post(self, url, body):
+        body = dict(body, transaction=os.urandom(8).hex())
+        req = urllib.request.Request(
+            url, data=json.dumps(body).encode(), headers={"content-type": "application/json"}
+        )
+        with urllib.request.urlopen(req, timeout=15) as r:
+            reply = json.load(r)
+        if reply.get("janus") == "error":
+            raise RuntimeError(f"janus refused {body}: {reply.get('error')}")
+        return reply
+
+    async def post(self, url, body):
+        return await asyncio.to_thread(self._post, url, body)
+
+    async def attach(self):
+        reply = await self.post(self.api, {"janus": "create"})
+        self.session = f"{self.api}/{reply['data']['id']}"
+        reply = await self.post(
+            self.session, {"janus": "attach", "plugin": "janus.plugin.videoroom"}
+        )
+        self.handle = f"{self.session}/{reply['data']['id']}"
+        self.poller = asyncio.create_task(self._poll())
+
+    async def _poll(self):
+        def get():
+            with urllib.request.urlopen(f"{self.session}?maxev=16", timeout=40) as r:
+                return json.load(r)
+
+        while True:
+            events = await asyncio.to_thread(get)
+            for e in events if isinstance(events, list) else [events]:
+                if e.get("janus") == "event":
+                    await self.events.put(e)
+
+    async def request(self, body, jsep=None, answer=None):
+        """A VideoRoom request. Without `answer` its answer is in the reply
+        (listparticipants); otherwise it is the first event for which `answer(event)`
+        holds (news of other publishers pass by). Fails with the plugin's error."""
+        msg = {"janus": "message", "body": body}
+        if jsep:
+            msg["jsep"] = jsep
+        event = await self.post(self.handle, msg)
+        while True:
+            data = plugin_data(event)
+            if "error" in data:
+                raise RuntimeError(f"janus videoroom refused {body['request']}: {data['error']}")
+            if answer is None or answer(event):
+                return event
+            event = await asyncio.wait_for(self.events.get(), 15)
+
+    async def publishers(self, n):
+        """The feed ids of the room's first `n` publishers, once there are that many."""
+        while True:
+            e = await self.request({"request": "listparticipants", "room": self.room})
+            feeds = [p["id"] for p in plugin_data(e)["participants"] if p.get("publisher")]
+            if len(feeds) >= n:
+                return sorted(feeds)[:n]
+            await asyncio.sleep(0.2)
+
+    async def close(self):
+        if self.poller:
+            self.poller.cancel()
+        if self.session:
+            try:
+                await self.post(self.session, {"janus": "destroy"})
+            except Exception:
+                pass
+
+
+async def run_janus(args):
+    """As `run`, in a Janus VideoRoom: `participant_id` is the peer's feed id (a
+    publisher's) or its name (a subscriber's); `received` is keyed by feed id."""
+    room = JanusRoom(args.janus, args.room)
+    await room.attach()
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    senders, mids, ssrc_mid, rtx_pts = [], {}, {}, set()
+    participant = args.name
+    if args.publish:
+        senders.append(("audio", pc.addTrack(AudioStreamTrack())))
+        senders.append(("video", pc.addTrack(Pattern(args.width, args.height, args.fps, args.noise))))
+        e = await room.request(
+            {"request": "join", "ptype": "publisher", "room": args.room, "display": args.name},
+            answer=lambda e: plugin_data(e).get("videoroom") == "joined",
+        )
+        participant = str(plugin_data(e)["id"])
+        await pc.setLocalDescription(await pc.createOffer())
+        e = await room.request(
+            {"request": "publish"},
+            jsep={"type": "offer", "sdp": pc.localDescription.sdp},
+            answer=lambda e: "jsep" in e,
+        )
+        await pc.setRemoteDescription(RTCSessionDescription(e["jsep"]["sdp"], "answer"))
+    else:
+        feeds = await room.publishers(args.publishers)
+        e = await room.request(
+            {
+                "request": "join",
+                "ptype": "subscriber",
+                "room": args.room,
+                "streams": [{"feed": f} for f in feeds],
+            },
+            answer=lambda e: "jsep" in e,
+        )
+        for s in plugin_data(e)["streams"]:
+            if "feed_id" in s:
+                mids[s["mid"]] = (str(s["feed_id"]), s["type"])
+        streams, rtx_pts = sdp_streams(e["jsep"]["sdp"])
+        for mid, ssrcs in streams.items():
+            for s in ssrcs:
+                ssrc_mid[s] = mid
+        await pc.setRemoteDescription(RTCSessionDescription(e["jsep"]["sdp"], "offer"))
+        await pc.setLocalDescription(await pc.createAnswer())
+        await room.request(
+            {"request": "start"},
+            jsep={"type": "answer", "sdp": pc.localDescription.sdp},
+            answer=lambda e: plugin_data(e).get("started") == "ok",
+        )
+    await asyncio.sleep(args.duration)
+    report = report_of(participant, [], senders, ssrc_mid, rtx_pts, mids, pc, 0)
+    await pc.close()
+    await room.close()
+    return report
+
+
+def report_of(participant, errors, senders, ssrc_mid, rtx_pts, mids, pc, ice_servers):
+    """The JSON report (see the module's doc) from what COUNTS saw."""
+    sent = {}
+    for kind, sender in senders:
+        frames = COUNTS.sent.get(sender._ssrc, {})
+        sent[kind] = [[ts, n, at] for ts, (n, at) in frames.items()]
+    received, completed = {}, {}
+    frames_by_mid, last_by_mid = COUNTS.frames_received(ssrc_mid, rtx_pts)
+    for mid, frames in frames_by_mid.items():
+        if mid not in mids:
+            continue
+        pid, kind = mids[mid]
+        received.setdefault(pid, {})[kind] = {str(ts): n for ts, n in frames.items()}
+        completed.setdefault(pid, {})[kind] = {str(ts): at for ts, at in last_by_mid[mid].items()}
+    return {
+        "participant_id": participant,
+        "ice_servers": ice_servers,
+        "local_candidate": nominated_candidate_type(pc),
+        "errors": errors,
+        "sent": sent,
+        "received": received,
+        "completed": completed,
+        "rtp_received": COUNTS.rtp_received,
+    }
+
+
 async def run(args):
     joined = await asyncio.to_thread(join, args.controller, args.meeting, args.name)
     url = f"{joined['signal_url']}?token={joined['token']}"
@@ -300,36 +468,18 @@ async def run(args):
                         mids[slot["mid"]] = (slot["participant_id"], slot["kind"])
         await ws.send(json.dumps({"type": "leave"}))
 
-    sent = {}
-    for kind, sender in senders:
-        frames = COUNTS.sent.get(sender._ssrc, {})
-        sent[kind] = [[ts, n, at] for ts, (n, at) in frames.items()]
-    received, completed = {}, {}
-    frames_by_mid, last_by_mid = COUNTS.frames_received(ssrc_mid, rtx_pts)
-    for mid, frames in frames_by_mid.items():
-        if mid not in mids:
-            continue
-        pid, kind = mids[mid]
-        received.setdefault(pid, {})[kind] = {str(ts): n for ts, n in frames.items()}
-        completed.setdefault(pid, {})[kind] = {str(ts): at for ts, at in last_by_mid[mid].items()}
-    candidate = nominated_candidate_type(pc)
+    report = report_of(joined["participant_id"], errors, senders, ssrc_mid, rtx_pts, mids, pc, len(ice))
     await pc.close()
-    return {
-        "participant_id": joined["participant_id"],
-        "ice_servers": len(ice),
-        "local_candidate": candidate,
-        "errors": errors,
-        "sent": sent,
-        "received": received,
-        "completed": completed,
-        "rtp_received": COUNTS.rtp_received,
-    }
+    return report
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--controller", required=True)
-    p.add_argument("--meeting", required=True)
+    p.add_argument("--controller", help="Fjord: the controller's URL")
+    p.add_argument("--meeting", help="Fjord: the meeting's id")
+    p.add_argument("--janus", help="Janus: its HTTP API (http://…/janus), instead of Fjord")
+    p.add_argument("--room", type=int, help="Janus: the VideoRoom's id")
+    p.add_argument("--publishers", type=int, default=1, help="Janus: feeds to subscribe to")
     p.add_argument("--name", required=True)
     p.add_argument("--publish", action="store_true")
     p.add_argument("--answer", choices=["recvonly", "inactive"], default="recvonly")
@@ -343,7 +493,14 @@ def main():
     args = p.parse_args()
     if args.bitrate:
         vpx.DEFAULT_BITRATE = args.bitrate * 1000
-    result = asyncio.run(run(args))
+    if args.janus:
+        if args.room is None:
+            p.error("--janus needs --room")
+        result = asyncio.run(run_janus(args))
+    else:
+        if not (args.controller and args.meeting):
+            p.error("--controller and --meeting are needed (or --janus and --room)")
+        result = asyncio.run(run(args))
     json.dump(result, sys.stdout)
     sys.stdout.write("\n")
 
