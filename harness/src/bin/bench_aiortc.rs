@@ -4,7 +4,7 @@
 //! noise) and S listening subscribers (default 6), first in a meeting on one Fjord media
 //! node, then in a Janus room. For each server it prints, per kind, the frames the
 //! publishers sent in the window times the subscribers, how many reached a subscriber at
-//! all, how many whole (every packet), and the whole frames of Fjord against Janus's.
+//! all, how many whole (every packet), and Fjord's share of whole frames over Janus's.
 //!
 //! aiortc sends no transport-wide congestion feedback (REMB and NACK only), so this is
 //! also the case in which a server must not pace subscribers at an estimate nothing
@@ -121,8 +121,8 @@ async fn run(a: Args) -> anyhow::Result<()> {
         }
         let (f, j) = (&fjord[i], &on_janus[i]);
         println!(
-            "{kind:<6} whole frames fjord/janus {:.4} (goal: within 0.5 % of 1)",
-            f.whole as f64 / j.whole.max(1) as f64
+            "{kind:<6} whole share fjord/janus {:.4} (goal: within 0.5 % of 1)",
+            f.share() / j.share().max(1e-9)
         );
     }
     Ok(())
