@@ -25,11 +25,16 @@ struct Args {
     /// Virtual seconds of media after everyone is connected.
     #[arg(long, default_value_t = 10)]
     seconds: u64,
+    /// Drain the core after each datagram (a node that keeps up, one datagram per
+    /// wake), not once per 5 ms step.
+    #[arg(long)]
+    drain_each: bool,
 }
 
 fn main() {
     let args = Args::parse();
     let mut rig = Rig::new();
+    rig.drain_each = args.drain_each;
     for n in 1..=args.publishers {
         rig.join_as(
             n,

@@ -72,6 +72,10 @@ pub struct Rig {
     pub publish_layers: Vec<(PeerKey, String, Vec<String>)>,
     /// Datagrams the SFU sent, in all.
     pub datagrams_out: u64,
+    /// Drain the SFU after each datagram it is fed, as the node does when its datagrams
+    /// come one at a time (a node that keeps up); otherwise once per step, after every
+    /// client's datagrams of the step (a node that fell behind by a step).
+    pub drain_each: bool,
 }
 
 impl Default for Rig {
@@ -93,6 +97,7 @@ impl Rig {
             slot_tables: Vec::new(),
             publish_layers: Vec::new(),
             datagrams_out: 0,
+            drain_each: false,
         }
     }
 
@@ -310,6 +315,7 @@ impl Rig {
     /// Polls every client at `now`: its datagrams reach the SFU, its media is counted.
     pub fn poll_clients(&mut self) {
         let now = self.now;
+        let mut one_by_one = Vec::new();
         for c in &mut self.clients {
             c.rtc.handle_input(Input::Timeout(now)).unwrap();
             // Its pacer releases one queue per timeout: a client that sends on several
@@ -322,6 +328,9 @@ impl Rig {
                         c.rtc.handle_input(Input::Timeout(now)).unwrap();
                     }
                     Output::Timeout(_) => break,
+                    Output::Transmit(t) if self.drain_each => {
+                        one_by_one.push((t.source, t.contents.to_vec()));
+                    }
                     Output::Transmit(t) => {
                         self.sfu.handle_datagram(now, t.source, &t.contents);
                     }
@@ -339,6 +348,10 @@ impl Rig {
                     Output::Event(_) => {}
                 }
             }
+        }
+        for (source, contents) in one_by_one {
+            self.sfu.handle_datagram(now, source, &contents);
+            self.drain_sfu();
         }
     }
 
