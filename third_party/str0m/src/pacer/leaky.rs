@@ -3,6 +3,7 @@ use std::time::{Duration, Instant};
 
 use super::Pacer;
 use super::PaddingRequest;
+use super::QueuePriority;
 use super::QueueState;
 use crate::Reason;
 use crate::bwe_::ProbeClusterConfig;
@@ -179,14 +180,26 @@ impl Pacer for LeakyBucketPacer {
         // media and resends ask for one themselves, as the null pacer relies on); only
         // padding, when it is due. A packet a handle_timeout() per packet, which with a
         // driver's timer meant a wake per packet per subscriber, is then one per write.
-        if std::mem::take(&mut self.counted_off)
-            && self.probe_queue.is_empty()
-            && self
+        if std::mem::take(&mut self.counted_off) && self.probe_queue.is_empty() {
+            if let Some(q) = self.queue_states.iter_mut().find(|q| q.midrid == _from) {
+                q.snapshot.last_emitted = Some(now);
+                if q.snapshot.packet_count == 0 {
+                    q.snapshot.first_unsent = None;
+                }
+            }
+            if self
                 .queue_states
                 .iter()
                 .all(|q| q.snapshot.packet_count == 0)
-        {
-            self.next_poll_time = self.padding_time(now);
+            {
+                self.next_poll_time = self.padding_time(now);
+            } else if let Some(next) = self.next_in_burst() {
+                // Fjord: more of the snapshot's media, within the burst budget: the next
+                // packet goes out without a handle_timeout() first (the immediate
+                // timeout stays asked for, for when the burst ends).
+                self.next_poll_queue = Some(next);
+                self.needs_timeout_before_next_poll = false;
+            }
         }
     }
 }
@@ -229,6 +242,34 @@ impl LeakyBucketPacer {
             .max(self.padding_debt / self.padding_bitrate)
             .max(Duration::from_micros(1));
         Some((now + wait, PacerReason::Padding))
+    }
+
+    /// Fjord: the queue of the snapshot whose media goes next in a burst, if the media
+    /// debt is below the burst interval (where `next_poll` would send at once): unpaced
+    /// queues first, by their oldest packet, then the least recently sent, as
+    /// `next_poll` orders them. Media only: padding and probes go through
+    /// `handle_timeout`. Upstream sends one packet per `handle_timeout`, each of which
+    /// rebuilds every queue's snapshot.
+    fn next_in_burst(&self) -> Option<MidRid> {
+        if self.adjusted_bitrate == Bitrate::ZERO {
+            return None;
+        }
+        let burst_interval = PACING.min(MAX_BURST_SIZE / self.adjusted_bitrate);
+        if self.media_debt / self.adjusted_bitrate >= burst_interval {
+            return None;
+        }
+        let media = self.queue_states.iter().filter(|q| {
+            q.snapshot.packet_count > 0 && q.snapshot.priority == QueuePriority::Media
+        });
+        let unpaced = media
+            .clone()
+            .filter(|q| q.unpaced)
+            .filter_map(|q| q.snapshot.first_unsent.map(|t| (t, q)))
+            .min_by_key(|(t, _)| *t)
+            .map(|(_, q)| q);
+        unpaced
+            .or_else(|| media.min_by_key(|q| q.snapshot.last_emitted))
+            .map(|q| q.midrid)
     }
 
     /// Start executing a probe cluster.
@@ -1106,6 +1147,78 @@ mod test {
 
         let next_poll = pacer.poll_timeout().0.unwrap();
         (burst, next_poll - at)
+    }
+
+    // Fjord: media within the burst budget goes out without a handle_timeout() between
+    // its packets; once the snapshot is drained, no immediate timeout (change 2's
+    // contract holds at the end of a burst).
+    #[test]
+    fn a_burst_within_the_budget_goes_out_without_a_timeout_between_packets() {
+        let now = Instant::now();
+        let mut queue = Queue::default();
+        let mut pacer = LeakyBucketPacer::new(Bitrate::mbps(10));
+        handle_timeout_noisy(&mut pacer, &mut queue, now);
+        enqueue_packet_noisy(&mut pacer, &mut queue, 1, 100, PacketKind::Audio, now);
+        for seq in 2..=4 {
+            enqueue_packet_noisy(&mut pacer, &mut queue, seq, 1_000, PacketKind::Video, now);
+        }
+        let mut kinds = Vec::new();
+        for _ in 0..4 {
+            let (qid, cluster) = pacer.poll_queue().expect("the burst goes on");
+            assert_eq!(cluster, None);
+            let packet = queue.next_packet().unwrap();
+            kinds.push(packet.kind);
+            pacer.register_send(now, DataSize::from(packet.size()), qid);
+            queue.register_send(qid, now);
+        }
+        assert_eq!(
+            kinds,
+            [
+                PacketKind::Audio,
+                PacketKind::Video,
+                PacketKind::Video,
+                PacketKind::Video
+            ]
+        );
+        assert!(queue.is_empty());
+        assert!(pacer.poll_queue().is_none(), "nothing left");
+        assert_eq!(pacer.poll_timeout().0, Some(now + PACING), "drained: the periodic timeout");
+    }
+
+    // Fjord: a burst stops once the media debt reaches the burst interval (at 1 Mbit/s,
+    // PACING's 40 ms: 5,000 bytes); the rest goes when time has paid the debt off.
+    #[test]
+    fn a_burst_stops_at_the_budget_and_time_releases_the_rest() {
+        let now = Instant::now();
+        let mut queue = Queue::default();
+        let mut pacer = LeakyBucketPacer::new(Bitrate::mbps(1));
+        handle_timeout_noisy(&mut pacer, &mut queue, now);
+        for seq in 1..=8 {
+            enqueue_packet_noisy(&mut pacer, &mut queue, seq, 1_000, PacketKind::Video, now);
+        }
+        let mut send = |pacer: &mut LeakyBucketPacer, queue: &mut Queue, at: Instant| {
+            let mut sent = 0;
+            while let Some((qid, _)) = pacer.poll_queue() {
+                let packet = queue.next_packet().unwrap();
+                pacer.register_send(at, DataSize::from(packet.size()), qid);
+                queue.register_send(qid, at);
+                sent += 1;
+            }
+            sent
+        };
+        let first = send(&mut pacer, &mut queue, now);
+        assert!((4..=6).contains(&first), "{first} packets in the first burst");
+        let (timeout, _) = pacer.poll_timeout();
+        let timeout = timeout.expect("a timeout for the rest");
+        assert!(timeout <= now + Duration::from_micros(1), "{timeout:?}");
+        // That timeout finds the debt at the budget: the rest waits for it to drain.
+        handle_timeout_noisy(&mut pacer, &mut queue, timeout);
+        assert_eq!(send(&mut pacer, &mut queue, timeout), 0, "over the budget");
+        let later = now + Duration::from_millis(45);
+        handle_timeout_noisy(&mut pacer, &mut queue, later);
+        let second = send(&mut pacer, &mut queue, later);
+        assert_eq!(first + second, 8, "time released the rest");
+        assert!(queue.is_empty());
     }
 
     #[test]
