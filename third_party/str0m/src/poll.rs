@@ -72,6 +72,15 @@ impl<'a> RtcMut<'a> {
     }
 }
 
+impl RtcMut<'_> {
+    /// Fjord: the `Rtc` for a mutation that cannot move the session's stream and media
+    /// timers (`Readiness::wake_beside_session`).
+    pub(crate) fn beside_session(&mut self) -> &mut Rtc {
+        drop(self.rtc.readiness.wake_beside_session());
+        self.rtc
+    }
+}
+
 impl Deref for RtcMut<'_> {
     type Target = Rtc;
 

@@ -144,6 +144,11 @@ pub(crate) struct Session {
 
     #[cfg(feature = "_internal_test_exports")]
     pending_probe: Option<crate::bwe_::ProbeClusterConfig>,
+
+    /// Fjord: a packet was written through `DirectApi::stream_tx_to_write` since the
+    /// send queues were last stamped: the next timeout stamps them, in
+    /// `handle_pacer_timeout` if nothing else is due.
+    pub(crate) stamp_pending: bool,
 }
 
 /// Last RRTR (Receiver Reference Time Report, RFC 3611 §4.4) received from a remote SSRC.
@@ -217,6 +222,7 @@ impl Session {
             feedback_tx: VecDeque::new(),
             feedback_rx: VecDeque::new(),
             rtp_closing: false,
+            stamp_pending: false,
             pending_rrtrs: VecDeque::new(),
             raw_packets: if config.enable_raw_packets {
                 Some(VecDeque::new())
@@ -286,6 +292,9 @@ impl Session {
 
         // Payload ready media.
         self.do_payload(now)?;
+
+        // Fjord: the walk below stamps every send queue.
+        self.stamp_pending = false;
 
         let sender_ssrc = self.streams.first_ssrc_local();
 
@@ -361,6 +370,14 @@ impl Session {
     pub fn handle_pacer_timeout(&mut self, now: Instant, _wake: &mut Wake) -> bool {
         if self.rtp_closing || self.srtp_tx.is_none() {
             return false;
+        }
+        // Packets written through `DirectApi::stream_tx_to_write` are stamped here, as
+        // the walk would (a stream not yet past its first timeout needs the walk).
+        if self.stamp_pending {
+            if !self.streams.stamp_send_queues(now) {
+                return false;
+            }
+            self.stamp_pending = false;
         }
         // The bandwidth estimator does time-driven work on every call (its ALR budget,
         // the ALR stop time), not only at its own timeout: it runs as in `handle_timeout`.
@@ -1359,7 +1376,8 @@ impl Session {
             .soonest((send_stream_at, Reason::SendStream))
     }
 
-    /// Fjord: the bandwidth estimator's next timeout and the pacer's, recomputed with
+    /// Fjord: the bandwidth estimator's next timeout and the pacer's (with the stamping
+    /// of packets written through `DirectApi::stream_tx_to_write`), recomputed with
     /// every timeout (both do time-driven work on every call).
     pub fn poll_timeout_bwe_and_pacer(
         &self,
@@ -1374,7 +1392,11 @@ impl Session {
             .map(|bwe| bwe.poll_timeout())
             // We should never see this reason.
             .unwrap_or((None, Reason::BweDelayControl));
-        (bwe_at, self.pacer.poll_timeout())
+        // Packets written through `DirectApi::stream_tx_to_write` wait for a timeout to
+        // stamp them (the session's own timers were not recomputed for them).
+        let stamp_at = self.stamp_pending.then(already_happened);
+        let pacer_at = self.pacer.poll_timeout();
+        (bwe_at, (stamp_at, Reason::SendStream).soonest(pacer_at))
     }
 
     pub fn has_mid(&self, mid: Mid) -> bool {

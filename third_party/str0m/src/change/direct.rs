@@ -358,6 +358,18 @@ impl<'a> DirectApi<'a> {
         self.rtc.session.streams.stream_tx(ssrc)
     }
 
+    /// Fjord: a send stream to write one packet to ([`StreamTx::write_rtp`]) and
+    /// nothing else. As [`DirectApi::stream_tx`], except that it does not make the next
+    /// timeout recompute the session's stream and media timers, which a write does not
+    /// move: the packet is stamped by the next timeout (its pacer's, if nothing else is
+    /// due), and that timeout drives the estimator and the pacer only. For anything else
+    /// a stream does, use [`DirectApi::stream_tx`].
+    pub fn stream_tx_to_write(&mut self, ssrc: &Ssrc) -> Option<&mut StreamTx> {
+        let rtc = self.rtc.beside_session();
+        rtc.session.stamp_pending = true;
+        rtc.session.streams.stream_tx(ssrc)
+    }
+
     /// Obtain a send stream by looking it up via mid/rid.
     pub fn stream_tx_by_mid(&mut self, mid: Mid, rid: Option<Rid>) -> Option<&mut StreamTx> {
         let midrid = MidRid(mid, rid);

@@ -418,6 +418,16 @@ impl Streams {
         }
     }
 
+    /// Fjord: stamps the packets of every send queue that has unstamped ones, as
+    /// `handle_timeout` does; false (the rest left unstamped) at a stream that has not
+    /// had its first timeout, which only `handle_timeout` gives.
+    pub(crate) fn stamp_send_queues(&mut self, now: Instant) -> bool {
+        self.streams_tx
+            .values_mut()
+            .filter(|s| s.need_timeout())
+            .all(|s| s.stamp(now))
+    }
+
     pub(crate) fn pending_request(&self) -> Option<Instant> {
         if self.streams_rx.values().any(|s| s.has_pending_request()) {
             Some(already_happened())

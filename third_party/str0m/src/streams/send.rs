@@ -1334,6 +1334,16 @@ impl StreamTx {
         self.send_queue.need_timeout()
     }
 
+    /// Fjord: stamps the queue's unstamped packets with `now`, as `handle_timeout`
+    /// does once the stream has had its first timeout; false, with nothing done, before.
+    pub(crate) fn stamp(&mut self, now: Instant) -> bool {
+        if self.kind.is_none() {
+            return false;
+        }
+        self.send_queue.handle_timeout(now);
+        true
+    }
+
     pub(crate) fn handle_timeout<'a>(
         &mut self,
         now: Instant,

@@ -102,6 +102,9 @@ pub struct BweTestContext {
     media_send_rate: Bitrate,
     /// Accumulated byte budget for sending (smooths out timing variations)
     byte_budget: f64,
+    /// Fjord: write media through `DirectApi::stream_tx_to_write` (PATCHES.md, change
+    /// 15), not `DirectApi::stream_tx`.
+    pub write_only: bool,
 }
 
 type ProbeCheck = Arc<dyn Fn(usize, &ProbeClusterConfig) -> bool>;
@@ -171,6 +174,7 @@ impl BweTestContext {
             seq_no: 47_000,
             media_send_rate: Bitrate::mbps(2), // Default to 2 Mbps
             byte_budget: 0.0,
+            write_only: false,
         }
     }
 
@@ -329,7 +333,12 @@ impl BweTestContext {
                 let time = (self.seq_no * 1000 + 47_000_000) as u32;
 
                 let mut direct = l.direct_api();
-                let stream = direct.stream_tx(&self.ssrc).unwrap();
+                let stream = if self.write_only {
+                    direct.stream_tx_to_write(&self.ssrc)
+                } else {
+                    direct.stream_tx(&self.ssrc)
+                }
+                .unwrap();
 
                 // Send a video packet
                 let payload = vec![0u8; packet_size];

@@ -21,7 +21,7 @@ use crate::common::{
 /// took the estimate from 4.58 to 4.29 Mbit/s, 20 % left it at 4.58, 25 % took it to
 /// 0.83 (PATCHES.md, "Noticed").
 fn rise_and_fall(pacing_factor: Option<f64>) -> Result<(Bitrate, Bitrate), RtcError> {
-    let run = run_rise_and_fall(Instant::now(), pacing_factor, true)?;
+    let run = run_rise_and_fall(Instant::now(), pacing_factor, true, false)?;
     Ok((run.risen, run.fallen))
 }
 
@@ -42,6 +42,7 @@ fn run_rise_and_fall(
     start: Instant,
     pacing_factor: Option<f64>,
     pacer_alone: bool,
+    write_only: bool,
 ) -> Result<Run, RtcError> {
     init_log();
     init_crypto_default();
@@ -56,6 +57,7 @@ fn run_rise_and_fall(
     l._set_pacer_alone_timeouts(pacer_alone);
     r._set_pacer_alone_timeouts(pacer_alone);
     let mut ctx = BweTestContext::new(&mut l, &mut r);
+    ctx.write_only = write_only;
     ctx.run_plan(
         &mut l,
         &mut r,
@@ -154,8 +156,27 @@ fn the_estimate_rises_under_probing_and_falls_under_loss_at_fjords_pacing_factor
 #[test]
 fn driving_the_pacer_alone_sends_what_the_full_walk_sends() -> Result<(), RtcError> {
     let start = Instant::now();
-    let alone = run_rise_and_fall(start, Some(2.5), true)?;
-    let full = run_rise_and_fall(start, Some(2.5), false)?;
+    let alone = run_rise_and_fall(start, Some(2.5), true, false)?;
+    let full = run_rise_and_fall(start, Some(2.5), false, false)?;
+    assert_sent_alike(&alone, &full)
+}
+
+/// PATCHES.md, change 15: packets written through `DirectApi::stream_tx_to_write`, whose
+/// timeout stamps them and drives the pacer without recomputing every stream's timers,
+/// go out as those written through `DirectApi::stream_tx`: the rise and the fall, run
+/// both ways, send the same, to this harness's noise (as for change 10).
+#[test]
+fn writing_through_stream_tx_to_write_sends_what_stream_tx_sends() -> Result<(), RtcError> {
+    let start = Instant::now();
+    let write_only = run_rise_and_fall(start, Some(2.5), true, true)?;
+    let stream_tx = run_rise_and_fall(start, Some(2.5), true, false)?;
+    assert_sent_alike(&write_only, &stream_tx)
+}
+
+/// The two runs sent the same packets, at times at most 100 µs apart, and the sender
+/// reported the same estimates.
+fn assert_sent_alike(one: &Run, other: &Run) -> Result<(), RtcError> {
+    let (alone, full) = (one, other);
     assert!(
         full.received.len() > 1_000,
         "the run sent too little to compare: {} packets",
@@ -171,7 +192,7 @@ fn driving_the_pacer_alone_sends_what_the_full_walk_sends() -> Result<(), RtcErr
         let apart = a.0.abs_diff(f.0);
         assert!(
             apart <= Duration::from_micros(100),
-            "packet {} arrived {apart:?} apart: {:?} alone, {:?} with the full walk",
+            "packet {} arrived {apart:?} apart: {:?} in one run, {:?} in the other",
             a.2,
             a.0,
             f.0
