@@ -27,8 +27,9 @@ scripts/fuzz.sh build
 
 # str0m as we carry it (third_party/str0m/PATCHES.md): its own library tests and its
 # bandwidth estimation tests (probing, loss, delay, recovery: the pacer we patch feeds
-# them; three are ours: two at Fjord's pacing factor, one comparing the pacer-only
-# timeout with the full walk), with its own lock file. The four whole-link scenarios
+# them; four are ours: two at Fjord's pacing factor, one comparing the pacer-only
+# timeout with the full walk, one comparing writes through stream_tx_to_write with
+# writes through stream_tx), with its own lock file. The four whole-link scenarios
 # (simple::, changing::) take two minutes more and run by PATCHES.md's command.
 echo ">> str0m's library and BWE tests (patched crate)"
 CARGO_TARGET_DIR=target/third_party cargo test --locked --quiet \
