@@ -1940,6 +1940,14 @@ impl Rtc {
             return not_happening();
         }
 
+        // Fjord: a packet written through `DirectApi::stream_tx_to_write` since, which
+        // armed nothing: the timeout that stamps it is due now (cached_timeout is never
+        // before last_now).
+        if self.session.stamp_pending {
+            self.last_timeout_reason = Reason::SendStream;
+            return self.last_now;
+        }
+
         self.cached_timeout
     }
 

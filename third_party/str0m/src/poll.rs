@@ -73,10 +73,10 @@ impl<'a> RtcMut<'a> {
 }
 
 impl RtcMut<'_> {
-    /// Fjord: the `Rtc` for a mutation that cannot move the session's stream and media
-    /// timers (`Readiness::wake_beside_session`).
-    pub(crate) fn beside_session(&mut self) -> &mut Rtc {
-        drop(self.rtc.readiness.wake_beside_session());
+    /// Fjord: the `Rtc` for a mutation that arms the readiness its own way (a write
+    /// through `DirectApi::stream_tx_to_write`, which marks a stamp pending that
+    /// `Rtc::poll_timeout` reports).
+    pub(crate) fn unarmed(&mut self) -> &mut Rtc {
         self.rtc
     }
 }

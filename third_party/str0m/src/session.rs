@@ -285,6 +285,8 @@ impl Session {
     pub fn handle_timeout(&mut self, now: Instant, wake: &mut Wake) -> Result<(), RtcError> {
         if self.rtp_closing {
             // Closing only drains previously queued BYEs; this timeout changes nothing.
+            // (Fjord: nor will a written packet be sent; it asks for no timeout.)
+            self.stamp_pending = false;
             wake.no_events();
             wake.no_timeout();
             return Ok(());

@@ -359,13 +359,15 @@ impl<'a> DirectApi<'a> {
     }
 
     /// Fjord: a send stream to write one packet to ([`StreamTx::write_rtp`]) and
-    /// nothing else. As [`DirectApi::stream_tx`], except that it does not make the next
-    /// timeout recompute the session's stream and media timers, which a write does not
-    /// move: the packet is stamped by the next timeout (its pacer's, if nothing else is
-    /// due), and that timeout drives the estimator and the pacer only. For anything else
-    /// a stream does, use [`DirectApi::stream_tx`].
+    /// nothing else. As [`DirectApi::stream_tx`], except that the write re-polls
+    /// nothing: no event walk and no recompute of any timer, which a write does not
+    /// move; the next timeout is due at once ([`Rtc::poll_output`] says so without
+    /// walking), stamps the packet and, if nothing else is due, drives the estimator and
+    /// the pacer only. A caller that knows it wrote may call
+    /// [`Rtc::handle_input`] with [`Input::Timeout`][crate::Input::Timeout] at once.
+    /// For anything else a stream does, use [`DirectApi::stream_tx`].
     pub fn stream_tx_to_write(&mut self, ssrc: &Ssrc) -> Option<&mut StreamTx> {
-        let rtc = self.rtc.beside_session();
+        let rtc = self.rtc.unarmed();
         rtc.session.stamp_pending = true;
         rtc.session.streams.stream_tx(ssrc)
     }
