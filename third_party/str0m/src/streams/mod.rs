@@ -658,8 +658,10 @@ impl Streams {
             queue
         });
         let mut streams = self.streams_tx.values_mut();
+        // Fjord: of the streams with nothing to send, only the one padding would go to.
+        let mut pad_on: Option<QueueState> = None;
         std::iter::from_fn(move || {
-            if let Some(stream) = streams.next() {
+            for stream in streams.by_ref() {
                 let mut queue = stream.queue_state(now);
                 if probe_queue.is_some() && queue.use_for_padding {
                     // Only negotiated feedback sources can provide probe padding.
@@ -669,6 +671,24 @@ impl Streams {
                         .is_some_and(|pt| can_probe(stream.mid(), pt));
                 }
                 media_padding |= queue.use_for_padding;
+                // Fjord: an empty queue is of use to the pacer only to pad on, where it
+                // takes the most recently sent of them (the last such, on a tie): that
+                // one goes after the others, which are left out. Most of a receiver's
+                // queues are empty at any time, and every one was copied into the
+                // pacer's list and scanned by each of its passes.
+                if queue.snapshot.packet_count == 0 {
+                    if queue.use_for_padding
+                        && pad_on
+                            .as_ref()
+                            .is_none_or(|p| queue.snapshot.last_emitted >= p.snapshot.last_emitted)
+                    {
+                        pad_on = Some(queue);
+                    }
+                    continue;
+                }
+                return Some(queue);
+            }
+            if let Some(queue) = pad_on.take() {
                 return Some(queue);
             }
             let mut queue = probe_queue.take()?;

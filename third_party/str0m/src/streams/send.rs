@@ -1473,6 +1473,32 @@ mod test {
         assert!(queues[0].use_for_padding);
     }
 
+    // Fjord: the pacer is handed the queues with something to send and, of the empty
+    // ones, only one that padding can go to (PATCHES.md, change 17).
+    #[test]
+    fn the_pacer_gets_the_queues_with_media_and_one_to_pad_on() {
+        let now = Instant::now();
+        let mut streams = crate::streams::Streams::new(false, 1200, Duration::from_millis(1500));
+        streams.declare_stream_tx(40.into(), None, MidRid("aud".into(), None));
+        for (ssrc, rtx, mid) in [(42, 44, "pad"), (46, 48, "vid")] {
+            let stream =
+                streams.declare_stream_tx(ssrc.into(), Some(rtx.into()), MidRid(mid.into(), None));
+            stream.pt_for_padding = Some(96.into());
+        }
+        let vid = streams.stream_tx(&46.into()).unwrap();
+        vid.write_rtp(RtpWrite::new(96.into(), 1.into(), 90_000, now, vec![0; 100]));
+        vid.send_queue.handle_timeout(now);
+        let queues: Vec<_> = streams
+            .send_queue_states(now, |_, _| true)
+            .map(|q| (q.midrid.mid().to_string(), q.snapshot.packet_count, q.use_for_padding))
+            .collect();
+        assert_eq!(
+            queues,
+            [("vid".to_string(), 1, true), ("pad".to_string(), 0, true)],
+            "the empty audio queue, which cannot pad, is left out"
+        );
+    }
+
     #[test]
     fn probe_absolute_send_time_follows_negotiated_extensions() {
         let now = Instant::now();
