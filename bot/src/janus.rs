@@ -144,6 +144,24 @@ async fn poll(http: reqwest::Client, url: String, routes: Routes, stop: Cancella
 }
 
 impl Handle {
+    /// Waits for Janus's `webrtcup` on this handle: its PeerConnection is up on Janus's
+    /// side too. A publisher's feed cannot be subscribed to before ("No such feed"):
+    /// our side's ICE may finish first.
+    pub async fn webrtc_up(&mut self) -> anyhow::Result<()> {
+        let until = tokio::time::Instant::now() + EVENT_TIMEOUT;
+        loop {
+            let e = tokio::time::timeout_at(until, self.events.recv())
+                .await
+                .with_context(|| format!("no webrtcup from Janus within {EVENT_TIMEOUT:?}"))?
+                .context("Janus session gone")?;
+            match e["janus"].as_str() {
+                Some("webrtcup") => return Ok(()),
+                Some("hangup") => bail!("janus hung up the PeerConnection: {}", e["reason"]),
+                _ => {}
+            }
+        }
+    }
+
     /// Sends a VideoRoom request (with an SDP, if any) and waits for the plugin's event
     /// that `answers` it (other events, such as news of other publishers, pass by);
     /// fails with the plugin's error if it refused.

@@ -216,6 +216,8 @@ pub(super) async fn janus_publish(
     )
     .connect(stop)
     .await?;
+    // Subscribers may ask for the feed once Janus has it up, not when our ICE is.
+    handle.webrtc_up().await?;
     Ok((joined, feed))
 }
 
