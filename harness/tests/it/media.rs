@@ -478,6 +478,35 @@ async fn the_lean_load_generators_peers_get_every_publishers_frames_from_the_nod
     );
 }
 
+/// Runs `body` on a two-worker runtime inside a private network namespace (Janus gathers
+/// no ICE candidates on loopback): outside it, re-runs the test `here` (its path in this
+/// binary) inside one, which must pass.
+fn in_private_network<F: std::future::Future<Output = ()>>(here: &str, body: impl FnOnce() -> F) {
+    if let harness::netns::Place::RanInside = harness::netns::enter(here).unwrap() {
+        return;
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(body());
+}
+
+/// A cluster of one media node (in `oslo`) and a meeting titled `title`: the cluster,
+/// its controller's URL and the meeting's id.
+async fn one_node_meeting(title: &str) -> (harness::Cluster, String, String) {
+    let c = harness::Cluster::start(harness::ClusterSpec {
+        media: vec![crate::node("media-oslo-1", "oslo")],
+        ..crate::spec()
+    })
+    .await
+    .unwrap();
+    let base = c.controllers[0].url();
+    let meeting = Api::new(&c).create(&base, json!({ "title": title })).await;
+    (c, base, meeting)
+}
+
 /// The Janus comparison of the SFU benchmark (`fjord-bench-sfu --against janus`) at a
 /// small size: the same lean load, 2 publishers × 4 subscribers for 5 s, against a Fjord
 /// media node and then against Janus's VideoRoom (Debian's `janus`), in a private
@@ -487,30 +516,13 @@ async fn the_lean_load_generators_peers_get_every_publishers_frames_from_the_nod
 #[test]
 fn fjord_and_janus_under_the_same_lean_load_both_forward_every_publishers_media() {
     use bot::lean::Server;
-    use harness::{compare, netns};
+    use harness::compare;
     let here =
         "media::fjord_and_janus_under_the_same_lean_load_both_forward_every_publishers_media";
-    if let netns::Place::RanInside = netns::enter(here).unwrap() {
-        return;
-    }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    in_private_network(here, || async {
         let spec = |server| small_lean(server, 4);
         let (settle, window) = (Duration::from_millis(1500), Duration::from_secs(5));
-        let c = harness::Cluster::start(harness::ClusterSpec {
-            media: vec![crate::node("media-oslo-1", "oslo")],
-            ..crate::spec()
-        })
-        .await
-        .unwrap();
-        let base = c.controllers[0].url();
-        let meeting = Api::new(&c)
-            .create(&base, json!({ "title": "vs janus" }))
-            .await;
+        let (c, base, meeting) = one_node_meeting("vs janus").await;
         let fjord = spec(Server::Fjord {
             controller: base,
             meeting,
@@ -548,17 +560,8 @@ fn fjord_and_janus_under_the_same_lean_load_both_forward_every_publishers_media(
 #[test]
 fn aiortc_peers_get_their_frames_whole_through_fjord_and_through_janus() {
     use harness::aiortc::{Load, Room};
-    use harness::netns;
     let here = "media::aiortc_peers_get_their_frames_whole_through_fjord_and_through_janus";
-    if let netns::Place::RanInside = netns::enter(here).unwrap() {
-        return;
-    }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    in_private_network(here, || async {
         let load = Load {
             publishers: 2,
             subscribers: 2,
@@ -566,16 +569,7 @@ fn aiortc_peers_get_their_frames_whole_through_fjord_and_through_janus() {
             settle: Duration::from_secs(4),
             window: Duration::from_secs(4),
         };
-        let c = harness::Cluster::start(harness::ClusterSpec {
-            media: vec![crate::node("media-oslo-1", "oslo")],
-            ..crate::spec()
-        })
-        .await
-        .unwrap();
-        let controller = c.controllers[0].url();
-        let meeting = Api::new(&c)
-            .create(&controller, json!({ "title": "aiortc vs janus" }))
-            .await;
+        let (c, controller, meeting) = one_node_meeting("aiortc vs janus").await;
         let fjord = load
             .run(&Room::Fjord {
                 controller,
