@@ -1722,6 +1722,8 @@ impl Rtc {
                         profile,
                         active,
                     );
+                    // Fjord: events held until the keys now go out.
+                    self.readiness.arm_session_events();
                 }
                 DtlsOutput::PeerCert(der) => {
                     debug!("DTLS verify remote fingerprint");
@@ -1863,7 +1865,14 @@ impl Rtc {
             }
         }
 
-        if let Some(ev) = self.session.poll_event() {
+        // Fjord: after wakes beside the session only (a pacer-only timeout), its own
+        // event lists cannot have moved: only the estimator's event is polled.
+        let ev = if self.readiness.wants_session_events() {
+            self.session.poll_event()
+        } else {
+            self.session.poll_bwe_event()
+        };
+        if let Some(ev) = ev {
             return Ok(Some(Output::Event(ev)));
         }
 

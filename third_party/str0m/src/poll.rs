@@ -164,6 +164,11 @@ pub(crate) struct Readiness {
     // moved; false only while every timeout-arming wake since the last recompute came
     // from outside the session or from its pacer (`Readiness::wake_beside_session`).
     session: bool,
+    // Fjord: whether the session may have queued events of its own (requests, reports,
+    // pauses, media added or changed); false only while every event-arming wake since
+    // the last drain came from outside the session or from its pacer and estimator,
+    // whose only event is an estimate (`Session::poll_bwe_event`).
+    session_events: bool,
 }
 
 impl Readiness {
@@ -173,6 +178,7 @@ impl Readiness {
             events: true,
             timeout: true,
             session: true,
+            session_events: true,
         }
     }
 
@@ -186,6 +192,18 @@ impl Readiness {
 
     pub(crate) fn clear_events(&mut self) {
         self.events = false;
+        self.session_events = false;
+    }
+
+    /// Fjord: whether the session's own events must be polled, not only its estimate.
+    pub(crate) fn wants_session_events(&self) -> bool {
+        self.session_events
+    }
+
+    /// Fjord: the session may have events of its own (it got its SRTP keys in
+    /// `poll_output`, which releases events held until then).
+    pub(crate) fn arm_session_events(&mut self) {
+        self.session_events = true;
     }
 
     pub(crate) fn clear_timeout(&mut self) {
@@ -255,6 +273,7 @@ impl Drop for Wake<'_> {
         self.readiness.events |= self.events;
         self.readiness.timeout |= self.timeout;
         self.readiness.session |= self.timeout && self.session;
+        self.readiness.session_events |= self.events && self.session;
     }
 }
 
@@ -265,6 +284,7 @@ impl Readiness {
             events: false,
             timeout: false,
             session: false,
+            session_events: false,
         }
     }
 }
@@ -368,6 +388,7 @@ mod tests {
                     events,
                     timeout,
                     session: timeout,
+                    session_events: events,
                 };
                 {
                     let mut wake = readiness.wake();
@@ -375,6 +396,7 @@ mod tests {
                     wake.no_timeout();
                 }
                 assert_eq!(readiness.wants_events(), events);
+                assert_eq!(readiness.wants_session_events(), events);
                 assert_eq!(readiness.wants_timeout(), timeout);
                 assert_eq!(readiness.take_session(), timeout);
             }
@@ -392,5 +414,21 @@ mod tests {
         drop(readiness.wake());
         assert!(readiness.take_session());
         assert!(!readiness.take_session(), "taken once");
+    }
+
+    // Fjord (PATCHES.md, change 18): a wake beside the session asks for the event walk
+    // but not for the session's own events; a full wake does, until the events drain.
+    #[test]
+    fn a_wake_beside_the_session_leaves_its_own_events() {
+        let mut readiness = Readiness::idle();
+        drop(readiness.wake_beside_session());
+        assert!(readiness.wants_events());
+        assert!(!readiness.wants_session_events());
+        drop(readiness.wake());
+        assert!(readiness.wants_session_events());
+        readiness.clear_events();
+        assert!(!readiness.wants_session_events(), "drained");
+        readiness.arm_session_events();
+        assert!(readiness.wants_session_events());
     }
 }

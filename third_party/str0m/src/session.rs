@@ -1046,6 +1046,16 @@ impl Session {
     }
 
     pub fn poll_event(&mut self) -> Option<Event> {
+        if let Some(e) = self.poll_bwe_event() {
+            return Some(e);
+        }
+        self.poll_own_event()
+    }
+
+    /// Fjord: the events the estimator and the pacer's timeout may queue (a new
+    /// estimate; a probe, in tests): all that `Rtc` polls after a wake beside the
+    /// session (`Readiness::wants_session_events`).
+    pub fn poll_bwe_event(&mut self) -> Option<Event> {
         #[cfg(feature = "_internal_test_exports")]
         {
             if let Some(probe) = self.pending_probe.take() {
@@ -1073,7 +1083,11 @@ impl Session {
                 return Some(Event::EgressBitrateEstimate(kind));
             }
         }
+        None
+    }
 
+    /// Fjord: the session's events other than the estimator's.
+    fn poll_own_event(&mut self) -> Option<Event> {
         // If we're not ready to flow media, don't send any events.
         if !self.ready_for_srtp() {
             return None;
