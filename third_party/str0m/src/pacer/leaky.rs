@@ -1196,7 +1196,7 @@ mod test {
         for seq in 1..=8 {
             enqueue_packet_noisy(&mut pacer, &mut queue, seq, 1_000, PacketKind::Video, now);
         }
-        let mut send = |pacer: &mut LeakyBucketPacer, queue: &mut Queue, at: Instant| {
+        let send = |pacer: &mut LeakyBucketPacer, queue: &mut Queue, at: Instant| {
             let mut sent = 0;
             while let Some((qid, _)) = pacer.poll_queue() {
                 let packet = queue.next_packet().unwrap();
