@@ -70,6 +70,20 @@ pub enum Room {
     },
 }
 
+impl PeerReport {
+    /// (RTP timestamp, packets) of every `kind` frame this peer sent whose first packet
+    /// left within `window` (Unix ms).
+    pub fn frames_sent(&self, kind: &str, window: std::ops::Range<u64>) -> Vec<(u32, u32)> {
+        self.sent
+            .get(kind)
+            .into_iter()
+            .flatten()
+            .filter(|&&(_, _, at)| window.contains(&at))
+            .map(|&(ts, n, _)| (ts, n))
+            .collect()
+    }
+}
+
 pub struct AiortcPeer {
     child: Child,
     name: String,
@@ -235,12 +249,11 @@ impl Load {
     /// Runs the publishers and subscribers in `room` and tallies, per kind (audio, video),
     /// what the subscribers got of the frames sent in the window.
     pub async fn run(&self, room: &Room) -> anyhow::Result<[Tally; 2]> {
-        let a = self;
         let settle_ms = self.settle.as_millis() as u64;
         let window_ms = self.window.as_millis() as u64;
         let peer_secs = (settle_ms + window_ms) as f64 / 1_000.0 + 4.0;
         // Subscribers first (on Janus they wait for the publishers' feeds); they stay longer.
-        let subscribers = (0..a.subscribers)
+        let subscribers = (0..self.subscribers)
             .map(|i| {
                 let spec = PeerSpec {
                     name: format!("aiortc-sub-{i}"),
@@ -250,13 +263,13 @@ impl Load {
                 AiortcPeer::spawn_in(room, &spec)
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
-        let publishers = (0..a.publishers)
+        let publishers = (0..self.publishers)
             .map(|i| {
                 let spec = PeerSpec {
                     name: format!("aiortc-pub-{i}"),
                     publish: true,
                     noise: true,
-                    bitrate_kbps: Some(a.bitrate_kbps),
+                    bitrate_kbps: Some(self.bitrate_kbps),
                     seconds: peer_secs,
                     ..PeerSpec::default()
                 };
@@ -287,19 +300,13 @@ impl Load {
         let mut tally: [Tally; 2] = Default::default();
         for (i, kind) in ["audio", "video"].into_iter().enumerate() {
             for p in &pubs {
-                let sent: Vec<(u32, u32)> = p
-                    .sent
-                    .get(kind)
-                    .into_iter()
-                    .flatten()
-                    .filter(|f| (from..to).contains(&f.2))
-                    .map(|f| (f.0, f.1))
-                    .collect();
+                let sent = p.frames_sent(kind, from..to);
                 anyhow::ensure!(
                     !sent.is_empty(),
                     "publisher {} sent no {kind} in the window",
                     p.participant_id
                 );
+                let packets: u32 = sent.iter().map(|f| f.1).sum();
                 let empty = Default::default();
                 for s in &subs {
                     let got = s
@@ -308,7 +315,6 @@ impl Load {
                         .and_then(|k| k.get(kind))
                         .unwrap_or(&empty);
                     let (arrived, whole) = frames_got(&sent, got);
-                    let packets: u32 = sent.iter().map(|f| f.1).sum();
                     let got_packets: u32 = got.values().sum();
                     eprintln!(
                         "  {} from {} {kind}: {arrived}/{} frames arrived, {whole} whole; \

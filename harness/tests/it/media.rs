@@ -122,11 +122,7 @@ fn aiortc_sent(
     kind: &str,
     window: std::ops::Range<u64>,
 ) -> ((String, String), Vec<(u32, u32)>) {
-    let frames = r.sent[kind]
-        .iter()
-        .filter(|(_, _, at)| window.contains(at))
-        .map(|&(ts, n, _)| (ts, n))
-        .collect();
+    let frames = r.frames_sent(kind, window);
     ((r.participant_id.clone(), kind.to_owned()), frames)
 }
 

@@ -217,7 +217,7 @@ pub(super) fn fan_out<'a>(
                 }
             }
             let mut direct = sub.rtc.direct_api();
-            // A write only (str0m change 15): the drive's timeout then stamps the packet
+            // A write only (str0m change 16): the drive's timeout then stamps the packet
             // and runs the pacer, without recomputing every stream's timers.
             let Some(stream) = direct.stream_tx_to_write(&ssrc) else {
                 continue;
