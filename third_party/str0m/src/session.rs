@@ -1392,8 +1392,7 @@ impl Session {
             .soonest((send_stream_at, Reason::SendStream))
     }
 
-    /// Fjord: the bandwidth estimator's next timeout and the pacer's (with the stamping
-    /// of packets written through `DirectApi::stream_tx_to_write`), recomputed with
+    /// Fjord: the bandwidth estimator's next timeout and the pacer's, recomputed with
     /// every timeout (both do time-driven work on every call).
     pub fn poll_timeout_bwe_and_pacer(
         &self,
@@ -1408,11 +1407,7 @@ impl Session {
             .map(|bwe| bwe.poll_timeout())
             // We should never see this reason.
             .unwrap_or((None, Reason::BweDelayControl));
-        // Packets written through `DirectApi::stream_tx_to_write` wait for a timeout to
-        // stamp them (the session's own timers were not recomputed for them).
-        let stamp_at = self.stamp_pending.then(already_happened);
-        let pacer_at = self.pacer.poll_timeout();
-        (bwe_at, (stamp_at, Reason::SendStream).soonest(pacer_at))
+        (bwe_at, self.pacer.poll_timeout())
     }
 
     pub fn has_mid(&self, mid: Mid) -> bool {
