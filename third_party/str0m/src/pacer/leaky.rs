@@ -155,7 +155,7 @@ impl Pacer for LeakyBucketPacer {
         Some((next, cluster_id))
     }
 
-    fn register_send(&mut self, now: Instant, packet_size: DataSize, _from: MidRid) {
+    fn register_send(&mut self, now: Instant, packet_size: DataSize, from: MidRid) {
         self.last_emitted = Some(now);
 
         self.media_debt += packet_size;
@@ -181,7 +181,7 @@ impl Pacer for LeakyBucketPacer {
         // padding, when it is due. A packet a handle_timeout() per packet, which with a
         // driver's timer meant a wake per packet per subscriber, is then one per write.
         if std::mem::take(&mut self.counted_off) && self.probe_queue.is_empty() {
-            if let Some(q) = self.queue_states.iter_mut().find(|q| q.midrid == _from) {
+            if let Some(q) = self.queue_states.iter_mut().find(|q| q.midrid == from) {
                 q.snapshot.last_emitted = Some(now);
                 if q.snapshot.packet_count == 0 {
                     q.snapshot.first_unsent = None;
