@@ -118,6 +118,7 @@ harness::store_contract!(
     polls_and_questions_are_followed_and_changed_like_the_room,
     a_departure_lands_only_over_its_own_arrival,
     the_nodes_a_meeting_is_placed_on_are_followed_as_they_change,
+    a_meetings_records_followed_at_once_each_see_their_own_changes_only,
 );
 
 fn id(s: &str) -> MeetingId {
@@ -386,4 +387,224 @@ async fn the_nodes_a_meeting_is_placed_on_are_followed_as_they_change(rig: Rig) 
     (rig.place)(m.clone(), "stockholm", None).await;
     until(&["media-oslo-2"]).await;
     stop.cancel();
+}
+
+/// A node follows a meeting's placements, room and polls at once (the etcd store serves
+/// them from one read and one watch of the meeting's keys): each follower sees its own
+/// record's changes and no other's, one that comes late reads the latest, and one that
+/// stops leaves the others following, as does following again after all stopped.
+async fn a_meetings_records_followed_at_once_each_see_their_own_changes_only(rig: Rig) {
+    let (m, other) = (id("m1"), id("m2"));
+    let node = |s: &str| NodeId::parse(s).unwrap();
+    (rig.place)(m.clone(), "oslo", Some(node("media-oslo-1"))).await;
+    let room = Follower::<RoomRecord>::new();
+    let (store, m2, stop, take) = (rig.store.clone(), m.clone(), room.stop.clone(), room.take());
+    tokio::spawn(async move { store.follow_room(&m2, stop, take).await });
+    room.until("the first read", |s| !s.is_empty()).await;
+    let placed: Arc<Mutex<Vec<HashSet<NodeId>>>> = Arc::default();
+    let (store, m2, got, stop_placed) = (
+        rig.store.clone(),
+        m.clone(),
+        placed.clone(),
+        CancellationToken::new(),
+    );
+    let s2 = stop_placed.clone();
+    tokio::spawn(async move {
+        let take = move |nodes| got.lock().unwrap().push(nodes);
+        store.follow_placements(&m2, s2, Box::new(take)).await
+    });
+    let placed_until = |want: &[&str]| {
+        let want: HashSet<NodeId> = want.iter().map(|n| node(n)).collect();
+        let placed = placed.clone();
+        async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+            while placed.lock().unwrap().last() != Some(&want) {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "never saw {want:?}: {:?}",
+                    placed.lock().unwrap()
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
+    placed_until(&["media-oslo-1"]).await;
+
+    rig.store
+        .update_room(&m, &mut |r| r.next_seq = 7)
+        .await
+        .unwrap();
+    room.until("the room's change", |s| {
+        latest(s).is_some_and(|r| r.next_seq == 7)
+    })
+    .await;
+    // A late follower of the polls reads what is there.
+    rig.store
+        .update_collab(&m, &mut |c| {
+            c.polls.push(PollEntry {
+                id: 1,
+                question: "Now?".into(),
+                ..Default::default()
+            })
+        })
+        .await
+        .unwrap();
+    let collab = Follower::<CollabRecord>::new();
+    let (store, m2, stop, take) = (
+        rig.store.clone(),
+        m.clone(),
+        collab.stop.clone(),
+        collab.take(),
+    );
+    tokio::spawn(async move { store.follow_collab(&m2, stop, take).await });
+    let seen = collab.until("a read", |s| !s.is_empty()).await;
+    assert!(
+        matches!(&seen[0], Seen::Read(Some(c), _) if c.polls.len() == 1),
+        "{seen:?}"
+    );
+
+    // Changes to one record, and to another meeting, reach no other follower.
+    let (rooms, placements) = (
+        room.seen.lock().unwrap().len(),
+        placed.lock().unwrap().len(),
+    );
+    rig.store
+        .update_collab(&m, &mut |c| c.polls.clear())
+        .await
+        .unwrap();
+    rig.store
+        .update_room(&other, &mut |r| r.next_seq = 1)
+        .await
+        .unwrap();
+    (rig.place)(other.clone(), "oslo", Some(node("media-oslo-9"))).await;
+    collab
+        .until("the polls cleared", |s| {
+            latest(s).is_some_and(|c| c.polls.is_empty())
+        })
+        .await;
+    (rig.place)(m.clone(), "stockholm", Some(node("media-sto-1"))).await;
+    placed_until(&["media-oslo-1", "media-sto-1"]).await;
+    assert_eq!(
+        room.seen.lock().unwrap().len(),
+        rooms,
+        "the room's follower was told of others' changes"
+    );
+    assert_eq!(
+        placed.lock().unwrap().len(),
+        placements + 1,
+        "the placements' follower was told of others' changes: {:?}",
+        placed.lock().unwrap()
+    );
+
+    // The placements' follower stops; the room's still sees changes.
+    stop_placed.cancel();
+    rig.store
+        .update_room(&m, &mut |r| r.next_seq = 8)
+        .await
+        .unwrap();
+    room.until("the room's change after another follower left", |s| {
+        latest(s).is_some_and(|r| r.next_seq == 8)
+    })
+    .await;
+
+    // Everyone stops; following again reads afresh and sees changes.
+    drop(room);
+    drop(collab);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    rig.store
+        .update_room(&m, &mut |r| r.next_seq = 9)
+        .await
+        .unwrap();
+    let again = Follower::<RoomRecord>::new();
+    let (store, m2, stop, take) = (
+        rig.store.clone(),
+        m.clone(),
+        again.stop.clone(),
+        again.take(),
+    );
+    tokio::spawn(async move { store.follow_room(&m2, stop, take).await });
+    let seen = again.until("a read", |s| !s.is_empty()).await;
+    assert!(
+        matches!(&seen[0], Seen::Read(Some(r), _) if r.next_seq == 9),
+        "{seen:?}"
+    );
+    rig.store
+        .update_room(&m, &mut |r| r.next_seq = 10)
+        .await
+        .unwrap();
+    again
+        .until("a change", |s| latest(s).is_some_and(|r| r.next_seq == 10))
+        .await;
+}
+
+/// etcd's count of its watchers (from its metrics).
+async fn etcd_watchers(endpoint: &str) -> u64 {
+    let text = reqwest::get(format!("{endpoint}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("etcd_debugging_mvcc_watcher_total "))
+        .expect("etcd reports its watchers")
+        .trim()
+        .parse::<f64>()
+        .unwrap() as u64
+}
+
+/// The etcd store serves the three records a node follows of a meeting from one read and
+/// one watch: three followers of a meeting are one watcher on etcd (a join storm
+/// prepares a meeting on a node per first join), and it goes when the last one stops.
+#[tokio::test]
+async fn on_etcd_a_meetings_three_followers_are_one_watch() {
+    let test_etcd = harness::process::TestEtcd::start("/one-watch")
+        .await
+        .unwrap();
+    let endpoint = test_etcd.etcd.endpoint();
+    let store = Arc::new(EtcdStore::new(
+        test_etcd.config.clone(),
+        CancellationToken::new(),
+    ));
+    let m = id("m1");
+    let room = Follower::<RoomRecord>::new();
+    let collab = Follower::<CollabRecord>::new();
+    let placed = Follower::<()>::new();
+    let (s, m2, stop, take) = (store.clone(), m.clone(), room.stop.clone(), room.take());
+    tokio::spawn(async move { s.follow_room(&m2, stop, take).await });
+    let (s, m2, stop, take) = (store.clone(), m.clone(), collab.stop.clone(), collab.take());
+    tokio::spawn(async move { s.follow_collab(&m2, stop, take).await });
+    let (s, m2, stop, mut take) = (store.clone(), m.clone(), placed.stop.clone(), placed.take());
+    tokio::spawn(async move {
+        let told = move |_| take(Seen::Changed(None, 0));
+        s.follow_placements(&m2, stop, Box::new(told)).await
+    });
+    room.until("the room read", |s| !s.is_empty()).await;
+    collab.until("the polls read", |s| !s.is_empty()).await;
+    placed.until("the placements read", |s| !s.is_empty()).await;
+    // The read comes before the watch is set up: wait for etcd to count it.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while etcd_watchers(&endpoint).await == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "etcd never counted a watcher"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        etcd_watchers(&endpoint).await,
+        1,
+        "three followers of one meeting, one watch"
+    );
+    drop(room);
+    drop(collab);
+    drop(placed);
+    while etcd_watchers(&endpoint).await != 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the meeting's watch outlived its followers"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

@@ -1,29 +1,37 @@
 //! The meeting store in etcd: the records under the meeting's key
 //! (`/fjord/meetings/{m}`, `…/room`, `…/collab`, `…/attendance/{p}`), followed with a
-//! read and a watch from the revision read, changed with a compare-and-swap on the key's
+//! read and a watch from the revision read — one of each per meeting for all that a node
+//! follows of it (`feed.rs`) — changed with a compare-and-swap on the key's
 //! revision. It reads and writes the stored records (`state.proto`), converted to the
 //! meeting layer's types at once (`convert.rs`).
 #![allow(clippy::disallowed_types)]
 
 use common::config::EtcdConfig;
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use common::ids::{MeetingId, NodeId, ParticipantId};
 use common::keyspace::Keyspace;
-use etcd_client::{Compare, CompareOp, Txn, TxnOp, WatchOptions};
+use etcd_client::{Compare, CompareOp, Txn, TxnOp};
 use prost::Message;
 use proto::{
     AttendanceRecord, MeetingCollabRecord, MeetingRecord, MeetingRoomRecord, PlacementRecord,
 };
 use tokio_util::sync::CancellationToken;
 
+use super::feed::{Feeds, Keys, On};
 use super::watches::Watches;
 use super::{
-    ATTEMPTS, Attendance, Change, CollabRecord, MeetingSettings, MeetingStore, RETRY_FIRST,
-    RoomRecord, Seen, StoreError, Take, back_off,
+    ATTEMPTS, Attendance, Change, CollabRecord, MeetingSettings, MeetingStore, RoomRecord, Seen,
+    StoreError, Take,
 };
 
-pub struct EtcdStore {
+/// The meeting store in etcd (cheap to share: its state is behind one `Arc`, which the
+/// meetings' feeds hold too).
+pub struct EtcdStore(Arc<Shared>);
+
+/// What the store's calls and its meetings' feeds (`feed.rs`) share.
+pub struct Shared {
     config: EtcdConfig,
     keyspace: Keyspace,
     /// Made at first use; None while the node shuts down before etcd answers.
@@ -31,17 +39,76 @@ pub struct EtcdStore {
     /// The one watch stream every follower's watch goes on (`watches.rs`).
     watches: tokio::sync::OnceCell<Watches>,
     shutdown: CancellationToken,
+    /// One read and one watch per followed meeting (`feed.rs`).
+    feeds: Feeds,
+}
+
+impl std::ops::Deref for EtcdStore {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
 }
 
 impl EtcdStore {
     pub fn new(config: EtcdConfig, shutdown: CancellationToken) -> Self {
-        EtcdStore {
+        EtcdStore(Arc::new(Shared {
             keyspace: Keyspace::new(&config.prefix),
             config,
             client: tokio::sync::OnceCell::new(),
             watches: tokio::sync::OnceCell::new(),
             shutdown,
-        }
+            feeds: Feeds::default(),
+        }))
+    }
+
+    /// Follows the records under `keys` in `meeting`'s feed until `stop`.
+    async fn follow_in_feed(
+        &self,
+        what: &'static str,
+        meeting: &MeetingId,
+        keys: Keys,
+        on: On,
+        stop: CancellationToken,
+    ) {
+        let _attached = self.feeds.attach(&self.0, meeting, what, keys, on);
+        stop.cancelled().await;
+    }
+
+    /// Follows the record at `key` (`what` names it in logs) until `stop`.
+    async fn follow<R: Message + Default + 'static>(
+        &self,
+        what: &'static str,
+        meeting: &MeetingId,
+        key: String,
+        stop: CancellationToken,
+        mut take: Take<R>,
+    ) {
+        let on = move |w: Watched<'_>| {
+            match w {
+                Watched::Read(kvs, revision) => {
+                    let rec = kvs.first().map(|(_, v)| R::decode(*v)).transpose()?;
+                    take(Seen::Read(rec, revision));
+                }
+                Watched::Put(_, value, at) => take(Seen::Changed(Some(R::decode(value)?), at)),
+                Watched::Delete(_, at) => take(Seen::Changed(None, at)),
+                Watched::Synced => {}
+            }
+            Ok(())
+        };
+        let keys = Keys::Exact(key.into_bytes());
+        self.follow_in_feed(what, meeting, keys, Box::new(on), stop)
+            .await;
+    }
+}
+
+impl Shared {
+    pub(super) fn keyspace(&self) -> &Keyspace {
+        &self.keyspace
+    }
+
+    pub(super) fn shutdown(&self) -> &CancellationToken {
+        &self.shutdown
     }
 
     /// The key prefix of the cluster's state.
@@ -63,110 +130,18 @@ impl EtcdStore {
             .cloned()
     }
 
-    async fn connected(&self) -> Result<etcd_client::Client, StoreError> {
+    pub(super) async fn connected(&self) -> Result<etcd_client::Client, StoreError> {
         self.client().await.ok_or(StoreError::Unavailable)
     }
 
     /// The node's shared watch stream (started at first use).
-    async fn watches(&self) -> Result<&Watches, StoreError> {
+    pub(super) async fn watches(&self) -> Result<&Watches, StoreError> {
         self.watches
             .get_or_try_init(|| async {
                 let client = self.connected().await?;
                 Ok(Watches::start(client, self.shutdown.clone()))
             })
             .await
-    }
-
-    /// Follows `key` (every key under it, with `prefix`) until `stop`: what is there at
-    /// once, then every put and delete, each watch response closed by `Synced`; all of it
-    /// again after a broken watch (the store's one back-off between tries). `what`
-    /// names it in logs.
-    async fn watch_keys(
-        &self,
-        what: &'static str,
-        meeting: &MeetingId,
-        key: &str,
-        prefix: bool,
-        stop: &CancellationToken,
-        on: &mut (dyn FnMut(Watched<'_>) -> Result<(), StoreError> + Send),
-    ) {
-        let mut delay = RETRY_FIRST;
-        while !stop.is_cancelled() {
-            let result: Result<(), StoreError> = async {
-                let mut etcd = self.connected().await?;
-                let get = prefix.then(|| etcd_client::GetOptions::new().with_prefix());
-                let r = etcd.get(key, get).await?;
-                let revision = r.header().map_or(0, |h| h.revision());
-                let kvs = r.kvs().iter().map(|kv| (kv.key(), kv.value())).collect();
-                on(Watched::Read(kvs, revision))?;
-                on(Watched::Synced)?;
-                let mut options = WatchOptions::new().with_start_revision(revision + 1);
-                if prefix {
-                    options = options.with_prefix();
-                }
-                let mut stream = self.watches().await?.watch(key, options);
-                // A watch that was up and then broke is followed again after the first
-                // pause: only failures to set it up back off further, so that a follower
-                // whose watch breaks now and then never sleeps through a change for long.
-                delay = RETRY_FIRST;
-                loop {
-                    let msg = tokio::select! {
-                        _ = stop.cancelled() => return Ok(()),
-                        m = stream.message() => m,
-                    };
-                    let Some(resp) = msg else {
-                        return Err(watch_error("the node's watch stream broke".into()));
-                    };
-                    if resp.canceled() {
-                        return Err(watch_error(format!("cancelled: {}", resp.cancel_reason())));
-                    }
-                    for ev in resp.events() {
-                        let Some(kv) = ev.kv() else { continue };
-                        on(match ev.event_type() {
-                            etcd_client::EventType::Put => {
-                                Watched::Put(kv.key(), kv.value(), kv.mod_revision())
-                            }
-                            etcd_client::EventType::Delete => {
-                                Watched::Delete(kv.key(), kv.mod_revision())
-                            }
-                        })?;
-                    }
-                    on(Watched::Synced)?;
-                }
-            }
-            .await;
-            if let Err(e) = result {
-                tracing::warn!(%meeting, error = %e, "following the meeting's {what} failed; retrying");
-                if !back_off(stop, &mut delay).await {
-                    return;
-                }
-            }
-        }
-    }
-
-    /// Follows the record at `key` (`what` names it in logs) until `stop`.
-    async fn follow<R: Message + Default>(
-        &self,
-        what: &'static str,
-        meeting: &MeetingId,
-        key: String,
-        stop: CancellationToken,
-        mut take: Take<R>,
-    ) {
-        let mut on = |w: Watched<'_>| {
-            match w {
-                Watched::Read(kvs, revision) => {
-                    let rec = kvs.first().map(|(_, v)| R::decode(*v)).transpose()?;
-                    take(Seen::Read(rec, revision));
-                }
-                Watched::Put(_, value, at) => take(Seen::Changed(Some(R::decode(value)?), at)),
-                Watched::Delete(_, at) => take(Seen::Changed(None, at)),
-                Watched::Synced => {}
-            }
-            Ok(())
-        };
-        self.watch_keys(what, meeting, &key, false, &stop, &mut on)
-            .await;
     }
 
     /// Changes the record at `key` with `change` (given the stored record, or a new
@@ -202,8 +177,8 @@ impl EtcdStore {
     }
 }
 
-/// What a watch of keys sees.
-enum Watched<'a> {
+/// What a follower of keys sees.
+pub(super) enum Watched<'a> {
     /// Every key and value there (under a prefix), read at a revision.
     Read(Vec<(&'a [u8], &'a [u8])>, i64),
     Put(&'a [u8], &'a [u8], i64),
@@ -212,7 +187,7 @@ enum Watched<'a> {
     Synced,
 }
 
-fn watch_error(why: String) -> StoreError {
+pub(super) fn watch_error(why: String) -> StoreError {
     StoreError::Etcd(etcd_client::Error::WatchError(why))
 }
 
@@ -233,7 +208,7 @@ impl MeetingStore for EtcdStore {
         let prefix = self.keyspace.placements_of(meeting);
         // Placement key → node; told as a set at every consistent point.
         let mut placed: HashMap<Vec<u8>, NodeId> = HashMap::new();
-        let mut on = |w: Watched<'_>| {
+        let on = move |w: Watched<'_>| {
             match w {
                 Watched::Read(kvs, _) => {
                     placed = kvs
@@ -256,7 +231,8 @@ impl MeetingStore for EtcdStore {
             }
             Ok(())
         };
-        self.watch_keys("placements", meeting, &prefix, true, &stop, &mut on)
+        let keys = Keys::Prefix(prefix.into_bytes());
+        self.follow_in_feed("placements", meeting, keys, Box::new(on), stop)
             .await;
     }
 

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 mod convert;
 mod etcd;
+mod feed;
 mod memory;
 pub mod model;
 mod watches;
