@@ -272,7 +272,8 @@ impl Service {
             .await?;
         if let Some((slot, p)) = &placed.committed {
             tracing::info!(node = %p.node, epoch = p.epoch, "placed the meeting in {}", placed.region);
-            self.prepare(&meeting, slot, p).await?;
+            self.prepare(&meeting, slot, p, m.residency.as_ref())
+                .await?;
         }
         let (node, region) = (placed.node, placed.region);
         let signal_base = self
@@ -428,12 +429,14 @@ impl Service {
         ))
     }
 
-    /// Tells the node it hosts the meeting's slot; if it will not, withdraws the placement.
+    /// Tells the node it hosts the meeting's slot (and the region it is pinned to); if it
+    /// will not, withdraws the placement.
     async fn prepare(
         &self,
         meeting: &MeetingId,
         slot: &Slot,
         p: &StoredPlacement,
+        residency: Option<&Region>,
     ) -> Result<(), ApiError> {
         let addr = self
             .view
@@ -441,7 +444,13 @@ impl Service {
             .unwrap_or_default();
         if let Err(e) = self
             .nodes
-            .prepare_meeting(&addr, meeting, &slot.region, p.epoch)
+            .prepare_meeting(
+                &addr,
+                meeting,
+                &slot.region,
+                p.epoch,
+                residency.map(Region::as_str),
+            )
             .await
         {
             let node = &p.node;

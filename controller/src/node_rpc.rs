@@ -156,18 +156,21 @@ impl NodeClients {
             })
     }
 
-    /// Tells a media node it hosts `meeting` for `region` (placement `epoch`).
+    /// Tells a media node it hosts `meeting` for `region` (placement `epoch`), and the
+    /// region the meeting is pinned to, if it is.
     pub async fn prepare_meeting(
         &self,
         addr: &str,
         meeting: &MeetingId,
         region: &Region,
         epoch: u64,
+        residency: Option<&str>,
     ) -> Result<(), NodeCallError> {
         let req = PrepareMeetingRequest {
             meeting_id: meeting.to_string(),
             region: region.to_string(),
             epoch,
+            residency: Some(residency.unwrap_or_default().to_owned()),
         };
         let mut c = MediaNodeControlClient::new(self.channel(addr)?);
         c.prepare_meeting(req)

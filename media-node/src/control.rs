@@ -39,7 +39,10 @@ impl MediaNodeControl for Control {
         let m = meeting(&r.meeting_id)?;
         tracing::info!(meeting_id = %m, epoch = r.epoch, "meeting prepared");
         self.node.prepare(m.clone());
-        crate::mesh::Mesh::follow(&self.node.mesh, &m);
+        // The controller's word on the meeting's pin spares the relay links a read of
+        // the meeting (an older controller says nothing: they read it).
+        let residency = r.residency.map(|pin| (!pin.is_empty()).then_some(pin));
+        crate::mesh::Mesh::follow(&self.node.mesh, &m, residency);
         self.node.hosts.follow(&m);
         self.node.collab.follow(&m);
         Ok(Response::new(PrepareMeetingResponse {}))

@@ -20,6 +20,8 @@ use crate::sfu::driver::{Handed, LinkMedia};
 pub struct PeerConn {
     pub(super) peer: NodeId,
     pub(super) connection: quinn::Connection,
+    /// The peer's region, as it registered it: read at most once per connection.
+    pub(super) region: tokio::sync::OnceCell<String>,
     routes: mpsc::UnboundedSender<Route>,
     next_track: AtomicU32,
     sent: (IntCounter, IntCounter),
@@ -37,6 +39,7 @@ impl PeerConn {
         let conn = Arc::new(Self {
             peer: peer.clone(),
             connection: connection.clone(),
+            region: tokio::sync::OnceCell::new(),
             routes: tx,
             next_track: AtomicU32::new(1),
             sent: (

@@ -24,23 +24,22 @@ const PEER_GRACE: Duration = Duration::from_secs(1);
 const LINK_STABLE: Duration = Duration::from_secs(10);
 
 impl Mesh {
-    /// The connection to `peer` (registered as `record`), dialled if there is none alive.
-    async fn connection(
-        &self,
-        peer: &NodeId,
-        record: &MediaNodeRecord,
-    ) -> Result<Arc<PeerConn>, LinkError> {
+    /// The connection to `peer`, dialled (at the address it registered) if there is none
+    /// alive.
+    async fn connection(&self, peer: &NodeId) -> Result<Arc<PeerConn>, LinkError> {
         let mut conns = self.conns.lock().await;
         if let Some(c) = conns.get(peer)
             && c.connection.close_reason().is_none()
         {
             return Ok(c.clone());
         }
+        let record = self.node_record(peer).await?;
         let addr = common::config::socket_addr("relay_addr", &record.relay_addr)?;
         let client = self.client.as_ref().ok_or(LinkError::NoRelay)?;
         let connection = client.connect(addr, peer.as_str())?.await?;
         tracing::info!(%peer, %addr, "relay connection to media node up");
         let c = PeerConn::start(peer.clone(), connection, self.metrics.clone());
+        let _ = c.region.set(record.region);
         conns.insert(peer.clone(), c.clone());
         Ok(c)
     }
@@ -56,25 +55,42 @@ impl Mesh {
         MediaNodeRecord::decode(kv.value()).map_err(|e| LinkError::Corrupt(key, e))
     }
 
-    /// Err when `meeting` is pinned to a region and `peer` is outside it.
-    async fn check_residency(
-        &self,
-        meeting: &MeetingId,
-        peer: &MediaNodeRecord,
-    ) -> Result<(), LinkError> {
-        let settings = self
-            .store
-            .meeting(meeting)
-            .await?
-            .ok_or_else(|| LinkError::NoMeeting(meeting.clone()))?;
-        if let Some(pin) = settings.residency
-            && pin != peer.region
-        {
+    /// Err when `meeting` is pinned to a region and the peer at the other end of `conn`
+    /// is outside it. Neither is read per link where known: the pin is what the
+    /// controller said when it prepared the meeting here, the peer's region is read once
+    /// per connection, and only for a pinned meeting.
+    async fn check_residency(&self, meeting: &MeetingId, conn: &PeerConn) -> Result<(), LinkError> {
+        let said = self
+            .meetings
+            .lock()
+            .expect("meetings")
+            .get(meeting)
+            .and_then(|f| f.residency.clone());
+        let residency = match said {
+            Some(residency) => residency,
+            None => {
+                self.store
+                    .meeting(meeting)
+                    .await?
+                    .ok_or_else(|| LinkError::NoMeeting(meeting.clone()))?
+                    .residency
+            }
+        };
+        let Some(pin) = residency else {
+            return Ok(());
+        };
+        let region = conn
+            .region
+            .get_or_try_init(|| async {
+                Ok::<_, LinkError>(self.node_record(&conn.peer).await?.region)
+            })
+            .await?;
+        if pin != *region {
             return Err(LinkError::Residency {
                 meeting: meeting.clone(),
                 pin,
-                peer: peer.node_id.clone(),
-                region: peer.region.clone(),
+                peer: conn.peer.to_string(),
+                region: region.clone(),
             });
         }
         Ok(())
@@ -112,9 +128,8 @@ async fn dial_once(
     peer: &NodeId,
     stop: &CancellationToken,
 ) -> Result<(), LinkError> {
-    let record = mesh.node_record(peer).await?;
-    mesh.check_residency(meeting, &record).await?;
-    let conn = mesh.connection(peer, &record).await?;
+    let conn = mesh.connection(peer).await?;
+    mesh.check_residency(meeting, &conn).await?;
     let hello = control(Msg::Hello(RelayHello {
         node_id: mesh.id.to_string(),
         meeting_id: meeting.to_string(),
@@ -206,7 +221,6 @@ async fn accepted(
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    let record = mesh.node_record(&peer).await?;
-    mesh.check_residency(&meeting, &record).await?;
+    mesh.check_residency(&meeting, &conn).await?;
     run_link(&mesh, &conn, &meeting, &peer, writer, reader, &stop).await
 }

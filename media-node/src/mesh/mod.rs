@@ -111,6 +111,9 @@ pub struct Mesh {
 /// A meeting we follow: the peers its placements name, and the links to them.
 struct Followed {
     stop: CancellationToken,
+    /// The region the meeting is pinned to (None inside: not pinned), as the controller
+    /// said when it prepared the meeting here; None: not said, read from its record.
+    residency: Option<Option<String>>,
     peers: HashSet<NodeId>,
     links: HashMap<NodeId, CancellationToken>,
 }
@@ -147,14 +150,18 @@ impl Mesh {
     }
 
     /// Starts following `meeting`'s placements (idempotent): links to the other nodes
-    /// it is placed on come and go with them.
-    pub fn follow(mesh: &Arc<Mesh>, meeting: &MeetingId) {
+    /// it is placed on come and go with them. `residency`: the region it is pinned to
+    /// (None inside: none) if the controller said so.
+    pub fn follow(mesh: &Arc<Mesh>, meeting: &MeetingId, residency: Option<Option<String>>) {
         if mesh.client.is_none() {
             return;
         }
         let stop = {
             let mut meetings = mesh.meetings.lock().expect("meetings");
-            if meetings.contains_key(meeting) {
+            if let Some(f) = meetings.get_mut(meeting) {
+                if residency.is_some() {
+                    f.residency = residency;
+                }
                 return;
             }
             let stop = mesh.shutdown.child_token();
@@ -162,6 +169,7 @@ impl Mesh {
                 meeting.clone(),
                 Followed {
                     stop: stop.clone(),
+                    residency,
                     peers: HashSet::new(),
                     links: HashMap::new(),
                 },
