@@ -116,7 +116,10 @@ struct Member {
 
 struct Room {
     members: BTreeMap<ParticipantId, Member>,
-    events: broadcast::Sender<ServerMsg>,
+    /// Each event once, shared by every receiver: a slot of the channel's ring is a
+    /// pointer, not a message (1,024 messages inline were 190 kB a room, allocated and
+    /// touched when the room is made — for every meeting a relay link opens too).
+    events: broadcast::Sender<Arc<ServerMsg>>,
     /// The last announced active speaker, told to whoever joins later.
     active_speaker: Option<String>,
     board: crate::board::Board,
@@ -132,6 +135,11 @@ impl Room {
             board: crate::board::Board::default(),
         }
     }
+
+    /// Tells everyone following the room (sessions, relay links) of `event`.
+    fn tell(&self, event: ServerMsg) {
+        let _ = self.events.send(Arc::new(event));
+    }
 }
 
 #[derive(Default)]
@@ -146,7 +154,7 @@ pub struct Membership {
     pub participant: ParticipantId,
     pub generation: u64,
     pub session: SessionEnd,
-    pub events: broadcast::Receiver<ServerMsg>,
+    pub events: broadcast::Receiver<Arc<ServerMsg>>,
     /// Who else was there when we joined.
     pub others: Vec<Participant>,
     /// Who was the active speaker when we joined.
@@ -207,9 +215,7 @@ impl Rooms {
         }
         let events = room.events.subscribe();
         if replaced.is_none() {
-            let _ = room
-                .events
-                .send(ServerMsg::ParticipantJoined { participant: info });
+            room.tell(ServerMsg::ParticipantJoined { participant: info });
         }
         let others = room
             .members
@@ -240,7 +246,7 @@ impl Rooms {
             .is_some_and(|x| x.origin.is_none() && x.generation == m.generation)
         {
             room.members.remove(&m.participant);
-            let _ = room.events.send(ServerMsg::ParticipantLeft {
+            room.tell(ServerMsg::ParticipantLeft {
                 participant_id: m.participant.to_string(),
             });
         }
@@ -259,7 +265,7 @@ impl Rooms {
         if let ServerMsg::ActiveSpeaker { participant_id } = &event {
             room.active_speaker = Some(participant_id.clone());
         }
-        let _ = room.events.send(event);
+        room.tell(event);
     }
 
     /// A participant of `meeting` on the media node behind link `origin` joined, or changed (mute): it
@@ -294,7 +300,7 @@ impl Rooms {
                 ServerMsg::ParticipantJoined { participant: info }
             }
         };
-        let _ = room.events.send(event);
+        room.tell(event);
     }
 
     /// Changes local participant `participant_id` of `meeting` with `f` and tells every
@@ -318,7 +324,7 @@ impl Rooms {
         m.info.participant_id = old.participant_id.clone();
         let new = m.info.clone();
         if let Some(event) = change_event(&old, &new) {
-            let _ = room.events.send(event);
+            room.tell(event);
         }
         Some(new)
     }
@@ -367,7 +373,7 @@ impl Rooms {
             .collect();
         for id in gone {
             room.members.remove(&id);
-            let _ = room.events.send(ServerMsg::ParticipantLeft {
+            room.tell(ServerMsg::ParticipantLeft {
                 participant_id: id.to_string(),
             });
         }
@@ -394,7 +400,7 @@ impl Rooms {
     ) -> (
         Vec<Participant>,
         Vec<crate::board::BoardOp>,
-        broadcast::Receiver<ServerMsg>,
+        broadcast::Receiver<Arc<ServerMsg>>,
     ) {
         let mut rooms = self.rooms.lock().expect("rooms");
         let room = rooms.entry(meeting.clone()).or_insert_with(Room::new);
@@ -420,7 +426,7 @@ impl Rooms {
             .get_mut(meeting)
             .ok_or("the meeting is not on this node")?;
         if room.board.draw(op.clone(), local)? {
-            let _ = room.events.send(ServerMsg::BoardDraw(op));
+            room.tell(ServerMsg::BoardDraw(op));
         }
         Ok(())
     }
@@ -433,7 +439,7 @@ impl Rooms {
         };
         let undone = room.board.undo(author, stroke_id);
         if undone {
-            let _ = room.events.send(ServerMsg::BoardUndo {
+            room.tell(ServerMsg::BoardUndo {
                 author: author.to_owned(),
                 stroke_id,
             });
@@ -446,7 +452,7 @@ impl Rooms {
         let mut rooms = self.rooms.lock().expect("rooms");
         if let Some(room) = rooms.get_mut(meeting) {
             room.board.clear();
-            let _ = room.events.send(ServerMsg::BoardClear {
+            room.tell(ServerMsg::BoardClear {
                 by: by.to_owned(),
                 by_name: by_name.to_owned(),
             });
@@ -543,15 +549,15 @@ mod tests {
         assert_eq!(b.active_speaker, None);
         // a hears its own join first, then b's.
         assert!(matches!(
-            a.events.try_recv(),
+            a.events.try_recv().map(Arc::unwrap_or_clone),
             Ok(ServerMsg::ParticipantJoined { .. })
         ));
         assert!(
-            matches!(a.events.try_recv(), Ok(ServerMsg::ParticipantJoined { participant }) if participant.participant_id == "b")
+            matches!(a.events.try_recv().map(Arc::unwrap_or_clone), Ok(ServerMsg::ParticipantJoined { participant }) if participant.participant_id == "b")
         );
         rooms.leave(&b);
         assert!(
-            matches!(a.events.try_recv(), Ok(ServerMsg::ParticipantLeft { participant_id }) if participant_id == "b")
+            matches!(a.events.try_recv().map(Arc::unwrap_or_clone), Ok(ServerMsg::ParticipantLeft { participant_id }) if participant_id == "b")
         );
     }
 
@@ -590,12 +596,12 @@ mod tests {
         );
         assert!(!rooms.is_local(&m, "r") && rooms.is_local(&m, "a"));
         assert_eq!(rooms.participants(), 1);
-        let _ = a.events.try_recv(); // a's own join
+        let _ = a.events.try_recv().map(Arc::unwrap_or_clone); // a's own join
         let mut muted = info("r");
         muted.audio_muted = true;
         rooms.remote_upsert(&m, far, muted);
         assert!(matches!(
-            a.events.try_recv(),
+            a.events.try_recv().map(Arc::unwrap_or_clone),
             Ok(ServerMsg::Mute { participant_id, audio_muted: true, .. }) if participant_id == "r"
         ));
         // A far record never replaces one of ours.
@@ -603,7 +609,7 @@ mod tests {
         assert!(rooms.is_local(&m, "a"));
         rooms.remote_forget(&m, far);
         assert!(matches!(
-            a.events.try_recv(),
+            a.events.try_recv().map(Arc::unwrap_or_clone),
             Ok(ServerMsg::ParticipantLeft { participant_id }) if participant_id == "r"
         ));
         let (local, _, _) = rooms.watch(&m);
@@ -620,7 +626,12 @@ mod tests {
             ..info("w")
         };
         let _w = rooms.join(&m, &ParticipantId::parse("w").unwrap(), waiting);
-        let mut next = || a.events.try_recv().expect("an event");
+        let mut next = || {
+            a.events
+                .try_recv()
+                .map(Arc::unwrap_or_clone)
+                .expect("an event")
+        };
         assert!(
             matches!(next(), ServerMsg::ParticipantJoined { participant } if participant.participant_id == "a")
         );
@@ -644,7 +655,10 @@ mod tests {
                 .update(&m, "w", |p| p.hand_raised_unix_ms = Some(5))
                 .is_some()
         );
-        assert!(a.events.try_recv().is_err(), "no change, no event");
+        assert!(
+            a.events.try_recv().map(Arc::unwrap_or_clone).is_err(),
+            "no change, no event"
+        );
         assert!(rooms.update(&m, "nobody", |_| {}).is_none());
     }
 

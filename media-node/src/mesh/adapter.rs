@@ -77,7 +77,7 @@ pub(super) async fn run_link(
                     None
                 }
                 ev = room.recv() => match ev {
-                    Ok(ev) => link.room_event(ev),
+                    Ok(ev) => link.room_event(Arc::unwrap_or_clone(ev)),
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                         return Err(LinkError::Lagged(n));
                     }

@@ -237,7 +237,7 @@ impl<'a> Live<'a> {
                     }
                 },
                 ev = membership.events.recv() => match ev {
-                    Ok(ev) => self.on_event(ws, room, ev).await,
+                    Ok(ev) => self.on_event(ws, room, std::sync::Arc::unwrap_or_clone(ev)).await,
                     Err(broadcast::error::RecvError::Lagged(n)) => {
                         tracing::warn!(skipped = n, "signaling session fell behind its room's events");
                         Ok(())
