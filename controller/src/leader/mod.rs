@@ -48,6 +48,9 @@ pub async fn run(service: Arc<Service>, id: String, leases: Leases, shutdown: Ca
     }
 }
 
+/// How long the leader lets changes to the view gather before it reconciles them.
+const SETTLE: Duration = Duration::from_millis(50);
+
 /// One term: reconcile every second and on every change, until the term is lost or we
 /// shut down (then resign, so another replica takes over at once).
 async fn lead(
@@ -73,7 +76,16 @@ async fn lead(
                 break;
             }
             _ = tick.tick() => reconcile(service, lease_ttl, &heard).await,
-            _ = service.view.changed() => reconcile(service, lease_ttl, &heard).await,
+            _ = service.view.changed() => {
+                // Changes come in bursts — a join storm commits a placement per first
+                // join, every node reports its load — and a pass scans every meeting:
+                // one pass, a moment after the first change, covers the burst.
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(SETTLE) => {}
+                }
+                reconcile(service, lease_ttl, &heard).await
+            }
             Some(dead) = liveness.dead.recv() => bury(service, dead, &mut buried, &mut heard).await,
         }
         census.count(service);
