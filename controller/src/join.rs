@@ -11,7 +11,7 @@ use common::token::Role;
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::lengths::MAX_PASSWORD_CHARS;
-use crate::model::{NodeKind, NodeState, StoredPlacement};
+use crate::model::{Meeting, NodeKind, NodeState, StoredPlacement};
 use crate::placement::{self, Load, NodeSnapshot, Placement};
 use crate::schedule::Window;
 use crate::service::Service;
@@ -272,8 +272,7 @@ impl Service {
             .await?;
         if let Some((slot, p)) = &placed.committed {
             tracing::info!(node = %p.node, epoch = p.epoch, "placed the meeting in {}", placed.region);
-            self.prepare(&meeting, slot, p, m.residency.as_ref())
-                .await?;
+            self.prepare(&m, slot, p).await?;
         }
         let (node, region) = (placed.node, placed.region);
         let signal_base = self
@@ -429,28 +428,17 @@ impl Service {
         ))
     }
 
-    /// Tells the node it hosts the meeting's slot (and the region it is pinned to); if it
-    /// will not, withdraws the placement.
-    async fn prepare(
-        &self,
-        meeting: &MeetingId,
-        slot: &Slot,
-        p: &StoredPlacement,
-        residency: Option<&Region>,
-    ) -> Result<(), ApiError> {
+    /// Tells the node it hosts the meeting's slot (with what it shows of the meeting);
+    /// if it will not, withdraws the placement.
+    async fn prepare(&self, m: &Meeting, slot: &Slot, p: &StoredPlacement) -> Result<(), ApiError> {
+        let meeting = &m.id;
         let addr = self
             .view
             .read(|v| v.media.get(&p.node).map(|n| n.grpc_addr.clone()))
             .unwrap_or_default();
         if let Err(e) = self
             .nodes
-            .prepare_meeting(
-                &addr,
-                meeting,
-                &slot.region,
-                p.epoch,
-                residency.map(Region::as_str),
-            )
+            .prepare_meeting(&addr, &slot.region, p.epoch, m)
             .await
         {
             let node = &p.node;

@@ -10,10 +10,11 @@ use proto::v1::media_node_control_client::MediaNodeControlClient;
 use proto::v1::recording_node_control_client::RecordingNodeControlClient;
 use proto::v1::{
     CloseMeetingRequest, DeleteRecordingRequest, DrainRequest, DrainResponse, Heartbeat,
-    PrepareMeetingRequest, StartRecordingRequest, StopRecordingRequest, WatchRequest,
+    PrepareMeetingRequest, PreparedMeetingSettings, StartRecordingRequest, StopRecordingRequest,
+    WatchRequest,
 };
 
-use crate::model::{MediaNode, NodeKind, Recording};
+use crate::model::{MediaNode, Meeting, MeetingKind, NodeKind, Recording};
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 pub struct NodeClients {
@@ -156,21 +157,32 @@ impl NodeClients {
             })
     }
 
-    /// Tells a media node it hosts `meeting` for `region` (placement `epoch`), and the
-    /// region the meeting is pinned to, if it is.
+    /// Tells a media node it hosts `meeting` for `region` (placement `epoch`), with what
+    /// it shows of the meeting (its settings and the region it is pinned to, if it is),
+    /// so that it need not read the meeting.
     pub async fn prepare_meeting(
         &self,
         addr: &str,
-        meeting: &MeetingId,
         region: &Region,
         epoch: u64,
-        residency: Option<&str>,
+        meeting: &Meeting,
     ) -> Result<(), NodeCallError> {
         let req = PrepareMeetingRequest {
-            meeting_id: meeting.to_string(),
+            meeting_id: meeting.id.to_string(),
             region: region.to_string(),
             epoch,
-            residency: Some(residency.unwrap_or_default().to_owned()),
+            residency: Some(
+                meeting
+                    .residency
+                    .as_ref()
+                    .map_or("", |r| r.as_str())
+                    .to_owned(),
+            ),
+            settings: Some(PreparedMeetingSettings {
+                title: meeting.title.clone(),
+                waiting_room: meeting.waiting_room,
+                webinar: meeting.kind == MeetingKind::Webinar,
+            }),
         };
         let mut c = MediaNodeControlClient::new(self.channel(addr)?);
         c.prepare_meeting(req)

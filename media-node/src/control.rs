@@ -42,8 +42,15 @@ impl MediaNodeControl for Control {
         // The controller's word on the meeting's pin spares the relay links a read of
         // the meeting (an older controller says nothing: they read it).
         let residency = r.residency.map(|pin| (!pin.is_empty()).then_some(pin));
-        crate::mesh::Mesh::follow(&self.node.mesh, &m, residency);
-        self.node.hosts.follow(&m);
+        crate::mesh::Mesh::follow(&self.node.mesh, &m, residency.clone());
+        // The settings the controller read spare the node a read of the meeting.
+        let settings = r.settings.map(|s| crate::store::MeetingSettings {
+            title: s.title,
+            waiting_room: s.waiting_room,
+            webinar: s.webinar,
+            residency: residency.flatten(),
+        });
+        self.node.hosts.follow_told(&m, settings);
         self.node.collab.follow(&m);
         Ok(Response::new(PrepareMeetingResponse {}))
     }

@@ -21,7 +21,7 @@ use common::ids::{MeetingId, ParticipantId};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::store::{self, MeetingStore, RoomRecord, Seen, StoreError};
+use crate::store::{self, MeetingSettings, MeetingStore, RoomRecord, Seen, StoreError};
 
 mod actions;
 mod state;
@@ -82,8 +82,21 @@ impl Hosts {
     /// Starts following `meeting`'s room (idempotent) and returns its state, which
     /// changes whenever a host of the meeting, on any node, decides something.
     pub fn follow(&self, meeting: &MeetingId) -> watch::Receiver<RoomState> {
+        self.follow_told(meeting, None)
+    }
+
+    /// As [`Hosts::follow`], with the meeting's settings as the controller told them
+    /// when it prepared the meeting here (None: read them from the store).
+    pub fn follow_told(
+        &self,
+        meeting: &MeetingId,
+        told: Option<MeetingSettings>,
+    ) -> watch::Receiver<RoomState> {
         let mut meetings = self.meetings.lock().expect("hosts");
         if let Some(f) = meetings.get(meeting) {
+            if let Some(settings) = told {
+                settle(&f.state, settings);
+            }
             return f.state.subscribe();
         }
         let (tx, rx) = watch::channel(RoomState::default());
@@ -95,9 +108,14 @@ impl Hosts {
                 stop: stop.clone(),
             },
         );
+        let read = told.is_none();
+        if let Some(settings) = told {
+            settle(&tx, settings);
+        }
         tokio::spawn(follow_room(
             self.store.clone(),
             meeting.clone(),
+            read,
             tx,
             stop.clone(),
         ));
@@ -194,15 +212,21 @@ async fn apply_groups(
     }
 }
 
-/// Keeps `tx` up to date with `meeting`'s room record, and the settings of the meeting
-/// it needs (title, waiting room), until `stop`.
+/// Keeps `tx` up to date with `meeting`'s room record, and reads the settings of the
+/// meeting it needs (title, waiting room) if `read`, until `stop`.
 async fn follow_room(
     store: Arc<dyn MeetingStore>,
     meeting: MeetingId,
+    read: bool,
     tx: watch::Sender<RoomState>,
     stop: CancellationToken,
 ) {
-    let settings = read_settings(&*store, &meeting, &tx, &stop);
+    // Unless the controller told them when it prepared the meeting here.
+    let settings = async {
+        if read {
+            read_settings(&*store, &meeting, &tx, &stop).await;
+        }
+    };
     let take = tx.clone();
     let room = store.follow_room(
         &meeting,
@@ -226,6 +250,16 @@ async fn follow_room(
     tokio::join!(settings, room);
 }
 
+/// Takes the meeting's own settings (they do not change) into `tx`.
+fn settle(tx: &watch::Sender<RoomState>, m: MeetingSettings) {
+    tx.send_modify(|s| {
+        s.title = m.title;
+        s.meeting_waiting_room = m.waiting_room;
+        s.webinar = m.webinar;
+        s.meeting_read = true;
+    });
+}
+
 /// Reads the meeting's title and waiting-room setting (they do not change) into `tx`,
 /// trying again until it can or `stop`.
 async fn read_settings(
@@ -238,13 +272,7 @@ async fn read_settings(
     loop {
         match store.meeting(meeting).await {
             Ok(m) => {
-                let m = m.unwrap_or_default();
-                tx.send_modify(|s| {
-                    s.title = m.title;
-                    s.meeting_waiting_room = m.waiting_room;
-                    s.webinar = m.webinar;
-                    s.meeting_read = true;
-                });
+                settle(tx, m.unwrap_or_default());
                 return;
             }
             Err(e) => {

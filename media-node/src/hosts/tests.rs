@@ -244,3 +244,32 @@ fn the_actions_sessions_carry_out_read_back_from_the_log_as_they_were_taken() {
     apply(&mut rec, &actor, &Action::Lock(true), 9);
     assert_eq!(Action::from_record(rec.actions.last().unwrap()), None);
 }
+
+/// The settings the controller tells when it prepares a meeting are the room's, with no
+/// read of the meeting (a join storm prepares a meeting per first join); a session's
+/// follow before or after the prepare sees them too.
+#[tokio::test(start_paused = true)]
+async fn settings_told_at_prepare_are_shown_without_reading_the_meeting() {
+    let r = rig(false);
+    let told = MeetingSettings {
+        title: "As the controller read it".into(),
+        waiting_room: true,
+        webinar: true,
+        residency: None,
+    };
+    let rx = r.hosts.follow_told(&r.meeting, Some(told));
+    assert!(
+        rx.borrow().meeting_read,
+        "the told settings are taken at once"
+    );
+    let room = r.room_when(|_| true).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let now = r.hosts.follow(&r.meeting).borrow().clone();
+    for s in [&room, &now] {
+        assert_eq!(
+            s.title, "As the controller read it",
+            "the store's record was read"
+        );
+        assert!(s.meeting_waiting_room && s.webinar);
+    }
+}
