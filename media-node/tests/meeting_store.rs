@@ -162,7 +162,66 @@ impl<R: Clone + Send + 'static> Follower<R> {
     }
 }
 
+impl Follower<RoomRecord> {
+    /// A follower of `m`'s room in `store`.
+    fn of_room(store: &Arc<dyn MeetingStore>, m: &MeetingId) -> Self {
+        let f = Self::new();
+        let (store, m, stop, take) = (store.clone(), m.clone(), f.stop.clone(), f.take());
+        tokio::spawn(async move { store.follow_room(&m, stop, take).await });
+        f
+    }
+}
+
+impl Follower<CollabRecord> {
+    /// A follower of `m`'s polls and Q&A in `store`.
+    fn of_collab(store: &Arc<dyn MeetingStore>, m: &MeetingId) -> Self {
+        let f = Self::new();
+        let (store, m, stop, take) = (store.clone(), m.clone(), f.stop.clone(), f.take());
+        tokio::spawn(async move { store.follow_collab(&m, stop, take).await });
+        f
+    }
+}
+
 impl<R> Drop for Follower<R> {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// A follower of a meeting's placements: every set of nodes it was told. Stops when
+/// dropped.
+struct Placed {
+    seen: Arc<Mutex<Vec<HashSet<NodeId>>>>,
+    stop: CancellationToken,
+}
+
+impl Placed {
+    fn follow(store: &Arc<dyn MeetingStore>, m: &MeetingId) -> Self {
+        let (seen, stop) = (Arc::<Mutex<Vec<_>>>::default(), CancellationToken::new());
+        let (store, m, got, s) = (store.clone(), m.clone(), seen.clone(), stop.clone());
+        tokio::spawn(async move {
+            let take = move |nodes| got.lock().unwrap().push(nodes);
+            store.follow_placements(&m, s, Box::new(take)).await
+        });
+        Placed { seen, stop }
+    }
+
+    /// Waits (at most 10 s) until the nodes last told are `want`.
+    async fn until(&self, want: &[&str]) {
+        let want: HashSet<NodeId> = want.iter().map(|n| NodeId::parse(n).unwrap()).collect();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while self.seen.lock().unwrap().last() != Some(&want) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "never saw {want:?}: {:?}",
+                self.seen.lock().unwrap()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+impl Drop for Placed {
     fn drop(&mut self) {
         self.stop.cancel();
     }
@@ -351,42 +410,15 @@ async fn the_nodes_a_meeting_is_placed_on_are_followed_as_they_change(rig: Rig) 
     let node = |s: &str| NodeId::parse(s).unwrap();
     (rig.place)(m.clone(), "oslo", Some(node("media-oslo-1"))).await;
     (rig.place)(id("other"), "oslo", Some(node("media-oslo-9"))).await;
-    let seen: Arc<Mutex<Vec<HashSet<NodeId>>>> = Arc::default();
-    let (store, m2, stop, got) = (
-        rig.store.clone(),
-        m.clone(),
-        CancellationToken::new(),
-        seen.clone(),
-    );
-    let s2 = stop.clone();
-    tokio::spawn(async move {
-        let take = move |nodes| got.lock().unwrap().push(nodes);
-        store.follow_placements(&m2, s2, Box::new(take)).await
-    });
-    let until = |want: &[&str]| {
-        let want: HashSet<NodeId> = want.iter().map(|n| node(n)).collect();
-        let seen = seen.clone();
-        async move {
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-            while seen.lock().unwrap().last() != Some(&want) {
-                assert!(
-                    tokio::time::Instant::now() < deadline,
-                    "never saw {want:?}: {:?}",
-                    seen.lock().unwrap()
-                );
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        }
-    };
-    until(&["media-oslo-1"]).await;
+    let placed = Placed::follow(&rig.store, &m);
+    placed.until(&["media-oslo-1"]).await;
     (rig.place)(m.clone(), "stockholm", Some(node("media-sto-1"))).await;
-    until(&["media-oslo-1", "media-sto-1"]).await;
+    placed.until(&["media-oslo-1", "media-sto-1"]).await;
     // The region's placement moves to another node; then the other region's ends.
     (rig.place)(m.clone(), "oslo", Some(node("media-oslo-2"))).await;
-    until(&["media-oslo-2", "media-sto-1"]).await;
+    placed.until(&["media-oslo-2", "media-sto-1"]).await;
     (rig.place)(m.clone(), "stockholm", None).await;
-    until(&["media-oslo-2"]).await;
-    stop.cancel();
+    placed.until(&["media-oslo-2"]).await;
 }
 
 /// A node follows a meeting's placements, room and polls at once (the etcd store serves
@@ -397,38 +429,10 @@ async fn a_meetings_records_followed_at_once_each_see_their_own_changes_only(rig
     let (m, other) = (id("m1"), id("m2"));
     let node = |s: &str| NodeId::parse(s).unwrap();
     (rig.place)(m.clone(), "oslo", Some(node("media-oslo-1"))).await;
-    let room = Follower::<RoomRecord>::new();
-    let (store, m2, stop, take) = (rig.store.clone(), m.clone(), room.stop.clone(), room.take());
-    tokio::spawn(async move { store.follow_room(&m2, stop, take).await });
+    let room = Follower::of_room(&rig.store, &m);
     room.until("the first read", |s| !s.is_empty()).await;
-    let placed: Arc<Mutex<Vec<HashSet<NodeId>>>> = Arc::default();
-    let (store, m2, got, stop_placed) = (
-        rig.store.clone(),
-        m.clone(),
-        placed.clone(),
-        CancellationToken::new(),
-    );
-    let s2 = stop_placed.clone();
-    tokio::spawn(async move {
-        let take = move |nodes| got.lock().unwrap().push(nodes);
-        store.follow_placements(&m2, s2, Box::new(take)).await
-    });
-    let placed_until = |want: &[&str]| {
-        let want: HashSet<NodeId> = want.iter().map(|n| node(n)).collect();
-        let placed = placed.clone();
-        async move {
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-            while placed.lock().unwrap().last() != Some(&want) {
-                assert!(
-                    tokio::time::Instant::now() < deadline,
-                    "never saw {want:?}: {:?}",
-                    placed.lock().unwrap()
-                );
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        }
-    };
-    placed_until(&["media-oslo-1"]).await;
+    let placed = Placed::follow(&rig.store, &m);
+    placed.until(&["media-oslo-1"]).await;
 
     rig.store
         .update_room(&m, &mut |r| r.next_seq = 7)
@@ -449,14 +453,7 @@ async fn a_meetings_records_followed_at_once_each_see_their_own_changes_only(rig
         })
         .await
         .unwrap();
-    let collab = Follower::<CollabRecord>::new();
-    let (store, m2, stop, take) = (
-        rig.store.clone(),
-        m.clone(),
-        collab.stop.clone(),
-        collab.take(),
-    );
-    tokio::spawn(async move { store.follow_collab(&m2, stop, take).await });
+    let collab = Follower::of_collab(&rig.store, &m);
     let seen = collab.until("a read", |s| !s.is_empty()).await;
     assert!(
         matches!(&seen[0], Seen::Read(Some(c), _) if c.polls.len() == 1),
@@ -466,7 +463,7 @@ async fn a_meetings_records_followed_at_once_each_see_their_own_changes_only(rig
     // Changes to one record, and to another meeting, reach no other follower.
     let (rooms, placements) = (
         room.seen.lock().unwrap().len(),
-        placed.lock().unwrap().len(),
+        placed.seen.lock().unwrap().len(),
     );
     rig.store
         .update_collab(&m, &mut |c| c.polls.clear())
@@ -483,21 +480,21 @@ async fn a_meetings_records_followed_at_once_each_see_their_own_changes_only(rig
         })
         .await;
     (rig.place)(m.clone(), "stockholm", Some(node("media-sto-1"))).await;
-    placed_until(&["media-oslo-1", "media-sto-1"]).await;
+    placed.until(&["media-oslo-1", "media-sto-1"]).await;
     assert_eq!(
         room.seen.lock().unwrap().len(),
         rooms,
         "the room's follower was told of others' changes"
     );
     assert_eq!(
-        placed.lock().unwrap().len(),
+        placed.seen.lock().unwrap().len(),
         placements + 1,
         "the placements' follower was told of others' changes: {:?}",
-        placed.lock().unwrap()
+        placed.seen.lock().unwrap()
     );
 
     // The placements' follower stops; the room's still sees changes.
-    stop_placed.cancel();
+    drop(placed);
     rig.store
         .update_room(&m, &mut |r| r.next_seq = 8)
         .await
@@ -515,14 +512,7 @@ async fn a_meetings_records_followed_at_once_each_see_their_own_changes_only(rig
         .update_room(&m, &mut |r| r.next_seq = 9)
         .await
         .unwrap();
-    let again = Follower::<RoomRecord>::new();
-    let (store, m2, stop, take) = (
-        rig.store.clone(),
-        m.clone(),
-        again.stop.clone(),
-        again.take(),
-    );
-    tokio::spawn(async move { store.follow_room(&m2, stop, take).await });
+    let again = Follower::of_room(&rig.store, &m);
     let seen = again.until("a read", |s| !s.is_empty()).await;
     assert!(
         matches!(&seen[0], Seen::Read(Some(r), _) if r.next_seq == 9),
@@ -562,26 +552,17 @@ async fn on_etcd_a_meetings_three_followers_are_one_watch() {
         .await
         .unwrap();
     let endpoint = test_etcd.etcd.endpoint();
-    let store = Arc::new(EtcdStore::new(
+    let store: Arc<dyn MeetingStore> = Arc::new(EtcdStore::new(
         test_etcd.config.clone(),
         CancellationToken::new(),
     ));
     let m = id("m1");
-    let room = Follower::<RoomRecord>::new();
-    let collab = Follower::<CollabRecord>::new();
-    let placed = Follower::<()>::new();
-    let (s, m2, stop, take) = (store.clone(), m.clone(), room.stop.clone(), room.take());
-    tokio::spawn(async move { s.follow_room(&m2, stop, take).await });
-    let (s, m2, stop, take) = (store.clone(), m.clone(), collab.stop.clone(), collab.take());
-    tokio::spawn(async move { s.follow_collab(&m2, stop, take).await });
-    let (s, m2, stop, mut take) = (store.clone(), m.clone(), placed.stop.clone(), placed.take());
-    tokio::spawn(async move {
-        let told = move |_| take(Seen::Changed(None, 0));
-        s.follow_placements(&m2, stop, Box::new(told)).await
-    });
+    let room = Follower::of_room(&store, &m);
+    let collab = Follower::of_collab(&store, &m);
+    let placed = Placed::follow(&store, &m);
     room.until("the room read", |s| !s.is_empty()).await;
     collab.until("the polls read", |s| !s.is_empty()).await;
-    placed.until("the placements read", |s| !s.is_empty()).await;
+    placed.until(&[]).await;
     // The read comes before the watch is set up: wait for etcd to count it.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while etcd_watchers(&endpoint).await == 0 {
