@@ -38,20 +38,22 @@ impl MediaNodeControl for Control {
             .map_err(Status::unavailable)?;
         let m = meeting(&r.meeting_id)?;
         tracing::info!(meeting_id = %m, epoch = r.epoch, "meeting prepared");
-        self.node.prepare(m.clone());
         // The controller's word on the meeting's pin spares the relay links a read of
         // the meeting (an older controller says nothing: they read it).
         let residency = r.residency.map(|pin| (!pin.is_empty()).then_some(pin));
-        crate::mesh::Mesh::follow(&self.node.mesh, &m, residency.clone());
         // The settings the controller read spare the node a read of the meeting.
         let settings = r.settings.map(|s| crate::store::MeetingSettings {
             title: s.title,
             waiting_room: s.waiting_room,
             webinar: s.webinar,
-            residency: residency.flatten(),
+            residency: residency.clone().flatten(),
         });
+        // Followed before sessions waiting for the prepare are let in: a session's
+        // follow of the room would otherwise come first, and read the meeting.
         self.node.hosts.follow_told(&m, settings);
+        crate::mesh::Mesh::follow(&self.node.mesh, &m, residency);
         self.node.collab.follow(&m);
+        self.node.prepare(m.clone());
         Ok(Response::new(PrepareMeetingResponse {}))
     }
 

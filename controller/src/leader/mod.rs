@@ -82,6 +82,10 @@ async fn lead(
                 // one pass, a moment after the first change, covers the burst.
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
+                    _ = term.lost() => {
+                        tracing::warn!(controller = id, "lost the leader's lease");
+                        break;
+                    }
                     _ = tokio::time::sleep(SETTLE) => {}
                 }
                 reconcile(service, lease_ttl, &heard).await

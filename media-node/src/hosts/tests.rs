@@ -247,7 +247,7 @@ fn the_actions_sessions_carry_out_read_back_from_the_log_as_they_were_taken() {
 
 /// The settings the controller tells when it prepares a meeting are the room's, with no
 /// read of the meeting (a join storm prepares a meeting per first join); a session's
-/// follow before or after the prepare sees them too.
+/// follow after the prepare sees them too.
 #[tokio::test(start_paused = true)]
 async fn settings_told_at_prepare_are_shown_without_reading_the_meeting() {
     let r = rig(false);

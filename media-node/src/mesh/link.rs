@@ -2,6 +2,7 @@
 //! pair, or accepted), the hello that opens the meeting's control stream, and the checks
 //! before a link runs — the peer's certificate against the id it claims, the meeting's
 //! placements and its residency pin against the peer's region.
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,13 +28,21 @@ impl Mesh {
     /// The connection to `peer`, dialled (at the address it registered) if there is none
     /// alive.
     async fn connection(&self, peer: &NodeId) -> Result<Arc<PeerConn>, LinkError> {
-        let mut conns = self.conns.lock().await;
-        if let Some(c) = conns.get(peer)
-            && c.connection.close_reason().is_none()
-        {
-            return Ok(c.clone());
+        let live = |conns: &HashMap<NodeId, Arc<PeerConn>>| {
+            conns
+                .get(peer)
+                .filter(|c| c.connection.close_reason().is_none())
+                .cloned()
+        };
+        if let Some(c) = live(&*self.conns.lock().await) {
+            return Ok(c);
         }
+        // Read outside the lock, which every dial of every meeting takes.
         let record = self.node_record(peer).await?;
+        let mut conns = self.conns.lock().await;
+        if let Some(c) = live(&conns) {
+            return Ok(c);
+        }
         let addr = common::config::socket_addr("relay_addr", &record.relay_addr)?;
         let client = self.client.as_ref().ok_or(LinkError::NoRelay)?;
         let connection = client.connect(addr, peer.as_str())?.await?;

@@ -5,20 +5,26 @@
 //! which in a join storm (1,000 meetings placed on 20 nodes in a second or two) made
 //! etcd, not the controller, the bound of the first joins. The three keys sit next to
 //! each other under the meeting's key (`…/collab`, `…/placement/…`, `…/room`), so one
-//! range read and one range watch from `…/collab` to `…/room` serve them all; a
-//! meeting's feed hands each follower what is under its keys (registrants, also in the
-//! range, are read past; attendance sorts before it).
+//! range watch from `…/collab` to `…/room` serves them all, after one read — a
+//! transaction of two gets, `…/collab` to the end of `…/placement/`, and `…/room`, at one
+//! revision: the meeting's registrants sort between them (up to 10,000 records, each with
+//! its answers: megabytes, past a gRPC message's 4 MiB) and are not read. A meeting's
+//! feed hands each follower what is under its keys (a registrant's change, which the
+//! watch does see, wakes none; attendance sorts before the range).
 //!
 //! A feed starts with its first follower and ends with its last. A follower that comes
-//! while the feed runs is given what the feed has seen, as a read at the feed's revision.
+//! while the feed runs is given what the feed has seen, as a read at the feed's revision
+//! (what its watch has brought so far: a write that completed a moment before may come
+//! after it, as a change). Followers are called under the feed's lock, in order; a
+//! follower that panicked leaves the lock poisoned, which the others go past.
 //! After a broken watch every follower gets a fresh read, as a follower of its own would.
 #![allow(clippy::disallowed_types)]
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use common::ids::MeetingId;
-use etcd_client::{GetOptions, WatchOptions};
+use etcd_client::{GetOptions, Txn, TxnOp, TxnOpResponse, WatchOptions};
 use tokio_util::sync::CancellationToken;
 
 use super::etcd::{Shared, Watched, watch_error};
@@ -42,6 +48,12 @@ impl Keys {
             Keys::Prefix(p) => key.starts_with(p),
         }
     }
+}
+
+/// A feed's lock, even after a follower panicked under it: what it guards stays whole
+/// (the follower's own state is its own), and every other meeting's following goes on.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// The feeds of the meetings this node follows, by meeting.
@@ -102,11 +114,11 @@ pub(super) struct Attached<'a> {
 
 impl Drop for Attached<'_> {
     fn drop(&mut self) {
-        let mut feeds = self.feeds.0.lock().expect("feeds");
+        let mut feeds = lock(&self.feeds.0);
         let Some(feed) = feeds.get(&self.meeting) else {
             return;
         };
-        let mut state = feed.state.lock().expect("feed");
+        let mut state = lock(&feed.state);
         state.followers.retain(|f| f.id != self.id);
         if state.followers.is_empty() {
             feed.stop.cancel();
@@ -127,7 +139,7 @@ impl Feeds {
         keys: Keys,
         on: On,
     ) -> Attached<'_> {
-        let mut feeds = self.0.lock().expect("feeds");
+        let mut feeds = lock(&self.0);
         let feed = feeds.entry(meeting.clone()).or_insert_with(|| {
             let ks = shared.keyspace();
             let feed = Arc::new(Feed {
@@ -146,7 +158,7 @@ impl Feeds {
             feed.kept.contains(&keys),
             "a feed serves {keys:?} only if it keeps it"
         );
-        let mut state = feed.state.lock().expect("feed");
+        let mut state = lock(&feed.state);
         let id = state.next_id;
         state.next_id += 1;
         let mut follower = Follower { id, what, keys, on };
@@ -168,13 +180,17 @@ impl Feed {
     }
 
     /// A fresh read of the range: every follower is told what is under its keys.
-    fn read(&self, meeting: &MeetingId, kvs: &[etcd_client::KeyValue], revision: i64) {
+    fn read<'a>(
+        &self,
+        meeting: &MeetingId,
+        kvs: impl Iterator<Item = &'a etcd_client::KeyValue>,
+        revision: i64,
+    ) {
         let known: Records = kvs
-            .iter()
             .filter(|kv| self.keeps(kv.key()))
             .map(|kv| (kv.key().to_vec(), kv.value().to_vec()))
             .collect();
-        let mut state = self.state.lock().expect("feed");
+        let mut state = lock(&self.state);
         for f in &mut state.followers {
             f.read(meeting, &known, revision);
         }
@@ -184,7 +200,7 @@ impl Feed {
     /// Changes seen by the watch: each follower is told those under its keys, then that
     /// it is synced (a follower with none is not woken).
     fn changed(&self, meeting: &MeetingId, events: &[etcd_client::Event]) {
-        let mut state = self.state.lock().expect("feed");
+        let mut state = lock(&self.state);
         let State {
             followers, known, ..
         } = &mut *state;
@@ -238,21 +254,31 @@ impl Feed {
 /// tries).
 async fn run(shared: Arc<Shared>, meeting: MeetingId, feed: Arc<Feed>) {
     let ks = shared.keyspace();
-    // `…/collab` sorts first of the three, `…/room` last; the end is exclusive.
+    // `…/collab` sorts first of the three, `…/room` last; a range's end is exclusive. The
+    // read leaves out what sorts between `…/placement/` and `…/room`: the registrants.
     let from = ks.collab(&meeting);
     let to = format!("{}\0", ks.room(&meeting));
+    let placements_end = format!("{}0", ks.placements_of(&meeting).trim_end_matches('/'));
+    let room = ks.room(&meeting);
     let mut delay = RETRY_FIRST;
     while !feed.stop.is_cancelled() {
         let result: Result<(), StoreError> = async {
             let mut etcd = shared.connected().await?;
-            let r = etcd
-                .get(
+            let read = Txn::new().and_then([
+                TxnOp::get(
                     from.as_str(),
-                    Some(GetOptions::new().with_range(to.as_str())),
-                )
-                .await?;
+                    Some(GetOptions::new().with_range(placements_end.as_str())),
+                ),
+                TxnOp::get(room.as_str(), None),
+            ]);
+            let r = etcd.txn(read).await?;
             let revision = r.header().map_or(0, |h| h.revision());
-            feed.read(&meeting, r.kvs(), revision);
+            let kvs = r.op_responses().into_iter().flat_map(|op| match op {
+                TxnOpResponse::Get(g) => g.kvs().to_vec(),
+                _ => Vec::new(),
+            });
+            let kvs: Vec<etcd_client::KeyValue> = kvs.collect();
+            feed.read(&meeting, kvs.iter(), revision);
             let options = WatchOptions::new()
                 .with_start_revision(revision + 1)
                 .with_range(to.as_str());
