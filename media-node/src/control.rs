@@ -48,12 +48,10 @@ impl MediaNodeControl for Control {
             webinar: s.webinar,
             residency: residency.clone().flatten(),
         });
-        // Followed before sessions waiting for the prepare are let in: a session's
-        // follow of the room would otherwise come first, and read the meeting.
+        self.node.prepare(m.clone());
         self.node.hosts.follow_told(&m, settings);
         crate::mesh::Mesh::follow(&self.node.mesh, &m, residency);
         self.node.collab.follow(&m);
-        self.node.prepare(m.clone());
         Ok(Response::new(PrepareMeetingResponse {}))
     }
 
