@@ -227,6 +227,20 @@ impl Drop for Placed {
     }
 }
 
+/// Adds poll 1, asking `question`, to `m`'s polls in `store`.
+async fn add_poll(store: &Arc<dyn MeetingStore>, m: &MeetingId, question: &str) {
+    store
+        .update_collab(m, &mut |c| {
+            c.polls.push(PollEntry {
+                id: 1,
+                question: question.into(),
+                ..Default::default()
+            })
+        })
+        .await
+        .unwrap();
+}
+
 fn latest<R: Clone>(seen: &[Seen<R>]) -> Option<R> {
     match seen.last()? {
         Seen::Read(r, _) | Seen::Changed(r, _) => r.clone(),
@@ -334,16 +348,7 @@ async fn polls_and_questions_are_followed_and_changed_like_the_room(rig: Rig) {
     let (store, m2, stop, take) = (rig.store.clone(), m.clone(), f.stop.clone(), f.take());
     tokio::spawn(async move { store.follow_collab(&m2, stop, take).await });
     f.until("the first read", |s| !s.is_empty()).await;
-    rig.store
-        .update_collab(&m, &mut |c| {
-            c.polls.push(PollEntry {
-                id: 1,
-                question: "Tea or coffee?".into(),
-                ..Default::default()
-            })
-        })
-        .await
-        .unwrap();
+    add_poll(&rig.store, &m, "Tea or coffee?").await;
     f.until("the poll", |s| {
         latest(s).is_some_and(|c| c.polls.len() == 1 && c.polls[0].question == "Tea or coffee?")
     })
@@ -443,16 +448,7 @@ async fn a_meetings_records_followed_at_once_each_see_their_own_changes_only(rig
     })
     .await;
     // A late follower of the polls reads what is there.
-    rig.store
-        .update_collab(&m, &mut |c| {
-            c.polls.push(PollEntry {
-                id: 1,
-                question: "Now?".into(),
-                ..Default::default()
-            })
-        })
-        .await
-        .unwrap();
+    add_poll(&rig.store, &m, "Now?").await;
     // It joins a running feed: a read of what the feed has seen, and the poll (in that
     // read, or as a change the feed's watch brings a moment later).
     let collab = Follower::of_collab(&rig.store, &m);

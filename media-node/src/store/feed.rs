@@ -273,12 +273,12 @@ async fn run(shared: Arc<Shared>, meeting: MeetingId, feed: Arc<Feed>) {
             ]);
             let r = etcd.txn(read).await?;
             let revision = r.header().map_or(0, |h| h.revision());
-            let kvs = r.op_responses().into_iter().flat_map(|op| match op {
-                TxnOpResponse::Get(g) => g.kvs().to_vec(),
-                _ => Vec::new(),
+            let gets = r.op_responses();
+            let kvs = gets.iter().flat_map(|op| match op {
+                TxnOpResponse::Get(g) => g.kvs(),
+                _ => &[],
             });
-            let kvs: Vec<etcd_client::KeyValue> = kvs.collect();
-            feed.read(&meeting, kvs.iter(), revision);
+            feed.read(&meeting, kvs, revision);
             let options = WatchOptions::new()
                 .with_start_revision(revision + 1)
                 .with_range(to.as_str());
