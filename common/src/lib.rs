@@ -2,6 +2,7 @@
 //! except [`registration`] (the node's lease) and [`ops`] (the ops HTTP router it hands out).
 #![forbid(unsafe_code)]
 
+pub mod cloud_recording;
 pub mod config;
 pub mod download;
 pub mod etcd;

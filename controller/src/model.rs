@@ -3,6 +3,7 @@
 //! strings, integers and empty values. Records become these at the store's edge
 //! (`store/convert.rs`), and these become the public API's messages at its edges
 //! (`grpc/convert.rs`, `http/api.rs`); nothing else in the controller sees a record.
+use common::cloud_recording::Wish;
 use common::ids::{MeetingId, NodeId, RecordingId, Region};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,6 +52,9 @@ pub struct Meeting {
     pub owner: Option<Owner>,
     /// Its organisation forbids recording it on the servers.
     pub recording_forbidden: bool,
+    /// Its organisation records meetings on the servers only when their maker chose a
+    /// data classification, and this one was made without (it has the default).
+    pub recording_needs_classification: bool,
     /// How long its personal data is kept after it ends (None: the cluster's).
     pub retention: Option<std::time::Duration>,
 }
@@ -60,6 +64,8 @@ pub struct Meeting {
 pub struct OrgSettings {
     pub waiting_room: bool,
     pub recording_forbidden: bool,
+    /// Its meetings are recorded on the servers only with a data classification.
+    pub recording_needs_classification: bool,
     pub e2ee: bool,
     /// Regions its meetings may keep their media in (empty: any).
     pub allowed_regions: Vec<Region>,
@@ -75,6 +81,7 @@ impl Default for OrgSettings {
         Self {
             waiting_room: true,
             recording_forbidden: false,
+            recording_needs_classification: false,
             e2ee: false,
             allowed_regions: Vec::new(),
             retention: None,
@@ -214,6 +221,27 @@ pub struct Room {
     pub removed: Vec<String>,
     /// Every host action, oldest first (the newest 1000).
     pub actions: Vec<HostAction>,
+    /// The meeting's cloud recording as its hosts asked for it, if they ever did.
+    pub cloud: Option<CloudRecording>,
+}
+
+/// What a meeting's hosts asked of its cloud recording (the room record's, written by
+/// the media node of the host who asked; carried out by the leader).
+#[derive(Clone, Debug, PartialEq)]
+pub struct CloudRecording {
+    pub recording: RecordingId,
+    pub wish: Wish,
+    pub since_unix_ms: i64,
+    /// Why it stopped without a host stopping it.
+    pub error: Option<String>,
+}
+
+impl CloudRecording {
+    /// Whether the meeting is being recorded, or paused in a recording (participants are
+    /// told either way).
+    pub fn on(&self) -> bool {
+        self.wish.on()
+    }
 }
 
 /// A meeting's polls and Q&A (its collab record, written by the media nodes).
@@ -392,6 +420,8 @@ pub enum RecordingState {
     Stopped,
     Failed,
     Deleted,
+    /// A host paused it: its node holds it and takes no media.
+    Paused,
 }
 
 impl RecordingState {
@@ -402,11 +432,15 @@ impl RecordingState {
             RecordingState::Stopped => "stopped",
             RecordingState::Failed => "failed",
             RecordingState::Deleted => "deleted",
+            RecordingState::Paused => "paused",
         }
     }
     /// Whether a recording in this state holds a slot of its node.
     pub fn holds_slot(self) -> bool {
-        matches!(self, RecordingState::Starting | RecordingState::Recording)
+        matches!(
+            self,
+            RecordingState::Starting | RecordingState::Recording | RecordingState::Paused
+        )
     }
 }
 
@@ -440,6 +474,8 @@ pub struct Recording {
     pub segment: u32,
     /// Nodes that recorded the earlier segments, oldest first.
     pub earlier_nodes: Vec<NodeId>,
+    /// How long its files and record are kept after it stops (None: the cluster's).
+    pub retention: Option<std::time::Duration>,
 }
 
 impl Recording {

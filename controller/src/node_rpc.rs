@@ -10,11 +10,12 @@ use proto::v1::media_node_control_client::MediaNodeControlClient;
 use proto::v1::recording_node_control_client::RecordingNodeControlClient;
 use proto::v1::{
     CloseMeetingRequest, DeleteRecordingRequest, DrainRequest, DrainResponse, Heartbeat,
-    PrepareMeetingRequest, PreparedMeetingSettings, StartRecordingRequest, StopRecordingRequest,
+    PauseRecordingRequest, PrepareMeetingRequest, PreparedMeetingSettings, StartRecordingRequest,
+    StopRecordingRequest,
     WatchRequest,
 };
 
-use crate::model::{MediaNode, Meeting, MeetingKind, NodeKind, Recording};
+use crate::model::{MediaNode, Meeting, MeetingKind, NodeKind, Recording, RecordingState};
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 pub struct NodeClients {
@@ -182,6 +183,9 @@ impl NodeClients {
                 title: meeting.title.clone(),
                 waiting_room: meeting.waiting_room,
                 webinar: meeting.kind == MeetingKind::Webinar,
+                e2ee: meeting.e2ee,
+                recording_forbidden: meeting.recording_forbidden,
+                recording_needs_classification: meeting.recording_needs_classification,
             }),
         };
         let mut c = MediaNodeControlClient::new(self.channel(addr)?);
@@ -272,6 +276,7 @@ impl NodeClients {
             recording_started_unix_ms: r.started_unix_ms,
             gaps: crate::store::gaps_to_proto(&r.gaps),
             earlier_nodes: r.earlier_nodes.iter().map(ToString::to_string).collect(),
+            paused: r.state == RecordingState::Paused,
         };
         let mut c = RecordingNodeControlClient::new(self.channel(addr)?);
         c.start_recording(req)
@@ -289,6 +294,26 @@ impl NodeClients {
         })
         .await
         .map(|r| r.into_inner().manifest_json)
+        .map_err(|s| Self::status(addr, s))
+    }
+
+    /// Pauses a recording (its node takes none of its media, and a gap saying `reason`
+    /// opens), or resumes it.
+    pub async fn pause_recording(
+        &self,
+        addr: &str,
+        id: &str,
+        paused: bool,
+        reason: &str,
+    ) -> Result<(), NodeCallError> {
+        let mut c = RecordingNodeControlClient::new(self.channel(addr)?);
+        c.pause_recording(PauseRecordingRequest {
+            recording_id: id.to_owned(),
+            paused,
+            reason: reason.to_owned(),
+        })
+        .await
+        .map(|_| ())
         .map_err(|s| Self::status(addr, s))
     }
 

@@ -24,6 +24,10 @@ pub struct OrgSettingsInput {
     pub waiting_room: bool,
     pub recording_allowed: bool,
     pub e2ee: bool,
+    /// Meetings are recorded on the servers only when their maker chose a data
+    /// classification.
+    #[serde(default)]
+    pub recording_needs_classification: bool,
     #[serde(default)]
     pub allowed_regions: Vec<String>,
     /// None: the cluster's retention.
@@ -96,6 +100,7 @@ impl Service {
         let settings = OrgSettings {
             waiting_room: input.waiting_room,
             recording_forbidden: !input.recording_allowed,
+            recording_needs_classification: input.recording_needs_classification,
             e2ee: input.e2ee,
             allowed_regions,
             retention: input.retention_secs.map(Duration::from_secs),

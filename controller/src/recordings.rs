@@ -2,12 +2,15 @@
 //! list, show and delete. Where a recording goes is `placement::place_recording`; what
 //! happens when its node is lost is the leader's (`leader/`); its download links are
 //! `downloads`. Its state lives in the store.
+use std::time::Duration;
+
+use common::cloud_recording::{self, Wish};
 use common::ids::{MeetingId, NodeId, RecordingId};
 
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::meetings::DEFAULT_CLASSIFICATION;
-use crate::model::{Gap, Meeting, Recording, RecordingState};
+use crate::model::{CloudRecording, Gap, HostAction, MediaNode, Meeting, Recording, RecordingState};
 use crate::placement::place_recording;
 use crate::service::Service;
 
@@ -65,44 +68,149 @@ impl Service {
         Ok(meeting)
     }
 
+    /// Asks for a cloud recording of the meeting, as a host does with the page's Record
+    /// button: the meeting's room record says so (everyone in it is told, and the audit
+    /// has who), the leader starts it, and this answers once it runs (or why it could
+    /// not). One recording of a meeting runs at a time.
     pub async fn start_recording(
         &self,
         caller: &Caller,
         meeting_id: &str,
     ) -> Result<Recording, ApiError> {
         let meeting = self.hosted_meeting(caller, meeting_id, "recording").await?;
-        let id = meeting.id.clone();
-        if meeting.is_ended() {
-            return Err(ApiError::Conflict("the meeting has ended".into()));
+        recordable(&meeting)?;
+        if self.cloud_of(&meeting.id).is_some_and(|c| c.on()) {
+            return Err(refused(cloud_recording::ALREADY));
         }
-        if meeting.e2ee {
+        // What the leader would find: said here with its own status.
+        self.recording_route(&meeting)?;
+        let id = RecordingId::random();
+        let now = common::unix_ms();
+        let wrote = self
+            .store
+            .update_cloud_recording(&meeting.id, &mut |was| {
+                if was.is_some_and(|c| c.on()) {
+                    return None;
+                }
+                let cloud = CloudRecording {
+                    recording: id.clone(),
+                    wish: Wish::Recording,
+                    since_unix_ms: now,
+                    error: None,
+                };
+                Some((cloud, audit(caller, "recording_start", &id, now)))
+            })
+            .await?;
+        if !wrote {
+            return Err(refused(cloud_recording::ALREADY));
+        }
+        tracing::info!(recording = %id, meeting = %meeting.id, "cloud recording asked for through the API");
+        self.carried_out(&id, |r| match r.state {
+            RecordingState::Recording | RecordingState::Paused => Some(Ok(())),
+            RecordingState::Failed => Some(Err(r.error.clone().unwrap_or_default())),
+            _ => None,
+        })
+        .await
+    }
+
+    /// Asks for the recording to stop, as a host does with the page's Stop button, and
+    /// answers it stopped (with its files).
+    pub async fn stop_recording(&self, caller: &Caller, rid: &str) -> Result<Recording, ApiError> {
+        let r = self.hosted_recording(caller, rid).await?;
+        if !r.holds_slot() {
             return Err(ApiError::MeetingConflict {
-                code: "e2ee_meeting",
-                message: "this meeting is end-to-end encrypted: its media cannot be recorded on \
-                          the servers (participants may record on their own computers)"
-                    .into(),
+                code: cloud_recording::NOT_RUNNING.code,
+                message: format!("recording {rid} is not running ({})", r.state.as_str()),
             });
         }
-        if meeting.recording_forbidden {
-            return Err(ApiError::MeetingConflict {
-                code: "recording_forbidden",
-                message: "the organisation of this meeting's host does not allow recording \
-                          meetings on the servers"
-                    .into(),
+        let now = common::unix_ms();
+        self.store
+            .update_cloud_recording(&r.meeting, &mut |was| {
+                // Only the meeting's current recording is stopped through its room.
+                if was.is_some_and(|c| c.recording != r.id && c.on()) {
+                    return None;
+                }
+                let cloud = CloudRecording {
+                    recording: r.id.clone(),
+                    wish: Wish::Stopped,
+                    since_unix_ms: now,
+                    error: None,
+                };
+                Some((cloud, audit(caller, "recording_stop", &r.id, now)))
+            })
+            .await?;
+        self.carried_out(&r.id, |r| match r.state {
+            RecordingState::Stopped | RecordingState::Failed | RecordingState::Deleted => {
+                Some(Ok(()))
+            }
+            _ => None,
+        })
+        .await
+    }
+
+    /// The meeting's cloud recording as its room record says.
+    pub(crate) fn cloud_of(&self, meeting: &MeetingId) -> Option<CloudRecording> {
+        self.view
+            .read(|v| v.rooms.get(meeting).and_then(|r| r.cloud.clone()))
+    }
+
+    /// Waits until the leader has carried out what was asked of recording `id`: `done`
+    /// says so of the record (Ok), or that it failed (Err: why); a wish the leader gave up
+    /// on says why too.
+    async fn carried_out(
+        &self,
+        id: &RecordingId,
+        done: impl Fn(&Recording) -> Option<Result<(), String>>,
+    ) -> Result<Recording, ApiError> {
+        let deadline = tokio::time::Instant::now() + CARRIED_OUT;
+        loop {
+            let (rec, gave_up) = self.view.read(|v| {
+                let rec = v.recordings.get(id).cloned();
+                let gave_up = rec.as_ref().and_then(|r| {
+                    let c = v.rooms.get(&r.meeting)?.cloud.as_ref()?;
+                    (c.recording == *id).then(|| c.error.clone()).flatten()
+                });
+                (rec, gave_up)
             });
+            if let Some(r) = rec {
+                match done(&r) {
+                    Some(Ok(())) => return Ok(r),
+                    Some(Err(why)) => {
+                        return Err(ApiError::Unavailable(format!(
+                            "recording {id} could not be made: {why}"
+                        )));
+                    }
+                    None => {}
+                }
+            }
+            if let Some(why) = gave_up {
+                return Err(ApiError::Unavailable(format!(
+                    "recording {id} could not be made: {why}"
+                )));
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ApiError::Unavailable(format!(
+                    "the leader controller has not carried out what was asked of recording \
+                     {id} within {} s; it will when it can",
+                    CARRIED_OUT.as_secs()
+                )));
+            }
+            tokio::select! {
+                _ = self.view.changed() => {}
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            }
         }
-        let residency = meeting.residency.clone();
-        let classification = if meeting.classification.is_empty() {
-            DEFAULT_CLASSIFICATION.to_owned()
-        } else {
-            meeting.classification.clone()
-        };
-        // The media node to record from: the pinned region's, else the first placement.
+    }
+
+    /// Where `meeting` would be recorded now: the media node to record from (the pinned
+    /// region's, else the first placement's) and the recording node to record on.
+    pub(crate) fn recording_route(&self, meeting: &Meeting) -> Result<(MediaNode, NodeId), ApiError> {
+        let residency = meeting.residency.as_ref();
         let (region, media) = self
             .view
             .read(|v| {
-                let placements = v.placements.get(&id)?;
-                let (slot, p) = match &residency {
+                let placements = v.placements.get(&meeting.id)?;
+                let (slot, p) = match residency {
                     Some(r) => placements.iter().find(|(s, _)| &s.region == r)?,
                     None => placements.iter().next()?,
                 };
@@ -122,57 +230,74 @@ impl Service {
         }
         let node = self
             .view
-            .read(|v| place_recording(v, &region, residency.as_ref(), &classification))
+            .read(|v| place_recording(v, &region, residency, &classification_of(meeting)))
             .map_err(ApiError::Unavailable)?;
-        let grpc = self
-            .recording_node_addr(&node)
-            .ok_or_else(|| ApiError::Unavailable(format!("recording node {node} went away")))?;
+        Ok((media, node))
+    }
+
+    /// Starts recording `meeting` as recording `id` (the leader, for a wish of its
+    /// hosts): stored before its node is asked, and stored failed, saying why, when it
+    /// cannot be made.
+    pub(crate) async fn begin_recording(
+        &self,
+        meeting: &Meeting,
+        id: RecordingId,
+    ) -> Result<Recording, ApiError> {
         let mut r = Recording {
-            id: RecordingId::random(),
-            meeting: id.clone(),
-            node: node.clone(),
+            id,
+            meeting: meeting.id.clone(),
+            node: NodeId::parse("none").expect("a valid node id"),
             state: RecordingState::Starting,
             files: Vec::new(),
             gaps: Vec::new(),
             started_unix_ms: common::unix_ms(),
             stopped_unix_ms: None,
             deleted_unix_ms: None,
-            classification,
-            media_node: media.id.clone(),
+            classification: classification_of(meeting),
+            media_node: NodeId::parse("none").expect("a valid node id"),
             error: None,
             segment: 1,
             earlier_nodes: Vec::new(),
+            retention: meeting.retention,
         };
+        let route = recordable(meeting).and_then(|()| self.recording_route(meeting));
+        let (media, node) = match route {
+            Ok(route) => route,
+            Err(e) => {
+                r.state = RecordingState::Failed;
+                r.error = Some(e.to_string());
+                r.stopped_unix_ms = Some(r.started_unix_ms);
+                self.save(&r).await?;
+                return Err(e);
+            }
+        };
+        r.node = node.clone();
+        r.media_node = media.id.clone();
         self.save(&r).await?;
-        match self.nodes.start_recording(&grpc, &r, &media).await {
+        let started = match self.recording_node_addr(&node) {
+            Some(grpc) => self
+                .nodes
+                .start_recording(&grpc, &r, &media)
+                .await
+                .map_err(|e| format!("the recording node {node} could not start it: {e}")),
+            None => Err(format!("recording node {node} went away")),
+        };
+        match started {
             Ok(()) => {
                 r.state = RecordingState::Recording;
                 self.save(&r).await?;
                 self.metrics.recordings_started.inc();
-                tracing::info!(recording = %r.id, meeting = %id, %node, "recording started");
+                tracing::info!(recording = %r.id, meeting = %meeting.id, %node, "recording started");
                 Ok(r)
             }
             Err(e) => {
                 r.state = RecordingState::Failed;
-                r.error = Some(e.to_string());
+                r.error = Some(e.clone());
+                r.stopped_unix_ms = Some(common::unix_ms());
                 self.save(&r).await?;
-                Err(ApiError::Unavailable(format!(
-                    "the recording node {node} could not start it: {e}"
-                )))
+                Err(ApiError::Unavailable(e))
             }
         }
-    }
-
-    pub async fn stop_recording(&self, caller: &Caller, rid: &str) -> Result<Recording, ApiError> {
-        let mut r = self.hosted_recording(caller, rid).await?;
-        if !r.holds_slot() {
-            return Err(ApiError::Conflict(format!(
-                "recording {rid} is not running ({})",
-                r.state.as_str()
-            )));
-        }
-        self.finish_recording(&mut r, None).await?;
-        Ok(r)
     }
 
     /// Stops `r` on its node and stores it stopped, with the files of the manifest the
@@ -259,6 +384,60 @@ impl Service {
         self.save(&r).await?;
         tracing::info!(recording = %r.id, "recording deleted");
         Ok(r)
+    }
+}
+
+/// How long an API call waits for the leader to carry out a recording's start or stop.
+const CARRIED_OUT: Duration = Duration::from_secs(30);
+
+/// The storage class a meeting's recordings go to.
+fn classification_of(meeting: &Meeting) -> String {
+    if meeting.classification.is_empty() {
+        DEFAULT_CLASSIFICATION.to_owned()
+    } else {
+        meeting.classification.clone()
+    }
+}
+
+/// The error of a refusal, with its code.
+fn refused(r: cloud_recording::Refusal) -> ApiError {
+    ApiError::MeetingConflict {
+        code: r.code,
+        message: r.message.into(),
+    }
+}
+
+/// Whether `meeting` may be recorded on the servers (it runs, is not end-to-end
+/// encrypted, and its organisation allows it).
+pub(crate) fn recordable(meeting: &Meeting) -> Result<(), ApiError> {
+    if meeting.is_ended() {
+        return Err(ApiError::Conflict("the meeting has ended".into()));
+    }
+    match cloud_recording::refusal(
+        meeting.e2ee,
+        meeting.recording_forbidden,
+        meeting.recording_needs_classification,
+    ) {
+        Some(r) => Err(refused(r)),
+        None => Ok(()),
+    }
+}
+
+/// The audit trail's entry for `caller`'s `action` on recording `id` through the API.
+fn audit(caller: &Caller, action: &str, id: &RecordingId, now: i64) -> HostAction {
+    let (by, by_name) = match &caller.user {
+        Some(u) => (u.sub.clone(), u.email.clone()),
+        None => ("api".to_owned(), "host key or operator key (API)".to_owned()),
+    };
+    HostAction {
+        seq: 0,
+        unix_ms: now,
+        by,
+        by_name,
+        by_role: "host".into(),
+        action: action.into(),
+        target: String::new(),
+        detail: id.to_string(),
     }
 }
 

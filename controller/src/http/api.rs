@@ -455,6 +455,9 @@ struct PublicMeetingJson {
     next_start_unix_ms: Option<i64>,
     registration: Option<RegistrationJson>,
     state: &'static str,
+    /// The meeting is being recorded on the servers (or paused in a recording): who joins
+    /// is told before they do.
+    recording: bool,
 }
 
 async fn public_meeting(
@@ -474,6 +477,8 @@ async fn public_meeting(
         next_start_unix_ms: next_start(m.schedule.as_ref()),
         registration: m.registration.map(Into::into),
         schedule: m.schedule.as_ref().map(Schedule::input),
+        recording: info.room.cloud.as_ref().is_some_and(|c| c.on())
+            && m.state != crate::model::MeetingState::Ended,
         description: m.description,
         state: if info.room.ended {
             "ended"

@@ -25,6 +25,7 @@ fn settings_json(org: String, o: crate::model::OrgSettings) -> Json<Value> {
         "org": org,
         "waiting_room": o.waiting_room,
         "recording_allowed": !o.recording_forbidden,
+        "recording_needs_classification": o.recording_needs_classification,
         "e2ee": o.e2ee,
         "allowed_regions": o.allowed_regions.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "retention_secs": o.retention.map(|d| d.as_secs()),

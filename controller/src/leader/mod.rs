@@ -11,6 +11,7 @@ pub mod plan;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::cloud_recording::{self, Wish};
 use tokio_util::sync::CancellationToken;
 
 use self::census::Census;
@@ -301,6 +302,72 @@ async fn apply(service: &Service, action: Action) -> Result<(), crate::error::Ap
             }
             tracing::info!(recording = %recording.id, media = %media.id, segment = recording.segment, "recording goes on fed by the meeting's new media node");
         }
+        Action::StartCloud { meeting, cloud } => {
+            // Started meanwhile (the view lags behind our own writes): nothing to do.
+            if service.store.get_recording(&cloud.recording).await?.is_some() {
+                return Ok(());
+            }
+            match service.begin_recording(&meeting, cloud.recording.clone()).await {
+                // A wish to pause it is carried out on the next pass.
+                Ok(_) => {}
+                Err(e) => {
+                    m.recordings_failed.inc();
+                    tracing::warn!(recording = %cloud.recording, meeting = %meeting.id, error = %e, "could not start the cloud recording the hosts asked for");
+                }
+            }
+        }
+        Action::PauseCloud { recording, paused } => {
+            pause_cloud(service, &recording, paused).await?;
+        }
+        Action::CloudEnded {
+            meeting,
+            recording,
+            why,
+        } => {
+            let now = common::unix_ms();
+            service
+                .store
+                .update_cloud_recording(&meeting, &mut |was| {
+                    let was = was.filter(|c| c.recording == recording && c.on())?;
+                    let cloud = crate::model::CloudRecording {
+                        wish: Wish::Stopped,
+                        since_unix_ms: now,
+                        error: Some(why.clone()),
+                        ..was
+                    };
+                    let action = crate::model::HostAction {
+                        seq: 0,
+                        unix_ms: now,
+                        by: "controller".into(),
+                        by_name: "Fjord".into(),
+                        by_role: "system".into(),
+                        action: "recording_failed".into(),
+                        target: String::new(),
+                        detail: format!("{recording}: {why}"),
+                    };
+                    Some((cloud, action))
+                })
+                .await?;
+            tracing::warn!(%recording, %meeting, why, "the cloud recording the hosts asked for ended without them; the meeting is told");
+        }
+        Action::AbandonStart { mut recording } => {
+            if let Some(addr) = service.recording_node_addr(&recording.node) {
+                // Whatever the node has of it, if anything.
+                let _ = service
+                    .nodes
+                    .stop_recording(&addr, recording.id.as_str())
+                    .await;
+            }
+            recording.state = RecordingState::Failed;
+            recording.stopped_unix_ms = Some(common::unix_ms());
+            recording.error = Some(format!(
+                "it did not start within {} s (the controller starting it was lost)",
+                plan::START_STUCK.as_secs()
+            ));
+            service.save(&recording).await?;
+            m.recordings_failed.inc();
+            tracing::warn!(recording = %recording.id, "a recording stuck starting was abandoned");
+        }
         Action::FinishRecording { mut recording, gap } => {
             match service.finish_recording(&mut recording, gap).await {
                 Ok(()) => {
@@ -312,6 +379,59 @@ async fn apply(service: &Service, action: Action) -> Result<(), crate::error::Ap
             }
         }
     }
+    Ok(())
+}
+
+/// Pauses recording `id` on its node (a gap opens) or resumes it (the gap closes), as
+/// its record is now in the store (a pass that acted already leaves nothing to do).
+async fn pause_cloud(
+    service: &Service,
+    id: &common::ids::RecordingId,
+    paused: bool,
+) -> Result<(), crate::error::ApiError> {
+    let Some(mut r) = service.store.get_recording(id).await? else {
+        return Ok(());
+    };
+    let from = if paused {
+        RecordingState::Recording
+    } else {
+        RecordingState::Paused
+    };
+    if r.state != from {
+        return Ok(());
+    }
+    let Some(addr) = service.recording_node_addr(&r.node) else {
+        // Its node is gone: the repair of lost recordings moves it first.
+        return Ok(());
+    };
+    if let Err(e) = service
+        .nodes
+        .pause_recording(&addr, id.as_str(), paused, cloud_recording::PAUSED_GAP)
+        .await
+    {
+        tracing::warn!(recording = %id, paused, error = %e, "could not pause or resume a recording; trying again on the next pass");
+        return Ok(());
+    }
+    let now = common::unix_ms();
+    if paused {
+        r.state = RecordingState::Paused;
+        r.gaps.push(crate::model::Gap {
+            start_unix_ms: now,
+            end_unix_ms: 0,
+            reason: cloud_recording::PAUSED_GAP.into(),
+        });
+    } else {
+        r.state = RecordingState::Recording;
+        for g in r
+            .gaps
+            .iter_mut()
+            .filter(|g| g.end_unix_ms == 0 && g.reason == cloud_recording::PAUSED_GAP)
+        {
+            g.end_unix_ms = now;
+        }
+    }
+    service.save(&r).await?;
+    tracing::info!(recording = %id, paused, "cloud recording paused or resumed as its hosts asked");
     Ok(())
 }
 

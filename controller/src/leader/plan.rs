@@ -3,10 +3,11 @@
 //! (`leader/mod.rs`) carries the actions out.
 use std::time::Duration;
 
-use common::ids::MeetingId;
+use common::cloud_recording::Wish;
+use common::ids::{MeetingId, RecordingId};
 use common::keyspace::Slot;
 
-use crate::model::{Gap, MediaNode, Recording, RecordingState};
+use crate::model::{CloudRecording, Gap, MediaNode, Recording, RecordingState};
 use crate::placement::place_recording;
 use crate::view::ClusterView;
 
@@ -49,7 +50,29 @@ pub enum Action {
         recording: Recording,
         media: MediaNode,
     },
+    /// The meeting's hosts asked for a cloud recording (its room record says so, with
+    /// the recording's id) that has not started: start it.
+    StartCloud {
+        meeting: crate::model::Meeting,
+        cloud: CloudRecording,
+    },
+    /// The hosts paused the running recording (`paused`), or resumed the paused one.
+    PauseCloud { recording: RecordingId, paused: bool },
+    /// The recording the hosts asked for ended without them (it could not start, or its
+    /// node was lost with nowhere to go): the room record says so, and why, to everyone.
+    CloudEnded {
+        meeting: MeetingId,
+        recording: RecordingId,
+        why: String,
+    },
+    /// The recording has said it was starting for longer than [`START_STUCK`] (the
+    /// controller starting it was lost): stop whatever its node has of it and store it
+    /// failed.
+    AbandonStart { recording: Recording },
 }
+
+/// How long a recording may say it is starting before it counts as abandoned.
+pub const START_STUCK: Duration = Duration::from_secs(60);
 
 /// How long a recording whose meeting lost its media node waits for the meeting to be
 /// on a live node again (its participants rejoin within seconds) before it ends.
@@ -138,6 +161,70 @@ pub fn plan(
                 .unwrap_or(now_unix_ms - lease_ttl.as_millis() as i64);
             actions.extend(media_lost(view, r.clone(), now_unix_ms, stopped));
         }
+    }
+    // What the hosts asked of their meeting's cloud recording, for recordings no repair
+    // above already acts on.
+    let acted: std::collections::HashSet<RecordingId> = actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::MoveRecording { recording, .. }
+            | Action::FailRecording { recording }
+            | Action::FinishRecording { recording, .. }
+            | Action::AwaitMedia { recording }
+            | Action::RefeedRecording { recording, .. } => Some(recording.id.clone()),
+            _ => None,
+        })
+        .collect();
+    for r in running().filter(|r| {
+        r.state == RecordingState::Starting
+            && now_unix_ms - r.started_unix_ms > START_STUCK.as_millis() as i64
+            && !acted.contains(&r.id)
+    }) {
+        actions.push(Action::AbandonStart {
+            recording: r.clone(),
+        });
+    }
+    for (id, room) in &view.rooms {
+        let Some(c) = &room.cloud else { continue };
+        let Some(meeting) = view.meetings.get(id).filter(|m| !m.is_ended()) else {
+            continue;
+        };
+        if acted.contains(&c.recording) {
+            continue;
+        }
+        let r = view.recordings.get(&c.recording);
+        use RecordingState as S;
+        let action = match (c.wish, r.map(|r| r.state)) {
+            (Wish::Recording | Wish::Paused, None) => Action::StartCloud {
+                meeting: meeting.clone(),
+                cloud: c.clone(),
+            },
+            (Wish::Recording, Some(S::Paused)) => Action::PauseCloud {
+                recording: c.recording.clone(),
+                paused: false,
+            },
+            (Wish::Paused, Some(S::Recording)) => Action::PauseCloud {
+                recording: c.recording.clone(),
+                paused: true,
+            },
+            (Wish::Stopped, Some(S::Recording | S::Paused)) => Action::FinishRecording {
+                recording: r.expect("matched a recording").clone(),
+                gap: None,
+            },
+            (Wish::Recording | Wish::Paused, Some(S::Stopped | S::Failed | S::Deleted)) => {
+                let r = r.expect("matched a recording");
+                Action::CloudEnded {
+                    meeting: id.clone(),
+                    recording: r.id.clone(),
+                    why: r
+                        .error
+                        .clone()
+                        .unwrap_or_else(|| "the recording ended".to_owned()),
+                }
+            }
+            _ => continue,
+        };
+        actions.push(action);
     }
     for (m, slots) in &view.placements {
         let ended = view.meetings.get(m).is_none_or(|r| r.is_ended());

@@ -13,6 +13,7 @@ use crate::model::{
     Attendance, Capacity, Collab, Gap, HostAction, MediaNode, Meeting, MeetingKind, MeetingState,
     NodeLoad, NodeState, OrgSettings, Owner, Poll, PollAnswer, Question, Recording, RecordingNode,
     RecordingState, Registrant, RegistrantState, Registration, Room, StoredPlacement,
+    CloudRecording,
 };
 use crate::schedule::{RecurrenceInput, Schedule, ScheduleInput};
 
@@ -60,6 +61,7 @@ pub(super) fn meeting_to_record(m: &Meeting) -> pb::MeetingRecord {
         panelist_key_hash: m.panelist_key_hash.clone().unwrap_or_default(),
         description: m.description.clone(),
         recording_forbidden: m.recording_forbidden,
+        recording_needs_classification: m.recording_needs_classification,
         retention_secs: m.retention.map_or(0, |d| d.as_secs()),
         owner: m.owner.as_ref().map(|o| pb::MeetingOwnerRecord {
             issuer: o.issuer.clone(),
@@ -95,6 +97,7 @@ pub(super) fn org_settings_to_record(o: &OrgSettings) -> pb::OrgSettingsRecord {
     pb::OrgSettingsRecord {
         waiting_room: o.waiting_room,
         recording_forbidden: o.recording_forbidden,
+        recording_needs_classification: o.recording_needs_classification,
         e2ee: o.e2ee,
         allowed_regions: o.allowed_regions.iter().map(Region::to_string).collect(),
         retention_secs: o.retention.map_or(0, |d| d.as_secs()),
@@ -107,6 +110,7 @@ pub(super) fn org_settings_from_record(r: pb::OrgSettingsRecord) -> Result<OrgSe
     Ok(OrgSettings {
         waiting_room: r.waiting_room,
         recording_forbidden: r.recording_forbidden,
+        recording_needs_classification: r.recording_needs_classification,
         e2ee: r.e2ee,
         allowed_regions: r
             .allowed_regions
@@ -228,6 +232,7 @@ pub(super) fn meeting_from_record(r: pb::MeetingRecord) -> Result<Meeting, Strin
         panelist_key_hash: non_empty(r.panelist_key_hash),
         description: r.description,
         recording_forbidden: r.recording_forbidden,
+        recording_needs_classification: r.recording_needs_classification,
         retention: (r.retention_secs > 0).then(|| std::time::Duration::from_secs(r.retention_secs)),
         owner: r.owner.map(|o| Owner {
             issuer: o.issuer,
@@ -386,6 +391,7 @@ fn recording_state(s: i32) -> Result<RecordingState, String> {
         Ok(pb::RecordingState::Stopped) => RecordingState::Stopped,
         Ok(pb::RecordingState::Failed) => RecordingState::Failed,
         Ok(pb::RecordingState::Deleted) => RecordingState::Deleted,
+        Ok(pb::RecordingState::Paused) => RecordingState::Paused,
         _ => return Err(format!("recording state {s}")),
     })
 }
@@ -412,6 +418,7 @@ pub(super) fn recording_to_record(r: &Recording) -> pb::RecordingRecord {
             RecordingState::Stopped => pb::RecordingState::Stopped,
             RecordingState::Failed => pb::RecordingState::Failed,
             RecordingState::Deleted => pb::RecordingState::Deleted,
+            RecordingState::Paused => pb::RecordingState::Paused,
         } as i32,
         files: r.files.clone(),
         gaps: gaps_to_proto(&r.gaps),
@@ -423,6 +430,7 @@ pub(super) fn recording_to_record(r: &Recording) -> pb::RecordingRecord {
         error: r.error.clone().unwrap_or_default(),
         segment: r.segment,
         earlier_nodes: r.earlier_nodes.iter().map(NodeId::to_string).collect(),
+        retention_secs: r.retention.map_or(0, |d| d.as_secs()),
     }
 }
 
@@ -454,6 +462,7 @@ pub(super) fn recording_from_record(r: pb::RecordingRecord) -> Result<Recording,
             .iter()
             .map(|n| node_id(n))
             .collect::<Result<_, _>>()?,
+        retention: (r.retention_secs > 0).then(|| std::time::Duration::from_secs(r.retention_secs)),
     })
 }
 
@@ -553,6 +562,50 @@ fn room_from_record(r: pb::MeetingRoomRecord) -> Room {
                 detail: a.detail,
             })
             .collect(),
+        cloud: r.cloud_recording.and_then(cloud_from_record),
+    }
+}
+
+/// The room's cloud recording; None when its record is not one (a newer writer's state
+/// or a bad id: nothing this controller could carry out).
+pub(super) fn cloud_from_record(c: pb::CloudRecordingRecord) -> Option<CloudRecording> {
+    Some(CloudRecording {
+        recording: RecordingId::parse(&c.recording_id).ok()?,
+        wish: common::cloud_recording::Wish::parse(&c.state)?,
+        since_unix_ms: c.since_unix_ms,
+        error: non_empty(c.error),
+    })
+}
+
+/// The action log keeps this many of the newest actions (as the media nodes do).
+const MAX_ACTIONS: usize = 1000;
+
+/// Appends `a` to the room record's action log, numbered next.
+pub(super) fn log_action(rec: &mut pb::MeetingRoomRecord, a: HostAction) {
+    let seq = rec.next_seq.max(1);
+    rec.next_seq = seq + 1;
+    rec.actions.push(pb::HostActionRecord {
+        seq,
+        unix_ms: a.unix_ms,
+        by: a.by,
+        by_name: a.by_name,
+        by_role: a.by_role,
+        action: a.action,
+        target: a.target,
+        detail: a.detail,
+    });
+    if rec.actions.len() > MAX_ACTIONS {
+        let extra = rec.actions.len() - MAX_ACTIONS;
+        rec.actions.drain(..extra);
+    }
+}
+
+pub(super) fn cloud_to_record(c: &CloudRecording) -> pb::CloudRecordingRecord {
+    pb::CloudRecordingRecord {
+        recording_id: c.recording.to_string(),
+        state: c.wish.as_str().to_owned(),
+        since_unix_ms: c.since_unix_ms,
+        error: c.error.clone().unwrap_or_default(),
     }
 }
 

@@ -14,6 +14,7 @@ use etcd_client::{
 };
 use futures::StreamExt;
 use prost::Message;
+use proto::v1 as pb;
 use tokio_util::sync::CancellationToken;
 
 use super::convert;
@@ -21,8 +22,8 @@ use super::{
     Batch, Change, ChangeStream, ClusterStore, Lease, PlacementCommit, Snapshot, StoreError, Term,
 };
 use crate::model::{
-    Attendance, MediaNode, Meeting, NodeLoad, OrgSettings, Recording, RecordingNode, Registrant,
-    StoredPlacement,
+    Attendance, CloudRecording, HostAction, MediaNode, Meeting, NodeLoad, OrgSettings, Recording,
+    RecordingNode, Registrant, StoredPlacement,
 };
 
 impl From<etcd_client::Error> for StoreError {
@@ -295,6 +296,51 @@ impl ClusterStore for EtcdStore {
             convert::recording_from_record(etcd_decode(v)?)
         })
         .await
+    }
+
+    async fn delete_recording(&self, id: &RecordingId) -> Result<(), StoreError> {
+        self.client
+            .clone()
+            .delete(self.ks.recording(id), None)
+            .await?;
+        Ok(())
+    }
+
+    async fn update_cloud_recording(
+        &self,
+        meeting: &MeetingId,
+        change: &mut (dyn FnMut(Option<CloudRecording>) -> Option<(CloudRecording, HostAction)>
+                  + Send),
+    ) -> Result<bool, StoreError> {
+        let key = self.ks.room(meeting);
+        // Written by media nodes too: the whole record is read and written back with only
+        // the cloud recording and the log changed, on the revision it was read at.
+        loop {
+            let resp = self.client.clone().get(key.clone(), None).await?;
+            let (mut rec, cmp) = match resp.kvs().first() {
+                Some(kv) => (
+                    etcd_decode::<pb::MeetingRoomRecord>(kv.value())
+                        .map_err(|e| StoreError::Corrupt(format!("{key}: {e}")))?,
+                    Compare::mod_revision(key.clone(), CompareOp::Equal, kv.mod_revision()),
+                ),
+                None => (
+                    pb::MeetingRoomRecord::default(),
+                    Compare::create_revision(key.clone(), CompareOp::Equal, 0),
+                ),
+            };
+            let now = rec.cloud_recording.clone().and_then(convert::cloud_from_record);
+            let Some((cloud, action)) = change(now) else {
+                return Ok(false);
+            };
+            rec.cloud_recording = Some(convert::cloud_to_record(&cloud));
+            convert::log_action(&mut rec, action);
+            let txn = Txn::new()
+                .when([cmp])
+                .and_then([TxnOp::put(key.clone(), rec.encode_to_vec(), None)]);
+            if self.client.clone().txn(txn).await?.succeeded() {
+                return Ok(true);
+            }
+        }
     }
 
     async fn get_org_settings(&self, org: &str) -> Result<Option<OrgSettings>, StoreError> {

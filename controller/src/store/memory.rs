@@ -17,8 +17,8 @@ use super::{
     Batch, Change, ChangeStream, ClusterStore, Lease, PlacementCommit, Snapshot, StoreError, Term,
 };
 use crate::model::{
-    Attendance, MediaNode, Meeting, NodeLoad, OrgSettings, Recording, RecordingNode, Registrant,
-    StoredPlacement,
+    Attendance, CloudRecording, HostAction, MediaNode, Meeting, NodeLoad, OrgSettings, Recording,
+    RecordingNode, Registrant, StoredPlacement,
 };
 
 #[derive(Clone, Default)]
@@ -425,6 +425,38 @@ impl ClusterStore for MemoryStore {
                 _ => None,
             })
         })
+    }
+
+    async fn delete_recording(&self, id: &RecordingId) -> Result<(), StoreError> {
+        self.before_write().await?;
+        let mut inner = self.lock();
+        if inner.records.contains_key(&Key::Recording(id.clone())) {
+            inner.commit(vec![(Change::Recording(id.clone(), None), None)]);
+        }
+        Ok(())
+    }
+
+    async fn update_cloud_recording(
+        &self,
+        meeting: &MeetingId,
+        change: &mut (dyn FnMut(Option<CloudRecording>) -> Option<(CloudRecording, HostAction)>
+                  + Send),
+    ) -> Result<bool, StoreError> {
+        self.before_write().await?;
+        let mut inner = self.lock();
+        let mut room = one(&inner.records, Key::Room(meeting.clone()), |c| match c {
+            Change::Room(_, r) => r.clone(),
+            _ => None,
+        })
+        .unwrap_or_default();
+        let Some((cloud, mut action)) = change(room.cloud.clone()) else {
+            return Ok(false);
+        };
+        room.cloud = Some(cloud);
+        action.seq = room.actions.last().map_or(1, |a| a.seq + 1);
+        room.actions.push(action);
+        inner.commit(vec![(Change::Room(meeting.clone(), Some(room)), None)]);
+        Ok(true)
     }
 
     async fn get_org_settings(&self, org: &str) -> Result<Option<OrgSettings>, StoreError> {

@@ -25,7 +25,7 @@ pub use self::etcd::EtcdStore;
 pub use self::memory::MemoryStore;
 use crate::model::{
     Attendance, Collab, MediaNode, Meeting, NodeLoad, OrgSettings, Recording, RecordingNode,
-    Registrant, Room, StoredPlacement,
+    Registrant, Room, StoredPlacement, CloudRecording, HostAction,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -150,6 +150,19 @@ pub trait ClusterStore: Send + Sync + 'static {
 
     async fn put_recording(&self, r: &Recording) -> Result<(), StoreError>;
     async fn get_recording(&self, id: &RecordingId) -> Result<Option<Recording>, StoreError>;
+    /// Removes a recording's record (its files are gone); none there is no error.
+    async fn delete_recording(&self, id: &RecordingId) -> Result<(), StoreError>;
+
+    /// Sets the meeting's cloud recording in its room record to what `change` makes of
+    /// the one there (a new room record when there is none), with `action` appended to
+    /// its action log (numbered next), in one compare-and-swap, retried on a concurrent
+    /// write; `change` answers None to write nothing. Answers whether it wrote.
+    async fn update_cloud_recording(
+        &self,
+        meeting: &MeetingId,
+        change: &mut (dyn FnMut(Option<CloudRecording>) -> Option<(CloudRecording, HostAction)>
+                  + Send),
+    ) -> Result<bool, StoreError>;
 
     /// An organisation's settings, if its administrators set any.
     async fn get_org_settings(&self, org: &str) -> Result<Option<OrgSettings>, StoreError>;
