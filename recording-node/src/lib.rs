@@ -26,7 +26,8 @@ use proto::v1::recording_node_control_server::{RecordingNodeControl, RecordingNo
 use proto::v1::{
     DeleteRecordingRequest, DeleteRecordingResponse, DrainRequest, DrainResponse, NodeLoad,
     NodeState, RecordingNodeRecord, StartRecordingRequest, StartRecordingResponse,
-    StopRecordingRequest, StopRecordingResponse, WatchRequest,
+    PauseRecordingRequest, PauseRecordingResponse, StopRecordingRequest, StopRecordingResponse,
+    WatchRequest,
 };
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -89,6 +90,8 @@ struct Node {
 
 struct Running {
     stop: CancellationToken,
+    /// Some(why) while a host has it paused.
+    paused: watch::Sender<Option<String>>,
     done: tokio::sync::watch::Receiver<Option<Result<manifest::Manifest, String>>>,
 }
 
@@ -175,6 +178,10 @@ impl RecordingNodeControl for Control {
             .media_relay_addr
             .parse()
             .map_err(|_| Status::invalid_argument("media_relay_addr must be host:port"))?;
+        let paused = r
+            .paused
+            .then(|| common::cloud_recording::PAUSED_GAP.to_owned());
+        let (paused_tx, paused_rx) = watch::channel(paused);
         let req = recorder::RecordingRequest {
             recording_id: r.recording_id.clone(),
             meeting_id: r.meeting_id.clone(),
@@ -187,6 +194,7 @@ impl RecordingNodeControl for Control {
             recording_started_unix_ms: r.recording_started_unix_ms,
             gaps: r.gaps.clone(),
             earlier_nodes: r.earlier_nodes.clone(),
+            paused: paused_rx,
         };
         let stop = CancellationToken::new();
         let (done_tx, done_rx) = watch::channel(None);
@@ -202,6 +210,7 @@ impl RecordingNodeControl for Control {
                 r.recording_id.clone(),
                 Running {
                     stop: stop.clone(),
+                    paused: paused_tx,
                     done: done_rx,
                 },
             );
@@ -279,6 +288,36 @@ impl RecordingNodeControl for Control {
                 "the recording task ended without a result",
             )),
         }
+    }
+
+    async fn pause_recording(
+        &self,
+        r: Request<PauseRecordingRequest>,
+    ) -> Result<Response<PauseRecordingResponse>, Status> {
+        let r = r.into_inner();
+        let recs = self.node.recordings.lock().expect("recordings");
+        let Some(running) = recs.get(&r.recording_id) else {
+            return Err(Status::not_found(format!(
+                "recording {} is not running here",
+                r.recording_id
+            )));
+        };
+        let why = r.paused.then(|| {
+            if r.reason.trim().is_empty() {
+                common::cloud_recording::PAUSED_GAP.to_owned()
+            } else {
+                r.reason.chars().take(200).collect()
+            }
+        });
+        // Pausing a paused recording (or resuming a running one) changes nothing.
+        running.paused.send_if_modified(|p| {
+            if p.is_some() == why.is_some() {
+                return false;
+            }
+            *p = why;
+            true
+        });
+        Ok(Response::new(PauseRecordingResponse::default()))
     }
 
     async fn delete_recording(

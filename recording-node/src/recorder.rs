@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use proto::v1::relay_control::Msg;
-use proto::v1::{RecordingGap, RelayControl, RelayHello, Subscribe};
+use proto::v1::{KeyframeRequest, RecordingGap, RelayControl, RelayHello, Subscribe};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{RecordingError, io};
@@ -34,6 +34,9 @@ pub struct RecordingRequest {
     /// Gaps so far (times in unix ms).
     pub gaps: Vec<RecordingGap>,
     pub earlier_nodes: Vec<String>,
+    /// Some(why) while a host has the recording paused: no media is taken, and the
+    /// manifest has the gap.
+    pub paused: tokio::sync::watch::Receiver<Option<String>>,
 }
 
 /// Counters a recording adds to.
@@ -89,16 +92,33 @@ pub async fn record(
     let mut participants: BTreeMap<String, ParticipantEntry> = BTreeMap::new();
     let mut finished_audio: Vec<(PathBuf, String)> = Vec::new();
     let to_offset = |unix_ms: i64| (unix_ms - recording_started_unix_ms).max(0) as u64;
+    let mut paused = req.paused.clone();
+    let mut pausable = true;
+    // A segment that starts paused goes on with the open gap its pause left.
     let mut gaps: Vec<Gap> = req
         .gaps
         .iter()
         .map(|g| Gap {
             start_offset_ms: to_offset(g.start_unix_ms),
-            end_offset_ms: Some(to_offset(g.end_unix_ms)),
+            end_offset_ms: (g.end_unix_ms > 0).then(|| to_offset(g.end_unix_ms)),
             reason: g.reason.clone(),
         })
         .collect();
     let offset = |at: Instant| since_start + at.duration_since(started).as_millis() as u64;
+    // The gap of the pause in force, if one is.
+    let mut pause: Option<usize> = if paused.borrow_and_update().is_some() {
+        gaps.iter().rposition(|g| g.end_offset_ms.is_none())
+    } else {
+        None
+    };
+    if pause.is_none() && let Some(why) = paused.borrow().clone() {
+        gaps.push(Gap {
+            start_offset_ms: offset(started),
+            end_offset_ms: None,
+            reason: why,
+        });
+        pause = Some(gaps.len() - 1);
+    }
     // The pipeline's errors are looked at twice a second, not per packet.
     let mut check = tokio::time::interval(std::time::Duration::from_millis(500));
     let mut link_lost = false;
@@ -106,6 +126,35 @@ pub async fn record(
     loop {
         tokio::select! {
             _ = stop.cancelled() => break,
+            changed = paused.changed(), if pausable => {
+                if changed.is_err() {
+                    // Its sender went with the node's record of it: stopping.
+                    pausable = false;
+                    continue;
+                }
+                let now = paused.borrow_and_update().clone();
+                match (now, pause) {
+                    (Some(why), None) => {
+                        gaps.push(Gap {
+                            start_offset_ms: offset(Instant::now()),
+                            end_offset_ms: None,
+                            reason: why,
+                        });
+                        pause = Some(gaps.len() - 1);
+                        tracing::info!(recording = %req.recording_id, "paused: no media is taken");
+                    }
+                    (None, Some(i)) => {
+                        gaps[i].end_offset_ms = Some(offset(Instant::now()));
+                        pause = None;
+                        // Pictures start again from a keyframe.
+                        for t in tracks.values().filter(|t| !t.codec.is_audio()) {
+                            writer.send(&RelayControl { msg: Some(Msg::Keyframe(KeyframeRequest { track_id: t.track_id, layer: 0 })) }).await?;
+                        }
+                        tracing::info!(recording = %req.recording_id, "resumed");
+                    }
+                    _ => {}
+                }
+            }
             _ = check.tick() => {
                 if let Some(e) = composite.error() {
                     return Err(RecordingError::Pipeline(format!(
@@ -176,6 +225,7 @@ pub async fn record(
                 }
             },
             d = relay::recv_media(&connection) => match d {
+                Ok(Ok(_)) if pause.is_some() => {}
                 Ok(Ok((track_id, rtp))) => {
                     metrics.packets.inc();
                     composite.push(track_id, &rtp);
