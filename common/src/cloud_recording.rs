@@ -96,8 +96,16 @@ mod tests {
         assert_eq!(refusal(true, true, true), Some(E2EE));
         assert_eq!(refusal(false, true, true), Some(FORBIDDEN));
         assert_eq!(refusal(false, false, true), Some(NEEDS_CLASSIFICATION));
-        let codes = [E2EE, FORBIDDEN, NEEDS_CLASSIFICATION, ALREADY, NOT_RUNNING, ALREADY_PAUSED, NOT_PAUSED]
-            .map(|r| r.code);
+        let codes = [
+            E2EE,
+            FORBIDDEN,
+            NEEDS_CLASSIFICATION,
+            ALREADY,
+            NOT_RUNNING,
+            ALREADY_PAUSED,
+            NOT_PAUSED,
+        ]
+        .map(|r| r.code);
         let mut unique = codes.to_vec();
         unique.sort();
         unique.dedup();

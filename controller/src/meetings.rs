@@ -217,7 +217,9 @@ impl Service {
                 .unwrap_or_else(|| org.as_ref().is_some_and(|o| o.e2ee)),
             recording_forbidden: org.as_ref().is_some_and(|o| o.recording_forbidden),
             recording_needs_classification: req.classification.is_none()
-                && org.as_ref().is_some_and(|o| o.recording_needs_classification),
+                && org
+                    .as_ref()
+                    .is_some_and(|o| o.recording_needs_classification),
             retention: org.as_ref().and_then(|o| o.retention),
             kind,
             panelist_key_hash,

@@ -11,8 +11,7 @@ use proto::v1::recording_node_control_client::RecordingNodeControlClient;
 use proto::v1::{
     CloseMeetingRequest, DeleteRecordingRequest, DrainRequest, DrainResponse, Heartbeat,
     PauseRecordingRequest, PrepareMeetingRequest, PreparedMeetingSettings, StartRecordingRequest,
-    StopRecordingRequest,
-    WatchRequest,
+    StopRecordingRequest, WatchRequest,
 };
 
 use crate::model::{MediaNode, Meeting, MeetingKind, NodeKind, Recording, RecordingState};

@@ -10,7 +10,9 @@ use common::ids::{MeetingId, NodeId, RecordingId};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::meetings::DEFAULT_CLASSIFICATION;
-use crate::model::{CloudRecording, Gap, HostAction, MediaNode, Meeting, Recording, RecordingState};
+use crate::model::{
+    CloudRecording, Gap, HostAction, MediaNode, Meeting, Recording, RecordingState,
+};
 use crate::placement::place_recording;
 use crate::service::Service;
 
@@ -204,7 +206,10 @@ impl Service {
 
     /// Where `meeting` would be recorded now: the media node to record from (the pinned
     /// region's, else the first placement's) and the recording node to record on.
-    pub(crate) fn recording_route(&self, meeting: &Meeting) -> Result<(MediaNode, NodeId), ApiError> {
+    pub(crate) fn recording_route(
+        &self,
+        meeting: &Meeting,
+    ) -> Result<(MediaNode, NodeId), ApiError> {
         let residency = meeting.residency.as_ref();
         let (region, media) = self
             .view
@@ -427,7 +432,10 @@ pub(crate) fn recordable(meeting: &Meeting) -> Result<(), ApiError> {
 fn audit(caller: &Caller, action: &str, id: &RecordingId, now: i64) -> HostAction {
     let (by, by_name) = match &caller.user {
         Some(u) => (u.sub.clone(), u.email.clone()),
-        None => ("api".to_owned(), "host key or operator key (API)".to_owned()),
+        None => (
+            "api".to_owned(),
+            "host key or operator key (API)".to_owned(),
+        ),
     };
     HostAction {
         seq: 0,

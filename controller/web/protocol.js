@@ -53,6 +53,7 @@ export const CLIENT = Object.freeze({
   breakout_create: 'breakout_create',
   breakout_open: 'breakout_open',
   chat: 'chat',
+  cloud_recording: 'cloud_recording',
   deny: 'deny',
   end_meeting: 'end_meeting',
   layer: 'layer',

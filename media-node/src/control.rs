@@ -47,6 +47,11 @@ impl MediaNodeControl for Control {
             waiting_room: s.waiting_room,
             webinar: s.webinar,
             residency: residency.clone().flatten(),
+            cloud_recording_refusal: common::cloud_recording::refusal(
+                s.e2ee,
+                s.recording_forbidden,
+                s.recording_needs_classification,
+            ),
         });
         self.node.prepare(m.clone());
         self.node.hosts.follow_told(&m, settings);

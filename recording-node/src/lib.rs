@@ -25,8 +25,8 @@ use common::registration::{NodeRecord, Registration};
 use proto::v1::recording_node_control_server::{RecordingNodeControl, RecordingNodeControlServer};
 use proto::v1::{
     DeleteRecordingRequest, DeleteRecordingResponse, DrainRequest, DrainResponse, NodeLoad,
-    NodeState, RecordingNodeRecord, StartRecordingRequest, StartRecordingResponse,
-    PauseRecordingRequest, PauseRecordingResponse, StopRecordingRequest, StopRecordingResponse,
+    NodeState, PauseRecordingRequest, PauseRecordingResponse, RecordingNodeRecord,
+    StartRecordingRequest, StartRecordingResponse, StopRecordingRequest, StopRecordingResponse,
     WatchRequest,
 };
 use tokio::net::TcpListener;

@@ -111,7 +111,9 @@ pub async fn record(
     } else {
         None
     };
-    if pause.is_none() && let Some(why) = paused.borrow().clone() {
+    if pause.is_none()
+        && let Some(why) = paused.borrow().clone()
+    {
         gaps.push(Gap {
             start_offset_ms: offset(started),
             end_offset_ms: None,

@@ -188,6 +188,20 @@ pub enum ClientMsg {
     AttendeeChat {
         everyone: bool,
     },
+    /// Hosts: start, pause, resume or stop the meeting's recording on the servers.
+    CloudRecording {
+        action: CloudRecordingAction,
+    },
+}
+
+/// What a host asks of the meeting's cloud recording.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CloudRecordingAction {
+    Start,
+    Pause,
+    Resume,
+    Stop,
 }
 
 impl ClientMsg {
@@ -240,6 +254,7 @@ impl ClientMsg {
             ClientMsg::LocalRecording { .. } => "local_recording",
             ClientMsg::LocalRecordingAllow { .. } => "local_recording_allow",
             ClientMsg::AttendeeChat { .. } => "attendee_chat",
+            ClientMsg::CloudRecording { .. } => "cloud_recording",
         }
     }
 }
@@ -349,6 +364,7 @@ mod tests {
                 serde_json::json!(true),
                 serde_json::json!([]),
                 serde_json::json!("host"),
+                serde_json::json!("start"),
             ];
             let m = loop {
                 let e = match serde_json::from_value::<ClientMsg>(v.clone()) {

@@ -14,7 +14,7 @@ mod server;
 pub mod view;
 
 pub use board::BoardOp;
-pub use client::{ClientMsg, Refusal, parse_client};
+pub use client::{ClientMsg, CloudRecordingAction, Refusal, parse_client};
 pub use role::Role;
 pub use server::{
     Breakout, CloseCode, MediaKind, Participant, Poll, PollAnswer, PollResults, Question,

@@ -262,6 +262,19 @@ pub struct RoomSettings {
     pub attendees_may_draw: bool,
     pub local_recording_allowed: bool,
     pub attendee_chat_everyone: bool,
+    /// The meeting's recording on the servers: `off`, `recording` or `paused` (everyone
+    /// is told while it is not off; who joins, before their media is sent).
+    #[serde(default)]
+    pub cloud_recording: String,
+    /// Since when it is in that state (Unix ms; 0 when off and never on).
+    #[serde(default)]
+    pub cloud_recording_since_unix_ms: i64,
+    /// Why the last recording ended without a host stopping it, if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloud_recording_error: Option<String>,
+    /// Why hosts cannot record this meeting on the servers, if they cannot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloud_recording_refusal: Option<String>,
 }
 
 /// The breakout rooms as one participant is told them (`breakout`).

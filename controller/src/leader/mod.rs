@@ -304,10 +304,18 @@ async fn apply(service: &Service, action: Action) -> Result<(), crate::error::Ap
         }
         Action::StartCloud { meeting, cloud } => {
             // Started meanwhile (the view lags behind our own writes): nothing to do.
-            if service.store.get_recording(&cloud.recording).await?.is_some() {
+            if service
+                .store
+                .get_recording(&cloud.recording)
+                .await?
+                .is_some()
+            {
                 return Ok(());
             }
-            match service.begin_recording(&meeting, cloud.recording.clone()).await {
+            match service
+                .begin_recording(&meeting, cloud.recording.clone())
+                .await
+            {
                 // A wish to pause it is carried out on the next pass.
                 Ok(_) => {}
                 Err(e) => {

@@ -57,7 +57,10 @@ pub enum Action {
         cloud: CloudRecording,
     },
     /// The hosts paused the running recording (`paused`), or resumed the paused one.
-    PauseCloud { recording: RecordingId, paused: bool },
+    PauseCloud {
+        recording: RecordingId,
+        paused: bool,
+    },
     /// The recording the hosts asked for ended without them (it could not start, or its
     /// node was lost with nowhere to go): the room record says so, and why, to everyone.
     CloudEnded {

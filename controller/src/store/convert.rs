@@ -10,10 +10,10 @@ use proto::v1 as pb;
 
 use super::Change;
 use crate::model::{
-    Attendance, Capacity, Collab, Gap, HostAction, MediaNode, Meeting, MeetingKind, MeetingState,
-    NodeLoad, NodeState, OrgSettings, Owner, Poll, PollAnswer, Question, Recording, RecordingNode,
-    RecordingState, Registrant, RegistrantState, Registration, Room, StoredPlacement,
-    CloudRecording,
+    Attendance, Capacity, CloudRecording, Collab, Gap, HostAction, MediaNode, Meeting, MeetingKind,
+    MeetingState, NodeLoad, NodeState, OrgSettings, Owner, Poll, PollAnswer, Question, Recording,
+    RecordingNode, RecordingState, Registrant, RegistrantState, Registration, Room,
+    StoredPlacement,
 };
 use crate::schedule::{RecurrenceInput, Schedule, ScheduleInput};
 

@@ -309,8 +309,9 @@ impl ClusterStore for EtcdStore {
     async fn update_cloud_recording(
         &self,
         meeting: &MeetingId,
-        change: &mut (dyn FnMut(Option<CloudRecording>) -> Option<(CloudRecording, HostAction)>
-                  + Send),
+        change: &mut (
+                 dyn FnMut(Option<CloudRecording>) -> Option<(CloudRecording, HostAction)> + Send
+             ),
     ) -> Result<bool, StoreError> {
         let key = self.ks.room(meeting);
         // Written by media nodes too: the whole record is read and written back with only
@@ -328,15 +329,20 @@ impl ClusterStore for EtcdStore {
                     Compare::create_revision(key.clone(), CompareOp::Equal, 0),
                 ),
             };
-            let now = rec.cloud_recording.clone().and_then(convert::cloud_from_record);
+            let now = rec
+                .cloud_recording
+                .clone()
+                .and_then(convert::cloud_from_record);
             let Some((cloud, action)) = change(now) else {
                 return Ok(false);
             };
             rec.cloud_recording = Some(convert::cloud_to_record(&cloud));
             convert::log_action(&mut rec, action);
-            let txn = Txn::new()
-                .when([cmp])
-                .and_then([TxnOp::put(key.clone(), rec.encode_to_vec(), None)]);
+            let txn = Txn::new().when([cmp]).and_then([TxnOp::put(
+                key.clone(),
+                rec.encode_to_vec(),
+                None,
+            )]);
             if self.client.clone().txn(txn).await?.succeeded() {
                 return Ok(true);
             }

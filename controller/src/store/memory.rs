@@ -439,8 +439,9 @@ impl ClusterStore for MemoryStore {
     async fn update_cloud_recording(
         &self,
         meeting: &MeetingId,
-        change: &mut (dyn FnMut(Option<CloudRecording>) -> Option<(CloudRecording, HostAction)>
-                  + Send),
+        change: &mut (
+                 dyn FnMut(Option<CloudRecording>) -> Option<(CloudRecording, HostAction)> + Send
+             ),
     ) -> Result<bool, StoreError> {
         self.before_write().await?;
         let mut inner = self.lock();

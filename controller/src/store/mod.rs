@@ -24,8 +24,8 @@ pub use self::convert::gaps_to_proto;
 pub use self::etcd::EtcdStore;
 pub use self::memory::MemoryStore;
 use crate::model::{
-    Attendance, Collab, MediaNode, Meeting, NodeLoad, OrgSettings, Recording, RecordingNode,
-    Registrant, Room, StoredPlacement, CloudRecording, HostAction,
+    Attendance, CloudRecording, Collab, HostAction, MediaNode, Meeting, NodeLoad, OrgSettings,
+    Recording, RecordingNode, Registrant, Room, StoredPlacement,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -160,8 +160,9 @@ pub trait ClusterStore: Send + Sync + 'static {
     async fn update_cloud_recording(
         &self,
         meeting: &MeetingId,
-        change: &mut (dyn FnMut(Option<CloudRecording>) -> Option<(CloudRecording, HostAction)>
-                  + Send),
+        change: &mut (
+                 dyn FnMut(Option<CloudRecording>) -> Option<(CloudRecording, HostAction)> + Send
+             ),
     ) -> Result<bool, StoreError>;
 
     /// An organisation's settings, if its administrators set any.

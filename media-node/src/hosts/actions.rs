@@ -1,7 +1,8 @@
 //! Host actions: what a host may decide, applied to the meeting's room record, with
 //! its entry in the action log (the audit trail).
-use crate::store::{LoggedAction, RoomRecord};
-use signaling::Role;
+use crate::store::{CloudRecordingEntry, LoggedAction, RoomRecord};
+use common::cloud_recording::Wish;
+use signaling::{CloudRecordingAction, Role};
 
 /// The action log keeps this many of the newest actions.
 pub const MAX_ACTIONS: usize = 1000;
@@ -52,6 +53,12 @@ pub enum Action {
     LocalRecordingAllow(bool),
     /// Webinars: whether attendees' chat reaches everyone (else the panel only).
     AttendeeChatEveryone(bool),
+    /// The meeting's recording on the servers: started (as the recording `id`), paused,
+    /// resumed or stopped. The leader controller carries it out.
+    CloudRecording {
+        action: CloudRecordingAction,
+        id: String,
+    },
 }
 
 impl Action {
@@ -86,6 +93,12 @@ impl Action {
             Action::LocalRecordingAllow(false) => "local_recording_forbid",
             Action::AttendeeChatEveryone(true) => "attendee_chat_everyone",
             Action::AttendeeChatEveryone(false) => "attendee_chat_panel",
+            Action::CloudRecording { action, .. } => match action {
+                CloudRecordingAction::Start => "recording_start",
+                CloudRecordingAction::Pause => "recording_pause",
+                CloudRecordingAction::Resume => "recording_resume",
+                CloudRecordingAction::Stop => "recording_stop",
+            },
         }
     }
 
@@ -153,6 +166,7 @@ impl Action {
             Action::BreakoutAssign(moves) => format!("{} participants", moves.len()),
             Action::BreakoutClose(secs) => format!("in {secs} s"),
             Action::BreakoutBroadcast(text) => text.clone(),
+            Action::CloudRecording { id, .. } => id.clone(),
             Action::Mute { audio, video, .. } => match (audio, video) {
                 (true, true) => "audio and video".into(),
                 (false, true) => "video".into(),
@@ -174,6 +188,33 @@ pub struct Actor {
 fn push_once(list: &mut Vec<String>, id: &str) {
     if !list.iter().any(|x| x == id) && list.len() < MAX_LISTED {
         list.push(id.to_owned());
+    }
+}
+
+/// What a host asked of the cloud recording, in the room record: only a change that the
+/// record's state allows (two hosts who start one at once on two nodes start one).
+fn cloud_recording(rec: &mut RoomRecord, action: CloudRecordingAction, id: &str, now_ms: i64) {
+    let wish = rec
+        .cloud_recording
+        .as_ref()
+        .map_or(Wish::Stopped, |c| c.wish());
+    let to = match (action, wish) {
+        (CloudRecordingAction::Start, Wish::Stopped) => {
+            rec.cloud_recording = Some(CloudRecordingEntry {
+                recording_id: id.to_owned(),
+                ..CloudRecordingEntry::default()
+            });
+            Wish::Recording
+        }
+        (CloudRecordingAction::Pause, Wish::Recording) => Wish::Paused,
+        (CloudRecordingAction::Resume, Wish::Paused) => Wish::Recording,
+        (CloudRecordingAction::Stop, Wish::Recording | Wish::Paused) => Wish::Stopped,
+        _ => return,
+    };
+    if let Some(c) = &mut rec.cloud_recording {
+        c.state = to.as_str().to_owned();
+        c.since_unix_ms = now_ms;
+        c.error.clear();
     }
 }
 
@@ -226,6 +267,7 @@ pub fn apply(rec: &mut RoomRecord, actor: &Actor, action: &Action, now_ms: i64) 
         Action::BoardAllow(on) => rec.board_attendees_forbidden = !on,
         Action::LocalRecordingAllow(on) => rec.local_recording_forbidden = !on,
         Action::AttendeeChatEveryone(on) => rec.attendee_chat_everyone = *on,
+        Action::CloudRecording { action, id } => cloud_recording(rec, *action, id, now_ms),
         Action::MuteAll
         | Action::Mute { .. }
         | Action::AskUnmute(_)

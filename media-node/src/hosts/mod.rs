@@ -256,6 +256,7 @@ fn settle(tx: &watch::Sender<RoomState>, m: MeetingSettings) {
         s.title = m.title;
         s.meeting_waiting_room = m.waiting_room;
         s.webinar = m.webinar;
+        s.cloud_refusal = m.cloud_recording_refusal;
         s.meeting_read = true;
     });
 }

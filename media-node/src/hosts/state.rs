@@ -1,6 +1,7 @@
 //! A meeting's room as this node knows it, and what it means for one participant.
 use std::collections::HashMap;
 
+use common::cloud_recording::Wish;
 use signaling::{Breakout, CloseCode, Role, RoomSettings, ServerMsg};
 
 use crate::store::{LoggedAction, RoomRecord};
@@ -19,6 +20,8 @@ pub struct RoomState {
     pub meeting_waiting_room: bool,
     /// A webinar: attendees only watch and listen (`webinar.rs`).
     pub webinar: bool,
+    /// Why hosts cannot record the meeting on the servers, if they cannot.
+    pub cloud_refusal: Option<common::cloud_recording::Refusal>,
     pub rec: RoomRecord,
 }
 
@@ -89,6 +92,13 @@ impl RoomState {
     pub fn local_recording_allowed(&self) -> bool {
         !self.rec.local_recording_forbidden
     }
+    /// What the hosts asked of the cloud recording (stopped when they never asked).
+    pub fn cloud_wish(&self) -> Wish {
+        self.rec
+            .cloud_recording
+            .as_ref()
+            .map_or(Wish::Stopped, |c| c.wish())
+    }
     /// `participant`'s role: the one a host gave (attendee when this node cannot read
     /// it), else the join token's.
     pub fn role_of(&self, participant: &str, token_role: Role) -> Role {
@@ -149,6 +159,7 @@ impl RoomState {
 
     /// The `room` message: the meeting's settings as every participant sees them.
     pub fn message(&self) -> ServerMsg {
+        let cloud = self.rec.cloud_recording.as_ref();
         ServerMsg::Room(RoomSettings {
             title: self.title.clone(),
             webinar: self.webinar,
@@ -158,6 +169,15 @@ impl RoomState {
             attendees_may_draw: self.attendees_may_draw(),
             local_recording_allowed: self.local_recording_allowed(),
             attendee_chat_everyone: self.attendee_chat_everyone(),
+            cloud_recording: match self.cloud_wish() {
+                Wish::Stopped => "off".into(),
+                w => w.as_str().into(),
+            },
+            cloud_recording_since_unix_ms: cloud.map_or(0, |c| c.since_unix_ms),
+            cloud_recording_error: cloud
+                .filter(|c| !c.error.is_empty())
+                .map(|c| c.error.clone()),
+            cloud_recording_refusal: self.cloud_refusal.map(|r| r.message.to_owned()),
         })
     }
     /// Whether breakout rooms are open at `now_ms` (opened, and not yet closed).

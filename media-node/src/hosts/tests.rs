@@ -256,6 +256,7 @@ async fn settings_told_at_prepare_are_shown_without_reading_the_meeting() {
         waiting_room: true,
         webinar: true,
         residency: None,
+        cloud_recording_refusal: Some(common::cloud_recording::E2EE),
     };
     let rx = r.hosts.follow_told(&r.meeting, Some(told));
     assert!(
@@ -271,5 +272,6 @@ async fn settings_told_at_prepare_are_shown_without_reading_the_meeting() {
             "the store's record was read"
         );
         assert!(s.meeting_waiting_room && s.webinar);
+        assert_eq!(s.cloud_refusal, Some(common::cloud_recording::E2EE));
     }
 }

@@ -1,24 +1,27 @@
 //! Host controls as a session asks for them: which actions a host's message means, and
 //! whether its sender may take them. Pure: the meeting's members are passed in; the
 //! actions go to the store (`hosts/`), which every node of the meeting follows.
+use common::cloud_recording::Wish;
+use common::ids::RecordingId;
 use signaling::limits::{
     BREAKOUT_CLOSE_SECS, MAX_BREAKOUT_CLOSE_SECS, MAX_BREAKOUT_ROOMS, MAX_CHAT_CHARS,
 };
-use signaling::{ClientMsg, Participant, Role};
+use signaling::{ClientMsg, CloudRecordingAction, Participant, Role};
 
-use crate::hosts::{Action, Actor};
+use crate::hosts::{Action, Actor, RoomState};
 
 /// The actions a host message asks for, checked: the sender may (hosts and co-hosts;
 /// the host alone for ending the meeting and making or unmaking a host), and the
 /// participant it names is in the meeting (`members` lists everyone in it, here and on
 /// its other media nodes, and who waits: asked only by the actions that need it, after
-/// the sender's role is checked). `rooms_made`: the breakout rooms there are.
+/// the sender's role is checked). `room`: what the hosts decided so far.
 pub fn host_actions(
     members: &dyn Fn() -> Vec<Participant>,
     actor: &Actor,
-    rooms_made: u32,
+    room: &RoomState,
     msg: ClientMsg,
 ) -> Result<Vec<Action>, String> {
+    let rooms_made = room.rec.breakout_rooms.len() as u32;
     if !actor.role.is_host() {
         return Err(format!(
             "only hosts and co-hosts can do this ({}); you are {}",
@@ -147,6 +150,7 @@ pub fn host_actions(
         ClientMsg::BoardAllow { allowed } => vec![Action::BoardAllow(allowed)],
         ClientMsg::LocalRecordingAllow { allowed } => vec![Action::LocalRecordingAllow(allowed)],
         ClientMsg::AttendeeChat { everyone } => vec![Action::AttendeeChatEveryone(everyone)],
+        ClientMsg::CloudRecording { action } => vec![cloud_recording(room, action)?],
         ClientMsg::BreakoutBroadcast { text } => {
             let text = text.trim().to_owned();
             if text.is_empty() || text.chars().count() > MAX_CHAT_CHARS {
@@ -180,6 +184,30 @@ pub fn host_actions(
         return Err(format!("only the host can do this ({})", a.name()));
     }
     Ok(actions)
+}
+
+/// A host's request of the cloud recording, if the meeting and its recording's state
+/// allow it; a start names the new recording.
+fn cloud_recording(room: &RoomState, action: CloudRecordingAction) -> Result<Action, String> {
+    use common::cloud_recording as cloud;
+    let wish = room.cloud_wish();
+    let refusal = match (action, wish) {
+        (CloudRecordingAction::Start, _) if room.cloud_refusal.is_some() => room.cloud_refusal,
+        (CloudRecordingAction::Start, Wish::Stopped) => None,
+        (CloudRecordingAction::Start, _) => Some(cloud::ALREADY),
+        (_, Wish::Stopped) => Some(cloud::NOT_RUNNING),
+        (CloudRecordingAction::Pause, Wish::Paused) => Some(cloud::ALREADY_PAUSED),
+        (CloudRecordingAction::Resume, Wish::Recording) => Some(cloud::NOT_PAUSED),
+        _ => None,
+    };
+    if let Some(r) = refusal {
+        return Err(r.message.to_owned());
+    }
+    let id = match (action, &room.rec.cloud_recording) {
+        (CloudRecordingAction::Start, _) | (_, None) => RecordingId::random().to_string(),
+        (_, Some(c)) => c.recording_id.clone(),
+    };
+    Ok(Action::CloudRecording { action, id })
 }
 
 /// Who takes the host role when the host `me` leaves: nobody while another host is in;

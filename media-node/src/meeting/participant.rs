@@ -247,8 +247,7 @@ pub fn handle(ctx: &Ctx<'_>, allow: &mut Allowances, msg: ClientMsg) -> Vec<Outp
                 name: me.name.clone(),
                 role: me.role,
             };
-            let rooms_made = ctx.room.rec.breakout_rooms.len() as u32;
-            match host_actions(ctx.members, &actor, rooms_made, host_msg) {
+            match host_actions(ctx.members, &actor, ctx.room, host_msg) {
                 Ok(_) if allow.host_actions.take(ctx.now).is_err() => refuse(
                     answers,
                     "too many host actions at once: wait a moment and try again",
@@ -264,6 +263,7 @@ pub fn handle(ctx: &Ctx<'_>, allow: &mut Allowances, msg: ClientMsg) -> Vec<Outp
 mod tests {
     use super::*;
     use crate::hosts::{Action, RoomState};
+    use common::cloud_recording::Wish;
 
     fn person(id: &str, role: Role) -> Participant {
         Participant {
@@ -352,6 +352,99 @@ mod tests {
         assert_eq!(passed, crate::meeting::allowance::VIEWS.0 as usize);
         let out = run(&me, &room, &[], &mut allow, view(9));
         assert!(refused(&out).unwrap().starts_with("too many view changes"));
+    }
+
+    /// A host's Record, Pause, Resume and Stop follow the recording's state; what the
+    /// state (or the meeting, or the sender's role) does not allow is refused, each with
+    /// its own sentence, and changes nothing.
+    #[test]
+    fn cloud_recording_requests_follow_the_recordings_state_and_are_refused_saying_why() {
+        use common::cloud_recording as cloud;
+        use signaling::CloudRecordingAction as A;
+        let host = person("h", Role::CoHost);
+        let mut allow = Allowances::new(at());
+        let ask = |room: &RoomState, who: &Participant, action, allow: &mut Allowances| {
+            let out = run(who, room, &[], allow, ClientMsg::CloudRecording { action });
+            match out.as_slice() {
+                [Output::Act { actions, .. }] => Ok(actions.clone()),
+                _ => Err(refused(&out).expect("an act or a refusal").to_owned()),
+            }
+        };
+        let mut room = RoomState::default();
+        for (who, role) in [("p", Role::Panelist), ("a", Role::Attendee)] {
+            let err = ask(&room, &person(who, role), A::Start, &mut allow).unwrap_err();
+            assert!(err.starts_with("only hosts and co-hosts"), "{err}");
+        }
+        for action in [A::Pause, A::Resume, A::Stop] {
+            assert_eq!(
+                ask(&room, &host, action, &mut allow),
+                Err(cloud::NOT_RUNNING.message.into())
+            );
+        }
+        let actor = Actor {
+            id: "h".into(),
+            name: "Hanne".into(),
+            role: Role::CoHost,
+        };
+        let mut step = |room: &mut RoomState, action| {
+            let actions = ask(room, &host, action, &mut allow)?;
+            for a in &actions {
+                crate::hosts::apply(&mut room.rec, &actor, a, 7);
+            }
+            Ok::<_, String>(room.cloud_wish())
+        };
+        assert_eq!(step(&mut room, A::Start), Ok(Wish::Recording));
+        let id = room.rec.cloud_recording.clone().unwrap().recording_id;
+        assert!(common::ids::RecordingId::parse(&id).is_ok(), "{id}");
+        assert_eq!(
+            step(&mut room, A::Start),
+            Err(cloud::ALREADY.message.into())
+        );
+        assert_eq!(
+            step(&mut room, A::Resume),
+            Err(cloud::NOT_PAUSED.message.into())
+        );
+        assert_eq!(step(&mut room, A::Pause), Ok(Wish::Paused));
+        assert_eq!(
+            step(&mut room, A::Pause),
+            Err(cloud::ALREADY_PAUSED.message.into())
+        );
+        assert_eq!(step(&mut room, A::Resume), Ok(Wish::Recording));
+        assert_eq!(step(&mut room, A::Stop), Ok(Wish::Stopped));
+        assert_eq!(
+            step(&mut room, A::Stop),
+            Err(cloud::NOT_RUNNING.message.into())
+        );
+        // One recording throughout, and the audit has each step.
+        assert_eq!(room.rec.cloud_recording.as_ref().unwrap().recording_id, id);
+        let logged: Vec<&str> = room.rec.actions.iter().map(|a| a.action.as_str()).collect();
+        assert_eq!(
+            logged,
+            [
+                "recording_start",
+                "recording_pause",
+                "recording_resume",
+                "recording_stop"
+            ]
+        );
+        assert!(
+            room.rec
+                .actions
+                .iter()
+                .all(|a| a.detail == id && a.by_name == "Hanne")
+        );
+        // A new start is a new recording.
+        assert_eq!(step(&mut room, A::Start), Ok(Wish::Recording));
+        assert_ne!(room.rec.cloud_recording.as_ref().unwrap().recording_id, id);
+        // A meeting that may not be recorded says why.
+        for refusal in [cloud::E2EE, cloud::FORBIDDEN, cloud::NEEDS_CLASSIFICATION] {
+            let mut room = RoomState::default();
+            room.cloud_refusal = Some(refusal);
+            assert_eq!(
+                ask(&room, &host, A::Start, &mut allow),
+                Err(refusal.message.into())
+            );
+        }
     }
 
     #[test]

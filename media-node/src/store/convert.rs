@@ -4,14 +4,14 @@
 #![allow(clippy::disallowed_types)]
 
 use proto::{
-    AttendanceRecord, HostActionRecord, MeetingCollabRecord, MeetingRoomRecord, PollAnswerRecord,
-    PollRecord, QuestionRecord,
+    AttendanceRecord, CloudRecordingRecord, HostActionRecord, MeetingCollabRecord,
+    MeetingRoomRecord, PollAnswerRecord, PollRecord, QuestionRecord,
 };
 use signaling::Role;
 
 use super::model::{
-    Attendance, CollabRecord, LoggedAction, PollAnswerEntry, PollEntry, PollKind, PollState,
-    QuestionEntry, RoomRecord,
+    Attendance, CloudRecordingEntry, CollabRecord, LoggedAction, PollAnswerEntry, PollEntry,
+    PollKind, PollState, QuestionEntry, RoomRecord,
 };
 
 fn role(name: &str) -> Role {
@@ -48,6 +48,12 @@ impl From<MeetingRoomRecord> for RoomRecord {
             board_attendees_forbidden: r.board_attendees_forbidden,
             local_recording_forbidden: r.local_recording_forbidden,
             attendee_chat_everyone: r.attendee_chat_everyone,
+            cloud_recording: r.cloud_recording.map(|c| CloudRecordingEntry {
+                recording_id: c.recording_id,
+                state: c.state,
+                since_unix_ms: c.since_unix_ms,
+                error: c.error,
+            }),
         }
     }
 }
@@ -82,6 +88,12 @@ impl From<&RoomRecord> for MeetingRoomRecord {
             board_attendees_forbidden: r.board_attendees_forbidden,
             local_recording_forbidden: r.local_recording_forbidden,
             attendee_chat_everyone: r.attendee_chat_everyone,
+            cloud_recording: r.cloud_recording.as_ref().map(|c| CloudRecordingRecord {
+                recording_id: c.recording_id.clone(),
+                state: c.state.clone(),
+                since_unix_ms: c.since_unix_ms,
+                error: c.error.clone(),
+            }),
         }
     }
 }
@@ -342,6 +354,12 @@ mod tests {
             board_attendees_forbidden: true,
             local_recording_forbidden: true,
             attendee_chat_everyone: true,
+            cloud_recording: Some(CloudRecordingEntry {
+                recording_id: "rec".into(),
+                state: "paused".into(),
+                since_unix_ms: 11,
+                error: "e".into(),
+            }),
         };
         let stored = MeetingRoomRecord::from(&room);
         assert_eq!(stored.roles["c"], "co-host");

@@ -248,6 +248,11 @@ impl MeetingStore for EtcdStore {
             title: m.title,
             waiting_room: m.waiting_room,
             residency: (!m.residency.is_empty()).then_some(m.residency),
+            cloud_recording_refusal: common::cloud_recording::refusal(
+                m.e2ee,
+                m.recording_forbidden,
+                m.recording_needs_classification,
+            ),
         }))
     }
 

@@ -27,8 +27,8 @@ pub use convert::collab_bytes;
 pub use etcd::EtcdStore;
 pub use memory::MemoryStore;
 pub use model::{
-    Attendance, CollabRecord, LoggedAction, PollAnswerEntry, PollEntry, PollKind, PollState,
-    QuestionEntry, RoomRecord,
+    Attendance, CloudRecordingEntry, CollabRecord, LoggedAction, PollAnswerEntry, PollEntry,
+    PollKind, PollState, QuestionEntry, RoomRecord,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +63,8 @@ pub struct MeetingSettings {
     pub webinar: bool,
     /// The region the meeting's media must stay in, if it is pinned to one.
     pub residency: Option<String>,
+    /// Why its hosts cannot record it on the servers, if they cannot.
+    pub cloud_recording_refusal: Option<common::cloud_recording::Refusal>,
 }
 
 impl<R> Seen<R> {

@@ -42,6 +42,29 @@ pub struct RoomRecord {
     pub local_recording_forbidden: bool,
     /// Webinars: attendees' chat reaches everyone (else the panel only).
     pub attendee_chat_everyone: bool,
+    /// The meeting's cloud recording as its hosts asked for it, if they ever did.
+    pub cloud_recording: Option<CloudRecordingEntry>,
+}
+
+/// What a meeting's hosts asked of its cloud recording (the leader controller carries it
+/// out, and writes here when it cannot).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CloudRecordingEntry {
+    pub recording_id: String,
+    /// `recording`, `paused` or `stopped` (kept as written: see [`Self::wish`]).
+    pub state: String,
+    pub since_unix_ms: i64,
+    /// Why it stopped without a host stopping it (empty: it did not).
+    pub error: String,
+}
+
+impl CloudRecordingEntry {
+    /// The state; one this node cannot read (a newer writer's) counts as recording, so
+    /// that participants are told rather than not.
+    pub fn wish(&self) -> common::cloud_recording::Wish {
+        common::cloud_recording::Wish::parse(&self.state)
+            .unwrap_or(common::cloud_recording::Wish::Recording)
+    }
 }
 
 /// One host action in the log.
