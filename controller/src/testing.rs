@@ -67,6 +67,7 @@ pub(crate) fn meeting(id: &str) -> Meeting {
         registration: None,
         owner: None,
         recording_forbidden: false,
+        recording_needs_classification: false,
         retention: None,
     }
 }
@@ -89,6 +90,7 @@ pub(crate) fn recording(id: &str, node: &str, media: &str) -> Recording {
         error: None,
         segment: 1,
         earlier_nodes: vec![],
+        retention: None,
     }
 }
 

@@ -5,11 +5,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::cloud_recording::Wish;
 use common::ids::{MeetingId, NodeId, RecordingId, Region};
 use common::keyspace::Slot;
 use controller::model::{
-    Capacity, Gap, MediaNode, Meeting, MeetingKind, MeetingState, NodeLoad, NodeState, Recording,
-    RecordingNode, RecordingState,
+    Capacity, CloudRecording, Gap, HostAction, MediaNode, Meeting, MeetingKind, MeetingState,
+    NodeLoad, NodeState, Recording, RecordingNode, RecordingState, Room,
 };
 use controller::store::{
     Batch, Change, ChangeStream, ClusterStore, EtcdStore, MemoryStore, PlacementCommit, StoreError,
@@ -74,6 +75,7 @@ harness::store_contract!(
     ending_a_meeting_removes_its_placements_in_the_same_revision,
     a_placement_commits_only_over_what_its_writer_saw,
     a_recording_reads_back_as_written,
+    the_cloud_recording_is_written_into_the_room_record_with_its_audit_entry,
     registrants_and_attendance_read_back_per_meeting,
     an_edit_lands_only_on_the_active_meeting_it_was_made_from,
     a_snapshot_and_the_feed_after_it_miss_nothing_and_repeat_nothing,
@@ -143,6 +145,7 @@ fn meeting(s: &str) -> Meeting {
             name: "Ada".into(),
         }),
         recording_forbidden: true,
+        recording_needs_classification: true,
         retention: Some(std::time::Duration::from_secs(7200)),
     }
 }
@@ -402,10 +405,83 @@ async fn a_recording_reads_back_as_written(rig: Rig) {
         error: None,
         segment: 2,
         earlier_nodes: vec![node("rec-1")],
+        retention: Some(Duration::from_secs(7 * 86_400)),
     };
     s.put_recording(&r).await.unwrap();
     assert_eq!(s.get_recording(&r.id).await.unwrap(), Some(r.clone()));
     assert_eq!(s.get_recording(&RecordingId::random()).await.unwrap(), None);
+    s.delete_recording(&r.id).await.unwrap();
+    assert_eq!(s.get_recording(&r.id).await.unwrap(), None, "deleted");
+    s.delete_recording(&r.id).await.unwrap();
+}
+
+/// The room record of `m` as the store holds it.
+async fn room_of(s: &dyn ClusterStore, m: &MeetingId) -> Option<Room> {
+    s.snapshot()
+        .await
+        .unwrap()
+        .records
+        .into_iter()
+        .find_map(|c| match c {
+            Change::Room(id, room) if id == *m => room,
+            _ => None,
+        })
+}
+
+async fn the_cloud_recording_is_written_into_the_room_record_with_its_audit_entry(rig: Rig) {
+    let s = &*rig.store;
+    let m = id("abc-defg-hij");
+    let rid = RecordingId::random();
+    let entry = |action: &str| HostAction {
+        unix_ms: 7,
+        by: "api".into(),
+        by_name: "host key".into(),
+        by_role: "host".into(),
+        action: action.into(),
+        detail: rid.to_string(),
+        ..HostAction::default()
+    };
+    let wish = |w| CloudRecording {
+        recording: rid.clone(),
+        wish: w,
+        since_unix_ms: 7,
+        error: None,
+    };
+    // A new room record when there is none.
+    let mut saw = Vec::new();
+    let wrote = s
+        .update_cloud_recording(&m, &mut |was| {
+            saw.push(was.clone());
+            Some((wish(Wish::Recording), entry("recording_start")))
+        })
+        .await
+        .unwrap();
+    assert!(wrote);
+    assert_eq!(saw, [None]);
+    // Over what is there, numbered next; and nothing when the change says so.
+    let wrote = s
+        .update_cloud_recording(&m, &mut |was| {
+            assert_eq!(was.map(|c| c.wish), Some(Wish::Recording));
+            Some((wish(Wish::Stopped), entry("recording_stop")))
+        })
+        .await
+        .unwrap();
+    assert!(wrote);
+    let before = s.snapshot().await.unwrap().revision;
+    assert!(!s.update_cloud_recording(&m, &mut |_| None).await.unwrap());
+    assert_eq!(
+        s.snapshot().await.unwrap().revision,
+        before,
+        "nothing written"
+    );
+    let room = room_of(s, &m).await.unwrap();
+    assert_eq!(room.cloud, Some(wish(Wish::Stopped)));
+    let log: Vec<(u64, &str)> = room
+        .actions
+        .iter()
+        .map(|a| (a.seq, a.action.as_str()))
+        .collect();
+    assert_eq!(log, [(1, "recording_start"), (2, "recording_stop")]);
 }
 
 async fn a_snapshot_and_the_feed_after_it_miss_nothing_and_repeat_nothing(rig: Rig) {

@@ -385,6 +385,107 @@ mod tests {
         v
     }
 
+    /// What the hosts asked of the cloud recording (the room record) against what the
+    /// recording is: each difference is one action, and none when they agree.
+    #[test]
+    fn the_hosts_wish_for_the_cloud_recording_becomes_the_action_that_carries_it_out() {
+        use crate::model::{CloudRecording, Room};
+        let mut v = view();
+        let node = recording_node("rec-oslo-1", "oslo", 2);
+        v.recording.insert(node.id.clone(), node);
+        let id = MeetingId::parse("abc-defg-hij").unwrap();
+        let rid = RecordingId::parse("rec-1").unwrap();
+        let set = |v: &mut ClusterView, wish, state: Option<RecordingState>| {
+            v.rooms.insert(
+                id.clone(),
+                Room {
+                    cloud: Some(CloudRecording {
+                        recording: rid.clone(),
+                        wish,
+                        since_unix_ms: 1,
+                        error: None,
+                    }),
+                    ..Room::default()
+                },
+            );
+            v.recordings.clear();
+            if let Some(state) = state {
+                let mut r = running("rec-oslo-1", "media-oslo-1");
+                r.state = state;
+                r.error = (state == RecordingState::Failed).then(|| "no recording node".into());
+                v.recordings.insert(r.id.clone(), r);
+            }
+        };
+        let one = |v: &ClusterView| {
+            let mut a = plan(v, 10_000, Duration::from_secs(5), &LastHeard::new());
+            assert!(a.len() <= 1, "{a:?}");
+            a.pop()
+        };
+        use RecordingState as S;
+        set(&mut v, Wish::Recording, None);
+        assert!(
+            matches!(one(&v), Some(Action::StartCloud { cloud, .. }) if cloud.recording == rid)
+        );
+        set(&mut v, Wish::Paused, Some(S::Recording));
+        assert_eq!(
+            one(&v),
+            Some(Action::PauseCloud {
+                recording: rid.clone(),
+                paused: true
+            })
+        );
+        set(&mut v, Wish::Recording, Some(S::Paused));
+        assert_eq!(
+            one(&v),
+            Some(Action::PauseCloud {
+                recording: rid.clone(),
+                paused: false
+            })
+        );
+        for state in [S::Recording, S::Paused] {
+            set(&mut v, Wish::Stopped, Some(state));
+            assert!(
+                matches!(one(&v), Some(Action::FinishRecording { recording, gap: None }) if recording.id == rid)
+            );
+        }
+        set(&mut v, Wish::Recording, Some(S::Failed));
+        assert_eq!(
+            one(&v),
+            Some(Action::CloudEnded {
+                meeting: id.clone(),
+                recording: rid.clone(),
+                why: "no recording node".into()
+            })
+        );
+        // Agreement: nothing to do.
+        for (wish, state) in [
+            (Wish::Recording, S::Recording),
+            (Wish::Paused, S::Paused),
+            (Wish::Stopped, S::Stopped),
+            (Wish::Stopped, S::Failed),
+        ] {
+            set(&mut v, wish, Some(state));
+            assert_eq!(one(&v), None, "{wish:?} {state:?}");
+        }
+        // One that says it is starting for too long (its controller was lost) is given up.
+        set(&mut v, Wish::Recording, Some(S::Starting));
+        assert_eq!(one(&v), None, "starting a moment ago");
+        let a = plan(
+            &v,
+            1_000 + START_STUCK.as_millis() as i64 + 1,
+            Duration::from_secs(5),
+            &LastHeard::new(),
+        );
+        assert!(
+            matches!(a.as_slice(), [Action::AbandonStart { .. }]),
+            "{a:?}"
+        );
+        // An ended meeting's wish is not carried out (its recordings finish with it).
+        set(&mut v, Wish::Recording, None);
+        v.meetings.get_mut(&id).unwrap().state = MeetingState::Ended;
+        assert_eq!(one(&v), None);
+    }
+
     #[test]
     fn an_ended_meeting_is_deleted_when_its_retention_is_over_unless_it_still_records() {
         let mut v = view();

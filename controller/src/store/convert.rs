@@ -682,6 +682,7 @@ mod tests {
             error: None,
             segment: 2,
             earlier_nodes: vec![NodeId::parse("rec-oslo-1").unwrap()],
+            retention: Some(std::time::Duration::from_secs(86_400)),
         };
         assert_eq!(recording_from_record(recording_to_record(&r)).unwrap(), r);
         let mut bad = recording_to_record(&r);
