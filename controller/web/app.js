@@ -15,7 +15,9 @@
 //   grid.js       tiles, layouts, layers, connection quality
 //   hosts.js      participant panel, host controls, waiting list, breakout rooms
 //   chat.js, polls.js (polls, Q&A, reactions), board.js (whiteboard),
-//   recording.js (recording on this computer), e2ee.js (end-to-end encryption)
+//   recording.js (recording on this computer), cloud.js (the hosts' recording on the
+//   servers: badge, buttons, and the question to whoever joins), e2ee.js (end-to-end
+//   encryption)
 // Every module that registers signaling handlers, by name: none may depend on another
 // module happening to import it.
 import './board.js';

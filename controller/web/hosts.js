@@ -2,6 +2,7 @@
 // controls, the waiting list, breakout rooms, and what every control button shows.
 import { CLIENT, ROLE, SERVER } from './protocol.js';
 import { localRecording } from './recording.js';
+import { cloudRoom, renderCloud } from './cloud.js';
 import { isPinned, showRecorders, tileOf, togglePin } from './grid.js';
 import { on, send } from './signal.js';
 import { state, isHost, watchOnly, myId } from './state.js';
@@ -186,6 +187,7 @@ export function renderControls() {
   $('camera').textContent = state.videoMuted ? 'Camera on' : 'Camera off';
   $('camera').setAttribute('aria-pressed', String(state.videoMuted));
   for (const b of ['mute', 'camera', 'share']) $(b).hidden = watchOnly();
+  renderCloud();
   renderPeople();
 }
 
@@ -193,6 +195,7 @@ on(SERVER.room, (m) => {
   state.room = m;
   if (m.title) { state.title = m.title; $('title').textContent = m.title; }
   $('lock-badge').hidden = !m.locked;
+  cloudRoom(m);
   renderControls();
 });
 

@@ -41,6 +41,8 @@ export async function loadMeeting(id) {
     $('title').textContent = m.title;
     $('prejoin-title').textContent = '“' + m.title + '”';
     if (m.has_password) $('password-row').hidden = false;
+    // Told before joining; asked again in the meeting before any media is sent.
+    $('prejoin-recording').hidden = !m.recording;
     // Registration first, unless the link is a registrant's, a host's or a panelist's.
     if (m.registration && !['registrant_key', 'host_key', 'panelist_key'].some((k) => params.get(k))) showRegistration(m.registration);
     if (m.schedule) showSchedule(id, m);

@@ -7,6 +7,7 @@ import { boardRefused } from './board.js';
 import { explain, loadMeeting, constraints } from './join.js';
 import { addTrack, roleChanged, sendMute, sendOffer, setOwnMute, showSelf } from './media.js';
 import { localRecording } from './recording.js';
+import { awaitRoom, consent } from './cloud.js';
 import { clearTiles, label, removeTile, resetView, sendView, setActiveSpeaker, showRecorders, showSlots, slotTrack, startQuality, stopQuality, tile, tileOf, undecryptable } from './grid.js';
 import { myRoom, recordingRefused, renderControls, renderPeople, roomOf, rosterPageCame } from './hosts.js';
 import { dispatch, on, send } from './signal.js';
@@ -267,6 +268,7 @@ on(SERVER.waiting, (m) => {
 });
 
 on(SERVER.welcome, async (m) => {
+  awaitRoom();
   state.welcomed = true;
   status('In the meeting.');
   state.role = m.role;
@@ -277,6 +279,11 @@ on(SERVER.welcome, async (m) => {
   state.unlisted = Math.max(0, (m.participant_count ?? m.participants.length) - m.participants.length);
   renderPeople();
   if (m.active_speaker) setActiveSpeaker(m.active_speaker);
+  // Whoever joins a meeting that is being recorded says yes before their media is sent.
+  if (!(await consent())) {
+    leave();
+    return;
+  }
   // On slots, the view goes first: the node's one offer then brings the slots.
   sendView();
   await sendOffer();

@@ -81,7 +81,12 @@ async fn etcd() -> Rig {
         store,
         create: Box::new(move |m, s| {
             let mut c = c.clone();
+            use common::cloud_recording as cloud;
+            let refused = |r| s.cloud_recording_refusal == Some(r);
             let rec = proto::MeetingRecord {
+                e2ee: refused(cloud::E2EE),
+                recording_forbidden: refused(cloud::FORBIDDEN),
+                recording_needs_classification: refused(cloud::NEEDS_CLASSIFICATION),
                 meeting_id: m.to_string(),
                 title: s.title,
                 waiting_room: s.waiting_room,
@@ -253,6 +258,7 @@ async fn a_meetings_settings_read_back_and_an_unknown_meeting_has_none(rig: Rig)
         waiting_room: true,
         webinar: true,
         residency: Some("oslo".into()),
+        cloud_recording_refusal: Some(common::cloud_recording::FORBIDDEN),
     };
     (rig.create)(id("m1"), settings.clone()).await;
     assert_eq!(rig.store.meeting(&id("m1")).await.unwrap(), Some(settings));

@@ -34,6 +34,7 @@ const STATIC: &[(&str, &str, &str)] = &[
     web_file!("app.js", JS),
     web_file!("board.js", JS),
     web_file!("chat.js", JS),
+    web_file!("cloud.js", JS),
     web_file!("dom.js", JS),
     web_file!("e2ee.js", JS),
     web_file!("grid.js", JS),

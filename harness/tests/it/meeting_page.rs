@@ -916,3 +916,192 @@ async fn a_webinar_attendees_page_watches_without_sending_and_a_promotion_puts_i
     .await
     .unwrap();
 }
+
+/// The meeting's recordings as its host lists them.
+async fn recordings_of(api: &crate::Api, base: &str, meeting: &str, key: &str) -> Vec<Value> {
+    let (st, v) = api
+        .send(
+            api.http
+                .get(format!("{base}/v1/meetings/{meeting}/recordings"))
+                .bearer_auth(key),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    v["recordings"].as_array().cloned().unwrap_or_default()
+}
+
+/// Waits until the meeting's one recording is in `state`; answers it.
+async fn recording_in(
+    api: &crate::Api,
+    base: &str,
+    meeting: &str,
+    key: &str,
+    state: &str,
+) -> Value {
+    eventually(Duration::from_secs(30), state, || async {
+        let list = recordings_of(api, base, meeting, key).await;
+        assert!(list.len() <= 1, "one recording: {list:?}");
+        list.into_iter().find(|r| r["state"] == state)
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_host_records_from_the_page_everyone_sees_it_a_joiner_is_asked_first_and_the_pause_is_a_gap()
+ {
+    let (c, api, base, meeting, key) =
+        crate::recording::meeting_to_record(1, "Recorded lecture").await;
+    let (host, _) = open(&c, &base, &meeting, "Hostess", &format!("&host_key={key}")).await;
+    let (second, _) = open(&c, &base, &meeting, "Second", "").await;
+    page_says(&host, "In the meeting", "status").await;
+    page_says(&second, "In the meeting", "status").await;
+    until_true(
+        &second,
+        5,
+        "no Record button for a participant",
+        "return document.getElementById('cloud-record').hidden",
+        json!([]),
+    )
+    .await
+    .unwrap();
+
+    // The host records: everyone's page says so, and the leader starts it.
+    page_says(&host, "Record", "cloud-record").await;
+    click(&host, "cloud-record").await;
+    page_says(
+        &second,
+        "Recording: this meeting is recorded",
+        "cloud-badge",
+    )
+    .await;
+    page_says(&host, "Stop recording", "cloud-record").await;
+    let rec = recording_in(&api, &base, &meeting, &key, "recording").await;
+    let rid = rec["recording_id"].as_str().unwrap().to_owned();
+
+    // Before joining, the page says it; in the meeting, the joiner is asked before any
+    // of its media is sent, and nothing of it reaches the others until it says yes.
+    let third = Browser::start(&c.dir.join("logs"), "Third").await.unwrap();
+    third
+        .goto(&format!("{base}/m/{meeting}?name=Third"))
+        .await
+        .unwrap();
+    until_true(
+        &third,
+        20,
+        "the pre-join screen says it is recorded",
+        "const e = document.getElementById('prejoin-recording'); return !!e && !e.hidden",
+        json!([]),
+    )
+    .await
+    .unwrap();
+    third
+        .goto(&format!("{base}/m/{meeting}?name=Third&autojoin=1"))
+        .await
+        .unwrap();
+    until_true(
+        &third,
+        20,
+        "the joiner is asked",
+        "return !document.getElementById('recording-consent').hidden",
+        json!([]),
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let sent = third
+        .eval("const pc = window.fjord.pc; return !!pc && (pc.localDescription !== null || pc.connectionState !== 'new')", json!([]))
+        .await
+        .unwrap();
+    assert_eq!(
+        sent, false,
+        "nothing negotiated, nothing sent, while the joiner is asked"
+    );
+    let third_id = third
+        .eval("return window.fjord.joined.participant_id", json!([]))
+        .await
+        .unwrap();
+    let third_id = third_id.as_str().unwrap().to_owned();
+    assert_eq!(frames(&media(&host).await, &third_id), 0);
+    click(&third, "consent-continue").await;
+    eventually(
+        Duration::from_secs(30),
+        "the joiner's media once it said yes",
+        || async { (frames(&media(&host).await, &third_id) > 0).then_some(()) },
+    )
+    .await
+    .unwrap();
+
+    // The host pauses (every page says so, the recording takes no media), then stops.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    click(&host, "cloud-pause").await;
+    page_says(&second, "Recording paused", "cloud-badge").await;
+    let paused = recording_in(&api, &base, &meeting, &key, "paused").await;
+    assert!(
+        paused["gaps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|g| g["reason"] == "paused by a host"),
+        "{paused}"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    click(&host, "cloud-record").await;
+    let stopped = recording_in(&api, &base, &meeting, &key, "stopped").await;
+    until_true(
+        &second,
+        20,
+        "the badge goes",
+        "return document.getElementById('cloud-badge').hidden",
+        json!([]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(stopped["recording_id"], rid.as_str());
+
+    // The manifest has the pause as a gap, open to the end; the files are there.
+    let (dir, manifest) = crate::recording::written(&c, &rid);
+    let gap = manifest
+        .gaps
+        .iter()
+        .find(|g| g.reason == "paused by a host")
+        .unwrap_or_else(|| panic!("no pause in {:?}", manifest.gaps));
+    assert!(
+        gap.start_offset_ms >= 1_000 && gap.end_offset_ms.is_none(),
+        "{gap:?}"
+    );
+    assert!(
+        manifest.files.iter().any(|f| f.kind == "composite"),
+        "{:?}",
+        manifest.files
+    );
+    for f in &manifest.files {
+        assert!(dir.join(&f.name).exists(), "{}", f.name);
+    }
+
+    // The audit trail: who started, paused and stopped it.
+    let (st, audit) = api
+        .send(
+            api.http
+                .get(format!("{base}/v1/meetings/{meeting}/audit"))
+                .bearer_auth(&key),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{audit}");
+    let done: Vec<(String, String, String)> = audit["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["action"].as_str().unwrap().starts_with("recording_"))
+        .map(|a| {
+            let s = |k: &str| a[k].as_str().unwrap_or_default().to_owned();
+            (s("action"), s("by_name"), s("detail"))
+        })
+        .collect();
+    let want: Vec<(String, String, String)> =
+        ["recording_start", "recording_pause", "recording_stop"]
+            .iter()
+            .map(|a| (a.to_string(), "Hostess".to_owned(), rid.clone()))
+            .collect();
+    assert_eq!(done, want);
+}
