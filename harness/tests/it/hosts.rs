@@ -39,7 +39,7 @@ pub(crate) async fn start(
 }
 
 /// A guest joined (not waiting), publishing a tone of `hz`.
-async fn guest(base: &str, meeting: &str, name: &str, hz: u32) -> bot::Bot {
+pub(crate) async fn guest(base: &str, meeting: &str, name: &str, hz: u32) -> bot::Bot {
     bot::Bot::join(
         guest_config(base, meeting, name, None, hz),
         Duration::from_secs(20),
@@ -144,7 +144,7 @@ async fn wait_media(secs: u64, what: &str, pairs: &[(&bot::Bot, &str)]) {
 }
 
 /// The meeting's audit trail, as its host reads it.
-async fn audit(api: &Api, base: &str, meeting: &str, host_key: &str) -> Vec<Value> {
+pub(crate) async fn audit(api: &Api, base: &str, meeting: &str, host_key: &str) -> Vec<Value> {
     let (st, v) = api
         .send(
             api.http

@@ -553,3 +553,194 @@ async fn a_recording_of_a_meeting_across_two_regions_holds_every_participants_au
         );
     }
 }
+
+/// The meeting's recordings as its host lists them: (id, state) each.
+async fn listed(api: &Api, base: &str, meeting: &str, key: &str) -> Vec<(String, String)> {
+    let (st, v) = api
+        .send(
+            api.http
+                .get(format!("{base}/v1/meetings/{meeting}/recordings"))
+                .bearer_auth(key),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    v["recordings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let s = |k: &str| r[k].as_str().unwrap().to_owned();
+            (s("recording_id"), s("state"))
+        })
+        .collect()
+}
+
+/// `b` asks `action` of the cloud recording and is refused saying `why`.
+async fn refused(b: &bot::Bot, action: signaling::CloudRecordingAction, why: &str) {
+    let before = b.errors("cloud_recording").len();
+    b.send(signaling::ClientMsg::CloudRecording { action })
+        .unwrap();
+    let e = harness::eventually(Duration::from_secs(10), "the refusal", || async {
+        b.errors("cloud_recording").get(before).cloned()
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{action:?} was not refused"));
+    assert_eq!(e, why, "{action:?}");
+}
+
+/// The cloud recording's actions in the meeting's audit trail.
+async fn recording_audit(api: &Api, base: &str, meeting: &str, key: &str) -> Vec<String> {
+    crate::hosts::audit(api, base, meeting, key)
+        .await
+        .iter()
+        .filter_map(|a| a["action"].as_str())
+        .filter(|a| a.starts_with("recording_"))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn what_a_recordings_state_or_the_meeting_does_not_allow_is_refused_with_its_own_error_and_changes_nothing()
+ {
+    use common::cloud_recording as cloud;
+    use signaling::CloudRecordingAction as A;
+    let (_c, api, base, meeting, key) = meeting_to_record(1, "Refusals").await;
+    let h = crate::hosts::host(&base, &meeting, &key, Some("oslo"), 440).await;
+    let a = crate::hosts::guest(&base, &meeting, "Ada Attendee", 660).await;
+    let until = async |state: &str| {
+        harness::eventually(Duration::from_secs(30), state, || async {
+            let l = listed(&api, &base, &meeting, &key).await;
+            assert!(l.len() <= 1, "one recording: {l:?}");
+            l.into_iter().find(|(_, s)| s == state).map(|(id, _)| id)
+        })
+        .await
+        .unwrap()
+    };
+
+    // Not a host; nothing running to pause, resume or stop.
+    let before = a.errors("cloud_recording").len();
+    a.send(signaling::ClientMsg::CloudRecording { action: A::Start })
+        .unwrap();
+    let e = harness::eventually(Duration::from_secs(10), "the refusal", || async {
+        a.errors("cloud_recording").get(before).cloned()
+    })
+    .await
+    .unwrap();
+    assert!(e.starts_with("only hosts and co-hosts"), "{e}");
+    for action in [A::Pause, A::Resume, A::Stop] {
+        refused(&h, action, cloud::NOT_RUNNING.message).await;
+    }
+    assert!(listed(&api, &base, &meeting, &key).await.is_empty());
+    let (st, v) = api
+        .send(
+            api.http
+                .post(format!("{base}/v1/meetings/{meeting}/recordings")),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED, "no key: {v}");
+
+    // Running: a second start, a resume; paused: a second pause; stopped: a second stop.
+    h.send(signaling::ClientMsg::CloudRecording { action: A::Start })
+        .unwrap();
+    let rid = until("recording").await;
+    refused(&h, A::Start, cloud::ALREADY.message).await;
+    refused(&h, A::Resume, cloud::NOT_PAUSED.message).await;
+    let (st, v) = api
+        .send(
+            api.http
+                .post(format!("{base}/v1/meetings/{meeting}/recordings"))
+                .bearer_auth(&key),
+        )
+        .await;
+    assert_eq!(
+        (st, v["error"].as_str()),
+        (StatusCode::CONFLICT, Some("already_recording")),
+        "{v}"
+    );
+    h.send(signaling::ClientMsg::CloudRecording { action: A::Pause })
+        .unwrap();
+    until("paused").await;
+    refused(&h, A::Pause, cloud::ALREADY_PAUSED.message).await;
+    h.send(signaling::ClientMsg::CloudRecording { action: A::Resume })
+        .unwrap();
+    until("recording").await;
+    h.send(signaling::ClientMsg::CloudRecording { action: A::Stop })
+        .unwrap();
+    assert_eq!(until("stopped").await, rid);
+    refused(&h, A::Stop, cloud::NOT_RUNNING.message).await;
+    let (st, v) = api
+        .send(
+            api.http
+                .post(format!("{base}/v1/recordings/{rid}/stop"))
+                .bearer_auth(&key),
+        )
+        .await;
+    assert_eq!(
+        (st, v["error"].as_str()),
+        (StatusCode::CONFLICT, Some("not_recording")),
+        "{v}"
+    );
+    // What was refused left no trace: one recording, four actions.
+    assert_eq!(
+        listed(&api, &base, &meeting, &key).await,
+        [(rid.clone(), "stopped".to_owned())]
+    );
+    assert_eq!(
+        recording_audit(&api, &base, &meeting, &key).await,
+        [
+            "recording_start",
+            "recording_pause",
+            "recording_resume",
+            "recording_stop"
+        ]
+    );
+    // The pause is a closed gap in the record.
+    let (_, shown) = api
+        .send(
+            api.http
+                .get(format!("{base}/v1/recordings/{rid}"))
+                .bearer_auth(&key),
+        )
+        .await;
+    let gaps = shown["gaps"].as_array().unwrap();
+    assert!(
+        gaps.iter().any(|g| g["reason"] == cloud::PAUSED_GAP
+            && g["end_unix_ms"].as_i64() > g["start_unix_ms"].as_i64()),
+        "{shown}"
+    );
+
+    // An end-to-end encrypted meeting: neither the page's button nor the API records it.
+    let (st, created) = api
+        .send(
+            api.http
+                .post(format!("{base}/v1/meetings"))
+                .bearer_auth(&api.key)
+                .json(&json!({ "title": "Sealed", "waiting_room": false, "e2ee": true })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{created}");
+    let (sealed, sealed_key) = (
+        created["id"].as_str().unwrap(),
+        created["host_key"].as_str().unwrap(),
+    );
+    let sh = crate::hosts::host(&base, sealed, sealed_key, Some("oslo"), 440).await;
+    refused(&sh, A::Start, cloud::E2EE.message).await;
+    let (st, v) = api
+        .send(
+            api.http
+                .post(format!("{base}/v1/meetings/{sealed}/recordings"))
+                .bearer_auth(sealed_key),
+        )
+        .await;
+    assert_eq!(
+        (st, v["error"].as_str()),
+        (StatusCode::CONFLICT, Some("e2ee_meeting")),
+        "{v}"
+    );
+    assert!(listed(&api, &base, sealed, sealed_key).await.is_empty());
+    assert!(
+        recording_audit(&api, &base, sealed, sealed_key)
+            .await
+            .is_empty()
+    );
+}
