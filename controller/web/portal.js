@@ -134,6 +134,7 @@
     $('o-waiting').checked = o.waiting_room;
     $('o-e2ee').checked = o.e2ee;
     $('o-recording').checked = o.recording_allowed;
+    $('o-classification').checked = !!o.recording_needs_classification;
     $('o-regions').value = o.allowed_regions.join(', ');
     $('o-retention').value = o.retention_secs ? Math.round(o.retention_secs / 86400) : '';
     $('org').hidden = false;
@@ -144,6 +145,7 @@
     try {
       await api('PUT', '/v1/org/settings', {
         waiting_room: $('o-waiting').checked, e2ee: $('o-e2ee').checked, recording_allowed: $('o-recording').checked,
+        recording_needs_classification: $('o-classification').checked,
         allowed_regions: $('o-regions').value.split(',').map((r) => r.trim()).filter(Boolean),
         retention_secs: days ? Number(days) * 86400 : null,
       });
