@@ -506,7 +506,7 @@ async fn an_organisations_settings_give_its_meetings_their_defaults_regions_reco
         assert_eq!(st, StatusCode::BAD_REQUEST, "{e}");
         assert!(e["message"].as_str().unwrap().contains(says), "{e}");
     }
-    let (st, o) = call(Method::PUT, "/v1/org/settings", &boss, Some(settings)).await;
+    let (st, o) = call(Method::PUT, "/v1/org/settings", &boss, Some(settings.clone())).await;
     assert_eq!(st, StatusCode::OK, "{o}");
     assert_eq!(o["updated_by"], "boss@uni.no", "{o}");
 
@@ -557,6 +557,25 @@ async fn an_organisations_settings_give_its_meetings_their_defaults_regions_reco
         .unwrap()
         - ended["ended_unix_ms"].as_i64().unwrap();
     assert_eq!(kept, 7_200_000, "{ended}");
+
+    // Recording allowed only for meetings made with a data classification: one made
+    // without is refused saying so; one with goes past that check (to "nobody in it").
+    let mut only_classified = settings.clone();
+    only_classified["recording_allowed"] = true.into();
+    only_classified["recording_needs_classification"] = true.into();
+    let (st, o) = call(Method::PUT, "/v1/org/settings", &boss, Some(only_classified)).await;
+    assert_eq!(st, StatusCode::OK, "{o}");
+    assert_eq!(o["recording_needs_classification"], true, "{o}");
+    for (body, code) in [
+        (json!({ "title": "Unclassified" }), "classification_required"),
+        (json!({ "title": "Classified", "classification": "internal" }), "conflict"),
+    ] {
+        let (st, m) = call(Method::POST, "/v1/meetings", &pia, Some(body)).await;
+        assert_eq!(st, StatusCode::CREATED, "{m}");
+        let id = m["id"].as_str().unwrap();
+        let (st, e) = call(Method::POST, &format!("/v1/meetings/{id}/recordings"), &pia, None).await;
+        assert_eq!((st, e["error"].as_str()), (StatusCode::CONFLICT, Some(code)), "{e}");
+    }
 
     // Another organisation's member is not bound by them.
     let (st, m) = call(
