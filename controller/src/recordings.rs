@@ -100,7 +100,7 @@ impl Service {
                     since_unix_ms: now,
                     error: None,
                 };
-                Some((cloud, audit(caller, "recording_start", &id, now)))
+                Some((Some(cloud), audit(caller, "recording_start", &id, now)))
             })
             .await?;
         if !wrote {
@@ -138,7 +138,7 @@ impl Service {
                     since_unix_ms: now,
                     error: None,
                 };
-                Some((cloud, audit(caller, "recording_stop", &r.id, now)))
+                Some((Some(cloud), audit(caller, "recording_stop", &r.id, now)))
             })
             .await?;
         self.carried_out(&r.id, |r| match r.state {
@@ -358,7 +358,8 @@ impl Service {
         Ok(list)
     }
 
-    /// Removes the files from the recording node and records the deletion.
+    /// Deletes the recording at once (an operator, or its meeting's host): its files and
+    /// its record go; the meeting's audit trail says who.
     pub async fn delete_recording(
         &self,
         caller: &Caller,
@@ -370,25 +371,58 @@ impl Service {
                 "the recording is running: stop it first".into(),
             ));
         }
-        if r.state == RecordingState::Deleted {
-            return Ok(r);
-        }
-        let grpc = self.recording_node_addr(&r.node).ok_or_else(|| {
-            ApiError::Unavailable(format!(
-                "recording node {} is not reachable, so its files cannot be removed now",
-                r.node
-            ))
-        })?;
-        self.nodes
-            .delete_recording(&grpc, r.id.as_str(), &r.classification)
-            .await
-            .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+        let now = common::unix_ms();
+        self.erase_recording(&r, audit(caller, "recording_deleted", &r.id, now))
+            .await?;
         r.state = RecordingState::Deleted;
-        r.deleted_unix_ms = Some(common::unix_ms());
+        r.deleted_unix_ms = Some(now);
         r.files.clear();
-        self.save(&r).await?;
-        tracing::info!(recording = %r.id, "recording deleted");
         Ok(r)
+    }
+
+    /// Removes recording `r` for good: its files on its recording node (and on the nodes
+    /// of its earlier segments that are still here), then its record; the meeting's audit
+    /// trail gets `entry` while the meeting is kept. Nothing is removed from the store
+    /// while the files cannot be.
+    pub(crate) async fn erase_recording(
+        &self,
+        r: &Recording,
+        entry: HostAction,
+    ) -> Result<(), ApiError> {
+        if r.state != RecordingState::Deleted {
+            let grpc = self.recording_node_addr(&r.node).ok_or_else(|| {
+                ApiError::Unavailable(format!(
+                    "recording node {} is not reachable, so the files of recording {} cannot \
+                     be removed now",
+                    r.node, r.id
+                ))
+            })?;
+            self.nodes
+                .delete_recording(&grpc, r.id.as_str(), &r.classification)
+                .await
+                .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+            for node in r.earlier_nodes.iter().filter(|n| **n != r.node) {
+                let Some(addr) = self.recording_node_addr(node) else {
+                    tracing::warn!(recording = %r.id, %node, "an earlier segment's node is gone: its files there are not removed");
+                    continue;
+                };
+                if let Err(e) = self
+                    .nodes
+                    .delete_recording(&addr, r.id.as_str(), &r.classification)
+                    .await
+                {
+                    tracing::warn!(recording = %r.id, %node, error = %e, "could not remove an earlier segment's files");
+                }
+            }
+        }
+        self.store.delete_recording(&r.id).await?;
+        if self.view.read(|v| v.meetings.contains_key(&r.meeting)) {
+            self.store
+                .update_cloud_recording(&r.meeting, &mut |_| Some((None, entry.clone())))
+                .await?;
+        }
+        tracing::info!(recording = %r.id, meeting = %r.meeting, why = %entry.action, "recording deleted: files and record");
+        Ok(())
     }
 }
 
@@ -429,7 +463,7 @@ pub(crate) fn recordable(meeting: &Meeting) -> Result<(), ApiError> {
 }
 
 /// The audit trail's entry for `caller`'s `action` on recording `id` through the API.
-fn audit(caller: &Caller, action: &str, id: &RecordingId, now: i64) -> HostAction {
+pub(crate) fn audit(caller: &Caller, action: &str, id: &RecordingId, now: i64) -> HostAction {
     let (by, by_name) = match &caller.user {
         Some(u) => (u.sub.clone(), u.email.clone()),
         None => (

@@ -452,7 +452,7 @@ async fn the_cloud_recording_is_written_into_the_room_record_with_its_audit_entr
     let wrote = s
         .update_cloud_recording(&m, &mut |was| {
             saw.push(was.clone());
-            Some((wish(Wish::Recording), entry("recording_start")))
+            Some((Some(wish(Wish::Recording)), entry("recording_start")))
         })
         .await
         .unwrap();
@@ -462,7 +462,7 @@ async fn the_cloud_recording_is_written_into_the_room_record_with_its_audit_entr
     let wrote = s
         .update_cloud_recording(&m, &mut |was| {
             assert_eq!(was.map(|c| c.wish), Some(Wish::Recording));
-            Some((wish(Wish::Stopped), entry("recording_stop")))
+            Some((Some(wish(Wish::Stopped)), entry("recording_stop")))
         })
         .await
         .unwrap();

@@ -184,6 +184,27 @@ pub async fn reconcile(service: &Service, lease_ttl: Duration, heard: &plan::Las
             }
         }
     }
+    // So do recordings, files and record: the audit of their meeting (if it is kept)
+    // says so.
+    let now = common::unix_ms();
+    let expired = service
+        .view
+        .read(|v| plan::expired_recordings(v, now, service.retention));
+    for r in expired {
+        let entry = crate::model::HostAction {
+            seq: 0,
+            unix_ms: now,
+            by: "controller".into(),
+            by_name: "Fjord".into(),
+            by_role: "system".into(),
+            action: "recording_deleted".into(),
+            target: String::new(),
+            detail: format!("{}: its retention is over", r.id),
+        };
+        if let Err(e) = service.erase_recording(&r, entry).await {
+            tracing::warn!(recording = %r.id, error = %e, "could not delete a recording past its retention; trying again");
+        }
+    }
     let (meetings, nodes) = service.view.read(|v| {
         (
             v.meetings.values().filter(|m| !m.is_ended()).count(),
@@ -353,7 +374,7 @@ async fn apply(service: &Service, action: Action) -> Result<(), crate::error::Ap
                         target: String::new(),
                         detail: format!("{recording}: {why}"),
                     };
-                    Some((cloud, action))
+                    Some((Some(cloud), action))
                 })
                 .await?;
             tracing::warn!(%recording, %meeting, why, "the cloud recording the hosts asked for ended without them; the meeting is told");

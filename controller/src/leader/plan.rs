@@ -110,6 +110,26 @@ pub fn expired(view: &ClusterView, now_unix_ms: i64, retention: Duration) -> Vec
         .collect()
 }
 
+/// Recordings past their retention at `now_unix_ms` (their own, their meeting's when
+/// they started, else `retention`, counted from when they stopped): to delete, files
+/// and record.
+pub fn expired_recordings(
+    view: &ClusterView,
+    now_unix_ms: i64,
+    retention: Duration,
+) -> Vec<Recording> {
+    view.recordings
+        .values()
+        .filter(|r| !r.holds_slot())
+        .filter(|r| {
+            let keep = r.retention.unwrap_or(retention).as_millis() as i64;
+            let ended = r.stopped_unix_ms.unwrap_or(r.started_unix_ms);
+            ended + keep <= now_unix_ms
+        })
+        .cloned()
+        .collect()
+}
+
 /// Every repair the view calls for at `now_unix_ms`. A lost recording node is taken to
 /// have stopped when the leader last heard it (`heard`), or else at most `lease_ttl`
 /// before its record went (its lease expired).
@@ -484,6 +504,35 @@ mod tests {
         set(&mut v, Wish::Recording, None);
         v.meetings.get_mut(&id).unwrap().state = MeetingState::Ended;
         assert_eq!(one(&v), None);
+    }
+
+    #[test]
+    fn a_recording_is_deleted_when_its_retention_after_it_stopped_is_over_and_never_while_it_runs()
+    {
+        let mut v = view();
+        let keep = Duration::from_secs(10);
+        let mut r = running("rec-oslo-1", "media-oslo-1");
+        v.recordings.insert(r.id.clone(), r.clone());
+        assert!(
+            expired_recordings(&v, i64::MAX / 2, keep).is_empty(),
+            "it runs"
+        );
+        r.state = RecordingState::Stopped;
+        r.stopped_unix_ms = Some(50_000);
+        v.recordings.insert(r.id.clone(), r.clone());
+        assert!(expired_recordings(&v, 59_999, keep).is_empty());
+        assert_eq!(expired_recordings(&v, 60_000, keep), vec![r.clone()]);
+        // Its own retention (its meeting's when it started) rules where it has one.
+        r.retention = Some(Duration::from_secs(3600));
+        v.recordings.insert(r.id.clone(), r.clone());
+        assert!(expired_recordings(&v, 60_000, keep).is_empty());
+        assert_eq!(expired_recordings(&v, 3_650_000, keep).len(), 1);
+        // One that failed before it stopped counts from its start.
+        r.state = RecordingState::Failed;
+        r.stopped_unix_ms = None;
+        r.retention = None;
+        v.recordings.insert(r.id.clone(), r.clone());
+        assert_eq!(expired_recordings(&v, 1_000 + 10_000, keep).len(), 1);
     }
 
     #[test]

@@ -310,7 +310,8 @@ impl ClusterStore for EtcdStore {
         &self,
         meeting: &MeetingId,
         change: &mut (
-                 dyn FnMut(Option<CloudRecording>) -> Option<(CloudRecording, HostAction)> + Send
+                 dyn FnMut(Option<CloudRecording>) -> Option<(Option<CloudRecording>, HostAction)>
+                     + Send
              ),
     ) -> Result<bool, StoreError> {
         let key = self.ks.room(meeting);
@@ -336,7 +337,9 @@ impl ClusterStore for EtcdStore {
             let Some((cloud, action)) = change(now) else {
                 return Ok(false);
             };
-            rec.cloud_recording = Some(convert::cloud_to_record(&cloud));
+            if let Some(cloud) = cloud {
+                rec.cloud_recording = Some(convert::cloud_to_record(&cloud));
+            }
             convert::log_action(&mut rec, action);
             let txn = Txn::new().when([cmp]).and_then([TxnOp::put(
                 key.clone(),

@@ -440,7 +440,8 @@ impl ClusterStore for MemoryStore {
         &self,
         meeting: &MeetingId,
         change: &mut (
-                 dyn FnMut(Option<CloudRecording>) -> Option<(CloudRecording, HostAction)> + Send
+                 dyn FnMut(Option<CloudRecording>) -> Option<(Option<CloudRecording>, HostAction)>
+                     + Send
              ),
     ) -> Result<bool, StoreError> {
         self.before_write().await?;
@@ -453,7 +454,9 @@ impl ClusterStore for MemoryStore {
         let Some((cloud, mut action)) = change(room.cloud.clone()) else {
             return Ok(false);
         };
-        room.cloud = Some(cloud);
+        if cloud.is_some() {
+            room.cloud = cloud;
+        }
         action.seq = room.actions.last().map_or(1, |a| a.seq + 1);
         room.actions.push(action);
         inner.commit(vec![(Change::Room(meeting.clone(), Some(room)), None)]);

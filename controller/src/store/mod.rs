@@ -154,14 +154,16 @@ pub trait ClusterStore: Send + Sync + 'static {
     async fn delete_recording(&self, id: &RecordingId) -> Result<(), StoreError>;
 
     /// Sets the meeting's cloud recording in its room record to what `change` makes of
-    /// the one there (a new room record when there is none), with `action` appended to
-    /// its action log (numbered next), in one compare-and-swap, retried on a concurrent
-    /// write; `change` answers None to write nothing. Answers whether it wrote.
+    /// the one there (None: leaves it; a new room record when there is none), with
+    /// `action` appended to its action log (numbered next), in one compare-and-swap,
+    /// retried on a concurrent write; `change` answers None to write nothing. Answers
+    /// whether it wrote.
     async fn update_cloud_recording(
         &self,
         meeting: &MeetingId,
         change: &mut (
-                 dyn FnMut(Option<CloudRecording>) -> Option<(CloudRecording, HostAction)> + Send
+                 dyn FnMut(Option<CloudRecording>) -> Option<(Option<CloudRecording>, HostAction)>
+                     + Send
              ),
     ) -> Result<bool, StoreError>;
 

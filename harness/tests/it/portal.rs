@@ -506,7 +506,13 @@ async fn an_organisations_settings_give_its_meetings_their_defaults_regions_reco
         assert_eq!(st, StatusCode::BAD_REQUEST, "{e}");
         assert!(e["message"].as_str().unwrap().contains(says), "{e}");
     }
-    let (st, o) = call(Method::PUT, "/v1/org/settings", &boss, Some(settings.clone())).await;
+    let (st, o) = call(
+        Method::PUT,
+        "/v1/org/settings",
+        &boss,
+        Some(settings.clone()),
+    )
+    .await;
     assert_eq!(st, StatusCode::OK, "{o}");
     assert_eq!(o["updated_by"], "boss@uni.no", "{o}");
 
@@ -563,18 +569,40 @@ async fn an_organisations_settings_give_its_meetings_their_defaults_regions_reco
     let mut only_classified = settings.clone();
     only_classified["recording_allowed"] = true.into();
     only_classified["recording_needs_classification"] = true.into();
-    let (st, o) = call(Method::PUT, "/v1/org/settings", &boss, Some(only_classified)).await;
+    let (st, o) = call(
+        Method::PUT,
+        "/v1/org/settings",
+        &boss,
+        Some(only_classified),
+    )
+    .await;
     assert_eq!(st, StatusCode::OK, "{o}");
     assert_eq!(o["recording_needs_classification"], true, "{o}");
     for (body, code) in [
-        (json!({ "title": "Unclassified" }), "classification_required"),
-        (json!({ "title": "Classified", "classification": "internal" }), "conflict"),
+        (
+            json!({ "title": "Unclassified" }),
+            "classification_required",
+        ),
+        (
+            json!({ "title": "Classified", "classification": "internal" }),
+            "conflict",
+        ),
     ] {
         let (st, m) = call(Method::POST, "/v1/meetings", &pia, Some(body)).await;
         assert_eq!(st, StatusCode::CREATED, "{m}");
         let id = m["id"].as_str().unwrap();
-        let (st, e) = call(Method::POST, &format!("/v1/meetings/{id}/recordings"), &pia, None).await;
-        assert_eq!((st, e["error"].as_str()), (StatusCode::CONFLICT, Some(code)), "{e}");
+        let (st, e) = call(
+            Method::POST,
+            &format!("/v1/meetings/{id}/recordings"),
+            &pia,
+            None,
+        )
+        .await;
+        assert_eq!(
+            (st, e["error"].as_str()),
+            (StatusCode::CONFLICT, Some(code)),
+            "{e}"
+        );
     }
 
     // Another organisation's member is not bound by them.

@@ -127,6 +127,15 @@ async fn the_host_records_two_bots_into_their_own_audio_files_and_a_composite_th
     assert_eq!(deleted["state"], "deleted");
     assert!(deleted["deleted_unix_ms"].as_i64().unwrap() > 0);
     assert!(!dir.exists(), "{} should be gone", dir.display());
+    // Its record goes too.
+    let (st, gone) = api
+        .send(
+            api.http
+                .get(format!("{base}/v1/recordings/{rid}"))
+                .bearer_auth(&host_key),
+        )
+        .await;
+    assert_eq!(st, StatusCode::NOT_FOUND, "{gone}");
 }
 
 /// The recording's signed links serve its files; a tampered, expired or missing
@@ -743,4 +752,91 @@ async fn what_a_recordings_state_or_the_meeting_does_not_allow_is_refused_with_i
             .await
             .is_empty()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_recording_past_its_retention_is_gone_from_disk_and_etcd_and_the_audit_says_so() {
+    // Recordings (and personal data) are kept 3 s after they stop (30 days by default).
+    let mut c = harness::Cluster::start(harness::ClusterSpec {
+        controller_extra: Some(json!({ "retention_secs": 3 })),
+        ..spec()
+    })
+    .await
+    .unwrap();
+    c.start_recording(crate::node("recording-oslo-1", "oslo"))
+        .unwrap();
+    c.wait_ready(Duration::from_secs(20)).await.unwrap();
+    let api = Api::new(&c);
+    let base = c.controllers[0].url();
+    let (st, created) = api
+        .send(
+            api.http
+                .post(format!("{base}/v1/meetings"))
+                .bearer_auth(&api.key)
+                .json(&json!({ "title": "Kept briefly", "waiting_room": false })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{created}");
+    let meeting = created["id"].as_str().unwrap().to_owned();
+    let key = created["host_key"].as_str().unwrap().to_owned();
+    let _ada = publisher(&base, &meeting, "Ada", 440, "ball").await;
+    let rid = start(&api, &base, &meeting, &key).await["recording_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop(&api, &base, &rid, &key).await;
+    let (dir, manifest) = written(&c, &rid);
+    assert!(!manifest.files.is_empty() && dir.exists());
+
+    // Within seconds of its retention: no files, no record, in the audit.
+    harness::eventually(Duration::from_secs(30), "the files to go", || async {
+        (!dir.exists()).then_some(())
+    })
+    .await
+    .unwrap();
+    let mut etcd = etcd_client::Client::connect(c.etcd.endpoints(), None)
+        .await
+        .unwrap();
+    let key_of = format!("/fjord/recordings/{rid}");
+    harness::eventually(Duration::from_secs(10), "the record to go", || async {
+        let left = etcd.clone().get(key_of.clone(), None).await.unwrap();
+        left.kvs().is_empty().then_some(())
+    })
+    .await
+    .unwrap();
+    let (st, gone) = api
+        .send(
+            api.http
+                .get(format!("{base}/v1/recordings/{rid}"))
+                .bearer_auth(&key),
+        )
+        .await;
+    assert_eq!(st, StatusCode::NOT_FOUND, "{gone}");
+    assert!(listed(&api, &base, &meeting, &key).await.is_empty());
+    let audit = recording_audit(&api, &base, &meeting, &key).await;
+    assert_eq!(
+        audit,
+        ["recording_start", "recording_stop", "recording_deleted"]
+    );
+    // Nothing under the storage of any classification holds it.
+    let storage = c.recording_storage("recording-oslo-1");
+    let left: Vec<_> = walk(&storage)
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains(&rid))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+/// Every path under `dir`.
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        }
+        out.push(p);
+    }
+    out
 }
