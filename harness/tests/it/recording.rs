@@ -795,7 +795,7 @@ async fn a_recording_past_its_retention_is_gone_from_disk_and_etcd_and_the_audit
     })
     .await
     .unwrap();
-    let mut etcd = etcd_client::Client::connect(c.etcd.endpoints(), None)
+    let etcd = etcd_client::Client::connect(c.etcd.endpoints(), None)
         .await
         .unwrap();
     let key_of = format!("/fjord/recordings/{rid}");
