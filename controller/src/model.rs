@@ -476,6 +476,10 @@ pub struct Recording {
     pub earlier_nodes: Vec<NodeId>,
     /// How long its files and record are kept after it stops (None: the cluster's).
     pub retention: Option<std::time::Duration>,
+    /// What its manifests said as its segments ended: the bytes of its files, and how
+    /// long the segments recorded.
+    pub bytes: u64,
+    pub duration_ms: u64,
 }
 
 impl Recording {

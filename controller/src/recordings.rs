@@ -264,6 +264,8 @@ impl Service {
             segment: 1,
             earlier_nodes: Vec::new(),
             retention: meeting.retention,
+            bytes: 0,
+            duration_ms: 0,
         };
         let route = recordable(meeting).and_then(|()| self.recording_route(meeting));
         let (media, node) = match route {
@@ -325,7 +327,7 @@ impl Service {
         r.state = RecordingState::Stopped;
         r.stopped_unix_ms = Some(now);
         // After the files of earlier segments recorded on the same node, if any.
-        r.files.extend(manifest_files(&manifest));
+        r.take_manifest(&manifest);
         r.files.push("manifest.json".into());
         if let Some(reason) = gap {
             r.gaps.push(Gap {
@@ -355,6 +357,21 @@ impl Service {
                 .collect()
         });
         list.sort_by_key(|r| r.started_unix_ms);
+        Ok(list)
+    }
+
+    /// The recordings of the meetings `caller` hosts, as [`Service::meeting_filter`]
+    /// says, newest first.
+    pub fn my_recordings(&self, caller: &Caller) -> Result<Vec<Recording>, ApiError> {
+        let hosts = self.meeting_filter(caller)?;
+        let mut list: Vec<Recording> = self.view.read(|v| {
+            v.recordings
+                .values()
+                .filter(|r| v.meetings.get(&r.meeting).is_some_and(&hosts))
+                .cloned()
+                .collect()
+        });
+        list.sort_by_key(|r| std::cmp::Reverse(r.started_unix_ms));
         Ok(list)
     }
 
@@ -483,16 +500,30 @@ pub(crate) fn audit(caller: &Caller, action: &str, id: &RecordingId, now: i64) -
     }
 }
 
-/// The names of the files a recording node's manifest (JSON) lists; none when it is not
-/// one.
-pub(crate) fn manifest_files(manifest: &str) -> Vec<String> {
-    let Ok(m) = serde_json::from_str::<serde_json::Value>(manifest) else {
-        return Vec::new();
-    };
-    m["files"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|f| f["name"].as_str().map(str::to_owned))
-        .collect()
+impl Recording {
+    /// Takes in what a segment's manifest (the recording node's JSON) says: its files
+    /// (after those of earlier segments), their bytes and how long it recorded. Nothing
+    /// from what is not a manifest.
+    pub(crate) fn take_manifest(&mut self, manifest: &str) {
+        let Ok(m) = serde_json::from_str::<serde_json::Value>(manifest) else {
+            return;
+        };
+        for f in m["files"].as_array().into_iter().flatten() {
+            if let Some(name) = f["name"].as_str() {
+                self.files.push(name.to_owned());
+                self.bytes += f["bytes"].as_u64().unwrap_or(0);
+            }
+        }
+        self.duration_ms += m["duration_ms"].as_u64().unwrap_or(0);
+    }
+
+    /// When its files and record go (Unix ms), once it stopped: `retention` is the
+    /// cluster's, for a recording without its own.
+    pub fn expires_unix_ms(&self, retention: Duration) -> Option<i64> {
+        let ended = self.stopped_unix_ms.or(match self.state {
+            RecordingState::Failed | RecordingState::Deleted => Some(self.started_unix_ms),
+            _ => None,
+        })?;
+        Some(ended + self.retention.unwrap_or(retention).as_millis() as i64)
+    }
 }

@@ -91,6 +91,8 @@ pub(crate) fn recording(id: &str, node: &str, media: &str) -> Recording {
         segment: 1,
         earlier_nodes: vec![],
         retention: None,
+        bytes: 0,
+        duration_ms: 0,
     }
 }
 

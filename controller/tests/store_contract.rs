@@ -406,6 +406,8 @@ async fn a_recording_reads_back_as_written(rig: Rig) {
         segment: 2,
         earlier_nodes: vec![node("rec-1")],
         retention: Some(Duration::from_secs(7 * 86_400)),
+        bytes: 9_876_543,
+        duration_ms: 3_600_000,
     };
     s.put_recording(&r).await.unwrap();
     assert_eq!(s.get_recording(&r.id).await.unwrap(), Some(r.clone()));

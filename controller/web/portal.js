@@ -1,5 +1,6 @@
-// Fjord portal: sign in, my meetings (create, links, exports, end), and for
-// administrators the dashboard of active and ended meetings, refreshed every 2 s.
+// Fjord portal: sign in, my meetings (create, links, exports, end), my recordings (files,
+// playing the composite), and for administrators the dashboard of active and ended
+// meetings, refreshed every 2 s.
 // No build step, no third-party code.
 'use strict';
 (() => {
@@ -61,6 +62,48 @@
       body.append(tr);
     }
   }
+
+  const size = (bytes) => bytes >= 1e9 ? (bytes / 1e9).toFixed(1) + ' GB' : bytes >= 1e6 ? (bytes / 1e6).toFixed(1) + ' MB' : Math.ceil(bytes / 1e3) + ' kB';
+
+  // The recordings of the meetings I host (an administrator: the organisation's), with
+  // their files behind short-lived signed links and the composite played here.
+  async function loadRecordings() {
+    const { recordings } = await api('GET', '/v1/recordings');
+    const body = $('recording-list').tBodies[0];
+    body.replaceChildren();
+    $('recordings-none').hidden = recordings.length > 0;
+    for (const r of recordings) {
+      const tr = document.createElement('tr');
+      tr.dataset.recording = r.recording_id;
+      tr.dataset.state = r.state;
+      cell(tr, r.meeting_title || r.meeting_id);
+      cell(tr, new Date(r.started_unix_ms).toLocaleString());
+      cell(tr, r.duration_ms ? duration(Math.round(r.duration_ms / 1000)) : '');
+      cell(tr, r.bytes ? size(r.bytes) : '');
+      cell(tr, r.classification);
+      cell(tr, r.state + (r.error ? ': ' + r.error : ''));
+      cell(tr, r.expires_unix_ms ? new Date(r.expires_unix_ms).toLocaleDateString() : '');
+      const files = document.createElement('span');
+      for (const d of r.downloads) files.append(link(d.url, d.file), ' ');
+      cell(tr, files);
+      const composite = r.downloads.find((d) => /^composite(-s\d+)?\.mp4$/.test(d.file));
+      if (composite) {
+        const play = document.createElement('button');
+        play.type = 'button';
+        play.textContent = 'Play';
+        play.setAttribute('aria-label', 'Play the recording of ' + (r.meeting_title || r.meeting_id));
+        play.onclick = () => {
+          $('player').src = composite.url;
+          $('player-caption').textContent = (r.meeting_title || r.meeting_id) + ', ' + new Date(r.started_unix_ms).toLocaleString();
+          $('player-box').hidden = false;
+          $('player').play().catch((e) => status('The recording cannot be played here: ' + e.message, true));
+        };
+        cell(tr, play);
+      } else cell(tr, '');
+      body.append(tr);
+    }
+  }
+  $('recordings-refresh').onclick = () => loadRecordings().catch((e) => status(e.message, true));
 
   async function loadDashboard() {
     let data;
@@ -177,6 +220,8 @@
       $('feed-row').hidden = false;
     }
     await loadMine().catch((e) => status(e.message, true));
+    $('recordings').hidden = false;
+    await loadRecordings().catch((e) => status('Recordings: ' + e.message, true));
     if (me.admin) {
       await loadOrg().catch((e) => status(e.message, true));
       $('dashboard').hidden = false;

@@ -267,6 +267,15 @@ struct RecordingJson {
     error: Option<String>,
     /// Signed, expiring links to the files (stopped recordings).
     downloads: Vec<DownloadJson>,
+    /// The meeting's title, while the meeting is kept.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    meeting_title: Option<String>,
+    /// The bytes of its files and how long it recorded (once stopped).
+    bytes: u64,
+    duration_ms: u64,
+    /// When its files and record are deleted (its retention), once it stopped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expires_unix_ms: Option<i64>,
 }
 
 #[derive(Serialize)]
@@ -299,7 +308,14 @@ impl RecordingJson {
                 expires_unix: d.expires_unix,
             })
             .collect();
+        let meeting_title = s
+            .view
+            .read(|v| v.meetings.get(&r.meeting).map(|m| m.title.clone()));
         Self {
+            meeting_title,
+            bytes: r.bytes,
+            duration_ms: r.duration_ms,
+            expires_unix_ms: r.expires_unix_ms(s.retention),
             recording_id: r.id.to_string(),
             meeting_id: r.meeting.to_string(),
             node_id: r.node.to_string(),
@@ -340,6 +356,7 @@ pub(super) fn router() -> Router<HttpState> {
             "/v1/meetings/{id}/recordings",
             post(start_recording).get(list_recordings),
         )
+        .route("/v1/recordings", get(my_recordings))
         .route(
             "/v1/recordings/{id}",
             get(get_recording).delete(delete_recording),
@@ -562,6 +579,21 @@ async fn list_recordings(
         .service
         .list_recordings(&caller, &id)
         .await?
+        .into_iter()
+        .map(|r| RecordingJson::of(&s.service, r))
+        .collect();
+    Ok(Json(RecordingsJson { recordings }))
+}
+
+/// The recordings of the meetings the caller hosts (a signed-in user: theirs; an
+/// administrator: their organisation's; an operator: all), newest first.
+async fn my_recordings(
+    State(s): State<HttpState>,
+    caller: Caller,
+) -> Result<Json<RecordingsJson>, ApiError> {
+    let recordings = s
+        .service
+        .my_recordings(&caller)?
         .into_iter()
         .map(|r| RecordingJson::of(&s.service, r))
         .collect();

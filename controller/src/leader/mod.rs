@@ -294,9 +294,7 @@ async fn apply(service: &Service, action: Action) -> Result<(), crate::error::Ap
                 .await
             {
                 Ok(manifest) => {
-                    recording
-                        .files
-                        .extend(crate::recordings::manifest_files(&manifest));
+                    recording.take_manifest(&manifest);
                     recording
                         .files
                         .push(common::download::segment_manifest_name(ended));

@@ -122,9 +122,9 @@ pub fn expired_recordings(
         .values()
         .filter(|r| !r.holds_slot())
         .filter(|r| {
-            let keep = r.retention.unwrap_or(retention).as_millis() as i64;
-            let ended = r.stopped_unix_ms.unwrap_or(r.started_unix_ms);
-            ended + keep <= now_unix_ms
+            r.expires_unix_ms(retention)
+                .unwrap_or(r.started_unix_ms + retention.as_millis() as i64)
+                <= now_unix_ms
         })
         .cloned()
         .collect()

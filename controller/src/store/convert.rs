@@ -431,6 +431,8 @@ pub(super) fn recording_to_record(r: &Recording) -> pb::RecordingRecord {
         segment: r.segment,
         earlier_nodes: r.earlier_nodes.iter().map(NodeId::to_string).collect(),
         retention_secs: r.retention.map_or(0, |d| d.as_secs()),
+        bytes: r.bytes,
+        duration_ms: r.duration_ms,
     }
 }
 
@@ -463,6 +465,8 @@ pub(super) fn recording_from_record(r: pb::RecordingRecord) -> Result<Recording,
             .map(|n| node_id(n))
             .collect::<Result<_, _>>()?,
         retention: (r.retention_secs > 0).then(|| std::time::Duration::from_secs(r.retention_secs)),
+        bytes: r.bytes,
+        duration_ms: r.duration_ms,
     })
 }
 
@@ -683,6 +687,8 @@ mod tests {
             segment: 2,
             earlier_nodes: vec![NodeId::parse("rec-oslo-1").unwrap()],
             retention: Some(std::time::Duration::from_secs(86_400)),
+            bytes: 123_456,
+            duration_ms: 61_000,
         };
         assert_eq!(recording_from_record(recording_to_record(&r)).unwrap(), r);
         let mut bad = recording_to_record(&r);

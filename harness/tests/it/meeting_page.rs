@@ -917,19 +917,6 @@ async fn a_webinar_attendees_page_watches_without_sending_and_a_promotion_puts_i
     .unwrap();
 }
 
-/// The meeting's recordings as its host lists them.
-async fn recordings_of(api: &crate::Api, base: &str, meeting: &str, key: &str) -> Vec<Value> {
-    let (st, v) = api
-        .send(
-            api.http
-                .get(format!("{base}/v1/meetings/{meeting}/recordings"))
-                .bearer_auth(key),
-        )
-        .await;
-    assert_eq!(st, StatusCode::OK, "{v}");
-    v["recordings"].as_array().cloned().unwrap_or_default()
-}
-
 /// Waits until the meeting's one recording is in `state`; answers it.
 async fn recording_in(
     api: &crate::Api,
@@ -939,7 +926,7 @@ async fn recording_in(
     state: &str,
 ) -> Value {
     eventually(Duration::from_secs(30), state, || async {
-        let list = recordings_of(api, base, meeting, key).await;
+        let list = crate::recording::recordings(api, base, meeting, key).await;
         assert!(list.len() <= 1, "one recording: {list:?}");
         list.into_iter().find(|r| r["state"] == state)
     })

@@ -616,3 +616,163 @@ async fn an_organisations_settings_give_its_meetings_their_defaults_regions_reco
     assert_eq!(st, StatusCode::CREATED, "{m}");
     assert_eq!(m["waiting_room"], true, "{m}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_portal_lists_a_hosts_recordings_and_plays_the_composite_and_other_organisations_see_none()
+ {
+    let (mut c, provider, base, _dir) = start().await;
+    c.start_recording(crate::node("recording-oslo-1", "oslo"))
+        .unwrap();
+    c.wait_ready(Duration::from_secs(20)).await.unwrap();
+    let http = reqwest::Client::new();
+    let token = |login: &str, domain: &str| {
+        let mut c = claims(&provider, login);
+        c["email"] = json!(format!("{login}@{domain}"));
+        let provider = &provider;
+        async move { provider.sign(&c).await.unwrap() }
+    };
+    let (pia, boss, eve) = (
+        token("pia", "uni.no").await,
+        token("boss", "uni.no").await,
+        token("eve", "other.org").await,
+    );
+    let call = |method: reqwest::Method, path: String, who: &str| {
+        let req = http
+            .request(method, format!("{base}{path}"))
+            .bearer_auth(who);
+        async move {
+            let resp = req.timeout(Duration::from_secs(60)).send().await.unwrap();
+            (
+                resp.status(),
+                resp.json::<Value>().await.unwrap_or_default(),
+            )
+        }
+    };
+
+    // Pia records her meeting for a few seconds.
+    let (st, m) = http
+        .post(format!("{base}/v1/meetings"))
+        .bearer_auth(&pia)
+        .json(&json!({ "title": "Lab meeting", "waiting_room": false }))
+        .send()
+        .await
+        .map(|r| (r.status(), r))
+        .unwrap();
+    assert_eq!(st, StatusCode::CREATED);
+    let m: Value = m.json().await.unwrap();
+    let meeting = m["id"].as_str().unwrap().to_owned();
+    let _ada = crate::recording::publisher(&base, &meeting, "Ada", 440, "ball").await;
+    let (st, r) = call(
+        reqwest::Method::POST,
+        format!("/v1/meetings/{meeting}/recordings"),
+        &pia,
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED, "{r}");
+    let rid = r["recording_id"].as_str().unwrap().to_owned();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let (st, r) = call(
+        reqwest::Method::POST,
+        format!("/v1/recordings/{rid}/stop"),
+        &pia,
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{r}");
+    assert!(
+        r["bytes"].as_u64().unwrap() > 10_000 && r["duration_ms"].as_u64().unwrap() >= 3_000,
+        "{r}"
+    );
+    assert!(
+        r["expires_unix_ms"].as_i64().unwrap() > r["stopped_unix_ms"].as_i64().unwrap(),
+        "{r}"
+    );
+
+    // Her organisation's administrator sees it; another organisation's member does not.
+    let ids = |v: &Value| -> Vec<String> {
+        v["recordings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["recording_id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (st, v) = call(reqwest::Method::GET, "/v1/recordings".into(), &boss).await;
+    assert_eq!((st, ids(&v)), (StatusCode::OK, vec![rid.clone()]), "{v}");
+    let (st, v) = call(reqwest::Method::GET, "/v1/recordings".into(), &eve).await;
+    assert_eq!((st, ids(&v)), (StatusCode::OK, vec![]), "{v}");
+    let (st, v) = call(reqwest::Method::GET, format!("/v1/recordings/{rid}"), &eve).await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{v}");
+    let (st, _) = http
+        .get(format!("{base}/v1/recordings"))
+        .send()
+        .await
+        .map(|r| (r.status(), ()))
+        .unwrap();
+    assert_eq!(st, StatusCode::UNAUTHORIZED, "nobody signed in, no key");
+
+    // In the portal: listed with its facts, and the composite plays in the page.
+    let b = Browser::start(&c.dir.join("logs"), "pia").await.unwrap();
+    sign_in(&b, &base, "pia").await;
+    let row = eventually(Duration::from_secs(10), "the recording's row", || async {
+        let v = b
+            .eval(
+                "const tr = document.querySelector('#recording-list tr[data-recording=\"' + arguments[0] + '\"]'); \
+                 return tr ? [...tr.cells].map(c => c.textContent) : null",
+                json!([rid]),
+            )
+            .await
+            .ok()?;
+        v.as_array().map(|cells| cells.iter().map(|c| c.as_str().unwrap_or("").to_owned()).collect::<Vec<_>>())
+    })
+    .await
+    .unwrap();
+    assert_eq!(row[0], "Lab meeting", "{row:?}");
+    assert!(
+        row[2].contains("s") && !row[3].is_empty(),
+        "duration and size: {row:?}"
+    );
+    assert_eq!(
+        (row[4].as_str(), row[5].as_str()),
+        ("internal", "stopped"),
+        "{row:?}"
+    );
+    assert!(
+        !row[6].is_empty() && row[7].contains("composite.mp4"),
+        "{row:?}"
+    );
+    b.eval(
+        "document.querySelector('#recording-list tr[data-recording=\"' + arguments[0] + '\"] button').click()",
+        json!([rid]),
+    )
+    .await
+    .unwrap();
+    let played = eventually(Duration::from_secs(20), "the composite to play", || async {
+        let v = b
+            .eval(
+                "const v = document.getElementById('player'); \
+                 return { w: v.videoWidth, h: v.videoHeight, t: v.currentTime, ready: v.readyState, err: v.error && v.error.message, src: v.src }",
+                json!([]),
+            )
+            .await
+            .ok()?;
+        (v["t"].as_f64().unwrap_or(0.0) > 1.0).then_some(v)
+    })
+    .await;
+    let v = match played {
+        Ok(v) => v,
+        Err(e) => panic!(
+            "{e}: {:?}",
+            b.eval("const v = document.getElementById('player'); return { t: v.currentTime, ready: v.readyState, err: v.error && v.error.message, status: document.getElementById('status').textContent }", json!([])).await
+        ),
+    };
+    // The test cluster's composites are 640x360 (harness/src/cluster: the recording node).
+    assert_eq!(
+        (v["w"].as_u64(), v["h"].as_u64()),
+        (Some(640), Some(360)),
+        "{v}"
+    );
+    assert!(
+        v["src"].as_str().unwrap().contains("sig="),
+        "a signed link: {v}"
+    );
+}

@@ -11,7 +11,13 @@ use serde_json::json;
 
 use crate::{Api, spec};
 
-async fn publisher(base: &str, meeting: &str, name: &str, hz: u32, pattern: &str) -> bot::Bot {
+pub(crate) async fn publisher(
+    base: &str,
+    meeting: &str,
+    name: &str,
+    hz: u32,
+    pattern: &str,
+) -> bot::Bot {
     let clip = bot::ClipSpec {
         tone_hz: hz,
         pattern: pattern.into(),
@@ -563,8 +569,13 @@ async fn a_recording_of_a_meeting_across_two_regions_holds_every_participants_au
     }
 }
 
-/// The meeting's recordings as its host lists them: (id, state) each.
-async fn listed(api: &Api, base: &str, meeting: &str, key: &str) -> Vec<(String, String)> {
+/// The meeting's recordings as its host lists them.
+pub(crate) async fn recordings(
+    api: &Api,
+    base: &str,
+    meeting: &str,
+    key: &str,
+) -> Vec<serde_json::Value> {
     let (st, v) = api
         .send(
             api.http
@@ -573,9 +584,13 @@ async fn listed(api: &Api, base: &str, meeting: &str, key: &str) -> Vec<(String,
         )
         .await;
     assert_eq!(st, StatusCode::OK, "{v}");
-    v["recordings"]
-        .as_array()
-        .unwrap()
+    v["recordings"].as_array().cloned().unwrap_or_default()
+}
+
+/// [`recordings`]: (id, state) each.
+async fn listed(api: &Api, base: &str, meeting: &str, key: &str) -> Vec<(String, String)> {
+    recordings(api, base, meeting, key)
+        .await
         .iter()
         .map(|r| {
             let s = |k: &str| r[k].as_str().unwrap().to_owned();
