@@ -315,7 +315,7 @@ impl Composite {
         );
         let x264 = make("x264enc")?;
         x264.set_property_from_str("tune", "zerolatency");
-        x264.set_property_from_str("speed-preset", "veryfast");
+        x264.set_property_from_str("speed-preset", spec.preset.as_str());
         x264.set_property("bitrate", spec.video_kbps);
         x264.set_property("key-int-max", spec.fps * 2);
         let baseline = make("capsfilter")?;
@@ -428,6 +428,15 @@ impl Composite {
         ];
         if video {
             elements.push(make("videoconvert")?);
+            // The participant's name on their tile: drawn at the picture's size, so that
+            // it scales with the tile (auto-resize), shaded to read on any picture.
+            let name = make("textoverlay")?;
+            name.set_property("text", track.participant_name.as_str());
+            name.set_property_from_str("valignment", "bottom");
+            name.set_property_from_str("halignment", "left");
+            name.set_property("shaded-background", true);
+            name.set_property("font-desc", "Sans Bold 16");
+            elements.push(name);
         } else {
             elements.push(make("audioconvert")?);
             elements.push(make("audioresample")?);

@@ -124,6 +124,41 @@ pub struct CompositeSpec {
     pub height: u32,
     pub fps: u32,
     pub video_kbps: u32,
+    /// x264's speed preset: the faster, the more composites a core keeps up with, for a
+    /// few more bits at the same quality (`fjord-bench-recording --preset` measures).
+    pub preset: Preset,
+}
+
+/// x264's speed presets that keep a live composite in real time on a server core.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Preset {
+    Ultrafast,
+    #[default]
+    Superfast,
+    Veryfast,
+    Faster,
+}
+
+impl Preset {
+    pub const ALL: [Preset; 4] = [
+        Preset::Ultrafast,
+        Preset::Superfast,
+        Preset::Veryfast,
+        Preset::Faster,
+    ];
+    /// As x264enc's `speed-preset` names it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Preset::Ultrafast => "ultrafast",
+            Preset::Superfast => "superfast",
+            Preset::Veryfast => "veryfast",
+            Preset::Faster => "faster",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Preset> {
+        Preset::ALL.into_iter().find(|p| p.as_str() == s)
+    }
 }
 
 impl Default for CompositeSpec {
@@ -133,6 +168,7 @@ impl Default for CompositeSpec {
             height: 720,
             fps: 25,
             video_kbps: 2_000,
+            preset: Preset::default(),
         }
     }
 }

@@ -60,6 +60,7 @@ fn participant_audio_files_and_the_composite_hold_what_was_sent() -> anyhow::Res
         height: 360,
         fps: 25,
         video_kbps: 800,
+        ..CompositeSpec::default()
     };
     let mut composite = Composite::start(spec, &dir.path().join("composite.mp4"))?;
     let files = [

@@ -27,6 +27,18 @@ struct Args {
     audio: usize,
     #[arg(long, default_value_t = 20)]
     seconds: u32,
+    /// x264's speed preset of the composites (ultrafast, superfast, veryfast, faster).
+    #[arg(long, default_value = "superfast", value_parser = |s: &str| recording_node::spec::Preset::parse(s).ok_or(format!("{s}: ultrafast, superfast, veryfast or faster")))]
+    preset: recording_node::spec::Preset,
+    /// Frames a second of the composites.
+    #[arg(long, default_value_t = 25)]
+    fps: u32,
+    /// Width and height of each participant's video as the node receives it (the
+    /// simulcast layer that fits a tile of the 2x2 gallery is 640x360).
+    #[arg(long, default_value_t = 640)]
+    video_width: u32,
+    #[arg(long, default_value_t = 360)]
+    video_height: u32,
     /// Where the files go (a temporary directory by default).
     #[arg(long)]
     dir: Option<std::path::PathBuf>,
@@ -54,7 +66,13 @@ fn main() -> anyhow::Result<()> {
         streams.push((aid, synth::tone(300 + 100 * p as u32, a.seconds)?));
         streams.push((
             vid,
-            synth::pattern(patterns[p % patterns.len()], 640, 360, 600, a.seconds)?,
+            synth::pattern(
+                patterns[p % patterns.len()],
+                a.video_width,
+                a.video_height,
+                600,
+                a.seconds,
+            )?,
         ));
         for (id, codec) in [(aid, Codec::Opus), (vid, Codec::Vp8)] {
             tracks.push(TrackSpec {
@@ -68,10 +86,9 @@ fn main() -> anyhow::Result<()> {
     }
     let audio_stream = synth::tone(440, a.seconds)?;
     let spec = CompositeSpec {
-        width: 1280,
-        height: 720,
-        fps: 25,
-        video_kbps: 2_000,
+        fps: a.fps,
+        preset: a.preset,
+        ..CompositeSpec::default()
     };
     let mut composites = Vec::new();
     for i in 0..a.composites {
@@ -128,10 +145,14 @@ fn main() -> anyhow::Result<()> {
     let audio_cores = (cpu3 - cpu2) / wall_audio.as_secs_f64();
     let shortest = lengths.iter().min().copied().unwrap_or(Duration::ZERO);
     println!(
-        "composites: {} x {} participants, 1280x720 25 fps H.264: {:.2} CPU cores for {:.1} s; \
-         shortest composite {:.2} s ({})",
+        "composites: {} x {} participants ({}x{} each), 1280x720 {} fps H.264 x264 {}: {:.2} CPU \
+         cores for {:.1} s; shortest composite {:.2} s ({})",
         a.composites,
         a.participants,
+        a.video_width,
+        a.video_height,
+        a.fps,
+        a.preset.as_str(),
         composite_cores,
         wall.as_secs_f64(),
         shortest.as_secs_f64(),
