@@ -28,7 +28,7 @@ struct Args {
     #[arg(long, default_value_t = 20)]
     seconds: u32,
     /// x264's speed preset of the composites (ultrafast, superfast, veryfast, faster).
-    #[arg(long, default_value = "superfast", value_parser = |s: &str| recording_node::spec::Preset::parse(s).ok_or(format!("{s}: ultrafast, superfast, veryfast or faster")))]
+    #[arg(long, default_value = "ultrafast", value_parser = |s: &str| recording_node::spec::Preset::parse(s).ok_or(format!("{s}: ultrafast, superfast, veryfast or faster")))]
     preset: recording_node::spec::Preset,
     /// Frames a second of the composites.
     #[arg(long, default_value_t = 25)]
@@ -42,6 +42,10 @@ struct Args {
     /// Where the files go (a temporary directory by default).
     #[arg(long)]
     dir: Option<std::path::PathBuf>,
+    /// Writes the first composite's frame from the middle of the run here (PNG), to
+    /// look at its quality and the names on its tiles.
+    #[arg(long)]
+    frame: Option<std::path::PathBuf>,
 }
 
 fn cpu_seconds() -> f64 {
@@ -121,9 +125,17 @@ fn main() -> anyhow::Result<()> {
     });
     let (cpu1, wall) = (cpu_seconds(), t0.elapsed());
     let mut lengths = Vec::new();
-    for c in composites {
+    for (i, c) in composites.into_iter().enumerate() {
         let end = c.now();
         let path = c.finish(end)?;
+        if let (0, Some(out)) = (i, &a.frame) {
+            probe::composite_frame_png(&path, Duration::from_secs(u64::from(a.seconds) / 2), out)?;
+            eprintln!(
+                "the composite's frame at {} s: {}",
+                a.seconds / 2,
+                out.display()
+            );
+        }
         lengths.push(
             probe::composite(&path)
                 .context("decoding a composite")?
