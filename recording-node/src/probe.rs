@@ -176,7 +176,9 @@ pub fn composite_frame_png(
          video/x-raw,format=RGB ! appsink name=v sync=false",
         quoted(path)?
     ))?;
-    let taken: Arc<Mutex<Option<(u32, u32, Vec<u8>)>>> = Arc::default();
+    /// Width, height and the RGB rows of the frame taken.
+    type Frame = (u32, u32, Vec<u8>);
+    let taken: Arc<Mutex<Option<Frame>>> = Arc::default();
     let t = taken.clone();
     appsink(&p, "v")?.set_callbacks(
         gst_app::AppSinkCallbacks::builder()
