@@ -4,6 +4,7 @@
 //! files and writes the manifest.
 #![forbid(unsafe_code)]
 
+pub mod audio_file;
 pub mod config;
 pub mod error;
 pub mod files;

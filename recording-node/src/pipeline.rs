@@ -184,64 +184,7 @@ fn error_of(pipeline: &gst::Pipeline) -> Option<String> {
     None
 }
 
-/// One participant's audio track, remuxed into an Ogg Opus file.
-pub struct AudioFile {
-    pipeline: gst::Pipeline,
-    src: gst_app::AppSrc,
-    pub path: PathBuf,
-}
-
-impl AudioFile {
-    pub fn start(track: &TrackSpec, dir: &Path, segment: u32) -> Result<Self, RecordingError> {
-        if track.codec != Codec::Opus {
-            return Err(RecordingError::Invalid(format!(
-                "participant audio files are Opus, not {:?}",
-                track.codec
-            )));
-        }
-        let path = dir.join(track.audio_file_name(segment));
-        let pipeline = gst::Pipeline::with_name(&format!("audio-{}", track.track_id));
-        let src = appsrc(track)?;
-        let sink = file_sink(&path)?;
-        let chain = [
-            src.upcast_ref::<gst::Element>().clone(),
-            jitterbuffer()?,
-            depayloader(Codec::Opus)?,
-            // Makes the OpusHead/OpusTags headers an Ogg Opus file begins with.
-            make("opusparse")?,
-            make("oggmux")?,
-            sink,
-        ];
-        pipeline
-            .add_many(&chain)
-            .gst(|| "assembling an audio file pipeline".into())?;
-        gst::Element::link_many(&chain).gst(|| "linking an audio file pipeline".into())?;
-        pipeline
-            .set_state(gst::State::Playing)
-            .gst(|| format!("starting the audio file {}", path.display()))?;
-        Ok(Self {
-            pipeline,
-            src,
-            path,
-        })
-    }
-
-    /// Hands one RTP packet to the file; false when the pipeline no longer takes any.
-    pub fn push(&self, rtp: &[u8]) -> bool {
-        push(&self.src, rtp)
-    }
-
-    pub fn error(&self) -> Option<String> {
-        error_of(&self.pipeline)
-    }
-
-    /// Ends the file (the last Ogg page written) and returns its path.
-    pub fn finish(self) -> Result<PathBuf, RecordingError> {
-        finish_pipeline(&self.pipeline, Duration::from_secs(10))
-            .gst(|| format!("finishing {}", self.path.display()))?;
-        Ok(self.path)
-    }
-}
+pub use crate::audio_file::AudioFile;
 
 struct Branch {
     src: gst_app::AppSrc,
