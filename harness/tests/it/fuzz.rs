@@ -84,6 +84,11 @@ fn the_relay_wire_format_and_rtp_views_survive_a_short_fuzz_run() {
 }
 
 #[test]
+fn the_recording_nodes_audio_file_writer_survives_a_short_fuzz_run() {
+    short_run("audio_file");
+}
+
+#[test]
 fn the_config_loader_survives_a_short_fuzz_run() {
     short_run("config");
 }
