@@ -106,6 +106,20 @@ fn now_secs() -> i64 {
         .as_secs() as i64
 }
 
+/// Genuine ID tokens of boss@uni.no (its administrator), pia@uni.no and eve@other.org.
+async fn org_tokens(provider: &Provider) -> (String, String, String) {
+    let token = |login: &str, domain: &str| {
+        let mut c = claims(provider, login);
+        c["email"] = json!(format!("{login}@{domain}"));
+        async move { provider.sign(&c).await.unwrap() }
+    };
+    (
+        token("boss", "uni.no").await,
+        token("pia", "uni.no").await,
+        token("eve", "other.org").await,
+    )
+}
+
 /// The claims of a genuine ID token for `login` at `provider`.
 fn claims(provider: &Provider, login: &str) -> Value {
     json!({
@@ -453,17 +467,7 @@ async fn an_organisations_settings_give_its_meetings_their_defaults_regions_reco
  {
     let (_c, provider, base, _dir) = start().await;
     let http = reqwest::Client::new();
-    let token = |login: &str, domain: &str| {
-        let mut c = claims(&provider, login);
-        c["email"] = json!(format!("{login}@{domain}"));
-        let provider = &provider;
-        async move { provider.sign(&c).await.unwrap() }
-    };
-    let (boss, pia, eve) = (
-        token("boss", "uni.no").await,
-        token("pia", "uni.no").await,
-        token("eve", "other.org").await,
-    );
+    let (boss, pia, eve) = org_tokens(&provider).await;
     let call = |method: reqwest::Method, path: &str, who: &str, body: Option<Value>| {
         let mut req = http
             .request(method, format!("{base}{path}"))
@@ -625,17 +629,7 @@ async fn the_portal_lists_a_hosts_recordings_and_plays_the_composite_and_other_o
         .unwrap();
     c.wait_ready(Duration::from_secs(20)).await.unwrap();
     let http = reqwest::Client::new();
-    let token = |login: &str, domain: &str| {
-        let mut c = claims(&provider, login);
-        c["email"] = json!(format!("{login}@{domain}"));
-        let provider = &provider;
-        async move { provider.sign(&c).await.unwrap() }
-    };
-    let (pia, boss, eve) = (
-        token("pia", "uni.no").await,
-        token("boss", "uni.no").await,
-        token("eve", "other.org").await,
-    );
+    let (boss, pia, eve) = org_tokens(&provider).await;
     let call = |method: reqwest::Method, path: String, who: &str| {
         let req = http
             .request(method, format!("{base}{path}"))

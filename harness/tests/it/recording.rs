@@ -612,6 +612,16 @@ async fn refused(b: &bot::Bot, action: signaling::CloudRecordingAction, why: &st
     assert_eq!(e, why, "{action:?}");
 }
 
+/// POSTs to `url` as `key` and expects 409 with the error `code`.
+async fn conflict(api: &Api, url: String, key: &str, code: &str) {
+    let (st, v) = api.send(api.http.post(url).bearer_auth(key)).await;
+    assert_eq!(
+        (st, v["error"].as_str()),
+        (StatusCode::CONFLICT, Some(code)),
+        "{v}"
+    );
+}
+
 /// The cloud recording's actions in the meeting's audit trail.
 async fn recording_audit(api: &Api, base: &str, meeting: &str, key: &str) -> Vec<String> {
     crate::hosts::audit(api, base, meeting, key)
@@ -669,18 +679,13 @@ async fn what_a_recordings_state_or_the_meeting_does_not_allow_is_refused_with_i
     let rid = until("recording").await;
     refused(&h, A::Start, cloud::ALREADY.message).await;
     refused(&h, A::Resume, cloud::NOT_PAUSED.message).await;
-    let (st, v) = api
-        .send(
-            api.http
-                .post(format!("{base}/v1/meetings/{meeting}/recordings"))
-                .bearer_auth(&key),
-        )
-        .await;
-    assert_eq!(
-        (st, v["error"].as_str()),
-        (StatusCode::CONFLICT, Some("already_recording")),
-        "{v}"
-    );
+    conflict(
+        &api,
+        format!("{base}/v1/meetings/{meeting}/recordings"),
+        &key,
+        "already_recording",
+    )
+    .await;
     h.send(signaling::ClientMsg::CloudRecording { action: A::Pause })
         .unwrap();
     until("paused").await;
@@ -692,18 +697,13 @@ async fn what_a_recordings_state_or_the_meeting_does_not_allow_is_refused_with_i
         .unwrap();
     assert_eq!(until("stopped").await, rid);
     refused(&h, A::Stop, cloud::NOT_RUNNING.message).await;
-    let (st, v) = api
-        .send(
-            api.http
-                .post(format!("{base}/v1/recordings/{rid}/stop"))
-                .bearer_auth(&key),
-        )
-        .await;
-    assert_eq!(
-        (st, v["error"].as_str()),
-        (StatusCode::CONFLICT, Some("not_recording")),
-        "{v}"
-    );
+    conflict(
+        &api,
+        format!("{base}/v1/recordings/{rid}/stop"),
+        &key,
+        "not_recording",
+    )
+    .await;
     // What was refused left no trace: one recording, four actions.
     assert_eq!(
         listed(&api, &base, &meeting, &key).await,
@@ -749,18 +749,13 @@ async fn what_a_recordings_state_or_the_meeting_does_not_allow_is_refused_with_i
     );
     let sh = crate::hosts::host(&base, sealed, sealed_key, Some("oslo"), 440).await;
     refused(&sh, A::Start, cloud::E2EE.message).await;
-    let (st, v) = api
-        .send(
-            api.http
-                .post(format!("{base}/v1/meetings/{sealed}/recordings"))
-                .bearer_auth(sealed_key),
-        )
-        .await;
-    assert_eq!(
-        (st, v["error"].as_str()),
-        (StatusCode::CONFLICT, Some("e2ee_meeting")),
-        "{v}"
-    );
+    conflict(
+        &api,
+        format!("{base}/v1/meetings/{sealed}/recordings"),
+        sealed_key,
+        "e2ee_meeting",
+    )
+    .await;
     assert!(listed(&api, &base, sealed, sealed_key).await.is_empty());
     assert!(
         recording_audit(&api, &base, sealed, sealed_key)
