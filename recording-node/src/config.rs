@@ -32,7 +32,10 @@ pub struct RecordingNodeConfig {
     pub download_key_file: Option<PathBuf>,
     /// Base URL clients download files from; default `http://{http_listen}`.
     pub download_base_url: Option<String>,
-    /// Days after its last change that a recording's files are deleted; 0 keeps them.
+    /// Days after its last change that a recording's files are deleted whatever the
+    /// controller says; 0 (the default) leaves it to the controller, which deletes each
+    /// recording when its organisation's retention runs out. A backstop only: set it
+    /// longer than any organisation keeps recordings.
     pub retention_days: u32,
 }
 
@@ -54,7 +57,7 @@ impl Default for RecordingNodeConfig {
             composite: crate::spec::CompositeSpec::default(),
             download_key_file: None,
             download_base_url: None,
-            retention_days: 30,
+            retention_days: 0,
         }
     }
 }
