@@ -25,7 +25,7 @@ BUILD_PACKAGES=(gcc libc6-dev protobuf-compiler libprotobuf-dev pkg-config
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev)
 # What the recording node's pipelines use: depayloaders, Ogg and MP4 muxers, compositor
 # and audiomixer (base, good), opusparse and h264parse (bad), x264enc (ugly), the H.264
-# decoder (libav) and clockoverlay (gstreamer1.0-x).
+# decoder (libav) and the names and clock drawn on it (textoverlay, clockoverlay: gstreamer1.0-x).
 RECORDING_PACKAGES=(gstreamer1.0-plugins-base gstreamer1.0-plugins-good
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-x)
 # What running a local cluster needs.
