@@ -1,6 +1,7 @@
 //! What a meeting's cloud recording may and may not do, said the same way by the
 //! controller (its API) and the media nodes (a host's Record button): the refusals have
 //! one code and one sentence each wherever they are met.
+use signaling::CloudRecordingAction;
 
 /// Why a meeting cannot be recorded on the servers: the error code clients switch on,
 /// and the sentence a person reads.
@@ -41,6 +42,23 @@ pub const NOT_PAUSED: Refusal = Refusal {
     code: "not_paused",
     message: "the cloud recording is not paused",
 };
+
+/// What a host's `ask` makes of a recording the hosts left in state `wish`, or why the
+/// state does not allow it: the one table of the recording's states, by which the media
+/// node both checks a host's request and applies it to the room record.
+pub fn after(wish: Wish, ask: CloudRecordingAction) -> Result<Wish, Refusal> {
+    use CloudRecordingAction as A;
+    match (ask, wish) {
+        (A::Start, Wish::Stopped) => Ok(Wish::Recording),
+        (A::Start, _) => Err(ALREADY),
+        (_, Wish::Stopped) => Err(NOT_RUNNING),
+        (A::Pause, Wish::Recording) => Ok(Wish::Paused),
+        (A::Pause, _) => Err(ALREADY_PAUSED),
+        (A::Resume, Wish::Paused) => Ok(Wish::Recording),
+        (A::Resume, _) => Err(NOT_PAUSED),
+        (A::Stop, _) => Ok(Wish::Stopped),
+    }
+}
 
 /// The gap a pause leaves in a recording says this.
 pub const PAUSED_GAP: &str = "paused by a host";

@@ -500,6 +500,21 @@ pub(crate) fn audit(caller: &Caller, action: &str, id: &RecordingId, now: i64) -
     }
 }
 
+/// The audit trail's entry for what the leader did to recording `id` of its own accord
+/// (`action`), saying `why`.
+pub(crate) fn system_audit(action: &str, id: &RecordingId, why: &str, now: i64) -> HostAction {
+    HostAction {
+        seq: 0,
+        unix_ms: now,
+        by: "controller".into(),
+        by_name: "Fjord".into(),
+        by_role: "system".into(),
+        action: action.into(),
+        target: String::new(),
+        detail: format!("{id}: {why}"),
+    }
+}
+
 impl Recording {
     /// Takes in what a segment's manifest (the recording node's JSON) says: its files
     /// (after those of earlier segments), their bytes and how long it recorded. Nothing
@@ -520,10 +535,10 @@ impl Recording {
     /// When its files and record go (Unix ms), once it stopped: `retention` is the
     /// cluster's, for a recording without its own.
     pub fn expires_unix_ms(&self, retention: Duration) -> Option<i64> {
-        let ended = self.stopped_unix_ms.or(match self.state {
-            RecordingState::Failed | RecordingState::Deleted => Some(self.started_unix_ms),
-            _ => None,
-        })?;
+        if self.holds_slot() {
+            return None;
+        }
+        let ended = self.stopped_unix_ms.unwrap_or(self.started_unix_ms);
         Some(ended + self.retention.unwrap_or(retention).as_millis() as i64)
     }
 }

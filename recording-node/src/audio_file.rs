@@ -112,7 +112,7 @@ impl AudioFile {
     pub fn finish(self) -> Result<PathBuf, RecordingError> {
         let mut w = self.w.into_inner().unwrap_or_else(|e| e.into_inner());
         while let Some((_, (ts, p))) = w.held.pop_first() {
-            w.write(ts, &p);
+            w.write(ts, p);
         }
         w.end();
         if let Some(e) = w.error {
@@ -138,14 +138,14 @@ impl Writer {
         while self.held.len() > REORDER {
             if let Some((seq, (ts, p))) = self.held.pop_first() {
                 self.next = Some(seq + 1);
-                self.write(ts, &p);
+                self.write(ts, p);
             }
         }
     }
 
     /// Writes one Opus packet of RTP timestamp `ts`, after the headers (first) and the
     /// empty packets that fill a gap before it.
-    fn write(&mut self, ts: u32, packet: &[u8]) {
+    fn write(&mut self, ts: u32, packet: Vec<u8>) {
         let base = match self.base_ts {
             Some(b) => b,
             None => {
@@ -165,7 +165,7 @@ impl Writer {
         if at < self.granule {
             return; // overlaps what is written (a duplicate)
         }
-        let samples = packet_samples(packet);
+        let samples = packet_samples(&packet);
         let mut gap = at - self.granule;
         if gap > MAX_FILL {
             // A stream that restarted its timing: go on from here.
@@ -178,7 +178,7 @@ impl Writer {
             self.granule += fill;
             gap -= fill;
             let toc = [self.last_toc & !0x03];
-            self.emit(&toc);
+            self.emit(toc.to_vec());
         }
         self.granule += gap + samples;
         self.ts_ext = at + samples;
@@ -213,7 +213,7 @@ impl Writer {
         }
     }
 
-    fn emit(&mut self, packet: &[u8]) {
+    fn emit(&mut self, packet: Vec<u8>) {
         let end = if self.granule - self.page_start >= PAGE_SAMPLES {
             self.page_start = self.granule;
             PacketWriteEndInfo::EndPage
@@ -225,7 +225,7 @@ impl Writer {
         let Some(out) = &mut self.out else { return };
         // A page ended: to the file at once, so that a crash loses little.
         let written = out
-            .write_packet(packet.to_vec(), serial, end, granule)
+            .write_packet(packet, serial, end, granule)
             .and_then(|()| {
                 if flush {
                     out.inner_mut().flush()

@@ -18,6 +18,7 @@ use self::census::Census;
 use self::liveness::{Dead, Liveness};
 use self::plan::Action;
 use crate::model::{NodeKind, RecordingState};
+use crate::recordings::system_audit;
 use crate::service::Service;
 use crate::store::Lease;
 
@@ -191,16 +192,7 @@ pub async fn reconcile(service: &Service, lease_ttl: Duration, heard: &plan::Las
         .view
         .read(|v| plan::expired_recordings(v, now, service.retention));
     for r in expired {
-        let entry = crate::model::HostAction {
-            seq: 0,
-            unix_ms: now,
-            by: "controller".into(),
-            by_name: "Fjord".into(),
-            by_role: "system".into(),
-            action: "recording_deleted".into(),
-            target: String::new(),
-            detail: format!("{}: its retention is over", r.id),
-        };
+        let entry = system_audit("recording_deleted", &r.id, "its retention is over", now);
         if let Err(e) = service.erase_recording(&r, entry).await {
             tracing::warn!(recording = %r.id, error = %e, "could not delete a recording past its retention; trying again");
         }
@@ -362,16 +354,7 @@ async fn apply(service: &Service, action: Action) -> Result<(), crate::error::Ap
                         error: Some(why.clone()),
                         ..was
                     };
-                    let action = crate::model::HostAction {
-                        seq: 0,
-                        unix_ms: now,
-                        by: "controller".into(),
-                        by_name: "Fjord".into(),
-                        by_role: "system".into(),
-                        action: "recording_failed".into(),
-                        target: String::new(),
-                        detail: format!("{recording}: {why}"),
-                    };
+                    let action = system_audit("recording_failed", &recording, &why, now);
                     Some((Some(cloud), action))
                 })
                 .await?;

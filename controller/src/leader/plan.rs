@@ -120,11 +120,9 @@ pub fn expired_recordings(
 ) -> Vec<Recording> {
     view.recordings
         .values()
-        .filter(|r| !r.holds_slot())
         .filter(|r| {
             r.expires_unix_ms(retention)
-                .unwrap_or(r.started_unix_ms + retention.as_millis() as i64)
-                <= now_unix_ms
+                .is_some_and(|at| at <= now_unix_ms)
         })
         .cloned()
         .collect()
@@ -215,27 +213,29 @@ pub fn plan(
         if acted.contains(&c.recording) {
             continue;
         }
-        let r = view.recordings.get(&c.recording);
         use RecordingState as S;
-        let action = match (c.wish, r.map(|r| r.state)) {
+        let action = match (c.wish, view.recordings.get(&c.recording)) {
             (Wish::Recording | Wish::Paused, None) => Action::StartCloud {
                 meeting: meeting.clone(),
                 cloud: c.clone(),
             },
-            (Wish::Recording, Some(S::Paused)) => Action::PauseCloud {
-                recording: c.recording.clone(),
+            (Wish::Recording, Some(r)) if r.state == S::Paused => Action::PauseCloud {
+                recording: r.id.clone(),
                 paused: false,
             },
-            (Wish::Paused, Some(S::Recording)) => Action::PauseCloud {
-                recording: c.recording.clone(),
+            (Wish::Paused, Some(r)) if r.state == S::Recording => Action::PauseCloud {
+                recording: r.id.clone(),
                 paused: true,
             },
-            (Wish::Stopped, Some(S::Recording | S::Paused)) => Action::FinishRecording {
-                recording: r.expect("matched a recording").clone(),
-                gap: None,
-            },
-            (Wish::Recording | Wish::Paused, Some(S::Stopped | S::Failed | S::Deleted)) => {
-                let r = r.expect("matched a recording");
+            (Wish::Stopped, Some(r)) if matches!(r.state, S::Recording | S::Paused) => {
+                Action::FinishRecording {
+                    recording: r.clone(),
+                    gap: None,
+                }
+            }
+            (Wish::Recording | Wish::Paused, Some(r))
+                if matches!(r.state, S::Stopped | S::Failed | S::Deleted) =>
+            {
                 Action::CloudEnded {
                     meeting: id.clone(),
                     recording: r.id.clone(),

@@ -19,11 +19,12 @@ use tokio_util::sync::CancellationToken;
 
 use super::convert;
 use super::{
-    Batch, Change, ChangeStream, ClusterStore, Lease, PlacementCommit, Snapshot, StoreError, Term,
+    Batch, Change, ChangeStream, CloudChange, ClusterStore, Lease, PlacementCommit, Snapshot,
+    StoreError, Term,
 };
 use crate::model::{
-    Attendance, CloudRecording, HostAction, MediaNode, Meeting, NodeLoad, OrgSettings, Recording,
-    RecordingNode, Registrant, StoredPlacement,
+    Attendance, MediaNode, Meeting, NodeLoad, OrgSettings, Recording, RecordingNode, Registrant,
+    StoredPlacement,
 };
 
 impl From<etcd_client::Error> for StoreError {
@@ -309,10 +310,7 @@ impl ClusterStore for EtcdStore {
     async fn update_cloud_recording(
         &self,
         meeting: &MeetingId,
-        change: &mut (
-                 dyn FnMut(Option<CloudRecording>) -> Option<(Option<CloudRecording>, HostAction)>
-                     + Send
-             ),
+        change: &mut CloudChange<'_>,
     ) -> Result<bool, StoreError> {
         let key = self.ks.room(meeting);
         // Written by media nodes too: the whole record is read and written back with only

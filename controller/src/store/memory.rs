@@ -14,11 +14,12 @@ use tokio::sync::{Notify, broadcast};
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    Batch, Change, ChangeStream, ClusterStore, Lease, PlacementCommit, Snapshot, StoreError, Term,
+    Batch, Change, ChangeStream, CloudChange, ClusterStore, Lease, PlacementCommit, Snapshot,
+    StoreError, Term,
 };
 use crate::model::{
-    Attendance, CloudRecording, HostAction, MediaNode, Meeting, NodeLoad, OrgSettings, Recording,
-    RecordingNode, Registrant, StoredPlacement,
+    Attendance, MediaNode, Meeting, NodeLoad, OrgSettings, Recording, RecordingNode, Registrant,
+    StoredPlacement,
 };
 
 #[derive(Clone, Default)]
@@ -439,10 +440,7 @@ impl ClusterStore for MemoryStore {
     async fn update_cloud_recording(
         &self,
         meeting: &MeetingId,
-        change: &mut (
-                 dyn FnMut(Option<CloudRecording>) -> Option<(Option<CloudRecording>, HostAction)>
-                     + Send
-             ),
+        change: &mut CloudChange<'_>,
     ) -> Result<bool, StoreError> {
         self.before_write().await?;
         let mut inner = self.lock();

@@ -28,6 +28,12 @@ use crate::model::{
     Recording, RecordingNode, Registrant, Room, StoredPlacement,
 };
 
+/// What [`ClusterStore::update_cloud_recording`] makes of a meeting's cloud recording:
+/// from the one there, the one to write (None: as it is) and the audit entry, or None to
+/// write nothing.
+pub type CloudChange<'a> =
+    dyn FnMut(Option<CloudRecording>) -> Option<(Option<CloudRecording>, HostAction)> + Send + 'a;
+
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
@@ -161,10 +167,7 @@ pub trait ClusterStore: Send + Sync + 'static {
     async fn update_cloud_recording(
         &self,
         meeting: &MeetingId,
-        change: &mut (
-                 dyn FnMut(Option<CloudRecording>) -> Option<(Option<CloudRecording>, HostAction)>
-                     + Send
-             ),
+        change: &mut CloudChange<'_>,
     ) -> Result<bool, StoreError>;
 
     /// An organisation's settings, if its administrators set any.

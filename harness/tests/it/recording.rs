@@ -220,7 +220,16 @@ pub(crate) async fn meeting_to_record(
     n: usize,
     title: &str,
 ) -> (harness::Cluster, Api, String, String, String) {
-    let mut c = harness::Cluster::start(spec()).await.unwrap();
+    meeting_to_record_in(spec(), n, title).await
+}
+
+/// [`meeting_to_record`] on a cluster of `spec`.
+async fn meeting_to_record_in(
+    spec: harness::ClusterSpec,
+    n: usize,
+    title: &str,
+) -> (harness::Cluster, Api, String, String, String) {
+    let mut c = harness::Cluster::start(spec).await.unwrap();
     for i in 1..=n {
         c.start_recording(crate::node(&format!("recording-oslo-{i}"), "oslo"))
             .unwrap();
@@ -767,28 +776,11 @@ async fn what_a_recordings_state_or_the_meeting_does_not_allow_is_refused_with_i
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_recording_past_its_retention_is_gone_from_disk_and_etcd_and_the_audit_says_so() {
     // Recordings (and personal data) are kept 3 s after they stop (30 days by default).
-    let mut c = harness::Cluster::start(harness::ClusterSpec {
+    let spec = harness::ClusterSpec {
         controller_extra: Some(json!({ "retention_secs": 3 })),
         ..spec()
-    })
-    .await
-    .unwrap();
-    c.start_recording(crate::node("recording-oslo-1", "oslo"))
-        .unwrap();
-    c.wait_ready(Duration::from_secs(20)).await.unwrap();
-    let api = Api::new(&c);
-    let base = c.controllers[0].url();
-    let (st, created) = api
-        .send(
-            api.http
-                .post(format!("{base}/v1/meetings"))
-                .bearer_auth(&api.key)
-                .json(&json!({ "title": "Kept briefly", "waiting_room": false })),
-        )
-        .await;
-    assert_eq!(st, StatusCode::CREATED, "{created}");
-    let meeting = created["id"].as_str().unwrap().to_owned();
-    let key = created["host_key"].as_str().unwrap().to_owned();
+    };
+    let (c, api, base, meeting, key) = meeting_to_record_in(spec, 1, "Kept briefly").await;
     let _ada = publisher(&base, &meeting, "Ada", 440, "ball").await;
     let rid = start(&api, &base, &meeting, &key).await["recording_id"]
         .as_str()

@@ -1,7 +1,6 @@
 //! Host actions: what a host may decide, applied to the meeting's room record, with
 //! its entry in the action log (the audit trail).
 use crate::store::{CloudRecordingEntry, LoggedAction, RoomRecord};
-use common::cloud_recording::Wish;
 use signaling::{CloudRecordingAction, Role};
 
 /// The action log keeps this many of the newest actions.
@@ -194,28 +193,22 @@ fn push_once(list: &mut Vec<String>, id: &str) {
 /// What a host asked of the cloud recording, in the room record: only a change that the
 /// record's state allows (two hosts who start one at once on two nodes start one).
 fn cloud_recording(rec: &mut RoomRecord, action: CloudRecordingAction, id: &str, now_ms: i64) {
-    let wish = rec
-        .cloud_recording
-        .as_ref()
-        .map_or(Wish::Stopped, |c| c.wish());
-    let to = match (action, wish) {
-        (CloudRecordingAction::Start, Wish::Stopped) => {
-            rec.cloud_recording = Some(CloudRecordingEntry {
-                recording_id: id.to_owned(),
-                ..CloudRecordingEntry::default()
-            });
-            Wish::Recording
-        }
-        (CloudRecordingAction::Pause, Wish::Recording) => Wish::Paused,
-        (CloudRecordingAction::Resume, Wish::Paused) => Wish::Recording,
-        (CloudRecordingAction::Stop, Wish::Recording | Wish::Paused) => Wish::Stopped,
-        _ => return,
+    let Ok(to) = common::cloud_recording::after(rec.cloud_wish(), action) else {
+        return;
     };
-    if let Some(c) = &mut rec.cloud_recording {
-        c.state = to.as_str().to_owned();
-        c.since_unix_ms = now_ms;
-        c.error.clear();
-    }
+    let c = match action {
+        CloudRecordingAction::Start => rec.cloud_recording.insert(CloudRecordingEntry {
+            recording_id: id.to_owned(),
+            ..CloudRecordingEntry::default()
+        }),
+        _ => match &mut rec.cloud_recording {
+            Some(c) => c,
+            None => return, // nothing to pause, resume or stop (`after` refused it)
+        },
+    };
+    c.state = to.as_str().to_owned();
+    c.since_unix_ms = now_ms;
+    c.error.clear();
 }
 
 /// Applies `action` by `actor` to `rec` at `now_ms`: the decision, and its entry in the

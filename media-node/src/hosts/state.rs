@@ -94,10 +94,7 @@ impl RoomState {
     }
     /// What the hosts asked of the cloud recording (stopped when they never asked).
     pub fn cloud_wish(&self) -> Wish {
-        self.rec
-            .cloud_recording
-            .as_ref()
-            .map_or(Wish::Stopped, |c| c.wish())
+        self.rec.cloud_wish()
     }
     /// `participant`'s role: the one a host gave (attendee when this node cannot read
     /// it), else the join token's.

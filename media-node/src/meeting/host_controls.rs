@@ -1,7 +1,6 @@
 //! Host controls as a session asks for them: which actions a host's message means, and
 //! whether its sender may take them. Pure: the meeting's members are passed in; the
 //! actions go to the store (`hosts/`), which every node of the meeting follows.
-use common::cloud_recording::Wish;
 use common::ids::RecordingId;
 use signaling::limits::{
     BREAKOUT_CLOSE_SECS, MAX_BREAKOUT_CLOSE_SECS, MAX_BREAKOUT_ROOMS, MAX_CHAT_CHARS,
@@ -190,19 +189,11 @@ pub fn host_actions(
 /// allow it; a start names the new recording.
 fn cloud_recording(room: &RoomState, action: CloudRecordingAction) -> Result<Action, String> {
     use common::cloud_recording as cloud;
-    let wish = room.cloud_wish();
-    let refusal = match (action, wish) {
-        (CloudRecordingAction::Start, _) if room.cloud_refusal.is_some() => room.cloud_refusal,
-        (CloudRecordingAction::Start, Wish::Stopped) => None,
-        (CloudRecordingAction::Start, _) => Some(cloud::ALREADY),
-        (_, Wish::Stopped) => Some(cloud::NOT_RUNNING),
-        (CloudRecordingAction::Pause, Wish::Paused) => Some(cloud::ALREADY_PAUSED),
-        (CloudRecordingAction::Resume, Wish::Recording) => Some(cloud::NOT_PAUSED),
-        _ => None,
+    let refused = match (action, room.cloud_refusal) {
+        (CloudRecordingAction::Start, Some(r)) => Err(r),
+        _ => cloud::after(room.cloud_wish(), action),
     };
-    if let Some(r) = refusal {
-        return Err(r.message.to_owned());
-    }
+    refused.map_err(|r| r.message.to_owned())?;
     let id = match (action, &room.rec.cloud_recording) {
         (CloudRecordingAction::Start, _) | (_, None) => RecordingId::random().to_string(),
         (_, Some(c)) => c.recording_id.clone(),

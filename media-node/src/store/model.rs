@@ -58,6 +58,15 @@ pub struct CloudRecordingEntry {
     pub error: String,
 }
 
+impl RoomRecord {
+    /// What the hosts asked of the cloud recording (stopped when they never asked).
+    pub fn cloud_wish(&self) -> common::cloud_recording::Wish {
+        self.cloud_recording
+            .as_ref()
+            .map_or(common::cloud_recording::Wish::Stopped, |c| c.wish())
+    }
+}
+
 impl CloudRecordingEntry {
     /// The state; one this node cannot read (a newer writer's) counts as recording, so
     /// that participants are told rather than not.
