@@ -2,9 +2,10 @@
 //! extension, VP8, loopback candidates) and what it reports: ICE gathering, the
 //! connection's state, and each remote track, whose packets go to [`Received`].
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp_transceiver::rtp_sender::{RTCRtpHeaderExtensionCapability, RtpCodecKind};
 use tokio::sync::watch;
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
@@ -96,6 +97,7 @@ impl PeerConnectionEventHandler for Handler {
             // Only before the slot's first carrier: a slot that carried someone and now
             // carries nobody drops what still comes (the old carrier's late packets).
             let mut named = false;
+            let mut asks = KeyframeAsk::default();
             while let Some(ev) = track.poll().await {
                 let TrackRemoteEvent::OnRtpPacket(p) = ev else {
                     continue;
@@ -112,6 +114,16 @@ impl PeerConnectionEventHandler for Handler {
                 } else {
                     continue; // padding
                 };
+                if kind == "video"
+                    && let Some(media_ssrc) = asks.due(payload, Instant::now(), main.first())
+                {
+                    let pli = PictureLossIndication {
+                        sender_ssrc: 0,
+                        media_ssrc,
+                    };
+                    // The track ends with the connection: nothing left to ask then.
+                    let _ = track.write_rtcp(vec![Box::new(pli)]).await;
+                }
                 let packet = Packet {
                     seq,
                     timestamp: p.header.timestamp,
@@ -141,6 +153,39 @@ impl PeerConnectionEventHandler for Handler {
                 count(counts, kind, &packet, payload);
             }
         });
+    }
+}
+
+/// How long a video track goes without a keyframe before the bot asks for one, and
+/// then between its asks.
+const KEYFRAME_PATIENCE: Duration = Duration::from_secs(1);
+
+/// A browser's decoder asks (RTCP PLI) for a keyframe while it has none to start from;
+/// so does the bot, until a video track's first keyframe. The node asks the publisher
+/// for one when a subscriber starts, but that keyframe can come before the bot's end of
+/// DTLS is up and be dropped, and a camera sends the next only when asked.
+#[derive(Default)]
+struct KeyframeAsk {
+    keyframe_seen: bool,
+    first_packet: Option<Instant>,
+    last_ask: Option<Instant>,
+}
+
+impl KeyframeAsk {
+    /// The SSRC to ask a keyframe of, when a packet with `payload` arriving `now`
+    /// leaves the track waiting too long for its first keyframe.
+    fn due(&mut self, payload: &[u8], now: Instant, ssrc: Option<&u32>) -> Option<u32> {
+        if self.keyframe_seen || common::vp8::keyframe_start(payload) {
+            self.keyframe_seen = true;
+            return None;
+        }
+        let since = *self.first_packet.get_or_insert(now);
+        let waited = now.saturating_duration_since(self.last_ask.unwrap_or(since));
+        if waited < KEYFRAME_PATIENCE {
+            return None;
+        }
+        self.last_ask = Some(now);
+        ssrc.copied()
     }
 }
 
@@ -207,4 +252,45 @@ pub(super) async fn peer_connection(
             .context("create the peer connection")?,
     );
     Ok(pc)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_video_track_asks_for_a_keyframe_each_second_until_its_first_one_and_then_never() {
+        let delta = common::vp8::example(true, false, 1, 0);
+        let key = common::vp8::example(true, true, 2, 0);
+        let t0 = Instant::now();
+        let at = |ms| t0 + Duration::from_millis(ms);
+        let mut asks = KeyframeAsk::default();
+        assert_eq!(asks.due(&delta, at(0), Some(&7)), None, "not at once");
+        assert_eq!(asks.due(&delta, at(900), Some(&7)), None);
+        assert_eq!(
+            asks.due(&delta, at(1_000), Some(&7)),
+            Some(7),
+            "after a second"
+        );
+        assert_eq!(
+            asks.due(&delta, at(1_500), Some(&7)),
+            None,
+            "not again at once"
+        );
+        assert_eq!(
+            asks.due(&delta, at(2_000), Some(&7)),
+            Some(7),
+            "a second later"
+        );
+        assert_eq!(asks.due(&key, at(2_100), Some(&7)), None);
+        assert_eq!(
+            asks.due(&delta, at(9_000), Some(&7)),
+            None,
+            "never after a keyframe"
+        );
+
+        let mut lucky = KeyframeAsk::default();
+        assert_eq!(lucky.due(&key, at(0), Some(&7)), None);
+        assert_eq!(lucky.due(&delta, at(5_000), Some(&7)), None);
+    }
 }
