@@ -12,6 +12,7 @@ pub struct Metrics {
     pub driver: sfu::driver::DriverMetrics,
     pub relay_packets_out: IntCounter,
     pub relay_dropped: IntCounter,
+    pub relay_sink_layer_packets: IntCounterVec,
 }
 
 impl Metrics {
@@ -23,6 +24,15 @@ impl Metrics {
             relay_packets_out: IntCounter::new(
                 "fjord_relay_packets_sent_total",
                 "RTP packets sent to relay peers (recording nodes) as QUIC datagrams",
+            )
+            .expect("metric"),
+            relay_sink_layer_packets: IntCounterVec::new(
+                prometheus::Opts::new(
+                    "fjord_relay_sink_simulcast_packets_total",
+                    "Simulcast video packets sent to recording nodes, by layer (l, m, h): a \
+                     recording takes the layer that fits each participant's tile",
+                ),
+                &["layer"],
             )
             .expect("metric"),
             relay_dropped: IntCounter::new(
@@ -144,6 +154,7 @@ impl Metrics {
             Box::new(m.meetings.clone()),
             Box::new(m.relay_packets_out.clone()),
             Box::new(m.relay_dropped.clone()),
+            Box::new(m.relay_sink_layer_packets.clone()),
             Box::new(m.draining.clone()),
             Box::new(m.capacity_participants.clone()),
             Box::new(m.tokens_refused.clone()),

@@ -67,6 +67,13 @@ async fn serve_link(
     tracing::info!(peer = %hello.node_id, %meeting, "relay sink attached");
     let (session, mut events) = node.sfu.attach_sink(&meeting);
     let mut subscribed: HashSet<u32> = HashSet::new();
+    // Its simulcast tracks, whose packets are counted by layer.
+    let mut simulcast: HashSet<u32> = HashSet::new();
+    let sink_layers = ["l", "m", "h"].map(|l| {
+        node.metrics
+            .relay_sink_layer_packets
+            .with_label_values(&[l])
+    });
     let mut writer = link.writer;
     let mut reader = link.reader;
     let connection = link.connection;
@@ -75,23 +82,32 @@ async fn serve_link(
             _ = shutdown.cancelled() => break,
             e = events.recv() => match e {
                 None => break,
-                Some(RelayEvent::Media { track_id, packet, .. }) => {
+                Some(RelayEvent::Media { track_id, layer, packet }) => {
                     if subscribed.contains(&track_id) {
                         // Full buffers drop datagrams, as a lossy link would.
                         match relay::send_packet(&connection, track_id, packet) {
-                            Ok(()) => node.metrics.relay_packets_out.inc(),
+                            Ok(()) => {
+                                node.metrics.relay_packets_out.inc();
+                                if simulcast.contains(&track_id) {
+                                    sink_layers[usize::from(layer.min(2))].inc();
+                                }
+                            }
                             Err(relay::RelayError::Datagram(quinn::SendDatagramError::ConnectionLost(_))) => break,
                             Err(_) => node.metrics.relay_dropped.inc(),
                         }
                     }
                 }
-                Some(RelayEvent::Announce { track_id, participant, name, kind, codec, clock_rate, .. }) => {
+                Some(RelayEvent::Announce { track_id, participant, name, kind, codec, clock_rate, layers }) => {
+                    if layers > 1 {
+                        simulcast.insert(track_id);
+                    }
                     // A sink gets one layer of each track.
                     writer.send(&convert::announce(track_id, &participant, name, kind, codec, clock_rate, 1)).await?;
                 }
                 Some(RelayEvent::Keyframe { .. } | RelayEvent::Layers { .. }) => {}
                 Some(RelayEvent::Remove { track_id }) => {
                     subscribed.remove(&track_id);
+                    simulcast.remove(&track_id);
                     writer.send(&convert::control(Msg::Remove(RemoveTrack { track_id }))).await?;
                 }
             },
@@ -103,6 +119,9 @@ async fn serve_link(
                 }
                 Some(RelayControl { msg: Some(Msg::Unsubscribe(u)) }) => { subscribed.remove(&u.track_id); }
                 Some(RelayControl { msg: Some(Msg::Keyframe(k)) }) => session.keyframe(k.track_id),
+                Some(RelayControl { msg: Some(Msg::Layer(l)) }) if l.width > 0 && l.height > 0 => {
+                    session.show_at(l.track_id, l.width, l.height);
+                }
                 Some(other) => tracing::debug!(?other, "relay message ignored"),
             },
         }

@@ -19,7 +19,7 @@ use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 
 use crate::error::{GstContext, RecordingError};
-use crate::spec::{Codec, CodecExt, CompositeSpec, TrackSpec, gallery};
+use crate::spec::{Codec, CodecExt, CompositeSpec, Tile, TrackSpec, gallery};
 
 /// How long packets may wait for late or reordered ones.
 const JITTER_MS: u32 = 200;
@@ -454,12 +454,21 @@ impl Composite {
         self.layout();
     }
 
-    fn layout(&self) {
-        let videos: Vec<&Branch> = self.branches.values().filter(|b| b.video).collect();
-        for (b, t) in videos
+    /// Each video track's tile now (by track id).
+    pub fn tiles(&self) -> Vec<(u32, Tile)> {
+        let videos: Vec<u32> = self
+            .branches
             .iter()
-            .zip(gallery(videos.len(), self.spec.width, self.spec.height))
-        {
+            .filter(|(_, b)| b.video)
+            .map(|(id, _)| *id)
+            .collect();
+        let tiles = gallery(videos.len(), self.spec.width, self.spec.height);
+        videos.into_iter().zip(tiles).collect()
+    }
+
+    fn layout(&self) {
+        for (id, t) in self.tiles() {
+            let b = &self.branches[&id];
             b.pad.set_property("xpos", t.x);
             b.pad.set_property("ypos", t.y);
             b.pad.set_property("width", t.width);

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use proto::v1::relay_control::Msg;
-use proto::v1::{KeyframeRequest, RecordingGap, RelayControl, RelayHello, Subscribe};
+use proto::v1::{KeyframeRequest, LayerRequest, RecordingGap, RelayControl, RelayHello, Subscribe};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{RecordingError, io};
@@ -44,6 +44,34 @@ pub struct RecordingRequest {
 pub struct RecorderMetrics {
     pub packets: prometheus::IntCounter,
     pub bytes_written: prometheus::IntCounter,
+}
+
+/// Tells the media node the size of each video track's tile that changed since `shown`
+/// (the gallery is laid out again as tracks come and go): it sends the simulcast layer
+/// that fits, so that the composite decodes no more than it paints.
+async fn tell_tile_sizes(
+    writer: &mut relay::ControlWriter,
+    composite: &Composite,
+    shown: &mut HashMap<u32, (u32, u32)>,
+) -> Result<(), RecordingError> {
+    for (track_id, tile) in composite.tiles() {
+        let size = (tile.width.max(0) as u32, tile.height.max(0) as u32);
+        if shown.insert(track_id, size) == Some(size) {
+            continue;
+        }
+        let layer = LayerRequest {
+            track_id,
+            width: size.0,
+            height: size.1,
+            ..LayerRequest::default()
+        };
+        writer
+            .send(&RelayControl {
+                msg: Some(Msg::Layer(layer)),
+            })
+            .await?;
+    }
+    Ok(())
 }
 
 /// Records until `stop` is cancelled or the media node ends the link; returns the
@@ -121,6 +149,8 @@ pub async fn record(
         });
         pause = Some(gaps.len() - 1);
     }
+    // The size each video track's tile was last told to the media node at.
+    let mut shown: HashMap<u32, (u32, u32)> = HashMap::new();
     // The pipeline's errors are looked at twice a second, not per packet.
     let mut check = tokio::time::interval(std::time::Duration::from_millis(500));
     let mut link_lost = false;
@@ -205,9 +235,12 @@ pub async fn record(
                     });
                     tracks.insert(a.track_id, spec);
                     writer.send(&RelayControl { msg: Some(Msg::Subscribe(Subscribe { track_id: a.track_id, layer: 0, layers: 0 })) }).await?;
+                    tell_tile_sizes(&mut writer, &composite, &mut shown).await?;
                 }
                 Ok(Some(RelayControl { msg: Some(Msg::Remove(r)) })) => {
                     composite.remove(r.track_id);
+                    shown.remove(&r.track_id);
+                    tell_tile_sizes(&mut writer, &composite, &mut shown).await?;
                     if let Some(spec) = tracks.remove(&r.track_id) {
                         if let Some((file, pid)) = audio.remove(&r.track_id) {
                             let path = tokio::task::spawn_blocking(move || file.finish()).await??;

@@ -1019,6 +1019,37 @@ async fn a_host_records_from_the_page_everyone_sees_it_a_joiner_is_asked_first_a
     .await
     .unwrap();
 
+    // Three cameras: the composite's tiles are 640x360, which the middle simulcast layer
+    // fits. The recording takes that layer of the pages' cameras, not the highest (how
+    // the node switches a sink's layer is the SFU's test
+    // a_recording_sink_gets_the_highest_layer_until_it_says_its_tile_then_the_layer_that_fits).
+    let sink_layers = || async {
+        let (mut m, mut h) = (0.0, 0.0);
+        for node in &c.media {
+            let text = crate::metrics_text(&format!("http://127.0.0.1:{}", node.http)).await;
+            let name = "fjord_relay_sink_simulcast_packets_total";
+            m += harness::metric_sum(&text, name, &[("layer", "m")]);
+            h += harness::metric_sum(&text, name, &[("layer", "h")]);
+        }
+        (m, h)
+    };
+    let layers = eventually(
+        Duration::from_secs(30),
+        "the recording takes the middle layer of the cameras, and not the highest",
+        || async {
+            let (m0, h0) = sink_layers().await;
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let (m1, h1) = sink_layers().await;
+            (m1 - m0 >= 10.0 && h1 == h0).then_some((m1 - m0, h1))
+        },
+    )
+    .await;
+    assert!(
+        layers.is_ok(),
+        "sink packets by layer (m, h): {:?}",
+        sink_layers().await
+    );
+
     // The host pauses (every page says so, the recording takes no media), then stops.
     tokio::time::sleep(Duration::from_secs(2)).await;
     click(&host, "cloud-pause").await;

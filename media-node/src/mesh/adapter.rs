@@ -179,6 +179,7 @@ impl Adapter<'_> {
                         track_id,
                         layer: 0,
                         layers: u32::from(mask),
+                        ..LayerRequest::default()
                     })
                 }
             }

@@ -127,6 +127,13 @@ pub enum SfuCommand {
         key: SinkKey,
         track_id: u32,
     },
+    /// The sink wants simulcast layer `rid` of its track `track_id` (the one that fits
+    /// the tile it shows the track in).
+    SinkLayer {
+        key: SinkKey,
+        track_id: u32,
+        rid: Rid,
+    },
     /// A relay link to another media node of `meeting` opened: it is announced the
     /// meeting's local tracks (never the ones that came over a link: the mesh is full, so
     /// that would echo) and gets the layers it subscribes to.

@@ -183,6 +183,9 @@ impl Sfu {
                 layer,
             } => self.link_keyframe(now, link, track_id, layer),
             SfuCommand::SinkKeyframe { key, track_id } => self.sink_keyframe(now, key, track_id),
+            SfuCommand::SinkLayer { key, track_id, rid } => {
+                self.sink_layer(now, key, track_id, rid)
+            }
             SfuCommand::RemoteTrack(track) => self.add_remote_track(track),
             SfuCommand::RemoteTrackEnded { link, track_id } => {
                 self.end_remote_track(link, track_id)

@@ -70,9 +70,15 @@ impl Sfu {
                 mask |= t.mask;
             }
         }
-        // The recording takes the highest layer of the main room.
-        if group == 0 && self.sinks.iter().any(|s| s.meeting == *meeting) {
-            mask |= 0b100;
+        // The recording takes the main room's cameras at the layer each tile wants (`h`
+        // until it says), and the one it has until it switches.
+        if group == 0 {
+            for s in self.sinks.iter().filter(|s| s.meeting == *meeting) {
+                mask |= match s.tracks.iter().find(|t| t.source == source) {
+                    Some(t) => layer_bit(Some(t.want)) | layer_bit(t.layer()),
+                    None => 0b100,
+                };
+            }
         }
         mask
     }

@@ -266,7 +266,8 @@ pub(super) fn feed_sinks(
             |id| SinkTrack::new(id, source, codec),
         );
         if let Some(track_id) = new {
-            let event = who.announce(track_id, codec, p, 1);
+            // The layers the publisher sends; the sink gets one of them at a time.
+            let event = who.announce(track_id, codec, p, if p.rid.is_some() { 3 } else { 1 });
             out.push_back(SfuOutput::Sink {
                 key: sink.key,
                 event,
@@ -278,7 +279,7 @@ pub(super) fn feed_sinks(
                 key: sink.key,
                 event: RelayEvent::Media {
                     track_id: t.track_id,
-                    layer: 0,
+                    layer: layer_index(t.layer()),
                     packet: rtp,
                 },
             }),

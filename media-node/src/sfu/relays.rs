@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use common::ids::{MeetingId, ParticipantId};
 use relay::Codec;
-use str0m::media::{KeyframeRequestKind, MediaKind};
+use str0m::media::{KeyframeRequestKind, MediaKind, Rid};
 
 use super::api::{LinkKey, RemoteTrackInfo, SinkKey, Source};
 use super::core::Sfu;
@@ -127,6 +127,28 @@ impl Sfu {
         };
         let (source, rid) = (t.source, t.layer());
         self.request_keyframe(now, source, rid, KeyframeRequestKind::Pli);
+    }
+
+    /// The sink wants layer `rid` of its track `track_id`: it switches on that layer's
+    /// next keyframe, which is asked for now; far nodes are told the layers needed.
+    pub(super) fn sink_layer(&mut self, now: Instant, key: SinkKey, track_id: u32, rid: Rid) {
+        let Some(t) = self
+            .sinks
+            .iter_mut()
+            .find(|s| s.key == key)
+            .and_then(|s| s.tracks.iter_mut().find(|t| t.track_id == track_id))
+        else {
+            return;
+        };
+        if t.want == rid {
+            return;
+        }
+        t.want = rid;
+        let (source, simulcast) = (t.source, t.layer().is_some());
+        self.wants_changed = true;
+        if simulcast {
+            self.request_keyframe(now, source, Some(rid), KeyframeRequestKind::Pli);
+        }
     }
 
     /// A relay link to another media node of `meeting` opened.

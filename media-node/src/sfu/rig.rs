@@ -11,7 +11,7 @@ use str0m::media::{Direction, MediaKind, MediaTime, Mid, Simulcast, SimulcastLay
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, Input, Output, Rtc};
 
-use super::{LinkKey, PeerKey, RelayEvent, Sfu, SfuCommand, SfuOutput, SignalOut};
+use super::{LinkKey, PeerKey, RelayEvent, Sfu, SfuCommand, SfuOutput, SignalOut, SinkKey};
 
 pub const SFU: &str = "127.0.0.1:5000";
 
@@ -64,6 +64,8 @@ pub struct Rig {
     pub remote_keyframes: Vec<(LinkKey, u32)>,
     /// Everything else the SFU handed relay links, in order.
     pub link_events: Vec<(LinkKey, RelayEvent)>,
+    /// What the SFU handed relay sinks, in order.
+    pub sink_events: Vec<(SinkKey, RelayEvent)>,
     /// Offers the SFU made, by client.
     pub offers: Vec<PeerKey>,
     /// Slot tables told to clients, in order.
@@ -93,6 +95,7 @@ impl Rig {
             clients: Vec::new(),
             remote_keyframes: Vec::new(),
             link_events: Vec::new(),
+            sink_events: Vec::new(),
             offers: Vec::new(),
             slot_tables: Vec::new(),
             publish_layers: Vec::new(),
@@ -271,7 +274,8 @@ impl Rig {
                     event: RelayEvent::Keyframe { track_id, .. },
                 } => self.remote_keyframes.push((link, track_id)),
                 SfuOutput::Link { link, event } => self.link_events.push((link, event)),
-                SfuOutput::ActiveSpeaker { .. } | SfuOutput::Sink { .. } => {}
+                SfuOutput::Sink { key, event } => self.sink_events.push((key, event)),
+                SfuOutput::ActiveSpeaker { .. } => {}
             }
         }
     }

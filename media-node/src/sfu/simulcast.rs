@@ -256,8 +256,14 @@ impl Sfu {
                     };
                 }
             }
-            if self.sinks.iter().any(|s| s.meeting == r.meeting) {
-                mask |= if simulcast { ALL_LAYERS } else { 1 };
+            for s in self.sinks.iter().filter(|s| s.meeting == r.meeting) {
+                mask |= match s.tracks.iter().find(|t| t.source == source) {
+                    _ if !simulcast => 1,
+                    // Not started: every layer, to start on whichever comes first.
+                    None => ALL_LAYERS,
+                    Some(t) if t.layer().is_none() => ALL_LAYERS,
+                    Some(t) => layer_bit(Some(t.want)) | layer_bit(t.layer()),
+                };
             }
             if mask != r.mask {
                 r.mask = mask;

@@ -1,6 +1,7 @@
 //! Relay sinks and links, sans-IO: a recording node that subscribes
 //! to a meeting gets every published track as RTP — the audio, and one layer of each
-//! video (the highest, switching only on keyframes). Sinks get the publishers' packets
+//! video (the highest until it says the size of the track's tile, then the layer that
+//! fits it, switching only on keyframes). Sinks get the publishers' packets
 //! as they arrived, renumbered into one stream per track by a [`Forwarder`]: never
 //! reassembled into frames and split again.
 //!
@@ -14,15 +15,12 @@ use str0m::media::Rid;
 use super::api::Source;
 use super::rtp::{ARRIVAL_EXT_ID, Forwarder, LEVEL_EXT_ID, PacketIn, Verdict, patch_vp8};
 
-/// The video layer sinks prefer.
-fn preferred() -> Rid {
-    Rid::from("h")
-}
-
 pub struct SinkTrack {
     pub track_id: u32,
     pub source: Source,
     pub codec: Codec,
+    /// The simulcast layer the sink wants: `h` until it says its tile's size.
+    pub want: Rid,
     ssrc: u32,
     forwarder: Forwarder,
 }
@@ -39,6 +37,7 @@ impl SinkTrack {
             track_id,
             source,
             codec,
+            want: Rid::from("h"),
             ssrc: 0x4650_0000 ^ track_id,
             forwarder: Forwarder::default(),
         }
@@ -57,8 +56,8 @@ impl SinkTrack {
         marker: bool,
         payload: &[u8],
     ) -> Result<MediaPacket, bool> {
-        // The highest layer there is: `h` when it comes, whatever came first.
-        let want = p.rid.map(|_| preferred());
+        // The layer it wants when it comes, whatever came first.
+        let want = p.rid.map(|_| self.want);
         let out = match self.forwarder.handle(p, want) {
             Verdict::Forward(out) => out,
             Verdict::Drop => return Err(false),

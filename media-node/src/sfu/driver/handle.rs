@@ -116,6 +116,17 @@ impl SinkSession {
             track_id,
         }));
     }
+
+    /// The sink shows its track `track_id` at `width` x `height` pixels: it gets the
+    /// simulcast layer that fits.
+    pub fn show_at(&self, track_id: u32, width: u32, height: u32) {
+        let rid = crate::sfu::layer_for_size(width, height);
+        let _ = self.tx.send(DriverCommand::Sfu(SfuCommand::SinkLayer {
+            key: self.key,
+            track_id,
+            rid,
+        }));
+    }
 }
 
 impl Drop for SinkSession {

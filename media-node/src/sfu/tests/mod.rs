@@ -8,7 +8,9 @@ use relay::Codec;
 use str0m::media::MediaKind;
 use str0m::{Event, Input, Output};
 
-use super::{LinkKey, PeerKey, RelayEvent, RemoteTrackInfo, SfuCommand, SfuOutput, SignalOut};
+use super::{
+    LinkKey, PeerKey, RelayEvent, RemoteTrackInfo, SfuCommand, SfuOutput, SignalOut, SinkKey,
+};
 
 mod slots;
 
@@ -771,4 +773,97 @@ fn a_single_layer_above_the_subscribers_estimate_is_not_queued_behind_it() {
         worst < Duration::from_millis(150),
         "a frame took {worst:?} through the node: {got:?}"
     );
+}
+
+/// The payload sizes of the video packets the SFU handed sink `key` (the rig's layers
+/// send 200, 500 and 900 bytes of VP8 a frame: the size tells which layer came).
+fn sink_layers_seen(rig: &Rig, key: SinkKey) -> Vec<&'static str> {
+    rig.sink_events
+        .iter()
+        .filter_map(|(k, e)| match e {
+            RelayEvent::Media { packet, .. } if *k == key => {
+                let n = packet.rtp().len() - 12;
+                Some(match n {
+                    0..300 => "l",
+                    300..700 => "m",
+                    _ => "h",
+                })
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_recording_sink_gets_the_highest_layer_until_it_says_its_tile_then_the_layer_that_fits() {
+    let mut rig = Rig::new();
+    rig.join_simulcast_publisher(1);
+    let sink = SinkKey(5);
+    rig.command(SfuCommand::SinkAttach {
+        key: sink,
+        meeting: MeetingId::parse("rig-meeting").unwrap(),
+    });
+    rig.run(Duration::from_secs(1));
+    let mut asked_seen = 0;
+    let mut frame = |rig: &mut Rig, n: u64| {
+        let asked: Vec<String> = rig.client(PeerKey(1)).keyframe_requests[asked_seen..]
+            .iter()
+            .map(|r| r.map_or_else(|| "h".to_owned(), |r| r.to_string()))
+            .collect();
+        asked_seen += asked.len();
+        rig.send_layers(PeerKey(1), n, |rid| {
+            n.is_multiple_of(90) || asked.iter().any(|a| a == rid)
+        });
+        rig.run(Duration::from_millis(33));
+    };
+    for n in 0..30 {
+        frame(&mut rig, n);
+    }
+    let before = sink_layers_seen(&rig, sink);
+    assert!(before.len() >= 25, "{before:?}");
+    // It starts on the first keyframe of any layer and moves to h on h's next one.
+    let on_h = before.iter().position(|l| *l == "h").expect("reached h");
+    assert!(on_h <= 3, "reached h after {on_h} frames: {before:?}");
+    assert!(before[on_h..].iter().all(|l| *l == "h"), "{before:?}");
+    let track_id = rig
+        .sink_events
+        .iter()
+        .find_map(|(_, e)| match e {
+            RelayEvent::Media { track_id, .. } => Some(*track_id),
+            _ => None,
+        })
+        .unwrap();
+
+    // Four participants now: the track's tile is 640x360, which the middle layer fits.
+    // A keyframe of m is asked for, and the sink switches on it, losing no frame.
+    let asked_before = rig.client(PeerKey(1)).keyframe_requests.len();
+    rig.command(SfuCommand::SinkLayer {
+        key: sink,
+        track_id,
+        rid: crate::sfu::layer_for_size(640, 360),
+    });
+    for n in 30..60 {
+        frame(&mut rig, n);
+    }
+    let asked = &rig.client(PeerKey(1)).keyframe_requests[asked_before..];
+    assert!(
+        asked.contains(&Some(str0m::media::Rid::from("m"))),
+        "no keyframe of m asked for: {asked:?}"
+    );
+    let after = sink_layers_seen(&rig, sink)[before.len()..].to_vec();
+    let switched = after.iter().position(|l| *l == "m").expect("switched to m");
+    assert!(switched <= 3, "switched after {switched} frames: {after:?}");
+    assert!(after[switched..].iter().all(|l| *l == "m"), "{after:?}");
+    assert!(
+        after.len() >= 28,
+        "frames lost around the switch: {after:?}"
+    );
+    // The publisher is told the layers someone needs: m for the sink, no longer h.
+    let told = rig
+        .publish_layers
+        .iter()
+        .rev()
+        .find(|(k, _, _)| *k == PeerKey(1))
+        .map(|(_, _, l)| l.clone());
+    assert_eq!(told, Some(vec!["l".to_owned(), "m".to_owned()]));
 }
