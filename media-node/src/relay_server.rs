@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use common::ids::MeetingId;
 use proto::v1::relay_control::Msg;
-use proto::v1::{RelayControl, RemoveTrack};
+use proto::v1::{RelayControl, RemoveTrack, SpeakerChanged};
 use tokio_util::sync::CancellationToken;
 
 use crate::Node;
@@ -105,6 +105,10 @@ async fn serve_link(
                     writer.send(&convert::announce(track_id, &participant, name, kind, codec, clock_rate, 1)).await?;
                 }
                 Some(RelayEvent::Keyframe { .. } | RelayEvent::Layers { .. }) => {}
+                Some(RelayEvent::Speaker { participant }) => {
+                    let speaker = SpeakerChanged { participant_id: participant.to_string() };
+                    writer.send(&convert::control(Msg::Speaker(speaker))).await?;
+                }
                 Some(RelayEvent::Remove { track_id }) => {
                     subscribed.remove(&track_id);
                     simulcast.remove(&track_id);

@@ -19,7 +19,9 @@ use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 
 use crate::error::{GstContext, RecordingError};
-use crate::spec::{Codec, CodecExt, CompositeSpec, Tile, TrackSpec, gallery};
+use crate::spec::{
+    Codec, CodecExt, CompositeSpec, SPEAKER_FRAME_ARGB, Tile, TrackSpec, frame_bars, gallery,
+};
 
 /// How long packets may wait for late or reordered ones.
 const JITTER_MS: u32 = 200;
@@ -192,6 +194,7 @@ struct Branch {
     /// The compositor's or mixer's pad this branch feeds.
     pad: gst::Pad,
     video: bool,
+    participant_id: String,
 }
 
 /// The composite: gallery of every video track and mix of every audio track.
@@ -201,6 +204,10 @@ pub struct Composite {
     mixer: gst::Element,
     spec: CompositeSpec,
     branches: BTreeMap<u32, Branch>,
+    /// The four bars of the frame around the active speaker's tile (hidden while no
+    /// one with a tile speaks), and who that is.
+    speaker_frame: [gst::Pad; 4],
+    speaker: Option<String>,
     /// Where the recording ends (running time in ns; u64::MAX: not yet), and whether the
     /// video and the audio mix have got there.
     cut: Arc<AtomicU64>,
@@ -334,6 +341,38 @@ impl Composite {
         for q in [&video[video.len() - 1], &audio[audio.len() - 1]] {
             stamp_missing_pts(&q.static_pad("src").gst(|| "queue without src pad".into())?);
         }
+        // The active speaker's frame: four bars of one colour over the edges of their
+        // tile, each a tiny picture the compositor stretches (and skips while hidden, at
+        // alpha 0). One picture a second, not live: the compositor shows it until the
+        // next, so the bars' sources wake once a second rather than once a frame.
+        let bar_caps: gst::Caps = "video/x-raw,format=I420,width=16,height=16,framerate=1/1"
+            .parse()
+            .map_err(|_| RecordingError::Invalid("bad bar caps".into()))?;
+        let mut bars = Vec::new();
+        for _ in 0..4 {
+            let src = make("videotestsrc")?;
+            src.set_property_from_str("pattern", "solid-color");
+            src.set_property("foreground-color", SPEAKER_FRAME_ARGB);
+            let small = make("capsfilter")?;
+            small.set_property("caps", &bar_caps);
+            pipeline.add_many([&src, &small]).gst(assembling)?;
+            src.link(&small)
+                .gst(|| "linking the speaker's frame".into())?;
+            let pad = compositor
+                .request_pad_simple("sink_%u")
+                .gst(|| "no free compositor pad".into())?;
+            small
+                .static_pad("src")
+                .gst(|| "capsfilter without src pad".into())?
+                .link(&pad)
+                .gst(|| "linking the speaker's frame into the compositor".into())?;
+            pad.set_property("zorder", 3u32);
+            pad.set_property("alpha", 0.0f64);
+            bars.push(pad);
+        }
+        let speaker_frame: [gst::Pad; 4] = bars
+            .try_into()
+            .map_err(|_| RecordingError::Invalid("four bars".into()))?;
         let cut = Arc::new(AtomicU64::new(u64::MAX));
         let at_cut = [
             Arc::new(AtomicBool::new(false)),
@@ -354,6 +393,8 @@ impl Composite {
             mixer,
             spec,
             branches: BTreeMap::new(),
+            speaker_frame,
+            speaker: None,
             cut,
             at_cut,
             path: path.to_owned(),
@@ -425,6 +466,7 @@ impl Composite {
                 elements,
                 pad,
                 video,
+                participant_id: track.participant_id.clone(),
             },
         );
         self.layout();
@@ -466,8 +508,36 @@ impl Composite {
         videos.into_iter().zip(tiles).collect()
     }
 
+    /// `participant` speaks now: their tile gets the frame.
+    pub fn highlight(&mut self, participant: &str) {
+        if self.speaker.as_deref() != Some(participant) {
+            self.speaker = Some(participant.to_owned());
+            self.layout();
+        }
+    }
+
     fn layout(&self) {
-        for (id, t) in self.tiles() {
+        let tiles = self.tiles();
+        let speaking = tiles.iter().find(|(id, _)| {
+            Some(self.branches[id].participant_id.as_str()) == self.speaker.as_deref()
+        });
+        match speaking {
+            Some((_, t)) => {
+                for (pad, bar) in self.speaker_frame.iter().zip(frame_bars(t)) {
+                    pad.set_property("xpos", bar.x);
+                    pad.set_property("ypos", bar.y);
+                    pad.set_property("width", bar.width);
+                    pad.set_property("height", bar.height);
+                    pad.set_property("alpha", 1.0f64);
+                }
+            }
+            None => {
+                for pad in &self.speaker_frame {
+                    pad.set_property("alpha", 0.0f64);
+                }
+            }
+        }
+        for (id, t) in tiles {
             let b = &self.branches[&id];
             b.pad.set_property("xpos", t.x);
             b.pad.set_property("ypos", t.y);

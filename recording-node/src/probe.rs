@@ -165,52 +165,32 @@ fn audio_and_video(path: &Path, demux: &str) -> Result<Video, RecordingError> {
 
 /// Writes the composite's frame at `at` (from its start) as a PNG at `out`, for people
 /// to look at (`fjord-bench-recording --frame`).
+/// A frame of a composite: its size and its RGB pixels, row by row.
+pub struct Frame {
+    pub width: u32,
+    pub height: u32,
+    pub rgb: Vec<u8>,
+}
+
+impl Frame {
+    /// The colour at (`x`, `y`).
+    pub fn pixel(&self, x: u32, y: u32) -> [u8; 3] {
+        let i = 3 * (y * self.width + x) as usize;
+        [self.rgb[i], self.rgb[i + 1], self.rgb[i + 2]]
+    }
+}
+
+/// Writes the frame of the composite at `path` shown at `at` to `out` as a PNG.
 pub fn composite_frame_png(
     path: &Path,
     at: std::time::Duration,
     out: &Path,
 ) -> Result<(), RecordingError> {
-    crate::pipeline::init()?;
-    let p = launch(&format!(
-        "filesrc location={} ! qtdemux ! queue ! decodebin ! videoconvert ! \
-         video/x-raw,format=RGB ! appsink name=v sync=false",
-        quoted(path)?
-    ))?;
-    /// Width, height and the RGB rows of the frame taken.
-    type Frame = (u32, u32, Vec<u8>);
-    let taken: Arc<Mutex<Option<Frame>>> = Arc::default();
-    let t = taken.clone();
-    appsink(&p, "v")?.set_callbacks(
-        gst_app::AppSinkCallbacks::builder()
-            .new_sample(move |s| {
-                let sample = s.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                let pts = sample
-                    .buffer()
-                    .and_then(|b| b.pts())
-                    .map_or(0, |p| p.nseconds());
-                let mut g = t.lock().unwrap_or_else(|e| e.into_inner());
-                if g.is_none() && pts >= at.as_nanos() as u64 {
-                    let st = sample.caps().and_then(|c| c.structure(0));
-                    let w = st.and_then(|s| s.get::<i32>("width").ok()).unwrap_or(0) as u32;
-                    let h = st.and_then(|s| s.get::<i32>("height").ok()).unwrap_or(0) as u32;
-                    if let Some(b) = sample.buffer().and_then(|b| b.map_readable().ok()) {
-                        // Rows are padded to 4 bytes: keep 3 × width of each.
-                        let stride = b.len() / h.max(1) as usize;
-                        let rows = b.chunks(stride).flat_map(|r| &r[..3 * w as usize]);
-                        *g = Some((w, h, rows.copied().collect()));
-                    }
-                }
-                Ok(gst::FlowSuccess::Ok)
-            })
-            .build(),
-    );
-    run(&p, path)?;
-    let Some((w, h, rgb)) = taken.lock().unwrap_or_else(|e| e.into_inner()).take() else {
-        return Err(RecordingError::Invalid(format!(
-            "{} has no frame at {at:?}",
-            path.display()
-        )));
-    };
+    let Frame {
+        width: w,
+        height: h,
+        rgb,
+    } = composite_frame(path, at)?;
     let png = launch(&format!(
         "appsrc name=s caps=video/x-raw,format=RGB,width={w},height={h},framerate=1/1 ! \
          videoconvert ! pngenc ! filesink location={}",
@@ -230,6 +210,51 @@ pub fn composite_frame_png(
     let _ = src.push_buffer(gst::Buffer::from_mut_slice(padded));
     let _ = src.end_of_stream();
     run(&png, out)
+}
+
+/// The frame of the composite at `path` shown at `at`, decoded.
+pub fn composite_frame(path: &Path, at: std::time::Duration) -> Result<Frame, RecordingError> {
+    crate::pipeline::init()?;
+    let p = launch(&format!(
+        "filesrc location={} ! qtdemux ! queue ! decodebin ! videoconvert ! \
+         video/x-raw,format=RGB ! appsink name=v sync=false",
+        quoted(path)?
+    ))?;
+    let taken: Arc<Mutex<Option<Frame>>> = Arc::default();
+    let t = taken.clone();
+    appsink(&p, "v")?.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |s| {
+                let sample = s.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                let pts = sample
+                    .buffer()
+                    .and_then(|b| b.pts())
+                    .map_or(0, |p| p.nseconds());
+                let mut g = t.lock().unwrap_or_else(|e| e.into_inner());
+                if g.is_none() && pts >= at.as_nanos() as u64 {
+                    let st = sample.caps().and_then(|c| c.structure(0));
+                    let w = st.and_then(|s| s.get::<i32>("width").ok()).unwrap_or(0) as u32;
+                    let h = st.and_then(|s| s.get::<i32>("height").ok()).unwrap_or(0) as u32;
+                    if let Some(b) = sample.buffer().and_then(|b| b.map_readable().ok()) {
+                        // Rows are padded to 4 bytes: keep 3 × width of each.
+                        let stride = b.len() / h.max(1) as usize;
+                        let rows = b.chunks(stride).flat_map(|r| &r[..3 * w as usize]);
+                        *g = Some(Frame {
+                            width: w,
+                            height: h,
+                            rgb: rows.copied().collect(),
+                        });
+                    }
+                }
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
+    );
+    run(&p, path)?;
+    let taken = taken.lock().unwrap_or_else(|e| e.into_inner()).take();
+    taken.ok_or_else(|| {
+        RecordingError::Invalid(format!("{} has no frame at {at:?}", path.display()))
+    })
 }
 
 pub use common::tone::dominant_frequency;

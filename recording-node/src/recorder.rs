@@ -253,6 +253,9 @@ pub async fn record(
                         }
                     }
                 }
+                Ok(Some(RelayControl { msg: Some(Msg::Speaker(s)) })) => {
+                    composite.highlight(&s.participant_id);
+                }
                 Ok(Some(other)) => tracing::debug!(?other, "relay message ignored"),
                 Ok(None) | Err(_) => {
                     link_lost = true;

@@ -210,6 +210,29 @@ pub struct Tile {
     pub height: i32,
 }
 
+/// The colour of the frame around the active speaker's tile (ARGB: amber).
+pub const SPEAKER_FRAME_ARGB: u32 = 0xff_ff_c0_00;
+
+/// The four bars (top, bottom, left, right) that frame `t` from the inside, as thick as
+/// a 90th of its height (2 to 6 pixels): the active speaker's highlight.
+pub fn frame_bars(t: &Tile) -> [Tile; 4] {
+    let b = (t.height / 90).clamp(2, 6);
+    [
+        Tile { height: b, ..*t },
+        Tile {
+            y: t.y + t.height - b,
+            height: b,
+            ..*t
+        },
+        Tile { width: b, ..*t },
+        Tile {
+            x: t.x + t.width - b,
+            width: b,
+            ..*t
+        },
+    ]
+}
+
 /// Gallery of `n` tiles on a `width` x `height` canvas: the grid with the fewest columns
 /// that holds them (columns = ceil(sqrt(n))), each cell the same size, in reading order.
 /// Pictures keep their aspect ratio inside their cell (the compositor letterboxes).
@@ -246,6 +269,57 @@ mod tests {
 
     fn overlap(a: &Tile, b: &Tile) -> bool {
         a.x < b.x + b.width && b.x < a.x + a.width && a.y < b.y + b.height && b.y < a.y + a.height
+    }
+
+    #[test]
+    fn the_speakers_frame_lies_on_the_inside_edges_of_the_tile() {
+        let t = Tile {
+            x: 640,
+            y: 360,
+            width: 640,
+            height: 360,
+        };
+        let [top, bottom, left, right] = frame_bars(&t);
+        assert_eq!(
+            top,
+            Tile {
+                x: 640,
+                y: 360,
+                width: 640,
+                height: 4
+            }
+        );
+        assert_eq!(
+            bottom,
+            Tile {
+                x: 640,
+                y: 716,
+                width: 640,
+                height: 4
+            }
+        );
+        assert_eq!(
+            left,
+            Tile {
+                x: 640,
+                y: 360,
+                width: 4,
+                height: 360
+            }
+        );
+        assert_eq!(
+            right,
+            Tile {
+                x: 1276,
+                y: 360,
+                width: 4,
+                height: 360
+            }
+        );
+        let small = Tile { height: 90, ..t };
+        assert_eq!(frame_bars(&small)[0].height, 2, "never thinner than 2 px");
+        let big = Tile { height: 1080, ..t };
+        assert_eq!(frame_bars(&big)[0].height, 6, "never thicker than 6 px");
     }
 
     #[test]

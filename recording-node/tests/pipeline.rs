@@ -109,3 +109,77 @@ fn participant_audio_files_and_the_composite_hold_what_was_sent() -> anyhow::Res
     assert!(v.audio_buffers > 0, "the composite has an audio track");
     Ok(())
 }
+
+/// Whether a pixel is the speaker frame's amber (within what H.264 leaves of it).
+fn amber(p: [u8; 3]) -> bool {
+    let argb = recording_node::spec::SPEAKER_FRAME_ARGB;
+    let want = [(argb >> 16) as u8, (argb >> 8) as u8, argb as u8];
+    p.iter()
+        .zip(want)
+        .all(|(got, want)| got.abs_diff(want) <= 40)
+}
+
+#[test]
+fn the_active_speakers_tile_is_framed_and_the_frame_follows_the_speaker() -> anyhow::Result<()> {
+    recording_node::pipeline::init()?;
+    const SECS: u32 = 4;
+    let dir = tempfile::tempdir()?;
+    let (ada, bo) = (track(2, "Ada", Codec::Vp8), track(4, "Bo", Codec::Vp8));
+    // Black around a small ball: a tile's edges are black unless framed.
+    let streams = vec![
+        (2, pattern("ball", 320, 180, 300, SECS)?),
+        (4, pattern("ball", 320, 180, 300, SECS)?),
+    ];
+    let spec = CompositeSpec {
+        width: 640,
+        height: 360,
+        fps: 25,
+        video_kbps: 800,
+        ..CompositeSpec::default()
+    };
+    let mut composite = Composite::start(spec, &dir.path().join("composite.mp4"))?;
+    composite.add(&ada)?;
+    composite.add(&bo)?;
+    // Ada speaks first, Bo from the middle on.
+    composite.highlight("Ada-id");
+    let started = Instant::now();
+    let mut moved = false;
+    play(&streams, |id, p| {
+        if !moved && started.elapsed() >= Duration::from_secs(u64::from(SECS) / 2) {
+            composite.highlight("Bo-id");
+            moved = true;
+        }
+        assert!(composite.push(id, p), "composite refused a packet");
+    });
+    let end = composite.now();
+    if let Some(e) = composite.error() {
+        return Err(anyhow!("composite failed: {e}"));
+    }
+    let path = composite.finish(end)?;
+
+    // Two tiles side by side, 320x360 each: the middle of each one's top edge, and of
+    // its left edge.
+    let edges = |f: &probe::Frame, x0: u32| [f.pixel(x0 + 160, 1), f.pixel(x0 + 1, 60)];
+    let early = probe::composite_frame(&path, Duration::from_millis(1_200))?;
+    let late = probe::composite_frame(&path, Duration::from_millis(3_200))?;
+    assert_eq!((early.width, early.height), (640, 360));
+    let (ada_early, bo_early) = (edges(&early, 0), edges(&early, 320));
+    let (ada_late, bo_late) = (edges(&late, 0), edges(&late, 320));
+    assert!(
+        ada_early.iter().all(|p| amber(*p)),
+        "Ada speaks: {ada_early:?}"
+    );
+    assert!(
+        !bo_early.iter().any(|p| amber(*p)),
+        "Bo is silent: {bo_early:?}"
+    );
+    assert!(
+        !ada_late.iter().any(|p| amber(*p)),
+        "Ada is silent now: {ada_late:?}"
+    );
+    assert!(
+        bo_late.iter().all(|p| amber(*p)),
+        "Bo speaks now: {bo_late:?}"
+    );
+    Ok(())
+}

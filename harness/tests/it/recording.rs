@@ -193,6 +193,24 @@ fn check_composite(path: &Path, recorded: Duration) {
     assert_eq!((v.width, v.height), (640, 360), "the configured resolution");
     near("the composite", v.duration.as_millis() as u64, recorded);
     assert!(v.audio_buffers > 0, "the composite has an audio track");
+    // Both bots play a tone: the media node names one the speaker, and the recording
+    // frames that one's tile (two tiles of 320x360; the middle of each one's top edge,
+    // black letterbox unless framed).
+    let f = probe::composite_frame(path, v.duration / 2).unwrap();
+    let argb = recording_node::spec::SPEAKER_FRAME_ARGB;
+    let amber = [(argb >> 16) as u8, (argb >> 8) as u8, argb as u8];
+    let framed = |x: u32| {
+        let p = f.pixel(x, 1);
+        p.iter()
+            .zip(amber)
+            .all(|(got, want)| got.abs_diff(want) <= 40)
+    };
+    assert!(
+        framed(160) != framed(480),
+        "one tile, the speaker's, is framed: {:?} {:?}",
+        f.pixel(160, 1),
+        f.pixel(480, 1)
+    );
 }
 
 /// A meeting with two publishing bots and its host key; `n` recording nodes in oslo.

@@ -160,6 +160,8 @@ impl Adapter<'_> {
                     layers,
                 )));
             }
+            // Each media node finds the speaker from the levels it gets; only sinks are told.
+            RelayEvent::Speaker { .. } => return Ok(None),
             RelayEvent::Remove { track_id } => {
                 let Some(id) = self.ours.remove(&track_id) else {
                     return Ok(None);
@@ -348,7 +350,8 @@ impl Adapter<'_> {
                         .board_clear(meeting, &c.by, &bounded_name(c.by_name));
                 }
             }
-            Msg::Hello(_) => {}
+            // For sinks; a media node finds the speaker itself.
+            Msg::Hello(_) | Msg::Speaker(_) => {}
         }
     }
 }

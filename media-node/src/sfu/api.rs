@@ -29,6 +29,8 @@ pub enum RelayEvent {
     },
     /// The track ended (its publisher left).
     Remove { track_id: u32 },
+    /// Sinks only: the meeting's active speaker is now `participant`.
+    Speaker { participant: ParticipantId },
     /// One RTP packet of a track (of simulcast layer `layer`, 0 without simulcast),
     /// with room for the relay's media id in front: it goes on the wire as it is.
     Media {

@@ -8,7 +8,7 @@ use common::ids::{MeetingId, ParticipantId};
 use relay::Codec;
 use str0m::media::{KeyframeRequestKind, MediaKind, Rid};
 
-use super::api::{LinkKey, RemoteTrackInfo, SinkKey, Source};
+use super::api::{LinkKey, RelayEvent, RemoteTrackInfo, SfuOutput, SinkKey, Source};
 use super::core::Sfu;
 use super::simulcast::{ALL_LAYERS, layer_rid};
 use super::sink::SinkTrack;
@@ -102,11 +102,19 @@ impl Sfu {
         if !self.sinks.iter().any(|s| s.key == key) {
             self.sinks.push(Sink {
                 key,
-                meeting,
+                meeting: meeting.clone(),
                 tracks: Vec::new(),
                 next_track_id: 1,
             });
             self.wants_changed = true;
+            // It is told who speaks now; then each change.
+            if let Some((_, participant)) = self.speakers.iter().find(|(m, _)| *m == meeting) {
+                let participant = participant.clone();
+                self.out.push_back(SfuOutput::Sink {
+                    key,
+                    event: RelayEvent::Speaker { participant },
+                });
+            }
         }
     }
 

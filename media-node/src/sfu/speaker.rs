@@ -5,7 +5,7 @@ use std::time::Duration;
 use common::ids::{MeetingId, ParticipantId};
 use str0m::media::MediaKind;
 
-use super::api::SfuOutput;
+use super::api::{RelayEvent, SfuOutput};
 use super::core::Sfu;
 
 /// How often the loudest participant of each meeting is worked out.
@@ -78,6 +78,14 @@ impl Sfu {
                 None => self.speakers.push((meeting.clone(), participant.clone())),
             }
             self.note_speaker(&meeting, &participant);
+            for sink in self.sinks.iter().filter(|s| s.meeting == meeting) {
+                self.out.push_back(SfuOutput::Sink {
+                    key: sink.key,
+                    event: RelayEvent::Speaker {
+                        participant: participant.clone(),
+                    },
+                });
+            }
             self.out.push_back(SfuOutput::ActiveSpeaker {
                 meeting,
                 participant,

@@ -1,6 +1,6 @@
 //! How many recordings one core keeps up with in real time: runs N composites (each of
 //! P participants' VP8 video and Opus audio, composed at 1280x720 25 fps and encoded to
-//! H.264) and M per-participant audio files side by side for D seconds, fed with real RTP
+//! H.264, the first participant framed as the active speaker) and M per-participant audio files side by side for D seconds, fed with real RTP
 //! in real time, and prints the CPU they took (from /proc) and whether the composites
 //! kept up (their length against the wall clock).
 //!
@@ -100,6 +100,8 @@ fn main() -> anyhow::Result<()> {
         for t in &tracks {
             c.add(t)?;
         }
+        // Someone speaks: their tile is framed, as in a meeting.
+        c.highlight("p0");
         composites.push(c);
     }
     let mut files = Vec::new();

@@ -293,6 +293,8 @@ fn bridge(from: &mut Rig, out: LinkKey, to: &mut Rig, into: LinkKey) -> usize {
                 track_id,
                 layer,
             },
+            // Sinks only.
+            RelayEvent::Speaker { .. } => continue,
         };
         to.command(cmd);
     }

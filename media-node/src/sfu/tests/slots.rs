@@ -613,3 +613,53 @@ impl Rig {
             .any(|s| s.kind == kind && s.participant_id.as_deref() == Some(participant))
     }
 }
+
+/// The speakers the SFU told relay sink `key`, in order.
+fn speakers_told(rig: &Rig, key: crate::sfu::SinkKey) -> Vec<String> {
+    rig.sink_events
+        .iter()
+        .filter_map(|(k, e)| match e {
+            crate::sfu::RelayEvent::Speaker { participant } if *k == key => {
+                Some(participant.to_string())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_recording_sink_is_told_each_new_speaker_and_one_that_attaches_later_who_speaks_now() {
+    let mut rig = Rig::new();
+    for n in 1..=3 {
+        rig.join_as(
+            n,
+            As {
+                audio: true,
+                view: thumbnail(),
+                ..As::default()
+            },
+        );
+    }
+    let meeting = common::ids::MeetingId::parse("rig-meeting").unwrap();
+    let early = crate::sfu::SinkKey(1);
+    rig.command(SfuCommand::SinkAttach {
+        key: early,
+        meeting: meeting.clone(),
+    });
+    // Silence (level 127), then p2 speaks, then p3.
+    rig.play(0..30, |_| 127);
+    assert_eq!(
+        speakers_told(&rig, early),
+        Vec::<String>::new(),
+        "nobody spoke"
+    );
+    rig.play(30..90, |n| if n == 2 { 20 } else { 127 });
+    assert_eq!(speakers_told(&rig, early), ["p2"]);
+    rig.play(90..150, |n| if n == 3 { 20 } else { 127 });
+    assert_eq!(speakers_told(&rig, early), ["p2", "p3"]);
+
+    let late = crate::sfu::SinkKey(2);
+    rig.command(SfuCommand::SinkAttach { key: late, meeting });
+    rig.run(Duration::from_millis(50));
+    assert_eq!(speakers_told(&rig, late), ["p3"], "who speaks now, at once");
+}
