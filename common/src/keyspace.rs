@@ -102,6 +102,14 @@ impl Keyspace {
     pub fn recording(&self, id: &RecordingId) -> String {
         format!("{}/recordings/{id}", self.prefix)
     }
+    /// Files of deleted recordings still on recording nodes that were away when they
+    /// were deleted (each `/{node}/{recording}`, the value its storage classification).
+    pub fn erasures(&self) -> String {
+        format!("{}/erasures/", self.prefix)
+    }
+    pub fn erasure(&self, node: &NodeId, recording: &RecordingId) -> String {
+        format!("{}/erasures/{node}/{recording}", self.prefix)
+    }
     pub fn election(&self) -> String {
         format!("{}/election/controller", self.prefix)
     }

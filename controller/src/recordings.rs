@@ -15,6 +15,7 @@ use crate::model::{
 };
 use crate::placement::place_recording;
 use crate::service::Service;
+use crate::store::Erasure;
 
 impl Service {
     /// The control address of recording node `id`, while it is registered.
@@ -397,49 +398,76 @@ impl Service {
         Ok(r)
     }
 
-    /// Removes recording `r` for good: its files on its recording node (and on the nodes
-    /// of its earlier segments that are still here), then its record; the meeting's audit
-    /// trail gets `entry` while the meeting is kept. Nothing is removed from the store
-    /// while the files cannot be.
+    /// Removes recording `r` for good: its files on its recording node and on the nodes
+    /// of its earlier segments, then its record; the meeting's audit trail gets `entry`
+    /// while the meeting is kept. A node that is not registered now (down, or gone for
+    /// good) gets an erasure in the same transaction as the record's removal: its files
+    /// go when it is back ([`Service::carry_out_erasures`]). Nothing is removed from the
+    /// store while a registered node fails to remove its files.
     pub(crate) async fn erase_recording(
         &self,
         r: &Recording,
         entry: HostAction,
     ) -> Result<(), ApiError> {
+        let mut away = Vec::new();
         if r.state != RecordingState::Deleted {
-            let grpc = self.recording_node_addr(&r.node).ok_or_else(|| {
-                ApiError::Unavailable(format!(
-                    "recording node {} is not reachable, so the files of recording {} cannot \
-                     be removed now",
-                    r.node, r.id
-                ))
-            })?;
-            self.nodes
-                .delete_recording(&grpc, r.id.as_str(), &r.classification)
-                .await
-                .map_err(|e| ApiError::Unavailable(e.to_string()))?;
-            for node in r.earlier_nodes.iter().filter(|n| **n != r.node) {
+            let mut nodes = vec![&r.node];
+            nodes.extend(r.earlier_nodes.iter().filter(|n| **n != r.node));
+            for node in nodes {
                 let Some(addr) = self.recording_node_addr(node) else {
-                    tracing::warn!(recording = %r.id, %node, "an earlier segment's node is gone: its files there are not removed");
+                    tracing::warn!(recording = %r.id, %node, "the recording node is away: its files go when it is back");
+                    away.push(Erasure {
+                        node: node.clone(),
+                        recording: r.id.clone(),
+                        classification: r.classification.clone(),
+                    });
                     continue;
                 };
-                if let Err(e) = self
-                    .nodes
+                self.nodes
                     .delete_recording(&addr, r.id.as_str(), &r.classification)
                     .await
-                {
-                    tracing::warn!(recording = %r.id, %node, error = %e, "could not remove an earlier segment's files");
-                }
+                    .map_err(|e| {
+                        ApiError::Unavailable(format!(
+                            "recording node {node} could not remove the files of recording {}: {e}",
+                            r.id
+                        ))
+                    })?;
             }
         }
-        self.store.delete_recording(&r.id).await?;
+        self.store.delete_recording(&r.id, &away).await?;
         if self.view.read(|v| v.meetings.contains_key(&r.meeting)) {
             self.store
                 .update_cloud_recording(&r.meeting, &mut |_| Some((None, entry.clone())))
                 .await?;
         }
-        tracing::info!(recording = %r.id, meeting = %r.meeting, why = %entry.action, "recording deleted: files and record");
+        tracing::info!(recording = %r.id, meeting = %r.meeting, why = %entry.action, away = away.len(), "recording deleted: files and record");
         Ok(())
+    }
+
+    /// Removes the files that deleted recordings left on recording nodes that were away,
+    /// from each such node that is back; returns how many it removed.
+    pub(crate) async fn carry_out_erasures(&self) -> Result<usize, ApiError> {
+        let mut done = 0;
+        for e in self.store.erasures().await? {
+            let Some(addr) = self.recording_node_addr(&e.node) else {
+                continue;
+            };
+            match self
+                .nodes
+                .delete_recording(&addr, e.recording.as_str(), &e.classification)
+                .await
+            {
+                Ok(()) => {
+                    self.store.drop_erasure(&e).await?;
+                    tracing::info!(recording = %e.recording, node = %e.node, "a deleted recording's files removed from a node that is back");
+                    done += 1;
+                }
+                Err(err) => {
+                    tracing::warn!(recording = %e.recording, node = %e.node, error = %err, "could not remove a deleted recording's files; trying again");
+                }
+            }
+        }
+        Ok(done)
     }
 }
 

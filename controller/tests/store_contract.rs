@@ -13,7 +13,8 @@ use controller::model::{
     NodeLoad, NodeState, Recording, RecordingNode, RecordingState, Room,
 };
 use controller::store::{
-    Batch, Change, ChangeStream, ClusterStore, EtcdStore, MemoryStore, PlacementCommit, StoreError,
+    Batch, Change, ChangeStream, ClusterStore, Erasure, EtcdStore, MemoryStore, PlacementCommit,
+    StoreError,
 };
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
@@ -412,9 +413,31 @@ async fn a_recording_reads_back_as_written(rig: Rig) {
     s.put_recording(&r).await.unwrap();
     assert_eq!(s.get_recording(&r.id).await.unwrap(), Some(r.clone()));
     assert_eq!(s.get_recording(&RecordingId::random()).await.unwrap(), None);
-    s.delete_recording(&r.id).await.unwrap();
+    s.delete_recording(&r.id, &[]).await.unwrap();
     assert_eq!(s.get_recording(&r.id).await.unwrap(), None, "deleted");
-    s.delete_recording(&r.id).await.unwrap();
+    s.delete_recording(&r.id, &[]).await.unwrap();
+    assert_eq!(s.erasures().await.unwrap(), vec![], "none left");
+
+    // Deleted while two of its nodes were away: the record goes, and with it the
+    // erasures for those nodes, which are dropped one by one as the nodes remove them.
+    s.put_recording(&r).await.unwrap();
+    let away = |n: &str| Erasure {
+        node: node(n),
+        recording: r.id.clone(),
+        classification: "internal".into(),
+    };
+    s.delete_recording(&r.id, &[away("rec-1"), away("rec-2")])
+        .await
+        .unwrap();
+    assert_eq!(s.get_recording(&r.id).await.unwrap(), None, "deleted");
+    let mut left = s.erasures().await.unwrap();
+    left.sort();
+    assert_eq!(left, vec![away("rec-1"), away("rec-2")]);
+    s.drop_erasure(&away("rec-1")).await.unwrap();
+    assert_eq!(s.erasures().await.unwrap(), vec![away("rec-2")]);
+    s.drop_erasure(&away("rec-1")).await.unwrap();
+    s.drop_erasure(&away("rec-2")).await.unwrap();
+    assert_eq!(s.erasures().await.unwrap(), vec![]);
 }
 
 /// The room record of `m` as the store holds it.

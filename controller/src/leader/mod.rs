@@ -65,6 +65,9 @@ async fn lead(
     tracing::info!(controller = id, "became leader");
     service.metrics.is_leader.set(1);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    // Files deleted recordings left on recording nodes that were away: a read of etcd
+    // now and then, not on every pass.
+    let mut erasures = tokio::time::interval(ERASURES_EVERY);
     let mut census = Census::default();
     let mut liveness = Liveness::new();
     // When the leader revoked dead nodes' leases lately, and when it last heard them.
@@ -78,6 +81,12 @@ async fn lead(
                 break;
             }
             _ = tick.tick() => reconcile(service, lease_ttl, &heard).await,
+            _ = erasures.tick() => {
+                if let Err(e) = service.carry_out_erasures().await {
+                    service.metrics.etcd_errors.inc();
+                    tracing::warn!(error = %e, "could not read the erasures left for recording nodes");
+                }
+            }
             _ = service.view.changed() => {
                 // Changes come in bursts — a join storm commits a placement per first
                 // join, every node reports its load — and a pass scans every meeting:
@@ -155,6 +164,10 @@ async fn bury(
         tracing::warn!(node = %dead.node, error = %e, "could not revoke a dead node's lease; it runs out by itself");
     }
 }
+
+/// How often the leader looks for files of deleted recordings to remove from recording
+/// nodes that are back.
+const ERASURES_EVERY: Duration = Duration::from_secs(5);
 
 /// One pass of the leader's reconciler: plan on the view, then carry the plan out.
 pub async fn reconcile(service: &Service, lease_ttl: Duration, heard: &plan::LastHeard) {

@@ -19,8 +19,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::convert;
 use super::{
-    Batch, Change, ChangeStream, CloudChange, ClusterStore, Lease, PlacementCommit, Snapshot,
-    StoreError, Term,
+    Batch, Change, ChangeStream, CloudChange, ClusterStore, Erasure, Lease, PlacementCommit,
+    Snapshot, StoreError, Term,
 };
 use crate::model::{
     Attendance, MediaNode, Meeting, NodeLoad, OrgSettings, Recording, RecordingNode, Registrant,
@@ -299,10 +299,49 @@ impl ClusterStore for EtcdStore {
         .await
     }
 
-    async fn delete_recording(&self, id: &RecordingId) -> Result<(), StoreError> {
+    async fn delete_recording(
+        &self,
+        id: &RecordingId,
+        erasures: &[Erasure],
+    ) -> Result<(), StoreError> {
+        let mut ops = vec![TxnOp::delete(self.ks.recording(id), None)];
+        for e in erasures {
+            let key = self.ks.erasure(&e.node, &e.recording);
+            ops.push(TxnOp::put(key, e.classification.as_bytes(), None));
+        }
+        self.client.clone().txn(Txn::new().and_then(ops)).await?;
+        Ok(())
+    }
+
+    async fn erasures(&self) -> Result<Vec<Erasure>, StoreError> {
+        let prefix = self.ks.erasures();
+        let resp = self
+            .client
+            .clone()
+            .get(prefix.clone(), Some(GetOptions::new().with_prefix()))
+            .await?;
+        resp.kvs()
+            .iter()
+            .map(|kv| {
+                let key = kv.key_str().unwrap_or_default();
+                let corrupt = || StoreError::Corrupt(format!("erasure {key:?}"));
+                let (node, recording) = key
+                    .strip_prefix(&prefix)
+                    .and_then(|k| k.split_once('/'))
+                    .ok_or_else(corrupt)?;
+                Ok(Erasure {
+                    node: NodeId::parse(node).map_err(|_| corrupt())?,
+                    recording: RecordingId::parse(recording).map_err(|_| corrupt())?,
+                    classification: kv.value_str().map_err(|_| corrupt())?.to_owned(),
+                })
+            })
+            .collect()
+    }
+
+    async fn drop_erasure(&self, e: &Erasure) -> Result<(), StoreError> {
         self.client
             .clone()
-            .delete(self.ks.recording(id), None)
+            .delete(self.ks.erasure(&e.node, &e.recording), None)
             .await?;
         Ok(())
     }

@@ -14,8 +14,8 @@ use tokio::sync::{Notify, broadcast};
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    Batch, Change, ChangeStream, CloudChange, ClusterStore, Lease, PlacementCommit, Snapshot,
-    StoreError, Term,
+    Batch, Change, ChangeStream, CloudChange, ClusterStore, Erasure, Lease, PlacementCommit,
+    Snapshot, StoreError, Term,
 };
 use crate::model::{
     Attendance, MediaNode, Meeting, NodeLoad, OrgSettings, Recording, RecordingNode, Registrant,
@@ -54,6 +54,7 @@ struct Inner {
     registrants: BTreeMap<(MeetingId, String), Registrant>,
     attendance: BTreeMap<(MeetingId, String), Attendance>,
     orgs: BTreeMap<String, OrgSettings>,
+    erasures: std::collections::BTreeSet<Erasure>,
 }
 
 impl Default for Inner {
@@ -74,6 +75,7 @@ impl Default for Inner {
             registrants: BTreeMap::new(),
             attendance: BTreeMap::new(),
             orgs: BTreeMap::new(),
+            erasures: std::collections::BTreeSet::new(),
         }
     }
 }
@@ -428,12 +430,27 @@ impl ClusterStore for MemoryStore {
         })
     }
 
-    async fn delete_recording(&self, id: &RecordingId) -> Result<(), StoreError> {
+    async fn delete_recording(
+        &self,
+        id: &RecordingId,
+        erasures: &[Erasure],
+    ) -> Result<(), StoreError> {
         self.before_write().await?;
         let mut inner = self.lock();
         if inner.records.contains_key(&Key::Recording(id.clone())) {
             inner.commit(vec![(Change::Recording(id.clone(), None), None)]);
         }
+        inner.erasures.extend(erasures.iter().cloned());
+        Ok(())
+    }
+
+    async fn erasures(&self) -> Result<Vec<Erasure>, StoreError> {
+        self.read(|i| i.erasures.iter().cloned().collect())
+    }
+
+    async fn drop_erasure(&self, e: &Erasure) -> Result<(), StoreError> {
+        self.before_write().await?;
+        self.lock().erasures.remove(e);
         Ok(())
     }
 

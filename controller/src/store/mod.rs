@@ -118,6 +118,16 @@ impl Term {
     }
 }
 
+/// The files of a deleted recording on a recording node that was away when it was
+/// deleted: removed (and this with them) once the node is back.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Erasure {
+    pub node: NodeId,
+    pub recording: RecordingId,
+    /// The storage class its files are under on that node.
+    pub classification: String,
+}
+
 #[async_trait::async_trait]
 pub trait ClusterStore: Send + Sync + 'static {
     /// Creates a meeting; the id is random, so an existing one means a collision (false).
@@ -156,8 +166,18 @@ pub trait ClusterStore: Send + Sync + 'static {
 
     async fn put_recording(&self, r: &Recording) -> Result<(), StoreError>;
     async fn get_recording(&self, id: &RecordingId) -> Result<Option<Recording>, StoreError>;
-    /// Removes a recording's record (its files are gone); none there is no error.
-    async fn delete_recording(&self, id: &RecordingId) -> Result<(), StoreError>;
+    /// Removes a recording's record (its files are gone, or are left to `erasures` on
+    /// nodes that were away) in one transaction with those erasures; none there is no
+    /// error.
+    async fn delete_recording(
+        &self,
+        id: &RecordingId,
+        erasures: &[Erasure],
+    ) -> Result<(), StoreError>;
+    /// Files of deleted recordings left on recording nodes that were away.
+    async fn erasures(&self) -> Result<Vec<Erasure>, StoreError>;
+    /// The node removed those files.
+    async fn drop_erasure(&self, e: &Erasure) -> Result<(), StoreError>;
 
     /// Sets the meeting's cloud recording in its room record to what `change` makes of
     /// the one there (None: leaves it; a new room record when there is none), with

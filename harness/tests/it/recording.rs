@@ -338,7 +338,8 @@ pub(crate) async fn start(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_recording_whose_node_is_killed_moves_to_another_node_and_the_manifest_shows_the_gap() {
+async fn a_recording_whose_node_is_killed_moves_to_another_node_and_the_manifest_shows_the_gap_and_its_deletion_reaches_the_node_once_it_is_back()
+ {
     let (mut c, api, base, meeting, host_key, bots) = recorded_meeting(2).await;
     let rec = start(&api, &base, &meeting, &host_key).await;
     let rid = rec["recording_id"].as_str().unwrap().to_owned();
@@ -424,6 +425,32 @@ async fn a_recording_whose_node_is_killed_moves_to_another_node_and_the_manifest
         v.duration > Duration::from_secs(2) && v.frames > 20,
         "the pre-crash composite plays: {v:?}"
     );
+
+    // Deleted while the first node is still down: the record and the second node's
+    // files go at once; the first node's files go when it is back.
+    let (st, deleted) = api
+        .send(
+            api.http
+                .delete(format!("{base}/v1/recordings/{rid}"))
+                .bearer_auth(&host_key),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{deleted}");
+    let (st, gone) = api
+        .operator(reqwest::Method::GET, format!("{base}/v1/recordings/{rid}"))
+        .await;
+    assert_eq!(st, StatusCode::NOT_FOUND, "{gone}");
+    assert!(!dir(&second).exists(), "the second node's files are gone");
+    assert!(before.exists(), "the first node is down: its files wait");
+    let victim = c.recording.iter_mut().find(|n| n.spec.id == first).unwrap();
+    victim.proc.restart().unwrap();
+    harness::eventually(
+        Duration::from_secs(30),
+        "the first node, back, to have removed the deleted recording's files",
+        || async { (!before.exists()).then_some(()) },
+    )
+    .await
+    .unwrap();
 }
 
 /// The meeting's media node dies; its participants come back (on the region's other
