@@ -110,6 +110,19 @@ impl Keyspace {
     pub fn erasure(&self, node: &NodeId, recording: &RecordingId) -> String {
         format!("{}/erasures/{node}/{recording}", self.prefix)
     }
+    /// Local accounts (each `/{hex of the lower-case e-mail address}`: any address is a
+    /// key of its own, whatever characters it has).
+    pub fn accounts(&self) -> String {
+        format!("{}/accounts/", self.prefix)
+    }
+    pub fn account(&self, email: &str) -> String {
+        let hex: String = email
+            .to_lowercase()
+            .bytes()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        format!("{}/accounts/{hex}", self.prefix)
+    }
     pub fn election(&self) -> String {
         format!("{}/election/controller", self.prefix)
     }

@@ -59,6 +59,21 @@ pub struct Meeting {
     pub retention: Option<std::time::Duration>,
 }
 
+/// A local account: someone who signs in with an e-mail address and a password, without
+/// an identity provider.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Account {
+    /// The login, lower case; its domain is the account's organisation.
+    pub email: String,
+    pub name: String,
+    /// Administers its organisation.
+    pub admin: bool,
+    /// argon2id PHC string of the password.
+    pub password_hash: String,
+    pub created_unix_ms: i64,
+    pub password_changed_unix_ms: i64,
+}
+
 /// An organisation's rules and defaults for its users' meetings.
 #[derive(Clone, Debug, PartialEq)]
 pub struct OrgSettings {

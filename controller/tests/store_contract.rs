@@ -9,8 +9,8 @@ use common::cloud_recording::Wish;
 use common::ids::{MeetingId, NodeId, RecordingId, Region};
 use common::keyspace::Slot;
 use controller::model::{
-    Capacity, CloudRecording, Gap, HostAction, MediaNode, Meeting, MeetingKind, MeetingState,
-    NodeLoad, NodeState, Recording, RecordingNode, RecordingState, Room,
+    Account, Capacity, CloudRecording, Gap, HostAction, MediaNode, Meeting, MeetingKind,
+    MeetingState, NodeLoad, NodeState, Recording, RecordingNode, RecordingState, Room,
 };
 use controller::store::{
     Batch, Change, ChangeStream, ClusterStore, Erasure, EtcdStore, MemoryStore, PlacementCommit,
@@ -76,6 +76,7 @@ harness::store_contract!(
     ending_a_meeting_removes_its_placements_in_the_same_revision,
     a_placement_commits_only_over_what_its_writer_saw,
     a_recording_reads_back_as_written,
+    an_account_is_created_once_and_found_by_its_address_in_any_case,
     the_cloud_recording_is_written_into_the_room_record_with_its_audit_entry,
     registrants_and_attendance_read_back_per_meeting,
     an_edit_lands_only_on_the_active_meeting_it_was_made_from,
@@ -383,6 +384,60 @@ async fn registrants_and_attendance_read_back_per_meeting(rig: Rig) {
     assert!(s.attendance(&m).await.unwrap().is_empty());
     assert!(s.get_meeting(&other).await.unwrap().is_some());
     assert_eq!(s.registrants(&other).await.unwrap().len(), 1);
+}
+
+async fn an_account_is_created_once_and_found_by_its_address_in_any_case(rig: Rig) {
+    let s = &rig.store;
+    let account = |email: &str, name: &str| Account {
+        email: email.into(),
+        name: name.into(),
+        admin: false,
+        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+        created_unix_ms: 1_700_000_000_000,
+        password_changed_unix_ms: 1_700_000_000_000,
+    };
+    let ada = account("ada/lovelace+1@uio.no", "Ada Lovelace");
+    assert!(s.create_account(&ada).await.unwrap(), "created");
+    assert!(
+        !s.create_account(&account("ada/lovelace+1@uio.no", "Someone else"))
+            .await
+            .unwrap(),
+        "an address has one account"
+    );
+    assert_eq!(
+        s.get_account("Ada/Lovelace+1@UiO.no").await.unwrap(),
+        Some(ada.clone()),
+        "found in any case, as written"
+    );
+    assert_eq!(s.get_account("bo@uio.no").await.unwrap(), None);
+
+    // An update lands on an account that is there, and on no other.
+    let admin = Account {
+        admin: true,
+        password_changed_unix_ms: 1_700_000_100_000,
+        ..ada.clone()
+    };
+    assert!(s.update_account(&admin).await.unwrap());
+    assert_eq!(
+        s.get_account(&ada.email).await.unwrap(),
+        Some(admin.clone())
+    );
+    assert!(
+        !s.update_account(&account("bo@uio.no", "Bo")).await.unwrap(),
+        "no account to update"
+    );
+    assert_eq!(s.get_account("bo@uio.no").await.unwrap(), None);
+
+    let bo = account("bo@ntnu.no", "Bo");
+    assert!(s.create_account(&bo).await.unwrap());
+    assert_eq!(
+        s.list_accounts().await.unwrap(),
+        vec![admin.clone(), bo.clone()],
+        "by address"
+    );
+    s.delete_account("ADA/LOVELACE+1@uio.no").await.unwrap();
+    s.delete_account("ada/lovelace+1@uio.no").await.unwrap();
+    assert_eq!(s.list_accounts().await.unwrap(), vec![bo]);
 }
 
 async fn a_recording_reads_back_as_written(rig: Rig) {

@@ -10,9 +10,9 @@ use proto::v1 as pb;
 
 use super::Change;
 use crate::model::{
-    Attendance, Capacity, CloudRecording, Collab, Gap, HostAction, MediaNode, Meeting, MeetingKind,
-    MeetingState, NodeLoad, NodeState, OrgSettings, Owner, Poll, PollAnswer, Question, Recording,
-    RecordingNode, RecordingState, Registrant, RegistrantState, Registration, Room,
+    Account, Attendance, Capacity, CloudRecording, Collab, Gap, HostAction, MediaNode, Meeting,
+    MeetingKind, MeetingState, NodeLoad, NodeState, OrgSettings, Owner, Poll, PollAnswer, Question,
+    Recording, RecordingNode, RecordingState, Registrant, RegistrantState, Registration, Room,
     StoredPlacement,
 };
 use crate::schedule::{RecurrenceInput, Schedule, ScheduleInput};
@@ -91,6 +91,34 @@ pub(super) fn meeting_to_record(m: &Meeting) -> pb::MeetingRecord {
             }
         }),
     }
+}
+
+pub(super) fn account_to_record(a: &Account) -> pb::AccountRecord {
+    pb::AccountRecord {
+        email: a.email.clone(),
+        name: a.name.clone(),
+        admin: a.admin,
+        password_hash: a.password_hash.clone(),
+        created_unix_ms: a.created_unix_ms,
+        password_changed_unix_ms: a.password_changed_unix_ms,
+    }
+}
+
+pub(super) fn account_from_record(r: pb::AccountRecord) -> Result<Account, String> {
+    if r.email.is_empty() || r.email != r.email.to_lowercase() {
+        return Err(format!(
+            "account e-mail {:?} is not a lower-case address",
+            r.email
+        ));
+    }
+    Ok(Account {
+        email: r.email,
+        name: r.name,
+        admin: r.admin,
+        password_hash: r.password_hash,
+        created_unix_ms: r.created_unix_ms,
+        password_changed_unix_ms: r.password_changed_unix_ms,
+    })
 }
 
 pub(super) fn org_settings_to_record(o: &OrgSettings) -> pb::OrgSettingsRecord {

@@ -23,8 +23,8 @@ use super::{
     Snapshot, StoreError, Term,
 };
 use crate::model::{
-    Attendance, MediaNode, Meeting, NodeLoad, OrgSettings, Recording, RecordingNode, Registrant,
-    StoredPlacement,
+    Account, Attendance, MediaNode, Meeting, NodeLoad, OrgSettings, Recording, RecordingNode,
+    Registrant, StoredPlacement,
 };
 
 impl From<etcd_client::Error> for StoreError {
@@ -387,6 +387,49 @@ impl ClusterStore for EtcdStore {
                 return Ok(true);
             }
         }
+    }
+
+    async fn create_account(&self, a: &Account) -> Result<bool, StoreError> {
+        let key = self.ks.account(&a.email);
+        let value = convert::account_to_record(a).encode_to_vec();
+        let txn = Txn::new()
+            .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+            .and_then([TxnOp::put(key, value, None)]);
+        Ok(self.client.clone().txn(txn).await?.succeeded())
+    }
+
+    async fn update_account(&self, a: &Account) -> Result<bool, StoreError> {
+        let key = self.ks.account(&a.email);
+        let value = convert::account_to_record(a).encode_to_vec();
+        let txn = Txn::new()
+            .when([Compare::create_revision(key.clone(), CompareOp::Greater, 0)])
+            .and_then([TxnOp::put(key, value, None)]);
+        Ok(self.client.clone().txn(txn).await?.succeeded())
+    }
+
+    async fn get_account(&self, email: &str) -> Result<Option<Account>, StoreError> {
+        self.get(self.ks.account(email), |v| {
+            convert::account_from_record(etcd_decode(v)?)
+        })
+        .await
+    }
+
+    async fn list_accounts(&self) -> Result<Vec<Account>, StoreError> {
+        let mut all = self
+            .list(self.ks.accounts(), |v| {
+                convert::account_from_record(etcd_decode(v)?)
+            })
+            .await?;
+        all.sort_by(|a, b| a.email.cmp(&b.email));
+        Ok(all)
+    }
+
+    async fn delete_account(&self, email: &str) -> Result<(), StoreError> {
+        self.client
+            .clone()
+            .delete(self.ks.account(email), None)
+            .await?;
+        Ok(())
     }
 
     async fn get_org_settings(&self, org: &str) -> Result<Option<OrgSettings>, StoreError> {

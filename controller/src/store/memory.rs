@@ -18,8 +18,8 @@ use super::{
     Snapshot, StoreError, Term,
 };
 use crate::model::{
-    Attendance, MediaNode, Meeting, NodeLoad, OrgSettings, Recording, RecordingNode, Registrant,
-    StoredPlacement,
+    Account, Attendance, MediaNode, Meeting, NodeLoad, OrgSettings, Recording, RecordingNode,
+    Registrant, StoredPlacement,
 };
 
 #[derive(Clone, Default)]
@@ -54,6 +54,8 @@ struct Inner {
     registrants: BTreeMap<(MeetingId, String), Registrant>,
     attendance: BTreeMap<(MeetingId, String), Attendance>,
     orgs: BTreeMap<String, OrgSettings>,
+    /// Local accounts, by lower-case e-mail address.
+    accounts: BTreeMap<String, Account>,
     erasures: std::collections::BTreeSet<Erasure>,
 }
 
@@ -75,6 +77,7 @@ impl Default for Inner {
             registrants: BTreeMap::new(),
             attendance: BTreeMap::new(),
             orgs: BTreeMap::new(),
+            accounts: BTreeMap::new(),
             erasures: std::collections::BTreeSet::new(),
         }
     }
@@ -476,6 +479,40 @@ impl ClusterStore for MemoryStore {
         room.actions.push(action);
         inner.commit(vec![(Change::Room(meeting.clone(), Some(room)), None)]);
         Ok(true)
+    }
+
+    async fn create_account(&self, a: &Account) -> Result<bool, StoreError> {
+        self.before_write().await?;
+        let mut inner = self.lock();
+        if inner.accounts.contains_key(&a.email) {
+            return Ok(false);
+        }
+        inner.accounts.insert(a.email.clone(), a.clone());
+        Ok(true)
+    }
+
+    async fn update_account(&self, a: &Account) -> Result<bool, StoreError> {
+        self.before_write().await?;
+        let mut inner = self.lock();
+        let Some(there) = inner.accounts.get_mut(&a.email) else {
+            return Ok(false);
+        };
+        *there = a.clone();
+        Ok(true)
+    }
+
+    async fn get_account(&self, email: &str) -> Result<Option<Account>, StoreError> {
+        self.read(|i| i.accounts.get(&email.to_lowercase()).cloned())
+    }
+
+    async fn list_accounts(&self) -> Result<Vec<Account>, StoreError> {
+        self.read(|i| i.accounts.values().cloned().collect())
+    }
+
+    async fn delete_account(&self, email: &str) -> Result<(), StoreError> {
+        self.before_write().await?;
+        self.lock().accounts.remove(&email.to_lowercase());
+        Ok(())
     }
 
     async fn get_org_settings(&self, org: &str) -> Result<Option<OrgSettings>, StoreError> {

@@ -24,8 +24,8 @@ pub use self::convert::gaps_to_proto;
 pub use self::etcd::EtcdStore;
 pub use self::memory::MemoryStore;
 use crate::model::{
-    Attendance, CloudRecording, Collab, HostAction, MediaNode, Meeting, NodeLoad, OrgSettings,
-    Recording, RecordingNode, Registrant, Room, StoredPlacement,
+    Account, Attendance, CloudRecording, Collab, HostAction, MediaNode, Meeting, NodeLoad,
+    OrgSettings, Recording, RecordingNode, Registrant, Room, StoredPlacement,
 };
 
 /// What [`ClusterStore::update_cloud_recording`] makes of a meeting's cloud recording:
@@ -191,6 +191,19 @@ pub trait ClusterStore: Send + Sync + 'static {
     ) -> Result<bool, StoreError>;
 
     /// An organisation's settings, if its administrators set any.
+    /// Creates a local account; false (and nothing written) when its e-mail address has
+    /// one already.
+    async fn create_account(&self, a: &Account) -> Result<bool, StoreError>;
+    /// Writes an existing account back (its name, role or password changed); false (and
+    /// nothing written) when it is gone.
+    async fn update_account(&self, a: &Account) -> Result<bool, StoreError>;
+    /// The account of `email` (any case).
+    async fn get_account(&self, email: &str) -> Result<Option<Account>, StoreError>;
+    /// Every account, by e-mail address.
+    async fn list_accounts(&self) -> Result<Vec<Account>, StoreError>;
+    /// Removes the account of `email`; none there is no error.
+    async fn delete_account(&self, email: &str) -> Result<(), StoreError>;
+
     async fn get_org_settings(&self, org: &str) -> Result<Option<OrgSettings>, StoreError>;
     async fn put_org_settings(&self, org: &str, s: &OrgSettings) -> Result<(), StoreError>;
 
