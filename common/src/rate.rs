@@ -45,6 +45,19 @@ impl TokenBucket {
         ))
     }
 
+    /// How long until there is a token at `now` (None: there is one), without taking it.
+    pub fn wait(&self, now: Instant) -> Option<Duration> {
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        let tokens = (self.tokens + elapsed * self.per_second).min(self.burst);
+        if tokens >= 1.0 {
+            return None;
+        }
+        if self.per_second <= 0.0 {
+            return Some(Duration::MAX);
+        }
+        Some(Duration::from_secs_f64((1.0 - tokens) / self.per_second))
+    }
+
     /// Whether the bucket is full again at `now` (a keyed limiter may forget it).
     pub fn full_at(&self, now: Instant) -> bool {
         let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
@@ -70,6 +83,15 @@ mod tests {
         assert!(b.take(later).is_ok(), "one more half a second later");
         assert!(b.take(later).is_err());
         assert!(!b.full_at(later));
+        assert!(
+            b.wait(later).is_some_and(|w| w > Duration::ZERO),
+            "empty: a wait"
+        );
+        assert_eq!(
+            b.wait(later + Duration::from_millis(500)),
+            None,
+            "a token again"
+        );
         let much_later = start + Duration::from_secs(60);
         assert!(b.full_at(much_later));
         assert!(

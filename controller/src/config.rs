@@ -70,6 +70,8 @@ pub struct ControllerConfig {
     /// Sign-in of hosts and administrators through an OpenID Connect provider; unset:
     /// no sign-in (operator and host keys only).
     pub oidc: Option<crate::oidc::OidcConfig>,
+    /// Local accounts (e-mail address and password), beside or instead of `oidc`.
+    pub accounts: crate::accounts::AccountsConfig,
     /// How long after a meeting ends its personal data (the meeting, its audit, polls
     /// and Q&A, registrants and attendance) is kept before the leader deletes it.
     pub retention_secs: u64,
@@ -135,6 +137,7 @@ impl Default for ControllerConfig {
             election_ttl_secs: 3,
             public_url: None,
             oidc: None,
+            accounts: crate::accounts::AccountsConfig::default(),
             retention_secs: 30 * 24 * 3600,
         }
     }

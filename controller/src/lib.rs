@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 #![deny(clippy::disallowed_types)]
 
+pub mod accounts;
 pub mod auth;
 pub mod capacity;
 pub mod config;
@@ -34,6 +35,7 @@ pub mod registration;
 pub mod schedule;
 pub mod secrets;
 pub mod service;
+pub mod sessions;
 pub mod store;
 pub mod turn;
 pub mod view;
@@ -69,6 +71,8 @@ pub enum ControllerError {
     DownloadKey(String),
     #[error("invalid config key `oidc.client_secret_file`: {0}")]
     OidcSecret(String),
+    #[error("invalid config key `token.signing_key_file` (sessions derive their key from it): {0}")]
+    SessionKey(String),
     #[error("cluster state store")]
     Store(#[from] store::StoreError),
     #[error("HTTP server")]
@@ -137,6 +141,14 @@ pub async fn run(
         }
         None => None,
     };
+    if cfg.accounts.enabled {
+        service.accounts = Some(Arc::new(accounts::Accounts::new(cfg.accounts.clone())));
+    }
+    if service.oidc.is_some() || service.accounts.is_some() {
+        let signing_key = std::fs::read(&key_file)
+            .map_err(|e| ControllerError::SessionKey(format!("{}: {e}", key_file.display())))?;
+        service.sessions = Some(Arc::new(sessions::Sessions::new(&signing_key)));
+    }
     service.retention = Duration::from_secs(cfg.retention_secs);
     service.public_url = cfg
         .public_url
@@ -145,6 +157,24 @@ pub async fn run(
     let service = Arc::new(service);
 
     let watcher = tokio::spawn(view.clone().run_watcher(store, shutdown.clone()));
+    if service.accounts.is_some() {
+        // The first administrator, once etcd answers (every replica tries; one makes it).
+        let (service, sd) = (service.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            loop {
+                match service.ensure_initial_admin().await {
+                    Ok(()) => break,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not make the first administrator; trying again")
+                    }
+                }
+                tokio::select! {
+                    _ = sd.cancelled() => break,
+                    _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                }
+            }
+        });
+    }
     let leader = tokio::spawn(leader::run(
         service.clone(),
         cfg.id.clone(),

@@ -81,6 +81,14 @@ impl<K: Hash + Eq> Limiter<K> {
             .take(now)
     }
 
+    /// How long until `key` has a token again (None: it has one), without taking it.
+    pub fn wait(&self, key: &K, now: Instant) -> Option<Duration> {
+        if self.rate.per_minute == 0 {
+            return None;
+        }
+        self.buckets.get(key)?.wait(now)
+    }
+
     /// Forgets the buckets that have refilled (at most once a second).
     fn prune(&mut self, now: Instant) {
         if self

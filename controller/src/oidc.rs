@@ -14,11 +14,11 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use sha2::{Digest, Sha256};
 
 use crate::error::ApiError;
+use crate::sessions::{Session, now_secs, open, random_token, seal};
 
 /// The `[oidc]` section.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -57,15 +57,6 @@ impl User {
     pub fn org(&self) -> &str {
         crate::model::email_domain(&self.email)
     }
-}
-
-/// A session cookie's content.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Session {
-    pub user: User,
-    /// Sent back in `X-Fjord-CSRF` with every state-changing call the session makes.
-    pub csrf: String,
-    pub exp: u64,
 }
 
 /// What a sign-in under way remembers (in its cookie) until the provider sends the user
@@ -128,32 +119,6 @@ pub struct Oidc {
     meta: tokio::sync::Mutex<Option<(Instant, Discovery, jsonwebtoken::jwk::JwkSet)>>,
 }
 
-fn now_secs() -> u64 {
-    common::unix_ms() as u64 / 1000
-}
-
-fn random_token(bytes: usize) -> String {
-    let v: Vec<u8> = (0..bytes).map(|_| rand::random::<u8>()).collect();
-    B64.encode(v)
-}
-
-/// `payload` as JSON, base64url, and its HMAC-SHA256 under `key`.
-fn seal<T: Serialize>(key: &[u8], payload: &T) -> String {
-    let body = B64.encode(serde_json::to_vec(payload).unwrap_or_default());
-    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("any key length");
-    mac.update(body.as_bytes());
-    format!("{body}.{}", B64.encode(mac.finalize().into_bytes()))
-}
-
-/// What [`seal`] sealed, if the MAC holds.
-fn open<T: DeserializeOwned>(key: &[u8], sealed: &str) -> Option<T> {
-    let (body, tag) = sealed.split_once('.')?;
-    let mut mac = Hmac::<Sha256>::new_from_slice(key).ok()?;
-    mac.update(body.as_bytes());
-    mac.verify_slice(&B64.decode(tag).ok()?).ok()?;
-    serde_json::from_slice(&B64.decode(body).ok()?).ok()
-}
-
 fn refused(why: impl Into<String>) -> ApiError {
     ApiError::Unauthorized(why.into())
 }
@@ -162,11 +127,7 @@ impl Oidc {
     /// `signing_key`: the join token signing key's file content, which every controller
     /// replica shares; the cookie key is derived from it.
     pub fn new(cfg: OidcConfig, secret: String, signing_key: &[u8]) -> Self {
-        let key = Sha256::new()
-            .chain_update(b"fjord sessions v1\0")
-            .chain_update(signing_key)
-            .finalize()
-            .to_vec();
+        let key = crate::sessions::session_key(signing_key);
         Self {
             cfg,
             secret,
@@ -386,82 +347,7 @@ impl Oidc {
         open::<FeedOwner>(&self.key, token).map(|f| (f.iss, f.sub))
     }
 
-    pub fn seal_session(&self, s: &Session) -> String {
-        seal(&self.key, s)
-    }
-
-    /// The session in a cookie value, if it is ours and current.
-    pub fn session(&self, cookie: &str) -> Option<Session> {
-        open::<Session>(&self.key, cookie).filter(|s| s.exp >= now_secs())
-    }
-
     pub fn session_ttl(&self) -> Duration {
         Duration::from_secs(self.cfg.session_ttl_secs)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn oidc() -> Oidc {
-        Oidc::new(
-            OidcConfig {
-                issuer: "http://127.0.0.1:1".into(),
-                client_id: "fjord".into(),
-                client_secret_file: "/dev/null".into(),
-                admin_emails: vec![],
-                session_ttl_secs: 60,
-            },
-            "secret".into(),
-            b"signing key",
-        )
-    }
-
-    #[test]
-    fn sessions_open_only_untampered_current_and_under_our_key() {
-        let o = oidc();
-        let user = User {
-            iss: "i".into(),
-            sub: "s".into(),
-            email: "ada@uni.no".into(),
-            name: "Ada".into(),
-            admin: false,
-        };
-        let s = Session {
-            user: user.clone(),
-            csrf: "c".into(),
-            exp: now_secs() + 60,
-        };
-        let sealed = o.seal_session(&s);
-        assert_eq!(o.session(&sealed).map(|s| s.user), Some(user.clone()));
-        assert_eq!(user.org(), "uni.no");
-        // Tampered: the payload of another user under the old MAC.
-        let (_, tag) = sealed.split_once('.').unwrap();
-        let forged = Session {
-            user: User {
-                admin: true,
-                ..user.clone()
-            },
-            ..s.clone()
-        };
-        let body = seal(&o.key, &forged);
-        let forged = format!("{}.{tag}", body.split_once('.').unwrap().0);
-        assert!(o.session(&forged).is_none(), "a changed payload");
-        assert!(
-            Oidc::new(o.cfg.clone(), String::new(), b"another key")
-                .session(&sealed)
-                .is_none()
-        );
-        let old = o.seal_session(&Session {
-            exp: now_secs() - 1,
-            ..s
-        });
-        assert!(o.session(&old).is_none(), "expired");
-        assert!(
-            o.session("garbage").is_none()
-                && o.session("").is_none()
-                && o.session("a.b.c").is_none()
-        );
     }
 }

@@ -41,6 +41,10 @@ pub struct Service {
     pub public_url: Option<String>,
     /// Sign-in (`[oidc]`); None without it.
     pub oidc: Option<Arc<crate::oidc::Oidc>>,
+    /// Sessions of signed-in users: there with `[oidc]` or `[accounts]`.
+    pub sessions: Option<Arc<crate::sessions::Sessions>>,
+    /// Local accounts (`[accounts]`); None without them.
+    pub accounts: Option<Arc<crate::accounts::Accounts>>,
     /// How long an ended meeting's personal data is kept (`retention_secs`).
     pub retention: Duration,
 }
@@ -74,6 +78,8 @@ impl Service {
             turn: None,
             public_url: None,
             oidc: None,
+            sessions: None,
+            accounts: None,
             retention: Duration::from_secs(30 * 24 * 3600),
         }
     }

@@ -1,6 +1,7 @@
-// Fjord portal: sign in, my meetings (create, links, exports, end), my recordings (files,
-// playing the composite), and for administrators the dashboard of active and ended
-// meetings, refreshed every 2 s.
+// Fjord portal: sign in (at the provider, or with a local account), my password, my
+// meetings (create, links, exports, end), my recordings (files, playing the composite),
+// and for administrators their organisation's accounts and the dashboard of active and
+// ended meetings, refreshed every 2 s.
 // No build step, no third-party code.
 'use strict';
 (() => {
@@ -197,17 +198,83 @@
     } catch (err) { status(err.message, true); }
   });
 
+  // Local accounts: one's own password; an administrator's organisation's accounts.
+  $('password-form').addEventListener('submit', async (e) => {
+    e.preventDefault();
+    try {
+      await api('POST', '/v1/me/password', { current: $('p-current').value, new: $('p-new').value });
+      status('Password changed.');
+      $('password-form').reset();
+    } catch (err) { status(err.message, true); }
+  });
+
+  async function loadUsers() {
+    const { accounts } = await api('GET', '/v1/accounts');
+    const body = $('user-list').tBodies[0];
+    body.replaceChildren();
+    for (const a of accounts) {
+      const tr = document.createElement('tr');
+      tr.dataset.email = a.email;
+      cell(tr, a.email);
+      cell(tr, a.name);
+      cell(tr, a.admin ? 'Administrator' : 'User');
+      cell(tr, new Date(a.created_unix_ms).toLocaleDateString());
+      const remove = document.createElement('button');
+      remove.type = 'button';
+      remove.textContent = 'Remove';
+      remove.setAttribute('aria-label', 'Remove the account of ' + a.email);
+      remove.hidden = a.email === me.email;
+      remove.onclick = async () => {
+        if (!confirm('Remove the account of ' + a.email + '?')) return;
+        try {
+          await api('DELETE', '/v1/accounts/' + encodeURIComponent(a.email));
+          status('Account of ' + a.email + ' removed.');
+          await loadUsers();
+        } catch (err) { status(err.message, true); }
+      };
+      cell(tr, remove);
+      body.append(tr);
+    }
+    $('users').hidden = false;
+  }
+  $('user-form').addEventListener('submit', async (e) => {
+    e.preventDefault();
+    try {
+      const a = await api('POST', '/v1/accounts', {
+        email: $('u-email').value, name: $('u-name').value, password: $('u-password').value, admin: $('u-admin').checked,
+      });
+      status('Account of ' + a.email + ' created.');
+      $('user-form').reset();
+      await loadUsers();
+    } catch (err) { status(err.message, true); }
+  });
+
   $('sign-out').onclick = async () => {
     await fetch('/auth/logout', { method: 'POST' });
     location.reload();
   };
 
+  $('password-sign-in').addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const r = await fetch('/auth/password-login', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ email: $('pw-email').value, password: $('pw-password').value }),
+    });
+    if (r.ok) { location.reload(); return; }
+    const data = await r.json().catch(() => null);
+    status((data && data.message) || ('HTTP ' + r.status), true);
+    $('pw-password').value = '';
+  });
+
   (async () => {
     const r = await fetch('/v1/me');
     if (!r.ok) {
-      $('sign-in').hidden = false;
-      status(r.status === 404 ? 'Sign-in is not set up on this cluster.' : 'Sign in to schedule meetings and see your reports.');
-      if (r.status === 404) $('sign-in').hidden = true;
+      // Which ways in this cluster has: its identity provider, local accounts, or both.
+      const ways = await fetch('/auth/methods').then((m) => m.json()).catch(() => ({}));
+      $('sign-in').hidden = !ways.oidc;
+      $('password-sign-in').hidden = !ways.accounts;
+      status(ways.oidc || ways.accounts ? 'Sign in to schedule meetings and see your reports.' : 'Sign-in is not set up on this cluster.');
       return;
     }
     me = await r.json();
@@ -222,7 +289,10 @@
     await loadMine().catch((e) => status(e.message, true));
     $('recordings').hidden = false;
     await loadRecordings().catch((e) => status('Recordings: ' + e.message, true));
+    if (me.local) $('password').hidden = false;
     if (me.admin) {
+      const ways = await fetch('/auth/methods').then((m) => m.json()).catch(() => ({}));
+      if (ways.accounts) await loadUsers().catch((e) => status('Accounts: ' + e.message, true));
       await loadOrg().catch((e) => status(e.message, true));
       $('dashboard').hidden = false;
       await loadDashboard();

@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 
 pub use crate::cluster::{
-    Cluster, ClusterSpec, Controller, Node, NodeSpec, OPERATOR_KEY, no_join_limits,
+    Cluster, ClusterSpec, Controller, LOCAL_ADMIN, Node, NodeSpec, OPERATOR_KEY, no_join_limits,
 };
 pub use crate::metrics::{histogram_buckets, histogram_quantile, metric_sum, metric_value};
 pub use crate::pki::Pki;

@@ -15,6 +15,7 @@ use super::{HttpState, Json, cookie};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::oidc::{LOGIN_COOKIE, Oidc, SESSION_COOKIE};
+use crate::sessions::Sessions;
 
 pub(super) fn router() -> Router<HttpState> {
     Router::new()
@@ -22,6 +23,23 @@ pub(super) fn router() -> Router<HttpState> {
         .route("/auth/callback", get(callback))
         .route("/auth/logout", post(logout))
         .route("/v1/me", get(me))
+        .route("/auth/methods", get(methods))
+}
+
+/// The ways to sign in that this cluster offers (the portal shows them).
+async fn methods(State(s): State<HttpState>) -> Json<serde_json::Value> {
+    Json(json!({
+        "oidc": s.service.oidc.is_some(),
+        "accounts": s.service.accounts.is_some(),
+    }))
+}
+
+fn sessions(s: &HttpState) -> Result<&Sessions, ApiError> {
+    s.service.sessions.as_deref().ok_or_else(|| {
+        ApiError::NotFound(
+            "sign-in is not configured on this cluster ([oidc] or [accounts])".into(),
+        )
+    })
 }
 
 fn oidc(s: &HttpState) -> Result<&Oidc, ApiError> {
@@ -32,7 +50,13 @@ fn oidc(s: &HttpState) -> Result<&Oidc, ApiError> {
 
 /// A cookie: HttpOnly, SameSite=Lax (it must come along when the provider sends the
 /// browser back), Secure when users reach us over https.
-fn set_cookie(base: &str, name: &str, value: &str, path: &str, max_age: u64) -> HeaderValue {
+pub(super) fn set_cookie(
+    base: &str,
+    name: &str,
+    value: &str,
+    path: &str,
+    max_age: u64,
+) -> HeaderValue {
     let secure = if base.starts_with("https://") {
         "; Secure"
     } else {
@@ -101,7 +125,7 @@ async fn callback(
         set_cookie(
             &base,
             SESSION_COOKIE,
-            &o.seal_session(&session),
+            &sessions(&s)?.seal_session(&session),
             "/",
             o.session_ttl().as_secs(),
         ),
@@ -130,13 +154,13 @@ async fn me(
     caller: Caller,
     headers: HeaderMap,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    oidc(&s)?;
+    let sessions = sessions(&s)?;
     let Some(user) = caller.user else {
-        return Err(ApiError::Unauthorized("not signed in: /auth/login".into()));
+        return Err(ApiError::Unauthorized("not signed in: /portal".into()));
     };
     // The portal's changes carry this (a session's; an ID token as bearer needs none).
     let csrf = cookie(&headers, SESSION_COOKIE)
-        .and_then(|c| s.service.oidc.as_ref()?.session(&c))
+        .and_then(|c| sessions.session(&c))
         .map(|s| s.csrf);
     let calendar_url = s.service.oidc.as_ref().map(|o| {
         format!(
@@ -152,6 +176,7 @@ async fn me(
         "org": user.org(),
         "admin": user.admin,
         "issuer": user.iss,
+        "local": user.iss == crate::accounts::LOCAL_ISSUER,
         "subject": user.sub,
         "csrf": csrf,
     })))

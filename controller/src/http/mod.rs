@@ -1,6 +1,7 @@
 //! The HTTP/JSON edge: the routes of the JSON API (`api.rs`) and of the browser client
 //! (`web.rs`), the request extractors (the caller, bodies), and the one place where
 //! `ApiError` becomes an HTTP status with a `{error, message}` body.
+mod accounts;
 mod api;
 mod auth;
 mod calendar;
@@ -33,6 +34,7 @@ pub fn router(state: HttpState) -> Router {
         .merge(calendar::router())
         .merge(registration::router())
         .merge(auth::router())
+        .merge(accounts::router())
         .merge(portal::router())
         .merge(web::router())
         .fallback(|| async { ApiError::NotFound("no such API route".into()) })
@@ -111,6 +113,29 @@ pub struct HttpState {
     pub client_address_header: Option<String>,
 }
 
+/// The client's address: the configured client address header's (set by the ingress),
+/// else the connection's.
+fn client_addr(parts: &Parts, state: &HttpState) -> Option<std::net::IpAddr> {
+    let connection = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    match &state.client_address_header {
+        None => connection,
+        Some(name) => client_address(&parts.headers, name).or(connection),
+    }
+}
+
+/// The client's address alone, for a call that must not look at a session (a sign-in).
+pub(crate) struct ClientAddr(pub Option<std::net::IpAddr>);
+
+impl FromRequestParts<HttpState> for ClientAddr {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &HttpState) -> Result<Self, ApiError> {
+        Ok(ClientAddr(client_addr(parts, state)))
+    }
+}
+
 impl FromRequestParts<HttpState> for Caller {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, state: &HttpState) -> Result<Self, ApiError> {
@@ -131,14 +156,7 @@ impl FromRequestParts<HttpState> for Caller {
                 )
             }
         };
-        let connection = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip());
-        let addr = match &state.client_address_header {
-            None => connection,
-            Some(name) => client_address(&parts.headers, name).or(connection),
-        };
+        let addr = client_addr(parts, state);
         let region_header = header_value(&parts.headers, state.region_header.as_deref());
         let (bearer, user) = signed_in(parts, state, bearer).await?;
         Ok(Caller {
@@ -158,16 +176,16 @@ async fn signed_in(
     state: &HttpState,
     bearer: Option<String>,
 ) -> Result<(Option<String>, Option<crate::oidc::User>), ApiError> {
-    let Some(oidc) = &state.service.oidc else {
-        return Ok((bearer, None));
-    };
-    if let Some(b) = &bearer
+    if let (Some(oidc), Some(b)) = (&state.service.oidc, &bearer)
         && b.split('.').count() == 3
     {
         return Ok((None, Some(oidc.verify(b, None).await?)));
     }
+    let Some(sessions) = &state.service.sessions else {
+        return Ok((bearer, None));
+    };
     let Some(session) =
-        cookie(&parts.headers, crate::oidc::SESSION_COOKIE).and_then(|c| oidc.session(&c))
+        cookie(&parts.headers, crate::oidc::SESSION_COOKIE).and_then(|c| sessions.session(&c))
     else {
         return Ok((bearer, None));
     };

@@ -27,7 +27,8 @@ async fn main() -> anyhow::Result<()> {
     eprintln!(
         "starting etcd, 2 controllers, 3 media nodes (oslo ×2, stockholm ×1) and a recording node…"
     );
-    let mut cluster = Cluster::start_in(ClusterSpec::local(), dir.clone(), None).await?;
+    let (spec, admin_password) = ClusterSpec::local().with_local_admin(&dir)?;
+    let mut cluster = Cluster::start_in(spec, dir.clone(), None).await?;
 
     let http = reqwest::Client::new();
     let api = cluster.controllers[0].url();
@@ -58,6 +59,12 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     println!("  operator key:   {}", cluster.operator_key);
+    println!("  portal:         {api}/portal");
+    println!(
+        "    sign in as the administrator: {} / {admin_password} (also in {})",
+        harness::LOCAL_ADMIN,
+        dir.join("admin-password").display()
+    );
     println!("  files and logs: {}", dir.display());
     println!();
     println!("A meeting was created for you: {id}");

@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 use serde_json::json;
 
-pub use self::spec::{ClusterSpec, NodeSpec, OPERATOR_KEY, no_join_limits};
+pub use self::spec::{ClusterSpec, LOCAL_ADMIN, NodeSpec, OPERATOR_KEY, no_join_limits};
 use crate::{Etcd, Pki, Proc, bin_path, free_port, free_udp_port, partition};
 
 pub struct Node {

@@ -9,6 +9,9 @@ pub struct NodeSpec {
     pub capacity: u32,
 }
 
+/// The first administrator of a cluster with [`ClusterSpec::with_local_admin`].
+pub const LOCAL_ADMIN: &str = "admin@fjord.test";
+
 #[derive(Clone, Debug)]
 pub struct ClusterSpec {
     pub controllers: usize,
@@ -49,6 +52,29 @@ pub fn no_join_limits() -> Option<serde_json::Value> {
 
 impl ClusterSpec {
     /// Two controllers, media nodes in `oslo` (two) and `stockholm` (one), one recording node.
+    /// Local accounts on, with a first administrator ([`LOCAL_ADMIN`]) whose password,
+    /// new and random, is written to `dir/admin-password` (the controllers read it there).
+    pub fn with_local_admin(mut self, dir: &std::path::Path) -> anyhow::Result<(Self, String)> {
+        let password = format!("{:032x}", rand::random::<u128>());
+        let file = dir.join("admin-password");
+        std::fs::write(&file, &password)?;
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))?;
+        }
+        let mut extra = self.controller_extra.take().unwrap_or_else(|| json!({}));
+        extra["accounts"] = json!({
+            "enabled": true,
+            "initial_admin": {
+                "email": LOCAL_ADMIN,
+                "name": "Administrator",
+                "password_file": file,
+            },
+        });
+        self.controller_extra = Some(extra);
+        Ok((self, password))
+    }
+
     pub fn local() -> Self {
         let node = |id: &str, region: &str| NodeSpec {
             id: id.into(),

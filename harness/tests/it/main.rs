@@ -1,6 +1,7 @@
 //! Integration tests: a real etcd and real Fjord processes per test, on loopback.
 //! Build the binaries first: `cargo build --workspace --bins` (scripts/test.sh does).
 
+mod accounts;
 mod api;
 mod binaries;
 mod browser;
