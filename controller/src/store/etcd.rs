@@ -90,6 +90,16 @@ impl EtcdStore {
         prefix: String,
         from: impl Fn(&[u8]) -> Result<T, String>,
     ) -> Result<Vec<T>, StoreError> {
+        self.list_keyed(prefix, |_, v| from(v)).await
+    }
+
+    /// Every entry under `prefix`, decoded from its key (what follows the prefix) and
+    /// value, in key order.
+    async fn list_keyed<T>(
+        &self,
+        prefix: String,
+        from: impl Fn(&str, &[u8]) -> Result<T, String>,
+    ) -> Result<Vec<T>, StoreError> {
         let resp = self
             .client
             .clone()
@@ -98,9 +108,9 @@ impl EtcdStore {
         resp.kvs()
             .iter()
             .map(|kv| {
-                from(kv.value()).map_err(|e| {
-                    StoreError::Corrupt(format!("{}: {e}", kv.key_str().unwrap_or(&prefix)))
-                })
+                let key = kv.key_str().unwrap_or(&prefix);
+                from(key.strip_prefix(&prefix).unwrap_or_default(), kv.value())
+                    .map_err(|e| StoreError::Corrupt(format!("{key}: {e}")))
             })
             .collect()
     }
@@ -314,28 +324,19 @@ impl ClusterStore for EtcdStore {
     }
 
     async fn erasures(&self) -> Result<Vec<Erasure>, StoreError> {
-        let prefix = self.ks.erasures();
-        let resp = self
-            .client
-            .clone()
-            .get(prefix.clone(), Some(GetOptions::new().with_prefix()))
-            .await?;
-        resp.kvs()
-            .iter()
-            .map(|kv| {
-                let key = kv.key_str().unwrap_or_default();
-                let corrupt = || StoreError::Corrupt(format!("erasure {key:?}"));
-                let (node, recording) = key
-                    .strip_prefix(&prefix)
-                    .and_then(|k| k.split_once('/'))
-                    .ok_or_else(corrupt)?;
-                Ok(Erasure {
-                    node: NodeId::parse(node).map_err(|_| corrupt())?,
-                    recording: RecordingId::parse(recording).map_err(|_| corrupt())?,
-                    classification: kv.value_str().map_err(|_| corrupt())?.to_owned(),
-                })
+        self.list_keyed(self.ks.erasures(), |key, value| {
+            let (node, recording) = key
+                .split_once('/')
+                .ok_or_else(|| "not an erasure's key".to_owned())?;
+            Ok(Erasure {
+                node: NodeId::parse(node).map_err(|e| e.to_string())?,
+                recording: RecordingId::parse(recording).map_err(|e| e.to_string())?,
+                classification: std::str::from_utf8(value)
+                    .map_err(|e| e.to_string())?
+                    .to_owned(),
             })
-            .collect()
+        })
+        .await
     }
 
     async fn drop_erasure(&self, e: &Erasure) -> Result<(), StoreError> {

@@ -121,27 +121,33 @@ async fn the_host_records_two_bots_into_their_own_audio_files_and_a_composite_th
     );
     check_composite(&dir.join("composite.mp4"), node_recorded);
 
-    // Deleting removes the files and records it.
+    // Deleting removes the files and the record, and says when.
+    let deleted = delete(&api, &base, &rid, &host_key).await;
+    assert_eq!(deleted["state"], "deleted");
+    assert!(deleted["deleted_unix_ms"].as_i64().unwrap() > 0);
+    assert!(!dir.exists(), "{} should be gone", dir.display());
+}
+
+/// The host deletes recording `rid`: the answer is the deleted recording, and its record
+/// is gone.
+async fn delete(api: &Api, base: &str, rid: &str, host_key: &str) -> serde_json::Value {
     let (st, deleted) = api
         .send(
             api.http
                 .delete(format!("{base}/v1/recordings/{rid}"))
-                .bearer_auth(&host_key),
+                .bearer_auth(host_key),
         )
         .await;
     assert_eq!(st, StatusCode::OK, "{deleted}");
-    assert_eq!(deleted["state"], "deleted");
-    assert!(deleted["deleted_unix_ms"].as_i64().unwrap() > 0);
-    assert!(!dir.exists(), "{} should be gone", dir.display());
-    // Its record goes too.
     let (st, gone) = api
         .send(
             api.http
                 .get(format!("{base}/v1/recordings/{rid}"))
-                .bearer_auth(&host_key),
+                .bearer_auth(host_key),
         )
         .await;
     assert_eq!(st, StatusCode::NOT_FOUND, "{gone}");
+    deleted
 }
 
 /// The recording's signed links serve its files; a tampered, expired or missing
@@ -428,18 +434,7 @@ async fn a_recording_whose_node_is_killed_moves_to_another_node_and_the_manifest
 
     // Deleted while the first node is still down: the record and the second node's
     // files go at once; the first node's files go when it is back.
-    let (st, deleted) = api
-        .send(
-            api.http
-                .delete(format!("{base}/v1/recordings/{rid}"))
-                .bearer_auth(&host_key),
-        )
-        .await;
-    assert_eq!(st, StatusCode::OK, "{deleted}");
-    let (st, gone) = api
-        .operator(reqwest::Method::GET, format!("{base}/v1/recordings/{rid}"))
-        .await;
-    assert_eq!(st, StatusCode::NOT_FOUND, "{gone}");
+    delete(&api, &base, &rid, &host_key).await;
     assert!(!dir(&second).exists(), "the second node's files are gone");
     assert!(before.exists(), "the first node is down: its files wait");
     let victim = c.recording.iter_mut().find(|n| n.spec.id == first).unwrap();
