@@ -39,6 +39,26 @@ pub async fn serve(endpoint: quinn::Endpoint, node: Arc<Node>, shutdown: Cancell
     endpoint.close(0u32.into(), b"shutting down");
 }
 
+/// How long a sink's hello waits for its meeting to be hosted here: the leader may start
+/// a recording's next segment on this node as soon as the meeting is placed here, a
+/// moment before the controller's PrepareMeeting lands. Refused at once, the segment
+/// would end at its first second.
+const HOSTED_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// `meeting` once this node hosts it, if it does within [`HOSTED_WAIT`].
+async fn hosted_soon(node: &Node, meeting: MeetingId) -> Option<MeetingId> {
+    let until = tokio::time::Instant::now() + HOSTED_WAIT;
+    loop {
+        if node.hosts(&meeting) {
+            return Some(meeting);
+        }
+        if tokio::time::Instant::now() >= until {
+            return None;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
 async fn serve_link(
     link: relay::Link,
     hello: RelayControl,
@@ -53,9 +73,10 @@ async fn serve_link(
         crate::mesh::Mesh::serve_connection(node.mesh.clone(), link, hello).await;
         return Ok(());
     }
-    let meeting = MeetingId::parse(&hello.meeting_id)
-        .ok()
-        .filter(|m| node.hosts(m));
+    let meeting = match MeetingId::parse(&hello.meeting_id) {
+        Ok(m) => hosted_soon(&node, m).await,
+        Err(_) => None,
+    };
     let Some(meeting) = meeting else {
         link.connection
             .close(1u32.into(), b"meeting not hosted on this node");
