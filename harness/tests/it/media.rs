@@ -444,7 +444,15 @@ async fn the_lean_load_generators_peers_get_every_publishers_frames_from_the_nod
     let got = |got: u64, expected: u64| got as f64 >= expected as f64 * 0.95;
     assert!(got(r.video_frames, r.video_expected), "video: {r:?}");
     assert!(got(r.audio_frames, r.audio_expected), "audio: {r:?}");
-    assert!(r.bytes > 0 && r.packets >= r.video_frames + r.audio_frames);
+    // Every frame is at least one packet. The counters are read one after another while
+    // packets arrive, so a frame whose packets straddle the window's edge may count on
+    // one side and its packets on the other: 1 % of slack for the edges.
+    let frames = r.video_frames + r.audio_frames;
+    assert!(
+        r.bytes > 0 && r.packets as f64 >= frames as f64 * 0.99,
+        "{} packets for {frames} frames: {r:?}",
+        r.packets
+    );
     // The node measured how long its forwarding took (the bench prints its quantiles).
     // It observes once per drain of its shard, and a busy shard drains several
     // datagrams at once, so the count is bounded below by the drains, not the
