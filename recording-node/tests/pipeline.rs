@@ -20,6 +20,17 @@ fn track(id: u32, participant: &str, codec: Codec) -> TrackSpec {
     }
 }
 
+/// A composite smaller than the default, quicker to record in a test.
+fn small_composite() -> CompositeSpec {
+    CompositeSpec {
+        width: 640,
+        height: 360,
+        fps: 25,
+        video_kbps: 800,
+        ..CompositeSpec::default()
+    }
+}
+
 fn assert_near(what: &str, got: Duration, want: Duration) {
     let diff = got.abs_diff(want);
     assert!(
@@ -55,13 +66,7 @@ fn participant_audio_files_and_the_composite_hold_what_was_sent() -> anyhow::Res
         (3, tone(880, SECS)?),
         (4, pattern("smpte", 320, 180, 300, SECS)?),
     ];
-    let spec = CompositeSpec {
-        width: 640,
-        height: 360,
-        fps: 25,
-        video_kbps: 800,
-        ..CompositeSpec::default()
-    };
+    let spec = small_composite();
     let mut composite = Composite::start(spec, &dir.path().join("composite.mp4"))?;
     let files = [
         AudioFile::start(&ada_a, dir.path(), 1)?,
@@ -130,13 +135,7 @@ fn the_active_speakers_tile_is_framed_and_the_frame_follows_the_speaker() -> any
         (2, pattern("ball", 320, 180, 300, SECS)?),
         (4, pattern("ball", 320, 180, 300, SECS)?),
     ];
-    let spec = CompositeSpec {
-        width: 640,
-        height: 360,
-        fps: 25,
-        video_kbps: 800,
-        ..CompositeSpec::default()
-    };
+    let spec = small_composite();
     let mut composite = Composite::start(spec, &dir.path().join("composite.mp4"))?;
     composite.add(&ada)?;
     composite.add(&bo)?;

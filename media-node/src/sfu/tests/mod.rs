@@ -495,6 +495,21 @@ fn a_far_simulcast_track_is_asked_for_only_the_layers_local_subscribers_need() {
     );
 }
 
+/// Publisher 1, a simulcast camera, sends frame `n` on its three layers (30 a second): a
+/// keyframe every 3 s, or at once on a layer the SFU asked for since the requests
+/// already answered (`asked_seen`, which this moves on); then 33 ms pass.
+fn simulcast_frame(rig: &mut Rig, asked_seen: &mut usize, n: u64) {
+    let asked: Vec<String> = rig.client(PeerKey(1)).keyframe_requests[*asked_seen..]
+        .iter()
+        .map(|r| r.map_or_else(|| "h".to_owned(), |r| r.to_string()))
+        .collect();
+    *asked_seen += asked.len();
+    rig.send_layers(PeerKey(1), n, |rid| {
+        n.is_multiple_of(90) || asked.iter().any(|a| a == rid)
+    });
+    rig.run(Duration::from_millis(33));
+}
+
 #[test]
 fn a_subscriber_switches_simulcast_layers_on_a_keyframe_it_asked_the_publisher_for() {
     let mut rig = Rig::new();
@@ -509,20 +524,8 @@ fn a_subscriber_switches_simulcast_layers_on_a_keyframe_it_asked_the_publisher_f
         },
     );
     rig.run(Duration::from_secs(1));
-    // 30 frames a second on three layers; a keyframe every 3 s, or at once on a layer
-    // the SFU asked for.
     let mut asked_seen = 0;
-    let mut frame = |rig: &mut Rig, n: u64| {
-        let asked: Vec<String> = rig.client(PeerKey(1)).keyframe_requests[asked_seen..]
-            .iter()
-            .map(|r| r.map_or_else(|| "h".to_owned(), |r| r.to_string()))
-            .collect();
-        asked_seen += asked.len();
-        rig.send_layers(PeerKey(1), n, |rid| {
-            n.is_multiple_of(90) || asked.iter().any(|a| a == rid)
-        });
-        rig.run(Duration::from_millis(33));
-    };
+    let mut frame = |rig: &mut Rig, n: u64| simulcast_frame(rig, &mut asked_seen, n);
     for n in 0..60 {
         frame(&mut rig, n);
     }
@@ -807,17 +810,7 @@ fn a_recording_sink_gets_the_highest_layer_until_it_says_its_tile_then_the_layer
     });
     rig.run(Duration::from_secs(1));
     let mut asked_seen = 0;
-    let mut frame = |rig: &mut Rig, n: u64| {
-        let asked: Vec<String> = rig.client(PeerKey(1)).keyframe_requests[asked_seen..]
-            .iter()
-            .map(|r| r.map_or_else(|| "h".to_owned(), |r| r.to_string()))
-            .collect();
-        asked_seen += asked.len();
-        rig.send_layers(PeerKey(1), n, |rid| {
-            n.is_multiple_of(90) || asked.iter().any(|a| a == rid)
-        });
-        rig.run(Duration::from_millis(33));
-    };
+    let mut frame = |rig: &mut Rig, n: u64| simulcast_frame(rig, &mut asked_seen, n);
     for n in 0..30 {
         frame(&mut rig, n);
     }
