@@ -142,6 +142,8 @@ pub fn user_of(a: &Account) -> User {
         email: a.email.clone(),
         name: a.name.clone(),
         admin: a.admin,
+        org: String::new(),
+        roles: Vec::new(),
     }
 }
 

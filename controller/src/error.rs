@@ -9,6 +9,9 @@ pub enum ApiError {
     BadRequest(String),
     #[error("{0}")]
     Unauthorized(String),
+    /// The meeting is for signed-in users (401 with its own code: `sign_in_required`).
+    #[error("{0}")]
+    SignInRequired(String),
     #[error("{0}")]
     Forbidden(String),
     #[error("{0}")]
@@ -39,6 +42,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) => "bad_request",
             ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::SignInRequired(_) => "sign_in_required",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
             ApiError::Conflict(_) => "conflict",

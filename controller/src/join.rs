@@ -11,7 +11,7 @@ use common::token::Role;
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::lengths::MAX_PASSWORD_CHARS;
-use crate::model::{Meeting, NodeKind, NodeState, StoredPlacement};
+use crate::model::{Audience, Meeting, NodeKind, NodeState, StoredPlacement};
 use crate::placement::{self, Load, NodeSnapshot, Placement};
 use crate::schedule::Window;
 use crate::service::Service;
@@ -200,6 +200,7 @@ impl Service {
         if m.is_ended() {
             return Err(ApiError::Conflict(format!("meeting {meeting} has ended")));
         }
+        let name = self.audience_name(caller, &m, name)?;
         // An operator (its key as the bearer) joins as a host, like the host key does.
         let role = if self.is_operator(caller) {
             Role::Host
@@ -214,7 +215,13 @@ impl Service {
                 let r = self
                     .registered_joiner(&meeting, req.registrant_key.as_deref())
                     .await?;
-                (r.name, Some(r.id))
+                // A signed-in user's own name stands.
+                let name = if m.audience == Audience::Anyone {
+                    r.name
+                } else {
+                    name
+                };
+                (name, Some(r.id))
             }
             _ => (name, None),
         };
@@ -310,6 +317,44 @@ impl Service {
             role,
             expires_in_secs: self.signer.ttl().as_secs(),
         })
+    }
+
+    /// Who may join `m`, and under which name: anyone under the name they give; in a
+    /// meeting for signed-in users (or its organisation's) only those, under their
+    /// sign-in's name (operators' automation too, under the name it gives).
+    fn audience_name(
+        &self,
+        caller: &Caller,
+        m: &Meeting,
+        given: String,
+    ) -> Result<String, ApiError> {
+        if m.audience == Audience::Anyone {
+            return Ok(given);
+        }
+        let Some(user) = &caller.user else {
+            if self.is_operator(caller) {
+                return Ok(given);
+            }
+            return Err(ApiError::SignInRequired(
+                "this meeting is for signed-in users: sign in first".into(),
+            ));
+        };
+        if m.audience == Audience::Organisation {
+            let org = m.owner.as_ref().map_or("", |o| o.org());
+            if !org.eq_ignore_ascii_case(user.org()) {
+                return Err(ApiError::Forbidden(format!(
+                    "this meeting is for members of {org}: you are signed in as {} of {}",
+                    crate::lengths::truncate(&user.email, 60),
+                    crate::lengths::truncate(user.org(), 60)
+                )));
+            }
+        }
+        // The provider's name, made fit for a roster (length, control characters).
+        let real: String = user.name.chars().filter(|c| !c.is_control()).collect();
+        let real = signaling::limits::bounded_name(real.trim().to_owned());
+        signaling::limits::display_name(&real)
+            .or_else(|_| signaling::limits::display_name(&user.email))
+            .map_err(|e| ApiError::BadRequest(format!("your signed-in name: {e}")))
     }
 
     /// A reconnecting client says it lost media node `lost`: if that node hosts the

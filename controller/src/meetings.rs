@@ -5,7 +5,7 @@ use common::ids::{MeetingId, NodeId, Region};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::lengths::{MAX_DESCRIPTION_CHARS, MAX_PASSWORD_CHARS, MAX_TITLE_CHARS, truncate};
-use crate::model::{Collab, HostAction, Meeting, MeetingKind, MeetingState, Owner, Room};
+use crate::model::{Audience, Collab, HostAction, Meeting, MeetingKind, MeetingState, Owner, Room};
 use crate::registration::RegistrationInput;
 use crate::schedule::{Schedule, ScheduleInput};
 use crate::secrets::{blocking, hash_secret, random_secret};
@@ -32,6 +32,8 @@ pub struct NewMeeting {
     pub schedule: Option<ScheduleInput>,
     /// Participants register first (None: nobody registers).
     pub registration: Option<RegistrationInput>,
+    /// Who may join: `anyone` (empty: the same), `signed_in`, `organisation`.
+    pub audience: String,
 }
 
 /// A meeting just created, with the secrets shown this once.
@@ -59,6 +61,21 @@ fn checked_title(title: &str) -> Result<String, ApiError> {
         ));
     }
     Ok(title)
+}
+
+/// Who may join, as the API spells it; only a signed-in maker's meeting is for an
+/// organisation (an operator's belongs to none).
+fn checked_audience(audience: &str, has_owner: bool) -> Result<Audience, ApiError> {
+    match Audience::parse(audience) {
+        None => Err(ApiError::BadRequest(format!(
+            "audience: {:?} is not one: expected \"anyone\", \"signed_in\" or \"organisation\"",
+            truncate(audience, 40)
+        ))),
+        Some(Audience::Organisation) if !has_owner => Err(ApiError::BadRequest(
+            "audience: \"organisation\" is for meetings a signed-in user makes (an operator's belong to no organisation)".into(),
+        )),
+        Some(a) => Ok(a),
+    }
 }
 
 fn checked_description(description: &str) -> Result<String, ApiError> {
@@ -115,12 +132,18 @@ impl Service {
     ) -> Result<Created, ApiError> {
         // An operator (automation), or a signed-in user, who then owns it.
         let owner = match &caller.user {
-            Some(u) => Some(Owner {
-                issuer: u.iss.clone(),
-                subject: u.sub.clone(),
-                email: u.email.clone(),
-                name: u.name.clone(),
-            }),
+            Some(u) => {
+                if let Some(o) = &self.oidc {
+                    o.may_host(u)?;
+                }
+                Some(Owner {
+                    issuer: u.iss.clone(),
+                    subject: u.sub.clone(),
+                    email: u.email.clone(),
+                    name: u.name.clone(),
+                    org: u.org.clone(),
+                })
+            }
             None => {
                 self.require_operator(caller)?;
                 None
@@ -133,6 +156,7 @@ impl Service {
             ))
         })?;
         let title = checked_title(&req.title)?;
+        let audience = checked_audience(&req.audience, owner.is_some())?;
         if let Some(p) = &req.password
             && (p.is_empty() || p.chars().count() > MAX_PASSWORD_CHARS)
         {
@@ -227,6 +251,7 @@ impl Service {
             schedule,
             registration,
             owner,
+            audience,
         };
         for _ in 0..5 {
             meeting.id = MeetingId::random();

@@ -57,6 +57,40 @@ pub struct Meeting {
     pub recording_needs_classification: bool,
     /// How long its personal data is kept after it ends (None: the cluster's).
     pub retention: Option<std::time::Duration>,
+    /// Who may join.
+    pub audience: Audience,
+}
+
+/// Who may join a meeting.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Audience {
+    /// Anyone with the link (and the password, if it has one).
+    #[default]
+    Anyone,
+    /// Signed-in users, under the names their sign-in gives (exams, defences).
+    SignedIn,
+    /// Signed-in users of the organisation of the meeting's maker (staff meetings).
+    Organisation,
+}
+
+impl Audience {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Anyone => "anyone",
+            Self::SignedIn => "signed_in",
+            Self::Organisation => "organisation",
+        }
+    }
+
+    /// The API's and the record's spelling (empty: anyone).
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "" | "anyone" => Some(Self::Anyone),
+            "signed_in" => Some(Self::SignedIn),
+            "organisation" => Some(Self::Organisation),
+            _ => None,
+        }
+    }
 }
 
 /// A local account: someone who signs in with an e-mail address and a password, without
@@ -113,12 +147,20 @@ pub struct Owner {
     pub subject: String,
     pub email: String,
     pub name: String,
+    /// Their organisation when it came from the provider's claims (empty: the e-mail's
+    /// domain).
+    pub org: String,
 }
 
 impl Owner {
-    /// The organisation: the domain of the e-mail address.
+    /// The organisation: from the provider's claims, else the domain of the e-mail
+    /// address.
     pub fn org(&self) -> &str {
-        email_domain(&self.email)
+        if self.org.is_empty() {
+            email_domain(&self.email)
+        } else {
+            &self.org
+        }
     }
 }
 

@@ -36,10 +36,55 @@ pub struct OidcConfig {
     /// How long a session lasts.
     #[serde(default = "default_session_ttl")]
     pub session_ttl_secs: u64,
+    /// The scopes a sign-in asks for (`openid` is always among them).
+    #[serde(default = "default_scopes")]
+    pub scopes: Vec<String>,
+    /// Read the provider's userinfo endpoint at sign-in (its claims complete the ID
+    /// token's).
+    #[serde(default = "yes")]
+    pub userinfo: bool,
+    /// A second userinfo document read with the same access token, such as Feide's
+    /// extended userinfo (`https://api.dataporten.no/userinfo/v1/userinfo`), which holds
+    /// the eduPerson attributes.
+    #[serde(default)]
+    pub extra_userinfo_url: Option<String>,
+    /// Which claims name the user's organisation, roles and groups.
+    #[serde(default)]
+    pub claims: ClaimsConfig,
 }
 
 fn default_session_ttl() -> u64 {
     8 * 3600
+}
+
+fn default_scopes() -> Vec<String> {
+    ["openid", "email", "profile"].map(String::from).to_vec()
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// How a user's organisation, roles and administrator right are read from the claims
+/// of their ID token and userinfo. Claim names are matched exactly (Feide's are URLs).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClaimsConfig {
+    /// The claim naming the user's organisation, e.g. `schacHomeOrganization`
+    /// (`uio.no`); a value with an `@` counts for its domain (eduPersonPrincipalName).
+    /// Without it, or when a user's claims lack it, the e-mail address's domain.
+    pub organisation: Option<String>,
+    /// The claim listing the user's roles, e.g. `eduPersonAffiliation`
+    /// (`["employee", "faculty", "member"]`).
+    pub roles: Option<String>,
+    /// The claim listing the user's groups, e.g. `groups` (Keycloak, Entra ID) or
+    /// `eduPersonEntitlement`.
+    pub groups: Option<String>,
+    /// Members of any of these groups administer their organisation.
+    pub admin_groups: Vec<String>,
+    /// When set, only users holding one of these roles make meetings (the others join
+    /// them); e.g. `["employee", "faculty", "staff"]`.
+    pub host_roles: Vec<String>,
 }
 
 /// A signed-in user.
@@ -50,12 +95,23 @@ pub struct User {
     pub email: String,
     pub name: String,
     pub admin: bool,
+    /// The organisation from the provider's claims (empty: the e-mail's domain).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub org: String,
+    /// Roles from the provider's claims (e.g. eduPersonAffiliation).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<String>,
 }
 
 impl User {
-    /// The organisation: the domain of the e-mail address.
+    /// The organisation: from the provider's claims, else the domain of the e-mail
+    /// address.
     pub fn org(&self) -> &str {
-        crate::model::email_domain(&self.email)
+        if self.org.is_empty() {
+            crate::model::email_domain(&self.email)
+        } else {
+            &self.org
+        }
     }
 }
 
@@ -67,6 +123,20 @@ struct Pending {
     nonce: String,
     verifier: String,
     exp: u64,
+    /// Where in Fjord the browser goes once signed in (a meeting's page).
+    #[serde(default)]
+    next: Option<String>,
+}
+
+/// Where a browser may be sent back to after signing in: a meeting page of ours (a
+/// path, never another site).
+pub fn safe_next(next: &str) -> Option<&str> {
+    let ok = next.len() <= 512
+        && next.starts_with("/m/")
+        && !next.contains("//")
+        && !next.contains('\\')
+        && next.chars().all(|c| c.is_ascii_graphic());
+    ok.then_some(next)
 }
 
 /// Whose calendar feed (in its address).
@@ -82,25 +152,23 @@ struct Discovery {
     authorization_endpoint: String,
     token_endpoint: String,
     jwks_uri: String,
+    #[serde(default)]
+    userinfo_endpoint: Option<String>,
 }
 
 #[derive(Deserialize)]
 struct TokenAnswer {
     id_token: String,
+    #[serde(default)]
+    access_token: Option<String>,
 }
 
-/// The claims we read from an ID token (the library checks exp, iss and aud).
-#[derive(Deserialize)]
-struct IdClaims {
-    iss: String,
-    sub: String,
-    #[serde(default)]
-    email: Option<String>,
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default)]
-    nonce: Option<String>,
-}
+/// The claims of an ID token (the library checks exp, iss and aud), and of userinfo.
+type Claims = serde_json::Map<String, serde_json::Value>;
+
+/// How many roles a session keeps (it is a cookie), and how long each may be.
+const MAX_ROLES: usize = 16;
+const MAX_ROLE_CHARS: usize = 64;
 
 pub const LOGIN_COOKIE: &str = "fjord_login";
 pub const SESSION_COOKIE: &str = "fjord_session";
@@ -191,14 +259,33 @@ impl Oidc {
         Ok((d, k))
     }
 
-    /// Starts a sign-in: where to send the browser, and the cookie that remembers it.
-    pub async fn start(&self, redirect_uri: &str) -> Result<(String, String), ApiError> {
+    /// The scopes a sign-in asks for, `openid` first.
+    fn scope(&self) -> String {
+        let mut scopes = vec!["openid"];
+        scopes.extend(
+            self.cfg
+                .scopes
+                .iter()
+                .map(String::as_str)
+                .filter(|s| *s != "openid"),
+        );
+        scopes.join(" ")
+    }
+
+    /// Starts a sign-in: where to send the browser, and the cookie that remembers it
+    /// (with `next`, where the browser goes once signed in: [`safe_next`]).
+    pub async fn start(
+        &self,
+        redirect_uri: &str,
+        next: Option<&str>,
+    ) -> Result<(String, String), ApiError> {
         let (d, _) = self.meta(false).await?;
         let p = Pending {
             state: random_token(24),
             nonce: random_token(24),
             verifier: random_token(48),
             exp: now_secs() + LOGIN_TTL,
+            next: next.and_then(safe_next).map(str::to_owned),
         };
         let challenge = B64.encode(Sha256::digest(p.verifier.as_bytes()));
         let mut url = reqwest::Url::parse(&d.authorization_endpoint).map_err(|e| {
@@ -208,7 +295,7 @@ impl Oidc {
             .append_pair("response_type", "code")
             .append_pair("client_id", &self.cfg.client_id)
             .append_pair("redirect_uri", redirect_uri)
-            .append_pair("scope", "openid email profile")
+            .append_pair("scope", &self.scope())
             .append_pair("state", &p.state)
             .append_pair("nonce", &p.nonce)
             .append_pair("code_challenge", &challenge)
@@ -217,14 +304,14 @@ impl Oidc {
     }
 
     /// Finishes a sign-in the provider sent back with `code` and `state`; `pending` is
-    /// the sign-in cookie. The new session.
+    /// the sign-in cookie. The new session, and where the browser goes next.
     pub async fn finish(
         &self,
         code: &str,
         state: &str,
         pending: Option<&str>,
         redirect_uri: &str,
-    ) -> Result<Session, ApiError> {
+    ) -> Result<(Session, Option<String>), ApiError> {
         let Some(p) = pending.and_then(|c| open::<Pending>(&self.key, c)) else {
             return Err(ApiError::BadRequest(
                 "no sign-in under way in this browser (its PKCE verifier is missing): start again"
@@ -270,17 +357,43 @@ impl Oidc {
             .json()
             .await
             .map_err(|e| refused(format!("the identity provider's answer: {e}")))?;
-        let user = self.verify(&answer.id_token, Some(&p.nonce)).await?;
-        Ok(Session {
+        let mut claims = self.verify_token(&answer.id_token, Some(&p.nonce)).await?;
+        let sub = claims
+            .get("sub")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_owned();
+        let endpoints = [
+            d.userinfo_endpoint.filter(|_| self.cfg.userinfo),
+            self.cfg.extra_userinfo_url.clone(),
+        ];
+        for url in endpoints.into_iter().flatten() {
+            let Some(access) = answer.access_token.as_deref() else {
+                return Err(refused(
+                    "the identity provider gave no access token to read userinfo with",
+                ));
+            };
+            // The ID token's own claims (issuer, subject, nonce) stand; userinfo adds
+            // the rest.
+            for (k, v) in self.userinfo(&url, access, &sub).await? {
+                if !matches!(k.as_str(), "iss" | "sub" | "aud" | "nonce" | "exp" | "iat") {
+                    claims.insert(k, v);
+                }
+            }
+        }
+        let user = self.user_of(&claims)?;
+        let session = Session {
             user,
             csrf: random_token(24),
             exp: now_secs() + self.cfg.session_ttl_secs,
-        })
+        };
+        Ok((session, p.next))
     }
 
     /// Checks an ID token: signed by one of the provider's keys, from its issuer, for
-    /// us, not expired (30 s of leeway), carrying `nonce` when one is expected.
-    pub async fn verify(&self, token: &str, nonce: Option<&str>) -> Result<User, ApiError> {
+    /// us, not expired (30 s of leeway), carrying `nonce` when one is expected. Its
+    /// claims.
+    async fn verify_token(&self, token: &str, nonce: Option<&str>) -> Result<Claims, ApiError> {
         let header =
             jsonwebtoken::decode_header(token).map_err(|_| refused("the ID token is malformed"))?;
         let kid = header.kid.clone().unwrap_or_default();
@@ -298,7 +411,7 @@ impl Oidc {
         v.set_audience(&[&self.cfg.client_id]);
         v.leeway = 30;
         v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        let claims = jsonwebtoken::decode::<IdClaims>(token, &key, &v)
+        let claims = jsonwebtoken::decode::<Claims>(token, &key, &v)
             .map_err(|e| {
                 use jsonwebtoken::errors::ErrorKind as K;
                 refused(match e.kind() {
@@ -311,23 +424,123 @@ impl Oidc {
             })?
             .claims;
         if let Some(n) = nonce
-            && claims.nonce.as_deref() != Some(n)
+            && claims.get("nonce").and_then(|v| v.as_str()) != Some(n)
         {
             return Err(refused("the ID token's nonce is not this sign-in's"));
         }
-        let email = claims.email.unwrap_or_default();
+        Ok(claims)
+    }
+
+    /// Checks an ID token sent as an API client's bearer: the user its own claims
+    /// name (no userinfo: the client holds no access token of ours).
+    pub async fn verify(&self, token: &str) -> Result<User, ApiError> {
+        let claims = self.verify_token(token, None).await?;
+        self.user_of(&claims)
+    }
+
+    /// Userinfo at `url` with `access_token`, for the user `sub` (a document about
+    /// someone else is refused, as OpenID Connect Core 5.3.2 requires).
+    async fn userinfo(&self, url: &str, access_token: &str, sub: &str) -> Result<Claims, ApiError> {
+        let resp = self
+            .http
+            .get(url)
+            .bearer_auth(access_token)
+            .send()
+            .await
+            .map_err(|e| ApiError::Unavailable(format!("the provider's userinfo: {e}")))?;
+        if !resp.status().is_success() {
+            return Err(refused(format!(
+                "the provider's userinfo ({url}) answered {}",
+                resp.status()
+            )));
+        }
+        let info: Claims = resp
+            .json()
+            .await
+            .map_err(|e| refused(format!("the provider's userinfo is not a JSON object: {e}")))?;
+        match info.get("sub").and_then(|v| v.as_str()) {
+            Some(s) if s == sub => Ok(info),
+            // Feide's extended userinfo names the user by other keys.
+            None if Some(url) == self.cfg.extra_userinfo_url.as_deref() => Ok(info),
+            _ => Err(refused(
+                "the provider's userinfo is about another user than the ID token: refused",
+            )),
+        }
+    }
+
+    /// The user that `claims` describe, as [`ClaimsConfig`] maps them.
+    fn user_of(&self, claims: &Claims) -> Result<User, ApiError> {
+        let text = |k: &str| claims.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+        let (Some(iss), Some(sub)) = (text("iss"), text("sub")) else {
+            return Err(refused("the ID token names no issuer or subject"));
+        };
+        let email = text("email").unwrap_or_default();
+        let map = &self.cfg.claims;
+        let org = match map.organisation.as_deref() {
+            None => String::new(),
+            Some(claim) => match claims.get(claim).and_then(organisation_in) {
+                Some(org) => org,
+                None => {
+                    tracing::warn!(
+                        claim,
+                        user = %email,
+                        "the organisation claim is missing or names no domain: the e-mail's domain stands in"
+                    );
+                    String::new()
+                }
+            },
+        };
+        let mut roles: Vec<String> = map
+            .roles
+            .as_deref()
+            .map(|c| strings(claims.get(c)))
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|r| !r.is_empty() && r.chars().count() <= MAX_ROLE_CHARS)
+            .map(|r| r.to_lowercase())
+            .collect();
+        roles.sort();
+        roles.dedup();
+        roles.truncate(MAX_ROLES);
+        let groups = map
+            .groups
+            .as_deref()
+            .map(|c| strings(claims.get(c)))
+            .unwrap_or_default();
         let admin = self
             .cfg
             .admin_emails
             .iter()
-            .any(|a| a.eq_ignore_ascii_case(&email));
+            .any(|a| !email.is_empty() && a.eq_ignore_ascii_case(&email))
+            || groups.iter().any(|g| map.admin_groups.contains(g));
         Ok(User {
-            name: claims.name.unwrap_or_else(|| email.clone()),
-            iss: claims.iss,
-            sub: claims.sub,
+            name: text("name").unwrap_or_else(|| email.clone()),
+            iss,
+            sub,
             email,
             admin,
+            org,
+            roles,
         })
+    }
+
+    /// Whether `user` may make meetings: everyone, unless `host_roles` is set and they
+    /// hold none of them (users of local accounts always may).
+    pub fn may_host(&self, user: &User) -> Result<(), ApiError> {
+        let need = &self.cfg.claims.host_roles;
+        if user.iss != self.cfg.issuer
+            || need.is_empty()
+            || user
+                .roles
+                .iter()
+                .any(|r| need.iter().any(|n| n.eq_ignore_ascii_case(r)))
+        {
+            return Ok(());
+        }
+        Err(ApiError::Forbidden(format!(
+            "making meetings is for users with the role {}; you join them",
+            need.join(" or ")
+        )))
     }
 
     /// The secret part of `user`'s personal calendar feed address: whoever has it reads
@@ -349,5 +562,138 @@ impl Oidc {
 
     pub fn session_ttl(&self) -> Duration {
         Duration::from_secs(self.cfg.session_ttl_secs)
+    }
+}
+
+/// The strings of a claim that is one string or a list of them.
+fn strings(v: Option<&serde_json::Value>) -> Vec<String> {
+    match v {
+        Some(serde_json::Value::String(s)) => vec![s.clone()],
+        Some(serde_json::Value::Array(a)) => a
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The organisation a claim's value names: a domain (`uio.no`), or the domain of a
+/// scoped name (`kari@uio.no`), lower case; `None` for anything else.
+fn organisation_in(v: &serde_json::Value) -> Option<String> {
+    let s = strings(Some(v)).into_iter().next()?;
+    let domain = s
+        .rsplit_once('@')
+        .map_or(s.as_str(), |(_, d)| d)
+        .to_ascii_lowercase();
+    crate::org::valid_org(&domain).then_some(domain)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn oidc(claims: ClaimsConfig) -> Oidc {
+        let cfg: OidcConfig = serde_json::from_value(json!({
+            "issuer": "https://auth.example",
+            "client_id": "fjord",
+            "client_secret_file": "/dev/null",
+            "admin_emails": ["rektor@uio.no"],
+        }))
+        .unwrap();
+        Oidc::new(OidcConfig { claims, ..cfg }, String::new(), b"key")
+    }
+
+    fn claims(v: serde_json::Value) -> Claims {
+        let mut c = json!({ "iss": "https://auth.example", "sub": "s1" });
+        c.as_object_mut()
+            .unwrap()
+            .extend(v.as_object().unwrap().clone());
+        c.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn only_a_meeting_page_of_ours_is_a_place_to_come_back_to_after_signing_in() {
+        assert_eq!(safe_next("/m/abc-def?name=x"), Some("/m/abc-def?name=x"));
+        for bad in [
+            "https://evil.example/m/x",
+            "//evil.example/m/x",
+            "/m//evil.example",
+            "/m/\\evil.example",
+            "/portal",
+            "/m/a b",
+            "",
+        ] {
+            assert_eq!(safe_next(bad), None, "{bad}");
+        }
+        assert_eq!(safe_next(&format!("/m/{}", "a".repeat(600))), None);
+    }
+
+    #[test]
+    fn claims_give_the_organisation_roles_and_administrators_with_the_e_mail_domain_as_fallback() {
+        let o = oidc(ClaimsConfig {
+            organisation: Some("schacHomeOrganization".into()),
+            roles: Some("eduPersonAffiliation".into()),
+            groups: Some("groups".into()),
+            admin_groups: vec!["fjord-admins".into()],
+            host_roles: vec!["employee".into()],
+        });
+        let kari = o
+            .user_of(&claims(json!({
+                "email": "kari@student.uio.no", "name": "Kari",
+                "schacHomeOrganization": "UIO.no",
+                "eduPersonAffiliation": ["student", "member", "Student"],
+            })))
+            .unwrap();
+        assert_eq!((kari.org(), kari.admin), ("uio.no", false));
+        assert_eq!(kari.roles, ["member", "student"]);
+        assert!(matches!(o.may_host(&kari), Err(ApiError::Forbidden(_))));
+        let ola = o
+            .user_of(&claims(json!({
+                "email": "ola@gmail.example",
+                "schacHomeOrganization": "ola@ntnu.no",
+                "eduPersonAffiliation": "employee",
+                "groups": ["staff", "fjord-admins"],
+            })))
+            .unwrap();
+        assert_eq!(
+            (ola.org(), ola.admin, ola.name.as_str()),
+            ("ntnu.no", true, "ola@gmail.example")
+        );
+        assert!(o.may_host(&ola).is_ok());
+        // No claim, or one that names no domain: the e-mail's domain.
+        for org in [json!(null), json!("not a domain"), json!(42)] {
+            let per = o
+                .user_of(&claims(
+                    json!({ "email": "per@hiof.no", "schacHomeOrganization": org }),
+                ))
+                .unwrap();
+            assert_eq!(per.org(), "hiof.no", "{org}");
+        }
+        let boss = o
+            .user_of(&claims(
+                json!({ "email": "REKTOR@uio.no", "groups": "fjord-admins-not" }),
+            ))
+            .unwrap();
+        assert!(boss.admin, "admin_emails still count");
+        // Without a mapping, claims are not read.
+        let plain = oidc(ClaimsConfig::default())
+            .user_of(&claims(json!({ "email": "kari@student.uio.no", "schacHomeOrganization": "uio.no", "groups": ["fjord-admins"] })))
+            .unwrap();
+        assert_eq!(
+            (plain.org(), plain.admin, plain.roles.len()),
+            ("student.uio.no", false, 0)
+        );
+        let many: Vec<String> = (0..100).map(|i| format!("r{i}")).collect();
+        let crowded = o
+            .user_of(&claims(
+                json!({ "eduPersonAffiliation": many, "email": "x@uio.no" }),
+            ))
+            .unwrap();
+        assert_eq!(crowded.roles.len(), MAX_ROLES);
+        assert!(
+            o.user_of(&json!({ "sub": "s" }).as_object().unwrap().clone())
+                .is_err()
+        );
     }
 }

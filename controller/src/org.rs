@@ -35,16 +35,20 @@ pub struct OrgSettingsInput {
     pub retention_secs: Option<u64>,
 }
 
-/// `user`'s organisation, if their address names one we can key by.
-fn org_of(user: &User) -> Result<String, ApiError> {
-    let org = user.org().to_ascii_lowercase();
-    let ok = !org.is_empty()
+/// Whether `org` is a name we can key an organisation by: a domain name.
+pub(crate) fn valid_org(org: &str) -> bool {
+    !org.is_empty()
         && org.len() <= 253
         && org.contains('.')
         && org
             .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-');
-    if ok {
+            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+}
+
+/// `user`'s organisation, if their address names one we can key by.
+fn org_of(user: &User) -> Result<String, ApiError> {
+    let org = user.org().to_ascii_lowercase();
+    if valid_org(&org) {
         Ok(org)
     } else {
         Err(ApiError::Forbidden(format!(

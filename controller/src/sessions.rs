@@ -101,6 +101,8 @@ mod tests {
             email: "ada@uni.no".into(),
             name: "Ada".into(),
             admin: false,
+            org: String::new(),
+            roles: Vec::new(),
         };
         let s = o.start(user.clone(), 60);
         let sealed = o.seal_session(&s);

@@ -48,6 +48,7 @@ pub(crate) fn recording_node(id: &str, region_name: &str, slots: u32) -> Recordi
 
 pub(crate) fn meeting(id: &str) -> Meeting {
     Meeting {
+        audience: crate::model::Audience::Anyone,
         id: MeetingId::parse(id).unwrap(),
         title: "standup".into(),
         password_hash: None,

@@ -140,11 +140,13 @@ fn meeting(s: &str) -> Meeting {
             manual_approval: true,
             questions: vec!["Affiliation?".into()],
         }),
+        audience: controller::model::Audience::Organisation,
         owner: Some(controller::model::Owner {
             issuer: "https://idp.uni.no".into(),
             subject: "ada".into(),
             email: "ada@uni.no".into(),
             name: "Ada".into(),
+            org: "uni.no".into(),
         }),
         recording_forbidden: true,
         recording_needs_classification: true,

@@ -25,6 +25,23 @@ export function explain(httpStatus, body) {
   }
 }
 
+// Who is signed in on this browser (GET /v1/me: name, organisation, the session's CSRF
+// token, which a join from a signed-in browser carries), or null.
+export async function whoAmI() {
+  if (state.me === undefined) {
+    const r = await fetch('/v1/me').catch(() => null);
+    state.me = r && r.ok ? await r.json().catch(() => null) : null;
+  }
+  return state.me;
+}
+
+// Off to sign in, and back to this meeting after (the link's fragment, which may hold
+// an end-to-end passphrase, stays in this tab and never goes to a server).
+export function signInFirst() {
+  if (location.hash) sessionStorage.setItem('fjord-return-hash', location.hash);
+  location.assign('/portal?next=' + encodeURIComponent(location.pathname + location.search));
+}
+
 // The meeting's public facts: title, password, encryption, registration, schedule.
 export async function loadMeeting(id) {
   try {
@@ -32,6 +49,15 @@ export async function loadMeeting(id) {
     if (!r.ok) return;
     const m = await r.json();
     state.info = m;
+    // For signed-in users: under the name their sign-in gives, or first to sign in.
+    if (m.audience && m.audience !== 'anyone') {
+      const me = await whoAmI();
+      if (!me) { signInFirst(); return; }
+      $('name').value = me.name;
+      $('name').readOnly = true;
+      $('signed-in-note').textContent = 'You join as ' + me.name + ' (' + me.email + '), signed in.';
+      $('signed-in-note').hidden = false;
+    }
     state.title = m.title;
     if (m.e2ee) {
       $('e2ee-row').hidden = false;
@@ -122,6 +148,12 @@ export async function preview() {
 
 // The form's fields from the link: /m/{id}, ?name=, ?password=, ?muted=1, ?camera=off.
 export function prefill() {
+  // Back from signing in: the fragment this tab kept.
+  const hash = sessionStorage.getItem('fjord-return-hash');
+  if (hash) {
+    sessionStorage.removeItem('fjord-return-hash');
+    if (!location.hash) history.replaceState(null, '', location.pathname + location.search + hash);
+  }
   const m = location.pathname.match(/^\/m\/([^/]+)/);
   if (m) { $('meeting').value = decodeURIComponent(m[1]); loadMeeting($('meeting').value); }
   if (params.get('name')) $('name').value = params.get('name');

@@ -7,6 +7,11 @@
 (() => {
   const $ = (id) => document.getElementById(id);
   let me = null;
+  // A meeting's page that sent the browser here to sign in, to go back to after.
+  const next = (() => {
+    const n = new URLSearchParams(location.search).get('next') || '';
+    return /^\/m\/[^/\\]/.test(n) && !n.includes('//') ? n : null;
+  })();
   const status = (t, error) => { $('status').textContent = t; $('status').className = error ? 'error' : ''; };
   const cell = (row, content) => {
     const td = document.createElement('td');
@@ -152,6 +157,7 @@
     const body = { title: $('c-title').value, kind: $('c-kind').value, description: $('c-description').value };
     if ($('c-waiting').value) body.waiting_room = $('c-waiting').value === 'on';
     if ($('c-e2ee').value) body.e2ee = $('c-e2ee').value === 'on';
+    body.audience = $('c-audience').value;
     if ($('c-start').value) {
       body.schedule = {
         start: $('c-start').value.slice(0, 16),
@@ -261,7 +267,7 @@
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ email: $('pw-email').value, password: $('pw-password').value }),
     });
-    if (r.ok) { location.reload(); return; }
+    if (r.ok) { if (next) location.assign(next); else location.reload(); return; }
     const data = await r.json().catch(() => null);
     status((data && data.message) || ('HTTP ' + r.status), true);
     $('pw-password').value = '';
@@ -273,11 +279,15 @@
       // Which ways in this cluster has: its identity provider, local accounts, or both.
       const ways = await fetch('/auth/methods').then((m) => m.json()).catch(() => ({}));
       $('sign-in').hidden = !ways.oidc;
+      if (next) $('sign-in').href = '/auth/login?next=' + encodeURIComponent(next);
       $('password-sign-in').hidden = !ways.accounts;
-      status(ways.oidc || ways.accounts ? 'Sign in to schedule meetings and see your reports.' : 'Sign-in is not set up on this cluster.');
+      status(!(ways.oidc || ways.accounts) ? 'Sign-in is not set up on this cluster.'
+        : next ? 'This meeting is for signed-in users: sign in, and you go back to it.'
+          : 'Sign in to schedule meetings and see your reports.');
       return;
     }
     me = await r.json();
+    if (next) { location.replace(next); return; }
     $('who').textContent = me.name + (me.admin ? ' (administrator, ' + me.org + ')' : '');
     $('sign-out').hidden = false;
     $('mine').hidden = false;

@@ -4,7 +4,7 @@
 import { CLIENT, CLOSE, SERVER } from './protocol.js';
 import { e2ee } from './e2ee.js';
 import { boardRefused } from './board.js';
-import { explain, loadMeeting, constraints } from './join.js';
+import { explain, loadMeeting, constraints, signInFirst, whoAmI } from './join.js';
 import { addTrack, roleChanged, sendMute, sendOffer, setOwnMute, showSelf } from './media.js';
 import { localRecording } from './recording.js';
 import { awaitRoom, consent } from './cloud.js';
@@ -31,8 +31,12 @@ export async function join() {
   status('Joining…');
   let resp, body;
   try {
+    // A signed-in browser's session cookie goes along: its changes carry the CSRF token.
+    const me = await whoAmI();
+    const headers = { 'content-type': 'application/json' };
+    if (me && me.csrf) headers['x-fjord-csrf'] = me.csrf;
     resp = await fetch('/v1/meetings/' + encodeURIComponent(meeting) + '/join', {
-      method: 'POST', headers: { 'content-type': 'application/json' },
+      method: 'POST', headers,
       body: JSON.stringify(joinRequest(name, password)),
     });
     body = await resp.json().catch(() => null);
@@ -46,6 +50,7 @@ export async function join() {
     lost(explain(resp.status, body));
     return;
   }
+  if (!resp.ok && body && body.error === 'sign_in_required') { signInFirst(); return; }
   if (!resp.ok) {
     rejoining = false;
     if ((resp.status === 401 || resp.status === 403) && (body && body.error) !== 'meeting_locked') $('password-row').hidden = false;

@@ -5,6 +5,7 @@ import { ROLE } from './protocol.js';
 export const state = {
   meeting: null, // the meeting's id, as typed or from /m/{id}
   info: null, // GET /v1/meetings/{id}/public: title, kind, e2ee, registration, schedule
+  me: undefined, // GET /v1/me: the signed-in user (null: nobody; undefined: not asked yet)
   title: null,
   joined: null, // the join's answer: participant_id, node_id, role, signal_url, token, ice_servers
   ws: null,

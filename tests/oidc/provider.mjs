@@ -5,16 +5,23 @@
 // organisation's own identity provider does for its own services. Nothing here reaches
 // beyond loopback.
 //
-//   node provider.mjs <port> <client_id> <client_secret> <redirect_uri> [domain]
+//   node provider.mjs <port> <client_id> <client_secret> <redirect_uri> [domain] [directory.json]
+//
+// The directory (a JSON object keyed by login) gives accounts claims of their own, over
+// the defaults: an organisation (`schacHomeOrganization`), roles
+// (`eduPersonAffiliation`), `groups`, another e-mail address. The ID token carries only
+// what OpenID Connect puts there (`sub`, with the standard token claims): e-mail, name
+// and the rest come from the userinfo endpoint, as from Feide.
 //
 // For the tests of refused tokens it also answers `POST /test/sign` (a JSON claims set
 // in the body): an ID token signed with the provider's own key, so that a test can make
 // an expired one that is otherwise genuine.
+import fs from 'node:fs';
 import http from 'node:http';
 import Provider from 'oidc-provider';
 import * as jose from 'jose';
 
-const [port, clientId, clientSecret, redirectUri, domain = 'uni.no'] = process.argv.slice(2);
+const [port, clientId, clientSecret, redirectUri, domain = 'uni.no', directoryFile] = process.argv.slice(2);
 if (!redirectUri) {
   console.error('usage: node provider.mjs <port> <client_id> <client_secret> <redirect_uri> [domain]');
   process.exit(2);
@@ -24,11 +31,13 @@ const { privateKey } = await jose.generateKeyPair('RS256', { extractable: true }
 const kid = 'test-key-1';
 const jwk = { ...(await jose.exportJWK(privateKey)), kid, alg: 'RS256', use: 'sig' };
 
+const directory = directoryFile ? JSON.parse(fs.readFileSync(directoryFile, 'utf8')) : {};
 const claimsOf = (login) => ({
   sub: login,
   email: `${login}@${domain}`,
   email_verified: true,
   name: login.charAt(0).toUpperCase() + login.slice(1),
+  ...(directory[login] || {}),
 });
 
 const provider = new Provider(issuer, {
@@ -42,9 +51,16 @@ const provider = new Provider(issuer, {
   }],
   jwks: { keys: [jwk] },
   findAccount: async (ctx, sub) => ({ accountId: sub, claims: async () => claimsOf(sub) }),
-  claims: { openid: ['sub'], email: ['email', 'email_verified'], profile: ['name'] },
-  // The ID token itself carries e-mail and name (the client reads no userinfo).
-  conformIdTokenClaims: false,
+  claims: {
+    openid: ['sub'],
+    email: ['email', 'email_verified'],
+    profile: ['name'],
+    affiliation: ['schacHomeOrganization', 'eduPersonAffiliation'],
+    groups: ['groups'],
+  },
+  // Claims of the scopes go to userinfo only, not into the ID token (the client must
+  // read userinfo).
+  conformIdTokenClaims: true,
   pkce: { required: () => true },
   features: { devInteractions: { enabled: false } },
   interactions: { url: (ctx, interaction) => `/interaction/${interaction.uid}` },

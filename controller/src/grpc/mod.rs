@@ -25,7 +25,7 @@ impl From<ApiError> for Status {
         let msg = e.to_string();
         match e {
             ApiError::BadRequest(_) => Status::invalid_argument(msg),
-            ApiError::Unauthorized(_) => Status::unauthenticated(msg),
+            ApiError::Unauthorized(_) | ApiError::SignInRequired(_) => Status::unauthenticated(msg),
             ApiError::Forbidden(_) | ApiError::RefusedByHost { .. } => {
                 Status::permission_denied(msg)
             }
@@ -78,6 +78,7 @@ impl Controller for GrpcApi {
                 approval: g.approval,
                 questions: g.questions,
             }),
+            audience: r.audience,
         };
         let created = self.service.create_meeting(&c, input).await?;
         Ok(Response::new(pb::CreateMeetingResponse {

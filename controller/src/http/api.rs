@@ -34,6 +34,9 @@ struct CreateMeetingBody {
     description: String,
     schedule: Option<ScheduleInput>,
     registration: Option<RegistrationInput>,
+    /// `anyone` (the default), `signed_in`, `organisation`.
+    #[serde(default)]
+    audience: String,
 }
 
 #[derive(Deserialize)]
@@ -71,6 +74,8 @@ struct MeetingJson {
     ended_unix_ms: Option<i64>,
     placements: Vec<PlacementJson>,
     waiting_room: bool,
+    /// Who may join: `anyone`, `signed_in`, `organisation`.
+    audience: &'static str,
     /// Locked by a host: nobody new gets in.
     locked: bool,
     /// Media encrypted end to end in the browsers.
@@ -129,6 +134,7 @@ impl From<MeetingInfo> for MeetingJson {
             created_unix_ms: r.created_unix_ms,
             ended_unix_ms: r.ended_unix_ms,
             waiting_room: r.waiting_room,
+            audience: r.audience.as_str(),
             locked: m.room.locked,
             e2ee: r.e2ee,
             kind: r.kind.as_str(),
@@ -389,6 +395,7 @@ async fn create_meeting(
         description: b.description,
         schedule: b.schedule,
         registration: b.registration,
+        audience: b.audience,
     };
     let c = s.service.create_meeting(&caller, req).await?;
     Ok((
@@ -464,6 +471,8 @@ struct PublicMeetingJson {
     title: String,
     has_password: bool,
     waiting_room: bool,
+    /// Who may join: `anyone`, `signed_in` (sign in first), `organisation`.
+    audience: &'static str,
     locked: bool,
     e2ee: bool,
     kind: &'static str,
@@ -488,6 +497,7 @@ async fn public_meeting(
         title: m.title,
         has_password: m.password_hash.is_some(),
         waiting_room: m.waiting_room,
+        audience: m.audience.as_str(),
         locked: info.room.locked,
         e2ee: m.e2ee,
         kind: m.kind.as_str(),

@@ -68,10 +68,22 @@ pub(super) fn set_cookie(
     .expect("cookie values are base64url")
 }
 
-async fn login(State(s): State<HttpState>, headers: HeaderMap) -> Result<Response, ApiError> {
+#[derive(Deserialize)]
+struct LoginQuery {
+    /// A meeting's page to come back to.
+    next: Option<String>,
+}
+
+async fn login(
+    State(s): State<HttpState>,
+    headers: HeaderMap,
+    Query(q): Query<LoginQuery>,
+) -> Result<Response, ApiError> {
     let o = oidc(&s)?;
     let base = public_base(&s, &headers);
-    let (to, pending) = o.start(&format!("{base}/auth/callback")).await?;
+    let (to, pending) = o
+        .start(&format!("{base}/auth/callback"), q.next.as_deref())
+        .await?;
     let mut resp = (StatusCode::SEE_OTHER, [(header::LOCATION, to)]).into_response();
     resp.headers_mut().append(
         header::SET_COOKIE,
@@ -108,7 +120,7 @@ async fn callback(
     };
     let base = public_base(&s, &headers);
     let pending = cookie(&headers, LOGIN_COOKIE);
-    let session = o
+    let (session, next) = o
         .finish(
             &code,
             &state,
@@ -118,7 +130,8 @@ async fn callback(
         .await
         .inspect_err(|e| tracing::info!(error = %e, "sign-in refused"))?;
     tracing::info!(user = %session.user.email, admin = session.user.admin, "signed in");
-    let mut resp = (StatusCode::SEE_OTHER, [(header::LOCATION, "/portal")]).into_response();
+    let to = next.unwrap_or_else(|| "/portal".into());
+    let mut resp = (StatusCode::SEE_OTHER, [(header::LOCATION, to)]).into_response();
     let h = resp.headers_mut();
     h.append(
         header::SET_COOKIE,
@@ -174,6 +187,7 @@ async fn me(
         "name": user.name,
         "email": user.email,
         "org": user.org(),
+        "roles": user.roles,
         "admin": user.admin,
         "issuer": user.iss,
         "local": user.iss == crate::accounts::LOCAL_ISSUER,

@@ -45,7 +45,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = match &self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthorized(_) | ApiError::SignInRequired(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) | ApiError::RefusedByHost { .. } => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) | ApiError::MeetingConflict { .. } => StatusCode::CONFLICT,
@@ -179,7 +179,7 @@ async fn signed_in(
     if let (Some(oidc), Some(b)) = (&state.service.oidc, &bearer)
         && b.split('.').count() == 3
     {
-        return Ok((None, Some(oidc.verify(b, None).await?)));
+        return Ok((None, Some(oidc.verify(b).await?)));
     }
     let Some(sessions) = &state.service.sessions else {
         return Ok((bearer, None));

@@ -63,11 +63,16 @@ pub(super) fn meeting_to_record(m: &Meeting) -> pb::MeetingRecord {
         recording_forbidden: m.recording_forbidden,
         recording_needs_classification: m.recording_needs_classification,
         retention_secs: m.retention.map_or(0, |d| d.as_secs()),
+        audience: match m.audience {
+            crate::model::Audience::Anyone => String::new(),
+            a => a.as_str().to_owned(),
+        },
         owner: m.owner.as_ref().map(|o| pb::MeetingOwnerRecord {
             issuer: o.issuer.clone(),
             subject: o.subject.clone(),
             email: o.email.clone(),
             name: o.name.clone(),
+            org: o.org.clone(),
         }),
         registration: m
             .registration
@@ -262,11 +267,14 @@ pub(super) fn meeting_from_record(r: pb::MeetingRecord) -> Result<Meeting, Strin
         recording_forbidden: r.recording_forbidden,
         recording_needs_classification: r.recording_needs_classification,
         retention: (r.retention_secs > 0).then(|| std::time::Duration::from_secs(r.retention_secs)),
+        audience: crate::model::Audience::parse(&r.audience)
+            .ok_or_else(|| format!("meeting audience {:?}", r.audience))?,
         owner: r.owner.map(|o| Owner {
             issuer: o.issuer,
             subject: o.subject,
             email: o.email,
             name: o.name,
+            org: o.org,
         }),
         registration: r.registration.map(|g| Registration {
             manual_approval: g.manual_approval,

@@ -431,3 +431,193 @@ async fn the_local_clusters_administrator_signs_in_to_the_portal_with_the_printe
         .await;
     assert_eq!(all["accounts"][1]["name"], "Bo Ek", "{all}");
 }
+
+/// The display name a join token carries (its payload is base64url JSON).
+fn token_name(token: &str) -> String {
+    use base64::Engine;
+    let payload = token.split('.').nth(1).unwrap();
+    let claims: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap();
+    claims["name"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_meeting_for_signed_in_users_sends_a_guest_to_sign_in_and_back_and_admits_them_under_their_own_name()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    let (spec, password) = harness::ClusterSpec {
+        controllers: 1,
+        ..crate::spec()
+    }
+    .with_local_admin(dir.path())
+    .unwrap();
+    let c = harness::Cluster::start(spec).await.unwrap();
+    let base = c.controllers[0].url();
+    let api = crate::Api::new(&c);
+    // Bo of the administrator's organisation, Eva of another; made by the operator.
+    let good = "a good long password";
+    for (email, name) in [("bo@fjord.test", "Bo Ek"), ("eva@other.org", "Eva Berg")] {
+        let (st, v) = api
+            .send(
+                api.http
+                    .post(format!("{base}/v1/accounts"))
+                    .bearer_auth(&api.key)
+                    .json(
+                        &json!({ "email": email, "name": name, "password": good, "admin": false }),
+                    ),
+            )
+            .await;
+        assert_eq!(st, StatusCode::CREATED, "{v}");
+    }
+    let (_, _, admin) = sign_in(&api, &base, harness::LOCAL_ADMIN, &password).await;
+    let admin = admin.unwrap();
+    let make = |title: &'static str, audience: &'static str| {
+        let (api, admin, base) = (&api, &admin, &base);
+        async move {
+            call(
+                api,
+                admin,
+                reqwest::Method::POST,
+                format!("{base}/v1/meetings"),
+                Some(json!({ "title": title, "audience": audience, "waiting_room": false })),
+                true,
+            )
+            .await
+        }
+    };
+    let (st, v) = make("Staff meeting", "organisation").await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    assert_eq!(v["audience"], "organisation", "{v}");
+    let staff = v["id"].as_str().unwrap().to_owned();
+    let (st, v) = make("Thesis defence", "signed_in").await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let defence = v["id"].as_str().unwrap().to_owned();
+    let (st, v) = make("Odd", "friends").await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+    assert!(v["message"].as_str().unwrap().contains("audience"), "{v}");
+    // An operator's meeting belongs to no organisation.
+    let (st, v) = api
+        .send(
+            api.http
+                .post(format!("{base}/v1/meetings"))
+                .bearer_auth(&api.key)
+                .json(&json!({ "title": "Ops", "audience": "organisation" })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+    let (_, public) = api
+        .send(api.http.get(format!("{base}/v1/meetings/{defence}/public")))
+        .await;
+    assert_eq!(public["audience"], "signed_in", "{public}");
+
+    // A guest is refused with the code the page acts on.
+    let join = |id: &str| format!("{base}/v1/meetings/{id}/join");
+    let (st, v) = api
+        .send(
+            api.http
+                .post(join(&defence))
+                .json(&json!({ "name": "Anon" })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED, "{v}");
+    assert_eq!(v["error"], "sign_in_required", "{v}");
+    // Eva, signed in elsewhere, joins the defence under her own name whatever she
+    // types, and not the staff meeting of fjord.test.
+    let (_, _, eva) = sign_in(&api, &base, "eva@other.org", good).await;
+    let eva = eva.unwrap();
+    let body = json!({ "name": "Somebody Else" });
+    let (st, v) = call(
+        &api,
+        &eva,
+        reqwest::Method::POST,
+        join(&defence),
+        Some(body.clone()),
+        true,
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(token_name(v["token"].as_str().unwrap()), "Eva Berg");
+    let (st, v) = call(
+        &api,
+        &eva,
+        reqwest::Method::POST,
+        join(&staff),
+        Some(body.clone()),
+        true,
+    )
+    .await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("members of fjord.test"),
+        "{v}"
+    );
+    // Without the session's CSRF token, a signed-in browser's join is refused.
+    let (st, _) = call(
+        &api,
+        &eva,
+        reqwest::Method::POST,
+        join(&defence),
+        Some(body),
+        false,
+    )
+    .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+
+    // In Chromium: Bo opens the staff meeting's link signed out, is sent to sign in,
+    // comes back to it, and joins under his own name, which the page does not let him
+    // change.
+    let b = harness::webdriver::Browser::start(&c.dir.join("logs"), "signed-in-only")
+        .await
+        .unwrap();
+    b.goto(&format!("{base}/m/{staff}?camera=off"))
+        .await
+        .unwrap();
+    until(
+        &b,
+        "sent to the portal's sign-in",
+        "return location.pathname === '/portal' && !document.getElementById('password-sign-in').hidden",
+    )
+    .await;
+    b.eval(
+        "document.getElementById('pw-email').value = arguments[0]; \
+         document.getElementById('pw-password').value = arguments[1]; \
+         document.getElementById('password-sign-in').requestSubmit();",
+        json!(["bo@fjord.test", good]),
+    )
+    .await
+    .unwrap();
+    until(
+        &b,
+        "back at the meeting, under his signed-in name, not editable",
+        &format!(
+            "const n = document.getElementById('name'); \
+             return location.pathname === '/m/{staff}' && n.value === 'Bo Ek' && n.readOnly \
+               && !document.getElementById('signed-in-note').hidden"
+        ),
+    )
+    .await;
+    b.eval(
+        "document.getElementById('name').value = 'Typed Over'; document.getElementById('join').requestSubmit();",
+        json!([]),
+    )
+    .await
+    .unwrap();
+    until(
+        &b,
+        "joined",
+        "return !!(window.fjord.joined && window.fjord.joined.token)",
+    )
+    .await;
+    let token = b
+        .eval("return window.fjord.joined.token", json!([]))
+        .await
+        .unwrap();
+    assert_eq!(token_name(token.as_str().unwrap()), "Bo Ek");
+}

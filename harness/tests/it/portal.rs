@@ -322,6 +322,135 @@ async fn oidc_sign_in_lands_in_the_portal_and_forged_expired_stateless_or_verifi
     assert!(v["message"].as_str().unwrap().contains("refused"), "{v}");
 }
 
+/// What a session cookie's `/v1/me` says, and a meeting made with that session (the
+/// status and body of `POST /v1/meetings`).
+async fn me_and_a_meeting(base: &str, cookie: &str) -> (Value, StatusCode, Value) {
+    let http = reqwest::Client::new();
+    let me: Value = http
+        .get(format!("{base}/v1/me"))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let resp = http
+        .post(format!("{base}/v1/meetings"))
+        .header("cookie", cookie)
+        .header("x-fjord-csrf", me["csrf"].as_str().unwrap())
+        .json(&json!({ "title": "Seminar" }))
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status();
+    (me, status, resp.json().await.unwrap_or_default())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oidc_claims_from_userinfo_give_the_organisation_roles_and_administrators_feide_style() {
+    let mut provider = Provider::reserve();
+    let dir = tempfile::tempdir().unwrap();
+    let mut oidc = provider.controller_config(dir.path(), &[]).unwrap();
+    oidc["scopes"] = json!(["openid", "email", "profile", "affiliation", "groups"]);
+    oidc["claims"] = json!({
+        "organisation": "schacHomeOrganization",
+        "roles": "eduPersonAffiliation",
+        "groups": "groups",
+        "admin_groups": ["fjord-admins"],
+        "host_roles": ["employee", "faculty"],
+    });
+    let spec = harness::ClusterSpec {
+        controllers: 1,
+        oidc: Some(oidc),
+        ..crate::spec()
+    };
+    let c = harness::Cluster::start(spec).await.unwrap();
+    let base = c.controllers[0].url();
+    // A student whose address is a subdomain's, a lecturer in the administrators'
+    // group, and someone whose provider sends no organisation.
+    let directory = json!({
+        "kari": { "email": "kari@student.uni.no", "schacHomeOrganization": "uni.no", "eduPersonAffiliation": ["student", "member"] },
+        "ola": { "email": "ola@uni.no", "schacHomeOrganization": "uni.no", "eduPersonAffiliation": ["employee", "faculty", "member"], "groups": ["physics", "fjord-admins"] },
+        "per": { "email": "per@hiof.no", "eduPersonAffiliation": ["employee"] },
+    });
+    provider
+        .start_with(
+            &format!("{base}/auth/callback"),
+            "uni.no",
+            Some(&directory),
+            &c.dir.join("logs/oidc-provider.log"),
+        )
+        .await
+        .unwrap();
+
+    // The ID token carries no e-mail, name or affiliation: all of it is userinfo's.
+    let kari = provider.sign_in_http(&base, "kari").await.unwrap();
+    let (me, st, made) = me_and_a_meeting(&base, &kari).await;
+    assert_eq!(
+        (&me["email"], &me["name"], &me["org"], &me["admin"]),
+        (
+            &json!("kari@student.uni.no"),
+            &json!("Kari"),
+            &json!("uni.no"),
+            &json!(false)
+        ),
+        "{me}"
+    );
+    assert_eq!(me["roles"], json!(["member", "student"]), "{me}");
+    assert_eq!(st, StatusCode::FORBIDDEN, "students join meetings: {made}");
+    assert!(
+        made["message"]
+            .as_str()
+            .unwrap()
+            .contains("employee or faculty"),
+        "{made}"
+    );
+
+    let ola = provider.sign_in_http(&base, "ola").await.unwrap();
+    let (me, st, made) = me_and_a_meeting(&base, &ola).await;
+    assert_eq!(
+        (&me["org"], &me["admin"]),
+        (&json!("uni.no"), &json!(true)),
+        "{me}"
+    );
+    assert_eq!(
+        me["roles"],
+        json!(["employee", "faculty", "member"]),
+        "{me}"
+    );
+    assert_eq!(st, StatusCode::CREATED, "{made}");
+    let settings: Value = reqwest::Client::new()
+        .get(format!("{base}/v1/org/settings"))
+        .header("cookie", &ola)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        settings["org"], "uni.no",
+        "the group made Ola its administrator: {settings}"
+    );
+
+    let per = provider.sign_in_http(&base, "per").await.unwrap();
+    let (me, st, made) = me_and_a_meeting(&base, &per).await;
+    assert_eq!(
+        (&me["org"], &me["admin"]),
+        (&json!("hiof.no"), &json!(false)),
+        "without the claim, the e-mail's domain: {me}"
+    );
+    assert_eq!(st, StatusCode::CREATED, "{made}");
+    let resp = reqwest::Client::new()
+        .get(format!("{base}/v1/org/settings"))
+        .header("cookie", &per)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_dashboard_shows_an_active_meeting_with_its_participants_region_and_node_and_moves_it_to_ended()
  {
