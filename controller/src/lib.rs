@@ -38,6 +38,7 @@ pub mod service;
 pub mod sessions;
 pub mod store;
 pub mod turn;
+pub mod usage;
 pub mod view;
 
 #[cfg(test)]

@@ -111,6 +111,50 @@
   }
   $('recordings-refresh').onclick = () => loadRecordings().catch((e) => status(e.message, true));
 
+  // Usage statistics: a bar per period (participant-minutes) and the table of figures.
+  async function loadUsage() {
+    const q = new URLSearchParams({ period: $('us-period').value });
+    if ($('us-from').value) q.set('from', $('us-from').value);
+    if ($('us-to').value) q.set('to', $('us-to').value);
+    if ($('us-tz').value) q.set('time_zone', $('us-tz').value);
+    const u = await api('GET', '/v1/usage?' + q);
+    q.set('format', 'csv');
+    $('usage-csv').href = '/v1/usage?' + q;
+    const svg = $('usage-chart');
+    const ns = 'http://www.w3.org/2000/svg';
+    svg.querySelectorAll('rect, text').forEach((e) => e.remove());
+    const max = Math.max(1, ...u.periods.map((p) => p.participant_minutes));
+    const w = 720 / Math.max(1, u.periods.length);
+    u.periods.forEach((p, i) => {
+      const h = Math.round(150 * p.participant_minutes / max);
+      const bar = document.createElementNS(ns, 'rect');
+      bar.setAttribute('x', String(i * w + 1));
+      bar.setAttribute('y', String(160 - h));
+      bar.setAttribute('width', String(Math.max(1, w - 2)));
+      bar.setAttribute('height', String(h));
+      bar.setAttribute('fill', '#4ea8de');
+      bar.dataset.start = p.start;
+      const tip = document.createElementNS(ns, 'title');
+      tip.textContent = p.start + ': ' + p.participant_minutes + ' participant-minutes, peak ' + p.peak_concurrent;
+      bar.append(tip);
+      svg.append(bar);
+    });
+    const body = $('usage-table').tBodies[0];
+    body.replaceChildren();
+    for (const p of u.periods) {
+      const tr = document.createElement('tr');
+      tr.dataset.start = p.start;
+      for (const v of [p.start, p.meetings, p.participant_minutes, p.unique_participants, p.peak_concurrent, p.joins]) cell(tr, v);
+      cell(tr, p.regions.map((r) => r.region + ': ' + r.participant_minutes + ' min, peak ' + r.peak_concurrent).join('; '));
+      body.append(tr);
+    }
+    $('usage').hidden = false;
+  }
+  $('usage-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    loadUsage().catch((err) => status('Usage: ' + err.message, true));
+  });
+
   async function loadDashboard() {
     let data;
     try { data = await api('GET', '/v1/dashboard'); } catch (e) { status('Dashboard: ' + e.message, true); return; }
@@ -304,6 +348,8 @@
       const ways = await fetch('/auth/methods').then((m) => m.json()).catch(() => ({}));
       if (ways.accounts) await loadUsers().catch((e) => status('Accounts: ' + e.message, true));
       await loadOrg().catch((e) => status(e.message, true));
+      $('us-tz').value = Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC';
+      await loadUsage().catch((e) => status('Usage: ' + e.message, true));
       $('dashboard').hidden = false;
       await loadDashboard();
       setInterval(loadDashboard, 2000);

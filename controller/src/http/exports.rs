@@ -23,6 +23,86 @@ pub(super) fn router() -> Router<HttpState> {
         .route("/v1/meetings/{id}/registrants", get(registrants))
         .route("/v1/meetings/{id}/participants", get(participants))
         .route("/v1/participants", get(participants_between))
+        .route("/v1/usage", get(usage))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UsageParams {
+    org: Option<String>,
+    #[serde(default)]
+    period: String,
+    from: Option<String>,
+    to: Option<String>,
+    time_zone: Option<String>,
+    format: Option<String>,
+}
+
+/// An organisation's usage statistics (`usage.rs`), as JSON or as CSV: a row per
+/// period for the whole, then one per region and one per media node.
+async fn usage(
+    State(s): State<HttpState>,
+    caller: Caller,
+    q: Result<Query<UsageParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let format = format(Ok(Query(ExportQuery {
+        format: q.format.clone(),
+    })))?;
+    let u = s
+        .service
+        .usage(
+            &caller,
+            crate::usage::UsageQuery {
+                org: q.org,
+                period: q.period,
+                from: q.from,
+                to: q.to,
+                time_zone: q.time_zone,
+            },
+        )
+        .await?;
+    if format == Format::Json {
+        return Ok(Json(u).into_response());
+    }
+    let mut rows = vec![
+        [
+            "period_start",
+            "scope",
+            "region",
+            "node_id",
+            "meetings",
+            "participant_minutes",
+            "unique_participants",
+            "peak_concurrent",
+            "joins",
+        ]
+        .map(String::from)
+        .to_vec(),
+    ];
+    let row = |start: &str, scope: &str, region: &str, node: &str, f: &crate::usage::Figures| {
+        vec![
+            start.to_owned(),
+            scope.to_owned(),
+            region.to_owned(),
+            node.to_owned(),
+            f.meetings.to_string(),
+            f.participant_minutes.to_string(),
+            f.unique_participants.to_string(),
+            f.peak_concurrent.to_string(),
+            f.joins.to_string(),
+        ]
+    };
+    for p in &u.periods {
+        rows.push(row(&p.start, "all", "", "", &p.figures));
+        for r in &p.regions {
+            rows.push(row(&p.start, "region", &r.region, "", &r.figures));
+        }
+        for n in &p.nodes {
+            rows.push(row(&p.start, "node", &n.region, &n.node_id, &n.figures));
+        }
+    }
+    Ok(csv(&u.org, &format!("usage-{}", u.period), &rows))
 }
 
 type ExportQueryResult = Result<Query<ExportQuery>, axum::extract::rejection::QueryRejection>;
@@ -223,6 +303,7 @@ struct ExportQuery {
     format: Option<String>,
 }
 
+#[derive(PartialEq)]
 enum Format {
     Json,
     Csv,
