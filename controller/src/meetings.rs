@@ -102,6 +102,14 @@ pub struct MeetingEdit {
     #[serde(default, deserialize_with = "present")]
     pub schedule: Option<Option<ScheduleInput>>,
     pub waiting_room: Option<bool>,
+    /// A new password; `null` removes it.
+    #[serde(default, deserialize_with = "present")]
+    pub password: Option<Option<String>>,
+    /// New registration settings; `null`: nobody registers any more.
+    #[serde(default, deserialize_with = "present")]
+    pub registration: Option<Option<RegistrationInput>>,
+    /// Who may join: `anyone`, `signed_in`, `organisation`.
+    pub audience: Option<String>,
 }
 
 /// A field that may be present as `null` (Some(None)) or absent (None).
@@ -278,13 +286,33 @@ impl Service {
     }
 
     /// A host changes a meeting not yet ended (title, description, schedule, the
-    /// meeting's own waiting-room setting).
+    /// meeting's own waiting-room setting, password, registration, audience). Its kind,
+    /// classification, residency and encryption stay as made: media and recordings may
+    /// already be where those put them.
     pub async fn edit_meeting(
         &self,
         caller: &Caller,
         id: &str,
         edit: MeetingEdit,
     ) -> Result<MeetingInfo, ApiError> {
+        let password_hash = match &edit.password {
+            Some(Some(p)) => {
+                if p.is_empty() || p.chars().count() > MAX_PASSWORD_CHARS {
+                    return Err(ApiError::BadRequest(format!(
+                        "password: 1 to {MAX_PASSWORD_CHARS} characters"
+                    )));
+                }
+                let p = p.clone();
+                Some(Some(blocking(move || hash_secret(&p)).await??))
+            }
+            Some(None) => Some(None),
+            None => None,
+        };
+        let registration = edit
+            .registration
+            .as_ref()
+            .map(|r| r.as_ref().map(crate::registration::settings).transpose())
+            .transpose()?;
         for _ in 0..3 {
             let was = self
                 .hosted_meeting(caller, id, "editing the meeting")
@@ -308,6 +336,15 @@ impl Service {
             }
             if let Some(w) = edit.waiting_room {
                 m.waiting_room = w;
+            }
+            if let Some(h) = &password_hash {
+                m.password_hash = h.clone();
+            }
+            if let Some(r) = &registration {
+                m.registration = r.clone();
+            }
+            if let Some(a) = &edit.audience {
+                m.audience = checked_audience(a, m.owner.is_some())?;
             }
             if self.store.edit_meeting(&m, &was).await? {
                 tracing::info!(meeting_id = %m.id, "meeting edited");

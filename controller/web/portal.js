@@ -51,14 +51,9 @@
         link('/v1/meetings/' + m.id + '/recordings', 'Recordings'));
       cell(tr, links);
       if (m.state === 'active') {
-        const rename = document.createElement('button');
-        rename.type = 'button';
-        rename.textContent = 'Rename';
-        rename.onclick = () => {
-          const title = prompt('New title', m.title);
-          if (title) api('PATCH', '/v1/meetings/' + m.id, { title }).then(loadMine).catch((e) => status(e.message, true));
-        };
-        links.append(' ', rename);
+        const edit = button('Edit', 'Edit ' + m.title, () => startEdit(m));
+        links.append(' ', edit);
+        if (m.registration) links.append(' ', button('Registrants', 'Registrants of ' + m.title, () => loadRegistrants(m).catch((e) => status(e.message, true))));
         const end = document.createElement('button');
         end.type = 'button';
         end.textContent = 'End';
@@ -68,6 +63,87 @@
       body.append(tr);
     }
   }
+
+  const button = (text, label, onclick) => {
+    const b = document.createElement('button');
+    b.type = 'button';
+    b.textContent = text;
+    b.setAttribute('aria-label', label);
+    b.onclick = onclick;
+    return b;
+  };
+
+  // The registrants of a meeting that takes registrations, to approve or reject.
+  async function loadRegistrants(m) {
+    const { registrants } = await api('GET', '/v1/meetings/' + m.id + '/registrants');
+    $('registrants-title').textContent = m.title;
+    const body = $('registrant-list').tBodies[0];
+    body.replaceChildren();
+    for (const r of registrants) {
+      const tr = document.createElement('tr');
+      tr.dataset.registrant = r.registrant_id;
+      tr.dataset.state = r.state;
+      cell(tr, r.name);
+      cell(tr, r.email);
+      cell(tr, r.answers.join('; '));
+      cell(tr, r.state);
+      const decide = document.createElement('span');
+      const act = (what) => async () => {
+        try {
+          await api('POST', '/v1/meetings/' + m.id + '/registrants/' + encodeURIComponent(r.registrant_id) + '/' + what);
+          status(r.name + (what === 'approve' ? ' approved.' : ' rejected.'));
+          await loadRegistrants(m);
+        } catch (e) { status(e.message, true); }
+      };
+      if (r.state !== 'approved') decide.append(button('Approve', 'Approve ' + r.name, act('approve')), ' ');
+      if (r.state !== 'rejected') decide.append(button('Reject', 'Reject ' + r.name, act('reject')));
+      cell(tr, decide);
+      body.append(tr);
+    }
+    $('registrants').hidden = false;
+  }
+
+  // The form makes a meeting, or edits one (what a meeting's host may change after).
+  let editing = null;
+  function startEdit(m) {
+    editing = m;
+    $('create-legend').textContent = 'Edit “' + m.title + '”';
+    $('create-submit').textContent = 'Save';
+    $('edit-cancel').hidden = false;
+    $('c-title').value = m.title;
+    $('c-kind').value = m.kind;
+    $('c-description').value = m.description;
+    $('c-password').value = '';
+    $('c-password').placeholder = m.has_password ? 'Unchanged' : 'None';
+    $('c-no-password').checked = false;
+    $('c-no-password-row').hidden = !m.has_password;
+    $('c-classification').value = m.classification;
+    $('c-residency').value = m.residency || '';
+    for (const id of ['c-kind', 'c-classification', 'c-residency', 'c-e2ee']) $(id).disabled = true;
+    $('c-waiting').value = m.waiting_room ? 'on' : 'off';
+    $('c-audience').value = m.audience;
+    $('c-registration').value = m.registration ? m.registration.approval : '';
+    $('c-questions').value = m.registration ? m.registration.questions.join('\n') : '';
+    const s = m.schedule;
+    $('c-start').value = s ? s.start : '';
+    $('c-tz').value = s ? s.time_zone : '';
+    $('c-duration').value = s ? s.duration_minutes : 60;
+    $('c-repeat').value = s && s.recurrence ? s.recurrence.frequency : '';
+    $('c-count').value = s && s.recurrence && s.recurrence.count ? s.recurrence.count : 10;
+    $('create').scrollIntoView();
+    $('c-title').focus();
+  }
+  function stopEdit() {
+    editing = null;
+    $('create').reset();
+    $('create-legend').textContent = 'Schedule a meeting';
+    $('create-submit').textContent = 'Create';
+    $('edit-cancel').hidden = true;
+    $('c-no-password-row').hidden = true;
+    $('c-password').placeholder = 'None';
+    for (const id of ['c-kind', 'c-classification', 'c-residency', 'c-e2ee']) $(id).disabled = false;
+  }
+  $('edit-cancel').onclick = stopEdit;
 
   const size = (bytes) => bytes >= 1e9 ? (bytes / 1e9).toFixed(1) + ' GB' : bytes >= 1e6 ? (bytes / 1e6).toFixed(1) + ' MB' : Math.ceil(bytes / 1e3) + ' kB';
 
@@ -198,26 +274,46 @@
 
   $('create').addEventListener('submit', async (e) => {
     e.preventDefault();
-    const body = { title: $('c-title').value, kind: $('c-kind').value, description: $('c-description').value };
+    const body = { title: $('c-title').value, description: $('c-description').value, audience: $('c-audience').value };
     if ($('c-waiting').value) body.waiting_room = $('c-waiting').value === 'on';
-    if ($('c-e2ee').value) body.e2ee = $('c-e2ee').value === 'on';
-    body.audience = $('c-audience').value;
+    let schedule = null;
     if ($('c-start').value) {
-      body.schedule = {
+      schedule = {
         start: $('c-start').value.slice(0, 16),
         time_zone: $('c-tz').value || Intl.DateTimeFormat().resolvedOptions().timeZone,
         duration_minutes: Number($('c-duration').value),
       };
-      if ($('c-repeat').value) body.schedule.recurrence = { frequency: $('c-repeat').value, count: Number($('c-count').value) };
+      if ($('c-repeat').value) schedule.recurrence = { frequency: $('c-repeat').value, count: Number($('c-count').value) };
     }
-    if ($('c-registration').value) body.registration = { approval: $('c-registration').value };
+    const questions = $('c-questions').value.split('\n').map((q) => q.trim()).filter(Boolean);
+    const registration = $('c-registration').value ? { approval: $('c-registration').value, questions } : null;
     try {
+      if (editing) {
+        body.schedule = schedule;
+        body.registration = registration;
+        if ($('c-no-password').checked) body.password = null;
+        else if ($('c-password').value) body.password = $('c-password').value;
+        await api('PATCH', '/v1/meetings/' + editing.id, body);
+        status('Meeting “' + body.title + '” saved.');
+        stopEdit();
+        await loadMine();
+        return;
+      }
+      body.kind = $('c-kind').value;
+      if (schedule) body.schedule = schedule;
+      if (registration) body.registration = registration;
+      if ($('c-password').value) body.password = $('c-password').value;
+      if ($('c-classification').value) body.classification = $('c-classification').value;
+      if ($('c-residency').value) body.residency = $('c-residency').value;
+      if ($('c-e2ee').value) body.e2ee = $('c-e2ee').value === 'on';
       const m = await api('POST', '/v1/meetings', body);
-      const host = new URL('/m/' + m.id + '?host_key=' + encodeURIComponent(m.host_key), location.href).href;
-      $('host-link').href = host;
-      $('host-link').textContent = host;
+      const linkTo = (key, value) => new URL('/m/' + m.id + '?' + key + '=' + encodeURIComponent(value), location.href).href;
+      $('host-link').href = $('host-link').textContent = linkTo('host_key', m.host_key);
       $('created').hidden = false;
+      $('panelist-row').hidden = !m.panelist_key;
+      if (m.panelist_key) $('panelist-link').href = $('panelist-link').textContent = linkTo('panelist_key', m.panelist_key);
       status('Meeting created.');
+      $('create').reset();
       await loadMine();
     } catch (err) { status(err.message, true); }
   });

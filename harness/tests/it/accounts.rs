@@ -8,12 +8,12 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 /// A signed-in browser's session: its cookie and CSRF token.
-struct Session {
-    cookie: String,
-    csrf: String,
+pub(crate) struct Session {
+    pub cookie: String,
+    pub csrf: String,
 }
 
-async fn sign_in(
+pub(crate) async fn sign_in(
     api: &crate::Api,
     base: &str,
     email: &str,
@@ -43,7 +43,7 @@ async fn sign_in(
 }
 
 /// A call of a signed-in browser (with its CSRF token unless `csrf` is false).
-async fn call(
+pub(crate) async fn call(
     api: &crate::Api,
     s: &Session,
     method: reqwest::Method,
@@ -317,7 +317,7 @@ async fn local_accounts_sign_in_are_managed_by_their_organisations_administrator
 }
 
 /// Whether `js` (a function body returning a boolean) holds in `b` within 20 s.
-async fn until(b: &harness::webdriver::Browser, what: &str, js: &str) {
+pub(crate) async fn until(b: &harness::webdriver::Browser, what: &str, js: &str) {
     harness::eventually(Duration::from_secs(20), what, || async {
         (b.eval(js, json!([])).await.ok()? == json!(true)).then_some(())
     })

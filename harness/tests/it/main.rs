@@ -21,6 +21,7 @@ mod meeting_page;
 mod mtls;
 mod outage;
 mod portal;
+mod portal_forms;
 mod race;
 mod recording;
 mod registration;
