@@ -32,6 +32,7 @@ import { join, leave } from './session.js';
 import { unhandled } from './signal.js';
 import { state } from './state.js';
 import { params } from './dom.js';
+import { languageSwitch } from './i18n.js';
 
 // The page's read-only test and debug surface: the browser tests
 // (harness/tests/it/browser.rs, meeting_page.rs) read these and call the three
@@ -56,6 +57,7 @@ window.fjord = Object.freeze({
 const missing = unhandled();
 if (missing.length) console.warn('signaling: nothing handles', missing.join(', '));
 
+languageSwitch(document.getElementById('lang-switch'));
 prefill();
 if (params.get('autojoin') === '1') join();
 else if (navigator.mediaDevices) preview();

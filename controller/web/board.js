@@ -4,6 +4,7 @@ import { CLIENT, SERVER } from './protocol.js';
 import { on, send } from './signal.js';
 import { state, myId } from './state.js';
 import { $, status, togglePanel } from './dom.js';
+import { t } from './i18n.js';
 
 const canvas = $('board-canvas'), overlay = $('board-overlay');
 const ctx = canvas.getContext('2d'), octx = overlay.getContext('2d');
@@ -119,7 +120,7 @@ on(SERVER.board_draw, (m) => add(m));
 on(SERVER.board_undo, (m) => undo(m.author, m.stroke_id));
 on(SERVER.board_clear, (m) => {
   load([]);
-  if (m.by !== myId()) status((m.by_name || 'A host') + ' cleared the whiteboard.');
+  if (m.by !== myId()) status(t('board.cleared', { name: m.by_name || t('board.cleared.default_name') }));
 });
 
 canvas.addEventListener('pointerdown', (e) => {
@@ -127,7 +128,7 @@ canvas.addEventListener('pointerdown', (e) => {
   const s = style();
   const p = at(e);
   if (s.tool === 'text') {
-    const text = prompt('Text to put on the whiteboard');
+    const text = prompt(t('board.text.prompt'));
     if (text && text.trim()) {
       strokeId += 1; myStrokes.push(strokeId);
       sendOp({ ...s, stroke_id: strokeId, points: p, text: text.trim().slice(0, 200) });
@@ -176,11 +177,11 @@ $('board-undo').onclick = () => {
   const s = myStrokes.pop();
   if (s != null) send({ type: CLIENT.board_undo, stroke_id: s });
 };
-$('board-clear').onclick = () => { if (confirm('Clear the whiteboard for everyone?')) send({ type: CLIENT.board_clear }); };
+$('board-clear').onclick = () => { if (confirm(t('board.clear.confirm'))) send({ type: CLIENT.board_clear }); };
 $('board-allow').onchange = () => send({ type: CLIENT.board_allow, allowed: $('board-allow').checked });
 $('board-export').onclick = () => {
   const a = document.createElement('a');
   a.href = png();
-  a.download = 'whiteboard-' + (state.meeting || 'meeting') + '.png';
+  a.download = t('board.export.filename', { meeting: state.meeting || t('board.export.default_meeting') });
   a.click();
 };

@@ -2,6 +2,7 @@
 import { CLIENT, SERVER } from './protocol.js';
 import { on, send } from './signal.js';
 import { $ } from './dom.js';
+import { t } from './i18n.js';
 
 // Every chat message of this visit, as the node sent it (the tests read the texts).
 export const messages = [];
@@ -11,7 +12,7 @@ export const sendChat = (text) => send({ type: CLIENT.chat, text });
 on(SERVER.chat, (m) => {
   messages.push(m);
   const li = document.createElement('li');
-  li.textContent = m.name + ': ' + m.text;
+  li.textContent = t('chat.message', { name: m.name, text: m.text });
   $('chat-log').append(li);
 });
 

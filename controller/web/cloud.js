@@ -7,6 +7,7 @@ import { $, status } from './dom.js';
 import { CLIENT } from './protocol.js';
 import { send } from './signal.js';
 import { isHost, state } from './state.js';
+import { t } from './i18n.js';
 
 const recordingOn = () => !!state.room.cloud_recording && state.room.cloud_recording !== 'off';
 let roomKnown = null; // resolves with the first `room` after a `welcome`
@@ -44,13 +45,13 @@ export function cloudRoom(m) {
   const badge = $('cloud-badge');
   badge.hidden = !recordingOn();
   badge.textContent = m.cloud_recording === 'paused'
-    ? '⏸ Recording paused'
-    : '● Recording: this meeting is recorded on the servers';
+    ? t('cloud.badge.paused')
+    : t('cloud.badge.recording');
   // Someone already in sees the badge when a recording starts: no question (their
   // media flows already), and none on a rejoin.
   if (!first && recordingOn() && state.welcomed) consented = true;
   if (m.cloud_recording_error && m.cloud_recording_error !== lastError && isHost()) {
-    status('The recording stopped: ' + m.cloud_recording_error, true);
+    status(t('cloud.error.stopped', { error: m.cloud_recording_error }), true);
   }
   lastError = m.cloud_recording_error || null;
   renderCloud();
@@ -61,9 +62,9 @@ export function renderCloud() {
   const record = $('cloud-record'), pause = $('cloud-pause');
   record.hidden = !host;
   pause.hidden = !host || !recordingOn();
-  record.textContent = recordingOn() ? 'Stop recording' : 'Record';
+  record.textContent = recordingOn() ? t('cloud.record.stop') : t('cloud.record.start');
   record.setAttribute('aria-pressed', String(recordingOn()));
-  pause.textContent = state.room.cloud_recording === 'paused' ? 'Resume recording' : 'Pause recording';
+  pause.textContent = state.room.cloud_recording === 'paused' ? t('cloud.pause.resume') : t('cloud.pause.pause');
   pause.setAttribute('aria-pressed', String(state.room.cloud_recording === 'paused'));
 }
 

@@ -6,6 +6,7 @@ import { localRecording } from './recording.js';
 import { on, send } from './signal.js';
 import { state, myId } from './state.js';
 import { $, banner } from './dom.js';
+import { t } from './i18n.js';
 
 let layout = 'gallery';
 let pinnedTile = null; // the tile shown large in speaker view, whoever speaks
@@ -58,38 +59,45 @@ export function removeTile(pid) {
 export const clearTiles = () => $('grid').replaceChildren();
 
 export function label(pid) {
-  const t = tileOf(pid);
-  if (!t) return;
+  const tl = tileOf(pid);
+  if (!tl) return;
   const p = state.participants.get(pid);
   const muted = p && p.audio_muted ? ' 🔇' : '';
   const hand = p && p.hand_raised_unix_ms != null ? ' ✋' : '';
-  const rec = (p ? p.local_recording : pid === myId() && localRecording.active()) ? ' ● REC' : '';
-  t.querySelector('.label').textContent = t.dataset.name + muted + hand + rec;
-  t.setAttribute('aria-label', t.dataset.name + (muted ? ', muted' : '') + (hand ? ', hand raised' : '') +
-    (rec ? ', recording on their computer' : ''));
+  const rec = (p ? p.local_recording : pid === myId() && localRecording.active()) ? ' ' + t('grid.tile.rec') : '';
+  tl.querySelector('.label').textContent = tl.dataset.name + muted + hand + rec;
+  // The screen reader's label: the name, then each mark in words.
+  let said = tl.dataset.name;
+  if (muted) said = t('grid.tile.aria.muted', { label: said });
+  if (hand) said = t('grid.tile.aria.hand_raised', { label: said });
+  if (rec) said = t('grid.tile.aria.recording', { label: said });
+  tl.setAttribute('aria-label', said);
 }
 
 // Who records on their computer: a badge for everyone, and a mark on their tiles.
 export function showRecorders() {
   const names = [...state.participants.values()].filter((p) => p.local_recording).map((p) => p.name);
-  if (localRecording.active()) names.unshift('You');
+  const you = t('grid.recorders.you');
+  if (localRecording.active()) names.unshift(you);
   $('recording-badge').hidden = !names.length;
   $('recording-badge').textContent = names.length
-    ? '● ' + names.join(', ') + (names.length === 1 && names[0] !== 'You' ? ' is' : ' are') + ' recording this meeting on their computer'
+    ? (names.length === 1 && names[0] !== you
+      ? t('grid.recorders.one_other', { names: names.join(', ') })
+      : t('grid.recorders.you_or_several', { names: names.join(', ') }))
     : '';
   // The tiles there are (a page's worth on slots), not everyone in the meeting.
-  for (const t of document.querySelectorAll('.tile')) label(t.id.replace(/^tile-/, ''));
+  for (const tl of document.querySelectorAll('.tile')) label(tl.id.replace(/^tile-/, ''));
 }
 
 // Frames of m-line `mid` do not open with our key: say so on the tile.
 export function undecryptable(mid) {
   const pid = state.midToParticipant.get(mid);
-  const t = pid && tileOf(pid);
-  if (!t || t.querySelector('.e2ee-fail')) return;
+  const tl = pid && tileOf(pid);
+  if (!tl || tl.querySelector('.e2ee-fail')) return;
   const note = document.createElement('div');
   note.className = 'e2ee-fail';
-  note.textContent = 'This participant\'s media cannot be decrypted: they joined with another passphrase.';
-  t.append(note);
+  note.textContent = t('grid.tile.undecryptable');
+  tl.append(note);
   e2eeFailures += 1;
 }
 export const e2eeFailureCount = () => e2eeFailures;
@@ -114,7 +122,7 @@ function applyLayout() {
 
 $('layout').onclick = () => {
   layout = layout === 'gallery' ? 'speaker' : 'gallery';
-  $('layout').textContent = layout === 'gallery' ? 'Speaker view' : 'Gallery view';
+  $('layout').textContent = layout === 'gallery' ? t('grid.layout.speaker') : t('grid.layout.gallery');
   applyLayout();
   sendView();
 };
@@ -246,7 +254,7 @@ async function measureQuality() {
   });
   for (const [pid, q] of perParticipant(byMid)) showQuality(pid, q, rtt);
   if (pc.connectionState === 'connected') {
-    banner(ownLoss > 0.1 || (rtt || 0) > 0.5 ? 'Your connection is poor: others may not see or hear you well.' : '');
+    banner(ownLoss > 0.1 || (rtt || 0) > 0.5 ? t('grid.own_connection_poor') : '');
   }
 }
 
@@ -274,11 +282,16 @@ function perParticipant(byMid) {
 function showQuality(pid, q, rtt) {
   const loss = q.got + q.lost ? q.lost / (q.got + q.lost) : 0;
   const grade = loss > 0.1 || (rtt || 0) > 0.4 ? 'poor' : loss > 0.02 || (rtt || 0) > 0.2 ? 'fair' : 'good';
-  const t = tileOf(pid);
-  if (!t) return;
-  const el = t.querySelector('.quality');
+  const tl = tileOf(pid);
+  if (!tl) return;
+  const el = tl.querySelector('.quality');
   el.className = 'quality ' + grade;
-  el.setAttribute('aria-label', 'Connection ' + grade);
-  el.title = 'Connection ' + grade + ': ' + Math.round(loss * 100) + ' % lost, ' +
-    (rtt == null ? '?' : Math.round(rtt * 1000)) + ' ms round trip, ' + Math.round(q.bitrate / 1000) + ' kbit/s';
+  const quality = { good: t('grid.quality.good'), fair: t('grid.quality.fair'), poor: t('grid.quality.poor') }[grade];
+  el.setAttribute('aria-label', quality);
+  el.title = t('grid.quality.details', {
+    quality,
+    loss: Math.round(loss * 100),
+    rtt: rtt == null ? '?' : Math.round(rtt * 1000),
+    bitrate: Math.round(q.bitrate / 1000),
+  });
 }

@@ -7,6 +7,7 @@ import { isPinned, showRecorders, tileOf, togglePin } from './grid.js';
 import { on, send } from './signal.js';
 import { state, isHost, watchOnly, myId } from './state.js';
 import { $, banner, button, status } from './dom.js';
+import { t } from './i18n.js';
 
 let breakout = null; // the last `breakout`: rooms, assignment, open, my_room, closes_unix_ms
 let breakoutTick = null;
@@ -20,31 +21,32 @@ export function roomOf(pid) {
 export const myRoom = () => (breakout ? breakout.my_room : 0);
 
 function roomName(n) {
-  return n === 0 ? 'the main room' : ((breakout && breakout.rooms[n - 1]) || ('room ' + n));
+  return n === 0 ? t('hosts.room.main_in_sentence') : ((breakout && breakout.rooms[n - 1]) || t('hosts.room.numbered', { n }));
 }
 
 function showBreakout() {
   const b = breakout;
   const mine = myRoom();
   let text = '';
-  if (b && b.open && mine) text = 'You are in breakout room ' + roomName(mine) + '.';
+  const room = b && b.open && mine ? roomName(mine) : null;
+  if (room) text = t('hosts.breakout.banner.in_room', { room });
   if (b && b.open && b.closes_unix_ms) {
     const secs = Math.max(0, Math.round((b.closes_unix_ms - Date.now()) / 1000));
-    text += ' Breakout rooms close in ' + secs + ' s.';
+    text = room ? t('hosts.breakout.banner.in_room_closing', { room, secs }) : t('hosts.breakout.banner.closing', { secs });
     clearTimeout(breakoutTick);
     breakoutTick = setTimeout(showBreakout, 1000);
   }
   $('breakout-banner').textContent = text.trim();
   $('breakout-banner').hidden = !text;
   for (const p of state.participants.values()) {
-    const t = tileOf(p.participant_id);
-    if (t) t.hidden = roomOf(p.participant_id) !== mine;
+    const tile = tileOf(p.participant_id);
+    if (tile) tile.hidden = roomOf(p.participant_id) !== mine;
   }
   renderPeople();
 }
 
 on(SERVER.breakout, (m) => { breakout = m; showBreakout(); });
-on(SERVER.broadcast, (m) => banner((m.by_name || 'The host') + ' to every room: ' + m.text));
+on(SERVER.broadcast, (m) => banner(t('hosts.broadcast.message', { name: m.by_name || t('hosts.broadcast.default_name'), text: m.text })));
 
 // ---- The participant panel. ----
 // A host's buttons for participant `p` (not themselves).
@@ -54,22 +56,22 @@ function hostActions(p) {
   const acts = document.createElement('span');
   acts.className = 'actions';
   acts.append(
-    button('Mute', () => send({ type: CLIENT.mute_participant, participant_id: id, audio: true }), 'Mute ' + p.name),
-    button('Stop video', () => send({ type: CLIENT.mute_participant, participant_id: id, video: true }), 'Stop the video of ' + p.name),
-    button('Ask to unmute', () => send({ type: CLIENT.ask_unmute, participant_id: id }), 'Ask ' + p.name + ' to unmute'),
+    button(t('hosts.action.mute'), () => send({ type: CLIENT.mute_participant, participant_id: id, audio: true }), t('hosts.action.mute.label', { name: p.name })),
+    button(t('hosts.action.stop_video'), () => send({ type: CLIENT.mute_participant, participant_id: id, video: true }), t('hosts.action.stop_video.label', { name: p.name })),
+    button(t('hosts.action.ask_unmute'), () => send({ type: CLIENT.ask_unmute, participant_id: id }), t('hosts.action.ask_unmute.label', { name: p.name })),
   );
-  if (p.hand_raised_unix_ms != null) acts.append(button('Lower hand', () => send({ type: CLIENT.lower_hand, participant_id: id }), 'Lower the hand of ' + p.name));
-  if (p.role === ROLE.co_host) acts.append(button('Remove co-host', make(ROLE.attendee), 'Make ' + p.name + ' an attendee'));
-  else if (p.role !== ROLE.host) acts.append(button('Make co-host', make(ROLE.co_host), 'Make ' + p.name + ' a co-host'));
+  if (p.hand_raised_unix_ms != null) acts.append(button(t('hosts.action.lower_hand'), () => send({ type: CLIENT.lower_hand, participant_id: id }), t('hosts.action.lower_hand.label', { name: p.name })));
+  if (p.role === ROLE.co_host) acts.append(button(t('hosts.action.remove_co_host'), make(ROLE.attendee), t('hosts.action.remove_co_host.label', { name: p.name })));
+  else if (p.role !== ROLE.host) acts.append(button(t('hosts.action.make_co_host'), make(ROLE.co_host), t('hosts.action.make_co_host.label', { name: p.name })));
   // A webinar's attendee can be let talk (made a panelist for a while) and back.
   if (state.info && state.info.kind === 'webinar') {
-    if (p.role === ROLE.attendee) acts.append(button('Let talk', make(ROLE.panelist), 'Make ' + p.name + ' a panelist'));
-    else if (p.role === ROLE.panelist) acts.append(button('Back to attendee', make(ROLE.attendee), 'Make ' + p.name + ' an attendee again'));
+    if (p.role === ROLE.attendee) acts.append(button(t('hosts.action.let_talk'), make(ROLE.panelist), t('hosts.action.let_talk.label', { name: p.name })));
+    else if (p.role === ROLE.panelist) acts.append(button(t('hosts.action.back_to_attendee'), make(ROLE.attendee), t('hosts.action.back_to_attendee.label', { name: p.name })));
   }
-  if (state.role === ROLE.host && p.role !== ROLE.host) acts.append(button('Make host', make(ROLE.host), 'Make ' + p.name + ' the host'));
+  if (state.role === ROLE.host && p.role !== ROLE.host) acts.append(button(t('hosts.action.make_host'), make(ROLE.host), t('hosts.action.make_host.label', { name: p.name })));
   acts.append(
-    button('Rename', () => { const n = prompt('New name for ' + p.name, p.name); if (n) send({ type: CLIENT.rename, participant_id: id, name: n }); }, 'Rename ' + p.name),
-    button('Remove', () => { if (confirm('Remove ' + p.name + ' from the meeting?')) send({ type: CLIENT.remove, participant_id: id }); }, 'Remove ' + p.name),
+    button(t('hosts.action.rename'), () => { const n = prompt(t('hosts.action.rename.prompt', { name: p.name }), p.name); if (n) send({ type: CLIENT.rename, participant_id: id, name: n }); }, t('hosts.action.rename.label', { name: p.name })),
+    button(t('hosts.action.remove'), () => { if (confirm(t('hosts.action.remove.confirm', { name: p.name }))) send({ type: CLIENT.remove, participant_id: id }); }, t('hosts.action.remove.label', { name: p.name })),
   );
   return acts;
 }
@@ -77,8 +79,8 @@ function hostActions(p) {
 // A host's choice of breakout room for `p`.
 function roomSelect(p, room) {
   const sel = document.createElement('select');
-  sel.setAttribute('aria-label', 'Breakout room of ' + p.name);
-  ['Main room'].concat(breakout.rooms).forEach((name, i) => {
+  sel.setAttribute('aria-label', t('hosts.breakout.select.label', { name: p.name }));
+  [t('hosts.breakout.select.main_room')].concat(breakout.rooms).forEach((name, i) => {
     const o = document.createElement('option');
     o.value = String(i); o.textContent = name;
     sel.append(o);
@@ -93,17 +95,18 @@ function person(p) {
   li.className = 'person';
   li.dataset.pid = p.participant_id;
   const who = document.createElement('span');
-  const marks = [p.role !== ROLE.attendee ? p.role : null, p.audio_muted ? 'muted' : null,
-    p.video_muted ? 'video off' : null, p.hand_raised_unix_ms != null ? '✋ hand raised' : null].filter(Boolean);
+  const roleName = { [ROLE.host]: t('hosts.person.role.host'), [ROLE.co_host]: t('hosts.person.role.co_host'), [ROLE.panelist]: t('hosts.person.role.panelist') };
+  const marks = [p.role !== ROLE.attendee ? (roleName[p.role] || p.role) : null, p.audio_muted ? t('hosts.person.muted') : null,
+    p.video_muted ? t('hosts.person.video_off') : null, p.hand_raised_unix_ms != null ? t('hosts.person.hand_raised') : null].filter(Boolean);
   const room = breakout && breakout.rooms.length ? (breakout.assignment[p.participant_id] || 0) : null;
-  if (room) marks.push('in ' + roomName(room));
-  who.textContent = p.name + (marks.length ? ' (' + marks.join(', ') + ')' : '');
+  if (room) marks.push(t('hosts.person.in_room', { room: roomName(room) }));
+  who.textContent = marks.length ? t('hosts.person.name_with_marks', { name: p.name, marks: marks.join(t('hosts.person.marks_separator')) }) : p.name;
   li.append(who);
   if (isHost() && room !== null) li.append(roomSelect(p, room));
   if (isHost() && p.participant_id !== myId()) li.append(hostActions(p));
   if (p.participant_id !== myId()) {
     const pinned = isPinned(p.participant_id);
-    li.append(button(pinned ? 'Unpin' : 'Pin', () => { togglePin(p.participant_id); renderPeople(); }, (pinned ? 'Unpin ' : 'Pin ') + p.name));
+    li.append(button(pinned ? t('hosts.person.unpin') : t('hosts.person.pin'), () => { togglePin(p.participant_id); renderPeople(); }, pinned ? t('hosts.person.unpin.label', { name: p.name }) : t('hosts.person.pin.label', { name: p.name })));
   }
   return li;
 }
@@ -113,8 +116,8 @@ function waitingPerson(p) {
   li.className = 'waiting-person';
   li.dataset.pid = p.participant_id;
   li.append(document.createTextNode(p.name + ' '),
-    button('Admit', () => send({ type: CLIENT.admit, participant_id: p.participant_id }), 'Admit ' + p.name),
-    button('Deny', () => send({ type: CLIENT.deny, participant_id: p.participant_id }), 'Deny ' + p.name));
+    button(t('hosts.waiting.admit'), () => send({ type: CLIENT.admit, participant_id: p.participant_id }), t('hosts.waiting.admit.label', { name: p.name })),
+    button(t('hosts.waiting.deny'), () => send({ type: CLIENT.deny, participant_id: p.participant_id }), t('hosts.waiting.deny.label', { name: p.name })));
   return li;
 }
 
@@ -129,7 +132,9 @@ let pageAsked = false; // a `roster_page` is on its way
 
 export function renderPeople() {
   const n = state.participants.size + state.unlisted + 1;
-  $('people-toggle').textContent = 'Participants (' + n + ')' + (isHost() && state.waiting.size ? ' · ' + state.waiting.size + ' waiting' : '');
+  $('people-toggle').textContent = isHost() && state.waiting.size
+    ? t('hosts.people.toggle_waiting', { n, waiting: state.waiting.size })
+    : t('hosts.people.toggle', { n });
   if (drawPending) return;
   drawPending = true;
   setTimeout(drawPeople, 0);
@@ -154,7 +159,7 @@ function drawPeople() {
   }
   $('people-list').replaceChildren(...shown.map(person));
   $('people-pager').hidden = pages < 2;
-  $('people-range').textContent = (from + 1) + '–' + (from + shown.length) + ' of ' + total;
+  $('people-range').textContent = t('hosts.people.range', { from: from + 1, to: from + shown.length, total });
   $('waiting-list').replaceChildren(...[...state.waiting.values()].map(waitingPerson));
 }
 // The node answered `roster_page`: its people are in the map now.
@@ -173,18 +178,18 @@ export function renderControls() {
   $('attendee-chat-row').hidden = !state.room.webinar;
   $('attendee-chat').checked = !!state.room.attendee_chat_everyone;
   $('record-local').hidden = !isHost() && state.room.local_recording_allowed === false && !localRecording.active();
-  $('record-local').textContent = localRecording.active() ? 'Stop recording' : 'Record on this computer';
+  $('record-local').textContent = localRecording.active() ? t('hosts.controls.record_local.stop') : t('hosts.controls.record_local.start');
   $('record-local').setAttribute('aria-pressed', String(localRecording.active()));
   $('end').hidden = state.role !== ROLE.host;
-  $('lock').textContent = state.room.locked ? 'Unlock meeting' : 'Lock meeting';
+  $('lock').textContent = state.room.locked ? t('hosts.controls.unlock') : t('hosts.controls.lock');
   $('lock').setAttribute('aria-pressed', String(!!state.room.locked));
   $('allow-unmute').checked = state.room.allow_unmute !== false;
   $('waiting-room').checked = !!state.room.waiting_room;
-  $('hand').textContent = state.handRaised ? 'Lower hand' : 'Raise hand';
+  $('hand').textContent = state.handRaised ? t('hosts.controls.lower_hand') : t('hosts.controls.raise_hand');
   $('hand').setAttribute('aria-pressed', String(state.handRaised));
-  $('mute').textContent = state.audioMuted ? 'Unmute' : 'Mute';
+  $('mute').textContent = state.audioMuted ? t('hosts.controls.unmute') : t('hosts.controls.mute');
   $('mute').setAttribute('aria-pressed', String(state.audioMuted));
-  $('camera').textContent = state.videoMuted ? 'Camera on' : 'Camera off';
+  $('camera').textContent = state.videoMuted ? t('hosts.controls.camera_on') : t('hosts.controls.camera_off');
   $('camera').setAttribute('aria-pressed', String(state.videoMuted));
   for (const b of ['mute', 'camera', 'share']) $(b).hidden = watchOnly();
   renderCloud();
@@ -211,7 +216,7 @@ $('record-local').onclick = () => {
 on(SERVER.local_recording_stop, (m) => {
   localRecording.stop();
   recordingChanged();
-  status('Recording stopped: ' + m.reason + '. What was recorded is saved.', true);
+  status(t('hosts.record_local.stopped', { reason: m.reason }), true);
 });
 // The node refused our `local_recording` (session.js's `error` handler calls this).
 export function recordingRefused() {
@@ -243,4 +248,4 @@ $('broadcast-form').addEventListener('submit', (e) => {
   if (text) send({ type: CLIENT.breakout_broadcast, text });
   $('broadcast-text').value = '';
 });
-$('end').onclick = () => { if (confirm('End the meeting for everyone?')) send({ type: CLIENT.end_meeting }); };
+$('end').onclick = () => { if (confirm(t('hosts.end.confirm'))) send({ type: CLIENT.end_meeting }); };

@@ -4,24 +4,25 @@
 import { e2ee } from './e2ee.js';
 import { state } from './state.js';
 import { $, params, status } from './dom.js';
+import { lang, t } from './i18n.js';
 
 // Plain-language messages for what the API answers: by its `error` code where that
 // tells, by the status (and a look at the message) where it does not.
 export function explain(httpStatus, body) {
   const msg = (body && body.message) || '';
   const code = body && body.error;
-  if (code === 'meeting_locked') return 'This meeting is locked by its host.';
-  if (code === 'meeting_full') return 'This meeting is full.';
+  if (code === 'meeting_locked') return t('join.error.locked');
+  if (code === 'meeting_full') return t('join.error.full');
   if (code === 'too_early' || code === 'series_over' || (code || '').startsWith('registration_')) return msg.charAt(0).toUpperCase() + msg.slice(1) + '.';
   switch (httpStatus) {
-    case 401: return msg.includes('password') ? 'This meeting needs a password.' : msg;
-    case 403: return msg.includes('password') ? 'Wrong password. Please try again.' : msg;
-    case 404: return 'This meeting does not exist. Check the link.';
-    case 409: return 'This meeting has ended.';
-    case 429: return 'Too many attempts. Please wait a moment and try again.';
-    case 503: return msg.includes('capacity') ? 'The meeting is full right now. Please try again later.'
-                                              : 'The service is busy right now (' + msg + '). Please try again shortly.';
-    default: return msg || ('Something went wrong (' + httpStatus + ').');
+    case 401: return msg.includes('password') ? t('join.error.password_needed') : msg;
+    case 403: return msg.includes('password') ? t('join.error.password_wrong') : msg;
+    case 404: return t('join.error.not_found');
+    case 409: return t('join.error.ended');
+    case 429: return t('join.error.too_many_attempts');
+    case 503: return msg.includes('capacity') ? t('join.error.at_capacity')
+                                              : t('join.error.busy', { reason: msg });
+    default: return msg || t('join.error.other', { status: httpStatus });
   }
 }
 
@@ -55,7 +56,7 @@ export async function loadMeeting(id) {
       if (!me) { signInFirst(); return; }
       $('name').value = me.name;
       $('name').readOnly = true;
-      $('signed-in-note').textContent = 'You join as ' + me.name + ' (' + me.email + '), signed in.';
+      $('signed-in-note').textContent = t('join.signed_in_as', { name: me.name, email: me.email });
       $('signed-in-note').hidden = false;
     }
     state.title = m.title;
@@ -65,7 +66,7 @@ export async function loadMeeting(id) {
       if (!$('e2ee-passphrase').value) $('e2ee-passphrase').value = e2ee.fromLink();
     }
     $('title').textContent = m.title;
-    $('prejoin-title').textContent = '“' + m.title + '”';
+    $('prejoin-title').textContent = t('join.title_quoted', { title: m.title });
     if (m.has_password) $('password-row').hidden = false;
     // Told before joining; asked again in the meeting before any media is sent.
     $('prejoin-recording').hidden = !m.recording;
@@ -90,8 +91,8 @@ function showRegistration(registration) {
 
 function showSchedule(id, m) {
   const when = m.next_start_unix_ms
-    ? 'Next: ' + new Date(m.next_start_unix_ms).toLocaleString([], { dateStyle: 'full', timeStyle: 'short' }) + '.'
-    : 'This series of meetings is over.';
+    ? t('join.schedule.next', { when: new Date(m.next_start_unix_ms).toLocaleString(lang === 'nb' ? 'nb-NO' : [], { dateStyle: 'full', timeStyle: 'short' }) })
+    : t('join.schedule.over');
   $('schedule-text').textContent = when;
   $('calendar-link').href = '/v1/meetings/' + encodeURIComponent(id) + '/calendar.ics';
   $('schedule-row').hidden = false;
@@ -113,22 +114,23 @@ export function constraints() {
 
 async function listDevices() {
   const devices = await navigator.mediaDevices.enumerateDevices();
+  // `what(n)`: the name of the n-th device of its kind, for one that has no label.
   const fill = (select, kind, what) => {
     const keep = select.value;
     select.replaceChildren();
     devices.filter((d) => d.kind === kind).forEach((d, i) => {
       const o = document.createElement('option');
       o.value = d.deviceId;
-      o.textContent = d.label || (what + ' ' + (i + 1));
+      o.textContent = d.label || what(i + 1);
       select.append(o);
     });
     if (keep) select.value = keep;
   };
-  fill($('mic-select'), 'audioinput', 'Microphone');
-  fill($('camera-select'), 'videoinput', 'Camera');
+  fill($('mic-select'), 'audioinput', (n) => t('join.device.microphone', { n }));
+  fill($('camera-select'), 'videoinput', (n) => t('join.device.camera', { n }));
   // Choosing the speaker needs setSinkId (not every browser has it).
   if ('setSinkId' in HTMLMediaElement.prototype) {
-    fill($('speaker-select'), 'audiooutput', 'Speaker');
+    fill($('speaker-select'), 'audiooutput', (n) => t('join.device.speaker', { n }));
     $('speaker-row').hidden = !$('speaker-select').options.length;
   }
 }
@@ -142,7 +144,7 @@ export async function preview() {
     await listDevices();
   } catch (e) {
     state.local = null;
-    status('Camera or microphone not available: ' + e.message, true);
+    status(t('join.devices_unavailable', { error: e.message }), true);
   }
 }
 
@@ -171,12 +173,12 @@ $('register').addEventListener('submit', async (e) => {
     body: JSON.stringify({ name: $('reg-name').value, email: $('reg-email').value, answers }),
   }).catch(() => null);
   const body = resp && await resp.json().catch(() => null);
-  if (!resp || !resp.ok) { status(resp ? explain(resp.status, body) : 'Cannot reach the meeting service.', true); return; }
+  if (!resp || !resp.ok) { status(resp ? explain(resp.status, body) : t('join.unreachable'), true); return; }
   const link = new URL('/m/' + encodeURIComponent(id) + '?registrant_key=' + encodeURIComponent(body.registrant_key), location.href).href;
   $('reg-link').href = link;
   $('reg-link').textContent = link;
   $('reg-done').hidden = false;
-  status(body.state === 'approved' ? 'You are registered and approved: use your link to join.' : 'You are registered; the host will approve your registration.');
+  status(body.state === 'approved' ? t('join.registered.approved') : t('join.registered.pending'));
 });
 $('mic-select').onchange = preview;
 $('camera-select').onchange = preview;

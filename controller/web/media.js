@@ -8,6 +8,7 @@ import { renderControls } from './hosts.js';
 import { on, send } from './signal.js';
 import { state, watchOnly, myId } from './state.js';
 import { $, banner, params, status } from './dom.js';
+import { t } from './i18n.js';
 
 // Own tracks: the camera in three simulcast layers (the node forwards each viewer the
 // one its tile needs), the microphone as is.
@@ -33,7 +34,7 @@ function preferCodec(transceiver, name) {
   const mime = 'video/' + name.toLowerCase();
   const codecs = RTCRtpReceiver.getCapabilities('video').codecs;
   const first = codecs.filter((c) => c.mimeType.toLowerCase() === mime);
-  if (!first.length) { status('This browser cannot send ' + name + ' video; using its default codec.', true); return; }
+  if (!first.length) { status(t('media.codec_unsupported', { codec: name }), true); return; }
   transceiver.setCodecPreferences(first.concat(codecs.filter((c) => c.mimeType.toLowerCase() !== mime)));
 }
 
@@ -45,7 +46,7 @@ export async function sendOffer() {
 }
 
 // Our own tile, with our camera (muted: we do not play ourselves).
-export const showSelf = () => tile(myId(), $('name').value.trim() + ' (you)', state.local);
+export const showSelf = () => tile(myId(), t('media.self_name', { name: $('name').value.trim() }), state.local);
 
 export function setOwnMute(audio, video) {
   state.audioMuted = audio;
@@ -67,27 +68,28 @@ export async function roleChanged(was) {
     try {
       const media = await navigator.mediaDevices.getUserMedia(constraints());
       media.getTracks().forEach((t) => { state.local.addTrack(t); addTrack(state.pc, t); });
-    } catch (e) { status('A host made you a panelist, but the camera or microphone is not available: ' + e.message, true); }
+    } catch (e) { status(t('media.panelist.devices_unavailable', { error: e.message }), true); }
     setOwnMute(true, true);
     await sendOffer();
     sendMute();
     showSelf();
-    banner('A host made you a panelist: unmute and turn your camera on to be seen and heard.');
+    banner(t('media.panelist.promoted'));
   } else if (!wasWatching && watchOnly()) {
     state.local.getTracks().forEach((t) => { t.stop(); state.local.removeTrack(t); });
     for (const s of state.pc.getSenders()) if (s.track) await s.replaceTrack(null);
     removeTile(myId());
-    banner('You are an attendee again: you watch and listen.');
+    banner(t('media.panelist.demoted'));
   }
   renderControls();
 }
 
 on(SERVER.muted_by_host, (m) => {
   setOwnMute(m.audio_muted, m.video_muted);
-  status((m.by_name || 'A host') + (m.video_muted && !m.audio_muted ? ' stopped your video.' : ' muted you.'));
+  const name = m.by_name || t('media.by_host.a_host');
+  status(m.video_muted && !m.audio_muted ? t('media.by_host.video_stopped', { name }) : t('media.by_host.muted', { name }));
 });
 on(SERVER.unmute_request, (m) => {
-  banner((m.by_name || 'A host') + ' asks you to unmute. Use the Unmute button if you want to speak.');
+  banner(t('media.by_host.unmute_request', { name: m.by_name || t('media.by_host.a_host') }));
 });
 
 $('mute').onclick = () => { setOwnMute(!state.audioMuted, state.videoMuted); sendMute(); if (!state.audioMuted) banner(''); };
@@ -102,7 +104,7 @@ $('camera').onclick = async () => {
       addTrack(state.pc, track);
       await sendOffer();
       showSelf();
-    } catch (e) { status('Camera not available: ' + e.message, true); return; }
+    } catch (e) { status(t('media.camera_unavailable', { error: e.message }), true); return; }
   }
   setOwnMute(state.audioMuted, !state.videoMuted);
   sendMute();
@@ -111,19 +113,19 @@ $('camera').onclick = async () => {
 // The screen replaces the camera on its sender (and the camera comes back after).
 $('share').onclick = async () => {
   const sender = state.pc && state.pc.getSenders().find((s) => s.track && s.track.kind === 'video');
-  if (!sender) { status('Turn your camera on to share your screen.', true); return; }
+  if (!sender) { status(t('media.share.camera_needed'), true); return; }
   if (state.screen) {
     state.screen.getTracks().forEach((t) => t.stop());
     state.screen = null;
     await sender.replaceTrack(state.local.getVideoTracks()[0]);
-    $('share').textContent = 'Share screen';
+    $('share').textContent = t('media.share.start');
     return;
   }
   try {
     state.screen = await navigator.mediaDevices.getDisplayMedia({ video: true });
     await sender.replaceTrack(state.screen.getVideoTracks()[0]);
-    $('share').textContent = 'Stop sharing';
-  } catch (e) { status('Screen sharing was not started: ' + e.message, true); }
+    $('share').textContent = t('media.share.stop');
+  } catch (e) { status(t('media.share.failed', { error: e.message }), true); }
 };
 
 $('hand').onclick = () => send({ type: state.handRaised ? CLIENT.lower_hand : CLIENT.raise_hand });

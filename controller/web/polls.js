@@ -4,6 +4,7 @@ import { CLIENT, SERVER } from './protocol.js';
 import { on, send } from './signal.js';
 import { isHost, myId } from './state.js';
 import { $, button, el, status, togglePanel } from './dom.js';
+import { t, tn } from './i18n.js';
 
 const REACTIONS = ['👍', '👏', '❤️', '😂', '😮', '🎉', '🤔', '👋'];
 let polls = [];
@@ -13,13 +14,13 @@ let questions = [];
 // or checkboxes.
 function answerForm(p) {
   const form = el('form');
-  form.setAttribute('aria-label', 'Answer: ' + p.question);
+  form.setAttribute('aria-label', t('polls.answer.form.label', { question: p.question }));
   const set = el('fieldset');
   if (p.kind === 'text') {
-    const t = el('input');
-    t.maxLength = 500; t.required = true; t.name = 'text';
-    t.setAttribute('aria-label', 'Your answer');
-    set.append(t);
+    const box = el('input');
+    box.maxLength = 500; box.required = true; box.name = 'text';
+    box.setAttribute('aria-label', t('polls.answer.text.label'));
+    set.append(box);
   } else {
     p.options.forEach((o, i) => {
       const lab = el('label', null, 'check');
@@ -31,14 +32,14 @@ function answerForm(p) {
       set.append(lab);
     });
   }
-  form.append(set, el('button', 'Submit answer'));
+  form.append(set, el('button', t('polls.answer.submit')));
   form.addEventListener('submit', (e) => {
     e.preventDefault();
     if (p.kind === 'text') {
       send({ type: CLIENT.poll_answer, poll_id: p.poll_id, text: form.querySelector('input').value });
     } else {
       const choices = [...form.querySelectorAll('input:checked')].map((c) => Number(c.value));
-      if (!choices.length) { status('Choose an answer first.', true); return; }
+      if (!choices.length) { status(t('polls.answer.choose_first'), true); return; }
       send({ type: CLIENT.poll_answer, poll_id: p.poll_id, choices });
     }
   });
@@ -48,10 +49,10 @@ function answerForm(p) {
 // A poll's results: the count, a bar per option, and the free-text answers.
 function results(li, p) {
   const r = p.results;
-  li.append(el('div', r.answered + (r.answered === 1 ? ' answer' : ' answers')));
+  li.append(el('div', tn('polls.results.answers', r.answered)));
   p.options.forEach((o, i) => {
     const n = r.tally[i] || 0;
-    const row = el('div', o + ': ' + n);
+    const row = el('div', t('polls.results.tally', { option: o, n }));
     const bar = el('div', null, 'bar');
     bar.style.width = (r.answered ? Math.round(100 * n / r.answered) : 0) + '%';
     row.append(bar);
@@ -59,7 +60,7 @@ function results(li, p) {
   });
   if (r.texts.length) {
     const ul = el('ul');
-    r.texts.forEach((t) => ul.append(el('li', t)));
+    r.texts.forEach((text) => ul.append(el('li', text)));
     li.append(ul);
   }
 }
@@ -70,17 +71,20 @@ function pollItem(p) {
   const li = el('li', null, 'poll');
   li.id = 'poll-' + p.poll_id;
   li.append(el('strong', p.question));
-  const how = { draft: 'Prepared, not launched', open: 'Open', ended: 'Ended' }[p.state] || p.state;
-  li.append(el('div', how + (p.anonymous ? ' · anonymous' : '') + (p.shared ? ' · results shared' : '')));
+  const how = { draft: t('polls.state.draft'), open: t('polls.state.open'), ended: t('polls.state.ended') }[p.state] || p.state;
+  let line = how;
+  if (p.anonymous) line = t('polls.state.with_anonymous', { line });
+  if (p.shared) line = t('polls.state.with_results_shared', { line });
+  li.append(el('div', line));
   if (p.state === 'open' && !p.answered_by_me) li.append(answerForm(p));
-  else if (p.state === 'open') li.append(el('div', 'You answered. Thank you.'));
+  else if (p.state === 'open') li.append(el('div', t('polls.answered_thanks')));
   if (p.results) results(li, p);
   if (isHost()) {
     const actions = el('div', null, 'actions');
-    const act = (type, text) => actions.append(button(text, () => send({ type, poll_id: p.poll_id }), text + ': ' + p.question));
-    if (p.state === 'draft') act(CLIENT.poll_launch, 'Launch');
-    if (p.state === 'open') act(CLIENT.poll_end, 'End poll');
-    if (p.state === 'ended' && !p.shared) act(CLIENT.poll_share, 'Share results');
+    const act = (type, text, label) => actions.append(button(text, () => send({ type, poll_id: p.poll_id }), label));
+    if (p.state === 'draft') act(CLIENT.poll_launch, t('polls.action.launch'), t('polls.action.launch.label', { question: p.question }));
+    if (p.state === 'open') act(CLIENT.poll_end, t('polls.action.end'), t('polls.action.end.label', { question: p.question }));
+    if (p.state === 'ended' && !p.shared) act(CLIENT.poll_share, t('polls.action.share'), t('polls.action.share.label', { question: p.question }));
     li.append(actions);
   }
   return li;
@@ -90,7 +94,7 @@ function renderPolls() {
   $('poll-form').hidden = !isHost();
   $('poll-list').replaceChildren(...polls.map(pollItem));
   const open = polls.filter((p) => p.state === 'open' && !p.answered_by_me).length;
-  $('polls-toggle').textContent = open ? 'Polls (' + open + ' open)' : 'Polls';
+  $('polls-toggle').textContent = open ? tn('polls.toggle.open', open) : t('polls.toggle');
   // A poll to answer opens the panel.
   if (open && $('polls').hidden) togglePanel('polls', true);
 }
@@ -98,21 +102,21 @@ function renderPolls() {
 function questionItem(q) {
   const li = el('li', null, 'question');
   li.append(el('div', q.text));
-  li.append(el('div', (q.anonymous ? 'Anonymous' : q.author_name) + ' · ' + q.votes + (q.votes === 1 ? ' vote' : ' votes') +
-    (q.dismissed ? ' · dismissed' : '')));
-  if (q.answer) li.append(el('div', (q.answered_by_name || 'Host') + ': ' + q.answer, 'answer'));
-  if (q.answered_live) li.append(el('div', 'Answered live', 'answer'));
+  const meta = tn('polls.qa.meta', q.votes, { author: q.anonymous ? t('polls.qa.anonymous') : q.author_name });
+  li.append(el('div', q.dismissed ? t('polls.qa.meta.with_dismissed', { line: meta }) : meta));
+  if (q.answer) li.append(el('div', t('polls.qa.answer.text', { name: q.answered_by_name || t('polls.qa.answer.default_name'), answer: q.answer }), 'answer'));
+  if (q.answered_live) li.append(el('div', t('polls.qa.answered_live'), 'answer'));
   const actions = el('div', null, 'actions');
   if (!q.voted_by_me && !q.mine) {
-    actions.append(button('▲ Upvote', () => send({ type: CLIENT.question_upvote, question_id: q.question_id }), 'Upvote: ' + q.text));
+    actions.append(button(t('polls.qa.action.upvote'), () => send({ type: CLIENT.question_upvote, question_id: q.question_id }), t('polls.qa.action.upvote.label', { text: q.text })));
   }
   if (isHost()) {
-    actions.append(button('Answer', () => {
-      const text = prompt('Your answer to: ' + q.text);
+    actions.append(button(t('polls.qa.action.answer'), () => {
+      const text = prompt(t('polls.qa.action.answer.prompt', { text: q.text }));
       if (text && text.trim()) send({ type: CLIENT.question_answer, question_id: q.question_id, text: text.trim() });
-    }, 'Answer: ' + q.text));
-    if (!q.answered_live) actions.append(button('Answered live', () => send({ type: CLIENT.question_answer, question_id: q.question_id, live: true }), 'Mark answered live: ' + q.text));
-    if (!q.dismissed) actions.append(button('Dismiss', () => send({ type: CLIENT.question_dismiss, question_id: q.question_id }), 'Dismiss: ' + q.text));
+    }, t('polls.qa.action.answer.label', { text: q.text })));
+    if (!q.answered_live) actions.append(button(t('polls.qa.action.answered_live'), () => send({ type: CLIENT.question_answer, question_id: q.question_id, live: true }), t('polls.qa.action.answered_live.label', { text: q.text })));
+    if (!q.dismissed) actions.append(button(t('polls.qa.action.dismiss'), () => send({ type: CLIENT.question_dismiss, question_id: q.question_id }), t('polls.qa.action.dismiss.label', { text: q.text })));
   }
   li.append(actions);
   return li;
@@ -126,10 +130,10 @@ function renderQuestions() {
 // when no tile of theirs is shown (on slots the grid holds a page of cameras).
 function showReaction(m) {
   const me = myId();
-  const t = document.getElementById('tile-' + (m.from === me ? me : m.from));
-  const r = el('div', t ? m.emoji : (m.name + ' ' + m.emoji), t ? 'reaction' : 'reaction-toast');
-  r.setAttribute('aria-label', m.name + ' reacted ' + m.emoji);
-  (t || $('grid')).append(r);
+  const tile = document.getElementById('tile-' + (m.from === me ? me : m.from));
+  const r = el('div', tile ? m.emoji : t('polls.reaction.toast', { name: m.name, emoji: m.emoji }), tile ? 'reaction' : 'reaction-toast');
+  r.setAttribute('aria-label', t('polls.reaction.label', { name: m.name, emoji: m.emoji }));
+  (tile || $('grid')).append(r);
   setTimeout(() => r.remove(), 4000);
 }
 
@@ -139,7 +143,7 @@ on(SERVER.reaction, showReaction);
 
 $('polls-toggle').onclick = () => togglePanel('polls', $('polls').hidden);
 $('qa-toggle').onclick = () => togglePanel('qa', $('qa').hidden);
-for (const e of REACTIONS) $('reactions').append(button(e, () => send({ type: CLIENT.reaction, emoji: e }), 'React ' + e));
+for (const e of REACTIONS) $('reactions').append(button(e, () => send({ type: CLIENT.reaction, emoji: e }), t('polls.reaction.send.label', { emoji: e })));
 $('poll-kind').onchange = () => { $('poll-options').disabled = $('poll-kind').value === 'text'; };
 $('poll-form').addEventListener('submit', (e) => {
   e.preventDefault();

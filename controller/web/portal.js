@@ -2,17 +2,21 @@
 // meetings (create, links, exports, end), my recordings (files, playing the composite),
 // and for administrators their organisation's accounts and the dashboard of active and
 // ended meetings, refreshed every 2 s.
-// No build step, no third-party code.
-'use strict';
+// No build step, no third-party code. An ES module (strict).
+import { t, lang, languageSwitch } from './i18n.js';
+
 (() => {
   const $ = (id) => document.getElementById(id);
+  languageSwitch($('lang-switch'));
+  // Dates and times in the page's language.
+  const locale = lang === 'nb' ? 'nb-NO' : 'en-GB';
   let me = null;
   // A meeting's page that sent the browser here to sign in, to go back to after.
   const next = (() => {
     const n = new URLSearchParams(location.search).get('next') || '';
     return /^\/m\/[^/\\]/.test(n) && !n.includes('//') ? n : null;
   })();
-  const status = (t, error) => { $('status').textContent = t; $('status').className = error ? 'error' : ''; };
+  const status = (text, error) => { $('status').textContent = text; $('status').className = error ? 'error' : ''; };
   const cell = (row, content) => {
     const td = document.createElement('td');
     if (content instanceof Node) td.append(content); else td.textContent = content == null ? '' : String(content);
@@ -20,7 +24,25 @@
     return td;
   };
   const link = (href, text) => { const a = document.createElement('a'); a.href = href; a.textContent = text; return a; };
-  const duration = (secs) => { const m = Math.floor(secs / 60); return m >= 60 ? Math.floor(m / 60) + ' h ' + (m % 60) + ' min' : m + ' min ' + (secs % 60) + ' s'; };
+  const duration = (secs) => { const m = Math.floor(secs / 60); return m >= 60 ? t('portal.duration.hours', { h: Math.floor(m / 60), min: m % 60 }) : t('portal.duration.minutes', { min: m, s: secs % 60 }); };
+  // The server's words for kinds, states and roles, in the page's language (an unknown one as it is).
+  const word = (words, w) => (Object.hasOwn(words, w) ? words[w] : w);
+  const KINDS = { meeting: t('portal.kind.meeting'), webinar: t('portal.kind.webinar') };
+  const MEETING_STATES = { active: t('portal.meeting_state.active'), ended: t('portal.meeting_state.ended') };
+  const REGISTRANT_STATES = {
+    pending: t('portal.registrant_state.pending'),
+    approved: t('portal.registrant_state.approved'),
+    rejected: t('portal.registrant_state.rejected'),
+  };
+  const RECORDING_STATES = {
+    starting: t('portal.recording_state.starting'),
+    recording: t('portal.recording_state.recording'),
+    stopped: t('portal.recording_state.stopped'),
+    failed: t('portal.recording_state.failed'),
+    deleted: t('portal.recording_state.deleted'),
+    paused: t('portal.recording_state.paused'),
+  };
+  const ROLES = { host: t('portal.role.host'), 'co-host': t('portal.role.co_host'), panelist: t('portal.role.panelist') };
 
   async function api(method, path, body) {
     const headers = { 'content-type': 'application/json' };
@@ -39,24 +61,24 @@
       const tr = document.createElement('tr');
       tr.dataset.meeting = m.id;
       cell(tr, m.title);
-      cell(tr, m.kind);
-      cell(tr, m.next_start_unix_ms ? new Date(m.next_start_unix_ms).toLocaleString() : '');
-      cell(tr, m.state);
+      cell(tr, word(KINDS, m.kind));
+      cell(tr, m.next_start_unix_ms ? new Date(m.next_start_unix_ms).toLocaleString(locale) : '');
+      cell(tr, word(MEETING_STATES, m.state));
       const links = document.createElement('span');
-      links.append(link('/m/' + m.id, 'Join link'), ' ');
-      if (m.schedule) links.append(link('/v1/meetings/' + m.id + '/calendar.ics', 'Calendar'), ' ');
-      if (m.registration) links.append(link('/v1/meetings/' + m.id + '/registrants?format=csv', 'Registrants'), ' ');
-      links.append(link('/v1/meetings/' + m.id + '/participants?format=csv', 'Participants'), ' ',
-        link('/v1/meetings/' + m.id + '/polls?format=csv', 'Polls'), ' ',
-        link('/v1/meetings/' + m.id + '/recordings', 'Recordings'));
+      links.append(link('/m/' + m.id, t('portal.mine.link.join')), ' ');
+      if (m.schedule) links.append(link('/v1/meetings/' + m.id + '/calendar.ics', t('portal.mine.link.calendar')), ' ');
+      if (m.registration) links.append(link('/v1/meetings/' + m.id + '/registrants?format=csv', t('portal.mine.link.registrants')), ' ');
+      links.append(link('/v1/meetings/' + m.id + '/participants?format=csv', t('portal.mine.link.participants')), ' ',
+        link('/v1/meetings/' + m.id + '/polls?format=csv', t('portal.mine.link.polls')), ' ',
+        link('/v1/meetings/' + m.id + '/recordings', t('portal.mine.link.recordings')));
       cell(tr, links);
       if (m.state === 'active') {
-        const edit = button('Edit', 'Edit ' + m.title, () => startEdit(m));
+        const edit = button(t('portal.mine.edit'), t('portal.mine.edit.label', { title: m.title }), () => startEdit(m));
         links.append(' ', edit);
-        if (m.registration) links.append(' ', button('Registrants', 'Registrants of ' + m.title, () => loadRegistrants(m).catch((e) => status(e.message, true))));
+        if (m.registration) links.append(' ', button(t('portal.mine.registrants'), t('portal.mine.registrants.label', { title: m.title }), () => loadRegistrants(m).catch((e) => status(e.message, true))));
         const end = document.createElement('button');
         end.type = 'button';
-        end.textContent = 'End';
+        end.textContent = t('portal.mine.end');
         end.onclick = () => api('DELETE', '/v1/meetings/' + m.id).then(loadMine).catch((e) => status(e.message, true));
         cell(tr, end);
       } else cell(tr, '');
@@ -86,17 +108,17 @@
       cell(tr, r.name);
       cell(tr, r.email);
       cell(tr, r.answers.join('; '));
-      cell(tr, r.state);
+      cell(tr, word(REGISTRANT_STATES, r.state));
       const decide = document.createElement('span');
       const act = (what) => async () => {
         try {
           await api('POST', '/v1/meetings/' + m.id + '/registrants/' + encodeURIComponent(r.registrant_id) + '/' + what);
-          status(r.name + (what === 'approve' ? ' approved.' : ' rejected.'));
+          status(what === 'approve' ? t('portal.registrants.approved', { name: r.name }) : t('portal.registrants.rejected', { name: r.name }));
           await loadRegistrants(m);
         } catch (e) { status(e.message, true); }
       };
-      if (r.state !== 'approved') decide.append(button('Approve', 'Approve ' + r.name, act('approve')), ' ');
-      if (r.state !== 'rejected') decide.append(button('Reject', 'Reject ' + r.name, act('reject')));
+      if (r.state !== 'approved') decide.append(button(t('portal.registrants.approve'), t('portal.registrants.approve.label', { name: r.name }), act('approve')), ' ');
+      if (r.state !== 'rejected') decide.append(button(t('portal.registrants.reject'), t('portal.registrants.reject.label', { name: r.name }), act('reject')));
       cell(tr, decide);
       body.append(tr);
     }
@@ -107,14 +129,14 @@
   let editing = null;
   function startEdit(m) {
     editing = m;
-    $('create-legend').textContent = 'Edit “' + m.title + '”';
-    $('create-submit').textContent = 'Save';
+    $('create-legend').textContent = t('portal.create.legend.edit', { title: m.title });
+    $('create-submit').textContent = t('portal.create.save');
     $('edit-cancel').hidden = false;
     $('c-title').value = m.title;
     $('c-kind').value = m.kind;
     $('c-description').value = m.description;
     $('c-password').value = '';
-    $('c-password').placeholder = m.has_password ? 'Unchanged' : 'None';
+    $('c-password').placeholder = m.has_password ? t('portal.create.password.unchanged') : t('portal.create.password.none');
     $('c-no-password').checked = false;
     $('c-no-password-row').hidden = !m.has_password;
     $('c-classification').value = m.classification;
@@ -136,16 +158,16 @@
   function stopEdit() {
     editing = null;
     $('create').reset();
-    $('create-legend').textContent = 'Schedule a meeting';
-    $('create-submit').textContent = 'Create';
+    $('create-legend').textContent = t('portal.create.legend');
+    $('create-submit').textContent = t('portal.create.submit');
     $('edit-cancel').hidden = true;
     $('c-no-password-row').hidden = true;
-    $('c-password').placeholder = 'None';
+    $('c-password').placeholder = t('portal.create.password.none');
     for (const id of ['c-kind', 'c-classification', 'c-residency', 'c-e2ee']) $(id).disabled = false;
   }
   $('edit-cancel').onclick = stopEdit;
 
-  const size = (bytes) => bytes >= 1e9 ? (bytes / 1e9).toFixed(1) + ' GB' : bytes >= 1e6 ? (bytes / 1e6).toFixed(1) + ' MB' : Math.ceil(bytes / 1e3) + ' kB';
+  const size = (bytes) => bytes >= 1e9 ? t('portal.size.gb', { n: (bytes / 1e9).toFixed(1) }) : bytes >= 1e6 ? t('portal.size.mb', { n: (bytes / 1e6).toFixed(1) }) : t('portal.size.kb', { n: Math.ceil(bytes / 1e3) });
 
   // The recordings of the meetings I host (an administrator: the organisation's), with
   // their files behind short-lived signed links and the composite played here.
@@ -159,12 +181,12 @@
       tr.dataset.recording = r.recording_id;
       tr.dataset.state = r.state;
       cell(tr, r.meeting_title || r.meeting_id);
-      cell(tr, new Date(r.started_unix_ms).toLocaleString());
+      cell(tr, new Date(r.started_unix_ms).toLocaleString(locale));
       cell(tr, r.duration_ms ? duration(Math.round(r.duration_ms / 1000)) : '');
       cell(tr, r.bytes ? size(r.bytes) : '');
       cell(tr, r.classification);
-      cell(tr, r.state + (r.error ? ': ' + r.error : ''));
-      cell(tr, r.expires_unix_ms ? new Date(r.expires_unix_ms).toLocaleDateString() : '');
+      cell(tr, r.error ? t('portal.recordings.state_error', { state: word(RECORDING_STATES, r.state), error: r.error }) : word(RECORDING_STATES, r.state));
+      cell(tr, r.expires_unix_ms ? new Date(r.expires_unix_ms).toLocaleDateString(locale) : '');
       const files = document.createElement('span');
       for (const d of r.downloads) files.append(link(d.url, d.file), ' ');
       cell(tr, files);
@@ -172,13 +194,13 @@
       if (composite) {
         const play = document.createElement('button');
         play.type = 'button';
-        play.textContent = 'Play';
-        play.setAttribute('aria-label', 'Play the recording of ' + (r.meeting_title || r.meeting_id));
+        play.textContent = t('portal.recordings.play');
+        play.setAttribute('aria-label', t('portal.recordings.play.label', { title: r.meeting_title || r.meeting_id }));
         play.onclick = () => {
           $('player').src = composite.url;
-          $('player-caption').textContent = (r.meeting_title || r.meeting_id) + ', ' + new Date(r.started_unix_ms).toLocaleString();
+          $('player-caption').textContent = t('portal.recordings.caption', { title: r.meeting_title || r.meeting_id, when: new Date(r.started_unix_ms).toLocaleString(locale) });
           $('player-box').hidden = false;
-          $('player').play().catch((e) => status('The recording cannot be played here: ' + e.message, true));
+          $('player').play().catch((e) => status(t('portal.recordings.cannot_play', { error: e.message }), true));
         };
         cell(tr, play);
       } else cell(tr, '');
@@ -211,7 +233,7 @@
       bar.setAttribute('fill', '#4ea8de');
       bar.dataset.start = p.start;
       const tip = document.createElementNS(ns, 'title');
-      tip.textContent = p.start + ': ' + p.participant_minutes + ' participant-minutes, peak ' + p.peak_concurrent;
+      tip.textContent = t('portal.usage.bar', { start: p.start, minutes: p.participant_minutes, peak: p.peak_concurrent });
       bar.append(tip);
       svg.append(bar);
     });
@@ -221,19 +243,19 @@
       const tr = document.createElement('tr');
       tr.dataset.start = p.start;
       for (const v of [p.start, p.meetings, p.participant_minutes, p.unique_participants, p.peak_concurrent, p.joins]) cell(tr, v);
-      cell(tr, p.regions.map((r) => r.region + ': ' + r.participant_minutes + ' min, peak ' + r.peak_concurrent).join('; '));
+      cell(tr, p.regions.map((r) => t('portal.usage.region', { region: r.region, minutes: r.participant_minutes, peak: r.peak_concurrent })).join('; '));
       body.append(tr);
     }
     $('usage').hidden = false;
   }
   $('usage-form').addEventListener('submit', (e) => {
     e.preventDefault();
-    loadUsage().catch((err) => status('Usage: ' + err.message, true));
+    loadUsage().catch((err) => status(t('portal.usage.failed', { error: err.message }), true));
   });
 
   async function loadDashboard() {
     let data;
-    try { data = await api('GET', '/v1/dashboard'); } catch (e) { status('Dashboard: ' + e.message, true); return; }
+    try { data = await api('GET', '/v1/dashboard'); } catch (e) { status(t('portal.dashboard.failed', { error: e.message }), true); return; }
     const active = $('active').tBodies[0];
     const ended = $('ended').tBodies[0];
     const rowsA = [];
@@ -242,7 +264,7 @@
       const tr = document.createElement('tr');
       tr.dataset.meeting = m.id;
       tr.dataset.state = m.state;
-      cell(tr, m.title + (m.kind === 'webinar' ? ' (webinar)' : ''));
+      cell(tr, m.kind === 'webinar' ? t('portal.dashboard.webinar_title', { title: m.title }) : m.title);
       cell(tr, m.owner ? m.owner.name : '');
       if (m.state === 'active') {
         const ul = document.createElement('ul');
@@ -250,21 +272,23 @@
           const li = document.createElement('li');
           li.className = 'participant';
           const q = [];
-          if (p.rtt_ms != null) q.push('rtt ' + Math.round(p.rtt_ms) + ' ms');
-          if (p.loss != null) q.push('loss ' + (p.loss * 100).toFixed(1) + ' %');
-          if (p.jitter_ms != null) q.push('jitter ' + p.jitter_ms.toFixed(1) + ' ms');
-          li.textContent = p.name + ' — ' + p.region + ', ' + p.node_id + (p.role !== 'attendee' ? ' (' + p.role + ')' : '') + (q.length ? ' · ' + q.join(', ') : '');
+          if (p.rtt_ms != null) q.push(t('portal.dashboard.rtt', { ms: Math.round(p.rtt_ms) }));
+          if (p.loss != null) q.push(t('portal.dashboard.loss', { percent: (p.loss * 100).toFixed(1) }));
+          if (p.jitter_ms != null) q.push(t('portal.dashboard.jitter', { ms: p.jitter_ms.toFixed(1) }));
+          const where = { name: p.name, region: p.region, node: p.node_id };
+          const who = p.role !== 'attendee' ? t('portal.dashboard.participant.role', { ...where, role: word(ROLES, p.role) }) : t('portal.dashboard.participant', where);
+          li.textContent = q.length ? t('portal.dashboard.participant.quality', { participant: who, quality: q.join(', ') }) : who;
           ul.append(li);
         }
         cell(tr, ul);
         cell(tr, m.placements.map((p) => p.region + ': ' + p.node_id).join(', '));
         cell(tr, duration(m.duration_secs));
-        cell(tr, m.recording ? '● recording' : '');
+        cell(tr, m.recording ? t('portal.dashboard.recording') : '');
         rowsA.push(tr);
       } else {
         cell(tr, m.participants_total);
         cell(tr, duration(m.duration_secs));
-        cell(tr, m.ended_unix_ms ? new Date(m.ended_unix_ms).toLocaleString() : '');
+        cell(tr, m.ended_unix_ms ? new Date(m.ended_unix_ms).toLocaleString(locale) : '');
         rowsE.push(tr);
       }
     }
@@ -294,7 +318,7 @@
         if ($('c-no-password').checked) body.password = null;
         else if ($('c-password').value) body.password = $('c-password').value;
         await api('PATCH', '/v1/meetings/' + editing.id, body);
-        status('Meeting “' + body.title + '” saved.');
+        status(t('portal.create.saved', { title: body.title }));
         stopEdit();
         await loadMine();
         return;
@@ -312,7 +336,7 @@
       $('created').hidden = false;
       $('panelist-row').hidden = !m.panelist_key;
       if (m.panelist_key) $('panelist-link').href = $('panelist-link').textContent = linkTo('panelist_key', m.panelist_key);
-      status('Meeting created.');
+      status(t('portal.create.created'));
       $('create').reset();
       await loadMine();
     } catch (err) { status(err.message, true); }
@@ -339,7 +363,7 @@
         allowed_regions: $('o-regions').value.split(',').map((r) => r.trim()).filter(Boolean),
         retention_secs: days ? Number(days) * 86400 : null,
       });
-      status('Organisation settings saved.');
+      status(t('portal.org.saved'));
       await loadOrg();
     } catch (err) { status(err.message, true); }
   });
@@ -349,7 +373,7 @@
     e.preventDefault();
     try {
       await api('POST', '/v1/me/password', { current: $('p-current').value, new: $('p-new').value });
-      status('Password changed.');
+      status(t('portal.password.changed'));
       $('password-form').reset();
     } catch (err) { status(err.message, true); }
   });
@@ -363,18 +387,18 @@
       tr.dataset.email = a.email;
       cell(tr, a.email);
       cell(tr, a.name);
-      cell(tr, a.admin ? 'Administrator' : 'User');
-      cell(tr, new Date(a.created_unix_ms).toLocaleDateString());
+      cell(tr, a.admin ? t('portal.users.role.admin') : t('portal.users.role.user'));
+      cell(tr, new Date(a.created_unix_ms).toLocaleDateString(locale));
       const remove = document.createElement('button');
       remove.type = 'button';
-      remove.textContent = 'Remove';
-      remove.setAttribute('aria-label', 'Remove the account of ' + a.email);
+      remove.textContent = t('portal.users.remove');
+      remove.setAttribute('aria-label', t('portal.users.remove.label', { email: a.email }));
       remove.hidden = a.email === me.email;
       remove.onclick = async () => {
-        if (!confirm('Remove the account of ' + a.email + '?')) return;
+        if (!confirm(t('portal.users.remove.confirm', { email: a.email }))) return;
         try {
           await api('DELETE', '/v1/accounts/' + encodeURIComponent(a.email));
-          status('Account of ' + a.email + ' removed.');
+          status(t('portal.users.removed', { email: a.email }));
           await loadUsers();
         } catch (err) { status(err.message, true); }
       };
@@ -389,7 +413,7 @@
       const a = await api('POST', '/v1/accounts', {
         email: $('u-email').value, name: $('u-name').value, password: $('u-password').value, admin: $('u-admin').checked,
       });
-      status('Account of ' + a.email + ' created.');
+      status(t('portal.users.created', { email: a.email }));
       $('user-form').reset();
       await loadUsers();
     } catch (err) { status(err.message, true); }
@@ -421,14 +445,14 @@
       $('sign-in').hidden = !ways.oidc;
       if (next) $('sign-in').href = '/auth/login?next=' + encodeURIComponent(next);
       $('password-sign-in').hidden = !ways.accounts;
-      status(!(ways.oidc || ways.accounts) ? 'Sign-in is not set up on this cluster.'
-        : next ? 'This meeting is for signed-in users: sign in, and you go back to it.'
-          : 'Sign in to schedule meetings and see your reports.');
+      status(!(ways.oidc || ways.accounts) ? t('portal.sign_in.unavailable')
+        : next ? t('portal.sign_in.for_meeting')
+          : t('portal.sign_in.prompt'));
       return;
     }
     me = await r.json();
     if (next) { location.replace(next); return; }
-    $('who').textContent = me.name + (me.admin ? ' (administrator, ' + me.org + ')' : '');
+    $('who').textContent = me.admin ? t('portal.who.admin', { name: me.name, org: me.org }) : me.name;
     $('sign-out').hidden = false;
     $('mine').hidden = false;
     if (me.calendar_url) {
@@ -438,14 +462,14 @@
     }
     await loadMine().catch((e) => status(e.message, true));
     $('recordings').hidden = false;
-    await loadRecordings().catch((e) => status('Recordings: ' + e.message, true));
+    await loadRecordings().catch((e) => status(t('portal.recordings.failed', { error: e.message }), true));
     if (me.local) $('password').hidden = false;
     if (me.admin) {
       const ways = await fetch('/auth/methods').then((m) => m.json()).catch(() => ({}));
-      if (ways.accounts) await loadUsers().catch((e) => status('Accounts: ' + e.message, true));
+      if (ways.accounts) await loadUsers().catch((e) => status(t('portal.users.failed', { error: e.message }), true));
       await loadOrg().catch((e) => status(e.message, true));
       $('us-tz').value = Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC';
-      await loadUsage().catch((e) => status('Usage: ' + e.message, true));
+      await loadUsage().catch((e) => status(t('portal.usage.failed', { error: e.message }), true));
       $('dashboard').hidden = false;
       await loadDashboard();
       setInterval(loadDashboard, 2000);

@@ -4,6 +4,7 @@
 import { CLIENT } from './protocol.js';
 import { send } from './signal.js';
 import { state } from './state.js';
+import { t } from './i18n.js';
 
 let rec = null, chunks = [], timer = null, audio = null, mix = null, tracks = new Set();
 
@@ -40,7 +41,7 @@ function download() {
   const blob = new Blob(chunks, { type: 'video/webm' });
   const a = document.createElement('a');
   a.href = URL.createObjectURL(blob);
-  a.download = 'fjord-' + (state.meeting || 'meeting') + '-' + new Date().toISOString().replace(/[:.]/g, '-') + '.webm';
+  a.download = 'fjord-' + (state.meeting || t('rec.file.meeting')) + '-' + new Date().toISOString().replace(/[:.]/g, '-') + '.webm';
   document.body.append(a);
   a.click();
   a.remove();

@@ -13,6 +13,7 @@ import { myRoom, recordingRefused, renderControls, renderPeople, roomOf, rosterP
 import { dispatch, on, send } from './signal.js';
 import { state, watchOnly } from './state.js';
 import { $, banner, params, status } from './dom.js';
+import { t } from './i18n.js';
 
 let leaving = false; // we left, or were sent away: a closed connection is not lost
 let rejoining = false;
@@ -24,11 +25,11 @@ export async function join() {
   const meeting = $('meeting').value.trim();
   const name = $('name').value.trim();
   const password = $('password').value;
-  if (!meeting || !name) { status('Enter the meeting and your name.', true); return; }
+  if (!meeting || !name) { status(t('session.join.missing_fields'), true); return; }
   state.meeting = meeting;
   if (!state.info) await loadMeeting(meeting);
   if (state.info && state.info.e2ee && !e2ee.key && !await prepareE2ee(meeting)) return;
-  status('Joining…');
+  status(t('session.join.joining'));
   let resp, body;
   try {
     // A signed-in browser's session cookie goes along: its changes carry the CSRF token.
@@ -41,8 +42,8 @@ export async function join() {
     });
     body = await resp.json().catch(() => null);
   } catch (e) {
-    if (rejoining) { lost('Cannot reach the meeting service.'); return; }
-    status('Cannot reach the meeting service. Check your connection.', true);
+    if (rejoining) { lost(t('session.lost.unreachable')); return; }
+    status(t('session.join.unreachable'), true);
     return;
   }
   // Rejoining after a lost connection: a busy or unreachable service is tried again.
@@ -80,11 +81,11 @@ function joinRequest(name, password) {
 async function prepareE2ee(meeting) {
   const passphrase = $('e2ee-passphrase').value || e2ee.fromLink();
   if (!passphrase) {
-    status('This meeting is end-to-end encrypted: open the full link you were given (it ends with #…) or enter its passphrase.', true);
+    status(t('session.e2ee.passphrase_missing'), true);
     return false;
   }
   if (!e2ee.supported()) {
-    status('This browser cannot take part in an end-to-end encrypted meeting. Try a current Chrome, Edge or Firefox.', true);
+    status(t('session.e2ee.unsupported'), true);
     return false;
   }
   await e2ee.prepare(meeting, passphrase, undecryptable);
@@ -99,13 +100,13 @@ async function connect() {
     // Nothing to send: the preview's camera and microphone are let go.
     if (state.local) state.local.getTracks().forEach((t) => t.stop());
     state.local = new MediaStream();
-    banner('You are watching this webinar. Raise your hand or ask in Q&A; a host can invite you to speak.');
+    banner(t('session.webinar.watching'));
   } else if (!state.local) {
     try {
       const c = constraints();
       state.local = await navigator.mediaDevices.getUserMedia(cameraOff ? { audio: c.audio } : c);
     } catch (e) {
-      status('Camera or microphone not available: ' + e.message, true);
+      status(t('session.devices_unavailable', { error: e.message }), true);
       return;
     }
   }
@@ -119,7 +120,7 @@ async function connect() {
   const ws = new WebSocket(state.joined.signal_url + '?token=' + encodeURIComponent(state.joined.token));
   state.ws = ws;
   ws.onmessage = (e) => dispatch(JSON.parse(e.data)).catch((err) => console.error(err));
-  ws.onclose = () => { if (!leaving && state.ws === ws) lost('Connection lost.'); };
+  ws.onclose = () => { if (!leaving && state.ws === ws) lost(t('session.lost.connection')); };
   $('prejoin').hidden = true;
 }
 
@@ -140,8 +141,8 @@ function peerConnection() {
   };
   pc.onconnectionstatechange = () => {
     if (pc.connectionState === 'connected') { attempts = 0; rejoining = false; banner(''); }
-    if (pc.connectionState === 'disconnected') banner('Your connection is interrupted. Reconnecting…');
-    if (pc.connectionState === 'failed') lost('Media connection failed.');
+    if (pc.connectionState === 'disconnected') banner(t('session.connection.interrupted'));
+    if (pc.connectionState === 'failed') lost(t('session.lost.media_failed'));
   };
   return pc;
 }
@@ -186,7 +187,7 @@ export function leave() {
   leaving = true;
   localRecording.stop();
   send({ type: CLIENT.leave });
-  stop('You left the meeting.');
+  stop(t('session.left'));
 }
 
 // Rejoins at once (a quarter second, jittered so that a node's participants do not all
@@ -195,8 +196,8 @@ export function leave() {
 function lost(why) {
   if (state.joined) lostNode = state.joined.node_id;
   teardown();
-  status(why + ' Rejoining…', true);
-  banner('Connection lost. Rejoining…');
+  status(t('session.lost.rejoining', { why }), true);
+  banner(t('session.lost.banner'));
   rejoining = true;
   const wait = Math.min(4000, 250 * 2 ** attempts) * (0.5 + Math.random() / 2);
   attempts += 1;
@@ -207,34 +208,34 @@ function lost(why) {
 // a newer session of ours, a host's decision or the meeting's end stop the visit; the
 // rest is a lost connection, rejoined (on another node if this one is going away).
 on(SERVER.closed, (m) => {
-  const reason = m.reason || m.code || 'no reason given';
+  const reason = m.reason || m.code || t('session.closed.no_reason');
   switch (m.code) {
     case CLOSE.replaced:
       // The other window carries on; this one goes quiet (the node closes the socket).
       leaving = true;
-      status('You joined from another window; this one left.', true);
+      status(t('session.closed.replaced'), true);
       break;
-    case CLOSE.removed: stop('A host removed you from this meeting.', true); break;
-    case CLOSE.denied: stop('The host did not let you into this meeting.', true); break;
-    case CLOSE.ended: stop('The host ended the meeting for everyone.', true); break;
-    case CLOSE.full: stop('This meeting is full.', true); break;
+    case CLOSE.removed: stop(t('session.closed.removed'), true); break;
+    case CLOSE.denied: stop(t('session.closed.denied'), true); break;
+    case CLOSE.ended: stop(t('session.closed.ended'), true); break;
+    case CLOSE.full: stop(t('session.closed.full'), true); break;
     case CLOSE.closed_here:
     case CLOSE.shutdown:
     case CLOSE.fenced:
     case CLOSE.media_failed:
-      lost('The media node closed the connection (' + reason + ').');
+      lost(t('session.closed.by_node', { reason }));
       break;
     case undefined:
       // No code: a media node older than codes (an upgrade under way). It may have been
       // a host's decision, which a rejoin would undo: stop, saying what it said; the
       // visitor can join again.
-      stop('The media node ended your session (' + reason + '). Join again to come back.', true);
+      stop(t('session.closed.ended_by_node', { reason }), true);
       break;
     default:
       // A code this page does not know (a newer node): rejoining is the safe guess, and
       // a join the controller refuses stops it.
       console.warn('signaling: closed with an unknown code', m.code, m.reason);
-      lost('The media node closed the connection (' + reason + ').');
+      lost(t('session.closed.by_node', { reason }));
   }
 });
 
@@ -267,15 +268,15 @@ function upsert(p) {
 const recorders = new Set(); // who records on their computer, as last shown
 
 on(SERVER.waiting, (m) => {
-  $('waiting-title').textContent = m.title || state.title || 'the meeting';
+  $('waiting-title').textContent = m.title || state.title || t('session.waiting.the_meeting');
   $('waiting').hidden = false;
-  status('Waiting for the host to let you in.');
+  status(t('session.waiting.status'));
 });
 
 on(SERVER.welcome, async (m) => {
   awaitRoom();
   state.welcomed = true;
-  status('In the meeting.');
+  status(t('session.in_meeting'));
   state.role = m.role;
   showMeeting();
   for (const p of m.participants) upsert(p);

@@ -39,11 +39,30 @@ impl Browser {
         Self::start_engine(Engine::Chromium, log_dir, name).await
     }
 
+    /// [`Browser::start`] for a reader of `lang` (e.g. `nb`): the browser's language and
+    /// its `Accept-Language`.
+    pub async fn start_lang(
+        log_dir: &std::path::Path,
+        name: &str,
+        lang: &str,
+    ) -> anyhow::Result<Self> {
+        Self::start_with(Engine::Chromium, log_dir, name, Some(lang)).await
+    }
+
     /// Starts the driver of `engine` on a free port and one headless browser session.
     pub async fn start_engine(
         engine: Engine,
         log_dir: &std::path::Path,
         name: &str,
+    ) -> anyhow::Result<Self> {
+        Self::start_with(engine, log_dir, name, None).await
+    }
+
+    async fn start_with(
+        engine: Engine,
+        log_dir: &std::path::Path,
+        name: &str,
+        lang: Option<&str>,
     ) -> anyhow::Result<Self> {
         let port = crate::free_port();
         let profile = tempfile::Builder::new()
@@ -59,7 +78,7 @@ impl Browser {
                     "chromedriver not found: install Debian's chromium-driver (scripts/test.sh does)",
                 )?,
                 vec![format!("--port={port}")],
-                chromium_caps(&profile),
+                chromium_caps(&profile, lang),
             ),
             Engine::Firefox => {
                 let home = std::env::var("CARGO_HOME")
@@ -198,7 +217,7 @@ fn base64_decode(s: &str) -> anyhow::Result<Vec<u8>> {
     Ok(out)
 }
 
-fn chromium_caps(profile: &tempfile::TempDir) -> Value {
+fn chromium_caps(profile: &tempfile::TempDir, lang: Option<&str>) -> Value {
     let args = [
         "--headless=new",
         "--no-sandbox",
@@ -217,18 +236,23 @@ fn chromium_caps(profile: &tempfile::TempDir) -> Value {
     let mut args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
     args.push(format!("--user-data-dir={}", profile.path().display()));
     let downloads = profile.path().join("downloads");
+    // What a page downloads lands in the profile, without asking.
+    let mut prefs = json!({
+        "download.default_directory": downloads.display().to_string(),
+        "download.prompt_for_download": false,
+        // A page may download more than one file (a second recording).
+        "profile.default_content_setting_values.automatic_downloads": 1,
+    });
+    if let Some(l) = lang {
+        args.push(format!("--lang={l}"));
+        prefs["intl.accept_languages"] = json!(l);
+    }
     json!({ "capabilities": { "alwaysMatch": {
         "browserName": "chrome",
         "goog:chromeOptions": {
             "binary": "/usr/bin/chromium",
             "args": args,
-            // What a page downloads lands in the profile, without asking.
-            "prefs": {
-                "download.default_directory": downloads.display().to_string(),
-                "download.prompt_for_download": false,
-                // A page may download more than one file (a second recording).
-                "profile.default_content_setting_values.automatic_downloads": 1,
-            },
+            "prefs": prefs,
         },
     }}})
 }

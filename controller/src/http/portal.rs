@@ -3,7 +3,6 @@
 //! `web.rs`'s static files.
 use axum::Router;
 use axum::extract::State;
-use axum::response::Html;
 use axum::routing::get;
 use serde_json::{Value, json};
 
@@ -11,11 +10,16 @@ use super::{ApiJson, HttpState, Json};
 use crate::auth::Caller;
 use crate::error::ApiError;
 
-const PORTAL_HTML: &str = include_str!("../../web/portal.html");
+pub(super) const PORTAL_HTML: &str = include_str!("../../web/portal.html");
 
 pub(super) fn router() -> Router<HttpState> {
     Router::new()
-        .route("/portal", get(|| async { Html(PORTAL_HTML) }))
+        .route(
+            "/portal",
+            get(|headers: axum::http::HeaderMap| async move {
+                super::web::localised(PORTAL_HTML, &headers)
+            }),
+        )
         .route("/v1/dashboard", get(dashboard))
         .route("/v1/org/settings", get(org_settings).put(set_org_settings))
 }

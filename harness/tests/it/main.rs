@@ -15,6 +15,7 @@ mod drill;
 mod failover;
 mod fuzz;
 mod hosts;
+mod i18n;
 mod logs;
 mod media;
 mod meeting_page;
