@@ -139,13 +139,6 @@ pub fn safe_next(next: &str) -> Option<&str> {
     ok.then_some(next)
 }
 
-/// Whose calendar feed (in its address).
-#[derive(Serialize, Deserialize)]
-struct FeedOwner {
-    iss: String,
-    sub: String,
-}
-
 #[derive(Clone, Debug, Deserialize)]
 struct Discovery {
     issuer: String,
@@ -541,23 +534,6 @@ impl Oidc {
             "making meetings is for users with the role {}; you join them",
             need.join(" or ")
         )))
-    }
-
-    /// The secret part of `user`'s personal calendar feed address: whoever has it reads
-    /// their scheduled meetings (calendar programs fetch feeds without signing in).
-    pub fn feed_token(&self, user: &User) -> String {
-        seal(
-            &self.key,
-            &FeedOwner {
-                iss: user.iss.clone(),
-                sub: user.sub.clone(),
-            },
-        )
-    }
-
-    /// Whose feed a token is, if it is one of ours.
-    pub fn feed_owner(&self, token: &str) -> Option<(String, String)> {
-        open::<FeedOwner>(&self.key, token).map(|f| (f.iss, f.sub))
     }
 
     pub fn session_ttl(&self) -> Duration {

@@ -56,6 +56,13 @@ pub(crate) fn open<T: DeserializeOwned>(key: &[u8], sealed: &str) -> Option<T> {
     serde_json::from_slice(&B64.decode(body).ok()?).ok()
 }
 
+/// Whose calendar feed (in its address).
+#[derive(Serialize, Deserialize)]
+struct FeedOwner {
+    iss: String,
+    sub: String,
+}
+
 /// Opens and makes session cookies.
 pub struct Sessions {
     key: Vec<u8>,
@@ -80,6 +87,24 @@ impl Sessions {
 
     pub fn seal_session(&self, s: &Session) -> String {
         seal(&self.key, s)
+    }
+
+    /// The secret part of `user`'s personal calendar feed address: whoever has it reads
+    /// their scheduled meetings (calendar programs fetch feeds without signing in). For
+    /// users of a provider and of local accounts alike.
+    pub fn feed_token(&self, user: &User) -> String {
+        seal(
+            &self.key,
+            &FeedOwner {
+                iss: user.iss.clone(),
+                sub: user.sub.clone(),
+            },
+        )
+    }
+
+    /// Whose feed a token is, if it is one of ours.
+    pub fn feed_owner(&self, token: &str) -> Option<(String, String)> {
+        open::<FeedOwner>(&self.key, token).map(|f| (f.iss, f.sub))
     }
 
     /// The session in a cookie value, if it is ours and current.

@@ -175,13 +175,11 @@ async fn me(
     let csrf = cookie(&headers, SESSION_COOKIE)
         .and_then(|c| sessions.session(&c))
         .map(|s| s.csrf);
-    let calendar_url = s.service.oidc.as_ref().map(|o| {
-        format!(
-            "{}/v1/calendars/{}.ics",
-            public_base(&s, &headers),
-            o.feed_token(&user)
-        )
-    });
+    let calendar_url = format!(
+        "{}/v1/calendars/{}.ics",
+        public_base(&s, &headers),
+        sessions.feed_token(&user)
+    );
     Ok(Json(json!({
         "calendar_url": calendar_url,
         "name": user.name,

@@ -40,8 +40,8 @@ async fn feed(
 ) -> Result<Response, ApiError> {
     let unknown = || ApiError::NotFound("no such calendar".into());
     let token = token.strip_suffix(".ics").ok_or_else(unknown)?;
-    let oidc = s.service.oidc.as_ref().ok_or_else(unknown)?;
-    let (iss, sub) = oidc.feed_owner(token).ok_or_else(unknown)?;
+    let sessions = s.service.sessions.as_ref().ok_or_else(unknown)?;
+    let (iss, sub) = sessions.feed_owner(token).ok_or_else(unknown)?;
     let base = public_base(&s, &headers);
     let meetings: Vec<_> = s.service.view.read(|v| {
         v.meetings

@@ -141,6 +141,20 @@ async fn every_portal_form_for_hosts_and_administrators_does_in_chromium_what_th
         "{m}"
     );
 
+    // A local account has its calendar feed too: the scheduled meeting is in it.
+    let me = get("/v1/me".into()).await;
+    let feed = me["calendar_url"].as_str().unwrap().to_owned();
+    harness::eventually(
+        std::time::Duration::from_secs(5),
+        "the meeting in the local user's calendar feed",
+        || async {
+            let ics = api.http.get(&feed).send().await.ok()?.text().await.ok()?;
+            ics.contains("SUMMARY:Thesis defence").then_some(())
+        },
+    )
+    .await
+    .unwrap();
+
     // A webinar: the panelists' link, which joins as a panelist.
     b.eval(
         FILL,
