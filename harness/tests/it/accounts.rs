@@ -325,6 +325,65 @@ pub(crate) async fn until(b: &harness::webdriver::Browser, what: &str, js: &str)
     .unwrap();
 }
 
+/// A one-controller cluster with local accounts and its first administrator
+/// ([`harness::LOCAL_ADMIN`], `password`), as `fjord-local-cluster` makes it.
+pub(crate) struct Local {
+    pub c: harness::Cluster,
+    pub base: String,
+    pub api: crate::Api,
+    pub password: String,
+    /// The administrator's password file.
+    pub dir: tempfile::TempDir,
+}
+
+pub(crate) async fn local_cluster() -> Local {
+    let dir = tempfile::tempdir().unwrap();
+    let (spec, password) = harness::ClusterSpec {
+        controllers: 1,
+        ..crate::spec()
+    }
+    .with_local_admin(dir.path())
+    .unwrap();
+    let c = harness::Cluster::start(spec).await.unwrap();
+    Local {
+        base: c.controllers[0].url(),
+        api: crate::Api::new(&c),
+        c,
+        password,
+        dir,
+    }
+}
+
+/// The operator makes local accounts (`email`, `name`, administrator or not), each with
+/// `password`.
+pub(crate) async fn make_accounts(l: &Local, accounts: &[(&str, &str, bool)], password: &str) {
+    for (email, name, admin) in accounts {
+        let (st, v) = l
+            .api
+            .send(
+                l.api
+                    .http
+                    .post(format!("{}/v1/accounts", l.base))
+                    .bearer_auth(&l.api.key)
+                    .json(&json!({ "email": email, "name": name, "password": password, "admin": admin })),
+            )
+            .await;
+        assert_eq!(st, StatusCode::CREATED, "{v}");
+    }
+}
+
+/// Fills the portal's password sign-in form in `b` (on the portal already) and sends it.
+pub(crate) async fn portal_sign_in(b: &harness::webdriver::Browser, email: &str, password: &str) {
+    b.eval(
+        "document.getElementById('pw-email').value = arguments[0]; \
+         document.getElementById('pw-password').value = arguments[1]; \
+         document.getElementById('password-sign-in').requestSubmit();",
+        json!([email, password]),
+    )
+    .await
+    .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_local_clusters_administrator_signs_in_to_the_portal_with_the_printed_password_and_makes_an_account_there()
  {
@@ -448,32 +507,26 @@ fn token_name(token: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_meeting_for_signed_in_users_sends_a_guest_to_sign_in_and_back_and_admits_them_under_their_own_name()
  {
-    let dir = tempfile::tempdir().unwrap();
-    let (spec, password) = harness::ClusterSpec {
-        controllers: 1,
-        ..crate::spec()
-    }
-    .with_local_admin(dir.path())
-    .unwrap();
-    let c = harness::Cluster::start(spec).await.unwrap();
-    let base = c.controllers[0].url();
-    let api = crate::Api::new(&c);
+    let l = local_cluster().await;
+    let Local {
+        c,
+        base,
+        api,
+        password,
+        ..
+    } = &l;
     // Bo of the administrator's organisation, Eva of another; made by the operator.
     let good = "a good long password";
-    for (email, name) in [("bo@fjord.test", "Bo Ek"), ("eva@other.org", "Eva Berg")] {
-        let (st, v) = api
-            .send(
-                api.http
-                    .post(format!("{base}/v1/accounts"))
-                    .bearer_auth(&api.key)
-                    .json(
-                        &json!({ "email": email, "name": name, "password": good, "admin": false }),
-                    ),
-            )
-            .await;
-        assert_eq!(st, StatusCode::CREATED, "{v}");
-    }
-    let (_, _, admin) = sign_in(&api, &base, harness::LOCAL_ADMIN, &password).await;
+    make_accounts(
+        &l,
+        &[
+            ("bo@fjord.test", "Bo Ek", false),
+            ("eva@other.org", "Eva Berg", false),
+        ],
+        good,
+    )
+    .await;
+    let (_, _, admin) = sign_in(api, base, harness::LOCAL_ADMIN, password).await;
     let admin = admin.unwrap();
     let make = |title: &'static str, audience: &'static str| {
         let (api, admin, base) = (&api, &admin, &base);
@@ -527,11 +580,11 @@ async fn a_meeting_for_signed_in_users_sends_a_guest_to_sign_in_and_back_and_adm
     assert_eq!(v["error"], "sign_in_required", "{v}");
     // Eva, signed in elsewhere, joins the defence under her own name whatever she
     // types, and not the staff meeting of fjord.test.
-    let (_, _, eva) = sign_in(&api, &base, "eva@other.org", good).await;
+    let (_, _, eva) = sign_in(api, base, "eva@other.org", good).await;
     let eva = eva.unwrap();
     let body = json!({ "name": "Somebody Else" });
     let (st, v) = call(
-        &api,
+        api,
         &eva,
         reqwest::Method::POST,
         join(&defence),
@@ -542,7 +595,7 @@ async fn a_meeting_for_signed_in_users_sends_a_guest_to_sign_in_and_back_and_adm
     assert_eq!(st, StatusCode::OK, "{v}");
     assert_eq!(token_name(v["token"].as_str().unwrap()), "Eva Berg");
     let (st, v) = call(
-        &api,
+        api,
         &eva,
         reqwest::Method::POST,
         join(&staff),
@@ -560,7 +613,7 @@ async fn a_meeting_for_signed_in_users_sends_a_guest_to_sign_in_and_back_and_adm
     );
     // Without the session's CSRF token, a signed-in browser's join is refused.
     let (st, _) = call(
-        &api,
+        api,
         &eva,
         reqwest::Method::POST,
         join(&defence),
@@ -585,14 +638,7 @@ async fn a_meeting_for_signed_in_users_sends_a_guest_to_sign_in_and_back_and_adm
         "return location.pathname === '/portal' && !document.getElementById('password-sign-in').hidden",
     )
     .await;
-    b.eval(
-        "document.getElementById('pw-email').value = arguments[0]; \
-         document.getElementById('pw-password').value = arguments[1]; \
-         document.getElementById('password-sign-in').requestSubmit();",
-        json!(["bo@fjord.test", good]),
-    )
-    .await
-    .unwrap();
+    portal_sign_in(&b, "bo@fjord.test", good).await;
     until(
         &b,
         "back at the meeting, under his signed-in name, not editable",
@@ -668,36 +714,30 @@ async fn usage_statistics_of_a_day_with_known_meetings_are_exact_and_only_for_th
             .to_rfc3339(),
         "2026-11-02T00:00:00+00:00"
     );
-    let dir = tempfile::tempdir().unwrap();
-    let (spec, password) = harness::ClusterSpec {
-        controllers: 1,
-        ..crate::spec()
-    }
-    .with_local_admin(dir.path())
-    .unwrap();
-    let c = harness::Cluster::start(spec).await.unwrap();
-    let base = c.controllers[0].url();
-    let api = crate::Api::new(&c);
+    let l = local_cluster().await;
+    let Local {
+        c,
+        base,
+        api,
+        password,
+        ..
+    } = &l;
     let good = "a good long password";
-    for (email, admin) in [("bo@fjord.test", false), ("eva@other.org", true)] {
-        let (st, v) = api
-            .send(
-                api.http
-                    .post(format!("{base}/v1/accounts"))
-                    .bearer_auth(&api.key)
-                    .json(
-                        &json!({ "email": email, "name": email, "password": good, "admin": admin }),
-                    ),
-            )
-            .await;
-        assert_eq!(st, StatusCode::CREATED, "{v}");
-    }
-    let admin = sign_in(&api, &base, harness::LOCAL_ADMIN, &password)
+    make_accounts(
+        &l,
+        &[
+            ("bo@fjord.test", "Bo", false),
+            ("eva@other.org", "Eva", true),
+        ],
+        good,
+    )
+    .await;
+    let admin = sign_in(api, base, harness::LOCAL_ADMIN, password)
         .await
         .2
         .unwrap();
-    let bo = sign_in(&api, &base, "bo@fjord.test", good).await.2.unwrap();
-    let eva = sign_in(&api, &base, "eva@other.org", good).await.2.unwrap();
+    let bo = sign_in(api, base, "bo@fjord.test", good).await.2.unwrap();
+    let eva = sign_in(api, base, "eva@other.org", good).await.2.unwrap();
     let make = |s: &Session| {
         let (api, base) = (&api, &base);
         let (cookie, csrf) = (s.cookie.clone(), s.csrf.clone());
@@ -888,15 +928,7 @@ async fn usage_statistics_of_a_day_with_known_meetings_are_exact_and_only_for_th
         .await
         .unwrap();
     browser.goto(&format!("{base}/portal")).await.unwrap();
-    browser
-        .eval(
-            "document.getElementById('pw-email').value = arguments[0]; \
-             document.getElementById('pw-password').value = arguments[1]; \
-             document.getElementById('password-sign-in').requestSubmit();",
-            json!([harness::LOCAL_ADMIN, password]),
-        )
-        .await
-        .unwrap();
+    portal_sign_in(&browser, harness::LOCAL_ADMIN, password).await;
     until(
         &browser,
         "the usage section",

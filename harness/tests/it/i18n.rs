@@ -42,16 +42,14 @@ async fn english_left(b: &harness::webdriver::Browser, en: &Value, nb: &Value) -
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_meeting_page_and_the_portal_in_norwegian_show_no_english_string_from_the_catalogue() {
-    let dir = tempfile::tempdir().unwrap();
-    let (spec, password) = harness::ClusterSpec {
-        controllers: 1,
-        ..crate::spec()
-    }
-    .with_local_admin(dir.path())
-    .unwrap();
-    let c = harness::Cluster::start(spec).await.unwrap();
-    let base = c.controllers[0].url();
-    let api = crate::Api::new(&c);
+    let l = crate::accounts::local_cluster().await;
+    let crate::accounts::Local {
+        c,
+        base,
+        api,
+        password,
+        ..
+    } = &l;
     let catalogue = |code: &'static str| {
         let (api, base) = (&api, &base);
         async move {
@@ -85,7 +83,7 @@ async fn the_meeting_page_and_the_portal_in_norwegian_show_no_english_string_fro
     // The pre-join screen of a meeting with a password, a schedule and registration.
     let id = api
         .create(
-            &base,
+            base,
             json!({ "title": "Disputas", "password": "hemmelig passord",
                     "schedule": { "start": "2027-03-01T10:00", "time_zone": "Europe/Oslo", "duration_minutes": 120 },
                     "registration": { "approval": "manual", "questions": ["Institutt"] } }),
@@ -106,7 +104,7 @@ async fn the_meeting_page_and_the_portal_in_norwegian_show_no_english_string_fro
 
     // In a meeting.
     let open = api
-        .create(&base, json!({ "title": "Seminar i fysikk" }))
+        .create(base, json!({ "title": "Seminar i fysikk" }))
         .await;
     b.goto(&format!("{base}/m/{open}?name=Kari%20Nordmann&autojoin=1"))
         .await
@@ -130,14 +128,7 @@ async fn the_meeting_page_and_the_portal_in_norwegian_show_no_english_string_fro
     .await;
     let left = english_left(&b, &en, &nb).await;
     assert_eq!(left["left"], json!([]), "portal, signed out: {left}");
-    b.eval(
-        "document.getElementById('pw-email').value = arguments[0]; \
-         document.getElementById('pw-password').value = arguments[1]; \
-         document.getElementById('password-sign-in').requestSubmit();",
-        json!([harness::LOCAL_ADMIN, password]),
-    )
-    .await
-    .unwrap();
+    crate::accounts::portal_sign_in(&b, harness::LOCAL_ADMIN, password).await;
     until(
         &b,
         "the administrator's portal",

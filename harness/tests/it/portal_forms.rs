@@ -27,17 +27,15 @@ fn status_says(text: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_portal_form_for_hosts_and_administrators_does_in_chromium_what_the_api_does() {
-    let dir = tempfile::tempdir().unwrap();
-    let (spec, password) = harness::ClusterSpec {
-        controllers: 1,
-        ..crate::spec()
-    }
-    .with_local_admin(dir.path())
-    .unwrap();
-    let c = harness::Cluster::start(spec).await.unwrap();
-    let base = c.controllers[0].url();
-    let api = crate::Api::new(&c);
-    let (_, _, s) = sign_in(&api, &base, harness::LOCAL_ADMIN, &password).await;
+    let l = crate::accounts::local_cluster().await;
+    let crate::accounts::Local {
+        c,
+        base,
+        api,
+        password,
+        ..
+    } = &l;
+    let (_, _, s) = sign_in(api, base, harness::LOCAL_ADMIN, password).await;
     let s = s.unwrap();
     let get = |path: String| {
         let (api, s, base) = (&api, &s, &base);
@@ -419,8 +417,8 @@ async fn every_portal_form_for_hosts_and_administrators_does_in_chromium_what_th
     .await
     .unwrap();
     until(&b, "password changed", &status_says("Password changed")).await;
-    let (st, _, _) = sign_in(&api, &base, harness::LOCAL_ADMIN, new).await;
+    let (st, _, _) = sign_in(api, base, harness::LOCAL_ADMIN, new).await;
     assert_eq!(st, StatusCode::OK);
-    let (st, _, _) = sign_in(&api, &base, harness::LOCAL_ADMIN, &password).await;
+    let (st, _, _) = sign_in(api, base, harness::LOCAL_ADMIN, password).await;
     assert_eq!(st, StatusCode::UNAUTHORIZED);
 }
