@@ -332,8 +332,8 @@ pub(crate) struct Local {
     pub base: String,
     pub api: crate::Api,
     pub password: String,
-    /// The administrator's password file.
-    pub dir: tempfile::TempDir,
+    /// Holds the administrator's password file while the cluster runs.
+    _dir: tempfile::TempDir,
 }
 
 pub(crate) async fn local_cluster() -> Local {
@@ -350,7 +350,7 @@ pub(crate) async fn local_cluster() -> Local {
         api: crate::Api::new(&c),
         c,
         password,
-        dir,
+        _dir: dir,
     }
 }
 
