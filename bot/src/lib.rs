@@ -8,8 +8,8 @@ pub mod media;
 pub mod resilient;
 
 pub use client::{
-    AUDIO_KEPT, Bot, BotConfig, Received, SentFrame, TrackCounts, Waiting, Welcome, create_meeting,
-    create_meeting_answer,
+    AUDIO_KEPT, Bot, BotConfig, Live, LiveFrame, Received, Refused, SentFrame, Tapped, TrackCounts,
+    Waiting, Welcome, create_meeting, create_meeting_answer,
 };
 pub use load::{Load, LoadReport, LoadSpec};
 pub use media::{Clip, ClipSpec};

@@ -13,7 +13,7 @@ use webrtc::peer_connection::RTCPeerConnectionState;
 use webrtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 
 use super::peer::{Handler, Slots, peer_connection};
-use super::publish::{add_tracks, start_sending};
+use super::publish::{add_kinds, add_tracks, start_sending};
 use super::receive::Received;
 use super::signaling::{
     Negotiation, Opened, frame, negotiate, next_text, open_signaling, read_msg,
@@ -24,7 +24,11 @@ impl Bot {
     /// Joins through the controller, opens signaling, makes the peer connection and
     /// offers; once media is connected, leaves the tasks that keep the session running
     /// (signaling, the media connection's watch, sending) to the returned [`Bot`].
-    pub(super) async fn join_inner(cfg: BotConfig, lost_node: Option<&str>) -> anyhow::Result<Bot> {
+    pub(super) async fn join_inner(
+        cfg: BotConfig,
+        lost_node: Option<&str>,
+        live: Option<super::Live>,
+    ) -> anyhow::Result<Bot> {
         let started = Instant::now();
         let Opened {
             joined,
@@ -49,11 +53,14 @@ impl Bot {
             state: state_tx,
             received: received.clone(),
             slots: slots.clone(),
+            tap: live.as_ref().map(|l| l.tap.clone()),
         });
         let pc = peer_connection(handler).await?;
 
         let mut senders = Vec::new();
-        if cfg.publish.is_some() {
+        if live.is_some() {
+            senders = add_kinds(&*pc, &cfg.name, false, &[RtpCodecKind::Audio]).await?;
+        } else if cfg.publish.is_some() {
             senders = add_tracks(&*pc, &cfg.name, false).await?;
         } else {
             // Something to negotiate, so that the connection comes up before anyone
@@ -195,7 +202,11 @@ impl Bot {
         let (sent_audio, sent_video) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
         let sent_frames = Arc::new(Mutex::new(Vec::new()));
         let mut tasks = vec![signaling, media_watch];
-        if let Some(clip) = &cfg.publish {
+        let live_audio = live.is_some();
+        if let Some(live) = live {
+            let audio = senders.pop().context("no audio track to send on")?;
+            tasks.push(super::live::start_live(audio, live.audio).await?);
+        } else if let Some(clip) = &cfg.publish {
             let sent = [sent_audio.clone(), sent_video.clone()];
             tasks.extend(start_sending(clip, senders, sent, &sent_frames).await?);
         }
@@ -203,7 +214,7 @@ impl Bot {
             participant_id: field("participant_id")?,
             node_id: field("node_id")?,
             join_time,
-            publishing: cfg.publish.is_some(),
+            publishing: cfg.publish.is_some() || live_audio,
             pc,
             received,
             sent_audio,

@@ -9,6 +9,7 @@
 //! (what the node said, read back typed). Here: [`Bot`], a session's public face.
 mod events;
 mod join;
+mod live;
 mod peer;
 mod publish;
 mod receive;
@@ -27,11 +28,12 @@ use webrtc::peer_connection::PeerConnection;
 
 use crate::media::Clip;
 
+pub use self::live::{Live, LiveFrame, Tapped};
 pub use self::publish::SentFrame;
 use self::publish::{add_tracks, start_sending};
 pub use self::receive::{AUDIO_KEPT, Received, TrackCounts, VIDEO_KEPT};
+pub use self::signaling::{Refused, create_meeting, create_meeting_answer, next_msg, welcome_of};
 pub(crate) use self::signaling::{Ws, frame, open_signaling};
-pub use self::signaling::{create_meeting, create_meeting_answer, next_msg, welcome_of};
 pub use ::signaling::{Waiting, Welcome};
 
 /// How to join.
@@ -112,7 +114,16 @@ impl Bot {
         lost_node: Option<&str>,
         timeout: Duration,
     ) -> anyhow::Result<Bot> {
-        tokio::time::timeout(timeout, Self::join_inner(cfg, lost_node))
+        tokio::time::timeout(timeout, Self::join_inner(cfg, lost_node, None))
+            .await
+            .context("timed out joining")?
+    }
+
+    /// Joins with live media instead of a clip (`cfg.publish` is not used): sends the
+    /// Opus frames of `live.audio` as they come, and hands every packet it receives to
+    /// `live.tap` (dropped when the tap is full).
+    pub async fn join_live(cfg: BotConfig, live: Live, timeout: Duration) -> anyhow::Result<Bot> {
+        tokio::time::timeout(timeout, Self::join_inner(cfg, None, Some(live)))
             .await
             .context("timed out joining")?
     }

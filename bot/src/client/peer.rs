@@ -26,6 +26,8 @@ pub(super) struct Handler {
     pub(super) state: watch::Sender<RTCPeerConnectionState>,
     pub(super) received: Arc<Mutex<Received>>,
     pub(super) slots: Arc<Mutex<Slots>>,
+    /// Live participants: where every received packet also goes.
+    pub(super) tap: Option<tokio::sync::mpsc::Sender<super::Tapped>>,
 }
 
 /// Receive slots as the node told them: which m-line each slot's msid stream is (from
@@ -87,6 +89,7 @@ impl PeerConnectionEventHandler for Handler {
             _ => "video",
         };
         let received = self.received.clone();
+        let tap = self.tap.clone();
         let main = track.ssrcs().await;
         tokio::spawn(async move {
             // Packets that came on a slot before `slots` named whom it carries (signaling
@@ -145,6 +148,17 @@ impl PeerConnectionEventHandler for Handler {
                         }
                     },
                 };
+                if let Some(tap) = &tap {
+                    // A tap that cannot keep up loses packets, as a late receiver does.
+                    let _ = tap.try_send(super::Tapped {
+                        from: from.clone(),
+                        kind,
+                        seq: packet.seq,
+                        timestamp: packet.timestamp,
+                        marker: packet.marker,
+                        payload: payload.to_vec(),
+                    });
+                }
                 let mut received = received.lock().expect("counters");
                 let counts = received.entry((from, kind)).or_default();
                 for (h, payload) in held.drain(..) {

@@ -42,8 +42,21 @@ pub(super) async fn add_tracks(
     name: &str,
     fresh: bool,
 ) -> anyhow::Result<Vec<Sender>> {
+    add_kinds(pc, name, fresh, &[RtpCodecKind::Audio, RtpCodecKind::Video]).await
+}
+
+/// [`add_tracks`] of the given kinds only.
+pub(super) async fn add_kinds(
+    pc: &dyn PeerConnection,
+    name: &str,
+    fresh: bool,
+    kinds: &[RtpCodecKind],
+) -> anyhow::Result<Vec<Sender>> {
     let mut senders = Vec::new();
     for (kind, codec) in [(RtpCodecKind::Audio, opus()), (RtpCodecKind::Video, vp8())] {
+        if !kinds.contains(&kind) {
+            continue;
+        }
         let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
             format!("fjord-bot-{name}"),
             format!("{kind}"),
@@ -98,17 +111,7 @@ pub(super) async fn start_sending(
         ),
         (clip.video.clone(), sent_video, None, vp8()),
     ]) {
-        let pt = payload_type(&sender).await?;
-        let ssrc = *track.ssrcs().await.first().context("track without SSRC")?;
-        let packetizer = rtc::rtp::packetizer::new_packetizer(
-            Instant::now(),
-            RTP_MTU,
-            pt,
-            ssrc,
-            codec.payloader()?,
-            Box::new(rtc::rtp::sequence::new_random_sequencer()),
-            codec.clock_rate,
-        );
+        let packetizer = packetizer(&track, &sender, &codec).await?;
         tasks.push(tokio::spawn(send_loop(
             track,
             Box::new(packetizer),
@@ -125,7 +128,7 @@ pub(super) async fn start_sending(
     Ok(tasks)
 }
 
-fn opus() -> RTCRtpCodec {
+pub(super) fn opus() -> RTCRtpCodec {
     RTCRtpCodec {
         mime_type: "audio/opus".into(),
         clock_rate: 48000,
@@ -145,8 +148,28 @@ fn vp8() -> RTCRtpCodec {
     }
 }
 
+/// A packetizer of `codec` for the negotiated track: its payload type and SSRC, a
+/// random first sequence number.
+pub(super) async fn packetizer(
+    track: &TrackLocalStaticRTP,
+    sender: &Arc<dyn RtpSender>,
+    codec: &RTCRtpCodec,
+) -> anyhow::Result<impl rtc::rtp::packetizer::Packetizer + use<>> {
+    let pt = payload_type(sender).await?;
+    let ssrc = *track.ssrcs().await.first().context("track without SSRC")?;
+    Ok(rtc::rtp::packetizer::new_packetizer(
+        Instant::now(),
+        RTP_MTU,
+        pt,
+        ssrc,
+        codec.payloader()?,
+        Box::new(rtc::rtp::sequence::new_random_sequencer()),
+        codec.clock_rate,
+    ))
+}
+
 /// The payload type negotiated for the sender's codec.
-async fn payload_type(sender: &Arc<dyn RtpSender>) -> anyhow::Result<u8> {
+pub(super) async fn payload_type(sender: &Arc<dyn RtpSender>) -> anyhow::Result<u8> {
     let params = sender.get_parameters().await?;
     let mime = sender
         .track()
@@ -165,7 +188,7 @@ async fn payload_type(sender: &Arc<dyn RtpSender>) -> anyhow::Result<u8> {
 }
 
 /// The largest RTP packet the bot sends (as webrtc-rs's sample writer does).
-const RTP_MTU: usize = 1200;
+pub(super) const RTP_MTU: usize = 1200;
 
 /// Where a send loop counts what it sent.
 struct Sent {

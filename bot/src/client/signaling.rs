@@ -14,14 +14,38 @@ use webrtc::peer_connection::PeerConnection;
 
 use super::BotConfig;
 
+/// A call the controller refused: its status and its `{error, message}` (a gateway maps
+/// them to its own protocol's answers).
+#[derive(Debug, Clone)]
+pub struct Refused {
+    pub what: String,
+    pub status: reqwest::StatusCode,
+    pub code: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} refused ({}): {}",
+            self.what, self.status, self.message
+        )
+    }
+}
+
+impl std::error::Error for Refused {}
+
 /// Error for a refused call: the controller's `{error, message}`.
 async fn refused(what: &str, resp: reqwest::Response) -> anyhow::Error {
     let status = resp.status();
     let body: Value = resp.json().await.unwrap_or(Value::Null);
-    anyhow::anyhow!(
-        "{what} refused ({status}): {}",
-        body["message"].as_str().unwrap_or("no message")
-    )
+    anyhow::Error::new(Refused {
+        what: what.to_owned(),
+        status,
+        code: body["error"].as_str().unwrap_or_default().to_owned(),
+        message: body["message"].as_str().unwrap_or("no message").to_owned(),
+    })
 }
 
 /// Creates a meeting (an operator call: `POST /v1/meetings` with `body`); returns its id.
