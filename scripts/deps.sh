@@ -39,9 +39,11 @@ BOT_PACKAGES=(gstreamer1.0-plugins-base gstreamer1.0-plugins-good)
 # Prometheus (and its promtool) runs every dashboard and alert query against a live
 # cluster; openssl checks the certificates the chart makes; Janus is the peer SFU the
 # forwarding benchmark (and its test) compares the media node with. coturn is the TURN
-# server a client whose UDP is blocked reaches the media node through.
+# server a client whose UDP is blocked reaches the media node through. baresip is the
+# SIP peer that dials meetings through the SIP gateway (baresip-core: the program and
+# its modules, without the desktop front ends the `baresip` package recommends).
 TEST_PACKAGES=(chromium chromium-driver firefox-esr iproute2 python3 python3-venv
-  prometheus openssl janus coturn "${BOT_PACKAGES[@]}")
+  prometheus openssl janus coturn baresip-core "${BOT_PACKAGES[@]}")
 
 # What the fuzz targets need besides the build packages: libfuzzer-sys compiles
 # libFuzzer's C++ sources.

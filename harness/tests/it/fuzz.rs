@@ -97,3 +97,8 @@ fn the_config_loader_survives_a_short_fuzz_run() {
 fn the_sfu_core_survives_a_short_fuzz_run_of_operations_and_garbage_packets() {
     short_run("sfu_ops");
 }
+
+#[test]
+fn the_sip_gateways_sip_sdp_rtp_and_dial_parsing_survives_a_short_fuzz_run() {
+    short_run("sip");
+}

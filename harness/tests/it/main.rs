@@ -28,6 +28,7 @@ mod recording;
 mod registration;
 mod residency;
 mod roster;
+mod sip;
 mod slots;
 mod tokens;
 mod turn;

@@ -1,0 +1,320 @@
+//! The SIP gateway with a real SIP peer, baresip (Debian's baresip-core): a room system
+//! dials a meeting by URI and is joined like any participant, its tone heard in the
+//! meeting and the meeting's tone recorded by it; a wrong meeting and an offer without a
+//! codec in common are refused with their SIP answers; a host's removal hangs up on it.
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use harness::{Proc, eventually};
+use reqwest::StatusCode;
+use serde_json::json;
+use signaling::ClientMsg;
+
+/// Writes a WAV file of a `hz` tone: 48 kHz, mono, 16-bit, `secs` long.
+fn tone_wav(path: &Path, hz: u32, secs: u32) {
+    let n = 48_000 * secs;
+    let mut data = Vec::with_capacity(n as usize * 2);
+    for i in 0..n {
+        let v = (8000.0
+            * (2.0 * std::f64::consts::PI * f64::from(hz) * f64::from(i) / 48_000.0).sin())
+            as i16;
+        data.extend_from_slice(&v.to_le_bytes());
+    }
+    let mut wav = Vec::new();
+    wav.extend_from_slice(b"RIFF");
+    wav.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
+    wav.extend_from_slice(b"WAVEfmt ");
+    wav.extend_from_slice(&16u32.to_le_bytes()); // the fmt chunk's length
+    wav.extend_from_slice(&1u16.to_le_bytes()); // PCM
+    wav.extend_from_slice(&1u16.to_le_bytes()); // mono
+    wav.extend_from_slice(&48_000u32.to_le_bytes());
+    wav.extend_from_slice(&(48_000u32 * 2).to_le_bytes());
+    wav.extend_from_slice(&2u16.to_le_bytes());
+    wav.extend_from_slice(&16u16.to_le_bytes());
+    wav.extend_from_slice(b"data");
+    wav.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    wav.extend_from_slice(&data);
+    std::fs::write(path, wav).unwrap();
+}
+
+/// The samples of a 16-bit PCM WAV file (channels mixed down) and its rate.
+fn wav_samples(path: &Path) -> Option<(Vec<f32>, u32)> {
+    let b = std::fs::read(path).ok()?;
+    let (mut channels, mut rate) = (1usize, 8000u32);
+    let mut at = 12;
+    while at + 8 <= b.len() {
+        let id = &b[at..at + 4];
+        let len = u32::from_le_bytes(b[at + 4..at + 8].try_into().ok()?) as usize;
+        let body = &b[at + 8..(at + 8 + len).min(b.len())];
+        if id == b"fmt " && body.len() >= 16 {
+            channels = usize::from(u16::from_le_bytes([body[2], body[3]])).max(1);
+            rate = u32::from_le_bytes(body[4..8].try_into().ok()?);
+        } else if id == b"data" {
+            let frames: Vec<f32> = body
+                .chunks_exact(2 * channels)
+                .map(|f| {
+                    f.chunks_exact(2)
+                        .map(|s| f32::from(i16::from_le_bytes([s[0], s[1]])))
+                        .sum::<f32>()
+                        / channels as f32
+                })
+                .collect();
+            return Some((frames, rate));
+        }
+        at += 8 + len + (len & 1);
+    }
+    None
+}
+
+/// A baresip that dials `uri` from `127.0.0.1:<port>` as `display`, playing a `hz` tone
+/// and recording what it hears into `<dir>/rec`; offering `codecs`.
+fn baresip(
+    dir: &Path,
+    display: &str,
+    port: u16,
+    uri: &str,
+    hz: u32,
+    codecs: &str,
+    log: &Path,
+) -> Proc {
+    std::fs::create_dir_all(dir.join("rec")).unwrap();
+    let tone = dir.join("tone.wav");
+    tone_wav(&tone, hz, 40);
+    std::fs::write(
+        dir.join("config"),
+        format!(
+            "module_path /usr/lib/baresip/modules\n\
+             sip_listen 127.0.0.1:{port}\n\
+             net_interface 127.0.0.1\n\
+             audio_source aufile,{}\n\
+             ausrc_srate 48000\n\
+             ausrc_channels 1\n\
+             snd_path {}\n\
+             module opus.so\nmodule g711.so\nmodule aufile.so\nmodule sndfile.so\n\
+             module_tmp account.so\nmodule_app menu.so\n",
+            tone.display(),
+            dir.join("rec").display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("accounts"),
+        format!("\"{display}\" <sip:room@127.0.0.1>;regint=0;audio_codecs={codecs}\n"),
+    )
+    .unwrap();
+    Proc::spawn_args(
+        &format!("baresip-{port}"),
+        Path::new("/usr/bin/baresip"),
+        vec![
+            "-f".into(),
+            dir.display().to_string(),
+            "-e".into(),
+            format!("/dial {uri}"),
+        ],
+        log,
+    )
+    .unwrap()
+}
+
+/// A port for baresip's SIP: it listens on UDP and TCP there and on TCP one above (for
+/// TLS), so both are reserved.
+fn baresip_port() -> u16 {
+    let mut last = harness::free_port();
+    loop {
+        let next = harness::free_port();
+        if next == last + 1 {
+            return last;
+        }
+        last = next;
+    }
+}
+
+/// Whether `log` holds `text`.
+fn logged(log: &Path, text: &str) -> bool {
+    std::fs::read_to_string(log).is_ok_and(|l| l.contains(text))
+}
+
+/// Sends OPTIONS to the gateway over UDP until it answers 200 (it is up).
+async fn options_answered(port: u16) {
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let me = socket.local_addr().unwrap();
+    for i in 0..100 {
+        let msg = format!(
+            "OPTIONS sip:ping@127.0.0.1:{port} SIP/2.0\r\n\
+             Via: SIP/2.0/UDP {me};branch=z9hG4bK-fjord-{i}\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:test@{me}>;tag=t{i}\r\nTo: <sip:ping@127.0.0.1:{port}>\r\n\
+             Call-ID: ping-{i}@fjord\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+        );
+        socket
+            .send_to(msg.as_bytes(), ("127.0.0.1", port))
+            .await
+            .unwrap();
+        let mut buf = [0u8; 2048];
+        if let Ok(Ok((n, _))) =
+            tokio::time::timeout(Duration::from_millis(200), socket.recv_from(&mut buf)).await
+            && buf[..n].starts_with(b"SIP/2.0 200")
+        {
+            return;
+        }
+    }
+    panic!("the SIP gateway did not answer OPTIONS in 20 s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn baresip_dials_a_meeting_by_uri_is_heard_and_hears_it_and_a_host_removing_it_hangs_up() {
+    let c = harness::Cluster::start(crate::spec()).await.unwrap();
+    let base = c.controllers[0].url();
+    let api = crate::Api::new(&c);
+    let (st, v) = api
+        .send(
+            api.http
+                .post(format!("{base}/v1/meetings"))
+                .bearer_auth(&api.key)
+                .json(&json!({ "title": "Room call", "waiting_room": false })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let (meeting, host_key) = (
+        v["id"].as_str().unwrap().to_owned(),
+        v["host_key"].as_str().unwrap().to_owned(),
+    );
+
+    let sip_port = harness::free_port();
+    let logs = c.dir.join("logs");
+    let config = c.dir.join("sip-gateway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen_udp = \"127.0.0.1:{sip_port}\"\nlisten_tcp = \"127.0.0.1:{sip_port}\"\n\
+             media_ip = \"127.0.0.1\"\ncontroller = \"{base}\"\n"
+        ),
+    )
+    .unwrap();
+    let gateway_log = logs.join("sip-gateway.log");
+    let _gateway = Proc::spawn(
+        "sip-gateway",
+        &harness::bin_path("fjord-sip-gateway").unwrap(),
+        &config,
+        &gateway_log,
+    )
+    .unwrap();
+    options_answered(sip_port).await;
+
+    // The host, speaking at 440 Hz.
+    let host = crate::hosts::host(&base, &meeting, &host_key, None, 440).await;
+
+    // A name that is no meeting, and an offer of G.711 only: refused, with the reason.
+    let dirs = tempfile::tempdir().unwrap();
+    let wrong_log = logs.join("baresip-wrong.log");
+    let _wrong = baresip(
+        &dirs.path().join("wrong"),
+        "Lost",
+        baresip_port(),
+        &format!("sip:zzz-zzzz-zzz@127.0.0.1:{sip_port}"),
+        660,
+        "opus/48000/2",
+        &wrong_log,
+    );
+    let g711_log = logs.join("baresip-g711.log");
+    let _g711 = baresip(
+        &dirs.path().join("g711"),
+        "Old phone",
+        baresip_port(),
+        &format!("sip:{meeting}@127.0.0.1:{sip_port}"),
+        660,
+        "pcmu",
+        &g711_log,
+    );
+    eventually(Duration::from_secs(15), "404 and 488", || async {
+        (logged(&wrong_log, "404") && logged(&g711_log, "488")).then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}\n{}",
+            std::fs::read_to_string(&wrong_log).unwrap_or_default(),
+            std::fs::read_to_string(&g711_log).unwrap_or_default()
+        )
+    });
+
+    // The room system: joined under its display name, its 660 Hz heard by the host.
+    let room_dir: PathBuf = dirs.path().join("room");
+    let room_log = logs.join("baresip-room.log");
+    let _room = baresip(
+        &room_dir,
+        "Room 101",
+        baresip_port(),
+        &format!("sip:{meeting}@127.0.0.1:{sip_port}"),
+        660,
+        "opus/48000/2",
+        &room_log,
+    );
+    let room = eventually(
+        Duration::from_secs(20),
+        "the room system in the meeting",
+        || async {
+            host.participants_joined()
+                .into_iter()
+                .find(|p| p.name == "Room 101")
+                .map(|p| p.participant_id)
+        },
+    )
+    .await
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}",
+            std::fs::read_to_string(&gateway_log).unwrap_or_default()
+        )
+    });
+    let heard = eventually(
+        Duration::from_secs(15),
+        "the room system's audio at the host",
+        || async {
+            let r = host.received();
+            let counts = r.get(&(room.clone(), "audio"))?;
+            (counts.audio.len() >= 100).then(|| counts.audio.clone())
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(bot::media::tone_hz(&heard).unwrap(), 660);
+    // Let the room system hear the host for a few seconds.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    // The host removes it: the gateway hangs up (BYE) and the participant is gone.
+    host.send(ClientMsg::Remove {
+        participant_id: room.clone(),
+    })
+    .unwrap();
+    eventually(
+        Duration::from_secs(10),
+        "the gateway hangs up on the room system",
+        || async {
+            (logged(&gateway_log, "the meeting ended the call: BYE")
+                && host.participants_left().contains(&room))
+            .then_some(())
+        },
+    )
+    .await
+    .unwrap();
+
+    // What the room system heard: the host's 440 Hz (its recording of the call).
+    let recorded = eventually(Duration::from_secs(10), "baresip's recording", || async {
+        let wav = std::fs::read_dir(room_dir.join("rec"))
+            .ok()?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .find(|p| p.to_string_lossy().ends_with("-dec.wav"))?;
+        let (samples, rate) = wav_samples(&wav)?;
+        (samples.len() as u32 >= 2 * rate).then_some((samples, rate))
+    })
+    .await
+    .unwrap();
+    let (samples, rate) = recorded;
+    // Its last two seconds: the host's tone (the first moments may be silence).
+    let tail = &samples[samples.len() - 2 * rate as usize..];
+    assert_eq!(
+        common::tone::dominant_frequency(tail, rate, 100, 4000, 10),
+        440
+    );
+}
