@@ -1,8 +1,9 @@
-//! One call's media between the caller and the meeting: the caller's Opus packets go
-//! into the meeting as the gateway participant's audio; the meeting's audio comes back
-//! as one stream, the participant speaking now (a switch when another starts after
-//! 200 ms of quiet from the current one), with our own SSRC, sequence and timestamps so
-//! that the caller hears one continuous stream.
+//! One call's media between the caller and the meeting. The caller's audio goes into the
+//! meeting as the gateway participant's: Opus as it comes, G.711 decoded here and
+//! encoded to Opus (`transcode`). The meeting's audio comes back as one stream, the
+//! participant speaking now (a switch when another starts after 200 ms of quiet from the
+//! current one): Opus passed through with our own SSRC, sequence and timestamps so that
+//! the caller hears one continuous stream, or decoded and sent in G.711 packets of 20 ms.
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,18 +13,21 @@ use bot::{LiveFrame, Tapped};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 
-use crate::rtp;
-use crate::sdp::Choice;
+use crate::sdp::{Choice, Codec};
+use crate::transcode::{FromOpus, ToOpus};
+use crate::{g711, rtp};
 
 /// How long the current speaker may be quiet before another takes over.
 const SWITCH_AFTER: Duration = Duration::from_millis(200);
 /// An Opus frame's length when timestamps cannot tell (the first packet, a jump).
 const DEFAULT_FRAME: Duration = Duration::from_millis(20);
+/// Samples in a G.711 packet: 20 ms at 8 kHz.
+const G711_FRAME: usize = 160;
 
-/// What the caller's packets say about their loudness without decoding them: an Opus
-/// packet of a few bytes is silence or comfort noise (DTX), a larger one speech. An
-/// estimate for the node's choice of the loudest speakers (RFC 6464 levels: 0 loudest,
-/// 127 silence); the G.711 step of the gateway, which decodes, measures it.
+/// What the caller's Opus packets say about their loudness without decoding them: an
+/// Opus packet of a few bytes is silence or comfort noise (DTX), a larger one speech.
+/// An estimate for the node's choice of the loudest speakers (RFC 6464 levels: 0
+/// loudest, 127 silence); G.711, which is decoded here, is measured instead.
 fn level_of(payload_len: usize) -> u8 {
     match payload_len {
         0..=12 => 127,
@@ -33,7 +37,7 @@ fn level_of(payload_len: usize) -> u8 {
     }
 }
 
-/// Counters of one call's media, for its log line and the metrics.
+/// Counters of one call's media, for its log line.
 #[derive(Default, Debug, Clone, Copy)]
 pub struct Counts {
     pub from_caller: u64,
@@ -41,20 +45,107 @@ pub struct Counts {
     pub not_rtp: u64,
 }
 
+/// A call's transcoders, made before it is answered (a call we cannot transcode is
+/// refused, not answered and left silent).
+pub struct Media {
+    choice: Choice,
+    to_meeting: mpsc::Sender<LiveFrame>,
+    transcoders: Option<(ToOpus, FromOpus, mpsc::Receiver<Vec<i16>>)>,
+}
+
+impl Media {
+    pub fn new(choice: Choice, to_meeting: mpsc::Sender<LiveFrame>) -> anyhow::Result<Self> {
+        let transcoders = match choice.codec {
+            Codec::Opus => None,
+            Codec::Pcmu | Codec::Pcma => {
+                let (pcm_tx, pcm_rx) = mpsc::channel(64);
+                Some((
+                    ToOpus::new(to_meeting.clone())?,
+                    FromOpus::new(pcm_tx)?,
+                    pcm_rx,
+                ))
+            }
+        };
+        Ok(Self {
+            choice,
+            to_meeting,
+            transcoders,
+        })
+    }
+}
+
+fn decode(codec: Codec, payload: &[u8]) -> Vec<i16> {
+    match codec {
+        Codec::Pcma => payload.iter().map(|&b| g711::alaw_decode(b)).collect(),
+        _ => payload.iter().map(|&b| g711::ulaw_decode(b)).collect(),
+    }
+}
+
+fn encode(codec: Codec, pcm: &[i16], out: &mut Vec<u8>) {
+    match codec {
+        Codec::Pcma => out.extend(pcm.iter().map(|&s| g711::alaw_encode(s))),
+        _ => out.extend(pcm.iter().map(|&s| g711::ulaw_encode(s))),
+    }
+}
+
+/// Our outgoing RTP stream: its SSRC and next sequence number.
+struct Outgoing {
+    ssrc: u32,
+    seq: u16,
+    buf: Vec<u8>,
+}
+
+impl Outgoing {
+    fn new() -> Self {
+        Self {
+            ssrc: rand::random(),
+            seq: rand::random(),
+            buf: Vec::with_capacity(1500),
+        }
+    }
+
+    async fn send(
+        &mut self,
+        socket: &UdpSocket,
+        to: SocketAddr,
+        pt: u8,
+        marker: bool,
+        ts: u32,
+        payload: impl FnOnce(&mut Vec<u8>),
+    ) -> bool {
+        self.seq = self.seq.wrapping_add(1);
+        rtp::write_header(&mut self.buf, pt, marker, self.seq, ts, self.ssrc);
+        payload(&mut self.buf);
+        socket.send_to(&self.buf, to).await.is_ok()
+    }
+}
+
 /// Runs until `stop` turns true or the meeting's side closes; then says what it moved.
 pub async fn run(
     socket: Arc<UdpSocket>,
-    choice: Choice,
-    to_meeting: mpsc::Sender<LiveFrame>,
+    media: Media,
     mut from_meeting: mpsc::Receiver<Tapped>,
     mut stop: watch::Receiver<bool>,
 ) -> Counts {
+    let Media {
+        choice,
+        to_meeting,
+        transcoders,
+    } = media;
+    let (to_opus, from_opus, pcm_rx) = match transcoders {
+        Some((t, f, r)) => (Some(t), Some(f), Some(r)),
+        None => (None, None, None),
+    };
     let (remote_tx, remote) = watch::channel(choice.remote);
     let from_caller = Arc::new(AtomicU64::new(0));
+    let to_caller = Arc::new(AtomicU64::new(0));
     let not_rtp = Arc::new(AtomicU64::new(0));
-    let inbound = {
+    let mut tasks = Vec::new();
+
+    // From the caller.
+    tasks.push({
         let socket = socket.clone();
-        let opus_pt = choice.opus_pt;
+        let (pt, codec) = (choice.pt, choice.codec);
         let (from_caller, not_rtp) = (from_caller.clone(), not_rtp.clone());
         tokio::spawn(async move {
             let mut buf = vec![0u8; 2048];
@@ -74,8 +165,16 @@ pub async fn run(
                     latched = true;
                     let _ = remote_tx.send(from);
                 }
-                if h.pt != opus_pt {
+                if h.pt != pt {
                     continue; // telephone-events: the IVR step reads them
+                }
+                from_caller.fetch_add(1, Ordering::Relaxed);
+                let payload = &buf[h.payload];
+                if let Some(t) = &to_opus {
+                    if t.push(&decode(codec, payload)).is_err() {
+                        break;
+                    }
+                    continue;
                 }
                 let duration = match last_ts {
                     Some(t) => {
@@ -89,33 +188,54 @@ pub async fn run(
                     None => DEFAULT_FRAME,
                 };
                 last_ts = Some(h.timestamp);
-                let payload = buf[h.payload].to_vec();
-                let level = level_of(payload.len());
-                from_caller.fetch_add(1, Ordering::Relaxed);
-                if to_meeting
-                    .send(LiveFrame {
-                        data: payload,
-                        duration,
-                        level,
-                    })
-                    .await
-                    .is_err()
-                {
+                let frame = LiveFrame {
+                    data: payload.to_vec(),
+                    duration,
+                    level: level_of(payload.len()),
+                };
+                if to_meeting.send(frame).await.is_err() {
                     break;
                 }
             }
         })
-    };
+    });
 
-    let mut counts = Counts::default();
-    let ssrc: u32 = rand::random();
-    let mut seq: u16 = rand::random();
-    // Our timestamp = theirs + offset, the offset set anew at each switch of speaker so
-    // that our stream's clock goes on where it was.
+    // The meeting's audio decoded for a G.711 caller: 20 ms packets on our own clock.
+    if let Some(mut pcm_rx) = pcm_rx {
+        let socket = socket.clone();
+        let remote = remote.clone();
+        let to_caller = to_caller.clone();
+        let (pt, codec) = (choice.pt, choice.codec);
+        tasks.push(tokio::spawn(async move {
+            let mut out = Outgoing::new();
+            let mut ts: u32 = rand::random();
+            let mut pending: Vec<i16> = Vec::new();
+            let mut first = true;
+            while let Some(pcm) = pcm_rx.recv().await {
+                pending.extend_from_slice(&pcm);
+                while pending.len() >= G711_FRAME {
+                    let frame: Vec<i16> = pending.drain(..G711_FRAME).collect();
+                    let to = *remote.borrow();
+                    if out
+                        .send(&socket, to, pt, first, ts, |b| encode(codec, &frame, b))
+                        .await
+                    {
+                        to_caller.fetch_add(1, Ordering::Relaxed);
+                    }
+                    first = false;
+                    ts = ts.wrapping_add(G711_FRAME as u32);
+                }
+            }
+        }));
+    }
+
+    // The meeting's audio: the speaker of the moment, passed through or decoded.
+    let mut out = Outgoing::new();
+    // Opus passed through: our timestamp = theirs + offset, the offset set anew at each
+    // switch of speaker so that our stream's clock goes on where it was.
     let mut offset: u32 = 0;
     let mut last_out: Option<(u32, Instant)> = None;
     let mut current: Option<(String, Instant)> = None;
-    let mut out = Vec::with_capacity(1500);
     loop {
         let p = tokio::select! {
             p = from_meeting.recv() => match p { Some(p) => p, None => break },
@@ -131,7 +251,6 @@ pub async fn run(
             None => true,
         };
         if switch {
-            // Go on from our last timestamp, by the time that passed since.
             let next = last_out.map_or(p.timestamp, |(ts, at)| {
                 ts.wrapping_add((now.duration_since(at).as_millis() as u32).max(20) * 48)
             });
@@ -143,18 +262,30 @@ pub async fn run(
         if let Some((_, at)) = &mut current {
             *at = now;
         }
+        if let Some(f) = &from_opus {
+            if f.push(&p.payload).is_err() {
+                break;
+            }
+            continue;
+        }
         let ts = p.timestamp.wrapping_add(offset);
-        seq = seq.wrapping_add(1);
-        rtp::write_header(&mut out, choice.opus_pt, switch, seq, ts, ssrc);
-        out.extend_from_slice(&p.payload);
         let to: SocketAddr = *remote.borrow();
-        if socket.send_to(&out, to).await.is_ok() {
-            counts.to_caller += 1;
+        if out
+            .send(&socket, to, choice.pt, switch, ts, |b| {
+                b.extend_from_slice(&p.payload)
+            })
+            .await
+        {
+            to_caller.fetch_add(1, Ordering::Relaxed);
         }
         last_out = Some((ts, now));
     }
-    inbound.abort();
-    counts.from_caller = from_caller.load(Ordering::Relaxed);
-    counts.not_rtp = not_rtp.load(Ordering::Relaxed);
-    counts
+    for t in tasks {
+        t.abort();
+    }
+    Counts {
+        from_caller: from_caller.load(Ordering::Relaxed),
+        to_caller: to_caller.load(Ordering::Relaxed),
+        not_rtp: not_rtp.load(Ordering::Relaxed),
+    }
 }

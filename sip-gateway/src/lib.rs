@@ -11,7 +11,10 @@ pub mod bridge;
 #[cfg(feature = "gateway")]
 pub mod config;
 pub mod dial;
+pub mod g711;
 pub mod rtp;
 pub mod sdp;
 #[cfg(feature = "gateway")]
 pub mod server;
+#[cfg(feature = "gateway")]
+pub mod transcode;

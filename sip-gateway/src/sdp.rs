@@ -1,18 +1,52 @@
-//! The call's media, as its SDP offer says and our answer takes it: one audio stream,
-//! Opus (RFC 7587) both ways, plain RTP (RTP/AVP), DTMF as telephone-events (RFC 4733)
-//! when offered; every other stream declined (port 0). What cannot be met is said
-//! plainly, for the 488 answer.
+//! The call's media, as its SDP offer says and our answer takes it: one audio stream on
+//! plain RTP (RTP/AVP) in Opus (RFC 7587, passed through) or else G.711 μ-law or A-law
+//! (transcoded), DTMF as telephone-events (RFC 4733) when offered; every other stream
+//! declined (port 0). What cannot be met is said plainly, for the 488 answer.
 use std::net::{IpAddr, SocketAddr};
 
 use ezk_sdp_types::{MediaType, SessionDescription, TaggedAddress, TransportProtocol};
+
+/// The call's audio codec.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Codec {
+    Opus,
+    Pcmu,
+    Pcma,
+}
+
+impl Codec {
+    /// Its rtpmap: name and clock rate (Opus is always said with two channels).
+    fn rtpmap(self) -> (&'static str, u32) {
+        match self {
+            Codec::Opus => ("opus", 48_000),
+            Codec::Pcmu => ("PCMU", 8000),
+            Codec::Pcma => ("PCMA", 8000),
+        }
+    }
+
+    /// Its static payload type, if it has one (RFC 3551).
+    fn static_pt(self) -> Option<u8> {
+        match self {
+            Codec::Opus => None,
+            Codec::Pcmu => Some(0),
+            Codec::Pcma => Some(8),
+        }
+    }
+
+    pub fn clock_rate(self) -> u32 {
+        self.rtpmap().1
+    }
+}
 
 /// What we take of an offer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Choice {
     /// Where the caller wants its audio.
     pub remote: SocketAddr,
-    /// The caller's payload types: Opus, and telephone-events if offered.
-    pub opus_pt: u8,
+    /// The codec, Opus when offered, and its payload type.
+    pub codec: Codec,
+    pub pt: u8,
+    /// telephone-events at the codec's clock rate, if offered.
     pub dtmf_pt: Option<u8>,
     /// Every m-line of the offer, in order: media type, protocol, first format; and
     /// whether it is the one we take.
@@ -83,8 +117,18 @@ pub fn choose(offer: &SessionDescription) -> Result<Choice, Unacceptable> {
                 })
                 .map(|m| m.payload)
         };
-        let Some(opus_pt) = map("opus", 48_000) else {
-            why = "no codec in common: this gateway takes Opus (opus/48000/2) so far".into();
+        let found = [Codec::Opus, Codec::Pcmu, Codec::Pcma]
+            .into_iter()
+            .find_map(|c| {
+                let (name, rate) = c.rtpmap();
+                map(name, rate)
+                    .or(c.static_pt().filter(|pt| {
+                        md.media.fmts.contains(pt) && !md.rtpmap.iter().any(|m| m.payload == *pt)
+                    }))
+                    .map(|pt| (c, pt))
+            });
+        let Some((codec, pt)) = found else {
+            why = "no codec in common: this gateway takes Opus, PCMU or PCMA".into();
             continue;
         };
         let Some(ip) = md
@@ -97,11 +141,12 @@ pub fn choose(offer: &SessionDescription) -> Result<Choice, Unacceptable> {
             continue;
         };
         *lines.last_mut().expect("pushed above") =
-            ("audio".into(), "RTP/AVP".into(), opus_pt.to_string(), true);
+            ("audio".into(), "RTP/AVP".into(), pt.to_string(), true);
         chosen = Some(Choice {
             remote: SocketAddr::new(ip, md.media.port),
-            opus_pt,
-            dtmf_pt: map("telephone-event", 48_000),
+            codec,
+            pt,
+            dtmf_pt: map("telephone-event", codec.clock_rate()),
             lines: Vec::new(),
         });
     }
@@ -124,17 +169,21 @@ pub fn answer(choice: &Choice, local: SocketAddr, session_id: u64) -> String {
             s.push_str(&format!("m={kind} 0 {proto} {first}\r\n"));
             continue;
         }
-        let pt = choice.opus_pt;
+        let pt = choice.pt;
+        let rate = choice.codec.clock_rate();
         match choice.dtmf_pt {
             Some(d) => s.push_str(&format!("m=audio {} RTP/AVP {pt} {d}\r\n", local.port())),
             None => s.push_str(&format!("m=audio {} RTP/AVP {pt}\r\n", local.port())),
         }
-        s.push_str(&format!(
-            "a=rtpmap:{pt} opus/48000/2\r\na=fmtp:{pt} useinbandfec=1\r\n"
-        ));
+        match choice.codec {
+            Codec::Opus => s.push_str(&format!(
+                "a=rtpmap:{pt} opus/48000/2\r\na=fmtp:{pt} useinbandfec=1\r\n"
+            )),
+            c => s.push_str(&format!("a=rtpmap:{pt} {}/8000\r\n", c.rtpmap().0)),
+        }
         if let Some(d) = choice.dtmf_pt {
             s.push_str(&format!(
-                "a=rtpmap:{d} telephone-event/48000\r\na=fmtp:{d} 0-16\r\n"
+                "a=rtpmap:{d} telephone-event/{rate}\r\na=fmtp:{d} 0-16\r\n"
             ));
         }
         s.push_str("a=ptime:20\r\na=sendrecv\r\n");
@@ -168,8 +217,13 @@ a=rtpmap:100 H264/90000
     fn opus_is_taken_video_declined_and_the_answer_parses() {
         let c = choose(&sdp(BARESIP)).unwrap();
         assert_eq!(
-            (c.remote, c.opus_pt, c.dtmf_pt),
-            ("127.0.0.1:4000".parse().unwrap(), 96, Some(101))
+            (c.remote, c.codec, c.pt, c.dtmf_pt),
+            (
+                "127.0.0.1:4000".parse().unwrap(),
+                Codec::Opus,
+                96,
+                Some(101)
+            )
         );
         let a = answer(&c, "127.0.0.1:7000".parse().unwrap(), 42);
         let parsed = sdp(&a.replace("\r\n", "\n"));
@@ -181,11 +235,41 @@ a=rtpmap:100 H264/90000
     }
 
     #[test]
-    fn what_cannot_be_met_is_said() {
+    fn g711_when_there_is_no_opus_by_static_or_mapped_payload_type() {
         let g711 = BARESIP
-            .replace("96 0 8 101", "0 8")
+            .replace("96 0 8 101", "8 0 101")
+            .replace("a=rtpmap:96 opus/48000/2\n", "")
+            .replace("telephone-event/48000", "telephone-event/8000");
+        let c = choose(&sdp(&g711)).unwrap();
+        assert_eq!((c.codec, c.pt, c.dtmf_pt), (Codec::Pcmu, 0, Some(101)));
+        let a = answer(&c, "127.0.0.1:7000".parse().unwrap(), 1);
+        assert!(
+            a.contains("m=audio 7000 RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000"),
+            "{a}"
+        );
+        let alaw = g711
+            .replace("8 0 101", "8")
+            .replace("a=rtpmap:101 telephone-event/8000\n", "");
+        let c = choose(&sdp(&alaw)).unwrap();
+        assert_eq!((c.codec, c.pt, c.dtmf_pt), (Codec::Pcma, 8, None));
+        // A dynamic payload type for PCMU is read from its rtpmap.
+        let mapped = g711
+            .replace("8 0 101", "97")
+            .replace("a=rtpmap:101", "a=rtpmap:97 PCMU/8000\na=rtpmap:101");
+        assert_eq!(choose(&sdp(&mapped)).unwrap().pt, 97);
+    }
+
+    #[test]
+    fn what_cannot_be_met_is_said() {
+        let gsm = BARESIP
+            .replace("96 0 8 101", "3")
             .replace("a=rtpmap:96 opus/48000/2\n", "");
-        assert!(choose(&sdp(&g711)).unwrap_err().0.contains("Opus"));
+        assert!(
+            choose(&sdp(&gsm))
+                .unwrap_err()
+                .0
+                .contains("Opus, PCMU or PCMA")
+        );
         let srtp = BARESIP.replace("RTP/AVP 96", "RTP/SAVP 96");
         assert!(choose(&sdp(&srtp)).unwrap_err().0.contains("RTP/SAVP"));
         let video_only = "v=0\no=- 1 2 IN IP4 127.0.0.1\ns=-\nc=IN IP4 127.0.0.1\nt=0 0\nm=video 4002 RTP/AVP 100\n";

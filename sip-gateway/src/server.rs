@@ -290,6 +290,15 @@ async fn call(endpoint: Endpoint, state: Arc<State>, invite: IncomingRequest) {
             return;
         }
     };
+    let media = match bridge::Media::new(choice.clone(), audio_tx) {
+        Ok(m) => m,
+        Err(e) => {
+            participant.leave().await;
+            let why = format!("no transcoder for {:?}: {e:#}", choice.codec);
+            refuse(incoming, &call_id, StatusCode::SERVER_INTERNAL_ERROR, why).await;
+            return;
+        }
+    };
     let answer = sdp::answer(&choice, local, rand::random::<u32>().into());
     let Ok(answer) = SessionDescription::parse(&BytesStr::from(answer)) else {
         tracing::error!(call_id = %call_id, "our own SDP answer does not parse");
@@ -309,11 +318,12 @@ async fn call(endpoint: Endpoint, state: Arc<State>, invite: IncomingRequest) {
         meeting = %dial.meeting,
         participant = %participant.participant_id,
         node = %participant.node_id,
+        codec = ?choice.codec,
         setup_ms = started.elapsed().as_millis() as u64,
         "call joined the meeting"
     );
     let (stop_tx, stop_rx) = watch::channel(false);
-    let media = tokio::spawn(bridge::run(socket, choice, audio_tx, tap_rx, stop_rx));
+    let media = tokio::spawn(bridge::run(socket, media, tap_rx, stop_rx));
     let mut ended = participant.ended_watch();
     let by_caller = loop {
         tokio::select! {
