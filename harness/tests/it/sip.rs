@@ -1,7 +1,8 @@
 //! The SIP gateway with a real SIP peer, baresip (Debian's baresip-core): a room system
 //! dials a meeting by URI and is joined like any participant, its tone heard in the
 //! meeting and the meeting's tone recorded by it; a wrong meeting and an offer without a
-//! codec in common are refused with their SIP answers; a host's removal hangs up on it.
+//! codec in common are refused with their SIP answers; a host mutes it and its removal
+//! hangs up on it.
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -161,7 +162,8 @@ async fn options_answered(port: u16) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn baresip_dials_a_meeting_by_uri_is_heard_and_hears_it_and_a_host_removing_it_hangs_up() {
+async fn baresip_dials_a_meeting_by_uri_in_opus_and_g711_is_heard_hears_it_and_a_host_mutes_and_removes_it()
+ {
     let c = harness::Cluster::start(crate::spec()).await.unwrap();
     let base = c.controllers[0].url();
     let api = crate::Api::new(&c);
@@ -259,7 +261,7 @@ async fn baresip_dials_a_meeting_by_uri_is_heard_and_hears_it_and_a_host_removin
 }
 
 /// `name` dials the meeting offering `codecs` and speaking at `hz`: the host hears it,
-/// it hears the host's 440 Hz, and the host's removal hangs up on it.
+/// it hears the host's 440 Hz, the host mutes it, and the host's removal hangs up on it.
 #[allow(clippy::too_many_arguments)]
 async fn room_call(
     host: &bot::Bot,
@@ -319,6 +321,27 @@ async fn room_call(
     assert_eq!(bot::media::tone_hz(&heard).unwrap(), hz, "{name}");
     // Let the room system hear the host for a few seconds.
     tokio::time::sleep(Duration::from_secs(3)).await;
+
+    // The host mutes it: its audio stops reaching the meeting (the node drops it).
+    host.send(ClientMsg::MuteParticipant {
+        participant_id: room.clone(),
+        audio: true,
+        video: false,
+    })
+    .unwrap();
+    let packets = || {
+        host.received()
+            .get(&(room.clone(), "audio"))
+            .map_or(0, |c| c.packets)
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let muted_at = packets();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        packets() <= muted_at + 2,
+        "{name}'s audio goes on after the host muted it: {muted_at} -> {}",
+        packets()
+    );
 
     // The host removes it: the gateway hangs up (BYE) and the participant is gone.
     host.send(ClientMsg::Remove {
