@@ -1,7 +1,12 @@
 //! A token bucket: a burst at once, then so many a second. Pure: time is passed in. The
 //! controller's join limits and a media node session's allowances (host actions, polls,
-//! reactions, whiteboard) are made of it.
+//! reactions, whiteboard) are made of it; a [`Limiter`] keeps one per key (the
+//! controller's joins per address and meeting, the SIP gateway's INVITEs per address).
+use std::collections::HashMap;
+use std::hash::Hash;
 use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug)]
 pub struct TokenBucket {
@@ -62,6 +67,78 @@ impl TokenBucket {
     pub fn full_at(&self, now: Instant) -> bool {
         let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
         self.tokens + elapsed * self.per_second >= self.burst
+    }
+}
+
+/// A rate: `per_minute` on average, up to `burst` at once; `per_minute = 0` turns it off.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rate {
+    pub per_minute: u32,
+    pub burst: u32,
+}
+
+/// Token buckets by key. A bucket that would be full again is forgotten, so memory
+/// stays bounded by the keys active within one refill time.
+pub struct Limiter<K> {
+    rate: Rate,
+    buckets: HashMap<K, TokenBucket>,
+    last_prune: Option<Instant>,
+}
+
+impl<K: Hash + Eq> Limiter<K> {
+    pub fn new(rate: Rate) -> Self {
+        Self {
+            rate,
+            buckets: HashMap::new(),
+            last_prune: None,
+        }
+    }
+
+    fn per_second(&self) -> f64 {
+        f64::from(self.rate.per_minute) / 60.0
+    }
+
+    /// Takes one token of `key`'s bucket at `now`; `Err(wait)` if there is none, with
+    /// the time until there is.
+    pub fn check(&mut self, key: K, now: Instant) -> Result<(), Duration> {
+        if self.rate.per_minute == 0 {
+            return Ok(());
+        }
+        self.prune(now);
+        let (burst, per_second) = (f64::from(self.rate.burst), self.per_second());
+        self.buckets
+            .entry(key)
+            .or_insert_with(|| TokenBucket::new(burst, per_second, now))
+            .take(now)
+    }
+
+    /// How long until `key` has a token again (None: it has one), without taking it.
+    pub fn wait(&self, key: &K, now: Instant) -> Option<Duration> {
+        if self.rate.per_minute == 0 {
+            return None;
+        }
+        self.buckets.get(key)?.wait(now)
+    }
+
+    /// Forgets the buckets that have refilled (at most once a second).
+    fn prune(&mut self, now: Instant) {
+        if self
+            .last_prune
+            .is_some_and(|t| now.saturating_duration_since(t) < Duration::from_secs(1))
+        {
+            return;
+        }
+        self.last_prune = Some(now);
+        self.buckets.retain(|_, b| !b.full_at(now));
+    }
+
+    pub fn len(&self) -> usize {
+        self.buckets.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.buckets.is_empty()
     }
 }
 

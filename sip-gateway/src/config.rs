@@ -23,6 +23,17 @@ pub struct Config {
     /// answered 480 Temporarily Unavailable.
     #[serde(default = "default_join_timeout")]
     pub join_timeout_secs: u64,
+    /// INVITEs from one address (a flood is answered 503 with Retry-After, cheaply,
+    /// before anything is joined).
+    #[serde(default = "default_invites")]
+    pub invites_per_address: common::rate::Rate,
+}
+
+fn default_invites() -> common::rate::Rate {
+    common::rate::Rate {
+        per_minute: 60,
+        burst: 20,
+    }
 }
 
 fn default_max_calls() -> usize {

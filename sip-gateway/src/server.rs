@@ -39,6 +39,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             cfg: cfg.clone(),
             contact,
             calls: AtomicUsize::new(0),
+            invites: std::sync::Mutex::new(common::rate::Limiter::new(cfg.invites_per_address)),
         }),
     });
     b.bind_udp(cfg.listen_udp).await?;
@@ -55,6 +56,8 @@ struct State {
     cfg: Config,
     contact: SipUri,
     calls: AtomicUsize,
+    /// INVITEs by source address.
+    invites: std::sync::Mutex<common::rate::Limiter<std::net::IpAddr>>,
 }
 
 struct Gateway {
@@ -70,7 +73,30 @@ impl Layer for Gateway {
     async fn receive(&self, endpoint: &Endpoint, request: MayTake<'_, IncomingRequest>) {
         match request.line.method {
             Method::INVITE => {
-                let invite = request.take();
+                let mut invite = request.take();
+                let from = invite.tp_info.source.ip();
+                let limited = self
+                    .state
+                    .invites
+                    .lock()
+                    .expect("invite limits")
+                    .check(from, Instant::now());
+                if let Err(wait) = limited {
+                    tracing::info!(%from, "INVITE flood: 503");
+                    let mut response = endpoint.create_response(
+                        &invite,
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        Some(BytesStr::from_static("too many calls from your address")),
+                    );
+                    response.msg.headers.insert(
+                        ezk_sip_types::Name::RETRY_AFTER,
+                        (wait.as_secs() + 1).to_string(),
+                    );
+                    let tsx = endpoint.create_server_inv_tsx(&mut invite);
+                    // Its retransmissions until the ACK are the transaction's own.
+                    tokio::spawn(async move { tsx.respond_failure(response).await });
+                    return;
+                }
                 let (endpoint, state) = (endpoint.clone(), self.state.clone());
                 tokio::spawn(async move { call(endpoint, state, invite).await });
             }

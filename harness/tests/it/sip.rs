@@ -202,6 +202,50 @@ async fn baresip_dials_a_meeting_by_uri_in_opus_and_g711_is_heard_hears_it_and_a
     .unwrap();
     options_answered(sip_port).await;
 
+    // An INVITE flood from one address (127.0.0.2): past its allowance, 503 with
+    // Retry-After, answered without a join; other addresses are not held up by it.
+    let flooder = tokio::net::UdpSocket::bind("127.0.0.2:0").await.unwrap();
+    let me = flooder.local_addr().unwrap();
+    for i in 0..40 {
+        let msg = format!(
+            "INVITE sip:{meeting}@127.0.0.1:{sip_port} SIP/2.0\r\n\
+             Via: SIP/2.0/UDP {me};branch=z9hG4bK-flood-{i}\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:flood@{me}>;tag=f{i}\r\nTo: <sip:{meeting}@127.0.0.1>\r\n\
+             Call-ID: flood-{i}@fjord\r\nCSeq: 1 INVITE\r\nContact: <sip:flood@{me}>\r\n\
+             Content-Length: 0\r\n\r\n"
+        );
+        flooder
+            .send_to(msg.as_bytes(), ("127.0.0.1", sip_port))
+            .await
+            .unwrap();
+    }
+    let mut finals: Vec<String> = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(Ok((n, _))) =
+        tokio::time::timeout(Duration::from_secs(2), flooder.recv_from(&mut buf)).await
+    {
+        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+        let line = text.lines().next().unwrap_or_default().to_owned();
+        let call = text
+            .lines()
+            .find_map(|l| l.strip_prefix("Call-ID: "))
+            .unwrap_or_default()
+            .to_owned();
+        if !line.contains(" 100 ") && !finals.iter().any(|f| f.ends_with(&call)) {
+            if line.contains(" 503 ") {
+                assert!(text.contains("Retry-After:"), "{text}");
+            }
+            finals.push(format!("{line} {call}"));
+        }
+    }
+    let limited = finals.iter().filter(|f| f.contains(" 503 ")).count();
+    let refused = finals.iter().filter(|f| f.contains(" 488 ")).count();
+    assert_eq!(limited + refused, 40, "{finals:#?}");
+    assert!(
+        (15..=22).contains(&limited),
+        "{limited} of 40 limited: {finals:#?}"
+    );
+
     // The host, speaking at 440 Hz.
     let host = crate::hosts::host(&base, &meeting, &host_key, None, 440).await;
 
@@ -228,8 +272,34 @@ async fn baresip_dials_a_meeting_by_uri_in_opus_and_g711_is_heard_hears_it_and_a
         "GSM",
         &gsm_log,
     );
-    eventually(Duration::from_secs(15), "404 and 488", || async {
-        (logged(&wrong_log, "404") && logged(&gsm_log, "488")).then_some(())
+    // A meeting with a password, dialled with the wrong one.
+    let (st, v) = api
+        .send(
+            api.http
+                .post(format!("{base}/v1/meetings"))
+                .bearer_auth(&api.key)
+                .json(&json!({ "title": "Locked room", "password": "right-pw", "waiting_room": false })),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let pw_log = logs.join("baresip-password.log");
+    let _pw = baresip(
+        &dirs.path().join("password"),
+        "Guesser",
+        baresip_port(),
+        &format!(
+            "sip:{}.wrong-pw@127.0.0.1:{sip_port}",
+            v["id"].as_str().unwrap()
+        ),
+        660,
+        "opus/48000/2",
+        &pw_log,
+    );
+    eventually(Duration::from_secs(15), "404, 488 and 403", || async {
+        (logged(&wrong_log, "closed: 404")
+            && logged(&gsm_log, "closed: 488")
+            && logged(&pw_log, "closed: 403"))
+        .then_some(())
     })
     .await
     .unwrap_or_else(|e| {
@@ -237,6 +307,7 @@ async fn baresip_dials_a_meeting_by_uri_in_opus_and_g711_is_heard_hears_it_and_a
             "{e}: {}\n{}",
             std::fs::read_to_string(&wrong_log).unwrap_or_default(),
             std::fs::read_to_string(&gsm_log).unwrap_or_default()
+                + &std::fs::read_to_string(&pw_log).unwrap_or_default()
         )
     });
 
