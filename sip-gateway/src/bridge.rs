@@ -37,12 +37,62 @@ fn level_of(payload_len: usize) -> u8 {
     }
 }
 
-/// Counters of one call's media, for its log line.
+/// Counters of one call's media, for its log line and the metrics.
 #[derive(Default, Debug, Clone, Copy)]
 pub struct Counts {
     pub from_caller: u64,
     pub to_caller: u64,
     pub not_rtp: u64,
+    /// The caller's packets that never came (by sequence numbers).
+    pub lost: u64,
+    /// The caller's interarrival jitter at the end, in seconds (RFC 3550 §6.4.1).
+    pub jitter_secs: f64,
+}
+
+/// The receive statistics of the caller's stream, as RFC 3550 (A.1, A.8) keeps them.
+#[derive(Default, Debug)]
+struct Reception {
+    /// The first extended sequence number, and the highest.
+    base: Option<u64>,
+    max: u64,
+    received: u64,
+    /// In timestamp units.
+    jitter: f64,
+    transit: Option<i64>,
+}
+
+impl Reception {
+    /// A packet with `seq` and `timestamp` that arrived at `arrival` (timestamp units
+    /// on our clock).
+    fn update(&mut self, seq: u16, timestamp: u32, arrival: i64) {
+        self.received += 1;
+        if self.base.is_none() {
+            // Far from zero, so that an earlier packet's number is no underflow.
+            let first = (1 << 32) + u64::from(seq);
+            self.base = Some(first);
+            self.max = first;
+        } else {
+            // The extended number nearest the highest so far.
+            let cycle = self.max & !0xffff;
+            let ext = [cycle - 0x10000, cycle, cycle + 0x10000]
+                .iter()
+                .map(|c| c + u64::from(seq))
+                .min_by_key(|e| e.abs_diff(self.max))
+                .expect("three candidates");
+            self.max = self.max.max(ext);
+        }
+        let transit = arrival - i64::from(timestamp);
+        if let Some(prev) = self.transit {
+            let d = (transit - prev).unsigned_abs() as f64;
+            self.jitter += (d - self.jitter) / 16.0;
+        }
+        self.transit = Some(transit);
+    }
+
+    fn lost(&self) -> u64 {
+        self.base
+            .map_or(0, |b| (self.max - b + 1).saturating_sub(self.received))
+    }
 }
 
 /// A call's transcoders, made before it is answered (a call we cannot transcode is
@@ -140,6 +190,8 @@ pub async fn run(
     let from_caller = Arc::new(AtomicU64::new(0));
     let to_caller = Arc::new(AtomicU64::new(0));
     let not_rtp = Arc::new(AtomicU64::new(0));
+    let reception = Arc::new(std::sync::Mutex::new(Reception::default()));
+    let clock = f64::from(choice.codec.clock_rate());
     let mut tasks = Vec::new();
 
     // From the caller.
@@ -147,7 +199,9 @@ pub async fn run(
         let socket = socket.clone();
         let (pt, codec) = (choice.pt, choice.codec);
         let (from_caller, not_rtp) = (from_caller.clone(), not_rtp.clone());
+        let reception = reception.clone();
         tokio::spawn(async move {
+            let started = Instant::now();
             let mut buf = vec![0u8; 2048];
             let mut last_ts: Option<u32> = None;
             let mut latched = false;
@@ -169,6 +223,11 @@ pub async fn run(
                     continue; // telephone-events: the IVR step reads them
                 }
                 from_caller.fetch_add(1, Ordering::Relaxed);
+                let arrival = (started.elapsed().as_secs_f64() * clock) as i64;
+                reception
+                    .lock()
+                    .expect("reception")
+                    .update(h.seq, h.timestamp, arrival);
                 let payload = &buf[h.payload];
                 if let Some(t) = &to_opus {
                     if t.push(&decode(codec, payload)).is_err() {
@@ -283,9 +342,38 @@ pub async fn run(
     for t in tasks {
         t.abort();
     }
+    let r = reception.lock().expect("reception");
     Counts {
         from_caller: from_caller.load(Ordering::Relaxed),
         to_caller: to_caller.load(Ordering::Relaxed),
         not_rtp: not_rtp.load(Ordering::Relaxed),
+        lost: r.lost(),
+        jitter_secs: r.jitter / clock,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loss_counts_the_gaps_across_a_wrap_and_steady_packets_have_no_jitter() {
+        let mut r = Reception::default();
+        // 20 ms packets at 48 kHz, seq from 65530 over the wrap, 3 of 20 missing.
+        for i in 0u32..20 {
+            if [4, 7, 8].contains(&i) {
+                continue;
+            }
+            let seq = 65_530u16.wrapping_add(i as u16);
+            r.update(seq, i * 960, i64::from(i * 960) + 5_000);
+        }
+        assert_eq!(r.lost(), 3);
+        assert!(r.jitter < 1e-9, "{}", r.jitter);
+        // One packet 10 ms late: the jitter rises by 1/16 of it.
+        r.update(65_530u16.wrapping_add(20), 20 * 960, 20 * 960 + 5_000 + 480);
+        assert!((r.jitter - 30.0).abs() < 1e-9, "{}", r.jitter);
+        // A missing packet that comes late is no loss any more.
+        r.update(65_530u16.wrapping_add(4), 4 * 960, 30 * 960);
+        assert_eq!(r.lost(), 2);
     }
 }

@@ -7,6 +7,14 @@ use serde::Deserialize;
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// This gateway's name and region (labels of its metrics).
+    #[serde(default = "default_name")]
+    pub name: String,
+    #[serde(default = "default_region")]
+    pub region: String,
+    /// `/metrics`, `/healthz`, `/readyz` (none: not served).
+    #[serde(default)]
+    pub metrics_listen: Option<SocketAddr>,
     /// SIP over UDP.
     pub listen_udp: SocketAddr,
     /// SIP over TCP (none: UDP only).
@@ -34,6 +42,14 @@ fn default_invites() -> common::rate::Rate {
         per_minute: 60,
         burst: 20,
     }
+}
+
+fn default_name() -> String {
+    "sip-gateway".into()
+}
+
+fn default_region() -> String {
+    "default".into()
 }
 
 fn default_max_calls() -> usize {

@@ -12,6 +12,8 @@ pub mod bridge;
 pub mod config;
 pub mod dial;
 pub mod g711;
+#[cfg(feature = "gateway")]
+pub mod metrics;
 pub mod rtp;
 pub mod sdp;
 #[cfg(feature = "gateway")]

@@ -22,10 +22,12 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::{bridge, dial, sdp};
 
 /// Runs the gateway until the process ends.
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
+    let registry = common::ops::registry(&cfg.name, &cfg.region);
     let mut b = Endpoint::builder();
     b.add_allow(Method::OPTIONS);
     b.user_agent("Fjord SIP gateway");
@@ -39,6 +41,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             cfg: cfg.clone(),
             contact,
             calls: AtomicUsize::new(0),
+            metrics: Metrics::new(&registry),
             invites: std::sync::Mutex::new(common::rate::Limiter::new(cfg.invites_per_address)),
         }),
     });
@@ -47,6 +50,11 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         b.listen_tcp(tcp).await?;
     }
     let _endpoint = b.build();
+    if let Some(addr) = cfg.metrics_listen {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let ops = common::ops::router(registry, std::sync::Arc::new(|| Ok(())));
+        tokio::spawn(async move { axum::serve(listener, ops).await });
+    }
     tracing::info!(udp = %cfg.listen_udp, tcp = ?cfg.listen_tcp, controller = %cfg.controller, "SIP gateway ready");
     std::future::pending::<()>().await;
     Ok(())
@@ -56,6 +64,7 @@ struct State {
     cfg: Config,
     contact: SipUri,
     calls: AtomicUsize,
+    metrics: Metrics,
     /// INVITEs by source address.
     invites: std::sync::Mutex<common::rate::Limiter<std::net::IpAddr>>,
 }
@@ -83,6 +92,7 @@ impl Layer for Gateway {
                     .check(from, Instant::now());
                 if let Err(wait) = limited {
                     tracing::info!(%from, "INVITE flood: 503");
+                    self.state.metrics.calls.with_label_values(&["503"]).inc();
                     let mut response = endpoint.create_response(
                         &invite,
                         StatusCode::SERVICE_UNAVAILABLE,
@@ -192,8 +202,18 @@ fn refusal(e: &anyhow::Error) -> (StatusCode, String) {
 }
 
 /// Answers `incoming` with the failure `code`, saying why (and logs it).
-async fn refuse<M>(incoming: InboundCall<M>, call_id: &str, code: StatusCode, why: String) {
+async fn refuse<M>(
+    incoming: InboundCall<M>,
+    metrics: &Metrics,
+    call_id: &str,
+    code: StatusCode,
+    why: String,
+) {
     tracing::info!(call_id, code = code.into_u16(), reason = %why, "call refused");
+    metrics
+        .calls
+        .with_label_values(&[&code.into_u16().to_string()])
+        .inc();
     let _ = incoming.decline(code, Some(reason(&why))).await;
 }
 
@@ -227,6 +247,7 @@ async fn call(endpoint: Endpoint, state: Arc<State>, invite: IncomingRequest) {
         Err(e) => {
             let (invite, why) = *e;
             tracing::info!(call_id = %call_id, error = %why, "INVITE refused");
+            state.metrics.calls.with_label_values(&["400"]).inc();
             let mut invite = invite;
             let response = endpoint.create_response(
                 &invite,
@@ -251,7 +272,7 @@ async fn call(endpoint: Endpoint, state: Arc<State>, invite: IncomingRequest) {
     let (dial, choice) = match checked {
         Ok(c) => c,
         Err((code, why)) => {
-            refuse(incoming, &call_id, code, why).await;
+            refuse(incoming, &state.metrics, &call_id, code, why).await;
             return;
         }
     };
@@ -259,6 +280,7 @@ async fn call(endpoint: Endpoint, state: Arc<State>, invite: IncomingRequest) {
         state.calls.fetch_sub(1, Ordering::Relaxed);
         refuse(
             incoming,
+            &state.metrics,
             &call_id,
             StatusCode::BUSY_HERE,
             "the gateway is full".into(),
@@ -273,7 +295,14 @@ async fn call(endpoint: Endpoint, state: Arc<State>, invite: IncomingRequest) {
         Ok(s) => Arc::new(s),
         Err(e) => {
             let why = format!("no RTP port: {e}");
-            refuse(incoming, &call_id, StatusCode::SERVER_INTERNAL_ERROR, why).await;
+            refuse(
+                incoming,
+                &state.metrics,
+                &call_id,
+                StatusCode::SERVER_INTERNAL_ERROR,
+                why,
+            )
+            .await;
             return;
         }
     };
@@ -305,6 +334,7 @@ async fn call(endpoint: Endpoint, state: Arc<State>, invite: IncomingRequest) {
         j = join => j,
         _ = incoming.cancelled() => {
             tracing::info!(call_id = %call_id, "the caller hung up while joining");
+            state.metrics.calls.with_label_values(&["487"]).inc();
             return;
         }
     };
@@ -312,7 +342,7 @@ async fn call(endpoint: Endpoint, state: Arc<State>, invite: IncomingRequest) {
         Ok(p) => p,
         Err(e) => {
             let (code, why) = refusal(&e);
-            refuse(incoming, &call_id, code, why).await;
+            refuse(incoming, &state.metrics, &call_id, code, why).await;
             return;
         }
     };
@@ -321,7 +351,14 @@ async fn call(endpoint: Endpoint, state: Arc<State>, invite: IncomingRequest) {
         Err(e) => {
             participant.leave().await;
             let why = format!("no transcoder for {:?}: {e:#}", choice.codec);
-            refuse(incoming, &call_id, StatusCode::SERVER_INTERNAL_ERROR, why).await;
+            refuse(
+                incoming,
+                &state.metrics,
+                &call_id,
+                StatusCode::SERVER_INTERNAL_ERROR,
+                why,
+            )
+            .await;
             return;
         }
     };
@@ -348,6 +385,12 @@ async fn call(endpoint: Endpoint, state: Arc<State>, invite: IncomingRequest) {
         setup_ms = started.elapsed().as_millis() as u64,
         "call joined the meeting"
     );
+    let m = &state.metrics;
+    m.calls.with_label_values(&["200"]).inc();
+    m.setup_seconds.observe(started.elapsed().as_secs_f64());
+    let codec = format!("{:?}", choice.codec).to_lowercase();
+    let active = m.active.with_label_values(&[&codec]);
+    active.inc();
     let (stop_tx, stop_rx) = watch::channel(false);
     let media = tokio::spawn(bridge::run(socket, media, tap_rx, stop_rx));
     let mut ended = participant.ended_watch();
@@ -381,6 +424,17 @@ async fn call(endpoint: Endpoint, state: Arc<State>, invite: IncomingRequest) {
         }
     }
     let counts = media.await.unwrap_or_default();
+    active.dec();
+    m.rtp_packets
+        .with_label_values(&["from_caller"])
+        .inc_by(counts.from_caller);
+    m.rtp_packets
+        .with_label_values(&["to_caller"])
+        .inc_by(counts.to_caller);
+    m.rtp_lost.inc_by(counts.lost);
+    if counts.from_caller > 1 {
+        m.jitter_seconds.observe(counts.jitter_secs);
+    }
     tracing::info!(
         call_id = %call_id,
         by_caller,
@@ -388,6 +442,8 @@ async fn call(endpoint: Endpoint, state: Arc<State>, invite: IncomingRequest) {
         from_caller = counts.from_caller,
         to_caller = counts.to_caller,
         not_rtp = counts.not_rtp,
+        lost = counts.lost,
+        jitter_ms = counts.jitter_secs * 1000.0,
         "call ended"
     );
 }

@@ -182,13 +182,15 @@ async fn baresip_dials_a_meeting_by_uri_in_opus_and_g711_is_heard_hears_it_and_a
     );
 
     let sip_port = harness::free_port();
+    let metrics_port = harness::free_port();
     let logs = c.dir.join("logs");
     let config = c.dir.join("sip-gateway.toml");
     std::fs::write(
         &config,
         format!(
             "listen_udp = \"127.0.0.1:{sip_port}\"\nlisten_tcp = \"127.0.0.1:{sip_port}\"\n\
-             media_ip = \"127.0.0.1\"\ncontroller = \"{base}\"\n"
+             media_ip = \"127.0.0.1\"\ncontroller = \"{base}\"\n\
+             name = \"sip-oslo-1\"\nregion = \"oslo\"\nmetrics_listen = \"127.0.0.1:{metrics_port}\"\n"
         ),
     )
     .unwrap();
@@ -329,6 +331,42 @@ async fn baresip_dials_a_meeting_by_uri_in_opus_and_g711_is_heard_hears_it_and_a
         )
         .await;
     }
+    // The metrics say what happened: two calls answered and set up, 404, 403, 488 (the
+    // GSM phone and the flood's offerless INVITEs), the flood's 503s, audio both ways,
+    // no call left in progress.
+    let text = reqwest::get(format!("http://127.0.0.1:{metrics_port}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let calls = |code: &str| harness::metric_sum(&text, "fjord_sip_calls_total", &[("code", code)]);
+    assert_eq!(
+        [calls("200"), calls("404"), calls("403"), calls("503")],
+        [2.0, 1.0, 1.0, limited as f64],
+        "{text}"
+    );
+    assert_eq!(calls("488"), (refused + 1) as f64, "{text}");
+    assert_eq!(
+        harness::metric_value(&text, "fjord_sip_call_setup_seconds_count"),
+        Some(2.0)
+    );
+    for direction in ["from_caller", "to_caller"] {
+        assert!(
+            harness::metric_sum(
+                &text,
+                "fjord_sip_rtp_packets_total",
+                &[("direction", direction)]
+            ) > 100.0,
+            "{direction}: {text}"
+        );
+    }
+    assert_eq!(
+        harness::metric_sum(&text, "fjord_sip_calls_active", &[]),
+        0.0,
+        "{text}"
+    );
+    assert!(text.contains("region=\"oslo\""), "{text}");
 }
 
 /// `name` dials the meeting offering `codecs` and speaking at `hz`: the host hears it,
