@@ -32,6 +32,7 @@ mod sip;
 mod slots;
 mod tokens;
 mod turn;
+mod usage;
 mod webinar;
 mod wss;
 
