@@ -204,7 +204,7 @@ fn with_sink(description: &str) -> anyhow::Result<(gst::Pipeline, gst_app::AppSi
 }
 
 /// The pipeline `description`, playing, with its appsrc `in` and appsink `out`.
-fn with_source(
+pub fn with_source(
     description: &str,
 ) -> anyhow::Result<(gst::Pipeline, gst_app::AppSrc, gst_app::AppSink)> {
     let (pipeline, sink) = with_sink(description)?;

@@ -12,25 +12,13 @@ use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 use tokio::sync::mpsc;
 
+/// The pipeline `description`, playing, with its appsrc `in` and appsink `out` (the
+/// bot library's builder).
 fn pipeline(
     description: &str,
 ) -> anyhow::Result<(gst::Pipeline, gst_app::AppSrc, gst_app::AppSink)> {
     gst::init().context("initialise GStreamer")?;
-    let pipeline = gst::parse::launch(description)
-        .with_context(|| format!("build pipeline `{description}`"))?
-        .downcast::<gst::Pipeline>()
-        .map_err(|_| anyhow::anyhow!("not a pipeline"))?;
-    let src = pipeline
-        .by_name("in")
-        .context("no appsrc")?
-        .downcast::<gst_app::AppSrc>()
-        .map_err(|_| anyhow::anyhow!("`in` is not an appsrc"))?;
-    let sink = pipeline
-        .by_name("out")
-        .context("no appsink")?
-        .downcast::<gst_app::AppSink>()
-        .map_err(|_| anyhow::anyhow!("`out` is not an appsink"))?;
-    Ok((pipeline, src, sink))
+    bot::media::with_source(description)
 }
 
 /// The bytes of an appsink's next sample.
